@@ -1,0 +1,46 @@
+/*
+ * The subcommands of the multicall binary (cmd/main.c dispatches), and the
+ * texts they share.
+ *
+ * A handler gets argv with argv[0] = the subcommand name, parses its own
+ * options with getopt_long from optind = 0 (a full reset), and returns the
+ * process exit code.  Handlers print; main() checks stdout at exit.
+ */
+#ifndef CMD_CMDS_H
+#define CMD_CMDS_H
+
+#include <stdbool.h>
+
+/* One table line per qemu-img subcommand; handler NULL = not built yet. */
+struct cmd_struct {
+    const char *name;
+    int (*handler)(int argc, char **argv);
+    const char *synopsis; /* qemu-img-cmds.h arg_string */
+};
+
+/* The sorted table and its length (cmd/main.c). */
+extern const struct cmd_struct cmd_table[];
+extern const unsigned cmd_table_len;
+
+/* Find a subcommand by exact name; NULL if unknown. */
+const struct cmd_struct *cmd_lookup(const char *name);
+
+/* qemu-img's "--version" text (two lines, each ending in '\n'). */
+extern const char cmd_version_text[];
+
+/* Print qemu-img's full --help text on stdout (cmd/help.c). */
+void cmd_print_help(void);
+
+/*
+ * True if QEMU 7.2 (this build) has a block driver called name, i.e. "-f
+ * name" does not fail with "Unknown driver".
+ */
+bool cmd_driver_known(const char *name);
+
+/*
+ * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
+ * documented above the handler.
+ */
+int cmd_info(int argc, char **argv);
+
+#endif /* CMD_CMDS_H */

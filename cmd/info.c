@@ -1,0 +1,718 @@
+/*
+ * instar info: qemu-img 7.2's img_info().
+ *
+ * Shape: parse options; for each image of the (optional) backing chain
+ * open it read-only on the host, let the sandboxed guest plan the info
+ * (raw with -f raw is answered here: no image byte is interpreted), and
+ * collect an image_info; then render once, human (bdrv_image_info_dump in
+ * block/qapi.c) or JSON (the ImageInfo QAPI struct through
+ * qobject_to_json_pretty).
+ *
+ * Names found inside images are decided by cmd/policy.c.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "info.h"
+#include "lock.h"
+#include "policy.h"
+#include "qobj.h"
+#include "report.h"
+#include "result.h"
+#include "size.h"
+#include "vmm.h"
+
+enum {
+    OPTION_OUTPUT = 256,
+    OPTION_BACKING_CHAIN = 257,
+    OPTION_OBJECT = 258,
+    OPTION_IMAGE_OPTS = 259,
+};
+
+/* --- Building an image_info --- */
+
+static void snapshot_release(struct info_snapshot *s)
+{
+    free(s->id);
+    free(s->name);
+}
+
+void image_info_free(struct image_info *ii)
+{
+    uint32_t i;
+
+    if (!ii)
+        return;
+    free(ii->filename);
+    free(ii->backing_filename);
+    free(ii->full_backing_filename);
+    free(ii->backing_filename_format);
+    for (i = 0; i < ii->nsnapshots; i++)
+        snapshot_release(&ii->snapshots[i]);
+    free(ii->snapshots);
+    qobj_free(ii->format_specific);
+    free(ii);
+}
+
+/* A qobj string from a validated result string. */
+static struct qobj *rstr(const struct result_info *v, struct instar_str s)
+{
+    char *c = result_str(v, s);
+    struct qobj *o;
+
+    if (!c)
+        return NULL;
+    o = qobj_str_new(c);
+    free(c);
+    return o;
+}
+
+/* QCryptoBlockInfoLUKS (qapi/crypto.json) members, in QAPI order. */
+static void put_luks(struct qobj *enc, const struct result_info *v)
+{
+    const struct instar_info_luks *l = &v->info.luks;
+    struct qobj *slots = qobj_list_new();
+    unsigned i;
+
+    qobj_dict_put(enc, "cipher-alg", rstr(v, l->cipher_alg));
+    qobj_dict_put(enc, "cipher-mode", rstr(v, l->cipher_mode));
+    qobj_dict_put(enc, "ivgen-alg", rstr(v, l->ivgen_alg));
+    if (result_str_present(l->ivgen_hash_alg))
+        qobj_dict_put(enc, "ivgen-hash-alg", rstr(v, l->ivgen_hash_alg));
+    qobj_dict_put(enc, "hash-alg", rstr(v, l->hash_alg));
+    qobj_dict_put_int(enc, "payload-offset", (int64_t)l->payload_offset);
+    qobj_dict_put_int(enc, "master-key-iters", (int64_t)l->master_key_iters);
+    qobj_dict_put(enc, "uuid", rstr(v, l->uuid));
+    for (i = 0; i < INSTAR_LUKS_SLOTS; i++) {
+        const struct instar_info_luks_slot *s = &l->slots[i];
+        struct qobj *d = qobj_dict_new();
+
+        qobj_dict_put_bool(d, "active", s->active != 0);
+        if (s->active) {
+            qobj_dict_put_int(d, "iters", (int64_t)s->iters);
+            qobj_dict_put_int(d, "stripes", (int64_t)s->stripes);
+        }
+        qobj_dict_put_int(d, "key-offset", (int64_t)s->key_offset);
+        qobj_list_append(slots, d);
+    }
+    qobj_dict_put(enc, "slots", slots);
+}
+
+/* Qcow2BitmapInfo list (qcow2_get_bitmap_info_list, block/qcow2-bitmap.c). */
+static struct qobj *qcow2_bitmaps(const struct result_info *v)
+{
+    struct qobj *list = qobj_list_new();
+    uint32_t i;
+
+    for (i = 0; i < v->info.nbitmaps; i++) {
+        struct instar_info_bitmap bm;
+        struct qobj *d = qobj_dict_new(), *flags = qobj_list_new();
+
+        result_info_bitmap(v, i, &bm);
+        qobj_dict_put(d, "name", rstr(v, bm.name));
+        qobj_dict_put(d, "granularity", qobj_uint_new(bm.granularity));
+        if (bm.flags & INSTAR_BITMAP_IN_USE)
+            qobj_list_append(flags, qobj_str_new("in-use"));
+        if (bm.flags & INSTAR_BITMAP_AUTO)
+            qobj_list_append(flags, qobj_str_new("auto"));
+        qobj_dict_put(d, "flags", flags);
+        qobj_list_append(list, d);
+    }
+    return list;
+}
+
+/*
+ * ImageInfoSpecific for qcow2: {"type": "qcow2", "data":
+ * ImageInfoSpecificQCow2}, members in QAPI order as qcow2_get_specific_info
+ * (block/qcow2.c) fills them.
+ */
+static struct qobj *qcow2_specific(const struct result_info *v)
+{
+    const struct instar_info_result *r = &v->info;
+    struct qobj *spec = qobj_dict_new(), *data = qobj_dict_new();
+    bool v3 = r->qcow2_version == 3;
+
+    qobj_dict_put_str(spec, "type", "qcow2");
+    qobj_dict_put_str(data, "compat", v3 ? "1.1" : "0.10");
+    if (v3) {
+        if (result_str_present(r->data_file))
+            qobj_dict_put(data, "data-file", rstr(v, r->data_file));
+        if (r->qcow2_flags & INSTAR_QCOW2_HAS_DATA_FILE)
+            qobj_dict_put_bool(data, "data-file-raw",
+                               (r->qcow2_flags & INSTAR_QCOW2_DATA_FILE_RAW) != 0);
+        qobj_dict_put_bool(data, "extended-l2", (r->qcow2_flags & INSTAR_QCOW2_EXTENDED_L2) != 0);
+        qobj_dict_put_bool(data, "lazy-refcounts", (r->qcow2_flags & INSTAR_QCOW2_LAZY_REFS) != 0);
+        qobj_dict_put_bool(data, "corrupt", (r->qcow2_flags & INSTAR_QCOW2_CORRUPT) != 0);
+    }
+    qobj_dict_put_int(data, "refcount-bits", r->refcount_bits);
+    if (r->encrypt_format != INSTAR_ENCRYPT_NONE) {
+        struct qobj *enc = qobj_dict_new();
+
+        qobj_dict_put_str(enc, "format", r->encrypt_format == INSTAR_ENCRYPT_LUKS ? "luks" : "aes");
+        if (r->encrypt_format == INSTAR_ENCRYPT_LUKS)
+            put_luks(enc, v);
+        qobj_dict_put(data, "encrypt", enc);
+    }
+    if (v3 && r->nbitmaps > 0)
+        qobj_dict_put(data, "bitmaps", qcow2_bitmaps(v));
+    /* A v2 header has no compression type field: always zlib. */
+    qobj_dict_put_str(data, "compression-type", v3 && r->compression_type == 1 ? "zstd" : "zlib");
+    qobj_dict_put(spec, "data", data);
+    return spec;
+}
+
+/* QEMUSnapshotInfo keeps ids and names in char[128] / char[256]. */
+static char *snapshot_str(const struct result_info *v, struct instar_str s, size_t max)
+{
+    char *c = result_str(v, s);
+
+    if (c && strlen(c) > max - 1)
+        c[max - 1] = '\0';
+    return c;
+}
+
+int info_from_result(struct image_info *ii, const struct result_info *v)
+{
+    const struct instar_info_result *r = &v->info;
+    bool qcow2 = (r->flags & INSTAR_INFO_QCOW2) != 0;
+    uint32_t i;
+
+    memcpy(ii->format, r->format, sizeof(r->format));
+    ii->format[sizeof(ii->format) - 1] = '\0';
+    ii->virtual_size = (int64_t)r->virtual_size;
+    ii->encrypted = (r->flags & INSTAR_INFO_ENCRYPTED) != 0;
+    ii->has_cluster_size = r->cluster_size != 0;
+    ii->cluster_size = (int64_t)r->cluster_size;
+    ii->has_dirty_flag = (r->flags & INSTAR_INFO_DIRTY_VALID) != 0;
+    ii->dirty_flag = (r->flags & INSTAR_INFO_DIRTY) != 0;
+
+    if (result_str_present(r->backing_file)) {
+        ii->backing_filename = result_str(v, r->backing_file);
+        if (!ii->backing_filename)
+            return -ENOMEM;
+        if (!ii->backing_filename[0]) {
+            /* bs->backing_file "" means no backing file to QEMU. */
+            free(ii->backing_filename);
+            ii->backing_filename = NULL;
+        }
+    }
+    if (ii->backing_filename) {
+        ii->full_backing_filename = policy_full_backing(ii->filename, ii->backing_filename);
+        if (!ii->full_backing_filename)
+            return -ENOMEM;
+        if (result_str_present(r->backing_fmt)) {
+            ii->backing_filename_format = result_str(v, r->backing_fmt);
+            if (!ii->backing_filename_format)
+                return -ENOMEM;
+            if (!ii->backing_filename_format[0]) {
+                free(ii->backing_filename_format);
+                ii->backing_filename_format = NULL;
+            }
+        }
+    }
+
+    /* qcow2_snapshot_list() answers -ENOTSUP with an external data file. */
+    if (r->nsnapshots && !(qcow2 && (r->qcow2_flags & INSTAR_QCOW2_HAS_DATA_FILE))) {
+        ii->snapshots = calloc(r->nsnapshots, sizeof(*ii->snapshots));
+        if (!ii->snapshots)
+            return -ENOMEM;
+        for (i = 0; i < r->nsnapshots; i++) {
+            struct instar_info_snapshot sn;
+            struct info_snapshot *o = &ii->snapshots[i];
+
+            result_info_snapshot(v, i, &sn);
+            ii->nsnapshots = i + 1;
+            o->id = snapshot_str(v, sn.id, 128);
+            o->name = snapshot_str(v, sn.name, 256);
+            if (!o->id || !o->name)
+                return -ENOMEM;
+            o->vm_state_size = sn.vm_state_size;
+            o->date_sec = sn.date_sec;
+            o->date_nsec = sn.date_nsec;
+            o->vm_clock_nsec = sn.vm_clock_nsec;
+            o->icount = sn.icount;
+        }
+    }
+
+    if (qcow2) {
+        ii->format_specific = qcow2_specific(v);
+        if (qobj_failed(ii->format_specific))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+/*
+ * raw, answered by the host: QEMU's raw driver over the file driver
+ * reports the file length rounded up to whole 512-byte sectors
+ * (bdrv_getlength), no cluster size, and a clean dirty flag.
+ */
+static void image_info_raw(struct image_info *ii, const struct stat *st)
+{
+    uint64_t size = (uint64_t)st->st_size;
+
+    if (size > (uint64_t)INT64_MAX - 511)
+        size = (uint64_t)INT64_MAX - 511;
+    strcpy(ii->format, "raw");
+    ii->virtual_size = (int64_t)((size + 511) & ~(uint64_t)511);
+    ii->has_dirty_flag = true;
+}
+
+/* --- Opening one image --- */
+
+/* Printable ASCII only: vmm details may quote guest-supplied strings. */
+static void sanitize(char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n && s[i]; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+            s[i] = '?';
+    if (n)
+        s[n - 1] = '\0';
+}
+
+static void report_open(const char *name, const char *msg)
+{
+    report_error("Could not open '%s': %s", name, msg ? msg : strerror(ENOMEM));
+}
+
+/* -U: take no locks (QEMU's BDRV_O_FORCE_SHARE). */
+static bool info_force_share;
+
+/*
+ * Ask the guest about the image open on fd.  On failure reports (naming
+ * name) and returns -1; on success fills ii from the result.
+ */
+static int info_from_guest(struct image_info *ii, const char *name, const char *fmt, int fd,
+                           const struct stat *st)
+{
+    struct instar_info_args args;
+    struct vmm_dev dev;
+    struct vmm_outcome out;
+    struct result_info v;
+    enum result_bad why;
+    int ret = -1;
+
+    memset(&args, 0, sizeof(args));
+    if (fmt)
+        snprintf(args.format, sizeof(args.format), "%s", fmt);
+    if (strlen(name) > 4 && !strcmp(name + strlen(name) - 4, ".dmg"))
+        args.flags |= INSTAR_INFO_NAME_DMG;
+    memset(&dev, 0, sizeof(dev));
+    dev.fd = fd;
+    dev.size = (uint64_t)st->st_size;
+    dev.write_limit = 0;
+    dev.flags = INSTAR_DEV_READ;
+    memset(&out, 0, sizeof(out));
+
+    if (vmm_run(NULL, INSTAR_OP_INFO, &args, sizeof(args), &dev, 1, &out) != 0) {
+        sanitize(out.detail, sizeof(out.detail));
+        report_error("Could not open '%s': sandbox failure: %s", name,
+                     out.detail[0] ? out.detail : "unknown error");
+        goto out;
+    }
+    why = result_info_parse(out.result, out.result_len, &v);
+    if (why != RESULT_OK) {
+        report_error("Could not open '%s': sandbox failure: invalid result (%s)", name,
+                     result_bad_str(why));
+        goto out;
+    }
+    /* qcow2 (format errors included) takes QEMU's locks before it parses. */
+    if (!info_force_share && (!strncmp(v.info.format, "qcow2", sizeof(v.info.format)) ||
+                              (v.hdr.error >= 1000 && v.hdr.error < 2000))) {
+        char lmsg[512];
+
+        if (lock_metadata_readonly(fd, name, lmsg, sizeof(lmsg)) < 0) {
+            report_error("Could not open '%s': %s", name, lmsg);
+            goto out;
+        }
+    }
+    report_guest_warning(v.hdr.warn_code, v.hdr.warn_count);
+    if (v.hdr.error != 0) {
+        const char *s = v.hdr.err_str.off ? (const char *)v.blob + v.hdr.err_str.off : NULL;
+
+        fprintf(stderr, "%s: Could not open '%s': ", report_progname(), name);
+        report_code_render_to(stderr, v.hdr.error, v.hdr.err_args, s, v.hdr.err_str.len);
+        fputc('\n', stderr);
+        goto out;
+    }
+    if (info_from_result(ii, &v) < 0) {
+        report_open(name, NULL);
+        goto out;
+    }
+    ret = 0;
+out:
+    vmm_outcome_release(&out);
+    return ret;
+}
+
+/*
+ * Open and describe one image of the chain.
+ * @name: as qemu-img would print it in "Could not open '...'"
+ * @fmt: format (NULL to probe)
+ * @depth: 0 for the image named on the command line
+ * Returns a new image_info, or NULL after reporting.
+ */
+static struct image_info *info_one(const char *name, const char *fmt, unsigned depth,
+                                   struct policy_chain *chain)
+{
+    struct image_info *ii = NULL;
+    const char *path;
+    char *msg = NULL;
+    struct stat st;
+    int fd = -1, r;
+
+    if (policy_host_path(name, &path, &msg) < 0) {
+        report_open(name, msg);
+        goto fail;
+    }
+    /* QEMU looks the driver up before it touches the file. */
+    if (fmt && !cmd_driver_known(fmt)) {
+        report_error("Could not open '%s': Unknown driver '%s'", name, fmt);
+        goto fail;
+    }
+    if (policy_open(path, &fd, &st, &msg) < 0) {
+        report_open(name, msg);
+        goto fail;
+    }
+    r = policy_chain_add(chain, &st);
+    if (r == -1) {
+        report_error("Backing file '%s' creates an infinite loop.", name);
+        goto fail;
+    }
+    if (r == -2) {
+        report_error("Could not open '%s': backing chain longer than %d images", name,
+                     POLICY_CHAIN_MAX);
+        goto fail;
+    }
+    if (depth > 0 && policy_allowlist_check(fd, &msg) < 0) {
+        report_open(name, msg);
+        goto fail;
+    }
+
+    ii = calloc(1, sizeof(*ii));
+    if (!ii || !(ii->filename = strdup(path))) {
+        report_open(name, NULL);
+        goto fail;
+    }
+    /* file-posix: allocated size is st_blocks * 512 (the data file is not opened). */
+    ii->has_actual_size = true;
+    ii->actual_size = (int64_t)st.st_blocks * 512;
+
+    if (fmt && !strcmp(fmt, "raw"))
+        image_info_raw(ii, &st);
+    else if (info_from_guest(ii, name, fmt, fd, &st) < 0)
+        goto fail;
+    close(fd);
+    return ii;
+fail:
+    free(msg);
+    if (fd >= 0)
+        close(fd);
+    image_info_free(ii);
+    return NULL;
+}
+
+/*
+ * collect_image_info_list(): the image, then with chain its backing files,
+ * each opened with the format its parent names.  Returns the number of
+ * images in *out (caller frees each and the array), or -1 after reporting.
+ */
+static int info_collect(const char *filename, const char *fmt, bool chain, struct image_info ***out)
+{
+    struct image_info **list = NULL, *ii;
+    const char *names[POLICY_CHAIN_MAX + 1];
+    struct policy_chain pc;
+    unsigned n = 0, i;
+
+    policy_chain_init(&pc);
+    list = calloc(POLICY_CHAIN_MAX + 1, sizeof(*list));
+    if (!list) {
+        report_open(filename, NULL);
+        return -1;
+    }
+    while (filename) {
+        for (i = 0; i < n; i++) {
+            if (!strcmp(names[i], filename)) {
+                report_error("Backing file '%s' creates an infinite loop.", filename);
+                goto fail;
+            }
+        }
+        if (n >= POLICY_CHAIN_MAX) {
+            report_error("Could not open '%s': backing chain longer than %d images", filename,
+                         POLICY_CHAIN_MAX);
+            goto fail;
+        }
+        ii = info_one(filename, fmt, n, &pc);
+        if (!ii)
+            goto fail;
+        names[n] = filename;
+        list[n++] = ii;
+
+        filename = NULL;
+        fmt = NULL;
+        if (chain && ii->backing_filename) {
+            filename = ii->full_backing_filename;
+            fmt = ii->backing_filename_format;
+        }
+    }
+    *out = list;
+    return (int)n;
+fail:
+    for (i = 0; i < n; i++)
+        image_info_free(list[i]);
+    free(list);
+    return -1;
+}
+
+/* --- Rendering --- */
+
+/* bdrv_snapshot_dump(): one row, or the header when sn is NULL. */
+void info_snapshot_dump(FILE *f, const struct info_snapshot *sn)
+{
+    char clock_buf[128], icount_buf[128] = "", date_buf[64] = "", size_buf[SIZE_STR_MAX];
+    int64_t secs;
+    struct tm tm;
+    time_t t;
+
+    if (!sn) {
+        fprintf(f, "%-10s%-17s%8s%20s%13s%11s", "ID", "TAG", "VM SIZE", "DATE", "VM CLOCK",
+                "ICOUNT");
+        return;
+    }
+    t = (time_t)sn->date_sec;
+    if (localtime_r(&t, &tm))
+        strftime(date_buf, sizeof(date_buf), "%Y-%m-%d %H:%M:%S", &tm);
+    secs = (int64_t)(sn->vm_clock_nsec / 1000000000);
+    snprintf(clock_buf, sizeof(clock_buf), "%02d:%02d:%02d.%03d", (int)(secs / 3600),
+             (int)((secs / 60) % 60), (int)(secs % 60),
+             (int)((sn->vm_clock_nsec / 1000000) % 1000));
+    if (sn->icount != UINT64_MAX)
+        snprintf(icount_buf, sizeof(icount_buf), "%" PRId64, (int64_t)sn->icount);
+    fprintf(f, "%-9s %-16s %8s%20s%13s%11s", sn->id, sn->name,
+            size_to_str(sn->vm_state_size, size_buf), date_buf, clock_buf, icount_buf);
+}
+
+/* bdrv_image_info_dump(). */
+int info_dump_human(FILE *f, const struct image_info *ii)
+{
+    char size_buf[SIZE_STR_MAX], dsize_buf[SIZE_STR_MAX];
+    uint32_t i;
+
+    if (ii->has_actual_size)
+        size_to_str((uint64_t)ii->actual_size, dsize_buf);
+    else
+        strcpy(dsize_buf, "unavailable");
+    fprintf(f,
+            "image: %s\n"
+            "file format: %s\n"
+            "virtual size: %s (%" PRId64 " bytes)\n"
+            "disk size: %s\n",
+            ii->filename, ii->format, size_to_str((uint64_t)ii->virtual_size, size_buf),
+            ii->virtual_size, dsize_buf);
+    if (ii->encrypted)
+        fputs("encrypted: yes\n", f);
+    if (ii->has_cluster_size)
+        fprintf(f, "cluster_size: %" PRId64 "\n", ii->cluster_size);
+    if (ii->has_dirty_flag && ii->dirty_flag)
+        fputs("cleanly shut down: no\n", f);
+    if (ii->backing_filename) {
+        fprintf(f, "backing file: %s", ii->backing_filename);
+        if (!ii->full_backing_filename)
+            fputs(" (cannot determine actual path)", f);
+        else if (strcmp(ii->backing_filename, ii->full_backing_filename))
+            fprintf(f, " (actual path: %s)", ii->full_backing_filename);
+        fputc('\n', f);
+        if (ii->backing_filename_format)
+            fprintf(f, "backing file format: %s\n", ii->backing_filename_format);
+    }
+    if (ii->nsnapshots) {
+        fputs("Snapshot list:\n", f);
+        info_snapshot_dump(f, NULL);
+        fputc('\n', f);
+        for (i = 0; i < ii->nsnapshots; i++) {
+            info_snapshot_dump(f, &ii->snapshots[i]);
+            fputc('\n', f);
+        }
+    }
+    if (ii->format_specific) {
+        fputs("Format specific information:\n", f);
+        if (qobj_dump_human(f, 1, qobj_dict_get(ii->format_specific, "data")) < 0)
+            return -1;
+    }
+    return ferror(f) ? -1 : 0;
+}
+
+/* SnapshotInfo (qapi/block-core.json), members in QAPI order. */
+static struct qobj *snapshot_qobj(const struct info_snapshot *sn)
+{
+    struct qobj *d = qobj_dict_new();
+
+    qobj_dict_put_str(d, "id", sn->id);
+    qobj_dict_put_str(d, "name", sn->name);
+    qobj_dict_put_int(d, "vm-state-size", (int64_t)sn->vm_state_size);
+    qobj_dict_put_int(d, "date-sec", sn->date_sec);
+    qobj_dict_put_int(d, "date-nsec", sn->date_nsec);
+    qobj_dict_put_int(d, "vm-clock-sec", (int64_t)(sn->vm_clock_nsec / 1000000000));
+    qobj_dict_put_int(d, "vm-clock-nsec", (int64_t)(sn->vm_clock_nsec % 1000000000));
+    if (sn->icount != UINT64_MAX)
+        qobj_dict_put_int(d, "icount", (int64_t)sn->icount);
+    return d;
+}
+
+struct qobj *info_to_qobj(const struct image_info *ii)
+{
+    struct qobj *d = qobj_dict_new();
+    uint32_t i;
+
+    /* ImageInfo (qapi/block-core.json), members in QAPI order. */
+    qobj_dict_put_str(d, "filename", ii->filename);
+    qobj_dict_put_str(d, "format", ii->format);
+    if (ii->has_dirty_flag)
+        qobj_dict_put_bool(d, "dirty-flag", ii->dirty_flag);
+    if (ii->has_actual_size)
+        qobj_dict_put_int(d, "actual-size", ii->actual_size);
+    qobj_dict_put_int(d, "virtual-size", ii->virtual_size);
+    if (ii->has_cluster_size)
+        qobj_dict_put_int(d, "cluster-size", ii->cluster_size);
+    if (ii->encrypted)
+        qobj_dict_put_bool(d, "encrypted", true);
+    if (ii->backing_filename) {
+        qobj_dict_put_str(d, "backing-filename", ii->backing_filename);
+        if (ii->full_backing_filename)
+            qobj_dict_put_str(d, "full-backing-filename", ii->full_backing_filename);
+        if (ii->backing_filename_format)
+            qobj_dict_put_str(d, "backing-filename-format", ii->backing_filename_format);
+    }
+    if (ii->nsnapshots) {
+        struct qobj *l = qobj_list_new();
+
+        for (i = 0; i < ii->nsnapshots; i++)
+            qobj_list_append(l, snapshot_qobj(&ii->snapshots[i]));
+        qobj_dict_put(d, "snapshots", l);
+    }
+    if (ii->format_specific)
+        qobj_dict_put(d, "format-specific", qobj_clone(ii->format_specific)); /* one owner each */
+    return d;
+}
+
+/* --- The handler --- */
+
+static int info_dump(const struct image_info *const *list, int n, bool json, bool chain)
+{
+    struct qobj *root;
+    int i, ret = 0;
+
+    if (!json) {
+        for (i = 0; i < n && ret == 0; i++) {
+            if (i)
+                putchar('\n');
+            ret = info_dump_human(stdout, list[i]);
+        }
+        return ret;
+    }
+    if (chain) {
+        root = qobj_list_new();
+        for (i = 0; i < n; i++)
+            qobj_list_append(root, info_to_qobj(list[i]));
+    } else {
+        root = info_to_qobj(list[0]);
+    }
+    if (qobj_failed(root)) {
+        qobj_free(root);
+        report_error("%s", strerror(ENOMEM));
+        return -1;
+    }
+    ret = qobj_to_json(stdout, root);
+    putchar('\n');
+    qobj_free(root);
+    return ret;
+}
+
+/*
+ * qemu-img info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt]
+ *               [--backing-chain] [-U] filename
+ * Exit codes: 0 printed, 1 usage error or an image could not be described.
+ */
+int cmd_info(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        {"help", no_argument, 0, 'h'},
+        {"format", required_argument, 0, 'f'},
+        {"output", required_argument, 0, OPTION_OUTPUT},
+        {"backing-chain", no_argument, 0, OPTION_BACKING_CHAIN},
+        {"object", required_argument, 0, OPTION_OBJECT},
+        {"image-opts", no_argument, 0, OPTION_IMAGE_OPTS},
+        {"force-share", no_argument, 0, 'U'},
+        {0, 0, 0, 0},
+    };
+    const char *filename, *fmt = NULL, *output = NULL;
+    bool chain = false, image_opts = false, json = false;
+    struct image_info **list = NULL;
+    int c, n, i, ret = 1;
+
+    for (;;) {
+        c = getopt_long(argc, argv, ":f:hU", long_options, NULL);
+        if (c == -1)
+            break;
+        switch (c) {
+        case ':':
+            return report_usage("missing argument for option '%s'", argv[optind - 1]);
+        case '?':
+            return report_usage("unrecognized option '%s'", argv[optind - 1]);
+        case 'h':
+            cmd_print_help();
+            return 0;
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'U':
+            info_force_share = true;
+            break;
+        case OPTION_OUTPUT:
+            output = optarg;
+            break;
+        case OPTION_BACKING_CHAIN:
+            chain = true;
+            break;
+        case OPTION_OBJECT:
+            /* Secrets and other objects are not needed: info never decrypts. */
+            break;
+        case OPTION_IMAGE_OPTS:
+            image_opts = true;
+            break;
+        }
+    }
+    if (optind != argc - 1)
+        return report_usage("Expecting one image file name");
+    filename = argv[optind];
+
+    if (output && !strcmp(output, "json")) {
+        json = true;
+    } else if (output && strcmp(output, "human")) {
+        report_error("--output must be used with human or json as argument.");
+        return 1;
+    }
+    if (image_opts) {
+        report_error("--image-opts is not supported by instar");
+        return 1;
+    }
+
+    n = info_collect(filename, fmt, chain, &list);
+    if (n < 0)
+        return 1;
+    if (info_dump((const struct image_info *const *)list, n, json, chain) == 0)
+        ret = 0;
+    for (i = 0; i < n; i++)
+        image_info_free(list[i]);
+    free(list);
+    return ret;
+}

@@ -1,0 +1,76 @@
+/*
+ * instar info: the collected facts about one image (QEMU's ImageInfo) and
+ * its two renderers.  Exported for the unit tests; cmd_info() (cmds.h) is
+ * the handler.
+ */
+#ifndef CMD_INFO_H
+#define CMD_INFO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct qobj;
+
+/* One internal snapshot (QEMU's SnapshotInfo). */
+struct info_snapshot {
+    char *id;   /* at most 127 bytes, as QEMUSnapshotInfo.id_str */
+    char *name; /* at most 255 bytes, as QEMUSnapshotInfo.name */
+    uint64_t vm_state_size;
+    uint64_t vm_clock_nsec;
+    uint64_t icount; /* UINT64_MAX: absent */
+    uint32_t date_sec;
+    uint32_t date_nsec;
+};
+
+/* QEMU's ImageInfo, as qemu-img info fills it.  NULL strings are absent. */
+struct image_info {
+    char *filename;
+    char format[32];
+    int64_t virtual_size;
+    bool has_actual_size;
+    int64_t actual_size;
+    bool encrypted;
+    bool has_cluster_size;
+    int64_t cluster_size;
+    bool has_dirty_flag;
+    bool dirty_flag;
+    char *backing_filename;
+    char *full_backing_filename;
+    char *backing_filename_format;
+    struct info_snapshot *snapshots;
+    uint32_t nsnapshots;
+    struct qobj *format_specific; /* ImageInfoSpecific {type, data}, or NULL */
+};
+
+struct result_info;
+
+/*
+ * info_from_result - fill ii from a validated INSTAR_OP_INFO result (see
+ * cmd/result.h), as bdrv_query_image_info() would: backing names resolved
+ * against ii->filename, snapshots hidden for images with an external data
+ * file, the qcow2 format-specific tree built.
+ * @ii: filename (and actual size) already set by the caller
+ * Returns 0 or -ENOMEM (ii then holds partial data; free it).
+ */
+int info_from_result(struct image_info *ii, const struct result_info *v);
+
+/* Free ii and everything it owns (NULL is fine). */
+void image_info_free(struct image_info *ii);
+
+/*
+ * info_dump_human - bdrv_image_info_dump() (block/qapi.c) of ii to f.
+ * Returns 0, or -1 if f failed.
+ */
+int info_dump_human(FILE *f, const struct image_info *ii);
+
+/* bdrv_snapshot_dump(): one table row without newline; the header if sn is NULL. */
+void info_snapshot_dump(FILE *f, const struct info_snapshot *sn);
+
+/*
+ * info_to_qobj - ii as the QAPI ImageInfo dict (for JSON output).
+ * Returns a new tree (caller frees; check qobj_failed()).
+ */
+struct qobj *info_to_qobj(const struct image_info *ii);
+
+#endif /* CMD_INFO_H */

@@ -1,0 +1,213 @@
+/*
+ * Result blob validation.  The blob is guest output: every offset, length
+ * and count is checked with overflow-safe arithmetic against the blob's
+ * real length before anything is read through it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "instar/abi.h"
+#include "instar/ovf.h"
+#include "result.h"
+
+const char *result_bad_str(enum result_bad why)
+{
+    switch (why) {
+    case RESULT_OK:
+        return "ok";
+    case RESULT_BAD_SHORT:
+        return "result too short";
+    case RESULT_BAD_MAGIC:
+        return "bad result magic";
+    case RESULT_BAD_ABI:
+        return "result ABI version mismatch";
+    case RESULT_BAD_OP:
+        return "result for the wrong operation";
+    case RESULT_BAD_SIZE:
+        return "result size mismatch";
+    case RESULT_BAD_STR:
+        return "result string out of bounds";
+    case RESULT_BAD_ARRAY:
+        return "result array out of bounds";
+    case RESULT_BAD_VALUE:
+        return "result field out of range";
+    }
+    return "bad result";
+}
+
+/* An absent string is {0, 0}; a present one lies inside the blob. */
+static bool str_ok(struct instar_str s, size_t len)
+{
+    if (s.off == 0)
+        return s.len == 0;
+    return s.len <= INSTAR_STR_MAX && ovf_range_ok(s.off, s.len, len);
+}
+
+/* n elements of elem bytes at off, inside the blob; n == 0 is always fine. */
+static bool array_ok(uint32_t off, uint32_t n, size_t elem, size_t len)
+{
+    uint64_t bytes;
+
+    if (n == 0)
+        return true;
+    if (off == 0 || ovf_mul_u64(n, elem, &bytes))
+        return false;
+    return ovf_range_ok(off, bytes, len);
+}
+
+enum result_bad result_hdr_parse(const void *blob, size_t len, uint32_t op,
+                                 struct instar_result_hdr *hdr)
+{
+    if (!blob || len < sizeof(*hdr))
+        return RESULT_BAD_SHORT;
+    if (len > INSTAR_RESULT_MAX)
+        return RESULT_BAD_SIZE;
+    memcpy(hdr, blob, sizeof(*hdr));
+    if (hdr->magic != INSTAR_RESULT_MAGIC)
+        return RESULT_BAD_MAGIC;
+    if (hdr->abi_version != INSTAR_ABI_VERSION)
+        return RESULT_BAD_ABI;
+    if (hdr->op != op)
+        return RESULT_BAD_OP;
+    if (hdr->size != len)
+        return RESULT_BAD_SIZE;
+    if (!str_ok(hdr->err_str, len))
+        return RESULT_BAD_STR;
+    return RESULT_OK;
+}
+
+/* A driver name: non-empty, NUL-terminated in its array, [a-z0-9_+-] only. */
+static bool format_ok(const char *f, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n && f[i]; i++) {
+        char c = f[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '+'))
+            return false;
+    }
+    return i > 0 && i < n;
+}
+
+static enum result_bad check_snapshots(const struct result_info *v)
+{
+    const struct instar_info_result *r = &v->info;
+    struct instar_info_snapshot sn;
+    uint32_t i;
+
+    if (r->nsnapshots > RESULT_MAX_SNAPSHOTS ||
+        !array_ok(r->snapshots_off, r->nsnapshots, sizeof(sn), v->len))
+        return RESULT_BAD_ARRAY;
+    for (i = 0; i < r->nsnapshots; i++) {
+        result_info_snapshot(v, i, &sn);
+        if (!str_ok(sn.id, v->len) || !str_ok(sn.name, v->len))
+            return RESULT_BAD_STR;
+    }
+    return RESULT_OK;
+}
+
+static enum result_bad check_bitmaps(const struct result_info *v)
+{
+    const struct instar_info_result *r = &v->info;
+    struct instar_info_bitmap bm;
+    uint32_t i;
+
+    if (r->nbitmaps > RESULT_MAX_BITMAPS ||
+        !array_ok(r->bitmaps_off, r->nbitmaps, sizeof(bm), v->len))
+        return RESULT_BAD_ARRAY;
+    for (i = 0; i < r->nbitmaps; i++) {
+        result_info_bitmap(v, i, &bm);
+        if (!str_ok(bm.name, v->len))
+            return RESULT_BAD_STR;
+    }
+    return RESULT_OK;
+}
+
+static enum result_bad check_qcow2(const struct result_info *v)
+{
+    const struct instar_info_result *r = &v->info;
+    const struct instar_info_luks *l = &r->luks;
+
+    if (r->qcow2_version != 2 && r->qcow2_version != 3)
+        return RESULT_BAD_VALUE;
+    /* A power of two from 1 to 64 (qcow2.txt, refcount_order 0..6). */
+    if (r->refcount_bits == 0 || r->refcount_bits > 64 ||
+        (r->refcount_bits & (r->refcount_bits - 1)))
+        return RESULT_BAD_VALUE;
+    if (r->compression_type > 1)
+        return RESULT_BAD_VALUE;
+    if (r->encrypt_format > INSTAR_ENCRYPT_LUKS)
+        return RESULT_BAD_VALUE;
+    if (!str_ok(r->data_file, v->len))
+        return RESULT_BAD_STR;
+    if (r->encrypt_format == INSTAR_ENCRYPT_LUKS) {
+        if (!str_ok(l->cipher_alg, v->len) || !str_ok(l->cipher_mode, v->len) ||
+            !str_ok(l->ivgen_alg, v->len) || !str_ok(l->ivgen_hash_alg, v->len) ||
+            !str_ok(l->hash_alg, v->len) || !str_ok(l->uuid, v->len))
+            return RESULT_BAD_STR;
+        if (l->payload_offset > INT64_MAX || l->master_key_iters > INT64_MAX)
+            return RESULT_BAD_VALUE;
+    }
+    return RESULT_OK;
+}
+
+enum result_bad result_info_parse(const void *blob, size_t len, struct result_info *v)
+{
+    const struct instar_info_result *r = &v->info;
+    enum result_bad why;
+
+    memset(v, 0, sizeof(*v));
+    v->blob = blob;
+    v->len = len;
+    why = result_hdr_parse(blob, len, INSTAR_OP_INFO, &v->hdr);
+    if (why != RESULT_OK || v->hdr.error != 0)
+        return why;
+
+    if (len < sizeof(v->info))
+        return RESULT_BAD_SHORT;
+    memcpy(&v->info, blob, sizeof(v->info));
+    if (!format_ok(r->format, sizeof(r->format)))
+        return RESULT_BAD_VALUE;
+    /* QEMU holds sizes in int64_t. */
+    if (r->virtual_size > INT64_MAX || r->cluster_size > INT64_MAX)
+        return RESULT_BAD_VALUE;
+    if (!str_ok(r->backing_file, len) || !str_ok(r->backing_fmt, len))
+        return RESULT_BAD_STR;
+    if (r->flags & INSTAR_INFO_QCOW2) {
+        why = check_qcow2(v);
+        if (why != RESULT_OK)
+            return why;
+    }
+    why = check_snapshots(v);
+    if (why != RESULT_OK)
+        return why;
+    return check_bitmaps(v);
+}
+
+char *result_str(const struct result_info *v, struct instar_str s)
+{
+    const char *p = s.off ? (const char *)v->blob + s.off : "";
+    size_t n = s.off ? s.len : 0;
+    const char *nul = n ? memchr(p, '\0', n) : NULL;
+    char *out;
+
+    if (nul)
+        n = (size_t)(nul - p);
+    out = malloc(n + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    return out;
+}
+
+void result_info_snapshot(const struct result_info *v, uint32_t i, struct instar_info_snapshot *out)
+{
+    memcpy(out, v->blob + v->info.snapshots_off + (size_t)i * sizeof(*out), sizeof(*out));
+}
+
+void result_info_bitmap(const struct result_info *v, uint32_t i, struct instar_info_bitmap *out)
+{
+    memcpy(out, v->blob + v->info.bitmaps_off + (size_t)i * sizeof(*out), sizeof(*out));
+}

@@ -1,0 +1,118 @@
+/*
+ * Block reads with QEMU's semantics, through a small metadata cache.
+ *
+ * QEMU's file driver returns zeros for bytes past the end of the file, and
+ * qcow2's open path relies on it (a truncated header reads as zeros); we
+ * do the same so that validation sees what qemu-img sees.
+ *
+ * The cache holds BLK_CACHE_BLOCKS aligned blocks of BLK_CACHE_SIZE bytes
+ * per device, replaced least-recently-used.  A table walk that reads one
+ * 8-byte entry at a time therefore exits to the host once per 64 KiB.
+ */
+#include "guest.h"
+#include "instar/ovf.h"
+
+#define BLK_CACHE_SHIFT  16
+#define BLK_CACHE_SIZE   (1u << BLK_CACHE_SHIFT)
+#define BLK_CACHE_BLOCKS 64
+
+struct cache_block {
+    uint32_t handle;
+    uint32_t valid;
+    uint64_t offset; /* aligned to BLK_CACHE_SIZE */
+    uint64_t stamp;
+    uint8_t *data;
+};
+
+static struct cache_block cache[BLK_CACHE_BLOCKS];
+static uint64_t cache_clock;
+
+uint64_t gblk_size(uint32_t handle)
+{
+    if (handle >= boot->ndevices || handle >= INSTAR_DEV_MAX)
+        return 0;
+    return boot->devices[handle].size;
+}
+
+/* Read [offset, offset+len) straight from the host; zero what lies past EOF. */
+static int blk_read_direct(uint32_t handle, uint64_t offset, uint8_t *buf, size_t len)
+{
+    while (len) {
+        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
+        uint64_t size = gblk_size(handle);
+        int64_t got = 0;
+
+        if (offset < size) {
+            uint64_t avail = size - offset;
+
+            got = hc_blk_read(handle, offset, buf, n < avail ? n : avail);
+            if (got < 0)
+                return -INSTAR_ERR_IO;
+        }
+        if ((uint64_t)got < n)
+            memset(buf + got, 0, n - got);
+        buf += n;
+        len -= n;
+        if (ovf_add_u64(offset, n, &offset))
+            return len ? -INSTAR_ERR_IO : 0;
+    }
+    return 0;
+}
+
+static struct cache_block *cache_get(uint32_t handle, uint64_t aligned)
+{
+    struct cache_block *victim = NULL;
+
+    for (int i = 0; i < BLK_CACHE_BLOCKS; i++) {
+        struct cache_block *c = &cache[i];
+
+        if (c->valid && c->handle == handle && c->offset == aligned) {
+            c->stamp = ++cache_clock;
+            return c;
+        }
+        if (!victim || !c->valid || (victim->valid && c->stamp < victim->stamp))
+            victim = c;
+    }
+    if (!victim->data) {
+        victim->data = malloc(BLK_CACHE_SIZE);
+        if (!victim->data)
+            return NULL;
+    }
+    victim->valid = 0;
+    if (blk_read_direct(handle, aligned, victim->data, BLK_CACHE_SIZE) < 0)
+        return NULL;
+    victim->handle = handle;
+    victim->offset = aligned;
+    victim->valid = 1;
+    victim->stamp = ++cache_clock;
+    return victim;
+}
+
+int gblk_pread(uint32_t handle, uint64_t offset, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    uint64_t end;
+
+    if (handle >= boot->ndevices || ovf_add_u64(offset, len, &end))
+        return -INSTAR_ERR_IO;
+    if (len >= BLK_CACHE_SIZE)
+        return blk_read_direct(handle, offset, p, len);
+
+    while (len) {
+        uint64_t aligned = offset & ~(uint64_t)(BLK_CACHE_SIZE - 1);
+        uint64_t in = offset - aligned;
+        size_t n = BLK_CACHE_SIZE - in;
+        struct cache_block *c;
+
+        if (n > len)
+            n = len;
+        c = cache_get(handle, aligned);
+        if (!c)
+            return -INSTAR_ERR_IO;
+        memcpy(p, c->data + in, n);
+        p += n;
+        offset += n;
+        len -= n;
+    }
+    return 0;
+}

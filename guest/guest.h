@@ -1,0 +1,112 @@
+/*
+ * The guest runtime: what planners (guest/plan_*.c) may call.
+ *
+ * The guest is freestanding: no host libc, no syscalls.  Everything it
+ * learns about the world comes from the boot info and hypercalls.
+ */
+#ifndef GUEST_H
+#define GUEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "instar/abi.h"
+#include "instar/errors.h"
+#include "instar/result.h"
+
+/* The boot info the host wrote at INSTAR_BOOT_INFO_GPA. */
+extern const struct instar_boot_info *boot;
+
+/* --- Hypercalls (guest/hypercall.c) --- */
+
+int64_t hc_blk_read(uint32_t handle, uint64_t offset, void *buf, uint64_t len);
+int64_t hc_blk_write(uint32_t handle, uint64_t offset, const void *buf, uint64_t len);
+int64_t hc_flush(uint32_t handle);
+int64_t hc_result(const void *blob, uint64_t len);
+void hc_log(const char *msg, size_t len);
+__attribute__((noreturn)) void hc_exit(int64_t status);
+__attribute__((noreturn)) void hc_panic(const char *expr, const char *file, unsigned line);
+
+/* Ends the run with INSTAR_HC_PANIC when expr is false (programmer invariants only). */
+#define GUEST_ASSERT(expr)                                                                         \
+    do {                                                                                           \
+        if (!(expr))                                                                               \
+            hc_panic(#expr, __FILE__, __LINE__);                                                   \
+    } while (0)
+
+/* --- Block reads with QEMU's semantics (guest/blk.c) --- */
+
+/*
+ * gblk_pread - read len bytes at offset of device handle into buf.
+ * Bytes past the end of the device read as zeros, as QEMU's file driver
+ * gives them.  Small reads go through a block cache so that walking a
+ * table entry by entry does not exit per entry; large reads go straight to
+ * the host in INSTAR_BLK_XFER_MAX pieces.
+ * Returns 0, or -INSTAR_ERR_IO if the host refused or failed the read.
+ */
+int gblk_pread(uint32_t handle, uint64_t offset, void *buf, size_t len);
+
+/* Size in bytes of device handle at boot (0 if the handle is invalid). */
+uint64_t gblk_size(uint32_t handle);
+
+/* --- Memory (guest/alloc.c): the usual contracts, over guest RAM --- */
+
+void *malloc(size_t size);
+void *calloc(size_t n, size_t size);
+void *realloc(void *p, size_t size);
+void free(void *p);
+
+/* --- Building a result blob (guest/result.c) --- */
+
+struct rbuf {
+    uint8_t *buf;
+    size_t len;
+    size_t cap;
+    int oom; /* set when an append failed; rbuf_send then reports NOMEM */
+};
+
+/*
+ * rbuf_init - start a blob whose first fixed_size bytes are the operation's
+ * result struct (zeroed).  Its header is filled by rbuf_send().
+ * Returns 0 or -INSTAR_ERR_NOMEM.
+ */
+int rbuf_init(struct rbuf *rb, size_t fixed_size);
+
+/* Append bytes as a string; returns its reference ({0,0} on OOM). */
+struct instar_str rbuf_str(struct rbuf *rb, const void *s, size_t len);
+
+/* Append n zeroed elements; returns their offset (0 on OOM). */
+uint32_t rbuf_array(struct rbuf *rb, size_t elem_size, size_t n);
+
+/* Pointer to offset off; valid until the next append. */
+static inline void *rbuf_at(struct rbuf *rb, uint32_t off)
+{
+    return rb->buf + off;
+}
+
+/*
+ * rbuf_send - fill the header (op, error, size), hand the blob to the host
+ * and exit the guest.  Does not return.
+ */
+__attribute__((noreturn)) void rbuf_send(struct rbuf *rb, uint32_t op, int32_t error);
+
+/*
+ * result_error - send a bare error result for op: code with up to four
+ * arguments and an optional string (s may be NULL).  Does not return.
+ */
+__attribute__((noreturn)) void result_error(uint32_t op, int32_t code, const uint64_t args[4],
+                                            const void *s, size_t slen);
+
+/*
+ * result_warn - attach a warning (INSTAR_WARN_*) that qemu-img prints
+ * count times; carried by whichever result is sent next, error or not.
+ */
+void result_warn(uint16_t code, uint16_t count);
+
+/* --- Planners: one per operation, called by guest/main.c --- */
+
+__attribute__((noreturn)) void plan_info(void);
+
+#endif /* GUEST_H */

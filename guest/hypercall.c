@@ -1,0 +1,74 @@
+/*
+ * Hypercall stubs: write the guest-physical address of the argument struct
+ * to the call's port (include/instar/abi.h), by way of the ring-0 gate.  Guest RAM is
+ * identity-mapped below 4 GiB, so a pointer is its guest-physical address.
+ */
+#include "guest.h"
+
+const struct instar_boot_info *boot = (const struct instar_boot_info *)INSTAR_BOOT_INFO_GPA;
+
+static inline void hc_out(unsigned nr, const volatile void *arg)
+{
+    uint64_t gpa = (uint32_t)(uintptr_t)arg;
+    uint64_t port = INSTAR_HC_PIO_BASE + nr;
+
+    /* INT3 to hc_entry (guest/boot.S), which does the OUT in ring 0. */
+    __asm__ volatile("int3" : "+a"(gpa), "+d"(port) : : "memory");
+}
+
+int64_t hc_blk_read(uint32_t handle, uint64_t offset, void *buf, uint64_t len)
+{
+    struct instar_hc_blk a = {
+        .handle = handle, .offset = offset, .data = (uintptr_t)buf, .len = len, .ret = -1};
+
+    hc_out(INSTAR_HC_BLKREAD, &a);
+    return a.ret;
+}
+
+int64_t hc_blk_write(uint32_t handle, uint64_t offset, const void *buf, uint64_t len)
+{
+    struct instar_hc_blk a = {
+        .handle = handle, .offset = offset, .data = (uintptr_t)buf, .len = len, .ret = -1};
+
+    hc_out(INSTAR_HC_BLKWRITE, &a);
+    return a.ret;
+}
+
+int64_t hc_flush(uint32_t handle)
+{
+    struct instar_hc_flush a = {.handle = handle, .ret = -1};
+
+    hc_out(INSTAR_HC_FLUSH, &a);
+    return a.ret;
+}
+
+int64_t hc_result(const void *blob, uint64_t len)
+{
+    struct instar_hc_result a = {.data = (uintptr_t)blob, .len = len, .ret = -1};
+
+    hc_out(INSTAR_HC_RESULT, &a);
+    return a.ret;
+}
+
+void hc_log(const char *msg, size_t len)
+{
+    struct instar_hc_log a = {.data = (uintptr_t)msg, .len = len};
+
+    hc_out(INSTAR_HC_LOG, &a);
+}
+
+void hc_exit(int64_t status)
+{
+    struct instar_hc_exit a = {.status = status};
+
+    for (;;)
+        hc_out(INSTAR_HC_EXIT, &a);
+}
+
+void hc_panic(const char *expr, const char *file, unsigned line)
+{
+    struct instar_hc_panic a = {.expr = (uintptr_t)expr, .file = (uintptr_t)file, .line = line};
+
+    for (;;)
+        hc_out(INSTAR_HC_PANIC, &a);
+}

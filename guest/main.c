@@ -1,0 +1,24 @@
+/*
+ * Guest entry: check the boot info, install the IDT, run the planner the
+ * host asked for.  Planners end the run themselves (rbuf_send/result_error).
+ */
+#include "guest.h"
+
+void idt_install(void);
+void alloc_init(void);
+
+__attribute__((noreturn)) void guest_main(void);
+void guest_main(void)
+{
+    idt_install();
+    if (boot->magic != INSTAR_BOOT_MAGIC || boot->abi_version != INSTAR_ABI_VERSION)
+        hc_exit(-1);
+    alloc_init();
+
+    switch (boot->op) {
+    case INSTAR_OP_INFO:
+        plan_info();
+    default:
+        result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    }
+}

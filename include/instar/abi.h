@@ -1,0 +1,175 @@
+/*
+ * instar hypercall ABI: the one contract between the host monitor (vmm/)
+ * and the sandboxed guest (guest/).
+ *
+ * Shape (after Solo5's hvt_abi.h):
+ *  - The guest issues a hypercall by writing the guest-physical address of
+ *    an argument struct (32 bits) to I/O port INSTAR_HC_PIO_BASE + nr.
+ *    Guest code runs in ring 3, so it reaches the OUT through a ring-0 gate
+ *    (INT3, guest/boot.S); the host sees only the port write.
+ *  - Every argument struct is plain data, fixed size, naturally aligned.
+ *    Fields are marked IN (guest -> host) or OUT (host -> guest).
+ *  - On the host, a guest address is an opaque integer.  Every
+ *    (address, length) pair goes through one checked accessor that rejects
+ *    overflow and anything outside guest RAM, whatever the guest checked.
+ *  - The host hands the guest a struct instar_boot_info at
+ *    INSTAR_BOOT_INFO_GPA before the first instruction runs.
+ *
+ * Any change to a struct or a number below bumps INSTAR_ABI_VERSION.
+ * This header must stay includable by freestanding code: stdint only.
+ */
+#ifndef INSTAR_ABI_H
+#define INSTAR_ABI_H
+
+#include <stdint.h>
+
+#define INSTAR_ABI_VERSION 1
+
+/* --- Guest memory map (guest-physical == guest-virtual, identity) --- */
+
+/* Page 0 is left unmapped so that a NULL dereference faults. */
+#define INSTAR_GDT_GPA        0x1000ULL
+#define INSTAR_PML4_GPA       0x2000ULL
+#define INSTAR_PDPT_GPA       0x3000ULL
+#define INSTAR_PT0_GPA        0x4000ULL   /* 4 KiB pages for the first 2 MiB */
+#define INSTAR_BOOT_INFO_GPA  0x5000ULL   /* struct instar_boot_info */
+#define INSTAR_TSS_GPA        0x6000ULL   /* RSP0 for exceptions */
+#define INSTAR_IDT_GPA        0x7000ULL   /* 32 gates, filled by the guest */
+#define INSTAR_PD_GPA         0x8000ULL   /* one page directory per GiB */
+#define INSTAR_TRAP_STACK_TOP 0x20000ULL  /* 0x10000..0x20000: exception stack */
+#define INSTAR_PD_MAX         4           /* so guest RAM <= 4 GiB */
+#define INSTAR_GUEST_LOAD_GPA 0x100000ULL /* guest image, then bss */
+#define INSTAR_GUEST_MEM_MIN  (4ULL << 20)
+#define INSTAR_GUEST_MEM_MAX  ((uint64_t)INSTAR_PD_MAX << 30)
+
+/* --- Hypercalls --- */
+
+#define INSTAR_HC_PIO_BASE 0x500
+
+enum instar_hc {
+    INSTAR_HC_BLKREAD = 1, /* struct instar_hc_blk */
+    INSTAR_HC_BLKWRITE,    /* struct instar_hc_blk */
+    INSTAR_HC_FLUSH,       /* struct instar_hc_flush */
+    INSTAR_HC_RESULT,      /* struct instar_hc_result */
+    INSTAR_HC_LOG,         /* struct instar_hc_log (debug builds print it) */
+    INSTAR_HC_PANIC,       /* struct instar_hc_panic; ends the run */
+    INSTAR_HC_TRAP,        /* struct instar_hc_trap; ends the run */
+    INSTAR_HC_EXIT,        /* struct instar_hc_exit; ends the run */
+    INSTAR_HC_MAX
+};
+
+/* Return codes the host writes to the 'ret' OUT fields. */
+#define INSTAR_HC_OK      0
+#define INSTAR_HC_EINVAL  -1 /* bad handle, range, alignment or mode */
+#define INSTAR_HC_EIO     -2 /* the host I/O failed */
+#define INSTAR_HC_ERANGE  -3 /* past the end of the device or write limit */
+#define INSTAR_HC_EPERM   -4 /* write to a read-only device */
+#define INSTAR_HC_ETOOBIG -5 /* over a per-call size limit */
+
+/*
+ * Per-call transfer limit.  Large so that a sequential walk costs few
+ * exits (each exit is ~10 us under nested KVM); bounded so one call cannot
+ * stall the host for long.
+ */
+#define INSTAR_BLK_XFER_MAX (16ULL << 20)
+
+struct instar_hc_blk {
+    uint32_t handle; /* IN: index into boot_info.devices */
+    uint32_t pad;
+    uint64_t offset; /* IN: byte offset in the device */
+    uint64_t data;   /* IN: guest-physical address of the buffer */
+    uint64_t len;    /* IN: bytes, <= INSTAR_BLK_XFER_MAX */
+    int64_t ret;     /* OUT: bytes moved (short read at EOF), or < 0 */
+};
+
+struct instar_hc_flush {
+    uint32_t handle; /* IN */
+    uint32_t pad;
+    int64_t ret; /* OUT */
+};
+
+/* The typed result of the operation; see include/instar/result.h. */
+#define INSTAR_RESULT_MAX (16ULL << 20)
+
+struct instar_hc_result {
+    uint64_t data; /* IN: guest-physical address of the result blob */
+    uint64_t len;  /* IN: its length, <= INSTAR_RESULT_MAX */
+    int64_t ret;   /* OUT */
+};
+
+#define INSTAR_LOG_MAX 1024
+
+struct instar_hc_log {
+    uint64_t data; /* IN: message bytes (not NUL-terminated) */
+    uint64_t len;  /* IN: <= INSTAR_LOG_MAX */
+};
+
+/* A failed assertion in the guest (after the KVM selftests' GUEST_ASSERT). */
+struct instar_hc_panic {
+    uint64_t expr; /* IN: guest address of a NUL-terminated string */
+    uint64_t file; /* IN: likewise */
+    uint32_t line; /* IN */
+    uint32_t pad;
+};
+
+/* A CPU exception caught by the guest's IDT. */
+struct instar_hc_trap {
+    uint64_t vector; /* IN */
+    uint64_t error_code;
+    uint64_t rip;
+    uint64_t cr2;
+    uint64_t rsp;
+};
+
+struct instar_hc_exit {
+    int64_t status; /* IN: 0 after a RESULT, else a guest-side failure */
+};
+
+/* --- Boot information --- */
+
+#define INSTAR_DEV_MAX 8
+
+#define INSTAR_DEV_READ  (1u << 0)
+#define INSTAR_DEV_WRITE (1u << 1)
+
+struct instar_dev {
+    uint64_t size;        /* bytes at open time */
+    uint64_t write_limit; /* writes may extend the device up to here */
+    uint32_t flags;       /* INSTAR_DEV_* */
+    uint32_t pad;
+};
+
+/* Operations the guest can plan. */
+enum instar_op {
+    INSTAR_OP_NONE = 0,
+    INSTAR_OP_INFO, /* args: struct instar_info_args */
+    INSTAR_OP_MAX
+};
+
+#define INSTAR_FMT_NAME_MAX 32
+
+/* The file name ends in ".dmg": qemu's dmg probe looks only at that. */
+#define INSTAR_INFO_NAME_DMG (1u << 0)
+
+struct instar_info_args {
+    char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */
+    uint32_t flags;                   /* INSTAR_INFO_NAME_* */
+    uint32_t pad;
+};
+
+#define INSTAR_BOOT_MAGIC 0x52415453 /* "STAR" */
+
+struct instar_boot_info {
+    uint32_t magic;       /* INSTAR_BOOT_MAGIC */
+    uint32_t abi_version; /* INSTAR_ABI_VERSION */
+    uint64_t mem_size;    /* bytes of guest RAM, from 0 */
+    uint32_t op;          /* enum instar_op */
+    uint32_t ndevices;
+    struct instar_dev devices[INSTAR_DEV_MAX];
+    union {
+        struct instar_info_args info;
+        uint8_t raw[512];
+    } args;
+};
+
+#endif /* INSTAR_ABI_H */

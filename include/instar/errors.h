@@ -1,0 +1,52 @@
+/*
+ * Error codes a guest planner may return in a result header, with the
+ * message qemu-img 7.2 prints for each.  Codes below 1000 are generic
+ * (guest runtime, probing, I/O); formats/qcow2/qcow2_err.h owns 1000..1999.
+ *
+ * Message templates are filled by the host (cmd/report.c), never by printf:
+ * {0}..{3} print err_args[i] in decimal, {x0}..{x3} in lower-case hex
+ * without a prefix, {s} prints err_str.  Nothing else is special.
+ *
+ * Each message is the text after "qemu-img: Could not open 'FILE': ", the
+ * way qemu-img prefixes a failed open.
+ */
+#ifndef INSTAR_ERRORS_H
+#define INSTAR_ERRORS_H
+
+#define INSTAR_ERRORS(X)                                                                           \
+    X(INSTAR_ERR_IO, 1, "Could not read image: Input/output error")                                \
+    X(INSTAR_ERR_NOMEM, 2, "Cannot allocate memory")                                               \
+    X(INSTAR_ERR_UNKNOWN_FMT, 3, "Unknown driver '{s}'")                                           \
+    X(INSTAR_ERR_UNSUPPORTED_FMT, 4, "Image format '{s}' is not supported by instar")              \
+    X(INSTAR_ERR_BAD_ARGS, 5, "Invalid arguments from the host")                                   \
+    X(INSTAR_ERR_SHORT_READ, 6, "Could not read image: unexpected end of file")
+
+/*
+ * Warnings a planner may attach to a result (warn_code); the host prints
+ * "qemu-img: warning: " + text, then the tail (which has no newline).
+ */
+#define INSTAR_WARNINGS(X)                                                                         \
+    X(INSTAR_WARN_BITMAPS_V2, 1,                                                                   \
+      "This qcow2 v2 image contains bitmaps, but they may have been modified by a program "        \
+      "without persistent bitmap support; so now they must all be considered inconsistent",        \
+      "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.")            \
+    X(INSTAR_WARN_BITMAPS_V3, 2,                                                                   \
+      "a program lacking bitmap support modified this file, so all bitmaps are now considered "    \
+      "inconsistent",                                                                              \
+      "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.")
+
+enum instar_warn {
+    INSTAR_WARN_NONE = 0,
+#define INSTAR_WARN_ENUM(name, code, text, tail) name = code,
+    INSTAR_WARNINGS(INSTAR_WARN_ENUM)
+#undef INSTAR_WARN_ENUM
+};
+
+enum instar_err {
+    INSTAR_ERR_NONE = 0,
+#define INSTAR_ERR_ENUM(name, code, msg) name = code,
+    INSTAR_ERRORS(INSTAR_ERR_ENUM)
+#undef INSTAR_ERR_ENUM
+};
+
+#endif /* INSTAR_ERRORS_H */

@@ -1,0 +1,141 @@
+/*
+ * Typed results the guest hands back with INSTAR_HC_RESULT.
+ *
+ * A result is one blob: a fixed struct for the operation, then arrays and
+ * string bytes.  Every variable part is named by an (offset, length) pair
+ * relative to the start of the blob.  The host copies the blob out of guest
+ * RAM once and validates every pair against the blob's length before it
+ * reads anything (cmd/result.c); nothing in it is trusted.
+ *
+ * Strings are bytes, not NUL-terminated; an absent string has off == 0.
+ */
+#ifndef INSTAR_RESULT_H
+#define INSTAR_RESULT_H
+
+#include <stdint.h>
+
+#define INSTAR_RESULT_MAGIC 0x544c5352 /* "RSLT" */
+#define INSTAR_STR_MAX      65536      /* no single string is longer */
+
+struct instar_str {
+    uint32_t off; /* from the start of the blob; 0 = absent */
+    uint32_t len;
+};
+
+/*
+ * Errors: 'error' is 0 or a code from include/instar/errors.h or
+ * formats/qcow2/qcow2_err.h.  An error result may be just this header.  The message text lives in
+ * those tables; err_args and err_str fill its {0}..{3}, {x0}..{x3} and {s} slots.
+ */
+struct instar_result_hdr {
+    uint32_t magic;       /* INSTAR_RESULT_MAGIC */
+    uint32_t abi_version; /* INSTAR_ABI_VERSION */
+    uint32_t op;          /* enum instar_op */
+    int32_t error;
+    uint64_t err_args[4];
+    struct instar_str err_str;
+    uint32_t size;       /* total blob length, header included */
+    uint16_t warn_code;  /* 0 or an INSTAR_WARN_* code (include/instar/errors.h) */
+    uint16_t warn_count; /* how many times qemu-img prints that warning */
+};
+
+/* --- INSTAR_OP_INFO --- */
+
+#define INSTAR_INFO_ENCRYPTED   (1u << 0) /* "encrypted: yes" */
+#define INSTAR_INFO_DIRTY_VALID (1u << 1) /* format reports a dirty flag */
+#define INSTAR_INFO_DIRTY       (1u << 2)
+#define INSTAR_INFO_QCOW2       (1u << 3) /* the qcow2 block below is valid */
+
+/*
+ * HAS_DATA_FILE: the incompatible "external data file" bit is set (qemu
+ * then prints "data file raw:"); DATA_FILE_RAW: the autoclear bit.  The
+ * data_file string is present exactly when the extension is ("data file:").
+ * A LUKS image without a crypto extension has INSTAR_INFO_ENCRYPTED and
+ * encrypt_format NONE: qemu shows "encrypted: yes" but no encrypt block.
+ */
+#define INSTAR_QCOW2_HAS_DATA_FILE (1u << 0)
+#define INSTAR_QCOW2_DATA_FILE_RAW (1u << 1)
+#define INSTAR_QCOW2_HAS_BITMAPS   (1u << 2) /* bitmaps extension present */
+#define INSTAR_QCOW2_LAZY_REFS     (1u << 3)
+#define INSTAR_QCOW2_CORRUPT       (1u << 4)
+#define INSTAR_QCOW2_EXTENDED_L2   (1u << 5)
+
+enum instar_encrypt_fmt {
+    INSTAR_ENCRYPT_NONE = 0,
+    INSTAR_ENCRYPT_AES = 1,  /* legacy qcow2 AES-CBC */
+    INSTAR_ENCRYPT_LUKS = 2, /* the luks block below is valid */
+};
+
+struct instar_info_snapshot {
+    struct instar_str id;
+    struct instar_str name;
+    uint64_t vm_state_size;
+    uint64_t vm_clock_nsec;
+    uint64_t icount; /* UINT64_MAX: not recorded */
+    uint32_t date_sec;
+    uint32_t date_nsec;
+};
+
+/* Bitmap directory entry flags, as stored (qcow2.txt, "Bitmap directory"). */
+#define INSTAR_BITMAP_IN_USE (1u << 0)
+#define INSTAR_BITMAP_AUTO   (1u << 1)
+
+struct instar_info_bitmap {
+    struct instar_str name;
+    uint64_t granularity; /* bytes */
+    uint32_t flags;       /* raw flags field */
+    uint32_t pad;
+};
+
+#define INSTAR_LUKS_SLOTS 8
+
+struct instar_info_luks_slot {
+    uint32_t active;
+    uint32_t stripes;
+    uint64_t iters;
+    uint64_t key_offset; /* bytes */
+};
+
+/*
+ * LUKS header facts, with algorithm names already mapped by the guest to
+ * QEMU's QAPI names ("aes-256", "xts", "plain64", "sha256").
+ */
+struct instar_info_luks {
+    struct instar_str cipher_alg;
+    struct instar_str cipher_mode;
+    struct instar_str ivgen_alg;
+    struct instar_str ivgen_hash_alg; /* absent unless essiv */
+    struct instar_str hash_alg;
+    struct instar_str uuid;
+    uint64_t payload_offset; /* bytes */
+    uint64_t master_key_iters;
+    struct instar_info_luks_slot slots[INSTAR_LUKS_SLOTS];
+};
+
+struct instar_info_result {
+    struct instar_result_hdr hdr;
+    char format[32]; /* NUL-terminated driver name: "qcow2", "raw", ... */
+    uint64_t virtual_size;
+    uint64_t cluster_size; /* 0: the format has none */
+    uint32_t flags;        /* INSTAR_INFO_* */
+    uint32_t pad0;
+    struct instar_str backing_file;
+    struct instar_str backing_fmt;
+
+    /* qcow2 format-specific information (INSTAR_INFO_QCOW2) */
+    uint32_t qcow2_version; /* 2 or 3 */
+    uint32_t qcow2_flags;   /* INSTAR_QCOW2_* */
+    uint32_t refcount_bits;
+    uint32_t compression_type; /* 0 zlib, 1 zstd */
+    struct instar_str data_file;
+    uint32_t encrypt_format; /* enum instar_encrypt_fmt */
+    uint32_t pad1;
+    struct instar_info_luks luks;
+
+    uint32_t nsnapshots; /* array of struct instar_info_snapshot */
+    uint32_t snapshots_off;
+    uint32_t nbitmaps; /* array of struct instar_info_bitmap */
+    uint32_t bitmaps_off;
+};
+
+#endif /* INSTAR_RESULT_H */

@@ -1,0 +1,246 @@
+/*
+ * cmd/result.c: result blobs are untrusted guest output.  Each test breaks
+ * one rule of include/instar/result.h and expects the matching rejection.
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "instar/abi.h"
+#include "result.h"
+
+static union {
+    uint8_t buf[8192];
+    uint64_t align;
+} U;
+static size_t len;
+
+static struct instar_info_result *R(void)
+{
+    return (struct instar_info_result *)U.buf;
+}
+
+static struct instar_str put_str(const char *s)
+{
+    struct instar_str r = {(uint32_t)len, (uint32_t)strlen(s)};
+
+    memcpy(U.buf + len, s, strlen(s));
+    len += strlen(s) ? strlen(s) : 1;
+    return r;
+}
+
+static void good(void)
+{
+    memset(&U, 0, sizeof(U));
+    len = sizeof(struct instar_info_result);
+    strcpy(R()->format, "qcow2");
+    R()->virtual_size = 1 << 20;
+    R()->flags = INSTAR_INFO_QCOW2;
+    R()->qcow2_version = 3;
+    R()->refcount_bits = 16;
+    R()->backing_file = put_str("base.qcow2");
+}
+
+static enum result_bad parse(void)
+{
+    struct result_info v;
+
+    R()->hdr.magic = INSTAR_RESULT_MAGIC;
+    R()->hdr.abi_version = INSTAR_ABI_VERSION;
+    R()->hdr.op = INSTAR_OP_INFO;
+    if (!R()->hdr.size)
+        R()->hdr.size = (uint32_t)len;
+    return result_info_parse(U.buf, len, &v);
+}
+
+TestSuite(cmd_result, .init = good);
+
+Test(cmd_result, good_blob)
+{
+    struct result_info v;
+    char *s;
+
+    cr_assert_eq(parse(), RESULT_OK);
+    cr_assert_eq(result_info_parse(U.buf, len, &v), RESULT_OK);
+    s = result_str(&v, v.info.backing_file);
+    cr_expect_str_eq(s, "base.qcow2");
+    free(s);
+}
+
+Test(cmd_result, short_blob)
+{
+    struct result_info v;
+
+    cr_expect_eq(result_info_parse(U.buf, 8, &v), RESULT_BAD_SHORT);
+    cr_expect_eq(result_info_parse(NULL, 0, &v), RESULT_BAD_SHORT);
+    /* A success header without the fixed info struct. */
+    len = sizeof(struct instar_result_hdr);
+    cr_expect_eq(parse(), RESULT_BAD_SHORT);
+}
+
+Test(cmd_result, bad_magic_abi_op)
+{
+    struct result_info v;
+
+    parse();
+    R()->hdr.magic ^= 1;
+    cr_expect_eq(result_info_parse(U.buf, len, &v), RESULT_BAD_MAGIC);
+    R()->hdr.magic ^= 1;
+    R()->hdr.abi_version++;
+    cr_expect_eq(result_info_parse(U.buf, len, &v), RESULT_BAD_ABI);
+    R()->hdr.abi_version--;
+    R()->hdr.op = INSTAR_OP_NONE;
+    cr_expect_eq(result_info_parse(U.buf, len, &v), RESULT_BAD_OP);
+}
+
+Test(cmd_result, size_mismatch)
+{
+    R()->hdr.size = (uint32_t)len + 1;
+    cr_expect_eq(parse(), RESULT_BAD_SIZE);
+    R()->hdr.size = (uint32_t)len - 1;
+    cr_expect_eq(parse(), RESULT_BAD_SIZE);
+}
+
+Test(cmd_result, string_out_of_range)
+{
+    R()->backing_file.len = (uint32_t)(len - R()->backing_file.off + 1);
+    cr_expect_eq(parse(), RESULT_BAD_STR);
+}
+
+Test(cmd_result, string_offset_overflow)
+{
+    R()->backing_file.off = UINT32_MAX;
+    R()->backing_file.len = 2; /* off + len wraps in 32 bits */
+    cr_expect_eq(parse(), RESULT_BAD_STR);
+}
+
+Test(cmd_result, string_too_long)
+{
+    R()->backing_fmt.off = 8;
+    R()->backing_fmt.len = INSTAR_STR_MAX + 1;
+    cr_expect_eq(parse(), RESULT_BAD_STR);
+}
+
+Test(cmd_result, absent_string_with_length)
+{
+    R()->backing_fmt.off = 0;
+    R()->backing_fmt.len = 4;
+    cr_expect_eq(parse(), RESULT_BAD_STR);
+}
+
+Test(cmd_result, error_string_checked)
+{
+    struct result_info v;
+
+    memset(&U, 0, sizeof(U));
+    len = sizeof(struct instar_result_hdr);
+    R()->hdr.error = 1000;
+    R()->hdr.err_str.off = (uint32_t)len;
+    R()->hdr.err_str.len = 10; /* past the end */
+    cr_expect_eq(parse(), RESULT_BAD_STR);
+    R()->hdr.err_str.len = 0;
+    R()->hdr.err_str.off = 0;
+    cr_expect_eq(parse(), RESULT_OK);
+    cr_expect_eq(result_info_parse(U.buf, len, &v), RESULT_OK);
+    cr_expect_eq(v.hdr.error, 1000);
+}
+
+Test(cmd_result, array_overflow)
+{
+    R()->nsnapshots = 3;
+    R()->snapshots_off = UINT32_MAX - 8;
+    cr_expect_eq(parse(), RESULT_BAD_ARRAY);
+    R()->snapshots_off = (uint32_t)len;
+    cr_expect_eq(parse(), RESULT_BAD_ARRAY); /* n * elem past the end */
+    R()->nsnapshots = RESULT_MAX_SNAPSHOTS + 1;
+    cr_expect_eq(parse(), RESULT_BAD_ARRAY);
+    R()->nsnapshots = 1;
+    R()->snapshots_off = 0; /* present but at offset 0 */
+    cr_expect_eq(parse(), RESULT_BAD_ARRAY);
+}
+
+Test(cmd_result, bitmap_count_bounded)
+{
+    R()->nbitmaps = UINT32_MAX;
+    R()->bitmaps_off = 8;
+    cr_expect_eq(parse(), RESULT_BAD_ARRAY);
+}
+
+Test(cmd_result, element_strings_checked)
+{
+    struct instar_info_snapshot *sn;
+    uint32_t off;
+
+    len = (len + 7) & ~(size_t)7;
+    off = (uint32_t)len;
+    len += sizeof(*sn);
+    R()->nsnapshots = 1;
+    R()->snapshots_off = off;
+    sn = (struct instar_info_snapshot *)(U.buf + off);
+    sn->id = put_str("1");
+    sn->name.off = (uint32_t)len;
+    sn->name.len = 1; /* one byte past the end */
+    cr_expect_eq(parse(), RESULT_BAD_STR);
+    sn->name.len = 0;
+    cr_expect_eq(parse(), RESULT_OK);
+}
+
+Test(cmd_result, enums_and_format)
+{
+    R()->refcount_bits = 3;
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+    R()->refcount_bits = 128;
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+    R()->refcount_bits = 64;
+    R()->qcow2_version = 4;
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+    R()->qcow2_version = 2;
+    R()->encrypt_format = 7;
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+    R()->encrypt_format = 0;
+    R()->compression_type = 2;
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+    R()->compression_type = 0;
+    cr_expect_eq(parse(), RESULT_OK);
+    memset(R()->format, 'a', sizeof(R()->format)); /* no NUL */
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+    strcpy(R()->format, "qc\033ow2");
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+    R()->format[0] = '\0';
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+}
+
+Test(cmd_result, sizes_fit_int64)
+{
+    R()->virtual_size = (uint64_t)INT64_MAX + 1;
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+}
+
+Test(cmd_result, luks_strings_checked)
+{
+    R()->encrypt_format = INSTAR_ENCRYPT_LUKS;
+    R()->luks.uuid.off = (uint32_t)len;
+    R()->luks.uuid.len = 40;
+    cr_expect_eq(parse(), RESULT_BAD_STR);
+}
+
+Test(cmd_result, str_cut_at_nul)
+{
+    struct result_info v;
+    char *s;
+
+    R()->backing_file = put_str("ab");
+    U.buf[R()->backing_file.off + 1] = '\0';
+    cr_assert_eq(parse(), RESULT_OK);
+    cr_assert_eq(result_info_parse(U.buf, len, &v), RESULT_OK);
+    s = result_str(&v, v.info.backing_file);
+    cr_expect_str_eq(s, "a");
+    free(s);
+}
+
+Test(cmd_result, oversized_blob)
+{
+    struct result_info v;
+
+    cr_expect_eq(result_info_parse(U.buf, INSTAR_RESULT_MAX + 1, &v), RESULT_BAD_SIZE);
+}

@@ -1,0 +1,261 @@
+/*
+ * Hypercall handlers.  Each copies its argument struct out of guest RAM
+ * through the checked accessor, validates every field whatever the guest
+ * checked, does the work, and writes OUT fields back through the accessor.
+ * A malformed call ends the run with VMM_GUEST_PROTOCOL; it never touches
+ * host memory outside guest RAM and never exits the process.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vmm_int.h"
+
+/* Copy an argument struct in; NULL (and the run failed) if out of range. */
+static void *hc_arg(struct vmm *v, uint32_t gpa, void *dst, size_t len, const char *what)
+{
+    void *p = vmm_mem_ptr(&v->mem, gpa, len);
+
+    if (!p) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest passed a %s argument outside its memory (0x%x)",
+                 what, gpa);
+        return NULL;
+    }
+    memcpy(dst, p, len);
+    return p;
+}
+
+static void hc_ret(struct vmm *v, uint32_t gpa, size_t off, int64_t ret)
+{
+    /* The struct was in range when read; single vCPU, so it still is. */
+    memcpy(v->mem.base + gpa + off, &ret, sizeof(ret));
+}
+
+static struct vmm_devstate *hc_dev(struct vmm *v, uint32_t handle)
+{
+    if (handle >= v->ndevs)
+        return NULL;
+    return &v->devs[handle];
+}
+
+/*
+ * Validate a block request.  Returns the host buffer, or NULL with *err set
+ * to the INSTAR_HC_E* code the guest gets back.
+ */
+static uint8_t *blk_check(struct vmm *v, const struct instar_hc_blk *a, bool write,
+                          struct vmm_devstate **devp, int64_t *err)
+{
+    struct vmm_devstate *d = hc_dev(v, a->handle);
+    uint64_t end;
+    uint8_t *buf;
+
+    *err = INSTAR_HC_EINVAL;
+    if (!d)
+        return NULL;
+    if (!(d->flags & (write ? INSTAR_DEV_WRITE : INSTAR_DEV_READ))) {
+        *err = INSTAR_HC_EPERM;
+        return NULL;
+    }
+    if (a->len > INSTAR_BLK_XFER_MAX) {
+        *err = INSTAR_HC_ETOOBIG;
+        return NULL;
+    }
+    buf = vmm_mem_ptr(&v->mem, a->data, a->len);
+    if (!buf)
+        return NULL;
+    if (__builtin_add_overflow(a->offset, a->len, &end) || end > (uint64_t)INT64_MAX ||
+        end > (write ? d->write_limit : d->size)) {
+        *err = INSTAR_HC_ERANGE;
+        return NULL;
+    }
+    *devp = d;
+    return buf;
+}
+
+static void hc_blkio(struct vmm *v, uint32_t gpa, bool write)
+{
+    struct instar_hc_blk a;
+    struct vmm_devstate *d = NULL;
+    int64_t ret;
+    uint8_t *buf;
+    uint64_t done = 0;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "block"))
+        return;
+    buf = blk_check(v, &a, write, &d, &ret);
+    if (!buf) {
+        hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), ret);
+        return;
+    }
+    while (done < a.len) {
+        ssize_t n = write ? pwrite(d->fd, buf + done, a.len - done, a.offset + done)
+                          : pread(d->fd, buf + done, a.len - done, a.offset + done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), INSTAR_HC_EIO);
+            return;
+        }
+        if (n == 0)
+            break; /* the file shrank under us: a short read */
+        done += n;
+    }
+    if (write && a.offset + done > d->size)
+        d->size = a.offset + done;
+    hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), (int64_t)done);
+}
+
+static void hc_flush(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_flush a;
+    struct vmm_devstate *d;
+    int64_t ret = INSTAR_HC_OK;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "flush"))
+        return;
+    d = hc_dev(v, a.handle);
+    if (!d)
+        ret = INSTAR_HC_EINVAL;
+    else if (!(d->flags & INSTAR_DEV_WRITE))
+        ret = INSTAR_HC_EPERM;
+    else if (fdatasync(d->fd) < 0)
+        ret = INSTAR_HC_EIO;
+    hc_ret(v, gpa, offsetof(struct instar_hc_flush, ret), ret);
+}
+
+static void hc_result(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_result a;
+    void *src;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "result"))
+        return;
+    if (v->out->result) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest sent a second result");
+        return;
+    }
+    src = vmm_mem_ptr(&v->mem, a.data, a.len);
+    if (!src || a.len == 0 || a.len > INSTAR_RESULT_MAX) {
+        hc_ret(v, gpa, offsetof(struct instar_hc_result, ret), INSTAR_HC_EINVAL);
+        return;
+    }
+    v->out->result = malloc(a.len);
+    if (!v->out->result) {
+        vmm_fail(v, VMM_ERR_NOMEM, "out of memory for the result");
+        return;
+    }
+    memcpy(v->out->result, src, a.len);
+    v->out->result_len = a.len;
+    hc_ret(v, gpa, offsetof(struct instar_hc_result, ret), INSTAR_HC_OK);
+}
+
+static void hc_log(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_log a;
+    const unsigned char *p;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "log"))
+        return;
+    p = vmm_mem_ptr(&v->mem, a.data, a.len);
+    if (!p || a.len > INSTAR_LOG_MAX) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest log message outside its memory or too long");
+        return;
+    }
+    if (!v->debug)
+        return;
+    fputs("instar guest: ", stderr);
+    for (uint64_t i = 0; i < a.len; i++)
+        fputc((p[i] >= 0x20 && p[i] < 0x7f) || p[i] == '\n' ? p[i] : '?', stderr);
+    fputc('\n', stderr);
+}
+
+static void hc_panic(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_panic a;
+    char expr[128], file[128];
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "panic"))
+        return;
+    if (vmm_mem_strdup(&v->mem, a.expr, expr, sizeof(expr)) < 0)
+        strcpy(expr, "?");
+    if (vmm_mem_strdup(&v->mem, a.file, file, sizeof(file)) < 0)
+        strcpy(file, "?");
+    vmm_fail(v, VMM_GUEST_PANIC, "sandbox assertion failed: %s (%s:%u)", expr, file, a.line);
+}
+
+static const char *vector_name(uint64_t vec)
+{
+    static const char *names[32] = {
+        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "CSO", "#TS",
+        "#NP", "#SS", "#GP", "#PF", "?",   "#MF", "#AC", "#MC", "#XM", "#VE", "#CP",
+    };
+
+    return vec < 32 && names[vec] ? names[vec] : "?";
+}
+
+static void hc_trap(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_trap a;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "trap"))
+        return;
+    vmm_fail(v, VMM_GUEST_TRAP,
+             "sandbox guest fault: %s (vector %llu) at rip 0x%llx, error code 0x%llx, "
+             "address 0x%llx",
+             vector_name(a.vector), (unsigned long long)a.vector, (unsigned long long)a.rip,
+             (unsigned long long)a.error_code, (unsigned long long)a.cr2);
+}
+
+static void hc_exit(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_exit a;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "exit"))
+        return;
+    if (a.status != 0) {
+        vmm_fail(v, VMM_GUEST_EXIT, "the sandbox guest gave up (status %lld)", (long long)a.status);
+        return;
+    }
+    if (!v->out->result) {
+        vmm_fail(v, VMM_GUEST_NORESULT, "the sandbox guest exited without a result");
+        return;
+    }
+    v->done = true; /* status stays VMM_OK */
+}
+
+void vmm_hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa)
+{
+    switch (nr) {
+    case INSTAR_HC_BLKREAD:
+        hc_blkio(v, gpa, false);
+        break;
+    case INSTAR_HC_BLKWRITE:
+        hc_blkio(v, gpa, true);
+        break;
+    case INSTAR_HC_FLUSH:
+        hc_flush(v, gpa);
+        break;
+    case INSTAR_HC_RESULT:
+        hc_result(v, gpa);
+        break;
+    case INSTAR_HC_LOG:
+        hc_log(v, gpa);
+        break;
+    case INSTAR_HC_PANIC:
+        hc_panic(v, gpa);
+        break;
+    case INSTAR_HC_TRAP:
+        hc_trap(v, gpa);
+        break;
+    case INSTAR_HC_EXIT:
+        hc_exit(v, gpa);
+        break;
+    default:
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest made unknown hypercall %u", nr);
+        break;
+    }
+}
