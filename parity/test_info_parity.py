@@ -1,0 +1,148 @@
+"""`qemu-img info` parity: every case must give the oracle's exit code, stdout
+and stderr byte for byte.
+
+Case arguments are token lists: ``@name`` is replaced by the image's path
+relative to the image root (which is the cwd of both runs), ``@abs:name`` by
+its absolute path, ``@locked`` by an image held open by a background qemu-io.
+Both tools read the same file, in the same cwd, with the same arguments, so
+no normalisation is applied.
+
+Formats that instar refuses by design (vmdk, vdi, ...) are not parity cases;
+see test_info_refused_formats at the bottom.
+"""
+
+import pytest
+
+import instar_testlib as tl
+from images import GENERATORS, OTHER_FORMATS
+
+# Images that every "matrix" case (human + json, probed) runs on.
+MATRIX = [n for n in GENERATORS if not n.startswith("fmt-")]
+
+CASES = []
+
+
+def case(cid, *args):
+    CASES.append(pytest.param(list(args), id=cid))
+
+
+for _n in MATRIX:
+    case(f"human-probe-{_n}", "info", f"@{_n}")
+    case(f"json-probe-{_n}", "info", "--output=json", f"@{_n}")
+
+# --output=human spelled explicitly, and option spellings
+for _n in ("v3", "snapshots", "bitmaps", "luks", "data-file-raw"):
+    case(f"output-human-{_n}", "info", "--output=human", f"@{_n}")
+case("output-json-separate-arg", "info", "--output", "json", "@v3")
+case("output-after-filename", "info", "@v3", "--output=json")
+case("double-dash", "info", "--", "@v3")
+case("output-given-twice", "info", "--output=json", "--output=human", "@v3")
+case("abs-path-human", "info", "@abs:v3")
+case("abs-path-json", "info", "--output=json", "@abs:snapshots")
+
+# -f variants
+for _n in ("v2", "v3", "snapshots", "extl2-64k", "luks", "overlay", "dirty", "corrupt"):
+    case(f"f-qcow2-{_n}", "info", "-f", "qcow2", f"@{_n}")
+case("f-qcow2-json-bitmaps", "info", "-f", "qcow2", "--output=json", "@bitmaps")
+case("format-long-option", "info", "--format=qcow2", "@v3")
+case("format-long-option-sep", "info", "--format", "raw", "@raw-data")
+for _n in ("raw-data", "raw-1000", "raw-empty", "raw-sparse-odd", "v3", "overlay", "luks"):
+    case(f"f-raw-{_n}", "info", "-f", "raw", f"@{_n}")
+case("f-raw-json-qcow2", "info", "-f", "raw", "--output=json", "@v3")
+case("f-qcow2-on-raw", "info", "-f", "qcow2", "@raw-data")
+case("f-qcow2-on-empty", "info", "-f", "qcow2", "@raw-empty")
+case("f-qcow2-on-garbage-json", "info", "-f", "qcow2", "--output=json", "@raw-garbage")
+case("f-given-twice", "info", "-f", "raw", "-f", "qcow2", "@v3")
+
+# --backing-chain, both outputs
+for _n in ("v3", "overlay", "chain3", "backing-abs", "backing-raw", "backing-probed",
+           "subdir-overlay", "subdir-chain", "backing-v2", "backing-missing", "backing-missing-mid",
+           "snapshots", "data-file"):
+    case(f"chain-human-{_n}", "info", "--backing-chain", f"@{_n}")
+    case(f"chain-json-{_n}", "info", "--backing-chain", "--output=json", f"@{_n}")
+case("chain-f-qcow2", "info", "--backing-chain", "-f", "qcow2", "@chain3")
+case("chain-abs-name", "info", "--backing-chain", "@abs:subdir-chain")
+
+# -U / --force-share
+for _n in ("v3", "chain3", "snapshots"):
+    case(f"U-{_n}", "info", "-U", f"@{_n}")
+    case(f"force-share-json-{_n}", "info", "--force-share", "--output=json", f"@{_n}")
+case("U-backing-chain", "info", "-U", "--backing-chain", "--output=json", "@subdir-chain")
+case("U-f-qcow2-raw", "info", "-U", "-f", "qcow2", "@raw-data")
+case("locked", "info", "@locked")
+case("locked-json", "info", "--output=json", "@locked")
+case("locked-U", "info", "-U", "@locked")
+case("locked-force-share-json", "info", "--force-share", "--output=json", "@locked")
+
+# errors
+case("err-missing-file", "info", "no-such-file.qcow2")
+case("err-missing-file-json", "info", "--output=json", "no-such-file.qcow2")
+case("err-missing-file-f-qcow2", "info", "-f", "qcow2", "no-such-file.qcow2")
+case("err-missing-dir-component", "info", "no/such/dir.img")
+case("err-bad-output", "info", "--output=xml", "@v3")
+case("err-bad-output-case", "info", "--output=JSON", "@v3")
+case("err-output-empty", "info", "--output=", "@v3")
+case("err-output-missing-arg", "info", "--output")
+case("err-unknown-driver", "info", "-f", "bogus", "@v3")
+case("err-unknown-driver-missing-file", "info", "-f", "bogus", "no-such-file")
+case("err-f-missing-arg", "info", "-f")
+case("err-extra-args", "info", "@v3", "@v2")
+case("err-no-args", "info")
+case("err-unknown-short-option", "info", "-z", "@v3")
+case("err-unknown-long-option", "info", "--bogus", "@v3")
+case("err-directory", "info", ".")
+case("err-directory-f-raw", "info", "-f", "raw", "sub")
+case("err-empty-filename", "info", "")
+case("err-qcow2-magic-only", "info", "@qcow2-magic-only")
+case("err-data-file-missing-f", "info", "-f", "qcow2", "@data-file-missing")
+case("help-info-h", "info", "-h")
+case("help-info-help", "info", "--help")
+
+
+def resolve(args, images, locked_image_factory):
+    out = []
+    for a in args:
+        if a == "@locked":
+            out.append(locked_image_factory())
+        elif a.startswith("@abs:"):
+            out.append(images.abspath(a[5:]))
+        elif a.startswith("@"):
+            out.append(images.path(a[1:]))
+        else:
+            out.append(a)
+    return out
+
+
+@pytest.mark.parametrize("args", CASES)
+def test_info_parity(instar, images, request, args):
+    if "sub" in args:
+        images.path("subdir-overlay")  # make sure the directory exists
+    argv = resolve(args, images, lambda: request.getfixturevalue("locked_image"))
+    expected, actual = tl.run_both(instar, argv, cwd=images.root)
+    tl.assert_same(expected, actual, f"qemu-img {' '.join(argv)}")
+
+
+# ----------------------------------------------------------------------------
+# Deliberate differences: formats instar does not interpret.  qemu-img accepts
+# them; instar must refuse with exit 1 and a clear `qemu-img: ` message that
+# names the format, without crashing.
+# ----------------------------------------------------------------------------
+REFUSED = []
+for _fmt in OTHER_FORMATS:
+    REFUSED.append(pytest.param(_fmt, [], id=f"refuse-probed-{_fmt}"))
+    REFUSED.append(pytest.param(_fmt, ["-f", _fmt], id=f"refuse-f-{_fmt}"))
+    REFUSED.append(pytest.param(_fmt, ["--output=json"], id=f"refuse-json-{_fmt}"))
+
+
+@pytest.mark.parametrize("fmt,opts", REFUSED)
+def test_info_refused_formats(instar, images, fmt, opts):
+    img = images.path(f"fmt-{fmt}")
+    oracle = tl.run_oracle(["info", *opts, img], cwd=images.root)
+    assert oracle.returncode == 0, "oracle should accept this format: " + oracle.describe()
+    r = instar.run(["info", *opts, img], cwd=images.root)
+    assert r.returncode == 1, r.describe()
+    assert r.stdout == b"", r.describe()
+    err = r.stderr.decode("utf-8", "replace")
+    assert err.startswith("qemu-img: "), r.describe()
+    assert fmt in err, f"message should name the format {fmt!r}: " + r.describe()
+    assert err.endswith("\n") and err.count("\n") <= 2, r.describe()

@@ -1,0 +1,309 @@
+"""Shared helpers for instar's parity and integration test suites.
+
+Both parity/conftest.py and tests/integration/conftest.py import this module
+(they put <repo>/tests on sys.path), so the rules about which binary is under
+test, when to skip, and how processes are run live in one place:
+
+* The binary under test is $INSTAR if set, else <repo>/build/instar.  A missing
+  binary is a test FAILURE, never a skip.
+* If /dev/kvm cannot be opened read-write the suites are skipped with a loud
+  "KVM unavailable: ..." reason (instar interprets images only inside KVM).
+* instar is always run through a symlink named ``qemu-img`` (in a private temp
+  dir) so that its ``qemu-img: `` message prefix (basename(argv[0])) matches
+  the oracle's.  ``run_instar_multicall`` runs the real path instead.
+* Both tools run with TZ=UTC LC_ALL=C and a subprocess timeout.
+
+Nothing here hard-codes expected output: every expectation comes from running
+the oracle (Debian 12's qemu-img 7.2) in the same test run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The oracle.  Resolved once; an absent oracle is an environment error.
+QEMU_IMG = shutil.which("qemu-img") or "/usr/bin/qemu-img"
+QEMU_IO = shutil.which("qemu-io") or "/usr/bin/qemu-io"
+
+#: Default per-process timeout in seconds.  Every subprocess call uses one.
+TIMEOUT = 20
+
+BASE_ENV = {"TZ": "UTC", "LC_ALL": "C"}
+
+
+def tool_env(extra: Mapping[str, str] | None = None) -> dict:
+    """Environment for both tools: the caller's env plus TZ=UTC LC_ALL=C.
+
+    INSTAR_BACKING_ALLOW is removed unless given in ``extra`` so a developer's
+    shell setting cannot change results.
+    """
+    env = dict(os.environ)
+    env.pop("INSTAR_BACKING_ALLOW", None)
+    env.update(BASE_ENV)
+    if extra:
+        env.update(extra)
+    return env
+
+
+@dataclass(frozen=True)
+class Result:
+    """Outcome of one process run; stdout/stderr are raw bytes."""
+
+    argv: tuple
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+    def describe(self) -> str:
+        return (
+            f"argv={list(self.argv)!r}\n  rc={self.returncode}\n"
+            f"  stdout={self.stdout.decode('utf-8', 'replace')!r}\n"
+            f"  stderr={self.stderr.decode('utf-8', 'replace')!r}"
+        )
+
+
+def run(
+    argv: Sequence[str],
+    cwd: os.PathLike | str | None = None,
+    timeout: float = TIMEOUT,
+    env_extra: Mapping[str, str] | None = None,
+    stdin: bytes | None = None,
+) -> Result:
+    """Run ``argv`` with the tool environment; raise on timeout (a hang is a failure)."""
+    try:
+        cp = subprocess.run(
+            list(argv),
+            cwd=cwd,
+            env=tool_env(env_extra),
+            input=stdin if stdin is not None else b"",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise AssertionError(f"timeout after {timeout}s (hang?): {list(argv)!r}") from e
+    return Result(tuple(argv), cp.returncode, cp.stdout, cp.stderr)
+
+
+def qemu_img(*args: str, cwd=None, check: bool = True, timeout: float = 120) -> Result:
+    """Run the oracle qemu-img (used for image generation and expectations)."""
+    r = run([QEMU_IMG, *args], cwd=cwd, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError("qemu-img failed while generating test data:\n  " + r.describe())
+    return r
+
+
+def qemu_io(*args: str, cwd=None, check: bool = True, timeout: float = 120) -> Result:
+    """Run the oracle qemu-io (image generation only)."""
+    r = run([QEMU_IO, *args], cwd=cwd, timeout=timeout)
+    if check and (r.returncode != 0 or b"failed" in r.stderr.lower()):
+        raise RuntimeError("qemu-io failed while generating test data:\n  " + r.describe())
+    return r
+
+
+# --------------------------------------------------------------------------
+# Binary under test and KVM gate
+# --------------------------------------------------------------------------
+
+
+def instar_binary() -> Path:
+    """Path of the binary under test: $INSTAR, else <repo>/build/instar (not checked)."""
+    env = os.environ.get("INSTAR")
+    return Path(env).resolve() if env else REPO / "build" / "instar"
+
+
+def binary_problem() -> str | None:
+    """Why the binary under test cannot be used, or None if it looks runnable."""
+    b = instar_binary()
+    if not b.exists():
+        return f"instar binary not found at {b} (build it, or set INSTAR=/path/to/instar)"
+    if not os.access(b, os.X_OK):
+        return f"instar binary {b} is not executable"
+    return None
+
+
+def kvm_problem() -> str | None:
+    """Why /dev/kvm cannot be opened read-write, or None if it can."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as e:
+        return f"cannot open /dev/kvm read-write: {e.strerror} (errno {e.errno})"
+    os.close(fd)
+    return None
+
+
+class Instar:
+    """The binary under test, reachable through a ``qemu-img`` symlink.
+
+    ``path`` is the real binary; ``qemu_img`` is a symlink named qemu-img
+    pointing at it, in a private temporary directory.
+    """
+
+    def __init__(self, binary: Path, linkdir: Path):
+        self.path = binary
+        self.linkdir = linkdir
+        self.qemu_img = linkdir / "qemu-img"
+        if not self.qemu_img.is_symlink():
+            self.qemu_img.symlink_to(binary)
+
+    def run(self, args: Sequence[str], cwd=None, **kw) -> Result:
+        """Run instar as ``qemu-img`` (through the symlink)."""
+        return run([str(self.qemu_img), *args], cwd=cwd, **kw)
+
+    def run_multicall(self, args: Sequence[str], cwd=None, **kw) -> Result:
+        """Run the real binary path (argv[0] basename ``instar``)."""
+        return run([str(self.path), *args], cwd=cwd, **kw)
+
+
+def require_instar(pytest_mod, linkdir: Path) -> Instar:
+    """Gate used by the session fixtures of both suites.
+
+    Fails (never skips) if the binary is missing; skips loudly if KVM is
+    unavailable.  ``pytest_mod`` is the pytest module (passed in to keep this
+    file importable without pytest).
+    """
+    problem = binary_problem()
+    if problem:
+        pytest_mod.fail(problem, pytrace=False)
+    kvm = kvm_problem()
+    if kvm:
+        pytest_mod.skip(f"KVM unavailable: {kvm}")
+    return Instar(instar_binary(), Path(linkdir))
+
+
+def run_oracle(args: Sequence[str], cwd=None, **kw) -> Result:
+    """Run the oracle qemu-img with ``args`` (no generation semantics)."""
+    return run([QEMU_IMG, *args], cwd=cwd, **kw)
+
+
+# --------------------------------------------------------------------------
+# Comparison helpers
+# --------------------------------------------------------------------------
+
+
+def normalise(data: bytes, replacements: Mapping[str, str]) -> bytes:
+    """The ONE place where output is rewritten before comparison.
+
+    Replaces each key (typically a temporary directory path) with its value
+    (a placeholder such as ``<DIR>``), longest keys first so nested temp paths
+    are handled correctly.  Read-only commands never need this (both tools run
+    on the same file with the same cwd and argument spelling); it exists for
+    mutating commands run on two copies in two directories.
+    """
+    for k in sorted(replacements, key=len, reverse=True):
+        data = data.replace(os.fsencode(k), os.fsencode(replacements[k]))
+    return data
+
+
+def assert_same(expected: Result, actual: Result, what: str = "") -> None:
+    """Assert identical exit code, stdout and stderr (byte for byte).
+
+    The oracle's returncode must also be non-negative (sanity) and the
+    instar one never negative (a signal means a crash).
+    """
+    assert actual.returncode >= 0, f"instar killed by signal {-actual.returncode}: {what}\n  {actual.describe()}"
+    msg = f"{what}\n oracle: {expected.describe()}\n instar: {actual.describe()}"
+    assert actual.stderr == expected.stderr, "stderr differs\n" + msg
+    assert actual.stdout == expected.stdout, "stdout differs\n" + msg
+    assert actual.returncode == expected.returncode, "exit code differs\n" + msg
+
+
+def run_both(instar: Instar, args: Sequence[str], cwd, **kw) -> tuple[Result, Result]:
+    """Run ``qemu-img ARGS`` under the oracle then under instar; same cwd, same args.
+
+    Returns (oracle_result, instar_result).  Only for commands that do not
+    modify their inputs; see run_both_on_copies for mutating commands.
+    """
+    expected = run_oracle(args, cwd=cwd, **kw)
+    actual = instar.run(args, cwd=cwd, **kw)
+    return expected, actual
+
+
+def run_both_on_copies(
+    instar: Instar,
+    args: Sequence[str],
+    files: Iterable[os.PathLike | str],
+    workdir: os.PathLike | str,
+    compare_images: Sequence[str] = (),
+    compare_fmt: str | None = None,
+    **kw,
+) -> tuple[Result, Result]:
+    """Run a MUTATING command under both tools on private copies, then compare results.
+
+    ``files`` (images, backing files, data files...) are copied (sparse-aware,
+    preserving relative layout by basename) into ``<workdir>/oracle`` and
+    ``<workdir>/instar``.  ``args`` must name them by their basenames
+    (relative paths), and each tool runs with cwd = its own copy directory, so
+    the argument spelling is identical and no normalisation is needed for
+    messages mentioning relative names.  Any absolute mention of the copy
+    directory in the output is rewritten to ``<DIR>`` via normalise().
+
+    After the runs, for every name in ``compare_images`` (basenames of files
+    that exist after the command, e.g. the image that was checked/resized or
+    created), this asserts with the ORACLE that:
+      * ``qemu-img check`` gives the same exit code/stdout/stderr on both
+        copies (exit 63, "does not support checks", is fine for raw), and
+      * ``qemu-img compare`` (``-f/-F compare_fmt`` if given) reports the two
+        copies identical (exit 0), and
+      * ``qemu-img info --output=json`` matches (after normalise()) except
+        for ``actual-size`` (host allocation may differ legitimately).
+    Only basenames are kept when copying, so ``files`` must not depend on a
+    directory layout (put such cases in their own generator).
+    The caller still asserts on the returned command results, e.g. with
+    assert_same(*run_both_on_copies(...)).
+
+    Returns (oracle_result, instar_result), with outputs normalised.
+    """
+    workdir = Path(workdir)
+    dirs = {"oracle": workdir / "oracle", "instar": workdir / "instar"}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            src = Path(f)
+            dst = d / src.name
+            r = subprocess.run(
+                ["cp", "--sparse=always", "--", str(src), str(dst)],
+                timeout=120,
+                capture_output=True,
+            )
+            if r.returncode != 0:
+                raise RuntimeError(f"cp failed: {r.stderr!r}")
+    expected = run_oracle(args, cwd=dirs["oracle"], **kw)
+    actual = instar.run(args, cwd=dirs["instar"], **kw)
+    repl = {str(dirs["oracle"]): "<DIR>", str(dirs["instar"]): "<DIR>"}
+    expected = Result(expected.argv, expected.returncode, normalise(expected.stdout, repl), normalise(expected.stderr, repl))
+    actual = Result(actual.argv, actual.returncode, normalise(actual.stdout, repl), normalise(actual.stderr, repl))
+
+    for name in compare_images:
+        a, b = dirs["oracle"] / name, dirs["instar"] / name
+        assert a.exists() == b.exists(), f"{name}: exists after oracle={a.exists()} instar={b.exists()}"
+        if not a.exists():
+            continue
+        ca = run_oracle(["check", name], cwd=dirs["oracle"])
+        cb = run_oracle(["check", name], cwd=dirs["instar"])
+        assert_same(ca, cb, f"qemu-img check of the resulting {name}")
+        fmt = ["-f", compare_fmt, "-F", compare_fmt] if compare_fmt else []
+        cmp = run_oracle(["compare", *fmt, str(a), str(b)])
+        assert cmp.returncode == 0, f"qemu-img compare of resulting {name} copies:\n  {cmp.describe()}"
+        ia = run_oracle(["info", "--output=json", name], cwd=dirs["oracle"])
+        ib = run_oracle(["info", "--output=json", name], cwd=dirs["instar"])
+        strip = re.compile(rb'\s*"actual-size": \d+,?')
+        ja, jb = (strip.sub(b"", normalise(x.stdout, repl)) for x in (ia, ib))
+        assert ja == jb, (
+            f"qemu-img info of resulting {name} differs:\n{ia.stdout.decode()}\n---\n{ib.stdout.decode()}"
+        )
+    return expected, actual
+
+
+def make_linkdir() -> Path:
+    """A fresh private temp dir for the qemu-img symlink (caller may delete)."""
+    return Path(tempfile.mkdtemp(prefix="instar-link-"))
