@@ -1,0 +1,19 @@
+#!/bin/sh
+# instar's main job on a small image it creates: qemu-img makes a qcow2,
+# qemu-io writes data into it, instar inspects it from inside its sandbox.
+set -eu
+cd "$(dirname "$0")/.."
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+
+qemu-img create -q -f qcow2 "$dir/demo.qcow2" 64M
+qemu-io -f qcow2 -c 'write -P 0x5a 0 1M' -c 'write -P 0xa5 32M 256k' "$dir/demo.qcow2" >/dev/null
+qemu-img snapshot -c first "$dir/demo.qcow2"
+
+echo "== instar info demo.qcow2"
+(cd "$dir" && "$OLDPWD/build/instar" info demo.qcow2)
+echo "== instar info --output=json demo.qcow2"
+(cd "$dir" && "$OLDPWD/build/instar" info --output=json demo.qcow2)
+echo "== identical to qemu-img info?"
+(cd "$dir" && qemu-img info demo.qcow2 >q.txt && ln -sf "$OLDPWD/build/instar" qemu-img &&
+    ./qemu-img info demo.qcow2 >i.txt && cmp q.txt i.txt && echo "yes: byte-for-byte")

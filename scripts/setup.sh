@@ -1,0 +1,31 @@
+#!/bin/sh
+# Install everything instar needs to build, run and test on Debian 12.
+# Idempotent; needs root (or sudo) for apt-get.
+set -eu
+
+PKGS="build-essential cmake clang-format qemu-utils python3 python3-pytest
+libcriterion-dev afl++ zlib1g-dev libzstd-dev hyperfine util-linux"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+        missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    echo "setup: installing$missing"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+
+# /dev/kvm: the sandbox needs read-write access.  Report, never fake.
+if [ ! -e /dev/kvm ]; then
+    echo "setup: WARNING: /dev/kvm is missing; instar cannot run its sandbox here" >&2
+elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+    if [ "$(id -u)" -eq 0 ]; then
+        chmod 0666 /dev/kvm 2>/dev/null || true
+    fi
+    [ -r /dev/kvm ] && [ -w /dev/kvm ] ||
+        echo "setup: WARNING: /dev/kvm is not read-write for $(id -un); add yourself to group kvm" >&2
+fi
