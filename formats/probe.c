@@ -11,16 +11,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "qcow2/be.h"
 #include "probe.h"
 
 struct probe_buf {
     uint8_t b[PROBE_BUF_SIZE];
 };
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static uint32_t le32(const uint8_t *p)
 {
@@ -53,12 +49,12 @@ static int probe_vdi(const uint8_t *b)
 
 static int probe_qcow2(const uint8_t *b)
 {
-    return be32(b) == 0x514649fbu && be32(b + 4) >= 2 ? 100 : 0;
+    return be_ld32(b) == 0x514649fbu && be_ld32(b + 4) >= 2 ? 100 : 0;
 }
 
 static int probe_qcow(const uint8_t *b)
 {
-    return be32(b) == 0x514649fbu && be32(b + 4) == 1 ? 100 : 0;
+    return be_ld32(b) == 0x514649fbu && be_ld32(b + 4) == 1 ? 100 : 0;
 }
 
 static int probe_vpc(const uint8_t *b)
@@ -94,7 +90,7 @@ static int probe_vmdk(const uint8_t *b)
     static const char *const vr[] = {"version=1\r\n", "version=2\r\n", "version=3\r\n"};
     int i;
 
-    if (be32(b) == 0x434f5744u /* COWD */ || be32(b) == 0x4b444d56u /* KDMV */)
+    if (be_ld32(b) == 0x434f5744u /* COWD */ || be_ld32(b) == 0x4b444d56u /* KDMV */)
         return 100;
     while (p < end) {
         if (*p == '#') {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "be.h"
 #include "instar/ovf.h"
 #include "bitmap.h"
 
@@ -19,18 +20,6 @@
 #define BME_TABLE_RESERVED_MASK  0xff000000000001feull
 #define BME_TABLE_OFFSET_MASK    0x00fffffffffffe00ull
 #define BME_TABLE_FLAG_ALL_ONES  1ull
-
-static uint64_t ld64(const uint8_t *p)
-{
-    return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 |
-           (uint64_t)p[3] << 32 | (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 |
-           (uint64_t)p[6] << 8 | p[7];
-}
-
-static uint32_t ld32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 
 static void err_clear(struct qcow2_err_info *ei)
 {
@@ -122,13 +111,13 @@ int qcow2_bitmap_dir_parse(const uint8_t *dir, size_t size, uint32_t nb_bitmaps,
             return -QCOW2_ERR_BITMAP_TOO_MANY;
 
         memset(&bm, 0, sizeof(bm));
-        bm.table_offset = ld64(p);
-        bm.table_size = ld32(p + 8);
-        bm.flags = ld32(p + 12);
+        bm.table_offset = be_ld64(p);
+        bm.table_size = be_ld32(p + 8);
+        bm.flags = be_ld32(p + 12);
         bm.type = p[16];
         bm.granularity_bits = p[17];
         name_size = (uint32_t)p[18] << 8 | p[19];
-        extra_size = ld32(p + 20);
+        extra_size = be_ld32(p + 20);
 
         esize = dir_entry_size(name_size, extra_size);
         if (esize > 0 && (uint64_t)esize > size - e)
@@ -241,7 +230,7 @@ int qcow2_bitmap_load_check(const struct qcow2_bitmap *bm, const struct qcow2_he
         if (ret < 0)
             return ret;
         for (i = 0; i < n; i += 8) {
-            uint64_t entry = ld64(buf + i);
+            uint64_t entry = be_ld64(buf + i);
             uint64_t off = entry & BME_TABLE_OFFSET_MASK;
 
             if (entry & BME_TABLE_RESERVED_MASK)

@@ -8,31 +8,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "be.h"
 #include "l2.h"
-
-static uint64_t load_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 uint64_t qcow2_l1_load(const uint8_t *table, uint64_t index)
 {
-    return load_be64(table + index * 8);
+    return be_ld64(table + index * 8);
 }
 
 void qcow2_l2_load(const uint8_t *table, uint64_t index, bool extended, uint64_t *raw,
                    uint64_t *bitmap)
 {
     if (extended) {
-        *raw = load_be64(table + index * 16);
-        *bitmap = load_be64(table + index * 16 + 8);
+        *raw = be_ld64(table + index * 16);
+        *bitmap = be_ld64(table + index * 16 + 8);
     } else {
-        *raw = load_be64(table + index * 8);
+        *raw = be_ld64(table + index * 8);
         *bitmap = 0;
     }
 }

@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "be.h"
 #include "luks.h"
 #include "qcow2_err.h"
 
@@ -42,16 +43,6 @@
 #define LUKS_HDR_SECTORS 8u
 
 static const uint8_t luks_magic[6] = {'L', 'U', 'K', 'S', 0xba, 0xbe};
-
-static uint16_t be16(const uint8_t *p)
-{
-    return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
 
 /* QAPI QCryptoHashAlgorithm names and digest lengths (crypto/hash.c). */
 struct luks_hash {
@@ -154,14 +145,14 @@ static int signed_arg(struct qcow2_luks_info *out, int idx, uint32_t v, int code
 /* qcrypto_block_luks_check_header(): structural checks, in QEMU's order. */
 static int luks_check(const uint8_t *buf, struct qcow2_luks_info *out)
 {
-    uint32_t payload = be32(buf + LUKS_OFF_PAYLOAD);
-    uint32_t mk_len = be32(buf + LUKS_OFF_MK_LEN);
+    uint32_t payload = be_ld32(buf + LUKS_OFF_PAYLOAD);
+    uint32_t mk_len = be_ld32(buf + LUKS_OFF_MK_LEN);
 
     if (memcmp(buf, luks_magic, sizeof(luks_magic)) != 0) {
         return -QCOW2_ERR_LUKS_NOT_LUKS;
     }
-    if (be16(buf + LUKS_OFF_VERSION) != LUKS_VERSION) {
-        out->err_args[0] = be16(buf + LUKS_OFF_VERSION);
+    if (be_ld16(buf + LUKS_OFF_VERSION) != LUKS_VERSION) {
+        out->err_args[0] = be_ld16(buf + LUKS_OFF_VERSION);
         return -QCOW2_ERR_LUKS_VERSION;
     }
     if (!memchr(buf + LUKS_OFF_CIPHER_NAME, 0, LUKS_NAME_LEN)) {
@@ -176,15 +167,15 @@ static int luks_check(const uint8_t *buf, struct qcow2_luks_info *out)
     if (payload < LUKS_HDR_SECTORS) {
         return -QCOW2_ERR_LUKS_PAYLOAD_OVERLAP;
     }
-    if (be32(buf + LUKS_OFF_MK_ITERS) == 0) {
+    if (be_ld32(buf + LUKS_OFF_MK_ITERS) == 0) {
         return -QCOW2_ERR_LUKS_MK_ITERS_ZERO;
     }
 
     for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS; i++) {
         const uint8_t *s1 = buf + LUKS_OFF_SLOTS + i * LUKS_SLOT_SIZE;
-        uint32_t active = be32(s1);
-        uint32_t start1 = be32(s1 + 40);
-        uint32_t stripes = be32(s1 + 44);
+        uint32_t active = be_ld32(s1);
+        uint32_t start1 = be_ld32(s1 + 40);
+        uint32_t stripes = be_ld32(s1 + 44);
         uint32_t len1 = splitkey_sectors(mk_len, stripes);
 
         out->err_args[0] = i;
@@ -195,7 +186,7 @@ static int luks_check(const uint8_t *buf, struct qcow2_luks_info *out)
         if (active != LUKS_SLOT_DISABLED && active != LUKS_SLOT_ENABLED) {
             return -QCOW2_ERR_LUKS_SLOT_STATE;
         }
-        if (active == LUKS_SLOT_ENABLED && be32(s1 + 4) == 0) {
+        if (active == LUKS_SLOT_ENABLED && be_ld32(s1 + 4) == 0) {
             return -QCOW2_ERR_LUKS_SLOT_ITERS_ZERO;
         }
         if (start1 < LUKS_HDR_SECTORS) {
@@ -208,8 +199,8 @@ static int luks_check(const uint8_t *buf, struct qcow2_luks_info *out)
         /* Later slots are measured before their own stripes are checked. */
         for (unsigned j = i + 1; j < QCOW2_LUKS_NUM_SLOTS; j++) {
             const uint8_t *s2 = buf + LUKS_OFF_SLOTS + j * LUKS_SLOT_SIZE;
-            uint32_t start2 = be32(s2 + 40);
-            uint32_t len2 = splitkey_sectors(mk_len, be32(s2 + 44));
+            uint32_t start2 = be_ld32(s2 + 40);
+            uint32_t len2 = splitkey_sectors(mk_len, be_ld32(s2 + 44));
 
             if ((uint32_t)(start1 + len1) > start2 && (uint32_t)(start2 + len2) > start1) {
                 out->err_args[1] = j;
@@ -231,7 +222,7 @@ static int luks_names(const uint8_t *buf, struct qcow2_luks_info *out)
     const char *hdr_name = (const char *)buf + LUKS_OFF_CIPHER_NAME;
     const char *hdr_mode = (const char *)buf + LUKS_OFF_CIPHER_MODE;
     const char *hdr_hash = (const char *)buf + LUKS_OFF_HASH_SPEC;
-    uint32_t key_bytes = be32(buf + LUKS_OFF_MK_LEN);
+    uint32_t key_bytes = be_ld32(buf + LUKS_OFF_MK_LEN);
     char mode[LUKS_NAME_LEN];
     char *ivgen, *ivhash;
     const struct luks_hash *ivhash_alg = NULL, *hash_alg;
@@ -363,15 +354,15 @@ int qcow2_luks_parse(const uint8_t *buf, size_t len, struct qcow2_luks_info *out
     out->uuid[uuid_len] = '\0';
 
     /* Sector counts are 32-bit, so byte offsets fit in 64 bits. */
-    out->payload_offset = (uint64_t)be32(buf + LUKS_OFF_PAYLOAD) * LUKS_SECTOR_SIZE;
-    out->master_key_iters = be32(buf + LUKS_OFF_MK_ITERS);
+    out->payload_offset = (uint64_t)be_ld32(buf + LUKS_OFF_PAYLOAD) * LUKS_SECTOR_SIZE;
+    out->master_key_iters = be_ld32(buf + LUKS_OFF_MK_ITERS);
     for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS; i++) {
         const uint8_t *s = buf + LUKS_OFF_SLOTS + i * LUKS_SLOT_SIZE;
 
-        out->slots[i].active = be32(s) == LUKS_SLOT_ENABLED;
-        out->slots[i].iters = be32(s + 4);
-        out->slots[i].key_offset = (uint64_t)be32(s + 40) * LUKS_SECTOR_SIZE;
-        out->slots[i].stripes = be32(s + 44);
+        out->slots[i].active = be_ld32(s) == LUKS_SLOT_ENABLED;
+        out->slots[i].iters = be_ld32(s + 4);
+        out->slots[i].key_offset = (uint64_t)be_ld32(s + 40) * LUKS_SECTOR_SIZE;
+        out->slots[i].stripes = be_ld32(s + 44);
     }
     return 0;
 }

@@ -8,25 +8,9 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "be.h"
 #include "instar/ovf.h"
 #include "snapshot.h"
-
-static uint64_t ld64(const uint8_t *p)
-{
-    return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 |
-           (uint64_t)p[3] << 32 | (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 |
-           (uint64_t)p[6] << 8 | p[7];
-}
-
-static uint32_t ld32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint16_t ld16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] << 8 | p[1]);
-}
 
 /* A read QEMU would make: refused past BDRV_MAX_LENGTH, else the caller's. */
 static int rd_read(const struct qcow2_reader *rd, uint64_t off, void *buf, size_t len)
@@ -74,15 +58,15 @@ int qcow2_snapshots_parse(const struct qcow2_header *h, const struct qcow2_reade
         offset += sizeof(hdr);
 
         memset(&sn, 0, sizeof(sn));
-        sn.l1_table_offset = ld64(hdr);
-        sn.l1_size = ld32(hdr + 8);
-        id_size = ld16(hdr + 12);
-        name_size = ld16(hdr + 14);
-        sn.date_sec = ld32(hdr + 16);
-        sn.date_nsec = ld32(hdr + 20);
-        sn.vm_clock_nsec = ld64(hdr + 24);
-        sn.vm_state_size = ld32(hdr + 32);
-        sn.extra_data_size = ld32(hdr + 36);
+        sn.l1_table_offset = be_ld64(hdr);
+        sn.l1_size = be_ld32(hdr + 8);
+        id_size = be_ld16(hdr + 12);
+        name_size = be_ld16(hdr + 14);
+        sn.date_sec = be_ld32(hdr + 16);
+        sn.date_nsec = be_ld32(hdr + 20);
+        sn.vm_clock_nsec = be_ld64(hdr + 24);
+        sn.vm_state_size = be_ld32(hdr + 32);
+        sn.extra_data_size = be_ld32(hdr + 36);
 
         if (sn.extra_data_size > QCOW2_SNAPSHOT_MAX_EXTRA) {
             ei->args[0] = i;
@@ -97,9 +81,9 @@ int qcow2_snapshots_parse(const struct qcow2_header *h, const struct qcow2_reade
             return ret;
         offset += known;
         if (sn.extra_data_size >= 8)
-            sn.vm_state_size = ld64(extra);
-        sn.disk_size = sn.extra_data_size >= 16 ? ld64(extra + 8) : h->disk_size;
-        sn.icount = sn.extra_data_size >= 24 ? ld64(extra + 16) : UINT64_MAX;
+            sn.vm_state_size = be_ld64(extra);
+        sn.disk_size = sn.extra_data_size >= 16 ? be_ld64(extra + 8) : h->disk_size;
+        sn.icount = sn.extra_data_size >= 24 ? be_ld64(extra + 16) : UINT64_MAX;
 
         if (sn.extra_data_size > sizeof(extra)) {
             /* QEMU keeps the unknown rest; reading it can only be refused. */

@@ -9,6 +9,7 @@
  * Tests skip when qemu-img or jq is missing.
  */
 #include <criterion/criterion.h>
+#include "test_sh.h"
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -24,42 +25,7 @@
 static char tmpdir[64];
 static char img[128];
 
-static int sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    return system(cmd);
-}
-
 /* Runs a shell command and returns its stdout (malloc'd, NUL-terminated). */
-static char *sh_out(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    size_t cap = 4096, len = 0, n;
-    char *out = malloc(cap);
-    FILE *p;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    while ((n = fread(out + len, 1, cap - len - 1, p)) > 0) {
-        len += n;
-        if (cap - len < 2) {
-            cap *= 2;
-            out = realloc(out, cap);
-        }
-    }
-    pclose(p);
-    out[len] = '\0';
-    return out;
-}
 
 static void setup(void)
 {
