@@ -19,11 +19,6 @@ import instar_testlib as tl  # noqa: E402
 from images import ImageSet  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def instar(tmp_path_factory):
-    """The binary under test behind a `qemu-img` symlink (fails if missing, skips without KVM)."""
-    return tl.require_instar(pytest, tmp_path_factory.mktemp("link"))
-
 
 @pytest.fixture(scope="session")
 def images(tmp_path_factory):
