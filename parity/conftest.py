@@ -12,12 +12,10 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[0] / "tests"))
 sys.path.insert(0, str(HERE))
 
 import instar_testlib as tl  # noqa: E402
 from images import ImageSet  # noqa: E402
-
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,10 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import instar_testlib as tl  # noqa: E402
 from corrupt import Gen  # noqa: E402
-
 
 
 @pytest.fixture(scope="session")
