@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "instar/errors.h"
+#include "qcow2/check_err.h"
 #include "qcow2/qcow2_err.h"
 #include "report.h"
 
@@ -93,6 +94,7 @@ struct code_msg {
 static const struct code_msg code_msgs[] = {
 #define REPORT_CODE_ENTRY(name, code, msg) {code, msg},
     INSTAR_ERRORS(REPORT_CODE_ENTRY) QCOW2_ERRORS(REPORT_CODE_ENTRY)
+        QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 
@@ -107,8 +109,9 @@ const char *report_code_template(int32_t code)
 }
 
 /*
- * Length of the slot at t ("{0}".."{3}", "{x0}".."{x3}", "{s}"), or 0 if t
- * does not start one.  *kind is 'd', 'x' or 's'; *idx the argument index.
+ * Length of the slot at t ("{0}".."{3}", "{x0}".."{x3}", "{#x0}".."{#x3}",
+ * "{s}"), or 0 if t does not start one.  *kind is 'd', 'x', '#' or 's';
+ * *idx the argument index.
  */
 static size_t slot_len(const char *t, char *kind, unsigned *idx)
 {
@@ -123,6 +126,11 @@ static size_t slot_len(const char *t, char *kind, unsigned *idx)
         *kind = 'x';
         *idx = (unsigned)(t[2] - '0');
         return 4;
+    }
+    if (t[1] == '#' && t[2] == 'x' && t[3] >= '0' && t[3] <= '3' && t[4] == '}') {
+        *kind = '#';
+        *idx = (unsigned)(t[3] - '0');
+        return 5;
     }
     if (t[1] == 's' && t[2] == '}') {
         *kind = 's';
@@ -164,6 +172,8 @@ int report_code_render_to(FILE *f, int32_t code, const uint64_t args[4], const c
             fprintf(f, "%llu", (unsigned long long)args[idx]);
         else if (kind == 'x')
             fprintf(f, "%llx", (unsigned long long)args[idx]);
+        else if (kind == '#')
+            fprintf(f, "%#llx", (unsigned long long)args[idx]);
         else
             fwrite(str, 1, slen, f);
         t += n;

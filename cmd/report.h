@@ -61,7 +61,7 @@ const char *report_code_template(int32_t code);
 
 /*
  * report_code_render - fill the template of code: {0}..{3} become args[i]
- * in decimal, {x0}..{x3} in lower-case hex, {s} the bytes str[0..slen)
+ * in decimal, {x0}..{x3} in lower-case hex, {#x0}..{#x3} as "%#x", {s} the bytes str[0..slen)
  * (up to the first NUL); any other brace is copied.  Unknown codes give
  * "Unknown error <code> from the sandbox".
  * @args: four arguments (may be NULL: all zero)

@@ -26,6 +26,8 @@ int64_t hc_blk_write(uint32_t handle, uint64_t offset, const void *buf, uint64_t
 int64_t hc_flush(uint32_t handle);
 int64_t hc_result(const void *blob, uint64_t len);
 void hc_log(const char *msg, size_t len);
+int64_t hc_report(const void *recs, uint64_t len);
+int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode);
 __attribute__((noreturn)) void hc_exit(int64_t status);
 __attribute__((noreturn)) void hc_panic(const char *expr, const char *file, unsigned line);
 
@@ -105,8 +107,22 @@ __attribute__((noreturn)) void result_error(uint32_t op, int32_t code, const uin
  */
 void result_warn(uint16_t code, uint16_t count);
 
+/* --- Streamed diagnostics (guest/report.c) --- */
+
+/*
+ * greport - queue one diagnostic line for the host to print on stderr:
+ * code is a message code (formats/qcow2/check_err.h), args fill its
+ * numeric slots (NULL: zeros), s/slen its {s} slot.  Queued records reach
+ * the host when the buffer fills and always before a result is sent.
+ */
+void greport(int32_t code, uint16_t flags, const uint64_t args[4], const char *s, size_t slen);
+void greport_flush(void);
+
 /* --- Planners: one per operation, called by guest/main.c --- */
 
 __attribute__((noreturn)) void plan_info(void);
+__attribute__((noreturn)) void plan_check(void);
+__attribute__((noreturn)) void plan_create(void);
+__attribute__((noreturn)) void plan_resize(void);
 
 #endif /* GUEST_H */

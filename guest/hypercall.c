@@ -72,3 +72,19 @@ void hc_panic(const char *expr, const char *file, unsigned line)
     for (;;)
         hc_out(INSTAR_HC_PANIC, &a);
 }
+
+int64_t hc_report(const void *recs, uint64_t len)
+{
+    struct instar_hc_report a = {.data = (uintptr_t)recs, .len = len, .ret = -1};
+
+    hc_out(INSTAR_HC_REPORT, &a);
+    return a.ret;
+}
+
+int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode)
+{
+    struct instar_hc_truncate a = {.handle = handle, .mode = mode, .size = size, .ret = -1};
+
+    hc_out(INSTAR_HC_TRUNCATE, &a);
+    return a.ret;
+}

@@ -100,6 +100,7 @@ void rbuf_send(struct rbuf *rb, uint32_t op, int32_t error)
     h->size = (uint32_t)rb->len;
     h->warn_code = warn_code;
     h->warn_count = warn_count;
+    greport_flush();
     if (hc_result(rb->buf, rb->len) < 0)
         hc_exit(-1);
     hc_exit(0);
@@ -129,6 +130,7 @@ void result_error(uint32_t op, int32_t code, const uint64_t args[4], const void 
         h->err_str.len = (uint32_t)slen;
         h->size += (uint32_t)slen;
     }
+    greport_flush();
     if (hc_result(blob, h->size) < 0)
         hc_exit(-1);
     hc_exit(0);

@@ -6,6 +6,7 @@
  * host memory outside guest RAM and never exits the process.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,23 @@ static uint8_t *blk_check(struct vmm *v, const struct instar_hc_blk *a, bool wri
     return buf;
 }
 
+/*
+ * Test-only fault injection (VMM_FAULT_ENV): false, and the run over, when
+ * the write about to happen is the first one past the allowance.
+ */
+static bool fault_allow(struct vmm *v)
+{
+    if (!v->fault_on)
+        return true;
+    if (v->fault_left == 0) {
+        vmm_fail(v, VMM_FAULT_INJECTED, "fault injection: stopped before write %llu",
+                 (unsigned long long)v->out->nwrites + 1);
+        return false;
+    }
+    v->fault_left--;
+    return true;
+}
+
 static void hc_blkio(struct vmm *v, uint32_t gpa, bool write)
 {
     struct instar_hc_blk a;
@@ -89,6 +107,11 @@ static void hc_blkio(struct vmm *v, uint32_t gpa, bool write)
     if (!buf) {
         hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), ret);
         return;
+    }
+    if (write) {
+        if (!fault_allow(v))
+            return;
+        v->out->nwrites++;
     }
     while (done < a.len) {
         ssize_t n = write ? pwrite(d->fd, buf + done, a.len - done, a.offset + done)
@@ -125,6 +148,89 @@ static void hc_flush(struct vmm *v, uint32_t gpa)
     else if (fdatasync(d->fd) < 0)
         ret = INSTAR_HC_EIO;
     hc_ret(v, gpa, offsetof(struct instar_hc_flush, ret), ret);
+}
+
+/* Write zeros over [from, to) of fd, as qemu's PREALLOC_MODE_FULL does. */
+static int write_zeros(int fd, uint64_t from, uint64_t to)
+{
+    static const uint8_t zeros[65536];
+
+    while (from < to) {
+        size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
+        ssize_t w = pwrite(fd, zeros, n, (off_t)from);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        from += (uint64_t)w;
+    }
+    return 0;
+}
+
+static void hc_truncate(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_truncate a;
+    struct vmm_devstate *d;
+    int64_t ret = INSTAR_HC_OK;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "truncate"))
+        return;
+    d = hc_dev(v, a.handle);
+    if (!d || a.mode > INSTAR_TRUNC_FULL)
+        ret = INSTAR_HC_EINVAL;
+    else if (!(d->flags & INSTAR_DEV_WRITE))
+        ret = INSTAR_HC_EPERM;
+    else if (a.size > d->write_limit || a.size > (uint64_t)INT64_MAX)
+        ret = INSTAR_HC_ERANGE;
+    if (ret != INSTAR_HC_OK) {
+        hc_ret(v, gpa, offsetof(struct instar_hc_truncate, ret), ret);
+        return;
+    }
+    if (!fault_allow(v))
+        return;
+    v->out->nwrites++;
+    if (a.mode == INSTAR_TRUNC_FALLOC && a.size > d->size) {
+        int e = posix_fallocate(d->fd, (off_t)d->size, (off_t)(a.size - d->size));
+
+        if (e)
+            ret = INSTAR_HC_EIO;
+    } else if (ftruncate(d->fd, (off_t)a.size) < 0) {
+        ret = INSTAR_HC_EIO;
+    } else if (a.mode == INSTAR_TRUNC_FULL && a.size > d->size &&
+               write_zeros(d->fd, d->size, a.size) < 0) {
+        ret = INSTAR_HC_EIO;
+    }
+    if (ret == INSTAR_HC_OK)
+        d->size = a.size;
+    hc_ret(v, gpa, offsetof(struct instar_hc_truncate, ret), ret);
+}
+
+/*
+ * Diagnostics: the caller's callback validates and prints them.  Without
+ * one (an operation that expects none) the call is a protocol error.
+ */
+static void hc_report(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_report a;
+    const void *p;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "report"))
+        return;
+    p = vmm_mem_ptr(&v->mem, a.data, a.len);
+    if (!p || a.len > INSTAR_REPORT_MAX) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest report outside its memory or too long");
+        return;
+    }
+    if (!v->report) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest sent diagnostics for an operation without any");
+        return;
+    }
+    if (v->report(v->report_opaque, p, (size_t)a.len) < 0) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest sent malformed diagnostics");
+        return;
+    }
+    hc_ret(v, gpa, offsetof(struct instar_hc_report, ret), INSTAR_HC_OK);
 }
 
 static void hc_result(struct vmm *v, uint32_t gpa)
@@ -253,6 +359,12 @@ void vmm_hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa)
         break;
     case INSTAR_HC_EXIT:
         hc_exit(v, gpa);
+        break;
+    case INSTAR_HC_REPORT:
+        hc_report(v, gpa);
+        break;
+    case INSTAR_HC_TRUNCATE:
+        hc_truncate(v, gpa);
         break;
     default:
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest made unknown hypercall %u", nr);

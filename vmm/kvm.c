@@ -287,6 +287,14 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
     v.kvm_fd = v.vm_fd = v.vcpu_fd = -1;
     v.out = out;
     v.debug = getenv("INSTAR_DEBUG") != NULL;
+    if (cfg) {
+        v.report = cfg->report;
+        v.report_opaque = cfg->report_opaque;
+    }
+    if (getenv(VMM_FAULT_ENV)) {
+        v.fault_on = true;
+        v.fault_left = env_u64(VMM_FAULT_ENV, 0);
+    }
 
     mem_size = env_u64("INSTAR_GUEST_MEM_MB", mem_size >> 20) << 20;
     watchdog_ms = (unsigned)env_u64("INSTAR_WATCHDOG_MS", watchdog_ms);

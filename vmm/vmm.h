@@ -19,10 +19,27 @@ struct vmm_dev {
     uint32_t flags;       /* INSTAR_DEV_READ / INSTAR_DEV_WRITE */
 };
 
+/*
+ * Receives a batch of INSTAR_HC_REPORT records, still unvalidated (the
+ * bytes are in guest RAM; copy what you keep).  Returns 0, or -1 to end
+ * the run as a protocol violation.
+ */
+typedef int (*vmm_report_fn)(void *opaque, const void *recs, size_t len);
+
 struct vmm_config {
     uint64_t mem_size;    /* guest RAM bytes; 0 = default */
     unsigned watchdog_ms; /* no-hypercall limit; 0 = default */
+    vmm_report_fn report; /* NULL: INSTAR_HC_REPORT is a protocol error */
+    void *report_opaque;
 };
+
+/*
+ * Test-only fault injection: with INSTAR_FAULT_WRITES=N in the environment
+ * the run stops with VMM_FAULT_INJECTED when the guest asks for its
+ * (N+1)-th block write or truncate, which is not performed.  Crash tests
+ * sweep N over every write of a mutating operation.
+ */
+#define VMM_FAULT_ENV "INSTAR_FAULT_WRITES"
 
 /* How a run ended.  Only VMM_OK carries a result blob. */
 enum vmm_status {
@@ -36,6 +53,7 @@ enum vmm_status {
     VMM_GUEST_WATCHDOG, /* no hypercall within watchdog_ms */
     VMM_GUEST_NORESULT, /* exited without (or with a failed) result */
     VMM_GUEST_EXIT,     /* called EXIT with a non-zero status */
+    VMM_FAULT_INJECTED, /* stopped by VMM_FAULT_ENV (tests only) */
 };
 
 struct vmm_outcome {
@@ -44,6 +62,7 @@ struct vmm_outcome {
     void *result;      /* malloc'd copy of the result blob (VMM_OK) */
     size_t result_len; /* its length */
     uint64_t nexits;   /* hypercalls served, for benchmarks */
+    uint64_t nwrites;  /* block writes and truncates performed */
 };
 
 /*
@@ -51,7 +70,7 @@ struct vmm_outcome {
  * it to finish.
  * @cfg: RAM and watchdog limits (NULL for defaults; env INSTAR_GUEST_MEM_MB
  *       and INSTAR_WATCHDOG_MS override the defaults)
- * @op, @args, @args_len: copied into boot info (args_len <= 512)
+ * @op, @args, @args_len: copied into boot info (args_len <= INSTAR_ARGS_MAX)
  * @devs, @ndevs: block devices, at most INSTAR_DEV_MAX
  * @out: filled in all cases; release with vmm_outcome_release()
  * Returns 0 when out->status == VMM_OK, else -1.  Never exits the process.

@@ -29,6 +29,10 @@ struct vmm {
     bool done;            /* the guest ended the run */
     struct timespec last; /* time of the last hypercall */
     struct vmm_outcome *out;
+    vmm_report_fn report;
+    void *report_opaque;
+    bool fault_on;       /* VMM_FAULT_ENV set */
+    uint64_t fault_left; /* writes still allowed */
 };
 
 /* x86_64.c: page tables, GDT, long-mode registers. */

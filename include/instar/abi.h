@@ -23,7 +23,7 @@
 
 #include <stdint.h>
 
-#define INSTAR_ABI_VERSION 1
+#define INSTAR_ABI_VERSION 2
 
 /* --- Guest memory map (guest-physical == guest-virtual, identity) --- */
 
@@ -55,6 +55,8 @@ enum instar_hc {
     INSTAR_HC_PANIC,       /* struct instar_hc_panic; ends the run */
     INSTAR_HC_TRAP,        /* struct instar_hc_trap; ends the run */
     INSTAR_HC_EXIT,        /* struct instar_hc_exit; ends the run */
+    INSTAR_HC_REPORT,      /* struct instar_hc_report: diagnostics, streamed */
+    INSTAR_HC_TRUNCATE,    /* struct instar_hc_truncate */
     INSTAR_HC_MAX
 };
 
@@ -121,6 +123,51 @@ struct instar_hc_trap {
     uint64_t rsp;
 };
 
+/*
+ * Diagnostics that qemu-img prints while it works (check's per-cluster
+ * lines), streamed so that their number is not bounded by guest RAM or
+ * the result size.  data holds packed records: a struct instar_report_rec,
+ * then slen string bytes, then zero padding to a multiple of 8.  The host
+ * validates every record and prints them on stderr in order, before the
+ * result.  Only operations that expect them accept them (check, repair);
+ * for the others the call is a protocol error.
+ */
+#define INSTAR_REPORT_MAX (64u << 10)
+
+struct instar_hc_report {
+    uint64_t data; /* IN: guest-physical address of the records */
+    uint64_t len;  /* IN: bytes, <= INSTAR_REPORT_MAX */
+    int64_t ret;   /* OUT */
+};
+
+/* The line starts with "<prog>: " (QEMU's error_report, not fprintf). */
+#define INSTAR_REC_PREFIX (1u << 0)
+
+struct instar_report_rec {
+    int32_t code;   /* a message code: formats/qcow2/check_err.h */
+    uint16_t slen;  /* string bytes after the record ({s}) */
+    uint16_t flags; /* INSTAR_REC_* */
+    uint64_t args[4];
+};
+
+/*
+ * Set the length of a writable device (the host ftruncates, or with
+ * FALLOC/FULL allocates the grown range as qemu's file driver would:
+ * posix_fallocate, or zeros written).  size <= write_limit.
+ */
+enum instar_trunc_mode {
+    INSTAR_TRUNC_OFF = 0,
+    INSTAR_TRUNC_FALLOC = 1,
+    INSTAR_TRUNC_FULL = 2,
+};
+
+struct instar_hc_truncate {
+    uint32_t handle; /* IN */
+    uint32_t mode;   /* IN: enum instar_trunc_mode */
+    uint64_t size;   /* IN: new length in bytes */
+    int64_t ret;     /* OUT */
+};
+
 struct instar_hc_exit {
     int64_t status; /* IN: 0 after a RESULT, else a guest-side failure */
 };
@@ -142,7 +189,10 @@ struct instar_dev {
 /* Operations the guest can plan. */
 enum instar_op {
     INSTAR_OP_NONE = 0,
-    INSTAR_OP_INFO, /* args: struct instar_info_args */
+    INSTAR_OP_INFO,   /* args: struct instar_info_args */
+    INSTAR_OP_CHECK,  /* args: struct instar_check_args */
+    INSTAR_OP_CREATE, /* args: struct instar_create_args */
+    INSTAR_OP_RESIZE, /* args: struct instar_resize_args */
     INSTAR_OP_MAX
 };
 
@@ -157,6 +207,66 @@ struct instar_info_args {
     uint32_t pad;
 };
 
+/*
+ * check (and, with FIX_*, repair: qemu's BDRV_FIX_LEAKS / BDRV_FIX_ERRORS).
+ * Device 0 is the image (writable only when a FIX flag is set).
+ */
+#define INSTAR_CHECK_FIX_LEAKS  (1u << 0)
+#define INSTAR_CHECK_FIX_ERRORS (1u << 1)
+#define INSTAR_CHECK_NAME_DMG   (1u << 2) /* as INSTAR_INFO_NAME_DMG */
+
+struct instar_check_args {
+    char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */
+    uint32_t flags;                   /* INSTAR_CHECK_* */
+    uint32_t pad;
+};
+
+/* qemu's PreallocMode, in the order of its QAPI enum. */
+enum instar_prealloc {
+    INSTAR_PREALLOC_OFF = 0,
+    INSTAR_PREALLOC_METADATA = 1,
+    INSTAR_PREALLOC_FALLOC = 2,
+    INSTAR_PREALLOC_FULL = 3,
+};
+
+#define INSTAR_NAME_MAX 1024 /* backing/data file names, NUL included */
+
+#define INSTAR_CREATE_LAZY_REFCOUNTS (1u << 0)
+#define INSTAR_CREATE_EXTENDED_L2    (1u << 1)
+#define INSTAR_CREATE_DATA_FILE_RAW  (1u << 2)
+
+/*
+ * create a qcow2 image on device 0 (opened empty and writable; its
+ * write_limit bounds the file).  The host has validated every option the
+ * way qemu-img does before the guest runs; the guest re-checks the ranges
+ * and lays the image out exactly as qcow2_co_create() does.  Device 1, when
+ * present, is the external data file (for preallocation).
+ */
+struct instar_create_args {
+    uint64_t size;         /* virtual size in bytes */
+    uint64_t cluster_size; /* bytes, power of two, 512..2 MiB */
+    uint32_t version;      /* 2 or 3 */
+    uint32_t refcount_bits;
+    uint32_t flags;            /* INSTAR_CREATE_* */
+    uint32_t prealloc;         /* enum instar_prealloc */
+    uint32_t compression_type; /* 0 zlib, 1 zstd */
+    uint32_t pad;
+    char backing_file[INSTAR_NAME_MAX]; /* "" = none, as it goes in the header */
+    char backing_fmt[INSTAR_FMT_NAME_MAX];
+    char data_file[INSTAR_NAME_MAX]; /* "" = none */
+};
+
+#define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */
+
+/* resize the qcow2 image on device 0 (writable) to an absolute size. */
+struct instar_resize_args {
+    uint64_t size;     /* new virtual size in bytes (host resolved +/-) */
+    uint32_t prealloc; /* enum instar_prealloc */
+    uint32_t flags;    /* INSTAR_RESIZE_* */
+};
+
+#define INSTAR_ARGS_MAX 3072
+
 #define INSTAR_BOOT_MAGIC 0x52415453 /* "STAR" */
 
 struct instar_boot_info {
@@ -168,7 +278,10 @@ struct instar_boot_info {
     struct instar_dev devices[INSTAR_DEV_MAX];
     union {
         struct instar_info_args info;
-        uint8_t raw[512];
+        struct instar_check_args check;
+        struct instar_create_args create;
+        struct instar_resize_args resize;
+        uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };
 

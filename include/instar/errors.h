@@ -4,7 +4,7 @@
  * (guest runtime, probing, I/O); formats/qcow2/qcow2_err.h owns 1000..1999.
  *
  * Message templates are filled by the host (cmd/report.c), never by printf:
- * {0}..{3} print err_args[i] in decimal, {x0}..{x3} in lower-case hex
+ * {0}..{3} print err_args[i] in decimal, {x0}..{x3} in lower-case hex ({#x0} as "%#x")
  * without a prefix, {s} prints err_str.  Nothing else is special.
  *
  * Each message is the text after "qemu-img: Could not open 'FILE': ", the

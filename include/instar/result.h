@@ -138,4 +138,45 @@ struct instar_info_result {
     uint32_t bitmaps_off;
 };
 
+/* --- INSTAR_OP_CHECK --- */
+
+/*
+ * The format has no check (qemu's -ENOTSUP from bdrv_check): the host
+ * prints "This image format does not support checks" and exits 63.
+ */
+#define INSTAR_CHECK_NOTSUP (1u << 0)
+
+/*
+ * qemu's BdrvCheckResult plus the return value of bdrv_check.  The
+ * per-problem lines have already been streamed (INSTAR_HC_REPORT).
+ * hdr.error != 0 means the image could not be opened (rendered as
+ * "Could not open 'FILE': <message>"); then nothing below is valid.
+ */
+struct instar_check_result {
+    struct instar_result_hdr hdr;
+    char format[32]; /* NUL-terminated driver name */
+    uint32_t flags;  /* INSTAR_CHECK_NOTSUP */
+    int32_t ret;     /* 0, or a negated Linux errno: "Check failed: strerror" */
+    int64_t corruptions;
+    int64_t leaks;
+    int64_t check_errors;
+    int64_t corruptions_fixed;
+    int64_t leaks_fixed;
+    int64_t image_end_offset;
+    int64_t total_clusters; /* BlockFragInfo */
+    int64_t allocated_clusters;
+    int64_t fragmented_clusters;
+    int64_t compressed_clusters;
+};
+
+/* --- INSTAR_OP_CREATE, INSTAR_OP_RESIZE: a header alone (error or 0) --- */
+
+struct instar_create_result {
+    struct instar_result_hdr hdr;
+};
+
+struct instar_resize_result {
+    struct instar_result_hdr hdr;
+};
+
 #endif /* INSTAR_RESULT_H */
