@@ -176,6 +176,12 @@ static void load_bitmaps(struct gq_image *img, uint32_t op)
 
 void gq_open(struct gq_image *img, uint32_t op, const uint8_t first[GOPEN_FIRST])
 {
+    gq_open_flags(img, op, 0, first);
+}
+
+void gq_open_flags(struct gq_image *img, uint32_t op, unsigned flags,
+                   const uint8_t first[GOPEN_FIRST])
+{
     uint64_t dev = gblk_size(GOPEN_DEV);
     uint32_t cbits = qcow2_be32(first, GOPEN_FIRST, 20);
     size_t len = GOPEN_FIRST;
@@ -203,7 +209,7 @@ void gq_open(struct gq_image *img, uint32_t op, const uint8_t first[GOPEN_FIRST]
     }
     img->first_len = len;
 
-    ret = qcow2_header_parse(img->first, len, &img->h, &ei);
+    ret = qcow2_header_parse_flags(img->first, len, flags, &img->h, &ei);
     warn_bitmaps(img, img->h.warn_bitmaps);
     if (ret < 0)
         gopen_fail(op, -ret, &ei);
@@ -212,7 +218,8 @@ void gq_open(struct gq_image *img, uint32_t op, const uint8_t first[GOPEN_FIRST]
     if (ret < 0)
         gopen_fail(op, -ret, &ei);
 
-    if (img->h.nb_snapshots > 0) {
+    /* qcow2_do_open skips the snapshot table in check mode. */
+    if (img->h.nb_snapshots > 0 && !(flags & QCOW2_OPEN_CHECK)) {
         img->snapshots = calloc(img->h.nb_snapshots, sizeof(*img->snapshots));
         if (!img->snapshots)
             gopen_fail(op, INSTAR_ERR_NOMEM, NULL);

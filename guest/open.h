@@ -70,6 +70,16 @@ struct gq_image {
 void gq_open(struct gq_image *img, uint32_t op, const uint8_t first[GOPEN_FIRST]);
 
 /*
+ * gq_open_flags - gq_open for an open with QCOW2_OPEN_* flags
+ * (formats/qcow2/header.h): QCOW2_OPEN_RDWR refuses a corrupt image as
+ * qemu does for read-write opens; QCOW2_OPEN_CHECK (qemu-img check) also
+ * accepts an image without a refcount table and does not read the
+ * snapshot table (nsnapshots stays 0; the check walks it itself).
+ */
+void gq_open_flags(struct gq_image *img, uint32_t op, unsigned flags,
+                   const uint8_t first[GOPEN_FIRST]);
+
+/*
  * gopen_fail - send an error result for op: code with the arguments of e
  * (NULL: none).  Does not return.
  */

@@ -51,6 +51,19 @@ qemu-img bitmap --add -g 512 "$tmp/i" b1
 qemu-img bitmap --disable "$tmp/i" b1
 seed bitmaps 1048576
 
+# Images with data, for fuzz/fuzz_qcow2_check.c: mapped, zero and
+# compressed clusters, and a snapshot sharing them.
+mk data -o cluster_size=4096
+qemu-io -c 'write -P 1 0 64k' -c 'write -z 1M 8k' "$tmp/i" >/dev/null
+qemu-img snapshot -c s "$tmp/i"
+qemu-io -c 'write -P 2 0 8k' "$tmp/i" >/dev/null
+seed data
+rm -f "$tmp/r" "$tmp/i"
+qemu-img create -q -f raw "$tmp/r" 1M
+qemu-io -f raw -c 'write -P 3 0 200k' "$tmp/r" >/dev/null
+qemu-img convert -c -O qcow2 -o cluster_size=4096 "$tmp/r" "$tmp/i"
+seed compressed
+
 # LUKS creation times PBKDF2 with CPU usage counters, which fails now and
 # then on loaded or nested hosts ("Unable to get accurate CPU usage"): retry.
 for try in 1 2 3 4 5; do

@@ -311,6 +311,12 @@ static int report_unsupported(const uint8_t *buf, size_t len, const struct ext_w
 int qcow2_header_parse(const uint8_t *buf, size_t len, struct qcow2_header *h,
                        struct qcow2_err_info *ei)
 {
+    return qcow2_header_parse_flags(buf, len, 0, h, ei);
+}
+
+int qcow2_header_parse_flags(const uint8_t *buf, size_t len, unsigned flags, struct qcow2_header *h,
+                             struct qcow2_err_info *ei)
+{
     uint64_t l2_bits, shift, l1_index;
     int ret;
 
@@ -365,7 +371,10 @@ int qcow2_header_parse(const uint8_t *buf, size_t len, struct qcow2_header *h,
                                   ei);
     }
 
-    /* A corrupt image opens read-only without complaint. */
+    /* A corrupt image opens read-only without complaint, or for repair. */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_CORRUPT) && (flags & QCOW2_OPEN_RDWR) &&
+        !(flags & QCOW2_OPEN_CHECK))
+        return -QCOW2_ERR_CORRUPT_RDWR;
     h->subclusters_per_cluster = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) ? 32 : 1;
     if (h->cluster_size / h->subclusters_per_cluster < (1u << QCOW2_MIN_CLUSTER_BITS))
         return err1(ei, QCOW2_ERR_SUBCLUSTER_SIZE, h->cluster_size / h->subclusters_per_cluster);
@@ -374,18 +383,21 @@ int qcow2_header_parse(const uint8_t *buf, size_t len, struct qcow2_header *h,
         return -QCOW2_ERR_REFCOUNT_ORDER;
     h->refcount_bits = 1u << h->refcount_order;
 
-    if (h->refcount_table_clusters == 0)
+    if (h->refcount_table_clusters == 0 && !(flags & QCOW2_OPEN_CHECK))
         return -QCOW2_ERR_NO_REFTABLE;
     ret = validate_table(h, h->refcount_table_offset, h->refcount_table_clusters, h->cluster_size,
                          QCOW2_MAX_REFTABLE_BYTES, QCOW2_ERR_REFTABLE_TOO_LARGE,
                          QCOW2_ERR_REFTABLE_OFFSET);
     if (ret < 0)
         return ret;
-    ret = validate_table(h, h->snapshots_offset, h->nb_snapshots, QCOW2_SNAPSHOT_HDR_LEN,
-                         (uint64_t)QCOW2_SNAPSHOT_HDR_LEN * QCOW2_MAX_SNAPSHOTS,
-                         QCOW2_ERR_SNAPTABLE_TOO_LARGE, QCOW2_ERR_SNAPTABLE_OFFSET);
-    if (ret < 0)
-        return ret;
+    /* Check mode reads the snapshot table itself, tolerating a broken one. */
+    if (!(flags & QCOW2_OPEN_CHECK)) {
+        ret = validate_table(h, h->snapshots_offset, h->nb_snapshots, QCOW2_SNAPSHOT_HDR_LEN,
+                             (uint64_t)QCOW2_SNAPSHOT_HDR_LEN * QCOW2_MAX_SNAPSHOTS,
+                             QCOW2_ERR_SNAPTABLE_TOO_LARGE, QCOW2_ERR_SNAPTABLE_OFFSET);
+        if (ret < 0)
+            return ret;
+    }
     ret = validate_table(h, h->l1_table_offset, h->l1_size, 8, QCOW2_MAX_L1_BYTES,
                          QCOW2_ERR_L1_TOO_LARGE, QCOW2_ERR_L1_OFFSET);
     if (ret < 0)

@@ -166,6 +166,19 @@ bool qcow2_header_probe(const uint8_t *buf, size_t len);
 int qcow2_header_parse(const uint8_t *buf, size_t len, struct qcow2_header *h,
                        struct qcow2_err_info *ei);
 
+/* How the image is being opened (qemu's BDRV_O_RDWR and BDRV_O_CHECK). */
+#define QCOW2_OPEN_RDWR  (1u << 0)
+#define QCOW2_OPEN_CHECK (1u << 1)
+
+/*
+ * qcow2_header_parse_flags - qcow2_header_parse for an open with flags
+ * (QCOW2_OPEN_*): read-write refuses a corrupt image unless checking;
+ * check mode accepts an image without a refcount table and leaves the
+ * snapshot table's extent unchecked (the check reports on it instead).
+ */
+int qcow2_header_parse_flags(const uint8_t *buf, size_t len, unsigned flags, struct qcow2_header *h,
+                             struct qcow2_err_info *ei);
+
 /*
  * Called by qcow2_ext_parse at a full disk encryption header extension,
  * after its own checks, where QEMU opens the LUKS header.  Returns 0 to go

@@ -80,6 +80,8 @@
     X(QCOW2_ERR_BITMAP_DIR_READ, 1069, "Failed to read bitmap directory: Input/output error")      \
     X(QCOW2_ERR_BITMAP_TABLE_IO, 1070,                                                             \
       "Could not read bitmap_table table from image for bitmap '{s}': Input/output error")         \
-    X(QCOW2_ERR_BITMAP_DATA_IO, 1071, "Could not read bitmap '{s}' from image: Input/output error")
+    X(QCOW2_ERR_BITMAP_DATA_IO, 1071,                                                              \
+      "Could not read bitmap '{s}' from image: Input/output error")                                \
+    X(QCOW2_ERR_CORRUPT_RDWR, 1072, "qcow2: Image is corrupt; cannot be opened read/write")
 
 #endif /* QCOW2_HEADER_ERR_H */

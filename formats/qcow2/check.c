@@ -1,0 +1,1160 @@
+/*
+ * qemu-img check for qcow2 (see check.h).  The functions keep the shape
+ * of QEMU's (block/qcow2.c, block/qcow2-snapshot.c,
+ * block/qcow2-refcount.c, block/qcow2-bitmap.c) so that repair can be
+ * added where QEMU repairs; the qcow2 layout is docs/interop/qcow2.txt.
+ *
+ * Arithmetic that QEMU does on int64_t (it builds with -fwrapv) is done
+ * here on uint64_t and compared as int64_t, which wraps the same way.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "be.h"
+#include "bitmap.h"
+#include "check.h"
+#include "l2.h"
+#include "refcount.h"
+#include "snapshot.h"
+
+#define CK_INT_MAX           0x7fffffffull
+#define CK_MAX_L1_SIZE       (32ull << 20) /* QCOW_MAX_L1_SIZE, bytes */
+#define CK_REFT_OFFSET_MASK  0xfffffffffffffe00ull
+#define CK_REFT_RESERVED     0x1ffull
+#define CK_BME_OFFSET_MASK   0x00fffffffffffe00ull
+#define CK_BME_RESERVED_MASK 0xff000000000001feull
+#define CK_BME_ALL_ONES      1ull
+#define CK_CHECK_FRAG_INFO   0x2
+#define CK_RB_CACHE          4
+#define CK_L1_CHUNK          8192 /* entries per L1 read */
+#define CK_BMT_CHUNK         8192 /* entries per bitmap table read */
+
+/* One snapshot table entry, what the check needs of it. */
+struct ck_snap {
+    uint64_t l1_table_offset;
+    uint64_t id_off; /* file offsets of the id and name strings */
+    uint64_t name_off;
+    uint32_t l1_size;
+    uint32_t extra_data_size;
+    uint16_t id_size;
+    uint16_t name_size;
+};
+
+struct ck_rb {
+    uint64_t offset; /* 0: empty */
+    uint8_t *data;
+    uint64_t used;
+};
+
+/* The state QEMU keeps in BDRVQcow2State, for the check. */
+struct ck {
+    const struct qcow2_check_env *env;
+    const struct qcow2_header *h;
+    const struct qcow2_exts *x;
+    uint64_t file_len;
+    unsigned cluster_bits;
+    uint64_t cluster_size;
+    unsigned order; /* refcount_order */
+    uint64_t refcount_max;
+    unsigned rb_bits; /* log2(entries per refcount block) */
+    bool extl2;
+    bool data_file;
+    unsigned l2_esize; /* bytes per L2 entry */
+    uint64_t l2_size;  /* entries per L2 table */
+    unsigned csize_shift;
+    uint64_t csize_mask;
+    uint64_t cluster_offset_mask;
+
+    /* The refcount table, host-endian (QEMU loads it at open). */
+    uint64_t *reftable;
+    uint64_t reftable_size;
+    struct ck_rb rbc[CK_RB_CACHE];
+    uint64_t clock;
+    bool signaled_corruption;
+
+    /* The snapshot table as the check read it. */
+    struct ck_snap *snaps;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    uint64_t snapshots_size;
+
+    /* Scratch: one L2 table, one chunk of L1 entries. */
+    uint8_t *l2buf;
+    uint8_t *l1buf;
+};
+
+const char *qcow2_check_strerror(int err)
+{
+    switch (err) {
+    case QCOW2_CHECK_EIO:
+        return "Input/output error";
+    case QCOW2_CHECK_ENOMEM:
+        return "Cannot allocate memory";
+    case QCOW2_CHECK_EINVAL:
+        return "Invalid argument";
+    case QCOW2_CHECK_EFBIG:
+        return "File too large";
+    case QCOW2_CHECK_ENOTSUP:
+        return "Operation not supported";
+    default:
+        return "Unknown error";
+    }
+}
+
+/* --- Plumbing --- */
+
+static void rep(struct ck *c, int32_t code, uint16_t flags, uint64_t a0, uint64_t a1, uint64_t a2,
+                const char *s, size_t slen)
+{
+    uint64_t args[4] = {a0, a1, a2, 0};
+
+    c->env->report(c->env->opaque, code, flags, args, s, s ? slen : 0);
+}
+
+static void rep_n(struct ck *c, int32_t code, uint64_t a0, uint64_t a1, uint64_t a2)
+{
+    rep(c, code, 0, a0, a1, a2, NULL, 0);
+}
+
+static void *ck_realloc(struct ck *c, void *p, uint64_t size)
+{
+    if (size > SIZE_MAX)
+        return NULL;
+    return c->env->realloc(c->env->opaque, p, (size_t)size);
+}
+
+static void ck_free(struct ck *c, void *p)
+{
+    if (p)
+        c->env->free(c->env->opaque, p);
+}
+
+/* A read QEMU's block layer makes: refused past BDRV_MAX_LENGTH (EIO). */
+static int ck_read(struct ck *c, uint64_t off, void *buf, uint64_t len)
+{
+    if (!qcow2_read_ok(off, len) || len > SIZE_MAX)
+        return -QCOW2_CHECK_EIO;
+    if (len == 0)
+        return 0;
+    if (c->env->pread(c->env->opaque, off, buf, (size_t)len) < 0)
+        return -QCOW2_CHECK_EIO;
+    return 0;
+}
+
+static uint64_t size_to_clusters(const struct ck *c, uint64_t size)
+{
+    return (size >> c->cluster_bits) + ((size & (c->cluster_size - 1)) != 0);
+}
+
+/* --- The in-memory refcount table (QEMU's "IMRT") --- */
+
+struct imrt {
+    uint8_t *table;
+    uint64_t nb_clusters; /* entries; QEMU's *refcount_table_size */
+};
+
+/* refcount_array_byte_size() rounded up to whole clusters. */
+static uint64_t imrt_bytes(const struct ck *c, uint64_t entries)
+{
+    /* entries < 2^55 (offsets are 64-bit, clusters >= 512 bytes). */
+    uint64_t bytes = ((entries << c->order) + 7) / 8;
+
+    return size_to_clusters(c, bytes) << c->cluster_bits;
+}
+
+/* realloc_refcount_array(): new entries zeroed; -ENOMEM leaves t alone. */
+static int imrt_resize(struct ck *c, struct imrt *t, uint64_t new_size)
+{
+    uint64_t old_bytes = imrt_bytes(c, t->nb_clusters);
+    uint64_t new_bytes = imrt_bytes(c, new_size);
+    uint8_t *p;
+
+    if (new_bytes == old_bytes) {
+        t->nb_clusters = new_size;
+        return 0;
+    }
+    p = ck_realloc(c, t->table, new_bytes);
+    if (!p)
+        return -QCOW2_CHECK_ENOMEM;
+    if (new_bytes > old_bytes)
+        memset(p + old_bytes, 0, (size_t)(new_bytes - old_bytes));
+    t->table = p;
+    t->nb_clusters = new_size;
+    return 0;
+}
+
+static inline uint64_t imrt_get(const struct ck *c, const struct imrt *t, uint64_t k)
+{
+    if (c->order == 4) {
+        const uint8_t *p = t->table + k * 2;
+        return (uint64_t)p[0] << 8 | p[1];
+    }
+    return qcow2_refcount_get(t->table, k, c->order);
+}
+
+static inline void imrt_set(const struct ck *c, struct imrt *t, uint64_t k, uint64_t v)
+{
+    if (c->order == 4) {
+        uint8_t *p = t->table + k * 2;
+        p[0] = (uint8_t)(v >> 8);
+        p[1] = (uint8_t)v;
+        return;
+    }
+    qcow2_refcount_set(t->table, k, c->order, v);
+}
+
+/*
+ * qcow2_inc_refcounts_imrt(): one more reference to every cluster that
+ * [offset, offset + size) touches.  offset and size are QEMU's int64_t.
+ */
+static int inc_refcounts(struct ck *c, struct qcow2_check_result *res, struct imrt *t,
+                         uint64_t offset, uint64_t size)
+{
+    uint64_t start, last, cl, k, refcount;
+    int ret;
+
+    if ((int64_t)size <= 0)
+        return 0;
+    /* A last cluster may be partly past the end of the file, no more. */
+    if ((int64_t)(offset + size - c->file_len) >= (int64_t)c->cluster_size) {
+        rep_n(c, QCOW2_MSG_REGION_PAST_EOF, offset, size, 0);
+        res->corruptions++;
+        return 0;
+    }
+    start = offset & ~(c->cluster_size - 1);
+    last = (offset + size - 1) & ~(c->cluster_size - 1);
+    for (cl = start; cl <= last; cl += c->cluster_size) {
+        k = cl >> c->cluster_bits;
+        if (k >= t->nb_clusters) {
+            ret = imrt_resize(c, t, k + 1);
+            if (ret < 0) {
+                res->check_errors++;
+                return ret;
+            }
+        }
+        refcount = imrt_get(c, t, k);
+        if (refcount == c->refcount_max) {
+            rep_n(c, QCOW2_MSG_REFCOUNT_OVERFLOW, cl, 0, 0);
+            rep_n(c, QCOW2_MSG_REFCOUNT_OVERFLOW_HINT, 0, 0, 0);
+            res->corruptions++;
+        } else {
+            imrt_set(c, t, k, refcount + 1);
+        }
+        if (cl > UINT64_MAX - c->cluster_size)
+            break;
+    }
+    return 0;
+}
+
+/* --- Stored refcounts (qcow2_get_refcount and its block cache) --- */
+
+/*
+ * The refcount block at offset (aligned), read through a small LRU
+ * cache.  Returns NULL with *err set when the read fails.
+ */
+static const uint8_t *refblock_get(struct ck *c, uint64_t offset, int *err)
+{
+    struct ck_rb *victim = &c->rbc[0];
+    int i, ret;
+
+    for (i = 0; i < CK_RB_CACHE; i++) {
+        if (c->rbc[i].offset == offset && c->rbc[i].data) {
+            c->rbc[i].used = ++c->clock;
+            return c->rbc[i].data;
+        }
+        if (c->rbc[i].used < victim->used)
+            victim = &c->rbc[i];
+    }
+    if (!victim->data) {
+        victim->data = ck_realloc(c, NULL, c->cluster_size);
+        if (!victim->data) {
+            *err = -QCOW2_CHECK_ENOMEM;
+            return NULL;
+        }
+    }
+    victim->offset = 0;
+    ret = ck_read(c, offset, victim->data, c->cluster_size);
+    if (ret < 0) {
+        *err = ret;
+        return NULL;
+    }
+    victim->offset = offset;
+    victim->used = ++c->clock;
+    return victim->data;
+}
+
+/* qcow2_signal_corruption() on a read-only image: printed once. */
+static void signal_refblock_unaligned(struct ck *c, uint64_t offset, uint64_t index)
+{
+    if (c->signaled_corruption)
+        return;
+    rep_n(c, QCOW2_MSG_CORRUPT_REFBLOCK_UNALIGNED, offset, index, 0);
+    c->signaled_corruption = true;
+}
+
+/*
+ * The refcount block holding cluster_index's entry: NULL with *err 0
+ * when the refcount is 0 without a block (past the table, empty entry),
+ * NULL with *err < 0 on failure (-EIO), else the block.
+ */
+static const uint8_t *refblock_for(struct ck *c, uint64_t cluster_index, int *err)
+{
+    uint64_t ri = cluster_index >> c->rb_bits;
+    uint64_t off;
+
+    *err = 0;
+    if (ri >= c->reftable_size)
+        return NULL;
+    off = c->reftable[ri] & CK_REFT_OFFSET_MASK;
+    if (!off)
+        return NULL;
+    if (off & (c->cluster_size - 1)) {
+        signal_refblock_unaligned(c, off, ri);
+        *err = -QCOW2_CHECK_EIO;
+        return NULL;
+    }
+    return refblock_get(c, off, err);
+}
+
+/* qcow2_get_refcount(): 0 or a negated errno. */
+static int get_refcount(struct ck *c, uint64_t cluster_index, uint64_t *refcount)
+{
+    const uint8_t *rb;
+    int err;
+
+    rb = refblock_for(c, cluster_index, &err);
+    if (!rb) {
+        *refcount = 0;
+        return err;
+    }
+    *refcount = qcow2_refcount_get(rb, cluster_index & ((UINT64_C(1) << c->rb_bits) - 1), c->order);
+    return 0;
+}
+
+/* --- Snapshot table (qcow2_check_read_snapshot_table) --- */
+
+/*
+ * qcow2_do_read_snapshots() with repair off: the entries' fixed parts and
+ * where their strings are.  Returns 0 or the negated errno, having
+ * reported QEMU's "ERROR failed to read the snapshot table: ..." lines.
+ */
+static int read_snapshots(struct ck *c)
+{
+    uint64_t offset = c->snapshots_offset, table_length = 0;
+    uint32_t i, nb = c->nb_snapshots;
+
+    if (nb == 0) {
+        c->snapshots_size = 0;
+        return 0;
+    }
+    c->snaps = ck_realloc(c, NULL, (uint64_t)nb * sizeof(*c->snaps));
+    if (!c->snaps)
+        return -QCOW2_CHECK_ENOMEM; /* QEMU's g_new0 would abort */
+
+    for (i = 0; i < nb; i++) {
+        struct ck_snap *sn = &c->snaps[i];
+        uint8_t hdr[QCOW2_SNAPSHOT_HDR_LEN];
+        uint32_t known;
+
+        table_length = (table_length + 7) & ~7ull;
+        offset = (offset + 7) & ~7ull;
+        if (ck_read(c, offset, hdr, sizeof(hdr)) < 0)
+            goto read_fail;
+        offset += sizeof(hdr);
+        sn->l1_table_offset = be_ld64(hdr);
+        sn->l1_size = be_ld32(hdr + 8);
+        sn->id_size = be_ld16(hdr + 12);
+        sn->name_size = be_ld16(hdr + 14);
+        sn->extra_data_size = be_ld32(hdr + 36);
+
+        if (sn->extra_data_size > QCOW2_SNAPSHOT_MAX_EXTRA) {
+            rep(c, QCOW2_MSG_SNAPTABLE_EXTRA, QCOW2_CHECK_REC_PREFIX, i, 0, 0, NULL, 0);
+            rep_n(c, QCOW2_MSG_SNAPTABLE_EXTRA_HINT, 0, 0, 0);
+            return -QCOW2_CHECK_EFBIG;
+        }
+        /* The known extra data (24 bytes at most), then the rest. */
+        known = sn->extra_data_size < 24 ? sn->extra_data_size : 24;
+        if (!qcow2_read_ok(offset, known))
+            goto read_fail;
+        offset += known;
+        if (sn->extra_data_size > 24) {
+            if (!qcow2_read_ok(offset, sn->extra_data_size - 24))
+                goto read_fail;
+            offset += sn->extra_data_size - 24;
+        }
+        if (!qcow2_read_ok(offset, sn->id_size))
+            goto read_fail;
+        sn->id_off = offset;
+        offset += sn->id_size;
+        if (!qcow2_read_ok(offset, sn->name_size))
+            goto read_fail;
+        sn->name_off = offset;
+        offset += sn->name_size;
+
+        table_length +=
+            QCOW2_SNAPSHOT_HDR_LEN + (uint64_t)sn->extra_data_size + sn->id_size + sn->name_size;
+        if (table_length > QCOW2_SNAPSHOT_MAX_TABLE || offset - c->snapshots_offset > CK_INT_MAX) {
+            rep(c, QCOW2_MSG_SNAPTABLE_TOO_BIG, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, NULL, 0);
+            rep_n(c, QCOW2_MSG_SNAPTABLE_OVERHANG_HINT, nb - i, 0, 0);
+            return -QCOW2_CHECK_EFBIG;
+        }
+    }
+    c->snapshots_size = offset - c->snapshots_offset;
+    return 0;
+
+read_fail : {
+    const char *e = qcow2_check_strerror(QCOW2_CHECK_EIO);
+
+    rep(c, QCOW2_MSG_SNAPTABLE_READ, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, e, strlen(e));
+    return -QCOW2_CHECK_EIO;
+}
+}
+
+static int check_read_snapshot_table(struct ck *c, struct qcow2_check_result *res, unsigned fix)
+{
+    const struct qcow2_header *h = c->h;
+    uint64_t nb = h->nb_snapshots, off = h->snapshots_offset;
+    uint32_t i;
+    int ret;
+
+    (void)fix;
+    /* qcow2_validate_table(): at most 65536 entries, an aligned offset. */
+    if (nb > QCOW2_MAX_SNAPSHOTS) {
+        res->check_errors++;
+        rep(c, QCOW2_MSG_SNAPTABLE_TOO_LARGE, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, NULL, 0);
+        rep_n(c, QCOW2_MSG_SNAPTABLE_OVERHANG_HINT, nb - QCOW2_MAX_SNAPSHOTS, 0, 0);
+        return -QCOW2_CHECK_EFBIG;
+    }
+    if (0x7fffffffffffffffull - nb * QCOW2_SNAPSHOT_HDR_LEN < off ||
+        (off & (c->cluster_size - 1))) {
+        res->check_errors++;
+        rep(c, QCOW2_MSG_SNAPTABLE_OFFSET, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, NULL, 0);
+        return -QCOW2_CHECK_EINVAL;
+    }
+    c->snapshots_offset = off;
+    c->nb_snapshots = (uint32_t)nb;
+
+    ret = read_snapshots(c);
+    if (ret < 0) {
+        res->check_errors++;
+        c->nb_snapshots = 0;
+        c->snapshots_offset = 0;
+        return ret;
+    }
+
+    /* v3 entries carry at least vm_state_size_large and disk_size. */
+    if (h->version >= 3) {
+        for (i = 0; i < c->nb_snapshots; i++) {
+            if (c->snaps[i].extra_data_size < 16) {
+                res->corruptions++;
+                rep_n(c, QCOW2_MSG_SNAPSHOT_INCOMPLETE, i, 0, 0);
+            }
+        }
+    }
+    return 0;
+}
+
+/* "ERROR snapshot %s (%s) ...": id and name, each up to its first NUL. */
+static void rep_snapshot(struct ck *c, int32_t code, const struct ck_snap *sn, uint64_t arg)
+{
+    size_t cap = (size_t)sn->id_size + sn->name_size + 3, n = 0;
+    char *s = ck_realloc(c, NULL, cap);
+    const char *p;
+
+    if (!s) {
+        rep(c, code, 0, arg, 0, 0, "? (?)", 5); /* the line, if not the names */
+        return;
+    }
+    if (ck_read(c, sn->id_off, s, sn->id_size) == 0 &&
+        ck_read(c, sn->name_off, s + sn->id_size + 2, sn->name_size) == 0) {
+        p = memchr(s, 0, sn->id_size);
+        n = p ? (size_t)(p - s) : sn->id_size;
+        s[n++] = ' ';
+        s[n++] = '(';
+        p = memchr(s + sn->id_size + 2, 0, sn->name_size);
+        size_t nl = p ? (size_t)(p - (s + sn->id_size + 2)) : sn->name_size;
+        memmove(s + n, s + sn->id_size + 2, nl);
+        n += nl;
+        s[n++] = ')';
+    }
+    rep(c, code, 0, arg, 0, 0, s, n);
+    ck_free(c, s);
+}
+
+/* --- calculate_refcounts --- */
+
+/* check_refcounts_l2(): returns 0 or a negated errno. */
+static int check_refcounts_l2(struct ck *c, struct qcow2_check_result *res, struct imrt *t,
+                              uint64_t l2_offset, int flags, unsigned fix, bool active)
+{
+    const uint8_t *tb = c->l2buf;
+    uint64_t next_contiguous_offset = 0;
+    uint64_t i;
+    int ret;
+
+    (void)fix;
+    (void)active;
+    if (ck_read(c, l2_offset, c->l2buf, c->cluster_size) < 0) {
+        rep_n(c, QCOW2_MSG_L2_IO, 0, 0, 0);
+        res->check_errors++;
+        return -QCOW2_CHECK_EIO;
+    }
+
+    for (i = 0; i < c->l2_size; i++) {
+        const uint8_t *ep = tb + i * c->l2_esize;
+        uint64_t e = be_ld64(ep);
+        uint64_t bm = c->extl2 ? be_ld64(ep + 8) : 0;
+        uint64_t offset;
+
+        if (e == 0 && bm == 0)
+            continue; /* unallocated, nothing to check: the common case */
+
+        if (e & QCOW2_OFLAG_COMPRESSED) {
+            uint64_t coffset, nb_csectors, csize;
+
+            if (e & QCOW2_OFLAG_COPIED) {
+                rep_n(c, QCOW2_MSG_COMPRESSED_COPIED, e & c->cluster_offset_mask, 0, 0);
+                e &= ~QCOW2_OFLAG_COPIED;
+                res->corruptions++;
+            }
+            if (c->data_file) {
+                rep_n(c, QCOW2_MSG_COMPRESSED_DATA_FILE, i, e, 0);
+                res->corruptions++;
+                continue;
+            }
+            if (bm) {
+                rep_n(c, QCOW2_MSG_COMPRESSED_BITMAP, i, e, 0);
+                res->corruptions++;
+                continue;
+            }
+            coffset = e & c->cluster_offset_mask;
+            nb_csectors = ((e >> c->csize_shift) & c->csize_mask) + 1;
+            csize = nb_csectors * QCOW2_COMPRESSED_SECTOR_SIZE -
+                    (coffset & (QCOW2_COMPRESSED_SECTOR_SIZE - 1));
+            ret = inc_refcounts(c, res, t, coffset, csize);
+            if (ret < 0)
+                return ret;
+            if (flags & CK_CHECK_FRAG_INFO) {
+                res->allocated_clusters++;
+                res->compressed_clusters++;
+                /* Compressed clusters count as fragmented by nature. */
+                res->fragmented_clusters++;
+            }
+            continue;
+        }
+
+        if (e & QCOW2_L2E_STD_RESERVED_MASK) {
+            rep_n(c, QCOW2_MSG_L2_RESERVED, e, 0, 0);
+            res->corruptions++;
+        }
+        offset = e & QCOW2_L2E_OFFSET_MASK;
+
+        /* qcow2_get_cluster_type() */
+        if ((e & QCOW2_OFLAG_ZERO) && !c->extl2) {
+            if (!offset)
+                continue; /* ZERO_PLAIN */
+        } else if (!offset && !(c->data_file && (e & QCOW2_OFLAG_COPIED))) {
+            /* UNALLOCATED */
+            if (bm & QCOW2_BITMAP_ALL_ALLOC) {
+                res->corruptions++;
+                rep_n(c, QCOW2_MSG_UNALLOC_BITMAP, 0, 0, 0);
+            }
+            continue;
+        }
+
+        /* NORMAL or ZERO_ALLOC */
+        if ((bm >> 32) & bm) {
+            res->corruptions++;
+            rep_n(c, QCOW2_MSG_ALLOC_BITMAP_CORRUPT, offset, 0, 0);
+        }
+        if (offset & (c->cluster_size - 1)) {
+            bool contains_data =
+                c->extl2 ? (bm & QCOW2_BITMAP_ALL_ALLOC) != 0 : !(e & QCOW2_OFLAG_ZERO);
+
+            res->corruptions++;
+            /* BDRV_FIX_ERRORS would zero the entry here ("Repairing"). */
+            rep_n(c, contains_data ? QCOW2_MSG_DATA_UNALIGNED : QCOW2_MSG_PREALLOC_UNALIGNED,
+                  offset, 0, 0);
+        }
+        if (flags & CK_CHECK_FRAG_INFO) {
+            res->allocated_clusters++;
+            if (next_contiguous_offset && offset != next_contiguous_offset)
+                res->fragmented_clusters++;
+            next_contiguous_offset = offset + c->cluster_size;
+        }
+        if (!c->data_file) {
+            ret = inc_refcounts(c, res, t, offset, c->cluster_size);
+            if (ret < 0)
+                return ret;
+        }
+    }
+    return 0;
+}
+
+/* check_refcounts_l1(): returns 0 or a negated errno. */
+static int check_refcounts_l1(struct ck *c, struct qcow2_check_result *res, struct imrt *t,
+                              uint64_t l1_table_offset, uint32_t l1_size, int flags, unsigned fix,
+                              bool active)
+{
+    uint64_t l1_bytes = (uint64_t)l1_size * 8;
+    uint32_t base, n, i;
+    int ret;
+
+    if (!l1_size)
+        return 0;
+    ret = inc_refcounts(c, res, t, l1_table_offset, l1_bytes);
+    if (ret < 0)
+        return ret;
+    /* QEMU reads the whole table at once; only a refused read fails. */
+    if (!qcow2_read_ok(l1_table_offset, l1_bytes)) {
+        rep_n(c, QCOW2_MSG_L1_IO, 0, 0, 0);
+        res->check_errors++;
+        return -QCOW2_CHECK_EIO;
+    }
+    for (base = 0; base < l1_size; base += n) {
+        n = l1_size - base < CK_L1_CHUNK ? l1_size - base : CK_L1_CHUNK;
+        if (ck_read(c, l1_table_offset + (uint64_t)base * 8, c->l1buf, (uint64_t)n * 8) < 0) {
+            rep_n(c, QCOW2_MSG_L1_IO, 0, 0, 0);
+            res->check_errors++;
+            return -QCOW2_CHECK_EIO;
+        }
+        for (i = 0; i < n; i++) {
+            uint64_t e = be_ld64(c->l1buf + (size_t)i * 8), l2_offset;
+
+            if (!e)
+                continue;
+            if (e & QCOW2_L1E_RESERVED_MASK) {
+                rep_n(c, QCOW2_MSG_L1_RESERVED, e, 0, 0);
+                res->corruptions++;
+            }
+            l2_offset = e & QCOW2_L1E_OFFSET_MASK;
+            ret = inc_refcounts(c, res, t, l2_offset, c->cluster_size);
+            if (ret < 0)
+                return ret;
+            if (l2_offset & (c->cluster_size - 1)) {
+                rep_n(c, QCOW2_MSG_L2_UNALIGNED, l2_offset, 0, 0);
+                res->corruptions++;
+            }
+            ret = check_refcounts_l2(c, res, t, l2_offset, flags, fix, active);
+            if (ret < 0)
+                return ret;
+        }
+    }
+    return 0;
+}
+
+/* A bitmap directory entry's table, for the second directory pass. */
+struct bm_walk {
+    struct ck *c;
+    struct qcow2_check_result *res;
+    struct imrt *t;
+    uint64_t *buf; /* CK_BMT_CHUNK entries */
+};
+
+/* bitmap_table_load()'s check_table_entry(). */
+static bool bitmap_entry_ok(uint64_t e, uint64_t cluster_size)
+{
+    uint64_t off = e & CK_BME_OFFSET_MASK;
+
+    if (e & CK_BME_RESERVED_MASK)
+        return false;
+    if (off && ((e & CK_BME_ALL_ONES) || (off & (cluster_size - 1))))
+        return false;
+    return true;
+}
+
+static int bitmap_refs(void *opaque, uint32_t index, const struct qcow2_bitmap *bm)
+{
+    struct bm_walk *w = opaque;
+    struct ck *c = w->c;
+    uint64_t size = bm->table_size, base, n, i;
+    uint8_t *raw = (uint8_t *)w->buf;
+    int ret;
+
+    (void)index;
+    ret = inc_refcounts(c, w->res, w->t, bm->table_offset, size * 8);
+    if (ret < 0)
+        return ret;
+    /* bitmap_table_load(): the whole table must read and be valid... */
+    if (!qcow2_read_ok(bm->table_offset, size * 8)) {
+        w->res->corruptions++;
+        return -QCOW2_CHECK_EIO;
+    }
+    for (base = 0; base < size; base += n) {
+        n = size - base < CK_BMT_CHUNK ? size - base : CK_BMT_CHUNK;
+        ret = ck_read(c, bm->table_offset + base * 8, raw, n * 8);
+        if (ret < 0) {
+            w->res->corruptions++;
+            return ret;
+        }
+        for (i = 0; i < n; i++) {
+            if (!bitmap_entry_ok(be_ld64(raw + i * 8), c->cluster_size)) {
+                w->res->corruptions++;
+                return -QCOW2_CHECK_EINVAL;
+            }
+        }
+    }
+    /* ...before any of its clusters is counted. */
+    for (base = 0; base < size; base += n) {
+        n = size - base < CK_BMT_CHUNK ? size - base : CK_BMT_CHUNK;
+        ret = ck_read(c, bm->table_offset + base * 8, raw, n * 8);
+        if (ret < 0) {
+            w->res->corruptions++;
+            return ret;
+        }
+        for (i = 0; i < n; i++) {
+            uint64_t off = be_ld64(raw + i * 8) & CK_BME_OFFSET_MASK;
+
+            if (!off)
+                continue;
+            ret = inc_refcounts(c, w->res, w->t, off, c->cluster_size);
+            if (ret < 0)
+                return ret;
+        }
+    }
+    return 0;
+}
+
+/* qcow2_check_bitmaps_refcounts() */
+static int check_bitmaps_refcounts(struct ck *c, struct qcow2_check_result *res, struct imrt *t)
+{
+    const struct qcow2_exts *x = c->x;
+    struct qcow2_err_info *ei = NULL;
+    struct bm_walk w = {c, res, t, NULL};
+    uint8_t *dir = NULL;
+    int ret;
+
+    if (x->nb_bitmaps == 0)
+        return 0;
+    ret = inc_refcounts(c, res, t, x->bitmap_dir_offset, x->bitmap_dir_size);
+    if (ret < 0)
+        return ret;
+
+    /* bitmap_list_load(): any failure is one corruption and -EINVAL. */
+    ret = -QCOW2_CHECK_EINVAL;
+    if (x->bitmap_dir_size == 0 || x->bitmap_dir_size > QCOW2_MAX_BITMAP_DIR_SIZE)
+        goto broken;
+    dir = ck_realloc(c, NULL, x->bitmap_dir_size);
+    ei = ck_realloc(c, NULL, sizeof(*ei));
+    w.buf = ck_realloc(c, NULL, CK_BMT_CHUNK * 8);
+    if (!dir || !ei || !w.buf)
+        goto broken;
+    if (ck_read(c, x->bitmap_dir_offset, dir, x->bitmap_dir_size) < 0)
+        goto broken;
+    if (qcow2_bitmap_dir_parse(dir, (size_t)x->bitmap_dir_size, x->nb_bitmaps, c->h, NULL, NULL,
+                               ei) < 0)
+        goto broken;
+
+    /* The directory loaded; now each bitmap, in order. */
+    ret = qcow2_bitmap_dir_parse(dir, (size_t)x->bitmap_dir_size, x->nb_bitmaps, c->h, bitmap_refs,
+                                 &w, ei);
+    goto out;
+
+broken:
+    res->corruptions++;
+out:
+    ck_free(c, w.buf);
+    ck_free(c, ei);
+    ck_free(c, dir);
+    return ret;
+}
+
+/* check_refblocks() */
+static int check_refblocks(struct ck *c, struct qcow2_check_result *res, unsigned fix,
+                           bool *rebuild, struct imrt *t)
+{
+    uint64_t i;
+    int ret;
+
+    (void)fix;
+    for (i = 0; i < c->reftable_size; i++) {
+        uint64_t offset = c->reftable[i] & CK_REFT_OFFSET_MASK;
+        uint64_t cluster = offset >> c->cluster_bits;
+
+        if (c->reftable[i] & CK_REFT_RESERVED) {
+            rep_n(c, QCOW2_MSG_REFT_RESERVED, i, 0, 0);
+            res->corruptions++;
+            *rebuild = true;
+            continue;
+        }
+        if (offset & (c->cluster_size - 1)) {
+            rep_n(c, QCOW2_MSG_REFBLOCK_UNALIGNED, i, 0, 0);
+            res->corruptions++;
+            *rebuild = true;
+            continue;
+        }
+        if (cluster >= t->nb_clusters) {
+            /* BDRV_FIX_ERRORS would grow the file here ("Repairing"). */
+            res->corruptions++;
+            rep_n(c, QCOW2_MSG_REFBLOCK_OUTSIDE, i, 0, 0);
+            continue;
+        }
+        if (offset != 0) {
+            ret = inc_refcounts(c, res, t, offset, c->cluster_size);
+            if (ret < 0)
+                return ret;
+            if (imrt_get(c, t, cluster) != 1) {
+                rep_n(c, QCOW2_MSG_REFBLOCK_REFCOUNT, i, imrt_get(c, t, cluster), 0);
+                res->corruptions++;
+                *rebuild = true;
+            }
+        }
+    }
+    return 0;
+}
+
+/* calculate_refcounts() */
+static int calculate_refcounts(struct ck *c, struct qcow2_check_result *res, unsigned fix,
+                               bool *rebuild, struct imrt *t)
+{
+    const struct qcow2_header *h = c->h;
+    uint32_t i;
+    int ret;
+
+    if (!t->table) {
+        uint64_t want = t->nb_clusters;
+
+        t->nb_clusters = 0;
+        ret = imrt_resize(c, t, want);
+        if (ret < 0) {
+            res->check_errors++;
+            return ret;
+        }
+    }
+
+    /* header */
+    ret = inc_refcounts(c, res, t, 0, c->cluster_size);
+    if (ret < 0)
+        return ret;
+
+    /* current L1 table */
+    ret = check_refcounts_l1(c, res, t, h->l1_table_offset, h->l1_size, CK_CHECK_FRAG_INFO, fix,
+                             true);
+    if (ret < 0)
+        return ret;
+
+    /* snapshots */
+    if (c->data_file && c->nb_snapshots) {
+        rep_n(c, QCOW2_MSG_SNAPSHOTS_DATA_FILE, c->nb_snapshots, 0, 0);
+        res->corruptions++;
+    }
+    for (i = 0; i < c->nb_snapshots; i++) {
+        const struct ck_snap *sn = &c->snaps[i];
+
+        if (sn->l1_table_offset & (c->cluster_size - 1)) {
+            rep_snapshot(c, QCOW2_MSG_SNAPSHOT_L1_UNALIGNED, sn, sn->l1_table_offset);
+            res->corruptions++;
+            continue;
+        }
+        if (sn->l1_size > CK_MAX_L1_SIZE / 8) {
+            rep_snapshot(c, QCOW2_MSG_SNAPSHOT_L1_TOO_LARGE, sn, sn->l1_size);
+            res->corruptions++;
+            continue;
+        }
+        ret = check_refcounts_l1(c, res, t, sn->l1_table_offset, sn->l1_size, 0, fix, false);
+        if (ret < 0)
+            return ret;
+    }
+    ret = inc_refcounts(c, res, t, c->snapshots_offset, c->snapshots_size);
+    if (ret < 0)
+        return ret;
+
+    /* refcount data */
+    ret = inc_refcounts(c, res, t, h->refcount_table_offset, c->reftable_size * 8);
+    if (ret < 0)
+        return ret;
+
+    /* encryption */
+    if (c->x->has_crypto && c->x->crypto_length) {
+        ret = inc_refcounts(c, res, t, c->x->crypto_offset, c->x->crypto_length);
+        if (ret < 0)
+            return ret;
+    }
+
+    /* bitmaps */
+    ret = check_bitmaps_refcounts(c, res, t);
+    if (ret < 0)
+        return ret;
+
+    return check_refblocks(c, res, fix, rebuild, t);
+}
+
+/*
+ * Whether entries [from, to) of t are all zero.  from is a multiple of a
+ * refcount block's entries (at least 8 bits' worth), so it starts on a
+ * byte; a partial last byte is checked entry by entry.
+ */
+static bool imrt_zero(const struct ck *c, const struct imrt *t, uint64_t from, uint64_t to)
+{
+    uint64_t b = (from << c->order) / 8, e = (to << c->order) / 8, k;
+
+    for (k = b; k < e; k++)
+        if (t->table[k])
+            return false;
+    for (k = (e * 8) >> c->order; k < to; k++)
+        if (imrt_get(c, t, k))
+            return false;
+    return true;
+}
+
+/* compare_refcounts(), a refcount block at a time. */
+static void compare_refcounts(struct ck *c, struct qcow2_check_result *res, unsigned fix,
+                              bool *rebuild, uint64_t *highest_cluster, const struct imrt *t)
+{
+    uint64_t per_block = UINT64_C(1) << c->rb_bits;
+    uint64_t i = 0, end, refcount1, refcount2;
+
+    (void)fix;
+    *highest_cluster = 0;
+    while (i < t->nb_clusters) {
+        const uint8_t *rb;
+        int err;
+
+        end = (i | (per_block - 1)) + 1;
+        if (end > t->nb_clusters)
+            end = t->nb_clusters;
+        /* Every cluster of a block shares its reftable entry, so its outcome. */
+        rb = refblock_for(c, i, &err);
+        if (!rb && err == 0 && imrt_zero(c, t, i, end)) {
+            i = end; /* no stored block, nothing counted: nothing to say */
+            continue;
+        }
+        for (; i < end; i++) {
+            if (err < 0) {
+                const char *s = qcow2_check_strerror(-err);
+
+                rep(c, QCOW2_MSG_CANT_GET_REFCOUNT, 0, i, 0, 0, s, strlen(s));
+                res->check_errors++;
+                continue;
+            }
+            refcount1 = rb ? qcow2_refcount_get(rb, i & (per_block - 1), c->order) : 0;
+            refcount2 = imrt_get(c, t, i);
+            if (refcount1 > 0 || refcount2 > 0)
+                *highest_cluster = i;
+            if (refcount1 != refcount2) {
+                /* BDRV_FIX_LEAKS/ERRORS would repair here ("Repairing"). */
+                if (refcount1 == 0)
+                    *rebuild = true;
+                rep_n(c, refcount1 < refcount2 ? QCOW2_MSG_REFCOUNT_ERROR : QCOW2_MSG_LEAKED, i,
+                      refcount1, refcount2);
+                if (refcount1 < refcount2)
+                    res->corruptions++;
+                else
+                    res->leaks++;
+            }
+        }
+    }
+}
+
+/*
+ * check_oflag_copied(): the COPIED flags of the active L1 and its L2
+ * entries against the stored refcounts.  Stored refcounts that cannot be
+ * read are skipped silently, as QEMU skips them.
+ */
+static int check_oflag_copied(struct ck *c, struct qcow2_check_result *res, unsigned fix)
+{
+    const struct qcow2_header *h = c->h;
+    uint32_t base, n, i;
+    uint64_t j, refcount;
+
+    (void)fix;
+    for (base = 0; base < h->l1_size; base += n) {
+        n = h->l1_size - base < CK_L1_CHUNK ? h->l1_size - base : CK_L1_CHUNK;
+        /* The open read this table already: it cannot fail now. */
+        if (ck_read(c, h->l1_table_offset + (uint64_t)base * 8, c->l1buf, (uint64_t)n * 8) < 0) {
+            res->check_errors++;
+            return -QCOW2_CHECK_EIO;
+        }
+        for (i = 0; i < n; i++) {
+            uint64_t l1e = be_ld64(c->l1buf + (size_t)i * 8);
+            uint64_t l2_offset = l1e & QCOW2_L1E_OFFSET_MASK;
+
+            if (!l2_offset)
+                continue;
+            if (get_refcount(c, l2_offset >> c->cluster_bits, &refcount) < 0)
+                continue;
+            if ((refcount == 1) != ((l1e & QCOW2_OFLAG_COPIED) != 0)) {
+                res->corruptions++;
+                rep_n(c, QCOW2_MSG_COPIED_L2, base + i, l1e, refcount);
+            }
+            if (ck_read(c, l2_offset, c->l2buf, c->cluster_size) < 0) {
+                const char *s = qcow2_check_strerror(QCOW2_CHECK_EIO);
+
+                rep(c, QCOW2_MSG_L2_READ, 0, 0, 0, 0, s, strlen(s));
+                res->check_errors++;
+                return -QCOW2_CHECK_EIO;
+            }
+            for (j = 0; j < c->l2_size; j++) {
+                uint64_t e = be_ld64(c->l2buf + j * c->l2_esize);
+                uint64_t data_offset = e & QCOW2_L2E_OFFSET_MASK;
+                bool allocated;
+
+                if (e & QCOW2_OFLAG_COMPRESSED)
+                    continue;
+                if ((e & QCOW2_OFLAG_ZERO) && !c->extl2)
+                    allocated = data_offset != 0; /* ZERO_ALLOC */
+                else
+                    allocated = data_offset || (c->data_file && (e & QCOW2_OFLAG_COPIED));
+                if (!allocated)
+                    continue;
+                if (c->data_file) {
+                    refcount = 1;
+                } else if (get_refcount(c, data_offset >> c->cluster_bits, &refcount) < 0) {
+                    continue;
+                }
+                if ((refcount == 1) != ((e & QCOW2_OFLAG_COPIED) != 0)) {
+                    res->corruptions++;
+                    rep_n(c, QCOW2_MSG_COPIED_DATA, e, refcount, 0);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* qcow2_check_refcounts() */
+static int check_refcounts(struct ck *c, struct qcow2_check_result *res, unsigned fix)
+{
+    struct imrt t = {NULL, 0};
+    uint64_t nb_clusters, highest_cluster = 0;
+    bool rebuild = false;
+    int ret;
+
+    nb_clusters = size_to_clusters(c, c->file_len);
+    if (nb_clusters > CK_INT_MAX) {
+        res->check_errors++;
+        return -QCOW2_CHECK_EFBIG;
+    }
+    res->total_clusters = (int64_t)size_to_clusters(c, c->h->disk_size);
+
+    /* The refcount table, as qcow2_refcount_init() loaded it at open. */
+    c->reftable_size = (uint64_t)c->h->refcount_table_clusters << (c->cluster_bits - 3);
+    if (c->reftable_size) {
+        uint64_t k, bytes = c->reftable_size * 8;
+
+        c->reftable = ck_realloc(c, NULL, bytes);
+        if (!c->reftable) {
+            res->check_errors++;
+            return -QCOW2_CHECK_ENOMEM;
+        }
+        ret = ck_read(c, c->h->refcount_table_offset, c->reftable, bytes);
+        if (ret < 0) {
+            res->check_errors++;
+            return ret;
+        }
+        for (k = 0; k < c->reftable_size; k++)
+            c->reftable[k] = be_ld64((const uint8_t *)&c->reftable[k]);
+    }
+
+    t.nb_clusters = nb_clusters;
+    ret = calculate_refcounts(c, res, fix, &rebuild, &t);
+    if (ret < 0)
+        goto fail;
+
+    compare_refcounts(c, res, 0, &rebuild, &highest_cluster, &t);
+    /* With fix, QEMU rebuilds or repairs here (not implemented). */
+
+    ret = check_oflag_copied(c, res, fix);
+    if (ret < 0)
+        goto fail;
+    res->image_end_offset = (int64_t)((highest_cluster + 1) << c->cluster_bits);
+    ret = 0;
+fail:
+    ck_free(c, t.table);
+    return ret;
+}
+
+static void add_result(struct qcow2_check_result *out, const struct qcow2_check_result *src,
+                       bool set_allocation_info)
+{
+    out->corruptions += src->corruptions;
+    out->leaks += src->leaks;
+    out->check_errors += src->check_errors;
+    out->corruptions_fixed += src->corruptions_fixed;
+    out->leaks_fixed += src->leaks_fixed;
+    if (set_allocation_info) {
+        out->image_end_offset = src->image_end_offset;
+        out->total_clusters = src->total_clusters;
+        out->allocated_clusters = src->allocated_clusters;
+        out->fragmented_clusters = src->fragmented_clusters;
+        out->compressed_clusters = src->compressed_clusters;
+    }
+}
+
+static void ck_release(struct ck *c)
+{
+    int i;
+
+    for (i = 0; i < CK_RB_CACHE; i++)
+        ck_free(c, c->rbc[i].data);
+    ck_free(c, c->reftable);
+    ck_free(c, c->snaps);
+    ck_free(c, c->l2buf);
+    ck_free(c, c->l1buf);
+}
+
+/* qcow2_co_check_locked() */
+int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
+                unsigned fix, struct qcow2_check_result *res)
+{
+    const struct qcow2_header *h = img->h;
+    struct qcow2_check_result snapshot_res, refcount_res;
+    struct ck c;
+    int ret;
+
+    memset(res, 0, sizeof(*res));
+    if (fix)
+        return -QCOW2_CHECK_ENOTSUP;
+    if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS || h->cluster_bits > QCOW2_MAX_CLUSTER_BITS ||
+        h->refcount_order > QCOW2_REFCOUNT_ORDER_MAX)
+        return -QCOW2_CHECK_EINVAL; /* not a header qcow2_header_parse accepted */
+
+    memset(&c, 0, sizeof(c));
+    memset(&snapshot_res, 0, sizeof(snapshot_res));
+    memset(&refcount_res, 0, sizeof(refcount_res));
+    c.env = env;
+    c.h = h;
+    c.x = img->x;
+    c.file_len = img->file_size;
+    c.cluster_bits = h->cluster_bits;
+    c.cluster_size = UINT64_C(1) << h->cluster_bits;
+    c.order = h->refcount_order;
+    c.refcount_max = qcow2_refcount_max(c.order);
+    c.rb_bits = h->cluster_bits + 3 - h->refcount_order;
+    c.extl2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
+    c.data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
+    c.l2_esize = c.extl2 ? 16 : 8;
+    c.l2_size = c.cluster_size / c.l2_esize;
+    c.csize_shift = 62 - (h->cluster_bits - 8);
+    c.csize_mask = (UINT64_C(1) << (h->cluster_bits - 8)) - 1;
+    c.cluster_offset_mask = (UINT64_C(1) << c.csize_shift) - 1;
+
+    c.l2buf = ck_realloc(&c, NULL, c.cluster_size);
+    c.l1buf = ck_realloc(&c, NULL, CK_L1_CHUNK * 8);
+    if (!c.l2buf || !c.l1buf) {
+        /* QEMU's g_malloc of an L2 table would abort; fail cleanly. */
+        res->check_errors++;
+        ret = -QCOW2_CHECK_ENOMEM;
+        goto out;
+    }
+
+    ret = check_read_snapshot_table(&c, &snapshot_res, fix);
+    if (ret < 0) {
+        add_result(res, &snapshot_res, false);
+        goto out;
+    }
+    ret = check_refcounts(&c, &refcount_res, fix);
+    add_result(res, &refcount_res, true);
+    if (ret < 0) {
+        add_result(res, &snapshot_res, false);
+        goto out;
+    }
+    /* qcow2_check_fix_snapshot_table(): nothing to do without fix. */
+    add_result(res, &snapshot_res, false);
+    ret = 0;
+out:
+    ck_release(&c);
+    return ret;
+}

@@ -1,0 +1,176 @@
+/*
+ * Fuzz target: the whole qcow2 check (formats/qcow2/check.h) over one
+ * image held in memory: header and extensions parsed as qemu-img check
+ * opens them (the snapshot table left to the check), then the check with
+ * every line rendered away.  Allocations are capped (FUZZ_MEM_CAP live
+ * bytes), so a hostile header cannot make the harness allocate without
+ * bound: the check must then fail with -ENOMEM, never crash.
+ *
+ * AFL++ persistent mode by default; with -DFUZZ_STANDALONE it runs every
+ * file named on the command line once and prints the counters.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "qcow2/check.h"
+#include "qcow2/header.h"
+
+#define MAX_INPUT    (4u << 20)
+#define FUZZ_MEM_CAP (64u << 20)
+
+struct mem {
+    const uint8_t *p;
+    size_t len;
+    size_t live; /* bytes currently allocated through the env */
+    unsigned long lines;
+};
+
+static int mem_pread(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    const struct mem *m = opaque;
+
+    memset(buf, 0, len);
+    if (off < m->len) {
+        size_t n = m->len - off < len ? (size_t)(m->len - off) : len;
+        memcpy(buf, m->p + off, n);
+    }
+    return 0;
+}
+
+static void mem_report(void *opaque, int32_t code, uint16_t flags, const uint64_t args[4],
+                       const char *s, size_t slen)
+{
+    struct mem *m = opaque;
+    volatile char sink = 0;
+
+    (void)code;
+    (void)flags;
+    (void)args;
+    if (slen)
+        sink = s[0] ^ s[slen - 1]; /* the string must be readable */
+    (void)sink;
+    m->lines++;
+}
+
+/* Blocks carry their size in front, so the cap counts live bytes. */
+static void *mem_realloc(void *opaque, void *p, size_t size)
+{
+    struct mem *m = opaque;
+    size_t old = p ? ((size_t *)p)[-1] : 0;
+    size_t *q;
+
+    if (size > FUZZ_MEM_CAP || m->live - old + size > FUZZ_MEM_CAP)
+        return NULL;
+    q = realloc(p ? (size_t *)p - 1 : NULL, size + sizeof(size_t));
+    if (!q)
+        return NULL;
+    q[0] = size;
+    m->live = m->live - old + size;
+    return q + 1;
+}
+
+static void mem_free(void *opaque, void *p)
+{
+    struct mem *m = opaque;
+
+    if (!p)
+        return;
+    m->live -= ((size_t *)p)[-1];
+    free((size_t *)p - 1);
+}
+
+static int run(const uint8_t *data, size_t len)
+{
+    static struct qcow2_err_info ei;
+    struct mem m = {data, len, 0, 0};
+    struct qcow2_check_env env = {mem_pread, mem_report, mem_realloc, mem_free, &m};
+    struct qcow2_check_result res;
+    struct qcow2_check_image ci;
+    struct qcow2_header h;
+    struct qcow2_exts x;
+    uint8_t *copy;
+    int ret;
+
+    if (len < 72)
+        return 0;
+    /* Check mode: parse without the snapshot table fields, then restore. */
+    copy = malloc(len);
+    if (!copy)
+        abort();
+    memcpy(copy, data, len);
+    memset(copy + 60, 0, 12);
+    ret = qcow2_header_parse(copy, len, &h, &ei);
+    if (ret == 0)
+        ret = qcow2_ext_parse(copy, len, &h, NULL, NULL, &x, &ei);
+    if (ret == 0) {
+        h.nb_snapshots = qcow2_be32(data, len, 60);
+        h.snapshots_offset = qcow2_be64(data, len, 64);
+        /* x's strings point into copy, which lives until the end. */
+        ci.h = &h;
+        ci.x = &x;
+        ci.file_size = len;
+        ret = qcow2_check(&ci, &env, 0, &res);
+        if (m.live != 0)
+            abort(); /* the check must release everything */
+#ifdef FUZZ_STANDALONE
+        printf("ret=%d lines=%lu corruptions=%lld leaks=%lld check_errors=%lld end=%lld\n", ret,
+               m.lines, (long long)res.corruptions, (long long)res.leaks,
+               (long long)res.check_errors, (long long)res.image_end_offset);
+#endif
+    }
+    free(copy);
+    return 0;
+}
+
+#ifdef FUZZ_STANDALONE
+static int run_file(FILE *f)
+{
+    uint8_t *buf = malloc(MAX_INPUT);
+    size_t n;
+    int ret;
+
+    if (!buf)
+        return 2;
+    n = fread(buf, 1, MAX_INPUT, f);
+    ret = run(buf, n);
+    free(buf);
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    int i, status = 0;
+
+    if (argc < 2)
+        return run_file(stdin);
+    for (i = 1; i < argc; i++) {
+        FILE *f = fopen(argv[i], "rb");
+
+        if (!f) {
+            perror(argv[i]);
+            return 2;
+        }
+        status |= run_file(f);
+        fclose(f);
+    }
+    return status;
+}
+#else
+#include <unistd.h> /* read(), used by the AFL++ macros */
+
+__AFL_FUZZ_INIT();
+
+int main(void)
+{
+    __AFL_INIT();
+    unsigned char *buf = __AFL_FUZZ_TESTCASE_BUF;
+
+    while (__AFL_LOOP(10000)) {
+        size_t len = __AFL_FUZZ_TESTCASE_LEN;
+        run(buf, len > MAX_INPUT ? MAX_INPUT : len);
+    }
+    return 0;
+}
+#endif

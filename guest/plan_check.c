@@ -1,0 +1,184 @@
+/*
+ * The guest's "check" planner: open device 0 the way qemu-img 7.2's
+ * img_open() does for check (BDRV_O_CHECK, read-only, with I/O), run the
+ * qcow2 consistency check (formats/qcow2/check.h) with its lines streamed
+ * to the host (greport), and hand back a struct instar_check_result.
+ *
+ * Formats: raw (probed or -f raw) has no check: INSTAR_CHECK_NOTSUP, the
+ * host prints "This image format does not support checks" and exits 63.
+ * Other drivers qemu-img has fail as in plan_info.
+ */
+#include "guest.h"
+#include "open.h"
+#include "qcow2/check.h"
+
+#define OP INSTAR_OP_CHECK
+
+static struct qcow2_err_info ei;
+
+static struct instar_check_result *res(struct rbuf *rb)
+{
+    return rbuf_at(rb, 0);
+}
+
+static int env_pread(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    (void)opaque;
+    return gblk_pread(GOPEN_DEV, off, buf, len);
+}
+
+static void env_report(void *opaque, int32_t code, uint16_t flags, const uint64_t args[4],
+                       const char *s, size_t slen)
+{
+    (void)opaque;
+    greport(code, (flags & QCOW2_CHECK_REC_PREFIX) ? INSTAR_REC_PREFIX : 0, args, s, slen);
+}
+
+static void *env_realloc(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    return realloc(p, size);
+}
+
+static void env_free(void *opaque, void *p)
+{
+    (void)opaque;
+    free(p);
+}
+
+static __attribute__((noreturn)) void send_notsup(const char *fmt)
+{
+    struct rbuf rb;
+    size_t n = strlen(fmt);
+
+    if (rbuf_init(&rb, sizeof(struct instar_check_result)) < 0)
+        gopen_fail(OP, INSTAR_ERR_NOMEM, NULL);
+    if (n >= sizeof(res(&rb)->format))
+        n = sizeof(res(&rb)->format) - 1;
+    memcpy(res(&rb)->format, fmt, n);
+    res(&rb)->flags = INSTAR_CHECK_NOTSUP;
+    rbuf_send(&rb, OP, 0);
+}
+
+/* The crypto extension, where qemu opens LUKS with I/O: a key is needed. */
+static int need_key(void *opaque, uint64_t offset, uint64_t length, struct qcow2_err_info *e)
+{
+    (void)opaque;
+    (void)offset;
+    (void)length;
+    (void)e;
+    return -QCOW2_CHECK_ERR_KEY_SECRET;
+}
+
+/*
+ * What opening with I/O adds for encrypted images: qemu-img check has no
+ * --object secret here, so qcrypto_block_open() fails where the LUKS
+ * header is opened (its extension) or, for AES and for LUKS without the
+ * extension, right after the extensions, before the backing file name
+ * is checked.  Errors that come earlier are left to gq_open, which
+ * reports them in its own order.
+ */
+static void check_crypto(const uint8_t *buf, size_t len)
+{
+    struct qcow2_header h;
+    struct qcow2_exts x;
+    static const uint64_t none[4];
+    uint64_t args[4] = {0, 0, 0, 0};
+    int ret;
+
+    if (qcow2_header_parse_flags(buf, len, QCOW2_OPEN_CHECK, &h, &ei) < 0 ||
+        h.crypt_method == QCOW2_CRYPT_NONE)
+        return;
+    ret = qcow2_ext_parse(buf, len, &h, need_key, NULL, &x, &ei);
+    if (ret == -QCOW2_CHECK_ERR_KEY_SECRET)
+        result_error(OP, QCOW2_CHECK_ERR_KEY_SECRET, none, NULL, 0);
+    if (ret < 0 && ret != -QCOW2_ERR_BACKING_NAME_TOO_LONG)
+        return;
+    if (h.crypt_method == QCOW2_CRYPT_AES)
+        result_error(OP, QCOW2_CHECK_ERR_KEY_SECRET, none, NULL, 0);
+    if (h.crypt_method == QCOW2_CRYPT_LUKS && !x.has_crypto) {
+        args[0] = h.crypt_method;
+        result_error(OP, QCOW2_CHECK_ERR_NO_CRYPTO_HDR, args, NULL, 0);
+    }
+}
+
+static __attribute__((noreturn)) void check_qcow2(const uint8_t first[GOPEN_FIRST])
+{
+    static struct gq_image img;
+    const struct qcow2_check_env env = {env_pread, env_report, env_realloc, env_free, NULL};
+    struct qcow2_check_image ci;
+    struct qcow2_check_result r;
+    struct instar_check_result *o;
+    struct rbuf rb;
+    uint64_t dev = gblk_size(GOPEN_DEV);
+    uint32_t cbits = qcow2_be32(first, GOPEN_FIRST, 20);
+    int ret;
+
+    /* The crypto checks need the first cluster, as gq_open reads it. */
+    if (cbits >= QCOW2_MIN_CLUSTER_BITS && cbits <= QCOW2_MAX_CLUSTER_BITS) {
+        size_t len = (size_t)1 << cbits;
+        uint8_t *buf;
+
+        if (len > dev)
+            len = (size_t)dev;
+        if (len < GOPEN_FIRST)
+            len = GOPEN_FIRST;
+        buf = malloc(len);
+        if (!buf)
+            gopen_fail(OP, INSTAR_ERR_NOMEM, NULL);
+        memcpy(buf, first, GOPEN_FIRST);
+        if (len > GOPEN_FIRST && gblk_pread(GOPEN_DEV, 0, buf, len) < 0)
+            gopen_fail(OP, INSTAR_ERR_IO, NULL);
+        check_crypto(buf, len);
+        free(buf);
+    }
+
+    gq_open_flags(&img, OP, QCOW2_OPEN_CHECK, first);
+    if (rbuf_init(&rb, sizeof(struct instar_check_result)) < 0)
+        gopen_fail(OP, INSTAR_ERR_NOMEM, NULL);
+
+    ci.h = &img.h;
+    ci.x = &img.x;
+    ci.file_size = img.file_size;
+    ret = qcow2_check(&ci, &env, 0, &r);
+
+    o = res(&rb);
+    memcpy(o->format, "qcow2", 6);
+    o->ret = ret;
+    o->corruptions = r.corruptions;
+    o->leaks = r.leaks;
+    o->check_errors = r.check_errors;
+    o->corruptions_fixed = r.corruptions_fixed;
+    o->leaks_fixed = r.leaks_fixed;
+    o->image_end_offset = r.image_end_offset;
+    o->total_clusters = r.total_clusters;
+    o->allocated_clusters = r.allocated_clusters;
+    o->fragmented_clusters = r.fragmented_clusters;
+    o->compressed_clusters = r.compressed_clusters;
+    rbuf_send(&rb, OP, 0);
+}
+
+void plan_check(void)
+{
+    static uint8_t first[GOPEN_FIRST];
+    const struct instar_check_args *a = &boot->args.check;
+    char fmt[INSTAR_FMT_NAME_MAX];
+    const char *drv;
+
+    /* The format name must be a C string within its field. */
+    memcpy(fmt, a->format, sizeof(fmt));
+    if (fmt[sizeof(fmt) - 1] != '\0')
+        result_error(OP, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    /* Repair (-r) is not implemented yet. */
+    if (a->flags & (INSTAR_CHECK_FIX_LEAKS | INSTAR_CHECK_FIX_ERRORS))
+        result_error(OP, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+
+    drv = gopen_probe(OP, fmt, (a->flags & INSTAR_CHECK_NAME_DMG) != 0, first);
+    if (!strcmp(drv, "raw"))
+        send_notsup("raw");
+    if (!strcmp(drv, "qcow2"))
+        check_qcow2(first);
+    if (gopen_known_driver(drv))
+        result_error(OP, INSTAR_ERR_UNSUPPORTED_FMT, NULL, drv, strlen(drv));
+    result_error(OP, INSTAR_ERR_UNKNOWN_FMT, NULL, drv, strlen(drv));
+}
