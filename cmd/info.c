@@ -21,7 +21,7 @@
 
 #include "cmds.h"
 #include "info.h"
-#include "lock.h"
+#include "open.h"
 #include "policy.h"
 #include "qobj.h"
 #include "report.h"
@@ -54,6 +54,7 @@ void image_info_free(struct image_info *ii)
     free(ii->backing_filename);
     free(ii->full_backing_filename);
     free(ii->backing_filename_format);
+    free(ii->data_file);
     for (i = 0; i < ii->nsnapshots; i++)
         snapshot_release(&ii->snapshots[i]);
     free(ii->snapshots);
@@ -218,6 +219,13 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
         }
     }
 
+    if (qcow2 && result_str_present(r->data_file)) {
+        ii->data_file = result_str(v, r->data_file);
+        if (!ii->data_file)
+            return -ENOMEM;
+    }
+    ii->has_external_data = qcow2 && (r->qcow2_flags & INSTAR_QCOW2_HAS_DATA_FILE);
+
     /* qcow2_snapshot_list() answers -ENOTSUP with an external data file. */
     if (r->nsnapshots && !(qcow2 && (r->qcow2_flags & INSTAR_QCOW2_HAS_DATA_FILE))) {
         ii->snapshots = calloc(r->nsnapshots, sizeof(*ii->snapshots));
@@ -249,113 +257,14 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
     return 0;
 }
 
-/*
- * raw, answered by the host: QEMU's raw driver over the file driver
- * reports the file length rounded up to whole 512-byte sectors
- * (bdrv_getlength), no cluster size, and a clean dirty flag.
- */
-static void image_info_raw(struct image_info *ii, const struct stat *st)
-{
-    uint64_t size = (uint64_t)st->st_size;
-
-    if (size > (uint64_t)INT64_MAX - 511)
-        size = (uint64_t)INT64_MAX - 511;
-    strcpy(ii->format, "raw");
-    ii->virtual_size = (int64_t)((size + 511) & ~(uint64_t)511);
-    ii->has_dirty_flag = true;
-}
-
 /* --- Opening one image --- */
-
-/* Printable ASCII only: vmm details may quote guest-supplied strings. */
-static void sanitize(char *s, size_t n)
-{
-    size_t i;
-
-    for (i = 0; i < n && s[i]; i++)
-        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
-            s[i] = '?';
-    if (n)
-        s[n - 1] = '\0';
-}
-
-static void report_open(const char *name, const char *msg)
-{
-    report_error("Could not open '%s': %s", name, msg ? msg : strerror(ENOMEM));
-}
 
 /* -U: take no locks (QEMU's BDRV_O_FORCE_SHARE). */
 static bool info_force_share;
 
 /*
- * Ask the guest about the image open on fd.  On failure reports (naming
- * name) and returns -1; on success fills ii from the result.
- */
-static int info_from_guest(struct image_info *ii, const char *name, const char *fmt, int fd,
-                           const struct stat *st)
-{
-    struct instar_info_args args;
-    struct vmm_dev dev;
-    struct vmm_outcome out;
-    struct result_info v;
-    enum result_bad why;
-    int ret = -1;
-
-    memset(&args, 0, sizeof(args));
-    if (fmt)
-        snprintf(args.format, sizeof(args.format), "%s", fmt);
-    if (strlen(name) > 4 && !strcmp(name + strlen(name) - 4, ".dmg"))
-        args.flags |= INSTAR_INFO_NAME_DMG;
-    memset(&dev, 0, sizeof(dev));
-    dev.fd = fd;
-    dev.size = (uint64_t)st->st_size;
-    dev.write_limit = 0;
-    dev.flags = INSTAR_DEV_READ;
-    memset(&out, 0, sizeof(out));
-
-    if (vmm_run(NULL, INSTAR_OP_INFO, &args, sizeof(args), &dev, 1, &out) != 0) {
-        sanitize(out.detail, sizeof(out.detail));
-        report_error("Could not open '%s': sandbox failure: %s", name,
-                     out.detail[0] ? out.detail : "unknown error");
-        goto out;
-    }
-    why = result_info_parse(out.result, out.result_len, &v);
-    if (why != RESULT_OK) {
-        report_error("Could not open '%s': sandbox failure: invalid result (%s)", name,
-                     result_bad_str(why));
-        goto out;
-    }
-    /* qcow2 (format errors included) takes QEMU's locks before it parses. */
-    if (!info_force_share && (!strncmp(v.info.format, "qcow2", sizeof(v.info.format)) ||
-                              (v.hdr.error >= 1000 && v.hdr.error < 2000))) {
-        char lmsg[512];
-
-        if (lock_metadata_readonly(fd, name, lmsg, sizeof(lmsg)) < 0) {
-            report_error("Could not open '%s': %s", name, lmsg);
-            goto out;
-        }
-    }
-    report_guest_warning(v.hdr.warn_code, v.hdr.warn_count);
-    if (v.hdr.error != 0) {
-        const char *s = v.hdr.err_str.off ? (const char *)v.blob + v.hdr.err_str.off : NULL;
-
-        fprintf(stderr, "%s: Could not open '%s': ", report_progname(), name);
-        report_code_render_to(stderr, v.hdr.error, v.hdr.err_args, s, v.hdr.err_str.len);
-        fputc('\n', stderr);
-        goto out;
-    }
-    if (info_from_result(ii, &v) < 0) {
-        report_open(name, NULL);
-        goto out;
-    }
-    ret = 0;
-out:
-    vmm_outcome_release(&out);
-    return ret;
-}
-
-/*
- * Open and describe one image of the chain.
+ * Open and describe one image of the chain (cmd/open.c), then let the
+ * file go: info holds no image open while it renders.
  * @name: as qemu-img would print it in "Could not open '...'"
  * @fmt: format (NULL to probe)
  * @depth: 0 for the image named on the command line
@@ -364,61 +273,24 @@ out:
 static struct image_info *info_one(const char *name, const char *fmt, unsigned depth,
                                    struct policy_chain *chain)
 {
-    struct image_info *ii = NULL;
-    const char *path;
+    struct open_image img;
+    struct image_info *ii;
     char *msg = NULL;
-    struct stat st;
-    int fd = -1, r;
+    int r;
 
-    if (policy_host_path(name, &path, &msg) < 0) {
-        report_open(name, msg);
-        goto fail;
-    }
-    /* QEMU looks the driver up before it touches the file. */
-    if (fmt && !cmd_driver_known(fmt)) {
-        report_error("Could not open '%s': Unknown driver '%s'", name, fmt);
-        goto fail;
-    }
-    if (policy_open(path, &fd, &st, &msg) < 0) {
-        report_open(name, msg);
-        goto fail;
-    }
-    r = policy_chain_add(chain, &st);
-    if (r == -1) {
-        report_error("Backing file '%s' creates an infinite loop.", name);
-        goto fail;
-    }
-    if (r == -2) {
-        report_error("Could not open '%s': backing chain longer than %d images", name,
-                     POLICY_CHAIN_MAX);
-        goto fail;
-    }
-    if (depth > 0 && policy_allowlist_check(fd, &msg) < 0) {
-        report_open(name, msg);
-        goto fail;
-    }
-
-    ii = calloc(1, sizeof(*ii));
-    if (!ii || !(ii->filename = strdup(path))) {
-        report_open(name, NULL);
-        goto fail;
-    }
-    /* file-posix: allocated size is st_blocks * 512 (the data file is not opened). */
-    ii->has_actual_size = true;
-    ii->actual_size = (int64_t)st.st_blocks * 512;
-
-    if (fmt && !strcmp(fmt, "raw"))
-        image_info_raw(ii, &st);
-    else if (info_from_guest(ii, name, fmt, fd, &st) < 0)
-        goto fail;
-    close(fd);
-    return ii;
-fail:
+    r = open_image(&img, name, fmt, depth,
+                   OPEN_METADATA | (info_force_share ? OPEN_FORCE_SHARE : 0), chain, &msg);
+    if (r == -2)
+        report_error("%s", msg ? msg : strerror(ENOMEM));
+    else if (r < 0)
+        report_error("Could not open '%s': %s", name, msg ? msg : strerror(ENOMEM));
     free(msg);
-    if (fd >= 0)
-        close(fd);
-    image_info_free(ii);
-    return NULL;
+    if (r < 0)
+        return NULL;
+    ii = img.info;
+    img.info = NULL;
+    open_image_release(&img);
+    return ii;
 }
 
 /*
@@ -436,7 +308,7 @@ static int info_collect(const char *filename, const char *fmt, bool chain, struc
     policy_chain_init(&pc);
     list = calloc(POLICY_CHAIN_MAX + 1, sizeof(*list));
     if (!list) {
-        report_open(filename, NULL);
+        report_error("Could not open '%s': %s", filename, strerror(ENOMEM));
         return -1;
     }
     while (filename) {

@@ -30,37 +30,55 @@ static int lock_byte(int fd, int off, short type, int cmd)
 
 int lock_metadata_readonly(int fd, const char *name, char *msg, size_t len)
 {
-    static const int unshared[] = {PERM_WRITE, PERM_RESIZE};
-    size_t i;
-    int r;
+    /* BDRV_O_NO_IO: no permission used; write and resize not shared. */
+    return lock_perms(fd, 0, LOCK_PERM_ALL & ~((1u << PERM_WRITE) | (1u << PERM_RESIZE)), name, msg,
+                      len);
+}
 
-    /* "I do not share write or resize": shared locks on our bytes. */
-    for (i = 0; i < sizeof(unshared) / sizeof(unshared[0]); i++) {
-        int off = LOCK_SHARED_BASE + unshared[i];
+int lock_perms(int fd, unsigned perm, unsigned shared, const char *name, char *msg, size_t len)
+{
+    unsigned unshared = LOCK_PERM_ALL & ~shared;
+    int i, pass, r;
 
-        r = lock_byte(fd, off, F_RDLCK, F_OFD_SETLK);
-        if (r == -EAGAIN || r == -EACCES) {
-            snprintf(msg, len, "Failed to lock byte %d", off);
-            return -1;
-        }
-        if (r == -EINVAL || r == -ENOTSUP || r == -ENOLCK)
-            return 0; /* no OFD locks here: QEMU then skips locking too */
-        if (r < 0) {
-            snprintf(msg, len, "Failed to lock byte %d: %s", off, strerror(-r));
-            return -1;
+    /* Our own bytes: first the permissions used, then those not shared. */
+    for (pass = 0; pass < 2; pass++) {
+        unsigned bits = pass ? unshared : perm;
+
+        for (i = 0; i < 4; i++) {
+            int off = (pass ? LOCK_SHARED_BASE : LOCK_PERM_BASE) + i;
+
+            if (!(bits & (1u << i)))
+                continue;
+            r = lock_byte(fd, off, F_RDLCK, F_OFD_SETLK);
+            if (r == -EAGAIN || r == -EACCES) {
+                snprintf(msg, len, "Failed to lock byte %d", off);
+                return -1;
+            }
+            if (r == -EINVAL || r == -ENOTSUP || r == -ENOLCK)
+                return 0; /* no OFD locks here: QEMU then skips locking too */
+            if (r < 0) {
+                snprintf(msg, len, "Failed to lock byte %d: %s", off, strerror(-r));
+                return -1;
+            }
         }
     }
-    /* Nobody may hold write or resize: test their bytes exclusively. */
-    for (i = 0; i < sizeof(unshared) / sizeof(unshared[0]); i++) {
-        int off = LOCK_PERM_BASE + unshared[i];
+    /* Then everyone else's: nobody may refuse what we use or use what we refuse. */
+    for (pass = 0; pass < 2; pass++) {
+        unsigned bits = pass ? unshared : perm;
 
-        r = lock_byte(fd, off, F_WRLCK, F_OFD_GETLK);
-        if (r == -EAGAIN) {
-            snprintf(msg, len,
-                     "Failed to get shared \"%s\" lock\nIs another process using the "
-                     "image [%s]?",
-                     perm_names[unshared[i]], name);
-            return -1;
+        for (i = 0; i < 4; i++) {
+            int off = (pass ? LOCK_PERM_BASE : LOCK_SHARED_BASE) + i;
+
+            if (!(bits & (1u << i)))
+                continue;
+            r = lock_byte(fd, off, F_WRLCK, F_OFD_GETLK);
+            if (r == -EAGAIN) {
+                snprintf(msg, len,
+                         "Failed to get %s\"%s\" lock\nIs another process using the "
+                         "image [%s]?",
+                         pass ? "shared " : "", perm_names[i], name);
+                return -1;
+            }
         }
     }
     return 0;

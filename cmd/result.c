@@ -8,6 +8,7 @@
 
 #include "instar/abi.h"
 #include "instar/ovf.h"
+#include "report.h"
 #include "result.h"
 
 const char *result_bad_str(enum result_bad why)
@@ -210,4 +211,83 @@ void result_info_snapshot(const struct result_info *v, uint32_t i, struct instar
 void result_info_bitmap(const struct result_info *v, uint32_t i, struct instar_info_bitmap *out)
 {
     memcpy(out, v->blob + v->info.bitmaps_off + (size_t)i * sizeof(*out), sizeof(*out));
+}
+
+/* --- INSTAR_OP_CHECK --- */
+
+enum result_bad result_check_parse(const void *blob, size_t len, struct result_check *v)
+{
+    const struct instar_check_result *c = &v->check;
+    enum result_bad why;
+
+    memset(v, 0, sizeof(*v));
+    why = result_hdr_parse(blob, len, INSTAR_OP_CHECK, &v->hdr);
+    if (why != RESULT_OK || v->hdr.error != 0)
+        return why;
+    if (len < sizeof(v->check))
+        return RESULT_BAD_SHORT;
+    memcpy(&v->check, blob, sizeof(v->check));
+    if (!format_ok(c->format, sizeof(c->format)))
+        return RESULT_BAD_VALUE;
+    if (c->flags & ~(uint32_t)INSTAR_CHECK_NOTSUP)
+        return RESULT_BAD_VALUE;
+    /* bdrv_check returns 0 or -errno; Linux errnos are below 4096. */
+    if (c->ret > 0 || c->ret < -4095)
+        return RESULT_BAD_VALUE;
+    if (c->corruptions < 0 || c->leaks < 0 || c->check_errors < 0 || c->corruptions_fixed < 0 ||
+        c->leaks_fixed < 0 || c->image_end_offset < 0 || c->total_clusters < 0 ||
+        c->allocated_clusters < 0 || c->fragmented_clusters < 0 || c->compressed_clusters < 0)
+        return RESULT_BAD_VALUE;
+    return RESULT_OK;
+}
+
+/* --- INSTAR_HC_REPORT batches --- */
+
+/* Bytes a record with slen string bytes takes in a batch. */
+static size_t report_rec_size(uint16_t slen)
+{
+    return sizeof(struct instar_report_rec) + (((size_t)slen + 7) & ~(size_t)7);
+}
+
+enum result_bad result_report_validate(const void *batch, size_t len)
+{
+    const uint8_t *b = batch;
+    size_t off = 0, i, need;
+    struct instar_report_rec r;
+
+    if (len && !batch)
+        return RESULT_BAD_SHORT;
+    if (len > INSTAR_REPORT_MAX)
+        return RESULT_BAD_SIZE;
+    while (off < len) {
+        if (len - off < sizeof(r))
+            return RESULT_BAD_SHORT;
+        memcpy(&r, b + off, sizeof(r));
+        if (r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX ||
+            !report_code_template(r.code))
+            return RESULT_BAD_VALUE;
+        if (r.flags & ~(uint16_t)INSTAR_REC_PREFIX)
+            return RESULT_BAD_VALUE;
+        need = report_rec_size(r.slen);
+        if (need > len - off)
+            return RESULT_BAD_STR;
+        for (i = sizeof(r) + r.slen; i < need; i++)
+            if (b[off + i] != 0)
+                return RESULT_BAD_VALUE;
+        off += need;
+    }
+    return RESULT_OK;
+}
+
+bool result_report_next(const void *batch, size_t len, size_t *off, struct instar_report_rec *rec,
+                        const char **s)
+{
+    const uint8_t *b = batch;
+
+    if (*off >= len || len - *off < sizeof(*rec))
+        return false;
+    memcpy(rec, b + *off, sizeof(*rec));
+    *s = (const char *)b + *off + sizeof(*rec);
+    *off += report_rec_size(rec->slen);
+    return true;
 }

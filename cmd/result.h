@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "instar/abi.h"
 #include "instar/result.h"
 
 /* Bounds on counts, from QEMU: QCOW_MAX_SNAPSHOTS and QCOW2_MAX_BITMAPS. */
@@ -80,5 +81,46 @@ static inline bool result_str_present(struct instar_str s)
 void result_info_snapshot(const struct result_info *v, uint32_t i,
                           struct instar_info_snapshot *out);
 void result_info_bitmap(const struct result_info *v, uint32_t i, struct instar_info_bitmap *out);
+
+/* A validated INSTAR_OP_CHECK result (a copy: the blob is not needed after). */
+struct result_check {
+    struct instar_result_hdr hdr;
+    struct instar_check_result check; /* zero when hdr.error != 0 */
+};
+
+/*
+ * result_check_parse - validate an INSTAR_OP_CHECK blob: the header (an
+ * error result may be just the header), then the whole struct: format
+ * a NUL-terminated driver name, only known flags, every counter
+ * non-negative, ret 0 or a negated errno (-4095..-1).
+ * @v: receives copies; v->blob-relative strings (err_str) stay in blob
+ * Returns RESULT_OK or the reason for rejection.
+ */
+enum result_bad result_check_parse(const void *blob, size_t len, struct result_check *v);
+
+/* Message codes a check or repair may stream (formats/qcow2/check_err.h). */
+#define RESULT_REPORT_CODE_MIN 2000
+#define RESULT_REPORT_CODE_MAX 2499
+
+/*
+ * result_report_validate - validate a whole INSTAR_HC_REPORT batch
+ * before anything in it is printed: packed records (struct
+ * instar_report_rec, slen string bytes, zero padding to a multiple of 8)
+ * that end exactly at len; each code a known check message code
+ * (RESULT_REPORT_CODE_MIN..MAX with a template), only INSTAR_REC_* flags.
+ * An empty batch is valid.
+ * Returns RESULT_OK or the reason for rejection.
+ */
+enum result_bad result_report_validate(const void *batch, size_t len);
+
+/*
+ * result_report_next - walk a batch that result_report_validate accepted.
+ * @off: in/out byte offset of the next record (start at 0)
+ * @rec: receives a copy of the record; @s receives its string bytes
+ *       (rec->slen of them, pointing into batch)
+ * Returns true while a record was returned, false at the end.
+ */
+bool result_report_next(const void *batch, size_t len, size_t *off, struct instar_report_rec *rec,
+                        const char **s);
 
 #endif /* CMD_RESULT_H */

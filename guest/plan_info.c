@@ -132,7 +132,7 @@ static void put_bitmaps(struct rbuf *rb, const struct gq_image *img)
     res(rb)->bitmaps_off = off;
 }
 
-static __attribute__((noreturn)) void info_qcow2(const uint8_t *first)
+static __attribute__((noreturn)) void info_qcow2(const uint8_t *first, uint32_t flags)
 {
     static struct gq_image img;
     const struct qcow2_header *h = &img.h;
@@ -140,8 +140,13 @@ static __attribute__((noreturn)) void info_qcow2(const uint8_t *first)
     struct instar_str bf = {0, 0}, bfmt = {0, 0}, df = {0, 0};
     struct instar_info_result *r;
     struct rbuf rb;
+    unsigned oflags = 0;
 
-    gq_open(&img, INSTAR_OP_INFO, first);
+    if (flags & INSTAR_INFO_OPEN_CHECK)
+        oflags |= QCOW2_OPEN_CHECK;
+    if (flags & INSTAR_INFO_OPEN_RDWR)
+        oflags |= QCOW2_OPEN_RDWR;
+    gq_open_flags(&img, INSTAR_OP_INFO, oflags, first);
 
     if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
         fail(INSTAR_ERR_NOMEM);
@@ -204,7 +209,7 @@ void plan_info(void)
     drv = gopen_probe(INSTAR_OP_INFO, fmt, boot->args.info.flags & INSTAR_INFO_NAME_DMG, first);
 
     if (!strcmp(drv, "qcow2"))
-        info_qcow2(first);
+        info_qcow2(first, boot->args.info.flags);
     if (!strcmp(drv, "raw"))
         info_raw();
     if (gopen_known_driver(drv))

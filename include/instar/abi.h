@@ -200,6 +200,13 @@ enum instar_op {
 
 /* The file name ends in ".dmg": qemu's dmg probe looks only at that. */
 #define INSTAR_INFO_NAME_DMG (1u << 0)
+/*
+ * Describe the image as the open of another command sees it: OPEN_CHECK
+ * is qemu's BDRV_O_CHECK (qemu-img check: no snapshot table, no refcount
+ * table required), OPEN_RDWR a read-write open (a corrupt image refused).
+ */
+#define INSTAR_INFO_OPEN_CHECK (1u << 1)
+#define INSTAR_INFO_OPEN_RDWR  (1u << 2)
 
 struct instar_info_args {
     char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */

@@ -1,0 +1,438 @@
+/*
+ * The host side of qemu-img's img_open(): which files are opened, in
+ * which order, with which locks, and what qemu-img says when one fails.
+ *
+ * Order, as block.c opens a chain: the image (probe, then the format
+ * driver attaches its file, which takes the locks, then parses); inside
+ * the qcow2 open its external data file; after the image is open, its
+ * backing file (bdrv_open_backing_file), recursively.  A backing file's
+ * failure is prefixed by "Could not open backing file: " at each level.
+ *
+ * Locks follow the permissions block.c computes (bdrv_default_perms_for_
+ * storage / _for_cow, verified against qemu-img 7.2 byte by byte): a
+ * format node's file uses "consistent read" (unless BDRV_O_NO_IO) and
+ * shares neither write nor resize; a read-write one also uses write and
+ * resize; raw passes its parent's permissions through and shares all; an
+ * external data file uses what its image uses and does not share resize;
+ * force-share shares everything.
+ *
+ * Every name the guest found inside an image is decided by cmd/policy.c.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "lock.h"
+#include "open.h"
+#include "report.h"
+#include "result.h"
+#include "vmm.h"
+
+#define PERM_CR LOCK_PERM_CONSISTENT_READ
+#define PERM_W  LOCK_PERM_WRITE
+#define PERM_R  LOCK_PERM_RESIZE
+
+static char *msgf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static char *msgf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return s;
+}
+
+/* Printable ASCII only: vmm details may quote guest-supplied strings. */
+static void sanitize(char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n && s[i]; i++)
+        if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+            s[i] = '?';
+    if (n)
+        s[n - 1] = '\0';
+}
+
+/*
+ * raw, answered by the host: QEMU's raw driver over the file driver
+ * reports the file length rounded up to whole 512-byte sectors
+ * (bdrv_getlength), no cluster size, and a clean dirty flag.
+ */
+static void image_info_raw(struct image_info *ii, const struct stat *st)
+{
+    uint64_t size = (uint64_t)st->st_size;
+
+    if (size > (uint64_t)INT64_MAX - 511)
+        size = (uint64_t)INT64_MAX - 511;
+    strcpy(ii->format, "raw");
+    ii->virtual_size = (int64_t)((size + 511) & ~(uint64_t)511);
+    ii->has_dirty_flag = true;
+}
+
+/*
+ * The permissions the node over this file uses and shares (see the
+ * header comment).  Returns false when no lock is taken at all.
+ */
+static bool image_perms(bool raw, unsigned flags, unsigned *perm, unsigned *shared)
+{
+    if (flags & OPEN_METADATA) {
+        /* info: NO_IO; raw passes its parent's (nothing) through. */
+        if (raw || (flags & OPEN_FORCE_SHARE))
+            return false;
+        *perm = 0;
+        *shared = LOCK_PERM_ALL & ~(PERM_W | PERM_R);
+        return true;
+    }
+    if (raw) {
+        *perm = PERM_CR;
+        if (flags & OPEN_RDWR)
+            *perm |= PERM_W | ((flags & OPEN_RESIZE) ? PERM_R : 0);
+        *shared = LOCK_PERM_ALL;
+        return true;
+    }
+    *perm = PERM_CR | ((flags & OPEN_RDWR) ? PERM_W | PERM_R : 0);
+    *shared = (flags & OPEN_FORCE_SHARE) ? LOCK_PERM_ALL : LOCK_PERM_ALL & ~(PERM_W | PERM_R);
+    return true;
+}
+
+static int image_lock(int fd, const char *name, bool raw, unsigned flags, char **msg)
+{
+    unsigned perm, shared;
+    char lmsg[512];
+
+    if (!image_perms(raw, flags, &perm, &shared))
+        return 0;
+    if (lock_perms(fd, perm, shared, name, lmsg, sizeof(lmsg)) < 0) {
+        *msg = msgf("%s", lmsg);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Ask the guest about the image open on fd, then lock it.  On failure
+ * returns -1 with *msg; on success fills ii from the result.
+ */
+static int describe(struct image_info *ii, const char *name, const char *fmt, int fd,
+                    const struct stat *st, unsigned flags, char **msg, int32_t *gerr)
+{
+    struct instar_info_args args;
+    struct vmm_dev dev;
+    struct vmm_outcome out;
+    struct result_info v;
+    enum result_bad why;
+    int ret = -1;
+
+    memset(&args, 0, sizeof(args));
+    if (fmt)
+        snprintf(args.format, sizeof(args.format), "%s", fmt);
+    if (strlen(name) > 4 && !strcmp(name + strlen(name) - 4, ".dmg"))
+        args.flags |= INSTAR_INFO_NAME_DMG;
+    /* The guest applies the open's own rules (BDRV_O_CHECK is inherited by backing files). */
+    if (flags & OPEN_CHECK)
+        args.flags |= INSTAR_INFO_OPEN_CHECK;
+    if (flags & OPEN_RDWR)
+        args.flags |= INSTAR_INFO_OPEN_RDWR;
+    memset(&dev, 0, sizeof(dev));
+    dev.fd = fd;
+    dev.size = (uint64_t)st->st_size;
+    dev.write_limit = 0;
+    dev.flags = INSTAR_DEV_READ;
+    memset(&out, 0, sizeof(out));
+
+    if (vmm_run(NULL, INSTAR_OP_INFO, &args, sizeof(args), &dev, 1, &out) != 0) {
+        sanitize(out.detail, sizeof(out.detail));
+        *msg = msgf("sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
+        goto out;
+    }
+    why = result_info_parse(out.result, out.result_len, &v);
+    if (why != RESULT_OK) {
+        *msg = msgf("sandbox failure: invalid result (%s)", result_bad_str(why));
+        goto out;
+    }
+    /*
+     * The format driver attaches its file, taking the locks, before it
+     * parses: format errors come after lock errors.  Probe-level errors
+     * (below 1000) come before any format driver.
+     */
+    if (v.hdr.error == 0 || v.hdr.error >= 1000) {
+        bool raw = v.hdr.error == 0 && !strncmp(v.info.format, "raw", sizeof(v.info.format));
+
+        if (image_lock(fd, name, raw, flags, msg) < 0)
+            goto out;
+    }
+    report_guest_warning(v.hdr.warn_code, v.hdr.warn_count);
+    if (v.hdr.error != 0) {
+        const char *s = v.hdr.err_str.off ? (const char *)v.blob + v.hdr.err_str.off : NULL;
+
+        *msg = report_code_render(v.hdr.error, v.hdr.err_args, s, v.hdr.err_str.len);
+        *gerr = v.hdr.error;
+        goto out;
+    }
+    if (info_from_result(ii, &v) < 0) {
+        *msg = NULL; /* OOM */
+        goto out;
+    }
+    ret = 0;
+out:
+    vmm_outcome_release(&out);
+    return ret;
+}
+
+/* Open path read-only under the policy, then read-write when asked. */
+static int open_file(const char *path, bool rdwr, int *fd, struct stat *st, char **msg)
+{
+    char link[64];
+    int rw;
+
+    if (policy_open(path, fd, st, msg) < 0)
+        return -1;
+    if (!rdwr)
+        return 0;
+    /* Reopen the very file policy_open vetted, not the name again. */
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", *fd);
+    rw = open(link, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (rw < 0) {
+        *msg = msgf("Could not open '%s': %s", path, strerror(errno));
+        close(*fd);
+        *fd = -1;
+        return -1;
+    }
+    close(*fd);
+    *fd = rw;
+    return 0;
+}
+
+void open_image_release(struct open_image *img)
+{
+    if (img->fd >= 0)
+        close(img->fd);
+    if (img->data_fd >= 0)
+        close(img->data_fd);
+    free(img->name);
+    free(img->data_name);
+    image_info_free(img->info);
+    memset(img, 0, sizeof(*img));
+    img->fd = img->data_fd = -1;
+}
+
+int open_image(struct open_image *img, const char *name, const char *fmt, unsigned depth,
+               unsigned flags, struct policy_chain *pc, char **msg)
+{
+    struct image_info *ii = NULL;
+    const char *path;
+    int32_t gerr = 0;
+    int r;
+
+    *msg = NULL;
+    memset(img, 0, sizeof(*img));
+    img->fd = img->data_fd = -1;
+    if ((flags & OPEN_RDWR) && (flags & OPEN_FORCE_SHARE)) {
+        *msg = msgf("force-share=on can only be used with read-only images");
+        return -1;
+    }
+    if (policy_host_path(name, &path, msg) < 0)
+        return -1;
+    /* QEMU looks the driver up before it touches the file. */
+    if (fmt && !cmd_driver_known(fmt)) {
+        *msg = msgf("Unknown driver '%s'", fmt);
+        return -1;
+    }
+    if (open_file(path, (flags & OPEN_RDWR) != 0, &img->fd, &img->st, msg) < 0)
+        return -1;
+    r = policy_chain_add(pc, &img->st);
+    if (r == -1) {
+        *msg = msgf("Backing file '%s' creates an infinite loop.", name);
+        r = -2;
+        goto fail;
+    }
+    if (r == -2) {
+        *msg = msgf("backing chain longer than %d images", POLICY_CHAIN_MAX);
+        r = -1;
+        goto fail;
+    }
+    r = -1;
+    if (depth > 0 && policy_allowlist_check(img->fd, msg) < 0)
+        goto fail;
+
+    ii = calloc(1, sizeof(*ii));
+    img->name = strdup(name);
+    if (!ii || !img->name || !(ii->filename = strdup(path)))
+        goto fail;
+    /* file-posix: allocated size is st_blocks * 512 (the data file is not counted). */
+    ii->has_actual_size = true;
+    ii->actual_size = (int64_t)img->st.st_blocks * 512;
+
+    if (fmt && !strcmp(fmt, "raw")) {
+        image_info_raw(ii, &img->st);
+        if (image_lock(img->fd, name, true, flags, msg) < 0)
+            goto fail;
+    } else if (describe(ii, name, fmt, img->fd, &img->st, flags, msg, &gerr) < 0) {
+        /*
+         * BDRV_O_CHECK opens tolerate some qcow2 damage the plain open
+         * refuses (an oversized snapshot table): the check planner opens
+         * the image again with check semantics and reports what qemu
+         * reports, so keep it open (and locked) as a qcow2 image.
+         */
+        if (!(flags & OPEN_CHECK) || depth > 0 || gerr < 1000 || gerr > 1999)
+            goto fail;
+        free(*msg);
+        *msg = NULL;
+        strcpy(ii->format, "qcow2");
+    } else if (!fmt && (flags & OPEN_RDWR) && !strcmp(ii->format, "raw")) {
+        /* raw_open() for a probed raw image opened read-write. */
+        fprintf(stderr,
+                "WARNING: Image format was not specified for '%s' and probing guessed raw.\n"
+                "         Automatically detecting the format is dangerous for raw images, "
+                "write operations on block 0 will be restricted.\n"
+                "         Specify the 'raw' format explicitly to remove the restrictions.\n",
+                path);
+    }
+    img->info = ii;
+    return 0;
+fail:
+    image_info_free(ii);
+    open_image_release(img);
+    return r;
+}
+
+/*
+ * Open img's external data file: the name stored in the image, opened
+ * relative to the current directory (qemu's bdrv_open_child of that name
+ * as a protocol-level file, verified), locked as a data child.
+ */
+static int open_data_file(struct open_image *img, unsigned flags, char **msg)
+{
+    const struct image_info *ii = img->info;
+    unsigned perm, shared;
+    const char *path;
+    struct stat st;
+    char lmsg[512];
+
+    /* qcow2_do_open() (Debian 7.2) leaves the data file alone with BDRV_O_NO_IO. */
+    if (!ii->data_file || !ii->has_external_data || (flags & OPEN_METADATA))
+        return 0;
+    img->data_name = strdup(ii->data_file);
+    if (!img->data_name)
+        return -1;
+    if (policy_host_path(img->data_name, &path, msg) < 0)
+        return -1;
+    if (open_file(path, (flags & OPEN_RDWR) != 0, &img->data_fd, &st, msg) < 0)
+        return -1;
+    if (policy_allowlist_check(img->data_fd, msg) < 0)
+        return -1;
+    perm = PERM_CR | ((flags & OPEN_RDWR) ? PERM_W | PERM_R : 0);
+    shared = (flags & OPEN_FORCE_SHARE) ? LOCK_PERM_ALL : LOCK_PERM_ALL & ~PERM_R;
+    if (lock_perms(img->data_fd, perm, shared, img->data_name, lmsg, sizeof(lmsg)) < 0) {
+        *msg = msgf("%s", lmsg);
+        return -1;
+    }
+    return 0;
+}
+
+/* msg behind "Could not open backing file: " repeated depth times. */
+static char *nested(unsigned depth, char *msg)
+{
+    size_t pre = depth * strlen("Could not open backing file: ");
+    char *s;
+    unsigned i;
+
+    if (!msg || !depth)
+        return msg;
+    s = malloc(pre + strlen(msg) + 1);
+    if (s) {
+        s[0] = '\0';
+        for (i = 0; i < depth; i++)
+            strcat(s, "Could not open backing file: ");
+        strcat(s, msg);
+    }
+    free(msg);
+    return s;
+}
+
+int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt, unsigned flags,
+                   char **msg)
+{
+    struct policy_chain pc;
+    const char *name = filename;
+    unsigned i;
+    int r;
+
+    *msg = NULL;
+    memset(oc, 0, sizeof(*oc));
+    for (i = 0; i <= POLICY_CHAIN_MAX; i++)
+        oc->img[i].fd = oc->img[i].data_fd = -1;
+    oc->data_fd = -1;
+    policy_chain_init(&pc);
+
+    for (;;) {
+        struct open_image *img = &oc->img[oc->n];
+        unsigned f = oc->n == 0 ? flags : flags & ~(OPEN_RDWR | OPEN_RESIZE);
+
+        if (oc->n > POLICY_CHAIN_MAX - 1) {
+            *msg = nested(oc->n, msgf("backing chain longer than %d images", POLICY_CHAIN_MAX));
+            r = -1;
+            goto fail;
+        }
+        r = open_image(img, name, fmt, oc->n, f, &pc, msg);
+        if (r == -2)
+            goto fail;
+        if (r < 0) {
+            *msg = nested(oc->n, *msg);
+            goto fail;
+        }
+        oc->n++;
+        if (flags & OPEN_NO_BACKING)
+            break;
+        if (open_data_file(img, f, msg) < 0) {
+            *msg = nested(oc->n - 1, *msg);
+            r = -1;
+            goto fail;
+        }
+        if (!img->info->backing_filename)
+            break;
+        name = img->info->full_backing_filename;
+        fmt = img->info->backing_filename_format;
+    }
+    oc->data_fd = oc->img[0].data_fd;
+    oc->data_name = oc->img[0].data_name;
+    return 0;
+fail:
+    open_chain_close(oc);
+    return r;
+}
+
+int open_chain(struct open_chain *oc, const char *filename, const char *fmt, unsigned flags)
+{
+    char *msg = NULL;
+    int r = open_chain_msg(oc, filename, fmt, flags, &msg);
+
+    if (r == -2)
+        report_error("%s", msg ? msg : strerror(ENOMEM));
+    else if (r < 0)
+        report_error("Could not open '%s': %s", filename, msg ? msg : strerror(ENOMEM));
+    free(msg);
+    return r < 0 ? -1 : 0;
+}
+
+void open_chain_close(struct open_chain *oc)
+{
+    unsigned i;
+
+    for (i = 0; i <= POLICY_CHAIN_MAX; i++)
+        if (oc->img[i].fd >= 0 || oc->img[i].info || oc->img[i].name)
+            open_image_release(&oc->img[i]);
+    oc->n = 0;
+    oc->data_fd = -1;
+    oc->data_name = NULL;
+}

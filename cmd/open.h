@@ -1,0 +1,95 @@
+/*
+ * Opening an image the way qemu-img's img_open() does for the commands
+ * that need more than info's metadata-only open (check, resize, create's
+ * backing file): the image itself, described by the guest, then its
+ * backing chain and external data file, all under the path policy
+ * (cmd/policy.c), with qemu-img's messages for every failure and QEMU's
+ * image locks (cmd/lock.c) held until open_chain_close().
+ */
+#ifndef CMD_OPEN_H
+#define CMD_OPEN_H
+
+#include <stdbool.h>
+#include <sys/stat.h>
+
+#include "info.h"
+#include "policy.h"
+
+#define OPEN_RDWR        (1u << 0) /* the top image read-write (check -r, resize) */
+#define OPEN_NO_BACKING  (1u << 1) /* qemu's BDRV_O_NO_BACKING: no chain, no data file */
+#define OPEN_FORCE_SHARE (1u << 2) /* -U: share every permission (locks still taken) */
+#define OPEN_RESIZE      (1u << 3) /* qemu's BDRV_O_RESIZE: also the resize permission */
+#define OPEN_METADATA    (1u << 4) /* qemu's BDRV_O_NO_IO (info): no consistent read, no data file */
+/*
+ * qemu's BDRV_O_CHECK: a qcow2 format error of the top image is not fatal
+ * (its info then has format "qcow2" and no backing file or data file);
+ * the caller's check planner reopens it with check semantics.
+ */
+#define OPEN_CHECK (1u << 5)
+
+struct open_image {
+    char *name;              /* as qemu-img names it in messages */
+    int fd;                  /* open on the policy-approved host path */
+    struct stat st;          /* at open time */
+    struct image_info *info; /* as info describes it: format, sizes, backing */
+    int data_fd;             /* its external data file, or -1 */
+    char *data_name;         /* the data file's name as stored in the image */
+};
+
+struct open_chain {
+    struct open_image img[POLICY_CHAIN_MAX + 1]; /* [0] the image, then backing files */
+    unsigned n;
+    int data_fd; /* img[0]'s external data file (same descriptor), or -1 */
+    char *data_name;
+};
+
+/*
+ * open_chain - open filename (format fmt, or probed when fmt is NULL):
+ * the image, then unless OPEN_NO_BACKING its external data file (named
+ * in the image, opened relative to the current directory as qemu does)
+ * and each backing file read-only in the format its parent names (or
+ * probed), each with its own data file.  Every file is locked as QEMU
+ * locks it (read-only with I/O, or read-write for the top image with
+ * OPEN_RDWR; OPEN_FORCE_SHARE shares everything).
+ * Every failure is reported as qemu-img reports it: "Could not open 'X':
+ * <msg>", with "Could not open backing file: " once per level of the
+ * chain before a backing file's own message.
+ * Returns 0 (release with open_chain_close), or -1 after reporting with
+ * nothing left open.
+ */
+int open_chain(struct open_chain *oc, const char *filename, const char *fmt, unsigned flags);
+
+/*
+ * open_chain_msg - open_chain without printing: for callers that word
+ * the failure themselves (create's "FILE: <msg>").
+ * @msg: on failure a malloc'd message (NULL on OOM; caller frees): with
+ *       -1 the text open_chain prints after "Could not open 'FILENAME': ",
+ *       with -2 a whole message (a loop in the backing chain)
+ * Returns 0, -1 or -2; nothing is left open on failure.
+ */
+int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt, unsigned flags,
+                   char **msg);
+
+/* Close every descriptor (dropping the locks) and free oc's contents. */
+void open_chain_close(struct open_chain *oc);
+
+/*
+ * open_image - open and describe one image file: policy (host path,
+ * "Unknown driver"), open (read-write with OPEN_RDWR), the chain's loop
+ * and length check, the allowlist for depth > 0, the guest's description
+ * (-f raw is answered on the host), and QEMU's locks for flags.
+ * @img: filled on success (release with open_image_release)
+ * @name: the name as qemu-img prints it; @fmt: NULL to probe
+ * @depth: 0 for the image named on the command line
+ * @pc: the chain so far (loop detection)
+ * @msg: on failure a malloc'd message (NULL on OOM): with -1, the text
+ *       after "Could not open 'NAME': "; with -2, a whole message
+ * Returns 0, -1 or -2.  Guest warnings are printed as they arrive.
+ */
+int open_image(struct open_image *img, const char *name, const char *fmt, unsigned depth,
+               unsigned flags, struct policy_chain *pc, char **msg);
+
+/* Close img's descriptors and free what it owns (info included). */
+void open_image_release(struct open_image *img);
+
+#endif /* CMD_OPEN_H */
