@@ -52,7 +52,7 @@ const struct cmd_struct cmd_table[] = {
      "output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param] [-S "
      "sparse_size] [-r rate_limit] [-m num_coroutines] [-W] [--salvage] filename [filename2 "
      "[...]] output_filename"},
-    {"create", NULL,
+    {"create", cmd_create,
      "create [--object objectdef] [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o "
      "options] filename [size]"},
     {"dd", NULL,

@@ -18,6 +18,8 @@ void guest_main(void)
     switch (boot->op) {
     case INSTAR_OP_INFO:
         plan_info();
+    case INSTAR_OP_CREATE:
+        plan_create();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

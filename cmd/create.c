@@ -1,0 +1,904 @@
+/*
+ * instar create: qemu-img 7.2's img_create() and bdrv_img_create() for the
+ * qcow2, raw and file formats.
+ *
+ * The host parses the options as QemuOpts does, opens the backing file
+ * (unless -u) through cmd/open.c under the path policy to check it and
+ * take its size, prints the "Formatting" line (before validating, as
+ * qemu-img does), creates the file (and the data file), validates the
+ * qcow2 options in qemu's order with its messages, and lets the guest lay
+ * the image out (INSTAR_OP_CREATE, guest/plan_create.c).  raw has no
+ * metadata: the host sizes and preallocates the file as file-posix does.
+ * On any failure after the file was created, the file is deleted, as
+ * qemu-img's bdrv_co_delete_file_noerr() does (even a file that existed
+ * before: qcow2_co_create_opts() creates the file before it validates).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "open.h"
+#include "opts.h"
+#include "policy.h"
+#include "report.h"
+#include "result.h"
+#include "size.h"
+#include "vmm.h"
+#include "instar/abi.h"
+#include "qcow2/create.h"
+
+#define MSG_MAX 4096
+
+static const struct opt_desc qcow2_descs[] = {
+    {"encryption", OPT_BOOL,
+     "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)", NULL},
+    {"encrypt.format", OPT_STRING, "Encrypt the image, format choices: 'aes', 'luks'", NULL},
+    {"encrypt.key-secret", OPT_STRING, "ID of secret providing qcow AES key or LUKS passphrase",
+     NULL},
+    {"encrypt.cipher-alg", OPT_STRING, "Name of encryption cipher algorithm", NULL},
+    {"encrypt.cipher-mode", OPT_STRING, "Name of encryption cipher mode", NULL},
+    {"encrypt.ivgen-alg", OPT_STRING, "Name of IV generator algorithm", NULL},
+    {"encrypt.ivgen-hash-alg", OPT_STRING, "Name of IV generator hash algorithm", NULL},
+    {"encrypt.hash-alg", OPT_STRING, "Name of encryption hash algorithm", NULL},
+    {"encrypt.iter-time", OPT_NUMBER, "Time to spend in PBKDF in milliseconds", NULL},
+    {"cluster_size", OPT_SIZE, "qcow2 cluster size", "65536"},
+    {"extended_l2", OPT_BOOL, "Extended L2 tables", "off"},
+    {"preallocation", OPT_STRING,
+     "Preallocation mode (allowed values: off, metadata, falloc, full)", NULL},
+    {"compression_type", OPT_STRING, "Compression method used for image cluster compression",
+     "zlib"},
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {"compat", OPT_STRING, "Compatibility level (v2 [0.10] or v3 [1.1])", NULL},
+    {"backing_file", OPT_STRING, "File name of a base image", NULL},
+    {"backing_fmt", OPT_STRING, "Image format of the base image", NULL},
+    {"data_file", OPT_STRING, "File name of an external data file", NULL},
+    {"data_file_raw", OPT_BOOL, "The external data file must stay valid as a raw image", NULL},
+    {"lazy_refcounts", OPT_BOOL, "Postpone refcount updates", "off"},
+    {"refcount_bits", OPT_NUMBER, "Width of a reference count entry in bits", "16"},
+    {NULL, 0, NULL, NULL},
+};
+
+static const struct opt_desc raw_descs[] = {
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {NULL, 0, NULL, NULL},
+};
+
+static const struct opt_desc file_descs[] = {
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {"nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)", NULL},
+    {"preallocation", OPT_STRING, "Preallocation mode (allowed values: off, falloc, full)", NULL},
+    {"extent_size_hint", OPT_SIZE, "Extent size hint for the image file, 0 to disable", NULL},
+    {NULL, 0, NULL, NULL},
+};
+
+#define OPTION_OBJECT 256
+
+static const struct option create_long[] = {
+    {"help", no_argument, 0, 'h'},
+    {"object", required_argument, 0, OPTION_OBJECT},
+    {0, 0, 0, 0},
+};
+
+/* "<prog>: FILE: msg" then qemu's hint lines (error_reportf_err). */
+static void fail_file(const char *filename, const char *hint, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail_file(const char *filename, const char *hint, const char *fmt, ...)
+{
+    va_list ap;
+
+    fflush(stdout);
+    fprintf(stderr, "%s: %s: ", report_progname(), filename);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (hint && *hint) {
+        fputs(hint, stderr);
+    }
+}
+
+static const struct opt_desc *format_descs(const char *fmt)
+{
+    if (!strcmp(fmt, "qcow2")) {
+        return qcow2_descs;
+    }
+    if (!strcmp(fmt, "raw")) {
+        return raw_descs;
+    }
+    if (!strcmp(fmt, "file")) {
+        return file_descs;
+    }
+    return NULL;
+}
+
+/* print_block_option_help() */
+static int option_help(const char *filename, const char *fmt)
+{
+    struct opt_list l;
+    const struct opt_desc *d;
+
+    if (!cmd_driver_known(fmt)) {
+        report_error("Unknown file format '%s'", fmt);
+        return 1;
+    }
+    d = format_descs(fmt);
+    if (!d) {
+        report_error("Format '%s' is not supported by instar create", fmt);
+        return 1;
+    }
+    memset(&l, 0, sizeof(l));
+    opts_append(&l, d);
+    if (filename) {
+        opts_append(&l, file_descs);
+        printf("Supported options:\n");
+    } else {
+        printf("Supported %s options:\n", fmt);
+    }
+    opts_print_help(&l);
+    if (!filename) {
+        printf("\nThe protocol level may support further options.\n"
+               "Specify the target filename to include those options.\n");
+    }
+    return 0;
+}
+
+static bool str_in(const char *s, const char *const *set)
+{
+    for (; *set; set++) {
+        if (!strcmp(s, *set)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static const char *opt_str(const struct opt_list *l, const char *name)
+{
+    const struct opt_val *v = opts_find(l, name);
+    return v ? v->str : NULL;
+}
+
+static bool opt_bool(const struct opt_list *l, const char *name)
+{
+    const struct opt_val *v = opts_find(l, name);
+    return v && v->value;
+}
+
+static int prealloc_mode(const char *s)
+{
+    static const char *const names[] = {"off", "metadata", "falloc", "full"};
+
+    if (!s) {
+        return 0;
+    }
+    for (int i = 0; i < 4; i++) {
+        if (!strcmp(s, names[i])) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* raw_co_create()'s open: create or truncate, mode 0644. */
+static int create_file(const char *filename, const char *name, int *fd)
+{
+    struct stat st;
+
+    *fd = open(filename, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+    if (*fd < 0) {
+        fail_file(name, NULL, "Could not create '%s': %s", filename, strerror(errno));
+        return -1;
+    }
+    /* qemu-img would hand a device to its host_device driver: instar never writes one. */
+    if (fstat(*fd, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+        fail_file(name, NULL, "'%s' is a device; instar opens regular files only", filename);
+        close(*fd);
+        *fd = -1;
+        return -1;
+    }
+    if (ftruncate(*fd, 0) < 0) {
+        fail_file(name, NULL, "Could not resize file: %s", strerror(errno));
+        close(*fd);
+        *fd = -1;
+        return -1;
+    }
+    return 0;
+}
+
+/* raw_regular_truncate() from an empty file. */
+static int file_prealloc(int fd, uint64_t size, int mode, const char *name, const char *fmt)
+{
+    int e;
+
+    if (mode == 2) {
+        e = size ? posix_fallocate(fd, 0, (off_t)size) : 0;
+        if (e == EFBIG) {
+            fail_file(name, NULL, "The image size is too large for file format '%s'", fmt);
+            return -1;
+        }
+        if (e) {
+            fail_file(name, NULL, "Could not preallocate new data: %s", strerror(e));
+            return -1;
+        }
+        return 0;
+    }
+    if (ftruncate(fd, (off_t)size) < 0) {
+        if (errno == EFBIG) {
+            /* bdrv_img_create()'s text for -EFBIG (raw sets no cluster size). */
+            fail_file(name, NULL, "The image size is too large for file format '%s'", fmt);
+        } else {
+            fail_file(name, NULL, "Could not resize file: %s", strerror(errno));
+        }
+        return -1;
+    }
+    if (mode == 3) {
+        static const char zeros[65536];
+        uint64_t off = 0;
+        while (off < size) {
+            size_t n = size - off > sizeof(zeros) ? sizeof(zeros) : (size_t)(size - off);
+            ssize_t w = pwrite(fd, zeros, n, (off_t)off);
+            if (w <= 0) {
+                fail_file(name, NULL, "Could not write zeros for preallocation: %s",
+                          strerror(errno));
+                return -1;
+            }
+            off += (uint64_t)w;
+        }
+    }
+    return 0;
+}
+
+/*
+ * file-posix's raw_co_create() checks its extent size hint before it
+ * creates anything (the hint itself is only a hint: instar sets none).
+ */
+static int check_extent_hint(const char *filename, const struct opt_list *l)
+{
+    const struct opt_val *v = opts_find(l, "extent_size_hint");
+
+    if (v && v->value > UINT32_MAX) {
+        fail_file(filename, NULL, "Extent size hint is too large");
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * raw (and file) format: the protocol layer's create.  name is FILE as
+ * given (for messages), path the host path.
+ */
+static int create_raw(const char *name, const char *path, const char *fmt, const struct opt_list *l,
+                      uint64_t size)
+{
+    const char *pa = opt_str(l, "preallocation");
+    int mode = prealloc_mode(pa);
+    int fd, ret = -1;
+
+    if (mode < 0) {
+        fail_file(name, NULL, "Parameter 'preallocation' does not accept value '%s'", pa);
+        return -1;
+    }
+    if (check_extent_hint(name, l) < 0) {
+        return -1;
+    }
+    if (create_file(path, name, &fd) < 0) {
+        return -1;
+    }
+    if (mode == 1) {
+        fail_file(name, NULL, "Unsupported preallocation mode: metadata");
+        goto out;
+    }
+    /* raw_co_create_opts() rounds the size up to whole sectors. */
+    ret = file_prealloc(fd, (size + 511) & ~511ull, mode, name, fmt);
+out:
+    close(fd);
+    return ret;
+}
+
+/* qemu's strerror for the errno a guest step returned. */
+static const char *err_text(uint64_t e)
+{
+    return strerror(e > 200 ? EIO : (int)e);
+}
+
+static void report_stage(const char *filename, int stage, uint64_t e, const char *bfile,
+                         const char *bfmt)
+{
+    switch (stage) {
+    case QCOW2_CREATE_STAGE_HEADER:
+        fail_file(filename, NULL, "Could not write qcow2 header: %s", err_text(e));
+        break;
+    case QCOW2_CREATE_STAGE_REFTABLE:
+        fail_file(filename, NULL, "Could not write refcount table: %s", err_text(e));
+        break;
+    case QCOW2_CREATE_STAGE_FIRST_ALLOC:
+        fail_file(filename, NULL,
+                  "Could not allocate clusters for qcow2 header and refcount table: %s",
+                  err_text(e));
+        break;
+    case QCOW2_CREATE_STAGE_UPDATE_HDR:
+        fail_file(filename, NULL, "Could not update qcow2 header: %s", err_text(e));
+        break;
+    case QCOW2_CREATE_STAGE_GROW_L1:
+        fail_file(filename, NULL, "Could not resize image: Failed to grow the L1 table: %s",
+                  err_text(e));
+        break;
+    case QCOW2_CREATE_STAGE_PREALLOC:
+        fail_file(filename, NULL, "Could not resize image: Allocating clusters failed: %s",
+                  err_text(e));
+        break;
+    case QCOW2_CREATE_STAGE_REFCOUNT_AREA:
+        fail_file(filename, NULL,
+                  "Could not resize image: Failed to resize refcount structures: %s", err_text(e));
+        break;
+    case QCOW2_CREATE_STAGE_DATA_ALLOC:
+        fail_file(filename, NULL, "Could not resize image: Failed to allocate data clusters: %s",
+                  err_text(e));
+        break;
+    case QCOW2_CREATE_STAGE_L2:
+        fail_file(filename, NULL, "Could not resize image: Failed to update L2 tables: %s",
+                  err_text(e));
+        break;
+    case QCOW2_CREATE_STAGE_BACKING:
+        fail_file(filename, NULL, "Could not assign backing file '%s' with format '%s': %s",
+                  bfile ? bfile : "", bfmt ? bfmt : "(null)", err_text(e));
+        break;
+    default:
+        fail_file(filename, NULL, "Could not resize image: %s", err_text(e));
+        break;
+    }
+}
+
+struct qcow2_params {
+    struct instar_create_args a;
+    const char *data_file;
+    const char *backing_file;
+    const char *backing_fmt;
+    uint64_t cluster_size;
+    bool backing_too_long;
+};
+
+/*
+ * The QAPI visitor's and qcow2_co_create()'s checks, in their order.
+ * Returns 0 or -1 after reporting.
+ */
+static int qcow2_validate(const char *filename, const struct opt_list *l, uint64_t size,
+                          struct qcow2_params *p)
+{
+    static const char *const versions[] = {"v2", "v3", "0.10", "1.1", NULL};
+    static const char *const ctypes[] = {"zlib", "zstd", NULL};
+    static const char *const encfmts[] = {"qcow", "aes", "luks", NULL};
+    const char *compat = opt_str(l, "compat"), *pa = opt_str(l, "preallocation");
+    const char *ct = opt_str(l, "compression_type"), *enc = opt_str(l, "encrypt.format");
+    const struct opt_val *v;
+    uint64_t rb = 16;
+    int mode;
+
+    memset(p, 0, sizeof(*p));
+    p->backing_file = opt_str(l, "backing_file");
+    p->backing_fmt = opt_str(l, "backing_fmt");
+    p->data_file = opt_str(l, "data_file");
+
+    /* The visitor, in BlockdevCreateOptionsQcow2's member order. */
+    if (compat && !str_in(compat, versions)) {
+        fail_file(filename, NULL, "Parameter 'version' does not accept value '%s'", compat);
+        return -1;
+    }
+    if (p->backing_fmt && !cmd_driver_known(p->backing_fmt)) {
+        fail_file(filename, NULL, "Parameter 'backing-fmt' does not accept value '%s'",
+                  p->backing_fmt);
+        return -1;
+    }
+    if (opt_bool(l, "encryption") && !enc) {
+        enc = "qcow";
+    }
+    if (enc && !str_in(enc, encfmts)) {
+        fail_file(filename, NULL, "Parameter 'encrypt.format' does not accept value '%s'", enc);
+        return -1;
+    }
+    mode = prealloc_mode(pa);
+    if (mode < 0) {
+        fail_file(filename, NULL, "Parameter 'preallocation' does not accept value '%s'", pa);
+        return -1;
+    }
+    if (ct && !str_in(ct, ctypes)) {
+        fail_file(filename, NULL, "Parameter 'compression-type' does not accept value '%s'", ct);
+        return -1;
+    }
+
+    /* qcow2_co_create() */
+    p->a.size = (size + 511) & ~511ull;
+    p->a.version = compat && (!strcmp(compat, "v2") || !strcmp(compat, "0.10")) ? 2 : 3;
+    v = opts_find(l, "cluster_size");
+    p->cluster_size = v ? v->value : 65536;
+    bool extl2 = opt_bool(l, "extended_l2");
+    if (extl2 && p->a.version < 3) {
+        fail_file(filename, NULL,
+                  "Extended L2 entries are only supported with compatibility level 1.1 and "
+                  "above (use version=v3 or greater)");
+        return -1;
+    }
+    uint64_t cs = p->cluster_size;
+    if (cs < 512 || cs > (2u << 20) || (cs & (cs - 1))) {
+        fail_file(filename, NULL, "Cluster size must be a power of two between 512 and 2048k");
+        return -1;
+    }
+    if (extl2 && cs < 16384) {
+        fail_file(filename, NULL,
+                  "Extended L2 entries are only supported with cluster sizes of at least 16384 "
+                  "bytes");
+        return -1;
+    }
+    if (p->backing_file && mode != 0 && !extl2) {
+        fail_file(filename, NULL,
+                  "Backing file and preallocation can only be used at the same time if "
+                  "extended_l2 is on");
+        return -1;
+    }
+    if (p->backing_fmt && !p->backing_file) {
+        fail_file(filename, NULL, "Backing format cannot be used without backing file");
+        return -1;
+    }
+    bool lazy = opt_bool(l, "lazy_refcounts");
+    if (p->a.version < 3 && lazy) {
+        fail_file(filename, NULL,
+                  "Lazy refcounts only supported with compatibility level 1.1 and above (use "
+                  "version=v3 or greater)");
+        return -1;
+    }
+    v = opts_find(l, "refcount_bits");
+    if (v) {
+        rb = v->value;
+    }
+    if (rb > 64 || rb == 0 || (rb & (rb - 1))) {
+        fail_file(filename, NULL,
+                  "Refcount width must be a power of two and may not exceed 64 bits");
+        return -1;
+    }
+    if (p->a.version < 3 && rb != 16) {
+        fail_file(filename, NULL,
+                  "Different refcount widths than 16 bits require compatibility level 1.1 or "
+                  "above (use version=v3 or greater)");
+        return -1;
+    }
+    bool dfraw = opt_bool(l, "data_file_raw");
+    if (dfraw && !p->data_file) {
+        fail_file(filename, NULL, "data-file-raw requires data-file");
+        return -1;
+    }
+    if (dfraw && p->backing_file) {
+        fail_file(filename, NULL, "Backing file and data-file-raw cannot be used at the same time");
+        return -1;
+    }
+    if (dfraw && mode == 0) {
+        mode = 1;
+    }
+    if (p->data_file && p->a.version < 3) {
+        fail_file(filename, NULL,
+                  "External data files are only supported with compatibility level 1.1 and "
+                  "above (use version=v3 or greater)");
+        return -1;
+    }
+    if (ct && strcmp(ct, "zlib") && p->a.version < 3) {
+        fail_file(filename, NULL,
+                  "Non-zlib compression type is only supported with compatibility level 1.1 "
+                  "and above (use version=v3 or greater)");
+        return -1;
+    }
+    p->a.cluster_size = cs;
+    p->a.refcount_bits = (uint32_t)rb;
+    p->a.flags = (lazy ? INSTAR_CREATE_LAZY_REFCOUNTS : 0) |
+                 (extl2 ? INSTAR_CREATE_EXTENDED_L2 : 0) |
+                 (dfraw ? INSTAR_CREATE_DATA_FILE_RAW : 0);
+    p->a.prealloc = (uint32_t)mode;
+    p->a.compression_type = ct && !strcmp(ct, "zstd") ? 1 : 0;
+    if (p->data_file && strlen(p->data_file) >= INSTAR_NAME_MAX) {
+        fail_file(filename, NULL, "File name too long");
+        return -1;
+    }
+    /*
+     * qcow2_change_backing_file() takes at most 1023 bytes; a longer name
+     * fails after the image is laid out (create_qcow2 reports it).
+     */
+    p->backing_too_long = p->backing_file && strlen(p->backing_file) >= INSTAR_NAME_MAX;
+    if (p->backing_file && !p->backing_too_long) {
+        snprintf(p->a.backing_file, sizeof(p->a.backing_file), "%s", p->backing_file);
+    }
+    if (p->backing_fmt) {
+        snprintf(p->a.backing_fmt, sizeof(p->a.backing_fmt), "%s", p->backing_fmt);
+    }
+    if (p->data_file) {
+        snprintf(p->a.data_file, sizeof(p->a.data_file), "%s", p->data_file);
+    }
+    return 0;
+}
+
+/*
+ * A generous bound of the file length a create can reach: data, L2 and L1
+ * tables, refcount blocks at the narrowest entries per cluster, and slack
+ * for the table moves (the guest's writes are held to it).
+ */
+static uint64_t write_limit(const struct instar_create_args *a)
+{
+    uint64_t cs = a->cluster_size, l2e = (a->flags & INSTAR_CREATE_EXTENDED_L2) ? 16 : 8;
+    uint64_t data = a->size / cs + 1, meta = data * l2e / cs + 64;
+    uint64_t per_rb = cs * 8 / a->refcount_bits;
+    uint64_t n = data + meta;
+
+    n += 2 * (n / per_rb) + 2 * (n / (cs / 8)) + 64;
+    return n > (uint64_t)INT64_MAX / cs ? (uint64_t)INT64_MAX : n * cs;
+}
+
+/* BDRV_MAX_LENGTH: the largest length the block layer accepts. */
+#define BDRV_MAX_LENGTH UINT64_C(9223372035781033984)
+
+/*
+ * The whole qcow2 create after the Formatting line; -1 after reporting.
+ * As qcow2_co_create_opts() does, the file (and the data file) is created
+ * first and every option checked after, so that a failed create leaves
+ * no file behind, not even one that existed before.
+ */
+static int create_qcow2(const char *filename, const char *path, const struct opt_list *l,
+                        uint64_t size)
+{
+    struct qcow2_params p;
+    struct vmm_dev devs[2];
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+    struct instar_result_hdr hdr;
+    const char *data_file = opt_str(l, "data_file");
+    int fd = -1, dfd = -1, ret = -1;
+    bool made = false, dmade = false;
+
+    if (check_extent_hint(filename, l) < 0) {
+        return -1;
+    }
+    if (create_file(path, filename, &fd) < 0) {
+        return -1;
+    }
+    made = true;
+    if (data_file) {
+        struct stat a, b;
+
+        if (create_file(data_file, filename, &dfd) < 0) {
+            goto out;
+        }
+        if (fstat(fd, &a) == 0 && fstat(dfd, &b) == 0 && a.st_dev == b.st_dev &&
+            a.st_ino == b.st_ino) {
+            /* The data file is the image: qemu's lock check refuses it. */
+            fflush(stdout);
+            fprintf(stderr, "%s: %s is not a regular file: No such file or directory\n",
+                    report_progname(), data_file);
+            fail_file(filename, NULL, "Failed to get shared \"resize\" lock");
+            fprintf(stderr, "Is another process using the image [%s]?\n", data_file);
+            close(dfd);
+            dfd = -1;
+            goto out;
+        }
+        dmade = true;
+    }
+    if (qcow2_validate(filename, l, size, &p) < 0) {
+        goto out;
+    }
+    /* bdrv_co_truncate()'s checks of the rounded size. */
+    if (p.a.size > (uint64_t)INT64_MAX) {
+        fail_file(filename, NULL, "Could not resize image: Image size cannot be negative");
+        goto out;
+    }
+    if (p.a.size > BDRV_MAX_LENGTH) {
+        fail_file(filename, NULL,
+                  "Could not resize image: offset(%" PRIu64 ") exceeds maximum(%" PRIu64 ")",
+                  p.a.size, BDRV_MAX_LENGTH);
+        goto out;
+    }
+
+    /* Refused clearly: instar has no secrets (--object) to encrypt with. */
+    const char *enc = opt_str(l, "encrypt.format");
+    if (enc || opt_bool(l, "encryption")) {
+        const char *sec = opt_str(l, "encrypt.key-secret");
+        if (sec) {
+            fail_file(filename, NULL, "No secret with id '%s'", sec);
+        } else {
+            fail_file(filename, NULL, "Parameter 'encrypt.key-secret' is required for cipher");
+        }
+        goto out;
+    }
+
+    uint64_t limit = write_limit(&p.a);
+
+    memset(devs, 0, sizeof(devs));
+    devs[0] = (struct vmm_dev){fd, 0, limit, INSTAR_DEV_READ | INSTAR_DEV_WRITE};
+    devs[1] = (struct vmm_dev){dfd, 0, p.a.size, INSTAR_DEV_READ | INSTAR_DEV_WRITE};
+    memset(&cfg, 0, sizeof(cfg));
+    /* Room for an L1 table of up to 32 MiB, its byte copy and the caches. */
+    cfg.mem_size = 256ull << 20;
+    memset(&out, 0, sizeof(out));
+    if (vmm_run(&cfg, INSTAR_OP_CREATE, &p.a, sizeof(p.a), devs, p.data_file ? 2 : 1, &out) != 0) {
+        fail_file(filename, NULL, "sandbox failure: %s",
+                  out.detail[0] ? out.detail : "unknown error");
+        vmm_outcome_release(&out);
+        goto out;
+    }
+    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, &hdr) != RESULT_OK) {
+        fail_file(filename, NULL, "sandbox failure: invalid result");
+        vmm_outcome_release(&out);
+        goto out;
+    }
+    vmm_outcome_release(&out);
+    if (hdr.error) {
+        uint64_t e = hdr.err_args[0];
+        if (e == EFBIG) {
+            /* bdrv_img_create(): cluster_size always has a value for qcow2. */
+            fail_file(filename, NULL,
+                      "The image size is too large for file format 'qcow2' (try using a larger "
+                      "cluster size)");
+        } else {
+            report_stage(filename, (int)hdr.err_args[1], e, p.backing_file, p.backing_fmt);
+        }
+        goto out;
+    }
+    if (p.backing_too_long) {
+        report_stage(filename, QCOW2_CREATE_STAGE_BACKING, EINVAL, p.backing_file, p.backing_fmt);
+        goto out;
+    }
+    ret = 0;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (dfd >= 0) {
+        close(dfd);
+    }
+    if (ret < 0) {
+        if (made) {
+            unlink(path);
+        }
+        if (dmade) {
+            unlink(data_file);
+        }
+    }
+    return ret;
+}
+
+/*
+ * The backing file check of bdrv_img_create(): open it as qemu does
+ * (format fmt or probed, read-only, force-share, no I/O: its own backing
+ * chain is opened, no external data file is), through the path policy;
+ * fill *size from it when SIZE was not given.  Failures are worded as
+ * bdrv_open() words them, after "FILE: ", with qemu's hint.
+ * Returns 0, or -1 after reporting.
+ */
+static int check_backing(const char *filename, const char *backing, const char *fmt, int64_t *size)
+{
+    struct open_chain oc;
+    char *full = policy_full_backing(filename, backing);
+    char *msg = NULL;
+    int r, ret = -1;
+
+    if (!full) {
+        fail_file(filename, NULL, "%s", strerror(ENOMEM));
+        return -1;
+    }
+    fflush(stdout);
+    /* The protocol driver named as a format reads the file as raw does. */
+    r = open_chain_msg(&oc, full, fmt && !strcmp(fmt, "file") ? "raw" : fmt,
+                       OPEN_FORCE_SHARE | OPEN_METADATA, &msg);
+    if (r < 0) {
+        fail_file(filename, "Could not open backing image.\n", "%s", msg ? msg : strerror(ENOMEM));
+        goto out;
+    }
+    if (!fmt) {
+        fail_file(filename, NULL, "Backing file specified without backing format");
+        fprintf(stderr, "Detected format of %s.", oc.img[0].info->format);
+        open_chain_close(&oc);
+        goto out;
+    }
+    if (*size == -1) {
+        *size = oc.img[0].info->virtual_size;
+    }
+    open_chain_close(&oc);
+    ret = 0;
+out:
+    free(msg);
+    free(full);
+    return ret;
+}
+
+int cmd_create(int argc, char **argv)
+{
+    const char *fmt = "raw", *base_fmt = NULL, *base_filename = NULL, *filename, *path;
+    char *options = NULL, *proto_refusal = NULL;
+    bool quiet = false, no_backing = false;
+    int64_t img_size = -1;
+    struct opt_list l;
+    char msg[MSG_MAX], hint[MSG_MAX];
+    int c, ret = 1;
+
+    memset(&l, 0, sizeof(l));
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", create_long, NULL)) != -1) {
+        switch (c) {
+        case ':':
+            ret = report_usage("missing argument for option '%s'", argv[optind - 1]);
+            goto out;
+        case '?':
+            ret = report_usage("unrecognized option '%s'", argv[optind - 1]);
+            goto out;
+        case 'h':
+            cmd_print_help();
+            ret = 0;
+            goto out;
+        case 'F':
+            base_fmt = optarg;
+            break;
+        case 'b':
+            base_filename = optarg;
+            break;
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'o':
+            if (!opts_valid_list(optarg)) {
+                report_error("Invalid option list: %s", optarg);
+                goto out;
+            }
+            if (!options) {
+                options = strdup(optarg);
+            } else {
+                char *n;
+                if (asprintf(&n, "%s,%s", options, optarg) < 0) {
+                    abort();
+                }
+                free(options);
+                options = n;
+            }
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case 'u':
+            no_backing = true;
+            break;
+        case OPTION_OBJECT:
+            /*
+             * Accepted and ignored, as info does: the only objects a
+             * create could use are secrets for encrypt.*, which instar
+             * refuses (docs/differences.md).
+             */
+            break;
+        }
+    }
+
+    filename = optind < argc ? argv[optind] : NULL;
+    if (options && opts_has_help(options)) {
+        ret = option_help(filename, fmt);
+        goto out;
+    }
+    if (optind >= argc) {
+        ret = report_usage("Expecting image file name");
+        goto out;
+    }
+    optind++;
+    if (optind < argc) {
+        img_size = size_cvtnum("image size", argv[optind++], 0, INT64_MAX);
+        if (img_size < 0) {
+            goto out;
+        }
+    }
+    if (optind != argc) {
+        ret = report_usage("Unexpected argument: %s", argv[optind]);
+        goto out;
+    }
+
+    /* bdrv_img_create() */
+    path = filename;
+    if (!cmd_driver_known(fmt)) {
+        fail_file(filename, NULL, "Unknown file format '%s'", fmt);
+        goto out;
+    }
+    /* bdrv_find_protocol(): "file:" is stripped, other prefixes refused. */
+    if (policy_has_protocol(filename)) {
+        char *pmsg = NULL;
+        if (policy_host_path(filename, &path, &pmsg) < 0) {
+            if (!strncmp(filename, "json:", 5) || (pmsg && !strncmp(pmsg, "Unknown", 7))) {
+                fail_file(filename, NULL, "Unknown protocol '%.*s'", (int)strcspn(filename, ":"),
+                          filename);
+                free(pmsg);
+                goto out;
+            }
+            proto_refusal = pmsg; /* a protocol qemu knows: refused after the Formatting line */
+        }
+    }
+    if (!format_descs(fmt)) {
+        fail_file(filename, NULL, "Format '%s' is not supported by instar create", fmt);
+        goto out;
+    }
+    opts_append(&l, format_descs(fmt));
+    opts_append(&l, file_descs);
+    if (options && opts_parse(&l, options, msg, hint, sizeof(msg)) < 0) {
+        fail_file(filename, hint, "%s", msg);
+        goto out;
+    }
+    if (!opts_find(&l, "size")) {
+        char num[32];
+        snprintf(num, sizeof(num), "%" PRId64, img_size);
+        opts_set(&l, "size", num, (uint64_t)img_size);
+    } else if (img_size != -1) {
+        fail_file(filename, NULL, "The image size must be specified only once");
+        goto out;
+    }
+    if (base_filename) {
+        if (strcmp(fmt, "qcow2")) {
+            fail_file(filename, NULL, "Backing file not supported for file format '%s'", fmt);
+            goto out;
+        }
+        opts_set(&l, "backing_file", base_filename, 0);
+    }
+    if (base_fmt) {
+        if (strcmp(fmt, "qcow2")) {
+            fail_file(filename, NULL, "Backing file format not supported for file format '%s'",
+                      fmt);
+            goto out;
+        }
+        opts_set(&l, "backing_fmt", base_fmt, 0);
+    }
+    const char *backing = opt_str(&l, "backing_file");
+    if (backing) {
+        if (!strcmp(filename, backing)) {
+            fail_file(filename, NULL,
+                      "Error: Trying to create an image with the same filename as the backing "
+                      "file");
+            goto out;
+        }
+        if (!backing[0]) {
+            fail_file(filename, NULL, "Expected backing file name, got empty string");
+            goto out;
+        }
+    }
+    const char *bfmt = opt_str(&l, "backing_fmt");
+    int64_t size = (int64_t)opts_find(&l, "size")->value;
+    if (backing && !no_backing) {
+        if (check_backing(filename, backing, bfmt, &size) < 0) {
+            goto out;
+        }
+        char num[32];
+        snprintf(num, sizeof(num), "%" PRId64, size);
+        opts_set(&l, "size", num, (uint64_t)size);
+    } else if (backing && !bfmt) {
+        fail_file(filename, NULL, "Backing file specified without backing format");
+        goto out;
+    }
+    if (size == -1) {
+        fail_file(filename, NULL, "Image creation needs a size parameter");
+        goto out;
+    }
+    if (!quiet) {
+        printf("Formatting '%s', fmt=%s ", filename, fmt);
+        opts_print(&l);
+        puts("");
+        fflush(stdout);
+    }
+    if (proto_refusal) {
+        fail_file(filename, NULL, "%s", proto_refusal);
+        goto out;
+    }
+    if (!strcmp(fmt, "qcow2")) {
+        ret = create_qcow2(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
+    } else {
+        ret = create_raw(filename, path, fmt, &l, (uint64_t)size) < 0 ? 1 : 0;
+    }
+out:
+    free(proto_refusal);
+    opts_free(&l);
+    free(options);
+    return ret;
+}

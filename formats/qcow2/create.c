@@ -1,0 +1,760 @@
+/*
+ * A new qcow2 image, laid out as QEMU 7.2's qcow2_co_create() lays it out
+ * (see create.h).  Layout facts come from qcow2.txt ("Header", "Header
+ * extensions", "Host cluster management", "Cluster mapping"); the order of
+ * the steps, which decides where each cluster lands, from QEMU's
+ * block/qcow2.c and block/qcow2-cluster.c.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "create.h"
+
+#define HDR_LEN_V2       72
+#define HDR_LEN_V3       112 /* sizeof(QCowHeader) in QEMU 7.2 */
+#define L1E_OFFSET_MASK  0x00fffffffffffe00ull
+#define OFLAG_COPIED     (1ull << 63)
+#define MAX_L1_BYTES     (32ull << 20)
+#define INT_MAX_U        0x7fffffffull
+#define REQUEST_MAX      0x7ffffe00ull /* BDRV_REQUEST_MAX_BYTES */
+#define INV_OFFSET       UINT64_MAX
+#define EXT_BACKING_FMT  0xe2792acau
+#define EXT_FEATURES     0x6803f857u
+#define EXT_DATA_FILE    0x44415441u
+#define FEATURE_NAME_LEN 46
+
+static void st32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void st64(uint8_t *p, uint64_t v)
+{
+    st32(p, (uint32_t)(v >> 32));
+    st32(p + 4, (uint32_t)v);
+}
+
+static uint64_t ld64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+/* --- The header (qcow2_update_header) --- */
+
+/* header_ext_add(): magic, length, data padded to 8; -ENOSPC when it does not fit. */
+static int ext_add(uint8_t *buf, size_t buflen, uint32_t magic, const void *data, size_t len)
+{
+    size_t ext_len = 8 + ((len + 7) & ~(size_t)7);
+
+    if (buflen < ext_len) {
+        return -QCOW2_CREATE_ENOSPC;
+    }
+    st32(buf, magic);
+    st32(buf + 4, (uint32_t)len);
+    if (len) {
+        memcpy(buf + 8, data, len);
+    }
+    return (int)ext_len;
+}
+
+static const struct {
+    uint8_t type, bit;
+    const char *name;
+} features[] = {
+    {0, 0, "dirty bit"},        {0, 1, "corrupt bit"},         {0, 2, "external data file"},
+    {0, 3, "compression type"}, {0, 4, "extended L2 entries"}, {1, 0, "lazy refcounts"},
+    {2, 0, "bitmaps"},          {2, 1, "raw external data"},
+};
+
+static void header_fields(const struct qcow2_create_opts *o, uint8_t *h)
+{
+    uint64_t incompat = 0, compat = 0, autoclear = 0;
+
+    if (o->data_file) {
+        incompat |= 1ull << 2;
+    }
+    if (o->compression_type != 0) {
+        incompat |= 1ull << 3;
+    }
+    if (o->extended_l2) {
+        incompat |= 1ull << 4;
+    }
+    if (o->lazy_refcounts) {
+        compat |= 1ull << 0;
+    }
+    if (o->data_file_raw) {
+        autoclear |= 1ull << 1;
+    }
+    st32(h + 0, 0x514649fbu);
+    st32(h + 4, o->version);
+    st32(h + 20, o->cluster_bits);
+    st64(h + 72, incompat);
+    st64(h + 80, compat);
+    st64(h + 88, autoclear);
+    st32(h + 96, o->refcount_order);
+    st32(h + 100, HDR_LEN_V3);
+    h[104] = (uint8_t)o->compression_type;
+}
+
+int qcow2_create_header(const struct qcow2_create_opts *o, uint8_t *buf, uint64_t size,
+                        uint32_t l1_size, uint64_t l1_offset, uint64_t reftable_offset,
+                        uint32_t reftable_clusters, bool with_backing)
+{
+    size_t cs = (size_t)1 << o->cluster_bits;
+    size_t pos, hlen = o->version == 2 ? HDR_LEN_V2 : HDR_LEN_V3;
+    int ret;
+
+    memset(buf, 0, cs);
+    header_fields(o, buf);
+    st64(buf + 24, size);
+    st32(buf + 36, l1_size);
+    st64(buf + 40, l1_offset);
+    st64(buf + 48, reftable_offset);
+    st32(buf + 56, reftable_clusters);
+    if (o->version == 2) {
+        memset(buf + HDR_LEN_V2, 0, HDR_LEN_V3 - HDR_LEN_V2);
+    }
+    pos = hlen;
+
+    if (with_backing && o->backing_file && o->backing_fmt) {
+        ret = ext_add(buf + pos, cs - pos, EXT_BACKING_FMT, o->backing_fmt, strlen(o->backing_fmt));
+        if (ret < 0) {
+            return ret;
+        }
+        pos += (size_t)ret;
+    }
+    if (o->data_file) {
+        ret = ext_add(buf + pos, cs - pos, EXT_DATA_FILE, o->data_file, strlen(o->data_file));
+        if (ret < 0) {
+            return ret;
+        }
+        pos += (size_t)ret;
+    }
+    if (o->version >= 3 && cs > 4096) {
+        uint8_t table[sizeof(features) / sizeof(features[0]) * 48];
+        memset(table, 0, sizeof(table));
+        for (size_t i = 0; i < sizeof(features) / sizeof(features[0]); i++) {
+            table[i * 48] = features[i].type;
+            table[i * 48 + 1] = features[i].bit;
+            memcpy(table + i * 48 + 2, features[i].name, strlen(features[i].name));
+        }
+        ret = ext_add(buf + pos, cs - pos, EXT_FEATURES, table, sizeof(table));
+        if (ret < 0) {
+            return ret;
+        }
+        pos += (size_t)ret;
+    }
+    ret = ext_add(buf + pos, cs - pos, 0, NULL, 0);
+    if (ret < 0) {
+        return ret;
+    }
+    pos += (size_t)ret;
+
+    if (with_backing && o->backing_file) {
+        size_t blen = strlen(o->backing_file);
+        if (cs - pos < blen) {
+            return -QCOW2_CREATE_ENOSPC;
+        }
+        memcpy(buf + pos, o->backing_file, blen);
+        st64(buf + 8, pos);
+        st32(buf + 16, (uint32_t)blen);
+    }
+    return 0;
+}
+
+/* --- The image being created --- */
+
+struct cctx {
+    const struct qcow2_create_opts *o;
+    const struct qcow2_create_io *io;
+    void *op;
+    struct qcow2_alloc a;
+    uint32_t cb;
+    uint64_t cs;
+    uint32_t l2_bits;  /* log2(entries per L2 table) */
+    uint32_t l2e_size; /* 8, or 16 with extended L2 entries */
+    uint64_t *l1;
+    uint32_t l1_size;
+    uint64_t l1_offset;
+    uint64_t l2_off; /* the one cached L2 table (0: none) */
+    uint8_t *l2;
+    bool l2_dirty;
+};
+
+static int wr(struct cctx *c, uint64_t off, const void *buf, size_t len)
+{
+    return c->io->alloc.write(c->op, off, buf, len);
+}
+
+static int l2_flush(struct cctx *c)
+{
+    int ret;
+
+    if (c->l2_off && c->l2_dirty) {
+        ret = wr(c, c->l2_off, c->l2, c->cs);
+        if (ret < 0) {
+            return ret;
+        }
+        c->l2_dirty = false;
+    }
+    return 0;
+}
+
+static int l1_write(struct cctx *c)
+{
+    size_t bytes = (size_t)c->l1_size * 8;
+    uint8_t *be;
+    int ret;
+
+    if (!c->l1_size) {
+        return 0;
+    }
+    be = c->io->alloc.mem(c->op, NULL, bytes);
+    if (!be) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    for (uint32_t i = 0; i < c->l1_size; i++) {
+        st64(be + (size_t)i * 8, c->l1[i]);
+    }
+    ret = wr(c, c->l1_offset, be, bytes);
+    c->io->alloc.mem(c->op, be, 0);
+    return ret;
+}
+
+/* qcow2_grow_l1_table(exact): a new, zeroed L1 of min_size entries. */
+static int grow_l1(struct cctx *c, uint64_t min_size)
+{
+    int64_t off;
+    uint64_t bytes;
+    uint8_t hdr[12];
+    int ret;
+
+    if (min_size <= c->l1_size) {
+        return 0;
+    }
+    if (min_size > INT_MAX_U / 8 || min_size > MAX_L1_BYTES / 8) {
+        return -QCOW2_ALLOC_EFBIG;
+    }
+    bytes = min_size * 8;
+    c->l1 = c->io->alloc.mem(c->op, NULL, bytes);
+    if (!c->l1) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    memset(c->l1, 0, bytes);
+    off = qcow2_alloc_clusters(&c->a, bytes);
+    if (off < 0) {
+        return (int)off;
+    }
+    c->l1_size = (uint32_t)min_size;
+    c->l1_offset = (uint64_t)off;
+    ret = l1_write(c);
+    if (ret < 0) {
+        return ret;
+    }
+    st32(hdr, c->l1_size);
+    st64(hdr + 4, c->l1_offset);
+    return wr(c, 36, hdr, sizeof(hdr));
+}
+
+/*
+ * get_cluster_table(): the L2 table for guest_offset in the cache,
+ * allocated (l2_allocate) when its L1 entry is empty.
+ */
+static int get_l2(struct cctx *c, uint64_t guest_offset, uint64_t *l2_index)
+{
+    uint64_t l1_index = guest_offset >> (c->cb + c->l2_bits);
+    uint64_t l2_off;
+    int ret;
+
+    *l2_index = (guest_offset >> c->cb) & ((1ull << c->l2_bits) - 1);
+    if (l1_index >= c->l1_size) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    l2_off = c->l1[l1_index] & L1E_OFFSET_MASK;
+    if (l2_off && (c->l1[l1_index] & OFLAG_COPIED)) {
+        if (c->l2_off == l2_off) {
+            return 0;
+        }
+        ret = l2_flush(c);
+        if (ret < 0) {
+            return ret;
+        }
+        c->l2_off = 0;
+        ret = c->io->alloc.read(c->op, l2_off, c->l2, c->cs);
+        if (ret < 0) {
+            return ret;
+        }
+        c->l2_off = l2_off;
+        return 0;
+    }
+    if (l2_off) {
+        return -QCOW2_ALLOC_EIO; /* never in a new image */
+    }
+    int64_t off = qcow2_alloc_clusters(&c->a, c->cs);
+    if (off < 0) {
+        return (int)off;
+    }
+    if (off == 0) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    ret = l2_flush(c);
+    if (ret < 0) {
+        return ret;
+    }
+    memset(c->l2, 0, c->cs);
+    c->l2_off = (uint64_t)off;
+    c->l2_dirty = true;
+    c->l1[l1_index] = (uint64_t)off | OFLAG_COPIED;
+    return 0;
+}
+
+/* qcow2_alloc_cluster_link_l2() with prealloc set: bitmaps stay zero. */
+static int link_l2(struct cctx *c, uint64_t guest_offset, uint64_t host, uint64_t nb)
+{
+    uint64_t l2_index;
+    int ret = get_l2(c, guest_offset, &l2_index);
+
+    if (ret < 0) {
+        return ret;
+    }
+    for (uint64_t i = 0; i < nb; i++) {
+        st64(c->l2 + (l2_index + i) * c->l2e_size, (host + (i << c->cb)) | OFLAG_COPIED);
+    }
+    c->l2_dirty = true;
+    return 0;
+}
+
+/* Zeros over [off, off + len) of the image file (len below one cluster). */
+static int write_zeros(struct cctx *c, uint64_t off, uint64_t len)
+{
+    uint8_t *z = c->io->alloc.mem(c->op, NULL, (size_t)len);
+    int ret;
+
+    if (!z) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    memset(z, 0, (size_t)len);
+    ret = wr(c, off, z, (size_t)len);
+    c->io->alloc.mem(c->op, z, 0);
+    return ret;
+}
+
+/*
+ * qcow2_alloc_host_offset() for a range of a new image (every cluster
+ * unallocated), linking each allocation as qcow2_handle_l2meta() then
+ * does.  *bytes shrinks to what was mapped; *host_offset is its start.
+ */
+static int alloc_host_offset(struct cctx *c, uint64_t offset, uint64_t *bytes,
+                             uint64_t *host_offset)
+{
+    uint64_t start = offset, remaining = *bytes, cur = 0;
+    uint64_t cluster_offset = INV_OFFSET;
+    int ret;
+
+    *host_offset = INV_OFFSET;
+    for (;;) {
+        if (*host_offset == INV_OFFSET && cluster_offset != INV_OFFSET) {
+            *host_offset = cluster_offset;
+        }
+        start += cur;
+        remaining -= cur;
+        if (cluster_offset != INV_OFFSET) {
+            cluster_offset += cur;
+        }
+        if (remaining == 0) {
+            break;
+        }
+        cur = remaining;
+
+        uint64_t in_cluster = start & (c->cs - 1);
+        uint64_t l2_entries = 1ull << c->l2_bits;
+        uint64_t l2_index;
+
+        /* handle_copied(): loads (allocates) the L2 table; nothing to keep. */
+        ret = get_l2(c, start, &l2_index);
+        if (ret < 0) {
+            return ret;
+        }
+        if (ld64(c->l2 + l2_index * c->l2e_size) != 0) {
+            return -QCOW2_ALLOC_EIO;
+        }
+
+        /* handle_alloc() */
+        uint64_t nb = (in_cluster + cur + c->cs - 1) >> c->cb;
+        if (nb > l2_entries - l2_index) {
+            nb = l2_entries - l2_index;
+        }
+        if (nb > (REQUEST_MAX >> c->cb)) {
+            nb = REQUEST_MAX >> c->cb;
+        }
+        uint64_t alloc_off;
+        if (c->o->data_file) {
+            alloc_off = start & ~(c->cs - 1);
+        } else if (cluster_offset == INV_OFFSET) {
+            int64_t r = qcow2_alloc_clusters(&c->a, nb << c->cb);
+            if (r < 0) {
+                return (int)r;
+            }
+            alloc_off = (uint64_t)r;
+        } else {
+            alloc_off = cluster_offset & ~(c->cs - 1);
+            int64_t r = qcow2_alloc_clusters_at(&c->a, alloc_off, nb);
+            if (r < 0) {
+                return (int)r;
+            }
+            nb = (uint64_t)r;
+            if (nb == 0) {
+                break;
+            }
+        }
+        uint64_t avail = nb << c->cb;
+        uint64_t req = cur + in_cluster;
+        uint64_t nb_bytes = req < avail ? req : avail;
+        if (cur > nb_bytes - in_cluster) {
+            cur = nb_bytes - in_cluster;
+        }
+        cluster_offset = alloc_off + in_cluster;
+        ret = link_l2(c, start & ~(c->cs - 1), alloc_off, nb);
+        if (ret < 0) {
+            return ret;
+        }
+        /*
+         * perform_cow(): a range ending inside a cluster gets the rest of
+         * that cluster written (zeros: nothing is below a new image).
+         */
+        uint64_t mapped_end = in_cluster + cur, alloc_end = nb << c->cb;
+        if (mapped_end < alloc_end && !c->o->data_file) {
+            ret = write_zeros(c, alloc_off + mapped_end, alloc_end - mapped_end);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    *bytes -= remaining;
+    return 0;
+}
+
+/* preallocate_co(): map [offset, new_length), then extend the data file. */
+static int preallocate(struct cctx *c, uint64_t offset, uint64_t new_length, int mode)
+{
+    uint64_t bytes = new_length - offset, host_offset = 0, cur = 0, len;
+    int dev = c->o->data_file ? QCOW2_CREATE_DEV_DATA : QCOW2_CREATE_DEV_IMAGE;
+    int ret;
+
+    while (bytes) {
+        cur = bytes < (INT_MAX_U & ~(c->cs - 1)) ? bytes : (INT_MAX_U & ~(c->cs - 1));
+        ret = alloc_host_offset(c, offset, &cur, &host_offset);
+        if (ret < 0) {
+            return ret;
+        }
+        bytes -= cur;
+        offset += cur;
+    }
+    ret = c->io->length(c->op, dev, &len);
+    if (ret < 0) {
+        return ret;
+    }
+    if (host_offset + cur > len) {
+        ret = c->io->truncate(c->op, dev, host_offset + cur,
+                              mode == QCOW2_PREALLOC_METADATA ? QCOW2_PREALLOC_OFF : mode);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+/* qcow2_get_last_cluster(): the last cluster with a reference, before size. */
+static int64_t last_cluster(struct cctx *c, uint64_t size)
+{
+    uint64_t rc;
+
+    for (uint64_t i = (size + c->cs - 1) >> c->cb; i-- > 0;) {
+        int ret = qcow2_alloc_get_refcount(&c->a, i, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc > 0) {
+            return (int64_t)i;
+        }
+    }
+    return -QCOW2_ALLOC_EIO;
+}
+
+/* qcow2_co_truncate()'s falloc/full branch for an image without a data file. */
+static int prealloc_file(struct cctx *c, uint64_t size, int mode, int *stage)
+{
+    uint64_t file_size, nb_data, nb_l2, guest = 0, host;
+    int64_t last, start, got;
+    int ret;
+
+    ret = c->io->length(c->op, QCOW2_CREATE_DEV_IMAGE, &file_size);
+    if (ret < 0) {
+        return ret;
+    }
+    last = last_cluster(c, file_size);
+    if (last >= 0) {
+        file_size = ((uint64_t)last + 1) << c->cb;
+    } else {
+        file_size = (file_size + c->cs - 1) & ~(c->cs - 1);
+    }
+    nb_data = ((size + c->cs - 1) & ~(c->cs - 1)) >> c->cb;
+    nb_l2 = (nb_data + (1ull << c->l2_bits) - 1) >> c->l2_bits;
+    nb_l2++;
+
+    *stage = QCOW2_CREATE_STAGE_REFCOUNT_AREA;
+    start = qcow2_alloc_refcount_area(&c->a, file_size, nb_data + nb_l2, true, 0, 0);
+    if (start < 0) {
+        return (int)start;
+    }
+    *stage = QCOW2_CREATE_STAGE_DATA_ALLOC;
+    got = qcow2_alloc_clusters_at(&c->a, (uint64_t)start, nb_data);
+    if (got < 0) {
+        return (int)got;
+    }
+    if ((uint64_t)got != nb_data) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    ret = qcow2_alloc_flush(&c->a);
+    if (ret < 0) {
+        return ret;
+    }
+    *stage = QCOW2_CREATE_STAGE_TRUNCATE;
+    ret =
+        c->io->truncate(c->op, QCOW2_CREATE_DEV_IMAGE, (uint64_t)start + (nb_data << c->cb), mode);
+    if (ret < 0) {
+        return ret;
+    }
+    *stage = QCOW2_CREATE_STAGE_L2;
+    host = (uint64_t)start;
+    while (nb_data) {
+        uint64_t l2_index = (guest >> c->cb) & ((1ull << c->l2_bits) - 1);
+        uint64_t nb = (1ull << c->l2_bits) - l2_index;
+        if (nb > nb_data) {
+            nb = nb_data;
+        }
+        ret = link_l2(c, guest, host, nb);
+        if (ret < 0) {
+            return ret;
+        }
+        guest += nb << c->cb;
+        host += nb << c->cb;
+        nb_data -= nb;
+    }
+    return 0;
+}
+
+/* qcow2_co_truncate() from size 0 to o->size. */
+static int truncate_to(struct cctx *c, int *stage)
+{
+    const struct qcow2_create_opts *o = c->o;
+    uint64_t shift = c->cb + c->l2_bits;
+    uint64_t new_l1 = (o->size + (1ull << shift) - 1) >> shift;
+    int prealloc = (int)o->prealloc;
+    uint8_t be[8];
+    int ret;
+
+    *stage = QCOW2_CREATE_STAGE_GROW_L1;
+    ret = grow_l1(c, new_l1);
+    if (ret < 0) {
+        return ret;
+    }
+    if (o->data_file_raw && prealloc == QCOW2_PREALLOC_OFF) {
+        prealloc = QCOW2_PREALLOC_METADATA;
+    }
+    switch (prealloc) {
+    case QCOW2_PREALLOC_OFF:
+        if (o->data_file) {
+            *stage = QCOW2_CREATE_STAGE_TRUNCATE;
+            ret = c->io->truncate(c->op, QCOW2_CREATE_DEV_DATA, o->size, QCOW2_PREALLOC_OFF);
+        }
+        break;
+    case QCOW2_PREALLOC_METADATA:
+        *stage = QCOW2_CREATE_STAGE_PREALLOC;
+        ret = preallocate(c, 0, o->size, prealloc);
+        break;
+    case QCOW2_PREALLOC_FALLOC:
+    case QCOW2_PREALLOC_FULL:
+        if (o->data_file) {
+            *stage = QCOW2_CREATE_STAGE_PREALLOC;
+            ret = preallocate(c, 0, o->size, prealloc);
+        } else {
+            ret = prealloc_file(c, o->size, prealloc, stage);
+        }
+        break;
+    default:
+        ret = -QCOW2_ALLOC_EINVAL;
+    }
+    if (ret < 0) {
+        return ret;
+    }
+
+    /* qcow2_write_caches(), then the new size in the header. */
+    *stage = QCOW2_CREATE_STAGE_SIZE;
+    ret = l2_flush(c);
+    if (ret == 0) {
+        ret = l1_write(c);
+    }
+    if (ret == 0) {
+        ret = qcow2_alloc_flush(&c->a);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    st64(be, o->size);
+    return wr(c, 24, be, 8);
+}
+
+static int opts_ok(const struct qcow2_create_opts *o)
+{
+    if (o->cluster_bits < 9 || o->cluster_bits > 21 || o->refcount_order > 6 ||
+        (o->version != 2 && o->version != 3) || o->compression_type > 1 || o->prealloc > 3 ||
+        (o->size & 511) || o->size > (1ull << 62)) {
+        return 0;
+    }
+    if (o->extended_l2 && o->cluster_bits < 14) {
+        return 0;
+    }
+    return 1;
+}
+
+int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io *io, void *opaque,
+                 int *stage)
+{
+    struct cctx c;
+    uint8_t *buf = NULL;
+    int64_t first;
+    int ret;
+
+    *stage = QCOW2_CREATE_STAGE_NONE;
+    if (!opts_ok(o)) {
+        return -QCOW2_ALLOC_EINVAL;
+    }
+    memset(&c, 0, sizeof(c));
+    c.o = o;
+    c.io = io;
+    c.op = opaque;
+    c.cb = o->cluster_bits;
+    c.cs = 1ull << c.cb;
+    c.l2e_size = o->extended_l2 ? 16 : 8;
+    c.l2_bits = c.cb - (o->extended_l2 ? 4 : 3);
+
+    buf = io->alloc.mem(opaque, NULL, 2 * c.cs);
+    if (!buf) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+
+    /* The minimal header: no L1 table, the refcount table in cluster 1. */
+    *stage = QCOW2_CREATE_STAGE_HEADER;
+    memset(buf, 0, c.cs);
+    header_fields(o, buf);
+    st64(buf + 48, c.cs);
+    st32(buf + 56, 1);
+    ret = wr(&c, 0, buf, c.cs);
+    if (ret < 0) {
+        goto out;
+    }
+
+    /* The refcount table pointing at one empty refcount block in cluster 2. */
+    *stage = QCOW2_CREATE_STAGE_REFTABLE;
+    memset(buf, 0, 2 * c.cs);
+    st64(buf, 2 * c.cs);
+    ret = wr(&c, c.cs, buf, 2 * c.cs);
+    if (ret < 0) {
+        goto out;
+    }
+
+    *stage = QCOW2_CREATE_STAGE_FIRST_ALLOC;
+    ret = qcow2_alloc_init(&c.a, &io->alloc, opaque, c.cb, o->refcount_order, c.cs, 1);
+    if (ret < 0) {
+        goto out;
+    }
+    first = qcow2_alloc_clusters(&c.a, 3 * c.cs);
+    if (first < 0) {
+        ret = (int)first;
+        goto out;
+    }
+    if (first != 0) {
+        ret = -QCOW2_ALLOC_EIO;
+        goto out;
+    }
+
+    *stage = QCOW2_CREATE_STAGE_UPDATE_HDR;
+    ret = qcow2_create_header(o, buf, 0, 0, 0, c.a.reftable_offset,
+                              (uint32_t)(c.a.reftable_size >> (c.cb - 3)), false);
+    if (ret == 0) {
+        ret = wr(&c, 0, buf, c.cs);
+    }
+    if (ret < 0) {
+        goto out;
+    }
+
+    c.l2 = io->alloc.mem(opaque, NULL, c.cs);
+    if (!c.l2) {
+        ret = -QCOW2_ALLOC_ENOMEM;
+        goto out;
+    }
+    ret = truncate_to(&c, stage);
+    if (ret < 0) {
+        goto out;
+    }
+
+    if (o->backing_file) {
+        *stage = QCOW2_CREATE_STAGE_BACKING;
+        if (o->data_file_raw || strlen(o->backing_file) > 1023) {
+            ret = -QCOW2_ALLOC_EINVAL;
+            goto out;
+        }
+        ret = qcow2_create_header(o, buf, o->size, c.l1_size, c.l1_offset, c.a.reftable_offset,
+                                  (uint32_t)(c.a.reftable_size >> (c.cb - 3)), true);
+        if (ret == 0) {
+            ret = wr(&c, 0, buf, c.cs);
+        }
+        if (ret < 0) {
+            goto out;
+        }
+    }
+    ret = qcow2_alloc_flush(&c.a);
+    if (ret == 0) {
+        *stage = QCOW2_CREATE_STAGE_NONE;
+    }
+
+out:
+    qcow2_alloc_release(&c.a);
+    if (c.l2) {
+        io->alloc.mem(opaque, c.l2, 0);
+    }
+    if (c.l1) {
+        io->alloc.mem(opaque, c.l1, 0);
+    }
+    io->alloc.mem(opaque, buf, 0);
+    return ret;
+}
+
+uint64_t qcow2_create_max_file_size(const struct qcow2_create_opts *o)
+{
+    uint64_t cs = 1ull << o->cluster_bits;
+    uint64_t l2e = o->extended_l2 ? 16 : 8;
+    uint64_t data, nl2, l1, meta, total;
+
+    if (o->cluster_bits < 9 || o->cluster_bits > 21 || o->refcount_order > 6 ||
+        o->size > (1ull << 62)) {
+        return 0;
+    }
+    data = (o->size + cs - 1) / cs;
+    nl2 = (data * l2e + cs - 1) / cs + 2;
+    l1 = (nl2 * 8 + cs - 1) / cs + 1;
+    meta = data + nl2 + l1 + 8;
+    meta += qcow2_refcount_metadata_size(meta, cs, o->refcount_order, true, NULL) / cs * 2;
+    total = meta * cs;
+    return total / cs == meta ? total : UINT64_MAX;
+}

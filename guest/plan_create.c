@@ -1,0 +1,178 @@
+/*
+ * The guest's "create" planner: lay out a new qcow2 image on device 0 (and
+ * size the external data file, device 1) through formats/qcow2/create.c,
+ * exactly as qemu-img 7.2's qcow2_co_create() would.
+ *
+ * The host has validated every option with qemu-img's messages; the guest
+ * re-checks what it depends on.  A failure is sent as an error result with
+ * code INSTAR_ERR_IO and err_args = { errno, enum qcow2_create_stage }:
+ * the host turns that into qemu-img's message for that step.
+ *
+ * Writes go straight to the host (hc_blk_write); reads are served by the
+ * host too, with the bytes past the current length read as zeros (the
+ * guest tracks each device's length, since everything it reads it wrote).
+ */
+#include "guest.h"
+#include "qcow2/create.h"
+
+#define DEV_DATA 1
+
+struct gc_state {
+    uint64_t len[2]; /* current device lengths */
+    bool has_data;
+};
+
+static int gc_read(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    struct gc_state *st = opaque;
+    uint64_t have = 0;
+
+    if (off < st->len[0]) {
+        have = st->len[0] - off;
+        if (have > len) {
+            have = len;
+        }
+    }
+    for (uint64_t done = 0; done < have;) {
+        uint64_t n = have - done > INSTAR_BLK_XFER_MAX ? INSTAR_BLK_XFER_MAX : have - done;
+        int64_t r = hc_blk_read(0, off + done, (uint8_t *)buf + done, n);
+        if (r <= 0) {
+            return -QCOW2_ALLOC_EIO;
+        }
+        done += (uint64_t)r;
+    }
+    memset((uint8_t *)buf + have, 0, len - have);
+    return 0;
+}
+
+static int gc_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    struct gc_state *st = opaque;
+
+    for (uint64_t done = 0; done < len;) {
+        uint64_t n = len - done > INSTAR_BLK_XFER_MAX ? INSTAR_BLK_XFER_MAX : len - done;
+        int64_t r = hc_blk_write(0, off + done, (const uint8_t *)buf + done, n);
+        if (r <= 0) {
+            return r == INSTAR_HC_ERANGE ? -QCOW2_ALLOC_EFBIG : -QCOW2_ALLOC_EIO;
+        }
+        done += (uint64_t)r;
+    }
+    if (off + len > st->len[0]) {
+        st->len[0] = off + len;
+    }
+    return 0;
+}
+
+static void *gc_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+static int gc_truncate(void *opaque, int dev, uint64_t size, int mode)
+{
+    struct gc_state *st = opaque;
+    uint32_t m = mode == QCOW2_PREALLOC_FALLOC ? INSTAR_TRUNC_FALLOC
+                 : mode == QCOW2_PREALLOC_FULL ? INSTAR_TRUNC_FULL
+                                               : INSTAR_TRUNC_OFF;
+    int64_t r;
+
+    if (dev != 0 && !(dev == DEV_DATA && st->has_data)) {
+        return -QCOW2_ALLOC_EINVAL;
+    }
+    r = hc_truncate((uint32_t)dev, size, m);
+    if (r < 0) {
+        return r == INSTAR_HC_ERANGE ? -QCOW2_ALLOC_EFBIG : -QCOW2_ALLOC_EIO;
+    }
+    st->len[dev] = size;
+    return 0;
+}
+
+static int gc_length(void *opaque, int dev, uint64_t *len)
+{
+    struct gc_state *st = opaque;
+
+    if (dev < 0 || dev > 1) {
+        return -QCOW2_ALLOC_EINVAL;
+    }
+    *len = st->len[dev];
+    return 0;
+}
+
+static const struct qcow2_create_io gc_io = {
+    .alloc = {.read = gc_read, .write = gc_write, .mem = gc_mem, .discard = NULL},
+    .truncate = gc_truncate,
+    .length = gc_length,
+};
+
+/* A NUL-terminated copy of a fixed-size name field, or NULL when empty. */
+static const char *name_arg(char *dst, const char *src, size_t cap)
+{
+    size_t n = strnlen(src, cap);
+
+    if (n == 0 || n == cap) {
+        return NULL;
+    }
+    memcpy(dst, src, n);
+    dst[n] = 0;
+    return dst;
+}
+
+static __attribute__((noreturn)) void fail(int64_t err, int stage)
+{
+    uint64_t args[4] = {(uint64_t)err, (uint64_t)stage, 0, 0};
+
+    result_error(INSTAR_OP_CREATE, INSTAR_ERR_IO, args, NULL, 0);
+}
+
+void plan_create(void)
+{
+    static char backing[INSTAR_NAME_MAX], fmt[INSTAR_FMT_NAME_MAX], data[INSTAR_NAME_MAX];
+    const struct instar_create_args *a = &boot->args.create;
+    struct qcow2_create_opts o;
+    struct gc_state st;
+    struct rbuf rb;
+    int stage = 0;
+    int ret;
+
+    memset(&o, 0, sizeof(o));
+    memset(&st, 0, sizeof(st));
+    if (a->cluster_size < 512 || a->cluster_size > (2u << 20) ||
+        (a->cluster_size & (a->cluster_size - 1)) || a->refcount_bits == 0 ||
+        a->refcount_bits > 64 || (a->refcount_bits & (a->refcount_bits - 1))) {
+        fail(QCOW2_ALLOC_EINVAL, 0);
+    }
+    o.size = a->size;
+    o.cluster_bits = (uint32_t)__builtin_ctzll(a->cluster_size);
+    o.version = a->version;
+    o.refcount_order = (uint32_t)__builtin_ctz(a->refcount_bits);
+    o.compression_type = a->compression_type;
+    o.prealloc = a->prealloc;
+    o.lazy_refcounts = a->flags & INSTAR_CREATE_LAZY_REFCOUNTS;
+    o.extended_l2 = a->flags & INSTAR_CREATE_EXTENDED_L2;
+    o.data_file_raw = a->flags & INSTAR_CREATE_DATA_FILE_RAW;
+    o.backing_file = name_arg(backing, a->backing_file, sizeof(a->backing_file));
+    o.backing_fmt = name_arg(fmt, a->backing_fmt, sizeof(a->backing_fmt));
+    o.data_file = name_arg(data, a->data_file, sizeof(a->data_file));
+    if (o.data_file) {
+        if (boot->ndevices < 2) {
+            fail(QCOW2_ALLOC_EINVAL, 0);
+        }
+        st.has_data = true;
+        st.len[1] = gblk_size(DEV_DATA);
+    }
+    st.len[0] = gblk_size(0);
+
+    ret = qcow2_create(&o, &gc_io, &st, &stage);
+    if (ret < 0) {
+        fail(-ret, stage);
+    }
+    if (rbuf_init(&rb, sizeof(struct instar_create_result)) < 0) {
+        fail(QCOW2_ALLOC_ENOMEM, 0);
+    }
+    rbuf_send(&rb, INSTAR_OP_CREATE, 0);
+}

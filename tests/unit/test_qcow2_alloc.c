@@ -1,0 +1,391 @@
+/*
+ * formats/qcow2/alloc.c over an in-memory file, checked against what QEMU
+ * itself does to the same image.  Each test starts from an image made by
+ * the oracle (qemu-img create), replays through the allocator the sequence
+ * of allocations QEMU's write path makes for a qemu-io command list, and
+ * compares: the offsets chosen with the L1/L2 entries of the file qemu-io
+ * produced from the same start, the refcount table placement with its
+ * header, and the refcount of every host cluster with the refcounts read
+ * back from qemu-io's file (through a second allocator).
+ */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "qcow2_test_util.h"
+#include "test_sh.h"
+
+struct memfile {
+    uint8_t *p;
+    size_t len;
+    int writes;  /* write calls made */
+    int fail_at; /* fail the write with this index (-1: never) */
+    int discards;
+};
+
+static int m_read(void *o, uint64_t off, void *buf, size_t len)
+{
+    struct memfile *m = o;
+
+    memset(buf, 0, len);
+    if (off < m->len)
+        memcpy(buf, m->p + off, off + len <= m->len ? len : m->len - off);
+    return 0;
+}
+
+static int m_write(void *o, uint64_t off, const void *buf, size_t len)
+{
+    struct memfile *m = o;
+
+    if (m->writes++ == m->fail_at)
+        return -5;
+    if (off + len > m->len) {
+        uint8_t *p = realloc(m->p, off + len);
+
+        if (!p)
+            return -12;
+        memset(p + m->len, 0, off + len - m->len);
+        m->p = p;
+        m->len = off + len;
+    }
+    memcpy(m->p + off, buf, len);
+    return 0;
+}
+
+static void *m_mem(void *o, void *p, size_t size)
+{
+    (void)o;
+    if (!size) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+static void m_discard(void *o, uint64_t off, uint64_t len)
+{
+    struct memfile *m = o;
+
+    (void)off;
+    (void)len;
+    m->discards++;
+}
+
+static const struct qcow2_alloc_ops mops = {m_read, m_write, m_mem, m_discard};
+
+/* The working copy of an image: the bytes, and an allocator over them. */
+struct wimg {
+    struct memfile f;
+    struct qcow2_alloc a;
+    uint32_t cb;
+};
+
+static void wimg_open(struct wimg *w, const uint8_t *bytes, size_t len)
+{
+    memset(w, 0, sizeof(*w));
+    w->f.p = malloc(len);
+    cr_assert_not_null(w->f.p);
+    memcpy(w->f.p, bytes, len);
+    w->f.len = len;
+    w->f.fail_at = -1;
+    w->cb = (uint32_t)get_be(bytes, 20, 4);
+    cr_assert_eq(qcow2_alloc_init(&w->a, &mops, &w->f, w->cb, (uint32_t)get_be(bytes, 96, 4),
+                                  get_be(bytes, 48, 8), get_be(bytes, 56, 4)),
+                 0);
+}
+
+static void wimg_close(struct wimg *w)
+{
+    qcow2_alloc_release(&w->a);
+    free(w->f.p);
+}
+
+/* Make an image with qemu-img (and optionally change it with qemu-io). */
+static struct img oracle(const char *opts, const char *size, const char *io)
+{
+    char cmd[2048];
+
+    snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 -o %s x.qcow2 %s%s%s", opts, size,
+             io ? " && qemu-io " : "", io ? io : "");
+    if (io)
+        strncat(cmd, " x.qcow2", sizeof(cmd) - strlen(cmd) - 1);
+    struct img im = img_make(cmd, "x.qcow2");
+    /* img_make frees the previous image on its next call: keep a copy. */
+    uint8_t *copy = malloc(im.len);
+    cr_assert_not_null(copy);
+    memcpy(copy, im.p, im.len);
+    im.p = copy;
+    return im;
+}
+
+/* The host offset qemu-io's file maps guest_offset to (0: unallocated). */
+static uint64_t mapped(const struct img *im, uint64_t guest_offset)
+{
+    uint32_t cb = (uint32_t)get_be(im->p, 20, 4);
+    uint64_t l2_entries = (1ull << cb) / 8, mask = 0x00fffffffffffe00ull;
+    uint64_t l1 = get_be(im->p, 40, 8), l1i = (guest_offset >> cb) / l2_entries;
+    uint64_t l2 = get_be(im->p, l1 + l1i * 8, 8) & mask;
+
+    if (!l2)
+        return 0;
+    return get_be(im->p, l2 + ((guest_offset >> cb) % l2_entries) * 8, 8) & mask;
+}
+
+static uint64_t l2_of(const struct img *im, uint64_t guest_offset)
+{
+    uint32_t cb = (uint32_t)get_be(im->p, 20, 4);
+    uint64_t l1i = (guest_offset >> cb) / ((1ull << cb) / 8);
+
+    return get_be(im->p, get_be(im->p, 40, 8) + l1i * 8, 8) & 0x00fffffffffffe00ull;
+}
+
+/*
+ * Every host cluster's refcount, the refcount table's place and the bytes
+ * of the table and of every refcount block: ours vs qemu's file.
+ */
+static void assert_same_refcounts(struct wimg *w, const struct img *q)
+{
+    struct wimg qw;
+    uint64_t cs = 1ull << w->cb, n = (q->len + cs - 1) / cs + 64;
+
+    cr_assert_eq(qcow2_alloc_flush(&w->a), 0);
+    cr_assert_eq(get_be(w->f.p, 48, 8), get_be(q->p, 48, 8), "refcount table offset");
+    cr_assert_eq(get_be(w->f.p, 56, 4), get_be(q->p, 56, 4), "refcount table clusters");
+    wimg_open(&qw, q->p, q->len);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t mine, theirs;
+
+        cr_assert_eq(qcow2_alloc_get_refcount(&w->a, i, &mine), 0);
+        cr_assert_eq(qcow2_alloc_get_refcount(&qw.a, i, &theirs), 0);
+        cr_assert_eq(mine, theirs, "cluster %llu: refcount %llu, qemu %llu", (unsigned long long)i,
+                     (unsigned long long)mine, (unsigned long long)theirs);
+    }
+    cr_assert_eq(w->a.reftable_size, qw.a.reftable_size);
+    for (uint64_t i = 0; i < qw.a.reftable_size; i++) {
+        uint64_t rb = qw.a.reftable[i];
+
+        cr_assert_eq(w->a.reftable[i], rb, "reftable[%llu]", (unsigned long long)i);
+        if (rb)
+            cr_assert_eq(memcmp(w->f.p + rb, q->p + rb, cs), 0, "refcount block at %llu",
+                         (unsigned long long)rb);
+    }
+    cr_assert_eq(
+        memcmp(w->f.p + w->a.reftable_offset, q->p + qw.a.reftable_offset, qw.a.reftable_size * 8),
+        0, "refcount table bytes");
+    wimg_close(&qw);
+}
+
+/*
+ * QEMU's allocation order for a cluster-aligned write of len bytes at 0
+ * into an empty image: per L2 slice, the L2 table (l2_allocate), then the
+ * slice's data clusters in one qcow2_alloc_clusters().  Checks each offset
+ * against qemu-io's result.
+ */
+static void replay_write(struct wimg *w, const struct img *q, uint64_t len)
+{
+    uint64_t cs = 1ull << w->cb, per_l2 = cs / 8 * cs;
+
+    for (uint64_t g = 0; g < len; g += per_l2) {
+        uint64_t n = len - g < per_l2 ? len - g : per_l2;
+        int64_t l2 = qcow2_alloc_clusters(&w->a, cs);
+        int64_t data = qcow2_alloc_clusters(&w->a, n);
+
+        cr_assert_eq((uint64_t)l2, l2_of(q, g), "L2 for guest %llu: %lld, qemu %llu",
+                     (unsigned long long)g, (long long)l2, (unsigned long long)l2_of(q, g));
+        cr_assert_eq((uint64_t)data, mapped(q, g), "data for guest %llu: %lld, qemu %llu",
+                     (unsigned long long)g, (long long)data, (unsigned long long)mapped(q, g));
+    }
+}
+
+static void growth_case(const char *bits, const char *write_len, uint64_t len, bool grows)
+{
+    char opts[128], io[128];
+    struct img base, after;
+    struct wimg w;
+
+    snprintf(opts, sizeof(opts), "cluster_size=512,refcount_bits=%s", bits);
+    snprintf(io, sizeof(io), "-c 'write 0 %s'", write_len);
+    base = oracle(opts, "8M", NULL);
+    after = oracle(opts, "8M", io);
+    wimg_open(&w, base.p, base.len);
+    replay_write(&w, &after, len);
+    assert_same_refcounts(&w, &after);
+    /* The table moved iff qemu moved it. */
+    cr_assert_eq(get_be(after.p, 48, 8) != get_be(base.p, 48, 8), grows);
+    wimg_close(&w);
+    free(base.p);
+    free(after.p);
+}
+
+/* One refcount block covers 2 MiB: the second one describes itself. */
+Test(qcow2_alloc, self_describing_refblock_1bit)
+{
+    growth_case("1", "3M", 3 << 20, false);
+}
+
+/* 64 blocks of 64 entries cover 2 MiB: the table grows past them. */
+Test(qcow2_alloc, reftable_growth_64bit)
+{
+    growth_case("64", "3M", 3 << 20, true);
+}
+
+Test(qcow2_alloc, reftable_growth_32bit)
+{
+    growth_case("32", "5M", 5 << 20, true);
+}
+
+Test(qcow2_alloc, reftable_growth_4bit)
+{
+    growth_case("4", "1M", 1 << 20, false);
+}
+
+/* A free lowers free_cluster_index: the next data cluster reuses the hole. */
+Test(qcow2_alloc, free_lowers_scan_start)
+{
+    struct img base = oracle("cluster_size=64k", "4M", NULL);
+    struct img after = oracle("cluster_size=64k", "4M",
+                              "-c 'write 0 64k' -c 'write 64k 64k' -c 'discard 0 64k' "
+                              "-c 'write 1M 64k'");
+    struct wimg w;
+    int64_t l2, d0, d1, d2;
+
+    wimg_open(&w, base.p, base.len);
+    l2 = qcow2_alloc_clusters(&w.a, 65536);
+    d0 = qcow2_alloc_clusters(&w.a, 65536);
+    d1 = qcow2_alloc_clusters(&w.a, 65536);
+    cr_assert_eq((uint64_t)l2, l2_of(&after, 0));
+    cr_assert_eq((uint64_t)d1, mapped(&after, 65536));
+    cr_assert_eq(qcow2_alloc_free(&w.a, (uint64_t)d0, 65536, true), 0);
+    cr_assert_eq(w.f.discards, 1, "the freed cluster is discarded");
+    cr_assert_eq(w.a.free_cluster_index, (uint64_t)d0 >> 16);
+    d2 = qcow2_alloc_clusters(&w.a, 65536);
+    cr_assert_eq(d2, d0);
+    cr_assert_eq((uint64_t)d2, mapped(&after, 1 << 20));
+    assert_same_refcounts(&w, &after);
+    wimg_close(&w);
+    free(base.p);
+    free(after.p);
+}
+
+/*
+ * At 1-bit width a second reference overflows: the update fails with
+ * -EINVAL and the clusters already raised are lowered again, so the
+ * refcounts are qemu's file's unchanged; the undo also lowers the scan
+ * start, so the next allocation takes the hole as qemu-io's next write did.
+ */
+Test(qcow2_alloc, overflow_undo_1bit)
+{
+    const char *o = "refcount_bits=1";
+    struct img holed = oracle(o, "4M", "-c 'write 0 64k' -c 'write 64k 64k' -c 'discard 0 64k'");
+    struct img after =
+        oracle(o, "4M", "-c 'write 0 64k' -c 'write 64k 64k' -c 'discard 0 64k' -c 'write 1M 64k'");
+    uint64_t hole = mapped(&after, 1 << 20), used = mapped(&holed, 65536), rc;
+    struct wimg w;
+
+    cr_assert_eq(used, hole + 65536, "qemu left a hole just before a used cluster");
+    wimg_open(&w, holed.p, holed.len);
+    w.a.free_cluster_index = (used >> 16) + 1;
+    cr_assert_eq(qcow2_alloc_update(&w.a, hole, 2 * 65536, 1, false), -QCOW2_ALLOC_EINVAL);
+    cr_assert_eq(qcow2_alloc_get_refcount(&w.a, hole >> 16, &rc), 0);
+    cr_assert_eq(rc, 0, "the raised cluster was lowered again");
+    cr_assert_eq(qcow2_alloc_get_refcount(&w.a, used >> 16, &rc), 0);
+    cr_assert_eq(rc, 1);
+    /* Underflow of a free cluster fails too, changing nothing. */
+    cr_assert_eq(qcow2_alloc_update(&w.a, hole, 65536, 1, true), -QCOW2_ALLOC_EINVAL);
+    cr_assert_eq(w.a.free_cluster_index, hole >> 16);
+    cr_assert_eq(qcow2_alloc_flush(&w.a), 0);
+    cr_assert_eq(w.f.len, holed.len);
+    cr_assert_eq(memcmp(w.f.p, holed.p, holed.len), 0, "the file is qemu's, unchanged");
+    cr_assert_eq((uint64_t)qcow2_alloc_clusters(&w.a, 65536), hole);
+    assert_same_refcounts(&w, &after);
+    wimg_close(&w);
+    free(holed.p);
+    free(after.p);
+}
+
+/* qcow2_alloc_clusters_at takes free clusters up to the first used one. */
+Test(qcow2_alloc, alloc_at_stops_at_used)
+{
+    struct img holed =
+        oracle("cluster_size=64k", "4M", "-c 'write 0 64k' -c 'write 64k 64k' -c 'discard 0 64k'");
+    uint64_t used = mapped(&holed, 65536), hole = used - 65536, rc;
+    struct wimg w;
+
+    wimg_open(&w, holed.p, holed.len);
+    cr_assert_eq(qcow2_alloc_clusters_at(&w.a, used, 2), 0);
+    cr_assert_eq(qcow2_alloc_clusters_at(&w.a, hole, 4), 1);
+    cr_assert_eq(qcow2_alloc_get_refcount(&w.a, hole >> 16, &rc), 0);
+    cr_assert_eq(rc, 1);
+    cr_assert_eq(qcow2_alloc_clusters_at(&w.a, used + 65536, 3), 3);
+    wimg_close(&w);
+    free(holed.p);
+}
+
+/* A failed write is returned, not ignored. */
+Test(qcow2_alloc, write_error_propagates)
+{
+    struct img base = oracle("cluster_size=512,refcount_bits=1", "8M", NULL);
+    struct wimg w;
+    int64_t r = 0;
+
+    wimg_open(&w, base.p, base.len);
+    w.f.fail_at = 0;
+    /* Enough clusters to need a second refcount block (written at once). */
+    for (int i = 0; i < 5000 && r >= 0; i++)
+        r = qcow2_alloc_clusters(&w.a, 512);
+    if (r >= 0)
+        r = qcow2_alloc_flush(&w.a);
+    cr_assert_eq(r, -5);
+    wimg_close(&w);
+    free(base.p);
+}
+
+/*
+ * An unaligned refcount block offset is corruption: -EIO with the offset
+ * and table index that qemu-io prints when it marks the image corrupt.
+ */
+Test(qcow2_alloc, unaligned_refblock_is_corrupt)
+{
+    struct img base = oracle("cluster_size=64k", "4M", NULL);
+    uint64_t rt = get_be(base.p, 48, 8), rb = get_be(base.p, rt, 8);
+    char expect[160], *out;
+    struct wimg w;
+    uint64_t rc;
+
+    PUT64(base, rt, rb + 512);
+    {
+        char dir[] = "/tmp/instar-ut-XXXXXX";
+        char path[64];
+        FILE *f;
+
+        cr_assert_not_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/c.qcow2", dir);
+        f = fopen(path, "wb");
+        cr_assert_not_null(f);
+        cr_assert_eq(fwrite(base.p, 1, base.len, f), base.len);
+        fclose(f);
+        out = sh_out("qemu-io -c 'write 0 64k' %s 2>&1; rm -rf %s", path, dir);
+    }
+    wimg_open(&w, base.p, base.len);
+    cr_assert_eq(qcow2_alloc_get_refcount(&w.a, 0, &rc), -QCOW2_ALLOC_EIO);
+    cr_assert_eq(w.a.corrupt, QCOW2_ALLOC_CORRUPT_REFBLOCK_UNALIGNED);
+    snprintf(expect, sizeof(expect), "Refblock offset %#llx unaligned (reftable index: %#llx)",
+             (unsigned long long)w.a.corrupt_args[0], (unsigned long long)w.a.corrupt_args[1]);
+    cr_assert_not_null(strstr(out, expect), "qemu-io said: %s\nexpected: %s", out, expect);
+    cr_assert_lt(qcow2_alloc_clusters(&w.a, 65536), 0);
+    free(out);
+    wimg_close(&w);
+    free(base.p);
+}
+
+/* Geometry the header parse would have refused is refused here too. */
+Test(qcow2_alloc, init_rejects_bad_geometry)
+{
+    struct qcow2_alloc a;
+
+    cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 8, 4, 0, 1), -QCOW2_ALLOC_EINVAL);
+    cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 22, 4, 0, 1), -QCOW2_ALLOC_EINVAL);
+    cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 16, 7, 0, 1), -QCOW2_ALLOC_EINVAL);
+    cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 9, 4, 0, 1ull << 40), -QCOW2_ALLOC_EFBIG);
+}
