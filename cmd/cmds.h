@@ -43,5 +43,6 @@ bool cmd_driver_known(const char *name);
  */
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_resize(int argc, char **argv);
 
 #endif /* CMD_CMDS_H */

@@ -70,7 +70,7 @@ const struct cmd_struct cmd_table[] = {
     {"rebase", NULL,
      "rebase [--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] "
      "[-p] [-u] -b backing_file [-F backing_fmt] filename"},
-    {"resize", NULL,
+    {"resize", cmd_resize,
      "resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] "
      "[--shrink] filename [+ | -]size"},
     {"snapshot", NULL,

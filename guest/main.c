@@ -20,6 +20,8 @@ void guest_main(void)
         plan_info();
     case INSTAR_OP_CREATE:
         plan_create();
+    case INSTAR_OP_RESIZE:
+        plan_resize();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

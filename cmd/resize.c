@@ -1,0 +1,396 @@
+/*
+ * instar resize: qemu-img 7.2's img_resize().
+ *
+ * The size is the last argument, taken off argv before getopt sees it (so
+ * "-8M" is not an option), parsed like QEMU's size option, made absolute
+ * against the virtual size the guest described, and checked the way
+ * img_resize() and bdrv_co_truncate() check it.  raw files are resized
+ * here, as QEMU's file driver does (ftruncate, posix_fallocate, zeros);
+ * qcow2 images are resized by the guest (guest/plan_resize.c,
+ * formats/qcow2/resize.c), which is the only code that reads their
+ * metadata.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmds.h"
+#include "open.h"
+#include "qcow2/resize.h"
+#include "report.h"
+#include "result.h"
+#include "size.h"
+#include "vmm.h"
+
+enum {
+    OPTION_OBJECT = 258,
+    OPTION_IMAGE_OPTS = 259,
+    OPTION_PREALLOCATION = 260,
+    OPTION_SHRINK = 261,
+};
+
+/* QEMU's BDRV_MAX_LENGTH: INT64_MAX rounded down to a GiB (block/io.c). */
+#define RESIZE_MAX_LENGTH INT64_C(0x7fffffffc0000000)
+
+static const char *const prealloc_names[] = {"off", "metadata", "falloc", "full"};
+
+/* The message text of a resize code, and how it is printed. */
+static const char *resize_msg(int code, int *kind)
+{
+    switch (code) {
+#define RESIZE_MSG_CASE(name, c, k, msg)                                                           \
+    case c:                                                                                        \
+        *kind = k;                                                                                 \
+        return msg;
+        QCOW2_RESIZE_ERRORS(RESIZE_MSG_CASE)
+#undef RESIZE_MSG_CASE
+    }
+    return NULL;
+}
+
+/* Print a resize code as qemu-img would (error_setg / error_setg_errno). */
+static void report_resize_code(const char *name, int code, uint64_t errnum, bool warning)
+{
+    int kind = QCOW2_RESIZE_MSG_PLAIN;
+    const char *msg = resize_msg(code, &kind);
+
+    if (!msg) {
+        report_error("Unknown error %d from the sandbox", code);
+        return;
+    }
+    if (kind == QCOW2_RESIZE_MSG_OPEN)
+        report_error("Could not open '%s': %s", name, msg);
+    else if (kind == QCOW2_RESIZE_MSG_ERRNO && warning)
+        report_warning("%s: %s", msg, strerror(errnum < 4096 ? (int)errnum : EIO));
+    else if (kind == QCOW2_RESIZE_MSG_ERRNO)
+        report_error("%s: %s", msg, strerror(errnum < 4096 ? (int)errnum : EIO));
+    else
+        report_error("%s", msg);
+}
+
+/*
+ * A bound on how far the guest may extend the file: its length now, plus
+ * a new L1 table, one L2 table per old L1 entry (a shrink's discard
+ * allocates them before it frees them), and the refcount blocks and table
+ * (at the widest refcount, with QEMU's 50 % headroom) covering all that.
+ */
+static uint64_t resize_write_limit(uint64_t file_size, uint64_t old_size, uint64_t new_size,
+                                   uint64_t cluster_size)
+{
+    uint64_t cs = cluster_size, l2_cover = cs / 8 * cs, clusters, l1_new, l1_old, refblocks;
+    uint64_t tables, limit;
+
+    l1_new = new_size / l2_cover + 1;
+    l1_old = old_size / l2_cover + 1;
+    clusters = file_size / cs + 1 + (l1_new * 8) / cs + 1 + l1_old + 4;
+    refblocks = clusters / (cs / 8) + 2;
+    tables = (refblocks * 2) / (cs / 8) + 2;
+    clusters += 2 * (refblocks + tables) + 4;
+    if (clusters > (uint64_t)INT64_MAX / cs)
+        return (uint64_t)INT64_MAX;
+    limit = clusters * cs;
+    return limit > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : limit;
+}
+
+/*
+ * raw: file-posix's raw_regular_truncate(): the file gets exactly
+ * new_size bytes, the grown part allocated (falloc) or written with
+ * zeros (full).  Returns 0 or -1 after reporting.
+ */
+static int resize_raw(struct open_image *im, int64_t new_size, int prealloc)
+{
+    int64_t cur = (int64_t)im->st.st_size;
+    struct stat st;
+    int e;
+
+    if (fstat(im->fd, &st) == 0)
+        cur = (int64_t)st.st_size;
+    if (prealloc != INSTAR_PREALLOC_OFF && cur > new_size) {
+        report_error("Cannot use preallocation for shrinking files");
+        return -1;
+    }
+    switch (prealloc) {
+    case INSTAR_PREALLOC_FALLOC:
+        if (new_size != cur) {
+            e = posix_fallocate(im->fd, cur, new_size - cur);
+            if (e) {
+                report_error("Could not preallocate new data: %s", strerror(e));
+                return -1;
+            }
+        }
+        return 0;
+    case INSTAR_PREALLOC_FULL: {
+        static const char zeros[65536];
+        int64_t off = cur;
+
+        if (ftruncate(im->fd, new_size) != 0) {
+            report_error("Could not resize file: %s", strerror(errno));
+            return -1;
+        }
+        while (off < new_size) {
+            size_t n =
+                new_size - off < (int64_t)sizeof(zeros) ? (size_t)(new_size - off) : sizeof(zeros);
+            ssize_t w = pwrite(im->fd, zeros, n, off);
+
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w <= 0) {
+                report_error("Could not write zeros for preallocation: %s",
+                             strerror(w < 0 ? errno : EIO));
+                return -1;
+            }
+            off += w;
+        }
+        if (fsync(im->fd) != 0) {
+            report_error("Could not flush file to disk: %s", strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    case INSTAR_PREALLOC_OFF:
+        if (ftruncate(im->fd, new_size) != 0) {
+            report_error("Could not resize file: %s", strerror(errno));
+            return -1;
+        }
+        return 0;
+    default:
+        report_error("Unsupported preallocation mode: %s", prealloc_names[prealloc]);
+        return -1;
+    }
+}
+
+/* qcow2: the guest plans and writes.  Returns 0 or -1 after reporting. */
+static int resize_qcow2(struct open_chain *oc, int64_t new_size, bool shrink)
+{
+    struct open_image *im = &oc->img[0];
+    struct instar_resize_args args;
+    struct instar_result_hdr hdr;
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+    struct vmm_dev dev;
+    uint64_t l1_bytes;
+    struct stat st;
+    int ret = -1;
+
+    memset(&args, 0, sizeof(args));
+    args.size = (uint64_t)new_size;
+    args.prealloc = INSTAR_PREALLOC_OFF;
+    args.flags = shrink ? INSTAR_RESIZE_SHRINK : 0;
+
+    if (fstat(im->fd, &st) != 0)
+        st = im->st;
+    memset(&dev, 0, sizeof(dev));
+    dev.fd = im->fd;
+    dev.size = (uint64_t)st.st_size;
+    dev.write_limit = resize_write_limit(dev.size, (uint64_t)im->info->virtual_size,
+                                         (uint64_t)new_size, (uint64_t)im->info->cluster_size);
+    dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+
+    /* Room for the old and new L1 tables twice over, the refcount table and the heap. */
+    memset(&cfg, 0, sizeof(cfg));
+    l1_bytes =
+        ((uint64_t)new_size > (uint64_t)im->info->virtual_size ? (uint64_t)new_size
+                                                               : (uint64_t)im->info->virtual_size) /
+        ((uint64_t)im->info->cluster_size / 8 * (uint64_t)im->info->cluster_size) * 8;
+    cfg.mem_size = (256ULL << 20) + 4 * l1_bytes;
+    if (cfg.mem_size > INSTAR_GUEST_MEM_MAX)
+        cfg.mem_size = INSTAR_GUEST_MEM_MAX;
+    memset(&out, 0, sizeof(out));
+
+    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), &dev, 1, &out) != 0) {
+        if (out.status == VMM_FAULT_INJECTED)
+            report_error("Failed to resize '%s': stopped by fault injection", im->name);
+        else
+            report_error("Failed to resize '%s': sandbox failure: %s", im->name,
+                         out.detail[0] ? out.detail : "unknown error");
+        goto out;
+    }
+    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_RESIZE, &hdr) != RESULT_OK) {
+        report_error("Failed to resize '%s': sandbox failure: invalid result", im->name);
+        goto out;
+    }
+    if (hdr.error >= 3000 && hdr.error < 3100) {
+        report_resize_code(im->name, hdr.error, hdr.err_args[0], false);
+        goto out;
+    }
+    if (hdr.error != 0) {
+        const char *s = hdr.err_str.off ? (const char *)out.result + hdr.err_str.off : NULL;
+
+        fprintf(stderr, "%s: Could not open '%s': ", report_progname(), im->name);
+        report_code_render_to(stderr, hdr.error, hdr.err_args, s, hdr.err_str.len);
+        fputc('\n', stderr);
+        goto out;
+    }
+    if (hdr.err_args[0] >= 3000 && hdr.err_args[0] < 3100)
+        report_resize_code(im->name, (int)hdr.err_args[0], hdr.err_args[1], true);
+    ret = 0;
+out:
+    vmm_outcome_release(&out);
+    return ret;
+}
+
+int cmd_resize(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        {"help", no_argument, 0, 'h'},
+        {"object", required_argument, 0, OPTION_OBJECT},
+        {"image-opts", no_argument, 0, OPTION_IMAGE_OPTS},
+        {"preallocation", required_argument, 0, OPTION_PREALLOCATION},
+        {"shrink", no_argument, 0, OPTION_SHRINK},
+        {0, 0, 0, 0},
+    };
+    const char *filename, *fmt = NULL, *size;
+    bool quiet = false, image_opts = false, shrink = false, oc_open = false;
+    int c, relative = 0, prealloc = INSTAR_PREALLOC_OFF, ret = 1;
+    int64_t cur, total;
+    uint64_t n;
+    struct open_chain oc;
+    struct open_image *im;
+
+    if (argc < 3)
+        return report_usage("Not enough arguments");
+    /* The size goes first, so that a negative one is not taken for an option. */
+    size = argv[--argc];
+
+    for (;;) {
+        c = getopt_long(argc, argv, ":f:hq", long_options, NULL);
+        if (c == -1)
+            break;
+        switch (c) {
+        case ':':
+            return report_usage("missing argument for option '%s'", argv[optind - 1]);
+        case '?':
+            return report_usage("unrecognized option '%s'", argv[optind - 1]);
+        case 'h':
+            cmd_print_help();
+            return 0;
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case OPTION_OBJECT:
+            /* Secrets are not needed: instar resizes no encrypted image. */
+            break;
+        case OPTION_IMAGE_OPTS:
+            image_opts = true;
+            break;
+        case OPTION_PREALLOCATION: {
+            unsigned i;
+
+            for (i = 0; i < 4; i++)
+                if (!strcmp(optarg, prealloc_names[i]))
+                    break;
+            if (i == 4) {
+                report_error("Invalid preallocation mode '%s'", optarg);
+                return 1;
+            }
+            prealloc = (int)i;
+            break;
+        }
+        case OPTION_SHRINK:
+            shrink = true;
+            break;
+        }
+    }
+    if (optind != argc - 1)
+        return report_usage("Expecting image file name and size");
+    filename = argv[optind];
+    report_set_quiet(quiet);
+
+    if (size[0] == '+') {
+        relative = 1;
+        size++;
+    } else if (size[0] == '-') {
+        relative = -1;
+        size++;
+    }
+    {
+        int e = size_parse(size, NULL, &n);
+
+        if (e == -ERANGE) {
+            report_error("Value '%s' is out of range for parameter 'size'", size);
+            return 1;
+        }
+        if (e < 0) {
+            report_error("Parameter 'size' expects a non-negative number below 2^64");
+            fprintf(stderr, "Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, "
+                            "tera-, peta-\nand exabytes, respectively.\n");
+            return 1;
+        }
+    }
+    if (image_opts) {
+        report_error("--image-opts is not supported by instar");
+        return 1;
+    }
+
+    if (open_chain(&oc, filename, fmt, OPEN_RDWR | OPEN_RESIZE) < 0)
+        return 1;
+    oc_open = true;
+    im = &oc.img[0];
+    cur = im->info->virtual_size;
+
+    /* img_resize() computes in int64_t: a huge size wraps negative. */
+    if (relative)
+        total = (int64_t)((uint64_t)cur + (uint64_t)relative * n);
+    else
+        total = (int64_t)n;
+    if (total <= 0) {
+        report_error("New image size must be positive");
+        goto out;
+    }
+    if (total <= cur && prealloc != INSTAR_PREALLOC_OFF) {
+        report_error("Preallocation can only be used for growing images");
+        goto out;
+    }
+    if (total < cur && !shrink) {
+        report_error("Use the --shrink option to perform a shrink operation.");
+        report_warning("Shrinking an image will delete all data beyond the shrunken image's "
+                       "end. Before performing such an operation, make sure there is no "
+                       "important data there.");
+        goto out;
+    }
+    /* bdrv_co_truncate(): bdrv_check_request(). */
+    if (total > RESIZE_MAX_LENGTH) {
+        report_error("offset(%" PRId64 ") exceeds maximum(%" PRId64 ")", total,
+                     (int64_t)RESIZE_MAX_LENGTH);
+        goto out;
+    }
+
+    if (!strcmp(im->info->format, "raw")) {
+        if (resize_raw(im, total, prealloc) < 0)
+            goto out;
+    } else if (!strcmp(im->info->format, "qcow2")) {
+        /* qcow2_co_truncate() checks the alignment first. */
+        if (total % 512) {
+            report_error("The new size must be a multiple of 512");
+            goto out;
+        }
+        if (prealloc != INSTAR_PREALLOC_OFF) {
+            report_resize_code(im->name, QCOW2_RESIZE_ERR_NOTSUP_PREALLOC, 0, false);
+            goto out;
+        }
+        /* A longer backing file would make QEMU zero-fill the new area. */
+        if (total > cur && oc.n > 1 && oc.img[1].info && oc.img[1].info->virtual_size > cur) {
+            report_resize_code(im->name, QCOW2_RESIZE_ERR_NOTSUP_ZERO, 0, false);
+            goto out;
+        }
+        if (resize_qcow2(&oc, total, shrink) < 0)
+            goto out;
+    } else {
+        report_error("Image format '%s' is not supported by instar", im->info->format);
+        goto out;
+    }
+    report_qprintf("Image resized.\n");
+    ret = 0;
+out:
+    if (oc_open)
+        open_chain_close(&oc);
+    return ret;
+}

@@ -1,0 +1,592 @@
+/*
+ * qcow2 resize, after QEMU 7.2's qcow2_co_truncate() with preallocation
+ * off (block/qcow2.c), qcow2_grow_l1_table / qcow2_shrink_l1_table /
+ * qcow2_cluster_discard (block/qcow2-cluster.c), qcow2_shrink_reftable and
+ * qcow2_get_last_cluster (block/qcow2-refcount.c).  See resize.h for the
+ * contract.  Clusters come from and go back to the shared allocator
+ * (alloc.h); its refcount-block cache is written back before every other
+ * metadata write, so raised refcounts reach the file before anything
+ * refers to their clusters, and lowered ones after the reference is gone.
+ */
+#include "resize.h"
+
+#include <string.h>
+
+#include "instar/ovf.h"
+#include "alloc.h"
+#include "l2.h"
+#include "refcount.h"
+
+#define RS_MAX_L1_BYTES (UINT64_C(32) << 20) /* QCOW_MAX_L1_SIZE */
+#define RS_INT_MAX      UINT64_C(0x7fffffff)
+
+#define HDR_SIZE_OFF    24 /* offsetof(QCowHeader, size) */
+#define HDR_L1_SIZE_OFF 36 /* l1_size, then l1_table_offset */
+
+struct rs {
+    const struct qcow2_resize_io *io;
+    struct qcow2_alloc a;
+    bool a_init;
+    unsigned cb;      /* cluster bits */
+    uint64_t cs;      /* cluster size */
+    bool extl2;       /* 16-byte L2 entries */
+    unsigned l2_bits; /* entries per L2 table = 1 << l2_bits */
+    uint64_t file_len;
+
+    uint64_t *l1; /* host-endian */
+    uint64_t l1_size;
+    uint64_t l1_off;
+
+    uint8_t *l2;  /* one L2 table */
+    uint8_t *old; /* the entries an L2 update replaced */
+    uint8_t *rb;  /* one refcount block, for shrink_reftable */
+    uint8_t buf[16];
+};
+
+/* --- Small helpers --- */
+
+static void st_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static void st_be32(uint8_t *p, uint32_t v)
+{
+    for (int i = 3; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t ld_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static uint64_t size_to_clusters(const struct rs *s, uint64_t size)
+{
+    return (size >> s->cb) + ((size & (s->cs - 1)) != 0);
+}
+
+uint64_t qcow2_resize_l1_entries(uint64_t size, unsigned cluster_bits, bool extended_l2)
+{
+    unsigned shift = cluster_bits + cluster_bits - (extended_l2 ? 4 : 3);
+
+    return (size >> shift) + ((size & ((UINT64_C(1) << shift) - 1)) != 0);
+}
+
+static void *rs_mem(struct rs *s, size_t size)
+{
+    void *p = s->io->mem(s->io->opaque, NULL, size ? size : 1);
+
+    if (p)
+        memset(p, 0, size ? size : 1);
+    return p;
+}
+
+static void rs_free(struct rs *s, void *p)
+{
+    if (p)
+        (void)s->io->mem(s->io->opaque, p, 0);
+}
+
+/* --- File I/O (the allocator's callbacks too) --- */
+
+static int rs_read(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    struct rs *s = opaque;
+
+    return s->io->pread(s->io->opaque, off, buf, len);
+}
+
+static int rs_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    struct rs *s = opaque;
+    int ret = s->io->pwrite(s->io->opaque, off, buf, len);
+
+    if (ret == 0 && off + len > s->file_len)
+        s->file_len = off + len;
+    return ret;
+}
+
+static void *rs_alloc_mem(void *opaque, void *p, size_t size)
+{
+    struct rs *s = opaque;
+
+    return s->io->mem(s->io->opaque, p, size);
+}
+
+static const struct qcow2_alloc_ops rs_alloc_ops = {rs_read, rs_write, rs_alloc_mem, NULL};
+
+/*
+ * Write metadata other than a refcount block: the allocator's dirty
+ * refcount blocks go first, so every raised refcount is on disk before
+ * the reference (QEMU's cache dependency between the two caches).
+ */
+static int meta_write(struct rs *s, uint64_t off, const void *buf, size_t len, bool sync)
+{
+    int ret = qcow2_alloc_flush(&s->a);
+
+    if (ret == 0)
+        ret = rs_write(s, off, buf, len);
+    if (ret == 0 && sync)
+        ret = s->io->flush(s->io->opaque);
+    return ret;
+}
+
+/* qcow2_free_clusters(): QEMU only prints a failure and goes on (a leak at worst). */
+static void free_clusters(struct rs *s, uint64_t off, uint64_t size)
+{
+    (void)qcow2_alloc_free(&s->a, off, size, false);
+}
+
+static int alloc_clusters(struct rs *s, uint64_t size, uint64_t *out)
+{
+    int64_t off = qcow2_alloc_clusters(&s->a, size);
+
+    if (off < 0)
+        return (int)off;
+    *out = (uint64_t)off;
+    return 0;
+}
+
+/* --- L1 and L2 (block/qcow2-cluster.c) --- */
+
+static int grow_l1(struct rs *s, uint64_t min_size)
+{
+    uint64_t new_size, off = 0, old_off, old_size, i;
+    uint64_t *nl1;
+    uint8_t *raw;
+    int ret;
+
+    if (min_size <= s->l1_size)
+        return 0;
+    if (min_size > RS_INT_MAX / 8)
+        return -QCOW2_RESIZE_EFBIG;
+    new_size = min_size;
+    if (new_size > RS_MAX_L1_BYTES / 8)
+        return -QCOW2_RESIZE_EFBIG;
+
+    nl1 = rs_mem(s, new_size * 8);
+    raw = rs_mem(s, new_size * 8);
+    if (!nl1 || !raw) {
+        ret = -QCOW2_RESIZE_ENOMEM;
+        goto out;
+    }
+    memcpy(nl1, s->l1, s->l1_size * 8);
+    ret = alloc_clusters(s, new_size * 8, &off);
+    if (ret < 0)
+        goto out;
+    for (i = 0; i < new_size; i++)
+        st_be64(raw + i * 8, nl1[i]);
+    ret = meta_write(s, off, raw, new_size * 8, true);
+    if (ret == 0) {
+        st_be32(s->buf, (uint32_t)new_size);
+        st_be64(s->buf + 4, off);
+        ret = meta_write(s, HDR_L1_SIZE_OFF, s->buf, 12, true);
+    }
+    if (ret < 0) {
+        free_clusters(s, off, new_size * 8);
+        goto out;
+    }
+    old_off = s->l1_off;
+    old_size = s->l1_size;
+    rs_free(s, s->l1);
+    s->l1 = nl1;
+    nl1 = NULL;
+    s->l1_off = off;
+    s->l1_size = new_size;
+    free_clusters(s, old_off, old_size * 8);
+out:
+    if (nl1)
+        rs_free(s, nl1);
+    if (raw)
+        rs_free(s, raw);
+    return ret;
+}
+
+/* qcow2_write_l1_entry() with a byte-granular file: just the entry. */
+static int write_l1_entry(struct rs *s, uint64_t index)
+{
+    st_be64(s->buf, s->l1[index]);
+    return meta_write(s, s->l1_off + index * 8, s->buf, 8, true);
+}
+
+/*
+ * l2_allocate(): give L1 entry index a table of its own (refcount 1,
+ * COPIED): a copy of the shared one, or zeros.  s->l2 holds it after.
+ */
+static int l2_allocate(struct rs *s, uint64_t index)
+{
+    uint64_t old = s->l1[index], off = 0;
+    int ret;
+
+    ret = alloc_clusters(s, s->cs, &off);
+    if (ret < 0)
+        return ret;
+    if (off == 0) {
+        ret = -QCOW2_RESIZE_EIO;
+        goto fail;
+    }
+    if (old & QCOW2_L1E_OFFSET_MASK)
+        ret = s->io->pread(s->io->opaque, old & QCOW2_L1E_OFFSET_MASK, s->l2, s->cs);
+    else
+        memset(s->l2, 0, s->cs);
+    if (ret == 0)
+        ret = meta_write(s, off, s->l2, s->cs, false);
+    if (ret < 0)
+        goto fail;
+    s->l1[index] = off | QCOW2_OFLAG_COPIED;
+    ret = write_l1_entry(s, index);
+    if (ret < 0)
+        goto fail;
+    return 0;
+fail:
+    s->l1[index] = old;
+    free_clusters(s, off, s->cs);
+    return ret;
+}
+
+/* qcow2_free_any_cluster(): drop the reference an L2 entry held. */
+static void free_l2_entry(struct rs *s, uint64_t raw, uint64_t bitmap)
+{
+    struct qcow2_l2_geom g = {.cluster_bits = s->cb, .extended_l2 = s->extl2, .data_file = false};
+    struct qcow2_l2_entry e;
+
+    qcow2_l2_decode(raw, bitmap, &g, &e);
+    switch (e.type) {
+    case QCOW2_L2_COMPRESSED:
+        free_clusters(s, e.host_offset, e.csize);
+        break;
+    case QCOW2_L2_NORMAL:
+    case QCOW2_L2_ZERO_ALLOC:
+        /* QEMU refuses to free an unaligned cluster (and flags corruption). */
+        if (!(e.host_offset & (s->cs - 1)))
+            free_clusters(s, e.host_offset, s->cs);
+        break;
+    default:
+        break;
+    }
+}
+
+/*
+ * qcow2_cluster_discard(..., full_discard): every entry of
+ * [off, off + nb clusters) becomes 0 (reads fall through to the backing
+ * file), one L2 table at a time: the table is written, then the
+ * refcounts its entries held are lowered.
+ */
+static int discard(struct rs *s, uint64_t off, uint64_t nb)
+{
+    unsigned esz = s->extl2 ? 16 : 8;
+    uint64_t l2n = UINT64_C(1) << s->l2_bits;
+    int ret;
+
+    while (nb > 0) {
+        uint64_t l1i = off >> (s->cb + s->l2_bits), l2off, l2i, n, i;
+        bool changed = false;
+
+        if (l1i >= s->l1_size)
+            return -QCOW2_RESIZE_EIO; /* open guarantees l1_size covers the image */
+        l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
+        if (l2off & (s->cs - 1))
+            return -QCOW2_RESIZE_EIO;
+        if (!(s->l1[l1i] & QCOW2_OFLAG_COPIED)) {
+            ret = l2_allocate(s, l1i);
+            if (ret < 0)
+                return ret;
+            if (l2off)
+                free_clusters(s, l2off, s->cs);
+            l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
+        } else {
+            ret = s->io->pread(s->io->opaque, l2off, s->l2, s->cs);
+            if (ret < 0)
+                return ret;
+        }
+        l2i = (off >> s->cb) & (l2n - 1);
+        n = nb < l2n - l2i ? nb : l2n - l2i;
+        for (i = l2i; i < l2i + n; i++) {
+            uint8_t *p = s->l2 + i * esz;
+            uint8_t zero[16] = {0};
+
+            if (memcmp(p, zero, esz))
+                changed = true;
+        }
+        if (changed) {
+            /* Keep the old entries to free them after the table is written. */
+            memcpy(s->old, s->l2 + l2i * esz, n * esz);
+            memset(s->l2 + l2i * esz, 0, n * esz);
+            ret = meta_write(s, l2off, s->l2, s->cs, false);
+            if (ret < 0)
+                return ret;
+            for (i = 0; i < n; i++)
+                free_l2_entry(s, ld_be64(s->old + i * esz),
+                              s->extl2 ? ld_be64(s->old + i * esz + 8) : 0);
+        }
+        nb -= n;
+        off += n << s->cb;
+    }
+    return 0;
+}
+
+static int shrink_l1(struct rs *s, uint64_t new_size)
+{
+    uint8_t *zero;
+    uint64_t i;
+    int ret;
+
+    if (new_size >= s->l1_size)
+        return 0;
+    zero = rs_mem(s, (s->l1_size - new_size) * 8);
+    if (!zero)
+        return -QCOW2_RESIZE_ENOMEM;
+    ret = meta_write(s, s->l1_off + new_size * 8, zero, (s->l1_size - new_size) * 8, true);
+    rs_free(s, zero);
+    if (ret < 0) {
+        memset(s->l1 + new_size, 0, (s->l1_size - new_size) * 8);
+        return ret;
+    }
+    for (i = s->l1_size; i-- > new_size;) {
+        if (!(s->l1[i] & QCOW2_L1E_OFFSET_MASK))
+            continue;
+        free_clusters(s, s->l1[i] & QCOW2_L1E_OFFSET_MASK, s->cs);
+        s->l1[i] = 0;
+    }
+    return 0;
+}
+
+/*
+ * qcow2_discard_refcount_block(): the block at off has left the table;
+ * its own refcount (exactly 1) drops to 0.  The allocator drops the block
+ * from its cache unwritten, as QEMU does.
+ */
+static int discard_refblock(struct rs *s, uint64_t off)
+{
+    uint64_t ti = off >> (s->a.rb_bits + s->cb), rc;
+    int ret;
+
+    if (ti >= s->a.reftable_size || !(s->a.reftable[ti] & QCOW2_REFT_OFFSET_MASK))
+        return -QCOW2_RESIZE_EIO;
+    ret = qcow2_alloc_get_refcount(&s->a, off >> s->cb, &rc);
+    if (ret < 0)
+        return ret;
+    if (rc != 1)
+        return -QCOW2_RESIZE_EINVAL;
+    return qcow2_alloc_free(&s->a, off, s->cs, false);
+}
+
+/* Whether the refcount block in s->rb is all zeros, its own entry aside. */
+static bool rb_unused(struct rs *s, bool self, uint64_t own_ci)
+{
+    uint64_t idx = own_ci & ((UINT64_C(1) << s->a.rb_bits) - 1);
+
+    if (self)
+        qcow2_refcount_set(s->rb, idx, s->a.refcount_order, 0);
+    for (uint64_t i = 0; i < s->cs; i++)
+        if (s->rb[i])
+            return false;
+    return true;
+}
+
+/*
+ * qcow2_shrink_reftable(): every refcount block that counts nothing but
+ * itself leaves the table (written at once), then its own refcount goes.
+ */
+static int shrink_reftable(struct rs *s)
+{
+    uint64_t n = s->a.reftable_size, i;
+    uint8_t *raw;
+    int ret;
+
+    ret = qcow2_alloc_flush(&s->a);
+    if (ret < 0)
+        return ret;
+    raw = rs_mem(s, n * 8);
+    if (!raw)
+        return -QCOW2_RESIZE_ENOMEM;
+    for (i = 0; i < n; i++) {
+        uint64_t off = s->a.reftable[i] & QCOW2_REFT_OFFSET_MASK;
+
+        if (!off)
+            continue;
+        if (off & (s->cs - 1)) {
+            ret = -QCOW2_RESIZE_EIO;
+            goto out;
+        }
+        /* The allocator's cache was just written back: the file is current. */
+        ret = s->io->pread(s->io->opaque, off, s->rb, s->cs);
+        if (ret < 0)
+            goto out;
+        if (!rb_unused(s, i == off >> (s->a.rb_bits + s->cb), off >> s->cb))
+            st_be64(raw + i * 8, s->a.reftable[i]);
+    }
+    ret = meta_write(s, s->a.reftable_offset, raw, n * 8, true);
+    for (i = 0; i < n; i++) {
+        if (s->a.reftable[i] && ld_be64(raw + i * 8) == 0) {
+            if (ret == 0 && (s->a.reftable[i] & QCOW2_REFT_OFFSET_MASK))
+                ret = discard_refblock(s, s->a.reftable[i] & QCOW2_REFT_OFFSET_MASK);
+            s->a.reftable[i] = 0;
+        }
+    }
+out:
+    rs_free(s, raw);
+    return ret;
+}
+
+/* qcow2_get_last_cluster(): the last cluster below size with a refcount. */
+static int last_cluster(struct rs *s, uint64_t size, uint64_t *out)
+{
+    uint64_t i = size_to_clusters(s, size), rc;
+    int ret;
+
+    while (i-- > 0) {
+        ret = qcow2_alloc_get_refcount(&s->a, i, &rc);
+        if (ret < 0)
+            return ret;
+        if (rc > 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return -QCOW2_RESIZE_EIO;
+}
+
+/* --- Setup and the operation --- */
+
+static int rs_load(struct rs *s, const struct qcow2_resize_image *img)
+{
+    uint64_t l1b, i;
+    uint8_t *raw;
+    int ret;
+
+    s->cb = img->cluster_bits;
+    s->cs = UINT64_C(1) << s->cb;
+    s->extl2 = img->extended_l2;
+    s->l2_bits = s->cb - (s->extl2 ? 4 : 3);
+    s->file_len = img->file_size;
+    s->l1_size = img->l1_size;
+    s->l1_off = img->l1_table_offset;
+
+    ret = qcow2_alloc_init(&s->a, &rs_alloc_ops, s, img->cluster_bits, img->refcount_order,
+                           img->refcount_table_offset, img->refcount_table_clusters);
+    if (ret < 0)
+        return ret;
+    s->a_init = true;
+
+    l1b = s->l1_size * 8;
+    s->l2 = rs_mem(s, s->cs);
+    s->old = rs_mem(s, s->cs);
+    s->rb = rs_mem(s, s->cs);
+    s->l1 = rs_mem(s, l1b);
+    raw = rs_mem(s, l1b);
+    if (!s->l2 || !s->old || !s->rb || !s->l1 || !raw) {
+        rs_free(s, raw);
+        return -QCOW2_RESIZE_ENOMEM;
+    }
+    ret = s->io->pread(s->io->opaque, s->l1_off, raw, l1b);
+    for (i = 0; ret == 0 && i < s->l1_size; i++)
+        s->l1[i] = ld_be64(raw + i * 8);
+    rs_free(s, raw);
+    return ret;
+}
+
+static void rs_release(struct rs *s)
+{
+    rs_free(s, s->l2);
+    rs_free(s, s->old);
+    rs_free(s, s->rb);
+    rs_free(s, s->l1);
+    if (s->a_init)
+        qcow2_alloc_release(&s->a);
+}
+
+static int rs_write_size(struct rs *s, uint64_t size)
+{
+    st_be64(s->buf, size);
+    return meta_write(s, HDR_SIZE_OFF, s->buf, 8, true);
+}
+
+static int rs_shrink(struct rs *s, uint64_t old_len, uint64_t new_size, int *code, int *warn_code,
+                     int *warn_errno)
+{
+    uint64_t start = (new_size + s->cs - 1) & ~(s->cs - 1), last = 0, keep;
+    int ret = 0;
+
+    *code = QCOW2_RESIZE_ERR_DISCARD;
+    if (start < old_len)
+        ret = discard(s, start, size_to_clusters(s, old_len - start));
+    if (ret == 0) {
+        *code = QCOW2_RESIZE_ERR_SHRINK_L1;
+        ret = shrink_l1(s, qcow2_resize_l1_entries(new_size, s->cb, s->extl2));
+    }
+    if (ret == 0) {
+        *code = QCOW2_RESIZE_ERR_SHRINK_REFTABLE;
+        ret = shrink_reftable(s);
+    }
+    if (ret == 0) {
+        *code = QCOW2_RESIZE_ERR_LAST_CLUSTER;
+        ret = last_cluster(s, s->file_len, &last);
+    }
+    if (ret == 0)
+        ret = qcow2_alloc_flush(&s->a);
+    if (ret < 0)
+        return ret;
+    keep = (last + 1) << s->cb;
+    if (keep < s->file_len) {
+        int t = s->io->truncate(s->io->opaque, keep);
+
+        if (t < 0) {
+            *warn_code = QCOW2_RESIZE_ERR_TRUNCATE_TAIL;
+            *warn_errno = -t;
+        } else {
+            s->file_len = keep;
+        }
+    }
+    return 0;
+}
+
+int qcow2_resize(const struct qcow2_resize_image *img, const struct qcow2_resize_io *io,
+                 uint64_t new_size, int *errnum, int *warn_code, int *warn_errno)
+{
+    struct rs s;
+    uint64_t old_len = img->size & ~UINT64_C(511);
+    int code = 0, ret;
+
+    *errnum = 0;
+    *warn_code = 0;
+    *warn_errno = 0;
+    if (img->nb_snapshots && img->version < 3)
+        return -QCOW2_RESIZE_ERR_V2_SNAPSHOTS;
+
+    memset(&s, 0, sizeof(s));
+    s.io = io;
+    code = new_size < old_len ? QCOW2_RESIZE_ERR_DISCARD : QCOW2_RESIZE_ERR_GROW_L1;
+    ret = rs_load(&s, img);
+    if (ret < 0)
+        goto out;
+
+    if (new_size < old_len)
+        ret = rs_shrink(&s, old_len, new_size, &code, warn_code, warn_errno);
+    else
+        ret = grow_l1(&s, qcow2_resize_l1_entries(new_size, s.cb, s.extl2));
+    if (ret == 0) {
+        code = QCOW2_RESIZE_ERR_UPDATE_SIZE;
+        ret = rs_write_size(&s, new_size);
+    }
+    /* The refcounts lowered after the last write (old L1 table). */
+    if (ret == 0)
+        ret = qcow2_alloc_flush(&s.a);
+out:
+    rs_release(&s);
+    if (ret < 0) {
+        *errnum = -ret;
+        return -code;
+    }
+    return 0;
+}

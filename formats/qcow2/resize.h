@@ -1,0 +1,128 @@
+/*
+ * Resizing a qcow2 image the way qemu-img 7.2's qcow2_co_truncate() does
+ * (block/qcow2.c) with preallocation off: grow the L1 table (relocating
+ * it, and growing the refcount table when a new refcount block needs a
+ * slot past its end), or discard the clusters past the new end, drop the
+ * L2 tables and refcount blocks that became unused and truncate the file
+ * after its last used cluster.  Clusters are allocated and freed through
+ * the shared allocator (alloc.h), so they land exactly where QEMU puts
+ * them, at every refcount width.
+ *
+ * Pure code: all I/O goes through the caller's callbacks, memory comes
+ * from the caller's allocator.
+ *
+ * Write order (crash safety, as QEMU orders its flushes): refcounts are
+ * raised and written before anything refers to the cluster; a table or
+ * header entry is cleared and written before the refcount it held is
+ * lowered; the new L1 table is written before the header points at it;
+ * on grow the header size is written last; on shrink, discard first, then
+ * the L1 entries, the refcount table, the file truncation and the size.
+ */
+#ifndef QCOW2_RESIZE_H
+#define QCOW2_RESIZE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Linux errno values the messages name (the guest has no errno.h). */
+#define QCOW2_RESIZE_EIO     5
+#define QCOW2_RESIZE_ENOMEM  12
+#define QCOW2_RESIZE_EINVAL  22
+#define QCOW2_RESIZE_EFBIG   27
+#define QCOW2_RESIZE_ENOTSUP 95
+
+/*
+ * Failures of a resize, each with qemu-img's text.  A code whose flag is
+ * QCOW2_RESIZE_MSG_ERRNO is printed as "<text>: <strerror(errno)>" (QEMU's
+ * error_setg_errno); QCOW2_RESIZE_MSG_OPEN ones as "Could not open
+ * '<file>': <text>".  Codes 3000..3099.
+ */
+#define QCOW2_RESIZE_MSG_PLAIN 0
+#define QCOW2_RESIZE_MSG_ERRNO 1
+#define QCOW2_RESIZE_MSG_OPEN  2
+
+#define QCOW2_RESIZE_ERRORS(X)                                                                     \
+    X(QCOW2_RESIZE_ERR_V2_SNAPSHOTS, 3000, QCOW2_RESIZE_MSG_PLAIN,                                 \
+      "Can't resize a v2 image which has snapshots")                                               \
+    X(QCOW2_RESIZE_ERR_GROW_L1, 3001, QCOW2_RESIZE_MSG_ERRNO, "Failed to grow the L1 table")       \
+    X(QCOW2_RESIZE_ERR_DISCARD, 3002, QCOW2_RESIZE_MSG_ERRNO,                                      \
+      "Failed to discard cropped clusters")                                                        \
+    X(QCOW2_RESIZE_ERR_SHRINK_L1, 3003, QCOW2_RESIZE_MSG_ERRNO,                                    \
+      "Failed to reduce the number of L2 tables")                                                  \
+    X(QCOW2_RESIZE_ERR_SHRINK_REFTABLE, 3004, QCOW2_RESIZE_MSG_ERRNO,                              \
+      "Failed to discard unused refblocks")                                                        \
+    X(QCOW2_RESIZE_ERR_LAST_CLUSTER, 3005, QCOW2_RESIZE_MSG_ERRNO,                                 \
+      "Failed to find the last cluster")                                                           \
+    X(QCOW2_RESIZE_ERR_UPDATE_SIZE, 3006, QCOW2_RESIZE_MSG_ERRNO,                                  \
+      "Failed to update the image size")                                                           \
+    X(QCOW2_RESIZE_ERR_CORRUPT_RW, 3007, QCOW2_RESIZE_MSG_OPEN,                                    \
+      "qcow2: Image is corrupt; cannot be opened read/write")                                      \
+    X(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 3008, QCOW2_RESIZE_MSG_PLAIN,                               \
+      "Resizing qcow2 images with persistent bitmaps is not supported by instar")                  \
+    X(QCOW2_RESIZE_ERR_NOTSUP_DIRTY, 3009, QCOW2_RESIZE_MSG_PLAIN,                                 \
+      "Resizing dirty qcow2 images (lazy refcounts) is not supported by instar")                   \
+    X(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 3010, QCOW2_RESIZE_MSG_PLAIN,                                 \
+      "Resizing encrypted qcow2 images is not supported by instar")                                \
+    X(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 3011, QCOW2_RESIZE_MSG_PLAIN,                             \
+      "Resizing qcow2 images with an external data file is not supported by instar")               \
+    X(QCOW2_RESIZE_ERR_NOTSUP_PREALLOC, 3012, QCOW2_RESIZE_MSG_PLAIN,                              \
+      "Preallocation on qcow2 resize is not supported by instar")                                  \
+    X(QCOW2_RESIZE_ERR_NOTSUP_ZERO, 3013, QCOW2_RESIZE_MSG_PLAIN,                                  \
+      "Growing a qcow2 image over a longer backing file is not supported by instar")               \
+    X(QCOW2_RESIZE_ERR_TRUNCATE_TAIL, 3014, QCOW2_RESIZE_MSG_ERRNO,                                \
+      "Failed to truncate the tail of the image")
+
+enum qcow2_resize_err {
+#define QCOW2_RESIZE_ERR_ENUM(name, code, kind, msg) name = code,
+    QCOW2_RESIZE_ERRORS(QCOW2_RESIZE_ERR_ENUM)
+#undef QCOW2_RESIZE_ERR_ENUM
+};
+
+/* The caller's I/O and memory.  Every callback returns 0 or a negated Linux errno. */
+struct qcow2_resize_io {
+    void *opaque;
+    /* Read len bytes at off; bytes past the end of the file read as zeros. */
+    int (*pread)(void *opaque, uint64_t off, void *buf, size_t len);
+    int (*pwrite)(void *opaque, uint64_t off, const void *buf, size_t len);
+    int (*flush)(void *opaque);
+    /* Set the file length (shrink only). */
+    int (*truncate)(void *opaque, uint64_t size);
+    /* realloc(): size 0 frees p and returns NULL; NULL on failure. */
+    void *(*mem)(void *opaque, void *p, size_t size);
+};
+
+/* What the caller's open established (header fields, validated). */
+struct qcow2_resize_image {
+    uint32_t version;
+    uint32_t cluster_bits;   /* 9..21 */
+    uint32_t refcount_order; /* 0..6 */
+    bool extended_l2;
+    uint64_t size; /* current virtual size (rounded down to 512) */
+    uint32_t l1_size;
+    uint64_t l1_table_offset;
+    uint64_t refcount_table_offset;
+    uint32_t refcount_table_clusters;
+    uint32_t nb_snapshots;
+    uint64_t file_size; /* length of the image file */
+};
+
+/*
+ * qcow2_resize - resize img to new_size bytes (a multiple of 512; the
+ * caller has checked that a shrink was asked for).
+ * @io: callbacks; the image is written through them
+ * @warn_code/@warn_errno: set when the operation succeeded but qemu-img
+ *     would print a warning (QCOW2_RESIZE_ERR_TRUNCATE_TAIL); 0 otherwise
+ * @errnum: on failure, the errno of an MSG_ERRNO code
+ * Returns 0 or a negated QCOW2_RESIZE_ERR_* code.
+ */
+int qcow2_resize(const struct qcow2_resize_image *img, const struct qcow2_resize_io *io,
+                 uint64_t new_size, int *errnum, int *warn_code, int *warn_errno);
+
+/*
+ * qcow2_resize_l1_entries - QEMU's size_to_l1(): L1 entries that cover
+ * size bytes of guest data.  cluster_bits 9..21.
+ */
+uint64_t qcow2_resize_l1_entries(uint64_t size, unsigned cluster_bits, bool extended_l2);
+
+#endif /* QCOW2_RESIZE_H */

@@ -1,0 +1,152 @@
+/*
+ * The resize planner: open device 0 as qcow2 the way qemu-img opens it
+ * (gq_open), refuse what instar does not resize, then run
+ * formats/qcow2/resize.c over device 0 and truncate it as QEMU's file
+ * driver would.
+ *
+ * After the first write, reads go straight to the host with this file's
+ * own idea of the file length (the block cache and the boot-time size in
+ * guest/blk.c describe the file as it was before the resize).
+ */
+#include "guest.h"
+#include "open.h"
+#include "qcow2/resize.h"
+
+static uint64_t dev_len; /* the file length as the writes left it */
+
+static int rs_pread(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+
+    (void)opaque;
+    while (len) {
+        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
+        int64_t got = 0;
+
+        if (off < dev_len) {
+            uint64_t avail = dev_len - off;
+
+            got = hc_blk_read(GOPEN_DEV, off, p, n < avail ? n : avail);
+            if (got < 0)
+                return -QCOW2_RESIZE_EIO;
+        }
+        if ((uint64_t)got < n)
+            memset(p + got, 0, n - got);
+        p += n;
+        len -= n;
+        off += n;
+    }
+    return 0;
+}
+
+static int rs_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    (void)opaque;
+    while (len) {
+        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
+        int64_t put = hc_blk_write(GOPEN_DEV, off, p, n);
+
+        if (put < 0 || (uint64_t)put != n)
+            return -QCOW2_RESIZE_EIO;
+        p += n;
+        len -= n;
+        off += n;
+        if (off > dev_len)
+            dev_len = off;
+    }
+    return 0;
+}
+
+static int rs_flush(void *opaque)
+{
+    (void)opaque;
+    return hc_flush(GOPEN_DEV) < 0 ? -QCOW2_RESIZE_EIO : 0;
+}
+
+static int rs_truncate(void *opaque, uint64_t size)
+{
+    (void)opaque;
+    if (hc_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0)
+        return -QCOW2_RESIZE_EIO;
+    dev_len = size;
+    return 0;
+}
+
+static void *rs_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
+{
+    uint64_t args[4] = {errnum, 0, 0, 0};
+
+    result_error(INSTAR_OP_RESIZE, code, args, NULL, 0);
+}
+
+void plan_resize(void)
+{
+    static uint8_t first[GOPEN_FIRST];
+    static struct gq_image img;
+    static const struct qcow2_resize_io io = {NULL,     rs_pread,    rs_pwrite,
+                                              rs_flush, rs_truncate, rs_mem};
+    const struct instar_resize_args *a = &boot->args.resize;
+    const struct qcow2_header *h = &img.h;
+    struct qcow2_resize_image ri;
+    struct rbuf rb;
+    int errnum = 0, wcode = 0, werrno = 0, ret;
+
+    if (a->size % 512 || a->prealloc != INSTAR_PREALLOC_OFF)
+        fail(INSTAR_ERR_BAD_ARGS, 0);
+    (void)gopen_probe(INSTAR_OP_RESIZE, "qcow2", false, first);
+    gq_open(&img, INSTAR_OP_RESIZE, first);
+
+    /* qcow2_do_open() refuses these read-write. */
+    if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
+        fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
+    if (h->crypt_method != QCOW2_CRYPT_NONE)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
+    if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
+    if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_DIRTY, 0);
+    if (img.x.nb_bitmaps > 0)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
+    if (a->size < h->disk_size && !(a->flags & INSTAR_RESIZE_SHRINK))
+        fail(INSTAR_ERR_BAD_ARGS, 0);
+
+    memset(&ri, 0, sizeof(ri));
+    ri.version = h->version;
+    ri.cluster_bits = h->cluster_bits;
+    ri.refcount_order = h->refcount_order;
+    ri.extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
+    ri.size = h->disk_size;
+    ri.l1_size = h->l1_size;
+    ri.l1_table_offset = h->l1_table_offset;
+    ri.refcount_table_offset = h->refcount_table_offset;
+    ri.refcount_table_clusters = h->refcount_table_clusters;
+    ri.nb_snapshots = h->nb_snapshots;
+    ri.file_size = gblk_size(GOPEN_DEV);
+    dev_len = ri.file_size;
+
+    ret = qcow2_resize(&ri, &io, a->size, &errnum, &wcode, &werrno);
+    if (ret < 0)
+        fail(-ret, (uint64_t)errnum);
+    if (rbuf_init(&rb, sizeof(struct instar_resize_result)) < 0)
+        fail(INSTAR_ERR_NOMEM, 0);
+    if (wcode) {
+        /* The tail truncation failed: qemu-img warns and still succeeds. */
+        struct instar_resize_result *r = rbuf_at(&rb, 0);
+
+        r->hdr.err_args[0] = (uint64_t)wcode;
+        r->hdr.err_args[1] = (uint64_t)werrno;
+    }
+    rbuf_send(&rb, INSTAR_OP_RESIZE, 0);
+}
