@@ -32,6 +32,8 @@ NEG(spin);
 NEG(assert_fail);
 NEG(no_result);
 NEG(halt);
+NEG(writer);
+NEG(report);
 
 static char path[] = "/tmp/instar-neg-XXXXXX";
 static int fd = -1;
@@ -173,4 +175,121 @@ Test(vmm_negative, halt_ends_the_run)
 {
     /* hlt is privileged in ring 3, where planners run: a #GP, not a hang. */
     expect_fault(&img_halt, VMM_GUEST_TRAP, "#GP", 0);
+}
+
+/* --- Writes, truncation and fault injection (a writable scratch device) --- */
+
+static int run_writable(const struct neg_image *img, int wfd, struct vmm_outcome *out)
+{
+    struct vmm_dev dev = {.fd = wfd,
+                          .size = sizeof(pattern),
+                          .write_limit = 8192,
+                          .flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE};
+    struct vmm_config cfg = {.mem_size = 16 << 20};
+
+    return vmm_run_image(img->start, img->end - img->start, &cfg, INSTAR_OP_NONE, NULL, 0, &dev, 1,
+                         out);
+}
+
+static int writable_copy(void)
+{
+    int f = open(path, O_RDWR);
+
+    cr_assert_geq(f, 0);
+    return f;
+}
+
+Test(vmm_negative, truncate_and_write_on_read_only_device)
+{
+    struct vmm_outcome out;
+    const int64_t *v;
+    struct stat st;
+
+    cr_assert_eq(run(&img_writer, &out, 0), 0, "%s", out.detail);
+    v = out.result;
+    for (int i = 0; i < 5; i++)
+        cr_expect_eq(v[i], INSTAR_HC_EPERM, "call %d: %lld", i, (long long)v[i]);
+    cr_expect_eq(out.nwrites, 0);
+    vmm_outcome_release(&out);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_expect_eq(st.st_size, (off_t)sizeof(pattern), "a refused truncate changed the file");
+}
+
+Test(vmm_negative, truncate_is_bounded_by_the_write_limit)
+{
+    struct vmm_outcome out;
+    const int64_t *v;
+    struct stat st;
+    uint8_t buf[1536];
+    int f = writable_copy();
+
+    cr_assert_eq(run_writable(&img_writer, f, &out), 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_OK, "truncate within the limit: %lld", (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_ERANGE, "truncate past the limit: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], 512);
+    cr_expect_eq(v[3], 512);
+    cr_expect_eq(v[4], 512);
+    cr_expect_eq(out.nwrites, 4);
+    vmm_outcome_release(&out);
+    cr_assert_eq(fstat(f, &st), 0);
+    cr_expect_eq(st.st_size, 8192);
+    cr_assert_eq(pread(f, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    cr_expect(buf[0] == 'a' && buf[511] == 'a' && buf[512] == 'b' && buf[1535] == 'c');
+    close(f);
+}
+
+Test(vmm_negative, fault_injection_stops_before_the_next_write)
+{
+    struct vmm_outcome out;
+    uint8_t buf[1024];
+    int f = writable_copy();
+
+    /* The truncate is write 1, the first block write is write 2. */
+    setenv(VMM_FAULT_ENV, "2", 1);
+    cr_assert_eq(run_writable(&img_writer, f, &out), -1);
+    unsetenv(VMM_FAULT_ENV);
+    cr_expect_eq(out.status, VMM_FAULT_INJECTED, "status %d (%s)", out.status, out.detail);
+    cr_expect_not_null(strstr(out.detail, "before write 3"), "%s", out.detail);
+    cr_expect_eq(out.nwrites, 2);
+    cr_expect_null(out.result);
+    vmm_outcome_release(&out);
+    cr_assert_eq(pread(f, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    cr_expect_eq(buf[0], 'a', "write 2 was not performed");
+    cr_expect_eq(buf[512], pattern[512], "write 3 was performed");
+    close(f);
+}
+
+static int count_reports(void *opaque, const void *recs, size_t len)
+{
+    const struct instar_report_rec *r = recs;
+
+    cr_assert_geq(len, sizeof(*r));
+    cr_expect_eq(r->code, 2000);
+    cr_expect_eq(r->slen, 3);
+    cr_expect_arr_eq((const char *)(r + 1), "abc", 3);
+    ++*(int *)opaque;
+    return 0;
+}
+
+Test(vmm_negative, report_without_a_callback_is_a_protocol_error)
+{
+    expect_fault(&img_report, VMM_GUEST_PROTOCOL, "without any", 0);
+}
+
+Test(vmm_negative, report_longer_than_the_limit_is_a_protocol_error)
+{
+    struct vmm_dev dev = {.fd = fd, .size = sizeof(pattern), .flags = INSTAR_DEV_READ};
+    int calls = 0;
+    struct vmm_config cfg = {
+        .mem_size = 16 << 20, .report = count_reports, .report_opaque = &calls};
+    struct vmm_outcome out;
+
+    cr_assert_eq(vmm_run_image(img_report.start, img_report.end - img_report.start, &cfg,
+                               INSTAR_OP_NONE, NULL, 0, &dev, 1, &out),
+                 -1);
+    cr_expect_eq(calls, 1, "the well-formed batch reached the callback once");
+    cr_expect_eq(out.status, VMM_GUEST_PROTOCOL, "status %d (%s)", out.status, out.detail);
+    cr_expect_not_null(strstr(out.detail, "too long"), "%s", out.detail);
+    vmm_outcome_release(&out);
 }
