@@ -299,6 +299,16 @@ retry:
 static int update_refcount(struct qcow2_alloc *a, uint64_t offset, uint64_t length, uint64_t addend,
                            bool decrease, bool discard);
 
+/* qcow2_cache_flush(): every dirty refcount block written, then a flush. */
+static int alloc_sync(struct qcow2_alloc *a)
+{
+    int ret = qcow2_alloc_flush(a);
+
+    if (ret == 0 && a->ops->flush)
+        ret = a->ops->flush(a->opaque);
+    return ret;
+}
+
 static int same_rb(const struct qcow2_alloc *a, uint64_t off_a, uint64_t off_b)
 {
     unsigned shift = a->cluster_bits + a->rb_bits;
@@ -353,16 +363,27 @@ static int alloc_refcount_block(struct qcow2_alloc *a, uint64_t cluster_index,
         if (ret < 0) {
             return ret;
         }
+        ret = alloc_sync(a);
+        if (ret < 0) {
+            return ret;
+        }
         ret = rb_get_empty(a, (uint64_t)new_block, &rb);
         if (ret < 0) {
             return ret;
         }
     }
 
+    /* The new block reaches the file before anything points at it. */
+    ret = alloc_sync(a);
+    if (ret < 0) {
+        return ret;
+    }
     if (ti < a->reftable_size) {
         uint8_t be[8];
         put_be64(be, (uint64_t)new_block);
         ret = a->ops->write(a->opaque, a->reftable_offset + ti * REFTABLE_ENTRY_SIZE, be, 8);
+        if (ret == 0 && a->ops->flush)
+            ret = a->ops->flush(a->opaque);
         if (ret < 0) {
             return ret;
         }

@@ -83,6 +83,12 @@ struct qcow2_alloc_ops {
      * them out of the file.  Its result is ignored, as QEMU ignores it.
      */
     void (*discard)(void *opaque, uint64_t off, uint64_t len);
+    /*
+     * flush - make the writes so far durable (fdatasync), or NULL.  Called
+     * where QEMU flushes for ordering: a new refcount block reaches the
+     * file before the refcount table points at it.  0 or -errno.
+     */
+    int (*flush)(void *opaque);
 };
 
 #define QCOW2_ALLOC_CACHE 4

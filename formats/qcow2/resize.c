@@ -123,7 +123,7 @@ static void *rs_alloc_mem(void *opaque, void *p, size_t size)
     return s->io->mem(s->io->opaque, p, size);
 }
 
-static const struct qcow2_alloc_ops rs_alloc_ops = {rs_read, rs_write, rs_alloc_mem, NULL};
+static const struct qcow2_alloc_ops rs_alloc_ops = {rs_read, rs_write, rs_alloc_mem, NULL, NULL};
 
 /*
  * Write metadata other than a refcount block: the allocator's dirty

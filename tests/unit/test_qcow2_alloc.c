@@ -72,7 +72,7 @@ static void m_discard(void *o, uint64_t off, uint64_t len)
     m->discards++;
 }
 
-static const struct qcow2_alloc_ops mops = {m_read, m_write, m_mem, m_discard};
+static const struct qcow2_alloc_ops mops = {m_read, m_write, m_mem, m_discard, NULL};
 
 /* The working copy of an image: the bytes, and an allocator over them. */
 struct wimg {

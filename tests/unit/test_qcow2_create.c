@@ -89,7 +89,7 @@ static int m_length(void *o, int dev, uint64_t *len)
 }
 
 static const struct qcow2_create_io mio_ops = {
-    {m_read, m_write, m_mem, NULL},
+    {m_read, m_write, m_mem, NULL, NULL},
     m_truncate,
     m_length,
 };
