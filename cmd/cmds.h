@@ -41,6 +41,7 @@ bool cmd_driver_known(const char *name);
  * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
  * documented above the handler.
  */
+int cmd_check(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_resize(int argc, char **argv);

@@ -37,7 +37,7 @@ const struct cmd_struct cmd_table[] = {
      "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b "
      "source_file [-F source_fmt]] [-g granularity] [--object objectdef] [--image-opts | -f "
      "fmt] filename bitmap"},
-    {"check", NULL,
+    {"check", cmd_check,
      "check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | "
      "all]] [-T src_cache] [-U] filename"},
     {"commit", NULL,

@@ -18,6 +18,8 @@ void guest_main(void)
     switch (boot->op) {
     case INSTAR_OP_INFO:
         plan_info();
+    case INSTAR_OP_CHECK:
+        plan_check();
     case INSTAR_OP_CREATE:
         plan_create();
     case INSTAR_OP_RESIZE:

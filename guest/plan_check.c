@@ -7,6 +7,15 @@
  * Formats: raw (probed or -f raw) has no check: INSTAR_CHECK_NOTSUP, the
  * host prints "This image format does not support checks" and exits 63.
  * Other drivers qemu-img has fail as in plan_info.
+ *
+ * Repair (INSTAR_CHECK_FIX_*, device 0 writable): qcow2_repair() writes
+ * through hc_blk_write/hc_flush/hc_truncate, bounded by the device's
+ * write_limit.  After the first write, reads go straight to the host
+ * with this file's own idea of the file length (the block cache and the
+ * boot-time size describe the file as it was).  When the repair leaves
+ * no corruption, the repaired file is checked again here, silently, from
+ * a freshly read header; only if that comes back clean are the dirty bit
+ * and (for "all") the corrupt bit cleared (docs/repair.md).
  */
 #include "guest.h"
 #include "open.h"
@@ -21,10 +30,88 @@ static struct instar_check_result *res(struct rbuf *rb)
     return rbuf_at(rb, 0);
 }
 
+static bool wrote;       /* a repair wrote: read past the cache */
+static uint64_t dev_len; /* the file length as the writes left it */
+
+static int direct_pread(uint64_t off, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+
+    while (len) {
+        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
+        int64_t got = 0;
+
+        if (off < dev_len) {
+            uint64_t avail = dev_len - off;
+
+            got = hc_blk_read(GOPEN_DEV, off, p, n < avail ? n : avail);
+            if (got < 0)
+                return -INSTAR_ERR_IO;
+        }
+        if ((uint64_t)got < n)
+            memset(p + got, 0, n - got);
+        p += n;
+        len -= (size_t)n;
+        if (__builtin_add_overflow(off, n, &off))
+            return len ? -INSTAR_ERR_IO : 0;
+    }
+    return 0;
+}
+
 static int env_pread(void *opaque, uint64_t off, void *buf, size_t len)
 {
     (void)opaque;
+    if (wrote)
+        return direct_pread(off, buf, len);
     return gblk_pread(GOPEN_DEV, off, buf, len);
+}
+
+static int io_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    (void)opaque;
+    wrote = true;
+    while (len) {
+        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
+        int64_t put = hc_blk_write(GOPEN_DEV, off, p, n);
+
+        if (put < 0 || (uint64_t)put != n)
+            return -INSTAR_ERR_IO;
+        p += n;
+        len -= (size_t)n;
+        off += n;
+        if (off > dev_len)
+            dev_len = off;
+    }
+    return 0;
+}
+
+static int io_flush(void *opaque)
+{
+    (void)opaque;
+    return hc_flush(GOPEN_DEV) < 0 ? -INSTAR_ERR_IO : 0;
+}
+
+static int io_truncate(void *opaque, uint64_t size)
+{
+    (void)opaque;
+    wrote = true;
+    if (hc_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0)
+        return -INSTAR_ERR_IO;
+    dev_len = size;
+    return 0;
+}
+
+static void quiet_report(void *opaque, int32_t code, uint16_t flags, const uint64_t args[4],
+                         const char *s, size_t slen)
+{
+    (void)opaque;
+    (void)code;
+    (void)flags;
+    (void)args;
+    (void)s;
+    (void)slen;
 }
 
 static void env_report(void *opaque, int32_t code, uint16_t flags, const uint64_t args[4],
@@ -102,7 +189,49 @@ static void check_crypto(const uint8_t *buf, size_t len)
     }
 }
 
-static __attribute__((noreturn)) void check_qcow2(const uint8_t first[GOPEN_FIRST])
+/*
+ * Repair, then (when the repair left no corruption) re-validate the
+ * repaired file from its header and clear the dirty bit and, for "all",
+ * the corrupt bit.  Returns qcow2_repair's value.
+ */
+static int repair_qcow2(const struct qcow2_check_image *ci, const struct qcow2_check_env *env,
+                        unsigned fix, struct qcow2_check_result *r)
+{
+    const struct qcow2_check_env quiet = {env_pread, quiet_report, env_realloc, env_free, NULL};
+    struct qcow2_repair_io io = {io_pwrite, io_flush, io_truncate, 0};
+    struct qcow2_check_image ci2;
+    struct qcow2_check_result r2;
+    struct qcow2_header h2;
+    uint8_t *buf;
+    size_t len = (size_t)1 << ci->h->cluster_bits;
+    int ret;
+
+    io.write_limit = boot->devices[GOPEN_DEV].write_limit;
+    dev_len = ci->file_size;
+    ret = qcow2_repair(ci, env, &io, fix, r);
+    if (ret < 0 || r->check_errors || r->corruptions)
+        return ret;
+
+    /* Re-validation: the header as it is now, then a silent walk. */
+    buf = malloc(len);
+    if (!buf)
+        return ret;
+    if (env_pread(NULL, 0, buf, len) == 0 &&
+        qcow2_header_parse_flags(buf, len, QCOW2_OPEN_CHECK, &h2, &ei) == 0) {
+        ci2 = *ci;
+        ci2.h = &h2;
+        ci2.file_size = wrote ? dev_len : ci->file_size;
+        if (qcow2_check(&ci2, &quiet, 0, &r2) == 0 && !r2.check_errors && !r2.corruptions)
+            qcow2_check_finish(
+                &h2, env, &io,
+                QCOW2_CHECK_CLEAR_DIRTY |
+                    ((fix & QCOW2_CHECK_FIX_ERRORS) ? QCOW2_CHECK_CLEAR_CORRUPT : 0));
+    }
+    free(buf);
+    return ret;
+}
+
+static __attribute__((noreturn)) void check_qcow2(const uint8_t first[GOPEN_FIRST], unsigned fix)
 {
     static struct gq_image img;
     const struct qcow2_check_env env = {env_pread, env_report, env_realloc, env_free, NULL};
@@ -140,7 +269,10 @@ static __attribute__((noreturn)) void check_qcow2(const uint8_t first[GOPEN_FIRS
     ci.h = &img.h;
     ci.x = &img.x;
     ci.file_size = img.file_size;
-    ret = qcow2_check(&ci, &env, 0, &r);
+    if (fix)
+        ret = repair_qcow2(&ci, &env, fix, &r);
+    else
+        ret = qcow2_check(&ci, &env, 0, &r);
 
     o = res(&rb);
     memcpy(o->format, "qcow2", 6);
@@ -164,20 +296,25 @@ void plan_check(void)
     const struct instar_check_args *a = &boot->args.check;
     char fmt[INSTAR_FMT_NAME_MAX];
     const char *drv;
+    unsigned fix = 0;
 
     /* The format name must be a C string within its field. */
     memcpy(fmt, a->format, sizeof(fmt));
     if (fmt[sizeof(fmt) - 1] != '\0')
         result_error(OP, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
-    /* Repair (-r) is not implemented yet. */
-    if (a->flags & (INSTAR_CHECK_FIX_LEAKS | INSTAR_CHECK_FIX_ERRORS))
+    /* Repair needs device 0 writable; "all" includes the leaks. */
+    if (a->flags & INSTAR_CHECK_FIX_LEAKS)
+        fix |= QCOW2_CHECK_FIX_LEAKS;
+    if (a->flags & INSTAR_CHECK_FIX_ERRORS)
+        fix |= QCOW2_CHECK_FIX_ERRORS | QCOW2_CHECK_FIX_LEAKS;
+    if (fix && (boot->ndevices < 1 || !(boot->devices[GOPEN_DEV].flags & INSTAR_DEV_WRITE)))
         result_error(OP, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
 
     drv = gopen_probe(OP, fmt, (a->flags & INSTAR_CHECK_NAME_DMG) != 0, first);
     if (!strcmp(drv, "raw"))
         send_notsup("raw");
     if (!strcmp(drv, "qcow2"))
-        check_qcow2(first);
+        check_qcow2(first, fix);
     if (gopen_known_driver(drv))
         result_error(OP, INSTAR_ERR_UNSUPPORTED_FMT, NULL, drv, strlen(drv));
     result_error(OP, INSTAR_ERR_UNKNOWN_FMT, NULL, drv, strlen(drv));

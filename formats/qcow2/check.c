@@ -30,6 +30,8 @@
 #define CK_RB_CACHE          4
 #define CK_L1_CHUNK          8192 /* entries per L1 read */
 #define CK_BMT_CHUNK         8192 /* entries per bitmap table read */
+#define CK_HDR_INCOMPAT      72   /* be64 incompatible_features */
+#define CK_HDR_REFTABLE      48   /* be64 refcount_table_offset, be32 clusters */
 
 /* One snapshot table entry, what the check needs of it. */
 struct ck_snap {
@@ -83,6 +85,19 @@ struct ck {
     /* Scratch: one L2 table, one chunk of L1 entries. */
     uint8_t *l2buf;
     uint8_t *l1buf;
+
+    /* Repair state. */
+    const struct qcow2_repair_io *io; /* NULL: a read-only pass */
+    unsigned fix;                     /* QCOW2_CHECK_FIX_* of this pass */
+    uint64_t write_limit;             /* no write may end past this */
+    uint64_t reftable_offset;         /* moves when the structure is rebuilt */
+    uint64_t incompat;                /* incompatible features as on disk */
+    bool wrote;                       /* something was written or truncated */
+    bool dead;                        /* a fatal corruption was signalled: no more writes */
+    /* A reference could not be counted: computed counts may be too low. */
+    bool undercount;
+    /* The snapshot table would need rewriting (FIX_ERRORS). */
+    bool snap_repair;
 };
 
 const char *qcow2_check_strerror(int err)
@@ -141,6 +156,75 @@ static int ck_read(struct ck *c, uint64_t off, void *buf, uint64_t len)
     if (c->env->pread(c->env->opaque, off, buf, (size_t)len) < 0)
         return -QCOW2_CHECK_EIO;
     return 0;
+}
+
+/*
+ * The first write of a repair: with FIX_ERRORS on a version 3 image, set
+ * the corrupt bit and flush before anything else changes, so that an
+ * interrupted repair leaves an image qemu refuses to write to until a
+ * repair completes (docs/repair.md).
+ */
+/* Set the corrupt bit on disk (version 3) and flush. */
+static int ck_mark_corrupt(struct ck *c)
+{
+    uint8_t be[8];
+    uint64_t v;
+    int i;
+
+    if (!c->io || c->h->version < 3 || (c->incompat & QCOW2_INCOMPAT_CORRUPT))
+        return 0;
+    v = c->incompat | QCOW2_INCOMPAT_CORRUPT;
+    for (i = 0; i < 8; i++)
+        be[i] = (uint8_t)(v >> (56 - 8 * i));
+    c->wrote = true;
+    if (c->io->pwrite(c->env->opaque, CK_HDR_INCOMPAT, be, 8) < 0 ||
+        c->io->flush(c->env->opaque) < 0)
+        return -QCOW2_CHECK_EIO;
+    c->incompat = v;
+    return 0;
+}
+
+static int ck_begin_write(struct ck *c)
+{
+    bool first = !c->wrote;
+
+    if (!c->fix || !c->io || c->dead)
+        return -QCOW2_CHECK_EIO; /* a read-only pass never writes */
+    c->wrote = true;
+    if (first && (c->fix & QCOW2_CHECK_FIX_ERRORS))
+        return ck_mark_corrupt(c);
+    return 0;
+}
+
+/* A repair write: within write_limit (-EFBIG), else -EIO on failure. */
+static int ck_write(struct ck *c, uint64_t off, const void *buf, uint64_t len)
+{
+    uint64_t end;
+    int ret;
+
+    if (__builtin_add_overflow(off, len, &end) || end > c->write_limit || len > SIZE_MAX)
+        return -QCOW2_CHECK_EFBIG;
+    ret = ck_begin_write(c);
+    if (ret < 0)
+        return ret;
+    if (c->io->pwrite(c->env->opaque, off, buf, (size_t)len) < 0)
+        return -QCOW2_CHECK_EIO;
+    if (end > c->file_len)
+        c->file_len = end;
+    return 0;
+}
+
+static int ck_flush(struct ck *c)
+{
+    return c->io->flush(c->env->opaque) < 0 ? -QCOW2_CHECK_EIO : 0;
+}
+
+static void be_st64(uint8_t *p, uint64_t v)
+{
+    int i;
+
+    for (i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
 }
 
 static uint64_t size_to_clusters(const struct ck *c, uint64_t size)
@@ -221,6 +305,9 @@ static int inc_refcounts(struct ck *c, struct qcow2_check_result *res, struct im
     if ((int64_t)(offset + size - c->file_len) >= (int64_t)c->cluster_size) {
         rep_n(c, QCOW2_MSG_REGION_PAST_EOF, offset, size, 0);
         res->corruptions++;
+        /* Uncounted clusters inside the file would look free or leaked. */
+        if (offset < c->file_len)
+            c->undercount = true;
         return 0;
     }
     start = offset & ~(c->cluster_size - 1);
@@ -285,13 +372,25 @@ static const uint8_t *refblock_get(struct ck *c, uint64_t offset, int *err)
     return victim->data;
 }
 
-/* qcow2_signal_corruption() on a read-only image: printed once. */
+static int ck_mark_corrupt(struct ck *c);
+
+/*
+ * qcow2_signal_corruption(), printed once.  On a read-only image only
+ * the line; when repairing (opened read-write) QEMU marks the image
+ * corrupt and the node becomes unusable: every later write fails.
+ */
 static void signal_refblock_unaligned(struct ck *c, uint64_t offset, uint64_t index)
 {
     if (c->signaled_corruption)
         return;
-    rep_n(c, QCOW2_MSG_CORRUPT_REFBLOCK_UNALIGNED, offset, index, 0);
     c->signaled_corruption = true;
+    if (!c->io) {
+        rep_n(c, QCOW2_MSG_CORRUPT_REFBLOCK_UNALIGNED, offset, index, 0);
+        return;
+    }
+    rep_n(c, QCOW2_MSG_MARK_CORRUPT_REFBLOCK_UNALIGNED, offset, index, 0);
+    (void)ck_mark_corrupt(c);
+    c->dead = true;
 }
 
 /*
@@ -333,6 +432,71 @@ static int get_refcount(struct ck *c, uint64_t cluster_index, uint64_t *refcount
     return 0;
 }
 
+/* Forget every cached refcount block (QEMU's qcow2_cache_empty). */
+static void refblock_cache_empty(struct ck *c)
+{
+    int i;
+
+    for (i = 0; i < CK_RB_CACHE; i++) {
+        c->rbc[i].offset = 0;
+        c->rbc[i].used = 0;
+    }
+}
+
+/*
+ * Store value as the refcount of cluster_index, whose refcount block
+ * exists (the caller read a non-zero refcount from it): the entry is set
+ * in the cached block and the aligned 8 bytes holding it are written, so
+ * each update is one small write that changes this entry alone.
+ * Returns 0 or a negated errno.
+ */
+static int refcount_write(struct ck *c, uint64_t cluster_index, uint64_t value)
+{
+    uint64_t per_block = UINT64_C(1) << c->rb_bits;
+    uint64_t idx = cluster_index & (per_block - 1), off, chunk;
+    uint8_t *rb;
+    int err;
+
+    rb = (uint8_t *)refblock_for(c, cluster_index, &err);
+    if (!rb)
+        return err < 0 ? err : -QCOW2_CHECK_EIO;
+    off = c->reftable[cluster_index >> c->rb_bits] & CK_REFT_OFFSET_MASK;
+    qcow2_refcount_set(rb, idx, c->order, value);
+    chunk = ((idx << c->order) / 8) & ~UINT64_C(7);
+    return ck_write(c, off + chunk, rb + chunk, 8);
+}
+
+/*
+ * A small form of QEMU's metadata overlap check (the "cached" checks)
+ * for a repair write into an L2 table at [off, off + len): it must not
+ * touch the header, the active L1 table, the refcount table, a refcount
+ * block, the snapshot table or a snapshot's L1 table.
+ */
+static bool overlaps_metadata(const struct ck *c, uint64_t off, uint64_t len)
+{
+    uint64_t end = off + len, rb, i;
+
+#define CK_OVERLAP(o, l) ((l) != 0 && (o) < end && off < (o) + (l))
+    if (CK_OVERLAP(0, c->cluster_size))
+        return true;
+    if (CK_OVERLAP(c->h->l1_table_offset, (uint64_t)c->h->l1_size * 8))
+        return true;
+    if (CK_OVERLAP(c->reftable_offset, c->reftable_size * 8))
+        return true;
+    if (CK_OVERLAP(c->snapshots_offset, c->snapshots_size))
+        return true;
+    for (i = 0; i < c->reftable_size; i++) {
+        rb = c->reftable[i] & CK_REFT_OFFSET_MASK;
+        if (rb && CK_OVERLAP(rb, c->cluster_size))
+            return true;
+    }
+    for (i = 0; i < c->nb_snapshots; i++)
+        if (CK_OVERLAP(c->snaps[i].l1_table_offset, (uint64_t)c->snaps[i].l1_size * 8))
+            return true;
+#undef CK_OVERLAP
+    return false;
+}
+
 /* --- Snapshot table (qcow2_check_read_snapshot_table) --- */
 
 /*
@@ -370,6 +534,7 @@ static int read_snapshots(struct ck *c)
         sn->extra_data_size = be_ld32(hdr + 36);
 
         if (sn->extra_data_size > QCOW2_SNAPSHOT_MAX_EXTRA) {
+            c->snap_repair = true;
             rep(c, QCOW2_MSG_SNAPTABLE_EXTRA, QCOW2_CHECK_REC_PREFIX, i, 0, 0, NULL, 0);
             rep_n(c, QCOW2_MSG_SNAPTABLE_EXTRA_HINT, 0, 0, 0);
             return -QCOW2_CHECK_EFBIG;
@@ -396,6 +561,7 @@ static int read_snapshots(struct ck *c)
         table_length +=
             QCOW2_SNAPSHOT_HDR_LEN + (uint64_t)sn->extra_data_size + sn->id_size + sn->name_size;
         if (table_length > QCOW2_SNAPSHOT_MAX_TABLE || offset - c->snapshots_offset > CK_INT_MAX) {
+            c->snap_repair = true;
             rep(c, QCOW2_MSG_SNAPTABLE_TOO_BIG, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, NULL, 0);
             rep_n(c, QCOW2_MSG_SNAPTABLE_OVERHANG_HINT, nb - i, 0, 0);
             return -QCOW2_CHECK_EFBIG;
@@ -422,6 +588,7 @@ static int check_read_snapshot_table(struct ck *c, struct qcow2_check_result *re
     (void)fix;
     /* qcow2_validate_table(): at most 65536 entries, an aligned offset. */
     if (nb > QCOW2_MAX_SNAPSHOTS) {
+        c->snap_repair = true;
         res->check_errors++;
         rep(c, QCOW2_MSG_SNAPTABLE_TOO_LARGE, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, NULL, 0);
         rep_n(c, QCOW2_MSG_SNAPTABLE_OVERHANG_HINT, nb - QCOW2_MAX_SNAPSHOTS, 0, 0);
@@ -448,6 +615,7 @@ static int check_read_snapshot_table(struct ck *c, struct qcow2_check_result *re
     if (h->version >= 3) {
         for (i = 0; i < c->nb_snapshots; i++) {
             if (c->snaps[i].extra_data_size < 16) {
+                c->snap_repair = true;
                 res->corruptions++;
                 rep_n(c, QCOW2_MSG_SNAPSHOT_INCOMPLETE, i, 0, 0);
             }
@@ -485,6 +653,51 @@ static void rep_snapshot(struct ck *c, int32_t code, const struct ck_snap *sn, u
 
 /* --- calculate_refcounts --- */
 
+/*
+ * fix_l2_entry_by_zero(): turn the unaligned preallocated entry i of the
+ * L2 table at l2_offset (held in c->l2buf) into a zero entry on disk.
+ * *overlap is set when the write was refused by the overlap check.
+ */
+static int fix_l2_entry_by_zero(struct ck *c, struct qcow2_check_result *res, uint64_t l2_offset,
+                                uint64_t i, bool *overlap)
+{
+    uint8_t *ep = c->l2buf + i * c->l2_esize;
+    uint64_t l2e_offset = l2_offset + i * c->l2_esize;
+    int ret;
+
+    if (c->extl2) {
+        uint64_t bm = be_ld64(ep + 8);
+
+        bm |= bm << 32; /* allocated subclusters read as zeros */
+        bm &= QCOW2_BITMAP_ALL_ZEROES;
+        be_st64(ep + 8, bm);
+        be_st64(ep, 0);
+    } else {
+        be_st64(ep, QCOW2_OFLAG_ZERO);
+    }
+    *overlap = overlaps_metadata(c, l2e_offset, c->l2_esize);
+    if (*overlap) {
+        rep_n(c, QCOW2_MSG_OVERLAP_FAILED, 0, 0, 0);
+        ret = -QCOW2_CHECK_EIO;
+        goto fail;
+    }
+    ret = ck_write(c, l2e_offset, ep, c->l2_esize);
+    if (ret == 0)
+        ret = ck_flush(c);
+    if (ret < 0) {
+        const char *e = qcow2_check_strerror(-ret);
+
+        rep(c, QCOW2_MSG_L2_OVERWRITE_FAILED, 0, 0, 0, 0, e, strlen(e));
+        goto fail;
+    }
+    res->corruptions--;
+    res->corruptions_fixed++;
+    return 0;
+fail:
+    res->check_errors++;
+    return ret;
+}
+
 /* check_refcounts_l2(): returns 0 or a negated errno. */
 static int check_refcounts_l2(struct ck *c, struct qcow2_check_result *res, struct imrt *t,
                               uint64_t l2_offset, int flags, unsigned fix, bool active)
@@ -494,7 +707,6 @@ static int check_refcounts_l2(struct ck *c, struct qcow2_check_result *res, stru
     uint64_t i;
     int ret;
 
-    (void)fix;
     (void)active;
     if (ck_read(c, l2_offset, c->l2buf, c->cluster_size) < 0) {
         rep_n(c, QCOW2_MSG_L2_IO, 0, 0, 0);
@@ -522,11 +734,13 @@ static int check_refcounts_l2(struct ck *c, struct qcow2_check_result *res, stru
             if (c->data_file) {
                 rep_n(c, QCOW2_MSG_COMPRESSED_DATA_FILE, i, e, 0);
                 res->corruptions++;
+                c->undercount = true;
                 continue;
             }
             if (bm) {
                 rep_n(c, QCOW2_MSG_COMPRESSED_BITMAP, i, e, 0);
                 res->corruptions++;
+                c->undercount = true; /* its data cluster is left uncounted */
                 continue;
             }
             coffset = e & c->cluster_offset_mask;
@@ -574,9 +788,21 @@ static int check_refcounts_l2(struct ck *c, struct qcow2_check_result *res, stru
                 c->extl2 ? (bm & QCOW2_BITMAP_ALL_ALLOC) != 0 : !(e & QCOW2_OFLAG_ZERO);
 
             res->corruptions++;
-            /* BDRV_FIX_ERRORS would zero the entry here ("Repairing"). */
-            rep_n(c, contains_data ? QCOW2_MSG_DATA_UNALIGNED : QCOW2_MSG_PREALLOC_UNALIGNED,
-                  offset, 0, 0);
+            if (contains_data) {
+                rep_n(c, QCOW2_MSG_DATA_UNALIGNED, offset, 0, 0);
+            } else if (!(fix & QCOW2_CHECK_FIX_ERRORS)) {
+                rep_n(c, QCOW2_MSG_PREALLOC_UNALIGNED, offset, 0, 0);
+            } else {
+                bool overlap;
+
+                rep_n(c, QCOW2_MSG_PREALLOC_UNALIGNED_REPAIRING, offset, 0, 0);
+                ret = fix_l2_entry_by_zero(c, res, l2_offset, i, &overlap);
+                if (overlap)
+                    return ret; /* something is badly wrong: stop this table */
+                if (ret == 0)
+                    continue; /* the cluster is unused now */
+                /* not fixed: go on with the rest of the table */
+            }
         }
         if (flags & CK_CHECK_FRAG_INFO) {
             res->allocated_clusters++;
@@ -755,6 +981,8 @@ static int check_bitmaps_refcounts(struct ck *c, struct qcow2_check_result *res,
 broken:
     res->corruptions++;
 out:
+    if (ret < 0)
+        c->undercount = true; /* some bitmap clusters were not counted */
     ck_free(c, w.buf);
     ck_free(c, ei);
     ck_free(c, dir);
@@ -768,7 +996,6 @@ static int check_refblocks(struct ck *c, struct qcow2_check_result *res, unsigne
     uint64_t i;
     int ret;
 
-    (void)fix;
     for (i = 0; i < c->reftable_size; i++) {
         uint64_t offset = c->reftable[i] & CK_REFT_OFFSET_MASK;
         uint64_t cluster = offset >> c->cluster_bits;
@@ -786,9 +1013,56 @@ static int check_refblocks(struct ck *c, struct qcow2_check_result *res, unsigne
             continue;
         }
         if (cluster >= t->nb_clusters) {
-            /* BDRV_FIX_ERRORS would grow the file here ("Repairing"). */
+            uint64_t new_size;
+            const char *e;
+
             res->corruptions++;
-            rep_n(c, QCOW2_MSG_REFBLOCK_OUTSIDE, i, 0, 0);
+            if (!(fix & QCOW2_CHECK_FIX_ERRORS)) {
+                rep_n(c, QCOW2_MSG_REFBLOCK_OUTSIDE, i, 0, 0);
+                continue;
+            }
+            rep_n(c, QCOW2_MSG_REFBLOCK_OUTSIDE_REPAIRING, i, 0, 0);
+            /* Grow the file so that the block lies inside it (zeros). */
+            if (offset > 0x7fffffffffffffffull - c->cluster_size) {
+                ret = -QCOW2_CHECK_EINVAL;
+                goto resize_fail;
+            }
+            new_size = offset + c->cluster_size;
+            if (new_size > c->write_limit) {
+                /* QEMU would grow a sparse file to a hostile offset; refuse. */
+                rep_n(c, QCOW2_MSG_REPAIR_WRITE_LIMIT, new_size, c->write_limit, offset);
+                ret = -QCOW2_CHECK_EFBIG;
+                goto resize_fail;
+            }
+            ret = ck_begin_write(c);
+            if (ret == 0 && c->io->truncate(c->env->opaque, new_size) < 0)
+                ret = -QCOW2_CHECK_EIO;
+            if (ret < 0)
+                goto resize_fail;
+            if (new_size > c->file_len)
+                c->file_len = new_size;
+            if (size_to_clusters(c, c->file_len) > t->nb_clusters) {
+                ret = imrt_resize(c, t, size_to_clusters(c, c->file_len));
+                if (ret < 0) {
+                    res->check_errors++;
+                    return ret;
+                }
+            }
+            if (cluster >= t->nb_clusters) {
+                ret = -QCOW2_CHECK_EINVAL;
+                goto resize_fail;
+            }
+            res->corruptions--;
+            res->corruptions_fixed++;
+            ret = inc_refcounts(c, res, t, offset, c->cluster_size);
+            if (ret < 0)
+                return ret;
+            /* Just made of zeros and counted once: its refcount is 1. */
+            continue;
+        resize_fail:
+            *rebuild = true;
+            e = qcow2_check_strerror(-ret);
+            rep(c, QCOW2_MSG_RESIZE_FAILED, 0, 0, 0, 0, e, strlen(e));
             continue;
         }
         if (offset != 0) {
@@ -846,11 +1120,13 @@ static int calculate_refcounts(struct ck *c, struct qcow2_check_result *res, uns
         if (sn->l1_table_offset & (c->cluster_size - 1)) {
             rep_snapshot(c, QCOW2_MSG_SNAPSHOT_L1_UNALIGNED, sn, sn->l1_table_offset);
             res->corruptions++;
+            c->undercount = true; /* the snapshot's clusters are not counted */
             continue;
         }
         if (sn->l1_size > CK_MAX_L1_SIZE / 8) {
             rep_snapshot(c, QCOW2_MSG_SNAPSHOT_L1_TOO_LARGE, sn, sn->l1_size);
             res->corruptions++;
+            c->undercount = true;
             continue;
         }
         ret = check_refcounts_l1(c, res, t, sn->l1_table_offset, sn->l1_size, 0, fix, false);
@@ -862,7 +1138,7 @@ static int calculate_refcounts(struct ck *c, struct qcow2_check_result *res, uns
         return ret;
 
     /* refcount data */
-    ret = inc_refcounts(c, res, t, h->refcount_table_offset, c->reftable_size * 8);
+    ret = inc_refcounts(c, res, t, c->reftable_offset, c->reftable_size * 8);
     if (ret < 0)
         return ret;
 
@@ -906,7 +1182,6 @@ static void compare_refcounts(struct ck *c, struct qcow2_check_result *res, unsi
     uint64_t per_block = UINT64_C(1) << c->rb_bits;
     uint64_t i = 0, end, refcount1, refcount2;
 
-    (void)fix;
     *highest_cluster = 0;
     while (i < t->nb_clusters) {
         const uint8_t *rb;
@@ -934,11 +1209,27 @@ static void compare_refcounts(struct ck *c, struct qcow2_check_result *res, unsi
             if (refcount1 > 0 || refcount2 > 0)
                 *highest_cluster = i;
             if (refcount1 != refcount2) {
-                /* BDRV_FIX_LEAKS/ERRORS would repair here ("Repairing"). */
+                int64_t *num_fixed = NULL;
+
                 if (refcount1 == 0)
                     *rebuild = true;
-                rep_n(c, refcount1 < refcount2 ? QCOW2_MSG_REFCOUNT_ERROR : QCOW2_MSG_LEAKED, i,
-                      refcount1, refcount2);
+                else if (refcount1 > refcount2 && (fix & QCOW2_CHECK_FIX_LEAKS))
+                    num_fixed = &res->leaks_fixed;
+                else if (refcount1 < refcount2 && (fix & QCOW2_CHECK_FIX_ERRORS))
+                    num_fixed = &res->corruptions_fixed;
+                rep_n(c,
+                      num_fixed               ? QCOW2_MSG_REFCOUNT_REPAIRING
+                      : refcount1 < refcount2 ? QCOW2_MSG_REFCOUNT_ERROR
+                                              : QCOW2_MSG_LEAKED,
+                      i, refcount1, refcount2);
+                if (num_fixed && refcount_write(c, i, refcount2) == 0) {
+                    (*num_fixed)++;
+                    /* the block may have been re-read: refresh the pointer */
+                    rb = refblock_for(c, i, &err);
+                    continue;
+                }
+                if (num_fixed)
+                    rb = refblock_for(c, i, &err);
                 if (refcount1 < refcount2)
                     res->corruptions++;
                 else
@@ -958,8 +1249,17 @@ static int check_oflag_copied(struct ck *c, struct qcow2_check_result *res, unsi
     const struct qcow2_header *h = c->h;
     uint32_t base, n, i;
     uint64_t j, refcount;
+    bool repair;
+    int ret;
 
-    (void)fix;
+    if (fix & QCOW2_CHECK_FIX_ERRORS)
+        repair = true;
+    else if (fix & QCOW2_CHECK_FIX_LEAKS)
+        /* only when the refcounts are known to be right by now */
+        repair = !res->check_errors && !res->corruptions && !res->leaks;
+    else
+        repair = false;
+
     for (base = 0; base < h->l1_size; base += n) {
         n = h->l1_size - base < CK_L1_CHUNK ? h->l1_size - base : CK_L1_CHUNK;
         /* The open read this table already: it cannot fail now. */
@@ -970,6 +1270,7 @@ static int check_oflag_copied(struct ck *c, struct qcow2_check_result *res, unsi
         for (i = 0; i < n; i++) {
             uint64_t l1e = be_ld64(c->l1buf + (size_t)i * 8);
             uint64_t l2_offset = l1e & QCOW2_L1E_OFFSET_MASK;
+            uint64_t l2_dirty = 0;
 
             if (!l2_offset)
                 continue;
@@ -977,7 +1278,21 @@ static int check_oflag_copied(struct ck *c, struct qcow2_check_result *res, unsi
                 continue;
             if ((refcount == 1) != ((l1e & QCOW2_OFLAG_COPIED) != 0)) {
                 res->corruptions++;
-                rep_n(c, QCOW2_MSG_COPIED_L2, base + i, l1e, refcount);
+                rep_n(c, repair ? QCOW2_MSG_COPIED_L2_REPAIRING : QCOW2_MSG_COPIED_L2, base + i,
+                      l1e, refcount);
+                if (repair) {
+                    uint8_t *ep = c->l1buf + (size_t)i * 8;
+
+                    be_st64(ep,
+                            refcount == 1 ? l1e | QCOW2_OFLAG_COPIED : l1e & ~QCOW2_OFLAG_COPIED);
+                    ret = ck_write(c, h->l1_table_offset + (uint64_t)(base + i) * 8, ep, 8);
+                    if (ret < 0) {
+                        res->check_errors++;
+                        return ret;
+                    }
+                    res->corruptions--;
+                    res->corruptions_fixed++;
+                }
             }
             if (ck_read(c, l2_offset, c->l2buf, c->cluster_size) < 0) {
                 const char *s = qcow2_check_strerror(QCOW2_CHECK_EIO);
@@ -1006,18 +1321,244 @@ static int check_oflag_copied(struct ck *c, struct qcow2_check_result *res, unsi
                 }
                 if ((refcount == 1) != ((e & QCOW2_OFLAG_COPIED) != 0)) {
                     res->corruptions++;
-                    rep_n(c, QCOW2_MSG_COPIED_DATA, e, refcount, 0);
+                    rep_n(c, repair ? QCOW2_MSG_COPIED_DATA_REPAIRING : QCOW2_MSG_COPIED_DATA, e,
+                          refcount, 0);
+                    if (repair) {
+                        be_st64(c->l2buf + j * c->l2_esize,
+                                refcount == 1 ? e | QCOW2_OFLAG_COPIED : e & ~QCOW2_OFLAG_COPIED);
+                        l2_dirty++;
+                    }
                 }
+            }
+            if (l2_dirty) {
+                const char *s;
+
+                if (overlaps_metadata(c, l2_offset, c->cluster_size)) {
+                    s = qcow2_check_strerror(QCOW2_CHECK_EIO);
+                    rep(c, QCOW2_MSG_L2_WRITE_OVERLAP, 0, 0, 0, 0, s, strlen(s));
+                    res->check_errors++;
+                    return -QCOW2_CHECK_EIO;
+                }
+                ret = ck_write(c, l2_offset, c->l2buf, c->cluster_size);
+                if (ret < 0) {
+                    s = qcow2_check_strerror(-ret);
+                    rep(c, QCOW2_MSG_L2_WRITE_FAILED, 0, 0, 0, 0, s, strlen(s));
+                    res->check_errors++;
+                    return ret;
+                }
+                res->corruptions -= (int64_t)l2_dirty;
+                res->corruptions_fixed += (int64_t)l2_dirty;
             }
         }
     }
     return 0;
 }
 
+/* --- rebuild_refcount_structure --- */
+
+/*
+ * alloc_clusters_imrt(): count clusters consecutive free clusters of t
+ * (from *first_free on; t grows past the end of the image when needed)
+ * as used.  *first_free: the first free cluster seen.  Returns the byte
+ * offset of the first one, or a negated errno.
+ */
+static int64_t alloc_clusters_imrt(struct ck *c, uint64_t count, struct imrt *t,
+                                   uint64_t *first_free)
+{
+    uint64_t cluster = *first_free, contiguous = 0, i;
+    bool first_gap = true;
+    int ret;
+
+    for (; cluster < t->nb_clusters && contiguous < count; cluster++) {
+        if (!imrt_get(c, t, cluster)) {
+            contiguous++;
+            if (first_gap) {
+                *first_free = cluster;
+                first_gap = false;
+            }
+        } else {
+            contiguous = 0;
+        }
+    }
+    if (contiguous < count) {
+        uint64_t want = cluster + count - contiguous;
+
+        /* Offsets stay below 2^56 (QEMU's max cluster offset) */
+        if (want > (UINT64_C(1) << (56 - c->cluster_bits)))
+            return -QCOW2_CHECK_EFBIG;
+        ret = imrt_resize(c, t, want);
+        if (ret < 0)
+            return ret;
+    }
+    cluster -= contiguous;
+    for (i = 0; i < count; i++)
+        imrt_set(c, t, cluster + i, 1);
+    return (int64_t)(cluster << c->cluster_bits);
+}
+
+/* The new refcount table being built (host-endian). */
+struct new_reftable {
+    uint64_t *e;
+    uint64_t n;
+};
+
+static void rep_err(struct ck *c, int32_t code, int err)
+{
+    const char *s = qcow2_check_strerror(-err);
+
+    rep(c, code, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, s, strlen(s));
+}
+
+/*
+ * rebuild_refcounts_write_refblocks(): write a refcount block (a slice of
+ * t) for every block of [first, end) that holds a non-zero count,
+ * allocating the blocks from t and entering them in rt.
+ * Returns 1 if rt grew, 0 if not, or a negated errno (reported).
+ */
+static int write_refblocks(struct ck *c, struct imrt *t, uint64_t first, uint64_t end,
+                           struct new_reftable *rt)
+{
+    uint64_t per_block = UINT64_C(1) << c->rb_bits;
+    uint64_t cluster, first_free = 0;
+    bool grown = false;
+    int ret;
+
+    for (cluster = first; cluster < end; cluster++) {
+        uint64_t ri, start, rb_offset;
+
+        if (!imrt_get(c, t, cluster))
+            continue;
+        ri = cluster >> c->rb_bits;
+        start = ri << c->rb_bits;
+        if (ri < rt->n && rt->e[ri]) {
+            rb_offset = rt->e[ri]; /* allocated in an earlier round */
+        } else {
+            int64_t o;
+
+            /* never into a block that is already written */
+            if (first_free < start)
+                first_free = start;
+            o = alloc_clusters_imrt(c, 1, t, &first_free);
+            if (o < 0) {
+                rep_err(c, QCOW2_MSG_REBUILD_ALLOC_REFBLOCK, (int)o);
+                return (int)o;
+            }
+            rb_offset = (uint64_t)o;
+            if ((rb_offset >> c->cluster_bits) >= end)
+                end = (rb_offset >> c->cluster_bits) + 1; /* its own count */
+            if (rt->n <= ri) {
+                uint64_t n = (((ri + 1) * 8 + c->cluster_size - 1) & ~(c->cluster_size - 1)) / 8;
+                uint64_t *e = ck_realloc(c, rt->e, n * 8);
+
+                if (!e) {
+                    rep(c, QCOW2_MSG_REBUILD_REFTABLE_MEM, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, NULL,
+                        0);
+                    return -QCOW2_CHECK_ENOMEM;
+                }
+                memset(e + rt->n, 0, (size_t)(n - rt->n) * 8);
+                rt->e = e;
+                rt->n = n;
+                grown = true;
+            }
+            rt->e[ri] = rb_offset;
+        }
+        /* t's size is whole clusters, so the slice is all there. */
+        ret = ck_write(c, rb_offset, t->table + ri * c->cluster_size, c->cluster_size);
+        if (ret < 0) {
+            rep_err(c, QCOW2_MSG_REBUILD_WRITE_REFBLOCK, ret);
+            return ret;
+        }
+        cluster = start + per_block - 1; /* this block is done */
+    }
+    return grown;
+}
+
+/*
+ * rebuild_refcount_structure(): a new refcount table and blocks from t
+ * alone, placed where QEMU places them; the old structure is left to be
+ * freed as leaks.  Crash-safe order: blocks, then the table, a flush,
+ * then the header fields in one write, and a flush.
+ */
+static int rebuild_refcount_structure(struct ck *c, struct qcow2_check_result *res, struct imrt *t)
+{
+    struct new_reftable rt = {NULL, 0};
+    uint64_t rt_clusters = 0, k;
+    int64_t rt_offset = -1;
+    uint8_t hdr[12], *be = NULL;
+    int ret, changed;
+
+    refblock_cache_empty(c);
+    changed = write_refblocks(c, t, 0, t->nb_clusters, &rt);
+    if (changed < 0) {
+        res->check_errors++;
+        ret = changed;
+        goto fail;
+    }
+    do {
+        uint64_t first_free = 0, start;
+
+        rt_clusters = size_to_clusters(c, rt.n * 8);
+        rt_offset = alloc_clusters_imrt(c, rt_clusters, t, &first_free);
+        if (rt_offset < 0) {
+            rep_err(c, QCOW2_MSG_REBUILD_ALLOC_REFTABLE, (int)rt_offset);
+            res->check_errors++;
+            ret = (int)rt_offset;
+            goto fail;
+        }
+        start = (uint64_t)rt_offset >> c->cluster_bits;
+        changed = write_refblocks(c, t, start, start + rt_clusters, &rt);
+        if (changed < 0) {
+            res->check_errors++;
+            ret = changed;
+            goto fail;
+        }
+    } while (changed);
+
+    be = ck_realloc(c, NULL, rt.n * 8);
+    if (!be) {
+        ret = -QCOW2_CHECK_ENOMEM;
+        rep_err(c, QCOW2_MSG_REBUILD_WRITE_REFTABLE, ret);
+        goto fail;
+    }
+    for (k = 0; k < rt.n; k++)
+        be_st64(be + k * 8, rt.e[k]);
+    ret = ck_write(c, (uint64_t)rt_offset, be, rt.n * 8);
+    if (ret == 0)
+        ret = ck_flush(c); /* blocks and table before the header points at them */
+    if (ret < 0) {
+        rep_err(c, QCOW2_MSG_REBUILD_WRITE_REFTABLE, ret);
+        goto fail;
+    }
+    be_st64(hdr, (uint64_t)rt_offset);
+    hdr[8] = (uint8_t)(rt_clusters >> 24);
+    hdr[9] = (uint8_t)(rt_clusters >> 16);
+    hdr[10] = (uint8_t)(rt_clusters >> 8);
+    hdr[11] = (uint8_t)rt_clusters;
+    ret = ck_write(c, CK_HDR_REFTABLE, hdr, sizeof(hdr));
+    if (ret == 0)
+        ret = ck_flush(c);
+    if (ret < 0) {
+        rep_err(c, QCOW2_MSG_REBUILD_SET_REFTABLE, ret);
+        goto fail;
+    }
+    ck_free(c, c->reftable);
+    c->reftable = rt.e;
+    c->reftable_size = rt.n;
+    c->reftable_offset = (uint64_t)rt_offset;
+    refblock_cache_empty(c);
+    ck_free(c, be);
+    return 0;
+fail:
+    ck_free(c, be);
+    ck_free(c, rt.e);
+    return ret;
+}
+
 /* qcow2_check_refcounts() */
 static int check_refcounts(struct ck *c, struct qcow2_check_result *res, unsigned fix)
 {
     struct imrt t = {NULL, 0};
+    struct qcow2_check_result pre_compare;
     uint64_t nb_clusters, highest_cluster = 0;
     bool rebuild = false;
     int ret;
@@ -1053,8 +1594,54 @@ static int check_refcounts(struct ck *c, struct qcow2_check_result *res, unsigne
     if (ret < 0)
         goto fail;
 
+    pre_compare = *res;
     compare_refcounts(c, res, 0, &rebuild, &highest_cluster, &t);
-    /* With fix, QEMU rebuilds or repairs here (not implemented). */
+
+    if (rebuild && (fix & QCOW2_CHECK_FIX_ERRORS)) {
+        struct qcow2_check_result old = *res;
+        int64_t fresh_leaks = 0;
+
+        rep_n(c, QCOW2_MSG_REBUILDING, 0, 0, 0);
+        ret = rebuild_refcount_structure(c, res, &t);
+        if (ret < 0)
+            goto fail;
+        res->corruptions = 0;
+        res->leaks = 0;
+
+        /* Count again against the new structure. */
+        rebuild = false;
+        memset(t.table, 0, (size_t)imrt_bytes(c, t.nb_clusters));
+        ret = calculate_refcounts(c, res, 0, &rebuild, &t);
+        if (ret < 0)
+            goto fail;
+        if (fix & QCOW2_CHECK_FIX_LEAKS) {
+            /* The old structure is leaked now: free it. */
+            struct qcow2_check_result saved = *res;
+
+            memset(res, 0, sizeof(*res));
+            compare_refcounts(c, res, QCOW2_CHECK_FIX_LEAKS, &rebuild, &highest_cluster, &t);
+            if (rebuild)
+                rep_n(c, QCOW2_MSG_REBUILT_STILL_BROKEN, 0, 0, 0);
+            fresh_leaks = res->leaks;
+            *res = saved;
+        }
+        if (res->corruptions < old.corruptions)
+            res->corruptions_fixed += old.corruptions - res->corruptions;
+        if (res->leaks < old.leaks)
+            res->leaks_fixed += old.leaks - res->leaks;
+        res->leaks += fresh_leaks;
+    } else if (fix) {
+        if (rebuild) {
+            rep_n(c, QCOW2_MSG_NEED_REBUILD, 0, 0, 0);
+            res->check_errors++;
+            ret = -QCOW2_CHECK_EIO;
+            goto fail;
+        }
+        if (res->leaks || res->corruptions) {
+            *res = pre_compare;
+            compare_refcounts(c, res, fix, &rebuild, &highest_cluster, &t);
+        }
+    }
 
     ret = check_oflag_copied(c, res, fix);
     if (ret < 0)
@@ -1095,9 +1682,16 @@ static void ck_release(struct ck *c)
     ck_free(c, c->l1buf);
 }
 
+/* What a pass learnt that decides whether a repair may go ahead. */
+struct ck_pass {
+    bool undercount;
+    bool snap_repair;
+};
+
 /* qcow2_co_check_locked() */
-int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
-                unsigned fix, struct qcow2_check_result *res)
+static int check_run(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
+                     const struct qcow2_repair_io *io, unsigned fix, struct qcow2_check_result *res,
+                     struct ck_pass *pass)
 {
     const struct qcow2_header *h = img->h;
     struct qcow2_check_result snapshot_res, refcount_res;
@@ -1105,8 +1699,6 @@ int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_en
     int ret;
 
     memset(res, 0, sizeof(*res));
-    if (fix)
-        return -QCOW2_CHECK_ENOTSUP;
     if (h->cluster_bits < QCOW2_MIN_CLUSTER_BITS || h->cluster_bits > QCOW2_MAX_CLUSTER_BITS ||
         h->refcount_order > QCOW2_REFCOUNT_ORDER_MAX)
         return -QCOW2_CHECK_EINVAL; /* not a header qcow2_header_parse accepted */
@@ -1130,6 +1722,11 @@ int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_en
     c.csize_shift = 62 - (h->cluster_bits - 8);
     c.csize_mask = (UINT64_C(1) << (h->cluster_bits - 8)) - 1;
     c.cluster_offset_mask = (UINT64_C(1) << c.csize_shift) - 1;
+    c.io = fix ? io : NULL;
+    c.fix = c.io ? fix : 0;
+    c.write_limit = c.io ? io->write_limit : img->file_size;
+    c.reftable_offset = h->refcount_table_offset;
+    c.incompat = h->incompatible_features;
 
     c.l2buf = ck_realloc(&c, NULL, c.cluster_size);
     c.l1buf = ck_realloc(&c, NULL, CK_L1_CHUNK * 8);
@@ -1151,10 +1748,103 @@ int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_en
         add_result(res, &snapshot_res, false);
         goto out;
     }
-    /* qcow2_check_fix_snapshot_table(): nothing to do without fix. */
+    /*
+     * qcow2_check_fix_snapshot_table(): with FIX_ERRORS and snapshot
+     * corruptions QEMU rewrites the table; such repairs were refused
+     * before this pass.
+     */
     add_result(res, &snapshot_res, false);
     ret = 0;
 out:
+    pass->undercount = c.undercount;
+    pass->snap_repair = c.snap_repair;
     ck_release(&c);
     return ret;
+}
+
+static void quiet_report(void *opaque, int32_t code, uint16_t flags, const uint64_t args[4],
+                         const char *s, size_t slen)
+{
+    (void)opaque;
+    (void)code;
+    (void)flags;
+    (void)args;
+    (void)s;
+    (void)slen;
+}
+
+int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
+                unsigned fix, struct qcow2_check_result *res)
+{
+    struct ck_pass pass = {false, false};
+
+    memset(res, 0, sizeof(*res));
+    if (fix)
+        return -QCOW2_CHECK_ENOTSUP;
+    return check_run(img, env, NULL, 0, res, &pass);
+}
+
+int qcow2_repair(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
+                 const struct qcow2_repair_io *io, unsigned fix, struct qcow2_check_result *res)
+{
+    struct qcow2_check_env quiet;
+    struct ck_pass pass = {false, false};
+    int32_t refusal = 0;
+    int ret;
+
+    memset(res, 0, sizeof(*res));
+    if (!fix)
+        return check_run(img, env, NULL, 0, res, &pass);
+    if (!io || !io->pwrite || !io->flush || !io->truncate)
+        return -QCOW2_CHECK_ENOTSUP;
+
+    /*
+     * A silent read-only walk first: repair only when every reference
+     * could be counted, and not where the snapshot table would need
+     * rewriting.  If that walk fails, so would the repair's, before its
+     * first write: report the read-only walk.
+     */
+    quiet = *env;
+    quiet.report = quiet_report;
+    ret = check_run(img, &quiet, NULL, 0, res, &pass);
+    if (pass.snap_repair && (fix & QCOW2_CHECK_FIX_ERRORS))
+        refusal = QCOW2_MSG_REPAIR_REFUSED_SNAPSHOTS;
+    else if (ret < 0)
+        return check_run(img, env, NULL, 0, res, &pass);
+    else if (pass.undercount && (res->corruptions || res->leaks))
+        refusal = QCOW2_MSG_REPAIR_REFUSED_UNCOUNTED;
+    if (refusal) {
+        static const uint64_t none[4];
+
+        ret = check_run(img, env, NULL, 0, res, &pass);
+        env->report(env->opaque, refusal, 0, none, NULL, 0);
+        if (ret == 0) {
+            res->check_errors++;
+            ret = -QCOW2_CHECK_EIO;
+        }
+        return ret;
+    }
+    return check_run(img, env, io, fix, res, &pass);
+}
+
+int qcow2_check_finish(const struct qcow2_header *h, const struct qcow2_check_env *env,
+                       const struct qcow2_repair_io *io, unsigned clear)
+{
+    uint64_t bits = 0, v;
+    uint8_t be[8];
+
+    if (clear & QCOW2_CHECK_CLEAR_DIRTY)
+        bits |= QCOW2_INCOMPAT_DIRTY;
+    if (clear & QCOW2_CHECK_CLEAR_CORRUPT)
+        bits |= QCOW2_INCOMPAT_CORRUPT;
+    if (h->version < 3 || !(h->incompatible_features & bits))
+        return 0;
+    if (!io || !io->pwrite || !io->flush)
+        return -QCOW2_CHECK_EIO;
+    v = h->incompatible_features & ~bits;
+    be_st64(be, v);
+    if (io->flush(env->opaque) < 0 || io->pwrite(env->opaque, CK_HDR_INCOMPAT, be, 8) < 0 ||
+        io->flush(env->opaque) < 0)
+        return -QCOW2_CHECK_EIO;
+    return 1;
 }

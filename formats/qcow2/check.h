@@ -14,9 +14,21 @@
  * snapshot table's entry list, and a few cluster-sized buffers: L1/L2
  * tables, refcount blocks and bitmap tables are read a piece at a time.
  *
- * Repair (qemu-img check -r) is not implemented yet: the fix argument is
- * in place (QEMU's BdrvCheckMode) so that it can be added inside the same
- * functions; a non-zero fix returns -QCOW2_CHECK_ENOTSUP for now.
+ * Repair (qemu-img check -r leaks|all, the fix argument: QEMU's
+ * BdrvCheckMode) happens inside the same functions, where QEMU repairs:
+ * refcounts set to the computed reference counts (compare_refcounts),
+ * OFLAG_COPIED flags (check_oflag_copied), unaligned preallocated L2
+ * entries zeroed, refcount blocks past the end of the file made part of
+ * it, and a new refcount structure placed where QEMU places it
+ * (rebuild_refcount_structure).  Writes go through env->pwrite/flush/
+ * truncate (struct qcow2_repair_io) and never past io->write_limit.  Before anything is written
+ * the image is walked once silently; repair is refused (nothing written,
+ * -EIO after one line saying why) when some references could not be
+ * counted (so the computed counts could be too low) or when the snapshot
+ * table itself would need rewriting.  With FIX_ERRORS on a version 3
+ * image the corrupt bit is set (and flushed) before the first write; it
+ * is left for the caller to clear after a clean re-validation
+ * (qcow2_check_finish).  docs/repair.md has the safety model.
  */
 #ifndef QCOW2_CHECK_H
 #define QCOW2_CHECK_H
@@ -70,6 +82,21 @@ struct qcow2_check_env {
 };
 
 /*
+ * The writes of a repair (qcow2_repair), with env's opaque.  pwrite -
+ * len bytes from buf at off (may extend the file); env->pread calls that
+ * follow must see them.  flush - make every earlier write durable (an
+ * ordering point).  truncate - set the file length.  Each returns 0 or
+ * < 0 (the repair step then fails as QEMU's does on an I/O error).
+ * write_limit: no write or truncate may end past it.
+ */
+struct qcow2_repair_io {
+    int (*pwrite)(void *opaque, uint64_t off, const void *buf, size_t len);
+    int (*flush)(void *opaque);
+    int (*truncate)(void *opaque, uint64_t size);
+    uint64_t write_limit;
+};
+
+/*
  * The image as qemu-img check opened it (BDRV_O_CHECK): a header
  * qcow2_header_parse accepted, its extensions (crypto header, bitmaps
  * extension: only when valid with the autoclear bit, as x->nb_bitmaps is)
@@ -104,8 +131,8 @@ struct qcow2_check_result {
  * order.
  *
  * img: the opened image (not modified).  env: reads, memory, reports.
- * fix: QCOW2_CHECK_FIX_* (not implemented yet: non-zero fails at once
- *     with -QCOW2_CHECK_ENOTSUP, nothing reported).
+ * fix: must be 0 here (read-only); non-zero fails at once with
+ *     -QCOW2_CHECK_ENOTSUP, nothing reported: see qcow2_repair.
  * res: zeroed, then filled; meaningful when 0 is returned (on failure
  *     qemu-img prints only "Check failed: <strerror>").
  * Returns 0, or QEMU's negated errno: -EIO (unreadable metadata), -ENOMEM
@@ -116,6 +143,37 @@ struct qcow2_check_result {
  */
 int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
                 unsigned fix, struct qcow2_check_result *res);
+
+/*
+ * qcow2_repair - qemu-img check -r: qcow2_check with fix
+ * (QCOW2_CHECK_FIX_LEAKS, with QCOW2_CHECK_FIX_ERRORS for "all"), writing
+ * through io.  Lines ("Repairing ...", "Rebuilding refcount structure")
+ * and res as qemu-img's first bdrv_check gives them; res's *_fixed
+ * counts what was repaired.  fix 0 is qcow2_check.
+ * Returns what qcow2_check returns, and also -EIO after "ERROR need to
+ * rebuild refcount structures" (leaks only, nothing written), after a
+ * refusal line (QCOW2_MSG_REPAIR_REFUSED_*, nothing written) or a failed
+ * write.  The caller re-validates and then calls qcow2_check_finish.
+ */
+int qcow2_repair(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
+                 const struct qcow2_repair_io *io, unsigned fix, struct qcow2_check_result *res);
+
+/* Incompatible feature bits qcow2_check_finish may clear. */
+#define QCOW2_CHECK_CLEAR_DIRTY   (1u << 0)
+#define QCOW2_CHECK_CLEAR_CORRUPT (1u << 1)
+
+/*
+ * qcow2_check_finish - QEMU's qcow2_mark_clean()/qcow2_mark_consistent()
+ * after a repair: clear the dirty and/or corrupt bits (clear:
+ * QCOW2_CHECK_CLEAR_*) in the incompatible features of h (the header as
+ * the repair left it, version 3), after a flush so that the repair is
+ * durable first, then flush again.  Call it only after a re-validation of
+ * the repaired image came back clean.  Writes nothing when none of the
+ * bits is set or h is version 2.
+ * Returns 0, 1 when the header was written, or -QCOW2_CHECK_EIO.
+ */
+int qcow2_check_finish(const struct qcow2_header *h, const struct qcow2_check_env *env,
+                       const struct qcow2_repair_io *io, unsigned clear);
 
 /*
  * qcow2_check_strerror - glibc's strerror() text for the errno values

@@ -11,6 +11,9 @@
  * negative here.  Where qemu prints two strings (snapshot id and name),
  * the guest passes the whole fragment as {s}.
  *
+ * 2058..2060 are instar's own lines (repair refusals, docs/repair.md);
+ * qemu-img has no such line.
+ *
  * 2400..2499 are not lines but open failures that only check's open with
  * I/O has (the text after "Could not open 'FILE': "), sent as a result
  * error by guest/plan_check.c.
@@ -93,6 +96,33 @@
     X(QCOW2_MSG_SNAPSHOT_INCOMPLETE, 2042, "ERROR snapshot table entry {0} is incomplete")         \
     X(QCOW2_MSG_SNAPSHOT_INCOMPLETE_REPAIRING, 2043,                                               \
       "Repairing snapshot table entry {0} is incomplete")                                          \
+    X(QCOW2_MSG_REBUILDING, 2044, "Rebuilding refcount structure")                                 \
+    X(QCOW2_MSG_NEED_REBUILD, 2045, "ERROR need to rebuild refcount structures")                   \
+    X(QCOW2_MSG_REBUILT_STILL_BROKEN, 2046, "ERROR rebuilt refcount structure is still broken")    \
+    X(QCOW2_MSG_RESIZE_FAILED, 2047, "ERROR could not resize image: {s}")                          \
+    X(QCOW2_MSG_L2_OVERWRITE_FAILED, 2048, "ERROR: Failed to overwrite L2 table entry: {s}")       \
+    X(QCOW2_MSG_OVERLAP_FAILED, 2049, "ERROR: Overlap check failed")                               \
+    X(QCOW2_MSG_L2_WRITE_OVERLAP, 2050,                                                            \
+      "ERROR: Could not write L2 table; metadata overlap check failed: {s}")                       \
+    X(QCOW2_MSG_L2_WRITE_FAILED, 2051, "ERROR: Could not write L2 table: {s}")                     \
+    X(QCOW2_MSG_REBUILD_ALLOC_REFBLOCK, 2052, "ERROR allocating refblock: {s}")                    \
+    X(QCOW2_MSG_REBUILD_WRITE_REFBLOCK, 2053, "ERROR writing refblock: {s}")                       \
+    X(QCOW2_MSG_REBUILD_ALLOC_REFTABLE, 2054, "ERROR allocating reftable: {s}")                    \
+    X(QCOW2_MSG_REBUILD_WRITE_REFTABLE, 2055, "ERROR writing reftable: {s}")                       \
+    X(QCOW2_MSG_REBUILD_SET_REFTABLE, 2056, "ERROR setting reftable: {s}")                         \
+    X(QCOW2_MSG_REBUILD_REFTABLE_MEM, 2057, "ERROR allocating reftable memory")                    \
+    X(QCOW2_MSG_REPAIR_REFUSED_UNCOUNTED, 2058,                                                    \
+      "ERROR refusing to repair: some references could not be counted (corrupt metadata), so "     \
+      "the computed refcounts may be too low; the image was not changed")                          \
+    X(QCOW2_MSG_REPAIR_REFUSED_SNAPSHOTS, 2059,                                                    \
+      "ERROR refusing to repair: the snapshot table would have to be rewritten, which instar "     \
+      "does not do; the image was not changed")                                                    \
+    X(QCOW2_MSG_REPAIR_WRITE_LIMIT, 2060,                                                          \
+      "ERROR refusing to grow the image to {0} bytes (limit {1}) for a refcount block at "         \
+      "offset {#x2}")                                                                              \
+    X(QCOW2_MSG_MARK_CORRUPT_REFBLOCK_UNALIGNED, 2061,                                             \
+      "qcow2: Marking image as corrupt: Refblock offset {#x0} unaligned (reftable index: {#x1}); " \
+      "further corruption events will be suppressed")                                              \
     X(QCOW2_CHECK_ERR_KEY_SECRET, 2400, "Parameter 'encrypt.key-secret' is required for cipher")   \
     X(QCOW2_CHECK_ERR_NO_CRYPTO_HDR, 2401, "Missing CRYPTO header for crypt method {0}")
 
