@@ -1,6 +1,7 @@
 #!/bin/sh
 # instar's main job on a small image it creates: qemu-img makes a qcow2,
-# qemu-io writes data into it, instar inspects it from inside its sandbox.
+# qemu-io writes data into it, instar inspects and checks it from inside its
+# sandbox, then creates, grows and checks an image of its own.
 set -eu
 cd "$(dirname "$0")/.."
 dir=$(mktemp -d)
@@ -17,3 +18,9 @@ echo "== instar info --output=json demo.qcow2"
 echo "== identical to qemu-img info?"
 (cd "$dir" && qemu-img info demo.qcow2 >q.txt && ln -sf "$OLDPWD/build/instar" qemu-img &&
     ./qemu-img info demo.qcow2 >i.txt && cmp q.txt i.txt && echo "yes: byte-for-byte")
+
+echo "== instar check demo.qcow2"
+(cd "$dir" && "$OLDPWD/build/instar" check demo.qcow2)
+echo "== instar create -f qcow2 new.qcow2 1G, then resize +1G, then check"
+(cd "$dir" && "$OLDPWD/build/instar" create -f qcow2 new.qcow2 1G &&
+    "$OLDPWD/build/instar" resize new.qcow2 +1G && "$OLDPWD/build/instar" check new.qcow2)
