@@ -80,14 +80,17 @@ static void report_resize_code(const char *name, int code, uint64_t errnum, bool
  * (at the widest refcount, with QEMU's 50 % headroom) covering all that.
  */
 static uint64_t resize_write_limit(uint64_t file_size, uint64_t old_size, uint64_t new_size,
-                                   uint64_t cluster_size)
+                                   uint64_t cluster_size, bool prealloc)
 {
     uint64_t cs = cluster_size, l2_cover = cs / 8 * cs, clusters, l1_new, l1_old, refblocks;
     uint64_t tables, limit;
 
     l1_new = new_size / l2_cover + 1;
     l1_old = old_size / l2_cover + 1;
-    clusters = file_size / cs + 1 + (l1_new * 8) / cs + 1 + l1_old + 4;
+    /* L2 tables for the new range too (preallocation, zero-fill), and its data. */
+    clusters = file_size / cs + 1 + (l1_new * 8) / cs + 1 + l1_old + l1_new + 4;
+    if (prealloc && new_size > old_size)
+        clusters += (new_size - old_size) / cs + 2;
     refblocks = clusters / (cs / 8) + 2;
     tables = (refblocks * 2) / (cs / 8) + 2;
     clusters += 2 * (refblocks + tables) + 4;
@@ -165,7 +168,7 @@ static int resize_raw(struct open_image *im, int64_t new_size, int prealloc)
 }
 
 /* qcow2: the guest plans and writes.  Returns 0 or -1 after reporting. */
-static int resize_qcow2(struct open_chain *oc, int64_t new_size, bool shrink)
+static int resize_qcow2(struct open_chain *oc, int64_t new_size, bool shrink, int prealloc)
 {
     struct open_image *im = &oc->img[0];
     struct instar_resize_args args;
@@ -179,16 +182,32 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, bool shrink)
 
     memset(&args, 0, sizeof(args));
     args.size = (uint64_t)new_size;
-    args.prealloc = INSTAR_PREALLOC_OFF;
+    args.prealloc = (uint32_t)prealloc;
     args.flags = shrink ? INSTAR_RESIZE_SHRINK : 0;
+    /*
+     * bdrv_co_truncate(): a backing file longer than the image would show
+     * through the new area, so QEMU zero-fills it (BDRV_REQ_ZERO_WRITE).
+     * The guest does not open the backing file: it gets the two facts it
+     * needs.
+     */
+    if (oc->n > 1 && oc->img[1].info) {
+        uint64_t blen = (uint64_t)oc->img[1].info->virtual_size;
+        uint64_t cur = (uint64_t)im->info->virtual_size, cs = (uint64_t)im->info->cluster_size;
+
+        if (new_size > (int64_t)cur && blen > cur)
+            args.flags |= INSTAR_RESIZE_ZERO_WRITE;
+        if (cs && blen > (cur & ~(cs - 1)))
+            args.flags |= INSTAR_RESIZE_BACKING_HEAD;
+    }
 
     if (fstat(im->fd, &st) != 0)
         st = im->st;
     memset(&dev, 0, sizeof(dev));
     dev.fd = im->fd;
     dev.size = (uint64_t)st.st_size;
-    dev.write_limit = resize_write_limit(dev.size, (uint64_t)im->info->virtual_size,
-                                         (uint64_t)new_size, (uint64_t)im->info->cluster_size);
+    dev.write_limit =
+        resize_write_limit(dev.size, (uint64_t)im->info->virtual_size, (uint64_t)new_size,
+                           (uint64_t)im->info->cluster_size, prealloc != INSTAR_PREALLOC_OFF);
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
 
     /* Room for the old and new L1 tables twice over, the refcount table and the heap. */
@@ -372,16 +391,7 @@ int cmd_resize(int argc, char **argv)
             report_error("The new size must be a multiple of 512");
             goto out;
         }
-        if (prealloc != INSTAR_PREALLOC_OFF) {
-            report_resize_code(im->name, QCOW2_RESIZE_ERR_NOTSUP_PREALLOC, 0, false);
-            goto out;
-        }
-        /* A longer backing file would make QEMU zero-fill the new area. */
-        if (total > cur && oc.n > 1 && oc.img[1].info && oc.img[1].info->virtual_size > cur) {
-            report_resize_code(im->name, QCOW2_RESIZE_ERR_NOTSUP_ZERO, 0, false);
-            goto out;
-        }
-        if (resize_qcow2(&oc, total, shrink) < 0)
+        if (resize_qcow2(&oc, total, shrink, prealloc) < 0)
             goto out;
     } else {
         report_error("Image format '%s' is not supported by instar", im->info->format);

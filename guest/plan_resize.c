@@ -10,6 +10,7 @@
  */
 #include "guest.h"
 #include "open.h"
+#include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
 
 static uint64_t dev_len; /* the file length as the writes left it */
@@ -74,6 +75,21 @@ static int rs_truncate(void *opaque, uint64_t size)
     return 0;
 }
 
+static int rs_truncate_mode(void *opaque, uint64_t size, int mode)
+{
+    uint32_t m = mode == QCOW2_PREALLOC_FALLOC ? INSTAR_TRUNC_FALLOC
+                 : mode == QCOW2_PREALLOC_FULL ? INSTAR_TRUNC_FULL
+                                               : INSTAR_TRUNC_OFF;
+    int64_t r;
+
+    (void)opaque;
+    r = hc_truncate(GOPEN_DEV, size, m);
+    if (r < 0)
+        return r == INSTAR_HC_ERANGE ? -QCOW2_RESIZE_EFBIG : -QCOW2_RESIZE_EIO;
+    dev_len = size;
+    return 0;
+}
+
 static void *rs_mem(void *opaque, void *p, size_t size)
 {
     (void)opaque;
@@ -95,15 +111,15 @@ void plan_resize(void)
 {
     static uint8_t first[GOPEN_FIRST];
     static struct gq_image img;
-    static const struct qcow2_resize_io io = {NULL,     rs_pread,    rs_pwrite,
-                                              rs_flush, rs_truncate, rs_mem};
+    static const struct qcow2_resize_io io = {NULL,        rs_pread, rs_pwrite,       rs_flush,
+                                              rs_truncate, rs_mem,   rs_truncate_mode};
     const struct instar_resize_args *a = &boot->args.resize;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
     struct rbuf rb;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
-    if (a->size % 512 || a->prealloc != INSTAR_PREALLOC_OFF)
+    if (a->size % 512 || a->prealloc > QCOW2_PREALLOC_FULL)
         fail(INSTAR_ERR_BAD_ARGS, 0);
     (void)gopen_probe(INSTAR_OP_RESIZE, "qcow2", false, first);
     gq_open(&img, INSTAR_OP_RESIZE, first);
@@ -121,6 +137,8 @@ void plan_resize(void)
         fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
     if (a->size < h->disk_size && !(a->flags & INSTAR_RESIZE_SHRINK))
         fail(INSTAR_ERR_BAD_ARGS, 0);
+    if (a->prealloc != QCOW2_PREALLOC_OFF && a->size <= (h->disk_size & ~UINT64_C(511)))
+        fail(INSTAR_ERR_BAD_ARGS, 0);
 
     memset(&ri, 0, sizeof(ri));
     ri.version = h->version;
@@ -134,6 +152,9 @@ void plan_resize(void)
     ri.refcount_table_clusters = h->refcount_table_clusters;
     ri.nb_snapshots = h->nb_snapshots;
     ri.file_size = gblk_size(GOPEN_DEV);
+    ri.prealloc = (int)a->prealloc;
+    ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
+    ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
     dev_len = ri.file_size;
 
     ret = qcow2_resize(&ri, &io, a->size, &errnum, &wcode, &werrno);

@@ -208,10 +208,151 @@ def test_raw(instar, raw_image, tmp_path, args):
     resize_both(instar, raw_image, tmp_path, *args, fmt="raw")
 
 
-# --- Preallocation on qcow2 grow: not implemented by instar yet ---
+# --- Preallocation on qcow2 grow (preallocate_co / qcow2_refcount_area) ---
+
+PREALLOC = ["metadata", "falloc", "full"]
 
 
-@pytest.mark.xfail(strict=True, reason="qcow2 preallocation on resize is not implemented (docs/differences.md)")
-@pytest.mark.parametrize("mode", ["metadata", "falloc", "full"])
+@pytest.mark.parametrize("mode", PREALLOC)
 def test_qcow2_grow_preallocation(instar, imgdir, tmp_path, mode):
     resize_both(instar, qcow2_image(imgdir, 65536, 16), tmp_path, f"--preallocation={mode}", "IMG", "+4M")
+
+
+@pytest.mark.parametrize("mode", PREALLOC)
+@pytest.mark.parametrize("cs,rb", [(512, 16), (4096, 1), (65536, 64), (2 << 20, 8)])
+def test_qcow2_grow_preallocation_geometry(instar, imgdir, tmp_path, mode, cs, rb):
+    resize_both(instar, qcow2_image(imgdir, cs, rb), tmp_path, f"--preallocation={mode}", "IMG", "+3M")
+
+
+@pytest.mark.parametrize("mode,new", [("metadata", "300M"), ("falloc", "100M")])
+def test_qcow2_grow_preallocation_grows_reftable(instar, imgdir, tmp_path, mode, new):
+    """512-byte clusters, 1-bit refcounts: the new metadata needs new refcount blocks and table."""
+    src = qcow2_image(imgdir, 512, 1, writes=("write -P 7 0 64k",))
+    resize_both(instar, src, tmp_path, f"--preallocation={mode}", "IMG", new)
+
+
+# An old size that ends inside a cluster (16 MiB - 512): the head cluster is kept
+# (metadata), or copied into the new data area (falloc/full).
+UNALIGNED = {
+    "head-written": ("write -P 7 0 64k", "write -P 9 16711680 65024"),
+    "head-empty": ("write -P 7 0 64k",),
+}
+
+
+@pytest.mark.parametrize("mode", PREALLOC)
+@pytest.mark.parametrize("head", list(UNALIGNED))
+@pytest.mark.parametrize("ext", ["", "extended_l2=on"])
+@pytest.mark.parametrize("new", ["20M", "16777216"])
+def test_qcow2_grow_preallocation_unaligned(instar, imgdir, tmp_path, mode, head, ext, new):
+    src = qcow2_image(imgdir, 65536, 16, size="16776704", opts=ext, writes=UNALIGNED[head])
+    resize_both(instar, src, tmp_path, f"--preallocation={mode}", "IMG", new)
+
+
+@pytest.mark.parametrize("mode", PREALLOC)
+@pytest.mark.parametrize("opts", ["extended_l2=on", "compat=0.10", "lazy_refcounts=on"])
+def test_qcow2_grow_preallocation_features(instar, imgdir, tmp_path, mode, opts):
+    resize_both(instar, qcow2_image(imgdir, 65536, 16, opts=opts), tmp_path, f"--preallocation={mode}",
+                "IMG", "+1000k")
+
+
+@pytest.mark.parametrize("mode", ["falloc", "full"])
+def test_qcow2_grow_preallocation_snapshot_head(instar, imgdir, tmp_path, mode):
+    """The partial head cluster is shared with a snapshot: falloc/full copy it."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
+    snap = tmp_path / "snap.qcow2"
+    tl.run(["cp", str(src), str(snap)])
+    tl.qemu_img("snapshot", "-c", "s1", str(snap))
+    resize_both(instar, snap, tmp_path, f"--preallocation={mode}", "IMG", "20M")
+
+
+# --- Growing over a longer backing file: the new area is zero-filled ---
+
+
+@pytest.fixture(scope="module")
+def backing_dir(imgdir):
+    d = imgdir / "backing"
+    d.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(d / "base.qcow2"), "64M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", str(d / "base.qcow2"))
+    return d
+
+
+def overlay(backing_dir: Path, name: str, size: str, opts: str = "", writes: tuple[str, ...] = ()) -> Path:
+    path = backing_dir / name
+    if not path.exists():
+        o = ["-o", opts] if opts else []
+        tl.qemu_img("create", "-q", "-f", "qcow2", *o, "-b", "base.qcow2", "-F", "qcow2", str(path), size)
+        for w in writes:
+            tl.qemu_io("-f", "qcow2", "-c", w, str(path))
+    return path
+
+
+OVERLAYS = {
+    "plain": ("16M", "", ()),
+    "written": ("16M", "", ("write -P 3 0 64k", "write -P 4 15M 1M")),
+    "extended": ("16M", "extended_l2=on", ("write -P 3 0 4k",)),
+    "v2": ("16M", "compat=0.10", ()),                         # qemu: "Failed to zero out new clusters"
+    "small-clusters": ("16M", "cluster_size=4096,refcount_bits=2", ("write -P 3 0 64k",)),
+    "unaligned-head-written": ("16776704", "", ("write -P 3 16711680 512",)),
+}
+
+
+@pytest.mark.parametrize("pre", ["off", *PREALLOC])
+@pytest.mark.parametrize("new", ["24M", "40M"])
+@pytest.mark.parametrize("kind", list(OVERLAYS))
+def test_grow_over_longer_backing(instar, backing_dir, tmp_path, pre, new, kind):
+    size, opts, writes = OVERLAYS[kind]
+    ov = overlay(backing_dir, f"ov-{kind}.qcow2", size, opts, writes)
+    work = tmp_path / "w"
+    work.mkdir()
+    tl.run(["cp", "--sparse=always", str(ov), str(work / "img.qcow2")])
+    tl.run(["cp", "--sparse=always", str(backing_dir / "base.qcow2"), str(work / "base.qcow2")])
+    argv = ["resize", f"--preallocation={pre}", "img.qcow2", new]
+    exp, act = tl.run_both_on_copies(instar, argv, [work / "img.qcow2", work / "base.qcow2"], tmp_path / "run",
+                                     compare_images=["img.qcow2"], compare_fmt="qcow2", timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    lq = (tmp_path / "run" / "oracle" / "img.qcow2").stat().st_size
+    li = (tmp_path / "run" / "instar" / "img.qcow2").stat().st_size
+    assert lq == li
+    if exp.returncode == 0:
+        # The backing file no longer shows through the grown area.
+        r = tl.qemu_io("-f", "qcow2", "-c", "read -P 0 16M 8M", str(tmp_path / "run" / "instar" / "img.qcow2"))
+        assert b"read 8388608/8388608" in r.stdout
+
+
+# --- Cases instar still refuses (docs/differences.md) ---
+
+
+@pytest.mark.xfail(strict=True, reason="copy-on-write from the backing file into the partial head cluster")
+@pytest.mark.parametrize("pre", ["off", "metadata"])
+def test_grow_over_backing_unallocated_partial_head(instar, backing_dir, tmp_path, pre):
+    ov = overlay(backing_dir, "ov-unaligned-empty.qcow2", "16776704")
+    work = tmp_path / "w"
+    work.mkdir()
+    tl.run(["cp", str(ov), str(work / "img.qcow2")])
+    tl.run(["cp", "--sparse=always", str(backing_dir / "base.qcow2"), str(work / "base.qcow2")])
+    exp, act = tl.run_both_on_copies(instar, ["resize", f"--preallocation={pre}", "img.qcow2", "24M"],
+                                     [work / "img.qcow2", work / "base.qcow2"], tmp_path / "run",
+                                     compare_images=["img.qcow2"], compare_fmt="qcow2", timeout=120)
+    tl.assert_same(exp, act, "resize")
+
+
+@pytest.mark.xfail(strict=True, reason="metadata preallocation copying a snapshot-shared partial head cluster")
+def test_grow_preallocation_metadata_snapshot_head(instar, imgdir, tmp_path):
+    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
+    snap = tmp_path / "snap.qcow2"
+    tl.run(["cp", str(src), str(snap)])
+    tl.qemu_img("snapshot", "-c", "s1", str(snap))
+    resize_both(instar, snap, tmp_path, "--preallocation=metadata", "IMG", "20M")
+
+
+def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
+    """instar's refusal comes before any write."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
+    snap = tmp_path / "snap.qcow2"
+    tl.run(["cp", str(src), str(snap)])
+    tl.qemu_img("snapshot", "-c", "s1", str(snap))
+    before = snap.read_bytes()
+    r = instar.run(["resize", "--preallocation=metadata", str(snap), "20M"])
+    assert r.returncode == 1 and b"partial last cluster" in r.stderr
+    assert snap.read_bytes() == before

@@ -14,12 +14,8 @@
 
 #define HDR_LEN_V2       72
 #define HDR_LEN_V3       112 /* sizeof(QCowHeader) in QEMU 7.2 */
-#define L1E_OFFSET_MASK  0x00fffffffffffe00ull
-#define OFLAG_COPIED     (1ull << 63)
 #define MAX_L1_BYTES     (32ull << 20)
 #define INT_MAX_U        0x7fffffffull
-#define REQUEST_MAX      0x7ffffe00ull /* BDRV_REQUEST_MAX_BYTES */
-#define INV_OFFSET       UINT64_MAX
 #define EXT_BACKING_FMT  0xe2792acau
 #define EXT_FEATURES     0x6803f857u
 #define EXT_DATA_FILE    0x44415441u
@@ -37,15 +33,6 @@ static void st64(uint8_t *p, uint64_t v)
 {
     st32(p, (uint32_t)(v >> 32));
     st32(p + 4, (uint32_t)v);
-}
-
-static uint64_t ld64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | p[i];
-    }
-    return v;
 }
 
 /* --- The header (qcow2_update_header) --- */
@@ -180,54 +167,12 @@ struct cctx {
     struct qcow2_alloc a;
     uint32_t cb;
     uint64_t cs;
-    uint32_t l2_bits;  /* log2(entries per L2 table) */
-    uint32_t l2e_size; /* 8, or 16 with extended L2 entries */
-    uint64_t *l1;
-    uint32_t l1_size;
-    uint64_t l1_offset;
-    uint64_t l2_off; /* the one cached L2 table (0: none) */
-    uint8_t *l2;
-    bool l2_dirty;
+    struct qcow2_prealloc p; /* the L1 table, the L2 cache, the mapping (prealloc.h) */
 };
 
 static int wr(struct cctx *c, uint64_t off, const void *buf, size_t len)
 {
     return c->io->alloc.write(c->op, off, buf, len);
-}
-
-static int l2_flush(struct cctx *c)
-{
-    int ret;
-
-    if (c->l2_off && c->l2_dirty) {
-        ret = wr(c, c->l2_off, c->l2, c->cs);
-        if (ret < 0) {
-            return ret;
-        }
-        c->l2_dirty = false;
-    }
-    return 0;
-}
-
-static int l1_write(struct cctx *c)
-{
-    size_t bytes = (size_t)c->l1_size * 8;
-    uint8_t *be;
-    int ret;
-
-    if (!c->l1_size) {
-        return 0;
-    }
-    be = c->io->alloc.mem(c->op, NULL, bytes);
-    if (!be) {
-        return -QCOW2_ALLOC_ENOMEM;
-    }
-    for (uint32_t i = 0; i < c->l1_size; i++) {
-        st64(be + (size_t)i * 8, c->l1[i]);
-    }
-    ret = wr(c, c->l1_offset, be, bytes);
-    c->io->alloc.mem(c->op, be, 0);
-    return ret;
 }
 
 /* qcow2_grow_l1_table(exact): a new, zeroed L1 of min_size entries. */
@@ -238,326 +183,53 @@ static int grow_l1(struct cctx *c, uint64_t min_size)
     uint8_t hdr[12];
     int ret;
 
-    if (min_size <= c->l1_size) {
+    if (min_size <= c->p.l1_size) {
         return 0;
     }
     if (min_size > INT_MAX_U / 8 || min_size > MAX_L1_BYTES / 8) {
         return -QCOW2_ALLOC_EFBIG;
     }
     bytes = min_size * 8;
-    c->l1 = c->io->alloc.mem(c->op, NULL, bytes);
-    if (!c->l1) {
+    c->p.l1 = c->io->alloc.mem(c->op, NULL, bytes);
+    if (!c->p.l1) {
         return -QCOW2_ALLOC_ENOMEM;
     }
-    memset(c->l1, 0, bytes);
+    memset(c->p.l1, 0, bytes);
     off = qcow2_alloc_clusters(&c->a, bytes);
     if (off < 0) {
         return (int)off;
     }
-    c->l1_size = (uint32_t)min_size;
-    c->l1_offset = (uint64_t)off;
-    ret = l1_write(c);
+    c->p.l1_size = (uint32_t)min_size;
+    c->p.l1_offset = (uint64_t)off;
+    ret = qcow2_prealloc_write_l1(&c->p);
     if (ret < 0) {
         return ret;
     }
-    st32(hdr, c->l1_size);
-    st64(hdr + 4, c->l1_offset);
+    st32(hdr, (uint32_t)c->p.l1_size);
+    st64(hdr + 4, c->p.l1_offset);
     return wr(c, 36, hdr, sizeof(hdr));
 }
 
-/*
- * get_cluster_table(): the L2 table for guest_offset in the cache,
- * allocated (l2_allocate) when its L1 entry is empty.
- */
-static int get_l2(struct cctx *c, uint64_t guest_offset, uint64_t *l2_index)
+/* The create stage of a failed qcow2_prealloc_file() step. */
+static int file_stage(int step)
 {
-    uint64_t l1_index = guest_offset >> (c->cb + c->l2_bits);
-    uint64_t l2_off;
-    int ret;
-
-    *l2_index = (guest_offset >> c->cb) & ((1ull << c->l2_bits) - 1);
-    if (l1_index >= c->l1_size) {
-        return -QCOW2_ALLOC_EIO;
+    switch (step) {
+    case QCOW2_PREALLOC_STEP_REFCOUNT_AREA:
+        return QCOW2_CREATE_STAGE_REFCOUNT_AREA;
+    case QCOW2_PREALLOC_STEP_DATA_ALLOC:
+        return QCOW2_CREATE_STAGE_DATA_ALLOC;
+    case QCOW2_PREALLOC_STEP_TRUNCATE:
+        return QCOW2_CREATE_STAGE_TRUNCATE;
+    default:
+        return QCOW2_CREATE_STAGE_L2;
     }
-    l2_off = c->l1[l1_index] & L1E_OFFSET_MASK;
-    if (l2_off && (c->l1[l1_index] & OFLAG_COPIED)) {
-        if (c->l2_off == l2_off) {
-            return 0;
-        }
-        ret = l2_flush(c);
-        if (ret < 0) {
-            return ret;
-        }
-        c->l2_off = 0;
-        ret = c->io->alloc.read(c->op, l2_off, c->l2, c->cs);
-        if (ret < 0) {
-            return ret;
-        }
-        c->l2_off = l2_off;
-        return 0;
-    }
-    if (l2_off) {
-        return -QCOW2_ALLOC_EIO; /* never in a new image */
-    }
-    int64_t off = qcow2_alloc_clusters(&c->a, c->cs);
-    if (off < 0) {
-        return (int)off;
-    }
-    if (off == 0) {
-        return -QCOW2_ALLOC_EIO;
-    }
-    ret = l2_flush(c);
-    if (ret < 0) {
-        return ret;
-    }
-    memset(c->l2, 0, c->cs);
-    c->l2_off = (uint64_t)off;
-    c->l2_dirty = true;
-    c->l1[l1_index] = (uint64_t)off | OFLAG_COPIED;
-    return 0;
-}
-
-/* qcow2_alloc_cluster_link_l2() with prealloc set: bitmaps stay zero. */
-static int link_l2(struct cctx *c, uint64_t guest_offset, uint64_t host, uint64_t nb)
-{
-    uint64_t l2_index;
-    int ret = get_l2(c, guest_offset, &l2_index);
-
-    if (ret < 0) {
-        return ret;
-    }
-    for (uint64_t i = 0; i < nb; i++) {
-        st64(c->l2 + (l2_index + i) * c->l2e_size, (host + (i << c->cb)) | OFLAG_COPIED);
-    }
-    c->l2_dirty = true;
-    return 0;
-}
-
-/* Zeros over [off, off + len) of the image file (len below one cluster). */
-static int write_zeros(struct cctx *c, uint64_t off, uint64_t len)
-{
-    uint8_t *z = c->io->alloc.mem(c->op, NULL, (size_t)len);
-    int ret;
-
-    if (!z) {
-        return -QCOW2_ALLOC_ENOMEM;
-    }
-    memset(z, 0, (size_t)len);
-    ret = wr(c, off, z, (size_t)len);
-    c->io->alloc.mem(c->op, z, 0);
-    return ret;
-}
-
-/*
- * qcow2_alloc_host_offset() for a range of a new image (every cluster
- * unallocated), linking each allocation as qcow2_handle_l2meta() then
- * does.  *bytes shrinks to what was mapped; *host_offset is its start.
- */
-static int alloc_host_offset(struct cctx *c, uint64_t offset, uint64_t *bytes,
-                             uint64_t *host_offset)
-{
-    uint64_t start = offset, remaining = *bytes, cur = 0;
-    uint64_t cluster_offset = INV_OFFSET;
-    int ret;
-
-    *host_offset = INV_OFFSET;
-    for (;;) {
-        if (*host_offset == INV_OFFSET && cluster_offset != INV_OFFSET) {
-            *host_offset = cluster_offset;
-        }
-        start += cur;
-        remaining -= cur;
-        if (cluster_offset != INV_OFFSET) {
-            cluster_offset += cur;
-        }
-        if (remaining == 0) {
-            break;
-        }
-        cur = remaining;
-
-        uint64_t in_cluster = start & (c->cs - 1);
-        uint64_t l2_entries = 1ull << c->l2_bits;
-        uint64_t l2_index;
-
-        /* handle_copied(): loads (allocates) the L2 table; nothing to keep. */
-        ret = get_l2(c, start, &l2_index);
-        if (ret < 0) {
-            return ret;
-        }
-        if (ld64(c->l2 + l2_index * c->l2e_size) != 0) {
-            return -QCOW2_ALLOC_EIO;
-        }
-
-        /* handle_alloc() */
-        uint64_t nb = (in_cluster + cur + c->cs - 1) >> c->cb;
-        if (nb > l2_entries - l2_index) {
-            nb = l2_entries - l2_index;
-        }
-        if (nb > (REQUEST_MAX >> c->cb)) {
-            nb = REQUEST_MAX >> c->cb;
-        }
-        uint64_t alloc_off;
-        if (c->o->data_file) {
-            alloc_off = start & ~(c->cs - 1);
-        } else if (cluster_offset == INV_OFFSET) {
-            int64_t r = qcow2_alloc_clusters(&c->a, nb << c->cb);
-            if (r < 0) {
-                return (int)r;
-            }
-            alloc_off = (uint64_t)r;
-        } else {
-            alloc_off = cluster_offset & ~(c->cs - 1);
-            int64_t r = qcow2_alloc_clusters_at(&c->a, alloc_off, nb);
-            if (r < 0) {
-                return (int)r;
-            }
-            nb = (uint64_t)r;
-            if (nb == 0) {
-                break;
-            }
-        }
-        uint64_t avail = nb << c->cb;
-        uint64_t req = cur + in_cluster;
-        uint64_t nb_bytes = req < avail ? req : avail;
-        if (cur > nb_bytes - in_cluster) {
-            cur = nb_bytes - in_cluster;
-        }
-        cluster_offset = alloc_off + in_cluster;
-        ret = link_l2(c, start & ~(c->cs - 1), alloc_off, nb);
-        if (ret < 0) {
-            return ret;
-        }
-        /*
-         * perform_cow(): a range ending inside a cluster gets the rest of
-         * that cluster written (zeros: nothing is below a new image).
-         */
-        uint64_t mapped_end = in_cluster + cur, alloc_end = nb << c->cb;
-        if (mapped_end < alloc_end && !c->o->data_file) {
-            ret = write_zeros(c, alloc_off + mapped_end, alloc_end - mapped_end);
-            if (ret < 0) {
-                return ret;
-            }
-        }
-    }
-    *bytes -= remaining;
-    return 0;
-}
-
-/* preallocate_co(): map [offset, new_length), then extend the data file. */
-static int preallocate(struct cctx *c, uint64_t offset, uint64_t new_length, int mode)
-{
-    uint64_t bytes = new_length - offset, host_offset = 0, cur = 0, len;
-    int dev = c->o->data_file ? QCOW2_CREATE_DEV_DATA : QCOW2_CREATE_DEV_IMAGE;
-    int ret;
-
-    while (bytes) {
-        cur = bytes < (INT_MAX_U & ~(c->cs - 1)) ? bytes : (INT_MAX_U & ~(c->cs - 1));
-        ret = alloc_host_offset(c, offset, &cur, &host_offset);
-        if (ret < 0) {
-            return ret;
-        }
-        bytes -= cur;
-        offset += cur;
-    }
-    ret = c->io->length(c->op, dev, &len);
-    if (ret < 0) {
-        return ret;
-    }
-    if (host_offset + cur > len) {
-        ret = c->io->truncate(c->op, dev, host_offset + cur,
-                              mode == QCOW2_PREALLOC_METADATA ? QCOW2_PREALLOC_OFF : mode);
-        if (ret < 0) {
-            return ret;
-        }
-    }
-    return 0;
-}
-
-/* qcow2_get_last_cluster(): the last cluster with a reference, before size. */
-static int64_t last_cluster(struct cctx *c, uint64_t size)
-{
-    uint64_t rc;
-
-    for (uint64_t i = (size + c->cs - 1) >> c->cb; i-- > 0;) {
-        int ret = qcow2_alloc_get_refcount(&c->a, i, &rc);
-        if (ret < 0) {
-            return ret;
-        }
-        if (rc > 0) {
-            return (int64_t)i;
-        }
-    }
-    return -QCOW2_ALLOC_EIO;
-}
-
-/* qcow2_co_truncate()'s falloc/full branch for an image without a data file. */
-static int prealloc_file(struct cctx *c, uint64_t size, int mode, int *stage)
-{
-    uint64_t file_size, nb_data, nb_l2, guest = 0, host;
-    int64_t last, start, got;
-    int ret;
-
-    ret = c->io->length(c->op, QCOW2_CREATE_DEV_IMAGE, &file_size);
-    if (ret < 0) {
-        return ret;
-    }
-    last = last_cluster(c, file_size);
-    if (last >= 0) {
-        file_size = ((uint64_t)last + 1) << c->cb;
-    } else {
-        file_size = (file_size + c->cs - 1) & ~(c->cs - 1);
-    }
-    nb_data = ((size + c->cs - 1) & ~(c->cs - 1)) >> c->cb;
-    nb_l2 = (nb_data + (1ull << c->l2_bits) - 1) >> c->l2_bits;
-    nb_l2++;
-
-    *stage = QCOW2_CREATE_STAGE_REFCOUNT_AREA;
-    start = qcow2_alloc_refcount_area(&c->a, file_size, nb_data + nb_l2, true, 0, 0);
-    if (start < 0) {
-        return (int)start;
-    }
-    *stage = QCOW2_CREATE_STAGE_DATA_ALLOC;
-    got = qcow2_alloc_clusters_at(&c->a, (uint64_t)start, nb_data);
-    if (got < 0) {
-        return (int)got;
-    }
-    if ((uint64_t)got != nb_data) {
-        return -QCOW2_ALLOC_EIO;
-    }
-    ret = qcow2_alloc_flush(&c->a);
-    if (ret < 0) {
-        return ret;
-    }
-    *stage = QCOW2_CREATE_STAGE_TRUNCATE;
-    ret =
-        c->io->truncate(c->op, QCOW2_CREATE_DEV_IMAGE, (uint64_t)start + (nb_data << c->cb), mode);
-    if (ret < 0) {
-        return ret;
-    }
-    *stage = QCOW2_CREATE_STAGE_L2;
-    host = (uint64_t)start;
-    while (nb_data) {
-        uint64_t l2_index = (guest >> c->cb) & ((1ull << c->l2_bits) - 1);
-        uint64_t nb = (1ull << c->l2_bits) - l2_index;
-        if (nb > nb_data) {
-            nb = nb_data;
-        }
-        ret = link_l2(c, guest, host, nb);
-        if (ret < 0) {
-            return ret;
-        }
-        guest += nb << c->cb;
-        host += nb << c->cb;
-        nb_data -= nb;
-    }
-    return 0;
 }
 
 /* qcow2_co_truncate() from size 0 to o->size. */
 static int truncate_to(struct cctx *c, int *stage)
 {
     const struct qcow2_create_opts *o = c->o;
-    uint64_t shift = c->cb + c->l2_bits;
+    uint64_t shift = c->cb + c->p.l2_bits;
     uint64_t new_l1 = (o->size + (1ull << shift) - 1) >> shift;
     int prealloc = (int)o->prealloc;
     uint8_t be[8];
@@ -580,15 +252,20 @@ static int truncate_to(struct cctx *c, int *stage)
         break;
     case QCOW2_PREALLOC_METADATA:
         *stage = QCOW2_CREATE_STAGE_PREALLOC;
-        ret = preallocate(c, 0, o->size, prealloc);
+        ret = qcow2_prealloc_map(&c->p, 0, o->size, prealloc);
         break;
     case QCOW2_PREALLOC_FALLOC:
     case QCOW2_PREALLOC_FULL:
         if (o->data_file) {
             *stage = QCOW2_CREATE_STAGE_PREALLOC;
-            ret = preallocate(c, 0, o->size, prealloc);
+            ret = qcow2_prealloc_map(&c->p, 0, o->size, prealloc);
         } else {
-            ret = prealloc_file(c, o->size, prealloc, stage);
+            int step = 0;
+
+            ret = qcow2_prealloc_file(&c->p, 0, o->size, prealloc, false, &step);
+            if (ret < 0) {
+                *stage = file_stage(step);
+            }
         }
         break;
     default:
@@ -600,10 +277,7 @@ static int truncate_to(struct cctx *c, int *stage)
 
     /* qcow2_write_caches(), then the new size in the header. */
     *stage = QCOW2_CREATE_STAGE_SIZE;
-    ret = l2_flush(c);
-    if (ret == 0) {
-        ret = l1_write(c);
-    }
+    ret = qcow2_prealloc_flush(&c->p);
     if (ret == 0) {
         ret = qcow2_alloc_flush(&c->a);
     }
@@ -645,8 +319,6 @@ int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io
     c.op = opaque;
     c.cb = o->cluster_bits;
     c.cs = 1ull << c.cb;
-    c.l2e_size = o->extended_l2 ? 16 : 8;
-    c.l2_bits = c.cb - (o->extended_l2 ? 4 : 3);
 
     buf = io->alloc.mem(opaque, NULL, 2 * c.cs);
     if (!buf) {
@@ -698,9 +370,16 @@ int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io
         goto out;
     }
 
-    c.l2 = io->alloc.mem(opaque, NULL, c.cs);
-    if (!c.l2) {
-        ret = -QCOW2_ALLOC_ENOMEM;
+    c.p.a = &c.a;
+    c.p.ops = &io->alloc;
+    c.p.truncate = io->truncate;
+    c.p.length = io->length;
+    c.p.opaque = opaque;
+    c.p.cluster_bits = c.cb;
+    c.p.extended_l2 = o->extended_l2;
+    c.p.data_file = o->data_file != NULL;
+    ret = qcow2_prealloc_init(&c.p);
+    if (ret < 0) {
         goto out;
     }
     ret = truncate_to(&c, stage);
@@ -714,8 +393,9 @@ int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io
             ret = -QCOW2_ALLOC_EINVAL;
             goto out;
         }
-        ret = qcow2_create_header(o, buf, o->size, c.l1_size, c.l1_offset, c.a.reftable_offset,
-                                  (uint32_t)(c.a.reftable_size >> (c.cb - 3)), true);
+        ret = qcow2_create_header(o, buf, o->size, (uint32_t)c.p.l1_size, c.p.l1_offset,
+                                  c.a.reftable_offset, (uint32_t)(c.a.reftable_size >> (c.cb - 3)),
+                                  true);
         if (ret == 0) {
             ret = wr(&c, 0, buf, c.cs);
         }
@@ -730,11 +410,9 @@ int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io
 
 out:
     qcow2_alloc_release(&c.a);
-    if (c.l2) {
-        io->alloc.mem(opaque, c.l2, 0);
-    }
-    if (c.l1) {
-        io->alloc.mem(opaque, c.l1, 0);
+    qcow2_prealloc_release(&c.p);
+    if (c.p.l1) {
+        io->alloc.mem(opaque, c.p.l1, 0);
     }
     io->alloc.mem(opaque, buf, 0);
     return ret;

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "alloc.h"
+#include "prealloc.h"
 
 #define QCOW2_CREATE_ENOSPC 28
 
@@ -25,11 +26,7 @@
 #define QCOW2_CREATE_DEV_IMAGE 0
 #define QCOW2_CREATE_DEV_DATA  1
 
-/* Preallocation modes: enum instar_prealloc's values (qemu's PreallocMode). */
-#define QCOW2_PREALLOC_OFF      0
-#define QCOW2_PREALLOC_METADATA 1
-#define QCOW2_PREALLOC_FALLOC   2
-#define QCOW2_PREALLOC_FULL     3
+/* Preallocation modes: QCOW2_PREALLOC_* in prealloc.h. */
 
 struct qcow2_create_io {
     /* read/write/mem of the image file (device 0); must come first */

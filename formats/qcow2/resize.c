@@ -15,6 +15,7 @@
 #include "instar/ovf.h"
 #include "alloc.h"
 #include "l2.h"
+#include "prealloc.h"
 #include "refcount.h"
 
 #define RS_MAX_L1_BYTES (UINT64_C(32) << 20) /* QCOW_MAX_L1_SIZE */
@@ -551,6 +552,261 @@ static int rs_shrink(struct rs *s, uint64_t old_len, uint64_t new_size, int *cod
     return 0;
 }
 
+/* --- Grow with preallocation or zero-fill (prealloc.c) --- */
+
+static int pa_truncate(void *opaque, int dev, uint64_t size, int mode)
+{
+    struct rs *s = opaque;
+    int ret;
+
+    if (dev != QCOW2_PREALLOC_DEV_IMAGE || !s->io->truncate_mode)
+        return -QCOW2_RESIZE_EINVAL;
+    ret = s->io->truncate_mode(s->io->opaque, size, mode);
+    if (ret == 0)
+        s->file_len = size;
+    return ret;
+}
+
+static int pa_length(void *opaque, int dev, uint64_t *len)
+{
+    struct rs *s = opaque;
+
+    if (dev != QCOW2_PREALLOC_DEV_IMAGE)
+        return -QCOW2_RESIZE_EINVAL;
+    *len = s->file_len;
+    return 0;
+}
+
+/* The L2 entry (and bitmap) of the cluster holding guest offset off, from the file. */
+static int head_entry(struct rs *s, uint64_t off, uint64_t *entry, uint64_t *bitmap)
+{
+    uint64_t l1i = off >> (s->cb + s->l2_bits), l2off, l2i;
+    uint8_t e[16];
+    int ret;
+
+    *entry = 0;
+    *bitmap = 0;
+    if (l1i >= s->l1_size)
+        return 0;
+    l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
+    if (!l2off)
+        return 0;
+    if (l2off & (s->cs - 1))
+        return -QCOW2_RESIZE_EIO;
+    l2i = (off >> s->cb) & ((UINT64_C(1) << s->l2_bits) - 1);
+    ret = s->io->pread(s->io->opaque, l2off + l2i * (s->extl2 ? 16 : 8), e, s->extl2 ? 16 : 8);
+    if (ret < 0)
+        return ret;
+    *entry = ld_be64(e);
+    *bitmap = s->extl2 ? ld_be64(e + 8) : 0;
+    return 0;
+}
+
+/* Whether subclusters [from, to) of the cluster (entry, bitmap) are all plain data. */
+static bool head_normal(struct rs *s, uint64_t entry, uint64_t bitmap, uint64_t from, uint64_t to)
+{
+    struct qcow2_l2_geom g = {.cluster_bits = s->cb, .extended_l2 = s->extl2, .data_file = false};
+    uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs;
+    struct qcow2_l2_entry e;
+
+    qcow2_l2_decode(entry, bitmap, &g, &e);
+    if (e.type != QCOW2_L2_NORMAL || !e.copied || (e.host_offset & (s->cs - 1)))
+        return false;
+    if (s->extl2) {
+        for (uint64_t sc = from / scs; sc <= (to - 1) / scs; sc++)
+            if (!((bitmap >> sc) & 1) || ((bitmap >> (32 + sc)) & 1))
+                return false;
+    }
+    return true;
+}
+
+/* Whether a copy of [from, to) of the cluster (entry, bitmap) would need the backing file. */
+static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *img, uint64_t entry,
+                                 uint64_t bitmap, uint64_t from, uint64_t to)
+{
+    struct qcow2_l2_geom g = {.cluster_bits = s->cb, .extended_l2 = s->extl2, .data_file = false};
+    uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs;
+    struct qcow2_l2_entry e;
+
+    if (from >= to)
+        return false;
+    qcow2_l2_decode(entry, bitmap, &g, &e);
+    if (e.type == QCOW2_L2_COMPRESSED)
+        return true;
+    if (e.type == QCOW2_L2_ZERO_PLAIN || e.type == QCOW2_L2_ZERO_ALLOC)
+        return false;
+    if ((e.host_offset & (s->cs - 1)) || !img->backing_head)
+        return e.type == QCOW2_L2_NORMAL && (e.host_offset & (s->cs - 1));
+    for (uint64_t sc = from / scs; sc <= (to - 1) / scs; sc++) {
+        bool alloc = e.type == QCOW2_L2_NORMAL && (!s->extl2 || ((bitmap >> sc) & 1));
+        bool zero = s->extl2 && ((bitmap >> (32 + sc)) & 1);
+
+        if (!alloc && !zero)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Before anything is written: whether the partial cluster at the old end
+ * can be handled (QEMU would copy backing file or compressed data into a
+ * new cluster, or rewrite a preallocated zero cluster: instar refuses).
+ */
+static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64_t old_len,
+                      uint64_t new_size, bool zero_write)
+{
+    uint64_t in = old_len & (s->cs - 1), scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs;
+    uint64_t entry, bitmap, wend = in + (new_size - old_len);
+    int ret;
+
+    if (old_len % scs == 0 && in == 0)
+        return 0;
+    if (wend > s->cs)
+        wend = s->cs;
+    ret = head_entry(s, old_len, &entry, &bitmap);
+    if (ret < 0)
+        return ret;
+    switch (img->prealloc) {
+    case QCOW2_PREALLOC_FALLOC:
+    case QCOW2_PREALLOC_FULL:
+        /* The whole head cluster moves to a new one: [0, in) is copied. */
+        return head_cow_unsupported(s, img, entry, bitmap, 0, in) ? -QCOW2_PREALLOC_ENOTSUP : 0;
+    case QCOW2_PREALLOC_METADATA:
+        if (entry == 0) {
+            uint64_t from = s->extl2 ? in / scs * scs : 0;
+
+            if (head_cow_unsupported(s, img, entry, bitmap, from, in))
+                return -QCOW2_PREALLOC_ENOTSUP;
+            /* A new cluster's subclusters stay unallocated: a zero write would copy. */
+            if (zero_write && old_len % scs && s->extl2)
+                return -QCOW2_PREALLOC_ENOTSUP;
+            return 0;
+        }
+        return head_normal(s, entry, bitmap, in, wend) ? 0 : -QCOW2_PREALLOC_ENOTSUP;
+    default:
+        if (zero_write && old_len % scs)
+            return head_normal(s, entry, bitmap, in, in + 1) ? 0 : -QCOW2_PREALLOC_ENOTSUP;
+        return 0;
+    }
+}
+
+/* The explicit zeros over [old_len, end) of the head cluster, written in place. */
+static int zero_head(struct rs *s, uint64_t old_len, uint64_t end)
+{
+    uint64_t entry, bitmap;
+    uint8_t *z;
+    int ret = head_entry(s, old_len, &entry, &bitmap);
+
+    if (ret < 0)
+        return ret;
+    if (!head_normal(s, entry, bitmap, old_len & (s->cs - 1), (end - 1) % s->cs + 1))
+        return -QCOW2_RESIZE_EIO; /* head_check made sure it is */
+    z = rs_mem(s, end - old_len);
+    if (!z)
+        return -QCOW2_RESIZE_ENOMEM;
+    ret = rs_write(s, (entry & QCOW2_L2E_OFFSET_MASK) + (old_len & (s->cs - 1)), z, end - old_len);
+    rs_free(s, z);
+    return ret;
+}
+
+static int prealloc_code(int step)
+{
+    switch (step) {
+    case QCOW2_PREALLOC_STEP_REFCOUNT_AREA:
+        return QCOW2_RESIZE_ERR_REFCOUNT_AREA;
+    case QCOW2_PREALLOC_STEP_DATA_ALLOC:
+        return QCOW2_RESIZE_ERR_DATA_ALLOC;
+    case QCOW2_PREALLOC_STEP_TRUNCATE:
+        return QCOW2_RESIZE_ERR_UNDERLYING;
+    default:
+        return QCOW2_RESIZE_ERR_UPDATE_L2;
+    }
+}
+
+/*
+ * The grow: qcow2_grow_l1_table(exact), then the preallocation of the new
+ * range, then the zero-fill over a longer backing file, then the caches.
+ */
+static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t old_len,
+                   uint64_t new_size, int *code)
+{
+    struct qcow2_prealloc p;
+    bool zero_write = img->zero_write && new_size > old_len;
+    uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs, zero_start;
+    int ret, step = 0;
+
+    *code = QCOW2_RESIZE_ERR_GROW_L1;
+    if (img->prealloc != QCOW2_PREALLOC_OFF || zero_write) {
+        ret = head_check(s, img, old_len, new_size, zero_write);
+        if (ret == -QCOW2_PREALLOC_ENOTSUP)
+            *code = QCOW2_RESIZE_ERR_NOTSUP_HEAD;
+        if (ret < 0)
+            return ret;
+    }
+    ret = grow_l1(s, qcow2_resize_l1_entries(new_size, s->cb, s->extl2));
+    if (ret < 0 || (img->prealloc == QCOW2_PREALLOC_OFF && !zero_write))
+        return ret;
+
+    memset(&p, 0, sizeof(p));
+    p.a = &s->a;
+    p.ops = &rs_alloc_ops;
+    p.truncate = pa_truncate;
+    p.length = pa_length;
+    p.opaque = s;
+    p.cluster_bits = s->cb;
+    p.extended_l2 = s->extl2;
+    p.ordered = true;
+    p.backing_len = img->backing_head ? UINT64_MAX : 0;
+    p.l1 = s->l1;
+    p.l1_size = s->l1_size;
+    p.l1_offset = s->l1_off;
+    ret = qcow2_prealloc_init(&p);
+    if (ret < 0)
+        return ret;
+
+    switch (img->prealloc) {
+    case QCOW2_PREALLOC_METADATA:
+        *code = QCOW2_RESIZE_ERR_PREALLOC_ALLOC;
+        ret = qcow2_prealloc_map(&p, old_len, new_size, QCOW2_PREALLOC_METADATA);
+        break;
+    case QCOW2_PREALLOC_FALLOC:
+    case QCOW2_PREALLOC_FULL:
+        ret = qcow2_prealloc_file(&p, old_len, new_size, img->prealloc, zero_write, &step);
+        *code = prealloc_code(step);
+        /* The file driver honoured BDRV_REQ_ZERO_WRITE: nothing more to zero. */
+        zero_write = false;
+        break;
+    default:
+        break;
+    }
+    if (ret == 0 && zero_write) {
+        zero_start = (old_len + scs - 1) / scs * scs;
+        if (new_size > zero_start) {
+            *code = QCOW2_RESIZE_ERR_ZERO_CLUSTERS;
+            ret = qcow2_prealloc_zeroize(&p, img->version, zero_start, new_size - zero_start);
+        }
+        if (ret == 0 && zero_start > old_len) {
+            *code = QCOW2_RESIZE_ERR_ZERO_AREA;
+            ret = qcow2_prealloc_flush(&p);
+            if (ret == 0)
+                ret = zero_head(s, old_len, zero_start < new_size ? zero_start : new_size);
+        }
+    }
+    if (ret == 0) {
+        if (img->prealloc != QCOW2_PREALLOC_OFF)
+            *code = QCOW2_RESIZE_ERR_FLUSH_PREALLOC;
+        ret = qcow2_prealloc_flush(&p);
+        if (ret == 0)
+            ret = qcow2_alloc_flush(&s->a);
+    } else {
+        /* QEMU's close still writes its caches back (the size stays old). */
+        if (qcow2_prealloc_flush(&p) == 0)
+            (void)qcow2_alloc_flush(&s->a);
+    }
+    qcow2_prealloc_release(&p);
+    return ret;
+}
+
 int qcow2_resize(const struct qcow2_resize_image *img, const struct qcow2_resize_io *io,
                  uint64_t new_size, int *errnum, int *warn_code, int *warn_errno)
 {
@@ -574,7 +830,7 @@ int qcow2_resize(const struct qcow2_resize_image *img, const struct qcow2_resize
     if (new_size < old_len)
         ret = rs_shrink(&s, old_len, new_size, &code, warn_code, warn_errno);
     else
-        ret = grow_l1(&s, qcow2_resize_l1_entries(new_size, s.cb, s.extl2));
+        ret = rs_grow(&s, img, old_len, new_size, &code);
     if (ret == 0) {
         code = QCOW2_RESIZE_ERR_UPDATE_SIZE;
         ret = rs_write_size(&s, new_size);

@@ -1,8 +1,9 @@
 /*
  * Resizing a qcow2 image the way qemu-img 7.2's qcow2_co_truncate() does
- * (block/qcow2.c) with preallocation off: grow the L1 table (relocating
- * it, and growing the refcount table when a new refcount block needs a
- * slot past its end), or discard the clusters past the new end, drop the
+ * (block/qcow2.c): grow the L1 table (relocating it, and growing the
+ * refcount table when a new refcount block needs a slot past its end),
+ * then preallocate the new range or zero-fill it over a longer backing
+ * file (prealloc.h), or discard the clusters past the new end, drop the
  * L2 tables and refcount blocks that became unused and truncate the file
  * after its last used cluster.  Clusters are allocated and freed through
  * the shared allocator (alloc.h), so they land exactly where QEMU puts
@@ -66,12 +67,24 @@
       "Resizing encrypted qcow2 images is not supported by instar")                                \
     X(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 3011, QCOW2_RESIZE_MSG_PLAIN,                             \
       "Resizing qcow2 images with an external data file is not supported by instar")               \
-    X(QCOW2_RESIZE_ERR_NOTSUP_PREALLOC, 3012, QCOW2_RESIZE_MSG_PLAIN,                              \
-      "Preallocation on qcow2 resize is not supported by instar")                                  \
-    X(QCOW2_RESIZE_ERR_NOTSUP_ZERO, 3013, QCOW2_RESIZE_MSG_PLAIN,                                  \
-      "Growing a qcow2 image over a longer backing file is not supported by instar")               \
     X(QCOW2_RESIZE_ERR_TRUNCATE_TAIL, 3014, QCOW2_RESIZE_MSG_ERRNO,                                \
-      "Failed to truncate the tail of the image")
+      "Failed to truncate the tail of the image")                                                  \
+    X(QCOW2_RESIZE_ERR_PREALLOC_ALLOC, 3015, QCOW2_RESIZE_MSG_ERRNO, "Allocating clusters failed") \
+    X(QCOW2_RESIZE_ERR_REFCOUNT_AREA, 3016, QCOW2_RESIZE_MSG_ERRNO,                                \
+      "Failed to resize refcount structures")                                                      \
+    X(QCOW2_RESIZE_ERR_DATA_ALLOC, 3017, QCOW2_RESIZE_MSG_ERRNO,                                   \
+      "Failed to allocate data clusters")                                                          \
+    X(QCOW2_RESIZE_ERR_UNDERLYING, 3018, QCOW2_RESIZE_MSG_ERRNO,                                   \
+      "Failed to resize underlying file: Could not resize file")                                   \
+    X(QCOW2_RESIZE_ERR_UPDATE_L2, 3019, QCOW2_RESIZE_MSG_ERRNO, "Failed to update L2 tables")      \
+    X(QCOW2_RESIZE_ERR_ZERO_CLUSTERS, 3020, QCOW2_RESIZE_MSG_ERRNO,                                \
+      "Failed to zero out new clusters")                                                           \
+    X(QCOW2_RESIZE_ERR_ZERO_AREA, 3021, QCOW2_RESIZE_MSG_ERRNO, "Failed to zero out the new area") \
+    X(QCOW2_RESIZE_ERR_FLUSH_PREALLOC, 3022, QCOW2_RESIZE_MSG_ERRNO,                               \
+      "Failed to flush the preallocated area to disk")                                             \
+    X(QCOW2_RESIZE_ERR_NOTSUP_HEAD, 3023, QCOW2_RESIZE_MSG_PLAIN,                                  \
+      "Growing this qcow2 image would copy data into its partial last cluster, which instar "      \
+      "does not do")
 
 enum qcow2_resize_err {
 #define QCOW2_RESIZE_ERR_ENUM(name, code, kind, msg) name = code,
@@ -90,6 +103,12 @@ struct qcow2_resize_io {
     int (*truncate)(void *opaque, uint64_t size);
     /* realloc(): size 0 frees p and returns NULL; NULL on failure. */
     void *(*mem)(void *opaque, void *p, size_t size);
+    /*
+     * Set the file length growing it with a QCOW2_PREALLOC_* mode (OFF,
+     * FALLOC, FULL), as QEMU's file driver does; needed (non-NULL) only
+     * for preallocation.  0 or a negated errno.
+     */
+    int (*truncate_mode)(void *opaque, uint64_t size, int mode);
 };
 
 /* What the caller's open established (header fields, validated). */
@@ -105,6 +124,10 @@ struct qcow2_resize_image {
     uint32_t refcount_table_clusters;
     uint32_t nb_snapshots;
     uint64_t file_size; /* length of the image file */
+    /* The request beyond the size. */
+    int prealloc;      /* QCOW2_PREALLOC_* (prealloc.h); not OFF only for a grow */
+    bool zero_write;   /* INSTAR_RESIZE_ZERO_WRITE (abi.h) */
+    bool backing_head; /* INSTAR_RESIZE_BACKING_HEAD (abi.h) */
 };
 
 /*

@@ -264,6 +264,15 @@ struct instar_create_args {
 };
 
 #define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */
+/*
+ * Facts about the backing file the host learnt from its own describe (the
+ * guest never opens it).  ZERO_WRITE: the backing file is longer than the
+ * image, so the grown range must read as zeros (QEMU's BDRV_REQ_ZERO_WRITE).
+ * BACKING_HEAD: the backing file reaches into the cluster holding the
+ * current end of the image.
+ */
+#define INSTAR_RESIZE_ZERO_WRITE   (1u << 1)
+#define INSTAR_RESIZE_BACKING_HEAD (1u << 2)
 
 /* resize the qcow2 image on device 0 (writable) to an absolute size. */
 struct instar_resize_args {

@@ -99,3 +99,33 @@ def test_shrink_small_clusters(instar, tmp_path):
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 768k 64k", str(src))
     reads = ["read -P 7 0 64k", "read -P 0 64k 448k"]
     sweep(instar, src, tmp_path, ["--shrink", "IMG", "512k"], reads)
+
+
+@pytest.mark.parametrize("mode", ["metadata", "falloc"])
+def test_grow_with_preallocation(instar, tmp_path, mode):
+    """Preallocation: L2 tables (and data clusters) for the new range, a new
+    refcount area for falloc; the partial head cluster is kept or copied."""
+    src = tmp_path / "pre.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096,refcount_bits=4", str(src), "1047552")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 1044480 3072", str(src))
+    reads = ["read -P 7 0 64k", "read -P 9 1044480 3072"]
+    writes, final = sweep(instar, src, tmp_path, [f"--preallocation={mode}", "IMG", "3M"], reads)
+    assert header_fields(final)[0] == 3 << 20
+    assert writes >= 4
+    verify_recoverable(final, reads + ["read -P 0 1047552 2097152"])
+
+
+def test_grow_over_longer_backing(instar, tmp_path):
+    """The zero-fill: new L2 tables whose entries read as zeros."""
+    base = tmp_path / "base.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(base), "8M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 8M", str(base))
+    src = tmp_path / "ov.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", str(base), "-F", "qcow2",
+                str(src), "1M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", str(src))
+    reads = ["read -P 7 0 64k", "read -P 1 64k 960k"]
+    writes, final = sweep(instar, src, tmp_path, ["IMG", "6M"], reads)
+    assert header_fields(final)[0] == 6 << 20
+    assert writes >= 3
+    verify_recoverable(final, reads + ["read -P 0 1M 5M"])

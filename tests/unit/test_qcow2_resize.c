@@ -121,7 +121,7 @@ static void image_of(const struct memfile *m, struct qcow2_resize_image *ri)
 
 static int do_resize(struct memfile *m, uint64_t size, int *errnum)
 {
-    struct qcow2_resize_io io = {m, m_pread, m_pwrite, m_flush, m_truncate, m_mem};
+    struct qcow2_resize_io io = {m, m_pread, m_pwrite, m_flush, m_truncate, m_mem, NULL};
     struct qcow2_resize_image ri;
     int wc, we;
 
@@ -231,7 +231,7 @@ Test(qcow2_resize, write_failure_names_the_step)
 Test(qcow2_resize, failed_tail_truncation_is_a_warning)
 {
     struct memfile m = mf_from(img_make(MK("refcount_bits=16"), "t.qcow2"));
-    struct qcow2_resize_io io = {&m, m_pread, m_pwrite, m_flush, m_truncate, m_mem};
+    struct qcow2_resize_io io = {&m, m_pread, m_pwrite, m_flush, m_truncate, m_mem, NULL};
     struct qcow2_resize_image ri;
     int errnum, wc, we, total;
 

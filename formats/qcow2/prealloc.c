@@ -1,0 +1,826 @@
+/*
+ * Guest-to-host mapping for a growing qcow2 image (see prealloc.h): the
+ * steps of QEMU 7.2's preallocate_co(), the falloc/full branch of
+ * qcow2_co_truncate() and qcow2_subcluster_zeroize(), in QEMU's order, so
+ * that every cluster lands where QEMU puts it.  Layout facts from
+ * qcow2.txt ("Cluster mapping", "Extended L2 Entries").
+ */
+#include "prealloc.h"
+
+#include <string.h>
+
+#include "l2.h"
+
+#define INT_MAX_U   UINT64_C(0x7fffffff)
+#define REQUEST_MAX UINT64_C(0x7ffffe00) /* BDRV_REQUEST_MAX_BYTES */
+#define INV_OFFSET  UINT64_MAX
+
+static void st64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t ld64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | p[i];
+    }
+    return v;
+}
+
+static int wr(struct qcow2_prealloc *p, uint64_t off, const void *buf, size_t len)
+{
+    return p->ops->write(p->opaque, off, buf, len);
+}
+
+/* Metadata other than refcount blocks: in ordered mode, refcounts first. */
+static int meta_wr(struct qcow2_prealloc *p, uint64_t off, const void *buf, size_t len)
+{
+    if (p->ordered) {
+        int ret = qcow2_alloc_flush(p->a);
+
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return wr(p, off, buf, len);
+}
+
+static uint64_t l2_entry(const struct qcow2_prealloc *p, uint64_t i)
+{
+    return ld64(p->l2 + i * p->l2e_size);
+}
+
+static uint64_t l2_bitmap(const struct qcow2_prealloc *p, uint64_t i)
+{
+    return p->extended_l2 ? ld64(p->l2 + i * p->l2e_size + 8) : 0;
+}
+
+static void l2_set(struct qcow2_prealloc *p, uint64_t i, uint64_t entry, uint64_t bitmap)
+{
+    st64(p->l2 + i * p->l2e_size, entry);
+    if (p->extended_l2) {
+        st64(p->l2 + i * p->l2e_size + 8, bitmap);
+    }
+    p->l2_dirty = true;
+}
+
+static void decode(const struct qcow2_prealloc *p, uint64_t entry, uint64_t bitmap,
+                   struct qcow2_l2_entry *e)
+{
+    struct qcow2_l2_geom g = {
+        .cluster_bits = p->cluster_bits, .extended_l2 = p->extended_l2, .data_file = p->data_file};
+
+    qcow2_l2_decode(entry, bitmap, &g, e);
+}
+
+int qcow2_prealloc_init(struct qcow2_prealloc *p)
+{
+    p->cs = UINT64_C(1) << p->cluster_bits;
+    p->l2e_size = p->extended_l2 ? 16 : 8;
+    p->l2_bits = p->cluster_bits - (p->extended_l2 ? 4 : 3);
+    p->l2_off = 0;
+    p->l2_dirty = false;
+    p->map_end = 0;
+    p->l2 = p->ops->mem(p->opaque, NULL, (size_t)p->cs);
+    if (!p->l2) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    memset(p->l2, 0, (size_t)p->cs);
+    return 0;
+}
+
+void qcow2_prealloc_release(struct qcow2_prealloc *p)
+{
+    if (p->l2) {
+        p->ops->mem(p->opaque, p->l2, 0);
+        p->l2 = NULL;
+    }
+}
+
+static int l2_flush(struct qcow2_prealloc *p)
+{
+    uint64_t len;
+    int ret;
+
+    if (p->l2_off && p->l2_dirty) {
+        /*
+         * Ordered: the file covers every cluster a table on disk maps
+         * (QEMU writes its L2 cache only after preallocate_co's truncate).
+         */
+        if (p->ordered && p->map_end && !p->data_file) {
+            ret = p->length(p->opaque, QCOW2_PREALLOC_DEV_IMAGE, &len);
+            if (ret == 0 && p->map_end > len) {
+                ret = p->truncate(p->opaque, QCOW2_PREALLOC_DEV_IMAGE, p->map_end,
+                                  QCOW2_PREALLOC_OFF);
+            }
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        ret = meta_wr(p, p->l2_off, p->l2, (size_t)p->cs);
+        if (ret < 0) {
+            return ret;
+        }
+        p->l2_dirty = false;
+    }
+    return 0;
+}
+
+int qcow2_prealloc_write_l1(struct qcow2_prealloc *p)
+{
+    size_t bytes = (size_t)p->l1_size * 8;
+    uint8_t *be;
+    int ret;
+
+    if (!p->l1_size) {
+        return 0;
+    }
+    be = p->ops->mem(p->opaque, NULL, bytes);
+    if (!be) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    for (uint64_t i = 0; i < p->l1_size; i++) {
+        st64(be + i * 8, p->l1[i]);
+    }
+    ret = meta_wr(p, p->l1_offset, be, bytes);
+    p->ops->mem(p->opaque, be, 0);
+    return ret;
+}
+
+int qcow2_prealloc_flush(struct qcow2_prealloc *p)
+{
+    int ret = l2_flush(p);
+
+    if (ret == 0 && !p->ordered) {
+        ret = qcow2_prealloc_write_l1(p);
+    }
+    return ret;
+}
+
+/*
+ * get_cluster_table(): the L2 table for guest_offset in the cache; an
+ * L1 entry without a table of its own gets one (l2_allocate: a copy of
+ * the shared table, or zeros), whose old table then loses a reference.
+ */
+static int get_l2(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t *l2_index)
+{
+    uint64_t l1_index = guest_offset >> (p->cluster_bits + p->l2_bits);
+    uint64_t l1e, l2_off;
+    int64_t off;
+    uint8_t be[8];
+    int ret;
+
+    *l2_index = (guest_offset >> p->cluster_bits) & ((UINT64_C(1) << p->l2_bits) - 1);
+    if (l1_index >= p->l1_size) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    l1e = p->l1[l1_index];
+    l2_off = l1e & QCOW2_L1E_OFFSET_MASK;
+    if (l2_off & (p->cs - 1)) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    if (l2_off && (l1e & QCOW2_OFLAG_COPIED)) {
+        if (p->l2_off == l2_off) {
+            return 0;
+        }
+        ret = l2_flush(p);
+        if (ret < 0) {
+            return ret;
+        }
+        p->l2_off = 0;
+        ret = p->ops->read(p->opaque, l2_off, p->l2, (size_t)p->cs);
+        if (ret < 0) {
+            return ret;
+        }
+        p->l2_off = l2_off;
+        return 0;
+    }
+    if (l2_off && !p->ordered) {
+        return -QCOW2_ALLOC_EIO; /* never in a new image */
+    }
+    off = qcow2_alloc_clusters(p->a, p->cs);
+    if (off < 0) {
+        return (int)off;
+    }
+    if (off == 0) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    ret = l2_flush(p);
+    if (ret < 0) {
+        return ret;
+    }
+    p->l2_off = 0;
+    if (l2_off) {
+        ret = p->ops->read(p->opaque, l2_off, p->l2, (size_t)p->cs);
+        if (ret < 0) {
+            return ret;
+        }
+    } else {
+        memset(p->l2, 0, (size_t)p->cs);
+    }
+    p->l2_off = (uint64_t)off;
+    p->l2_dirty = true;
+    p->l1[l1_index] = (uint64_t)off | QCOW2_OFLAG_COPIED;
+    if (!p->ordered) {
+        return 0;
+    }
+    /* l2_allocate(): the table, then the L1 entry; then the old table's reference. */
+    ret = l2_flush(p);
+    if (ret == 0) {
+        st64(be, p->l1[l1_index]);
+        ret = meta_wr(p, p->l1_offset + l1_index * 8, be, 8);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    if (l2_off) {
+        (void)qcow2_alloc_free(p->a, l2_off, p->cs, false);
+    }
+    return 0;
+}
+
+/* qcow2_free_any_cluster() for an entry a link replaced. */
+static void free_entry(struct qcow2_prealloc *p, uint64_t entry, uint64_t bitmap)
+{
+    struct qcow2_l2_entry e;
+
+    decode(p, entry, bitmap, &e);
+    if (e.type == QCOW2_L2_COMPRESSED) {
+        (void)qcow2_alloc_free(p->a, e.host_offset, e.csize, false);
+    } else if ((e.type == QCOW2_L2_NORMAL || e.type == QCOW2_L2_ZERO_ALLOC) && !p->data_file &&
+               !(e.host_offset & (p->cs - 1))) {
+        (void)qcow2_alloc_free(p->a, e.host_offset, p->cs, false);
+    }
+}
+
+/*
+ * qcow2_alloc_cluster_link_l2(): nb entries from guest_offset point at
+ * host (COPIED).  alloc_bits: QEMU's !prealloc, the subclusters become
+ * allocated (extended L2).  Entries that held a cluster lose it after the
+ * table is written (ordered mode).
+ */
+static int link_l2(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t host, uint64_t nb,
+                   bool alloc_bits)
+{
+    uint64_t l2_index, old_entry[2] = {0, 0}, old_bitmap[2] = {0, 0}, nold = 0;
+    int ret = get_l2(p, guest_offset, &l2_index);
+
+    if (ret < 0) {
+        return ret;
+    }
+    for (uint64_t i = 0; i < nb; i++) {
+        uint64_t e = l2_entry(p, l2_index + i), b = l2_bitmap(p, l2_index + i);
+
+        if (e != 0) {
+            if (nold == 2 || !p->ordered) {
+                return -QCOW2_ALLOC_EIO; /* only the head cluster of a grow can be mapped */
+            }
+            old_entry[nold] = e;
+            old_bitmap[nold++] = b;
+        }
+        if (alloc_bits) {
+            b = (b | QCOW2_BITMAP_ALL_ALLOC) & ~QCOW2_BITMAP_ALL_ZEROES;
+        }
+        l2_set(p, l2_index + i, (host + (i << p->cluster_bits)) | QCOW2_OFLAG_COPIED, b);
+    }
+    if (nold) {
+        ret = l2_flush(p);
+        if (ret < 0) {
+            return ret;
+        }
+        for (uint64_t i = 0; i < nold; i++) {
+            free_entry(p, old_entry[i], old_bitmap[i]);
+        }
+    }
+    return 0;
+}
+
+/* Zeros over [off, off + len) of the image file (len below one cluster). */
+static int write_zeros(struct qcow2_prealloc *p, uint64_t off, uint64_t len)
+{
+    uint8_t *z;
+    int ret;
+
+    if (!len) {
+        return 0;
+    }
+    z = p->ops->mem(p->opaque, NULL, (size_t)len);
+    if (!z) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    memset(z, 0, (size_t)len);
+    ret = wr(p, off, z, (size_t)len);
+    p->ops->mem(p->opaque, z, 0);
+    return ret;
+}
+
+/*
+ * The guest data of [0, len) of the cluster whose entry is (entry,
+ * bitmap), as perform_cow() reads it, into buf.  Backing file data and
+ * compressed clusters are not read: -QCOW2_PREALLOC_ENOTSUP.
+ * backing_covers: the backing file has data in this cluster.
+ */
+static int cow_read(struct qcow2_prealloc *p, uint64_t entry, uint64_t bitmap, bool backing_covers,
+                    uint8_t *buf, uint64_t len)
+{
+    struct qcow2_l2_entry e;
+    uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
+    int ret;
+
+    decode(p, entry, bitmap, &e);
+    memset(buf, 0, (size_t)len);
+    switch (e.type) {
+    case QCOW2_L2_COMPRESSED:
+        return -QCOW2_PREALLOC_ENOTSUP;
+    case QCOW2_L2_ZERO_PLAIN:
+    case QCOW2_L2_ZERO_ALLOC:
+        return 0;
+    case QCOW2_L2_UNALLOCATED:
+    case QCOW2_L2_NORMAL:
+        break;
+    }
+    if (e.host_offset & (p->cs - 1)) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    for (uint64_t off = 0; off < len; off += scs) {
+        uint64_t n = len - off < scs ? len - off : scs, sc = off / scs;
+        bool alloc, zero = false;
+
+        if (p->extended_l2) {
+            alloc = e.type == QCOW2_L2_NORMAL && (bitmap >> sc & 1);
+            zero = (bitmap >> (32 + sc)) & 1;
+        } else {
+            alloc = e.type == QCOW2_L2_NORMAL;
+        }
+        if (alloc) {
+            ret = p->ops->read(p->opaque, e.host_offset + off, buf + off, (size_t)n);
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (!zero && backing_covers) {
+            return -QCOW2_PREALLOC_ENOTSUP;
+        }
+    }
+    return 0;
+}
+
+/*
+ * perform_cow() for the head of a new cluster at host: [from, to) of the
+ * cluster gets the old guest data (entry/bitmap: the entry it replaces).
+ */
+static int cow_head(struct qcow2_prealloc *p, uint64_t entry, uint64_t bitmap, bool backing_covers,
+                    uint64_t host, uint64_t from, uint64_t to)
+{
+    uint8_t *buf;
+    int ret;
+
+    if (to <= from) {
+        return 0;
+    }
+    buf = p->ops->mem(p->opaque, NULL, (size_t)to);
+    if (!buf) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    ret = cow_read(p, entry, bitmap, backing_covers, buf, to);
+    if (ret == 0) {
+        ret = wr(p, host + from, buf + from, (size_t)(to - from));
+    }
+    p->ops->mem(p->opaque, buf, 0);
+    return ret;
+}
+
+/*
+ * handle_copied() for the entry at l2_index: the run of clusters that can
+ * be kept, with the subclusters to be written all allocated (QEMU then
+ * skips the copy-on-write: calculate_l2_meta's skip_cow).  Returns the
+ * run length (0: the entry needs a new cluster) or -errno.
+ */
+static int64_t keep_run(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t in_cluster,
+                        uint64_t bytes, uint64_t want_host, uint64_t *host)
+{
+    uint64_t nb = (in_cluster + bytes + p->cs - 1) >> p->cluster_bits, n, scs, i;
+    uint64_t l2n = UINT64_C(1) << p->l2_bits;
+    struct qcow2_l2_entry e;
+
+    if (nb > l2n - l2_index) {
+        nb = l2n - l2_index;
+    }
+    if (nb > (REQUEST_MAX >> p->cluster_bits)) {
+        nb = REQUEST_MAX >> p->cluster_bits;
+    }
+    decode(p, l2_entry(p, l2_index), l2_bitmap(p, l2_index), &e);
+    if (!((e.type == QCOW2_L2_NORMAL || e.type == QCOW2_L2_ZERO_ALLOC) && e.copied)) {
+        return 0;
+    }
+    if (e.host_offset & (p->cs - 1)) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    if (want_host != INV_OFFSET && e.host_offset != want_host) {
+        *host = INV_OFFSET;
+        return 0;
+    }
+    *host = e.host_offset;
+    for (n = 1; n < nb; n++) {
+        struct qcow2_l2_entry f;
+
+        decode(p, l2_entry(p, l2_index + n), l2_bitmap(p, l2_index + n), &f);
+        if (f.type != e.type || !f.copied ||
+            f.host_offset != e.host_offset + (n << p->cluster_bits)) {
+            break;
+        }
+    }
+    /* Every subcluster written must be a normal one, or QEMU would copy. */
+    scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
+    for (i = 0; i < n; i++) {
+        uint64_t from = i ? 0 : in_cluster, to = p->cs;
+        uint64_t b = l2_bitmap(p, l2_index + i);
+
+        if ((i << p->cluster_bits) + to > in_cluster + bytes) {
+            to = in_cluster + bytes - (i << p->cluster_bits);
+        }
+        if (from >= to) {
+            break;
+        }
+        if (e.type == QCOW2_L2_ZERO_ALLOC) {
+            return -QCOW2_PREALLOC_ENOTSUP;
+        }
+        if (p->extended_l2) {
+            for (uint64_t sc = from / scs; sc <= (to - 1) / scs; sc++) {
+                if (!((b >> sc) & 1) || ((b >> (32 + sc)) & 1)) {
+                    return -QCOW2_PREALLOC_ENOTSUP;
+                }
+            }
+        }
+    }
+    return (int64_t)n;
+}
+
+/*
+ * qcow2_alloc_host_offset() over a range at the end of the image, each
+ * allocation linked as qcow2_handle_l2meta() then does (prealloc set).
+ * *bytes shrinks to what was mapped; *host_offset is its start.
+ */
+static int alloc_host_offset(struct qcow2_prealloc *p, uint64_t offset, uint64_t *bytes,
+                             uint64_t *host_offset)
+{
+    uint64_t start = offset, remaining = *bytes, cur = 0;
+    uint64_t cluster_offset = INV_OFFSET;
+    int ret;
+
+    *host_offset = INV_OFFSET;
+    for (;;) {
+        if (*host_offset == INV_OFFSET && cluster_offset != INV_OFFSET) {
+            *host_offset = cluster_offset;
+        }
+        start += cur;
+        remaining -= cur;
+        if (cluster_offset != INV_OFFSET) {
+            cluster_offset += cur;
+        }
+        if (remaining == 0) {
+            break;
+        }
+        cur = remaining;
+
+        uint64_t in_cluster = start & (p->cs - 1);
+        uint64_t cstart = start - in_cluster;
+        uint64_t l2_entries = UINT64_C(1) << p->l2_bits;
+        uint64_t l2_index, kept_host = 0;
+        int64_t keep;
+
+        /* handle_copied(): loads (allocates) the L2 table, keeps COPIED clusters. */
+        ret = get_l2(p, start, &l2_index);
+        if (ret < 0) {
+            return ret;
+        }
+        uint64_t old_e = l2_entry(p, l2_index), old_b = l2_bitmap(p, l2_index);
+
+        if (old_e != 0) {
+            if (!p->ordered) {
+                return -QCOW2_ALLOC_EIO;
+            }
+            keep =
+                keep_run(p, l2_index, in_cluster, cur,
+                         cluster_offset == INV_OFFSET ? INV_OFFSET : cluster_offset & ~(p->cs - 1),
+                         &kept_host);
+            if (keep < 0) {
+                return (int)keep;
+            }
+            if (keep > 0) {
+                uint64_t avail = ((uint64_t)keep << p->cluster_bits) - in_cluster;
+
+                if (cur > avail) {
+                    cur = avail;
+                }
+                cluster_offset = kept_host + in_cluster;
+                continue;
+            }
+            if (kept_host == INV_OFFSET) {
+                break; /* a kept cluster, but not the contiguous one */
+            }
+            /* A cluster that needs copy-on-write into a new one. */
+            return -QCOW2_PREALLOC_ENOTSUP;
+        }
+
+        /* handle_alloc(): a run of unallocated entries. */
+        uint64_t nb = (in_cluster + cur + p->cs - 1) >> p->cluster_bits;
+        if (nb > l2_entries - l2_index) {
+            nb = l2_entries - l2_index;
+        }
+        if (nb > (REQUEST_MAX >> p->cluster_bits)) {
+            nb = REQUEST_MAX >> p->cluster_bits;
+        }
+        for (uint64_t i = 1; i < nb; i++) {
+            if (l2_entry(p, l2_index + i) != 0) {
+                nb = i;
+                break;
+            }
+        }
+        uint64_t alloc_off;
+        if (p->data_file) {
+            alloc_off = cstart;
+        } else if (cluster_offset == INV_OFFSET) {
+            int64_t r = qcow2_alloc_clusters(p->a, nb << p->cluster_bits);
+            if (r < 0) {
+                return (int)r;
+            }
+            alloc_off = (uint64_t)r;
+        } else {
+            alloc_off = cluster_offset & ~(p->cs - 1);
+            int64_t r = qcow2_alloc_clusters_at(p->a, alloc_off, nb);
+            if (r < 0) {
+                return (int)r;
+            }
+            nb = (uint64_t)r;
+            if (nb == 0) {
+                break;
+            }
+        }
+        uint64_t avail = nb << p->cluster_bits;
+        uint64_t req = cur + in_cluster;
+        uint64_t nb_bytes = req < avail ? req : avail;
+        if (cur > nb_bytes - in_cluster) {
+            cur = nb_bytes - in_cluster;
+        }
+        cluster_offset = alloc_off + in_cluster;
+        if (alloc_off + in_cluster + cur > p->map_end) {
+            p->map_end = alloc_off + in_cluster + cur;
+        }
+
+        /*
+         * perform_cow(): the part of the first cluster before the range
+         * gets the old data (zeros here) and a range ending inside a
+         * cluster gets the rest of that cluster written (zeros: nothing is
+         * below the end of the image).
+         */
+        if (in_cluster && !p->data_file) {
+            uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
+            uint64_t from = p->extended_l2 ? in_cluster / scs * scs : 0;
+
+            ret = cow_head(p, old_e, old_b, p->backing_len > cstart, alloc_off, from, in_cluster);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+        ret = link_l2(p, cstart, alloc_off, nb, false);
+        if (ret < 0) {
+            return ret;
+        }
+        /* cow_end: to the end of the cluster, or of the subcluster (extended L2). */
+        uint64_t mapped_end = in_cluster + cur, alloc_end = nb << p->cluster_bits;
+        if (p->extended_l2) {
+            uint64_t scs = p->cs / QCOW2_SUBCLUSTERS;
+
+            alloc_end = (mapped_end + scs - 1) / scs * scs;
+        }
+        if (mapped_end < alloc_end && !p->data_file) {
+            ret = write_zeros(p, alloc_off + mapped_end, alloc_end - mapped_end);
+            if (ret < 0) {
+                return ret;
+            }
+        }
+    }
+    *bytes -= remaining;
+    return 0;
+}
+
+int qcow2_prealloc_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t new_length, int mode)
+{
+    uint64_t bytes = new_length - offset, host_offset = 0, cur = 0, len;
+    uint64_t chunk = INT_MAX_U & ~(p->cs - 1);
+    int dev = p->data_file ? QCOW2_PREALLOC_DEV_DATA : QCOW2_PREALLOC_DEV_IMAGE;
+    int ret;
+
+    while (bytes) {
+        cur = bytes < chunk ? bytes : chunk;
+        ret = alloc_host_offset(p, offset, &cur, &host_offset);
+        if (ret < 0) {
+            return ret;
+        }
+        bytes -= cur;
+        offset += cur;
+    }
+    ret = p->length(p->opaque, dev, &len);
+    if (ret < 0) {
+        return ret;
+    }
+    if (host_offset + cur > len) {
+        ret = p->truncate(p->opaque, dev, host_offset + cur,
+                          mode == QCOW2_PREALLOC_METADATA ? QCOW2_PREALLOC_OFF : mode);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
+}
+
+/* qcow2_get_last_cluster(): the last cluster with a reference, before size. */
+static int64_t last_cluster(struct qcow2_prealloc *p, uint64_t size)
+{
+    uint64_t rc;
+
+    for (uint64_t i = (size + p->cs - 1) >> p->cluster_bits; i-- > 0;) {
+        int ret = qcow2_alloc_get_refcount(p->a, i, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc > 0) {
+            return (int64_t)i;
+        }
+    }
+    return -QCOW2_ALLOC_EIO;
+}
+
+int qcow2_prealloc_file(struct qcow2_prealloc *p, uint64_t old_length, uint64_t size, int mode,
+                        bool zero_write, int *step)
+{
+    uint64_t file_size, nb_data, nb_l2, guest, host, old_start, l2n;
+    uint64_t head_e = 0, head_b = 0, head_l2i;
+    int64_t last, start, got;
+    int ret;
+
+    ret = p->length(p->opaque, QCOW2_PREALLOC_DEV_IMAGE, &file_size);
+    if (ret < 0) {
+        return ret;
+    }
+    last = last_cluster(p, file_size);
+    if (last >= 0) {
+        file_size = ((uint64_t)last + 1) << p->cluster_bits;
+    } else {
+        file_size = (file_size + p->cs - 1) & ~(p->cs - 1);
+    }
+    old_start = old_length & ~(p->cs - 1);
+    nb_data = (((size + p->cs - 1) & ~(p->cs - 1)) - old_start) >> p->cluster_bits;
+    l2n = UINT64_C(1) << p->l2_bits;
+    nb_l2 = (nb_data + l2n - 1) >> p->l2_bits;
+    nb_l2++;
+
+    *step = QCOW2_PREALLOC_STEP_REFCOUNT_AREA;
+    start = qcow2_alloc_refcount_area(p->a, file_size, nb_data + nb_l2, true, 0, 0);
+    if (start < 0) {
+        return (int)start;
+    }
+    *step = QCOW2_PREALLOC_STEP_DATA_ALLOC;
+    got = qcow2_alloc_clusters_at(p->a, (uint64_t)start, nb_data);
+    if (got < 0) {
+        return (int)got;
+    }
+    if ((uint64_t)got != nb_data) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    ret = qcow2_alloc_flush(p->a);
+    if (ret < 0) {
+        return ret;
+    }
+    *step = QCOW2_PREALLOC_STEP_TRUNCATE;
+    ret = p->truncate(p->opaque, QCOW2_PREALLOC_DEV_IMAGE,
+                      (uint64_t)start + (nb_data << p->cluster_bits), mode);
+    if (ret < 0) {
+        return ret;
+    }
+    *step = QCOW2_PREALLOC_STEP_L2;
+    host = (uint64_t)start;
+    guest = old_start;
+    if (old_length & (p->cs - 1)) {
+        /* The partial head cluster: its old data is copied (perform_cow). */
+        ret = get_l2(p, guest, &head_l2i);
+        if (ret < 0) {
+            return ret;
+        }
+        head_e = l2_entry(p, head_l2i);
+        head_b = l2_bitmap(p, head_l2i);
+        ret = cow_head(p, head_e, head_b, p->backing_len > old_start, host, 0,
+                       old_length & (p->cs - 1));
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    while (nb_data) {
+        uint64_t l2_index = (guest >> p->cluster_bits) & (l2n - 1);
+        uint64_t nb = l2n - l2_index;
+        if (nb > nb_data) {
+            nb = nb_data;
+        }
+        ret = link_l2(p, guest, host, nb, zero_write);
+        if (ret < 0) {
+            return ret;
+        }
+        guest += nb << p->cluster_bits;
+        host += nb << p->cluster_bits;
+        nb_data -= nb;
+    }
+    return 0;
+}
+
+/* zero_in_l2_slice() without MAY_UNMAP: whole clusters from offset, one table. */
+static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb)
+{
+    uint64_t l2_index, l2n = UINT64_C(1) << p->l2_bits;
+    int ret = get_l2(p, offset, &l2_index);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (nb > l2n - l2_index) {
+        nb = l2n - l2_index;
+    }
+    for (uint64_t i = 0; i < nb; i++) {
+        uint64_t e = l2_entry(p, l2_index + i), b = l2_bitmap(p, l2_index + i);
+        struct qcow2_l2_entry d;
+        uint64_t ne, nbm = b;
+
+        decode(p, e, b, &d);
+        ne = d.type == QCOW2_L2_COMPRESSED ? 0 : e;
+        if (p->extended_l2) {
+            nbm = QCOW2_BITMAP_ALL_ZEROES;
+        } else {
+            ne |= QCOW2_OFLAG_ZERO;
+        }
+        if (ne == e && nbm == b) {
+            continue;
+        }
+        l2_set(p, l2_index + i, ne, nbm);
+        if (d.type == QCOW2_L2_COMPRESSED) {
+            ret = l2_flush(p);
+            if (ret < 0) {
+                return ret;
+            }
+            free_entry(p, e, b);
+        }
+    }
+    return (int64_t)nb;
+}
+
+int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
+                           uint64_t bytes)
+{
+    uint64_t end = offset + bytes, head, nb;
+    uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
+    int ret;
+
+    if (version < 3) {
+        return -QCOW2_PREALLOC_ENOTSUP;
+    }
+    head = ((offset + p->cs - 1) & ~(p->cs - 1)) - offset;
+    if (head > bytes) {
+        head = bytes;
+    }
+    if (head) {
+        /* zero_l2_subclusters(): the subclusters up to the next cluster. */
+        uint64_t l2_index, sc = (offset & (p->cs - 1)) / scs, n = (head + scs - 1) / scs;
+        struct qcow2_l2_entry d;
+        uint64_t b, range;
+
+        ret = get_l2(p, offset, &l2_index);
+        if (ret < 0) {
+            return ret;
+        }
+        decode(p, l2_entry(p, l2_index), l2_bitmap(p, l2_index), &d);
+        if (d.type == QCOW2_L2_COMPRESSED) {
+            return -QCOW2_PREALLOC_ENOTSUP;
+        }
+        b = l2_bitmap(p, l2_index);
+        range = ((UINT64_C(1) << n) - 1) << sc;
+        if (((b | range << 32) & ~range) != b) {
+            l2_set(p, l2_index, l2_entry(p, l2_index), (b | range << 32) & ~range);
+        }
+        offset += head;
+    }
+    nb = (end - offset + p->cs - 1) >> p->cluster_bits;
+    while (nb > 0) {
+        int64_t done = zero_in_l2(p, offset, nb);
+
+        if (done < 0) {
+            return (int)done;
+        }
+        nb -= (uint64_t)done;
+        offset += (uint64_t)done << p->cluster_bits;
+    }
+    return 0;
+}

@@ -1,0 +1,137 @@
+/*
+ * Mapping guest ranges of a qcow2 image to host clusters the way QEMU
+ * 7.2's qcow2_co_truncate() does when it grows an image: preallocate_co()
+ * (qcow2_alloc_host_offset + qcow2_handle_l2meta with prealloc set), the
+ * falloc/full branch (qcow2_refcount_area, qcow2_alloc_clusters_at, the
+ * file truncate, qcow2_alloc_cluster_link_l2) and the zero-fill of the new
+ * area over a longer backing file (qcow2_subcluster_zeroize).  Shared by
+ * create.c (a new image: old length 0) and resize.c (an existing image).
+ *
+ * Pure code: no I/O, no malloc, no printing; I/O, file lengths and memory
+ * through the caller's callbacks, clusters through the caller's allocator
+ * (alloc.h), so every cluster lands where QEMU puts it.
+ *
+ * One L2 table is cached.  In "ordered" mode (existing images) a new L2
+ * table is written and its L1 entry written through at once (QEMU's
+ * l2_allocate), the allocator's dirty refcount blocks are written before
+ * any L2 table, and a lowered refcount only after the L2 table that
+ * dropped the reference; otherwise (a new image) the L1 table is written
+ * whole by qcow2_prealloc_flush().
+ */
+#ifndef QCOW2_PREALLOC_H
+#define QCOW2_PREALLOC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alloc.h"
+
+/* Preallocation modes: enum instar_prealloc's values (qemu's PreallocMode). */
+#define QCOW2_PREALLOC_OFF      0
+#define QCOW2_PREALLOC_METADATA 1
+#define QCOW2_PREALLOC_FALLOC   2
+#define QCOW2_PREALLOC_FULL     3
+
+#define QCOW2_PREALLOC_ENOTSUP 95 /* a case instar does not map (see qcow2_prealloc_map) */
+
+/* Devices the truncate/length callbacks address. */
+#define QCOW2_PREALLOC_DEV_IMAGE 0
+#define QCOW2_PREALLOC_DEV_DATA  1
+
+/* Which step of qcow2_prealloc_file() failed (create.h's stage values). */
+enum qcow2_prealloc_step {
+    QCOW2_PREALLOC_STEP_REFCOUNT_AREA = 1, /* "Failed to resize refcount structures" */
+    QCOW2_PREALLOC_STEP_DATA_ALLOC,        /* "Failed to allocate data clusters" */
+    QCOW2_PREALLOC_STEP_TRUNCATE,          /* "Failed to resize underlying file: ..." */
+    QCOW2_PREALLOC_STEP_L2,                /* "Failed to update L2 tables" */
+};
+
+struct qcow2_prealloc {
+    /* Set by the caller before qcow2_prealloc_init(). */
+    struct qcow2_alloc *a;             /* the image's allocator (initialised) */
+    const struct qcow2_alloc_ops *ops; /* read/write/mem of the image file */
+    /*
+     * truncate - set the length of dev (QCOW2_PREALLOC_DEV_*) to size; mode
+     * is QCOW2_PREALLOC_OFF, FALLOC or FULL (create.h's values), applied
+     * to the grown range as QEMU's file driver does.  0 or -errno.
+     */
+    int (*truncate)(void *opaque, int dev, uint64_t size, int mode);
+    /* length - the current length of dev in bytes.  0 or -errno. */
+    int (*length)(void *opaque, int dev, uint64_t *len);
+    void *opaque;
+    uint32_t cluster_bits; /* 9..21 */
+    bool extended_l2;
+    bool data_file; /* external data file: host offset = guest offset */
+    bool ordered;   /* an existing image: see above */
+    /* The backing file's length (0: none): a copy-on-write reading it is refused. */
+    uint64_t backing_len;
+    /* The active L1 table (host-endian), owned by the caller. */
+    uint64_t *l1;
+    uint64_t l1_size;
+    uint64_t l1_offset;
+
+    /* Internal. */
+    uint64_t cs;
+    uint32_t l2_bits;
+    uint32_t l2e_size;
+    uint64_t l2_off; /* the cached L2 table (0: none) */
+    uint8_t *l2;
+    bool l2_dirty;
+    uint64_t map_end; /* ordered: the end of the clusters mapped so far (0: none) */
+};
+
+/*
+ * qcow2_prealloc_init - derive the geometry and allocate the L2 buffer.
+ * Returns 0 or -QCOW2_ALLOC_ENOMEM (nothing to release then).
+ */
+int qcow2_prealloc_init(struct qcow2_prealloc *p);
+
+/* qcow2_prealloc_release - free the L2 buffer (nothing is written). */
+void qcow2_prealloc_release(struct qcow2_prealloc *p);
+
+/*
+ * qcow2_prealloc_flush - write the cached L2 table if dirty and, when not
+ * ordered, the whole L1 table (QEMU's qcow2_write_caches, minus the
+ * allocator, which the caller flushes).  0 or -errno.
+ */
+int qcow2_prealloc_flush(struct qcow2_prealloc *p);
+
+/* qcow2_prealloc_write_l1 - write the whole L1 table.  0 or -errno. */
+int qcow2_prealloc_write_l1(struct qcow2_prealloc *p);
+
+/*
+ * qcow2_prealloc_map - QEMU's preallocate_co(): map every cluster of
+ * [offset, new_length) (new clusters at the allocator's placement, kept
+ * ones where they are, metadata only) and extend the file that holds them
+ * (the data file when there is one) to the last mapped byte, with mode
+ * (METADATA extends as OFF).
+ * Returns 0 or -errno; -QCOW2_PREALLOC_ENOTSUP for a partial head cluster
+ * instar does not map (compressed, zero, shared with a snapshot, or
+ * unallocated over a backing file: QEMU would copy its data).
+ */
+int qcow2_prealloc_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t new_length, int mode);
+
+/*
+ * qcow2_prealloc_file - qcow2_co_truncate()'s falloc/full branch for an
+ * image without a data file, growing from old_length to size: a refcount
+ * area after the last used cluster, the data clusters behind it, the file
+ * truncated with mode, then the L2 entries.  zero_write: QEMU's
+ * BDRV_REQ_ZERO_WRITE was honoured by the file (extended L2 entries get
+ * their allocation bits).  *step receives the failing step.
+ * Returns 0 or -errno (-QCOW2_PREALLOC_ENOTSUP as for qcow2_prealloc_map).
+ */
+int qcow2_prealloc_file(struct qcow2_prealloc *p, uint64_t old_length, uint64_t size, int mode,
+                        bool zero_write, int *step);
+
+/*
+ * qcow2_prealloc_zeroize - qcow2_subcluster_zeroize() without
+ * BDRV_REQ_MAY_UNMAP for [offset, offset + bytes) at the end of an image
+ * of the given version (offset subcluster aligned): entries get the zero
+ * flag (or an all-zero subcluster bitmap); compressed ones are dropped.
+ * Returns 0 or -errno (-QCOW2_PREALLOC_ENOTSUP for version 2, as QEMU).
+ */
+int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
+                           uint64_t bytes);
+
+#endif /* QCOW2_PREALLOC_H */
