@@ -107,7 +107,8 @@ static void mem_report(void *opaque, int32_t code, uint16_t flags, const uint64_
     if (slen)
         sink = s[0] ^ s[slen - 1]; /* the string must be readable */
     (void)sink;
-    if (code == QCOW2_MSG_REPAIR_REFUSED_UNCOUNTED || code == QCOW2_MSG_REPAIR_REFUSED_SNAPSHOTS)
+    if (code == QCOW2_MSG_REPAIR_REFUSED_UNCOUNTED || code == QCOW2_MSG_REPAIR_REFUSED_SNAPSHOTS ||
+        code == QCOW2_MSG_REPAIR_REFUSED_AUTOCLEAR)
         m->refused = 1;
     if (code == QCOW2_MSG_REBUILDING)
         m->rebuilt = 1;

@@ -190,9 +190,12 @@ static void check_crypto(const uint8_t *buf, size_t len)
 }
 
 /*
- * Repair, then (when the repair left no corruption) re-validate the
- * repaired file from its header and clear the dirty bit and, for "all",
- * the corrupt bit.  Returns qcow2_repair's value.
+ * Repair, then what qemu-img does when it is done with the image: when
+ * the repair left no corruption, re-validate the repaired file from its
+ * header and (only if that is clean) clear the corrupt bit
+ * (qcow2_mark_consistent, or instar's own from qcow2_repair); and clear the dirty bit as QEMU's
+ * close does for every image it opened for repair (unless qcow2_repair says QEMU's would not,
+ * QCOW2_REPAIR_KEEP_DIRTY).  Returns qcow2_repair's value.
  */
 static int repair_qcow2(const struct qcow2_check_image *ci, const struct qcow2_check_env *env,
                         unsigned fix, struct qcow2_check_result *r)
@@ -204,15 +207,20 @@ static int repair_qcow2(const struct qcow2_check_image *ci, const struct qcow2_c
     struct qcow2_header h2;
     uint8_t *buf;
     size_t len = (size_t)1 << ci->h->cluster_bits;
+    unsigned clear = 0;
+    bool first_clean;
     int ret;
 
     io.write_limit = boot->devices[GOPEN_DEV].write_limit;
     dev_len = ci->file_size;
     ret = qcow2_repair(ci, env, &io, fix, r);
-    if (ret < 0 || r->check_errors || r->corruptions)
+    if (!(r->repair_flags & QCOW2_REPAIR_RAN))
         return ret;
+    if (!(r->repair_flags & QCOW2_REPAIR_KEEP_DIRTY))
+        clear |= QCOW2_CHECK_CLEAR_DIRTY;
+    first_clean = ret == 0 && !r->check_errors && !r->corruptions;
 
-    /* Re-validation: the header as it is now, then a silent walk. */
+    /* The header as it is now, then (if the repair was clean) a silent walk. */
     buf = malloc(len);
     if (!buf)
         return ret;
@@ -221,11 +229,16 @@ static int repair_qcow2(const struct qcow2_check_image *ci, const struct qcow2_c
         ci2 = *ci;
         ci2.h = &h2;
         ci2.file_size = wrote ? dev_len : ci->file_size;
-        if (qcow2_check(&ci2, &quiet, 0, &r2) == 0 && !r2.check_errors && !r2.corruptions)
-            qcow2_check_finish(
-                &h2, env, &io,
-                QCOW2_CHECK_CLEAR_DIRTY |
-                    ((fix & QCOW2_CHECK_FIX_ERRORS) ? QCOW2_CHECK_CLEAR_CORRUPT : 0));
+        /*
+         * qemu-img clears the bit when its repair came out clean; a bit
+         * only instar set (before its first write) goes when the
+         * repaired file checks clean.
+         */
+        if ((first_clean || !(ci->h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)) &&
+            qcow2_check(&ci2, &quiet, 0, &r2) == 0 && !r2.check_errors && !r2.corruptions)
+            clear |= QCOW2_CHECK_CLEAR_CORRUPT;
+        if (clear)
+            qcow2_check_finish(&h2, env, &io, clear);
     }
     free(buf);
     return ret;

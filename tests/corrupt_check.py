@@ -650,6 +650,55 @@ def _sn_count(q):
     q.put32(60, 65537)
 
 
+def _set_snapshot_extra(q, size: int, fill: int = 0xAB) -> None:
+    """Rewrite the (only) snapshot table entry in place with ``size`` bytes of extra data.
+
+    Known extra data is kept as far as it reaches; bytes past the old extra
+    data are ``fill``.  The table stays inside its cluster.
+    """
+    (e,) = q.snapshot_entries()
+    id_len, name_len = struct.unpack_from(">HH", q.b, e + 12)
+    old = q.u32(e + 36)
+    extra = bytes(q.b[e + 40 : e + 40 + min(old, size)]) + bytes([fill]) * max(0, size - old)
+    strings = bytes(q.b[e + 40 + old : e + 40 + old + id_len + name_len])
+    assert (e % q.cluster_size) + 40 + size + len(strings) <= q.cluster_size
+    q.put32(e + 36, size)
+    q.b[e + 40 : e + 40 + size + len(strings)] = extra + strings
+
+
+@case("snap-extra-too-large", "snapshot table entry with 1100 bytes of extra data (qemu allows 1024)",
+      "snap", 1, ["Too much extra metadata in snapshot table entry 0", "Check failed"], widths=(2, 16, 64))
+def _sn_extra_big(q):
+    _set_snapshot_extra(q, 1100)
+
+
+@case("snap-extra-incomplete", "version 3 snapshot table entry with 8 bytes of extra data (16 needed)",
+      "snap", 2, ["ERROR snapshot table entry 0 is incomplete"], widths=(2, 16, 64))
+def _sn_extra_short(q):
+    _set_snapshot_extra(q, 8)
+
+
+@case("autoclear-unknown-leak", "unknown autoclear feature bit set, and a leaked cluster",
+      "data", 3, ["Leaked cluster"], widths=(1, 16, 64))
+def _ac_leak(q):
+    q.put64(88, q.u64(88) | (1 << 40))
+    q.set_l2(G3, 0)
+
+
+@case("autoclear-unknown-snap", "unknown autoclear feature bit set on a consistent image with a snapshot",
+      "snap", 0, ["No errors were found on the image."], widths=(16,))
+def _ac_snap(q):
+    q.put64(88, q.u64(88) | (1 << 40))
+
+
+@case("dirty-refcount-zero", "dirty lazy-refcounts image whose data cluster has refcount 0",
+      "lazy", 2, [lambda q: f"ERROR cluster {q.data_cluster(G1) >> q.cluster_bits} refcount=0 reference=1"],
+      widths=(2, 16, 64))
+def _dirty_rc0(q):
+    q.set_incompat(INCOMPAT_DIRTY)
+    q.set_refcount(q.data_cluster(G1), 0)
+
+
 # ---- compressed clusters -------------------------------------------------------
 @case("compressed-past-eof", "compressed cluster descriptor points past the end of the file",
       "comp", 2, ["exceeding the end of the file", "Leaked cluster"])

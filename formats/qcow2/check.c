@@ -16,6 +16,7 @@
 #include "bitmap.h"
 #include "check.h"
 #include "l2.h"
+#include "alloc.h"
 #include "refcount.h"
 #include "snapshot.h"
 
@@ -32,6 +33,8 @@
 #define CK_BMT_CHUNK         8192 /* entries per bitmap table read */
 #define CK_HDR_INCOMPAT      72   /* be64 incompatible_features */
 #define CK_HDR_REFTABLE      48   /* be64 refcount_table_offset, be32 clusters */
+#define CK_HDR_NB_SNAPSHOTS  60   /* be32 nb_snapshots, then be64 snapshots_offset */
+#define CK_HDR_AUTOCLEAR     88   /* be64 autoclear_features */
 
 /* One snapshot table entry, what the check needs of it. */
 struct ck_snap {
@@ -39,9 +42,19 @@ struct ck_snap {
     uint64_t id_off; /* file offsets of the id and name strings */
     uint64_t name_off;
     uint32_t l1_size;
-    uint32_t extra_data_size;
+    uint32_t extra_data_size; /* as kept: at most QCOW2_SNAPSHOT_MAX_EXTRA */
     uint16_t id_size;
     uint16_t name_size;
+    /* What a table rewrite (qcow2_write_snapshots) needs besides. */
+    uint32_t date_sec;
+    uint32_t date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t vm_state_size;
+    uint64_t disk_size;
+    uint64_t icount;
+    uint64_t unknown_off; /* file offset of the unknown extra data */
+    uint16_t id_len;      /* strlen() of id and name, for the rewrite */
+    uint16_t name_len;
 };
 
 struct ck_rb {
@@ -98,6 +111,10 @@ struct ck {
     bool undercount;
     /* The snapshot table would need rewriting (FIX_ERRORS). */
     bool snap_repair;
+    /* Read the snapshot table as "check -r all" does (discarding what it must). */
+    bool snap_fix;
+    /* The snapshot table could not be read: QEMU then forgets it (0 entries). */
+    bool snap_unread;
 };
 
 const char *qcow2_check_strerror(int err)
@@ -504,9 +521,9 @@ static bool overlaps_metadata(const struct ck *c, uint64_t off, uint64_t len)
  * where their strings are.  Returns 0 or the negated errno, having
  * reported QEMU's "ERROR failed to read the snapshot table: ..." lines.
  */
-static int read_snapshots(struct ck *c)
+static int read_snapshots(struct ck *c, uint32_t *nb_reduced, uint32_t *extra_dropped)
 {
-    uint64_t offset = c->snapshots_offset, table_length = 0;
+    uint64_t offset = c->snapshots_offset, table_length = 0, pre_sn_offset;
     uint32_t i, nb = c->nb_snapshots;
 
     if (nb == 0) {
@@ -519,9 +536,10 @@ static int read_snapshots(struct ck *c)
 
     for (i = 0; i < nb; i++) {
         struct ck_snap *sn = &c->snaps[i];
-        uint8_t hdr[QCOW2_SNAPSHOT_HDR_LEN];
-        uint32_t known;
+        uint8_t hdr[QCOW2_SNAPSHOT_HDR_LEN], extra[24];
+        uint32_t known, full_extra;
 
+        pre_sn_offset = offset;
         table_length = (table_length + 7) & ~7ull;
         offset = (offset + 7) & ~7ull;
         if (ck_read(c, offset, hdr, sizeof(hdr)) < 0)
@@ -531,23 +549,37 @@ static int read_snapshots(struct ck *c)
         sn->l1_size = be_ld32(hdr + 8);
         sn->id_size = be_ld16(hdr + 12);
         sn->name_size = be_ld16(hdr + 14);
-        sn->extra_data_size = be_ld32(hdr + 36);
+        sn->date_sec = be_ld32(hdr + 16);
+        sn->date_nsec = be_ld32(hdr + 20);
+        sn->vm_clock_nsec = be_ld64(hdr + 24);
+        sn->vm_state_size = be_ld32(hdr + 32);
+        sn->extra_data_size = full_extra = be_ld32(hdr + 36);
 
         if (sn->extra_data_size > QCOW2_SNAPSHOT_MAX_EXTRA) {
             c->snap_repair = true;
-            rep(c, QCOW2_MSG_SNAPTABLE_EXTRA, QCOW2_CHECK_REC_PREFIX, i, 0, 0, NULL, 0);
-            rep_n(c, QCOW2_MSG_SNAPTABLE_EXTRA_HINT, 0, 0, 0);
-            return -QCOW2_CHECK_EFBIG;
+            if (!c->snap_fix) {
+                rep(c, QCOW2_MSG_SNAPTABLE_EXTRA, QCOW2_CHECK_REC_PREFIX, i, 0, 0, NULL, 0);
+                rep_n(c, QCOW2_MSG_SNAPTABLE_EXTRA_HINT, 0, 0, 0);
+                return -QCOW2_CHECK_EFBIG;
+            }
+            rep_n(c, QCOW2_MSG_SNAP_DISCARD_EXTRA, i, sn->extra_data_size,
+                  QCOW2_SNAPSHOT_MAX_EXTRA);
+            (*extra_dropped)++;
+            sn->extra_data_size = QCOW2_SNAPSHOT_MAX_EXTRA; /* the rest is dropped */
         }
         /* The known extra data (24 bytes at most), then the rest. */
         known = sn->extra_data_size < 24 ? sn->extra_data_size : 24;
-        if (!qcow2_read_ok(offset, known))
+        if (ck_read(c, offset, extra, known) < 0)
             goto read_fail;
         offset += known;
-        if (sn->extra_data_size > 24) {
+        sn->vm_state_size = known >= 8 ? be_ld64(extra) : sn->vm_state_size;
+        sn->disk_size = known >= 16 ? be_ld64(extra + 8) : (c->h->disk_size & ~511ull);
+        sn->icount = known >= 24 ? be_ld64(extra + 16) : UINT64_MAX;
+        sn->unknown_off = offset;
+        if (full_extra > 24) {
             if (!qcow2_read_ok(offset, sn->extra_data_size - 24))
                 goto read_fail;
-            offset += sn->extra_data_size - 24;
+            offset += full_extra - 24;
         }
         if (!qcow2_read_ok(offset, sn->id_size))
             goto read_fail;
@@ -562,9 +594,17 @@ static int read_snapshots(struct ck *c)
             QCOW2_SNAPSHOT_HDR_LEN + (uint64_t)sn->extra_data_size + sn->id_size + sn->name_size;
         if (table_length > QCOW2_SNAPSHOT_MAX_TABLE || offset - c->snapshots_offset > CK_INT_MAX) {
             c->snap_repair = true;
-            rep(c, QCOW2_MSG_SNAPTABLE_TOO_BIG, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, NULL, 0);
-            rep_n(c, QCOW2_MSG_SNAPTABLE_OVERHANG_HINT, nb - i, 0, 0);
-            return -QCOW2_CHECK_EFBIG;
+            if (!c->snap_fix) {
+                rep(c, QCOW2_MSG_SNAPTABLE_TOO_BIG, QCOW2_CHECK_REC_PREFIX, 0, 0, 0, NULL, 0);
+                rep_n(c, QCOW2_MSG_SNAPTABLE_OVERHANG_HINT, nb - i, 0, 0);
+                return -QCOW2_CHECK_EFBIG;
+            }
+            /* This entry and every later one are dropped (their clusters leak). */
+            rep_n(c, QCOW2_MSG_SNAP_DISCARD_TOO_BIG, nb - i, 0, 0);
+            *nb_reduced += nb - i;
+            c->nb_snapshots = i;
+            offset = pre_sn_offset;
+            break;
         }
     }
     c->snapshots_size = offset - c->snapshots_offset;
@@ -582,10 +622,17 @@ static int check_read_snapshot_table(struct ck *c, struct qcow2_check_result *re
 {
     const struct qcow2_header *h = c->h;
     uint64_t nb = h->nb_snapshots, off = h->snapshots_offset;
-    uint32_t i;
+    uint32_t i, nb_reduced = 0, extra_dropped = 0;
     int ret;
 
     (void)fix;
+    c->snap_unread = true; /* until it was read */
+    if (nb > QCOW2_MAX_SNAPSHOTS && c->snap_fix) {
+        c->snap_repair = true;
+        rep_n(c, QCOW2_MSG_SNAP_DISCARD_COUNT, nb - QCOW2_MAX_SNAPSHOTS, 0, 0);
+        nb_reduced += (uint32_t)(nb - QCOW2_MAX_SNAPSHOTS);
+        nb = QCOW2_MAX_SNAPSHOTS;
+    }
     /* qcow2_validate_table(): at most 65536 entries, an aligned offset. */
     if (nb > QCOW2_MAX_SNAPSHOTS) {
         c->snap_repair = true;
@@ -603,12 +650,35 @@ static int check_read_snapshot_table(struct ck *c, struct qcow2_check_result *re
     c->snapshots_offset = off;
     c->nb_snapshots = (uint32_t)nb;
 
-    ret = read_snapshots(c);
+    ret = read_snapshots(c, &nb_reduced, &extra_dropped);
     if (ret < 0) {
         res->check_errors++;
         c->nb_snapshots = 0;
         c->snapshots_offset = 0;
         return ret;
+    }
+    c->snap_unread = false;
+    res->corruptions += (int64_t)nb_reduced + extra_dropped;
+    if (nb_reduced) {
+        c->snap_repair = true;
+        /* The header's count first: the refcount walk relies on it. */
+        if (c->io) {
+            uint8_t be[4] = {(uint8_t)(c->nb_snapshots >> 24), (uint8_t)(c->nb_snapshots >> 16),
+                             (uint8_t)(c->nb_snapshots >> 8), (uint8_t)c->nb_snapshots};
+
+            ret = ck_write(c, CK_HDR_NB_SNAPSHOTS, be, 4);
+            if (ret == 0)
+                ret = ck_flush(c);
+            if (ret < 0) {
+                const char *e = qcow2_check_strerror(-ret);
+
+                res->check_errors++;
+                rep(c, QCOW2_MSG_SNAP_COUNT_UPDATE_FAILED, 0, 0, 0, 0, e, strlen(e));
+                return ret;
+            }
+        }
+        res->corruptions_fixed += nb_reduced;
+        res->corruptions -= nb_reduced;
     }
 
     /* v3 entries carry at least vm_state_size_large and disk_size. */
@@ -617,7 +687,10 @@ static int check_read_snapshot_table(struct ck *c, struct qcow2_check_result *re
             if (c->snaps[i].extra_data_size < 16) {
                 c->snap_repair = true;
                 res->corruptions++;
-                rep_n(c, QCOW2_MSG_SNAPSHOT_INCOMPLETE, i, 0, 0);
+                rep_n(c,
+                      c->snap_fix ? QCOW2_MSG_SNAPSHOT_INCOMPLETE_REPAIRING
+                                  : QCOW2_MSG_SNAPSHOT_INCOMPLETE,
+                      i, 0, 0);
             }
         }
     }
@@ -1653,6 +1726,236 @@ fail:
     return ret;
 }
 
+/* --- The snapshot table rewrite (qcow2_check_fix_snapshot_table) --- */
+
+static int snap_alloc_read(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    return ck_read(opaque, off, buf, len);
+}
+
+static int snap_alloc_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    return ck_write(opaque, off, buf, len);
+}
+
+static void *snap_alloc_mem(void *opaque, void *p, size_t size)
+{
+    struct ck *c = opaque;
+
+    if (size == 0) {
+        ck_free(c, p);
+        return NULL;
+    }
+    return ck_realloc(c, p, size);
+}
+
+static int snap_alloc_flush(void *opaque)
+{
+    return ck_flush(opaque);
+}
+
+/* The length of s up to its first NUL, within n bytes (C's strnlen). */
+static uint16_t ck_strnlen(const uint8_t *s, uint16_t n)
+{
+    const uint8_t *p = memchr(s, 0, n);
+
+    return p ? (uint16_t)(p - s) : n;
+}
+
+/*
+ * Entry i of the table as qcow2_write_snapshots() writes it, into out
+ * (at least qcow2_snapshot_entry_len bytes); strings and unknown extra
+ * data are read from the old table into tmp (65536 * 2 + 1024 bytes).
+ * Returns the bytes written or a negated errno.
+ */
+static int64_t snap_serialize(struct ck *c, const struct ck_snap *sn, uint8_t *tmp, uint8_t *out)
+{
+    struct qcow2_snapshot q;
+    uint8_t *id = tmp, *name = tmp + 65536, *unknown = tmp + 2 * 65536;
+    uint32_t nunknown = sn->extra_data_size > 24 ? sn->extra_data_size - 24 : 0;
+
+    if (ck_read(c, sn->id_off, id, sn->id_size) < 0 ||
+        ck_read(c, sn->name_off, name, sn->name_size) < 0 ||
+        ck_read(c, sn->unknown_off, unknown, nunknown) < 0)
+        return -QCOW2_CHECK_EIO;
+    memset(&q, 0, sizeof(q));
+    q.l1_table_offset = sn->l1_table_offset;
+    q.l1_size = sn->l1_size;
+    q.date_sec = sn->date_sec;
+    q.date_nsec = sn->date_nsec;
+    q.extra_data_size = sn->extra_data_size;
+    q.vm_clock_nsec = sn->vm_clock_nsec;
+    q.vm_state_size = sn->vm_state_size;
+    q.disk_size = sn->disk_size;
+    q.icount = sn->icount;
+    q.id = id;
+    q.id_len = ck_strnlen(id, sn->id_size);
+    q.name = name;
+    q.name_len = ck_strnlen(name, sn->name_size);
+    if (!out)
+        return (int64_t)qcow2_snapshot_entry_len(&q);
+    return (int64_t)qcow2_snapshot_write_entry(&q, nunknown ? unknown : NULL, out);
+}
+
+/*
+ * qcow2_write_snapshots(): write the table as the check read it (entries
+ * dropped, extra data cut, missing extra data filled in) to newly
+ * allocated clusters, flush, point the header at it (count and offset in
+ * one 12-byte write), flush, then free the old table.  Allocation goes
+ * through formats/qcow2/alloc.h over the refcounts the repair left, so
+ * the new table lands where QEMU's lands.  Returns 0 or a negated errno.
+ */
+static int write_snapshots(struct ck *c)
+{
+    static const struct qcow2_alloc_ops ops = {snap_alloc_read, snap_alloc_write, snap_alloc_mem,
+                                               NULL, snap_alloc_flush};
+    struct qcow2_alloc a;
+    bool have_alloc = false;
+    uint8_t *tmp = NULL, *table = NULL, hdr[12];
+    uint64_t size = 0, off, reft_clusters;
+    int64_t new_offset = 0, n;
+    uint32_t i;
+    int ret;
+
+    tmp = ck_realloc(c, NULL, 2 * 65536 + QCOW2_SNAPSHOT_MAX_EXTRA);
+    if (!tmp)
+        return -QCOW2_CHECK_ENOMEM;
+    for (i = 0; i < c->nb_snapshots; i++) {
+        size = (size + 7) & ~7ull;
+        n = snap_serialize(c, &c->snaps[i], tmp, NULL);
+        if (n < 0) {
+            ret = (int)n;
+            goto out;
+        }
+        size += (uint64_t)n;
+        if (size > QCOW2_SNAPSHOT_MAX_TABLE) {
+            ret = -QCOW2_CHECK_EFBIG;
+            goto out;
+        }
+    }
+
+    reft_clusters = (c->reftable_size * 8) >> c->cluster_bits;
+    ret =
+        qcow2_alloc_init(&a, &ops, c, c->cluster_bits, c->order, c->reftable_offset, reft_clusters);
+    if (ret < 0)
+        goto out;
+    have_alloc = true;
+    if (size) {
+        new_offset = qcow2_alloc_clusters(&a, size);
+        if (new_offset < 0) {
+            ret = (int)new_offset;
+            new_offset = 0;
+            goto out;
+        }
+    }
+    ret = qcow2_alloc_flush(&a);
+    if (ret == 0)
+        ret = ck_flush(c);
+    if (ret < 0)
+        goto out_free_new;
+
+    /* The new clusters must not hold metadata the header still points at. */
+    if (size && c->snapshots_size &&
+        (uint64_t)new_offset < c->snapshots_offset + c->snapshots_size &&
+        c->snapshots_offset < (uint64_t)new_offset + size) {
+        static const char what[] = "snapshot table";
+
+        rep(c, QCOW2_MSG_MARK_CORRUPT_OVERLAP, 0, 0, 0, 0, what, sizeof(what) - 1);
+        (void)ck_mark_corrupt(c);
+        c->dead = true; /* QEMU's node is unusable now: nothing more is written */
+        ret = -QCOW2_CHECK_EIO;
+        goto out;
+    }
+    if (size && overlaps_metadata(c, (uint64_t)new_offset, size)) {
+        static const char what[] = "metadata";
+
+        rep(c, QCOW2_MSG_MARK_CORRUPT_OVERLAP, 0, 0, 0, 0, what, sizeof(what) - 1);
+        (void)ck_mark_corrupt(c);
+        c->dead = true;
+        ret = -QCOW2_CHECK_EIO;
+        goto out;
+    }
+
+    if (size) {
+        table = ck_realloc(c, NULL, size);
+        if (!table) {
+            ret = -QCOW2_CHECK_ENOMEM;
+            goto out_free_new;
+        }
+        memset(table, 0, (size_t)size);
+        for (off = 0, i = 0; i < c->nb_snapshots; i++) {
+            off = (off + 7) & ~7ull;
+            n = snap_serialize(c, &c->snaps[i], tmp, table + off);
+            if (n < 0) {
+                ret = (int)n;
+                goto out_free_new;
+            }
+            off += (uint64_t)n;
+        }
+        ret = ck_write(c, (uint64_t)new_offset, table, size);
+        if (ret == 0)
+            ret = ck_flush(c); /* the table before the header points at it */
+        if (ret < 0)
+            goto out_free_new;
+    }
+    hdr[0] = (uint8_t)(c->nb_snapshots >> 24);
+    hdr[1] = (uint8_t)(c->nb_snapshots >> 16);
+    hdr[2] = (uint8_t)(c->nb_snapshots >> 8);
+    hdr[3] = (uint8_t)c->nb_snapshots;
+    be_st64(hdr + 4, (uint64_t)new_offset);
+    ret = ck_write(c, CK_HDR_NB_SNAPSHOTS, hdr, sizeof(hdr));
+    if (ret == 0)
+        ret = ck_flush(c);
+    if (ret < 0)
+        goto out_free_new;
+
+    /* The old table: QEMU frees it and only reports a failure. */
+    ret = qcow2_alloc_free(&a, c->snapshots_offset, c->snapshots_size, true);
+    if (ret < 0) {
+        const char *e = qcow2_check_strerror(-ret);
+
+        rep(c, QCOW2_MSG_FREE_CLUSTERS_FAILED, 0, 0, 0, 0, e, strlen(e));
+    }
+    ret = qcow2_alloc_flush(&a);
+    if (ret == 0)
+        ret = ck_flush(c);
+    c->snapshots_offset = (uint64_t)new_offset;
+    c->snapshots_size = size;
+    goto out;
+
+out_free_new:
+    if (new_offset > 0 && !c->dead) {
+        (void)qcow2_alloc_free(&a, (uint64_t)new_offset, size, true);
+        (void)qcow2_alloc_flush(&a);
+    }
+out:
+    if (have_alloc)
+        qcow2_alloc_release(&a);
+    ck_free(c, table);
+    ck_free(c, tmp);
+    return ret;
+}
+
+/* qcow2_check_fix_snapshot_table() */
+static int fix_snapshot_table(struct ck *c, struct qcow2_check_result *res)
+{
+    int ret;
+
+    if (!res->corruptions || !(c->fix & QCOW2_CHECK_FIX_ERRORS) || !c->io)
+        return 0;
+    ret = c->dead ? -QCOW2_CHECK_EIO : write_snapshots(c);
+    if (ret < 0) {
+        const char *e = qcow2_check_strerror(-ret);
+
+        res->check_errors++;
+        rep(c, QCOW2_MSG_SNAP_TABLE_UPDATE_FAILED, 0, 0, 0, 0, e, strlen(e));
+        return ret;
+    }
+    res->corruptions_fixed += res->corruptions;
+    res->corruptions = 0;
+    return 0;
+}
+
 static void add_result(struct qcow2_check_result *out, const struct qcow2_check_result *src,
                        bool set_allocation_info)
 {
@@ -1686,6 +1989,9 @@ static void ck_release(struct ck *c)
 struct ck_pass {
     bool undercount;
     bool snap_repair;
+    bool snap_unread; /* the snapshot table was not read (QEMU forgets it) */
+    bool dead;        /* a fatal corruption was signalled (QEMU's node is unusable) */
+    bool wrote;
 };
 
 /* qcow2_co_check_locked() */
@@ -1724,6 +2030,8 @@ static int check_run(const struct qcow2_check_image *img, const struct qcow2_che
     c.cluster_offset_mask = (UINT64_C(1) << c.csize_shift) - 1;
     c.io = fix ? io : NULL;
     c.fix = c.io ? fix : 0;
+    /* A dry run for "-r all" reads the snapshot table as the repair will. */
+    c.snap_fix = (fix & QCOW2_CHECK_FIX_ERRORS) != 0;
     c.write_limit = c.io ? io->write_limit : img->file_size;
     c.reftable_offset = h->refcount_table_offset;
     c.incompat = h->incompatible_features;
@@ -1742,22 +2050,20 @@ static int check_run(const struct qcow2_check_image *img, const struct qcow2_che
         add_result(res, &snapshot_res, false);
         goto out;
     }
-    ret = check_refcounts(&c, &refcount_res, fix);
+    ret = check_refcounts(&c, &refcount_res, c.fix);
     add_result(res, &refcount_res, true);
     if (ret < 0) {
         add_result(res, &snapshot_res, false);
         goto out;
     }
-    /*
-     * qcow2_check_fix_snapshot_table(): with FIX_ERRORS and snapshot
-     * corruptions QEMU rewrites the table; such repairs were refused
-     * before this pass.
-     */
+    ret = fix_snapshot_table(&c, &snapshot_res);
     add_result(res, &snapshot_res, false);
-    ret = 0;
 out:
     pass->undercount = c.undercount;
     pass->snap_repair = c.snap_repair;
+    pass->snap_unread = c.snap_unread;
+    pass->dead = c.dead;
+    pass->wrote = c.wrote;
     ck_release(&c);
     return ret;
 }
@@ -1776,7 +2082,7 @@ static void quiet_report(void *opaque, int32_t code, uint16_t flags, const uint6
 int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
                 unsigned fix, struct qcow2_check_result *res)
 {
-    struct ck_pass pass = {false, false};
+    struct ck_pass pass = {false, false, false, false, false};
 
     memset(res, 0, sizeof(*res));
     if (fix)
@@ -1784,11 +2090,34 @@ int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_en
     return check_run(img, env, NULL, 0, res, &pass);
 }
 
+/*
+ * QEMU's read-write open clears the autoclear feature bits it does not
+ * know (qcow2_update_header()).  Returns 0, 1 when the header must not be
+ * rewritten (it would lose the snapshot table), or -EIO.
+ */
+static int clear_unknown_autoclear(const struct qcow2_header *h, const struct qcow2_check_env *env,
+                                   const struct qcow2_repair_io *io, bool write)
+{
+    uint64_t known = QCOW2_AUTOCLEAR_BITMAPS | QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    uint8_t be[8];
+
+    if (h->version < 3 || !(h->autoclear_features & ~known))
+        return 0;
+    if (h->nb_snapshots || h->snapshots_offset)
+        return 1;
+    if (!write)
+        return 0;
+    be_st64(be, h->autoclear_features & known);
+    if (io->pwrite(env->opaque, CK_HDR_AUTOCLEAR, be, 8) < 0 || io->flush(env->opaque) < 0)
+        return -QCOW2_CHECK_EIO;
+    return 0;
+}
+
 int qcow2_repair(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
                  const struct qcow2_repair_io *io, unsigned fix, struct qcow2_check_result *res)
 {
     struct qcow2_check_env quiet;
-    struct ck_pass pass = {false, false};
+    struct ck_pass pass = {false, false, false, false, false};
     int32_t refusal = 0;
     int ret;
 
@@ -1799,18 +2128,19 @@ int qcow2_repair(const struct qcow2_check_image *img, const struct qcow2_check_e
         return -QCOW2_CHECK_ENOTSUP;
 
     /*
-     * A silent read-only walk first: repair only when every reference
-     * could be counted, and not where the snapshot table would need
-     * rewriting.  If that walk fails, so would the repair's, before its
-     * first write: report the read-only walk.
+     * A silent read-only walk first, reading the snapshot table as the
+     * repair will: repair only when every reference could be counted
+     * (that includes the old snapshot table a rewrite frees).  If that
+     * walk fails, so would the repair's, before its first write: report
+     * the read-only walk.
      */
     quiet = *env;
     quiet.report = quiet_report;
-    ret = check_run(img, &quiet, NULL, 0, res, &pass);
-    if (pass.snap_repair && (fix & QCOW2_CHECK_FIX_ERRORS))
-        refusal = QCOW2_MSG_REPAIR_REFUSED_SNAPSHOTS;
+    ret = check_run(img, &quiet, NULL, fix, res, &pass);
+    if (clear_unknown_autoclear(img->h, env, io, false) == 1)
+        refusal = QCOW2_MSG_REPAIR_REFUSED_AUTOCLEAR;
     else if (ret < 0)
-        return check_run(img, env, NULL, 0, res, &pass);
+        return check_run(img, env, NULL, fix, res, &pass);
     else if (pass.undercount && (res->corruptions || res->leaks))
         refusal = QCOW2_MSG_REPAIR_REFUSED_UNCOUNTED;
     if (refusal) {
@@ -1824,7 +2154,14 @@ int qcow2_repair(const struct qcow2_check_image *img, const struct qcow2_check_e
         }
         return ret;
     }
-    return check_run(img, env, io, fix, res, &pass);
+    ret = clear_unknown_autoclear(img->h, env, io, true);
+    if (ret < 0)
+        return ret;
+    ret = check_run(img, env, io, fix, res, &pass);
+    res->repair_flags = QCOW2_REPAIR_RAN;
+    if (pass.dead || pass.snap_unread)
+        res->repair_flags |= QCOW2_REPAIR_KEEP_DIRTY;
+    return ret;
 }
 
 int qcow2_check_finish(const struct qcow2_header *h, const struct qcow2_check_env *env,

@@ -19,15 +19,18 @@
  * refcounts set to the computed reference counts (compare_refcounts),
  * OFLAG_COPIED flags (check_oflag_copied), unaligned preallocated L2
  * entries zeroed, refcount blocks past the end of the file made part of
- * it, and a new refcount structure placed where QEMU places it
- * (rebuild_refcount_structure).  Writes go through env->pwrite/flush/
- * truncate (struct qcow2_repair_io) and never past io->write_limit.  Before anything is written
- * the image is walked once silently; repair is refused (nothing written,
- * -EIO after one line saying why) when some references could not be
- * counted (so the computed counts could be too low) or when the snapshot
- * table itself would need rewriting.  With FIX_ERRORS on a version 3
- * image the corrupt bit is set (and flushed) before the first write; it
- * is left for the caller to clear after a clean re-validation
+ * it, a new refcount structure placed where QEMU places it
+ * (rebuild_refcount_structure), and the snapshot table read and rewritten
+ * as QEMU's check -r all does (qcow2_check_read_snapshot_table,
+ * qcow2_write_snapshots through formats/qcow2/alloc.h).  Writes go
+ * through env->pwrite/flush/truncate (struct qcow2_repair_io) and never
+ * past io->write_limit.  Before anything is written the image is walked
+ * once silently; repair is refused (nothing written, -EIO after one line
+ * saying why) when some references could not be counted (so the computed
+ * counts could be too low), or when clearing unknown autoclear bits would
+ * drop the snapshot table as QEMU's open does.  With FIX_ERRORS on a
+ * version 3 image the corrupt bit is set (and flushed) before the first
+ * write; it is left for the caller to clear after a clean re-validation
  * (qcow2_check_finish).  docs/repair.md has the safety model.
  */
 #ifndef QCOW2_CHECK_H
@@ -121,7 +124,20 @@ struct qcow2_check_result {
     int64_t allocated_clusters;
     int64_t fragmented_clusters;
     int64_t compressed_clusters;
+    /* instar's own: what qcow2_repair did (QCOW2_REPAIR_*); 0 for a check. */
+    unsigned repair_flags;
 };
+
+/*
+ * repair_flags: RAN - the image was opened for writing as qemu-img check
+ * -r opens it (the repair was not refused), so qemu-img would clear the
+ * dirty bit when closing it; KEEP_DIRTY - except here: QEMU's node became
+ * unusable (a fatal corruption was signalled), or the snapshot table was
+ * not read, so QEMU's header update at close would drop the snapshot
+ * table (instar leaves the header alone then, docs/repair.md).
+ */
+#define QCOW2_REPAIR_RAN        (1u << 0)
+#define QCOW2_REPAIR_KEEP_DIRTY (1u << 1)
 
 /*
  * qcow2_check - qcow2_co_check_locked(): read and check the snapshot
@@ -154,6 +170,13 @@ int qcow2_check(const struct qcow2_check_image *img, const struct qcow2_check_en
  * rebuild refcount structures" (leaks only, nothing written), after a
  * refusal line (QCOW2_MSG_REPAIR_REFUSED_*, nothing written) or a failed
  * write.  The caller re-validates and then calls qcow2_check_finish.
+ * With FIX_ERRORS the snapshot table is read as QEMU's repair reads it
+ * (entries past the limits dropped, oversized extra data cut) and, when
+ * that found corruptions, rewritten after the refcount repair
+ * (qcow2_check_fix_snapshot_table).  Unknown autoclear feature bits are
+ * cleared first, as QEMU's read-write open does; when the header names
+ * internal snapshots that open would also drop the snapshot table
+ * (QEMU's check-mode open has not read it), so the repair is refused.
  */
 int qcow2_repair(const struct qcow2_check_image *img, const struct qcow2_check_env *env,
                  const struct qcow2_repair_io *io, unsigned fix, struct qcow2_check_result *res);
@@ -168,7 +191,9 @@ int qcow2_repair(const struct qcow2_check_image *img, const struct qcow2_check_e
  * QCOW2_CHECK_CLEAR_*) in the incompatible features of h (the header as
  * the repair left it, version 3), after a flush so that the repair is
  * durable first, then flush again.  Call it only after a re-validation of
- * the repaired image came back clean.  Writes nothing when none of the
+ * the repaired image came back clean for CLEAR_CORRUPT; CLEAR_DIRTY is
+ * what QEMU does on closing any image it opened for repair (res
+ * repair_flags RAN without KEEP_DIRTY).  Writes nothing when none of the
  * bits is set or h is version 2.
  * Returns 0, 1 when the header was written, or -QCOW2_CHECK_EIO.
  */

@@ -11,7 +11,8 @@
  * negative here.  Where qemu prints two strings (snapshot id and name),
  * the guest passes the whole fragment as {s}.
  *
- * 2058..2060 are instar's own lines (repair refusals, docs/repair.md);
+ * 2058..2060 and 2069 are instar's own lines (repair refusals, docs/repair.md;
+ * 2059 is no longer emitted: the snapshot table is rewritten now);
  * qemu-img has no such line.
  *
  * 2400..2499 are not lines but open failures that only check's open with
@@ -123,6 +124,22 @@
     X(QCOW2_MSG_MARK_CORRUPT_REFBLOCK_UNALIGNED, 2061,                                             \
       "qcow2: Marking image as corrupt: Refblock offset {#x0} unaligned (reftable index: {#x1}); " \
       "further corruption events will be suppressed")                                              \
+    X(QCOW2_MSG_SNAP_DISCARD_COUNT, 2062, "Discarding {0} overhanging snapshots")                  \
+    X(QCOW2_MSG_SNAP_DISCARD_EXTRA, 2063,                                                          \
+      "Discarding too much extra metadata in snapshot table entry {0} ({1} > 1024)")               \
+    X(QCOW2_MSG_SNAP_DISCARD_TOO_BIG, 2064,                                                        \
+      "Discarding {0} overhanging snapshots (snapshot table is too big)")                          \
+    X(QCOW2_MSG_SNAP_COUNT_UPDATE_FAILED, 2065,                                                    \
+      "ERROR failed to update the snapshot count in the image header: {s}")                        \
+    X(QCOW2_MSG_SNAP_TABLE_UPDATE_FAILED, 2066, "ERROR failed to update snapshot table: {s}")      \
+    X(QCOW2_MSG_FREE_CLUSTERS_FAILED, 2067, "qcow2_free_clusters failed: {s}")                     \
+    X(QCOW2_MSG_MARK_CORRUPT_OVERLAP, 2068,                                                        \
+      "qcow2: Marking image as corrupt: Preventing invalid write on metadata (overlaps with "      \
+      "{s}); "                                                                                     \
+      "further corruption events will be suppressed")                                              \
+    X(QCOW2_MSG_REPAIR_REFUSED_AUTOCLEAR, 2069,                                                    \
+      "ERROR refusing to repair: clearing the unknown autoclear feature bits would drop every "    \
+      "internal snapshot from the header (as qemu-img 7.2 does); the image was not changed")       \
     X(QCOW2_CHECK_ERR_KEY_SECRET, 2400, "Parameter 'encrypt.key-secret' is required for cipher")   \
     X(QCOW2_CHECK_ERR_NO_CRYPTO_HDR, 2401, "Missing CRYPTO header for crypt method {0}")
 

@@ -120,3 +120,69 @@ int qcow2_snapshots_parse(const struct qcow2_header *h, const struct qcow2_reade
     }
     return 0;
 }
+
+static void snap_st16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+static void snap_st32(uint8_t *p, uint32_t v)
+{
+    snap_st16(p, (uint16_t)(v >> 16));
+    snap_st16(p + 2, (uint16_t)v);
+}
+
+static void snap_st64(uint8_t *p, uint64_t v)
+{
+    snap_st32(p, (uint32_t)(v >> 32));
+    snap_st32(p + 4, (uint32_t)v);
+}
+
+uint64_t qcow2_snapshot_entry_len(const struct qcow2_snapshot *sn)
+{
+    uint64_t extra = sn->extra_data_size > QCOW2_SNAPSHOT_KNOWN_EXTRA ? sn->extra_data_size
+                                                                      : QCOW2_SNAPSHOT_KNOWN_EXTRA;
+
+    return QCOW2_SNAPSHOT_HDR_LEN + extra + (uint64_t)sn->id_len + sn->name_len;
+}
+
+size_t qcow2_snapshot_write_entry(const struct qcow2_snapshot *sn, const uint8_t *unknown,
+                                  uint8_t *buf)
+{
+    uint32_t extra = sn->extra_data_size > QCOW2_SNAPSHOT_KNOWN_EXTRA ? sn->extra_data_size
+                                                                      : QCOW2_SNAPSHOT_KNOWN_EXTRA;
+    size_t off = QCOW2_SNAPSHOT_HDR_LEN;
+
+    memset(buf, 0, QCOW2_SNAPSHOT_HDR_LEN + QCOW2_SNAPSHOT_KNOWN_EXTRA);
+    snap_st64(buf, sn->l1_table_offset);
+    snap_st32(buf + 8, sn->l1_size);
+    snap_st16(buf + 12, (uint16_t)sn->id_len);
+    snap_st16(buf + 14, (uint16_t)sn->name_len);
+    snap_st32(buf + 16, sn->date_sec);
+    snap_st32(buf + 20, sn->date_nsec);
+    snap_st64(buf + 24, sn->vm_clock_nsec);
+    if (sn->vm_state_size <= 0xffffffffull)
+        snap_st32(buf + 32, (uint32_t)sn->vm_state_size);
+    snap_st32(buf + 36, extra);
+    snap_st64(buf + off, sn->vm_state_size);
+    snap_st64(buf + off + 8, sn->disk_size);
+    snap_st64(buf + off + 16, sn->icount);
+    off += QCOW2_SNAPSHOT_KNOWN_EXTRA;
+    if (extra > QCOW2_SNAPSHOT_KNOWN_EXTRA) {
+        size_t n = extra - QCOW2_SNAPSHOT_KNOWN_EXTRA;
+
+        if (unknown)
+            memcpy(buf + off, unknown, n);
+        else
+            memset(buf + off, 0, n);
+        off += n;
+    }
+    if (sn->id_len)
+        memcpy(buf + off, sn->id, sn->id_len);
+    off += sn->id_len;
+    if (sn->name_len)
+        memcpy(buf + off, sn->name, sn->name_len);
+    off += sn->name_len;
+    return off;
+}

@@ -71,4 +71,30 @@ int qcow2_snapshots_parse(const struct qcow2_header *h, const struct qcow2_reade
                           uint8_t *scratch, qcow2_snapshot_fn visit, void *opaque,
                           struct qcow2_err_info *ei);
 
+/* Bytes of the known extra data qemu 7.2 writes (vm_state_size_large, disk_size, icount). */
+#define QCOW2_SNAPSHOT_KNOWN_EXTRA 24
+
+/*
+ * qcow2_snapshot_entry_len - bytes the entry sn takes in a snapshot table
+ * written the way qemu 7.2's qcow2_write_snapshots() writes it: the
+ * 40-byte header, max(24, sn->extra_data_size) bytes of extra data,
+ * sn->id_len and sn->name_len bytes of strings (no alignment padding;
+ * entries start 8-byte aligned).  sn->extra_data_size must be at most
+ * QCOW2_SNAPSHOT_MAX_EXTRA and the string lengths at most 65535 (what a
+ * table read by qcow2_snapshots_parse or the check can hold).
+ */
+uint64_t qcow2_snapshot_entry_len(const struct qcow2_snapshot *sn);
+
+/*
+ * qcow2_snapshot_write_entry - serialize sn into buf (at least
+ * qcow2_snapshot_entry_len(sn) bytes), as qcow2_write_snapshots() does:
+ * the 32-bit vm_state_size only when it fits (else 0), the known extra
+ * data always (vm_state_size, disk_size, icount), then the
+ * sn->extra_data_size - 24 bytes of unknown extra data from unknown (may
+ * be NULL when there are none), the id and the name.  Pure; nothing is
+ * retained.  Returns the number of bytes written.
+ */
+size_t qcow2_snapshot_write_entry(const struct qcow2_snapshot *sn, const uint8_t *unknown,
+                                  uint8_t *buf);
+
 #endif /* QCOW2_SNAPSHOT_H */
