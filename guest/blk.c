@@ -88,6 +88,111 @@ static struct cache_block *cache_get(uint32_t handle, uint64_t aligned)
     return victim;
 }
 
+/* --- Written devices --- */
+
+static bool dev_written[INSTAR_DEV_MAX];
+static uint64_t dev_len[INSTAR_DEV_MAX];
+
+static bool dev_ok(uint32_t handle)
+{
+    return handle < boot->ndevices && handle < INSTAR_DEV_MAX;
+}
+
+static void dev_touch(uint32_t handle)
+{
+    if (!dev_written[handle]) {
+        dev_written[handle] = true;
+        dev_len[handle] = gblk_size(handle);
+    }
+}
+
+bool gdev_written(uint32_t handle)
+{
+    return dev_ok(handle) && dev_written[handle];
+}
+
+uint64_t gdev_length(uint32_t handle)
+{
+    if (!dev_ok(handle))
+        return 0;
+    return dev_written[handle] ? dev_len[handle] : gblk_size(handle);
+}
+
+int gdev_pread(uint32_t handle, uint64_t offset, void *buf, size_t len)
+{
+    uint64_t size = gdev_length(handle);
+    uint8_t *p = buf;
+
+    if (!dev_ok(handle))
+        return INSTAR_HC_EINVAL;
+    while (len) {
+        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
+        int64_t got = 0;
+
+        if (offset < size) {
+            uint64_t avail = size - offset;
+
+            got = hc_blk_read(handle, offset, p, n < avail ? n : avail);
+            if (got < 0)
+                return (int)got;
+        }
+        if ((uint64_t)got < n)
+            memset(p + got, 0, n - got);
+        p += n;
+        len -= n;
+        if (ovf_add_u64(offset, n, &offset))
+            return len ? INSTAR_HC_ERANGE : 0;
+    }
+    return 0;
+}
+
+int gdev_pwrite(uint32_t handle, uint64_t offset, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    if (!dev_ok(handle))
+        return INSTAR_HC_EINVAL;
+    dev_touch(handle);
+    while (len) {
+        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
+        int64_t put = hc_blk_write(handle, offset, p, n);
+
+        if (put < 0)
+            return (int)put;
+        if ((uint64_t)put != n)
+            return INSTAR_HC_EIO;
+        p += n;
+        len -= n;
+        offset += n; /* the host checked offset + n against the write limit */
+        if (offset > dev_len[handle])
+            dev_len[handle] = offset;
+    }
+    return 0;
+}
+
+int gdev_truncate(uint32_t handle, uint64_t size, uint32_t mode)
+{
+    int64_t r;
+
+    if (!dev_ok(handle))
+        return INSTAR_HC_EINVAL;
+    dev_touch(handle);
+    r = hc_truncate(handle, size, mode);
+    if (r < 0)
+        return (int)r;
+    dev_len[handle] = size;
+    return 0;
+}
+
+int gdev_flush(uint32_t handle)
+{
+    int64_t r = hc_flush(handle);
+
+    return r < 0 ? (int)r : 0;
+}
+
+/* --- Cached reads --- */
+
 int gblk_pread(uint32_t handle, uint64_t offset, void *buf, size_t len)
 {
     uint8_t *p = buf;
@@ -95,6 +200,9 @@ int gblk_pread(uint32_t handle, uint64_t offset, void *buf, size_t len)
 
     if (handle >= boot->ndevices || ovf_add_u64(offset, len, &end))
         return -INSTAR_ERR_IO;
+    /* The cache does not see the planner's own writes. */
+    if (gdev_written(handle))
+        return gdev_pread(handle, offset, buf, len) < 0 ? -INSTAR_ERR_IO : 0;
     if (len >= BLK_CACHE_SIZE)
         return blk_read_direct(handle, offset, p, len);
 

@@ -53,6 +53,25 @@ int gblk_pread(uint32_t handle, uint64_t offset, void *buf, size_t len);
 /* Size in bytes of device handle at boot (0 if the handle is invalid). */
 uint64_t gblk_size(uint32_t handle);
 
+/*
+ * --- Devices a planner writes (guest/blk.c) ---
+ * Writes and truncates go straight to the host; the device's length then
+ * follows them, and every later read of it (gblk_pread included) bypasses
+ * the cache and reads zeros past that length.  Each call returns 0, or the
+ * negative INSTAR_HC_E* code of the call that failed (a short transfer is
+ * INSTAR_HC_EIO), so callers can map ERANGE (past the write limit) apart.
+ */
+int gdev_pread(uint32_t handle, uint64_t offset, void *buf, size_t len);
+int gdev_pwrite(uint32_t handle, uint64_t offset, const void *buf, size_t len);
+int gdev_truncate(uint32_t handle, uint64_t size, uint32_t mode); /* enum instar_trunc_mode */
+int gdev_flush(uint32_t handle);
+
+/* The device's length as the writes left it (its boot size before any). */
+uint64_t gdev_length(uint32_t handle);
+
+/* Whether the planner has written or truncated the device. */
+bool gdev_written(uint32_t handle);
+
 /* --- Memory (guest/alloc.c): the usual contracts, over guest RAM --- */
 
 void *malloc(size_t size);

@@ -9,10 +9,9 @@
  * Other drivers qemu-img has fail as in plan_info.
  *
  * Repair (INSTAR_CHECK_FIX_*, device 0 writable): qcow2_repair() writes
- * through hc_blk_write/hc_flush/hc_truncate, bounded by the device's
- * write_limit.  After the first write, reads go straight to the host
- * with this file's own idea of the file length (the block cache and the
- * boot-time size describe the file as it was).  When the repair leaves
+ * through guest/blk.c's gdev_* calls, bounded by the device's
+ * write_limit; after the first write, reads bypass the block cache and
+ * see the file as the writes left it.  When the repair leaves
  * no corruption, the repaired file is checked again here, silently, from
  * a freshly read header; only if that comes back clean are the dirty bit
  * and (for "all") the corrupt bit cleared (docs/repair.md).
@@ -30,77 +29,29 @@ static struct instar_check_result *res(struct rbuf *rb)
     return rbuf_at(rb, 0);
 }
 
-static bool wrote;       /* a repair wrote: read past the cache */
-static uint64_t dev_len; /* the file length as the writes left it */
-
-static int direct_pread(uint64_t off, void *buf, size_t len)
-{
-    uint8_t *p = buf;
-
-    while (len) {
-        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
-        int64_t got = 0;
-
-        if (off < dev_len) {
-            uint64_t avail = dev_len - off;
-
-            got = hc_blk_read(GOPEN_DEV, off, p, n < avail ? n : avail);
-            if (got < 0)
-                return -INSTAR_ERR_IO;
-        }
-        if ((uint64_t)got < n)
-            memset(p + got, 0, n - got);
-        p += n;
-        len -= (size_t)n;
-        if (__builtin_add_overflow(off, n, &off))
-            return len ? -INSTAR_ERR_IO : 0;
-    }
-    return 0;
-}
-
+/* Reads see the repair's own writes: gblk_pread bypasses its cache once the device is written. */
 static int env_pread(void *opaque, uint64_t off, void *buf, size_t len)
 {
     (void)opaque;
-    if (wrote)
-        return direct_pread(off, buf, len);
     return gblk_pread(GOPEN_DEV, off, buf, len);
 }
 
 static int io_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
 {
-    const uint8_t *p = buf;
-
     (void)opaque;
-    wrote = true;
-    while (len) {
-        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
-        int64_t put = hc_blk_write(GOPEN_DEV, off, p, n);
-
-        if (put < 0 || (uint64_t)put != n)
-            return -INSTAR_ERR_IO;
-        p += n;
-        len -= (size_t)n;
-        off += n;
-        if (off > dev_len)
-            dev_len = off;
-    }
-    return 0;
+    return gdev_pwrite(GOPEN_DEV, off, buf, len) < 0 ? -INSTAR_ERR_IO : 0;
 }
 
 static int io_flush(void *opaque)
 {
     (void)opaque;
-    return hc_flush(GOPEN_DEV) < 0 ? -INSTAR_ERR_IO : 0;
+    return gdev_flush(GOPEN_DEV) < 0 ? -INSTAR_ERR_IO : 0;
 }
 
 static int io_truncate(void *opaque, uint64_t size)
 {
     (void)opaque;
-    wrote = true;
-    if (hc_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0)
-        return -INSTAR_ERR_IO;
-    dev_len = size;
-    return 0;
+    return gdev_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0 ? -INSTAR_ERR_IO : 0;
 }
 
 static void quiet_report(void *opaque, int32_t code, uint16_t flags, const uint64_t args[4],
@@ -212,7 +163,6 @@ static int repair_qcow2(const struct qcow2_check_image *ci, const struct qcow2_c
     int ret;
 
     io.write_limit = boot->devices[GOPEN_DEV].write_limit;
-    dev_len = ci->file_size;
     ret = qcow2_repair(ci, env, &io, fix, r);
     if (!(r->repair_flags & QCOW2_REPAIR_RAN))
         return ret;
@@ -228,7 +178,7 @@ static int repair_qcow2(const struct qcow2_check_image *ci, const struct qcow2_c
         qcow2_header_parse_flags(buf, len, QCOW2_OPEN_CHECK, &h2, &ei) == 0) {
         ci2 = *ci;
         ci2.h = &h2;
-        ci2.file_size = wrote ? dev_len : ci->file_size;
+        ci2.file_size = gdev_length(GOPEN_DEV);
         /*
          * qemu-img clears the bit when its repair came out clean; a bit
          * only instar set (before its first write) goes when the

@@ -8,9 +8,9 @@
  * code INSTAR_ERR_IO and err_args = { errno, enum qcow2_create_stage }:
  * the host turns that into qemu-img's message for that step.
  *
- * Writes go straight to the host (hc_blk_write); reads are served by the
- * host too, with the bytes past the current length read as zeros (the
- * guest tracks each device's length, since everything it reads it wrote).
+ * Writes and reads go straight to the host through guest/blk.c's gdev_*
+ * calls, which track each device's length (bytes past it read as zeros),
+ * since everything the planner reads it wrote.
  */
 #include "guest.h"
 #include "qcow2/create.h"
@@ -18,49 +18,27 @@
 #define DEV_DATA 1
 
 struct gc_state {
-    uint64_t len[2]; /* current device lengths */
     bool has_data;
 };
 
+static int gc_err(int hc)
+{
+    return hc == INSTAR_HC_ERANGE ? -QCOW2_ALLOC_EFBIG : -QCOW2_ALLOC_EIO;
+}
+
 static int gc_read(void *opaque, uint64_t off, void *buf, size_t len)
 {
-    struct gc_state *st = opaque;
-    uint64_t have = 0;
-
-    if (off < st->len[0]) {
-        have = st->len[0] - off;
-        if (have > len) {
-            have = len;
-        }
-    }
-    for (uint64_t done = 0; done < have;) {
-        uint64_t n = have - done > INSTAR_BLK_XFER_MAX ? INSTAR_BLK_XFER_MAX : have - done;
-        int64_t r = hc_blk_read(0, off + done, (uint8_t *)buf + done, n);
-        if (r <= 0) {
-            return -QCOW2_ALLOC_EIO;
-        }
-        done += (uint64_t)r;
-    }
-    memset((uint8_t *)buf + have, 0, len - have);
-    return 0;
+    (void)opaque;
+    return gdev_pread(0, off, buf, len) < 0 ? -QCOW2_ALLOC_EIO : 0;
 }
 
 static int gc_write(void *opaque, uint64_t off, const void *buf, size_t len)
 {
-    struct gc_state *st = opaque;
+    int r;
 
-    for (uint64_t done = 0; done < len;) {
-        uint64_t n = len - done > INSTAR_BLK_XFER_MAX ? INSTAR_BLK_XFER_MAX : len - done;
-        int64_t r = hc_blk_write(0, off + done, (const uint8_t *)buf + done, n);
-        if (r <= 0) {
-            return r == INSTAR_HC_ERANGE ? -QCOW2_ALLOC_EFBIG : -QCOW2_ALLOC_EIO;
-        }
-        done += (uint64_t)r;
-    }
-    if (off + len > st->len[0]) {
-        st->len[0] = off + len;
-    }
-    return 0;
+    (void)opaque;
+    r = gdev_pwrite(0, off, buf, len);
+    return r < 0 ? gc_err(r) : 0;
 }
 
 static void *gc_mem(void *opaque, void *p, size_t size)
@@ -79,27 +57,22 @@ static int gc_truncate(void *opaque, int dev, uint64_t size, int mode)
     uint32_t m = mode == QCOW2_PREALLOC_FALLOC ? INSTAR_TRUNC_FALLOC
                  : mode == QCOW2_PREALLOC_FULL ? INSTAR_TRUNC_FULL
                                                : INSTAR_TRUNC_OFF;
-    int64_t r;
+    int r;
 
     if (dev != 0 && !(dev == DEV_DATA && st->has_data)) {
         return -QCOW2_ALLOC_EINVAL;
     }
-    r = hc_truncate((uint32_t)dev, size, m);
-    if (r < 0) {
-        return r == INSTAR_HC_ERANGE ? -QCOW2_ALLOC_EFBIG : -QCOW2_ALLOC_EIO;
-    }
-    st->len[dev] = size;
-    return 0;
+    r = gdev_truncate((uint32_t)dev, size, m);
+    return r < 0 ? gc_err(r) : 0;
 }
 
 static int gc_length(void *opaque, int dev, uint64_t *len)
 {
-    struct gc_state *st = opaque;
-
+    (void)opaque;
     if (dev < 0 || dev > 1) {
         return -QCOW2_ALLOC_EINVAL;
     }
-    *len = st->len[dev];
+    *len = gdev_length((uint32_t)dev);
     return 0;
 }
 
@@ -163,9 +136,7 @@ void plan_create(void)
             fail(QCOW2_ALLOC_EINVAL, 0);
         }
         st.has_data = true;
-        st.len[1] = gblk_size(DEV_DATA);
     }
-    st.len[0] = gblk_size(0);
 
     ret = qcow2_create(&o, &gc_io, &st, &stage);
     if (ret < 0) {

@@ -4,75 +4,31 @@
  * formats/qcow2/resize.c over device 0 and truncate it as QEMU's file
  * driver would.
  *
- * After the first write, reads go straight to the host with this file's
- * own idea of the file length (the block cache and the boot-time size in
- * guest/blk.c describe the file as it was before the resize).
+ * Reads go straight to the host and see the planner's own writes, past
+ * the length those writes left (gdev_* in guest/blk.c).
  */
 #include "guest.h"
 #include "open.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
 
-static uint64_t dev_len; /* the file length as the writes left it */
-
+/* Reads go straight to the host (guest/blk.c's written-device calls). */
 static int rs_pread(void *opaque, uint64_t off, void *buf, size_t len)
 {
-    uint8_t *p = buf;
-
     (void)opaque;
-    while (len) {
-        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
-        int64_t got = 0;
-
-        if (off < dev_len) {
-            uint64_t avail = dev_len - off;
-
-            got = hc_blk_read(GOPEN_DEV, off, p, n < avail ? n : avail);
-            if (got < 0)
-                return -QCOW2_RESIZE_EIO;
-        }
-        if ((uint64_t)got < n)
-            memset(p + got, 0, n - got);
-        p += n;
-        len -= n;
-        off += n;
-    }
-    return 0;
+    return gdev_pread(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_RESIZE_EIO : 0;
 }
 
 static int rs_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
 {
-    const uint8_t *p = buf;
-
     (void)opaque;
-    while (len) {
-        uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
-        int64_t put = hc_blk_write(GOPEN_DEV, off, p, n);
-
-        if (put < 0 || (uint64_t)put != n)
-            return -QCOW2_RESIZE_EIO;
-        p += n;
-        len -= n;
-        off += n;
-        if (off > dev_len)
-            dev_len = off;
-    }
-    return 0;
+    return gdev_pwrite(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_RESIZE_EIO : 0;
 }
 
 static int rs_flush(void *opaque)
 {
     (void)opaque;
-    return hc_flush(GOPEN_DEV) < 0 ? -QCOW2_RESIZE_EIO : 0;
-}
-
-static int rs_truncate(void *opaque, uint64_t size)
-{
-    (void)opaque;
-    if (hc_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0)
-        return -QCOW2_RESIZE_EIO;
-    dev_len = size;
-    return 0;
+    return gdev_flush(GOPEN_DEV) < 0 ? -QCOW2_RESIZE_EIO : 0;
 }
 
 static int rs_truncate_mode(void *opaque, uint64_t size, int mode)
@@ -80,14 +36,19 @@ static int rs_truncate_mode(void *opaque, uint64_t size, int mode)
     uint32_t m = mode == QCOW2_PREALLOC_FALLOC ? INSTAR_TRUNC_FALLOC
                  : mode == QCOW2_PREALLOC_FULL ? INSTAR_TRUNC_FULL
                                                : INSTAR_TRUNC_OFF;
-    int64_t r;
+    int r;
 
     (void)opaque;
-    r = hc_truncate(GOPEN_DEV, size, m);
+    r = gdev_truncate(GOPEN_DEV, size, m);
     if (r < 0)
         return r == INSTAR_HC_ERANGE ? -QCOW2_RESIZE_EFBIG : -QCOW2_RESIZE_EIO;
-    dev_len = size;
     return 0;
+}
+
+static int rs_truncate(void *opaque, uint64_t size)
+{
+    (void)opaque;
+    return gdev_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0 ? -QCOW2_RESIZE_EIO : 0;
 }
 
 static void *rs_mem(void *opaque, void *p, size_t size)
@@ -155,7 +116,6 @@ void plan_resize(void)
     ri.prealloc = (int)a->prealloc;
     ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
-    dev_len = ri.file_size;
 
     ret = qcow2_resize(&ri, &io, a->size, &errnum, &wcode, &werrno);
     if (ret < 0)
