@@ -23,23 +23,13 @@
 
 #include "qcow2/check.h"
 #include "qcow2/header.h"
+#include "report.h"
 
 #ifndef INSTAR_SOURCE_DIR
 #define INSTAR_SOURCE_DIR "."
 #endif
 
 /* --- Rendering the streamed lines as the host does --- */
-
-struct tmpl {
-    int32_t code;
-    const char *msg;
-};
-
-static const struct tmpl tmpls[] = {
-#define T_ENTRY(name, code, msg) {code, msg},
-    QCOW2_CHECK_MSGS(T_ENTRY)
-#undef T_ENTRY
-};
 
 static char lines[1 << 20];
 static size_t lines_len;
@@ -55,40 +45,19 @@ static void out(const char *s, size_t n)
 
 static void render(int32_t code, uint16_t flags, const uint64_t a[4], const char *s, size_t slen)
 {
-    const char *m = NULL, *p;
-    char num[40];
-    size_t i;
+    char *m;
 
-    for (i = 0; i < sizeof(tmpls) / sizeof(tmpls[0]); i++)
-        if (tmpls[i].code == code)
-            m = tmpls[i].msg;
-    cr_assert_not_null(m, "unknown code %d", code);
+    cr_assert_not_null(report_code_template(code), "unknown code %d", code);
     if (code == QCOW2_MSG_REPAIR_REFUSED_UNCOUNTED || code == QCOW2_MSG_REPAIR_REFUSED_SNAPSHOTS ||
         code == QCOW2_MSG_REPAIR_REFUSED_AUTOCLEAR)
         refused = 1;
+    m = report_code_render(code, a, s, slen);
+    cr_assert_not_null(m);
     if (flags & QCOW2_CHECK_REC_PREFIX)
         out("qemu-img: ", 10);
-    for (p = m; *p; p++) {
-        if (p[0] == '{' && p[1] == 's' && p[2] == '}') {
-            out(s, slen);
-            p += 2;
-        } else if (p[0] == '{' && p[1] >= '0' && p[1] <= '3' && p[2] == '}') {
-            snprintf(num, sizeof(num), "%llu", (unsigned long long)a[p[1] - '0']);
-            out(num, strlen(num));
-            p += 2;
-        } else if (p[0] == '{' && p[1] == 'x' && p[3] == '}') {
-            snprintf(num, sizeof(num), "%llx", (unsigned long long)a[p[2] - '0']);
-            out(num, strlen(num));
-            p += 3;
-        } else if (p[0] == '{' && p[1] == '#' && p[2] == 'x' && p[4] == '}') {
-            snprintf(num, sizeof(num), "%#llx", (unsigned long long)a[p[3] - '0']);
-            out(num, strlen(num));
-            p += 4;
-        } else {
-            out(p, 1);
-        }
-    }
+    out(m, strlen(m));
     out("\n", 1);
+    free(m);
 }
 
 /* --- An image in memory that repairs may write to --- */
