@@ -344,12 +344,8 @@ int cmd_check(int argc, char **argv)
         return report_usage("Expecting one image file name");
     filename = argv[optind];
 
-    if (output && !strcmp(output, "json")) {
-        json = true;
-    } else if (output && strcmp(output, "human")) {
-        report_error("--output must be used with human or json as argument.");
+    if (cmd_output_json(output, &json) < 0)
         return 1;
-    }
     if (!cache_mode_ok(cache)) {
         report_error("Invalid source cache option: %s", cache);
         return 1;

@@ -38,6 +38,13 @@ void cmd_print_help(void);
 bool cmd_driver_known(const char *name);
 
 /*
+ * cmd_output_json - qemu-img's --output=human|json: *json set from output
+ * (NULL: human).  Any other value is reported with qemu-img's message.
+ * Returns 0, or -1 after reporting.
+ */
+int cmd_output_json(const char *output, bool *json);
+
+/*
  * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
  * documented above the handler.
  */

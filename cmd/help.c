@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cmds.h"
+#include "report.h"
 
 /* QEMU_IMG_VERSION: "qemu-img version " QEMU_FULL_VERSION "\n" QEMU_COPYRIGHT "\n". */
 const char cmd_version_text[] =
@@ -171,4 +172,14 @@ bool cmd_driver_known(const char *name)
         p = e;
     }
     return false;
+}
+
+int cmd_output_json(const char *output, bool *json)
+{
+    *json = output && !strcmp(output, "json");
+    if (output && !*json && strcmp(output, "human")) {
+        report_error("--output must be used with human or json as argument.");
+        return -1;
+    }
+    return 0;
 }

@@ -567,12 +567,8 @@ int cmd_info(int argc, char **argv)
         return report_usage("Expecting one image file name");
     filename = argv[optind];
 
-    if (output && !strcmp(output, "json")) {
-        json = true;
-    } else if (output && strcmp(output, "human")) {
-        report_error("--output must be used with human or json as argument.");
+    if (cmd_output_json(output, &json) < 0)
         return 1;
-    }
     if (image_opts) {
         report_error("--image-opts is not supported by instar");
         return 1;

@@ -18,11 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_alloc.h"
 #include "qcow2/check.h"
 #include "qcow2/header.h"
 
-#define MAX_INPUT    (4u << 20)
-#define FUZZ_MEM_CAP (64u << 20)
+#define MAX_INPUT (4u << 20)
 
 struct mem {
     uint8_t *p;
@@ -115,31 +115,14 @@ static void mem_report(void *opaque, int32_t code, uint16_t flags, const uint64_
     m->lines++;
 }
 
-/* Blocks carry their size in front, so the cap counts live bytes. */
 static void *mem_realloc(void *opaque, void *p, size_t size)
 {
-    struct mem *m = opaque;
-    size_t old = p ? ((size_t *)p)[-1] : 0;
-    size_t *q;
-
-    if (size > FUZZ_MEM_CAP || m->live - old + size > FUZZ_MEM_CAP)
-        return NULL;
-    q = realloc(p ? (size_t *)p - 1 : NULL, size + sizeof(size_t));
-    if (!q)
-        return NULL;
-    q[0] = size;
-    m->live = m->live - old + size;
-    return q + 1;
+    return fuzz_realloc(&((struct mem *)opaque)->live, p, size);
 }
 
 static void mem_free(void *opaque, void *p)
 {
-    struct mem *m = opaque;
-
-    if (!p)
-        return;
-    m->live -= ((size_t *)p)[-1];
-    free((size_t *)p - 1);
+    fuzz_free(&((struct mem *)opaque)->live, p);
 }
 
 /* Parse m's bytes as check's open does; x's strings point into *copy. */
