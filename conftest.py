@@ -1,5 +1,6 @@
 """Fixtures shared by parity/ and tests/integration/."""
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,5 +13,19 @@ import instar_testlib as tl  # noqa: E402
 
 @pytest.fixture(scope="session")
 def instar(tmp_path_factory):
-    """The binary under test behind a `qemu-img` symlink (fails if missing, skips without KVM)."""
+    """The binary under test behind a `qemu-img` symlink (fails if missing; no sandbox: skip, or fail in CI)."""
     return tl.require_instar(pytest, tmp_path_factory.mktemp("link"))
+
+
+def pytest_report_header(config):
+    """Say which sandbox backend instar runs its guests on (INSTAR_SANDBOX picks; auto by default)."""
+    backend, problem = tl.sandbox_probe()
+    chosen = os.environ.get("INSTAR_SANDBOX", "auto")
+    if problem:
+        return f"instar sandbox: NONE ({problem.splitlines()[0]})"
+    return f"instar sandbox: {backend} backend (INSTAR_SANDBOX={chosen})"
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    backend, problem = tl.sandbox_probe()
+    terminalreporter.write_line(f"instar sandbox backend used: {backend or 'none: ' + problem.splitlines()[0]}")

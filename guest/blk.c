@@ -177,6 +177,16 @@ int gdev_truncate(uint32_t handle, uint64_t size, uint32_t mode)
     if (!dev_ok(handle))
         return INSTAR_HC_EINVAL;
     dev_touch(handle);
+    /* Allocating modes grow in steps the host accepts (INSTAR_TRUNC_FILL_MAX). */
+    while (mode != INSTAR_TRUNC_OFF && size > dev_len[handle] &&
+           size - dev_len[handle] > INSTAR_TRUNC_FILL_MAX) {
+        uint64_t step = dev_len[handle] + INSTAR_TRUNC_FILL_MAX;
+
+        r = hc_truncate(handle, step, mode);
+        if (r < 0)
+            return (int)r;
+        dev_len[handle] = step;
+    }
     r = hc_truncate(handle, size, mode);
     if (r < 0)
         return (int)r;

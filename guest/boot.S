@@ -1,23 +1,37 @@
 /*
- * Guest entry, the SYSCALL gate for hypercalls, and CPU exception stubs.
+ * Image header, guest entries, the INT3 gate for hypercalls, and CPU
+ * exception stubs.
  *
- * The host starts the vCPU in 64-bit long mode, ring 0, paging on, SSE
- * enabled, interrupts off, RIP at _start (vmm/x86_64.c).  Ring 0 only
- * drops to ring 3, where all C code runs (see vmm/x86_64.c for why).  Everything that runs in ring 0 is in this file,
- * in plain general-purpose instructions: no C, no SSE.
+ * KVM backend: the host starts the vCPU in 64-bit long mode, ring 0,
+ * paging on, SSE enabled, interrupts off, RIP at _start (vmm/x86_64.c).
+ * Ring 0 only drops to ring 3, where all C code runs (see vmm/x86_64.c for
+ * why).  Everything that runs in ring 0 is in this file, in plain
+ * general-purpose instructions: no C, no SSE.
+ *
+ * Process backend: the tender (vmm/tender/) jumps to _start_user in ring 3
+ * with every register cleared; the ring-0 code here never runs.
  *
  * Hypercall from ring 3: RAX = guest-physical address of the argument
- * struct, RDX = port; INT $0x80 enters hc_entry through a DPL-3 gate, which
+ * struct, RDX = port; INT3 enters hc_entry through a DPL-3 gate, which
  * does the OUT that the ABI defines (include/instar/abi.h) and IRETQs back.
  */
 #define USER_CS    (0x28 | 3)
 #define USER_SS    (0x20 | 3)
 
+#include "instar/abi.h"
+
+    /* struct instar_image_hdr, at the load address (guest/guest.ld). */
+    .section .text.head, "a"
+    .long   INSTAR_IMAGE_MAGIC
+    .long   INSTAR_ABI_VERSION
+    .quad   _start
+    .quad   _start_user
+    .quad   _etext
+    .quad   _end
+
     .section .text.boot, "ax"
     .globl _start
 _start:
-    lea     guest_stack_top(%rip), %rax
-    mov     %rax, %rsp
     /* To ring 3: IRETQ with a user frame (Intel SDM vol. 3A, 6.14.3). */
     lea     guest_stack_top(%rip), %rax
     mov     %rax, %rsp
@@ -29,6 +43,9 @@ _start:
     pushq   %rax
     iretq
 
+    .globl _start_user
+_start_user:
+    lea     guest_stack_top(%rip), %rsp
 user_start:
     xor     %ebp, %ebp
     call    guest_main

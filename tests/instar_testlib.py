@@ -6,8 +6,11 @@ test, when to skip, and how processes are run live in one place:
 
 * The binary under test is $INSTAR if set, else <repo>/build/instar.  A missing
   binary is a test FAILURE, never a skip.
-* If /dev/kvm cannot be opened read-write the suites are skipped with a loud
-  "KVM unavailable: ..." reason (instar interprets images only inside KVM).
+* instar interprets images only inside its sandbox: a KVM VM where KVM is
+  usable, else a seccomp-confined process (INSTAR_SANDBOX picks one).  The
+  suites probe it once; if no sandbox can run they skip loudly, and under
+  CI=true that is a failure instead, never a silent pass.  The backend in
+  use is printed in the session header.
 * instar is always run through a symlink named ``qemu-img`` (in a private temp
   dir) so that its ``qemu-img: `` message prefix (basename(argv[0])) matches
   the oracle's.  ``run_instar_multicall`` runs the real path instead.
@@ -141,6 +144,43 @@ def kvm_problem() -> str | None:
     return None
 
 
+_SANDBOX_PROBE: tuple | None = None
+
+
+def sandbox_probe() -> tuple[str | None, str | None]:
+    """(backend, problem): which sandbox backend instar runs a guest on here.
+
+    Boots one guest (``instar info`` on a fresh qcow2 made by qemu-img, with
+    INSTAR_DEBUG set so instar names its backend).  backend is "kvm" or
+    "process" and problem None, or backend None and problem says why no
+    sandbox ran.  Cached for the session.
+    """
+    global _SANDBOX_PROBE
+    if _SANDBOX_PROBE is not None:
+        return _SANDBOX_PROBE
+    problem = binary_problem()
+    if problem:
+        _SANDBOX_PROBE = (None, problem)
+        return _SANDBOX_PROBE
+    d = Path(tempfile.mkdtemp(prefix="instar-probe-"))
+    try:
+        qemu_img("create", "-q", "-f", "qcow2", "probe.qcow2", "1M", cwd=d)
+        r = run([str(instar_binary()), "info", "probe.qcow2"], cwd=d, env_extra={"INSTAR_DEBUG": "1"})
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    m = re.search(rb"instar: sandbox: (\w+) backend", r.stderr)
+    if r.returncode == 0 and m:
+        _SANDBOX_PROBE = (m.group(1).decode(), None)
+    else:
+        _SANDBOX_PROBE = (None, "no sandbox could run a guest: " + r.describe())
+    return _SANDBOX_PROBE
+
+
+def in_ci() -> bool:
+    """True under CI=true, where a test skipped for want of a sandbox is a failure."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
 class Instar:
     """The binary under test, reachable through a ``qemu-img`` symlink.
 
@@ -167,16 +207,19 @@ class Instar:
 def require_instar(pytest_mod, linkdir: Path) -> Instar:
     """Gate used by the session fixtures of both suites.
 
-    Fails (never skips) if the binary is missing; skips loudly if KVM is
-    unavailable.  ``pytest_mod`` is the pytest module (passed in to keep this
-    file importable without pytest).
+    Fails (never skips) if the binary is missing.  If no sandbox backend can
+    run a guest it skips loudly, or fails under CI=true.  ``pytest_mod`` is
+    the pytest module (passed in to keep this file importable without
+    pytest).
     """
     problem = binary_problem()
     if problem:
         pytest_mod.fail(problem, pytrace=False)
-    kvm = kvm_problem()
-    if kvm:
-        pytest_mod.skip(f"KVM unavailable: {kvm}")
+    backend, problem = sandbox_probe()
+    if problem:
+        if in_ci():
+            pytest_mod.fail(f"sandbox unavailable under CI=true: {problem}", pytrace=False)
+        pytest_mod.skip(f"sandbox unavailable: {problem}")
     return Instar(instar_binary(), Path(linkdir))
 
 

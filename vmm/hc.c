@@ -31,7 +31,7 @@ static void *hc_arg(struct vmm *v, uint32_t gpa, void *dst, size_t len, const ch
 
 static void hc_ret(struct vmm *v, uint32_t gpa, size_t off, int64_t ret)
 {
-    /* The struct was in range when read; single vCPU, so it still is. */
+    /* The struct was in range when read, and guest RAM never shrinks. */
     memcpy(v->mem.base + gpa + off, &ret, sizeof(ret));
 }
 
@@ -132,6 +132,31 @@ static void hc_blkio(struct vmm *v, uint32_t gpa, bool write)
     hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), (int64_t)done);
 }
 
+/*
+ * Host work is not interrupted by the watchdog (its signal is blocked
+ * outside KVM_RUN, and the process backend uses none), but a caller's
+ * own signals may be: retry what EINTR can cut short.
+ */
+static int fdatasync_retry(int fd)
+{
+    int r;
+
+    do
+        r = fdatasync(fd);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+static int ftruncate_retry(int fd, off_t len)
+{
+    int r;
+
+    do
+        r = ftruncate(fd, len);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
 static void hc_flush(struct vmm *v, uint32_t gpa)
 {
     struct instar_hc_flush a;
@@ -145,7 +170,7 @@ static void hc_flush(struct vmm *v, uint32_t gpa)
         ret = INSTAR_HC_EINVAL;
     else if (!(d->flags & INSTAR_DEV_WRITE))
         ret = INSTAR_HC_EPERM;
-    else if (fdatasync(d->fd) < 0)
+    else if (fdatasync_retry(d->fd) < 0)
         ret = INSTAR_HC_EIO;
     hc_ret(v, gpa, offsetof(struct instar_hc_flush, ret), ret);
 }
@@ -183,6 +208,9 @@ static void hc_truncate(struct vmm *v, uint32_t gpa)
         ret = INSTAR_HC_EPERM;
     else if (a.size > d->write_limit || a.size > (uint64_t)INT64_MAX)
         ret = INSTAR_HC_ERANGE;
+    else if (a.mode != INSTAR_TRUNC_OFF && a.size > d->size &&
+             a.size - d->size > INSTAR_TRUNC_FILL_MAX)
+        ret = INSTAR_HC_ETOOBIG;
     if (ret != INSTAR_HC_OK) {
         hc_ret(v, gpa, offsetof(struct instar_hc_truncate, ret), ret);
         return;
@@ -191,11 +219,14 @@ static void hc_truncate(struct vmm *v, uint32_t gpa)
         return;
     v->out->nwrites++;
     if (a.mode == INSTAR_TRUNC_FALLOC && a.size > d->size) {
-        int e = posix_fallocate(d->fd, (off_t)d->size, (off_t)(a.size - d->size));
+        int e;
 
+        do
+            e = posix_fallocate(d->fd, (off_t)d->size, (off_t)(a.size - d->size));
+        while (e == EINTR);
         if (e)
             ret = INSTAR_HC_EIO;
-    } else if (ftruncate(d->fd, (off_t)a.size) < 0) {
+    } else if (ftruncate_retry(d->fd, (off_t)a.size) < 0) {
         ret = INSTAR_HC_EIO;
     } else if (a.mode == INSTAR_TRUNC_FULL && a.size > d->size &&
                write_zeros(d->fd, d->size, a.size) < 0) {
@@ -212,6 +243,8 @@ static void hc_truncate(struct vmm *v, uint32_t gpa)
  */
 static void hc_report(struct vmm *v, uint32_t gpa)
 {
+    /* A copy: guest RAM can change under us while a guest process runs. */
+    static uint8_t batch[INSTAR_REPORT_MAX];
     struct instar_hc_report a;
     const void *p;
 
@@ -226,7 +259,16 @@ static void hc_report(struct vmm *v, uint32_t gpa)
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest sent diagnostics for an operation without any");
         return;
     }
-    if (v->report(v->report_opaque, p, (size_t)a.len) < 0) {
+    v->report_bytes += a.len;
+    if (v->report_bytes > v->report_budget) {
+        vmm_fail(v, VMM_GUEST_BUDGET,
+                 "the sandbox sent more than %llu MiB of diagnostics and was stopped "
+                 "(INSTAR_REPORT_BUDGET_MB)",
+                 (unsigned long long)(v->report_budget >> 20));
+        return;
+    }
+    memcpy(batch, p, (size_t)a.len);
+    if (v->report(v->report_opaque, batch, (size_t)a.len) < 0) {
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest sent malformed diagnostics");
         return;
     }
@@ -274,8 +316,11 @@ static void hc_log(struct vmm *v, uint32_t gpa)
     if (!v->debug)
         return;
     fputs("instar guest: ", stderr);
-    for (uint64_t i = 0; i < a.len; i++)
-        fputc((p[i] >= 0x20 && p[i] < 0x7f) || p[i] == '\n' ? p[i] : '?', stderr);
+    for (uint64_t i = 0; i < a.len; i++) {
+        unsigned char c = p[i]; /* read once: the guest may be changing it */
+
+        fputc((c >= 0x20 && c < 0x7f) || c == '\n' ? c : '?', stderr);
+    }
     fputc('\n', stderr);
 }
 
@@ -303,17 +348,24 @@ static const char *vector_name(uint64_t vec)
     return vec < 32 && names[vec] ? names[vec] : "?";
 }
 
-static void hc_trap(struct vmm *v, uint32_t gpa)
+void vmm_guest_trap(struct vmm *v, const struct vmm_trap *t)
 {
-    struct instar_hc_trap a;
-
-    if (!hc_arg(v, gpa, &a, sizeof(a), "trap"))
-        return;
     vmm_fail(v, VMM_GUEST_TRAP,
              "sandbox guest fault: %s (vector %llu) at rip 0x%llx, error code 0x%llx, "
              "address 0x%llx",
-             vector_name(a.vector), (unsigned long long)a.vector, (unsigned long long)a.rip,
-             (unsigned long long)a.error_code, (unsigned long long)a.cr2);
+             vector_name(t->vector), (unsigned long long)t->vector, (unsigned long long)t->rip,
+             (unsigned long long)t->error_code, (unsigned long long)t->cr2);
+}
+
+static void hc_trap(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_trap a;
+    struct vmm_trap t;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "trap"))
+        return;
+    t = (struct vmm_trap){a.vector, a.error_code, a.rip, a.cr2, a.rsp};
+    vmm_guest_trap(v, &t);
 }
 
 static void hc_exit(struct vmm *v, uint32_t gpa)

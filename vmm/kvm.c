@@ -1,15 +1,22 @@
 /*
- * The vCPU loop: create a VM on raw /dev/kvm ioctls, load the guest, run it
- * until it ends the run, faults, breaks the protocol or goes quiet.
+ * The KVM backend: create a VM on raw /dev/kvm ioctls over the guest RAM
+ * run.c prepared, run its one vCPU until the run is over, and serve each
+ * port write through the shared dispatcher (hc.c).
  *
- * Nothing here exits the process: every failure, host- or guest-side,
- * becomes a struct vmm_outcome for cmd/ to report.
+ * The watchdog needs KVM_RUN to return now and then, which only a signal
+ * does.  The tick signal is blocked in this thread at all times, and
+ * KVM_SET_SIGNAL_MASK unblocks it only while the vCPU runs: host work
+ * (pread, write(2) of diagnostics, fdatasync) is never interrupted, and a
+ * tick that lands during it stays pending until the next KVM_RUN, which
+ * then returns at once (as QEMU does with its SIG_IPI).
+ *
+ * Nothing here exits the process: every failure becomes a struct
+ * vmm_outcome for cmd/ to report.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,63 +28,138 @@
 
 #include "vmm_int.h"
 
-#define VMM_MEM_DEFAULT   (64ULL << 20)
-#define VMM_WATCHDOG_DEF  10000 /* ms without a hypercall */
-#define VMM_WATCHDOG_TICK 50    /* ms between checks */
+#define VMM_WATCHDOG_TICK 50 /* ms between checks */
 
-void vmm_fail(struct vmm *v, enum vmm_status st, const char *fmt, ...)
+/*
+ * /dev/kvm, opened once per process, and a VM the probe created: the
+ * first run takes it instead of creating another (KVM_CREATE_VM is the
+ * most expensive step of a run).
+ */
+static int kvm_fd = -1;
+static int spare_vm_fd = -1;
+static int kvm_probe_errno;
+static const char *kvm_probe_what = "";
+
+int vmm_kvm_usable(void)
 {
-    va_list ap;
+    static int usable = -1;
+    int fd, r;
 
-    if (v->done)
-        return;
-    v->done = true;
-    v->out->status = st;
-    va_start(ap, fmt);
-    vsnprintf(v->out->detail, sizeof(v->out->detail), fmt, ap);
-    va_end(ap);
-}
-
-int vmm_available(void)
-{
-    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-
-    if (fd < 0)
+    if (usable >= 0)
+        return usable;
+    usable = 0;
+    fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        kvm_probe_errno = errno;
+        kvm_probe_what = "cannot open /dev/kvm";
         return 0;
-    close(fd);
+    }
+    r = ioctl(fd, KVM_GET_API_VERSION, 0);
+    if (r != KVM_API_VERSION) {
+        kvm_probe_errno = r < 0 ? errno : EPROTO;
+        kvm_probe_what = "unexpected KVM API version";
+        close(fd);
+        return 0;
+    }
+    r = ioctl(fd, KVM_CREATE_VM, 0);
+    if (r < 0) {
+        kvm_probe_errno = errno;
+        kvm_probe_what = "KVM_CREATE_VM";
+        close(fd);
+        return 0;
+    }
+    kvm_fd = fd;
+    spare_vm_fd = r;
+    usable = 1;
     return 1;
 }
 
-static uint64_t env_u64(const char *name, uint64_t def)
-{
-    const char *s = getenv(name);
-    char *end;
-    unsigned long long v;
+struct kvm_vcpu_state {
+    int vm_fd, vcpu_fd;
+    struct kvm_run *run;
+    size_t run_size;
+};
 
-    if (!s || !*s)
-        return def;
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno || *end)
-        return def;
-    return v;
+static void kvm_release(struct kvm_vcpu_state *k)
+{
+    if (k->run)
+        munmap(k->run, k->run_size);
+    if (k->vcpu_fd >= 0)
+        close(k->vcpu_fd);
+    if (k->vm_fd >= 0)
+        close(k->vm_fd);
 }
 
-static int64_t ms_since(const struct timespec *t)
+static int kvm_create(struct vmm *v, struct kvm_vcpu_state *k)
 {
-    struct timespec now;
+    struct kvm_userspace_memory_region region;
+    int r, mmap_size;
 
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+    if (!vmm_kvm_usable()) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "KVM is not usable here: %s: %s", kvm_probe_what,
+                 strerror(kvm_probe_errno));
+        return -1;
+    }
+    if (spare_vm_fd >= 0) {
+        k->vm_fd = spare_vm_fd;
+        spare_vm_fd = -1;
+    } else {
+        k->vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
+        if (k->vm_fd < 0) {
+            vmm_fail(v, VMM_ERR_SANDBOX, "KVM_CREATE_VM: %s", strerror(errno));
+            return -1;
+        }
+    }
+    if (vmm_x86_setup_memory(&v->mem) < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "invalid guest memory size %llu",
+                 (unsigned long long)v->mem.size);
+        return -1;
+    }
+    region = (struct kvm_userspace_memory_region){
+        .slot = 0,
+        .guest_phys_addr = 0,
+        .memory_size = v->mem.size,
+        .userspace_addr = (uintptr_t)v->mem.base,
+    };
+    if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+        return -1;
+    }
+    k->vcpu_fd = ioctl(k->vm_fd, KVM_CREATE_VCPU, 0);
+    if (k->vcpu_fd < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "KVM_CREATE_VCPU: %s", strerror(errno));
+        return -1;
+    }
+    mmap_size = ioctl(kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (mmap_size < (int)sizeof(struct kvm_run)) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
+        return -1;
+    }
+    k->run_size = mmap_size;
+    k->run = mmap(NULL, k->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, k->vcpu_fd, 0);
+    if (k->run == MAP_FAILED) {
+        k->run = NULL;
+        vmm_fail(v, VMM_ERR_SANDBOX, "mmap of kvm_run: %s", strerror(errno));
+        return -1;
+    }
+    r = vmm_x86_setup_vcpu(kvm_fd, k->vcpu_fd, v->image.entry_kvm);
+    if (r < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "vCPU setup: %s", strerror(-r));
+        return -1;
+    }
+    return 0;
 }
 
 static void watchdog_signal(int sig)
 {
-    (void)sig; /* only here to make KVM_RUN return EINTR */
+    (void)sig; /* only here so the tick can make KVM_RUN return */
 }
 
-/* A periodic timer that interrupts KVM_RUN on this thread. */
-static int watchdog_start(timer_t *timer)
+/*
+ * The periodic tick, aimed at this thread.  Its signal stays blocked
+ * here; KVM_SET_SIGNAL_MASK lets it through during KVM_RUN only.
+ */
+static int watchdog_start(struct kvm_vcpu_state *k, timer_t *timer)
 {
     struct sigaction sa;
     struct sigevent sev;
@@ -85,11 +167,24 @@ static int watchdog_start(timer_t *timer)
         .it_interval = {0, VMM_WATCHDOG_TICK * 1000000L},
         .it_value = {0, VMM_WATCHDOG_TICK * 1000000L},
     };
+    struct {
+        struct kvm_signal_mask hdr;
+        uint64_t set;
+    } mask;
+    sigset_t cur;
 
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = watchdog_signal; /* no SA_RESTART: KVM_RUN must return */
+    sa.sa_handler = watchdog_signal;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGRTMIN, &sa, NULL) < 0)
+        return -errno;
+
+    /* The mask KVM_RUN runs with: this thread's, less the tick. */
+    pthread_sigmask(SIG_SETMASK, NULL, &cur);
+    sigdelset(&cur, SIGRTMIN);
+    mask.hdr.len = 8; /* the kernel's sigset_t on x86_64 */
+    memcpy(&mask.set, &cur, sizeof(mask.set));
+    if (ioctl(k->vcpu_fd, KVM_SET_SIGNAL_MASK, &mask) < 0)
         return -errno;
 
     memset(&sev, 0, sizeof(sev));
@@ -105,94 +200,16 @@ static int watchdog_start(timer_t *timer)
     return 0;
 }
 
-static void vmm_release(struct vmm *v)
+/* Take a pending tick off this thread, so the next KVM_RUN does not return at once for it. */
+static void eat_tick(void)
 {
-    if (v->run)
-        munmap(v->run, v->run_size);
-    if (v->mem.base)
-        munmap(v->mem.base, v->mem.size);
-    if (v->vcpu_fd >= 0)
-        close(v->vcpu_fd);
-    if (v->vm_fd >= 0)
-        close(v->vm_fd);
-    if (v->kvm_fd >= 0)
-        close(v->kvm_fd);
-}
+    static const struct timespec zero;
+    sigset_t set;
 
-static int vmm_create(struct vmm *v, const void *image, size_t image_len, uint64_t mem_size)
-{
-    struct kvm_userspace_memory_region region;
-    int r, mmap_size;
-
-    v->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    if (v->kvm_fd < 0) {
-        vmm_fail(v, VMM_ERR_KVM, "cannot open /dev/kvm: %s", strerror(errno));
-        return -1;
-    }
-    r = ioctl(v->kvm_fd, KVM_GET_API_VERSION, 0);
-    if (r != KVM_API_VERSION) {
-        vmm_fail(v, VMM_ERR_KVM, "unexpected KVM API version %d", r);
-        return -1;
-    }
-    v->vm_fd = ioctl(v->kvm_fd, KVM_CREATE_VM, 0);
-    if (v->vm_fd < 0) {
-        vmm_fail(v, VMM_ERR_KVM, "KVM_CREATE_VM: %s", strerror(errno));
-        return -1;
-    }
-
-    /* Guest RAM is data to the host: never PROT_EXEC. */
-    v->mem.size = mem_size;
-    v->mem.base = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (v->mem.base == MAP_FAILED) {
-        v->mem.base = NULL;
-        vmm_fail(v, VMM_ERR_NOMEM, "cannot allocate %llu MiB of guest memory: %s",
-                 (unsigned long long)(mem_size >> 20), strerror(errno));
-        return -1;
-    }
-    if (vmm_x86_setup_memory(&v->mem) < 0) {
-        vmm_fail(v, VMM_ERR_KVM, "invalid guest memory size %llu", (unsigned long long)mem_size);
-        return -1;
-    }
-    if (image_len > mem_size / 2 || INSTAR_GUEST_LOAD_GPA + image_len > mem_size) {
-        vmm_fail(v, VMM_ERR_NOMEM, "guest image does not fit in guest memory");
-        return -1;
-    }
-    memcpy(v->mem.base + INSTAR_GUEST_LOAD_GPA, image, image_len);
-
-    region = (struct kvm_userspace_memory_region){
-        .slot = 0,
-        .guest_phys_addr = 0,
-        .memory_size = mem_size,
-        .userspace_addr = (uintptr_t)v->mem.base,
-    };
-    if (ioctl(v->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
-        vmm_fail(v, VMM_ERR_KVM, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
-        return -1;
-    }
-    v->vcpu_fd = ioctl(v->vm_fd, KVM_CREATE_VCPU, 0);
-    if (v->vcpu_fd < 0) {
-        vmm_fail(v, VMM_ERR_KVM, "KVM_CREATE_VCPU: %s", strerror(errno));
-        return -1;
-    }
-    mmap_size = ioctl(v->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
-    if (mmap_size < (int)sizeof(struct kvm_run)) {
-        vmm_fail(v, VMM_ERR_KVM, "KVM_GET_VCPU_MMAP_SIZE: %s", strerror(errno));
-        return -1;
-    }
-    v->run_size = mmap_size;
-    v->run = mmap(NULL, v->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, v->vcpu_fd, 0);
-    if (v->run == MAP_FAILED) {
-        v->run = NULL;
-        vmm_fail(v, VMM_ERR_KVM, "mmap of kvm_run: %s", strerror(errno));
-        return -1;
-    }
-    r = vmm_x86_setup_vcpu(v->kvm_fd, v->vcpu_fd, INSTAR_GUEST_LOAD_GPA);
-    if (r < 0) {
-        vmm_fail(v, VMM_ERR_KVM, "vCPU setup: %s", strerror(-r));
-        return -1;
-    }
-    return 0;
+    sigemptyset(&set);
+    sigaddset(&set, SIGRTMIN);
+    while (sigtimedwait(&set, NULL, &zero) >= 0)
+        ;
 }
 
 static const char *exit_name(uint32_t reason)
@@ -211,20 +228,18 @@ static const char *exit_name(uint32_t reason)
     }
 }
 
-static void vmm_loop(struct vmm *v, unsigned watchdog_ms)
+static void kvm_loop(struct vmm *v, struct kvm_vcpu_state *k)
 {
-    struct kvm_run *run = v->run;
+    struct kvm_run *run = k->run;
 
-    clock_gettime(CLOCK_MONOTONIC, &v->last);
     while (!v->done) {
-        if (ioctl(v->vcpu_fd, KVM_RUN, 0) < 0) {
+        if (ioctl(k->vcpu_fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
-                if (ms_since(&v->last) >= watchdog_ms)
-                    vmm_fail(v, VMM_GUEST_WATCHDOG,
-                             "the sandbox made no progress for %u ms and was stopped", watchdog_ms);
+                eat_tick();
+                vmm_tick(v, 0);
                 continue;
             }
-            vmm_fail(v, VMM_ERR_KVM, "KVM_RUN: %s", strerror(errno));
+            vmm_fail(v, VMM_ERR_SANDBOX, "KVM_RUN: %s", strerror(errno));
             break;
         }
         switch (run->exit_reason) {
@@ -240,9 +255,9 @@ static void vmm_loop(struct vmm *v, unsigned watchdog_ms)
                 uint32_t gpa;
 
                 memcpy(&gpa, (uint8_t *)run + run->io.data_offset, sizeof(gpa));
-                clock_gettime(CLOCK_MONOTONIC, &v->last);
                 v->out->nexits++;
                 vmm_hc_dispatch(v, run->io.port - INSTAR_HC_PIO_BASE, gpa);
+                vmm_progress(v);
             }
             break;
         case KVM_EXIT_SHUTDOWN:
@@ -255,7 +270,7 @@ static void vmm_loop(struct vmm *v, unsigned watchdog_ms)
         case KVM_EXIT_INTERNAL_ERROR: {
             struct kvm_regs regs;
 
-            if (ioctl(v->vcpu_fd, KVM_GET_REGS, &regs) < 0)
+            if (ioctl(k->vcpu_fd, KVM_GET_REGS, &regs) < 0)
                 memset(&regs, 0, sizeof(regs));
             vmm_fail(v, VMM_GUEST_SHUTDOWN,
                      "the sandbox guest stopped: KVM internal error %u at rip 0x%llx",
@@ -270,92 +285,27 @@ static void vmm_loop(struct vmm *v, unsigned watchdog_ms)
     }
 }
 
-int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *cfg, uint32_t op,
-                  const void *args, size_t args_len, const struct vmm_dev *devs, unsigned ndevs,
-                  struct vmm_outcome *out)
+void vmm_kvm_run(struct vmm *v)
 {
-    struct vmm v;
-    struct instar_boot_info *bi;
-    uint64_t mem_size = cfg && cfg->mem_size ? cfg->mem_size : VMM_MEM_DEFAULT;
-    unsigned watchdog_ms = cfg && cfg->watchdog_ms ? cfg->watchdog_ms : VMM_WATCHDOG_DEF;
+    struct kvm_vcpu_state k = {.vm_fd = -1, .vcpu_fd = -1};
     timer_t timer;
-    bool timer_on = false;
-    sigset_t block, old;
+    sigset_t tick, old;
+    int r;
 
-    memset(out, 0, sizeof(*out));
-    memset(&v, 0, sizeof(v));
-    v.kvm_fd = v.vm_fd = v.vcpu_fd = -1;
-    v.out = out;
-    v.debug = getenv("INSTAR_DEBUG") != NULL;
-    if (cfg) {
-        v.report = cfg->report;
-        v.report_opaque = cfg->report_opaque;
+    sigemptyset(&tick);
+    sigaddset(&tick, SIGRTMIN);
+    pthread_sigmask(SIG_BLOCK, &tick, &old);
+    if (kvm_create(v, &k) < 0)
+        goto out;
+    r = watchdog_start(&k, &timer);
+    if (r < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "watchdog: %s", strerror(-r));
+        goto out;
     }
-    if (getenv(VMM_FAULT_ENV)) {
-        v.fault_on = true;
-        v.fault_left = env_u64(VMM_FAULT_ENV, 0);
-    }
-
-    mem_size = env_u64("INSTAR_GUEST_MEM_MB", mem_size >> 20) << 20;
-    watchdog_ms = (unsigned)env_u64("INSTAR_WATCHDOG_MS", watchdog_ms);
-    mem_size = (mem_size + (2ULL << 20) - 1) & ~((2ULL << 20) - 1);
-    if (mem_size < INSTAR_GUEST_MEM_MIN)
-        mem_size = INSTAR_GUEST_MEM_MIN;
-    if (mem_size > INSTAR_GUEST_MEM_MAX)
-        mem_size = INSTAR_GUEST_MEM_MAX;
-
-    if (ndevs > INSTAR_DEV_MAX || args_len > sizeof(bi->args)) {
-        vmm_fail(&v, VMM_ERR_KVM, "too many devices or arguments for the sandbox");
-        return -1;
-    }
-    if (vmm_create(&v, image, image_len, mem_size) < 0)
-        goto out_release;
-
-    bi = (struct instar_boot_info *)(v.mem.base + INSTAR_BOOT_INFO_GPA);
-    bi->magic = INSTAR_BOOT_MAGIC;
-    bi->abi_version = INSTAR_ABI_VERSION;
-    bi->mem_size = mem_size;
-    bi->op = op;
-    bi->ndevices = ndevs;
-    for (unsigned i = 0; i < ndevs; i++) {
-        v.devs[i] =
-            (struct vmm_devstate){devs[i].fd, devs[i].size, devs[i].write_limit, devs[i].flags};
-        if (v.devs[i].write_limit < v.devs[i].size)
-            v.devs[i].write_limit = v.devs[i].size;
-        bi->devices[i] = (struct instar_dev){
-            .size = devs[i].size, .write_limit = v.devs[i].write_limit, .flags = devs[i].flags};
-    }
-    v.ndevs = ndevs;
-    if (args_len)
-        memcpy(&bi->args, args, args_len);
-
-    /* The watchdog tick must reach this thread to interrupt KVM_RUN. */
-    if (watchdog_start(&timer) == 0)
-        timer_on = true;
-    sigemptyset(&block);
-    sigaddset(&block, SIGRTMIN);
-    pthread_sigmask(SIG_UNBLOCK, &block, &old);
-
-    vmm_loop(&v, watchdog_ms);
-
-    if (timer_on)
-        timer_delete(timer);
+    kvm_loop(v, &k);
+    timer_delete(timer);
+    eat_tick();
+out:
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-
-out_release:
-    vmm_release(&v);
-    if (out->status != VMM_OK) {
-        free(out->result);
-        out->result = NULL;
-        out->result_len = 0;
-        return -1;
-    }
-    return 0;
-}
-
-void vmm_outcome_release(struct vmm_outcome *out)
-{
-    free(out->result);
-    out->result = NULL;
-    out->result_len = 0;
+    kvm_release(&k);
 }

@@ -10,6 +10,7 @@
 struct vmm_mem {
     uint8_t *base; /* host mapping, PROT_READ|PROT_WRITE, never PROT_EXEC */
     uint64_t size; /* bytes */
+    int fd;        /* the sealed memfd behind base (vmm/run.c) */
 };
 
 /*

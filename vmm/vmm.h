@@ -1,7 +1,11 @@
 /*
- * vmm: the host monitor.  The only host code that touches /dev/kvm and the
- * only code that moves bytes between image file descriptors and guest RAM.
- * It never interprets those bytes.
+ * vmm: the host monitor.  The only host code that touches /dev/kvm or the
+ * sandboxed guest process, and the only code that moves bytes between
+ * image file descriptors and guest RAM.  It never interprets those bytes.
+ *
+ * One contract, two ways to run the guest (docs/sandbox.md): a KVM VM
+ * (kvm.c) and a seccomp-confined child process (proc.c + tender/).  Both
+ * serve hypercalls through the same checked dispatcher (hc.c).
  */
 #ifndef VMM_H
 #define VMM_H
@@ -26,11 +30,22 @@ struct vmm_dev {
  */
 typedef int (*vmm_report_fn)(void *opaque, const void *recs, size_t len);
 
+/* Which way the guest runs. */
+enum vmm_backend {
+    VMM_BACKEND_AUTO = 0, /* INSTAR_SANDBOX, else KVM when a VM can be created, else process */
+    VMM_BACKEND_KVM,      /* a KVM VM: /dev/kvm */
+    VMM_BACKEND_PROCESS,  /* a child process under seccomp */
+};
+
+/* Environment variable choosing the backend: auto, kvm or process. */
+#define VMM_SANDBOX_ENV "INSTAR_SANDBOX"
+
 struct vmm_config {
     uint64_t mem_size;    /* guest RAM bytes; 0 = default */
     unsigned watchdog_ms; /* no-hypercall limit; 0 = default */
     vmm_report_fn report; /* NULL: INSTAR_HC_REPORT is a protocol error */
     void *report_opaque;
+    enum vmm_backend backend; /* AUTO: as VMM_SANDBOX_ENV says */
 };
 
 /*
@@ -44,7 +59,7 @@ struct vmm_config {
 /* How a run ended.  Only VMM_OK carries a result blob. */
 enum vmm_status {
     VMM_OK = 0,
-    VMM_ERR_KVM,        /* /dev/kvm missing or an ioctl failed (host side) */
+    VMM_ERR_SANDBOX,    /* the host could not set up the sandbox (no KVM, ...) */
     VMM_ERR_NOMEM,      /* could not allocate guest RAM */
     VMM_GUEST_PANIC,    /* the guest asserted: detail has expr/file/line */
     VMM_GUEST_TRAP,     /* CPU exception caught by the guest IDT */
@@ -54,22 +69,26 @@ enum vmm_status {
     VMM_GUEST_NORESULT, /* exited without (or with a failed) result */
     VMM_GUEST_EXIT,     /* called EXIT with a non-zero status */
     VMM_FAULT_INJECTED, /* stopped by VMM_FAULT_ENV (tests only) */
+    VMM_GUEST_BUDGET,   /* used up its CPU time or diagnostics budget */
+    VMM_GUEST_KILLED,   /* the guest process died: forbidden system call, ... */
 };
 
 struct vmm_outcome {
     enum vmm_status status;
-    char detail[256];  /* human-readable, for the error message */
-    void *result;      /* malloc'd copy of the result blob (VMM_OK) */
-    size_t result_len; /* its length */
-    uint64_t nexits;   /* hypercalls served, for benchmarks */
-    uint64_t nwrites;  /* block writes and truncates performed */
+    char detail[256];         /* human-readable, for the error message */
+    void *result;             /* malloc'd copy of the result blob (VMM_OK) */
+    size_t result_len;        /* its length */
+    uint64_t nexits;          /* hypercalls served, for benchmarks */
+    uint64_t nwrites;         /* block writes and truncates performed */
+    enum vmm_backend backend; /* the backend that ran (or was to run) the guest */
 };
 
 /*
  * vmm_run - boot the embedded guest, let it plan op over devs, and wait for
  * it to finish.
- * @cfg: RAM and watchdog limits (NULL for defaults; env INSTAR_GUEST_MEM_MB
- *       and INSTAR_WATCHDOG_MS override the defaults)
+ * @cfg: RAM and watchdog limits, backend (NULL for defaults; env
+ *       INSTAR_GUEST_MEM_MB, INSTAR_WATCHDOG_MS, INSTAR_CPU_BUDGET_S,
+ *       INSTAR_REPORT_BUDGET_MB and VMM_SANDBOX_ENV override the defaults)
  * @op, @args, @args_len: copied into boot info (args_len <= INSTAR_ARGS_MAX)
  * @devs, @ndevs: block devices, at most INSTAR_DEV_MAX
  * @out: filled in all cases; release with vmm_outcome_release()
@@ -79,8 +98,9 @@ int vmm_run(const struct vmm_config *cfg, uint32_t op, const void *args, size_t 
             const struct vmm_dev *devs, unsigned ndevs, struct vmm_outcome *out);
 
 /*
- * vmm_run_image - as vmm_run, but boot the given flat guest image instead
- * of the embedded one.  Used by the negative-guest tests.
+ * vmm_run_image - as vmm_run, but boot the given flat guest image (which
+ * starts with a struct instar_image_hdr) instead of the embedded one.
+ * Used by the negative-guest tests.
  */
 int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *cfg, uint32_t op,
                   const void *args, size_t args_len, const struct vmm_dev *devs, unsigned ndevs,
@@ -88,7 +108,34 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
 
 void vmm_outcome_release(struct vmm_outcome *out);
 
-/* True if /dev/kvm can be opened read-write. */
+/* True if some backend can run a guest here (the process backend needs only seccomp). */
 int vmm_available(void);
+
+/* True if a KVM VM can actually be created (probed once, then cached). */
+int vmm_kvm_usable(void);
+
+/* "kvm" or "process" ("auto" for VMM_BACKEND_AUTO). */
+const char *vmm_backend_name(enum vmm_backend b);
+
+/*
+ * vmm_backend_from_env - the backend VMM_SANDBOX_ENV asks for: AUTO when
+ * unset or "auto", -1 when it names no backend.
+ */
+int vmm_backend_from_env(void);
+
+/*
+ * vmm_confine_host - confine the calling process for good: no core dumps,
+ * PR_SET_NO_NEW_PRIVS, and a default-kill seccomp allowlist (seccomp.c)
+ * of the system calls the host needs from now on.  Returns 0 or -errno.
+ */
+int vmm_confine_host(void);
+
+/*
+ * vmm_confine_before_first_run - have the first vmm_run() call
+ * vmm_confine_host() before it boots a guest, so the process is confined
+ * before any byte of an image is read, however a command is structured.
+ * A failure to confine ends that run with VMM_ERR_SANDBOX.
+ */
+void vmm_confine_before_first_run(void);
 
 #endif /* VMM_H */

@@ -1,5 +1,7 @@
 /*
- * vmm internals shared by kvm.c, x86_64.c and hc_*.c.
+ * vmm internals: the backend-neutral run state shared by run.c (set-up,
+ * selection, budgets), hc.c (the one checked hypercall dispatcher) and the
+ * two ways of running the guest, kvm.c and proc.c.
  */
 #ifndef VMM_INT_H
 #define VMM_INT_H
@@ -19,15 +21,18 @@ struct vmm_devstate {
 };
 
 struct vmm {
-    int kvm_fd, vm_fd, vcpu_fd;
-    struct kvm_run *run;
-    size_t run_size;
-    struct vmm_mem mem;
+    struct vmm_mem mem;            /* guest RAM, shared by both backends */
+    struct instar_image_hdr image; /* the loaded image's header (host copy) */
     struct vmm_devstate devs[INSTAR_DEV_MAX];
     unsigned ndevs;
-    bool debug;           /* INSTAR_DEBUG set: print guest LOG calls */
-    bool done;            /* the guest ended the run */
-    struct timespec last; /* time of the last hypercall */
+    unsigned watchdog_ms;   /* stop a guest silent for this long */
+    uint64_t cpu_budget_ms; /* CPU time a run may use in all */
+    uint64_t report_budget; /* bytes of diagnostics a run may stream */
+    uint64_t report_bytes;  /* streamed so far */
+    bool debug;             /* INSTAR_DEBUG set: print guest LOG calls */
+    bool done;              /* the run is over (see out->status) */
+    struct timespec last;   /* when the last hypercall was answered */
+    struct timespec cpu0;   /* the host thread's CPU clock at the start */
     struct vmm_outcome *out;
     vmm_report_fn report;
     void *report_opaque;
@@ -35,12 +40,53 @@ struct vmm {
     uint64_t fault_left; /* writes still allowed */
 };
 
-/* x86_64.c: page tables, GDT, long-mode registers. */
+/*
+ * The CPU-side view of a guest exception, as the KVM guest's IDT stub or
+ * the process tender's signal handler saw it.
+ */
+struct vmm_trap {
+    uint64_t vector, error_code, rip, cr2, rsp;
+};
+
+/* kvm.c: run the loaded guest on a KVM vCPU until v->done. */
+void vmm_kvm_run(struct vmm *v);
+
+/* proc.c: run the loaded guest in a confined child process until v->done. */
+void vmm_proc_run(struct vmm *v);
+
+/*
+ * proc.c: what the process backend needs before the host confines itself:
+ * the tender in its memfd, SIGCHLD at its default.  Returns the tender's
+ * descriptor (the only thing the host may execute), or -1.
+ */
+int vmm_proc_prepare(void);
+
+/* x86_64.c: page tables, GDT, long-mode registers (KVM only). */
 int vmm_x86_setup_memory(struct vmm_mem *mem);
 int vmm_x86_setup_vcpu(int kvm_fd, int vcpu_fd, uint64_t entry);
 
-/* hc.c: serve one hypercall; sets v->done when the run is over. */
+/*
+ * hc.c: serve one hypercall (nr = port - INSTAR_HC_PIO_BASE, gpa its
+ * argument address), whichever backend caught it; sets v->done when the
+ * run is over.
+ */
 void vmm_hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa);
+
+/* hc.c: end the run with the guest's CPU exception, as one message for both backends. */
+void vmm_guest_trap(struct vmm *v, const struct vmm_trap *t);
+
+/*
+ * run.c: called by a backend after each answered hypercall and at each
+ * watchdog tick: restarts the silence watchdog (progress) and ends the run
+ * when the watchdog or the CPU budget has run out.  child_cpu_ns is the
+ * CPU time used by a guest process, 0 under KVM (where the guest's time
+ * is this thread's).
+ */
+void vmm_progress(struct vmm *v);
+void vmm_tick(struct vmm *v, uint64_t child_cpu_ns);
+
+/* Milliseconds from t to now (CLOCK_MONOTONIC). */
+int64_t vmm_ms_since(const struct timespec *t);
 
 /* Record how the run ended (first call wins). */
 void vmm_fail(struct vmm *v, enum vmm_status st, const char *fmt, ...)

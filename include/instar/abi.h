@@ -5,8 +5,11 @@
  * Shape (after Solo5's hvt_abi.h):
  *  - The guest issues a hypercall by writing the guest-physical address of
  *    an argument struct (32 bits) to I/O port INSTAR_HC_PIO_BASE + nr.
- *    Guest code runs in ring 3, so it reaches the OUT through a ring-0 gate
- *    (INT3, guest/boot.S); the host sees only the port write.
+ *    Guest code runs in ring 3 and executes INT3 with RAX = address and
+ *    RDX = port.  Under KVM that enters a ring-0 gate that does the OUT
+ *    (guest/boot.S); in the process backend it raises SIGTRAP, and the
+ *    child's tender forwards the same {port, address} pair (vmm/tender/).
+ *    Either way the host sees only that pair.
  *  - Every argument struct is plain data, fixed size, naturally aligned.
  *    Fields are marked IN (guest -> host) or OUT (host -> guest).
  *  - On the host, a guest address is an opaque integer.  Every
@@ -21,26 +24,55 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
+#define INSTAR_ABI_VERSION 3
+#define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
+
+/* guest/boot.S includes this header for the two numbers above only. */
+#ifndef __ASSEMBLER__
+
 #include <stdint.h>
 
-#define INSTAR_ABI_VERSION 2
-
-/* --- Guest memory map (guest-physical == guest-virtual, identity) --- */
+/*
+ * --- Guest memory map (guest-physical == guest-virtual, identity) ---
+ *
+ * The same guest image runs under two backends (vmm/vmm.h): a KVM VM and
+ * a sandboxed process that maps guest RAM at virtual address == GPA.  A
+ * process cannot map below Linux's vm.mmap_min_addr (64 KiB on Debian), so
+ * everything guest code touches lies at or above INSTAR_PROC_LOW_GPA; below
+ * it are only the structures a KVM vCPU reads (GDT, page tables, TSS, the
+ * ring-0 exception stack), which the process backend leaves unmapped.
+ */
 
 /* Page 0 is left unmapped so that a NULL dereference faults. */
 #define INSTAR_GDT_GPA        0x1000ULL
 #define INSTAR_PML4_GPA       0x2000ULL
 #define INSTAR_PDPT_GPA       0x3000ULL
 #define INSTAR_PT0_GPA        0x4000ULL   /* 4 KiB pages for the first 2 MiB */
-#define INSTAR_BOOT_INFO_GPA  0x5000ULL   /* struct instar_boot_info */
 #define INSTAR_TSS_GPA        0x6000ULL   /* RSP0 for exceptions */
-#define INSTAR_IDT_GPA        0x7000ULL   /* 32 gates, filled by the guest */
 #define INSTAR_PD_GPA         0x8000ULL   /* one page directory per GiB */
 #define INSTAR_TRAP_STACK_TOP 0x20000ULL  /* 0x10000..0x20000: exception stack */
+#define INSTAR_PROC_LOW_GPA   0x80000ULL  /* lowest address the process backend maps */
+#define INSTAR_BOOT_INFO_GPA  0x80000ULL  /* struct instar_boot_info (one page) */
+#define INSTAR_IDT_GPA        0x81000ULL  /* 32 gates, filled by the guest */
 #define INSTAR_PD_MAX         4           /* so guest RAM <= 4 GiB */
 #define INSTAR_GUEST_LOAD_GPA 0x100000ULL /* guest image, then bss */
 #define INSTAR_GUEST_MEM_MIN  (4ULL << 20)
 #define INSTAR_GUEST_MEM_MAX  ((uint64_t)INSTAR_PD_MAX << 30)
+
+/*
+ * Every guest image starts with this header, at INSTAR_GUEST_LOAD_GPA
+ * (guest/boot.S).  The host reads it from its own copy of the image (never
+ * from guest RAM) to find the two entry points and the read-only,
+ * executable part.
+ */
+struct instar_image_hdr {
+    uint32_t magic;       /* INSTAR_IMAGE_MAGIC */
+    uint32_t abi_version; /* INSTAR_ABI_VERSION the image was built for */
+    uint64_t entry_kvm;   /* ring-0, long mode, paging on: the vCPU starts here */
+    uint64_t entry_user;  /* ring 3, nothing set up: the process backend starts here */
+    uint64_t text_end;    /* [load, text_end) is text and rodata, page-aligned */
+    uint64_t image_end;   /* end of bss, page-aligned: the heap starts here */
+};
 
 /* --- Hypercalls --- */
 
@@ -153,8 +185,13 @@ struct instar_report_rec {
 /*
  * Set the length of a writable device (the host ftruncates, or with
  * FALLOC/FULL allocates the grown range as qemu's file driver would:
- * posix_fallocate, or zeros written).  size <= write_limit.
+ * posix_fallocate, or zeros written).  size <= write_limit.  FALLOC and
+ * FULL grow the device by at most INSTAR_TRUNC_FILL_MAX per call (else
+ * ETOOBIG), so that no single call keeps the host busy for long: a guest
+ * grows a file in steps.
  */
+#define INSTAR_TRUNC_FILL_MAX (1ULL << 30)
+
 enum instar_trunc_mode {
     INSTAR_TRUNC_OFF = 0,
     INSTAR_TRUNC_FALLOC = 1,
@@ -301,4 +338,7 @@ struct instar_boot_info {
     } args;
 };
 
+_Static_assert(sizeof(struct instar_boot_info) <= 4096, "boot info must fit its page");
+
+#endif /* !__ASSEMBLER__ */
 #endif /* INSTAR_ABI_H */

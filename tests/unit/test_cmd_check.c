@@ -325,6 +325,6 @@ int vmm_run(const struct vmm_config *cfg, uint32_t op, const void *args, size_t 
 {
     (void)cfg, (void)op, (void)args, (void)args_len, (void)devs, (void)ndevs;
     memset(out, 0, sizeof(*out));
-    out->status = VMM_ERR_KVM;
+    out->status = VMM_ERR_SANDBOX;
     return -1;
 }

@@ -5,7 +5,7 @@
 #include "mem.h"
 
 static uint8_t ram[8192];
-static const struct vmm_mem m = {ram, sizeof(ram)};
+static const struct vmm_mem m = {ram, sizeof(ram), -1};
 
 Test(vmm_mem, inside)
 {

@@ -1,0 +1,451 @@
+/*
+ * The process backend: the guest runs in a child process confined by
+ * seccomp, for hosts without a usable KVM (docs/sandbox.md).
+ *
+ * Per run, the child is a fresh exec of the tender (vmm/tender/), an ELF
+ * embedded in instar and kept in a sealed memfd: its memory holds nothing
+ * of this process.  It starts with two descriptors, the channel and the
+ * guest-RAM memfd, maps guest RAM (text read+exec there, never here),
+ * closes the memfd, drops to a filter that allows read and write on the
+ * channel, rt_sigreturn and exit, and jumps into the guest.  Each INT3
+ * arrives here as a {port, address} message and goes to the same checked
+ * dispatcher as a KVM port write; the child never holds an image
+ * descriptor.
+ *
+ * The child runs while this process works, so guest RAM can change at any
+ * moment: the dispatcher copies every argument before it checks it.  A
+ * child that stops reading, floods, sends malformed packets, makes a
+ * forbidden system call or dies ends the run with an outcome; nothing it
+ * does ends this process, except the caller's own RLIMIT_CPU, which ends
+ * it the way it would have ended qemu-img.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tender/tender.h"
+#include "vmm_int.h"
+
+#define PROC_TICK_MS      50 /* watchdog and budget checks */
+#define PROC_CPU_BACKSTOP 5  /* s past the budget before the kernel's own limit */
+#define PROC_AS_SLACK     (64ULL << 20)
+
+extern const uint8_t instar_tender_image[];
+extern const uint8_t instar_tender_image_end[];
+
+/* The tender, written once per process into a sealed, executable memfd. */
+static int tender_fd = -1;
+
+static int tender_load(void)
+{
+    size_t len = (size_t)(instar_tender_image_end - instar_tender_image), done = 0;
+    int fd;
+
+    if (tender_fd >= 0)
+        return 0;
+#ifdef MFD_EXEC
+    fd = memfd_create("instar-tender", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+    if (fd < 0 && errno == EINVAL) /* kernels before 6.3 know no MFD_EXEC */
+#endif
+        fd = memfd_create("instar-tender", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return -errno;
+    while (done < len) {
+        ssize_t n = write(fd, instar_tender_image + done, len - done);
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+
+            close(fd);
+            return -e;
+        }
+        done += (size_t)n;
+    }
+    if (fchmod(fd, 0500) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        int e = errno;
+
+        close(fd);
+        return -e;
+    }
+    tender_fd = fd;
+    return 0;
+}
+
+int vmm_proc_prepare(void)
+{
+    struct sigaction sa;
+    int r;
+
+    /*
+     * A caller that left SIGCHLD ignored (or SA_NOCLDWAIT) would have our
+     * children reaped by the kernel, and their exit status lost.
+     */
+    if (sigaction(SIGCHLD, NULL, &sa) == 0 &&
+        (sa.sa_handler == SIG_IGN || (sa.sa_flags & SA_NOCLDWAIT))) {
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        sigaction(SIGCHLD, &sa, NULL);
+    }
+    r = tender_load();
+    if (r < 0) {
+        errno = -r;
+        return -1;
+    }
+    return tender_fd;
+}
+
+/*
+ * The child's RLIMIT_CPU.  Under KVM the guest's CPU time is this
+ * process's, so a caller's `prlimit --cpu` ends the run as it would end
+ * qemu-img; a child has a clock of its own, so it gets what is left of the
+ * caller's limit after what this process and its earlier children used.
+ * Without a caller's limit it gets the run's budget plus a margin, as a
+ * backstop behind vmm_tick().  *caller says which of the two binds.
+ */
+static void cpu_limits(const struct vmm *v, struct tender_setup *s, bool *caller)
+{
+    uint64_t backstop = v->cpu_budget_ms / 1000 + PROC_CPU_BACKSTOP, used;
+    struct rusage self, kids;
+    struct rlimit rl;
+
+    s->cpu_cur = s->cpu_max = backstop;
+    *caller = false;
+    if (getrlimit(RLIMIT_CPU, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &kids);
+    used = (uint64_t)(self.ru_utime.tv_sec + self.ru_stime.tv_sec + kids.ru_utime.tv_sec +
+                      kids.ru_stime.tv_sec);
+    if ((uint64_t)rl.rlim_cur > used + backstop)
+        return;
+    *caller = true;
+    s->cpu_cur = (uint64_t)rl.rlim_cur > used ? (uint64_t)rl.rlim_cur - used : 1;
+    if (rl.rlim_max == RLIM_INFINITY)
+        s->cpu_max = s->cpu_cur + PROC_CPU_BACKSTOP;
+    else
+        s->cpu_max = (uint64_t)rl.rlim_max > used ? (uint64_t)rl.rlim_max - used : 1;
+    if (s->cpu_max < s->cpu_cur)
+        s->cpu_cur = s->cpu_max;
+}
+
+/*
+ * vfork and exec the tender with the channel as fd 0 and guest RAM as
+ * fd 1, an empty environment, and every signal blocked until the tender
+ * has its handlers (the parent's would otherwise run in the shared
+ * memory of a vfork child).  Returns the pid, or -errno.
+ */
+static pid_t spawn_tender(int chan, int memfd)
+{
+    static char *const argv[] = {"instar-sandbox", NULL};
+    static char *const envp[] = {NULL};
+    sigset_t all, old;
+    pid_t pid;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pid = vfork();
+    if (pid == 0) {
+        /* Only system calls from here: this is the parent's memory. */
+        int c = fcntl(chan, F_DUPFD, 3), m = fcntl(memfd, F_DUPFD, 3);
+
+        if (c < 0 || m < 0 || dup2(c, TENDER_FD_CHANNEL) < 0 || dup2(m, TENDER_FD_MEM) < 0 ||
+            syscall(SYS_close_range, 2U, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+            _exit(127);
+        syscall(SYS_execveat, tender_fd, "", argv, envp, AT_EMPTY_PATH);
+        _exit(127);
+    }
+    if (pid < 0)
+        pid = -errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return pid;
+}
+
+struct proc_child {
+    pid_t pid;
+    int pidfd, sock;
+    bool ready; /* TENDER_MSG_READY seen: guest code may have run since */
+    bool reaped;
+    bool caller_cpu; /* the child's RLIMIT_CPU is what is left of the caller's */
+    uint64_t cpu_cur;
+    int status;       /* from wait4 once reaped */
+    struct rusage ru; /* likewise */
+};
+
+static uint64_t child_cpu_ns(const struct proc_child *c)
+{
+    clockid_t cid;
+    struct timespec t;
+
+    if (c->reaped || clock_getcpuclockid(c->pid, &cid) != 0 || clock_gettime(cid, &t) != 0)
+        return 0;
+    return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+static void reap(struct proc_child *c)
+{
+    if (c->reaped)
+        return;
+    if (!c->ready || c->pidfd < 0)
+        kill(c->pid, SIGKILL);
+    else
+        syscall(SYS_pidfd_send_signal, c->pidfd, SIGKILL, NULL, 0);
+    while (wait4(c->pid, &c->status, 0, &c->ru) < 0 && errno == EINTR)
+        ;
+    c->reaped = true;
+}
+
+static const char *setup_step(int status)
+{
+    switch (status) {
+    case TENDER_EXIT_SETUP:
+        return "bad set-up message";
+    case TENDER_EXIT_MAP:
+        return "cannot map guest memory";
+    case TENDER_EXIT_SIGNALS:
+        return "cannot install signal handlers";
+    case TENDER_EXIT_RLIMIT:
+        return "cannot set resource limits";
+    case TENDER_EXIT_PRCTL:
+        return "cannot set no_new_privs";
+    case TENDER_EXIT_SECCOMP:
+        return "the kernel refused its seccomp filter";
+    case TENDER_EXIT_CHANNEL:
+        return "its channel failed";
+    case 127:
+        return "cannot execute the tender (is memfd execution forbidden here?)";
+    default:
+        return "unknown failure";
+    }
+}
+
+/*
+ * End this process as the caller's CPU limit would have ended qemu-img:
+ * the kernel killed the child with the signal RLIMIT_CPU sends (SIGXCPU at
+ * the soft limit, SIGKILL at the hard one) once its share ran out, so
+ * this process, whose own time plus its children's is now over the
+ * caller's limit, takes the same signal.
+ */
+static void die_like_qemu_img(int sig)
+{
+    struct sigaction sa;
+    sigset_t set;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = SIG_DFL;
+    sigaction(sig, &sa, NULL);
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    raise(sig);
+}
+
+/* The child is gone: say why, unless the run had already ended. */
+static void child_died(struct vmm *v, struct proc_child *c)
+{
+    reap(c);
+    if (v->done)
+        return;
+    if (!c->ready) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "the process sandbox could not start its child: %s",
+                 WIFEXITED(c->status) ? setup_step(WEXITSTATUS(c->status))
+                                      : "killed during set-up");
+        return;
+    }
+    if (WIFSIGNALED(c->status)) {
+        int sig = WTERMSIG(c->status);
+        uint64_t cpu_ms = (uint64_t)(c->ru.ru_utime.tv_sec + c->ru.ru_stime.tv_sec) * 1000 +
+                          (uint64_t)(c->ru.ru_utime.tv_usec + c->ru.ru_stime.tv_usec) / 1000;
+
+        if ((sig == SIGKILL || sig == SIGXCPU) && cpu_ms + 100 >= c->cpu_cur * 1000) {
+            if (c->caller_cpu)
+                die_like_qemu_img(sig);
+            vmm_fail(v, VMM_GUEST_BUDGET,
+                     "the sandbox used more than %llu s of CPU time and was stopped "
+                     "(INSTAR_CPU_BUDGET_S)",
+                     (unsigned long long)(v->cpu_budget_ms / 1000));
+            return;
+        }
+        if (sig == SIGSYS) {
+            vmm_fail(v, VMM_GUEST_KILLED,
+                     "the sandbox guest made a forbidden system call and was killed");
+            return;
+        }
+        vmm_fail(v, VMM_GUEST_KILLED, "the sandbox process was killed by signal %d (%s)", sig,
+                 strsignal(sig));
+        return;
+    }
+    vmm_fail(v, VMM_GUEST_KILLED, "the sandbox process exited (status %d) before the run was over",
+             WEXITSTATUS(c->status));
+}
+
+/*
+ * An exception the child's tender caught.  The CPU would have delivered
+ * it through the guest's IDT, so do what a vCPU does: a gate the guest
+ * filled reports the trap, a missing one escalates to a triple fault.
+ */
+static void child_exception(struct vmm *v, const struct tender_msg *m)
+{
+    struct vmm_trap t = {m->a[0], m->a[1], m->a[2], m->a[3], m->a[4]};
+    uint8_t gate[16];
+    const void *p = t.vector < 32 ? vmm_mem_ptr(&v->mem, INSTAR_IDT_GPA + t.vector * 16, 16) : NULL;
+
+    if (p)
+        memcpy(gate, p, sizeof(gate)); /* once: guest RAM may be changing */
+    if (!p || !(gate[5] & 0x80)) {
+        vmm_fail(v, VMM_GUEST_SHUTDOWN, "the sandbox guest crashed (triple fault)");
+        return;
+    }
+    vmm_guest_trap(v, &t);
+}
+
+/* Serve one packet from the child.  Returns -1 when the channel reached EOF. */
+static int serve(struct vmm *v, struct proc_child *c)
+{
+    struct tender_msg m;
+    uint64_t resume = TENDER_RESUME;
+    ssize_t n;
+    unsigned port;
+
+    n = recv(c->sock, &m, sizeof(m), MSG_DONTWAIT | MSG_TRUNC);
+    if (n < 0)
+        return errno == EAGAIN || errno == EINTR ? 0 : -1;
+    if (n == 0)
+        return -1;
+    if ((size_t)n != sizeof(m)) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "the sandbox process sent a malformed request (%zd bytes)",
+                 n);
+        return 0;
+    }
+    if (!c->ready) {
+        if (m.kind != TENDER_MSG_READY) {
+            vmm_fail(v, VMM_ERR_SANDBOX, "the process sandbox's child did not confine itself");
+            return 0;
+        }
+        c->ready = true;
+        vmm_progress(v);
+        return 0;
+    }
+    switch (m.kind) {
+    case TENDER_MSG_HC:
+        /* What a KVM exit shows: OUT DX, EAX writes a 16-bit port and 32 bits. */
+        port = (unsigned)(m.a[0] & 0xffff);
+        if (port < INSTAR_HC_PIO_BASE || port >= INSTAR_HC_PIO_BASE + INSTAR_HC_MAX) {
+            vmm_fail(v, VMM_GUEST_PROTOCOL, "guest used I/O port 0x%x outside the ABI", port);
+            return 0;
+        }
+        v->out->nexits++;
+        vmm_hc_dispatch(v, port - INSTAR_HC_PIO_BASE, (uint32_t)m.a[1]);
+        if (v->done)
+            return 0;
+        /* A child that stops reading its answers must not stall this process. */
+        if (send(c->sock, &resume, sizeof(resume), MSG_DONTWAIT | MSG_NOSIGNAL) !=
+            (ssize_t)sizeof(resume)) {
+            if (errno == EAGAIN)
+                vmm_fail(v, VMM_GUEST_PROTOCOL,
+                         "the sandbox process does not read its answers (channel full)");
+            return errno == EAGAIN ? 0 : -1;
+        }
+        vmm_progress(v);
+        return 0;
+    case TENDER_MSG_EXC:
+        child_exception(v, &m);
+        return 0;
+    default:
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "the sandbox process sent an unknown request %u", m.kind);
+        return 0;
+    }
+}
+
+static void proc_loop(struct vmm *v, struct proc_child *c)
+{
+    struct pollfd p[2] = {{.fd = c->sock, .events = POLLIN}, {.fd = c->pidfd, .events = POLLIN}};
+    struct timespec tick;
+
+    clock_gettime(CLOCK_MONOTONIC, &tick);
+    while (!v->done) {
+        int n = poll(p, c->pidfd >= 0 ? 2 : 1, PROC_TICK_MS);
+
+        if (n < 0 && errno != EINTR) {
+            vmm_fail(v, VMM_ERR_SANDBOX, "poll: %s", strerror(errno));
+            break;
+        }
+        if (n > 0 && (p[0].revents & POLLIN)) {
+            if (serve(v, c) < 0)
+                child_died(v, c);
+        } else if (n > 0) {
+            child_died(v, c); /* hang-up, error, or the pidfd says it exited */
+        }
+        /* Checked by the clock, not only on silence: a busy guest may never be silent. */
+        if (!v->done && vmm_ms_since(&tick) >= PROC_TICK_MS) {
+            vmm_tick(v, child_cpu_ns(c));
+            clock_gettime(CLOCK_MONOTONIC, &tick);
+        }
+    }
+}
+
+void vmm_proc_run(struct vmm *v)
+{
+    struct proc_child c = {.pid = -1, .pidfd = -1, .sock = -1};
+    struct tender_setup s;
+    struct rlimit as;
+    int sv[2];
+
+    if (vmm_proc_prepare() < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "cannot load the process sandbox: %s", strerror(errno));
+        return;
+    }
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "socketpair: %s", strerror(errno));
+        return;
+    }
+    c.sock = sv[0];
+
+    memset(&s, 0, sizeof(s));
+    s.magic = TENDER_MAGIC;
+    s.version = TENDER_VERSION;
+    s.low = INSTAR_PROC_LOW_GPA;
+    s.mem_size = v->mem.size;
+    s.text_start = INSTAR_GUEST_LOAD_GPA;
+    s.text_end = v->image.text_end;
+    s.entry = v->image.entry_user;
+    cpu_limits(v, &s, &c.caller_cpu);
+    c.cpu_cur = s.cpu_cur;
+    s.as_limit = v->mem.size + PROC_AS_SLACK;
+    if (getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)as.rlim_cur < s.as_limit)
+        s.as_limit = as.rlim_cur;
+
+    c.pid = spawn_tender(sv[1], v->mem.fd);
+    close(sv[1]);
+    if (c.pid < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "cannot start the sandbox process: %s", strerror(-c.pid));
+        goto out;
+    }
+    c.pidfd = (int)syscall(SYS_pidfd_open, c.pid, 0);
+    if (send(c.sock, &s, sizeof(s), MSG_DONTWAIT | MSG_NOSIGNAL) != (ssize_t)sizeof(s)) {
+        child_died(v, &c);
+        goto out;
+    }
+    proc_loop(v, &c);
+out:
+    if (c.pid > 0)
+        reap(&c);
+    if (c.pidfd >= 0)
+        close(c.pidfd);
+    close(c.sock);
+}
