@@ -1,8 +1,15 @@
 /*
  * Negative guests (guest/neg/): each breaks the hypercall ABI and must end
  * in a structured outcome with the host process alive and its files intact.
+ *
+ * Every case runs on both backends.  The process backend runs everywhere;
+ * the KVM cases skip loudly where no KVM VM can be created, unless
+ * INSTAR_REQUIRE_KVM is set (as scripts/kvm-tcg.sh does inside its
+ * nested system), where that is a failure.
  */
 #include <criterion/criterion.h>
+#include <criterion/parameterized.h>
+#include <elf.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +41,31 @@ NEG(no_result);
 NEG(halt);
 NEG(writer);
 NEG(report);
+NEG(syscalls);
+NEG(channel);
+NEG(smash);
+
+/* Each case once per backend. */
+#define BOTH(name)                                                                                 \
+    ParameterizedTestParameters(vmm_negative, name)                                                \
+    {                                                                                              \
+        static enum vmm_backend b[] = {VMM_BACKEND_PROCESS, VMM_BACKEND_KVM};                      \
+        return cr_make_param_array(enum vmm_backend, b, 2);                                        \
+    }                                                                                              \
+    ParameterizedTest(enum vmm_backend *bp, vmm_negative, name)
+
+static enum vmm_backend backend;
+
+/* Select the case's backend; skip (or, with INSTAR_REQUIRE_KVM, fail) without KVM. */
+static void use(enum vmm_backend b)
+{
+    backend = b;
+    if (b == VMM_BACKEND_KVM && !vmm_kvm_usable()) {
+        cr_assert_null(getenv("INSTAR_REQUIRE_KVM"),
+                       "INSTAR_REQUIRE_KVM is set but no KVM VM can be created here");
+        cr_skip_test("KVM backend: no KVM VM can be created here (process backend ran this case)");
+    }
+}
 
 static char path[] = "/tmp/instar-neg-XXXXXX";
 static int fd = -1;
@@ -41,8 +73,6 @@ static const uint8_t pattern[4096] = "QFI\xfb-instar-negative-guest-device";
 
 static void setup(void)
 {
-    if (!vmm_available())
-        cr_skip_test("KVM unavailable (/dev/kvm cannot be opened): negative guests not run");
     fd = mkstemp(path);
     cr_assert_geq(fd, 0);
     cr_assert_eq(write(fd, pattern, sizeof(pattern)), (ssize_t)sizeof(pattern));
@@ -63,7 +93,7 @@ static void teardown(void)
 static int run(const struct neg_image *img, struct vmm_outcome *out, unsigned watchdog_ms)
 {
     struct vmm_dev dev = {.fd = fd, .size = sizeof(pattern), .flags = INSTAR_DEV_READ};
-    struct vmm_config cfg = {.mem_size = 16 << 20, .watchdog_ms = watchdog_ms};
+    struct vmm_config cfg = {.mem_size = 16 << 20, .watchdog_ms = watchdog_ms, .backend = backend};
 
     return vmm_run_image(img->start, img->end - img->start, &cfg, INSTAR_OP_NONE, NULL, 0, &dev, 1,
                          out);
@@ -71,8 +101,9 @@ static int run(const struct neg_image *img, struct vmm_outcome *out, unsigned wa
 
 TestSuite(vmm_negative, .init = setup, .fini = teardown, .timeout = 30);
 
-Test(vmm_negative, ok_guest_reads_device)
+BOTH(ok_guest_reads_device)
 {
+    use(*bp);
     struct vmm_outcome out;
 
     cr_assert_eq(run(&img_ok, &out, 0), 0, "%s", out.detail);
@@ -82,8 +113,9 @@ Test(vmm_negative, ok_guest_reads_device)
     vmm_outcome_release(&out);
 }
 
-Test(vmm_negative, bad_buffers_are_refused)
+BOTH(bad_buffers_are_refused)
 {
+    use(*bp);
     struct vmm_outcome out;
     const int64_t *v;
 
@@ -99,8 +131,9 @@ Test(vmm_negative, bad_buffers_are_refused)
     vmm_outcome_release(&out);
 }
 
-Test(vmm_negative, write_to_read_only_device)
+BOTH(write_to_read_only_device)
 {
+    use(*bp);
     struct vmm_outcome out;
     const int64_t *v;
     uint8_t now[sizeof(pattern)];
@@ -124,55 +157,65 @@ static void expect_fault(const struct neg_image *img, enum vmm_status st, const 
 
     cr_assert_eq(run(img, &out, watchdog_ms), -1, "%s should have failed", img->name);
     cr_expect_eq(out.status, st, "%s: status %d (%s)", img->name, out.status, out.detail);
+    cr_expect_eq(out.backend, backend);
     cr_expect_not_null(strstr(out.detail, needle), "%s: detail '%s' lacks '%s'", img->name,
                        out.detail, needle);
     cr_expect_null(out.result);
     vmm_outcome_release(&out);
 }
 
-Test(vmm_negative, argument_outside_ram)
+BOTH(argument_outside_ram)
 {
+    use(*bp);
     expect_fault(&img_bad_arg, VMM_GUEST_PROTOCOL, "outside its memory", 0);
 }
 
-Test(vmm_negative, unknown_hypercall)
+BOTH(unknown_hypercall)
 {
+    use(*bp);
     expect_fault(&img_unknown_call, VMM_GUEST_PROTOCOL, "unknown hypercall 0", 0);
 }
 
-Test(vmm_negative, port_outside_abi)
+BOTH(port_outside_abi)
 {
+    use(*bp);
     expect_fault(&img_bad_port, VMM_GUEST_PROTOCOL, "0x3f8", 0);
 }
 
-Test(vmm_negative, cpu_exception_reports_vector)
+BOTH(cpu_exception_reports_vector)
 {
+    use(*bp);
     expect_fault(&img_cpu_exception, VMM_GUEST_TRAP, "#PF (vector 14)", 0);
 }
 
-Test(vmm_negative, triple_fault)
+BOTH(triple_fault)
 {
+    use(*bp);
     expect_fault(&img_triple_fault, VMM_GUEST_SHUTDOWN, "triple fault", 0);
 }
 
-Test(vmm_negative, infinite_loop_hits_watchdog)
+BOTH(infinite_loop_hits_watchdog)
 {
+    use(*bp);
     expect_fault(&img_spin, VMM_GUEST_WATCHDOG, "no progress for 300 ms", 300);
 }
 
-Test(vmm_negative, assertion_carries_location)
+BOTH(assertion_carries_location)
 {
+    use(*bp);
     expect_fault(&img_assert_fail, VMM_GUEST_PANIC, "boot->magic == 0", 0);
     expect_fault(&img_assert_fail, VMM_GUEST_PANIC, "assert_fail.c", 0);
 }
 
-Test(vmm_negative, exit_without_result)
+BOTH(exit_without_result)
 {
+    use(*bp);
     expect_fault(&img_no_result, VMM_GUEST_NORESULT, "without a result", 0);
 }
 
-Test(vmm_negative, halt_ends_the_run)
+BOTH(halt_ends_the_run)
 {
+    use(*bp);
     /* hlt is privileged in ring 3, where planners run: a #GP, not a hang. */
     expect_fault(&img_halt, VMM_GUEST_TRAP, "#GP", 0);
 }
@@ -185,7 +228,7 @@ static int run_writable(const struct neg_image *img, int wfd, struct vmm_outcome
                           .size = sizeof(pattern),
                           .write_limit = 8192,
                           .flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE};
-    struct vmm_config cfg = {.mem_size = 16 << 20};
+    struct vmm_config cfg = {.mem_size = 16 << 20, .backend = backend};
 
     return vmm_run_image(img->start, img->end - img->start, &cfg, INSTAR_OP_NONE, NULL, 0, &dev, 1,
                          out);
@@ -199,8 +242,9 @@ static int writable_copy(void)
     return f;
 }
 
-Test(vmm_negative, truncate_and_write_on_read_only_device)
+BOTH(truncate_and_write_on_read_only_device)
 {
+    use(*bp);
     struct vmm_outcome out;
     const int64_t *v;
     struct stat st;
@@ -215,8 +259,9 @@ Test(vmm_negative, truncate_and_write_on_read_only_device)
     cr_expect_eq(st.st_size, (off_t)sizeof(pattern), "a refused truncate changed the file");
 }
 
-Test(vmm_negative, truncate_is_bounded_by_the_write_limit)
+BOTH(truncate_is_bounded_by_the_write_limit)
 {
+    use(*bp);
     struct vmm_outcome out;
     const int64_t *v;
     struct stat st;
@@ -239,8 +284,9 @@ Test(vmm_negative, truncate_is_bounded_by_the_write_limit)
     close(f);
 }
 
-Test(vmm_negative, fault_injection_stops_before_the_next_write)
+BOTH(fault_injection_stops_before_the_next_write)
 {
+    use(*bp);
     struct vmm_outcome out;
     uint8_t buf[1024];
     int f = writable_copy();
@@ -272,17 +318,19 @@ static int count_reports(void *opaque, const void *recs, size_t len)
     return 0;
 }
 
-Test(vmm_negative, report_without_a_callback_is_a_protocol_error)
+BOTH(report_without_a_callback_is_a_protocol_error)
 {
+    use(*bp);
     expect_fault(&img_report, VMM_GUEST_PROTOCOL, "without any", 0);
 }
 
-Test(vmm_negative, report_longer_than_the_limit_is_a_protocol_error)
+BOTH(report_longer_than_the_limit_is_a_protocol_error)
 {
+    use(*bp);
     struct vmm_dev dev = {.fd = fd, .size = sizeof(pattern), .flags = INSTAR_DEV_READ};
     int calls = 0;
     struct vmm_config cfg = {
-        .mem_size = 16 << 20, .report = count_reports, .report_opaque = &calls};
+        .mem_size = 16 << 20, .report = count_reports, .report_opaque = &calls, .backend = backend};
     struct vmm_outcome out;
 
     cr_assert_eq(vmm_run_image(img_report.start, img_report.end - img_report.start, &cfg,
@@ -292,4 +340,179 @@ Test(vmm_negative, report_longer_than_the_limit_is_a_protocol_error)
     cr_expect_eq(out.status, VMM_GUEST_PROTOCOL, "status %d (%s)", out.status, out.detail);
     cr_expect_not_null(strstr(out.detail, "too long"), "%s", out.detail);
     vmm_outcome_release(&out);
+}
+
+/* --- Guests that attack the process backend itself --- */
+
+/*
+ * Run img with args in boot info and a writable device (a copy of the
+ * pattern, write limit 8 KiB), then require that the run failed, the
+ * device is unchanged, and, per backend, the status and detail.
+ */
+static void expect_contained(const struct neg_image *img, const void *args, size_t args_len,
+                             enum vmm_status proc_st, const char *proc_needle,
+                             enum vmm_status kvm_st, const char *kvm_needle)
+{
+    struct vmm_dev dev = {
+        .size = sizeof(pattern), .write_limit = 8192, .flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE};
+    struct vmm_config cfg = {.mem_size = 16 << 20, .watchdog_ms = 500, .backend = backend};
+    enum vmm_status st = backend == VMM_BACKEND_KVM ? kvm_st : proc_st;
+    const char *needle = backend == VMM_BACKEND_KVM ? kvm_needle : proc_needle;
+    struct vmm_outcome out;
+    uint8_t now[sizeof(pattern)];
+    struct stat sb;
+
+    dev.fd = writable_copy();
+    cr_assert_eq(vmm_run_image(img->start, img->end - img->start, &cfg, INSTAR_OP_NONE, args,
+                               args_len, &dev, 1, &out),
+                 -1, "%s should have failed", img->name);
+    cr_expect_eq(out.status, st, "%s: status %d (%s)", img->name, out.status, out.detail);
+    cr_expect_not_null(strstr(out.detail, needle), "%s: detail '%s' lacks '%s'", img->name,
+                       out.detail, needle);
+    cr_expect_eq(out.nwrites, 0, "%s wrote to the device", img->name);
+    vmm_outcome_release(&out);
+    cr_assert_eq(fstat(dev.fd, &sb), 0);
+    cr_expect_eq(sb.st_size, (off_t)sizeof(pattern), "%s changed the device's size", img->name);
+    cr_assert_eq(pread(dev.fd, now, sizeof(now), 0), (ssize_t)sizeof(now));
+    cr_expect_arr_eq(now, pattern, sizeof(pattern), "%s changed the device", img->name);
+    close(dev.fd);
+}
+
+static void expect_syscall_killed(uint64_t nr, uint64_t a0, uint64_t a1, uint64_t a2)
+{
+    uint64_t args[7] = {nr, a0, a1, a2, 0, 0, 0};
+
+    expect_contained(&img_syscalls, args, sizeof(args), VMM_GUEST_KILLED, "forbidden system call",
+                     VMM_GUEST_TRAP, "#UD (vector 6)");
+}
+
+BOTH(raw_open_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(2 /* open */, (uintptr_t) "/etc/passwd", 0, 0);
+}
+
+BOTH(raw_execve_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(59 /* execve */, 0x200000, 0, 0);
+}
+
+BOTH(raw_socket_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(41 /* socket */, 2 /* AF_INET */, 1 /* SOCK_STREAM */, 0);
+}
+
+BOTH(raw_clone_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(56 /* clone */, 17 /* SIGCHLD */, 0, 0);
+}
+
+BOTH(raw_mmap_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(9 /* mmap */, 0, 4096, 7 /* rwx */);
+}
+
+BOTH(raw_mprotect_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(10 /* mprotect */, 0x100000, 4096, 7 /* rwx */);
+}
+
+BOTH(raw_ptrace_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(101 /* ptrace */, 16 /* PTRACE_ATTACH */, (uint64_t)getpid(), 0);
+}
+
+BOTH(raw_kill_of_the_parent_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(62 /* kill */, (uint64_t)getpid(), 9 /* SIGKILL */, 0);
+}
+
+BOTH(raw_write_off_the_channel_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(1 /* write */, 2 /* stderr: not the child's */, 0x100000, 16);
+}
+
+BOTH(raw_exit_group_is_killed)
+{
+    use(*bp);
+    expect_syscall_killed(231 /* exit_group */, 0, 0, 0);
+}
+
+static void expect_channel_abuse(uint64_t what, enum vmm_status st, const char *needle)
+{
+    expect_contained(&img_channel, &what, sizeof(what), st, needle, VMM_GUEST_TRAP,
+                     "#UD (vector 6)");
+}
+
+BOTH(partial_request_is_a_protocol_error)
+{
+    use(*bp);
+    expect_channel_abuse(1, VMM_GUEST_PROTOCOL, "malformed request (12 bytes)");
+}
+
+BOTH(oversized_request_is_a_protocol_error)
+{
+    use(*bp);
+    expect_channel_abuse(2, VMM_GUEST_PROTOCOL, "malformed request (256 bytes)");
+}
+
+BOTH(garbage_request_is_a_protocol_error)
+{
+    use(*bp);
+    expect_channel_abuse(3, VMM_GUEST_PROTOCOL, "unknown request 119");
+}
+
+BOTH(flood_without_reading_answers_is_a_protocol_error)
+{
+    use(*bp);
+    expect_channel_abuse(4, VMM_GUEST_PROTOCOL, "does not read its answers");
+}
+
+BOTH(reading_without_asking_hits_the_watchdog)
+{
+    use(*bp);
+    expect_channel_abuse(5, VMM_GUEST_WATCHDOG, "no progress for 500 ms");
+}
+
+BOTH(closing_the_channel_is_killed)
+{
+    use(*bp);
+    expect_channel_abuse(6, VMM_GUEST_KILLED, "forbidden system call");
+}
+
+/* The tender's writable PT_LOAD segment, from its ELF headers (the embedded copy). */
+static void tender_rw_range(uint64_t r[2])
+{
+    extern const uint8_t instar_tender_image[];
+    const Elf64_Ehdr *eh = (const void *)instar_tender_image;
+
+    r[0] = r[1] = 0;
+    for (unsigned i = 0; i < eh->e_phnum; i++) {
+        const Elf64_Phdr *ph =
+            (const void *)(instar_tender_image + eh->e_phoff + (size_t)i * eh->e_phentsize);
+
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_W)) {
+            r[0] = ph->p_vaddr;
+            r[1] = ph->p_memsz;
+        }
+    }
+    cr_assert_neq(r[1], 0, "the tender has no writable segment?");
+}
+
+BOTH(smashing_the_tender_then_garbage_hypercalls)
+{
+    uint64_t r[2];
+
+    use(*bp);
+    tender_rw_range(r);
+    expect_contained(&img_smash, r, sizeof(r), VMM_GUEST_PROTOCOL, "outside its memory",
+                     VMM_GUEST_TRAP, "#PF (vector 14)");
 }
