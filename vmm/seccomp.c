@@ -63,6 +63,8 @@ static const struct rule host_rules[] = {
     ALLOW(newfstatat), /* glibc's fstat(), stat() for realpath */
     ALLOW(statx),      /* likewise on newer glibc */
     ALLOW(openat),     /* backing chains, data files, outputs: path policy decides */
+    ALLOW(unlink),     /* create removes what it made when it fails, as qemu-img does */
+    ALLOW(unlinkat),   /* likewise */
     ALLOW(readlink),   /* the allowlist check resolves /proc/self/fd/N */
     ALLOW(readlinkat), /* likewise */
     ALLOW(getcwd),     /* realpath() of relative allowlist entries */
@@ -86,6 +88,7 @@ static const struct rule host_rules[] = {
     ALLOW(rt_sigtimedwait),   /* eating a pending tick */
     ALLOW(sigaltstack),       /* the tender's handler stack */
     ALLOW(clock_gettime),     /* watchdog, CPU budget, child CPU clock */
+    ALLOW(clock_getres),      /* clock_getcpuclockid() checks the child's clock with it */
     ALLOW(clock_nanosleep),   /* nothing yet; glibc's sleep paths */
     ALLOW(timer_create),      /* the KVM watchdog tick */
     ALLOW(timer_settime),     /* likewise */

@@ -11,9 +11,12 @@
 #include <criterion/parameterized.h>
 #include <elf.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "vmm.h"
@@ -44,6 +47,8 @@ NEG(report);
 NEG(syscalls);
 NEG(channel);
 NEG(smash);
+NEG(busy_calls);
+NEG(report_flood);
 
 /* Each case once per backend. */
 #define BOTH(name)                                                                                 \
@@ -515,4 +520,96 @@ BOTH(smashing_the_tender_then_garbage_hypercalls)
     tender_rw_range(r);
     expect_contained(&img_smash, r, sizeof(r), VMM_GUEST_PROTOCOL, "outside its memory",
                      VMM_GUEST_TRAP, "#PF (vector 14)");
+}
+
+/* --- Budgets: a guest that is never silent still ends --- */
+
+BOTH(failing_calls_forever_hit_the_cpu_budget)
+{
+    use(*bp);
+    setenv("INSTAR_CPU_BUDGET_S", "1", 1);
+    expect_fault(&img_busy_calls, VMM_GUEST_BUDGET, "more than 1 s of CPU time", 30000);
+}
+
+BOTH(spinning_hits_the_cpu_budget_before_a_long_watchdog)
+{
+    use(*bp);
+    setenv("INSTAR_CPU_BUDGET_S", "1", 1);
+    expect_fault(&img_spin, VMM_GUEST_BUDGET, "more than 1 s of CPU time", 30000);
+}
+
+static int count_batches(void *opaque, const void *recs, size_t len)
+{
+    (void)recs;
+    (void)len;
+    ++*(int *)opaque;
+    return 0;
+}
+
+BOTH(endless_diagnostics_hit_the_report_budget)
+{
+    struct vmm_dev dev = {.fd = fd, .size = sizeof(pattern), .flags = INSTAR_DEV_READ};
+    int batches = 0;
+    struct vmm_config cfg = {
+        .mem_size = 16 << 20, .report = count_batches, .report_opaque = &batches, .backend = 0};
+    struct vmm_outcome out;
+
+    use(*bp);
+    cfg.backend = backend;
+    setenv("INSTAR_REPORT_BUDGET_MB", "1", 1);
+    cr_assert_eq(vmm_run_image(img_report_flood.start,
+                               img_report_flood.end - img_report_flood.start, &cfg, INSTAR_OP_NONE,
+                               NULL, 0, &dev, 1, &out),
+                 -1);
+    cr_expect_eq(out.status, VMM_GUEST_BUDGET, "status %d (%s)", out.status, out.detail);
+    cr_expect_not_null(strstr(out.detail, "more than 1 MiB of diagnostics"), "%s", out.detail);
+    cr_expect_eq(batches, 16, "1 MiB is 16 batches of 64 KiB, not %d", batches);
+    vmm_outcome_release(&out);
+}
+
+/*
+ * A caller's RLIMIT_CPU (OpenStack runs qemu-img under prlimit --cpu)
+ * ends instar the way it ends qemu-img: the kernel's signal, not an exit
+ * status.  Under KVM the guest's time is the host's own; a process
+ * backend's child is killed by its share and the host follows it.
+ */
+static int spin_under_cpu_limit(rlim_t soft, rlim_t hard)
+{
+    struct rlimit rl = {soft, hard};
+    int status;
+    pid_t pid = fork();
+
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        struct vmm_outcome out;
+
+        if (setrlimit(RLIMIT_CPU, &rl) < 0)
+            _exit(90);
+        run(&img_spin, &out, 60000);
+        _exit(91); /* the run ended on its own: the limit lost its meaning */
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+BOTH(callers_hard_cpu_limit_kills_like_qemu_img)
+{
+    int st;
+
+    use(*bp);
+    st = spin_under_cpu_limit(1, 1);
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "want SIGKILL, got %s %d",
+              WIFSIGNALED(st) ? "signal" : "exit status",
+              WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+BOTH(callers_soft_cpu_limit_sends_sigxcpu_like_qemu_img)
+{
+    int st;
+
+    use(*bp);
+    st = spin_under_cpu_limit(1, 3);
+    cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU, "want SIGXCPU, got %s %d",
+              WIFSIGNALED(st) ? "signal" : "exit status",
+              WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 }
