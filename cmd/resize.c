@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "instar/ovf.h"
 #include "open.h"
 #include "qcow2/resize.h"
 #include "report.h"
@@ -78,13 +79,17 @@ static void report_resize_code(const char *name, int code, uint64_t errnum, bool
  * a new L1 table, one L2 table per old L1 entry (a shrink's discard
  * allocates them before it frees them), and the refcount blocks and table
  * (at the widest refcount, with QEMU's 50 % headroom) covering all that.
+ * cluster_size is a qcow2 cluster size (result_qcow2_cluster_size_ok), so
+ * the divisors below are at least 64; the products saturate.
  */
 static uint64_t resize_write_limit(uint64_t file_size, uint64_t old_size, uint64_t new_size,
                                    uint64_t cluster_size, bool prealloc)
 {
-    uint64_t cs = cluster_size, l2_cover = cs / 8 * cs, clusters, l1_new, l1_old, refblocks;
+    uint64_t cs = cluster_size, l2_cover, clusters, l1_new, l1_old, refblocks;
     uint64_t tables, limit;
 
+    if (ovf_mul_u64(cs / 8, cs, &l2_cover))
+        return (uint64_t)INT64_MAX;
     l1_new = new_size / l2_cover + 1;
     l1_old = old_size / l2_cover + 1;
     /* L2 tables for the new range too (preallocation, zero-fill), and its data. */
@@ -94,10 +99,9 @@ static uint64_t resize_write_limit(uint64_t file_size, uint64_t old_size, uint64
     refblocks = clusters / (cs / 8) + 2;
     tables = (refblocks * 2) / (cs / 8) + 2;
     clusters += 2 * (refblocks + tables) + 4;
-    if (clusters > (uint64_t)INT64_MAX / cs)
+    if (ovf_mul_u64(clusters, cs, &limit) || limit > (uint64_t)INT64_MAX)
         return (uint64_t)INT64_MAX;
-    limit = clusters * cs;
-    return limit > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : limit;
+    return limit;
 }
 
 /*
@@ -180,6 +184,11 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, bool shrink, in
     struct stat st;
     int ret = -1;
 
+    /* Every size below is computed with it: refuse one no qcow2 image has. */
+    if (!result_qcow2_cluster_size_ok((uint64_t)im->info->cluster_size)) {
+        report_error("Failed to resize '%s': sandbox failure: invalid result", im->name);
+        return -1;
+    }
     memset(&args, 0, sizeof(args));
     args.size = (uint64_t)new_size;
     args.prealloc = (uint32_t)prealloc;

@@ -173,6 +173,10 @@ enum result_bad result_info_parse(const void *blob, size_t len, struct result_in
     /* QEMU holds sizes in int64_t. */
     if (r->virtual_size > INT64_MAX || r->cluster_size > INT64_MAX)
         return RESULT_BAD_VALUE;
+    /* qcow2_do_open() refuses any other cluster size; the host sizes resizes by it. */
+    if (((r->flags & INSTAR_INFO_QCOW2) || !strcmp(r->format, "qcow2")) &&
+        !result_qcow2_cluster_size_ok(r->cluster_size))
+        return RESULT_BAD_VALUE;
     if (!str_ok(r->backing_file, len) || !str_ok(r->backing_fmt, len))
         return RESULT_BAD_STR;
     if (r->flags & INSTAR_INFO_QCOW2) {

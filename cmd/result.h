@@ -20,6 +20,16 @@
 #define RESULT_MAX_SNAPSHOTS 65536
 #define RESULT_MAX_BITMAPS   65535
 
+/* qcow2 cluster sizes (qcow2.txt: cluster_bits 9..21). */
+#define RESULT_QCOW2_CLUSTER_MIN 512
+#define RESULT_QCOW2_CLUSTER_MAX (2u << 20)
+
+/* True if cs is a cluster size a qcow2 image can have: a power of two, 512 B..2 MiB. */
+static inline bool result_qcow2_cluster_size_ok(uint64_t cs)
+{
+    return cs >= RESULT_QCOW2_CLUSTER_MIN && cs <= RESULT_QCOW2_CLUSTER_MAX && !(cs & (cs - 1));
+}
+
 /* Why a blob was rejected (for the "sandbox returned a bad result" message). */
 enum result_bad {
     RESULT_OK = 0,
@@ -57,7 +67,9 @@ enum result_bad result_hdr_parse(const void *blob, size_t len, uint32_t op,
 /*
  * result_info_parse - validate an INSTAR_OP_INFO blob.  If the header
  * carries an error, only the header is required and checked; otherwise the
- * whole struct instar_info_result and everything it names.
+ * whole struct instar_info_result and everything it names.  A qcow2 result
+ * (INSTAR_INFO_QCOW2, or format "qcow2") must carry a qcow2 cluster size
+ * (result_qcow2_cluster_size_ok), which the host's resize limits rely on.
  * @v: receives the view (borrowing blob, which must outlive it)
  * Returns RESULT_OK or the reason for rejection.
  */

@@ -35,6 +35,7 @@ static void good(void)
     len = sizeof(struct instar_info_result);
     strcpy(R()->format, "qcow2");
     R()->virtual_size = 1 << 20;
+    R()->cluster_size = 65536;
     R()->flags = INSTAR_INFO_QCOW2;
     R()->qcow2_version = 3;
     R()->refcount_bits = 16;
@@ -214,6 +215,31 @@ Test(cmd_result, sizes_fit_int64)
 {
     R()->virtual_size = (uint64_t)INT64_MAX + 1;
     cr_expect_eq(parse(), RESULT_BAD_VALUE);
+}
+
+/* qcow2_do_open() accepts cluster_bits 9..21 only; the host divides by the size. */
+Test(cmd_result, qcow2_cluster_size)
+{
+    static const uint64_t bad[] = {0, 1, 7, 256, 1536, 4 << 20, UINT64_C(1) << 35};
+    static const uint64_t ok[] = {512, 4096, 65536, 2 << 20};
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        R()->cluster_size = bad[i];
+        cr_expect_eq(parse(), RESULT_BAD_VALUE, "cluster size %llu", (unsigned long long)bad[i]);
+    }
+    /* Without the qcow2 block, the format name still says what it must be. */
+    R()->flags = 0;
+    R()->cluster_size = 0;
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+    strcpy(R()->format, "raw");
+    cr_expect_eq(parse(), RESULT_OK);
+    strcpy(R()->format, "qcow2");
+    R()->flags = INSTAR_INFO_QCOW2;
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        R()->cluster_size = ok[i];
+        cr_expect_eq(parse(), RESULT_OK, "cluster size %llu", (unsigned long long)ok[i]);
+    }
 }
 
 Test(cmd_result, luks_strings_checked)
