@@ -264,6 +264,54 @@ Test(cmd_result, str_cut_at_nul)
     free(s);
 }
 
+/* A valid result's strings are laid out once: together no longer than the blob. */
+Test(cmd_result, strings_within_blob)
+{
+    struct instar_info_snapshot *sn;
+    struct instar_str big;
+    uint32_t off, i, n = 8;
+
+    len = (len + 7) & ~(size_t)7;
+    off = (uint32_t)len;
+    len += n * sizeof(*sn);
+    R()->nsnapshots = n;
+    R()->snapshots_off = off;
+    sn = (struct instar_info_snapshot *)(U.buf + off);
+    big = put_str("snapshot");
+    len = big.off + 1024; /* a 1 KiB name, 16 times: longer than the blob */
+    big.len = 1024;
+    for (i = 0; i < n; i++)
+        sn[i].id = sn[i].name = big;
+    cr_expect_eq(parse(), RESULT_BAD_STR_TOTAL);
+    /* Sharing is fine while the total stays within the blob. */
+    big.len = 4;
+    for (i = 0; i < n; i++)
+        sn[i].id = sn[i].name = big;
+    cr_expect_eq(parse(), RESULT_OK);
+    cr_expect_str_eq(result_bad_str(RESULT_BAD_STR_TOTAL), "result strings longer than the result");
+}
+
+Test(cmd_result, strn_cuts_before_copy)
+{
+    struct result_info v;
+    char *s;
+
+    R()->backing_file = put_str("abcdef");
+    cr_assert_eq(parse(), RESULT_OK);
+    cr_assert_eq(result_info_parse(U.buf, len, &v), RESULT_OK);
+    s = result_strn(&v, v.info.backing_file, 3);
+    cr_expect_str_eq(s, "abc");
+    free(s);
+    s = result_strn(&v, v.info.backing_file, 0);
+    cr_expect_str_eq(s, "");
+    free(s);
+    U.buf[R()->backing_file.off + 1] = '\0';
+    cr_assert_eq(result_info_parse(U.buf, len, &v), RESULT_OK);
+    s = result_strn(&v, v.info.backing_file, 3);
+    cr_expect_str_eq(s, "a");
+    free(s);
+}
+
 Test(cmd_result, oversized_blob)
 {
     struct result_info v;
