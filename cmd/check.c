@@ -38,7 +38,7 @@ enum {
     OPTION_IMAGE_OPTS = 258,
 };
 
-/* Guest RAM for a check: refcount tables of large images live there. */
+/* Guest RAM for a check: refcount tables of large images live there (no guest value). */
 #define CHECK_GUEST_MEM (512ULL << 20)
 
 /* --- Rendering --- */
@@ -181,6 +181,7 @@ static void sanitize(char *s, size_t n)
  * The write limit of a repair: the file may grow by what a refcount
  * rebuild can need (a 1/32 of the file in refcount blocks at worst, a
  * table, the old structure left as leaks) and 64 MiB more; saturating.
+ * size is the host's own fstat of the file, never a guest value.
  */
 static uint64_t check_write_limit(uint64_t size)
 {

@@ -524,7 +524,10 @@ static int qcow2_validate(const char *filename, const struct opt_list *l, uint64
 /*
  * A generous bound of the file length a create can reach: data, L2 and L1
  * tables, refcount blocks at the narrowest entries per cluster, and slack
- * for the table moves (the guest's writes are held to it).
+ * for the table moves (the guest's writes are held to it).  a holds the
+ * options and SIZE the host validated; only without SIZE is the size a
+ * guest's word, the backing file's virtual size, which qemu-img takes from
+ * that image too (an image can claim any size: the guest adds nothing).
  */
 static uint64_t write_limit(const struct instar_create_args *a)
 {
@@ -618,7 +621,7 @@ static int create_qcow2(const char *filename, const char *path, const struct opt
     devs[0] = (struct vmm_dev){fd, 0, limit, INSTAR_DEV_READ | INSTAR_DEV_WRITE};
     devs[1] = (struct vmm_dev){dfd, 0, p.a.size, INSTAR_DEV_READ | INSTAR_DEV_WRITE};
     memset(&cfg, 0, sizeof(cfg));
-    /* Room for an L1 table of up to 32 MiB, its byte copy and the caches. */
+    /* Room for an L1 table of up to 32 MiB, its byte copy and the caches (a constant). */
     cfg.mem_size = 256ull << 20;
     memset(&out, 0, sizeof(out));
     if (vmm_run(&cfg, INSTAR_OP_CREATE, &p.a, sizeof(p.a), devs, p.data_file ? 2 : 1, &out) != 0) {

@@ -169,14 +169,10 @@ static struct qobj *qcow2_specific(const struct result_info *v)
     return spec;
 }
 
-/* QEMUSnapshotInfo keeps ids and names in char[128] / char[256]. */
+/* QEMUSnapshotInfo keeps ids and names in char[128] / char[256]: cut before copying. */
 static char *snapshot_str(const struct result_info *v, struct instar_str s, size_t max)
 {
-    char *c = result_str(v, s);
-
-    if (c && strlen(c) > max - 1)
-        c[max - 1] = '\0';
-    return c;
+    return result_strn(v, s, max - 1);
 }
 
 int info_from_result(struct image_info *ii, const struct result_info *v)

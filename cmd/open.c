@@ -19,7 +19,6 @@
  * Every name the guest found inside an image is decided by cmd/policy.c.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,30 +188,6 @@ out:
     return ret;
 }
 
-/* Open path read-only under the policy, then read-write when asked. */
-static int open_file(const char *path, bool rdwr, int *fd, struct stat *st, char **msg)
-{
-    char link[64];
-    int rw;
-
-    if (policy_open(path, fd, st, msg) < 0)
-        return -1;
-    if (!rdwr)
-        return 0;
-    /* Reopen the very file policy_open vetted, not the name again. */
-    snprintf(link, sizeof(link), "/proc/self/fd/%d", *fd);
-    rw = open(link, O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (rw < 0) {
-        *msg = msgf("Could not open '%s': %s", path, strerror(errno));
-        close(*fd);
-        *fd = -1;
-        return -1;
-    }
-    close(*fd);
-    *fd = rw;
-    return 0;
-}
-
 void open_image_release(struct open_image *img)
 {
     if (img->fd >= 0)
@@ -248,7 +223,9 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
         *msg = msgf("Unknown driver '%s'", fmt);
         return -1;
     }
-    if (open_file(path, (flags & OPEN_RDWR) != 0, &img->fd, &img->st, msg) < 0)
+    /* Backing files are held to the allowlist before they are opened at all. */
+    if (policy_open(path, depth > 0 ? POLICY_BACKING : POLICY_IMAGE, (flags & OPEN_RDWR) != 0,
+                    &img->fd, &img->st, msg) < 0)
         return -1;
     r = policy_chain_add(pc, &img->st);
     if (r == -1) {
@@ -262,9 +239,6 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
         goto fail;
     }
     r = -1;
-    if (depth > 0 && policy_allowlist_check(img->fd, msg) < 0)
-        goto fail;
-
     ii = calloc(1, sizeof(*ii));
     img->name = strdup(name);
     if (!ii || !img->name || !(ii->filename = strdup(path)))
@@ -327,9 +301,8 @@ static int open_data_file(struct open_image *img, unsigned flags, char **msg)
         return -1;
     if (policy_host_path(img->data_name, &path, msg) < 0)
         return -1;
-    if (open_file(path, (flags & OPEN_RDWR) != 0, &img->data_fd, &st, msg) < 0)
-        return -1;
-    if (policy_allowlist_check(img->data_fd, msg) < 0)
+    /* check -r: decided by the allowlist before anything opens it, read-write or not. */
+    if (policy_open(path, POLICY_DATA_FILE, (flags & OPEN_RDWR) != 0, &img->data_fd, &st, msg) < 0)
         return -1;
     perm = PERM_CR | ((flags & OPEN_RDWR) ? PERM_W | PERM_R : 0);
     shared = (flags & OPEN_FORCE_SHARE) ? LOCK_PERM_ALL : LOCK_PERM_ALL & ~PERM_R;

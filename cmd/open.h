@@ -75,9 +75,10 @@ void open_chain_close(struct open_chain *oc);
 
 /*
  * open_image - open and describe one image file: policy (host path,
- * "Unknown driver"), open (read-write with OPEN_RDWR), the chain's loop
- * and length check, the allowlist for depth > 0, the guest's description
- * (-f raw is answered on the host), and QEMU's locks for flags.
+ * "Unknown driver"), policy_open (the type, and for depth > 0 the
+ * allowlist, before the file is opened; read-write with OPEN_RDWR), the
+ * chain's loop and length check, the guest's description (-f raw is
+ * answered on the host), and QEMU's locks for flags.
  * @img: filled on success (release with open_image_release)
  * @name: the name as qemu-img prints it; @fmt: NULL to probe
  * @depth: 0 for the image named on the command line

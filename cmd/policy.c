@@ -100,9 +100,29 @@ int policy_host_path(const char *name, const char **path, char **msg)
     return -1;
 }
 
-int policy_open(const char *path, int *fd, struct stat *st, char **msg)
+/*
+ * The refusal of a file that is not a regular one, worded as the open
+ * qemu-img (and instar before it decided first) would have failed with:
+ * a socket cannot be opened (ENXIO), a file the caller may not read gives
+ * EACCES; otherwise the type.  link names the O_PATH descriptor.
+ */
+static char *refuse_type(const char *path, const char *link, const struct stat *st)
 {
-    int f, fl;
+    if (S_ISSOCK(st->st_mode))
+        return msg_printf("Could not open '%s': %s", path, strerror(ENXIO));
+    if (faccessat(AT_FDCWD, link, R_OK, AT_EACCESS) != 0 && errno == EACCES)
+        return msg_printf("Could not open '%s': %s", path, strerror(EACCES));
+    if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode))
+        return msg_printf("'%s' is a device; instar opens regular files only", path);
+    return msg_printf("'file' driver requires '%s' to be a regular file", path);
+}
+
+int policy_open(const char *path, enum policy_role role, bool rdwr, int *fd, struct stat *st,
+                char **msg)
+{
+    struct stat pst;
+    char link[64];
+    int p, f;
 
     *msg = NULL;
     *fd = -1;
@@ -110,32 +130,38 @@ int policy_open(const char *path, int *fd, struct stat *st, char **msg)
         *msg = msg_printf("The 'file' block driver requires a file name");
         return -1;
     }
-    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
-    f = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
-    if (f < 0) {
+    /* Resolve the name (following symlinks, as QEMU does) without opening the file. */
+    p = open(path, O_PATH | O_CLOEXEC);
+    if (p < 0) {
         *msg = msg_printf("Could not open '%s': %s", path, strerror(errno));
         return -1;
     }
-    if (fstat(f, st) < 0) {
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", p);
+    if (fstat(p, &pst) < 0) {
         *msg = msg_printf("Could not open '%s': %s", path, strerror(errno));
-        goto fail;
+        goto out;
     }
-    if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode)) {
-        *msg = msg_printf("'%s' is a device; instar opens regular files only", path);
-        goto fail;
+    if (!S_ISREG(pst.st_mode)) {
+        *msg = refuse_type(path, link, &pst);
+        goto out;
     }
-    if (!S_ISREG(st->st_mode)) {
-        *msg = msg_printf("'file' driver requires '%s' to be a regular file", path);
-        goto fail;
+    if (role != POLICY_IMAGE && policy_allowlist_check(p, role, msg) < 0)
+        goto out;
+    /* Now open the file vetted above, not the name again (a rename cannot swap it). */
+    f = open(link, (rdwr ? O_RDWR : O_RDONLY) | O_NOCTTY | O_CLOEXEC);
+    if (f < 0) {
+        *msg = msg_printf("Could not open '%s': %s", path, strerror(errno));
+        goto out;
     }
-    fl = fcntl(f, F_GETFL);
-    if (fl >= 0)
-        (void)fcntl(f, F_SETFL, fl & ~O_NONBLOCK);
+    if (fstat(f, st) < 0 || st->st_dev != pst.st_dev || st->st_ino != pst.st_ino) {
+        *msg = msg_printf("Could not open '%s': the file changed while it was opened", path);
+        close(f);
+        goto out;
+    }
     *fd = f;
-    return 0;
-fail:
-    close(f);
-    return -1;
+out:
+    close(p);
+    return *fd >= 0 ? 0 : -1;
 }
 
 /* True if real lies in directory dir (both canonical). */
@@ -148,8 +174,9 @@ static bool under_dir(const char *real, const char *dir)
     return !strncmp(real, dir, n) && (real[n] == '/' || real[n] == '\0');
 }
 
-int policy_allowlist_check(int fd, char **msg)
+int policy_allowlist_check(int fd, enum policy_role role, char **msg)
 {
+    const char *what = role == POLICY_DATA_FILE ? "data file" : "backing file";
     const char *env = getenv(POLICY_ALLOW_ENV);
     char link[64], real[PATH_MAX], *list, *tok, *save = NULL;
     ssize_t n;
@@ -158,11 +185,11 @@ int policy_allowlist_check(int fd, char **msg)
     *msg = NULL;
     if (!env)
         return 0;
-    /* The file actually opened, not the name: no race with a renamed link. */
+    /* The file the descriptor resolved to, not the name: no race with a renamed link. */
     snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
     n = readlink(link, real, sizeof(real) - 1);
     if (n < 0 || (size_t)n >= sizeof(real) - 1) {
-        *msg = msg_printf("cannot resolve the backing file to check " POLICY_ALLOW_ENV);
+        *msg = msg_printf("cannot resolve the %s to check " POLICY_ALLOW_ENV, what);
         return -1;
     }
     real[n] = '\0';
@@ -181,8 +208,8 @@ int policy_allowlist_check(int fd, char **msg)
     }
     free(list);
     if (!ok) {
-        *msg = msg_printf(
-            "backing file '%s' is outside the directories allowed by " POLICY_ALLOW_ENV, real);
+        *msg = msg_printf("%s '%s' is outside the directories allowed by " POLICY_ALLOW_ENV, what,
+                          real);
         return -1;
     }
     return 0;

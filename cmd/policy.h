@@ -47,28 +47,45 @@ char *policy_full_backing(const char *image, const char *backing);
  */
 int policy_host_path(const char *name, const char **path, char **msg);
 
+/* What a name is opened as: whether the allowlist applies, and what a refusal calls it. */
+enum policy_role {
+    POLICY_IMAGE,     /* named by the user (command line, create -b): no allowlist */
+    POLICY_BACKING,   /* a backing file named inside an image */
+    POLICY_DATA_FILE, /* an external data file named inside an image */
+};
+
 /*
- * policy_open - open a host path read-only for a guest device: no FIFO
- * stalls (O_NONBLOCK), no controlling tty, close-on-exec; refuse anything
- * but a regular file with qemu-img's "'file' driver requires ..." text.
+ * policy_open - open a host path for a guest device, deciding first and
+ * opening after: the name is resolved with O_PATH (which opens nothing: a
+ * FIFO, device or tty sees no open), the file type checked on that, and
+ * the allowlist (POLICY_BACKING, POLICY_DATA_FILE) on the file it
+ * resolved to; only then is that very file opened, through
+ * /proc/self/fd/N, read-only or read-write, no controlling tty,
+ * close-on-exec, and checked to be the same inode.  Anything but a
+ * regular file is refused with qemu-img's "'file' driver requires ..."
+ * text (devices with instar's own).
  * @path: host path (from policy_host_path)
+ * @role: what the name is (see enum policy_role)
+ * @rdwr: open read-write instead of read-only
  * @fd: receives the descriptor (caller closes)
  * @st: receives its fstat
  * @msg: on failure, receives a malloc'd message (caller frees)
  * Returns 0 or -1.
  */
-int policy_open(const char *path, int *fd, struct stat *st, char **msg);
+int policy_open(const char *path, enum policy_role role, bool rdwr, int *fd, struct stat *st,
+                char **msg);
 
 /*
  * policy_allowlist_check - with INSTAR_BACKING_ALLOW set (colon-separated
  * directories), accept fd only if the file it names lies under one of
  * them, both compared after resolving symlinks.  Unset: always accept.
- * An empty value accepts nothing.
- * @fd: the open backing file
+ * An empty value accepts nothing.  policy_open() calls it.
+ * @fd: the file, open or an O_PATH descriptor
+ * @role: POLICY_BACKING or POLICY_DATA_FILE (names the file in the refusal)
  * @msg: on refusal, receives a malloc'd message (caller frees)
  * Returns 0 if allowed, -1 if refused.
  */
-int policy_allowlist_check(int fd, char **msg);
+int policy_allowlist_check(int fd, enum policy_role role, char **msg);
 
 /* Files already visited on a backing chain, by st_dev/st_ino. */
 struct policy_chain {

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "instar/ovf.h"
 #include "open.h"
 #include "qcow2/resize.h"
 #include "report.h"
@@ -73,30 +74,69 @@ static void report_resize_code(const char *name, int code, uint64_t errnum, bool
         report_error("%s", msg);
 }
 
+/* The largest qcow2 cluster: any allocation may round up to one. */
+#define RESIZE_MAX_CLUSTER (2ULL << 20)
+/* QEMU's QCOW_MAX_L1_SIZE: no image it opens has a larger L1 table. */
+#define RESIZE_MAX_L1_BYTES (32ULL << 20)
 /*
- * A bound on how far the guest may extend the file: its length now, plus
- * a new L1 table, one L2 table per old L1 entry (a shrink's discard
- * allocates them before it frees them), and the refcount blocks and table
- * (at the widest refcount, with QEMU's 50 % headroom) covering all that.
+ * A shrink to an absolute size: the L2 tables the discard may allocate
+ * when the old size is unknown to the host, i.e. one 512-byte table for
+ * each entry of the largest L1 table (4 Mi entries).
  */
-static uint64_t resize_write_limit(uint64_t file_size, uint64_t old_size, uint64_t new_size,
-                                   uint64_t cluster_size, bool prealloc)
-{
-    uint64_t cs = cluster_size, l2_cover = cs / 8 * cs, clusters, l1_new, l1_old, refblocks;
-    uint64_t tables, limit;
+#define RESIZE_SHRINK_L2_MAX ((RESIZE_MAX_L1_BYTES / 8) * 512)
+/* Rounding of every allocation of one resize to whole 2 MiB clusters. */
+#define RESIZE_SLACK (32 * RESIZE_MAX_CLUSTER)
+/* Guest RAM: the heap, and the old and new L1 tables twice over at their largest. */
+#define RESIZE_GUEST_MEM ((256ULL << 20) + 4 * RESIZE_MAX_L1_BYTES)
 
-    l1_new = new_size / l2_cover + 1;
-    l1_old = old_size / l2_cover + 1;
-    /* L2 tables for the new range too (preallocation, zero-fill), and its data. */
-    clusters = file_size / cs + 1 + (l1_new * 8) / cs + 1 + l1_old + l1_new + 4;
-    if (prealloc && new_size > old_size)
-        clusters += (new_size - old_size) / cs + 2;
-    refblocks = clusters / (cs / 8) + 2;
-    tables = (refblocks * 2) / (cs / 8) + 2;
-    clusters += 2 * (refblocks + tables) + 4;
-    if (clusters > (uint64_t)INT64_MAX / cs)
-        return (uint64_t)INT64_MAX;
-    limit = clusters * cs;
+/* a + b, saturating at UINT64_MAX. */
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+
+    return ovf_add_u64(a, b, &r) ? UINT64_MAX : r;
+}
+
+/*
+ * How far the guest may extend the file.  Only facts the host knows
+ * itself count: the file's length and the user's request (relative: the
+ * sign and amount n; absolute: the new size).  The image's own size and
+ * cluster size come from the guest, which could steer them, so the bound
+ * is the worst case over every legal qcow2 geometry, which is 512-byte
+ * clusters for each term below (an L2 table of 512 B maps 32 KiB, an L1
+ * entry 32 KiB):
+ *   - a grow by g (n, or at most the absolute size): with preallocation
+ *     its data, g; L2 tables over it (preallocation, or zero clusters over
+ *     a longer backing file), g / 64;
+ *   - the new L1 table of a grow: that of the absolute size, or the
+ *     largest QEMU opens (32 MiB) for a relative one;
+ *   - with --shrink, the L2 table the discard gives every L1 entry past
+ *     the new end before freeing them (qcow2_cluster_discard): n / 64, or
+ *     for an absolute size RESIZE_SHRINK_L2_MAX (an absolute shrink of a
+ *     sparse image that needs more, e.g. by over 16 TiB at 64 KiB
+ *     clusters, fails with an I/O error);
+ *   - refcount blocks for all that (64-bit refcounts: 8 B per 512 B) and a
+ *     new refcount table with QEMU's 50 % headroom next to the old one:
+ *     less than 1/32 of the file they describe;
+ *   - RESIZE_SLACK for the rounding of each allocation to a cluster.
+ * Saturates at INT64_MAX (the monitor's bound on any file offset).
+ */
+static uint64_t resize_write_limit(uint64_t file_size, int relative, uint64_t n, bool shrink,
+                                   int prealloc)
+{
+    uint64_t grow = relative < 0 ? 0 : n, add, limit;
+
+    add = sat_add(prealloc != INSTAR_PREALLOC_OFF ? grow : 0, grow / 64);
+    if (relative > 0)
+        add = sat_add(add, RESIZE_MAX_L1_BYTES);
+    else if (!relative)
+        add = sat_add(add, n / 4096 < RESIZE_MAX_L1_BYTES ? n / 4096 : RESIZE_MAX_L1_BYTES);
+    if (shrink && relative < 0)
+        add = sat_add(add, n / 64);
+    else if (shrink && !relative)
+        add = sat_add(add, RESIZE_SHRINK_L2_MAX);
+    limit = sat_add(file_size, add);
+    limit = sat_add(sat_add(limit, limit / 32), RESIZE_SLACK);
     return limit > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : limit;
 }
 
@@ -167,8 +207,13 @@ static int resize_raw(struct open_image *im, int64_t new_size, int prealloc)
     }
 }
 
-/* qcow2: the guest plans and writes.  Returns 0 or -1 after reporting. */
-static int resize_qcow2(struct open_chain *oc, int64_t new_size, bool shrink, int prealloc)
+/*
+ * qcow2: the guest plans and writes, within limits resize_write_limit()
+ * derives from the request (relative, n, shrink, prealloc as the user
+ * gave them).  Returns 0 or -1 after reporting.
+ */
+static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, uint64_t n,
+                        bool shrink, int prealloc)
 {
     struct open_image *im = &oc->img[0];
     struct instar_resize_args args;
@@ -176,10 +221,14 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, bool shrink, in
     struct vmm_config cfg;
     struct vmm_outcome out;
     struct vmm_dev dev;
-    uint64_t l1_bytes;
     struct stat st;
     int ret = -1;
 
+    /* The backing-file facts below mask with it: refuse one no qcow2 image has. */
+    if (!result_qcow2_cluster_size_ok((uint64_t)im->info->cluster_size)) {
+        report_error("Failed to resize '%s': sandbox failure: invalid result", im->name);
+        return -1;
+    }
     memset(&args, 0, sizeof(args));
     args.size = (uint64_t)new_size;
     args.prealloc = (uint32_t)prealloc;
@@ -205,20 +254,10 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, bool shrink, in
     memset(&dev, 0, sizeof(dev));
     dev.fd = im->fd;
     dev.size = (uint64_t)st.st_size;
-    dev.write_limit =
-        resize_write_limit(dev.size, (uint64_t)im->info->virtual_size, (uint64_t)new_size,
-                           (uint64_t)im->info->cluster_size, prealloc != INSTAR_PREALLOC_OFF);
+    dev.write_limit = resize_write_limit(dev.size, relative, n, shrink, prealloc);
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
-
-    /* Room for the old and new L1 tables twice over, the refcount table and the heap. */
     memset(&cfg, 0, sizeof(cfg));
-    l1_bytes =
-        ((uint64_t)new_size > (uint64_t)im->info->virtual_size ? (uint64_t)new_size
-                                                               : (uint64_t)im->info->virtual_size) /
-        ((uint64_t)im->info->cluster_size / 8 * (uint64_t)im->info->cluster_size) * 8;
-    cfg.mem_size = (256ULL << 20) + 4 * l1_bytes;
-    if (cfg.mem_size > INSTAR_GUEST_MEM_MAX)
-        cfg.mem_size = INSTAR_GUEST_MEM_MAX;
+    cfg.mem_size = RESIZE_GUEST_MEM;
     memset(&out, 0, sizeof(out));
 
     if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), &dev, 1, &out) != 0) {
@@ -391,7 +430,7 @@ int cmd_resize(int argc, char **argv)
             report_error("The new size must be a multiple of 512");
             goto out;
         }
-        if (resize_qcow2(&oc, total, shrink, prealloc) < 0)
+        if (resize_qcow2(&oc, total, relative, n, shrink, prealloc) < 0)
             goto out;
     } else {
         report_error("Image format '%s' is not supported by instar", im->info->format);

@@ -3,6 +3,7 @@
  * and count is checked with overflow-safe arithmetic against the blob's
  * real length before anything is read through it.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,8 @@ const char *result_bad_str(enum result_bad why)
         return "result array out of bounds";
     case RESULT_BAD_VALUE:
         return "result field out of range";
+    case RESULT_BAD_STR_TOTAL:
+        return "result strings longer than the result";
     }
     return "bad result";
 }
@@ -153,6 +156,37 @@ static enum result_bad check_qcow2(const struct result_info *v)
     return RESULT_OK;
 }
 
+/*
+ * The string budget (result.h): the lengths of every string of a
+ * validated info result, summed, may not pass the blob's length.
+ */
+static enum result_bad check_strings_total(const struct result_info *v)
+{
+    const struct instar_info_result *r = &v->info;
+    const struct instar_info_luks *l = &r->luks;
+    struct instar_info_snapshot sn;
+    struct instar_info_bitmap bm;
+    uint64_t total = (uint64_t)r->backing_file.len + r->backing_fmt.len;
+    uint32_t i;
+
+    if (r->flags & INSTAR_INFO_QCOW2) {
+        total += r->data_file.len;
+        if (r->encrypt_format == INSTAR_ENCRYPT_LUKS)
+            total += (uint64_t)l->cipher_alg.len + l->cipher_mode.len + l->ivgen_alg.len +
+                     l->ivgen_hash_alg.len + l->hash_alg.len + l->uuid.len;
+    }
+    /* At most 2 * 65536 + 65535 + 9 strings of at most 64 KiB: no overflow. */
+    for (i = 0; i < r->nsnapshots; i++) {
+        result_info_snapshot(v, i, &sn);
+        total += (uint64_t)sn.id.len + sn.name.len;
+    }
+    for (i = 0; i < r->nbitmaps; i++) {
+        result_info_bitmap(v, i, &bm);
+        total += bm.name.len;
+    }
+    return total > v->len ? RESULT_BAD_STR_TOTAL : RESULT_OK;
+}
+
 enum result_bad result_info_parse(const void *blob, size_t len, struct result_info *v)
 {
     const struct instar_info_result *r = &v->info;
@@ -173,6 +207,10 @@ enum result_bad result_info_parse(const void *blob, size_t len, struct result_in
     /* QEMU holds sizes in int64_t. */
     if (r->virtual_size > INT64_MAX || r->cluster_size > INT64_MAX)
         return RESULT_BAD_VALUE;
+    /* qcow2_do_open() refuses any other cluster size; the host sizes resizes by it. */
+    if (((r->flags & INSTAR_INFO_QCOW2) || !strcmp(r->format, "qcow2")) &&
+        !result_qcow2_cluster_size_ok(r->cluster_size))
+        return RESULT_BAD_VALUE;
     if (!str_ok(r->backing_file, len) || !str_ok(r->backing_fmt, len))
         return RESULT_BAD_STR;
     if (r->flags & INSTAR_INFO_QCOW2) {
@@ -183,16 +221,22 @@ enum result_bad result_info_parse(const void *blob, size_t len, struct result_in
     why = check_snapshots(v);
     if (why != RESULT_OK)
         return why;
-    return check_bitmaps(v);
+    why = check_bitmaps(v);
+    if (why != RESULT_OK)
+        return why;
+    return check_strings_total(v);
 }
 
-char *result_str(const struct result_info *v, struct instar_str s)
+char *result_strn(const struct result_info *v, struct instar_str s, size_t max)
 {
     const char *p = s.off ? (const char *)v->blob + s.off : "";
     size_t n = s.off ? s.len : 0;
-    const char *nul = n ? memchr(p, '\0', n) : NULL;
+    const char *nul;
     char *out;
 
+    if (n > max)
+        n = max;
+    nul = n ? memchr(p, '\0', n) : NULL;
     if (nul)
         n = (size_t)(nul - p);
     out = malloc(n + 1);
@@ -201,6 +245,11 @@ char *result_str(const struct result_info *v, struct instar_str s)
     memcpy(out, p, n);
     out[n] = '\0';
     return out;
+}
+
+char *result_str(const struct result_info *v, struct instar_str s)
+{
+    return result_strn(v, s, SIZE_MAX);
 }
 
 void result_info_snapshot(const struct result_info *v, uint32_t i, struct instar_info_snapshot *out)

@@ -5,6 +5,15 @@
  * checks the whole blob once (magic, ABI version, op, size, every string
  * and array extent, bounded counts, enumerations); after it succeeds the
  * typed accessors below cannot read outside the blob.
+ *
+ * String budget: a guest lays every string of a result out once
+ * (guest/result.c), so the strings of a valid result are together no
+ * longer than the blob.  result_info_parse() requires that, because
+ * strings may point at the same bytes: without it 65,536 snapshots naming
+ * one 64 KiB string make a 3 MiB blob that the host would copy 8 GiB out
+ * of.  The host therefore never copies more string bytes out of a result
+ * than the result is long (at most INSTAR_RESULT_MAX), and it cuts a
+ * string to the length it keeps before it copies it (result_strn).
  */
 #ifndef CMD_RESULT_H
 #define CMD_RESULT_H
@@ -20,17 +29,28 @@
 #define RESULT_MAX_SNAPSHOTS 65536
 #define RESULT_MAX_BITMAPS   65535
 
+/* qcow2 cluster sizes (qcow2.txt: cluster_bits 9..21). */
+#define RESULT_QCOW2_CLUSTER_MIN 512
+#define RESULT_QCOW2_CLUSTER_MAX (2u << 20)
+
+/* True if cs is a cluster size a qcow2 image can have: a power of two, 512 B..2 MiB. */
+static inline bool result_qcow2_cluster_size_ok(uint64_t cs)
+{
+    return cs >= RESULT_QCOW2_CLUSTER_MIN && cs <= RESULT_QCOW2_CLUSTER_MAX && !(cs & (cs - 1));
+}
+
 /* Why a blob was rejected (for the "sandbox returned a bad result" message). */
 enum result_bad {
     RESULT_OK = 0,
-    RESULT_BAD_SHORT, /* shorter than its header or fixed struct */
-    RESULT_BAD_MAGIC, /* wrong magic */
-    RESULT_BAD_ABI,   /* wrong ABI version */
-    RESULT_BAD_OP,    /* not the operation asked for */
-    RESULT_BAD_SIZE,  /* header size != blob length, or too large */
-    RESULT_BAD_STR,   /* a string outside the blob or too long */
-    RESULT_BAD_ARRAY, /* an array outside the blob or too many elements */
-    RESULT_BAD_VALUE, /* an enumeration or field out of its range */
+    RESULT_BAD_SHORT,     /* shorter than its header or fixed struct */
+    RESULT_BAD_MAGIC,     /* wrong magic */
+    RESULT_BAD_ABI,       /* wrong ABI version */
+    RESULT_BAD_OP,        /* not the operation asked for */
+    RESULT_BAD_SIZE,      /* header size != blob length, or too large */
+    RESULT_BAD_STR,       /* a string outside the blob or too long */
+    RESULT_BAD_ARRAY,     /* an array outside the blob or too many elements */
+    RESULT_BAD_VALUE,     /* an enumeration or field out of its range */
+    RESULT_BAD_STR_TOTAL, /* the strings together longer than the blob */
 };
 
 /* A validated view of an INSTAR_OP_INFO result.  Borrowed from the blob. */
@@ -57,18 +77,26 @@ enum result_bad result_hdr_parse(const void *blob, size_t len, uint32_t op,
 /*
  * result_info_parse - validate an INSTAR_OP_INFO blob.  If the header
  * carries an error, only the header is required and checked; otherwise the
- * whole struct instar_info_result and everything it names.
+ * whole struct instar_info_result and everything it names, and the string
+ * budget (above).  A qcow2 result (INSTAR_INFO_QCOW2, or format "qcow2")
+ * must carry a qcow2 cluster size (result_qcow2_cluster_size_ok).
  * @v: receives the view (borrowing blob, which must outlive it)
  * Returns RESULT_OK or the reason for rejection.
  */
 enum result_bad result_info_parse(const void *blob, size_t len, struct result_info *v);
 
 /*
- * result_str - copy a validated string out of the blob as a C string, cut
- * at its first NUL byte (QEMU keeps such names as C strings too).
+ * result_strn - copy a validated string out of the blob as a C string, cut
+ * at its first NUL byte (QEMU keeps such names as C strings too) and after
+ * max bytes, before anything is allocated.
  * @s: a string of the view's blob (absent strings give "")
- * Returns a malloc'd string (caller frees), NULL on OOM.
+ * @max: the most bytes kept (the NUL not counted)
+ * Returns a malloc'd string of at most max + 1 bytes (caller frees), NULL
+ * on OOM.
  */
+char *result_strn(const struct result_info *v, struct instar_str s, size_t max);
+
+/* result_strn without a cut beyond the string's own length. */
 char *result_str(const struct result_info *v, struct instar_str s);
 
 /* True if s is present (off != 0). */

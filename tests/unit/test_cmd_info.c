@@ -9,7 +9,10 @@
 #include <string.h>
 #include <ftw.h>
 #include <getopt.h>
+#include <malloc.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -713,6 +716,149 @@ Test(cmd_info, raw_json)
                         "disk size: 0 B\n");
     free(j);
     free(h);
+}
+
+/* --- Strings that overlap, or are longer than what is kept --- */
+
+/*
+ * A blob of nsn snapshots (malloc'd, caller frees) with ids of id_len and
+ * names of name_len bytes: each its own, or when shared all of them the
+ * same bytes.  *len receives the blob's length.
+ */
+static uint8_t *snapshots_blob(uint32_t nsn, uint32_t id_len, uint32_t name_len, bool shared,
+                               size_t *len)
+{
+    size_t arr = (sizeof(struct instar_info_result) + 7) & ~(size_t)7;
+    size_t strs = arr + (size_t)nsn * sizeof(struct instar_info_snapshot);
+    size_t each = shared ? (id_len > name_len ? id_len : name_len) : (size_t)id_len + name_len;
+    size_t n = strs + (shared ? 1 : (size_t)nsn) * each;
+    struct instar_info_result *r;
+    uint8_t *b = calloc(1, n);
+    uint32_t i;
+
+    cr_assert_not_null(b);
+    r = (struct instar_info_result *)b;
+    strcpy(r->format, "qcow2");
+    r->virtual_size = 1 << 20;
+    r->cluster_size = 65536;
+    r->flags = INSTAR_INFO_QCOW2;
+    r->qcow2_version = 3;
+    r->refcount_bits = 16;
+    r->nsnapshots = nsn;
+    r->snapshots_off = (uint32_t)arr;
+    memset(b + strs, 'x', n - strs);
+    for (i = 0; i < nsn; i++) {
+        struct instar_info_snapshot sn;
+        size_t at = strs + (shared ? 0 : (size_t)i * each);
+
+        memset(&sn, 0, sizeof(sn));
+        sn.id.off = (uint32_t)at;
+        sn.id.len = id_len;
+        sn.name.off = (uint32_t)(shared ? at : at + id_len);
+        sn.name.len = name_len;
+        sn.icount = UINT64_MAX;
+        memcpy(b + arr + (size_t)i * sizeof(sn), &sn, sizeof(sn));
+    }
+    r->hdr.magic = INSTAR_RESULT_MAGIC;
+    r->hdr.abi_version = INSTAR_ABI_VERSION;
+    r->hdr.op = INSTAR_OP_INFO;
+    r->hdr.size = (uint32_t)n;
+    *len = n;
+    return b;
+}
+
+/* The child's address space now, from /proc/self/status (VmSize), in bytes. */
+static rlim_t vm_size(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    unsigned long kib = 0;
+
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmSize: %lu kB", &kib) == 1)
+            break;
+    fclose(f);
+    cr_assert_gt(kib, 0);
+    return (rlim_t)kib << 10;
+}
+
+/*
+ * In a child limited to 256 MiB of address space beyond what it has:
+ * parse the blob, and if it is valid, build the image_info and render it
+ * both ways.  Exit codes: 0 refused or rendered, 1 out of memory.
+ */
+static int render_limited(const uint8_t *b, size_t len)
+{
+    struct rlimit rl;
+    int status;
+    pid_t pid = fork();
+
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        struct image_info *ii = calloc(1, sizeof(*ii));
+        struct result_info v;
+        struct qobj *o;
+        FILE *null = fopen("/dev/null", "w");
+
+        rl.rlim_cur = rl.rlim_max = vm_size() + (256ULL << 20);
+        if (!ii || !null || setrlimit(RLIMIT_AS, &rl) != 0)
+            _exit(2);
+        if (result_info_parse(b, len, &v) != RESULT_OK)
+            _exit(0);
+        ii->filename = strdup("x.qcow2");
+        if (!ii->filename || info_from_result(ii, &v) < 0)
+            _exit(1);
+        if (info_dump_human(null, ii) < 0)
+            _exit(1);
+        o = info_to_qobj(ii);
+        if (qobj_failed(o) || qobj_to_json(null, o) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "child killed by signal %d", WTERMSIG(status));
+    return WEXITSTATUS(status);
+}
+
+/*
+ * 65,536 snapshots whose ids and names are one 64 KiB string: a 3.2 MiB
+ * blob that made the host allocate 8 GiB (64 KiB per string, cut to
+ * 127/255 bytes afterwards).  Refused, or rendered within the limit.
+ */
+Test(cmd_info, shared_strings_bounded)
+{
+    size_t len;
+    uint8_t *b = snapshots_blob(65536, INSTAR_STR_MAX, INSTAR_STR_MAX, true, &len);
+
+    cr_expect_lt(len, 4u << 20);
+    cr_expect_eq(render_limited(b, len), 0);
+    free(b);
+    /* The same with an id and a name of their own: 32768 snapshots fit a result. */
+    b = snapshots_blob(32768, 127, 255, false, &len);
+    cr_assert_leq(len, INSTAR_RESULT_MAX);
+    cr_expect_eq(render_limited(b, len), 0);
+    free(b);
+}
+
+/* QEMU keeps 127 / 255 bytes of an id / name: no more is copied, not even briefly. */
+Test(cmd_info, snapshot_strings_cut_before_copy)
+{
+    struct image_info *ii = calloc(1, sizeof(*ii));
+    struct result_info v;
+    size_t len;
+    uint8_t *b = snapshots_blob(1, 60000, 60000, false, &len);
+
+    cr_assert_eq(result_info_parse(b, len, &v), RESULT_OK);
+    ii->filename = strdup("x.qcow2");
+    cr_assert_eq(info_from_result(ii, &v), 0);
+    cr_assert_eq(ii->nsnapshots, 1);
+    cr_expect_eq(strlen(ii->snapshots[0].id), 127);
+    cr_expect_eq(strlen(ii->snapshots[0].name), 255);
+    cr_expect_lt(malloc_usable_size(ii->snapshots[0].id), 1024);
+    cr_expect_lt(malloc_usable_size(ii->snapshots[0].name), 1024);
+    image_info_free(ii);
+    free(b);
 }
 
 /*

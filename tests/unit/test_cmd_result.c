@@ -35,6 +35,7 @@ static void good(void)
     len = sizeof(struct instar_info_result);
     strcpy(R()->format, "qcow2");
     R()->virtual_size = 1 << 20;
+    R()->cluster_size = 65536;
     R()->flags = INSTAR_INFO_QCOW2;
     R()->qcow2_version = 3;
     R()->refcount_bits = 16;
@@ -216,6 +217,31 @@ Test(cmd_result, sizes_fit_int64)
     cr_expect_eq(parse(), RESULT_BAD_VALUE);
 }
 
+/* qcow2_do_open() accepts cluster_bits 9..21 only; the host divides by the size. */
+Test(cmd_result, qcow2_cluster_size)
+{
+    static const uint64_t bad[] = {0, 1, 7, 256, 1536, 4 << 20, UINT64_C(1) << 35};
+    static const uint64_t ok[] = {512, 4096, 65536, 2 << 20};
+    size_t i;
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        R()->cluster_size = bad[i];
+        cr_expect_eq(parse(), RESULT_BAD_VALUE, "cluster size %llu", (unsigned long long)bad[i]);
+    }
+    /* Without the qcow2 block, the format name still says what it must be. */
+    R()->flags = 0;
+    R()->cluster_size = 0;
+    cr_expect_eq(parse(), RESULT_BAD_VALUE);
+    strcpy(R()->format, "raw");
+    cr_expect_eq(parse(), RESULT_OK);
+    strcpy(R()->format, "qcow2");
+    R()->flags = INSTAR_INFO_QCOW2;
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        R()->cluster_size = ok[i];
+        cr_expect_eq(parse(), RESULT_OK, "cluster size %llu", (unsigned long long)ok[i]);
+    }
+}
+
 Test(cmd_result, luks_strings_checked)
 {
     R()->encrypt_format = INSTAR_ENCRYPT_LUKS;
@@ -234,6 +260,54 @@ Test(cmd_result, str_cut_at_nul)
     cr_assert_eq(parse(), RESULT_OK);
     cr_assert_eq(result_info_parse(U.buf, len, &v), RESULT_OK);
     s = result_str(&v, v.info.backing_file);
+    cr_expect_str_eq(s, "a");
+    free(s);
+}
+
+/* A valid result's strings are laid out once: together no longer than the blob. */
+Test(cmd_result, strings_within_blob)
+{
+    struct instar_info_snapshot *sn;
+    struct instar_str big;
+    uint32_t off, i, n = 8;
+
+    len = (len + 7) & ~(size_t)7;
+    off = (uint32_t)len;
+    len += n * sizeof(*sn);
+    R()->nsnapshots = n;
+    R()->snapshots_off = off;
+    sn = (struct instar_info_snapshot *)(U.buf + off);
+    big = put_str("snapshot");
+    len = big.off + 1024; /* a 1 KiB name, 16 times: longer than the blob */
+    big.len = 1024;
+    for (i = 0; i < n; i++)
+        sn[i].id = sn[i].name = big;
+    cr_expect_eq(parse(), RESULT_BAD_STR_TOTAL);
+    /* Sharing is fine while the total stays within the blob. */
+    big.len = 4;
+    for (i = 0; i < n; i++)
+        sn[i].id = sn[i].name = big;
+    cr_expect_eq(parse(), RESULT_OK);
+    cr_expect_str_eq(result_bad_str(RESULT_BAD_STR_TOTAL), "result strings longer than the result");
+}
+
+Test(cmd_result, strn_cuts_before_copy)
+{
+    struct result_info v;
+    char *s;
+
+    R()->backing_file = put_str("abcdef");
+    cr_assert_eq(parse(), RESULT_OK);
+    cr_assert_eq(result_info_parse(U.buf, len, &v), RESULT_OK);
+    s = result_strn(&v, v.info.backing_file, 3);
+    cr_expect_str_eq(s, "abc");
+    free(s);
+    s = result_strn(&v, v.info.backing_file, 0);
+    cr_expect_str_eq(s, "");
+    free(s);
+    U.buf[R()->backing_file.off + 1] = '\0';
+    cr_assert_eq(result_info_parse(U.buf, len, &v), RESULT_OK);
+    s = result_strn(&v, v.info.backing_file, 3);
     cr_expect_str_eq(s, "a");
     free(s);
 }
