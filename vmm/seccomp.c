@@ -61,6 +61,8 @@ static const struct rule host_rules[] = {
     ALLOW(close),      /* every descriptor we open */
     ALLOW(fstat),      /* policy checks, stdio buffering */
     ALLOW(newfstatat), /* glibc's fstat(), stat() for realpath */
+    ALLOW(faccessat),  /* the policy asks whether a file could be opened, without opening it */
+    ALLOW(faccessat2), /* likewise, on newer glibc */
     ALLOW(statx),      /* likewise on newer glibc */
     ALLOW(openat),     /* backing chains, data files, outputs: path policy decides */
     ALLOW(unlink),     /* create removes what it made when it fails, as qemu-img does */
@@ -97,6 +99,7 @@ static const struct rule host_rules[] = {
     ALLOW(getpid),            /* raise() */
     ALLOW(exit),              /* a thread's end; the tender's exit */
     ALLOW(exit_group),        /* the end */
+    ALLOW(getrandom),         /* glibc's own (temporary names, malloc); reveals nothing */
     ALLOW(getrusage),         /* what is left of a caller's RLIMIT_CPU */
     ALLOW(prlimit64),         /* getrlimit(); the tender lowers its own limits */
     ALLOW(poll),              /* the process backend's loop */
@@ -147,8 +150,13 @@ int vmm_confine_host(void)
     /* A crash must never write guest RAM (image data) to disk. */
     if (setrlimit(RLIMIT_CORE, &no_core) < 0 || prctl(PR_SET_DUMPABLE, 0) < 0)
         return -errno;
-    /* Load now what may not be loadable once confined. */
-    (void)vmm_kvm_usable();
+    /*
+     * Prepare now what cannot be prepared once confined: /dev/kvm and a
+     * spare VM (unless the process backend was asked for), and the
+     * tender's memfd, so either backend can still run.
+     */
+    if (vmm_backend_from_env() != VMM_BACKEND_PROCESS)
+        (void)vmm_kvm_usable();
     tfd = vmm_proc_prepare();
 
     ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
