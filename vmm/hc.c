@@ -1,7 +1,8 @@
 /*
  * Hypercall handlers.  Each copies its argument struct out of guest RAM
- * through the checked accessor, validates every field whatever the guest
- * checked, does the work, and writes OUT fields back through the accessor.
+ * through the checked accessor (mem.h: by copy, never by pointer), validates
+ * every field of the copy whatever the guest checked, does the work, and
+ * writes OUT fields back through the accessor.
  * A malformed call ends the run with VMM_GUEST_PROTOCOL; it never touches
  * host memory outside guest RAM and never exits the process.
  */
@@ -15,24 +16,22 @@
 
 #include "vmm_int.h"
 
-/* Copy an argument struct in; NULL (and the run failed) if out of range. */
-static void *hc_arg(struct vmm *v, uint32_t gpa, void *dst, size_t len, const char *what)
+/* Copy an argument struct in; false (and the run failed) if out of range. */
+static bool hc_arg(struct vmm *v, uint32_t gpa, void *dst, size_t len, const char *what)
 {
-    void *p = vmm_mem_ptr(&v->mem, gpa, len);
-
-    if (!p) {
+    if (vmm_mem_read(&v->mem, gpa, dst, len) < 0) {
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest passed a %s argument outside its memory (0x%x)",
                  what, gpa);
-        return NULL;
+        return false;
     }
-    memcpy(dst, p, len);
-    return p;
+    return true;
 }
 
 static void hc_ret(struct vmm *v, uint32_t gpa, size_t off, int64_t ret)
 {
     /* The struct was in range when read, and guest RAM never shrinks. */
-    memcpy(v->mem.base + gpa + off, &ret, sizeof(ret));
+    if (vmm_mem_write(&v->mem, (uint64_t)gpa + off, &ret, sizeof(ret)) < 0)
+        vmm_fail(v, VMM_ERR_SANDBOX, "cannot write to guest memory");
 }
 
 static struct vmm_devstate *hc_dev(struct vmm *v, uint32_t handle)
@@ -43,15 +42,14 @@ static struct vmm_devstate *hc_dev(struct vmm *v, uint32_t handle)
 }
 
 /*
- * Validate a block request.  Returns the host buffer, or NULL with *err set
- * to the INSTAR_HC_E* code the guest gets back.
+ * Validate a block request.  Returns the device, or NULL with *err set to
+ * the INSTAR_HC_E* code the guest gets back.
  */
-static uint8_t *blk_check(struct vmm *v, const struct instar_hc_blk *a, bool write,
-                          struct vmm_devstate **devp, int64_t *err)
+static struct vmm_devstate *blk_check(struct vmm *v, const struct instar_hc_blk *a, bool write,
+                                      int64_t *err)
 {
     struct vmm_devstate *d = hc_dev(v, a->handle);
     uint64_t end;
-    uint8_t *buf;
 
     *err = INSTAR_HC_EINVAL;
     if (!d)
@@ -64,16 +62,14 @@ static uint8_t *blk_check(struct vmm *v, const struct instar_hc_blk *a, bool wri
         *err = INSTAR_HC_ETOOBIG;
         return NULL;
     }
-    buf = vmm_mem_ptr(&v->mem, a->data, a->len);
-    if (!buf)
+    if (!vmm_mem_check(&v->mem, a->data, a->len))
         return NULL;
     if (__builtin_add_overflow(a->offset, a->len, &end) || end > (uint64_t)INT64_MAX ||
         end > (write ? d->write_limit : d->size)) {
         *err = INSTAR_HC_ERANGE;
         return NULL;
     }
-    *devp = d;
-    return buf;
+    return d;
 }
 
 /*
@@ -93,18 +89,55 @@ static bool fault_allow(struct vmm *v)
     return true;
 }
 
+/*
+ * Move up to len bytes between the device and guest RAM through a bounce
+ * buffer (mem.h says why not a mapping).  Returns the bytes moved (short
+ * only at the end of the file), or -1 if the device I/O failed.
+ */
+static int64_t blk_copy(struct vmm *v, struct vmm_devstate *d, const struct instar_hc_blk *a,
+                        bool write)
+{
+    static uint8_t bounce[64 << 10];
+    uint64_t done = 0;
+
+    while (done < a->len) {
+        size_t chunk = a->len - done < sizeof(bounce) ? (size_t)(a->len - done) : sizeof(bounce);
+        size_t got = 0;
+
+        if (write && vmm_mem_read(&v->mem, a->data + done, bounce, chunk) < 0)
+            return -1;
+        while (got < chunk) {
+            off_t off = (off_t)(a->offset + done + got);
+            ssize_t n = write ? pwrite(d->fd, bounce + got, chunk - got, off)
+                              : pread(d->fd, bounce + got, chunk - got, off);
+
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return -1;
+            if (n == 0)
+                break; /* the file shrank under us: a short read */
+            got += (size_t)n;
+        }
+        if (!write && got && vmm_mem_write(&v->mem, a->data + done, bounce, got) < 0)
+            return -1;
+        done += got;
+        if (got < chunk)
+            break;
+    }
+    return (int64_t)done;
+}
+
 static void hc_blkio(struct vmm *v, uint32_t gpa, bool write)
 {
     struct instar_hc_blk a;
-    struct vmm_devstate *d = NULL;
+    struct vmm_devstate *d;
     int64_t ret;
-    uint8_t *buf;
-    uint64_t done = 0;
 
     if (!hc_arg(v, gpa, &a, sizeof(a), "block"))
         return;
-    buf = blk_check(v, &a, write, &d, &ret);
-    if (!buf) {
+    d = blk_check(v, &a, write, &ret);
+    if (!d) {
         hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), ret);
         return;
     }
@@ -113,23 +146,14 @@ static void hc_blkio(struct vmm *v, uint32_t gpa, bool write)
             return;
         v->out->nwrites++;
     }
-    while (done < a.len) {
-        ssize_t n = write ? pwrite(d->fd, buf + done, a.len - done, a.offset + done)
-                          : pread(d->fd, buf + done, a.len - done, a.offset + done);
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), INSTAR_HC_EIO);
-            return;
-        }
-        if (n == 0)
-            break; /* the file shrank under us: a short read */
-        done += n;
+    ret = blk_copy(v, d, &a, write);
+    if (ret < 0) {
+        hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), INSTAR_HC_EIO);
+        return;
     }
-    if (write && a.offset + done > d->size)
-        d->size = a.offset + done;
-    hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), (int64_t)done);
+    if (write && a.offset + (uint64_t)ret > d->size)
+        d->size = a.offset + (uint64_t)ret;
+    hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), ret);
 }
 
 /*
@@ -243,15 +267,12 @@ static void hc_truncate(struct vmm *v, uint32_t gpa)
  */
 static void hc_report(struct vmm *v, uint32_t gpa)
 {
-    /* A copy: guest RAM can change under us while a guest process runs. */
     static uint8_t batch[INSTAR_REPORT_MAX];
     struct instar_hc_report a;
-    const void *p;
 
     if (!hc_arg(v, gpa, &a, sizeof(a), "report"))
         return;
-    p = vmm_mem_ptr(&v->mem, a.data, a.len);
-    if (!p || a.len > INSTAR_REPORT_MAX) {
+    if (!vmm_mem_check(&v->mem, a.data, a.len) || a.len > INSTAR_REPORT_MAX) {
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest report outside its memory or too long");
         return;
     }
@@ -267,7 +288,10 @@ static void hc_report(struct vmm *v, uint32_t gpa)
                  (unsigned long long)(v->report_budget >> 20));
         return;
     }
-    memcpy(batch, p, (size_t)a.len);
+    if (vmm_mem_read(&v->mem, a.data, batch, a.len) < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "cannot read guest memory");
+        return;
+    }
     if (v->report(v->report_opaque, batch, (size_t)a.len) < 0) {
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest sent malformed diagnostics");
         return;
@@ -278,7 +302,6 @@ static void hc_report(struct vmm *v, uint32_t gpa)
 static void hc_result(struct vmm *v, uint32_t gpa)
 {
     struct instar_hc_result a;
-    void *src;
 
     if (!hc_arg(v, gpa, &a, sizeof(a), "result"))
         return;
@@ -286,8 +309,7 @@ static void hc_result(struct vmm *v, uint32_t gpa)
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest sent a second result");
         return;
     }
-    src = vmm_mem_ptr(&v->mem, a.data, a.len);
-    if (!src || a.len == 0 || a.len > INSTAR_RESULT_MAX) {
+    if (!vmm_mem_check(&v->mem, a.data, a.len) || a.len == 0 || a.len > INSTAR_RESULT_MAX) {
         hc_ret(v, gpa, offsetof(struct instar_hc_result, ret), INSTAR_HC_EINVAL);
         return;
     }
@@ -296,7 +318,10 @@ static void hc_result(struct vmm *v, uint32_t gpa)
         vmm_fail(v, VMM_ERR_NOMEM, "out of memory for the result");
         return;
     }
-    memcpy(v->out->result, src, a.len);
+    if (vmm_mem_read(&v->mem, a.data, v->out->result, a.len) < 0) {
+        vmm_fail(v, VMM_ERR_SANDBOX, "cannot read guest memory");
+        return;
+    }
     v->out->result_len = a.len;
     hc_ret(v, gpa, offsetof(struct instar_hc_result, ret), INSTAR_HC_OK);
 }
@@ -304,23 +329,19 @@ static void hc_result(struct vmm *v, uint32_t gpa)
 static void hc_log(struct vmm *v, uint32_t gpa)
 {
     struct instar_hc_log a;
-    const unsigned char *p;
+    unsigned char msg[INSTAR_LOG_MAX];
 
     if (!hc_arg(v, gpa, &a, sizeof(a), "log"))
         return;
-    p = vmm_mem_ptr(&v->mem, a.data, a.len);
-    if (!p || a.len > INSTAR_LOG_MAX) {
+    if (!vmm_mem_check(&v->mem, a.data, a.len) || a.len > INSTAR_LOG_MAX) {
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest log message outside its memory or too long");
         return;
     }
-    if (!v->debug)
+    if (!v->debug || vmm_mem_read(&v->mem, a.data, msg, a.len) < 0)
         return;
     fputs("instar guest: ", stderr);
-    for (uint64_t i = 0; i < a.len; i++) {
-        unsigned char c = p[i]; /* read once: the guest may be changing it */
-
-        fputc((c >= 0x20 && c < 0x7f) || c == '\n' ? c : '?', stderr);
-    }
+    for (uint64_t i = 0; i < a.len; i++)
+        fputc((msg[i] >= 0x20 && msg[i] < 0x7f) || msg[i] == '\n' ? msg[i] : '?', stderr);
     fputc('\n', stderr);
 }
 

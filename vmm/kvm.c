@@ -78,12 +78,15 @@ struct kvm_vcpu_state {
     int vm_fd, vcpu_fd;
     struct kvm_run *run;
     size_t run_size;
+    uint8_t *ram; /* guest RAM mapped for the memory slot; never executable here */
 };
 
-static void kvm_release(struct kvm_vcpu_state *k)
+static void kvm_release(struct kvm_vcpu_state *k, uint64_t ram_size)
 {
     if (k->run)
         munmap(k->run, k->run_size);
+    if (k->ram)
+        munmap(k->ram, ram_size);
     if (k->vcpu_fd >= 0)
         close(k->vcpu_fd);
     if (k->vm_fd >= 0)
@@ -110,7 +113,15 @@ static int kvm_create(struct vmm *v, struct kvm_vcpu_state *k)
             return -1;
         }
     }
-    if (vmm_x86_setup_memory(&v->mem) < 0) {
+    k->ram =
+        mmap(NULL, v->mem.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, v->mem.fd, 0);
+    if (k->ram == MAP_FAILED) {
+        k->ram = NULL;
+        vmm_fail(v, VMM_ERR_NOMEM, "cannot map guest memory: %s", strerror(errno));
+        return -1;
+    }
+    (void)madvise(k->ram, v->mem.size, MADV_DONTDUMP); /* image data: never in a core file */
+    if (vmm_x86_setup_memory(k->ram, v->mem.size) < 0) {
         vmm_fail(v, VMM_ERR_SANDBOX, "invalid guest memory size %llu",
                  (unsigned long long)v->mem.size);
         return -1;
@@ -119,7 +130,7 @@ static int kvm_create(struct vmm *v, struct kvm_vcpu_state *k)
         .slot = 0,
         .guest_phys_addr = 0,
         .memory_size = v->mem.size,
-        .userspace_addr = (uintptr_t)v->mem.base,
+        .userspace_addr = (uintptr_t)k->ram,
     };
     if (ioctl(k->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
         vmm_fail(v, VMM_ERR_SANDBOX, "KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
@@ -307,5 +318,5 @@ void vmm_kvm_run(struct vmm *v)
     eat_tick();
 out:
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    kvm_release(&k);
+    kvm_release(&k, v->mem.size);
 }

@@ -1,23 +1,58 @@
 /*
- * The checked guest-memory accessor (after Solo5's hvt_checked_gpa_p).
+ * The checked guest-memory accessor (after Solo5's hvt_checked_gpa_p),
+ * by copy through guest RAM's descriptor: see mem.h for why.
  */
-#include <stddef.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include "mem.h"
 
-void *vmm_mem_ptr(const struct vmm_mem *m, uint64_t gpa, uint64_t len)
+bool vmm_mem_check(const struct vmm_mem *m, uint64_t gpa, uint64_t len)
 {
     uint64_t end;
 
-    if (__builtin_add_overflow(gpa, len, &end))
-        return NULL;
-    if (gpa > m->size || end > m->size)
-        return NULL;
-    return m->base + gpa;
+    return !__builtin_add_overflow(gpa, len, &end) && gpa <= m->size && end <= m->size;
+}
+
+int vmm_mem_read(const struct vmm_mem *m, uint64_t gpa, void *dst, uint64_t len)
+{
+    uint64_t done = 0;
+
+    if (!vmm_mem_check(m, gpa, len))
+        return -1;
+    while (done < len) {
+        ssize_t n = pread(m->fd, (char *)dst + done, len - done, (off_t)(gpa + done));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        done += (uint64_t)n;
+    }
+    return 0;
+}
+
+int vmm_mem_write(const struct vmm_mem *m, uint64_t gpa, const void *src, uint64_t len)
+{
+    uint64_t done = 0;
+
+    if (!vmm_mem_check(m, gpa, len))
+        return -1;
+    while (done < len) {
+        ssize_t n = pwrite(m->fd, (const char *)src + done, len - done, (off_t)(gpa + done));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        done += (uint64_t)n;
+    }
+    return 0;
 }
 
 int vmm_mem_strdup(const struct vmm_mem *m, uint64_t gpa, char *dst, size_t dstlen)
 {
+    uint64_t n;
     size_t i;
 
     if (dstlen == 0)
@@ -25,11 +60,12 @@ int vmm_mem_strdup(const struct vmm_mem *m, uint64_t gpa, char *dst, size_t dstl
     dst[0] = '\0';
     if (gpa >= m->size)
         return -1;
-    for (i = 0; i + 1 < dstlen && gpa + i < m->size; i++) {
-        unsigned char c = m->base[gpa + i];
+    n = m->size - gpa < dstlen - 1 ? m->size - gpa : dstlen - 1;
+    if (vmm_mem_read(m, gpa, dst, n) < 0)
+        return -1;
+    for (i = 0; i < n && dst[i]; i++) {
+        unsigned char c = (unsigned char)dst[i];
 
-        if (!c)
-            break;
         dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
     }
     dst[i] = '\0';

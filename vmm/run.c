@@ -53,12 +53,17 @@ static uint64_t env_u64(const char *name, uint64_t def)
     return v;
 }
 
-int64_t vmm_ms_since(const struct timespec *t)
+int64_t vmm_us_since(const struct timespec *t)
 {
     struct timespec now;
 
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+    return (now.tv_sec - t->tv_sec) * 1000000 + (now.tv_nsec - t->tv_nsec) / 1000;
+}
+
+int64_t vmm_ms_since(const struct timespec *t)
+{
+    return vmm_us_since(t) / 1000;
 }
 
 static uint64_t ts_ns(const struct timespec *t)
@@ -163,44 +168,31 @@ static int image_check(struct vmm *v, const void *image, size_t len)
 }
 
 /*
- * Guest RAM: a sealed memfd (it can neither shrink nor grow, so no access
- * through a mapping of it can fault), mapped read-write here and never
- * executable; the process backend maps the same pages into its child.
- * Excluded from core dumps: it holds image data.
+ * Guest RAM: a sealed memfd (it can neither shrink nor grow), never mapped
+ * here (mem.h); the KVM backend maps it for its memory slot, the process
+ * backend's child maps it, guest text executable there only.
  */
 static int mem_alloc(struct vmm *v, uint64_t size)
 {
     int fd = memfd_create("instar-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    void *p;
 
-    if (fd < 0)
-        goto fail;
-    if (ftruncate(fd, (off_t)size) < 0 ||
-        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-        goto fail;
-    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-    if (p == MAP_FAILED)
-        goto fail;
-    (void)madvise(p, size, MADV_DONTDUMP);
-    v->mem.base = p;
+    if (fd < 0 || ftruncate(fd, (off_t)size) < 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0) {
+        vmm_fail(v, VMM_ERR_NOMEM, "cannot allocate %llu MiB of guest memory: %s",
+                 (unsigned long long)(size >> 20), strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
     v->mem.size = size;
     v->mem.fd = fd;
     return 0;
-fail:
-    vmm_fail(v, VMM_ERR_NOMEM, "cannot allocate %llu MiB of guest memory: %s",
-             (unsigned long long)(size >> 20), strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -1;
 }
 
 static void mem_release(struct vmm *v)
 {
-    if (v->mem.base)
-        munmap(v->mem.base, v->mem.size);
     if (v->mem.fd >= 0)
         close(v->mem.fd);
-    v->mem.base = NULL;
     v->mem.fd = -1;
 }
 
@@ -233,10 +225,12 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
                   const void *args, size_t args_len, const struct vmm_dev *devs, unsigned ndevs,
                   struct vmm_outcome *out)
 {
+    static struct instar_boot_info boot; /* too big for the stack of a small thread */
     struct vmm v;
     struct instar_boot_info *bi;
     uint64_t mem_size = cfg && cfg->mem_size ? cfg->mem_size : VMM_MEM_DEFAULT;
     unsigned watchdog_ms = cfg && cfg->watchdog_ms ? cfg->watchdog_ms : VMM_WATCHDOG_DEF;
+    struct timespec t0;
 
     memset(out, 0, sizeof(*out));
     memset(&v, 0, sizeof(v));
@@ -283,9 +277,8 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
         goto out_release;
     if (image_check(&v, image, image_len) < 0)
         goto out_release;
-    memcpy(v.mem.base + INSTAR_GUEST_LOAD_GPA, image, image_len);
-
-    bi = (struct instar_boot_info *)(v.mem.base + INSTAR_BOOT_INFO_GPA);
+    bi = &boot;
+    memset(bi, 0, sizeof(*bi));
     bi->magic = INSTAR_BOOT_MAGIC;
     bi->abi_version = INSTAR_ABI_VERSION;
     bi->mem_size = mem_size;
@@ -302,16 +295,26 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
     v.ndevs = ndevs;
     if (args_len)
         memcpy(&bi->args, args, args_len);
+    if (vmm_mem_write(&v.mem, INSTAR_GUEST_LOAD_GPA, image, image_len) < 0 ||
+        vmm_mem_write(&v.mem, INSTAR_BOOT_INFO_GPA, bi, sizeof(*bi)) < 0) {
+        vmm_fail(&v, VMM_ERR_NOMEM, "cannot load the guest: %s", strerror(errno));
+        goto out_release;
+    }
 
     if (v.debug)
         fprintf(stderr, "instar: sandbox: %s backend, %llu MiB guest RAM\n",
                 vmm_backend_name(out->backend), (unsigned long long)(mem_size >> 20));
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &v.cpu0);
     vmm_progress(&v);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (out->backend == VMM_BACKEND_KVM)
         vmm_kvm_run(&v);
     else
         vmm_proc_run(&v);
+    if (v.debug)
+        fprintf(stderr, "instar: sandbox: run ended after %llu hypercalls in %.3f ms: %s\n",
+                (unsigned long long)out->nexits, (double)vmm_us_since(&t0) / 1000,
+                out->status == VMM_OK ? "ok" : out->detail);
 
 out_release:
     mem_release(&v);

@@ -62,7 +62,7 @@ void vmm_proc_run(struct vmm *v);
 int vmm_proc_prepare(void);
 
 /* x86_64.c: page tables, GDT, long-mode registers (KVM only). */
-int vmm_x86_setup_memory(struct vmm_mem *mem);
+int vmm_x86_setup_memory(uint8_t *base, uint64_t size);
 int vmm_x86_setup_vcpu(int kvm_fd, int vcpu_fd, uint64_t entry);
 
 /*
@@ -85,8 +85,9 @@ void vmm_guest_trap(struct vmm *v, const struct vmm_trap *t);
 void vmm_progress(struct vmm *v);
 void vmm_tick(struct vmm *v, uint64_t child_cpu_ns);
 
-/* Milliseconds from t to now (CLOCK_MONOTONIC). */
+/* Milliseconds, microseconds from t to now (CLOCK_MONOTONIC). */
 int64_t vmm_ms_since(const struct timespec *t);
+int64_t vmm_us_since(const struct timespec *t);
 
 /* Record how the run ended (first call wins). */
 void vmm_fail(struct vmm *v, enum vmm_status st, const char *fmt, ...)

@@ -45,48 +45,47 @@
 #define GDT_UCODE_SEL   0x28
 #define GDT_TSS_SEL     0x30
 
-static void put64(struct vmm_mem *mem, uint64_t gpa, uint64_t val)
+static void put64(uint8_t *base, uint64_t gpa, uint64_t val)
 {
-    memcpy(mem->base + gpa, &val, sizeof(val));
+    memcpy(base + gpa, &val, sizeof(val));
 }
 
-int vmm_x86_setup_memory(struct vmm_mem *mem)
+int vmm_x86_setup_memory(uint8_t *base, uint64_t size)
 {
-    uint64_t npd = (mem->size + (1ULL << 30) - 1) >> 30;
+    uint64_t npd = (size + (1ULL << 30) - 1) >> 30;
 
-    if (mem->size < INSTAR_GUEST_MEM_MIN || mem->size > INSTAR_GUEST_MEM_MAX ||
-        mem->size % (2ULL << 20))
+    if (size < INSTAR_GUEST_MEM_MIN || size > INSTAR_GUEST_MEM_MAX || size % (2ULL << 20))
         return -EINVAL;
 
     /* GDT: null, 64-bit code (L=1), data. */
-    put64(mem, INSTAR_GDT_GPA + 0, 0);
-    put64(mem, INSTAR_GDT_GPA + GDT_CODE_SEL, 0x00af9b000000ffffULL);
-    put64(mem, INSTAR_GDT_GPA + GDT_DATA_SEL, 0x00cf93000000ffffULL);
-    put64(mem, INSTAR_GDT_GPA + GDT_UCODE32_SEL, 0x00cffb000000ffffULL);
-    put64(mem, INSTAR_GDT_GPA + GDT_UCODE_SEL, 0x00affb000000ffffULL);
-    put64(mem, INSTAR_GDT_GPA + GDT_UDATA_SEL, 0x00cff3000000ffffULL);
+    put64(base, INSTAR_GDT_GPA + 0, 0);
+    put64(base, INSTAR_GDT_GPA + GDT_CODE_SEL, 0x00af9b000000ffffULL);
+    put64(base, INSTAR_GDT_GPA + GDT_DATA_SEL, 0x00cf93000000ffffULL);
+    put64(base, INSTAR_GDT_GPA + GDT_UCODE32_SEL, 0x00cffb000000ffffULL);
+    put64(base, INSTAR_GDT_GPA + GDT_UCODE_SEL, 0x00affb000000ffffULL);
+    put64(base, INSTAR_GDT_GPA + GDT_UDATA_SEL, 0x00cff3000000ffffULL);
     /* TSS: only RSP0 matters, the stack for exceptions taken in ring 3. */
-    put64(mem, INSTAR_TSS_GPA + 4, INSTAR_TRAP_STACK_TOP);
+    put64(base, INSTAR_TSS_GPA + 4, INSTAR_TRAP_STACK_TOP);
 
-    put64(mem, INSTAR_PML4_GPA, INSTAR_PDPT_GPA | PTE_P | PTE_RW | PTE_US);
+    put64(base, INSTAR_PML4_GPA, INSTAR_PDPT_GPA | PTE_P | PTE_RW | PTE_US);
     for (uint64_t g = 0; g < npd; g++) {
         uint64_t pd = INSTAR_PD_GPA + g * 4096;
 
-        put64(mem, INSTAR_PDPT_GPA + g * 8, pd | PTE_P | PTE_RW | PTE_US);
+        put64(base, INSTAR_PDPT_GPA + g * 8, pd | PTE_P | PTE_RW | PTE_US);
         for (uint64_t i = 0; i < 512; i++) {
             uint64_t pa = (g << 30) | (i << 21);
 
-            if (pa >= mem->size)
+            if (pa >= size)
                 break;
             if (pa == 0)
-                put64(mem, pd, INSTAR_PT0_GPA | PTE_P | PTE_RW | PTE_US);
+                put64(base, pd, INSTAR_PT0_GPA | PTE_P | PTE_RW | PTE_US);
             else
-                put64(mem, pd + i * 8, pa | PTE_P | PTE_RW | PTE_US | PTE_PS);
+                put64(base, pd + i * 8, pa | PTE_P | PTE_RW | PTE_US | PTE_PS);
         }
     }
     /* First 2 MiB in 4 KiB pages, page 0 left out so NULL faults. */
     for (uint64_t i = 1; i < 512; i++)
-        put64(mem, INSTAR_PT0_GPA + i * 8, (i << 12) | PTE_P | PTE_RW | PTE_US);
+        put64(base, INSTAR_PT0_GPA + i * 8, (i << 12) | PTE_P | PTE_RW | PTE_US);
     return 0;
 }
 

@@ -1,54 +1,85 @@
 /* The checked guest-memory accessor: every edge of [gpa, gpa + len). */
 #include <criterion/criterion.h>
 #include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "mem.h"
 
-static uint8_t ram[8192];
-static const struct vmm_mem m = {ram, sizeof(ram), -1};
+#define RAM 8192
+static struct vmm_mem m = {-1, RAM};
+
+static void setup(void)
+{
+    m.fd = memfd_create("test-guest-ram", MFD_CLOEXEC);
+    cr_assert_geq(m.fd, 0);
+    cr_assert_eq(ftruncate(m.fd, RAM), 0);
+}
+
+static void fill(char c, size_t n)
+{
+    char buf[RAM];
+
+    memset(buf, c, n);
+    cr_assert_eq(pwrite(m.fd, buf, n, 0), (ssize_t)n);
+}
+
+TestSuite(vmm_mem, .init = setup);
 
 Test(vmm_mem, inside)
 {
-    cr_assert_eq(vmm_mem_ptr(&m, 0, 1), ram);
-    cr_assert_eq(vmm_mem_ptr(&m, 100, 200), ram + 100);
-    cr_assert_eq(vmm_mem_ptr(&m, 0, sizeof(ram)), ram);
+    cr_assert(vmm_mem_check(&m, 0, 1));
+    cr_assert(vmm_mem_check(&m, 100, 200));
+    cr_assert(vmm_mem_check(&m, 0, RAM));
 }
 
 Test(vmm_mem, end_of_ram)
 {
-    cr_assert_eq(vmm_mem_ptr(&m, sizeof(ram) - 1, 1), ram + sizeof(ram) - 1);
-    cr_assert_null(vmm_mem_ptr(&m, sizeof(ram) - 1, 2));
-    cr_assert_null(vmm_mem_ptr(&m, sizeof(ram), 1));
-    cr_assert_null(vmm_mem_ptr(&m, 0, sizeof(ram) + 1));
+    cr_assert(vmm_mem_check(&m, RAM - 1, 1));
+    cr_assert_not(vmm_mem_check(&m, RAM - 1, 2));
+    cr_assert_not(vmm_mem_check(&m, RAM, 1));
+    cr_assert_not(vmm_mem_check(&m, 0, RAM + 1));
 }
 
 Test(vmm_mem, length_zero)
 {
-    cr_assert_eq(vmm_mem_ptr(&m, 0, 0), ram);
-    cr_assert_eq(vmm_mem_ptr(&m, sizeof(ram), 0), ram + sizeof(ram));
-    cr_assert_null(vmm_mem_ptr(&m, sizeof(ram) + 1, 0));
+    cr_assert(vmm_mem_check(&m, 0, 0));
+    cr_assert(vmm_mem_check(&m, RAM, 0));
+    cr_assert_not(vmm_mem_check(&m, RAM + 1, 0));
 }
 
 Test(vmm_mem, wraparound)
 {
-    cr_assert_null(vmm_mem_ptr(&m, UINT64_MAX, 1));
-    cr_assert_null(vmm_mem_ptr(&m, 16, UINT64_MAX));
-    cr_assert_null(vmm_mem_ptr(&m, UINT64_MAX - 15, 32));
-    cr_assert_null(vmm_mem_ptr(&m, 1, UINT64_MAX));
+    cr_assert_not(vmm_mem_check(&m, UINT64_MAX, 1));
+    cr_assert_not(vmm_mem_check(&m, 16, UINT64_MAX));
+    cr_assert_not(vmm_mem_check(&m, UINT64_MAX - 15, 32));
+    cr_assert_not(vmm_mem_check(&m, 1, UINT64_MAX));
+}
+
+Test(vmm_mem, copies_refuse_what_the_check_refuses)
+{
+    char buf[32] = "abc";
+
+    cr_assert_eq(vmm_mem_write(&m, RAM - 3, buf, 3), 0);
+    cr_assert_eq(vmm_mem_read(&m, RAM - 3, buf + 8, 3), 0);
+    cr_assert_arr_eq(buf + 8, "abc", 3);
+    cr_assert_eq(vmm_mem_write(&m, RAM - 3, buf, 4), -1);
+    cr_assert_eq(vmm_mem_read(&m, RAM - 3, buf, 4), -1);
+    cr_assert_eq(vmm_mem_read(&m, UINT64_MAX - 1, buf, 4), -1);
 }
 
 Test(vmm_mem, strdup_bounded)
 {
     char out[16];
+    const char nonprint[2] = {'\x01', 0};
 
-    memset(ram, 'A', sizeof(ram)); /* no NUL anywhere */
-    cr_assert_eq(vmm_mem_strdup(&m, sizeof(ram) - 3, out, sizeof(out)), 0);
+    fill('A', RAM); /* no NUL anywhere */
+    cr_assert_eq(vmm_mem_strdup(&m, RAM - 3, out, sizeof(out)), 0);
     cr_assert_str_eq(out, "AAA"); /* stops at the end of RAM */
     cr_assert_eq(vmm_mem_strdup(&m, 0, out, sizeof(out)), 0);
     cr_assert_eq(strlen(out), sizeof(out) - 1);
-    cr_assert_eq(vmm_mem_strdup(&m, sizeof(ram), out, sizeof(out)), -1);
-    ram[0] = '\x01';
-    ram[1] = 0;
+    cr_assert_eq(vmm_mem_strdup(&m, RAM, out, sizeof(out)), -1);
+    cr_assert_eq(vmm_mem_write(&m, 0, nonprint, 2), 0);
     cr_assert_eq(vmm_mem_strdup(&m, 0, out, sizeof(out)), 0);
     cr_assert_str_eq(out, "?");
 }
