@@ -1,24 +1,48 @@
 #!/usr/bin/python3
-"""Time `instar info` against `qemu-img info` on the same images.
+"""Time `instar info` on every usable sandbox backend against `qemu-img info`.
 
 Usage: scripts/bench-info.py [-n RUNS] [--instar PATH] [--json] [--prealloc-1t] [--hyperfine]
+                             [--out-json FILE]
 
 Images are generated in a temp dir with qemu-img/qemu-io: a small qcow2, a
 qcow2 with snapshots and bitmaps, a raw file, a 1 TiB qcow2 and (opt-in,
-slow to create) a 1 TiB qcow2 with preallocation=metadata.  Each image is
-timed RUNS times per tool (default 30), interleaving the two tools run by
-run so drift affects both equally.  Prints the median wall time per tool and
-image and the ratio of medians (instar / qemu-img).  instar runs through a
-symlink named qemu-img, like the parity suite.  With --hyperfine, hyperfine
-does the timing instead (not interleaved; it warms up and reports mean/median).
+slow to create) a 1 TiB qcow2 with preallocation=metadata.
+
+Backends: instar runs once per sandbox backend (INSTAR_SANDBOX=process, and
+INSTAR_SANDBOX=kvm where a VM can be created); a backend is usable when
+`INSTAR_SANDBOX=<backend> instar info` on a small qcow2 exits 0, otherwise
+the script says why it was skipped.  Each image is timed RUNS times per
+tool (default 30): qemu-img and instar on each usable backend, interleaved
+run by run in a rotating order so drift affects all equally, after one
+warm-up run each.  Prints the median wall time per tool and image and, per
+backend, the ratio of medians (instar / qemu-img; below 1 means instar is
+faster).  instar runs through a symlink named qemu-img, like the parity
+suite.  With --hyperfine, hyperfine does the timing instead (not
+interleaved; one hyperfine invocation per backend, since hyperfine cannot
+give one command its own environment, and each ratio is against the
+qemu-img of its own invocation).
+
+Also printed, to see where instar's time goes:
+  - build/bench-vmm --json (next to the instar binary): each backend's
+    per-run start cost and per-hypercall cost;
+  - per image and backend, the guest runs and hypercalls instar makes and
+    the time spent inside those runs (INSTAR_DEBUG=1 runs, outside the
+    timed loop);
+  - the start-up of a process that boots no guest: /bin/true,
+    `instar --version` and `qemu-img --version`, interleaved likewise.
 
 Both tools run with TZ=UTC LC_ALL=C and `info --force-share` (human output,
-or JSON with --json).  This script asserts nothing; it only measures.
+or JSON with --json).  --out-json writes every number (and the raw samples)
+to FILE.  This script asserts nothing; it only measures.
 """
 
 import argparse
+import datetime
 import json
 import os
+import platform
+import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -31,6 +55,11 @@ REPO = Path(__file__).resolve().parents[1]
 QEMU_IMG = shutil.which("qemu-img") or "/usr/bin/qemu-img"
 QEMU_IO = shutil.which("qemu-io") or "/usr/bin/qemu-io"
 ENV = dict(os.environ, TZ="UTC", LC_ALL="C")
+ENV.pop("INSTAR_DEBUG", None)
+ENV.pop("INSTAR_SANDBOX", None)
+BACKENDS = ("process", "kvm")
+VMM_RUNS = 101  # bench-vmm -n: its per-hypercall figure is a difference of two medians
+RUN_ENDED = re.compile(r"^instar: sandbox: run ended after (\d+) hypercalls in ([0-9.]+) ms: (.*)$")
 
 
 def sh(*argv, cwd):
@@ -64,13 +93,127 @@ def make_images(d: Path, prealloc: bool):
     return imgs
 
 
-def time_once(argv, cwd) -> float:
+def time_once(argv, cwd, env) -> float:
     t0 = time.perf_counter()
-    r = subprocess.run(argv, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+    r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
     dt = time.perf_counter() - t0
     if r.returncode != 0:
         raise SystemExit(f"{argv!r} failed (rc={r.returncode}): {r.stderr.decode(errors='replace')}")
     return dt
+
+
+def backend_env(backend):
+    return dict(ENV, INSTAR_SANDBOX=backend) if backend else ENV
+
+
+def probe_backends(link: Path, img: str, cwd: Path):
+    """{backend: (usable, reason)}: usable when `INSTAR_SANDBOX=<backend> instar info img` exits 0."""
+    res = {}
+    for b in BACKENDS:
+        r = subprocess.run([str(link), "info", "--force-share", img], cwd=cwd, env=backend_env(b),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
+        err = r.stderr.decode(errors="replace").strip().splitlines()
+        res[b] = (r.returncode == 0, "ok" if r.returncode == 0 else f"exit {r.returncode}: {err[-1] if err else ''}")
+    return res
+
+
+def run_bench_vmm(instar: Path):
+    """bench-vmm --json from next to the instar binary: ({backend: figures or None}, message)."""
+    exe = instar.parent / "bench-vmm"
+    if not os.access(exe, os.X_OK):
+        return None, f"{exe} not found: it is built with the unit tests (cmake --build build --target bench-vmm)"
+    r = subprocess.run([str(exe), "-n", str(VMM_RUNS), "--json"], env=ENV, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=600)
+    if r.returncode != 0:
+        return None, f"{exe} failed (rc={r.returncode}): {r.stderr.decode(errors='replace').strip()}"
+    try:
+        return json.loads(r.stdout), f"{exe} -n {VMM_RUNS} --json"
+    except ValueError:
+        return None, f"{exe}: unreadable output {r.stdout[:200]!r}"
+
+
+def sandbox_runs(argv, cwd, backend, repeat):
+    """Guest runs and hypercalls of one command (INSTAR_DEBUG=1), and the median time inside them."""
+    counts, inside = None, []
+    for _ in range(repeat):
+        r = subprocess.run(argv, cwd=cwd, env=dict(backend_env(backend), INSTAR_DEBUG="1"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+        runs = [m.groups() for m in map(RUN_ENDED.match, r.stderr.decode(errors="replace").splitlines()) if m]
+        c = {"runs": len(runs), "hypercalls": [int(n) for n, _, _ in runs],
+             "results": [s for _, _, s in runs]}
+        if counts is None:
+            counts = c
+        elif c["hypercalls"] != counts["hypercalls"]:
+            counts["varies"] = True
+        inside.append(sum(float(ms) for _, ms, _ in runs))
+    counts["total_hypercalls"] = sum(counts["hypercalls"])
+    counts["inside_runs_ms"] = statistics.median(inside)
+    return counts
+
+
+def interleave(argvs, envs, cwd, runs):
+    """Median seconds per tool: one warm-up each, then runs rounds in a rotating order."""
+    tools = list(argvs)
+    samples = {t: [] for t in tools}
+    for t in tools:
+        time_once(argvs[t], cwd, envs[t])
+    for i in range(runs):
+        k = i % len(tools)
+        for t in tools[k:] + tools[:k]:
+            samples[t].append(time_once(argvs[t], cwd, envs[t]))
+    return {t: statistics.median(s) for t, s in samples.items()}, samples
+
+
+def hyperfine(argvs, backends, cwd, runs, warmup, tmp: Path):
+    """Medians with hyperfine: one invocation per backend, qemu-img first in each."""
+    med, qmeds, ratio = {}, [], {}
+    for b in backends:
+        res = tmp / "hf.json"
+        cmds = [shlex.join(argvs["qemu-img"]), shlex.join(argvs[f"instar[{b}]"])]
+        subprocess.run(["hyperfine", "-N", "-w", str(warmup), "-r", str(runs), "--export-json", str(res), *cmds],
+                       cwd=cwd, env=backend_env(b), check=True, stdout=subprocess.DEVNULL)
+        r = json.loads(res.read_text())["results"]
+        qmeds.append(r[0]["median"])
+        med[f"instar[{b}]"] = r[1]["median"]
+        ratio[b] = r[1]["median"] / r[0]["median"]
+    med["qemu-img"] = statistics.median(qmeds)
+    return med, ratio
+
+
+def describe_host(link: Path):
+    def out(argv):
+        try:
+            r = subprocess.run(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30)
+            return r.stdout.decode(errors="replace").strip().splitlines()
+        except OSError:
+            return []
+
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "qemu_img": (out([QEMU_IMG, "--version"]) or ["?"])[0],
+        "instar": [line for line in out([str(link), "--version"]) if line.startswith("instar")],
+        "git": (out(["git", "-C", str(REPO), "describe", "--always", "--dirty"]) or ["?"])[0],
+    }
+
+
+def print_backends(probe):
+    for b, (ok, why) in probe.items():
+        print(f"backend {b:8s} {'usable' if ok else 'skipped'}{'' if ok else ' (' + why + ')'}")
+
+
+def print_vmm(vmm, msg):
+    if vmm is None:
+        print(f"bench-vmm: {msg}")
+        return
+    print(f"sandbox costs ({msg}):")
+    for b, f in vmm.items():
+        if f is None:
+            print(f"  {b:8s} unavailable here")
+        else:
+            print(f"  {b:8s} start {f['start_us'] / 1e3:7.2f} ms per run   hypercall {f['hypercall_us']:7.2f} us")
 
 
 def main():
@@ -80,6 +223,8 @@ def main():
     ap.add_argument("--json", action="store_true", help="use --output=json")
     ap.add_argument("--prealloc-1t", action="store_true", help="also a 1 TiB preallocation=metadata qcow2 (slow)")
     ap.add_argument("--hyperfine", action="store_true", help="let hyperfine do the timing")
+    ap.add_argument("--debug-runs", type=int, default=3, help="INSTAR_DEBUG=1 runs per image and backend")
+    ap.add_argument("--out-json", metavar="FILE", help="also write every number to FILE")
     a = ap.parse_args()
 
     instar = Path(a.instar).resolve()
@@ -95,40 +240,76 @@ def main():
         imgdir.mkdir()
         print(f"generating images in {imgdir} ...", file=sys.stderr)
         imgs = make_images(imgdir, a.prealloc_1t)
+
+        probe = probe_backends(link, imgs[0], imgdir)
+        backends = [b for b, (ok, _) in probe.items() if ok]
+        print_backends(probe)
+        if not backends:
+            sys.exit("no sandbox backend is usable here: nothing to time")
+        vmm, vmm_msg = run_bench_vmm(instar)
+        print_vmm(vmm, vmm_msg)
+        sys.stdout.flush()
+
+        tools = {"qemu-img": (QEMU_IMG, ENV)}
+        tools.update({f"instar[{b}]": (str(link), backend_env(b)) for b in backends})
+        envs = {t: e for t, (_, e) in tools.items()}
         out = ["--output=json"] if a.json else []
-        tools = {"qemu-img": QEMU_IMG, "instar": str(link)}
+
+        base_argvs = {"/bin/true": ["/bin/true"], "instar --version": [str(link), "--version"],
+                      "qemu-img --version": [QEMU_IMG, "--version"]}
+        base_med, base_samples = interleave(base_argvs, {t: ENV for t in base_argvs}, imgdir, a.runs)
 
         rows = []
         for img in imgs:
-            argvs = {t: [p, "info", "--force-share", *out, img] for t, p in tools.items()}
+            print(f"timing {img} ...", file=sys.stderr)
+            argvs = {t: [p, "info", "--force-share", *out, img] for t, (p, _) in tools.items()}
+            samples = None
             if a.hyperfine:
-                res = tmp / "hf.json"
-                cmds = [" ".join(map(sh_quote, v)) for v in argvs.values()]
-                subprocess.run(["hyperfine", "-N", "-w", "3", "-r", str(a.runs), "--export-json", str(res),
-                                *cmds], cwd=imgdir, env=ENV, check=True,
-                               stdout=subprocess.DEVNULL)
-                r = json.loads(res.read_text())["results"]
-                med = {t: r[i]["median"] for i, t in enumerate(tools)}
+                med, ratio = hyperfine(argvs, backends, imgdir, a.runs, 3, tmp)
             else:
-                samples = {t: [] for t in tools}
-                for t in tools:  # one warm-up each
-                    time_once(argvs[t], imgdir)
-                for i in range(a.runs):
-                    order = list(tools) if i % 2 == 0 else list(reversed(tools))
-                    for t in order:
-                        samples[t].append(time_once(argvs[t], imgdir))
-                med = {t: statistics.median(s) for t, s in samples.items()}
-            rows.append((img, med["qemu-img"], med["instar"], med["instar"] / med["qemu-img"]))
+                med, samples = interleave(argvs, envs, imgdir, a.runs)
+                ratio = {b: med[f"instar[{b}]"] / med["qemu-img"] for b in backends}
+            debug = {b: sandbox_runs(argvs[f"instar[{b}]"], imgdir, b, a.debug_runs) for b in backends}
+            rows.append({"image": img, "median_s": med, "ratio": ratio, "sandbox": debug, "samples_s": samples})
 
-    print(f"{'image':24s} {'qemu-img ms':>12s} {'instar ms':>12s} {'ratio':>8s}   (medians of {a.runs} runs)")
-    for img, q, i, ratio in rows:
-        print(f"{img:24s} {q * 1e3:12.2f} {i * 1e3:12.2f} {ratio:8.2f}")
+    how = "hyperfine medians" if a.hyperfine else "medians"
+    print(f"\ninfo{' --output=json' if a.json else ''}: {how} of {a.runs} runs, ms; ratio = instar / qemu-img")
+    head = f"{'image':24s} {'qemu-img':>10s}"
+    for b in backends:
+        head += f" {b:>10s} {'ratio':>6s}"
+    print(head)
+    for r in rows:
+        line = f"{r['image']:24s} {r['median_s']['qemu-img'] * 1e3:10.2f}"
+        for b in backends:
+            line += f" {r['median_s'][f'instar[{b}]'] * 1e3:10.2f} {r['ratio'][b]:6.2f}"
+        print(line)
 
+    print(f"\nguest runs per command (INSTAR_DEBUG=1, median of {a.debug_runs}); "
+          f"est. = hypercalls x bench-vmm's per-hypercall cost")
+    print(f"{'image':24s} {'backend':8s} {'runs':>5s} {'hypercalls':>16s} {'in runs ms':>11s} {'est. hc ms':>11s}")
+    for r in rows:
+        for b in backends:
+            d = r["sandbox"][b]
+            hc = "+".join(map(str, d["hypercalls"])) or "0"
+            est = ""
+            if vmm and vmm.get(b):
+                d["est_hypercall_ms"] = d["total_hypercalls"] * vmm[b]["hypercall_us"] / 1e3
+                est = f"{d['est_hypercall_ms']:.2f}"
+            print(f"{r['image']:24s} {b:8s} {d['runs']:5d} {hc:>16s} {d['inside_runs_ms']:11.2f} {est:>11s}"
+                  f"{'  (varies)' if d.get('varies') else ''}")
 
-def sh_quote(s: str) -> str:
-    import shlex
+    print(f"\nprocess start-up without a guest: medians of {a.runs} runs, ms")
+    for t, m in base_med.items():
+        print(f"  {t:20s} {m * 1e3:8.2f}")
 
-    return shlex.quote(s)
+    if a.out_json:
+        doc = {"command": "info", "args": ["--force-share", *out], "runs": a.runs, "hyperfine": a.hyperfine,
+               "about": describe_host(Path(instar)), "backends": {b: {"usable": ok, "why": why}
+                                                                  for b, (ok, why) in probe.items()},
+               "bench_vmm": vmm, "bench_vmm_note": vmm_msg,
+               "startup_median_s": base_med, "startup_samples_s": base_samples, "images": rows}
+        Path(a.out_json).write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"\nwrote {a.out_json}")
 
 
 if __name__ == "__main__":

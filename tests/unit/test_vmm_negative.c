@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -49,6 +50,7 @@ NEG(channel);
 NEG(smash);
 NEG(busy_calls);
 NEG(report_flood);
+NEG(big_truncate);
 
 /* Each case once per backend. */
 #define BOTH(name)                                                                                 \
@@ -612,4 +614,76 @@ BOTH(callers_soft_cpu_limit_sends_sigxcpu_like_qemu_img)
     cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGXCPU, "want SIGXCPU, got %s %d",
               WIFSIGNALED(st) ? "signal" : "exit status",
               WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+/* --- The host's own work: never cut short, never counted as silence --- */
+
+struct slow_cb {
+    int calls;
+    int interrupted;
+};
+
+/* 400 ms of host work per batch (a slow terminal); the third batch is refused. */
+static int slow_reports(void *opaque, const void *recs, size_t len)
+{
+    struct slow_cb *s = opaque;
+    struct timespec ts = {0, 400 * 1000000L}, rem;
+
+    (void)recs;
+    (void)len;
+    while (nanosleep(&ts, &rem) < 0) {
+        s->interrupted++;
+        ts = rem;
+    }
+    return ++s->calls < 3 ? 0 : -1;
+}
+
+BOTH(slow_host_work_is_neither_interrupted_nor_silence)
+{
+    struct vmm_dev dev = {.fd = fd, .size = sizeof(pattern), .flags = INSTAR_DEV_READ};
+    struct slow_cb s = {0, 0};
+    struct vmm_config cfg = {
+        .mem_size = 16 << 20, .watchdog_ms = 300, .report = slow_reports, .report_opaque = &s};
+    struct vmm_outcome out;
+
+    use(*bp);
+    cfg.backend = backend;
+    cr_assert_eq(vmm_run_image(img_report_flood.start,
+                               img_report_flood.end - img_report_flood.start, &cfg, INSTAR_OP_NONE,
+                               NULL, 0, &dev, 1, &out),
+                 -1);
+    cr_expect_eq(out.status, VMM_GUEST_PROTOCOL, "a slow host tripped the watchdog? %d (%s)",
+                 out.status, out.detail);
+    cr_expect_eq(s.calls, 3);
+    cr_expect_eq(s.interrupted, 0, "the watchdog interrupted host work %d times", s.interrupted);
+    vmm_outcome_release(&out);
+}
+
+BOTH(fills_are_bounded_per_call)
+{
+    struct vmm_dev dev = {.size = sizeof(pattern),
+                          .write_limit = 4ULL << 30,
+                          .flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE};
+    struct vmm_config cfg = {.mem_size = 16 << 20};
+    struct vmm_outcome out;
+    const int64_t *v;
+    struct stat st;
+
+    use(*bp);
+    cfg.backend = backend;
+    dev.fd = writable_copy();
+    cr_assert_eq(vmm_run_image(img_big_truncate.start,
+                               img_big_truncate.end - img_big_truncate.start, &cfg, INSTAR_OP_NONE,
+                               NULL, 0, &dev, 1, &out),
+                 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_ETOOBIG, "full fill over the per-call bound: %lld",
+                 (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_ETOOBIG, "falloc over the per-call bound: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], INSTAR_HC_OK, "a small fill: %lld", (long long)v[2]);
+    cr_expect_eq(v[3], INSTAR_HC_OK, "a sparse truncate: %lld", (long long)v[3]);
+    vmm_outcome_release(&out);
+    cr_assert_eq(fstat(dev.fd, &st), 0);
+    cr_expect_eq((uint64_t)st.st_size, sizeof(pattern) + INSTAR_TRUNC_FILL_MAX + 4096);
+    close(dev.fd);
 }
