@@ -29,3 +29,28 @@ def pytest_report_header(config):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     backend, problem = tl.sandbox_probe()
     terminalreporter.write_line(f"instar sandbox backend used: {backend or 'none: ' + problem.splitlines()[0]}")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--slice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep every Nth test of each file (deterministic), and every test of "
+        "tests/integration/test_sandbox.py: a representative slice for the non-default backend",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    n = config.getoption("--slice")
+    if n <= 1:
+        return
+    keep, drop, seen = [], [], {}
+    for item in items:
+        path = str(item.path)
+        i = seen.get(path, 0)
+        seen[path] = i + 1
+        (keep if i % n == 0 or path.endswith("test_sandbox.py") else drop).append(item)
+    config.hook.pytest_deselected(items=drop)
+    items[:] = keep

@@ -27,7 +27,11 @@ Also printed, to see where instar's time goes:
     per-run start cost and per-hypercall cost;
   - per image and backend, the guest runs and hypercalls instar makes and
     the time spent inside those runs (INSTAR_DEBUG=1 runs, outside the
-    timed loop);
+    timed loop), and "after exit": instar leaves its last, already killed
+    sandbox process for init to reap; the script adopts such processes
+    (PR_SET_CHILD_SUBREAPER) and waits for them after each timed run, so
+    their teardown does not spill into the next run, and reports how long
+    that took beyond instar's exit (not part of the timed wall time);
   - the start-up of a process that boots no guest: /bin/true,
     `instar --version` and `qemu-img --version`, interleaved likewise.
 
@@ -37,6 +41,7 @@ to FILE.  This script asserts nothing; it only measures.
 """
 
 import argparse
+import ctypes
 import datetime
 import json
 import os
@@ -58,6 +63,7 @@ ENV = dict(os.environ, TZ="UTC", LC_ALL="C")
 ENV.pop("INSTAR_DEBUG", None)
 ENV.pop("INSTAR_SANDBOX", None)
 BACKENDS = ("process", "kvm")
+PR_SET_CHILD_SUBREAPER = 36
 VMM_RUNS = 101  # bench-vmm -n: its per-hypercall figure is a difference of two medians
 RUN_ENDED = re.compile(r"^instar: sandbox: run ended after (\d+) hypercalls in ([0-9.]+) ms: (.*)$")
 
@@ -93,13 +99,39 @@ def make_images(d: Path, prealloc: bool):
     return imgs
 
 
-def time_once(argv, cwd, env) -> float:
+def become_subreaper() -> bool:
+    """Adopt the processes a tool leaves behind when it exits (prctl(PR_SET_CHILD_SUBREAPER)).
+
+    instar kills its sandbox children at the end of each run but leaves the
+    last ones for init to reap; adopting them lets time_once() wait until
+    they are gone, so their teardown is measured and does not spill into
+    the next tool's run.
+    """
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def reap_orphans():
+    """Wait until every adopted process has exited (only the tools' leftovers are ever adopted)."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def time_once(argv, cwd, env):
+    """(seconds until the tool exits, seconds until every process it started is gone)."""
     t0 = time.perf_counter()
     r = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
-    dt = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    reap_orphans()
+    t2 = time.perf_counter()
     if r.returncode != 0:
         raise SystemExit(f"{argv!r} failed (rc={r.returncode}): {r.stderr.decode(errors='replace')}")
-    return dt
+    return t1 - t0, t2 - t0
 
 
 def backend_env(backend):
@@ -113,6 +145,7 @@ def probe_backends(link: Path, img: str, cwd: Path):
         r = subprocess.run([str(link), "info", "--force-share", img], cwd=cwd, env=backend_env(b),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
         err = r.stderr.decode(errors="replace").strip().splitlines()
+        reap_orphans()
         res[b] = (r.returncode == 0, "ok" if r.returncode == 0 else f"exit {r.returncode}: {err[-1] if err else ''}")
     return res
 
@@ -124,6 +157,7 @@ def run_bench_vmm(instar: Path):
         return None, f"{exe} not found: it is built with the unit tests (cmake --build build --target bench-vmm)"
     r = subprocess.run([str(exe), "-n", str(VMM_RUNS), "--json"], env=ENV, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=600)
+    reap_orphans()
     if r.returncode != 0:
         return None, f"{exe} failed (rc={r.returncode}): {r.stderr.decode(errors='replace').strip()}"
     try:
@@ -138,9 +172,10 @@ def sandbox_runs(argv, cwd, backend, repeat):
     for _ in range(repeat):
         r = subprocess.run(argv, cwd=cwd, env=dict(backend_env(backend), INSTAR_DEBUG="1"),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+        reap_orphans()
         runs = [m.groups() for m in map(RUN_ENDED.match, r.stderr.decode(errors="replace").splitlines()) if m]
         c = {"runs": len(runs), "hypercalls": [int(n) for n, _, _ in runs],
-             "results": [s for _, _, s in runs]}
+             "results": [s for _, _, s in runs], "exit_code": r.returncode}
         if counts is None:
             counts = c
         elif c["hypercalls"] != counts["hypercalls"]:
@@ -148,20 +183,29 @@ def sandbox_runs(argv, cwd, backend, repeat):
         inside.append(sum(float(ms) for _, ms, _ in runs))
     counts["total_hypercalls"] = sum(counts["hypercalls"])
     counts["inside_runs_ms"] = statistics.median(inside)
+    counts["inside_runs_ms_samples"] = inside
     return counts
 
 
 def interleave(argvs, envs, cwd, runs):
-    """Median seconds per tool: one warm-up each, then runs rounds in a rotating order."""
+    """One warm-up per tool, then runs rounds in a rotating order.
+
+    Returns the median seconds per tool until it exits, the samples, and
+    the median seconds from its exit until every process it started is gone.
+    """
     tools = list(argvs)
     samples = {t: [] for t in tools}
+    after = {t: [] for t in tools}
     for t in tools:
         time_once(argvs[t], cwd, envs[t])
     for i in range(runs):
         k = i % len(tools)
         for t in tools[k:] + tools[:k]:
-            samples[t].append(time_once(argvs[t], cwd, envs[t]))
-    return {t: statistics.median(s) for t, s in samples.items()}, samples
+            dt, gone = time_once(argvs[t], cwd, envs[t])
+            samples[t].append(dt)
+            after[t].append(gone - dt)
+    return ({t: statistics.median(s) for t, s in samples.items()}, samples,
+            {t: statistics.median(s) for t, s in after.items()})
 
 
 def hyperfine(argvs, backends, cwd, runs, warmup, tmp: Path):
@@ -172,6 +216,7 @@ def hyperfine(argvs, backends, cwd, runs, warmup, tmp: Path):
         cmds = [shlex.join(argvs["qemu-img"]), shlex.join(argvs[f"instar[{b}]"])]
         subprocess.run(["hyperfine", "-N", "-w", str(warmup), "-r", str(runs), "--export-json", str(res), *cmds],
                        cwd=cwd, env=backend_env(b), check=True, stdout=subprocess.DEVNULL)
+        reap_orphans()
         r = json.loads(res.read_text())["results"]
         qmeds.append(r[0]["median"])
         med[f"instar[{b}]"] = r[1]["median"]
@@ -180,7 +225,7 @@ def hyperfine(argvs, backends, cwd, runs, warmup, tmp: Path):
     return med, ratio
 
 
-def describe_host(link: Path):
+def describe_host(exe: Path):
     def out(argv):
         try:
             r = subprocess.run(argv, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=30)
@@ -194,7 +239,7 @@ def describe_host(link: Path):
         "kernel": platform.release(),
         "cpus": os.cpu_count(),
         "qemu_img": (out([QEMU_IMG, "--version"]) or ["?"])[0],
-        "instar": [line for line in out([str(link), "--version"]) if line.startswith("instar")],
+        "instar": [line for line in out([str(exe), "--version"]) if line.startswith("instar")],
         "git": (out(["git", "-C", str(REPO), "describe", "--always", "--dirty"]) or ["?"])[0],
     }
 
@@ -216,6 +261,43 @@ def print_vmm(vmm, msg):
             print(f"  {b:8s} start {f['start_us'] / 1e3:7.2f} ms per run   hypercall {f['hypercall_us']:7.2f} us")
 
 
+def print_tables(title, rows, backends, vmm, base_med, a, width):
+    """The timing table, the guest runs per command, and process start-up without a guest."""
+    how = "hyperfine medians" if a.hyperfine else "medians"
+    print(f"\n{title}: {how} of {a.runs} runs, ms; ratio = instar / qemu-img")
+    head = f"{'image':{width}s} {'qemu-img':>10s}"
+    for b in backends:
+        head += f" {b:>10s} {'ratio':>6s}"
+    print(head)
+    for r in rows:
+        line = f"{r['image']:{width}s} {r['median_s']['qemu-img'] * 1e3:10.2f}"
+        for b in backends:
+            line += f" {r['median_s'][f'instar[{b}]'] * 1e3:10.2f} {r['ratio'][b]:6.2f}"
+        print(line)
+
+    print(f"\nguest runs per command: runs, hypercalls per run and ms inside the runs from INSTAR_DEBUG=1 "
+          f"(median of {a.debug_runs});\nest. hc = hypercalls x bench-vmm's per-hypercall cost; after exit = "
+          f"median ms from instar's exit until its last sandbox process is gone")
+    print(f"{'image':{width}s} {'backend':8s} {'runs':>5s} {'hypercalls':>16s} {'in runs ms':>11s} {'est. hc ms':>11s}"
+          f" {'after exit':>11s}")
+    for r in rows:
+        for b in backends:
+            d = r["sandbox"][b]
+            hc = "+".join(map(str, d["hypercalls"])) or "0"
+            est = after = ""
+            if vmm and vmm.get(b):
+                d["est_hypercall_ms"] = d["total_hypercalls"] * vmm[b]["hypercall_us"] / 1e3
+                est = f"{d['est_hypercall_ms']:.2f}"
+            if r["after_exit_median_s"]:
+                after = f"{r['after_exit_median_s'][f'instar[{b}]'] * 1e3:.2f}"
+            print(f"{r['image']:{width}s} {b:8s} {d['runs']:5d} {hc:>16s} {d['inside_runs_ms']:11.2f} {est:>11s}"
+                  f" {after:>11s}{'  (varies)' if d.get('varies') else ''}")
+
+    print(f"\nprocess start-up without a guest: medians of {a.runs} runs, ms")
+    for t, m in base_med.items():
+        print(f"  {t:20s} {m * 1e3:8.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", "--runs", type=int, default=30)
@@ -230,6 +312,9 @@ def main():
     instar = Path(a.instar).resolve()
     if not os.access(instar, os.X_OK):
         sys.exit(f"instar binary not found or not executable: {instar}")
+    if not become_subreaper():
+        print("cannot become a child subreaper: what a tool leaves behind is not waited for "
+              "('after exit' reads 0)", file=sys.stderr)
 
     with tempfile.TemporaryDirectory(prefix="bench-info-") as tmp:
         tmp = Path(tmp)
@@ -257,50 +342,24 @@ def main():
 
         base_argvs = {"/bin/true": ["/bin/true"], "instar --version": [str(link), "--version"],
                       "qemu-img --version": [QEMU_IMG, "--version"]}
-        base_med, base_samples = interleave(base_argvs, {t: ENV for t in base_argvs}, imgdir, a.runs)
+        base_med, base_samples, _ = interleave(base_argvs, {t: ENV for t in base_argvs}, imgdir, a.runs)
 
         rows = []
         for img in imgs:
             print(f"timing {img} ...", file=sys.stderr)
             argvs = {t: [p, "info", "--force-share", *out, img] for t, (p, _) in tools.items()}
-            samples = None
+            samples = after = None
             if a.hyperfine:
                 med, ratio = hyperfine(argvs, backends, imgdir, a.runs, 3, tmp)
             else:
-                med, samples = interleave(argvs, envs, imgdir, a.runs)
+                med, samples, after = interleave(argvs, envs, imgdir, a.runs)
                 ratio = {b: med[f"instar[{b}]"] / med["qemu-img"] for b in backends}
             debug = {b: sandbox_runs(argvs[f"instar[{b}]"], imgdir, b, a.debug_runs) for b in backends}
-            rows.append({"image": img, "median_s": med, "ratio": ratio, "sandbox": debug, "samples_s": samples})
+            rows.append({"image": img, "median_s": med, "ratio": ratio, "after_exit_median_s": after,
+                         "sandbox": debug, "samples_s": samples})
 
-    how = "hyperfine medians" if a.hyperfine else "medians"
-    print(f"\ninfo{' --output=json' if a.json else ''}: {how} of {a.runs} runs, ms; ratio = instar / qemu-img")
-    head = f"{'image':24s} {'qemu-img':>10s}"
-    for b in backends:
-        head += f" {b:>10s} {'ratio':>6s}"
-    print(head)
-    for r in rows:
-        line = f"{r['image']:24s} {r['median_s']['qemu-img'] * 1e3:10.2f}"
-        for b in backends:
-            line += f" {r['median_s'][f'instar[{b}]'] * 1e3:10.2f} {r['ratio'][b]:6.2f}"
-        print(line)
-
-    print(f"\nguest runs per command (INSTAR_DEBUG=1, median of {a.debug_runs}); "
-          f"est. = hypercalls x bench-vmm's per-hypercall cost")
-    print(f"{'image':24s} {'backend':8s} {'runs':>5s} {'hypercalls':>16s} {'in runs ms':>11s} {'est. hc ms':>11s}")
-    for r in rows:
-        for b in backends:
-            d = r["sandbox"][b]
-            hc = "+".join(map(str, d["hypercalls"])) or "0"
-            est = ""
-            if vmm and vmm.get(b):
-                d["est_hypercall_ms"] = d["total_hypercalls"] * vmm[b]["hypercall_us"] / 1e3
-                est = f"{d['est_hypercall_ms']:.2f}"
-            print(f"{r['image']:24s} {b:8s} {d['runs']:5d} {hc:>16s} {d['inside_runs_ms']:11.2f} {est:>11s}"
-                  f"{'  (varies)' if d.get('varies') else ''}")
-
-    print(f"\nprocess start-up without a guest: medians of {a.runs} runs, ms")
-    for t, m in base_med.items():
-        print(f"  {t:20s} {m * 1e3:8.2f}")
+    title = "info --force-share" + (" --output=json" if a.json else "")
+    print_tables(title, rows, backends, vmm, base_med, a, 24)
 
     if a.out_json:
         doc = {"command": "info", "args": ["--force-share", *out], "runs": a.runs, "hyperfine": a.hyperfine,
