@@ -11,6 +11,8 @@ qemu-img create -q -f qcow2 "$dir/demo.qcow2" 64M
 qemu-io -f qcow2 -c 'write -P 0x5a 0 1M' -c 'write -P 0xa5 32M 256k' "$dir/demo.qcow2" >/dev/null
 qemu-img snapshot -c first "$dir/demo.qcow2"
 
+echo "== which sandbox runs the guest here (INSTAR_SANDBOX=auto: KVM if usable, else a confined process)"
+(cd "$dir" && INSTAR_DEBUG=1 "$OLDPWD/build/instar" info demo.qcow2 2>&1 >/dev/null | grep 'sandbox: .* backend')
 echo "== instar info demo.qcow2"
 (cd "$dir" && "$OLDPWD/build/instar" info demo.qcow2)
 echo "== instar info --output=json demo.qcow2"
