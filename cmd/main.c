@@ -177,5 +177,10 @@ int main(int argc, char **argv)
     vmm_confine_before_first_run();
     signal(SIGPIPE, SIG_IGN);
     report_init(argc > 0 ? argv[0] : NULL);
+    if (vmm_backend_from_env() < 0) {
+        report_error("%s must be auto, kvm or process, not '%s'", VMM_SANDBOX_ENV,
+                     getenv(VMM_SANDBOX_ENV));
+        return 1;
+    }
     return finish_stdout(run(argc, argv));
 }

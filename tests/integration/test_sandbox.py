@@ -103,11 +103,14 @@ def test_unusable_explicit_kvm_is_a_clear_error(instar, small):
     ), r.describe()
 
 
-def test_unknown_backend_is_a_clear_error(instar, small):
-    r = instar.run(["info", "s.qcow2"], cwd=small, env_extra={"INSTAR_SANDBOX": "qemu"})
+@pytest.mark.parametrize("args", [["info", "s.qcow2"], ["create", "-f", "raw", "new.raw", "1M"]])
+def test_unknown_backend_is_a_clear_error(instar, small, args):
+    """Refused before any work, even by a command that would boot no guest (raw create)."""
+    r = instar.run(args, cwd=small, env_extra={"INSTAR_SANDBOX": "qemu"})
     assert r.returncode == 1, r.describe()
-    assert b"INSTAR_SANDBOX must be auto, kvm or process, not 'qemu'" in r.stderr, r.describe()
-    assert r.stderr.startswith(b"qemu-img: "), r.describe()
+    assert r.stdout == b""
+    assert r.stderr == b"qemu-img: INSTAR_SANDBOX must be auto, kvm or process, not 'qemu'\n", r.describe()
+    assert not (small / "new.raw").exists()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
