@@ -14,8 +14,8 @@ qemu-img/qemu-io:
   prealloc.qcow2   1 TiB created with -o preallocation=metadata (sparse file,
                    ~160 MiB of L2 tables and refcount blocks, 16 Mi clusters).
 
-Backends: instar runs once per sandbox backend (INSTAR_SANDBOX=process, and
-INSTAR_SANDBOX=kvm where a VM can be created); a backend is usable when
+Backends: instar is timed once per sandbox backend (INSTAR_SANDBOX=process,
+and INSTAR_SANDBOX=kvm where a VM can be created); a backend is usable when
 `INSTAR_SANDBOX=<backend> instar info` on a small qcow2 exits 0, otherwise
 the script says why it was skipped.  Each image is timed RUNS times per
 tool (default 10): qemu-img and instar on each usable backend, interleaved
@@ -29,7 +29,7 @@ backend, since hyperfine cannot give one command its own environment, and
 each ratio is against the qemu-img of its own invocation).
 
 Also printed, to see where instar's time goes:
-  - build/bench-vmm --json (next to the instar binary): each backend's
+  - bench-vmm -n 101 --json (next to the instar binary): each backend's
     per-run start cost and per-hypercall cost;
   - per image and backend, the guest runs and hypercalls instar makes and
     the time spent inside those runs (INSTAR_DEBUG=1 runs, outside the
@@ -180,7 +180,7 @@ def run_bench_vmm(instar: Path):
 
 def sandbox_runs(argv, cwd, backend, repeat):
     """Guest runs and hypercalls of one command (INSTAR_DEBUG=1), and the median time inside them."""
-    counts, inside = None, []
+    counts, inside, per_run = None, [], []
     for _ in range(repeat):
         r = subprocess.run(argv, cwd=cwd, env=dict(backend_env(backend), INSTAR_DEBUG="1"),
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
@@ -193,9 +193,12 @@ def sandbox_runs(argv, cwd, backend, repeat):
         elif c["hypercalls"] != counts["hypercalls"]:
             counts["varies"] = True
         inside.append(sum(float(ms) for _, ms, _ in runs))
+        per_run.append([float(ms) for _, ms, _ in runs])
     counts["total_hypercalls"] = sum(counts["hypercalls"])
     counts["inside_runs_ms"] = statistics.median(inside)
     counts["inside_runs_ms_samples"] = inside
+    if not counts.get("varies"):
+        counts["per_run_ms"] = [statistics.median(ms) for ms in zip(*per_run)]
     return counts
 
 
@@ -237,6 +240,24 @@ def hyperfine(argvs, backends, cwd, runs, warmup, tmp: Path):
     return med, ratio
 
 
+def cpu_ticks():
+    """(busy, total) jiffies of all CPUs from /proc/stat, or None."""
+    try:
+        f = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = f[3] + (f[4] if len(f) > 4 else 0)  # idle + iowait
+    return sum(f[:8]) - idle, sum(f[:8])
+
+
+def cpus_busy(t0, t1):
+    """Average number of busy CPUs between two cpu_ticks(): this script's timing loop
+    keeps about one busy; more means other work competed for the CPUs and skews ratios."""
+    if not t0 or not t1 or t1[1] == t0[1]:
+        return None
+    return (t1[0] - t0[0]) / (t1[1] - t0[1]) * (os.cpu_count() or 1)
+
+
 def describe_host(exe: Path):
     def out(argv):
         try:
@@ -252,7 +273,10 @@ def describe_host(exe: Path):
         "cpus": os.cpu_count(),
         "qemu_img": (out([QEMU_IMG, "--version"]) or ["?"])[0],
         "instar": [line for line in out([str(exe), "--version"]) if line.startswith("instar")],
-        "git": (out(["git", "-C", str(REPO), "describe", "--always", "--dirty"]) or ["?"])[0],
+        "instar_path": str(exe),
+        "instar_built": datetime.datetime.fromtimestamp(exe.stat().st_mtime, datetime.timezone.utc)
+        .isoformat(timespec="seconds"),
+        "git_tree": (out(["git", "-C", str(REPO), "describe", "--always", "--dirty"]) or ["?"])[0],
     }
 
 
@@ -281,36 +305,38 @@ def run_once(argv, cwd, env):
     return r.stdout, r.stderr
 
 
-def print_tables(title, rows, backends, vmm, base_med, a, width):
+def print_tables(title, rows, backends, base_med, a, width):
     """The timing table, the guest runs per command, and process start-up without a guest."""
     how = "hyperfine medians" if a.hyperfine else "medians"
-    print(f"\n{title}: {how} of {a.runs} runs, ms; ratio = instar / qemu-img")
+    print(f"\n{title}: {how} of {a.runs} runs, ms; ratio = instar / qemu-img; "
+          f"busy = CPUs busy on average while timing (the timing loop keeps ~1 busy)")
     head = f"{'image':{width}s} {'qemu-img':>10s}"
     for b in backends:
         head += f" {b:>10s} {'ratio':>6s}"
-    print(head)
+    print(f"{head}  busy")
     for r in rows:
         line = f"{r['image']:{width}s} {r['median_s']['qemu-img'] * 1e3:10.2f}"
         for b in backends:
             line += f" {r['median_s'][f'instar[{b}]'] * 1e3:10.2f} {r['ratio'][b]:6.2f}"
-        print(line)
+        print(f"{line}  " + ("?" if r["cpus_busy"] is None else f"{r['cpus_busy']:.2f}"))
 
     print(f"\nguest runs per command: runs, hypercalls per run and ms inside the runs from INSTAR_DEBUG=1 "
           f"(median of {a.debug_runs});\nest. hc = hypercalls x bench-vmm's per-hypercall cost; after exit = "
           f"median ms from instar's exit until its last sandbox process is gone")
-    print(f"{'image':{width}s} {'backend':8s} {'runs':>5s} {'hypercalls':>16s} {'in runs ms':>11s} {'est. hc ms':>11s}"
+    print(f"{'image':{width}s} {'backend':8s} {'runs':>5s} {'hypercalls':>12s} {'in runs ms':>24s} {'est. hc ms':>11s}"
           f" {'after exit':>11s}")
     for r in rows:
         for b in backends:
             d = r["sandbox"][b]
             hc = "+".join(map(str, d["hypercalls"])) or "0"
-            est = after = ""
-            if vmm and vmm.get(b):
-                d["est_hypercall_ms"] = d["total_hypercalls"] * vmm[b]["hypercall_us"] / 1e3
-                est = f"{d['est_hypercall_ms']:.2f}"
+            after = ""
+            est = f"{d['est_hypercall_ms']:.2f}" if "est_hypercall_ms" in d else ""
+            inside = "+".join(f"{ms:.2f}" for ms in d.get("per_run_ms", []))
+            if d["runs"] != 1:
+                inside = f"{d['inside_runs_ms']:.2f}" + (f" ({inside})" if inside else "")
             if r["after_exit_median_s"]:
                 after = f"{r['after_exit_median_s'][f'instar[{b}]'] * 1e3:.2f}"
-            print(f"{r['image']:{width}s} {b:8s} {d['runs']:5d} {hc:>16s} {d['inside_runs_ms']:11.2f} {est:>11s}"
+            print(f"{r['image']:{width}s} {b:8s} {d['runs']:5d} {hc:>12s} {inside:>24s} {est:>11s}"
                   f" {after:>11s}{'  (varies)' if d.get('varies') else ''}")
 
     print(f"\nprocess start-up without a guest: medians of {a.runs} runs, ms")
@@ -376,18 +402,23 @@ def main():
                     print(f"WARNING: {img}: {t}'s output differs from qemu-img's:\n"
                           f"  qemu-img: {outputs['qemu-img']!r}\n  {t}: {outputs[t]!r}", file=sys.stderr)
             samples = after = None
+            ticks = cpu_ticks()
             if a.hyperfine:
                 med, ratio = hyperfine(argvs, backends, imgdir, a.runs, 1, tmp)
             else:
                 med, samples, after = interleave(argvs, envs, imgdir, a.runs)
                 ratio = {b: med[f"instar[{b}]"] / med["qemu-img"] for b in backends}
+            busy = cpus_busy(ticks, cpu_ticks())
             debug = {b: sandbox_runs(argvs[f"instar[{b}]"], imgdir, b, a.debug_runs) for b in backends}
-            rows.append({"image": img, "median_s": med, "ratio": ratio, "after_exit_median_s": after,
+            for b in backends:
+                if vmm and vmm.get(b):
+                    debug[b]["est_hypercall_ms"] = debug[b]["total_hypercalls"] * vmm[b]["hypercall_us"] / 1e3
+            rows.append({"image": img, "median_s": med, "ratio": ratio, "after_exit_median_s": after, "cpus_busy": busy,
                          "sandbox": debug, "samples_s": samples,
                          "outputs_match": all(outputs[t] == outputs["qemu-img"] for t in tools)})
 
     title = "check" + (" --output=json" if a.json else "")
-    print_tables(title, rows, backends, vmm, base_med, a, 20)
+    print_tables(title, rows, backends, base_med, a, 20)
 
     if a.out_json:
         doc = {"command": "check", "args": out, "runs": a.runs, "hyperfine": a.hyperfine,
