@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "seccomp_slot.h"
+#include "tender/tender.h"
 
 /* An allowed call, and an optional condition on its arguments. */
 struct rule {
@@ -76,10 +77,10 @@ static const struct rule host_rules[] = {
     ALLOW(munmap),     /* malloc, guest RAM */
     ALLOW(mremap),     /* realloc */
     ALLOW(madvise),    /* MADV_DONTDUMP on guest RAM; free() */
-    /* mmap/mprotect without PROT_EXEC, except the child's guest text (from fd 1). */
+    /* mmap/mprotect without PROT_EXEC, except the child's guest text (from guest RAM's fd). */
     ALLOW_IF(mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
     ALLOW_IF2(mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_WRITE | PROT_EXEC, PROT_EXEC),
-              SCMP_A4(SCMP_CMP_EQ, 1)),
+              SCMP_A4(SCMP_CMP_EQ, TENDER_FD_MEM)),
     ALLOW_IF(mprotect, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
     ALLOW(rt_sigaction),      /* watchdog tick, SIGCHLD default, the tender's handlers */
     ALLOW(rt_sigprocmask),    /* blocking the tick; spawning with signals blocked */
@@ -99,12 +100,10 @@ static const struct rule host_rules[] = {
     ALLOW(getrandom),         /* glibc's own (temporary names, malloc); reveals nothing */
     ALLOW(getrusage),         /* what is left of a caller's RLIMIT_CPU */
     ALLOW(prlimit64),         /* getrlimit(); the tender lowers its own limits */
-    ALLOW(poll),              /* the process backend's loop */
-    ALLOW(ppoll),             /* likewise */
-    ALLOW(recvfrom),          /* the channel */
-    ALLOW(sendto),            /* likewise */
+    ALLOW(poll),              /* is the sandbox process still alive (its pidfd)? */
+    ALLOW(futex),             /* the sandbox's mailbox; glibc's locks */
+    ALLOW(getppid),           /* the tender checks its parent is still there */
     ALLOW(memfd_create),      /* guest RAM */
-    ALLOW(socketpair),        /* the channel (AF_UNIX, a pair: no address is reachable) */
     ALLOW(vfork),             /* the sandbox process */
     ALLOW(dup2),              /* fds 0 and 1 of the child */
     ALLOW(close_range),       /* nothing else reaches the child */
@@ -115,6 +114,7 @@ static const struct rule host_rules[] = {
     ALLOW(tgkill), /* raise(): dying of the caller's RLIMIT_CPU as qemu-img would */
     /* The tender before its own filter: dumpable, no_new_privs, then the filter. */
     ALLOW_IF(prctl, SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE)),
+    ALLOW_IF(prctl, SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG)),
     ALLOW_IF(prctl, SCMP_A0(SCMP_CMP_EQ, PR_SET_NO_NEW_PRIVS)),
     ALLOW_IF(prctl, SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP)),
     ALLOW_IF(seccomp, SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER)),

@@ -1,70 +1,87 @@
 /*
- * A guest that talks to the process backend's channel (fd 0) itself,
- * around the tender, as a compromised guest could: boot->args.raw[0]
- * picks the abuse.  Under KVM these are SYSCALLs, which raise #UD.
+ * A guest that works the process backend's mailbox itself, around the
+ * tender, as a compromised guest could.  boot->args.raw holds the abuse,
+ * the mailbox's address and the offsets of its fields (the test reads
+ * them from vmm/tender/tender.h).  Under KVM that address is not guest
+ * memory (#PF), and SYSCALL raises #UD.
  */
 #include "neg.h"
 
 enum {
-    CHAN_PARTIAL = 1, /* a request shorter than a packet */
-    CHAN_OVERSIZED,   /* a request longer than a packet */
-    CHAN_GARBAGE,     /* a packet of an unknown kind */
-    CHAN_FLOOD,       /* requests without ever reading the answers */
-    CHAN_SILENT_READ, /* blocks reading an answer to a request never sent */
-    CHAN_CLOSE,       /* closes the channel (a forbidden call) */
+    MB_GARBAGE = 1, /* a request of an unknown kind */
+    MB_FLOOD,       /* requests posted without ever waiting for the answers */
+    MB_SILENT_WAIT, /* sleeps on the answer to a request never posted */
+    MB_CLOSE,       /* closes a descriptor (it has none: a forbidden call anyway) */
+    MB_READY_AGAIN, /* a second READY, after the guest has run */
 };
 
-static int64_t sys3(uint64_t nr, uint64_t a, uint64_t b, uint64_t c)
+struct mb_args {
+    uint64_t what;
+    uint64_t mailbox;
+    uint64_t off_req_seq, off_resp_seq, off_kind, off_a;
+};
+
+#define NR_CLOSE 3
+#define NR_FUTEX 202
+
+static int64_t sys4(uint64_t nr, uint64_t a, uint64_t b, uint64_t c, uint64_t d)
 {
+    register uint64_t r10 __asm__("r10") = d;
     int64_t ret;
 
     __asm__ volatile("syscall"
                      : "=a"(ret)
-                     : "a"(nr), "D"(a), "S"(b), "d"(c)
+                     : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10)
                      : "rcx", "r11", "memory");
     return ret;
 }
 
-#define NR_READ  0
-#define NR_WRITE 1
-#define NR_CLOSE 3
-
 __attribute__((noreturn)) void guest_main(void);
 void guest_main(void)
 {
-    static uint64_t pkt[32];
-    static uint64_t arg[8];
-    uint64_t what;
+    static const char empty[1];
+    struct mb_args a;
+    volatile uint8_t *mb;
+    volatile uint32_t *req_seq, *resp_seq, *kind;
+    volatile uint64_t *arg;
+    uint32_t n;
 
     idt_install();
-    memcpy(&what, boot->args.raw, sizeof(what));
-    switch (what) {
-    case CHAN_PARTIAL:
-        pkt[0] = 2;
-        sys3(NR_WRITE, 0, (uintptr_t)pkt, 12);
+    memcpy(&a, boot->args.raw, sizeof(a));
+    mb = (volatile uint8_t *)(uintptr_t)a.mailbox;
+    req_seq = (volatile uint32_t *)(mb + a.off_req_seq);
+    resp_seq = (volatile uint32_t *)(mb + a.off_resp_seq);
+    kind = (volatile uint32_t *)(mb + a.off_kind);
+    arg = (volatile uint64_t *)(mb + a.off_a);
+    n = *req_seq;
+    switch (a.what) {
+    case MB_GARBAGE:
+        *kind = 0x77;
+        *req_seq = n + 1;
+        sys4(NR_FUTEX, (uintptr_t)req_seq, 1 /* FUTEX_WAKE */, 1, 0);
         break;
-    case CHAN_OVERSIZED:
-        pkt[0] = 2;
-        sys3(NR_WRITE, 0, (uintptr_t)pkt, sizeof(pkt));
-        break;
-    case CHAN_GARBAGE:
-        pkt[0] = 0x77;
-        sys3(NR_WRITE, 0, (uintptr_t)pkt, 48);
-        break;
-    case CHAN_FLOOD:
-        /* Valid FLUSH-less LOG requests (harmless to serve), never read back. */
-        pkt[0] = 2;                                  /* TENDER_MSG_HC */
-        pkt[1] = INSTAR_HC_PIO_BASE + INSTAR_HC_LOG; /* port */
-        pkt[2] = (uintptr_t)arg;                     /* an empty log message */
+    case MB_FLOOD: {
+        struct instar_hc_log log = {.data = (uintptr_t)empty, .len = 0};
+
+        /* Valid, harmless LOG requests, as fast as it can, never waiting. */
+        *kind = 2; /* TENDER_MSG_HC */
+        arg[0] = INSTAR_HC_PIO_BASE + INSTAR_HC_LOG;
+        arg[1] = (uintptr_t)&log;
+        for (;;) {
+            *req_seq = ++n;
+            sys4(NR_FUTEX, (uintptr_t)req_seq, 1 /* FUTEX_WAKE */, 1, 0);
+        }
+    }
+    case MB_SILENT_WAIT:
         for (;;)
-            if (sys3(NR_WRITE, 0, (uintptr_t)pkt, 48) < 0)
-                break;
+            sys4(NR_FUTEX, (uintptr_t)resp_seq, 0 /* FUTEX_WAIT */, *resp_seq, 0);
+    case MB_CLOSE:
+        sys4(NR_CLOSE, 0, 0, 0, 0);
         break;
-    case CHAN_SILENT_READ:
-        sys3(NR_READ, 0, (uintptr_t)pkt, 8);
-        break;
-    case CHAN_CLOSE:
-        sys3(NR_CLOSE, 0, 0, 0);
+    case MB_READY_AGAIN:
+        *kind = 1; /* TENDER_MSG_READY */
+        *req_seq = n + 1;
+        sys4(NR_FUTEX, (uintptr_t)req_seq, 1 /* FUTEX_WAKE */, 1, 0);
         break;
     }
     for (;;)

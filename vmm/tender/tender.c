@@ -4,13 +4,14 @@
  * in instar and executed fresh for each run, so the child's memory holds
  * nothing of the host's: this code, its stack, and guest RAM.
  *
- * It maps guest RAM at virtual == guest-physical addresses, turns the
- * guest's INT3 hypercalls (SIGTRAP) into {port, address} messages on its
- * one channel and CPU exceptions (SIGSEGV, SIGILL, ...) into exception
- * messages, confines itself, and jumps to the guest's ring-3 entry.  Where
- * Solo5's spt lets the unikernel make a few system calls on its own
- * descriptors, this child holds no file but the channel: every request is
- * served by the host's one checked dispatcher (vmm/hc.c).
+ * It maps guest RAM at virtual == guest-physical addresses and its mailbox
+ * page, closes both descriptors, turns the guest's INT3 hypercalls
+ * (SIGTRAP) into {port, address} requests in the mailbox and CPU
+ * exceptions (SIGSEGV, SIGILL, ...) into exception requests, confines
+ * itself, and jumps to the guest's ring-3 entry.  Where Solo5's spt lets
+ * the unikernel make a few system calls on its own descriptors, this child
+ * holds no descriptor at all: every request is served by the host's one
+ * checked dispatcher (vmm/hc.c).
  *
  * After the jump, everything here is guest-writable memory: the host
  * trusts nothing this process sends, and the seccomp filter is what holds.
@@ -22,6 +23,7 @@
 #include <asm/unistd.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
+#include <linux/futex.h>
 #include <linux/mman.h>
 #include <linux/prctl.h>
 #include <linux/resource.h>
@@ -93,43 +95,57 @@ static __attribute__((noreturn)) void die(int status)
         sys3(__NR_exit, status, 0, 0);
 }
 
-static int send_msg(const struct tender_msg *m)
+#define MAILBOX ((volatile struct tender_mailbox *)TENDER_MAILBOX_ADDR)
+
+static uint32_t seq;
+static uint64_t spin; /* from the set-up */
+
+/* Post a request; with wait, sleep until the host has served it. */
+static void post(uint32_t kind, const uint64_t a[5], int wait)
 {
-    return sys3(__NR_write, TENDER_FD_CHANNEL, m, sizeof(*m)) == (long)sizeof(*m) ? 0 : -1;
+    volatile struct tender_mailbox *mb = MAILBOX;
+    uint32_t r;
+
+    mb->req.kind = kind;
+    for (int i = 0; i < 5; i++)
+        mb->req.a[i] = a[i];
+    seq++;
+    __atomic_store_n(&mb->req_seq, seq, __ATOMIC_RELEASE);
+    sys3(__NR_futex, &mb->req_seq, FUTEX_WAKE, 1);
+    if (!wait)
+        return;
+    for (uint64_t i = 0; i < spin; i++)
+        if (__atomic_load_n(&mb->resp_seq, __ATOMIC_ACQUIRE) == seq)
+            return;
+    while ((r = __atomic_load_n(&mb->resp_seq, __ATOMIC_ACQUIRE)) != seq)
+        sys6(__NR_futex, (long)&mb->resp_seq, FUTEX_WAIT, r, 0, 0, 0);
 }
 
 static uint8_t altstack[ALTSTACK_SZ] __attribute__((aligned(16)));
 
 /*
- * SIGTRAP from the guest's INT3 (trap number 3) is a hypercall: forward
- * RDX and RAX, wait for the host, return into the guest.  Any other trap
- * is a CPU exception: report it and leave.
+ * SIGTRAP from the guest's INT3 (trap number 3) is a hypercall: post RDX
+ * and RAX, wait for the host, return into the guest.  Any other trap is a
+ * CPU exception: post it and leave.
  */
 static void on_signal(int sig, void *info, void *ctx)
 {
     struct sigcontext *mc = &((struct k_ucontext *)ctx)->uc_mcontext;
-    struct tender_msg m = {0};
-    uint64_t resume;
+    uint64_t a[5] = {0};
 
     (void)info;
     if (sig == SIGTRAP && mc->trapno == 3) {
-        m.kind = TENDER_MSG_HC;
-        m.a[0] = mc->rdx;
-        m.a[1] = mc->rax;
-        if (send_msg(&m) < 0)
-            die(TENDER_EXIT_CHANNEL);
-        if (sys3(__NR_read, TENDER_FD_CHANNEL, &resume, sizeof(resume)) != sizeof(resume) ||
-            resume != TENDER_RESUME)
-            die(TENDER_EXIT_CHANNEL);
+        a[0] = mc->rdx;
+        a[1] = mc->rax;
+        post(TENDER_MSG_HC, a, 1);
         return;
     }
-    m.kind = TENDER_MSG_EXC;
-    m.a[0] = mc->trapno;
-    m.a[1] = mc->err;
-    m.a[2] = mc->rip;
-    m.a[3] = mc->cr2;
-    m.a[4] = mc->rsp;
-    send_msg(&m);
+    a[0] = mc->trapno;
+    a[1] = mc->err;
+    a[2] = mc->rip;
+    a[3] = mc->cr2;
+    a[4] = mc->rsp;
+    post(TENDER_MSG_EXC, a, 0);
     die(0);
 }
 
@@ -193,68 +209,75 @@ static int setup_rlimits(const struct tender_setup *s)
 }
 
 /*
- * The child's whole allowance: read and write on the channel, rt_sigreturn
- * to leave a handler, exit.  Anything else kills the process (SIGSYS).
+ * The child's whole allowance: futex wait and wake (shared, on the
+ * mailbox: no other futex operation), rt_sigreturn to leave a handler,
+ * exit.  Anything else kills the process (SIGSYS).
  */
 static int setup_seccomp(void)
 {
-#define ARG0_LO offsetof(struct seccomp_data, args[0])
-#define ARG0_HI (offsetof(struct seccomp_data, args[0]) + 4)
+#define ARG1_LO offsetof(struct seccomp_data, args[1])
+#define ARG1_HI (offsetof(struct seccomp_data, args[1]) + 4)
     static struct sock_filter f[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_rt_sigreturn, 9, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_exit, 8, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_read, 1, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_write, 0, 5),
-        /* read/write: on the channel only (fd 0, all 64 bits of it). */
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG0_LO),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TENDER_FD_CHANNEL, 0, 3),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG0_HI),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_rt_sigreturn, 7, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_exit, 6, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_futex, 0, 6),
+        /* futex: FUTEX_WAIT or FUTEX_WAKE, all 64 bits of the operation. */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG1_LO),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAIT, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAKE, 0, 3),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG1_HI),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
     struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
 
     return sys3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0 ? -1 : 0;
-#undef ARG0_LO
-#undef ARG0_HI
+#undef ARG1_LO
+#undef ARG1_HI
 }
 
 void tender_main(void)
 {
     struct tender_setup s;
-    struct tender_msg ready = {.kind = TENDER_MSG_READY};
+    static const uint64_t none[5];
 
-    if (sys3(__NR_read, TENDER_FD_CHANNEL, &s, sizeof(s)) != sizeof(s) || s.magic != TENDER_MAGIC ||
-        s.version != TENDER_VERSION)
+    if (sys6(__NR_mmap, (long)TENDER_MAILBOX_ADDR, PAGE, PROT_READ | PROT_WRITE,
+             MAP_SHARED | MAP_FIXED_NOREPLACE, TENDER_FD_MAILBOX, 0) != (long)TENDER_MAILBOX_ADDR)
+        die(TENDER_EXIT_MAP);
+    s = *(const struct tender_setup *)&MAILBOX->setup;
+    if (s.magic != TENDER_MAGIC || s.version != TENDER_VERSION)
         die(TENDER_EXIT_SETUP);
+    spin = s.spin;
     if (s.low % PAGE || s.text_start % PAGE || s.text_end % PAGE || s.mem_size % PAGE ||
         s.low > s.text_start || s.text_start >= s.text_end || s.text_end > s.mem_size ||
         s.mem_size > (4ULL << 30) || s.entry < s.text_start || s.entry >= s.text_end)
         die(TENDER_EXIT_SETUP);
 
-    /* Guest text is executable here and only here: the host maps it read-write. */
+    /* Guest text is executable here and only here: the host never maps it. */
     if (map_guest(s.low, s.text_start - s.low, PROT_READ | PROT_WRITE) < 0 ||
         map_guest(s.text_start, s.text_end - s.text_start, PROT_READ | PROT_EXEC) < 0 ||
         map_guest(s.text_end, s.mem_size - s.text_end, PROT_READ | PROT_WRITE) < 0)
         die(TENDER_EXIT_MAP);
-    if (sys3(__NR_close, TENDER_FD_MEM, 0, 0) < 0)
+    if (sys3(__NR_close, TENDER_FD_MEM, 0, 0) < 0 || sys3(__NR_close, TENDER_FD_MAILBOX, 0, 0) < 0)
         die(TENDER_EXIT_MAP);
     if (setup_signals() < 0)
         die(TENDER_EXIT_SIGNALS);
     if (setup_rlimits(&s) < 0)
         die(TENDER_EXIT_RLIMIT);
-    if (sys6(__NR_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0, 0) < 0 ||
+    /* Die with the host: nothing else would wake a child asleep on its mailbox. */
+    if (sys6(__NR_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0, 0) < 0 ||
+        sys6(__NR_prctl, PR_SET_DUMPABLE, 0, 0, 0, 0, 0) < 0 ||
         sys6(__NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0, 0) < 0)
         die(TENDER_EXIT_PRCTL);
+    if (sys3(__NR_getppid, 0, 0, 0) != (long)s.host_pid)
+        die(TENDER_EXIT_PRCTL); /* the host died before PR_SET_PDEATHSIG took hold */
     if (setup_seccomp() < 0)
         die(TENDER_EXIT_SECCOMP);
-    if (send_msg(&ready) < 0)
-        die(TENDER_EXIT_CHANNEL);
+    post(TENDER_MSG_READY, none, 1);
     tender_enter(s.entry);
 }
