@@ -59,7 +59,7 @@ print(\"kvm-tcg: /dev/kvm works: API version\", api, \"and KVM_CREATE_VM gave fd
 fi
 [ $# -gt 0 ] || { usage >&2; exit 125; }
 
-[ -f "$cache/vmlinuz" ] && [ -f "$cache/initrd.gz" ] ||
+[ -f "$cache/vmlinux" ] && [ -f "$cache/initrd.gz" ] ||
     die 125 "no inner system in $cache: run scripts/kvm-tcg-setup.sh first"
 [ "$top/scripts/kvm-tcg-init.sh" -nt "$cache/initrd.gz" ] &&
     die 125 "$cache/initrd.gz is older than scripts/kvm-tcg-init.sh: rerun scripts/kvm-tcg-setup.sh"
@@ -132,7 +132,7 @@ rc=0
 timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
     -nodefaults -no-user-config -display none -no-reboot \
     -machine pc -accel tcg,thread=single -cpu max -smp 1 -m "$mem" \
-    -kernel "$cache/vmlinuz" -initrd "$cache/initrd.gz" \
+    -kernel "$cache/vmlinux" -initrd "$cache/initrd.gz" \
     -append "console=ttyS0 $quiet panic=-1" \
     -chardev file,id=console,path="$console" -serial chardev:console \
     -chardev file,id=out,path="$job/stdout" -serial chardev:out \
