@@ -49,9 +49,9 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose hostroot /
     fail "no /dev/kvm after loading kvm_amd: $(dmesg | grep -i -E 'kvm|svm' | tail -n 3 | tr '\n' ' ')"
 
 # Inside the chroot: fresh proc/sys/dev (the host's, seen over 9p, describe
-# another kernel), and RAM-backed /tmp and /dev/shm: 9p cannot ftruncate an
-# open unlinked file, which tmpfile() users such as pytest's output capture
-# need, and tests write their scratch files under /tmp.
+# another kernel), and RAM-backed /tmp and /dev/shm: on 9p, truncating an open
+# unlinked file (pytest's output capture) and connecting to a unix socket
+# fail, and tests write their scratch files under /tmp whatever TMPDIR says.
 mount -t proc proc /mnt/proc
 mount -t sysfs sysfs /mnt/sys
 mount -t devtmpfs devtmpfs /mnt/dev

@@ -14,6 +14,7 @@
 #   --timeout S   stop the inner system after S seconds (default 1800)
 #   --verbose     kernel and init messages on stderr as they come
 #   --check       only prove that /dev/kvm works inside (KVM_CREATE_VM)
+#   KVM_TCG_KEEP=1 in the environment keeps the job directory (console.log)
 #
 # Exit status: CMD's own; 124 if --timeout fired; 125 if the inner system
 # could not run CMD (no setup, boot failure, no /dev/kvm inside), with the
@@ -37,6 +38,9 @@ die() { # status message
 }
 
 while [ $# -gt 0 ]; do
+    case $1 in
+    --mem | --timeout) [ $# -ge 2 ] || die 125 "$1 needs a value" ;;
+    esac
     case $1 in
     --mem) mem=$2; shift 2 ;;
     --timeout) timeout=$2; shift 2 ;;
@@ -77,8 +81,12 @@ esac
 # The job directory is a 9p export of its own, so it can live in the host's
 # /tmp although the inner /tmp hides that.
 job=$(mktemp -d "${TMPDIR:-/tmp}/kvm-tcg.XXXXXX")
-# KVM_TCG_KEEP=1 keeps it (job.sh, console.log) for a post-mortem.
-trap '[ -n "${KVM_TCG_KEEP:-}" ] || rm -rf "$job"' EXIT
+# KVM_TCG_KEEP=1 keeps it (job.sh, console.log, status) for a post-mortem.
+if [ -n "${KVM_TCG_KEEP:-}" ]; then
+    echo "kvm-tcg: keeping $job" >&2
+else
+    trap 'rm -rf "$job"' EXIT
+fi
 # Ctrl-C reaches QEMU too (same process group); exit through the EXIT trap.
 trap 'exit 130' INT
 trap 'exit 143' TERM
