@@ -35,8 +35,8 @@ done </etc/modules
 # The job share first: without it nothing can be reported except on ttyS0.
 mount -t 9p -o trans=virtio,version=9p2000.L job /job || fail "cannot mount the job share${err:+ ($err)}"
 [ -z "$err" ] || fail "$err"
-# msize: 9p's default (8 KiB) splits every read of a binary or library into
-# many round trips; 512000 is the most the virtio transport takes.
+# msize: the most 6.1's virtio transport takes (its default is 128 KiB), so
+# that reading binaries and libraries takes fewer round trips (not measured).
 # cache=loose: the kernel keeps dentries, attributes and file pages instead of
 # asking the host each time; measured 1.7x faster than cache=mmap and 2.2x
 # faster than none on the test suites (docs/kvm-tcg.md).  Writes still go
