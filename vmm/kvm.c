@@ -37,6 +37,7 @@
  */
 static int kvm_fd = -1;
 static int spare_vm_fd = -1;
+static pid_t spare_vm_pid; /* a VM serves only the process that created it */
 static int kvm_probe_errno;
 static const char *kvm_probe_what = "";
 
@@ -70,6 +71,7 @@ int vmm_kvm_usable(void)
     }
     kvm_fd = fd;
     spare_vm_fd = r;
+    spare_vm_pid = getpid();
     usable = 1;
     return 1;
 }
@@ -102,6 +104,10 @@ static int kvm_create(struct vmm *v, struct kvm_vcpu_state *k)
         vmm_fail(v, VMM_ERR_SANDBOX, "KVM is not usable here: %s: %s", kvm_probe_what,
                  strerror(kvm_probe_errno));
         return -1;
+    }
+    if (spare_vm_fd >= 0 && spare_vm_pid != getpid()) {
+        close(spare_vm_fd); /* inherited across fork: KVM would answer EIO */
+        spare_vm_fd = -1;
     }
     if (spare_vm_fd >= 0) {
         k->vm_fd = spare_vm_fd;

@@ -12,6 +12,7 @@
 #include <elf.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -592,7 +593,8 @@ static int spin_under_cpu_limit(rlim_t soft, rlim_t hard)
         if (setrlimit(RLIMIT_CPU, &rl) < 0)
             _exit(90);
         run(&img_spin, &out, 60000);
-        _exit(91); /* the run ended on its own: the limit lost its meaning */
+        fprintf(stderr, "the run ended on its own: %s\n", out.detail);
+        _exit(91); /* the limit lost its meaning */
     }
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     return status;
