@@ -59,6 +59,13 @@ mkdir -p /mnt/dev/pts /mnt/dev/shm
 mount -t devpts devpts /mnt/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /mnt/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs /mnt/tmp || fail "cannot mount a tmpfs on /tmp"
+# A caller working under /tmp gets that directory back at its own path.
+if [ -f /job/cwd ]; then
+    cwd=$(cat /job/cwd)
+    mkdir -p "/mnt$cwd" &&
+        mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose cwd "/mnt$cwd" ||
+        fail "cannot mount the working directory $cwd"
+fi
 ln -sf /proc/self/fd /mnt/dev/fd
 ln -sf /proc/self/fd/0 /mnt/dev/stdin
 ln -sf /proc/self/fd/1 /mnt/dev/stdout

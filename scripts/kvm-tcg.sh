@@ -67,10 +67,16 @@ fi
     die 125 "no inner system in $cache: run scripts/kvm-tcg-setup.sh first"
 [ "$top/scripts/kvm-tcg-init.sh" -nt "$cache/initrd.gz" ] &&
     die 125 "$cache/initrd.gz is older than scripts/kvm-tcg-init.sh: rerun scripts/kvm-tcg-setup.sh"
-# Inside, /tmp and /dev/shm are the inner system's own tmpfs: a working
-# directory there would not be the caller's.
+# Inside, /tmp and /dev/shm are the inner system's own tmpfs.  A working
+# directory under /tmp (a CI checkout, say) is shared in on its own and
+# mounted at the same path inside; one under /dev/shm is refused.
+cwdshare=""
 case $PWD in
-/tmp | /tmp/* | /dev/shm | /dev/shm/*) die 125 "cannot run in $PWD: /tmp is not shared with the inner system" ;;
+/tmp | /dev/shm | /dev/shm/*) die 125 "cannot run in $PWD: it is not shared with the inner system" ;;
+/tmp/*) cwdshare=$PWD ;;
+esac
+case $PWD in
+*,* | *[[:space:]]*) [ -z "$cwdshare" ] || die 125 "a comma or a space in $PWD would break QEMU's options" ;;
 esac
 
 # QEMU's option syntax reserves the comma (a literal one is written twice).
@@ -102,6 +108,9 @@ quote() { # arg -> arg in single quotes, for sh
     for a in "$@"; do printf ' %s' "$(quote "$a")"; done
     echo
 } >"$job/job.sh"
+if [ -n "$cwdshare" ]; then
+    printf '%s\n' "$cwdshare" >"$job/cwd"
+fi
 
 # QEMU writes the serial ports into FIFOs and cat copies them to our stdout
 # and stderr: cat shares our file offsets, so CMD's output lands where the
@@ -149,6 +158,8 @@ timeout --foreground -k 10 "$timeout" qemu-system-x86_64 \
     -device virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot \
     -fsdev local,id=job,path="$job",security_model=none \
     -device virtio-9p-pci,fsdev=job,mount_tag=job \
+    ${cwdshare:+-fsdev local,id=cwd,path=$cwdshare,security_model=none,multidevs=remap} \
+    ${cwdshare:+-device virtio-9p-pci,fsdev=cwd,mount_tag=cwd} \
     </dev/null 3>&- 4>&- || rc=$?
 exec 3>&- 4>&-
 wait $outcat $errcat
