@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "vmm_int.h"
@@ -125,12 +124,6 @@ int vmm_backend_from_env(void)
     if (!strcmp(s, "process"))
         return VMM_BACKEND_PROCESS;
     return -1;
-}
-
-int vmm_available(void)
-{
-    /* The process backend needs seccomp, which PR_GET_SECCOMP shows. */
-    return vmm_kvm_usable() || prctl(PR_GET_SECCOMP) >= 0;
 }
 
 /*

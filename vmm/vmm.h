@@ -108,9 +108,6 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
 
 void vmm_outcome_release(struct vmm_outcome *out);
 
-/* True if some backend can run a guest here (the process backend needs only seccomp). */
-int vmm_available(void);
-
 /* True if a KVM VM can actually be created (probed once, then cached). */
 int vmm_kvm_usable(void);
 
