@@ -14,14 +14,17 @@ bool vmm_mem_check(const struct vmm_mem *m, uint64_t gpa, uint64_t len)
     return !__builtin_add_overflow(gpa, len, &end) && gpa <= m->size && end <= m->size;
 }
 
-int vmm_mem_read(const struct vmm_mem *m, uint64_t gpa, void *dst, uint64_t len)
+/* Copy between guest RAM and a host buffer, in either direction. */
+static int mem_copy(const struct vmm_mem *m, uint64_t gpa, void *buf, uint64_t len, bool write)
 {
     uint64_t done = 0;
 
     if (!vmm_mem_check(m, gpa, len))
         return -1;
     while (done < len) {
-        ssize_t n = pread(m->fd, (char *)dst + done, len - done, (off_t)(gpa + done));
+        off_t off = (off_t)(gpa + done);
+        ssize_t n = write ? pwrite(m->fd, (const char *)buf + done, len - done, off)
+                          : pread(m->fd, (char *)buf + done, len - done, off);
 
         if (n < 0 && errno == EINTR)
             continue;
@@ -32,22 +35,14 @@ int vmm_mem_read(const struct vmm_mem *m, uint64_t gpa, void *dst, uint64_t len)
     return 0;
 }
 
+int vmm_mem_read(const struct vmm_mem *m, uint64_t gpa, void *dst, uint64_t len)
+{
+    return mem_copy(m, gpa, dst, len, false);
+}
+
 int vmm_mem_write(const struct vmm_mem *m, uint64_t gpa, const void *src, uint64_t len)
 {
-    uint64_t done = 0;
-
-    if (!vmm_mem_check(m, gpa, len))
-        return -1;
-    while (done < len) {
-        ssize_t n = pwrite(m->fd, (const char *)src + done, len - done, (off_t)(gpa + done));
-
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return -1;
-        done += (uint64_t)n;
-    }
-    return 0;
+    return mem_copy(m, gpa, (void *)src, len, true);
 }
 
 int vmm_mem_strdup(const struct vmm_mem *m, uint64_t gpa, char *dst, size_t dstlen)
