@@ -19,13 +19,14 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
-# /dev/kvm: the sandbox needs read-write access.  Report, never fake.
+# /dev/kvm: the KVM backend needs read-write access; without it instar
+# runs its guests in the process sandbox (docs/sandbox.md).  Report, never fake.
 if [ ! -e /dev/kvm ]; then
-    echo "setup: WARNING: /dev/kvm is missing; instar cannot run its sandbox here" >&2
+    echo "setup: note: /dev/kvm is missing; instar will use its process sandbox here" >&2
 elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
     if [ "$(id -u)" -eq 0 ]; then
         chmod 0666 /dev/kvm 2>/dev/null || true
     fi
     [ -r /dev/kvm ] && [ -w /dev/kvm ] ||
-        echo "setup: WARNING: /dev/kvm is not read-write for $(id -un); add yourself to group kvm" >&2
+        echo "setup: note: /dev/kvm is not read-write for $(id -un) (add yourself to group kvm); instar will use its process sandbox" >&2
 fi
