@@ -29,9 +29,9 @@ static bool hc_arg(struct vmm *v, uint32_t gpa, void *dst, size_t len, const cha
 
 static void hc_ret(struct vmm *v, uint32_t gpa, size_t off, int64_t ret)
 {
-    /* The struct was in range when read, and guest RAM never shrinks. */
+    /* In range (it was read), but it may lie in the guest's text: then no answer, and no run. */
     if (vmm_mem_write(&v->mem, (uint64_t)gpa + off, &ret, sizeof(ret)) < 0)
-        vmm_fail(v, VMM_ERR_SANDBOX, "cannot write to guest memory");
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
 }
 
 static struct vmm_devstate *hc_dev(struct vmm *v, uint32_t handle)
@@ -62,7 +62,9 @@ static struct vmm_devstate *blk_check(struct vmm *v, const struct instar_hc_blk 
         *err = INSTAR_HC_ETOOBIG;
         return NULL;
     }
-    if (!vmm_mem_check(&v->mem, a->data, a->len))
+    /* A read fills guest RAM: never the guest's text. */
+    if (!(write ? vmm_mem_check(&v->mem, a->data, a->len)
+                : vmm_mem_check_write(&v->mem, a->data, a->len)))
         return NULL;
     if (__builtin_add_overflow(a->offset, a->len, &end) || end > (uint64_t)INT64_MAX ||
         end > (write ? d->write_limit : d->size)) {

@@ -184,10 +184,9 @@ static int watchdog_start(struct kvm_vcpu_state *k, timer_t *timer)
         .it_interval = {0, VMM_WATCHDOG_TICK * 1000000L},
         .it_value = {0, VMM_WATCHDOG_TICK * 1000000L},
     };
-    struct {
-        struct kvm_signal_mask hdr;
-        uint64_t set;
-    } mask;
+    /* struct kvm_signal_mask is {u32 len; u8 sigset[]}: the set follows len directly. */
+    uint8_t buf[sizeof(struct kvm_signal_mask) + 8] __attribute__((aligned(8)));
+    struct kvm_signal_mask *mask = (struct kvm_signal_mask *)buf;
     sigset_t cur;
 
     memset(&sa, 0, sizeof(sa));
@@ -199,9 +198,9 @@ static int watchdog_start(struct kvm_vcpu_state *k, timer_t *timer)
     /* The mask KVM_RUN runs with: this thread's, less the tick. */
     pthread_sigmask(SIG_SETMASK, NULL, &cur);
     sigdelset(&cur, SIGRTMIN);
-    mask.hdr.len = 8; /* the kernel's sigset_t on x86_64 */
-    memcpy(&mask.set, &cur, sizeof(mask.set));
-    if (ioctl(k->vcpu_fd, KVM_SET_SIGNAL_MASK, &mask) < 0)
+    mask->len = 8; /* the kernel's sigset_t on x86_64 */
+    memcpy(mask->sigset, &cur, 8);
+    if (ioctl(k->vcpu_fd, KVM_SET_SIGNAL_MASK, mask) < 0)
         return -errno;
 
     memset(&sev, 0, sizeof(sev));

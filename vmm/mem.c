@@ -14,12 +14,19 @@ bool vmm_mem_check(const struct vmm_mem *m, uint64_t gpa, uint64_t len)
     return !__builtin_add_overflow(gpa, len, &end) && gpa <= m->size && end <= m->size;
 }
 
+bool vmm_mem_check_write(const struct vmm_mem *m, uint64_t gpa, uint64_t len)
+{
+    if (!vmm_mem_check(m, gpa, len))
+        return false;
+    return len == 0 || gpa + len <= m->ro_start || gpa >= m->ro_end;
+}
+
 /* Copy between guest RAM and a host buffer, in either direction. */
 static int mem_copy(const struct vmm_mem *m, uint64_t gpa, void *buf, uint64_t len, bool write)
 {
     uint64_t done = 0;
 
-    if (!vmm_mem_check(m, gpa, len))
+    if (!(write ? vmm_mem_check_write(m, gpa, len) : vmm_mem_check(m, gpa, len)))
         return -1;
     while (done < len) {
         off_t off = (off_t)(gpa + done);

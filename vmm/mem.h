@@ -21,6 +21,12 @@
 struct vmm_mem {
     int fd;        /* the sealed memfd holding guest RAM */
     uint64_t size; /* bytes */
+    /*
+     * [ro_start, ro_end): the guest's text, which the host never writes
+     * once the image is loaded (so no hypercall can plant code there;
+     * the process backend maps it read+exec only).  Empty when 0, 0.
+     */
+    uint64_t ro_start, ro_end;
 };
 
 /*
@@ -31,9 +37,15 @@ struct vmm_mem {
 bool vmm_mem_check(const struct vmm_mem *m, uint64_t gpa, uint64_t len);
 
 /*
+ * vmm_mem_check_write - as vmm_mem_check, and the range does not touch
+ * [ro_start, ro_end).
+ */
+bool vmm_mem_check_write(const struct vmm_mem *m, uint64_t gpa, uint64_t len);
+
+/*
  * vmm_mem_read / vmm_mem_write - copy guest [gpa, gpa + len) into dst, or
- * src into it.  Returns 0, or -1 if the range fails vmm_mem_check() or the
- * copy fails.
+ * src into it.  Returns 0, or -1 if the range fails vmm_mem_check() (for a
+ * write, vmm_mem_check_write()) or the copy fails.
  */
 int vmm_mem_read(const struct vmm_mem *m, uint64_t gpa, void *dst, uint64_t len);
 int vmm_mem_write(const struct vmm_mem *m, uint64_t gpa, const void *src, uint64_t len);

@@ -55,21 +55,28 @@
 extern const uint8_t instar_tender_image[];
 extern const uint8_t instar_tender_image_end[];
 
-/* The tender, written once per process into a sealed, executable memfd. */
+/* Linux 6.3's memfd_create flag; glibc 2.36's headers lack it. */
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+/*
+ * The tender, written once per process into a sealed, executable memfd,
+ * and what the preparation found; both settle at the first call, before
+ * the host is confined, so later calls make no system call.
+ */
 static int tender_fd = -1;
-static bool spin_ok; /* more than one CPU to run on */
+static int prepare_errno = -1; /* -1: not tried yet */
+static bool spin_ok;           /* more than one CPU to run on */
 
 static int tender_load(void)
 {
     size_t len = (size_t)(instar_tender_image_end - instar_tender_image), done = 0;
     int fd;
 
-    if (tender_fd >= 0)
-        return 0;
-#ifdef MFD_EXEC
+    /* MFD_EXEC: kernels with vm.memfd_noexec would otherwise seal it non-executable. */
     fd = memfd_create("instar-tender", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
     if (fd < 0 && errno == EINVAL) /* kernels before 6.3 know no MFD_EXEC */
-#endif
         fd = memfd_create("instar-tender", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0)
         return -errno;
@@ -101,11 +108,11 @@ int vmm_proc_prepare(void)
 {
     struct sigaction sa;
     cpu_set_t cpus;
-    int r;
 
-    if (tender_fd >= 0)
-        return tender_fd;
-
+    if (prepare_errno >= 0) {
+        errno = prepare_errno;
+        return prepare_errno ? -1 : tender_fd;
+    }
     /*
      * A caller that left SIGCHLD ignored (or SA_NOCLDWAIT) would have our
      * children reaped by the kernel, and their exit status lost.
@@ -118,12 +125,9 @@ int vmm_proc_prepare(void)
     }
     if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0)
         spin_ok = CPU_COUNT(&cpus) > 1;
-    r = tender_load();
-    if (r < 0) {
-        errno = -r;
-        return -1;
-    }
-    return tender_fd;
+    prepare_errno = -tender_load();
+    errno = prepare_errno;
+    return prepare_errno ? -1 : tender_fd;
 }
 
 /*
@@ -327,14 +331,14 @@ static void child_died(struct vmm *v, struct proc_child *c)
          * RLIMIT_CPU sends SIGXCPU at the soft limit and SIGKILL at the
          * hard one.  The kernel counts in ticks, and our clocks read less
          * than it did (0.78 s against its 1.00 s, measured), so a SIGKILL
-         * under a caller's limit is taken as that limit: it is what would
-         * have killed qemu-img.  Without one, only our own backstop is.
+         * is taken as the limit once the child has used half of it; an
+         * earlier SIGKILL (the OOM killer, say) is reported as such.
          */
-        if (sig == SIGXCPU || (sig == SIGKILL && c->caller_cpu)) {
-            if (c->caller_cpu)
-                die_like_qemu_img(sig);
-        }
-        if (sig == SIGXCPU || (sig == SIGKILL && cpu_ns >= c->cpu_max * 500000000ULL)) {
+        bool at_limit = sig == SIGXCPU || (sig == SIGKILL && cpu_ns >= c->cpu_max * 500000000ULL);
+
+        if (at_limit && c->caller_cpu)
+            die_like_qemu_img(sig);
+        if (at_limit) {
             vmm_fail(v, VMM_GUEST_BUDGET,
                      "the sandbox used more than %llu s of CPU time and was stopped "
                      "(INSTAR_CPU_BUDGET_S)",

@@ -293,6 +293,8 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
         vmm_fail(&v, VMM_ERR_NOMEM, "cannot load the guest: %s", strerror(errno));
         goto out_release;
     }
+    v.mem.ro_start = INSTAR_GUEST_LOAD_GPA;
+    v.mem.ro_end = v.image.text_end;
 
     if (v.debug)
         fprintf(stderr, "instar: sandbox: %s backend, %llu MiB guest RAM\n",

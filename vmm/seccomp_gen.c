@@ -71,6 +71,7 @@ static const struct rule host_rules[] = {
     ALLOW(fcntl),      /* OFD locks, F_GETFL/SETFL, F_DUPFD, seals */
     ALLOW(ftruncate),  /* TRUNCATE, raw resize */
     ALLOW(fallocate),  /* falloc preallocation */
+    ALLOW(fstatfs),    /* glibc's posix_fallocate() emulation, where fallocate is unsupported */
     ALLOW(fdatasync),  /* FLUSH */
     ALLOW(fsync),      /* likewise */
     ALLOW(brk),        /* malloc */
@@ -82,42 +83,45 @@ static const struct rule host_rules[] = {
     ALLOW_IF2(mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_WRITE | PROT_EXEC, PROT_EXEC),
               SCMP_A4(SCMP_CMP_EQ, TENDER_FD_MEM)),
     ALLOW_IF(mprotect, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
-    ALLOW(rt_sigaction),      /* watchdog tick, SIGCHLD default, the tender's handlers */
-    ALLOW(rt_sigprocmask),    /* blocking the tick; spawning with signals blocked */
-    ALLOW(rt_sigreturn),      /* leaving a handler */
-    ALLOW(rt_sigtimedwait),   /* eating a pending tick */
-    ALLOW(sigaltstack),       /* the tender's handler stack */
-    ALLOW(clock_gettime),     /* watchdog, CPU budget, child CPU clock */
-    ALLOW(clock_getres),      /* clock_getcpuclockid() checks the child's clock with it */
-    ALLOW(clock_nanosleep),   /* nothing yet; glibc's sleep paths */
-    ALLOW(timer_create),      /* the KVM watchdog tick */
-    ALLOW(timer_settime),     /* likewise */
-    ALLOW(timer_delete),      /* likewise */
-    ALLOW(gettid),            /* aiming the tick at this thread */
-    ALLOW(getpid),            /* raise() */
-    ALLOW(exit),              /* a thread's end; the tender's exit */
-    ALLOW(exit_group),        /* the end */
-    ALLOW(getrandom),         /* glibc's own (temporary names, malloc); reveals nothing */
-    ALLOW(getrusage),         /* what is left of a caller's RLIMIT_CPU */
-    ALLOW(prlimit64),         /* getrlimit(); the tender lowers its own limits */
-    ALLOW(poll),              /* is the sandbox process still alive (its pidfd)? */
-    ALLOW(futex),             /* the sandbox's mailbox; glibc's locks */
-    ALLOW(getppid),           /* the tender checks its parent is still there */
-    ALLOW(memfd_create),      /* guest RAM */
-    ALLOW(vfork),             /* the sandbox process */
-    ALLOW(dup2),              /* fds 0 and 1 of the child */
-    ALLOW(close_range),       /* nothing else reaches the child */
-    ALLOW(wait4),             /* reaping it */
-    ALLOW(pidfd_open),        /* waiting for it */
-    ALLOW(pidfd_send_signal), /* ending it */
-    ALLOW_IF(kill, SCMP_A1(SCMP_CMP_EQ, SIGKILL)), /* ending it without a pidfd */
-    ALLOW(tgkill), /* raise(): dying of the caller's RLIMIT_CPU as qemu-img would */
+    ALLOW(rt_sigaction),    /* watchdog tick, SIGCHLD default, the tender's handlers */
+    ALLOW(rt_sigprocmask),  /* blocking the tick; spawning with signals blocked */
+    ALLOW(rt_sigreturn),    /* leaving a handler */
+    ALLOW(rt_sigtimedwait), /* eating a pending tick */
+    ALLOW(sigaltstack),     /* the tender's handler stack */
+    ALLOW(clock_gettime),   /* watchdog, CPU budget, child CPU clock */
+    ALLOW(clock_getres),    /* clock_getcpuclockid() checks the child's clock with it */
+    ALLOW(timer_create),    /* the KVM watchdog tick */
+    ALLOW(timer_settime),   /* likewise */
+    ALLOW(timer_delete),    /* likewise */
+    ALLOW(gettid),          /* aiming the tick at this thread */
+    ALLOW(getpid),          /* raise() */
+    ALLOW(exit),            /* a thread's end; the tender's exit */
+    ALLOW(exit_group),      /* the end */
+    ALLOW(getrandom),       /* glibc's own (temporary names, malloc); reveals nothing */
+    ALLOW(getrusage),       /* what is left of a caller's RLIMIT_CPU */
+    ALLOW_IF(prlimit64, SCMP_A0(SCMP_CMP_EQ, 0)), /* our own limits only: getrlimit(), the tender */
+    ALLOW(poll),         /* is the sandbox process still alive (its pidfd)? */
+    ALLOW(futex),        /* the sandbox's mailbox; glibc's locks */
+    ALLOW(getppid),      /* the tender checks its parent is still there */
+    ALLOW(memfd_create), /* guest RAM */
+    ALLOW(vfork),        /* the sandbox process */
+    ALLOW(dup2),         /* fds 0 and 1 of the child */
+    ALLOW(close_range),  /* nothing else reaches the child */
+    ALLOW(wait4),        /* reaping it */
+    ALLOW(pidfd_open),   /* waiting for it */
+    ALLOW_IF(pidfd_send_signal, SCMP_A1(SCMP_CMP_EQ, SIGKILL)), /* ending a sandbox process */
+    ALLOW_IF(kill, SCMP_A1(SCMP_CMP_EQ, SIGKILL)),              /* ending it without a pidfd */
+    /* raise(): dying of the caller's RLIMIT_CPU as qemu-img would; glibc's abort(). */
+    ALLOW_IF(tgkill, SCMP_A2(SCMP_CMP_EQ, SIGKILL)),
+    ALLOW_IF(tgkill, SCMP_A2(SCMP_CMP_EQ, SIGXCPU)),
+    ALLOW_IF(tgkill, SCMP_A2(SCMP_CMP_EQ, SIGABRT)),
     /* The tender before its own filter: dumpable, no_new_privs, then the filter. */
-    ALLOW_IF(prctl, SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE)),
+    ALLOW_IF2(prctl, SCMP_A0(SCMP_CMP_EQ, PR_SET_DUMPABLE), SCMP_A1(SCMP_CMP_EQ, 0)),
     ALLOW_IF(prctl, SCMP_A0(SCMP_CMP_EQ, PR_SET_PDEATHSIG)),
     ALLOW_IF(prctl, SCMP_A0(SCMP_CMP_EQ, PR_SET_NO_NEW_PRIVS)),
     ALLOW_IF(prctl, SCMP_A0(SCMP_CMP_EQ, PR_GET_SECCOMP)),
-    ALLOW_IF(seccomp, SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER)),
+    ALLOW_IF2(seccomp, SCMP_A0(SCMP_CMP_EQ, SECCOMP_SET_MODE_FILTER), SCMP_A1(SCMP_CMP_EQ, 0)),
+    ALLOW(capset), /* the tender drops every capability (instar run as root) */
     /* stdio asks whether a descriptor is a terminal. */
     ALLOW_IF(ioctl, SCMP_A1(SCMP_CMP_EQ, TCGETS)),
     /* KVM: only the requests vmm/kvm.c and vmm/x86_64.c make. */

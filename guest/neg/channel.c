@@ -13,6 +13,7 @@ enum {
     MB_SILENT_WAIT, /* sleeps on the answer to a request never posted */
     MB_CLOSE,       /* closes a descriptor (it has none: a forbidden call anyway) */
     MB_READY_AGAIN, /* a second READY, after the guest has run */
+    MB_TIMED_WAIT,  /* sleeps with a timeout (to outlast the watchdog idle) */
 };
 
 struct mb_args {
@@ -78,6 +79,12 @@ void guest_main(void)
     case MB_CLOSE:
         sys4(NR_CLOSE, 0, 0, 0, 0);
         break;
+    case MB_TIMED_WAIT: {
+        static const uint64_t ts[2] = {0, 200000000}; /* 200 ms */
+
+        for (;;)
+            sys4(NR_FUTEX, (uintptr_t)resp_seq, 0 /* FUTEX_WAIT */, *resp_seq, (uintptr_t)ts);
+    }
     case MB_READY_AGAIN:
         *kind = 1; /* TENDER_MSG_READY */
         *req_seq = n + 1;

@@ -7,7 +7,7 @@
 #include "mem.h"
 
 #define RAM 8192
-static struct vmm_mem m = {-1, RAM};
+static struct vmm_mem m = {.fd = -1, .size = RAM};
 
 static void setup(void)
 {
@@ -82,4 +82,21 @@ Test(vmm_mem, strdup_bounded)
     cr_assert_eq(vmm_mem_write(&m, 0, nonprint, 2), 0);
     cr_assert_eq(vmm_mem_strdup(&m, 0, out, sizeof(out)), 0);
     cr_assert_str_eq(out, "?");
+}
+
+Test(vmm_mem, the_guests_text_is_never_written)
+{
+    char buf[16] = "planted";
+
+    m.ro_start = 4096;
+    m.ro_end = 6144;
+    cr_assert(vmm_mem_check_write(&m, 0, 4096));
+    cr_assert(vmm_mem_check_write(&m, 6144, 16));
+    cr_assert_not(vmm_mem_check_write(&m, 4090, 16));
+    cr_assert_not(vmm_mem_check_write(&m, 6000, 16));
+    cr_assert_not(vmm_mem_check_write(&m, 0, RAM));
+    cr_assert(vmm_mem_check_write(&m, 5000, 0));
+    cr_assert_eq(vmm_mem_write(&m, 5000, buf, 8), -1);
+    cr_assert_eq(vmm_mem_read(&m, 5000, buf, 8), 0, "reading the text is fine");
+    m.ro_start = m.ro_end = 0;
 }

@@ -53,6 +53,7 @@ NEG(smash);
 NEG(busy_calls);
 NEG(report_flood);
 NEG(big_truncate);
+NEG(text_write);
 
 /* Each case once per backend. */
 #define BOTH(name)                                                                                 \
@@ -692,4 +693,58 @@ BOTH(fills_are_bounded_per_call)
     cr_assert_eq(fstat(dev.fd, &st), 0);
     cr_expect_eq((uint64_t)st.st_size, sizeof(pattern) + INSTAR_TRUNC_FILL_MAX + 4096);
     close(dev.fd);
+}
+
+BOTH(sleeping_on_a_timer_is_killed)
+{
+    use(*bp);
+    expect_mailbox_abuse(6, VMM_GUEST_KILLED, "forbidden system call");
+}
+
+/* --- The guest's text is not the host's to write --- */
+
+BOTH(block_read_into_the_guests_text_is_refused)
+{
+    struct vmm_outcome out;
+    uint64_t what = 1;
+    struct vmm_dev dev = {.fd = fd, .size = sizeof(pattern), .flags = INSTAR_DEV_READ};
+    struct vmm_config cfg = {.mem_size = 16 << 20};
+
+    use(*bp);
+    cfg.backend = backend;
+    cr_assert_eq(vmm_run_image(img_text_write.start, img_text_write.end - img_text_write.start,
+                               &cfg, INSTAR_OP_NONE, &what, sizeof(what), &dev, 1, &out),
+                 0, "%s", out.detail);
+    cr_expect_eq(((const int64_t *)out.result)[0], INSTAR_HC_EINVAL, "got %lld",
+                 (long long)((const int64_t *)out.result)[0]);
+    vmm_outcome_release(&out);
+}
+
+BOTH(an_answer_into_the_guests_text_ends_the_run)
+{
+    uint64_t what = 2;
+
+    use(*bp);
+    expect_contained(&img_text_write, &what, sizeof(what), VMM_GUEST_PROTOCOL,
+                     "where it cannot be written", VMM_GUEST_PROTOCOL,
+                     "where it cannot be written");
+}
+
+/*
+ * The KVM watchdog's tick is let through only inside KVM_RUN, by a mask
+ * built from this thread's: a caller that blocked other signals (SIGINT,
+ * say) must not turn the watchdog off.
+ */
+BOTH(watchdog_fires_whatever_the_callers_signal_mask)
+{
+    sigset_t set, old;
+
+    use(*bp);
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, &old);
+    expect_fault(&img_spin, VMM_GUEST_WATCHDOG, "no progress for 300 ms", 300);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }

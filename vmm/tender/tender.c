@@ -209,36 +209,57 @@ static int setup_rlimits(const struct tender_setup *s)
 }
 
 /*
- * The child's whole allowance: futex wait and wake (shared, on the
- * mailbox: no other futex operation), rt_sigreturn to leave a handler,
- * exit.  Anything else kills the process (SIGSYS).
+ * The child's whole allowance: futex wake, and futex wait without a
+ * timeout (shared, on the mailbox; a guest must not sleep on a timer, or
+ * it could keep a run alive idle between hypercalls), rt_sigreturn to
+ * leave a handler, exit.  Anything else kills the process (SIGSYS).
  */
 static int setup_seccomp(void)
 {
-#define ARG1_LO offsetof(struct seccomp_data, args[1])
-#define ARG1_HI (offsetof(struct seccomp_data, args[1]) + 4)
+#define ARG_LO(n) offsetof(struct seccomp_data, args[n])
+#define ARG_HI(n) (offsetof(struct seccomp_data, args[n]) + 4)
     static struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_rt_sigreturn, 7, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_exit, 6, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_futex, 0, 6),
-        /* futex: FUTEX_WAIT or FUTEX_WAKE, all 64 bits of the operation. */
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG1_LO),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAIT, 1, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAKE, 0, 3),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG1_HI),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+        /* 2 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        /* 3 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        /* 4 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_rt_sigreturn, 11, 0),
+        /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_exit, 10, 0),
+        /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_futex, 0, 10),
+        /* 7: futex: the operation's upper half is 0 ... */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_HI(1)),
+        /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 8),
+        /* 9: ... and it is FUTEX_WAKE, or FUTEX_WAIT ... */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(1)),
+        /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAKE, 5, 0),
+        /* 11 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAIT, 0, 5),
+        /* 12: ... with no timeout (all 64 bits of the pointer 0). */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(3)),
+        /* 13 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3),
+        /* 14 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_HI(3)),
+        /* 15 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1),
+        /* 16 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        /* 17 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
     };
     struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
 
     return sys3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0 ? -1 : 0;
-#undef ARG1_LO
-#undef ARG1_HI
+#undef ARG_LO
+#undef ARG_HI
+}
+
+/* No capability survives into the guest (instar may run as root). */
+static int drop_capabilities(void)
+{
+    struct {
+        uint32_t version;
+        int pid;
+    } hdr = {0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0};
+    struct {
+        uint32_t effective, permitted, inheritable;
+    } data[2] = {{0, 0, 0}, {0, 0, 0}};
+
+    return sys3(__NR_capset, &hdr, data, 0) < 0 ? -1 : 0;
 }
 
 void tender_main(void)
@@ -276,6 +297,8 @@ void tender_main(void)
         die(TENDER_EXIT_PRCTL);
     if (sys3(__NR_getppid, 0, 0, 0) != (long)s.host_pid)
         die(TENDER_EXIT_PRCTL); /* the host died before PR_SET_PDEATHSIG took hold */
+    if (drop_capabilities() < 0)
+        die(TENDER_EXIT_PRCTL);
     if (setup_seccomp() < 0)
         die(TENDER_EXIT_SECCOMP);
     post(TENDER_MSG_READY, none, 1);
