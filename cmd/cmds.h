@@ -51,6 +51,7 @@ int cmd_output_json(const char *output, bool *json);
 int cmd_check(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_map(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 
 #endif /* CMD_CMDS_H */

@@ -64,7 +64,7 @@ const struct cmd_struct cmd_table[] = {
     {"info", cmd_info,
      "info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] "
      "filename"},
-    {"map", NULL,
+    {"map", cmd_map,
      "map [--object objectdef] [--image-opts] [-f fmt] [--start-offset=offset] "
      "[--max-length=len] [--output=ofmt] [-U] filename"},
     {"measure", NULL,

@@ -88,3 +88,48 @@ int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode)
     hc_out(INSTAR_HC_TRUNCATE, &a);
     return a.ret;
 }
+
+int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, uint64_t len,
+                uint32_t flags, uint32_t sparse_sectors, int64_t *written)
+{
+    struct instar_hc_copy a = {.src = src,
+                               .dst = dst,
+                               .src_off = src_off,
+                               .dst_off = dst_off,
+                               .len = len,
+                               .flags = flags,
+                               .sparse_sectors = sparse_sectors,
+                               .written = 0,
+                               .ret = -1};
+
+    hc_out(INSTAR_HC_COPY, &a);
+    if (written)
+        *written = a.written;
+    return a.ret;
+}
+
+int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len)
+{
+    struct instar_hc_zero a = {.handle = handle, .offset = offset, .len = len, .ret = -1};
+
+    hc_out(INSTAR_HC_ZERO, &a);
+    return a.ret;
+}
+
+int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole, uint32_t *status)
+{
+    struct instar_hc_seek a = {.handle = handle, .offset = offset, .ret = -1};
+
+    hc_out(INSTAR_HC_SEEK, &a);
+    *data = a.data;
+    *hole = a.hole;
+    *status = a.status;
+    return a.ret;
+}
+
+void hc_progress(uint64_t delta_ppm)
+{
+    struct instar_hc_progress a = {.delta_ppm = delta_ppm};
+
+    hc_out(INSTAR_HC_PROGRESS, &a);
+}

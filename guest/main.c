@@ -24,6 +24,8 @@ void guest_main(void)
         plan_create();
     case INSTAR_OP_RESIZE:
         plan_resize();
+    case INSTAR_OP_MAP:
+        plan_map();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

@@ -233,6 +233,8 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
     if (cfg) {
         v.report = cfg->report;
         v.report_opaque = cfg->report_opaque;
+        v.progress = cfg->progress;
+        v.progress_opaque = cfg->progress_opaque;
     }
     if (getenv(VMM_FAULT_ENV)) {
         v.fault_on = true;
