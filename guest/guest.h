@@ -29,10 +29,11 @@ void hc_log(const char *msg, size_t len);
 int64_t hc_report(const void *recs, uint64_t len);
 int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode);
 int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, uint64_t len,
-                uint32_t flags, uint32_t sparse_sectors, int64_t *written);
+                uint32_t flags, uint32_t sparse_sectors, uint32_t alignment, uint64_t sector,
+                int64_t *written);
 int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len);
 int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole, uint32_t *status);
-void hc_progress(uint64_t delta_ppm);
+void hc_progress(uint32_t mode, uint64_t num, uint64_t den);
 __attribute__((noreturn)) void hc_exit(int64_t status);
 __attribute__((noreturn)) void hc_panic(const char *expr, const char *file, unsigned line);
 

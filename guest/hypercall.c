@@ -90,7 +90,8 @@ int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode)
 }
 
 int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, uint64_t len,
-                uint32_t flags, uint32_t sparse_sectors, int64_t *written)
+                uint32_t flags, uint32_t sparse_sectors, uint32_t alignment, uint64_t sector,
+                int64_t *written)
 {
     struct instar_hc_copy a = {.src = src,
                                .dst = dst,
@@ -99,6 +100,8 @@ int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, 
                                .len = len,
                                .flags = flags,
                                .sparse_sectors = sparse_sectors,
+                               .alignment = alignment,
+                               .sector = sector,
                                .written = 0,
                                .ret = -1};
 
@@ -127,9 +130,9 @@ int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole
     return a.ret;
 }
 
-void hc_progress(uint64_t delta_ppm)
+void hc_progress(uint32_t mode, uint64_t num, uint64_t den)
 {
-    struct instar_hc_progress a = {.delta_ppm = delta_ppm};
+    struct instar_hc_progress a = {.mode = mode, .num = num, .den = den};
 
     hc_out(INSTAR_HC_PROGRESS, &a);
 }

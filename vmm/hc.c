@@ -532,8 +532,12 @@ static void hc_progress(struct vmm *v, uint32_t gpa)
 
     if (!hc_arg(v, gpa, &a, sizeof(a), "progress"))
         return;
+    if (a.mode > INSTAR_PROGRESS_ADD || a.den == 0 || a.num > a.den) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest reported impossible progress");
+        return;
+    }
     if (v->progress)
-        v->progress(v->progress_opaque, a.delta_ppm);
+        v->progress(v->progress_opaque, a.mode, a.num, a.den);
 }
 
 /*

@@ -30,8 +30,8 @@ struct vmm_dev {
  */
 typedef int (*vmm_report_fn)(void *opaque, const void *recs, size_t len);
 
-/* Receives INSTAR_HC_PROGRESS increments (millionths of a percent). */
-typedef void (*vmm_progress_fn)(void *opaque, uint64_t delta_ppm);
+/* Receives INSTAR_HC_PROGRESS calls, validated (mode known, 0 < den, num <= den). */
+typedef void (*vmm_progress_fn)(void *opaque, uint32_t mode, uint64_t num, uint64_t den);
 
 /* Which way the guest runs. */
 enum vmm_backend {

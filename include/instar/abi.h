@@ -283,12 +283,15 @@ struct instar_hc_seek {
 };
 
 /*
- * Progress of a long operation (qemu-img -p, SIGUSR1): qemu's own
- * increment, in millionths of a percent of the whole (progress_print()'s
- * delta).  The host keeps the running total and prints as qemu does.
+ * Progress of a long operation (qemu-img -p, SIGUSR1): the numbers qemu
+ * passes to qemu_progress_print(), which the host computes with qemu's
+ * float arithmetic and prints as qemu does (INSTAR_PROGRESS_* modes).
  */
 struct instar_hc_progress {
-    uint64_t delta_ppm; /* IN: percent * 1e6 done since the last call */
+    uint32_t mode; /* IN: INSTAR_PROGRESS_ABS or INSTAR_PROGRESS_ADD */
+    uint32_t pad;
+    uint64_t num; /* IN: <= den */
+    uint64_t den; /* IN: > 0 */
 };
 
 struct instar_hc_exit {
@@ -483,6 +486,39 @@ struct instar_compare_args {
     uint32_t pad;
 };
 
+/*
+ * convert: qemu-img convert's copy loop (convert_do_copy) from the source
+ * nodes src[0..nsrc), joined, to device target in format target_driver.
+ * The host created (or, with -n, opened) the target and decided every
+ * parameter below the way img_convert() does.
+ */
+#define INSTAR_CONVERT_SRC_MAX 16
+
+#define INSTAR_CONVERT_ZERO_INIT      (1u << 0) /* s->has_zero_init */
+#define INSTAR_CONVERT_TARGET_BACKING (1u << 1) /* s->target_has_backing (-B) */
+#define INSTAR_CONVERT_COMPRESSED     (1u << 2) /* -c */
+#define INSTAR_CONVERT_COPY_RANGE     (1u << 3) /* -C */
+#define INSTAR_CONVERT_PROGRESS       (1u << 4) /* report progress (-p, or SIGUSR1) */
+#define INSTAR_CONVERT_TARGET_NEW     (1u << 5) /* the target was created for this run */
+
+struct instar_convert_args {
+    struct instar_graph g;
+    uint32_t nsrc;
+    uint32_t src[INSTAR_CONVERT_SRC_MAX]; /* top nodes of the sources */
+    uint32_t target;                      /* the writable device */
+    uint32_t target_driver;               /* enum instar_driver */
+    uint32_t flags;                       /* INSTAR_CONVERT_* */
+    uint32_t min_sparse;                  /* -S in sectors; 0 = -S 0 */
+    uint32_t buf_sectors;
+    uint32_t alignment; /* sectors, a power of two */
+    uint32_t pad;
+    int64_t target_backing_sectors; /* -1: unknown or none */
+};
+
+/* Progress modes (struct instar_hc_progress). */
+#define INSTAR_PROGRESS_ABS 0 /* qemu_progress_print(100.0 * num / den, 0) */
+#define INSTAR_PROGRESS_ADD 1 /* qemu_progress_print((float)num / den * 100, 100) */
+
 #define INSTAR_ARGS_MAX 3072
 
 #define INSTAR_BOOT_MAGIC 0x52415453 /* "STAR" */
@@ -501,6 +537,7 @@ struct instar_boot_info {
         struct instar_resize_args resize;
         struct instar_map_args map;
         struct instar_compare_args compare;
+        struct instar_convert_args convert;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };

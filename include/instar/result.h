@@ -191,7 +191,10 @@ enum instar_data_status {
     INSTAR_DATA_STRICT_STATUS = 5, /* compare -s: "Strict mode: Offset N block status mismatch!" */
     INSTAR_DATA_EALLOC = 6,        /* compare: "Sector allocation test failed for FILE" (image) */
     INSTAR_DATA_EREAD = 7,         /* compare: "Error while reading offset N of FILE: strerror" */
-    INSTAR_DATA_NOT_EMPTY = 8, /* compare: "Content mismatch at offset N!" after a size warning */
+    INSTAR_DATA_NOT_EMPTY = 8,  /* compare: "Content mismatch at offset N!" after a size warning */
+    INSTAR_DATA_EBSTAT = 9,     /* convert: "error while reading block status at offset N: ..." */
+    INSTAR_DATA_EREAD_AT = 10,  /* convert: "error while reading at byte N: strerror" */
+    INSTAR_DATA_EWRITE_AT = 11, /* convert: "error while writing at byte N: strerror" */
 };
 
 /*
