@@ -30,6 +30,7 @@
 #include "open.h"
 #include "report.h"
 #include "result.h"
+#include "spec.h"
 #include "vmm.h"
 
 #define PERM_CR LOCK_PERM_CONSISTENT_READ
@@ -63,17 +64,19 @@ static void sanitize(char *s, size_t n)
 }
 
 /*
- * raw, answered by the host: QEMU's raw driver over the file driver
- * reports the file length rounded up to whole 512-byte sectors
- * (bdrv_getlength), no cluster size, and a clean dirty flag.
+ * raw (or the file protocol driver named as a format, "-f file"),
+ * answered by the host: QEMU's raw driver over the file driver, like the
+ * file driver itself, reports the file length rounded up to whole
+ * 512-byte sectors (bdrv_getlength), no cluster size, and a clean dirty
+ * flag.
  */
-static void image_info_raw(struct image_info *ii, const struct stat *st)
+static void image_info_raw(struct image_info *ii, const struct stat *st, const char *fmt)
 {
     uint64_t size = (uint64_t)st->st_size;
 
     if (size > (uint64_t)INT64_MAX - 511)
         size = (uint64_t)INT64_MAX - 511;
-    strcpy(ii->format, "raw");
+    snprintf(ii->format, sizeof(ii->format), "%s", fmt);
     ii->virtual_size = (int64_t)((size + 511) & ~(uint64_t)511);
     ii->has_dirty_flag = true;
 }
@@ -216,7 +219,9 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
         *msg = msgf("force-share=on can only be used with read-only images");
         return -1;
     }
-    if (policy_host_path(name, &path, msg) < 0)
+    if (flags & OPEN_LITERAL)
+        path = name;
+    else if (policy_host_path(name, &path, msg) < 0)
         return -1;
     /* QEMU looks the driver up before it touches the file. */
     if (fmt && !cmd_driver_known(fmt)) {
@@ -247,8 +252,8 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
     ii->has_actual_size = true;
     ii->actual_size = (int64_t)img->st.st_blocks * 512;
 
-    if (fmt && !strcmp(fmt, "raw")) {
-        image_info_raw(ii, &img->st);
+    if (fmt && (!strcmp(fmt, "raw") || !strcmp(fmt, "file"))) {
+        image_info_raw(ii, &img->st, fmt);
         if (image_lock(img->fd, name, true, flags, msg) < 0)
             goto fail;
     } else if (describe(ii, name, fmt, img->fd, &img->st, flags, msg, &gerr) < 0) {
@@ -350,7 +355,7 @@ int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt,
 
     for (;;) {
         struct open_image *img = &oc->img[oc->n];
-        unsigned f = oc->n == 0 ? flags : flags & ~(OPEN_RDWR | OPEN_RESIZE);
+        unsigned f = oc->n == 0 ? flags : flags & ~(OPEN_RDWR | OPEN_RESIZE | OPEN_LITERAL);
 
         if (oc->n > POLICY_CHAIN_MAX - 1) {
             *msg = nested(oc->n, msgf("backing chain longer than %d images", POLICY_CHAIN_MAX));
@@ -385,7 +390,9 @@ fail:
     return r;
 }
 
-int open_chain(struct open_chain *oc, const char *filename, const char *fmt, unsigned flags)
+/* open_chain_msg, reporting failures quoted with display. */
+static int open_chain_report(struct open_chain *oc, const char *display, const char *filename,
+                             const char *fmt, unsigned flags)
 {
     char *msg = NULL;
     int r = open_chain_msg(oc, filename, fmt, flags, &msg);
@@ -393,9 +400,23 @@ int open_chain(struct open_chain *oc, const char *filename, const char *fmt, uns
     if (r == -2)
         report_error("%s", msg ? msg : strerror(ENOMEM));
     else if (r < 0)
-        report_error("Could not open '%s': %s", filename, msg ? msg : strerror(ENOMEM));
+        report_error("Could not open '%s': %s", display, msg ? msg : strerror(ENOMEM));
     free(msg);
     return r < 0 ? -1 : 0;
+}
+
+int open_chain(struct open_chain *oc, const char *filename, const char *fmt, unsigned flags)
+{
+    return open_chain_report(oc, filename, filename, fmt, flags);
+}
+
+int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags)
+{
+    if (spec->force_share)
+        flags |= OPEN_FORCE_SHARE;
+    if (!spec->path)
+        return open_chain_report(oc, spec->display, spec->display, spec->fmt, flags);
+    return open_chain_report(oc, spec->display, spec->path, spec->fmt, flags | OPEN_LITERAL);
 }
 
 void open_chain_close(struct open_chain *oc)

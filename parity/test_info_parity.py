@@ -11,6 +11,8 @@ Formats that instar refuses by design (vmdk, vdi, ...) are not parity cases;
 see test_info_refused_formats at the bottom.
 """
 
+import re
+
 import pytest
 
 import instar_testlib as tl
@@ -74,6 +76,60 @@ case("locked-json", "info", "--output=json", "@locked")
 case("locked-U", "info", "-U", "@locked")
 case("locked-force-share-json", "info", "--force-share", "--output=json", "@locked")
 
+# --image-opts and json: filenames (cmd/spec.c): the file protocol under
+# qcow2, raw, a probed format, or "file" itself; qemu-img's errors for the rest
+for _o, _cid in (("driver=qcow2,file.filename=@v3", "qcow2"),
+                 ("driver=qcow2,file.driver=file,file.filename=@snapshots", "file-driver"),
+                 ("file.filename=@v3", "probed"),
+                 ("driver=raw,file.filename=@v3", "raw"),
+                 ("driver=file,filename=@raw-1000", "file"),
+                 ("file.filename=@v3,file.filename=@raw-data", "later-wins"),
+                 ("driver=qcow2,file.filename=@v3,force-share=on,read-only=on,l2-cache-size=1M",
+                  "runtime-options"),
+                 ("@v3", "implied-file"),
+                 ("file=@v3", "file-reference"),
+                 ("filename=@v3", "no-driver"),
+                 ("driver=qcow2", "no-file"),
+                 ("driver=qcow2,filename=@v3", "qcow2-filename"),
+                 ("driver=bogus,file.filename=@v3", "unknown-driver"),
+                 ("driver=qcow2,file.driver=bogus,file.filename=@v3", "unknown-file-driver"),
+                 ("driver=qcow2,file.filename=no-such-file", "missing"),
+                 ("driver=qcow2,file.filename=@v3,foo=1", "unknown-option"),
+                 ("driver=raw,file.filename=@v3,foo=1", "unknown-raw-option"),
+                 ("driver=qcow2,file.filename=@v3,file.foo=1", "unknown-file-option"),
+                 ("driver=file,filename=@v3,foo=1", "unknown-protocol-option"),
+                 ("driver=qcow2,,file.filename=@v3", "escaped-comma"),
+                 ("driver=file", "file-no-name"),
+                 ("", "empty")):
+    case(f"image-opts-{_cid}", "info", "--image-opts", _o)
+case("image-opts-json-output", "info", "--output=json", "--image-opts", "driver=qcow2,file.filename=@bitmaps")
+case("image-opts-chain", "info", "--backing-chain", "--image-opts", "driver=qcow2,file.filename=@chain3")
+case("image-opts-and-f", "info", "-f", "qcow2", "--image-opts", "driver=qcow2,file.filename=@v3")
+case("image-opts-U", "info", "-U", "--image-opts", "driver=qcow2,file.filename=@v3")
+case("image-opts-U-conflict", "info", "-U", "--image-opts", "driver=qcow2,file.filename=@v3,force-share=off")
+case("image-opts-locked-force-share", "info", "--image-opts", "driver=qcow2,file.filename=@locked,force-share=on")
+for _j, _cid in (('{"driver":"qcow2","file":{"driver":"file","filename":"@v3"}}', "qcow2"),
+                 ('{"file":{"filename":"@snapshots"}}', "probed"),
+                 ('{"file.filename":"@v3"}', "flat-key"),
+                 ('{"driver":"file","filename":"@raw-1000"}', "file"),
+                 ("{'driver':'qcow2','file':{'filename':'@v3'}}", "single-quotes"),
+                 ('{ "driver" : "raw" , "file" : { "filename" : "@raw-data" } }', "spaces"),
+                 ('{"driver":"qcow2","file":{"filename":"@v3"},"force-share":true}', "bool"),
+                 ('{"file":"@v3"}', "file-reference"),
+                 ('{"driver":1}', "driver-not-string"),
+                 ('{"driver":"file"}', "file-no-name"),
+                 ('{"driver":"qcow2","file":{"filename":"@v3"},"x":[1]}', "list"),
+                 ('{"driver":"qcow2","file":{"filename":"no-such-file"}}', "missing"),
+                 ('{"driver":"qcow2"', "premature-end"),
+                 ("{bad", "keyword"),
+                 ("", "empty"),
+                 ("[]", "not-object")):
+    case(f"json-name-{_cid}", "info", "json:" + _j)
+case("json-name-f", "info", "-f", "qcow2", 'json:{"file":{"filename":"@v3"}}')
+case("json-name-chain-json", "info", "--backing-chain", "--output=json", 'json:{"file":{"filename":"@chain3"}}')
+case("f-file", "info", "-f", "file", "@raw-1000")
+case("f-file-json-qcow2", "info", "--output=json", "-f", "file", "@v3")
+
 # errors
 case("err-missing-file", "info", "no-such-file.qcow2")
 case("err-missing-file-json", "info", "--output=json", "no-such-file.qcow2")
@@ -108,6 +164,11 @@ def resolve(args, images, locked_image_factory):
             out.append(images.abspath(a[5:]))
         elif a.startswith("@"):
             out.append(images.path(a[1:]))
+        elif "@" in a:
+            # inside an --image-opts string or a json: name
+            out.append(re.sub(r"@([\w.-]+)",
+                              lambda m: locked_image_factory() if m.group(1) == "locked"
+                              else images.path(m.group(1)), a))
         else:
             out.append(a)
     return out
