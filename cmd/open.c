@@ -208,7 +208,7 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
                unsigned flags, struct policy_chain *pc, char **msg)
 {
     struct image_info *ii = NULL;
-    const char *path;
+    char *path = NULL;
     int32_t gerr = 0;
     int r;
 
@@ -220,18 +220,23 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
         return -1;
     }
     if (flags & OPEN_LITERAL)
-        path = name;
-    else if (policy_host_path(name, &path, msg) < 0)
+        path = strdup(name);
+    else if (policy_host_path_dup(name, &path, msg) < 0)
+        return -1;
+    if (!path)
         return -1;
     /* QEMU looks the driver up before it touches the file. */
     if (fmt && !cmd_driver_known(fmt)) {
         *msg = msgf("Unknown driver '%s'", fmt);
+        free(path);
         return -1;
     }
     /* Backing files are held to the allowlist before they are opened at all. */
     if (policy_open(path, depth > 0 ? POLICY_BACKING : POLICY_IMAGE, (flags & OPEN_RDWR) != 0,
-                    &img->fd, &img->st, msg) < 0)
+                    &img->fd, &img->st, msg) < 0) {
+        free(path);
         return -1;
+    }
     r = policy_chain_add(pc, &img->st);
     if (r == -1) {
         *msg = msgf("Backing file '%s' creates an infinite loop.", name);
@@ -278,8 +283,10 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
                 path);
     }
     img->info = ii;
+    free(path);
     return 0;
 fail:
+    free(path);
     image_info_free(ii);
     open_image_release(img);
     return r;
@@ -294,9 +301,10 @@ static int open_data_file(struct open_image *img, unsigned flags, char **msg)
 {
     const struct image_info *ii = img->info;
     unsigned perm, shared;
-    const char *path;
+    char *path = NULL;
     struct stat st;
     char lmsg[512];
+    int r;
 
     /* qcow2_do_open() (Debian 7.2) leaves the data file alone with BDRV_O_NO_IO. */
     if (!ii->data_file || !ii->has_external_data || (flags & OPEN_METADATA))
@@ -304,10 +312,12 @@ static int open_data_file(struct open_image *img, unsigned flags, char **msg)
     img->data_name = strdup(ii->data_file);
     if (!img->data_name)
         return -1;
-    if (policy_host_path(img->data_name, &path, msg) < 0)
+    if (policy_host_path_dup(img->data_name, &path, msg) < 0)
         return -1;
     /* check -r: decided by the allowlist before anything opens it, read-write or not. */
-    if (policy_open(path, POLICY_DATA_FILE, (flags & OPEN_RDWR) != 0, &img->data_fd, &st, msg) < 0)
+    r = policy_open(path, POLICY_DATA_FILE, (flags & OPEN_RDWR) != 0, &img->data_fd, &st, msg);
+    free(path);
+    if (r < 0)
         return -1;
     perm = PERM_CR | ((flags & OPEN_RDWR) ? PERM_W | PERM_R : 0);
     shared = (flags & OPEN_FORCE_SHARE) ? LOCK_PERM_ALL : LOCK_PERM_ALL & ~PERM_R;

@@ -207,3 +207,37 @@ def test_info_refused_formats(instar, images, fmt, opts):
     assert err.startswith("qemu-img: "), r.describe()
     assert fmt in err, f"message should name the format {fmt!r}: " + r.describe()
     assert err.endswith("\n") and err.count("\n") <= 2, r.describe()
+
+
+# ----------------------------------------------------------------------------
+# Names with a colon: "image:top.qcow2" reads as protocol "image" (unknown),
+# "./image:top.qcow2" as a file, and "file:image:top.qcow2" as the file that
+# qemu then calls "./image:top.qcow2" (bdrv_parse_filename_strip_prefix),
+# also when it resolves a backing name against it.
+# ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def colon_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("colon")
+    tl.qemu_img("create", "-q", "-f", "qcow2", "./image:top.qcow2", "1M", cwd=d)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-b", "file:image:top.qcow2", "-F", "qcow2",
+                "./ov:1.qcow2", cwd=d)
+    return d
+
+
+COLON = [
+    ["info", "image:top.qcow2"],
+    ["info", "./image:top.qcow2"],
+    ["info", "file:image:top.qcow2"],
+    ["info", "--output=json", "file:image:top.qcow2"],
+    ["info", "file:nonexist:x"],
+    ["info", "--backing-chain", "file:ov:1.qcow2"],
+    ["info", "--backing-chain", "--output=json", "./ov:1.qcow2"],
+    ["check", "file:image:top.qcow2"],
+    ["check", "--output=json", "file:./ov:1.qcow2"],
+    ["check", "image:top.qcow2"],
+]
+
+
+@pytest.mark.parametrize("args", COLON, ids=["-".join(a) for a in COLON])
+def test_colon_names(instar, colon_dir, args):
+    tl.assert_same(*tl.run_both(instar, args, cwd=colon_dir), f"qemu-img {' '.join(args)}")
