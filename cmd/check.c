@@ -29,6 +29,7 @@
 #include "open.h"
 #include "qobj.h"
 #include "report.h"
+#include "spec.h"
 #include "result.h"
 #include "vmm.h"
 
@@ -294,6 +295,7 @@ int cmd_check(int argc, char **argv)
     struct open_chain oc;
     struct result_check v;
     struct check_report rep;
+    struct img_spec spec;
     unsigned fix = 0;
     int c, ret = 1;
 
@@ -351,21 +353,22 @@ int cmd_check(int argc, char **argv)
         report_error("Invalid source cache option: %s", cache);
         return 1;
     }
-    if (image_opts) {
-        if (fmt)
-            report_error("--image-opts and --format are mutually exclusive");
-        else
-            report_error("--image-opts is not supported by instar");
+    if (image_opts && fmt) {
+        report_error("--image-opts and --format are mutually exclusive");
         return 1;
     }
     report_set_quiet(quiet);
 
-    /* -r opens read-write (BDRV_O_RDWR): its open errors and locks are qemu's. */
-    if (open_chain(&oc, filename, fmt,
-                   OPEN_CHECK | (force_share ? OPEN_FORCE_SHARE : 0) | (fix ? OPEN_RDWR : 0)) < 0)
+    if (spec_parse(&spec, filename, image_opts, fmt, force_share) < 0)
         return 1;
+    /* -r opens read-write (BDRV_O_RDWR): its open errors and locks are qemu's. */
+    ret = open_chain_spec(&oc, &spec, OPEN_CHECK | (fix ? OPEN_RDWR : 0));
+    spec_release(&spec);
+    if (ret < 0)
+        return 1;
+    ret = 1;
     /* raw has no bdrv_check: qemu's -ENOTSUP, with or without -r. */
-    if (!strcmp(oc.img[0].info->format, "raw")) {
+    if (!strcmp(oc.img[0].info->format, "raw") || !strcmp(oc.img[0].info->format, "file")) {
         report_error("This image format does not support checks");
         ret = 63;
         goto out;

@@ -27,6 +27,7 @@
 #include "report.h"
 #include "result.h"
 #include "size.h"
+#include "spec.h"
 #include "vmm.h"
 
 enum {
@@ -255,19 +256,21 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
 
 /* --- Opening one image --- */
 
-/* -U: take no locks (QEMU's BDRV_O_FORCE_SHARE). */
+/* -U (or force-share=on): take no locks (QEMU's BDRV_O_FORCE_SHARE). */
 static bool info_force_share;
 
 /*
  * Open and describe one image of the chain (cmd/open.c), then let the
  * file go: info holds no image open while it renders.
- * @name: as qemu-img would print it in "Could not open '...'"
+ * @display: as qemu-img would print it in "Could not open '...'"
+ * @name: the name to open (a host path as it stands with OPEN_LITERAL)
  * @fmt: format (NULL to probe)
  * @depth: 0 for the image named on the command line
+ * @flags: OPEN_LITERAL or 0
  * Returns a new image_info, or NULL after reporting.
  */
-static struct image_info *info_one(const char *name, const char *fmt, unsigned depth,
-                                   struct policy_chain *chain)
+static struct image_info *info_one(const char *display, const char *name, const char *fmt,
+                                   unsigned depth, unsigned flags, struct policy_chain *chain)
 {
     struct open_image img;
     struct image_info *ii;
@@ -275,11 +278,11 @@ static struct image_info *info_one(const char *name, const char *fmt, unsigned d
     int r;
 
     r = open_image(&img, name, fmt, depth,
-                   OPEN_METADATA | (info_force_share ? OPEN_FORCE_SHARE : 0), chain, &msg);
+                   flags | OPEN_METADATA | (info_force_share ? OPEN_FORCE_SHARE : 0), chain, &msg);
     if (r == -2)
         report_error("%s", msg ? msg : strerror(ENOMEM));
     else if (r < 0)
-        report_error("Could not open '%s': %s", name, msg ? msg : strerror(ENOMEM));
+        report_error("Could not open '%s': %s", display, msg ? msg : strerror(ENOMEM));
     free(msg);
     if (r < 0)
         return NULL;
@@ -290,21 +293,25 @@ static struct image_info *info_one(const char *name, const char *fmt, unsigned d
 }
 
 /*
- * collect_image_info_list(): the image, then with chain its backing files,
- * each opened with the format its parent names.  Returns the number of
- * images in *out (caller frees each and the array), or -1 after reporting.
+ * collect_image_info_list(): the image (as spec_parse() read it), then
+ * with chain its backing files, each opened with the format its parent
+ * names.  Returns the number of images in *out (caller frees each and the
+ * array), or -1 after reporting.
  */
-static int info_collect(const char *filename, const char *fmt, bool chain, struct image_info ***out)
+static int info_collect(const struct img_spec *spec, bool chain, struct image_info ***out)
 {
     struct image_info **list = NULL, *ii;
     const char *names[POLICY_CHAIN_MAX + 1];
+    const char *filename = spec->path ? spec->path : spec->display, *fmt = spec->fmt;
+    const char *display = spec->display;
+    unsigned flags = spec->path ? OPEN_LITERAL : 0;
     struct policy_chain pc;
     unsigned n = 0, i;
 
     policy_chain_init(&pc);
     list = calloc(POLICY_CHAIN_MAX + 1, sizeof(*list));
     if (!list) {
-        report_error("Could not open '%s': %s", filename, strerror(ENOMEM));
+        report_error("Could not open '%s': %s", display, strerror(ENOMEM));
         return -1;
     }
     while (filename) {
@@ -319,16 +326,17 @@ static int info_collect(const char *filename, const char *fmt, bool chain, struc
                          POLICY_CHAIN_MAX);
             goto fail;
         }
-        ii = info_one(filename, fmt, n, &pc);
+        ii = info_one(display, filename, fmt, n, flags, &pc);
         if (!ii)
             goto fail;
         names[n] = filename;
         list[n++] = ii;
 
-        filename = NULL;
+        display = filename = NULL;
         fmt = NULL;
+        flags = 0;
         if (chain && ii->backing_filename) {
-            filename = ii->full_backing_filename;
+            display = filename = ii->full_backing_filename;
             fmt = ii->backing_filename_format;
         }
     }
@@ -525,6 +533,7 @@ int cmd_info(int argc, char **argv)
     const char *filename, *fmt = NULL, *output = NULL;
     bool chain = false, image_opts = false, json = false;
     struct image_info **list = NULL;
+    struct img_spec spec;
     int c, n, i, ret = 1;
 
     for (;;) {
@@ -565,12 +574,15 @@ int cmd_info(int argc, char **argv)
 
     if (cmd_output_json(output, &json) < 0)
         return 1;
-    if (image_opts) {
-        report_error("--image-opts is not supported by instar");
+    if (image_opts && fmt) {
+        report_error("--image-opts and --format are mutually exclusive");
         return 1;
     }
-
-    n = info_collect(filename, fmt, chain, &list);
+    if (spec_parse(&spec, filename, image_opts, fmt, info_force_share) < 0)
+        return 1;
+    info_force_share = spec.force_share;
+    n = info_collect(&spec, chain, &list);
+    spec_release(&spec);
     if (n < 0)
         return 1;
     if (info_dump((const struct image_info *const *)list, n, json, chain) == 0)

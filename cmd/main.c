@@ -140,8 +140,10 @@ static int run(int argc, char **argv)
             cmd_print_help();
             return 0;
         case 'V':
+            /* As qemu-img: exactly its two lines; as instar, also ours. */
             fputs(cmd_version_text, stdout);
-            printf("instar version %s\n", INSTAR_VERSION);
+            if (strcmp(report_progname(), "qemu-img"))
+                printf("instar version %s\n", INSTAR_VERSION);
             return 0;
         case 'T':
             /* Trace options select QEMU trace events; instar has none. */

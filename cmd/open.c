@@ -30,6 +30,7 @@
 #include "open.h"
 #include "report.h"
 #include "result.h"
+#include "spec.h"
 #include "vmm.h"
 
 #define PERM_CR LOCK_PERM_CONSISTENT_READ
@@ -63,17 +64,19 @@ static void sanitize(char *s, size_t n)
 }
 
 /*
- * raw, answered by the host: QEMU's raw driver over the file driver
- * reports the file length rounded up to whole 512-byte sectors
- * (bdrv_getlength), no cluster size, and a clean dirty flag.
+ * raw (or the file protocol driver named as a format, "-f file"),
+ * answered by the host: QEMU's raw driver over the file driver, like the
+ * file driver itself, reports the file length rounded up to whole
+ * 512-byte sectors (bdrv_getlength), no cluster size, and a clean dirty
+ * flag.
  */
-static void image_info_raw(struct image_info *ii, const struct stat *st)
+static void image_info_raw(struct image_info *ii, const struct stat *st, const char *fmt)
 {
     uint64_t size = (uint64_t)st->st_size;
 
     if (size > (uint64_t)INT64_MAX - 511)
         size = (uint64_t)INT64_MAX - 511;
-    strcpy(ii->format, "raw");
+    snprintf(ii->format, sizeof(ii->format), "%s", fmt);
     ii->virtual_size = (int64_t)((size + 511) & ~(uint64_t)511);
     ii->has_dirty_flag = true;
 }
@@ -205,7 +208,7 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
                unsigned flags, struct policy_chain *pc, char **msg)
 {
     struct image_info *ii = NULL;
-    const char *path;
+    char *path = NULL;
     int32_t gerr = 0;
     int r;
 
@@ -216,17 +219,24 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
         *msg = msgf("force-share=on can only be used with read-only images");
         return -1;
     }
-    if (policy_host_path(name, &path, msg) < 0)
+    if (flags & OPEN_LITERAL)
+        path = strdup(name);
+    else if (policy_host_path_dup(name, &path, msg) < 0)
+        return -1;
+    if (!path)
         return -1;
     /* QEMU looks the driver up before it touches the file. */
     if (fmt && !cmd_driver_known(fmt)) {
         *msg = msgf("Unknown driver '%s'", fmt);
+        free(path);
         return -1;
     }
     /* Backing files are held to the allowlist before they are opened at all. */
     if (policy_open(path, depth > 0 ? POLICY_BACKING : POLICY_IMAGE, (flags & OPEN_RDWR) != 0,
-                    &img->fd, &img->st, msg) < 0)
+                    &img->fd, &img->st, msg) < 0) {
+        free(path);
         return -1;
+    }
     r = policy_chain_add(pc, &img->st);
     if (r == -1) {
         *msg = msgf("Backing file '%s' creates an infinite loop.", name);
@@ -247,8 +257,8 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
     ii->has_actual_size = true;
     ii->actual_size = (int64_t)img->st.st_blocks * 512;
 
-    if (fmt && !strcmp(fmt, "raw")) {
-        image_info_raw(ii, &img->st);
+    if (fmt && (!strcmp(fmt, "raw") || !strcmp(fmt, "file"))) {
+        image_info_raw(ii, &img->st, fmt);
         if (image_lock(img->fd, name, true, flags, msg) < 0)
             goto fail;
     } else if (describe(ii, name, fmt, img->fd, &img->st, flags, msg, &gerr) < 0) {
@@ -273,8 +283,10 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
                 path);
     }
     img->info = ii;
+    free(path);
     return 0;
 fail:
+    free(path);
     image_info_free(ii);
     open_image_release(img);
     return r;
@@ -289,9 +301,10 @@ static int open_data_file(struct open_image *img, unsigned flags, char **msg)
 {
     const struct image_info *ii = img->info;
     unsigned perm, shared;
-    const char *path;
+    char *path = NULL;
     struct stat st;
     char lmsg[512];
+    int r;
 
     /* qcow2_do_open() (Debian 7.2) leaves the data file alone with BDRV_O_NO_IO. */
     if (!ii->data_file || !ii->has_external_data || (flags & OPEN_METADATA))
@@ -299,10 +312,12 @@ static int open_data_file(struct open_image *img, unsigned flags, char **msg)
     img->data_name = strdup(ii->data_file);
     if (!img->data_name)
         return -1;
-    if (policy_host_path(img->data_name, &path, msg) < 0)
+    if (policy_host_path_dup(img->data_name, &path, msg) < 0)
         return -1;
     /* check -r: decided by the allowlist before anything opens it, read-write or not. */
-    if (policy_open(path, POLICY_DATA_FILE, (flags & OPEN_RDWR) != 0, &img->data_fd, &st, msg) < 0)
+    r = policy_open(path, POLICY_DATA_FILE, (flags & OPEN_RDWR) != 0, &img->data_fd, &st, msg);
+    free(path);
+    if (r < 0)
         return -1;
     perm = PERM_CR | ((flags & OPEN_RDWR) ? PERM_W | PERM_R : 0);
     shared = (flags & OPEN_FORCE_SHARE) ? LOCK_PERM_ALL : LOCK_PERM_ALL & ~PERM_R;
@@ -350,7 +365,7 @@ int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt,
 
     for (;;) {
         struct open_image *img = &oc->img[oc->n];
-        unsigned f = oc->n == 0 ? flags : flags & ~(OPEN_RDWR | OPEN_RESIZE);
+        unsigned f = oc->n == 0 ? flags : flags & ~(OPEN_RDWR | OPEN_RESIZE | OPEN_LITERAL);
 
         if (oc->n > POLICY_CHAIN_MAX - 1) {
             *msg = nested(oc->n, msgf("backing chain longer than %d images", POLICY_CHAIN_MAX));
@@ -385,7 +400,9 @@ fail:
     return r;
 }
 
-int open_chain(struct open_chain *oc, const char *filename, const char *fmt, unsigned flags)
+/* open_chain_msg, reporting failures quoted with display. */
+static int open_chain_report(struct open_chain *oc, const char *display, const char *filename,
+                             const char *fmt, unsigned flags)
 {
     char *msg = NULL;
     int r = open_chain_msg(oc, filename, fmt, flags, &msg);
@@ -393,9 +410,23 @@ int open_chain(struct open_chain *oc, const char *filename, const char *fmt, uns
     if (r == -2)
         report_error("%s", msg ? msg : strerror(ENOMEM));
     else if (r < 0)
-        report_error("Could not open '%s': %s", filename, msg ? msg : strerror(ENOMEM));
+        report_error("Could not open '%s': %s", display, msg ? msg : strerror(ENOMEM));
     free(msg);
     return r < 0 ? -1 : 0;
+}
+
+int open_chain(struct open_chain *oc, const char *filename, const char *fmt, unsigned flags)
+{
+    return open_chain_report(oc, filename, filename, fmt, flags);
+}
+
+int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags)
+{
+    if (spec->force_share)
+        flags |= OPEN_FORCE_SHARE;
+    if (!spec->path)
+        return open_chain_report(oc, spec->display, spec->display, spec->fmt, flags);
+    return open_chain_report(oc, spec->display, spec->path, spec->fmt, flags | OPEN_LITERAL);
 }
 
 void open_chain_close(struct open_chain *oc)

@@ -26,6 +26,11 @@
  * the caller's check planner reopens it with check semantics.
  */
 #define OPEN_CHECK (1u << 5)
+/*
+ * The top image's name is a host path as it stands (file.filename of a
+ * json: or --image-opts argument): no protocol prefix is interpreted.
+ */
+#define OPEN_LITERAL (1u << 6)
 
 struct open_image {
     char *name;              /* as qemu-img names it in messages */
@@ -69,6 +74,16 @@ int open_chain(struct open_chain *oc, const char *filename, const char *fmt, uns
  */
 int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt, unsigned flags,
                    char **msg);
+
+/*
+ * open_chain_spec - open_chain for an image argument read by spec_parse()
+ * (cmd/spec.h): a plain filename as open_chain does; a json: or
+ * --image-opts one at its file.filename (literally), in its driver, with
+ * its force-share, and failures quoted with the argument as typed.
+ * Returns 0 (release with open_chain_close), or -1 after reporting.
+ */
+struct img_spec;
+int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags);
 
 /* Close every descriptor (dropping the locks) and free oc's contents. */
 void open_chain_close(struct open_chain *oc);

@@ -86,6 +86,21 @@ static const char *get_name_value(const char *params, char **name, char **value,
     return p;
 }
 
+const char *opts_next(const char *p, const char *implied, char **name, char **value)
+{
+    bool help;
+
+    if (implied && p[strcspn(p, "=,")] != '=') {
+        *name = strdup(implied);
+        if (!*name) {
+            abort();
+        }
+        p = get_value(p, value);
+        return *p == ',' ? p + 1 : p;
+    }
+    return get_name_value(p, name, value, &help);
+}
+
 bool opts_has_help(const char *params)
 {
     for (const char *p = params; *p;) {

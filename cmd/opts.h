@@ -44,6 +44,17 @@ struct opt_list {
 /* opts_valid_list - qemu-img's is_valid_option_list() for one -o argument. */
 bool opts_valid_list(const char *s);
 
+/*
+ * opts_next - the next "name=value" element of a QemuOpts string at p
+ * (",," a literal comma; a bare "name" is name=on, "noname" name=off).
+ * @implied: for the first element, the implied option name (qemu's
+ *           implied_opt_name: "file" for qemu-img's --image-opts), used
+ *           when that element has no '='; NULL for the others
+ * @name, @value: receive malloc'd strings (caller frees)
+ * Returns the position after the element and its comma.
+ */
+const char *opts_next(const char *p, const char *implied, char **name, char **value);
+
 /* opts_has_help - qemu's has_help_option(): some element is "help" or "?". */
 bool opts_has_help(const char *params);
 

@@ -100,6 +100,19 @@ int policy_host_path(const char *name, const char **path, char **msg)
     return -1;
 }
 
+int policy_host_path_dup(const char *name, char **path, char **msg)
+{
+    const char *p;
+
+    if (policy_host_path(name, &p, msg) < 0)
+        return -1;
+    if (p != name && policy_has_protocol(p))
+        *path = msg_printf("./%s", p);
+    else
+        *path = strdup(p);
+    return *path ? 0 : -1;
+}
+
 /*
  * The refusal of a file that is not a regular one, worded as the open
  * qemu-img (and instar before it decided first) would have failed with:

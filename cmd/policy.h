@@ -47,6 +47,17 @@ char *policy_full_backing(const char *image, const char *backing);
  */
 int policy_host_path(const char *name, const char **path, char **msg);
 
+/*
+ * policy_host_path_dup - policy_host_path, returning the name qemu's file
+ * driver then uses for the file (bdrv_parse_filename_strip_prefix): a
+ * "file:" prefix stripped, and "./" put in front of what remains if that
+ * would itself look like a protocol prefix ("file:a:b" is "./a:b", the
+ * name qemu-img prints and resolves backing names against).
+ * @path: receives a malloc'd string (caller frees) on success
+ * Returns 0, or -1 with *msg as policy_host_path (or NULL on OOM).
+ */
+int policy_host_path_dup(const char *name, char **path, char **msg);
+
 /* What a name is opened as: whether the allowlist applies, and what a refusal calls it. */
 enum policy_role {
     POLICY_IMAGE,     /* named by the user (command line, create -b): no allowlist */

@@ -24,6 +24,7 @@
 #include "open.h"
 #include "qcow2/resize.h"
 #include "report.h"
+#include "spec.h"
 #include "result.h"
 #include "size.h"
 #include "vmm.h"
@@ -309,6 +310,7 @@ int cmd_resize(int argc, char **argv)
     uint64_t n;
     struct open_chain oc;
     struct open_image *im;
+    struct img_spec spec;
 
     if (argc < 3)
         return report_usage("Not enough arguments");
@@ -383,12 +385,15 @@ int cmd_resize(int argc, char **argv)
             return 1;
         }
     }
-    if (image_opts) {
-        report_error("--image-opts is not supported by instar");
+    if (image_opts && fmt) {
+        report_error("--image-opts and --format are mutually exclusive");
         return 1;
     }
-
-    if (open_chain(&oc, filename, fmt, OPEN_RDWR | OPEN_RESIZE) < 0)
+    if (spec_parse(&spec, filename, image_opts, fmt, false) < 0)
+        return 1;
+    c = open_chain_spec(&oc, &spec, OPEN_RDWR | OPEN_RESIZE);
+    spec_release(&spec);
+    if (c < 0)
         return 1;
     oc_open = true;
     im = &oc.img[0];
@@ -421,7 +426,7 @@ int cmd_resize(int argc, char **argv)
         goto out;
     }
 
-    if (!strcmp(im->info->format, "raw")) {
+    if (!strcmp(im->info->format, "raw") || !strcmp(im->info->format, "file")) {
         if (resize_raw(im, total, prealloc) < 0)
             goto out;
     } else if (!strcmp(im->info->format, "qcow2")) {

@@ -11,6 +11,8 @@ Formats that instar refuses by design (vmdk, vdi, ...) are not parity cases;
 see test_info_refused_formats at the bottom.
 """
 
+import re
+
 import pytest
 
 import instar_testlib as tl
@@ -74,6 +76,60 @@ case("locked-json", "info", "--output=json", "@locked")
 case("locked-U", "info", "-U", "@locked")
 case("locked-force-share-json", "info", "--force-share", "--output=json", "@locked")
 
+# --image-opts and json: filenames (cmd/spec.c): the file protocol under
+# qcow2, raw, a probed format, or "file" itself; qemu-img's errors for the rest
+for _o, _cid in (("driver=qcow2,file.filename=@v3", "qcow2"),
+                 ("driver=qcow2,file.driver=file,file.filename=@snapshots", "file-driver"),
+                 ("file.filename=@v3", "probed"),
+                 ("driver=raw,file.filename=@v3", "raw"),
+                 ("driver=file,filename=@raw-1000", "file"),
+                 ("file.filename=@v3,file.filename=@raw-data", "later-wins"),
+                 ("driver=qcow2,file.filename=@v3,force-share=on,read-only=on,l2-cache-size=1M",
+                  "runtime-options"),
+                 ("@v3", "implied-file"),
+                 ("file=@v3", "file-reference"),
+                 ("filename=@v3", "no-driver"),
+                 ("driver=qcow2", "no-file"),
+                 ("driver=qcow2,filename=@v3", "qcow2-filename"),
+                 ("driver=bogus,file.filename=@v3", "unknown-driver"),
+                 ("driver=qcow2,file.driver=bogus,file.filename=@v3", "unknown-file-driver"),
+                 ("driver=qcow2,file.filename=no-such-file", "missing"),
+                 ("driver=qcow2,file.filename=@v3,foo=1", "unknown-option"),
+                 ("driver=raw,file.filename=@v3,foo=1", "unknown-raw-option"),
+                 ("driver=qcow2,file.filename=@v3,file.foo=1", "unknown-file-option"),
+                 ("driver=file,filename=@v3,foo=1", "unknown-protocol-option"),
+                 ("driver=qcow2,,file.filename=@v3", "escaped-comma"),
+                 ("driver=file", "file-no-name"),
+                 ("", "empty")):
+    case(f"image-opts-{_cid}", "info", "--image-opts", _o)
+case("image-opts-json-output", "info", "--output=json", "--image-opts", "driver=qcow2,file.filename=@bitmaps")
+case("image-opts-chain", "info", "--backing-chain", "--image-opts", "driver=qcow2,file.filename=@chain3")
+case("image-opts-and-f", "info", "-f", "qcow2", "--image-opts", "driver=qcow2,file.filename=@v3")
+case("image-opts-U", "info", "-U", "--image-opts", "driver=qcow2,file.filename=@v3")
+case("image-opts-U-conflict", "info", "-U", "--image-opts", "driver=qcow2,file.filename=@v3,force-share=off")
+case("image-opts-locked-force-share", "info", "--image-opts", "driver=qcow2,file.filename=@locked,force-share=on")
+for _j, _cid in (('{"driver":"qcow2","file":{"driver":"file","filename":"@v3"}}', "qcow2"),
+                 ('{"file":{"filename":"@snapshots"}}', "probed"),
+                 ('{"file.filename":"@v3"}', "flat-key"),
+                 ('{"driver":"file","filename":"@raw-1000"}', "file"),
+                 ("{'driver':'qcow2','file':{'filename':'@v3'}}", "single-quotes"),
+                 ('{ "driver" : "raw" , "file" : { "filename" : "@raw-data" } }', "spaces"),
+                 ('{"driver":"qcow2","file":{"filename":"@v3"},"force-share":true}', "bool"),
+                 ('{"file":"@v3"}', "file-reference"),
+                 ('{"driver":1}', "driver-not-string"),
+                 ('{"driver":"file"}', "file-no-name"),
+                 ('{"driver":"qcow2","file":{"filename":"@v3"},"x":[1]}', "list"),
+                 ('{"driver":"qcow2","file":{"filename":"no-such-file"}}', "missing"),
+                 ('{"driver":"qcow2"', "premature-end"),
+                 ("{bad", "keyword"),
+                 ("", "empty"),
+                 ("[]", "not-object")):
+    case(f"json-name-{_cid}", "info", "json:" + _j)
+case("json-name-f", "info", "-f", "qcow2", 'json:{"file":{"filename":"@v3"}}')
+case("json-name-chain-json", "info", "--backing-chain", "--output=json", 'json:{"file":{"filename":"@chain3"}}')
+case("f-file", "info", "-f", "file", "@raw-1000")
+case("f-file-json-qcow2", "info", "--output=json", "-f", "file", "@v3")
+
 # errors
 case("err-missing-file", "info", "no-such-file.qcow2")
 case("err-missing-file-json", "info", "--output=json", "no-such-file.qcow2")
@@ -108,6 +164,11 @@ def resolve(args, images, locked_image_factory):
             out.append(images.abspath(a[5:]))
         elif a.startswith("@"):
             out.append(images.path(a[1:]))
+        elif "@" in a:
+            # inside an --image-opts string or a json: name
+            out.append(re.sub(r"@([\w.-]+)",
+                              lambda m: locked_image_factory() if m.group(1) == "locked"
+                              else images.path(m.group(1)), a))
         else:
             out.append(a)
     return out
@@ -146,3 +207,37 @@ def test_info_refused_formats(instar, images, fmt, opts):
     assert err.startswith("qemu-img: "), r.describe()
     assert fmt in err, f"message should name the format {fmt!r}: " + r.describe()
     assert err.endswith("\n") and err.count("\n") <= 2, r.describe()
+
+
+# ----------------------------------------------------------------------------
+# Names with a colon: "image:top.qcow2" reads as protocol "image" (unknown),
+# "./image:top.qcow2" as a file, and "file:image:top.qcow2" as the file that
+# qemu then calls "./image:top.qcow2" (bdrv_parse_filename_strip_prefix),
+# also when it resolves a backing name against it.
+# ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def colon_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("colon")
+    tl.qemu_img("create", "-q", "-f", "qcow2", "./image:top.qcow2", "1M", cwd=d)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-b", "file:image:top.qcow2", "-F", "qcow2",
+                "./ov:1.qcow2", cwd=d)
+    return d
+
+
+COLON = [
+    ["info", "image:top.qcow2"],
+    ["info", "./image:top.qcow2"],
+    ["info", "file:image:top.qcow2"],
+    ["info", "--output=json", "file:image:top.qcow2"],
+    ["info", "file:nonexist:x"],
+    ["info", "--backing-chain", "file:ov:1.qcow2"],
+    ["info", "--backing-chain", "--output=json", "./ov:1.qcow2"],
+    ["check", "file:image:top.qcow2"],
+    ["check", "--output=json", "file:./ov:1.qcow2"],
+    ["check", "image:top.qcow2"],
+]
+
+
+@pytest.mark.parametrize("args", COLON, ids=["-".join(a) for a in COLON])
+def test_colon_names(instar, colon_dir, args):
+    tl.assert_same(*tl.run_both(instar, args, cwd=colon_dir), f"qemu-img {' '.join(args)}")

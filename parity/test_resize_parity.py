@@ -171,6 +171,27 @@ def test_cli_and_refusals(instar, imgdir, tmp_path, args):
     resize_both(instar, src, tmp_path, *args, fmt="raw" if args[:2] == ("-f", "raw") else "qcow2")
 
 
+@pytest.mark.parametrize("args", [
+    ("--image-opts", "driver=qcow2,file.filename=img.qcow2", "+1M"),
+    ("--image-opts", "file.filename=img.qcow2", "32M"),
+    ("--image-opts", "--shrink", "driver=qcow2,file.driver=file,file.filename=img.qcow2", "8M"),
+    ("--image-opts", "driver=raw,file.filename=img.qcow2", "+1M"),
+    ("--image-opts", "driver=file,filename=img.qcow2", "+1M"),
+    ("--image-opts", "driver=qcow2,file.filename=img.qcow2,force-share=on", "+1M"),
+    ("--image-opts", "driver=qcow2,file.filename=img.qcow2,foo=1", "+1M"),
+    ("--image-opts", "-f", "qcow2", "driver=qcow2,file.filename=img.qcow2", "+1M"),
+    ('json:{"driver":"qcow2","file":{"driver":"file","filename":"img.qcow2"}}', "+1M"),
+    ('json:{"file":{"filename":"img.qcow2"}}', "24M"),
+    ('json:{"file":{"filename":"img.qcow2"}', "24M"),
+    ("-f", "file", "img.qcow2", "+1M"),
+], ids=["opts-qcow2", "opts-probed", "opts-shrink", "opts-raw", "opts-file", "opts-force-share",
+        "opts-unknown", "opts-and-f", "json-qcow2", "json-probed", "json-bad", "f-file"])
+def test_image_opts_and_json_names(instar, imgdir, tmp_path, args):
+    src = qcow2_image(imgdir, 65536, 16)
+    raw = any(a.startswith(("driver=raw", "driver=file")) for a in args) or args[:2] == ("-f", "file")
+    resize_both(instar, src, tmp_path, *args, fmt="raw" if raw else "qcow2")
+
+
 def test_l1_too_large(instar, imgdir, tmp_path):
     """512-byte clusters cannot address 1 PiB: QEMU's -EFBIG message."""
     resize_both(instar, qcow2_image(imgdir, 512, 16), tmp_path, "IMG", "1P")

@@ -1176,5 +1176,6 @@ Test(cmd_info_run, usage_errors)
     cr_assert_stderr_eq_str("qemu-img: Expecting one image file name\n"
                             "Try 'qemu-img --help' for more information\n"
                             "qemu-img: --output must be used with human or json as argument.\n"
-                            "qemu-img: --image-opts is not supported by instar\n");
+                            "qemu-img: Could not open 'x': Cannot find device='x' nor "
+                            "node-name='x'\n");
 }

@@ -1,0 +1,574 @@
+/*
+ * Image arguments given as json:{...} or --image-opts (see spec.h).
+ *
+ * After QEMU 7.2: qemu-img.c img_open() (--image-opts through the
+ * "source" QemuOptsList, implied option name "file"), block.c
+ * parse_json_filename() / bdrv_fill_options() / bdrv_open_inherit()
+ * (which options a driver takes, and the messages when one is missing or
+ * unknown).  The messages are qemu-img's; the refusals of what instar does
+ * not open (other drivers, other protocols, options that change what is
+ * read) are instar's own and listed in docs/differences.md.
+ */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmds.h"
+#include "opts.h"
+#include "policy.h"
+#include "report.h"
+#include "spec.h"
+
+/* One flattened option: "file.filename" = "x". */
+struct kv {
+    char *key;
+    char *val;    /* NULL for JSON null */
+    bool is_str;  /* a string (QemuOpts values always are) */
+    bool is_bool; /* JSON true/false (val "on"/"off") */
+    bool used;
+};
+
+struct kvs {
+    struct kv *v;
+    unsigned n;
+};
+
+static void kvs_free(struct kvs *k)
+{
+    for (unsigned i = 0; i < k->n; i++) {
+        free(k->v[i].key);
+        free(k->v[i].val);
+    }
+    free(k->v);
+    k->v = NULL;
+    k->n = 0;
+}
+
+/* Add (taking key and val); a later duplicate replaces the earlier one. */
+static int kvs_put(struct kvs *k, char *key, char *val, bool is_str, bool is_bool)
+{
+    struct kv *n;
+
+    for (unsigned i = 0; i < k->n; i++) {
+        if (!strcmp(k->v[i].key, key)) {
+            free(k->v[i].val);
+            free(key);
+            k->v[i].val = val;
+            k->v[i].is_str = is_str;
+            k->v[i].is_bool = is_bool;
+            return 0;
+        }
+    }
+    n = realloc(k->v, (k->n + 1) * sizeof(*n));
+    if (!n) {
+        free(key);
+        free(val);
+        return -1;
+    }
+    k->v = n;
+    k->v[k->n++] = (struct kv){key, val, is_str, is_bool, false};
+    return 0;
+}
+
+static struct kv *kvs_get(struct kvs *k, const char *key)
+{
+    for (unsigned i = 0; i < k->n; i++)
+        if (!strcmp(k->v[i].key, key))
+            return &k->v[i];
+    return NULL;
+}
+
+/* --- JSON (qobject/json-parser.c, with QEMU's single-quoted strings) --- */
+
+struct jp {
+    const char *p;
+    const char *err; /* qemu's text after "Could not parse the JSON options: " */
+    char word[64];
+};
+
+static void ws(struct jp *j)
+{
+    while (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r')
+        j->p++;
+}
+
+static char *jstring(struct jp *j)
+{
+    char q = *j->p++, *out = malloc(strlen(j->p) + 1);
+    size_t n = 0;
+
+    if (!out)
+        return NULL;
+    while (*j->p && *j->p != q) {
+        char c = *j->p++;
+
+        if (c == '\\') {
+            c = *j->p++;
+            static const char esc[] = "n\nt\tr\rb\bf\f";
+            const char *e = c ? strchr(esc, c) : NULL;
+
+            if (e && (e - esc) % 2 == 0) {
+                out[n++] = e[1];
+                continue;
+            }
+            switch (c) {
+            case '\0':
+                j->err = "JSON parse error, premature EOI";
+                free(out);
+                return NULL;
+            case 'u': {
+                unsigned v = 0;
+
+                for (int i = 0; i < 4; i++, j->p++) {
+                    if (!isxdigit((unsigned char)*j->p)) {
+                        j->err = "JSON parse error, invalid escape sequence in string";
+                        free(out);
+                        return NULL;
+                    }
+                    v = v * 16 + (unsigned)(isdigit((unsigned char)*j->p)
+                                                ? *j->p - '0'
+                                                : tolower((unsigned char)*j->p) - 'a' + 10);
+                }
+                if (v == 0 || v > 0x7f) {
+                    j->err = "JSON parse error, \\u escapes other than ASCII are not supported "
+                             "by instar";
+                    free(out);
+                    return NULL;
+                }
+                c = (char)v;
+                break;
+            }
+            default:
+                break; /* \" \' \\ \/ */
+            }
+        }
+        out[n++] = c;
+    }
+    if (*j->p != q) {
+        j->err = "JSON parse error, premature EOI";
+        free(out);
+        return NULL;
+    }
+    j->p++;
+    out[n] = '\0';
+    return out;
+}
+
+static char *join(const char *prefix, const char *key)
+{
+    char *s = NULL;
+
+    if (asprintf(&s, "%s%s%s", prefix, *prefix ? "." : "", key) < 0)
+        return NULL;
+    return s;
+}
+
+static int jvalue(struct jp *j, struct kvs *k, const char *key, int depth);
+
+/* An object's members go in as prefix.member (qdict_flatten). */
+static int jobject(struct jp *j, struct kvs *k, const char *prefix, int depth)
+{
+    j->p++; /* '{' */
+    ws(j);
+    if (*j->p == '}') {
+        j->p++;
+        return 0;
+    }
+    for (;;) {
+        char *name, *key;
+        int r;
+
+        ws(j);
+        if (isalpha((unsigned char)*j->p)) {
+            const char *w = j->p;
+
+            while (isalpha((unsigned char)*j->p))
+                j->p++;
+            snprintf(j->word, sizeof(j->word), "JSON parse error, invalid keyword '%.*s'",
+                     (int)(j->p - w), w);
+            j->err = j->word;
+            return -1;
+        }
+        if (*j->p != '"' && *j->p != '\'') {
+            j->err = *j->p ? "JSON parse error, key is not a string in object"
+                           : "JSON parse error, premature EOI";
+            return -1;
+        }
+        name = jstring(j);
+        if (!name)
+            return -1;
+        key = join(prefix, name);
+        free(name);
+        if (!key)
+            return -1;
+        ws(j);
+        if (*j->p != ':') {
+            j->err = *j->p ? "JSON parse error, missing : in object pair"
+                           : "JSON parse error, premature EOI";
+            free(key);
+            return -1;
+        }
+        j->p++;
+        r = jvalue(j, k, key, depth + 1);
+        free(key);
+        if (r < 0)
+            return -1;
+        ws(j);
+        if (*j->p == ',') {
+            j->p++;
+            continue;
+        }
+        if (*j->p == '}') {
+            j->p++;
+            return 0;
+        }
+        j->err = *j->p ? "JSON parse error, expected separator in dict"
+                       : "JSON parse error, premature EOI";
+        return -1;
+    }
+}
+
+static int jvalue(struct jp *j, struct kvs *k, const char *key, int depth)
+{
+    const char *start;
+
+    if (depth > 64) {
+        j->err = "JSON parse error, too many nested objects";
+        return -1;
+    }
+    ws(j);
+    switch (*j->p) {
+    case '\0':
+        j->err = "JSON parse error, premature EOI";
+        return -1;
+    case '{':
+        return jobject(j, k, key, depth);
+    case '[': {
+        /* qdict_flatten: the elements become key.0, key.1, ... */
+        unsigned i = 0;
+
+        j->p++;
+        ws(j);
+        if (*j->p == ']') {
+            j->p++;
+            return 0;
+        }
+        for (;; i++) {
+            char idx[16], *sub;
+            int r;
+
+            snprintf(idx, sizeof(idx), "%u", i);
+            sub = join(key, idx);
+            r = sub ? jvalue(j, k, sub, depth + 1) : -1;
+            free(sub);
+            if (r < 0)
+                return -1;
+            ws(j);
+            if (*j->p == ',') {
+                j->p++;
+                continue;
+            }
+            if (*j->p == ']') {
+                j->p++;
+                return 0;
+            }
+            j->err = *j->p ? "JSON parse error, expected separator in list"
+                           : "JSON parse error, premature EOI";
+            return -1;
+        }
+    }
+    case '"':
+    case '\'': {
+        char *s = jstring(j);
+
+        if (!s)
+            return -1;
+        return kvs_put(k, strdup(key), s, true, false);
+    }
+    }
+    start = j->p;
+    if (*j->p == '-' || isdigit((unsigned char)*j->p)) {
+        while (*j->p && strchr("+-0123456789.eE", *j->p))
+            j->p++;
+        return kvs_put(k, strdup(key), strndup(start, (size_t)(j->p - start)), false, false);
+    }
+    while (isalpha((unsigned char)*j->p))
+        j->p++;
+    if (j->p - start == 4 && !strncmp(start, "true", 4))
+        return kvs_put(k, strdup(key), strdup("on"), false, true);
+    if (j->p - start == 5 && !strncmp(start, "false", 5))
+        return kvs_put(k, strdup(key), strdup("off"), false, true);
+    if (j->p - start == 4 && !strncmp(start, "null", 4))
+        return kvs_put(k, strdup(key), NULL, false, false);
+    if (j->p == start)
+        j->p++;
+    snprintf(j->word, sizeof(j->word), "JSON parse error, invalid keyword '%.*s'",
+             (int)(j->p - start), start);
+    j->err = j->word;
+    return -1;
+}
+
+/* parse_json_filename(): "Could not parse the JSON options: ..." or "Invalid JSON object given". */
+static int parse_json(const char *arg, struct kvs *k, const char **err, char *buf, size_t len)
+{
+    struct jp j = {arg + 5, NULL, {0}};
+
+    ws(&j);
+    if (!*j.p) {
+        *err = "Could not parse the JSON options: Expecting a JSON value";
+        return -1;
+    }
+    if (*j.p != '{') {
+        /* Any other well-formed value is not an object. */
+        if (jvalue(&j, k, "x", 0) == 0) {
+            ws(&j);
+            if (!*j.p) {
+                *err = "Invalid JSON object given";
+                return -1;
+            }
+        }
+    } else if (jobject(&j, k, "", 0) == 0) {
+        ws(&j);
+        if (!*j.p)
+            return 0;
+        j.err = "JSON parse error, expecting value";
+    }
+    snprintf(buf, len, "Could not parse the JSON options: %s",
+             j.err ? j.err : "JSON parse error, invalid syntax");
+    *err = buf;
+    return -1;
+}
+
+/* --- What the options mean --- */
+
+/* Options of the file protocol driver (file-posix.c raw_runtime_opts + block.c). */
+static const char *const file_opts[] = {
+    "driver",
+    "filename",
+    "locking",
+    "aio",
+    "aio-max-batch",
+    "pr-manager",
+    "drop-cache",
+    "x-check-cache-dropped",
+    "node-name",
+    "read-only",
+    "auto-read-only",
+    "force-share",
+    "cache.direct",
+    "cache.no-flush",
+    "discard",
+    "detect-zeroes",
+    NULL,
+};
+
+/* Options of a format node that do not change what instar reads or writes. */
+static const char *const fmt_opts[] = {
+    "driver",       "node-name",      "read-only", "auto-read-only", "force-share",
+    "cache.direct", "cache.no-flush", "discard",   "detect-zeroes",  NULL,
+};
+
+/* qcow2's runtime options (qcow2_runtime_opts): caches, discard passthrough, checks. */
+static const char *const qcow2_opts[] = {
+    "lazy-refcounts",
+    "pass-discard-request",
+    "pass-discard-snapshot",
+    "pass-discard-other",
+    "overlap-check",
+    "cache-size",
+    "l2-cache-size",
+    "l2-cache-entry-size",
+    "refcount-cache-size",
+    "cache-clean-interval",
+    NULL,
+};
+
+static bool in(const char *const *list, const char *s)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, s))
+            return true;
+    return false;
+}
+
+static bool is_protocol(const char *drv)
+{
+    char probe[160];
+    const char *path;
+    char *msg = NULL;
+    bool r;
+
+    /* policy_host_path() knows qemu's protocol names; "file" is one too. */
+    if (!strcmp(drv, "file"))
+        return true;
+    snprintf(probe, sizeof(probe), "%s:x", drv);
+    r = policy_host_path(probe, &path, &msg) < 0 && msg && strncmp(msg, "Unknown", 7);
+    free(msg);
+    return r;
+}
+
+static int fail(const struct img_spec *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int fail(const struct img_spec *s, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    report_error("Could not open '%s': %s", s->display, buf);
+    return -1;
+}
+
+/*
+ * The protocol level under prefix ("" for driver=file at the top, "file."
+ * below a format): a local file, or a refusal.
+ */
+static int protocol_level(struct img_spec *s, struct kvs *k, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    struct kv *drv, *fn;
+    char key[64];
+    const char *d;
+
+    snprintf(key, sizeof(key), "%sdriver", prefix);
+    drv = kvs_get(k, key);
+    d = drv && drv->is_str ? drv->val : "file";
+    if (drv)
+        drv->used = true;
+    if (!cmd_driver_known(d))
+        return fail(s, "Unknown driver '%s'", d);
+    if (strcmp(d, "file")) {
+        if (is_protocol(d))
+            return fail(s, "Protocol '%s' is not supported by instar (only local files are opened)",
+                        d);
+        return fail(s, "Image format '%s' is not supported by instar as a protocol layer", d);
+    }
+    snprintf(key, sizeof(key), "%sfilename", prefix);
+    fn = kvs_get(k, key);
+    if (!fn || !fn->val)
+        return fail(s, "The 'file' block driver requires a file name");
+    fn->used = true;
+    s->path = strdup(fn->val);
+    for (unsigned i = 0; i < k->n; i++) {
+        struct kv *o = &k->v[i];
+
+        if (o->used || strncmp(o->key, prefix, pl))
+            continue;
+        if (!in(file_opts, o->key + pl))
+            return fail(s, "Block protocol 'file' doesn't support the option '%s'", o->key + pl);
+        o->used = true;
+    }
+    return s->path ? 0 : fail(s, "Cannot allocate memory");
+}
+
+static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool force_share)
+{
+    struct kv *drv = kvs_get(k, "driver"), *file = kvs_get(k, "file"), *fs;
+    const char *d = fmt ? fmt : (drv && drv->is_str ? drv->val : NULL);
+    bool has_file = false;
+
+    if (drv)
+        drv->used = true;
+    fs = kvs_get(k, "force-share");
+    if (fs && force_share && !(fs->val && !strcmp(fs->val, "on"))) {
+        report_error("--force-share/-U conflicts with image options");
+        return -1;
+    }
+    s->force_share = force_share || (fs && fs->val && !strcmp(fs->val, "on"));
+    if (d && !cmd_driver_known(d))
+        return fail(s, "Unknown driver '%s'", d);
+    if (d && is_protocol(d)) {
+        if (strcmp(d, "file"))
+            return fail(s, "Protocol '%s' is not supported by instar (only local files are opened)",
+                        d);
+        s->fmt = strdup("file");
+        return s->fmt ? protocol_level(s, k, "") : -1;
+    }
+    if (file && file->is_str)
+        return fail(s, "Cannot find device='%s' nor node-name='%s'", file->val, file->val);
+    for (unsigned i = 0; i < k->n; i++)
+        has_file |= !strncmp(k->v[i].key, "file.", 5);
+    if (!has_file) {
+        if (!d)
+            return fail(s, "Must specify either driver or file");
+        return fail(s, "A block device must be specified for \"file\"");
+    }
+    if (d && strcmp(d, "qcow2") && strcmp(d, "raw"))
+        return fail(s, "Image format '%s' is not supported by instar", d);
+    if (d && !(s->fmt = strdup(d)))
+        return -1;
+    if (protocol_level(s, k, "file.") < 0)
+        return -1;
+    for (unsigned i = 0; i < k->n; i++) {
+        struct kv *o = &k->v[i];
+
+        if (o->used)
+            continue;
+        /* "backing" (null: no backing file; a node name) changes the chain instar opens. */
+        if (!strcmp(o->key, "backing") || !strncmp(o->key, "backing.", 8))
+            return fail(s, "Option 'backing' is not supported by instar");
+        if (in(fmt_opts, o->key))
+            continue;
+        if (d && !strcmp(d, "qcow2") &&
+            (in(qcow2_opts, o->key) || !strncmp(o->key, "overlap-check.", 14)))
+            continue;
+        if (d && !strcmp(d, "qcow2") &&
+            (!strncmp(o->key, "encrypt.", 8) || !strncmp(o->key, "data-file", 9)))
+            return fail(s, "Option '%s' is not supported by instar", o->key);
+        if (d && !strcmp(d, "raw") && (!strcmp(o->key, "offset") || !strcmp(o->key, "size")))
+            return fail(s, "Option '%s' is not supported by instar", o->key);
+        return fail(s, "Block format '%s' does not support the option '%s'", d ? d : "(probed)",
+                    o->key);
+    }
+    return 0;
+}
+
+int spec_parse(struct img_spec *s, const char *arg, bool image_opts, const char *fmt,
+               bool force_share)
+{
+    struct kvs k = {NULL, 0};
+    char buf[256];
+    const char *err;
+    int r = -1;
+
+    memset(s, 0, sizeof(*s));
+    s->display = arg;
+    if (!image_opts && strncmp(arg, "json:", 5)) {
+        s->force_share = force_share;
+        if (fmt && !(s->fmt = strdup(fmt)))
+            return -1;
+        return 0;
+    }
+    if (image_opts) {
+        const char *p = arg;
+
+        while (*p) {
+            char *n, *v;
+
+            p = opts_next(p, p == arg ? "file" : NULL, &n, &v);
+            if (kvs_put(&k, n, v, true, false) < 0)
+                goto out;
+        }
+    } else if (parse_json(arg, &k, &err, buf, sizeof(buf)) < 0) {
+        report_error("Could not open '%s': %s", arg, err);
+        goto out;
+    }
+    r = interpret(s, &k, image_opts ? NULL : fmt, force_share);
+out:
+    kvs_free(&k);
+    if (r < 0)
+        spec_release(s);
+    return r;
+}
+
+void spec_release(struct img_spec *s)
+{
+    free(s->path);
+    free(s->fmt);
+    s->path = s->fmt = NULL;
+}

@@ -1,0 +1,44 @@
+/*
+ * How the operator names an image on the command line, as qemu-img 7.2
+ * reads it: a filename (protocol prefixes like "file:" are left to
+ * cmd/policy.c), a "json:{...}" filename, or an --image-opts string
+ * ("driver=qcow2,file.filename=x.qcow2").  Both structured forms become
+ * one flat set of options (qdict_flatten: nested objects as "file.x"),
+ * interpreted for what instar opens: a format driver (qcow2, raw, or the
+ * protocol driver file) over a local file.
+ *
+ * This parses what the operator typed, trusted as qemu-img trusts it;
+ * names found inside images never come here (cmd/policy.c decides them).
+ * Every subcommand that opens an image calls spec_parse() on its FILENAME
+ * argument and hands the result to open_chain_spec() (cmd/open.h).
+ */
+#ifndef CMD_SPEC_H
+#define CMD_SPEC_H
+
+#include <stdbool.h>
+
+struct img_spec {
+    const char *display; /* the argument as typed: qemu-img's "Could not open '%s'" */
+    char *path;          /* the file to open; NULL: a plain filename (open display) */
+    char *fmt;           /* the format driver, or NULL to probe */
+    bool force_share;    /* force-share=on among the options */
+};
+
+/*
+ * spec_parse - read one image argument.
+ * @s: filled on success (release with spec_release)
+ * @arg: the FILENAME argument (kept by pointer as s->display)
+ * @image_opts: arg is an --image-opts string
+ * @fmt: the -f argument or NULL (with image_opts qemu-img refuses it before
+ *       calling here; with a json: filename it names the format)
+ * @force_share: -U was given (a force-share=off option then conflicts)
+ * On failure prints qemu-img's message (most as "Could not open 'ARG': ...")
+ * and returns -1; otherwise 0.  A plain filename gives path == NULL and
+ * fmt == the -f argument: the caller opens it as before.
+ */
+int spec_parse(struct img_spec *s, const char *arg, bool image_opts, const char *fmt,
+               bool force_share);
+
+void spec_release(struct img_spec *s);
+
+#endif /* CMD_SPEC_H */
