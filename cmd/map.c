@@ -34,9 +34,22 @@ struct map_state {
     uint64_t next; /* where the next record must start */
     uint64_t end;  /* the end of the walk */
     struct map_entry curr;
-    bool failed; /* human output met a compressed cluster: print nothing more */
-    bool bad;    /* the guest sent an impossible record */
+    bool failed;  /* human output met a compressed cluster: print nothing more */
+    bool bad;     /* the guest sent an impossible record */
+    bool started; /* the header (or '[') is out */
 };
+
+/* img_map() prints its header once the image is open: here, at the first record. */
+static void map_start(struct map_state *m)
+{
+    if (m->started)
+        return;
+    m->started = true;
+    if (m->json)
+        putchar('[');
+    else
+        printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
+}
 
 /* dump_map_entry() */
 static int dump_entry(struct map_state *m, const struct map_entry *e, struct map_entry *next)
@@ -98,6 +111,7 @@ static void map_step(struct map_state *m, const struct instar_map_rec *r)
     m->next = end;
     if (m->failed)
         return;
+    map_start(m);
     memset(&next, 0, sizeof(next));
     next.start = r->start;
     next.length = r->length;
@@ -224,11 +238,6 @@ int cmd_map(int argc, char **argv)
         goto out;
     args.g = gr.g;
 
-    if (json)
-        putchar('[');
-    else
-        printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to", "File");
-
     length = (uint64_t)oc.img[0].info->virtual_size;
     if (max_length != -1 && (uint64_t)start + (uint64_t)max_length < length)
         length = (uint64_t)start + (uint64_t)max_length;
@@ -246,6 +255,7 @@ int cmd_map(int argc, char **argv)
     cfg.report_opaque = &m;
     if (datarun(&cfg, INSTAR_OP_MAP, &args, sizeof(args), &gr, filename, &v) < 0)
         goto out;
+    map_start(&m);
     if (m.failed)
         goto out;
     if (v.status == INSTAR_DATA_EMETA) {

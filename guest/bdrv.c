@@ -118,11 +118,8 @@ int gbs_file_status(uint32_t dev, bool want_zero, uint64_t off, uint64_t bytes, 
         *pnum = bytes;
         ret = INSTAR_BS_DATA;
     } else if (data == off) {
+        /* A file opened without O_DIRECT has a request alignment of 1: no rounding. */
         *pnum = hole - off < bytes ? hole - off : bytes;
-        /* Never a partial sector: the end of the file rounds up. */
-        *pnum = (*pnum + 511) & ~511ull;
-        if (*pnum > bytes)
-            *pnum = bytes;
         if (*pnum == 0)
             *pnum = bytes;
         ret = INSTAR_BS_DATA;
