@@ -8,6 +8,7 @@
 #include "bdrv.h"
 #include "codec.h"
 #include "open.h"
+#include "qcow2/alloc.h"
 #include "qcow2/l2.h"
 
 struct q2 {
@@ -26,6 +27,8 @@ struct q2 {
     uint64_t dbuf_entry; /* the L2 entry dbuf holds (0: none) */
     /* Entries of the L2 slice last read. */
     uint8_t *l2buf;
+    /* qcow2_detect_metadata_preallocation(), done at the first block status. */
+    bool prealloc_checked, metadata_prealloc;
 };
 
 static struct q2 q2s[INSTAR_NODE_MAX];
@@ -229,6 +232,65 @@ out:
     return 0;
 }
 
+static int pa_read(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    struct gbs *bs = opaque;
+
+    return gblk_pread(bs->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
+static int pa_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    (void)opaque, (void)off, (void)buf, (void)len;
+    return -GBS_EIO; /* never called: the allocator is only asked for refcounts */
+}
+
+static void *pa_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+/*
+ * qcow2_detect_metadata_preallocation(): the image counts as preallocated
+ * when clearly more clusters have a refcount than the file system has
+ * allocated (its allocated size comes from the host's fstat at boot).
+ * Returns 1, 0, or -errno.
+ */
+static int detect_metadata_prealloc(struct gbs *bs)
+{
+    static const struct qcow2_alloc_ops ops = {pa_read, pa_write, pa_mem, NULL, NULL};
+    struct q2 *q = Q(bs);
+    const struct qcow2_header *h = &q->img.h;
+    uint64_t file_length = gbs_dev_length(bs->file);
+    uint64_t real_clusters = boot->devices[bs->file].allocated / q->cluster_size;
+    uint64_t threshold = real_clusters * 10 / 9, end, i, count = 0, rc;
+    struct qcow2_alloc a;
+    int ret;
+
+    if (threshold < real_clusters + 2)
+        threshold = real_clusters + 2;
+    end = (file_length + q->cluster_size - 1) >> q->cluster_bits;
+    ret = qcow2_alloc_init(&a, &ops, bs, h->cluster_bits, h->refcount_order,
+                           h->refcount_table_offset, h->refcount_table_clusters);
+    if (ret < 0)
+        return ret;
+    for (i = 0; i < end && count < threshold; i++) {
+        ret = qcow2_alloc_get_refcount(&a, i, &rc);
+        if (ret < 0)
+            break;
+        count += rc != 0;
+    }
+    qcow2_alloc_release(&a);
+    if (ret < 0)
+        return ret;
+    return count >= threshold;
+}
+
 static int q2_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_t bytes,
                            uint64_t *pnum, uint64_t *map, uint32_t *dev)
 {
@@ -238,6 +300,11 @@ static int q2_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_
     int ret, status = 0;
 
     (void)want_zero;
+    if (!Q(bs)->prealloc_checked) {
+        ret = detect_metadata_prealloc(bs);
+        Q(bs)->metadata_prealloc = ret == 1;
+        Q(bs)->prealloc_checked = true;
+    }
     ret = q2_host_offset(bs, off, &n, &host, &t, &e);
     if (ret < 0)
         return ret;
@@ -251,7 +318,8 @@ static int q2_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_
         status |= INSTAR_BS_ZERO;
     else if (t != QCOW2_SC_UNALLOCATED_PLAIN && t != QCOW2_SC_UNALLOCATED_ALLOC)
         status |= INSTAR_BS_DATA;
-    /* Metadata preallocation (INSTAR_BS_RECURSE) is not detected yet. */
+    if (Q(bs)->metadata_prealloc && (status & INSTAR_BS_DATA) && (status & INSTAR_BS_OFFSET_VALID))
+        status |= INSTAR_BS_RECURSE;
     return status;
 }
 

@@ -64,7 +64,7 @@ def locked_image(images):
 
 def pytest_collection_modifyitems(config, items):
     """Mark the cases of parity/pending.py as strict xfails (not in the self-check)."""
-    from pending import PENDING, PREALLOC
+    from pending import PENDING
 
     if tl.is_oracle_self_check():
         return
@@ -72,4 +72,4 @@ def pytest_collection_modifyitems(config, items):
         cs = getattr(item, "callspec", None)
         reason = PENDING.get(item.path.name, {}).get(cs.id) if cs else None
         if reason:
-            item.add_marker(pytest.mark.xfail(strict=reason != PREALLOC, reason=reason))
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

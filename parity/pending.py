@@ -7,11 +7,6 @@ run as ordinary cases.
 """
 
 COMPRESSED = "compressed clusters are not decoded until the guest's zlib/zstd are linked"
-# qemu's answer here depends on the file's allocated size at the moment it
-# runs (qcow2_detect_metadata_preallocation compares st_blocks with the
-# refcounts), so these cases may pass or fail from one run to the next until
-# instar detects it too: they are non-strict.
-PREALLOC = "metadata preallocation (qcow2_detect_metadata_preallocation) is not detected yet"
 OBJECT = "--object is accepted without validating the object"
 
 PENDING = {
@@ -60,18 +55,6 @@ PENDING = {
         "err-object-bogus": COMPRESSED,
     },
     "test_map_parity.py": {
-        "err-human-dp-cs2M": PREALLOC,
-        "json-dp-cs2M": PREALLOC,
-        "err-human-dp-rb1": PREALLOC,
-        "json-dp-rb1": PREALLOC,
-        "human-dp-extl2-2M": PREALLOC,
-        "json-dp-extl2-2M": PREALLOC,
-        "human-dp-prealloc": PREALLOC,
-        "json-dp-prealloc": PREALLOC,
-        "human-start-unaligned": PREALLOC,
         "err-object-bogus": OBJECT,
-        "human-length-64k": PREALLOC,
-        "human-length-odd": PREALLOC,
-        "human-length-huge": PREALLOC,
     },
 }

@@ -310,6 +310,7 @@ struct instar_dev {
     uint64_t write_limit; /* writes may extend the device up to here */
     uint32_t flags;       /* INSTAR_DEV_* */
     uint32_t pad;
+    uint64_t allocated; /* bytes the file system allocated to it at boot (st_blocks * 512) */
 };
 
 /* Operations the guest can plan. */
@@ -519,7 +520,7 @@ struct instar_convert_args {
 #define INSTAR_PROGRESS_ABS 0 /* qemu_progress_print(100.0 * num / den, 0) */
 #define INSTAR_PROGRESS_ADD 1 /* qemu_progress_print((float)num / den * 100, 100) */
 
-#define INSTAR_ARGS_MAX 3072
+#define INSTAR_ARGS_MAX 3040
 
 #define INSTAR_BOOT_MAGIC 0x52415453 /* "STAR" */
 
