@@ -136,3 +136,15 @@ void hc_progress(uint32_t mode, uint64_t num, uint64_t den)
 
     hc_out(INSTAR_HC_PROGRESS, &a);
 }
+
+int64_t hc_cmp(uint32_t a, uint64_t a_off, uint32_t b, uint64_t b_off, uint64_t len, bool *differ,
+               uint64_t *same_len)
+{
+    struct instar_hc_cmp c = {
+        .a = a, .b = b, .a_off = a_off, .b_off = b_off, .len = len, .ret = -1};
+
+    hc_out(INSTAR_HC_CMP, &c);
+    *differ = c.differ != 0;
+    *same_len = c.same_len;
+    return c.ret;
+}

@@ -101,7 +101,7 @@ static bool fault_allow(struct vmm *v)
 static int64_t blk_copy(struct vmm *v, struct vmm_devstate *d, const struct instar_hc_blk *a,
                         bool write)
 {
-    static uint8_t bounce[64 << 10];
+    static uint8_t bounce[1 << 20];
     uint64_t done = 0;
 
     while (done < a->len) {
@@ -526,6 +526,65 @@ static void hc_seek(struct vmm *v, uint32_t gpa)
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
 }
 
+/* compare_buffers() over two device ranges the host reads itself. */
+static void hc_cmp(struct vmm *v, uint32_t gpa)
+{
+    static uint8_t ba[1 << 20], bb[1 << 20];
+    struct instar_hc_cmp a;
+    struct vmm_devstate *da, *db;
+    uint64_t ea, eb, done = 0;
+    int64_t ret = INSTAR_HC_OK;
+    int res = -1;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "cmp"))
+        return;
+    da = hc_dev(v, a.a);
+    db = hc_dev(v, a.b);
+    if (!da || !db)
+        ret = INSTAR_HC_EINVAL;
+    else if (!(da->flags & INSTAR_DEV_READ) || !(db->flags & INSTAR_DEV_READ))
+        ret = INSTAR_HC_EPERM;
+    else if (a.len == 0 || a.len > INSTAR_CMP_MAX)
+        ret = INSTAR_HC_ETOOBIG;
+    else if (__builtin_add_overflow(a.a_off, a.len, &ea) || ea > da->size ||
+             __builtin_add_overflow(a.b_off, a.len, &eb) || eb > db->size)
+        ret = INSTAR_HC_ERANGE;
+    if (ret != INSTAR_HC_OK) {
+        hc_ret(v, gpa, offsetof(struct instar_hc_cmp, ret), ret);
+        return;
+    }
+    while (done < a.len) {
+        size_t chunk = a.len - done < sizeof(ba) ? (size_t)(a.len - done) : sizeof(ba), i;
+        bool stop = false;
+
+        if (pread_zero(da->fd, ba, chunk, a.a_off + done) < 0 ||
+            pread_zero(db->fd, bb, chunk, a.b_off + done) < 0) {
+            ret = INSTAR_HC_EIO;
+            break;
+        }
+        for (i = 0; i < chunk; i += SPARSE_SECTOR) {
+            size_t n = chunk - i < SPARSE_SECTOR ? chunk - i : SPARSE_SECTOR;
+            int d = memcmp(ba + i, bb + i, n) != 0;
+
+            if (res < 0)
+                res = d;
+            if (d != res) {
+                stop = true;
+                break;
+            }
+        }
+        done += i < chunk ? i : chunk;
+        if (stop)
+            break;
+    }
+    a.differ = res > 0;
+    a.same_len = done;
+    a.ret = ret;
+    if (vmm_mem_write(&v->mem, (uint64_t)gpa + offsetof(struct instar_hc_cmp, differ), &a.differ,
+                      sizeof(a) - offsetof(struct instar_hc_cmp, differ)) < 0)
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
+}
+
 static void hc_progress(struct vmm *v, uint32_t gpa)
 {
     struct instar_hc_progress a;
@@ -729,6 +788,9 @@ void vmm_hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa)
         break;
     case INSTAR_HC_PROGRESS:
         hc_progress(v, gpa);
+        break;
+    case INSTAR_HC_CMP:
+        hc_cmp(v, gpa);
         break;
     default:
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest made unknown hypercall %u", nr);

@@ -93,6 +93,7 @@ enum instar_hc {
     INSTAR_HC_ZERO,        /* struct instar_hc_zero: zero a range of a writable device */
     INSTAR_HC_SEEK,        /* struct instar_hc_seek: where a device's data and holes lie */
     INSTAR_HC_PROGRESS,    /* struct instar_hc_progress: how far the operation is */
+    INSTAR_HC_CMP,         /* struct instar_hc_cmp: compare two device ranges on the host */
     INSTAR_HC_MAX
 };
 
@@ -280,6 +281,26 @@ struct instar_hc_seek {
     uint32_t status; /* OUT: enum instar_seek_status */
     uint32_t pad2;
     int64_t ret; /* OUT: 0 or INSTAR_HC_E* */
+};
+
+/*
+ * Compare len bytes of device a at a_off with device b at b_off on the
+ * host, as qemu-img compare's compare_buffers() does: differ says whether
+ * the first 512-byte sector differs, same_len how many bytes from the
+ * start share that answer (whole sectors, or the rest of the range).  The
+ * guest asks only where both ranges are plain file data.
+ */
+#define INSTAR_CMP_MAX (64ULL << 20)
+
+struct instar_hc_cmp {
+    uint32_t a; /* IN: readable device */
+    uint32_t b; /* IN: readable device */
+    uint64_t a_off;
+    uint64_t b_off;
+    uint64_t len;      /* IN: 1 .. INSTAR_CMP_MAX, within both devices */
+    uint64_t differ;   /* OUT: 0 or 1 */
+    uint64_t same_len; /* OUT */
+    int64_t ret;       /* OUT: 0 or INSTAR_HC_E* */
 };
 
 /*
