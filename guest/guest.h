@@ -34,6 +34,8 @@ int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, 
 int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len);
 int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole, uint32_t *status);
 void hc_progress(uint32_t mode, uint64_t num, uint64_t den);
+int64_t hc_scan(uint32_t dev, uint64_t off, uint64_t len, uint32_t min_sparse, uint32_t alignment,
+                uint64_t sector, uint32_t *runs, uint32_t max_runs, uint64_t *nruns);
 int64_t hc_cmp(uint32_t a, uint64_t a_off, uint32_t b, uint64_t b_off, uint64_t len, bool *differ,
                uint64_t *same_len);
 __attribute__((noreturn)) void hc_exit(int64_t status);

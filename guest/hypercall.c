@@ -148,3 +148,21 @@ int64_t hc_cmp(uint32_t a, uint64_t a_off, uint32_t b, uint64_t b_off, uint64_t 
     *same_len = c.same_len;
     return c.ret;
 }
+
+int64_t hc_scan(uint32_t dev, uint64_t off, uint64_t len, uint32_t min_sparse, uint32_t alignment,
+                uint64_t sector, uint32_t *runs, uint32_t max_runs, uint64_t *nruns)
+{
+    struct instar_hc_scan a = {.dev = dev,
+                               .min_sparse = min_sparse,
+                               .off = off,
+                               .len = len,
+                               .sector = sector,
+                               .alignment = alignment,
+                               .max_runs = max_runs,
+                               .runs = (uintptr_t)runs,
+                               .ret = -1};
+
+    hc_out(INSTAR_HC_SCAN, &a);
+    *nruns = a.nruns;
+    return a.ret;
+}

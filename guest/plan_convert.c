@@ -153,27 +153,44 @@ static int read_sectors(struct cv *s, int64_t sector_num, int64_t nb, uint8_t *b
 
 /* --- the target --- */
 
-static int t_write(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *buf)
+/*
+ * Write n sectors at sector_num of the target: from buf, or (buf NULL)
+ * copied by the host from device src_dev at src_off.
+ */
+static int t_write_from(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *buf,
+                        uint32_t src_dev, uint64_t src_off)
 {
     uint64_t off = (uint64_t)sector_num * SECTOR, len = (uint64_t)n * SECTOR;
 
-    if (!s->q2)
-        return gdev_pwrite(s->t, off, buf, (size_t)len) < 0 ? -GBS_EIO : 0;
     while (len) {
-        uint64_t cur = len, host;
-        int ret = qcow2_prealloc_alloc(&s->pa, off, &cur, &host);
+        uint64_t cur = len, host = off;
+        int ret = 0;
 
+        if (s->q2) {
+            ret = qcow2_prealloc_alloc(&s->pa, off, &cur, &host);
+            if (ret < 0)
+                return ret;
+            if (cur == 0)
+                return -GBS_EIO;
+        }
+        if (buf)
+            ret = gdev_pwrite(s->t, host, buf, (size_t)cur) < 0 ? -GBS_EIO : 0;
+        else
+            ret = hc_copy(src_dev, src_off, s->t, host, cur, 0, 0, 0, 0, NULL) < 0 ? -GBS_EIO : 0;
         if (ret < 0)
             return ret;
-        if (cur == 0)
-            return -GBS_EIO;
-        if (gdev_pwrite(s->t, host, buf, (size_t)cur) < 0)
-            return -GBS_EIO;
-        buf += cur;
+        if (buf)
+            buf += cur;
+        src_off += cur;
         off += cur;
         len -= cur;
     }
     return 0;
+}
+
+static int t_write(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *buf)
+{
+    return t_write_from(s, sector_num, n, buf, 0, 0);
 }
 
 static int t_zero(struct cv *s, int64_t sector_num, int64_t n)
@@ -236,6 +253,49 @@ static int copy_direct(struct cv *s, int64_t sector_num, int64_t n)
     return 1;
 }
 
+/*
+ * A chunk of plain source data to a qcow2 target: the host finds the -S
+ * runs (INSTAR_HC_SCAN) and copies the allocated ones into the clusters
+ * allocated here.  Returns 1 when done that way, 0 to go through guest
+ * RAM, or -errno.
+ */
+static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
+{
+    static uint32_t runs[INSTAR_COPY_SPARSE_MAX / SECTOR];
+    uint64_t src_off, len = (uint64_t)n * SECTOR, end, nruns, i;
+    int ret;
+
+    if (!s->q2 || !s->st_direct || s->status != BLK_DATA || !s->min_sparse_on ||
+        len > INSTAR_COPY_SPARSE_MAX)
+        return 0;
+    src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
+    if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(s->st_dev))
+        return 0;
+    if (hc_scan(s->st_dev, src_off, len, (uint32_t)s->min_sparse, (uint32_t)s->alignment,
+                (uint64_t)sector_num, runs, sizeof(runs) / sizeof(runs[0]), &nruns) < 0 ||
+        nruns > sizeof(runs) / sizeof(runs[0]))
+        return -GBS_EIO;
+    for (i = 0; i < nruns; i++) {
+        int64_t run = (int64_t)(runs[i] >> 1);
+
+        if (run <= 0 || run > n)
+            return -GBS_EIO;
+        if (runs[i] & 1) {
+            ret = t_write_from(s, sector_num, run, NULL, s->st_dev, src_off);
+            if (ret < 0)
+                return ret;
+        } else if (!s->has_zero_init) {
+            ret = t_zero(s, sector_num, run);
+            if (ret < 0)
+                return ret;
+        }
+        sector_num += run;
+        src_off += (uint64_t)run * SECTOR;
+        n -= run;
+    }
+    return n == 0 ? 1 : -GBS_EIO;
+}
+
 static void open_qcow2_target(struct cv *s);
 
 static void do_copy(struct cv *s)
@@ -267,6 +327,8 @@ static void do_copy(struct cv *s)
         }
         if (status == BLK_DATA) {
             ret = copy_direct(s, sector_num, n);
+            if (ret == 0)
+                ret = scan_direct(s, sector_num, n);
             if (ret < 0)
                 fail(INSTAR_DATA_EWRITE_AT, ret, (uint64_t)sector_num * SECTOR);
             if (ret == 0) {

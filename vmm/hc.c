@@ -355,31 +355,16 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
     hc_ret(v, gpa, offsetof(struct instar_hc_zero, ret), ret);
 }
 
-/* Plain copy: copy_file_range where the kernel can, else read and write. */
+/*
+ * Plain copy, read then write through a host buffer.  (copy_file_range
+ * was measured at 1.5 ms per MiB on ext4 here, several times slower than
+ * this: it copies in the kernel but extends the file page by page.)
+ */
 static int copy_plain(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len)
 {
     static uint8_t buf[1 << 20];
-    bool cfr = true;
 
     while (len) {
-        if (cfr) {
-            loff_t io = (loff_t)in_off, oo = (loff_t)out_off;
-            ssize_t n = copy_file_range(in, &io, out, &oo, len, 0);
-
-            if (n > 0) {
-                in_off += (uint64_t)n;
-                out_off += (uint64_t)n;
-                len -= (uint64_t)n;
-                continue;
-            }
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS &&
-                errno != EOPNOTSUPP && errno != EPERM)
-                return -1;
-            cfr = false; /* n == 0 (past EOF) or unsupported: zeros by hand */
-            continue;
-        }
         size_t chunk = len < sizeof(buf) ? (size_t)len : sizeof(buf);
 
         if (pread_zero(in, buf, chunk, in_off) < 0 || pwrite_all(out, buf, chunk, out_off) < 0)
@@ -582,6 +567,60 @@ static void hc_cmp(struct vmm *v, uint32_t gpa)
     a.ret = ret;
     if (vmm_mem_write(&v->mem, (uint64_t)gpa + offsetof(struct instar_hc_cmp, differ), &a.differ,
                       sizeof(a) - offsetof(struct instar_hc_cmp, differ)) < 0)
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
+}
+
+static void hc_scan(struct vmm *v, uint32_t gpa)
+{
+    static uint8_t buf[INSTAR_COPY_SPARSE_MAX];
+    static uint32_t runs[INSTAR_COPY_SPARSE_MAX / SPARSE_SECTOR];
+    struct instar_hc_scan a;
+    struct vmm_devstate *d;
+    uint64_t end, nruns = 0;
+    int64_t ret = INSTAR_HC_OK;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "scan"))
+        return;
+    d = hc_dev(v, a.dev);
+    if (!d || a.min_sparse == 0 || a.alignment == 0 || a.alignment > (1u << 20) ||
+        (a.alignment & (a.alignment - 1)) || a.len == 0 || a.len % SPARSE_SECTOR ||
+        a.sector > (uint64_t)INT64_MAX / 2 || a.max_runs == 0 ||
+        !vmm_mem_check_write(&v->mem, a.runs, (uint64_t)a.max_runs * sizeof(uint32_t)))
+        ret = INSTAR_HC_EINVAL;
+    else if (!(d->flags & INSTAR_DEV_READ))
+        ret = INSTAR_HC_EPERM;
+    else if (a.len > INSTAR_COPY_SPARSE_MAX)
+        ret = INSTAR_HC_ETOOBIG;
+    else if (__builtin_add_overflow(a.off, a.len, &end) || end > d->size)
+        ret = INSTAR_HC_ERANGE;
+    if (ret == INSTAR_HC_OK && pread_zero(d->fd, buf, (size_t)a.len, a.off) < 0)
+        ret = INSTAR_HC_EIO;
+    if (ret == INSTAR_HC_OK) {
+        int n = (int)(a.len / SPARSE_SECTOR), done = 0, run;
+        int64_t sector = (int64_t)a.sector;
+
+        while (done < n) {
+            int alloc = sparse_allocated_min(buf + (size_t)done * SPARSE_SECTOR, n - done, &run,
+                                             (int)a.min_sparse, sector, (int)a.alignment);
+
+            if (nruns == a.max_runs) {
+                ret = INSTAR_HC_ETOOBIG;
+                break;
+            }
+            runs[nruns++] = ((uint32_t)run << 1) | (alloc ? 1u : 0u);
+            done += run;
+            sector += run;
+        }
+    }
+    if (ret == INSTAR_HC_OK &&
+        vmm_mem_write(&v->mem, a.runs, runs, (size_t)nruns * sizeof(uint32_t)) < 0) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
+        return;
+    }
+    a.nruns = nruns;
+    a.ret = ret;
+    if (vmm_mem_write(&v->mem, (uint64_t)gpa + offsetof(struct instar_hc_scan, nruns), &a.nruns,
+                      sizeof(a) - offsetof(struct instar_hc_scan, nruns)) < 0)
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
 }
 
@@ -791,6 +830,9 @@ void vmm_hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa)
         break;
     case INSTAR_HC_CMP:
         hc_cmp(v, gpa);
+        break;
+    case INSTAR_HC_SCAN:
+        hc_scan(v, gpa);
         break;
     default:
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest made unknown hypercall %u", nr);

@@ -94,6 +94,7 @@ enum instar_hc {
     INSTAR_HC_SEEK,        /* struct instar_hc_seek: where a device's data and holes lie */
     INSTAR_HC_PROGRESS,    /* struct instar_hc_progress: how far the operation is */
     INSTAR_HC_CMP,         /* struct instar_hc_cmp: compare two device ranges on the host */
+    INSTAR_HC_SCAN,        /* struct instar_hc_scan: convert's -S runs of a device range */
     INSTAR_HC_MAX
 };
 
@@ -301,6 +302,26 @@ struct instar_hc_cmp {
     uint64_t differ;   /* OUT: 0 or 1 */
     uint64_t same_len; /* OUT */
     int64_t ret;       /* OUT: 0 or INSTAR_HC_E* */
+};
+
+/*
+ * The runs convert's -S would find in len bytes of device dev at off
+ * (is_allocated_sectors_min with min_sparse and alignment, the first
+ * sector standing for sector), without the bytes entering guest RAM: the
+ * host writes nruns entries to runs, each (sectors << 1) | allocated, and
+ * the guest then allocates and copies only the allocated runs.
+ */
+struct instar_hc_scan {
+    uint32_t dev;        /* IN: readable device */
+    uint32_t min_sparse; /* IN: sectors, >= 1 */
+    uint64_t off;
+    uint64_t len;       /* IN: a multiple of 512, <= INSTAR_COPY_SPARSE_MAX, within dev */
+    uint64_t sector;    /* IN */
+    uint32_t alignment; /* IN: sectors, a power of two */
+    uint32_t max_runs;  /* IN: entries the array holds */
+    uint64_t runs;      /* IN: guest address of uint32_t[max_runs] */
+    uint64_t nruns;     /* OUT */
+    int64_t ret;        /* OUT: 0 or INSTAR_HC_E* (ETOOBIG: more runs than max_runs) */
 };
 
 /*
