@@ -54,6 +54,7 @@ NEG(busy_calls);
 NEG(report_flood);
 NEG(big_truncate);
 NEG(text_write);
+NEG(data_calls);
 
 /* Each case once per backend. */
 #define BOTH(name)                                                                                 \
@@ -747,4 +748,89 @@ BOTH(watchdog_fires_whatever_the_callers_signal_mask)
     pthread_sigmask(SIG_BLOCK, &set, &old);
     expect_fault(&img_spin, VMM_GUEST_WATCHDOG, "no progress for 300 ms", 300);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* The data path's hypercalls: device 0 read-only, device 1 a writable copy. */
+static int run_data_calls(uint64_t what, struct vmm_outcome *out, int *wfd)
+{
+    static char wpath[] = "/tmp/instar-neg-data-XXXXXX";
+    struct vmm_dev devs[2] = {
+        {.fd = fd, .size = sizeof(pattern), .flags = INSTAR_DEV_READ},
+        {.size = sizeof(pattern), .write_limit = 8192, .flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE},
+    };
+    struct vmm_config cfg = {.mem_size = 16 << 20, .watchdog_ms = 2000, .backend = backend};
+    char p[sizeof(wpath)];
+
+    memcpy(p, wpath, sizeof(p));
+    *wfd = mkstemp(p);
+    cr_assert_geq(*wfd, 0);
+    unlink(p);
+    cr_assert_eq(write(*wfd, pattern, sizeof(pattern)), (ssize_t)sizeof(pattern));
+    devs[1].fd = *wfd;
+    return vmm_run_image(img_data_calls.start, img_data_calls.end - img_data_calls.start, &cfg,
+                         INSTAR_OP_NONE, &what, sizeof(what), devs, 2, out);
+}
+
+BOTH(copy_and_zero_are_checked_like_reads_and_writes)
+{
+    struct vmm_outcome out;
+    const int64_t *v;
+    uint8_t buf[1024];
+    struct stat st;
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(1, &out, &w), 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_EPERM, "copy to a read-only device: %lld", (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_ETOOBIG, "copy over the limit: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], INSTAR_HC_ERANGE, "copy past the source: %lld", (long long)v[2]);
+    cr_expect_eq(v[3], INSTAR_HC_ERANGE, "copy past the write limit: %lld", (long long)v[3]);
+    cr_expect_eq(v[4], INSTAR_HC_EINVAL, "sparse copy, alignment 3: %lld", (long long)v[4]);
+    cr_expect_eq(v[5], INSTAR_HC_OK, "a good copy: %lld", (long long)v[5]);
+    cr_expect_eq(v[6], INSTAR_HC_EPERM, "zero on a read-only device: %lld", (long long)v[6]);
+    cr_expect_eq(v[7], INSTAR_HC_ERANGE, "zero past the write limit: %lld", (long long)v[7]);
+    cr_expect_eq(out.nwrites, 1, "only the good copy wrote");
+    vmm_outcome_release(&out);
+    cr_assert_eq(fstat(w, &st), 0);
+    cr_expect_eq(st.st_size, 5120);
+    cr_assert_eq(pread(w, buf, sizeof(buf), 4096), (ssize_t)sizeof(buf));
+    cr_expect_arr_eq(buf, pattern, sizeof(buf), "the copy is not the source's bytes");
+    close(w);
+}
+
+BOTH(seek_cmp_and_scan_are_checked)
+{
+    struct vmm_outcome out;
+    const int64_t *v;
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(2, &out, &w), 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_ERANGE, "seek at the end: %lld", (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_EINVAL, "seek on no device: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], INSTAR_HC_ETOOBIG, "empty compare: %lld", (long long)v[2]);
+    cr_expect_eq(v[3], INSTAR_HC_ERANGE, "compare past the end: %lld", (long long)v[3]);
+    cr_expect_eq(v[4], INSTAR_HC_EINVAL, "scan answers into text: %lld", (long long)v[4]);
+    cr_expect_eq(v[5], INSTAR_HC_EINVAL, "scan of a partial sector: %lld", (long long)v[5]);
+    cr_expect_eq(v[6], INSTAR_HC_OK, "a good compare: %lld", (long long)v[6]);
+    cr_expect_eq(v[7], 4096 << 1, "equal ranges: same_len 4096, differ 0 (got %lld)",
+                 (long long)v[7]);
+    cr_expect_eq(out.nwrites, 0);
+    vmm_outcome_release(&out);
+    close(w);
+}
+
+BOTH(impossible_progress_ends_the_run)
+{
+    struct vmm_outcome out;
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(3, &out, &w), -1, "the run should have failed");
+    cr_expect_eq(out.status, VMM_GUEST_PROTOCOL, "status %d (%s)", out.status, out.detail);
+    cr_expect_not_null(strstr(out.detail, "impossible progress"), "%s", out.detail);
+    vmm_outcome_release(&out);
+    close(w);
 }

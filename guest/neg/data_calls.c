@@ -1,0 +1,47 @@
+/*
+ * The data-path hypercalls (COPY, ZERO, SEEK, CMP, SCAN, PROGRESS) with
+ * arguments the host must refuse, and a few it must serve.  Device 0 is
+ * read-only (4 KiB), device 1 writable (4 KiB, write limit 8 KiB).
+ * boot->args.raw[0] picks the group; each group reports up to 8 codes.
+ */
+#include "neg.h"
+
+static uint32_t runs[16];
+
+__attribute__((noreturn)) void guest_main(void);
+void guest_main(void)
+{
+    static struct instar_hc_progress bad_progress = {.mode = INSTAR_PROGRESS_ADD, .num = 1};
+    uint64_t what, a, b;
+    uint32_t st;
+    bool differ;
+    int64_t v[8];
+
+    idt_install();
+    memcpy(&what, boot->args.raw, sizeof(what));
+    switch (what) {
+    case 1:                                                                  /* COPY and ZERO */
+        v[0] = hc_copy(0, 0, 0, 0, 512, 0, 0, 0, 0, NULL);                   /* to read-only */
+        v[1] = hc_copy(0, 0, 1, 0, INSTAR_COPY_MAX + 512, 0, 0, 0, 0, NULL); /* too big */
+        v[2] = hc_copy(0, 3584, 1, 0, 1024, 0, 0, 0, 0, NULL);               /* past the source */
+        v[3] = hc_copy(0, 0, 1, 7680, 1024, 0, 0, 0, 0, NULL);               /* past the limit */
+        v[4] = hc_copy(0, 0, 1, 0, 512, INSTAR_COPY_SPARSE, 8, 3, 0, NULL);  /* alignment 3 */
+        v[5] = hc_copy(0, 0, 1, 4096, 1024, 0, 0, 0, 0, NULL);               /* served */
+        v[6] = hc_zero(0, 0, 512);                                           /* read-only */
+        v[7] = hc_zero(1, 8000, 1024);                                       /* past the limit */
+        neg_report(v, 8);
+    case 2:                                              /* SEEK, CMP, SCAN */
+        v[0] = hc_seek(0, 4096, &a, &b, &st);            /* at the end */
+        v[1] = hc_seek(9, 0, &a, &b, &st);               /* no device */
+        v[2] = hc_cmp(0, 0, 1, 0, 0, &differ, &a);       /* empty */
+        v[3] = hc_cmp(0, 0, 1, 3584, 1024, &differ, &a); /* past the end */
+        v[4] = hc_scan(0, 0, 4096, 8, 8, 0, (uint32_t *)(uintptr_t)guest_main, 16, &a); /* text */
+        v[5] = hc_scan(0, 0, 1000, 8, 8, 0, runs, 16, &a); /* not sectors */
+        v[6] = hc_cmp(0, 0, 1, 0, 4096, &differ, &a);      /* served */
+        v[7] = (int64_t)(a << 1 | (differ ? 1 : 0));
+        neg_report(v, 8);
+    default: /* progress that cannot be */
+        neg_hc(INSTAR_HC_PIO_BASE + INSTAR_HC_PROGRESS, (uint32_t)(uintptr_t)&bad_progress);
+        hc_exit(3);
+    }
+}
