@@ -411,3 +411,45 @@ __attribute__((weak)) int gcodec_decompress(unsigned type, const void *src, size
     (void)type, (void)src, (void)src_len, (void)dst, (void)dst_len;
     return -1;
 }
+
+int gbs_qcow2_load_snapshot(struct gbs *bs, const char *id, const char *name)
+{
+    struct q2 *q = Q(bs);
+    const struct gq_snapshot *sn = NULL;
+    uint64_t off, entries, i;
+    uint8_t *raw;
+    uint64_t *l1;
+
+    if (bs->drv != &gbs_drv_qcow2)
+        return -INSTAR_SNAPERR_NOTSUP;
+    for (i = 0; i < q->img.nsnapshots && !sn; i++) {
+        const struct gq_snapshot *c = &q->img.snapshots[i];
+
+        if (id && name ? !strcmp(c->id, id) && !strcmp(c->name, name)
+            : id       ? !strcmp(c->id, id)
+                       : !strcmp(c->name, name))
+            sn = c;
+    }
+    if (!sn)
+        return -INSTAR_SNAPERR_NOT_FOUND;
+    off = sn->sn.l1_table_offset;
+    entries = sn->sn.l1_size;
+    /* qcow2_validate_table(..., L1E_SIZE, QCOW_MAX_L1_SIZE, "Snapshot L1 table") */
+    if (entries > (32u << 20) / 8)
+        return -INSTAR_SNAPERR_L1_LARGE;
+    if ((uint64_t)INT64_MAX - entries * 8 < off || (off & (q->cluster_size - 1)))
+        return -INSTAR_SNAPERR_L1_OFFSET;
+    raw = malloc((size_t)entries * 8 + 1);
+    l1 = malloc((size_t)entries * 8 + 1);
+    if (!raw || !l1)
+        return -INSTAR_SNAPERR_L1_READ;
+    if (entries && gblk_pread_direct(bs->file, off, raw, (size_t)entries * 8) < 0)
+        return -INSTAR_SNAPERR_L1_READ;
+    for (i = 0; i < entries; i++)
+        l1[i] = qcow2_l1_load(raw, i);
+    free(raw);
+    free(q->l1);
+    q->l1 = l1;
+    q->l1_size = (uint32_t)entries;
+    return 0;
+}

@@ -536,6 +536,13 @@ struct instar_compare_args {
  * parameter below the way img_convert() does.
  */
 #define INSTAR_CONVERT_SRC_MAX 16
+#define INSTAR_SNAP_STR_MAX    256
+
+enum instar_snap_mode {
+    INSTAR_SNAP_NONE = 0,
+    INSTAR_SNAP_ID_OR_NAME = 1,  /* -l NAME: by id, then by name (snapshot_id holds it) */
+    INSTAR_SNAP_ID_AND_NAME = 2, /* -l snapshot.id=..,snapshot.name=..: either or both */
+};
 
 #define INSTAR_CONVERT_ZERO_INIT      (1u << 0) /* s->has_zero_init */
 #define INSTAR_CONVERT_TARGET_BACKING (1u << 1) /* s->target_has_backing (-B) */
@@ -556,6 +563,11 @@ struct instar_convert_args {
     uint32_t alignment; /* sectors, a power of two */
     uint32_t pad;
     int64_t target_backing_sectors; /* -1: unknown or none */
+    /* -l: read src[0] at an internal snapshot (bdrv_snapshot_load_tmp). */
+    uint32_t snapshot_mode; /* INSTAR_SNAP_* */
+    uint32_t pad2;
+    char snapshot_id[INSTAR_SNAP_STR_MAX];   /* NUL-terminated; "" = not given */
+    char snapshot_name[INSTAR_SNAP_STR_MAX]; /* likewise */
 };
 
 /* Progress modes (struct instar_hc_progress). */

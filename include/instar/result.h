@@ -195,6 +195,16 @@ enum instar_data_status {
     INSTAR_DATA_EBSTAT = 9,     /* convert: "error while reading block status at offset N: ..." */
     INSTAR_DATA_EREAD_AT = 10,  /* convert: "error while reading at byte N: strerror" */
     INSTAR_DATA_EWRITE_AT = 11, /* convert: "error while writing at byte N: strerror" */
+    INSTAR_DATA_ESNAP =
+        12, /* convert -l: "Failed to load snapshot: ..." (errnum: INSTAR_SNAPERR_*) */
+};
+
+enum instar_snap_err {
+    INSTAR_SNAPERR_NOT_FOUND = 1, /* "Can't find snapshot" */
+    INSTAR_SNAPERR_NOTSUP = 2,    /* "Block format 'raw' used by device '' does not support ..." */
+    INSTAR_SNAPERR_L1_LARGE = 3,  /* "Snapshot L1 table too large" */
+    INSTAR_SNAPERR_L1_OFFSET = 4, /* "Snapshot L1 table offset invalid" */
+    INSTAR_SNAPERR_L1_READ = 5,   /* "Failed to read l1 table for snapshot" */
 };
 
 /*
