@@ -1,0 +1,59 @@
+"""convert options instar does not build yet (docs/differences.md): each is a
+clear error, exit 1, and leaves no target behind, where qemu-img would have
+converted.  The oracle runs the same command in the same test, to show the
+case is one qemu-img accepts (so the refusal is a real difference, not a
+shared error path)."""
+
+import pytest
+
+import instar_testlib as tl
+
+CASES = [
+    pytest.param(["-c", "-O", "qcow2"], "Compressed output (-c) is not supported by instar yet",
+                 id="compressed"),
+    pytest.param(["-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2"],
+                 "Converting to an image with a backing file (-B) is not supported by instar yet",
+                 id="backing"),
+    pytest.param(["-O", "qcow2", "--bitmaps"],
+                 "Copying bitmaps (--bitmaps) is not supported by instar yet", id="bitmaps"),
+]
+
+
+@pytest.fixture
+def src(tmp_path):
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "4M", cwd=tmp_path)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "src.qcow2", "4M", cwd=tmp_path)
+    tl.qemu_io("-c", "write -P 7 0 64k", "src.qcow2", cwd=tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("opts,message", CASES)
+def test_convert_refusal(instar, src, opts, message):
+    oracle = tl.run_oracle(["convert", *opts, "src.qcow2", "oracle.out"], cwd=src)
+    assert oracle.returncode == 0, "qemu-img refuses this too: " + oracle.describe()
+    r = instar.run(["convert", *opts, "src.qcow2", "instar.out"], cwd=src)
+    assert r.returncode == 1, r.describe()
+    assert r.stderr == f"qemu-img: {message}\n".encode(), r.describe()
+    assert not (src / "instar.out").exists(), "a refused convert left a target behind"
+
+
+def test_convert_into_existing_qcow2_refused(instar, src):
+    tl.qemu_img("create", "-q", "-f", "qcow2", "oracle.out", "4M", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "instar.out", "4M", cwd=src)
+    before = (src / "instar.out").read_bytes()
+    oracle = tl.run_oracle(["convert", "-n", "-O", "qcow2", "src.qcow2", "oracle.out"], cwd=src)
+    assert oracle.returncode == 0, oracle.describe()
+    r = instar.run(["convert", "-n", "-O", "qcow2", "src.qcow2", "instar.out"], cwd=src)
+    assert r.returncode == 1, r.describe()
+    assert b"is not supported by instar yet" in r.stderr, r.describe()
+    assert (src / "instar.out").read_bytes() == before, "a refused convert changed the target"
+
+
+def test_convert_image_opts_refused(instar, src):
+    spec = "driver=qcow2,file.filename=src.qcow2"
+    oracle = tl.run_oracle(["convert", "--image-opts", spec, "oracle.out"], cwd=src)
+    assert oracle.returncode == 0, oracle.describe()
+    r = instar.run(["convert", "--image-opts", spec, "instar.out"], cwd=src)
+    assert r.returncode == 1, r.describe()
+    assert r.stderr == b"qemu-img: --image-opts is not supported by instar\n", r.describe()
+    assert not (src / "instar.out").exists()
