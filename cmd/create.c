@@ -228,6 +228,8 @@ static int file_prealloc(int fd, uint64_t size, int mode, const char *name, cons
             fail_file(name, NULL, "Could not preallocate new data: %s", strerror(e));
             return -1;
         }
+        if (size)
+            vmm_allocate_first_block(fd, size);
         return 0;
     }
     if (ftruncate(fd, (off_t)size) < 0) {
@@ -252,6 +254,8 @@ static int file_prealloc(int fd, uint64_t size, int mode, const char *name, cons
             }
             off += (uint64_t)w;
         }
+    } else if (size) {
+        vmm_allocate_first_block(fd, size);
     }
     return 0;
 }
