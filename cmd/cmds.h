@@ -10,6 +10,7 @@
 #define CMD_CMDS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 /* One table line per qemu-img subcommand; handler NULL = not built yet. */
 struct cmd_struct {
@@ -45,12 +46,22 @@ bool cmd_driver_known(const char *name);
 int cmd_output_json(const char *output, bool *json);
 
 /*
+ * create_for_convert - bdrv_create() as img_convert() calls it: the -o
+ * options (may be NULL) and size, errors worded "FILE: error while
+ * converting FMT: ...".  Returns 0 or -1 after reporting.
+ */
+int create_for_convert(const char *filename, const char *fmt, const char *options, uint64_t size);
+
+/*
  * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
  * documented above the handler.
  */
 int cmd_check(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_map(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 
 #endif /* CMD_CMDS_H */

@@ -90,12 +90,17 @@ static const struct option create_long[] = {
 static void fail_file(const char *filename, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* convert's wording: "FILE: error while converting FMT: msg". */
+static const char *fail_infix_fmt;
+
 static void fail_file(const char *filename, const char *hint, const char *fmt, ...)
 {
     va_list ap;
 
     fflush(stdout);
     fprintf(stderr, "%s: %s: ", report_progname(), filename);
+    if (fail_infix_fmt)
+        fprintf(stderr, "error while converting %s: ", fail_infix_fmt);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -907,5 +912,51 @@ out:
     free(proto_refusal);
     opts_free(&l);
     free(options);
+    return ret;
+}
+
+int create_for_convert(const char *filename, const char *fmt, const char *options, uint64_t size)
+{
+    const char *path = filename;
+    char msg[MSG_MAX], hint[MSG_MAX], num[32];
+    struct opt_list l;
+    int ret = -1;
+
+    memset(&l, 0, sizeof(l));
+    if (!cmd_driver_known(fmt)) {
+        report_error("Unknown file format '%s'", fmt);
+        return -1;
+    }
+    if (!format_descs(fmt)) {
+        report_error("Format '%s' is not supported by instar convert", fmt);
+        return -1;
+    }
+    if (policy_has_protocol(filename)) {
+        char *pmsg = NULL;
+
+        if (policy_host_path(filename, &path, &pmsg) < 0) {
+            report_error("%s", pmsg ? pmsg : "Unknown protocol");
+            free(pmsg);
+            return -1;
+        }
+    }
+    opts_append(&l, format_descs(fmt));
+    opts_append(&l, file_descs);
+    if (options && opts_parse(&l, options, msg, hint, sizeof(msg)) < 0) {
+        report_error("%s", msg);
+        if (hint[0])
+            fputs(hint, stderr);
+        goto out;
+    }
+    snprintf(num, sizeof(num), "%" PRIu64, size);
+    opts_set(&l, "size", num, size);
+    fail_infix_fmt = fmt;
+    if (!strcmp(fmt, "qcow2"))
+        ret = create_qcow2(filename, path, &l, size);
+    else
+        ret = create_raw(filename, path, fmt, &l, size);
+    fail_infix_fmt = NULL;
+out:
+    opts_free(&l);
     return ret;
 }

@@ -46,10 +46,10 @@ const struct cmd_struct cmd_table[] = {
     {"commit", NULL,
      "commit [--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r "
      "rate_limit] [-d] [-p] filename"},
-    {"compare", NULL,
+    {"compare", cmd_compare,
      "compare [--object objectdef] [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] "
      "[-s] [-U] filename1 filename2"},
-    {"convert", NULL,
+    {"convert", cmd_convert,
      "convert [--object objectdef] [--image-opts] [--target-image-opts] [--target-is-zero] "
      "[--bitmaps] [-U] [-C] [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O "
      "output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param] [-S "
@@ -64,7 +64,7 @@ const struct cmd_struct cmd_table[] = {
     {"info", cmd_info,
      "info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] "
      "filename"},
-    {"map", NULL,
+    {"map", cmd_map,
      "map [--object objectdef] [--image-opts] [-f fmt] [--start-offset=offset] "
      "[--max-length=len] [--output=ofmt] [-U] filename"},
     {"measure", NULL,

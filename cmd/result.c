@@ -9,6 +9,7 @@
 
 #include "instar/abi.h"
 #include "instar/ovf.h"
+#include "qcow2_err.h"
 #include "report.h"
 #include "result.h"
 
@@ -339,4 +340,28 @@ bool result_report_next(const void *batch, size_t len, size_t *off, struct insta
     *s = (const char *)b + *off + sizeof(*rec);
     *off += report_rec_size(rec->slen);
     return true;
+}
+
+/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT --- */
+
+enum result_bad result_data_parse(const void *blob, size_t len, uint32_t op,
+                                  struct instar_data_result *v)
+{
+    enum result_bad why;
+
+    memset(v, 0, sizeof(*v));
+    why = result_hdr_parse(blob, len, op, &v->hdr);
+    if (why != RESULT_OK)
+        return why;
+    if (v->hdr.error != 0)
+        return RESULT_OK;
+    if (len < sizeof(*v))
+        return RESULT_BAD_SHORT;
+    memcpy(v, blob, sizeof(*v));
+    if (v->status > INSTAR_DATA_EWRITE_AT || v->image > 2 || v->errnum > 4095)
+        return RESULT_BAD_VALUE;
+    if (v->corrupt_code && (v->corrupt_code < QCOW2_CORRUPT_L2_UNALIGNED ||
+                            v->corrupt_code > QCOW2_CORRUPT_INVALID_ENTRY))
+        return RESULT_BAD_VALUE;
+    return RESULT_OK;
 }

@@ -151,4 +151,12 @@ enum result_bad result_report_validate(const void *batch, size_t len);
 bool result_report_next(const void *batch, size_t len, size_t *off, struct instar_report_rec *rec,
                         const char **s);
 
+/*
+ * result_data_parse - validate a map/compare/convert blob (struct
+ * instar_data_result) for op: the header, and without an error the whole
+ * struct, a known status and a known corruption code.  *v is a copy.
+ */
+enum result_bad result_data_parse(const void *blob, size_t len, uint32_t op,
+                                  struct instar_data_result *v);
+
 #endif /* CMD_RESULT_H */

@@ -35,8 +35,10 @@ uint64_t gblk_size(uint32_t handle)
 }
 
 /* Read [offset, offset+len) straight from the host; zero what lies past EOF. */
-static int blk_read_direct(uint32_t handle, uint64_t offset, uint8_t *buf, size_t len)
+int gblk_pread_direct(uint32_t handle, uint64_t offset, void *dst, size_t len)
 {
+    uint8_t *buf = dst;
+
     while (len) {
         uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
         uint64_t size = gblk_size(handle);
@@ -79,7 +81,7 @@ static struct cache_block *cache_get(uint32_t handle, uint64_t aligned)
             return NULL;
     }
     victim->valid = 0;
-    if (blk_read_direct(handle, aligned, victim->data, BLK_CACHE_SIZE) < 0)
+    if (gblk_pread_direct(handle, aligned, victim->data, BLK_CACHE_SIZE) < 0)
         return NULL;
     victim->handle = handle;
     victim->offset = aligned;
@@ -214,7 +216,7 @@ int gblk_pread(uint32_t handle, uint64_t offset, void *buf, size_t len)
     if (gdev_written(handle))
         return gdev_pread(handle, offset, buf, len) < 0 ? -INSTAR_ERR_IO : 0;
     if (len >= BLK_CACHE_SIZE)
-        return blk_read_direct(handle, offset, p, len);
+        return gblk_pread_direct(handle, offset, p, len);
 
     while (len) {
         uint64_t aligned = offset & ~(uint64_t)(BLK_CACHE_SIZE - 1);

@@ -28,6 +28,14 @@ int64_t hc_result(const void *blob, uint64_t len);
 void hc_log(const char *msg, size_t len);
 int64_t hc_report(const void *recs, uint64_t len);
 int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode);
+int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, uint64_t len,
+                uint32_t flags, uint32_t sparse_sectors, uint32_t alignment, uint64_t sector,
+                int64_t *written);
+int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len);
+int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole, uint32_t *status);
+void hc_progress(uint32_t mode, uint64_t num, uint64_t den);
+int64_t hc_cmp(uint32_t a, uint64_t a_off, uint32_t b, uint64_t b_off, uint64_t len, bool *differ,
+               uint64_t *same_len);
 __attribute__((noreturn)) void hc_exit(int64_t status);
 __attribute__((noreturn)) void hc_panic(const char *expr, const char *file, unsigned line);
 
@@ -49,6 +57,9 @@ __attribute__((noreturn)) void hc_panic(const char *expr, const char *file, unsi
  * Returns 0, or -INSTAR_ERR_IO if the host refused or failed the read.
  */
 int gblk_pread(uint32_t handle, uint64_t offset, void *buf, size_t len);
+
+/* gblk_pread without the cache: for data, read once.  Same contract. */
+int gblk_pread_direct(uint32_t handle, uint64_t offset, void *buf, size_t len);
 
 /* Size in bytes of device handle at boot (0 if the handle is invalid). */
 uint64_t gblk_size(uint32_t handle);
@@ -143,5 +154,8 @@ __attribute__((noreturn)) void plan_info(void);
 __attribute__((noreturn)) void plan_check(void);
 __attribute__((noreturn)) void plan_create(void);
 __attribute__((noreturn)) void plan_resize(void);
+__attribute__((noreturn)) void plan_map(void);
+__attribute__((noreturn)) void plan_compare(void);
+__attribute__((noreturn)) void plan_convert(void);
 
 #endif /* GUEST_H */

@@ -88,3 +88,63 @@ int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode)
     hc_out(INSTAR_HC_TRUNCATE, &a);
     return a.ret;
 }
+
+int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, uint64_t len,
+                uint32_t flags, uint32_t sparse_sectors, uint32_t alignment, uint64_t sector,
+                int64_t *written)
+{
+    struct instar_hc_copy a = {.src = src,
+                               .dst = dst,
+                               .src_off = src_off,
+                               .dst_off = dst_off,
+                               .len = len,
+                               .flags = flags,
+                               .sparse_sectors = sparse_sectors,
+                               .alignment = alignment,
+                               .sector = sector,
+                               .written = 0,
+                               .ret = -1};
+
+    hc_out(INSTAR_HC_COPY, &a);
+    if (written)
+        *written = a.written;
+    return a.ret;
+}
+
+int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len)
+{
+    struct instar_hc_zero a = {.handle = handle, .offset = offset, .len = len, .ret = -1};
+
+    hc_out(INSTAR_HC_ZERO, &a);
+    return a.ret;
+}
+
+int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole, uint32_t *status)
+{
+    struct instar_hc_seek a = {.handle = handle, .offset = offset, .ret = -1};
+
+    hc_out(INSTAR_HC_SEEK, &a);
+    *data = a.data;
+    *hole = a.hole;
+    *status = a.status;
+    return a.ret;
+}
+
+void hc_progress(uint32_t mode, uint64_t num, uint64_t den)
+{
+    struct instar_hc_progress a = {.mode = mode, .num = num, .den = den};
+
+    hc_out(INSTAR_HC_PROGRESS, &a);
+}
+
+int64_t hc_cmp(uint32_t a, uint64_t a_off, uint32_t b, uint64_t b_off, uint64_t len, bool *differ,
+               uint64_t *same_len)
+{
+    struct instar_hc_cmp c = {
+        .a = a, .b = b, .a_off = a_off, .b_off = b_off, .len = len, .ret = -1};
+
+    hc_out(INSTAR_HC_CMP, &c);
+    *differ = c.differ != 0;
+    *same_len = c.same_len;
+    return c.ret;
+}

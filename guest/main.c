@@ -24,6 +24,12 @@ void guest_main(void)
         plan_create();
     case INSTAR_OP_RESIZE:
         plan_resize();
+    case INSTAR_OP_MAP:
+        plan_map();
+    case INSTAR_OP_CONVERT:
+        plan_convert();
+    case INSTAR_OP_COMPARE:
+        plan_compare();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

@@ -8,6 +8,8 @@
 #include "open.h"
 #include "probe.h"
 
+uint32_t gopen_dev;
+
 static struct qcow2_err_info ei;
 static uint8_t snap_scratch[QCOW2_SNAPSHOT_SCRATCH];
 static uint8_t table_buf[65536];

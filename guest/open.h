@@ -13,7 +13,12 @@
 #include "qcow2/luks.h"
 #include "qcow2/snapshot.h"
 
-#define GOPEN_DEV 0 /* the image is always device 0 */
+/*
+ * The device gq_open() and gopen_probe() read: device 0 for the metadata
+ * planners; the data path points it at each node's file in turn.
+ */
+extern uint32_t gopen_dev;
+#define GOPEN_DEV gopen_dev
 
 /* Reads of device 0 for formats/qcow2 walkers (zeros past EOF). */
 extern const struct qcow2_reader gopen_reader;

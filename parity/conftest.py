@@ -60,3 +60,16 @@ def locked_image(images):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the cases of parity/pending.py as strict xfails (not in the self-check)."""
+    from pending import PENDING
+
+    if tl.is_oracle_self_check():
+        return
+    for item in items:
+        cs = getattr(item, "callspec", None)
+        reason = PENDING.get(item.path.name, {}).get(cs.id) if cs else None
+        if reason:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

@@ -19,6 +19,7 @@ same file, so this never matters for parity.
 from __future__ import annotations
 
 import os
+import re
 import struct
 import sys
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from instar_testlib import qemu_img, qemu_io  # noqa: E402
+from output_compare import sparse_copy as _sparse_copy  # noqa: E402
 
 MiB = 1 << 20
 SECRET = ["--object", "secret,id=sec0,data=abc"]
@@ -76,16 +78,48 @@ class ImageSet:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._done: dict[str, str] = {}
+        self._files: dict[str, tuple[str, ...]] = {}
 
     def path(self, name: str) -> str:
-        """Relative path (to root) of image ``name``, generating it on first use."""
+        """Relative path (to root) of image ``name``, generating it on first use.
+
+        ``name`` is a key of GENERATORS or of DATA_IMAGES.  A generator may
+        return a tuple (image, other files it needs...), see files().
+        """
         if name not in self._done:
-            gen = GENERATORS[name]
-            self._done[name] = gen(self)
+            gen = GENERATORS[name] if name in GENERATORS else DATA_IMAGES[name]
+            made = gen(self)
+            files = (made,) if isinstance(made, str) else tuple(made)
+            self._done[name] = files[0]
+            self._files[name] = files
         return self._done[name]
+
+    def files(self, name: str) -> tuple[str, ...]:
+        """Every file image ``name`` consists of: itself first, then its
+        backing files and external data file (relative to root), so that a
+        test can copy the whole image into a directory of its own."""
+        self.path(name)
+        return self._files[name]
 
     def abspath(self, name: str) -> str:
         return str(self.root / self.path(name))
+
+    def resolve(self, args) -> tuple[list[str], list[tuple[Path, str]]]:
+        """Replace every ``@name`` in ``args`` (also inside an argument, as in
+        ``-o backing_file=@dp-chain-mid``) by the relative path of image
+        ``name``; return (args, files), where files lists (source, relative
+        name) of every file those images consist of (see files()), for a
+        case that copies its inputs into a directory of its own."""
+        files: dict[str, Path] = {}
+
+        def sub(m):
+            name = m.group(1)
+            for f in self.files(name):
+                files[f] = self.root / f
+            return self.path(name)
+
+        out = [re.sub(r"@([\w.-]+)", sub, a) for a in args]
+        return out, [(src, rel) for rel, src in files.items()]
 
     # ---- helpers used by generators -------------------------------------
     def qimg(self, *args):
@@ -398,3 +432,457 @@ OTHER_FORMATS = {fmt: f"other-{i}.img" for i, fmt in
                  enumerate(("vmdk", "vdi", "vpc", "vhdx", "qed", "qcow", "parallels"))}
 for _fmt, _name in OTHER_FORMATS.items():
     GENERATORS[f"fmt-{_fmt}"] = _other(_fmt, _name)
+
+
+# ===========================================================================
+# Data images for convert / compare / map / measure / dd / bench
+# ===========================================================================
+# A matrix of its own (DATA_IMAGES, ids prefixed ``dp-``), so the info and
+# check suites, which iterate over GENERATORS, are not changed by it.  Every
+# image is small (at most 8 MiB virtual) and holds guest data of every kind
+# qcow2 can express: plain data (qemu-io ``write -P``), data that is all
+# zeros, zero clusters (``write -z``), zero clusters whose host cluster was
+# freed (``write -z -u``), discarded ranges, unallocated holes, partial
+# clusters, compressed clusters.  A generator returns the image, or a tuple
+# (image, backing files and data files it needs), see ImageSet.files().
+# Hostile images (``dp-bad-*``) are patched with tests/corrupt_check.py's
+# Qcow2 view, whose every offset is read from the image itself.
+
+DATA_IMAGES: dict = {}
+
+
+def data_image(name):
+    def deco(fn):
+        DATA_IMAGES[name] = fn
+        return fn
+
+    return deco
+
+
+def mixed_writes(cs: int = 65536, compressed: bool = True) -> tuple[str, ...]:
+    """qemu-io commands giving an 8 MiB image every kind of content.
+
+    Offsets are fixed, so images of any cluster size hold the same guest
+    data; the compressed write covers whole clusters (qemu-io refuses
+    anything else) at 4 MiB, which is cluster aligned up to 2 MiB clusters.
+    """
+    clen = max(cs, 128 * 1024)
+    w = (
+        "write -P 0x11 0 1M",                # plain data, whole clusters
+        "write -P 0x22 1049088 4k",          # unaligned, inside one cluster
+        "write -z 2M 256k",                  # zero clusters (zero flag, v3)
+        "write -P 0x33 3M 512k",
+        "discard 3200k 128k",                # punched into written data
+        "write -P 0 3840k 64k",              # allocated data that is all zeros
+    )
+    if compressed:
+        w += (f"write -c -P 0x44 4M {clen}",)
+    w += ("write -z -u 6M 64k",)             # zero, host cluster freed
+    # 6M+64k .. 8M stays unallocated
+    return w
+
+
+def _qcow2_io(s, name, opts="", size="8M", writes=()):
+    o = ["-o", opts] if opts else []
+    s.qimg("create", "-q", "-f", "qcow2", *o, name, size)
+    cmds = [x for w in writes for x in ("-c", w)]
+    if cmds:
+        s.qio("-f", "qcow2", *cmds, name)
+    return name
+
+
+def _mixed(name, opts="", cs=65536, compressed=True):
+    DATA_IMAGES[name] = lambda s: _qcow2_io(s, f"{name}.qcow2", opts, writes=mixed_writes(cs, compressed))
+
+
+_mixed("dp-mixed")
+for _cs, _spell in ((512, "512"), (4096, "4k"), (2 << 20, "2M")):
+    _mixed(f"dp-cs{_spell}", f"cluster_size={_spell}", _cs)
+for _rb in (1, 8, 64):
+    _mixed(f"dp-rb{_rb}", f"refcount_bits={_rb}")
+_mixed("dp-zstd", "compression_type=zstd")
+# v2 has no zero flag: `write -z` becomes written zeros or deallocation.
+_mixed("dp-v2", "compat=0.10")
+_mixed("dp-lazy", "lazy_refcounts=on")
+
+
+@data_image("dp-extl2")
+def _dp_extl2(s):
+    """extended_l2=on, 64 KiB clusters (2 KiB subclusters): 4 KiB writes
+    leave clusters partly allocated, partly zero, partly unallocated."""
+    return _qcow2_io(s, "dp-extl2.qcow2", "extended_l2=on", writes=(
+        "write -P 0x51 0 4k",
+        "write -P 0x52 8k 4k",
+        "write -P 0x53 62k 4k",              # straddles a cluster boundary
+        "write -z 64k 8k",
+        "write -z 80k 2k",
+        "write -P 0x54 1M 64k",
+        "write -z -u 1M 4k",
+        "write -c -P 0x55 2M 128k",
+        "write -P 0x56 3M 2k",
+        "discard 3M 2k",
+        "write -P 0 5M 4k",
+    ))
+
+
+@data_image("dp-extl2-2M")
+def _dp_extl2_2m(s):
+    """extended_l2=on with 2 MiB clusters: 64 KiB subclusters."""
+    return _qcow2_io(s, "dp-extl2-2M.qcow2", "extended_l2=on,cluster_size=2M", writes=(
+        "write -P 0x61 0 4k",
+        "write -P 0x62 192k 64k",
+        "write -z 2M 128k",
+        "write -P 0x63 5M 1M",
+    ))
+
+
+@data_image("dp-odd")
+def _dp_odd(s):
+    """A size that is no multiple of the cluster size (3 MiB + 512), data
+    up to the last sector."""
+    return _qcow2_io(s, "dp-odd.qcow2", size="3146240", writes=(
+        "write -P 0x71 0 64k", "write -P 0x72 3M 512"))
+
+
+@data_image("dp-empty")
+def _dp_empty(s):
+    return _qcow2_io(s, "dp-empty.qcow2", size="4M")
+
+
+@data_image("dp-full")
+def _dp_full(s):
+    """Every cluster written with non-zero data (no sparse areas at all)."""
+    return _qcow2_io(s, "dp-full.qcow2", size="2M", writes=("write -P 0x7e 0 2M",))
+
+
+@data_image("dp-prealloc")
+def _dp_prealloc(s):
+    """preallocation=metadata: every cluster allocated, reading as zeros."""
+    return _qcow2_io(s, "dp-prealloc.qcow2", "preallocation=metadata", size="4M",
+                     writes=("write -P 0x7f 1M 64k",))
+
+
+@data_image("dp-zlib-full")
+def _dp_zlib_full(s):
+    """Made by `convert -c` (zlib): every data cluster compressed."""
+    src = s.path("dp-mixed")
+    s.qimg("convert", "-c", "-O", "qcow2", src, "dp-zlib-full.qcow2")
+    return "dp-zlib-full.qcow2"
+
+
+@data_image("dp-zstd-full")
+def _dp_zstd_full(s):
+    src = s.path("dp-mixed")
+    s.qimg("convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", src, "dp-zstd-full.qcow2")
+    return "dp-zstd-full.qcow2"
+
+
+@data_image("dp-mixed-raw")
+def _dp_mixed_raw(s):
+    """dp-mixed converted to raw by the oracle: same guest data, no qcow2
+    allocation information (written zeros are holes)."""
+    s.qimg("convert", "-O", "raw", s.path("dp-mixed"), "dp-mixed.raw")
+    return "dp-mixed.raw"
+
+
+@data_image("dp-mixed-flipped")
+def _dp_mixed_flipped(s):
+    """dp-mixed with one byte changed inside the compressed range."""
+    name = "dp-mixed-flipped.qcow2"
+    _sparse_copy(s.root / s.path("dp-mixed"), s.root / name)
+    s.qio("-f", "qcow2", "-c", "write -P 0x45 4300001 1", name)
+    return name
+
+
+@data_image("dp-mixed-bigger")
+def _dp_mixed_bigger(s):
+    """dp-mixed grown to 9 MiB: the extra MiB reads as zeros."""
+    name = "dp-mixed-bigger.qcow2"
+    _sparse_copy(s.root / s.path("dp-mixed"), s.root / name)
+    s.qimg("resize", "-q", name, "9M")
+    return name
+
+
+@data_image("dp-mixed-bigger-data")
+def _dp_mixed_bigger_data(s):
+    """dp-mixed grown to 9 MiB with data in the extra MiB."""
+    name = "dp-mixed-bigger-data.qcow2"
+    _sparse_copy(s.root / s.path("dp-mixed-bigger"), s.root / name)
+    s.qio("-f", "qcow2", "-c", "write -P 0x99 8716800 512", name)
+    return name
+
+
+@data_image("dp-raw")
+def _dp_raw(s):
+    """A raw image with data, explicit zero blocks and holes (4 MiB + 1000)."""
+    p = s.root / "dp-raw.img"
+    with open(p, "wb") as f:
+        f.write(b"\x5a" * 65536)
+        f.seek(1 << 20)
+        f.write(bytes(65536))                # allocated zeros
+        f.seek((2 << 20) + 512)
+        f.write(b"\xa5" * 3000)              # unaligned
+        f.truncate((4 << 20) + 1000)
+    with open(p, "r+b") as f:
+        f.seek((4 << 20) + 1000 - 10)
+        f.write(b"0123456789")               # data in the last partial sector
+    return "dp-raw.img"
+
+
+# ---- backing chains -------------------------------------------------------
+@data_image("dp-chain-base")
+def _dp_chain_base(s):
+    return _qcow2_io(s, "dp-chain-base.qcow2", size="4M", writes=(
+        "write -P 0xb1 0 4M",))
+
+
+@data_image("dp-chain-mid")
+def _dp_chain_mid(s):
+    base = s.path("dp-chain-base")
+    s.qimg("create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", "dp-chain-mid.qcow2", "6M")
+    s.qio("-f", "qcow2", "-c", "write -P 0xb2 1M 2M", "-c", "write -z 1536k 256k",
+          "-c", "write -P 0xb3 5M 64k", "dp-chain-mid.qcow2")
+    return ("dp-chain-mid.qcow2", *s.files("dp-chain-base"))
+
+
+@data_image("dp-chain-top")
+def _dp_chain_top(s):
+    """Three deep, overlapping writes; the top (8 MiB) is larger than the
+    middle (6 MiB) and the base (4 MiB)."""
+    mid = s.path("dp-chain-mid")
+    s.qimg("create", "-q", "-f", "qcow2", "-b", mid, "-F", "qcow2", "dp-chain-top.qcow2", "8M")
+    s.qio("-f", "qcow2", "-c", "write -P 0xc1 2M 1M", "-c", "write -z 0 64k",
+          "-c", "write -P 0xc2 1088k 4k", "-c", "write -c -P 0xc3 7M 64k",
+          "-c", "discard 2560k 64k", "dp-chain-top.qcow2")
+    return ("dp-chain-top.qcow2", *s.files("dp-chain-mid"))
+
+
+@data_image("dp-chain-flat")
+def _dp_chain_flat(s):
+    """dp-chain-top flattened by the oracle: same guest data as the chain."""
+    s.qimg("convert", "-O", "qcow2", s.path("dp-chain-top"), "dp-chain-flat.qcow2")
+    return "dp-chain-flat.qcow2"
+
+
+@data_image("dp-chain-rawbase")
+def _dp_chain_rawbase(s):
+    """A qcow2 (extended L2) overlay on a raw backing file."""
+    raw = s.path("dp-raw")
+    s.qimg("create", "-q", "-f", "qcow2", "-o", "extended_l2=on", "-b", raw, "-F", "raw",
+           "dp-chain-rawbase.qcow2")
+    s.qio("-f", "qcow2", "-c", "write -P 0xd1 32k 8k", "-c", "write -z 1M 32k",
+          "dp-chain-rawbase.qcow2")
+    return ("dp-chain-rawbase.qcow2", raw)
+
+
+# ---- external data files, snapshots, bitmaps ------------------------------
+@data_image("dp-datafile")
+def _dp_datafile(s):
+    s.qimg("create", "-q", "-f", "qcow2", "-o", "data_file=dp-datafile.bin", "dp-datafile.qcow2", "4M")
+    s.qio("-f", "qcow2", "-c", "write -P 0xe1 0 128k", "-c", "write -z 1M 64k",
+          "-c", "write -P 0xe2 2M 4k", "dp-datafile.qcow2")
+    return ("dp-datafile.qcow2", "dp-datafile.bin")
+
+
+@data_image("dp-datafile-raw")
+def _dp_datafile_raw(s):
+    s.qimg("create", "-q", "-f", "qcow2", "-o", "data_file=dp-datafile-raw.bin,data_file_raw=on",
+           "dp-datafile-raw.qcow2", "4M")
+    s.qio("-f", "qcow2", "-c", "write -P 0xe3 0 128k", "-c", "write -P 0xe4 3M 4k",
+          "dp-datafile-raw.qcow2")
+    return ("dp-datafile-raw.qcow2", "dp-datafile-raw.bin")
+
+
+@data_image("dp-snaps")
+def _dp_snaps(s):
+    """Three states: snapshot 'first' (id 1), snapshot 'second' (id 2), and
+    the active layer, each with different data."""
+    n = _qcow2_io(s, "dp-snaps.qcow2", size="4M", writes=("write -P 0xf1 0 1M",))
+    s.qimg("snapshot", "-c", "first", n)
+    s.qio("-f", "qcow2", "-c", "write -P 0xf2 512k 1M", "-c", "write -z 3M 64k", n)
+    s.qimg("snapshot", "-c", "second", n)
+    s.qio("-f", "qcow2", "-c", "write -P 0xf3 0 64k", "-c", "discard 1M 64k", n)
+    return n
+
+
+@data_image("dp-bitmaps")
+def _dp_bitmaps(s):
+    """Persistent bitmaps: enabled, disabled, a big granularity."""
+    n = _qcow2_io(s, "dp-bitmaps.qcow2", size="4M", writes=("write -P 0x81 0 64k",))
+    s.qimg("bitmap", "--add", n, "b-enabled")
+    s.qimg("bitmap", "--add", "-g", "1M", n, "b-disabled")
+    s.qimg("bitmap", "--disable", n, "b-disabled")
+    s.qio("-f", "qcow2", "-c", "write -P 0x82 1M 64k", n)
+    return n
+
+
+BITMAP_EXT = 0x23852875
+BITMAP_IN_USE = 1
+
+
+@data_image("dp-bitmap-inuse")
+def _dp_bitmap_inuse(s):
+    """A bitmap whose in-use flag is set (inconsistent: qemu-img refuses to
+    copy it without --skip-broken-bitmaps)."""
+    name = "dp-bitmap-inuse.qcow2"
+    _sparse_copy(s.root / s.path("dp-bitmaps"), s.root / name)
+    with open(s.root / name, "r+b") as f:
+        hdr = f.read(4096)
+        off = struct.unpack_from(">I", hdr, 100)[0]
+        while off + 8 <= len(hdr):
+            magic, length = struct.unpack_from(">II", hdr, off)
+            if magic == BITMAP_EXT:
+                dir_off = struct.unpack_from(">Q", hdr, off + 8 + 16)[0]
+                f.seek(dir_off + 12)
+                (flags,) = struct.unpack(">I", f.read(4))
+                f.seek(dir_off + 12)
+                f.write(struct.pack(">I", flags | BITMAP_IN_USE))
+                return name
+            if magic == 0:
+                break
+            off += 8 + ((length + 7) & ~7)
+    raise RuntimeError("no bitmap extension")
+
+
+@data_image("dp-target-qcow2")
+def _dp_target_qcow2(s):
+    """An existing 8 MiB qcow2 with data everywhere: a target for convert -n."""
+    return _qcow2_io(s, "dp-target.qcow2", size="8M", writes=(
+        "write -P 0xee 0 8M",))
+
+
+@data_image("dp-target-raw")
+def _dp_target_raw(s):
+    """An existing 9 MiB raw file full of 0xee: a target for convert -n."""
+    p = s.root / "dp-target.raw"
+    p.write_bytes(b"\xee" * (9 << 20))
+    return "dp-target.raw"
+
+
+@data_image("dp-target-small")
+def _dp_target_small(s):
+    return _qcow2_io(s, "dp-target-small.qcow2", size="1M")
+
+
+@data_image("dp-target-zero-raw")
+def _dp_target_zero_raw(s):
+    """A fresh all-holes 8 MiB raw file (for --target-is-zero)."""
+    p = s.root / "dp-target-zero.raw"
+    with open(p, "wb") as f:
+        f.truncate(8 << 20)
+    return "dp-target-zero.raw"
+
+
+# ---- hostile images ---------------------------------------------------------
+def _patched(s, name, src, patch):
+    """Copy image ``src`` to ``name`` and apply ``patch(Qcow2)`` to it."""
+    from corrupt_check import Qcow2
+
+    q = Qcow2((s.root / s.path(src)).read_bytes())
+    patch(q)
+    (s.root / name).write_bytes(bytes(q.b))
+    return name
+
+
+@data_image("dp-bad-l2-eof")
+def _dp_bad_l2_eof(s):
+    """An L2 entry (guest 3 MiB) pointing at a data cluster past the end of
+    the file."""
+    from corrupt_check import COPIED
+
+    return _patched(s, "dp-bad-l2-eof.qcow2", "dp-mixed",
+                    lambda q: q.set_l2(3 << 20, q.past_eof() | COPIED))
+
+
+@data_image("dp-bad-l1-eof")
+def _dp_bad_l1_eof(s):
+    """The only L1 entry points at an L2 table past the end of the file."""
+    from corrupt_check import COPIED
+
+    return _patched(s, "dp-bad-l1-eof.qcow2", "dp-mixed",
+                    lambda q: q.put64(q.l1_entry_off(0), q.past_eof() | COPIED))
+
+
+@data_image("dp-bad-l2-unaligned")
+def _dp_bad_l2_unaligned(s):
+    """A data cluster offset that is not cluster aligned."""
+    return _patched(s, "dp-bad-l2-unaligned.qcow2", "dp-mixed",
+                    lambda q: q.set_l2(3 << 20, q.l2(3 << 20) + 512))
+
+
+@data_image("dp-text-comp")
+def _dp_text_comp(s):
+    """256 KiB of text (numbered lines) in a 1 MiB image, compressed by
+    `convert -c`: compressed clusters of a few KiB whose deflate streams
+    are not a single repeated match (see dp-bad-comp-eof)."""
+    raw = s.root / "dp-text.raw"
+    text = b"".join(b"line %06d of the text, some words: %x\n" % (i, i * 7919) for i in range(6000))
+    with open(raw, "wb") as f:
+        f.write(text[: 256 * 1024])
+        f.truncate(1 << 20)
+    s.qimg("convert", "-c", "-f", "raw", "-O", "qcow2", "dp-text.raw", "dp-text-comp.qcow2")
+    raw.unlink()
+    return "dp-text-comp.qcow2"
+
+
+@data_image("dp-bad-comp-eof")
+def _dp_bad_comp_eof(s):
+    """The last compressed cluster's data runs past the end of the file:
+    the file is cut in the middle of it.  (Cutting a cluster of one repeated
+    byte would not do: deflate encodes it as a run of one match whose code
+    the zeros read past the end of the file repeat, so it still inflates.)"""
+    from corrupt_check import COMPRESSED, Qcow2
+
+    name = "dp-bad-comp-eof.qcow2"
+    q = Qcow2((s.root / s.path("dp-text-comp")).read_bytes())
+    mask = (1 << q.compressed_offset_bits) - 1
+    last = max(q.l2(g) & mask for g in range(0, 256 * 1024, q.cluster_size) if q.l2(g) & COMPRESSED)
+    (s.root / name).write_bytes(bytes(q.b[: last + 512]))
+    return name
+
+
+@data_image("dp-bad-comp-past-eof")
+def _dp_bad_comp_past_eof(s):
+    """A compressed cluster descriptor (guest 64 KiB) whose data lies wholly
+    past the end of the file: it reads as zeros, which do not inflate."""
+    from corrupt_check import COMPRESSED
+
+    def patch(q):
+        e = q.l2(65536)
+        assert e & COMPRESSED
+        mask = (1 << q.compressed_offset_bits) - 1
+        q.set_l2(65536, (e & ~mask) | ((e & mask) + q.past_eof()))
+
+    return _patched(s, "dp-bad-comp-past-eof.qcow2", "dp-text-comp", patch)
+
+
+@data_image("dp-bad-chain-trunc")
+def _dp_bad_chain_trunc(s):
+    """A chain whose middle member is cut in the middle of a data cluster:
+    reads of the rest of that cluster go past its end of file."""
+    from corrupt_check import Qcow2
+
+    base = s.path("dp-chain-base")
+    mid = "dp-trunc-mid.qcow2"
+    s.qimg("create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", mid, "6M")
+    s.qio("-f", "qcow2", "-c", "write -P 0xb2 1M 2M", mid)
+    q = Qcow2((s.root / mid).read_bytes())
+    host = q.data_cluster(2 << 20)
+    (s.root / mid).write_bytes(bytes(q.b[: host + 4096 + 100]))
+    top = "dp-trunc-top.qcow2"
+    s.qimg("create", "-q", "-f", "qcow2", "-u", "-b", mid, "-F", "qcow2", top, "6M")
+    s.qio("-f", "qcow2", "-c", "write -P 0xc1 0 64k", top)
+    return (top, mid, *s.files("dp-chain-base"))
+
+
+def _converted_raw(src):
+    def g(s):
+        name = f"{src}-conv.raw"
+        s.qimg("convert", "-O", "raw", s.path(src), name)
+        return name
+
+    return g
+
+
+for _src in ("dp-extl2", "dp-datafile", "dp-snaps"):
+    DATA_IMAGES[f"{_src}-conv"] = _converted_raw(_src)

@@ -5,7 +5,8 @@ Both parity/conftest.py and tests/integration/conftest.py import this module
 test, when to skip, and how processes are run live in one place:
 
 * The binary under test is $INSTAR if set, else <repo>/build/instar.  A missing
-  binary is a test FAILURE, never a skip.
+  binary is a test FAILURE, never a skip.  INSTAR=/usr/bin/qemu-img runs the
+  suites against the oracle itself, as a self-check of the harness.
 * instar interprets images only inside its sandbox: a KVM VM where KVM is
   usable, else a seccomp-confined process (INSTAR_SANDBOX picks one).  The
   suites probe it once; if no sandbox can run they skip loudly, and under
@@ -134,6 +135,21 @@ def binary_problem() -> str | None:
     return None
 
 
+def is_oracle_self_check() -> bool:
+    """True when the binary under test IS the oracle (INSTAR=/usr/bin/qemu-img).
+
+    That run checks the harness itself: every parity case must then pass
+    (except those that assert a deliberate refusal, named ``refused``),
+    which shows that a case compares what it should and that qemu-img's
+    output is deterministic where the case requires it.  There is no
+    sandbox to probe.
+    """
+    try:
+        return instar_binary().resolve() == Path(QEMU_IMG).resolve()
+    except OSError:
+        return False
+
+
 def kvm_problem() -> str | None:
     """Why /dev/kvm cannot be opened read-write, or None if it can."""
     try:
@@ -161,6 +177,9 @@ def sandbox_probe() -> tuple[str | None, str | None]:
     problem = binary_problem()
     if problem:
         _SANDBOX_PROBE = (None, problem)
+        return _SANDBOX_PROBE
+    if is_oracle_self_check():
+        _SANDBOX_PROBE = ("none (harness self-check: INSTAR is qemu-img)", None)
         return _SANDBOX_PROBE
     d = Path(tempfile.mkdtemp(prefix="instar-probe-"))
     try:

@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "instar/sparse.h"
 #include "vmm_int.h"
 
 /* Copy an argument struct in; false (and the run failed) if out of range. */
@@ -99,7 +101,7 @@ static bool fault_allow(struct vmm *v)
 static int64_t blk_copy(struct vmm *v, struct vmm_devstate *d, const struct instar_hc_blk *a,
                         bool write)
 {
-    static uint8_t bounce[64 << 10];
+    static uint8_t bounce[1 << 20];
     uint64_t done = 0;
 
     while (done < a->len) {
@@ -275,6 +277,340 @@ static void hc_truncate(struct vmm *v, uint32_t gpa)
     if (ret == INSTAR_HC_OK)
         d->size = a.size;
     hc_ret(v, gpa, offsetof(struct instar_hc_truncate, ret), ret);
+}
+
+/* Write len bytes of buf at off, whole. */
+static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+    while (len) {
+        ssize_t w = pwrite(fd, buf, len, (off_t)off);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        buf += w;
+        len -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return 0;
+}
+
+/* Read len bytes at off; what lies past the end of the file reads as zeros. */
+static int pread_zero(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+    while (len) {
+        ssize_t r = pread(fd, buf, len, (off_t)off);
+
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0) {
+            memset(buf, 0, len);
+            return 0;
+        }
+        buf += r;
+        len -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+/*
+ * Make [off, off + len) of fd read as zeros: punch a hole (qemu's
+ * write_zeroes with MAY_UNMAP on a file), else zero the range, else write
+ * zeros.  Grows the file if the range ends past it.
+ */
+static int zero_range(int fd, uint64_t off, uint64_t len, uint64_t size)
+{
+    uint64_t end = off + len, in = end < size ? end : size;
+
+    if (off < in &&
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(in - off)) &&
+        fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)(in - off)) &&
+        write_zeros(fd, off, in))
+        return -1;
+    if (end > size && ftruncate_retry(fd, (off_t)end) < 0)
+        return -1;
+    return 0;
+}
+
+static void hc_zero(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_zero a;
+    struct vmm_devstate *d;
+    uint64_t end;
+    int64_t ret = INSTAR_HC_OK;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "zero"))
+        return;
+    d = hc_dev(v, a.handle);
+    if (!d)
+        ret = INSTAR_HC_EINVAL;
+    else if (!(d->flags & INSTAR_DEV_WRITE))
+        ret = INSTAR_HC_EPERM;
+    else if (a.len > INSTAR_ZERO_MAX)
+        ret = INSTAR_HC_ETOOBIG;
+    else if (__builtin_add_overflow(a.offset, a.len, &end) || end > d->write_limit ||
+             end > (uint64_t)INT64_MAX)
+        ret = INSTAR_HC_ERANGE;
+    if (ret != INSTAR_HC_OK) {
+        hc_ret(v, gpa, offsetof(struct instar_hc_zero, ret), ret);
+        return;
+    }
+    if (!fault_allow(v))
+        return;
+    v->out->nwrites++;
+    if (a.len && zero_range(d->fd, a.offset, a.len, d->size) < 0)
+        ret = INSTAR_HC_EIO;
+    else if (end > d->size)
+        d->size = end;
+    hc_ret(v, gpa, offsetof(struct instar_hc_zero, ret), ret);
+}
+
+/* Plain copy: copy_file_range where the kernel can, else read and write. */
+static int copy_plain(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len)
+{
+    static uint8_t buf[1 << 20];
+    bool cfr = true;
+
+    while (len) {
+        if (cfr) {
+            loff_t io = (loff_t)in_off, oo = (loff_t)out_off;
+            ssize_t n = copy_file_range(in, &io, out, &oo, len, 0);
+
+            if (n > 0) {
+                in_off += (uint64_t)n;
+                out_off += (uint64_t)n;
+                len -= (uint64_t)n;
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && errno != EXDEV && errno != EINVAL && errno != ENOSYS &&
+                errno != EOPNOTSUPP && errno != EPERM)
+                return -1;
+            cfr = false; /* n == 0 (past EOF) or unsupported: zeros by hand */
+            continue;
+        }
+        size_t chunk = len < sizeof(buf) ? (size_t)len : sizeof(buf);
+
+        if (pread_zero(in, buf, chunk, in_off) < 0 || pwrite_all(out, buf, chunk, out_off) < 0)
+            return -1;
+        in_off += chunk;
+        out_off += chunk;
+        len -= chunk;
+    }
+    return 0;
+}
+
+/*
+ * convert_co_write()'s BLK_DATA case over bytes the host reads itself:
+ * runs is_allocated_sectors_min() finds allocated are written, the others
+ * left alone (SPARSE: the destination reads as zeros there already) or
+ * zeroed (PUNCH).
+ */
+static int copy_sparse(struct vmm_devstate *s, const struct instar_hc_copy *a,
+                       struct vmm_devstate *d, int64_t *written)
+{
+    static uint8_t buf[INSTAR_COPY_SPARSE_MAX];
+    int n = (int)(a->len / SPARSE_SECTOR), done = 0;
+    int64_t sector = (int64_t)a->sector;
+
+    if (pread_zero(s->fd, buf, (size_t)a->len, a->src_off) < 0)
+        return -1;
+    while (done < n) {
+        int run;
+        uint64_t off = a->dst_off + (uint64_t)done * SPARSE_SECTOR;
+        size_t bytes;
+
+        if (sparse_allocated_min(buf + (size_t)done * SPARSE_SECTOR, n - done, &run,
+                                 (int)a->sparse_sectors, sector, (int)a->alignment)) {
+            bytes = (size_t)run * SPARSE_SECTOR;
+            if (pwrite_all(d->fd, buf + (size_t)done * SPARSE_SECTOR, bytes, off) < 0)
+                return -1;
+            *written += (int64_t)bytes;
+        } else if (a->flags & INSTAR_COPY_PUNCH) {
+            if (zero_range(d->fd, off, (uint64_t)run * SPARSE_SECTOR, d->size) < 0)
+                return -1;
+        }
+        done += run;
+        sector += run;
+    }
+    return 0;
+}
+
+static void hc_copy(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_copy a;
+    struct vmm_devstate *s, *d;
+    uint64_t send, dend;
+    int64_t ret = INSTAR_HC_OK, written = 0;
+    bool sparse;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "copy"))
+        return;
+    s = hc_dev(v, a.src);
+    d = hc_dev(v, a.dst);
+    sparse = a.flags & (INSTAR_COPY_SPARSE | INSTAR_COPY_PUNCH);
+    if (!s || !d || (a.flags & ~(INSTAR_COPY_SPARSE | INSTAR_COPY_PUNCH)) ||
+        (sparse && (a.sparse_sectors == 0 || a.alignment == 0 || a.alignment > (1u << 20) ||
+                    (a.alignment & (a.alignment - 1)) || a.len % SPARSE_SECTOR ||
+                    a.sector > (uint64_t)INT64_MAX / 2)))
+        ret = INSTAR_HC_EINVAL;
+    else if (!(s->flags & INSTAR_DEV_READ) || !(d->flags & INSTAR_DEV_WRITE))
+        ret = INSTAR_HC_EPERM;
+    else if (a.len > (sparse ? INSTAR_COPY_SPARSE_MAX : INSTAR_COPY_MAX))
+        ret = INSTAR_HC_ETOOBIG;
+    else if (__builtin_add_overflow(a.src_off, a.len, &send) || send > s->size ||
+             __builtin_add_overflow(a.dst_off, a.len, &dend) || dend > d->write_limit ||
+             dend > (uint64_t)INT64_MAX)
+        ret = INSTAR_HC_ERANGE;
+    if (ret != INSTAR_HC_OK) {
+        hc_ret(v, gpa, offsetof(struct instar_hc_copy, ret), ret);
+        return;
+    }
+    if (!fault_allow(v))
+        return;
+    v->out->nwrites++;
+    if (sparse) {
+        if (copy_sparse(s, &a, d, &written) < 0)
+            ret = INSTAR_HC_EIO;
+    } else if (copy_plain(s->fd, a.src_off, d->fd, a.dst_off, a.len) < 0) {
+        ret = INSTAR_HC_EIO;
+    } else {
+        written = (int64_t)a.len;
+    }
+    if (ret == INSTAR_HC_OK && written > 0 && dend > d->size) {
+        struct stat st;
+
+        if (fstat(d->fd, &st) == 0 && (uint64_t)st.st_size > d->size)
+            d->size = (uint64_t)st.st_size;
+    }
+    if (vmm_mem_write(&v->mem, (uint64_t)gpa + offsetof(struct instar_hc_copy, written), &written,
+                      sizeof(written)) < 0) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
+        return;
+    }
+    hc_ret(v, gpa, offsetof(struct instar_hc_copy, ret), ret);
+}
+
+/* find_allocation()'s two lseeks, for the guest's file-level block status. */
+static void hc_seek(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_seek a;
+    struct vmm_devstate *d;
+    int64_t ret = INSTAR_HC_OK;
+    off_t data, hole;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "seek"))
+        return;
+    d = hc_dev(v, a.handle);
+    if (!d)
+        ret = INSTAR_HC_EINVAL;
+    else if (!(d->flags & INSTAR_DEV_READ))
+        ret = INSTAR_HC_EPERM;
+    else if (a.offset >= d->size || a.offset > (uint64_t)INT64_MAX)
+        ret = INSTAR_HC_ERANGE;
+    if (ret != INSTAR_HC_OK) {
+        hc_ret(v, gpa, offsetof(struct instar_hc_seek, ret), ret);
+        return;
+    }
+    a.status = INSTAR_SEEK_OK;
+    a.data = a.hole = 0;
+    data = lseek(d->fd, (off_t)a.offset, SEEK_DATA);
+    if (data < 0) {
+        a.status = errno == ENXIO ? INSTAR_SEEK_NXIO : INSTAR_SEEK_UNKNOWN;
+    } else {
+        a.data = (uint64_t)data;
+        if ((uint64_t)data == a.offset) {
+            hole = lseek(d->fd, (off_t)a.offset, SEEK_HOLE);
+            if (hole < 0)
+                a.status = INSTAR_SEEK_UNKNOWN;
+            else
+                a.hole = (uint64_t)hole;
+        } else {
+            a.hole = a.offset;
+        }
+    }
+    a.ret = INSTAR_HC_OK;
+    if (vmm_mem_write(&v->mem, (uint64_t)gpa + offsetof(struct instar_hc_seek, data), &a.data,
+                      sizeof(a) - offsetof(struct instar_hc_seek, data)) < 0)
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
+}
+
+/* compare_buffers() over two device ranges the host reads itself. */
+static void hc_cmp(struct vmm *v, uint32_t gpa)
+{
+    static uint8_t ba[1 << 20], bb[1 << 20];
+    struct instar_hc_cmp a;
+    struct vmm_devstate *da, *db;
+    uint64_t ea, eb, done = 0;
+    int64_t ret = INSTAR_HC_OK;
+    int res = -1;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "cmp"))
+        return;
+    da = hc_dev(v, a.a);
+    db = hc_dev(v, a.b);
+    if (!da || !db)
+        ret = INSTAR_HC_EINVAL;
+    else if (!(da->flags & INSTAR_DEV_READ) || !(db->flags & INSTAR_DEV_READ))
+        ret = INSTAR_HC_EPERM;
+    else if (a.len == 0 || a.len > INSTAR_CMP_MAX)
+        ret = INSTAR_HC_ETOOBIG;
+    else if (__builtin_add_overflow(a.a_off, a.len, &ea) || ea > da->size ||
+             __builtin_add_overflow(a.b_off, a.len, &eb) || eb > db->size)
+        ret = INSTAR_HC_ERANGE;
+    if (ret != INSTAR_HC_OK) {
+        hc_ret(v, gpa, offsetof(struct instar_hc_cmp, ret), ret);
+        return;
+    }
+    while (done < a.len) {
+        size_t chunk = a.len - done < sizeof(ba) ? (size_t)(a.len - done) : sizeof(ba), i;
+        bool stop = false;
+
+        if (pread_zero(da->fd, ba, chunk, a.a_off + done) < 0 ||
+            pread_zero(db->fd, bb, chunk, a.b_off + done) < 0) {
+            ret = INSTAR_HC_EIO;
+            break;
+        }
+        for (i = 0; i < chunk; i += SPARSE_SECTOR) {
+            size_t n = chunk - i < SPARSE_SECTOR ? chunk - i : SPARSE_SECTOR;
+            int d = memcmp(ba + i, bb + i, n) != 0;
+
+            if (res < 0)
+                res = d;
+            if (d != res) {
+                stop = true;
+                break;
+            }
+        }
+        done += i < chunk ? i : chunk;
+        if (stop)
+            break;
+    }
+    a.differ = res > 0;
+    a.same_len = done;
+    a.ret = ret;
+    if (vmm_mem_write(&v->mem, (uint64_t)gpa + offsetof(struct instar_hc_cmp, differ), &a.differ,
+                      sizeof(a) - offsetof(struct instar_hc_cmp, differ)) < 0)
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
+}
+
+static void hc_progress(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_progress a;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "progress"))
+        return;
+    if (a.mode > INSTAR_PROGRESS_ADD || a.den == 0 || a.num > a.den) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest reported impossible progress");
+        return;
+    }
+    if (v->progress)
+        v->progress(v->progress_opaque, a.mode, a.num, a.den);
 }
 
 /*
@@ -454,6 +790,21 @@ void vmm_hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa)
         break;
     case INSTAR_HC_TRUNCATE:
         hc_truncate(v, gpa);
+        break;
+    case INSTAR_HC_COPY:
+        hc_copy(v, gpa);
+        break;
+    case INSTAR_HC_ZERO:
+        hc_zero(v, gpa);
+        break;
+    case INSTAR_HC_SEEK:
+        hc_seek(v, gpa);
+        break;
+    case INSTAR_HC_PROGRESS:
+        hc_progress(v, gpa);
+        break;
+    case INSTAR_HC_CMP:
+        hc_cmp(v, gpa);
         break;
     default:
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest made unknown hypercall %u", nr);

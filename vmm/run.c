@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vmm_int.h"
@@ -233,6 +234,8 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
     if (cfg) {
         v.report = cfg->report;
         v.report_opaque = cfg->report_opaque;
+        v.progress = cfg->progress;
+        v.progress_opaque = cfg->progress_opaque;
     }
     if (getenv(VMM_FAULT_ENV)) {
         v.fault_on = true;
@@ -284,6 +287,11 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
             v.devs[i].write_limit = v.devs[i].size;
         bi->devices[i] = (struct instar_dev){
             .size = devs[i].size, .write_limit = v.devs[i].write_limit, .flags = devs[i].flags};
+        /* What the file system allocated (bdrv_get_allocated_file_size): file metadata. */
+        struct stat st;
+
+        if (fstat(devs[i].fd, &st) == 0 && st.st_blocks > 0)
+            bi->devices[i].allocated = (uint64_t)st.st_blocks * 512;
     }
     v.ndevs = ndevs;
     if (args_len)

@@ -51,33 +51,34 @@ struct rule {
 
 /* Everything the host does once confined; one line, one reason. */
 static const struct rule host_rules[] = {
-    ALLOW(read),       /* stdin (never), the channel */
-    ALLOW(write),      /* stdout, stderr, the tender memfd */
-    ALLOW(pread64),    /* BLKREAD */
-    ALLOW(pwrite64),   /* BLKWRITE, create/resize of raw files */
-    ALLOW(lseek),      /* stdio */
-    ALLOW(close),      /* every descriptor we open */
-    ALLOW(fstat),      /* policy checks, stdio buffering */
-    ALLOW(newfstatat), /* glibc's fstat(), stat() for realpath */
-    ALLOW(faccessat),  /* the policy asks whether a file could be opened, without opening it */
-    ALLOW(faccessat2), /* likewise, on newer glibc */
-    ALLOW(statx),      /* likewise on newer glibc */
-    ALLOW(openat),     /* backing chains, data files, outputs: path policy decides */
-    ALLOW(unlink),     /* create removes what it made when it fails, as qemu-img does */
-    ALLOW(unlinkat),   /* likewise */
-    ALLOW(readlink),   /* the allowlist check resolves /proc/self/fd/N */
-    ALLOW(readlinkat), /* likewise */
-    ALLOW(getcwd),     /* realpath() of relative allowlist entries */
-    ALLOW(fcntl),      /* OFD locks, F_GETFL/SETFL, F_DUPFD, seals */
-    ALLOW(ftruncate),  /* TRUNCATE, raw resize */
-    ALLOW(fallocate),  /* falloc preallocation */
-    ALLOW(fstatfs),    /* glibc's posix_fallocate() emulation, where fallocate is unsupported */
-    ALLOW(fdatasync),  /* FLUSH */
-    ALLOW(fsync),      /* likewise */
-    ALLOW(brk),        /* malloc */
-    ALLOW(munmap),     /* malloc, guest RAM */
-    ALLOW(mremap),     /* realloc */
-    ALLOW(madvise),    /* MADV_DONTDUMP on guest RAM; free() */
+    ALLOW(read),            /* stdin (never), the channel */
+    ALLOW(write),           /* stdout, stderr, the tender memfd */
+    ALLOW(pread64),         /* BLKREAD */
+    ALLOW(pwrite64),        /* BLKWRITE, create/resize of raw files */
+    ALLOW(lseek),           /* stdio; SEEK (SEEK_DATA/SEEK_HOLE) */
+    ALLOW(copy_file_range), /* COPY: device to device without guest RAM */
+    ALLOW(close),           /* every descriptor we open */
+    ALLOW(fstat),           /* policy checks, stdio buffering */
+    ALLOW(newfstatat),      /* glibc's fstat(), stat() for realpath */
+    ALLOW(faccessat),       /* the policy asks whether a file could be opened, without opening it */
+    ALLOW(faccessat2),      /* likewise, on newer glibc */
+    ALLOW(statx),           /* likewise on newer glibc */
+    ALLOW(openat),          /* backing chains, data files, outputs: path policy decides */
+    ALLOW(unlink),          /* create removes what it made when it fails, as qemu-img does */
+    ALLOW(unlinkat),        /* likewise */
+    ALLOW(readlink),        /* the allowlist check resolves /proc/self/fd/N */
+    ALLOW(readlinkat),      /* likewise */
+    ALLOW(getcwd),          /* realpath() of relative allowlist entries */
+    ALLOW(fcntl),           /* OFD locks, F_GETFL/SETFL, F_DUPFD, seals */
+    ALLOW(ftruncate),       /* TRUNCATE, raw resize */
+    ALLOW(fallocate),       /* falloc preallocation */
+    ALLOW(fstatfs),   /* glibc's posix_fallocate() emulation, where fallocate is unsupported */
+    ALLOW(fdatasync), /* FLUSH */
+    ALLOW(fsync),     /* likewise */
+    ALLOW(brk),       /* malloc */
+    ALLOW(munmap),    /* malloc, guest RAM */
+    ALLOW(mremap),    /* realloc */
+    ALLOW(madvise),   /* MADV_DONTDUMP on guest RAM; free() */
     /* mmap/mprotect without PROT_EXEC, except the child's guest text (from guest RAM's fd). */
     ALLOW_IF(mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)),
     ALLOW_IF2(mmap, SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_WRITE | PROT_EXEC, PROT_EXEC),

@@ -30,6 +30,9 @@ struct vmm_dev {
  */
 typedef int (*vmm_report_fn)(void *opaque, const void *recs, size_t len);
 
+/* Receives INSTAR_HC_PROGRESS calls, validated (mode known, 0 < den, num <= den). */
+typedef void (*vmm_progress_fn)(void *opaque, uint32_t mode, uint64_t num, uint64_t den);
+
 /* Which way the guest runs. */
 enum vmm_backend {
     VMM_BACKEND_AUTO = 0, /* INSTAR_SANDBOX, else KVM when a VM can be created, else process */
@@ -45,6 +48,8 @@ struct vmm_config {
     unsigned watchdog_ms; /* no-hypercall limit; 0 = default */
     vmm_report_fn report; /* NULL: INSTAR_HC_REPORT is a protocol error */
     void *report_opaque;
+    vmm_progress_fn progress; /* NULL: progress calls are ignored */
+    void *progress_opaque;
     enum vmm_backend backend; /* AUTO: as VMM_SANDBOX_ENV says */
 };
 

@@ -36,6 +36,8 @@ struct vmm {
     struct vmm_outcome *out;
     vmm_report_fn report;
     void *report_opaque;
+    vmm_progress_fn progress;
+    void *progress_opaque;
     bool fault_on;       /* VMM_FAULT_ENV set */
     uint64_t fault_left; /* writes still allowed */
 };

@@ -466,8 +466,8 @@ static int64_t keep_run(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t in
  * allocation linked as qcow2_handle_l2meta() then does (prealloc set).
  * *bytes shrinks to what was mapped; *host_offset is its start.
  */
-static int alloc_host_offset(struct qcow2_prealloc *p, uint64_t offset, uint64_t *bytes,
-                             uint64_t *host_offset)
+int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *bytes,
+                         uint64_t *host_offset)
 {
     uint64_t start = offset, remaining = *bytes, cur = 0;
     uint64_t cluster_offset = INV_OFFSET;
@@ -588,7 +588,7 @@ static int alloc_host_offset(struct qcow2_prealloc *p, uint64_t offset, uint64_t
                 return ret;
             }
         }
-        ret = link_l2(p, cstart, alloc_off, nb, false);
+        ret = link_l2(p, cstart, alloc_off, nb, p->write);
         if (ret < 0) {
             return ret;
         }
@@ -619,7 +619,7 @@ int qcow2_prealloc_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t new_l
 
     while (bytes) {
         cur = bytes < chunk ? bytes : chunk;
-        ret = alloc_host_offset(p, offset, &cur, &host_offset);
+        ret = qcow2_prealloc_alloc(p, offset, &cur, &host_offset);
         if (ret < 0) {
             return ret;
         }

@@ -64,6 +64,11 @@ struct qcow2_prealloc {
     bool extended_l2;
     bool data_file; /* external data file: host offset = guest offset */
     bool ordered;   /* an existing image: see above */
+    /*
+     * The mapping is for a data write (convert), not a preallocation:
+     * with extended L2 entries the subclusters become allocated.
+     */
+    bool write;
     /* The backing file's length (0: none): a copy-on-write reading it is refused. */
     uint64_t backing_len;
     /* The active L1 table (host-endian), owned by the caller. */
@@ -111,6 +116,16 @@ int qcow2_prealloc_write_l1(struct qcow2_prealloc *p);
  * unallocated over a backing file: QEMU would copy its data).
  */
 int qcow2_prealloc_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t new_length, int mode);
+
+/*
+ * qcow2_prealloc_alloc - qcow2_alloc_host_offset() for a write of
+ * [offset, offset + *bytes): allocate (or keep, when ordered) the
+ * clusters, link them, and write the copy-on-write head and tail zeros.
+ * *bytes shrinks to the contiguous run mapped; *host_offset is where
+ * offset lies in the file.  Returns 0 or -errno.
+ */
+int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *bytes,
+                         uint64_t *host_offset);
 
 /*
  * qcow2_prealloc_file - qcow2_co_truncate()'s falloc/full branch for an

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 3
+#define INSTAR_ABI_VERSION 4
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -89,6 +89,11 @@ enum instar_hc {
     INSTAR_HC_EXIT,        /* struct instar_hc_exit; ends the run */
     INSTAR_HC_REPORT,      /* struct instar_hc_report: diagnostics, streamed */
     INSTAR_HC_TRUNCATE,    /* struct instar_hc_truncate */
+    INSTAR_HC_COPY,        /* struct instar_hc_copy: device to device, on the host */
+    INSTAR_HC_ZERO,        /* struct instar_hc_zero: zero a range of a writable device */
+    INSTAR_HC_SEEK,        /* struct instar_hc_seek: where a device's data and holes lie */
+    INSTAR_HC_PROGRESS,    /* struct instar_hc_progress: how far the operation is */
+    INSTAR_HC_CMP,         /* struct instar_hc_cmp: compare two device ranges on the host */
     INSTAR_HC_MAX
 };
 
@@ -205,13 +210,118 @@ struct instar_hc_truncate {
     int64_t ret;     /* OUT */
 };
 
+/*
+ * Copy len bytes from device src at src_off to device dst at dst_off on
+ * the host, without the bytes passing through guest RAM: the guest has
+ * planned where they go (an uncompressed cluster is just a range of its
+ * file).  Checked as a BLKREAD of src plus a BLKWRITE of dst.
+ *
+ * With INSTAR_COPY_SPARSE the host skips runs of zero bytes the way
+ * qemu-img convert's -S does (is_allocated_sectors_min: runs of at least
+ * sparse_sectors 512-byte sectors, aligned as qemu aligns them, relative
+ * to the destination offset), leaving them unwritten: the guest asks for
+ * it only where the destination already reads as zeros.  With
+ * INSTAR_COPY_PUNCH it instead zeroes those runs as INSTAR_HC_ZERO does.
+ * written (OUT) is the number of bytes actually written.
+ */
+#define INSTAR_COPY_MAX        (64ULL << 20)
+#define INSTAR_COPY_SPARSE_MAX (4ULL << 20) /* with SPARSE or PUNCH */
+#define INSTAR_COPY_SPARSE     (1u << 0)
+#define INSTAR_COPY_PUNCH      (1u << 1)
+
+struct instar_hc_copy {
+    uint32_t src;            /* IN: readable device */
+    uint32_t dst;            /* IN: writable device */
+    uint64_t src_off;        /* IN */
+    uint64_t dst_off;        /* IN */
+    uint64_t len;            /* IN: <= INSTAR_COPY_MAX */
+    uint32_t flags;          /* IN: INSTAR_COPY_* */
+    uint32_t sparse_sectors; /* IN: -S in 512-byte sectors (with SPARSE or PUNCH), >= 1 */
+    uint32_t alignment;      /* IN: convert's alignment in sectors, a power of two */
+    uint32_t pad;
+    uint64_t sector; /* IN: the destination sector dst_off stands for (alignment) */
+    int64_t written; /* OUT */
+    int64_t ret;     /* OUT: 0 or INSTAR_HC_E* */
+};
+
+/*
+ * Make [offset, offset + len) of a writable device read as zeros without
+ * growing it past its write limit: a hole where the file system can punch
+ * one (qemu's write_zeroes with BDRV_REQ_MAY_UNMAP on a file), else zeros.
+ */
+#define INSTAR_ZERO_MAX (1ULL << 30)
+
+struct instar_hc_zero {
+    uint32_t handle; /* IN */
+    uint32_t pad;
+    uint64_t offset; /* IN */
+    uint64_t len;    /* IN: <= INSTAR_ZERO_MAX */
+    int64_t ret;     /* OUT */
+};
+
+/*
+ * Where data and holes lie from offset on (qemu's find_allocation():
+ * lseek SEEK_DATA, then SEEK_HOLE).  status: INSTAR_SEEK_OK with data and
+ * hole set as find_allocation sets them, INSTAR_SEEK_NXIO past the last
+ * data (a trailing hole), INSTAR_SEEK_UNKNOWN if the file system cannot
+ * tell.
+ */
+enum instar_seek_status {
+    INSTAR_SEEK_OK = 0,
+    INSTAR_SEEK_NXIO = 1,
+    INSTAR_SEEK_UNKNOWN = 2,
+};
+
+struct instar_hc_seek {
+    uint32_t handle; /* IN */
+    uint32_t pad;
+    uint64_t offset; /* IN: < the device's size */
+    uint64_t data;   /* OUT */
+    uint64_t hole;   /* OUT */
+    uint32_t status; /* OUT: enum instar_seek_status */
+    uint32_t pad2;
+    int64_t ret; /* OUT: 0 or INSTAR_HC_E* */
+};
+
+/*
+ * Compare len bytes of device a at a_off with device b at b_off on the
+ * host, as qemu-img compare's compare_buffers() does: differ says whether
+ * the first 512-byte sector differs, same_len how many bytes from the
+ * start share that answer (whole sectors, or the rest of the range).  The
+ * guest asks only where both ranges are plain file data.
+ */
+#define INSTAR_CMP_MAX (64ULL << 20)
+
+struct instar_hc_cmp {
+    uint32_t a; /* IN: readable device */
+    uint32_t b; /* IN: readable device */
+    uint64_t a_off;
+    uint64_t b_off;
+    uint64_t len;      /* IN: 1 .. INSTAR_CMP_MAX, within both devices */
+    uint64_t differ;   /* OUT: 0 or 1 */
+    uint64_t same_len; /* OUT */
+    int64_t ret;       /* OUT: 0 or INSTAR_HC_E* */
+};
+
+/*
+ * Progress of a long operation (qemu-img -p, SIGUSR1): the numbers qemu
+ * passes to qemu_progress_print(), which the host computes with qemu's
+ * float arithmetic and prints as qemu does (INSTAR_PROGRESS_* modes).
+ */
+struct instar_hc_progress {
+    uint32_t mode; /* IN: INSTAR_PROGRESS_ABS or INSTAR_PROGRESS_ADD */
+    uint32_t pad;
+    uint64_t num; /* IN: <= den */
+    uint64_t den; /* IN: > 0 */
+};
+
 struct instar_hc_exit {
     int64_t status; /* IN: 0 after a RESULT, else a guest-side failure */
 };
 
 /* --- Boot information --- */
 
-#define INSTAR_DEV_MAX 8
+#define INSTAR_DEV_MAX 32
 
 #define INSTAR_DEV_READ  (1u << 0)
 #define INSTAR_DEV_WRITE (1u << 1)
@@ -221,15 +331,19 @@ struct instar_dev {
     uint64_t write_limit; /* writes may extend the device up to here */
     uint32_t flags;       /* INSTAR_DEV_* */
     uint32_t pad;
+    uint64_t allocated; /* bytes the file system allocated to it at boot (st_blocks * 512) */
 };
 
 /* Operations the guest can plan. */
 enum instar_op {
     INSTAR_OP_NONE = 0,
-    INSTAR_OP_INFO,   /* args: struct instar_info_args */
-    INSTAR_OP_CHECK,  /* args: struct instar_check_args */
-    INSTAR_OP_CREATE, /* args: struct instar_create_args */
-    INSTAR_OP_RESIZE, /* args: struct instar_resize_args */
+    INSTAR_OP_INFO,    /* args: struct instar_info_args */
+    INSTAR_OP_CHECK,   /* args: struct instar_check_args */
+    INSTAR_OP_CREATE,  /* args: struct instar_create_args */
+    INSTAR_OP_RESIZE,  /* args: struct instar_resize_args */
+    INSTAR_OP_MAP,     /* args: struct instar_map_args */
+    INSTAR_OP_COMPARE, /* args: struct instar_compare_args */
+    INSTAR_OP_CONVERT, /* args: struct instar_convert_args */
     INSTAR_OP_MAX
 };
 
@@ -318,7 +432,116 @@ struct instar_resize_args {
     uint32_t flags;    /* INSTAR_RESIZE_* */
 };
 
-#define INSTAR_ARGS_MAX 3072
+/*
+ * --- Image graphs for the data path (map, compare, convert) ---
+ *
+ * The host opens every image of a chain under its path policy and hands
+ * each one to the guest as a node: the driver the host's describe run
+ * found, the device holding it, the device of its external data file, and
+ * the node of its backing image.  The guest opens the nodes again (with
+ * the same checks) and composes the chain itself (guest/bdrv.c).
+ */
+#define INSTAR_NODE_MAX 32
+#define INSTAR_NO_NODE  0xffffffffu
+
+enum instar_driver {
+    INSTAR_DRV_RAW = 1,
+    INSTAR_DRV_QCOW2 = 2,
+};
+
+struct instar_node {
+    uint32_t driver;  /* enum instar_driver */
+    uint32_t file;    /* device holding the image */
+    uint32_t data;    /* device of its external data file, or INSTAR_NO_NODE */
+    uint32_t backing; /* node index of its backing image, or INSTAR_NO_NODE */
+};
+
+struct instar_graph {
+    uint32_t nnodes;
+    uint32_t pad;
+    struct instar_node nodes[INSTAR_NODE_MAX];
+};
+
+/*
+ * map: stream the block status of node top over [start, end) as records
+ * (INSTAR_HC_REPORT, struct instar_map_rec), qemu-img map's
+ * get_block_status() for each step; the host merges and prints them.
+ */
+struct instar_map_args {
+    struct instar_graph g;
+    uint32_t top;
+    uint32_t pad;
+    uint64_t start;
+    uint64_t end;
+};
+
+/* QEMU's BDRV_BLOCK_* bits, as block status reports them. */
+#define INSTAR_BS_DATA         0x01u
+#define INSTAR_BS_ZERO         0x02u
+#define INSTAR_BS_OFFSET_VALID 0x04u
+#define INSTAR_BS_RAW          0x08u
+#define INSTAR_BS_ALLOCATED    0x10u
+#define INSTAR_BS_EOF          0x20u
+#define INSTAR_BS_RECURSE      0x40u
+
+struct instar_map_rec {
+    uint64_t start;
+    uint64_t length;
+    uint64_t offset; /* with INSTAR_BS_OFFSET_VALID: in device dev */
+    uint32_t status; /* INSTAR_BS_* */
+    uint32_t depth;  /* the node in the chain that answered, 0 = top */
+    uint32_t dev;    /* with INSTAR_BS_OFFSET_VALID: the device holding offset */
+    uint32_t pad;
+};
+
+/*
+ * compare: qemu-img compare of node top1 against node top2 (-s: strict).
+ * The result (struct instar_compare_result) says what qemu-img prints.
+ */
+#define INSTAR_COMPARE_STRICT (1u << 0)
+
+struct instar_compare_args {
+    struct instar_graph g;
+    uint32_t top1;
+    uint32_t top2;
+    uint32_t flags;
+    uint32_t pad;
+};
+
+/*
+ * convert: qemu-img convert's copy loop (convert_do_copy) from the source
+ * nodes src[0..nsrc), joined, to device target in format target_driver.
+ * The host created (or, with -n, opened) the target and decided every
+ * parameter below the way img_convert() does.
+ */
+#define INSTAR_CONVERT_SRC_MAX 16
+
+#define INSTAR_CONVERT_ZERO_INIT      (1u << 0) /* s->has_zero_init */
+#define INSTAR_CONVERT_TARGET_BACKING (1u << 1) /* s->target_has_backing (-B) */
+#define INSTAR_CONVERT_COMPRESSED     (1u << 2) /* -c */
+#define INSTAR_CONVERT_COPY_RANGE     (1u << 3) /* -C */
+#define INSTAR_CONVERT_PROGRESS       (1u << 4) /* report progress (-p, or SIGUSR1) */
+#define INSTAR_CONVERT_TARGET_NEW     (1u << 5) /* the target was created for this run */
+
+struct instar_convert_args {
+    struct instar_graph g;
+    uint32_t nsrc;
+    uint32_t src[INSTAR_CONVERT_SRC_MAX]; /* top nodes of the sources */
+    uint32_t target;                      /* the writable device */
+    uint32_t target_driver;               /* enum instar_driver */
+    uint32_t flags;                       /* INSTAR_CONVERT_* */
+    uint32_t min_sparse;                  /* -S in sectors; 0 = -S 0 */
+    uint32_t buf_sectors;
+    uint32_t alignment; /* sectors, a power of two */
+    uint32_t pad;
+    int64_t target_backing_sectors; /* -1: unknown or none */
+};
+
+/* Progress modes (struct instar_hc_progress). */
+#define INSTAR_PROGRESS_ABS 0 /* qemu_progress_print(100.0 * num / den, 0) */
+#define INSTAR_PROGRESS_ADD 1 /* qemu_progress_print((float)num / den * 100, 100) */
+
+#define INSTAR_ARGS_MAX 3040
 
 #define INSTAR_BOOT_MAGIC 0x52415453 /* "STAR" */
 
@@ -334,6 +557,9 @@ struct instar_boot_info {
         struct instar_check_args check;
         struct instar_create_args create;
         struct instar_resize_args resize;
+        struct instar_map_args map;
+        struct instar_compare_args compare;
+        struct instar_convert_args convert;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };

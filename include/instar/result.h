@@ -179,4 +179,41 @@ struct instar_resize_result {
     struct instar_result_hdr hdr;
 };
 
+/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT --- */
+
+/* What a data-path run ended with (status); errnum a Linux errno. */
+enum instar_data_status {
+    INSTAR_DATA_OK = 0,
+    INSTAR_DATA_EMETA = 1,         /* map: "Could not read file metadata: strerror" */
+    INSTAR_DATA_IDENTICAL = 2,     /* compare: "Images are identical." */
+    INSTAR_DATA_MISMATCH = 3,      /* compare: "Content mismatch at offset N!" */
+    INSTAR_DATA_STRICT_SIZE = 4,   /* compare -s: "Strict mode: Image size mismatch!" */
+    INSTAR_DATA_STRICT_STATUS = 5, /* compare -s: "Strict mode: Offset N block status mismatch!" */
+    INSTAR_DATA_EALLOC = 6,        /* compare: "Sector allocation test failed for FILE" (image) */
+    INSTAR_DATA_EREAD = 7,         /* compare: "Error while reading offset N of FILE: strerror" */
+    INSTAR_DATA_NOT_EMPTY = 8,  /* compare: "Content mismatch at offset N!" after a size warning */
+    INSTAR_DATA_EBSTAT = 9,     /* convert: "error while reading block status at offset N: ..." */
+    INSTAR_DATA_EREAD_AT = 10,  /* convert: "error while reading at byte N: strerror" */
+    INSTAR_DATA_EWRITE_AT = 11, /* convert: "error while writing at byte N: strerror" */
+};
+
+/*
+ * compare: SIZE_WARNING means "Warning: Image size mismatch!" comes
+ * before the final line (the larger image's tail was checked).
+ */
+#define INSTAR_DATA_SIZE_WARNING (1u << 0)
+
+struct instar_data_result {
+    struct instar_result_hdr hdr;
+    uint32_t status; /* enum instar_data_status */
+    uint32_t errnum; /* with an error status */
+    uint64_t offset; /* the offset a message names */
+    uint32_t image;  /* compare: 1 or 2, the image a message names */
+    uint32_t flags;  /* INSTAR_DATA_* flags */
+    /* The first corruption a node signalled (formats/qcow2/data_err.h), 0: none. */
+    int32_t corrupt_code;
+    uint32_t pad;
+    uint64_t corrupt_args[4];
+};
+
 #endif /* INSTAR_RESULT_H */

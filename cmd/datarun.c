@@ -1,0 +1,56 @@
+/*
+ * See datarun.h.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "datarun.h"
+#include "report.h"
+
+/* Keep only printable ASCII of a sandbox detail. */
+static void sanitize(char *s, size_t n)
+{
+    for (size_t i = 0; i < n && s[i]; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e)
+            s[i] = '?';
+}
+
+int datarun(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
+            const struct graph *gr, const char *filename, struct instar_data_result *v)
+{
+    struct vmm_outcome out;
+    enum result_bad why;
+    int ret = -1;
+
+    memset(&out, 0, sizeof(out));
+    if (vmm_run(cfg, op, args, args_len, gr->devs, gr->ndevs, &out) != 0) {
+        sanitize(out.detail, sizeof(out.detail));
+        report_error("Could not read '%s': sandbox failure: %s", filename,
+                     out.detail[0] ? out.detail : "unknown error");
+        goto out;
+    }
+    why = result_data_parse(out.result, out.result_len, op, v);
+    if (why != RESULT_OK) {
+        report_error("Could not read '%s': sandbox failure: invalid result (%s)", filename,
+                     result_bad_str(why));
+        goto out;
+    }
+    report_guest_warning(v->hdr.warn_code, v->hdr.warn_count);
+    if (v->hdr.error != 0) {
+        const char *s = v->hdr.err_str.off ? (const char *)out.result + v->hdr.err_str.off : NULL;
+
+        fprintf(stderr, "%s: Could not open '%s': ", report_progname(), filename);
+        report_code_render_to(stderr, v->hdr.error, v->hdr.err_args, s, v->hdr.err_str.len);
+        fputc('\n', stderr);
+        goto out;
+    }
+    if (v->corrupt_code) {
+        fputs("qcow2: Image is corrupt: ", stderr);
+        report_code_render_to(stderr, v->corrupt_code, v->corrupt_args, NULL, 0);
+        fputs("; further non-fatal corruption events will be suppressed\n", stderr);
+    }
+    ret = 0;
+out:
+    vmm_outcome_release(&out);
+    return ret;
+}

@@ -1,0 +1,80 @@
+/*
+ * Building the guest's image graph from opened chains (see graph.h).
+ */
+#include <string.h>
+
+#include "graph.h"
+#include "report.h"
+
+void graph_init(struct graph *gr)
+{
+    memset(gr, 0, sizeof(*gr));
+}
+
+int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint64_t write_limit,
+                  const char *name)
+{
+    struct vmm_dev *d;
+
+    if (gr->ndevs >= INSTAR_DEV_MAX)
+        return -1;
+    d = &gr->devs[gr->ndevs];
+    d->fd = fd;
+    d->size = size;
+    d->flags = flags;
+    d->write_limit = write_limit;
+    gr->dev_names[gr->ndevs] = name;
+    return (int)gr->ndevs++;
+}
+
+int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *filename,
+                    uint32_t *top)
+{
+    unsigned i;
+
+    *top = gr->g.nnodes;
+    if (gr->g.nnodes + oc->n > INSTAR_NODE_MAX)
+        goto too_many;
+    for (i = 0; i < oc->n; i++) {
+        const struct open_image *img = &oc->img[i];
+        struct instar_node *n = &gr->g.nodes[gr->g.nnodes + i];
+        const char *fmt = img->info->format;
+        int dev;
+
+        if (!strcmp(fmt, "qcow2")) {
+            n->driver = INSTAR_DRV_QCOW2;
+        } else if (!strcmp(fmt, "raw")) {
+            n->driver = INSTAR_DRV_RAW;
+        } else {
+            report_error("Could not open '%s': Image format '%s' is not supported by instar",
+                         i == 0 ? filename : img->name, fmt);
+            return -1;
+        }
+        dev = graph_add_dev(gr, img->fd, (uint64_t)img->st.st_size, INSTAR_DEV_READ, 0, img->name);
+        if (dev < 0)
+            goto too_many;
+        n->file = (uint32_t)dev;
+        n->data = INSTAR_NO_NODE;
+        if (img->data_fd >= 0) {
+            struct stat st;
+
+            if (fstat(img->data_fd, &st) < 0) {
+                report_error("Could not open '%s': Could not stat the data file",
+                             i == 0 ? filename : img->name);
+                return -1;
+            }
+            dev = graph_add_dev(gr, img->data_fd, (uint64_t)st.st_size, INSTAR_DEV_READ, 0,
+                                img->data_name ? img->data_name : img->name);
+            if (dev < 0)
+                goto too_many;
+            n->data = (uint32_t)dev;
+        }
+        n->backing = i + 1 < oc->n ? gr->g.nnodes + i + 1 : INSTAR_NO_NODE;
+    }
+    gr->g.nnodes += oc->n;
+    return 0;
+too_many:
+    report_error("Could not open '%s': instar reads at most %u images and %u files at once",
+                 filename, INSTAR_NODE_MAX, INSTAR_DEV_MAX);
+    return -1;
+}

@@ -1,0 +1,37 @@
+/*
+ * Handing opened images to the guest's block layer: every image of a
+ * backing chain (and its external data file) becomes a device and a node
+ * of a struct instar_graph (include/instar/abi.h), with the names
+ * qemu-img prints for them.
+ */
+#ifndef CMD_GRAPH_H
+#define CMD_GRAPH_H
+
+#include "open.h"
+#include "vmm.h"
+
+struct graph {
+    struct instar_graph g;
+    struct vmm_dev devs[INSTAR_DEV_MAX];
+    const char *dev_names[INSTAR_DEV_MAX]; /* as qemu-img's map prints the file */
+    unsigned ndevs;
+};
+
+void graph_init(struct graph *gr);
+
+/*
+ * graph_add_chain - add oc's images as nodes, the top one first; *top is
+ * its node.  Returns 0, or -1 after reporting (a format instar cannot
+ * read, or more images than a guest takes).
+ */
+int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *filename,
+                    uint32_t *top);
+
+/*
+ * graph_add_dev - add a device (fd, size) with flags and write limit;
+ * returns its handle, or -1 when the guest takes no more.
+ */
+int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint64_t write_limit,
+                  const char *name);
+
+#endif /* CMD_GRAPH_H */

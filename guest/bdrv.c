@@ -1,0 +1,354 @@
+/*
+ * The guest block layer (see bdrv.h): nodes, QEMU's generic block status
+ * rules (block/io.c: bdrv_co_block_status and
+ * bdrv_co_common_block_status_above) and reads through a chain.
+ */
+#include "bdrv.h"
+
+#include "instar/ovf.h"
+
+static struct gbs nodes[INSTAR_NODE_MAX];
+static uint32_t nnodes;
+
+struct gbs_corruption gbs_first_corruption;
+
+struct gbs *gbs_node(uint32_t i)
+{
+    return i < nnodes ? &nodes[i] : NULL;
+}
+
+uint64_t gbs_dev_length(uint32_t dev)
+{
+    uint64_t s = gblk_size(dev);
+
+    return s > UINT64_MAX - 511 ? s & ~511ull : (s + 511) & ~511ull;
+}
+
+void gbs_signal_corruption(struct gbs *bs, int32_t code, uint64_t a0, uint64_t a1, uint64_t a2)
+{
+    if (bs->corrupt_signalled)
+        return;
+    bs->corrupt_signalled = true;
+    if (gbs_first_corruption.code)
+        return;
+    gbs_first_corruption.code = code;
+    gbs_first_corruption.args[0] = a0;
+    gbs_first_corruption.args[1] = a1;
+    gbs_first_corruption.args[2] = a2;
+}
+
+static bool dev_ok(uint32_t dev)
+{
+    return dev < boot->ndevices && dev < INSTAR_DEV_MAX;
+}
+
+int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
+{
+    uint32_t i, n = g->nnodes;
+    int ret;
+
+    *failed = 0;
+    if (n == 0 || n > INSTAR_NODE_MAX)
+        return -INSTAR_ERR_BAD_ARGS;
+    for (i = 0; i < n; i++) {
+        const struct instar_node *in = &g->nodes[i];
+        struct gbs *bs = &nodes[i];
+
+        *failed = i;
+        memset(bs, 0, sizeof(*bs));
+        bs->node = i;
+        bs->file = in->file;
+        bs->data = in->data == INSTAR_NO_NODE ? in->file : in->data;
+        if (!dev_ok(bs->file) || !dev_ok(bs->data))
+            return -INSTAR_ERR_BAD_ARGS;
+        /* A backing node comes after its overlay: no loops by construction. */
+        if (in->backing != INSTAR_NO_NODE && (in->backing <= i || in->backing >= n))
+            return -INSTAR_ERR_BAD_ARGS;
+        if (in->driver == INSTAR_DRV_RAW)
+            bs->drv = &gbs_drv_raw;
+        else if (in->driver == INSTAR_DRV_QCOW2)
+            bs->drv = &gbs_drv_qcow2;
+        else
+            return -INSTAR_ERR_BAD_ARGS;
+    }
+    nnodes = n;
+    for (i = 0; i < n; i++) {
+        uint32_t b = g->nodes[i].backing;
+
+        nodes[i].backing = b == INSTAR_NO_NODE ? NULL : &nodes[b];
+    }
+    /* Open bottom-up, as a chain is usable only when its base is. */
+    for (i = n; i-- > 0;) {
+        *failed = i;
+        ret = nodes[i].drv->open(&nodes[i]);
+        if (ret < 0)
+            return ret;
+        if (!nodes[i].supports_backing)
+            nodes[i].backing = NULL;
+    }
+    return 0;
+}
+
+/* --- file-posix: the protocol layer --- */
+
+int gbs_file_status(uint32_t dev, bool want_zero, uint64_t off, uint64_t bytes, uint64_t *pnum,
+                    uint64_t *map)
+{
+    uint64_t data, hole;
+    uint32_t st;
+    int ret;
+
+    *map = off;
+    if (!want_zero) {
+        *pnum = bytes;
+        return INSTAR_BS_DATA | INSTAR_BS_OFFSET_VALID;
+    }
+    if (off >= gblk_size(dev)) {
+        /* lseek(SEEK_DATA) past EOF: ENXIO, a trailing hole. */
+        *pnum = bytes;
+        return INSTAR_BS_ZERO | INSTAR_BS_OFFSET_VALID;
+    }
+    if (hc_seek(dev, off, &data, &hole, &st) < 0)
+        st = INSTAR_SEEK_UNKNOWN;
+    if (st == INSTAR_SEEK_NXIO) {
+        *pnum = bytes;
+        ret = INSTAR_BS_ZERO;
+    } else if (st != INSTAR_SEEK_OK || (data != off && hole != off) || data < off || hole < off) {
+        /* No information (or a host answer find_allocation rejects). */
+        *pnum = bytes;
+        ret = INSTAR_BS_DATA;
+    } else if (data == off) {
+        /* A file opened without O_DIRECT has a request alignment of 1: no rounding. */
+        *pnum = hole - off < bytes ? hole - off : bytes;
+        if (*pnum == 0)
+            *pnum = bytes;
+        ret = INSTAR_BS_DATA;
+    } else {
+        *pnum = data - off < bytes ? data - off : bytes;
+        ret = INSTAR_BS_ZERO;
+    }
+    return ret | INSTAR_BS_OFFSET_VALID;
+}
+
+/* bdrv_co_block_status() of a file node: the file's own length and EOF. */
+static int file_block_status(uint32_t dev, bool want_zero, uint64_t off, uint64_t bytes,
+                             uint64_t *pnum, uint64_t *map)
+{
+    uint64_t total = gbs_dev_length(dev);
+    int ret;
+
+    *map = off;
+    if (off >= total) {
+        *pnum = 0;
+        return INSTAR_BS_EOF;
+    }
+    if (bytes == 0) {
+        *pnum = 0;
+        return 0;
+    }
+    if (total - off < bytes)
+        bytes = total - off;
+    ret = gbs_file_status(dev, want_zero, off, bytes, pnum, map);
+    if (ret & (INSTAR_BS_DATA | INSTAR_BS_ZERO))
+        ret |= INSTAR_BS_ALLOCATED;
+    if (off + *pnum == total)
+        ret |= INSTAR_BS_EOF;
+    return ret;
+}
+
+/* --- bdrv_co_block_status --- */
+
+int gbs_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_t bytes, uint64_t *pnum,
+                     uint64_t *map, uint32_t *dev)
+{
+    uint64_t total = bs->total, lmap = 0;
+    uint32_t ldev = INSTAR_NO_NODE;
+    int ret;
+
+    *pnum = 0;
+    if (off >= total) {
+        ret = INSTAR_BS_EOF;
+        goto out;
+    }
+    if (bytes == 0) {
+        ret = 0;
+        goto out;
+    }
+    if (total - off < bytes)
+        bytes = total - off;
+
+    ret = bs->drv->block_status(bs, want_zero, off, bytes, pnum, &lmap, &ldev);
+    if (ret < 0)
+        return ret;
+    if (*pnum == 0 || *pnum > bytes)
+        *pnum = bytes; /* a driver bug; never loop on it */
+
+    if (ret & INSTAR_BS_RAW) {
+        /* A raw node defers to its file. */
+        uint64_t n = *pnum;
+
+        ret = file_block_status(ldev, want_zero, lmap, n, pnum, &lmap);
+        if (*pnum == 0 || *pnum > n)
+            *pnum = n;
+        goto out_eof;
+    }
+
+    if (ret & (INSTAR_BS_DATA | INSTAR_BS_ZERO)) {
+        ret |= INSTAR_BS_ALLOCATED;
+    } else if (bs->supports_backing) {
+        if (!bs->backing)
+            ret |= INSTAR_BS_ZERO;
+        else if (want_zero && off >= bs->backing->total)
+            ret |= INSTAR_BS_ZERO;
+    }
+
+    if (want_zero && (ret & INSTAR_BS_RECURSE) && (ret & INSTAR_BS_DATA) &&
+        !(ret & INSTAR_BS_ZERO) && (ret & INSTAR_BS_OFFSET_VALID)) {
+        uint64_t fpnum, fmap;
+        int ret2 = file_block_status(ldev, want_zero, lmap, *pnum, &fpnum, &fmap);
+
+        if (ret2 >= 0) {
+            if ((ret2 & INSTAR_BS_EOF) && (!fpnum || (ret2 & INSTAR_BS_ZERO))) {
+                ret |= INSTAR_BS_ZERO;
+            } else {
+                *pnum = fpnum;
+                ret |= ret2 & INSTAR_BS_ZERO;
+            }
+        }
+        ret &= ~INSTAR_BS_RECURSE;
+    }
+
+out_eof:
+    if (off + *pnum == total)
+        ret |= INSTAR_BS_EOF;
+out:
+    if (map)
+        *map = lmap;
+    if (dev)
+        *dev = ldev;
+    return ret;
+}
+
+int gbs_block_status_above(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum,
+                           uint64_t *map, uint32_t *dev, unsigned *depth)
+{
+    struct gbs *p;
+    uint64_t eof = 0;
+    unsigned d = 0;
+    int ret;
+
+    ret = gbs_block_status(bs, true, off, bytes, pnum, map, dev);
+    d++;
+    if (ret < 0 || *pnum == 0 || (ret & INSTAR_BS_ALLOCATED) || !bs->backing)
+        goto done;
+    if (ret & INSTAR_BS_EOF)
+        eof = off + *pnum;
+    bytes = *pnum;
+    for (p = bs->backing; p; p = p->backing) {
+        ret = gbs_block_status(p, true, off, bytes, pnum, map, dev);
+        d++;
+        if (ret < 0)
+            goto done;
+        if (*pnum == 0) {
+            /* Past the end of a shorter backing node: zeros, allocated here. */
+            *pnum = bytes;
+            if (dev)
+                *dev = INSTAR_NO_NODE;
+            ret = INSTAR_BS_ZERO | INSTAR_BS_ALLOCATED;
+            break;
+        }
+        if (ret & INSTAR_BS_ALLOCATED) {
+            ret &= ~INSTAR_BS_EOF;
+            break;
+        }
+        bytes = *pnum;
+    }
+    if (off + *pnum == eof)
+        ret |= INSTAR_BS_EOF;
+done:
+    if (depth)
+        *depth = d;
+    return ret;
+}
+
+/* --- reads --- */
+
+int gbs_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    uint64_t end;
+
+    if (ovf_add_u64(off, len, &end))
+        return -GBS_EINVAL;
+    if (off >= bs->total) {
+        memset(p, 0, len);
+        return 0;
+    }
+    if (end > bs->total) {
+        size_t in = (size_t)(bs->total - off);
+
+        memset(p + in, 0, len - in);
+        len = in;
+    }
+    return len ? bs->drv->pread(bs, off, p, len) : 0;
+}
+
+/* --- raw --- */
+
+static int raw_open(struct gbs *bs)
+{
+    bs->total = gbs_dev_length(bs->file);
+    bs->supports_backing = false;
+    return 0;
+}
+
+static int raw_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_t bytes,
+                            uint64_t *pnum, uint64_t *map, uint32_t *dev)
+{
+    (void)want_zero;
+    *pnum = bytes;
+    *map = off;
+    *dev = bs->file;
+    return INSTAR_BS_RAW | INSTAR_BS_OFFSET_VALID;
+}
+
+static int raw_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
+{
+    return gblk_pread_direct(bs->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
+const struct gbs_driver gbs_drv_raw = {
+    .name = "raw",
+    .open = raw_open,
+    .block_status = raw_block_status,
+    .pread = raw_pread,
+};
+
+void gbs_send(uint32_t op, uint32_t status, uint32_t errnum, uint64_t offset, uint32_t image,
+              uint32_t flags)
+{
+    struct instar_data_result *r;
+    struct rbuf rb;
+
+    greport_flush();
+    if (rbuf_init(&rb, sizeof(*r)) < 0)
+        result_error(op, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+    r = rbuf_at(&rb, 0);
+    r->status = status;
+    r->errnum = errnum;
+    r->offset = offset;
+    r->image = image;
+    r->flags = flags;
+    r->corrupt_code = gbs_first_corruption.code;
+    memcpy(r->corrupt_args, gbs_first_corruption.args, sizeof(r->corrupt_args));
+    rbuf_send(&rb, op, 0);
+}
+
+void gbs_open_or_fail(uint32_t op, const struct instar_graph *g)
+{
+    uint32_t failed;
+    int ret = gbs_open_graph(g, &failed);
+
+    if (ret < 0)
+        result_error(op, -ret, NULL, NULL, 0);
+}

@@ -1,0 +1,142 @@
+/*
+ * The guest block layer: a format-neutral view of an image's guest-visible
+ * data, in the shape of QEMU's BlockDriver and bdrv_co_block_status().
+ *
+ * The host hands the guest a graph of nodes (struct instar_graph in
+ * include/instar/abi.h): each is one image file in one format, with its
+ * external data file and its backing node.  gbs_open_graph() opens every
+ * node with its driver; the data path (map, compare, convert) then asks
+ * for block status and reads through struct gbs, never through a format.
+ *
+ * A driver is one file (guest/drv_<format>.c) filling struct gbs_driver;
+ * adding a format adds a driver and one line in gbs_open_graph().
+ */
+#ifndef GUEST_BDRV_H
+#define GUEST_BDRV_H
+
+#include "guest.h"
+
+/* Linux errno values, so that the host can print strerror() of them. */
+#define GBS_EIO    5
+#define GBS_ENOMEM 12
+#define GBS_EINVAL 22
+
+struct gbs;
+
+struct gbs_driver {
+    const char *name;
+    /*
+     * open - read and validate the image on bs->file; set bs->total (the
+     * virtual size) and bs->supports_backing.  Returns 0 or a negative
+     * error code for the result (INSTAR_ERR_* or QCOW2_ERR_*); the
+     * caller sends it.
+     */
+    int (*open)(struct gbs *bs);
+    /*
+     * block_status - QEMU's bdrv_co_block_status driver hook for
+     * [off, off + bytes) of this node alone: INSTAR_BS_* bits, *pnum
+     * bytes of the same status from off (>= 1, <= bytes), and with
+     * INSTAR_BS_OFFSET_VALID the device and offset holding the data.
+     * Returns the bits, or -errno (EIO for a corrupt image).
+     */
+    int (*block_status)(struct gbs *bs, bool want_zero, uint64_t off, uint64_t bytes,
+                        uint64_t *pnum, uint64_t *map, uint32_t *dev);
+    /*
+     * pread - the guest-visible bytes [off, off + len) of this node, the
+     * backing chain included (off + len <= bs->total).  Returns 0 or
+     * -errno.
+     */
+    int (*pread)(struct gbs *bs, uint64_t off, void *buf, size_t len);
+};
+
+struct gbs {
+    const struct gbs_driver *drv;
+    uint32_t node;         /* index in the graph */
+    uint32_t file;         /* the device holding the image */
+    uint32_t data;         /* the device holding its data (file, or the external data file) */
+    uint64_t total;        /* bdrv_getlength(): the virtual size, in bytes */
+    bool supports_backing; /* the format can have a backing file */
+    struct gbs *backing;   /* NULL: none */
+    void *opaque;          /* the driver's state */
+    /* The first corruption this node signalled (qcow2_signal_corruption). */
+    bool corrupt_signalled;
+};
+
+/*
+ * gbs_open_graph - open every node of g (the host's boot arguments) with
+ * its driver, backing links included.  Returns 0, or a negative error
+ * code with *failed the node that failed.
+ */
+int gbs_open_graph(const struct instar_graph *g, uint32_t *failed);
+
+/* The node with index i of the opened graph (NULL if out of range). */
+struct gbs *gbs_node(uint32_t i);
+
+/*
+ * gbs_block_status - bdrv_co_block_status(): the driver's answer for
+ * [off, off + bytes) of bs with QEMU's generic rules applied (clipped
+ * to the node's length, raw recursion into the file, ALLOCATED, ZERO for
+ * unallocated ranges without a backing node or past its end, RECURSE
+ * into the file for metadata-preallocated images, EOF).
+ * Returns INSTAR_BS_* bits or -errno; *pnum as for the driver hook.
+ */
+int gbs_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_t bytes, uint64_t *pnum,
+                     uint64_t *map, uint32_t *dev);
+
+/*
+ * gbs_block_status_above - bdrv_block_status_above(bs, NULL, ...): the
+ * status of [off, off + bytes) through the whole backing chain of bs;
+ * *depth (may be NULL) counts the nodes asked, 1 = bs itself.
+ */
+int gbs_block_status_above(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum,
+                           uint64_t *map, uint32_t *dev, unsigned *depth);
+
+/*
+ * gbs_pread - the guest-visible bytes of bs: zeros past bs->total.
+ * Returns 0 or -errno.
+ */
+int gbs_pread(struct gbs *bs, uint64_t off, void *buf, size_t len);
+
+/*
+ * gbs_file_status - file-posix's block status for [off, off + bytes) of
+ * device dev (SEEK_DATA/SEEK_HOLE on the host): DATA or ZERO, with
+ * OFFSET_VALID and map = off.
+ */
+int gbs_file_status(uint32_t dev, bool want_zero, uint64_t off, uint64_t bytes, uint64_t *pnum,
+                    uint64_t *map);
+
+/* bdrv_getlength() of a device: its size rounded up to 512. */
+uint64_t gbs_dev_length(uint32_t dev);
+
+/*
+ * Corruption events (qcow2_signal_corruption in a read-only open): the
+ * first one of a run, for the host to print "qcow2: Image is corrupt:
+ * ...; further non-fatal corruption events will be suppressed".
+ */
+struct gbs_corruption {
+    int32_t code; /* 0, or a QCOW2_ERR_* message code with args */
+    uint64_t args[4];
+};
+
+extern struct gbs_corruption gbs_first_corruption;
+
+/* Record a corruption event of bs (only its first counts, as in QEMU). */
+void gbs_signal_corruption(struct gbs *bs, int32_t code, uint64_t a0, uint64_t a1, uint64_t a2);
+
+/*
+ * gbs_send - send a struct instar_data_result for op (after any queued
+ * records) with the first corruption event, and end the run.
+ */
+__attribute__((noreturn)) void gbs_send(uint32_t op, uint32_t status, uint32_t errnum,
+                                        uint64_t offset, uint32_t image, uint32_t flags);
+
+/*
+ * gbs_open_or_fail - gbs_open_graph(), sending op's error result on
+ * failure.
+ */
+void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
+
+extern const struct gbs_driver gbs_drv_raw;
+extern const struct gbs_driver gbs_drv_qcow2;
+
+#endif /* GUEST_BDRV_H */

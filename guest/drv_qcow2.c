@@ -1,0 +1,413 @@
+/*
+ * The qcow2 driver of the guest block layer: open (guest/open.c's
+ * qcow2_do_open checks, then the active L1 table), block status as
+ * qcow2_co_block_status() / qcow2_get_host_offset() answer it, and reads
+ * as qcow2_co_preadv_part() does them (zeros, the backing node, the data
+ * file, or a compressed cluster decoded with the real zlib/zstd).
+ */
+#include "bdrv.h"
+#include "codec.h"
+#include "open.h"
+#include "qcow2/alloc.h"
+#include "qcow2/l2.h"
+
+struct q2 {
+    struct gq_image img;
+    uint64_t *l1; /* the active L1 table, host order */
+    uint32_t l1_size;
+    struct qcow2_l2_geom geom;
+    unsigned cluster_bits;
+    uint64_t cluster_size;
+    unsigned l2_bits;   /* log2 of the entries per L2 table */
+    unsigned entry_len; /* 8, or 16 with extended L2 entries */
+    unsigned sc_bits;   /* log2 of the subcluster size */
+    unsigned sc_per_cluster;
+    /* The last decompressed cluster, and the buffer its input went through. */
+    uint8_t *cbuf, *dbuf;
+    uint64_t dbuf_entry; /* the L2 entry dbuf holds (0: none) */
+    /* Entries of the L2 slice last read. */
+    uint8_t *l2buf;
+    /* qcow2_detect_metadata_preallocation(), done at the first block status. */
+    bool prealloc_checked, metadata_prealloc;
+};
+
+static struct q2 q2s[INSTAR_NODE_MAX];
+
+static struct q2 *Q(struct gbs *bs)
+{
+    return bs->opaque;
+}
+
+static int q2_open(struct gbs *bs)
+{
+    static uint8_t first[GOPEN_FIRST];
+    struct q2 *q = &q2s[bs->node];
+    const struct qcow2_header *h;
+    uint8_t *raw;
+    uint32_t i;
+    int ret;
+
+    memset(q, 0, sizeof(*q));
+    bs->opaque = q;
+    gopen_dev = bs->file;
+    ret = gblk_pread(bs->file, 0, first, GOPEN_FIRST);
+    if (ret < 0)
+        return ret;
+    /* Any failure here ends the run with qemu's open message. */
+    gq_open(&q->img, boot->op, first);
+    gopen_dev = 0;
+    h = &q->img.h;
+    if (h->crypt_method != 0)
+        return -INSTAR_ERR_ENCRYPTED_DATA;
+
+    q->cluster_bits = h->cluster_bits;
+    q->cluster_size = (uint64_t)1 << h->cluster_bits;
+    q->geom.cluster_bits = h->cluster_bits;
+    q->geom.extended_l2 = h->subclusters_per_cluster > 1;
+    q->geom.data_file = bs->data != bs->file;
+    q->entry_len = q->geom.extended_l2 ? 16 : 8;
+    q->l2_bits = h->cluster_bits - (q->geom.extended_l2 ? 4 : 3);
+    q->sc_per_cluster = h->subclusters_per_cluster;
+    q->sc_bits = h->cluster_bits - (q->geom.extended_l2 ? 5 : 0);
+    bs->total = h->disk_size;
+    bs->supports_backing = true;
+
+    q->l1_size = h->l1_size;
+    if (q->l1_size) {
+        raw = malloc((size_t)q->l1_size * 8);
+        q->l1 = malloc((size_t)q->l1_size * 8);
+        if (!raw || !q->l1)
+            return -INSTAR_ERR_NOMEM;
+        ret = gblk_pread_direct(bs->file, h->l1_table_offset, raw, (size_t)q->l1_size * 8);
+        if (ret < 0)
+            return ret;
+        for (i = 0; i < q->l1_size; i++)
+            q->l1[i] = qcow2_l1_load(raw, i);
+        free(raw);
+    }
+    q->l2buf = malloc((size_t)1 << h->cluster_bits);
+    if (!q->l2buf)
+        return -INSTAR_ERR_NOMEM;
+    return 0;
+}
+
+/* Subclusters of the same type as sc_from, from sc_from to the cluster's end or a change. */
+static int sc_range(struct q2 *q, const struct qcow2_l2_entry *e, unsigned sc_from,
+                    enum qcow2_subcluster_type *type)
+{
+    unsigned n;
+
+    *type = qcow2_l2_subcluster_type(e, &q->geom, sc_from);
+    if (*type == QCOW2_SC_INVALID)
+        return -1;
+    if (!q->geom.extended_l2 || *type == QCOW2_SC_COMPRESSED)
+        return (int)(q->sc_per_cluster - sc_from);
+    for (n = sc_from + 1; n < q->sc_per_cluster; n++)
+        if (qcow2_l2_subcluster_type(e, &q->geom, n) != *type)
+            break;
+    return (int)(n - sc_from);
+}
+
+static void entry_at(struct q2 *q, const uint8_t *slice, unsigned i, struct qcow2_l2_entry *e)
+{
+    uint64_t raw, bitmap;
+
+    qcow2_l2_load(slice, i, q->geom.extended_l2, &raw, &bitmap);
+    qcow2_l2_decode(raw, bitmap, &q->geom, e);
+}
+
+/*
+ * qcow2_get_host_offset(): the type of the subcluster at off, the host
+ * offset of off (allocated types; the compressed descriptor's offset for
+ * COMPRESSED), and in *bytes how far from off the same answer holds.
+ */
+static int q2_host_offset(struct gbs *bs, uint64_t off, uint64_t *bytes, uint64_t *host,
+                          enum qcow2_subcluster_type *type, struct qcow2_l2_entry *first)
+{
+    struct q2 *q = Q(bs);
+    uint64_t cs = q->cluster_size, oic = off & (cs - 1);
+    uint64_t slice = (uint64_t)1 << q->l2_bits;
+    uint64_t l2_index = (off >> q->cluster_bits) & (slice - 1);
+    uint64_t needed = *bytes + oic, avail = (slice - l2_index) << q->cluster_bits;
+    uint64_t l1_index = off >> (q->cluster_bits + q->l2_bits), l2_offset, nb, i;
+    unsigned sc_index = (unsigned)((off >> q->sc_bits) & (q->sc_per_cluster - 1));
+    struct qcow2_l2_entry e;
+    enum qcow2_subcluster_type t;
+    uint64_t count = 0, expected = 0;
+    bool check_offset;
+    int r;
+
+    if (needed > avail)
+        needed = avail;
+    *host = 0;
+    memset(first, 0, sizeof(*first));
+    if (l1_index >= q->l1_size || !(l2_offset = q->l1[l1_index] & QCOW2_L1E_OFFSET_MASK)) {
+        *type = QCOW2_SC_UNALLOCATED_PLAIN;
+        avail = needed;
+        goto out;
+    }
+    if (l2_offset & (cs - 1)) {
+        gbs_signal_corruption(bs, QCOW2_CORRUPT_L2_UNALIGNED, l2_offset, l1_index, 0);
+        return -GBS_EIO;
+    }
+    nb = (needed + cs - 1) >> q->cluster_bits;
+    r = gblk_pread(bs->file, l2_offset + l2_index * q->entry_len, q->l2buf,
+                   (size_t)(nb * q->entry_len));
+    if (r < 0)
+        return -GBS_EIO;
+    entry_at(q, q->l2buf, 0, &e);
+    *first = e;
+    t = qcow2_l2_subcluster_type(&e, &q->geom, sc_index);
+    if (q->img.h.version < 3 && (t == QCOW2_SC_ZERO_PLAIN || t == QCOW2_SC_ZERO_ALLOC)) {
+        gbs_signal_corruption(bs, QCOW2_CORRUPT_ZERO_V2, l2_offset, l2_index, 0);
+        return -GBS_EIO;
+    }
+    switch (t) {
+    case QCOW2_SC_COMPRESSED:
+        if (q->geom.data_file) {
+            gbs_signal_corruption(bs, QCOW2_CORRUPT_COMPRESSED_DATA_FILE, l2_offset, l2_index, 0);
+            return -GBS_EIO;
+        }
+        *host = e.host_offset;
+        break;
+    case QCOW2_SC_ZERO_ALLOC:
+    case QCOW2_SC_NORMAL:
+    case QCOW2_SC_UNALLOCATED_ALLOC: {
+        uint64_t hc = e.raw & QCOW2_L2E_OFFSET_MASK;
+
+        *host = hc + oic;
+        if (hc & (cs - 1)) {
+            gbs_signal_corruption(bs, QCOW2_CORRUPT_CLUSTER_UNALIGNED, hc, l2_offset, l2_index);
+            return -GBS_EIO;
+        }
+        if (q->geom.data_file && *host != off) {
+            gbs_signal_corruption(bs, QCOW2_CORRUPT_DATA_FILE_OFFSET, hc, off - oic, l2_index);
+            return -GBS_EIO;
+        }
+        break;
+    }
+    default:
+        break;
+    }
+
+    /* count_contiguous_subclusters() */
+    check_offset = false;
+    for (i = 0; i < nb; i++) {
+        unsigned first_sc = i == 0 ? sc_index : 0;
+        enum qcow2_subcluster_type ti;
+        int n;
+
+        if (i)
+            entry_at(q, q->l2buf, (unsigned)i, &e);
+        n = sc_range(q, &e, first_sc, &ti);
+        if (n < 0) {
+            gbs_signal_corruption(bs, QCOW2_CORRUPT_INVALID_ENTRY, l2_offset, l2_index + i, 0);
+            return -GBS_EIO;
+        }
+        if (i == 0) {
+            if (ti == QCOW2_SC_COMPRESSED) {
+                count = (uint64_t)n;
+                break;
+            }
+            expected = e.raw & QCOW2_L2E_OFFSET_MASK;
+            check_offset = ti == QCOW2_SC_NORMAL || ti == QCOW2_SC_ZERO_ALLOC ||
+                           ti == QCOW2_SC_UNALLOCATED_ALLOC;
+        } else if (ti != t) {
+            break;
+        } else if (check_offset) {
+            expected += cs;
+            if (expected != (e.raw & QCOW2_L2E_OFFSET_MASK))
+                break;
+        }
+        count += (uint64_t)n;
+        if (first_sc + (unsigned)n < q->sc_per_cluster)
+            break;
+    }
+    avail = (count + sc_index) << q->sc_bits;
+    *type = t;
+out:
+    if (avail > needed)
+        avail = needed;
+    *bytes = avail - oic;
+    return 0;
+}
+
+static int pa_read(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    struct gbs *bs = opaque;
+
+    return gblk_pread(bs->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
+static int pa_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    (void)opaque, (void)off, (void)buf, (void)len;
+    return -GBS_EIO; /* never called: the allocator is only asked for refcounts */
+}
+
+static void *pa_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+/*
+ * qcow2_detect_metadata_preallocation(): the image counts as preallocated
+ * when clearly more clusters have a refcount than the file system has
+ * allocated (its allocated size comes from the host's fstat at boot).
+ * Returns 1, 0, or -errno.
+ */
+static int detect_metadata_prealloc(struct gbs *bs)
+{
+    static const struct qcow2_alloc_ops ops = {pa_read, pa_write, pa_mem, NULL, NULL};
+    struct q2 *q = Q(bs);
+    const struct qcow2_header *h = &q->img.h;
+    uint64_t file_length = gbs_dev_length(bs->file);
+    uint64_t real_clusters = boot->devices[bs->file].allocated / q->cluster_size;
+    uint64_t threshold = real_clusters * 10 / 9, end, i, count = 0, rc;
+    struct qcow2_alloc a;
+    int ret;
+
+    if (threshold < real_clusters + 2)
+        threshold = real_clusters + 2;
+    end = (file_length + q->cluster_size - 1) >> q->cluster_bits;
+    ret = qcow2_alloc_init(&a, &ops, bs, h->cluster_bits, h->refcount_order,
+                           h->refcount_table_offset, h->refcount_table_clusters);
+    if (ret < 0)
+        return ret;
+    for (i = 0; i < end && count < threshold; i++) {
+        ret = qcow2_alloc_get_refcount(&a, i, &rc);
+        if (ret < 0)
+            break;
+        count += rc != 0;
+    }
+    qcow2_alloc_release(&a);
+    if (ret < 0)
+        return ret;
+    return count >= threshold;
+}
+
+static int q2_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_t bytes,
+                           uint64_t *pnum, uint64_t *map, uint32_t *dev)
+{
+    enum qcow2_subcluster_type t;
+    struct qcow2_l2_entry e;
+    uint64_t host, n = bytes > 0x7fffffffu ? 0x7fffffffu : bytes;
+    int ret, status = 0;
+
+    (void)want_zero;
+    if (!Q(bs)->prealloc_checked) {
+        ret = detect_metadata_prealloc(bs);
+        Q(bs)->metadata_prealloc = ret == 1;
+        Q(bs)->prealloc_checked = true;
+    }
+    ret = q2_host_offset(bs, off, &n, &host, &t, &e);
+    if (ret < 0)
+        return ret;
+    *pnum = n;
+    if (t == QCOW2_SC_NORMAL || t == QCOW2_SC_ZERO_ALLOC || t == QCOW2_SC_UNALLOCATED_ALLOC) {
+        *map = host;
+        *dev = bs->data;
+        status |= INSTAR_BS_OFFSET_VALID;
+    }
+    if (t == QCOW2_SC_ZERO_PLAIN || t == QCOW2_SC_ZERO_ALLOC)
+        status |= INSTAR_BS_ZERO;
+    else if (t != QCOW2_SC_UNALLOCATED_PLAIN && t != QCOW2_SC_UNALLOCATED_ALLOC)
+        status |= INSTAR_BS_DATA;
+    if (Q(bs)->metadata_prealloc && (status & INSTAR_BS_DATA) && (status & INSTAR_BS_OFFSET_VALID))
+        status |= INSTAR_BS_RECURSE;
+    return status;
+}
+
+/* qcow2_co_preadv_compressed(): one whole cluster, decoded into q->dbuf. */
+static int q2_read_compressed(struct gbs *bs, const struct qcow2_l2_entry *e)
+{
+    struct q2 *q = Q(bs);
+    int r;
+
+    if (q->dbuf && q->dbuf_entry == e->raw)
+        return 0;
+    if (!q->dbuf) {
+        q->dbuf = malloc((size_t)q->cluster_size);
+        q->cbuf = malloc((size_t)q->cluster_size * 2 + 512);
+        if (!q->dbuf || !q->cbuf)
+            return -GBS_ENOMEM;
+    }
+    q->dbuf_entry = 0;
+    if (e->csize > q->cluster_size * 2 + 512)
+        return -GBS_EIO;
+    r = gblk_pread_direct(bs->file, e->host_offset, q->cbuf, e->csize);
+    if (r < 0)
+        return -GBS_EIO;
+    r = gcodec_decompress(q->img.h.compression_type, q->cbuf, e->csize, q->dbuf,
+                          (size_t)q->cluster_size);
+    if (r < 0)
+        return -GBS_EIO;
+    q->dbuf_entry = e->raw;
+    return 0;
+}
+
+static int q2_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
+{
+    struct q2 *q = Q(bs);
+    uint8_t *p = buf;
+
+    while (len) {
+        enum qcow2_subcluster_type t;
+        struct qcow2_l2_entry e;
+        uint64_t host, n = len > 0x7fffffffu ? 0x7fffffffu : len;
+        int r = q2_host_offset(bs, off, &n, &host, &t, &e);
+
+        if (r < 0)
+            return r;
+        switch (t) {
+        case QCOW2_SC_ZERO_PLAIN:
+        case QCOW2_SC_ZERO_ALLOC:
+            memset(p, 0, n);
+            break;
+        case QCOW2_SC_UNALLOCATED_PLAIN:
+        case QCOW2_SC_UNALLOCATED_ALLOC:
+            if (bs->backing)
+                r = gbs_pread(bs->backing, off, p, n);
+            else
+                memset(p, 0, n);
+            break;
+        case QCOW2_SC_COMPRESSED:
+            r = q2_read_compressed(bs, &e);
+            if (r == 0)
+                memcpy(p, q->dbuf + (off & (q->cluster_size - 1)), n);
+            break;
+        case QCOW2_SC_NORMAL:
+            r = gblk_pread_direct(bs->data, host, p, n) < 0 ? -GBS_EIO : 0;
+            break;
+        default:
+            r = -GBS_EIO;
+            break;
+        }
+        if (r < 0)
+            return r;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
+const struct gbs_driver gbs_drv_qcow2 = {
+    .name = "qcow2",
+    .open = q2_open,
+    .block_status = q2_block_status,
+    .pread = q2_pread,
+};
+
+/* Until the codecs are linked in (guest/codec.c), a compressed cluster is a read error. */
+__attribute__((weak)) int gcodec_decompress(unsigned type, const void *src, size_t src_len,
+                                            void *dst, size_t dst_len)
+{
+    (void)type, (void)src, (void)src_len, (void)dst, (void)dst_len;
+    return -1;
+}

@@ -1,0 +1,440 @@
+/*
+ * The convert planner: qemu-img convert's copy loop (convert_do_copy,
+ * convert_iteration_sectors, convert_co_write) over the block layer,
+ * run in order (the result is that of qemu-img's in-order writes).
+ *
+ * Where a chunk of data is a plain range of a source file (raw, or an
+ * uncompressed qcow2 run) and the target is raw, the guest only plans:
+ * the host copies the range itself (INSTAR_HC_COPY), applying -S the way
+ * convert_co_write() does.  Everything else (decoded clusters, data from
+ * several layers, a qcow2 target, whose clusters are allocated here) goes
+ * through guest RAM.
+ */
+#include "bdrv.h"
+#include "qcow2/alloc.h"
+#include "qcow2/l2.h"
+#include "qcow2/prealloc.h"
+#include "instar/sparse.h"
+
+#include "open.h"
+
+#define SECTOR 512
+
+enum blk_status {
+    BLK_DATA,
+    BLK_ZERO,
+    BLK_BACKING_FILE
+};
+
+struct cv {
+    const struct instar_convert_args *a;
+    struct gbs *src[INSTAR_CONVERT_SRC_MAX];
+    int64_t src_sectors[INSTAR_CONVERT_SRC_MAX];
+    int64_t src_alignment[INSTAR_CONVERT_SRC_MAX];
+    int64_t total_sectors;
+    int64_t sector_next_status;
+    enum blk_status status;
+    /* Where the data of the current status extent lies, when it is one file range. */
+    bool st_direct;
+    uint32_t st_dev;
+    uint64_t st_map;  /* the file offset of st_start */
+    int64_t st_start; /* sector the status extent starts at */
+    bool has_zero_init, target_has_backing, min_sparse_on;
+    int min_sparse, alignment, buf_sectors;
+    uint32_t t; /* the target device */
+    uint8_t *buf;
+    /* qcow2 target */
+    bool q2;
+    struct qcow2_alloc al;
+    struct qcow2_prealloc pa;
+    uint64_t *l1;
+    /* progress */
+    bool progress;
+    int64_t allocated_sectors, allocated_done;
+};
+
+static struct cv S;
+
+static __attribute__((noreturn)) void fail(uint32_t status, int err, uint64_t offset)
+{
+    gbs_send(INSTAR_OP_CONVERT, status, (uint32_t)(err < 0 ? -err : err), offset, 0, 0);
+}
+
+static void select_part(struct cv *s, int64_t sector_num, int *cur, int64_t *cur_off)
+{
+    int64_t off = 0;
+    int i;
+
+    for (i = 0; i < (int)s->a->nsrc - 1; i++) {
+        if (sector_num < off + s->src_sectors[i])
+            break;
+        off += s->src_sectors[i];
+    }
+    *cur = i;
+    *cur_off = off;
+}
+
+/* convert_iteration_sectors() */
+static int64_t iteration(struct cv *s, int64_t sector_num)
+{
+    int64_t src_cur_offset, n;
+    bool post_backing_zero = false;
+    int src_cur;
+
+    select_part(s, sector_num, &src_cur, &src_cur_offset);
+    n = s->total_sectors - sector_num;
+    if (n > (int64_t)(0x7fffffff / SECTOR))
+        n = 0x7fffffff / SECTOR; /* BDRV_REQUEST_MAX_SECTORS */
+    if (s->a->target_backing_sectors >= 0) {
+        if (sector_num >= s->a->target_backing_sectors)
+            post_backing_zero = true;
+        else if (sector_num + n > s->a->target_backing_sectors)
+            n = s->a->target_backing_sectors - sector_num;
+    }
+    if (s->sector_next_status <= sector_num) {
+        uint64_t offset = (uint64_t)(sector_num - src_cur_offset) * SECTOR, count, map = 0;
+        uint32_t dev = INSTAR_NO_NODE;
+        struct gbs *bs = s->src[src_cur];
+        int64_t tail;
+        int ret;
+
+        if (s->target_has_backing)
+            ret = gbs_block_status(bs, true, offset, (uint64_t)n * SECTOR, &count, &map, &dev);
+        else
+            ret =
+                gbs_block_status_above(bs, offset, (uint64_t)n * SECTOR, &count, &map, &dev, NULL);
+        if (ret < 0)
+            fail(INSTAR_DATA_EBSTAT, ret, offset);
+        n = (int64_t)((count + SECTOR - 1) / SECTOR);
+        tail = (sector_num - src_cur_offset + n) % s->src_alignment[src_cur];
+        if (n > tail)
+            n -= tail;
+        if (ret & INSTAR_BS_ZERO)
+            s->status = post_backing_zero ? BLK_BACKING_FILE : BLK_ZERO;
+        else if (ret & INSTAR_BS_DATA)
+            s->status = BLK_DATA;
+        else
+            s->status = s->target_has_backing ? BLK_BACKING_FILE : BLK_DATA;
+        s->st_direct = (ret & (INSTAR_BS_DATA | INSTAR_BS_ZERO | INSTAR_BS_OFFSET_VALID)) ==
+                           (INSTAR_BS_DATA | INSTAR_BS_OFFSET_VALID) &&
+                       dev != INSTAR_NO_NODE;
+        s->st_dev = dev;
+        s->st_map = map;
+        s->st_start = sector_num;
+        s->sector_next_status = sector_num + n;
+    }
+    if (n > s->sector_next_status - sector_num)
+        n = s->sector_next_status - sector_num;
+    if (s->status == BLK_DATA && n > s->buf_sectors)
+        n = s->buf_sectors;
+    return n;
+}
+
+/* convert_co_read(): n sectors of the joined sources into buf. */
+static int read_sectors(struct cv *s, int64_t sector_num, int64_t nb, uint8_t *buf)
+{
+    while (nb > 0) {
+        int64_t off, bs_sectors, n;
+        int cur, ret;
+
+        select_part(s, sector_num, &cur, &off);
+        bs_sectors = s->src_sectors[cur];
+        n = nb < bs_sectors - (sector_num - off) ? nb : bs_sectors - (sector_num - off);
+        ret =
+            gbs_pread(s->src[cur], (uint64_t)(sector_num - off) * SECTOR, buf, (size_t)n * SECTOR);
+        if (ret < 0)
+            return ret;
+        sector_num += n;
+        nb -= n;
+        buf += n * SECTOR;
+    }
+    return 0;
+}
+
+/* --- the target --- */
+
+static int t_write(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *buf)
+{
+    uint64_t off = (uint64_t)sector_num * SECTOR, len = (uint64_t)n * SECTOR;
+
+    if (!s->q2)
+        return gdev_pwrite(s->t, off, buf, (size_t)len) < 0 ? -GBS_EIO : 0;
+    while (len) {
+        uint64_t cur = len, host;
+        int ret = qcow2_prealloc_alloc(&s->pa, off, &cur, &host);
+
+        if (ret < 0)
+            return ret;
+        if (cur == 0)
+            return -GBS_EIO;
+        if (gdev_pwrite(s->t, host, buf, (size_t)cur) < 0)
+            return -GBS_EIO;
+        buf += cur;
+        off += cur;
+        len -= cur;
+    }
+    return 0;
+}
+
+static int t_zero(struct cv *s, int64_t sector_num, int64_t n)
+{
+    if (s->q2)
+        return -GBS_EIO; /* not reached: -n into qcow2 is refused by the host */
+    return hc_zero(s->t, (uint64_t)sector_num * SECTOR, (uint64_t)n * SECTOR) < 0 ? -GBS_EIO : 0;
+}
+
+/* convert_co_write() over bytes in guest RAM. */
+static int write_buf(struct cv *s, int64_t sector_num, int64_t nb, const uint8_t *buf,
+                     enum blk_status status)
+{
+    while (nb > 0) {
+        int n = (int)nb;
+        int ret;
+
+        if (status == BLK_BACKING_FILE) {
+            /* leave it to the target's backing file */
+        } else if (status == BLK_DATA &&
+                   (!s->min_sparse_on ||
+                    sparse_allocated_min(buf, n, &n, s->min_sparse, sector_num, s->alignment))) {
+            ret = t_write(s, sector_num, n, buf);
+            if (ret < 0)
+                return ret;
+        } else if (!s->has_zero_init) {
+            ret = t_zero(s, sector_num, n);
+            if (ret < 0)
+                return ret;
+        }
+        sector_num += n;
+        nb -= n;
+        buf += (size_t)n * SECTOR;
+    }
+    return 0;
+}
+
+/*
+ * A chunk of data that is one range of one source file, to a raw target:
+ * the host copies it.  Returns 1 when done that way, 0 when the chunk
+ * must go through guest RAM, or -errno.
+ */
+static int copy_direct(struct cv *s, int64_t sector_num, int64_t n)
+{
+    uint64_t src_off, len = (uint64_t)n * SECTOR, end;
+    uint32_t flags = 0;
+    int64_t written;
+
+    if (s->q2 || !s->st_direct || s->status != BLK_DATA)
+        return 0;
+    src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
+    if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(s->st_dev))
+        return 0; /* a file cut short: its tail reads as zeros, through RAM */
+    if (s->min_sparse_on)
+        flags = s->has_zero_init ? INSTAR_COPY_SPARSE : INSTAR_COPY_PUNCH;
+    if (hc_copy(s->st_dev, src_off, s->t, (uint64_t)sector_num * SECTOR, len, flags,
+                (uint32_t)s->min_sparse, (uint32_t)s->alignment, (uint64_t)sector_num,
+                &written) < 0)
+        return -GBS_EIO;
+    return 1;
+}
+
+static void open_qcow2_target(struct cv *s);
+
+static void do_copy(struct cv *s)
+{
+    int64_t sector_num = 0, n;
+    int ret;
+
+    if (s->progress) {
+        while (sector_num < s->total_sectors) {
+            n = iteration(s, sector_num);
+            if (s->status == BLK_DATA || (!s->min_sparse_on && s->status == BLK_ZERO))
+                s->allocated_sectors += n;
+            sector_num += n;
+        }
+        s->sector_next_status = 0;
+        sector_num = 0;
+    }
+    while (sector_num < s->total_sectors) {
+        enum blk_status status;
+
+        n = iteration(s, sector_num);
+        status = s->status;
+        if (!s->min_sparse_on && status == BLK_ZERO && n > s->buf_sectors)
+            n = s->buf_sectors;
+        if (s->progress && (status == BLK_DATA || (!s->min_sparse_on && status == BLK_ZERO))) {
+            s->allocated_done += n;
+            hc_progress(INSTAR_PROGRESS_ABS, (uint64_t)s->allocated_done,
+                        (uint64_t)s->allocated_sectors);
+        }
+        if (status == BLK_DATA) {
+            ret = copy_direct(s, sector_num, n);
+            if (ret < 0)
+                fail(INSTAR_DATA_EWRITE_AT, ret, (uint64_t)sector_num * SECTOR);
+            if (ret == 0) {
+                ret = read_sectors(s, sector_num, n, s->buf);
+                if (ret < 0)
+                    fail(INSTAR_DATA_EREAD_AT, ret, (uint64_t)sector_num * SECTOR);
+                ret = write_buf(s, sector_num, n, s->buf, status);
+            }
+        } else if (!s->min_sparse_on && status == BLK_ZERO) {
+            memset(s->buf, 0, (size_t)n * SECTOR);
+            ret = write_buf(s, sector_num, n, s->buf, BLK_DATA);
+        } else {
+            ret = write_buf(s, sector_num, n, s->buf, status);
+        }
+        if (ret < 0)
+            fail(INSTAR_DATA_EWRITE_AT, ret, (uint64_t)sector_num * SECTOR);
+        sector_num += n;
+    }
+}
+
+/* --- a new qcow2 target: its allocator and L2 mapping (formats/qcow2) --- */
+
+static int t_read(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    struct cv *s = opaque;
+
+    return gdev_pread(s->t, off, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
+static int t_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    struct cv *s = opaque;
+
+    return gdev_pwrite(s->t, off, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
+static void *t_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+static int t_truncate(void *opaque, int dev, uint64_t size, int mode)
+{
+    struct cv *s = opaque;
+
+    (void)mode;
+    if (dev != QCOW2_PREALLOC_DEV_IMAGE)
+        return -GBS_EIO;
+    return gdev_truncate(s->t, size, INSTAR_TRUNC_OFF) < 0 ? -GBS_EIO : 0;
+}
+
+static int t_length(void *opaque, int dev, uint64_t *len)
+{
+    struct cv *s = opaque;
+
+    if (dev != QCOW2_PREALLOC_DEV_IMAGE)
+        return -GBS_EIO;
+    *len = gdev_length(s->t);
+    return 0;
+}
+
+static const struct qcow2_alloc_ops t_ops = {t_read, t_pwrite, t_mem, NULL, NULL};
+
+static void open_qcow2_target(struct cv *s)
+{
+    static uint8_t first[GOPEN_FIRST];
+    static struct gq_image img;
+    const struct qcow2_header *h;
+    uint8_t *raw;
+    uint32_t i;
+    int ret;
+
+    gopen_dev = s->t;
+    if (gblk_pread(s->t, 0, first, GOPEN_FIRST) < 0)
+        fail(INSTAR_DATA_EWRITE_AT, GBS_EIO, 0);
+    gq_open_flags(&img, INSTAR_OP_CONVERT, QCOW2_OPEN_RDWR, first);
+    gopen_dev = 0;
+    h = &img.h;
+    if (h->l1_size == 0 || img.x.has_data_file || h->crypt_method)
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    raw = malloc((size_t)h->l1_size * 8);
+    s->l1 = calloc(h->l1_size, 8);
+    if (!raw || !s->l1)
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+    if (gdev_pread(s->t, h->l1_table_offset, raw, (size_t)h->l1_size * 8) < 0)
+        fail(INSTAR_DATA_EWRITE_AT, GBS_EIO, 0);
+    for (i = 0; i < h->l1_size; i++)
+        s->l1[i] = qcow2_l1_load(raw, i);
+    free(raw);
+    ret = qcow2_alloc_init(&s->al, &t_ops, s, h->cluster_bits, h->refcount_order,
+                           h->refcount_table_offset, h->refcount_table_clusters);
+    if (ret < 0)
+        fail(INSTAR_DATA_EWRITE_AT, ret, 0);
+    memset(&s->pa, 0, sizeof(s->pa));
+    s->pa.a = &s->al;
+    s->pa.ops = &t_ops;
+    s->pa.truncate = t_truncate;
+    s->pa.length = t_length;
+    s->pa.opaque = s;
+    s->pa.cluster_bits = h->cluster_bits;
+    s->pa.extended_l2 = h->subclusters_per_cluster > 1;
+    s->pa.ordered = false;
+    s->pa.write = true;
+    s->pa.l1 = s->l1;
+    s->pa.l1_size = h->l1_size;
+    s->pa.l1_offset = h->l1_table_offset;
+    if (qcow2_prealloc_init(&s->pa) < 0)
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+}
+
+void plan_convert(void)
+{
+    static struct instar_convert_args a;
+    struct cv *s = &S;
+    uint32_t i;
+    int ret;
+
+    a = boot->args.convert;
+    memset(s, 0, sizeof(*s));
+    s->a = &a;
+    if (a.nsrc == 0 || a.nsrc > INSTAR_CONVERT_SRC_MAX || a.buf_sectors == 0 ||
+        a.buf_sectors > 32768 || a.alignment == 0 || (a.alignment & (a.alignment - 1)) ||
+        a.min_sparse > 32768 || a.target >= boot->ndevices ||
+        !(boot->devices[a.target].flags & INSTAR_DEV_WRITE) ||
+        (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2))
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
+    for (i = 0; i < a.nsrc; i++) {
+        struct gbs *bs = gbs_node(a.src[i]);
+
+        if (!bs)
+            result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+        s->src[i] = bs;
+        s->src_sectors[i] = (int64_t)(bs->total / SECTOR);
+        s->src_alignment[i] = 1;
+        if (bs->drv == &gbs_drv_qcow2)
+            s->src_alignment[i] =
+                (int64_t)(((struct gq_image *)bs->opaque)->h.cluster_size / SECTOR);
+        s->total_sectors += s->src_sectors[i];
+    }
+    s->t = a.target;
+    s->has_zero_init = a.flags & INSTAR_CONVERT_ZERO_INIT;
+    s->target_has_backing = a.flags & INSTAR_CONVERT_TARGET_BACKING;
+    s->min_sparse = (int)a.min_sparse;
+    s->min_sparse_on = a.min_sparse != 0;
+    s->alignment = (int)a.alignment;
+    s->buf_sectors = (int)a.buf_sectors;
+    s->progress = a.flags & INSTAR_CONVERT_PROGRESS;
+    s->buf = malloc((size_t)s->buf_sectors * SECTOR);
+    if (!s->buf)
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+    s->q2 = a.target_driver == INSTAR_DRV_QCOW2;
+    if (s->q2)
+        open_qcow2_target(s);
+
+    do_copy(s);
+
+    if (s->q2) {
+        ret = qcow2_prealloc_flush(&s->pa);
+        if (ret == 0)
+            ret = qcow2_alloc_flush(&s->al);
+        if (ret < 0)
+            fail(INSTAR_DATA_EWRITE_AT, ret, 0);
+    }
+    gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_OK, 0, 0, 0, 0);
+}

@@ -1,0 +1,182 @@
+#!/usr/bin/python3
+"""Time `instar convert` (and compare, map) against qemu-img in the same run.
+
+Usage: scripts/bench-convert.py [-n RUNS] [--instar PATH] [--workdir DIR] [--only CASE,...]
+                                [--json FILE]
+
+Images are made once with qemu-img/qemu-io in a temp dir (or --workdir,
+kept and reused):
+
+  data.qcow2    2 GiB virtual, 1 GiB written in 1 MiB pieces at every other MiB
+                (pattern bytes, so nothing is zero), 64 KiB clusters;
+  data.raw      the same guest data as a sparse raw file;
+  zlib.qcow2    data.qcow2 converted with -c (zlib);  zstd.qcow2: with zstd;
+  chain.qcow2   the top of a 3-deep chain (base, mid, top each writing a third);
+  empty.qcow2   1 TiB, nothing written (block status is everything).
+
+Cases (output in the work dir, removed before each run):
+  qcow2-raw    convert -O raw data.qcow2         (and cp --sparse=always data.raw)
+  raw-qcow2    convert -O qcow2 data.raw
+  zlib-raw     convert -O raw zlib.qcow2
+  zstd-raw     convert -O raw zstd.qcow2
+  chain-raw    convert -O raw chain.qcow2
+  empty-raw    convert -O raw empty.qcow2
+  compare      compare data.qcow2 data.raw
+  map          map --output=json data.qcow2
+
+Each case is run RUNS times per tool (default 5), interleaved run by run,
+after one warm-up each (page cache hot).  Prints the median wall time,
+throughput over the guest data (1 GiB), the ratio qemu-img / instar
+(above 1: instar is faster) and the peak RSS of each tool (ru_maxrss of
+the child).  instar runs through a symlink named qemu-img.  A case instar
+fails is reported as such with its stderr.  Measures only; asserts nothing.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+QEMU_IMG = shutil.which("qemu-img") or "/usr/bin/qemu-img"
+QEMU_IO = shutil.which("qemu-io") or "/usr/bin/qemu-io"
+ENV = dict(os.environ, TZ="UTC", LC_ALL="C")
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+def sh(argv, cwd):
+    subprocess.run(argv, cwd=cwd, env=ENV, check=True, stdout=subprocess.DEVNULL)
+
+
+def make_images(wd: Path):
+    if (wd / "done").exists():
+        return
+    sh([QEMU_IMG, "create", "-q", "-f", "qcow2", "data.qcow2", "2G"], wd)
+    cmds = []
+    for i in range(1024):
+        cmds += ["-c", f"write -P {1 + i % 250} {2 * i}M 1M"]
+    sh([QEMU_IO, *cmds, "data.qcow2"], wd)
+    sh([QEMU_IMG, "convert", "-O", "raw", "data.qcow2", "data.raw"], wd)
+    sh([QEMU_IMG, "convert", "-c", "-O", "qcow2", "data.qcow2", "zlib.qcow2"], wd)
+    sh([QEMU_IMG, "convert", "-c", "-O", "qcow2", "-o", "compression_type=zstd", "data.qcow2",
+        "zstd.qcow2"], wd)
+    sh([QEMU_IMG, "create", "-q", "-f", "qcow2", "base.qcow2", "2G"], wd)
+    sh([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "mid.qcow2"], wd)
+    sh([QEMU_IMG, "create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", "chain.qcow2"], wd)
+    for n, name in enumerate(["base.qcow2", "mid.qcow2", "chain.qcow2"]):
+        cmds = []
+        for i in range(n, 1024, 3):
+            cmds += ["-c", f"write -P {1 + (i + n) % 250} {2 * i}M 1M"]
+        sh([QEMU_IO, *cmds, name], wd)
+    sh([QEMU_IMG, "create", "-q", "-f", "qcow2", "empty.qcow2", "1T"], wd)
+    (wd / "done").write_text("")
+
+
+CASES = {
+    "qcow2-raw": ["convert", "-O", "raw", "data.qcow2", "out"],
+    "raw-qcow2": ["convert", "-O", "qcow2", "data.raw", "out"],
+    "zlib-raw": ["convert", "-O", "raw", "zlib.qcow2", "out"],
+    "zstd-raw": ["convert", "-O", "raw", "zstd.qcow2", "out"],
+    "chain-raw": ["convert", "-O", "raw", "chain.qcow2", "out"],
+    "empty-raw": ["convert", "-O", "raw", "empty.qcow2", "out"],
+    "compare": ["compare", "data.qcow2", "data.raw"],
+    "map": ["map", "--output=json", "data.qcow2"],
+}
+
+
+def run_once(argv, wd):
+    """(wall seconds, peak RSS KiB, exit code, stderr) of one run."""
+    out = wd / "out"
+    if out.exists():
+        out.unlink()
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, cwd=wd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    t1 = time.perf_counter()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return t1 - t0, ru.ru_maxrss, p.returncode, err.decode(errors="replace")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-n", type=int, default=5)
+    ap.add_argument("--instar", default=str(REPO / "build" / "instar"))
+    ap.add_argument("--workdir")
+    ap.add_argument("--only")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+
+    wd = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="bench-convert-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    make_images(wd)
+    link = wd / "bin" / "qemu-img"
+    link.parent.mkdir(exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(a.instar).resolve())
+
+    cases = a.only.split(",") if a.only else list(CASES)
+    tools = {"qemu-img": [QEMU_IMG], "instar": [str(link)]}
+    rows = []
+    for case in cases:
+        times = {t: [] for t in tools}
+        rss = {t: 0 for t in tools}
+        failed = {}
+        extra = {}
+        for t, pre in tools.items():  # warm-up
+            _, _, rc, err = run_once(pre + CASES[case], wd)
+            if rc not in (0, 1) or (case != "compare" and rc != 0):
+                failed[t] = err.strip().splitlines()[-1] if err.strip() else f"exit {rc}"
+        if case == "qcow2-raw":
+            tools_cp = ["cp", "--sparse=always", "data.raw", "out"]
+            run_once(tools_cp, wd)
+            extra["cp"] = []
+        for _ in range(a.n):
+            for t, pre in tools.items():
+                if t in failed:
+                    continue
+                s, m, _, _ = run_once(pre + CASES[case], wd)
+                times[t].append(s)
+                rss[t] = max(rss[t], m)
+            if "cp" in extra:
+                s, _, _, _ = run_once(["cp", "--sparse=always", "data.raw", "out"], wd)
+                extra["cp"].append(s)
+        row = {"case": case, "failed": failed}
+        for t in tools:
+            if times[t]:
+                row[t] = statistics.median(times[t])
+                row[t + "_rss_kib"] = rss[t]
+        if "cp" in extra:
+            row["cp"] = statistics.median(extra["cp"])
+        if "qemu-img" in row and "instar" in row:
+            row["speedup"] = row["qemu-img"] / row["instar"]
+        if "cp" in row and "instar" in row:
+            row["vs_cp"] = row["cp"] / row["instar"]
+        rows.append(row)
+        line = f"{case:10s}"
+        for t in tools:
+            if t in row:
+                line += f"  {t} {row[t]:.3f}s ({GIB / row[t] / MIB:.0f} MiB/s, {row[t + '_rss_kib'] // 1024} MiB RSS)"
+            else:
+                line += f"  {t} FAILED: {failed.get(t)}"
+        if "speedup" in row:
+            line += f"  qemu-img/instar {row['speedup']:.2f}x"
+        if "vs_cp" in row:
+            line += f"  cp {row['cp']:.3f}s, cp/instar {row['vs_cp']:.2f}x"
+        print(line, flush=True)
+    if a.json:
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+    if not a.workdir:
+        shutil.rmtree(wd)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,305 @@
+"""Run a command that WRITES files under qemu-img and under instar, and compare what they wrote.
+
+Used by the parity suites of convert, dd and bench (and scripts/fuzz-convert.py).
+A case names its input files (copied, holes kept where they are, into a
+directory per run) and the files the command writes or changes.  The oracle
+runs TWICE, in two directories of its own, and instar once in a third; all
+three see the same relative names and the same cwd layout, so no message needs
+rewriting except an absolute mention of the run directory (``<DIR>``).
+
+What is compared, always from the oracle's own runs:
+
+* exit code, stdout and stderr, byte for byte (after ``normalise``);
+  the two oracle runs must agree, or the case is reported as needing a
+  normalisation (a harness error, never a pass);
+* for every output file: existence; then, when the oracle wrote
+  byte-identical files in its two runs, instar's file must be byte-identical
+  too, and when the two oracle files also have the same host data/hole
+  layout (SEEK_DATA/SEEK_HOLE), instar's must have that layout;
+* when the oracle's two files differ (e.g. ``convert -W``, whose writes
+  complete in any order), the comparison is semantic: ``qemu-img check``,
+  ``info --output=json`` without ``actual-size``, ``map --output=json``
+  without host offsets, and ``qemu-img compare`` of the two results.
+
+Nothing here knows what the command should do: the oracle's runs are the
+expectation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import instar_testlib as tl
+
+
+# --------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------
+
+
+def sparse_copy(src: os.PathLike | str, dst: os.PathLike | str) -> None:
+    """Copy a file, reproducing its data/hole layout exactly (SEEK_DATA/SEEK_HOLE).
+
+    ``cp --sparse=always`` would also turn written zero blocks into holes;
+    qcow2 block status reports holes of the host file as zeros, and raw
+    block status is the host layout, so a copy must keep the layout for
+    ``map``, ``convert`` and ``compare -s`` to see the same image.
+    """
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        end = os.fstat(fi.fileno()).st_size
+        for data, hole in host_extents_fd(fi.fileno(), end):
+            fi.seek(data)
+            fo.seek(data)
+            left = hole - data
+            while left:
+                chunk = fi.read(min(left, 1 << 20))
+                if not chunk:
+                    break
+                fo.write(chunk)
+                left -= len(chunk)
+        fo.truncate(end)
+
+
+def host_extents_fd(fd: int, end: int) -> list[tuple[int, int]]:
+    out, off = [], 0
+    while off < end:
+        try:
+            data = os.lseek(fd, off, os.SEEK_DATA)
+        except OSError:  # ENXIO: no data after off
+            break
+        hole = os.lseek(fd, data, os.SEEK_HOLE)
+        out.append((data, hole))
+        off = hole
+    return out
+
+
+def host_extents(path: os.PathLike | str) -> list[tuple[int, int]]:
+    """The file's data extents [(start, end)], as SEEK_DATA/SEEK_HOLE report them."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return host_extents_fd(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def first_difference(a: Path, b: Path) -> int | None:
+    """Offset of the first differing byte of two files (None if identical)."""
+    x, y = Path(a).read_bytes(), Path(b).read_bytes()
+    if x == y:
+        return None
+    n = min(len(x), len(y))
+    lo, hi = 0, n  # binary search on prefix equality (C-speed slices)
+    while hi - lo > 4096:
+        mid = (lo + hi) // 2
+        if x[lo:mid] == y[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    for i in range(lo, hi):
+        if x[i] != y[i]:
+            return i
+    return n
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    a, b = Path(a), Path(b)
+    return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+
+
+# --------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------
+
+RUNS = ("oracle", "oracle2", "instar")
+
+
+@dataclass
+class Writing:
+    """The three runs of one case (outputs already normalised) and their directories."""
+
+    oracle: tl.Result
+    oracle2: tl.Result
+    instar: tl.Result
+    dirs: dict
+
+
+def _normalised(r: tl.Result, repl: Mapping[str, str], extra: Callable[[bytes], bytes] | None) -> tl.Result:
+    out, err = tl.normalise(r.stdout, repl), tl.normalise(r.stderr, repl)
+    if extra:
+        out, err = extra(out), extra(err)
+    return tl.Result(r.argv, r.returncode, out, err)
+
+
+def prepare(workdir: Path, files: Iterable[tuple[os.PathLike | str, str]]) -> dict:
+    """Directories oracle/, oracle2/, instar/ under workdir, each holding a
+    copy of every (source, relative name) in ``files``."""
+    files = list(files)
+    dirs = {k: Path(workdir) / k for k in RUNS}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+        for src, rel in files:
+            dst = d / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            sparse_copy(src, dst)
+    return dirs
+
+
+def run_writing(
+    instar,
+    args: Sequence[str],
+    workdir: os.PathLike | str,
+    files: Iterable[tuple[os.PathLike | str, str]] = (),
+    outputs: Mapping[str, str | None] = {},
+    normalise: Callable[[bytes], bytes] | None = None,
+    bytes_may_differ: bool = False,
+    timeout: float = 60,
+    env_extra: Mapping[str, str] | None = None,
+) -> Writing:
+    """Run ``qemu-img ARGS`` twice under the oracle and once under instar; compare all.
+
+    ``files``: (source path, relative name) pairs copied into each run's
+    directory (the cwd of that run).  ``outputs``: relative name -> format
+    ("qcow2", "raw" or None to let qemu-img probe) of every file the command
+    may write, create or change; each is compared as described in the
+    module docstring.  ``normalise`` rewrites stdout/stderr of all runs (for
+    qemu-img output that varies by itself, e.g. bench's timing line).
+    ``bytes_may_differ``: the case is known to give different bytes from run
+    to run (e.g. ``convert -W``), so only semantic equality is required even
+    if the oracle's two runs happen to agree.
+    Raises AssertionError on any difference.
+    """
+    dirs = prepare(Path(workdir), files)
+    raw = {k: (instar.run if k == "instar" else tl.run_oracle)(
+        list(args), cwd=dirs[k], timeout=timeout, env_extra=env_extra) for k in RUNS}
+    repl = {str(d): "<DIR>" for d in dirs.values()}
+    res = {k: _normalised(v, repl, normalise) for k, v in raw.items()}
+    w = Writing(res["oracle"], res["oracle2"], res["instar"], dirs)
+    what = f"qemu-img {' '.join(args)}"
+    o1, o2 = w.oracle, w.oracle2
+    if (o1.returncode, o1.stdout, o1.stderr) != (o2.returncode, o2.stdout, o2.stderr):
+        raise AssertionError(
+            "HARNESS: qemu-img's output differs between two identical runs; this case needs a "
+            f"normalisation (and a comment saying why):\n {o1.describe()}\n {o2.describe()}")
+    tl.assert_same(w.oracle, w.instar, what)
+    for name, fmt in outputs.items():
+        compare_written(dirs, name, fmt, bytes_may_differ, what)
+    return w
+
+
+def compare_written(dirs: dict, name: str, fmt: str | None, bytes_may_differ: bool = False,
+                    what: str = "") -> None:
+    """Compare the file ``name`` written in the three run directories (see module docstring)."""
+    a, a2, b = (dirs[k] / name for k in RUNS)
+    if a.exists() != a2.exists():
+        raise AssertionError(f"HARNESS: {name} exists after one oracle run only ({what})")
+    assert a.exists() == b.exists(), f"{what}: {name} exists after qemu-img: {a.exists()}, after instar: {b.exists()}"
+    if not a.exists():
+        return
+    deterministic = not bytes_may_differ and same_bytes(a, a2)
+    if not bytes_may_differ and not deterministic:
+        warnings.warn(f"qemu-img wrote different bytes to {name} in two runs of `{what}`: "
+                      "compared semantically only")
+    if deterministic:
+        if not same_bytes(a, b):
+            diag = semantic_differences(dirs, name, fmt)
+            raise AssertionError(
+                f"{what}: {name} differs from qemu-img's, which is byte-identical over two runs: "
+                f"sizes {a.stat().st_size} / {b.stat().st_size}, first difference at byte "
+                f"{first_difference(a, b)}" + (f"\n semantic differences: {diag}" if diag else
+                                               "\n (same guest data, check, info and map: layout only)"))
+        ea = host_extents(a)
+        if ea == host_extents(a2):
+            eb = host_extents(b)
+            assert eb == ea, (f"{what}: {name}: same bytes, different host allocation (SEEK_DATA/SEEK_HOLE):\n"
+                              f" qemu-img: {_fmt_extents(ea)}\n instar:   {_fmt_extents(eb)}")
+        return
+    diag = semantic_differences(dirs, name, fmt)
+    assert not diag, f"{what}: {name}: {diag}"
+
+
+def _fmt_extents(ext) -> str:
+    return " ".join(f"[{s:#x},{e:#x})" for s, e in ext) or "(no data)"
+
+
+_ACTUAL_SIZE = re.compile(rb'\s*"actual-size": \d+,?')
+_FRAGMENTED = re.compile(rb"\d+\.\d+% fragmented")
+
+
+def guest_map(map_json: bytes) -> list:
+    """``qemu-img map --output=json`` without host offsets, adjacent extents
+    that then look alike merged: the guest's view of allocation.  (qemu-img
+    merges extents only when their host offsets are contiguous, so the raw
+    listing depends on the file layout.)"""
+    out = []
+    for e in json.loads(map_json or b"[]"):
+        key = (e["depth"], e["present"], e["zero"], e["data"], "offset" in e)
+        if out and out[-1][0] == key and out[-1][1] + out[-1][2] == e["start"]:
+            out[-1][2] += e["length"]
+        else:
+            out.append([key, e["start"], e["length"]])
+    return out
+
+
+def semantic_differences(dirs: dict, name: str, fmt: str | None) -> str:
+    """Differences qemu-img sees between the oracle's and instar's ``name``:
+    ``check`` (but the fragmentation percentage), ``info`` (but
+    actual-size), the guest view of ``map`` (guest_map) and ``compare``;
+    "" if none."""
+    f = ["-f", fmt] if fmt else []
+    probs = []
+    a, b = dirs["oracle"], dirs["instar"]
+    repl = {str(a): "<DIR>", str(b): "<DIR>"}
+
+    def both(cmd, strip=None, view=None):
+        ra = tl.run_oracle([*cmd, name], cwd=a)
+        rb = tl.run_oracle([*cmd, name], cwd=b)
+        xa, xb = (tl.normalise(r.stdout + r.stderr, repl) for r in (ra, rb))
+        if strip is not None:
+            xa, xb = strip.sub(b"", xa), strip.sub(b"", xb)
+        if view is not None and ra.returncode == 0 and rb.returncode == 0:
+            xa, xb = view(ra.stdout), view(rb.stdout)
+        if (ra.returncode, xa) != (rb.returncode, xb):
+            probs.append(f"`qemu-img {' '.join(cmd)}` differs:\n  qemu-img's: {ra.describe()}\n"
+                         f"  instar's: {rb.describe()}")
+        return ra.returncode == 0 and rb.returncode == 0
+
+    both(["check", *f], _FRAGMENTED)
+    opened = both(["info", *f, "--output=json"], _ACTUAL_SIZE)
+    both(["map", *f, "--output=json"], view=guest_map)
+    if opened:
+        ff = ["-f", fmt, "-F", fmt] if fmt else []
+        c = tl.run_oracle(["compare", *ff, str(a / name), str(b / name)])
+        if c.returncode != 0:
+            probs.append(f"qemu-img compare: {c.describe()}")
+    return "\n ".join(probs)
+
+
+# --------------------------------------------------------------------------
+# Deliberate refusals
+# --------------------------------------------------------------------------
+
+
+def assert_refused(w: Writing, mention: str, files: Iterable[tuple[os.PathLike | str, str]] = (),
+                   outputs: Iterable[str] = ()) -> None:
+    """instar refused on purpose (docs/differences.md): exit 1, nothing on
+    stdout, one ``qemu-img: `` line on stderr containing ``mention``, and
+    nothing written: each of ``outputs`` that was an input copy (``files``)
+    still has its source's bytes, and every other one does not exist."""
+    r = w.instar
+    assert r.returncode == 1, r.describe()
+    assert r.stdout == b"", r.describe()
+    err = r.stderr.decode("utf-8", "replace")
+    assert err.startswith("qemu-img: ") and err.count("\n") == 1 and mention in err, r.describe()
+    sources = {rel: Path(src) for src, rel in files}
+    for name in outputs:
+        p = w.dirs["instar"] / name
+        if name in sources:
+            assert same_bytes(sources[name], p), f"{name} was changed by a refused command"
+        else:
+            assert not p.exists(), f"{name} was created by a refused command"
