@@ -219,20 +219,6 @@ static int create_file(const char *filename, const char *name, int *fd)
 }
 
 /* raw_regular_truncate() from an empty file. */
-/*
- * file-posix's allocate_first_block(): a new file gets its first block
- * written (zeros) so that alignment probing finds data there.  Failures
- * are ignored, as in QEMU.
- */
-static void allocate_first_block(int fd, uint64_t size)
-{
-    static const char zeros[4096];
-    size_t n = size < 4096 ? 512 : 4096;
-
-    while (pwrite(fd, zeros, n, 0) < 0 && errno == EINTR)
-        ;
-}
-
 static int file_prealloc(int fd, uint64_t size, int mode, const char *name, const char *fmt)
 {
     int e;
@@ -248,7 +234,7 @@ static int file_prealloc(int fd, uint64_t size, int mode, const char *name, cons
             return -1;
         }
         if (size)
-            allocate_first_block(fd, size);
+            vmm_allocate_first_block(fd, size);
         return 0;
     }
     if (ftruncate(fd, (off_t)size) < 0) {
@@ -260,8 +246,6 @@ static int file_prealloc(int fd, uint64_t size, int mode, const char *name, cons
         }
         return -1;
     }
-    if (mode == 0 && size)
-        allocate_first_block(fd, size);
     if (mode == 3) {
         static const char zeros[65536];
         uint64_t off = 0;
@@ -275,6 +259,8 @@ static int file_prealloc(int fd, uint64_t size, int mode, const char *name, cons
             }
             off += (uint64_t)w;
         }
+    } else if (size) {
+        vmm_allocate_first_block(fd, size);
     }
     return 0;
 }

@@ -166,6 +166,8 @@ static int resize_raw(struct open_image *im, int64_t new_size, int prealloc)
                 report_error("Could not preallocate new data: %s", strerror(e));
                 return -1;
             }
+            if (cur == 0)
+                vmm_allocate_first_block(im->fd, (uint64_t)new_size);
         }
         return 0;
     case INSTAR_PREALLOC_FULL: {
@@ -201,6 +203,8 @@ static int resize_raw(struct open_image *im, int64_t new_size, int prealloc)
             report_error("Could not resize file: %s", strerror(errno));
             return -1;
         }
+        if (cur == 0 && new_size > 0)
+            vmm_allocate_first_block(im->fd, (uint64_t)new_size);
         return 0;
     default:
         report_error("Unsupported preallocation mode: %s", prealloc_names[prealloc]);

@@ -71,6 +71,10 @@ case("backing-extl2-prealloc", ["create", "-f", "qcow2", "-u", "-b", "b", "-F", 
 for pa in PREALLOC:
     case(f"raw-{pa}", ["create", "-f", "raw", "-o", f"preallocation={pa}", "x.raw", "3M"], ("x.raw",))
 case("raw-default", ["create", "x.raw", "1M"], ("x.raw",))
+for pa in ("off", "falloc", "full"):
+    for sz in ("100", "4095", "4096"):
+        case(f"raw-{pa}-{sz}", ["create", "-f", "raw", "-o", f"preallocation={pa}", "x.raw", sz], ("x.raw",))
+case("raw-zero", ["create", "-f", "raw", "x.raw", "0"], ("x.raw",))
 case("raw-unaligned", ["create", "x.raw", "1001"], ("x.raw",))
 
 # Errors, before and after the Formatting line.
@@ -151,9 +155,15 @@ def test_create_parity(instar, tmp_path, args, files):
     assert sorted(tq) == sorted(ti), "files left differ"
     for name in tq:
         assert tq[name] == ti[name], f"{name}: bytes differ"
-        # Preallocated files must be allocated as qemu allocates them.
+        # Files must be allocated as qemu allocates them: preallocation, and
+        # the first block qemu's file driver writes after growing an empty
+        # file (exact for raw and data files).  A large preallocated qcow2
+        # can differ by one 4 KiB block from run to run of either tool.
         qb, ib = _blocks(dq / name), _blocks(di / name)
-        assert abs(qb - ib) <= 8, f"{name}: allocated blocks {ib} vs oracle {qb}"
+        if name.endswith(".qcow2"):
+            assert abs(qb - ib) <= 8, f"{name}: allocated blocks {ib} vs oracle {qb}"
+        else:
+            assert qb == ib, f"{name}: allocated blocks {ib} vs oracle {qb}"
     for name in files:
         if name not in tq or not name.endswith(".qcow2"):
             continue

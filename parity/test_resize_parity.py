@@ -377,3 +377,15 @@ def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
     r = instar.run(["resize", "--preallocation=metadata", str(snap), "20M"])
     assert r.returncode == 1 and b"partial last cluster" in r.stderr
     assert snap.read_bytes() == before
+
+
+@pytest.mark.parametrize("pre", ["off", "falloc", "full"])
+@pytest.mark.parametrize("new", ["100", "1M"])
+def test_raw_from_empty_allocates_first_block(instar, tmp_path, pre, new):
+    """QEMU's file driver writes the first block after growing an empty file."""
+    empty = tmp_path / "empty.raw"
+    empty.write_bytes(b"")
+    resize_both(instar, empty, tmp_path, "-f", "raw", f"--preallocation={pre}", "IMG", new, fmt="raw")
+    qb = (tmp_path / "run" / "oracle" / "img.raw").stat().st_blocks
+    ib = (tmp_path / "run" / "instar" / "img.raw").stat().st_blocks
+    assert qb == ib, f"allocated blocks {ib} vs oracle {qb}"

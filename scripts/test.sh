@@ -42,6 +42,12 @@ scripts/fuzz.sh smoke
 echo "== integration and parity tests (pytest), default backend"
 $PYTEST tests/integration parity
 
+# QEMU's own qemu-iotests (docs/iotests.md): the fast ones of those that
+# must pass with instar, about 30 s on 2 cores (plus a 24 MB source fetch
+# the first time).  scripts/iotests.sh --must-pass runs them all (~7 min).
+echo "== qemu-iotests that must pass with instar (fast subset)"
+scripts/iotests.sh --must-pass --fast --out build/iotests-ci
+
 if [ "$KVM" = 1 ]; then
     echo "== a slice on the process backend"
     INSTAR_SANDBOX=process $PYTEST --slice=$SLICE tests/integration parity

@@ -204,6 +204,17 @@ static void hc_flush(struct vmm *v, uint32_t gpa)
 }
 
 /* Write zeros over [from, to) of fd, as qemu's PREALLOC_MODE_FULL does. */
+void vmm_allocate_first_block(int fd, uint64_t new_size)
+{
+    static const char zeros[4096];
+    size_t n = new_size < sizeof(zeros) ? 512 : sizeof(zeros);
+    ssize_t w;
+
+    do
+        w = pwrite(fd, zeros, n, 0);
+    while (w < 0 && errno == EINTR);
+}
+
 static int write_zeros(int fd, uint64_t from, uint64_t to)
 {
     static const uint8_t zeros[65536];
@@ -260,6 +271,9 @@ static void hc_truncate(struct vmm *v, uint32_t gpa)
                write_zeros(d->fd, d->size, a.size) < 0) {
         ret = INSTAR_HC_EIO;
     }
+    /* file-posix grows an empty file's first block (within the new size, so the limit holds). */
+    if (ret == INSTAR_HC_OK && d->size == 0 && a.size > 0 && a.mode != INSTAR_TRUNC_FULL)
+        vmm_allocate_first_block(d->fd, a.size);
     if (ret == INSTAR_HC_OK)
         d->size = a.size;
     hc_ret(v, gpa, offsetof(struct instar_hc_truncate, ret), ret);

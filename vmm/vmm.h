@@ -113,6 +113,19 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
 
 void vmm_outcome_release(struct vmm_outcome *out);
 
+/*
+ * vmm_allocate_first_block - what QEMU's file driver does after growing an
+ * empty file with preallocation off or falloc (file-posix.c
+ * allocate_first_block(), "to optimize future alignment probing"): write
+ * zeros over its first 512 bytes, or 4096 if the new size is at least
+ * that, so the file occupies a host block as after qemu-img.  For every
+ * truncate of a local file from length 0: the guest's TRUNCATE, and the
+ * host's own (raw create and resize, a new target of convert or dd).
+ * @fd: open read-write; @new_size: the size just set (> 0)
+ * Failures are ignored, as QEMU ignores them.
+ */
+void vmm_allocate_first_block(int fd, uint64_t new_size);
+
 /* True if a KVM VM can actually be created (probed once, then cached). */
 int vmm_kvm_usable(void);
 
