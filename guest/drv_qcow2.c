@@ -404,14 +404,6 @@ const struct gbs_driver gbs_drv_qcow2 = {
     .pread = q2_pread,
 };
 
-/* Until the codecs are linked in (guest/codec.c), a compressed cluster is a read error. */
-__attribute__((weak)) int gcodec_decompress(unsigned type, const void *src, size_t src_len,
-                                            void *dst, size_t dst_len)
-{
-    (void)type, (void)src, (void)src_len, (void)dst, (void)dst_len;
-    return -1;
-}
-
 int gbs_qcow2_load_snapshot(struct gbs *bs, const char *id, const char *name)
 {
     struct q2 *q = Q(bs);

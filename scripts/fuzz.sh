@@ -16,19 +16,48 @@ INC="-Iinclude -Iformats -Iformats/qcow2"
 FORMATS=$(ls formats/*.c formats/qcow2/*.c)
 
 seeds="$out/seeds"
-rm -rf "$seeds"
+rm -rf "$seeds" "$out/seeds-codec"
 scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
+scripts/make-codec-seeds.sh "$out/seeds-codec" >/dev/null
+
+seeds_of() { # name: the seed corpus of a harness
+    case "$1" in
+    fuzz_decompress) echo "$out/seeds-codec" ;;
+    *) echo "$seeds" ;;
+    esac
+}
+
+# fuzz_decompress links guest/codec.c and the zlib and zstd it wraps
+# (scripts/fetch-codecs.sh), instrumented, and built by CMake's own rules
+# so that they are configured exactly as the guest's are.
+codec_libs() {
+    [ -z "${codec_libs_built:-}" ] || return 0
+    { cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=Release &&
+        cmake --build "$out/cmake" -j"$(nproc)" --target instar_codec_host; } \
+        >"$out/cmake.log" 2>&1 || { tail -20 "$out/cmake.log" >&2; exit 1; }
+    codecs=$(sed -n 's/^INSTAR_CODECS_DIR:PATH=//p' "$out/cmake/CMakeCache.txt")
+    CODEC_FLAGS="-D_GNU_SOURCE -DZ_SOLO -DZ_PREFIX -Iguest -Itests/unit -I$codecs/zlib
+        -I$codecs/zstd/lib $out/cmake/libinstar_codec_host.a $out/cmake/libinstar_zlib_host.a
+        $out/cmake/libinstar_zstd_host.a"
+    codec_libs_built=1
+}
 
 build() { # name
-    AFL_QUIET=1 $CC -O2 -g -std=gnu11 $INC "fuzz/$1.c" $FORMATS -o "$out/$1" 2>"$out/$1.build.log" ||
-        { cat "$out/$1.build.log" >&2; exit 1; }
+    extra=""
+    if [ "$1" = fuzz_decompress ]; then
+        codec_libs
+        extra=$CODEC_FLAGS
+    fi
+    # shellcheck disable=SC2086 # flag lists
+    AFL_QUIET=1 $CC -O2 -g -std=gnu11 $INC "fuzz/$1.c" $FORMATS $extra -o "$out/$1" \
+        2>"$out/$1.build.log" || { cat "$out/$1.build.log" >&2; exit 1; }
 }
 
 run_afl() { # name seconds
     rm -rf "$out/out-$1"
     AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
         AFL_SKIP_BIN_CHECK=0 AFL_NO_AFFINITY=1 \
-        afl-fuzz -V "$2" -i "$seeds" -o "$out/out-$1" -- "$out/$1" >"$out/$1.afl.log" 2>&1 ||
+        afl-fuzz -V "$2" -i "$(seeds_of "$1")" -o "$out/out-$1" -- "$out/$1" >"$out/$1.afl.log" 2>&1 ||
         { tail -20 "$out/$1.afl.log" >&2; echo "fuzz: afl-fuzz failed for $1" >&2; exit 1; }
     crashes=$(find "$out/out-$1" -path '*crashes/id:*' 2>/dev/null | wc -l)
     hangs=$(find "$out/out-$1" -path '*hangs/id:*' 2>/dev/null | wc -l)
@@ -43,8 +72,8 @@ smoke)
         n=$(basename "$f" .c)
         # Standalone replay of every seed (built by CMake as build/NAME).
         if [ -x "build/$n" ]; then
-            "build/$n" "$seeds"/* >/dev/null
-            echo "fuzz: $n: replayed $(ls "$seeds" | wc -l) seeds standalone"
+            "build/$n" "$(seeds_of "$n")"/* >/dev/null
+            echo "fuzz: $n: replayed $(ls "$(seeds_of "$n")" | wc -l) seeds standalone"
         fi
         build "$n"
         run_afl "$n" "${FUZZ_SECONDS:-10}"

@@ -19,6 +19,11 @@ if [ -n "$missing" ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 
+# The zlib and zstd sources that the guest's codecs are built from, at the
+# versions of the installed zlib1g and libzstd1 (scripts/fetch-codecs.sh;
+# into .cache/codecs, never committed).  CMake refuses to configure without.
+"$(dirname "$0")/fetch-codecs.sh"
+
 # /dev/kvm: the KVM backend needs read-write access; without it instar
 # runs its guests in the process sandbox (docs/sandbox.md).  Report, never fake.
 if [ ! -e /dev/kvm ]; then
