@@ -26,3 +26,13 @@ echo "== instar check demo.qcow2"
 echo "== instar create -f qcow2 new.qcow2 1G, then resize +1G, then check"
 (cd "$dir" && "$OLDPWD/build/instar" create -f qcow2 new.qcow2 1G &&
     "$OLDPWD/build/instar" resize new.qcow2 +1G && "$OLDPWD/build/instar" check new.qcow2)
+
+echo "== instar map demo.qcow2"
+(cd "$dir" && "$OLDPWD/build/instar" map demo.qcow2)
+echo "== instar convert -O raw demo.qcow2 demo.raw, and the same with qemu-img"
+(cd "$dir" && "$OLDPWD/build/instar" convert -p -O raw demo.qcow2 demo.raw &&
+    qemu-img convert -O raw demo.qcow2 qemu.raw)
+echo "== identical to qemu-img's output? (qemu-img compare, then byte for byte)"
+(cd "$dir" && qemu-img compare demo.raw qemu.raw && cmp demo.raw qemu.raw && echo "yes: byte-for-byte")
+echo "== instar compare demo.qcow2 demo.raw"
+(cd "$dir" && "$OLDPWD/build/instar" compare demo.qcow2 demo.raw)
