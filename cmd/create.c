@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "lock.h"
 #include "open.h"
 #include "opts.h"
 #include "policy.h"
@@ -208,6 +209,29 @@ static int create_file(const char *filename, const char *name, int *fd)
         close(*fd);
         *fd = -1;
         return -1;
+    }
+    /*
+     * raw_co_create(): take the write and resize permissions, and fail if
+     * anyone else holds a conflicting lock, before the file is emptied:
+     * an image in use (by a VM, or as the source of this very convert)
+     * is left alone.
+     */
+    {
+        char lmsg[512], hint[600] = "", *nl;
+
+        if (lock_perms(*fd, LOCK_PERM_WRITE | LOCK_PERM_RESIZE, LOCK_PERM_ALL & ~LOCK_PERM_RESIZE,
+                       filename, lmsg, sizeof(lmsg)) < 0) {
+            nl = strchr(lmsg, '\n');
+            if (nl) {
+                *nl++ = '\0';
+                snprintf(hint, sizeof(hint), "%s%s", nl,
+                         nl[0] && nl[strlen(nl) - 1] != '\n' ? "\n" : "");
+            }
+            fail_file(name, hint, "%s", lmsg);
+            close(*fd);
+            *fd = -1;
+            return -1;
+        }
     }
     if (ftruncate(*fd, 0) < 0) {
         fail_file(name, NULL, "Could not resize file: %s", strerror(errno));
