@@ -435,7 +435,8 @@ static void open_qcow2_target(struct cv *s)
     s->pa.opaque = s;
     s->pa.cluster_bits = h->cluster_bits;
     s->pa.extended_l2 = h->subclusters_per_cluster > 1;
-    s->pa.ordered = false;
+    s->pa.ordered =
+        true; /* writes into clusters already mapped (a partial cluster, preallocation) */
     s->pa.write = true;
     s->pa.l1 = s->l1;
     s->pa.l1_size = h->l1_size;

@@ -266,7 +266,7 @@ static void free_entry(struct qcow2_prealloc *p, uint64_t entry, uint64_t bitmap
  * table is written (ordered mode).
  */
 static int link_l2(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t host, uint64_t nb,
-                   bool alloc_bits)
+                   bool alloc_bits, uint64_t w_start, uint64_t w_end)
 {
     uint64_t l2_index, old_entry[2] = {0, 0}, old_bitmap[2] = {0, 0}, nold = 0;
     int ret = get_l2(p, guest_offset, &l2_index);
@@ -285,7 +285,18 @@ static int link_l2(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t hos
             old_bitmap[nold++] = b;
         }
         if (alloc_bits) {
-            b = (b | QCOW2_BITMAP_ALL_ALLOC) & ~QCOW2_BITMAP_ALL_ZEROES;
+            /*
+             * A data write allocates the subclusters it covers (its
+             * copy-on-write reaches to their edges): QCOW_OFLAG_SUB_ALLOC_RANGE.
+             */
+            uint64_t base = guest_offset + (i << p->cluster_bits), scs = p->cs / QCOW2_SUBCLUSTERS;
+            uint64_t a = w_start > base ? w_start - base : 0;
+            uint64_t z = w_end < base + p->cs ? w_end - base : p->cs;
+            uint64_t sa = a / scs, sz = (z + scs - 1) / scs;
+            uint64_t bits = (sz >= 32 ? UINT64_C(0xffffffff) : (UINT64_C(1) << sz) - 1) &
+                            ~((UINT64_C(1) << sa) - 1);
+
+            b = (b | bits) & ~(bits << 32);
         }
         l2_set(p, l2_index + i, (host + (i << p->cluster_bits)) | QCOW2_OFLAG_COPIED, b);
     }
@@ -588,7 +599,7 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
                 return ret;
             }
         }
-        ret = link_l2(p, cstart, alloc_off, nb, p->write);
+        ret = link_l2(p, cstart, alloc_off, nb, p->write, start, start + cur);
         if (ret < 0) {
             return ret;
         }
@@ -727,7 +738,7 @@ int qcow2_prealloc_file(struct qcow2_prealloc *p, uint64_t old_length, uint64_t 
         if (nb > nb_data) {
             nb = nb_data;
         }
-        ret = link_l2(p, guest, host, nb, zero_write);
+        ret = link_l2(p, guest, host, nb, zero_write, 0, UINT64_MAX);
         if (ret < 0) {
             return ret;
         }
