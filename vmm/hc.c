@@ -94,6 +94,44 @@ static bool fault_allow(struct vmm *v)
 }
 
 /*
+ * pread/pwrite that also work on a descriptor opened with O_DIRECT (convert
+ * -t none): an unaligned transfer, which O_DIRECT refuses with EINVAL, is
+ * done once without O_DIRECT (the kernel keeps the two coherent), so the
+ * guest need not know how the host opened its device.
+ */
+static ssize_t io_retry_buffered(int fd, void *buf, size_t len, off_t off, bool write)
+{
+    int fl = fcntl(fd, F_GETFL);
+    ssize_t n;
+
+    if (fl < 0 || !(fl & O_DIRECT) || fcntl(fd, F_SETFL, fl & ~O_DIRECT) < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    n = write ? pwrite(fd, buf, len, off) : pread(fd, buf, len, off);
+    fcntl(fd, F_SETFL, fl);
+    return n;
+}
+
+static ssize_t dev_pread(int fd, void *buf, size_t len, off_t off)
+{
+    ssize_t n = pread(fd, buf, len, off);
+
+    if (n < 0 && errno == EINVAL)
+        n = io_retry_buffered(fd, buf, len, off, false);
+    return n;
+}
+
+static ssize_t dev_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    ssize_t n = pwrite(fd, buf, len, off);
+
+    if (n < 0 && errno == EINVAL)
+        n = io_retry_buffered(fd, (void *)buf, len, off, true);
+    return n;
+}
+
+/*
  * Move up to len bytes between the device and guest RAM through a bounce
  * buffer (mem.h says why not a mapping).  Returns the bytes moved (short
  * only at the end of the file), or -1 if the device I/O failed.
@@ -101,7 +139,7 @@ static bool fault_allow(struct vmm *v)
 static int64_t blk_copy(struct vmm *v, struct vmm_devstate *d, const struct instar_hc_blk *a,
                         bool write)
 {
-    static uint8_t bounce[1 << 20];
+    static uint8_t bounce[1 << 20] __attribute__((aligned(4096)));
     uint64_t done = 0;
 
     while (done < a->len) {
@@ -112,8 +150,8 @@ static int64_t blk_copy(struct vmm *v, struct vmm_devstate *d, const struct inst
             return -1;
         while (got < chunk) {
             off_t off = (off_t)(a->offset + done + got);
-            ssize_t n = write ? pwrite(d->fd, bounce + got, chunk - got, off)
-                              : pread(d->fd, bounce + got, chunk - got, off);
+            ssize_t n = write ? dev_pwrite(d->fd, bounce + got, chunk - got, off)
+                              : dev_pread(d->fd, bounce + got, chunk - got, off);
 
             if (n < 0 && errno == EINTR)
                 continue;
@@ -221,7 +259,7 @@ static int write_zeros(int fd, uint64_t from, uint64_t to)
 
     while (from < to) {
         size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
-        ssize_t w = pwrite(fd, zeros, n, (off_t)from);
+        ssize_t w = dev_pwrite(fd, zeros, n, (off_t)from);
 
         if (w < 0 && errno == EINTR)
             continue;
@@ -283,7 +321,7 @@ static void hc_truncate(struct vmm *v, uint32_t gpa)
 static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
 {
     while (len) {
-        ssize_t w = pwrite(fd, buf, len, (off_t)off);
+        ssize_t w = dev_pwrite(fd, buf, len, (off_t)off);
 
         if (w < 0 && errno == EINTR)
             continue;
@@ -300,7 +338,7 @@ static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
 static int pread_zero(int fd, uint8_t *buf, size_t len, uint64_t off)
 {
     while (len) {
-        ssize_t r = pread(fd, buf, len, (off_t)off);
+        ssize_t r = dev_pread(fd, buf, len, (off_t)off);
 
         if (r < 0 && errno == EINTR)
             continue;
@@ -376,7 +414,7 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
  */
 static int copy_plain(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len)
 {
-    static uint8_t buf[1 << 20];
+    static uint8_t buf[1 << 20] __attribute__((aligned(4096)));
 
     while (len) {
         size_t chunk = len < sizeof(buf) ? (size_t)len : sizeof(buf);
@@ -399,7 +437,7 @@ static int copy_plain(int in, uint64_t in_off, int out, uint64_t out_off, uint64
 static int copy_sparse(struct vmm_devstate *s, const struct instar_hc_copy *a,
                        struct vmm_devstate *d, int64_t *written)
 {
-    static uint8_t buf[INSTAR_COPY_SPARSE_MAX];
+    static uint8_t buf[INSTAR_COPY_SPARSE_MAX] __attribute__((aligned(4096)));
     int n = (int)(a->len / SPARSE_SECTOR), done = 0;
     int64_t sector = (int64_t)a->sector;
 
