@@ -12,9 +12,10 @@ tests what its name says; the outputs themselves are never written down).
 
 Families: the image matrix to qcow2 and raw; hostile images (with and
 without --salvage); then every option of convert.  Cases that check a
-deliberate refusal (docs/differences.md: --image-opts, formats other than
-qcow2 and raw) are in test_convert_refused; `-k 'not refused'` leaves them
-out when the suite runs against qemu-img itself (INSTAR=/usr/bin/qemu-img).
+deliberate refusal (docs/differences.md: formats other than qcow2 and raw,
+an encryption key) are in test_convert_refused; `-k 'not refused'` leaves
+them out when the suite runs against qemu-img itself
+(INSTAR=/usr/bin/qemu-img).
 """
 
 from __future__ import annotations
@@ -309,19 +310,20 @@ def test_convert_locked(instar, images, locked_image, tmp_path, share):
 # --------------------------------------------------------------------------
 # Deliberate refusals (docs/differences.md)
 # --------------------------------------------------------------------------
+case("image-opts", "--image-opts", "driver=qcow2,file.filename=@dp-small", "-O", "raw", "out.raw")
+case("image-opts-probed", "--image-opts", "file.filename=@dp-chain-top", "-O", "qcow2", "out.qcow2")
+case("target-image-opts", "-n", "--target-image-opts", "@dp-small", "driver=raw,file.filename=@dp-target-raw",
+     out=_TR)
+case("err-image-opts-and-f", "-f", "qcow2", "--image-opts", "driver=qcow2,file.filename=@dp-small", "out.raw")
+
 REFUSED = []
-case("image-opts", "--image-opts", "driver=qcow2,file.filename=@dp-small", "-O", "raw", "out.raw",
-     into=REFUSED)
 case("image-opts-luks-key", "--object", "secret,id=sec0,data=abc", "--image-opts",
      "driver=qcow2,file.filename=@luks,encrypt.key-secret=sec0", "-O", "raw", "out.raw", into=REFUSED)
-case("target-image-opts", "-n", "--target-image-opts", "@dp-small",
-     "driver=raw,file.filename=@dp-target-raw", out=_TR, into=REFUSED)
 case("O-vmdk", "-O", "vmdk", "@dp-small", "out.img", into=REFUSED)
 case("O-vdi", "-O", "vdi", "@dp-small", "out.img", into=REFUSED)
 case("f-vmdk", "-O", "raw", "@fmt-vmdk", "out.raw", into=REFUSED)
 
-_MENTION = {"image-opts": "--image-opts", "image-opts-luks-key": "--image-opts",
-            "target-image-opts": "--target-image-opts", "O-vmdk": "vmdk", "O-vdi": "vdi", "f-vmdk": "vmdk"}
+_MENTION = {"image-opts-luks-key": "encrypt.key-secret", "O-vmdk": "vmdk", "O-vdi": "vdi", "f-vmdk": "vmdk"}
 
 
 @pytest.mark.parametrize("args,outputs,contents,normalise", REFUSED)
