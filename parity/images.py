@@ -506,6 +506,22 @@ _mixed("dp-v2", "compat=0.10")
 _mixed("dp-lazy", "lazy_refcounts=on")
 
 
+@data_image("dp-small")
+def _dp_small(s):
+    """1 MiB with the same kinds of content as dp-mixed, for cases where the
+    options matter more than the image (cheaper to copy and compare)."""
+    return _qcow2_io(s, "dp-small.qcow2", size="1M", writes=(
+        "write -P 0x11 0 128k",
+        "write -P 0x22 200k 4k",
+        "write -z 256k 128k",
+        "write -P 0 384k 64k",
+        "write -c -P 0x44 512k 64k",
+        "write -P 0x33 640k 128k",
+        "discard 704k 64k",
+        # 768k .. 1M stays unallocated
+    ))
+
+
 @data_image("dp-extl2")
 def _dp_extl2(s):
     """extended_l2=on, 64 KiB clusters (2 KiB subclusters): 4 KiB writes
