@@ -70,6 +70,7 @@ def pytest_collection_modifyitems(config, items):
         return
     for item in items:
         cs = getattr(item, "callspec", None)
-        reason = PENDING.get(item.path.name, {}).get(cs.id) if cs else None
+        listed = PENDING.get(item.path.name, {})
+        reason = (listed.get(cs.id) or listed.get("*")) if cs else None
         if reason:
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

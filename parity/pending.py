@@ -8,12 +8,98 @@ run as ordinary cases.
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
 OBJECT = "--object is accepted without validating the object"
+COMPRESS_OUT = "convert -c (compressed output) is not built yet"
+BACKING = "convert -B / -o backing_file (a target with a backing file) is not built yet"
+BITMAPS = "convert --bitmaps is not built yet"
+IMAGE_OPTS = "--image-opts / --target-image-opts for convert are not built yet"
+SALVAGE = "convert --salvage is not built yet"
+COPY_RANGE = "convert -C: qemu's copy offloading copies allocated zero blocks as data; not emulated"
+OHELP = "convert -o help is not built yet"
+NQCOW2 = "convert -n into an existing qcow2 target is not built yet"
+EXTL2_PARTIAL = "a later write into unallocated subclusters of an extended-L2 cluster is not built yet"
+LUKS_LATE = "an encrypted source without its key is found after the target was created"
+TRIAGE = "fails against instar; the cause is not analysed yet (issue 10)"
+NOT_BUILT = "this subcommand is not built yet (issue 10)"
 
 PENDING = {
     "test_compare_parity.py": {
         "same-p-size-mismatch": PROGRESS,
         "err-object-bogus": OBJECT,
     },
+    "test_convert_parity.py": {
+        "hostile-salvage-dp-bad-l2-unaligned": SALVAGE,
+        "hostile-salvage-dp-bad-comp-past-eof": SALVAGE,
+        "hostile-salvage-qcow2-comp": SALVAGE,
+        "o-help-qcow2": OHELP,
+        "o-help-raw": OHELP,
+        "o-help-no-files": OHELP,
+        "c-zlib": COMPRESS_OUT,
+        "c-zstd": COMPRESS_OUT,
+        "c-text": COMPRESS_OUT,
+        "c-cluster-4k": COMPRESS_OUT,
+        "c-cluster-2M": COMPRESS_OUT,
+        "c-odd-size": COMPRESS_OUT,
+        "c-chain": COMPRESS_OUT,
+        "c-extl2": COMPRESS_OUT,
+        "c-v2": COMPRESS_OUT,
+        "err-c-datafile": COMPRESS_OUT,
+        "err-c-preallocation": COMPRESS_OUT,
+        "W-c": COMPRESS_OUT,
+        "p-compressed": COMPRESS_OUT,
+        "concat-compressed": COMPRESS_OUT,
+        "B-keep-backing": BACKING,
+        "B-base": BACKING,
+        "B-raw-base": BACKING,
+        "B-o-backing_file": BACKING,
+        "B-compressed": BACKING,
+        "B-unrelated-backing": BACKING,
+        "B-extl2": BACKING,
+        "err-B-no-F": BACKING,
+        "err-o-backing_file-no-fmt": BACKING,
+        "err-B-raw-output": BACKING,
+        "err-B-missing": BACKING,
+        "err-B-two-sources": BACKING,
+        "err-F-without-B": BACKING,
+        "B-wrong-F": BACKING,
+        "target-is-zero-B-exits-0": BACKING,
+        "n-B": BACKING,
+        "p-B": BACKING,
+        "n-qcow2-target": NQCOW2,
+        "n-chain-into-qcow2": NQCOW2,
+        "err-n-compressed-into-used-qcow2": NQCOW2,
+        "err-target-image-opts-with-O": IMAGE_OPTS,
+        "image-opts": IMAGE_OPTS,
+        "image-opts-probed": IMAGE_OPTS,
+        "target-image-opts": IMAGE_OPTS,
+        "err-image-opts-and-f": IMAGE_OPTS,
+        "image-opts-luks-key": IMAGE_OPTS,
+        "C-raw": COPY_RANGE,
+        "C-qcow2": COPY_RANGE,
+        "err-object-bogus": OBJECT,
+        "bitmaps": BITMAPS,
+        "bitmaps-none-in-source": BITMAPS,
+        "bitmaps-skip-broken": BITMAPS,
+        "err-bitmaps-inuse": BITMAPS,
+        "err-bitmaps-raw-target": BITMAPS,
+        "err-bitmaps-raw-source": BITMAPS,
+        "err-bitmaps-v2-target": BITMAPS,
+        "o-extended_l2-from-extl2": EXTL2_PARTIAL,
+        "S-8k-extl2": EXTL2_PARTIAL,
+        "err-luks-without-key": LUKS_LATE,
+        "qcow2-raw-empty": TRIAGE,
+        "err-hostile-raw-dp-bad-l2-unaligned": TRIAGE,
+        "o-data_file=out-data.bin": TRIAGE,
+        "o-data_file=out-data.bin,data_file_raw=on": TRIAGE,
+        "err-n-target-smaller": TRIAGE,
+        "err-n-missing-target": TRIAGE,
+        "err-n-wrong-format": TRIAGE,
+        "err-p-read-error": TRIAGE,
+    },
+    # The whole file: a case that starts to pass fails the suite (strict),
+    # so the list shrinks as the subcommand is built.
+    "test_measure_parity.py": {"*": NOT_BUILT},
+    "test_dd_parity.py": {"*": NOT_BUILT},
+    "test_bench_parity.py": {"*": NOT_BUILT},
     "test_map_parity.py": {
         "err-object-bogus": OBJECT,
     },
