@@ -53,6 +53,13 @@ int cmd_output_json(const char *output, bool *json);
 int create_for_convert(const char *filename, const char *fmt, const char *options, uint64_t size);
 
 /*
+ * create_option_help - print_block_option_help(): the create options of
+ * fmt (with the file protocol's when filename is not NULL).  Returns the
+ * exit code.
+ */
+int create_option_help(const char *filename, const char *fmt);
+
+/*
  * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
  * documented above the handler.
  */

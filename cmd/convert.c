@@ -382,7 +382,10 @@ int cmd_convert(int argc, char **argv)
     nsrc = argc - optind - 1 > 0 ? (unsigned)(argc - optind - 1) : 0;
     out_filename = argc - optind >= 2 ? argv[argc - 1] : NULL;
     if (options && opts_has_help(options)) {
-        report_error("Option help is not supported by instar convert");
+        if (out_fmt)
+            ret = create_option_help(out_filename, out_fmt);
+        else
+            report_error("Option help requires a format be specified");
         goto fail_getopt;
     }
     if (argc - optind < 2) {

@@ -501,7 +501,8 @@ void plan_convert(void)
     s->buf = malloc((size_t)s->buf_sectors * SECTOR);
     if (!s->buf)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
-    s->q2 = a.target_driver == INSTAR_DRV_QCOW2;
+    /* An empty source has nothing to write: the new target stays as created. */
+    s->q2 = a.target_driver == INSTAR_DRV_QCOW2 && s->total_sectors > 0;
     if (s->q2)
         open_qcow2_target(s);
 

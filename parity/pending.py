@@ -11,10 +11,9 @@ OBJECT = "--object is accepted without validating the object"
 COMPRESS_OUT = "convert -c (compressed output) is not built yet"
 BACKING = "convert -B / -o backing_file (a target with a backing file) is not built yet"
 BITMAPS = "convert --bitmaps is not built yet"
-IMAGE_OPTS = "--image-opts / --target-image-opts for convert are not built yet"
+IMAGE_OPTS = "--image-opts / --target-image-opts for the data commands are not built yet"
 SALVAGE = "convert --salvage is not built yet"
 COPY_RANGE = "convert -C: qemu's copy offloading copies allocated zero blocks as data; not emulated"
-OHELP = "convert -o help is not built yet"
 NQCOW2 = "convert -n into an existing qcow2 target is not built yet"
 EXTL2_PARTIAL = "a later write into unallocated subclusters of an extended-L2 cluster is not built yet"
 LUKS_LATE = "an encrypted source without its key is found after the target was created"
@@ -24,15 +23,15 @@ NOT_BUILT = "this subcommand is not built yet (issue 10)"
 PENDING = {
     "test_compare_parity.py": {
         "same-p-size-mismatch": PROGRESS,
+        "same-image-opts": IMAGE_OPTS,
+        "same-image-opts-probed": IMAGE_OPTS,
+        "err-image-opts-and-f": IMAGE_OPTS,
         "err-object-bogus": OBJECT,
     },
     "test_convert_parity.py": {
         "hostile-salvage-dp-bad-l2-unaligned": SALVAGE,
         "hostile-salvage-dp-bad-comp-past-eof": SALVAGE,
         "hostile-salvage-qcow2-comp": SALVAGE,
-        "o-help-qcow2": OHELP,
-        "o-help-raw": OHELP,
-        "o-help-no-files": OHELP,
         "c-zlib": COMPRESS_OUT,
         "c-zstd": COMPRESS_OUT,
         "c-text": COMPRESS_OUT,
@@ -86,13 +85,12 @@ PENDING = {
         "o-extended_l2-from-extl2": EXTL2_PARTIAL,
         "S-8k-extl2": EXTL2_PARTIAL,
         "err-luks-without-key": LUKS_LATE,
-        "qcow2-raw-empty": TRIAGE,
         "err-hostile-raw-dp-bad-l2-unaligned": TRIAGE,
         "o-data_file=out-data.bin": TRIAGE,
         "o-data_file=out-data.bin,data_file_raw=on": TRIAGE,
-        "err-n-target-smaller": TRIAGE,
-        "err-n-missing-target": TRIAGE,
-        "err-n-wrong-format": TRIAGE,
+        "err-n-target-smaller": NQCOW2,
+        "err-n-missing-target": NQCOW2,
+        "err-n-wrong-format": NQCOW2,
         "err-p-read-error": TRIAGE,
     },
     # The whole file: a case that starts to pass fails the suite (strict),
@@ -102,5 +100,8 @@ PENDING = {
     "test_bench_parity.py": {"*": NOT_BUILT},
     "test_map_parity.py": {
         "err-object-bogus": OBJECT,
+        "json-image-opts": IMAGE_OPTS,
+        "human-image-opts-raw": IMAGE_OPTS,
+        "err-image-opts-and-f": IMAGE_OPTS,
     },
 }
