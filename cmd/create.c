@@ -194,7 +194,7 @@ static int prealloc_mode(const char *s)
 }
 
 /* raw_co_create()'s open: create or truncate, mode 0644. */
-static int create_file(const char *filename, const char *name, int *fd)
+static int create_file(const char *filename, const char *name, int *fd, bool check_locks)
 {
     struct stat st;
 
@@ -220,11 +220,10 @@ static int create_file(const char *filename, const char *name, int *fd)
         char lmsg[512], hint[600] = "", *nl;
 
         /*
-         * For now only for convert's target: create's own data-file step
-         * opens the image first and would see its own locks (see the
-         * closing note of issue 10).
+         * Not for an external data file: create makes it while the image
+         * is open, and its own messages follow (qemu's data-file open).
          */
-        if (fail_infix_fmt &&
+        if (check_locks &&
             lock_perms(*fd, LOCK_PERM_WRITE | LOCK_PERM_RESIZE, LOCK_PERM_ALL & ~LOCK_PERM_RESIZE,
                        filename, lmsg, sizeof(lmsg)) < 0) {
             nl = strchr(lmsg, '\n');
@@ -328,7 +327,7 @@ static int create_raw(const char *name, const char *path, const char *fmt, const
     if (check_extent_hint(name, l) < 0) {
         return -1;
     }
-    if (create_file(path, name, &fd) < 0) {
+    if (create_file(path, name, &fd, true) < 0) {
         return -1;
     }
     if (mode == 1) {
@@ -603,14 +602,14 @@ static int create_qcow2(const char *filename, const char *path, const struct opt
     if (check_extent_hint(filename, l) < 0) {
         return -1;
     }
-    if (create_file(path, filename, &fd) < 0) {
+    if (create_file(path, filename, &fd, true) < 0) {
         return -1;
     }
     made = true;
     if (data_file) {
         struct stat a, b;
 
-        if (create_file(data_file, filename, &dfd) < 0) {
+        if (create_file(data_file, filename, &dfd, false) < 0) {
             goto out;
         }
         if (fstat(fd, &a) == 0 && fstat(dfd, &b) == 0 && a.st_dev == b.st_dev &&
