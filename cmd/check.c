@@ -28,6 +28,7 @@
 #include "cmds.h"
 #include "open.h"
 #include "qobj.h"
+#include "opts.h"
 #include "report.h"
 #include "spec.h"
 #include "result.h"
@@ -254,19 +255,6 @@ out:
     return ret;
 }
 
-/* bdrv_parse_cache_mode(): the names -T accepts. */
-static bool cache_mode_ok(const char *mode)
-{
-    static const char *const modes[] = {"off",    "none",         "directsync",
-                                        "unsafe", "writethrough", "writeback"};
-    size_t i;
-
-    for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
-        if (!strcmp(mode, modes[i]))
-            return true;
-    return false;
-}
-
 /*
  * qemu-img check [--object objectdef] [--image-opts] [-q] [-f fmt]
  *                [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename
@@ -349,7 +337,7 @@ int cmd_check(int argc, char **argv)
 
     if (cmd_output_json(output, &json) < 0)
         return 1;
-    if (!cache_mode_ok(cache)) {
+    if (cmd_cache_mode(cache, &(bool){0}, &(bool){0}) < 0) {
         report_error("Invalid source cache option: %s", cache);
         return 1;
     }

@@ -12,6 +12,7 @@
 #include "cmds.h"
 #include "datarun.h"
 #include "progress.h"
+#include "opts.h"
 #include "report.h"
 
 enum {
@@ -20,17 +21,6 @@ enum {
 };
 
 #define COMPARE_GUEST_MEM (128ULL << 20)
-
-static bool cache_ok(const char *mode)
-{
-    static const char *const modes[] = {"off",    "none",         "directsync",
-                                        "unsafe", "writethrough", "writeback"};
-
-    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
-        if (!strcmp(mode, modes[i]))
-            return true;
-    return false;
-}
 
 /*
  * qemu-img compare [--object objectdef] [--image-opts] [-f fmt] [-F fmt] [-T src_cache]
@@ -113,7 +103,7 @@ int cmd_compare(int argc, char **argv)
     filename2 = argv[optind + 1];
     report_set_quiet(quiet);
     progress_init(progress, 2.0);
-    if (!cache_ok(cache)) {
+    if (cmd_cache_mode(cache, &(bool){0}, &(bool){0}) < 0) {
         report_error("Invalid source cache option: %s", cache);
         goto out3;
     }

@@ -39,27 +39,6 @@ enum {
 /* Guest RAM for a convert: the copy buffer and a qcow2 target's tables. */
 #define CONVERT_GUEST_MEM (256ULL << 20)
 
-/* bdrv_parse_cache_mode(): 0, or -1 for an unknown mode; *direct for O_DIRECT. */
-static int cache_mode(const char *mode, bool *direct, bool *flush)
-{
-    static const struct {
-        const char *name;
-        bool direct, flush;
-    } modes[] = {
-        {"none", true, true},       {"off", true, true},      {"directsync", true, true},
-        {"writeback", false, true}, {"unsafe", false, false}, {"writethrough", false, true},
-    };
-    size_t i;
-
-    for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
-        if (!strcmp(mode, modes[i].name)) {
-            *direct = modes[i].direct;
-            *flush = modes[i].flush;
-            return 0;
-        }
-    return -1;
-}
-
 static int accumulate(char **options, const char *arg)
 {
     char *n;
@@ -392,7 +371,7 @@ int cmd_convert(int argc, char **argv)
         report_error("Must specify image file name");
         goto fail_getopt;
     }
-    if (cache_mode(src_cache, &src_direct, &src_flush) < 0) {
+    if (cmd_cache_mode(src_cache, &src_direct, &src_flush) < 0) {
         report_error("Invalid source cache option: %s", src_cache);
         goto fail_getopt;
     }
@@ -458,7 +437,7 @@ int cmd_convert(int argc, char **argv)
     }
     if (!skip_create && create_for_convert(out_filename, out_fmt, options, total) < 0)
         goto out;
-    if (cache_mode(cache, &direct, &flush) < 0) {
+    if (cmd_cache_mode(cache, &direct, &flush) < 0) {
         report_error("Invalid cache option: %s", cache);
         goto out;
     }

@@ -347,3 +347,24 @@ void opts_free(struct opt_list *l)
     l->vals = NULL;
     l->nvals = 0;
 }
+
+/* bdrv_parse_cache_mode(): 0, or -1 for an unknown mode; *direct for O_DIRECT. */
+int cmd_cache_mode(const char *mode, bool *direct, bool *flush)
+{
+    static const struct {
+        const char *name;
+        bool direct, flush;
+    } modes[] = {
+        {"none", true, true},       {"off", true, true},      {"directsync", true, true},
+        {"writeback", false, true}, {"unsafe", false, false}, {"writethrough", false, true},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+        if (!strcmp(mode, modes[i].name)) {
+            *direct = modes[i].direct;
+            *flush = modes[i].flush;
+            return 0;
+        }
+    return -1;
+}

@@ -85,4 +85,10 @@ void opts_print_help(const struct opt_list *l);
 
 void opts_free(struct opt_list *l);
 
+/*
+ * cmd_cache_mode - bdrv_parse_cache_mode() for -t/-T: 0 with *direct
+ * (O_DIRECT) and *flush (flush at the end) set, or -1 for an unknown mode.
+ */
+int cmd_cache_mode(const char *mode, bool *direct, bool *flush);
+
 #endif /* CMD_OPTS_H */
