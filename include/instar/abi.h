@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 4
+#define INSTAR_ABI_VERSION 5
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -249,12 +249,17 @@ struct instar_hc_copy {
  * Make [offset, offset + len) of a writable device read as zeros without
  * growing it past its write limit: a hole where the file system can punch
  * one (qemu's write_zeroes with BDRV_REQ_MAY_UNMAP on a file), else zeros.
+ * With INSTAR_ZERO_ALLOCATE the range is allocated as zeros instead
+ * (write_zeroes without MAY_UNMAP, as qcow2's handle_alloc_space() asks
+ * for it: fallocate(FALLOC_FL_ZERO_RANGE), growing the file; else written
+ * zeros), so that the file system lays the file out as under qemu.
  */
-#define INSTAR_ZERO_MAX (1ULL << 30)
+#define INSTAR_ZERO_MAX      (1ULL << 30)
+#define INSTAR_ZERO_ALLOCATE (1u << 0)
 
 struct instar_hc_zero {
     uint32_t handle; /* IN */
-    uint32_t pad;
+    uint32_t flags;  /* IN: INSTAR_ZERO_* */
     uint64_t offset; /* IN */
     uint64_t len;    /* IN: <= INSTAR_ZERO_MAX */
     int64_t ret;     /* OUT */
