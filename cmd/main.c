@@ -58,7 +58,7 @@ const struct cmd_struct cmd_table[] = {
     {"create", cmd_create,
      "create [--object objectdef] [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o "
      "options] filename [size]"},
-    {"dd", NULL,
+    {"dd", cmd_dd,
      "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
      "[skip=blocks] if=input of=output"},
     {"info", cmd_info,

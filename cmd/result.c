@@ -342,7 +342,7 @@ bool result_report_next(const void *batch, size_t len, size_t *off, struct insta
     return true;
 }
 
-/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT --- */
+/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT, INSTAR_OP_DD --- */
 
 enum result_bad result_data_parse(const void *blob, size_t len, uint32_t op,
                                   struct instar_data_result *v)

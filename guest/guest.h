@@ -165,5 +165,6 @@ __attribute__((noreturn)) void plan_resize(void);
 __attribute__((noreturn)) void plan_map(void);
 __attribute__((noreturn)) void plan_compare(void);
 __attribute__((noreturn)) void plan_convert(void);
+__attribute__((noreturn)) void plan_dd(void);
 
 #endif /* GUEST_H */

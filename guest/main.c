@@ -30,6 +30,8 @@ void guest_main(void)
         plan_convert();
     case INSTAR_OP_COMPARE:
         plan_compare();
+    case INSTAR_OP_DD:
+        plan_dd();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

@@ -370,6 +370,7 @@ enum instar_op {
     INSTAR_OP_MAP,     /* args: struct instar_map_args */
     INSTAR_OP_COMPARE, /* args: struct instar_compare_args */
     INSTAR_OP_CONVERT, /* args: struct instar_convert_args */
+    INSTAR_OP_DD,      /* args: struct instar_dd_args */
     INSTAR_OP_MAX
 };
 
@@ -459,7 +460,7 @@ struct instar_resize_args {
 };
 
 /*
- * --- Image graphs for the data path (map, compare, convert) ---
+ * --- Image graphs for the data path (map, compare, convert, dd) ---
  *
  * The host opens every image of a chain under its path policy and hands
  * each one to the guest as a node: the driver the host's describe run
@@ -575,6 +576,21 @@ struct instar_convert_args {
     char snapshot_name[INSTAR_SNAP_STR_MAX]; /* likewise */
 };
 
+/*
+ * dd: img_dd()'s copy loop.  Blocks of bs bytes of node src, from start
+ * to end (the last one shorter), each read through the block layer and
+ * written to node dst at the same offset minus start.  dst's file is a
+ * writable device: the output image the host created for this run.
+ */
+struct instar_dd_args {
+    struct instar_graph g;
+    uint32_t src;   /* top node of the input */
+    uint32_t dst;   /* the output node */
+    uint64_t bs;    /* block size, 1..INT_MAX */
+    uint64_t start; /* skip * bs, < end */
+    uint64_t end;   /* the input size, or count * bs when smaller */
+};
+
 /* Progress modes (struct instar_hc_progress). */
 #define INSTAR_PROGRESS_ABS 0 /* qemu_progress_print(100.0 * num / den, 0) */
 #define INSTAR_PROGRESS_ADD 1 /* qemu_progress_print((float)num / den * 100, 100) */
@@ -598,6 +614,7 @@ struct instar_boot_info {
         struct instar_map_args map;
         struct instar_compare_args compare;
         struct instar_convert_args convert;
+        struct instar_dd_args dd;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };
