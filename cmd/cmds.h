@@ -70,6 +70,7 @@ int create_for_dd(const char *filename, const char *fmt, uint64_t size);
  * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
  * documented above the handler.
  */
+int cmd_bench(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);

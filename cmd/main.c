@@ -32,7 +32,7 @@ const struct cmd_struct cmd_table[] = {
     {"amend", NULL,
      "amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o "
      "options filename"},
-    {"bench", NULL,
+    {"bench", cmd_bench,
      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] "
      "[--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t "
      "cache] [-w] [-U] filename"},

@@ -166,5 +166,6 @@ __attribute__((noreturn)) void plan_map(void);
 __attribute__((noreturn)) void plan_compare(void);
 __attribute__((noreturn)) void plan_convert(void);
 __attribute__((noreturn)) void plan_dd(void);
+__attribute__((noreturn)) void plan_bench(void);
 
 #endif /* GUEST_H */

@@ -371,6 +371,7 @@ enum instar_op {
     INSTAR_OP_COMPARE, /* args: struct instar_compare_args */
     INSTAR_OP_CONVERT, /* args: struct instar_convert_args */
     INSTAR_OP_DD,      /* args: struct instar_dd_args */
+    INSTAR_OP_BENCH,   /* args: struct instar_bench_args */
     INSTAR_OP_MAX
 };
 
@@ -460,7 +461,7 @@ struct instar_resize_args {
 };
 
 /*
- * --- Image graphs for the data path (map, compare, convert, dd) ---
+ * --- Image graphs for the data path (map, compare, convert, dd, bench) ---
  *
  * The host opens every image of a chain under its path policy and hands
  * each one to the guest as a node: the driver the host's describe run
@@ -591,6 +592,30 @@ struct instar_dd_args {
     uint64_t end;   /* the input size, or count * bs when smaller */
 };
 
+/*
+ * bench: img_bench()'s requests on node top, issued in order and run one
+ * at a time as they complete in qemu (bench_cb()'s accounting of requests
+ * in flight, flushes included): count requests of bufsize bytes, the
+ * first at offset, each next one step bytes on, modulo the image size.
+ * With INSTAR_BENCH_WRITE, top's file is writable and every request
+ * writes bufsize bytes of pattern.
+ */
+#define INSTAR_BENCH_WRITE    (1u << 0)
+#define INSTAR_BENCH_NO_DRAIN (1u << 1) /* --no-drain */
+
+struct instar_bench_args {
+    struct instar_graph g;
+    uint32_t top;
+    uint32_t flags;          /* INSTAR_BENCH_* */
+    uint32_t count;          /* requests, <= INT_MAX */
+    uint32_t depth;          /* requests in flight, <= INT_MAX */
+    uint32_t bufsize;        /* bytes per request, <= INT_MAX */
+    uint32_t step;           /* bytes from one request to the next, <= INT_MAX */
+    uint32_t flush_interval; /* 0: none, else >= depth */
+    uint32_t pattern;        /* the byte a write request writes */
+    uint64_t offset;         /* of the first request, < 2^63 */
+};
+
 /* Progress modes (struct instar_hc_progress). */
 #define INSTAR_PROGRESS_ABS 0 /* qemu_progress_print(100.0 * num / den, 0) */
 #define INSTAR_PROGRESS_ADD 1 /* qemu_progress_print((float)num / den * 100, 100) */
@@ -615,6 +640,7 @@ struct instar_boot_info {
         struct instar_compare_args compare;
         struct instar_convert_args convert;
         struct instar_dd_args dd;
+        struct instar_bench_args bench;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };
