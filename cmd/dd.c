@@ -196,7 +196,8 @@ int cmd_dd(int argc, char **argv)
         report_error("Format driver '%s' does not support image creation", out_fmt);
         goto out;
     }
-    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2")) {
+    /* -O file writes the protocol node itself: the same bytes as raw. */
+    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "file") && strcmp(out_fmt, "qcow2")) {
         report_error("Format '%s' is not supported by instar dd", out_fmt);
         goto out;
     }
