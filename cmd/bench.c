@@ -20,6 +20,7 @@
 #include "policy.h"
 #include "report.h"
 #include "size.h"
+#include "spec.h"
 
 enum {
     OPTION_IMAGE_OPTS = 258,
@@ -77,6 +78,7 @@ static bool native_aio_refused(const char *filename)
     char *msg = NULL;
     int fd;
 
+    /* (an --image-opts file.filename is a host path as it stands, like a plain one here) */
     if (policy_has_protocol(filename) && policy_host_path(filename, &path, &msg) < 0) {
         free(msg);
         return false;
@@ -112,6 +114,7 @@ int cmd_bench(int argc, char **argv)
     struct instar_bench_args args;
     struct instar_data_result v;
     struct open_chain oc;
+    struct img_spec spec;
     struct vmm_config cfg;
     struct graph gr;
     struct timeval t1, t2;
@@ -223,18 +226,23 @@ int cmd_bench(int argc, char **argv)
         report_error("Flush interval can't be smaller than depth");
         return 1;
     }
-    if (image_opts) {
-        report_error("--image-opts is not supported by instar");
+    if (image_opts && fmt) {
+        report_error("--image-opts and --format are mutually exclusive");
         return 1;
     }
-    if (native && !direct && native_aio_refused(filename)) {
+    if (spec_parse(&spec, filename, image_opts, fmt, force_share) < 0)
+        return 1;
+    if (native && !direct && native_aio_refused(spec.path ? spec.path : filename)) {
         report_error("Could not open '%s': aio=native was specified, but it requires "
                      "cache.direct=on, which was not specified.",
                      filename);
+        spec_release(&spec);
         return 1;
     }
-    if (open_chain(&oc, filename, fmt,
-                   (is_write ? OPEN_RDWR : 0) | (force_share ? OPEN_FORCE_SHARE : 0)) < 0)
+    c = open_chain_spec(&oc, &spec,
+                        (is_write ? OPEN_RDWR : 0) | (force_share ? OPEN_FORCE_SHARE : 0));
+    spec_release(&spec);
+    if (c < 0)
         return 1;
 
     graph_init(&gr);

@@ -22,6 +22,7 @@
 #include "policy.h"
 #include "report.h"
 #include "size.h"
+#include "spec.h"
 
 enum {
     OPTION_OBJECT = 257,
@@ -134,6 +135,7 @@ int cmd_dd(int argc, char **argv)
     struct instar_dd_args args;
     struct instar_data_result v;
     struct open_chain in;
+    struct img_spec spec;
     struct vmm_config cfg;
     struct graph gr;
     struct stat st;
@@ -176,13 +178,18 @@ int cmd_dd(int argc, char **argv)
         report_error("Must specify both input and output files");
         return 1;
     }
-    if (image_opts) {
-        report_error("--image-opts is not supported by instar");
+    /* img_open(): the input only (bdrv_create() takes no --image-opts for the output). */
+    if (image_opts && fmt) {
+        report_error("--image-opts and --format are mutually exclusive");
         return 1;
     }
-
-    if (open_chain(&in, o.in, fmt, force_share ? OPEN_FORCE_SHARE : 0) < 0)
+    if (spec_parse(&spec, o.in, image_opts, fmt, force_share) < 0)
         return 1;
+    ret = open_chain_spec(&in, &spec, force_share ? OPEN_FORCE_SHARE : 0);
+    spec_release(&spec);
+    if (ret < 0)
+        return 1;
+    ret = 1;
     in_open = true;
     graph_init(&gr);
     memset(&args, 0, sizeof(args));
