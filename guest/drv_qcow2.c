@@ -481,8 +481,15 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
         *out = q->w;
         return 0;
     }
-    /* An external data file is refused by the host before a write run starts. */
-    if (q->geom.data_file || !q->l1)
+    /*
+     * Not written (Operation not supported), see docs/differences.md: an
+     * external data file (the host refuses it before the run), persistent
+     * bitmaps (qemu would mark them in use and record every write in the
+     * enabled ones), the dirty bit (qemu repairs such an image when it
+     * opens it read-write).
+     */
+    if (q->geom.data_file || !q->l1 || q->img.x.nb_bitmaps ||
+        (h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
         return -Q2_ENOTSUP;
     w = calloc(1, sizeof(*w));
     if (!w)

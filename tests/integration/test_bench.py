@@ -63,6 +63,8 @@ def d(tmp_path_factory):
     tl.qemu_img("create", "-q", "-f", "raw", "data.raw", "1M", cwd=root)
     img("datafile.qcow2", opts=("-o", "data_file=data.raw"))
     img("plain.qcow2", "write -P 5 0 256k")
+    img("bitmap.qcow2", "write -P 5 0 64k")
+    tl.qemu_img("bitmap", "--add", "bitmap.qcow2", "b0", cwd=root)
     return root
 
 
@@ -139,3 +141,15 @@ def test_refused(instar, d, args, msg):
 def test_read_data_file(instar, d):
     """Reads of an image with a data file are not refused."""
     _same(instar, ["bench", "-c", "8", "datafile.qcow2"], d)
+
+
+def test_write_refused_with_bitmaps(instar, d, tmp_path):
+    """qemu-img records every write in an image's enabled persistent bitmaps;
+    instar does not write such an image: the first request fails, nothing
+    changes."""
+    work = tmp_path / "bitmap.qcow2"
+    work.write_bytes((d / "bitmap.qcow2").read_bytes())
+    r = instar.run(["bench", "-w", "-c", "4", "bitmap.qcow2"], cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout.startswith(b"Sending 4 write requests"), r.describe()
+    assert r.stderr == b"qemu-img: Failed request: Operation not supported\n", r.describe()
+    assert work.read_bytes() == (d / "bitmap.qcow2").read_bytes()
