@@ -60,14 +60,23 @@ int create_for_convert(const char *filename, const char *fmt, const char *option
 int create_option_help(const char *filename, const char *fmt);
 
 /*
+ * create_for_dd - bdrv_create() as img_dd() calls it: no options, errors
+ * worded "FILE: error while creating output image: ...".  Returns 0 or -1
+ * after reporting.
+ */
+int create_for_dd(const char *filename, const char *fmt, uint64_t size);
+
+/*
  * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
  * documented above the handler.
  */
+int cmd_bench(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_map(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_dd(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 

@@ -91,8 +91,12 @@ static const struct option create_long[] = {
 static void fail_file(const char *filename, const char *hint, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* convert's wording: "FILE: error while converting FMT: msg". */
-static const char *fail_infix_fmt;
+/*
+ * What convert and dd put between FILE and the message ("FILE: error
+ * while converting FMT: msg", "FILE: error while creating output image:
+ * msg"); NULL for create's own "FILE: msg".
+ */
+static const char *fail_infix;
 
 static void fail_file(const char *filename, const char *hint, const char *fmt, ...)
 {
@@ -100,8 +104,8 @@ static void fail_file(const char *filename, const char *hint, const char *fmt, .
 
     fflush(stdout);
     fprintf(stderr, "%s: %s: ", report_progname(), filename);
-    if (fail_infix_fmt)
-        fprintf(stderr, "error while converting %s: ", fail_infix_fmt);
+    if (fail_infix)
+        fprintf(stderr, "%s: ", fail_infix);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
@@ -944,7 +948,9 @@ out:
     return ret;
 }
 
-int create_for_convert(const char *filename, const char *fmt, const char *options, uint64_t size)
+/* bdrv_create() for convert and dd: infix as fail_infix, cmd the command refusing a format. */
+static int create_for(const char *filename, const char *fmt, const char *options, uint64_t size,
+                      const char *infix, const char *cmd)
 {
     const char *path = filename;
     char msg[MSG_MAX], hint[MSG_MAX], num[32];
@@ -957,7 +963,7 @@ int create_for_convert(const char *filename, const char *fmt, const char *option
         return -1;
     }
     if (!format_descs(fmt)) {
-        report_error("Format '%s' is not supported by instar convert", fmt);
+        report_error("Format '%s' is not supported by instar %s", fmt, cmd);
         return -1;
     }
     if (policy_has_protocol(filename)) {
@@ -979,12 +985,12 @@ int create_for_convert(const char *filename, const char *fmt, const char *option
     }
     snprintf(num, sizeof(num), "%" PRIu64, size);
     opts_set(&l, "size", num, size);
-    fail_infix_fmt = fmt;
+    fail_infix = infix;
     if (!strcmp(fmt, "qcow2"))
         ret = create_qcow2(filename, path, &l, size);
     else
         ret = create_raw(filename, path, fmt, &l, size);
-    fail_infix_fmt = NULL;
+    fail_infix = NULL;
 out:
     opts_free(&l);
     return ret;
@@ -993,4 +999,17 @@ out:
 int create_option_help(const char *filename, const char *fmt)
 {
     return option_help(filename, fmt);
+}
+
+int create_for_convert(const char *filename, const char *fmt, const char *options, uint64_t size)
+{
+    char infix[128];
+
+    snprintf(infix, sizeof(infix), "error while converting %s", fmt);
+    return create_for(filename, fmt, options, size, infix, "convert");
+}
+
+int create_for_dd(const char *filename, const char *fmt, uint64_t size)
+{
+    return create_for(filename, fmt, NULL, size, "error while creating output image", "dd");
 }

@@ -41,6 +41,17 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
         const char *fmt = img->info->format;
         int dev;
 
+        /*
+         * qemu opens an encrypted image's crypto layer with the image, so
+         * its missing key fails the open before anything is created or
+         * printed (instar takes no --object secrets).
+         */
+        if (img->info->encrypted) {
+            report_error("Could not open '%s': Parameter 'encrypt.key-secret' is required for "
+                         "cipher",
+                         filename);
+            return -1;
+        }
         if (!strcmp(fmt, "qcow2")) {
             n->driver = INSTAR_DRV_QCOW2;
         } else if (!strcmp(fmt, "raw")) {

@@ -32,7 +32,7 @@ const struct cmd_struct cmd_table[] = {
     {"amend", NULL,
      "amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o "
      "options filename"},
-    {"bench", NULL,
+    {"bench", cmd_bench,
      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] "
      "[--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t "
      "cache] [-w] [-U] filename"},
@@ -58,7 +58,7 @@ const struct cmd_struct cmd_table[] = {
     {"create", cmd_create,
      "create [--object objectdef] [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o "
      "options] filename [size]"},
-    {"dd", NULL,
+    {"dd", cmd_dd,
      "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] "
      "[skip=blocks] if=input of=output"},
     {"info", cmd_info,

@@ -342,7 +342,7 @@ bool result_report_next(const void *batch, size_t len, size_t *off, struct insta
     return true;
 }
 
-/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT --- */
+/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT, INSTAR_OP_DD, INSTAR_OP_BENCH --- */
 
 enum result_bad result_data_parse(const void *blob, size_t len, uint32_t op,
                                   struct instar_data_result *v)
@@ -358,7 +358,7 @@ enum result_bad result_data_parse(const void *blob, size_t len, uint32_t op,
     if (len < sizeof(*v))
         return RESULT_BAD_SHORT;
     memcpy(v, blob, sizeof(*v));
-    if (v->status > INSTAR_DATA_ESNAP || v->image > 2 || v->errnum > 4095)
+    if (v->status > INSTAR_DATA_EFLUSH || v->image > 2 || v->errnum > 4095)
         return RESULT_BAD_VALUE;
     if (v->corrupt_code && (v->corrupt_code < QCOW2_CORRUPT_L2_UNALIGNED ||
                             v->corrupt_code > QCOW2_CORRUPT_INVALID_ENTRY))

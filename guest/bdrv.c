@@ -61,6 +61,7 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
         bs->data = in->data == INSTAR_NO_NODE ? in->file : in->data;
         if (!dev_ok(bs->file) || !dev_ok(bs->data))
             return -INSTAR_ERR_BAD_ARGS;
+        bs->writable = boot->devices[bs->file].flags & INSTAR_DEV_WRITE;
         /* A backing node comes after its overlay: no loops by construction. */
         if (in->backing != INSTAR_NO_NODE && (in->backing <= i || in->backing >= n))
             return -INSTAR_ERR_BAD_ARGS;
@@ -229,15 +230,16 @@ out:
     return ret;
 }
 
-int gbs_block_status_above(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum,
-                           uint64_t *map, uint32_t *dev, unsigned *depth)
+/* bdrv_co_common_block_status_above(bs, NULL, ...) */
+static int block_status_above(struct gbs *bs, bool want_zero, uint64_t off, uint64_t bytes,
+                              uint64_t *pnum, uint64_t *map, uint32_t *dev, unsigned *depth)
 {
     struct gbs *p;
     uint64_t eof = 0;
     unsigned d = 0;
     int ret;
 
-    ret = gbs_block_status(bs, true, off, bytes, pnum, map, dev);
+    ret = gbs_block_status(bs, want_zero, off, bytes, pnum, map, dev);
     d++;
     if (ret < 0 || *pnum == 0 || (ret & INSTAR_BS_ALLOCATED) || !bs->backing)
         goto done;
@@ -245,7 +247,7 @@ int gbs_block_status_above(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_
         eof = off + *pnum;
     bytes = *pnum;
     for (p = bs->backing; p; p = p->backing) {
-        ret = gbs_block_status(p, true, off, bytes, pnum, map, dev);
+        ret = gbs_block_status(p, want_zero, off, bytes, pnum, map, dev);
         d++;
         if (ret < 0)
             goto done;
@@ -271,6 +273,25 @@ done:
     return ret;
 }
 
+int gbs_block_status_above(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum,
+                           uint64_t *map, uint32_t *dev, unsigned *depth)
+{
+    return block_status_above(bs, true, off, bytes, pnum, map, dev, depth);
+}
+
+int gbs_is_zero_fast(struct gbs *bs, uint64_t off, uint64_t bytes)
+{
+    uint64_t pnum = 0;
+    int ret;
+
+    if (!bytes)
+        return 1;
+    ret = block_status_above(bs, false, off, bytes, &pnum, NULL, NULL, NULL);
+    if (ret < 0)
+        return ret;
+    return pnum == bytes && (ret & INSTAR_BS_ZERO);
+}
+
 /* --- reads --- */
 
 int gbs_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
@@ -291,6 +312,24 @@ int gbs_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
         len = in;
     }
     return len ? bs->drv->pread(bs, off, p, len) : 0;
+}
+
+/* --- writes --- */
+
+int gbs_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+{
+    uint64_t end;
+
+    if (!bs->writable || !bs->drv->pwrite)
+        return -GBS_EACCES;
+    if (ovf_add_u64(off, len, &end) || end > bs->total)
+        return -GBS_EIO;
+    return len ? bs->drv->pwrite(bs, off, buf, len) : 0;
+}
+
+int gbs_flush(struct gbs *bs)
+{
+    return bs->writable && bs->drv->flush ? bs->drv->flush(bs) : 0;
 }
 
 /* --- raw --- */
@@ -317,11 +356,23 @@ static int raw_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
     return gblk_pread_direct(bs->file, off, buf, len) < 0 ? -GBS_EIO : 0;
 }
 
+static int raw_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+{
+    return gdev_pwrite(bs->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
+static int raw_flush(struct gbs *bs)
+{
+    return gdev_flush(bs->file) < 0 ? -GBS_EIO : 0;
+}
+
 const struct gbs_driver gbs_drv_raw = {
     .name = "raw",
     .open = raw_open,
     .block_status = raw_block_status,
     .pread = raw_pread,
+    .pwrite = raw_pwrite,
+    .flush = raw_flush,
 };
 
 void gbs_send(uint32_t op, uint32_t status, uint32_t errnum, uint64_t offset, uint32_t image,

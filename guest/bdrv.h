@@ -5,8 +5,10 @@
  * The host hands the guest a graph of nodes (struct instar_graph in
  * include/instar/abi.h): each is one image file in one format, with its
  * external data file and its backing node.  gbs_open_graph() opens every
- * node with its driver; the data path (map, compare, convert) then asks
- * for block status and reads through struct gbs, never through a format.
+ * node with its driver; the data path (map, compare, convert, dd, bench)
+ * then asks for block status, reads and writes through struct gbs, never
+ * through a format.  A node is writable when the host made its file a
+ * writable device.
  *
  * A driver is one file (guest/drv_<format>.c) filling struct gbs_driver;
  * adding a format adds a driver and one line in gbs_open_graph().
@@ -19,6 +21,7 @@
 /* Linux errno values, so that the host can print strerror() of them. */
 #define GBS_EIO    5
 #define GBS_ENOMEM 12
+#define GBS_EACCES 13
 #define GBS_EINVAL 22
 
 struct gbs;
@@ -47,6 +50,17 @@ struct gbs_driver {
      * -errno.
      */
     int (*pread)(struct gbs *bs, uint64_t off, void *buf, size_t len);
+    /*
+     * pwrite - write [off, off + len) of this node's guest data (off + len
+     * <= bs->total) the way the format's write path does, allocating as
+     * it must.  Called only for a writable node.  Returns 0 or -errno.
+     */
+    int (*pwrite)(struct gbs *bs, uint64_t off, const void *buf, size_t len);
+    /*
+     * flush - write what the driver holds back (cached metadata) and make
+     * the node's file durable (bdrv_co_flush).  Returns 0 or -errno.
+     */
+    int (*flush)(struct gbs *bs);
 };
 
 struct gbs {
@@ -56,6 +70,7 @@ struct gbs {
     uint32_t data;         /* the device holding its data (file, or the external data file) */
     uint64_t total;        /* bdrv_getlength(): the virtual size, in bytes */
     bool supports_backing; /* the format can have a backing file */
+    bool writable;         /* its file is a writable device (the host opened it read-write) */
     struct gbs *backing;   /* NULL: none */
     void *opaque;          /* the driver's state */
     /* The first corruption this node signalled (qcow2_signal_corruption). */
@@ -96,6 +111,24 @@ int gbs_block_status_above(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_
  * Returns 0 or -errno.
  */
 int gbs_pread(struct gbs *bs, uint64_t off, void *buf, size_t len);
+
+/*
+ * gbs_is_zero_fast - bdrv_co_is_zero_fast(): 1 when block status through
+ * the chain (without asking the file where holes are) says all of
+ * [off, off + bytes) reads as zeros, else 0 (also when the range runs
+ * past the end of bs), or -errno.  1 for bytes == 0.
+ */
+int gbs_is_zero_fast(struct gbs *bs, uint64_t off, uint64_t bytes);
+
+/*
+ * gbs_pwrite - blk_pwrite() on a writable node: [off, off + len) within
+ * bs->total (else -EIO, as blk_check_byte_request), through the driver.
+ * Returns 0 or -errno (-EACCES for a node opened read-only).
+ */
+int gbs_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len);
+
+/* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
+int gbs_flush(struct gbs *bs);
 
 /*
  * gbs_file_status - file-posix's block status for [off, off + bytes) of

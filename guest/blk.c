@@ -39,6 +39,9 @@ int gblk_pread_direct(uint32_t handle, uint64_t offset, void *dst, size_t len)
 {
     uint8_t *buf = dst;
 
+    /* A device the planner writes has the length its writes gave it. */
+    if (gdev_written(handle))
+        return gdev_pread(handle, offset, dst, len) < 0 ? -INSTAR_ERR_IO : 0;
     while (len) {
         uint64_t n = len < INSTAR_BLK_XFER_MAX ? len : INSTAR_BLK_XFER_MAX;
         uint64_t size = gblk_size(handle);
@@ -193,6 +196,28 @@ int gdev_truncate(uint32_t handle, uint64_t size, uint32_t mode)
     if (r < 0)
         return (int)r;
     dev_len[handle] = size;
+    return 0;
+}
+
+int gdev_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags)
+{
+    uint64_t end;
+    int64_t r;
+
+    if (!dev_ok(handle) || ovf_add_u64(offset, len, &end))
+        return INSTAR_HC_EINVAL;
+    dev_touch(handle);
+    while (len) {
+        uint64_t n = len < INSTAR_ZERO_MAX ? len : INSTAR_ZERO_MAX;
+
+        r = hc_zero(handle, offset, n, flags);
+        if (r < 0)
+            return (int)r;
+        offset += n;
+        len -= n;
+    }
+    if (end > dev_len[handle])
+        dev_len[handle] = end;
     return 0;
 }
 

@@ -1,15 +1,27 @@
 /*
  * The qcow2 driver of the guest block layer: open (guest/open.c's
  * qcow2_do_open checks, then the active L1 table), block status as
- * qcow2_co_block_status() / qcow2_get_host_offset() answer it, and reads
+ * qcow2_co_block_status() / qcow2_get_host_offset() answer it, reads
  * as qcow2_co_preadv_part() does them (zeros, the backing node, the data
- * file, or a compressed cluster decoded with the real zlib/zstd).
+ * file, or a compressed cluster decoded with the real zlib/zstd), and
+ * writes as qcow2_co_pwritev_part() does them (formats/qcow2/prealloc.h
+ * maps and allocates; the copy-on-write reads this node itself).
  */
 #include "bdrv.h"
 #include "codec.h"
 #include "open.h"
 #include "qcow2/alloc.h"
 #include "qcow2/l2.h"
+#include "qcow2/prealloc.h"
+
+#define Q2_ENOTSUP 95
+
+/* The write side of a writable node, set up on its first write. */
+struct q2w {
+    struct qcow2_alloc al;
+    struct qcow2_prealloc pa;
+    uint8_t *cow; /* one cluster: a copy-on-write region */
+};
 
 struct q2 {
     struct gq_image img;
@@ -29,6 +41,7 @@ struct q2 {
     uint8_t *l2buf;
     /* qcow2_detect_metadata_preallocation(), done at the first block status. */
     bool prealloc_checked, metadata_prealloc;
+    struct q2w *w; /* NULL until the first write */
 };
 
 static struct q2 q2s[INSTAR_NODE_MAX];
@@ -54,7 +67,7 @@ static int q2_open(struct gbs *bs)
     if (ret < 0)
         return ret;
     /* Any failure here ends the run with qemu's open message. */
-    gq_open(&q->img, boot->op, first);
+    gq_open_flags(&q->img, boot->op, bs->writable ? QCOW2_OPEN_RDWR : 0, first);
     gopen_dev = 0;
     h = &q->img.h;
     if (h->crypt_method != 0)
@@ -117,6 +130,26 @@ static void entry_at(struct q2 *q, const uint8_t *slice, unsigned i, struct qcow
 }
 
 /*
+ * n entries of the L2 table at l2_offset from l2_index into q->l2buf: from
+ * the writer's cached table when it holds that one (its entries are newer
+ * than the file's), else from the file.
+ */
+static int q2_l2_read(struct gbs *bs, uint64_t l2_offset, uint64_t l2_index, uint64_t n)
+{
+    struct q2 *q = Q(bs);
+    const uint8_t *c = q->w ? qcow2_prealloc_l2_cached(&q->w->pa, l2_offset) : NULL;
+
+    if (c) {
+        memcpy(q->l2buf, c + l2_index * q->entry_len, (size_t)(n * q->entry_len));
+        return 0;
+    }
+    return gblk_pread(bs->file, l2_offset + l2_index * q->entry_len, q->l2buf,
+                      (size_t)(n * q->entry_len)) < 0
+               ? -GBS_EIO
+               : 0;
+}
+
+/*
  * qcow2_get_host_offset(): the type of the subcluster at off, the host
  * offset of off (allocated types; the compressed descriptor's offset for
  * COMPRESSED), and in *bytes how far from off the same answer holds.
@@ -151,10 +184,9 @@ static int q2_host_offset(struct gbs *bs, uint64_t off, uint64_t *bytes, uint64_
         return -GBS_EIO;
     }
     nb = (needed + cs - 1) >> q->cluster_bits;
-    r = gblk_pread(bs->file, l2_offset + l2_index * q->entry_len, q->l2buf,
-                   (size_t)(nb * q->entry_len));
+    r = q2_l2_read(bs, l2_offset, l2_index, nb);
     if (r < 0)
-        return -GBS_EIO;
+        return r;
     entry_at(q, q->l2buf, 0, &e);
     *first = e;
     t = qcow2_l2_subcluster_type(&e, &q->geom, sc_index);
@@ -397,11 +429,209 @@ static int q2_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
+/* --- writes (qcow2_co_pwritev_part, qcow2_co_pwritev_task) --- */
+
+static int w_read(void *o, uint64_t off, void *buf, size_t len)
+{
+    return gdev_pread(((struct gbs *)o)->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
+static int w_write(void *o, uint64_t off, const void *buf, size_t len)
+{
+    return gdev_pwrite(((struct gbs *)o)->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
+static void *w_mem(void *o, void *p, size_t size)
+{
+    (void)o;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+static int w_truncate(void *o, int dev, uint64_t size, int mode)
+{
+    (void)mode;
+    if (dev != QCOW2_PREALLOC_DEV_IMAGE)
+        return -GBS_EIO;
+    return gdev_truncate(((struct gbs *)o)->file, size, INSTAR_TRUNC_OFF) < 0 ? -GBS_EIO : 0;
+}
+
+static int w_length(void *o, int dev, uint64_t *len)
+{
+    if (dev != QCOW2_PREALLOC_DEV_IMAGE)
+        return -GBS_EIO;
+    *len = gdev_length(((struct gbs *)o)->file);
+    return 0;
+}
+
+static const struct qcow2_alloc_ops w_ops = {w_read, w_write, w_mem, NULL, NULL};
+
+/* The writer of bs: its allocator and the mapping over the shared L1 table. */
+static int q2_writer(struct gbs *bs, struct q2w **out)
+{
+    struct q2 *q = Q(bs);
+    const struct qcow2_header *h = &q->img.h;
+    struct q2w *w;
+    int ret;
+
+    if (q->w) {
+        *out = q->w;
+        return 0;
+    }
+    /*
+     * Not written (Operation not supported), see docs/differences.md: an
+     * external data file (the host refuses it before the run), persistent
+     * bitmaps (qemu would mark them in use and record every write in the
+     * enabled ones), the dirty bit (qemu repairs such an image when it
+     * opens it read-write).
+     */
+    if (q->geom.data_file || !q->l1 || q->img.x.nb_bitmaps ||
+        (h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
+        return -Q2_ENOTSUP;
+    w = calloc(1, sizeof(*w));
+    if (!w)
+        return -GBS_ENOMEM;
+    w->cow = malloc((size_t)q->cluster_size);
+    if (!w->cow)
+        return -GBS_ENOMEM;
+    ret = qcow2_alloc_init(&w->al, &w_ops, bs, h->cluster_bits, h->refcount_order,
+                           h->refcount_table_offset, h->refcount_table_clusters);
+    if (ret < 0)
+        return ret;
+    w->pa.a = &w->al;
+    w->pa.ops = &w_ops;
+    w->pa.truncate = w_truncate;
+    w->pa.length = w_length;
+    w->pa.opaque = bs;
+    w->pa.cluster_bits = h->cluster_bits;
+    w->pa.extended_l2 = q->geom.extended_l2;
+    w->pa.ordered = true;
+    w->pa.write = true;
+    w->pa.l1 = q->l1; /* shared: block status and reads see new L2 tables at once */
+    w->pa.l1_size = q->l1_size;
+    w->pa.l1_offset = h->l1_table_offset;
+    if (qcow2_prealloc_init(&w->pa) < 0)
+        return -GBS_ENOMEM;
+    q->w = w;
+    *out = w;
+    return 0;
+}
+
+/*
+ * handle_alloc_space(): a copy-on-write whose regions read as zeros
+ * through the chain becomes one range of allocated zeros in the file
+ * (write_zeroes with BDRV_REQ_NO_FALLBACK) and is skipped.
+ */
+static int q2_alloc_space(struct gbs *bs, struct qcow2_l2meta *m, unsigned nm)
+{
+    for (unsigned i = 0; i < nm; i++) {
+        const struct qcow2_cow_region *a = &m[i].cow_start, *b = &m[i].cow_end;
+        int z;
+
+        if (!a->bytes && !b->bytes)
+            continue;
+        z = gbs_is_zero_fast(bs, m[i].offset + a->offset, a->bytes);
+        if (z > 0)
+            z = gbs_is_zero_fast(bs, m[i].offset + b->offset, b->bytes);
+        if (z < 0)
+            return z;
+        if (!z)
+            continue;
+        if (gdev_zero(bs->file, m[i].alloc_offset + a->offset, b->offset + b->bytes - a->offset,
+                      INSTAR_ZERO_ALLOCATE) < 0)
+            return -GBS_EIO;
+        m[i].skip_cow = true;
+    }
+    return 0;
+}
+
+/* perform_cow(): the old guest data of both regions, read through this node, written anew. */
+static int q2_perform_cow(struct gbs *bs, struct q2w *w, const struct qcow2_l2meta *m)
+{
+    const struct qcow2_cow_region *r[2] = {&m->cow_start, &m->cow_end};
+
+    if (m->skip_cow)
+        return 0;
+    for (int i = 0; i < 2; i++) {
+        int ret;
+
+        if (!r[i]->bytes)
+            continue;
+        ret = q2_pread(bs, m->offset + r[i]->offset, w->cow, (size_t)r[i]->bytes);
+        if (ret < 0)
+            return ret;
+        if (gdev_pwrite(bs->file, m->alloc_offset + r[i]->offset, w->cow, (size_t)r[i]->bytes) < 0)
+            return -GBS_EIO;
+    }
+    return 0;
+}
+
+static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+{
+    struct qcow2_l2meta m[QCOW2_WRITE_META_MAX];
+    const uint8_t *p = buf;
+    struct q2w *w;
+    int ret = q2_writer(bs, &w);
+
+    if (ret < 0)
+        return ret;
+    while (len) {
+        uint64_t cur = len > 0x7fffffffu ? 0x7fffffffu : len, host;
+        unsigned nm = 0, i = 0;
+
+        ret = qcow2_prealloc_write_map(&w->pa, off, &cur, &host, m, &nm);
+        if (ret == 0 && cur == 0)
+            ret = -GBS_EIO;
+        if (ret == 0)
+            ret = q2_alloc_space(bs, m, nm);
+        if (ret == 0 && gdev_pwrite(bs->file, host, p, (size_t)cur) < 0)
+            ret = -GBS_EIO;
+        /* qcow2_handle_l2meta(): each meta is copied and linked, or given back. */
+        while (ret == 0 && i < nm) {
+            ret = q2_perform_cow(bs, w, &m[i]);
+            if (ret == 0)
+                ret = qcow2_prealloc_write_link(&w->pa, &m[i]);
+            if (ret == 0)
+                i++;
+        }
+        if (ret < 0) {
+            for (; i < nm; i++)
+                qcow2_prealloc_write_abort(&w->pa, &m[i]);
+            return ret;
+        }
+        p += cur;
+        off += cur;
+        len -= cur;
+    }
+    return 0;
+}
+
+/* qcow2_co_flush_to_os() (the L2 table, then refcount blocks first), then the file. */
+static int q2_flush(struct gbs *bs)
+{
+    struct q2 *q = Q(bs);
+    int ret = 0;
+
+    if (q->w) {
+        ret = qcow2_prealloc_flush(&q->w->pa);
+        if (ret == 0)
+            ret = qcow2_alloc_flush(&q->w->al);
+        if (ret < 0)
+            return ret;
+    }
+    return gdev_flush(bs->file) < 0 ? -GBS_EIO : 0;
+}
+
 const struct gbs_driver gbs_drv_qcow2 = {
     .name = "qcow2",
     .open = q2_open,
     .block_status = q2_block_status,
     .pread = q2_pread,
+    .pwrite = q2_pwrite,
+    .flush = q2_flush,
 };
 
 int gbs_qcow2_load_snapshot(struct gbs *bs, const char *id, const char *name)

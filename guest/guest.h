@@ -31,7 +31,7 @@ int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode);
 int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, uint64_t len,
                 uint32_t flags, uint32_t sparse_sectors, uint32_t alignment, uint64_t sector,
                 int64_t *written);
-int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len);
+int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags);
 int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole, uint32_t *status);
 void hc_progress(uint32_t mode, uint64_t num, uint64_t den);
 int64_t hc_scan(uint32_t dev, uint64_t off, uint64_t len, uint32_t min_sparse, uint32_t alignment,
@@ -78,6 +78,12 @@ int gdev_pread(uint32_t handle, uint64_t offset, void *buf, size_t len);
 int gdev_pwrite(uint32_t handle, uint64_t offset, const void *buf, size_t len);
 int gdev_truncate(uint32_t handle, uint64_t size, uint32_t mode); /* enum instar_trunc_mode */
 int gdev_flush(uint32_t handle);
+/*
+ * gdev_zero - make [offset, offset + len) read as zeros (INSTAR_HC_ZERO
+ * with flags INSTAR_ZERO_*), growing the device when the range ends past
+ * it.
+ */
+int gdev_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags);
 
 /* The device's length as the writes left it (its boot size before any). */
 uint64_t gdev_length(uint32_t handle);
@@ -159,5 +165,7 @@ __attribute__((noreturn)) void plan_resize(void);
 __attribute__((noreturn)) void plan_map(void);
 __attribute__((noreturn)) void plan_compare(void);
 __attribute__((noreturn)) void plan_convert(void);
+__attribute__((noreturn)) void plan_dd(void);
+__attribute__((noreturn)) void plan_bench(void);
 
 #endif /* GUEST_H */

@@ -111,9 +111,10 @@ int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, 
     return a.ret;
 }
 
-int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len)
+int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags)
 {
-    struct instar_hc_zero a = {.handle = handle, .offset = offset, .len = len, .ret = -1};
+    struct instar_hc_zero a = {
+        .handle = handle, .flags = flags, .offset = offset, .len = len, .ret = -1};
 
     hc_out(INSTAR_HC_ZERO, &a);
     return a.ret;

@@ -30,6 +30,10 @@ void guest_main(void)
         plan_convert();
     case INSTAR_OP_COMPARE:
         plan_compare();
+    case INSTAR_OP_DD:
+        plan_dd();
+    case INSTAR_OP_BENCH:
+        plan_bench();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

@@ -197,7 +197,7 @@ static int t_zero(struct cv *s, int64_t sector_num, int64_t n)
 {
     if (s->q2)
         return -GBS_EIO; /* not reached: -n into qcow2 is refused by the host */
-    return hc_zero(s->t, (uint64_t)sector_num * SECTOR, (uint64_t)n * SECTOR) < 0 ? -GBS_EIO : 0;
+    return hc_zero(s->t, (uint64_t)sector_num * SECTOR, (uint64_t)n * SECTOR, 0) < 0 ? -GBS_EIO : 0;
 }
 
 /* convert_co_write() over bytes in guest RAM. */

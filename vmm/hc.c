@@ -374,6 +374,17 @@ static int zero_range(int fd, uint64_t off, uint64_t len, uint64_t size)
     return 0;
 }
 
+/*
+ * file-posix's write_zeroes without MAY_UNMAP: allocated zeros
+ * (FALLOC_FL_ZERO_RANGE, growing the file), else written zeros.
+ */
+static int zero_allocate(int fd, uint64_t off, uint64_t len)
+{
+    if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0)
+        return 0;
+    return write_zeros(fd, off, off + len);
+}
+
 static void hc_zero(struct vmm *v, uint32_t gpa)
 {
     struct instar_hc_zero a;
@@ -384,7 +395,7 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
     if (!hc_arg(v, gpa, &a, sizeof(a), "zero"))
         return;
     d = hc_dev(v, a.handle);
-    if (!d)
+    if (!d || (a.flags & ~INSTAR_ZERO_ALLOCATE))
         ret = INSTAR_HC_EINVAL;
     else if (!(d->flags & INSTAR_DEV_WRITE))
         ret = INSTAR_HC_EPERM;
@@ -400,7 +411,9 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
     if (!fault_allow(v))
         return;
     v->out->nwrites++;
-    if (a.len && zero_range(d->fd, a.offset, a.len, d->size) < 0)
+    if (a.len &&
+        ((a.flags & INSTAR_ZERO_ALLOCATE) ? zero_allocate(d->fd, a.offset, a.len)
+                                          : zero_range(d->fd, a.offset, a.len, d->size)) < 0)
         ret = INSTAR_HC_EIO;
     else if (end > d->size)
         d->size = end;

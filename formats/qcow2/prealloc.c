@@ -835,3 +835,472 @@ int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t 
     }
     return 0;
 }
+
+/*
+ * --- Guest writes: qcow2_alloc_host_offset() and qcow2_alloc_cluster_link_l2()
+ * (block/qcow2-cluster.c), for an existing image in ordered mode ---
+ */
+
+/* qcow2_get_cluster_type() (no data file). */
+enum wr_type {
+    WR_UNALLOCATED,
+    WR_ZERO_PLAIN,
+    WR_ZERO_ALLOC,
+    WR_NORMAL,
+    WR_COMPRESSED,
+};
+
+static enum wr_type wr_cluster_type(const struct qcow2_prealloc *p, uint64_t e)
+{
+    if (e & QCOW2_OFLAG_COMPRESSED) {
+        return WR_COMPRESSED;
+    }
+    if ((e & QCOW2_OFLAG_ZERO) && !p->extended_l2) {
+        return (e & QCOW2_L2E_OFFSET_MASK) ? WR_ZERO_ALLOC : WR_ZERO_PLAIN;
+    }
+    return (e & QCOW2_L2E_OFFSET_MASK) ? WR_NORMAL : WR_UNALLOCATED;
+}
+
+/* cluster_needs_new_alloc(): anything but a COPIED normal or preallocated zero cluster. */
+static bool wr_needs_new_alloc(const struct qcow2_prealloc *p, uint64_t e)
+{
+    enum wr_type t = wr_cluster_type(p, e);
+
+    return !((t == WR_NORMAL || t == WR_ZERO_ALLOC) && (e & QCOW2_OFLAG_COPIED));
+}
+
+/* count_single_write_clusters() */
+static uint64_t wr_count(const struct qcow2_prealloc *p, uint64_t nb, uint64_t l2_index,
+                         bool new_alloc)
+{
+    uint64_t expected = l2_entry(p, l2_index) & QCOW2_L2E_OFFSET_MASK, i;
+
+    for (i = 0; i < nb; i++) {
+        uint64_t e = l2_entry(p, l2_index + i);
+
+        if (wr_needs_new_alloc(p, e) != new_alloc) {
+            break;
+        }
+        if (!new_alloc) {
+            if (expected != (e & QCOW2_L2E_OFFSET_MASK)) {
+                break;
+            }
+            expected += p->cs;
+        }
+    }
+    return i;
+}
+
+static unsigned wr_sc_bits(const struct qcow2_prealloc *p)
+{
+    return p->cluster_bits - (p->extended_l2 ? 5 : 0);
+}
+
+static unsigned wr_sc_per_cluster(const struct qcow2_prealloc *p)
+{
+    return p->extended_l2 ? QCOW2_SUBCLUSTERS : 1;
+}
+
+/* offset_to_sc_index() */
+static unsigned wr_sc_index(const struct qcow2_prealloc *p, uint64_t off)
+{
+    return (unsigned)((off >> wr_sc_bits(p)) & (wr_sc_per_cluster(p) - 1));
+}
+
+/* qcow2_get_subcluster_type() of entry l2_index. */
+static enum qcow2_subcluster_type wr_sc_type(const struct qcow2_prealloc *p, uint64_t l2_index,
+                                             unsigned sc)
+{
+    struct qcow2_l2_geom g = {
+        .cluster_bits = p->cluster_bits, .extended_l2 = p->extended_l2, .data_file = p->data_file};
+    struct qcow2_l2_entry e;
+
+    decode(p, l2_entry(p, l2_index), l2_bitmap(p, l2_index), &e);
+    return qcow2_l2_subcluster_type(&e, &g, sc);
+}
+
+/* qcow2_get_subcluster_range_type(): subclusters from sc_from of its type; -1 if invalid. */
+static int wr_sc_range(const struct qcow2_prealloc *p, uint64_t l2_index, unsigned sc_from,
+                       enum qcow2_subcluster_type *type)
+{
+    unsigned spc = wr_sc_per_cluster(p), n;
+
+    *type = wr_sc_type(p, l2_index, sc_from);
+    if (*type == QCOW2_SC_INVALID) {
+        return -1;
+    }
+    if (!p->extended_l2 || *type == QCOW2_SC_COMPRESSED) {
+        return (int)(spc - sc_from);
+    }
+    for (n = sc_from + 1; n < spc; n++) {
+        if (wr_sc_type(p, l2_index, n) != *type) {
+            break;
+        }
+    }
+    return (int)(n - sc_from);
+}
+
+/* ctz32() and clz32() of QEMU's cutils: 32 for 0. */
+static unsigned wr_ctz32(uint32_t v)
+{
+    return v ? (unsigned)__builtin_ctz(v) : 32;
+}
+
+static unsigned wr_clz32(uint32_t v)
+{
+    return v ? (unsigned)__builtin_clz(v) : 32;
+}
+
+/*
+ * calculate_l2_meta(): the meta of [guest_offset, + bytes) mapped to the
+ * clusters at host_cluster (entries from l2_index of the cached table),
+ * appended to m[*nm] unless a kept run needs no copy-on-write.
+ */
+static int wr_meta(struct qcow2_prealloc *p, uint64_t host_cluster, uint64_t guest_offset,
+                   uint64_t bytes, uint64_t l2_index, bool keep_old, struct qcow2_l2meta *m,
+                   unsigned *nm)
+{
+    unsigned sc_bits = wr_sc_bits(p), spc = wr_sc_per_cluster(p), sc_index;
+    uint64_t scs = UINT64_C(1) << sc_bits;
+    uint64_t cow_start_to = guest_offset & (p->cs - 1);
+    uint64_t cow_end_from = cow_start_to + bytes;
+    uint64_t nb = (cow_end_from + p->cs - 1) >> p->cluster_bits;
+    uint64_t cow_start_from = 0, cow_end_to = 0, last = l2_index + nb - 1;
+    enum qcow2_subcluster_type type = QCOW2_SC_INVALID;
+    bool skip_cow = keep_old;
+    uint32_t alloc_bitmap;
+
+    for (uint64_t i = 0; i < nb; i++) {
+        if (skip_cow) {
+            uint64_t from =
+                cow_start_to > (i << p->cluster_bits) ? cow_start_to : i << p->cluster_bits;
+            uint64_t to = cow_end_from < ((i + 1) << p->cluster_bits) ? cow_end_from
+                                                                      : (i + 1) << p->cluster_bits;
+            unsigned first_sc = wr_sc_index(p, from), last_sc = wr_sc_index(p, to - 1);
+            int cnt = wr_sc_range(p, l2_index + i, first_sc, &type);
+
+            if (type != QCOW2_SC_NORMAL || cnt < 0 || first_sc + (unsigned)cnt <= last_sc) {
+                skip_cow = false;
+            }
+        } else {
+            type = wr_sc_type(p, l2_index + i, 0);
+        }
+        if (type == QCOW2_SC_INVALID) {
+            return -QCOW2_ALLOC_EIO; /* qcow2_signal_corruption: "Invalid cluster entry" */
+        }
+    }
+    if (skip_cow) {
+        return 0;
+    }
+
+    sc_index = wr_sc_index(p, guest_offset);
+    type = wr_sc_type(p, l2_index, sc_index);
+    alloc_bitmap = (uint32_t)(l2_bitmap(p, l2_index) & QCOW2_BITMAP_ALL_ALLOC);
+    switch (type) {
+    case QCOW2_SC_COMPRESSED:
+        if (keep_old) {
+            return -QCOW2_ALLOC_EIO;
+        }
+        cow_start_from = 0;
+        break;
+    case QCOW2_SC_NORMAL:
+        if (keep_old) {
+            cow_start_from = cow_start_to;
+            break;
+        }
+        /* fallthrough */
+    case QCOW2_SC_ZERO_ALLOC:
+    case QCOW2_SC_UNALLOCATED_ALLOC:
+        if (keep_old) {
+            cow_start_from = (uint64_t)sc_index << sc_bits;
+        } else if (p->extended_l2) {
+            /* Skip the leading zero and unallocated subclusters. */
+            unsigned first = wr_ctz32(alloc_bitmap);
+
+            cow_start_from = (uint64_t)(sc_index < first ? sc_index : first) << sc_bits;
+        } else {
+            cow_start_from = 0;
+        }
+        break;
+    case QCOW2_SC_ZERO_PLAIN:
+    case QCOW2_SC_UNALLOCATED_PLAIN:
+        if (keep_old) {
+            return -QCOW2_ALLOC_EIO;
+        }
+        cow_start_from = (uint64_t)sc_index << sc_bits;
+        break;
+    default:
+        return -QCOW2_ALLOC_EIO;
+    }
+
+    sc_index = wr_sc_index(p, guest_offset + bytes - 1);
+    type = wr_sc_type(p, last, sc_index);
+    alloc_bitmap = (uint32_t)(l2_bitmap(p, last) & QCOW2_BITMAP_ALL_ALLOC);
+    switch (type) {
+    case QCOW2_SC_COMPRESSED:
+        if (keep_old) {
+            return -QCOW2_ALLOC_EIO;
+        }
+        cow_end_to = (cow_end_from + p->cs - 1) & ~(p->cs - 1);
+        break;
+    case QCOW2_SC_NORMAL:
+        if (keep_old) {
+            cow_end_to = cow_end_from;
+            break;
+        }
+        /* fallthrough */
+    case QCOW2_SC_ZERO_ALLOC:
+    case QCOW2_SC_UNALLOCATED_ALLOC:
+        if (keep_old) {
+            cow_end_to = (cow_end_from + scs - 1) & ~(scs - 1);
+        } else {
+            cow_end_to = (cow_end_from + p->cs - 1) & ~(p->cs - 1);
+            if (p->extended_l2) {
+                /* Skip the trailing zero and unallocated subclusters. */
+                unsigned tail = wr_clz32(alloc_bitmap), room = spc - sc_index - 1;
+
+                cow_end_to -= (uint64_t)(room < tail ? room : tail) << sc_bits;
+            }
+        }
+        break;
+    case QCOW2_SC_ZERO_PLAIN:
+    case QCOW2_SC_UNALLOCATED_PLAIN:
+        if (keep_old) {
+            return -QCOW2_ALLOC_EIO;
+        }
+        cow_end_to = (cow_end_from + scs - 1) & ~(scs - 1);
+        break;
+    default:
+        return -QCOW2_ALLOC_EIO;
+    }
+
+    m[*nm] = (struct qcow2_l2meta){
+        .offset = guest_offset & ~(p->cs - 1),
+        .alloc_offset = host_cluster,
+        .nb_clusters = nb,
+        .keep_old = keep_old,
+        .cow_start = {cow_start_from, cow_start_to - cow_start_from},
+        .cow_end = {cow_end_from, cow_end_to - cow_end_from},
+    };
+    (*nm)++;
+    return 0;
+}
+
+/* How many clusters from guest_offset a step may look at: its L2 table, BDRV_REQUEST_MAX_BYTES. */
+static uint64_t wr_span(const struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t bytes)
+{
+    uint64_t l2n = UINT64_C(1) << p->l2_bits;
+    uint64_t nb = ((guest_offset & (p->cs - 1)) + bytes + p->cs - 1) >> p->cluster_bits;
+    uint64_t room = l2n - ((guest_offset >> p->cluster_bits) & (l2n - 1));
+
+    if (nb > room) {
+        nb = room;
+    }
+    if (nb > (REQUEST_MAX >> p->cluster_bits)) {
+        nb = REQUEST_MAX >> p->cluster_bits;
+    }
+    return nb;
+}
+
+/* handle_copied(): 1 with a kept run, 0 when the cluster needs a new one (or *bytes = 0). */
+static int wr_copied(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t *host_offset,
+                     uint64_t *bytes, struct qcow2_l2meta *m, unsigned *nm)
+{
+    uint64_t oic = guest_offset & (p->cs - 1), nb = wr_span(p, guest_offset, *bytes);
+    uint64_t l2_index, e, cluster_offset, keep;
+    int ret = get_l2(p, guest_offset, &l2_index);
+
+    if (ret < 0) {
+        return ret;
+    }
+    e = l2_entry(p, l2_index);
+    if (wr_needs_new_alloc(p, e)) {
+        return 0;
+    }
+    cluster_offset = e & QCOW2_L2E_OFFSET_MASK;
+    if (cluster_offset & (p->cs - 1)) {
+        return -QCOW2_ALLOC_EIO; /* "Data cluster offset ... unaligned" */
+    }
+    if (*host_offset != INV_OFFSET && cluster_offset != *host_offset) {
+        *bytes = 0;
+        return 0;
+    }
+    keep = wr_count(p, nb, l2_index, false);
+    if (*bytes > (keep << p->cluster_bits) - oic) {
+        *bytes = (keep << p->cluster_bits) - oic;
+    }
+    ret = wr_meta(p, cluster_offset, guest_offset, *bytes, l2_index, true, m, nm);
+    if (ret < 0) {
+        return ret;
+    }
+    *host_offset = cluster_offset + oic;
+    return 1;
+}
+
+/* handle_alloc() with do_alloc_cluster_offset(): 1 with new clusters, 0 when none fit. */
+static int wr_alloc(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t *host_offset,
+                    uint64_t *bytes, struct qcow2_l2meta *m, unsigned *nm)
+{
+    uint64_t oic = guest_offset & (p->cs - 1), nb = wr_span(p, guest_offset, *bytes);
+    uint64_t l2_index, alloc, nb_bytes;
+    int ret = get_l2(p, guest_offset, &l2_index);
+    int64_t r;
+
+    if (ret < 0) {
+        return ret;
+    }
+    nb = wr_count(p, nb, l2_index, true);
+    if (nb == 0) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    if (*host_offset == INV_OFFSET) {
+        r = qcow2_alloc_clusters(p->a, nb << p->cluster_bits);
+        if (r < 0) {
+            return (int)r;
+        }
+        alloc = (uint64_t)r;
+    } else {
+        alloc = *host_offset & ~(p->cs - 1);
+        r = qcow2_alloc_clusters_at(p->a, alloc, nb);
+        if (r < 0) {
+            return (int)r;
+        }
+        nb = (uint64_t)r;
+    }
+    if (nb == 0) {
+        *bytes = 0;
+        return 0;
+    }
+    nb_bytes = *bytes + oic < (nb << p->cluster_bits) ? *bytes + oic : nb << p->cluster_bits;
+    if (*bytes > nb_bytes - oic) {
+        *bytes = nb_bytes - oic;
+    }
+    ret = wr_meta(p, alloc, guest_offset, *bytes, l2_index, false, m, nm);
+    if (ret < 0) {
+        (void)qcow2_alloc_free(p->a, alloc, nb << p->cluster_bits, false);
+        return ret;
+    }
+    *host_offset = alloc + oic;
+    return 1;
+}
+
+int qcow2_prealloc_write_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t *bytes,
+                             uint64_t *host_offset, struct qcow2_l2meta *m, unsigned *nmeta)
+{
+    uint64_t start = offset, remaining = *bytes, cluster_offset = INV_OFFSET, cur = 0;
+    int ret = 0;
+
+    *host_offset = INV_OFFSET;
+    *nmeta = 0;
+    if (!p->ordered || p->data_file) {
+        return -QCOW2_PREALLOC_ENOTSUP;
+    }
+    for (;;) {
+        if (*host_offset == INV_OFFSET && cluster_offset != INV_OFFSET) {
+            *host_offset = cluster_offset;
+        }
+        start += cur;
+        remaining -= cur;
+        if (cluster_offset != INV_OFFSET) {
+            cluster_offset += cur;
+        }
+        /* Every step may add a meta: stop gathering while there is room for one more. */
+        if (remaining == 0 || *nmeta == QCOW2_WRITE_META_MAX) {
+            break;
+        }
+        cur = remaining;
+        ret = wr_copied(p, start, &cluster_offset, &cur, m, nmeta);
+        if (ret < 0) {
+            goto fail;
+        }
+        if (ret) {
+            continue;
+        }
+        if (cur == 0) {
+            break;
+        }
+        ret = wr_alloc(p, start, &cluster_offset, &cur, m, nmeta);
+        if (ret < 0) {
+            goto fail;
+        }
+        if (!ret) {
+            break;
+        }
+    }
+    *bytes -= remaining;
+    return 0;
+fail:
+    for (unsigned i = 0; i < *nmeta; i++) {
+        qcow2_prealloc_write_abort(p, &m[i]);
+    }
+    *nmeta = 0;
+    return ret;
+}
+
+int qcow2_prealloc_write_link(struct qcow2_prealloc *p, const struct qcow2_l2meta *m)
+{
+    uint64_t l2_index, *old = NULL, nold = 0;
+    int ret = get_l2(p, m->offset, &l2_index);
+
+    if (ret < 0) {
+        return ret;
+    }
+    if (l2_index + m->nb_clusters > (UINT64_C(1) << p->l2_bits)) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    if (!m->keep_old) {
+        old = p->ops->mem(p->opaque, NULL, (size_t)m->nb_clusters * 16);
+        if (!old) {
+            return -QCOW2_ALLOC_ENOMEM;
+        }
+    }
+    for (uint64_t i = 0; i < m->nb_clusters; i++) {
+        uint64_t e = l2_entry(p, l2_index + i), b = l2_bitmap(p, l2_index + i);
+
+        if (e != 0 && old) {
+            old[2 * nold] = e;
+            old[2 * nold++ + 1] = b;
+        }
+        if (p->extended_l2) {
+            /* The subclusters written (data and copy-on-write) are allocated now. */
+            uint64_t from = m->cow_start.offset, to = m->cow_end.offset + m->cow_end.bytes;
+            unsigned first_sc, last_sc;
+            uint64_t range;
+
+            if (from < (i << p->cluster_bits)) {
+                from = i << p->cluster_bits;
+            }
+            if (to > ((i + 1) << p->cluster_bits)) {
+                to = (i + 1) << p->cluster_bits;
+            }
+            first_sc = wr_sc_index(p, from);
+            last_sc = wr_sc_index(p, to - 1);
+            range = ((UINT64_C(1) << (last_sc + 1 - first_sc)) - 1) << first_sc;
+            b = (b | range) & ~(range << 32);
+        }
+        l2_set(p, l2_index + i, (m->alloc_offset + (i << p->cluster_bits)) | QCOW2_OFLAG_COPIED, b);
+    }
+    if (nold) {
+        /* The table first, then the references it no longer holds. */
+        ret = l2_flush(p);
+        for (uint64_t i = 0; ret == 0 && i < nold; i++) {
+            free_entry(p, old[2 * i], old[2 * i + 1]);
+        }
+    }
+    if (old) {
+        p->ops->mem(p->opaque, old, 0);
+    }
+    return ret;
+}
+
+void qcow2_prealloc_write_abort(struct qcow2_prealloc *p, const struct qcow2_l2meta *m)
+{
+    if (!m->keep_old) {
+        (void)qcow2_alloc_free(p->a, m->alloc_offset, m->nb_clusters << p->cluster_bits, false);
+    }
+}
+
+const uint8_t *qcow2_prealloc_l2_cached(const struct qcow2_prealloc *p, uint64_t l2_offset)
+{
+    return p->l2 && p->l2_off && p->l2_off == l2_offset ? p->l2 : NULL;
+}

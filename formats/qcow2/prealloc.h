@@ -149,4 +149,70 @@ int qcow2_prealloc_file(struct qcow2_prealloc *p, uint64_t old_length, uint64_t 
 int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
                            uint64_t bytes);
 
+/*
+ * --- Guest writes to an existing image (QEMU's qcow2_co_pwritev_part) ---
+ *
+ * qcow2_prealloc_write_map() is qcow2_alloc_host_offset() (handle_copied,
+ * handle_alloc, calculate_l2_meta): it maps the start of a write to one
+ * contiguous host range, keeping clusters that can be written in place
+ * and allocating the others, and describes each allocation (and each
+ * kept cluster whose zero or unallocated subclusters need filling) as a
+ * struct qcow2_l2meta.  The caller then does what qcow2_co_pwritev_task()
+ * does: handle_alloc_space() (a zero copy-on-write becomes a zeroed
+ * range: skip_cow), the data write at *host_offset, perform_cow() (the
+ * old guest data of the cow_start and cow_end regions, read through the
+ * image itself, written to alloc_offset + region offset), and for each
+ * meta qcow2_prealloc_write_link().  Needs ordered mode and no external
+ * data file.
+ */
+
+/* A copy-on-write region, relative to the meta's first cluster. */
+struct qcow2_cow_region {
+    uint64_t offset;
+    uint64_t bytes;
+};
+
+/* QEMU's QCowL2Meta. */
+struct qcow2_l2meta {
+    uint64_t offset;       /* guest offset of the first cluster */
+    uint64_t alloc_offset; /* host offset of the first cluster */
+    uint64_t nb_clusters;
+    bool keep_old; /* the clusters are kept (only subclusters are filled) */
+    bool skip_cow; /* set by the caller when it zeroed the range instead */
+    struct qcow2_cow_region cow_start, cow_end;
+};
+
+/* Metas one qcow2_prealloc_write_map() call produces at most (it maps less). */
+#define QCOW2_WRITE_META_MAX 16
+
+/*
+ * qcow2_prealloc_write_map - map [offset, offset + *bytes) for a write.
+ * *bytes shrinks to the contiguous run mapped (> 0 on success);
+ * *host_offset is where offset lies in the file; m[0..*nmeta) the metas.
+ * Returns 0, or -errno (-QCOW2_ALLOC_EIO for a corrupt entry;
+ * -QCOW2_PREALLOC_ENOTSUP without ordered mode or with a data file).
+ * On failure, clusters already allocated for the metas are freed.
+ */
+int qcow2_prealloc_write_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t *bytes,
+                             uint64_t *host_offset, struct qcow2_l2meta *m, unsigned *nmeta);
+
+/*
+ * qcow2_prealloc_write_link - qcow2_alloc_cluster_link_l2() once the data
+ * and the copy-on-write are written: the entries of m's clusters point at
+ * the new clusters (COPIED; with extended L2 entries the written
+ * subclusters become allocated), then the clusters they replaced lose a
+ * reference.  Returns 0 or -errno.
+ */
+int qcow2_prealloc_write_link(struct qcow2_prealloc *p, const struct qcow2_l2meta *m);
+
+/* qcow2_alloc_cluster_abort - a meta that will not be linked gives its clusters back. */
+void qcow2_prealloc_write_abort(struct qcow2_prealloc *p, const struct qcow2_l2meta *m);
+
+/*
+ * qcow2_prealloc_l2_cached - the cached L2 table at l2_offset (its
+ * entries as the image will have them), or NULL when another one is
+ * cached: a reader of the image looks here before it reads the file.
+ */
+const uint8_t *qcow2_prealloc_l2_cached(const struct qcow2_prealloc *p, uint64_t l2_offset);
+
 #endif /* QCOW2_PREALLOC_H */

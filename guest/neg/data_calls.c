@@ -27,8 +27,8 @@ void guest_main(void)
         v[3] = hc_copy(0, 0, 1, 7680, 1024, 0, 0, 0, 0, NULL);               /* past the limit */
         v[4] = hc_copy(0, 0, 1, 0, 512, INSTAR_COPY_SPARSE, 8, 3, 0, NULL);  /* alignment 3 */
         v[5] = hc_copy(0, 0, 1, 4096, 1024, 0, 0, 0, 0, NULL);               /* served */
-        v[6] = hc_zero(0, 0, 512);                                           /* read-only */
-        v[7] = hc_zero(1, 8000, 1024);                                       /* past the limit */
+        v[6] = hc_zero(0, 0, 512, 0);                                        /* read-only */
+        v[7] = hc_zero(1, 8000, 1024, 0);                                    /* past the limit */
         neg_report(v, 8);
     case 2:                                              /* SEEK, CMP, SCAN */
         v[0] = hc_seek(0, 4096, &a, &b, &st);            /* at the end */

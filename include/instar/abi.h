@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 4
+#define INSTAR_ABI_VERSION 5
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -249,12 +249,17 @@ struct instar_hc_copy {
  * Make [offset, offset + len) of a writable device read as zeros without
  * growing it past its write limit: a hole where the file system can punch
  * one (qemu's write_zeroes with BDRV_REQ_MAY_UNMAP on a file), else zeros.
+ * With INSTAR_ZERO_ALLOCATE the range is allocated as zeros instead
+ * (write_zeroes without MAY_UNMAP, as qcow2's handle_alloc_space() asks
+ * for it: fallocate(FALLOC_FL_ZERO_RANGE), growing the file; else written
+ * zeros), so that the file system lays the file out as under qemu.
  */
-#define INSTAR_ZERO_MAX (1ULL << 30)
+#define INSTAR_ZERO_MAX      (1ULL << 30)
+#define INSTAR_ZERO_ALLOCATE (1u << 0)
 
 struct instar_hc_zero {
     uint32_t handle; /* IN */
-    uint32_t pad;
+    uint32_t flags;  /* IN: INSTAR_ZERO_* */
     uint64_t offset; /* IN */
     uint64_t len;    /* IN: <= INSTAR_ZERO_MAX */
     int64_t ret;     /* OUT */
@@ -365,6 +370,8 @@ enum instar_op {
     INSTAR_OP_MAP,     /* args: struct instar_map_args */
     INSTAR_OP_COMPARE, /* args: struct instar_compare_args */
     INSTAR_OP_CONVERT, /* args: struct instar_convert_args */
+    INSTAR_OP_DD,      /* args: struct instar_dd_args */
+    INSTAR_OP_BENCH,   /* args: struct instar_bench_args */
     INSTAR_OP_MAX
 };
 
@@ -454,7 +461,7 @@ struct instar_resize_args {
 };
 
 /*
- * --- Image graphs for the data path (map, compare, convert) ---
+ * --- Image graphs for the data path (map, compare, convert, dd, bench) ---
  *
  * The host opens every image of a chain under its path policy and hands
  * each one to the guest as a node: the driver the host's describe run
@@ -570,6 +577,45 @@ struct instar_convert_args {
     char snapshot_name[INSTAR_SNAP_STR_MAX]; /* likewise */
 };
 
+/*
+ * dd: img_dd()'s copy loop.  Blocks of bs bytes of node src, from start
+ * to end (the last one shorter), each read through the block layer and
+ * written to node dst at the same offset minus start.  dst's file is a
+ * writable device: the output image the host created for this run.
+ */
+struct instar_dd_args {
+    struct instar_graph g;
+    uint32_t src;   /* top node of the input */
+    uint32_t dst;   /* the output node */
+    uint64_t bs;    /* block size, 1..INT_MAX */
+    uint64_t start; /* skip * bs, < end */
+    uint64_t end;   /* the input size, or count * bs when smaller */
+};
+
+/*
+ * bench: img_bench()'s requests on node top, issued in order and run one
+ * at a time as they complete in qemu (bench_cb()'s accounting of requests
+ * in flight, flushes included): count requests of bufsize bytes, the
+ * first at offset, each next one step bytes on, modulo the image size.
+ * With INSTAR_BENCH_WRITE, top's file is writable and every request
+ * writes bufsize bytes of pattern.
+ */
+#define INSTAR_BENCH_WRITE    (1u << 0)
+#define INSTAR_BENCH_NO_DRAIN (1u << 1) /* --no-drain */
+
+struct instar_bench_args {
+    struct instar_graph g;
+    uint32_t top;
+    uint32_t flags;          /* INSTAR_BENCH_* */
+    uint32_t count;          /* requests, <= INT_MAX */
+    uint32_t depth;          /* requests in flight, <= INT_MAX */
+    uint32_t bufsize;        /* bytes per request, <= INT_MAX */
+    uint32_t step;           /* bytes from one request to the next, <= INT_MAX */
+    uint32_t flush_interval; /* 0: none, else >= depth */
+    uint32_t pattern;        /* the byte a write request writes */
+    uint64_t offset;         /* of the first request, < 2^63 */
+};
+
 /* Progress modes (struct instar_hc_progress). */
 #define INSTAR_PROGRESS_ABS 0 /* qemu_progress_print(100.0 * num / den, 0) */
 #define INSTAR_PROGRESS_ADD 1 /* qemu_progress_print((float)num / den * 100, 100) */
@@ -593,6 +639,8 @@ struct instar_boot_info {
         struct instar_map_args map;
         struct instar_compare_args compare;
         struct instar_convert_args convert;
+        struct instar_dd_args dd;
+        struct instar_bench_args bench;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };

@@ -179,7 +179,7 @@ struct instar_resize_result {
     struct instar_result_hdr hdr;
 };
 
-/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT --- */
+/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT, INSTAR_OP_DD, INSTAR_OP_BENCH --- */
 
 /* What a data-path run ended with (status); errnum a Linux errno. */
 enum instar_data_status {
@@ -195,8 +195,11 @@ enum instar_data_status {
     INSTAR_DATA_EBSTAT = 9,     /* convert: "error while reading block status at offset N: ..." */
     INSTAR_DATA_EREAD_AT = 10,  /* convert: "error while reading at byte N: strerror" */
     INSTAR_DATA_EWRITE_AT = 11, /* convert: "error while writing at byte N: strerror" */
+    /* dd: EREAD_AT and EWRITE_AT, worded as img_dd() words them */
     INSTAR_DATA_ESNAP =
         12, /* convert -l: "Failed to load snapshot: ..." (errnum: INSTAR_SNAPERR_*) */
+    INSTAR_DATA_EREQUEST = 13, /* bench: "Failed request: strerror" */
+    INSTAR_DATA_EFLUSH = 14,   /* bench --no-drain: "Failed flush request: strerror" */
 };
 
 enum instar_snap_err {
