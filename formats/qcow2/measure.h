@@ -115,7 +115,9 @@ void qcow2_measure_walk_init(struct qcow2_measure_walk *w, uint64_t cluster_size
  * qcow2_measure_walk_extent - one block status extent [start, start + len)
  * of the source: zero (BDRV_BLOCK_ZERO) or data (BDRV_BLOCK_DATA and
  * BDRV_BLOCK_ALLOCATED); anything else counts nothing.  Extents come in
- * order and without gaps from offset 0; len > 0.
+ * order from offset 0, each starting where the last one ended or, when
+ * the reporter steps as QEMU's loop does, where that loop asks next (the
+ * rest of a counted cluster left out); len > 0.
  * Returns 0, or -1 if the extent does not continue the walk or overflows
  * (nothing is counted then).
  */

@@ -246,6 +246,15 @@ Test(measure, walk_rejects)
     cr_expect_eq(qcow2_measure_walk_extent(&w, 0, UINT64_MAX, false, false), 0);
     cr_expect_eq(qcow2_measure_walk_extent(&w, UINT64_MAX, 1, false, true), -1); /* wraps */
     cr_expect_eq(w.required, 0);
+
+    /* A reporter stepping as QEMU does resumes at the cluster boundary, not elsewhere. */
+    qcow2_measure_walk_init(&w, 65536);
+    cr_expect_eq(qcow2_measure_walk_extent(&w, 0, 100, false, true), 0);
+    cr_expect_eq(qcow2_measure_walk_extent(&w, 200, 100, false, true), -1);
+    cr_expect_eq(qcow2_measure_walk_extent(&w, 65536, 100, true, false), 0);
+    cr_expect_eq(qcow2_measure_walk_extent(&w, 70000, 100, true, false), -1);
+    cr_expect_eq(qcow2_measure_walk_extent(&w, 65636, 100, false, true), 0);
+    cr_expect_eq(w.required, 2 * 65536);
 }
 
 /*
