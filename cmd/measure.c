@@ -19,6 +19,7 @@
 
 #include "cmds.h"
 #include "datarun.h"
+#include "object.h"
 #include "opts.h"
 #include "qobj.h"
 #include "report.h"
@@ -231,6 +232,95 @@ static void measure_raw(const struct opt_list *l, const struct measure_src *src,
     mi->fully_allocated = mi->required;
 }
 
+/* QEMU's ROUND_UP for a power of two d, in uint64_t: it wraps as QEMU's does. */
+static uint64_t round_up(uint64_t n, uint64_t d)
+{
+    return (n + d - 1) & ~(d - 1);
+}
+
+/* QAPI enums of the LUKS create options (qapi/crypto.json). */
+static const char *const cipher_algs[] = {
+    "aes-128",     "aes-192",     "aes-256",     "des",         "3des",        "cast5-128",
+    "serpent-128", "serpent-192", "serpent-256", "twofish-128", "twofish-192", "twofish-256",
+};
+static const char *const cipher_modes[] = {"ecb", "cbc", "xts", "ctr"};
+static const char *const ivgen_algs[] = {"plain", "plain64", "essiv"};
+static const char *const hash_algs[] = {"md5",    "sha1",   "sha224",   "sha256",
+                                        "sha384", "sha512", "ripemd160"};
+
+static bool in_enum(const char *v, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v, list[i]))
+            return true;
+    return false;
+}
+
+/*
+ * qcrypto_block_calculate_payload_offset() for encrypt.format=luks: the
+ * options as the QAPI visitor checks them, the key secret as
+ * qcrypto_block_luks_create() looks it up, then the header length.
+ * instar measures the ciphers qemu-img creates by default (AES in XTS or
+ * CBC mode with plain or plain64 IVs, SHA-1/2 for PBKDF2); other valid
+ * choices are refused.  Returns 0, or -1 after reporting.
+ */
+static int luks_header(const struct opt_list *l, uint64_t *len)
+{
+    static const struct {
+        const char *opt;
+        const char *const *list;
+        size_t n;
+    } enums[] = {
+        {"cipher-alg", cipher_algs, sizeof(cipher_algs) / sizeof(cipher_algs[0])},
+        {"cipher-mode", cipher_modes, sizeof(cipher_modes) / sizeof(cipher_modes[0])},
+        {"ivgen-alg", ivgen_algs, sizeof(ivgen_algs) / sizeof(ivgen_algs[0])},
+        {"ivgen-hash-alg", hash_algs, sizeof(hash_algs) / sizeof(hash_algs[0])},
+        {"hash-alg", hash_algs, sizeof(hash_algs) / sizeof(hash_algs[0])},
+    };
+    const char *secret = opt_str(l, "encrypt.key-secret");
+    const char *alg = opt_str(l, "encrypt.cipher-alg"), *mode = opt_str(l, "encrypt.cipher-mode");
+    const char *ivgen = opt_str(l, "encrypt.ivgen-alg"), *hash = opt_str(l, "encrypt.hash-alg");
+    uint32_t key_len;
+
+    for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++) {
+        char name[32];
+        const char *v;
+
+        snprintf(name, sizeof(name), "encrypt.%s", enums[i].opt);
+        v = opt_str(l, name);
+        if (v && !in_enum(v, enums[i].list, enums[i].n)) {
+            report_error("Parameter '%s' does not accept value '%s'", enums[i].opt, v);
+            return -1;
+        }
+    }
+    if (!secret) {
+        report_error("Parameter 'encrypt.key-secret' is required for cipher");
+        return -1;
+    }
+    if (!object_secret_utf8(secret))
+        return -1;
+    alg = alg ? alg : "aes-256";
+    mode = mode ? mode : "xts";
+    if (!strcmp(alg, "des") || !strcmp(alg, "3des")) {
+        /* qcrypto_block_luks_cipher_alg_lookup(): not a LUKS cipher. */
+        report_error("Algorithm '%s' not supported", alg);
+        return -1;
+    }
+    if (strncmp(alg, "aes-", 4) || (strcmp(mode, "xts") && strcmp(mode, "cbc")) ||
+        (ivgen && strcmp(ivgen, "plain") && strcmp(ivgen, "plain64")) ||
+        (hash && strcmp(hash, "sha1") && strcmp(hash, "sha256") && strcmp(hash, "sha384") &&
+         strcmp(hash, "sha512"))) {
+        report_error("Measuring LUKS encryption with %s-%s, IV generator %s and hash %s is not "
+                     "supported by instar",
+                     alg, mode, ivgen ? ivgen : "plain64", hash ? hash : "sha256");
+        return -1;
+    }
+    /* The AES key, twice for XTS (two keys). */
+    key_len = (uint32_t)strtoul(alg + 4, NULL, 10) / 8 * (strcmp(mode, "xts") ? 1 : 2);
+    *len = qcow2_measure_luks_header(key_len);
+    return 0;
+}
+
 static const char *const prealloc_names[] = {"off", "metadata", "falloc", "full"};
 
 /*
@@ -242,7 +332,7 @@ static int measure_qcow2(const struct opt_list *l, struct measure_src *src, stru
     const char *compat = opt_str(l, "compat"), *pa = opt_str(l, "preallocation");
     const char *enc = opt_str(l, "encrypt.format");
     struct qcow2_measure_opts o;
-    uint64_t vs, required = 0;
+    uint64_t vs, required = 0, luks = 0;
     enum qcow2_measure_err e;
 
     memset(mi, 0, sizeof(*mi));
@@ -282,30 +372,21 @@ static int measure_qcow2(const struct opt_list *l, struct measure_src *src, stru
         return -1;
     }
 
-    if (enc && !strcmp(enc, "luks")) {
-        /* qcrypto_block_luks_create(): instar has no secrets (--object is ignored). */
-        const char *secret = opt_str(l, "encrypt.key-secret");
-
-        if (!secret) {
-            report_error("Parameter 'encrypt.key-secret' is required for cipher");
-            return -1;
-        }
-        report_error("No secret with id '%s'", secret);
+    if (enc && !strcmp(enc, "luks") && luks_header(l, &luks) < 0)
         return -1;
-    }
 
     e = qcow2_measure_check_size(&o, opt_num(l, "size", 0));
     if (e != QCOW2_MEASURE_OK) {
         report_error("The image size is too large (try using a larger cluster size)");
         return -1;
     }
-    vs = (opt_num(l, "size", 0) + o.cluster_size - 1) & ~(o.cluster_size - 1);
+    vs = round_up(opt_num(l, "size", 0), o.cluster_size);
 
     if (src) {
         const struct image_info *ii = src->oc.img[0].info;
         uint64_t ssize = (uint64_t)ii->virtual_size;
 
-        vs = (ssize + o.cluster_size - 1) & ~(o.cluster_size - 1);
+        vs = round_up(ssize, o.cluster_size);
         if (o.backing_file) {
             /* Nothing of the backing chain may be shared: every cluster counts. */
             required = vs;
@@ -321,6 +402,7 @@ static int measure_qcow2(const struct opt_list *l, struct measure_src *src, stru
         required = vs;
 
     mi->fully_allocated =
+        round_up(luks, o.cluster_size) +
         qcow2_measure_prealloc_size(vs, o.cluster_size, o.refcount_bits, o.extended_l2);
     /* Data clusters not required come off (metadata stays counted). */
     mi->required = mi->fully_allocated - vs + required;
@@ -464,6 +546,9 @@ int cmd_measure(int argc, char **argv)
             force_share = true;
             break;
         case OPTION_OBJECT:
+            /* user_creatable_process_cmdline(): a bad definition ends qemu-img, exit 1. */
+            if (object_add(optarg) < 0)
+                goto out;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;
@@ -579,5 +664,6 @@ out:
     opts_free(&l);
     opts_free(&sn);
     free(options);
+    object_release_all();
     return ret;
 }
