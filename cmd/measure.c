@@ -90,6 +90,53 @@ static const struct opt_desc snapshot_descs[] = {
 };
 
 /*
+ * qemu_opts_parse_noisily(&internal_snapshot_opts, params, false): the
+ * options' id (the first "id=", checked and unique in the list, as
+ * qemu_opts_create() wants it; *prev_id keeps the last one), then the
+ * parameters.  Returns 0, or -1 after reporting the option error.
+ */
+static int snapshot_opts_parse(struct opt_list *sn, const char *params, char **prev_id)
+{
+    char msg[MSG_MAX], hint[MSG_MAX], *id = NULL;
+
+    for (const char *p = params; *p && !id;) {
+        char *name, *value;
+
+        p = opts_next(p, NULL, &name, &value);
+        if (name && !strcmp(name, "id")) {
+            id = value;
+            value = NULL;
+        }
+        free(name);
+        free(value);
+    }
+    if (id && !object_id_wellformed(id)) {
+        object_report_bad_id();
+        free(id);
+        return -1;
+    }
+    if (id && *prev_id && !strcmp(id, *prev_id)) {
+        report_error("Duplicate ID '%s' for snapshot", id);
+        free(id);
+        return -1;
+    }
+    opts_free(sn);
+    memset(sn, 0, sizeof(*sn));
+    opts_append(sn, snapshot_descs);
+    if (opts_parse(sn, params, msg, hint, sizeof(msg)) < 0) {
+        report_error("%s", msg);
+        fputs(hint, stderr);
+        free(id);
+        return -1;
+    }
+    if (id) {
+        free(*prev_id);
+        *prev_id = id;
+    }
+    return 0;
+}
+
+/*
  * find_snapshot_by_id_and_name() over the snapshot table the guest
  * described.  Returns the index, -ENOENT-like -1 when there is none, or
  * -2 after reporting for a source that cannot load snapshots.
@@ -479,7 +526,7 @@ int cmd_measure(int argc, char **argv)
     bool json = false, image_opts = false, force_share = false, have_sn = false;
     bool src_open = false;
     uint64_t img_size = UINT64_MAX;
-    char *options = NULL;
+    char *options = NULL, *sn_id = NULL;
     char msg[MSG_MAX], hint[MSG_MAX];
     struct measure_src src;
     struct measure_info mi;
@@ -527,13 +574,7 @@ int cmd_measure(int argc, char **argv)
             break;
         case 'l':
             if (!strncmp(optarg, "snapshot.", 9)) {
-                /* qemu_opts_parse_noisily(&internal_snapshot_opts, optarg, false) */
-                opts_free(&sn);
-                memset(&sn, 0, sizeof(sn));
-                opts_append(&sn, snapshot_descs);
-                if (opts_parse(&sn, optarg, msg, hint, sizeof(msg)) < 0) {
-                    report_error("%s", msg);
-                    fputs(hint, stderr);
+                if (snapshot_opts_parse(&sn, optarg, &sn_id) < 0) {
                     report_error("Failed in parsing snapshot param '%s'", optarg);
                     goto out;
                 }
@@ -602,7 +643,8 @@ int cmd_measure(int argc, char **argv)
         src_open = true;
         src.filename = filename;
         if (snapshot_name || have_sn) {
-            src.snapshot = snapshot_select(src.oc.img[0].info, snapshot_name, &sn);
+            /* snapshot.* options win over a plain -l NAME, whatever their order. */
+            src.snapshot = snapshot_select(src.oc.img[0].info, have_sn ? NULL : snapshot_name, &sn);
             if (src.snapshot < 0)
                 goto out;
         }
@@ -664,6 +706,7 @@ out:
     opts_free(&l);
     opts_free(&sn);
     free(options);
+    free(sn_id);
     object_release_all();
     return ret;
 }

@@ -115,8 +115,7 @@ static bool is_digit(int c)
     return c >= '0' && c <= '9';
 }
 
-/* id_wellformed() */
-static bool id_ok(const char *id)
+bool object_id_wellformed(const char *id)
 {
     if (!is_alpha((unsigned char)id[0]))
         return false;
@@ -125,6 +124,13 @@ static bool id_ok(const char *id)
             !strchr("-._", id[i]))
             return false;
     return true;
+}
+
+void object_report_bad_id(void)
+{
+    report_error("Parameter 'id' expects an identifier");
+    fputs("Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.\n",
+          stderr);
 }
 
 /* parse_qapi_name() of a whole key fragment: letters, digits, '-', '_', starting with a letter. */
@@ -383,10 +389,8 @@ static int secret_add(const char *id, const struct prop *p, size_t n)
             return -1;
         }
     }
-    if (!id_ok(id)) {
-        report_error("Parameter 'id' expects an identifier");
-        fputs("Identifiers consist of letters, digits, '-', '.', '_', starting with a letter.\n",
-              stderr);
+    if (!object_id_wellformed(id)) {
+        object_report_bad_id();
         return -1;
     }
     /* object_set_properties_from_qdict(), then the child's name, then complete(). */
@@ -491,11 +495,8 @@ int object_add(const char *def)
             report_error("invalid object type: %s", type);
             goto out;
         }
-        if (!id_ok(id)) {
-            report_error("Parameter 'id' expects an identifier");
-            fputs("Identifiers consist of letters, digits, '-', '.', '_', starting with a "
-                  "letter.\n",
-                  stderr);
+        if (!object_id_wellformed(id)) {
+            object_report_bad_id();
             goto out;
         }
         for (size_t i = 0; i < nids; i++) {

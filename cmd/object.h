@@ -14,6 +14,7 @@
 #ifndef CMD_OBJECT_H
 #define CMD_OBJECT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,12 @@ int object_add(const char *def);
  * returns NULL.  The string belongs to the registry.
  */
 const char *object_secret_utf8(const char *id);
+
+/* object_id_wellformed - QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
+bool object_id_wellformed(const char *id);
+
+/* object_report_bad_id - QEMU's error for an ill-formed id, with its hint line. */
+void object_report_bad_id(void);
 
 /* object_release_all - free every object created. */
 void object_release_all(void);
