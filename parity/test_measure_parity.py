@@ -99,6 +99,12 @@ case("l-raw-target-by-id", "-O", "raw", "-l", "snapshot.id=2", "@dp-snaps")
 for _cid, _l in [("unknown", "nosuch"), ("opt-bogus", "snapshot.bogus=1"), ("opt-mismatch", "snapshot.id=1,snapshot.name=second")]:
     case(f"err-l-{_cid}", "-O", "qcow2", "-l", _l, "@dp-snaps")
 case("err-l-raw", "-O", "qcow2", "-l", "first", "@dp-raw")
+case("err-l-file", "-f", "file", "-O", "qcow2", "-l", "first", "@dp-snaps")
+case("err-l-bad-id", "-O", "raw", "-l", "snapshot.id=1,id=1x", "@dp-snaps")
+case("err-l-duplicate-id", "-O", "raw", "-l", "snapshot.id=1,id=a", "-l", "snapshot.id=2,id=a", "@dp-snaps")
+# snapshot.* options win over a plain name, in either order
+case("l-options-win", "-O", "raw", "-l", "snapshot.name=second", "-l", "nosuch", "@dp-snaps")
+case("err-l-options-win", "-O", "raw", "-l", "first", "-l", "snapshot.name=nosuch", "@dp-snaps")
 case("err-l-without-file", "-O", "qcow2", "-l", "first", "--size", "1G")
 
 # ---- errors -------------------------------------------------------------------------------
@@ -134,6 +140,8 @@ case("err-O-dmg", "-O", "dmg", "--size", "1G")
 case("err-image-opts-and-f", "--image-opts", "-f", "qcow2", "driver=qcow2,file.filename=@dp-mixed")
 case("image-opts", "--image-opts", "-O", "qcow2", "driver=qcow2,file.filename=@dp-mixed")
 case("image-opts-raw", "--image-opts", "-O", "qcow2", "driver=raw,file.filename=@dp-mixed")
+case("image-opts-file", "--image-opts", "-O", "qcow2", "driver=file,filename=@dp-mixed")
+case("f-file", "-f", "file", "-O", "qcow2", "@dp-raw")
 case("json-name", "-O", "qcow2", 'json:{"driver": "qcow2", "file": {"driver": "file", "filename": "@dp-mixed"}}')
 # measure's option loop sends an unknown option to help() (exit 0, the full
 # help on stdout), unlike the other commands' `unrecognized option`.
