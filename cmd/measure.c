@@ -587,9 +587,12 @@ int cmd_measure(int argc, char **argv)
             force_share = true;
             break;
         case OPTION_OBJECT:
-            /* user_creatable_process_cmdline(): a bad definition ends qemu-img, exit 1. */
-            if (object_add(optarg) < 0)
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            r = object_add(optarg);
+            if (r != 0) {
+                ret = r > 0 ? 0 : 1;
                 goto out;
+            }
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;

@@ -165,23 +165,29 @@ static const char *prop_get(const struct prop *p, size_t n, const char *key)
 
 /*
  * keyval_parse(def, "qom-type") for flat keys (a dotted key is kept as
- * written; no instar object has nested properties).  Returns 0, 1 for
- * "help", or -1 after reporting.
+ * written; no instar object has nested properties).  *help is set for a
+ * "help" or "?" element.  Returns 0, or -1 after reporting.
  */
-static int keyval(const char *def, struct prop *p, size_t *n)
+static int keyval(const char *def, struct prop *p, size_t *n, bool *help)
 {
     const char *s = def;
     bool first = true;
 
     *n = 0;
+    *help = false;
     while (*s) {
         size_t len = strcspn(s, "=,"), klen;
         char *key, *val, *v;
         const char *k = s;
 
         if (len && s[len] != '=') {
-            if ((len == 4 && !strncmp(s, "help", 4)) || (len == 1 && s[0] == '?'))
-                return 1;
+            if ((len == 4 && !strncmp(s, "help", 4)) || (len == 1 && s[0] == '?')) {
+                *help = true;
+                s += len;
+                if (*s == ',')
+                    s++;
+                continue;
+            }
             if (first) {
                 key = strdup("qom-type");
                 val = strndup(s, len);
@@ -454,25 +460,56 @@ nomem:
     return -1;
 }
 
+/* The types `--object help` lists: those qemu-img links that a user can create. */
+static const char *const creatable_types[] = {
+    "authz-list",     "authz-list-file", "authz-simple",   "main-loop",      "pr-manager-helper",
+    "secret",         "secret_keyring",  "thread-context", "throttle-group", "tls-cipher-suites",
+    "tls-creds-anon", "tls-creds-psk",   "tls-creds-x509",
+};
+
+/*
+ * user_creatable_print_help_from_qdict(): a type's properties, or the
+ * list of types.  Returns 1 (printed: qemu-img exits 0), or -1 after
+ * reporting a type whose properties instar does not know.
+ */
+static int print_help(const char *type)
+{
+    if (type && !strcmp(type, "secret")) {
+        printf("secret options:\n  data=<string>\n  file=<string>\n"
+               "  format=<QCryptoSecretFormat>\n  iv=<string>\n  keyid=<string>\n");
+        return 1;
+    }
+    if (type &&
+        in_list(type, creatable_types, sizeof(creatable_types) / sizeof(creatable_types[0]))) {
+        report_error("--object %s,help is not supported by instar", type);
+        return -1;
+    }
+    printf("List of user creatable objects:\n");
+    for (size_t i = 0; i < sizeof(creatable_types) / sizeof(creatable_types[0]); i++)
+        printf("  %s\n", creatable_types[i]);
+    return 1;
+}
+
 int object_add(const char *def)
 {
     struct prop p[OBJECT_PROPS_MAX];
     const char *type, *id;
     size_t n = 0;
     char **nids_;
+    bool help;
     int r, ret = -1;
 
     /* The JSON form is passed to the QAPI visitor as is: not checked here. */
     if (def[0] == '{')
         return 0;
-    r = keyval(def, p, &n);
-    if (r == 1) {
-        report_error("--object help is not supported by instar");
-        goto out;
-    }
+    r = keyval(def, p, &n, &help);
     if (r < 0)
         goto out;
     type = prop_get(p, n, "qom-type");
+    if (help) {
+        ret = print_help(type);
+        goto out;
+    }
     id = prop_get(p, n, "id");
     if (!type) {
         report_error("Parameter 'qom-type' is missing");

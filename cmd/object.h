@@ -6,7 +6,8 @@
  * checked against QEMU's ObjectType enum and the types qemu-img has, its
  * id checked; a secret is checked and loaded completely (data or file,
  * format).  Other types are accepted with their properties unchecked, and
- * JSON definitions ({...}) unchecked too.
+ * JSON definitions ({...}) unchecked too.  "help" lists the types, or a
+ * secret's properties (other types' help is refused).
  *
  * What the operator typed is trusted as qemu-img trusts it (a secret's
  * file is read as named); nothing from an image comes here.
@@ -20,8 +21,10 @@
 
 /*
  * object_add - create the object def describes.
- * Returns 0, or -1 after reporting qemu-img's message (the command then
- * fails with exit 1, as qemu-img's error_fatal exits).
+ * Returns 0; 1 after printing the help a "help" element asked for (the
+ * command then ends with exit 0, as qemu-img does); or -1 after reporting
+ * qemu-img's message (the command then fails with exit 1, as qemu-img's
+ * error_fatal exits).
  */
 int object_add(const char *def);
 
