@@ -477,9 +477,15 @@ struct instar_node {
     uint32_t backing; /* node index of its backing image, or INSTAR_NO_NODE */
 };
 
+/*
+ * snapshot: 0, or n: node 0 (the top of the first chain) reads through the
+ * L1 table of its internal snapshot n - 1 (the table's order) instead of
+ * its active one, as after qemu's bdrv_snapshot_load_tmp() (-l).  The
+ * field was padding: 0 keeps its meaning.
+ */
 struct instar_graph {
     uint32_t nnodes;
-    uint32_t pad;
+    uint32_t snapshot;
     struct instar_node nodes[INSTAR_NODE_MAX];
 };
 
