@@ -27,6 +27,7 @@
 #include "spec.h"
 #include "qcow2/measure.h"
 #include "qcow2/prealloc.h"
+#include "qcow2/qcow2_err.h"
 
 enum {
     OPTION_OUTPUT = 256,
@@ -163,13 +164,51 @@ static int snapshot_load(const struct image_info *ii, const char *id, const char
 }
 
 /*
- * The snapshot -l names (snapshot_name, or the snapshot.id/snapshot.name
- * options in sn): its index, or -1 after reporting.
+ * qcow2_snapshot_load_tmp() past the lookup: a guest opens the source
+ * with snapshot index's L1 table (the map op over nothing), so that the
+ * table's errors come where qemu-img reports them, whatever the target.
+ * Returns 0; 1 for an invalid table offset (-EINVAL) left unreported
+ * when retry is set (bdrv_snapshot_load_tmp_by_id_or_name then looks the
+ * name up); or -1 after reporting.
  */
-static int snapshot_select(const struct image_info *ii, const char *snapshot_name,
+static int snapshot_check(struct measure_src *src, int index, bool retry)
+{
+    struct instar_map_args args;
+    struct instar_data_result v;
+    struct graph gr;
+    char *msg;
+    int r;
+
+    graph_init(&gr);
+    memset(&args, 0, sizeof(args));
+    if (graph_add_chain(&gr, &src->oc, src->filename, &args.top) < 0)
+        return -1;
+    args.g = gr.g;
+    args.g.snapshot = (uint32_t)index + 1;
+    r = datarun_status(NULL, INSTAR_OP_MAP, &args, sizeof(args), &gr, src->filename, &v);
+    if (r <= 0)
+        return r;
+    if (retry && v.hdr.error == QCOW2_ERR_SNAP_L1_OFFSET)
+        return 1;
+    msg = report_code_render(v.hdr.error, v.hdr.err_args, NULL, 0);
+    if (QCOW2_ERR_IS_SNAPSHOT_LOAD(v.hdr.error))
+        report_error("Failed to load snapshot: %s", msg ? msg : strerror(ENOMEM));
+    else
+        report_error("Could not open '%s': %s", src->filename, msg ? msg : strerror(ENOMEM));
+    free(msg);
+    return -1;
+}
+
+/*
+ * Load the snapshot -l names (snapshot_name, or the snapshot.id and
+ * snapshot.name options in sn) as img_measure() does: its index, or -1
+ * after reporting.
+ */
+static int snapshot_select(struct measure_src *src, const char *snapshot_name,
                            const struct opt_list *sn)
 {
-    int r;
+    const struct image_info *ii = src->oc.img[0].info;
+    int r, c;
 
     /* The table of an image with a data file is not shown (qcow2_snapshot_list). */
     if (!strcmp(ii->format, "qcow2") && ii->has_external_data) {
@@ -178,16 +217,23 @@ static int snapshot_select(const struct image_info *ii, const char *snapshot_nam
         return -1;
     }
     if (snapshot_name) {
-        /* bdrv_snapshot_load_tmp_by_id_or_name(): the id, then the name. */
+        /* bdrv_snapshot_load_tmp_by_id_or_name(): the id, then (-ENOENT, -EINVAL) the name. */
         r = snapshot_load(ii, snapshot_name, NULL);
-        if (r == -1)
+        if (r >= 0) {
+            c = snapshot_check(src, r, true);
+            if (c <= 0)
+                return c < 0 ? -1 : r;
+        }
+        if (r != -2)
             r = snapshot_load(ii, NULL, snapshot_name);
     } else {
         r = snapshot_load(ii, opt_str(sn, "snapshot.id"), opt_str(sn, "snapshot.name"));
     }
     if (r == -1)
         report_error("Failed to load snapshot: Can't find snapshot");
-    return r < 0 ? -1 : r;
+    if (r < 0)
+        return -1;
+    return snapshot_check(src, r, false) < 0 ? -1 : r;
 }
 
 /* --- The walk over the source's allocation --- */
@@ -239,6 +285,8 @@ static int walk_source(struct measure_src *src, uint64_t cs, uint64_t ssize, uin
     if (graph_add_chain(&gr, &src->oc, src->filename, &args.top) < 0)
         return -1;
     args.g = gr.g;
+    /* -l: the source (node 0) reads through its snapshot's L1 table. */
+    args.g.snapshot = src->snapshot >= 0 ? (uint32_t)src->snapshot + 1 : 0;
     args.measure_bits = (uint32_t)__builtin_ctzll(cs);
     args.start = 0;
     args.end = ssize;
@@ -437,10 +485,6 @@ static int measure_qcow2(const struct opt_list *l, struct measure_src *src, stru
         if (o.backing_file) {
             /* Nothing of the backing chain may be shared: every cluster counts. */
             required = vs;
-        } else if (src->snapshot >= 0) {
-            report_error("Measuring the data of an internal snapshot (-l) for a qcow2 target "
-                         "is not supported by instar yet");
-            return -1;
         } else if (walk_source(src, o.cluster_size, ssize, &required) < 0) {
             return -1;
         }
@@ -647,7 +691,7 @@ int cmd_measure(int argc, char **argv)
         src.filename = filename;
         if (snapshot_name || have_sn) {
             /* snapshot.* options win over a plain -l NAME, whatever their order. */
-            src.snapshot = snapshot_select(src.oc.img[0].info, have_sn ? NULL : snapshot_name, &sn);
+            src.snapshot = snapshot_select(&src, have_sn ? NULL : snapshot_name, &sn);
             if (src.snapshot < 0)
                 goto out;
         }

@@ -92,6 +92,10 @@ case("file-o-v2-bitmaps", "-O", "qcow2", "-o", "compat=0.10", "@dp-bitmaps")
 case("file-f-raw-on-qcow2", "-f", "raw", "-O", "qcow2", "@dp-mixed")
 case("file-U", "-U", "-O", "qcow2", "@dp-mixed")
 case("file-options-after", "@dp-mixed", "-O", "qcow2")
+for _cid, _l in [("name", "first"), ("name-2", "second"), ("id", "1"), ("opt-id", "snapshot.id=2"),
+                 ("opt-name", "snapshot.name=second"), ("opt-both", "snapshot.id=1,snapshot.name=first")]:
+    case(f"l-{_cid}", "-O", "qcow2", "-l", _l, "@dp-snaps")
+case("l-cs512-json", "--output=json", "-O", "qcow2", "-o", "cluster_size=512", "-l", "second", "@dp-snaps")
 case("l-json", "--output=json", "-O", "raw", "-l", "first", "@dp-snaps")
 # With a backing file nothing of the snapshot is read: every cluster counts.
 case("l-backing", "-O", "qcow2", "-o", "backing_file=x.qcow2", "-l", "first", "@dp-snaps")
@@ -175,10 +179,6 @@ def test_measure_locked(instar, images, locked_image, share):
 # Each refused case names what the refusal must mention.
 REFUSED = []
 case("fmt-vmdk", "vmdk", "-O", "qcow2", "@fmt-vmdk", into=REFUSED)
-# Reading an internal snapshot's data (its L1 table) is not built: -l works
-# where nothing is read (a raw target, a backing file), and its errors are qemu's.
-for _cid, _l in [("name", "first"), ("id", "1"), ("opt-name", "snapshot.name=second")]:
-    case(f"l-{_cid}", "-l", "-O", "qcow2", "-l", _l, "@dp-snaps", into=REFUSED)
 
 
 @pytest.mark.parametrize("args", REFUSED)

@@ -80,3 +80,45 @@ def test_steps_over_a_counted_cluster(instar, tmp_path, cluster_size):
     expected, actual = tl.run_both(instar, argv, cwd=tmp_path)
     tl.assert_same(expected, actual, " ".join(argv))
     assert (expected.returncode == 0) == (cluster_size in ("64k", "8k")), expected.describe()
+
+
+def make_snapshots(path, entry, off_delta=0, l1_size=None):
+    """A 4 MiB qcow2 with two snapshots ('first', 'second', data written
+    before and between them), then snapshot number `entry` (0-based) of the
+    table given a moved L1 table offset or another L1 size."""
+    tl.qemu_img("create", "-q", "-f", "qcow2", path.name, "4M", cwd=path.parent)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 1M", path.name, cwd=path.parent)
+    tl.qemu_img("snapshot", "-c", "first", path.name, cwd=path.parent)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 2 2M 1M", path.name, cwd=path.parent)
+    tl.qemu_img("snapshot", "-c", "second", path.name, cwd=path.parent)
+    with open(path, "r+b") as f:
+        hdr = f.read(72)
+        (nb,) = struct.unpack_from(">I", hdr, 60)
+        (off,) = struct.unpack_from(">Q", hdr, 64)
+        for i in range(nb):
+            f.seek(off)
+            e = f.read(40)
+            l1_off, l1_len = struct.unpack_from(">QI", e, 0)
+            id_len, name_len = struct.unpack_from(">HH", e, 12)
+            (extra,) = struct.unpack_from(">I", e, 36)
+            if i == entry:
+                f.seek(off)
+                f.write(struct.pack(">QI", l1_off + off_delta, l1_len if l1_size is None else l1_size))
+            off = (off + 40 + extra + id_len + name_len + 7) & ~7
+
+
+@pytest.mark.parametrize("damage", [
+    {"entry": 0, "off_delta": 0x200},      # "Snapshot L1 table offset invalid" (or, by id, the name)
+    {"entry": 1, "l1_size": 5_000_000},    # "Snapshot L1 table too large"
+    {"entry": 1, "off_delta": 1 << 40},    # past the end of the file: reads as zeros
+    {"entry": 0, "l1_size": 0},            # an empty table: nothing allocated
+], ids=["unaligned", "too-large", "past-eof", "empty"])
+@pytest.mark.parametrize("target", ["qcow2", "raw"])
+def test_snapshot_tables(instar, tmp_path, damage, target):
+    """-l loads the snapshot's L1 table as qcow2_snapshot_load_tmp() does,
+    with its checks, before the target is even looked at; a bad offset
+    found by id sends bdrv_snapshot_load_tmp_by_id_or_name() to the name."""
+    make_snapshots(tmp_path / "s.qcow2", **damage)
+    for sel in ["first", "second", "1", "2", "snapshot.id=1", "snapshot.name=second"]:
+        argv = ["measure", "-O", target, "-l", sel, "s.qcow2"]
+        tl.assert_same(*tl.run_both(instar, argv, cwd=tmp_path), " ".join(argv))
