@@ -38,6 +38,13 @@ enum {
 
 #define MSG_MAX 4096
 
+/*
+ * Guest RAM for a walk (sparse: untouched pages cost nothing): the active
+ * L1 table and a snapshot's, up to 32 MiB each with their byte copies,
+ * and the L2 buffers of a chain.
+ */
+#define MEASURE_GUEST_MEM (256ULL << 20)
+
 /* QEMU's BlockMeasureInfo. */
 struct measure_info {
     uint64_t required;
@@ -175,6 +182,7 @@ static int snapshot_check(struct measure_src *src, int index, bool retry)
 {
     struct instar_map_args args;
     struct instar_data_result v;
+    struct vmm_config cfg;
     struct graph gr;
     char *msg;
     int r;
@@ -185,7 +193,9 @@ static int snapshot_check(struct measure_src *src, int index, bool retry)
         return -1;
     args.g = gr.g;
     args.g.snapshot = (uint32_t)index + 1;
-    r = datarun_status(NULL, INSTAR_OP_MAP, &args, sizeof(args), &gr, src->filename, &v);
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.mem_size = MEASURE_GUEST_MEM;
+    r = datarun_status(&cfg, INSTAR_OP_MAP, &args, sizeof(args), &gr, src->filename, &v);
     if (r <= 0)
         return r;
     if (retry && v.hdr.error == QCOW2_ERR_SNAP_L1_OFFSET)
@@ -295,6 +305,7 @@ static int walk_source(struct measure_src *src, uint64_t cs, uint64_t ssize, uin
     qcow2_measure_walk_init(&s.w, cs);
     s.end = ssize;
     memset(&cfg, 0, sizeof(cfg));
+    cfg.mem_size = MEASURE_GUEST_MEM;
     cfg.report = walk_report_cb;
     cfg.report_opaque = &s;
     if (datarun(&cfg, INSTAR_OP_MAP, &args, sizeof(args), &gr, src->filename, &v) < 0)
