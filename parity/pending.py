@@ -97,7 +97,6 @@ PENDING = {
     },
     # The whole file: a case that starts to pass fails the suite (strict),
     # so the list shrinks as the subcommand is built.
-    "test_measure_parity.py": {"*": NOT_BUILT},
     "test_dd_parity.py": {"*": NOT_BUILT},
     "test_bench_parity.py": {"*": NOT_BUILT},
     "test_map_parity.py": {
