@@ -67,6 +67,15 @@ int create_option_help(const char *filename, const char *fmt);
 int create_for_dd(const char *filename, const char *fmt, uint64_t size);
 
 /*
+ * create_opts_for - the create options qemu-img parses -o against for
+ * format fmt (qemu_opts_append of the driver's and the file protocol's
+ * create_opts) appended to l: qcow2, raw and file.  Returns false (l
+ * untouched) for other formats, whose options instar does not know.
+ */
+struct opt_list;
+bool create_opts_for(struct opt_list *l, const char *fmt);
+
+/*
  * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
  * documented above the handler.
  */
@@ -75,6 +84,7 @@ int cmd_check(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_map(int argc, char **argv);
+int cmd_measure(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
 int cmd_compare(int argc, char **argv);

@@ -129,6 +129,17 @@ static const struct opt_desc *format_descs(const char *fmt)
     return NULL;
 }
 
+bool create_opts_for(struct opt_list *l, const char *fmt)
+{
+    const struct opt_desc *d = format_descs(fmt);
+
+    if (!d)
+        return false;
+    opts_append(l, d);
+    opts_append(l, file_descs);
+    return true;
+}
+
 /* print_block_option_help() */
 static int option_help(const char *filename, const char *fmt)
 {

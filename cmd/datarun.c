@@ -6,6 +6,7 @@
 
 #include "datarun.h"
 #include "report.h"
+#include "qcow2/qcow2_err.h"
 
 /* Keep only printable ASCII of a sandbox detail. */
 static void sanitize(char *s, size_t n)
@@ -15,8 +16,9 @@ static void sanitize(char *s, size_t n)
             s[i] = '?';
 }
 
-int datarun(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
-            const struct graph *gr, const char *filename, struct instar_data_result *v)
+static int run(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
+               const struct graph *gr, const char *filename, struct instar_data_result *v,
+               bool report_error_hdr)
 {
     struct vmm_outcome out;
     enum result_bad why;
@@ -36,10 +38,18 @@ int datarun(const struct vmm_config *cfg, uint32_t op, const void *args, size_t 
         goto out;
     }
     report_guest_warning(v->hdr.warn_code, v->hdr.warn_count);
+    if (v->hdr.error != 0 && !report_error_hdr) {
+        ret = 1;
+        goto out;
+    }
     if (v->hdr.error != 0) {
         const char *s = v->hdr.err_str.off ? (const char *)out.result + v->hdr.err_str.off : NULL;
 
-        fprintf(stderr, "%s: Could not open '%s': ", report_progname(), filename);
+        /* Loading an internal snapshot (-l) is not part of the open in qemu-img. */
+        if (QCOW2_ERR_IS_SNAPSHOT_LOAD(v->hdr.error))
+            fprintf(stderr, "%s: Failed to load snapshot: ", report_progname());
+        else
+            fprintf(stderr, "%s: Could not open '%s': ", report_progname(), filename);
         report_code_render_to(stderr, v->hdr.error, v->hdr.err_args, s, v->hdr.err_str.len);
         fputc('\n', stderr);
         goto out;
@@ -53,4 +63,16 @@ int datarun(const struct vmm_config *cfg, uint32_t op, const void *args, size_t 
 out:
     vmm_outcome_release(&out);
     return ret;
+}
+
+int datarun(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
+            const struct graph *gr, const char *filename, struct instar_data_result *v)
+{
+    return run(cfg, op, args, args_len, gr, filename, v, true);
+}
+
+int datarun_status(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
+                   const struct graph *gr, const char *filename, struct instar_data_result *v)
+{
+    return run(cfg, op, args, args_len, gr, filename, v, false);
 }

@@ -20,4 +20,12 @@
 int datarun(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
             const struct graph *gr, const char *filename, struct instar_data_result *v);
 
+/*
+ * datarun_status - datarun, except that an error in the result header is
+ * left to the caller: returns 1 with v->hdr.error (and its arguments) set,
+ * nothing printed.  Returns 0 and -1 as datarun does.
+ */
+int datarun_status(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
+                   const struct graph *gr, const char *filename, struct instar_data_result *v);
+
 #endif /* CMD_DATARUN_H */

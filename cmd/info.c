@@ -60,6 +60,9 @@ void image_info_free(struct image_info *ii)
         snapshot_release(&ii->snapshots[i]);
     free(ii->snapshots);
     qobj_free(ii->format_specific);
+    for (i = 0; i < ii->nbitmaps; i++)
+        free(ii->bitmaps[i].name);
+    free(ii->bitmaps);
     free(ii);
 }
 
@@ -250,6 +253,23 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
         ii->format_specific = qcow2_specific(v);
         if (qobj_failed(ii->format_specific))
             return -ENOMEM;
+        ii->qcow2_version = r->qcow2_version;
+    }
+    /* A v2 image has no bitmaps (QEMU ignores the extension there). */
+    if (qcow2 && r->qcow2_version == 3 && r->nbitmaps) {
+        ii->bitmaps = calloc(r->nbitmaps, sizeof(*ii->bitmaps));
+        if (!ii->bitmaps)
+            return -ENOMEM;
+        for (i = 0; i < r->nbitmaps; i++) {
+            struct instar_info_bitmap bm;
+
+            result_info_bitmap(v, i, &bm);
+            ii->nbitmaps = i + 1;
+            ii->bitmaps[i].granularity = bm.granularity;
+            ii->bitmaps[i].name = result_str(v, bm.name);
+            if (!ii->bitmaps[i].name)
+                return -ENOMEM;
+        }
     }
     return 0;
 }

@@ -23,6 +23,15 @@ struct info_snapshot {
     uint32_t date_nsec;
 };
 
+/*
+ * A persistent dirty bitmap a qcow2 v3 image loads at open (qemu's
+ * qcow2_load_dirty_bitmaps), for qemu-img measure's bitmaps size.
+ */
+struct info_bitmap {
+    char *name; /* cut at its first NUL, as QEMU keeps it */
+    uint64_t granularity;
+};
+
 /* QEMU's ImageInfo, as qemu-img info fills it.  NULL strings are absent. */
 struct image_info {
     char *filename;
@@ -43,6 +52,10 @@ struct image_info {
     struct info_snapshot *snapshots;
     uint32_t nsnapshots;
     struct qobj *format_specific; /* ImageInfoSpecific {type, data}, or NULL */
+    /* Not part of ImageInfo: what other commands need of the open image. */
+    uint32_t qcow2_version;      /* 2 or 3 for a qcow2 image, else 0 */
+    struct info_bitmap *bitmaps; /* v3 only, in directory order */
+    uint32_t nbitmaps;
 };
 
 struct result_info;

@@ -67,7 +67,7 @@ const struct cmd_struct cmd_table[] = {
     {"map", cmd_map,
      "map [--object objectdef] [--image-opts] [-f fmt] [--start-offset=offset] "
      "[--max-length=len] [--output=ofmt] [-U] filename"},
-    {"measure", NULL,
+    {"measure", cmd_measure,
      "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--object objectdef] "
      "[--image-opts] [-f fmt] [-l snapshot_param] filename]"},
     {"rebase", NULL,

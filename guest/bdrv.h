@@ -61,6 +61,13 @@ struct gbs_driver {
      * the node's file durable (bdrv_co_flush).  Returns 0 or -errno.
      */
     int (*flush)(struct gbs *bs);
+    /*
+     * snapshot_load_tmp - qemu's bdrv_snapshot_load_tmp hook: read through
+     * the L1 table of internal snapshot index (the table's order) from now
+     * on.  NULL: the format has no snapshots.  Returns 0 or a negative
+     * error code for the result (QCOW2_ERR_SNAP_L1_*, INSTAR_ERR_*).
+     */
+    int (*snapshot_load_tmp)(struct gbs *bs, uint32_t index);
 };
 
 struct gbs {
@@ -79,7 +86,8 @@ struct gbs {
 
 /*
  * gbs_open_graph - open every node of g (the host's boot arguments) with
- * its driver, backing links included.  Returns 0, or a negative error
+ * its driver, backing links included, then load node 0's internal
+ * snapshot if g->snapshot asks for one.  Returns 0, or a negative error
  * code with *failed the node that failed.
  */
 int gbs_open_graph(const struct instar_graph *g, uint32_t *failed);

@@ -625,6 +625,52 @@ static int q2_flush(struct gbs *bs)
     return gdev_flush(bs->file) < 0 ? -GBS_EIO : 0;
 }
 
+/*
+ * qcow2_snapshot_load_tmp(): the snapshot's L1 table, checked as
+ * qcow2_validate_table() checks it, replaces the active one (the virtual
+ * size stays the image's; entries past the table read as unallocated).
+ */
+static int q2_snapshot_load_tmp(struct gbs *bs, uint32_t index)
+{
+    struct q2 *q = Q(bs);
+    const struct qcow2_snapshot *sn;
+    uint64_t off, n, *l1 = NULL;
+    uint8_t *raw = NULL;
+
+    if (index >= q->img.nsnapshots)
+        return -INSTAR_ERR_BAD_ARGS;
+    sn = &q->img.snapshots[index].sn;
+    off = sn->l1_table_offset;
+    n = sn->l1_size;
+    /* QCOW_MAX_L1_SIZE bytes; offsets treated as int64_t, cluster aligned. */
+    if (n > (32u << 20) / 8)
+        return -QCOW2_ERR_SNAP_L1_TOO_LARGE;
+    if ((uint64_t)INT64_MAX - n * 8 < off || (off & (q->cluster_size - 1)))
+        return -QCOW2_ERR_SNAP_L1_OFFSET;
+    if (n) {
+        raw = malloc((size_t)n * 8);
+        l1 = malloc((size_t)n * 8);
+        if (!raw || !l1) {
+            free(raw);
+            free(l1);
+            return -INSTAR_ERR_NOMEM;
+        }
+        /* Past the end of the file the table reads as zeros, as in QEMU. */
+        if (gblk_pread_direct(bs->file, off, raw, (size_t)n * 8) < 0) {
+            free(raw);
+            free(l1);
+            return -INSTAR_ERR_IO;
+        }
+        for (uint64_t i = 0; i < n; i++)
+            l1[i] = qcow2_l1_load(raw, i);
+        free(raw);
+    }
+    free(q->l1);
+    q->l1 = l1;
+    q->l1_size = (uint32_t)n;
+    return 0;
+}
+
 const struct gbs_driver gbs_drv_qcow2 = {
     .name = "qcow2",
     .open = q2_open,
@@ -632,6 +678,7 @@ const struct gbs_driver gbs_drv_qcow2 = {
     .pread = q2_pread,
     .pwrite = q2_pwrite,
     .flush = q2_flush,
+    .snapshot_load_tmp = q2_snapshot_load_tmp,
 };
 
 int gbs_qcow2_load_snapshot(struct gbs *bs, const char *id, const char *name)

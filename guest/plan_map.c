@@ -1,7 +1,8 @@
 /*
  * The map planner: qemu-img map's get_block_status() loop over the top
  * node, each step streamed to the host as a struct instar_map_rec (the
- * host merges and prints them as img_map() does).
+ * host merges and prints them as img_map() does).  qemu-img measure uses
+ * the same walk with qcow2_measure()'s steps (measure_bits, abi.h).
  */
 #include "bdrv.h"
 
@@ -28,7 +29,8 @@ void plan_map(void)
 
     gbs_open_or_fail(INSTAR_OP_MAP, &a.g);
     top = gbs_node(a.top);
-    if (!top)
+    if (!top || (a.measure_bits && (a.measure_bits < INSTAR_MAP_MEASURE_BITS_MIN ||
+                                    a.measure_bits > INSTAR_MAP_MEASURE_BITS_MAX)))
         result_error(INSTAR_OP_MAP, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     end = a.end < top->total ? a.end : top->total;
     for (off = a.start; off < end;) {
@@ -65,6 +67,16 @@ void plan_map(void)
         }
         emit(&r);
         off += bytes;
+        /*
+         * qcow2_measure() counts a data extent to the end of its last
+         * cluster and asks next at that boundary (or stops at the end).
+         */
+        if (a.measure_bits && (ret & INSTAR_BS_DATA) && (ret & INSTAR_BS_ALLOCATED) &&
+            !(ret & INSTAR_BS_ZERO)) {
+            uint64_t rest = -off & (((uint64_t)1 << a.measure_bits) - 1);
+
+            off = rest >= end - off ? end : off + rest;
+        }
     }
     if (nbatch && hc_report(batch, nbatch * sizeof(batch[0])) < 0)
         hc_exit(-1);

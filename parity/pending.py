@@ -18,7 +18,6 @@ NQCOW2 = "convert -n into an existing qcow2 target is not built yet"
 EXTL2_PARTIAL = "a later write into unallocated subclusters of an extended-L2 cluster is not built yet"
 LUKS_LATE = "an encrypted source without its key is found after the target was created"
 TRIAGE = "fails against instar; the cause is not analysed yet (issue 10)"
-NOT_BUILT = "this subcommand is not built yet (issue 10)"
 
 PENDING = {
     "test_compare_parity.py": {
@@ -93,9 +92,6 @@ PENDING = {
         "err-n-wrong-format": NQCOW2,
         "err-p-read-error": TRIAGE,
     },
-    # The whole file: a case that starts to pass fails the suite (strict),
-    # so the list shrinks as the subcommand is built.
-    "test_measure_parity.py": {"*": NOT_BUILT},
     "test_map_parity.py": {
         "err-object-bogus": OBJECT,
         "json-image-opts": IMAGE_OPTS,

@@ -82,6 +82,15 @@
       "Could not read bitmap_table table from image for bitmap '{s}': Input/output error")         \
     X(QCOW2_ERR_BITMAP_DATA_IO, 1071,                                                              \
       "Could not read bitmap '{s}' from image: Input/output error")                                \
-    X(QCOW2_ERR_CORRUPT_RDWR, 1072, "qcow2: Image is corrupt; cannot be opened read/write")
+    X(QCOW2_ERR_CORRUPT_RDWR, 1072, "qcow2: Image is corrupt; cannot be opened read/write")        \
+    X(QCOW2_ERR_SNAP_L1_TOO_LARGE, 1073, "Snapshot L1 table too large")                            \
+    X(QCOW2_ERR_SNAP_L1_OFFSET, 1074, "Snapshot L1 table offset invalid")
+
+/*
+ * Failures of qcow2_snapshot_load_tmp() (-l): qemu-img prints them after
+ * "Failed to load snapshot: ", not as open errors.
+ */
+#define QCOW2_ERR_IS_SNAPSHOT_LOAD(code)                                                           \
+    ((code) == QCOW2_ERR_SNAP_L1_TOO_LARGE || (code) == QCOW2_ERR_SNAP_L1_OFFSET)
 
 #endif /* QCOW2_HEADER_ERR_H */

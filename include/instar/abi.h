@@ -484,9 +484,15 @@ struct instar_node {
     uint32_t backing; /* node index of its backing image, or INSTAR_NO_NODE */
 };
 
+/*
+ * snapshot: 0, or n: node 0 (the top of the first chain) reads through the
+ * L1 table of its internal snapshot n - 1 (the table's order) instead of
+ * its active one, as after qemu's bdrv_snapshot_load_tmp() (-l).  The
+ * field was padding: 0 keeps its meaning.
+ */
 struct instar_graph {
     uint32_t nnodes;
-    uint32_t pad;
+    uint32_t snapshot;
     struct instar_node nodes[INSTAR_NODE_MAX];
 };
 
@@ -494,11 +500,22 @@ struct instar_graph {
  * map: stream the block status of node top over [start, end) as records
  * (INSTAR_HC_REPORT, struct instar_map_rec), qemu-img map's
  * get_block_status() for each step; the host merges and prints them.
+ *
+ * qemu-img measure walks the same records (the status of the first layer
+ * that has the range: what bdrv_block_status_above() answers), stepping
+ * as qcow2_measure() steps: with measure_bits = n (9..21, the target's
+ * cluster size 2^n), a record with DATA and ALLOCATED but not ZERO is
+ * followed by one at the next multiple of 2^n (the walk skips the rest
+ * of that cluster, as QEMU's loop does), so the records may have gaps.
+ * measure_bits 0 (what the field was as padding) is map's walk.
  */
+#define INSTAR_MAP_MEASURE_BITS_MIN 9
+#define INSTAR_MAP_MEASURE_BITS_MAX 21
+
 struct instar_map_args {
     struct instar_graph g;
     uint32_t top;
-    uint32_t pad;
+    uint32_t measure_bits; /* 0: map; else see above */
     uint64_t start;
     uint64_t end;
 };
