@@ -135,6 +135,24 @@ int gbs_is_zero_fast(struct gbs *bs, uint64_t off, uint64_t bytes);
  */
 int gbs_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len);
 
+/*
+ * gbs_qcow2_write - qcow2_co_pwritev_part() over the mapping pa of a qcow2
+ * image in device file: [off, off + len) of guest data is mapped run by
+ * run (qcow2_prealloc_write_map); a copy-on-write that ops->is_zero says
+ * reads as zeros becomes allocated zeros in the file (handle_alloc_space),
+ * ops->data writes the run's bytes (done: bytes of the call written
+ * before), ops->cow copies the other regions (guest offset to host
+ * offset), and the run is linked.  Returns 0 or -errno.
+ */
+struct qcow2_prealloc;
+struct gbs_q2_write_ops {
+    int (*is_zero)(void *opaque, uint64_t off, uint64_t bytes);
+    int (*cow)(void *opaque, uint64_t guest, uint64_t host, uint64_t bytes);
+    int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes);
+};
+int gbs_qcow2_write(struct qcow2_prealloc *pa, uint32_t file, uint64_t off, uint64_t len,
+                    const struct gbs_q2_write_ops *ops, void *opaque);
+
 /* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
 int gbs_flush(struct gbs *bs);
 

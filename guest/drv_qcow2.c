@@ -522,10 +522,11 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
 
 /*
  * handle_alloc_space(): a copy-on-write whose regions read as zeros
- * through the chain becomes one range of allocated zeros in the file
- * (write_zeroes with BDRV_REQ_NO_FALLBACK) and is skipped.
+ * becomes one range of allocated zeros in the file (write_zeroes with
+ * BDRV_REQ_NO_FALLBACK) and is skipped.
  */
-static int q2_alloc_space(struct gbs *bs, struct qcow2_l2meta *m, unsigned nm)
+static int q2_alloc_space(uint32_t file, struct qcow2_l2meta *m, unsigned nm,
+                          const struct gbs_q2_write_ops *ops, void *opaque)
 {
     for (unsigned i = 0; i < nm; i++) {
         const struct qcow2_cow_region *a = &m[i].cow_start, *b = &m[i].cow_end;
@@ -533,14 +534,14 @@ static int q2_alloc_space(struct gbs *bs, struct qcow2_l2meta *m, unsigned nm)
 
         if (!a->bytes && !b->bytes)
             continue;
-        z = gbs_is_zero_fast(bs, m[i].offset + a->offset, a->bytes);
+        z = ops->is_zero(opaque, m[i].offset + a->offset, a->bytes);
         if (z > 0)
-            z = gbs_is_zero_fast(bs, m[i].offset + b->offset, b->bytes);
+            z = ops->is_zero(opaque, m[i].offset + b->offset, b->bytes);
         if (z < 0)
             return z;
         if (!z)
             continue;
-        if (gdev_zero(bs->file, m[i].alloc_offset + a->offset, b->offset + b->bytes - a->offset,
+        if (gdev_zero(file, m[i].alloc_offset + a->offset, b->offset + b->bytes - a->offset,
                       INSTAR_ZERO_ALLOCATE) < 0)
             return -GBS_EIO;
         m[i].skip_cow = true;
@@ -548,65 +549,88 @@ static int q2_alloc_space(struct gbs *bs, struct qcow2_l2meta *m, unsigned nm)
     return 0;
 }
 
-/* perform_cow(): the old guest data of both regions, read through this node, written anew. */
-static int q2_perform_cow(struct gbs *bs, struct q2w *w, const struct qcow2_l2meta *m)
-{
-    const struct qcow2_cow_region *r[2] = {&m->cow_start, &m->cow_end};
-
-    if (m->skip_cow)
-        return 0;
-    for (int i = 0; i < 2; i++) {
-        int ret;
-
-        if (!r[i]->bytes)
-            continue;
-        ret = q2_pread(bs, m->offset + r[i]->offset, w->cow, (size_t)r[i]->bytes);
-        if (ret < 0)
-            return ret;
-        if (gdev_pwrite(bs->file, m->alloc_offset + r[i]->offset, w->cow, (size_t)r[i]->bytes) < 0)
-            return -GBS_EIO;
-    }
-    return 0;
-}
-
-static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+int gbs_qcow2_write(struct qcow2_prealloc *pa, uint32_t file, uint64_t off, uint64_t len,
+                    const struct gbs_q2_write_ops *ops, void *opaque)
 {
     struct qcow2_l2meta m[QCOW2_WRITE_META_MAX];
-    const uint8_t *p = buf;
-    struct q2w *w;
-    int ret = q2_writer(bs, &w);
+    uint64_t done = 0;
+    int ret;
 
-    if (ret < 0)
-        return ret;
     while (len) {
         uint64_t cur = len > 0x7fffffffu ? 0x7fffffffu : len, host;
         unsigned nm = 0, i = 0;
 
-        ret = qcow2_prealloc_write_map(&w->pa, off, &cur, &host, m, &nm);
+        ret = qcow2_prealloc_write_map(pa, off, &cur, &host, m, &nm);
         if (ret == 0 && cur == 0)
             ret = -GBS_EIO;
         if (ret == 0)
-            ret = q2_alloc_space(bs, m, nm);
-        if (ret == 0 && gdev_pwrite(bs->file, host, p, (size_t)cur) < 0)
-            ret = -GBS_EIO;
+            ret = q2_alloc_space(file, m, nm, ops, opaque);
+        if (ret == 0)
+            ret = ops->data(opaque, host, done, cur);
         /* qcow2_handle_l2meta(): each meta is copied and linked, or given back. */
         while (ret == 0 && i < nm) {
-            ret = q2_perform_cow(bs, w, &m[i]);
+            const struct qcow2_cow_region *r[2] = {&m[i].cow_start, &m[i].cow_end};
+
+            for (int k = 0; ret == 0 && k < 2 && !m[i].skip_cow; k++)
+                if (r[k]->bytes)
+                    ret = ops->cow(opaque, m[i].offset + r[k]->offset,
+                                   m[i].alloc_offset + r[k]->offset, r[k]->bytes);
             if (ret == 0)
-                ret = qcow2_prealloc_write_link(&w->pa, &m[i]);
+                ret = qcow2_prealloc_write_link(pa, &m[i]);
             if (ret == 0)
                 i++;
         }
         if (ret < 0) {
             for (; i < nm; i++)
-                qcow2_prealloc_write_abort(&w->pa, &m[i]);
+                qcow2_prealloc_write_abort(pa, &m[i]);
             return ret;
         }
-        p += cur;
+        done += cur;
         off += cur;
         len -= cur;
     }
     return 0;
+}
+
+struct q2_wctx {
+    struct gbs *bs;
+    struct q2w *w;
+    const uint8_t *buf;
+};
+
+static int q2_w_is_zero(void *o, uint64_t off, uint64_t bytes)
+{
+    return gbs_is_zero_fast(((struct q2_wctx *)o)->bs, off, bytes);
+}
+
+/* perform_cow(): the old guest data of a region, read through this node, written anew. */
+static int q2_w_cow(void *o, uint64_t guest, uint64_t host, uint64_t bytes)
+{
+    struct q2_wctx *c = o;
+    int ret = q2_pread(c->bs, guest, c->w->cow, (size_t)bytes);
+
+    if (ret < 0)
+        return ret;
+    return gdev_pwrite(c->bs->file, host, c->w->cow, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+}
+
+static int q2_w_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
+{
+    struct q2_wctx *c = o;
+
+    return gdev_pwrite(c->bs->file, host, c->buf + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+}
+
+static const struct gbs_q2_write_ops q2_w_ops = {q2_w_is_zero, q2_w_cow, q2_w_data};
+
+static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+{
+    struct q2_wctx c = {bs, NULL, buf};
+    int ret = q2_writer(bs, &c.w);
+
+    if (ret < 0)
+        return ret;
+    return gbs_qcow2_write(&c.w->pa, bs->file, off, len, &q2_w_ops, &c);
 }
 
 /* qcow2_co_flush_to_os() (the L2 table, then refcount blocks first), then the file. */

@@ -157,35 +157,56 @@ static int read_sectors(struct cv *s, int64_t sector_num, int64_t nb, uint8_t *b
  * Write n sectors at sector_num of the target: from buf, or (buf NULL)
  * copied by the host from device src_dev at src_off.
  */
+struct t_wctx {
+    struct cv *s;
+    const uint8_t *buf;
+    uint32_t src_dev;
+    uint64_t src_off;
+};
+
+/*
+ * The target is new and has no backing file: what the write does not
+ * cover reads as zeros, so every copy-on-write becomes allocated zeros.
+ */
+static int t_w_is_zero(void *o, uint64_t off, uint64_t bytes)
+{
+    (void)o;
+    (void)off;
+    (void)bytes;
+    return 1;
+}
+
+static int t_w_cow(void *o, uint64_t guest, uint64_t host, uint64_t bytes)
+{
+    struct cv *s = ((struct t_wctx *)o)->s;
+
+    (void)guest;
+    return hc_zero(s->t, host, bytes, 0) < 0 ? -GBS_EIO : 0;
+}
+
+static int t_w_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
+{
+    struct t_wctx *c = o;
+
+    if (c->buf)
+        return gdev_pwrite(c->s->t, host, c->buf + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+    return hc_copy(c->src_dev, c->src_off + done, c->s->t, host, bytes, 0, 0, 0, 0, NULL) < 0
+               ? -GBS_EIO
+               : 0;
+}
+
+static const struct gbs_q2_write_ops t_w_ops = {t_w_is_zero, t_w_cow, t_w_data};
+
+/* Guest data [sector_num, + n) from buf, or else from src_dev at src_off, to the target. */
 static int t_write_from(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *buf,
                         uint32_t src_dev, uint64_t src_off)
 {
     uint64_t off = (uint64_t)sector_num * SECTOR, len = (uint64_t)n * SECTOR;
+    struct t_wctx c = {s, buf, src_dev, src_off};
 
-    while (len) {
-        uint64_t cur = len, host = off;
-        int ret = 0;
-
-        if (s->q2) {
-            ret = qcow2_prealloc_alloc(&s->pa, off, &cur, &host);
-            if (ret < 0)
-                return ret;
-            if (cur == 0)
-                return -GBS_EIO;
-        }
-        if (buf)
-            ret = gdev_pwrite(s->t, host, buf, (size_t)cur) < 0 ? -GBS_EIO : 0;
-        else
-            ret = hc_copy(src_dev, src_off, s->t, host, cur, 0, 0, 0, 0, NULL) < 0 ? -GBS_EIO : 0;
-        if (ret < 0)
-            return ret;
-        if (buf)
-            buf += cur;
-        src_off += cur;
-        off += cur;
-        len -= cur;
-    }
-    return 0;
+    if (s->q2)
+        return gbs_qcow2_write(&s->pa, s->t, off, len, &t_w_ops, &c);
+    return t_w_data(&c, off, 0, len);
 }
 
 static int t_write(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *buf)

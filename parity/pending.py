@@ -15,7 +15,6 @@ IMAGE_OPTS = "--image-opts / --target-image-opts for the data commands are not b
 SALVAGE = "convert --salvage is not built yet"
 COPY_RANGE = "convert -C: qemu's copy offloading copies allocated zero blocks as data; not emulated"
 NQCOW2 = "convert -n into an existing qcow2 target is not built yet"
-EXTL2_PARTIAL = "a later write into unallocated subclusters of an extended-L2 cluster is not built yet"
 LUKS_LATE = "an encrypted source without its key is found after the target was created"
 TRIAGE = "fails against instar; the cause is not analysed yet (issue 10)"
 
@@ -81,8 +80,6 @@ PENDING = {
         "err-bitmaps-raw-target": BITMAPS,
         "err-bitmaps-raw-source": BITMAPS,
         "err-bitmaps-v2-target": BITMAPS,
-        "o-extended_l2-from-extl2": EXTL2_PARTIAL,
-        "S-8k-extl2": EXTL2_PARTIAL,
         "err-luks-without-key": LUKS_LATE,
         "err-hostile-raw-dp-bad-l2-unaligned": TRIAGE,
         "o-data_file=out-data.bin": TRIAGE,
