@@ -21,6 +21,12 @@ enum {
     OPTION_IMAGE_OPTS = 258,
 };
 
+/*
+ * Guest RAM for a walk (sparse: untouched pages cost nothing): an L1
+ * table of up to 32 MiB with its byte copy, and the L2 buffers of a chain.
+ */
+#define MAP_GUEST_MEM (256ULL << 20)
+
 struct map_entry {
     uint64_t start, length, offset;
     uint32_t depth;
@@ -251,6 +257,7 @@ int cmd_map(int argc, char **argv)
     m.end = length;
     m.curr.start = (uint64_t)start;
     memset(&cfg, 0, sizeof(cfg));
+    cfg.mem_size = MAP_GUEST_MEM;
     cfg.report = map_report_cb;
     cfg.report_opaque = &m;
     if (datarun(&cfg, INSTAR_OP_MAP, &args, sizeof(args), &gr, filename, &v) < 0)
