@@ -122,7 +122,7 @@ int cmd_compare(int argc, char **argv)
         graph_add_chain(&gr, &oc2, filename2, &args.top2) < 0)
         goto out;
     args.g = gr.g;
-    args.flags = strict ? INSTAR_COMPARE_STRICT : 0;
+    args.flags = (strict ? INSTAR_COMPARE_STRICT : 0) | (progress ? INSTAR_COMPARE_PROGRESS : 0);
     progress_print(0, 100);
 
     memset(&cfg, 0, sizeof(cfg));

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 5
+#define INSTAR_ABI_VERSION 6
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -542,8 +542,11 @@ struct instar_map_rec {
 /*
  * compare: qemu-img compare of node top1 against node top2 (-s: strict).
  * The result (struct instar_compare_result) says what qemu-img prints.
+ * PROGRESS (-p): every step is reported (INSTAR_HC_PROGRESS), as qemu-img
+ * prints from each; without it the steps are batched (SIGUSR1 only).
  */
-#define INSTAR_COMPARE_STRICT (1u << 0)
+#define INSTAR_COMPARE_STRICT   (1u << 0)
+#define INSTAR_COMPARE_PROGRESS (1u << 1)
 
 struct instar_compare_args {
     struct instar_graph g;
