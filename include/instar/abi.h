@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 5
+#define INSTAR_ABI_VERSION 6
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -585,7 +585,11 @@ struct instar_convert_args {
     uint32_t min_sparse;                  /* -S in sectors; 0 = -S 0 */
     uint32_t buf_sectors;
     uint32_t alignment; /* sectors, a power of two */
-    uint32_t pad;
+    /*
+     * A qcow2 target: its node in g (writable, its image file the device
+     * target, its backing chain below it); INSTAR_NO_NODE for raw.
+     */
+    uint32_t target_node;
     int64_t target_backing_sectors; /* -1: unknown or none */
     /* -l: read src[0] at an internal snapshot (bdrv_snapshot_load_tmp). */
     uint32_t snapshot_mode; /* INSTAR_SNAP_* */
