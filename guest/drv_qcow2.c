@@ -743,7 +743,7 @@ static int q2_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32
         zflags |= QCOW2_ZEROIZE_UNMAP;
     if (!bs->backing)
         zflags |= QCOW2_ZEROIZE_NO_BACKING;
-    ret = qcow2_prealloc_zeroize_flags(&w->pa, q->img.h.version, off, bytes, zflags);
+    ret = qcow2_prealloc_zeroize_flags(&w->pa, q->img.h.version, off, bytes, end, zflags);
     return ret == -QCOW2_PREALLOC_ENOTSUP ? -Q2_ENOTSUP : ret;
 }
 

@@ -806,13 +806,36 @@ static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb
 int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
                            uint64_t bytes)
 {
-    return qcow2_prealloc_zeroize_flags(p, version, offset, bytes, 0);
+    return qcow2_prealloc_zeroize_flags(p, version, offset, bytes, offset + bytes, 0);
+}
+
+/* zero_l2_subclusters(): n subclusters from offset, within one cluster. */
+static int zero_subclusters(struct qcow2_prealloc *p, uint64_t offset, uint64_t n)
+{
+    uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
+    uint64_t l2_index, sc = (offset & (p->cs - 1)) / scs, b, range;
+    struct qcow2_l2_entry d;
+    int ret = get_l2(p, offset, &l2_index);
+
+    if (ret < 0) {
+        return ret;
+    }
+    decode(p, l2_entry(p, l2_index), l2_bitmap(p, l2_index), &d);
+    if (d.type == QCOW2_L2_COMPRESSED) {
+        return -QCOW2_PREALLOC_ENOTSUP;
+    }
+    b = l2_bitmap(p, l2_index);
+    range = ((UINT64_C(1) << n) - 1) << sc;
+    if (((b | range << 32) & ~range) != b) {
+        l2_set(p, l2_index, l2_entry(p, l2_index), (b | range << 32) & ~range);
+    }
+    return 0;
 }
 
 int qcow2_prealloc_zeroize_flags(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
-                                 uint64_t bytes, unsigned flags)
+                                 uint64_t bytes, uint64_t size, unsigned flags)
 {
-    uint64_t end = offset + bytes, head, nb;
+    uint64_t end = offset + bytes, head, tail, nb, cstart;
     uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
     int ret;
 
@@ -827,31 +850,20 @@ int qcow2_prealloc_zeroize_flags(struct qcow2_prealloc *p, uint32_t version, uin
     if (head > bytes) {
         head = bytes;
     }
+    offset += head;
+    cstart = end & ~(p->cs - 1);
+    tail = end >= size ? 0 : end - (offset > cstart ? offset : cstart);
+    end -= tail;
+    if ((head || tail) && (flags & QCOW2_ZEROIZE_V2_DISCARD)) {
+        return -QCOW2_PREALLOC_ENOTSUP; /* the caller passes whole clusters */
+    }
     if (head) {
-        /* zero_l2_subclusters(): the subclusters up to the next cluster. */
-        uint64_t l2_index, sc = (offset & (p->cs - 1)) / scs, n = (head + scs - 1) / scs;
-        struct qcow2_l2_entry d;
-        uint64_t b, range;
-
-        if (flags & QCOW2_ZEROIZE_V2_DISCARD) {
-            return -QCOW2_PREALLOC_ENOTSUP; /* the caller passes whole clusters */
-        }
-        ret = get_l2(p, offset, &l2_index);
+        ret = zero_subclusters(p, offset - head, (head + scs - 1) / scs);
         if (ret < 0) {
             return ret;
         }
-        decode(p, l2_entry(p, l2_index), l2_bitmap(p, l2_index), &d);
-        if (d.type == QCOW2_L2_COMPRESSED) {
-            return -QCOW2_PREALLOC_ENOTSUP;
-        }
-        b = l2_bitmap(p, l2_index);
-        range = ((UINT64_C(1) << n) - 1) << sc;
-        if (((b | range << 32) & ~range) != b) {
-            l2_set(p, l2_index, l2_entry(p, l2_index), (b | range << 32) & ~range);
-        }
-        offset += head;
     }
-    nb = (end - offset + p->cs - 1) >> p->cluster_bits;
+    nb = end > offset ? (end - offset + p->cs - 1) >> p->cluster_bits : 0;
     while (nb > 0) {
         int64_t done = zero_in_l2(p, offset, nb, flags);
 
@@ -860,6 +872,12 @@ int qcow2_prealloc_zeroize_flags(struct qcow2_prealloc *p, uint32_t version, uin
         }
         nb -= (uint64_t)done;
         offset += (uint64_t)done << p->cluster_bits;
+    }
+    if (tail) {
+        ret = zero_subclusters(p, end, (tail + scs - 1) / scs);
+        if (ret < 0) {
+            return ret;
+        }
     }
     return 0;
 }

@@ -156,8 +156,9 @@ int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t 
 
 /*
  * qcow2_prealloc_zeroize_flags - qcow2_subcluster_zeroize() for
- * [offset, offset + bytes) of an existing image in ordered mode (offset
- * subcluster aligned, the end too unless it is the image's): entries get
+ * [offset, offset + bytes) of an existing image in ordered mode whose
+ * virtual size rounded up to 512 is size (offset subcluster aligned, the
+ * end too unless it is at or past size): entries get
  * the zero flag (or an all-zero subcluster bitmap); compressed clusters
  * are dropped, and with QCOW2_ZEROIZE_UNMAP allocated ones too, the
  * clusters freed with a discard (ops->discard) when their refcount
@@ -168,7 +169,7 @@ int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t 
  * a partial compressed cluster.  Returns 0 or -errno.
  */
 int qcow2_prealloc_zeroize_flags(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
-                                 uint64_t bytes, unsigned flags);
+                                 uint64_t bytes, uint64_t size, unsigned flags);
 
 /*
  * --- Guest writes to an existing image (QEMU's qcow2_co_pwritev_part) ---
