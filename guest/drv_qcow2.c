@@ -739,8 +739,9 @@ static int q2_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32
             t != QCOW2_SC_ZERO_PLAIN && t != QCOW2_SC_ZERO_ALLOC)
             return -Q2_ENOTSUP;
     }
+    /* Only convert writes zeros, to a target it opened with BDRV_O_UNMAP. */
     if (flags & GBS_ZERO_MAY_UNMAP)
-        zflags |= QCOW2_ZEROIZE_UNMAP;
+        zflags |= QCOW2_ZEROIZE_UNMAP | QCOW2_ZEROIZE_DISCARD;
     if (!bs->backing)
         zflags |= QCOW2_ZEROIZE_NO_BACKING;
     ret = qcow2_prealloc_zeroize_flags(&w->pa, q->img.h.version, off, bytes, end, zflags);

@@ -792,11 +792,13 @@ static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb
             if (ret < 0) {
                 return ret;
             }
+            /* qcow2_free_any_cluster(): a compressed cluster's bytes, else the cluster. */
             if (d.type == QCOW2_L2_COMPRESSED) {
-                free_entry(p, e, b);
+                (void)qcow2_alloc_free(p->a, d.host_offset, d.csize,
+                                       (flags & QCOW2_ZEROIZE_DISCARD) != 0);
             } else if (!p->data_file && !(d.host_offset & (p->cs - 1))) {
                 (void)qcow2_alloc_free(p->a, d.host_offset, p->cs,
-                                       (flags & QCOW2_ZEROIZE_UNMAP) != 0);
+                                       (flags & QCOW2_ZEROIZE_DISCARD) != 0);
             }
         }
     }
