@@ -47,10 +47,24 @@ int cmd_output_json(const char *output, bool *json);
 
 /*
  * create_for_convert - bdrv_create() as img_convert() calls it: the -o
- * options (may be NULL) and size, errors worded "FILE: error while
- * converting FMT: ...".  Returns 0 or -1 after reporting.
+ * options (may be NULL) and size, then -B and -F (backing, backing_fmt:
+ * may be NULL) as add_old_style_options() sets them, errors worded
+ * "FILE: error while converting FMT: ...".  Returns 0 or -1 after
+ * reporting.
  */
-int create_for_convert(const char *filename, const char *fmt, const char *options, uint64_t size);
+int create_for_convert(const char *filename, const char *fmt, const char *options, uint64_t size,
+                       const char *backing, const char *backing_fmt);
+
+/*
+ * create_convert_backing - img_convert()'s parse of the -o options of fmt
+ * with -B and -F added (add_old_style_options): the backing file and
+ * format the target gets (*out_backing, *out_backing_fmt: NULL or
+ * malloc'd, the caller frees).  A format instar does not create gives
+ * NULLs.  Returns 0, or -1 after reporting (the options' parse error,
+ * "Backing file [format] not supported for file format").
+ */
+int create_convert_backing(const char *fmt, const char *options, const char *backing,
+                           const char *backing_fmt, char **out_backing, char **out_backing_fmt);
 
 /*
  * create_option_help - print_block_option_help(): the create options of

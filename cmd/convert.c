@@ -16,6 +16,7 @@
 
 #include "cmds.h"
 #include "datarun.h"
+#include "open.h"
 #include "opts.h"
 #include "policy.h"
 #include "progress.h"
@@ -69,6 +70,29 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total)
     if (lim < total || lim + (256ULL << 20) < lim)
         return UINT64_MAX;
     return lim + (256ULL << 20);
+}
+
+/*
+ * A qcow2 target as img_convert() opens it: read-write with its backing
+ * chain, under the write lock (open_chain).  -t none: qemu opens it with
+ * O_DIRECT, which fails on a file system without it; instar's writes
+ * come out the same without, so only the open is tried.
+ * Returns 0, or -1 after reporting.
+ */
+static int open_qcow2_target(struct open_chain *tgt, const char *filename, bool direct)
+{
+    if (direct && !policy_has_protocol(filename)) {
+        int fd = open(filename, O_RDWR | O_CLOEXEC | O_DIRECT);
+
+        if (fd < 0 && errno == EINVAL) {
+            report_error("Could not open '%s': Could not open '%s': Invalid argument", filename,
+                         filename);
+            return -1;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    return open_chain(tgt, filename, "qcow2", OPEN_RDWR);
 }
 
 /* Copy s into a fixed field; false if it does not fit. */
@@ -197,15 +221,18 @@ int cmd_convert(int argc, char **argv)
     };
     const char *fmt = NULL, *out_fmt = NULL, *cache = "unsafe", *src_cache = "writeback";
     const char *out_baseimg = NULL, *backing_fmt = NULL, *snapshot = NULL, *out_filename;
-    char *options = NULL;
+    char *options = NULL, *new_backing = NULL, *new_backing_fmt = NULL;
     bool compressed = false, copy_range = false, progress = false, quiet = false;
     bool skip_create = false, force_share = false, image_opts = false, tgt_image_opts = false;
     bool salvage = false, has_zero_init = false, bitmaps = false, skip_broken = false;
     bool explicit_min_sparse = false, direct = false, flush = false, src_direct, src_flush;
     int64_t min_sparse = 8, rate_limit = 0;
     long num_coroutines = 8;
-    struct open_chain src[INSTAR_CONVERT_SRC_MAX];
+    struct open_chain src[INSTAR_CONVERT_SRC_MAX], tgt;
     unsigned nsrc = 0, i;
+    bool tgt_open = false, target_has_backing = false;
+    int64_t target_backing_sectors = -1;
+    uint32_t tnode = INSTAR_NO_NODE;
     struct instar_convert_args args;
     struct instar_data_result v;
     struct vmm_config cfg;
@@ -405,9 +432,31 @@ int cmd_convert(int argc, char **argv)
         report_error("Unknown file format '%s'", out_fmt);
         goto out;
     }
-    if (out_baseimg || (options && strstr(options, "backing_file"))) {
-        report_error("Converting to an image with a backing file (-B) is not supported by "
-                     "instar yet");
+    /*
+     * The target's backing file: -B (or -o backing_file) for a new image,
+     * -B alone with -n (img_convert() parses no options then).
+     */
+    if (!skip_create) {
+        if (create_convert_backing(out_fmt, options, out_baseimg, backing_fmt, &new_backing,
+                                   &new_backing_fmt) < 0)
+            goto out;
+        if (new_backing)
+            out_baseimg = new_backing;
+    }
+    target_has_backing = out_baseimg != NULL;
+    if (has_zero_init && target_has_backing) {
+        /* img_convert() leaves with ret still 0 here. */
+        report_error("Cannot use --target-is-zero when the destination image has a backing file");
+        ret = 0;
+        goto out;
+    }
+    if (nsrc > 1 && out_baseimg) {
+        report_error("Having a backing file for the target makes no sense when concatenating "
+                     "multiple input images");
+        goto out;
+    }
+    if (new_backing && !new_backing_fmt) {
+        report_error("Use of backing file requires explicit backing format");
         goto out;
     }
     if (compressed) {
@@ -430,20 +479,46 @@ int cmd_convert(int argc, char **argv)
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
     }
-    if (skip_create && strcmp(out_fmt, "raw")) {
-        report_error("Converting into an existing %s image (-n) is not supported by instar yet",
-                     out_fmt);
-        goto out;
-    }
-    if (!skip_create && create_for_convert(out_filename, out_fmt, options, total) < 0)
+    if (!skip_create &&
+        create_for_convert(out_filename, out_fmt, options, total, out_baseimg, backing_fmt) < 0)
         goto out;
     if (cmd_cache_mode(cache, &direct, &flush) < 0) {
         report_error("Invalid cache option: %s", cache);
         goto out;
     }
 
-    /* Open the target read-write (O_DIRECT for -t none). */
-    {
+    for (i = 0; i < nsrc; i++) {
+        if (graph_add_chain(&gr, &src[i], argv[optind + i], &args.src[i]) < 0)
+            goto out;
+    }
+    if (!strcmp(out_fmt, "qcow2")) {
+        uint64_t lim;
+
+        if (open_qcow2_target(&tgt, out_filename, direct) < 0)
+            goto out;
+        tgt_open = true;
+        if (skip_create && ((uint64_t)tgt.img[0].info->virtual_size + 511) / 512 * 512 < total) {
+            report_error("output file is smaller than input file");
+            goto out;
+        }
+        if (tgt.data_fd >= 0) {
+            report_error("Could not open '%s': instar does not write to images with an external "
+                         "data file",
+                         out_filename);
+            goto out;
+        }
+        /* bdrv_nb_sectors() of the new target's backing file. */
+        if (target_has_backing && !skip_create && tgt.n > 1)
+            target_backing_sectors = (tgt.img[1].info->virtual_size + 511) / 512;
+        if (graph_add_chain(&gr, &tgt, out_filename, &tnode) < 0)
+            goto out;
+        tdev = (int)gr.g.nodes[tnode].file;
+        gr.devs[tdev].flags |= INSTAR_DEV_WRITE;
+        lim = target_write_limit(out_fmt, total);
+        gr.devs[tdev].write_limit =
+            lim > UINT64_MAX - gr.devs[tdev].size ? UINT64_MAX : gr.devs[tdev].size + lim;
+    } else {
+        /* A raw target: the file itself, read-write (O_DIRECT for -t none). */
         const char *path = out_filename;
         char *pmsg = NULL;
         struct stat st;
@@ -472,13 +547,8 @@ int cmd_convert(int argc, char **argv)
             report_error("output file is smaller than input file");
             goto out;
         }
-        for (i = 0; i < nsrc; i++) {
-            if (graph_add_chain(&gr, &src[i], argv[optind + i], &args.src[i]) < 0)
-                goto out;
-        }
-        tdev = graph_add_dev(
-            &gr, out_fd, (uint64_t)st.st_size, INSTAR_DEV_READ | INSTAR_DEV_WRITE,
-            skip_create ? (uint64_t)st.st_size : target_write_limit(out_fmt, total), out_filename);
+        tdev = graph_add_dev(&gr, out_fd, (uint64_t)st.st_size, INSTAR_DEV_READ | INSTAR_DEV_WRITE,
+                             skip_create ? (uint64_t)st.st_size : total, out_filename);
         if (tdev < 0) {
             report_error("Could not open '%s': too many files", out_filename);
             goto out;
@@ -488,10 +558,13 @@ int cmd_convert(int argc, char **argv)
     args.g = gr.g;
     args.nsrc = nsrc;
     args.target = (uint32_t)tdev;
-    args.target_driver = strcmp(out_fmt, "qcow2") ? INSTAR_DRV_RAW : INSTAR_DRV_QCOW2;
-    /* A new raw file or qcow2 image reads as zeros (bdrv_has_zero_init). */
-    if (has_zero_init || (!skip_create && min_sparse))
+    args.target_node = tnode;
+    args.target_driver = tnode != INSTAR_NO_NODE ? INSTAR_DRV_QCOW2 : INSTAR_DRV_RAW;
+    /* A new raw file or qcow2 image without a backing file reads as zeros (bdrv_has_zero_init). */
+    if (has_zero_init || (!skip_create && min_sparse && !target_has_backing))
         args.flags |= INSTAR_CONVERT_ZERO_INIT;
+    if (target_has_backing)
+        args.flags |= INSTAR_CONVERT_TARGET_BACKING;
     if (!skip_create)
         args.flags |= INSTAR_CONVERT_TARGET_NEW;
     if (progress)
@@ -513,9 +586,8 @@ int cmd_convert(int argc, char **argv)
         args.alignment *= 2;
     if (direct && args.alignment < 8)
         args.alignment = 8;
-    args.target_backing_sectors = -1;
+    args.target_backing_sectors = target_backing_sectors;
     (void)rate_limit;
-    (void)backing_fmt;
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = CONVERT_GUEST_MEM;
@@ -555,7 +627,7 @@ int cmd_convert(int argc, char **argv)
         report_error("Could not convert '%s': sandbox failure: unexpected result", argv[optind]);
         goto out;
     }
-    if (flush && fdatasync(out_fd) < 0) {
+    if (flush && fdatasync(tgt_open ? tgt.img[0].fd : out_fd) < 0) {
         report_error("error while writing: %s", strerror(errno));
         goto out;
     }
@@ -568,8 +640,12 @@ out:
     }
     if (out_fd >= 0)
         close(out_fd);
+    if (tgt_open)
+        open_chain_close(&tgt);
     for (i = 0; i < nsrc; i++)
         open_chain_close(&src[i]);
+    free(new_backing);
+    free(new_backing_fmt);
 fail_getopt:
     free(options);
     return ret;

@@ -959,9 +959,14 @@ out:
     return ret;
 }
 
-/* bdrv_create() for convert and dd: infix as fail_infix, cmd the command refusing a format. */
+/*
+ * bdrv_create() for convert and dd: infix as fail_infix, cmd the command
+ * refusing a format; backing/backing_fmt (may be NULL) set after the
+ * options as add_old_style_options() sets -B and -F.
+ */
 static int create_for(const char *filename, const char *fmt, const char *options, uint64_t size,
-                      const char *infix, const char *cmd)
+                      const char *backing, const char *backing_fmt, const char *infix,
+                      const char *cmd)
 {
     const char *path = filename;
     char msg[MSG_MAX], hint[MSG_MAX], num[32];
@@ -996,6 +1001,10 @@ static int create_for(const char *filename, const char *fmt, const char *options
     }
     snprintf(num, sizeof(num), "%" PRIu64, size);
     opts_set(&l, "size", num, size);
+    if (backing)
+        opts_set(&l, "backing_file", backing, 0);
+    if (backing_fmt)
+        opts_set(&l, "backing_fmt", backing_fmt, 0);
     fail_infix = infix;
     if (!strcmp(fmt, "qcow2"))
         ret = create_qcow2(filename, path, &l, size);
@@ -1007,20 +1016,76 @@ out:
     return ret;
 }
 
-int create_option_help(const char *filename, const char *fmt)
+/* The option list l knows name (qemu_opt_set() fails otherwise). */
+static bool opts_known(const struct opt_list *l, const char *name)
 {
-    return option_help(filename, fmt);
+    for (unsigned i = 0; i < l->ndescs; i++)
+        if (!strcmp(l->descs[i]->name, name))
+            return true;
+    return false;
 }
 
-int create_for_convert(const char *filename, const char *fmt, const char *options, uint64_t size)
+int create_convert_backing(const char *fmt, const char *options, const char *backing,
+                           const char *backing_fmt, char **out_backing, char **out_backing_fmt)
+{
+    char msg[MSG_MAX], hint[MSG_MAX];
+    const char *v;
+    struct opt_list l;
+    int ret = -1;
+
+    *out_backing = *out_backing_fmt = NULL;
+    if (!format_descs(fmt))
+        return 0; /* refused later, by create_for_convert */
+    memset(&l, 0, sizeof(l));
+    opts_append(&l, format_descs(fmt));
+    opts_append(&l, file_descs);
+    if (options && opts_parse(&l, options, msg, hint, sizeof(msg)) < 0) {
+        report_error("%s", msg);
+        if (hint[0])
+            fputs(hint, stderr);
+        goto out;
+    }
+    if (backing && !opts_known(&l, "backing_file")) {
+        report_error("Backing file not supported for file format '%s'", fmt);
+        goto out;
+    }
+    if (backing_fmt && !opts_known(&l, "backing_fmt")) {
+        report_error("Backing file format not supported for file format '%s'", fmt);
+        goto out;
+    }
+    v = backing ? backing : opt_str(&l, "backing_file");
+    if (v && !(*out_backing = strdup(v)))
+        goto out;
+    v = backing_fmt ? backing_fmt : opt_str(&l, "backing_fmt");
+    if (v && !(*out_backing_fmt = strdup(v)))
+        goto out;
+    ret = 0;
+out:
+    if (ret < 0) {
+        free(*out_backing);
+        free(*out_backing_fmt);
+        *out_backing = *out_backing_fmt = NULL;
+    }
+    opts_free(&l);
+    return ret;
+}
+
+int create_for_convert(const char *filename, const char *fmt, const char *options, uint64_t size,
+                       const char *backing, const char *backing_fmt)
 {
     char infix[128];
 
     snprintf(infix, sizeof(infix), "error while converting %s", fmt);
-    return create_for(filename, fmt, options, size, infix, "convert");
+    return create_for(filename, fmt, options, size, backing, backing_fmt, infix, "convert");
 }
 
 int create_for_dd(const char *filename, const char *fmt, uint64_t size)
 {
-    return create_for(filename, fmt, NULL, size, "error while creating output image", "dd");
+    return create_for(filename, fmt, NULL, size, NULL, NULL, "error while creating output image",
+                      "dd");
+}
+
+int create_option_help(const char *filename, const char *fmt)
+{
+    return option_help(filename, fmt);
 }

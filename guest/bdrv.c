@@ -334,6 +334,57 @@ int gbs_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
     return len ? bs->drv->pwrite(bs, off, buf, len) : 0;
 }
 
+/*
+ * bdrv_co_do_pwrite_zeroes(): the request split at the driver's zero
+ * alignment (an unaligned head alone, then the aligned bulk, then the
+ * tail), each part through the driver's hook, and where that answers
+ * -ENOTSUP, zeros written through the driver (at most 16 MiB at a time,
+ * MAX_BOUNCE_BUFFER).
+ */
+int gbs_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t flags)
+{
+    uint64_t align = bs->zero_align ? bs->zero_align : 1, head, tail, end;
+    const uint64_t max_transfer = 16u << 20;
+    uint8_t *zeros = NULL;
+    int ret = 0;
+
+    if (!bs->writable || !bs->drv->pwrite)
+        return -GBS_EACCES;
+    if (ovf_add_u64(off, bytes, &end) || end > (bs->total + 511) / 512 * 512)
+        return -GBS_EIO;
+    head = off % align;
+    tail = end % align;
+    while (bytes > 0 && ret == 0) {
+        uint64_t num = bytes;
+
+        if (head) {
+            num = align - head;
+            if (num > bytes)
+                num = bytes;
+            if (num > max_transfer)
+                num = max_transfer;
+            head = (head + num) % align;
+        } else if (tail && num > align) {
+            num -= tail;
+        }
+        ret = bs->drv->pwrite_zeroes ? bs->drv->pwrite_zeroes(bs, off, num, flags) : -GBS_ENOTSUP;
+        if (ret == -GBS_ENOTSUP) {
+            if (num > max_transfer)
+                num = max_transfer;
+            if (!zeros) {
+                zeros = calloc(1, (size_t)max_transfer);
+                if (!zeros)
+                    return -GBS_ENOMEM;
+            }
+            ret = bs->drv->pwrite(bs, off, zeros, (size_t)num);
+        }
+        off += num;
+        bytes -= num;
+    }
+    free(zeros);
+    return ret;
+}
+
 int gbs_flush(struct gbs *bs)
 {
     return bs->writable && bs->drv->flush ? bs->drv->flush(bs) : 0;

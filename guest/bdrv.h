@@ -19,10 +19,14 @@
 #include "guest.h"
 
 /* Linux errno values, so that the host can print strerror() of them. */
-#define GBS_EIO    5
-#define GBS_ENOMEM 12
-#define GBS_EACCES 13
-#define GBS_EINVAL 22
+#define GBS_EIO     5
+#define GBS_ENOMEM  12
+#define GBS_EACCES  13
+#define GBS_EINVAL  22
+#define GBS_ENOTSUP 95
+
+/* gbs_pwrite_zeroes() flags */
+#define GBS_ZERO_MAY_UNMAP (1u << 0) /* BDRV_REQ_MAY_UNMAP */
 
 struct gbs;
 
@@ -57,6 +61,14 @@ struct gbs_driver {
      */
     int (*pwrite)(struct gbs *bs, uint64_t off, const void *buf, size_t len);
     /*
+     * pwrite_zeroes - bdrv_co_pwrite_zeroes for [off, off + bytes) of a
+     * writable node (GBS_ZERO_* flags): requests not aligned to
+     * bs->zero_align cover at most one aligned block.  Returns 0,
+     * -GBS_ENOTSUP for the generic layer to write zeros instead, or
+     * -errno.  NULL: always write zeros.
+     */
+    int (*pwrite_zeroes)(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t flags);
+    /*
      * flush - write what the driver holds back (cached metadata) and make
      * the node's file durable (bdrv_co_flush).  Returns 0 or -errno.
      */
@@ -78,6 +90,7 @@ struct gbs {
     uint64_t total;        /* bdrv_getlength(): the virtual size, in bytes */
     bool supports_backing; /* the format can have a backing file */
     bool writable;         /* its file is a writable device (the host opened it read-write) */
+    uint64_t zero_align;   /* bl.pwrite_zeroes_alignment (0: 1) */
     struct gbs *backing;   /* NULL: none */
     void *opaque;          /* the driver's state */
     /* The first corruption this node signalled (qcow2_signal_corruption). */
@@ -152,6 +165,24 @@ struct gbs_q2_write_ops {
 };
 int gbs_qcow2_write(struct qcow2_prealloc *pa, uint32_t file, uint64_t off, uint64_t len,
                     const struct gbs_q2_write_ops *ops, void *opaque);
+
+/*
+ * gbs_pwrite_zeroes - blk_pwrite_zeroes() on a writable node: make
+ * [off, off + bytes) read as zeros (within bs->total rounded up to 512)
+ * the way bdrv_co_do_pwrite_zeroes() does.  Returns 0 or -errno.
+ */
+int gbs_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t flags);
+
+/*
+ * gbs_qcow2_pwrite_from - gbs_pwrite() on a writable qcow2 node whose
+ * data the caller writes: data(opaque, host, done, bytes) puts the
+ * bytes [done, done + bytes) of the request at offset host of bs->file
+ * (e.g. copied there by the host); mapping, copy-on-write and linking are
+ * the node's.  Returns 0 or -errno (-EACCES for another node).
+ */
+int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
+                          int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes),
+                          void *opaque);
 
 /* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
 int gbs_flush(struct gbs *bs);

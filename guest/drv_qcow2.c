@@ -14,7 +14,7 @@
 #include "qcow2/l2.h"
 #include "qcow2/prealloc.h"
 
-#define Q2_ENOTSUP 95
+#define Q2_ENOTSUP GBS_ENOTSUP
 
 /* The write side of a writable node, set up on its first write. */
 struct q2w {
@@ -84,6 +84,7 @@ static int q2_open(struct gbs *bs)
     q->sc_bits = h->cluster_bits - (q->geom.extended_l2 ? 5 : 0);
     bs->total = h->disk_size;
     bs->supports_backing = true;
+    bs->zero_align = (uint64_t)1 << q->sc_bits; /* qcow2_refresh_limits() */
 
     q->l1_size = h->l1_size;
     if (q->l1_size) {
@@ -467,7 +468,13 @@ static int w_length(void *o, int dev, uint64_t *len)
     return 0;
 }
 
-static const struct qcow2_alloc_ops w_ops = {w_read, w_write, w_mem, NULL, NULL};
+/* A freed cluster's discard (qcow2_process_discards): a hole in the file. */
+static void w_discard(void *o, uint64_t off, uint64_t len)
+{
+    (void)gdev_zero(((struct gbs *)o)->file, off, len, 0);
+}
+
+static const struct qcow2_alloc_ops w_ops = {w_read, w_write, w_mem, w_discard, NULL};
 
 /* The writer of bs: its allocator and the mapping over the shared L1 table. */
 static int q2_writer(struct gbs *bs, struct q2w **out)
@@ -596,6 +603,9 @@ struct q2_wctx {
     struct gbs *bs;
     struct q2w *w;
     const uint8_t *buf;
+    /* gbs_qcow2_pwrite_from(): the caller writes the data */
+    int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes);
+    void *data_opaque;
 };
 
 static int q2_w_is_zero(void *o, uint64_t off, uint64_t bytes)
@@ -625,12 +635,117 @@ static const struct gbs_q2_write_ops q2_w_ops = {q2_w_is_zero, q2_w_cow, q2_w_da
 
 static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
 {
-    struct q2_wctx c = {bs, NULL, buf};
+    struct q2_wctx c = {bs, NULL, buf, NULL, NULL};
     int ret = q2_writer(bs, &c.w);
 
     if (ret < 0)
         return ret;
     return gbs_qcow2_write(&c.w->pa, bs->file, off, len, &q2_w_ops, &c);
+}
+
+static int q2_w_data_from(void *o, uint64_t host, uint64_t done, uint64_t bytes)
+{
+    struct q2_wctx *c = o;
+
+    return c->data(c->data_opaque, host, done, bytes);
+}
+
+static const struct gbs_q2_write_ops q2_w_from_ops = {q2_w_is_zero, q2_w_cow, q2_w_data_from};
+
+int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
+                          int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes),
+                          void *opaque)
+{
+    struct q2_wctx c = {bs, NULL, NULL, data, opaque};
+    int ret;
+
+    if (bs->drv != &gbs_drv_qcow2 || !bs->writable)
+        return -GBS_EACCES;
+    if (off > bs->total || len > bs->total - off)
+        return -GBS_EIO;
+    ret = q2_writer(bs, &c.w);
+    if (ret < 0)
+        return ret;
+    return gbs_qcow2_write(&c.w->pa, bs->file, off, len, &q2_w_from_ops, &c);
+}
+
+/*
+ * qcow2.c's is_zero(): block status through the chain (the file asked
+ * where its holes are) says [off, off + bytes), clipped to the image,
+ * reads as zeros.
+ */
+static int q2_is_zero(struct gbs *bs, uint64_t off, uint64_t bytes)
+{
+    uint64_t end = (bs->total + 511) / 512 * 512, pnum, map;
+    uint32_t dev;
+    int ret;
+
+    if (off >= end)
+        return 1;
+    if (bytes > end - off)
+        bytes = end - off;
+    while (bytes) {
+        ret = gbs_block_status_above(bs, off, bytes, &pnum, &map, &dev, NULL);
+        if (ret < 0)
+            return ret;
+        if (!(ret & INSTAR_BS_ZERO) || pnum == 0)
+            return 0;
+        if (pnum > bytes)
+            pnum = bytes;
+        off += pnum;
+        bytes -= pnum;
+    }
+    return 1;
+}
+
+/*
+ * qcow2_co_pwrite_zeroes(): a request that does not cover whole
+ * subclusters is widened to its subcluster when the rest of it reads as
+ * zeros and the subcluster holds no data (else -ENOTSUP: the block layer
+ * writes zeros); then qcow2_subcluster_zeroize().
+ */
+static int q2_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t flags)
+{
+    struct q2 *q = Q(bs);
+    uint64_t scs = (uint64_t)1 << q->sc_bits, end = (bs->total + 511) / 512 * 512;
+    uint64_t head = off & (scs - 1), tail = ((off + bytes + scs - 1) & ~(scs - 1)) - (off + bytes);
+    unsigned zflags = 0;
+    struct q2w *w;
+    int ret = q2_writer(bs, &w);
+
+    if (ret < 0)
+        return ret;
+    if (off + bytes == end)
+        tail = 0;
+    if (head || tail) {
+        enum qcow2_subcluster_type t;
+        struct qcow2_l2_entry e;
+        uint64_t n = scs, host;
+        int z;
+
+        if (head + bytes + tail > scs)
+            return -GBS_EIO;
+        z = q2_is_zero(bs, off - head, head);
+        if (z > 0)
+            z = q2_is_zero(bs, off + bytes, tail);
+        if (z <= 0)
+            return z < 0 ? z : -Q2_ENOTSUP;
+        off -= head;
+        bytes = scs;
+        ret = q2_host_offset(bs, off, &n, &host, &t, &e);
+        if (ret < 0)
+            return ret;
+        if (t != QCOW2_SC_UNALLOCATED_PLAIN && t != QCOW2_SC_UNALLOCATED_ALLOC &&
+            t != QCOW2_SC_ZERO_PLAIN && t != QCOW2_SC_ZERO_ALLOC)
+            return -Q2_ENOTSUP;
+    }
+    /* Only convert writes zeros, to a target it opened with BDRV_O_UNMAP. */
+    if (flags & GBS_ZERO_MAY_UNMAP)
+        zflags |= QCOW2_ZEROIZE_UNMAP | QCOW2_ZEROIZE_DISCARD;
+    if (!bs->backing)
+        zflags |= QCOW2_ZEROIZE_NO_BACKING;
+    ret = qcow2_prealloc_zeroize_flags(&w->pa, q->img.h.version, off, bytes, end, zflags);
+    return ret == -QCOW2_PREALLOC_ENOTSUP ? -Q2_ENOTSUP : ret;
 }
 
 /* qcow2_co_flush_to_os() (the L2 table, then refcount blocks first), then the file. */
@@ -701,6 +816,7 @@ const struct gbs_driver gbs_drv_qcow2 = {
     .block_status = q2_block_status,
     .pread = q2_pread,
     .pwrite = q2_pwrite,
+    .pwrite_zeroes = q2_pwrite_zeroes,
     .flush = q2_flush,
     .snapshot_load_tmp = q2_snapshot_load_tmp,
 };

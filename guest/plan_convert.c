@@ -7,13 +7,12 @@
  * uncompressed qcow2 run) and the target is raw, the guest only plans:
  * the host copies the range itself (INSTAR_HC_COPY), applying -S the way
  * convert_co_write() does.  Everything else (decoded clusters, data from
- * several layers, a qcow2 target, whose clusters are allocated here) goes
- * through guest RAM.
+ * several layers) goes through guest RAM.  A qcow2 target is a writable
+ * node of the graph (with its backing chain, for -B): its driver maps,
+ * allocates and copies on write, and only the data of a plain source
+ * range is put into the mapped clusters by the host (INSTAR_HC_COPY).
  */
 #include "bdrv.h"
-#include "qcow2/alloc.h"
-#include "qcow2/l2.h"
-#include "qcow2/prealloc.h"
 #include "instar/sparse.h"
 
 #include "open.h"
@@ -41,13 +40,9 @@ struct cv {
     int64_t st_start; /* sector the status extent starts at */
     bool has_zero_init, target_has_backing, min_sparse_on;
     int min_sparse, alignment, buf_sectors;
-    uint32_t t; /* the target device */
+    uint32_t t;     /* the target device (a qcow2 target's image file) */
+    struct gbs *tn; /* a qcow2 target's node, else NULL */
     uint8_t *buf;
-    /* qcow2 target */
-    bool q2;
-    struct qcow2_alloc al;
-    struct qcow2_prealloc pa;
-    uint64_t *l1;
     /* progress */
     bool progress;
     int64_t allocated_sectors, allocated_done;
@@ -164,26 +159,6 @@ struct t_wctx {
     uint64_t src_off;
 };
 
-/*
- * The target is new and has no backing file: what the write does not
- * cover reads as zeros, so every copy-on-write becomes allocated zeros.
- */
-static int t_w_is_zero(void *o, uint64_t off, uint64_t bytes)
-{
-    (void)o;
-    (void)off;
-    (void)bytes;
-    return 1;
-}
-
-static int t_w_cow(void *o, uint64_t guest, uint64_t host, uint64_t bytes)
-{
-    struct cv *s = ((struct t_wctx *)o)->s;
-
-    (void)guest;
-    return hc_zero(s->t, host, bytes, 0) < 0 ? -GBS_EIO : 0;
-}
-
 static int t_w_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
 {
     struct t_wctx *c = o;
@@ -195,8 +170,6 @@ static int t_w_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
                : 0;
 }
 
-static const struct gbs_q2_write_ops t_w_ops = {t_w_is_zero, t_w_cow, t_w_data};
-
 /* Guest data [sector_num, + n) from buf, or else from src_dev at src_off, to the target. */
 static int t_write_from(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *buf,
                         uint32_t src_dev, uint64_t src_off)
@@ -204,8 +177,8 @@ static int t_write_from(struct cv *s, int64_t sector_num, int64_t n, const uint8
     uint64_t off = (uint64_t)sector_num * SECTOR, len = (uint64_t)n * SECTOR;
     struct t_wctx c = {s, buf, src_dev, src_off};
 
-    if (s->q2)
-        return gbs_qcow2_write(&s->pa, s->t, off, len, &t_w_ops, &c);
+    if (s->tn)
+        return gbs_qcow2_pwrite_from(s->tn, off, len, t_w_data, &c);
     return t_w_data(&c, off, 0, len);
 }
 
@@ -216,8 +189,9 @@ static int t_write(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *b
 
 static int t_zero(struct cv *s, int64_t sector_num, int64_t n)
 {
-    if (s->q2)
-        return -GBS_EIO; /* not reached: -n into qcow2 is refused by the host */
+    if (s->tn)
+        return gbs_pwrite_zeroes(s->tn, (uint64_t)sector_num * SECTOR, (uint64_t)n * SECTOR,
+                                 GBS_ZERO_MAY_UNMAP);
     return hc_zero(s->t, (uint64_t)sector_num * SECTOR, (uint64_t)n * SECTOR, 0) < 0 ? -GBS_EIO : 0;
 }
 
@@ -260,7 +234,7 @@ static int copy_direct(struct cv *s, int64_t sector_num, int64_t n)
     uint32_t flags = 0;
     int64_t written;
 
-    if (s->q2 || !s->st_direct || s->status != BLK_DATA)
+    if (s->tn || !s->st_direct || s->status != BLK_DATA)
         return 0;
     src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
     if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(s->st_dev))
@@ -286,7 +260,7 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
     uint64_t src_off, len = (uint64_t)n * SECTOR, end, nruns, i;
     int ret;
 
-    if (!s->q2 || !s->st_direct || s->status != BLK_DATA || !s->min_sparse_on ||
+    if (!s->tn || !s->st_direct || s->status != BLK_DATA || !s->min_sparse_on ||
         len > INSTAR_COPY_SPARSE_MAX)
         return 0;
     src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
@@ -316,8 +290,6 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
     }
     return n == 0 ? 1 : -GBS_EIO;
 }
-
-static void open_qcow2_target(struct cv *s);
 
 static void do_copy(struct cv *s)
 {
@@ -370,102 +342,6 @@ static void do_copy(struct cv *s)
     }
 }
 
-/* --- a new qcow2 target: its allocator and L2 mapping (formats/qcow2) --- */
-
-static int t_read(void *opaque, uint64_t off, void *buf, size_t len)
-{
-    struct cv *s = opaque;
-
-    return gdev_pread(s->t, off, buf, len) < 0 ? -GBS_EIO : 0;
-}
-
-static int t_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
-{
-    struct cv *s = opaque;
-
-    return gdev_pwrite(s->t, off, buf, len) < 0 ? -GBS_EIO : 0;
-}
-
-static void *t_mem(void *opaque, void *p, size_t size)
-{
-    (void)opaque;
-    if (size == 0) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
-}
-
-static int t_truncate(void *opaque, int dev, uint64_t size, int mode)
-{
-    struct cv *s = opaque;
-
-    (void)mode;
-    if (dev != QCOW2_PREALLOC_DEV_IMAGE)
-        return -GBS_EIO;
-    return gdev_truncate(s->t, size, INSTAR_TRUNC_OFF) < 0 ? -GBS_EIO : 0;
-}
-
-static int t_length(void *opaque, int dev, uint64_t *len)
-{
-    struct cv *s = opaque;
-
-    if (dev != QCOW2_PREALLOC_DEV_IMAGE)
-        return -GBS_EIO;
-    *len = gdev_length(s->t);
-    return 0;
-}
-
-static const struct qcow2_alloc_ops t_ops = {t_read, t_pwrite, t_mem, NULL, NULL};
-
-static void open_qcow2_target(struct cv *s)
-{
-    static uint8_t first[GOPEN_FIRST];
-    static struct gq_image img;
-    const struct qcow2_header *h;
-    uint8_t *raw;
-    uint32_t i;
-    int ret;
-
-    gopen_dev = s->t;
-    if (gblk_pread(s->t, 0, first, GOPEN_FIRST) < 0)
-        fail(INSTAR_DATA_EWRITE_AT, GBS_EIO, 0);
-    gq_open_flags(&img, INSTAR_OP_CONVERT, QCOW2_OPEN_RDWR, first);
-    gopen_dev = 0;
-    h = &img.h;
-    if (h->l1_size == 0 || img.x.has_data_file || h->crypt_method)
-        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
-    raw = malloc((size_t)h->l1_size * 8);
-    s->l1 = calloc(h->l1_size, 8);
-    if (!raw || !s->l1)
-        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
-    if (gdev_pread(s->t, h->l1_table_offset, raw, (size_t)h->l1_size * 8) < 0)
-        fail(INSTAR_DATA_EWRITE_AT, GBS_EIO, 0);
-    for (i = 0; i < h->l1_size; i++)
-        s->l1[i] = qcow2_l1_load(raw, i);
-    free(raw);
-    ret = qcow2_alloc_init(&s->al, &t_ops, s, h->cluster_bits, h->refcount_order,
-                           h->refcount_table_offset, h->refcount_table_clusters);
-    if (ret < 0)
-        fail(INSTAR_DATA_EWRITE_AT, ret, 0);
-    memset(&s->pa, 0, sizeof(s->pa));
-    s->pa.a = &s->al;
-    s->pa.ops = &t_ops;
-    s->pa.truncate = t_truncate;
-    s->pa.length = t_length;
-    s->pa.opaque = s;
-    s->pa.cluster_bits = h->cluster_bits;
-    s->pa.extended_l2 = h->subclusters_per_cluster > 1;
-    s->pa.ordered =
-        true; /* writes into clusters already mapped (a partial cluster, preallocation) */
-    s->pa.write = true;
-    s->pa.l1 = s->l1;
-    s->pa.l1_size = h->l1_size;
-    s->pa.l1_offset = h->l1_table_offset;
-    if (qcow2_prealloc_init(&s->pa) < 0)
-        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
-}
-
 void plan_convert(void)
 {
     static struct instar_convert_args a;
@@ -483,6 +359,12 @@ void plan_convert(void)
         (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
+    if (a.target_driver == INSTAR_DRV_QCOW2) {
+        /* The target node: qcow2, writable, its image file the target device. */
+        s->tn = gbs_node(a.target_node);
+        if (!s->tn || s->tn->drv != &gbs_drv_qcow2 || !s->tn->writable || s->tn->file != a.target)
+            result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    }
     for (i = 0; i < a.nsrc; i++) {
         struct gbs *bs = gbs_node(a.src[i]);
 
@@ -522,17 +404,11 @@ void plan_convert(void)
     s->buf = malloc((size_t)s->buf_sectors * SECTOR);
     if (!s->buf)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
-    /* An empty source has nothing to write: the new target stays as created. */
-    s->q2 = a.target_driver == INSTAR_DRV_QCOW2 && s->total_sectors > 0;
-    if (s->q2)
-        open_qcow2_target(s);
 
     do_copy(s);
 
-    if (s->q2) {
-        ret = qcow2_prealloc_flush(&s->pa);
-        if (ret == 0)
-            ret = qcow2_alloc_flush(&s->al);
+    if (s->tn) {
+        ret = gbs_flush(s->tn);
         if (ret < 0)
             fail(INSTAR_DATA_EWRITE_AT, ret, 0);
     }

@@ -9,12 +9,10 @@ run as ordinary cases.
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
 OBJECT = "--object is accepted without validating the object"
 COMPRESS_OUT = "convert -c (compressed output) is not built yet"
-BACKING = "convert -B / -o backing_file (a target with a backing file) is not built yet"
 BITMAPS = "convert --bitmaps is not built yet"
 IMAGE_OPTS = "--image-opts / --target-image-opts for the data commands are not built yet"
 SALVAGE = "convert --salvage is not built yet"
 COPY_RANGE = "convert -C: qemu's copy offloading copies allocated zero blocks as data; not emulated"
-NQCOW2 = "convert -n into an existing qcow2 target is not built yet"
 LUKS_LATE = "an encrypted source without its key is found after the target was created"
 TRIAGE = "fails against instar; the cause is not analysed yet (issue 10)"
 
@@ -44,26 +42,8 @@ PENDING = {
         "W-c": COMPRESS_OUT,
         "p-compressed": COMPRESS_OUT,
         "concat-compressed": COMPRESS_OUT,
-        "B-keep-backing": BACKING,
-        "B-base": BACKING,
-        "B-raw-base": BACKING,
-        "B-o-backing_file": BACKING,
-        "B-compressed": BACKING,
-        "B-unrelated-backing": BACKING,
-        "B-extl2": BACKING,
-        "err-B-no-F": BACKING,
-        "err-o-backing_file-no-fmt": BACKING,
-        "err-B-raw-output": BACKING,
-        "err-B-missing": BACKING,
-        "err-B-two-sources": BACKING,
-        "err-F-without-B": BACKING,
-        "B-wrong-F": BACKING,
-        "target-is-zero-B-exits-0": BACKING,
-        "n-B": BACKING,
-        "p-B": BACKING,
-        "n-qcow2-target": NQCOW2,
-        "n-chain-into-qcow2": NQCOW2,
-        "err-n-compressed-into-used-qcow2": NQCOW2,
+        "B-compressed": COMPRESS_OUT,
+        "err-n-compressed-into-used-qcow2": COMPRESS_OUT,
         "err-target-image-opts-with-O": IMAGE_OPTS,
         "image-opts": IMAGE_OPTS,
         "image-opts-probed": IMAGE_OPTS,
@@ -84,9 +64,6 @@ PENDING = {
         "err-hostile-raw-dp-bad-l2-unaligned": TRIAGE,
         "o-data_file=out-data.bin": TRIAGE,
         "o-data_file=out-data.bin,data_file_raw=on": TRIAGE,
-        "err-n-target-smaller": NQCOW2,
-        "err-n-missing-target": NQCOW2,
-        "err-n-wrong-format": NQCOW2,
         "err-p-read-error": TRIAGE,
     },
     "test_map_parity.py": {

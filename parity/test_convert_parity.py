@@ -144,6 +144,12 @@ case("B-compressed", "-c", "-B", "dp-chain-mid.qcow2", "-F", "qcow2", "-O", "qco
 case("B-unrelated-backing", "-B", "@dp-small", "-F", "qcow2", "-O", "qcow2", "@dp-chain-top", "out.qcow2")
 case("B-extl2", "-B", "dp-chain-mid.qcow2", "-F", "qcow2", "-O", "qcow2", "-o", "extended_l2=on",
      "@dp-chain-top", "out.qcow2")
+# A zero range that ends inside a cluster (2 MiB, subclusters of 64 KiB):
+# qcow2_subcluster_zeroize()'s tail; version 2: zeros written, no zero flag.
+case("B-extl2-2M", "-B", "dp-chain-mid.qcow2", "-F", "qcow2", "-O", "qcow2", "-o",
+     "cluster_size=2M,extended_l2=on", "@dp-chain-top", "out.qcow2")
+case("B-v2", "-B", "dp-chain-mid.qcow2", "-F", "qcow2", "-O", "qcow2", "-o", "compat=0.10",
+     "@dp-chain-top", "out.qcow2")
 case("err-B-no-F", "-B", "dp-chain-mid.qcow2", "-O", "qcow2", "@dp-chain-top", "out.qcow2")
 case("err-o-backing_file-no-fmt", "-O", "qcow2", "-o", "backing_file=dp-chain-mid.qcow2",
      "@dp-chain-top", "out.qcow2")
@@ -178,6 +184,8 @@ case("n-qcow2-target", "-n", "-O", "qcow2", "@dp-mixed", "@dp-target-qcow2", out
 case("n-raw-target-bigger", "-n", "-O", "raw", "@dp-mixed", "@dp-target-raw", out=_TR)
 case("n-raw-target-S-0", "-n", "-S", "0", "-O", "raw", "@dp-small", "@dp-target-raw", out=_TR)
 case("n-chain-into-qcow2", "-n", "-O", "qcow2", "@dp-chain-top", "@dp-target-qcow2", out=_TQ)
+case("n-S-0-into-qcow2", "-n", "-S", "0", "-O", "qcow2", "@dp-chain-top", "@dp-target-qcow2", out=_TQ)
+case("n-raw-into-qcow2", "-n", "-O", "qcow2", "@dp-raw", "@dp-target-qcow2", out=_TQ)
 case("err-n-compressed-into-used-qcow2", "-n", "-c", "-O", "qcow2", "@dp-mixed", "@dp-target-qcow2", out=_TQ)
 case("n-default-format-is-raw", "-n", "@dp-small", "@dp-target-qcow2", out=_TQ)
 case("n-B", "-n", "-B", "dp-chain-mid.qcow2", "-O", "qcow2", "@dp-chain-top", "@dp-target-qcow2", out=_TQ)

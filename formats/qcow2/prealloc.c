@@ -749,8 +749,12 @@ int qcow2_prealloc_file(struct qcow2_prealloc *p, uint64_t old_length, uint64_t 
     return 0;
 }
 
-/* zero_in_l2_slice() without MAY_UNMAP: whole clusters from offset, one table. */
-static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb)
+/*
+ * zero_in_l2_slice() (flags QCOW2_ZEROIZE_*): whole clusters from offset,
+ * one table.  An entry that loses its cluster (compressed, or with UNMAP
+ * an allocated one) is written out before the cluster's reference drops.
+ */
+static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb, unsigned flags)
 {
     uint64_t l2_index, l2n = UINT64_C(1) << p->l2_bits;
     int ret = get_l2(p, offset, &l2_index);
@@ -765,10 +769,16 @@ static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb
         uint64_t e = l2_entry(p, l2_index + i), b = l2_bitmap(p, l2_index + i);
         struct qcow2_l2_entry d;
         uint64_t ne, nbm = b;
+        bool allocated, unmap;
 
         decode(p, e, b, &d);
-        ne = d.type == QCOW2_L2_COMPRESSED ? 0 : e;
-        if (p->extended_l2) {
+        allocated = d.type == QCOW2_L2_NORMAL || d.type == QCOW2_L2_ZERO_ALLOC;
+        unmap = d.type == QCOW2_L2_COMPRESSED ||
+                ((flags & (QCOW2_ZEROIZE_UNMAP | QCOW2_ZEROIZE_V2_DISCARD)) && allocated);
+        ne = unmap ? 0 : e;
+        if (flags & QCOW2_ZEROIZE_V2_DISCARD) {
+            ne = 0; /* discard_in_l2_slice() on version 2: no zero flag */
+        } else if (p->extended_l2) {
             nbm = QCOW2_BITMAP_ALL_ZEROES;
         } else {
             ne |= QCOW2_OFLAG_ZERO;
@@ -777,12 +787,19 @@ static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb
             continue;
         }
         l2_set(p, l2_index + i, ne, nbm);
-        if (d.type == QCOW2_L2_COMPRESSED) {
+        if (unmap) {
             ret = l2_flush(p);
             if (ret < 0) {
                 return ret;
             }
-            free_entry(p, e, b);
+            /* qcow2_free_any_cluster(): a compressed cluster's bytes, else the cluster. */
+            if (d.type == QCOW2_L2_COMPRESSED) {
+                (void)qcow2_alloc_free(p->a, d.host_offset, d.csize,
+                                       (flags & QCOW2_ZEROIZE_DISCARD) != 0);
+            } else if (!p->data_file && !(d.host_offset & (p->cs - 1))) {
+                (void)qcow2_alloc_free(p->a, d.host_offset, p->cs,
+                                       (flags & QCOW2_ZEROIZE_DISCARD) != 0);
+            }
         }
     }
     return (int64_t)nb;
@@ -791,47 +808,78 @@ static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb
 int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
                            uint64_t bytes)
 {
-    uint64_t end = offset + bytes, head, nb;
+    return qcow2_prealloc_zeroize_flags(p, version, offset, bytes, offset + bytes, 0);
+}
+
+/* zero_l2_subclusters(): n subclusters from offset, within one cluster. */
+static int zero_subclusters(struct qcow2_prealloc *p, uint64_t offset, uint64_t n)
+{
+    uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
+    uint64_t l2_index, sc = (offset & (p->cs - 1)) / scs, b, range;
+    struct qcow2_l2_entry d;
+    int ret = get_l2(p, offset, &l2_index);
+
+    if (ret < 0) {
+        return ret;
+    }
+    decode(p, l2_entry(p, l2_index), l2_bitmap(p, l2_index), &d);
+    if (d.type == QCOW2_L2_COMPRESSED) {
+        return -QCOW2_PREALLOC_ENOTSUP;
+    }
+    b = l2_bitmap(p, l2_index);
+    range = ((UINT64_C(1) << n) - 1) << sc;
+    if (((b | range << 32) & ~range) != b) {
+        l2_set(p, l2_index, l2_entry(p, l2_index), (b | range << 32) & ~range);
+    }
+    return 0;
+}
+
+int qcow2_prealloc_zeroize_flags(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
+                                 uint64_t bytes, uint64_t size, unsigned flags)
+{
+    uint64_t end = offset + bytes, head, tail, nb, cstart;
     uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
     int ret;
 
     if (version < 3) {
-        return -QCOW2_PREALLOC_ENOTSUP;
+        /* Without a backing file qemu discards instead (qcow2_cluster_discard). */
+        if (!(flags & QCOW2_ZEROIZE_NO_BACKING)) {
+            return -QCOW2_PREALLOC_ENOTSUP;
+        }
+        flags |= QCOW2_ZEROIZE_V2_DISCARD;
     }
     head = ((offset + p->cs - 1) & ~(p->cs - 1)) - offset;
     if (head > bytes) {
         head = bytes;
     }
+    offset += head;
+    cstart = end & ~(p->cs - 1);
+    tail = end >= size ? 0 : end - (offset > cstart ? offset : cstart);
+    end -= tail;
+    if ((head || tail) && (flags & QCOW2_ZEROIZE_V2_DISCARD)) {
+        return -QCOW2_PREALLOC_ENOTSUP; /* the caller passes whole clusters */
+    }
     if (head) {
-        /* zero_l2_subclusters(): the subclusters up to the next cluster. */
-        uint64_t l2_index, sc = (offset & (p->cs - 1)) / scs, n = (head + scs - 1) / scs;
-        struct qcow2_l2_entry d;
-        uint64_t b, range;
-
-        ret = get_l2(p, offset, &l2_index);
+        ret = zero_subclusters(p, offset - head, (head + scs - 1) / scs);
         if (ret < 0) {
             return ret;
         }
-        decode(p, l2_entry(p, l2_index), l2_bitmap(p, l2_index), &d);
-        if (d.type == QCOW2_L2_COMPRESSED) {
-            return -QCOW2_PREALLOC_ENOTSUP;
-        }
-        b = l2_bitmap(p, l2_index);
-        range = ((UINT64_C(1) << n) - 1) << sc;
-        if (((b | range << 32) & ~range) != b) {
-            l2_set(p, l2_index, l2_entry(p, l2_index), (b | range << 32) & ~range);
-        }
-        offset += head;
     }
-    nb = (end - offset + p->cs - 1) >> p->cluster_bits;
+    nb = end > offset ? (end - offset + p->cs - 1) >> p->cluster_bits : 0;
     while (nb > 0) {
-        int64_t done = zero_in_l2(p, offset, nb);
+        int64_t done = zero_in_l2(p, offset, nb, flags);
 
         if (done < 0) {
             return (int)done;
         }
         nb -= (uint64_t)done;
         offset += (uint64_t)done << p->cluster_bits;
+    }
+    if (tail) {
+        ret = zero_subclusters(p, end, (tail + scs - 1) / scs);
+        if (ret < 0) {
+            return ret;
+        }
     }
     return 0;
 }

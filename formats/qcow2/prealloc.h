@@ -149,6 +149,30 @@ int qcow2_prealloc_file(struct qcow2_prealloc *p, uint64_t old_length, uint64_t 
 int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
                            uint64_t bytes);
 
+/* qcow2_prealloc_zeroize_flags() flags. */
+#define QCOW2_ZEROIZE_UNMAP      (1u << 0) /* BDRV_REQ_MAY_UNMAP: allocated clusters are freed */
+#define QCOW2_ZEROIZE_NO_BACKING (1u << 1) /* the image has no backing file */
+#define QCOW2_ZEROIZE_V2_DISCARD (1u << 2) /* internal */
+/* The image is open with discard=unmap (BDRV_O_UNMAP): freed clusters are discarded. */
+#define QCOW2_ZEROIZE_DISCARD (1u << 3)
+
+/*
+ * qcow2_prealloc_zeroize_flags - qcow2_subcluster_zeroize() for
+ * [offset, offset + bytes) of an existing image in ordered mode whose
+ * virtual size rounded up to 512 is size (offset subcluster aligned, the
+ * end too unless it is at or past size): entries get
+ * the zero flag (or an all-zero subcluster bitmap); compressed clusters
+ * are dropped, and with QCOW2_ZEROIZE_UNMAP allocated ones too; with
+ * QCOW2_ZEROIZE_DISCARD the clusters whose refcount reaches zero are
+ * discarded (ops->discard).  On version 2 an image without a backing file
+ * (QCOW2_ZEROIZE_NO_BACKING) has its entries cleared as
+ * qcow2_cluster_discard() does (offset cluster aligned); with one, QEMU
+ * falls back to writing zeros: -QCOW2_PREALLOC_ENOTSUP.  Also ENOTSUP for
+ * a partial compressed cluster.  Returns 0 or -errno.
+ */
+int qcow2_prealloc_zeroize_flags(struct qcow2_prealloc *p, uint32_t version, uint64_t offset,
+                                 uint64_t bytes, uint64_t size, unsigned flags);
+
 /*
  * --- Guest writes to an existing image (QEMU's qcow2_co_pwritev_part) ---
  *

@@ -588,7 +588,11 @@ struct instar_convert_args {
     uint32_t min_sparse;                  /* -S in sectors; 0 = -S 0 */
     uint32_t buf_sectors;
     uint32_t alignment; /* sectors, a power of two */
-    uint32_t pad;
+    /*
+     * A qcow2 target: its node in g (writable, its image file the device
+     * target, its backing chain below it); INSTAR_NO_NODE for raw.
+     */
+    uint32_t target_node;
     int64_t target_backing_sectors; /* -1: unknown or none */
     /* -l: read src[0] at an internal snapshot (bdrv_snapshot_load_tmp). */
     uint32_t snapshot_mode; /* INSTAR_SNAP_* */
