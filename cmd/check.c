@@ -26,6 +26,7 @@
 
 #include "imgcheck.h"
 #include "cmds.h"
+#include "object.h"
 #include "open.h"
 #include "qobj.h"
 #include "opts.h"
@@ -324,7 +325,10 @@ int cmd_check(int argc, char **argv)
             force_share = true;
             break;
         case OPTION_OBJECT:
-            /* Secrets and other objects: check never decrypts data. */
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0)
+                return c > 0 ? 0 : 1;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;

@@ -16,11 +16,13 @@
 
 #include "cmds.h"
 #include "datarun.h"
+#include "object.h"
 #include "opts.h"
 #include "policy.h"
 #include "progress.h"
 #include "report.h"
 #include "size.h"
+#include "spec.h"
 
 enum {
     OPTION_OBJECT = 257,
@@ -175,6 +177,31 @@ out:
 }
 
 /*
+ * -n --target-image-opts: img_open() of the target (no -O with it), read
+ * by spec_parse(); the target is then opened at spec->path in the format
+ * the options name (the file protocol is raw).  An unnamed format would be
+ * probed by qemu: instar refuses it rather than probe a file it writes.
+ * Returns 0 with *out_fmt set, or -1 after reporting.
+ */
+static int target_spec(const char *arg, const char **out_fmt, struct img_spec *spec)
+{
+    if (*out_fmt) {
+        report_error("--image-opts and --format are mutually exclusive");
+        return -1;
+    }
+    if (spec_parse(spec, arg, true, NULL, false) < 0)
+        return -1;
+    if (!spec->fmt) {
+        report_error("Could not open '%s': instar does not probe the format of a "
+                     "--target-image-opts target: name its driver",
+                     arg);
+        return -1;
+    }
+    *out_fmt = strcmp(spec->fmt, "file") ? spec->fmt : "raw";
+    return 0;
+}
+
+/*
  * qemu-img convert [--object objectdef] [--image-opts] [--target-image-opts]
  *     [--target-is-zero] [--bitmaps [--skip-broken-bitmaps]] [-U] [-C] [-c] [-p] [-q] [-n]
  *     [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]]
@@ -210,6 +237,7 @@ int cmd_convert(int argc, char **argv)
     struct instar_data_result v;
     struct vmm_config cfg;
     struct graph gr;
+    struct img_spec tspec = {0};
     uint64_t total = 0;
     int c, ret = 1, out_fd = -1, tdev;
     bool progress_started = false;
@@ -307,6 +335,12 @@ int cmd_convert(int argc, char **argv)
                 goto fail_getopt;
             break;
         case OPTION_OBJECT:
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0) {
+                ret = c > 0 ? 0 : 1;
+                goto fail_getopt;
+            }
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;
@@ -375,10 +409,6 @@ int cmd_convert(int argc, char **argv)
         report_error("Invalid source cache option: %s", src_cache);
         goto fail_getopt;
     }
-    if (image_opts || tgt_image_opts) {
-        report_error("--image-opts is not supported by instar");
-        goto fail_getopt;
-    }
     if (nsrc > INSTAR_CONVERT_SRC_MAX) {
         report_error("instar converts at most %d images at once", INSTAR_CONVERT_SRC_MAX);
         goto fail_getopt;
@@ -393,13 +423,15 @@ int cmd_convert(int argc, char **argv)
     graph_init(&gr);
     memset(&args, 0, sizeof(args));
     for (i = 0; i < nsrc; i++) {
-        if (open_chain(&src[i], argv[optind + i], fmt, force_share ? OPEN_FORCE_SHARE : 0) < 0) {
+        if (open_chain_arg(&src[i], argv[optind + i], image_opts, fmt, force_share, 0) < 0) {
             nsrc = i;
             goto out;
         }
         total += ((uint64_t)src[i].img[0].info->virtual_size + 511) / 512 * 512;
     }
     if (snapshot && snapshot_load(&src[0], nsrc, snapshot, &args) < 0)
+        goto out;
+    if (tgt_image_opts && target_spec(out_filename, &out_fmt, &tspec) < 0)
         goto out;
     if (!skip_create && !cmd_driver_known(out_fmt)) {
         report_error("Unknown file format '%s'", out_fmt);
@@ -444,11 +476,12 @@ int cmd_convert(int argc, char **argv)
 
     /* Open the target read-write (O_DIRECT for -t none). */
     {
-        const char *path = out_filename;
+        const char *path = tspec.path ? tspec.path : out_filename;
         char *pmsg = NULL;
         struct stat st;
 
-        if (policy_has_protocol(out_filename) && policy_host_path(out_filename, &path, &pmsg) < 0) {
+        if (!tspec.path && policy_has_protocol(out_filename) &&
+            policy_host_path(out_filename, &path, &pmsg) < 0) {
             report_error("Could not open '%s': %s", out_filename, pmsg ? pmsg : "unknown");
             free(pmsg);
             goto out;
@@ -570,6 +603,7 @@ out:
         close(out_fd);
     for (i = 0; i < nsrc; i++)
         open_chain_close(&src[i]);
+    spec_release(&tspec);
 fail_getopt:
     free(options);
     return ret;

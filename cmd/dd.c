@@ -19,6 +19,7 @@
 
 #include "cmds.h"
 #include "datarun.h"
+#include "object.h"
 #include "policy.h"
 #include "report.h"
 #include "size.h"
@@ -165,6 +166,10 @@ int cmd_dd(int argc, char **argv)
             force_share = true;
             break;
         case OPTION_OBJECT:
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0)
+                return c > 0 ? 0 : 1;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;

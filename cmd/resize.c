@@ -21,6 +21,7 @@
 
 #include "cmds.h"
 #include "instar/ovf.h"
+#include "object.h"
 #include "open.h"
 #include "qcow2/resize.h"
 #include "report.h"
@@ -340,7 +341,10 @@ int cmd_resize(int argc, char **argv)
             quiet = true;
             break;
         case OPTION_OBJECT:
-            /* Secrets are not needed: instar resizes no encrypted image. */
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0)
+                return c > 0 ? 0 : 1;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;

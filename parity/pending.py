@@ -21,10 +21,6 @@ TRIAGE = "fails against instar; the cause is not analysed yet (issue 10)"
 PENDING = {
     "test_compare_parity.py": {
         "same-p-size-mismatch": PROGRESS,
-        "same-image-opts": IMAGE_OPTS,
-        "same-image-opts-probed": IMAGE_OPTS,
-        "err-image-opts-and-f": IMAGE_OPTS,
-        "err-object-bogus": OBJECT,
     },
     "test_convert_parity.py": {
         "hostile-salvage-dp-bad-l2-unaligned": SALVAGE,
@@ -64,15 +60,8 @@ PENDING = {
         "n-qcow2-target": NQCOW2,
         "n-chain-into-qcow2": NQCOW2,
         "err-n-compressed-into-used-qcow2": NQCOW2,
-        "err-target-image-opts-with-O": IMAGE_OPTS,
-        "image-opts": IMAGE_OPTS,
-        "image-opts-probed": IMAGE_OPTS,
-        "target-image-opts": IMAGE_OPTS,
-        "err-image-opts-and-f": IMAGE_OPTS,
-        "image-opts-luks-key": IMAGE_OPTS,
         "C-raw": COPY_RANGE,
         "C-qcow2": COPY_RANGE,
-        "err-object-bogus": OBJECT,
         "bitmaps": BITMAPS,
         "bitmaps-none-in-source": BITMAPS,
         "bitmaps-skip-broken": BITMAPS,
@@ -90,9 +79,5 @@ PENDING = {
         "err-p-read-error": TRIAGE,
     },
     "test_map_parity.py": {
-        "err-object-bogus": OBJECT,
-        "json-image-opts": IMAGE_OPTS,
-        "human-image-opts-raw": IMAGE_OPTS,
-        "err-image-opts-and-f": IMAGE_OPTS,
     },
 }
