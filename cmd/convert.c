@@ -20,6 +20,7 @@
 #include "opts.h"
 #include "policy.h"
 #include "progress.h"
+#include "qcow2_err.h"
 #include "report.h"
 #include "size.h"
 #include "spec.h"
@@ -174,6 +175,46 @@ static int snapshot_load(const struct open_chain *oc, unsigned nsrc, const char 
 out:
     free(copy);
     return ret;
+}
+
+/*
+ * --salvage's warnings as the guest streams them (INSTAR_CONVERT_REC_*,
+ * include/instar/abi.h): each record is copied, checked (kind, errno,
+ * corruption code) and printed as qemu-img's warn_report() prints it
+ * (not with -q); a corruption record is the qcow2 line of the event that
+ * caused the warnings after it.  Anything else ends the run.
+ */
+static int salvage_report_cb(void *opaque, const void *recs, size_t len)
+{
+    const bool *quiet = opaque;
+    const uint8_t *p = recs;
+
+    if (len % sizeof(struct instar_report_rec))
+        return -1;
+    for (size_t i = 0; i < len; i += sizeof(struct instar_report_rec)) {
+        struct instar_report_rec r;
+
+        memcpy(&r, p + i, sizeof(r));
+        if (r.slen || r.flags)
+            return -1;
+        if (r.code == INSTAR_CONVERT_REC_BSTAT || r.code == INSTAR_CONVERT_REC_READ) {
+            if (r.args[1] == 0 || r.args[1] > 4095 || r.args[0] > INT64_MAX)
+                return -1;
+            if (*quiet)
+                continue;
+            report_warning("error while reading %s%" PRIu64 ": %s",
+                           r.code == INSTAR_CONVERT_REC_BSTAT ? "block status at offset "
+                                                              : "offset ",
+                           r.args[0], strerror((int)r.args[1]));
+        } else if (r.code >= QCOW2_CORRUPT_L2_UNALIGNED && r.code <= QCOW2_CORRUPT_INVALID_ENTRY) {
+            fputs("qcow2: Image is corrupt: ", stderr);
+            report_code_render_to(stderr, r.code, r.args, NULL, 0);
+            fputs("; further non-fatal corruption events will be suppressed\n", stderr);
+        } else {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -529,7 +570,10 @@ int cmd_convert(int argc, char **argv)
         args.flags |= INSTAR_CONVERT_TARGET_NEW;
     if (progress)
         args.flags |= INSTAR_CONVERT_PROGRESS;
+    if (salvage)
+        args.flags |= INSTAR_CONVERT_SALVAGE;
     args.min_sparse = (uint32_t)min_sparse;
+    args.num_coroutines = (uint32_t)num_coroutines;
     args.buf_sectors = IO_BUF_SECTORS;
     if (args.target_driver == INSTAR_DRV_QCOW2) {
         const char *cs = options ? strstr(options, "cluster_size=") : NULL;
@@ -553,6 +597,10 @@ int cmd_convert(int argc, char **argv)
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = CONVERT_GUEST_MEM;
     cfg.progress = progress_from_guest;
+    if (salvage) {
+        cfg.report = salvage_report_cb;
+        cfg.report_opaque = &quiet;
+    }
     if (datarun(&cfg, INSTAR_OP_CONVERT, &args, sizeof(args), &gr, argv[optind], &v) < 0)
         goto out;
     switch (v.status) {

@@ -7,12 +7,9 @@ run as ordinary cases.
 """
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
-OBJECT = "--object is accepted without validating the object"
 COMPRESS_OUT = "convert -c (compressed output) is not built yet"
 BACKING = "convert -B / -o backing_file (a target with a backing file) is not built yet"
 BITMAPS = "convert --bitmaps is not built yet"
-IMAGE_OPTS = "--image-opts / --target-image-opts for the data commands are not built yet"
-SALVAGE = "convert --salvage is not built yet"
 COPY_RANGE = "convert -C: qemu's copy offloading copies allocated zero blocks as data; not emulated"
 NQCOW2 = "convert -n into an existing qcow2 target is not built yet"
 LUKS_LATE = "an encrypted source without its key is found after the target was created"
@@ -23,9 +20,6 @@ PENDING = {
         "same-p-size-mismatch": PROGRESS,
     },
     "test_convert_parity.py": {
-        "hostile-salvage-dp-bad-l2-unaligned": SALVAGE,
-        "hostile-salvage-dp-bad-comp-past-eof": SALVAGE,
-        "hostile-salvage-qcow2-comp": SALVAGE,
         "c-zlib": COMPRESS_OUT,
         "c-zstd": COMPRESS_OUT,
         "c-text": COMPRESS_OUT,
@@ -70,13 +64,11 @@ PENDING = {
         "err-bitmaps-raw-source": BITMAPS,
         "err-bitmaps-v2-target": BITMAPS,
         "err-luks-without-key": LUKS_LATE,
-        "err-hostile-raw-dp-bad-l2-unaligned": TRIAGE,
         "o-data_file=out-data.bin": TRIAGE,
         "o-data_file=out-data.bin,data_file_raw=on": TRIAGE,
         "err-n-target-smaller": NQCOW2,
         "err-n-missing-target": NQCOW2,
         "err-n-wrong-format": NQCOW2,
-        "err-p-read-error": TRIAGE,
     },
     "test_map_parity.py": {
     },
