@@ -61,6 +61,23 @@ static int accumulate(char **options, const char *arg)
     return 0;
 }
 
+/* Whether the -o list sets option name (a later setting wins, but any is a data file). */
+static bool has_option(const char *options, const char *name)
+{
+    const char *p = options;
+    bool found = false;
+
+    while (*p && !found) {
+        char *n = NULL, *v = NULL;
+
+        p = opts_next(p, NULL, &n, &v);
+        found = n && !strcmp(n, name);
+        free(n);
+        free(v);
+    }
+    return found;
+}
+
 /* The bigger of a qcow2 target's metadata and its data: no convert writes more. */
 static uint64_t target_write_limit(const char *fmt, uint64_t total)
 {
@@ -481,6 +498,11 @@ int cmd_convert(int argc, char **argv)
     if (out_baseimg || (options && strstr(options, "backing_file"))) {
         report_error("Converting to an image with a backing file (-B) is not supported by "
                      "instar yet");
+        goto out;
+    }
+    if (!skip_create && !strcmp(out_fmt, "qcow2") && options && has_option(options, "data_file")) {
+        report_error("Converting to a qcow2 image with an external data file (-o data_file) is "
+                     "not supported by instar yet");
         goto out;
     }
     if (compressed) {

@@ -12,8 +12,9 @@ BACKING = "convert -B / -o backing_file (a target with a backing file) is not bu
 BITMAPS = "convert --bitmaps is not built yet"
 COPY_RANGE = "convert -C: qemu's copy offloading copies allocated zero blocks as data; not emulated"
 NQCOW2 = "convert -n into an existing qcow2 target is not built yet"
+DATA_FILE_OUT = ("convert -O qcow2 -o data_file: writing a new target's external data file is not built "
+                 "(refused before the target is created)")
 LUKS_LATE = "an encrypted source without its key is found after the target was created"
-TRIAGE = "fails against instar; the cause is not analysed yet (issue 10)"
 
 PENDING = {
     "test_compare_parity.py": {
@@ -64,8 +65,8 @@ PENDING = {
         "err-bitmaps-raw-source": BITMAPS,
         "err-bitmaps-v2-target": BITMAPS,
         "err-luks-without-key": LUKS_LATE,
-        "o-data_file=out-data.bin": TRIAGE,
-        "o-data_file=out-data.bin,data_file_raw=on": TRIAGE,
+        "o-data_file=out-data.bin": DATA_FILE_OUT,
+        "o-data_file=out-data.bin,data_file_raw=on": DATA_FILE_OUT,
         "err-n-target-smaller": NQCOW2,
         "err-n-missing-target": NQCOW2,
         "err-n-wrong-format": NQCOW2,

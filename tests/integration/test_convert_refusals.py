@@ -14,6 +14,9 @@ CASES = [
     pytest.param(["-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2"],
                  "Converting to an image with a backing file (-B) is not supported by instar yet",
                  id="backing"),
+    pytest.param(["-O", "qcow2", "-o", "data_file=instar-data.bin"],
+                 "Converting to a qcow2 image with an external data file (-o data_file) is not supported "
+                 "by instar yet", id="data-file"),
     pytest.param(["-O", "qcow2", "--bitmaps"],
                  "Copying bitmaps (--bitmaps) is not supported by instar yet", id="bitmaps"),
 ]
