@@ -199,36 +199,31 @@ out:
  * include/instar/abi.h): each record is copied, checked (kind, errno,
  * corruption code) and printed as qemu-img's warn_report() prints it
  * (not with -q); a corruption record is the qcow2 line of the event that
- * caused the warnings after it.  Anything else ends the run.
+ * caused the warnings after it.  The whole batch is validated
+ * (result_salvage_validate) before any of it is printed; a bad one ends
+ * the run.
  */
 static int salvage_report_cb(void *opaque, const void *recs, size_t len)
 {
     const bool *quiet = opaque;
     const uint8_t *p = recs;
 
-    if (len % sizeof(struct instar_report_rec))
+    if (result_salvage_validate(recs, len) != RESULT_OK)
         return -1;
     for (size_t i = 0; i < len; i += sizeof(struct instar_report_rec)) {
         struct instar_report_rec r;
 
         memcpy(&r, p + i, sizeof(r));
-        if (r.slen || r.flags)
-            return -1;
         if (r.code == INSTAR_CONVERT_REC_BSTAT || r.code == INSTAR_CONVERT_REC_READ) {
-            if (r.args[1] == 0 || r.args[1] > 4095 || r.args[0] > INT64_MAX)
-                return -1;
-            if (*quiet)
-                continue;
-            report_warning("error while reading %s%" PRIu64 ": %s",
-                           r.code == INSTAR_CONVERT_REC_BSTAT ? "block status at offset "
-                                                              : "offset ",
-                           r.args[0], strerror((int)r.args[1]));
-        } else if (r.code >= QCOW2_CORRUPT_L2_UNALIGNED && r.code <= QCOW2_CORRUPT_INVALID_ENTRY) {
+            if (!*quiet)
+                report_warning("error while reading %s%" PRIu64 ": %s",
+                               r.code == INSTAR_CONVERT_REC_BSTAT ? "block status at offset "
+                                                                  : "offset ",
+                               r.args[0], strerror((int)r.args[1]));
+        } else {
             fputs("qcow2: Image is corrupt: ", stderr);
             report_code_render_to(stderr, r.code, r.args, NULL, 0);
             fputs("; further non-fatal corruption events will be suppressed\n", stderr);
-        } else {
-            return -1;
         }
     }
     return 0;
