@@ -315,7 +315,6 @@ int cmd_resize(int argc, char **argv)
     uint64_t n;
     struct open_chain oc;
     struct open_image *im;
-    struct img_spec spec;
 
     if (argc < 3)
         return report_usage("Not enough arguments");
@@ -393,15 +392,7 @@ int cmd_resize(int argc, char **argv)
             return 1;
         }
     }
-    if (image_opts && fmt) {
-        report_error("--image-opts and --format are mutually exclusive");
-        return 1;
-    }
-    if (spec_parse(&spec, filename, image_opts, fmt, false) < 0)
-        return 1;
-    c = open_chain_spec(&oc, &spec, OPEN_RDWR | OPEN_RESIZE);
-    spec_release(&spec);
-    if (c < 0)
+    if (open_chain_arg(&oc, filename, image_opts, fmt, false, OPEN_RDWR | OPEN_RESIZE) < 0)
         return 1;
     oc_open = true;
     im = &oc.img[0];
