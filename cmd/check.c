@@ -26,6 +26,7 @@
 
 #include "imgcheck.h"
 #include "cmds.h"
+#include "object.h"
 #include "open.h"
 #include "qobj.h"
 #include "opts.h"
@@ -283,7 +284,6 @@ int cmd_check(int argc, char **argv)
     struct open_chain oc;
     struct result_check v;
     struct check_report rep;
-    struct img_spec spec;
     unsigned fix = 0;
     int c, ret = 1;
 
@@ -324,7 +324,10 @@ int cmd_check(int argc, char **argv)
             force_share = true;
             break;
         case OPTION_OBJECT:
-            /* Secrets and other objects: check never decrypts data. */
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0)
+                return c > 0 ? 0 : 1;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;
@@ -341,18 +344,11 @@ int cmd_check(int argc, char **argv)
         report_error("Invalid source cache option: %s", cache);
         return 1;
     }
-    if (image_opts && fmt) {
-        report_error("--image-opts and --format are mutually exclusive");
-        return 1;
-    }
     report_set_quiet(quiet);
 
-    if (spec_parse(&spec, filename, image_opts, fmt, force_share) < 0)
-        return 1;
     /* -r opens read-write (BDRV_O_RDWR): its open errors and locks are qemu's. */
-    ret = open_chain_spec(&oc, &spec, OPEN_CHECK | (fix ? OPEN_RDWR : 0));
-    spec_release(&spec);
-    if (ret < 0)
+    if (open_chain_arg(&oc, filename, image_opts, fmt, force_share,
+                       OPEN_CHECK | (fix ? OPEN_RDWR : 0)) < 0)
         return 1;
     ret = 1;
     /* raw has no bdrv_check: qemu's -ENOTSUP, with or without -r. */

@@ -11,6 +11,7 @@
 
 #include "cmds.h"
 #include "datarun.h"
+#include "object.h"
 #include "progress.h"
 #include "opts.h"
 #include "report.h"
@@ -87,6 +88,10 @@ int cmd_compare(int argc, char **argv)
             force_share = true;
             break;
         case OPTION_OBJECT:
+            /* user_creatable_add_from_str(): help ends qemu-img, a bad definition with exit 2. */
+            c = object_add(optarg);
+            if (c != 0)
+                return c > 0 ? 0 : 2;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;
@@ -107,13 +112,9 @@ int cmd_compare(int argc, char **argv)
         report_error("Invalid source cache option: %s", cache);
         goto out3;
     }
-    if (image_opts) {
-        report_error("--image-opts is not supported by instar");
+    if (open_chain_arg(&oc1, filename1, image_opts, fmt1, force_share, 0) < 0)
         goto out3;
-    }
-    if (open_chain(&oc1, filename1, fmt1, force_share ? OPEN_FORCE_SHARE : 0) < 0)
-        goto out3;
-    if (open_chain(&oc2, filename2, fmt2, force_share ? OPEN_FORCE_SHARE : 0) < 0)
+    if (open_chain_arg(&oc2, filename2, image_opts, fmt2, force_share, 0) < 0)
         goto out2;
 
     graph_init(&gr);

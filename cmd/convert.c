@@ -17,11 +17,14 @@
 #include "cmds.h"
 #include "datarun.h"
 #include "open.h"
+#include "object.h"
 #include "opts.h"
 #include "policy.h"
 #include "progress.h"
+#include "qcow2_err.h"
 #include "report.h"
 #include "size.h"
+#include "spec.h"
 
 enum {
     OPTION_OBJECT = 257,
@@ -57,6 +60,23 @@ static int accumulate(char **options, const char *arg)
     free(*options);
     *options = n;
     return 0;
+}
+
+/* Whether the -o list sets option name (a later setting wins, but any is a data file). */
+static bool has_option(const char *options, const char *name)
+{
+    const char *p = options;
+    bool found = false;
+
+    while (*p && !found) {
+        char *n = NULL, *v = NULL;
+
+        p = opts_next(p, NULL, &n, &v);
+        found = n && !strcmp(n, name);
+        free(n);
+        free(v);
+    }
+    return found;
 }
 
 /* The bigger of a qcow2 target's metadata and its data: no convert writes more. */
@@ -199,6 +219,66 @@ out:
 }
 
 /*
+ * --salvage's warnings as the guest streams them (INSTAR_CONVERT_REC_*,
+ * include/instar/abi.h): each record is copied, checked (kind, errno,
+ * corruption code) and printed as qemu-img's warn_report() prints it
+ * (not with -q); a corruption record is the qcow2 line of the event that
+ * caused the warnings after it.  The whole batch is validated
+ * (result_salvage_validate) before any of it is printed; a bad one ends
+ * the run.
+ */
+static int salvage_report_cb(void *opaque, const void *recs, size_t len)
+{
+    const bool *quiet = opaque;
+    const uint8_t *p = recs;
+
+    if (result_salvage_validate(recs, len) != RESULT_OK)
+        return -1;
+    for (size_t i = 0; i < len; i += sizeof(struct instar_report_rec)) {
+        struct instar_report_rec r;
+
+        memcpy(&r, p + i, sizeof(r));
+        if (r.code == INSTAR_CONVERT_REC_BSTAT || r.code == INSTAR_CONVERT_REC_READ) {
+            if (!*quiet)
+                report_warning("error while reading %s%" PRIu64 ": %s",
+                               r.code == INSTAR_CONVERT_REC_BSTAT ? "block status at offset "
+                                                                  : "offset ",
+                               r.args[0], strerror((int)r.args[1]));
+        } else {
+            fputs("qcow2: Image is corrupt: ", stderr);
+            report_code_render_to(stderr, r.code, r.args, NULL, 0);
+            fputs("; further non-fatal corruption events will be suppressed\n", stderr);
+        }
+    }
+    return 0;
+}
+
+/*
+ * -n --target-image-opts: img_open() of the target (no -O with it), read
+ * by spec_parse(); the target is then opened at spec->path in the format
+ * the options name (the file protocol is raw).  An unnamed format would be
+ * probed by qemu: instar refuses it rather than probe a file it writes.
+ * Returns 0 with *out_fmt set, or -1 after reporting.
+ */
+static int target_spec(const char *arg, const char **out_fmt, struct img_spec *spec)
+{
+    if (*out_fmt) {
+        report_error("--image-opts and --format are mutually exclusive");
+        return -1;
+    }
+    if (spec_parse(spec, arg, true, NULL, false) < 0)
+        return -1;
+    if (!spec->fmt) {
+        report_error("Could not open '%s': instar does not probe the format of a "
+                     "--target-image-opts target: name its driver",
+                     arg);
+        return -1;
+    }
+    *out_fmt = strcmp(spec->fmt, "file") ? spec->fmt : "raw";
+    return 0;
+}
+
+/*
  * qemu-img convert [--object objectdef] [--image-opts] [--target-image-opts]
  *     [--target-is-zero] [--bitmaps [--skip-broken-bitmaps]] [-U] [-C] [-c] [-p] [-q] [-n]
  *     [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]]
@@ -237,6 +317,8 @@ int cmd_convert(int argc, char **argv)
     struct instar_data_result v;
     struct vmm_config cfg;
     struct graph gr;
+    struct img_spec tspec = {0};
+    const char *tpath;
     uint64_t total = 0;
     int c, ret = 1, out_fd = -1, tdev;
     bool progress_started = false;
@@ -334,6 +416,12 @@ int cmd_convert(int argc, char **argv)
                 goto fail_getopt;
             break;
         case OPTION_OBJECT:
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0) {
+                ret = c > 0 ? 0 : 1;
+                goto fail_getopt;
+            }
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;
@@ -402,10 +490,6 @@ int cmd_convert(int argc, char **argv)
         report_error("Invalid source cache option: %s", src_cache);
         goto fail_getopt;
     }
-    if (image_opts || tgt_image_opts) {
-        report_error("--image-opts is not supported by instar");
-        goto fail_getopt;
-    }
     if (nsrc > INSTAR_CONVERT_SRC_MAX) {
         report_error("instar converts at most %d images at once", INSTAR_CONVERT_SRC_MAX);
         goto fail_getopt;
@@ -420,13 +504,15 @@ int cmd_convert(int argc, char **argv)
     graph_init(&gr);
     memset(&args, 0, sizeof(args));
     for (i = 0; i < nsrc; i++) {
-        if (open_chain(&src[i], argv[optind + i], fmt, force_share ? OPEN_FORCE_SHARE : 0) < 0) {
+        if (open_chain_arg(&src[i], argv[optind + i], image_opts, fmt, force_share, 0) < 0) {
             nsrc = i;
             goto out;
         }
         total += ((uint64_t)src[i].img[0].info->virtual_size + 511) / 512 * 512;
     }
     if (snapshot && snapshot_load(&src[0], nsrc, snapshot, &args) < 0)
+        goto out;
+    if (tgt_image_opts && target_spec(out_filename, &out_fmt, &tspec) < 0)
         goto out;
     if (!skip_create && !cmd_driver_known(out_fmt)) {
         report_error("Unknown file format '%s'", out_fmt);
@@ -457,6 +543,11 @@ int cmd_convert(int argc, char **argv)
     }
     if (new_backing && !new_backing_fmt) {
         report_error("Use of backing file requires explicit backing format");
+        goto out;
+    }
+    if (!skip_create && !strcmp(out_fmt, "qcow2") && options && has_option(options, "data_file")) {
+        report_error("Converting to a qcow2 image with an external data file (-o data_file) is "
+                     "not supported by instar yet");
         goto out;
     }
     if (compressed) {
@@ -491,10 +582,11 @@ int cmd_convert(int argc, char **argv)
         if (graph_add_chain(&gr, &src[i], argv[optind + i], &args.src[i]) < 0)
             goto out;
     }
+    tpath = tspec.path ? tspec.path : out_filename;
     if (!strcmp(out_fmt, "qcow2")) {
         uint64_t lim;
 
-        if (open_qcow2_target(&tgt, out_filename, direct) < 0)
+        if (open_qcow2_target(&tgt, tpath, direct) < 0)
             goto out;
         tgt_open = true;
         if (skip_create && ((uint64_t)tgt.img[0].info->virtual_size + 511) / 512 * 512 < total) {
@@ -510,7 +602,7 @@ int cmd_convert(int argc, char **argv)
         /* bdrv_nb_sectors() of the new target's backing file. */
         if (target_has_backing && !skip_create && tgt.n > 1)
             target_backing_sectors = (tgt.img[1].info->virtual_size + 511) / 512;
-        if (graph_add_chain(&gr, &tgt, out_filename, &tnode) < 0)
+        if (graph_add_chain(&gr, &tgt, tpath, &tnode) < 0)
             goto out;
         tdev = (int)gr.g.nodes[tnode].file;
         gr.devs[tdev].flags |= INSTAR_DEV_WRITE;
@@ -519,11 +611,12 @@ int cmd_convert(int argc, char **argv)
             lim > UINT64_MAX - gr.devs[tdev].size ? UINT64_MAX : gr.devs[tdev].size + lim;
     } else {
         /* A raw target: the file itself, read-write (O_DIRECT for -t none). */
-        const char *path = out_filename;
+        const char *path = tpath;
         char *pmsg = NULL;
         struct stat st;
 
-        if (policy_has_protocol(out_filename) && policy_host_path(out_filename, &path, &pmsg) < 0) {
+        if (!tspec.path && policy_has_protocol(out_filename) &&
+            policy_host_path(out_filename, &path, &pmsg) < 0) {
             report_error("Could not open '%s': %s", out_filename, pmsg ? pmsg : "unknown");
             free(pmsg);
             goto out;
@@ -569,7 +662,10 @@ int cmd_convert(int argc, char **argv)
         args.flags |= INSTAR_CONVERT_TARGET_NEW;
     if (progress)
         args.flags |= INSTAR_CONVERT_PROGRESS;
+    if (salvage)
+        args.flags |= INSTAR_CONVERT_SALVAGE;
     args.min_sparse = (uint32_t)min_sparse;
+    args.num_coroutines = (uint32_t)num_coroutines;
     args.buf_sectors = IO_BUF_SECTORS;
     if (args.target_driver == INSTAR_DRV_QCOW2) {
         const char *cs = options ? strstr(options, "cluster_size=") : NULL;
@@ -592,6 +688,10 @@ int cmd_convert(int argc, char **argv)
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = CONVERT_GUEST_MEM;
     cfg.progress = progress_from_guest;
+    if (salvage) {
+        cfg.report = salvage_report_cb;
+        cfg.report_opaque = &quiet;
+    }
     if (datarun(&cfg, INSTAR_OP_CONVERT, &args, sizeof(args), &gr, argv[optind], &v) < 0)
         goto out;
     switch (v.status) {
@@ -646,6 +746,7 @@ out:
         open_chain_close(&src[i]);
     free(new_backing);
     free(new_backing_fmt);
+    spec_release(&tspec);
 fail_getopt:
     free(options);
     return ret;

@@ -19,6 +19,7 @@
 
 #include "cmds.h"
 #include "datarun.h"
+#include "object.h"
 #include "policy.h"
 #include "report.h"
 #include "size.h"
@@ -135,7 +136,6 @@ int cmd_dd(int argc, char **argv)
     struct instar_dd_args args;
     struct instar_data_result v;
     struct open_chain in;
-    struct img_spec spec;
     struct vmm_config cfg;
     struct graph gr;
     struct stat st;
@@ -165,6 +165,10 @@ int cmd_dd(int argc, char **argv)
             force_share = true;
             break;
         case OPTION_OBJECT:
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0)
+                return c > 0 ? 0 : 1;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;
@@ -179,15 +183,7 @@ int cmd_dd(int argc, char **argv)
         return 1;
     }
     /* img_open(): the input only (bdrv_create() takes no --image-opts for the output). */
-    if (image_opts && fmt) {
-        report_error("--image-opts and --format are mutually exclusive");
-        return 1;
-    }
-    if (spec_parse(&spec, o.in, image_opts, fmt, force_share) < 0)
-        return 1;
-    ret = open_chain_spec(&in, &spec, force_share ? OPEN_FORCE_SHARE : 0);
-    spec_release(&spec);
-    if (ret < 0)
+    if (open_chain_arg(&in, o.in, image_opts, fmt, force_share, 0) < 0)
         return 1;
     ret = 1;
     in_open = true;

@@ -21,6 +21,7 @@
 
 #include "cmds.h"
 #include "info.h"
+#include "object.h"
 #include "open.h"
 #include "policy.h"
 #include "qobj.h"
@@ -581,7 +582,10 @@ int cmd_info(int argc, char **argv)
             chain = true;
             break;
         case OPTION_OBJECT:
-            /* Secrets and other objects are not needed: info never decrypts. */
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0)
+                return c > 0 ? 0 : 1;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;

@@ -12,6 +12,7 @@
 
 #include "cmds.h"
 #include "datarun.h"
+#include "object.h"
 #include "report.h"
 #include "size.h"
 
@@ -221,6 +222,10 @@ int cmd_map(int argc, char **argv)
                 return 1;
             break;
         case OPTION_OBJECT:
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0)
+                return c > 0 ? 0 : 1;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;
@@ -232,11 +237,7 @@ int cmd_map(int argc, char **argv)
     filename = argv[optind];
     if (cmd_output_json(output, &json) < 0)
         return 1;
-    if (image_opts) {
-        report_error("--image-opts is not supported by instar");
-        return 1;
-    }
-    if (open_chain(&oc, filename, fmt, force_share ? OPEN_FORCE_SHARE : 0) < 0)
+    if (open_chain_arg(&oc, filename, image_opts, fmt, force_share, 0) < 0)
         return 1;
     graph_init(&gr);
     memset(&args, 0, sizeof(args));

@@ -586,7 +586,6 @@ int cmd_measure(int argc, char **argv)
     struct measure_src src;
     struct measure_info mi;
     struct opt_list l, sn;
-    struct img_spec spec;
     int c, r, ret = 1;
 
     memset(&l, 0, sizeof(l));
@@ -688,15 +687,7 @@ int cmd_measure(int argc, char **argv)
 
     if (filename) {
         /* img_open() */
-        if (image_opts && fmt) {
-            report_error("--image-opts and --format are mutually exclusive");
-            goto out;
-        }
-        if (spec_parse(&spec, filename, image_opts, fmt, force_share) < 0)
-            goto out;
-        r = open_chain_spec(&src.oc, &spec, 0);
-        spec_release(&spec);
-        if (r < 0)
+        if (open_chain_arg(&src.oc, filename, image_opts, fmt, force_share, 0) < 0)
             goto out;
         src_open = true;
         src.filename = filename;

@@ -618,6 +618,14 @@ const char *object_secret_utf8(const char *id)
     return NULL;
 }
 
+bool object_secret_exists(const char *id)
+{
+    for (size_t i = 0; i < nsecrets; i++)
+        if (!strcmp(secrets[i].id, id))
+            return true;
+    return false;
+}
+
 void object_release_all(void)
 {
     for (size_t i = 0; i < nsecrets; i++) {

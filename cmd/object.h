@@ -36,6 +36,9 @@ int object_add(const char *def);
  */
 const char *object_secret_utf8(const char *id);
 
+/* object_secret_exists - whether a secret with this id was created (nothing printed). */
+bool object_secret_exists(const char *id);
+
 /* object_id_wellformed - QEMU's id_wellformed(): a letter, then letters, digits, '-', '.', '_'. */
 bool object_id_wellformed(const char *id);
 

@@ -429,6 +429,23 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
     return open_chain_report(oc, spec->display, spec->path, spec->fmt, flags | OPEN_LITERAL);
 }
 
+int open_chain_arg(struct open_chain *oc, const char *arg, bool image_opts, const char *fmt,
+                   bool force_share, unsigned flags)
+{
+    struct img_spec spec;
+    int r;
+
+    if (image_opts && fmt) {
+        report_error("--image-opts and --format are mutually exclusive");
+        return -1;
+    }
+    if (spec_parse(&spec, arg, image_opts, fmt, force_share) < 0)
+        return -1;
+    r = open_chain_spec(oc, &spec, flags | (force_share ? OPEN_FORCE_SHARE : 0));
+    spec_release(&spec);
+    return r;
+}
+
 void open_chain_close(struct open_chain *oc)
 {
     unsigned i;

@@ -85,6 +85,17 @@ int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt,
 struct img_spec;
 int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags);
 
+/*
+ * open_chain_arg - qemu-img's img_open() for an image argument: refuses
+ * --image-opts with a format ("--image-opts and --format are mutually
+ * exclusive"), reads arg with spec_parse() (a plain filename, json:{...},
+ * or with image_opts an --image-opts string) and opens it with
+ * open_chain_spec().  force_share is -U.
+ * Returns 0 (release with open_chain_close), or -1 after reporting.
+ */
+int open_chain_arg(struct open_chain *oc, const char *arg, bool image_opts, const char *fmt,
+                   bool force_share, unsigned flags);
+
 /* Close every descriptor (dropping the locks) and free oc's contents. */
 void open_chain_close(struct open_chain *oc);
 

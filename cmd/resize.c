@@ -21,6 +21,7 @@
 
 #include "cmds.h"
 #include "instar/ovf.h"
+#include "object.h"
 #include "open.h"
 #include "qcow2/resize.h"
 #include "report.h"
@@ -314,7 +315,6 @@ int cmd_resize(int argc, char **argv)
     uint64_t n;
     struct open_chain oc;
     struct open_image *im;
-    struct img_spec spec;
 
     if (argc < 3)
         return report_usage("Not enough arguments");
@@ -340,7 +340,10 @@ int cmd_resize(int argc, char **argv)
             quiet = true;
             break;
         case OPTION_OBJECT:
-            /* Secrets are not needed: instar resizes no encrypted image. */
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0)
+                return c > 0 ? 0 : 1;
             break;
         case OPTION_IMAGE_OPTS:
             image_opts = true;
@@ -389,15 +392,7 @@ int cmd_resize(int argc, char **argv)
             return 1;
         }
     }
-    if (image_opts && fmt) {
-        report_error("--image-opts and --format are mutually exclusive");
-        return 1;
-    }
-    if (spec_parse(&spec, filename, image_opts, fmt, false) < 0)
-        return 1;
-    c = open_chain_spec(&oc, &spec, OPEN_RDWR | OPEN_RESIZE);
-    spec_release(&spec);
-    if (c < 0)
+    if (open_chain_arg(&oc, filename, image_opts, fmt, false, OPEN_RDWR | OPEN_RESIZE) < 0)
         return 1;
     oc_open = true;
     im = &oc.img[0];

@@ -299,6 +299,28 @@ static size_t report_rec_size(uint16_t slen)
     return sizeof(struct instar_report_rec) + (((size_t)slen + 7) & ~(size_t)7);
 }
 
+enum result_bad result_salvage_validate(const void *batch, size_t len)
+{
+    const uint8_t *p = batch;
+
+    if (len % sizeof(struct instar_report_rec))
+        return RESULT_BAD_SIZE;
+    for (size_t i = 0; i < len; i += sizeof(struct instar_report_rec)) {
+        struct instar_report_rec r;
+
+        memcpy(&r, p + i, sizeof(r));
+        if (r.slen || r.flags)
+            return RESULT_BAD_VALUE;
+        if (r.code == INSTAR_CONVERT_REC_BSTAT || r.code == INSTAR_CONVERT_REC_READ) {
+            if (r.args[0] > INT64_MAX || r.args[1] == 0 || r.args[1] > 4095)
+                return RESULT_BAD_VALUE;
+        } else if (r.code < QCOW2_CORRUPT_L2_UNALIGNED || r.code > QCOW2_CORRUPT_INVALID_ENTRY) {
+            return RESULT_BAD_VALUE;
+        }
+    }
+    return RESULT_OK;
+}
+
 enum result_bad result_report_validate(const void *batch, size_t len)
 {
     const uint8_t *b = batch;

@@ -152,6 +152,17 @@ bool result_report_next(const void *batch, size_t len, size_t *off, struct insta
                         const char **s);
 
 /*
+ * result_salvage_validate - validate a whole convert --salvage batch
+ * (include/instar/abi.h, INSTAR_CONVERT_REC_*) before anything in it is
+ * printed: whole struct instar_report_rec records with slen 0 and flags
+ * 0; BSTAT and READ with an offset <= INT64_MAX and an errno 1..4095;
+ * otherwise a known qcow2 corruption code (formats/qcow2/data_err.h).
+ * Walk an accepted batch as an array of records.
+ * Returns RESULT_OK, RESULT_BAD_SIZE (not whole records) or RESULT_BAD_VALUE.
+ */
+enum result_bad result_salvage_validate(const void *batch, size_t len);
+
+/*
  * result_data_parse - validate a map/compare/convert blob (struct
  * instar_data_result) for op: the header, and without an error the whole
  * struct, a known status and a known corruption code.  *v is a copy.

@@ -43,6 +43,7 @@ struct cv {
     uint32_t t;     /* the target device (a qcow2 target's image file) */
     struct gbs *tn; /* a qcow2 target's node, else NULL */
     uint8_t *buf;
+    bool salvage;
     /* progress */
     bool progress;
     int64_t allocated_sectors, allocated_done;
@@ -53,6 +54,21 @@ static struct cv S;
 static __attribute__((noreturn)) void fail(uint32_t status, int err, uint64_t offset)
 {
     gbs_send(INSTAR_OP_CONVERT, status, (uint32_t)(err < 0 ? -err : err), offset, 0, 0);
+}
+
+/*
+ * --salvage: one of qemu-img's warn_report() lines, streamed to the host,
+ * after the corruption event that led to it if that is not out yet.
+ */
+static void salvage_warn(int32_t kind, int err, uint64_t offset)
+{
+    uint64_t args[4] = {offset, (uint64_t)(err < 0 ? -err : err), 0, 0};
+
+    if (gbs_first_corruption.code) {
+        greport(gbs_first_corruption.code, 0, gbs_first_corruption.args, NULL, 0);
+        gbs_first_corruption.code = 0;
+    }
+    greport(kind, 0, args, NULL, 0);
 }
 
 static void select_part(struct cv *s, int64_t sector_num, int *cur, int64_t *cur_off)
@@ -93,13 +109,27 @@ static int64_t iteration(struct cv *s, int64_t sector_num)
         int64_t tail;
         int ret;
 
-        if (s->target_has_backing)
-            ret = gbs_block_status(bs, true, offset, (uint64_t)n * SECTOR, &count, &map, &dev);
-        else
-            ret =
-                gbs_block_status_above(bs, offset, (uint64_t)n * SECTOR, &count, &map, &dev, NULL);
-        if (ret < 0)
-            fail(INSTAR_DATA_EBSTAT, ret, offset);
+        for (;;) {
+            if (s->target_has_backing)
+                ret = gbs_block_status(bs, true, offset, (uint64_t)n * SECTOR, &count, &map, &dev);
+            else
+                ret = gbs_block_status_above(bs, offset, (uint64_t)n * SECTOR, &count, &map, &dev,
+                                             NULL);
+            if (ret >= 0)
+                break;
+            if (!s->salvage)
+                fail(INSTAR_DATA_EBSTAT, ret, offset);
+            if (n > 1) {
+                n = (n + 3) / 4; /* retry on a shorter range */
+                continue;
+            }
+            /* Just try to read the data, then. */
+            salvage_warn(INSTAR_CONVERT_REC_BSTAT, ret, offset);
+            ret = INSTAR_BS_DATA;
+            count = SECTOR;
+            dev = INSTAR_NO_NODE;
+            break;
+        }
         n = (int64_t)((count + SECTOR - 1) / SECTOR);
         tail = (sector_num - src_cur_offset + n) % s->src_alignment[src_cur];
         if (n > tail)
@@ -125,20 +155,37 @@ static int64_t iteration(struct cv *s, int64_t sector_num)
     return n;
 }
 
-/* convert_co_read(): n sectors of the joined sources into buf. */
+/*
+ * convert_co_read(): n sectors of the joined sources into buf.  With
+ * --salvage a failed read is retried sector by sector, and a sector that
+ * cannot be read is warned about and reads as zeros.
+ */
 static int read_sectors(struct cv *s, int64_t sector_num, int64_t nb, uint8_t *buf)
 {
+    uint64_t single_read_until = 0;
+
     while (nb > 0) {
         int64_t off, bs_sectors, n;
+        uint64_t offset;
         int cur, ret;
 
         select_part(s, sector_num, &cur, &off);
         bs_sectors = s->src_sectors[cur];
+        offset = (uint64_t)(sector_num - off) * SECTOR;
         n = nb < bs_sectors - (sector_num - off) ? nb : bs_sectors - (sector_num - off);
-        ret =
-            gbs_pread(s->src[cur], (uint64_t)(sector_num - off) * SECTOR, buf, (size_t)n * SECTOR);
-        if (ret < 0)
+        if (single_read_until > offset)
+            n = 1;
+        ret = gbs_pread(s->src[cur], offset, buf, (size_t)n * SECTOR);
+        if (ret < 0 && !s->salvage)
             return ret;
+        if (ret < 0 && n > 1) {
+            single_read_until = offset + (uint64_t)n * SECTOR;
+            continue;
+        }
+        if (ret < 0) {
+            salvage_warn(INSTAR_CONVERT_REC_READ, ret, offset);
+            memset(buf, 0, SECTOR);
+        }
         sector_num += n;
         nb -= n;
         buf += n * SECTOR;
@@ -291,21 +338,58 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
     return n == 0 ? 1 : -GBS_EIO;
 }
 
+/* Whether qemu-img's coroutine waits for I/O on a chunk of this status (its read or write). */
+static bool chunk_waits(const struct cv *s, enum blk_status status)
+{
+    return !(status == BLK_BACKING_FILE ||
+             (status == BLK_ZERO && s->min_sparse_on && s->has_zero_init));
+}
+
+/*
+ * A read failed in the chunk that was the waits-th to wait for I/O.  In
+ * qemu-img, num_coroutines coroutines take chunks in turn, each printing
+ * its progress before its I/O: by the time the failure is seen at least
+ * the first num_coroutines waiting chunks (and those between them that
+ * need no I/O) have been taken.  Print their progress, then stop.
+ */
+static void progress_in_flight(struct cv *s, int64_t sector_num, uint32_t waits)
+{
+    while (sector_num < s->total_sectors && waits < s->a->num_coroutines) {
+        int64_t n = iteration(s, sector_num);
+        enum blk_status status = s->status;
+
+        if (!s->min_sparse_on && status == BLK_ZERO && n > s->buf_sectors)
+            n = s->buf_sectors;
+        if (status == BLK_DATA || (!s->min_sparse_on && status == BLK_ZERO)) {
+            s->allocated_done += n;
+            hc_progress(INSTAR_PROGRESS_ABS, (uint64_t)s->allocated_done,
+                        (uint64_t)s->allocated_sectors);
+        }
+        waits += chunk_waits(s, status);
+        sector_num += n;
+    }
+}
+
 static void do_copy(struct cv *s)
 {
+    uint32_t waits = 0;
     int64_t sector_num = 0, n;
     int ret;
 
-    if (s->progress) {
-        while (sector_num < s->total_sectors) {
-            n = iteration(s, sector_num);
-            if (s->status == BLK_DATA || (!s->min_sparse_on && s->status == BLK_ZERO))
-                s->allocated_sectors += n;
-            sector_num += n;
-        }
-        s->sector_next_status = 0;
-        sector_num = 0;
+    /*
+     * convert_do_copy() always walks the block status once before it
+     * copies (counting for progress): a block status error fails the
+     * convert there, before anything is written, and --salvage warns
+     * about it in both walks.
+     */
+    while (sector_num < s->total_sectors) {
+        n = iteration(s, sector_num);
+        if (s->status == BLK_DATA || (!s->min_sparse_on && s->status == BLK_ZERO))
+            s->allocated_sectors += n;
+        sector_num += n;
     }
+    s->sector_next_status = 0;
+    sector_num = 0;
     while (sector_num < s->total_sectors) {
         enum blk_status status;
 
@@ -318,6 +402,8 @@ static void do_copy(struct cv *s)
             hc_progress(INSTAR_PROGRESS_ABS, (uint64_t)s->allocated_done,
                         (uint64_t)s->allocated_sectors);
         }
+        if (waits < UINT32_MAX)
+            waits += chunk_waits(s, status);
         if (status == BLK_DATA) {
             ret = copy_direct(s, sector_num, n);
             if (ret == 0)
@@ -326,8 +412,11 @@ static void do_copy(struct cv *s)
                 fail(INSTAR_DATA_EWRITE_AT, ret, (uint64_t)sector_num * SECTOR);
             if (ret == 0) {
                 ret = read_sectors(s, sector_num, n, s->buf);
-                if (ret < 0)
+                if (ret < 0) {
+                    if (s->progress)
+                        progress_in_flight(s, sector_num + n, waits);
                     fail(INSTAR_DATA_EREAD_AT, ret, (uint64_t)sector_num * SECTOR);
+                }
                 ret = write_buf(s, sector_num, n, s->buf, status);
             }
         } else if (!s->min_sparse_on && status == BLK_ZERO) {
@@ -401,6 +490,7 @@ void plan_convert(void)
     s->alignment = (int)a.alignment;
     s->buf_sectors = (int)a.buf_sectors;
     s->progress = a.flags & INSTAR_CONVERT_PROGRESS;
+    s->salvage = a.flags & INSTAR_CONVERT_SALVAGE;
     s->buf = malloc((size_t)s->buf_sectors * SECTOR);
     if (!s->buf)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);

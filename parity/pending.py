@@ -7,27 +7,18 @@ run as ordinary cases.
 """
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
-OBJECT = "--object is accepted without validating the object"
 COMPRESS_OUT = "convert -c (compressed output) is not built yet"
 BITMAPS = "convert --bitmaps is not built yet"
-IMAGE_OPTS = "--image-opts / --target-image-opts for the data commands are not built yet"
-SALVAGE = "convert --salvage is not built yet"
 COPY_RANGE = "convert -C: qemu's copy offloading copies allocated zero blocks as data; not emulated"
+DATA_FILE_OUT = ("convert -O qcow2 -o data_file: writing a new target's external data file is not built "
+                 "(refused before the target is created)")
 LUKS_LATE = "an encrypted source without its key is found after the target was created"
-TRIAGE = "fails against instar; the cause is not analysed yet (issue 10)"
 
 PENDING = {
     "test_compare_parity.py": {
         "same-p-size-mismatch": PROGRESS,
-        "same-image-opts": IMAGE_OPTS,
-        "same-image-opts-probed": IMAGE_OPTS,
-        "err-image-opts-and-f": IMAGE_OPTS,
-        "err-object-bogus": OBJECT,
     },
     "test_convert_parity.py": {
-        "hostile-salvage-dp-bad-l2-unaligned": SALVAGE,
-        "hostile-salvage-dp-bad-comp-past-eof": SALVAGE,
-        "hostile-salvage-qcow2-comp": SALVAGE,
         "c-zlib": COMPRESS_OUT,
         "c-zstd": COMPRESS_OUT,
         "c-text": COMPRESS_OUT,
@@ -44,15 +35,8 @@ PENDING = {
         "concat-compressed": COMPRESS_OUT,
         "B-compressed": COMPRESS_OUT,
         "err-n-compressed-into-used-qcow2": COMPRESS_OUT,
-        "err-target-image-opts-with-O": IMAGE_OPTS,
-        "image-opts": IMAGE_OPTS,
-        "image-opts-probed": IMAGE_OPTS,
-        "target-image-opts": IMAGE_OPTS,
-        "err-image-opts-and-f": IMAGE_OPTS,
-        "image-opts-luks-key": IMAGE_OPTS,
         "C-raw": COPY_RANGE,
         "C-qcow2": COPY_RANGE,
-        "err-object-bogus": OBJECT,
         "bitmaps": BITMAPS,
         "bitmaps-none-in-source": BITMAPS,
         "bitmaps-skip-broken": BITMAPS,
@@ -61,15 +45,9 @@ PENDING = {
         "err-bitmaps-raw-source": BITMAPS,
         "err-bitmaps-v2-target": BITMAPS,
         "err-luks-without-key": LUKS_LATE,
-        "err-hostile-raw-dp-bad-l2-unaligned": TRIAGE,
-        "o-data_file=out-data.bin": TRIAGE,
-        "o-data_file=out-data.bin,data_file_raw=on": TRIAGE,
-        "err-p-read-error": TRIAGE,
+        "o-data_file=out-data.bin": DATA_FILE_OUT,
+        "o-data_file=out-data.bin,data_file_raw=on": DATA_FILE_OUT,
     },
     "test_map_parity.py": {
-        "err-object-bogus": OBJECT,
-        "json-image-opts": IMAGE_OPTS,
-        "human-image-opts-raw": IMAGE_OPTS,
-        "err-image-opts-and-f": IMAGE_OPTS,
     },
 }

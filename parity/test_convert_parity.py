@@ -78,6 +78,11 @@ for _n in ["dp-bad-l2-eof", "dp-bad-comp-eof"]:
 for _n in ["dp-bad-l2-unaligned", "dp-bad-comp-past-eof", "dp-bad-chain-trunc"]:
     case(f"hostile-salvage-{_n}", "--salvage", "-O", "raw", f"@{_n}", "out.raw")
 case("hostile-salvage-qcow2-comp", "--salvage", "-O", "qcow2", "@dp-bad-comp-past-eof", "out.qcow2")
+case("hostile-salvage-quiet", "--salvage", "-q", "-O", "raw", "@dp-bad-l2-unaligned", "out.raw")
+case("hostile-salvage-p", "--salvage", "-p", "-O", "raw", "@dp-bad-comp-past-eof", "out.raw")
+case("hostile-salvage-m1-S0", "--salvage", "-m", "1", "-S", "0", "-O", "raw", "@dp-bad-l2-unaligned", "out.raw")
+case("hostile-salvage-concat", "--salvage", "-O", "qcow2", "@dp-small", "@dp-bad-comp-past-eof", "out.qcow2")
+case("err-p-m1-read-error", "-p", "-m", "1", "-O", "raw", "@dp-bad-comp-past-eof", "out.raw", contents="exists")
 
 # ---- -f / -O ----------------------------------------------------------------
 case("default-output-raw", "@dp-small", "out.raw")

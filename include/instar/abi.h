@@ -167,7 +167,8 @@ struct instar_hc_trap {
  * the result size.  data holds packed records: a struct instar_report_rec,
  * then slen string bytes, then zero padding to a multiple of 8.  The host
  * validates every record and prints them on stderr in order, before the
- * result.  Only operations that expect them accept them (check, repair);
+ * result.  Only operations that expect them accept them (check, repair,
+ * map and measure, convert --salvage);
  * for the others the call is a protocol error.
  */
 #define INSTAR_REPORT_MAX (64u << 10)
@@ -577,6 +578,21 @@ enum instar_snap_mode {
 #define INSTAR_CONVERT_COPY_RANGE     (1u << 3) /* -C */
 #define INSTAR_CONVERT_PROGRESS       (1u << 4) /* report progress (-p, or SIGUSR1) */
 #define INSTAR_CONVERT_TARGET_NEW     (1u << 5) /* the target was created for this run */
+#define INSTAR_CONVERT_SALVAGE        (1u << 8) /* --salvage: read errors become zeros */
+
+/*
+ * convert --salvage streams what qemu-img warns about as it goes on past
+ * an error (INSTAR_HC_REPORT, struct instar_report_rec with slen 0 and
+ * flags 0), in the order qemu-img prints it:
+ *   INSTAR_CONVERT_REC_BSTAT  args[0] the source byte offset, args[1] an
+ *       errno: "error while reading block status at offset N: strerror"
+ *   INSTAR_CONVERT_REC_READ   likewise: "error while reading offset N: ..."
+ *   a corruption code (formats/qcow2/data_err.h) with its args: the
+ *       "qcow2: Image is corrupt: ..." line of the event that caused the
+ *       errors after it (it is then not repeated in the result).
+ */
+#define INSTAR_CONVERT_REC_BSTAT 1
+#define INSTAR_CONVERT_REC_READ  2
 
 struct instar_convert_args {
     struct instar_graph g;
@@ -593,6 +609,7 @@ struct instar_convert_args {
      * target, its backing chain below it); INSTAR_NO_NODE for raw.
      */
     uint32_t target_node;
+    uint32_t num_coroutines; /* -m: how many chunks qemu-img has in flight (progress on failure) */
     int64_t target_backing_sectors; /* -1: unknown or none */
     /* -l: read src[0] at an internal snapshot (bdrv_snapshot_load_tmp). */
     uint32_t snapshot_mode; /* INSTAR_SNAP_* */

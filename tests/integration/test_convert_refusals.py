@@ -11,6 +11,9 @@ import instar_testlib as tl
 CASES = [
     pytest.param(["-c", "-O", "qcow2"], "Compressed output (-c) is not supported by instar yet",
                  id="compressed"),
+    pytest.param(["-O", "qcow2", "-o", "data_file=instar-data.bin"],
+                 "Converting to a qcow2 image with an external data file (-o data_file) is not supported "
+                 "by instar yet", id="data-file"),
     pytest.param(["-O", "qcow2", "--bitmaps"],
                  "Copying bitmaps (--bitmaps) is not supported by instar yet", id="bitmaps"),
 ]
@@ -50,11 +53,17 @@ def test_convert_into_qcow2_with_data_file_refused(instar, src):
         "a refused convert changed the target"
 
 
-def test_convert_image_opts_refused(instar, src):
-    spec = "driver=qcow2,file.filename=src.qcow2"
-    oracle = tl.run_oracle(["convert", "--image-opts", spec, "oracle.out"], cwd=src)
+def test_convert_target_image_opts_probed_refused(instar, src):
+    """-n --target-image-opts without a driver: qemu-img probes the target's
+    format; instar does not probe a file it is about to write and says so."""
+    tl.qemu_img("create", "-q", "-f", "raw", "oracle.out", "4M", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "raw", "instar.out", "4M", cwd=src)
+    before = (src / "instar.out").read_bytes()
+    oracle = tl.run_oracle(["convert", "-n", "--target-image-opts", "src.qcow2", "file.filename=oracle.out"],
+                           cwd=src)
     assert oracle.returncode == 0, oracle.describe()
-    r = instar.run(["convert", "--image-opts", spec, "instar.out"], cwd=src)
+    r = instar.run(["convert", "-n", "--target-image-opts", "src.qcow2", "file.filename=instar.out"], cwd=src)
     assert r.returncode == 1, r.describe()
-    assert r.stderr == b"qemu-img: --image-opts is not supported by instar\n", r.describe()
-    assert not (src / "instar.out").exists()
+    assert r.stderr == (b"qemu-img: Could not open 'file.filename=instar.out': instar does not probe the "
+                        b"format of a --target-image-opts target: name its driver\n"), r.describe()
+    assert (src / "instar.out").read_bytes() == before, "a refused convert changed the target"

@@ -3,10 +3,12 @@
  * one rule of include/instar/result.h and expects the matching rejection.
  */
 #include <criterion/criterion.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "instar/abi.h"
+#include "qcow2_err.h"
 #include "result.h"
 
 static union {
@@ -317,4 +319,69 @@ Test(cmd_result, oversized_blob)
     struct result_info v;
 
     cr_expect_eq(result_info_parse(U.buf, INSTAR_RESULT_MAX + 1, &v), RESULT_BAD_SIZE);
+}
+
+/* --- convert --salvage batches (result_salvage_validate) --- */
+
+static struct instar_report_rec SR[4];
+
+static void salvage_good(void)
+{
+    memset(SR, 0, sizeof(SR));
+    SR[0].code = QCOW2_CORRUPT_L2_UNALIGNED;
+    SR[0].args[0] = 0x40200;
+    SR[1].code = INSTAR_CONVERT_REC_BSTAT;
+    SR[1].args[0] = 3145728;
+    SR[1].args[1] = 5; /* EIO */
+    SR[2].code = INSTAR_CONVERT_REC_READ;
+    SR[2].args[0] = 3145728;
+    SR[2].args[1] = 5;
+    SR[3].code = INSTAR_CONVERT_REC_READ;
+    SR[3].args[0] = INT64_MAX;
+    SR[3].args[1] = 4095;
+}
+
+Test(cmd_result, salvage_batch_good)
+{
+    salvage_good();
+    cr_expect_eq(result_salvage_validate(SR, sizeof(SR)), RESULT_OK);
+    cr_expect_eq(result_salvage_validate(SR, 0), RESULT_OK);
+}
+
+Test(cmd_result, salvage_batch_partial_record)
+{
+    salvage_good();
+    cr_expect_eq(result_salvage_validate(SR, sizeof(SR) - 8), RESULT_BAD_SIZE);
+    cr_expect_eq(result_salvage_validate(SR, 1), RESULT_BAD_SIZE);
+}
+
+Test(cmd_result, salvage_batch_bad_records)
+{
+    static const struct {
+        int rec;
+        int32_t code;
+        uint16_t slen, flags;
+        uint64_t a0, a1;
+    } bad[] = {
+        {1, INSTAR_CONVERT_REC_BSTAT, 0, 0, 0, 0},                      /* errno 0 */
+        {2, INSTAR_CONVERT_REC_READ, 0, 0, 0, 4096},                    /* errno too large */
+        {2, INSTAR_CONVERT_REC_READ, 0, 0, (uint64_t)INT64_MAX + 1, 5}, /* offset */
+        {1, INSTAR_CONVERT_REC_BSTAT, 4, 0, 0, 5},                      /* a string */
+        {1, INSTAR_CONVERT_REC_BSTAT, 0, 1, 0, 5},                      /* flags */
+        {0, 0, 0, 0, 0, 0},                                             /* no code */
+        {0, 3, 0, 0, 0, 0},                                             /* unknown kind */
+        {0, QCOW2_CORRUPT_L2_UNALIGNED - 1, 0, 0, 0, 0},                /* not a corruption */
+        {0, QCOW2_CORRUPT_INVALID_ENTRY + 1, 0, 0, 0, 0},
+        {0, 2000, 0, 0, 0, 0}, /* a check message */
+    };
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        salvage_good();
+        SR[bad[i].rec].code = bad[i].code;
+        SR[bad[i].rec].slen = bad[i].slen;
+        SR[bad[i].rec].flags = bad[i].flags;
+        SR[bad[i].rec].args[0] = bad[i].a0;
+        SR[bad[i].rec].args[1] = bad[i].a1;
+        cr_expect_eq(result_salvage_validate(SR, sizeof(SR)), RESULT_BAD_VALUE, "case %zu", i);
+    }
 }
