@@ -71,6 +71,63 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total)
     return lim + (256ULL << 20);
 }
 
+/*
+ * The value of the last name=... in a -o string (QemuOpts keeps the last),
+ * malloc'd, or NULL when absent.
+ */
+static char *opt_last(const char *options, const char *name)
+{
+    const char *p = options;
+    char *found = NULL;
+
+    while (p && *p) {
+        char *n = NULL, *v = NULL;
+
+        p = opts_next(p, NULL, &n, &v);
+        if (n && !strcmp(n, name)) {
+            free(found);
+            found = v;
+            v = NULL;
+        }
+        free(n);
+        free(v);
+    }
+    return found;
+}
+
+/* block_driver_can_compress(): the drivers with compressed writes. */
+static bool can_compress(const char *fmt)
+{
+    return !strcmp(fmt, "qcow2") || !strcmp(fmt, "qcow") || !strcmp(fmt, "vmdk");
+}
+
+/*
+ * img_convert()'s checks of -c against the target's format and creation
+ * options.  Returns 0, or -1 after reporting.
+ */
+static int compress_refused(const char *out_fmt, const char *options)
+{
+    char *enc = opt_last(options, "encryption"), *encfmt = opt_last(options, "encrypt.format");
+    char *prealloc = opt_last(options, "preallocation");
+    int ret = -1;
+
+    if (!can_compress(out_fmt)) {
+        report_error("Compression not supported for this file format");
+    } else if ((enc && (!strcmp(enc, "on") || !strcmp(enc, "yes") || !strcmp(enc, "true") ||
+                        !strcmp(enc, "y"))) ||
+               encfmt) {
+        report_error("Compression and encryption not supported at the same time");
+    } else if (prealloc && strcmp(prealloc, "off")) {
+        report_error("Compression and preallocation not supported at the same time");
+    } else {
+        ret = 0;
+    }
+    free(enc);
+    free(encfmt);
+    free(prealloc);
+    return ret;
+}
+
 /* Copy s into a fixed field; false if it does not fit. */
 static bool put_str(char *dst, size_t n, const char *s)
 {
@@ -410,14 +467,8 @@ int cmd_convert(int argc, char **argv)
                      "instar yet");
         goto out;
     }
-    if (compressed) {
-        if (strcmp(out_fmt, "qcow2")) {
-            report_error("Compression not supported for this file format");
-            goto out;
-        }
-        report_error("Compressed output (-c) is not supported by instar yet");
+    if (compressed && !skip_create && compress_refused(out_fmt, options) < 0)
         goto out;
-    }
     if (bitmaps) {
         if (nsrc > 1) {
             report_error("Copying bitmaps only possible with single source");
@@ -468,6 +519,10 @@ int cmd_convert(int argc, char **argv)
             report_error("Could not open '%s': not a regular file", out_filename);
             goto out;
         }
+        if (compressed && skip_create && !can_compress(out_fmt)) {
+            report_error("Compression not supported for this file format");
+            goto out;
+        }
         if (skip_create && (uint64_t)st.st_size < total) {
             report_error("output file is smaller than input file");
             goto out;
@@ -496,6 +551,8 @@ int cmd_convert(int argc, char **argv)
         args.flags |= INSTAR_CONVERT_TARGET_NEW;
     if (progress)
         args.flags |= INSTAR_CONVERT_PROGRESS;
+    if (compressed)
+        args.flags |= INSTAR_CONVERT_COMPRESSED;
     args.min_sparse = (uint32_t)min_sparse;
     args.buf_sectors = IO_BUF_SECTORS;
     if (args.target_driver == INSTAR_DRV_QCOW2) {
@@ -550,6 +607,8 @@ int cmd_convert(int argc, char **argv)
     case INSTAR_DATA_EWRITE_AT:
         report_error("error while writing at byte %" PRIu64 ": %s", v.offset,
                      strerror((int)v.errnum));
+        goto out;
+    case INSTAR_DATA_ESILENT:
         goto out;
     default:
         report_error("Could not convert '%s': sandbox failure: unexpected result", argv[optind]);

@@ -8,7 +8,6 @@ run as ordinary cases.
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
 OBJECT = "--object is accepted without validating the object"
-COMPRESS_OUT = "convert -c (compressed output) is not built yet"
 BACKING = "convert -B / -o backing_file (a target with a backing file) is not built yet"
 BITMAPS = "convert --bitmaps is not built yet"
 IMAGE_OPTS = "--image-opts / --target-image-opts for the data commands are not built yet"
@@ -30,20 +29,6 @@ PENDING = {
         "hostile-salvage-dp-bad-l2-unaligned": SALVAGE,
         "hostile-salvage-dp-bad-comp-past-eof": SALVAGE,
         "hostile-salvage-qcow2-comp": SALVAGE,
-        "c-zlib": COMPRESS_OUT,
-        "c-zstd": COMPRESS_OUT,
-        "c-text": COMPRESS_OUT,
-        "c-cluster-4k": COMPRESS_OUT,
-        "c-cluster-2M": COMPRESS_OUT,
-        "c-odd-size": COMPRESS_OUT,
-        "c-chain": COMPRESS_OUT,
-        "c-extl2": COMPRESS_OUT,
-        "c-v2": COMPRESS_OUT,
-        "err-c-datafile": COMPRESS_OUT,
-        "err-c-preallocation": COMPRESS_OUT,
-        "W-c": COMPRESS_OUT,
-        "p-compressed": COMPRESS_OUT,
-        "concat-compressed": COMPRESS_OUT,
         "B-keep-backing": BACKING,
         "B-base": BACKING,
         "B-raw-base": BACKING,

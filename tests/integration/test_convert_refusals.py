@@ -9,8 +9,6 @@ import pytest
 import instar_testlib as tl
 
 CASES = [
-    pytest.param(["-c", "-O", "qcow2"], "Compressed output (-c) is not supported by instar yet",
-                 id="compressed"),
     pytest.param(["-O", "qcow2", "-B", "base.qcow2", "-F", "qcow2"],
                  "Converting to an image with a backing file (-B) is not supported by instar yet",
                  id="backing"),

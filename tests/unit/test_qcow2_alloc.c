@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "codec.h"
 #include "qcow2_test_util.h"
 #include "test_sh.h"
 
@@ -388,4 +389,139 @@ Test(qcow2_alloc, init_rejects_bad_geometry)
     cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 22, 4, 0, 1), -QCOW2_ALLOC_EINVAL);
     cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 16, 7, 0, 1), -QCOW2_ALLOC_EINVAL);
     cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 9, 4, 0, 1ull << 40), -QCOW2_ALLOC_EFBIG);
+}
+
+/* --- qcow2_alloc_bytes(): compressed clusters, packed as qemu-io write -c packs them --- */
+
+/* Cluster k's data: a pseudo-random head of varying length, then zeros (so sizes vary). */
+static void comp_fill(uint8_t *buf, uint64_t cs, unsigned k, unsigned period)
+{
+    uint64_t head = (k % period) * cs / period + (k % 3 == 2 ? cs : 16);
+    uint32_t x = 2463534242u + k;
+
+    if (head > cs)
+        head = cs; /* every third cluster of some periods: incompressible */
+    memset(buf, 0, cs);
+    for (uint64_t i = 0; i < head; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        buf[i] = (uint8_t)x;
+    }
+}
+
+/*
+ * nclusters compressed writes, one per guest cluster, through qemu-io
+ * (qcow2_co_pwritev_compressed_task), replayed here: the L2 table when
+ * the slice has none (qcow2_alloc_clusters), then qcow2_alloc_bytes() of
+ * the zlib size, or a plain cluster when the data does not compress.
+ * Every entry's offset and sector count, and every refcount, must match.
+ */
+static void compressed_case(const char *opts, unsigned nclusters, unsigned period)
+{
+    char dir[] = "/tmp/instar-ut-comp-XXXXXX", path[256], io[512];
+    struct img base, after;
+    struct wimg w;
+    uint64_t cs, l2_entries;
+    uint8_t *buf, *out;
+    FILE *cmds;
+
+    cr_assert_not_null(mkdtemp(dir));
+    base = oracle(opts, "64M", NULL);
+    cs = 1ull << get_be(base.p, 20, 4);
+    l2_entries = cs / 8;
+    buf = malloc(cs);
+    out = malloc(cs);
+    cr_assert(buf && out);
+    snprintf(path, sizeof(path), "%s/cmds", dir);
+    cmds = fopen(path, "w");
+    cr_assert_not_null(cmds);
+    for (unsigned k = 0; k < nclusters; k++) {
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/c%u", dir, k);
+        f = fopen(path, "wb");
+        cr_assert_not_null(f);
+        comp_fill(buf, cs, k, period);
+        cr_assert_eq(fwrite(buf, 1, cs, f), cs);
+        fclose(f);
+        fprintf(cmds, "write -c -s %s %llu %llu\n", path, (unsigned long long)(k * cs),
+                (unsigned long long)cs);
+    }
+    fclose(cmds);
+    snprintf(io, sizeof(io), "< %s/cmds", dir);
+    after = oracle(opts, "64M", io);
+
+    wimg_open(&w, base.p, base.len);
+    for (unsigned k = 0; k < nclusters; k++) {
+        uint64_t g = k * cs, l1 = get_be(after.p, 40, 8);
+        uint64_t l2 = get_be(after.p, l1 + (g / cs / l2_entries) * 8, 8) & 0x00fffffffffffe00ull;
+        uint64_t e = get_be(after.p, l2 + (g / cs % l2_entries) * 8, 8);
+        long csize;
+
+        if (k % l2_entries == 0)
+            cr_assert_eq((uint64_t)qcow2_alloc_clusters(&w.a, cs), l2, "L2 table of cluster %u", k);
+        comp_fill(buf, cs, k, period);
+        csize = gcodec_compress(GCODEC_ZLIB, buf, cs, out, cs - 1);
+        if (csize == -GCODEC_ENOSPC) {
+            cr_assert_eq(e & (1ull << 62), 0, "cluster %u: qemu compressed it", k);
+            cr_assert_eq((uint64_t)qcow2_alloc_clusters(&w.a, cs), e & 0x00fffffffffffe00ull,
+                         "plain cluster %u", k);
+            continue;
+        }
+        cr_assert_gt(csize, 0);
+        {
+            unsigned shift = 62 - ((unsigned)w.cb - 8);
+            int64_t off = qcow2_alloc_bytes(&w.a, (uint64_t)csize);
+            uint64_t nb = ((uint64_t)off + (uint64_t)csize - 1) / 512 - (uint64_t)off / 512;
+
+            cr_assert_neq(e & (1ull << 62), 0, "cluster %u: qemu did not compress it", k);
+            cr_assert_eq((uint64_t)off, e & ((1ull << shift) - 1), "cluster %u: %lld, qemu %llu", k,
+                         (long long)off, (unsigned long long)(e & ((1ull << shift) - 1)));
+            cr_assert_eq(nb, (e >> shift) & ((1ull << (w.cb - 8)) - 1), "cluster %u sectors", k);
+        }
+    }
+    assert_same_refcounts(&w, &after);
+    wimg_close(&w);
+    sh("rm -rf %s", dir);
+    free(buf);
+    free(out);
+    free(base.p);
+    free(after.p);
+}
+
+/* Sizes from 16 bytes to most of a cluster: packed, running on into the next cluster. */
+Test(qcow2_alloc, alloc_bytes_packs)
+{
+    compressed_case("cluster_size=65536", 40, 7);
+}
+
+/* Plain clusters between compressed ones: the packing jumps over them. */
+Test(qcow2_alloc, alloc_bytes_around_plain_clusters)
+{
+    compressed_case("cluster_size=4096", 60, 4);
+}
+
+/* 1-bit refcounts: a cluster at refcount_max takes no more compressed data. */
+Test(qcow2_alloc, alloc_bytes_refcount_max)
+{
+    compressed_case("cluster_size=4096,refcount_bits=1", 30, 5);
+}
+
+/* 512-byte clusters: new refcount blocks (qemu's -EAGAIN restart) while packing. */
+Test(qcow2_alloc, alloc_bytes_new_refblocks)
+{
+    compressed_case("cluster_size=512,refcount_bits=16", 700, 6);
+}
+
+Test(qcow2_alloc, alloc_bytes_rejects_bad_sizes)
+{
+    struct img base = oracle("cluster_size=4096", "1M", NULL);
+    struct wimg w;
+
+    wimg_open(&w, base.p, base.len);
+    cr_assert_eq(qcow2_alloc_bytes(&w.a, 0), -QCOW2_ALLOC_EINVAL);
+    cr_assert_eq(qcow2_alloc_bytes(&w.a, 4097), -QCOW2_ALLOC_EINVAL);
+    wimg_close(&w);
+    free(base.p);
 }
