@@ -843,7 +843,7 @@ def _dp_text_comp(s):
 
 @data_image("dp-noise")
 def _dp_noise(s):
-    """A raw 1 MiB + 1536 image whose clusters compress differently: noise
+    """A raw 6 MiB + 1536 image whose 64 KiB blocks compress differently: noise
     (incompressible: convert -c writes it as plain clusters), half noise,
     a little noise in zeros, a repeated byte, and a noisy short tail."""
     import hashlib
@@ -857,7 +857,7 @@ def _dp_noise(s):
 
     p = s.root / "dp-noise.img"
     with open(p, "wb") as f:
-        for i in range(16):
+        for i in range(96):
             kind = i % 4
             if kind == 0:
                 blk = noise(65536, b"full%d" % i)
@@ -866,7 +866,7 @@ def _dp_noise(s):
             elif kind == 2:
                 blk = bytes(60000) + noise(5536, b"bit%d" % i)
             else:
-                blk = bytes([i]) * 65536
+                blk = bytes([i % 256]) * 65536
             f.write(blk)
         f.write(noise(1536, b"tail"))
     return "dp-noise.img"

@@ -141,6 +141,11 @@ case("c-cluster-512", "-c", "-O", "qcow2", "-o", "cluster_size=512", "@dp-small"
 case("c-refcount-bits-1", "-c", "-O", "qcow2", "-o", "refcount_bits=1", "@dp-mixed", "out.qcow2")
 case("c-refcount-bits-64", "-c", "-O", "qcow2", "-o", "refcount_bits=64,cluster_size=4k", "@dp-noise",
      "out.qcow2")
+# 64-bit refcounts in 512-byte clusters: the refcount table grows while compressed data is packed.
+case("c-cluster-512-refcount-64", "-c", "-O", "qcow2", "-o", "cluster_size=512,refcount_bits=64", "@dp-noise",
+     "out.qcow2")
+case("c-cluster-512-noise", "-c", "-O", "qcow2", "-o", "cluster_size=512,refcount_bits=2", "@dp-noise",
+     "out.qcow2")
 case("c-lazy-refcounts", "-c", "-O", "qcow2", "-o", "lazy_refcounts=on", "@dp-small", "out.qcow2")
 case("c-zstd-2M", "-c", "-O", "qcow2", "-o", "compression_type=zstd,cluster_size=2M", "@dp-mixed",
      "out.qcow2")
