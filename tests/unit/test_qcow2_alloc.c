@@ -393,10 +393,14 @@ Test(qcow2_alloc, init_rejects_bad_geometry)
 
 /* --- qcow2_alloc_bytes(): compressed clusters, packed as qemu-io write -c packs them --- */
 
-/* Cluster k's data: a pseudo-random head of varying length, then zeros (so sizes vary). */
+/*
+ * Cluster k's data: a pseudo-random head of varying length, then zeros (so
+ * sizes vary); period 0: a head of 3/5 of the cluster in every cluster, so
+ * that nearly every compressed cluster runs on into the next host cluster.
+ */
 static void comp_fill(uint8_t *buf, uint64_t cs, unsigned k, unsigned period)
 {
-    uint64_t head = (k % period) * cs / period + (k % 3 == 2 ? cs : 16);
+    uint64_t head = period ? (k % period) * cs / period + (k % 3 == 2 ? cs : 16) : cs * 3 / 5;
     uint32_t x = 2463534242u + k;
 
     if (head > cs)
@@ -512,6 +516,17 @@ Test(qcow2_alloc, alloc_bytes_refcount_max)
 Test(qcow2_alloc, alloc_bytes_new_refblocks)
 {
     compressed_case("cluster_size=512,refcount_bits=16", 700, 6);
+}
+
+/*
+ * Compressed clusters that run on into the next host cluster, across the
+ * first cluster of a new refcount block: the update fails with -EAGAIN
+ * after the first cluster's reference, which is undone, and the bytes go
+ * to a fresh cluster (QEMU resets offset), not where they were packed.
+ */
+Test(qcow2_alloc, alloc_bytes_run_on_into_new_refblock)
+{
+    compressed_case("cluster_size=512,refcount_bits=16", 600, 0);
 }
 
 Test(qcow2_alloc, alloc_bytes_rejects_bad_sizes)
