@@ -15,6 +15,8 @@ SALVAGE = "convert --salvage is not built yet"
 COPY_RANGE = "convert -C: qemu's copy offloading copies allocated zero blocks as data; not emulated"
 NQCOW2 = "convert -n into an existing qcow2 target is not built yet"
 LUKS_LATE = "an encrypted source without its key is found after the target was created"
+PROGRESS_AHEAD = ("convert -p: when a write fails, qemu-img's other coroutines (-m) have already printed the "
+                  "progress of the chunks they took; instar runs one chunk at a time")
 TRIAGE = "fails against instar; the cause is not analysed yet (issue 10)"
 
 PENDING = {
@@ -29,6 +31,7 @@ PENDING = {
         "hostile-salvage-dp-bad-l2-unaligned": SALVAGE,
         "hostile-salvage-dp-bad-comp-past-eof": SALVAGE,
         "hostile-salvage-qcow2-comp": SALVAGE,
+        "err-c-datafile-p": PROGRESS_AHEAD,
         "B-keep-backing": BACKING,
         "B-base": BACKING,
         "B-raw-base": BACKING,

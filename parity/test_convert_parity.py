@@ -160,8 +160,16 @@ case("c-from-compressed", "-c", "-O", "qcow2", "-o", "compression_type=zstd", "@
 case("c-concat-3", "-c", "-O", "qcow2", "-o", "cluster_size=4k", "@dp-odd", "@raw-1000", "@dp-noise",
      "out.qcow2")
 case("c-q", "-c", "-q", "-O", "qcow2", "@dp-small", "out.qcow2")
+case("c-v3-big", "-c", "-O", "qcow2", "@v3-big", "out.qcow2")
+case("c-raw-sparse-odd", "-c", "-O", "qcow2", "@raw-sparse-odd", "out.qcow2")
+case("c-p-raw-sparse-odd", "-c", "-p", "-O", "qcow2", "@raw-sparse-odd", "out.qcow2")
 case("err-c-datafile-empty", "-c", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-empty", "out.qcow2")
 case("err-c-datafile-S0", "-c", "-S", "0", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-empty",
+     "out.qcow2")
+case("err-c-datafile-p", "-c", "-p", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-small", "out.qcow2")
+case("err-c-datafile-p-m1", "-c", "-p", "-m", "1", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-small",
+     "out.qcow2")
+case("err-c-datafile-empty-p", "-c", "-p", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-empty",
      "out.qcow2")
 case("err-c-encryption", "-c", "-O", "qcow2", "-o", "encryption=on", "@dp-small", "out.qcow2")
 case("err-c-encrypt-format", "-c", "-O", "qcow2", "-o", "encrypt.format=luks", "@dp-small", "out.qcow2")
