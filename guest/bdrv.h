@@ -19,10 +19,11 @@
 #include "guest.h"
 
 /* Linux errno values, so that the host can print strerror() of them. */
-#define GBS_EIO    5
-#define GBS_ENOMEM 12
-#define GBS_EACCES 13
-#define GBS_EINVAL 22
+#define GBS_EIO     5
+#define GBS_ENOMEM  12
+#define GBS_EACCES  13
+#define GBS_EINVAL  22
+#define GBS_ENOTSUP 95 /* EOPNOTSUPP */
 
 struct gbs;
 

@@ -344,8 +344,6 @@ static void open_qcow2_target(struct cv *s);
 
 /* --- -c: compressed clusters (qcow2_co_pwritev_compressed_part) --- */
 
-#define ENOTSUP_ 95 /* Linux EOPNOTSUPP */
-
 /*
  * qcow2_co_pwritev_compressed_task() for the guest cluster at sector_num
  * (n sectors: a whole cluster, or the image's short last one, which is
@@ -395,7 +393,7 @@ static int write_buf_compressed(struct cv *s, int64_t sector_num, int64_t nb, co
     if (status == BLK_DATA &&
         (!s->min_sparse_on || !sparse_buffer_is_zero(buf, (size_t)nb * SECTOR))) {
         if (s->c_data_file)
-            return -ENOTSUP_;
+            return -GBS_ENOTSUP;
         if (sector_num % s->cluster_sectors ||
             (nb % s->cluster_sectors && sector_num + nb != s->total_sectors))
             return -GBS_EINVAL;
@@ -420,7 +418,7 @@ static void compressed_eof(struct cv *s)
     uint64_t len, aligned;
 
     if (s->c_data_file)
-        gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, ENOTSUP_, 0, 0, 0);
+        gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_ENOTSUP, 0, 0, 0);
     len = gdev_length(s->t);
     aligned = (len + SECTOR - 1) / SECTOR * SECTOR;
     if (aligned != len && gdev_truncate(s->t, aligned, INSTAR_TRUNC_OFF) < 0)
