@@ -71,30 +71,6 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total)
     return lim + (256ULL << 20);
 }
 
-/*
- * The value of the last name=... in a -o string (QemuOpts keeps the last),
- * malloc'd, or NULL when absent.
- */
-static char *opt_last(const char *options, const char *name)
-{
-    const char *p = options;
-    char *found = NULL;
-
-    while (p && *p) {
-        char *n = NULL, *v = NULL;
-
-        p = opts_next(p, NULL, &n, &v);
-        if (n && !strcmp(n, name)) {
-            free(found);
-            found = v;
-            v = NULL;
-        }
-        free(n);
-        free(v);
-    }
-    return found;
-}
-
 /* block_driver_can_compress(): the drivers with compressed writes. */
 static bool can_compress(const char *fmt)
 {
@@ -102,29 +78,44 @@ static bool can_compress(const char *fmt)
 }
 
 /*
- * img_convert()'s checks of -c against the target's format and creation
- * options.  Returns 0, or -1 after reporting.
+ * img_convert()'s checks of -c for a new target: the -o options parsed
+ * against the format's create options (their errors come first), then
+ * the format, encryption and preallocation.  A format instar cannot
+ * create is left to the refusal that follows.  Returns 0, or -1 after
+ * reporting.
  */
 static int compress_refused(const char *out_fmt, const char *options)
 {
-    char *enc = opt_last(options, "encryption"), *encfmt = opt_last(options, "encrypt.format");
-    char *prealloc = opt_last(options, "preallocation");
+    char msg[512], hint[512];
+    const struct opt_val *enc, *prealloc;
+    struct opt_list l;
     int ret = -1;
 
-    if (!can_compress(out_fmt)) {
+    memset(&l, 0, sizeof(l));
+    if (!create_opts_for(&l, out_fmt)) {
+        if (can_compress(out_fmt))
+            return 0;
         report_error("Compression not supported for this file format");
-    } else if ((enc && (!strcmp(enc, "on") || !strcmp(enc, "yes") || !strcmp(enc, "true") ||
-                        !strcmp(enc, "y"))) ||
-               encfmt) {
-        report_error("Compression and encryption not supported at the same time");
-    } else if (prealloc && strcmp(prealloc, "off")) {
-        report_error("Compression and preallocation not supported at the same time");
-    } else {
-        ret = 0;
+        return -1;
     }
-    free(enc);
-    free(encfmt);
-    free(prealloc);
+    if (options && opts_parse(&l, options, msg, hint, sizeof(msg)) < 0) {
+        report_error("%s", msg);
+        if (hint[0])
+            fputs(hint, stderr);
+        goto out;
+    }
+    enc = opts_find(&l, "encryption");
+    prealloc = opts_find(&l, "preallocation");
+    if (!can_compress(out_fmt))
+        report_error("Compression not supported for this file format");
+    else if ((enc && enc->value) || opts_find(&l, "encrypt.format"))
+        report_error("Compression and encryption not supported at the same time");
+    else if (prealloc && strcmp(prealloc->str, "off"))
+        report_error("Compression and preallocation not supported at the same time");
+    else
+        ret = 0;
+out:
+    opts_free(&l);
     return ret;
 }
 

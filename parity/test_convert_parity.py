@@ -171,6 +171,13 @@ case("err-c-datafile-p-m1", "-c", "-p", "-m", "1", "-O", "qcow2", "-o", "data_fi
      "out.qcow2")
 case("err-c-datafile-empty-p", "-c", "-p", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-empty",
      "out.qcow2")
+# -o is parsed against the format's create options before -c is checked.
+case("err-c-raw-bogus-option", "-c", "-O", "raw", "-o", "bogus=1", "@dp-small", "out.raw")
+case("err-c-preallocation-bogus-option", "-c", "-O", "qcow2", "-o", "preallocation=metadata,bogus=1", "@dp-small",
+     "out.qcow2")
+case("err-c-encryption-bad-bool", "-c", "-O", "qcow2", "-o", "encryption=foo", "@dp-small", "out.qcow2")
+case("c-encryption-off", "-c", "-O", "qcow2", "-o", "encryption=off", "@dp-small", "out.qcow2")
+case("err-c-vpc", "-c", "-O", "vpc", "@dp-small", "out.img")
 case("err-c-encryption", "-c", "-O", "qcow2", "-o", "encryption=on", "@dp-small", "out.qcow2")
 case("err-c-encrypt-format", "-c", "-O", "qcow2", "-o", "encrypt.format=luks", "@dp-small", "out.qcow2")
 case("err-c-preallocation-full", "-c", "-O", "qcow2", "-o", "preallocation=off,preallocation=full",
