@@ -136,6 +136,8 @@ case("err-c-preallocation", "-c", "-O", "qcow2", "-o", "preallocation=metadata",
 case("c-noise", "-c", "-O", "qcow2", "@dp-noise", "out.qcow2")
 case("c-noise-zstd-4k", "-c", "-O", "qcow2", "-o", "compression_type=zstd,cluster_size=4k", "@dp-noise",
      "out.qcow2")
+case("c-noise-extl2", "-c", "-O", "qcow2", "-o", "extended_l2=on,cluster_size=128k", "@dp-noise", "out.qcow2")
+case("c-noise-v2", "-c", "-O", "qcow2", "-o", "compat=0.10,cluster_size=32k", "@dp-noise", "out.qcow2")
 case("c-mixed", "-c", "-O", "qcow2", "@dp-mixed", "out.qcow2")
 case("c-cluster-512", "-c", "-O", "qcow2", "-o", "cluster_size=512", "@dp-small", "out.qcow2")
 case("c-refcount-bits-1", "-c", "-O", "qcow2", "-o", "refcount_bits=1", "@dp-mixed", "out.qcow2")
