@@ -6,7 +6,11 @@
  * compares: the offsets chosen with the L1/L2 entries of the file qemu-io
  * produced from the same start, the refcount table placement with its
  * header, and the refcount of every host cluster with the refcounts read
- * back from qemu-io's file (through a second allocator).
+ * back from qemu-io's file (through a second allocator).  Compressed
+ * clusters (qcow2_alloc_bytes, and prealloc.c's
+ * qcow2_prealloc_write_compressed on top of it) replay qemu-io's `write -c`
+ * with the sizes our zlib/zstd give, and must leave qemu-io's file byte for
+ * byte.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -14,6 +18,7 @@
 
 #include "alloc.h"
 #include "codec.h"
+#include "prealloc.h"
 #include "qcow2_test_util.h"
 #include "test_sh.h"
 
@@ -91,7 +96,9 @@ static void wimg_open(struct wimg *w, const uint8_t *bytes, size_t len)
     w->f.len = len;
     w->f.fail_at = -1;
     w->cb = (uint32_t)get_be(bytes, 20, 4);
-    cr_assert_eq(qcow2_alloc_init(&w->a, &mops, &w->f, w->cb, (uint32_t)get_be(bytes, 96, 4),
+    /* Version 2 headers end before refcount_order: 16-bit refcounts. */
+    cr_assert_eq(qcow2_alloc_init(&w->a, &mops, &w->f, w->cb,
+                                  get_be(bytes, 4, 4) >= 3 ? (uint32_t)get_be(bytes, 96, 4) : 4,
                                   get_be(bytes, 48, 8), get_be(bytes, 56, 4)),
                  0);
 }
@@ -539,4 +546,147 @@ Test(qcow2_alloc, alloc_bytes_rejects_bad_sizes)
     cr_assert_eq(qcow2_alloc_bytes(&w.a, 4097), -QCOW2_ALLOC_EINVAL);
     wimg_close(&w);
     free(base.p);
+}
+
+/* --- qcow2_prealloc_write_compressed(): the whole file, as qemu-io write -c leaves it --- */
+
+static int m_truncate(void *o, int dev, uint64_t size, int mode)
+{
+    struct memfile *m = o;
+    uint8_t *p;
+
+    (void)mode;
+    cr_assert_eq(dev, QCOW2_PREALLOC_DEV_IMAGE);
+    p = realloc(m->p, size ? size : 1);
+    cr_assert_not_null(p);
+    if (size > m->len)
+        memset(p + m->len, 0, size - m->len);
+    m->p = p;
+    m->len = size;
+    return 0;
+}
+
+static int m_length(void *o, int dev, uint64_t *len)
+{
+    cr_assert_eq(dev, QCOW2_PREALLOC_DEV_IMAGE);
+    *len = ((struct memfile *)o)->len;
+    return 0;
+}
+
+/*
+ * Compressed writes of nclusters clusters (comp_fill's data, every
+ * compressible one) into a new image: the L2 tables, their compressed
+ * descriptors (offset, sectors - 1; a zero bitmap with extended L2), the
+ * refcounts and the packed data must be qemu-io's, byte for byte.
+ */
+static void prealloc_compressed_case(const char *opts, unsigned nclusters, unsigned period)
+{
+    char dir[] = "/tmp/instar-ut-pc-XXXXXX", path[256], io[512];
+    struct img base, after;
+    struct qcow2_prealloc pa;
+    struct wimg w;
+    uint64_t cs, l1_size;
+    uint8_t *buf, *out;
+    unsigned ctype = strstr(opts, "zstd") ? GCODEC_ZSTD : GCODEC_ZLIB;
+    FILE *cmds;
+
+    cr_assert_not_null(mkdtemp(dir));
+    base = oracle(opts, "64M", NULL);
+    cs = 1ull << get_be(base.p, 20, 4);
+    buf = malloc(cs);
+    out = malloc(cs);
+    cr_assert(buf && out);
+    snprintf(path, sizeof(path), "%s/cmds", dir);
+    cmds = fopen(path, "w");
+    cr_assert_not_null(cmds);
+    for (unsigned k = 0; k < nclusters; k++) {
+        FILE *f;
+
+        comp_fill(buf, cs, k, period);
+        if (gcodec_compress(ctype, buf, cs, out, cs - 1) < 0)
+            continue; /* only compressed clusters here */
+        snprintf(path, sizeof(path), "%s/c%u", dir, k);
+        f = fopen(path, "wb");
+        cr_assert_not_null(f);
+        cr_assert_eq(fwrite(buf, 1, cs, f), cs);
+        fclose(f);
+        fprintf(cmds, "write -c -s %s %llu %llu\n", path, (unsigned long long)(k * cs),
+                (unsigned long long)cs);
+    }
+    fclose(cmds);
+    snprintf(io, sizeof(io), "< %s/cmds", dir);
+    after = oracle(opts, "64M", io);
+    sh("rm -rf %s", dir);
+
+    wimg_open(&w, base.p, base.len);
+    memset(&pa, 0, sizeof(pa));
+    pa.a = &w.a;
+    pa.ops = &mops;
+    pa.truncate = m_truncate;
+    pa.length = m_length;
+    pa.opaque = &w.f;
+    pa.cluster_bits = w.cb;
+    pa.extended_l2 = get_be(base.p, 4, 4) >= 3 && (get_be(base.p, 72, 8) & (1ull << 4));
+    pa.ordered = true;
+    pa.write = true;
+    l1_size = get_be(base.p, 36, 4);
+    pa.l1 = calloc(l1_size, 8);
+    cr_assert_not_null(pa.l1);
+    pa.l1_size = l1_size;
+    pa.l1_offset = get_be(base.p, 40, 8);
+    for (uint64_t i = 0; i < l1_size; i++)
+        pa.l1[i] = get_be(base.p, pa.l1_offset + i * 8, 8);
+    cr_assert_eq(qcow2_prealloc_init(&pa), 0);
+    for (unsigned k = 0; k < nclusters; k++) {
+        uint64_t host;
+        long csize;
+
+        comp_fill(buf, cs, k, period);
+        csize = gcodec_compress(ctype, buf, cs, out, cs - 1);
+        if (csize < 0)
+            continue;
+        int r = qcow2_prealloc_write_compressed(&pa, k * cs, (uint64_t)csize, &host);
+        cr_assert_eq(r, 0, "cluster %u: %d", k, r);
+        cr_assert_eq(m_write(&w.f, host, out, (size_t)csize), 0);
+    }
+    /* Compression never overwrites: a second write to a cluster is refused. */
+    {
+        uint64_t host;
+
+        comp_fill(buf, cs, 0, period);
+        if (gcodec_compress(ctype, buf, cs, out, cs - 1) > 0)
+            cr_assert_eq(qcow2_prealloc_write_compressed(&pa, 0, 100, &host), -QCOW2_ALLOC_EIO);
+    }
+    cr_assert_eq(qcow2_prealloc_flush(&pa), 0);
+    cr_assert_eq(qcow2_alloc_flush(&w.a), 0);
+    cr_assert_eq(w.f.len, after.len, "file length %zu, qemu %zu", w.f.len, after.len);
+    for (size_t i = 0; i < after.len; i++)
+        cr_assert_eq(w.f.p[i], after.p[i], "byte %zu: %#x, qemu %#x", i, w.f.p[i], after.p[i]);
+    qcow2_prealloc_release(&pa);
+    free(pa.l1);
+    wimg_close(&w);
+    free(buf);
+    free(out);
+    free(base.p);
+    free(after.p);
+}
+
+Test(qcow2_prealloc, compressed_64k)
+{
+    prealloc_compressed_case("cluster_size=65536", 12, 5);
+}
+
+Test(qcow2_prealloc, compressed_extended_l2)
+{
+    prealloc_compressed_case("cluster_size=65536,extended_l2=on", 12, 5);
+}
+
+Test(qcow2_prealloc, compressed_v2_4k)
+{
+    prealloc_compressed_case("compat=0.10,cluster_size=4096", 20, 4);
+}
+
+Test(qcow2_prealloc, compressed_zstd_512)
+{
+    prealloc_compressed_case("cluster_size=512,compression_type=zstd", 40, 3);
 }
