@@ -115,6 +115,54 @@ static int open_qcow2_target(struct open_chain *tgt, const char *filename, bool 
     return open_chain(tgt, filename, "qcow2", OPEN_RDWR);
 }
 
+/* block_driver_can_compress(): the drivers with compressed writes. */
+static bool can_compress(const char *fmt)
+{
+    return !strcmp(fmt, "qcow2") || !strcmp(fmt, "qcow") || !strcmp(fmt, "vmdk");
+}
+
+/*
+ * img_convert()'s checks of -c for a new target: the -o options parsed
+ * against the format's create options (their errors come first), then
+ * the format, encryption and preallocation.  A format instar cannot
+ * create is left to the refusal that follows.  Returns 0, or -1 after
+ * reporting.
+ */
+static int compress_refused(const char *out_fmt, const char *options)
+{
+    char msg[512], hint[512];
+    const struct opt_val *enc, *prealloc;
+    struct opt_list l;
+    int ret = -1;
+
+    memset(&l, 0, sizeof(l));
+    if (!create_opts_for(&l, out_fmt)) {
+        if (can_compress(out_fmt))
+            return 0;
+        report_error("Compression not supported for this file format");
+        return -1;
+    }
+    if (options && opts_parse(&l, options, msg, hint, sizeof(msg)) < 0) {
+        report_error("%s", msg);
+        if (hint[0])
+            fputs(hint, stderr);
+        goto out;
+    }
+    enc = opts_find(&l, "encryption");
+    prealloc = opts_find(&l, "preallocation");
+    if (!can_compress(out_fmt))
+        report_error("Compression not supported for this file format");
+    else if ((enc && enc->value) || opts_find(&l, "encrypt.format"))
+        report_error("Compression and encryption not supported at the same time");
+    else if (prealloc && strcmp(prealloc->str, "off"))
+        report_error("Compression and preallocation not supported at the same time");
+    else
+        ret = 0;
+out:
+    opts_free(&l);
+    return ret;
+}
+
 /* Copy s into a fixed field; false if it does not fit. */
 static bool put_str(char *dst, size_t n, const char *s)
 {
@@ -545,19 +593,15 @@ int cmd_convert(int argc, char **argv)
         report_error("Use of backing file requires explicit backing format");
         goto out;
     }
-    if (!skip_create && !strcmp(out_fmt, "qcow2") && options && has_option(options, "data_file")) {
+    /* With -c nothing reaches the data file: qemu-img fails at the first write. */
+    if (!compressed && !skip_create && !strcmp(out_fmt, "qcow2") && options &&
+        has_option(options, "data_file")) {
         report_error("Converting to a qcow2 image with an external data file (-o data_file) is "
                      "not supported by instar yet");
         goto out;
     }
-    if (compressed) {
-        if (strcmp(out_fmt, "qcow2")) {
-            report_error("Compression not supported for this file format");
-            goto out;
-        }
-        report_error("Compressed output (-c) is not supported by instar yet");
+    if (compressed && !skip_create && compress_refused(out_fmt, options) < 0)
         goto out;
-    }
     if (bitmaps) {
         if (nsrc > 1) {
             report_error("Copying bitmaps only possible with single source");
@@ -593,7 +637,7 @@ int cmd_convert(int argc, char **argv)
             report_error("output file is smaller than input file");
             goto out;
         }
-        if (tgt.data_fd >= 0) {
+        if (tgt.data_fd >= 0 && !compressed) {
             report_error("Could not open '%s': instar does not write to images with an external "
                          "data file",
                          out_filename);
@@ -636,6 +680,10 @@ int cmd_convert(int argc, char **argv)
             report_error("Could not open '%s': not a regular file", out_filename);
             goto out;
         }
+        if (compressed && skip_create && !can_compress(out_fmt)) {
+            report_error("Compression not supported for this file format");
+            goto out;
+        }
         if (skip_create && (uint64_t)st.st_size < total) {
             report_error("output file is smaller than input file");
             goto out;
@@ -664,6 +712,8 @@ int cmd_convert(int argc, char **argv)
         args.flags |= INSTAR_CONVERT_PROGRESS;
     if (salvage)
         args.flags |= INSTAR_CONVERT_SALVAGE;
+    if (compressed)
+        args.flags |= INSTAR_CONVERT_COMPRESSED;
     args.min_sparse = (uint32_t)min_sparse;
     args.num_coroutines = (uint32_t)num_coroutines;
     args.buf_sectors = IO_BUF_SECTORS;
@@ -722,6 +772,8 @@ int cmd_convert(int argc, char **argv)
     case INSTAR_DATA_EWRITE_AT:
         report_error("error while writing at byte %" PRIu64 ": %s", v.offset,
                      strerror((int)v.errnum));
+        goto out;
+    case INSTAR_DATA_ESILENT:
         goto out;
     default:
         report_error("Could not convert '%s': sandbox failure: unexpected result", argv[optind]);

@@ -23,7 +23,7 @@
 #define GBS_ENOMEM  12
 #define GBS_EACCES  13
 #define GBS_EINVAL  22
-#define GBS_ENOTSUP 95
+#define GBS_ENOTSUP 95 /* EOPNOTSUPP */
 
 /* gbs_pwrite_zeroes() flags */
 #define GBS_ZERO_MAY_UNMAP (1u << 0) /* BDRV_REQ_MAY_UNMAP */
@@ -183,6 +183,19 @@ int gbs_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t fla
 int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
                           int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes),
                           void *opaque);
+
+/*
+ * gbs_qcow2_target_info - a qcow2 node's cluster size, compression type
+ * and whether it has an external data file.  -EINVAL for another driver.
+ */
+int gbs_qcow2_target_info(struct gbs *bs, uint64_t *cluster_size, unsigned *ctype, bool *data_file);
+
+/*
+ * gbs_qcow2_write_compressed - write the guest cluster at off (cluster
+ * aligned, unallocated) as len bytes of compressed data (len <
+ * cluster size).  Returns 0 or -errno.
+ */
+int gbs_qcow2_write_compressed(struct gbs *bs, uint64_t off, const void *data, uint64_t len);
 
 /* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
 int gbs_flush(struct gbs *bs);

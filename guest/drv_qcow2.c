@@ -748,6 +748,41 @@ static int q2_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32
     return ret == -QCOW2_PREALLOC_ENOTSUP ? -Q2_ENOTSUP : ret;
 }
 
+int gbs_qcow2_target_info(struct gbs *bs, uint64_t *cluster_size, unsigned *ctype, bool *data_file)
+{
+    struct q2 *q;
+
+    if (bs->drv != &gbs_drv_qcow2)
+        return -GBS_EINVAL;
+    q = Q(bs);
+    *cluster_size = q->cluster_size;
+    *ctype = q->img.h.compression_type;
+    *data_file = q->geom.data_file;
+    return 0;
+}
+
+/*
+ * qcow2_co_pwritev_compressed_task() once the data is compressed: the
+ * bytes packed into the file (qcow2_alloc_compressed_cluster_offset), the
+ * L2 entry pointing at them.
+ */
+int gbs_qcow2_write_compressed(struct gbs *bs, uint64_t off, const void *data, uint64_t len)
+{
+    uint64_t host;
+    struct q2w *w;
+    int ret;
+
+    if (!bs->writable)
+        return -GBS_EACCES;
+    ret = q2_writer(bs, &w);
+    if (ret < 0)
+        return ret;
+    ret = qcow2_prealloc_write_compressed(&w->pa, off, len, &host);
+    if (ret < 0)
+        return ret;
+    return gdev_pwrite(bs->file, host, data, (size_t)len) < 0 ? -GBS_EIO : 0;
+}
+
 /* qcow2_co_flush_to_os() (the L2 table, then refcount blocks first), then the file. */
 static int q2_flush(struct gbs *bs)
 {

@@ -13,6 +13,7 @@
  * range is put into the mapped clusters by the host (INSTAR_HC_COPY).
  */
 #include "bdrv.h"
+#include "codec.h"
 #include "instar/sparse.h"
 
 #include "open.h"
@@ -44,6 +45,12 @@ struct cv {
     struct gbs *tn; /* a qcow2 target's node, else NULL */
     uint8_t *buf;
     bool salvage;
+    /* -c: compressed clusters (qcow2 target) */
+    bool compressed;
+    bool c_data_file;        /* the target has an external data file: -ENOTSUP */
+    int64_t cluster_sectors; /* of the target */
+    unsigned ctype;          /* its compression_type */
+    uint8_t *cbuf;           /* a padded cluster, then the compressed one */
     /* progress */
     bool progress;
     int64_t allocated_sectors, allocated_done;
@@ -152,6 +159,17 @@ static int64_t iteration(struct cv *s, int64_t sector_num)
         n = s->sector_next_status - sector_num;
     if (s->status == BLK_DATA && n > s->buf_sectors)
         n = s->buf_sectors;
+    /* Compressed clusters are written whole: a shorter extent counts as data. */
+    if (s->compressed) {
+        if (n < s->cluster_sectors) {
+            n = s->total_sectors - sector_num;
+            if (n > s->cluster_sectors)
+                n = s->cluster_sectors;
+            s->status = BLK_DATA;
+        } else {
+            n -= n % s->cluster_sectors;
+        }
+    }
     return n;
 }
 
@@ -242,10 +260,15 @@ static int t_zero(struct cv *s, int64_t sector_num, int64_t n)
     return hc_zero(s->t, (uint64_t)sector_num * SECTOR, (uint64_t)n * SECTOR, 0) < 0 ? -GBS_EIO : 0;
 }
 
+static int write_buf_compressed(struct cv *s, int64_t sector_num, int64_t nb, const uint8_t *buf,
+                                enum blk_status status);
+
 /* convert_co_write() over bytes in guest RAM. */
 static int write_buf(struct cv *s, int64_t sector_num, int64_t nb, const uint8_t *buf,
                      enum blk_status status)
 {
+    if (s->compressed)
+        return write_buf_compressed(s, sector_num, nb, buf, status);
     while (nb > 0) {
         int n = (int)nb;
         int ret;
@@ -307,7 +330,7 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
     uint64_t src_off, len = (uint64_t)n * SECTOR, end, nruns, i;
     int ret;
 
-    if (!s->tn || !s->st_direct || s->status != BLK_DATA || !s->min_sparse_on ||
+    if (!s->tn || s->compressed || !s->st_direct || s->status != BLK_DATA || !s->min_sparse_on ||
         len > INSTAR_COPY_SPARSE_MAX)
         return 0;
     src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
@@ -368,6 +391,84 @@ static void progress_in_flight(struct cv *s, int64_t sector_num, uint32_t waits)
         waits += chunk_waits(s, status);
         sector_num += n;
     }
+}
+
+/* --- -c: compressed clusters (qcow2_co_pwritev_compressed_part) --- */
+
+/*
+ * qcow2_co_pwritev_compressed_task() for the guest cluster at sector_num
+ * (n sectors: a whole cluster, or the image's short last one, which is
+ * compressed padded with zeros): compressed into at most cluster_size - 1
+ * bytes, packed into the file by qcow2_prealloc_write_compressed(); data
+ * that does not compress that far is written as a plain cluster.
+ */
+static int t_write_compressed(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *buf)
+{
+    size_t cs = (size_t)s->cluster_sectors * SECTOR, bytes = (size_t)n * SECTOR;
+    const uint8_t *in = buf;
+    long out_len;
+
+    if (bytes < cs) {
+        memcpy(s->cbuf, buf, bytes);
+        memset(s->cbuf + bytes, 0, cs - bytes);
+        in = s->cbuf;
+    }
+    out_len = gcodec_compress(s->ctype, in, cs, s->cbuf + cs, cs - 1);
+    if (out_len == -GCODEC_ENOSPC)
+        return t_write(s, sector_num, n, buf);
+    if (out_len == -GCODEC_ENOMEM)
+        return -GBS_ENOMEM; /* guest RAM, not the data: qemu-img would not fail */
+    if (out_len <= 0)
+        return -GBS_EINVAL;
+    return gbs_qcow2_write_compressed(s->tn, (uint64_t)sector_num * SECTOR, s->cbuf + cs,
+                                      (uint64_t)out_len);
+}
+
+/*
+ * convert_co_write() with BDRV_REQ_WRITE_COMPRESSED: the chunk (at most
+ * a cluster, see iteration()) is written whole unless it is all zeros.
+ */
+static int write_buf_compressed(struct cv *s, int64_t sector_num, int64_t nb, const uint8_t *buf,
+                                enum blk_status status)
+{
+    int64_t i, n;
+    int ret;
+
+    if (status == BLK_BACKING_FILE)
+        return 0;
+    if (status == BLK_DATA &&
+        (!s->min_sparse_on || !sparse_buffer_is_zero(buf, (size_t)nb * SECTOR))) {
+        if (s->c_data_file)
+            return -GBS_ENOTSUP;
+        if (sector_num % s->cluster_sectors ||
+            (nb % s->cluster_sectors && sector_num + nb != s->total_sectors))
+            return -GBS_EINVAL;
+        for (i = 0; i < nb; i += n) {
+            n = nb - i < s->cluster_sectors ? nb - i : s->cluster_sectors;
+            ret = t_write_compressed(s, sector_num + i, n, buf + (size_t)i * SECTOR);
+            if (ret < 0)
+                return ret;
+        }
+        return 0;
+    }
+    return s->has_zero_init ? 0 : t_zero(s, sector_num, nb);
+}
+
+/*
+ * The end of a compressed convert: blk_pwrite_compressed() of nothing,
+ * which rounds the file up to whole 512-byte sectors (-ENOTSUP with a
+ * data file; qemu-img then exits 1 without a message).
+ */
+static void compressed_eof(struct cv *s)
+{
+    uint64_t len, aligned;
+
+    if (s->c_data_file)
+        gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_ENOTSUP, 0, 0, 0);
+    len = gdev_length(s->t);
+    aligned = (len + SECTOR - 1) / SECTOR * SECTOR;
+    if (aligned != len && gdev_truncate(s->t, aligned, INSTAR_TRUNC_OFF) < 0)
+        gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_EIO, 0, 0, 0);
 }
 
 static void do_copy(struct cv *s)
@@ -431,6 +532,23 @@ static void do_copy(struct cv *s)
     }
 }
 
+/* -c: the target's cluster size and compression type, and one cluster's buffers. */
+static void compressed_setup(struct cv *s)
+{
+    uint64_t cluster_size;
+
+    if (gbs_qcow2_target_info(s->tn, &cluster_size, &s->ctype, &s->c_data_file) < 0)
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    s->cluster_sectors = (int64_t)(cluster_size / SECTOR);
+    /* qemu-img copies one cluster at a time. */
+    if (s->cluster_sectors > s->buf_sectors)
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    s->buf_sectors = (int)s->cluster_sectors;
+    s->cbuf = malloc(2 * (size_t)cluster_size);
+    if (!s->cbuf)
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+}
+
 void plan_convert(void)
 {
     static struct instar_convert_args a;
@@ -445,7 +563,8 @@ void plan_convert(void)
         a.buf_sectors > 32768 || a.alignment == 0 || (a.alignment & (a.alignment - 1)) ||
         a.min_sparse > 32768 || a.target >= boot->ndevices ||
         !(boot->devices[a.target].flags & INSTAR_DEV_WRITE) ||
-        (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2))
+        (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2) ||
+        ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
     if (a.target_driver == INSTAR_DRV_QCOW2) {
@@ -494,6 +613,9 @@ void plan_convert(void)
     s->buf = malloc((size_t)s->buf_sectors * SECTOR);
     if (!s->buf)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+    s->compressed = a.flags & INSTAR_CONVERT_COMPRESSED;
+    if (s->compressed)
+        compressed_setup(s);
 
     do_copy(s);
 
@@ -502,5 +624,7 @@ void plan_convert(void)
         if (ret < 0)
             fail(INSTAR_DATA_EWRITE_AT, ret, 0);
     }
+    if (s->compressed)
+        compressed_eof(s);
     gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_OK, 0, 0, 0, 0);
 }

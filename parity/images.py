@@ -841,6 +841,37 @@ def _dp_text_comp(s):
     return "dp-text-comp.qcow2"
 
 
+@data_image("dp-noise")
+def _dp_noise(s):
+    """A raw 6 MiB + 1536 image whose 64 KiB blocks compress differently: noise
+    (incompressible: convert -c writes it as plain clusters), half noise,
+    a little noise in zeros, a repeated byte, and a noisy short tail."""
+    import hashlib
+
+    def noise(n, seed):
+        out, h = bytearray(), hashlib.sha256(seed).digest()
+        while len(out) < n:
+            h = hashlib.sha256(h).digest()
+            out += h
+        return bytes(out[:n])
+
+    p = s.root / "dp-noise.img"
+    with open(p, "wb") as f:
+        for i in range(96):
+            kind = i % 4
+            if kind == 0:
+                blk = noise(65536, b"full%d" % i)
+            elif kind == 1:
+                blk = noise(32768, b"half%d" % i) + bytes(32768)
+            elif kind == 2:
+                blk = bytes(60000) + noise(5536, b"bit%d" % i)
+            else:
+                blk = bytes([i % 256]) * 65536
+            f.write(blk)
+        f.write(noise(1536, b"tail"))
+    return "dp-noise.img"
+
+
 @data_image("dp-bad-comp-eof")
 def _dp_bad_comp_eof(s):
     """The last compressed cluster's data runs past the end of the file:

@@ -138,6 +138,60 @@ case("c-v2", "-c", "-O", "qcow2", "-o", "compat=0.10", "@dp-small", "out.qcow2")
 case("err-c-datafile", "-c", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-small", "out.qcow2")
 case("err-c-raw", "-c", "-O", "raw", "@dp-small", "out.raw")
 case("err-c-preallocation", "-c", "-O", "qcow2", "-o", "preallocation=metadata", "@dp-small", "out.qcow2")
+case("c-noise", "-c", "-O", "qcow2", "@dp-noise", "out.qcow2")
+case("c-noise-zstd-4k", "-c", "-O", "qcow2", "-o", "compression_type=zstd,cluster_size=4k", "@dp-noise",
+     "out.qcow2")
+case("c-noise-extl2", "-c", "-O", "qcow2", "-o", "extended_l2=on,cluster_size=128k", "@dp-noise", "out.qcow2")
+case("c-noise-v2", "-c", "-O", "qcow2", "-o", "compat=0.10,cluster_size=32k", "@dp-noise", "out.qcow2")
+case("c-mixed", "-c", "-O", "qcow2", "@dp-mixed", "out.qcow2")
+case("c-cluster-512", "-c", "-O", "qcow2", "-o", "cluster_size=512", "@dp-small", "out.qcow2")
+case("c-refcount-bits-1", "-c", "-O", "qcow2", "-o", "refcount_bits=1", "@dp-mixed", "out.qcow2")
+case("c-refcount-bits-64", "-c", "-O", "qcow2", "-o", "refcount_bits=64,cluster_size=4k", "@dp-noise",
+     "out.qcow2")
+# 64-bit refcounts in 512-byte clusters: the refcount table grows while compressed data is packed.
+case("c-cluster-512-refcount-64", "-c", "-O", "qcow2", "-o", "cluster_size=512,refcount_bits=64", "@dp-noise",
+     "out.qcow2")
+case("c-cluster-512-noise", "-c", "-O", "qcow2", "-o", "cluster_size=512,refcount_bits=2", "@dp-noise",
+     "out.qcow2")
+case("c-lazy-refcounts", "-c", "-O", "qcow2", "-o", "lazy_refcounts=on", "@dp-small", "out.qcow2")
+case("c-zstd-2M", "-c", "-O", "qcow2", "-o", "compression_type=zstd,cluster_size=2M", "@dp-mixed",
+     "out.qcow2")
+case("c-t-none", "-c", "-t", "none", "-O", "qcow2", "@dp-small", "out.qcow2")
+case("c-S0", "-c", "-S", "0", "-O", "qcow2", "@dp-small", "out.qcow2")
+case("c-S-4k", "-c", "-S", "4k", "-O", "qcow2", "@dp-noise", "out.qcow2")
+case("c-m-8", "-c", "-m", "8", "-O", "qcow2", "@dp-mixed", "out.qcow2")
+case("c-empty", "-c", "-O", "qcow2", "@dp-empty", "out.qcow2")
+case("c-raw-empty", "-c", "-O", "qcow2", "@raw-empty", "out.qcow2")
+case("c-raw-1000", "-c", "-O", "qcow2", "@raw-1000", "out.qcow2")
+case("c-from-compressed", "-c", "-O", "qcow2", "-o", "compression_type=zstd", "@dp-zlib-full", "out.qcow2")
+case("c-concat-3", "-c", "-O", "qcow2", "-o", "cluster_size=4k", "@dp-odd", "@raw-1000", "@dp-noise",
+     "out.qcow2")
+case("c-q", "-c", "-q", "-O", "qcow2", "@dp-small", "out.qcow2")
+case("c-v3-big", "-c", "-O", "qcow2", "@v3-big", "out.qcow2")
+case("c-raw-sparse-odd", "-c", "-O", "qcow2", "@raw-sparse-odd", "out.qcow2")
+case("c-p-raw-sparse-odd", "-c", "-p", "-O", "qcow2", "@raw-sparse-odd", "out.qcow2")
+case("err-c-datafile-empty", "-c", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-empty", "out.qcow2")
+case("err-c-datafile-S0", "-c", "-S", "0", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-empty",
+     "out.qcow2")
+case("err-c-datafile-p", "-c", "-p", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-small", "out.qcow2")
+case("err-c-datafile-p-m1", "-c", "-p", "-m", "1", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-small",
+     "out.qcow2")
+case("err-c-datafile-empty-p", "-c", "-p", "-O", "qcow2", "-o", "data_file=out-data.bin", "@dp-empty",
+     "out.qcow2")
+# -o is parsed against the format's create options before -c is checked.
+case("err-c-raw-bogus-option", "-c", "-O", "raw", "-o", "bogus=1", "@dp-small", "out.raw")
+case("err-c-preallocation-bogus-option", "-c", "-O", "qcow2", "-o", "preallocation=metadata,bogus=1", "@dp-small",
+     "out.qcow2")
+case("err-c-encryption-bad-bool", "-c", "-O", "qcow2", "-o", "encryption=foo", "@dp-small", "out.qcow2")
+case("c-encryption-off", "-c", "-O", "qcow2", "-o", "encryption=off", "@dp-small", "out.qcow2")
+case("err-c-vpc", "-c", "-O", "vpc", "@dp-small", "out.img")
+case("err-c-encryption", "-c", "-O", "qcow2", "-o", "encryption=on", "@dp-small", "out.qcow2")
+case("err-c-encrypt-format", "-c", "-O", "qcow2", "-o", "encrypt.format=luks", "@dp-small", "out.qcow2")
+case("err-c-preallocation-full", "-c", "-O", "qcow2", "-o", "preallocation=off,preallocation=full",
+     "@dp-small", "out.qcow2")
+case("c-preallocation-off", "-c", "-O", "qcow2", "-o", "preallocation=full,preallocation=off", "@dp-small",
+     "out.qcow2")
+case("err-c-n-raw", "-n", "-c", "@dp-small", "@dp-target-raw", out={"dp-target.raw": "raw"})
 
 # ---- backing files: flattening, -B, -F, -o backing_file ----------------------
 case("B-keep-backing", "-B", "dp-chain-mid.qcow2", "-F", "qcow2", "-O", "qcow2", "@dp-chain-top", "out.qcow2")

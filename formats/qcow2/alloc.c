@@ -534,6 +534,59 @@ int64_t qcow2_alloc_clusters(struct qcow2_alloc *a, uint64_t size)
     return offset;
 }
 
+int64_t qcow2_alloc_bytes(struct qcow2_alloc *a, uint64_t size)
+{
+    uint64_t mask = a->cluster_size - 1;
+    /* The offset field of a compressed L2 entry: bits 0 .. 62 - (cluster_bits - 8) - 1. */
+    uint64_t field = (UINT64_C(1) << (62 - (a->cluster_bits - 8))) - 1;
+    uint64_t max = field < QCOW2_MAX_CLUSTER_OFFSET ? field : QCOW2_MAX_CLUSTER_OFFSET;
+    uint64_t offset = a->free_byte_offset, free_in_cluster, rc;
+    int ret;
+
+    if (size == 0 || size > a->cluster_size) {
+        return -QCOW2_ALLOC_EINVAL;
+    }
+    if (offset) {
+        ret = qcow2_alloc_get_refcount(a, offset >> a->cluster_bits, &rc);
+        if (ret < 0) {
+            return ret;
+        }
+        if (rc == a->refcount_max) {
+            offset = 0;
+        }
+    }
+    free_in_cluster = a->cluster_size - (offset & mask);
+    do {
+        if (!offset || free_in_cluster < size) {
+            int64_t new_cluster = alloc_noref(a, a->cluster_size, max);
+
+            if (new_cluster < 0) {
+                return new_cluster;
+            }
+            if (new_cluster == 0) {
+                return set_corrupt(a, QCOW2_ALLOC_CORRUPT_COMPRESSED_AT_ZERO, 0, 0);
+            }
+            /* Run on into the next cluster only when it is the adjacent one. */
+            if (!offset || ((offset + mask) & ~mask) != (uint64_t)new_cluster) {
+                offset = (uint64_t)new_cluster;
+                free_in_cluster = a->cluster_size;
+            } else {
+                free_in_cluster += a->cluster_size;
+            }
+        }
+        ret = update_refcount(a, offset, size, 1, false, false);
+        if (ret < 0) {
+            /* After a new refcount block (-EAGAIN) the search starts afresh. */
+            offset = 0;
+        }
+    } while (ret == -QCOW2_ALLOC_EAGAIN);
+    if (ret < 0) {
+        return ret;
+    }
+    a->free_byte_offset = (offset + size) & mask ? offset + size : 0;
+    return (int64_t)offset;
+}
+
 int64_t qcow2_alloc_clusters_at(struct qcow2_alloc *a, uint64_t offset, uint64_t nb_clusters)
 {
     uint64_t i, rc;

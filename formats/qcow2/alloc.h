@@ -60,6 +60,8 @@ enum qcow2_alloc_corrupt {
     QCOW2_ALLOC_CORRUPT_REFBLOCK_UNALIGNED,
     /* "Preventing invalid allocation of refcount block at offset 0" */
     QCOW2_ALLOC_CORRUPT_REFBLOCK_AT_ZERO,
+    /* "Preventing invalid allocation of compressed cluster at offset 0" */
+    QCOW2_ALLOC_CORRUPT_COMPRESSED_AT_ZERO,
 };
 
 struct qcow2_alloc_ops {
@@ -117,6 +119,11 @@ struct qcow2_alloc {
 
     /* Where the next free-cluster scan starts (QEMU's free_cluster_index). */
     uint64_t free_cluster_index;
+    /*
+     * Where the next compressed cluster may go (QEMU's free_byte_offset):
+     * inside a host cluster qcow2_alloc_bytes() started, 0 when none.
+     */
+    uint64_t free_byte_offset;
 
     struct qcow2_alloc_rb cache[QCOW2_ALLOC_CACHE];
     uint64_t clock;
@@ -171,6 +178,21 @@ int qcow2_alloc_get_refcount(struct qcow2_alloc *a, uint64_t cluster_index, uint
  * (-EFBIG past QCOW2_MAX_CLUSTER_OFFSET).
  */
 int64_t qcow2_alloc_clusters(struct qcow2_alloc *a, uint64_t size);
+
+/*
+ * qcow2_alloc_bytes - QEMU's qcow2_alloc_bytes(): room for size bytes
+ * (0 < size <= cluster size) of compressed data, packed byte by byte
+ * after the previous call's bytes (free_byte_offset) while they fit in
+ * that host cluster or run on into the next free cluster when it is the
+ * adjacent one; otherwise at the start of a new cluster from the
+ * free-cluster scan.  A cluster whose refcount reached refcount_max is
+ * not packed further.  Each host cluster the bytes touch gains a
+ * reference (a cluster shared by several compressed clusters counts each).
+ * Returns the byte offset, or a negated errno (-EFBIG past the largest
+ * offset a compressed L2 entry holds; -EIO with a->corrupt set for a
+ * cluster at offset 0).
+ */
+int64_t qcow2_alloc_bytes(struct qcow2_alloc *a, uint64_t size);
 
 /*
  * qcow2_alloc_clusters_at - QEMU's qcow2_alloc_clusters_at(): take a

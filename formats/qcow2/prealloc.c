@@ -1348,6 +1348,44 @@ void qcow2_prealloc_write_abort(struct qcow2_prealloc *p, const struct qcow2_l2m
     }
 }
 
+int qcow2_prealloc_write_compressed(struct qcow2_prealloc *p, uint64_t offset, uint64_t csize,
+                                    uint64_t *host_offset)
+{
+    /* qcow2.txt: x = 62 - (cluster_bits - 8); the sector count sits in bits x..61. */
+    unsigned csize_shift = 62 - (p->cluster_bits - 8);
+    uint64_t csize_mask = (UINT64_C(1) << (p->cluster_bits - 8)) - 1;
+    uint64_t l2_index, nb_csectors;
+    int64_t host;
+    int ret;
+
+    if (!p->ordered || p->data_file) {
+        return -QCOW2_PREALLOC_ENOTSUP;
+    }
+    if (csize == 0 || csize >= p->cs || (offset & (p->cs - 1))) {
+        return -QCOW2_ALLOC_EINVAL;
+    }
+    ret = get_l2(p, offset, &l2_index);
+    if (ret < 0) {
+        return ret;
+    }
+    if (l2_entry(p, l2_index) & QCOW2_L2E_OFFSET_MASK) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    host = qcow2_alloc_bytes(p->a, csize);
+    if (host < 0) {
+        return (int)host;
+    }
+    nb_csectors = ((uint64_t)host + csize - 1) / QCOW2_COMPRESSED_SECTOR_SIZE -
+                  (uint64_t)host / QCOW2_COMPRESSED_SECTOR_SIZE;
+    if (nb_csectors > csize_mask) {
+        return -QCOW2_ALLOC_EIO; /* not reached: csize < cluster size */
+    }
+    /* Compressed clusters never carry COPIED, nor a subcluster bitmap. */
+    l2_set(p, l2_index, (uint64_t)host | QCOW2_OFLAG_COMPRESSED | (nb_csectors << csize_shift), 0);
+    *host_offset = (uint64_t)host;
+    return 0;
+}
+
 const uint8_t *qcow2_prealloc_l2_cached(const struct qcow2_prealloc *p, uint64_t l2_offset)
 {
     return p->l2 && p->l2_off && p->l2_off == l2_offset ? p->l2 : NULL;

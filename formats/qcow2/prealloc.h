@@ -233,6 +233,22 @@ int qcow2_prealloc_write_link(struct qcow2_prealloc *p, const struct qcow2_l2met
 void qcow2_prealloc_write_abort(struct qcow2_prealloc *p, const struct qcow2_l2meta *m);
 
 /*
+ * qcow2_prealloc_write_compressed - qcow2_alloc_compressed_cluster_offset():
+ * room for csize bytes (0 < csize < cluster size) of compressed data for
+ * the guest cluster at offset (cluster aligned), packed by
+ * qcow2_alloc_bytes(), and its L2 entry: the compressed flag, the host
+ * offset and the number of 512-byte sectors the data reaches into beyond
+ * the first (qcow2.txt, "Compressed Clusters Descriptor"); with extended
+ * L2 entries a zero bitmap.  The caller then writes the data at
+ * *host_offset.  Needs ordered mode and no external data file.
+ * Returns 0 or -errno: -QCOW2_ALLOC_EIO when the cluster is already
+ * allocated (compression never overwrites), -QCOW2_PREALLOC_ENOTSUP
+ * without ordered mode or with a data file.
+ */
+int qcow2_prealloc_write_compressed(struct qcow2_prealloc *p, uint64_t offset, uint64_t csize,
+                                    uint64_t *host_offset);
+
+/*
  * qcow2_prealloc_l2_cached - the cached L2 table at l2_offset (its
  * entries as the image will have them), or NULL when another one is
  * cached: a reader of the image looks here before it reads the file.

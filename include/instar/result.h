@@ -200,6 +200,7 @@ enum instar_data_status {
         12, /* convert -l: "Failed to load snapshot: ..." (errnum: INSTAR_SNAPERR_*) */
     INSTAR_DATA_EREQUEST = 13, /* bench: "Failed request: strerror" */
     INSTAR_DATA_EFLUSH = 14,   /* bench --no-drain: "Failed flush request: strerror" */
+    INSTAR_DATA_ESILENT = 15,  /* convert -c: failed where qemu-img prints nothing (exit 1) */
 };
 
 enum instar_snap_err {

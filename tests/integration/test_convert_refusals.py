@@ -9,8 +9,6 @@ import pytest
 import instar_testlib as tl
 
 CASES = [
-    pytest.param(["-c", "-O", "qcow2"], "Compressed output (-c) is not supported by instar yet",
-                 id="compressed"),
     pytest.param(["-O", "qcow2", "-o", "data_file=instar-data.bin"],
                  "Converting to a qcow2 image with an external data file (-o data_file) is not supported "
                  "by instar yet", id="data-file"),

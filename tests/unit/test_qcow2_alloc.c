@@ -6,13 +6,19 @@
  * compares: the offsets chosen with the L1/L2 entries of the file qemu-io
  * produced from the same start, the refcount table placement with its
  * header, and the refcount of every host cluster with the refcounts read
- * back from qemu-io's file (through a second allocator).
+ * back from qemu-io's file (through a second allocator).  Compressed
+ * clusters (qcow2_alloc_bytes, and prealloc.c's
+ * qcow2_prealloc_write_compressed on top of it) replay qemu-io's `write -c`
+ * with the sizes our zlib/zstd give, and must leave qemu-io's file byte for
+ * byte.
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "codec.h"
+#include "prealloc.h"
 #include "qcow2_test_util.h"
 #include "test_sh.h"
 
@@ -90,7 +96,9 @@ static void wimg_open(struct wimg *w, const uint8_t *bytes, size_t len)
     w->f.len = len;
     w->f.fail_at = -1;
     w->cb = (uint32_t)get_be(bytes, 20, 4);
-    cr_assert_eq(qcow2_alloc_init(&w->a, &mops, &w->f, w->cb, (uint32_t)get_be(bytes, 96, 4),
+    /* Version 2 headers end before refcount_order: 16-bit refcounts. */
+    cr_assert_eq(qcow2_alloc_init(&w->a, &mops, &w->f, w->cb,
+                                  get_be(bytes, 4, 4) >= 3 ? (uint32_t)get_be(bytes, 96, 4) : 4,
                                   get_be(bytes, 48, 8), get_be(bytes, 56, 4)),
                  0);
 }
@@ -388,4 +396,297 @@ Test(qcow2_alloc, init_rejects_bad_geometry)
     cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 22, 4, 0, 1), -QCOW2_ALLOC_EINVAL);
     cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 16, 7, 0, 1), -QCOW2_ALLOC_EINVAL);
     cr_assert_eq(qcow2_alloc_init(&a, &mops, NULL, 9, 4, 0, 1ull << 40), -QCOW2_ALLOC_EFBIG);
+}
+
+/* --- qcow2_alloc_bytes(): compressed clusters, packed as qemu-io write -c packs them --- */
+
+/*
+ * Cluster k's data: a pseudo-random head of varying length, then zeros (so
+ * sizes vary); period 0: a head of 3/5 of the cluster in every cluster, so
+ * that nearly every compressed cluster runs on into the next host cluster.
+ */
+static void comp_fill(uint8_t *buf, uint64_t cs, unsigned k, unsigned period)
+{
+    uint64_t head = period ? (k % period) * cs / period + (k % 3 == 2 ? cs : 16) : cs * 3 / 5;
+    uint32_t x = 2463534242u + k;
+
+    if (head > cs)
+        head = cs; /* every third cluster of some periods: incompressible */
+    memset(buf, 0, cs);
+    for (uint64_t i = 0; i < head; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        buf[i] = (uint8_t)x;
+    }
+}
+
+/*
+ * nclusters compressed writes, one per guest cluster, through qemu-io
+ * (qcow2_co_pwritev_compressed_task), replayed here: the L2 table when
+ * the slice has none (qcow2_alloc_clusters), then qcow2_alloc_bytes() of
+ * the zlib size, or a plain cluster when the data does not compress.
+ * Every entry's offset and sector count, and every refcount, must match.
+ */
+static void compressed_case(const char *opts, unsigned nclusters, unsigned period)
+{
+    char dir[] = "/tmp/instar-ut-comp-XXXXXX", path[256], io[512];
+    struct img base, after;
+    struct wimg w;
+    uint64_t cs, l2_entries;
+    uint8_t *buf, *out;
+    FILE *cmds;
+
+    cr_assert_not_null(mkdtemp(dir));
+    base = oracle(opts, "64M", NULL);
+    cs = 1ull << get_be(base.p, 20, 4);
+    l2_entries = cs / 8;
+    buf = malloc(cs);
+    out = malloc(cs);
+    cr_assert(buf && out);
+    snprintf(path, sizeof(path), "%s/cmds", dir);
+    cmds = fopen(path, "w");
+    cr_assert_not_null(cmds);
+    for (unsigned k = 0; k < nclusters; k++) {
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/c%u", dir, k);
+        f = fopen(path, "wb");
+        cr_assert_not_null(f);
+        comp_fill(buf, cs, k, period);
+        cr_assert_eq(fwrite(buf, 1, cs, f), cs);
+        fclose(f);
+        fprintf(cmds, "write -c -s %s %llu %llu\n", path, (unsigned long long)(k * cs),
+                (unsigned long long)cs);
+    }
+    fclose(cmds);
+    snprintf(io, sizeof(io), "< %s/cmds", dir);
+    after = oracle(opts, "64M", io);
+
+    wimg_open(&w, base.p, base.len);
+    for (unsigned k = 0; k < nclusters; k++) {
+        uint64_t g = k * cs, l1 = get_be(after.p, 40, 8);
+        uint64_t l2 = get_be(after.p, l1 + (g / cs / l2_entries) * 8, 8) & 0x00fffffffffffe00ull;
+        uint64_t e = get_be(after.p, l2 + (g / cs % l2_entries) * 8, 8);
+        long csize;
+
+        if (k % l2_entries == 0)
+            cr_assert_eq((uint64_t)qcow2_alloc_clusters(&w.a, cs), l2, "L2 table of cluster %u", k);
+        comp_fill(buf, cs, k, period);
+        csize = gcodec_compress(GCODEC_ZLIB, buf, cs, out, cs - 1);
+        if (csize == -GCODEC_ENOSPC) {
+            cr_assert_eq(e & (1ull << 62), 0, "cluster %u: qemu compressed it", k);
+            cr_assert_eq((uint64_t)qcow2_alloc_clusters(&w.a, cs), e & 0x00fffffffffffe00ull,
+                         "plain cluster %u", k);
+            continue;
+        }
+        cr_assert_gt(csize, 0);
+        {
+            unsigned shift = 62 - ((unsigned)w.cb - 8);
+            int64_t off = qcow2_alloc_bytes(&w.a, (uint64_t)csize);
+            uint64_t nb = ((uint64_t)off + (uint64_t)csize - 1) / 512 - (uint64_t)off / 512;
+
+            cr_assert_neq(e & (1ull << 62), 0, "cluster %u: qemu did not compress it", k);
+            cr_assert_eq((uint64_t)off, e & ((1ull << shift) - 1), "cluster %u: %lld, qemu %llu", k,
+                         (long long)off, (unsigned long long)(e & ((1ull << shift) - 1)));
+            cr_assert_eq(nb, (e >> shift) & ((1ull << (w.cb - 8)) - 1), "cluster %u sectors", k);
+        }
+    }
+    assert_same_refcounts(&w, &after);
+    wimg_close(&w);
+    sh("rm -rf %s", dir);
+    free(buf);
+    free(out);
+    free(base.p);
+    free(after.p);
+}
+
+/* Sizes from 16 bytes to most of a cluster: packed, running on into the next cluster. */
+Test(qcow2_alloc, alloc_bytes_packs)
+{
+    compressed_case("cluster_size=65536", 40, 7);
+}
+
+/* Plain clusters between compressed ones: the packing jumps over them. */
+Test(qcow2_alloc, alloc_bytes_around_plain_clusters)
+{
+    compressed_case("cluster_size=4096", 60, 4);
+}
+
+/* 1-bit refcounts: a cluster at refcount_max takes no more compressed data. */
+Test(qcow2_alloc, alloc_bytes_refcount_max)
+{
+    compressed_case("cluster_size=4096,refcount_bits=1", 30, 5);
+}
+
+/* 512-byte clusters: new refcount blocks (qemu's -EAGAIN restart) while packing. */
+Test(qcow2_alloc, alloc_bytes_new_refblocks)
+{
+    compressed_case("cluster_size=512,refcount_bits=16", 700, 6);
+}
+
+/*
+ * Compressed clusters that run on into the next host cluster, across the
+ * first cluster of a new refcount block: the update fails with -EAGAIN
+ * after the first cluster's reference, which is undone, and the bytes go
+ * to a fresh cluster (QEMU resets offset), not where they were packed.
+ */
+Test(qcow2_alloc, alloc_bytes_run_on_into_new_refblock)
+{
+    compressed_case("cluster_size=512,refcount_bits=16", 600, 0);
+}
+
+Test(qcow2_alloc, alloc_bytes_rejects_bad_sizes)
+{
+    struct img base = oracle("cluster_size=4096", "1M", NULL);
+    struct wimg w;
+
+    wimg_open(&w, base.p, base.len);
+    cr_assert_eq(qcow2_alloc_bytes(&w.a, 0), -QCOW2_ALLOC_EINVAL);
+    cr_assert_eq(qcow2_alloc_bytes(&w.a, 4097), -QCOW2_ALLOC_EINVAL);
+    wimg_close(&w);
+    free(base.p);
+}
+
+/* --- qcow2_prealloc_write_compressed(): the whole file, as qemu-io write -c leaves it --- */
+
+static int m_truncate(void *o, int dev, uint64_t size, int mode)
+{
+    struct memfile *m = o;
+    uint8_t *p;
+
+    (void)mode;
+    cr_assert_eq(dev, QCOW2_PREALLOC_DEV_IMAGE);
+    p = realloc(m->p, size ? size : 1);
+    cr_assert_not_null(p);
+    if (size > m->len)
+        memset(p + m->len, 0, size - m->len);
+    m->p = p;
+    m->len = size;
+    return 0;
+}
+
+static int m_length(void *o, int dev, uint64_t *len)
+{
+    cr_assert_eq(dev, QCOW2_PREALLOC_DEV_IMAGE);
+    *len = ((struct memfile *)o)->len;
+    return 0;
+}
+
+/*
+ * Compressed writes of nclusters clusters (comp_fill's data, every
+ * compressible one) into a new image: the L2 tables, their compressed
+ * descriptors (offset, sectors - 1; a zero bitmap with extended L2), the
+ * refcounts and the packed data must be qemu-io's, byte for byte.
+ */
+static void prealloc_compressed_case(const char *opts, unsigned nclusters, unsigned period)
+{
+    char dir[] = "/tmp/instar-ut-pc-XXXXXX", path[256], io[512];
+    struct img base, after;
+    struct qcow2_prealloc pa;
+    struct wimg w;
+    uint64_t cs, l1_size;
+    uint8_t *buf, *out;
+    unsigned ctype = strstr(opts, "zstd") ? GCODEC_ZSTD : GCODEC_ZLIB;
+    FILE *cmds;
+
+    cr_assert_not_null(mkdtemp(dir));
+    base = oracle(opts, "64M", NULL);
+    cs = 1ull << get_be(base.p, 20, 4);
+    buf = malloc(cs);
+    out = malloc(cs);
+    cr_assert(buf && out);
+    snprintf(path, sizeof(path), "%s/cmds", dir);
+    cmds = fopen(path, "w");
+    cr_assert_not_null(cmds);
+    for (unsigned k = 0; k < nclusters; k++) {
+        FILE *f;
+
+        comp_fill(buf, cs, k, period);
+        if (gcodec_compress(ctype, buf, cs, out, cs - 1) < 0)
+            continue; /* only compressed clusters here */
+        snprintf(path, sizeof(path), "%s/c%u", dir, k);
+        f = fopen(path, "wb");
+        cr_assert_not_null(f);
+        cr_assert_eq(fwrite(buf, 1, cs, f), cs);
+        fclose(f);
+        fprintf(cmds, "write -c -s %s %llu %llu\n", path, (unsigned long long)(k * cs),
+                (unsigned long long)cs);
+    }
+    fclose(cmds);
+    snprintf(io, sizeof(io), "< %s/cmds", dir);
+    after = oracle(opts, "64M", io);
+    sh("rm -rf %s", dir);
+
+    wimg_open(&w, base.p, base.len);
+    memset(&pa, 0, sizeof(pa));
+    pa.a = &w.a;
+    pa.ops = &mops;
+    pa.truncate = m_truncate;
+    pa.length = m_length;
+    pa.opaque = &w.f;
+    pa.cluster_bits = w.cb;
+    pa.extended_l2 = get_be(base.p, 4, 4) >= 3 && (get_be(base.p, 72, 8) & (1ull << 4));
+    pa.ordered = true;
+    pa.write = true;
+    l1_size = get_be(base.p, 36, 4);
+    pa.l1 = calloc(l1_size, 8);
+    cr_assert_not_null(pa.l1);
+    pa.l1_size = l1_size;
+    pa.l1_offset = get_be(base.p, 40, 8);
+    for (uint64_t i = 0; i < l1_size; i++)
+        pa.l1[i] = get_be(base.p, pa.l1_offset + i * 8, 8);
+    cr_assert_eq(qcow2_prealloc_init(&pa), 0);
+    for (unsigned k = 0; k < nclusters; k++) {
+        uint64_t host;
+        long csize;
+
+        comp_fill(buf, cs, k, period);
+        csize = gcodec_compress(ctype, buf, cs, out, cs - 1);
+        if (csize < 0)
+            continue;
+        int r = qcow2_prealloc_write_compressed(&pa, k * cs, (uint64_t)csize, &host);
+        cr_assert_eq(r, 0, "cluster %u: %d", k, r);
+        cr_assert_eq(m_write(&w.f, host, out, (size_t)csize), 0);
+    }
+    /* Compression never overwrites: a second write to a cluster is refused. */
+    {
+        uint64_t host;
+
+        comp_fill(buf, cs, 0, period);
+        if (gcodec_compress(ctype, buf, cs, out, cs - 1) > 0)
+            cr_assert_eq(qcow2_prealloc_write_compressed(&pa, 0, 100, &host), -QCOW2_ALLOC_EIO);
+    }
+    cr_assert_eq(qcow2_prealloc_flush(&pa), 0);
+    cr_assert_eq(qcow2_alloc_flush(&w.a), 0);
+    cr_assert_eq(w.f.len, after.len, "file length %zu, qemu %zu", w.f.len, after.len);
+    for (size_t i = 0; i < after.len; i++)
+        cr_assert_eq(w.f.p[i], after.p[i], "byte %zu: %#x, qemu %#x", i, w.f.p[i], after.p[i]);
+    qcow2_prealloc_release(&pa);
+    free(pa.l1);
+    wimg_close(&w);
+    free(buf);
+    free(out);
+    free(base.p);
+    free(after.p);
+}
+
+Test(qcow2_prealloc, compressed_64k)
+{
+    prealloc_compressed_case("cluster_size=65536", 12, 5);
+}
+
+Test(qcow2_prealloc, compressed_extended_l2)
+{
+    prealloc_compressed_case("cluster_size=65536,extended_l2=on", 12, 5);
+}
+
+Test(qcow2_prealloc, compressed_v2_4k)
+{
+    prealloc_compressed_case("compat=0.10,cluster_size=4096", 20, 4);
+}
+
+Test(qcow2_prealloc, compressed_zstd_512)
+{
+    prealloc_compressed_case("cluster_size=512,compression_type=zstd", 40, 3);
 }
