@@ -122,17 +122,12 @@ int cmd_bench(int argc, char **argv)
     int c, ret = 1;
 
     for (;;) {
-        c = getopt_long(argc, argv, ":hc:d:f:ni:o:qs:S:t:wU", long_options, NULL);
+        c = cmd_getopt(argc, argv, ":hc:d:f:ni:o:qs:S:t:wU", long_options, &ret);
         if (c == -1)
             break;
         switch (c) {
-        case ':':
-            return report_usage("missing argument for option '%s'", argv[optind - 1]);
-        case '?':
-            return report_usage("unrecognized option '%s'", argv[optind - 1]);
-        case 'h':
-            cmd_print_help();
-            return 0;
+        case CMD_GETOPT_DONE:
+            return ret;
         case 'c':
             if (parse_ulong(optarg, &res) < 0 || res > INT_MAX) {
                 report_error("Invalid request count specified");

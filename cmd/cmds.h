@@ -39,6 +39,24 @@ void cmd_print_help(void);
 bool cmd_driver_known(const char *name);
 
 /*
+ * cmd_getopt - getopt_long() as every subcommand reads its options: a
+ * missing argument or an unknown option is qemu-img's usage error, -h
+ * prints the help.  Returns the next option, -1 at the end, or
+ * CMD_GETOPT_DONE with *exit_code what the command exits with.
+ */
+#define CMD_GETOPT_DONE (-2)
+struct option;
+int cmd_getopt(int argc, char **argv, const char *optstring, const struct option *longopts,
+               int *exit_code);
+
+/*
+ * cmd_add_options - one -o argument added to *options (qemu-img's
+ * accumulate_options, after is_valid_option_list).  Returns 0, or -1
+ * after reporting.
+ */
+int cmd_add_options(char **options, const char *arg);
+
+/*
  * cmd_output_json - qemu-img's --output=human|json: *json set from output
  * (NULL: human).  Any other value is reported with qemu-img's message.
  * Returns 0, or -1 after reporting.

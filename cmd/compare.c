@@ -53,19 +53,12 @@ int cmd_compare(int argc, char **argv)
     int c, ret = 2;
 
     for (;;) {
-        c = getopt_long(argc, argv, ":hf:F:T:pqsU", long_options, NULL);
+        c = cmd_getopt(argc, argv, ":hf:F:T:pqsU", long_options, &ret);
         if (c == -1)
             break;
         switch (c) {
-        case ':':
-            report_usage("missing argument for option '%s'", argv[optind - 1]);
-            return 1;
-        case '?':
-            report_usage("unrecognized option '%s'", argv[optind - 1]);
-            return 1;
-        case 'h':
-            cmd_print_help();
-            return 0;
+        case CMD_GETOPT_DONE:
+            return ret;
         case 'f':
             fmt1 = optarg;
             break;

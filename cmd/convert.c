@@ -43,25 +43,6 @@ enum {
 /* Guest RAM for a convert: the copy buffer and a qcow2 target's tables. */
 #define CONVERT_GUEST_MEM (256ULL << 20)
 
-static int accumulate(char **options, const char *arg)
-{
-    char *n;
-
-    if (!opts_valid_list(arg)) {
-        report_error("Invalid option list: %s", arg);
-        return -1;
-    }
-    if (!*options) {
-        *options = strdup(arg);
-        return *options ? 0 : -1;
-    }
-    if (asprintf(&n, "%s,%s", *options, arg) < 0)
-        return -1;
-    free(*options);
-    *options = n;
-    return 0;
-}
-
 /* Whether the -o list sets option name (a later setting wins, but any is a data file). */
 static bool has_option(const char *options, const char *name)
 {
@@ -372,19 +353,11 @@ int cmd_convert(int argc, char **argv)
     bool progress_started = false;
 
     for (;;) {
-        c = getopt_long(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", long_options, NULL);
+        c = cmd_getopt(argc, argv, ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:", long_options, &ret);
         if (c == -1)
             break;
         switch (c) {
-        case ':':
-            ret = report_usage("missing argument for option '%s'", argv[optind - 1]);
-            goto fail_getopt;
-        case '?':
-            ret = report_usage("unrecognized option '%s'", argv[optind - 1]);
-            goto fail_getopt;
-        case 'h':
-            cmd_print_help();
-            ret = 0;
+        case CMD_GETOPT_DONE:
             goto fail_getopt;
         case 'f':
             fmt = optarg;
@@ -405,7 +378,7 @@ int cmd_convert(int argc, char **argv)
             backing_fmt = optarg;
             break;
         case 'o':
-            if (accumulate(&options, optarg) < 0)
+            if (cmd_add_options(&options, optarg) < 0)
                 goto fail_getopt;
             break;
         case 'l':

@@ -788,17 +788,9 @@ int cmd_create(int argc, char **argv)
     memset(&l, 0, sizeof(l));
     optind = 0;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":F:b:f:ho:qu", create_long, NULL)) != -1) {
+    while ((c = cmd_getopt(argc, argv, ":F:b:f:ho:qu", create_long, &ret)) != -1) {
         switch (c) {
-        case ':':
-            ret = report_usage("missing argument for option '%s'", argv[optind - 1]);
-            goto out;
-        case '?':
-            ret = report_usage("unrecognized option '%s'", argv[optind - 1]);
-            goto out;
-        case 'h':
-            cmd_print_help();
-            ret = 0;
+        case CMD_GETOPT_DONE:
             goto out;
         case 'F':
             base_fmt = optarg;
@@ -810,20 +802,8 @@ int cmd_create(int argc, char **argv)
             fmt = optarg;
             break;
         case 'o':
-            if (!opts_valid_list(optarg)) {
-                report_error("Invalid option list: %s", optarg);
+            if (cmd_add_options(&options, optarg) < 0)
                 goto out;
-            }
-            if (!options) {
-                options = strdup(optarg);
-            } else {
-                char *n;
-                if (asprintf(&n, "%s,%s", options, optarg) < 0) {
-                    abort();
-                }
-                free(options);
-                options = n;
-            }
             break;
         case 'q':
             quiet = true;

@@ -144,17 +144,12 @@ int cmd_dd(int argc, char **argv)
     bool in_open = false;
 
     for (;;) {
-        c = getopt_long(argc, argv, ":hf:O:U", long_options, NULL);
+        c = cmd_getopt(argc, argv, ":hf:O:U", long_options, &ret);
         if (c == -1)
             break;
         switch (c) {
-        case ':':
-            return report_usage("missing argument for option '%s'", argv[optind - 1]);
-        case '?':
-            return report_usage("unrecognized option '%s'", argv[optind - 1]);
-        case 'h':
-            cmd_print_help();
-            return 0;
+        case CMD_GETOPT_DONE:
+            return ret;
         case 'O':
             out_fmt = optarg;
             break;

@@ -2,10 +2,14 @@
  * qemu-img 7.2's --help and --version texts, copied byte for byte from the
  * Debian 12 build (qemu-utils 1:7.2+dfsg-7+deb12u18+b3): scripts parse them.
  */
+#include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmds.h"
+#include "opts.h"
 #include "report.h"
 
 /* QEMU_IMG_VERSION: "qemu-img version " QEMU_FULL_VERSION "\n" QEMU_COPYRIGHT "\n". */
@@ -172,6 +176,47 @@ bool cmd_driver_known(const char *name)
         p = e;
     }
     return false;
+}
+
+int cmd_getopt(int argc, char **argv, const char *optstring, const struct option *longopts,
+               int *exit_code)
+{
+    int c = getopt_long(argc, argv, optstring, longopts, NULL);
+
+    switch (c) {
+    case ':':
+        *exit_code = report_usage("missing argument for option '%s'", argv[optind - 1]);
+        return CMD_GETOPT_DONE;
+    case '?':
+        *exit_code = report_usage("unrecognized option '%s'", argv[optind - 1]);
+        return CMD_GETOPT_DONE;
+    case 'h':
+        cmd_print_help();
+        *exit_code = 0;
+        return CMD_GETOPT_DONE;
+    }
+    return c;
+}
+
+int cmd_add_options(char **options, const char *arg)
+{
+    char *n;
+
+    if (!opts_valid_list(arg)) {
+        report_error("Invalid option list: %s", arg);
+        return -1;
+    }
+    if (!*options)
+        n = strdup(arg);
+    else if (asprintf(&n, "%s,%s", *options, arg) < 0)
+        n = NULL;
+    if (!n) {
+        report_error("%s", strerror(ENOMEM));
+        return -1;
+    }
+    free(*options);
+    *options = n;
+    return 0;
 }
 
 int cmd_output_json(const char *output, bool *json)

@@ -191,17 +191,12 @@ int cmd_map(int argc, char **argv)
     int c, ret = 1;
 
     for (;;) {
-        c = getopt_long(argc, argv, ":f:s:l:hU", long_options, NULL);
+        c = cmd_getopt(argc, argv, ":f:s:l:hU", long_options, &ret);
         if (c == -1)
             break;
         switch (c) {
-        case ':':
-            return report_usage("missing argument for option '%s'", argv[optind - 1]);
-        case '?':
-            return report_usage("unrecognized option '%s'", argv[optind - 1]);
-        case 'h':
-            cmd_print_help();
-            return 0;
+        case CMD_GETOPT_DONE:
+            return ret;
         case 'f':
             fmt = optarg;
             break;

@@ -607,24 +607,8 @@ int cmd_measure(int argc, char **argv)
             out_fmt = optarg;
             break;
         case 'o':
-            if (!opts_valid_list(optarg)) {
-                report_error("Invalid option list: %s", optarg);
+            if (cmd_add_options(&options, optarg) < 0)
                 goto out;
-            }
-            if (!options) {
-                options = strdup(optarg);
-            } else {
-                char *n;
-
-                if (asprintf(&n, "%s,%s", options, optarg) < 0)
-                    n = NULL;
-                free(options);
-                options = n;
-            }
-            if (!options) {
-                report_error("%s", strerror(ENOMEM));
-                goto out;
-            }
             break;
         case 'l':
             if (!strncmp(optarg, "snapshot.", 9)) {

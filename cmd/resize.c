@@ -322,17 +322,12 @@ int cmd_resize(int argc, char **argv)
     size = argv[--argc];
 
     for (;;) {
-        c = getopt_long(argc, argv, ":f:hq", long_options, NULL);
+        c = cmd_getopt(argc, argv, ":f:hq", long_options, &ret);
         if (c == -1)
             break;
         switch (c) {
-        case ':':
-            return report_usage("missing argument for option '%s'", argv[optind - 1]);
-        case '?':
-            return report_usage("unrecognized option '%s'", argv[optind - 1]);
-        case 'h':
-            cmd_print_help();
-            return 0;
+        case CMD_GETOPT_DONE:
+            return ret;
         case 'f':
             fmt = optarg;
             break;
