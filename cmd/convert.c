@@ -24,6 +24,7 @@
 #include "qcow2_err.h"
 #include "report.h"
 #include "size.h"
+#include "snaparg.h"
 #include "spec.h"
 
 enum {
@@ -144,109 +145,6 @@ out:
     return ret;
 }
 
-/* Copy s into a fixed field; false if it does not fit. */
-static bool put_str(char *dst, size_t n, const char *s)
-{
-    if (strlen(s) >= n)
-        return false;
-    strcpy(dst, s);
-    return true;
-}
-
-/*
- * -l: the snapshot to read src[0] at, as img_convert() parses it
- * (snapshot.id=/snapshot.name= options, or a plain id or name), looked up
- * in the snapshot list the guest's describe run returned, so that a
- * missing snapshot fails before the target is created, as in qemu-img.
- * Returns 0 with args' snapshot fields set, or -1 after reporting.
- */
-static int snapshot_load(const struct open_chain *oc, unsigned nsrc, const char *arg,
-                         struct instar_convert_args *args)
-{
-    const struct image_info *ii = oc->img[0].info;
-    const char *id = NULL, *name = NULL;
-    char *copy = NULL, *p, *q;
-    bool found = false;
-    uint32_t i;
-    int ret = -1;
-
-    if (!strncmp(arg, "snapshot.", 9)) {
-        /* QemuOpts: key=value, ",," a literal comma. */
-        copy = strdup(arg);
-        if (!copy)
-            return -1;
-        for (p = copy; *p;) {
-            char *key = p, *val, *w;
-
-            val = strchr(p, '=');
-            if (!val) {
-                report_error("Invalid parameter '%s'", key);
-                report_error("Failed in parsing snapshot param '%s'", arg);
-                goto out;
-            }
-            *val++ = '\0';
-            for (q = w = val; *q; q++) {
-                if (*q == ',' && q[1] == ',') {
-                    *w++ = ',';
-                    q++;
-                } else if (*q == ',') {
-                    break;
-                } else {
-                    *w++ = *q;
-                }
-            }
-            p = *q ? q + 1 : q;
-            *w = '\0';
-            if (!strcmp(key, "snapshot.id")) {
-                id = val;
-            } else if (!strcmp(key, "snapshot.name")) {
-                name = val;
-            } else {
-                report_error("Invalid parameter '%s'", key);
-                report_error("Failed in parsing snapshot param '%s'", arg);
-                goto out;
-            }
-        }
-        args->snapshot_mode = INSTAR_SNAP_ID_AND_NAME;
-    } else {
-        if (nsrc > 1) {
-            report_error("No support for concatenating multiple snapshot");
-            goto out;
-        }
-        id = arg;
-        args->snapshot_mode = INSTAR_SNAP_ID_OR_NAME;
-    }
-    if (!id && !name) {
-        report_error("Failed to load snapshot: snapshot_id and name are both NULL");
-        goto out;
-    }
-    if (strcmp(ii->format, "qcow2")) {
-        report_error("Failed to load snapshot: Block format '%s' used by device '' does not "
-                     "support temporarily loading internal snapshots",
-                     ii->format);
-        goto out;
-    }
-    for (i = 0; i < ii->nsnapshots && !found; i++) {
-        const struct info_snapshot *sn = &ii->snapshots[i];
-
-        if (args->snapshot_mode == INSTAR_SNAP_ID_OR_NAME)
-            found = !strcmp(sn->id, id) || !strcmp(sn->name, id);
-        else if (id && name)
-            found = !strcmp(sn->id, id) && !strcmp(sn->name, name);
-        else
-            found = id ? !strcmp(sn->id, id) : !strcmp(sn->name, name);
-    }
-    if (!found || (id && !put_str(args->snapshot_id, sizeof(args->snapshot_id), id)) ||
-        (name && !put_str(args->snapshot_name, sizeof(args->snapshot_name), name))) {
-        report_error("Failed to load snapshot: Can't find snapshot");
-        goto out;
-    }
-    ret = 0;
-out:
-    free(copy);
-    return ret;
-}
-
 /*
  * --salvage's warnings as the guest streams them (INSTAR_CONVERT_REC_*,
  * include/instar/abi.h): each record is copied, checked (kind, errno,
@@ -329,7 +227,7 @@ int cmd_convert(int argc, char **argv)
         {0, 0, 0, 0},
     };
     const char *fmt = NULL, *out_fmt = NULL, *cache = "unsafe", *src_cache = "writeback";
-    const char *out_baseimg = NULL, *backing_fmt = NULL, *snapshot = NULL, *out_filename;
+    const char *out_baseimg = NULL, *backing_fmt = NULL, *out_filename;
     char *options = NULL, *new_backing = NULL, *new_backing_fmt = NULL;
     bool compressed = false, copy_range = false, progress = false, quiet = false;
     bool skip_create = false, force_share = false, image_opts = false, tgt_image_opts = false;
@@ -347,6 +245,8 @@ int cmd_convert(int argc, char **argv)
     struct vmm_config cfg;
     struct graph gr;
     struct img_spec tspec = {0};
+    struct snap_arg sa = {0};
+    int snap_index = -1;
     const char *tpath;
     uint64_t total = 0;
     int c, ret = 1, out_fd = -1, tdev;
@@ -382,7 +282,8 @@ int cmd_convert(int argc, char **argv)
                 goto fail_getopt;
             break;
         case 'l':
-            snapshot = optarg;
+            if (snap_arg_parse(&sa, optarg) < 0)
+                goto fail_getopt;
             break;
         case 'S':
             min_sparse = size_cvtnum("buffer size for sparse output", optarg, 0, INT64_MAX);
@@ -531,8 +432,16 @@ int cmd_convert(int argc, char **argv)
         }
         total += ((uint64_t)src[i].img[0].info->virtual_size + 511) / 512 * 512;
     }
-    if (snapshot && snapshot_load(&src[0], nsrc, snapshot, &args) < 0)
+    /* bdrv_snapshot_load_tmp[_by_id_or_name]() of the first source. */
+    if (snap_arg_by_name(&sa) && nsrc > 1) {
+        report_error("No support for concatenating multiple snapshot");
         goto out;
+    }
+    if (snap_arg_given(&sa)) {
+        snap_index = snap_arg_select(&sa, &src[0], argv[optind], CONVERT_GUEST_MEM);
+        if (snap_index < 0)
+            goto out;
+    }
     if (tgt_image_opts && target_spec(out_filename, &out_fmt, &tspec) < 0)
         goto out;
     if (!skip_create && !cmd_driver_known(out_fmt)) {
@@ -670,6 +579,7 @@ int cmd_convert(int argc, char **argv)
     }
 
     args.g = gr.g;
+    args.g.snapshot = snap_index >= 0 ? (uint32_t)snap_index + 1 : 0;
     args.nsrc = nsrc;
     args.target = (uint32_t)tdev;
     args.target_node = tnode;
@@ -728,20 +638,6 @@ int cmd_convert(int argc, char **argv)
         report_error("error while reading at byte %" PRIu64 ": %s", v.offset,
                      strerror((int)v.errnum));
         goto out;
-    case INSTAR_DATA_ESNAP: {
-        static const char *const why[] = {
-            "",
-            "Can't find snapshot",
-            "Block format 'raw' used by device '' does not support temporarily loading internal "
-            "snapshots",
-            "Snapshot L1 table too large",
-            "Snapshot L1 table offset invalid",
-            "Failed to read l1 table for snapshot"};
-
-        report_error("Failed to load snapshot: %s",
-                     v.errnum < sizeof(why) / sizeof(why[0]) ? why[v.errnum] : "unknown error");
-        goto out;
-    }
     case INSTAR_DATA_EWRITE_AT:
         report_error("error while writing at byte %" PRIu64 ": %s", v.offset,
                      strerror((int)v.errnum));
@@ -773,6 +669,7 @@ out:
     free(new_backing_fmt);
     spec_release(&tspec);
 fail_getopt:
+    snap_arg_release(&sa);
     free(options);
     return ret;
 }

@@ -24,6 +24,7 @@
 #include "qobj.h"
 #include "report.h"
 #include "size.h"
+#include "snaparg.h"
 #include "spec.h"
 #include "qcow2/measure.h"
 #include "qcow2/prealloc.h"
@@ -87,163 +88,6 @@ static uint64_t opt_num(const struct opt_list *l, const char *name, uint64_t def
     const struct opt_val *v = opts_find(l, name);
 
     return v ? v->value : def;
-}
-
-/* --- -l: bdrv_snapshot_load_tmp(), up to the snapshot's L1 table --- */
-
-static const struct opt_desc snapshot_descs[] = {
-    {"snapshot.id", OPT_STRING, "snapshot id", NULL},
-    {"snapshot.name", OPT_STRING, "snapshot name", NULL},
-    {NULL, 0, NULL, NULL},
-};
-
-/*
- * qemu_opts_parse_noisily(&internal_snapshot_opts, params, false): the
- * options' id (the first "id=", checked and unique in the list, as
- * qemu_opts_create() wants it; *prev_id keeps the last one), then the
- * parameters.  Returns 0, or -1 after reporting the option error.
- */
-static int snapshot_opts_parse(struct opt_list *sn, const char *params, char **prev_id)
-{
-    char msg[MSG_MAX], hint[MSG_MAX], *id = NULL;
-
-    for (const char *p = params; *p && !id;) {
-        char *name, *value;
-
-        p = opts_next(p, NULL, &name, &value);
-        if (name && !strcmp(name, "id")) {
-            id = value;
-            value = NULL;
-        }
-        free(name);
-        free(value);
-    }
-    if (id && !object_id_wellformed(id)) {
-        object_report_bad_id();
-        free(id);
-        return -1;
-    }
-    if (id && *prev_id && !strcmp(id, *prev_id)) {
-        report_error("Duplicate ID '%s' for snapshot", id);
-        free(id);
-        return -1;
-    }
-    opts_free(sn);
-    memset(sn, 0, sizeof(*sn));
-    opts_append(sn, snapshot_descs);
-    if (opts_parse(sn, params, msg, hint, sizeof(msg)) < 0) {
-        report_error("%s", msg);
-        fputs(hint, stderr);
-        free(id);
-        return -1;
-    }
-    if (id) {
-        free(*prev_id);
-        *prev_id = id;
-    }
-    return 0;
-}
-
-/*
- * find_snapshot_by_id_and_name() over the snapshot table the guest
- * described.  Returns the index, -ENOENT-like -1 when there is none, or
- * -2 after reporting for a source that cannot load snapshots.
- */
-static int snapshot_load(const struct image_info *ii, const char *id, const char *name)
-{
-    if (!id && !name) {
-        report_error("Failed to load snapshot: snapshot_id and name are both NULL");
-        return -2;
-    }
-    if (strcmp(ii->format, "qcow2")) {
-        report_error("Failed to load snapshot: Block format '%s' used by device '' does not "
-                     "support temporarily loading internal snapshots",
-                     ii->format);
-        return -2;
-    }
-    for (uint32_t i = 0; i < ii->nsnapshots; i++) {
-        const struct info_snapshot *sn = &ii->snapshots[i];
-
-        if ((!id || !strcmp(sn->id, id)) && (!name || !strcmp(sn->name, name)))
-            return (int)i;
-    }
-    return -1;
-}
-
-/*
- * qcow2_snapshot_load_tmp() past the lookup: a guest opens the source
- * with snapshot index's L1 table (the map op over nothing), so that the
- * table's errors come where qemu-img reports them, whatever the target.
- * Returns 0; 1 for an invalid table offset (-EINVAL) left unreported
- * when retry is set (bdrv_snapshot_load_tmp_by_id_or_name then looks the
- * name up); or -1 after reporting.
- */
-static int snapshot_check(struct measure_src *src, int index, bool retry)
-{
-    struct instar_map_args args;
-    struct instar_data_result v;
-    struct vmm_config cfg;
-    struct graph gr;
-    char *msg;
-    int r;
-
-    graph_init(&gr);
-    memset(&args, 0, sizeof(args));
-    if (graph_add_chain(&gr, &src->oc, src->filename, &args.top) < 0)
-        return -1;
-    args.g = gr.g;
-    args.g.snapshot = (uint32_t)index + 1;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.mem_size = MEASURE_GUEST_MEM;
-    r = datarun_status(&cfg, INSTAR_OP_MAP, &args, sizeof(args), &gr, src->filename, &v);
-    if (r <= 0)
-        return r;
-    if (retry && v.hdr.error == QCOW2_ERR_SNAP_L1_OFFSET)
-        return 1;
-    msg = report_code_render(v.hdr.error, v.hdr.err_args, NULL, 0);
-    if (QCOW2_ERR_IS_SNAPSHOT_LOAD(v.hdr.error))
-        report_error("Failed to load snapshot: %s", msg ? msg : strerror(ENOMEM));
-    else
-        report_error("Could not open '%s': %s", src->filename, msg ? msg : strerror(ENOMEM));
-    free(msg);
-    return -1;
-}
-
-/*
- * Load the snapshot -l names (snapshot_name, or the snapshot.id and
- * snapshot.name options in sn) as img_measure() does: its index, or -1
- * after reporting.
- */
-static int snapshot_select(struct measure_src *src, const char *snapshot_name,
-                           const struct opt_list *sn)
-{
-    const struct image_info *ii = src->oc.img[0].info;
-    int r, c;
-
-    /* The table of an image with a data file is not shown (qcow2_snapshot_list). */
-    if (!strcmp(ii->format, "qcow2") && ii->has_external_data) {
-        report_error("Internal snapshots of an image with an external data file are not "
-                     "supported by instar yet");
-        return -1;
-    }
-    if (snapshot_name) {
-        /* bdrv_snapshot_load_tmp_by_id_or_name(): the id, then (-ENOENT, -EINVAL) the name. */
-        r = snapshot_load(ii, snapshot_name, NULL);
-        if (r >= 0) {
-            c = snapshot_check(src, r, true);
-            if (c <= 0)
-                return c < 0 ? -1 : r;
-        }
-        if (r != -2)
-            r = snapshot_load(ii, NULL, snapshot_name);
-    } else {
-        r = snapshot_load(ii, opt_str(sn, "snapshot.id"), opt_str(sn, "snapshot.name"));
-    }
-    if (r == -1)
-        report_error("Failed to load snapshot: Can't find snapshot");
-    if (r < 0)
-        return -1;
-    return snapshot_check(src, r, false) < 0 ? -1 : r;
 }
 
 /* --- The walk over the source's allocation --- */
@@ -577,19 +421,20 @@ int cmd_measure(int argc, char **argv)
         {"force-share", no_argument, 0, 'U'},
         {0, 0, 0, 0},
     };
-    const char *filename = NULL, *fmt = NULL, *out_fmt = "raw", *snapshot_name = NULL;
-    bool json = false, image_opts = false, force_share = false, have_sn = false;
+    const char *filename = NULL, *fmt = NULL, *out_fmt = "raw";
+    bool json = false, image_opts = false, force_share = false;
     bool src_open = false;
     uint64_t img_size = UINT64_MAX;
-    char *options = NULL, *sn_id = NULL;
+    char *options = NULL;
     char msg[MSG_MAX], hint[MSG_MAX];
     struct measure_src src;
     struct measure_info mi;
-    struct opt_list l, sn;
+    struct opt_list l;
+    struct snap_arg sa;
     int c, r, ret = 1;
 
     memset(&l, 0, sizeof(l));
-    memset(&sn, 0, sizeof(sn));
+    memset(&sa, 0, sizeof(sa));
     memset(&src, 0, sizeof(src));
     src.snapshot = -1;
     opterr = 1; /* getopt's own messages, as qemu-img's optstring has no ':' */
@@ -611,15 +456,8 @@ int cmd_measure(int argc, char **argv)
                 goto out;
             break;
         case 'l':
-            if (!strncmp(optarg, "snapshot.", 9)) {
-                if (snapshot_opts_parse(&sn, optarg, &sn_id) < 0) {
-                    report_error("Failed in parsing snapshot param '%s'", optarg);
-                    goto out;
-                }
-                have_sn = true;
-            } else {
-                snapshot_name = optarg;
-            }
+            if (snap_arg_parse(&sa, optarg) < 0)
+                goto out;
             break;
         case 'U':
             force_share = true;
@@ -656,7 +494,7 @@ int cmd_measure(int argc, char **argv)
     } else if (argc - optind == 1) {
         filename = argv[optind];
     }
-    if (!filename && (image_opts || fmt || snapshot_name || have_sn)) {
+    if (!filename && (image_opts || fmt || snap_arg_given(&sa))) {
         report_error("--image-opts, -f, and -l require a filename argument.");
         goto out;
     }
@@ -675,9 +513,8 @@ int cmd_measure(int argc, char **argv)
             goto out;
         src_open = true;
         src.filename = filename;
-        if (snapshot_name || have_sn) {
-            /* snapshot.* options win over a plain -l NAME, whatever their order. */
-            src.snapshot = snapshot_select(&src, have_sn ? NULL : snapshot_name, &sn);
+        if (snap_arg_given(&sa)) {
+            src.snapshot = snap_arg_select(&sa, &src.oc, filename, MEASURE_GUEST_MEM);
             if (src.snapshot < 0)
                 goto out;
         }
@@ -737,9 +574,8 @@ out:
     if (src_open)
         open_chain_close(&src.oc);
     opts_free(&l);
-    opts_free(&sn);
+    snap_arg_release(&sa);
     free(options);
-    free(sn_id);
     object_release_all();
     return ret;
 }

@@ -239,14 +239,6 @@ __attribute__((noreturn)) void gbs_send(uint32_t op, uint32_t status, uint32_t e
  */
 void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
 
-/*
- * gbs_qcow2_load_snapshot - qcow2_snapshot_load_tmp(): read bs at an
- * internal snapshot (its L1 table instead of the active one; the size
- * stays).  id and/or name as find_snapshot_by_id_and_name() takes them.
- * Returns 0 or -INSTAR_SNAPERR_* (NOTSUP for a node that is not qcow2).
- */
-int gbs_qcow2_load_snapshot(struct gbs *bs, const char *id, const char *name);
-
 extern const struct gbs_driver gbs_drv_raw;
 extern const struct gbs_driver gbs_drv_qcow2;
 

@@ -586,21 +586,6 @@ void plan_convert(void)
                 (int64_t)(((struct gq_image *)bs->opaque)->h.cluster_size / SECTOR);
         s->total_sectors += s->src_sectors[i];
     }
-    if (a.snapshot_mode != INSTAR_SNAP_NONE) {
-        a.snapshot_id[INSTAR_SNAP_STR_MAX - 1] = '\0';
-        a.snapshot_name[INSTAR_SNAP_STR_MAX - 1] = '\0';
-        if (a.snapshot_mode == INSTAR_SNAP_ID_OR_NAME) {
-            /* bdrv_snapshot_load_tmp_by_id_or_name(): the id, then the name. */
-            ret = gbs_qcow2_load_snapshot(s->src[0], a.snapshot_id, NULL);
-            if (ret == -INSTAR_SNAPERR_NOT_FOUND)
-                ret = gbs_qcow2_load_snapshot(s->src[0], NULL, a.snapshot_id);
-        } else {
-            ret = gbs_qcow2_load_snapshot(s->src[0], a.snapshot_id[0] ? a.snapshot_id : NULL,
-                                          a.snapshot_name[0] ? a.snapshot_name : NULL);
-        }
-        if (ret < 0)
-            gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESNAP, (uint32_t)-ret, 0, 0, 0);
-    }
     s->t = a.target;
     s->has_zero_init = a.flags & INSTAR_CONVERT_ZERO_INIT;
     s->target_has_backing = a.flags & INSTAR_CONVERT_TARGET_BACKING;

@@ -235,6 +235,15 @@ case("err-l-raw-source", "-l", "first", "-O", "qcow2", "@dp-raw", "out.qcow2")
 case("err-l-no-snapshots", "-l", "first", "-O", "qcow2", "@dp-small", "out.qcow2")
 case("err-l-two-sources", "-l", "first", "-O", "qcow2", "@dp-snaps", "@dp-small", "out.qcow2")
 case("l-opt-two-sources", "-l", "snapshot.name=first", "-O", "qcow2", "@dp-snaps", "@dp-small", "out.qcow2")
+# -l is parsed while the options are read (before any open), as measure's.
+case("err-l-bad-id", "-l", "snapshot.id=1,id=1x", "-O", "qcow2", "@dp-snaps", "out.qcow2")
+case("err-l-duplicate-id", "-l", "snapshot.id=1,id=a", "-l", "snapshot.id=2,id=a", "-O", "raw", "@dp-snaps",
+     "out.raw")
+case("err-l-bad-param-missing-source", "-l", "snapshot.bogus=1", "-O", "raw", "nosuch.qcow2", "out.raw")
+# snapshot.* options win over a plain name, in either order
+case("l-options-win", "-l", "snapshot.name=second", "-l", "nosuch", "-O", "raw", "@dp-snaps", "out.raw")
+case("err-l-options-win", "-l", "first", "-l", "snapshot.name=nosuch", "-O", "raw", "@dp-snaps", "out.raw")
+case("err-l-file", "-f", "file", "-l", "first", "-O", "qcow2", "@dp-snaps", "out.qcow2")
 
 # ---- -n (existing target) and --target-is-zero --------------------------------
 _TQ = {"dp-target.qcow2": "qcow2"}

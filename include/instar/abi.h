@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 7
+#define INSTAR_ABI_VERSION 8
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -564,13 +564,6 @@ struct instar_compare_args {
  * parameter below the way img_convert() does.
  */
 #define INSTAR_CONVERT_SRC_MAX 16
-#define INSTAR_SNAP_STR_MAX    256
-
-enum instar_snap_mode {
-    INSTAR_SNAP_NONE = 0,
-    INSTAR_SNAP_ID_OR_NAME = 1,  /* -l NAME: by id, then by name (snapshot_id holds it) */
-    INSTAR_SNAP_ID_AND_NAME = 2, /* -l snapshot.id=..,snapshot.name=..: either or both */
-};
 
 #define INSTAR_CONVERT_ZERO_INIT      (1u << 0) /* s->has_zero_init */
 #define INSTAR_CONVERT_TARGET_BACKING (1u << 1) /* s->target_has_backing (-B) */
@@ -611,11 +604,7 @@ struct instar_convert_args {
     uint32_t target_node;
     uint32_t num_coroutines; /* -m: how many chunks qemu-img has in flight (progress on failure) */
     int64_t target_backing_sectors; /* -1: unknown or none */
-    /* -l: read src[0] at an internal snapshot (bdrv_snapshot_load_tmp). */
-    uint32_t snapshot_mode; /* INSTAR_SNAP_* */
-    uint32_t pad2;
-    char snapshot_id[INSTAR_SNAP_STR_MAX];   /* NUL-terminated; "" = not given */
-    char snapshot_name[INSTAR_SNAP_STR_MAX]; /* likewise */
+    /* -l: g.snapshot (src[0] is node 0). */
 };
 
 /*

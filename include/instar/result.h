@@ -196,19 +196,10 @@ enum instar_data_status {
     INSTAR_DATA_EREAD_AT = 10,  /* convert: "error while reading at byte N: strerror" */
     INSTAR_DATA_EWRITE_AT = 11, /* convert: "error while writing at byte N: strerror" */
     /* dd: EREAD_AT and EWRITE_AT, worded as img_dd() words them */
-    INSTAR_DATA_ESNAP =
-        12, /* convert -l: "Failed to load snapshot: ..." (errnum: INSTAR_SNAPERR_*) */
+    /* 12: not used (convert -l's failures are found before the run) */
     INSTAR_DATA_EREQUEST = 13, /* bench: "Failed request: strerror" */
     INSTAR_DATA_EFLUSH = 14,   /* bench --no-drain: "Failed flush request: strerror" */
     INSTAR_DATA_ESILENT = 15,  /* convert -c: failed where qemu-img prints nothing (exit 1) */
-};
-
-enum instar_snap_err {
-    INSTAR_SNAPERR_NOT_FOUND = 1, /* "Can't find snapshot" */
-    INSTAR_SNAPERR_NOTSUP = 2,    /* "Block format 'raw' used by device '' does not support ..." */
-    INSTAR_SNAPERR_L1_LARGE = 3,  /* "Snapshot L1 table too large" */
-    INSTAR_SNAPERR_L1_OFFSET = 4, /* "Snapshot L1 table offset invalid" */
-    INSTAR_SNAPERR_L1_READ = 5,   /* "Failed to read l1 table for snapshot" */
 };
 
 /*
