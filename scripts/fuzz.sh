@@ -16,13 +16,15 @@ INC="-Iinclude -Iformats -Iformats/qcow2"
 FORMATS=$(ls formats/*.c formats/qcow2/*.c)
 
 seeds="$out/seeds"
-rm -rf "$seeds" "$out/seeds-codec"
+rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv"
 scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
 scripts/make-codec-seeds.sh "$out/seeds-codec" >/dev/null
+scripts/make-bdrv-seeds.sh "$out/seeds-bdrv" >/dev/null
 
 seeds_of() { # name: the seed corpus of a harness
     case "$1" in
     fuzz_decompress) echo "$out/seeds-codec" ;;
+    fuzz_bdrv) echo "$out/seeds-bdrv" ;;
     *) echo "$seeds" ;;
     esac
 }
@@ -42,11 +44,30 @@ codec_libs() {
     codec_libs_built=1
 }
 
+# fuzz_bdrv runs guest code over fuzz/fake_guest.c: the guest's sources
+# are built with its heap (malloc and co. renamed), the harness without.
+bdrv_guest() {
+    mkdir -p "$out/bdrv-guest"
+    BDRV_OBJS=""
+    for f in bdrv drv_qcow2 open plan_map report result; do
+        # shellcheck disable=SC2086 # flag lists
+        AFL_QUIET=1 $CC -c -O2 -g -std=gnu11 $INC -Iguest -Dmalloc=fake_malloc \
+            -Dcalloc=fake_calloc -Drealloc=fake_realloc -Dfree=fake_free "guest/$f.c" \
+            -o "$out/bdrv-guest/$f.o" 2>"$out/fuzz_bdrv.build.log" ||
+            { cat "$out/fuzz_bdrv.build.log" >&2; exit 1; }
+        BDRV_OBJS="$BDRV_OBJS $out/bdrv-guest/$f.o"
+    done
+}
+
 build() { # name
     extra=""
     if [ "$1" = fuzz_decompress ]; then
         codec_libs
         extra=$CODEC_FLAGS
+    elif [ "$1" = fuzz_bdrv ]; then
+        codec_libs
+        bdrv_guest
+        extra="fuzz/fake_guest.c $BDRV_OBJS $CODEC_FLAGS"
     fi
     # shellcheck disable=SC2086 # flag lists
     AFL_QUIET=1 $CC -O2 -g -std=gnu11 $INC "fuzz/$1.c" $FORMATS $extra -o "$out/$1" \
