@@ -42,6 +42,12 @@ def pytest_addoption(parser):
     )
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "not_in_slice: left out of --slice runs (the oracle alone takes minutes under TCG); "
+        "the full run on the default backend keeps it")
+
+
 def pytest_collection_modifyitems(config, items):
     n = config.getoption("--slice")
     if n <= 1:
@@ -51,6 +57,9 @@ def pytest_collection_modifyitems(config, items):
         path = str(item.path)
         i = seen.get(path, 0)
         seen[path] = i + 1
+        if item.get_closest_marker("not_in_slice"):
+            drop.append(item)
+            continue
         (keep if i % n == 0 or path.endswith("test_sandbox.py") else drop).append(item)
     config.hook.pytest_deselected(items=drop)
     items[:] = keep

@@ -375,12 +375,28 @@ static int zero_range(int fd, uint64_t off, uint64_t len, uint64_t size)
 }
 
 /*
- * file-posix's write_zeroes without MAY_UNMAP: allocated zeros
- * (FALLOC_FL_ZERO_RANGE, growing the file), else written zeros.
+ * file-posix's write_zeroes without MAY_UNMAP (handle_aiocb_write_zeroes):
+ * FALLOC_FL_ZERO_RANGE; where the file system has none, a punched hole
+ * allocated again (fallocate mode 0); past the end of the file, mode 0
+ * alone; else written zeros, which is what qemu's copy-on-write writes
+ * when the zeroing fails with ENOTSUP.  Which one runs decides where the
+ * file has holes afterwards (SEEK_HOLE), so the order is qemu's.
  */
-static int zero_allocate(int fd, uint64_t off, uint64_t len)
+static int zero_allocate(int fd, uint64_t off, uint64_t len, uint64_t size)
 {
     if (fallocate(fd, FALLOC_FL_ZERO_RANGE, (off_t)off, (off_t)len) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP && errno != EINVAL)
+        return -1;
+    if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0) {
+        if (fallocate(fd, 0, (off_t)off, (off_t)len) == 0)
+            return 0;
+        if (errno != EOPNOTSUPP)
+            return -1;
+    } else if (errno != EOPNOTSUPP && errno != EINVAL) {
+        return -1;
+    }
+    if (off >= size && fallocate(fd, 0, (off_t)off, (off_t)len) == 0)
         return 0;
     return write_zeros(fd, off, off + len);
 }
@@ -412,7 +428,7 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
         return;
     v->out->nwrites++;
     if (a.len &&
-        ((a.flags & INSTAR_ZERO_ALLOCATE) ? zero_allocate(d->fd, a.offset, a.len)
+        ((a.flags & INSTAR_ZERO_ALLOCATE) ? zero_allocate(d->fd, a.offset, a.len, d->size)
                                           : zero_range(d->fd, a.offset, a.len, d->size)) < 0)
         ret = INSTAR_HC_EIO;
     else if (end > d->size)
