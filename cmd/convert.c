@@ -200,6 +200,19 @@ static int convert_check_bitmaps(const struct open_chain *src, unsigned nsrc, bo
     return 0;
 }
 
+/* Whether src's top image has a bitmap --bitmaps would copy (not skipped). */
+static bool bitmaps_to_copy(const struct open_chain *src, bool skip_broken)
+{
+    const struct image_info *ii = src->img[0].info;
+    uint32_t i;
+
+    for (i = 0; i < ii->nbitmaps; i++) {
+        if (!skip_broken || !ii->bitmaps[i].in_use)
+            return true;
+    }
+    return false;
+}
+
 /* Copy s into a fixed field; false if it does not fit. */
 static bool put_str(char *dst, size_t n, const char *s)
 {
@@ -634,11 +647,13 @@ int cmd_convert(int argc, char **argv)
     if (bitmaps && convert_check_bitmaps(&src[0], nsrc, skip_broken) < 0)
         goto out;
     /*
-     * Only the errors of --bitmaps are built: qemu-img finds a target that
-     * cannot hold bitmaps (raw, qcow2 v2) after creating it; copying into a
-     * qcow2 v3 target is refused before anything is created.
+     * Copying a bitmap is not built yet, only what needs none: qemu-img
+     * finds a target that cannot hold bitmaps (raw, qcow2 v2) after
+     * creating it; a source with a bitmap to copy into a qcow2 v3 target
+     * is refused before anything is created.
      */
-    if (bitmaps && !skip_create && !strcmp(out_fmt, "qcow2") && new_target_v3(options)) {
+    if (bitmaps && bitmaps_to_copy(&src[0], skip_broken) && !skip_create &&
+        !strcmp(out_fmt, "qcow2") && new_target_v3(options)) {
         report_error("Copying bitmaps (--bitmaps) is not supported by instar yet");
         goto out;
     }
@@ -669,7 +684,7 @@ int cmd_convert(int argc, char **argv)
             report_error("Format driver 'qcow2' does not support bitmaps");
             goto out;
         }
-        if (bitmaps) {
+        if (bitmaps && bitmaps_to_copy(&src[0], skip_broken)) {
             report_error("Copying bitmaps (--bitmaps) is not supported by instar yet");
             goto out;
         }
@@ -822,6 +837,13 @@ int cmd_convert(int argc, char **argv)
     default:
         report_error("Could not convert '%s': sandbox failure: unexpected result", argv[optind]);
         goto out;
+    }
+    /* convert_copy_bitmaps(): only skipped bitmaps reach here. */
+    if (bitmaps) {
+        const struct image_info *ii = src[0].img[0].info;
+
+        for (i = ii->nbitmaps; i-- > 0;)
+            report_warning("Skipping inconsistent bitmap '%s'", ii->bitmaps[i].name);
     }
     if (flush && fdatasync(tgt_open ? tgt.img[0].fd : out_fd) < 0) {
         report_error("error while writing: %s", strerror(errno));

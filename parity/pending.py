@@ -24,7 +24,6 @@ PENDING = {
         "C-raw": COPY_RANGE,
         "C-qcow2": COPY_RANGE,
         "bitmaps": BITMAPS,
-        "bitmaps-none-in-source": BITMAPS,
         "bitmaps-skip-broken": BITMAPS,
         "err-luks-without-key": LUKS_LATE,
         "o-data_file=out-data.bin": DATA_FILE_OUT,
