@@ -146,6 +146,75 @@ out:
 }
 
 /*
+ * Whether a new qcow2 target made with options is v3 (can hold bitmaps).
+ * Options that do not parse count as v3: creating the target reports them.
+ */
+static bool new_target_v3(const char *options)
+{
+    char msg[512], hint[512];
+    const struct opt_val *compat;
+    struct opt_list l;
+    bool v3 = true;
+
+    if (!options)
+        return true;
+    memset(&l, 0, sizeof(l));
+    if (!create_opts_for(&l, "qcow2"))
+        return true;
+    if (opts_parse(&l, options, msg, hint, sizeof(msg)) == 0) {
+        compat = opts_find(&l, "compat");
+        if (compat && compat->str && (!strcmp(compat->str, "0.10") || !strcmp(compat->str, "v2")))
+            v3 = false;
+    }
+    opts_free(&l);
+    return v3;
+}
+
+/*
+ * convert_check_bitmaps(): a single source whose top image can hold
+ * persistent bitmaps (qcow2 v3), none of them in use unless skip_broken.
+ * qemu walks the bitmaps as it loaded them, each added at the head of the
+ * list: the last in directory order comes first.  Returns 0, or -1 after
+ * reporting.
+ */
+static int convert_check_bitmaps(const struct open_chain *src, unsigned nsrc, bool skip_broken)
+{
+    const struct image_info *ii = src[0].img[0].info;
+    uint32_t i;
+
+    if (nsrc > 1) {
+        report_error("Copying bitmaps only possible with single source");
+        return -1;
+    }
+    if (strcmp(ii->format, "qcow2") || ii->qcow2_version < 3) {
+        report_error("Source lacks bitmap support");
+        return -1;
+    }
+    for (i = ii->nbitmaps; i-- > 0 && !skip_broken;) {
+        if (ii->bitmaps[i].in_use) {
+            report_error("Cannot copy inconsistent bitmap '%s'", ii->bitmaps[i].name);
+            fputs("Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it\n",
+                  stderr);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Whether src's top image has a bitmap --bitmaps would copy (not skipped). */
+static bool bitmaps_to_copy(const struct open_chain *src, bool skip_broken)
+{
+    const struct image_info *ii = src->img[0].info;
+    uint32_t i;
+
+    for (i = 0; i < ii->nbitmaps; i++) {
+        if (!skip_broken || !ii->bitmaps[i].in_use)
+            return true;
+    }
+    return false;
+}
+
+/*
  * --salvage's warnings as the guest streams them (INSTAR_CONVERT_REC_*,
  * include/instar/abi.h): each record is copied, checked (kind, errno,
  * corruption code) and printed as qemu-img's warn_report() prints it
@@ -484,11 +553,16 @@ int cmd_convert(int argc, char **argv)
     }
     if (compressed && !skip_create && compress_refused(out_fmt, options) < 0)
         goto out;
-    if (bitmaps) {
-        if (nsrc > 1) {
-            report_error("Copying bitmaps only possible with single source");
-            goto out;
-        }
+    if (bitmaps && convert_check_bitmaps(&src[0], nsrc, skip_broken) < 0)
+        goto out;
+    /*
+     * Copying a bitmap is not built yet, only what needs none: qemu-img
+     * finds a target that cannot hold bitmaps (raw, qcow2 v2) after
+     * creating it; a source with a bitmap to copy into a qcow2 v3 target
+     * is refused before anything is created.
+     */
+    if (bitmaps && bitmaps_to_copy(&src[0], skip_broken) && !skip_create &&
+        !strcmp(out_fmt, "qcow2") && new_target_v3(options)) {
         report_error("Copying bitmaps (--bitmaps) is not supported by instar yet");
         goto out;
     }
@@ -515,6 +589,14 @@ int cmd_convert(int argc, char **argv)
         if (open_qcow2_target(&tgt, tpath, direct) < 0)
             goto out;
         tgt_open = true;
+        if (bitmaps && tgt.img[0].info->qcow2_version < 3) {
+            report_error("Format driver 'qcow2' does not support bitmaps");
+            goto out;
+        }
+        if (bitmaps && bitmaps_to_copy(&src[0], skip_broken)) {
+            report_error("Copying bitmaps (--bitmaps) is not supported by instar yet");
+            goto out;
+        }
         if (skip_create && ((uint64_t)tgt.img[0].info->virtual_size + 511) / 512 * 512 < total) {
             report_error("output file is smaller than input file");
             goto out;
@@ -560,6 +642,10 @@ int cmd_convert(int argc, char **argv)
         }
         if (fstat(out_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
             report_error("Could not open '%s': not a regular file", out_filename);
+            goto out;
+        }
+        if (bitmaps) {
+            report_error("Format driver 'raw' does not support bitmaps");
             goto out;
         }
         if (compressed && skip_create && !can_compress(out_fmt)) {
@@ -647,6 +733,13 @@ int cmd_convert(int argc, char **argv)
     default:
         report_error("Could not convert '%s': sandbox failure: unexpected result", argv[optind]);
         goto out;
+    }
+    /* convert_copy_bitmaps(): only skipped bitmaps reach here. */
+    if (bitmaps) {
+        const struct image_info *ii = src[0].img[0].info;
+
+        for (i = ii->nbitmaps; i-- > 0;)
+            report_warning("Skipping inconsistent bitmap '%s'", ii->bitmaps[i].name);
     }
     if (flush && fdatasync(tgt_open ? tgt.img[0].fd : out_fd) < 0) {
         report_error("error while writing: %s", strerror(errno));

@@ -267,6 +267,7 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
             result_info_bitmap(v, i, &bm);
             ii->nbitmaps = i + 1;
             ii->bitmaps[i].granularity = bm.granularity;
+            ii->bitmaps[i].in_use = (bm.flags & INSTAR_BITMAP_IN_USE) != 0;
             ii->bitmaps[i].name = result_str(v, bm.name);
             if (!ii->bitmaps[i].name)
                 return -ENOMEM;

@@ -25,11 +25,13 @@ struct info_snapshot {
 
 /*
  * A persistent dirty bitmap a qcow2 v3 image loads at open (qemu's
- * qcow2_load_dirty_bitmaps), for qemu-img measure's bitmaps size.
+ * qcow2_load_dirty_bitmaps), for qemu-img measure's bitmaps size and
+ * convert --bitmaps' checks.
  */
 struct info_bitmap {
     char *name; /* cut at its first NUL, as QEMU keeps it */
     uint64_t granularity;
+    bool in_use; /* inconsistent: convert --bitmaps refuses or skips it */
 };
 
 /* QEMU's ImageInfo, as qemu-img info fills it.  NULL strings are absent. */

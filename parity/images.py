@@ -760,6 +760,42 @@ def _dp_bitmap_inuse(s):
     raise RuntimeError("no bitmap extension")
 
 
+@data_image("dp-bitmaps-all-inuse")
+def _dp_bitmaps_all_inuse(s):
+    """Every bitmap of dp-bitmaps in use: qemu-img names the one it loaded
+    last (the last in directory order)."""
+    name = "dp-bitmaps-all-inuse.qcow2"
+    _sparse_copy(s.root / s.path("dp-bitmaps"), s.root / name)
+    with open(s.root / name, "r+b") as f:
+        hdr = f.read(4096)
+        off = struct.unpack_from(">I", hdr, 100)[0]
+        while off + 8 <= len(hdr):
+            magic, length = struct.unpack_from(">II", hdr, off)
+            if magic == BITMAP_EXT:
+                count = struct.unpack_from(">I", hdr, off + 8)[0]
+                dir_off = struct.unpack_from(">Q", hdr, off + 8 + 16)[0]
+                for _ in range(count):
+                    f.seek(dir_off)
+                    ent = f.read(24)
+                    flags = struct.unpack_from(">I", ent, 12)[0]
+                    name_size = struct.unpack_from(">H", ent, 18)[0]
+                    extra = struct.unpack_from(">I", ent, 20)[0]
+                    f.seek(dir_off + 12)
+                    f.write(struct.pack(">I", flags | BITMAP_IN_USE))
+                    dir_off += (24 + extra + name_size + 7) & ~7
+                return name
+            if magic == 0:
+                break
+            off += 8 + ((length + 7) & ~7)
+    raise RuntimeError("no bitmap extension")
+
+
+@data_image("dp-target-v2")
+def _dp_target_v2(s):
+    """An existing 8 MiB qcow2 v2 image: a convert -n target that cannot hold bitmaps."""
+    return _qcow2_io(s, "dp-target-v2.qcow2", opts="compat=0.10", size="8M")
+
+
 @data_image("dp-target-qcow2")
 def _dp_target_qcow2(s):
     """An existing 8 MiB qcow2 with data everywhere: a target for convert -n."""

@@ -334,6 +334,21 @@ case("err-bitmaps-raw-source", "--bitmaps", "-O", "qcow2", "@dp-raw", "out.qcow2
 case("err-bitmaps-two-sources", "--bitmaps", "-O", "qcow2", "@dp-bitmaps", "@dp-small", "out.qcow2")
 case("err-bitmaps-v2-target", "--bitmaps", "-O", "qcow2", "-o", "compat=0.10", "@dp-bitmaps", "out.qcow2",
      normalise=_NODE)
+case("err-bitmaps-all-inuse", "--bitmaps", "-O", "qcow2", "@dp-bitmaps-all-inuse", "out.qcow2")
+case("err-bitmaps-v2-source", "--bitmaps", "-O", "qcow2", "@dp-v2", "out.qcow2")
+case("err-bitmaps-compat-v2-target", "--bitmaps", "-O", "qcow2", "-o", "compat=v2", "@dp-bitmaps", "out.qcow2")
+case("err-bitmaps-n-raw-target", "-n", "--bitmaps", "-O", "raw", "@dp-bitmaps", "@dp-target-raw",
+     out={"dp-target.raw": "raw"})
+case("err-bitmaps-n-v2-target", "-n", "--bitmaps", "-O", "qcow2", "@dp-bitmaps", "@dp-target-v2",
+     out={"dp-target-v2.qcow2": "qcow2"})
+case("err-bitmaps-two-sources-raw-first", "--bitmaps", "-O", "qcow2", "@dp-raw", "@dp-bitmaps", "out.qcow2")
+case("bitmaps-skip-broken-all", "--bitmaps", "--skip-broken-bitmaps", "-O", "qcow2", "@dp-bitmaps-all-inuse",
+     "out.qcow2")
+case("bitmaps-skip-broken-all-p", "-p", "--bitmaps", "--skip-broken-bitmaps", "-O", "qcow2",
+     "@dp-bitmaps-all-inuse", "out.qcow2")
+case("bitmaps-none-in-source-chain", "--bitmaps", "-O", "qcow2", "@dp-chain-top", "out.qcow2")
+case("bitmaps-none-in-source-n", "-n", "--bitmaps", "-O", "qcow2", "@dp-small", "@dp-target-qcow2", out=_TQ)
+case("bitmaps-none-in-source-extl2", "--bitmaps", "-O", "qcow2", "-o", "extended_l2=on", "@dp-small", "out.qcow2")
 case("err-skip-broken-without-bitmaps", "--skip-broken-bitmaps", "-O", "qcow2", "@dp-bitmaps", "out.qcow2")
 
 # ---- several sources ----------------------------------------------------------------

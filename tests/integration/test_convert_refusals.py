@@ -22,6 +22,8 @@ def src(tmp_path):
     tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "4M", cwd=tmp_path)
     tl.qemu_img("create", "-q", "-f", "qcow2", "src.qcow2", "4M", cwd=tmp_path)
     tl.qemu_io("-c", "write -P 7 0 64k", "src.qcow2", cwd=tmp_path)
+    # A bitmap to copy: without one, --bitmaps is a plain convert, which instar does.
+    tl.qemu_img("bitmap", "--add", "src.qcow2", "b0", cwd=tmp_path)
     return tmp_path
 
 
