@@ -228,11 +228,13 @@ static int t_w_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
 {
     struct t_wctx *c = o;
 
+    /* A qcow2 target's data lies in its data file (the image file, or an external one). */
+    uint32_t dev = c->s->tn ? c->s->tn->data : c->s->t;
+
     if (c->buf)
-        return gdev_pwrite(c->s->t, host, c->buf + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
-    return hc_copy(c->src_dev, c->src_off + done, c->s->t, host, bytes, 0, 0, 0, 0, NULL) < 0
-               ? -GBS_EIO
-               : 0;
+        return gdev_pwrite(dev, host, c->buf + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+    return hc_copy(c->src_dev, c->src_off + done, dev, host, bytes, 0, 0, 0, 0, NULL) < 0 ? -GBS_EIO
+                                                                                          : 0;
 }
 
 /* Guest data [sector_num, + n) from buf, or else from src_dev at src_off, to the target. */
