@@ -667,6 +667,8 @@ int cmd_convert(int argc, char **argv)
         args.flags |= INSTAR_CONVERT_SALVAGE;
     if (compressed)
         args.flags |= INSTAR_CONVERT_COMPRESSED;
+    if (copy_range)
+        args.flags |= INSTAR_CONVERT_COPY_RANGE;
     args.min_sparse = (uint32_t)min_sparse;
     args.num_coroutines = (uint32_t)num_coroutines;
     args.buf_sectors = IO_BUF_SECTORS;

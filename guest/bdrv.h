@@ -179,11 +179,13 @@ int gbs_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t fla
  * data the caller writes: data(opaque, host, done, bytes) puts the
  * bytes [done, done + bytes) of the request at offset host of bs->data
  * (e.g. copied there by the host); mapping, copy-on-write and linking are
- * the node's.  Returns 0 or -errno (-EACCES for another node).
+ * the node's.  copy_range: qcow2_co_copy_range_to(), whose copy-on-write
+ * is always copied (no handle_alloc_space()).  Returns 0 or -errno
+ * (-EACCES for another node).
  */
 int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
                           int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes),
-                          void *opaque);
+                          void *opaque, bool copy_range);
 
 /*
  * gbs_qcow2_target_info - a qcow2 node's cluster size, compression type

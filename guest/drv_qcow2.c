@@ -605,10 +605,13 @@ struct q2_wctx {
     /* gbs_qcow2_pwrite_from(): the caller writes the data */
     int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes);
     void *data_opaque;
+    bool no_alloc_space; /* a copy_range write: no zero copy-on-write shortcut */
 };
 
 static int q2_w_is_zero(void *o, uint64_t off, uint64_t bytes)
 {
+    if (((struct q2_wctx *)o)->no_alloc_space)
+        return 0;
     return gbs_is_zero_fast(((struct q2_wctx *)o)->bs, off, bytes);
 }
 
@@ -634,7 +637,7 @@ static const struct gbs_q2_write_ops q2_w_ops = {q2_w_is_zero, q2_w_cow, q2_w_da
 
 static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
 {
-    struct q2_wctx c = {bs, NULL, buf, NULL, NULL};
+    struct q2_wctx c = {bs, NULL, buf, NULL, NULL, false};
     int ret = q2_writer(bs, &c.w);
 
     if (ret < 0)
@@ -653,9 +656,9 @@ static const struct gbs_q2_write_ops q2_w_from_ops = {q2_w_is_zero, q2_w_cow, q2
 
 int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
                           int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes),
-                          void *opaque)
+                          void *opaque, bool copy_range)
 {
-    struct q2_wctx c = {bs, NULL, NULL, data, opaque};
+    struct q2_wctx c = {bs, NULL, NULL, data, opaque, copy_range};
     int ret;
 
     if (bs->drv != &gbs_drv_qcow2 || !bs->writable)

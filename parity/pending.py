@@ -8,7 +8,6 @@ run as ordinary cases.
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
 BITMAPS = "convert --bitmaps is not built yet"
-COPY_RANGE = "convert -C: qemu's copy offloading copies allocated zero blocks as data; not emulated"
 LUKS_LATE = "an encrypted source without its key is found after the target was created"
 PROGRESS_AHEAD = ("convert -p: when a write fails, qemu-img's other coroutines (-m) have already printed the "
                   "progress of the chunks they took; instar runs one chunk at a time")
@@ -19,8 +18,6 @@ PENDING = {
     },
     "test_convert_parity.py": {
         "err-c-datafile-p": PROGRESS_AHEAD,
-        "C-raw": COPY_RANGE,
-        "C-qcow2": COPY_RANGE,
         "bitmaps": BITMAPS,
         "bitmaps-none-in-source": BITMAPS,
         "bitmaps-skip-broken": BITMAPS,
