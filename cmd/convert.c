@@ -512,6 +512,11 @@ int cmd_convert(int argc, char **argv)
             nsrc = i;
             goto out;
         }
+        /* img_convert() opens the sources with their crypto layer, before the target. */
+        if (graph_check_keys(&src[i], argv[optind + i]) < 0) {
+            nsrc = i + 1;
+            goto out;
+        }
         total += ((uint64_t)src[i].img[0].info->virtual_size + 511) / 512 * 512;
     }
     if (snapshot && snapshot_load(&src[0], nsrc, snapshot, &args) < 0)

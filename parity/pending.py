@@ -8,7 +8,6 @@ run as ordinary cases.
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
 BITMAPS = "convert --bitmaps is not built yet"
-LUKS_LATE = "an encrypted source without its key is found after the target was created"
 PROGRESS_AHEAD = ("convert -p: when a write fails, qemu-img's other coroutines (-m) have already printed the "
                   "progress of the chunks they took; instar runs one chunk at a time")
 
@@ -25,6 +24,5 @@ PENDING = {
         "err-bitmaps-raw-target": BITMAPS,
         "err-bitmaps-raw-source": BITMAPS,
         "err-bitmaps-v2-target": BITMAPS,
-        "err-luks-without-key": LUKS_LATE,
     },
 }
