@@ -367,19 +367,22 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
     return n == 0 ? 1 : -GBS_EIO;
 }
 
-/* Whether qemu-img's coroutine waits for I/O on a chunk of this status (its read or write). */
-static bool chunk_waits(const struct cv *s, enum blk_status status)
+/*
+ * Whether qemu-img's coroutine yields on a chunk: with in-order writes
+ * (instar's, qemu-img's without -W) every chunk does, waiting for its I/O
+ * or for the chunks before it to be written.
+ */
+static bool chunk_waits(void)
 {
-    return !(status == BLK_BACKING_FILE ||
-             (status == BLK_ZERO && s->min_sparse_on && s->has_zero_init));
+    return true;
 }
 
 /*
- * A read failed in the chunk that was the waits-th to wait for I/O.  In
+ * A read or write failed in the chunk that was the waits-th to yield.  In
  * qemu-img, num_coroutines coroutines take chunks in turn, each printing
- * its progress before its I/O: by the time the failure is seen at least
- * the first num_coroutines waiting chunks (and those between them that
- * need no I/O) have been taken.  Print their progress, then stop.
+ * its progress before it yields: by the time the failure is seen the
+ * first num_coroutines chunks that yield have been taken.  Print their
+ * progress, then stop.
  */
 static void progress_in_flight(struct cv *s, int64_t sector_num, uint32_t waits)
 {
@@ -394,7 +397,7 @@ static void progress_in_flight(struct cv *s, int64_t sector_num, uint32_t waits)
             hc_progress(INSTAR_PROGRESS_ABS, (uint64_t)s->allocated_done,
                         (uint64_t)s->allocated_sectors);
         }
-        waits += chunk_waits(s, status);
+        waits += chunk_waits();
         sector_num += n;
     }
 }
@@ -539,7 +542,7 @@ static void do_copy(struct cv *s)
                         (uint64_t)s->allocated_sectors);
         }
         if (waits < UINT32_MAX)
-            waits += chunk_waits(s, status);
+            waits += chunk_waits();
         /*
          * qcow2_co_copy_range_from() refuses compressed clusters (they
          * have no host offset): -ENOTSUP turns -C off for the rest of the
@@ -570,8 +573,12 @@ static void do_copy(struct cv *s)
         } else {
             ret = write_buf(s, sector_num, n, s->buf, status);
         }
-        if (ret < 0)
+        if (ret < 0) {
+            /* The other coroutines have taken their chunks, as for a read error. */
+            if (s->progress)
+                progress_in_flight(s, sector_num + n, waits);
             fail(INSTAR_DATA_EWRITE_AT, ret, (uint64_t)sector_num * SECTOR);
+        }
         sector_num += n;
     }
 }

@@ -8,15 +8,12 @@ run as ordinary cases.
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
 BITMAPS = "convert --bitmaps is not built yet"
-PROGRESS_AHEAD = ("convert -p: when a write fails, qemu-img's other coroutines (-m) have already printed the "
-                  "progress of the chunks they took; instar runs one chunk at a time")
 
 PENDING = {
     "test_compare_parity.py": {
         "same-p-size-mismatch": PROGRESS,
     },
     "test_convert_parity.py": {
-        "err-c-datafile-p": PROGRESS_AHEAD,
         "bitmaps": BITMAPS,
         "bitmaps-none-in-source": BITMAPS,
         "bitmaps-skip-broken": BITMAPS,
