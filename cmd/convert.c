@@ -44,23 +44,6 @@ enum {
 /* Guest RAM for a convert: the copy buffer and a qcow2 target's tables. */
 #define CONVERT_GUEST_MEM (256ULL << 20)
 
-/* Whether the -o list sets option name (a later setting wins, but any is a data file). */
-static bool has_option(const char *options, const char *name)
-{
-    const char *p = options;
-    bool found = false;
-
-    while (*p && !found) {
-        char *n = NULL, *v = NULL;
-
-        p = opts_next(p, NULL, &n, &v);
-        found = n && !strcmp(n, name);
-        free(n);
-        free(v);
-    }
-    return found;
-}
-
 /* The bigger of a qcow2 target's metadata and its data: no convert writes more. */
 static uint64_t target_write_limit(const char *fmt, uint64_t total)
 {
@@ -499,6 +482,11 @@ int cmd_convert(int argc, char **argv)
             nsrc = i;
             goto out;
         }
+        /* img_convert() opens the sources with their crypto layer, before the target. */
+        if (graph_check_keys(&src[i], argv[optind + i]) < 0) {
+            nsrc = i + 1;
+            goto out;
+        }
         total += ((uint64_t)src[i].img[0].info->virtual_size + 511) / 512 * 512;
     }
     /* bdrv_snapshot_load_tmp[_by_id_or_name]() of the first source. */
@@ -542,13 +530,6 @@ int cmd_convert(int argc, char **argv)
     }
     if (new_backing && !new_backing_fmt) {
         report_error("Use of backing file requires explicit backing format");
-        goto out;
-    }
-    /* With -c nothing reaches the data file: qemu-img fails at the first write. */
-    if (!compressed && !skip_create && !strcmp(out_fmt, "qcow2") && options &&
-        has_option(options, "data_file")) {
-        report_error("Converting to a qcow2 image with an external data file (-o data_file) is "
-                     "not supported by instar yet");
         goto out;
     }
     if (compressed && !skip_create && compress_refused(out_fmt, options) < 0)
@@ -601,12 +582,6 @@ int cmd_convert(int argc, char **argv)
             report_error("output file is smaller than input file");
             goto out;
         }
-        if (tgt.data_fd >= 0 && !compressed) {
-            report_error("Could not open '%s': instar does not write to images with an external "
-                         "data file",
-                         out_filename);
-            goto out;
-        }
         /* bdrv_nb_sectors() of the new target's backing file. */
         if (target_has_backing && !skip_create && tgt.n > 1)
             target_backing_sectors = (tgt.img[1].info->virtual_size + 511) / 512;
@@ -617,6 +592,16 @@ int cmd_convert(int argc, char **argv)
         lim = target_write_limit(out_fmt, total);
         gr.devs[tdev].write_limit =
             lim > UINT64_MAX - gr.devs[tdev].size ? UINT64_MAX : gr.devs[tdev].size + lim;
+        if (gr.g.nodes[tnode].data != INSTAR_NO_NODE) {
+            /*
+             * An external data file: guest data at its guest offset, up to
+             * the end of the last cluster (at most 2 MiB past the image).
+             */
+            struct vmm_dev *d = &gr.devs[gr.g.nodes[tnode].data];
+
+            d->flags |= INSTAR_DEV_WRITE;
+            d->write_limit = total + (2ULL << 20) > d->size ? total + (2ULL << 20) : d->size;
+        }
     } else {
         /* A raw target: the file itself, read-write (O_DIRECT for -t none). */
         const char *path = tpath;
@@ -683,6 +668,8 @@ int cmd_convert(int argc, char **argv)
         args.flags |= INSTAR_CONVERT_SALVAGE;
     if (compressed)
         args.flags |= INSTAR_CONVERT_COMPRESSED;
+    if (copy_range)
+        args.flags |= INSTAR_CONVERT_COPY_RANGE;
     args.min_sparse = (uint32_t)min_sparse;
     args.num_coroutines = (uint32_t)num_coroutines;
     args.buf_sectors = IO_BUF_SECTORS;

@@ -27,10 +27,27 @@ int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint6
     return (int)gr->ndevs++;
 }
 
+int graph_check_keys(const struct open_chain *oc, const char *filename)
+{
+    for (unsigned i = 0; i < oc->n; i++) {
+        if (oc->img[i].info->encrypted) {
+            report_error("Could not open '%s': Parameter 'encrypt.key-secret' is required for "
+                         "cipher",
+                         filename);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *filename,
                     uint32_t *top)
 {
     unsigned i;
+
+    /* Before anything is created or printed. */
+    if (graph_check_keys(oc, filename) < 0)
+        return -1;
 
     *top = gr->g.nnodes;
     if (gr->g.nnodes + oc->n > INSTAR_NODE_MAX)
@@ -41,17 +58,6 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
         const char *fmt = img->info->format;
         int dev;
 
-        /*
-         * qemu opens an encrypted image's crypto layer with the image, so
-         * its missing key fails the open before anything is created or
-         * printed (instar takes no --object secrets).
-         */
-        if (img->info->encrypted) {
-            report_error("Could not open '%s': Parameter 'encrypt.key-secret' is required for "
-                         "cipher",
-                         filename);
-            return -1;
-        }
         if (!strcmp(fmt, "qcow2")) {
             n->driver = INSTAR_DRV_QCOW2;
         } else if (!strcmp(fmt, "raw") || !strcmp(fmt, "file")) {

@@ -20,6 +20,13 @@ struct graph {
 void graph_init(struct graph *gr);
 
 /*
+ * graph_check_keys - qemu opens an encrypted image's crypto layer with the
+ * image, so its missing key fails the open (instar takes no key).  Returns
+ * 0, or -1 after reporting.
+ */
+int graph_check_keys(const struct open_chain *oc, const char *filename);
+
+/*
  * graph_add_chain - add oc's images as nodes, the top one first; *top is
  * its node.  Returns 0, or -1 after reporting (a format instar cannot
  * read, or more images than a guest takes).

@@ -150,7 +150,8 @@ int gbs_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len);
 
 /*
  * gbs_qcow2_write - qcow2_co_pwritev_part() over the mapping pa of a qcow2
- * image in device file: [off, off + len) of guest data is mapped run by
+ * image whose data lies in device file (the image file, or its external
+ * data file): [off, off + len) of guest data is mapped run by
  * run (qcow2_prealloc_write_map); a copy-on-write that ops->is_zero says
  * reads as zeros becomes allocated zeros in the file (handle_alloc_space),
  * ops->data writes the run's bytes (done: bytes of the call written
@@ -176,13 +177,15 @@ int gbs_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t fla
 /*
  * gbs_qcow2_pwrite_from - gbs_pwrite() on a writable qcow2 node whose
  * data the caller writes: data(opaque, host, done, bytes) puts the
- * bytes [done, done + bytes) of the request at offset host of bs->file
+ * bytes [done, done + bytes) of the request at offset host of bs->data
  * (e.g. copied there by the host); mapping, copy-on-write and linking are
- * the node's.  Returns 0 or -errno (-EACCES for another node).
+ * the node's.  copy_range: qcow2_co_copy_range_to(), whose copy-on-write
+ * is always copied (no handle_alloc_space()).  Returns 0 or -errno
+ * (-EACCES for another node).
  */
 int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
                           int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes),
-                          void *opaque);
+                          void *opaque, bool copy_range);
 
 /*
  * gbs_qcow2_target_info - a qcow2 node's cluster size, compression type

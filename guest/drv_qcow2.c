@@ -489,14 +489,12 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
         return 0;
     }
     /*
-     * Not written (Operation not supported), see docs/differences.md: an
-     * external data file (the host refuses it before the run), persistent
-     * bitmaps (qemu would mark them in use and record every write in the
-     * enabled ones), the dirty bit (qemu repairs such an image when it
-     * opens it read-write).
+     * Not written (Operation not supported), see docs/differences.md:
+     * persistent bitmaps (qemu would mark them in use and record every
+     * write in the enabled ones), the dirty bit (qemu repairs such an
+     * image when it opens it read-write).
      */
-    if (q->geom.data_file || !q->l1 || q->img.x.nb_bitmaps ||
-        (h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
+    if (!q->l1 || q->img.x.nb_bitmaps || (h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
         return -Q2_ENOTSUP;
     w = calloc(1, sizeof(*w));
     if (!w)
@@ -515,6 +513,7 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
     w->pa.opaque = bs;
     w->pa.cluster_bits = h->cluster_bits;
     w->pa.extended_l2 = q->geom.extended_l2;
+    w->pa.data_file = q->geom.data_file;
     w->pa.ordered = true;
     w->pa.write = true;
     w->pa.l1 = q->l1; /* shared: block status and reads see new L2 tables at once */
@@ -606,10 +605,13 @@ struct q2_wctx {
     /* gbs_qcow2_pwrite_from(): the caller writes the data */
     int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes);
     void *data_opaque;
+    bool no_alloc_space; /* a copy_range write: no zero copy-on-write shortcut */
 };
 
 static int q2_w_is_zero(void *o, uint64_t off, uint64_t bytes)
 {
+    if (((struct q2_wctx *)o)->no_alloc_space)
+        return 0;
     return gbs_is_zero_fast(((struct q2_wctx *)o)->bs, off, bytes);
 }
 
@@ -621,26 +623,26 @@ static int q2_w_cow(void *o, uint64_t guest, uint64_t host, uint64_t bytes)
 
     if (ret < 0)
         return ret;
-    return gdev_pwrite(c->bs->file, host, c->w->cow, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+    return gdev_pwrite(c->bs->data, host, c->w->cow, (size_t)bytes) < 0 ? -GBS_EIO : 0;
 }
 
 static int q2_w_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
 {
     struct q2_wctx *c = o;
 
-    return gdev_pwrite(c->bs->file, host, c->buf + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+    return gdev_pwrite(c->bs->data, host, c->buf + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
 }
 
 static const struct gbs_q2_write_ops q2_w_ops = {q2_w_is_zero, q2_w_cow, q2_w_data};
 
 static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
 {
-    struct q2_wctx c = {bs, NULL, buf, NULL, NULL};
+    struct q2_wctx c = {bs, NULL, buf, NULL, NULL, false};
     int ret = q2_writer(bs, &c.w);
 
     if (ret < 0)
         return ret;
-    return gbs_qcow2_write(&c.w->pa, bs->file, off, len, &q2_w_ops, &c);
+    return gbs_qcow2_write(&c.w->pa, bs->data, off, len, &q2_w_ops, &c);
 }
 
 static int q2_w_data_from(void *o, uint64_t host, uint64_t done, uint64_t bytes)
@@ -654,9 +656,9 @@ static const struct gbs_q2_write_ops q2_w_from_ops = {q2_w_is_zero, q2_w_cow, q2
 
 int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
                           int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes),
-                          void *opaque)
+                          void *opaque, bool copy_range)
 {
-    struct q2_wctx c = {bs, NULL, NULL, data, opaque};
+    struct q2_wctx c = {bs, NULL, NULL, data, opaque, copy_range};
     int ret;
 
     if (bs->drv != &gbs_drv_qcow2 || !bs->writable)
@@ -666,7 +668,7 @@ int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
     ret = q2_writer(bs, &c.w);
     if (ret < 0)
         return ret;
-    return gbs_qcow2_write(&c.w->pa, bs->file, off, len, &q2_w_from_ops, &c);
+    return gbs_qcow2_write(&c.w->pa, bs->data, off, len, &q2_w_from_ops, &c);
 }
 
 /*
@@ -744,6 +746,14 @@ static int q2_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32
         zflags |= QCOW2_ZEROIZE_UNMAP | QCOW2_ZEROIZE_DISCARD;
     if (!bs->backing)
         zflags |= QCOW2_ZEROIZE_NO_BACKING;
+    /* data_file_raw: the data file stays in sync, zeroed first. */
+    if (q->img.h.autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW) {
+        uint64_t zb = off + bytes > end ? end - off : bytes;
+
+        if (gdev_zero(bs->data, off, zb, (flags & GBS_ZERO_MAY_UNMAP) ? 0 : INSTAR_ZERO_ALLOCATE) <
+            0)
+            return -GBS_EIO;
+    }
     ret = qcow2_prealloc_zeroize_flags(&w->pa, q->img.h.version, off, bytes, end, zflags);
     return ret == -QCOW2_PREALLOC_ENOTSUP ? -Q2_ENOTSUP : ret;
 }

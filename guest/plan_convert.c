@@ -36,6 +36,7 @@ struct cv {
     enum blk_status status;
     /* Where the data of the current status extent lies, when it is one file range. */
     bool st_direct;
+    bool st_offset_valid; /* the extent's data has a host offset (not compressed) */
     uint32_t st_dev;
     uint64_t st_map;  /* the file offset of st_start */
     int64_t st_start; /* sector the status extent starts at */
@@ -47,6 +48,7 @@ struct cv {
     bool salvage;
     /* -c: compressed clusters (qcow2 target) */
     bool compressed;
+    bool copy_range;         /* -C, until a copy offload fails */
     bool c_data_file;        /* the target has an external data file: -ENOTSUP */
     int64_t cluster_sectors; /* of the target */
     unsigned ctype;          /* its compression_type */
@@ -150,6 +152,7 @@ static int64_t iteration(struct cv *s, int64_t sector_num)
         s->st_direct = (ret & (INSTAR_BS_DATA | INSTAR_BS_ZERO | INSTAR_BS_OFFSET_VALID)) ==
                            (INSTAR_BS_DATA | INSTAR_BS_OFFSET_VALID) &&
                        dev != INSTAR_NO_NODE;
+        s->st_offset_valid = ret & INSTAR_BS_OFFSET_VALID;
         s->st_dev = dev;
         s->st_map = map;
         s->st_start = sector_num;
@@ -228,11 +231,13 @@ static int t_w_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
 {
     struct t_wctx *c = o;
 
+    /* A qcow2 target's data lies in its data file (the image file, or an external one). */
+    uint32_t dev = c->s->tn ? c->s->tn->data : c->s->t;
+
     if (c->buf)
-        return gdev_pwrite(c->s->t, host, c->buf + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
-    return hc_copy(c->src_dev, c->src_off + done, c->s->t, host, bytes, 0, 0, 0, 0, NULL) < 0
-               ? -GBS_EIO
-               : 0;
+        return gdev_pwrite(dev, host, c->buf + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+    return hc_copy(c->src_dev, c->src_off + done, dev, host, bytes, 0, 0, 0, 0, NULL) < 0 ? -GBS_EIO
+                                                                                          : 0;
 }
 
 /* Guest data [sector_num, + n) from buf, or else from src_dev at src_off, to the target. */
@@ -243,7 +248,8 @@ static int t_write_from(struct cv *s, int64_t sector_num, int64_t n, const uint8
     struct t_wctx c = {s, buf, src_dev, src_off};
 
     if (s->tn)
-        return gbs_qcow2_pwrite_from(s->tn, off, len, t_w_data, &c);
+        return gbs_qcow2_pwrite_from(s->tn, off, len, t_w_data, &c,
+                                     s->copy_range && s->status == BLK_DATA);
     return t_w_data(&c, off, 0, len);
 }
 
@@ -309,7 +315,7 @@ static int copy_direct(struct cv *s, int64_t sector_num, int64_t n)
     src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
     if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(s->st_dev))
         return 0; /* a file cut short: its tail reads as zeros, through RAM */
-    if (s->min_sparse_on)
+    if (s->min_sparse_on && !s->copy_range)
         flags = s->has_zero_init ? INSTAR_COPY_SPARSE : INSTAR_COPY_PUNCH;
     if (hc_copy(s->st_dev, src_off, s->t, (uint64_t)sector_num * SECTOR, len, flags,
                 (uint32_t)s->min_sparse, (uint32_t)s->alignment, (uint64_t)sector_num,
@@ -361,19 +367,22 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
     return n == 0 ? 1 : -GBS_EIO;
 }
 
-/* Whether qemu-img's coroutine waits for I/O on a chunk of this status (its read or write). */
-static bool chunk_waits(const struct cv *s, enum blk_status status)
+/*
+ * Whether qemu-img's coroutine yields on a chunk: with in-order writes
+ * (instar's, qemu-img's without -W) every chunk does, waiting for its I/O
+ * or for the chunks before it to be written.
+ */
+static bool chunk_waits(void)
 {
-    return !(status == BLK_BACKING_FILE ||
-             (status == BLK_ZERO && s->min_sparse_on && s->has_zero_init));
+    return true;
 }
 
 /*
- * A read failed in the chunk that was the waits-th to wait for I/O.  In
+ * A read or write failed in the chunk that was the waits-th to yield.  In
  * qemu-img, num_coroutines coroutines take chunks in turn, each printing
- * its progress before its I/O: by the time the failure is seen at least
- * the first num_coroutines waiting chunks (and those between them that
- * need no I/O) have been taken.  Print their progress, then stop.
+ * its progress before it yields: by the time the failure is seen the
+ * first num_coroutines chunks that yield have been taken.  Print their
+ * progress, then stop.
  */
 static void progress_in_flight(struct cv *s, int64_t sector_num, uint32_t waits)
 {
@@ -388,7 +397,7 @@ static void progress_in_flight(struct cv *s, int64_t sector_num, uint32_t waits)
             hc_progress(INSTAR_PROGRESS_ABS, (uint64_t)s->allocated_done,
                         (uint64_t)s->allocated_sectors);
         }
-        waits += chunk_waits(s, status);
+        waits += chunk_waits();
         sector_num += n;
     }
 }
@@ -471,6 +480,35 @@ static void compressed_eof(struct cv *s)
         gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_EIO, 0, 0, 0);
 }
 
+/*
+ * -C: convert_co_copy_range(), a data chunk copied by the block layer's
+ * copy offloading (copy_file_range() between the files): the whole chunk
+ * lands as data, zero blocks included (no -S detection), and a qcow2
+ * target copies its copy-on-write regions (qcow2_co_copy_range_to).
+ * Returns 0 or -errno (after a read error, reported here).
+ */
+static int copy_range(struct cv *s, int64_t sector_num, int64_t n, uint32_t waits)
+{
+    int ret = copy_direct(s, sector_num, n);
+
+    if (ret == 0 && s->tn && s->st_direct) {
+        uint64_t src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR, end;
+
+        if (!__builtin_add_overflow(src_off, (uint64_t)n * SECTOR, &end) &&
+            end <= gblk_size(s->st_dev))
+            return t_write_from(s, sector_num, n, NULL, s->st_dev, src_off);
+    }
+    if (ret != 0)
+        return ret < 0 ? ret : 0;
+    ret = read_sectors(s, sector_num, n, s->buf);
+    if (ret < 0) {
+        if (s->progress)
+            progress_in_flight(s, sector_num + n, waits);
+        fail(INSTAR_DATA_EREAD_AT, ret, (uint64_t)sector_num * SECTOR);
+    }
+    return t_write(s, sector_num, n, s->buf);
+}
+
 static void do_copy(struct cv *s)
 {
     uint32_t waits = 0;
@@ -504,8 +542,17 @@ static void do_copy(struct cv *s)
                         (uint64_t)s->allocated_sectors);
         }
         if (waits < UINT32_MAX)
-            waits += chunk_waits(s, status);
-        if (status == BLK_DATA) {
+            waits += chunk_waits();
+        /*
+         * qcow2_co_copy_range_from() refuses compressed clusters (they
+         * have no host offset): -ENOTSUP turns -C off for the rest of the
+         * convert, and the chunk is copied the ordinary way.
+         */
+        if (status == BLK_DATA && s->copy_range && !s->st_offset_valid)
+            s->copy_range = false;
+        if (status == BLK_DATA && s->copy_range) {
+            ret = copy_range(s, sector_num, n, waits);
+        } else if (status == BLK_DATA) {
             ret = copy_direct(s, sector_num, n);
             if (ret == 0)
                 ret = scan_direct(s, sector_num, n);
@@ -526,8 +573,12 @@ static void do_copy(struct cv *s)
         } else {
             ret = write_buf(s, sector_num, n, s->buf, status);
         }
-        if (ret < 0)
+        if (ret < 0) {
+            /* The other coroutines have taken their chunks, as for a read error. */
+            if (s->progress)
+                progress_in_flight(s, sector_num + n, waits);
             fail(INSTAR_DATA_EWRITE_AT, ret, (uint64_t)sector_num * SECTOR);
+        }
         sector_num += n;
     }
 }
@@ -599,6 +650,7 @@ void plan_convert(void)
     if (!s->buf)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
     s->compressed = a.flags & INSTAR_CONVERT_COMPRESSED;
+    s->copy_range = a.flags & INSTAR_CONVERT_COPY_RANGE;
     if (s->compressed)
         compressed_setup(s);
 

@@ -251,6 +251,11 @@ _TR = {"dp-target.raw": "raw"}
 case("n-qcow2-target", "-n", "-O", "qcow2", "@dp-mixed", "@dp-target-qcow2", out=_TQ)
 case("n-raw-target-bigger", "-n", "-O", "raw", "@dp-mixed", "@dp-target-raw", out=_TR)
 case("n-raw-target-S-0", "-n", "-S", "0", "-O", "raw", "@dp-small", "@dp-target-raw", out=_TR)
+# Into qcow2 targets with an external data file (the data file written in place).
+case("n-into-datafile", "-n", "-O", "qcow2", "@dp-small", "@dp-datafile",
+     out={"dp-datafile.qcow2": "qcow2", "dp-datafile.bin": "raw"})
+case("n-into-datafile-raw", "-n", "-O", "qcow2", "@dp-small", "@dp-datafile-raw",
+     out={"dp-datafile-raw.qcow2": "qcow2", "dp-datafile-raw.bin": "raw"})
 case("n-chain-into-qcow2", "-n", "-O", "qcow2", "@dp-chain-top", "@dp-target-qcow2", out=_TQ)
 case("n-S-0-into-qcow2", "-n", "-S", "0", "-O", "qcow2", "@dp-chain-top", "@dp-target-qcow2", out=_TQ)
 case("n-raw-into-qcow2", "-n", "-O", "qcow2", "@dp-raw", "@dp-target-qcow2", out=_TQ)
@@ -313,6 +318,11 @@ case("r-rate", "-r", "1G", "-O", "qcow2", "@dp-small", "out.qcow2")
 case("err-r-abc", "-r", "abc", "-O", "raw", "@dp-small", "out.raw")
 case("C-raw", "-C", "-O", "raw", "@dp-raw", "out.raw")
 case("C-qcow2", "-C", "-O", "qcow2", "@dp-small", "out.qcow2")
+case("C-raw-to-qcow2", "-C", "-O", "qcow2", "@dp-raw", "out.qcow2")
+case("C-qcow2-to-raw", "-C", "-O", "raw", "@dp-mixed", "out.raw")
+case("C-chain", "-C", "-O", "qcow2", "@dp-chain-top", "out.qcow2")
+case("C-extl2", "-C", "-O", "qcow2", "@dp-extl2", "out.qcow2")
+case("C-compressed-source", "-C", "-O", "qcow2", "@dp-zlib-full", "out.qcow2")
 case("err-C-c", "-C", "-c", "-O", "qcow2", "@dp-small", "out.qcow2")
 case("err-C-S", "-C", "-S", "0", "-O", "raw", "@dp-small", "out.raw")
 case("err-C-salvage", "-C", "--salvage", "-O", "raw", "@dp-small", "out.raw")

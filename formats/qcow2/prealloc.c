@@ -1201,7 +1201,13 @@ static int wr_alloc(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t *h
     if (nb == 0) {
         return -QCOW2_ALLOC_EIO;
     }
-    if (*host_offset == INV_OFFSET) {
+    if (p->data_file) {
+        /* do_alloc_cluster_offset(): a data file's clusters lie at their guest offset. */
+        alloc = guest_offset & ~(p->cs - 1);
+        if (*host_offset != INV_OFFSET && *host_offset != alloc) {
+            return -QCOW2_ALLOC_EIO;
+        }
+    } else if (*host_offset == INV_OFFSET) {
         r = qcow2_alloc_clusters(p->a, nb << p->cluster_bits);
         if (r < 0) {
             return (int)r;
@@ -1225,7 +1231,9 @@ static int wr_alloc(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t *h
     }
     ret = wr_meta(p, alloc, guest_offset, *bytes, l2_index, false, m, nm);
     if (ret < 0) {
-        (void)qcow2_alloc_free(p->a, alloc, nb << p->cluster_bits, false);
+        if (!p->data_file) {
+            (void)qcow2_alloc_free(p->a, alloc, nb << p->cluster_bits, false);
+        }
         return ret;
     }
     *host_offset = alloc + oic;
@@ -1240,7 +1248,7 @@ int qcow2_prealloc_write_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t
 
     *host_offset = INV_OFFSET;
     *nmeta = 0;
-    if (!p->ordered || p->data_file) {
+    if (!p->ordered) {
         return -QCOW2_PREALLOC_ENOTSUP;
     }
     for (;;) {
@@ -1343,7 +1351,7 @@ int qcow2_prealloc_write_link(struct qcow2_prealloc *p, const struct qcow2_l2met
 
 void qcow2_prealloc_write_abort(struct qcow2_prealloc *p, const struct qcow2_l2meta *m)
 {
-    if (!m->keep_old) {
+    if (!m->keep_old && !p->data_file) {
         (void)qcow2_alloc_free(p->a, m->alloc_offset, m->nb_clusters << p->cluster_bits, false);
     }
 }

@@ -186,8 +186,10 @@ int qcow2_prealloc_zeroize_flags(struct qcow2_prealloc *p, uint32_t version, uin
  * range: skip_cow), the data write at *host_offset, perform_cow() (the
  * old guest data of the cow_start and cow_end regions, read through the
  * image itself, written to alloc_offset + region offset), and for each
- * meta qcow2_prealloc_write_link().  Needs ordered mode and no external
- * data file.
+ * meta qcow2_prealloc_write_link().  Needs ordered mode.  With an
+ * external data file (data_file) nothing is allocated: a cluster's host
+ * offset is its guest offset in the data file, and the data and
+ * copy-on-write go there, the metadata to the image file.
  */
 
 /* A copy-on-write region, relative to the meta's first cluster. */
@@ -214,7 +216,7 @@ struct qcow2_l2meta {
  * *bytes shrinks to the contiguous run mapped (> 0 on success);
  * *host_offset is where offset lies in the file; m[0..*nmeta) the metas.
  * Returns 0, or -errno (-QCOW2_ALLOC_EIO for a corrupt entry;
- * -QCOW2_PREALLOC_ENOTSUP without ordered mode or with a data file).
+ * -QCOW2_PREALLOC_ENOTSUP without ordered mode).
  * On failure, clusters already allocated for the metas are freed.
  */
 int qcow2_prealloc_write_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t *bytes,

@@ -9,9 +9,6 @@ import pytest
 import instar_testlib as tl
 
 CASES = [
-    pytest.param(["-O", "qcow2", "-o", "data_file=instar-data.bin"],
-                 "Converting to a qcow2 image with an external data file (-o data_file) is not supported "
-                 "by instar yet", id="data-file"),
     pytest.param(["-O", "qcow2", "--bitmaps"],
                  "Copying bitmaps (--bitmaps) is not supported by instar yet", id="bitmaps"),
 ]
@@ -35,22 +32,6 @@ def test_convert_refusal(instar, src, opts, message):
     assert r.returncode == 1, r.describe()
     assert r.stderr == f"qemu-img: {message}\n".encode(), r.describe()
     assert not (src / "instar.out").exists(), "a refused convert left a target behind"
-
-
-def test_convert_into_qcow2_with_data_file_refused(instar, src):
-    """-n into a qcow2 target with an external data file: instar does not
-    write such images (as bench -w and dd), and leaves both files alone."""
-    for t in ("oracle", "instar"):
-        tl.qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file={t}.data", f"{t}.out", "4M", cwd=src)
-    before = [(src / n).read_bytes() for n in ("instar.out", "instar.data")]
-    oracle = tl.run_oracle(["convert", "-n", "-O", "qcow2", "src.qcow2", "oracle.out"], cwd=src)
-    assert oracle.returncode == 0, oracle.describe()
-    r = instar.run(["convert", "-n", "-O", "qcow2", "src.qcow2", "instar.out"], cwd=src)
-    assert r.returncode == 1, r.describe()
-    assert r.stderr == (b"qemu-img: Could not open 'instar.out': instar does not write to images "
-                        b"with an external data file\n"), r.describe()
-    assert [(src / n).read_bytes() for n in ("instar.out", "instar.data")] == before, \
-        "a refused convert changed the target"
 
 
 def test_convert_target_image_opts_probed_refused(instar, src):
