@@ -216,9 +216,14 @@ int gdev_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags)
         offset += n;
         len -= n;
     }
-    if (end > dev_len[handle])
+    if (end > dev_len[handle] && !(flags & INSTAR_ZERO_DISCARD))
         dev_len[handle] = end;
     return 0;
+}
+
+int gdev_discard(uint32_t handle, uint64_t offset, uint64_t len)
+{
+    return gdev_zero(handle, offset, len, INSTAR_ZERO_DISCARD);
 }
 
 int gdev_flush(uint32_t handle)

@@ -85,6 +85,13 @@ int gdev_flush(uint32_t handle);
  */
 int gdev_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags);
 
+/*
+ * gdev_discard - give [offset, offset + len) back to the file system as
+ * qemu discards freed clusters (INSTAR_ZERO_DISCARD): the part inside the
+ * device may read as zeros afterwards, or as before; never grows it.
+ */
+int gdev_discard(uint32_t handle, uint64_t offset, uint64_t len);
+
 /* The device's length as the writes left it (its boot size before any). */
 uint64_t gdev_length(uint32_t handle);
 

@@ -401,6 +401,30 @@ static int zero_allocate(int fd, uint64_t off, uint64_t len, uint64_t size)
     return write_zeros(fd, off, off + len);
 }
 
+/*
+ * file-posix's discard (handle_aiocb_discard): punch a hole, keeping the
+ * size; a file system without hole punching leaves the data, which qemu
+ * takes as success too.
+ */
+static int discard_range(int fd, uint64_t off, uint64_t len, uint64_t size)
+{
+    uint64_t end = off + len < size ? off + len : size;
+
+    if (off >= end || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+                                (off_t)(end - off)) == 0)
+        return 0;
+    return errno == EOPNOTSUPP || errno == ENOSYS ? 0 : -1;
+}
+
+static int zero_op(int fd, uint32_t flags, uint64_t off, uint64_t len, uint64_t size)
+{
+    if (flags & INSTAR_ZERO_DISCARD)
+        return discard_range(fd, off, len, size);
+    if (flags & INSTAR_ZERO_ALLOCATE)
+        return zero_allocate(fd, off, len, size);
+    return zero_range(fd, off, len, size);
+}
+
 static void hc_zero(struct vmm *v, uint32_t gpa)
 {
     struct instar_hc_zero a;
@@ -411,7 +435,8 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
     if (!hc_arg(v, gpa, &a, sizeof(a), "zero"))
         return;
     d = hc_dev(v, a.handle);
-    if (!d || (a.flags & ~INSTAR_ZERO_ALLOCATE))
+    if (!d || (a.flags & ~(INSTAR_ZERO_ALLOCATE | INSTAR_ZERO_DISCARD)) ||
+        a.flags == (INSTAR_ZERO_ALLOCATE | INSTAR_ZERO_DISCARD))
         ret = INSTAR_HC_EINVAL;
     else if (!(d->flags & INSTAR_DEV_WRITE))
         ret = INSTAR_HC_EPERM;
@@ -427,11 +452,9 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
     if (!fault_allow(v))
         return;
     v->out->nwrites++;
-    if (a.len &&
-        ((a.flags & INSTAR_ZERO_ALLOCATE) ? zero_allocate(d->fd, a.offset, a.len, d->size)
-                                          : zero_range(d->fd, a.offset, a.len, d->size)) < 0)
+    if (a.len && zero_op(d->fd, a.flags, a.offset, a.len, d->size) < 0)
         ret = INSTAR_HC_EIO;
-    else if (end > d->size)
+    else if (end > d->size && !(a.flags & INSTAR_ZERO_DISCARD))
         d->size = end;
     hc_ret(v, gpa, offsetof(struct instar_hc_zero, ret), ret);
 }

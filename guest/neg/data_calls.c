@@ -40,6 +40,13 @@ void guest_main(void)
         v[6] = hc_cmp(0, 0, 1, 0, 4096, &differ, &a);      /* served */
         v[7] = (int64_t)(a << 1 | (differ ? 1 : 0));
         neg_report(v, 8);
+    case 3: /* ZERO's discard mode */
+        v[0] = hc_zero(1, 0, 4096, INSTAR_ZERO_ALLOCATE | INSTAR_ZERO_DISCARD); /* both modes */
+        v[1] = hc_zero(0, 0, 512, INSTAR_ZERO_DISCARD);                         /* read-only */
+        v[2] = hc_zero(1, 0, 512, 1u << 7);                                     /* unknown flag */
+        v[3] = hc_zero(1, 7680, 1024, INSTAR_ZERO_DISCARD);                     /* past the limit */
+        v[4] = hc_zero(1, 0, 8192, INSTAR_ZERO_DISCARD); /* served, never grows the file */
+        neg_report(v, 5);
     default: /* progress that cannot be */
         neg_hc(INSTAR_HC_PIO_BASE + INSTAR_HC_PROGRESS, (uint32_t)(uintptr_t)&bad_progress);
         hc_exit(3);

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 8
+#define INSTAR_ABI_VERSION 9
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -254,9 +254,15 @@ struct instar_hc_copy {
  * (write_zeroes without MAY_UNMAP, as qcow2's handle_alloc_space() asks
  * for it: fallocate(FALLOC_FL_ZERO_RANGE), growing the file; else written
  * zeros), so that the file system lays the file out as under qemu.
+ * With INSTAR_ZERO_DISCARD the range is discarded as qemu's file driver
+ * discards freed qcow2 clusters (bdrv_pdiscard on a file): a hole is
+ * punched in the part inside the file where the file system can punch
+ * one, and nothing else happens (no zeros written, the file never grows);
+ * the range then reads as zeros or as before, as under qemu.
  */
 #define INSTAR_ZERO_MAX      (1ULL << 30)
 #define INSTAR_ZERO_ALLOCATE (1u << 0)
+#define INSTAR_ZERO_DISCARD  (1u << 1)
 
 struct instar_hc_zero {
     uint32_t handle; /* IN */

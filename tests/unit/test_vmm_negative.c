@@ -822,13 +822,41 @@ BOTH(seek_cmp_and_scan_are_checked)
     close(w);
 }
 
+BOTH(discard_is_checked_and_never_grows_the_file)
+{
+    static const uint8_t zeros[4096];
+    struct vmm_outcome out;
+    const int64_t *v;
+    uint8_t buf[4096];
+    struct stat st;
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(3, &out, &w), 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_EINVAL, "allocate and discard at once: %lld", (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_EPERM, "discard on a read-only device: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], INSTAR_HC_EINVAL, "an unknown flag: %lld", (long long)v[2]);
+    cr_expect_eq(v[3], INSTAR_HC_ERANGE, "discard past the write limit: %lld", (long long)v[3]);
+    cr_expect_eq(v[4], INSTAR_HC_OK, "a good discard: %lld", (long long)v[4]);
+    cr_expect_eq(out.nwrites, 1, "only the good discard counts as a write");
+    vmm_outcome_release(&out);
+    cr_assert_eq(fstat(w, &st), 0);
+    cr_expect_eq(st.st_size, 4096, "a discard past the end grew the file to %lld",
+                 (long long)st.st_size);
+    cr_assert_eq(pread(w, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    cr_expect(!memcmp(buf, zeros, sizeof(buf)) || !memcmp(buf, pattern, sizeof(buf)),
+              "a discarded range reads as neither zeros nor its old bytes");
+    close(w);
+}
+
 BOTH(impossible_progress_ends_the_run)
 {
     struct vmm_outcome out;
     int w;
 
     use(*bp);
-    cr_assert_eq(run_data_calls(3, &out, &w), -1, "the run should have failed");
+    cr_assert_eq(run_data_calls(9, &out, &w), -1, "the run should have failed");
     cr_expect_eq(out.status, VMM_GUEST_PROTOCOL, "status %d (%s)", out.status, out.detail);
     cr_expect_not_null(strstr(out.detail, "impossible progress"), "%s", out.detail);
     vmm_outcome_release(&out);
