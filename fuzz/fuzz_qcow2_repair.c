@@ -148,7 +148,8 @@ static void one(const uint8_t *data, size_t len, unsigned fix)
 {
     struct mem m = {NULL, 0, 0, 0, 0, 0, 0, 0, 0};
     struct qcow2_check_env env = {mem_pread, mem_report, mem_realloc, mem_free, &m};
-    struct qcow2_repair_io io = {mem_pwrite, mem_flush, mem_truncate, 0};
+    struct qcow2_repair_io io = {
+        .pwrite = mem_pwrite, .flush = mem_flush, .truncate = mem_truncate};
     struct qcow2_check_result res, r2;
     struct qcow2_check_image ci;
     struct qcow2_header h;

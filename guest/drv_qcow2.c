@@ -471,7 +471,7 @@ static int w_length(void *o, int dev, uint64_t *len)
 /* A freed cluster's discard (qcow2_process_discards): a hole in the file. */
 static void w_discard(void *o, uint64_t off, uint64_t len)
 {
-    (void)gdev_zero(((struct gbs *)o)->file, off, len, 0);
+    (void)gdev_discard(((struct gbs *)o)->file, off, len);
 }
 
 static const struct qcow2_alloc_ops w_ops = {w_read, w_write, w_mem, w_discard, NULL};

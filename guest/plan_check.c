@@ -54,6 +54,12 @@ static int io_truncate(void *opaque, uint64_t size)
     return gdev_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0 ? -INSTAR_ERR_IO : 0;
 }
 
+static int io_discard(void *opaque, uint64_t off, uint64_t len)
+{
+    (void)opaque;
+    return gdev_discard(GOPEN_DEV, off, len) < 0 ? -INSTAR_ERR_IO : 0;
+}
+
 static void quiet_report(void *opaque, int32_t code, uint16_t flags, const uint64_t args[4],
                          const char *s, size_t slen)
 {
@@ -152,7 +158,8 @@ static int repair_qcow2(const struct qcow2_check_image *ci, const struct qcow2_c
                         unsigned fix, struct qcow2_check_result *r)
 {
     const struct qcow2_check_env quiet = {env_pread, quiet_report, env_realloc, env_free, NULL};
-    struct qcow2_repair_io io = {io_pwrite, io_flush, io_truncate, 0};
+    struct qcow2_repair_io io = {
+        .pwrite = io_pwrite, .flush = io_flush, .truncate = io_truncate, .discard = io_discard};
     struct qcow2_check_image ci2;
     struct qcow2_check_result r2;
     struct qcow2_header h2;

@@ -297,12 +297,14 @@ def run_both_on_copies(
     workdir: os.PathLike | str,
     compare_images: Sequence[str] = (),
     compare_fmt: str | None = None,
+    copy=None,
     **kw,
 ) -> tuple[Result, Result]:
     """Run a MUTATING command under both tools on private copies, then compare results.
 
     ``files`` (images, backing files, data files...) are copied (sparse-aware,
-    preserving relative layout by basename) into ``<workdir>/oracle`` and
+    preserving relative layout by basename; ``copy(src, dst)`` instead of
+    ``cp --sparse=always`` when given) into ``<workdir>/oracle`` and
     ``<workdir>/instar``.  ``args`` must name them by their basenames
     (relative paths), and each tool runs with cwd = its own copy directory, so
     the argument spelling is identical and no normalisation is needed for
@@ -332,6 +334,9 @@ def run_both_on_copies(
         for f in files:
             src = Path(f)
             dst = d / src.name
+            if copy is not None:
+                copy(src, dst)
+                continue
             r = subprocess.run(
                 ["cp", "--sparse=always", "--", str(src), str(dst)],
                 timeout=120,

@@ -1297,6 +1297,8 @@ static void compare_refcounts(struct ck *c, struct qcow2_check_result *res, unsi
                       i, refcount1, refcount2);
                 if (num_fixed && refcount_write(c, i, refcount2) == 0) {
                     (*num_fixed)++;
+                    if (refcount2 == 0 && c->io->discard)
+                        (void)c->io->discard(c->env->opaque, i << c->cluster_bits, c->cluster_size);
                     /* the block may have been re-read: refresh the pointer */
                     rb = refblock_for(c, i, &err);
                     continue;
@@ -1749,6 +1751,15 @@ static void *snap_alloc_mem(void *opaque, void *p, size_t size)
     return ck_realloc(c, p, size);
 }
 
+/* The old table's clusters: QCOW2_DISCARD_SNAPSHOT passes through by default. */
+static void snap_alloc_discard(void *opaque, uint64_t off, uint64_t len)
+{
+    struct ck *c = opaque;
+
+    if (c->io && c->io->discard)
+        (void)c->io->discard(c->env->opaque, off, len);
+}
+
 static int snap_alloc_flush(void *opaque)
 {
     return ck_flush(opaque);
@@ -1808,7 +1819,7 @@ static int64_t snap_serialize(struct ck *c, const struct ck_snap *sn, uint8_t *t
 static int write_snapshots(struct ck *c)
 {
     static const struct qcow2_alloc_ops ops = {snap_alloc_read, snap_alloc_write, snap_alloc_mem,
-                                               NULL, snap_alloc_flush};
+                                               snap_alloc_discard, snap_alloc_flush};
     struct qcow2_alloc a;
     bool have_alloc = false;
     uint8_t *tmp = NULL, *table = NULL, hdr[12];

@@ -90,12 +90,16 @@ struct qcow2_check_env {
  * follow must see them.  flush - make every earlier write durable (an
  * ordering point).  truncate - set the file length.  Each returns 0 or
  * < 0 (the repair step then fails as QEMU's does on an I/O error).
+ * discard - give a cluster whose refcount the repair dropped to 0 back
+ * to the file system, as QEMU's QCOW2_DISCARD_ALWAYS does (NULL: never;
+ * its failure is ignored, as QEMU ignores a failed discard).
  * write_limit: no write or truncate may end past it.
  */
 struct qcow2_repair_io {
     int (*pwrite)(void *opaque, uint64_t off, const void *buf, size_t len);
     int (*flush)(void *opaque);
     int (*truncate)(void *opaque, uint64_t size);
+    int (*discard)(void *opaque, uint64_t off, uint64_t len);
     uint64_t write_limit;
 };
 

@@ -160,7 +160,8 @@ static void m_free(void *opaque, void *p)
 
 static const struct qcow2_check_env env = {m_pread, m_report, m_realloc, m_free, NULL};
 static const struct qcow2_check_env quiet = {m_pread, m_quiet, m_realloc, m_free, NULL};
-static const struct qcow2_repair_io io_ops = {m_pwrite, m_flush, m_truncate, 0};
+static const struct qcow2_repair_io io_ops = {
+    .pwrite = m_pwrite, .flush = m_flush, .truncate = m_truncate};
 
 /* The header as check's open sees it (snapshot fields kept). */
 static int parse(struct qcow2_header *h, struct qcow2_exts *x)
