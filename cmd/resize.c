@@ -24,6 +24,7 @@
 #include "object.h"
 #include "open.h"
 #include "qcow2/resize.h"
+#include "imgcheck.h"
 #include "report.h"
 #include "spec.h"
 #include "result.h"
@@ -74,6 +75,11 @@ static void report_resize_code(const char *name, int code, uint64_t errnum, bool
         report_error("%s: %s", msg, strerror(errnum < 4096 ? (int)errnum : EIO));
     else
         report_error("%s", msg);
+}
+
+static int resize_report_cb(void *opaque, const void *recs, size_t len)
+{
+    return check_print_batch(opaque, recs, len);
 }
 
 /* The largest qcow2 cluster: any allocation may round up to one. */
@@ -264,6 +270,8 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = RESIZE_GUEST_MEM;
+    cfg.report = resize_report_cb; /* the repair of a dirty image, as check -r prints it */
+    cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
     if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), &dev, 1, &out) != 0) {

@@ -75,6 +75,14 @@ struct gq_image {
 void gq_open(struct gq_image *img, uint32_t op, const uint8_t first[GOPEN_FIRST]);
 
 /*
+ * gq_repair_dirty - the repair qcow2_do_open() runs on a dirty image it
+ * opens read-write (device 0 writable), lines streamed to the host as
+ * check -r streams them; img is opened again afterwards.  0, or -1 if
+ * the image could not be repaired (guest/plan_check.c).
+ */
+int gq_repair_dirty(struct gq_image *img, uint32_t op);
+
+/*
  * gq_open_flags - gq_open for an open with QCOW2_OPEN_* flags
  * (formats/qcow2/header.h): QCOW2_OPEN_RDWR refuses a corrupt image as
  * qemu does for read-write opens; QCOW2_OPEN_CHECK (qemu-img check) also

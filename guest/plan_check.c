@@ -201,6 +201,36 @@ static int repair_qcow2(const struct qcow2_check_image *ci, const struct qcow2_c
     return ret;
 }
 
+/*
+ * gq_repair_dirty - what qcow2_do_open() does with a dirty image it opens
+ * read-write: qcow2_co_check_locked(BDRV_FIX_ERRORS | BDRV_FIX_LEAKS), its
+ * lines streamed as check -r streams them, and the dirty and corrupt bits
+ * cleared when the repair came out clean.  img is opened again from the
+ * file afterwards (a rebuild moves the refcount table).  Returns 0, or -1
+ * when the image could not be repaired (qemu's "Could not repair dirty
+ * image").
+ */
+int gq_repair_dirty(struct gq_image *img, uint32_t op)
+{
+    static uint8_t first[GOPEN_FIRST];
+    const struct qcow2_check_env env = {env_pread, env_report, env_realloc, env_free, NULL};
+    struct qcow2_check_image ci;
+    struct qcow2_check_result r;
+    int ret;
+
+    memset(&ci, 0, sizeof(ci));
+    ci.h = &img->h;
+    ci.x = &img->x;
+    ci.file_size = img->file_size;
+    ret = repair_qcow2(&ci, &env, QCOW2_CHECK_FIX_ERRORS | QCOW2_CHECK_FIX_LEAKS, &r);
+    if (ret < 0 || r.check_errors || r.corruptions)
+        return -1;
+    if (gblk_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
+        return -1;
+    gq_open(img, op, first);
+    return 0;
+}
+
 static __attribute__((noreturn)) void check_qcow2(const uint8_t first[GOPEN_FIRST], unsigned fix)
 {
     static struct gq_image img;

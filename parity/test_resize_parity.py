@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+import corrupt_check as cc
 import instar_testlib as tl
+from output_compare import host_extents, sparse_copy
 
 CLUSTER_SIZES = [512, 4096, 65536, 2 << 20]
 REFCOUNT_BITS = [1, 2, 4, 8, 16, 32, 64]
@@ -389,3 +391,45 @@ def test_raw_from_empty_allocates_first_block(instar, tmp_path, pre, new):
     qb = (tmp_path / "run" / "oracle" / "img.raw").stat().st_blocks
     ib = (tmp_path / "run" / "instar" / "img.raw").stat().st_blocks
     assert qb == ib, f"allocated blocks {ib} vs oracle {qb}"
+
+
+# --- Dirty images: qemu repairs them while opening them read-write ---
+
+DIRTY = [pytest.param(inst, spec, id=f"{inst.id}-{spec}") for inst in cc.instances()
+         if inst.case.name.startswith("dirty") for spec in ("+1M", "32M", "--shrink 12M")]
+
+
+@pytest.fixture(scope="module")
+def corrupt(tmp_path_factory):
+    return cc.session_set(tmp_path_factory)
+
+
+@pytest.mark.parametrize("inst,spec", DIRTY)
+def test_dirty_image_repaired_then_resized(instar, corrupt, tmp_path, inst, spec):
+    """The repair's lines, then the resize; same image and same holes (freed clusters discarded)."""
+    src = corrupt.root / corrupt.path(inst)
+    name = src.name
+    args = ["resize", *spec.split()[:-1], name, spec.split()[-1]]
+    exp, act = tl.run_both_on_copies(instar, args, [src], tmp_path / "run", compare_images=[name],
+                                     compare_fmt="qcow2", copy=sparse_copy, timeout=120)
+    tl.assert_same(exp, act, " ".join(args))
+    o, i = tmp_path / "run" / "oracle" / name, tmp_path / "run" / "instar" / name
+    assert o.read_bytes()[:104] == i.read_bytes()[:104], "the headers differ (dirty bit, refcount table)"
+    assert host_extents(o) == host_extents(i), "the resized files have different holes"
+
+
+def test_dirty_image_left_by_a_crash(instar, tmp_path):
+    """The issue's case: qemu-io aborted after two writes to a lazy-refcounts image."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "t.qcow2", "64M", cwd=src)
+    r = tl.qemu_io("-f", "qcow2", "-c", "write 0 64k", "-c", "write 1M 64k", "-c", "abort", "t.qcow2",
+                   cwd=src, check=False)
+    assert r.returncode != 0
+    exp, act = tl.run_both_on_copies(instar, ["resize", "t.qcow2", "128M"], [src / "t.qcow2"], tmp_path / "run",
+                                     compare_images=["t.qcow2"], compare_fmt="qcow2", copy=sparse_copy)
+    tl.assert_same(exp, act, "resize of a dirty image")
+    assert b"Rebuilding refcount structure" in exp.stderr, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
+    assert o.read_bytes() == i.read_bytes()
+    assert host_extents(o) == host_extents(i)

@@ -61,8 +61,8 @@
       "qcow2: Image is corrupt; cannot be opened read/write")                                      \
     X(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 3008, QCOW2_RESIZE_MSG_PLAIN,                               \
       "Resizing qcow2 images with persistent bitmaps is not supported by instar")                  \
-    X(QCOW2_RESIZE_ERR_NOTSUP_DIRTY, 3009, QCOW2_RESIZE_MSG_PLAIN,                                 \
-      "Resizing dirty qcow2 images (lazy refcounts) is not supported by instar")                   \
+    X(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 3009, QCOW2_RESIZE_MSG_OPEN,                                  \
+      "Could not repair dirty image: Input/output error")                                          \
     X(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 3010, QCOW2_RESIZE_MSG_PLAIN,                                 \
       "Resizing encrypted qcow2 images is not supported by instar")                                \
     X(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 3011, QCOW2_RESIZE_MSG_PLAIN,                             \

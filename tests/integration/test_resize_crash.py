@@ -129,3 +129,23 @@ def test_grow_over_longer_backing(instar, tmp_path):
     assert header_fields(final)[0] == 6 << 20
     assert writes >= 3
     verify_recoverable(final, reads + ["read -P 0 1M 5M"])
+
+
+def test_dirty_image_repair_then_grow(instar, tmp_path):
+    """A dirty lazy-refcounts image (a crash after two writes): the repair
+    qemu runs while opening it (a refcount rebuild, leaks discarded), then
+    the grow; interrupted at any write, the image still repairs with the
+    data intact."""
+    src = tmp_path / "dirty.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", str(src), "64M")
+    r = tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 1M 64k", "-c", "abort",
+                   str(src), check=False)
+    assert r.returncode != 0
+    reads = ["read -P 7 0 64k", "read -P 9 1M 64k", "read -P 0 2M 62M"]
+    writes, final = sweep(instar, src, tmp_path, ["IMG", "128M"], reads)
+    assert writes >= 4, "the repair and the grow should take several writes"
+    assert header_fields(final)[0] == 128 << 20
+    with open(final, "rb") as f:
+        f.seek(72)
+        assert struct.unpack(">Q", f.read(8))[0] & 1 == 0, "the dirty bit is still set"
+    verify_recoverable(final, reads)
