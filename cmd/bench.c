@@ -248,12 +248,6 @@ int cmd_bench(int argc, char **argv)
     if (is_write) {
         struct vmm_dev *d = &gr.devs[gr.g.nodes[args.top].file];
 
-        if (gr.g.nodes[args.top].data != INSTAR_NO_NODE) {
-            report_error("Could not open '%s': instar does not write to images with an "
-                         "external data file",
-                         filename);
-            goto out;
-        }
         d->flags |= INSTAR_DEV_WRITE;
         if (gr.g.nodes[args.top].driver == INSTAR_DRV_RAW)
             d->write_limit = d->size > image_size ? d->size : image_size;
@@ -261,6 +255,13 @@ int cmd_bench(int argc, char **argv)
             d->write_limit = UINT64_MAX;
         else
             d->write_limit = d->size + image_size + image_size / 8 + (256ULL << 20);
+        if (gr.g.nodes[args.top].data != INSTAR_NO_NODE) {
+            /* The external data file: guest data at its guest offset, up to the last cluster. */
+            d = &gr.devs[gr.g.nodes[args.top].data];
+            d->flags |= INSTAR_DEV_WRITE;
+            d->write_limit =
+                image_size + (2ULL << 20) > d->size ? image_size + (2ULL << 20) : d->size;
+        }
     }
     /* qemu-img divides by the image size to wrap the offset: an empty image crashes it. */
     if (image_size == 0 && count > 0) {

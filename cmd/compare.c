@@ -1,7 +1,8 @@
 /*
  * qemu-img compare: both images (chains included) go to one guest run
  * (guest/plan_compare.c), which walks them as img_compare() does; the host
- * prints the progress it reports and the line its result names.
+ * prints the progress it reports, the size warning when it sends it, and
+ * the line its result names.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -24,6 +25,28 @@ enum {
 #define COMPARE_GUEST_MEM (128ULL << 20)
 
 /*
+ * The guest's one streamed record (INSTAR_COMPARE_REC_SIZE_MISMATCH):
+ * qemu-img's size warning, printed when it comes, so that it stands where
+ * qemu-img prints it among the progress updates.  Anything else, or a
+ * second one, ends the run.
+ */
+static int size_warning_cb(void *opaque, const void *recs, size_t len)
+{
+    bool *warned = opaque;
+    struct instar_report_rec r;
+
+    if (len != sizeof(r) || *warned)
+        return -1;
+    memcpy(&r, recs, sizeof(r));
+    if (r.code != INSTAR_COMPARE_REC_SIZE_MISMATCH || r.slen || r.flags || r.args[0] || r.args[1] ||
+        r.args[2] || r.args[3])
+        return -1;
+    *warned = true;
+    report_qprintf("Warning: Image size mismatch!\n");
+    return 0;
+}
+
+/*
  * qemu-img compare [--object objectdef] [--image-opts] [-f fmt] [-F fmt] [-T src_cache]
  *                  [-p] [-q] [-s] [-U] filename1 filename2
  * Exit codes (img_compare):
@@ -44,6 +67,7 @@ int cmd_compare(int argc, char **argv)
     };
     const char *fmt1 = NULL, *fmt2 = NULL, *cache = "writeback", *filename1, *filename2;
     bool progress = false, quiet = false, strict = false, image_opts = false, force_share = false;
+    bool warned = false;
     struct instar_compare_args args;
     struct instar_data_result v;
     struct open_chain oc1, oc2;
@@ -122,13 +146,13 @@ int cmd_compare(int argc, char **argv)
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = COMPARE_GUEST_MEM;
     cfg.progress = progress_from_guest;
+    cfg.report = size_warning_cb;
+    cfg.report_opaque = &warned;
     if (datarun(&cfg, INSTAR_OP_COMPARE, &args, sizeof(args), &gr, filename1, &v) < 0)
         goto out;
     names[0] = filename1;
     names[1] = filename1;
     names[2] = filename2;
-    if (v.flags & INSTAR_DATA_SIZE_WARNING)
-        report_qprintf("Warning: Image size mismatch!\n");
     switch (v.status) {
     case INSTAR_DATA_IDENTICAL:
         report_qprintf("Images are identical.\n");

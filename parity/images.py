@@ -969,3 +969,15 @@ def _converted_raw(src):
 
 for _src in ("dp-extl2", "dp-datafile", "dp-snaps"):
     DATA_IMAGES[f"{_src}-conv"] = _converted_raw(_src)
+
+
+@data_image("dp-datafile-backing")
+def _dp_datafile_backing(s):
+    """An external data file over a backing file: guest data the image
+    does not hold reads from dp-chain-base (0xb1)."""
+    base = s.path("dp-chain-base")
+    s.qimg("create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2",
+           "-o", "data_file=dp-datafile-backing.bin", "dp-datafile-backing.qcow2", "4M")
+    s.qio("-f", "qcow2", "-c", "write -P 0xc1 512k 64k", "-c", "write -z 1M 64k",
+          "dp-datafile-backing.qcow2")
+    return ("dp-datafile-backing.qcow2", "dp-datafile-backing.bin", *s.files("dp-chain-base"))

@@ -6,13 +6,9 @@ it is taken off this list.  In the harness self-check (INSTAR=qemu-img) they
 run as ordinary cases.
 """
 
-PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
 BITMAPS = "convert --bitmaps: copying a bitmap into a qcow2 v3 target is not built yet"
 
 PENDING = {
-    "test_compare_parity.py": {
-        "same-p-size-mismatch": PROGRESS,
-    },
     "test_convert_parity.py": {
         "bitmaps": BITMAPS,
         "bitmaps-skip-broken": BITMAPS,

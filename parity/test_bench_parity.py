@@ -93,6 +93,19 @@ case("write-flush-equals-depth", "-w", "-c", "32", "-d", "8", "--flush-interval=
 case("write-depth-1", "-w", "-c", "20", "-d", "1", "--pattern", "1")
 case("write-t-none", "-w", "-t", "none", "-c", "20")
 case("write-f-raw-on-qcow2", "-w", "-f", "raw", "-c", "4", "-o", "64k", "--pattern", "0xee")
+# An external data file: guest data at its guest offset in the data file
+# (compared too), metadata in the image; partial clusters copy on write
+# from data, from a zero cluster (1M) and from unallocated ones.
+case("write-datafile", "-w", "--pattern", "0x55", "-c", "40", "-s", "4k", "-S", "100k", "-o", "3000",
+     img="dp-datafile")
+case("write-datafile-depth-1", "-w", "--pattern", "0x56", "-d", "1", "-c", "40", "-s", "6000", "-S", "100k",
+     "-o", "1000", img="dp-datafile")
+case("write-datafile-flush", "-w", "-c", "64", "-d", "4", "--flush-interval", "8", "-s", "64k",
+     img="dp-datafile")
+case("write-datafile-backing", "-w", "--pattern", "0x58", "-d", "1", "-c", "40", "-s", "6000", "-S", "100k",
+     "-o", "1000", img="dp-datafile-backing")
+case("write-datafile-raw", "-w", "--pattern", "0x57", "-d", "1", "-c", "40", "-s", "6000", "-S", "100k",
+     "-o", "1000", img="dp-datafile-raw")
 # A failed request makes qemu-img exit(1) at once, with other requests still
 # in flight: which of them reached the file varies from run to run (seen: 1
 # different file in 6 runs), so only the messages are compared.
@@ -117,6 +130,9 @@ def test_bench(instar, images, tmp_path, request, args, img, image):
     argv, files = images.resolve([*args, f"@{img}"])
     fmt = "raw" if img == "dp-raw" else "qcow2"
     outputs = {images.path(img): fmt} if image else {}
+    if image:
+        # an image's external data file: written too
+        outputs.update({rel: "raw" for _, rel in files if rel.endswith(".bin")})
     w = oc.run_writing(instar, ["bench", *argv], tmp_path, files, outputs=outputs, normalise=timing,
                        contents="semantic" if image == S else "bytes")
     err_case = request.node.callspec.id.startswith("err-")

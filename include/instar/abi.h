@@ -168,7 +168,7 @@ struct instar_hc_trap {
  * then slen string bytes, then zero padding to a multiple of 8.  The host
  * validates every record and prints them on stderr in order, before the
  * result.  Only operations that expect them accept them (check, repair,
- * map and measure, convert --salvage);
+ * map and measure, convert --salvage, compare's size warning);
  * for the others the call is a protocol error.
  */
 #define INSTAR_REPORT_MAX (64u << 10)
@@ -548,12 +548,19 @@ struct instar_map_rec {
 
 /*
  * compare: qemu-img compare of node top1 against node top2 (-s: strict).
- * The result (struct instar_compare_result) says what qemu-img prints.
+ * The result (struct instar_data_result) says what qemu-img prints.
  * PROGRESS (-p): every step is reported (INSTAR_HC_PROGRESS), as qemu-img
  * prints from each; without it the steps are batched (SIGUSR1 only).
+ * When the sizes differ, the moment qemu-img prints "Warning: Image size
+ * mismatch!" (after the common part, before the longer image's tail and
+ * its progress) is one INSTAR_HC_REPORT record, code
+ * INSTAR_COMPARE_REC_SIZE_MISMATCH, slen 0, flags 0, args 0, sent once
+ * and flushed at once, so the host prints it in order with the progress.
  */
 #define INSTAR_COMPARE_STRICT   (1u << 0)
 #define INSTAR_COMPARE_PROGRESS (1u << 1)
+
+#define INSTAR_COMPARE_REC_SIZE_MISMATCH 1
 
 struct instar_compare_args {
     struct instar_graph g;

@@ -202,19 +202,13 @@ enum instar_data_status {
     INSTAR_DATA_ESILENT = 15,  /* convert -c: failed where qemu-img prints nothing (exit 1) */
 };
 
-/*
- * compare: SIZE_WARNING means "Warning: Image size mismatch!" comes
- * before the final line (the larger image's tail was checked).
- */
-#define INSTAR_DATA_SIZE_WARNING (1u << 0)
-
 struct instar_data_result {
     struct instar_result_hdr hdr;
     uint32_t status; /* enum instar_data_status */
     uint32_t errnum; /* with an error status */
     uint64_t offset; /* the offset a message names */
     uint32_t image;  /* compare: 1 or 2, the image a message names */
-    uint32_t flags;  /* INSTAR_DATA_* flags */
+    uint32_t flags;  /* none defined: 0 */
     /* The first corruption a node signalled (formats/qcow2/data_err.h), 0: none. */
     int32_t corrupt_code;
     uint32_t pad;

@@ -10,7 +10,9 @@ byte outside the requests must read as before.
 Scenarios: partial-cluster writes over a backing file (copy-on-write from
 the backing data), and over clusters and an L2 table shared with an
 internal snapshot (new clusters, a copied L2 table, old references
-dropped).
+dropped); the same over a backing file into an external data file (data
+in the data file, metadata in the image), with and without
+data_file_raw.
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ MAX_WRITES = 200
 
 
 def verify(img: Path, reads: list[str]) -> None:
-    r = tl.run_oracle(["check", "--output=json", str(img)])
+    # in the image's directory: qemu opens a relative data file name from the cwd
+    r = tl.run_oracle(["check", "--output=json", str(img)], cwd=img.parent)
     assert r.returncode in (0, 3), f"check finds more than leaks:\n  {r.describe()}"
     assert json.loads(r.stdout).get("corruptions", 0) == 0, r.describe()
-    io = tl.run([tl.QEMU_IO, "-f", "qcow2", *[x for c in reads for x in ("-c", c)], str(img)])
+    io = tl.run([tl.QEMU_IO, "-f", "qcow2", *[x for c in reads for x in ("-c", c)], str(img)],
+                cwd=img.parent)
     assert io.returncode == 0 and b"Pattern verification failed" not in io.stdout + io.stderr, (
         f"data outside the requests changed:\n  {io.describe()}")
 
@@ -76,3 +80,21 @@ def test_shared_with_snapshot(instar, tmp_path):
     reads = ["read -P 0x11 0 1000", "read -P 0x11 7000 197000", "read -P 0x11 211800 193200",
              "read -P 0x11 820600 227976", "read -P 0 1M 1M"]
     assert sweep(instar, d / "s.qcow2", tmp_path, args, reads) >= 4
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["datafile", "datafile-raw"])
+def test_datafile_cow_from_backing(instar, tmp_path, raw):
+    d = tmp_path / "img"
+    d.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "2M", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 0xb1 0 2M", "base.qcow2", cwd=d)
+    opts = "data_file=top.bin" + (",data_file_raw=on" if raw else "")
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", opts,
+                *([] if raw else ["-b", "base.qcow2", "-F", "qcow2"]), "top.qcow2", "2M", cwd=d)
+    pre = ["write -P 0xb1 0 2M"] if raw else []
+    tl.qemu_io("-f", "qcow2", *[x for c in [*pre, "write -P 0xc1 512k 64k"] for x in ("-c", c)],
+               "top.qcow2", cwd=d)
+    args = ["-c", "6", "-s", "4k", "-S", "100k", "-o", "10k", "--pattern", "0x5a"]
+    reads = ["read -P 0xb1 0 10k", "read -P 0xb1 14k 96k", "read -P 0xb1 114k 96k",
+             "read -P 0xb1 414k 96k", "read -P 0xc1 514k 62k", "read -P 0xb1 576k 1472k"]
+    assert sweep(instar, d / "top.qcow2", tmp_path, args, reads) >= 6
