@@ -864,7 +864,24 @@ static void hc_exit(struct vmm *v, uint32_t gpa)
     v->done = true; /* status stays VMM_OK */
 }
 
+static void hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa);
+
 void vmm_hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa)
+{
+    struct timespec t0, t1;
+
+    if (!v->debug || nr >= INSTAR_HC_MAX) {
+        hc_dispatch(v, nr, gpa);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    hc_dispatch(v, nr, gpa);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    v->hc_count[nr]++;
+    v->hc_ns[nr] += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+}
+
+static void hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa)
 {
     switch (nr) {
     case INSTAR_HC_BLKREAD:

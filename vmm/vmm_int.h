@@ -40,6 +40,9 @@ struct vmm {
     void *progress_opaque;
     bool fault_on;       /* VMM_FAULT_ENV set */
     uint64_t fault_left; /* writes still allowed */
+    /* Hypercalls served, and the host's time serving them, by number (INSTAR_DEBUG prints them). */
+    uint64_t hc_count[INSTAR_HC_MAX];
+    uint64_t hc_ns[INSTAR_HC_MAX];
 };
 
 /*
