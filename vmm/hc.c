@@ -236,7 +236,7 @@ static void hc_flush(struct vmm *v, uint32_t gpa)
         ret = INSTAR_HC_EINVAL;
     else if (!(d->flags & INSTAR_DEV_WRITE))
         ret = INSTAR_HC_EPERM;
-    else if (fdatasync_retry(d->fd) < 0)
+    else if (!d->no_flush && fdatasync_retry(d->fd) < 0)
         ret = INSTAR_HC_EIO;
     hc_ret(v, gpa, offsetof(struct instar_hc_flush, ret), ret);
 }

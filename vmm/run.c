@@ -303,8 +303,8 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
     bi->op = op;
     bi->ndevices = ndevs;
     for (unsigned i = 0; i < ndevs; i++) {
-        v.devs[i] =
-            (struct vmm_devstate){devs[i].fd, devs[i].size, devs[i].write_limit, devs[i].flags};
+        v.devs[i] = (struct vmm_devstate){devs[i].fd, devs[i].size, devs[i].write_limit,
+                                          devs[i].flags, devs[i].no_flush};
         if (v.devs[i].write_limit < v.devs[i].size)
             v.devs[i].write_limit = v.devs[i].size;
         bi->devices[i] = (struct instar_dev){

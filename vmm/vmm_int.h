@@ -18,6 +18,7 @@ struct vmm_devstate {
     uint64_t size; /* current size: grows with writes up to write_limit */
     uint64_t write_limit;
     uint32_t flags;
+    bool no_flush; /* FLUSH does not sync (struct vmm_dev) */
 };
 
 struct vmm {
