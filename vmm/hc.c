@@ -548,18 +548,61 @@ static void hc_copy(struct vmm *v, uint32_t gpa)
     hc_ret(v, gpa, offsetof(struct instar_hc_copy, ret), ret);
 }
 
+/* find_allocation()'s two lseeks at off (< the file's size): e->data, e->hole, e->status. */
+static void seek_one(int fd, uint64_t off, struct instar_seek_ext *e)
+{
+    off_t data, hole;
+
+    *e = (struct instar_seek_ext){.offset = off, .status = INSTAR_SEEK_OK};
+    data = lseek(fd, (off_t)off, SEEK_DATA);
+    if (data < 0) {
+        e->status = errno == ENXIO ? INSTAR_SEEK_NXIO : INSTAR_SEEK_UNKNOWN;
+        return;
+    }
+    e->data = (uint64_t)data;
+    if ((uint64_t)data != off) {
+        e->hole = off;
+        return;
+    }
+    hole = lseek(fd, (off_t)off, SEEK_HOLE);
+    if (hole < 0)
+        e->status = INSTAR_SEEK_UNKNOWN;
+    else
+        e->hole = (uint64_t)hole;
+}
+
+/*
+ * Where the region e describes ends (the next answer's offset), or 0
+ * when no answer follows it: after NXIO or UNKNOWN, or a reply that does
+ * not move forward.
+ */
+static uint64_t seek_next(const struct instar_seek_ext *e)
+{
+    uint64_t next;
+
+    if (e->status != INSTAR_SEEK_OK)
+        return 0;
+    next = e->data == e->offset ? e->hole : e->data;
+    return next > e->offset ? next : 0;
+}
+
 /* find_allocation()'s two lseeks, for the guest's file-level block status. */
 static void hc_seek(struct vmm *v, uint32_t gpa)
 {
+    static struct instar_seek_ext exts[INSTAR_SEEK_EXT_MAX];
     struct instar_hc_seek a;
+    struct instar_seek_ext e;
     struct vmm_devstate *d;
     int64_t ret = INSTAR_HC_OK;
-    off_t data, hole;
+    uint64_t next;
+    uint32_t n = 0;
 
     if (!hc_arg(v, gpa, &a, sizeof(a), "seek"))
         return;
     d = hc_dev(v, a.handle);
-    if (!d)
+    if (!d || a.max_exts > INSTAR_SEEK_EXT_MAX ||
+        (a.max_exts &&
+         !vmm_mem_check_write(&v->mem, a.exts, (uint64_t)a.max_exts * sizeof(exts[0]))))
         ret = INSTAR_HC_EINVAL;
     else if (!(d->flags & INSTAR_DEV_READ))
         ret = INSTAR_HC_EPERM;
@@ -569,23 +612,19 @@ static void hc_seek(struct vmm *v, uint32_t gpa)
         hc_ret(v, gpa, offsetof(struct instar_hc_seek, ret), ret);
         return;
     }
-    a.status = INSTAR_SEEK_OK;
-    a.data = a.hole = 0;
-    data = lseek(d->fd, (off_t)a.offset, SEEK_DATA);
-    if (data < 0) {
-        a.status = errno == ENXIO ? INSTAR_SEEK_NXIO : INSTAR_SEEK_UNKNOWN;
-    } else {
-        a.data = (uint64_t)data;
-        if ((uint64_t)data == a.offset) {
-            hole = lseek(d->fd, (off_t)a.offset, SEEK_HOLE);
-            if (hole < 0)
-                a.status = INSTAR_SEEK_UNKNOWN;
-            else
-                a.hole = (uint64_t)hole;
-        } else {
-            a.hole = a.offset;
-        }
+    seek_one(d->fd, a.offset, &e);
+    a.data = e.data;
+    a.hole = e.hole;
+    a.status = e.status;
+    for (next = seek_next(&e); next && next < d->size && n < a.max_exts; next = seek_next(&e)) {
+        seek_one(d->fd, next, &e);
+        exts[n++] = e;
     }
+    if (n && vmm_mem_write(&v->mem, a.exts, exts, (uint64_t)n * sizeof(exts[0])) < 0) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
+        return;
+    }
+    a.nexts = n;
     a.ret = INSTAR_HC_OK;
     if (vmm_mem_write(&v->mem, (uint64_t)gpa + offsetof(struct instar_hc_seek, data), &a.data,
                       sizeof(a) - offsetof(struct instar_hc_seek, data)) < 0)
