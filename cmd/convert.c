@@ -649,6 +649,16 @@ int cmd_convert(int argc, char **argv)
         }
     }
 
+    /*
+     * -t unsafe (convert's default) sets BDRV_O_NO_FLUSH: the target's
+     * flushes write its cached metadata but do not sync the files.  Other
+     * modes sync once more at the end, below.
+     */
+    if (!flush) {
+        for (i = 0; i < gr.ndevs; i++)
+            if (gr.devs[i].flags & INSTAR_DEV_WRITE)
+                gr.devs[i].no_flush = true;
+    }
     args.g = gr.g;
     args.g.snapshot = snap_index >= 0 ? (uint32_t)snap_index + 1 : 0;
     args.nsrc = nsrc;

@@ -678,8 +678,8 @@ static int create_qcow2(const char *filename, const char *path, const struct opt
     uint64_t limit = write_limit(&p.a);
 
     memset(devs, 0, sizeof(devs));
-    devs[0] = (struct vmm_dev){fd, 0, limit, INSTAR_DEV_READ | INSTAR_DEV_WRITE};
-    devs[1] = (struct vmm_dev){dfd, 0, p.a.size, INSTAR_DEV_READ | INSTAR_DEV_WRITE};
+    devs[0] = (struct vmm_dev){fd, 0, limit, INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
+    devs[1] = (struct vmm_dev){dfd, 0, p.a.size, INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
     memset(&cfg, 0, sizeof(cfg));
     /* Room for an L1 table of up to 32 MiB, its byte copy and the caches (a constant). */
     cfg.mem_size = 256ull << 20;

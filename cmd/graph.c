@@ -23,6 +23,7 @@ int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint6
     d->size = size;
     d->flags = flags;
     d->write_limit = write_limit;
+    d->no_flush = false;
     gr->dev_names[gr->ndevs] = name;
     return (int)gr->ndevs++;
 }

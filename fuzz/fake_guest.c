@@ -260,6 +260,31 @@ int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole
     return 0;
 }
 
+/* As vmm/hc.c: the answers that follow the first one's region, up to max. */
+int64_t hc_seek_ext(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole,
+                    uint32_t *status, struct instar_seek_ext *exts, uint32_t max, uint32_t *n)
+{
+    const struct fake_dev *d = dev_of(handle, "seek");
+    int64_t ret = hc_seek(handle, offset, data, hole, status);
+    struct instar_seek_ext e = {.offset = offset, .data = *data, .hole = *hole, .status = *status};
+
+    *n = 0;
+    if (ret < 0)
+        return ret;
+    if (max > INSTAR_SEEK_EXT_MAX)
+        fake_bug("seek with %u answers", max);
+    while (*n < max && e.status == INSTAR_SEEK_OK) {
+        uint64_t next = e.data == e.offset ? e.hole : e.data;
+
+        if (next <= e.offset || next >= d->len)
+            break;
+        e.offset = next;
+        hc_seek(handle, next, &e.data, &e.hole, &e.status);
+        exts[(*n)++] = e;
+    }
+    return 0;
+}
+
 int64_t hc_result(const void *blob, uint64_t len)
 {
     struct instar_result_hdr h;

@@ -8,6 +8,14 @@
 #include "instar/ovf.h"
 
 static struct gbs nodes[INSTAR_NODE_MAX];
+
+/* find_allocation() answers kept per device: see seek_cached(). */
+#define SEEK_CACHE_EXTS 256
+
+static struct seek_cache {
+    uint32_t n;
+    struct instar_seek_ext e[SEEK_CACHE_EXTS];
+} seek_cache[INSTAR_DEV_MAX];
 static uint32_t nnodes;
 
 struct gbs_corruption gbs_first_corruption;
@@ -48,6 +56,8 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
     int ret;
 
     *failed = 0;
+    for (i = 0; i < INSTAR_DEV_MAX; i++)
+        seek_cache[i].n = 0;
     if (n == 0 || n > INSTAR_NODE_MAX)
         return -INSTAR_ERR_BAD_ARGS;
     for (i = 0; i < n; i++) {
@@ -99,6 +109,93 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
 
 /* --- file-posix: the protocol layer --- */
 
+/*
+ * find_allocation() answers for a device this run cannot write (a
+ * source: the host refuses the guest's writes to it, and holds it under
+ * qemu-img's locks), kept as the contiguous regions one SEEK call
+ * described from where it was asked: one call answers a walk over up to
+ * SEEK_CACHE_EXTS regions, and convert's second walk asks again only
+ * past them.  An answer for an offset inside a kept region is the one
+ * lseek would give there (data: data = off, the same hole; a hole: the
+ * same data, hole = off; after the last data: NXIO).  qemu keeps the last
+ * data region likewise (bdrv_bsc_fill); a writable device is asked
+ * every time.
+ */
+
+/* Where the region of a consistent answer e ends, or 0 if e is none to keep. */
+static uint64_t seek_region_end(const struct instar_seek_ext *e)
+{
+    if (e->status == INSTAR_SEEK_NXIO)
+        return UINT64_MAX;
+    if (e->status != INSTAR_SEEK_OK || e->data < e->offset)
+        return 0;
+    if (e->data == e->offset)
+        return e->hole > e->offset ? e->hole : 0;
+    return e->hole == e->offset ? e->data : 0;
+}
+
+/* The kept answer whose region holds off, or NULL. */
+static const struct instar_seek_ext *seek_lookup(const struct seek_cache *c, uint64_t off)
+{
+    uint32_t lo = 0, hi = c->n;
+
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+
+        if (c->e[mid].offset <= off)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0 || off >= seek_region_end(&c->e[lo - 1]))
+        return NULL;
+    return &c->e[lo - 1];
+}
+
+static int64_t seek_cached(uint32_t dev, uint64_t off, uint64_t *data, uint64_t *hole, uint32_t *st)
+{
+    struct seek_cache *c = &seek_cache[dev];
+    const struct instar_seek_ext *e;
+    uint32_t n, i;
+    int64_t ret;
+
+    if (boot->devices[dev].flags & INSTAR_DEV_WRITE)
+        return hc_seek(dev, off, data, hole, st);
+    e = seek_lookup(c, off);
+    if (!e) {
+        c->n = 0;
+        ret = hc_seek_ext(dev, off, data, hole, st, c->e + 1, SEEK_CACHE_EXTS - 1, &n);
+        if (ret < 0)
+            return ret;
+        c->e[0] =
+            (struct instar_seek_ext){.offset = off, .data = *data, .hole = *hole, .status = *st};
+        if (n > SEEK_CACHE_EXTS - 1)
+            n = 0;
+        /* Keep the answers that are consistent and each start where the one before ends. */
+        for (i = 0; i <= n; i++) {
+            uint64_t end = seek_region_end(&c->e[i]);
+
+            if (!end)
+                break;
+            c->n = i + 1;
+            if (i < n && c->e[i + 1].offset != end)
+                break;
+        }
+        return ret;
+    }
+    *st = e->status;
+    if (e->status == INSTAR_SEEK_NXIO) {
+        *data = *hole = 0;
+    } else if (e->data == e->offset) {
+        *data = off;
+        *hole = e->hole;
+    } else {
+        *data = e->data;
+        *hole = off;
+    }
+    return 0;
+}
+
 int gbs_file_status(uint32_t dev, bool want_zero, uint64_t off, uint64_t bytes, uint64_t *pnum,
                     uint64_t *map)
 {
@@ -116,7 +213,7 @@ int gbs_file_status(uint32_t dev, bool want_zero, uint64_t off, uint64_t bytes, 
         *pnum = bytes;
         return INSTAR_BS_ZERO | INSTAR_BS_OFFSET_VALID;
     }
-    if (hc_seek(dev, off, &data, &hole, &st) < 0)
+    if (seek_cached(dev, off, &data, &hole, &st) < 0)
         st = INSTAR_SEEK_UNKNOWN;
     if (st == INSTAR_SEEK_NXIO) {
         *pnum = bytes;

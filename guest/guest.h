@@ -33,6 +33,12 @@ int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, 
                 int64_t *written);
 int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags);
 int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole, uint32_t *status);
+/*
+ * hc_seek, and up to max further answers (abi.h, INSTAR_HC_SEEK) in
+ * exts, *n of them (the host's count, unchecked: the caller checks it).
+ */
+int64_t hc_seek_ext(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole,
+                    uint32_t *status, struct instar_seek_ext *exts, uint32_t max, uint32_t *n);
 void hc_progress(uint32_t mode, uint64_t num, uint64_t den);
 int64_t hc_scan(uint32_t dev, uint64_t off, uint64_t len, uint32_t min_sparse, uint32_t alignment,
                 uint64_t sector, uint32_t *runs, uint32_t max_runs, uint64_t *nruns);

@@ -122,12 +122,22 @@ int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags)
 
 int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole, uint32_t *status)
 {
-    struct instar_hc_seek a = {.handle = handle, .offset = offset, .ret = -1};
+    uint32_t n;
+
+    return hc_seek_ext(handle, offset, data, hole, status, NULL, 0, &n);
+}
+
+int64_t hc_seek_ext(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole,
+                    uint32_t *status, struct instar_seek_ext *exts, uint32_t max, uint32_t *n)
+{
+    struct instar_hc_seek a = {
+        .handle = handle, .max_exts = max, .offset = offset, .exts = (uintptr_t)exts, .ret = -1};
 
     hc_out(INSTAR_HC_SEEK, &a);
     *data = a.data;
     *hole = a.hole;
     *status = a.status;
+    *n = a.nexts;
     return a.ret;
 }
 

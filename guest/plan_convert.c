@@ -53,6 +53,9 @@ struct cv {
     int64_t cluster_sectors; /* of the target */
     unsigned ctype;          /* its compression_type */
     uint8_t *cbuf;           /* a padded cluster, then the compressed one */
+    uint8_t *ra;             /* read ahead of a plain source range (see read_ahead()) */
+    uint32_t ra_dev;
+    uint64_t ra_off, ra_len;
     /* progress */
     bool progress;
     int64_t allocated_sectors, allocated_done;
@@ -212,6 +215,45 @@ static int read_sectors(struct cv *s, int64_t sector_num, int64_t nb, uint8_t *b
         buf += n * SECTOR;
     }
     return 0;
+}
+
+/*
+ * -c reads one cluster at a time.  Where the status extent is one range
+ * of a source file (the data a plain read of the node returns, as
+ * copy_direct() relies on), read up to RA_MAX of it in one call and
+ * serve the clusters from there: a round trip per 2 MiB, not per
+ * cluster.  Returns 1 when buf holds the n sectors, 0 to read them the
+ * ordinary way.
+ */
+#define RA_MAX (2u << 20)
+
+static int read_ahead(struct cv *s, int64_t sector_num, int64_t n, uint8_t *buf)
+{
+    uint64_t off, len = (uint64_t)n * SECTOR, end, want;
+
+    /* -c widens a short extent to a whole cluster: only a chunk inside the extent. */
+    if (!s->ra || !s->st_direct || s->status != BLK_DATA || s->salvage || len > RA_MAX ||
+        sector_num + n > s->sector_next_status)
+        return 0;
+    off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
+    if (__builtin_add_overflow(off, len, &end) || end > gblk_size(s->st_dev))
+        return 0; /* a file cut short: its tail reads as zeros, through the node */
+    if (!(s->ra_len && s->ra_dev == s->st_dev && off >= s->ra_off &&
+          end <= s->ra_off + s->ra_len)) {
+        want = (uint64_t)(s->sector_next_status - sector_num) * SECTOR;
+        if (want > RA_MAX)
+            want = RA_MAX;
+        if (want < len || want > gblk_size(s->st_dev) - off)
+            want = len;
+        s->ra_len = 0;
+        if (gblk_pread_direct(s->st_dev, off, s->ra, (size_t)want) < 0)
+            return 0; /* the ordinary read reports it */
+        s->ra_dev = s->st_dev;
+        s->ra_off = off;
+        s->ra_len = want;
+    }
+    memcpy(buf, s->ra + (off - s->ra_off), (size_t)len);
+    return 1;
 }
 
 /* --- the target --- */
@@ -558,15 +600,16 @@ static void do_copy(struct cv *s)
                 ret = scan_direct(s, sector_num, n);
             if (ret < 0)
                 fail(INSTAR_DATA_EWRITE_AT, ret, (uint64_t)sector_num * SECTOR);
-            if (ret == 0) {
+            if (ret == 0 && !read_ahead(s, sector_num, n, s->buf)) {
                 ret = read_sectors(s, sector_num, n, s->buf);
                 if (ret < 0) {
                     if (s->progress)
                         progress_in_flight(s, sector_num + n, waits);
                     fail(INSTAR_DATA_EREAD_AT, ret, (uint64_t)sector_num * SECTOR);
                 }
-                ret = write_buf(s, sector_num, n, s->buf, status);
             }
+            if (ret == 0)
+                ret = write_buf(s, sector_num, n, s->buf, status);
         } else if (!s->min_sparse_on && status == BLK_ZERO) {
             memset(s->buf, 0, (size_t)n * SECTOR);
             ret = write_buf(s, sector_num, n, s->buf, BLK_DATA);
@@ -596,6 +639,7 @@ static void compressed_setup(struct cv *s)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     s->buf_sectors = (int)s->cluster_sectors;
     s->cbuf = malloc(2 * (size_t)cluster_size);
+    s->ra = malloc(RA_MAX); /* only an optimisation: without it, cluster by cluster */
     if (!s->cbuf)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
 }

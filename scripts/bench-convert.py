@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """Time `instar convert` (and compare, map) against qemu-img in the same run.
 
-Usage: scripts/bench-convert.py [-n RUNS] [--instar PATH] [--workdir DIR] [--only CASE,...]
-                                [--json FILE]
+Usage: scripts/bench-convert.py [-n RUNS] [--instar PATH] [--baseline PATH] [--workdir DIR]
+                                [--only CASE,...] [--json FILE]
 
 Images are made once with qemu-img/qemu-io in a temp dir (or --workdir,
 kept and reused):
@@ -26,15 +26,19 @@ Cases (output in the work dir, removed before each run):
   compare      compare data.qcow2 data.raw
   map          map --output=json data.qcow2
 
-Each case is run RUNS times per tool (default 5), interleaved run by run,
-after one warm-up each (page cache hot).  Prints the median wall time,
+Each case is run RUNS times per tool (default 5), interleaved run by run
+in a rotating order, after one warm-up each (page cache hot).  Prints the median wall time,
 throughput over the guest data (1 GiB), the ratio qemu-img / instar
 (above 1: instar is faster) and the peak memory of each tool: the
 proportional set size (PSS, shared pages split between the processes
 that map them) summed over the process tree, sampled every 5 ms, so that
 instar's sandbox process counts with its host process (ru_maxrss alone
 sees only the first process).  A run shorter than the sampling interval
-may show less than it used.  instar runs through a symlink named qemu-img.  A case instar
+may show less than it used.  Each time is followed by the spread of the
+runs (min-max).  instar runs through a symlink named qemu-img.
+--baseline PATH adds a third tool, another instar binary (say the build
+before a change), interleaved with the other two and compared with
+qemu-img likewise, so that before and after come from the same run.  A case instar
 fails is reported as such with its stderr.  Measures only; asserts nothing.
 """
 
@@ -153,6 +157,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=5)
     ap.add_argument("--instar", default=str(REPO / "build" / "instar"))
+    ap.add_argument("--baseline")
     ap.add_argument("--workdir")
     ap.add_argument("--only")
     ap.add_argument("--json")
@@ -161,14 +166,18 @@ def main():
     wd = Path(a.workdir) if a.workdir else Path(tempfile.mkdtemp(prefix="bench-convert-"))
     wd.mkdir(parents=True, exist_ok=True)
     make_images(wd)
-    link = wd / "bin" / "qemu-img"
-    link.parent.mkdir(exist_ok=True)
-    if link.is_symlink() or link.exists():
-        link.unlink()
-    link.symlink_to(Path(a.instar).resolve())
+    def qemu_img_link(sub, target):
+        link = wd / sub / "qemu-img"
+        link.parent.mkdir(exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path(target).resolve())
+        return link
 
     cases = a.only.split(",") if a.only else list(CASES)
-    tools = {"qemu-img": [QEMU_IMG], "instar": [str(link)]}
+    tools = {"qemu-img": [QEMU_IMG], "instar": [str(qemu_img_link("bin", a.instar))]}
+    if a.baseline:
+        tools["baseline"] = [str(qemu_img_link("bin-baseline", a.baseline))]
     rows = []
     for case in cases:
         times = {t: [] for t in tools}
@@ -183,8 +192,10 @@ def main():
             tools_cp = ["cp", "--sparse=always", "data.raw", "out"]
             run_once(tools_cp, wd)
             extra["cp"] = []
-        for _ in range(a.n):
-            for t, pre in tools.items():
+        for r in range(a.n):
+            order = list(tools.items())
+            order = order[r % len(order):] + order[:r % len(order)]  # rotate who goes first
+            for t, pre in order:
                 if t in failed:
                     continue
                 s, m, _, _ = run_once(pre + CASES[case], wd)
@@ -197,22 +208,28 @@ def main():
         for t in tools:
             if times[t]:
                 row[t] = statistics.median(times[t])
+                row[t + "_min"], row[t + "_max"] = min(times[t]), max(times[t])
                 row[t + "_rss_kib"] = rss[t]
         if "cp" in extra:
             row["cp"] = statistics.median(extra["cp"])
         if "qemu-img" in row and "instar" in row:
             row["speedup"] = row["qemu-img"] / row["instar"]
+        if "qemu-img" in row and "baseline" in row:
+            row["speedup_baseline"] = row["qemu-img"] / row["baseline"]
         if "cp" in row and "instar" in row:
             row["vs_cp"] = row["cp"] / row["instar"]
         rows.append(row)
         line = f"{case:10s}"
         for t in tools:
             if t in row:
-                line += f"  {t} {row[t]:.3f}s ({GIB / row[t] / MIB:.0f} MiB/s, {row[t + '_rss_kib'] // 1024} MiB peak)"
+                line += (f"  {t} {row[t]:.3f}s [{row[t + '_min']:.3f}-{row[t + '_max']:.3f}]"
+                         f" ({GIB / row[t] / MIB:.0f} MiB/s, {row[t + '_rss_kib'] // 1024} MiB peak)")
             else:
                 line += f"  {t} FAILED: {failed.get(t)}"
         if "speedup" in row:
             line += f"  qemu-img/instar {row['speedup']:.2f}x"
+        if "speedup_baseline" in row:
+            line += f"  qemu-img/baseline {row['speedup_baseline']:.2f}x"
         if "vs_cp" in row:
             line += f"  cp {row['cp']:.3f}s, cp/instar {row['vs_cp']:.2f}x"
         print(line, flush=True)

@@ -215,6 +215,28 @@ static int pick_backend(struct vmm *v, const struct vmm_config *cfg)
     return 0;
 }
 
+/* INSTAR_DEBUG: the hypercalls of the run by number, and the host's time serving them. */
+static void print_hc_counts(const struct vmm *v)
+{
+    static const char *const names[INSTAR_HC_MAX] = {
+        [INSTAR_HC_BLKREAD] = "blkread", [INSTAR_HC_BLKWRITE] = "blkwrite",
+        [INSTAR_HC_FLUSH] = "flush",     [INSTAR_HC_RESULT] = "result",
+        [INSTAR_HC_LOG] = "log",         [INSTAR_HC_PANIC] = "panic",
+        [INSTAR_HC_TRAP] = "trap",       [INSTAR_HC_EXIT] = "exit",
+        [INSTAR_HC_REPORT] = "report",   [INSTAR_HC_TRUNCATE] = "truncate",
+        [INSTAR_HC_COPY] = "copy",       [INSTAR_HC_ZERO] = "zero",
+        [INSTAR_HC_SEEK] = "seek",       [INSTAR_HC_PROGRESS] = "progress",
+        [INSTAR_HC_CMP] = "cmp",         [INSTAR_HC_SCAN] = "scan",
+    };
+
+    fprintf(stderr, "instar: sandbox: hypercalls by type (count, ms in the host):");
+    for (unsigned i = 0; i < INSTAR_HC_MAX; i++)
+        if (v->hc_count[i])
+            fprintf(stderr, " %s %llu %.3f", names[i] ? names[i] : "?",
+                    (unsigned long long)v->hc_count[i], (double)v->hc_ns[i] / 1e6);
+    fprintf(stderr, "\n");
+}
+
 int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *cfg, uint32_t op,
                   const void *args, size_t args_len, const struct vmm_dev *devs, unsigned ndevs,
                   struct vmm_outcome *out)
@@ -281,8 +303,8 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
     bi->op = op;
     bi->ndevices = ndevs;
     for (unsigned i = 0; i < ndevs; i++) {
-        v.devs[i] =
-            (struct vmm_devstate){devs[i].fd, devs[i].size, devs[i].write_limit, devs[i].flags};
+        v.devs[i] = (struct vmm_devstate){devs[i].fd, devs[i].size, devs[i].write_limit,
+                                          devs[i].flags, devs[i].no_flush};
         if (v.devs[i].write_limit < v.devs[i].size)
             v.devs[i].write_limit = v.devs[i].size;
         bi->devices[i] = (struct instar_dev){
@@ -314,10 +336,12 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
         vmm_kvm_run(&v);
     else
         vmm_proc_run(&v);
-    if (v.debug)
+    if (v.debug) {
         fprintf(stderr, "instar: sandbox: run ended after %llu hypercalls in %.3f ms: %s\n",
                 (unsigned long long)out->nexits, (double)vmm_us_since(&t0) / 1000,
                 out->status == VMM_OK ? "ok" : out->detail);
+        print_hc_counts(&v);
+    }
 
 out_release:
     mem_release(&v);

@@ -10,6 +10,7 @@
 #ifndef VMM_H
 #define VMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,12 @@ struct vmm_dev {
     uint64_t size;        /* bytes; the guest sees this in boot info */
     uint64_t write_limit; /* writes may extend the file up to here */
     uint32_t flags;       /* INSTAR_DEV_READ / INSTAR_DEV_WRITE */
+    /*
+     * The host only (the guest does not see it): INSTAR_HC_FLUSH does not
+     * sync this device, as qemu's BDRV_O_NO_FLUSH (cache=unsafe, convert's
+     * default) makes a flush stop short of the disk.
+     */
+    bool no_flush;
 };
 
 /*

@@ -18,6 +18,7 @@ struct vmm_devstate {
     uint64_t size; /* current size: grows with writes up to write_limit */
     uint64_t write_limit;
     uint32_t flags;
+    bool no_flush; /* FLUSH does not sync (struct vmm_dev) */
 };
 
 struct vmm {
@@ -40,6 +41,17 @@ struct vmm {
     void *progress_opaque;
     bool fault_on;       /* VMM_FAULT_ENV set */
     uint64_t fault_left; /* writes still allowed */
+    /*
+     * The range of a device the run cannot write that the last SCAN read
+     * (into hc.c's scan buffer): a COPY of bytes inside it writes them
+     * from there instead of reading them again.
+     */
+    bool scan_kept;
+    uint32_t scan_dev;
+    uint64_t scan_off, scan_len;
+    /* Hypercalls served, and the host's time serving them, by number (INSTAR_DEBUG prints them). */
+    uint64_t hc_count[INSTAR_HC_MAX];
+    uint64_t hc_ns[INSTAR_HC_MAX];
 };
 
 /*

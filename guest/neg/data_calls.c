@@ -7,13 +7,14 @@
 #include "neg.h"
 
 static uint32_t runs[16];
+static struct instar_seek_ext exts[4];
 
 __attribute__((noreturn)) void guest_main(void);
 void guest_main(void)
 {
     static struct instar_hc_progress bad_progress = {.mode = INSTAR_PROGRESS_ADD, .num = 1};
     uint64_t what, a, b;
-    uint32_t st;
+    uint32_t st, n;
     bool differ;
     int64_t v[8];
 
@@ -47,6 +48,17 @@ void guest_main(void)
         v[3] = hc_zero(1, 7680, 1024, INSTAR_ZERO_DISCARD);                     /* past the limit */
         v[4] = hc_zero(1, 0, 8192, INSTAR_ZERO_DISCARD); /* served, never grows the file */
         neg_report(v, 5);
+    case 4: /* SEEK with several answers: device 1 grown to data then a hole */
+        v[0] = hc_seek_ext(0, 0, &a, &b, &st, (struct instar_seek_ext *)(uintptr_t)guest_main, 4,
+                           &n); /* answers into text */
+        v[1] = hc_seek_ext(0, 0, &a, &b, &st, exts, INSTAR_SEEK_EXT_MAX + 1, &n); /* too many */
+        v[2] = hc_truncate(1, 8192, INSTAR_TRUNC_OFF);
+        v[3] = hc_seek_ext(1, 0, &a, &b, &st, exts, 4, &n); /* served */
+        v[4] = (int64_t)n;
+        v[5] = (int64_t)(a << 32 | b);
+        v[6] = (int64_t)exts[0].offset;
+        v[7] = (int64_t)exts[0].status;
+        neg_report(v, 8);
     default: /* progress that cannot be */
         neg_hc(INSTAR_HC_PIO_BASE + INSTAR_HC_PROGRESS, (uint32_t)(uintptr_t)&bad_progress);
         hc_exit(3);

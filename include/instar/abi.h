@@ -278,6 +278,14 @@ struct instar_hc_zero {
  * hole set as find_allocation sets them, INSTAR_SEEK_NXIO past the last
  * data (a trailing hole), INSTAR_SEEK_UNKNOWN if the file system cannot
  * tell.
+ *
+ * With max_exts > 0 the host goes on where that answer's region ends (at
+ * hole after data, at data after a hole) and writes to exts the answers
+ * find_allocation() would give there, one after the other, nexts of
+ * them: a stretch of the file's allocation in one call (a walk over a
+ * sparse source costs one call per INSTAR_SEEK_EXT_MAX regions, not one
+ * per region).  It stops after max_exts answers, after a NXIO or UNKNOWN
+ * answer, and at the end of the device.
  */
 enum instar_seek_status {
     INSTAR_SEEK_OK = 0,
@@ -285,15 +293,26 @@ enum instar_seek_status {
     INSTAR_SEEK_UNKNOWN = 2,
 };
 
-struct instar_hc_seek {
-    uint32_t handle; /* IN */
+#define INSTAR_SEEK_EXT_MAX 1024
+
+struct instar_seek_ext {
+    uint64_t offset; /* where find_allocation() was asked */
+    uint64_t data;
+    uint64_t hole;
+    uint32_t status; /* enum instar_seek_status */
     uint32_t pad;
-    uint64_t offset; /* IN: < the device's size */
-    uint64_t data;   /* OUT */
-    uint64_t hole;   /* OUT */
-    uint32_t status; /* OUT: enum instar_seek_status */
-    uint32_t pad2;
-    int64_t ret; /* OUT: 0 or INSTAR_HC_E* */
+};
+
+struct instar_hc_seek {
+    uint32_t handle;   /* IN */
+    uint32_t max_exts; /* IN: entries exts holds, <= INSTAR_SEEK_EXT_MAX; 0: one answer */
+    uint64_t offset;   /* IN: < the device's size */
+    uint64_t exts;     /* IN: guest address of struct instar_seek_ext[max_exts] */
+    uint64_t data;     /* OUT */
+    uint64_t hole;     /* OUT */
+    uint32_t status;   /* OUT: enum instar_seek_status */
+    uint32_t nexts;    /* OUT: answers written to exts */
+    int64_t ret;       /* OUT: 0 or INSTAR_HC_E* */
 };
 
 /*

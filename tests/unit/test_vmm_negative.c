@@ -847,6 +847,24 @@ BOTH(discard_is_checked_and_never_grows_the_file)
     cr_assert_eq(pread(w, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
     cr_expect(!memcmp(buf, zeros, sizeof(buf)) || !memcmp(buf, pattern, sizeof(buf)),
               "a discarded range reads as neither zeros nor its old bytes");
+BOTH(seek_with_several_answers_is_checked)
+{
+    struct vmm_outcome out;
+    const int64_t *v;
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(4, &out, &w), 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_EINVAL, "seek answers into text: %lld", (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_EINVAL, "seek with too many answers: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], INSTAR_HC_OK, "truncate: %lld", (long long)v[2]);
+    cr_expect_eq(v[3], INSTAR_HC_OK, "a good seek: %lld", (long long)v[3]);
+    cr_expect_eq(v[4], 1, "one answer after the first: %lld", (long long)v[4]);
+    cr_expect_eq(v[5], 4096, "data at 0, the hole at 4096: %llx", (long long)v[5]);
+    cr_expect_eq(v[6], 4096, "the next answer is at 4096: %lld", (long long)v[6]);
+    cr_expect_eq(v[7], INSTAR_SEEK_NXIO, "no data after 4096: %lld", (long long)v[7]);
+    vmm_outcome_release(&out);
     close(w);
 }
 
