@@ -847,6 +847,9 @@ BOTH(discard_is_checked_and_never_grows_the_file)
     cr_assert_eq(pread(w, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
     cr_expect(!memcmp(buf, zeros, sizeof(buf)) || !memcmp(buf, pattern, sizeof(buf)),
               "a discarded range reads as neither zeros nor its old bytes");
+    close(w);
+}
+
 BOTH(seek_with_several_answers_is_checked)
 {
     struct vmm_outcome out;
