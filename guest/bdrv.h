@@ -200,6 +200,19 @@ int gbs_qcow2_target_info(struct gbs *bs, uint64_t *cluster_size, unsigned *ctyp
  */
 int gbs_qcow2_write_compressed(struct gbs *bs, uint64_t off, const void *data, uint64_t len);
 
+/*
+ * gbs_qcow2_store_bitmaps - store the persistent bitmaps of list l into
+ * the writable qcow2 node bs as qemu does when it closes the image
+ * (formats/qcow2/bitmap_store.h; fill as there), the header rewritten
+ * with the new bitmaps extension.  Call after the node's last write and
+ * flush.  Returns 0 or -errno (a negated QCOW2_BM_* code for the list).
+ */
+struct qcow2_bm_list;
+typedef int (*qcow2_bm_fill_fn)(void *opaque, uint32_t index, uint64_t off, uint8_t *buf,
+                                size_t len);
+int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fill_fn fill,
+                            void *opaque);
+
 /* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
 int gbs_flush(struct gbs *bs);
 

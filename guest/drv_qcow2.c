@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "open.h"
 #include "qcow2/alloc.h"
+#include "qcow2/bitmap_store.h"
 #include "qcow2/l2.h"
 #include "qcow2/prealloc.h"
 
@@ -807,6 +808,79 @@ static int q2_flush(struct gbs *bs)
             return ret;
     }
     return gdev_flush(bs->file) < 0 ? -GBS_EIO : 0;
+}
+
+/*
+ * qcow2_store_persistent_dirty_bitmaps() at close, for a node whose
+ * bitmaps this run made (the list l): data and tables, the directory,
+ * qcow2_flush_caches(), the header (update_header_sync()), then the old
+ * directory and replaced tables freed and the refcounts written.
+ */
+int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fill_fn fill,
+                            void *opaque)
+{
+    struct q2 *q = Q(bs);
+    struct qcow2_header_state st;
+    struct qcow2_bm_dir dir;
+    const struct qcow2_header *h;
+    struct q2w *w;
+    uint8_t *buf, *hdr;
+    int ret;
+
+    if (bs->drv != &gbs_drv_qcow2 || !bs->writable)
+        return -GBS_EINVAL;
+    h = &q->img.h;
+    if (h->version < 3)
+        return -Q2_ENOTSUP;
+    ret = q2_writer(bs, &w);
+    if (ret < 0)
+        return ret;
+    buf = malloc((size_t)q->cluster_size);
+    hdr = malloc((size_t)q->cluster_size);
+    if (!buf || !hdr) {
+        free(buf);
+        free(hdr);
+        return -GBS_ENOMEM;
+    }
+    ret = qcow2_bm_store(l, &w->al, buf, fill, opaque, &dir);
+    if (ret < 0)
+        goto out;
+    /* qcow2_flush_caches(): L2 tables, refcount blocks, then the file. */
+    ret = qcow2_prealloc_flush(&w->pa);
+    if (ret == 0)
+        ret = qcow2_alloc_flush(&w->al);
+    if (ret == 0 && gdev_flush(bs->file) < 0)
+        ret = -GBS_EIO;
+    if (ret < 0)
+        goto out;
+    memset(&st, 0, sizeof(st));
+    st.l1_offset = w->pa.l1_offset;
+    st.l1_size = (uint32_t)w->pa.l1_size;
+    st.reftable_offset = w->al.reftable_offset;
+    st.reftable_clusters = (uint32_t)((w->al.reftable_size * 8) >> q->cluster_bits);
+    st.incompatible = h->incompatible_features;
+    st.compatible = h->compatible_features;
+    st.autoclear = h->autoclear_features & ~QCOW2_AUTOCLEAR_BITMAPS;
+    if (dir.nb_bitmaps)
+        st.autoclear |= QCOW2_AUTOCLEAR_BITMAPS;
+    st.bitmaps = dir;
+    ret = qcow2_header_rewrite(q->img.first, q->img.first_len, h, &q->img.x, &st, hdr);
+    if (ret < 0)
+        goto out;
+    if (gdev_pwrite(bs->file, 0, hdr, (size_t)q->cluster_size) < 0 || gdev_flush(bs->file) < 0) {
+        ret = -GBS_EIO;
+        goto out;
+    }
+    qcow2_bm_store_finish(l, &w->al, buf, q->img.x.bitmap_dir_offset,
+                          q->img.x.nb_bitmaps ? q->img.x.bitmap_dir_size : 0);
+    q->img.x.nb_bitmaps = dir.nb_bitmaps;
+    q->img.x.bitmap_dir_offset = dir.offset;
+    q->img.x.bitmap_dir_size = dir.size;
+    ret = qcow2_alloc_flush(&w->al);
+out:
+    free(buf);
+    free(hdr);
+    return ret;
 }
 
 /*

@@ -7,14 +7,9 @@ run as ordinary cases.
 """
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
-BITMAPS = "convert --bitmaps: copying a bitmap into a qcow2 v3 target is not built yet"
 
 PENDING = {
     "test_compare_parity.py": {
         "same-p-size-mismatch": PROGRESS,
-    },
-    "test_convert_parity.py": {
-        "bitmaps": BITMAPS,
-        "bitmaps-skip-broken": BITMAPS,
     },
 }

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 8
+#define INSTAR_ABI_VERSION 9
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -571,6 +571,8 @@ struct instar_compare_args {
 #define INSTAR_CONVERT_COPY_RANGE     (1u << 3) /* -C */
 #define INSTAR_CONVERT_PROGRESS       (1u << 4) /* report progress (-p, or SIGUSR1) */
 #define INSTAR_CONVERT_TARGET_NEW     (1u << 5) /* the target was created for this run */
+#define INSTAR_CONVERT_BITMAPS        (1u << 6) /* --bitmaps: copy src[0]'s persistent bitmaps */
+#define INSTAR_CONVERT_SKIP_BROKEN    (1u << 7) /* --skip-broken-bitmaps */
 #define INSTAR_CONVERT_SALVAGE        (1u << 8) /* --salvage: read errors become zeros */
 
 /*
