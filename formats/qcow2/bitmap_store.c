@@ -539,13 +539,45 @@ static void free_table(struct qcow2_alloc *a, uint8_t *buf, uint64_t offset, uin
     (void)qcow2_alloc_free(a, offset, bytes, false);
 }
 
+int qcow2_bm_store_dir(struct qcow2_bm_list *l, struct qcow2_alloc *a, struct qcow2_bm_dir *out)
+{
+    uint64_t dir_size;
+    uint8_t *dir;
+    int64_t dir_off;
+    int ret;
+
+    memset(out, 0, sizeof(*out));
+    if (l->n == 0)
+        return 0;
+    dir_size = qcow2_bm_dir_size(l);
+    if (dir_size > QCOW2_MAX_BITMAP_DIR_SIZE || l->n > QCOW2_MAX_BITMAPS)
+        return -QCOW2_ALLOC_EINVAL;
+    dir = l->mem(l->opaque, NULL, (size_t)dir_size);
+    if (!dir)
+        return -QCOW2_ALLOC_ENOMEM;
+    qcow2_bm_dir_build(l, dir);
+    dir_off = qcow2_alloc_clusters(a, dir_size);
+    if (dir_off < 0) {
+        ret = (int)dir_off;
+        goto out;
+    }
+    ret = a->ops->write(a->opaque, (uint64_t)dir_off, dir, (size_t)dir_size);
+    if (ret < 0) {
+        (void)qcow2_alloc_free(a, (uint64_t)dir_off, dir_size, false);
+        goto out;
+    }
+    out->nb_bitmaps = l->n;
+    out->offset = (uint64_t)dir_off;
+    out->size = dir_size;
+out:
+    l->mem(l->opaque, dir, 0);
+    return ret;
+}
+
 int qcow2_bm_store(struct qcow2_bm_list *l, struct qcow2_alloc *a, uint8_t *buf,
                    qcow2_bm_fill_fn fill, void *opaque, struct qcow2_bm_dir *out)
 {
     struct qcow2_bm_table *old;
-    uint64_t dir_size;
-    uint8_t *dir = NULL;
-    int64_t dir_off;
     uint32_t i, stored = 0;
     int ret;
 
@@ -574,37 +606,10 @@ int qcow2_bm_store(struct qcow2_bm_list *l, struct qcow2_alloc *a, uint8_t *buf,
         stored = i + 1;
     }
 
-    if (l->n == 0) {
-        ret = 0;
-        goto done;
-    }
-    dir_size = qcow2_bm_dir_size(l);
-    if (dir_size > QCOW2_MAX_BITMAP_DIR_SIZE || l->n > QCOW2_MAX_BITMAPS) {
-        ret = -QCOW2_ALLOC_EINVAL;
+    ret = qcow2_bm_store_dir(l, a, out);
+    if (ret < 0)
         goto fail;
-    }
-    dir = l->mem(l->opaque, NULL, (size_t)dir_size);
-    if (!dir) {
-        ret = -QCOW2_ALLOC_ENOMEM;
-        goto fail;
-    }
-    qcow2_bm_dir_build(l, dir);
-    dir_off = qcow2_alloc_clusters(a, dir_size);
-    if (dir_off < 0) {
-        ret = (int)dir_off;
-        goto fail;
-    }
-    ret = a->ops->write(a->opaque, (uint64_t)dir_off, dir, (size_t)dir_size);
-    if (ret < 0) {
-        (void)qcow2_alloc_free(a, (uint64_t)dir_off, dir_size, false);
-        goto fail;
-    }
-    out->nb_bitmaps = l->n;
-    out->offset = (uint64_t)dir_off;
-    out->size = dir_size;
-    ret = 0;
 
-done:
     /* The replaced tables are freed once the header points at the new directory. */
     for (i = 0; i < l->n; i++) {
         if (l->bm[i].dirty && old[i].offset && old[i].offset != l->bm[i].table_offset) {
@@ -614,8 +619,6 @@ done:
         }
         l->bm[i].dirty = false;
     }
-    if (dir)
-        l->mem(l->opaque, dir, 0);
     l->mem(l->opaque, old, 0);
     return ret;
 
@@ -630,8 +633,6 @@ fail:
         b->table_offset = old[i].offset;
         b->table_size = old[i].size;
     }
-    if (dir)
-        l->mem(l->opaque, dir, 0);
     l->mem(l->opaque, old, 0);
     return ret;
 }

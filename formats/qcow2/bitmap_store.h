@@ -193,6 +193,15 @@ int qcow2_bm_store(struct qcow2_bm_list *l, struct qcow2_alloc *a, uint8_t *buf,
                    qcow2_bm_fill_fn fill, void *opaque, struct qcow2_bm_dir *out);
 
 /*
+ * qcow2_bm_store_dir - step 2 alone (bitmap_list_store()): a new directory
+ * of the list as it is (entries keep their tables and flags), for changes
+ * QEMU writes at once rather than at close (qemu-img bitmap --remove:
+ * qcow2_co_remove_persistent_dirty_bitmap()).  nb_bitmaps 0 when the list
+ * is empty (the extension goes).  Returns 0 or a negated code.
+ */
+int qcow2_bm_store_dir(struct qcow2_bm_list *l, struct qcow2_alloc *a, struct qcow2_bm_dir *out);
+
+/*
  * qcow2_bm_store_finish - step 4: free the old directory (old_dir_size 0:
  * none) and every table in l->drop with its data clusters (read through
  * a->ops->read; buf: one cluster of scratch), as
