@@ -74,6 +74,12 @@ struct gbs_driver {
      */
     int (*flush)(struct gbs *bs);
     /*
+     * close - what the driver writes when the image is closed, after the
+     * last flush (qcow2: its persistent bitmaps).  NULL: nothing.
+     * Returns 0 or -errno.
+     */
+    int (*close)(struct gbs *bs);
+    /*
      * snapshot_load_tmp - qemu's bdrv_snapshot_load_tmp hook: read through
      * the L1 table of internal snapshot index (the table's order) from now
      * on.  NULL: the format has no snapshots.  Returns 0 or a negative
@@ -212,6 +218,12 @@ typedef int (*qcow2_bm_fill_fn)(void *opaque, uint32_t index, uint64_t off, uint
                                 size_t len);
 int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fill_fn fill,
                             void *opaque);
+
+/*
+ * gbs_close - the driver's close of a writable node (after its last
+ * gbs_flush; nothing for others): 0 or -errno.
+ */
+int gbs_close(struct gbs *bs);
 
 /* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
 int gbs_flush(struct gbs *bs);

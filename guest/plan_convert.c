@@ -808,5 +808,10 @@ void plan_convert(void)
         compressed_eof(s);
     if (a.flags & INSTAR_CONVERT_BITMAPS)
         copy_bitmaps(s);
+    if (s->tn) {
+        ret = gbs_close(s->tn);
+        if (ret < 0)
+            fail(INSTAR_DATA_EWRITE_AT, ret, 0);
+    }
     gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_OK, 0, 0, 0, 0);
 }

@@ -122,3 +122,24 @@ def test_bitmap_contents(instar, images, tmp_path, img, opts):
     for name, (gbits, flags, bits) in want.items():
         assert got[name] == (gbits, flags & 2, bits), name
     assert any(b for _g, _f, b in want.values()), "the source has no bits set: the test would prove nothing"
+
+
+# --------------------------------------------------------------------------
+# Writes into an image with persistent bitmaps (convert -n): qemu marks them
+# in use at open, records the writes in the enabled ones and stores them all
+# into new clusters at close.
+# --------------------------------------------------------------------------
+WRITES = []
+for _cid, _src, _tgt in (("n-into-bitmaps", "dp-bm-cs512", "dp-bm-many"),
+                         ("n-into-inuse", "dp-bm-cs512", "dp-bm-inuse-bits"),
+                         ("n-into-ones", "dp-small", "dp-bm-ones"),
+                         ("n-into-odd-size", "dp-bm-many", "dp-bm-ones")):
+    WRITES.append(pytest.param(_src, _tgt, id=_cid))
+
+
+@pytest.mark.parametrize("src,tgt", WRITES)
+def test_write_into_bitmaps(instar, images, tmp_path, src, tgt):
+    argv, files = images.resolve(["-n", "-O", "qcow2", f"@{src}", f"@{tgt}"])
+    target = images.path(tgt)
+    w = oc.run_writing(instar, ["convert", *argv], tmp_path, files, {target: "qcow2"})
+    assert w.oracle.returncode == 0, w.oracle.describe()
