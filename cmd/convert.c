@@ -180,6 +180,35 @@ static uint64_t bitmaps_write_limit(const struct open_chain *src, uint64_t total
     return sum;
 }
 
+/*
+ * Where convert_copy_bitmaps() stops: it walks the source's bitmaps from
+ * the last in directory order, skips in-use ones with skip_broken, and
+ * fails at the first whose name the target has (*why 1: "Failed to
+ * create") or, when the sizes differ, at the first it adds (*why 2:
+ * "Failed to populate").  Returns that directory index, or -1.
+ */
+static int64_t bitmaps_stop(const struct image_info *si, const struct image_info *ti,
+                            bool skip_broken, bool size_differs, int *why)
+{
+    uint32_t i, k;
+
+    for (i = si->nbitmaps; i-- > 0;) {
+        if (si->bitmaps[i].in_use && skip_broken)
+            continue;
+        for (k = 0; k < ti->nbitmaps; k++) {
+            if (!strcmp(ti->bitmaps[k].name, si->bitmaps[i].name)) {
+                *why = 1;
+                return i;
+            }
+        }
+        if (size_differs) {
+            *why = 2;
+            return i;
+        }
+    }
+    return -1;
+}
+
 /* Whether src's top image has a bitmap --bitmaps would copy (not skipped). */
 static bool bitmaps_to_copy(const struct open_chain *src, bool skip_broken)
 {
@@ -288,6 +317,8 @@ int cmd_convert(int argc, char **argv)
     bool tgt_open = false, target_has_backing = false;
     int64_t target_backing_sectors = -1;
     uint64_t target_size = 0;
+    int64_t bm_stop = -1;
+    int bm_why = 0;
     uint32_t tnode = INSTAR_NO_NODE;
     struct instar_convert_args args;
     struct instar_data_result v;
@@ -560,17 +591,10 @@ int cmd_convert(int argc, char **argv)
             report_error("Format driver 'qcow2' does not support bitmaps");
             goto out;
         }
-        /*
-         * -n into an image with bitmaps of its own: instar does not write
-         * such images yet (qemu would load them, add the copies and store
-         * them all).  A longer target gets the data, then the first bitmap
-         * fails to merge (below).
-         */
-        if (bitmaps && bitmaps_to_copy(&src[0], skip_broken) && tgt.img[0].info->nbitmaps) {
-            report_error("Copying bitmaps (--bitmaps) is not supported by instar yet");
-            goto out;
-        }
         target_size = (uint64_t)tgt.img[0].info->virtual_size;
+        if (bitmaps)
+            bm_stop = bitmaps_stop(src[0].img[0].info, tgt.img[0].info, skip_broken,
+                                   target_size != total, &bm_why);
         if (skip_create && ((uint64_t)tgt.img[0].info->virtual_size + 511) / 512 * 512 < total) {
             report_error("output file is smaller than input file");
             goto out;
@@ -667,9 +691,15 @@ int cmd_convert(int argc, char **argv)
         args.flags |= INSTAR_CONVERT_COMPRESSED;
     if (copy_range)
         args.flags |= INSTAR_CONVERT_COPY_RANGE;
-    if (bitmaps && tnode != INSTAR_NO_NODE && bitmaps_to_copy(&src[0], skip_broken) &&
-        target_size == total)
-        args.flags |= INSTAR_CONVERT_BITMAPS;
+    if (bitmaps && tnode != INSTAR_NO_NODE) {
+        const struct image_info *ii = src[0].img[0].info;
+
+        /* Those after the stop that are not in use (skipped: the host refused the others). */
+        for (i = (uint32_t)(bm_stop + 1); i < ii->nbitmaps; i++)
+            if (!ii->bitmaps[i].in_use)
+                args.flags |= INSTAR_CONVERT_BITMAPS;
+        args.bitmaps_from = (uint32_t)(bm_stop + 1);
+    }
     if (skip_broken)
         args.flags |= INSTAR_CONVERT_SKIP_BROKEN;
     args.min_sparse = (uint32_t)min_sparse;
@@ -723,22 +753,27 @@ int cmd_convert(int argc, char **argv)
         report_error("Could not convert '%s': sandbox failure: unexpected result", argv[optind]);
         goto out;
     }
-    /* convert_copy_bitmaps(): the guest copied the others, in-use ones are skipped. */
+    /*
+     * convert_copy_bitmaps(): the guest copied those after bm_stop; the
+     * warnings and the error of qemu-img's walk (the last bitmap first).
+     */
     if (bitmaps) {
         const struct image_info *ii = src[0].img[0].info;
 
-        for (i = ii->nbitmaps; i-- > 0;) {
-            if (ii->bitmaps[i].in_use && skip_broken) {
+        for (i = ii->nbitmaps; i-- > 0 && (int64_t)i > bm_stop;)
+            if (ii->bitmaps[i].in_use && skip_broken)
                 report_warning("Skipping inconsistent bitmap '%s'", ii->bitmaps[i].name);
-                continue;
-            }
-            if (args.flags & INSTAR_CONVERT_BITMAPS)
-                continue;
+        if (bm_stop >= 0 && bm_why == 1) {
+            report_error("Failed to create bitmap %s: Bitmap already exists: %s",
+                         ii->bitmaps[bm_stop].name, ii->bitmaps[bm_stop].name);
+            goto out;
+        }
+        if (bm_stop >= 0) {
             /* block-dirty-bitmap-merge of bitmaps of different lengths. */
             report_error("Failed to populate bitmap %s: Bitmaps are of different sizes "
                          "(destination size is %" PRIu64 ", source size is %" PRIu64
                          ") and can't be merged",
-                         ii->bitmaps[i].name, target_size, total);
+                         ii->bitmaps[bm_stop].name, target_size, total);
             goto out;
         }
     }

@@ -220,6 +220,13 @@ int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fi
                             void *opaque);
 
 /*
+ * gbs_qcow2_bitmaps - the persistent bitmaps a writable qcow2 node loaded
+ * at open (stored by gbs_close()), or NULL when it has none.  Bitmaps
+ * added to it with their bits in memory are stored with them.
+ */
+struct qcow2_bm_list *gbs_qcow2_bitmaps(struct gbs *bs);
+
+/*
  * gbs_close - the driver's close of a writable node (after its last
  * gbs_flush; nothing for others): 0 or -errno.
  */

@@ -990,6 +990,11 @@ int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fi
     return q2_store(bs, l, fill, opaque);
 }
 
+struct qcow2_bm_list *gbs_qcow2_bitmaps(struct gbs *bs)
+{
+    return bs->drv == &gbs_drv_qcow2 && bs->writable ? Q(bs)->bml : NULL;
+}
+
 /* qcow2_close() -> qcow2_inactivate(): the bitmaps loaded at open, stored when any changed. */
 static int q2_close(struct gbs *bs)
 {

@@ -674,7 +674,7 @@ static int bm_fill(void *opaque, uint32_t index, uint64_t off, uint8_t *buf, siz
 static void copy_bitmaps(struct cv *s)
 {
     const struct gq_image *img;
-    struct qcow2_bm_list l;
+    struct qcow2_bm_list l, *tl;
     struct bm_copy c;
     uint32_t i, j;
     int64_t idx;
@@ -703,7 +703,8 @@ static void copy_bitmaps(struct cv *s)
         while (((uint64_t)1 << l.cluster_bits) < tcs)
             l.cluster_bits++;
     }
-    for (i = 0, j = 0; i < img->nbitmaps; i++) {
+    /* Those before bitmaps_from: qemu-img stopped at one of them (the host reports it). */
+    for (i = s->a->bitmaps_from, j = 0; i < img->nbitmaps; i++) {
         const struct qcow2_bitmap *bm = &img->bitmaps[i];
         uint8_t *raw;
         uint32_t k;
@@ -734,6 +735,29 @@ static void copy_bitmaps(struct cv *s)
         j++;
     }
     if (l.n == 0) {
+        qcow2_bm_list_release(&l);
+        return;
+    }
+    /*
+     * A target with bitmaps of its own (-n): the copies join them, after
+     * them in the directory, their bits in memory, and the target's close
+     * stores them all.
+     */
+    tl = gbs_qcow2_bitmaps(s->tn);
+    if (tl) {
+        for (i = 0; i < l.n; i++) {
+            const struct qcow2_bm *b = &l.bm[i];
+
+            idx = qcow2_bm_add(tl, b->name, b->name_len, b->granularity_bits,
+                               b->flags & QCOW2_BITMAP_AUTO, true);
+            if (idx < 0)
+                fail(INSTAR_DATA_EWRITE_AT, idx == -QCOW2_ALLOC_ENOMEM ? GBS_ENOMEM : GBS_EINVAL,
+                     0);
+            ret = bm_fill(&c, i, 0, tl->bm[idx].bits,
+                          (size_t)qcow2_bm_ser_size(tl->disk_size, b->granularity_bits));
+            if (ret < 0)
+                fail(INSTAR_DATA_EREAD_AT, ret, 0);
+        }
         qcow2_bm_list_release(&l);
         return;
     }

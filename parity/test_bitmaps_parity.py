@@ -59,6 +59,15 @@ case("err-inuse-n-longer-target", "-n", "--bitmaps", "--skip-broken-bitmaps", "-
      "@dp-bm-inuse-bits", "@dp-bm-target-65M", out={"dp-bm-target-65M.qcow2": "qcow2"})
 
 
+# -n --bitmaps into an image with bitmaps of its own: the copies join them
+# (stored after them), or qemu-img stops at a name the target has.
+for _cid, _src, _tgt in (("bitmaps-n-into-bitmaps", "dp-bm-cs512", "dp-bm-many"),
+                         ("err-bitmaps-n-name-exists", "dp-bm-many", "dp-bm-inuse-bits"),
+                         ("err-bitmaps-n-longer-with-bitmaps", "dp-bm-many", "dp-bm-ones")):
+    case(_cid, "-n", "--bitmaps", "-O", "qcow2", f"@{_src}", f"@{_tgt}",
+         out={f"{_tgt}.qcow2": "qcow2"})
+
+
 @pytest.mark.parametrize("args,outputs,contents,normalise", CASES)
 def test_bitmaps(instar, images, tmp_path, request, args, outputs, contents, normalise):
     argv, files = images.resolve(args)
@@ -143,3 +152,4 @@ def test_write_into_bitmaps(instar, images, tmp_path, src, tgt):
     target = images.path(tgt)
     w = oc.run_writing(instar, ["convert", *argv], tmp_path, files, {target: "qcow2"})
     assert w.oracle.returncode == 0, w.oracle.describe()
+

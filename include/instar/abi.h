@@ -607,6 +607,9 @@ struct instar_convert_args {
     uint32_t num_coroutines; /* -m: how many chunks qemu-img has in flight (progress on failure) */
     int64_t target_backing_sectors; /* -1: unknown or none */
     /* -l: g.snapshot (src[0] is node 0). */
+    /* INSTAR_CONVERT_BITMAPS: copy the bitmaps from this directory index on */
+    uint32_t bitmaps_from;
+    uint32_t pad;
 };
 
 /*
