@@ -129,31 +129,6 @@ out:
 }
 
 /*
- * Whether a new qcow2 target made with options is v3 (can hold bitmaps).
- * Options that do not parse count as v3: creating the target reports them.
- */
-static bool new_target_v3(const char *options)
-{
-    char msg[512], hint[512];
-    const struct opt_val *compat;
-    struct opt_list l;
-    bool v3 = true;
-
-    if (!options)
-        return true;
-    memset(&l, 0, sizeof(l));
-    if (!create_opts_for(&l, "qcow2"))
-        return true;
-    if (opts_parse(&l, options, msg, hint, sizeof(msg)) == 0) {
-        compat = opts_find(&l, "compat");
-        if (compat && compat->str && (!strcmp(compat->str, "0.10") || !strcmp(compat->str, "v2")))
-            v3 = false;
-    }
-    opts_free(&l);
-    return v3;
-}
-
-/*
  * convert_check_bitmaps(): a single source whose top image can hold
  * persistent bitmaps (qcow2 v3), none of them in use unless skip_broken.
  * qemu walks the bitmaps as it loaded them, each added at the head of the
@@ -182,6 +157,56 @@ static int convert_check_bitmaps(const struct open_chain *src, unsigned nsrc, bo
         }
     }
     return 0;
+}
+
+/*
+ * What copying src's bitmaps can write into a target of total bytes, at
+ * most: per bitmap its serialised bits, a table and a directory entry,
+ * each rounded up to the largest cluster (2 MiB), and refcount blocks
+ * for them (a 512-byte cluster's block counts 256 clusters).
+ */
+static uint64_t bitmaps_write_limit(const struct open_chain *src, uint64_t total)
+{
+    const struct image_info *ii = src->img[0].info;
+    uint64_t sum = 0, cl = 2ULL << 20;
+    uint32_t i;
+
+    for (i = 0; i < ii->nbitmaps; i++) {
+        uint64_t g = ii->bitmaps[i].granularity ? ii->bitmaps[i].granularity : 512;
+        uint64_t ser = (total / g / 64 + 1) * 8;
+
+        sum += ser + ser / 64 + 3 * cl;
+    }
+    return sum;
+}
+
+/*
+ * Where convert_copy_bitmaps() stops: it walks the source's bitmaps from
+ * the last in directory order, skips in-use ones with skip_broken, and
+ * fails at the first whose name the target has (*why 1: "Failed to
+ * create") or, when the sizes differ, at the first it adds (*why 2:
+ * "Failed to populate").  Returns that directory index, or -1.
+ */
+static int64_t bitmaps_stop(const struct image_info *si, const struct image_info *ti,
+                            bool skip_broken, bool size_differs, int *why)
+{
+    uint32_t i, k;
+
+    for (i = si->nbitmaps; i-- > 0;) {
+        if (si->bitmaps[i].in_use && skip_broken)
+            continue;
+        for (k = 0; k < ti->nbitmaps; k++) {
+            if (!strcmp(ti->bitmaps[k].name, si->bitmaps[i].name)) {
+                *why = 1;
+                return i;
+            }
+        }
+        if (size_differs) {
+            *why = 2;
+            return i;
+        }
+    }
+    return -1;
 }
 
 /* Whether src's top image has a bitmap --bitmaps would copy (not skipped). */
@@ -291,6 +316,9 @@ int cmd_convert(int argc, char **argv)
     unsigned nsrc = 0, i;
     bool tgt_open = false, target_has_backing = false;
     int64_t target_backing_sectors = -1;
+    uint64_t target_size = 0;
+    int64_t bm_stop = -1;
+    int bm_why = 0;
     uint32_t tnode = INSTAR_NO_NODE;
     struct instar_convert_args args;
     struct instar_data_result v;
@@ -536,17 +564,6 @@ int cmd_convert(int argc, char **argv)
         goto out;
     if (bitmaps && convert_check_bitmaps(&src[0], nsrc, skip_broken) < 0)
         goto out;
-    /*
-     * Copying a bitmap is not built yet, only what needs none: qemu-img
-     * finds a target that cannot hold bitmaps (raw, qcow2 v2) after
-     * creating it; a source with a bitmap to copy into a qcow2 v3 target
-     * is refused before anything is created.
-     */
-    if (bitmaps && bitmaps_to_copy(&src[0], skip_broken) && !skip_create &&
-        !strcmp(out_fmt, "qcow2") && new_target_v3(options)) {
-        report_error("Copying bitmaps (--bitmaps) is not supported by instar yet");
-        goto out;
-    }
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2")) {
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
@@ -574,10 +591,10 @@ int cmd_convert(int argc, char **argv)
             report_error("Format driver 'qcow2' does not support bitmaps");
             goto out;
         }
-        if (bitmaps && bitmaps_to_copy(&src[0], skip_broken)) {
-            report_error("Copying bitmaps (--bitmaps) is not supported by instar yet");
-            goto out;
-        }
+        target_size = (uint64_t)tgt.img[0].info->virtual_size;
+        if (bitmaps)
+            bm_stop = bitmaps_stop(src[0].img[0].info, tgt.img[0].info, skip_broken,
+                                   target_size != total, &bm_why);
         if (skip_create && ((uint64_t)tgt.img[0].info->virtual_size + 511) / 512 * 512 < total) {
             report_error("output file is smaller than input file");
             goto out;
@@ -590,6 +607,10 @@ int cmd_convert(int argc, char **argv)
         tdev = (int)gr.g.nodes[tnode].file;
         gr.devs[tdev].flags |= INSTAR_DEV_WRITE;
         lim = target_write_limit(out_fmt, total);
+        if (bitmaps && bitmaps_to_copy(&src[0], skip_broken)) {
+            uint64_t more = bitmaps_write_limit(&src[0], total);
+            lim = lim > UINT64_MAX - more ? UINT64_MAX : lim + more;
+        }
         gr.devs[tdev].write_limit =
             lim > UINT64_MAX - gr.devs[tdev].size ? UINT64_MAX : gr.devs[tdev].size + lim;
         if (gr.g.nodes[tnode].data != INSTAR_NO_NODE) {
@@ -680,6 +701,17 @@ int cmd_convert(int argc, char **argv)
         args.flags |= INSTAR_CONVERT_COMPRESSED;
     if (copy_range)
         args.flags |= INSTAR_CONVERT_COPY_RANGE;
+    if (bitmaps && tnode != INSTAR_NO_NODE) {
+        const struct image_info *ii = src[0].img[0].info;
+
+        /* Those after the stop that are not in use (skipped: the host refused the others). */
+        for (i = (uint32_t)(bm_stop + 1); i < ii->nbitmaps; i++)
+            if (!ii->bitmaps[i].in_use)
+                args.flags |= INSTAR_CONVERT_BITMAPS;
+        args.bitmaps_from = (uint32_t)(bm_stop + 1);
+    }
+    if (skip_broken)
+        args.flags |= INSTAR_CONVERT_SKIP_BROKEN;
     args.min_sparse = (uint32_t)min_sparse;
     args.num_coroutines = (uint32_t)num_coroutines;
     args.buf_sectors = IO_BUF_SECTORS;
@@ -731,12 +763,29 @@ int cmd_convert(int argc, char **argv)
         report_error("Could not convert '%s': sandbox failure: unexpected result", argv[optind]);
         goto out;
     }
-    /* convert_copy_bitmaps(): only skipped bitmaps reach here. */
+    /*
+     * convert_copy_bitmaps(): the guest copied those after bm_stop; the
+     * warnings and the error of qemu-img's walk (the last bitmap first).
+     */
     if (bitmaps) {
         const struct image_info *ii = src[0].img[0].info;
 
-        for (i = ii->nbitmaps; i-- > 0;)
-            report_warning("Skipping inconsistent bitmap '%s'", ii->bitmaps[i].name);
+        for (i = ii->nbitmaps; i-- > 0 && (int64_t)i > bm_stop;)
+            if (ii->bitmaps[i].in_use && skip_broken)
+                report_warning("Skipping inconsistent bitmap '%s'", ii->bitmaps[i].name);
+        if (bm_stop >= 0 && bm_why == 1) {
+            report_error("Failed to create bitmap %s: Bitmap already exists: %s",
+                         ii->bitmaps[bm_stop].name, ii->bitmaps[bm_stop].name);
+            goto out;
+        }
+        if (bm_stop >= 0) {
+            /* block-dirty-bitmap-merge of bitmaps of different lengths. */
+            report_error("Failed to populate bitmap %s: Bitmaps are of different sizes "
+                         "(destination size is %" PRIu64 ", source size is %" PRIu64
+                         ") and can't be merged",
+                         ii->bitmaps[bm_stop].name, target_size, total);
+            goto out;
+        }
     }
     if (flush && fdatasync(tgt_open ? tgt.img[0].fd : out_fd) < 0) {
         report_error("error while writing: %s", strerror(errno));

@@ -487,6 +487,11 @@ int gbs_flush(struct gbs *bs)
     return bs->writable && bs->drv->flush ? bs->drv->flush(bs) : 0;
 }
 
+int gbs_close(struct gbs *bs)
+{
+    return bs->writable && bs->drv->close ? bs->drv->close(bs) : 0;
+}
+
 /* --- raw --- */
 
 static int raw_open(struct gbs *bs)

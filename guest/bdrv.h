@@ -74,6 +74,12 @@ struct gbs_driver {
      */
     int (*flush)(struct gbs *bs);
     /*
+     * close - what the driver writes when the image is closed, after the
+     * last flush (qcow2: its persistent bitmaps).  NULL: nothing.
+     * Returns 0 or -errno.
+     */
+    int (*close)(struct gbs *bs);
+    /*
      * snapshot_load_tmp - qemu's bdrv_snapshot_load_tmp hook: read through
      * the L1 table of internal snapshot index (the table's order) from now
      * on.  NULL: the format has no snapshots.  Returns 0 or a negative
@@ -199,6 +205,32 @@ int gbs_qcow2_target_info(struct gbs *bs, uint64_t *cluster_size, unsigned *ctyp
  * cluster size).  Returns 0 or -errno.
  */
 int gbs_qcow2_write_compressed(struct gbs *bs, uint64_t off, const void *data, uint64_t len);
+
+/*
+ * gbs_qcow2_store_bitmaps - store the persistent bitmaps of list l into
+ * the writable qcow2 node bs as qemu does when it closes the image
+ * (formats/qcow2/bitmap_store.h; fill as there), the header rewritten
+ * with the new bitmaps extension.  Call after the node's last write and
+ * flush.  Returns 0 or -errno (a negated QCOW2_BM_* code for the list).
+ */
+struct qcow2_bm_list;
+typedef int (*qcow2_bm_fill_fn)(void *opaque, uint32_t index, uint64_t off, uint8_t *buf,
+                                size_t len);
+int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fill_fn fill,
+                            void *opaque);
+
+/*
+ * gbs_qcow2_bitmaps - the persistent bitmaps a writable qcow2 node loaded
+ * at open (stored by gbs_close()), or NULL when it has none.  Bitmaps
+ * added to it with their bits in memory are stored with them.
+ */
+struct qcow2_bm_list *gbs_qcow2_bitmaps(struct gbs *bs);
+
+/*
+ * gbs_close - the driver's close of a writable node (after its last
+ * gbs_flush; nothing for others): 0 or -errno.
+ */
+int gbs_close(struct gbs *bs);
 
 /* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
 int gbs_flush(struct gbs *bs);

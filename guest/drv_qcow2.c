@@ -11,6 +11,7 @@
 #include "codec.h"
 #include "open.h"
 #include "qcow2/alloc.h"
+#include "qcow2/bitmap_store.h"
 #include "qcow2/l2.h"
 #include "qcow2/prealloc.h"
 
@@ -42,6 +43,12 @@ struct q2 {
     /* qcow2_detect_metadata_preallocation(), done at the first block status. */
     bool prealloc_checked, metadata_prealloc;
     struct q2w *w; /* NULL until the first write */
+    /*
+     * The persistent bitmaps of a writable node (NULL: none): loaded and
+     * marked in use at open, written bits recorded in the enabled ones,
+     * stored at close (q2_close).
+     */
+    struct qcow2_bm_list *bml;
 };
 
 static struct q2 q2s[INSTAR_NODE_MAX];
@@ -49,6 +56,116 @@ static struct q2 q2s[INSTAR_NODE_MAX];
 static struct q2 *Q(struct gbs *bs)
 {
     return bs->opaque;
+}
+
+/* --- persistent bitmaps of a writable node (block/qcow2-bitmap.c) --- */
+
+static void *bm_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+static int bm_pread(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    return gblk_pread(((struct gbs *)opaque)->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
+/* update_header_sync(): the header of the image's state, written and flushed. */
+static int q2_header_sync(struct gbs *bs, uint64_t autoclear, const struct qcow2_bm_dir *dir)
+{
+    struct q2 *q = Q(bs);
+    const struct qcow2_header *h = &q->img.h;
+    struct qcow2_header_state st;
+    uint8_t *hdr = malloc((size_t)q->cluster_size);
+    int ret;
+
+    if (!hdr)
+        return -GBS_ENOMEM;
+    memset(&st, 0, sizeof(st));
+    if (q->w) {
+        st.l1_offset = q->w->pa.l1_offset;
+        st.l1_size = (uint32_t)q->w->pa.l1_size;
+        st.reftable_offset = q->w->al.reftable_offset;
+        st.reftable_clusters = (uint32_t)((q->w->al.reftable_size * 8) >> q->cluster_bits);
+    } else {
+        st.l1_offset = h->l1_table_offset;
+        st.l1_size = h->l1_size;
+        st.reftable_offset = h->refcount_table_offset;
+        st.reftable_clusters = h->refcount_table_clusters;
+    }
+    st.incompatible = h->incompatible_features;
+    st.compatible = h->compatible_features;
+    st.autoclear = autoclear;
+    st.bitmaps = *dir;
+    ret = qcow2_header_rewrite(q->img.first, q->img.first_len, h, &q->img.x, &st, hdr);
+    if (ret == 0 &&
+        (gdev_pwrite(bs->file, 0, hdr, (size_t)q->cluster_size) < 0 || gdev_flush(bs->file) < 0))
+        ret = -GBS_EIO;
+    free(hdr);
+    return ret;
+}
+
+/*
+ * qcow2_load_dirty_bitmaps() of a read-write open: every bitmap loaded
+ * (an in-use one stays as it is: inconsistent, never stored), and the
+ * others marked in use in the directory in place
+ * (update_ext_header_and_dir_in_place(): the autoclear bit dropped, the
+ * directory, the header, the bit back), before the first write.
+ */
+static int q2_bitmaps_open(struct gbs *bs)
+{
+    struct q2 *q = Q(bs);
+    const struct qcow2_exts *x = &q->img.x;
+    struct qcow2_reader rd = {bm_pread, bs};
+    struct qcow2_bm_dir dir = {x->nb_bitmaps, x->bitmap_dir_offset, x->bitmap_dir_size};
+    uint64_t autoclear =
+        q->img.h.autoclear_features & (QCOW2_AUTOCLEAR_BITMAPS | QCOW2_AUTOCLEAR_DATA_FILE_RAW);
+    uint32_t i;
+    int ret;
+
+    q->bml = calloc(1, sizeof(*q->bml));
+    if (!q->bml)
+        return -INSTAR_ERR_NOMEM;
+    qcow2_bm_list_init(q->bml, q->img.h.disk_size, q->cluster_bits, bm_mem, NULL);
+    ret = qcow2_bm_list_load(q->bml, q->img.bitmaps, q->img.nbitmaps);
+    for (i = 0; ret == 0 && i < q->bml->n; i++)
+        if (!(q->bml->bm[i].flags & QCOW2_BITMAP_IN_USE))
+            ret = qcow2_bm_load_bits(q->bml, i, &rd);
+    if (ret < 0)
+        return ret == -QCOW2_ALLOC_ENOMEM ? -INSTAR_ERR_NOMEM : -INSTAR_ERR_IO;
+    if (qcow2_bm_mark_in_use(q->bml, q->img.bitmap_dir, x->bitmap_dir_size) == 0)
+        return 0;
+    ret = q2_header_sync(bs, autoclear & ~QCOW2_AUTOCLEAR_BITMAPS, &dir);
+    if (ret == 0 && gdev_pwrite(bs->file, x->bitmap_dir_offset, q->img.bitmap_dir,
+                                (size_t)x->bitmap_dir_size) < 0)
+        ret = -GBS_EIO;
+    if (ret == 0)
+        ret = q2_header_sync(bs, autoclear & ~QCOW2_AUTOCLEAR_BITMAPS, &dir);
+    if (ret == 0)
+        ret = q2_header_sync(bs, autoclear, &dir);
+    return ret < 0 ? -INSTAR_ERR_IO : 0;
+}
+
+/* bdrv_set_dirty(): a written range recorded in every enabled bitmap. */
+static void q2_set_dirty(struct gbs *bs, uint64_t off, uint64_t bytes)
+{
+    struct q2 *q = Q(bs);
+    uint32_t i;
+
+    if (!q->bml)
+        return;
+    for (i = 0; i < q->bml->n; i++) {
+        const struct qcow2_bm *b = &q->bml->bm[i];
+
+        /* An inconsistent (in use at open) bitmap is disabled and not loaded. */
+        if (b->bits && (b->flags & QCOW2_BITMAP_AUTO) && b->dirty)
+            (void)qcow2_bm_set_range(q->bml, i, off, bytes);
+    }
 }
 
 static int q2_open(struct gbs *bs)
@@ -102,6 +219,8 @@ static int q2_open(struct gbs *bs)
     q->l2buf = malloc((size_t)1 << h->cluster_bits);
     if (!q->l2buf)
         return -INSTAR_ERR_NOMEM;
+    if (bs->writable && q->img.nbitmaps && !(h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
+        return q2_bitmaps_open(bs);
     return 0;
 }
 
@@ -489,12 +608,10 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
         return 0;
     }
     /*
-     * Not written (Operation not supported), see docs/differences.md:
-     * persistent bitmaps (qemu would mark them in use and record every
-     * write in the enabled ones), the dirty bit (qemu repairs such an
-     * image when it opens it read-write).
+     * Not written (Operation not supported), see docs/differences.md: the
+     * dirty bit (qemu repairs such an image when it opens it read-write).
      */
-    if (!q->l1 || q->img.x.nb_bitmaps || (h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
+    if (!q->l1 || (h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
         return -Q2_ENOTSUP;
     w = calloc(1, sizeof(*w));
     if (!w)
@@ -642,6 +759,7 @@ static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
 
     if (ret < 0)
         return ret;
+    q2_set_dirty(bs, off, len);
     return gbs_qcow2_write(&c.w->pa, bs->data, off, len, &q2_w_ops, &c);
 }
 
@@ -668,6 +786,7 @@ int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
     ret = q2_writer(bs, &c.w);
     if (ret < 0)
         return ret;
+    q2_set_dirty(bs, off, len);
     return gbs_qcow2_write(&c.w->pa, bs->data, off, len, &q2_w_from_ops, &c);
 }
 
@@ -717,6 +836,7 @@ static int q2_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32
 
     if (ret < 0)
         return ret;
+    q2_set_dirty(bs, off, bytes);
     if (off + bytes == end)
         tail = 0;
     if (head || tail) {
@@ -787,6 +907,7 @@ int gbs_qcow2_write_compressed(struct gbs *bs, uint64_t off, const void *data, u
     ret = q2_writer(bs, &w);
     if (ret < 0)
         return ret;
+    q2_set_dirty(bs, off, Q(bs)->cluster_size);
     ret = qcow2_prealloc_write_compressed(&w->pa, off, len, &host);
     if (ret < 0)
         return ret;
@@ -807,6 +928,90 @@ static int q2_flush(struct gbs *bs)
             return ret;
     }
     return gdev_flush(bs->file) < 0 ? -GBS_EIO : 0;
+}
+
+/*
+ * qcow2_store_persistent_dirty_bitmaps() at close: data and tables of
+ * the changed bitmaps of l, the directory, qcow2_flush_caches(), the
+ * header (update_header_sync()), then the old directory and replaced
+ * tables freed and the refcounts written.
+ */
+static int q2_store(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fill_fn fill, void *opaque)
+{
+    struct q2 *q = Q(bs);
+    const struct qcow2_header *h = &q->img.h;
+    struct qcow2_bm_dir dir;
+    uint64_t autoclear;
+    struct q2w *w;
+    uint8_t *buf;
+    int ret;
+
+    if (h->version < 3)
+        return -Q2_ENOTSUP;
+    ret = q2_writer(bs, &w);
+    if (ret < 0)
+        return ret;
+    buf = malloc((size_t)q->cluster_size);
+    if (!buf)
+        return -GBS_ENOMEM;
+    ret = qcow2_bm_store(l, &w->al, buf, fill, opaque, &dir);
+    if (ret < 0)
+        goto out;
+    /* qcow2_flush_caches(): L2 tables, refcount blocks, then the file. */
+    ret = qcow2_prealloc_flush(&w->pa);
+    if (ret == 0)
+        ret = qcow2_alloc_flush(&w->al);
+    if (ret == 0 && gdev_flush(bs->file) < 0)
+        ret = -GBS_EIO;
+    if (ret < 0)
+        goto out;
+    autoclear = h->autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    if (dir.nb_bitmaps)
+        autoclear |= QCOW2_AUTOCLEAR_BITMAPS;
+    ret = q2_header_sync(bs, autoclear, &dir);
+    if (ret < 0)
+        goto out;
+    qcow2_bm_store_finish(l, &w->al, buf, q->img.x.bitmap_dir_offset,
+                          q->img.x.nb_bitmaps ? q->img.x.bitmap_dir_size : 0);
+    q->img.x.nb_bitmaps = dir.nb_bitmaps;
+    q->img.x.bitmap_dir_offset = dir.offset;
+    q->img.x.bitmap_dir_size = dir.size;
+    ret = qcow2_alloc_flush(&w->al);
+out:
+    free(buf);
+    return ret;
+}
+
+int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fill_fn fill,
+                            void *opaque)
+{
+    if (bs->drv != &gbs_drv_qcow2 || !bs->writable)
+        return -GBS_EINVAL;
+    return q2_store(bs, l, fill, opaque);
+}
+
+struct qcow2_bm_list *gbs_qcow2_bitmaps(struct gbs *bs)
+{
+    return bs->drv == &gbs_drv_qcow2 && bs->writable ? Q(bs)->bml : NULL;
+}
+
+/* qcow2_close() -> qcow2_inactivate(): the bitmaps loaded at open, stored when any changed. */
+static int q2_close(struct gbs *bs)
+{
+    struct q2 *q = Q(bs);
+    uint32_t i;
+    bool need_write = false;
+    int ret;
+
+    if (!q->bml)
+        return 0;
+    for (i = 0; i < q->bml->n; i++)
+        need_write |= q->bml->bm[i].dirty;
+    ret = need_write ? q2_store(bs, q->bml, NULL, NULL) : 0;
+    qcow2_bm_list_release(q->bml);
+    free(q->bml);
+    q->bml = NULL;
+    return ret;
 }
 
 /*
@@ -863,5 +1068,6 @@ const struct gbs_driver gbs_drv_qcow2 = {
     .pwrite = q2_pwrite,
     .pwrite_zeroes = q2_pwrite_zeroes,
     .flush = q2_flush,
+    .close = q2_close,
     .snapshot_load_tmp = q2_snapshot_load_tmp,
 };

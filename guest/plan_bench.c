@@ -134,6 +134,8 @@ void plan_bench(void)
     if (a.flags & INSTAR_BENCH_WRITE) {
         int ret = gbs_flush(b.bs);
 
+        if (ret == 0)
+            ret = gbs_close(b.bs);
         if (ret < 0)
             fail(INSTAR_DATA_EREQUEST, ret, 0);
     }

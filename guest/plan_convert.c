@@ -17,6 +17,7 @@
 #include "instar/sparse.h"
 
 #include "open.h"
+#include "qcow2/bitmap_store.h"
 
 #define SECTOR 512
 
@@ -644,6 +645,172 @@ static void compressed_setup(struct cv *s)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
 }
 
+/* --- --bitmaps (convert_copy_bitmaps) --- */
+
+/* One source bitmap being copied: its table, read once. */
+struct bm_src {
+    const struct qcow2_bitmap *bm;
+    uint64_t *table; /* host order, bm->table_size entries */
+};
+
+struct bm_copy {
+    struct gbs *src;
+    uint32_t dev;     /* the source's image file */
+    uint64_t cs;      /* its cluster size */
+    uint64_t size;    /* the bitmaps' size: source and target are as long */
+    struct bm_src *b; /* per target bitmap */
+};
+
+static void *bm_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+/*
+ * The serialised bytes [off, off + len) of source bitmap index, as
+ * load_bitmap_data() reads them into qemu's bitmap: a zero entry reads as
+ * zeros, the all-ones entry sets whole words, a data cluster is copied
+ * (whole words, as hbitmap_deserialize_part()).
+ */
+static int bm_fill(void *opaque, uint32_t index, uint64_t off, uint8_t *buf, size_t len)
+{
+    struct bm_copy *c = opaque;
+    const struct bm_src *b = &c->b[index];
+    uint64_t done = 0;
+
+    while (done < len) {
+        uint64_t pos = off + done, k = pos / c->cs, in = pos % c->cs;
+        uint64_t n = c->cs - in < len - done ? c->cs - in : len - done;
+        uint64_t entry, doff;
+
+        if (k >= b->bm->table_size)
+            return -GBS_EIO;
+        entry = b->table[k];
+        doff = entry & 0x00fffffffffffe00ull;
+        if (doff) {
+            if (gblk_pread(c->dev, doff + in, buf + done, (size_t)n) < 0)
+                return -GBS_EIO;
+        } else if (entry & 1) {
+            /* hbitmap_deserialize_ones(): whole words, past the last bit too. */
+            memset(buf + done, 0xff, (size_t)n);
+        } else {
+            memset(buf + done, 0, (size_t)n);
+        }
+        done += n;
+    }
+    return 0;
+}
+
+/*
+ * convert_copy_bitmaps() and the target's close: every persistent bitmap
+ * of the source's top image, in directory order (the order qemu's
+ * target list ends up in), skipping in-use ones (the host refused them
+ * unless --skip-broken-bitmaps, and prints the warnings), added to the
+ * target with its name, granularity and enabled state, its bits merged
+ * from the source, then stored.  The bits stream from the source image
+ * cluster by cluster: no bitmap is held whole.
+ */
+static void copy_bitmaps(struct cv *s)
+{
+    const struct gq_image *img;
+    struct qcow2_bm_list l, *tl;
+    struct bm_copy c;
+    uint32_t i, j;
+    int64_t idx;
+    int ret;
+
+    if (s->a->nsrc != 1 || !s->tn || s->src[0]->drv != &gbs_drv_qcow2 ||
+        s->tn->total != s->src[0]->total || s->tn->total == 0)
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    img = s->src[0]->opaque;
+    memset(&c, 0, sizeof(c));
+    c.src = s->src[0];
+    c.dev = s->src[0]->file;
+    c.cs = img->h.cluster_size;
+    c.size = s->tn->total;
+    c.b = calloc(img->nbitmaps ? img->nbitmaps : 1, sizeof(*c.b));
+    if (!c.b)
+        result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+    qcow2_bm_list_init(&l, s->tn->total, 0, bm_mem, NULL);
+    {
+        uint64_t tcs;
+        unsigned ct;
+        bool df;
+
+        if (gbs_qcow2_target_info(s->tn, &tcs, &ct, &df) < 0)
+            result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+        while (((uint64_t)1 << l.cluster_bits) < tcs)
+            l.cluster_bits++;
+    }
+    /* Those before bitmaps_from: qemu-img stopped at one of them (the host reports it). */
+    for (i = s->a->bitmaps_from, j = 0; i < img->nbitmaps; i++) {
+        const struct qcow2_bitmap *bm = &img->bitmaps[i];
+        uint8_t *raw;
+        uint32_t k;
+
+        if (bm->flags & QCOW2_BITMAP_IN_USE) {
+            if (!(s->a->flags & INSTAR_CONVERT_SKIP_BROKEN))
+                result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+            continue;
+        }
+        idx = qcow2_bm_add(&l, (const char *)bm->name, bm->name_len, bm->granularity_bits,
+                           bm->flags & QCOW2_BITMAP_AUTO, false);
+        if (idx < 0)
+            fail(INSTAR_DATA_EWRITE_AT, idx == -QCOW2_ALLOC_ENOMEM ? GBS_ENOMEM : GBS_EINVAL, 0);
+        /* The open checked the table: offset, entries, size for the image. */
+        c.b[j].bm = bm;
+        c.b[j].table = malloc((size_t)bm->table_size * 8);
+        raw = malloc((size_t)bm->table_size * 8);
+        if (!c.b[j].table || !raw)
+            result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+        if (gblk_pread(c.dev, bm->table_offset, raw, (size_t)bm->table_size * 8) < 0)
+            fail(INSTAR_DATA_EREAD_AT, GBS_EIO, 0);
+        for (k = 0; k < bm->table_size; k++)
+            c.b[j].table[k] = (uint64_t)raw[k * 8] << 56 | (uint64_t)raw[k * 8 + 1] << 48 |
+                              (uint64_t)raw[k * 8 + 2] << 40 | (uint64_t)raw[k * 8 + 3] << 32 |
+                              (uint64_t)raw[k * 8 + 4] << 24 | (uint64_t)raw[k * 8 + 5] << 16 |
+                              (uint64_t)raw[k * 8 + 6] << 8 | raw[k * 8 + 7];
+        free(raw);
+        j++;
+    }
+    if (l.n == 0) {
+        qcow2_bm_list_release(&l);
+        return;
+    }
+    /*
+     * A target with bitmaps of its own (-n): the copies join them, after
+     * them in the directory, their bits in memory, and the target's close
+     * stores them all.
+     */
+    tl = gbs_qcow2_bitmaps(s->tn);
+    if (tl) {
+        for (i = 0; i < l.n; i++) {
+            const struct qcow2_bm *b = &l.bm[i];
+
+            idx = qcow2_bm_add(tl, b->name, b->name_len, b->granularity_bits,
+                               b->flags & QCOW2_BITMAP_AUTO, true);
+            if (idx < 0)
+                fail(INSTAR_DATA_EWRITE_AT, idx == -QCOW2_ALLOC_ENOMEM ? GBS_ENOMEM : GBS_EINVAL,
+                     0);
+            ret = bm_fill(&c, i, 0, tl->bm[idx].bits,
+                          (size_t)qcow2_bm_ser_size(tl->disk_size, b->granularity_bits));
+            if (ret < 0)
+                fail(INSTAR_DATA_EREAD_AT, ret, 0);
+        }
+        qcow2_bm_list_release(&l);
+        return;
+    }
+    ret = gbs_qcow2_store_bitmaps(s->tn, &l, bm_fill, &c);
+    if (ret < 0)
+        fail(INSTAR_DATA_EWRITE_AT, ret, 0);
+    qcow2_bm_list_release(&l);
+}
+
 void plan_convert(void)
 {
     static struct instar_convert_args a;
@@ -707,5 +874,12 @@ void plan_convert(void)
     }
     if (s->compressed)
         compressed_eof(s);
+    if (a.flags & INSTAR_CONVERT_BITMAPS)
+        copy_bitmaps(s);
+    if (s->tn) {
+        ret = gbs_close(s->tn);
+        if (ret < 0)
+            fail(INSTAR_DATA_EWRITE_AT, ret, 0);
+    }
     gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_OK, 0, 0, 0, 0);
 }

@@ -49,6 +49,9 @@ void plan_dd(void)
     {
         int r = gbs_flush(dst);
 
+        if (r == 0)
+            r = gbs_close(dst);
+
         if (r < 0 && status == INSTAR_DATA_OK) {
             status = INSTAR_DATA_EWRITE_AT;
             ret = r;

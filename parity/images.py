@@ -981,3 +981,157 @@ def _dp_datafile_backing(s):
     s.qio("-f", "qcow2", "-c", "write -P 0xc1 512k 64k", "-c", "write -z 1M 64k",
           "dp-datafile-backing.qcow2")
     return ("dp-datafile-backing.qcow2", "dp-datafile-backing.bin", *s.files("dp-chain-base"))
+
+
+# ---- convert --bitmaps: bitmaps with bits (parity/test_bitmaps_parity.py) ----------
+
+def _bm_entries(path):
+    """(name, table offset, table size) of each bitmap of a qcow2 image, in
+    directory order (qcow2.txt, "Bitmaps extension", "Bitmap directory")."""
+    with open(path, "rb") as f:
+        hdr = f.read(65536)
+        off = struct.unpack_from(">I", hdr, 100)[0]
+        while True:
+            magic, length = struct.unpack_from(">II", hdr, off)
+            if magic == BITMAP_EXT:
+                _nb, _r, size, dir_off = struct.unpack_from(">IIQQ", hdr, off + 8)
+                break
+            if magic == 0:
+                raise RuntimeError("no bitmap extension")
+            off += 8 + ((length + 7) & ~7)
+        f.seek(dir_off)
+        d = f.read(size)
+    out, e = [], 0
+    while e < len(d):
+        t_off, t_size, _fl, _ty, _gb, nlen, extra = struct.unpack_from(">QIIBBHI", d, e)
+        out.append((d[e + 24:e + 24 + nlen].decode(), t_off, t_size))
+        e += (24 + nlen + extra + 7) & ~7
+    return out
+
+
+def _bm_patch(path, name, fn):
+    """fn(file, table offset, table size) on bitmap `name` of a qcow2 image."""
+    for n, t_off, t_size in _bm_entries(path):
+        if n == name:
+            with open(path, "r+b") as f:
+                fn(f, t_off, t_size)
+            return
+    raise RuntimeError(f"no bitmap {name}")
+
+
+@data_image("dp-bm-many")
+def _dp_bm_many(s):
+    """Bitmaps of every granularity with bits set by qemu-io writes, one
+    disabled half-way (so it misses the later writes), one added late."""
+    n = _qcow2_io(s, "dp-bm-many.qcow2", size="64M", writes=("write -P 0x11 0 192k",))
+    s.qimg("bitmap", "--add", n, "b-64k")
+    s.qimg("bitmap", "--add", "-g", "4k", n, "b-4k")
+    s.qimg("bitmap", "--add", "-g", "512", n, "b-512")
+    s.qimg("bitmap", "--add", "-g", "2M", n, "b 2M spaced")
+    s.qio("-f", "qcow2", "-c", "write -P 0x21 0 1M", "-c", "write -P 0x22 10M 64k", "-c", "write 33M 4k",
+          "-c", "write 63M 1M", n)
+    s.qimg("bitmap", "--disable", n, "b-4k")
+    s.qio("-f", "qcow2", "-c", "write -P 0x23 40M 1536k", "-c", "write 5M 512", n)
+    s.qimg("bitmap", "--add", "-g", "128k", n, "late")
+    s.qio("-f", "qcow2", "-c", "write -P 0x24 20M 3M", n)
+    return n
+
+
+@data_image("dp-bm-cs512")
+def _dp_bm_cs512(s):
+    """512-byte clusters: bitmap tables and data of many clusters."""
+    n = _qcow2_io(s, "dp-bm-cs512.qcow2", opts="cluster_size=512", size="64M")
+    s.qimg("bitmap", "--add", n, "x")
+    s.qimg("bitmap", "--add", "-g", "1k", n, "y")
+    s.qio("-f", "qcow2", "-c", "write 0 3M", "-c", "write 50M 512", "-c", "write 17M 100k", n)
+    return n
+
+
+@data_image("dp-bm-large")
+def _dp_bm_large(s):
+    """A 40 GiB image (sparse) with a 512-byte-granularity bitmap: 10 MiB
+    of serialised bits, mostly zero clusters."""
+    n = _qcow2_io(s, "dp-bm-large.qcow2", size="40G")
+    s.qimg("bitmap", "--add", "-g", "512", n, "fine")
+    s.qimg("bitmap", "--add", n, "coarse")
+    s.qio("-f", "qcow2", "-c", "write 0 64k", "-c", "write 5G 1M", "-c", "write 20G 4k", "-c", "write 39G 2M", n)
+    return n
+
+
+@data_image("dp-bm-ones")
+def _dp_bm_ones(s):
+    """An odd size (64 MiB + 1.5 KiB): bitmap table entries set to 1 (all
+    ones, which qemu reads but never writes), and bits past the image's last
+    granule set in a data cluster (qemu copies whole words)."""
+    n = _qcow2_io(s, "dp-bm-ones.qcow2", size=str((64 << 20) + 1536))
+    s.qimg("bitmap", "--add", n, "o1")
+    s.qimg("bitmap", "--add", "-g", "1k", n, "o2")
+    s.qimg("bitmap", "--add", "-g", "4k", n, "o3")
+    s.qio("-f", "qcow2", "-c", "write 0 4k", "-c", "write 64M 1k", n)
+    p = s.root / n
+
+    def ones(f, t_off, _t_size):
+        f.seek(t_off)
+        f.write(struct.pack(">Q", 1))
+
+    def garbage(f, t_off, _t_size):
+        # o2: 65538 bits; bits past the last one in its last word.
+        f.seek(t_off)
+        (entry,) = struct.unpack(">Q", f.read(8))
+        f.seek(entry + 8199)
+        f.write(b"\xf0")
+
+    _bm_patch(p, "o1", ones)
+    _bm_patch(p, "o2", garbage)
+    return n
+
+
+@data_image("dp-bm-inuse-bits")
+def _dp_bm_inuse_bits(s):
+    """dp-bm-many with its 4k bitmap marked in use (skipped with
+    --skip-broken-bitmaps, the others copied)."""
+    name = "dp-bm-inuse-bits.qcow2"
+    _sparse_copy(s.root / s.path("dp-bm-many"), s.root / name)
+    p = s.root / name
+    with open(p, "rb") as f:
+        hdr = f.read(65536)
+    off = struct.unpack_from(">I", hdr, 100)[0]
+    while True:
+        magic, length = struct.unpack_from(">II", hdr, off)
+        if magic == BITMAP_EXT:
+            dir_off = struct.unpack_from(">Q", hdr, off + 8 + 16)[0]
+            break
+        off += 8 + ((length + 7) & ~7)
+    e = 0
+    with open(p, "r+b") as f:
+        for n, _t, _s in _bm_entries(p):
+            if n == "b-4k":
+                f.seek(dir_off + e + 12)
+                (flags,) = struct.unpack(">I", f.read(4))
+                f.seek(dir_off + e + 12)
+                f.write(struct.pack(">I", flags | BITMAP_IN_USE))
+            e += (24 + len(n.encode()) + 7) & ~7
+    return name
+
+
+@data_image("dp-bm-names")
+def _dp_bm_names(s):
+    """Twenty bitmaps with long names: a directory of several 512-byte
+    clusters."""
+    n = _qcow2_io(s, "dp-bm-names.qcow2", opts="cluster_size=512", size="4M")
+    for i in range(20):
+        s.qimg("bitmap", "--add", "-g", f"{512 << (i % 6)}", n, f"{i:02d}-" + "n" * (150 + i))
+    s.qio("-f", "qcow2", "-c", "write 1M 300k", n)
+    return n
+
+
+@data_image("dp-bm-target-64M")
+def _dp_bm_target_64m(s):
+    """An existing 64 MiB qcow2 image: a convert -n --bitmaps target of dp-bm-many's size."""
+    return _qcow2_io(s, "dp-bm-target-64M.qcow2", size="64M", writes=("write -P 0xee 0 2M",))
+
+
+@data_image("dp-bm-target-65M")
+def _dp_bm_target_65m(s):
+    """An existing 65 MiB qcow2 image: longer than dp-bm-many, so the bitmaps cannot be merged."""
+    return _qcow2_io(s, "dp-bm-target-65M.qcow2", size="65M")

@@ -6,11 +6,4 @@ it is taken off this list.  In the harness self-check (INSTAR=qemu-img) they
 run as ordinary cases.
 """
 
-BITMAPS = "convert --bitmaps: copying a bitmap into a qcow2 v3 target is not built yet"
-
-PENDING = {
-    "test_convert_parity.py": {
-        "bitmaps": BITMAPS,
-        "bitmaps-skip-broken": BITMAPS,
-    },
-}
+PENDING = {}

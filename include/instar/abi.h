@@ -603,6 +603,8 @@ struct instar_compare_args {
 #define INSTAR_CONVERT_COPY_RANGE     (1u << 3) /* -C */
 #define INSTAR_CONVERT_PROGRESS       (1u << 4) /* report progress (-p, or SIGUSR1) */
 #define INSTAR_CONVERT_TARGET_NEW     (1u << 5) /* the target was created for this run */
+#define INSTAR_CONVERT_BITMAPS        (1u << 6) /* --bitmaps: copy src[0]'s persistent bitmaps */
+#define INSTAR_CONVERT_SKIP_BROKEN    (1u << 7) /* --skip-broken-bitmaps */
 #define INSTAR_CONVERT_SALVAGE        (1u << 8) /* --salvage: read errors become zeros */
 
 /*
@@ -637,6 +639,9 @@ struct instar_convert_args {
     uint32_t num_coroutines; /* -m: how many chunks qemu-img has in flight (progress on failure) */
     int64_t target_backing_sectors; /* -1: unknown or none */
     /* -l: g.snapshot (src[0] is node 0). */
+    /* INSTAR_CONVERT_BITMAPS: copy the bitmaps from this directory index on */
+    uint32_t bitmaps_from;
+    uint32_t pad;
 };
 
 /*
