@@ -167,8 +167,11 @@ int cmd_rebase(int argc, char **argv)
         goto out;
     }
 
-    /* img_open(); -u ignores the old backing file (it may have been moved). */
-    if (open_chain_arg(&oc, filename, image_opts, fmt, force_share,
+    /*
+     * img_open() without -U (which applies to the new backing file only);
+     * -u ignores the old backing file (it may have been moved).
+     */
+    if (open_chain_arg(&oc, filename, image_opts, fmt, false,
                        OPEN_RDWR | (unsafe ? OPEN_NO_BACKING : 0)) < 0)
         goto out;
     top_open = true;
