@@ -201,6 +201,14 @@ int gbs_qcow2_target_info(struct gbs *bs, uint64_t *cluster_size, unsigned *ctyp
 int gbs_qcow2_write_compressed(struct gbs *bs, uint64_t off, const void *data, uint64_t len);
 
 /*
+ * gbs_qcow2_write_refused - a qcow2 node the driver does not write:
+ * persistent bitmaps (qemu marks them in use and stores them again), or
+ * the dirty bit set (qemu repairs the image as it opens it read-write).
+ * false for other drivers.
+ */
+bool gbs_qcow2_write_refused(struct gbs *bs);
+
+/*
  * gbs_qcow2_change_backing - qcow2_change_backing_file() on a writable
  * qcow2 node: its first cluster rewritten (formats/qcow2/rebase.h) to
  * name the backing file name in format fmt (NULL: none), with the

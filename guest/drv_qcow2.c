@@ -867,6 +867,16 @@ const struct gbs_driver gbs_drv_qcow2 = {
     .snapshot_load_tmp = q2_snapshot_load_tmp,
 };
 
+bool gbs_qcow2_write_refused(struct gbs *bs)
+{
+    const struct q2 *q;
+
+    if (bs->drv != &gbs_drv_qcow2)
+        return false;
+    q = Q(bs);
+    return q->img.x.nb_bitmaps || (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY);
+}
+
 int gbs_qcow2_change_backing(struct gbs *bs, const char *name, const char *fmt)
 {
     struct q2 *q;

@@ -210,6 +210,12 @@ enum instar_data_status {
  */
 #define INSTAR_DATA_SIZE_WARNING (1u << 0)
 
+/*
+ * rebase: with EBACKING, the image was refused before anything was
+ * written (persistent bitmaps or the dirty bit; docs/differences.md).
+ */
+#define INSTAR_DATA_REBASE_REFUSED (1u << 1)
+
 struct instar_data_result {
     struct instar_result_hdr hdr;
     uint32_t status; /* enum instar_data_status */
