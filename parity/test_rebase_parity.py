@@ -115,7 +115,38 @@ def data_file(d: Path) -> None:
     img(d, "create", "-q", "-f", "qcow2", "new.qcow2", "2M")
 
 
+def broken(d: Path) -> None:
+    """An image whose backing file is gone, and a new backing whose own is gone."""
+    chain3(d)
+    (d / "mid.qcow2").unlink()
+    img(d, "create", "-q", "-f", "qcow2", "other.qcow2", "8M")
+    img(d, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "other.qcow2", "new2.qcow2")
+    (d / "other.qcow2").unlink()
+    img(d, "create", "-q", "-f", "qcow2", "ok.qcow2", "8M")
+
+
+def data_file_raw(d: Path) -> None:
+    img(d, "create", "-q", "-f", "qcow2", "-o", "data_file=top.data,data_file_raw=on", "top.qcow2",
+        "1M")
+    io(d, "top.qcow2", "write -P 7 0 64k")
+    img(d, "create", "-q", "-f", "qcow2", "new.qcow2", "1M")
+
+
+def big(d: Path) -> None:
+    """Many 2 MiB steps (the progress figure accumulates), and a size not a multiple of them."""
+    img(d, "create", "-q", "-f", "qcow2", "base.qcow2", "100M")
+    io(d, "base.qcow2", *[f"write -P {i % 250 + 1} {i * 3}M 100k" for i in range(33)])
+    img(d, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2", "top.qcow2")
+    io(d, "top.qcow2", *[f"write -P 9 {i * 7}M 3M" for i in range(14)])
+    img(d, "create", "-q", "-f", "qcow2", "new.qcow2", "5243392")
+    io(d, "new.qcow2", "write -P 1 0 100k")
+    img(d, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2", "odd.qcow2", "5243392")
+
+
 SCENARIOS = {
+    "big": big,
+    "broken": broken,
+    "data-file-raw": data_file_raw,
     "chain3": chain3,
     "v2": lambda d: chain3(d, "compat=0.10"),
     "extl2": lambda d: chain3(d, "extended_l2=on"),
@@ -190,6 +221,27 @@ CASES = [
     ("name-1024", "chain3", ["-u", "-F", "raw", "-b", "n" * 1024, "top.qcow2"]),
     ("data-file-safe", "data-file", [*NEW, "top.qcow2"]),
     ("data-file-flatten", "data-file", ["-b", "", "top.qcow2"]),
+    ("json-top", "chain3", [*NEW, 'json:{"driver":"qcow2","file":{"driver":"file","filename":"top.qcow2"}}']),
+    ("json-top-subdir", "subdir", [*NEW, 'json:{"driver":"qcow2","file":{"driver":"file","filename":"d/top.qcow2"}}']),
+    ("image-opts-subdir", "subdir", ["--image-opts", *NEW, "driver=qcow2,file.filename=d/top.qcow2"]),
+    ("file-prefix", "subdir", [*NEW, "file:d/top.qcow2"]),
+    ("onto-itself", "chain3", ["-b", "top.qcow2", "-F", "qcow2", "top.qcow2"]),
+    ("old-chain-missing", "broken", [*NEW, "top.qcow2"]),
+    ("old-chain-missing-unsafe", "broken", ["-u", *NEW, "top.qcow2"]),
+    ("new-chain-missing", "broken", ["-b", "new2.qcow2", "-F", "qcow2", "new.qcow2"]),
+    ("new-chain-missing-unsafe", "broken", ["-u", "-b", "new2.qcow2", "-F", "qcow2", "new.qcow2"]),
+    ("safe-onto-top-of-other", "broken", ["-b", "new.qcow2", "-F", "qcow2", "ok.qcow2"]),
+    ("data-file-raw-safe", "data-file-raw", [*NEW, "top.qcow2"]),
+    ("data-file-raw-unsafe", "data-file-raw", ["-u", *NEW, "top.qcow2"]),
+    ("data-file-raw-remove", "data-file-raw", ["-u", "-b", "", "top.qcow2"]),
+    ("raw-top-remove-unsafe", "rawbase", ["-u", "-b", "", "plain.raw"]),
+    ("new-raw-probed", "rawbase", ["-b", "new.raw", "top.qcow2"]),
+    ("new-raw-probed-p", "rawbase", ["-p", "-b", "new.raw", "-F", "raw", "top.qcow2"]),
+    ("big-progress", "big", ["-p", *NEW, "top.qcow2"]),
+    ("big-flatten-progress", "big", ["-p", "-b", "", "top.qcow2"]),
+    ("big-prefix-progress", "big", ["-p", "-b", "base.qcow2", "-F", "qcow2", "top.qcow2"]),
+    ("odd-size-progress", "big", ["-p", *NEW, "odd.qcow2"]),
+    ("odd-size-flatten", "big", ["-p", "-b", "", "odd.qcow2"]),
     # unsafe mode
     ("unsafe", "chain3", ["-u", *NEW, "top.qcow2"]),
     ("unsafe-missing", "chain3", ["-u", "-b", "missing.qcow2", "-F", "qcow2", "top.qcow2"]),
