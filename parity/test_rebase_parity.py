@@ -334,3 +334,26 @@ def test_rebase(instar, scenario_dirs, tmp_path, case_id, scenario, args):
         maps = [tl.run_oracle(["map", "--output=json", top], cwd=d) for d in dirs.values()]
         assert maps[0].returncode == maps[1].returncode
         assert tl.normalise(maps[0].stdout, repl) == tl.normalise(maps[1].stdout, repl)
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["locked-new", "locked-new-U"])
+def test_new_backing_locked(instar, images, locked_image, tmp_path, force):
+    """A new backing file another process holds open read-write: -U shares it."""
+    new = str(Path(images.root) / locked_image)
+    out = {}
+    for who in ("oracle", "instar"):
+        d = tmp_path / who
+        d.mkdir()
+        img(d, "create", "-q", "-f", "qcow2", "top.qcow2", "16M")
+        io(d, "top.qcow2", "write -P 7 0 64k")
+        argv = ["rebase", *(["-U"] if force else []), "-b", new, "-F", "qcow2", "top.qcow2"]
+        out[who] = tl.run_oracle(argv, cwd=d) if who == "oracle" else instar.run(argv, cwd=d)
+    tl.assert_same(out["oracle"], out["instar"], f"rebase onto a locked image (-U: {force})")
+    assert (out["oracle"].returncode == 0) == force, out["oracle"].describe()
+    assert (tmp_path / "oracle" / "top.qcow2").read_bytes() == (tmp_path / "instar" / "top.qcow2").read_bytes()
+
+
+def test_image_locked(instar, images, locked_image):
+    """The image itself held open read-write by another process."""
+    tl.assert_same(*tl.run_both(instar, ["rebase", "-u", "-b", "x", "-F", "raw", locked_image],
+                                cwd=images.root), "rebase of a locked image")
