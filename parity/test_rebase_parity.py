@@ -143,7 +143,16 @@ def big(d: Path) -> None:
     img(d, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2", "odd.qcow2", "5243392")
 
 
+def rawodd(d: Path) -> None:
+    """Raw backing files whose length is not a multiple of 512."""
+    (d / "base.raw").write_bytes(b"\x01" * 1000001)
+    (d / "new.raw").write_bytes(b"\x01" * 700000 + b"\x02" * 77)
+    img(d, "create", "-q", "-f", "qcow2", "-F", "raw", "-b", "base.raw", "top.qcow2", "2M")
+    io(d, "top.qcow2", "write -P 7 64k 4k")
+
+
 SCENARIOS = {
+    "rawodd": rawodd,
     "big": big,
     "broken": broken,
     "data-file-raw": data_file_raw,
@@ -242,6 +251,8 @@ CASES = [
     ("big-prefix-progress", "big", ["-p", "-b", "base.qcow2", "-F", "qcow2", "top.qcow2"]),
     ("odd-size-progress", "big", ["-p", *NEW, "odd.qcow2"]),
     ("odd-size-flatten", "big", ["-p", "-b", "", "odd.qcow2"]),
+    ("rawodd-new", "rawodd", ["-b", "new.raw", "-F", "raw", "top.qcow2"]),
+    ("rawodd-flatten", "rawodd", ["-b", "", "top.qcow2"]),
     # unsafe mode
     ("unsafe", "chain3", ["-u", *NEW, "top.qcow2"]),
     ("unsafe-missing", "chain3", ["-u", "-b", "missing.qcow2", "-F", "qcow2", "top.qcow2"]),
