@@ -253,6 +253,10 @@ CASES = [
     ("odd-size-flatten", "big", ["-p", "-b", "", "odd.qcow2"]),
     ("rawodd-new", "rawodd", ["-b", "new.raw", "-F", "raw", "top.qcow2"]),
     ("rawodd-flatten", "rawodd", ["-b", "", "top.qcow2"]),
+    ("no-backing-flatten", "chain3", ["-b", "", "new.qcow2"]),
+    ("no-backing-onto", "chain3", ["-b", "mid.qcow2", "-F", "qcow2", "new.qcow2"]),
+    ("v2-no-backing-onto", "v2", ["-b", "mid.qcow2", "-F", "qcow2", "new.qcow2"]),
+    ("extl2-no-backing-onto", "extl2", ["-b", "mid.qcow2", "-F", "qcow2", "new.qcow2"]),
     # unsafe mode
     ("unsafe", "chain3", ["-u", *NEW, "top.qcow2"]),
     ("unsafe-missing", "chain3", ["-u", "-b", "missing.qcow2", "-F", "qcow2", "top.qcow2"]),
