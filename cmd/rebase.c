@@ -253,8 +253,8 @@ int cmd_rebase(int argc, char **argv)
             snprintf(args.fmt, sizeof(args.fmt), "%s", out_basefmt);
         }
     }
-    if (progress)
-        args.flags |= INSTAR_REBASE_PROGRESS;
+    /* Every step's figure: printed with -p, else on SIGUSR1 (util/qemu-progress.c). */
+    args.flags |= INSTAR_REBASE_PROGRESS;
     args.g = gr.g;
 
     memset(&cfg, 0, sizeof(cfg));
