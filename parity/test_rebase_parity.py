@@ -151,7 +151,13 @@ def rawodd(d: Path) -> None:
     io(d, "top.qcow2", "write -P 7 64k 4k")
 
 
+def data_file_missing(d: Path) -> None:
+    data_file(d)
+    (d / "top.data").unlink()
+
+
 SCENARIOS = {
+    "data-file-missing": data_file_missing,
     "rawodd": rawodd,
     "big": big,
     "broken": broken,
@@ -257,6 +263,9 @@ CASES = [
     ("no-backing-onto", "chain3", ["-b", "mid.qcow2", "-F", "qcow2", "new.qcow2"]),
     ("v2-no-backing-onto", "v2", ["-b", "mid.qcow2", "-F", "qcow2", "new.qcow2"]),
     ("extl2-no-backing-onto", "extl2", ["-b", "mid.qcow2", "-F", "qcow2", "new.qcow2"]),
+    ("data-file-unsafe", "data-file", ["-u", *NEW, "top.qcow2"]),
+    ("data-file-missing-unsafe", "data-file-missing", ["-u", *NEW, "top.qcow2"]),
+    ("data-file-missing-safe", "data-file-missing", [*NEW, "top.qcow2"]),
     # unsafe mode
     ("unsafe", "chain3", ["-u", *NEW, "top.qcow2"]),
     ("unsafe-missing", "chain3", ["-u", "-b", "missing.qcow2", "-F", "qcow2", "top.qcow2"]),
