@@ -156,7 +156,14 @@ def data_file_missing(d: Path) -> None:
     (d / "top.data").unlink()
 
 
+def empty(d: Path) -> None:
+    img(d, "create", "-q", "-f", "qcow2", "base.qcow2", "0")
+    img(d, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", "base.qcow2", "top.qcow2", "0")
+    img(d, "create", "-q", "-f", "qcow2", "new.qcow2", "1M")
+
+
 SCENARIOS = {
+    "empty": empty,
     "data-file-missing": data_file_missing,
     "rawodd": rawodd,
     "big": big,
@@ -266,6 +273,8 @@ CASES = [
     ("data-file-unsafe", "data-file", ["-u", *NEW, "top.qcow2"]),
     ("data-file-missing-unsafe", "data-file-missing", ["-u", *NEW, "top.qcow2"]),
     ("data-file-missing-safe", "data-file-missing", [*NEW, "top.qcow2"]),
+    ("empty-new", "empty", ["-p", *NEW, "top.qcow2"]),
+    ("empty-flatten", "empty", ["-b", "", "top.qcow2"]),
     # unsafe mode
     ("unsafe", "chain3", ["-u", *NEW, "top.qcow2"]),
     ("unsafe-missing", "chain3", ["-u", "-b", "missing.qcow2", "-F", "qcow2", "top.qcow2"]),
