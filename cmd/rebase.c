@@ -9,11 +9,13 @@
  * (formats/qcow2/rebase.c); the host prints what the result names.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cmds.h"
 #include "datarun.h"
@@ -92,7 +94,7 @@ int cmd_rebase(int argc, char **argv)
     const char *filename, *fmt = NULL, *cache = "writeback", *src_cache = "writeback";
     const char *out_basefmt = NULL, *out_baseimg = NULL;
     bool unsafe = false, progress = false, quiet = false, image_opts = false, force_share = false;
-    bool top_open = false, new_open = false;
+    bool top_open = false, new_open = false, direct = false;
     struct open_chain oc, nc;
     struct instar_rebase_args args;
     struct instar_data_result v;
@@ -158,13 +160,30 @@ int cmd_rebase(int argc, char **argv)
     progress_init(progress, 2.0);
     progress_print(0, 100);
 
-    if (cmd_cache_mode(cache, &(bool){0}, &(bool){0}) < 0) {
+    if (cmd_cache_mode(cache, &direct, &(bool){0}) < 0) {
         report_error("Invalid cache option: %s", cache);
         goto out;
     }
     if (cmd_cache_mode(src_cache, &(bool){0}, &(bool){0}) < 0) {
         report_error("Invalid source cache option: %s", src_cache);
         goto out;
+    }
+
+    /*
+     * -t none/directsync: qemu opens the image with O_DIRECT, which fails on
+     * a file system without it; instar's writes come out the same without,
+     * so only the open is tried (as convert does for its target).
+     */
+    if (direct && !image_opts && !policy_has_protocol(filename)) {
+        int fd = open(filename, O_RDWR | O_CLOEXEC | O_DIRECT);
+
+        if (fd < 0 && errno == EINVAL) {
+            report_error("Could not open '%s': Could not open '%s': Invalid argument", filename,
+                         filename);
+            goto out;
+        }
+        if (fd >= 0)
+            close(fd);
     }
 
     /*

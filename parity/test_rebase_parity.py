@@ -203,6 +203,7 @@ CASES = [
     ("flatten-fmt", "chain3", ["-b", "", "-F", "qcow2", "top.qcow2"]),
     ("safe-f", "chain3", ["-f", "qcow2", *NEW, "top.qcow2"]),
     ("safe-U", "chain3", ["-U", *NEW, "top.qcow2"]),
+    ("safe-t-none", "chain3", ["-t", "none", "-T", "none", *NEW, "top.qcow2"]),
     ("safe-cache", "chain3", ["-t", "writeback", "-T", "unsafe", *NEW, "top.qcow2"]),
     ("image-opts", "chain3", ["--image-opts", *NEW, "driver=qcow2,file.filename=top.qcow2"]),
     ("object", "chain3", ["--object", "secret,id=s0,data=x", *NEW, "top.qcow2"]),
