@@ -70,7 +70,7 @@ const struct cmd_struct cmd_table[] = {
     {"measure", cmd_measure,
      "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--object objectdef] "
      "[--image-opts] [-f fmt] [-l snapshot_param] filename]"},
-    {"rebase", NULL,
+    {"rebase", cmd_rebase,
      "rebase [--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] "
      "[-p] [-u] -b backing_file [-F backing_fmt] filename"},
     {"resize", cmd_resize,

@@ -380,13 +380,13 @@ int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt,
             goto fail;
         }
         oc->n++;
-        if (flags & OPEN_NO_BACKING)
-            break;
         if (open_data_file(img, f, msg) < 0) {
             *msg = nested(oc->n - 1, *msg);
             r = -1;
             goto fail;
         }
+        if (flags & OPEN_NO_BACKING)
+            break;
         if (!img->info->backing_filename)
             break;
         name = img->info->full_backing_filename;

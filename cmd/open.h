@@ -16,7 +16,7 @@
 #include "policy.h"
 
 #define OPEN_RDWR        (1u << 0) /* the top image read-write (check -r, resize) */
-#define OPEN_NO_BACKING  (1u << 1) /* qemu's BDRV_O_NO_BACKING: no chain, no data file */
+#define OPEN_NO_BACKING  (1u << 1) /* qemu's BDRV_O_NO_BACKING: no chain (data file opened) */
 #define OPEN_FORCE_SHARE (1u << 2) /* -U: share every permission (locks still taken) */
 #define OPEN_RESIZE      (1u << 3) /* qemu's BDRV_O_RESIZE: also the resize permission */
 #define OPEN_METADATA    (1u << 4) /* qemu's BDRV_O_NO_IO (info): no consistent read, no data file */

@@ -77,6 +77,8 @@ void progress_from_guest(void *opaque, uint32_t mode, uint64_t num, uint64_t den
     (void)opaque;
     if (mode == INSTAR_PROGRESS_ABS)
         progress_print((float)(100.0 * (double)num / (double)den), 0);
+    else if (mode == INSTAR_PROGRESS_RECIP)
+        progress_print((float)num / (float)(int64_t)den, 100);
     else
         progress_print(((float)num / (float)den) * 100, 100);
 }

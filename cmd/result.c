@@ -380,7 +380,8 @@ enum result_bad result_data_parse(const void *blob, size_t len, uint32_t op,
     if (len < sizeof(*v))
         return RESULT_BAD_SHORT;
     memcpy(v, blob, sizeof(*v));
-    if (v->status > INSTAR_DATA_ESILENT || v->image > 2 || v->errnum > 4095 || v->flags)
+    if (v->status > INSTAR_DATA_EBACKING || v->image > 2 || v->errnum > 4095 ||
+        (v->flags & ~INSTAR_DATA_REBASE_REFUSED))
         return RESULT_BAD_VALUE;
     if (v->corrupt_code && (v->corrupt_code < QCOW2_CORRUPT_L2_UNALIGNED ||
                             v->corrupt_code > QCOW2_CORRUPT_INVALID_ENTRY))

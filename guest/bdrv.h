@@ -232,6 +232,24 @@ struct qcow2_bm_list *gbs_qcow2_bitmaps(struct gbs *bs);
  */
 int gbs_close(struct gbs *bs);
 
+/*
+ * gbs_qcow2_write_refused - a qcow2 node the driver does not write: the
+ * dirty bit set (qemu repairs the image as it opens it read-write).
+ * false for other drivers.
+ */
+bool gbs_qcow2_write_refused(struct gbs *bs);
+
+/*
+ * gbs_qcow2_change_backing - qcow2_change_backing_file() on a writable
+ * qcow2 node: its first cluster rewritten (formats/qcow2/rebase.h) to
+ * name the backing file name in format fmt (NULL: none), with the
+ * refcount and L1 tables where this run's writes left them.  Call
+ * gbs_flush() first, so that the data the new backing file relies on is
+ * in the file before the header names it.  Returns 0 or -errno (ENOTSUP
+ * for another driver, EINVAL and ENOSPC as qemu refuses the change).
+ */
+int gbs_qcow2_change_backing(struct gbs *bs, const char *name, const char *fmt);
+
 /* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
 int gbs_flush(struct gbs *bs);
 

@@ -14,6 +14,7 @@
 #include "qcow2/bitmap_store.h"
 #include "qcow2/l2.h"
 #include "qcow2/prealloc.h"
+#include "qcow2/rebase.h"
 
 #define Q2_ENOTSUP GBS_ENOTSUP
 
@@ -1071,3 +1072,43 @@ const struct gbs_driver gbs_drv_qcow2 = {
     .close = q2_close,
     .snapshot_load_tmp = q2_snapshot_load_tmp,
 };
+
+bool gbs_qcow2_write_refused(struct gbs *bs)
+{
+    const struct q2 *q;
+
+    if (bs->drv != &gbs_drv_qcow2)
+        return false;
+    q = Q(bs);
+    return q->img.x.nb_bitmaps || (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY);
+}
+
+int gbs_qcow2_change_backing(struct gbs *bs, const char *name, const char *fmt)
+{
+    struct q2 *q;
+    struct qcow2_header h;
+    uint8_t *buf;
+    int ret;
+
+    if (bs->drv != &gbs_drv_qcow2)
+        return -GBS_ENOTSUP;
+    if (!bs->writable)
+        return -GBS_EACCES;
+    q = Q(bs);
+    /* The header as qemu holds it: the tables where the writes left them. */
+    h = q->img.h;
+    if (q->w) {
+        h.refcount_table_offset = q->w->al.reftable_offset;
+        h.refcount_table_clusters = (uint32_t)(q->w->al.reftable_size >> (h.cluster_bits - 3));
+        h.l1_table_offset = q->w->pa.l1_offset;
+        h.l1_size = (uint32_t)q->w->pa.l1_size;
+    }
+    buf = malloc((size_t)q->cluster_size);
+    if (!buf)
+        return -GBS_ENOMEM;
+    ret = qcow2_rebase_header(&h, &q->img.x, q->img.first, q->img.first_len, name, fmt, buf);
+    if (ret == 0 && gdev_pwrite(bs->file, 0, buf, (size_t)q->cluster_size) < 0)
+        ret = -GBS_EIO;
+    free(buf);
+    return ret;
+}

@@ -803,7 +803,9 @@ static void hc_progress(struct vmm *v, uint32_t gpa)
 
     if (!hc_arg(v, gpa, &a, sizeof(a), "progress"))
         return;
-    if (a.mode > INSTAR_PROGRESS_ADD || a.den == 0 || a.num > a.den) {
+    /* RECIP: 100 / den per step, den the number of steps (rebase). */
+    if (a.mode > INSTAR_PROGRESS_RECIP || a.den == 0 ||
+        (a.mode == INSTAR_PROGRESS_RECIP ? a.num > 100 || a.den > INT64_MAX : a.num > a.den)) {
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest reported impossible progress");
         return;
     }

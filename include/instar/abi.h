@@ -398,6 +398,7 @@ enum instar_op {
     INSTAR_OP_CONVERT, /* args: struct instar_convert_args */
     INSTAR_OP_DD,      /* args: struct instar_dd_args */
     INSTAR_OP_BENCH,   /* args: struct instar_bench_args */
+    INSTAR_OP_REBASE,  /* args: struct instar_rebase_args */
     INSTAR_OP_MAX
 };
 
@@ -683,9 +684,47 @@ struct instar_bench_args {
     uint64_t offset;         /* of the first request, < 2^63 */
 };
 
+/*
+ * rebase: qemu-img rebase of node top (its file a writable device).
+ * With INSTAR_REBASE_SAFE, img_rebase()'s loop first: for every range
+ * top does not allocate, node old (top's backing; INSTAR_NO_NODE: none)
+ * and node new (INSTAR_NO_NODE: no new backing, zeros) are read and what
+ * differs is written into top.  INSTAR_REBASE_PREFIX: new is a node of
+ * old's chain (qemu's prefix_chain_bs), and ranges no node above it
+ * allocates are skipped.  Then, with data flushed, the header names the
+ * new backing file: name (NUL-terminated) with INSTAR_REBASE_NAME, none
+ * without; fmt with INSTAR_REBASE_FMT.  INSTAR_REBASE_NAME_LONG: the
+ * name is longer than the 1023 bytes qcow2 takes (name is then empty),
+ * so the change fails with EINVAL as qemu's does.
+ * The result is a struct instar_data_result: EMETA ("error while reading
+ * image metadata"), EREAD with image 1 (old) or 2 (new), EWRITE_AT
+ * ("Error while writing to COW image"), EBACKING (errnum of the failed
+ * change).  PROGRESS: qemu's per-step figure (INSTAR_PROGRESS_RECIP).
+ */
+#define INSTAR_REBASE_SAFE      (1u << 0)
+#define INSTAR_REBASE_PREFIX    (1u << 1)
+#define INSTAR_REBASE_PROGRESS  (1u << 2)
+#define INSTAR_REBASE_NAME      (1u << 3)
+#define INSTAR_REBASE_FMT       (1u << 4)
+#define INSTAR_REBASE_NAME_LONG (1u << 5)
+
+#define INSTAR_REBASE_NAME_MAX 1024 /* 1023 bytes and the NUL */
+#define INSTAR_REBASE_FMT_MAX  32
+
+struct instar_rebase_args {
+    struct instar_graph g;
+    uint32_t top;
+    uint32_t old;   /* top's backing node, or INSTAR_NO_NODE */
+    uint32_t new_;  /* the new backing node, or INSTAR_NO_NODE */
+    uint32_t flags; /* INSTAR_REBASE_* */
+    char name[INSTAR_REBASE_NAME_MAX];
+    char fmt[INSTAR_REBASE_FMT_MAX];
+};
+
 /* Progress modes (struct instar_hc_progress). */
-#define INSTAR_PROGRESS_ABS 0 /* qemu_progress_print(100.0 * num / den, 0) */
-#define INSTAR_PROGRESS_ADD 1 /* qemu_progress_print((float)num / den * 100, 100) */
+#define INSTAR_PROGRESS_ABS   0 /* qemu_progress_print(100.0 * num / den, 0) */
+#define INSTAR_PROGRESS_ADD   1 /* qemu_progress_print((float)num / den * 100, 100) */
+#define INSTAR_PROGRESS_RECIP 2 /* qemu_progress_print((float)num / (int64_t)den, 100) */
 
 #define INSTAR_ARGS_MAX 3040
 
@@ -708,6 +747,7 @@ struct instar_boot_info {
         struct instar_convert_args convert;
         struct instar_dd_args dd;
         struct instar_bench_args bench;
+        struct instar_rebase_args rebase;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };

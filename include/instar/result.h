@@ -200,7 +200,15 @@ enum instar_data_status {
     INSTAR_DATA_EREQUEST = 13, /* bench: "Failed request: strerror" */
     INSTAR_DATA_EFLUSH = 14,   /* bench --no-drain: "Failed flush request: strerror" */
     INSTAR_DATA_ESILENT = 15,  /* convert -c: failed where qemu-img prints nothing (exit 1) */
+    INSTAR_DATA_EBACKING = 16, /* rebase: "Could not change the backing file to ...": errnum */
+    /* rebase: EMETA, EREAD (image 1: old backing, 2: new), EWRITE_AT as img_rebase() words them */
 };
+
+/*
+ * rebase: with EBACKING, the image was refused before anything was
+ * written (the dirty bit; docs/differences.md).
+ */
+#define INSTAR_DATA_REBASE_REFUSED (1u << 1)
 
 struct instar_data_result {
     struct instar_result_hdr hdr;
