@@ -1080,7 +1080,7 @@ bool gbs_qcow2_write_refused(struct gbs *bs)
     if (bs->drv != &gbs_drv_qcow2)
         return false;
     q = Q(bs);
-    return q->img.x.nb_bitmaps || (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY);
+    return (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY) != 0;
 }
 
 int gbs_qcow2_change_backing(struct gbs *bs, const char *name, const char *fmt)

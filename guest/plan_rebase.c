@@ -77,13 +77,16 @@ static int allocated_above(struct gbs *bs, struct gbs *base, uint64_t off, uint6
     return 0;
 }
 
+/* Whether gbs_close(top) ran (change_backing closes before the header). */
+static bool closed;
+
 /* blk_unref() of top: its cached metadata and bitmaps reach the file, then the result. */
 __attribute__((noreturn)) static void finish(struct gbs *top, uint32_t status, int err,
                                              uint64_t off, uint32_t image)
 {
     int r = gbs_flush(top);
 
-    if (r == 0)
+    if (r == 0 && !closed)
         r = gbs_close(top); /* persistent bitmaps stored again, as at qemu's close */
     if (r < 0 && status == INSTAR_DATA_OK) {
         status = INSTAR_DATA_EWRITE_AT;
@@ -189,8 +192,16 @@ static int change_backing(struct gbs *top)
         return -GBS_ENOTSUP;
     if (too_long)
         return -GBS_EINVAL;
-    /* The data the new chain relies on reaches the file before the header names it. */
+    /*
+     * The data the new chain relies on reaches the file before the header
+     * names it.  The persistent bitmaps are stored first too (qemu stores
+     * them at close, after its header update, rewriting the header once
+     * more with the new name): the same header and clusters in the end.
+     */
     ret = gbs_flush(top);
+    if (ret == 0)
+        ret = gbs_close(top);
+    closed = true;
     if (ret < 0)
         return ret;
     return gbs_qcow2_change_backing(top, name, fmt);
