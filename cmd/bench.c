@@ -261,6 +261,13 @@ int cmd_bench(int argc, char **argv)
             d->write_limit = UINT64_MAX;
         else
             d->write_limit = d->size + image_size + image_size / 8 + (256ULL << 20);
+        /* Persistent bitmaps are stored anew at close. */
+        if (d->write_limit != UINT64_MAX) {
+            uint64_t more = info_bitmaps_bytes(oc.img[0].info, image_size);
+
+            d->write_limit =
+                more > UINT64_MAX - d->write_limit ? UINT64_MAX : d->write_limit + more;
+        }
     }
     /* qemu-img divides by the image size to wrap the offset: an empty image crashes it. */
     if (image_size == 0 && count > 0) {
