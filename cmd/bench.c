@@ -255,6 +255,13 @@ int cmd_bench(int argc, char **argv)
             d->write_limit = UINT64_MAX;
         else
             d->write_limit = d->size + image_size + image_size / 8 + (256ULL << 20);
+        /* Persistent bitmaps are stored anew at close. */
+        if (d->write_limit != UINT64_MAX) {
+            uint64_t more = info_bitmaps_bytes(oc.img[0].info, image_size);
+
+            d->write_limit =
+                more > UINT64_MAX - d->write_limit ? UINT64_MAX : d->write_limit + more;
+        }
         if (gr.g.nodes[args.top].data != INSTAR_NO_NODE) {
             /* The external data file: guest data at its guest offset, up to the last cluster. */
             d = &gr.devs[gr.g.nodes[args.top].data];

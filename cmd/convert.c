@@ -160,27 +160,6 @@ static int convert_check_bitmaps(const struct open_chain *src, unsigned nsrc, bo
 }
 
 /*
- * What copying src's bitmaps can write into a target of total bytes, at
- * most: per bitmap its serialised bits, a table and a directory entry,
- * each rounded up to the largest cluster (2 MiB), and refcount blocks
- * for them (a 512-byte cluster's block counts 256 clusters).
- */
-static uint64_t bitmaps_write_limit(const struct open_chain *src, uint64_t total)
-{
-    const struct image_info *ii = src->img[0].info;
-    uint64_t sum = 0, cl = 2ULL << 20;
-    uint32_t i;
-
-    for (i = 0; i < ii->nbitmaps; i++) {
-        uint64_t g = ii->bitmaps[i].granularity ? ii->bitmaps[i].granularity : 512;
-        uint64_t ser = (total / g / 64 + 1) * 8;
-
-        sum += ser + ser / 64 + 3 * cl;
-    }
-    return sum;
-}
-
-/*
  * Where convert_copy_bitmaps() stops: it walks the source's bitmaps from
  * the last in directory order, skips in-use ones with skip_broken, and
  * fails at the first whose name the target has (*why 1: "Failed to
@@ -607,8 +586,14 @@ int cmd_convert(int argc, char **argv)
         tdev = (int)gr.g.nodes[tnode].file;
         gr.devs[tdev].flags |= INSTAR_DEV_WRITE;
         lim = target_write_limit(out_fmt, total);
-        if (bitmaps && bitmaps_to_copy(&src[0], skip_broken)) {
-            uint64_t more = bitmaps_write_limit(&src[0], total);
+        /* The copied bitmaps, and the target's own, stored anew at close. */
+        {
+            uint64_t more = info_bitmaps_bytes(tgt.img[0].info, target_size);
+
+            if (bitmaps && bitmaps_to_copy(&src[0], skip_broken)) {
+                uint64_t b = info_bitmaps_bytes(src[0].img[0].info, total);
+                more = more > UINT64_MAX - b ? UINT64_MAX : more + b;
+            }
             lim = lim > UINT64_MAX - more ? UINT64_MAX : lim + more;
         }
         gr.devs[tdev].write_limit =

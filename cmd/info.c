@@ -46,6 +46,22 @@ static void snapshot_release(struct info_snapshot *s)
     free(s->name);
 }
 
+uint64_t info_bitmaps_bytes(const struct image_info *ii, uint64_t size)
+{
+    uint64_t sum = 0, cl = 2ULL << 20;
+    uint32_t i;
+
+    for (i = 0; i < ii->nbitmaps; i++) {
+        uint64_t g = ii->bitmaps[i].granularity ? ii->bitmaps[i].granularity : 512;
+        uint64_t ser = (size / g / 64 + 1) * 8;
+
+        if (sum > UINT64_MAX / 2 || ser > UINT64_MAX / 4)
+            return UINT64_MAX;
+        sum += ser + ser / 64 + 3 * cl;
+    }
+    return sum;
+}
+
 void image_info_free(struct image_info *ii)
 {
     uint32_t i;

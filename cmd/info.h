@@ -60,6 +60,15 @@ struct image_info {
     uint32_t nbitmaps;
 };
 
+/*
+ * info_bitmaps_bytes - at most how many bytes storing the persistent
+ * bitmaps of ii (for an image of size bytes) writes: per bitmap its
+ * serialised bits, a table and a directory entry, each rounded up to the
+ * largest cluster (2 MiB), and refcount blocks for them.  For the write
+ * limits the host sets from sizes alone.
+ */
+uint64_t info_bitmaps_bytes(const struct image_info *ii, uint64_t size);
+
 struct result_info;
 
 /*

@@ -133,7 +133,10 @@ def test_convert_bitmaps_sweep(instar, tmp_path, cs):
     pytest.fail(f"convert did not complete within {MAX_WRITES} writes")
 
 
-def test_write_into_bitmaps_sweep(instar, tmp_path):
+@pytest.mark.parametrize("cmd", [["convert", "-n", "-O", "qcow2", "src.qcow2", "t.qcow2"],
+                                 ["bench", "-w", "-c", "12", "-s", "64k", "-S", "640k", "--pattern=157", "t.qcow2"]],
+                         ids=["convert-n", "bench-w"])
+def test_write_into_bitmaps_sweep(instar, tmp_path, cmd):
     d = tmp_path / "img"
     d.mkdir()
     tl.qemu_img("create", "-q", "-f", "qcow2", "src.qcow2", "8M", cwd=d)
@@ -145,20 +148,19 @@ def test_write_into_bitmaps_sweep(instar, tmp_path):
     tl.qemu_img("bitmap", "--disable", "t.qcow2", "off", cwd=d)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 0x11 1M 1M", "t.qcow2", cwd=d)
     old = raw(d / "t.qcow2", tmp_path / "old.raw")
-    new = raw(d / "src.qcow2", tmp_path / "new.raw")
     before = bitmaps(d / "t.qcow2")
     final = tmp_path / "final"
     shutil.copytree(d, final)
-    o = tl.run_oracle(["convert", "-n", "-O", "qcow2", "src.qcow2", "t.qcow2"], cwd=final)
+    o = tl.run_oracle(cmd, cwd=final)
     assert o.returncode == 0, o.describe()
+    new = raw(final / "t.qcow2", tmp_path / "new.raw")
     after = bitmaps(final / "t.qcow2")
     assert after != before and set(after) == set(before)
     for n in range(MAX_WRITES):
         work = tmp_path / f"n{n}"
         shutil.copytree(d, work)
         img = work / "t.qcow2"
-        r = instar.run(["convert", "-n", "-O", "qcow2", "src.qcow2", "t.qcow2"], cwd=work,
-                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        r = instar.run(cmd, cwd=work, env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
         if r.returncode == 0:
             assert img.read_bytes() == (final / "t.qcow2").read_bytes()
             verify(img, old, new, after)
