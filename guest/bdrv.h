@@ -200,6 +200,16 @@ int gbs_qcow2_target_info(struct gbs *bs, uint64_t *cluster_size, unsigned *ctyp
  */
 int gbs_qcow2_write_compressed(struct gbs *bs, uint64_t off, const void *data, uint64_t len);
 
+/*
+ * gbs_qcow2_make_empty - qcow2_make_empty() on a writable qcow2 node:
+ * make_completely_empty() for a version 3 image without snapshots,
+ * bitmaps or data file whose L1 table fits (the image reset to a header,
+ * a refcount table and block and an empty L1 table), else every cluster
+ * discarded (qcow2_cluster_discard with full_discard).  Returns 0 or
+ * -errno (-GBS_ENOTSUP for another driver, as bdrv_make_empty).
+ */
+int gbs_qcow2_make_empty(struct gbs *bs);
+
 /* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
 int gbs_flush(struct gbs *bs);
 

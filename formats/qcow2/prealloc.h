@@ -155,6 +155,12 @@ int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t 
 #define QCOW2_ZEROIZE_V2_DISCARD (1u << 2) /* internal */
 /* The image is open with discard=unmap (BDRV_O_UNMAP): freed clusters are discarded. */
 #define QCOW2_ZEROIZE_DISCARD (1u << 3)
+/*
+ * qcow2_cluster_discard() with full_discard (qcow2_make_empty()'s
+ * fallback), at any version: every entry is cleared (bitmap included),
+ * so the range falls through to the backing file; whole clusters only.
+ */
+#define QCOW2_ZEROIZE_FULL_DISCARD (1u << 4)
 
 /*
  * qcow2_prealloc_zeroize_flags - qcow2_subcluster_zeroize() for

@@ -179,7 +179,8 @@ struct instar_resize_result {
     struct instar_result_hdr hdr;
 };
 
-/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT, INSTAR_OP_DD, INSTAR_OP_BENCH --- */
+/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT, INSTAR_OP_DD, INSTAR_OP_BENCH,
+ * INSTAR_OP_COMMIT --- */
 
 /* What a data-path run ended with (status); errnum a Linux errno. */
 enum instar_data_status {
@@ -207,6 +208,8 @@ enum instar_data_status {
  * before the final line (the larger image's tail was checked).
  */
 #define INSTAR_DATA_SIZE_WARNING (1u << 0)
+/* commit: the failure was the top's emptying, after the job completed. */
+#define INSTAR_DATA_COMMIT_EMPTY (1u << 1)
 
 struct instar_data_result {
     struct instar_result_hdr hdr;
