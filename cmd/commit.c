@@ -95,25 +95,38 @@ static unsigned find_backing_image(const struct open_chain *oc, const char *base
 }
 
 /*
- * The base read-write (bdrv_reopen_set_read_only(base, false)): the same
- * file opened again through its descriptor, with the write permission
- * locked.  Returns 0, or -1 after reporting.
+ * A descriptor of the same file opened again read-write (through
+ * /proc/self/fd), replacing *fd; the read-only open's locks go with the
+ * old descriptor.  Returns 0, or -1 with errno set.
+ */
+static int reopen_fd_rw(int *fd)
+{
+    char path[64];
+    int nfd;
+
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", *fd);
+    nfd = open(path, O_RDWR | O_CLOEXEC);
+    if (nfd < 0)
+        return -1;
+    close(*fd);
+    *fd = nfd;
+    return 0;
+}
+
+/*
+ * The base read-write (bdrv_reopen_set_read_only(base, false)): its file
+ * and its external data file opened again read-write, the image with the
+ * write permission locked.  Returns 0, or -1 after reporting.
  */
 static int reopen_base_rw(struct open_image *im)
 {
-    char path[64], msg[512];
-    int fd;
+    char msg[512];
 
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", im->fd);
-    fd = open(path, O_RDWR | O_CLOEXEC);
-    if (fd < 0) {
+    if (reopen_fd_rw(&im->fd) < 0 || (im->data_fd >= 0 && reopen_fd_rw(&im->data_fd) < 0)) {
         report_error("Could not reopen file: %s", strerror(errno));
         return -1;
     }
-    /* The read-only open's locks go with its descriptor; the new one takes its own. */
-    close(im->fd);
-    im->fd = fd;
-    if (lock_perms(fd, LOCK_PERM_CONSISTENT_READ | LOCK_PERM_WRITE | LOCK_PERM_RESIZE,
+    if (lock_perms(im->fd, LOCK_PERM_CONSISTENT_READ | LOCK_PERM_WRITE | LOCK_PERM_RESIZE,
                    LOCK_PERM_ALL & ~LOCK_PERM_RESIZE, im->name, msg, sizeof(msg)) < 0) {
         report_error("%s", msg);
         return -1;
@@ -239,6 +252,26 @@ int cmd_commit(int argc, char **argv)
             err = NULL;
         goto done;
     }
+    /*
+     * qemu records the job's writes in a base's persistent bitmaps, stores
+     * a read-write top's bitmaps again when it closes it (-d too), and
+     * repairs an image marked dirty when it opens it read-write: instar
+     * does none of it, so it refuses before anything is written.
+     */
+    for (unsigned k = 0; k < 2; k++) {
+        unsigned i = k ? 0 : bi;
+        const struct image_info *ii = oc.img[i].info;
+
+        if (ii->nbitmaps || (ii->has_dirty_flag && ii->dirty_flag)) {
+            if (asprintf(&err,
+                         "Could not open '%s': instar does not commit into or empty an image "
+                         "with %s",
+                         oc.img[i].name,
+                         ii->nbitmaps ? "persistent bitmaps" : "the dirty bit set") < 0)
+                err = NULL;
+            goto done;
+        }
+    }
     if (reopen_base_rw(&oc.img[bi]) < 0)
         goto out_quiet;
 
@@ -292,6 +325,13 @@ int cmd_commit(int argc, char **argv)
 
         d->flags |= INSTAR_DEV_WRITE;
         d->write_limit = top_write_limit(d->size, (uint64_t)oc.img[0].info->virtual_size);
+        /* Emptying discards the clusters of an external data file: never past its end. */
+        if (gr.g.nodes[top].data != INSTAR_NO_NODE) {
+            struct vmm_dev *dd = &gr.devs[gr.g.nodes[top].data];
+
+            dd->flags |= INSTAR_DEV_WRITE;
+            dd->write_limit = dd->size;
+        }
     } else {
         args.flags |= INSTAR_COMMIT_DROP;
     }

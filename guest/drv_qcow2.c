@@ -472,7 +472,13 @@ static int w_length(void *o, int dev, uint64_t *len)
 /* A freed cluster's discard (qcow2_process_discards): a hole in the file. */
 static void w_discard(void *o, uint64_t off, uint64_t len)
 {
-    (void)gdev_zero(((struct gbs *)o)->file, off, len, 0);
+    (void)gdev_discard(((struct gbs *)o)->file, off, len);
+}
+
+/* The same for a cluster of an external data file (qcow2_free_any_cluster). */
+static void w_discard_data(void *o, uint64_t off, uint64_t len)
+{
+    (void)gdev_discard(((struct gbs *)o)->data, off, len);
 }
 
 static const struct qcow2_alloc_ops w_ops = {w_read, w_write, w_mem, w_discard, NULL};
@@ -511,6 +517,7 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
     w->pa.ops = &w_ops;
     w->pa.truncate = w_truncate;
     w->pa.length = w_length;
+    w->pa.discard_data = w_discard_data;
     w->pa.opaque = bs;
     w->pa.cluster_bits = h->cluster_bits;
     w->pa.extended_l2 = q->geom.extended_l2;

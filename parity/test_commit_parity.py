@@ -98,6 +98,12 @@ SETUPS = {
     "snapshot-top": lambda d: (_chain(d, base_writes=BASE, top_writes=TOP),
                                _qimg(d, "snapshot", "-c", "snap1", "top.qcow2"),
                                _qio(d, "qcow2", "top.qcow2", "write -P 9 2M 128k")),
+    "datafile-top": lambda d: _chain(d, top_opts="data_file=top.data", base_writes=BASE, top_writes=TOP),
+    "datafile-base": lambda d: _chain(d, base_opts="data_file=base.data", base_writes=BASE, top_writes=TOP),
+    "bitmap-top": lambda d: (_chain(d, base_writes=BASE, top_writes=TOP),
+                             _qimg(d, "bitmap", "--add", "top.qcow2", "b0")),
+    "bitmap-base": lambda d: (_chain(d, base_writes=BASE, top_writes=TOP),
+                              _qimg(d, "bitmap", "--add", "base.qcow2", "b0")),
     "subdir": lambda d: (Path(d, "sub").mkdir(), _chain(Path(d, "sub"), base_writes=BASE, top_writes=TOP)),
 }
 
@@ -126,7 +132,7 @@ def _outputs(d: Path):
     out = {}
     for p in sorted(d.rglob("*")):
         if p.is_file():
-            out[str(p.relative_to(d))] = "raw" if p.suffix == ".raw" else "qcow2"
+            out[str(p.relative_to(d))] = "raw" if p.suffix in (".raw", ".data") else "qcow2"
     return out
 
 
@@ -154,10 +160,10 @@ def case(cid, setup, *args):
 
 
 for _s in SETUPS:
-    if _s != "subdir":
+    if _s not in ("subdir", "bitmap-top", "bitmap-base"):
         case(_s, _s, "top.qcow2")
 case("subdir", "subdir", "sub/top.qcow2")
-for _s in ("q-over-q", "q-over-raw", "snapshot-top", "v2", "compressed"):
+for _s in ("q-over-q", "q-over-raw", "snapshot-top", "v2", "compressed", "datafile-top", "datafile-base"):
     case(f"{_s}-d", _s, "-d", "top.qcow2")
 case("chain3-b-mid", "chain3", "-b", "mid.qcow2", "top.qcow2")
 case("chain3-b-base", "chain3", "-b", "base.qcow2", "top.qcow2")
@@ -210,7 +216,9 @@ def test_commit(instar, setups, tmp_path, request, setup, args):
     d = setups(setup)
     files = _files(d)
     outputs = _outputs(d)
-    racy = {n: f for n, f in outputs.items() if f == "qcow2" and n.endswith(("base.qcow2", "mid.qcow2"))}
+    # (A base with an external data file keeps guest offsets: nothing to race.)
+    racy = {n: f for n, f in outputs.items()
+            if f == "qcow2" and n.endswith(("base.qcow2", "mid.qcow2")) and not (d / "base.data").exists()}
     w = oc.run_writing(instar, ["commit", *args], tmp_path, files,
                        {n: f for n, f in outputs.items() if n not in racy}, normalise=normalise_progress)
     for n, f in racy.items():
@@ -221,3 +229,24 @@ def test_commit(instar, setups, tmp_path, request, setup, args):
             f"instar {(b.stat().st_size, _allocated(b))}")
     err_case = request.node.callspec.id.startswith("err-")
     assert (w.oracle.returncode != 0) == err_case, "case id does not match qemu-img's outcome: " + w.oracle.describe()
+
+
+REFUSED = [
+    pytest.param("bitmap-top", ["top.qcow2"], "top.qcow2", id="bitmap-top"),
+    pytest.param("bitmap-top", ["-d", "top.qcow2"], "top.qcow2", id="bitmap-top-d"),
+    pytest.param("bitmap-base", ["top.qcow2"], "base.qcow2", id="bitmap-base"),
+    pytest.param("bitmap-base", ["-d", "top.qcow2"], "base.qcow2", id="bitmap-base-d"),
+]
+
+
+@pytest.mark.parametrize("setup,args,mention", REFUSED)
+def test_commit_refused(instar, setups, tmp_path, setup, args, mention):
+    """Deliberate refusals (docs/differences.md): a base or top with
+    persistent bitmaps (qemu-img records the job's writes in the base's and
+    stores the top's again when it closes it): instar says why in one `qemu-img: ` line, exit 1, and writes
+    nothing."""
+    d = setups(setup)
+    files = _files(d)
+    w = oc.run_refused(instar, ["commit", *args], tmp_path, files)
+    oc.assert_refused(w, "persistent bitmaps", files, [rel for _, rel in files])
+    assert mention.encode() in w.instar.stderr

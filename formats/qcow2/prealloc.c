@@ -802,6 +802,9 @@ static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb
             } else if (!p->data_file && !(d.host_offset & (p->cs - 1))) {
                 (void)qcow2_alloc_free(p->a, d.host_offset, p->cs,
                                        (flags & QCOW2_ZEROIZE_DISCARD) != 0);
+            } else if (p->data_file && p->discard_data && (flags & QCOW2_ZEROIZE_DISCARD) &&
+                       !(d.host_offset & (p->cs - 1))) {
+                p->discard_data(p->opaque, d.host_offset, p->cs);
             }
         }
     }

@@ -69,6 +69,12 @@ struct qcow2_prealloc {
      * with extended L2 entries the subclusters become allocated.
      */
     bool write;
+    /*
+     * discard_data - optional: discard [off, off + len) of the external
+     * data file (a cluster freed with QCOW2_ZEROIZE_DISCARD: qemu's
+     * qcow2_free_any_cluster passes the discard down to the data file).
+     */
+    void (*discard_data)(void *opaque, uint64_t off, uint64_t len);
     /* The backing file's length (0: none): a copy-on-write reading it is refused. */
     uint64_t backing_len;
     /* The active L1 table (host-endian), owned by the caller. */
