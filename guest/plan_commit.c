@@ -4,7 +4,7 @@
  * of its backing chain, then, unless the top is to be dropped, empties
  * the top (bdrv_make_empty).
  *
- * The job as mirror_run() does it, run one request at a time:
+ * The job as mirror_run() does it, its requests run one at a time:
  * mirror_dirty_init() marks every granularity chunk (the base's cluster
  * size, 4 KiB..64 KiB; 64 KiB for raw) that is allocated anywhere from
  * the top down to the node above the base (bdrv_is_allocated_above with
@@ -13,13 +13,15 @@
  * the whole chain from there, and copies data (at most 1 MiB a request),
  * or, where the range reads as zeros and covers whole base clusters,
  * writes zeros with MAY_UNMAP; then the base is flushed.  qemu runs up to
- * 16 requests at once, so only the order in which a qcow2 base allocates
- * its new clusters differs (docs/differences.md).
+ * 16 requests at once, so the order in which they reach the base is a
+ * race there; instar runs each window of requests in the order qemu's
+ * usually complete (docs/differences.md).
  */
 #include "bdrv.h"
 
 #define MIRROR_BUF_SIZE (16ULL << 20) /* DEFAULT_MIRROR_BUF_SIZE */
 #define MAX_IO_BYTES    (1ULL << 20)  /* MAX(buf_size / MAX_IN_FLIGHT, MAX_IO_BYTES) */
+#define MAX_IN_FLIGHT   16
 
 static struct instar_commit_args a;
 
@@ -72,6 +74,87 @@ static int allocated_above(struct gbs *top, struct gbs *overlay, uint64_t off, u
             return 0;
         p = p->backing;
     }
+}
+
+/* One request of the job: a copy, or a zero write. */
+struct op {
+    uint64_t off, bytes;
+    bool zero;
+};
+
+/* mirror_iteration()'s state between requests. */
+static struct {
+    uint64_t c;    /* the next chunk to look at */
+    uint64_t off;  /* the next request's offset in the current run */
+    uint64_t nb;   /* chunks of the current run still to cover */
+    uint64_t left; /* bytes of dirty chunks not yet taken */
+    bool pending;  /* next holds a request planned but not yet issued */
+    struct op next;
+} it;
+
+static uint64_t total_planned;
+
+static bool op_before(const struct op *x, const struct op *y)
+{
+    if (x->zero != y->zero)
+        return x->zero;
+    return !x->zero && x->bytes < y->bytes;
+}
+
+/*
+ * The next request, as mirror_iteration() plans them: from the first dirty
+ * chunk, the run of consecutive dirty ones (up to the buffer's size),
+ * then the block status of the whole chain from there: data is copied at
+ * most MAX_IO_BYTES at a time; a range that reads as zeros and covers
+ * whole base clusters is a zero write; anything shorter than a chunk is
+ * copied a chunk at a time.  Returns false when nothing is dirty.
+ */
+static bool next_op(struct gbs *top, uint64_t len, uint64_t gran, uint64_t tcs, struct op *o)
+{
+    uint64_t io = 0, map = 0;
+    uint32_t dev = 0;
+    int ret;
+
+    if (it.nb == 0 || it.off >= len) {
+        while (it.c < nchunks && !is_dirty(it.c))
+            it.c++;
+        if (it.c >= nchunks)
+            return false;
+        it.off = it.c * gran;
+        it.nb = 1;
+        while (it.nb * gran < MIRROR_BUF_SIZE && it.off + it.nb * gran < len &&
+               is_dirty(it.c + it.nb))
+            it.nb++;
+        for (uint64_t i = 0; i < it.nb; i++)
+            set_dirty(it.c + i, false);
+        it.c += it.nb;
+        it.left = ndirty * gran;
+    }
+    o->zero = false;
+    ret = gbs_block_status_above(top, it.off, it.nb * gran, &io, &map, &dev, NULL);
+    if (ret < 0 || (ret & INSTAR_BS_DATA)) {
+        if (ret < 0)
+            io = it.nb * gran;
+        if (io > MAX_IO_BYTES)
+            io = MAX_IO_BYTES;
+    }
+    io -= io % gran;
+    if (io < gran) {
+        io = gran;
+    } else if (ret >= 0 && !(ret & INSTAR_BS_DATA)) {
+        /* bdrv_round_to_clusters() of the base leaves the range as it is. */
+        o->zero = !tcs || ((it.off | io) & (tcs - 1)) == 0;
+    }
+    if (io > len - it.off)
+        io = len - it.off; /* mirror_clip_bytes() */
+    if (!o->zero && io > MIRROR_BUF_SIZE)
+        io = MIRROR_BUF_SIZE;
+    o->off = it.off;
+    o->bytes = io;
+    total_planned += io;
+    it.off += io;
+    it.nb -= (io + gran - 1) / gran < it.nb ? (io + gran - 1) / gran : it.nb;
+    return true;
 }
 
 void plan_commit(void)
@@ -133,58 +216,67 @@ void plan_commit(void)
     if (a.flags & INSTAR_COMMIT_PROGRESS)
         hc_progress(INSTAR_PROGRESS_ABS, 0, 1);
 
-    /* mirror_run()'s loop over mirror_iteration(), one request at a time. */
-    for (c = 0; c < nchunks; c++) {
-        uint64_t nb = 1;
+    /*
+     * mirror_run()'s loop over mirror_iteration(): requests are planned in
+     * its order and issued in windows of what qemu has in flight at once
+     * (MAX_IN_FLIGHT requests, the copies within the 16 MiB buffer), and
+     * the requests of a window are run in the order qemu's typically
+     * reach the base: zero writes first (they read nothing), then copies
+     * by size (a shorter read completes first), in issue order for equal
+     * sizes.  A qcow2 base then allocates its clusters (and reuses those
+     * a zero write freed) where qemu-img's usually puts them.
+     */
+    it.c = 0;
+    it.nb = 0;
+    for (;;) {
+        struct op win[MAX_IN_FLIGHT];
+        unsigned n = 0, i, j;
+        uint64_t bufc = 0;
 
-        if (!is_dirty(c))
-            continue;
-        off = c * gran;
-        while (nb * gran < MIRROR_BUF_SIZE && off + nb * gran < len && is_dirty(c + nb))
-            nb++;
-        for (uint64_t i = 0; i < nb; i++)
-            set_dirty(c + i, false);
-        while (nb > 0 && off < len) {
-            uint64_t io = 0, map = 0;
-            uint32_t dev = 0;
-            bool zero = false;
+        while (n < MAX_IN_FLIGHT) {
+            struct op o;
+            uint64_t need;
 
-            ret = gbs_block_status_above(top, off, nb * gran, &io, &map, &dev, NULL);
-            if (ret < 0 || (ret & INSTAR_BS_DATA)) {
-                if (ret < 0)
-                    io = nb * gran;
-                if (io > MAX_IO_BYTES)
-                    io = MAX_IO_BYTES;
-            }
-            io -= io % gran;
-            if (io < gran) {
-                io = gran;
-            } else if (ret >= 0 && !(ret & INSTAR_BS_DATA)) {
-                /* bdrv_round_to_clusters() of the base leaves the range as it is. */
-                zero = !tcs || ((off | io) & (tcs - 1)) == 0;
-            }
-            if (io > len - off)
-                io = len - off; /* mirror_clip_bytes() */
-            if (zero) {
+            if (!it.pending && !next_op(top, len, gran, tcs, &it.next))
+                break;
+            it.pending = true;
+            o = it.next;
+            need = o.zero ? 0 : (o.bytes + gran - 1) / gran;
+            if (n && bufc + need > MIRROR_BUF_SIZE / gran)
+                break;
+            bufc += need;
+            win[n++] = o;
+            it.pending = false;
+        }
+        if (n == 0)
+            break;
+        /* Insertion sort: stable, zero writes first, then copies by size. */
+        for (i = 1; i < n; i++) {
+            struct op o = win[i];
+
+            for (j = i; j > 0 && op_before(&o, &win[j - 1]); j--)
+                win[j] = win[j - 1];
+            win[j] = o;
+        }
+        for (i = 0; i < n; i++) {
+            const struct op *o = &win[i];
+
+            if (o->zero) {
                 /* MIRROR_METHOD_ZERO (DISCARD never arises: see docs/differences.md) */
-                ret = gbs_pwrite_zeroes(base, off, io, GBS_ZERO_MAY_UNMAP);
+                ret = gbs_pwrite_zeroes(base, o->off, o->bytes, GBS_ZERO_MAY_UNMAP);
                 if (ret < 0)
-                    fail(INSTAR_DATA_EWRITE_AT, ret, off, 0);
+                    fail(INSTAR_DATA_EWRITE_AT, ret, o->off, 0);
             } else {
-                if (io > MIRROR_BUF_SIZE)
-                    io = MIRROR_BUF_SIZE;
-                ret = gbs_pread(top, off, buf, (size_t)io);
+                ret = gbs_pread(top, o->off, buf, (size_t)o->bytes);
                 if (ret < 0)
-                    fail(INSTAR_DATA_EREAD_AT, ret, off, 0);
-                ret = gbs_pwrite(base, off, buf, (size_t)io);
+                    fail(INSTAR_DATA_EREAD_AT, ret, o->off, 0);
+                ret = gbs_pwrite(base, o->off, buf, (size_t)o->bytes);
                 if (ret < 0)
-                    fail(INSTAR_DATA_EWRITE_AT, ret, off, 0);
+                    fail(INSTAR_DATA_EWRITE_AT, ret, o->off, 0);
             }
-            done += io;
+            done += o->bytes;
             if (a.flags & INSTAR_COMMIT_PROGRESS)
-                hc_progress(INSTAR_PROGRESS_ABS, done, done + ndirty * gran + (nb * gran - io));
-            off += io;
-            nb -= (io + gran - 1) / gran < nb ? (io + gran - 1) / gran : nb;
+                hc_progress(INSTAR_PROGRESS_ABS, done, done + it.left + (total_planned - done));
         }
     }
     /* mirror_flush(): the base is stable before the top is touched. */
