@@ -60,6 +60,12 @@ def _chain(d, base_fmt="qcow2", base_size="4M", top_size=None, base_opts="", top
         _qio(d, "qcow2", "top.qcow2", *top_writes)
 
 
+def _clobber_tail(p: Path):
+    with open(p, "r+b") as f:
+        f.seek(-512, 2)
+        f.write(b"\xff" * 512)
+
+
 TOP = ("write -P 2 512k 1M", "write -z 3M 64k")
 BASE = ("write -P 1 0 1M",)
 
@@ -105,6 +111,9 @@ SETUPS = {
     "v2-base-chain3": lambda d: _chain(d, base_opts="compat=0.10",
                                        base_writes=("write -P 1 0 1M", "write -P 1 3M 128k"),
                                        top_writes=TOP, mid=("write -P 5 3M 64k",)),
+    # The compressed cluster's data (the file's tail) overwritten: reading it fails.
+    "bad-compressed": lambda d: (_chain(d, top_writes=("write -c -P 7 0 64k",)),
+                                 _clobber_tail(d / "top.qcow2")),
     "datafile-top": lambda d: _chain(d, top_opts="data_file=top.data", base_writes=BASE, top_writes=TOP),
     "datafile-base": lambda d: _chain(d, base_opts="data_file=base.data", base_writes=BASE, top_writes=TOP),
     "bitmap-top": lambda d: (_chain(d, base_writes=BASE, top_writes=TOP),
@@ -167,7 +176,7 @@ def case(cid, setup, *args):
 
 
 for _s in SETUPS:
-    if _s not in ("subdir", "bitmap-top", "bitmap-base"):
+    if _s not in ("subdir", "bitmap-top", "bitmap-base", "bad-compressed"):
         case(_s, _s, "top.qcow2")
 case("subdir", "subdir", "sub/top.qcow2")
 for _s in ("q-over-q", "q-over-raw", "snapshot-top", "v2", "compressed", "datafile-top", "datafile-base"):
@@ -204,6 +213,7 @@ case("err-no-args", "q-over-q")
 case("err-two-args", "q-over-q", "top.qcow2", "base.qcow2")
 case("err-f-raw", "q-over-q", "-f", "raw", "top.qcow2")
 case("err-image-opts-f", "q-over-q", "--image-opts", "-f", "qcow2", "driver=qcow2,file.filename=top.qcow2")
+case("err-read-error", "bad-compressed", "top.qcow2")
 case("err-unknown-option", "q-over-q", "-x", "top.qcow2")
 case("help", "q-over-q", "-h")
 
