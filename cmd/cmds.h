@@ -119,6 +119,7 @@ int cmd_map(int argc, char **argv);
 int cmd_measure(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
+int cmd_commit(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
 int cmd_resize(int argc, char **argv);

@@ -43,7 +43,7 @@ const struct cmd_struct cmd_table[] = {
     {"check", cmd_check,
      "check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | "
      "all]] [-T src_cache] [-U] filename"},
-    {"commit", NULL,
+    {"commit", cmd_commit,
      "commit [--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r "
      "rate_limit] [-d] [-p] filename"},
     {"compare", cmd_compare,

@@ -306,6 +306,13 @@ out:
     return ret;
 }
 
+int resize_chain_grow(struct open_chain *oc, int64_t new_size)
+{
+    if (!strcmp(oc->img[0].info->format, "qcow2"))
+        return resize_qcow2(oc, new_size, 0, (uint64_t)new_size, false, INSTAR_PREALLOC_OFF);
+    return resize_raw(&oc->img[0], new_size, INSTAR_PREALLOC_OFF);
+}
+
 int cmd_resize(int argc, char **argv)
 {
     static const struct option long_options[] = {

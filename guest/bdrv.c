@@ -526,12 +526,25 @@ static int raw_flush(struct gbs *bs)
     return gdev_flush(bs->file) < 0 ? -GBS_EIO : 0;
 }
 
+/*
+ * file-posix's write_zeroes under raw: with MAY_UNMAP a hole where the
+ * file system punches one (else zeros), without it allocated zeros.
+ */
+static int raw_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t flags)
+{
+    return gdev_zero(bs->file, off, bytes,
+                     (flags & GBS_ZERO_MAY_UNMAP) ? 0 : INSTAR_ZERO_ALLOCATE) < 0
+               ? -GBS_EIO
+               : 0;
+}
+
 const struct gbs_driver gbs_drv_raw = {
     .name = "raw",
     .open = raw_open,
     .block_status = raw_block_status,
     .pread = raw_pread,
     .pwrite = raw_pwrite,
+    .pwrite_zeroes = raw_pwrite_zeroes,
     .flush = raw_flush,
 };
 

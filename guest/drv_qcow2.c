@@ -15,6 +15,7 @@
 #include "qcow2/l2.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/rebase.h"
+#include "qcow2/refcount.h"
 
 #define Q2_ENOTSUP GBS_ENOTSUP
 
@@ -594,6 +595,12 @@ static void w_discard(void *o, uint64_t off, uint64_t len)
     (void)gdev_discard(((struct gbs *)o)->file, off, len);
 }
 
+/* The same for a cluster of an external data file (qcow2_free_any_cluster). */
+static void w_discard_data(void *o, uint64_t off, uint64_t len)
+{
+    (void)gdev_discard(((struct gbs *)o)->data, off, len);
+}
+
 static const struct qcow2_alloc_ops w_ops = {w_read, w_write, w_mem, w_discard, NULL};
 
 /* The writer of bs: its allocator and the mapping over the shared L1 table. */
@@ -628,6 +635,7 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
     w->pa.ops = &w_ops;
     w->pa.truncate = w_truncate;
     w->pa.length = w_length;
+    w->pa.discard_data = w_discard_data;
     w->pa.opaque = bs;
     w->pa.cluster_bits = h->cluster_bits;
     w->pa.extended_l2 = q->geom.extended_l2;
@@ -1059,6 +1067,113 @@ static int q2_snapshot_load_tmp(struct gbs *bs, uint32_t index)
     q->l1 = l1;
     q->l1_size = (uint32_t)n;
     return 0;
+}
+
+/* --- qcow2_make_empty() --- */
+
+static void st_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+static int e_write_sync(uint32_t file, uint64_t off, const void *buf, size_t len)
+{
+    if (gdev_pwrite(file, off, buf, len) < 0 || gdev_flush(file) < 0)
+        return -GBS_EIO;
+    return 0;
+}
+
+/*
+ * make_completely_empty(): with the dirty bit set first (the refcounts are
+ * broken until the end), the L1 table and the clusters after the header
+ * are zeroed, the header points at a one-cluster refcount table (cluster
+ * 1), its first refcount block (cluster 2) and an empty L1 table (cluster
+ * 3), the clusters up to the end of the L1 table get their references,
+ * the header is rewritten clean (qcow2_mark_clean's qcow2_update_header:
+ * the cluster as it is, with the new fields) and the file cut after the
+ * L1 table.
+ */
+static int make_completely_empty(struct gbs *bs, uint64_t l1c)
+{
+    struct q2 *q = Q(bs);
+    const struct qcow2_header *h = &q->img.h;
+    uint64_t cs = q->cluster_size, i;
+    uint8_t be[20], *buf;
+    int ret = -GBS_EIO;
+
+    st_be64(be, h->incompatible_features | QCOW2_INCOMPAT_DIRTY);
+    if (e_write_sync(bs->file, 72, be, 8) < 0)
+        return -GBS_EIO;
+    if (l1c && gdev_zero(bs->file, h->l1_table_offset, l1c * cs, INSTAR_ZERO_ALLOCATE) < 0)
+        return -GBS_EIO;
+    if (gdev_zero(bs->file, cs, (2 + l1c) * cs, INSTAR_ZERO_ALLOCATE) < 0)
+        return -GBS_EIO;
+    st_be64(be, 3 * cs);
+    st_be64(be + 8, cs);
+    be[16] = 0, be[17] = 0, be[18] = 0, be[19] = 1;
+    if (e_write_sync(bs->file, 40, be, 20) < 0)
+        return -GBS_EIO;
+    st_be64(be, 2 * cs);
+    if (e_write_sync(bs->file, cs, be, 8) < 0)
+        return -GBS_EIO;
+    buf = calloc(1, (size_t)cs);
+    if (!buf)
+        return -GBS_ENOMEM;
+    for (i = 0; i < 3 + l1c; i++)
+        qcow2_refcount_set(buf, i, h->refcount_order, 1);
+    if (e_write_sync(bs->file, 2 * cs, buf, (size_t)cs) < 0)
+        goto out;
+    if (gdev_pread(bs->file, 0, buf, (size_t)cs) < 0)
+        goto out;
+    st_be64(buf + 72, h->incompatible_features & ~(uint64_t)QCOW2_INCOMPAT_DIRTY);
+    if (gdev_pwrite(bs->file, 0, buf, (size_t)cs) < 0)
+        goto out;
+    if (gdev_truncate(bs->file, (3 + l1c) * cs, INSTAR_TRUNC_OFF) < 0)
+        goto out;
+    memset(q->l1, 0, (size_t)q->l1_size * 8);
+    ret = 0;
+out:
+    free(buf);
+    return ret;
+}
+
+int gbs_qcow2_make_empty(struct gbs *bs)
+{
+    struct q2 *q;
+    const struct qcow2_header *h;
+    uint64_t cs, l1c, end, off, step;
+    struct q2w *w;
+    int ret;
+
+    if (bs->drv != &gbs_drv_qcow2)
+        return -GBS_ENOTSUP;
+    if (!bs->writable)
+        return -GBS_EACCES;
+    q = Q(bs);
+    h = &q->img.h;
+    cs = q->cluster_size;
+    if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY)
+        return -GBS_EINVAL; /* qemu would repair it at open: not done by instar */
+    l1c = ((uint64_t)q->l1_size * 8 + cs - 1) / cs;
+    if (h->version >= 3 && !h->nb_snapshots && !q->img.x.nb_bitmaps &&
+        3 + l1c <= qcow2_refcount_block_entries(q->cluster_bits, h->refcount_order) &&
+        !q->geom.data_file)
+        return make_completely_empty(bs, l1c);
+    /* Every active cluster discarded (QCOW2_DISCARD_SNAPSHOT, passed down). */
+    ret = q2_writer(bs, &w);
+    if (ret < 0)
+        return ret;
+    end = (bs->total + 511) / 512 * 512;
+    step = (0x7fffffffULL / cs) * cs;
+    for (off = 0; off < end; off += step) {
+        ret = qcow2_prealloc_zeroize_flags(&w->pa, h->version, off,
+                                           end - off < step ? end - off : step, end,
+                                           QCOW2_ZEROIZE_FULL_DISCARD | QCOW2_ZEROIZE_DISCARD);
+        if (ret < 0)
+            return ret == -QCOW2_PREALLOC_ENOTSUP ? -Q2_ENOTSUP : ret;
+    }
+    return q2_flush(bs);
 }
 
 const struct gbs_driver gbs_drv_qcow2 = {

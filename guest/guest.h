@@ -181,5 +181,6 @@ __attribute__((noreturn)) void plan_convert(void);
 __attribute__((noreturn)) void plan_dd(void);
 __attribute__((noreturn)) void plan_bench(void);
 __attribute__((noreturn)) void plan_rebase(void);
+__attribute__((noreturn)) void plan_commit(void);
 
 #endif /* GUEST_H */

@@ -36,6 +36,8 @@ void guest_main(void)
         plan_bench();
     case INSTAR_OP_REBASE:
         plan_rebase();
+    case INSTAR_OP_COMMIT:
+        plan_commit();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

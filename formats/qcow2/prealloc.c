@@ -778,6 +778,9 @@ static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb
         ne = unmap ? 0 : e;
         if (flags & QCOW2_ZEROIZE_V2_DISCARD) {
             ne = 0; /* discard_in_l2_slice() on version 2: no zero flag */
+            if (flags & QCOW2_ZEROIZE_FULL_DISCARD) {
+                nbm = 0;
+            }
         } else if (p->extended_l2) {
             nbm = QCOW2_BITMAP_ALL_ZEROES;
         } else {
@@ -799,6 +802,9 @@ static int64_t zero_in_l2(struct qcow2_prealloc *p, uint64_t offset, uint64_t nb
             } else if (!p->data_file && !(d.host_offset & (p->cs - 1))) {
                 (void)qcow2_alloc_free(p->a, d.host_offset, p->cs,
                                        (flags & QCOW2_ZEROIZE_DISCARD) != 0);
+            } else if (p->data_file && p->discard_data && (flags & QCOW2_ZEROIZE_DISCARD) &&
+                       !(d.host_offset & (p->cs - 1))) {
+                p->discard_data(p->opaque, d.host_offset, p->cs);
             }
         }
     }
@@ -841,7 +847,9 @@ int qcow2_prealloc_zeroize_flags(struct qcow2_prealloc *p, uint32_t version, uin
     uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
     int ret;
 
-    if (version < 3) {
+    if (flags & QCOW2_ZEROIZE_FULL_DISCARD) {
+        flags |= QCOW2_ZEROIZE_V2_DISCARD;
+    } else if (version < 3) {
         /* Without a backing file qemu discards instead (qcow2_cluster_discard). */
         if (!(flags & QCOW2_ZEROIZE_NO_BACKING)) {
             return -QCOW2_PREALLOC_ENOTSUP;

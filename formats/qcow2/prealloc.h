@@ -69,6 +69,12 @@ struct qcow2_prealloc {
      * with extended L2 entries the subclusters become allocated.
      */
     bool write;
+    /*
+     * discard_data - optional: discard [off, off + len) of the external
+     * data file (a cluster freed with QCOW2_ZEROIZE_DISCARD: qemu's
+     * qcow2_free_any_cluster passes the discard down to the data file).
+     */
+    void (*discard_data)(void *opaque, uint64_t off, uint64_t len);
     /* The backing file's length (0: none): a copy-on-write reading it is refused. */
     uint64_t backing_len;
     /* The active L1 table (host-endian), owned by the caller. */
@@ -155,6 +161,12 @@ int qcow2_prealloc_zeroize(struct qcow2_prealloc *p, uint32_t version, uint64_t 
 #define QCOW2_ZEROIZE_V2_DISCARD (1u << 2) /* internal */
 /* The image is open with discard=unmap (BDRV_O_UNMAP): freed clusters are discarded. */
 #define QCOW2_ZEROIZE_DISCARD (1u << 3)
+/*
+ * qcow2_cluster_discard() with full_discard (qcow2_make_empty()'s
+ * fallback), at any version: every entry is cleared (bitmap included),
+ * so the range falls through to the backing file; whole clusters only.
+ */
+#define QCOW2_ZEROIZE_FULL_DISCARD (1u << 4)
 
 /*
  * qcow2_prealloc_zeroize_flags - qcow2_subcluster_zeroize() for

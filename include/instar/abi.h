@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 9
+#define INSTAR_ABI_VERSION 10
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -399,8 +399,13 @@ enum instar_op {
     INSTAR_OP_DD,      /* args: struct instar_dd_args */
     INSTAR_OP_BENCH,   /* args: struct instar_bench_args */
     INSTAR_OP_REBASE,  /* args: struct instar_rebase_args */
-    INSTAR_OP_MAX
 };
+
+/*
+    INSTAR_OP_COMMIT,  /* args: struct instar_commit_args */
+INSTAR_OP_MAX
+}
+;
 
 #define INSTAR_FMT_NAME_MAX 32
 
@@ -721,6 +726,26 @@ struct instar_rebase_args {
     char fmt[INSTAR_REBASE_FMT_MAX];
 };
 
+/*
+ * commit: qemu-img commit's active commit job (block/mirror.c's
+ * mirror_run for commit_active_start) from node top into node base, a
+ * node of top's backing chain whose file is writable; base_overlay is
+ * the node right above base.  The host grew base to top's length first
+ * when it was shorter.  Unless DROP, top's file is writable too and top
+ * is emptied afterwards as qcow2_make_empty() does.  PROGRESS: report
+ * the job's progress (INSTAR_PROGRESS_ABS) as qemu-img polls it.
+ */
+#define INSTAR_COMMIT_DROP     (1u << 0) /* -d, or -b */
+#define INSTAR_COMMIT_PROGRESS (1u << 1)
+
+struct instar_commit_args {
+    struct instar_graph g;
+    uint32_t top;
+    uint32_t base;
+    uint32_t base_overlay;
+    uint32_t flags; /* INSTAR_COMMIT_* */
+};
+
 /* Progress modes (struct instar_hc_progress). */
 #define INSTAR_PROGRESS_ABS   0 /* qemu_progress_print(100.0 * num / den, 0) */
 #define INSTAR_PROGRESS_ADD   1 /* qemu_progress_print((float)num / den * 100, 100) */
@@ -748,6 +773,10 @@ struct instar_boot_info {
         struct instar_dd_args dd;
         struct instar_bench_args bench;
         struct instar_rebase_args rebase;
+    };
+
+/*
+        struct instar_commit_args commit;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };

@@ -179,7 +179,8 @@ struct instar_resize_result {
     struct instar_result_hdr hdr;
 };
 
-/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT, INSTAR_OP_DD, INSTAR_OP_BENCH --- */
+/* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT, INSTAR_OP_DD, INSTAR_OP_BENCH,
+ * INSTAR_OP_COMMIT --- */
 
 /* What a data-path run ended with (status); errnum a Linux errno. */
 enum instar_data_status {
@@ -209,6 +210,8 @@ enum instar_data_status {
  * written (the dirty bit; docs/differences.md).
  */
 #define INSTAR_DATA_REBASE_REFUSED (1u << 1)
+/* commit: the failure was the top's emptying, after the job completed. */
+#define INSTAR_DATA_COMMIT_EMPTY (1u << 2)
 
 struct instar_data_result {
     struct instar_result_hdr hdr;

@@ -1,0 +1,272 @@
+"""`qemu-img commit` parity (qemu-img 7.2 vs instar).
+
+Every case commits a chain built here with qemu-img and qemu-io into
+directories of its own (tests/output_compare.py): qemu-img twice, instar
+once, on copies; exit code, stdout, stderr and every image of the chain
+(bytes and host data/hole layout where qemu-img writes them the same way
+twice, else `check`, `info`, the guest view of `map` and `compare`) must
+match.  qemu-img's commit job runs up to 16 requests at once, so where a
+qcow2 base allocates clusters, their order (host offsets) varies from run
+to run; the harness then compares semantically.
+
+`-p`: qemu-img prints the job's progress each time its event loop wakes
+up, so how often it repeats a value and which values between 0 and 100 it
+passes through depend on timing.  normalise_progress() keeps what does
+not: the progress lines 0.00 and 100.00, each run of repeats once.
+
+A case id starting with `err-` must make qemu-img fail, every other must
+make it succeed (a guard that the case tests what its name says).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import instar_testlib as tl
+import output_compare as oc
+
+
+def _qimg(cwd, *args):
+    tl.qemu_img(*args, cwd=cwd)
+
+
+def _qio(cwd, fmt, name, *cmds):
+    argv = [tl.QEMU_IO, "-f", fmt]
+    for c in cmds:
+        argv += ["-c", c]
+    subprocess.run(argv + [name], cwd=cwd, check=True, stdout=subprocess.DEVNULL, env=tl.tool_env())
+
+
+def _chain(d, base_fmt="qcow2", base_size="4M", top_size=None, base_opts="", top_opts="", base_writes=(),
+           top_writes=(), mid=None):
+    """base (+ mid) + top.qcow2 in d; writes are qemu-io commands."""
+    base = f"base.{'raw' if base_fmt == 'raw' else 'qcow2'}"
+    _qimg(d, "create", "-q", "-f", base_fmt, *(["-o", base_opts] if base_opts else []), base, base_size)
+    if base_writes:
+        _qio(d, base_fmt, base, *base_writes)
+    below, below_fmt = base, base_fmt
+    if mid is not None:
+        _qimg(d, "create", "-q", "-f", "qcow2", "-b", base, "-F", base_fmt, "mid.qcow2")
+        _qio(d, "qcow2", "mid.qcow2", *mid)
+        below, below_fmt = "mid.qcow2", "qcow2"
+    o = ["-o", top_opts] if top_opts else []
+    _qimg(d, "create", "-q", "-f", "qcow2", *o, "-b", below, "-F", below_fmt, "top.qcow2",
+          *([top_size] if top_size else []))
+    if top_writes:
+        _qio(d, "qcow2", "top.qcow2", *top_writes)
+
+
+def _clobber_tail(p: Path):
+    with open(p, "r+b") as f:
+        f.seek(-512, 2)
+        f.write(b"\xff" * 512)
+
+
+TOP = ("write -P 2 512k 1M", "write -z 3M 64k")
+BASE = ("write -P 1 0 1M",)
+
+SETUPS = {
+    "q-over-q": lambda d: _chain(d, base_writes=BASE, top_writes=TOP),
+    "q-over-raw": lambda d: _chain(d, base_fmt="raw", base_writes=BASE, top_writes=TOP),
+    "chain3": lambda d: _chain(d, base_writes=BASE, top_writes=TOP, mid=("write -P 3 1M 1M", "write -z 0 64k")),
+    "q-over-raw-chain3": lambda d: _chain(d, base_fmt="raw", base_writes=BASE, top_writes=TOP,
+                                          mid=("write -P 3 1M 1M",)),
+    "compressed": lambda d: _chain(d, base_writes=BASE, top_writes=("write -c -P 7 0 64k", "write -c -P 8 1M 128k",
+                                                                    "write -P 9 2M 64k")),
+    "extl2": lambda d: _chain(d, base_opts="extended_l2=on,cluster_size=128k", top_opts="extended_l2=on",
+                              base_writes=BASE,
+                              top_writes=("write -P 2 4k 8k", "write -z 3M 64k", "write -P 5 2M 100k")),
+    "extl2-top-only": lambda d: _chain(d, top_opts="extended_l2=on", base_writes=BASE,
+                                       top_writes=("write -P 2 4k 8k", "write -z 3M 4k")),
+    "longer-top": lambda d: _chain(d, base_size="2M", top_size="6M", base_writes=BASE,
+                                   top_writes=("write -P 2 512k 1M", "write -P 4 5M 64k")),
+    "longer-top-raw": lambda d: _chain(d, base_fmt="raw", base_size="2M", top_size="6M", base_writes=BASE,
+                                       top_writes=("write -P 2 512k 1M", "write -P 4 5M 64k")),
+    "longer-top-odd": lambda d: _chain(d, base_size="1000000", top_size="3000000", base_writes=("write -P 1 0 64k",),
+                                       top_writes=("write -P 4 2M 64k",)),
+    "v2": lambda d: _chain(d, base_opts="compat=0.10", top_opts="compat=0.10", base_writes=BASE, top_writes=TOP),
+    "v2-top": lambda d: _chain(d, top_opts="compat=0.10", base_writes=BASE, top_writes=("write -P 2 512k 1M",)),
+    "top-cs4k-base-64k": lambda d: _chain(d, top_opts="cluster_size=4k", base_writes=BASE,
+                                          top_writes=("write -P 2 4k 4k", "write -P 3 200k 12k", "write -z 1M 4k")),
+    "top-64k-base-cs4k": lambda d: _chain(d, base_opts="cluster_size=4k", base_writes=BASE, top_writes=TOP),
+    "base-cs2M": lambda d: _chain(d, base_opts="cluster_size=2M", base_size="8M", base_writes=BASE,
+                                  top_writes=("write -P 2 512k 64k", "write -z 4M 64k", "write -z 6M 2M")),
+    "base-cs512": lambda d: _chain(d, base_opts="cluster_size=512", base_writes=BASE, top_writes=TOP),
+    "rb1": lambda d: _chain(d, top_opts="refcount_bits=1", base_writes=BASE, top_writes=TOP),
+    "empty-top": lambda d: _chain(d, base_writes=BASE),
+    "big": lambda d: _chain(d, base_size="64M", base_writes=("write -P 1 0 8M",),
+                            top_writes=("write -P 2 1M 20M", "write -P 3 30M 3M", "write -z 40M 4M",
+                                        "write -P 4 50M 64k")),
+    "snapshot-top": lambda d: (_chain(d, base_writes=BASE, top_writes=TOP),
+                               _qimg(d, "snapshot", "-c", "snap1", "top.qcow2"),
+                               _qio(d, "qcow2", "top.qcow2", "write -P 9 2M 128k")),
+    # A v3 top's zero cluster over a v2 base: the base's cluster is discarded
+    # (v2 has no zero flag) and, freed, reused by the copy that follows.
+    "v2-base": lambda d: _chain(d, base_opts="compat=0.10", base_writes=("write -P 1 0 1M", "write -P 1 3M 128k"),
+                                top_writes=TOP),
+    "v2-base-chain3": lambda d: _chain(d, base_opts="compat=0.10",
+                                       base_writes=("write -P 1 0 1M", "write -P 1 3M 128k"),
+                                       top_writes=TOP, mid=("write -P 5 3M 64k",)),
+    # The compressed cluster's data (the file's tail) overwritten: reading it fails.
+    "bad-compressed": lambda d: (_chain(d, top_writes=("write -c -P 7 0 64k",)),
+                                 _clobber_tail(d / "top.qcow2")),
+    "datafile-top": lambda d: _chain(d, top_opts="data_file=top.data", base_writes=BASE, top_writes=TOP),
+    "datafile-base": lambda d: _chain(d, base_opts="data_file=base.data", base_writes=BASE, top_writes=TOP),
+    "bitmap-top": lambda d: (_chain(d, base_writes=BASE, top_writes=TOP),
+                             _qimg(d, "bitmap", "--add", "top.qcow2", "b0")),
+    "bitmap-base": lambda d: (_chain(d, base_writes=BASE, top_writes=TOP),
+                              _qimg(d, "bitmap", "--add", "base.qcow2", "b0")),
+    "subdir": lambda d: (Path(d, "sub").mkdir(), _chain(Path(d, "sub"), base_writes=BASE, top_writes=TOP)),
+}
+
+
+@pytest.fixture(scope="session")
+def setups(tmp_path_factory):
+    root = tmp_path_factory.mktemp("commit")
+    made = {}
+
+    def get(name):
+        if name not in made:
+            d = root / name
+            d.mkdir()
+            SETUPS[name](d)
+            made[name] = d
+        return made[name]
+
+    return get
+
+
+def _files(d: Path):
+    return [(p, str(p.relative_to(d))) for p in sorted(d.rglob("*")) if p.is_file()]
+
+
+def _outputs(d: Path):
+    out = {}
+    for p in sorted(d.rglob("*")):
+        if p.is_file():
+            out[str(p.relative_to(d))] = "raw" if p.suffix in (".raw", ".data") else "qcow2"
+    return out
+
+
+_PROGRESS = re.compile(rb"    \((\d+\.\d+)/100%\)\r")
+
+
+def normalise_progress(b: bytes) -> bytes:
+    out, last = [], None
+    pos = 0
+    for m in _PROGRESS.finditer(b):
+        out.append(b[pos:m.start()])
+        pos = m.end()
+        if m.group(1) in (b"0.00", b"100.00") and m.group(0) != last:
+            out.append(m.group(0))
+            last = m.group(0)
+    out.append(b[pos:])
+    return b"".join(out)
+
+
+CASES = []
+
+
+def case(cid, setup, *args):
+    CASES.append(pytest.param(setup, list(args), id=cid))
+
+
+for _s in SETUPS:
+    if _s not in ("subdir", "bitmap-top", "bitmap-base", "bad-compressed"):
+        case(_s, _s, "top.qcow2")
+case("subdir", "subdir", "sub/top.qcow2")
+for _s in ("q-over-q", "q-over-raw", "snapshot-top", "v2", "compressed", "datafile-top", "datafile-base"):
+    case(f"{_s}-d", _s, "-d", "top.qcow2")
+case("chain3-b-mid", "chain3", "-b", "mid.qcow2", "top.qcow2")
+case("chain3-b-base", "chain3", "-b", "base.qcow2", "top.qcow2")
+case("v2-base-chain3-b-base", "v2-base-chain3", "-b", "base.qcow2", "top.qcow2")
+case("raw-chain3-b-base", "q-over-raw-chain3", "-b", "base.raw", "top.qcow2")
+case("subdir-b-relative-to-overlay", "subdir", "-b", "base.qcow2", "sub/top.qcow2")
+case("b-and-d", "chain3", "-d", "-b", "base.qcow2", "top.qcow2")
+case("p", "q-over-q", "-p", "top.qcow2")
+case("p-big", "big", "-p", "top.qcow2")
+case("p-empty-top", "empty-top", "-p", "top.qcow2")
+case("q", "q-over-q", "-q", "top.qcow2")
+case("p-q", "q-over-q", "-p", "-q", "top.qcow2")
+for _t in ("none", "writeback", "unsafe", "directsync", "writethrough"):
+    case(f"t-{_t}", "q-over-q", "-t", _t, "top.qcow2")
+case("r", "q-over-q", "-r", "100M", "top.qcow2")
+case("f-qcow2", "q-over-q", "-f", "qcow2", "top.qcow2")
+case("image-opts", "q-over-q", "--image-opts", "driver=qcow2,file.filename=top.qcow2")
+case("object", "q-over-q", "--object", "secret,id=s0,data=x", "top.qcow2")
+case("err-no-backing", "q-over-q", "base.qcow2")
+case("err-no-backing-raw", "q-over-raw", "base.raw")
+case("err-no-backing-p", "q-over-q", "-p", "base.qcow2")
+case("err-no-backing-q", "q-over-q", "-q", "base.qcow2")
+case("err-b-not-in-chain", "q-over-q", "-b", "nothere.qcow2", "top.qcow2")
+case("err-b-self", "chain3", "-b", "top.qcow2", "top.qcow2")
+case("err-b-not-in-chain-p", "q-over-q", "-p", "-b", "nothere.qcow2", "top.qcow2")
+case("err-t-bogus", "q-over-q", "-t", "bogus", "top.qcow2")
+case("err-r-bogus", "q-over-q", "-r", "abc", "top.qcow2")
+case("err-r-negative", "q-over-q", "-r", "-1", "top.qcow2")
+case("err-missing", "q-over-q", "nothere.qcow2")
+case("err-no-args", "q-over-q")
+case("err-two-args", "q-over-q", "top.qcow2", "base.qcow2")
+case("err-f-raw", "q-over-q", "-f", "raw", "top.qcow2")
+case("err-image-opts-f", "q-over-q", "--image-opts", "-f", "qcow2", "driver=qcow2,file.filename=top.qcow2")
+case("err-read-error", "bad-compressed", "top.qcow2")
+case("err-unknown-option", "q-over-q", "-x", "top.qcow2")
+case("help", "q-over-q", "-h")
+
+
+# A qcow2 image the job writes into (the base) allocates clusters for the
+# requests qemu-img has in flight at once (up to 16): their order in the
+# file is a race in qemu-img (two runs often agree, a third may not), so
+# such an image is compared semantically (check, info, guest map, compare),
+# plus how many bytes the host allocated to it, which does not depend on
+# the order.  (Its length does: where the last cluster allocated is only
+# partly written, as with extended L2 entries, or where a zero write frees
+# a cluster that a later allocation reuses.)  The top and a raw base, byte for byte.
+
+
+def _allocated(p: Path) -> int:
+    return sum(e - s for s, e in oc.host_extents(p))
+
+
+@pytest.mark.parametrize("setup,args", CASES)
+def test_commit(instar, setups, tmp_path, request, setup, args):
+    d = setups(setup)
+    files = _files(d)
+    outputs = _outputs(d)
+    # (A base with an external data file keeps guest offsets: nothing to race.)
+    racy = {n: f for n, f in outputs.items()
+            if f == "qcow2" and n.endswith(("base.qcow2", "mid.qcow2")) and not (d / "base.data").exists()}
+    w = oc.run_writing(instar, ["commit", *args], tmp_path, files,
+                       {n: f for n, f in outputs.items() if n not in racy}, normalise=normalise_progress)
+    for n, f in racy.items():
+        oc.compare_written(w.dirs, n, f, "semantic", f"qemu-img commit {' '.join(args)}")
+        a, b = w.dirs["oracle"] / n, w.dirs["instar"] / n
+        assert _allocated(a) == _allocated(b), (
+            f"{n}: host-allocated bytes: qemu-img {_allocated(a)}, instar {_allocated(b)}")
+    err_case = request.node.callspec.id.startswith("err-")
+    assert (w.oracle.returncode != 0) == err_case, "case id does not match qemu-img's outcome: " + w.oracle.describe()
+
+
+REFUSED = [
+    pytest.param("bitmap-top", ["top.qcow2"], "top.qcow2", id="bitmap-top"),
+    pytest.param("bitmap-top", ["-d", "top.qcow2"], "top.qcow2", id="bitmap-top-d"),
+    pytest.param("bitmap-base", ["top.qcow2"], "base.qcow2", id="bitmap-base"),
+    pytest.param("bitmap-base", ["-d", "top.qcow2"], "base.qcow2", id="bitmap-base-d"),
+]
+
+
+@pytest.mark.parametrize("setup,args,mention", REFUSED)
+def test_commit_refused(instar, setups, tmp_path, setup, args, mention):
+    """Deliberate refusals (docs/differences.md): a base or top with
+    persistent bitmaps (qemu-img records the job's writes in the base's and
+    stores the top's again when it closes it): instar says why in one `qemu-img: ` line, exit 1, and writes
+    nothing."""
+    d = setups(setup)
+    files = _files(d)
+    w = oc.run_refused(instar, ["commit", *args], tmp_path, files)
+    oc.assert_refused(w, "persistent bitmaps", files, [rel for _, rel in files])
+    assert mention.encode() in w.instar.stderr
