@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 10
+#define INSTAR_ABI_VERSION 11
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -399,13 +399,9 @@ enum instar_op {
     INSTAR_OP_DD,      /* args: struct instar_dd_args */
     INSTAR_OP_BENCH,   /* args: struct instar_bench_args */
     INSTAR_OP_REBASE,  /* args: struct instar_rebase_args */
-};
-
-/*
     INSTAR_OP_COMMIT,  /* args: struct instar_commit_args */
-INSTAR_OP_MAX
-}
-;
+    INSTAR_OP_MAX
+};
 
 #define INSTAR_FMT_NAME_MAX 32
 
@@ -773,9 +769,6 @@ struct instar_boot_info {
         struct instar_dd_args dd;
         struct instar_bench_args bench;
         struct instar_rebase_args rebase;
-    };
-
-/*
         struct instar_commit_args commit;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
