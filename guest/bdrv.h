@@ -249,6 +249,8 @@ bool gbs_qcow2_write_refused(struct gbs *bs);
  * for another driver, EINVAL and ENOSPC as qemu refuses the change).
  */
 int gbs_qcow2_change_backing(struct gbs *bs, const char *name, const char *fmt);
+
+/*
  * gbs_qcow2_make_empty - qcow2_make_empty() on a writable qcow2 node:
  * make_completely_empty() for a version 3 image without snapshots,
  * bitmaps or data file whose L1 table fits (the image reset to a header,
