@@ -12,92 +12,11 @@
 #include "qcow2_test_util.h"
 #include "resize.h"
 
-struct memfile {
-    uint8_t *p;
-    size_t len;
-    size_t cap;
-    int writes;      /* writes and truncates done */
-    int fail_at;     /* fail the write with this index (-1: never) */
-    int truncations; /* truncate calls */
-};
-
-static int m_pread(void *o, uint64_t off, void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    memset(buf, 0, len);
-    if (off < m->len)
-        memcpy(buf, m->p + off, off + len <= m->len ? len : m->len - off);
-    return 0;
-}
-
-static int m_reserve(struct memfile *m, size_t n)
-{
-    if (n > m->cap) {
-        uint8_t *p = realloc(m->p, n);
-
-        if (!p)
-            return -12;
-        memset(p + m->cap, 0, n - m->cap);
-        m->p = p;
-        m->cap = n;
-    }
-    return 0;
-}
-
-static int m_pwrite(void *o, uint64_t off, const void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    if (m->writes++ == m->fail_at)
-        return -5;
-    if (m_reserve(m, off + len) < 0)
-        return -12;
-    memcpy(m->p + off, buf, len);
-    if (off + len > m->len)
-        m->len = off + len;
-    return 0;
-}
-
-static int m_flush(void *o)
-{
-    (void)o;
-    return 0;
-}
-
-static int m_truncate(void *o, uint64_t size)
-{
-    struct memfile *m = o;
-
-    m->truncations++;
-    if (m->writes++ == m->fail_at)
-        return -5;
-    if (m_reserve(m, size) < 0)
-        return -12;
-    if (size > m->len)
-        memset(m->p + m->len, 0, size - m->len);
-    m->len = size;
-    return 0;
-}
-
-static void *m_mem(void *o, void *p, size_t size)
-{
-    (void)o;
-    if (size == 0) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
-}
-
 static struct memfile mf_from(struct img im)
 {
-    struct memfile m = {0};
+    struct memfile m;
 
-    m.p = malloc(im.len);
-    memcpy(m.p, im.p, im.len);
-    m.len = m.cap = im.len;
-    m.fail_at = -1;
+    memfile_copy(&m, im.p, im.len);
     return m;
 }
 
@@ -121,7 +40,8 @@ static void image_of(const struct memfile *m, struct qcow2_resize_image *ri)
 
 static int do_resize(struct memfile *m, uint64_t size, int *errnum)
 {
-    struct qcow2_resize_io io = {m, m_pread, m_pwrite, m_flush, m_truncate, m_mem, NULL};
+    struct qcow2_resize_io io = {
+        m, memfile_read, memfile_write, memfile_flush, memfile_truncate, memfile_mem, NULL};
     struct qcow2_resize_image ri;
     int wc, we;
 
@@ -231,7 +151,8 @@ Test(qcow2_resize, write_failure_names_the_step)
 Test(qcow2_resize, failed_tail_truncation_is_a_warning)
 {
     struct memfile m = mf_from(img_make(MK("refcount_bits=16"), "t.qcow2"));
-    struct qcow2_resize_io io = {&m, m_pread, m_pwrite, m_flush, m_truncate, m_mem, NULL};
+    struct qcow2_resize_io io = {
+        &m, memfile_read, memfile_write, memfile_flush, memfile_truncate, memfile_mem, NULL};
     struct qcow2_resize_image ri;
     int errnum, wc, we, total;
 
