@@ -2,8 +2,8 @@
  * formats/qcow2/resize.c over an in-memory file.  Images are made by the
  * oracle (qemu-img, qemu-io); the expected result of each resize is the
  * file qemu-img resize produces from the same bytes, compared byte for
- * byte (these cases free no data cluster inside the kept file, so QEMU's
- * hole punching leaves nothing to differ).
+ * byte (the in-memory file's discard zeroes the range, which is what
+ * QEMU's hole punching leaves to read).
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -41,7 +41,8 @@ static void image_of(const struct memfile *m, struct qcow2_resize_image *ri)
 static int do_resize(struct memfile *m, uint64_t size, int *errnum)
 {
     struct qcow2_resize_io io = {
-        m, memfile_read, memfile_write, memfile_flush, memfile_truncate, memfile_mem, NULL};
+        m,           memfile_read, memfile_write,  memfile_flush, memfile_truncate,
+        memfile_mem, NULL,         memfile_discard};
     struct qcow2_resize_image ri;
     int wc, we;
 
@@ -49,8 +50,11 @@ static int do_resize(struct memfile *m, uint64_t size, int *errnum)
     return qcow2_resize(&ri, &io, size, errnum, &wc, &we);
 }
 
-/* Make an image with cmds, resize it in memory and with qemu-img; same bytes. */
-static void same_as_qemu(const char *make, const char *qemu_args, uint64_t size)
+/*
+ * Make an image with cmds, resize it in memory and with qemu-img; same
+ * bytes.  Returns the bytes the resize discarded.
+ */
+static uint64_t same_as_qemu(const char *make, const char *qemu_args, uint64_t size)
 {
     char cmds[2048];
     struct img before = img_make(make, "t.qcow2");
@@ -64,6 +68,7 @@ static void same_as_qemu(const char *make, const char *qemu_args, uint64_t size)
     cr_assert_eq(m.len, after.len, "length %zu, qemu-img %zu", m.len, after.len);
     cr_assert(memcmp(m.p, after.p, m.len) == 0, "bytes differ from qemu-img's result");
     free(m.p);
+    return m.discarded;
 }
 
 #define MK(o)                                                                                      \
@@ -87,6 +92,33 @@ Test(qcow2_resize, shrink_small_clusters_sub_byte_refcounts)
 {
     same_as_qemu(MK("cluster_size=512,refcount_bits=2"), "--shrink t.qcow2 8M", 8 << 20);
     same_as_qemu(MK("cluster_size=512,refcount_bits=4"), "--shrink t.qcow2 5M", 5 << 20);
+}
+
+/*
+ * Data clusters freed inside the kept file are punched out of it
+ * (qcow2_process_discards): the 12M data was written first, so it lies
+ * before the data kept at 0.  With 64 KiB clusters one L2 table covers
+ * the image and stays; with 4 KiB ones each 2 MiB past 8M has its own
+ * (the discard allocates those it lacks, as QEMU's does), and the four
+ * are freed and discarded too.
+ */
+Test(qcow2_resize, shrink_discards_freed_clusters)
+{
+    const char *make = "qemu-img create -q -f qcow2 -o %s t.qcow2 16M && qemu-io -f qcow2 "
+                       "-c 'write -P 9 12M 128k' -c 'write -P 7 0 64k' t.qcow2";
+    static const struct {
+        const char *o;
+        uint64_t discarded;
+    } c[] = {{"refcount_bits=16", 128 << 10}, {"refcount_bits=1,cluster_size=4096", 144 << 10}};
+
+    for (unsigned i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        char cmd[512];
+        uint64_t d;
+
+        snprintf(cmd, sizeof(cmd), make, c[i].o);
+        d = same_as_qemu(cmd, "--shrink t.qcow2 8M", 8 << 20);
+        cr_expect_eq(d, c[i].discarded, "%s: %llu bytes discarded", c[i].o, (unsigned long long)d);
+    }
 }
 
 Test(qcow2_resize, grow_relocates_l1_and_grows_reftable)
@@ -152,7 +184,7 @@ Test(qcow2_resize, failed_tail_truncation_is_a_warning)
 {
     struct memfile m = mf_from(img_make(MK("refcount_bits=16"), "t.qcow2"));
     struct qcow2_resize_io io = {
-        &m, memfile_read, memfile_write, memfile_flush, memfile_truncate, memfile_mem, NULL};
+        &m, memfile_read, memfile_write, memfile_flush, memfile_truncate, memfile_mem, NULL, NULL};
     struct qcow2_resize_image ri;
     int errnum, wc, we, total;
 
