@@ -981,3 +981,17 @@ def _dp_datafile_backing(s):
     s.qio("-f", "qcow2", "-c", "write -P 0xc1 512k 64k", "-c", "write -z 1M 64k",
           "dp-datafile-backing.qcow2")
     return ("dp-datafile-backing.qcow2", "dp-datafile-backing.bin", *s.files("dp-chain-base"))
+
+
+def _raw_unaligned_tail(s):
+    """qemu-iotests 253's file: 1 MiB - 1 bytes, data in the first 4 KiB
+    and in the last 65535 bytes (to the end of the file, inside a sector)."""
+    name = "unaligned-tail.raw"
+    with open(s.root / name, "wb") as f:
+        f.write(b"\x5a" * 4096)
+        f.seek(983040)
+        f.write(b"\xa5" * 65535)
+    return name
+
+
+GENERATORS["raw-unaligned-tail"] = _raw_unaligned_tail
