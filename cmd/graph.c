@@ -57,6 +57,7 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
         const struct open_image *img = &oc->img[i];
         struct instar_node *n = &gr->g.nodes[gr->g.nnodes + i];
         const char *fmt = img->info->format;
+        uint32_t dflags;
         int dev;
 
         if (!strcmp(fmt, "qcow2")) {
@@ -69,7 +70,9 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
                          i == 0 ? filename : img->name, fmt);
             return -1;
         }
-        dev = graph_add_dev(gr, img->fd, (uint64_t)img->st.st_size, INSTAR_DEV_READ, 0, img->name);
+        /* Backing and data files inherit cache.direct (bdrv_inherited_options). */
+        dflags = INSTAR_DEV_READ | (oc->direct ? INSTAR_DEV_DIRECT : 0);
+        dev = graph_add_dev(gr, img->fd, (uint64_t)img->st.st_size, dflags, 0, img->name);
         if (dev < 0)
             goto too_many;
         n->file = (uint32_t)dev;
@@ -82,7 +85,7 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
                              i == 0 ? filename : img->name);
                 return -1;
             }
-            dev = graph_add_dev(gr, img->data_fd, (uint64_t)st.st_size, INSTAR_DEV_READ, 0,
+            dev = graph_add_dev(gr, img->data_fd, (uint64_t)st.st_size, dflags, 0,
                                 img->data_name ? img->data_name : img->name);
             if (dev < 0)
                 goto too_many;

@@ -424,9 +424,15 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
 {
     if (spec->force_share)
         flags |= OPEN_FORCE_SHARE;
+    int r;
+
     if (!spec->path)
-        return open_chain_report(oc, spec->display, spec->display, spec->fmt, flags);
-    return open_chain_report(oc, spec->display, spec->path, spec->fmt, flags | OPEN_LITERAL);
+        r = open_chain_report(oc, spec->display, spec->display, spec->fmt, flags);
+    else
+        r = open_chain_report(oc, spec->display, spec->path, spec->fmt, flags | OPEN_LITERAL);
+    if (r == 0)
+        oc->direct = spec->direct;
+    return r;
 }
 
 int open_chain_arg(struct open_chain *oc, const char *arg, bool image_opts, const char *fmt,

@@ -46,6 +46,7 @@ struct open_chain {
     unsigned n;
     int data_fd; /* img[0]'s external data file (same descriptor), or -1 */
     char *data_name;
+    bool direct; /* qemu would open every file with O_DIRECT (spec->direct) */
 };
 
 /*

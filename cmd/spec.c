@@ -466,6 +466,22 @@ static int protocol_level(struct img_spec *s, struct kvs *k, const char *prefix)
     return s->path ? 0 : fail(s, "Cannot allocate memory");
 }
 
+/*
+ * Whether the file node gets BDRV_O_NOCACHE: its own file.cache.direct,
+ * else the cache.direct it inherits from the format node (a protocol
+ * node given as the image has only its own).
+ */
+static bool direct_option(struct kvs *k)
+{
+    struct kv *o = kvs_get(k, "file.cache.direct");
+
+    if (!o)
+        o = kvs_get(k, "cache.direct");
+    return o && o->val &&
+           (!strcmp(o->val, "on") || !strcmp(o->val, "yes") || !strcmp(o->val, "true") ||
+            !strcmp(o->val, "y"));
+}
+
 static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool force_share)
 {
     struct kv *drv = kvs_get(k, "driver"), *file = kvs_get(k, "file"), *fs;
@@ -480,6 +496,7 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
         return -1;
     }
     s->force_share = force_share || (fs && fs->val && !strcmp(fs->val, "on"));
+    s->direct = direct_option(k);
     if (d && !cmd_driver_known(d))
         return fail(s, "Unknown driver '%s'", d);
     if (d && is_protocol(d)) {

@@ -22,6 +22,7 @@ struct img_spec {
     char *path;          /* the file to open; NULL: a plain filename (open display) */
     char *fmt;           /* the format driver, or NULL to probe */
     bool force_share;    /* force-share=on among the options */
+    bool direct;         /* the file opened with O_DIRECT: cache.direct=on (file.cache.direct) */
 };
 
 /*

@@ -223,8 +223,17 @@ int gbs_file_status(uint32_t dev, bool want_zero, uint64_t off, uint64_t bytes, 
         *pnum = bytes;
         ret = INSTAR_BS_DATA;
     } else if (data == off) {
-        /* A file opened without O_DIRECT has a request alignment of 1: no rounding. */
-        *pnum = hole - off < bytes ? hole - off : bytes;
+        /*
+         * A file opened without O_DIRECT has a request alignment of 1: no
+         * rounding.  With O_DIRECT (at least 512) data ending inside a
+         * sector (only at the end of the file) reaches the end of it,
+         * which the caller's bytes (up to the length in sectors) cap.
+         */
+        uint64_t n = hole - off;
+
+        if ((gblk_flags(dev) & INSTAR_DEV_DIRECT) && (n & 511))
+            n = n > UINT64_MAX - 511 ? bytes : (n + 511) & ~(uint64_t)511;
+        *pnum = n < bytes ? n : bytes;
         if (*pnum == 0)
             *pnum = bytes;
         ret = INSTAR_BS_DATA;

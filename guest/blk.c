@@ -34,6 +34,13 @@ uint64_t gblk_size(uint32_t handle)
     return boot->devices[handle].size;
 }
 
+uint32_t gblk_flags(uint32_t handle)
+{
+    if (handle >= boot->ndevices || handle >= INSTAR_DEV_MAX)
+        return 0;
+    return boot->devices[handle].flags;
+}
+
 /* Read [offset, offset+len) straight from the host; zero what lies past EOF. */
 int gblk_pread_direct(uint32_t handle, uint64_t offset, void *dst, size_t len)
 {

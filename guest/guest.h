@@ -71,6 +71,8 @@ int gblk_pread_direct(uint32_t handle, uint64_t offset, void *buf, size_t len);
 
 /* Size in bytes of device handle at boot (0 if the handle is invalid). */
 uint64_t gblk_size(uint32_t handle);
+/* gblk_flags - the device's INSTAR_DEV_* flags (0 for no device). */
+uint32_t gblk_flags(uint32_t handle);
 
 /*
  * --- Devices a planner writes (guest/blk.c) ---

@@ -51,6 +51,19 @@ static int rs_truncate(void *opaque, uint64_t size)
     return gdev_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0 ? -QCOW2_RESIZE_EIO : 0;
 }
 
+/* A discard: a hole in the file, within its length (KEEP_SIZE). */
+static void rs_discard(void *opaque, uint64_t off, uint64_t len)
+{
+    uint64_t end = gdev_length(GOPEN_DEV);
+
+    (void)opaque;
+    if (off >= end)
+        return;
+    if (len > end - off)
+        len = end - off;
+    (void)gdev_zero(GOPEN_DEV, off, len, 0);
+}
+
 static void *rs_mem(void *opaque, void *p, size_t size)
 {
     (void)opaque;
@@ -72,8 +85,8 @@ void plan_resize(void)
 {
     static uint8_t first[GOPEN_FIRST];
     static struct gq_image img;
-    static const struct qcow2_resize_io io = {NULL,        rs_pread, rs_pwrite,       rs_flush,
-                                              rs_truncate, rs_mem,   rs_truncate_mode};
+    static const struct qcow2_resize_io io = {NULL,        rs_pread, rs_pwrite,        rs_flush,
+                                              rs_truncate, rs_mem,   rs_truncate_mode, rs_discard};
     const struct instar_resize_args *a = &boot->args.resize;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;

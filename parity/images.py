@@ -1135,3 +1135,17 @@ def _dp_bm_target_64m(s):
 def _dp_bm_target_65m(s):
     """An existing 65 MiB qcow2 image: longer than dp-bm-many, so the bitmaps cannot be merged."""
     return _qcow2_io(s, "dp-bm-target-65M.qcow2", size="65M")
+
+
+def _raw_unaligned_tail(s):
+    """qemu-iotests 253's file: 1 MiB - 1 bytes, data in the first 4 KiB
+    and in the last 65535 bytes (to the end of the file, inside a sector)."""
+    name = "unaligned-tail.raw"
+    with open(s.root / name, "wb") as f:
+        f.write(b"\x5a" * 4096)
+        f.seek(983040)
+        f.write(b"\xa5" * 65535)
+    return name
+
+
+GENERATORS["raw-unaligned-tail"] = _raw_unaligned_tail

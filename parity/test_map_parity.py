@@ -111,6 +111,21 @@ def test_map_locked(instar, images, locked_image, share):
 case("json-image-opts", "--image-opts", "--output=json", "driver=qcow2,file.filename=@dp-chain-top")
 case("human-image-opts-raw", "--image-opts", "driver=raw,file.filename=@dp-mixed")
 case("err-image-opts-and-f", "-f", "qcow2", "--image-opts", "driver=qcow2,file.filename=@dp-mixed")
+# cache.direct=on: qemu opens the file with O_DIRECT, whose request
+# alignment rounds a data extent ending inside the last sector up to its
+# end (qemu-iotests 253); off, or without it, the partial sector stays.
+for _img in ["raw-unaligned-tail", "raw-1000", "raw-4097", "raw-sparse-odd", "dp-raw"]:
+    case(f"json-direct-{_img}", "--image-opts", "--output=json",
+         f"driver=raw,file.filename=@{_img},cache.direct=on")
+case("human-direct-file-option", "--image-opts", "driver=raw,file.filename=@raw-unaligned-tail,file.cache.direct=on")
+case("json-direct-off", "--image-opts", "--output=json",
+     "driver=raw,file.filename=@raw-unaligned-tail,cache.direct=off")
+case("json-direct-file-off", "--image-opts", "--output=json",
+     "driver=raw,file.filename=@raw-unaligned-tail,cache.direct=on,file.cache.direct=off")
+case("json-direct-protocol", "--image-opts", "--output=json",
+     "driver=file,filename=@raw-unaligned-tail,cache.direct=on")
+case("json-direct-qcow2-chain", "--image-opts", "--output=json",
+     "driver=qcow2,file.filename=@dp-chain-top,cache.direct=on")
 
 REFUSED = []
 case("fmt-vmdk", "--output=json", "@fmt-vmdk", into=REFUSED)

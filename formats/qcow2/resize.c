@@ -42,6 +42,9 @@ struct rs {
     uint8_t *old; /* the entries an L2 update replaced */
     uint8_t *rb;  /* one refcount block, for shrink_reftable */
     uint8_t buf[16];
+
+    /* Freed clusters not yet punched out of the file (QEMU's s->discards). */
+    uint64_t doff, dlen;
 };
 
 /* --- Small helpers --- */
@@ -124,7 +127,41 @@ static void *rs_alloc_mem(void *opaque, void *p, size_t size)
     return s->io->mem(s->io->opaque, p, size);
 }
 
-static const struct qcow2_alloc_ops rs_alloc_ops = {rs_read, rs_write, rs_alloc_mem, NULL, NULL};
+/*
+ * qcow2_process_discards(): the queued clusters are punched out of the
+ * file (qemu opens an image's file with discard=unmap); after a failure
+ * (ok false) they are dropped, as QEMU drops them.
+ */
+static void discard_flush(struct rs *s, bool ok)
+{
+    if (ok && s->dlen && s->io->discard)
+        s->io->discard(s->io->opaque, s->doff, s->dlen);
+    s->dlen = 0;
+}
+
+/*
+ * update_refcount_discard(): a cluster freed with discard joins the queue.
+ * Only the holes left in the end matter, so the queue is one range, sent
+ * when a cluster does not touch it.
+ */
+static void rs_discard(void *opaque, uint64_t off, uint64_t len)
+{
+    struct rs *s = opaque;
+
+    if (s->dlen && s->doff + s->dlen == off) {
+        s->dlen += len;
+    } else if (s->dlen && off + len == s->doff) {
+        s->doff = off;
+        s->dlen += len;
+    } else {
+        discard_flush(s, true);
+        s->doff = off;
+        s->dlen = len;
+    }
+}
+
+static const struct qcow2_alloc_ops rs_alloc_ops = {rs_read, rs_write, rs_alloc_mem, rs_discard,
+                                                    NULL};
 
 /*
  * Write metadata other than a refcount block: the allocator's dirty
@@ -142,15 +179,24 @@ static int meta_write(struct rs *s, uint64_t off, const void *buf, size_t len, b
     return ret;
 }
 
-/* qcow2_free_clusters(): QEMU only prints a failure and goes on (a leak at worst). */
-static void free_clusters(struct rs *s, uint64_t off, uint64_t size)
+/*
+ * qcow2_free_clusters(): QEMU only prints a failure and goes on (a leak at
+ * worst).  discard: QCOW2_DISCARD_ALWAYS, the clusters that reach refcount
+ * 0 are punched out of the file; else QCOW2_DISCARD_OTHER, whose
+ * passthrough is off by default.
+ */
+static void free_clusters(struct rs *s, uint64_t off, uint64_t size, bool discard)
 {
-    (void)qcow2_alloc_free(&s->a, off, size, false);
+    (void)qcow2_alloc_free(&s->a, off, size, discard);
 }
 
 static int alloc_clusters(struct rs *s, uint64_t size, uint64_t *out)
 {
-    int64_t off = qcow2_alloc_clusters(&s->a, size);
+    int64_t off;
+
+    /* alloc_clusters_noref(): no cluster is reused while it is queued for discard. */
+    discard_flush(s, true);
+    off = qcow2_alloc_clusters(&s->a, size);
 
     if (off < 0)
         return (int)off;
@@ -194,7 +240,7 @@ static int grow_l1(struct rs *s, uint64_t min_size)
         ret = meta_write(s, HDR_L1_SIZE_OFF, s->buf, 12, true);
     }
     if (ret < 0) {
-        free_clusters(s, off, new_size * 8);
+        free_clusters(s, off, new_size * 8, false);
         goto out;
     }
     old_off = s->l1_off;
@@ -204,7 +250,7 @@ static int grow_l1(struct rs *s, uint64_t min_size)
     nl1 = NULL;
     s->l1_off = off;
     s->l1_size = new_size;
-    free_clusters(s, old_off, old_size * 8);
+    free_clusters(s, old_off, old_size * 8, false);
 out:
     if (nl1)
         rs_free(s, nl1);
@@ -251,7 +297,7 @@ static int l2_allocate(struct rs *s, uint64_t index)
     return 0;
 fail:
     s->l1[index] = old;
-    free_clusters(s, off, s->cs);
+    free_clusters(s, off, s->cs, false);
     return ret;
 }
 
@@ -264,13 +310,13 @@ static void free_l2_entry(struct rs *s, uint64_t raw, uint64_t bitmap)
     qcow2_l2_decode(raw, bitmap, &g, &e);
     switch (e.type) {
     case QCOW2_L2_COMPRESSED:
-        free_clusters(s, e.host_offset, e.csize);
+        free_clusters(s, e.host_offset, e.csize, true);
         break;
     case QCOW2_L2_NORMAL:
     case QCOW2_L2_ZERO_ALLOC:
         /* QEMU refuses to free an unaligned cluster (and flags corruption). */
         if (!(e.host_offset & (s->cs - 1)))
-            free_clusters(s, e.host_offset, s->cs);
+            free_clusters(s, e.host_offset, s->cs, true);
         break;
     default:
         break;
@@ -303,7 +349,7 @@ static int discard(struct rs *s, uint64_t off, uint64_t nb)
             if (ret < 0)
                 return ret;
             if (l2off)
-                free_clusters(s, l2off, s->cs);
+                free_clusters(s, l2off, s->cs, false);
             l2off = s->l1[l1i] & QCOW2_L1E_OFFSET_MASK;
         } else {
             ret = s->io->pread(s->io->opaque, l2off, s->l2, s->cs);
@@ -356,7 +402,7 @@ static int shrink_l1(struct rs *s, uint64_t new_size)
     for (i = s->l1_size; i-- > new_size;) {
         if (!(s->l1[i] & QCOW2_L1E_OFFSET_MASK))
             continue;
-        free_clusters(s, s->l1[i] & QCOW2_L1E_OFFSET_MASK, s->cs);
+        free_clusters(s, s->l1[i] & QCOW2_L1E_OFFSET_MASK, s->cs, true);
         s->l1[i] = 0;
     }
     return 0;
@@ -379,7 +425,7 @@ static int discard_refblock(struct rs *s, uint64_t off)
         return ret;
     if (rc != 1)
         return -QCOW2_RESIZE_EINVAL;
-    return qcow2_alloc_free(&s->a, off, s->cs, false);
+    return qcow2_alloc_free(&s->a, off, s->cs, true);
 }
 
 /* Whether the refcount block in s->rb is all zeros, its own entry aside. */
@@ -522,13 +568,16 @@ static int rs_shrink(struct rs *s, uint64_t old_len, uint64_t new_size, int *cod
     *code = QCOW2_RESIZE_ERR_DISCARD;
     if (start < old_len)
         ret = discard(s, start, size_to_clusters(s, old_len - start));
+    discard_flush(s, ret == 0);
     if (ret == 0) {
         *code = QCOW2_RESIZE_ERR_SHRINK_L1;
         ret = shrink_l1(s, qcow2_resize_l1_entries(new_size, s->cb, s->extl2));
+        discard_flush(s, true); /* each free was its own update_refcount() */
     }
     if (ret == 0) {
         *code = QCOW2_RESIZE_ERR_SHRINK_REFTABLE;
         ret = shrink_reftable(s);
+        discard_flush(s, ret == 0);
     }
     if (ret == 0) {
         *code = QCOW2_RESIZE_ERR_LAST_CLUSTER;

@@ -109,6 +109,13 @@ struct qcow2_resize_io {
      * for preallocation.  0 or a negated errno.
      */
     int (*truncate_mode)(void *opaque, uint64_t size, int mode);
+    /*
+     * Punch [off, off + len) (freed clusters) out of the file, as qemu's
+     * file driver discards (fallocate PUNCH_HOLE, keeping the size; a
+     * range past the end of the file is not there to punch).  Advisory:
+     * no result, as QEMU ignores it.  May be NULL (nothing is punched).
+     */
+    void (*discard)(void *opaque, uint64_t off, uint64_t len);
 };
 
 /* What the caller's open established (header fields, validated). */

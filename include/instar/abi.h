@@ -377,6 +377,13 @@ struct instar_hc_exit {
 
 #define INSTAR_DEV_READ  (1u << 0)
 #define INSTAR_DEV_WRITE (1u << 1)
+/*
+ * qemu opens the file with O_DIRECT (cache.direct=on): its request
+ * alignment is at least a sector, so a data extent that ends at an end
+ * of file inside a sector reaches the end of that sector
+ * (raw_co_block_status()'s round-up).  Only block status reads it.
+ */
+#define INSTAR_DEV_DIRECT (1u << 2)
 
 struct instar_dev {
     uint64_t size;        /* bytes at open time */

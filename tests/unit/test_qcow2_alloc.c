@@ -22,63 +22,8 @@
 #include "qcow2_test_util.h"
 #include "test_sh.h"
 
-struct memfile {
-    uint8_t *p;
-    size_t len;
-    int writes;  /* write calls made */
-    int fail_at; /* fail the write with this index (-1: never) */
-    int discards;
-};
-
-static int m_read(void *o, uint64_t off, void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    memset(buf, 0, len);
-    if (off < m->len)
-        memcpy(buf, m->p + off, off + len <= m->len ? len : m->len - off);
-    return 0;
-}
-
-static int m_write(void *o, uint64_t off, const void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    if (m->writes++ == m->fail_at)
-        return -5;
-    if (off + len > m->len) {
-        uint8_t *p = realloc(m->p, off + len);
-
-        if (!p)
-            return -12;
-        memset(p + m->len, 0, off + len - m->len);
-        m->p = p;
-        m->len = off + len;
-    }
-    memcpy(m->p + off, buf, len);
-    return 0;
-}
-
-static void *m_mem(void *o, void *p, size_t size)
-{
-    (void)o;
-    if (!size) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
-}
-
-static void m_discard(void *o, uint64_t off, uint64_t len)
-{
-    struct memfile *m = o;
-
-    (void)off;
-    (void)len;
-    m->discards++;
-}
-
-static const struct qcow2_alloc_ops mops = {m_read, m_write, m_mem, m_discard, NULL};
+static const struct qcow2_alloc_ops mops = {memfile_read, memfile_write, memfile_mem,
+                                            memfile_discard, NULL};
 
 /* The working copy of an image: the bytes, and an allocator over them. */
 struct wimg {
@@ -90,11 +35,7 @@ struct wimg {
 static void wimg_open(struct wimg *w, const uint8_t *bytes, size_t len)
 {
     memset(w, 0, sizeof(*w));
-    w->f.p = malloc(len);
-    cr_assert_not_null(w->f.p);
-    memcpy(w->f.p, bytes, len);
-    w->f.len = len;
-    w->f.fail_at = -1;
+    memfile_copy(&w->f, bytes, len);
     w->cb = (uint32_t)get_be(bytes, 20, 4);
     /* Version 2 headers end before refcount_order: 16-bit refcounts. */
     cr_assert_eq(qcow2_alloc_init(&w->a, &mops, &w->f, w->cb,
@@ -550,29 +491,6 @@ Test(qcow2_alloc, alloc_bytes_rejects_bad_sizes)
 
 /* --- qcow2_prealloc_write_compressed(): the whole file, as qemu-io write -c leaves it --- */
 
-static int m_truncate(void *o, int dev, uint64_t size, int mode)
-{
-    struct memfile *m = o;
-    uint8_t *p;
-
-    (void)mode;
-    cr_assert_eq(dev, QCOW2_PREALLOC_DEV_IMAGE);
-    p = realloc(m->p, size ? size : 1);
-    cr_assert_not_null(p);
-    if (size > m->len)
-        memset(p + m->len, 0, size - m->len);
-    m->p = p;
-    m->len = size;
-    return 0;
-}
-
-static int m_length(void *o, int dev, uint64_t *len)
-{
-    cr_assert_eq(dev, QCOW2_PREALLOC_DEV_IMAGE);
-    *len = ((struct memfile *)o)->len;
-    return 0;
-}
-
 /*
  * Compressed writes of nclusters clusters (comp_fill's data, every
  * compressible one) into a new image: the L2 tables, their compressed
@@ -622,8 +540,8 @@ static void prealloc_compressed_case(const char *opts, unsigned nclusters, unsig
     memset(&pa, 0, sizeof(pa));
     pa.a = &w.a;
     pa.ops = &mops;
-    pa.truncate = m_truncate;
-    pa.length = m_length;
+    pa.truncate = memfile_prealloc_truncate;
+    pa.length = memfile_prealloc_length;
     pa.opaque = &w.f;
     pa.cluster_bits = w.cb;
     pa.extended_l2 = get_be(base.p, 4, 4) >= 3 && (get_be(base.p, 72, 8) & (1ull << 4));
@@ -647,7 +565,7 @@ static void prealloc_compressed_case(const char *opts, unsigned nclusters, unsig
             continue;
         int r = qcow2_prealloc_write_compressed(&pa, k * cs, (uint64_t)csize, &host);
         cr_assert_eq(r, 0, "cluster %u: %d", k, r);
-        cr_assert_eq(m_write(&w.f, host, out, (size_t)csize), 0);
+        cr_assert_eq(memfile_write(&w.f, host, out, (size_t)csize), 0);
     }
     /* Compression never overwrites: a second write to a cluster is refused. */
     {

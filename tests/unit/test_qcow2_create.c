@@ -13,40 +13,16 @@
 #include "qcow2_test_util.h"
 #include "test_sh.h"
 
-struct mdev {
-    uint8_t *p;
-    size_t len;
-};
-
 struct mio {
-    struct mdev dev[2];
-    int ops;       /* writes and truncates done */
-    int fail_at;   /* fail the operation with this index (-1: never) */
-    int last_mode; /* the last truncate's preallocation mode */
+    struct memfile dev[2]; /* the image, its data file (only p, len, cap) */
+    int ops;               /* writes and truncates done */
+    int fail_at;           /* fail the operation with this index (-1: never) */
+    int last_mode;         /* the last truncate's preallocation mode */
 };
-
-static int resize(struct mdev *d, uint64_t n)
-{
-    if (n > d->len) {
-        uint8_t *p = realloc(d->p, n);
-
-        if (!p)
-            return -12;
-        memset(p + d->len, 0, n - d->len);
-        d->p = p;
-    }
-    d->len = n;
-    return 0;
-}
 
 static int m_read(void *o, uint64_t off, void *buf, size_t len)
 {
-    struct mdev *d = &((struct mio *)o)->dev[0];
-
-    memset(buf, 0, len);
-    if (off < d->len)
-        memcpy(buf, d->p + off, off + len <= d->len ? len : d->len - off);
-    return 0;
+    return memfile_read(&((struct mio *)o)->dev[0], off, buf, len);
 }
 
 static int m_write(void *o, uint64_t off, const void *buf, size_t len)
@@ -55,20 +31,10 @@ static int m_write(void *o, uint64_t off, const void *buf, size_t len)
 
     if (m->ops++ == m->fail_at)
         return -5;
-    if (off + len > m->dev[0].len && resize(&m->dev[0], off + len) < 0)
+    if (off + len > m->dev[0].len && memfile_set_length(&m->dev[0], off + len) < 0)
         return -12;
     memcpy(m->dev[0].p + off, buf, len);
     return 0;
-}
-
-static void *m_mem(void *o, void *p, size_t size)
-{
-    (void)o;
-    if (!size) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
 }
 
 static int m_truncate(void *o, int dev, uint64_t size, int mode)
@@ -79,7 +45,7 @@ static int m_truncate(void *o, int dev, uint64_t size, int mode)
     if (m->ops++ == m->fail_at)
         return -28;
     m->last_mode = mode;
-    return resize(&m->dev[dev], size);
+    return memfile_set_length(&m->dev[dev], size);
 }
 
 static int m_length(void *o, int dev, uint64_t *len)
@@ -89,7 +55,7 @@ static int m_length(void *o, int dev, uint64_t *len)
 }
 
 static const struct qcow2_create_io mio_ops = {
-    {m_read, m_write, m_mem, NULL, NULL},
+    {m_read, m_write, memfile_mem, NULL, NULL},
     m_truncate,
     m_length,
 };

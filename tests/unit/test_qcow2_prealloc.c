@@ -14,84 +14,8 @@
 #include "prealloc.h"
 #include "qcow2_test_util.h"
 
-struct memfile {
-    uint8_t *p;
-    size_t len;
-    int discards;
-};
-
-static int m_read(void *o, uint64_t off, void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    memset(buf, 0, len);
-    if (off < m->len)
-        memcpy(buf, m->p + off, off + len <= m->len ? len : m->len - off);
-    return 0;
-}
-
-static int m_write(void *o, uint64_t off, const void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    if (off + len > m->len) {
-        uint8_t *p = realloc(m->p, off + len);
-
-        if (!p)
-            return -12;
-        memset(p + m->len, 0, off + len - m->len);
-        m->p = p;
-        m->len = off + len;
-    }
-    memcpy(m->p + off, buf, len);
-    return 0;
-}
-
-static void *m_mem(void *o, void *p, size_t size)
-{
-    (void)o;
-    if (!size) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
-}
-
-/* A punched hole: the range reads as zeros, the length stays. */
-static void m_discard(void *o, uint64_t off, uint64_t len)
-{
-    struct memfile *m = o;
-
-    m->discards++;
-    if (off < m->len)
-        memset(m->p + off, 0, off + len <= m->len ? len : m->len - off);
-}
-
-static int m_truncate(void *o, int dev, uint64_t size, int mode)
-{
-    struct memfile *m = o;
-    uint8_t *p;
-
-    (void)mode;
-    cr_assert_eq(dev, QCOW2_PREALLOC_DEV_IMAGE);
-    p = realloc(m->p, size);
-    if (!p)
-        return -12;
-    if (size > m->len)
-        memset(p + m->len, 0, size - m->len);
-    m->p = p;
-    m->len = size;
-    return 0;
-}
-
-static int m_length(void *o, int dev, uint64_t *len)
-{
-    cr_assert_eq(dev, QCOW2_PREALLOC_DEV_IMAGE);
-    *len = ((struct memfile *)o)->len;
-    return 0;
-}
-
-static const struct qcow2_alloc_ops mops = {m_read, m_write, m_mem, m_discard, NULL};
+static const struct qcow2_alloc_ops mops = {memfile_read, memfile_write, memfile_mem,
+                                            memfile_discard, NULL};
 
 /* qemu-img create -o opts (8 MiB), then qemu-io io; the file's bytes. */
 static struct img oracle(const char *opts, const char *io)
@@ -128,9 +52,7 @@ static void zeroize_case(const char *opts, const char *setup, const char *zero_c
     base = oracle(opts, setup);
     snprintf(io, sizeof(io), "%s -c '%s'", setup, zero_cmd);
     want = oracle(opts, io);
-    memset(&f, 0, sizeof(f));
-    f.p = base.p;
-    f.len = base.len;
+    memfile_adopt(&f, base.p, base.len);
     cb = (uint32_t)get_be(f.p, 20, 4);
     size = get_be(f.p, 24, 8);
     l1_size = get_be(f.p, 36, 4);
@@ -147,8 +69,8 @@ static void zeroize_case(const char *opts, const char *setup, const char *zero_c
     memset(&p, 0, sizeof(p));
     p.a = &a;
     p.ops = &mops;
-    p.truncate = m_truncate;
-    p.length = m_length;
+    p.truncate = memfile_prealloc_truncate;
+    p.length = memfile_prealloc_length;
     p.opaque = &f;
     p.cluster_bits = cb;
     /* incompatible_features, a version 3 field: bit 4, extended L2 entries */

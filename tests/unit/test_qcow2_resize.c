@@ -2,8 +2,8 @@
  * formats/qcow2/resize.c over an in-memory file.  Images are made by the
  * oracle (qemu-img, qemu-io); the expected result of each resize is the
  * file qemu-img resize produces from the same bytes, compared byte for
- * byte (these cases free no data cluster inside the kept file, so QEMU's
- * hole punching leaves nothing to differ).
+ * byte (the in-memory file's discard zeroes the range, which is what
+ * QEMU's hole punching leaves to read).
  */
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -12,92 +12,11 @@
 #include "qcow2_test_util.h"
 #include "resize.h"
 
-struct memfile {
-    uint8_t *p;
-    size_t len;
-    size_t cap;
-    int writes;      /* writes and truncates done */
-    int fail_at;     /* fail the write with this index (-1: never) */
-    int truncations; /* truncate calls */
-};
-
-static int m_pread(void *o, uint64_t off, void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    memset(buf, 0, len);
-    if (off < m->len)
-        memcpy(buf, m->p + off, off + len <= m->len ? len : m->len - off);
-    return 0;
-}
-
-static int m_reserve(struct memfile *m, size_t n)
-{
-    if (n > m->cap) {
-        uint8_t *p = realloc(m->p, n);
-
-        if (!p)
-            return -12;
-        memset(p + m->cap, 0, n - m->cap);
-        m->p = p;
-        m->cap = n;
-    }
-    return 0;
-}
-
-static int m_pwrite(void *o, uint64_t off, const void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    if (m->writes++ == m->fail_at)
-        return -5;
-    if (m_reserve(m, off + len) < 0)
-        return -12;
-    memcpy(m->p + off, buf, len);
-    if (off + len > m->len)
-        m->len = off + len;
-    return 0;
-}
-
-static int m_flush(void *o)
-{
-    (void)o;
-    return 0;
-}
-
-static int m_truncate(void *o, uint64_t size)
-{
-    struct memfile *m = o;
-
-    m->truncations++;
-    if (m->writes++ == m->fail_at)
-        return -5;
-    if (m_reserve(m, size) < 0)
-        return -12;
-    if (size > m->len)
-        memset(m->p + m->len, 0, size - m->len);
-    m->len = size;
-    return 0;
-}
-
-static void *m_mem(void *o, void *p, size_t size)
-{
-    (void)o;
-    if (size == 0) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
-}
-
 static struct memfile mf_from(struct img im)
 {
-    struct memfile m = {0};
+    struct memfile m;
 
-    m.p = malloc(im.len);
-    memcpy(m.p, im.p, im.len);
-    m.len = m.cap = im.len;
-    m.fail_at = -1;
+    memfile_copy(&m, im.p, im.len);
     return m;
 }
 
@@ -121,7 +40,9 @@ static void image_of(const struct memfile *m, struct qcow2_resize_image *ri)
 
 static int do_resize(struct memfile *m, uint64_t size, int *errnum)
 {
-    struct qcow2_resize_io io = {m, m_pread, m_pwrite, m_flush, m_truncate, m_mem, NULL};
+    struct qcow2_resize_io io = {
+        m,           memfile_read, memfile_write,  memfile_flush, memfile_truncate,
+        memfile_mem, NULL,         memfile_discard};
     struct qcow2_resize_image ri;
     int wc, we;
 
@@ -129,8 +50,11 @@ static int do_resize(struct memfile *m, uint64_t size, int *errnum)
     return qcow2_resize(&ri, &io, size, errnum, &wc, &we);
 }
 
-/* Make an image with cmds, resize it in memory and with qemu-img; same bytes. */
-static void same_as_qemu(const char *make, const char *qemu_args, uint64_t size)
+/*
+ * Make an image with cmds, resize it in memory and with qemu-img; same
+ * bytes.  Returns the bytes the resize discarded.
+ */
+static uint64_t same_as_qemu(const char *make, const char *qemu_args, uint64_t size)
 {
     char cmds[2048];
     struct img before = img_make(make, "t.qcow2");
@@ -144,6 +68,7 @@ static void same_as_qemu(const char *make, const char *qemu_args, uint64_t size)
     cr_assert_eq(m.len, after.len, "length %zu, qemu-img %zu", m.len, after.len);
     cr_assert(memcmp(m.p, after.p, m.len) == 0, "bytes differ from qemu-img's result");
     free(m.p);
+    return m.discarded;
 }
 
 #define MK(o)                                                                                      \
@@ -167,6 +92,33 @@ Test(qcow2_resize, shrink_small_clusters_sub_byte_refcounts)
 {
     same_as_qemu(MK("cluster_size=512,refcount_bits=2"), "--shrink t.qcow2 8M", 8 << 20);
     same_as_qemu(MK("cluster_size=512,refcount_bits=4"), "--shrink t.qcow2 5M", 5 << 20);
+}
+
+/*
+ * Data clusters freed inside the kept file are punched out of it
+ * (qcow2_process_discards): the 12M data was written first, so it lies
+ * before the data kept at 0.  With 64 KiB clusters one L2 table covers
+ * the image and stays; with 4 KiB ones each 2 MiB past 8M has its own
+ * (the discard allocates those it lacks, as QEMU's does), and the four
+ * are freed and discarded too.
+ */
+Test(qcow2_resize, shrink_discards_freed_clusters)
+{
+    const char *make = "qemu-img create -q -f qcow2 -o %s t.qcow2 16M && qemu-io -f qcow2 "
+                       "-c 'write -P 9 12M 128k' -c 'write -P 7 0 64k' t.qcow2";
+    static const struct {
+        const char *o;
+        uint64_t discarded;
+    } c[] = {{"refcount_bits=16", 128 << 10}, {"refcount_bits=1,cluster_size=4096", 144 << 10}};
+
+    for (unsigned i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        char cmd[512];
+        uint64_t d;
+
+        snprintf(cmd, sizeof(cmd), make, c[i].o);
+        d = same_as_qemu(cmd, "--shrink t.qcow2 8M", 8 << 20);
+        cr_expect_eq(d, c[i].discarded, "%s: %llu bytes discarded", c[i].o, (unsigned long long)d);
+    }
 }
 
 Test(qcow2_resize, grow_relocates_l1_and_grows_reftable)
@@ -231,7 +183,8 @@ Test(qcow2_resize, write_failure_names_the_step)
 Test(qcow2_resize, failed_tail_truncation_is_a_warning)
 {
     struct memfile m = mf_from(img_make(MK("refcount_bits=16"), "t.qcow2"));
-    struct qcow2_resize_io io = {&m, m_pread, m_pwrite, m_flush, m_truncate, m_mem, NULL};
+    struct qcow2_resize_io io = {
+        &m, memfile_read, memfile_write, memfile_flush, memfile_truncate, memfile_mem, NULL, NULL};
     struct qcow2_resize_image ri;
     int errnum, wc, we, total;
 
