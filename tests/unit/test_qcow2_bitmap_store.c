@@ -27,66 +27,8 @@
 #include "qcow2_test_util.h"
 #include "test_sh.h"
 
-struct memfile {
-    uint8_t *p;
-    size_t len;
-    int writes;
-    int fail_at; /* the write with this index fails (-1: none) */
-};
-
-static int m_read(void *o, uint64_t off, void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    memset(buf, 0, len);
-    if (off < m->len)
-        memcpy(buf, m->p + off, off + len <= m->len ? len : m->len - off);
-    return 0;
-}
-
-static int m_write(void *o, uint64_t off, const void *buf, size_t len)
-{
-    struct memfile *m = o;
-
-    if (m->writes++ == m->fail_at)
-        return -5;
-    if (off + len > m->len) {
-        uint8_t *p = realloc(m->p, off + len);
-
-        cr_assert_not_null(p);
-        memset(p + m->len, 0, off + len - m->len);
-        m->p = p;
-        m->len = off + len;
-    }
-    memcpy(m->p + off, buf, len);
-    return 0;
-}
-
-static void *m_mem(void *o, void *p, size_t size)
-{
-    (void)o;
-    if (!size) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
-}
-
-/* A punched hole reads as zeros (file-posix's discard). */
-static void m_discard(void *o, uint64_t off, uint64_t len)
-{
-    struct memfile *m = o;
-
-    if (off < m->len)
-        memset(m->p + off, 0, off + len <= m->len ? len : m->len - off);
-}
-
-static int m_pread(void *o, uint64_t off, void *buf, size_t len)
-{
-    return m_read(o, off, buf, len);
-}
-
-static const struct qcow2_alloc_ops mops = {m_read, m_write, m_mem, m_discard, NULL};
+static const struct qcow2_alloc_ops mops = {memfile_read, memfile_write, memfile_mem,
+                                            memfile_discard, NULL};
 
 /* An image opened for writing: its parse, allocator and bitmap list. */
 struct wimg {
@@ -110,18 +52,15 @@ static void wimg_open(struct wimg *w, struct img im)
     struct qcow2_err_info ei;
 
     memset(w, 0, sizeof(*w));
-    w->f.p = malloc(im.len);
-    memcpy(w->f.p, im.p, im.len);
-    w->f.len = im.len;
-    w->f.fail_at = -1;
+    memfile_copy(&w->f, im.p, im.len);
     cr_assert_eq(qcow2_header_parse(w->f.p, w->f.len, &w->h, &ei), 0);
     w->first = malloc(w->h.cluster_size);
-    m_read(&w->f, 0, w->first, w->h.cluster_size);
+    memfile_read(&w->f, 0, w->first, w->h.cluster_size);
     cr_assert_eq(qcow2_ext_parse(w->first, w->h.cluster_size, &w->h, NULL, NULL, &w->x, &ei), 0);
     cr_assert_eq(qcow2_alloc_init(&w->a, &mops, &w->f, w->h.cluster_bits, w->h.refcount_order,
                                   w->h.refcount_table_offset, w->h.refcount_table_clusters),
                  0);
-    qcow2_bm_list_init(&w->l, w->h.disk_size, w->h.cluster_bits, m_mem, NULL);
+    qcow2_bm_list_init(&w->l, w->h.disk_size, w->h.cluster_bits, memfile_mem, NULL);
     if (w->x.nb_bitmaps) {
         w->bms = calloc(w->x.nb_bitmaps, sizeof(*w->bms));
         cr_assert_eq(qcow2_bitmap_dir_parse(w->f.p + w->x.bitmap_dir_offset, w->x.bitmap_dir_size,
@@ -133,7 +72,7 @@ static void wimg_open(struct wimg *w, struct img im)
 
 static void load_all_bits(struct wimg *w)
 {
-    struct qcow2_reader rd = {m_pread, &w->f};
+    struct qcow2_reader rd = {memfile_read, &w->f};
     uint32_t i;
 
     for (i = 0; i < w->l.n; i++)
@@ -176,7 +115,7 @@ static void wimg_commit(struct wimg *w, bool dir_only)
                    (dir.nb_bitmaps ? QCOW2_AUTOCLEAR_BITMAPS : 0);
     st.bitmaps = dir;
     cr_assert_eq(qcow2_header_rewrite(w->first, w->h.cluster_size, &w->h, &w->x, &st, hdr), 0);
-    cr_assert_eq(m_write(&w->f, 0, hdr, w->h.cluster_size), 0);
+    cr_assert_eq(memfile_write(&w->f, 0, hdr, w->h.cluster_size), 0);
     qcow2_bm_store_finish(&w->l, &w->a, buf, w->x.bitmap_dir_offset,
                           w->x.nb_bitmaps ? w->x.bitmap_dir_size : 0);
     cr_assert_eq(qcow2_alloc_flush(&w->a), 0);
@@ -411,7 +350,7 @@ Test(bitmap_store, list_ops)
     struct qcow2_bm_list l;
     char longname[QCOW2_BM_NAME_MAX + 2];
 
-    qcow2_bm_list_init(&l, (64 << 20) + 1536, 16, m_mem, NULL);
+    qcow2_bm_list_init(&l, (64 << 20) + 1536, 16, memfile_mem, NULL);
     cr_assert_eq(qcow2_bm_ser_size((64 << 20) + 1536, 16), 136);
     cr_assert_eq(qcow2_bm_ser_size((64 << 20) + 1536, 10), 8200);
     cr_assert_eq(qcow2_bm_table_size(1ull << 40, 9, 9), (1ull << 40) / 512 / 8 / 512);
