@@ -121,5 +121,6 @@ int cmd_convert(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 #endif /* CMD_CMDS_H */

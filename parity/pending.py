@@ -8,10 +8,15 @@ run as ordinary cases.
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
 BITMAPS = "convert --bitmaps: copying a bitmap into a qcow2 v3 target is not built yet"
+SNAPSHOT_RESIZE = "snapshot -a of a snapshot of another size: qemu truncates the image to it; not built yet"
 
 PENDING = {
     "test_compare_parity.py": {
         "same-p-size-mismatch": PROGRESS,
+    },
+    "test_snapshot_parity.py": {
+        "resized-grown": SNAPSHOT_RESIZE,
+        "resized-shrunk": SNAPSHOT_RESIZE,
     },
     "test_convert_parity.py": {
         "bitmaps": BITMAPS,

@@ -218,6 +218,15 @@ int qcow2_alloc_update(struct qcow2_alloc *a, uint64_t offset, uint64_t length, 
                        bool decrease);
 
 /*
+ * qcow2_alloc_update_discard - qcow2_alloc_update() that, with discard,
+ * calls ops->discard for each cluster whose refcount reaches 0 (QEMU's
+ * update_refcount() with a discard type that passes through, e.g.
+ * QCOW2_DISCARD_SNAPSHOT).  Same returns.
+ */
+int qcow2_alloc_update_discard(struct qcow2_alloc *a, uint64_t offset, uint64_t length,
+                               uint64_t addend, bool decrease, bool discard);
+
+/*
  * qcow2_alloc_free - QEMU's qcow2_free_clusters(): drop one reference to
  * every cluster [offset, offset + size) touches.  discard: call
  * ops->discard for the clusters that reach zero (QEMU's discard
