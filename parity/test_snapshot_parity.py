@@ -372,3 +372,17 @@ def test_data_file(instar, tmp_path, argv):
     exp, act = tl.run_both_on_copies(instar, ["snapshot", *argv, "img.qcow2"],
                                      [tmp_path / "img.qcow2", tmp_path / "img.data"], tmp_path / "run")
     tl.assert_same(exp, act, f"data file {argv}")
+
+
+@pytest.mark.parametrize("entry", [b"\xbf\xff\xff\xff\xff\xff\x00\x00", b"\x80\x00\x00\xff\xff\xff\x00\x00"],
+                         ids=["l2-huge-offset", "l2-far-offset"])
+def test_create_bad_l2(instar, tmp_path, entry):
+    """iotest 080's invalid L2 entries: -EFBIG, and -EAGAIN for a refcount block qemu had to place."""
+    src = make_image(tmp_path / "src.qcow2", size="64M", writes=("write 0 512",))
+    data = bytearray(src.read_bytes())
+    l1 = struct.unpack(">Q", data[40:48])[0]
+    l2 = struct.unpack(">Q", data[l1:l1 + 8])[0] & 0x00fffffffffffe00
+    data[l2:l2 + 8] = entry
+    src.write_bytes(bytes(data))
+    exp, _ = snap_both(instar, src, tmp_path, "-c", "test", "IMG")
+    assert exp.returncode == 1

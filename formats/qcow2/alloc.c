@@ -506,12 +506,7 @@ int qcow2_alloc_update(struct qcow2_alloc *a, uint64_t offset, uint64_t length, 
 int qcow2_alloc_update_discard(struct qcow2_alloc *a, uint64_t offset, uint64_t length,
                                uint64_t addend, bool decrease, bool discard)
 {
-    int ret;
-
-    do {
-        ret = update_refcount(a, offset, length, addend, decrease, discard);
-    } while (ret == -QCOW2_ALLOC_EAGAIN);
-    return ret;
+    return update_refcount(a, offset, length, addend, decrease, discard);
 }
 
 int qcow2_alloc_free(struct qcow2_alloc *a, uint64_t offset, uint64_t size, bool discard)
