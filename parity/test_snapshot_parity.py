@@ -193,6 +193,18 @@ def test_usage_errors(instar, tmp_path, argv):
     assert exp.returncode == 1
 
 
+@pytest.mark.parametrize("argv", [
+    ["--object", "secret,id=s0,data=x", "-l", "IMG"],
+    ["--object", "secret,id=s0,data=x", "-c", "o", "IMG"],
+    ["--object", "bogus,id=x", "-l", "IMG"],
+    ["-q", "-d", "s", "IMG"],
+    ["-h"],
+], ids=["object-l", "object-c", "object-bogus", "quiet-d", "help"])
+def test_options(instar, tmp_path, argv):
+    src = make_image(tmp_path / "src.qcow2", snaps=("s",))
+    snap_both(instar, src, tmp_path, *argv)
+
+
 def test_no_action(instar, tmp_path):
     src = make_image(tmp_path / "src.qcow2", snaps=("s",))
     snap_both(instar, src, tmp_path, "IMG")
