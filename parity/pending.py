@@ -17,6 +17,9 @@ PENDING = {
     "test_snapshot_parity.py": {
         "resized-grown": SNAPSHOT_RESIZE,
         "resized-shrunk": SNAPSHOT_RESIZE,
+        "resized-grown-512": SNAPSHOT_RESIZE,
+        "resized-shrunk-512": SNAPSHOT_RESIZE,
+        "resized-grown-extl2": SNAPSHOT_RESIZE,
     },
     "test_convert_parity.py": {
         "bitmaps": BITMAPS,

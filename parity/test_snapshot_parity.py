@@ -352,10 +352,14 @@ def test_apply_compressed(instar, tmp_path):
     snap_both(instar, tmp_path / "src.qcow2", tmp_path, "-a", "c", "IMG")
 
 
-@pytest.mark.parametrize("new_size", ["8M", "2M"], ids=["resized-grown", "resized-shrunk"])
-def test_apply_resized(instar, tmp_path, new_size):
+@pytest.mark.parametrize("new_size,opts", [("8M", ""), ("2M", ""), ("8M", "cluster_size=512"),
+                                           ("1M", "cluster_size=512,refcount_bits=4"),
+                                           ("8M", "extended_l2=on")],
+                         ids=["resized-grown", "resized-shrunk", "resized-grown-512",
+                              "resized-shrunk-512", "resized-grown-extl2"])
+def test_apply_resized(instar, tmp_path, new_size, opts):
     """A snapshot of another size: qemu truncates the image to it."""
-    src = make_image(tmp_path / "src.qcow2", snaps=("old",))
+    src = make_image(tmp_path / "src.qcow2", opts=opts, snaps=("old",), after=("write -P 5 0 128k",))
     tl.qemu_img("resize", "--shrink", str(src), new_size)
     snap_both(instar, src, tmp_path, "-a", "old", "IMG")
 
