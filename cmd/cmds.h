@@ -123,5 +123,6 @@ int cmd_commit(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
 
 #endif /* CMD_CMDS_H */

@@ -76,7 +76,7 @@ const struct cmd_struct cmd_table[] = {
     {"resize", cmd_resize,
      "resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] "
      "[--shrink] filename [+ | -]size"},
-    {"snapshot", NULL,
+    {"snapshot", cmd_snapshot,
      "snapshot [--object objectdef] [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot | "
      "-d snapshot] filename"},
 };

@@ -184,5 +184,6 @@ __attribute__((noreturn)) void plan_dd(void);
 __attribute__((noreturn)) void plan_bench(void);
 __attribute__((noreturn)) void plan_rebase(void);
 __attribute__((noreturn)) void plan_commit(void);
+__attribute__((noreturn)) void plan_snapshot(void);
 
 #endif /* GUEST_H */

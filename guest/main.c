@@ -38,6 +38,8 @@ void guest_main(void)
         plan_rebase();
     case INSTAR_OP_COMMIT:
         plan_commit();
+    case INSTAR_OP_SNAPSHOT:
+        plan_snapshot();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

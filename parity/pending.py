@@ -6,4 +6,14 @@ it is taken off this list.  In the harness self-check (INSTAR=qemu-img) they
 run as ordinary cases.
 """
 
-PENDING = {}
+SNAPSHOT_RESIZE = "snapshot -a of a snapshot of another size: qemu truncates the image to it; not built yet"
+
+PENDING = {
+    "test_snapshot_parity.py": {
+        "resized-grown": SNAPSHOT_RESIZE,
+        "resized-shrunk": SNAPSHOT_RESIZE,
+        "resized-grown-512": SNAPSHOT_RESIZE,
+        "resized-shrunk-512": SNAPSHOT_RESIZE,
+        "resized-grown-extl2": SNAPSHOT_RESIZE,
+    },
+}

@@ -404,14 +404,15 @@ static int zero_allocate(int fd, uint64_t off, uint64_t len, uint64_t size)
 /*
  * file-posix's discard (handle_aiocb_discard): punch a hole, keeping the
  * size; a file system without hole punching leaves the data, which qemu
- * takes as success too.
+ * takes as success too.  A range that starts inside the file is punched
+ * whole, as qemu punches it: past the end it frees the last partial
+ * block (a freed snapshot table at the end of the file), and KEEP_SIZE
+ * never grows the file.
  */
 static int discard_range(int fd, uint64_t off, uint64_t len, uint64_t size)
 {
-    uint64_t end = off + len < size ? off + len : size;
-
-    if (off >= end || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
-                                (off_t)(end - off)) == 0)
+    if (off >= size || len == 0 ||
+        fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
         return 0;
     return errno == EOPNOTSUPP || errno == ENOSYS ? 0 : -1;
 }

@@ -503,6 +503,12 @@ int qcow2_alloc_update(struct qcow2_alloc *a, uint64_t offset, uint64_t length, 
     return ret;
 }
 
+int qcow2_alloc_update_discard(struct qcow2_alloc *a, uint64_t offset, uint64_t length,
+                               uint64_t addend, bool decrease, bool discard)
+{
+    return update_refcount(a, offset, length, addend, decrease, discard);
+}
+
 int qcow2_alloc_free(struct qcow2_alloc *a, uint64_t offset, uint64_t size, bool discard)
 {
     int ret;

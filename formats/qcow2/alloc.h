@@ -218,6 +218,18 @@ int qcow2_alloc_update(struct qcow2_alloc *a, uint64_t offset, uint64_t length, 
                        bool decrease);
 
 /*
+ * qcow2_alloc_update_discard - QEMU's update_refcount() as
+ * qcow2_update_cluster_refcount() calls it: qcow2_alloc_update() without
+ * the retry, so a refcount block it had to place fails the update with
+ * -EAGAIN (after the undo), as in QEMU.  With discard, ops->discard is
+ * called for each cluster whose refcount reaches 0 (a discard type that
+ * passes through, e.g. QCOW2_DISCARD_SNAPSHOT).
+ * Returns 0 or a negated errno (QCOW2_ALLOC_EAGAIN included).
+ */
+int qcow2_alloc_update_discard(struct qcow2_alloc *a, uint64_t offset, uint64_t length,
+                               uint64_t addend, bool decrease, bool discard);
+
+/*
  * qcow2_alloc_free - QEMU's qcow2_free_clusters(): drop one reference to
  * every cluster [offset, offset + size) touches.  discard: call
  * ops->discard for the clusters that reach zero (QEMU's discard

@@ -88,6 +88,7 @@ int qcow2_snapshots_parse(const struct qcow2_header *h, const struct qcow2_reade
         if (sn.extra_data_size > sizeof(extra)) {
             /* QEMU keeps the unknown rest; reading it can only be refused. */
             uint64_t rest = sn.extra_data_size - sizeof(extra);
+            sn.unknown_offset = offset;
             if (!qcow2_read_ok(offset, rest))
                 return -QCOW2_ERR_SNAP_READ;
             offset += rest;
@@ -101,6 +102,7 @@ int qcow2_snapshots_parse(const struct qcow2_header *h, const struct qcow2_reade
         if (ret < 0)
             return ret;
         offset += name_size;
+        sn.end_offset = offset;
         sn.id = scratch;
         sn.id_len = cstrlen(scratch, id_size);
         sn.name = scratch + 65536;

@@ -38,6 +38,9 @@ struct qcow2_snapshot {
     uint64_t vm_state_size; /* 64-bit extra field when present */
     uint64_t disk_size;     /* the image's size when absent */
     uint64_t icount;        /* UINT64_MAX when absent */
+    /* Where the walk found it: the unknown extra data (extra_data_size > 24), the entry's end. */
+    uint64_t unknown_offset;
+    uint64_t end_offset;
     /* C strings as QEMU prints them: up to the first NUL */
     const uint8_t *id;
     size_t id_len;

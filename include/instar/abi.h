@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 11
+#define INSTAR_ABI_VERSION 12
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -407,6 +407,8 @@ enum instar_op {
     INSTAR_OP_BENCH,   /* args: struct instar_bench_args */
     INSTAR_OP_REBASE,  /* args: struct instar_rebase_args */
     INSTAR_OP_COMMIT,  /* args: struct instar_commit_args */
+    /* args: struct instar_snapshot_args */
+    INSTAR_OP_SNAPSHOT,
     INSTAR_OP_MAX
 };
 
@@ -493,6 +495,29 @@ struct instar_resize_args {
     uint64_t size;     /* new virtual size in bytes (host resolved +/-) */
     uint32_t prealloc; /* enum instar_prealloc */
     uint32_t flags;    /* INSTAR_RESIZE_* */
+};
+
+/* snapshot's actions (qemu-img snapshot -c, -d, -a). */
+enum instar_snapshot_action {
+    INSTAR_SNAPSHOT_CREATE = 1,
+    INSTAR_SNAPSHOT_DELETE = 2,
+    INSTAR_SNAPSHOT_APPLY = 3,
+};
+
+#define INSTAR_SNAPSHOT_NAME_MAX 256 /* QEMUSnapshotInfo.name, NUL included */
+
+/*
+ * snapshot: create, delete or apply an internal snapshot of the qcow2
+ * image on device 0 (writable).  name is NUL-terminated (the host cut it
+ * at 255 bytes as qemu-img's pstrcpy does); date is the host's wall clock
+ * for a create (g_get_real_time()).
+ */
+struct instar_snapshot_args {
+    uint32_t action; /* enum instar_snapshot_action */
+    uint32_t date_sec;
+    uint32_t date_nsec;
+    uint32_t pad;
+    char name[INSTAR_SNAPSHOT_NAME_MAX];
 };
 
 /*
@@ -777,6 +802,7 @@ struct instar_boot_info {
         struct instar_bench_args bench;
         struct instar_rebase_args rebase;
         struct instar_commit_args commit;
+        struct instar_snapshot_args snapshot;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };

@@ -179,6 +179,16 @@ struct instar_resize_result {
     struct instar_result_hdr hdr;
 };
 
+/*
+ * --- INSTAR_OP_SNAPSHOT: a header alone.  error 0: the operation ran;
+ * err_args[0] is then 0 or the Linux errno it failed with, err_args[1]
+ * where (enum qcow2_snapop_stage), err_args[2] 1 when no snapshot has the
+ * name (delete, apply). ---
+ */
+struct instar_snapshot_result {
+    struct instar_result_hdr hdr;
+};
+
 /* --- INSTAR_OP_MAP, INSTAR_OP_COMPARE, INSTAR_OP_CONVERT, INSTAR_OP_DD, INSTAR_OP_BENCH,
  * INSTAR_OP_COMMIT --- */
 

@@ -1,0 +1,153 @@
+/*
+ * The snapshot planner (qemu-img snapshot -c, -d, -a): open device 0 as
+ * qcow2 read-write the way qemu-img opens it (gq_open_flags), refuse what
+ * instar does not handle, then run formats/qcow2/snapop.c over it.
+ * Reads go straight to the host and see the planner's own writes.
+ */
+#include "guest.h"
+#include "open.h"
+#include "qcow2/snapop.h"
+
+static int sp_pread(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    (void)opaque;
+    return gdev_pread(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_SNAPOP_EIO : 0;
+}
+
+static int sp_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    (void)opaque;
+    return gdev_pwrite(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_SNAPOP_EIO : 0;
+}
+
+static int sp_flush(void *opaque)
+{
+    (void)opaque;
+    return gdev_flush(GOPEN_DEV) < 0 ? -QCOW2_SNAPOP_EIO : 0;
+}
+
+static void *sp_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+/* QCOW2_DISCARD_SNAPSHOT passes through: the host punches the clusters (its result ignored). */
+static void sp_discard(void *opaque, uint64_t off, uint64_t len)
+{
+    (void)opaque;
+    (void)gdev_discard(GOPEN_DEV, off, len);
+}
+
+static __attribute__((noreturn)) void fail(int code)
+{
+    result_error(INSTAR_OP_SNAPSHOT, code, NULL, NULL, 0);
+}
+
+static __attribute__((noreturn)) void done(int ret, int stage, bool not_found)
+{
+    struct instar_snapshot_result *r;
+    struct rbuf rb;
+
+    if (rbuf_init(&rb, sizeof(*r)) < 0)
+        fail(INSTAR_ERR_NOMEM);
+    r = rbuf_at(&rb, 0);
+    r->hdr.err_args[0] = ret < 0 ? (uint64_t)-ret : 0;
+    r->hdr.err_args[1] = (uint64_t)stage;
+    r->hdr.err_args[2] = not_found;
+    rbuf_send(&rb, INSTAR_OP_SNAPSHOT, 0);
+}
+
+void plan_snapshot(void)
+{
+    static uint8_t first[GOPEN_FIRST];
+    static struct gq_image img;
+    static const struct qcow2_snapop_io io = {NULL,     sp_pread, sp_pwrite,
+                                              sp_flush, sp_mem,   sp_discard};
+    const struct instar_snapshot_args *a = &boot->args.snapshot;
+    const struct qcow2_header *h = &img.h;
+    struct qcow2_snapop_image si;
+    size_t name_len;
+    int64_t idx;
+    int stage = 0, ret;
+    uint32_t i;
+
+    name_len = strnlen(a->name, sizeof(a->name));
+    if (name_len == sizeof(a->name) || a->action < INSTAR_SNAPSHOT_CREATE ||
+        a->action > INSTAR_SNAPSHOT_APPLY)
+        fail(INSTAR_ERR_BAD_ARGS);
+    (void)gopen_probe(INSTAR_OP_SNAPSHOT, "qcow2", false, first);
+    gq_open(&img, INSTAR_OP_SNAPSHOT, first);
+
+    /* qcow2_do_open() refuses these read-write; instar leaves the rest to qemu. */
+    if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
+        fail(QCOW2_SNAPOP_ERR_CORRUPT_RW);
+    if (h->crypt_method != QCOW2_CRYPT_NONE)
+        fail(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT);
+    if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY)
+        fail(QCOW2_SNAPOP_ERR_NOTSUP_DIRTY);
+    if (img.x.nb_bitmaps > 0)
+        fail(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS);
+
+    memset(&si, 0, sizeof(si));
+    si.cluster_bits = h->cluster_bits;
+    si.refcount_order = h->refcount_order;
+    si.extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
+    si.disk_size = h->disk_size;
+    si.l1_size = h->l1_size;
+    si.l1_table_offset = h->l1_table_offset;
+    si.refcount_table_offset = h->refcount_table_offset;
+    si.refcount_table_clusters = h->refcount_table_clusters;
+    si.snapshots_offset = h->snapshots_offset;
+    si.nb_snapshots = img.nsnapshots;
+    if (img.nsnapshots) {
+        si.snapshots = calloc(img.nsnapshots, sizeof(*si.snapshots));
+        if (!si.snapshots)
+            fail(INSTAR_ERR_NOMEM);
+        si.snapshots_size = img.snapshots[img.nsnapshots - 1].sn.end_offset - h->snapshots_offset;
+    }
+    for (i = 0; i < img.nsnapshots; i++) {
+        struct qcow2_snapop_entry *e = &si.snapshots[i];
+
+        e->sn = img.snapshots[i].sn;
+        if (e->sn.extra_data_size > QCOW2_SNAPSHOT_KNOWN_EXTRA) {
+            size_t n = e->sn.extra_data_size - QCOW2_SNAPSHOT_KNOWN_EXTRA;
+            uint8_t *u = malloc(n);
+
+            if (!u)
+                fail(INSTAR_ERR_NOMEM);
+            if (gdev_pread(GOPEN_DEV, e->sn.unknown_offset, u, n) < 0)
+                done(-QCOW2_SNAPOP_EIO, 0, false);
+            e->unknown = u;
+        }
+    }
+
+    /* An external data file: qcow2's snapshot functions answer -ENOTSUP, its list none. */
+    if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) {
+        if (a->action == INSTAR_SNAPSHOT_DELETE)
+            done(0, 0, true);
+        done(-QCOW2_SNAPOP_ENOTSUP, 0, false);
+    }
+    switch (a->action) {
+    case INSTAR_SNAPSHOT_CREATE:
+        ret = qcow2_snapop_create(&si, &io, (const uint8_t *)a->name, name_len, a->date_sec,
+                                  a->date_nsec);
+        done(ret, 0, false);
+    case INSTAR_SNAPSHOT_DELETE:
+        idx = qcow2_snapop_find(&si, (const uint8_t *)a->name, name_len, false);
+        if (idx < 0)
+            done(0, 0, true);
+        ret = qcow2_snapop_delete(&si, &io, (uint32_t)idx, &stage);
+        done(ret, stage, false);
+    default:
+        idx = qcow2_snapop_find(&si, (const uint8_t *)a->name, name_len, true);
+        if (idx < 0)
+            done(-QCOW2_SNAPOP_ENOENT, 0, true);
+        ret = qcow2_snapop_apply(&si, &io, (uint32_t)idx, &stage);
+        done(ret, stage, false);
+    }
+}

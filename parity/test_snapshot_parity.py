@@ -1,0 +1,404 @@
+"""Parity of `qemu-img snapshot` (-l, -c, -d, -a) between qemu-img 7.2 and instar.
+
+Each case runs both tools on private copies of an image the oracle made
+and compares exit code, stdout and stderr.  For the images a command
+changed it compares, with the oracle's own tools:
+  * the bytes of the two files, with the date fields of the snapshot
+    table entries masked (each tool stamps its own wall-clock time), and
+    the two tables' dates are checked to be plausible "now" values;
+  * `qemu-img check` output, `qemu-img info --output=json` without the
+    date fields and actual-size, `snapshot -l` with dates normalised,
+    the `disk size` line of `qemu-img info`, and `qemu-img compare` of
+    the active layers.
+Nothing here is an expected value written by hand: the oracle's run is
+the expectation.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+import instar_testlib as tl
+
+REFCOUNT_BITS = [1, 2, 4, 8, 16, 32, 64]
+CLUSTER_SIZES = [512, 4096, 65536, 2 << 20]
+
+WRITES = ("write -P 1 0 64k", "write -P 3 1M 192k", "write -z 3M 64k")
+
+
+def make_image(path: Path, size: str = "4M", opts: str = "", writes=WRITES, snaps=(),
+               after=()) -> Path:
+    """A qcow2 image made by the oracle: writes, snapshots (each after the writes so far), more writes."""
+    tl.qemu_img("create", "-q", "-f", "qcow2", *(["-o", opts] if opts else []), str(path), size)
+    if writes:
+        args = []
+        for w in writes:
+            args += ["-c", w]
+        tl.qemu_io("-f", "qcow2", *args, str(path))
+    for s in snaps:
+        tl.qemu_img("snapshot", "-c", s, str(path))
+    if after:
+        args = []
+        for w in after:
+            args += ["-c", w]
+        tl.qemu_io("-f", "qcow2", *args, str(path))
+    return path
+
+
+def snapshot_dates(data: bytes) -> list[tuple[int, int]]:
+    """(offset, length) of every entry's date fields in a qcow2 image's snapshot table."""
+    if data[:4] != b"QFI\xfb":
+        return []
+    nb, off = struct.unpack(">IQ", data[60:72])
+    out = []
+    for _ in range(nb):
+        off = (off + 7) & ~7
+        if off + 40 > len(data):
+            break
+        id_size, name_size = struct.unpack(">HH", data[off + 12:off + 16])
+        extra = struct.unpack(">I", data[off + 36:off + 40])[0]
+        out.append((off + 16, 8))
+        off += 40 + extra + id_size + name_size
+    return out
+
+
+def masked(data: bytes) -> tuple[bytes, list[int]]:
+    """data with the snapshot dates zeroed, and the date_sec values."""
+    b = bytearray(data)
+    secs = []
+    for off, n in snapshot_dates(data):
+        secs.append(struct.unpack(">I", data[off:off + 4])[0])
+        b[off:off + n] = bytes(n)
+    return bytes(b), secs
+
+
+DATE_RE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+def norm_list(out: bytes) -> bytes:
+    """snapshot -l / info output with its dates replaced (the format is kept checked)."""
+    return DATE_RE.sub(b"YYYY-MM-DD hh:mm:ss", out)
+
+
+def info_json(path: Path) -> dict:
+    r = tl.qemu_img("info", "--output=json", str(path))
+    d = json.loads(r.stdout)
+    d.pop("actual-size", None)
+    d.pop("filename", None)
+    d.pop("full-backing-filename", None)
+    for sn in d.get("snapshots", []):
+        sn.pop("date-sec")
+        sn.pop("date-nsec")
+    return d
+
+
+def disk_size(path: Path) -> bytes:
+    r = tl.qemu_img("info", str(path))
+    return [ln for ln in r.stdout.splitlines() if ln.startswith(b"disk size:")][0]
+
+
+def compare_results(o: Path, i: Path, what: str, t0: float) -> None:
+    """The oracle's and instar's images after the same command (see the module docstring)."""
+    a, b = o.read_bytes(), i.read_bytes()
+    (ma, sa), (mb, sb) = masked(a), masked(b)
+    assert len(a) == len(b), f"{what}: file length oracle {len(a)}, instar {len(b)}"
+    if ma != mb:
+        diff = next(k for k in range(len(ma)) if ma[k] != mb[k])
+        raise AssertionError(f"{what}: images differ first at byte {diff:#x}")
+    # Dates: the same table entries; new ones stamped at the time of the run.
+    assert len(sa) == len(sb)
+    for x, y in zip(sa, sb):
+        if x != y:
+            assert int(t0) - 2 <= y <= time.time() + 2, f"{what}: instar date {y}"
+    ca = tl.qemu_img("check", str(o), check=False)
+    cb = tl.qemu_img("check", str(i), check=False)
+    assert (ca.returncode, ca.stdout, ca.stderr) == (cb.returncode, cb.stdout, cb.stderr), what
+    assert info_json(o) == info_json(i), what
+    la = tl.qemu_img("snapshot", "-l", str(o))
+    lb = tl.qemu_img("snapshot", "-l", str(i))
+    assert norm_list(la.stdout) == norm_list(lb.stdout), what
+    assert disk_size(o) == disk_size(i), what
+    r = tl.qemu_img("compare", "-f", "qcow2", "-F", "qcow2", str(o), str(i), check=False)
+    assert r.returncode == 0, f"{what}: active layers differ: {r.stdout!r}"
+
+
+def snap_both(instar, src: Path, tmp_path: Path, *args: str, name: str = "img.qcow2",
+              extra_files=()):
+    """snapshot ARGS (IMG = the copy) on copies of src; full comparison of the results."""
+    work = tmp_path / "w"
+    work.mkdir(parents=True, exist_ok=True)
+    copy = work / name
+    tl.run(["cp", "--sparse=always", str(src), str(copy)])
+    argv = ["snapshot", *[name if a == "IMG" else a for a in args]]
+    t0 = time.time()
+    exp, act = tl.run_both_on_copies(instar, argv, [copy, *extra_files], tmp_path / "run")
+    tl.assert_same(exp, act, f"snapshot {args}")
+    if name.endswith(".qcow2"):
+        compare_results(tmp_path / "run" / "oracle" / name, tmp_path / "run" / "instar" / name,
+                        f"snapshot {args}", t0)
+    return exp, act
+
+
+# --- -l ---
+
+
+@pytest.mark.parametrize("snaps", [(), ("one",), ("a", "b", "a", "a-much-longer-tag-name-x")],
+                         ids=["none", "one", "four"])
+@pytest.mark.parametrize("U", [[], ["-U"]], ids=["lock", "U"])
+def test_list(instar, tmp_path, snaps, U):
+    src = make_image(tmp_path / "src.qcow2", snaps=snaps)
+    exp, _ = snap_both(instar, src, tmp_path, *U, "-l", "IMG")
+    assert exp.returncode == 0
+
+
+def test_list_v2_and_extl2(instar, tmp_path):
+    for i, opts in enumerate(["compat=0.10", "extended_l2=on", "refcount_bits=2"]):
+        src = make_image(tmp_path / f"src{i}.qcow2", opts=opts, snaps=("s",))
+        snap_both(instar, src, tmp_path / str(i), "-l", "IMG")
+
+
+def test_list_raw(instar, tmp_path):
+    tl.qemu_img("create", "-q", "-f", "raw", str(tmp_path / "src.raw"), "1M")
+    snap_both(instar, tmp_path / "src.raw", tmp_path, "-l", "IMG", name="img.raw")
+
+
+def test_list_image_opts(instar, tmp_path):
+    src = make_image(tmp_path / "src.qcow2", snaps=("s",))
+    snap_both(instar, src, tmp_path, "--image-opts", "-l", "driver=qcow2,file.filename=IMG")
+
+
+@pytest.mark.parametrize("argv", [
+    ["-f", "qcow2", "-l", "IMG"],
+    ["-l", "-c", "x", "IMG"],
+    ["-d", "x", "-a", "y", "IMG"],
+    ["-l"],
+    ["-l", "IMG", "IMG"],
+    ["-c"],
+    ["-x", "IMG"],
+    ["-l", "missing.qcow2"],
+    ["--image-opts", "-l", "IMG"],
+], ids=["f", "mix-l-c", "mix-d-a", "no-file", "two-files", "c-no-arg", "unknown", "missing",
+        "image-opts-plain"])
+def test_usage_errors(instar, tmp_path, argv):
+    src = make_image(tmp_path / "src.qcow2", snaps=("s",))
+    exp, _ = snap_both(instar, src, tmp_path, *argv)
+    assert exp.returncode == 1
+
+
+@pytest.mark.parametrize("argv", [
+    ["--object", "secret,id=s0,data=x", "-l", "IMG"],
+    ["--object", "secret,id=s0,data=x", "-c", "o", "IMG"],
+    ["--object", "bogus,id=x", "-l", "IMG"],
+    ["-q", "-d", "s", "IMG"],
+    ["-h"],
+], ids=["object-l", "object-c", "object-bogus", "quiet-d", "help"])
+def test_options(instar, tmp_path, argv):
+    src = make_image(tmp_path / "src.qcow2", snaps=("s",))
+    snap_both(instar, src, tmp_path, *argv)
+
+
+def test_no_action(instar, tmp_path):
+    src = make_image(tmp_path / "src.qcow2", snaps=("s",))
+    snap_both(instar, src, tmp_path, "IMG")
+
+
+def hold_lock(path, byte):
+    fd = os.open(path, os.O_RDWR)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, byte, 1, 0))
+    return fd
+
+
+@pytest.mark.parametrize("argv", [["-l"], ["-U", "-l"], ["-c", "s"], ["-U", "-c", "s"],
+                                  ["-d", "s"], ["-a", "s"]],
+                         ids=["l", "U-l", "c", "U-c", "d", "a"])
+def test_locked(instar, tmp_path, argv):
+    """Another process writing the image (its lock byte 201: shares no write)."""
+    tl.qemu_img("create", "-q", "-f", "qcow2", "img.qcow2", "1M", cwd=tmp_path)
+    tl.qemu_img("snapshot", "-c", "s", "img.qcow2", cwd=tmp_path)
+    fd = hold_lock(tmp_path / "img.qcow2", 201)
+    try:
+        exp, act = tl.run_both(instar, ["snapshot", *argv, "img.qcow2"], cwd=tmp_path)
+    finally:
+        os.close(fd)
+    tl.assert_same(exp, act, f"locked {argv}")
+
+
+# --- -c ---
+
+
+@pytest.mark.parametrize("rb", REFCOUNT_BITS)
+@pytest.mark.parametrize("cs", CLUSTER_SIZES)
+def test_create(instar, tmp_path, cs, rb):
+    src = make_image(tmp_path / "src.qcow2", opts=f"cluster_size={cs},refcount_bits={rb}")
+    snap_both(instar, src, tmp_path, "-c", "snap1", "IMG")
+
+
+@pytest.mark.parametrize("rb", REFCOUNT_BITS)
+def test_create_second(instar, tmp_path, rb):
+    """A second snapshot over shared clusters: refcount 3 needs 2 bits."""
+    src = make_image(tmp_path / "src.qcow2", opts=f"refcount_bits={rb}",
+                     snaps=() if rb == 1 else ("first",), after=("write -P 5 64k 64k",))
+    snap_both(instar, src, tmp_path, "-c", "second", "IMG")
+
+
+@pytest.mark.parametrize("opts", ["compat=0.10", "extended_l2=on", "cluster_size=16384,extended_l2=on",
+                                  "lazy_refcounts=on", "compression_type=zstd"])
+def test_create_formats(instar, tmp_path, opts):
+    src = make_image(tmp_path / "src.qcow2", opts=opts, snaps=("a",), after=("write -P 9 2M 64k",))
+    snap_both(instar, src, tmp_path, "-c", "b", "IMG")
+
+
+def test_create_compressed(instar, tmp_path):
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(tmp_path / "raw.qcow2"), "4M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 1M", str(tmp_path / "raw.qcow2"))
+    tl.qemu_img("convert", "-c", "-O", "qcow2", str(tmp_path / "raw.qcow2"), str(tmp_path / "src.qcow2"))
+    snap_both(instar, tmp_path / "src.qcow2", tmp_path, "-c", "c", "IMG")
+
+
+@pytest.mark.parametrize("name", ["dup", "x" * 300, "1", "with space", "ünï"],
+                         ids=["duplicate", "long", "numeric", "space", "utf8"])
+def test_create_names(instar, tmp_path, name):
+    src = make_image(tmp_path / "src.qcow2", snaps=("dup", "7"))
+    snap_both(instar, src, tmp_path, "-c", name, "IMG")
+
+
+def test_create_many(instar, tmp_path):
+    src = make_image(tmp_path / "src.qcow2", opts="cluster_size=512", snaps=tuple(f"s{i}" for i in range(12)))
+    snap_both(instar, src, tmp_path, "-q", "-c", "thirteen", "IMG")
+
+
+def test_create_empty(instar, tmp_path):
+    src = make_image(tmp_path / "src.qcow2", size="0", writes=())
+    snap_both(instar, src, tmp_path, "-c", "e", "IMG")
+
+
+def test_create_image_opts(instar, tmp_path):
+    src = make_image(tmp_path / "src.qcow2")
+    snap_both(instar, src, tmp_path, "--image-opts", "-c", "s", "driver=qcow2,file.filename=IMG")
+
+
+def test_create_backing(instar, tmp_path):
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(tmp_path / "base.qcow2"), "4M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 4 0 2M", str(tmp_path / "base.qcow2"))
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", str(tmp_path / "src.qcow2"))
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 2 64k 64k", str(tmp_path / "src.qcow2"))
+    snap_both(instar, tmp_path / "src.qcow2", tmp_path, "-c", "s", "IMG",
+              extra_files=[tmp_path / "base.qcow2"])
+
+
+# --- -d ---
+
+
+@pytest.mark.parametrize("rb", REFCOUNT_BITS[2:])
+@pytest.mark.parametrize("which", ["a", "b", "c", "missing", "2"])
+def test_delete(instar, tmp_path, rb, which):
+    src = make_image(tmp_path / "src.qcow2", opts=f"refcount_bits={rb}", snaps=("a", "b"),
+                     after=("write -P 8 0 128k", "write -P 6 2M 64k"))
+    tl.qemu_img("snapshot", "-c", "c", str(src))
+    snap_both(instar, src, tmp_path, "-d", which, "IMG")
+
+
+@pytest.mark.parametrize("cs", CLUSTER_SIZES)
+def test_delete_only(instar, tmp_path, cs):
+    src = make_image(tmp_path / "src.qcow2", opts=f"cluster_size={cs}", snaps=("only",),
+                     after=("write -P 2 0 256k",))
+    snap_both(instar, src, tmp_path, "-d", "only", "IMG")
+
+
+@pytest.mark.parametrize("opts", ["compat=0.10", "extended_l2=on"])
+def test_delete_formats(instar, tmp_path, opts):
+    src = make_image(tmp_path / "src.qcow2", opts=opts, snaps=("a", "b"), after=("write -P 9 0 64k",))
+    snap_both(instar, src, tmp_path, "-d", "a", "IMG")
+
+
+def test_delete_duplicate_names(instar, tmp_path):
+    src = make_image(tmp_path / "src.qcow2", snaps=("d", "d"), after=("write -P 9 0 64k",))
+    snap_both(instar, src, tmp_path, "-d", "d", "IMG")
+
+
+# --- -a ---
+
+
+@pytest.mark.parametrize("rb", REFCOUNT_BITS[1:])
+@pytest.mark.parametrize("which", ["a", "b", "1", "missing"])
+def test_apply(instar, tmp_path, rb, which):
+    src = make_image(tmp_path / "src.qcow2", opts=f"refcount_bits={rb}", snaps=("a",),
+                     after=("write -P 8 0 128k", "write -P 6 2M 64k"))
+    tl.qemu_img("snapshot", "-c", "b", str(src))
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 1M 64k", str(src))
+    snap_both(instar, src, tmp_path, "-a", which, "IMG")
+
+
+@pytest.mark.parametrize("opts", ["compat=0.10", "extended_l2=on", "cluster_size=512"])
+def test_apply_formats(instar, tmp_path, opts):
+    src = make_image(tmp_path / "src.qcow2", opts=opts, snaps=("a",), after=("write -P 9 0 64k",))
+    snap_both(instar, src, tmp_path, "-a", "a", "IMG")
+
+
+def test_apply_compressed(instar, tmp_path):
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(tmp_path / "raw.qcow2"), "4M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 1M", str(tmp_path / "raw.qcow2"))
+    tl.qemu_img("convert", "-c", "-O", "qcow2", str(tmp_path / "raw.qcow2"), str(tmp_path / "src.qcow2"))
+    tl.qemu_img("snapshot", "-c", "c", str(tmp_path / "src.qcow2"))
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 128k", str(tmp_path / "src.qcow2"))
+    snap_both(instar, tmp_path / "src.qcow2", tmp_path, "-a", "c", "IMG")
+
+
+@pytest.mark.parametrize("new_size,opts", [("8M", ""), ("2M", ""), ("8M", "cluster_size=512"),
+                                           ("1M", "cluster_size=512,refcount_bits=4"),
+                                           ("8M", "extended_l2=on")],
+                         ids=["resized-grown", "resized-shrunk", "resized-grown-512",
+                              "resized-shrunk-512", "resized-grown-extl2"])
+def test_apply_resized(instar, tmp_path, new_size, opts):
+    """A snapshot of another size: qemu truncates the image to it."""
+    src = make_image(tmp_path / "src.qcow2", opts=opts, snaps=("old",), after=("write -P 5 0 128k",))
+    tl.qemu_img("resize", "--shrink", str(src), new_size)
+    snap_both(instar, src, tmp_path, "-a", "old", "IMG")
+
+
+# --- Images without snapshot support ---
+
+
+@pytest.mark.parametrize("argv", [["-c", "x"], ["-d", "x"], ["-a", "x"], ["-l"]])
+@pytest.mark.parametrize("fmt", ["probed", "raw"])
+def test_raw(instar, tmp_path, argv, fmt):
+    tl.qemu_img("create", "-q", "-f", "raw", str(tmp_path / "src.raw"), "1M")
+    if fmt == "raw":
+        exp, _ = snap_both(instar, tmp_path / "src.raw", tmp_path, "--image-opts", *argv,
+                           "driver=raw,file.filename=IMG", name="img.raw")
+    else:
+        exp, _ = snap_both(instar, tmp_path / "src.raw", tmp_path, *argv, "IMG", name="img.raw")
+    # The raw file is unchanged by both.
+    a = (tmp_path / "run" / "oracle" / "img.raw").read_bytes()
+    assert a == (tmp_path / "run" / "instar" / "img.raw").read_bytes()
+
+
+@pytest.mark.parametrize("argv", [["-c", "x"], ["-d", "s"], ["-a", "s"], ["-l"]])
+def test_data_file(instar, tmp_path, argv):
+    """An external data file: qcow2's snapshot functions answer -ENOTSUP."""
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=img.data", "img.qcow2", "1M", cwd=tmp_path)
+    exp, act = tl.run_both_on_copies(instar, ["snapshot", *argv, "img.qcow2"],
+                                     [tmp_path / "img.qcow2", tmp_path / "img.data"], tmp_path / "run")
+    tl.assert_same(exp, act, f"data file {argv}")
+
+
+@pytest.mark.parametrize("entry", [b"\xbf\xff\xff\xff\xff\xff\x00\x00", b"\x80\x00\x00\xff\xff\xff\x00\x00"],
+                         ids=["l2-huge-offset", "l2-far-offset"])
+def test_create_bad_l2(instar, tmp_path, entry):
+    """iotest 080's invalid L2 entries: -EFBIG, and -EAGAIN for a refcount block qemu had to place."""
+    src = make_image(tmp_path / "src.qcow2", size="64M", writes=("write 0 512",))
+    data = bytearray(src.read_bytes())
+    l1 = struct.unpack(">Q", data[40:48])[0]
+    l2 = struct.unpack(">Q", data[l1:l1 + 8])[0] & 0x00fffffffffffe00
+    data[l2:l2 + 8] = entry
+    src.write_bytes(bytes(data))
+    exp, _ = snap_both(instar, src, tmp_path, "-c", "test", "IMG")
+    assert exp.returncode == 1

@@ -1,0 +1,107 @@
+"""Crash consistency of `snapshot -c`, `-d` and `-a`.
+
+INSTAR_FAULT_WRITES=N stops the guest before its (N+1)-th write.  For
+every N until the run completes, `qemu-img check -r all` must repair the
+interrupted image to a clean one (a second check finds nothing), its
+active layer must read as before the operation (or, for -a, as the
+applied snapshot), and every snapshot the operation keeps must read as
+before.  The expected contents are the oracle's reads of the image
+before the operation (qemu-img convert, -l for snapshots).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import instar_testlib as tl
+
+MAX_WRITES = 400
+
+
+def raw_of(img: Path, out: Path, snapshot: str | None = None) -> bytes:
+    args = ["convert", "-O", "raw"]
+    if snapshot:
+        args += ["-l", f"snapshot.name={snapshot}"]
+    tl.qemu_img(*args, str(img), str(out))
+    data = out.read_bytes()
+    out.unlink()
+    return data
+
+
+def snapshot_names(img: Path) -> list[str]:
+    import json
+
+    r = tl.qemu_img("info", "--output=json", "-U", str(img))
+    return [s["name"] for s in json.loads(r.stdout).get("snapshots", [])]
+
+
+def sweep(instar, src: Path, tmp_path: Path, args: list[str], active_ok: list[bytes],
+          kept: dict[str, bytes]) -> int:
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        img = work / src.name
+        shutil.copy(src, img)
+        r = instar.run(["snapshot", *args, src.name], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        done = r.returncode == 0
+        if not done:
+            assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        rep = tl.run_oracle(["check", "-r", "all", img.name], cwd=work)
+        assert rep.returncode == 0, f"write {n}: repair failed:\n  {rep.describe()}"
+        chk = tl.run_oracle(["check", img.name], cwd=work)
+        assert chk.returncode == 0, f"write {n}: not clean after repair:\n  {chk.describe()}"
+        assert raw_of(img, work / "a.raw") in active_ok, f"write {n}: active layer changed"
+        names = snapshot_names(img)
+        for name, data in kept.items():
+            assert name in names, f"write {n}: snapshot {name} lost"
+            assert raw_of(img, work / "s.raw", name) == data, f"write {n}: snapshot {name} changed"
+        shutil.rmtree(work)
+        if done:
+            return n
+    pytest.fail(f"snapshot did not complete within {MAX_WRITES} writes")
+
+
+def make(tmp_path: Path, opts: str) -> Path:
+    d = tmp_path / "img"
+    d.mkdir()
+    img = d / "s.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", opts, str(img), "4M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 0x11 0 1M", "-c", "write -P 0x22 2M 64k", str(img))
+    tl.qemu_img("snapshot", "-c", "one", str(img))
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 0x33 64k 128k", "-c", "write -z 2M 64k", str(img))
+    tl.qemu_img("snapshot", "-c", "two", str(img))
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 0x44 0 64k", "-c", "write -P 0x55 3M 64k", str(img))
+    return img
+
+
+OPTS = ["cluster_size=65536", "cluster_size=4096,refcount_bits=4", "cluster_size=512,compat=0.10"]
+
+
+@pytest.mark.parametrize("opts", OPTS)
+def test_create(instar, tmp_path, opts):
+    img = make(tmp_path, opts)
+    active = raw_of(img, tmp_path / "x.raw")
+    kept = {s: raw_of(img, tmp_path / "x.raw", s) for s in ("one", "two")}
+    assert sweep(instar, img, tmp_path, ["-c", "three"], [active], kept) >= 4
+
+
+@pytest.mark.parametrize("opts", OPTS)
+@pytest.mark.parametrize("which", ["one", "two"])
+def test_delete(instar, tmp_path, opts, which):
+    img = make(tmp_path, opts)
+    active = raw_of(img, tmp_path / "x.raw")
+    kept = {s: raw_of(img, tmp_path / "x.raw", s) for s in ("one", "two") if s != which}
+    assert sweep(instar, img, tmp_path, ["-d", which], [active], kept) >= 3
+
+
+@pytest.mark.parametrize("opts", OPTS)
+@pytest.mark.parametrize("which", ["one", "two"])
+def test_apply(instar, tmp_path, opts, which):
+    img = make(tmp_path, opts)
+    active = raw_of(img, tmp_path / "x.raw")
+    kept = {s: raw_of(img, tmp_path / "x.raw", s) for s in ("one", "two")}
+    assert sweep(instar, img, tmp_path, ["-a", which], [active, kept[which]], kept) >= 3
