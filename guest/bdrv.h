@@ -260,49 +260,49 @@ int gbs_qcow2_change_backing(struct gbs *bs, const char *name, const char *fmt);
  */
 int gbs_qcow2_make_empty(struct gbs *bs);
 
- /* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
- int gbs_flush(struct gbs *bs);
+/* gbs_flush - bdrv_flush() of a writable node (nothing for others): 0 or -errno. */
+int gbs_flush(struct gbs *bs);
 
- /*
-  * gbs_file_status - file-posix's block status for [off, off + bytes) of
-  * device dev (SEEK_DATA/SEEK_HOLE on the host): DATA or ZERO, with
-  * OFFSET_VALID and map = off.
-  */
- int gbs_file_status(uint32_t dev, bool want_zero, uint64_t off, uint64_t bytes, uint64_t *pnum,
-                     uint64_t *map);
+/*
+ * gbs_file_status - file-posix's block status for [off, off + bytes) of
+ * device dev (SEEK_DATA/SEEK_HOLE on the host): DATA or ZERO, with
+ * OFFSET_VALID and map = off.
+ */
+int gbs_file_status(uint32_t dev, bool want_zero, uint64_t off, uint64_t bytes, uint64_t *pnum,
+                    uint64_t *map);
 
- /* bdrv_getlength() of a device: its size rounded up to 512. */
- uint64_t gbs_dev_length(uint32_t dev);
+/* bdrv_getlength() of a device: its size rounded up to 512. */
+uint64_t gbs_dev_length(uint32_t dev);
 
- /*
-  * Corruption events (qcow2_signal_corruption in a read-only open): the
-  * first one of a run, for the host to print "qcow2: Image is corrupt:
-  * ...; further non-fatal corruption events will be suppressed".
-  */
- struct gbs_corruption {
-     int32_t code; /* 0, or a QCOW2_ERR_* message code with args */
-     uint64_t args[4];
- };
+/*
+ * Corruption events (qcow2_signal_corruption in a read-only open): the
+ * first one of a run, for the host to print "qcow2: Image is corrupt:
+ * ...; further non-fatal corruption events will be suppressed".
+ */
+struct gbs_corruption {
+    int32_t code; /* 0, or a QCOW2_ERR_* message code with args */
+    uint64_t args[4];
+};
 
- extern struct gbs_corruption gbs_first_corruption;
+extern struct gbs_corruption gbs_first_corruption;
 
- /* Record a corruption event of bs (only its first counts, as in QEMU). */
- void gbs_signal_corruption(struct gbs *bs, int32_t code, uint64_t a0, uint64_t a1, uint64_t a2);
+/* Record a corruption event of bs (only its first counts, as in QEMU). */
+void gbs_signal_corruption(struct gbs *bs, int32_t code, uint64_t a0, uint64_t a1, uint64_t a2);
 
- /*
-  * gbs_send - send a struct instar_data_result for op (after any queued
-  * records) with the first corruption event, and end the run.
-  */
- __attribute__((noreturn)) void gbs_send(uint32_t op, uint32_t status, uint32_t errnum,
-                                         uint64_t offset, uint32_t image, uint32_t flags);
+/*
+ * gbs_send - send a struct instar_data_result for op (after any queued
+ * records) with the first corruption event, and end the run.
+ */
+__attribute__((noreturn)) void gbs_send(uint32_t op, uint32_t status, uint32_t errnum,
+                                        uint64_t offset, uint32_t image, uint32_t flags);
 
- /*
-  * gbs_open_or_fail - gbs_open_graph(), sending op's error result on
-  * failure.
-  */
- void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
+/*
+ * gbs_open_or_fail - gbs_open_graph(), sending op's error result on
+ * failure.
+ */
+void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
 
- extern const struct gbs_driver gbs_drv_raw;
- extern const struct gbs_driver gbs_drv_qcow2;
+extern const struct gbs_driver gbs_drv_raw;
+extern const struct gbs_driver gbs_drv_qcow2;
 
 #endif /* GUEST_BDRV_H */
