@@ -18,6 +18,7 @@
 #include "cmds.h"
 #include "datarun.h"
 #include "policy.h"
+#include "imgcheck.h"
 #include "report.h"
 #include "size.h"
 #include "spec.h"
@@ -303,6 +304,8 @@ int cmd_bench(int argc, char **argv)
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = BENCH_GUEST_MEM;
+    cfg.report = check_report_cb; /* a dirty image's repair at open, as check -r prints it */
+    cfg.report_opaque = stderr;
     gettimeofday(&t1, NULL);
     if (datarun(&cfg, INSTAR_OP_BENCH, &args, sizeof(args), &gr, filename, &v) < 0)
         goto out;

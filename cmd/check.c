@@ -161,7 +161,7 @@ int check_print_batch(FILE *f, const void *recs, size_t len)
     return 0;
 }
 
-static int check_report_cb(void *opaque, const void *recs, size_t len)
+int check_report_cb(void *opaque, const void *recs, size_t len)
 {
     return check_print_batch(opaque, recs, len);
 }

@@ -22,6 +22,7 @@
 #include "policy.h"
 #include "progress.h"
 #include "qcow2_err.h"
+#include "imgcheck.h"
 #include "report.h"
 #include "size.h"
 #include "snaparg.h"
@@ -720,6 +721,8 @@ int cmd_convert(int argc, char **argv)
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = CONVERT_GUEST_MEM;
+    cfg.report = check_report_cb; /* a dirty image's repair at open, as check -r prints it */
+    cfg.report_opaque = stderr;
     cfg.progress = progress_from_guest;
     if (salvage) {
         cfg.report = salvage_report_cb;

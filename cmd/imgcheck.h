@@ -61,4 +61,11 @@ int check_dump_json(FILE *f, const struct check_report *c);
  */
 int check_print_batch(FILE *f, const void *recs, size_t len);
 
+/*
+ * check_report_cb - check_print_batch as a vmm_config report callback
+ * (opaque: the FILE *): check -r's lines, and a dirty image's repair when
+ * another command opens it read-write (resize, bench, convert, rebase).
+ */
+int check_report_cb(void *opaque, const void *recs, size_t len);
+
 #endif /* CMD_IMGCHECK_H */

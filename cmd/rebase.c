@@ -24,6 +24,7 @@
 #include "opts.h"
 #include "policy.h"
 #include "progress.h"
+#include "imgcheck.h"
 #include "report.h"
 
 enum {
@@ -278,6 +279,8 @@ int cmd_rebase(int argc, char **argv)
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = REBASE_GUEST_MEM;
+    cfg.report = check_report_cb; /* a dirty image's repair at open, as check -r prints it */
+    cfg.report_opaque = stderr;
     cfg.progress = progress_from_guest;
     if (datarun(&cfg, INSTAR_OP_REBASE, &args, sizeof(args), &gr, filename, &v) < 0)
         goto out;

@@ -77,11 +77,6 @@ static void report_resize_code(const char *name, int code, uint64_t errnum, bool
         report_error("%s", msg);
 }
 
-static int resize_report_cb(void *opaque, const void *recs, size_t len)
-{
-    return check_print_batch(opaque, recs, len);
-}
-
 /* The largest qcow2 cluster: any allocation may round up to one. */
 #define RESIZE_MAX_CLUSTER (2ULL << 20)
 /* QEMU's QCOW_MAX_L1_SIZE: no image it opens has a larger L1 table. */
@@ -270,7 +265,7 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = RESIZE_GUEST_MEM;
-    cfg.report = resize_report_cb; /* the repair of a dirty image, as check -r prints it */
+    cfg.report = check_report_cb; /* the repair of a dirty image, as check -r prints it */
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 

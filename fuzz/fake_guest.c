@@ -348,3 +348,13 @@ int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags)
     fake_bug("zero of [%llu, +%llu) on device %u", (unsigned long long)offset,
              (unsigned long long)len, handle);
 }
+
+/* The harness opens no node writable, so no dirty image is ever repaired at open. */
+struct gq_image;
+int gq_repair_dirty(struct gq_image *img, uint32_t op, unsigned flags);
+int gq_repair_dirty(struct gq_image *img, uint32_t op, unsigned flags)
+{
+    (void)img;
+    (void)flags;
+    fake_bug("repair of a dirty image at a writable open (op %u)", op);
+}

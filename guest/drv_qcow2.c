@@ -187,6 +187,16 @@ static int q2_open(struct gbs *bs)
         return ret;
     /* Any failure here ends the run with qemu's open message. */
     gq_open_flags(&q->img, boot->op, bs->writable ? QCOW2_OPEN_RDWR : 0, first);
+    /*
+     * qcow2_do_open() repairs a dirty image it opens read-write, printing
+     * check -r's lines.  (With persistent bitmaps, which qemu loads first,
+     * the image stays refused: q2_writer.)
+     */
+    if (bs->writable && (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+        !q->img.x.nb_bitmaps && gq_repair_dirty(&q->img, boot->op, QCOW2_OPEN_RDWR) < 0) {
+        gopen_dev = 0;
+        return -INSTAR_ERR_REPAIR_DIRTY;
+    }
     gopen_dev = 0;
     h = &q->img.h;
     if (h->crypt_method != 0)
@@ -617,7 +627,7 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
     }
     /*
      * Not written (Operation not supported), see docs/differences.md: the
-     * dirty bit (qemu repairs such an image when it opens it read-write).
+     * dirty bit left by q2_open (an image with persistent bitmaps).
      */
     if (!q->l1 || (h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
         return -Q2_ENOTSUP;

@@ -77,10 +77,11 @@ void gq_open(struct gq_image *img, uint32_t op, const uint8_t first[GOPEN_FIRST]
 /*
  * gq_repair_dirty - the repair qcow2_do_open() runs on a dirty image it
  * opens read-write (device 0 writable), lines streamed to the host as
- * check -r streams them; img is opened again afterwards.  0, or -1 if
+ * check -r streams them; img is opened again afterwards (gq_open_flags
+ * with flags).  0, or -1 if
  * the image could not be repaired (guest/plan_check.c).
  */
-int gq_repair_dirty(struct gq_image *img, uint32_t op);
+int gq_repair_dirty(struct gq_image *img, uint32_t op, unsigned flags);
 
 /*
  * gq_open_flags - gq_open for an open with QCOW2_OPEN_* flags

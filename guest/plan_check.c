@@ -208,9 +208,9 @@ static int repair_qcow2(const struct qcow2_check_image *ci, const struct qcow2_c
  * cleared when the repair came out clean.  img is opened again from the
  * file afterwards (a rebuild moves the refcount table).  Returns 0, or -1
  * when the image could not be repaired (qemu's "Could not repair dirty
- * image").
+ * image").  flags: the QCOW2_OPEN_* of the first open, for the second.
  */
-int gq_repair_dirty(struct gq_image *img, uint32_t op)
+int gq_repair_dirty(struct gq_image *img, uint32_t op, unsigned flags)
 {
     static uint8_t first[GOPEN_FIRST];
     const struct qcow2_check_env env = {env_pread, env_report, env_realloc, env_free, NULL};
@@ -227,7 +227,7 @@ int gq_repair_dirty(struct gq_image *img, uint32_t op)
         return -1;
     if (gblk_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
         return -1;
-    gq_open(img, op, first);
+    gq_open_flags(img, op, flags, first);
     return 0;
 }
 

@@ -106,7 +106,7 @@ void plan_resize(void)
     if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
     if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
-        gq_repair_dirty(&img, INSTAR_OP_RESIZE) < 0)
+        gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0)
         fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
     if (img.x.nb_bitmaps > 0)
         fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);

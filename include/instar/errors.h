@@ -20,7 +20,8 @@
     X(INSTAR_ERR_UNSUPPORTED_FMT, 4, "Image format '{s}' is not supported by instar")              \
     X(INSTAR_ERR_BAD_ARGS, 5, "Invalid arguments from the host")                                   \
     X(INSTAR_ERR_SHORT_READ, 6, "Could not read image: unexpected end of file")                    \
-    X(INSTAR_ERR_ENCRYPTED_DATA, 7, "Parameter 'encrypt.key-secret' is required for cipher")
+    X(INSTAR_ERR_ENCRYPTED_DATA, 7, "Parameter 'encrypt.key-secret' is required for cipher")       \
+    X(INSTAR_ERR_REPAIR_DIRTY, 8, "Could not repair dirty image: Input/output error")
 
 /*
  * Warnings a planner may attach to a result (warn_code); the host prints
