@@ -106,6 +106,8 @@ int create_for_dd(const char *filename, const char *fmt, uint64_t size);
  */
 struct opt_list;
 bool create_opts_for(struct opt_list *l, const char *fmt);
+/* create_format_opts_for - the format's own create options (drv->create_opts) alone. */
+bool create_format_opts_for(struct opt_list *l, const char *fmt);
 
 /*
  * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
@@ -121,5 +123,6 @@ int cmd_convert(int argc, char **argv);
 int cmd_dd(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
 
 #endif /* CMD_CMDS_H */

@@ -174,5 +174,6 @@ __attribute__((noreturn)) void plan_compare(void);
 __attribute__((noreturn)) void plan_convert(void);
 __attribute__((noreturn)) void plan_dd(void);
 __attribute__((noreturn)) void plan_bench(void);
+__attribute__((noreturn)) void plan_amend(void);
 
 #endif /* GUEST_H */

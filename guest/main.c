@@ -34,6 +34,8 @@ void guest_main(void)
         plan_dd();
     case INSTAR_OP_BENCH:
         plan_bench();
+    case INSTAR_OP_AMEND:
+        plan_amend();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

@@ -7,9 +7,20 @@ run as ordinary cases.
 """
 
 PROGRESS = "compare -p: qemu-img prints the size-mismatch warning before its last progress update"
+AMEND = "amend: compat= changes, refcount_bits changes, encryption, data files and images with bitmaps are refused by instar (not built yet)"
 BITMAPS = "convert --bitmaps: copying a bitmap into a qcow2 v3 target is not built yet"
 
 PENDING = {
+    "test_amend_parity.py": {
+        "compat-upgrade": AMEND,
+        "compat-upgrade-lazy": AMEND,
+        "compat-downgrade": AMEND,
+        "refcount-bits-change": AMEND,
+        "bitmaps-lazy": AMEND,
+        "data-file-lazy": AMEND,
+        "data-file-rename": AMEND,
+        "encrypt-keyslot": AMEND,
+    },
     "test_compare_parity.py": {
         "same-p-size-mismatch": PROGRESS,
     },

@@ -1,0 +1,141 @@
+/*
+ * The amend planner: qcow2_amend_options() after qemu-img's read-write
+ * open.  Device 0 is opened as qcow2 (gq_open, a dirty image repaired as
+ * qcow2_do_open() does), then the lazy refcounts bit changes
+ * (formats/qcow2/amend.c) and the image is truncated to the new size
+ * (formats/qcow2/resize.c), in qemu's order.  The host has parsed the
+ * options and refused what instar does not amend.
+ */
+#include "guest.h"
+#include "open.h"
+#include "qcow2/amend.h"
+#include "qcow2/prealloc.h"
+#include "qcow2/resize.h"
+
+/* The largest size bdrv_co_truncate() accepts (BDRV_MAX_LENGTH). */
+#define AMEND_MAX_LENGTH UINT64_C(0x7fffffffc0000000)
+
+static int am_pread(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    (void)opaque;
+    return gdev_pread(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_RESIZE_EIO : 0;
+}
+
+static int am_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    (void)opaque;
+    return gdev_pwrite(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_RESIZE_EIO : 0;
+}
+
+static int am_flush(void *opaque)
+{
+    (void)opaque;
+    return gdev_flush(GOPEN_DEV) < 0 ? -QCOW2_RESIZE_EIO : 0;
+}
+
+static int am_truncate(void *opaque, uint64_t size)
+{
+    (void)opaque;
+    return gdev_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0 ? -QCOW2_RESIZE_EIO : 0;
+}
+
+static void *am_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
+{
+    uint64_t args[4] = {errnum, 0, 0, 0};
+
+    result_error(INSTAR_OP_AMEND, code, args, NULL, 0);
+}
+
+static __attribute__((noreturn)) void done(int wcode, int werrno)
+{
+    struct rbuf rb;
+
+    if (rbuf_init(&rb, sizeof(struct instar_resize_result)) < 0)
+        fail(INSTAR_ERR_NOMEM, 0);
+    if (wcode) {
+        /* The tail truncation failed: qemu-img warns and still succeeds. */
+        struct instar_resize_result *r = rbuf_at(&rb, 0);
+
+        r->hdr.err_args[0] = (uint64_t)wcode;
+        r->hdr.err_args[1] = (uint64_t)werrno;
+    }
+    rbuf_send(&rb, INSTAR_OP_AMEND, 0);
+}
+
+void plan_amend(void)
+{
+    static uint8_t first[GOPEN_FIRST];
+    static struct gq_image img;
+    static const struct qcow2_resize_io io = {NULL,        am_pread, am_pwrite, am_flush,
+                                              am_truncate, am_mem,   NULL};
+    const struct instar_amend_args *a = &boot->args.amend;
+    const struct qcow2_header *h = &img.h;
+    struct qcow2_resize_image ri;
+    int errnum = 0, wcode = 0, werrno = 0, ret;
+
+    (void)gopen_probe(INSTAR_OP_AMEND, "qcow2", false, first);
+    gq_open(&img, INSTAR_OP_AMEND, first);
+
+    /* qcow2_do_open() refuses these read-write. */
+    if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
+        fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
+    if (h->crypt_method != QCOW2_CRYPT_NONE)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
+    if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+        gq_repair_dirty(&img, INSTAR_OP_AMEND) < 0)
+        fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
+    /* A read-write open marks them in use, and the close stores them again. */
+    if (img.x.nb_bitmaps > 0)
+        fail(QCOW2_AMEND_ERR_NOTSUP_BITMAPS, 0);
+    if (a->flags & INSTAR_AMEND_OPEN_ONLY)
+        done(0, 0);
+    /* qcow2_change_refcount_order() comes before the other changes. */
+    if (a->refcount_bits && a->refcount_bits != (1u << h->refcount_order))
+        fail(QCOW2_AMEND_ERR_NOTSUP_REFCOUNT_BITS, 0);
+
+    if (a->flags & INSTAR_AMEND_LAZY) {
+        ret = qcow2_amend_lazy(h->version, h->compatible_features,
+                               (a->flags & INSTAR_AMEND_LAZY_ON) != 0, am_pwrite, NULL, &errnum);
+        if (ret < 0)
+            fail(-ret, (uint64_t)errnum);
+    }
+    if (!(a->flags & INSTAR_AMEND_SIZE))
+        done(0, 0);
+
+    /* bdrv_co_truncate(), then qcow2_co_truncate()'s first check. */
+    if (a->size > AMEND_MAX_LENGTH)
+        fail(QCOW2_AMEND_ERR_SIZE_RANGE, 0);
+    if (a->size % 512)
+        fail(QCOW2_AMEND_ERR_SIZE_ALIGN, 0);
+    memset(&ri, 0, sizeof(ri));
+    ri.version = h->version;
+    ri.cluster_bits = h->cluster_bits;
+    ri.refcount_order = h->refcount_order;
+    ri.extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
+    ri.size = h->disk_size;
+    ri.l1_size = h->l1_size;
+    ri.l1_table_offset = h->l1_table_offset;
+    ri.refcount_table_offset = h->refcount_table_offset;
+    ri.refcount_table_clusters = h->refcount_table_clusters;
+    ri.nb_snapshots = h->nb_snapshots;
+    ri.file_size = gblk_size(GOPEN_DEV);
+    ri.prealloc = QCOW2_PREALLOC_OFF;
+    ri.zero_write = (a->flags & INSTAR_AMEND_ZERO_WRITE) != 0;
+    ri.backing_head = (a->flags & INSTAR_AMEND_BACKING_HEAD) != 0;
+    ret = qcow2_resize(&ri, &io, a->size, &errnum, &wcode, &werrno);
+    if (ret < 0)
+        fail(-ret, (uint64_t)errnum);
+    done(wcode, werrno);
+}
