@@ -242,6 +242,13 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
         report_error("Failed to amend '%s': sandbox failure: invalid result", im->name);
         goto out;
     }
+    /* qcow2_upgrade()'s status callbacks: its start, the snapshot table, the header. */
+    if ((args->flags & INSTAR_AMEND_UPGRADE) && hdr.error != QCOW2_AMEND_ERR_NOTSUP_UPGRADE) {
+        progress_print(0, 0);
+        progress_print(50, 0);
+        if (hdr.error != QCOW2_AMEND_ERR_UPDATE_HEADER)
+            progress_print(100, 0);
+    }
     if (hdr.error >= 3000 && hdr.error < 3200) {
         report_amend_code(im->name, hdr.error, hdr.err_args[0], (int64_t)args->size, false);
         goto out;
@@ -342,9 +349,10 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l)
                          "instar yet");
             return -1;
         }
-        if (new_version != (int)ii->qcow2_version) {
-            report_error("Changing the compatibility level (compat=) is not supported by instar "
-                         "yet");
+        if (new_version == 3 && ii->qcow2_version == 2)
+            args.flags |= INSTAR_AMEND_UPGRADE;
+        else if (new_version != (int)ii->qcow2_version) {
+            report_error("Downgrading a qcow2 image (compat=0.10) is not supported by instar yet");
             return -1;
         }
     }

@@ -82,6 +82,7 @@ void plan_amend(void)
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
     int errnum = 0, wcode = 0, werrno = 0, ret;
+    uint32_t version;
 
     (void)gopen_probe(INSTAR_OP_AMEND, "qcow2", false, first);
     gq_open(&img, INSTAR_OP_AMEND, first);
@@ -105,8 +106,53 @@ void plan_amend(void)
     if (a->refcount_bits && a->refcount_bits != (1u << h->refcount_order))
         fail(QCOW2_AMEND_ERR_NOTSUP_REFCOUNT_BITS, 0);
 
+    version = h->version;
+    /* Upgrade first: the other changes may need version 3. */
+    if ((a->flags & INSTAR_AMEND_UPGRADE) && version == 2) {
+        static char bfile[INSTAR_NAME_MAX], bfmt[INSTAR_FMT_NAME_MAX];
+        struct qcow2_amend_upgrade u;
+        uint8_t *buf;
+        uint32_t i;
+
+        if (!qcow2_amend_known_exts(img.first, img.first_len, h->header_length) ||
+            (img.x.has_backing_fmt && !img.x.has_backing_file) ||
+            img.x.backing_file_len >= sizeof(bfile) || img.x.backing_fmt_len >= sizeof(bfmt))
+            fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
+        /* qcow2_write_snapshots() would rewrite a table without the v3 extra data. */
+        for (i = 0; i < img.nsnapshots; i++)
+            if (img.snapshots[i].sn.extra_data_size < 16)
+                fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
+        memset(&u, 0, sizeof(u));
+        u.cluster_bits = h->cluster_bits;
+        u.refcount_order = h->refcount_order;
+        u.size = h->disk_size;
+        u.l1_size = h->l1_size;
+        u.l1_table_offset = h->l1_table_offset;
+        u.refcount_table_offset = h->refcount_table_offset;
+        u.refcount_table_clusters = h->refcount_table_clusters;
+        u.nb_snapshots = h->nb_snapshots;
+        u.snapshots_offset = h->snapshots_offset;
+        if (img.x.has_backing_file) {
+            memcpy(bfile, img.x.backing_file, img.x.backing_file_len);
+            bfile[img.x.backing_file_len] = 0;
+            u.backing_file = bfile;
+        }
+        if (img.x.has_backing_fmt) {
+            memcpy(bfmt, img.x.backing_fmt, img.x.backing_fmt_len);
+            bfmt[img.x.backing_fmt_len] = 0;
+            u.backing_fmt = bfmt;
+        }
+        buf = malloc((size_t)1 << h->cluster_bits);
+        if (!buf)
+            fail(INSTAR_ERR_NOMEM, 0);
+        ret = qcow2_amend_upgrade(&u, buf, am_pwrite, NULL, &errnum);
+        free(buf);
+        if (ret < 0)
+            fail(-ret, (uint64_t)errnum);
+        version = 3;
+    }
     if (a->flags & INSTAR_AMEND_LAZY) {
-        ret = qcow2_amend_lazy(h->version, h->compatible_features,
+        ret = qcow2_amend_lazy(version, version == 3 ? h->compatible_features : 0,
                                (a->flags & INSTAR_AMEND_LAZY_ON) != 0, am_pwrite, NULL, &errnum);
         if (ret < 0)
             fail(-ret, (uint64_t)errnum);
@@ -120,7 +166,7 @@ void plan_amend(void)
     if (a->size % 512)
         fail(QCOW2_AMEND_ERR_SIZE_ALIGN, 0);
     memset(&ri, 0, sizeof(ri));
-    ri.version = h->version;
+    ri.version = version;
     ri.cluster_bits = h->cluster_bits;
     ri.refcount_order = h->refcount_order;
     ri.extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;

@@ -12,8 +12,6 @@ BITMAPS = "convert --bitmaps: copying a bitmap into a qcow2 v3 target is not bui
 
 PENDING = {
     "test_amend_parity.py": {
-        "compat-upgrade": AMEND,
-        "compat-upgrade-lazy": AMEND,
         "compat-downgrade": AMEND,
         "refcount-bits-change": AMEND,
         "bitmaps-lazy": AMEND,

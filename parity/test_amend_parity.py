@@ -44,6 +44,13 @@ def imgs(tmp_path_factory) -> Path:
     tl.qemu_img("snapshot", "-c", "s1", "snap.qcow2", cwd=d)
     mk("snapv2.qcow2", "4M", "compat=0.10", data)
     tl.qemu_img("snapshot", "-c", "s1", "snapv2.qcow2", cwd=d)
+    mk("topv2.qcow2", "4M", "compat=0.10,backing_file=base.qcow2,backing_fmt=qcow2", ("write -P 6 1M 64k",))
+    mk("v2c512.qcow2", "4M", "compat=0.10,cluster_size=512", data)
+    mk("v2c4k.qcow2", "4M", "compat=0.10,cluster_size=4096", data)
+    mk("v2c2m.qcow2", "4M", "compat=0.10,cluster_size=2M", data)
+    mk("v2leak.qcow2", "4M", "compat=0.10", data)
+    # A leaked cluster past the end (check finds it; the open does not repair a v2 image).
+    tl.qemu_io("-f", "qcow2", "-c", "write 1M 64k", "-c", "discard 1M 64k", "v2leak.qcow2", cwd=d)
     mk("bm.qcow2", "4M", "", data)
     tl.qemu_img("bitmap", "--add", "bm.qcow2", "b0", cwd=d)
     mk("df.qcow2", "4M", "data_file=df.raw", ())
@@ -165,9 +172,19 @@ CASES = [
     ("dirty-size", ["-o", "size=128M", "dirty.qcow2"], ["dirty.qcow2"], "dirty.qcow2"),
     ("dirty-bad-compat", ["-o", "compat=9", "dirty.qcow2"], ["dirty.qcow2"], "dirty.qcow2"),
     ("dirty-parse-error", ["-o", "foo=1", "dirty.qcow2"], ["dirty.qcow2"], "dirty.qcow2"),
-    # Not built yet (parity/pending.py).
+    # compat=1.1 on a version 2 image.
     ("compat-upgrade", ["-o", "compat=1.1", "v2.qcow2"], ["v2.qcow2"], "v2.qcow2"),
     ("compat-upgrade-lazy", ["-o", "compat=v3,lazy_refcounts=on", "v2.qcow2"], ["v2.qcow2"], "v2.qcow2"),
+    ("compat-upgrade-size", ["-o", "compat=1.1,size=64M", "v2.qcow2"], ["v2.qcow2"], "v2.qcow2"),
+    ("compat-upgrade-unaligned", ["-o", "compat=1.1,size=1000", "v2.qcow2"], ["v2.qcow2"], "v2.qcow2"),
+    ("compat-upgrade-progress", ["-p", "-o", "compat=1.1", "v2.qcow2"], ["v2.qcow2"], "v2.qcow2"),
+    ("compat-upgrade-snapshots", ["-o", "compat=1.1,size=16M", "snapv2.qcow2"], ["snapv2.qcow2"], "snapv2.qcow2"),
+    ("compat-upgrade-backing", ["-o", "compat=1.1", "topv2.qcow2"], ["topv2.qcow2", "base.qcow2"], "topv2.qcow2"),
+    ("compat-upgrade-c512", ["-o", "compat=1.1", "v2c512.qcow2"], ["v2c512.qcow2"], "v2c512.qcow2"),
+    ("compat-upgrade-c4k", ["-o", "compat=1.1", "v2c4k.qcow2"], ["v2c4k.qcow2"], "v2c4k.qcow2"),
+    ("compat-upgrade-c2m", ["-o", "compat=1.1", "v2c2m.qcow2"], ["v2c2m.qcow2"], "v2c2m.qcow2"),
+    ("compat-upgrade-dirty-repaired", ["-o", "compat=1.1", "v2leak.qcow2"], ["v2leak.qcow2"], "v2leak.qcow2"),
+    # Not built yet (parity/pending.py).
     ("compat-downgrade", ["-o", "compat=0.10", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("refcount-bits-change", ["-o", "refcount_bits=64", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("bitmaps-lazy", ["-o", "lazy_refcounts=on", "bm.qcow2"], ["bm.qcow2"], "bm.qcow2"),

@@ -34,7 +34,10 @@
     X(QCOW2_AMEND_ERR_SIZE_RANGE, 3104, QCOW2_AMEND_MSG_PLAIN,                                     \
       "The new size is out of range") /* the host prints bdrv_co_truncate()'s text */              \
     X(QCOW2_AMEND_ERR_NOTSUP_REFCOUNT_BITS, 3105, QCOW2_AMEND_MSG_PLAIN,                           \
-      "Changing refcount_bits is not supported by instar yet")
+      "Changing refcount_bits is not supported by instar yet")                                     \
+    X(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 3106, QCOW2_AMEND_MSG_PLAIN,                                 \
+      "Upgrading this qcow2 image (unknown header extensions, or snapshots without their v3 "      \
+      "data) is not supported by instar yet")
 
 enum qcow2_amend_err {
 #define QCOW2_AMEND_ERR_ENUM(name, code, kind, msg) name = code,
@@ -62,5 +65,39 @@ typedef int (*qcow2_amend_pwrite_fn)(void *opaque, uint64_t off, const void *buf
  */
 int qcow2_amend_lazy(uint32_t version, uint64_t compat_features, bool on,
                      qcow2_amend_pwrite_fn pwrite, void *opaque, int *errnum);
+
+/* What qcow2_update_header() writes for a version 2 image made version 3. */
+struct qcow2_amend_upgrade {
+    uint32_t cluster_bits; /* 9..21 */
+    uint32_t refcount_order;
+    uint64_t size;
+    uint32_t l1_size;
+    uint64_t l1_table_offset;
+    uint64_t refcount_table_offset;
+    uint32_t refcount_table_clusters;
+    uint32_t nb_snapshots;
+    uint64_t snapshots_offset;
+    const char *backing_file; /* NULL: none */
+    const char *backing_fmt;  /* NULL: none */
+};
+
+/*
+ * qcow2_amend_known_exts - whether every header extension of the first
+ * cluster (len bytes, extensions from header_length on) is one
+ * qcow2_update_header() writes again from what it parsed (backing format,
+ * feature table, bitmaps, encryption, data file): an upgrade that rewrote
+ * the header would otherwise have to carry the others over.
+ */
+bool qcow2_amend_known_exts(const uint8_t *first, size_t len, uint32_t header_length);
+
+/*
+ * qcow2_amend_upgrade - qcow2_upgrade() of a version 2 image whose
+ * snapshots already carry the v3 extra data: the header cluster written
+ * as qcow2_update_header() writes it for version 3.
+ * @buf: a scratch cluster (1 << cluster_bits bytes)
+ * Returns 0 or a negated QCOW2_AMEND_ERR_* code.
+ */
+int qcow2_amend_upgrade(const struct qcow2_amend_upgrade *u, uint8_t *buf,
+                        qcow2_amend_pwrite_fn pwrite, void *opaque, int *errnum);
 
 #endif /* QCOW2_AMEND_H */

@@ -1,4 +1,4 @@
-"""Crash consistency of `amend` (lazy_refcounts=, size=, a dirty image's repair).
+"""Crash consistency of `amend` (compat=1.1, lazy_refcounts=, size=, a dirty image's repair).
 
 INSTAR_FAULT_WRITES=N stops the guest before its (N+1)-th write.  For
 every N until the run completes, `qemu-img check -r all` must recover the
@@ -63,6 +63,8 @@ CASES = [
     ("shrink", "cluster_size=65536", "size=1M", READS_1M, 2),
     ("shrink-small-clusters", "cluster_size=512,refcount_bits=1", "size=1M", READS_1M, 2),
     ("lazy-and-grow", "cluster_size=4096", "lazy_refcounts=on,size=1G", READS_4M, 3),
+    ("upgrade", "compat=0.10", "compat=1.1", READS_4M, 1),
+    ("upgrade-lazy-grow", "compat=0.10,cluster_size=512", "compat=1.1,lazy_refcounts=on,size=300M", READS_4M, 4),
 ]
 
 
