@@ -169,6 +169,11 @@ static void report_amend_code(const char *name, int code, uint64_t errnum, int64
                          AMEND_MAX_LENGTH);
         return;
     }
+    if (code == QCOW2_AMEND_ERR_DOWNGRADE_INCOMPAT) {
+        report_error("Cannot downgrade an image with incompatible features 0x%" PRIx64 " set",
+                     errnum);
+        return;
+    }
     if (!msg) {
         report_error("Unknown error %d from the sandbox", code);
         return;
@@ -351,10 +356,8 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l)
         }
         if (new_version == 3 && ii->qcow2_version == 2)
             args.flags |= INSTAR_AMEND_UPGRADE;
-        else if (new_version != (int)ii->qcow2_version) {
-            report_error("Downgrading a qcow2 image (compat=0.10) is not supported by instar yet");
-            return -1;
-        }
+        else if (new_version == 2 && ii->qcow2_version == 3)
+            args.flags |= INSTAR_AMEND_DOWNGRADE;
     }
     /* After qcow2_update_header(): the backing file cannot change. */
     if (!err && (opts_find(l, "backing_file") || opts_find(l, "backing_fmt"))) {

@@ -72,6 +72,14 @@ static __attribute__((noreturn)) void done(int wcode, int werrno)
     rbuf_send(&rb, INSTAR_OP_AMEND, 0);
 }
 
+/* The end of an amend whose downgrade fails with code (0: none). */
+static __attribute__((noreturn)) void finish(int code, uint64_t arg)
+{
+    if (code)
+        fail(code, arg);
+    done(0, 0);
+}
+
 void plan_amend(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -83,6 +91,7 @@ void plan_amend(void)
     struct qcow2_resize_image ri;
     int errnum = 0, wcode = 0, werrno = 0, ret;
     uint32_t version;
+    int downgrade_err = 0;
 
     (void)gopen_probe(INSTAR_OP_AMEND, "qcow2", false, first);
     gq_open(&img, INSTAR_OP_AMEND, first);
@@ -107,6 +116,32 @@ void plan_amend(void)
         fail(QCOW2_AMEND_ERR_NOTSUP_REFCOUNT_BITS, 0);
 
     version = h->version;
+    /*
+     * qcow2_downgrade() comes last.  instar makes only its refusals: an
+     * image it would downgrade is refused before anything is written.
+     */
+    /* Lazy refcounts need version 3: qemu fails before the header changes. */
+    if ((a->flags & INSTAR_AMEND_DOWNGRADE) && (a->flags & INSTAR_AMEND_LAZY_ON) &&
+        !(h->compatible_features & QCOW2_AMEND_COMPAT_LAZY))
+        fail(QCOW2_AMEND_ERR_LAZY_V2, 0);
+    if ((a->flags & INSTAR_AMEND_DOWNGRADE) && version == 3) {
+        uint64_t final_size = (a->flags & INSTAR_AMEND_SIZE) ? a->size : h->disk_size;
+        uint32_t i;
+
+        downgrade_err = 0;
+        if (h->refcount_order != 4)
+            downgrade_err = QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT;
+        for (i = 0; !downgrade_err && i < img.nsnapshots; i++)
+            if (img.snapshots[i].sn.vm_state_size > UINT32_MAX ||
+                img.snapshots[i].sn.disk_size != final_size)
+                downgrade_err = QCOW2_AMEND_ERR_DOWNGRADE_SNAPSHOTS;
+        /* The dirty bit is clear (repaired at the open); compression is handled by qemu. */
+        if (!downgrade_err &&
+            (h->incompatible_features & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY)))
+            downgrade_err = QCOW2_AMEND_ERR_DOWNGRADE_INCOMPAT;
+        if (!downgrade_err)
+            fail(QCOW2_AMEND_ERR_NOTSUP_DOWNGRADE, 0);
+    }
     /* Upgrade first: the other changes may need version 3. */
     if ((a->flags & INSTAR_AMEND_UPGRADE) && version == 2) {
         static char bfile[INSTAR_NAME_MAX], bfmt[INSTAR_FMT_NAME_MAX];
@@ -158,7 +193,8 @@ void plan_amend(void)
             fail(-ret, (uint64_t)errnum);
     }
     if (!(a->flags & INSTAR_AMEND_SIZE))
-        done(0, 0);
+        finish(downgrade_err,
+               h->incompatible_features & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY));
 
     /* bdrv_co_truncate(), then qcow2_co_truncate()'s first check. */
     if (a->size > AMEND_MAX_LENGTH)
@@ -183,5 +219,8 @@ void plan_amend(void)
     ret = qcow2_resize(&ri, &io, a->size, &errnum, &wcode, &werrno);
     if (ret < 0)
         fail(-ret, (uint64_t)errnum);
+    if (downgrade_err)
+        finish(downgrade_err,
+               h->incompatible_features & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY));
     done(wcode, werrno);
 }

@@ -37,7 +37,15 @@
       "Changing refcount_bits is not supported by instar yet")                                     \
     X(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 3106, QCOW2_AMEND_MSG_PLAIN,                                 \
       "Upgrading this qcow2 image (unknown header extensions, or snapshots without their v3 "      \
-      "data) is not supported by instar yet")
+      "data) is not supported by instar yet")                                                      \
+    X(QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT, 3107, QCOW2_AMEND_MSG_PLAIN,                             \
+      "compat=0.10 requires refcount_bits=16")                                                     \
+    X(QCOW2_AMEND_ERR_DOWNGRADE_SNAPSHOTS, 3108, QCOW2_AMEND_MSG_PLAIN,                            \
+      "Internal snapshots prevent downgrade of image")                                             \
+    X(QCOW2_AMEND_ERR_DOWNGRADE_INCOMPAT, 3109, QCOW2_AMEND_MSG_PLAIN,                             \
+      "Cannot downgrade an image with incompatible features") /* the host adds the bits */         \
+    X(QCOW2_AMEND_ERR_NOTSUP_DOWNGRADE, 3110, QCOW2_AMEND_MSG_PLAIN,                               \
+      "Downgrading a qcow2 image (compat=0.10) is not supported by instar yet")
 
 enum qcow2_amend_err {
 #define QCOW2_AMEND_ERR_ENUM(name, code, kind, msg) name = code,

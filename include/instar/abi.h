@@ -482,6 +482,7 @@ struct instar_resize_args {
 #define INSTAR_AMEND_BACKING_HEAD (1u << 4) /* as INSTAR_RESIZE_BACKING_HEAD */
 #define INSTAR_AMEND_OPEN_ONLY    (1u << 5)
 #define INSTAR_AMEND_UPGRADE      (1u << 6) /* compat=1.1 on a version 2 image */
+#define INSTAR_AMEND_DOWNGRADE    (1u << 7) /* compat=0.10 on a version 3 image */
 
 struct instar_amend_args {
     uint64_t size;          /* the new virtual size (INSTAR_AMEND_SIZE) */
