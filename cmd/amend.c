@@ -294,7 +294,6 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l)
     const char *err = NULL, *hint = NULL;
     char buf[256];
     int new_version = (int)ii->qcow2_version;
-    bool encrypt_opt = false;
     unsigned i;
 
     memset(&args, 0, sizeof(args));
@@ -306,9 +305,9 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l)
         if (!v)
             continue;
         if (!strncmp(name, "encrypt.", 8)) {
+            /* An encrypted image failed to open earlier (instar takes no key). */
             if (!ii->encrypted)
                 err = "Can't amend encryption options - encryption not present";
-            encrypt_opt = true;
         } else if (!strcmp(name, "compat")) {
             if (!strcmp(v->str, "0.10") || !strcmp(v->str, "v2"))
                 new_version = 2;
@@ -348,7 +347,6 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l)
             report_error("Amending encrypted qcow2 images is not supported by instar yet");
             return -1;
         }
-        (void)encrypt_opt;
         if (ii->has_external_data) {
             report_error("Amending qcow2 images with an external data file is not supported by "
                          "instar yet");
