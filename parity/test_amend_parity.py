@@ -53,6 +53,10 @@ def imgs(tmp_path_factory) -> Path:
     tl.qemu_io("-f", "qcow2", "-c", "write 1M 64k", "-c", "discard 1M 64k", "v2leak.qcow2", cwd=d)
     mk("rb64.qcow2", "4M", "refcount_bits=64", data)
     mk("xl2.qcow2", "4M", "extended_l2=on,lazy_refcounts=on", data)
+    mk("corrupt.qcow2", "4M", "", data)
+    with open(d / "corrupt.qcow2", "r+b") as f:  # the corrupt bit (incompatible features, bit 1)
+        f.seek(79)
+        f.write(b"\x02")
     mk("bm.qcow2", "4M", "", data)
     tl.qemu_img("bitmap", "--add", "bm.qcow2", "b0", cwd=d)
     mk("df.qcow2", "4M", "data_file=df.raw", ())
@@ -197,6 +201,9 @@ CASES = [
     ("downgrade-snapshots-resized", ["-o", "compat=0.10,size=8M", "snap.qcow2"], ["snap.qcow2"], "snap.qcow2"),
     ("downgrade-lazy-on", ["-o", "compat=0.10,lazy_refcounts=on", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("downgrade-progress", ["-p", "-o", "compat=0.10", "rb64.qcow2"], ["rb64.qcow2"], "rb64.qcow2"),
+    # Images the read-write open refuses.
+    ("corrupt-image", ["-o", "lazy_refcounts=on", "corrupt.qcow2"], ["corrupt.qcow2"], "=corrupt.qcow2"),
+    ("corrupt-image-help", ["-o", "help", "corrupt.qcow2"], ["corrupt.qcow2"], "=corrupt.qcow2"),
     # Not built yet (parity/pending.py).
     ("compat-downgrade", ["-o", "compat=0.10", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("compat-downgrade-lazy", ["-o", "compat=0.10", "lazy.qcow2"], ["lazy.qcow2"], "lazy.qcow2"),
