@@ -106,6 +106,8 @@ int create_for_dd(const char *filename, const char *fmt, uint64_t size);
  */
 struct opt_list;
 bool create_opts_for(struct opt_list *l, const char *fmt);
+/* create_format_opts_for - the format's own create options (drv->create_opts) alone. */
+bool create_format_opts_for(struct opt_list *l, const char *fmt);
 
 /*
  * Handlers.  Exit codes: 0 success, 1 failure (usage or operation), unless
@@ -124,5 +126,6 @@ int cmd_compare(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
 int cmd_snapshot(int argc, char **argv);
+int cmd_amend(int argc, char **argv);
 
 #endif /* CMD_CMDS_H */

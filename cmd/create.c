@@ -141,6 +141,16 @@ bool create_opts_for(struct opt_list *l, const char *fmt)
     return true;
 }
 
+bool create_format_opts_for(struct opt_list *l, const char *fmt)
+{
+    const struct opt_desc *d = format_descs(fmt);
+
+    if (!d)
+        return false;
+    opts_append(l, d);
+    return true;
+}
+
 /* print_block_option_help() */
 static int option_help(const char *filename, const char *fmt)
 {

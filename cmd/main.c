@@ -29,7 +29,7 @@
 
 /* Sorted by name; synopses are qemu-img-cmds.h's arg strings. */
 const struct cmd_struct cmd_table[] = {
-    {"amend", NULL,
+    {"amend", cmd_amend,
      "amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o "
      "options filename"},
     {"bench", cmd_bench,

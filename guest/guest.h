@@ -185,5 +185,6 @@ __attribute__((noreturn)) void plan_bench(void);
 __attribute__((noreturn)) void plan_rebase(void);
 __attribute__((noreturn)) void plan_commit(void);
 __attribute__((noreturn)) void plan_snapshot(void);
+__attribute__((noreturn)) void plan_amend(void);
 
 #endif /* GUEST_H */

@@ -40,6 +40,8 @@ void guest_main(void)
         plan_commit();
     case INSTAR_OP_SNAPSHOT:
         plan_snapshot();
+    case INSTAR_OP_AMEND:
+        plan_amend();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

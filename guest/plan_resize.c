@@ -54,14 +54,8 @@ static int rs_truncate(void *opaque, uint64_t size)
 /* A discard: a hole in the file, within its length (KEEP_SIZE). */
 static void rs_discard(void *opaque, uint64_t off, uint64_t len)
 {
-    uint64_t end = gdev_length(GOPEN_DEV);
-
     (void)opaque;
-    if (off >= end)
-        return;
-    if (len > end - off)
-        len = end - off;
-    (void)gdev_zero(GOPEN_DEV, off, len, 0);
+    (void)gdev_discard(GOPEN_DEV, off, len);
 }
 
 static void *rs_mem(void *opaque, void *p, size_t size)

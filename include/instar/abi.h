@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 12
+#define INSTAR_ABI_VERSION 13
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -409,6 +409,7 @@ enum instar_op {
     INSTAR_OP_COMMIT,  /* args: struct instar_commit_args */
     /* args: struct instar_snapshot_args */
     INSTAR_OP_SNAPSHOT,
+    INSTAR_OP_AMEND, /* args: struct instar_amend_args */
     INSTAR_OP_MAX
 };
 
@@ -518,6 +519,28 @@ struct instar_snapshot_args {
     uint32_t date_nsec;
     uint32_t pad;
     char name[INSTAR_SNAPSHOT_NAME_MAX];
+};
+
+/*
+ * amend the qcow2 image on device 0 (writable), as qcow2_amend_options()
+ * does after the open: the host has parsed and checked the options; the
+ * guest opens (repairing a dirty image), then applies the lazy refcounts
+ * change and the truncation in qemu's order.  OPEN_ONLY: open and stop
+ * (the host then reports an error qemu finds after the open).
+ */
+#define INSTAR_AMEND_SIZE         (1u << 0) /* size= given (non-zero) */
+#define INSTAR_AMEND_LAZY         (1u << 1) /* lazy_refcounts= given */
+#define INSTAR_AMEND_LAZY_ON      (1u << 2) /* its value */
+#define INSTAR_AMEND_ZERO_WRITE   (1u << 3) /* as INSTAR_RESIZE_ZERO_WRITE */
+#define INSTAR_AMEND_BACKING_HEAD (1u << 4) /* as INSTAR_RESIZE_BACKING_HEAD */
+#define INSTAR_AMEND_OPEN_ONLY    (1u << 5)
+#define INSTAR_AMEND_UPGRADE      (1u << 6) /* compat=1.1 on a version 2 image */
+#define INSTAR_AMEND_DOWNGRADE    (1u << 7) /* compat=0.10 on a version 3 image */
+
+struct instar_amend_args {
+    uint64_t size;          /* the new virtual size (INSTAR_AMEND_SIZE) */
+    uint32_t flags;         /* INSTAR_AMEND_* */
+    uint32_t refcount_bits; /* refcount_bits= (a power of two, 1..64), 0 if not given */
 };
 
 /*
@@ -803,6 +826,7 @@ struct instar_boot_info {
         struct instar_rebase_args rebase;
         struct instar_commit_args commit;
         struct instar_snapshot_args snapshot;
+        struct instar_amend_args amend;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };

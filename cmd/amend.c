@@ -1,0 +1,518 @@
+/*
+ * instar amend: qemu-img 7.2's img_amend() with qcow2's
+ * qcow2_amend_options().
+ *
+ * The host parses the -o options as qemu-img does (the driver's amend
+ * options, then the create options for the "only supported for image
+ * creation" hint), opens the image read-write under path policy, runs the
+ * checks qcow2_amend_options() makes of each option (in the order of its
+ * option list) from what the guest described, and refuses what instar
+ * does not amend yet.  The guest (guest/plan_amend.c) opens the image
+ * again, repairing a dirty one as qcow2_do_open() does, and makes the
+ * changes: the lazy refcounts bit and the truncation, which is the
+ * resize planner's.  A dirty image is repaired first, by a guest run that
+ * only opens it, so that every error qemu finds after its open comes
+ * after the repair's lines.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cmds.h"
+#include "graph.h"
+#include "imgcheck.h"
+#include "instar/ovf.h"
+#include "object.h"
+#include "open.h"
+#include "opts.h"
+#include "progress.h"
+#include "qcow2/amend.h"
+#include "qcow2/resize.h"
+#include "report.h"
+#include "result.h"
+#include "vmm.h"
+
+enum {
+    OPTION_OBJECT = 258,
+    OPTION_IMAGE_OPTS = 259,
+    OPTION_FORCE = 260,
+};
+
+/* qcow2_amend_opts, in its order (the order qcow2_amend_options() checks). */
+static const struct opt_desc qcow2_amend_descs[] = {
+    {"encrypt.state", OPT_STRING, "Select new state of affected keyslots (active/inactive)", NULL},
+    {"encrypt.keyslot", OPT_NUMBER, "Select a single keyslot to modify explicitly", NULL},
+    {"encrypt.old-secret", OPT_STRING, "Select all keyslots that match this password", NULL},
+    {"encrypt.new-secret", OPT_STRING,
+     "New secret to set in the matching keyslots. Empty string to erase", NULL},
+    {"encrypt.iter-time", OPT_NUMBER, "Time to spend in PBKDF in milliseconds", NULL},
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {"compat", OPT_STRING, "Compatibility level (v2 [0.10] or v3 [1.1])", NULL},
+    {"backing_file", OPT_STRING, "File name of a base image", NULL},
+    {"backing_fmt", OPT_STRING, "Image format of the base image", NULL},
+    {"data_file", OPT_STRING, "File name of an external data file", NULL},
+    {"data_file_raw", OPT_BOOL, "The external data file must stay valid as a raw image", NULL},
+    {"lazy_refcounts", OPT_BOOL, "Postpone refcount updates", "off"},
+    {"refcount_bits", OPT_NUMBER, "Width of a reference count entry in bits", "16"},
+    {NULL, 0, NULL, NULL},
+};
+
+/* block/crypto.c's block_crypto_amend_opts_luks (help only: instar amends no luks image). */
+static const struct opt_desc luks_amend_descs[] = {
+    {"state", OPT_STRING, "Select new state of affected keyslots (active/inactive)", NULL},
+    {"keyslot", OPT_NUMBER, "Select a single keyslot to modify explicitly", NULL},
+    {"old-secret", OPT_STRING, "Select all keyslots that match this password", NULL},
+    {"new-secret", OPT_STRING, "New secret to set in the matching keyslots. Empty string to erase",
+     NULL},
+    {"iter-time", OPT_NUMBER, "Time to spend in PBKDF in milliseconds", NULL},
+    {NULL, 0, NULL, NULL},
+};
+
+/* QEMU's BDRV_MAX_LENGTH (block/io.c). */
+#define AMEND_MAX_LENGTH INT64_C(0x7fffffffc0000000)
+/* The largest qcow2 cluster: any allocation may round up to one. */
+#define AMEND_MAX_CLUSTER (2ULL << 20)
+/* QEMU's QCOW_MAX_L1_SIZE. */
+#define AMEND_MAX_L1_BYTES (32ULL << 20)
+/* Guest RAM: as resize's, the heap and the L1 tables at their largest. */
+#define AMEND_GUEST_MEM ((256ULL << 20) + 4 * AMEND_MAX_L1_BYTES)
+
+/* print_amend_option_help() */
+static int amend_option_help(const char *fmt)
+{
+    struct opt_list l;
+
+    if (!cmd_driver_known(fmt)) {
+        report_error("Unknown file format '%s'", fmt);
+        return 1;
+    }
+    memset(&l, 0, sizeof(l));
+    if (!strcmp(fmt, "qcow2"))
+        opts_append(&l, qcow2_amend_descs);
+    else if (!strcmp(fmt, "luks"))
+        opts_append(&l, luks_amend_descs);
+    else {
+        report_error("Format driver '%s' does not support option amendment", fmt);
+        return 1;
+    }
+    printf("Amend options for '%s':\n", fmt);
+    opts_print_help(&l);
+    opts_free(&l);
+    return 0;
+}
+
+/* a + b, saturating at UINT64_MAX. */
+static uint64_t sat_add(uint64_t a, uint64_t b)
+{
+    uint64_t r;
+
+    return ovf_add_u64(a, b, &r) ? UINT64_MAX : r;
+}
+
+/*
+ * How far the guest may extend the file: the dirty repair and lazy bit
+ * write in place or within a few clusters; a truncation as resize bounds
+ * it (cmd/resize.c's resize_write_limit() for an absolute size with
+ * --shrink): the new L1 table, the L2 tables a discard may allocate,
+ * refcount structures (under 1/32 of the file) and a cluster of
+ * rounding per allocation.
+ */
+static uint64_t amend_write_limit(uint64_t file_size, bool has_size, uint64_t size)
+{
+    uint64_t add = 0, limit;
+
+    if (has_size) {
+        add =
+            sat_add(size / 64, size / 4096 < AMEND_MAX_L1_BYTES ? size / 4096 : AMEND_MAX_L1_BYTES);
+        add = sat_add(add, (AMEND_MAX_L1_BYTES / 8) * 512);
+    }
+    limit = sat_add(file_size, add);
+    limit = sat_add(sat_add(limit, limit / 32), 32 * AMEND_MAX_CLUSTER);
+    return limit > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : limit;
+}
+
+/* The text of a guest code, and how it is printed; NULL if unknown. */
+static const char *amend_msg(int code, int *kind)
+{
+    switch (code) {
+#define RESIZE_MSG_CASE(name, c, k, msg)                                                           \
+    case c:                                                                                        \
+        *kind = k;                                                                                 \
+        return msg;
+        QCOW2_RESIZE_ERRORS(RESIZE_MSG_CASE)
+#undef RESIZE_MSG_CASE
+#define AMEND_MSG_CASE(name, c, k, msg)                                                            \
+    case c:                                                                                        \
+        *kind = k == QCOW2_AMEND_MSG_ERRNO ? QCOW2_RESIZE_MSG_ERRNO : QCOW2_RESIZE_MSG_PLAIN;      \
+        return msg;
+        QCOW2_AMEND_ERRORS(AMEND_MSG_CASE)
+#undef AMEND_MSG_CASE
+    }
+    return NULL;
+}
+
+static void report_amend_code(const char *name, int code, uint64_t errnum, int64_t size,
+                              bool warning)
+{
+    int kind = QCOW2_RESIZE_MSG_PLAIN;
+    const char *msg = amend_msg(code, &kind);
+
+    if (code == QCOW2_AMEND_ERR_SIZE_RANGE) {
+        if (size < 0)
+            report_error("Image size cannot be negative");
+        else
+            report_error("offset(%" PRId64 ") exceeds maximum(%" PRId64 ")", size,
+                         AMEND_MAX_LENGTH);
+        return;
+    }
+    if (code == QCOW2_AMEND_ERR_DOWNGRADE_INCOMPAT) {
+        report_error("Cannot downgrade an image with incompatible features 0x%" PRIx64 " set",
+                     errnum);
+        return;
+    }
+    if (!msg) {
+        report_error("Unknown error %d from the sandbox", code);
+        return;
+    }
+    if (kind == QCOW2_RESIZE_MSG_OPEN)
+        report_error("Could not open '%s': %s", name, msg);
+    else if (kind == QCOW2_RESIZE_MSG_ERRNO && warning)
+        report_warning("%s: %s", msg, strerror(errnum < 4096 ? (int)errnum : EIO));
+    else if (kind == QCOW2_RESIZE_MSG_ERRNO)
+        report_error("%s: %s", msg, strerror(errnum < 4096 ? (int)errnum : EIO));
+    else
+        report_error("%s", msg);
+}
+
+static int amend_report_cb(void *opaque, const void *recs, size_t len)
+{
+    return check_print_batch(opaque, recs, len);
+}
+
+/*
+ * Run the amend planner over the qcow2 image im with args.  Returns 0 or
+ * -1 after reporting.
+ */
+static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
+{
+    struct open_image *im = &oc->img[0];
+    struct instar_result_hdr hdr;
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+    struct vmm_dev dev;
+    struct stat st;
+    int ret = -1;
+
+    if (!result_qcow2_cluster_size_ok((uint64_t)im->info->cluster_size)) {
+        report_error("Failed to amend '%s': sandbox failure: invalid result", im->name);
+        return -1;
+    }
+    /* bdrv_co_truncate(): the backing file facts, as resize gives them. */
+    if ((args->flags & INSTAR_AMEND_SIZE) && oc->n > 1 && oc->img[1].info) {
+        uint64_t blen = (uint64_t)oc->img[1].info->virtual_size;
+        uint64_t cur = (uint64_t)im->info->virtual_size, cs = (uint64_t)im->info->cluster_size;
+
+        if (args->size > cur && blen > cur)
+            args->flags |= INSTAR_AMEND_ZERO_WRITE;
+        if (cs && blen > (cur & ~(cs - 1)))
+            args->flags |= INSTAR_AMEND_BACKING_HEAD;
+    }
+    if (fstat(im->fd, &st) != 0)
+        st = im->st;
+    memset(&dev, 0, sizeof(dev));
+    dev.fd = im->fd;
+    dev.size = (uint64_t)st.st_size;
+    dev.write_limit =
+        amend_write_limit(dev.size, (args->flags & INSTAR_AMEND_SIZE) != 0, args->size);
+    dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.mem_size = AMEND_GUEST_MEM;
+    cfg.report = amend_report_cb; /* the repair of a dirty image, as check -r prints it */
+    cfg.report_opaque = stderr;
+    memset(&out, 0, sizeof(out));
+
+    if (vmm_run(&cfg, INSTAR_OP_AMEND, args, sizeof(*args), &dev, 1, &out) != 0) {
+        if (out.status == VMM_FAULT_INJECTED)
+            report_error("Failed to amend '%s': stopped by fault injection", im->name);
+        else
+            report_error("Failed to amend '%s': sandbox failure: %s", im->name,
+                         out.detail[0] ? out.detail : "unknown error");
+        goto out;
+    }
+    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_AMEND, &hdr) != RESULT_OK) {
+        report_error("Failed to amend '%s': sandbox failure: invalid result", im->name);
+        goto out;
+    }
+    /* qcow2_upgrade()'s status callbacks: its start, the snapshot table, the header. */
+    if ((args->flags & INSTAR_AMEND_UPGRADE) && hdr.error != QCOW2_AMEND_ERR_NOTSUP_UPGRADE) {
+        progress_print(0, 0);
+        progress_print(50, 0);
+        if (hdr.error != QCOW2_AMEND_ERR_UPDATE_HEADER)
+            progress_print(100, 0);
+    }
+    if (hdr.error >= 3000 && hdr.error < 3200) {
+        report_amend_code(im->name, hdr.error, hdr.err_args[0], (int64_t)args->size, false);
+        goto out;
+    }
+    if (hdr.error != 0) {
+        const char *s = hdr.err_str.off ? (const char *)out.result + hdr.err_str.off : NULL;
+
+        fprintf(stderr, "%s: Could not open '%s': ", report_progname(), im->name);
+        report_code_render_to(stderr, hdr.error, hdr.err_args, s, hdr.err_str.len);
+        fputc('\n', stderr);
+        goto out;
+    }
+    if (hdr.err_args[0] >= 3000 && hdr.err_args[0] < 3100)
+        report_amend_code(im->name, (int)hdr.err_args[0], hdr.err_args[1], 0, true);
+    ret = 0;
+out:
+    vmm_outcome_release(&out);
+    return ret;
+}
+
+/* g_strcmp0() */
+static int strcmp0(const char *a, const char *b)
+{
+    if (!a || !b)
+        return a ? 1 : b ? -1 : 0;
+    return strcmp(a, b);
+}
+
+/*
+ * qcow2_amend_options() on the open image oc, with the options parsed in
+ * l.  Returns 0 or -1 after reporting.
+ */
+static int amend_qcow2(struct open_chain *oc, const struct opt_list *l)
+{
+    const struct image_info *ii = oc->img[0].info;
+    struct instar_amend_args args;
+    const struct opt_val *v;
+    const char *err = NULL, *hint = NULL;
+    char buf[256];
+    int new_version = (int)ii->qcow2_version;
+    unsigned i;
+
+    memset(&args, 0, sizeof(args));
+    /* The option loop, in the order of qcow2_amend_opts: its errors come first. */
+    for (i = 0; qcow2_amend_descs[i].name && !err; i++) {
+        const char *name = qcow2_amend_descs[i].name;
+
+        v = opts_find(l, name);
+        if (!v)
+            continue;
+        if (!strncmp(name, "encrypt.", 8)) {
+            /* An encrypted image failed to open earlier (instar takes no key). */
+            if (!ii->encrypted)
+                err = "Can't amend encryption options - encryption not present";
+        } else if (!strcmp(name, "compat")) {
+            if (!strcmp(v->str, "0.10") || !strcmp(v->str, "v2"))
+                new_version = 2;
+            else if (!strcmp(v->str, "1.1") || !strcmp(v->str, "v3"))
+                new_version = 3;
+            else {
+                snprintf(buf, sizeof(buf), "Unknown compatibility level %.200s", v->str);
+                err = buf;
+            }
+        } else if (!strcmp(name, "size")) {
+            /* size=0 leaves the size alone. */
+            if (v->value) {
+                args.flags |= INSTAR_AMEND_SIZE;
+                args.size = v->value;
+            }
+        } else if (!strcmp(name, "data_file")) {
+            if (!ii->has_external_data)
+                err = "data-file can only be set for images that use an external data file";
+        } else if (!strcmp(name, "data_file_raw")) {
+            if (v->value && !ii->has_external_data)
+                err = "data-file-raw cannot be set on existing images";
+        } else if (!strcmp(name, "lazy_refcounts")) {
+            args.flags |= INSTAR_AMEND_LAZY | (v->value ? INSTAR_AMEND_LAZY_ON : 0);
+        } else if (!strcmp(name, "refcount_bits")) {
+            if (v->value == 0 || v->value > 64 || (v->value & (v->value - 1)))
+                err = "Refcount width must be a power of two and may not exceed 64 bits";
+            else
+                args.refcount_bits = (uint32_t)v->value;
+        }
+    }
+    /*
+     * What instar does not amend yet, refused before anything is written
+     * (qemu would have made the change).
+     */
+    if (!err) {
+        if (ii->encrypted) {
+            report_error("Amending encrypted qcow2 images is not supported by instar yet");
+            return -1;
+        }
+        if (ii->has_external_data) {
+            report_error("Amending qcow2 images with an external data file is not supported by "
+                         "instar yet");
+            return -1;
+        }
+        if (new_version == 3 && ii->qcow2_version == 2)
+            args.flags |= INSTAR_AMEND_UPGRADE;
+        else if (new_version == 2 && ii->qcow2_version == 3)
+            args.flags |= INSTAR_AMEND_DOWNGRADE;
+    }
+    /* After qcow2_update_header(): the backing file cannot change. */
+    if (!err && (opts_find(l, "backing_file") || opts_find(l, "backing_fmt"))) {
+        const struct opt_val *bf = opts_find(l, "backing_file"),
+                             *bfmt = opts_find(l, "backing_fmt");
+
+        if (strcmp0(bf ? bf->str : NULL, ii->backing_filename) ||
+            strcmp0(bfmt ? bfmt->str : NULL, ii->backing_filename_format)) {
+            err = "Cannot amend the backing file";
+            hint = "You can use 'qemu-img rebase' instead.\n";
+        }
+    }
+    if (err) {
+        report_error("%s", err);
+        if (hint)
+            fputs(hint, stderr);
+        return -1;
+    }
+    return amend_run(oc, &args);
+}
+
+int cmd_amend(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        {"help", no_argument, 0, 'h'},
+        {"object", required_argument, 0, OPTION_OBJECT},
+        {"image-opts", no_argument, 0, OPTION_IMAGE_OPTS},
+        {"force", no_argument, 0, OPTION_FORCE},
+        {0, 0, 0, 0},
+    };
+    char *options = NULL, msg[512], hint[512];
+    const char *fmt = NULL, *filename, *cache = "writeback";
+    bool quiet = false, progress = false, image_opts = false, oc_open = false;
+    int c, ret = 1;
+    struct open_chain oc;
+    struct opt_list l;
+
+    memset(&l, 0, sizeof(l));
+    for (;;) {
+        c = cmd_getopt(argc, argv, ":ho:f:t:pq", long_options, &ret);
+        if (c == -1)
+            break;
+        switch (c) {
+        case CMD_GETOPT_DONE:
+            free(options);
+            return ret;
+        case 'o':
+            if (cmd_add_options(&options, optarg) < 0) {
+                free(options);
+                return 1;
+            }
+            break;
+        case 'f':
+            fmt = optarg;
+            break;
+        case 't':
+            cache = optarg;
+            break;
+        case 'p':
+            progress = true;
+            break;
+        case 'q':
+            quiet = true;
+            break;
+        case OPTION_OBJECT:
+            /* user_creatable_process_cmdline(): help or a bad definition ends qemu-img. */
+            c = object_add(optarg);
+            if (c != 0) {
+                free(options);
+                return c > 0 ? 0 : 1;
+            }
+            break;
+        case OPTION_IMAGE_OPTS:
+            image_opts = true;
+            break;
+        case OPTION_FORCE:
+            /* Only LUKS keyslot changes look at it. */
+            break;
+        }
+    }
+    if (!options)
+        return report_usage("Must specify options (-o)");
+    if (quiet)
+        progress = false;
+    report_set_quiet(quiet);
+    progress_init(progress, 1.0);
+
+    filename = optind == argc - 1 ? argv[argc - 1] : NULL;
+    if (fmt && opts_has_help(options)) {
+        ret = amend_option_help(fmt);
+        goto out;
+    }
+    if (!filename) {
+        report_error("Expecting one image file name");
+        goto out;
+    }
+    if (cmd_cache_mode(cache, &(bool){0}, &(bool){0}) < 0) {
+        report_error("Invalid cache option: %s", cache);
+        goto out;
+    }
+    if (open_chain_arg(&oc, filename, image_opts, fmt, false, OPEN_RDWR) < 0)
+        goto out;
+    oc_open = true;
+    fmt = oc.img[0].info->format;
+    /* qcow2_do_open() needs the key of an encrypted image (instar takes none). */
+    if (graph_check_keys(&oc, filename) < 0)
+        goto out;
+    /*
+     * qcow2_do_open() repairs a dirty image it opens read-write, before
+     * anything else can fail: the guest opens it alone first.
+     */
+    if (!strcmp(fmt, "qcow2") && oc.img[0].info->dirty_flag) {
+        struct instar_amend_args open_only;
+
+        memset(&open_only, 0, sizeof(open_only));
+        open_only.flags = INSTAR_AMEND_OPEN_ONLY;
+        if (amend_run(&oc, &open_only) < 0)
+            goto out;
+    }
+    if (opts_has_help(options)) {
+        ret = amend_option_help(fmt);
+        goto out;
+    }
+    if (strcmp(fmt, "qcow2")) {
+        if (!strcmp(fmt, "luks"))
+            report_error("Amending luks images is not supported by instar yet");
+        else
+            report_error("Format driver '%s' does not support option amendment", fmt);
+        goto out;
+    }
+
+    opts_append(&l, qcow2_amend_descs);
+    if (opts_parse(&l, options, msg, hint, sizeof(msg)) < 0) {
+        struct opt_list cl;
+        char m2[512], h2[512];
+
+        /* The create options too: the hint if the option is one of them. */
+        memset(&cl, 0, sizeof(cl));
+        opts_append(&cl, qcow2_amend_descs);
+        (void)create_format_opts_for(&cl, "qcow2");
+        report_error("%s", msg);
+        if (hint[0])
+            fputs(hint, stderr);
+        if (opts_parse(&cl, options, m2, h2, sizeof(m2)) == 0)
+            fputs("This option is only supported for image creation\n", stderr);
+        opts_free(&cl);
+        goto out;
+    }
+
+    progress_print(0, 0);
+    ret = amend_qcow2(&oc, &l) < 0 ? 1 : 0;
+    progress_print(100, 0);
+out:
+    progress_end();
+    opts_free(&l);
+    if (oc_open)
+        open_chain_close(&oc);
+    free(options);
+    return ret;
+}

@@ -1,0 +1,87 @@
+"""Crash consistency of `amend` (compat=1.1, lazy_refcounts=, size=, a dirty image's repair).
+
+INSTAR_FAULT_WRITES=N stops the guest before its (N+1)-th write.  For
+every N until the run completes, `qemu-img check -r all` must recover the
+interrupted image (no corruption left afterwards) and the guest data the
+amend keeps must read as before.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import instar_testlib as tl
+
+MAX_WRITES = 400
+
+DATA = ("write -P 7 0 64k", "write -P 9 3M 128k")
+READS_4M = ["read -P 7 0 64k", "read -P 0 64k 2944k", "read -P 9 3M 128k", "read -P 0 3200k 896k"]
+READS_1M = ["read -P 7 0 64k", "read -P 0 64k 960k"]
+
+
+def verify(img: Path, reads: list[str]) -> None:
+    r = tl.run_oracle(["check", "-r", "all", str(img)])
+    assert r.returncode in (0, 3), f"check -r all did not recover the image:\n  {r.describe()}"
+    r = tl.run_oracle(["check", str(img)])
+    assert r.returncode == 0, f"errors left after check -r all:\n  {r.describe()}"
+    io = tl.run([tl.QEMU_IO, "-f", "qcow2", *[x for c in reads for x in ("-c", c)], str(img)])
+    assert io.returncode == 0 and b"Pattern verification failed" not in io.stdout + io.stderr, (
+        f"kept data changed:\n  {io.describe()}")
+
+
+def sweep(instar, src: Path, tmp_path: Path, opts: str, reads: list[str]) -> int:
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        tl.run(["cp", str(src), str(work / src.name)])
+        img = work / src.name
+        r = instar.run(["amend", "-o", opts, src.name], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        if r.returncode == 0:
+            verify(img, reads)
+            return n
+        assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        verify(img, reads)
+    pytest.fail(f"amend did not complete within {MAX_WRITES} writes")
+
+
+def make(d: Path, name: str, opts: str, size: str = "4M") -> Path:
+    d.mkdir(exist_ok=True)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", opts, name, size, cwd=d)
+    tl.qemu_io("-f", "qcow2", *[x for c in DATA for x in ("-c", c)], name, cwd=d)
+    return d / name
+
+
+CASES = [
+    # (id, create options, amend options, reads of the kept data, least writes)
+    ("lazy-on", "cluster_size=65536", "lazy_refcounts=on", READS_4M, 1),
+    ("lazy-off", "lazy_refcounts=on", "lazy_refcounts=off", READS_4M, 1),
+    ("grow", "cluster_size=65536", "size=64M", READS_4M, 1),
+    ("grow-small-clusters", "cluster_size=512,refcount_bits=1", "size=300M", READS_4M, 3),
+    ("shrink", "cluster_size=65536", "size=1M", READS_1M, 2),
+    ("shrink-small-clusters", "cluster_size=512,refcount_bits=1", "size=1M", READS_1M, 2),
+    ("lazy-and-grow", "cluster_size=4096", "lazy_refcounts=on,size=1G", READS_4M, 3),
+    ("upgrade", "compat=0.10", "compat=1.1", READS_4M, 1),
+    ("upgrade-lazy-grow", "compat=0.10,cluster_size=512", "compat=1.1,lazy_refcounts=on,size=300M", READS_4M, 4),
+]
+
+
+@pytest.mark.parametrize("create,opts,reads,least", [pytest.param(c, o, r, n, id=i) for i, c, o, r, n in CASES])
+def test_amend_crash(instar, tmp_path, create, opts, reads, least):
+    src = make(tmp_path / "img", "a.qcow2", create)
+    assert sweep(instar, src, tmp_path, opts, reads) >= least
+
+
+@pytest.mark.parametrize("opts", ["lazy_refcounts=off", "size=128M"])
+def test_dirty_image_crash(instar, tmp_path, opts):
+    """A crash left a lazy-refcounts image dirty: the repair's writes, then the amend's."""
+    d = tmp_path / "img"
+    d.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "t.qcow2", "64M", cwd=d)
+    r = tl.qemu_io("-f", "qcow2", "-c", "write -P 5 0 64k", "-c", "write -P 6 1M 64k", "-c", "abort",
+                   "t.qcow2", cwd=d, check=False)
+    assert r.returncode != 0
+    reads = ["read -P 5 0 64k", "read -P 0 64k 960k", "read -P 6 1M 64k"]
+    assert sweep(instar, d / "t.qcow2", tmp_path, opts, reads) >= 2
