@@ -8,46 +8,13 @@
  */
 #include "guest.h"
 #include "open.h"
+#include "resize_io.h"
 #include "qcow2/amend.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
 
 /* The largest size bdrv_co_truncate() accepts (BDRV_MAX_LENGTH). */
 #define AMEND_MAX_LENGTH UINT64_C(0x7fffffffc0000000)
-
-static int am_pread(void *opaque, uint64_t off, void *buf, size_t len)
-{
-    (void)opaque;
-    return gdev_pread(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_RESIZE_EIO : 0;
-}
-
-static int am_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
-{
-    (void)opaque;
-    return gdev_pwrite(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_RESIZE_EIO : 0;
-}
-
-static int am_flush(void *opaque)
-{
-    (void)opaque;
-    return gdev_flush(GOPEN_DEV) < 0 ? -QCOW2_RESIZE_EIO : 0;
-}
-
-static int am_truncate(void *opaque, uint64_t size)
-{
-    (void)opaque;
-    return gdev_truncate(GOPEN_DEV, size, INSTAR_TRUNC_OFF) < 0 ? -QCOW2_RESIZE_EIO : 0;
-}
-
-static void *am_mem(void *opaque, void *p, size_t size)
-{
-    (void)opaque;
-    if (size == 0) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
-}
 
 static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
 {
@@ -58,18 +25,7 @@ static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
 
 static __attribute__((noreturn)) void done(int wcode, int werrno)
 {
-    struct rbuf rb;
-
-    if (rbuf_init(&rb, sizeof(struct instar_resize_result)) < 0)
-        fail(INSTAR_ERR_NOMEM, 0);
-    if (wcode) {
-        /* The tail truncation failed: qemu-img warns and still succeeds. */
-        struct instar_resize_result *r = rbuf_at(&rb, 0);
-
-        r->hdr.err_args[0] = (uint64_t)wcode;
-        r->hdr.err_args[1] = (uint64_t)werrno;
-    }
-    rbuf_send(&rb, INSTAR_OP_AMEND, 0);
+    gresize_send(INSTAR_OP_AMEND, wcode, werrno);
 }
 
 /* The end of an amend whose downgrade fails with code (0: none). */
@@ -80,19 +36,10 @@ static __attribute__((noreturn)) void finish(int code, uint64_t arg)
     done(0, 0);
 }
 
-/* Clusters a shrink frees, discarded as qemu's resize discards them. */
-static void am_discard(void *opaque, uint64_t off, uint64_t len)
-{
-    (void)opaque;
-    (void)gdev_discard(GOPEN_DEV, off, len);
-}
-
 void plan_amend(void)
 {
     static uint8_t first[GOPEN_FIRST];
     static struct gq_image img;
-    static const struct qcow2_resize_io io = {NULL,        am_pread, am_pwrite, am_flush,
-                                              am_truncate, am_mem,   NULL,      am_discard};
     const struct instar_amend_args *a = &boot->args.amend;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
@@ -187,7 +134,7 @@ void plan_amend(void)
         buf = malloc((size_t)1 << h->cluster_bits);
         if (!buf)
             fail(INSTAR_ERR_NOMEM, 0);
-        ret = qcow2_amend_upgrade(&u, buf, am_pwrite, NULL, &errnum);
+        ret = qcow2_amend_upgrade(&u, buf, gresize_io.pwrite, NULL, &errnum);
         free(buf);
         if (ret < 0)
             fail(-ret, (uint64_t)errnum);
@@ -195,7 +142,8 @@ void plan_amend(void)
     }
     if (a->flags & INSTAR_AMEND_LAZY) {
         ret = qcow2_amend_lazy(version, version == 3 ? h->compatible_features : 0,
-                               (a->flags & INSTAR_AMEND_LAZY_ON) != 0, am_pwrite, NULL, &errnum);
+                               (a->flags & INSTAR_AMEND_LAZY_ON) != 0, gresize_io.pwrite, NULL,
+                               &errnum);
         if (ret < 0)
             fail(-ret, (uint64_t)errnum);
     }
@@ -208,22 +156,12 @@ void plan_amend(void)
         fail(QCOW2_AMEND_ERR_SIZE_RANGE, 0);
     if (a->size % 512)
         fail(QCOW2_AMEND_ERR_SIZE_ALIGN, 0);
-    memset(&ri, 0, sizeof(ri));
+    gresize_image(&ri, h);
     ri.version = version;
-    ri.cluster_bits = h->cluster_bits;
-    ri.refcount_order = h->refcount_order;
-    ri.extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
-    ri.size = h->disk_size;
-    ri.l1_size = h->l1_size;
-    ri.l1_table_offset = h->l1_table_offset;
-    ri.refcount_table_offset = h->refcount_table_offset;
-    ri.refcount_table_clusters = h->refcount_table_clusters;
-    ri.nb_snapshots = h->nb_snapshots;
-    ri.file_size = gblk_size(GOPEN_DEV);
     ri.prealloc = QCOW2_PREALLOC_OFF;
     ri.zero_write = (a->flags & INSTAR_AMEND_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_AMEND_BACKING_HEAD) != 0;
-    ret = qcow2_resize(&ri, &io, a->size, &errnum, &wcode, &werrno);
+    ret = qcow2_resize(&ri, &gresize_io, a->size, &errnum, &wcode, &werrno);
     if (ret < 0)
         fail(-ret, (uint64_t)errnum);
     if (downgrade_err)

@@ -11,6 +11,7 @@
 #include "open.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
+#include "resize_io.h"
 
 /* Reads go straight to the host (guest/blk.c's written-device calls). */
 static int rs_pread(void *opaque, uint64_t off, void *buf, size_t len)
@@ -68,6 +69,25 @@ static void *rs_mem(void *opaque, void *p, size_t size)
     return realloc(p, size);
 }
 
+const struct qcow2_resize_io gresize_io = {NULL,        rs_pread, rs_pwrite,        rs_flush,
+                                           rs_truncate, rs_mem,   rs_truncate_mode, rs_discard};
+
+void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h)
+{
+    memset(ri, 0, sizeof(*ri));
+    ri->version = h->version;
+    ri->cluster_bits = h->cluster_bits;
+    ri->refcount_order = h->refcount_order;
+    ri->extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
+    ri->size = h->disk_size;
+    ri->l1_size = h->l1_size;
+    ri->l1_table_offset = h->l1_table_offset;
+    ri->refcount_table_offset = h->refcount_table_offset;
+    ri->refcount_table_clusters = h->refcount_table_clusters;
+    ri->nb_snapshots = h->nb_snapshots;
+    ri->file_size = gblk_size(GOPEN_DEV);
+}
+
 static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
 {
     uint64_t args[4] = {errnum, 0, 0, 0};
@@ -75,16 +95,29 @@ static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
     result_error(INSTAR_OP_RESIZE, code, args, NULL, 0);
 }
 
+void gresize_send(uint32_t op, int wcode, int werrno)
+{
+    struct rbuf rb;
+
+    if (rbuf_init(&rb, sizeof(struct instar_resize_result)) < 0)
+        result_error(op, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+    if (wcode) {
+        /* The tail truncation failed: qemu-img warns and still succeeds. */
+        struct instar_resize_result *r = rbuf_at(&rb, 0);
+
+        r->hdr.err_args[0] = (uint64_t)wcode;
+        r->hdr.err_args[1] = (uint64_t)werrno;
+    }
+    rbuf_send(&rb, op, 0);
+}
+
 void plan_resize(void)
 {
     static uint8_t first[GOPEN_FIRST];
     static struct gq_image img;
-    static const struct qcow2_resize_io io = {NULL,        rs_pread, rs_pwrite,        rs_flush,
-                                              rs_truncate, rs_mem,   rs_truncate_mode, rs_discard};
     const struct instar_resize_args *a = &boot->args.resize;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
-    struct rbuf rb;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
     if (a->size % 512 || a->prealloc > QCOW2_PREALLOC_FULL)
@@ -109,33 +142,13 @@ void plan_resize(void)
     if (a->prealloc != QCOW2_PREALLOC_OFF && a->size <= (h->disk_size & ~UINT64_C(511)))
         fail(INSTAR_ERR_BAD_ARGS, 0);
 
-    memset(&ri, 0, sizeof(ri));
-    ri.version = h->version;
-    ri.cluster_bits = h->cluster_bits;
-    ri.refcount_order = h->refcount_order;
-    ri.extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
-    ri.size = h->disk_size;
-    ri.l1_size = h->l1_size;
-    ri.l1_table_offset = h->l1_table_offset;
-    ri.refcount_table_offset = h->refcount_table_offset;
-    ri.refcount_table_clusters = h->refcount_table_clusters;
-    ri.nb_snapshots = h->nb_snapshots;
-    ri.file_size = gblk_size(GOPEN_DEV);
+    gresize_image(&ri, h);
     ri.prealloc = (int)a->prealloc;
     ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
 
-    ret = qcow2_resize(&ri, &io, a->size, &errnum, &wcode, &werrno);
+    ret = qcow2_resize(&ri, &gresize_io, a->size, &errnum, &wcode, &werrno);
     if (ret < 0)
         fail(-ret, (uint64_t)errnum);
-    if (rbuf_init(&rb, sizeof(struct instar_resize_result)) < 0)
-        fail(INSTAR_ERR_NOMEM, 0);
-    if (wcode) {
-        /* The tail truncation failed: qemu-img warns and still succeeds. */
-        struct instar_resize_result *r = rbuf_at(&rb, 0);
-
-        r->hdr.err_args[0] = (uint64_t)wcode;
-        r->hdr.err_args[1] = (uint64_t)werrno;
-    }
-    rbuf_send(&rb, INSTAR_OP_RESIZE, 0);
+    gresize_send(INSTAR_OP_RESIZE, wcode, werrno);
 }
