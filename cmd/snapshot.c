@@ -20,6 +20,7 @@
 #include "object.h"
 #include "open.h"
 #include "qcow2/snapop.h"
+#include "imgcheck.h"
 #include "report.h"
 #include "result.h"
 #include "vmm.h"
@@ -144,6 +145,8 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = SNAPSHOT_GUEST_MEM;
+    cfg.report = check_report_cb; /* a dirty image's repair at open, as check -r prints it */
+    cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
     if (vmm_run(&cfg, INSTAR_OP_SNAPSHOT, &args, sizeof(args), &dev, 1, &out) != 0) {

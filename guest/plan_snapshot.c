@@ -88,10 +88,12 @@ void plan_snapshot(void)
         fail(QCOW2_SNAPOP_ERR_CORRUPT_RW);
     if (h->crypt_method != QCOW2_CRYPT_NONE)
         fail(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT);
-    if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY)
-        fail(QCOW2_SNAPOP_ERR_NOTSUP_DIRTY);
+    /* A dirty image is repaired as the read-write open repairs it (after loading bitmaps). */
     if (img.x.nb_bitmaps > 0)
         fail(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS);
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+        gq_repair_dirty(&img, INSTAR_OP_SNAPSHOT, 0) < 0)
+        fail(INSTAR_ERR_REPAIR_DIRTY);
 
     memset(&si, 0, sizeof(si));
     si.cluster_bits = h->cluster_bits;

@@ -90,3 +90,33 @@ def test_rebase(instar, tmp_path, args):
     img = _dirty(src, "top.qcow2", backing="base.qcow2", writes=("write -P 3 0 64k", "write -P 4 3M 64k"))
     _both(instar, tmp_path, ["rebase", *args, "top.qcow2"],
           [src / "base.qcow2", src / "new.qcow2", img], ["top.qcow2"])
+
+
+@pytest.mark.parametrize("action", [["-c", "new"], ["-d", "s1"], ["-a", "s1"]], ids=["create", "delete", "apply"])
+def test_snapshot(instar, tmp_path, action):
+    """The snapshot table holds the creation time, so the files are compared
+    field by field: the header, the holes, check, compare, and the list
+    without its dates."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "t.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 128k", "t.qcow2", cwd=src)
+    tl.qemu_img("snapshot", "-c", "s1", "t.qcow2", cwd=src)
+    r = tl.qemu_io("-f", "qcow2", "-c", "write -P 2 64k 128k", "-c", "write -P 3 2M 64k", "-c", "abort",
+                   "t.qcow2", cwd=src, check=False)
+    assert r.returncode != 0
+    assert (src / "t.qcow2").read_bytes()[79] & 1, "the image is not dirty"
+    args = ["snapshot", *action, "t.qcow2"]
+    exp, act = tl.run_both_on_copies(instar, args, [src / "t.qcow2"], tmp_path / "run", copy=sparse_copy)
+    tl.assert_same(exp, act, " ".join(args))
+    assert b"Rebuilding refcount structure" in exp.stderr, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
+    assert o.read_bytes()[:104] == i.read_bytes()[:104], "the headers differ"
+    assert host_extents(o) == host_extents(i), "different holes"
+    for what in (["check"], ["compare", "-f", "qcow2", "-F", "qcow2", str(o), str(i)]):
+        a = tl.qemu_img(*what, *(["t.qcow2"] if what == ["check"] else []), cwd=o.parent, check=False)
+        b = tl.qemu_img(*what, *(["t.qcow2"] if what == ["check"] else []), cwd=i.parent, check=False)
+        assert (a.returncode, a.stdout) == (b.returncode, b.stdout), f"{a.describe()}\n{b.describe()}"
+        assert a.returncode == 0, a.describe()
+    names = lambda p: [l.split()[:2] for l in tl.qemu_img("snapshot", "-l", p.name, cwd=p.parent).stdout.split(b"\n")[2:] if l]
+    assert names(o) == names(i)

@@ -54,8 +54,6 @@ enum qcow2_snapop_stage {
       "qcow2: Image is corrupt; cannot be opened read/write")                                      \
     X(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS, 3201, 0,                                                    \
       "Snapshots of qcow2 images with persistent bitmaps are not supported by instar")             \
-    X(QCOW2_SNAPOP_ERR_NOTSUP_DIRTY, 3202, 0,                                                      \
-      "Snapshots of dirty qcow2 images (lazy refcounts) are not supported by instar")              \
     X(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT, 3203, 0,                                                      \
       "Snapshots of encrypted qcow2 images are not supported by instar")
 
