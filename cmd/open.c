@@ -19,6 +19,7 @@
  * Every name the guest found inside an image is decided by cmd/policy.c.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -426,6 +427,23 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
         flags |= OPEN_FORCE_SHARE;
     int r;
 
+    /*
+     * cache.direct=on: qemu opens the file with O_DIRECT, which a file
+     * system without it (tmpfs) refuses; instar reads through the page
+     * cache (the same bytes), so only the open is tried.
+     */
+    if (spec->direct && spec->path && !policy_has_protocol(spec->path)) {
+        int fd = open(spec->path, ((flags & OPEN_RDWR) ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_DIRECT);
+
+        if (fd < 0 && errno == EINVAL) {
+            report_error("Could not open '%s': Could not open '%s': filesystem does not support "
+                         "O_DIRECT",
+                         spec->display, spec->path);
+            return -1;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
     if (!spec->path)
         r = open_chain_report(oc, spec->display, spec->display, spec->fmt, flags);
     else
