@@ -15,6 +15,9 @@ make it succeed (a guard that the case tests what its name says).
 
 from __future__ import annotations
 
+import errno
+import os
+
 import pytest
 
 import instar_testlib as tl
@@ -90,13 +93,28 @@ case("err-object-bogus", "--object", "bogus,id=x", "@dp-mixed")
 case("help", "-h")
 
 
+def _o_direct_ok(path) -> bool:
+    """Whether the file system holding path opens files with O_DIRECT."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_DIRECT))
+    except OSError as e:
+        if e.errno == errno.EINVAL:
+            return False
+        raise
+    return True
+
+
 @pytest.mark.parametrize("args", CASES)
 def test_map(instar, images, request, args):
     argv, _ = images.resolve(args)
     argv = ["map", *argv]
     expected, actual = tl.run_both(instar, argv, cwd=images.root)
     tl.assert_same(expected, actual, " ".join(argv))
-    err_case = request.node.callspec.id.startswith("err-")
+    cid = request.node.callspec.id
+    # cache.direct=on on a file system without O_DIRECT (tmpfs before Linux
+    # 6.6, as in the nested test system) fails to open under both tools.
+    err_case = cid.startswith("err-") or (
+        "direct" in cid and "off" not in cid and not _o_direct_ok(images.root / images.path("raw-unaligned-tail")))
     assert (expected.returncode != 0) == err_case, "case id does not match qemu-img's outcome: " + expected.describe()
 
 
