@@ -138,13 +138,11 @@ static uint64_t amend_write_limit(uint64_t file_size, bool has_size, uint64_t si
 /* The text of a guest code, and how it is printed; NULL if unknown. */
 static const char *amend_msg(int code, int *kind)
 {
-    switch (code) {
-#define RESIZE_MSG_CASE(name, c, k, msg)                                                           \
-    case c:                                                                                        \
-        *kind = k;                                                                                 \
+    const char *msg = resize_msg(code, kind);
+
+    if (msg)
         return msg;
-        QCOW2_RESIZE_ERRORS(RESIZE_MSG_CASE)
-#undef RESIZE_MSG_CASE
+    switch (code) {
 #define AMEND_MSG_CASE(name, c, k, msg)                                                            \
     case c:                                                                                        \
         *kind = k == QCOW2_AMEND_MSG_ERRNO ? QCOW2_RESIZE_MSG_ERRNO : QCOW2_RESIZE_MSG_PLAIN;      \

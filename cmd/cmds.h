@@ -125,6 +125,9 @@ int cmd_commit(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_rebase(int argc, char **argv);
 int cmd_resize(int argc, char **argv);
+
+/* The message of a resize code (formats/qcow2/resize.h) and how it is printed; NULL if unknown. */
+const char *resize_msg(int code, int *kind);
 int cmd_snapshot(int argc, char **argv);
 int cmd_amend(int argc, char **argv);
 

@@ -43,8 +43,8 @@ enum {
 
 static const char *const prealloc_names[] = {"off", "metadata", "falloc", "full"};
 
-/* The message text of a resize code, and how it is printed. */
-static const char *resize_msg(int code, int *kind)
+/* The message text of a resize code, and how it is printed (cmds.h). */
+const char *resize_msg(int code, int *kind)
 {
     switch (code) {
 #define RESIZE_MSG_CASE(name, c, k, msg)                                                           \
