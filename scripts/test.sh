@@ -11,6 +11,11 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PYTEST="/usr/bin/python3 -m pytest -q -p no:cacheprovider"
+# pytest-xdist: one worker per CPU for the host's own runs (each case runs
+# the two tools one after the other, so a worker keeps one CPU busy).
+JOBS=$(nproc 2>/dev/null || echo 1)
+[ "$JOBS" -le 4 ] || JOBS=4
+PAR="-n $JOBS"
 SLICE=10     # every Nth parity case on the non-default backend
 TCG_SLICE=50 # the same under TCG, where everything is 10-20x slower
 
@@ -40,7 +45,7 @@ echo "== fuzz smoke"
 scripts/fuzz.sh smoke
 
 echo "== integration and parity tests (pytest), default backend"
-$PYTEST tests/integration parity
+$PYTEST $PAR tests/integration parity
 
 # QEMU's own qemu-iotests (docs/iotests.md): the fast ones of those that
 # must pass with instar, about 30 s on 2 cores (plus a 24 MB source fetch
@@ -50,7 +55,7 @@ scripts/iotests.sh --must-pass --fast --out build/iotests-ci
 
 if [ "$KVM" = 1 ]; then
     echo "== a slice on the process backend"
-    INSTAR_SANDBOX=process $PYTEST --slice=$SLICE tests/integration parity
+    INSTAR_SANDBOX=process $PYTEST $PAR --slice=$SLICE tests/integration parity
 fi
 
 if [ "$KVM" = 0 ]; then
