@@ -39,6 +39,13 @@ void cmd_print_help(void);
 bool cmd_driver_known(const char *name);
 
 /*
+ * cmd_driver_creates - false for a driver qemu-img knows that cannot
+ * create images (no create_opts: bochs, dmg, null-co, ...), whose create
+ * and convert fail with "Format driver 'X' does not support image creation".
+ */
+bool cmd_driver_creates(const char *name);
+
+/*
  * cmd_getopt - getopt_long() as every subcommand reads its options: a
  * missing argument or an unknown option is qemu-img's usage error, -h
  * prints the help.  Returns the next option, -1 at the end, or

@@ -513,6 +513,10 @@ int cmd_convert(int argc, char **argv)
         report_error("Unknown file format '%s'", out_fmt);
         goto out;
     }
+    if (!skip_create && !cmd_driver_creates(out_fmt)) {
+        report_error("Format driver '%s' does not support image creation", out_fmt);
+        goto out;
+    }
     /*
      * The target's backing file: -B (or -o backing_file) for a new image,
      * -B alone with -n (img_convert() parses no options then).

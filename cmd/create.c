@@ -162,6 +162,10 @@ static int option_help(const char *filename, const char *fmt)
         return 1;
     }
     d = format_descs(fmt);
+    if (!cmd_driver_creates(fmt)) {
+        report_error("Format driver '%s' does not support image creation", fmt);
+        return 1;
+    }
     if (!d) {
         report_error("Format '%s' is not supported by instar create", fmt);
         return 1;
@@ -871,6 +875,10 @@ int cmd_create(int argc, char **argv)
             }
             proto_refusal = pmsg; /* a protocol qemu knows: refused after the Formatting line */
         }
+    }
+    if (!cmd_driver_creates(fmt)) {
+        fail_file(filename, NULL, "Format driver '%s' does not support image creation", fmt);
+        goto out;
     }
     if (!format_descs(fmt)) {
         fail_file(filename, NULL, "Format '%s' is not supported by instar create", fmt);

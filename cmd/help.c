@@ -178,6 +178,39 @@ bool cmd_driver_known(const char *name)
     return false;
 }
 
+bool cmd_driver_creates(const char *name)
+{
+    /* The drivers of qemu-img --help's list that have no create_opts. */
+    static const char *const none[] = {
+        "blkdebug",
+        "blklogwrites",
+        "blkverify",
+        "bochs",
+        "cloop",
+        "compress",
+        "copy-before-write",
+        "copy-on-read",
+        "dmg",
+        "ftp",
+        "ftps",
+        "http",
+        "https",
+        "null-aio",
+        "null-co",
+        "preallocate",
+        "quorum",
+        "replication",
+        "snapshot-access",
+        "throttle",
+        "vvfat",
+    };
+
+    for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++)
+        if (!strcmp(name, none[i]))
+            return false;
+    return true;
+}
+
 int cmd_getopt(int argc, char **argv, const char *optstring, const struct option *longopts,
                int *exit_code)
 {

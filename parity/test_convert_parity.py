@@ -92,6 +92,9 @@ case("format-long-opts-spelling", "-fqcow2", "-Oqcow2", "@dp-small", "out.qcow2"
 case("err-f-qcow2-on-raw", "-f", "qcow2", "-O", "raw", "@dp-raw", "out.raw")
 case("err-f-bogus", "-f", "bogus", "@dp-small", "out.raw")
 case("err-O-bogus", "-O", "bogus", "@dp-small", "out.raw")
+case("err-O-bochs", "-O", "bochs", "@dp-small", "out.img")  # no create_opts (iotest 113)
+case("err-O-null-co", "-O", "null-co", "@dp-small", "out.img")
+case("err-O-dmg-nbd", "-O", "dmg", "@dp-small", "nbd://example.com")
 
 # ---- -O qcow2 -o create options ---------------------------------------------
 for _o in ["cluster_size=512", "cluster_size=4k", "cluster_size=2M", "compat=0.10", "compat=v3",

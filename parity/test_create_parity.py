@@ -118,6 +118,12 @@ case("err-raw-backing", ["create", "-f", "raw", "-b", "b", "x.raw", "1M"], ("x.r
 case("err-raw-cluster", ["create", "-f", "raw", "-o", "cluster_size=4k", "x.raw", "1M"], ("x.raw",))
 case("err-same-backing", ["create", "-f", "qcow2", "-b", "x.qcow2", "-F", "qcow2", "x.qcow2", "1M"])
 case("err-empty-backing", ["create", "-f", "qcow2", "-o", "backing_file=", "x.qcow2", "1M"])
+# Drivers qemu-img knows that cannot create (no create_opts; iotest 113).
+for _f in ("bochs", "cloop", "dmg", "vvfat", "null-co", "quorum"):
+    case(f"err-nocreate-{_f}", ["create", "-f", _f, "x.img", "1M"], ("x.img",))
+case("err-nocreate-nbd", ["create", "-f", "bochs", "nbd://example.com", "64M"])
+case("err-nocreate-unknown-proto", ["create", "-f", "bochs", "bogus://x", "64M"])
+case("help-nocreate", ["create", "-f", "dmg", "-o", "help"], ())
 # Help.
 for cid, args in {
     "help-qcow2": ["-f", "qcow2", "-o", "help"],
