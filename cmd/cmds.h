@@ -121,6 +121,7 @@ bool create_format_opts_for(struct opt_list *l, const char *fmt);
  * documented above the handler.
  */
 int cmd_bench(int argc, char **argv);
+int cmd_bitmap(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_info(int argc, char **argv);

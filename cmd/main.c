@@ -36,7 +36,7 @@ const struct cmd_struct cmd_table[] = {
      "bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] "
      "[--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t "
      "cache] [-w] [-U] filename"},
-    {"bitmap", NULL,
+    {"bitmap", cmd_bitmap,
      "bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b "
      "source_file [-F source_fmt]] [-g granularity] [--object objectdef] [--image-opts | -f "
      "fmt] filename bitmap"},

@@ -227,6 +227,24 @@ int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fi
 struct qcow2_bm_list *gbs_qcow2_bitmaps(struct gbs *bs);
 
 /*
+ * gbs_qcow2_bitmap_list - gbs_qcow2_bitmaps(), or for a writable version 3
+ * qcow2 node without bitmaps a new empty list (stored by gbs_close() once
+ * a bitmap is added).  NULL: not a writable qcow2 v3 node, bitmaps not
+ * loaded (the dirty bit), or no memory.
+ */
+struct qcow2_bm_list *gbs_qcow2_bitmap_list(struct gbs *bs);
+
+/*
+ * gbs_qcow2_store_bitmap_dir - write the node's bitmap list as a new
+ * directory at once, each entry with the table it has on disk, then the
+ * header, then free the old directory and the tables of removed bitmaps
+ * (qcow2_co_remove_persistent_dirty_bitmap(): update_ext_header_and_dir()
+ * and free_bitmap_clusters()).  Every entry must have been stored.
+ * Returns 0 or -errno.
+ */
+int gbs_qcow2_store_bitmap_dir(struct gbs *bs);
+
+/*
  * gbs_close - the driver's close of a writable node (after its last
  * gbs_flush; nothing for others): 0 or -errno.
  */

@@ -955,7 +955,8 @@ static int q2_flush(struct gbs *bs)
  * header (update_header_sync()), then the old directory and replaced
  * tables freed and the refcounts written.
  */
-static int q2_store(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fill_fn fill, void *opaque)
+static int q2_store(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fill_fn fill, void *opaque,
+                    bool dir_only)
 {
     struct q2 *q = Q(bs);
     const struct qcow2_header *h = &q->img.h;
@@ -973,7 +974,9 @@ static int q2_store(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fill_fn fi
     buf = malloc((size_t)q->cluster_size);
     if (!buf)
         return -GBS_ENOMEM;
-    ret = qcow2_bm_store(l, &w->al, buf, fill, opaque, &dir);
+    /* dir_only: update_ext_header_and_dir() of an immediate change (--remove). */
+    ret = dir_only ? qcow2_bm_store_dir(l, &w->al, &dir)
+                   : qcow2_bm_store(l, &w->al, buf, fill, opaque, &dir);
     if (ret < 0)
         goto out;
     /* qcow2_flush_caches(): L2 tables, refcount blocks, then the file. */
@@ -1006,12 +1009,41 @@ int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fi
 {
     if (bs->drv != &gbs_drv_qcow2 || !bs->writable)
         return -GBS_EINVAL;
-    return q2_store(bs, l, fill, opaque);
+    return q2_store(bs, l, fill, opaque, false);
 }
 
 struct qcow2_bm_list *gbs_qcow2_bitmaps(struct gbs *bs)
 {
     return bs->drv == &gbs_drv_qcow2 && bs->writable ? Q(bs)->bml : NULL;
+}
+
+struct qcow2_bm_list *gbs_qcow2_bitmap_list(struct gbs *bs)
+{
+    struct q2 *q;
+
+    if (bs->drv != &gbs_drv_qcow2 || !bs->writable)
+        return NULL;
+    q = Q(bs);
+    if (q->bml)
+        return q->bml;
+    /* Bitmaps not loaded (dirty image) must not be overwritten by a new list. */
+    if (q->img.x.nb_bitmaps || q->img.h.version < 3)
+        return NULL;
+    q->bml = calloc(1, sizeof(*q->bml));
+    if (!q->bml)
+        return NULL;
+    qcow2_bm_list_init(q->bml, q->img.h.disk_size, q->cluster_bits, bm_mem, NULL);
+    return q->bml;
+}
+
+int gbs_qcow2_store_bitmap_dir(struct gbs *bs)
+{
+    struct q2 *q;
+
+    if (bs->drv != &gbs_drv_qcow2 || !bs->writable || !Q(bs)->bml)
+        return -GBS_EINVAL;
+    q = Q(bs);
+    return q2_store(bs, q->bml, NULL, NULL, true);
 }
 
 /* qcow2_close() -> qcow2_inactivate(): the bitmaps loaded at open, stored when any changed. */
@@ -1026,7 +1058,7 @@ static int q2_close(struct gbs *bs)
         return 0;
     for (i = 0; i < q->bml->n; i++)
         need_write |= q->bml->bm[i].dirty;
-    ret = need_write ? q2_store(bs, q->bml, NULL, NULL) : 0;
+    ret = need_write ? q2_store(bs, q->bml, NULL, NULL, false) : 0;
     qcow2_bm_list_release(q->bml);
     free(q->bml);
     q->bml = NULL;

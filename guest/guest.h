@@ -186,5 +186,6 @@ __attribute__((noreturn)) void plan_rebase(void);
 __attribute__((noreturn)) void plan_commit(void);
 __attribute__((noreturn)) void plan_snapshot(void);
 __attribute__((noreturn)) void plan_amend(void);
+__attribute__((noreturn)) void plan_bitmap(void);
 
 #endif /* GUEST_H */

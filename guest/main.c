@@ -42,6 +42,8 @@ void guest_main(void)
         plan_snapshot();
     case INSTAR_OP_AMEND:
         plan_amend();
+    case INSTAR_OP_BITMAP:
+        plan_bitmap();
     default:
         result_error(boot->op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 13
+#define INSTAR_ABI_VERSION 14
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -409,7 +409,8 @@ enum instar_op {
     INSTAR_OP_COMMIT,  /* args: struct instar_commit_args */
     /* args: struct instar_snapshot_args */
     INSTAR_OP_SNAPSHOT,
-    INSTAR_OP_AMEND, /* args: struct instar_amend_args */
+    INSTAR_OP_AMEND,  /* args: struct instar_amend_args */
+    INSTAR_OP_BITMAP, /* args: struct instar_bitmap_args */
     INSTAR_OP_MAX
 };
 
@@ -577,6 +578,70 @@ struct instar_graph {
     uint32_t nnodes;
     uint32_t snapshot;
     struct instar_node nodes[INSTAR_NODE_MAX];
+};
+
+/*
+ * bitmap: qemu-img bitmap's actions, in command-line order, on the
+ * persistent bitmap `name` of node g.nodes[0] (a qcow2 image, writable,
+ * opened without its backing chain); merge sources come from the image
+ * itself or, with INSTAR_BITMAP_SOURCE, from node `source` (read-only,
+ * the -b image).  The guest opens the graph (a read-write open marks the
+ * loaded bitmaps in use), applies the actions until one fails, closes
+ * the image (its bitmaps stored) and answers with a struct
+ * instar_data_result: INSTAR_DATA_OK, or INSTAR_DATA_EBITMAP with
+ * offset = action index << 8 | enum instar_bitmap_err and errnum an errno
+ * where the message has one.
+ */
+#define INSTAR_BITMAP_ACT_MAX   64
+#define INSTAR_BITMAP_SRC_BYTES 1280
+#define INSTAR_BITMAP_NAME_MAX  1024    /* BME_MAX_NAME_SIZE + NUL */
+#define INSTAR_BITMAP_NO_NAME   0xffffu /* src_off: a name longer than any bitmap's */
+
+enum instar_bitmap_act {
+    INSTAR_BITMAP_ADD = 1,
+    INSTAR_BITMAP_REMOVE = 2,
+    INSTAR_BITMAP_CLEAR = 3,
+    INSTAR_BITMAP_ENABLE = 4,
+    INSTAR_BITMAP_DISABLE = 5,
+    INSTAR_BITMAP_MERGE = 6,
+};
+
+#define INSTAR_BITMAP_SOURCE      (1u << 0) /* merge sources from node `source` */
+#define INSTAR_BITMAP_GRANULARITY (1u << 1) /* -g given (granularity != 0) */
+
+/* Why an action failed (the host words each as qemu-img does). */
+enum instar_bitmap_err {
+    INSTAR_BITMAP_ENOT_FOUND = 1,     /* the bitmap `name` */
+    INSTAR_BITMAP_ESRC_NOT_FOUND = 2, /* the merge source */
+    INSTAR_BITMAP_EEXISTS = 3,
+    INSTAR_BITMAP_EINCONSISTENT = 4,     /* the bitmap `name` is in use */
+    INSTAR_BITMAP_ESRC_INCONSISTENT = 5, /* the merge source is */
+    INSTAR_BITMAP_EEMPTY_NAME = 6,
+    INSTAR_BITMAP_EGRANULARITY = 7, /* not a power of two, or under 512 */
+    INSTAR_BITMAP_EV2 = 8,          /* a version 2 image */
+    INSTAR_BITMAP_ETOO_BIG = 9,
+    INSTAR_BITMAP_ENAME_TOO_LONG = 10,
+    INSTAR_BITMAP_ETOO_MANY = 11,
+    INSTAR_BITMAP_EDIR_FULL = 12,
+    INSTAR_BITMAP_ESIZES = 13,  /* source and destination sizes differ */
+    INSTAR_BITMAP_EREMOVE = 14, /* "Failed to update bitmap extension": errnum */
+    INSTAR_BITMAP_ESTORE = 15,  /* storing at close failed: errnum (index = nact) */
+    INSTAR_BITMAP_EDIRTY = 16,  /* refused: bitmaps and the dirty bit (index 0, nothing done) */
+    INSTAR_BITMAP_ERR_MAX = 16
+};
+
+struct instar_bitmap_args {
+    struct instar_graph g;
+    uint32_t flags;       /* INSTAR_BITMAP_* */
+    uint32_t granularity; /* -g as qemu passes it on (uint32_t), with INSTAR_BITMAP_GRANULARITY */
+    uint32_t source;      /* node of the -b image, with INSTAR_BITMAP_SOURCE */
+    uint32_t nact;        /* 0..INSTAR_BITMAP_ACT_MAX (0: open and close) */
+    uint32_t name_len;    /* the bitmap name's length (may exceed what name holds) */
+    uint32_t pad;
+    char name[INSTAR_BITMAP_NAME_MAX];       /* NUL-terminated when name_len fits */
+    uint8_t act[INSTAR_BITMAP_ACT_MAX];      /* enum instar_bitmap_act */
+    uint16_t src_off[INSTAR_BITMAP_ACT_MAX]; /* merge: its source's name in srcnames, or NO_NAME */
+    char srcnames[INSTAR_BITMAP_SRC_BYTES];  /* NUL-terminated names */
 };
 
 /*
@@ -827,6 +892,7 @@ struct instar_boot_info {
         struct instar_commit_args commit;
         struct instar_snapshot_args snapshot;
         struct instar_amend_args amend;
+        struct instar_bitmap_args bitmap;
         uint8_t raw[INSTAR_ARGS_MAX];
     } args;
 };

@@ -212,6 +212,7 @@ enum instar_data_status {
     INSTAR_DATA_EFLUSH = 14,   /* bench --no-drain: "Failed flush request: strerror" */
     INSTAR_DATA_ESILENT = 15,  /* convert -c: failed where qemu-img prints nothing (exit 1) */
     INSTAR_DATA_EBACKING = 16, /* rebase: "Could not change the backing file to ...": errnum */
+    INSTAR_DATA_EBITMAP = 17,  /* bitmap: offset = action << 8 | enum instar_bitmap_err */
     /* rebase: EMETA, EREAD (image 1: old backing, 2: new), EWRITE_AT as img_rebase() words them */
 };
 
