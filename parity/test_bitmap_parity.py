@@ -225,9 +225,12 @@ def test_add_twice(instar, tmp_path):
     bm_both(instar, tmp_path, [img], "--add", "--add", "img.qcow2", "twice")
 
 
-def test_add_too_big(instar, tmp_path):
+@pytest.mark.parametrize("g,name", [("1k", "big"), ("1k", "n" * 1024), ("2k", "n" * 1024),
+                                    ("2k", "ok")], ids=["too-big", "too-big-long", "long", "fits"])
+def test_add_too_big(instar, tmp_path, g, name):
+    """8 TiB at 1 KiB per bit: 1 GiB of bits (the limit is 512 MiB), checked before the name."""
     img = make(tmp_path / "img.qcow2", size="8T")
-    bm_both(instar, tmp_path, [img], "--add", "-g", "1k", "img.qcow2", "big")
+    bm_both(instar, tmp_path, [img], "--add", "-g", g, "img.qcow2", name)
 
 
 def test_add_v2(instar, tmp_path):
@@ -442,3 +445,12 @@ def test_corrupt(instar, tmp_path):
         f.seek(72)
         f.write(struct.pack(">Q", v | 2))
     bm_both(instar, tmp_path, [img], "--clear", "img.qcow2", "first")
+
+
+@pytest.mark.parametrize("argv", [["--add"], ["--add", "--add"], ["--add", "--remove"],
+                                  ["--add", "--disable"], ["--clear"]],
+                         ids=["add", "add-twice", "add-remove", "add-disable", "clear"])
+def test_empty_image(instar, tmp_path, argv):
+    """A 0-byte image: qemu's close cannot store a bitmap (a table of 0 entries)."""
+    img = make(tmp_path / "img.qcow2", size="0")
+    bm_both(instar, tmp_path, [img], *argv, "img.qcow2", "b")
