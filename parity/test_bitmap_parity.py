@@ -174,10 +174,14 @@ def with_bits(path: Path, opts: str = "", size: str = "64M") -> Path:
     ["--merge", "a", "-b", "missing.qcow2", "IMG", "b"],
     ["--object", "bogus,id=x", "--add", "IMG", "b"],
     ["--object", "help"],
+    ["-q", "--add", "IMG", "b"],
+    ["-U", "--add", "IMG", "b"],
+    ["--add", "--granularity", "4k", "--source-format", "qcow2", "IMG", "b"],
 ], ids=["nothing", "no-action", "add-alone", "add-one-arg", "three-args", "g-without-add",
         "F-without-b", "b-without-merge", "g-abc", "g-negative", "g-huge", "g-8E", "unknown-long",
         "merge-no-arg", "unknown-short", "g-no-arg", "help", "image-opts-and-f", "missing-image",
-        "unknown-driver", "missing-source", "object-bogus", "object-help"])
+        "unknown-driver", "missing-source", "object-bogus", "object-help", "q", "U",
+        "long-options"])
 def test_usage(instar, tmp_path, argv):
     img = make(tmp_path / "img.qcow2")
     bm_both(instar, tmp_path, [img], *["img.qcow2" if a == "IMG" else a for a in argv])
@@ -483,3 +487,12 @@ def test_merge_source_formats(instar, tmp_path, opts):
     d = with_bits(tmp_path / "img.qcow2", opts=opts)
     bm_both(instar, tmp_path, [s, d], "--merge", "first", "--merge", "other", "-b", "src.qcow2",
             "-F", "qcow2", "img.qcow2", "off")
+
+
+@pytest.mark.parametrize("act", [["--remove"], ["--clear"], ["--merge", "other"]])
+def test_snapshots(instar, tmp_path, act):
+    """Internal snapshots share the image: their clusters stay referenced."""
+    img = with_bits(tmp_path / "img.qcow2", opts="refcount_bits=2")
+    tl.qemu_img("snapshot", "-c", "s1", str(img))
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 9 2M 64k", str(img))
+    bm_both(instar, tmp_path, [img], *act, "img.qcow2", "first")
