@@ -173,6 +173,20 @@ static int bitmap_raw(const struct bitmap_action *a, const char *bitmap, bool ha
     return 1;
 }
 
+/*
+ * qcow2_inactivate()'s message when an empty image's bitmaps could not be
+ * stored (the exit code stays the actions').
+ */
+static void lost_if_empty(const struct instar_data_result *v)
+{
+    char node[16];
+
+    if (v->image != 1)
+        return;
+    node_name(node);
+    report_error("Lost persistent bitmaps during inactivation of node '%s': No memory", node);
+}
+
 static uint64_t add_sat(uint64_t a, uint64_t b)
 {
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
@@ -270,8 +284,10 @@ static int bitmap_run(struct open_chain *oc, const char *filename, struct open_c
     cfg.report_opaque = stderr;
     if (datarun(&cfg, INSTAR_OP_BITMAP, &args, sizeof(args), &gr, filename, &v) < 0)
         return 1;
-    if (v.status == INSTAR_DATA_OK)
+    if (v.status == INSTAR_DATA_OK) {
+        lost_if_empty(&v);
         return 0;
+    }
     idx = (uint32_t)(v.offset >> 8);
     code = (uint32_t)(v.offset & 0xff);
     if (v.status != INSTAR_DATA_EBITMAP || (v.offset >> 8) > nact || code == 0 ||
@@ -298,6 +314,7 @@ static int bitmap_run(struct open_chain *oc, const char *filename, struct open_c
     }
     report_failure(&acts[idx], bitmap, code, v.errnum, ii->virtual_size,
                    src ? src->img[0].info->virtual_size : ii->virtual_size);
+    lost_if_empty(&v);
     return 1;
 }
 

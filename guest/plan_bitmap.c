@@ -51,7 +51,17 @@ static __attribute__((noreturn)) void bad_args(void)
 static __attribute__((noreturn)) void finish(struct gbs *bs, uint32_t idx, uint32_t code,
                                              int errnum)
 {
-    int r = bs ? gbs_close(bs) : 0;
+    struct qcow2_bm_list *l = bs ? gbs_qcow2_bitmaps(bs) : NULL;
+    uint32_t i, empty = 0;
+    int r;
+
+    /*
+     * An empty image: qemu's store_bitmap() asks g_try_new0() for a table
+     * of 0 entries, gets NULL and gives up before writing ("No memory").
+     */
+    for (i = 0; l && bs->total == 0 && i < l->n; i++)
+        empty |= l->bm[i].dirty;
+    r = bs && !empty ? gbs_close(bs) : 0;
 
     if (r < 0 && code == 0) {
         code = INSTAR_BITMAP_ESTORE;
@@ -59,9 +69,9 @@ static __attribute__((noreturn)) void finish(struct gbs *bs, uint32_t idx, uint3
         errnum = -r;
     }
     if (code == 0)
-        gbs_send(INSTAR_OP_BITMAP, INSTAR_DATA_OK, 0, 0, 0, 0);
-    gbs_send(INSTAR_OP_BITMAP, INSTAR_DATA_EBITMAP, (uint32_t)errnum, (uint64_t)idx << 8 | code, 0,
-             0);
+        gbs_send(INSTAR_OP_BITMAP, INSTAR_DATA_OK, 0, 0, empty, 0);
+    gbs_send(INSTAR_OP_BITMAP, INSTAR_DATA_EBITMAP, (uint32_t)errnum, (uint64_t)idx << 8 | code,
+             empty, 0);
 }
 
 /* bdrv_find_dirty_bitmap(): a name longer than any bitmap's matches none. */
@@ -85,10 +95,9 @@ static uint32_t default_granularity_bits(const struct gq_image *img)
  * first failing check, in qemu's order (qcow2_co_can_store_new_dirty_bitmap()
  * and check_constraints_on_bitmap()).
  */
-static uint32_t do_add(struct qcow2_bm_list *l, const struct gq_image *img, uint64_t size)
+static uint32_t do_add(struct qcow2_bm_list *l, const struct gq_image *img)
 {
     uint32_t g, gbits = 0;
-    uint64_t bytes;
     int64_t r;
 
     if (A.name_len == 0)
@@ -106,23 +115,24 @@ static uint32_t do_add(struct qcow2_bm_list *l, const struct gq_image *img, uint
         return INSTAR_BITMAP_EEXISTS;
     if (img->h.version < 3 || !l)
         return INSTAR_BITMAP_EV2;
-    /* get_bitmap_bytes_needed(): bits rounded up to bytes, not to clusters. */
-    bytes = ((size >> gbits) + ((size & (((uint64_t)1 << gbits) - 1)) != 0) + 7) / 8;
-    if (bytes > QCOW2_BM_MAX_PHYS ||
-        bytes > ((uint64_t)QCOW2_BITMAP_MAX_TABLE << img->h.cluster_bits))
-        return INSTAR_BITMAP_ETOO_BIG;
+    /* A name too long to be sent: only the size check comes before its own. */
     if (A.name_len > QCOW2_BM_NAME_MAX)
-        return INSTAR_BITMAP_ENAME_TOO_LONG;
-    if (l->n + 1 > QCOW2_MAX_BITMAPS)
-        return INSTAR_BITMAP_ETOO_MANY;
-    if (qcow2_bm_dir_size(l) + ((QCOW2_BITMAP_ENTRY_LEN + A.name_len + 7) & ~(uint64_t)7) >
-        QCOW2_MAX_BITMAP_DIR_SIZE)
-        return INSTAR_BITMAP_EDIR_FULL;
+        return qcow2_bm_too_big(l, gbits) ? INSTAR_BITMAP_ETOO_BIG : INSTAR_BITMAP_ENAME_TOO_LONG;
     r = qcow2_bm_add(l, A.name, A.name_len, gbits, true, true);
-    if (r == -QCOW2_ALLOC_ENOMEM)
+    switch (r) {
+    case -QCOW2_BM_ETOO_BIG:
+        return INSTAR_BITMAP_ETOO_BIG;
+    case -QCOW2_BM_ENAME:
+        return INSTAR_BITMAP_ENAME_TOO_LONG;
+    case -QCOW2_BM_ETOO_MANY:
+        return INSTAR_BITMAP_ETOO_MANY;
+    case -QCOW2_BM_EDIR_SIZE:
+        return INSTAR_BITMAP_EDIR_FULL;
+    case -QCOW2_ALLOC_ENOMEM:
         result_error(INSTAR_OP_BITMAP, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+    }
     if (r < 0)
-        bad_args(); /* every check above came first */
+        bad_args();
     return 0;
 }
 
@@ -217,7 +227,7 @@ void plan_bitmap(void)
 
         switch (A.act[k]) {
         case INSTAR_BITMAP_ADD:
-            code = do_add(l, img, bs->total);
+            code = do_add(l, img);
             break;
         case INSTAR_BITMAP_REMOVE:
             if (i < 0) {

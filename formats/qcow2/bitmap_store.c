@@ -255,27 +255,36 @@ uint64_t qcow2_bm_dir_size(const struct qcow2_bm_list *l)
     return s;
 }
 
+bool qcow2_bm_too_big(const struct qcow2_bm_list *l, uint32_t granularity_bits)
+{
+    /* get_bitmap_bytes_needed(): the bits in whole bytes, not clusters. */
+    uint64_t bytes = (nbits(l->disk_size, granularity_bits) + 7) / 8;
+
+    return bytes > QCOW2_BM_MAX_PHYS ||
+           bytes > ((uint64_t)QCOW2_BITMAP_MAX_TABLE << l->cluster_bits);
+}
+
 int64_t qcow2_bm_add(struct qcow2_bm_list *l, const char *name, size_t len,
                      uint32_t granularity_bits, bool enabled, bool with_bits)
 {
     struct qcow2_bm *b;
-    uint64_t tb;
     int ret;
 
-    if (len == 0 || len > QCOW2_BM_NAME_MAX || memchr(name, 0, len))
+    if (len == 0 || memchr(name, 0, len))
         return -QCOW2_BM_ENAME;
     if (granularity_bits < QCOW2_BM_MIN_GRAN_BITS || granularity_bits > QCOW2_BM_MAX_GRAN_BITS)
         return -QCOW2_BM_EGRAN;
+    /* qcow2_co_can_store_new_dirty_bitmap()'s order. */
     if (qcow2_bm_find(l, name, len) >= 0)
         return -QCOW2_BM_EEXIST;
+    if (qcow2_bm_too_big(l, granularity_bits))
+        return -QCOW2_BM_ETOO_BIG;
+    if (len > QCOW2_BM_NAME_MAX)
+        return -QCOW2_BM_ENAME;
     if (l->n + 1 > QCOW2_MAX_BITMAPS)
         return -QCOW2_BM_ETOO_MANY;
     if (qcow2_bm_dir_size(l) + entry_size(len) > QCOW2_MAX_BITMAP_DIR_SIZE)
         return -QCOW2_BM_EDIR_SIZE;
-    /* check_constraints_on_bitmap() */
-    tb = qcow2_bm_table_size(l->disk_size, granularity_bits, l->cluster_bits);
-    if (tb > QCOW2_BITMAP_MAX_TABLE || (tb << l->cluster_bits) > QCOW2_BM_MAX_PHYS)
-        return -QCOW2_BM_ETOO_BIG;
     ret = grow(l);
     if (ret < 0)
         return ret;

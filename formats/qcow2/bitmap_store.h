@@ -132,10 +132,21 @@ int64_t qcow2_bm_find(const struct qcow2_bm_list *l, const char *name, size_t le
  * qcow2_bm_add - append a new, empty, dirty bitmap (QEMU's
  * block-dirty-bitmap-add with persistent=on): granularity_bits 9..31,
  * enabled sets QCOW2_BITMAP_AUTO.  with_bits: hold its bits in memory
- * (zeroed), else the store asks the fill callback.  The limits of
- * qcow2_co_can_store_new_dirty_bitmap() are checked (count, directory
- * size, table size).  Returns the new index, or a negated code.
+ * (zeroed), else the store asks the fill callback.  An empty name
+ * (ENAME) or a granularity out of range (EGRAN) is refused first, then
+ * the checks of qcow2_co_can_store_new_dirty_bitmap() come in its order:
+ * the name exists (EEXIST), the bits need more than BME_MAX_PHYS_SIZE
+ * bytes or table entries (ETOO_BIG), the name is longer than
+ * QCOW2_BM_NAME_MAX (ENAME), the count (ETOO_MANY), the directory size
+ * (EDIR_SIZE).  Returns the new index, or a negated code.
  */
+/*
+ * qcow2_bm_too_big - check_constraints_on_bitmap()'s size check for a new
+ * bitmap of l at 2^granularity_bits bytes per bit: its bits, in whole
+ * bytes, pass BME_MAX_PHYS_SIZE or BME_MAX_TABLE_SIZE clusters.
+ */
+bool qcow2_bm_too_big(const struct qcow2_bm_list *l, uint32_t granularity_bits);
+
 int64_t qcow2_bm_add(struct qcow2_bm_list *l, const char *name, size_t len,
                      uint32_t granularity_bits, bool enabled, bool with_bits);
 

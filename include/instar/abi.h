@@ -590,7 +590,8 @@ struct instar_graph {
  * the image (its bitmaps stored) and answers with a struct
  * instar_data_result: INSTAR_DATA_OK, or INSTAR_DATA_EBITMAP with
  * offset = action index << 8 | enum instar_bitmap_err and errnum an errno
- * where the message has one.
+ * where the message has one; image 1: the image is empty and the close
+ * stored nothing (qemu: "Lost persistent bitmaps ...: No memory").
  */
 #define INSTAR_BITMAP_ACT_MAX   64
 #define INSTAR_BITMAP_SRC_BYTES 1280

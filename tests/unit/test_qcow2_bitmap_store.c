@@ -383,3 +383,69 @@ Test(bitmap_store, list_ops)
     cr_assert_eq(qcow2_bm_remove(&l, 5), -QCOW2_BM_ENOENT);
     qcow2_bm_list_release(&l);
 }
+
+/*
+ * qemu-img bitmap --add's limits in qcow2_co_can_store_new_dirty_bitmap()'s
+ * order: an existing name, then the size of the bits (get_bitmap_bytes_needed:
+ * whole bytes, BME_MAX_PHYS_SIZE = 512 MiB), then the name's length, the
+ * count (65535) and the directory's size (1024 * 65535 bytes).  The lists are built
+ * directly: making 65535 bitmaps with qemu-img takes hours.
+ */
+Test(bitmap_store, add_limits_in_qemu_order)
+{
+    static char name1023[QCOW2_BM_NAME_MAX + 1], name1024[QCOW2_BM_NAME_MAX + 2];
+    struct qcow2_bm_list l;
+    uint32_t i;
+
+    memset(name1023, 'n', QCOW2_BM_NAME_MAX);
+    memset(name1024, 'n', QCOW2_BM_NAME_MAX + 1);
+    /* 4 TiB at 512 bytes per bit: exactly 1 GiB of bits; at 1 KiB: 512 MiB, the limit. */
+    qcow2_bm_list_init(&l, 4ull << 40, 16, memfile_mem, NULL);
+    cr_assert(qcow2_bm_too_big(&l, 9));
+    cr_assert(!qcow2_bm_too_big(&l, 10));
+    cr_assert_eq(qcow2_bm_add(&l, name1024, QCOW2_BM_NAME_MAX + 1, 9, true, false),
+                 -QCOW2_BM_ETOO_BIG);
+    cr_assert_eq(qcow2_bm_add(&l, name1024, QCOW2_BM_NAME_MAX + 1, 10, true, false),
+                 -QCOW2_BM_ENAME);
+    cr_assert_eq(qcow2_bm_add(&l, "a", 1, 10, true, false), 0);
+    /* One byte more than 512 MiB of bits. */
+    l.disk_size = (4ull << 40) + 1;
+    cr_assert(qcow2_bm_too_big(&l, 10));
+    cr_assert_eq(qcow2_bm_add(&l, "a", 1, 10, true, false), -QCOW2_BM_EEXIST);
+    cr_assert_eq(qcow2_bm_add(&l, "b", 1, 10, true, false), -QCOW2_BM_ETOO_BIG);
+    qcow2_bm_list_release(&l);
+
+    /* 65535 bitmaps (32-byte entries, 2 MiB of directory): the count. */
+    qcow2_bm_list_init(&l, 1 << 20, 16, memfile_mem, NULL);
+    l.bm = calloc(QCOW2_MAX_BITMAPS, sizeof(*l.bm));
+    l.cap = QCOW2_MAX_BITMAPS;
+    for (i = 0; i < QCOW2_MAX_BITMAPS; i++) {
+        l.bm[i].name = strdup("same");
+        l.bm[i].name_len = 4;
+        l.bm[i].granularity_bits = 16;
+    }
+    l.n = QCOW2_MAX_BITMAPS;
+    cr_assert_eq(qcow2_bm_add(&l, "same", 4, 16, true, false), -QCOW2_BM_EEXIST);
+    cr_assert_eq(qcow2_bm_add(&l, name1024, QCOW2_BM_NAME_MAX + 1, 16, true, false),
+                 -QCOW2_BM_ENAME);
+    cr_assert_eq(qcow2_bm_add(&l, "new", 3, 16, true, false), -QCOW2_BM_ETOO_MANY);
+    /* 64034 entries of 1048 bytes: 208 bytes short of the largest directory. */
+    for (i = 64034; i < QCOW2_MAX_BITMAPS; i++)
+        free(l.bm[i].name);
+    l.n = 64034;
+    for (i = 0; i < l.n; i++) {
+        free(l.bm[i].name);
+        l.bm[i].name = strdup(name1023);
+        l.bm[i].name_len = QCOW2_BM_NAME_MAX;
+    }
+    cr_assert_eq(qcow2_bm_dir_size(&l), 64034ull * 1048);
+    {
+        char n200[200];
+
+        memset(n200, 'x', sizeof(n200));
+        cr_assert_eq(qcow2_bm_add(&l, n200, 185, 16, true, false), -QCOW2_BM_EDIR_SIZE);
+        /* 24 + 184 bytes: the directory at its largest. */
+        cr_assert_eq(qcow2_bm_add(&l, n200, 184, 16, true, false), 64034);
+    }
+    qcow2_bm_list_release(&l);
+}
