@@ -24,8 +24,19 @@
 #include "qcow2/snapshot.h"
 
 #define FI_OPS 16
-/* Bytes of the file the header parses see: the largest first cluster. */
-#define FI_FIRST (2u << 20)
+/*
+ * Bytes of the file the header parses see: its first cluster, as
+ * guest/open.c reads it (at least 512 bytes, at most the file).
+ */
+static size_t fi_first_len(const uint8_t *p, size_t len)
+{
+    uint32_t cbits = qcow2_be32(p, len, 20);
+    size_t n = 512;
+
+    if (cbits >= QCOW2_MIN_CLUSTER_BITS && cbits <= QCOW2_MAX_CLUSTER_BITS && (1u << cbits) > n)
+        n = (size_t)1 << cbits;
+    return n < len ? n : len;
+}
 
 struct fi {
     uint8_t *p;
@@ -160,7 +171,7 @@ static int fi_check(struct fi *m, struct qcow2_check_result *res)
     struct qcow2_check_image ci;
     struct qcow2_header h;
     struct qcow2_exts x;
-    size_t n = m->len < FI_FIRST ? m->len : FI_FIRST;
+    size_t n = fi_first_len(m->p, m->len);
     uint8_t *copy = malloc(n ? n : 1);
     size_t live = m->live;
     int ret;
@@ -199,7 +210,7 @@ static int fi_clean(struct fi *m)
 
 /* The image as qemu-img's read-write open sees it. */
 struct fi_open {
-    uint8_t *first; /* a copy of the file's first FI_FIRST bytes: ext strings point into it */
+    uint8_t *first; /* a copy of the file's first cluster: ext strings point into it */
     size_t first_len;
     struct qcow2_header h;
     struct qcow2_exts x;
@@ -259,7 +270,7 @@ static int fi_open(struct fi *m, struct fi_open *o)
     int ret;
 
     memset(o, 0, sizeof(*o));
-    o->first_len = m->len < FI_FIRST ? m->len : FI_FIRST;
+    o->first_len = fi_first_len(m->p, m->len);
     o->first = malloc(o->first_len ? o->first_len : 1);
     if (!o->first)
         abort();

@@ -78,6 +78,12 @@ for rb in 8 64; do
     seed "refbits-$rb"
 done
 
+# Two bits per refcount: a snapshot overflows on compressed clusters
+# sharing a host cluster, half-way through an L2 table.
+mk refbits-2 1M -o cluster_size=4096,refcount_bits=2
+io -c 'write -c -P 7 512k 64k' -c 'write -P 1 0 64k'
+seed refbits-2
+
 mk extl2 1M -o cluster_size=16k,extended_l2=on
 io -c 'write -P 7 0 4k' -c 'write -z 64k 32k'
 qemu-img snapshot -c s "$tmp/i"
