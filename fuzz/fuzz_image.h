@@ -161,7 +161,10 @@ static int fi_init(struct fi *m, const uint8_t *data, size_t len)
 
 /*
  * qemu-img check of the current bytes (its own open: snapshot fields
- * hidden from the header parse, as check mode does not read the table).
+ * hidden from the header parse, as check mode does not read the table),
+ * with the file taken as long as the write limit (zeros past its end): the
+ * check counts only clusters inside the file, and a refcount past its end
+ * would turn into a leak once a write grows the file over it.
  * Returns the check's return value, or 1 when the header does not parse.
  */
 static int fi_check(struct fi *m, struct qcow2_check_result *res)
@@ -192,7 +195,7 @@ static int fi_check(struct fi *m, struct qcow2_check_result *res)
     h.snapshots_offset = qcow2_be64(m->p, m->len, 64);
     ci.h = &h;
     ci.x = &x;
-    ci.file_size = m->len;
+    ci.file_size = m->limit;
     ret = qcow2_check(&ci, &env, 0, res);
     free(copy);
     if (m->live != live)
