@@ -338,15 +338,16 @@ def main() -> int:
             r = iteration(instar, rng, Path(tmp) / "w", a.verbose)
             ops += r["ops"]
             refused += len(r["refusals"])
-            if r["notes"]:
-                noted += 1
-                print(f"iteration {n} (seed {a.seed}): {r['params']}\n  sequence {r['seq']}",
-                      *(f"note: {x}" for x in r["notes"]), sep="\n  ")
-            if r["problems"]:
-                failures += 1
+            if r["notes"] or r["problems"]:
                 keep = Path(tempfile.gettempdir()) / f"fuzz-mutate-{a.seed}-{n}"
                 shutil.rmtree(keep, ignore_errors=True)
                 shutil.copytree(Path(tmp) / "w" / "p", keep)
+            if r["notes"]:
+                noted += 1
+                print(f"iteration {n} (seed {a.seed}): {r['params']}\n  sequence {r['seq']}",
+                      f"pristine images: {keep}", *(f"note: {x}" for x in r["notes"]), sep="\n  ")
+            if r["problems"]:
+                failures += 1
                 print(f"iteration {n} (seed {a.seed}): {r['params']}\n  sequence {r['seq']}",
                       f"pristine images: {keep}", *r["problems"], sep="\n  ")
     print(f"fuzz-mutate: seed {a.seed}, {a.iterations} iterations, {ops} operations, "
