@@ -16,15 +16,17 @@ INC="-Iinclude -Iformats -Iformats/qcow2"
 FORMATS=$(ls formats/*.c formats/qcow2/*.c)
 
 seeds="$out/seeds"
-rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv"
+rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv" "$out/seeds-mutate"
 scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
 scripts/make-codec-seeds.sh "$out/seeds-codec" >/dev/null
 scripts/make-bdrv-seeds.sh "$out/seeds-bdrv" >/dev/null
+scripts/make-mutate-seeds.sh "$out/seeds-mutate" >/dev/null
 
 seeds_of() { # name: the seed corpus of a harness
     case "$1" in
     fuzz_decompress) echo "$out/seeds-codec" ;;
     fuzz_bdrv) echo "$out/seeds-bdrv" ;;
+    fuzz_qcow2_snapop | fuzz_qcow2_bitmap_store) echo "$out/seeds-mutate" ;;
     *) echo "$seeds" ;;
     esac
 }

@@ -337,8 +337,8 @@ static int update_entry(struct so *s, uint64_t *entry, int addend)
 static int update_snapshot_refcount(struct so *s, uint64_t l1_off, uint32_t l1_size, bool active,
                                     int addend)
 {
-    uint64_t *l1 = s->l1, i, n = s->cs / s->esize;
-    bool l1_modified = false;
+    uint64_t *l1 = s->l1, i, n = s->cs / s->esize, l2_off = 0;
+    bool l1_modified = false, modified = false;
     int ret = 0;
 
     s->cache_discards = true;
@@ -355,8 +355,10 @@ static int update_snapshot_refcount(struct so *s, uint64_t l1_off, uint32_t l1_s
             l1[i] = be_ld64((const uint8_t *)&l1[i]);
     }
     for (i = 0; i < l1_size; i++) {
-        uint64_t l2_off = l1[i] & QCOW2_L1E_OFFSET_MASK, old = l1[i], rc, j;
-        bool modified = false;
+        uint64_t old = l1[i], rc, j;
+
+        l2_off = l1[i] & QCOW2_L1E_OFFSET_MASK;
+        modified = false;
 
         if (!old)
             continue;
@@ -373,7 +375,7 @@ static int update_snapshot_refcount(struct so *s, uint64_t l1_off, uint32_t l1_s
 
             ret = update_entry(s, &ne, addend);
             if (ret < 0)
-                goto out;
+                goto out_l2;
             if (ne != e) {
                 st_be64(p, ne);
                 modified = true;
@@ -382,7 +384,7 @@ static int update_snapshot_refcount(struct so *s, uint64_t l1_off, uint32_t l1_s
         if (addend) {
             ret = qcow2_alloc_update_discard(&s->a, l2_off, s->cs, 1, addend < 0, true);
             if (ret < 0)
-                goto out;
+                goto out_l2;
         }
         ret = qcow2_alloc_get_refcount(&s->a, l2_off >> s->img->cluster_bits, &rc);
         if (ret < 0)
@@ -415,6 +417,17 @@ static int update_snapshot_refcount(struct so *s, uint64_t l1_off, uint32_t l1_s
         ret = meta_write(s, l1_off, raw, (size_t)l1_size * 8, true);
         so_free(s, raw);
     }
+    goto out;
+out_l2:
+    /*
+     * A refcount update failed inside an L2 table (e.g. a narrow refcount
+     * overflowing): the entries updated before it are in QEMU's L2 cache,
+     * marked dirty, and reach the file when it flushes (after the refcount
+     * blocks they depend on), so their COPIED flags match the raised
+     * refcounts and the failure leaves leaks only.
+     */
+    if (modified)
+        (void)meta_write(s, l2_off, s->l2, (size_t)s->cs, false);
 out:
     if (s->cache_discards) {
         s->cache_discards = false;
