@@ -29,6 +29,7 @@
 #include "cmds.h"
 #include "lock.h"
 #include "open.h"
+#include "vpc/vpc_err.h"
 #include "report.h"
 #include "result.h"
 #include "spec.h"
@@ -177,8 +178,14 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
     report_guest_warning(v.hdr.warn_code, v.hdr.warn_count);
     if (v.hdr.error != 0) {
         const char *s = v.hdr.err_str.off ? (const char *)v.blob + v.hdr.err_str.off : NULL;
+        uint32_t slen = v.hdr.err_str.len;
 
-        *msg = report_code_render(v.hdr.error, v.hdr.err_args, s, v.hdr.err_str.len);
+        /* bdrv_open_common() names the file when a driver sets no message. */
+        if (v.hdr.error == VPC_ERR_TOO_LARGE) {
+            s = ii->filename;
+            slen = (uint32_t)strlen(s);
+        }
+        *msg = report_code_render(v.hdr.error, v.hdr.err_args, s, slen);
         *gerr = v.hdr.error;
         goto out;
     }

@@ -79,6 +79,8 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
             bs->drv = &gbs_drv_raw;
         else if (in->driver == INSTAR_DRV_QCOW2)
             bs->drv = &gbs_drv_qcow2;
+        else if (in->driver == INSTAR_DRV_VPC)
+            bs->drv = &gbs_drv_vpc;
         else
             return -INSTAR_ERR_BAD_ARGS;
     }

@@ -304,5 +304,16 @@ void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
 
 extern const struct gbs_driver gbs_drv_raw;
 extern const struct gbs_driver gbs_drv_qcow2;
+extern const struct gbs_driver gbs_drv_vpc;
+
+/*
+ * gbs_vpc_describe - open device dev as vpc_open() does (calc: enum
+ * vpc_size_calc) for info and check: *size the virtual size, and
+ * *cluster_size the block size of a dynamic image (0 for a fixed one).
+ * On failure sends op's error result (qemu's open message) and does not
+ * return.
+ */
+void gbs_vpc_describe(uint32_t op, uint32_t dev, uint32_t calc, uint64_t *size,
+                      uint32_t *cluster_size);
 
 #endif /* GUEST_BDRV_H */

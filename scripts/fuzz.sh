@@ -12,8 +12,8 @@ mkdir -p "$out"
 
 CC=afl-clang-fast
 command -v "$CC" >/dev/null 2>&1 || CC=afl-cc
-INC="-Iinclude -Iformats -Iformats/qcow2"
-FORMATS=$(ls formats/*.c formats/qcow2/*.c)
+INC="-Iinclude -Iformats -Iformats/qcow2 -Iformats/vpc"
+FORMATS=$(ls formats/*.c formats/qcow2/*.c formats/vpc/*.c)
 
 seeds="$out/seeds"
 rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv"
@@ -49,7 +49,7 @@ codec_libs() {
 bdrv_guest() {
     mkdir -p "$out/bdrv-guest"
     BDRV_OBJS=""
-    for f in bdrv drv_qcow2 open plan_map report result; do
+    for f in bdrv drv_qcow2 drv_vpc open plan_map report result; do
         # shellcheck disable=SC2086 # flag lists
         AFL_QUIET=1 $CC -c -O2 -g -std=gnu11 $INC -Iguest -Dmalloc=fake_malloc \
             -Dcalloc=fake_calloc -Drealloc=fake_realloc -Dfree=fake_free "guest/$f.c" \

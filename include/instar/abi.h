@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 13
+#define INSTAR_ABI_VERSION 14
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -558,6 +558,7 @@ struct instar_amend_args {
 enum instar_driver {
     INSTAR_DRV_RAW = 1,
     INSTAR_DRV_QCOW2 = 2,
+    INSTAR_DRV_VPC = 3,
 };
 
 struct instar_node {
