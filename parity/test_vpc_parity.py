@@ -270,3 +270,64 @@ def test_vpc_output(instar, vpcdir, tmp_path, request, out, args):
     if a.exists():
         assert a.read_bytes() == b.read_bytes(), f"{out} differs"
         assert _layout(a) == _layout(b), f"{out}: host data/hole layout differs"
+
+
+# ---- create -f vpc ---------------------------------------------------------------------------
+CREATE_CASES = []
+
+
+def create_case(cid, *args):
+    CREATE_CASES.append(pytest.param(list(args), id=cid))
+
+
+# sizes whose CHS geometry rounds them up, exact ones, the CHS limit (127 GiB) and the 2040 GiB one
+for _s in ["0", "512", "1000", "1000001", "10M", "100M", "1G", "3000000000", "127G", "2040G"]:
+    create_case(f"dynamic-{_s}", "create", "-f", "vpc", "a.vhd", _s)
+    create_case(f"force-{_s}", "create", "-f", "vpc", "-o", "force_size=on", "a.vhd", _s)
+for _s in ["0", "1000", "1000001", "10M", "1G"]:
+    create_case(f"fixed-{_s}", "create", "-f", "vpc", "-o", "subformat=fixed", "a.vhd", _s)
+    create_case(f"fixed-force-{_s}", "create", "-f", "vpc", "-o", "subformat=fixed,force_size=on", "a.vhd", _s)
+create_case("subformat-dynamic-q", "create", "-q", "-f", "vpc", "-o", "subformat=dynamic", "a.vhd", "5M")
+create_case("size-option", "create", "-f", "vpc", "-o", "size=3M,force_size=off", "a.vhd")
+create_case("file-options", "create", "-f", "vpc", "-o", "preallocation=full,nocow=on", "a.vhd", "1M")
+create_case("help", "create", "-f", "vpc", "-o", "help")
+create_case("help-file", "create", "-f", "vpc", "-o", "help", "a.vhd")
+for _cid, _args in [("subformat-bogus", ["-o", "subformat=bogus", "a.vhd", "1M"]),
+                    ("too-large", ["a.vhd", "3T"]), ("too-large-force", ["-o", "force_size=on", "a.vhd", "2041G"]),
+                    ("force-size-bogus", ["-o", "force_size=bad", "a.vhd", "1M"]),
+                    ("preallocation-metadata", ["-o", "preallocation=metadata", "a.vhd", "1M"]),
+                    ("cluster-size", ["-o", "cluster_size=4k", "a.vhd", "1M"]),
+                    ("backing", ["-b", "x.qcow2", "-F", "qcow2", "a.vhd", "1M"]),
+                    ("no-size", ["a.vhd"])]:
+    create_case(f"err-{_cid}", "create", "-f", "vpc", *_args)
+
+
+def _mask_footers(data: bytes) -> bytes:
+    """The footers with their timestamp, checksum and UUID zeroed (time and chance)."""
+    b = bytearray(data)
+    for base in (0, len(b) - 512):
+        if base >= 0 and b[base:base + 8] == b"conectix":
+            b[base + 24:base + 28] = bytes(4)
+            b[base + 64:base + 84] = bytes(20)
+    return bytes(b)
+
+
+@pytest.mark.parametrize("args", CREATE_CASES)
+def test_vpc_create(instar, tmp_path, request, args):
+    expected, actual = tl.run_both_on_copies(instar, args, [], tmp_path)
+    tl.assert_same(expected, actual, " ".join(args))
+    err_case = request.node.callspec.id.startswith("err-")
+    assert (expected.returncode != 0) == err_case, "case id does not match: " + expected.describe()
+    a, b = tmp_path / "oracle" / "a.vhd", tmp_path / "instar" / "a.vhd"
+    assert a.exists() == b.exists()
+    if a.exists():
+        da, db = a.read_bytes(), b.read_bytes()
+        assert _mask_footers(da) == _mask_footers(db), "a.vhd differs beyond timestamp, checksum and UUID"
+        assert _layout(a) == _layout(b), "a.vhd: host data/hole layout differs"
+        if len(db) >= 512 and not err_case:
+            # instar's own footers carry a valid checksum and a version 4 UUID
+            for base in {0, len(db) - 512}:
+                f = db[base:base + 512]
+                if f[:8] == b"conectix":
+                    assert struct.unpack(">I", f[64:68])[0] == _csum(f[:64] + bytes(4) + f[68:])
+                    assert f[74] >> 4 == 4 and f[76] >> 6 == 2
