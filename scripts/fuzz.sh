@@ -16,15 +16,17 @@ INC="-Iinclude -Iformats -Iformats/qcow2 -Iformats/vpc"
 FORMATS=$(ls formats/*.c formats/qcow2/*.c formats/vpc/*.c)
 
 seeds="$out/seeds"
-rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv"
+rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv" "$out/seeds-vpc"
 scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
 scripts/make-codec-seeds.sh "$out/seeds-codec" >/dev/null
 scripts/make-bdrv-seeds.sh "$out/seeds-bdrv" >/dev/null
+scripts/make-vpc-seeds.sh "$out/seeds-vpc" >/dev/null
 
 seeds_of() { # name: the seed corpus of a harness
     case "$1" in
     fuzz_decompress) echo "$out/seeds-codec" ;;
     fuzz_bdrv) echo "$out/seeds-bdrv" ;;
+    fuzz_vpc) echo "$out/seeds-vpc" ;;
     *) echo "$seeds" ;;
     esac
 }
