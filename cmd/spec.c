@@ -537,6 +537,8 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
         if (d && !strcmp(d, "qcow2") &&
             (!strncmp(o->key, "encrypt.", 8) || !strncmp(o->key, "data-file", 9)))
             return fail(s, "Option '%s' is not supported by instar", o->key);
+        if (d && !strcmp(d, "vpc") && !strcmp(o->key, "force_size_calc"))
+            return fail(s, "Option '%s' is not supported by instar", o->key);
         if (d && !strcmp(d, "raw") && (!strcmp(o->key, "offset") || !strcmp(o->key, "size")))
             return fail(s, "Option '%s' is not supported by instar", o->key);
         return fail(s, "Block format '%s' does not support the option '%s'", d ? d : "(probed)",

@@ -331,3 +331,41 @@ def test_vpc_create(instar, tmp_path, request, args):
                 if f[:8] == b"conectix":
                     assert struct.unpack(">I", f[64:68])[0] == _csum(f[:64] + bytes(4) + f[68:])
                     assert f[74] >> 4 == 4 and f[76] >> 6 == 2
+
+
+# ---- what instar refuses (docs/differences.md): one clear line, exit 1 -------------------------
+REFUSED = []
+
+
+def refused(cid, mention, *args):
+    REFUSED.append(pytest.param(mention, list(args), id=cid))
+
+
+refused("convert-O-vpc", "vpc", "convert", "-O", "vpc", "@src", "out.vhd")
+refused("dd-O-vpc", "vpc", "dd", "-O", "vpc", "if=@src", "of=out.vhd")
+refused("bench-w", "vpc", "bench", "-w", "-c", "1", "-f", "vpc", "@dyn")
+refused("force-size-calc", "force_size_calc", "info", "--image-opts",
+        "driver=vpc,force_size_calc=chs,file.filename=@dyn")
+
+
+@pytest.mark.parametrize("mention,args", REFUSED)
+def test_vpc_refused(instar, vpcdir, tmp_path, mention, args):
+    argv = _resolve(args)
+    inputs = sorted({vpcdir / a.rsplit("=", 1)[-1] for a in argv if a.endswith((".vhd", ".qcow2"))
+                     and (vpcdir / a.rsplit("=", 1)[-1]).exists()})
+    expected, actual = tl.run_both_on_copies(instar, argv, inputs, tmp_path)
+    assert expected.returncode == 0, "qemu-img should accept this: " + expected.describe()
+    assert actual.returncode == 1 and actual.stdout in (b"", expected.stdout.split(b"\n")[0] + b"\n"), \
+        actual.describe()
+    err = actual.stderr.decode("utf-8", "replace")
+    assert err.startswith("qemu-img: ") and err.count("\n") == 1 and mention in err, actual.describe()
+    assert not (tmp_path / "instar" / "out.vhd").exists()
+
+
+# resize: vpc has no truncate; qemu-img's own message
+@pytest.mark.parametrize("args", [["resize", "-f", "vpc", "@dyn", "200M"], ["resize", "@fixed", "+1M"]],
+                         ids=["err-resize-dynamic", "err-resize-fixed-probed-raw"])
+def test_vpc_resize(instar, vpcdir, tmp_path, args):
+    argv = _resolve(args)
+    expected, actual = tl.run_both_on_copies(instar, argv, [vpcdir / a for a in argv if a.endswith(".vhd")], tmp_path)
+    tl.assert_same(expected, actual, " ".join(argv))
