@@ -97,6 +97,7 @@ struct gbs {
     bool supports_backing; /* the format can have a backing file */
     bool writable;         /* its file is a writable device (the host opened it read-write) */
     uint64_t zero_align;   /* bl.pwrite_zeroes_alignment (0: 1) */
+    uint32_t drv_opts;     /* the driver's open options (instar_node.driver's high half) */
     struct gbs *backing;   /* NULL: none */
     void *opaque;          /* the driver's state */
     /* The first corruption this node signalled (qcow2_signal_corruption). */

@@ -78,7 +78,7 @@ static int vpc_drv_open(struct gbs *bs)
     int ret;
 
     bs->opaque = s;
-    ret = gvpc_open(s, bs->file, VPC_SIZE_AUTO);
+    ret = gvpc_open(s, bs->file, (enum vpc_size_calc)bs->drv_opts);
     /* The host described the image first: a failure here is qemu's open message too. */
     if (ret < 0)
         gvpc_fail(boot->op, ret, s);

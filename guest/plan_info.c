@@ -50,13 +50,16 @@ static __attribute__((noreturn)) void info_raw(void)
 
 /* --- vpc: the generic fields, and the block size as cluster size --- */
 
-static __attribute__((noreturn)) void info_vpc(void)
+static __attribute__((noreturn)) void info_vpc(uint32_t flags)
 {
+    uint32_t calc = (flags & INSTAR_INFO_VPC_SIZE_CHS)       ? VPC_SIZE_CHS
+                    : (flags & INSTAR_INFO_VPC_SIZE_CURRENT) ? VPC_SIZE_CURRENT
+                                                             : VPC_SIZE_AUTO;
     struct rbuf rb;
     uint64_t size;
     uint32_t cluster_size;
 
-    gbs_vpc_describe(INSTAR_OP_INFO, DEV_IMAGE, VPC_SIZE_AUTO, &size, &cluster_size);
+    gbs_vpc_describe(INSTAR_OP_INFO, DEV_IMAGE, calc, &size, &cluster_size);
     if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
         fail(INSTAR_ERR_NOMEM);
     memcpy(res(&rb)->format, "vpc", 4);
@@ -233,7 +236,7 @@ void plan_info(void)
     if (!strcmp(drv, "raw"))
         info_raw();
     if (!strcmp(drv, "vpc"))
-        info_vpc();
+        info_vpc(boot->args.info.flags);
     if (gopen_known_driver(drv))
         fail_str(INSTAR_ERR_UNSUPPORTED_FMT, drv);
     fail_str(INSTAR_ERR_UNKNOWN_FMT, drv);

@@ -184,6 +184,16 @@ case("err-map-bad-magic", "map", "-f", "vpc", "@bad-magic")
 case("info-image-opts", "info", "--image-opts", "driver=vpc,file.filename=@dyn")
 case("info-image-opts-json", "info", "--output=json", "--image-opts", "driver=vpc,file.filename=@fixed")
 case("err-info-image-opts-force-size", "info", "--image-opts", "driver=vpc,force_size=on,file.filename=@dyn")
+# force_size_calc: the size rule chosen by the user (the maximum geometry still means current_size)
+for _n in ["dyn", "force", "creator-win", "creator-vpc-max-chs", "fixed"]:
+    for _calc in ["chs", "current_size"]:
+        _o = f"driver=vpc,force_size_calc={_calc},file.filename=@{_n}"
+        case(f"info-calc-{_calc}-{_n}", "info", "--output=json", "--image-opts", _o)
+        case(f"map-calc-{_calc}-{_n}", "map", "--output=json", "--image-opts", _o)
+case("err-info-calc-bogus", "info", "--image-opts", "driver=vpc,force_size_calc=bogus,file.filename=@dyn")
+case("err-info-calc-empty", "info", "--image-opts", "driver=vpc,force_size_calc=,file.filename=@dyn")
+case("compare-calc", "compare", "--image-opts", "driver=vpc,force_size_calc=current_size,file.filename=@dyn",
+     "driver=vpc,file.filename=@dyn")
 case("measure-raw", "measure", "-f", "vpc", "-O", "raw", "@dyn")
 case("measure-json", "measure", "--output=json", "-f", "vpc", "-O", "qcow2", "@conv")
 # compare: vpc with vpc, with its qcow2 source, dynamic with fixed
@@ -230,6 +240,10 @@ for _n in ["dyn", "fixed", "conv", "conv-fixed", "size-1000000", "fixed-force", 
     out_case(f"convert-raw-{_n}", "out.raw", "convert", "-f", "vpc", "-O", "raw", f"@{_n}", "out.raw")
     out_case(f"convert-qcow2-{_n}", "out.qcow2", "convert", "-f", "vpc", "-O", "qcow2", f"@{_n}", "out.qcow2")
     out_case(f"dd-{_n}", "out.raw", "dd", "-f", "vpc", "-O", "raw", f"if=@{_n}", "of=out.raw", "bs=64k")
+out_case("convert-calc", "out.raw", "convert", "--image-opts", "-O", "raw",
+         "driver=vpc,force_size_calc=current_size,file.filename=@creator-win", "out.raw")
+out_case("dd-calc", "out.raw", "dd", "--image-opts", "-O", "raw",
+         "if=driver=vpc,force_size_calc=chs,file.filename=@force", "of=out.raw")
 out_case("convert-probed", "out.raw", "convert", "-O", "raw", "@conv", "out.raw")
 out_case("convert-qcow2-compressed", "out.qcow2", "convert", "-c", "-f", "vpc", "-O", "qcow2", "@dyn", "out.qcow2")
 out_case("dd-skip-count", "out.raw", "dd", "-f", "vpc", "-O", "raw", "if=@dyn", "of=out.raw", "bs=1M", "skip=1",
@@ -260,7 +274,7 @@ def _layout(path: Path) -> list:
 @pytest.mark.parametrize("out,args", OUT_CASES)
 def test_vpc_output(instar, vpcdir, tmp_path, request, out, args):
     argv = _resolve(args)
-    inputs = sorted({vpcdir / a.split("=", 1)[-1] for a in argv if a.endswith(".vhd")})
+    inputs = sorted({vpcdir / a.rsplit("=", 1)[-1] for a in argv if a.endswith(".vhd")})
     expected, actual = tl.run_both_on_copies(instar, argv, inputs, tmp_path)
     tl.assert_same(expected, actual, " ".join(argv))
     err_case = request.node.callspec.id.startswith("err-")
@@ -344,8 +358,6 @@ def refused(cid, mention, *args):
 refused("convert-O-vpc", "vpc", "convert", "-O", "vpc", "@src", "out.vhd")
 refused("dd-O-vpc", "vpc", "dd", "-O", "vpc", "if=@src", "of=out.vhd")
 refused("bench-w", "vpc", "bench", "-w", "-c", "1", "-f", "vpc", "@dyn")
-refused("force-size-calc", "force_size_calc", "info", "--image-opts",
-        "driver=vpc,force_size_calc=chs,file.filename=@dyn")
 
 
 @pytest.mark.parametrize("mention,args", REFUSED)

@@ -424,6 +424,9 @@ enum instar_op {
  */
 #define INSTAR_INFO_OPEN_CHECK (1u << 1)
 #define INSTAR_INFO_OPEN_RDWR  (1u << 2)
+/* vpc's force_size_calc open option: chs, or current_size. */
+#define INSTAR_INFO_VPC_SIZE_CHS     (1u << 3)
+#define INSTAR_INFO_VPC_SIZE_CURRENT (1u << 4)
 
 struct instar_info_args {
     char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */
@@ -570,6 +573,13 @@ enum instar_driver {
     INSTAR_DRV_QCOW2 = 2,
     INSTAR_DRV_VPC = 3,
 };
+/*
+ * instar_node.driver: the enum in the low 16 bits, the driver's open
+ * options above INSTAR_DRV_OPT_SHIFT (vpc: force_size_calc, 1 = chs,
+ * 2 = current_size).
+ */
+#define INSTAR_DRV_MASK      0xffffu
+#define INSTAR_DRV_OPT_SHIFT 16
 
 struct instar_node {
     uint32_t driver;  /* enum instar_driver */
