@@ -246,11 +246,6 @@ int cmd_bench(int argc, char **argv)
     if (graph_add_chain(&gr, &oc, filename, &args.top) < 0)
         goto out;
     image_size = (uint64_t)oc.img[0].info->virtual_size;
-    if (is_write && (gr.g.nodes[args.top].driver & INSTAR_DRV_MASK) == INSTAR_DRV_VPC) {
-        /* docs/differences.md: instar reads vpc, it does not write it. */
-        report_error("Writing vpc images is not supported by instar");
-        goto out;
-    }
     if (is_write) {
         struct vmm_dev *d = &gr.devs[gr.g.nodes[args.top].file];
 

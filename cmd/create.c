@@ -1085,7 +1085,7 @@ static int create_for(const char *filename, const char *fmt, const char *options
         report_error("Unknown file format '%s'", fmt);
         return -1;
     }
-    if (!format_descs(fmt) || !strcmp(fmt, "vpc")) {
+    if (!format_descs(fmt) || (!strcmp(fmt, "vpc") && strcmp(cmd, "dd"))) {
         report_error("Format '%s' is not supported by instar %s", fmt, cmd);
         return -1;
     }
@@ -1115,6 +1115,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
     fail_infix = infix;
     if (!strcmp(fmt, "qcow2"))
         ret = create_qcow2(filename, path, &l, size);
+    else if (!strcmp(fmt, "vpc"))
+        ret = create_vpc(filename, path, &l, size);
     else
         ret = create_raw(filename, path, fmt, &l, size);
     fail_infix = NULL;

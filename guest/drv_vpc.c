@@ -4,8 +4,11 @@
  * (a fixed image is its file; a dynamic one is data block by block, an
  * unallocated run of blocks reads as zeros), and reads as
  * vpc_co_preadv() does them (the sector bitmaps are not consulted: QEMU
- * reads an allocated block whole).  Read-only: the host opens no vpc
- * image writable.
+ * reads an allocated block whole), and writes as vpc_co_pwritev() does
+ * them (a fixed image writes its file; a dynamic one sets a block's
+ * bitmap to all ones before it writes into it, and allocates a block
+ * at the end of the file: its bitmap, the footer moved after it, then
+ * its BAT entry, each written and flushed, as alloc_block() does).
  */
 #include "bdrv.h"
 #include "vpc/vpc.h"
@@ -13,6 +16,9 @@
 struct gvpc {
     struct vpc_image img;
     uint32_t *bat; /* max_table_entries entries, host order; NULL when fixed */
+    /* Writes: the bitmap last set to all ones (UINT64_MAX: none), and the ones. */
+    uint64_t last_bitmap_offset;
+    uint8_t *ones;
 };
 
 static struct gvpc vpcs[INSTAR_NODE_MAX];
@@ -84,6 +90,7 @@ static int vpc_drv_open(struct gbs *bs)
         gvpc_fail(boot->op, ret, s);
     bs->total = s->img.total_sectors * 512;
     bs->supports_backing = false;
+    s->last_bitmap_offset = UINT64_MAX;
     return 0;
 }
 
@@ -147,10 +154,96 @@ static int vpc_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
+/* bdrv_pwrite_sync(): write, then flush the file. */
+static int write_sync(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+{
+    if (gdev_pwrite(bs->file, off, buf, len) < 0 || gdev_flush(bs->file) < 0)
+        return -GBS_EIO;
+    return 0;
+}
+
+/* alloc_block(): the block holding off, at the end of the data. */
+static int alloc_block(struct gbs *bs, uint64_t off)
+{
+    struct gvpc *s = V(bs);
+    uint64_t index = off / s->img.block_size, step;
+    uint8_t be[4];
+    uint32_t e;
+    int ret;
+
+    /* The footer follows the data: a BAT entry holds a sector number. */
+    if (index >= s->img.max_table_entries || s->img.free_data_block_offset / 512 > 0xfffffffeu)
+        return -GBS_EIO;
+    e = (uint32_t)(s->img.free_data_block_offset / 512);
+    s->bat[index] = e;
+    ret = write_sync(bs, s->img.free_data_block_offset, s->ones, s->img.bitmap_size);
+    if (ret < 0)
+        return ret;
+    step = (uint64_t)s->img.block_size + s->img.bitmap_size;
+    s->img.free_data_block_offset += step;
+    ret = write_sync(bs, s->img.free_data_block_offset, s->img.footer, VPC_FOOTER_SIZE);
+    if (ret == 0) {
+        be[0] = (uint8_t)(e >> 24);
+        be[1] = (uint8_t)(e >> 16);
+        be[2] = (uint8_t)(e >> 8);
+        be[3] = (uint8_t)e;
+        ret = write_sync(bs, s->img.bat_offset + index * 4, be, 4);
+    }
+    if (ret < 0)
+        s->img.free_data_block_offset -= step;
+    return ret;
+}
+
+static int vpc_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+{
+    struct gvpc *s = V(bs);
+    const uint8_t *p = buf;
+    int ret;
+
+    if (s->img.fixed)
+        return gdev_pwrite(bs->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+    if (!s->ones) {
+        s->ones = malloc(s->img.bitmap_size);
+        if (!s->ones)
+            return -GBS_ENOMEM;
+        memset(s->ones, 0xff, s->img.bitmap_size);
+    }
+    while (len) {
+        uint64_t host, run;
+        size_t n;
+
+        if (vpc_map(&s->img, s->bat, off, &host, &run)) {
+            /* get_image_offset(write): the block's bitmap all ones, once in a row. */
+            uint64_t bitmap = 512ull * s->bat[off / s->img.block_size];
+
+            if (s->last_bitmap_offset != bitmap) {
+                s->last_bitmap_offset = bitmap;
+                ret = write_sync(bs, bitmap, s->ones, s->img.bitmap_size);
+                if (ret < 0)
+                    return ret;
+            }
+        } else {
+            ret = alloc_block(bs, off);
+            if (ret < 0)
+                return ret;
+            if (!vpc_map(&s->img, s->bat, off, &host, &run))
+                return -GBS_EIO;
+        }
+        n = run < len ? (size_t)run : len;
+        if (gdev_pwrite(bs->file, host, p, n) < 0)
+            return -GBS_EIO;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    return 0;
+}
+
 static int vpc_flush(struct gbs *bs)
 {
-    (void)bs;
-    return 0;
+    if (!bs->writable)
+        return 0;
+    return gdev_flush(bs->file) < 0 ? -GBS_EIO : 0;
 }
 
 const struct gbs_driver gbs_drv_vpc = {
@@ -158,5 +251,6 @@ const struct gbs_driver gbs_drv_vpc = {
     .open = vpc_drv_open,
     .block_status = vpc_block_status,
     .pread = vpc_pread,
+    .pwrite = vpc_pwrite,
     .flush = vpc_flush,
 };
