@@ -8,6 +8,9 @@
 #include <criterion/criterion.h>
 #include <string.h>
 
+#include "instar/errors.h"
+#include "qcow2/check_err.h"
+#include "qcow2/qcow2_err.h"
 #include "vpc/create.h"
 #include "vpc/vpc.h"
 
@@ -201,4 +204,17 @@ Test(vpc, created_image_opens)
     cr_assert_eq(img.total_sectors * 512, c.size);
     cr_assert_eq(img.max_table_entries, vpc_create_bat_entries(&c));
     cr_assert_eq(vpc_open_bat(&R, &img, bat, buf, sizeof(buf)), 0);
+}
+
+/* No other table of codes the host renders claims a vpc code. */
+Test(vpc, error_codes_are_unique_in_the_host_table)
+{
+#define CODE(name, code, ...) code,
+    static const int vpc[] = {VPC_ERRORS(CODE)};
+    static const int other[] = {INSTAR_ERRORS(CODE) QCOW2_ERRORS(CODE) QCOW2_CHECK_MSGS(CODE)};
+#undef CODE
+
+    for (size_t i = 0; i < sizeof(vpc) / sizeof(vpc[0]); i++)
+        for (size_t j = 0; j < sizeof(other) / sizeof(other[0]); j++)
+            cr_assert_neq(vpc[i], other[j], "code %d", vpc[i]);
 }
