@@ -409,3 +409,15 @@ def test_vpc_bench_write(instar, tmp_path, sub, opts):
     a, b = tmp_path / "oracle" / "w.vhd", tmp_path / "instar" / "w.vhd"
     assert a.read_bytes() == b.read_bytes(), "w.vhd differs"
     assert _layout(a) == _layout(b), "w.vhd: host data/hole layout differs"
+
+
+# snapshot: vpc has none; qemu-img's message for each action
+@pytest.mark.parametrize("args", [["snapshot", "-l", "@dyn"], ["snapshot", "-c", "s", "@dyn"],
+                                  ["snapshot", "-d", "s", "-f", "vpc", "@dyn"], ["snapshot", "-a", "s", "@dyn"]],
+                         ids=["list", "err-create", "err-delete", "err-apply"])
+def test_vpc_snapshot(instar, vpcdir, tmp_path, request, args):
+    argv = _resolve(args)
+    expected, actual = tl.run_both_on_copies(instar, argv, [vpcdir / a for a in argv if a.endswith(".vhd")], tmp_path)
+    tl.assert_same(expected, actual, " ".join(argv))
+    assert (expected.returncode != 0) == request.node.callspec.id.startswith("err-")
+    assert (tmp_path / "oracle" / "dyn.vhd").read_bytes() == (tmp_path / "instar" / "dyn.vhd").read_bytes()
