@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cmds.h"
@@ -35,6 +36,7 @@
 #include "vmm.h"
 #include "instar/abi.h"
 #include "qcow2/create.h"
+#include "vpc/create.h"
 
 #define MSG_MAX 4096
 
@@ -69,6 +71,17 @@ static const struct opt_desc qcow2_descs[] = {
 
 static const struct opt_desc raw_descs[] = {
     {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {NULL, 0, NULL, NULL},
+};
+
+static const struct opt_desc vpc_descs[] = {
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {"subformat", OPT_STRING,
+     "Type of virtual hard disk format. Supported formats are {dynamic (default) | fixed} ", NULL},
+    {"force_size", OPT_BOOL,
+     "Force disk size calculation to use the actual size specified, rather than using the "
+     "nearest CHS-based calculation",
+     NULL},
     {NULL, 0, NULL, NULL},
 };
 
@@ -123,6 +136,9 @@ static const struct opt_desc *format_descs(const char *fmt)
     }
     if (!strcmp(fmt, "raw")) {
         return raw_descs;
+    }
+    if (!strcmp(fmt, "vpc")) {
+        return vpc_descs;
     }
     if (!strcmp(fmt, "file")) {
         return file_descs;
@@ -366,6 +382,97 @@ static int create_raw(const char *name, const char *path, const char *fmt, const
     }
     /* raw_co_create_opts() rounds the size up to whole sectors. */
     ret = file_prealloc(fd, (size + 511) & ~511ull, mode, name, fmt);
+out:
+    close(fd);
+    return ret;
+}
+
+static const char *err_text(uint64_t e);
+
+/* A version 4 UUID from the system's random source (qemu_uuid_generate()). */
+static int random_uuid(uint8_t uuid[16])
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, uuid, 16);
+
+    if (fd >= 0)
+        close(fd);
+    if (n != 16)
+        return -1;
+    uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);
+    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
+    return 0;
+}
+
+/*
+ * vpc: vpc_co_create_opts().  The file is made as the protocol layer makes
+ * it without a size (its preallocation checked, nothing preallocated),
+ * then the options are checked, and a failure leaves the file, as qemu
+ * does; the guest writes the footer, header and BAT.
+ */
+static int create_vpc(const char *name, const char *path, const struct opt_list *l, uint64_t size)
+{
+    const char *pa = opt_str(l, "preallocation"), *sub = opt_str(l, "subformat");
+    int mode = prealloc_mode(pa);
+    struct instar_create_args a;
+    struct vpc_create c;
+    struct vmm_dev dev;
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+    struct instar_result_hdr hdr;
+    bool fixed;
+    int fd, ret = -1;
+
+    if (mode < 0) {
+        fail_file(name, NULL, "Parameter 'preallocation' does not accept value '%s'", pa);
+        return -1;
+    }
+    if (check_extent_hint(name, l) < 0 || create_file(path, name, &fd, true) < 0)
+        return -1;
+    if (mode == 1) {
+        fail_file(name, NULL, "Unsupported preallocation mode: metadata");
+        goto out;
+    }
+    if (sub && strcmp(sub, "dynamic") && strcmp(sub, "fixed")) {
+        fail_file(name, NULL, "Parameter 'subformat' does not accept value '%s'", sub);
+        goto out;
+    }
+    fixed = sub && !strcmp(sub, "fixed");
+    if (vpc_create_size(size, opt_bool(l, "force_size"), fixed, &c) < 0) {
+        fail_file(name, NULL, "The image size is too large for file format 'vpc'");
+        goto out;
+    }
+    memset(&a, 0, sizeof(a));
+    a.size = c.size;
+    a.flags = INSTAR_CREATE_VPC | (fixed ? INSTAR_CREATE_VPC_FIXED : 0) |
+              (c.force_size ? INSTAR_CREATE_VPC_FORCE_SIZE : 0);
+    a.vpc_timestamp = (uint32_t)((uint64_t)time(NULL) - VPC_TIMESTAMP_BASE);
+    if (random_uuid(a.vpc_uuid) < 0) {
+        fail_file(name, NULL, "Could not read /dev/urandom");
+        goto out;
+    }
+    /* The footer (twice), the header and the BAT: at most 4 MiB and a few sectors. */
+    dev = (struct vmm_dev){fd, 0, fixed ? c.size + 512 : (8ull << 20),
+                           INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&out, 0, sizeof(out));
+    if (vmm_run(&cfg, INSTAR_OP_CREATE, &a, sizeof(a), &dev, 1, &out) != 0) {
+        fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
+        vmm_outcome_release(&out);
+        goto out;
+    }
+    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, &hdr) != RESULT_OK) {
+        fail_file(name, NULL, "sandbox failure: invalid result");
+        vmm_outcome_release(&out);
+        goto out;
+    }
+    vmm_outcome_release(&out);
+    if (hdr.error) {
+        fail_file(name, NULL, "Unable to create or write VHD header: %s",
+                  err_text(hdr.err_args[0]));
+        goto out;
+    }
+    ret = 0;
 out:
     close(fd);
     return ret;
@@ -955,6 +1062,8 @@ int cmd_create(int argc, char **argv)
     }
     if (!strcmp(fmt, "qcow2")) {
         ret = create_qcow2(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
+    } else if (!strcmp(fmt, "vpc")) {
+        ret = create_vpc(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else {
         ret = create_raw(filename, path, fmt, &l, (uint64_t)size) < 0 ? 1 : 0;
     }
@@ -984,7 +1093,7 @@ static int create_for(const char *filename, const char *fmt, const char *options
         report_error("Unknown file format '%s'", fmt);
         return -1;
     }
-    if (!format_descs(fmt)) {
+    if (!format_descs(fmt) || (!strcmp(fmt, "vpc") && strcmp(cmd, "dd"))) {
         report_error("Format '%s' is not supported by instar %s", fmt, cmd);
         return -1;
     }
@@ -1014,6 +1123,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
     fail_infix = infix;
     if (!strcmp(fmt, "qcow2"))
         ret = create_qcow2(filename, path, &l, size);
+    else if (!strcmp(fmt, "vpc"))
+        ret = create_vpc(filename, path, &l, size);
     else
         ret = create_raw(filename, path, fmt, &l, size);
     fail_infix = NULL;

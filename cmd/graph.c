@@ -62,6 +62,10 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
 
         if (!strcmp(fmt, "qcow2")) {
             n->driver = INSTAR_DRV_QCOW2;
+        } else if (!strcmp(fmt, "vpc")) {
+            n->driver = INSTAR_DRV_VPC;
+            if (i == 0)
+                n->driver |= oc->vpc_size_calc << INSTAR_DRV_OPT_SHIFT;
         } else if (!strcmp(fmt, "raw") || !strcmp(fmt, "file")) {
             /* The protocol node as the image (-f file): raw over it reads the same. */
             n->driver = INSTAR_DRV_RAW;

@@ -344,6 +344,9 @@ static int info_collect(const struct img_spec *spec, bool chain, struct image_in
     const char *display = spec->display;
     unsigned flags = spec->path ? OPEN_LITERAL : 0;
     struct policy_chain pc;
+
+    if (spec->vpc_size_calc)
+        flags |= spec->vpc_size_calc == 1 ? OPEN_VPC_SIZE_CHS : OPEN_VPC_SIZE_CURRENT;
     unsigned n = 0, i;
 
     policy_chain_init(&pc);
@@ -367,6 +370,12 @@ static int info_collect(const struct img_spec *spec, bool chain, struct image_in
         ii = info_one(display, filename, fmt, n, flags, &pc);
         if (!ii)
             goto fail;
+        if (n == 0 && spec->vpc_size_calc && open_vpc_json_filename(ii, spec->vpc_size_calc) < 0) {
+            image_info_free(ii);
+            report_error("Could not open '%s': %s", display, strerror(ENOMEM));
+            goto fail;
+        }
+        flags &= ~(OPEN_VPC_SIZE_CHS | OPEN_VPC_SIZE_CURRENT);
         names[n] = filename;
         list[n++] = ii;
 

@@ -29,6 +29,7 @@
 #include "cmds.h"
 #include "lock.h"
 #include "open.h"
+#include "vpc/vpc_err.h"
 #include "report.h"
 #include "result.h"
 #include "spec.h"
@@ -146,6 +147,10 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
         args.flags |= INSTAR_INFO_OPEN_CHECK;
     if (flags & OPEN_RDWR)
         args.flags |= INSTAR_INFO_OPEN_RDWR;
+    if (flags & OPEN_VPC_SIZE_CHS)
+        args.flags |= INSTAR_INFO_VPC_SIZE_CHS;
+    if (flags & OPEN_VPC_SIZE_CURRENT)
+        args.flags |= INSTAR_INFO_VPC_SIZE_CURRENT;
     memset(&dev, 0, sizeof(dev));
     dev.fd = fd;
     dev.size = (uint64_t)st->st_size;
@@ -177,8 +182,14 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
     report_guest_warning(v.hdr.warn_code, v.hdr.warn_count);
     if (v.hdr.error != 0) {
         const char *s = v.hdr.err_str.off ? (const char *)v.blob + v.hdr.err_str.off : NULL;
+        uint32_t slen = v.hdr.err_str.len;
 
-        *msg = report_code_render(v.hdr.error, v.hdr.err_args, s, v.hdr.err_str.len);
+        /* bdrv_open_common() names the file when a driver sets no message. */
+        if (v.hdr.error == VPC_ERR_TOO_LARGE) {
+            s = ii->filename;
+            slen = (uint32_t)strlen(s);
+        }
+        *msg = report_code_render(v.hdr.error, v.hdr.err_args, s, slen);
         *gerr = v.hdr.error;
         goto out;
     }
@@ -366,7 +377,9 @@ int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt,
 
     for (;;) {
         struct open_image *img = &oc->img[oc->n];
-        unsigned f = oc->n == 0 ? flags : flags & ~(OPEN_RDWR | OPEN_RESIZE | OPEN_LITERAL);
+        unsigned f = oc->n == 0 ? flags
+                                : flags & ~(OPEN_RDWR | OPEN_RESIZE | OPEN_LITERAL |
+                                            OPEN_VPC_SIZE_CHS | OPEN_VPC_SIZE_CURRENT);
 
         if (oc->n > POLICY_CHAIN_MAX - 1) {
             *msg = nested(oc->n, msgf("backing chain longer than %d images", POLICY_CHAIN_MAX));
@@ -421,10 +434,45 @@ int open_chain(struct open_chain *oc, const char *filename, const char *fmt, uns
     return open_chain_report(oc, filename, filename, fmt, flags);
 }
 
+int open_vpc_json_filename(struct image_info *ii, unsigned calc)
+{
+    const char *p = ii->filename;
+    size_t n = strlen(p), i, o = 0;
+    char *esc = malloc(2 * n + 1), *s;
+
+    if (!esc)
+        return -1;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if (c < 0x20 || c > 0x7e) {
+            free(esc);
+            return 0;
+        }
+        if (c == '"' || c == '\\')
+            esc[o++] = '\\';
+        esc[o++] = (char)c;
+    }
+    esc[o] = '\0';
+    s = msgf("json:{\"force_size_calc\": \"%s\", \"driver\": \"vpc\", \"file\": {\"driver\": "
+             "\"file\", \"filename\": \"%s\"}}",
+             calc == 1 ? "chs" : "current_size", esc);
+    free(esc);
+    if (!s)
+        return -1;
+    free(ii->filename);
+    ii->filename = s;
+    return 0;
+}
+
 int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags)
 {
     if (spec->force_share)
         flags |= OPEN_FORCE_SHARE;
+    if (spec->vpc_size_calc == 1)
+        flags |= OPEN_VPC_SIZE_CHS;
+    else if (spec->vpc_size_calc == 2)
+        flags |= OPEN_VPC_SIZE_CURRENT;
     int r;
 
     /*
@@ -448,8 +496,16 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
         r = open_chain_report(oc, spec->display, spec->display, spec->fmt, flags);
     else
         r = open_chain_report(oc, spec->display, spec->path, spec->fmt, flags | OPEN_LITERAL);
-    if (r == 0)
+    if (r == 0) {
         oc->direct = spec->direct;
+        oc->vpc_size_calc = spec->vpc_size_calc;
+        if (spec->vpc_size_calc &&
+            open_vpc_json_filename(oc->img[0].info, spec->vpc_size_calc) < 0) {
+            open_chain_close(oc);
+            report_error("Cannot allocate memory");
+            return -1;
+        }
+    }
     return r;
 }
 

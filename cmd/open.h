@@ -31,6 +31,18 @@
  * json: or --image-opts argument): no protocol prefix is interpreted.
  */
 #define OPEN_LITERAL (1u << 6)
+/* vpc's force_size_calc for the top image (spec->vpc_size_calc): chs, current_size. */
+#define OPEN_VPC_SIZE_CHS     (1u << 7)
+#define OPEN_VPC_SIZE_CURRENT (1u << 8)
+
+/*
+ * open_vpc_json_filename - bdrv_refresh_filename(): a vpc image opened
+ * with force_size_calc (calc: 1 chs, 2 current_size) is named by its
+ * options, "json:{...}", in ii->filename (a name with bytes other than
+ * printable ASCII keeps its plain form).  Returns 0, or -1 out of memory.
+ */
+struct image_info;
+int open_vpc_json_filename(struct image_info *ii, unsigned calc);
 
 struct open_image {
     char *name;              /* as qemu-img names it in messages */
@@ -46,7 +58,8 @@ struct open_chain {
     unsigned n;
     int data_fd; /* img[0]'s external data file (same descriptor), or -1 */
     char *data_name;
-    bool direct; /* qemu would open every file with O_DIRECT (spec->direct) */
+    bool direct;            /* qemu would open every file with O_DIRECT (spec->direct) */
+    unsigned vpc_size_calc; /* the top image's force_size_calc (spec->vpc_size_calc) */
 };
 
 /*

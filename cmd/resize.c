@@ -441,6 +441,10 @@ int cmd_resize(int argc, char **argv)
         }
         if (resize_qcow2(&oc, total, relative, n, shrink, prealloc) < 0)
             goto out;
+    } else if (!strcmp(im->info->format, "vpc")) {
+        /* vpc has no bdrv_co_truncate. */
+        report_error("Image format driver does not support resize");
+        goto out;
     } else {
         report_error("Image format '%s' is not supported by instar", im->info->format);
         goto out;

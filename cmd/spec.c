@@ -515,7 +515,7 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
             return fail(s, "Must specify either driver or file");
         return fail(s, "A block device must be specified for \"file\"");
     }
-    if (d && strcmp(d, "qcow2") && strcmp(d, "raw"))
+    if (d && strcmp(d, "qcow2") && strcmp(d, "raw") && strcmp(d, "vpc"))
         return fail(s, "Image format '%s' is not supported by instar", d);
     if (d && !(s->fmt = strdup(d)))
         return -1;
@@ -537,6 +537,16 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
         if (d && !strcmp(d, "qcow2") &&
             (!strncmp(o->key, "encrypt.", 8) || !strncmp(o->key, "data-file", 9)))
             return fail(s, "Option '%s' is not supported by instar", o->key);
+        if (d && !strcmp(d, "vpc") && !strcmp(o->key, "force_size_calc")) {
+            /* vpc_parse_options() */
+            if (o->val && !strcmp(o->val, "chs"))
+                s->vpc_size_calc = 1;
+            else if (o->val && !strcmp(o->val, "current_size"))
+                s->vpc_size_calc = 2;
+            else
+                return fail(s, "Invalid size calculation mode: '%s'", o->val ? o->val : "");
+            continue;
+        }
         if (d && !strcmp(d, "raw") && (!strcmp(o->key, "offset") || !strcmp(o->key, "size")))
             return fail(s, "Option '%s' is not supported by instar", o->key);
         return fail(s, "Block format '%s' does not support the option '%s'", d ? d : "(probed)",

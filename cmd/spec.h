@@ -18,11 +18,12 @@
 #include <stdbool.h>
 
 struct img_spec {
-    const char *display; /* the argument as typed: qemu-img's "Could not open '%s'" */
-    char *path;          /* the file to open; NULL: a plain filename (open display) */
-    char *fmt;           /* the format driver, or NULL to probe */
-    bool force_share;    /* force-share=on among the options */
-    bool direct;         /* the file opened with O_DIRECT: cache.direct=on (file.cache.direct) */
+    const char *display;    /* the argument as typed: qemu-img's "Could not open '%s'" */
+    char *path;             /* the file to open; NULL: a plain filename (open display) */
+    char *fmt;              /* the format driver, or NULL to probe */
+    bool force_share;       /* force-share=on among the options */
+    bool direct;            /* the file opened with O_DIRECT: cache.direct=on (file.cache.direct) */
+    unsigned vpc_size_calc; /* vpc's force_size_calc: 0 auto, 1 chs, 2 current_size */
 };
 
 /*

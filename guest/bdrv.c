@@ -75,10 +75,13 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
         /* A backing node comes after its overlay: no loops by construction. */
         if (in->backing != INSTAR_NO_NODE && (in->backing <= i || in->backing >= n))
             return -INSTAR_ERR_BAD_ARGS;
+        bs->drv_opts = in->driver >> INSTAR_DRV_OPT_SHIFT;
         if (in->driver == INSTAR_DRV_RAW)
             bs->drv = &gbs_drv_raw;
         else if (in->driver == INSTAR_DRV_QCOW2)
             bs->drv = &gbs_drv_qcow2;
+        else if ((in->driver & INSTAR_DRV_MASK) == INSTAR_DRV_VPC && bs->drv_opts <= 2)
+            bs->drv = &gbs_drv_vpc;
         else
             return -INSTAR_ERR_BAD_ARGS;
     }

@@ -97,6 +97,7 @@ struct gbs {
     bool supports_backing; /* the format can have a backing file */
     bool writable;         /* its file is a writable device (the host opened it read-write) */
     uint64_t zero_align;   /* bl.pwrite_zeroes_alignment (0: 1) */
+    uint32_t drv_opts;     /* the driver's open options (instar_node.driver's high half) */
     struct gbs *backing;   /* NULL: none */
     void *opaque;          /* the driver's state */
     /* The first corruption this node signalled (qcow2_signal_corruption). */
@@ -322,5 +323,16 @@ void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
 
 extern const struct gbs_driver gbs_drv_raw;
 extern const struct gbs_driver gbs_drv_qcow2;
+extern const struct gbs_driver gbs_drv_vpc;
+
+/*
+ * gbs_vpc_describe - open device dev as vpc_open() does (calc: enum
+ * vpc_size_calc) for info and check: *size the virtual size, and
+ * *cluster_size the block size of a dynamic image (0 for a fixed one).
+ * On failure sends op's error result (qemu's open message) and does not
+ * return.
+ */
+void gbs_vpc_describe(uint32_t op, uint32_t dev, uint32_t calc, uint64_t *size,
+                      uint32_t *cluster_size);
 
 #endif /* GUEST_BDRV_H */

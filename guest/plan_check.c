@@ -17,6 +17,7 @@
  * and (for "all") the corrupt bit cleared (docs/repair.md).
  */
 #include "guest.h"
+#include "bdrv.h"
 #include "open.h"
 #include "qcow2/check.h"
 
@@ -313,6 +314,14 @@ void plan_check(void)
     drv = gopen_probe(OP, fmt, (a->flags & INSTAR_CHECK_NAME_DMG) != 0, first);
     if (!strcmp(drv, "raw"))
         send_notsup("raw");
+    if (!strcmp(drv, "vpc")) {
+        uint64_t size;
+        uint32_t cluster_size;
+
+        /* qemu-img check opens the image before it asks for the check. */
+        gbs_vpc_describe(OP, GOPEN_DEV, 0, &size, &cluster_size);
+        send_notsup("vpc");
+    }
     if (!strcmp(drv, "qcow2"))
         check_qcow2(first, fix);
     if (gopen_known_driver(drv))

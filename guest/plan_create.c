@@ -14,6 +14,8 @@
  */
 #include "guest.h"
 #include "qcow2/create.h"
+#include "vpc/create.h"
+#include "vpc/vpc.h"
 
 #define DEV_DATA 1
 
@@ -102,6 +104,47 @@ static __attribute__((noreturn)) void fail(int64_t err, int stage)
     result_error(INSTAR_OP_CREATE, INSTAR_ERR_IO, args, NULL, 0);
 }
 
+/*
+ * vpc_co_create(): a fixed image is its data and the footer after it; a
+ * dynamic one the footer, the dynamic disk header, the BAT (all blocks
+ * unallocated) and the footer again, in qemu's write order.
+ */
+static void plan_create_vpc(const struct instar_create_args *a)
+{
+    static uint8_t footer[512], hdr[1024], bat[512];
+    bool fixed = a->flags & INSTAR_CREATE_VPC_FIXED;
+    struct vpc_create c;
+    struct rbuf rb;
+    uint64_t off, bat_bytes;
+    int r = 0;
+
+    if (vpc_create_size(a->size, a->flags & INSTAR_CREATE_VPC_FORCE_SIZE, fixed, &c) < 0 ||
+        c.size != a->size)
+        fail(QCOW2_ALLOC_EINVAL, 0);
+    vpc_create_footer(&c, a->vpc_timestamp, a->vpc_uuid, footer);
+    if (fixed) {
+        r = gdev_truncate(0, c.size + 512, INSTAR_TRUNC_OFF);
+        if (r == 0)
+            r = gdev_pwrite(0, c.size, footer, sizeof(footer));
+    } else {
+        bat_bytes = ((uint64_t)vpc_create_bat_entries(&c) * 4 + 511) & ~511ull;
+        r = gdev_pwrite(0, 0, footer, sizeof(footer));
+        if (r == 0)
+            r = gdev_pwrite(0, 1536 + bat_bytes, footer, sizeof(footer));
+        memset(bat, 0xff, sizeof(bat));
+        for (off = 0; r == 0 && off < bat_bytes; off += sizeof(bat))
+            r = gdev_pwrite(0, 1536 + off, bat, sizeof(bat));
+        vpc_create_dyn_header(&c, hdr);
+        if (r == 0)
+            r = gdev_pwrite(0, 512, hdr, sizeof(hdr));
+    }
+    if (r < 0)
+        fail(-gc_err(r), 0);
+    if (rbuf_init(&rb, sizeof(struct instar_create_result)) < 0)
+        fail(QCOW2_ALLOC_ENOMEM, 0);
+    rbuf_send(&rb, INSTAR_OP_CREATE, 0);
+}
+
 void plan_create(void)
 {
     static char backing[INSTAR_NAME_MAX], fmt[INSTAR_FMT_NAME_MAX], data[INSTAR_NAME_MAX];
@@ -112,6 +155,8 @@ void plan_create(void)
     int stage = 0;
     int ret;
 
+    if (a->flags & INSTAR_CREATE_VPC)
+        plan_create_vpc(a);
     memset(&o, 0, sizeof(o));
     memset(&st, 0, sizeof(st));
     if (a->cluster_size < 512 || a->cluster_size > (2u << 20) ||

@@ -8,7 +8,9 @@
  * extension sits), backing file name, snapshot table, then the persistent
  * bitmaps (directory, duplicates, tables), in directory order.
  */
+#include "bdrv.h"
 #include "open.h"
+#include "vpc/vpc.h"
 
 #define DEV_IMAGE GOPEN_DEV
 
@@ -43,6 +45,27 @@ static __attribute__((noreturn)) void info_raw(void)
     /* QEMU counts whole sectors: the size is rounded up to 512. */
     res(&rb)->virtual_size =
         size > UINT64_MAX - 511 ? UINT64_MAX & ~511ull : (size + 511) & ~511ull;
+    rbuf_send(&rb, INSTAR_OP_INFO, 0);
+}
+
+/* --- vpc: the generic fields, and the block size as cluster size --- */
+
+static __attribute__((noreturn)) void info_vpc(uint32_t flags)
+{
+    uint32_t calc = (flags & INSTAR_INFO_VPC_SIZE_CHS)       ? VPC_SIZE_CHS
+                    : (flags & INSTAR_INFO_VPC_SIZE_CURRENT) ? VPC_SIZE_CURRENT
+                                                             : VPC_SIZE_AUTO;
+    struct rbuf rb;
+    uint64_t size;
+    uint32_t cluster_size;
+
+    gbs_vpc_describe(INSTAR_OP_INFO, DEV_IMAGE, calc, &size, &cluster_size);
+    if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
+        fail(INSTAR_ERR_NOMEM);
+    memcpy(res(&rb)->format, "vpc", 4);
+    res(&rb)->flags = INSTAR_INFO_DIRTY_VALID; /* JSON shows "dirty-flag": false */
+    res(&rb)->virtual_size = size;
+    res(&rb)->cluster_size = cluster_size;
     rbuf_send(&rb, INSTAR_OP_INFO, 0);
 }
 
@@ -212,6 +235,8 @@ void plan_info(void)
         info_qcow2(first, boot->args.info.flags);
     if (!strcmp(drv, "raw"))
         info_raw();
+    if (!strcmp(drv, "vpc"))
+        info_vpc(boot->args.info.flags);
     if (gopen_known_driver(drv))
         fail_str(INSTAR_ERR_UNSUPPORTED_FMT, drv);
     fail_str(INSTAR_ERR_UNKNOWN_FMT, drv);

@@ -432,6 +432,9 @@ OTHER_FORMATS = {fmt: f"other-{i}.img" for i, fmt in
                  enumerate(("vmdk", "vdi", "vpc", "vhdx", "qed", "qcow", "parallels"))}
 for _fmt, _name in OTHER_FORMATS.items():
     GENERATORS[f"fmt-{_fmt}"] = _other(_fmt, _name)
+# The other formats instar opens (each tested in its own parity/test_<fmt>_parity.py).
+OPENED_FORMATS = {"vpc"}
+REFUSED_FORMATS = [f for f in OTHER_FORMATS if f not in OPENED_FORMATS]
 
 
 # ===========================================================================

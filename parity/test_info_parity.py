@@ -16,7 +16,7 @@ import re
 import pytest
 
 import instar_testlib as tl
-from images import GENERATORS, OTHER_FORMATS
+from images import GENERATORS, REFUSED_FORMATS
 
 # Images that every "matrix" case (human + json, probed) runs on.
 MATRIX = [n for n in GENERATORS if not n.startswith("fmt-")]
@@ -189,7 +189,7 @@ def test_info_parity(instar, images, request, args):
 # names the format, without crashing.
 # ----------------------------------------------------------------------------
 REFUSED = []
-for _fmt in OTHER_FORMATS:
+for _fmt in REFUSED_FORMATS:
     REFUSED.append(pytest.param(_fmt, [], id=f"refuse-probed-{_fmt}"))
     REFUSED.append(pytest.param(_fmt, ["-f", _fmt], id=f"refuse-f-{_fmt}"))
     REFUSED.append(pytest.param(_fmt, ["--output=json"], id=f"refuse-json-{_fmt}"))

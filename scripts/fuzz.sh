@@ -12,21 +12,23 @@ mkdir -p "$out"
 
 CC=afl-clang-fast
 command -v "$CC" >/dev/null 2>&1 || CC=afl-cc
-INC="-Iinclude -Iformats -Iformats/qcow2"
-FORMATS=$(ls formats/*.c formats/qcow2/*.c)
+INC="-Iinclude -Iformats -Iformats/qcow2 -Iformats/vpc"
+FORMATS=$(ls formats/*.c formats/qcow2/*.c formats/vpc/*.c)
 
 seeds="$out/seeds"
-rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv" "$out/seeds-mutate"
+rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv" "$out/seeds-mutate" "$out/seeds-vpc"
 scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
 scripts/make-codec-seeds.sh "$out/seeds-codec" >/dev/null
 scripts/make-bdrv-seeds.sh "$out/seeds-bdrv" >/dev/null
 scripts/make-mutate-seeds.sh "$out/seeds-mutate" >/dev/null
+scripts/make-vpc-seeds.sh "$out/seeds-vpc" >/dev/null
 
 seeds_of() { # name: the seed corpus of a harness
     case "$1" in
     fuzz_decompress) echo "$out/seeds-codec" ;;
     fuzz_bdrv) echo "$out/seeds-bdrv" ;;
     fuzz_qcow2_snapop | fuzz_qcow2_bitmap_store) echo "$out/seeds-mutate" ;;
+    fuzz_vpc) echo "$out/seeds-vpc" ;;
     *) echo "$seeds" ;;
     esac
 }
@@ -51,7 +53,7 @@ codec_libs() {
 bdrv_guest() {
     mkdir -p "$out/bdrv-guest"
     BDRV_OBJS=""
-    for f in bdrv drv_qcow2 open plan_map report result; do
+    for f in bdrv drv_qcow2 drv_vpc open plan_map report result; do
         # shellcheck disable=SC2086 # flag lists
         AFL_QUIET=1 $CC -c -O2 -g -std=gnu11 $INC -Iguest -Dmalloc=fake_malloc \
             -Dcalloc=fake_calloc -Drealloc=fake_realloc -Dfree=fake_free "guest/$f.c" \

@@ -425,6 +425,9 @@ enum instar_op {
  */
 #define INSTAR_INFO_OPEN_CHECK (1u << 1)
 #define INSTAR_INFO_OPEN_RDWR  (1u << 2)
+/* vpc's force_size_calc open option: chs, or current_size. */
+#define INSTAR_INFO_VPC_SIZE_CHS     (1u << 3)
+#define INSTAR_INFO_VPC_SIZE_CURRENT (1u << 4)
 
 struct instar_info_args {
     char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */
@@ -459,6 +462,13 @@ enum instar_prealloc {
 #define INSTAR_CREATE_LAZY_REFCOUNTS (1u << 0)
 #define INSTAR_CREATE_EXTENDED_L2    (1u << 1)
 #define INSTAR_CREATE_DATA_FILE_RAW  (1u << 2)
+/*
+ * A vpc image instead of qcow2 (size, vpc_timestamp, vpc_uuid and the
+ * VPC_* flags only): dynamic, or FIXED; FORCE_SIZE is qemu's force_size.
+ */
+#define INSTAR_CREATE_VPC            (1u << 3)
+#define INSTAR_CREATE_VPC_FIXED      (1u << 4)
+#define INSTAR_CREATE_VPC_FORCE_SIZE (1u << 5)
 
 /*
  * create a qcow2 image on device 0 (opened empty and writable; its
@@ -479,6 +489,9 @@ struct instar_create_args {
     char backing_file[INSTAR_NAME_MAX]; /* "" = none, as it goes in the header */
     char backing_fmt[INSTAR_FMT_NAME_MAX];
     char data_file[INSTAR_NAME_MAX]; /* "" = none */
+    uint32_t vpc_timestamp;          /* the footer's: seconds since 2000-01-01 UTC */
+    uint8_t vpc_uuid[16];            /* the footer's: random, version 4 */
+    uint32_t pad2;
 };
 
 #define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */
@@ -559,7 +572,15 @@ struct instar_amend_args {
 enum instar_driver {
     INSTAR_DRV_RAW = 1,
     INSTAR_DRV_QCOW2 = 2,
+    INSTAR_DRV_VPC = 3,
 };
+/*
+ * instar_node.driver: the enum in the low 16 bits, the driver's open
+ * options above INSTAR_DRV_OPT_SHIFT (vpc: force_size_calc, 1 = chs,
+ * 2 = current_size).
+ */
+#define INSTAR_DRV_MASK      0xffffu
+#define INSTAR_DRV_OPT_SHIFT 16
 
 struct instar_node {
     uint32_t driver;  /* enum instar_driver */

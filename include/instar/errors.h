@@ -1,7 +1,8 @@
 /*
  * Error codes a guest planner may return in a result header, with the
  * message qemu-img 7.2 prints for each.  Codes below 1000 are generic
- * (guest runtime, probing, I/O); formats/qcow2/qcow2_err.h owns 1000..1999.
+ * (guest runtime, probing, I/O); formats/qcow2/qcow2_err.h owns 1000..1999,
+ * formats/vpc/vpc_err.h 5000..5099.
  *
  * Message templates are filled by the host (cmd/report.c), never by printf:
  * {0}..{3} print err_args[i] in decimal, {x0}..{x3} in lower-case hex ({#x0} as "%#x")
