@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 13
+#define INSTAR_ABI_VERSION 14
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -536,6 +536,7 @@ struct instar_snapshot_args {
 #define INSTAR_AMEND_OPEN_ONLY    (1u << 5)
 #define INSTAR_AMEND_UPGRADE      (1u << 6) /* compat=1.1 on a version 2 image */
 #define INSTAR_AMEND_DOWNGRADE    (1u << 7) /* compat=0.10 on a version 3 image */
+#define INSTAR_AMEND_PROGRESS     (1u << 8) /* -p: the status calls as INSTAR_HC_PROGRESS */
 
 struct instar_amend_args {
     uint64_t size;          /* the new virtual size (INSTAR_AMEND_SIZE) */
