@@ -274,6 +274,15 @@ out:
     return ret;
 }
 
+/* Whether compat= is the only option given. */
+static bool only_compat(const struct opt_list *l)
+{
+    for (unsigned i = 0; i < l->nvals; i++)
+        if (strcmp(l->vals[i].name, "compat"))
+            return false;
+    return true;
+}
+
 /* g_strcmp0() */
 static int strcmp0(const char *a, const char *b)
 {
@@ -348,7 +357,13 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool pro
             report_error("Amending encrypted qcow2 images is not supported by instar yet");
             return -1;
         }
-        if (ii->has_external_data) {
+        /*
+         * Only a downgrade: qemu refuses it (qcow2_downgrade()) before
+         * writing anything but the header as it was; the guest says why.
+         */
+        if (ii->has_external_data && new_version == 2 && ii->qcow2_version == 3 && only_compat(l))
+            args.flags |= INSTAR_AMEND_DATA_FILE_V2;
+        else if (ii->has_external_data) {
             report_error("Amending qcow2 images with an external data file is not supported by "
                          "instar yet");
             return -1;

@@ -151,6 +151,24 @@ bool create_format_opts_for(struct opt_list *l, const char *fmt)
     return true;
 }
 
+/* An image format qemu-img 7.2 knows but cannot create (no bdrv_co_create_opts). */
+static bool create_unsupported_by_qemu(const char *fmt)
+{
+    static const char *const fmts[] = {"bochs", "cloop", "dmg", "vvfat", NULL};
+
+    for (const char *const *f = fmts; *f; f++)
+        if (!strcmp(fmt, *f))
+            return true;
+    return false;
+}
+
+/* The refusal of a format instar does not create: qemu's own where qemu cannot either. */
+static const char *create_refusal(const char *fmt)
+{
+    return create_unsupported_by_qemu(fmt) ? "Format driver '%s' does not support image creation"
+                                           : "Format '%s' is not supported by instar create";
+}
+
 /* print_block_option_help() */
 static int option_help(const char *filename, const char *fmt)
 {
@@ -163,7 +181,7 @@ static int option_help(const char *filename, const char *fmt)
     }
     d = format_descs(fmt);
     if (!d) {
-        report_error("Format '%s' is not supported by instar create", fmt);
+        report_error(create_refusal(fmt), fmt);
         return 1;
     }
     memset(&l, 0, sizeof(l));
@@ -873,7 +891,7 @@ int cmd_create(int argc, char **argv)
         }
     }
     if (!format_descs(fmt)) {
-        fail_file(filename, NULL, "Format '%s' is not supported by instar create", fmt);
+        fail_file(filename, NULL, create_refusal(fmt), fmt);
         goto out;
     }
     opts_append(&l, format_descs(fmt));

@@ -194,6 +194,12 @@ void plan_amend(void)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
     if (h->crypt_method != QCOW2_CRYPT_NONE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
+    /* A downgrade alone: qcow2_downgrade()'s first two refusals. */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
+        (a->flags & INSTAR_AMEND_DATA_FILE_V2) && h->version == 3)
+        fail(h->refcount_order != 4 ? QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT
+                                    : QCOW2_AMEND_ERR_DOWNGRADE_DATA_FILE,
+             0);
     if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
     if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&

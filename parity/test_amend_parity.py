@@ -263,6 +263,7 @@ CASES = [
     ("downgrade-upgrade-back", ["-o", "compat=0.10", "rich.qcow2"], ["rich.qcow2"], "rich.qcow2"),
     ("downgrade-zstd", ["-o", "compat=0.10", "zstd.qcow2"], ["zstd.qcow2"], "zstd.qcow2"),
     ("downgrade-zstd-compressed", ["-p", "-o", "compat=0.10", "zstdc.qcow2"], ["zstdc.qcow2"], "zstdc.qcow2"),
+    ("downgrade-data-file", ["-o", "compat=0.10", "df.qcow2"], ["df.qcow2", "df.raw"], "=df.qcow2"),
     # Not built yet (parity/pending.py).
     ("refcount-bits-change", ["-o", "refcount_bits=64", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("bitmaps-lazy", ["-o", "lazy_refcounts=on", "bm.qcow2"], ["bm.qcow2"], "bm.qcow2"),

@@ -71,7 +71,9 @@
     X(QCOW2_AMEND_ERR_EXPAND_ZERO, 3123, QCOW2_AMEND_MSG_ERRNO,                                    \
       "Failed to turn zero into data clusters")                                                    \
     X(QCOW2_AMEND_ERR_DOWNGRADE_ZSTD, 3124, QCOW2_AMEND_MSG_PLAIN,                                 \
-      "Cannot downgrade an image with zstd compression type and existing compressed clusters")
+      "Cannot downgrade an image with zstd compression type and existing compressed clusters")     \
+    X(QCOW2_AMEND_ERR_DOWNGRADE_DATA_FILE, 3125, QCOW2_AMEND_MSG_PLAIN,                            \
+      "Cannot downgrade an image with a data file")
 
 enum qcow2_amend_err {
 #define QCOW2_AMEND_ERR_ENUM(name, code, kind, msg) name = code,
