@@ -153,11 +153,12 @@ static const char *amend_msg(int code, int *kind)
     return NULL;
 }
 
-static void report_amend_code(const char *name, int code, uint64_t errnum, int64_t size,
+static void report_amend_code(const char *name, int code, const uint64_t *args, int64_t size,
                               bool warning)
 {
     int kind = QCOW2_RESIZE_MSG_PLAIN;
     const char *msg = amend_msg(code, &kind);
+    uint64_t errnum = args[0];
 
     if (code == QCOW2_AMEND_ERR_SIZE_RANGE) {
         if (size < 0)
@@ -165,6 +166,12 @@ static void report_amend_code(const char *name, int code, uint64_t errnum, int64
         else
             report_error("offset(%" PRId64 ") exceeds maximum(%" PRId64 ")", size,
                          AMEND_MAX_LENGTH);
+        return;
+    }
+    if (code == QCOW2_AMEND_ERR_REFCOUNT_DECREASE) {
+        report_error("Cannot decrease refcount entry width to %i bits: Cluster at offset %#" PRIx64
+                     " has a refcount of %" PRIu64,
+                     (int)(args[2] <= 64 ? args[2] : 0), args[0], args[1]);
         return;
     }
     if (code == QCOW2_AMEND_ERR_DOWNGRADE_INCOMPAT) {
@@ -231,6 +238,8 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
     cfg.mem_size = AMEND_GUEST_MEM;
     cfg.report = amend_report_cb; /* the repair of a dirty image, as check -r prints it */
     cfg.report_opaque = stderr;
+    /* qcow2_amend_options()'s status callbacks, computed by the guest. */
+    cfg.progress = progress_from_guest;
     memset(&out, 0, sizeof(out));
 
     if (vmm_run(&cfg, INSTAR_OP_AMEND, args, sizeof(*args), &dev, 1, &out) != 0) {
@@ -245,15 +254,8 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
         report_error("Failed to amend '%s': sandbox failure: invalid result", im->name);
         goto out;
     }
-    /* qcow2_upgrade()'s status callbacks: its start, the snapshot table, the header. */
-    if ((args->flags & INSTAR_AMEND_UPGRADE) && hdr.error != QCOW2_AMEND_ERR_NOTSUP_UPGRADE) {
-        progress_print(0, 0);
-        progress_print(50, 0);
-        if (hdr.error != QCOW2_AMEND_ERR_UPDATE_HEADER)
-            progress_print(100, 0);
-    }
     if (hdr.error >= 3000 && hdr.error < 3200) {
-        report_amend_code(im->name, hdr.error, hdr.err_args[0], (int64_t)args->size, false);
+        report_amend_code(im->name, hdr.error, hdr.err_args, (int64_t)args->size, false);
         goto out;
     }
     if (hdr.error != 0) {
@@ -265,11 +267,20 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
         goto out;
     }
     if (hdr.err_args[0] >= 3000 && hdr.err_args[0] < 3100)
-        report_amend_code(im->name, (int)hdr.err_args[0], hdr.err_args[1], 0, true);
+        report_amend_code(im->name, (int)hdr.err_args[0], hdr.err_args + 1, 0, true);
     ret = 0;
 out:
     vmm_outcome_release(&out);
     return ret;
+}
+
+/* Whether compat= is the only option given. */
+static bool only_compat(const struct opt_list *l)
+{
+    for (unsigned i = 0; i < l->nvals; i++)
+        if (strcmp(l->vals[i].name, "compat"))
+            return false;
+    return true;
 }
 
 /* g_strcmp0() */
@@ -282,9 +293,10 @@ static int strcmp0(const char *a, const char *b)
 
 /*
  * qcow2_amend_options() on the open image oc, with the options parsed in
- * l.  Returns 0 or -1 after reporting.
+ * l (progress: -p, the guest sends the status calls).  Returns 0 or -1
+ * after reporting.
  */
-static int amend_qcow2(struct open_chain *oc, const struct opt_list *l)
+static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool progress)
 {
     const struct image_info *ii = oc->img[0].info;
     struct instar_amend_args args;
@@ -345,7 +357,13 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l)
             report_error("Amending encrypted qcow2 images is not supported by instar yet");
             return -1;
         }
-        if (ii->has_external_data) {
+        /*
+         * Only a downgrade: qemu refuses it (qcow2_downgrade()) before
+         * writing anything but the header as it was; the guest says why.
+         */
+        if (ii->has_external_data && new_version == 2 && ii->qcow2_version == 3 && only_compat(l))
+            args.flags |= INSTAR_AMEND_DATA_FILE_V2;
+        else if (ii->has_external_data) {
             report_error("Amending qcow2 images with an external data file is not supported by "
                          "instar yet");
             return -1;
@@ -372,6 +390,8 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l)
             fputs(hint, stderr);
         return -1;
     }
+    if (progress)
+        args.flags |= INSTAR_AMEND_PROGRESS;
     return amend_run(oc, &args);
 }
 
@@ -504,7 +524,7 @@ int cmd_amend(int argc, char **argv)
     }
 
     progress_print(0, 0);
-    ret = amend_qcow2(&oc, &l) < 0 ? 1 : 0;
+    ret = amend_qcow2(&oc, &l, progress) < 0 ? 1 : 0;
     progress_print(100, 0);
 out:
     progress_end();

@@ -9,7 +9,9 @@
 #include "guest.h"
 #include "open.h"
 #include "resize_io.h"
+#include "qcow2/alloc.h"
 #include "qcow2/amend.h"
+#include "qcow2/be.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
 
@@ -28,12 +30,146 @@ static __attribute__((noreturn)) void done(int wcode, int werrno)
     gresize_send(INSTAR_OP_AMEND, wcode, werrno);
 }
 
-/* The end of an amend whose downgrade fails with code (0: none). */
-static __attribute__((noreturn)) void finish(int code, uint64_t arg)
+/* The backing file name and format of img, NUL-terminated, into u. */
+/* The refcount change's callbacks over device 0 (reads see its writes). */
+static int am_read(void *opaque, uint64_t off, void *buf, size_t len)
+{
+    (void)opaque;
+    return gdev_pread(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_ALLOC_EIO : 0;
+}
+
+static int am_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    (void)opaque;
+    return gdev_pwrite(GOPEN_DEV, off, buf, len) < 0 ? -QCOW2_ALLOC_EIO : 0;
+}
+
+static int am_flush(void *opaque)
+{
+    (void)opaque;
+    return gdev_flush(GOPEN_DEV) < 0 ? -QCOW2_ALLOC_EIO : 0;
+}
+
+static void *am_mem(void *opaque, void *p, size_t size)
+{
+    (void)opaque;
+    if (size == 0) {
+        free(p);
+        return NULL;
+    }
+    return realloc(p, size);
+}
+
+static const struct qcow2_alloc_ops am_alloc_ops = {am_read, am_write, am_mem, NULL, am_flush};
+
+static void am_progress(void *opaque, uint64_t num, uint64_t den)
+{
+    (void)opaque;
+    hc_progress(INSTAR_PROGRESS_ABS, num, den);
+}
+
+static bool amend_backing(const struct gq_image *img, struct qcow2_amend_upgrade *u)
+{
+    static char bfile[INSTAR_NAME_MAX], bfmt[INSTAR_FMT_NAME_MAX];
+
+    if ((img->x.has_backing_fmt && !img->x.has_backing_file) ||
+        img->x.backing_file_len >= sizeof(bfile) || img->x.backing_fmt_len >= sizeof(bfmt))
+        return false;
+    if (img->x.has_backing_file) {
+        memcpy(bfile, img->x.backing_file, img->x.backing_file_len);
+        bfile[img->x.backing_file_len] = 0;
+        u->backing_file = bfile;
+    }
+    if (img->x.has_backing_fmt) {
+        memcpy(bfmt, img->x.backing_fmt, img->x.backing_fmt_len);
+        bfmt[img->x.backing_fmt_len] = 0;
+        u->backing_fmt = bfmt;
+    }
+    return true;
+}
+
+static int am_zero(void *opaque, uint64_t off, uint64_t len)
+{
+    (void)opaque;
+    return gdev_zero(GOPEN_DEV, off, len, INSTAR_ZERO_ALLOCATE) < 0 ? -QCOW2_ALLOC_EIO : 0;
+}
+
+/*
+ * qcow2_downgrade() once its checks passed: the zero clusters expanded
+ * in every L1 table, then the header cluster rewritten as version 2.
+ * The header fields are read again: the truncation may have moved the
+ * L1 and refcount tables.
+ */
+static void amend_downgrade(const struct gq_image *img, struct qcow2_amend_progress *pr)
+{
+    const struct qcow2_header *h = &img->h;
+    struct qcow2_amend_expand ex;
+    struct qcow2_amend_upgrade u;
+    struct qcow2_amend_l1 *l1;
+    uint8_t hd[72], *buf;
+    uint32_t i;
+    int ret, errnum = 0;
+
+    if (gdev_pread(GOPEN_DEV, 0, hd, sizeof(hd)) < 0)
+        fail(QCOW2_AMEND_ERR_EXPAND_ZERO, 5);
+    l1 = malloc(((size_t)img->nsnapshots + 1) * sizeof(*l1));
+    buf = malloc((size_t)1 << h->cluster_bits);
+    if (!l1 || !buf)
+        fail(INSTAR_ERR_NOMEM, 0);
+    memset(&u, 0, sizeof(u));
+    u.version = 2;
+    u.cluster_bits = h->cluster_bits;
+    u.refcount_order = 4;
+    u.size = be_ld64(hd + 24);
+    u.l1_size = be_ld32(hd + 36);
+    u.l1_table_offset = be_ld64(hd + 40);
+    u.refcount_table_offset = be_ld64(hd + 48);
+    u.refcount_table_clusters = be_ld32(hd + 56);
+    u.nb_snapshots = be_ld32(hd + 60);
+    u.snapshots_offset = be_ld64(hd + 64);
+    if (!amend_backing(img, &u))
+        fail(QCOW2_AMEND_ERR_NOTSUP_DOWNGRADE, 0);
+    l1[0].offset = u.l1_table_offset;
+    l1[0].size = u.l1_size;
+    for (i = 0; i < img->nsnapshots; i++) {
+        l1[i + 1].offset = img->snapshots[i].sn.l1_table_offset;
+        l1[i + 1].size = img->snapshots[i].sn.l1_size;
+    }
+    memset(&ex, 0, sizeof(ex));
+    ex.ops = &am_alloc_ops;
+    ex.cluster_bits = h->cluster_bits;
+    ex.refcount_order = 4;
+    ex.reftable_offset = u.refcount_table_offset;
+    ex.reftable_clusters = u.refcount_table_clusters;
+    ex.l1 = l1;
+    ex.nl1 = img->nsnapshots + 1;
+    ex.backed = img->x.has_backing_file;
+    ex.zero = am_zero;
+    ex.progress = pr;
+    pr->cur_op = QCOW2_AMEND_OP_DOWNGRADE;
+    ret = qcow2_amend_expand_zero(&ex);
+    if (ret < 0)
+        fail(-ret, (uint64_t)ex.errnum);
+    /* qcow2_has_compressed_clusters(): a zstd image may go without them. */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_COMPRESSION) && ex.compressed)
+        fail(QCOW2_AMEND_ERR_DOWNGRADE_ZSTD, 0);
+    ret = qcow2_amend_upgrade(&u, buf, gresize_io.pwrite, NULL, &errnum);
+    if (ret < 0)
+        fail(-ret, (uint64_t)errnum);
+    free(buf);
+    free(l1);
+}
+
+/* The end of an amend: qcow2_downgrade() last, failing with code (0: none). */
+static __attribute__((noreturn)) void finish(const struct gq_image *img,
+                                             struct qcow2_amend_progress *pr, bool downgrade,
+                                             int code, uint64_t arg, int wcode, int werrno)
 {
     if (code)
         fail(code, arg);
-    done(0, 0);
+    if (downgrade)
+        amend_downgrade(img, pr);
+    done(wcode, werrno);
 }
 
 void plan_amend(void)
@@ -43,9 +179,12 @@ void plan_amend(void)
     const struct instar_amend_args *a = &boot->args.amend;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
+    struct qcow2_amend_progress pr;
     int errnum = 0, wcode = 0, werrno = 0, ret;
-    uint32_t version;
+    uint32_t version, new_version, refcount_order, new_order;
+    uint64_t reftable_offset, reftable_clusters;
     int downgrade_err = 0;
+    bool downgrade = false;
 
     (void)gopen_probe(INSTAR_OP_AMEND, "qcow2", false, first);
     gq_open(&img, INSTAR_OP_AMEND, first);
@@ -55,6 +194,12 @@ void plan_amend(void)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
     if (h->crypt_method != QCOW2_CRYPT_NONE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
+    /* A downgrade alone: qcow2_downgrade()'s first two refusals. */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
+        (a->flags & INSTAR_AMEND_DATA_FILE_V2) && h->version == 3)
+        fail(h->refcount_order != 4 ? QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT
+                                    : QCOW2_AMEND_ERR_DOWNGRADE_DATA_FILE,
+             0);
     if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
     if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
@@ -65,14 +210,27 @@ void plan_amend(void)
         fail(QCOW2_AMEND_ERR_NOTSUP_BITMAPS, 0);
     if (a->flags & INSTAR_AMEND_OPEN_ONLY)
         done(0, 0);
-    /* qcow2_change_refcount_order() comes before the other changes. */
-    if (a->refcount_bits && a->refcount_bits != (1u << h->refcount_order))
-        fail(QCOW2_AMEND_ERR_NOTSUP_REFCOUNT_BITS, 0);
-
     version = h->version;
+    refcount_order = h->refcount_order;
+    reftable_offset = h->refcount_table_offset;
+    reftable_clusters = h->refcount_table_clusters;
+    new_version = (a->flags & INSTAR_AMEND_UPGRADE)     ? 3
+                  : (a->flags & INSTAR_AMEND_DOWNGRADE) ? 2
+                                                        : version;
+    new_order = refcount_order;
+    if (a->refcount_bits && a->refcount_bits != (1u << refcount_order)) {
+        if (a->refcount_bits > 64 || (a->refcount_bits & (a->refcount_bits - 1)))
+            fail(INSTAR_ERR_BAD_ARGS, 0);
+        new_order = 0;
+        while ((1u << new_order) != a->refcount_bits)
+            new_order++;
+    }
+    memset(&pr, 0, sizeof(pr));
+    pr.total_ops = (new_version != version) + (new_order != refcount_order);
+    pr.print = (a->flags & INSTAR_AMEND_PROGRESS) ? am_progress : NULL;
     /*
-     * qcow2_downgrade() comes last.  instar makes only its refusals: an
-     * image it would downgrade is refused before anything is written.
+     * qcow2_downgrade() comes last (finish()); its checks are made here,
+     * and what instar does not downgrade refused before anything is written.
      */
     /* Lazy refcounts need version 3: qemu fails before the header changes. */
     if ((a->flags & INSTAR_AMEND_DOWNGRADE) && (a->flags & INSTAR_AMEND_LAZY_ON) &&
@@ -83,7 +241,7 @@ void plan_amend(void)
         uint32_t i;
 
         downgrade_err = 0;
-        if (h->refcount_order != 4)
+        if (new_order != 4)
             downgrade_err = QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT;
         for (i = 0; !downgrade_err && i < img.nsnapshots; i++)
             if (img.snapshots[i].sn.vm_state_size > UINT32_MAX ||
@@ -93,25 +251,29 @@ void plan_amend(void)
         if (!downgrade_err &&
             (h->incompatible_features & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY)))
             downgrade_err = QCOW2_AMEND_ERR_DOWNGRADE_INCOMPAT;
-        if (!downgrade_err)
+        /*
+         * What instar does not downgrade: header extensions
+         * qcow2_update_header() would carry over, unknown header fields.
+         */
+        if (!downgrade_err && (h->header_length > 112 ||
+                               !qcow2_amend_known_exts(img.first, img.first_len, h->header_length)))
             fail(QCOW2_AMEND_ERR_NOTSUP_DOWNGRADE, 0);
+        downgrade = !downgrade_err;
     }
     /* Upgrade first: the other changes may need version 3. */
     if ((a->flags & INSTAR_AMEND_UPGRADE) && version == 2) {
-        static char bfile[INSTAR_NAME_MAX], bfmt[INSTAR_FMT_NAME_MAX];
         struct qcow2_amend_upgrade u;
         uint8_t *buf;
         uint32_t i;
 
+        memset(&u, 0, sizeof(u));
         if (!qcow2_amend_known_exts(img.first, img.first_len, h->header_length) ||
-            (img.x.has_backing_fmt && !img.x.has_backing_file) ||
-            img.x.backing_file_len >= sizeof(bfile) || img.x.backing_fmt_len >= sizeof(bfmt))
+            !amend_backing(&img, &u))
             fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
         /* qcow2_write_snapshots() would rewrite a table without the v3 extra data. */
         for (i = 0; i < img.nsnapshots; i++)
             if (img.snapshots[i].sn.extra_data_size < 16)
                 fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
-        memset(&u, 0, sizeof(u));
         u.cluster_bits = h->cluster_bits;
         u.refcount_order = h->refcount_order;
         u.size = h->disk_size;
@@ -121,24 +283,46 @@ void plan_amend(void)
         u.refcount_table_clusters = h->refcount_table_clusters;
         u.nb_snapshots = h->nb_snapshots;
         u.snapshots_offset = h->snapshots_offset;
-        if (img.x.has_backing_file) {
-            memcpy(bfile, img.x.backing_file, img.x.backing_file_len);
-            bfile[img.x.backing_file_len] = 0;
-            u.backing_file = bfile;
-        }
-        if (img.x.has_backing_fmt) {
-            memcpy(bfmt, img.x.backing_fmt, img.x.backing_fmt_len);
-            bfmt[img.x.backing_fmt_len] = 0;
-            u.backing_fmt = bfmt;
-        }
         buf = malloc((size_t)1 << h->cluster_bits);
         if (!buf)
             fail(INSTAR_ERR_NOMEM, 0);
+        /* qcow2_upgrade()'s status: its start, the snapshot table, the header. */
+        pr.cur_op = QCOW2_AMEND_OP_UPGRADE;
+        qcow2_amend_progress_report(&pr, 0, 2);
+        qcow2_amend_progress_report(&pr, 1, 2);
         ret = qcow2_amend_upgrade(&u, buf, gresize_io.pwrite, NULL, &errnum);
         free(buf);
         if (ret < 0)
             fail(-ret, (uint64_t)errnum);
+        qcow2_amend_progress_report(&pr, 2, 2);
         version = 3;
+    }
+    /* qcow2_change_refcount_order(), after the upgrade. */
+    if (new_order != refcount_order) {
+        struct qcow2_amend_reforder ro;
+
+        if (new_version < 3 && a->refcount_bits != 16)
+            fail(QCOW2_AMEND_ERR_REFCOUNT_V2, 0);
+        memset(&ro, 0, sizeof(ro));
+        ro.ops = &am_alloc_ops;
+        ro.cluster_bits = h->cluster_bits;
+        ro.old_order = refcount_order;
+        ro.new_order = new_order;
+        ro.reftable_offset = reftable_offset;
+        ro.reftable_clusters = reftable_clusters;
+        ro.progress = &pr;
+        pr.cur_op = QCOW2_AMEND_OP_REFCOUNT;
+        ret = qcow2_amend_refcount_order(&ro);
+        if (ret == -QCOW2_AMEND_ERR_REFCOUNT_DECREASE) {
+            uint64_t args[4] = {ro.bad_offset, ro.bad_refcount, 1u << new_order, 0};
+
+            result_error(INSTAR_OP_AMEND, QCOW2_AMEND_ERR_REFCOUNT_DECREASE, args, NULL, 0);
+        }
+        if (ret < 0)
+            fail(-ret, (uint64_t)ro.errnum);
+        refcount_order = new_order;
+        reftable_offset = ro.new_reftable_offset;
+        reftable_clusters = ro.new_reftable_clusters;
     }
     if (a->flags & INSTAR_AMEND_LAZY) {
         ret = qcow2_amend_lazy(version, version == 3 ? h->compatible_features : 0,
@@ -148,8 +332,9 @@ void plan_amend(void)
             fail(-ret, (uint64_t)errnum);
     }
     if (!(a->flags & INSTAR_AMEND_SIZE))
-        finish(downgrade_err,
-               h->incompatible_features & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY));
+        finish(&img, &pr, downgrade, downgrade_err,
+               h->incompatible_features & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY), 0,
+               0);
 
     /* bdrv_co_truncate(), then qcow2_co_truncate()'s first check. */
     if (a->size > AMEND_MAX_LENGTH)
@@ -158,14 +343,16 @@ void plan_amend(void)
         fail(QCOW2_AMEND_ERR_SIZE_ALIGN, 0);
     gresize_image(&ri, h);
     ri.version = version;
+    ri.refcount_order = refcount_order;
+    ri.refcount_table_offset = reftable_offset;
+    ri.refcount_table_clusters = (uint32_t)reftable_clusters;
     ri.prealloc = QCOW2_PREALLOC_OFF;
     ri.zero_write = (a->flags & INSTAR_AMEND_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_AMEND_BACKING_HEAD) != 0;
     ret = qcow2_resize(&ri, &gresize_io, a->size, &errnum, &wcode, &werrno);
     if (ret < 0)
         fail(-ret, (uint64_t)errnum);
-    if (downgrade_err)
-        finish(downgrade_err,
-               h->incompatible_features & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY));
-    done(wcode, werrno);
+    finish(&img, &pr, downgrade, downgrade_err,
+           h->incompatible_features & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY), wcode,
+           werrno);
 }

@@ -6,14 +6,11 @@ it is taken off this list.  In the harness self-check (INSTAR=qemu-img) they
 run as ordinary cases.
 """
 
-AMEND = "amend: compat=0.10 downgrades, refcount_bits changes, encryption, data files and images with bitmaps are refused by instar (not built yet)"
+AMEND = "amend: encryption, data files and images with bitmaps are refused by instar (not built yet)"
 SNAPSHOT_RESIZE = "snapshot -a of a snapshot of another size: qemu truncates the image to it; not built yet"
 
 PENDING = {
     "test_amend_parity.py": {
-        "compat-downgrade": AMEND,
-        "compat-downgrade-lazy": AMEND,
-        "refcount-bits-change": AMEND,
         "bitmaps-lazy": AMEND,
         "data-file-lazy": AMEND,
         "data-file-rename": AMEND,

@@ -75,6 +75,22 @@ def imgs(tmp_path_factory) -> Path:
     r = tl.qemu_io("-f", "qcow2", "-c", "write 0 64k", "-c", "write 1M 64k", "-c", "abort",
                    "dirty.qcow2", cwd=d, check=False)
     assert r.returncode != 0
+    # Snapshots, compressed and zero clusters (refcounts above 1), small clusters.
+    mk("rich.qcow2", "64M", "cluster_size=4096", data)
+    tl.qemu_img("snapshot", "-c", "s1", "rich.qcow2", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -c -P 3 1M 256k", "-c", "write -z 3M 64k",
+               "-c", "write -P 4 40M 1M", "rich.qcow2", cwd=d)
+    mk("c512w.qcow2", "16M", "cluster_size=512,refcount_bits=2", data + ("write -P 8 5M 2M",))
+    mk("big.qcow2", "1G", "", ("write -P 1 0 1M", "write -P 2 600M 1M", "write -c -P 3 900M 128k"))
+    # Zero clusters (plain and allocated), in the active layer and a snapshot.
+    mk("zero.qcow2", "16M", "", data + ("write -z 1M 128k", "write -P 5 2M 64k", "write -z 2M 64k",
+                                        "write -z -u 5M 64k"))
+    tl.qemu_img("snapshot", "-c", "s1", "zero.qcow2", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -z 0 64k", "-c", "write -z 6M 64k", "zero.qcow2", cwd=d)
+    mk("zerotop.qcow2", "8M", "cluster_size=4096,backing_file=base.qcow2,backing_fmt=qcow2",
+       ("write -z 1M 64k", "write -P 6 2M 64k", "write -z 2M 4k"))
+    mk("zstd.qcow2", "4M", "compression_type=zstd", data)
+    mk("zstdc.qcow2", "4M", "compression_type=zstd", data + ("write -c -P 3 1M 64k", "write -z 2M 64k"))
     return d
 
 
@@ -212,9 +228,43 @@ CASES = [
     # Images the read-write open refuses.
     ("corrupt-image", ["-o", "lazy_refcounts=on", "corrupt.qcow2"], ["corrupt.qcow2"], "=corrupt.qcow2"),
     ("corrupt-image-help", ["-o", "help", "corrupt.qcow2"], ["corrupt.qcow2"], "=corrupt.qcow2"),
-    # Not built yet (parity/pending.py).
+    # refcount_bits=: the refcount structures rebuilt.
+    ("refcount-bits-64-progress", ["-p", "-o", "refcount_bits=64", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
+    ("refcount-bits-1", ["-o", "refcount_bits=1", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
+    ("refcount-bits-to-16", ["-o", "refcount_bits=16", "rb64.qcow2"], ["rb64.qcow2"], "rb64.qcow2"),
+    ("refcount-bits-c512-to-64", ["-o", "refcount_bits=64", "c512.qcow2"], ["c512.qcow2"], "c512.qcow2"),
+    ("refcount-bits-c512-to-8", ["-p", "-o", "refcount_bits=8", "c512w.qcow2"], ["c512w.qcow2"], "c512w.qcow2"),
+    ("refcount-bits-rich-32", ["-o", "refcount_bits=32", "rich.qcow2"], ["rich.qcow2"], "rich.qcow2"),
+    ("refcount-bits-rich-4", ["-o", "refcount_bits=4", "rich.qcow2"], ["rich.qcow2"], "rich.qcow2"),
+    ("refcount-bits-decrease-refused", ["-p", "-o", "refcount_bits=2", "rich.qcow2"], ["rich.qcow2"], "rich.qcow2"),
+    ("refcount-bits-snapshot-refused", ["-o", "refcount_bits=1", "snap.qcow2"], ["snap.qcow2"], "snap.qcow2"),
+    ("refcount-bits-big-8", ["-p", "-o", "refcount_bits=8", "big.qcow2"], ["big.qcow2"], "big.qcow2"),
+    ("refcount-bits-and-size", ["-o", "refcount_bits=64,size=256M", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
+    ("refcount-bits-and-lazy", ["-o", "refcount_bits=2,lazy_refcounts=on", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
+    ("refcount-bits-v2", ["-o", "refcount_bits=64", "v2.qcow2"], ["v2.qcow2"], "v2.qcow2"),
+    ("refcount-bits-v2-16", ["-o", "refcount_bits=16", "v2.qcow2"], ["v2.qcow2"], "v2.qcow2"),
+    ("refcount-bits-upgrade", ["-p", "-o", "compat=1.1,refcount_bits=8", "v2.qcow2"], ["v2.qcow2"], "v2.qcow2"),
+    ("refcount-bits-downgrade-refused", ["-o", "compat=0.10,refcount_bits=64", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
+    ("refcount-bits-dirty", ["-o", "refcount_bits=64", "dirty.qcow2"], ["dirty.qcow2"], "dirty.qcow2"),
     ("compat-downgrade", ["-o", "compat=0.10", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("compat-downgrade-lazy", ["-o", "compat=0.10", "lazy.qcow2"], ["lazy.qcow2"], "lazy.qcow2"),
+    # compat=0.10: zero clusters expanded, the header rewritten as version 2.
+    ("downgrade-zero", ["-p", "-o", "compat=0.10", "zero.qcow2"], ["zero.qcow2"], "zero.qcow2"),
+    ("downgrade-zero-backed", ["-o", "compat=0.10", "zerotop.qcow2"], ["zerotop.qcow2", "base.qcow2"],
+     "zerotop.qcow2"),
+    ("downgrade-snapshot", ["-o", "compat=0.10", "snap.qcow2"], ["snap.qcow2"], "snap.qcow2"),
+    ("downgrade-c512", ["-o", "compat=0.10", "c512w.qcow2"], ["c512w.qcow2"], "c512w.qcow2"),
+    ("downgrade-refcount-bits-16", ["-p", "-o", "compat=0.10,refcount_bits=16", "rb64.qcow2"],
+     ["rb64.qcow2"], "rb64.qcow2"),
+    ("downgrade-and-grow", ["-o", "compat=0.10,size=64M", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
+    ("downgrade-lazy-off", ["-o", "compat=0.10,lazy_refcounts=off", "lazy.qcow2"], ["lazy.qcow2"], "lazy.qcow2"),
+    ("downgrade-dirty", ["-o", "compat=0.10", "dirty.qcow2"], ["dirty.qcow2"], "dirty.qcow2"),
+    ("downgrade-backing", ["-o", "compat=0.10", "top.qcow2"], ["top.qcow2", "base.qcow2"], "top.qcow2"),
+    ("downgrade-upgrade-back", ["-o", "compat=0.10", "rich.qcow2"], ["rich.qcow2"], "rich.qcow2"),
+    ("downgrade-zstd", ["-o", "compat=0.10", "zstd.qcow2"], ["zstd.qcow2"], "zstd.qcow2"),
+    ("downgrade-zstd-compressed", ["-p", "-o", "compat=0.10", "zstdc.qcow2"], ["zstdc.qcow2"], "zstdc.qcow2"),
+    ("downgrade-data-file", ["-o", "compat=0.10", "df.qcow2"], ["df.qcow2", "df.raw"], "=df.qcow2"),
+    # Not built yet (parity/pending.py).
     ("refcount-bits-change", ["-o", "refcount_bits=64", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("bitmaps-lazy", ["-o", "lazy_refcounts=on", "bm.qcow2"], ["bm.qcow2"], "bm.qcow2"),
     ("data-file-lazy", ["-o", "lazy_refcounts=on", "df.qcow2"], ["df.qcow2", "df.raw"], "=df.qcow2"),

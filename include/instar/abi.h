@@ -550,6 +550,8 @@ struct instar_snapshot_args {
 #define INSTAR_AMEND_OPEN_ONLY    (1u << 5)
 #define INSTAR_AMEND_UPGRADE      (1u << 6) /* compat=1.1 on a version 2 image */
 #define INSTAR_AMEND_DOWNGRADE    (1u << 7) /* compat=0.10 on a version 3 image */
+#define INSTAR_AMEND_PROGRESS     (1u << 8) /* -p: the status calls as INSTAR_HC_PROGRESS */
+#define INSTAR_AMEND_DATA_FILE_V2 (1u << 9) /* only compat=0.10, on an image with a data file */
 
 struct instar_amend_args {
     uint64_t size;          /* the new virtual size (INSTAR_AMEND_SIZE) */

@@ -85,3 +85,84 @@ def test_dirty_image_crash(instar, tmp_path, opts):
     assert r.returncode != 0
     reads = ["read -P 5 0 64k", "read -P 0 64k 960k", "read -P 6 1M 64k"]
     assert sweep(instar, d / "t.qcow2", tmp_path, opts, reads) >= 2
+
+
+def make_rich(d: Path, opts: str) -> Path:
+    """Data, an internal snapshot, then compressed and zero clusters over it."""
+    src = make(d, "a.qcow2", opts)
+    tl.qemu_img("snapshot", "-c", "s1", "a.qcow2", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -c -P 3 1M 256k", "-c", "write -z 3M 64k",
+               "-c", "write -P 4 3136k 64k", "a.qcow2", cwd=d)
+    return src
+
+
+def sweep_same(instar, src: Path, tmp_path: Path, opts: str, extra: tuple = ()) -> int:
+    """As sweep(), with the whole active layer compared to the source's."""
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        for f in (src, *extra):
+            tl.run(["cp", str(f), str(work / f.name)])
+        img = work / src.name
+        r = instar.run(["amend", "-o", opts, src.name], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        assert r.returncode == 0 or (r.returncode == 1 and b"fault injection" in r.stderr), r.describe()
+        c = tl.run_oracle(["check", "-r", "all", str(img)])
+        assert c.returncode in (0, 3), f"check -r all did not recover the image (n={n}):\n  {c.describe()}"
+        c = tl.run_oracle(["check", str(img)])
+        assert c.returncode == 0, f"errors left after check -r all (n={n}):\n  {c.describe()}"
+        c = tl.run_oracle(["compare", "-f", "qcow2", "-F", "qcow2", str(src), str(img)])
+        assert c.returncode == 0, f"guest data changed (n={n}):\n  {c.describe()}"
+        s = tl.run_oracle(["snapshot", "-l", str(src)]).stdout.splitlines()[2:]
+        t = tl.run_oracle(["snapshot", "-l", str(img)]).stdout.splitlines()[2:]
+        assert s == t, f"snapshots changed (n={n})"
+        if r.returncode == 0:
+            return n
+    pytest.fail(f"amend did not complete within {MAX_WRITES} writes")
+
+
+# (id, create options, new refcount_bits, least writes)
+REFCOUNT_CASES = [
+    ("16-to-64", "cluster_size=65536", "64", 4),
+    ("16-to-8", "cluster_size=65536", "8", 4),
+    ("64-to-4", "cluster_size=65536,refcount_bits=64", "4", 4),
+    ("2-to-32", "cluster_size=4096,refcount_bits=2", "32", 4),
+    ("4-to-16", "cluster_size=4096,refcount_bits=4", "16", 4),
+    ("8-to-64-c512", "cluster_size=512,refcount_bits=8", "64", 8),
+]
+
+
+@pytest.mark.parametrize("create,bits,least", [pytest.param(c, b, n, id=i) for i, c, b, n in REFCOUNT_CASES])
+def test_refcount_bits_crash(instar, tmp_path, create, bits, least):
+    """refcount_bits= rebuilds the refcount structures: a crash at any write loses nothing."""
+    src = make_rich(tmp_path / "img", create)
+    assert sweep_same(instar, src, tmp_path, f"refcount_bits={bits}") >= least
+
+
+def test_downgrade_crash(instar, tmp_path):
+    """compat=0.10 expands zero clusters (active and a snapshot's), then rewrites the header."""
+    d = tmp_path / "img"
+    src = make_rich(d, "cluster_size=4096,lazy_refcounts=on")
+    tl.qemu_io("-f", "qcow2", "-c", "write -z -u 2M 64k", "-c", "write -z 64k 8k", "a.qcow2", cwd=d)
+    assert sweep_same(instar, src, tmp_path, "compat=0.10") >= 4
+
+
+def test_downgrade_backed_crash(instar, tmp_path):
+    """A backed image's unallocated zero clusters get clusters of zeros."""
+    d = tmp_path / "img"
+    d.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "4M", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 5 0 4M", "base.qcow2", cwd=d)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "backing_file=base.qcow2,backing_fmt=qcow2",
+                "t.qcow2", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -z 0 192k", "-c", "write -P 6 1M 64k", "-c", "write -z 1M 64k",
+               "t.qcow2", cwd=d)
+    tl.qemu_img("snapshot", "-c", "s1", "t.qcow2", cwd=d)
+    assert sweep_same(instar, d / "t.qcow2", tmp_path, "compat=0.10", (d / "base.qcow2",)) >= 4
+
+
+def test_refcount_bits_and_downgrade_crash(instar, tmp_path):
+    """refcount_bits=16 from 64, then the downgrade, in one amend."""
+    src = make_rich(tmp_path / "img", "cluster_size=65536,refcount_bits=64")
+    tl.qemu_io("-f", "qcow2", "-c", "write -z 0 64k", "a.qcow2", cwd=tmp_path / "img")
+    assert sweep_same(instar, src, tmp_path, "compat=0.10,refcount_bits=16") >= 6
