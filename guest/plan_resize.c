@@ -7,8 +7,10 @@
  * Reads go straight to the host and see the planner's own writes, past
  * the length those writes left (gdev_* in guest/blk.c).
  */
+#include "bdrv.h"
 #include "guest.h"
 #include "open.h"
+#include "qcow2/bitmap_store.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
 #include "resize_io.h"
@@ -111,6 +113,76 @@ void gresize_send(uint32_t op, int wcode, int werrno)
     rbuf_send(&rb, op, 0);
 }
 
+/* Device 0 as the one node of a graph: the block layer's qcow2 driver (guest/drv_qcow2.c). */
+static struct gbs *open_node(void)
+{
+    struct instar_graph g;
+
+    memset(&g, 0, sizeof(g));
+    g.nnodes = 1;
+    g.nodes[0].driver = INSTAR_DRV_QCOW2;
+    g.nodes[0].file = GOPEN_DEV;
+    g.nodes[0].data = INSTAR_NO_NODE;
+    g.nodes[0].backing = INSTAR_NO_NODE;
+    gbs_open_or_fail(INSTAR_OP_RESIZE, &g);
+    return gbs_node(0);
+}
+
+/*
+ * An image with persistent bitmaps, as qemu-img resize runs over it:
+ * the read-write open loads them and marks them in use (the node's
+ * open, guest/drv_qcow2.c), qcow2_truncate_bitmaps_check() refuses an
+ * inconsistent one, the resize runs over the file, the bitmaps follow
+ * the new size in memory, and the close stores them all anew (also
+ * after a failure, as qemu-img's blk_unref() does).  Every write of the
+ * resize comes after the bitmaps are in use, so a crash leaves bitmaps
+ * qemu reads as inconsistent, never ones of the wrong size.  open_only:
+ * the open and the close alone (INSTAR_RESIZE_OPEN_ONLY; ri unused).
+ */
+static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_resize_image *ri,
+                                                          uint64_t size, bool open_only)
+{
+    struct qcow2_bm_list *l;
+    struct gbs *bs;
+    struct qcow2_resize_image r;
+    uint64_t free_index = 0;
+    int errnum = 0, wcode = 0, werrno = 0, ret, cret;
+    int64_t bad = -1;
+
+    bs = open_node();
+    if (open_only) {
+        if (gbs_close(bs) < 0)
+            fail(QCOW2_RESIZE_ERR_STORE_BITMAPS, GBS_EIO);
+        gresize_send(INSTAR_OP_RESIZE, 0, 0);
+    }
+    l = gbs_qcow2_bitmaps(bs);
+    /* In use at open: loaded without bits and never stored (inconsistent). */
+    for (uint32_t i = 0; l && i < l->n && bad < 0; i++)
+        if (!l->bm[i].bits && !l->bm[i].dirty)
+            bad = i;
+    if (bad >= 0) {
+        const struct qcow2_bm *b = &l->bm[bad];
+        static char name[QCOW2_BM_NAME_MAX + 1];
+        size_t n = b->name_len;
+
+        memcpy(name, b->name, n);
+        (void)gbs_close(bs);
+        result_error(INSTAR_OP_RESIZE, QCOW2_RESIZE_ERR_BITMAP_INCONSISTENT, NULL, name, n);
+    }
+    r = *ri;
+    r.free_cluster_index = &free_index;
+    ret = qcow2_resize(&r, &gresize_io, size, &errnum, &wcode, &werrno);
+    /* The header is where the resize left it, whether it ended well or not. */
+    cret = gbs_qcow2_resized(bs, free_index);
+    if (cret == 0)
+        cret = gbs_close(bs);
+    if (ret < 0)
+        fail(-ret, (uint64_t)errnum);
+    if (cret < 0)
+        fail(QCOW2_RESIZE_ERR_STORE_BITMAPS, (uint64_t)-cret);
+    gresize_send(INSTAR_OP_RESIZE, wcode, werrno);
+}
+
 void plan_resize(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -118,9 +190,10 @@ void plan_resize(void)
     const struct instar_resize_args *a = &boot->args.resize;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
+    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
-    if (a->size % 512 || a->prealloc > QCOW2_PREALLOC_FULL)
+    if ((!open_only && a->size % 512) || a->prealloc > QCOW2_PREALLOC_FULL)
         fail(INSTAR_ERR_BAD_ARGS, 0);
     (void)gopen_probe(INSTAR_OP_RESIZE, "qcow2", false, first);
     gq_open(&img, INSTAR_OP_RESIZE, first);
@@ -132,11 +205,18 @@ void plan_resize(void)
         fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
     if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
+    /* qemu loads the bitmaps of a dirty image before its repair: not done here. */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && img.x.nb_bitmaps > 0)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
     if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
         gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0)
         fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
-    if (img.x.nb_bitmaps > 0)
-        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
+    /* Nothing but the open and the close (bitmaps stored); no other open writes. */
+    if (open_only) {
+        if (img.x.nb_bitmaps > 0)
+            resize_with_bitmaps(NULL, 0, true);
+        gresize_send(INSTAR_OP_RESIZE, 0, 0);
+    }
     if (a->size < h->disk_size && !(a->flags & INSTAR_RESIZE_SHRINK))
         fail(INSTAR_ERR_BAD_ARGS, 0);
     if (a->prealloc != QCOW2_PREALLOC_OFF && a->size <= (h->disk_size & ~UINT64_C(511)))
@@ -146,6 +226,8 @@ void plan_resize(void)
     ri.prealloc = (int)a->prealloc;
     ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
+    if (img.x.nb_bitmaps > 0)
+        resize_with_bitmaps(&ri, a->size, false);
 
     ret = qcow2_resize(&ri, &gresize_io, a->size, &errnum, &wcode, &werrno);
     if (ret < 0)

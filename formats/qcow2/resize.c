@@ -888,6 +888,8 @@ int qcow2_resize(const struct qcow2_resize_image *img, const struct qcow2_resize
     if (ret == 0)
         ret = qcow2_alloc_flush(&s.a);
 out:
+    if (img->free_cluster_index && s.a_init)
+        *img->free_cluster_index = s.a.free_cluster_index;
     rs_release(&s);
     if (ret < 0) {
         *errnum = -ret;

@@ -149,3 +149,24 @@ def test_dirty_image_repair_then_grow(instar, tmp_path):
         f.seek(72)
         assert struct.unpack(">Q", f.read(8))[0] & 1 == 0, "the dirty bit is still set"
     verify_recoverable(final, reads)
+
+
+@pytest.mark.parametrize("spec", ["+3M", "--shrink 5M", "--preallocation=metadata +1M"])
+def test_bitmaps(instar, tmp_path, spec):
+    """Persistent bitmaps: marked in use in place, the resize, then stored anew
+    (data, tables, directory, the header, the old clusters freed).  Every
+    interrupted image repairs; until the header names the new directory the
+    bitmaps are in use (qemu reads them as inconsistent), after it they are
+    the new ones."""
+    src = tmp_path / "bm.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(src), "8M")
+    tl.qemu_img("bitmap", "--add", str(src), "b1")
+    tl.qemu_img("bitmap", "--add", "-g", "512", str(src), "b2")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 4M 64k", str(src))
+    reads = ["read -P 7 0 64k", "read -P 9 4M 64k"]
+    *flags, new = spec.split()
+    writes, final = sweep(instar, src, tmp_path, [*flags, "IMG", new], reads)
+    assert writes >= 8, "marking in use, the resize and the store should take several writes"
+    info = tl.run_oracle(["info", str(final)])
+    assert b"b1" in info.stdout and b"b2" in info.stdout and b"in-use" not in info.stdout, info.describe()
+    verify_recoverable(final, reads)
