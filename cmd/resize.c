@@ -243,7 +243,8 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     struct instar_result_hdr hdr;
     struct vmm_config cfg;
     struct vmm_outcome out;
-    struct vmm_dev dev;
+    struct vmm_dev dev, devs[2];
+    unsigned ndev = 1;
     struct stat st;
     int ret = -1;
 
@@ -291,6 +292,30 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
             dev.write_limit = (uint64_t)INT64_MAX;
     }
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+    devs[0] = dev;
+    /*
+     * An external data file (opened read-write under the path policy):
+     * device 1.  The guest sets its length to the new size (with
+     * preallocation, zeros up to it): the new size, or the file's own
+     * length when that is larger, bounds it.
+     */
+    if (im->data_fd >= 0) {
+        struct stat ds;
+
+        if (fstat(im->data_fd, &ds) != 0) {
+            report_error("Could not get the size of '%s': %s", im->data_name ? im->data_name : "",
+                         strerror(errno));
+            return -1;
+        }
+        memset(&devs[1], 0, sizeof(devs[1]));
+        devs[1].fd = im->data_fd;
+        devs[1].size = (uint64_t)ds.st_size;
+        devs[1].write_limit =
+            (uint64_t)ds.st_size > (uint64_t)new_size ? (uint64_t)ds.st_size : (uint64_t)new_size;
+        devs[1].write_limit = sat_add(devs[1].write_limit, RESIZE_SLACK);
+        devs[1].flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+        ndev = 2;
+    }
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = RESIZE_GUEST_MEM;
     /*
@@ -311,7 +336,7 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
-    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), &dev, 1, &out) != 0) {
+    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), devs, ndev, &out) != 0) {
         if (out.status == VMM_FAULT_INJECTED)
             report_error("Failed to resize '%s': stopped by fault injection", im->name);
         else

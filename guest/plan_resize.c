@@ -71,8 +71,38 @@ static void *rs_mem(void *opaque, void *p, size_t size)
     return realloc(p, size);
 }
 
+/* The external data file: device 1 (the host opened it read-write). */
+#define RS_DATA_DEV 1
+
+static int rs_data_truncate(void *opaque, uint64_t size, int mode)
+{
+    uint32_t m = mode == QCOW2_PREALLOC_FALLOC ? INSTAR_TRUNC_FALLOC
+                 : mode == QCOW2_PREALLOC_FULL ? INSTAR_TRUNC_FULL
+                                               : INSTAR_TRUNC_OFF;
+    int r;
+
+    (void)opaque;
+    r = gdev_truncate(RS_DATA_DEV, size, m);
+    if (r < 0)
+        return r == INSTAR_HC_ERANGE ? -QCOW2_RESIZE_EFBIG : -QCOW2_RESIZE_EIO;
+    return 0;
+}
+
+static int rs_data_length(void *opaque, uint64_t *len)
+{
+    (void)opaque;
+    *len = gdev_length(RS_DATA_DEV);
+    return 0;
+}
+
 const struct qcow2_resize_io gresize_io = {NULL,        rs_pread, rs_pwrite,        rs_flush,
-                                           rs_truncate, rs_mem,   rs_truncate_mode, rs_discard};
+                                           rs_truncate, rs_mem,   rs_truncate_mode, rs_discard,
+                                           NULL,        NULL};
+
+/* gresize_io with the external data file on device 1. */
+static const struct qcow2_resize_io rs_io_data = {
+    NULL,   rs_pread,         rs_pwrite,  rs_flush,         rs_truncate,
+    rs_mem, rs_truncate_mode, rs_discard, rs_data_truncate, rs_data_length};
 
 void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h)
 {
@@ -88,6 +118,8 @@ void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h)
     ri->refcount_table_clusters = h->refcount_table_clusters;
     ri->nb_snapshots = h->nb_snapshots;
     ri->file_size = gblk_size(GOPEN_DEV);
+    ri->data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
+    ri->data_file_raw = ri->data_file && (h->autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW);
 }
 
 static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
@@ -114,7 +146,7 @@ void gresize_send(uint32_t op, int wcode, int werrno)
 }
 
 /* Device 0 as the one node of a graph: the block layer's qcow2 driver (guest/drv_qcow2.c). */
-static struct gbs *open_node(void)
+static struct gbs *open_node(bool data_file)
 {
     struct instar_graph g;
 
@@ -122,7 +154,7 @@ static struct gbs *open_node(void)
     g.nnodes = 1;
     g.nodes[0].driver = INSTAR_DRV_QCOW2;
     g.nodes[0].file = GOPEN_DEV;
-    g.nodes[0].data = INSTAR_NO_NODE;
+    g.nodes[0].data = data_file ? RS_DATA_DEV : INSTAR_NO_NODE;
     g.nodes[0].backing = INSTAR_NO_NODE;
     gbs_open_or_fail(INSTAR_OP_RESIZE, &g);
     return gbs_node(0);
@@ -137,7 +169,8 @@ static struct gbs *open_node(void)
  * after a failure, as qemu-img's blk_unref() does).  Every write of the
  * resize comes after the bitmaps are in use, so a crash leaves bitmaps
  * qemu reads as inconsistent, never ones of the wrong size.  open_only:
- * the open and the close alone (INSTAR_RESIZE_OPEN_ONLY; ri unused).
+ * the open and the close alone (INSTAR_RESIZE_OPEN_ONLY; only
+ * ri->data_file used).
  */
 static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_resize_image *ri,
                                                           uint64_t size, bool open_only)
@@ -149,7 +182,7 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
     int errnum = 0, wcode = 0, werrno = 0, ret, cret;
     int64_t bad = -1;
 
-    bs = open_node();
+    bs = open_node(ri->data_file);
     if (open_only) {
         if (gbs_close(bs) < 0)
             fail(QCOW2_RESIZE_ERR_STORE_BITMAPS, GBS_EIO);
@@ -171,7 +204,7 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
     }
     r = *ri;
     r.free_cluster_index = &free_index;
-    ret = qcow2_resize(&r, &gresize_io, size, &errnum, &wcode, &werrno);
+    ret = qcow2_resize(&r, r.data_file ? &rs_io_data : &gresize_io, size, &errnum, &wcode, &werrno);
     /* The header is where the resize left it, whether it ended well or not. */
     cret = gbs_qcow2_resized(bs, free_index);
     if (cret == 0)
@@ -203,7 +236,9 @@ void plan_resize(void)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
     if (h->crypt_method != QCOW2_CRYPT_NONE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
-    if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
+    /* The host opens a data file read-write as device 1. */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
+        (boot->ndevices < 2 || !(boot->devices[RS_DATA_DEV].flags & INSTAR_DEV_WRITE)))
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
     /* qemu loads the bitmaps of a dirty image before its repair: not done here. */
     if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && img.x.nb_bitmaps > 0)
@@ -212,9 +247,10 @@ void plan_resize(void)
         gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0)
         fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
     /* Nothing but the open and the close (bitmaps stored); no other open writes. */
+    gresize_image(&ri, h);
     if (open_only) {
         if (img.x.nb_bitmaps > 0)
-            resize_with_bitmaps(NULL, 0, true);
+            resize_with_bitmaps(&ri, 0, true);
         gresize_send(INSTAR_OP_RESIZE, 0, 0);
     }
     if (a->size < h->disk_size && !(a->flags & INSTAR_RESIZE_SHRINK))
@@ -222,14 +258,14 @@ void plan_resize(void)
     if (a->prealloc != QCOW2_PREALLOC_OFF && a->size <= (h->disk_size & ~UINT64_C(511)))
         fail(INSTAR_ERR_BAD_ARGS, 0);
 
-    gresize_image(&ri, h);
     ri.prealloc = (int)a->prealloc;
     ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
     if (img.x.nb_bitmaps > 0)
         resize_with_bitmaps(&ri, a->size, false);
 
-    ret = qcow2_resize(&ri, &gresize_io, a->size, &errnum, &wcode, &werrno);
+    ret = qcow2_resize(&ri, ri.data_file ? &rs_io_data : &gresize_io, a->size, &errnum, &wcode,
+                       &werrno);
     if (ret < 0)
         fail(-ret, (uint64_t)errnum);
     gresize_send(INSTAR_OP_RESIZE, wcode, werrno);

@@ -586,3 +586,35 @@ def test_dirty_image_refused_size_still_repaired(instar, tmp_path):
     assert exp.returncode == 1 and b"Rebuilding refcount structure" in exp.stderr, exp.describe()
     o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
     assert o.read_bytes() == i.read_bytes()
+
+
+# --- An external data file: its clusters mapped 1:1; the data file follows the new size ---
+
+DF_IMAGES = {
+    "plain": "data_file=img.data",
+    "raw": "data_file=img.data,data_file_raw=on",
+    "extl2": "data_file=img.data,extended_l2=on,cluster_size=16k",
+}
+DF_SPECS = ["+2M", "--shrink 2M", "--shrink 3146240", "4100k", "--preallocation=metadata +2M",
+            "--preallocation=metadata 4100k", "--preallocation=falloc 4100k", "--preallocation=full 5M",
+            "1M", "+100"]
+
+
+@pytest.mark.parametrize("spec", DF_SPECS)
+@pytest.mark.parametrize("kind", list(DF_IMAGES))
+def test_data_file(instar, tmp_path, kind, spec):
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", DF_IMAGES[kind], "img.qcow2", "4M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 1M", "-c", "write -P 2 3M 5k", "img.qcow2", cwd=src)
+    *flags, new = spec.split()
+    argv = ["resize", *flags, "img.qcow2", new]
+    # The data file's name is relative: the images are checked from their own directory.
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data"], tmp_path / "run",
+                                     timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    for f in ("img.qcow2", "img.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert o.read_bytes() == i.read_bytes(), f"{f} differs after resize {argv}"
+    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
+    assert chk.returncode == 0, chk.describe()

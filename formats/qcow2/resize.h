@@ -91,7 +91,8 @@
       "Bitmap '%s' is inconsistent and cannot be used\n"                                           \
       "Try block-dirty-bitmap-remove to delete this bitmap from disk")                             \
     X(QCOW2_RESIZE_ERR_STORE_BITMAPS, 3025, QCOW2_RESIZE_MSG_ERRNO,                                \
-      "Failed to store the persistent bitmaps")
+      "Failed to store the persistent bitmaps")                                                    \
+    X(QCOW2_RESIZE_ERR_DATA_FILE, 3026, QCOW2_RESIZE_MSG_ERRNO, "Could not resize file")
 
 enum qcow2_resize_err {
 #define QCOW2_RESIZE_ERR_ENUM(name, code, kind, msg) name = code,
@@ -123,6 +124,13 @@ struct qcow2_resize_io {
      * no result, as QEMU ignores it.  May be NULL (nothing is punched).
      */
     void (*discard)(void *opaque, uint64_t off, uint64_t len);
+    /*
+     * The external data file (an image with data_file only): set its
+     * length with a QCOW2_PREALLOC_* mode as truncate_mode does, and
+     * report it.  0 or a negated errno.
+     */
+    int (*data_truncate)(void *opaque, uint64_t size, int mode);
+    int (*data_length)(void *opaque, uint64_t *len);
 };
 
 /* What the caller's open established (header fields, validated). */
@@ -142,6 +150,9 @@ struct qcow2_resize_image {
     int prealloc;      /* QCOW2_PREALLOC_* (prealloc.h); not OFF only for a grow */
     bool zero_write;   /* INSTAR_RESIZE_ZERO_WRITE (abi.h) */
     bool backing_head; /* INSTAR_RESIZE_BACKING_HEAD (abi.h) */
+    /* An external data file (its clusters mapped 1:1, not refcounted), data_file_raw. */
+    bool data_file;
+    bool data_file_raw;
     /*
      * OUT (may be NULL): where the allocator's next free-cluster scan
      * would start after the resize (QEMU's free_cluster_index, which the
