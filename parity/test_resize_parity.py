@@ -391,21 +391,22 @@ def test_grow_over_backing_unallocated_partial_head(instar, backing_dir, tmp_pat
     tl.assert_same(exp, act, "resize")
 
 
-@pytest.mark.xfail(strict=True, reason="metadata preallocation copying a snapshot-shared partial head cluster")
 def test_grow_preallocation_metadata_snapshot_head(instar, imgdir, tmp_path):
+    """The partial head cluster is shared with a snapshot: copied into a new cluster."""
     src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
     snap = tmp_path / "snap.qcow2"
     tl.run(["cp", str(src), str(snap)])
     tl.qemu_img("snapshot", "-c", "s1", str(snap))
     resize_both(instar, snap, tmp_path, "--preallocation=metadata", "IMG", "20M")
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert o.read_bytes() == i.read_bytes()
 
 
 def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
-    """instar's refusal comes before any write."""
-    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
+    """instar's refusal (a compressed partial head cluster) comes before any write."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=("write -c -P 3 16711680 65024",))
     snap = tmp_path / "snap.qcow2"
     tl.run(["cp", str(src), str(snap)])
-    tl.qemu_img("snapshot", "-c", "s1", str(snap))
     before = snap.read_bytes()
     r = instar.run(["resize", "--preallocation=metadata", str(snap), "20M"])
     assert r.returncode == 1 and b"partial last cluster" in r.stderr
@@ -618,3 +619,11 @@ def test_data_file(instar, tmp_path, kind, spec):
         assert o.read_bytes() == i.read_bytes(), f"{f} differs after resize {argv}"
     chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
     assert chk.returncode == 0, chk.describe()
+
+
+def test_grow_preallocation_metadata_zero_head(instar, imgdir, tmp_path):
+    """The partial head cluster is a zero cluster: a new cluster takes its place."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=("write -z 16711680 65024",))
+    resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", "20M")
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert o.read_bytes() == i.read_bytes()

@@ -536,8 +536,15 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
             if (kept_host == INV_OFFSET) {
                 break; /* a kept cluster, but not the contiguous one */
             }
-            /* A cluster that needs copy-on-write into a new one. */
-            return -QCOW2_PREALLOC_ENOTSUP;
+            /*
+             * A cluster that needs copy-on-write into a new one (shared
+             * with a snapshot, or zero): handle_alloc() below, its old
+             * data copied (cow_read refuses what it cannot read), the old
+             * reference dropped by link_l2.  Only as a run's first cluster.
+             */
+            if (*host_offset != INV_OFFSET || !p->ordered) {
+                return -QCOW2_PREALLOC_ENOTSUP;
+            }
         }
 
         /* handle_alloc(): a run of unallocated entries. */

@@ -712,6 +712,16 @@ static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *
     return false;
 }
 
+/* A head cluster metadata preallocation copies: shared data, or a plain zero cluster. */
+static bool head_cow_ok(struct rs *s, uint64_t entry, uint64_t bitmap)
+{
+    struct qcow2_l2_geom g = {.cluster_bits = s->cb, .extended_l2 = s->extl2, .data_file = false};
+    struct qcow2_l2_entry e;
+
+    qcow2_l2_decode(entry, bitmap, &g, &e);
+    return (e.type == QCOW2_L2_NORMAL && !e.copied) || e.type == QCOW2_L2_ZERO_PLAIN;
+}
+
 /*
  * Before anything is written: whether the partial cluster at the old end
  * can be handled (QEMU would copy backing file or compressed data into a
@@ -747,7 +757,16 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
                 return -QCOW2_PREALLOC_ENOTSUP;
             return 0;
         }
-        return head_normal(s, entry, bitmap, in, wend) ? 0 : -QCOW2_PREALLOC_ENOTSUP;
+        if (head_normal(s, entry, bitmap, in, wend))
+            return 0;
+        /*
+         * Copied into a new cluster: a data cluster shared with a snapshot,
+         * or a zero cluster without one (a preallocated zero cluster is not).
+         */
+        return !s->extl2 && !s->data_file && head_cow_ok(s, entry, bitmap) &&
+                       !head_cow_unsupported(s, img, entry, bitmap, 0, in)
+                   ? 0
+                   : -QCOW2_PREALLOC_ENOTSUP;
     default:
         if (zero_write && old_len % scs)
             return head_normal(s, entry, bitmap, in, in + 1) ? 0 : -QCOW2_PREALLOC_ENOTSUP;

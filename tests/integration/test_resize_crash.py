@@ -205,3 +205,17 @@ def test_data_file(instar, tmp_path, opts, spec):
             return
         shutil.rmtree(work)
     pytest.fail(f"resize did not complete within {MAX_WRITES} writes")
+
+
+def test_preallocation_metadata_shared_head(instar, tmp_path):
+    """Metadata preallocation over a partial head cluster shared with a
+    snapshot: the cluster is copied into a new one, the L2 entry relinked,
+    the old reference dropped."""
+    src = tmp_path / "sh.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(src), "1047552")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 1044480 3072", str(src))
+    tl.qemu_img("snapshot", "-c", "s1", str(src))
+    reads = ["read -P 7 0 64k", "read -P 9 1044480 3072"]
+    writes, final = sweep(instar, src, tmp_path, ["--preallocation=metadata", "IMG", "2M"], reads)
+    assert writes >= 4
+    verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
