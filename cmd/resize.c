@@ -25,6 +25,7 @@
 #include "open.h"
 #include "qcow2/resize.h"
 #include "imgcheck.h"
+#include "info.h"
 #include "report.h"
 #include "spec.h"
 #include "result.h"
@@ -57,8 +58,13 @@ const char *resize_msg(int code, int *kind)
     return NULL;
 }
 
-/* Print a resize code as qemu-img would (error_setg / error_setg_errno). */
-static void report_resize_code(const char *name, int code, uint64_t errnum, bool warning)
+/*
+ * Print a resize code as qemu-img would (error_setg / error_setg_errno);
+ * arg (arg_len bytes, not NUL-terminated) is the name a
+ * QCOW2_RESIZE_MSG_NAME message carries.
+ */
+static void report_resize_code(const char *name, int code, uint64_t errnum, bool warning,
+                               const char *arg, size_t arg_len)
 {
     int kind = QCOW2_RESIZE_MSG_PLAIN;
     const char *msg = resize_msg(code, &kind);
@@ -67,7 +73,15 @@ static void report_resize_code(const char *name, int code, uint64_t errnum, bool
         report_error("Unknown error %d from the sandbox", code);
         return;
     }
-    if (kind == QCOW2_RESIZE_MSG_OPEN)
+    if (kind == QCOW2_RESIZE_MSG_NAME) {
+        const char *pct = strstr(msg, "%s");
+
+        if (!pct || !arg) {
+            report_error("Failed to resize '%s': sandbox failure: invalid result", name);
+            return;
+        }
+        report_error("%.*s%.*s%s", (int)(pct - msg), msg, (int)arg_len, arg, pct + 2);
+    } else if (kind == QCOW2_RESIZE_MSG_OPEN)
         report_error("Could not open '%s': %s", name, msg);
     else if (kind == QCOW2_RESIZE_MSG_ERRNO && warning)
         report_warning("%s: %s", msg, strerror(errnum < 4096 ? (int)errnum : EIO));
@@ -217,17 +231,20 @@ static int resize_raw(struct open_image *im, int64_t new_size, int prealloc)
 /*
  * qcow2: the guest plans and writes, within limits resize_write_limit()
  * derives from the request (relative, n, shrink, prealloc as the user
- * gave them).  Returns 0 or -1 after reporting.
+ * gave them).  open_only: the guest opens and closes the image and
+ * resizes nothing (INSTAR_RESIZE_OPEN_ONLY).  Returns 0 or -1 after
+ * reporting.
  */
 static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, uint64_t n,
-                        bool shrink, int prealloc)
+                        bool shrink, int prealloc, bool open_only)
 {
     struct open_image *im = &oc->img[0];
     struct instar_resize_args args;
     struct instar_result_hdr hdr;
     struct vmm_config cfg;
     struct vmm_outcome out;
-    struct vmm_dev dev;
+    struct vmm_dev dev, devs[2];
+    unsigned ndev = 1;
     struct stat st;
     int ret = -1;
 
@@ -240,6 +257,8 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     args.size = (uint64_t)new_size;
     args.prealloc = (uint32_t)prealloc;
     args.flags = shrink ? INSTAR_RESIZE_SHRINK : 0;
+    if (open_only)
+        args.flags |= INSTAR_RESIZE_OPEN_ONLY;
     /*
      * bdrv_co_truncate(): a backing file longer than the image would show
      * through the new area, so QEMU zero-fills it (BDRV_REQ_ZERO_WRITE).
@@ -262,14 +281,62 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     dev.fd = im->fd;
     dev.size = (uint64_t)st.st_size;
     dev.write_limit = resize_write_limit(dev.size, relative, n, shrink, prealloc);
+    /* Persistent bitmaps are stored anew at the close, at the larger size. */
+    if (im->info->nbitmaps) {
+        uint64_t cur = (uint64_t)im->info->virtual_size;
+
+        dev.write_limit = sat_add(
+            dev.write_limit,
+            info_bitmaps_bytes(im->info, (uint64_t)new_size > cur ? (uint64_t)new_size : cur));
+        if (dev.write_limit > (uint64_t)INT64_MAX)
+            dev.write_limit = (uint64_t)INT64_MAX;
+    }
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+    devs[0] = dev;
+    /*
+     * An external data file (opened read-write under the path policy):
+     * device 1.  The guest sets its length to the new size (with
+     * preallocation, zeros up to it): the new size, or the file's own
+     * length when that is larger, bounds it.
+     */
+    if (im->data_fd >= 0) {
+        struct stat ds;
+
+        if (fstat(im->data_fd, &ds) != 0) {
+            report_error("Could not get the size of '%s': %s", im->data_name ? im->data_name : "",
+                         strerror(errno));
+            return -1;
+        }
+        memset(&devs[1], 0, sizeof(devs[1]));
+        devs[1].fd = im->data_fd;
+        devs[1].size = (uint64_t)ds.st_size;
+        devs[1].write_limit =
+            (uint64_t)ds.st_size > (uint64_t)new_size ? (uint64_t)ds.st_size : (uint64_t)new_size;
+        devs[1].write_limit = sat_add(devs[1].write_limit, RESIZE_SLACK);
+        devs[1].flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+        ndev = 2;
+    }
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = RESIZE_GUEST_MEM;
+    /*
+     * The bits of every bitmap are held at the larger size (as in QEMU's
+     * hbitmap), twice while one is truncated: one bit per granule.
+     */
+    for (uint32_t i = 0; i < im->info->nbitmaps; i++) {
+        uint64_t cur = (uint64_t)im->info->virtual_size, g = im->info->bitmaps[i].granularity;
+        uint64_t len = (uint64_t)new_size > cur ? (uint64_t)new_size : cur;
+
+        if (g >= 512 && !(g & (g - 1)))
+            cfg.mem_size = sat_add(cfg.mem_size, 2 * (len / g / 8 + 8));
+    }
+    cfg.mem_size = (cfg.mem_size + (2ULL << 20) - 1) & ~((2ULL << 20) - 1);
+    if (cfg.mem_size > INSTAR_GUEST_MEM_MAX)
+        cfg.mem_size = INSTAR_GUEST_MEM_MAX;
     cfg.report = check_report_cb; /* the repair of a dirty image, as check -r prints it */
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
-    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), &dev, 1, &out) != 0) {
+    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), devs, ndev, &out) != 0) {
         if (out.status == VMM_FAULT_INJECTED)
             report_error("Failed to resize '%s': stopped by fault injection", im->name);
         else
@@ -282,7 +349,9 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
         goto out;
     }
     if (hdr.error >= 3000 && hdr.error < 3100) {
-        report_resize_code(im->name, hdr.error, hdr.err_args[0], false);
+        const char *s = hdr.err_str.off ? (const char *)out.result + hdr.err_str.off : NULL;
+
+        report_resize_code(im->name, hdr.error, hdr.err_args[0], false, s, hdr.err_str.len);
         goto out;
     }
     if (hdr.error != 0) {
@@ -294,17 +363,30 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
         goto out;
     }
     if (hdr.err_args[0] >= 3000 && hdr.err_args[0] < 3100)
-        report_resize_code(im->name, (int)hdr.err_args[0], hdr.err_args[1], true);
+        report_resize_code(im->name, (int)hdr.err_args[0], hdr.err_args[1], true, NULL, 0);
     ret = 0;
 out:
     vmm_outcome_release(&out);
     return ret;
 }
 
+/*
+ * img_resize() opened the image read-write before its size checks: a
+ * qcow2 image's persistent bitmaps were marked in use and stored again by
+ * the close, and a dirty image repaired, whatever the check said after.
+ */
+static void open_before_refusal(struct open_chain *oc)
+{
+    struct open_image *im = &oc->img[0];
+
+    if (!strcmp(im->info->format, "qcow2") && (im->info->nbitmaps || im->info->dirty_flag))
+        (void)resize_qcow2(oc, im->info->virtual_size, 0, 0, false, INSTAR_PREALLOC_OFF, true);
+}
+
 int resize_chain_grow(struct open_chain *oc, int64_t new_size)
 {
     if (!strcmp(oc->img[0].info->format, "qcow2"))
-        return resize_qcow2(oc, new_size, 0, (uint64_t)new_size, false, INSTAR_PREALLOC_OFF);
+        return resize_qcow2(oc, new_size, 0, (uint64_t)new_size, false, INSTAR_PREALLOC_OFF, false);
     return resize_raw(&oc->img[0], new_size, INSTAR_PREALLOC_OFF);
 }
 
@@ -409,14 +491,17 @@ int cmd_resize(int argc, char **argv)
     else
         total = (int64_t)n;
     if (total <= 0) {
+        open_before_refusal(&oc);
         report_error("New image size must be positive");
         goto out;
     }
     if (total <= cur && prealloc != INSTAR_PREALLOC_OFF) {
+        open_before_refusal(&oc);
         report_error("Preallocation can only be used for growing images");
         goto out;
     }
     if (total < cur && !shrink) {
+        open_before_refusal(&oc);
         report_error("Use the --shrink option to perform a shrink operation.");
         report_warning("Shrinking an image will delete all data beyond the shrunken image's "
                        "end. Before performing such an operation, make sure there is no "
@@ -425,6 +510,7 @@ int cmd_resize(int argc, char **argv)
     }
     /* bdrv_co_truncate(): bdrv_check_request(). */
     if (total > RESIZE_MAX_LENGTH) {
+        open_before_refusal(&oc);
         report_error("offset(%" PRId64 ") exceeds maximum(%" PRId64 ")", total,
                      (int64_t)RESIZE_MAX_LENGTH);
         goto out;
@@ -436,10 +522,11 @@ int cmd_resize(int argc, char **argv)
     } else if (!strcmp(im->info->format, "qcow2")) {
         /* qcow2_co_truncate() checks the alignment first. */
         if (total % 512) {
+            open_before_refusal(&oc);
             report_error("The new size must be a multiple of 512");
             goto out;
         }
-        if (resize_qcow2(&oc, total, relative, n, shrink, prealloc) < 0)
+        if (resize_qcow2(&oc, total, relative, n, shrink, prealloc, false) < 0)
             goto out;
     } else if (!strcmp(im->info->format, "vpc")) {
         /* vpc has no bdrv_co_truncate. */

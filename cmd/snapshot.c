@@ -19,6 +19,7 @@
 #include "info.h"
 #include "object.h"
 #include "open.h"
+#include "qcow2/resize.h"
 #include "qcow2/snapop.h"
 #include "imgcheck.h"
 #include "report.h"
@@ -101,11 +102,18 @@ static const char *stage_msg(int stage)
  * How far the guest may extend the file: a new L1 table and a new
  * snapshot table at their largest, refcount blocks for them and a new
  * refcount table (less than 1/32 of what they describe), and a cluster of
- * rounding for each allocation.
+ * rounding for each allocation.  -a may first truncate the image to the
+ * snapshot's size: a grow writes a new L1 table (counted once more), a
+ * shrink gives every L1 entry past the new end an L2 table of its own
+ * before freeing them (at most one 512-byte table per entry of the
+ * largest L1 table, as resize allows).
  */
-static uint64_t snapshot_write_limit(uint64_t file_size)
+static uint64_t snapshot_write_limit(uint64_t file_size, bool apply)
 {
     uint64_t add = SNAPSHOT_MAX_L1_BYTES + SNAPSHOT_MAX_TABLE + 8 * SNAPSHOT_MAX_CLUSTER;
+
+    if (apply)
+        add += SNAPSHOT_MAX_L1_BYTES + (SNAPSHOT_MAX_L1_BYTES / 8) * 512;
     uint64_t limit = file_size + add;
 
     return limit + limit / 32 + 8 * SNAPSHOT_MAX_CLUSTER;
@@ -123,6 +131,7 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     struct timeval tv;
     struct stat st;
     uint64_t err, stage, not_found;
+    int kind = 0;
     int ret = 1;
 
     memset(&args, 0, sizeof(args));
@@ -141,7 +150,7 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     memset(&dev, 0, sizeof(dev));
     dev.fd = im->fd;
     dev.size = (uint64_t)st.st_size;
-    dev.write_limit = snapshot_write_limit(dev.size);
+    dev.write_limit = snapshot_write_limit(dev.size, action == SNAPSHOT_APPLY);
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = SNAPSHOT_GUEST_MEM;
@@ -184,7 +193,8 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     err = hdr.err_args[0];
     stage = hdr.err_args[1];
     not_found = hdr.err_args[2];
-    if (err > 4095 || stage > QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1 || not_found > 1) {
+    if (err > 4095 || stage > QCOW2_SNAPOP_STAGE_RESIZE || not_found > 1 ||
+        (stage == QCOW2_SNAPOP_STAGE_RESIZE && !resize_msg((int)hdr.err_args[3], &kind))) {
         report_error("Snapshot of '%s': sandbox failure: invalid result", im->name);
         goto out;
     }
@@ -218,8 +228,15 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
         if (err) {
             const char *what = stage_msg((int)stage);
 
-            /* qcow2_snapshot_goto() prints the table check's error itself. */
-            if (what)
+            /* qcow2_snapshot_goto() prints the table check's and the truncation's errors itself. */
+            if (stage == QCOW2_SNAPOP_STAGE_RESIZE) {
+                const char *msg = resize_msg((int)hdr.err_args[3], &kind);
+
+                if (kind == QCOW2_RESIZE_MSG_ERRNO)
+                    report_error("%s: %s", msg, strerror((int)err));
+                else
+                    report_error("%s", msg);
+            } else if (what)
                 report_error("%s", what);
             report_error("Could not apply snapshot '%s': Failed to load snapshot: %s", name,
                          strerror((int)err));

@@ -246,6 +246,17 @@ struct qcow2_bm_list *gbs_qcow2_bitmap_list(struct gbs *bs);
 int gbs_qcow2_store_bitmap_dir(struct gbs *bs);
 
 /*
+ * gbs_qcow2_resized - a writable qcow2 node not written through gbs, whose
+ * image formats/qcow2/resize.c has just resized on its file (the L1 and
+ * refcount tables possibly moved, the size changed): its header fields
+ * and L1 table are read again, and its persistent bitmaps truncated to
+ * the new size as bdrv_dirty_bitmap_truncate() does, so that gbs_close()
+ * stores them as qemu does after qcow2_co_truncate(); its allocator
+ * starts at free_cluster_index, where the resize's left off.  0 or -errno.
+ */
+int gbs_qcow2_resized(struct gbs *bs, uint64_t free_cluster_index);
+
+/*
  * gbs_close - the driver's close of a writable node (after its last
  * gbs_flush; nothing for others): 0 or -errno.
  */

@@ -51,6 +51,8 @@ struct q2 {
      * stored at close (q2_close).
      */
     struct qcow2_bm_list *bml;
+    /* Where the writer's allocator starts (after a resize: gbs_qcow2_resized). */
+    uint64_t free_cluster_index;
 };
 
 static struct q2 q2s[INSTAR_NODE_MAX];
@@ -641,6 +643,7 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
                            h->refcount_table_offset, h->refcount_table_clusters);
     if (ret < 0)
         return ret;
+    w->al.free_cluster_index = q->free_cluster_index;
     w->pa.a = &w->al;
     w->pa.ops = &w_ops;
     w->pa.truncate = w_truncate;
@@ -1044,6 +1047,76 @@ int gbs_qcow2_store_bitmap_dir(struct gbs *bs)
         return -GBS_EINVAL;
     q = Q(bs);
     return q2_store(bs, q->bml, NULL, NULL, true);
+}
+
+static uint64_t rd_be(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+
+    for (unsigned i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+int gbs_qcow2_resized(struct gbs *bs, uint64_t free_cluster_index)
+{
+    struct q2 *q = Q(bs);
+    struct qcow2_header *h = &q->img.h;
+    uint8_t hdr[64], *raw = NULL;
+    uint64_t size, l1_off, rt_off, *l1 = NULL;
+    uint32_t l1_size, rt_clusters;
+    int ret;
+
+    if (bs->drv != &gbs_drv_qcow2 || !bs->writable || q->w)
+        return -GBS_EINVAL;
+    /* The fields resize.c writes (offsets of QCowHeader), as it wrote them. */
+    if (gdev_pread(bs->file, 0, hdr, sizeof(hdr)) < 0)
+        return -GBS_EIO;
+    size = rd_be(hdr + 24, 8);
+    l1_size = (uint32_t)rd_be(hdr + 36, 4);
+    l1_off = rd_be(hdr + 40, 8);
+    rt_off = rd_be(hdr + 48, 8);
+    rt_clusters = (uint32_t)rd_be(hdr + 56, 4);
+    if (l1_size > (32u << 20) / 8 || (l1_off & (q->cluster_size - 1)) ||
+        (rt_off & (q->cluster_size - 1)) || l1_size < q->l1_size)
+        return -GBS_EIO;
+    if (l1_size) {
+        raw = malloc((size_t)l1_size * 8);
+        l1 = malloc((size_t)l1_size * 8);
+        if (!raw || !l1) {
+            ret = -GBS_ENOMEM;
+            goto out;
+        }
+        if (gdev_pread(bs->file, l1_off, raw, (size_t)l1_size * 8) < 0) {
+            ret = -GBS_EIO;
+            goto out;
+        }
+        for (uint32_t i = 0; i < l1_size; i++)
+            l1[i] = qcow2_l1_load(raw, i);
+    }
+    if (q->bml) {
+        ret = qcow2_bm_list_truncate(q->bml, size);
+        if (ret < 0) {
+            ret = -GBS_ENOMEM;
+            goto out;
+        }
+    }
+    free(q->l1);
+    q->l1 = l1;
+    l1 = NULL;
+    q->l1_size = l1_size;
+    h->disk_size = size;
+    h->l1_size = l1_size;
+    h->l1_table_offset = l1_off;
+    h->refcount_table_offset = rt_off;
+    h->refcount_table_clusters = rt_clusters;
+    bs->total = size;
+    q->free_cluster_index = free_cluster_index;
+    ret = 0;
+out:
+    free(raw);
+    free(l1);
+    return ret;
 }
 
 /* qcow2_close() -> qcow2_inactivate(): the bitmaps loaded at open, stored when any changed. */

@@ -7,8 +7,10 @@
  * Reads go straight to the host and see the planner's own writes, past
  * the length those writes left (gdev_* in guest/blk.c).
  */
+#include "bdrv.h"
 #include "guest.h"
 #include "open.h"
+#include "qcow2/bitmap_store.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
 #include "resize_io.h"
@@ -69,8 +71,38 @@ static void *rs_mem(void *opaque, void *p, size_t size)
     return realloc(p, size);
 }
 
+/* The external data file: device 1 (the host opened it read-write). */
+#define RS_DATA_DEV 1
+
+static int rs_data_truncate(void *opaque, uint64_t size, int mode)
+{
+    uint32_t m = mode == QCOW2_PREALLOC_FALLOC ? INSTAR_TRUNC_FALLOC
+                 : mode == QCOW2_PREALLOC_FULL ? INSTAR_TRUNC_FULL
+                                               : INSTAR_TRUNC_OFF;
+    int r;
+
+    (void)opaque;
+    r = gdev_truncate(RS_DATA_DEV, size, m);
+    if (r < 0)
+        return r == INSTAR_HC_ERANGE ? -QCOW2_RESIZE_EFBIG : -QCOW2_RESIZE_EIO;
+    return 0;
+}
+
+static int rs_data_length(void *opaque, uint64_t *len)
+{
+    (void)opaque;
+    *len = gdev_length(RS_DATA_DEV);
+    return 0;
+}
+
 const struct qcow2_resize_io gresize_io = {NULL,        rs_pread, rs_pwrite,        rs_flush,
-                                           rs_truncate, rs_mem,   rs_truncate_mode, rs_discard};
+                                           rs_truncate, rs_mem,   rs_truncate_mode, rs_discard,
+                                           NULL,        NULL};
+
+/* gresize_io with the external data file on device 1. */
+static const struct qcow2_resize_io rs_io_data = {
+    NULL,   rs_pread,         rs_pwrite,  rs_flush,         rs_truncate,
+    rs_mem, rs_truncate_mode, rs_discard, rs_data_truncate, rs_data_length};
 
 void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h)
 {
@@ -86,6 +118,8 @@ void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h)
     ri->refcount_table_clusters = h->refcount_table_clusters;
     ri->nb_snapshots = h->nb_snapshots;
     ri->file_size = gblk_size(GOPEN_DEV);
+    ri->data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
+    ri->data_file_raw = ri->data_file && (h->autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW);
 }
 
 static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
@@ -111,6 +145,77 @@ void gresize_send(uint32_t op, int wcode, int werrno)
     rbuf_send(&rb, op, 0);
 }
 
+/* Device 0 as the one node of a graph: the block layer's qcow2 driver (guest/drv_qcow2.c). */
+static struct gbs *open_node(bool data_file)
+{
+    struct instar_graph g;
+
+    memset(&g, 0, sizeof(g));
+    g.nnodes = 1;
+    g.nodes[0].driver = INSTAR_DRV_QCOW2;
+    g.nodes[0].file = GOPEN_DEV;
+    g.nodes[0].data = data_file ? RS_DATA_DEV : INSTAR_NO_NODE;
+    g.nodes[0].backing = INSTAR_NO_NODE;
+    gbs_open_or_fail(INSTAR_OP_RESIZE, &g);
+    return gbs_node(0);
+}
+
+/*
+ * An image with persistent bitmaps, as qemu-img resize runs over it:
+ * the read-write open loads them and marks them in use (the node's
+ * open, guest/drv_qcow2.c), qcow2_truncate_bitmaps_check() refuses an
+ * inconsistent one, the resize runs over the file, the bitmaps follow
+ * the new size in memory, and the close stores them all anew (also
+ * after a failure, as qemu-img's blk_unref() does).  Every write of the
+ * resize comes after the bitmaps are in use, so a crash leaves bitmaps
+ * qemu reads as inconsistent, never ones of the wrong size.  open_only:
+ * the open and the close alone (INSTAR_RESIZE_OPEN_ONLY; only
+ * ri->data_file used).
+ */
+static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_resize_image *ri,
+                                                          uint64_t size, bool open_only)
+{
+    struct qcow2_bm_list *l;
+    struct gbs *bs;
+    struct qcow2_resize_image r;
+    uint64_t free_index = 0;
+    int errnum = 0, wcode = 0, werrno = 0, ret, cret;
+    int64_t bad = -1;
+
+    bs = open_node(ri->data_file);
+    if (open_only) {
+        if (gbs_close(bs) < 0)
+            fail(QCOW2_RESIZE_ERR_STORE_BITMAPS, GBS_EIO);
+        gresize_send(INSTAR_OP_RESIZE, 0, 0);
+    }
+    l = gbs_qcow2_bitmaps(bs);
+    /* In use at open: loaded without bits and never stored (inconsistent). */
+    for (uint32_t i = 0; l && i < l->n && bad < 0; i++)
+        if (!l->bm[i].bits && !l->bm[i].dirty)
+            bad = i;
+    if (bad >= 0) {
+        const struct qcow2_bm *b = &l->bm[bad];
+        static char name[QCOW2_BM_NAME_MAX + 1];
+        size_t n = b->name_len;
+
+        memcpy(name, b->name, n);
+        (void)gbs_close(bs);
+        result_error(INSTAR_OP_RESIZE, QCOW2_RESIZE_ERR_BITMAP_INCONSISTENT, NULL, name, n);
+    }
+    r = *ri;
+    r.free_cluster_index = &free_index;
+    ret = qcow2_resize(&r, r.data_file ? &rs_io_data : &gresize_io, size, &errnum, &wcode, &werrno);
+    /* The header is where the resize left it, whether it ended well or not. */
+    cret = gbs_qcow2_resized(bs, free_index);
+    if (cret == 0)
+        cret = gbs_close(bs);
+    if (ret < 0)
+        fail(-ret, (uint64_t)errnum);
+    if (cret < 0)
+        fail(QCOW2_RESIZE_ERR_STORE_BITMAPS, (uint64_t)-cret);
+    gresize_send(INSTAR_OP_RESIZE, wcode, werrno);
+}
+
 void plan_resize(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -118,9 +223,10 @@ void plan_resize(void)
     const struct instar_resize_args *a = &boot->args.resize;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
+    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
-    if (a->size % 512 || a->prealloc > QCOW2_PREALLOC_FULL)
+    if ((!open_only && a->size % 512) || a->prealloc > QCOW2_PREALLOC_FULL)
         fail(INSTAR_ERR_BAD_ARGS, 0);
     (void)gopen_probe(INSTAR_OP_RESIZE, "qcow2", false, first);
     gq_open(&img, INSTAR_OP_RESIZE, first);
@@ -130,24 +236,36 @@ void plan_resize(void)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
     if (h->crypt_method != QCOW2_CRYPT_NONE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
-    if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
+    /* The host opens a data file read-write as device 1. */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
+        (boot->ndevices < 2 || !(boot->devices[RS_DATA_DEV].flags & INSTAR_DEV_WRITE)))
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
+    /* qemu loads the bitmaps of a dirty image before its repair: not done here. */
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && img.x.nb_bitmaps > 0)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
     if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
         gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0)
         fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
-    if (img.x.nb_bitmaps > 0)
-        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
+    /* Nothing but the open and the close (bitmaps stored); no other open writes. */
+    gresize_image(&ri, h);
+    if (open_only) {
+        if (img.x.nb_bitmaps > 0)
+            resize_with_bitmaps(&ri, 0, true);
+        gresize_send(INSTAR_OP_RESIZE, 0, 0);
+    }
     if (a->size < h->disk_size && !(a->flags & INSTAR_RESIZE_SHRINK))
         fail(INSTAR_ERR_BAD_ARGS, 0);
     if (a->prealloc != QCOW2_PREALLOC_OFF && a->size <= (h->disk_size & ~UINT64_C(511)))
         fail(INSTAR_ERR_BAD_ARGS, 0);
 
-    gresize_image(&ri, h);
     ri.prealloc = (int)a->prealloc;
     ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
+    if (img.x.nb_bitmaps > 0)
+        resize_with_bitmaps(&ri, a->size, false);
 
-    ret = qcow2_resize(&ri, &gresize_io, a->size, &errnum, &wcode, &werrno);
+    ret = qcow2_resize(&ri, ri.data_file ? &rs_io_data : &gresize_io, a->size, &errnum, &wcode,
+                       &werrno);
     if (ret < 0)
         fail(-ret, (uint64_t)errnum);
     gresize_send(INSTAR_OP_RESIZE, wcode, werrno);

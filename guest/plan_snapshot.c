@@ -6,7 +6,10 @@
  */
 #include "guest.h"
 #include "open.h"
+#include "qcow2/prealloc.h"
+#include "qcow2/resize.h"
 #include "qcow2/snapop.h"
+#include "resize_io.h"
 
 static int sp_pread(void *opaque, uint64_t off, void *buf, size_t len)
 {
@@ -48,7 +51,9 @@ static __attribute__((noreturn)) void fail(int code)
     result_error(INSTAR_OP_SNAPSHOT, code, NULL, NULL, 0);
 }
 
-static __attribute__((noreturn)) void done(int ret, int stage, bool not_found)
+/* The result; resize_code: the resize's failure (QCOW2_RESIZE_ERR_*) at QCOW2_SNAPOP_STAGE_RESIZE.
+ */
+static __attribute__((noreturn)) void done_code(int ret, int stage, bool not_found, int resize_code)
 {
     struct instar_snapshot_result *r;
     struct rbuf rb;
@@ -59,7 +64,70 @@ static __attribute__((noreturn)) void done(int ret, int stage, bool not_found)
     r->hdr.err_args[0] = ret < 0 ? (uint64_t)-ret : 0;
     r->hdr.err_args[1] = (uint64_t)stage;
     r->hdr.err_args[2] = not_found;
+    r->hdr.err_args[3] = (uint64_t)resize_code;
     rbuf_send(&rb, INSTAR_OP_SNAPSHOT, 0);
+}
+
+static __attribute__((noreturn)) void done(int ret, int stage, bool not_found)
+{
+    done_code(ret, stage, not_found, 0);
+}
+
+static uint64_t ld_be(const uint8_t *p, unsigned n)
+{
+    uint64_t v = 0;
+
+    for (unsigned i = 0; i < n; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/*
+ * qcow2_snapshot_goto() of a snapshot of another size: blk_truncate() to
+ * the snapshot's size first (qcow2_co_truncate, exact, no preallocation:
+ * formats/qcow2/resize.c), after the checks goto makes before any write.
+ * si then describes the truncated image.  Ends the run on a failure.
+ */
+static void apply_resize(const struct qcow2_header *h, struct qcow2_snapop_image *si, uint32_t idx)
+{
+    const struct qcow2_snapshot *sn = &si->snapshots[idx].sn;
+    uint64_t size = sn->disk_size, cur = h->disk_size & ~UINT64_C(511);
+    uint32_t l1_after = h->l1_size;
+    struct qcow2_resize_image ri;
+    int errnum = 0, wcode = 0, werrno = 0, stage = 0, ret;
+    uint8_t hdr[64];
+
+    if (size > cur) {
+        uint64_t n = qcow2_resize_l1_entries(
+            size, h->cluster_bits, (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0);
+
+        if (n > l1_after)
+            l1_after = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    }
+    ret = qcow2_snapop_apply_check(si, idx, l1_after, &stage);
+    if (ret < 0)
+        done(ret, stage, false);
+    /*
+     * A backing file longer than the image would make the growth zero the
+     * new range (BDRV_REQ_ZERO_WRITE); the guest does not know its length.
+     */
+    if (size > cur && h->backing_file_offset)
+        done(-QCOW2_SNAPOP_ENOTSUP, QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE, false);
+    if (size % 512) /* qcow2_co_truncate(): "The new size must be a multiple of 512" */
+        done_code(-QCOW2_SNAPOP_EINVAL, QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE, false, 0);
+    gresize_image(&ri, h);
+    ri.prealloc = QCOW2_PREALLOC_OFF;
+    ret = qcow2_resize(&ri, &gresize_io, size, &errnum, &wcode, &werrno);
+    if (ret < 0)
+        done_code(errnum ? -errnum : -QCOW2_SNAPOP_ENOTSUP, QCOW2_SNAPOP_STAGE_RESIZE, false, -ret);
+    /* The header fields the truncation wrote. */
+    if (gdev_pread(GOPEN_DEV, 0, hdr, sizeof(hdr)) < 0)
+        done(-QCOW2_SNAPOP_EIO, 0, false);
+    si->disk_size = ld_be(hdr + 24, 8);
+    si->l1_size = (uint32_t)ld_be(hdr + 36, 4);
+    si->l1_table_offset = ld_be(hdr + 40, 8);
+    si->refcount_table_offset = ld_be(hdr + 48, 8);
+    si->refcount_table_clusters = (uint32_t)ld_be(hdr + 56, 4);
 }
 
 void plan_snapshot(void)
@@ -149,6 +217,8 @@ void plan_snapshot(void)
         idx = qcow2_snapop_find(&si, (const uint8_t *)a->name, name_len, true);
         if (idx < 0)
             done(-QCOW2_SNAPOP_ENOENT, 0, true);
+        if (si.snapshots[idx].sn.disk_size != (h->disk_size & ~UINT64_C(511)))
+            apply_resize(h, &si, (uint32_t)idx);
         ret = qcow2_snapop_apply(&si, &io, (uint32_t)idx, &stage);
         done(ret, stage, false);
     }

@@ -7,7 +7,6 @@ run as ordinary cases.
 """
 
 AMEND = "amend: encryption, data files and images with bitmaps are refused by instar (not built yet)"
-SNAPSHOT_RESIZE = "snapshot -a of a snapshot of another size: qemu truncates the image to it; not built yet"
 
 PENDING = {
     "test_amend_parity.py": {
@@ -15,12 +14,5 @@ PENDING = {
         "data-file-lazy": AMEND,
         "data-file-rename": AMEND,
         "encrypt-keyslot": AMEND,
-    },
-    "test_snapshot_parity.py": {
-        "resized-grown": SNAPSHOT_RESIZE,
-        "resized-shrunk": SNAPSHOT_RESIZE,
-        "resized-grown-512": SNAPSHOT_RESIZE,
-        "resized-shrunk-512": SNAPSHOT_RESIZE,
-        "resized-grown-extl2": SNAPSHOT_RESIZE,
     },
 }

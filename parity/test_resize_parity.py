@@ -391,21 +391,22 @@ def test_grow_over_backing_unallocated_partial_head(instar, backing_dir, tmp_pat
     tl.assert_same(exp, act, "resize")
 
 
-@pytest.mark.xfail(strict=True, reason="metadata preallocation copying a snapshot-shared partial head cluster")
 def test_grow_preallocation_metadata_snapshot_head(instar, imgdir, tmp_path):
+    """The partial head cluster is shared with a snapshot: copied into a new cluster."""
     src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
     snap = tmp_path / "snap.qcow2"
     tl.run(["cp", str(src), str(snap)])
     tl.qemu_img("snapshot", "-c", "s1", str(snap))
     resize_both(instar, snap, tmp_path, "--preallocation=metadata", "IMG", "20M")
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert o.read_bytes() == i.read_bytes()
 
 
 def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
-    """instar's refusal comes before any write."""
-    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
+    """instar's refusal (a compressed partial head cluster) comes before any write."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=("write -c -P 3 16711680 65024",))
     snap = tmp_path / "snap.qcow2"
     tl.run(["cp", str(src), str(snap)])
-    tl.qemu_img("snapshot", "-c", "s1", str(snap))
     before = snap.read_bytes()
     r = instar.run(["resize", "--preallocation=metadata", str(snap), "20M"])
     assert r.returncode == 1 and b"partial last cluster" in r.stderr
@@ -464,3 +465,165 @@ def test_dirty_image_left_by_a_crash(instar, tmp_path):
     o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
     assert o.read_bytes() == i.read_bytes()
     assert host_extents(o) == host_extents(i)
+
+
+# --- Persistent bitmaps: in use while open, resized in memory, stored again at the close ---
+
+_bm_made: dict[str, Path] = {}
+
+
+def bitmap_image(imgdir: Path, opts: str = "", size: str = "16M",
+                 writes: tuple[str, ...] = ("write -P 3 0 100k", "write 12M 3M"), inuse: str = "") -> Path:
+    """A qcow2 image with four bitmaps (64k, 4k, 512 B granularity; one disabled), bits set by
+    qemu-io's writes; inuse: the name of one to mark in use (inconsistent)."""
+    key = f"{opts}-{size}-{'|'.join(writes)}-{inuse}"
+    if key in _bm_made:
+        return _bm_made[key]
+    path = imgdir / f"bm{len(_bm_made)}.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", *(["-o", opts] if opts else []), str(path), size)
+    tl.qemu_img("bitmap", "--add", str(path), "b1")
+    tl.qemu_img("bitmap", "--add", "-g", "4k", str(path), "b4k")
+    tl.qemu_img("bitmap", "--add", "-g", "512", str(path), "b512")
+    tl.qemu_img("bitmap", "--add", str(path), "dis")
+    tl.qemu_img("bitmap", "--disable", str(path), "dis")
+    for w in writes:
+        tl.qemu_io("-f", "qcow2", "-c", w, str(path))
+    if inuse:
+        data = bytearray(path.read_bytes())
+        off = int.from_bytes(data[100:104], "big")
+        while True:
+            magic, length = int.from_bytes(data[off:off + 4], "big"), int.from_bytes(data[off + 4:off + 8], "big")
+            if magic == 0x23852875:
+                count = int.from_bytes(data[off + 8:off + 12], "big")
+                d = int.from_bytes(data[off + 24:off + 32], "big")
+                for _ in range(count):
+                    name_size = int.from_bytes(data[d + 18:d + 20], "big")
+                    extra = int.from_bytes(data[d + 20:d + 24], "big")
+                    if data[d + 24 + extra:d + 24 + extra + name_size] == inuse.encode():
+                        data[d + 15] |= 1
+                    d += (24 + extra + name_size + 7) & ~7
+                break
+            off += 8 + ((length + 7) & ~7)
+        path.write_bytes(bytes(data))
+    _bm_made[key] = path
+    return path
+
+
+def resize_bitmaps_both(instar, src: Path, tmp_path: Path, *args: str):
+    """resize_both, then the files byte for byte (qemu places the stored bitmaps deterministically)."""
+    exp, act = resize_both(instar, src, tmp_path, *args)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert o.read_bytes() == i.read_bytes(), f"resize {args}: the files differ"
+    info = tl.qemu_img("info", "--output=json", str(i)).stdout
+    assert b'"bitmaps"' in info
+    return exp, act
+
+
+BM_IMAGES = {
+    "c64k": ("", "16M"),
+    "c512": ("cluster_size=512", "16M"),
+    "extl2": ("extended_l2=on", "16M"),
+    "refcount1": ("refcount_bits=1", "16M"),
+    "unaligned": ("", "16775680"),
+}
+BM_SPECS = ["+7M", "1G", "--shrink 5M", "--shrink 12345k", "--shrink 13M",
+            "--preallocation=metadata +2M", "--preallocation=falloc +2M", "--preallocation=full 20M"]
+
+
+@pytest.mark.parametrize("spec", BM_SPECS)
+@pytest.mark.parametrize("kind", list(BM_IMAGES))
+def test_bitmaps(instar, imgdir, tmp_path, kind, spec):
+    opts, size = BM_IMAGES[kind]
+    src = bitmap_image(imgdir, opts, size)
+    *flags, new = spec.split()
+    exp, _ = resize_bitmaps_both(instar, src, tmp_path, *flags, "IMG", new)
+    assert exp.returncode == 0, exp.describe()
+
+
+def test_bitmaps_with_snapshot(instar, imgdir, tmp_path):
+    src = tmp_path / "snap.qcow2"
+    tl.run(["cp", str(bitmap_image(imgdir)), str(src)])
+    tl.qemu_img("snapshot", "-c", "s1", str(src))
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 5 14M 1M", str(src))
+    resize_bitmaps_both(instar, src, tmp_path, "--shrink", "IMG", "10M")
+
+
+def test_bitmaps_huge_grow(instar, imgdir, tmp_path):
+    """1 TiB: the 512-byte bitmap grows to 256 MiB of bits in memory, all new ones zero."""
+    resize_bitmaps_both(instar, bitmap_image(imgdir, "extended_l2=on"), tmp_path, "IMG", "1T")
+
+
+@pytest.mark.parametrize("spec", ["+1M", "--shrink 8M"])
+def test_bitmap_in_use_refused_others_stored(instar, imgdir, tmp_path, spec):
+    """qcow2_truncate_bitmaps_check(): an inconsistent bitmap fails the resize; the close still
+    stores the others (marked in use at open) anew."""
+    *flags, new = spec.split()
+    exp, _ = resize_bitmaps_both(instar, bitmap_image(imgdir, inuse="b4k"), tmp_path, *flags, "IMG", new)
+    assert exp.returncode == 1 and b"inconsistent" in exp.stderr, exp.describe()
+
+
+@pytest.mark.parametrize("args", [("IMG", "1M"), ("IMG", "-16M"), ("IMG", "+100"),
+                                  ("--preallocation=full", "IMG", "1M"), ("IMG", "9223372036854775807")],
+                         ids=["no-shrink", "zero", "unaligned", "prealloc-shrink", "too-big"])
+@pytest.mark.parametrize("inuse", ["", "b4k"])
+def test_bitmaps_refused_size_still_stored(instar, imgdir, tmp_path, args, inuse):
+    """img_resize() refuses these after opening the image read-write: the bitmaps were
+    marked in use and are stored again by the close."""
+    exp, _ = resize_bitmaps_both(instar, bitmap_image(imgdir, inuse=inuse), tmp_path, *args)
+    assert exp.returncode == 1, exp.describe()
+
+
+def test_dirty_image_refused_size_still_repaired(instar, tmp_path):
+    """A dirty image is repaired by the open that comes before img_resize()'s size check."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "t.qcow2", "64M", cwd=src)
+    r = tl.qemu_io("-f", "qcow2", "-c", "write 0 64k", "-c", "write 1M 64k", "-c", "abort", "t.qcow2",
+                   cwd=src, check=False)
+    assert r.returncode != 0
+    exp, act = tl.run_both_on_copies(instar, ["resize", "t.qcow2", "32M"], [src / "t.qcow2"], tmp_path / "run",
+                                     compare_images=["t.qcow2"], compare_fmt="qcow2", copy=sparse_copy)
+    tl.assert_same(exp, act, "refused resize of a dirty image")
+    assert exp.returncode == 1 and b"Rebuilding refcount structure" in exp.stderr, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
+    assert o.read_bytes() == i.read_bytes()
+
+
+# --- An external data file: its clusters mapped 1:1; the data file follows the new size ---
+
+DF_IMAGES = {
+    "plain": "data_file=img.data",
+    "raw": "data_file=img.data,data_file_raw=on",
+    "extl2": "data_file=img.data,extended_l2=on,cluster_size=16k",
+}
+DF_SPECS = ["+2M", "--shrink 2M", "--shrink 3146240", "4100k", "--preallocation=metadata +2M",
+            "--preallocation=metadata 4100k", "--preallocation=falloc 4100k", "--preallocation=full 5M",
+            "1M", "+100"]
+
+
+@pytest.mark.parametrize("spec", DF_SPECS)
+@pytest.mark.parametrize("kind", list(DF_IMAGES))
+def test_data_file(instar, tmp_path, kind, spec):
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", DF_IMAGES[kind], "img.qcow2", "4M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 1M", "-c", "write -P 2 3M 5k", "img.qcow2", cwd=src)
+    *flags, new = spec.split()
+    argv = ["resize", *flags, "img.qcow2", new]
+    # The data file's name is relative: the images are checked from their own directory.
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data"], tmp_path / "run",
+                                     timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    for f in ("img.qcow2", "img.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert o.read_bytes() == i.read_bytes(), f"{f} differs after resize {argv}"
+    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
+    assert chk.returncode == 0, chk.describe()
+
+
+def test_grow_preallocation_metadata_zero_head(instar, imgdir, tmp_path):
+    """The partial head cluster is a zero cluster: a new cluster takes its place."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=("write -z 16711680 65024",))
+    resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", "20M")
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert o.read_bytes() == i.read_bytes()

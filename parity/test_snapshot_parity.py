@@ -402,3 +402,25 @@ def test_create_bad_l2(instar, tmp_path, entry):
     src.write_bytes(bytes(data))
     exp, _ = snap_both(instar, src, tmp_path, "-c", "test", "IMG")
     assert exp.returncode == 1
+
+
+# --- -a of snapshots of other sizes: the truncation to the snapshot's size first ---
+
+
+@pytest.mark.parametrize("sizes,opts,which,rc", [
+    (("6M", "2M"), "", "s0", 0),
+    (("6M", "2M"), "", "s1", 0),
+    # 3 MiB + 512 after the snapshot: qemu's truncation back to 4 MiB fails with EINVAL
+    (("3146240", "5M"), "refcount_bits=2", "s0", 1),
+    (("1M", "9M"), "cluster_size=16384,extended_l2=on", "s0", 0),
+    (("40M", "1M"), "cluster_size=512", "s0", 0),         # the L1 table grows past one cluster
+], ids=["two-grow", "two-shrink", "unaligned", "extl2-shrink", "c512-l1-grows"])
+def test_apply_resized_chain(instar, tmp_path, sizes, opts, which, rc):
+    """Snapshots taken at several sizes, the image resized again after each."""
+    src = make_image(tmp_path / "src.qcow2", opts=opts)
+    for i, size in enumerate(sizes):
+        tl.qemu_img("snapshot", "-c", f"s{i}", str(src))
+        tl.qemu_img("resize", "-q", "--shrink", str(src), size)
+        tl.qemu_io("-f", "qcow2", "-c", f"write -P {0x60 + i} 512k 256k", str(src))
+    exp, _ = snap_both(instar, src, tmp_path, "-a", which, "IMG")
+    assert exp.returncode == rc, exp.describe()

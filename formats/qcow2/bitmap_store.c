@@ -365,6 +365,35 @@ int qcow2_bm_clear(struct qcow2_bm_list *l, uint32_t i)
     return 0;
 }
 
+int qcow2_bm_list_truncate(struct qcow2_bm_list *l, uint64_t disk_size)
+{
+    for (uint32_t i = 0; i < l->n; i++) {
+        struct qcow2_bm *b = &l->bm[i];
+        uint64_t olds = qcow2_bm_ser_size(l->disk_size, b->granularity_bits);
+        uint64_t news = qcow2_bm_ser_size(disk_size, b->granularity_bits);
+        uint64_t keep = nbits(disk_size, b->granularity_bits), n;
+        uint8_t *p;
+
+        if (!b->bits)
+            continue;
+        p = l->mem(l->opaque, NULL, news ? (size_t)news : 1);
+        if (!p)
+            return -QCOW2_ALLOC_ENOMEM;
+        memset(p, 0, news ? (size_t)news : 1);
+        memcpy(p, b->bits, (size_t)(olds < news ? olds : news));
+        /* hbitmap_truncate(): the granules from the new end on are reset. */
+        for (n = keep; n % 8 && n < news * 8; n++)
+            p[n / 8] &= (uint8_t) ~(1u << (n % 8));
+        if (n < news * 8)
+            memset(p + n / 8, 0, (size_t)(news - n / 8));
+        l->mem(l->opaque, b->bits, 0);
+        b->bits = p;
+        b->dirty = true;
+    }
+    l->disk_size = disk_size;
+    return 0;
+}
+
 static bool bit_at(const uint8_t *bits, uint64_t n)
 {
     return bits[n >> 3] >> (n & 7) & 1;

@@ -168,6 +168,17 @@ int qcow2_bm_set_range(struct qcow2_bm_list *l, uint32_t i, uint64_t off, uint64
 int qcow2_bm_clear(struct qcow2_bm_list *l, uint32_t i);
 
 /*
+ * qcow2_bm_list_truncate - the image was resized to disk_size bytes
+ * (bdrv_dirty_bitmap_truncate() -> hbitmap_truncate()): every bitmap
+ * whose bits are in memory gets the serialised size of the new length,
+ * the bits of granules past the new end cleared and those a growth adds
+ * zero; l->disk_size becomes disk_size.  Bitmaps without bits (in use
+ * at open) keep their stored table.  0 or -QCOW2_ALLOC_ENOMEM (the list
+ * is then unchanged but for the bitmaps already done).
+ */
+int qcow2_bm_list_truncate(struct qcow2_bm_list *l, uint64_t disk_size);
+
+/*
  * qcow2_bm_merge - OR the bits of src (serialised, for granularity
  * src_bits over the same disk size) into bitmap dst (bits in memory),
  * as bdrv_merge_dirty_bitmap() does: word by word when the

@@ -87,6 +87,7 @@ int qcow2_prealloc_init(struct qcow2_prealloc *p)
     p->l2_off = 0;
     p->l2_dirty = false;
     p->map_end = 0;
+    p->data_cow_end = 0;
     p->l2 = p->ops->mem(p->opaque, NULL, (size_t)p->cs);
     if (!p->l2) {
         return -QCOW2_ALLOC_ENOMEM;
@@ -535,8 +536,15 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
             if (kept_host == INV_OFFSET) {
                 break; /* a kept cluster, but not the contiguous one */
             }
-            /* A cluster that needs copy-on-write into a new one. */
-            return -QCOW2_PREALLOC_ENOTSUP;
+            /*
+             * A cluster that needs copy-on-write into a new one (shared
+             * with a snapshot, or zero): handle_alloc() below, its old
+             * data copied (cow_read refuses what it cannot read), the old
+             * reference dropped by link_l2.  Only as a run's first cluster.
+             */
+            if (*host_offset != INV_OFFSET || !p->ordered) {
+                return -QCOW2_PREALLOC_ENOTSUP;
+            }
         }
 
         /* handle_alloc(): a run of unallocated entries. */
@@ -615,6 +623,8 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
             if (ret < 0) {
                 return ret;
             }
+        } else if (mapped_end < alloc_end && alloc_off + alloc_end > p->data_cow_end) {
+            p->data_cow_end = alloc_off + alloc_end;
         }
     }
     *bytes -= remaining;
@@ -640,6 +650,14 @@ int qcow2_prealloc_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t new_l
     ret = p->length(p->opaque, dev, &len);
     if (ret < 0) {
         return ret;
+    }
+    /* The zeros perform_cow() wrote past the data file's end extended it first. */
+    if (p->data_file && p->data_cow && p->data_cow_end > len) {
+        ret = p->truncate(p->opaque, dev, p->data_cow_end, QCOW2_PREALLOC_OFF);
+        if (ret < 0) {
+            return ret;
+        }
+        len = p->data_cow_end;
     }
     if (host_offset + cur > len) {
         ret = p->truncate(p->opaque, dev, host_offset + cur,

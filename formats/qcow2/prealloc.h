@@ -90,6 +90,15 @@ struct qcow2_prealloc {
     uint8_t *l2;
     bool l2_dirty;
     uint64_t map_end; /* ordered: the end of the clusters mapped so far (0: none) */
+    /*
+     * data_file: the end of the last cluster (or subcluster) perform_cow()
+     * filled with zeros in the data file past a mapped range (QEMU writes
+     * that copy-on-write there; past the file's end it only extends it).
+     * Only with data_cow set by the caller (resize; create's host bounds
+     * the data file at the image size).
+     */
+    bool data_cow;
+    uint64_t data_cow_end;
 };
 
 /*

@@ -31,6 +31,7 @@ struct rs {
     unsigned cb;      /* cluster bits */
     uint64_t cs;      /* cluster size */
     bool extl2;       /* 16-byte L2 entries */
+    bool data_file;   /* data clusters in the external data file (not refcounted) */
     unsigned l2_bits; /* entries per L2 table = 1 << l2_bits */
     uint64_t file_len;
 
@@ -304,7 +305,8 @@ fail:
 /* qcow2_free_any_cluster(): drop the reference an L2 entry held. */
 static void free_l2_entry(struct rs *s, uint64_t raw, uint64_t bitmap)
 {
-    struct qcow2_l2_geom g = {.cluster_bits = s->cb, .extended_l2 = s->extl2, .data_file = false};
+    struct qcow2_l2_geom g = {
+        .cluster_bits = s->cb, .extended_l2 = s->extl2, .data_file = s->data_file};
     struct qcow2_l2_entry e;
 
     qcow2_l2_decode(raw, bitmap, &g, &e);
@@ -314,8 +316,12 @@ static void free_l2_entry(struct rs *s, uint64_t raw, uint64_t bitmap)
         break;
     case QCOW2_L2_NORMAL:
     case QCOW2_L2_ZERO_ALLOC:
-        /* QEMU refuses to free an unaligned cluster (and flags corruption). */
-        if (!(e.host_offset & (s->cs - 1)))
+        /*
+         * QEMU refuses to free an unaligned cluster (and flags corruption).
+         * A data file's cluster has no refcount (qemu discards it there;
+         * the shrink then cuts the data file at the new end).
+         */
+        if (!(e.host_offset & (s->cs - 1)) && !s->data_file)
             free_clusters(s, e.host_offset, s->cs, true);
         break;
     default:
@@ -515,6 +521,7 @@ static int rs_load(struct rs *s, const struct qcow2_resize_image *img)
     s->cb = img->cluster_bits;
     s->cs = UINT64_C(1) << s->cb;
     s->extl2 = img->extended_l2;
+    s->data_file = img->data_file;
     s->l2_bits = s->cb - (s->extl2 ? 4 : 3);
     s->file_len = img->file_size;
     s->l1_size = img->l1_size;
@@ -598,6 +605,11 @@ static int rs_shrink(struct rs *s, uint64_t old_len, uint64_t new_size, int *cod
             s->file_len = keep;
         }
     }
+    /* The data file is cut at the new size (bdrv_co_truncate(exact)). */
+    if (s->data_file) {
+        *code = QCOW2_RESIZE_ERR_DATA_FILE;
+        return s->io->data_truncate(s->io->opaque, new_size, QCOW2_PREALLOC_OFF);
+    }
     return 0;
 }
 
@@ -608,6 +620,8 @@ static int pa_truncate(void *opaque, int dev, uint64_t size, int mode)
     struct rs *s = opaque;
     int ret;
 
+    if (dev == QCOW2_PREALLOC_DEV_DATA && s->data_file && s->io->data_truncate)
+        return s->io->data_truncate(s->io->opaque, size, mode);
     if (dev != QCOW2_PREALLOC_DEV_IMAGE || !s->io->truncate_mode)
         return -QCOW2_RESIZE_EINVAL;
     ret = s->io->truncate_mode(s->io->opaque, size, mode);
@@ -620,6 +634,8 @@ static int pa_length(void *opaque, int dev, uint64_t *len)
 {
     struct rs *s = opaque;
 
+    if (dev == QCOW2_PREALLOC_DEV_DATA && s->data_file && s->io->data_length)
+        return s->io->data_length(s->io->opaque, len);
     if (dev != QCOW2_PREALLOC_DEV_IMAGE)
         return -QCOW2_RESIZE_EINVAL;
     *len = s->file_len;
@@ -696,6 +712,16 @@ static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *
     return false;
 }
 
+/* A head cluster metadata preallocation copies: shared data, or a plain zero cluster. */
+static bool head_cow_ok(struct rs *s, uint64_t entry, uint64_t bitmap)
+{
+    struct qcow2_l2_geom g = {.cluster_bits = s->cb, .extended_l2 = s->extl2, .data_file = false};
+    struct qcow2_l2_entry e;
+
+    qcow2_l2_decode(entry, bitmap, &g, &e);
+    return (e.type == QCOW2_L2_NORMAL && !e.copied) || e.type == QCOW2_L2_ZERO_PLAIN;
+}
+
 /*
  * Before anything is written: whether the partial cluster at the old end
  * can be handled (QEMU would copy backing file or compressed data into a
@@ -731,7 +757,16 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
                 return -QCOW2_PREALLOC_ENOTSUP;
             return 0;
         }
-        return head_normal(s, entry, bitmap, in, wend) ? 0 : -QCOW2_PREALLOC_ENOTSUP;
+        if (head_normal(s, entry, bitmap, in, wend))
+            return 0;
+        /*
+         * Copied into a new cluster: a data cluster shared with a snapshot,
+         * or a zero cluster without one (a preallocated zero cluster is not).
+         */
+        return !s->extl2 && !s->data_file && head_cow_ok(s, entry, bitmap) &&
+                       !head_cow_unsupported(s, img, entry, bitmap, 0, in)
+                   ? 0
+                   : -QCOW2_PREALLOC_ENOTSUP;
     default:
         if (zero_write && old_len % scs)
             return head_normal(s, entry, bitmap, in, in + 1) ? 0 : -QCOW2_PREALLOC_ENOTSUP;
@@ -782,19 +817,41 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
     struct qcow2_prealloc p;
     bool zero_write = img->zero_write && new_size > old_len;
     uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs, zero_start;
-    int ret, step = 0;
+    int ret, step = 0, prealloc = img->prealloc;
 
     *code = QCOW2_RESIZE_ERR_GROW_L1;
-    if (img->prealloc != QCOW2_PREALLOC_OFF || zero_write) {
-        ret = head_check(s, img, old_len, new_size, zero_write);
+    /*
+     * data_file_raw: the mapping must cover the whole data file, so a grow
+     * preallocates the metadata at least.
+     */
+    if (s->data_file && img->data_file_raw && prealloc == QCOW2_PREALLOC_OFF)
+        prealloc = QCOW2_PREALLOC_METADATA;
+    /* The zero-fill over a longer backing file of a data file image: not built. */
+    if (s->data_file && zero_write) {
+        *code = QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE;
+        return -QCOW2_RESIZE_ENOTSUP;
+    }
+    if (prealloc != QCOW2_PREALLOC_OFF || zero_write) {
+        struct qcow2_resize_image hc = *img;
+
+        hc.prealloc = prealloc;
+        ret = head_check(s, &hc, old_len, new_size, zero_write);
         if (ret == -QCOW2_PREALLOC_ENOTSUP)
             *code = QCOW2_RESIZE_ERR_NOTSUP_HEAD;
         if (ret < 0)
             return ret;
     }
     ret = grow_l1(s, qcow2_resize_l1_entries(new_size, s->cb, s->extl2));
-    if (ret < 0 || (img->prealloc == QCOW2_PREALLOC_OFF && !zero_write))
+    if (ret < 0)
         return ret;
+    if (prealloc == QCOW2_PREALLOC_OFF && !zero_write) {
+        /* The data file follows the image's size exactly (bdrv_co_truncate(exact)). */
+        if (s->data_file) {
+            *code = QCOW2_RESIZE_ERR_DATA_FILE;
+            ret = s->io->data_truncate(s->io->opaque, new_size, QCOW2_PREALLOC_OFF);
+        }
+        return ret;
+    }
 
     memset(&p, 0, sizeof(p));
     p.a = &s->a;
@@ -804,6 +861,8 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
     p.opaque = s;
     p.cluster_bits = s->cb;
     p.extended_l2 = s->extl2;
+    p.data_file = s->data_file;
+    p.data_cow = true;
     p.ordered = true;
     p.backing_len = img->backing_head ? UINT64_MAX : 0;
     p.l1 = s->l1;
@@ -813,13 +872,19 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
     if (ret < 0)
         return ret;
 
-    switch (img->prealloc) {
+    switch (prealloc) {
     case QCOW2_PREALLOC_METADATA:
         *code = QCOW2_RESIZE_ERR_PREALLOC_ALLOC;
         ret = qcow2_prealloc_map(&p, old_len, new_size, QCOW2_PREALLOC_METADATA);
         break;
     case QCOW2_PREALLOC_FALLOC:
     case QCOW2_PREALLOC_FULL:
+        if (s->data_file) {
+            /* The metadata, and the data file grown with the mode (preallocate_co). */
+            *code = QCOW2_RESIZE_ERR_PREALLOC_ALLOC;
+            ret = qcow2_prealloc_map(&p, old_len, new_size, prealloc);
+            break;
+        }
         ret = qcow2_prealloc_file(&p, old_len, new_size, img->prealloc, zero_write, &step);
         *code = prealloc_code(step);
         /* The file driver honoured BDRV_REQ_ZERO_WRITE: nothing more to zero. */
@@ -842,7 +907,7 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
         }
     }
     if (ret == 0) {
-        if (img->prealloc != QCOW2_PREALLOC_OFF)
+        if (prealloc != QCOW2_PREALLOC_OFF)
             *code = QCOW2_RESIZE_ERR_FLUSH_PREALLOC;
         ret = qcow2_prealloc_flush(&p);
         if (ret == 0)
@@ -868,6 +933,8 @@ int qcow2_resize(const struct qcow2_resize_image *img, const struct qcow2_resize
     *warn_errno = 0;
     if (img->nb_snapshots && img->version < 3)
         return -QCOW2_RESIZE_ERR_V2_SNAPSHOTS;
+    if (img->data_file && (!io->data_truncate || !io->data_length))
+        return -QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE;
 
     memset(&s, 0, sizeof(s));
     s.io = io;
@@ -888,6 +955,8 @@ int qcow2_resize(const struct qcow2_resize_image *img, const struct qcow2_resize
     if (ret == 0)
         ret = qcow2_alloc_flush(&s.a);
 out:
+    if (img->free_cluster_index && s.a_init)
+        *img->free_cluster_index = s.a.free_cluster_index;
     rs_release(&s);
     if (ret < 0) {
         *errnum = -ret;

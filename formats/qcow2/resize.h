@@ -37,11 +37,13 @@
  * Failures of a resize, each with qemu-img's text.  A code whose flag is
  * QCOW2_RESIZE_MSG_ERRNO is printed as "<text>: <strerror(errno)>" (QEMU's
  * error_setg_errno); QCOW2_RESIZE_MSG_OPEN ones as "Could not open
- * '<file>': <text>".  Codes 3000..3099.
+ * '<file>': <text>"; QCOW2_RESIZE_MSG_NAME ones are a format whose %s
+ * is the name the result carries (a bitmap's).  Codes 3000..3099.
  */
 #define QCOW2_RESIZE_MSG_PLAIN 0
 #define QCOW2_RESIZE_MSG_ERRNO 1
 #define QCOW2_RESIZE_MSG_OPEN  2
+#define QCOW2_RESIZE_MSG_NAME  3
 
 #define QCOW2_RESIZE_ERRORS(X)                                                                     \
     X(QCOW2_RESIZE_ERR_V2_SNAPSHOTS, 3000, QCOW2_RESIZE_MSG_PLAIN,                                 \
@@ -84,7 +86,13 @@
       "Failed to flush the preallocated area to disk")                                             \
     X(QCOW2_RESIZE_ERR_NOTSUP_HEAD, 3023, QCOW2_RESIZE_MSG_PLAIN,                                  \
       "Growing this qcow2 image would copy data into its partial last cluster, which instar "      \
-      "does not do")
+      "does not do")                                                                               \
+    X(QCOW2_RESIZE_ERR_BITMAP_INCONSISTENT, 3024, QCOW2_RESIZE_MSG_NAME,                           \
+      "Bitmap '%s' is inconsistent and cannot be used\n"                                           \
+      "Try block-dirty-bitmap-remove to delete this bitmap from disk")                             \
+    X(QCOW2_RESIZE_ERR_STORE_BITMAPS, 3025, QCOW2_RESIZE_MSG_ERRNO,                                \
+      "Failed to store the persistent bitmaps")                                                    \
+    X(QCOW2_RESIZE_ERR_DATA_FILE, 3026, QCOW2_RESIZE_MSG_ERRNO, "Could not resize file")
 
 enum qcow2_resize_err {
 #define QCOW2_RESIZE_ERR_ENUM(name, code, kind, msg) name = code,
@@ -116,6 +124,13 @@ struct qcow2_resize_io {
      * no result, as QEMU ignores it.  May be NULL (nothing is punched).
      */
     void (*discard)(void *opaque, uint64_t off, uint64_t len);
+    /*
+     * The external data file (an image with data_file only): set its
+     * length with a QCOW2_PREALLOC_* mode as truncate_mode does, and
+     * report it.  0 or a negated errno.
+     */
+    int (*data_truncate)(void *opaque, uint64_t size, int mode);
+    int (*data_length)(void *opaque, uint64_t *len);
 };
 
 /* What the caller's open established (header fields, validated). */
@@ -135,6 +150,15 @@ struct qcow2_resize_image {
     int prealloc;      /* QCOW2_PREALLOC_* (prealloc.h); not OFF only for a grow */
     bool zero_write;   /* INSTAR_RESIZE_ZERO_WRITE (abi.h) */
     bool backing_head; /* INSTAR_RESIZE_BACKING_HEAD (abi.h) */
+    /* An external data file (its clusters mapped 1:1, not refcounted), data_file_raw. */
+    bool data_file;
+    bool data_file_raw;
+    /*
+     * OUT (may be NULL): where the allocator's next free-cluster scan
+     * would start after the resize (QEMU's free_cluster_index, which the
+     * same open carries on into the close, e.g. storing bitmaps).
+     */
+    uint64_t *free_cluster_index;
 };
 
 /*

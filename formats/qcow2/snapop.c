@@ -259,7 +259,7 @@ static int so_finish(struct so *s, int ret)
 }
 
 /* qcow2_validate_table() for a snapshot's L1 table. */
-static int validate_l1(const struct so *s, const struct qcow2_snapshot *sn, int *stage)
+static int validate_l1(uint64_t cs, const struct qcow2_snapshot *sn, int *stage)
 {
     uint64_t size = (uint64_t)sn->l1_size * 8;
 
@@ -267,8 +267,7 @@ static int validate_l1(const struct so *s, const struct qcow2_snapshot *sn, int 
         *stage = QCOW2_SNAPOP_STAGE_L1_TOO_LARGE;
         return -QCOW2_SNAPOP_EFBIG;
     }
-    if ((uint64_t)INT64_MAX - size < sn->l1_table_offset ||
-        (sn->l1_table_offset & (s->cs - 1)) != 0) {
+    if ((uint64_t)INT64_MAX - size < sn->l1_table_offset || (sn->l1_table_offset & (cs - 1)) != 0) {
         *stage = QCOW2_SNAPOP_STAGE_L1_OFFSET;
         return -QCOW2_SNAPOP_EINVAL;
     }
@@ -610,7 +609,7 @@ int qcow2_snapop_delete(const struct qcow2_snapop_image *img, const struct qcow2
     ret = so_init(&s, img, io);
     if (ret < 0)
         return so_finish(&s, ret);
-    ret = validate_l1(&s, sn, stage);
+    ret = validate_l1(s.cs, sn, stage);
     if (ret < 0)
         return so_finish(&s, ret);
 
@@ -644,7 +643,7 @@ int qcow2_snapop_apply(const struct qcow2_snapop_image *img, const struct qcow2_
     ret = so_init(&s, img, io);
     if (ret < 0)
         return so_finish(&s, ret);
-    ret = validate_l1(&s, sn, stage);
+    ret = validate_l1(s.cs, sn, stage);
     if (ret < 0)
         return so_finish(&s, ret);
     if (sn->disk_size != (img->disk_size & ~UINT64_C(511))) {
@@ -681,6 +680,21 @@ int qcow2_snapop_apply(const struct qcow2_snapop_image *img, const struct qcow2_
 out:
     so_free(&s, sn_l1);
     return so_finish(&s, ret);
+}
+
+int qcow2_snapop_apply_check(const struct qcow2_snapop_image *img, uint32_t index,
+                             uint32_t l1_after, int *stage)
+{
+    const struct qcow2_snapshot *sn = &img->snapshots[index].sn;
+    int ret;
+
+    *stage = QCOW2_SNAPOP_STAGE_NONE;
+    ret = validate_l1(UINT64_C(1) << img->cluster_bits, sn, stage);
+    if (ret == 0 && sn->l1_size > l1_after) {
+        *stage = QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1;
+        ret = -QCOW2_SNAPOP_ENOTSUP;
+    }
+    return ret;
 }
 
 int64_t qcow2_snapop_find(const struct qcow2_snapop_image *img, const uint8_t *name,

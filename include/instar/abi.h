@@ -504,6 +504,13 @@ struct instar_create_args {
  */
 #define INSTAR_RESIZE_ZERO_WRITE   (1u << 1)
 #define INSTAR_RESIZE_BACKING_HEAD (1u << 2)
+/*
+ * OPEN_ONLY: open the image read-write and close it, nothing resized (size
+ * ignored): what qemu-img does before a size check of img_resize() or
+ * qcow2_co_truncate() fails.  The persistent bitmaps are marked in use at
+ * the open and stored again at the close.
+ */
+#define INSTAR_RESIZE_OPEN_ONLY (1u << 3)
 
 /* resize the qcow2 image on device 0 (writable) to an absolute size. */
 struct instar_resize_args {

@@ -13,6 +13,7 @@ fills what its refcount table covers), and the issue's shrink.
 
 from __future__ import annotations
 
+import shutil
 import struct
 from pathlib import Path
 
@@ -149,3 +150,72 @@ def test_dirty_image_repair_then_grow(instar, tmp_path):
         f.seek(72)
         assert struct.unpack(">Q", f.read(8))[0] & 1 == 0, "the dirty bit is still set"
     verify_recoverable(final, reads)
+
+
+@pytest.mark.parametrize("spec", ["+3M", "--shrink 5M", "--preallocation=metadata +1M"])
+def test_bitmaps(instar, tmp_path, spec):
+    """Persistent bitmaps: marked in use in place, the resize, then stored anew
+    (data, tables, directory, the header, the old clusters freed).  Every
+    interrupted image repairs; until the header names the new directory the
+    bitmaps are in use (qemu reads them as inconsistent), after it they are
+    the new ones."""
+    src = tmp_path / "bm.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(src), "8M")
+    tl.qemu_img("bitmap", "--add", str(src), "b1")
+    tl.qemu_img("bitmap", "--add", "-g", "512", str(src), "b2")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 4M 64k", str(src))
+    reads = ["read -P 7 0 64k", "read -P 9 4M 64k"]
+    *flags, new = spec.split()
+    writes, final = sweep(instar, src, tmp_path, [*flags, "IMG", new], reads)
+    assert writes >= 8, "marking in use, the resize and the store should take several writes"
+    info = tl.run_oracle(["info", str(final)])
+    assert b"b1" in info.stdout and b"b2" in info.stdout and b"in-use" not in info.stdout, info.describe()
+    verify_recoverable(final, reads)
+
+
+@pytest.mark.parametrize("opts,spec", [("data_file=d.data", "+3M"), ("data_file=d.data", "--shrink 2M"),
+                                       ("data_file=d.data,data_file_raw=on", "+3M"),
+                                       ("data_file=d.data", "--preallocation=metadata 4100k")])
+def test_data_file(instar, tmp_path, opts, spec):
+    """An external data file: the metadata as for any resize, and the data
+    file cut or extended to the new size (last for a shrink)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", opts, "d.qcow2", "4M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 1M 64k", "d.qcow2", cwd=src)
+    reads = ["read -P 7 0 64k", "read -P 9 1M 64k"]
+    *flags, new = spec.split()
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        shutil.copytree(src, work)
+        r = instar.run(["resize", *flags, "d.qcow2", new], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        if r.returncode != 0:
+            assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        rep = tl.run_oracle(["check", "-r", "all", "d.qcow2"], cwd=work)
+        assert rep.returncode == 0, f"write {n}: check -r all did not repair:\n  {rep.describe()}"
+        args = []
+        for rd in reads:
+            args += ["-c", rd]
+        io = tl.run([tl.QEMU_IO, "-f", "qcow2", *args, "d.qcow2"], cwd=work)
+        assert io.returncode == 0 and b"Pattern verification failed" not in io.stdout + io.stderr, (
+            f"write {n}: guest data lost:\n  {io.describe()}")
+        if r.returncode == 0:
+            assert n >= 2
+            return
+        shutil.rmtree(work)
+    pytest.fail(f"resize did not complete within {MAX_WRITES} writes")
+
+
+def test_preallocation_metadata_shared_head(instar, tmp_path):
+    """Metadata preallocation over a partial head cluster shared with a
+    snapshot: the cluster is copied into a new one, the L2 entry relinked,
+    the old reference dropped."""
+    src = tmp_path / "sh.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(src), "1047552")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 1044480 3072", str(src))
+    tl.qemu_img("snapshot", "-c", "s1", str(src))
+    reads = ["read -P 7 0 64k", "read -P 9 1044480 3072"]
+    writes, final = sweep(instar, src, tmp_path, ["--preallocation=metadata", "IMG", "2M"], reads)
+    assert writes >= 4
+    verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])

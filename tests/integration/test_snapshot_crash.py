@@ -105,3 +105,58 @@ def test_apply(instar, tmp_path, opts, which):
     active = raw_of(img, tmp_path / "x.raw")
     kept = {s: raw_of(img, tmp_path / "x.raw", s) for s in ("one", "two")}
     assert sweep(instar, img, tmp_path, ["-a", which], [active, kept[which]], kept) >= 3
+
+
+def sweep_resized(instar, src: Path, tmp_path: Path, which: str, active_ok: list[bytes],
+                  kept: dict[str, bytes]) -> int:
+    """sweep() for -a with a truncation: the contents compared without their
+    trailing zeros; a snapshot reads at the image's current length, kept
+    holds each at its own size."""
+    ok = [a.rstrip(b"\0") for a in active_ok]
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        img = work / src.name
+        shutil.copy(src, img)
+        r = instar.run(["snapshot", "-a", which, src.name], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        done = r.returncode == 0
+        if not done:
+            assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        rep = tl.run_oracle(["check", "-r", "all", img.name], cwd=work)
+        assert rep.returncode == 0, f"write {n}: repair failed:\n  {rep.describe()}"
+        chk = tl.run_oracle(["check", img.name], cwd=work)
+        assert chk.returncode == 0, f"write {n}: not clean after repair:\n  {chk.describe()}"
+        assert raw_of(img, work / "a.raw").rstrip(b"\0") in ok, f"write {n}: active layer changed"
+        for name, data in kept.items():
+            got = raw_of(img, work / "s.raw", name)
+            # Read through the image's current length: the snapshot's data cut or padded to it.
+            want = (data + bytes(max(0, len(got) - len(data))))[:len(got)]
+            assert got.rstrip(b"\0") == want.rstrip(b"\0"), f"write {n}: snapshot {name} changed"
+        shutil.rmtree(work)
+        if done:
+            return n
+    pytest.fail(f"snapshot did not complete within {MAX_WRITES} writes")
+
+
+@pytest.mark.parametrize("opts", OPTS[:2])
+@pytest.mark.parametrize("grow", [False, True], ids=["shrink", "grow"])
+def test_apply_other_size(instar, tmp_path, opts, grow):
+    """-a of a snapshot of another size: the image is truncated to it (resize's
+    writes: a shrink discards the clusters past the new end first, a grow
+    relocates the L1 table), then the snapshot's table is applied.  The
+    active layer reads as before, as before with its tail cut, or as the
+    snapshot (qemu-img's own -a on a copy)."""
+    img = make(tmp_path, opts)
+    # The snapshots are 4 MiB: the active layer is made 6 MiB (-a shrinks it) or 2 MiB (-a grows it).
+    tl.qemu_img("resize", "-q", "--shrink", str(img), "2M" if grow else "6M")
+    active = raw_of(img, tmp_path / "x.raw")
+    ref = tmp_path / "ref.qcow2"
+    shutil.copy(img, ref)
+    tl.qemu_img("snapshot", "-a", "one", str(ref))
+    applied = raw_of(ref, tmp_path / "x.raw")
+    # The snapshots as they read at their own size (4 MiB).
+    kept = {s: raw_of(ref, tmp_path / "x.raw", s) for s in ("one", "two")}
+    assert len(applied) == 4 << 20
+    ok = [active, applied, active[:4 << 20]]
+    assert sweep_resized(instar, img, tmp_path, "one", ok, kept) >= 3

@@ -449,3 +449,31 @@ Test(bitmap_store, add_limits_in_qemu_order)
     }
     qcow2_bm_list_release(&l);
 }
+
+/* hbitmap_truncate(): bits of granules past a new end go, a growth adds zeros. */
+Test(bitmap_store, list_truncate)
+{
+    struct qcow2_bm_list l;
+
+    qcow2_bm_list_init(&l, 1 << 20, 16, memfile_mem, NULL);
+    cr_assert_eq(qcow2_bm_add(&l, "k", 1, 10, true, true), 0);  /* 1024 granules, 128 bytes */
+    cr_assert_eq(qcow2_bm_add(&l, "u", 1, 10, true, false), 1); /* bits not in memory */
+    cr_assert_eq(qcow2_bm_set_range(&l, 0, 0, 1 << 20), 0);
+    l.bm[0].dirty = false;
+    /* To 100.5 KiB: 101 granules kept (the partial last one too), the rest of the word clear. */
+    cr_assert_eq(qcow2_bm_list_truncate(&l, 102912), 0);
+    cr_assert_eq(l.disk_size, 102912);
+    cr_assert(l.bm[0].dirty);
+    cr_assert_eq(l.bm[0].bits[11], 0xff);
+    cr_assert_eq(l.bm[0].bits[12], 0x1f);
+    for (int i = 13; i < 16; i++)
+        cr_assert_eq(l.bm[0].bits[i], 0, "byte %d", i);
+    cr_assert_null(l.bm[1].bits);
+    /* Back to 2 MiB: the kept bits stay, the 1947 new granules are zero. */
+    cr_assert_eq(qcow2_bm_list_truncate(&l, 2 << 20), 0);
+    cr_assert_eq(l.bm[0].bits[11], 0xff);
+    cr_assert_eq(l.bm[0].bits[12], 0x1f);
+    for (int i = 13; i < 256; i++)
+        cr_assert_eq(l.bm[0].bits[i], 0, "byte %d", i);
+    qcow2_bm_list_release(&l);
+}

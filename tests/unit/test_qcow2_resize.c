@@ -41,8 +41,8 @@ static void image_of(const struct memfile *m, struct qcow2_resize_image *ri)
 static int do_resize(struct memfile *m, uint64_t size, int *errnum)
 {
     struct qcow2_resize_io io = {
-        m,           memfile_read, memfile_write,  memfile_flush, memfile_truncate,
-        memfile_mem, NULL,         memfile_discard};
+        m,           memfile_read, memfile_write,   memfile_flush, memfile_truncate,
+        memfile_mem, NULL,         memfile_discard, NULL,          NULL};
     struct qcow2_resize_image ri;
     int wc, we;
 
@@ -184,7 +184,8 @@ Test(qcow2_resize, failed_tail_truncation_is_a_warning)
 {
     struct memfile m = mf_from(img_make(MK("refcount_bits=16"), "t.qcow2"));
     struct qcow2_resize_io io = {
-        &m, memfile_read, memfile_write, memfile_flush, memfile_truncate, memfile_mem, NULL, NULL};
+        &m,          memfile_read, memfile_write, memfile_flush, memfile_truncate,
+        memfile_mem, NULL,         NULL,          NULL,          NULL};
     struct qcow2_resize_image ri;
     int errnum, wc, we, total;
 
