@@ -31,7 +31,8 @@ int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint6
 int graph_check_keys(const struct open_chain *oc, const char *filename)
 {
     for (unsigned i = 0; i < oc->n; i++) {
-        if (oc->img[i].info->encrypted) {
+        /* The top image's key-secret unlocks it (a backing file's is not taken yet). */
+        if (oc->img[i].info->encrypted && !(i == 0 && oc->key)) {
             report_error("Could not open '%s': Parameter 'encrypt.key-secret' is required for "
                          "cipher",
                          filename);
@@ -77,6 +78,23 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             goto too_many;
         n->file = (uint32_t)dev;
         n->data = INSTAR_NO_NODE;
+        if (i == 0 && oc->key && img->info->encrypted) {
+            /* The passphrase, for the guest's PBKDF2 only: never logged. */
+            unsigned k = 0;
+            size_t len = strlen(oc->key);
+
+            for (uint32_t j = 0; j < gr->g.nnodes; j++)
+                k = gr->g.node_key[j] > k ? gr->g.node_key[j] : k;
+            if (k >= INSTAR_KEY_MAX || len > INSTAR_KEY_BYTES) {
+                report_error("Could not open '%s': instar takes up to %d secrets of up to %d "
+                             "bytes",
+                             filename, INSTAR_KEY_MAX, INSTAR_KEY_BYTES);
+                return -1;
+            }
+            gr->g.keys[k].len = (uint32_t)len;
+            memcpy(gr->g.keys[k].data, oc->key, len);
+            gr->g.node_key[gr->g.nnodes + i] = (uint8_t)(k + 1);
+        }
         if (img->data_fd >= 0) {
             struct stat st;
 

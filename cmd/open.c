@@ -28,6 +28,7 @@
 
 #include "cmds.h"
 #include "lock.h"
+#include "object.h"
 #include "open.h"
 #include "report.h"
 #include "result.h"
@@ -450,6 +451,20 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
         r = open_chain_report(oc, spec->display, spec->path, spec->fmt, flags | OPEN_LITERAL);
     if (r == 0)
         oc->direct = spec->direct;
+    /* qcrypto_block_luks_open(): the secret is looked up once the header is read. */
+    if (r == 0 && spec->key_secret && oc->img[0].info->encrypted) {
+        const char *fmt = NULL;
+
+        oc->key = object_secret_lookup(spec->key_secret, &fmt);
+        if (!oc->key) {
+            char msg[512];
+
+            snprintf(msg, sizeof(msg), fmt, spec->key_secret);
+            report_error("Could not open '%s': %s", spec->display, msg);
+            open_chain_close(oc);
+            return -1;
+        }
+    }
     return r;
 }
 

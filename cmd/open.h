@@ -46,7 +46,8 @@ struct open_chain {
     unsigned n;
     int data_fd; /* img[0]'s external data file (same descriptor), or -1 */
     char *data_name;
-    bool direct; /* qemu would open every file with O_DIRECT (spec->direct) */
+    bool direct;     /* qemu would open every file with O_DIRECT (spec->direct) */
+    const char *key; /* img[0]'s LUKS passphrase (its encrypt.key-secret), or NULL */
 };
 
 /*

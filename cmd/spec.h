@@ -23,6 +23,7 @@ struct img_spec {
     char *fmt;           /* the format driver, or NULL to probe */
     bool force_share;    /* force-share=on among the options */
     bool direct;         /* the file opened with O_DIRECT: cache.direct=on (file.cache.direct) */
+    char *key_secret;    /* encrypt.key-secret: the id of the secret unlocking the image, or NULL */
 };
 
 /*

@@ -99,6 +99,8 @@ struct gbs {
     uint64_t zero_align;   /* bl.pwrite_zeroes_alignment (0: 1) */
     struct gbs *backing;   /* NULL: none */
     void *opaque;          /* the driver's state */
+    /* The secret its key-secret names (encrypted images), or NULL. */
+    const struct instar_key *key;
     /* The first corruption this node signalled (qcow2_signal_corruption). */
     bool corrupt_signalled;
 };

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 13
+#define INSTAR_ABI_VERSION 14
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -573,10 +573,27 @@ struct instar_node {
  * its active one, as after qemu's bdrv_snapshot_load_tmp() (-l).  The
  * field was padding: 0 keeps its meaning.
  */
+/*
+ * Secrets for encrypted nodes (since ABI v14): the bytes of the
+ * --object secret a node's encrypt.key-secret / key-secret names, as
+ * qcrypto_secret_lookup_as_utf8() returns them (up to the first NUL: the
+ * LUKS passphrase).  They are not image bytes: the guest only feeds them
+ * to PBKDF2.  node_key[i]: 0 (none), or k for keys[k - 1].
+ */
+#define INSTAR_KEY_MAX   4
+#define INSTAR_KEY_BYTES 256
+
+struct instar_key {
+    uint32_t len; /* <= INSTAR_KEY_BYTES */
+    uint8_t data[INSTAR_KEY_BYTES];
+};
+
 struct instar_graph {
     uint32_t nnodes;
     uint32_t snapshot;
     struct instar_node nodes[INSTAR_NODE_MAX];
+    uint8_t node_key[INSTAR_NODE_MAX];
+    struct instar_key keys[INSTAR_KEY_MAX];
 };
 
 /*
