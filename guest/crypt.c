@@ -52,10 +52,10 @@ int gcrypt_unlock(struct gbs *bs, const uint8_t *hdr, const struct qcow2_luks_in
     }
 }
 
-int gcrypt_pread(const struct luks_volume *vol, uint32_t dev, uint64_t host, uint64_t off,
+int gcrypt_pread(const struct luks_volume *vol, uint32_t dev, uint64_t host, uint64_t iv_off,
                  void *buf, size_t len)
 {
-    uint64_t head = off & (LUKS_SECTOR - 1);
+    uint64_t head = iv_off & (LUKS_SECTOR - 1);
     uint64_t span = (head + len + LUKS_SECTOR - 1) & ~(uint64_t)(LUKS_SECTOR - 1);
     uint8_t *tmp;
     int r;
@@ -63,7 +63,7 @@ int gcrypt_pread(const struct luks_volume *vol, uint32_t dev, uint64_t host, uin
     if (head == 0 && (len & (LUKS_SECTOR - 1)) == 0) {
         if (gblk_pread_direct(dev, host, buf, len) < 0)
             return -GBS_EIO;
-        return luks_decrypt(vol, off / LUKS_SECTOR, buf, len) < 0 ? -GBS_EIO : 0;
+        return luks_decrypt(vol, iv_off / LUKS_SECTOR, buf, len) < 0 ? -GBS_EIO : 0;
     }
     if (host < head)
         return -GBS_EIO;
@@ -71,7 +71,7 @@ int gcrypt_pread(const struct luks_volume *vol, uint32_t dev, uint64_t host, uin
     if (!tmp)
         return -GBS_ENOMEM;
     r = gblk_pread_direct(dev, host - head, tmp, (size_t)span) < 0 ? -GBS_EIO : 0;
-    if (r == 0 && luks_decrypt(vol, (off - head) / LUKS_SECTOR, tmp, (size_t)span) < 0)
+    if (r == 0 && luks_decrypt(vol, (iv_off - head) / LUKS_SECTOR, tmp, (size_t)span) < 0)
         r = -GBS_EIO;
     if (r == 0)
         memcpy(buf, tmp + head, len);

@@ -19,12 +19,13 @@ int gcrypt_unlock(struct gbs *bs, const uint8_t *hdr, const struct qcow2_luks_in
                   luks_read_fn read, void *opaque, struct luks_volume **out, uint64_t args[2]);
 
 /*
- * gcrypt_pread - read [off, off + len) of guest data stored encrypted at
- * host offset host of device dev (the same offset within 512-byte
- * sectors), decrypted with vol: sector numbers are guest offsets / 512
- * (qcow2's and luks's rule).  Returns 0 or -errno.
+ * gcrypt_pread - read len bytes stored encrypted at host offset host of
+ * device dev, decrypted with vol, the IV sector numbers counted from
+ * iv_off / 512 (qcow2: the host offset; luks: the offset in the payload),
+ * which lies at the same place within its 512-byte sector as host.
+ * Returns 0 or -errno.
  */
-int gcrypt_pread(const struct luks_volume *vol, uint32_t dev, uint64_t host, uint64_t off,
+int gcrypt_pread(const struct luks_volume *vol, uint32_t dev, uint64_t host, uint64_t iv_off,
                  void *buf, size_t len);
 
 #endif /* GUEST_CRYPT_H */

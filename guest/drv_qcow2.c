@@ -577,8 +577,13 @@ static int q2_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
                 memcpy(p, q->dbuf + (off & (q->cluster_size - 1)), n);
             break;
         case QCOW2_SC_NORMAL:
-            if (q->vol) /* qcow2_co_preadv_encrypted(): IVs from guest offsets */
-                r = gcrypt_pread(q->vol, bs->data, host, off, p, n);
+            /*
+             * qcow2_co_preadv_encrypted(): LUKS in qcow2 takes its IVs from
+             * host offsets (crypt_physical_offset; guest offsets are only
+             * for the old AES method).
+             */
+            if (q->vol)
+                r = gcrypt_pread(q->vol, bs->data, host, host, p, n);
             else
                 r = gblk_pread_direct(bs->data, host, p, n) < 0 ? -GBS_EIO : 0;
             break;
