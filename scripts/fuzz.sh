@@ -16,15 +16,17 @@ INC="-Iinclude -Iformats -Iformats/qcow2"
 FORMATS=$(ls formats/*.c formats/qcow2/*.c)
 
 seeds="$out/seeds"
-rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv"
+rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv" "$out/seeds-luks"
 scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
 scripts/make-codec-seeds.sh "$out/seeds-codec" >/dev/null
 scripts/make-bdrv-seeds.sh "$out/seeds-bdrv" >/dev/null
+scripts/make-luks-seeds.sh "$out/seeds-luks" >/dev/null
 
 seeds_of() { # name: the seed corpus of a harness
     case "$1" in
     fuzz_decompress) echo "$out/seeds-codec" ;;
     fuzz_bdrv) echo "$out/seeds-bdrv" ;;
+    fuzz_luks) echo "$out/seeds-luks" ;;
     *) echo "$seeds" ;;
     esac
 }
@@ -42,6 +44,15 @@ codec_libs() {
         -I$codecs/zstd/lib $out/cmake/libinstar_codec_host.a $out/cmake/libinstar_zlib_host.a
         $out/cmake/libinstar_zstd_host.a"
     codec_libs_built=1
+}
+
+# fuzz_luks links formats/luks and the nettle it calls (scripts/fetch-codecs.sh),
+# instrumented and configured by CMake's rules as the guest's is.
+crypto_libs() {
+    { cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=Release &&
+        cmake --build "$out/cmake" -j"$(nproc)" --target instar_nettle_host; } \
+        >"$out/cmake.log" 2>&1 || { tail -20 "$out/cmake.log" >&2; exit 1; }
+    CRYPTO_FLAGS="-I$out/cmake/nettle-include formats/luks/unlock.c $out/cmake/libinstar_nettle_host.a"
 }
 
 # fuzz_bdrv runs guest code over fuzz/fake_guest.c: the guest's sources
@@ -64,6 +75,9 @@ build() { # name
     if [ "$1" = fuzz_decompress ]; then
         codec_libs
         extra=$CODEC_FLAGS
+    elif [ "$1" = fuzz_luks ]; then
+        crypto_libs
+        extra=$CRYPTO_FLAGS
     elif [ "$1" = fuzz_bdrv ]; then
         codec_libs
         bdrv_guest
