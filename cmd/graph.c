@@ -1,8 +1,10 @@
 /*
  * Building the guest's image graph from opened chains (see graph.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
+#include "datarun.h"
 #include "graph.h"
 #include "report.h"
 
@@ -117,4 +119,38 @@ too_many:
     report_error("Could not open '%s': instar reads at most %u images and %u files at once",
                  filename, INSTAR_NODE_MAX, INSTAR_DEV_MAX);
     return -1;
+}
+
+int graph_unlock_chain(const struct open_chain *oc, const char *filename)
+{
+    struct instar_map_args *args;
+    struct instar_data_result v;
+    struct graph *gr;
+    int ret = -1;
+
+    if (!oc->key || oc->n == 0 || !oc->img[0].info->encrypted)
+        return 0;
+    gr = malloc(sizeof(*gr));
+    args = calloc(1, sizeof(*args));
+    if (!gr || !args) {
+        report_error("Could not open '%s': Cannot allocate memory", filename);
+        goto out;
+    }
+    graph_init(gr);
+    if (graph_add_chain(gr, oc, filename, &args->top) < 0)
+        goto out;
+    /* map over nothing: the open (and its unlock) is the whole run. */
+    args->g = gr->g;
+    args->start = args->end = 0;
+    if (datarun(NULL, INSTAR_OP_MAP, args, sizeof(*args), gr, filename, &v) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (gr)
+        memset(&gr->g.keys, 0, sizeof(gr->g.keys));
+    if (args)
+        memset(&args->g.keys, 0, sizeof(args->g.keys));
+    free(gr);
+    free(args);
+    return ret;
 }
