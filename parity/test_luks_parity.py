@@ -84,6 +84,12 @@ CASES = [
     ("err-no-such-secret", ["map", "--object", SEC, "--image-opts", opts("enc.qcow2", "sec9")], []),
     ("err-missing-secret", ["convert", "-O", "raw", "enc.qcow2", "out.raw"], []),
     ("err-missing-secret-map", ["map", "enc.qcow2"], []),
+    ("compare-same", ["compare", "--object", SEC, "--image-opts", opts("enc.qcow2"), opts("enc.qcow2")], []),
+    ("diff-compare", ["compare", "--object", SEC, "--image-opts", opts("enc.qcow2"), opts("enc4k.qcow2")], []),
+    ("diff-compare-with-raw", ["compare", "--object", SEC, "--image-opts", opts("enc.qcow2"),
+                          "driver=raw,file.filename=plain.raw"], []),
+    ("diff-compare-json-name", ["compare", "--object", SEC, "-f", "raw", "plain.raw",
+                           'json:{"driver":"qcow2","encrypt.key-secret":"sec0","file":{"filename":"enc.qcow2"}}'], []),
     # nothing is created when the source does not unlock
     ("err-convert-wrong-password", ["convert", "-O", "raw", "--object", "secret,id=sec0,data=nope", "--image-opts",
                                     opts("enc.qcow2"), "out.raw"], []),
@@ -104,7 +110,10 @@ def test_luks_parity(instar, encdir, tmp_path, cid, args, outs):
             r = instar.run(args, cwd=d)
         runs[who] = (r, d)
     q, i = runs["qemu"][0], runs["instar"][0]
-    assert (q.returncode != 0) == cid.startswith("err-"), q.describe()
+    if cid.startswith("diff-"):  # compare finds a difference: exit 1
+        assert q.returncode == 1 and q.stderr == b"", q.describe()
+    else:
+        assert (q.returncode != 0) == cid.startswith("err-"), q.describe()
     assert (i.returncode, i.stdout, i.stderr) == (q.returncode, q.stdout, q.stderr), i.describe()
     for name in ("out.raw", "out.qcow2"):
         assert (runs["qemu"][1] / name).exists() == (runs["instar"][1] / name).exists(), name
