@@ -428,13 +428,6 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
         flags |= OPEN_FORCE_SHARE;
     int r;
 
-    /* check does not unlock yet (docs/differences.md). */
-    if (spec->key_secret && (flags & OPEN_CHECK)) {
-        report_error("Could not open '%s': Option 'encrypt.key-secret' is not supported by instar",
-                     spec->display);
-        return -1;
-    }
-
     /*
      * cache.direct=on: qemu opens the file with O_DIRECT, which a file
      * system without it (tmpfs) refuses; instar reads through the page

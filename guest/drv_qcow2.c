@@ -220,6 +220,8 @@ static int q2_open(struct gbs *bs)
     h = &q->img.h;
     if (h->crypt_method != 0) {
         /* qcow2_do_open(): qcrypto_block_open() of the LUKS header, unlocked. */
+        if (h->crypt_method == QCOW2_CRYPT_AES && bs->key)
+            return -INSTAR_ERR_AES_UNSUPPORTED;
         if (h->crypt_method != QCOW2_CRYPT_LUKS || !q->img.has_luks)
             return -INSTAR_ERR_ENCRYPTED_DATA;
         if (bs->writable)

@@ -26,7 +26,9 @@
     X(INSTAR_ERR_LUKS_UNSUPPORTED, 10,                                                             \
       "instar decrypts AES in ECB, CBC and XTS modes only, not this LUKS cipher")                  \
     X(INSTAR_ERR_LUKS_WORK, 11,                                                                    \
-      "LUKS key slot {0} asks for {1} PBKDF2 blocks, more than instar's limit of 268435456")
+      "LUKS key slot {0} asks for {1} PBKDF2 blocks, more than instar's limit of 268435456")       \
+    X(INSTAR_ERR_AES_UNSUPPORTED, 12,                                                              \
+      "instar does not decrypt qcow2's old AES encryption (encrypt.format=aes)")
 
 /*
  * Warnings a planner may attach to a result (warn_code); the host prints
