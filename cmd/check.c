@@ -224,7 +224,7 @@ static int check_run(const struct open_image *img, const char *key, const char *
         dev.write_limit = check_write_limit(dev.size);
     }
     memset(&cfg, 0, sizeof(cfg));
-    if (key && img->info->encrypted) {
+    if (key) {
         /* The passphrase, for the guest's PBKDF2 only: never logged. */
         size_t len = strlen(key);
 

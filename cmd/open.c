@@ -452,11 +452,15 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
     if (r == 0)
         oc->direct = spec->direct;
     /* qcrypto_block_luks_open(): the secret is looked up once the header is read. */
-    if (r == 0 && spec->key_secret && oc->img[0].info->encrypted) {
+    /*
+     * (An image check's describe run may leave a bad crypto header to the
+     * check run, which then unlocks or reports it: the key goes along.)
+     */
+    if (r == 0 && spec->key_secret) {
         const char *fmt = NULL;
 
         oc->key = object_secret_lookup(spec->key_secret, &fmt);
-        if (!oc->key) {
+        if (!oc->key && oc->img[0].info->encrypted) {
             char msg[512];
 
             snprintf(msg, sizeof(msg), fmt, spec->key_secret);

@@ -60,9 +60,9 @@ crypto_libs() {
 bdrv_guest() {
     mkdir -p "$out/bdrv-guest"
     BDRV_OBJS=""
-    for f in bdrv drv_qcow2 open plan_map report result; do
+    for f in bdrv crypt drv_qcow2 open plan_map report result; do
         # shellcheck disable=SC2086 # flag lists
-        AFL_QUIET=1 $CC -c -O2 -g -std=gnu11 $INC -Iguest -Dmalloc=fake_malloc \
+        AFL_QUIET=1 $CC -c -O2 -g -std=gnu11 $INC -Iguest -I"$out/cmake/nettle-include" -Dmalloc=fake_malloc \
             -Dcalloc=fake_calloc -Drealloc=fake_realloc -Dfree=fake_free "guest/$f.c" \
             -o "$out/bdrv-guest/$f.o" 2>"$out/fuzz_bdrv.build.log" ||
             { cat "$out/fuzz_bdrv.build.log" >&2; exit 1; }
@@ -80,8 +80,9 @@ build() { # name
         extra=$CRYPTO_FLAGS
     elif [ "$1" = fuzz_bdrv ]; then
         codec_libs
+        crypto_libs
         bdrv_guest
-        extra="fuzz/fake_guest.c $BDRV_OBJS $CODEC_FLAGS"
+        extra="fuzz/fake_guest.c $BDRV_OBJS $CODEC_FLAGS $CRYPTO_FLAGS"
     fi
     # shellcheck disable=SC2086 # flag lists
     AFL_QUIET=1 $CC -O2 -g -std=gnu11 $INC "fuzz/$1.c" $FORMATS $extra -o "$out/$1" \

@@ -79,6 +79,16 @@ def test_absurd_iterations_refused(instar, enc):
     assert r.stdout == b""
 
 
+def test_absurd_iterations_refused_by_check(instar, enc):
+    _, luks, _ = crypto_ext(enc)
+    patch(enc, luks + SLOTS + 4, struct.pack(">I", 0xFFFFFFFF))
+    r = instar.run(["check", "--object", SEC, "--image-opts",
+                    f"driver=qcow2,file.filename={enc.name},encrypt.key-secret=sec0"], cwd=enc.parent, timeout=60)
+    assert r.returncode == 1, r.describe()
+    assert b"PBKDF2 blocks, more than instar's limit" in r.stderr, r.describe()
+    assert r.stdout == b""
+
+
 def test_absurd_master_key_iterations_refused(instar, enc):
     _, luks, _ = crypto_ext(enc)
     patch(enc, luks + MK_ITERS, struct.pack(">I", 0xFFFFFFF0))
@@ -111,4 +121,9 @@ def test_hostile_matches_qemu(instar, enc, what):
         patch(enc, luks + 108, struct.pack(">I", 0x40000000))
     q, i = both(instar, enc)
     assert q.returncode != 0, q.describe()
+    assert (i.returncode, i.stdout, i.stderr) == (q.returncode, q.stdout, q.stderr), i.describe()
+    assert (enc.parent / "out.raw").exists() is False  # nothing created, as qemu-img
+    chk = ["check", "--object", SEC, "--image-opts", f"driver=qcow2,file.filename={enc.name},encrypt.key-secret=sec0"]
+    q = tl.run([tl.QEMU_IMG, *chk], cwd=enc.parent)
+    i = instar.run(chk, cwd=enc.parent)
     assert (i.returncode, i.stdout, i.stderr) == (q.returncode, q.stdout, q.stderr), i.describe()
