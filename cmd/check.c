@@ -199,8 +199,8 @@ static uint64_t check_write_limit(uint64_t size)
  * Let the guest check the image open as img.  Returns 0 with *v filled,
  * or -1 after reporting (a failure of the sandbox or an invalid result).
  */
-static int check_run(const struct open_image *img, const char *filename, unsigned fix,
-                     struct result_check *v)
+static int check_run(const struct open_image *img, const char *key, const char *filename,
+                     unsigned fix, struct result_check *v)
 {
     struct instar_check_args args;
     struct vmm_config cfg;
@@ -224,6 +224,20 @@ static int check_run(const struct open_image *img, const char *filename, unsigne
         dev.write_limit = check_write_limit(dev.size);
     }
     memset(&cfg, 0, sizeof(cfg));
+    if (key) {
+        /* The passphrase, for the guest's PBKDF2 only: never logged. */
+        size_t len = strlen(key);
+
+        if (len > INSTAR_KEY_BYTES) {
+            report_error("Could not open '%s': instar takes secrets of up to %d bytes", filename,
+                         INSTAR_KEY_BYTES);
+            return -1;
+        }
+        args.has_key = 1;
+        args.key.len = (uint32_t)len;
+        memcpy(args.key.data, key, len);
+        cfg.watchdog_ms = 300000; /* PBKDF2 makes no hypercall (cmd/datarun.c) */
+    }
     cfg.mem_size = CHECK_GUEST_MEM;
     cfg.report = check_report_cb;
     cfg.report_opaque = stderr;
@@ -352,7 +366,7 @@ int cmd_check(int argc, char **argv)
         ret = 63;
         goto out;
     }
-    if (check_run(&oc.img[0], filename, fix, &v) < 0)
+    if (check_run(&oc.img[0], oc.key, filename, fix, &v) < 0)
         goto out;
     if (v.check.flags & INSTAR_CHECK_NOTSUP) {
         report_error("This image format does not support checks");
@@ -379,7 +393,7 @@ int cmd_check(int argc, char **argv)
             report_error("Check failed: %s", strerror(errno));
             goto out;
         }
-        if (check_run(&oc.img[0], filename, 0, &v) < 0)
+        if (check_run(&oc.img[0], oc.key, filename, 0, &v) < 0)
             goto out;
         if (v.check.ret < 0) {
             report_error("Check failed: %s", strerror(-v.check.ret));

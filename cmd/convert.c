@@ -491,7 +491,8 @@ int cmd_convert(int argc, char **argv)
             goto out;
         }
         /* img_convert() opens the sources with their crypto layer, before the target. */
-        if (graph_check_keys(&src[i], argv[optind + i]) < 0) {
+        if (graph_check_keys(&src[i], argv[optind + i]) < 0 ||
+            graph_unlock_chain(&src[i], argv[optind + i]) < 0) {
             nsrc = i + 1;
             goto out;
         }

@@ -16,14 +16,37 @@ static void sanitize(char *s, size_t n)
             s[i] = '?';
 }
 
+/*
+ * The silence watchdog of a run that unlocks an encrypted image: PBKDF2
+ * makes no hypercall, and qemu-img's default iter-time (2 s of qemu's
+ * PBKDF2, which uses SHA-NI) asks for several million iterations per key
+ * slot, 10-20 s of nettle's portable C in the guest.  The CPU budget
+ * (INSTAR_CPU_BUDGET_S) still bounds the run, and formats/luks refuses
+ * headers asking for more than LUKS_WORK_MAX before the work.
+ */
+#define DATARUN_UNLOCK_WATCHDOG_MS 300000u
+
 static int run(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
                const struct graph *gr, const char *filename, struct instar_data_result *v,
                bool report_error_hdr)
 {
     struct vmm_outcome out;
+    struct vmm_config unlock_cfg;
     enum result_bad why;
     int ret = -1;
 
+    for (uint32_t i = 0; i < gr->g.nnodes && i < INSTAR_NODE_MAX; i++) {
+        if (gr->g.node_key[i]) {
+            if (cfg)
+                unlock_cfg = *cfg;
+            else
+                memset(&unlock_cfg, 0, sizeof(unlock_cfg));
+            if (unlock_cfg.watchdog_ms < DATARUN_UNLOCK_WATCHDOG_MS)
+                unlock_cfg.watchdog_ms = DATARUN_UNLOCK_WATCHDOG_MS;
+            cfg = &unlock_cfg;
+            break;
+        }
+    }
     memset(&out, 0, sizeof(out));
     if (vmm_run(cfg, op, args, args_len, gr->devs, gr->ndevs, &out) != 0) {
         sanitize(out.detail, sizeof(out.detail));

@@ -184,7 +184,7 @@ int cmd_dd(int argc, char **argv)
     in_open = true;
     graph_init(&gr);
     memset(&args, 0, sizeof(args));
-    if (graph_add_chain(&gr, &in, o.in, &args.src) < 0)
+    if (graph_add_chain(&gr, &in, o.in, &args.src) < 0 || graph_unlock_chain(&in, o.in) < 0)
         goto out;
     if (!cmd_driver_known(out_fmt)) {
         report_error("Unknown file format");

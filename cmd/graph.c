@@ -1,8 +1,10 @@
 /*
  * Building the guest's image graph from opened chains (see graph.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
+#include "datarun.h"
 #include "graph.h"
 #include "report.h"
 
@@ -31,7 +33,8 @@ int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint6
 int graph_check_keys(const struct open_chain *oc, const char *filename)
 {
     for (unsigned i = 0; i < oc->n; i++) {
-        if (oc->img[i].info->encrypted) {
+        /* The top image's key-secret unlocks it (a backing file's is not taken yet). */
+        if (oc->img[i].info->encrypted && !(i == 0 && oc->key)) {
             report_error("Could not open '%s': Parameter 'encrypt.key-secret' is required for "
                          "cipher",
                          filename);
@@ -81,6 +84,23 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             goto too_many;
         n->file = (uint32_t)dev;
         n->data = INSTAR_NO_NODE;
+        if (i == 0 && oc->key && img->info->encrypted) {
+            /* The passphrase, for the guest's PBKDF2 only: never logged. */
+            unsigned k = 0;
+            size_t len = strlen(oc->key);
+
+            for (uint32_t j = 0; j < gr->g.nnodes; j++)
+                k = gr->g.node_key[j] > k ? gr->g.node_key[j] : k;
+            if (k >= INSTAR_KEY_MAX || len > INSTAR_KEY_BYTES) {
+                report_error("Could not open '%s': instar takes up to %d secrets of up to %d "
+                             "bytes",
+                             filename, INSTAR_KEY_MAX, INSTAR_KEY_BYTES);
+                return -1;
+            }
+            gr->g.keys[k].len = (uint32_t)len;
+            memcpy(gr->g.keys[k].data, oc->key, len);
+            gr->g.node_key[gr->g.nnodes + i] = (uint8_t)(k + 1);
+        }
         if (img->data_fd >= 0) {
             struct stat st;
 
@@ -103,4 +123,38 @@ too_many:
     report_error("Could not open '%s': instar reads at most %u images and %u files at once",
                  filename, INSTAR_NODE_MAX, INSTAR_DEV_MAX);
     return -1;
+}
+
+int graph_unlock_chain(const struct open_chain *oc, const char *filename)
+{
+    struct instar_map_args *args;
+    struct instar_data_result v;
+    struct graph *gr;
+    int ret = -1;
+
+    if (!oc->key || oc->n == 0 || !oc->img[0].info->encrypted)
+        return 0;
+    gr = malloc(sizeof(*gr));
+    args = calloc(1, sizeof(*args));
+    if (!gr || !args) {
+        report_error("Could not open '%s': Cannot allocate memory", filename);
+        goto out;
+    }
+    graph_init(gr);
+    if (graph_add_chain(gr, oc, filename, &args->top) < 0)
+        goto out;
+    /* map over nothing: the open (and its unlock) is the whole run. */
+    args->g = gr->g;
+    args->start = args->end = 0;
+    if (datarun(NULL, INSTAR_OP_MAP, args, sizeof(*args), gr, filename, &v) < 0)
+        goto out;
+    ret = 0;
+out:
+    if (gr)
+        memset(&gr->g.keys, 0, sizeof(gr->g.keys));
+    if (args)
+        memset(&args->g.keys, 0, sizeof(args->g.keys));
+    free(gr);
+    free(args);
+    return ret;
 }

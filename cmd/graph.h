@@ -27,6 +27,16 @@ void graph_init(struct graph *gr);
 int graph_check_keys(const struct open_chain *oc, const char *filename);
 
 /*
+ * graph_unlock_chain - for a command that creates files before its data
+ * run (convert, dd): when oc's top image is encrypted and has a key, a
+ * guest run that only opens it (unlocking it: PBKDF2, as qemu does when it
+ * opens the source), so that a wrong password or a hostile header fails
+ * before anything is created, as in qemu-img.  Returns 0, or -1 after
+ * reporting "Could not open 'FILENAME': ...".
+ */
+int graph_unlock_chain(const struct open_chain *oc, const char *filename);
+
+/*
  * graph_add_chain - add oc's images as nodes, the top one first; *top is
  * its node.  Returns 0, or -1 after reporting (a format instar cannot
  * read, or more images than a guest takes).

@@ -625,6 +625,13 @@ int cmd_info(int argc, char **argv)
     }
     if (spec_parse(&spec, filename, image_opts, fmt, info_force_share) < 0)
         return 1;
+    /* qemu-img names such an image json:{...}, which instar does not build. */
+    if (spec.key_secret) {
+        report_error("Could not open '%s': Option 'encrypt.key-secret' is not supported by instar",
+                     filename);
+        spec_release(&spec);
+        return 1;
+    }
     info_force_share = spec.force_share;
     n = info_collect(&spec, chain, &list);
     spec_release(&spec);

@@ -618,6 +618,21 @@ const char *object_secret_utf8(const char *id)
     return NULL;
 }
 
+const char *object_secret_lookup(const char *id, const char **fmt)
+{
+    for (size_t i = 0; i < nsecrets; i++) {
+        if (strcmp(secrets[i].id, id))
+            continue;
+        if (!utf8_ok((const unsigned char *)secrets[i].data, secrets[i].len)) {
+            *fmt = "Data from secret %s is not valid UTF-8";
+            return NULL;
+        }
+        return secrets[i].data;
+    }
+    *fmt = "No secret with id '%s'";
+    return NULL;
+}
+
 bool object_secret_exists(const char *id)
 {
     for (size_t i = 0; i < nsecrets; i++)

@@ -36,6 +36,12 @@ int object_add(const char *def);
  */
 const char *object_secret_utf8(const char *id);
 
+/*
+ * object_secret_lookup - object_secret_utf8() without printing: NULL with
+ * *fmt the message template (one %s: the id).
+ */
+const char *object_secret_lookup(const char *id, const char **fmt);
+
 /* object_secret_exists - whether a secret with this id was created (nothing printed). */
 bool object_secret_exists(const char *id);
 

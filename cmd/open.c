@@ -28,6 +28,7 @@
 
 #include "cmds.h"
 #include "lock.h"
+#include "object.h"
 #include "open.h"
 #include "vpc/vpc_err.h"
 #include "report.h"
@@ -503,6 +504,24 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
             open_vpc_json_filename(oc->img[0].info, spec->vpc_size_calc) < 0) {
             open_chain_close(oc);
             report_error("Cannot allocate memory");
+            return -1;
+        }
+    }
+    /* qcrypto_block_luks_open(): the secret is looked up once the header is read. */
+    /*
+     * (An image check's describe run may leave a bad crypto header to the
+     * check run, which then unlocks or reports it: the key goes along.)
+     */
+    if (r == 0 && spec->key_secret) {
+        const char *fmt = NULL;
+
+        oc->key = object_secret_lookup(spec->key_secret, &fmt);
+        if (!oc->key && oc->img[0].info->encrypted) {
+            char msg[512];
+
+            snprintf(msg, sizeof(msg), fmt, spec->key_secret);
+            report_error("Could not open '%s': %s", spec->display, msg);
+            open_chain_close(oc);
             return -1;
         }
     }

@@ -534,6 +534,12 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
         if (d && !strcmp(d, "qcow2") &&
             (in(qcow2_opts, o->key) || !strncmp(o->key, "overlap-check.", 14)))
             continue;
+        if (d && !strcmp(d, "qcow2") && !strcmp(o->key, "encrypt.key-secret") && o->val &&
+            !s->key_secret) {
+            if (!(s->key_secret = strdup(o->val)))
+                return -1;
+            continue;
+        }
         if (d && !strcmp(d, "qcow2") &&
             (!strncmp(o->key, "encrypt.", 8) || !strncmp(o->key, "data-file", 9)))
             return fail(s, "Option '%s' is not supported by instar", o->key);
@@ -597,5 +603,6 @@ void spec_release(struct img_spec *s)
 {
     free(s->path);
     free(s->fmt);
-    s->path = s->fmt = NULL;
+    free(s->key_secret);
+    s->path = s->fmt = s->key_secret = NULL;
 }

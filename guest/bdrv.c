@@ -72,6 +72,10 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
         if (!dev_ok(bs->file) || !dev_ok(bs->data))
             return -INSTAR_ERR_BAD_ARGS;
         bs->writable = boot->devices[bs->file].flags & INSTAR_DEV_WRITE;
+        if (g->node_key[i] > INSTAR_KEY_MAX ||
+            (g->node_key[i] && g->keys[g->node_key[i] - 1].len > INSTAR_KEY_BYTES))
+            return -INSTAR_ERR_BAD_ARGS;
+        bs->key = g->node_key[i] ? &g->keys[g->node_key[i] - 1] : NULL;
         /* A backing node comes after its overlay: no loops by construction. */
         if (in->backing != INSTAR_NO_NODE && (in->backing <= i || in->backing >= n))
             return -INSTAR_ERR_BAD_ARGS;

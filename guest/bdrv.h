@@ -100,6 +100,8 @@ struct gbs {
     uint32_t drv_opts;     /* the driver's open options (instar_node.driver's high half) */
     struct gbs *backing;   /* NULL: none */
     void *opaque;          /* the driver's state */
+    /* The secret its key-secret names (encrypted images), or NULL. */
+    const struct instar_key *key;
     /* The first corruption this node signalled (qcow2_signal_corruption). */
     bool corrupt_signalled;
 };

@@ -9,6 +9,7 @@
  */
 #include "bdrv.h"
 #include "codec.h"
+#include "crypt.h"
 #include "open.h"
 #include "qcow2/alloc.h"
 #include "qcow2/bitmap_store.h"
@@ -53,6 +54,8 @@ struct q2 {
     struct qcow2_bm_list *bml;
     /* Where the writer's allocator starts (after a resize: gbs_qcow2_resized). */
     uint64_t free_cluster_index;
+    /* An encrypted image's unlocked LUKS volume (encrypt.format=luks), or NULL. */
+    struct luks_volume *vol;
 };
 
 static struct q2 q2s[INSTAR_NODE_MAX];
@@ -172,6 +175,22 @@ static void q2_set_dirty(struct gbs *bs, uint64_t off, uint64_t bytes)
     }
 }
 
+/* The node being unlocked, for its key material reads. */
+static struct gbs *q2_crypt_bs;
+static uint64_t q2_crypt_args[2];
+
+/* qcow2_crypto_hdr_read_func(): key material inside the encryption header extension. */
+static int q2_crypt_read(void *opaque, uint64_t off, uint8_t *buf, size_t len)
+{
+    struct q2 *q = opaque;
+
+    if (off > q->img.luks_len || len > q->img.luks_len - off)
+        return -QCOW2_ERR_LUKS_OUTSIDE_EXT;
+    return gblk_pread_direct(q2_crypt_bs->file, q->img.luks_off + off, buf, len) < 0
+               ? -INSTAR_ERR_IO
+               : 0;
+}
+
 static int q2_open(struct gbs *bs)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -201,8 +220,20 @@ static int q2_open(struct gbs *bs)
     }
     gopen_dev = 0;
     h = &q->img.h;
-    if (h->crypt_method != 0)
-        return -INSTAR_ERR_ENCRYPTED_DATA;
+    if (h->crypt_method != 0) {
+        /* qcow2_do_open(): qcrypto_block_open() of the LUKS header, unlocked. */
+        if (h->crypt_method == QCOW2_CRYPT_AES && bs->key)
+            return -INSTAR_ERR_AES_UNSUPPORTED;
+        if (h->crypt_method != QCOW2_CRYPT_LUKS || !q->img.has_luks)
+            return -INSTAR_ERR_ENCRYPTED_DATA;
+        if (bs->writable)
+            return -INSTAR_ERR_ENCRYPTED_DATA; /* instar writes no encrypted image */
+        q2_crypt_bs = bs;
+        ret = gcrypt_unlock(bs, q->img.luks_hdr, &q->img.luks, q2_crypt_read, q, &q->vol,
+                            q2_crypt_args);
+        if (ret < 0)
+            return ret;
+    }
 
     q->cluster_bits = h->cluster_bits;
     q->cluster_size = (uint64_t)1 << h->cluster_bits;
@@ -475,7 +506,9 @@ static int q2_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_
     if (ret < 0)
         return ret;
     *pnum = n;
-    if (t == QCOW2_SC_NORMAL || t == QCOW2_SC_ZERO_ALLOC || t == QCOW2_SC_UNALLOCATED_ALLOC) {
+    /* qcow2_co_block_status(): no offset for an encrypted image. */
+    if ((t == QCOW2_SC_NORMAL || t == QCOW2_SC_ZERO_ALLOC || t == QCOW2_SC_UNALLOCATED_ALLOC) &&
+        !Q(bs)->vol) {
         *map = host;
         *dev = bs->data;
         status |= INSTAR_BS_OFFSET_VALID;
@@ -548,7 +581,15 @@ static int q2_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
                 memcpy(p, q->dbuf + (off & (q->cluster_size - 1)), n);
             break;
         case QCOW2_SC_NORMAL:
-            r = gblk_pread_direct(bs->data, host, p, n) < 0 ? -GBS_EIO : 0;
+            /*
+             * qcow2_co_preadv_encrypted(): LUKS in qcow2 takes its IVs from
+             * host offsets (crypt_physical_offset; guest offsets are only
+             * for the old AES method).
+             */
+            if (q->vol)
+                r = gcrypt_pread(q->vol, bs->data, host, host, p, n);
+            else
+                r = gblk_pread_direct(bs->data, host, p, n) < 0 ? -GBS_EIO : 0;
             break;
         default:
             r = -GBS_EIO;

@@ -90,6 +90,9 @@ static int on_crypto(void *opaque, uint64_t offset, uint64_t length, struct qcow
         return ret;
     }
     img->has_luks = true;
+    img->luks_off = offset;
+    img->luks_len = length;
+    memcpy(img->luks_hdr, hdr, QCOW2_LUKS_HDR_SIZE);
     return 0;
 }
 

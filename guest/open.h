@@ -60,6 +60,9 @@ struct gq_image {
     uint8_t *bitmap_dir;          /* the directory bytes, owned */
     bool has_luks;                /* luks below is valid */
     struct qcow2_luks_info luks;
+    /* The LUKS header's place (the extension) and its first bytes, for unlocking. */
+    uint64_t luks_off, luks_len;
+    uint8_t luks_hdr[QCOW2_LUKS_HDR_SIZE];
     uint32_t warn_bitmaps; /* warnings already queued (result_warn) */
 };
 

@@ -18,6 +18,7 @@
  */
 #include "guest.h"
 #include "bdrv.h"
+#include "luks/unlock.h"
 #include "open.h"
 #include "qcow2/check.h"
 
@@ -115,6 +116,68 @@ static int need_key(void *opaque, uint64_t offset, uint64_t length, struct qcow2
     return -QCOW2_CHECK_ERR_KEY_SECRET;
 }
 
+/* The LUKS region (the crypto extension) key material is read from. */
+static uint64_t luks_off, luks_len;
+static uint64_t luks_args[2];
+
+static int luks_read(void *opaque, uint64_t off, uint8_t *buf, size_t len)
+{
+    (void)opaque;
+    if (off > luks_len || len > luks_len - off)
+        return -QCOW2_ERR_LUKS_OUTSIDE_EXT;
+    return gblk_pread_direct(GOPEN_DEV, luks_off + off, buf, len) < 0 ? -INSTAR_ERR_IO : 0;
+}
+
+/*
+ * The crypto extension with the key check's args carry: the LUKS header
+ * unlocked there, as qcrypto_block_open() does when qemu opens the image
+ * with I/O.  A header that does not parse is left to gq_open, which
+ * reports it at the same place.
+ */
+static int unlock_key(void *opaque, uint64_t offset, uint64_t length, struct qcow2_err_info *e)
+{
+    const struct instar_check_args *a = &boot->args.check;
+    static uint8_t hdr[QCOW2_LUKS_HDR_SIZE];
+    static struct luks_volume vol;
+    struct qcow2_luks_info info;
+    uint8_t *work;
+    size_t pwlen = 0;
+    int r;
+
+    (void)opaque;
+    (void)e;
+    if (length < QCOW2_LUKS_HDR_SIZE || !qcow2_read_ok(offset, QCOW2_LUKS_HDR_SIZE) ||
+        gblk_pread(GOPEN_DEV, offset, hdr, sizeof(hdr)) < 0 ||
+        qcow2_luks_parse(hdr, sizeof(hdr), &info) < 0)
+        return 0;
+    if (a->key.len > INSTAR_KEY_BYTES)
+        return -INSTAR_ERR_BAD_ARGS;
+    while (pwlen < a->key.len && a->key.data[pwlen])
+        pwlen++;
+    work = malloc(LUKS_WORK_SIZE);
+    if (!work)
+        return -INSTAR_ERR_NOMEM;
+    luks_off = offset;
+    luks_len = length;
+    r = luks_unlock(hdr, &info, a->key.data, pwlen, luks_read, NULL, work, &vol, luks_args);
+    free(work);
+    memset(&vol, 0, sizeof(vol));
+    switch (-r) {
+    case 0:
+        return 0;
+    case LUKS_ERR_PASSWORD:
+        return -INSTAR_ERR_LUKS_PASSWORD;
+    case LUKS_ERR_UNSUPPORTED:
+        return -INSTAR_ERR_LUKS_UNSUPPORTED;
+    case LUKS_ERR_TOO_MUCH_WORK:
+        return -INSTAR_ERR_LUKS_WORK;
+    case LUKS_ERR_READ:
+        return -INSTAR_ERR_IO;
+    default:
+        return r;
+    }
+}
+
 /*
  * What opening with I/O adds for encrypted images: qemu-img check has no
  * --object secret here, so qcrypto_block_open() fails where the LUKS
@@ -134,13 +197,28 @@ static void check_crypto(const uint8_t *buf, size_t len)
     if (qcow2_header_parse_flags(buf, len, QCOW2_OPEN_CHECK, &h, &ei) < 0 ||
         h.crypt_method == QCOW2_CRYPT_NONE)
         return;
-    ret = qcow2_ext_parse(buf, len, &h, need_key, NULL, &x, &ei);
+    if (boot->args.check.has_key && h.crypt_method == QCOW2_CRYPT_LUKS) {
+        ret = qcow2_ext_parse(buf, len, &h, unlock_key, NULL, &x, &ei);
+        if (ret == -INSTAR_ERR_LUKS_WORK) {
+            args[0] = luks_args[0];
+            args[1] = luks_args[1];
+            result_error(OP, INSTAR_ERR_LUKS_WORK, args, NULL, 0);
+        }
+        if (ret == -INSTAR_ERR_LUKS_PASSWORD || ret == -INSTAR_ERR_LUKS_UNSUPPORTED ||
+            ret == -INSTAR_ERR_IO || ret == -INSTAR_ERR_NOMEM || ret == -INSTAR_ERR_BAD_ARGS ||
+            ret == -QCOW2_ERR_LUKS_OUTSIDE_EXT)
+            result_error(OP, -ret, none, NULL, 0);
+    } else {
+        ret = qcow2_ext_parse(buf, len, &h, need_key, NULL, &x, &ei);
+    }
     if (ret == -QCOW2_CHECK_ERR_KEY_SECRET)
         result_error(OP, QCOW2_CHECK_ERR_KEY_SECRET, none, NULL, 0);
     if (ret < 0 && ret != -QCOW2_ERR_BACKING_NAME_TOO_LONG)
         return;
     if (h.crypt_method == QCOW2_CRYPT_AES)
-        result_error(OP, QCOW2_CHECK_ERR_KEY_SECRET, none, NULL, 0);
+        result_error(
+            OP, boot->args.check.has_key ? INSTAR_ERR_AES_UNSUPPORTED : QCOW2_CHECK_ERR_KEY_SECRET,
+            none, NULL, 0);
     if (h.crypt_method == QCOW2_CRYPT_LUKS && !x.has_crypto) {
         args[0] = h.crypt_method;
         result_error(OP, QCOW2_CHECK_ERR_NO_CRYPTO_HDR, args, NULL, 0);

@@ -420,14 +420,20 @@ case("target-image-opts", "-n", "--target-image-opts", "@dp-small", "driver=raw,
      out=_TR)
 case("err-image-opts-and-f", "-f", "qcow2", "--image-opts", "driver=qcow2,file.filename=@dp-small", "out.raw")
 
-REFUSED = []
+# An encrypted source unlocked with its secret (docs/architecture.md, "The crypto").
 case("image-opts-luks-key", "--object", "secret,id=sec0,data=abc", "--image-opts",
-     "driver=qcow2,file.filename=@luks,encrypt.key-secret=sec0", "-O", "raw", "out.raw", into=REFUSED)
+     "driver=qcow2,file.filename=@luks,encrypt.key-secret=sec0", "-O", "raw", "out.raw")
+case("image-opts-luks-aes128-key", "--object", "secret,id=sec0,data=abc", "--image-opts",
+     "driver=qcow2,file.filename=@luks-aes128-xts,encrypt.key-secret=sec0", "-O", "qcow2", "out.qcow2")
+
+REFUSED = []
+case("image-opts-luks-twofish-key", "--object", "secret,id=sec0,data=abc", "--image-opts",
+     "driver=qcow2,file.filename=@luks-twofish-cbc,encrypt.key-secret=sec0", "-O", "raw", "out.raw", into=REFUSED)
 case("O-vmdk", "-O", "vmdk", "@dp-small", "out.img", into=REFUSED)
 case("O-vdi", "-O", "vdi", "@dp-small", "out.img", into=REFUSED)
 case("f-vmdk", "-O", "raw", "@fmt-vmdk", "out.raw", into=REFUSED)
 
-_MENTION = {"image-opts-luks-key": "encrypt.key-secret", "O-vmdk": "vmdk", "O-vdi": "vdi", "f-vmdk": "vmdk"}
+_MENTION = {"image-opts-luks-twofish-key": "LUKS cipher", "O-vmdk": "vmdk", "O-vdi": "vdi", "f-vmdk": "vmdk"}
 
 
 @pytest.mark.parametrize("args,outputs,contents,normalise", REFUSED)

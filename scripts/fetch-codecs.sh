@@ -1,9 +1,10 @@
 #!/bin/sh
-# fetch-codecs.sh [DIR] - fetch the zlib and zstd sources that instar builds
-# into its guest (docs/architecture.md, "The codecs"): Debian 12's source
-# packages at the versions of the installed zlib1g and libzstd1, the
-# libraries Debian's qemu-img links, unpacked as DIR/zlib and DIR/zstd
-# (default DIR: .cache/codecs, which git ignores).  Nothing is committed.
+# fetch-codecs.sh [DIR] - fetch the zlib, zstd and nettle sources that instar
+# builds into its guest (docs/architecture.md, "The codecs" and "The crypto"):
+# Debian 12's source packages at the versions of the installed zlib1g,
+# libzstd1 and libnettle8, the libraries Debian's qemu-img links, unpacked as
+# DIR/zlib, DIR/zstd and DIR/nettle (default DIR: .cache/codecs, which git
+# ignores).  Nothing is committed.
 #
 # Idempotent: when DIR already holds what it would fetch it does nothing.
 # Needs root (or sudo) only to add a deb-src entry when APT has none for
@@ -62,17 +63,19 @@ candidates() {
 
 zlib_want="zlib1g $(installed zlib1g)"
 zstd_want="libzstd1 $(installed libzstd1)"
+nettle_want="libnettle8 $(installed libnettle8)"
 
 # uptodate NAME WANT: DIR/NAME was fetched for WANT ("binary version").
 uptodate() {
     [ -f "$out/$1.want" ] && [ "$(cat "$out/$1.want")" = "$2" ] && [ -f "$out/$1.pin" ] &&
         [ -d "$out/$1/debian" ]
 }
-if uptodate zlib "$zlib_want" && uptodate zstd "$zstd_want"; then
+if uptodate zlib "$zlib_want" && uptodate zstd "$zstd_want" && uptodate nettle "$nettle_want"; then
     echo "fetch-codecs: $out is up to date ($(cut -d' ' -f1-2 "$out/zlib.pin")," \
-        "$(cut -d' ' -f1-2 "$out/zstd.pin"))"
-    [ ! -f "$out/zlib.note" ] || fold -s -w 78 "$out/zlib.note" >&2
-    [ ! -f "$out/zstd.note" ] || fold -s -w 78 "$out/zstd.note" >&2
+        "$(cut -d' ' -f1-2 "$out/zstd.pin"), $(cut -d' ' -f1-2 "$out/nettle.pin"))"
+    for c in zlib zstd nettle; do
+        [ ! -f "$out/$c.note" ] || fold -s -w 78 "$out/$c.note" >&2
+    done
     exit 0
 fi
 
@@ -183,3 +186,5 @@ mkdir -p "$out"
 uptodate zlib "$zlib_want" || get zlib $zlib_want
 # shellcheck disable=SC2086
 uptodate zstd "$zstd_want" || get zstd $zstd_want
+# shellcheck disable=SC2086
+uptodate nettle "$nettle_want" || get nettle $nettle_want

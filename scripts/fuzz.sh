@@ -16,12 +16,13 @@ INC="-Iinclude -Iformats -Iformats/qcow2 -Iformats/vpc"
 FORMATS=$(ls formats/*.c formats/qcow2/*.c formats/vpc/*.c)
 
 seeds="$out/seeds"
-rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv" "$out/seeds-mutate" "$out/seeds-vpc"
+rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv" "$out/seeds-mutate" "$out/seeds-vpc" "$out/seeds-luks"
 scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
 scripts/make-codec-seeds.sh "$out/seeds-codec" >/dev/null
 scripts/make-bdrv-seeds.sh "$out/seeds-bdrv" >/dev/null
 scripts/make-mutate-seeds.sh "$out/seeds-mutate" >/dev/null
 scripts/make-vpc-seeds.sh "$out/seeds-vpc" >/dev/null
+scripts/make-luks-seeds.sh "$out/seeds-luks" >/dev/null
 
 seeds_of() { # name: the seed corpus of a harness
     case "$1" in
@@ -29,6 +30,7 @@ seeds_of() { # name: the seed corpus of a harness
     fuzz_bdrv) echo "$out/seeds-bdrv" ;;
     fuzz_qcow2_snapop | fuzz_qcow2_bitmap_store) echo "$out/seeds-mutate" ;;
     fuzz_vpc) echo "$out/seeds-vpc" ;;
+    fuzz_luks) echo "$out/seeds-luks" ;;
     *) echo "$seeds" ;;
     esac
 }
@@ -48,14 +50,23 @@ codec_libs() {
     codec_libs_built=1
 }
 
+# fuzz_luks links formats/luks and the nettle it calls (scripts/fetch-codecs.sh),
+# instrumented and configured by CMake's rules as the guest's is.
+crypto_libs() {
+    { cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=Release &&
+        cmake --build "$out/cmake" -j"$(nproc)" --target instar_nettle_host; } \
+        >"$out/cmake.log" 2>&1 || { tail -20 "$out/cmake.log" >&2; exit 1; }
+    CRYPTO_FLAGS="-I$out/cmake/nettle-include formats/luks/unlock.c $out/cmake/libinstar_nettle_host.a"
+}
+
 # fuzz_bdrv runs guest code over fuzz/fake_guest.c: the guest's sources
 # are built with its heap (malloc and co. renamed), the harness without.
 bdrv_guest() {
     mkdir -p "$out/bdrv-guest"
     BDRV_OBJS=""
-    for f in bdrv drv_qcow2 drv_vpc open plan_map report result; do
+    for f in bdrv crypt drv_qcow2 drv_vpc open plan_map report result; do
         # shellcheck disable=SC2086 # flag lists
-        AFL_QUIET=1 $CC -c -O2 -g -std=gnu11 $INC -Iguest -Dmalloc=fake_malloc \
+        AFL_QUIET=1 $CC -c -O2 -g -std=gnu11 $INC -Iguest -I"$out/cmake/nettle-include" -Dmalloc=fake_malloc \
             -Dcalloc=fake_calloc -Drealloc=fake_realloc -Dfree=fake_free "guest/$f.c" \
             -o "$out/bdrv-guest/$f.o" 2>"$out/fuzz_bdrv.build.log" ||
             { cat "$out/fuzz_bdrv.build.log" >&2; exit 1; }
@@ -68,10 +79,14 @@ build() { # name
     if [ "$1" = fuzz_decompress ]; then
         codec_libs
         extra=$CODEC_FLAGS
+    elif [ "$1" = fuzz_luks ]; then
+        crypto_libs
+        extra=$CRYPTO_FLAGS
     elif [ "$1" = fuzz_bdrv ]; then
         codec_libs
+        crypto_libs
         bdrv_guest
-        extra="fuzz/fake_guest.c $BDRV_OBJS $CODEC_FLAGS"
+        extra="fuzz/fake_guest.c $BDRV_OBJS $CODEC_FLAGS $CRYPTO_FLAGS"
     fi
     # shellcheck disable=SC2086 # flag lists
     AFL_QUIET=1 $CC -O2 -g -std=gnu11 $INC "fuzz/$1.c" $FORMATS $extra -o "$out/$1" \

@@ -20,7 +20,7 @@ if [ -n "$missing" ]; then
 fi
 
 # The zlib and zstd sources that the guest's codecs are built from, at the
-# versions of the installed zlib1g and libzstd1 (scripts/fetch-codecs.sh;
+# versions of the installed zlib1g, libzstd1 and libnettle8 (scripts/fetch-codecs.sh;
 # into .cache/codecs, never committed).  CMake refuses to configure without.
 "$(dirname "$0")/fetch-codecs.sh"
 

@@ -443,10 +443,27 @@ struct instar_info_args {
 #define INSTAR_CHECK_FIX_ERRORS (1u << 1)
 #define INSTAR_CHECK_NAME_DMG   (1u << 2) /* as INSTAR_INFO_NAME_DMG */
 
+/*
+ * Secrets for encrypted nodes (since ABI v14): the bytes of the
+ * --object secret a node's encrypt.key-secret / key-secret names, as
+ * qcrypto_secret_lookup_as_utf8() returns them (up to the first NUL: the
+ * LUKS passphrase).  They are not image bytes: the guest only feeds them
+ * to PBKDF2.  A check args' key unlocks its image (has_key); a graph's
+ * are its nodes' (node_key).
+ */
+#define INSTAR_KEY_MAX   4
+#define INSTAR_KEY_BYTES 256
+
+struct instar_key {
+    uint32_t len; /* <= INSTAR_KEY_BYTES */
+    uint8_t data[INSTAR_KEY_BYTES];
+};
+
 struct instar_check_args {
     char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */
     uint32_t flags;                   /* INSTAR_CHECK_* */
-    uint32_t pad;
+    uint32_t has_key;                 /* 1: key unlocks the image (encrypt.key-secret) */
+    struct instar_key key;
 };
 
 /* qemu's PreallocMode, in the order of its QAPI enum. */
@@ -604,10 +621,16 @@ struct instar_node {
  * its active one, as after qemu's bdrv_snapshot_load_tmp() (-l).  The
  * field was padding: 0 keeps its meaning.
  */
+/*
+ * node_key[i]: 0 (none), or k for keys[k - 1] (struct instar_key, above;
+ * since ABI v14).
+ */
 struct instar_graph {
     uint32_t nnodes;
     uint32_t snapshot;
     struct instar_node nodes[INSTAR_NODE_MAX];
+    uint8_t node_key[INSTAR_NODE_MAX];
+    struct instar_key keys[INSTAR_KEY_MAX];
 };
 
 /*

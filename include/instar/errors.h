@@ -22,7 +22,14 @@
     X(INSTAR_ERR_BAD_ARGS, 5, "Invalid arguments from the host")                                   \
     X(INSTAR_ERR_SHORT_READ, 6, "Could not read image: unexpected end of file")                    \
     X(INSTAR_ERR_ENCRYPTED_DATA, 7, "Parameter 'encrypt.key-secret' is required for cipher")       \
-    X(INSTAR_ERR_REPAIR_DIRTY, 8, "Could not repair dirty image: Input/output error")
+    X(INSTAR_ERR_REPAIR_DIRTY, 8, "Could not repair dirty image: Input/output error")              \
+    X(INSTAR_ERR_LUKS_PASSWORD, 9, "Invalid password, cannot unlock any keyslot")                  \
+    X(INSTAR_ERR_LUKS_UNSUPPORTED, 10,                                                             \
+      "instar decrypts AES in ECB, CBC and XTS modes only, not this LUKS cipher")                  \
+    X(INSTAR_ERR_LUKS_WORK, 11,                                                                    \
+      "LUKS key slot {0} asks for {1} PBKDF2 blocks, more than instar's limit of 268435456")       \
+    X(INSTAR_ERR_AES_UNSUPPORTED, 12,                                                              \
+      "instar does not decrypt qcow2's old AES encryption (encrypt.format=aes)")
 
 /*
  * Warnings a planner may attach to a result (warn_code); the host prints

@@ -1,0 +1,385 @@
+/*
+ * LUKS1 unlocking and sector encryption (see unlock.h), the steps of QEMU
+ * 7.2's crypto/block-luks.c (qcrypto_block_luks_load_key()),
+ * crypto/afsplit.c and crypto/ivgen-*.c, over nettle's AES, CBC, XTS,
+ * hashes, HMAC and PBKDF2.  Nothing here is a cipher or a hash: those are
+ * nettle's.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <nettle/aes.h>
+#include <nettle/cbc.h>
+#include <nettle/hmac.h>
+#include <nettle/md5.h>
+#include <nettle/nettle-meta.h>
+#include <nettle/pbkdf2.h>
+#include <nettle/ripemd160.h>
+#include <nettle/sha1.h>
+#include <nettle/sha2.h>
+#include <nettle/xts.h>
+
+#include "luks/unlock.h"
+#include "qcow2/be.h"
+
+/* LUKS1 header layout (cryptsetup's LUKS1 on-disk format). */
+#define OFF_MK_LEN    108
+#define OFF_MK_DIGEST 112
+#define OFF_MK_SALT   132
+#define OFF_MK_ITERS  164
+#define OFF_SLOTS     208
+#define SLOT_SIZE     48
+#define SALT_LEN      32
+#define DIGEST_LEN    20
+#define SLOT_ENABLED  0x00AC71F3u
+
+enum {
+    ALG_AES128,
+    ALG_AES192,
+    ALG_AES256
+};
+enum {
+    MODE_ECB,
+    MODE_CBC,
+    MODE_XTS
+};
+enum {
+    IV_PLAIN,
+    IV_PLAIN64,
+    IV_ESSIV
+};
+
+_Static_assert(sizeof(struct aes256_ctx) <= sizeof(((struct luks_volume *)0)->enc),
+               "cipher context storage");
+
+static const struct nettle_hash *hash_by_name(const char *name)
+{
+    static const struct {
+        const char *name;
+        const struct nettle_hash *h;
+    } t[] = {
+        {"md5", &nettle_md5},
+        {"sha1", &nettle_sha1},
+        {"sha224", &nettle_sha224},
+        {"sha256", &nettle_sha256},
+        {"sha384", &nettle_sha384},
+        {"sha512", &nettle_sha512},
+        {"ripemd160", &nettle_ripemd160},
+    };
+    for (size_t i = 0; name && i < sizeof(t) / sizeof(t[0]); i++)
+        if (!strcmp(name, t[i].name))
+            return t[i].h;
+    return NULL;
+}
+
+/* ---- HMAC over any nettle hash, for nettle's generic pbkdf2() ---- */
+
+struct hmac_any {
+    const struct nettle_hash *h;
+    uint64_t outer[32], inner[32], state[32];
+};
+
+static void hmac_any_update(void *ctx, size_t len, const uint8_t *data)
+{
+    struct hmac_any *m = ctx;
+    hmac_update(m->state, m->h, len, data);
+}
+
+static void hmac_any_digest(void *ctx, size_t len, uint8_t *out)
+{
+    struct hmac_any *m = ctx;
+    hmac_digest(m->outer, m->inner, m->state, m->h, len, out);
+}
+
+/* qcrypto_pbkdf2(): PBKDF2-HMAC-h of pw over salt into out[0..outlen). */
+static void pbkdf2_any(const struct nettle_hash *h, const uint8_t *pw, size_t pwlen,
+                       const uint8_t *salt, size_t saltlen, unsigned iters, uint8_t *out,
+                       size_t outlen)
+{
+    struct hmac_any m;
+
+    m.h = h;
+    hmac_set_key(m.outer, m.inner, m.state, h, pwlen, pw);
+    pbkdf2(&m, hmac_any_update, hmac_any_digest, h->digest_size, iters, saltlen, salt, outlen, out);
+    memset(&m, 0, sizeof(m));
+}
+
+/* ---- ciphers ---- */
+
+static void set_keys(unsigned alg, void *enc, void *dec, const uint8_t *key)
+{
+    switch (alg) {
+    case ALG_AES128:
+        aes128_set_encrypt_key(enc, key);
+        aes128_set_decrypt_key(dec, key);
+        break;
+    case ALG_AES192:
+        aes192_set_encrypt_key(enc, key);
+        aes192_set_decrypt_key(dec, key);
+        break;
+    default:
+        aes256_set_encrypt_key(enc, key);
+        aes256_set_decrypt_key(dec, key);
+        break;
+    }
+}
+
+static nettle_cipher_func *enc_fn(unsigned alg)
+{
+    return alg == ALG_AES128   ? (nettle_cipher_func *)aes128_encrypt
+           : alg == ALG_AES192 ? (nettle_cipher_func *)aes192_encrypt
+                               : (nettle_cipher_func *)aes256_encrypt;
+}
+
+static nettle_cipher_func *dec_fn(unsigned alg)
+{
+    return alg == ALG_AES128   ? (nettle_cipher_func *)aes128_decrypt
+           : alg == ALG_AES192 ? (nettle_cipher_func *)aes192_decrypt
+                               : (nettle_cipher_func *)aes256_decrypt;
+}
+
+static int alg_by_bytes(uint32_t bytes)
+{
+    return bytes == 16 ? ALG_AES128 : bytes == 24 ? ALG_AES192 : bytes == 32 ? ALG_AES256 : -1;
+}
+
+/*
+ * Key vol (alg, mode, ivgen already set) with key[0..vol->key_bytes):
+ * qcrypto_cipher_new() and qcrypto_ivgen_new().  essiv_hash: the IV
+ * generator's hash for ESSIV.
+ */
+static int volume_key(struct luks_volume *vol, const uint8_t *key,
+                      const struct nettle_hash *essiv_hash)
+{
+    uint32_t cbytes = vol->mode == MODE_XTS ? vol->key_bytes / 2 : vol->key_bytes;
+
+    set_keys(vol->alg, vol->enc, vol->dec, key);
+    if (vol->mode == MODE_XTS) {
+        uint64_t unused[64];
+        set_keys(vol->alg, vol->twk, unused, key + cbytes);
+        memset(unused, 0, sizeof(unused));
+    }
+    if (vol->ivgen == IV_ESSIV) {
+        /* ivgen-essiv.c: the IV cipher keyed with hash(key), the same family. */
+        uint8_t d[64];
+        uint64_t unused[64];
+        int ealg;
+
+        if (!essiv_hash || essiv_hash->digest_size > sizeof(d))
+            return -LUKS_ERR_UNSUPPORTED;
+        ealg = alg_by_bytes(essiv_hash->digest_size);
+        if (ealg < 0)
+            return -LUKS_ERR_UNSUPPORTED;
+        {
+            uint64_t hctx[32];
+            essiv_hash->init(hctx);
+            essiv_hash->update(hctx, vol->key_bytes, key);
+            essiv_hash->digest(hctx, essiv_hash->digest_size, d);
+        }
+        set_keys((unsigned)ealg, vol->essiv, unused, d);
+        vol->essiv[63] = (uint64_t)ealg; /* the ESSIV cipher, after its context */
+        memset(d, 0, sizeof(d));
+        memset(unused, 0, sizeof(unused));
+    }
+    return 0;
+}
+
+/* The IV of a sector (qcrypto_ivgen_calculate): 16 bytes. */
+static void sector_iv(const struct luks_volume *vol, uint64_t sector, uint8_t iv[16])
+{
+    memset(iv, 0, 16);
+    if (vol->ivgen == IV_PLAIN)
+        sector &= 0xffffffffu;
+    for (unsigned i = 0; i < 8; i++)
+        iv[i] = (uint8_t)(sector >> (8 * i));
+    if (vol->ivgen == IV_ESSIV)
+        enc_fn((unsigned)vol->essiv[63])(vol->essiv, 16, iv, iv);
+}
+
+/* qcrypto_block_cipher_{de,en}crypt_helper(): sector by sector. */
+static int crypt(const struct luks_volume *vol, uint64_t sector, uint8_t *buf, size_t len,
+                 bool decrypt)
+{
+    while (len > 0) {
+        size_t n = len < LUKS_SECTOR ? len : LUKS_SECTOR;
+        uint8_t iv[16];
+
+        if (n % 16)
+            return -LUKS_ERR_UNSUPPORTED;
+        sector_iv(vol, sector, iv);
+        switch (vol->mode) {
+        case MODE_XTS:
+            if (decrypt)
+                xts_decrypt_message(vol->dec, vol->twk, dec_fn(vol->alg), enc_fn(vol->alg), iv, n,
+                                    buf, buf);
+            else
+                xts_encrypt_message(vol->enc, vol->twk, enc_fn(vol->alg), iv, n, buf, buf);
+            break;
+        case MODE_CBC:
+            if (decrypt)
+                cbc_decrypt(vol->dec, dec_fn(vol->alg), 16, iv, n, buf, buf);
+            else
+                cbc_encrypt(vol->enc, enc_fn(vol->alg), 16, iv, n, buf, buf);
+            break;
+        default:
+            if (decrypt)
+                dec_fn(vol->alg)(vol->dec, n, buf, buf);
+            else
+                enc_fn(vol->alg)(vol->enc, n, buf, buf);
+            break;
+        }
+        buf += n;
+        len -= n;
+        sector++;
+    }
+    return 0;
+}
+
+int luks_decrypt(const struct luks_volume *vol, uint64_t sector, uint8_t *buf, size_t len)
+{
+    return crypt(vol, sector, buf, len, true);
+}
+
+int luks_encrypt(const struct luks_volume *vol, uint64_t sector, uint8_t *buf, size_t len)
+{
+    return crypt(vol, sector, buf, len, false);
+}
+
+/* ---- AF merge (crypto/afsplit.c) ---- */
+
+static void af_diffuse(const struct nettle_hash *h, uint8_t *block, size_t len)
+{
+    size_t dl = h->digest_size, n = (len + dl - 1) / dl;
+    uint64_t hctx[32];
+    uint8_t d[64];
+
+    for (size_t i = 0; i < n; i++) {
+        size_t this = i == n - 1 ? len - i * dl : dl;
+        uint8_t be[4] = {(uint8_t)(i >> 24), (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i};
+
+        h->init(hctx);
+        h->update(hctx, 4, be);
+        h->update(hctx, this, block + i * dl);
+        h->digest(hctx, dl, d);
+        memcpy(block + i * dl, d, this);
+    }
+}
+
+static void af_merge(const struct nettle_hash *h, const uint8_t *in, size_t blocklen,
+                     uint32_t stripes, uint8_t *out)
+{
+    uint8_t block[LUKS_KEY_MAX];
+
+    memset(block, 0, blocklen);
+    for (uint32_t i = 0; i + 1 < stripes; i++) {
+        for (size_t k = 0; k < blocklen; k++)
+            block[k] ^= in[i * blocklen + k];
+        af_diffuse(h, block, blocklen);
+    }
+    for (size_t k = 0; k < blocklen; k++)
+        out[k] = block[k] ^ in[(size_t)(stripes - 1) * blocklen + k];
+    memset(block, 0, sizeof(block));
+}
+
+/* The PBKDF2 work of iters iterations deriving len bytes with h. */
+static uint64_t work_of(const struct nettle_hash *h, uint64_t iters, size_t len)
+{
+    return iters * ((len + h->digest_size - 1) / h->digest_size);
+}
+
+int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const uint8_t *pw,
+                size_t pwlen, luks_read_fn read, void *opaque, uint8_t *work,
+                struct luks_volume *vol, uint64_t err_args[2])
+{
+    const struct nettle_hash *h = hash_by_name(info->hash_alg), *ivh = NULL;
+    uint32_t mk_len = be_ld32(hdr + OFF_MK_LEN), mk_iters = be_ld32(hdr + OFF_MK_ITERS);
+    uint32_t cbytes;
+    uint8_t mk[LUKS_KEY_MAX], digest[DIGEST_LEN];
+    int alg, ret = -LUKS_ERR_PASSWORD;
+
+    memset(vol, 0, sizeof(*vol));
+    if (!h || mk_len == 0 || mk_len > LUKS_KEY_MAX)
+        return -LUKS_ERR_UNSUPPORTED;
+    if (!strcmp(info->cipher_mode, "xts"))
+        vol->mode = MODE_XTS;
+    else if (!strcmp(info->cipher_mode, "cbc"))
+        vol->mode = MODE_CBC;
+    else if (!strcmp(info->cipher_mode, "ecb"))
+        vol->mode = MODE_ECB;
+    else
+        return -LUKS_ERR_UNSUPPORTED;
+    if (strncmp(info->cipher_alg, "aes-", 4))
+        return -LUKS_ERR_UNSUPPORTED;
+    cbytes = vol->mode == MODE_XTS ? mk_len / 2 : mk_len;
+    alg = alg_by_bytes(cbytes);
+    if (alg < 0)
+        return -LUKS_ERR_UNSUPPORTED;
+    vol->alg = (unsigned)alg;
+    vol->key_bytes = mk_len;
+    if (!strcmp(info->ivgen_alg, "plain"))
+        vol->ivgen = IV_PLAIN;
+    else if (!strcmp(info->ivgen_alg, "plain64"))
+        vol->ivgen = IV_PLAIN64;
+    else {
+        vol->ivgen = IV_ESSIV;
+        ivh = hash_by_name(info->ivgen_hash_alg);
+    }
+
+    /* Bound the work before any of it: each slot tried, and its digest check. */
+    for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS; i++) {
+        const uint8_t *s = hdr + OFF_SLOTS + i * SLOT_SIZE;
+        uint64_t w;
+
+        if (be_ld32(s) != SLOT_ENABLED)
+            continue;
+        w = work_of(h, be_ld32(s + 4), mk_len) + work_of(h, mk_iters, DIGEST_LEN);
+        if (w > LUKS_WORK_MAX) {
+            err_args[0] = i;
+            err_args[1] = w;
+            return -LUKS_ERR_TOO_MUCH_WORK;
+        }
+    }
+
+    for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS && ret == -LUKS_ERR_PASSWORD; i++) {
+        const uint8_t *s = hdr + OFF_SLOTS + i * SLOT_SIZE;
+        uint32_t stripes = be_ld32(s + 44);
+        size_t splitlen = (size_t)mk_len * stripes;
+        uint8_t key[LUKS_KEY_MAX];
+        int r;
+
+        if (be_ld32(s) != SLOT_ENABLED)
+            continue;
+        if (stripes != LUKS_STRIPES_WANT) /* qcow2_luks_parse() refused it */
+            return -LUKS_ERR_UNSUPPORTED;
+        pbkdf2_any(h, pw, pwlen, s + 8, SALT_LEN, be_ld32(s + 4), key, mk_len);
+        r = read(opaque, (uint64_t)be_ld32(s + 40) * LUKS_SECTOR, work, splitlen);
+        if (r < 0) {
+            ret = r;
+            break;
+        }
+        r = volume_key(vol, key, ivh);
+        if (r == 0)
+            r = crypt(vol, 0, work, splitlen, true);
+        memset(key, 0, sizeof(key));
+        if (r < 0) {
+            ret = r;
+            break;
+        }
+        af_merge(h, work, mk_len, stripes, mk);
+        pbkdf2_any(h, mk, mk_len, hdr + OFF_MK_SALT, SALT_LEN, mk_iters, digest, DIGEST_LEN);
+        if (!memcmp(digest, hdr + OFF_MK_DIGEST, DIGEST_LEN)) {
+            ret = volume_key(vol, mk, ivh);
+            vol->slot = i;
+        }
+    }
+    memset(mk, 0, sizeof(mk));
+    memset(work, 0, LUKS_WORK_SIZE);
+    if (ret < 0) {
+        unsigned a = vol->alg, m = vol->mode, g = vol->ivgen;
+        memset(vol, 0, sizeof(*vol));
+        vol->alg = a, vol->mode = m, vol->ivgen = g;
+    }
+    return ret;
+}
