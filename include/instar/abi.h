@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 14
+#define INSTAR_ABI_VERSION 15
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -52,8 +52,8 @@
 #define INSTAR_PD_GPA         0x8000ULL   /* one page directory per GiB */
 #define INSTAR_TRAP_STACK_TOP 0x20000ULL  /* 0x10000..0x20000: exception stack */
 #define INSTAR_PROC_LOW_GPA   0x80000ULL  /* lowest address the process backend maps */
-#define INSTAR_BOOT_INFO_GPA  0x80000ULL  /* struct instar_boot_info (one page) */
-#define INSTAR_IDT_GPA        0x81000ULL  /* 32 gates, filled by the guest */
+#define INSTAR_BOOT_INFO_GPA  0x80000ULL  /* struct instar_boot_info (two pages) */
+#define INSTAR_IDT_GPA        0x82000ULL  /* 32 gates, filled by the guest */
 #define INSTAR_PD_MAX         4           /* so guest RAM <= 4 GiB */
 #define INSTAR_GUEST_LOAD_GPA 0x100000ULL /* guest image, then bss */
 #define INSTAR_GUEST_MEM_MIN  (4ULL << 20)
@@ -921,7 +921,7 @@ struct instar_commit_args {
 #define INSTAR_PROGRESS_ADD   1 /* qemu_progress_print((float)num / den * 100, 100) */
 #define INSTAR_PROGRESS_RECIP 2 /* qemu_progress_print((float)num / (int64_t)den, 100) */
 
-#define INSTAR_ARGS_MAX 3040
+#define INSTAR_ARGS_MAX 7136
 
 #define INSTAR_BOOT_MAGIC 0x52415453 /* "STAR" */
 
@@ -951,7 +951,8 @@ struct instar_boot_info {
     } args;
 };
 
-_Static_assert(sizeof(struct instar_boot_info) <= 4096, "boot info must fit its page");
+_Static_assert(sizeof(struct instar_boot_info) <= INSTAR_IDT_GPA - INSTAR_BOOT_INFO_GPA,
+               "boot info must fit below the IDT");
 
 #endif /* !__ASSEMBLER__ */
 #endif /* INSTAR_ABI_H */
