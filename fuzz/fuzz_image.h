@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_read.h"
 #include "fuzz_alloc.h"
 #include "qcow2/bitmap.h"
 #include "qcow2/check.h"
@@ -50,12 +51,7 @@ static int fi_pread(void *opaque, uint64_t off, void *buf, size_t len)
 {
     const struct fi *m = opaque;
 
-    memset(buf, 0, len);
-    if (off < m->len) {
-        size_t n = m->len - off < len ? (size_t)(m->len - off) : len;
-        memcpy(buf, m->p + off, n);
-    }
-    return 0;
+    return fuzz_read(m->p, m->len, off, buf, len);
 }
 
 static int fi_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)

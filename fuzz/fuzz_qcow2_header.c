@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_read.h"
 #include "probe.h"
 #include "qcow2/bitmap.h"
 #include "qcow2/header.h"
@@ -33,12 +34,7 @@ static int mem_pread(void *opaque, uint64_t off, void *buf, size_t len)
 {
     const struct mem *m = opaque;
 
-    memset(buf, 0, len);
-    if (off < m->len) {
-        size_t n = m->len - off < len ? (size_t)(m->len - off) : len;
-        memcpy(buf, m->p + off, n);
-    }
-    return 0;
+    return fuzz_read(m->p, m->len, off, buf, len);
 }
 
 #ifdef FUZZ_STANDALONE

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_read.h"
 #include "fuzz_alloc.h"
 #include "qcow2/check.h"
 #include "qcow2/header.h"
@@ -39,12 +40,7 @@ static int mem_pread(void *opaque, uint64_t off, void *buf, size_t len)
 {
     const struct mem *m = opaque;
 
-    memset(buf, 0, len);
-    if (off < m->len) {
-        size_t n = m->len - off < len ? (size_t)(m->len - off) : len;
-        memcpy(buf, m->p + off, n);
-    }
-    return 0;
+    return fuzz_read(m->p, m->len, off, buf, len);
 }
 
 static void mem_grow(struct mem *m, uint64_t end)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_read.h"
 #include "vpc/vpc.h"
 
 #define MAX_INPUT (16u << 20)
@@ -27,12 +28,7 @@ static int mem_pread(void *opaque, uint64_t off, void *buf, size_t len)
 {
     const struct mem *m = opaque;
 
-    memset(buf, 0, len);
-    if (off < m->len) {
-        size_t n = m->len - off < len ? (size_t)(m->len - off) : len;
-        memcpy(buf, m->p + off, n);
-    }
-    return 0;
+    return fuzz_read(m->p, m->len, off, buf, len);
 }
 
 #ifdef FUZZ_STANDALONE

@@ -230,6 +230,15 @@ int gbs_qcow2_store_bitmaps(struct gbs *bs, struct qcow2_bm_list *l, qcow2_bm_fi
 struct qcow2_bm_list *gbs_qcow2_bitmaps(struct gbs *bs);
 
 /*
+ * The callbacks formats/qcow2/bitmap_store.c and bitmap.c take for a
+ * qcow2 node's bitmaps: gbs_bm_mem, the guest heap (struct qcow2_bm_list's
+ * allocator; size 0 frees); gbs_bm_pread, a qcow2_reader over the file of
+ * the struct gbs passed as opaque (-GBS_EIO on a failed read).
+ */
+void *gbs_bm_mem(void *opaque, void *p, size_t size);
+int gbs_bm_pread(void *opaque, uint64_t off, void *buf, size_t len);
+
+/*
  * gbs_qcow2_bitmap_list - gbs_qcow2_bitmaps(), or for a writable version 3
  * qcow2 node without bitmaps a new empty list (stored by gbs_close() once
  * a bitmap is added).  NULL: not a writable qcow2 v3 node, bitmaps not

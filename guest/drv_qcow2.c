@@ -67,7 +67,7 @@ static struct q2 *Q(struct gbs *bs)
 
 /* --- persistent bitmaps of a writable node (block/qcow2-bitmap.c) --- */
 
-static void *bm_mem(void *opaque, void *p, size_t size)
+void *gbs_bm_mem(void *opaque, void *p, size_t size)
 {
     (void)opaque;
     if (size == 0) {
@@ -77,7 +77,7 @@ static void *bm_mem(void *opaque, void *p, size_t size)
     return realloc(p, size);
 }
 
-static int bm_pread(void *opaque, uint64_t off, void *buf, size_t len)
+int gbs_bm_pread(void *opaque, uint64_t off, void *buf, size_t len)
 {
     return gblk_pread(((struct gbs *)opaque)->file, off, buf, len) < 0 ? -GBS_EIO : 0;
 }
@@ -128,7 +128,7 @@ static int q2_bitmaps_open(struct gbs *bs)
 {
     struct q2 *q = Q(bs);
     const struct qcow2_exts *x = &q->img.x;
-    struct qcow2_reader rd = {bm_pread, bs};
+    struct qcow2_reader rd = {gbs_bm_pread, bs};
     struct qcow2_bm_dir dir = {x->nb_bitmaps, x->bitmap_dir_offset, x->bitmap_dir_size};
     uint64_t autoclear =
         q->img.h.autoclear_features & (QCOW2_AUTOCLEAR_BITMAPS | QCOW2_AUTOCLEAR_DATA_FILE_RAW);
@@ -138,7 +138,7 @@ static int q2_bitmaps_open(struct gbs *bs)
     q->bml = calloc(1, sizeof(*q->bml));
     if (!q->bml)
         return -INSTAR_ERR_NOMEM;
-    qcow2_bm_list_init(q->bml, q->img.h.disk_size, q->cluster_bits, bm_mem, NULL);
+    qcow2_bm_list_init(q->bml, q->img.h.disk_size, q->cluster_bits, gbs_bm_mem, NULL);
     ret = qcow2_bm_list_load(q->bml, q->img.bitmaps, q->img.nbitmaps);
     for (i = 0; ret == 0 && i < q->bml->n; i++)
         if (!(q->bml->bm[i].flags & QCOW2_BITMAP_IN_USE))
@@ -1076,7 +1076,7 @@ struct qcow2_bm_list *gbs_qcow2_bitmap_list(struct gbs *bs)
     q->bml = calloc(1, sizeof(*q->bml));
     if (!q->bml)
         return NULL;
-    qcow2_bm_list_init(q->bml, q->img.h.disk_size, q->cluster_bits, bm_mem, NULL);
+    qcow2_bm_list_init(q->bml, q->img.h.disk_size, q->cluster_bits, gbs_bm_mem, NULL);
     return q->bml;
 }
 

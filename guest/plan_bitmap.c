@@ -24,21 +24,6 @@ static struct qcow2_bm_list src_list;
 static bool src_loaded;
 static struct gbs *src_bs;
 
-static void *bm_mem(void *opaque, void *p, size_t size)
-{
-    (void)opaque;
-    if (size == 0) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
-}
-
-static int src_pread(void *opaque, uint64_t off, void *buf, size_t len)
-{
-    return gblk_pread(((struct gbs *)opaque)->file, off, buf, len) < 0 ? -GBS_EIO : 0;
-}
-
 static __attribute__((noreturn)) void bad_args(void)
 {
     result_error(INSTAR_OP_BITMAP, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
@@ -168,7 +153,7 @@ static uint32_t merge_source(struct qcow2_bm_list *l, struct gbs *bs, uint32_t k
     }
     if (!src_loaded) {
         src_loaded = true;
-        qcow2_bm_list_init(&src_list, src_bs->total, 0, bm_mem, NULL);
+        qcow2_bm_list_init(&src_list, src_bs->total, 0, gbs_bm_mem, NULL);
         if (src_bs->drv == &gbs_drv_qcow2) {
             const struct gq_image *si = src_bs->opaque;
 
@@ -184,7 +169,7 @@ static uint32_t merge_source(struct qcow2_bm_list *l, struct gbs *bs, uint32_t k
     *size = src_bs->total;
     *bits = NULL;
     if (!(src_list.bm[j].flags & QCOW2_BITMAP_IN_USE)) {
-        struct qcow2_reader rd = {src_pread, src_bs};
+        struct qcow2_reader rd = {gbs_bm_pread, src_bs};
 
         if (!src_list.bm[j].bits && qcow2_bm_load_bits(&src_list, (uint32_t)j, &rd) < 0)
             result_error(INSTAR_OP_BITMAP, INSTAR_ERR_IO, NULL, NULL, 0);

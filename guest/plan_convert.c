@@ -661,16 +661,6 @@ struct bm_copy {
     struct bm_src *b; /* per target bitmap */
 };
 
-static void *bm_mem(void *opaque, void *p, size_t size)
-{
-    (void)opaque;
-    if (size == 0) {
-        free(p);
-        return NULL;
-    }
-    return realloc(p, size);
-}
-
 /*
  * The serialised bytes [off, off + len) of source bitmap index, as
  * load_bitmap_data() reads them into qemu's bitmap: a zero entry reads as
@@ -736,7 +726,7 @@ static void copy_bitmaps(struct cv *s)
     c.b = calloc(img->nbitmaps ? img->nbitmaps : 1, sizeof(*c.b));
     if (!c.b)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_NOMEM, NULL, NULL, 0);
-    qcow2_bm_list_init(&l, s->tn->total, 0, bm_mem, NULL);
+    qcow2_bm_list_init(&l, s->tn->total, 0, gbs_bm_mem, NULL);
     {
         uint64_t tcs;
         unsigned ct;
