@@ -31,6 +31,7 @@
 #include "opts.h"
 #include "progress.h"
 #include "qcow2/amend.h"
+#include "qcow2/qcow2_err.h"
 #include "qcow2/resize.h"
 #include "report.h"
 #include "result.h"
@@ -174,6 +175,9 @@ static void report_amend_code(const char *name, int code, const uint64_t *args, 
                      (int)(args[2] <= 64 ? args[2] : 0), args[0], args[1]);
         return;
     }
+    /* qcow2_expand_zero_clusters(): qcow2_validate_table()'s error first. */
+    if (code == QCOW2_AMEND_ERR_EXPAND_ZERO && !warning && QCOW2_ERR_IS_SNAPSHOT_LOAD(args[1]))
+        report_error("%s", report_code_template((int32_t)args[1]));
     if (code == QCOW2_AMEND_ERR_DOWNGRADE_INCOMPAT) {
         report_error("Cannot downgrade an image with incompatible features 0x%" PRIx64 " set",
                      errnum);

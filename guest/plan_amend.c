@@ -25,6 +25,14 @@ static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
     result_error(INSTAR_OP_AMEND, code, args, NULL, 0);
 }
 
+/* fail() with the message qemu prints before it (a QCOW2_ERR_* of header_err.h). */
+static __attribute__((noreturn)) void fail_after(int code, uint64_t errnum, int first)
+{
+    uint64_t args[4] = {errnum, (uint64_t)first, 0, 0};
+
+    result_error(INSTAR_OP_AMEND, code, args, NULL, 0);
+}
+
 static __attribute__((noreturn)) void done(int wcode, int werrno)
 {
     gresize_send(INSTAR_OP_AMEND, wcode, werrno);
@@ -149,7 +157,7 @@ static void amend_downgrade(const struct gq_image *img, struct qcow2_amend_progr
     pr->cur_op = QCOW2_AMEND_OP_DOWNGRADE;
     ret = qcow2_amend_expand_zero(&ex);
     if (ret < 0)
-        fail(-ret, (uint64_t)ex.errnum);
+        fail_after(-ret, (uint64_t)ex.errnum, ex.table_err);
     /* qcow2_has_compressed_clusters(): a zstd image may go without them. */
     if ((h->incompatible_features & QCOW2_INCOMPAT_COMPRESSION) && ex.compressed)
         fail(QCOW2_AMEND_ERR_DOWNGRADE_ZSTD, 0);

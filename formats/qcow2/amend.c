@@ -8,7 +8,10 @@
 #include "qcow2/amend.h"
 #include "qcow2/be.h"
 #include "qcow2/create.h"
+#include "qcow2/header.h"
 #include "qcow2/refcount.h"
+
+#define AMEND_MAX_L1_BYTES (32ull << 20) /* QCOW_MAX_L1_SIZE */
 
 int qcow2_amend_lazy(uint32_t version, uint64_t compat_features, bool on,
                      qcow2_amend_pwrite_fn pwrite, void *opaque, int *errnum)
@@ -543,6 +546,7 @@ int qcow2_amend_expand_zero(struct qcow2_amend_expand *e)
     int ret;
 
     e->errnum = 0;
+    e->table_err = 0;
     e->compressed = false;
     for (t = 0; t < e->nl1; t++)
         total += e->l1[t].size;
@@ -560,8 +564,21 @@ int qcow2_amend_expand_zero(struct qcow2_amend_expand *e)
     }
     memset(zero, 0, (size_t)cs);
     for (t = 0; t < e->nl1; t++) {
-        uint8_t *p = ops->mem(e->opaque, l1, (size_t)e->l1[t].size * 8 + 8);
+        uint8_t *p;
 
+        /* qcow2_validate_table() of a snapshot's L1 table (QCOW_MAX_L1_SIZE). */
+        if (t > 0 && e->l1[t].size > AMEND_MAX_L1_BYTES / 8) {
+            e->table_err = QCOW2_ERR_SNAP_L1_TOO_LARGE;
+            ret = -QCOW2_ALLOC_EFBIG;
+            goto out;
+        }
+        if (t > 0 && (e->l1[t].offset > (uint64_t)INT64_MAX - (uint64_t)e->l1[t].size * 8 ||
+                      (e->l1[t].offset & (cs - 1)))) {
+            e->table_err = QCOW2_ERR_SNAP_L1_OFFSET;
+            ret = -QCOW2_ALLOC_EINVAL;
+            goto out;
+        }
+        p = ops->mem(e->opaque, l1, (size_t)e->l1[t].size * 8 + 8);
         if (!p) {
             ret = -QCOW2_ALLOC_ENOMEM;
             goto out;

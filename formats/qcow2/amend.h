@@ -220,6 +220,7 @@ struct qcow2_amend_expand {
     struct qcow2_amend_progress *progress; /* NULL: none */
     /* OUT */
     int errnum;      /* QCOW2_AMEND_ERR_EXPAND_ZERO's errno */
+    int table_err;   /* 0, or the QCOW2_ERR_SNAP_L1_* qemu prints before it */
     bool compressed; /* the active L1 table reaches a compressed cluster */
 };
 
