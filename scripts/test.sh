@@ -65,7 +65,7 @@ if [ "$KVM" = 0 ]; then
     # skips is a failure (INSTAR_REQUIRE_KVM).
     echo "== the KVM backend in a nested system (scripts/kvm-tcg.sh; TCG, 10-20x slower)"
     scripts/kvm-tcg-setup.sh
-    scripts/kvm-tcg.sh --mem 4096 --timeout 1500 -- sh -c '
+    scripts/kvm-tcg.sh --mem 6144 --timeout 1500 -- sh -c '
         set -e
         export INSTAR_REQUIRE_KVM=1
         build/test_vmm_negative
