@@ -340,7 +340,24 @@ def test_vpc_create(instar, tmp_path, request, args):
     assert (expected.returncode != 0) == err_case, "case id does not match: " + expected.describe()
     a, b = tmp_path / "oracle" / "a.vhd", tmp_path / "instar" / "a.vhd"
     assert a.exists() == b.exists()
-    if a.exists():
+    if a.exists() and a.stat().st_size > 64 << 20:
+        # A large fixed image: its two ends masked, the rest compared in
+        # chunks (whole copies in memory overran the nested test system).
+        size = a.stat().st_size
+        assert size == b.stat().st_size, "a.vhd: lengths differ"
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            for off in range(0, size, 4 << 20):
+                ca, cb = fa.read(4 << 20), fb.read(4 << 20)
+                if off == 0 or off + len(ca) == size:
+                    ca, cb = bytearray(ca), bytearray(cb)
+                    for base in (0, len(ca) - 512) if off == 0 else (len(ca) - 512,):
+                        for c in (ca, cb):
+                            if c[base:base + 8] == b"conectix" and c[base + 28:base + 32] in (b"qemu", b"qem2"):
+                                c[base + 24:base + 28] = bytes(4)
+                                c[base + 64:base + 84] = bytes(20)
+                assert ca == cb, f"a.vhd differs at {off:#x} beyond timestamp, checksum and UUID"
+        assert _layout(a) == _layout(b), "a.vhd: host data/hole layout differs"
+    elif a.exists():
         da, db = a.read_bytes(), b.read_bytes()
         assert _mask_footers(da) == _mask_footers(db), "a.vhd differs beyond timestamp, checksum and UUID"
         assert _layout(a) == _layout(b), "a.vhd: host data/hole layout differs"
