@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 15
+#define INSTAR_ABI_VERSION 16
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -599,6 +599,17 @@ enum instar_driver {
     INSTAR_DRV_RAW = 1,
     INSTAR_DRV_QCOW2 = 2,
     INSTAR_DRV_VPC = 3,
+    /* Reserved for the formats being built (issue 12), one value each. */
+    INSTAR_DRV_VMDK = 4,
+    INSTAR_DRV_VHDX = 5,
+    INSTAR_DRV_VDI = 6,
+    INSTAR_DRV_QCOW = 7,
+    INSTAR_DRV_QED = 8,
+    INSTAR_DRV_PARALLELS = 9,
+    INSTAR_DRV_DMG = 10,
+    INSTAR_DRV_BOCHS = 11,
+    INSTAR_DRV_CLOOP = 12,
+    INSTAR_DRV_LUKS = 13,
 };
 /*
  * instar_node.driver: the enum in the low 16 bits, the driver's open
