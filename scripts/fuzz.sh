@@ -13,25 +13,28 @@ mkdir -p "$out"
 CC=afl-clang-fast
 command -v "$CC" >/dev/null 2>&1 || CC=afl-cc
 INC="-Iinclude -Iformats -Iformats/qcow2 -Iformats/vpc"
-FORMATS=$(ls formats/*.c formats/qcow2/*.c formats/vpc/*.c)
+# Every format's library but luks's, which links nettle (crypto_libs).
+FORMATS=$(ls formats/*.c formats/*/*.c | grep -v '^formats/luks/')
 
 seeds="$out/seeds"
-rm -rf "$seeds" "$out/seeds-codec" "$out/seeds-bdrv" "$out/seeds-mutate" "$out/seeds-vpc" "$out/seeds-luks"
+rm -rf "$seeds" "$out"/seeds-*
 scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
-scripts/make-codec-seeds.sh "$out/seeds-codec" >/dev/null
-scripts/make-bdrv-seeds.sh "$out/seeds-bdrv" >/dev/null
-scripts/make-mutate-seeds.sh "$out/seeds-mutate" >/dev/null
-scripts/make-vpc-seeds.sh "$out/seeds-vpc" >/dev/null
-scripts/make-luks-seeds.sh "$out/seeds-luks" >/dev/null
+# Every other corpus: scripts/make-NAME-seeds.sh makes $out/seeds-NAME.
+for s in scripts/make-*-seeds.sh; do
+    name=${s#scripts/make-}
+    name=${name%-seeds.sh}
+    [ "$name" = fuzz ] || "$s" "$out/seeds-$name" >/dev/null
+done
 
 seeds_of() { # name: the seed corpus of a harness
     case "$1" in
     fuzz_decompress) echo "$out/seeds-codec" ;;
     fuzz_bdrv) echo "$out/seeds-bdrv" ;;
     fuzz_qcow2_snapop | fuzz_qcow2_bitmap_store) echo "$out/seeds-mutate" ;;
-    fuzz_vpc) echo "$out/seeds-vpc" ;;
-    fuzz_luks) echo "$out/seeds-luks" ;;
-    *) echo "$seeds" ;;
+    *)
+        # fuzz_<fmt>: its format's corpus when it has one.
+        if [ -d "$out/seeds-${1#fuzz_}" ]; then echo "$out/seeds-${1#fuzz_}"; else echo "$seeds"; fi
+        ;;
     esac
 }
 
@@ -64,7 +67,7 @@ crypto_libs() {
 bdrv_guest() {
     mkdir -p "$out/bdrv-guest"
     BDRV_OBJS=""
-    for f in bdrv crypt drv_qcow2 drv_vpc open plan_map report result; do
+    for f in bdrv crypt open plan_map report result $(cd guest && ls drv_*.c | sed 's/\.c$//'); do
         # shellcheck disable=SC2086 # flag lists
         AFL_QUIET=1 $CC -c -O2 -g -std=gnu11 $INC -Iguest -I"$out/cmake/nettle-include" -Dmalloc=fake_malloc \
             -Dcalloc=fake_calloc -Drealloc=fake_realloc -Dfree=fake_free "guest/$f.c" \
