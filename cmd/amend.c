@@ -206,6 +206,9 @@ static int amend_report_cb(void *opaque, const void *recs, size_t len)
  * Run the amend planner over the qcow2 image im with args.  Returns 0 or
  * -1 after reporting.
  */
+/* The guest opened the image read-write (what qemu-img's open does to it is done). */
+static bool amend_opened;
+
 static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
 {
     struct open_image *im = &oc->img[0];
@@ -216,6 +219,7 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
     struct stat st;
     int ret = -1;
 
+    amend_opened = true;
     if (!result_qcow2_cluster_size_ok((uint64_t)im->info->cluster_size)) {
         report_error("Failed to amend '%s': sandbox failure: invalid result", im->name);
         return -1;
@@ -256,6 +260,18 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
     }
     if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_AMEND, &hdr) != RESULT_OK) {
         report_error("Failed to amend '%s': sandbox failure: invalid result", im->name);
+        goto out;
+    }
+    if (hdr.error == QCOW2_RESIZE_ERR_BITMAP_INCONSISTENT) {
+        /* qcow2_truncate_bitmaps_check(): the bitmap's name, as it is on disk. */
+        int kind = 0;
+        const char *m = amend_msg(hdr.error, &kind), *pct = m ? strstr(m, "%s") : NULL;
+
+        if (!pct || !hdr.err_str.off)
+            report_error("Failed to amend '%s': sandbox failure: invalid result", im->name);
+        else
+            report_error("%.*s%.*s%s", (int)(pct - m), m, (int)hdr.err_str.len,
+                         (const char *)out.result + hdr.err_str.off, pct + 2);
         goto out;
     }
     if (hdr.error >= 3000 && hdr.error < 3200) {
@@ -532,6 +548,19 @@ int cmd_amend(int argc, char **argv)
     progress_print(100, 0);
 out:
     progress_end();
+    /*
+     * A failure after qemu-img's read-write open (help, option errors):
+     * the open and the close still store an image's persistent bitmaps
+     * anew, as blk_unref() does.
+     */
+    if (oc_open && !amend_opened && !strcmp(oc.img[0].info->format, "qcow2") &&
+        oc.img[0].info->nbitmaps) {
+        struct instar_amend_args open_only;
+
+        memset(&open_only, 0, sizeof(open_only));
+        open_only.flags = INSTAR_AMEND_OPEN_ONLY;
+        (void)amend_run(&oc, &open_only);
+    }
     opts_free(&l);
     if (oc_open)
         open_chain_close(&oc);

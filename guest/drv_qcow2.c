@@ -1103,23 +1103,27 @@ int gbs_qcow2_resized(struct gbs *bs, uint64_t free_cluster_index)
 {
     struct q2 *q = Q(bs);
     struct qcow2_header *h = &q->img.h;
-    uint8_t hdr[64], *raw = NULL;
-    uint64_t size, l1_off, rt_off, *l1 = NULL;
-    uint32_t l1_size, rt_clusters;
+    uint8_t hdr[104], *raw = NULL;
+    uint64_t size, l1_off, rt_off, *l1 = NULL, compat = h->compatible_features;
+    uint32_t l1_size, rt_clusters, order = h->refcount_order;
     int ret;
 
     if (bs->drv != &gbs_drv_qcow2 || !bs->writable || q->w)
         return -GBS_EINVAL;
-    /* The fields resize.c writes (offsets of QCowHeader), as it wrote them. */
-    if (gdev_pread(bs->file, 0, hdr, sizeof(hdr)) < 0)
+    /* The fields resize.c and amend.c write (offsets of QCowHeader), as they wrote them. */
+    if (gdev_pread(bs->file, 0, hdr, h->version >= 3 ? 104 : 72) < 0)
         return -GBS_EIO;
     size = rd_be(hdr + 24, 8);
     l1_size = (uint32_t)rd_be(hdr + 36, 4);
     l1_off = rd_be(hdr + 40, 8);
     rt_off = rd_be(hdr + 48, 8);
     rt_clusters = (uint32_t)rd_be(hdr + 56, 4);
+    if (h->version >= 3) {
+        compat = rd_be(hdr + 80, 8);
+        order = (uint32_t)rd_be(hdr + 96, 4);
+    }
     if (l1_size > (32u << 20) / 8 || (l1_off & (q->cluster_size - 1)) ||
-        (rt_off & (q->cluster_size - 1)) || l1_size < q->l1_size)
+        (rt_off & (q->cluster_size - 1)) || l1_size < q->l1_size || order > 6)
         return -GBS_EIO;
     if (l1_size) {
         raw = malloc((size_t)l1_size * 8);
@@ -1151,6 +1155,8 @@ int gbs_qcow2_resized(struct gbs *bs, uint64_t free_cluster_index)
     h->l1_table_offset = l1_off;
     h->refcount_table_offset = rt_off;
     h->refcount_table_clusters = rt_clusters;
+    h->compatible_features = compat;
+    h->refcount_order = order;
     bs->total = size;
     q->free_cluster_index = free_cluster_index;
     ret = 0;

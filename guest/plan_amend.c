@@ -6,22 +6,50 @@
  * (formats/qcow2/resize.c), in qemu's order.  The host has parsed the
  * options and refused what instar does not amend.
  */
+#include "bdrv.h"
 #include "guest.h"
 #include "open.h"
 #include "resize_io.h"
 #include "qcow2/alloc.h"
 #include "qcow2/amend.h"
 #include "qcow2/be.h"
+#include "qcow2/bitmap_store.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
 
 /* The largest size bdrv_co_truncate() accepts (BDRV_MAX_LENGTH). */
 #define AMEND_MAX_LENGTH UINT64_C(0x7fffffffc0000000)
 
+/*
+ * An image with persistent bitmaps is also open as a node of the block
+ * layer, as qemu-img amend's read-write open opens it: its bitmaps are
+ * loaded and marked in use (guest/drv_qcow2.c) before the amend writes
+ * the file underneath, and stored anew when it is closed, after a
+ * failure too (blk_unref()).  am_free_index: where qemu's allocator is
+ * left for that store.
+ */
+static struct gbs *am_bs;
+static uint64_t am_free_index;
+
+static int am_close(void)
+{
+    struct gbs *bs = am_bs;
+    int ret;
+
+    if (!bs)
+        return 0;
+    am_bs = NULL;
+    ret = gbs_qcow2_resized(bs, am_free_index);
+    if (ret == 0)
+        ret = gbs_close(bs);
+    return ret;
+}
+
 static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
 {
     uint64_t args[4] = {errnum, 0, 0, 0};
 
+    (void)am_close();
     result_error(INSTAR_OP_AMEND, code, args, NULL, 0);
 }
 
@@ -30,11 +58,16 @@ static __attribute__((noreturn)) void fail_after(int code, uint64_t errnum, int 
 {
     uint64_t args[4] = {errnum, (uint64_t)first, 0, 0};
 
+    (void)am_close();
     result_error(INSTAR_OP_AMEND, code, args, NULL, 0);
 }
 
 static __attribute__((noreturn)) void done(int wcode, int werrno)
 {
+    int ret = am_close();
+
+    if (ret < 0)
+        fail(QCOW2_RESIZE_ERR_STORE_BITMAPS, (uint64_t)-ret);
     gresize_send(INSTAR_OP_AMEND, wcode, werrno);
 }
 
@@ -210,12 +243,18 @@ void plan_amend(void)
              0);
     if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
+    /*
+     * Not built: qemu loads the bitmaps of a dirty image before its
+     * repair, and a downgrade leaves them in a version 2 header.
+     */
+    if (img.x.nb_bitmaps > 0 && ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) ||
+                                 ((a->flags & INSTAR_AMEND_DOWNGRADE) && h->version == 3)))
+        fail(QCOW2_AMEND_ERR_NOTSUP_BITMAPS, 0);
     if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
         gq_repair_dirty(&img, INSTAR_OP_AMEND, 0) < 0)
         fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
-    /* A read-write open marks them in use, and the close stores them again. */
     if (img.x.nb_bitmaps > 0)
-        fail(QCOW2_AMEND_ERR_NOTSUP_BITMAPS, 0);
+        am_bs = gresize_open_node(INSTAR_OP_AMEND, false);
     if (a->flags & INSTAR_AMEND_OPEN_ONLY)
         done(0, 0);
     version = h->version;
@@ -329,6 +368,7 @@ void plan_amend(void)
         if (ret < 0)
             fail(-ret, (uint64_t)ro.errnum);
         refcount_order = new_order;
+        am_free_index = ro.free_cluster_index;
         reftable_offset = ro.new_reftable_offset;
         reftable_clusters = ro.new_reftable_clusters;
     }
@@ -357,6 +397,17 @@ void plan_amend(void)
     ri.prealloc = QCOW2_PREALLOC_OFF;
     ri.zero_write = (a->flags & INSTAR_AMEND_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_AMEND_BACKING_HEAD) != 0;
+    if (am_bs) {
+        static char name[QCOW2_BM_NAME_MAX + 1];
+        size_t n;
+
+        /* qcow2_truncate_bitmaps_check() */
+        if (gresize_bad_bitmap(am_bs, name, &n)) {
+            (void)am_close();
+            result_error(INSTAR_OP_AMEND, QCOW2_RESIZE_ERR_BITMAP_INCONSISTENT, NULL, name, n);
+        }
+        ri.free_cluster_index = &am_free_index;
+    }
     ret = qcow2_resize(&ri, &gresize_io, a->size, &errnum, &wcode, &werrno);
     if (ret < 0)
         fail(-ret, (uint64_t)errnum);

@@ -145,8 +145,7 @@ void gresize_send(uint32_t op, int wcode, int werrno)
     rbuf_send(&rb, op, 0);
 }
 
-/* Device 0 as the one node of a graph: the block layer's qcow2 driver (guest/drv_qcow2.c). */
-static struct gbs *open_node(bool data_file)
+struct gbs *gresize_open_node(uint32_t op, bool data_file)
 {
     struct instar_graph g;
 
@@ -156,8 +155,22 @@ static struct gbs *open_node(bool data_file)
     g.nodes[0].file = GOPEN_DEV;
     g.nodes[0].data = data_file ? RS_DATA_DEV : INSTAR_NO_NODE;
     g.nodes[0].backing = INSTAR_NO_NODE;
-    gbs_open_or_fail(INSTAR_OP_RESIZE, &g);
+    gbs_open_or_fail(op, &g);
     return gbs_node(0);
+}
+
+int gresize_bad_bitmap(struct gbs *bs, char *name, size_t *len)
+{
+    struct qcow2_bm_list *l = gbs_qcow2_bitmaps(bs);
+
+    /* In use at open: loaded without bits and never stored (inconsistent). */
+    for (uint32_t i = 0; l && i < l->n; i++)
+        if (!l->bm[i].bits && !l->bm[i].dirty) {
+            *len = l->bm[i].name_len;
+            memcpy(name, l->bm[i].name, *len);
+            return 1;
+        }
+    return 0;
 }
 
 /*
@@ -175,30 +188,20 @@ static struct gbs *open_node(bool data_file)
 static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_resize_image *ri,
                                                           uint64_t size, bool open_only)
 {
-    struct qcow2_bm_list *l;
+    static char name[QCOW2_BM_NAME_MAX + 1];
     struct gbs *bs;
     struct qcow2_resize_image r;
     uint64_t free_index = 0;
     int errnum = 0, wcode = 0, werrno = 0, ret, cret;
-    int64_t bad = -1;
+    size_t n;
 
-    bs = open_node(ri->data_file);
+    bs = gresize_open_node(INSTAR_OP_RESIZE, ri->data_file);
     if (open_only) {
         if (gbs_close(bs) < 0)
             fail(QCOW2_RESIZE_ERR_STORE_BITMAPS, GBS_EIO);
         gresize_send(INSTAR_OP_RESIZE, 0, 0);
     }
-    l = gbs_qcow2_bitmaps(bs);
-    /* In use at open: loaded without bits and never stored (inconsistent). */
-    for (uint32_t i = 0; l && i < l->n && bad < 0; i++)
-        if (!l->bm[i].bits && !l->bm[i].dirty)
-            bad = i;
-    if (bad >= 0) {
-        const struct qcow2_bm *b = &l->bm[bad];
-        static char name[QCOW2_BM_NAME_MAX + 1];
-        size_t n = b->name_len;
-
-        memcpy(name, b->name, n);
+    if (gresize_bad_bitmap(bs, name, &n)) {
         (void)gbs_close(bs);
         result_error(INSTAR_OP_RESIZE, QCOW2_RESIZE_ERR_BITMAP_INCONSISTENT, NULL, name, n);
     }

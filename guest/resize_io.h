@@ -6,8 +6,11 @@
 #ifndef GUEST_RESIZE_IO_H
 #define GUEST_RESIZE_IO_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+struct gbs;
 struct qcow2_header;
 struct qcow2_resize_image;
 struct qcow2_resize_io;
@@ -20,5 +23,20 @@ void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h);
 
 /* Send op's struct instar_resize_result, with the tail truncation's warning if wcode. */
 __attribute__((noreturn)) void gresize_send(uint32_t op, int wcode, int werrno);
+
+/*
+ * Device 0 opened read-write as the one node of a graph, by the block
+ * layer's qcow2 driver (guest/drv_qcow2.c: persistent bitmaps loaded and
+ * marked in use), over device 1 as its data file if data_file; op's
+ * error if it cannot be opened.
+ */
+struct gbs *gresize_open_node(uint32_t op, bool data_file);
+
+/*
+ * 1 and the name (not NUL-terminated, up to QCOW2_BM_NAME_MAX bytes) of
+ * the first bitmap of bs that was in use at open
+ * (qcow2_truncate_bitmaps_check() refuses it), or 0.
+ */
+int gresize_bad_bitmap(struct gbs *bs, char *name, size_t *len);
 
 #endif /* GUEST_RESIZE_IO_H */

@@ -365,6 +365,7 @@ static void ro_free_old(struct reforder *s, uint64_t rt_off, uint64_t rt_cluster
                                    false);
     (void)qcow2_alloc_free(&b, s->a.reftable_offset, s->a.reftable_size * 8, false);
     (void)qcow2_alloc_flush(&b);
+    s->r->free_cluster_index = b.free_cluster_index;
     qcow2_alloc_release(&b);
 }
 

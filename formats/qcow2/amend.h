@@ -181,7 +181,8 @@ struct qcow2_amend_reforder {
     uint64_t new_reftable_offset;
     uint64_t new_reftable_clusters;
     uint64_t bad_offset, bad_refcount; /* QCOW2_AMEND_ERR_REFCOUNT_DECREASE */
-    int errnum;                        /* the errno of an MSG_ERRNO code */
+    uint64_t free_cluster_index; /* where QEMU's allocator is left (the old structures freed) */
+    int errnum;                  /* the errno of an MSG_ERRNO code */
 };
 
 /*
