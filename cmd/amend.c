@@ -202,21 +202,23 @@ static int amend_report_cb(void *opaque, const void *recs, size_t len)
     return check_print_batch(opaque, recs, len);
 }
 
-/*
- * Run the amend planner over the qcow2 image im with args.  Returns 0 or
- * -1 after reporting.
- */
 /* The guest opened the image read-write (what qemu-img's open does to it is done). */
 static bool amend_opened;
 
+/*
+ * Run the amend planner over the qcow2 image of oc with args.  Returns 0
+ * or -1 after reporting.
+ */
 static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
 {
     struct open_image *im = &oc->img[0];
     struct instar_result_hdr hdr;
     struct vmm_config cfg;
     struct vmm_outcome out;
-    struct vmm_dev dev;
+    struct vmm_dev devs[2], dev;
     struct stat st;
+    unsigned ndev = 1;
+    uint64_t mem = AMEND_GUEST_MEM;
     int ret = -1;
 
     amend_opened = true;
@@ -242,15 +244,52 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
     dev.write_limit =
         amend_write_limit(dev.size, (args->flags & INSTAR_AMEND_SIZE) != 0, args->size);
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+    /* Persistent bitmaps are stored anew at the close (twice their bits in memory). */
+    if (im->info->nbitmaps) {
+        uint64_t cur = (uint64_t)im->info->virtual_size;
+        uint64_t len = (args->flags & INSTAR_AMEND_SIZE) && args->size > cur ? args->size : cur;
+
+        dev.write_limit = sat_add(dev.write_limit, info_bitmaps_bytes(im->info, len));
+        for (uint32_t i = 0; i < im->info->nbitmaps; i++) {
+            uint64_t g = im->info->bitmaps[i].granularity;
+
+            if (g >= 512 && !(g & (g - 1)))
+                mem = sat_add(mem, 2 * (len / g / 8 + 8));
+        }
+    }
+    if (dev.write_limit > (uint64_t)INT64_MAX)
+        dev.write_limit = (uint64_t)INT64_MAX;
+    devs[0] = dev;
+    /*
+     * An external data file, opened read-write under the path policy as
+     * qemu opens it: device 1, which the guest truncates to the new size.
+     */
+    if (im->data_fd >= 0) {
+        struct stat ds;
+        uint64_t grow = (args->flags & INSTAR_AMEND_SIZE) ? args->size : 0;
+
+        if (fstat(im->data_fd, &ds) != 0) {
+            report_error("Could not get the size of '%s': %s", im->data_name ? im->data_name : "",
+                         strerror(errno));
+            return -1;
+        }
+        memset(&devs[1], 0, sizeof(devs[1]));
+        devs[1].fd = im->data_fd;
+        devs[1].size = (uint64_t)ds.st_size;
+        devs[1].write_limit = (uint64_t)ds.st_size > grow ? (uint64_t)ds.st_size : grow;
+        devs[1].flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+        ndev = 2;
+    }
     memset(&cfg, 0, sizeof(cfg));
-    cfg.mem_size = AMEND_GUEST_MEM;
+    mem = (mem + (2ULL << 20) - 1) & ~((2ULL << 20) - 1);
+    cfg.mem_size = mem > INSTAR_GUEST_MEM_MAX ? INSTAR_GUEST_MEM_MAX : mem;
     cfg.report = amend_report_cb; /* the repair of a dirty image, as check -r prints it */
     cfg.report_opaque = stderr;
     /* qcow2_amend_options()'s status callbacks, computed by the guest. */
     cfg.progress = progress_from_guest;
     memset(&out, 0, sizeof(out));
 
-    if (vmm_run(&cfg, INSTAR_OP_AMEND, args, sizeof(*args), &dev, 1, &out) != 0) {
+    if (vmm_run(&cfg, INSTAR_OP_AMEND, args, sizeof(*args), devs, ndev, &out) != 0) {
         if (out.status == VMM_FAULT_INJECTED)
             report_error("Failed to amend '%s': stopped by fault injection", im->name);
         else
@@ -292,15 +331,6 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
 out:
     vmm_outcome_release(&out);
     return ret;
-}
-
-/* Whether compat= is the only option given. */
-static bool only_compat(const struct opt_list *l)
-{
-    for (unsigned i = 0; i < l->nvals; i++)
-        if (strcmp(l->vals[i].name, "compat"))
-            return false;
-    return true;
 }
 
 /* g_strcmp0() */
@@ -356,9 +386,17 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool pro
         } else if (!strcmp(name, "data_file")) {
             if (!ii->has_external_data)
                 err = "data-file can only be set for images that use an external data file";
+            else if (strlen(v->str) >= sizeof(args.data_file))
+                err = "The data file name is too long for instar";
+            else {
+                args.flags |= INSTAR_AMEND_DATA_FILE;
+                strcpy(args.data_file, v->str);
+            }
         } else if (!strcmp(name, "data_file_raw")) {
-            if (v->value && !ii->has_external_data)
+            if (v->value && !ii->data_file_raw)
                 err = "data-file-raw cannot be set on existing images";
+            else if (!v->value && ii->data_file_raw)
+                args.flags |= INSTAR_AMEND_RAW_OFF;
         } else if (!strcmp(name, "lazy_refcounts")) {
             args.flags |= INSTAR_AMEND_LAZY | (v->value ? INSTAR_AMEND_LAZY_ON : 0);
         } else if (!strcmp(name, "refcount_bits")) {
@@ -375,17 +413,6 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool pro
     if (!err) {
         if (ii->encrypted) {
             report_error("Amending encrypted qcow2 images is not supported by instar yet");
-            return -1;
-        }
-        /*
-         * Only a downgrade: qemu refuses it (qcow2_downgrade()) before
-         * writing anything but the header as it was; the guest says why.
-         */
-        if (ii->has_external_data && new_version == 2 && ii->qcow2_version == 3 && only_compat(l))
-            args.flags |= INSTAR_AMEND_DATA_FILE_V2;
-        else if (ii->has_external_data) {
-            report_error("Amending qcow2 images with an external data file is not supported by "
-                         "instar yet");
             return -1;
         }
         if (new_version == 3 && ii->qcow2_version == 2)

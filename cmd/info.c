@@ -242,6 +242,7 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
             return -ENOMEM;
     }
     ii->has_external_data = qcow2 && (r->qcow2_flags & INSTAR_QCOW2_HAS_DATA_FILE);
+    ii->data_file_raw = ii->has_external_data && (r->qcow2_flags & INSTAR_QCOW2_DATA_FILE_RAW);
 
     /* qcow2_snapshot_list() answers -ENOTSUP with an external data file. */
     if (r->nsnapshots && !(qcow2 && (r->qcow2_flags & INSTAR_QCOW2_HAS_DATA_FILE))) {

@@ -51,6 +51,7 @@ struct image_info {
     char *backing_filename_format;
     char *data_file;        /* the qcow2 data file extension's name, or NULL */
     bool has_external_data; /* the incompatible "external data file" bit */
+    bool data_file_raw;     /* and the autoclear "data file raw" bit */
     struct info_snapshot *snapshots;
     uint32_t nsnapshots;
     struct qobj *format_specific; /* ImageInfoSpecific {type, data}, or NULL */

@@ -201,6 +201,55 @@ static void amend_downgrade(const struct gq_image *img, struct qcow2_amend_progr
     free(l1);
 }
 
+/* The external data file: device 1. */
+#define AM_DATA_DEV 1
+
+/*
+ * data_file= and data_file_raw=off: the header cluster rewritten as
+ * qcow2_update_header() writes it, with the new name (none for "") and
+ * without the raw bit, and the refcount fields as the change left them.
+ */
+static void amend_data_file(const struct gq_image *img, const struct instar_amend_args *a,
+                            uint32_t refcount_order, uint64_t rt_off, uint64_t rt_clusters)
+{
+    struct qcow2_header h = img->h;
+    struct qcow2_exts x = img->x;
+    struct qcow2_header_state st;
+    uint8_t *buf = malloc((size_t)1 << h.cluster_bits);
+
+    if (!buf)
+        fail(INSTAR_ERR_NOMEM, 0);
+    h.refcount_order = refcount_order;
+    h.refcount_table_offset = rt_off;
+    h.refcount_table_clusters = (uint32_t)rt_clusters;
+    if (a->flags & INSTAR_AMEND_DATA_FILE) {
+        size_t n = strnlen(a->data_file, sizeof(a->data_file) - 1);
+
+        x.has_data_file = n > 0;
+        x.data_file = (const uint8_t *)a->data_file;
+        x.data_file_len = n;
+    }
+    memset(&st, 0, sizeof(st));
+    st.l1_offset = h.l1_table_offset;
+    st.l1_size = h.l1_size;
+    st.reftable_offset = rt_off;
+    st.reftable_clusters = (uint32_t)rt_clusters;
+    /* The open repaired a dirty image. */
+    st.incompatible = h.incompatible_features & ~QCOW2_INCOMPAT_DIRTY;
+    st.compatible = h.compatible_features;
+    st.autoclear = h.autoclear_features;
+    if (a->flags & INSTAR_AMEND_RAW_OFF)
+        st.autoclear &= ~QCOW2_AUTOCLEAR_DATA_FILE_RAW;
+    st.bitmaps.nb_bitmaps = x.nb_bitmaps;
+    st.bitmaps.offset = x.bitmap_dir_offset;
+    st.bitmaps.size = x.bitmap_dir_size;
+    if (qcow2_header_rewrite(img->first, img->first_len, &h, &x, &st, buf) < 0)
+        fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 28 /* ENOSPC */);
+    if (gdev_pwrite(GOPEN_DEV, 0, buf, (size_t)1 << h.cluster_bits) < 0)
+        fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 5 /* EIO */);
+    free(buf);
+}
+
 /* The end of an amend: qcow2_downgrade() last, failing with code (0: none). */
 static __attribute__((noreturn)) void finish(const struct gq_image *img,
                                              struct qcow2_amend_progress *pr, bool downgrade,
@@ -225,7 +274,7 @@ void plan_amend(void)
     uint32_t version, new_version, refcount_order, new_order;
     uint64_t reftable_offset, reftable_clusters;
     int downgrade_err = 0;
-    bool downgrade = false;
+    bool downgrade = false, data_file;
 
     (void)gopen_probe(INSTAR_OP_AMEND, "qcow2", false, first);
     gq_open(&img, INSTAR_OP_AMEND, first);
@@ -235,26 +284,24 @@ void plan_amend(void)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
     if (h->crypt_method != QCOW2_CRYPT_NONE)
         fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
-    /* A downgrade alone: qcow2_downgrade()'s first two refusals. */
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
-        (a->flags & INSTAR_AMEND_DATA_FILE_V2) && h->version == 3)
-        fail(h->refcount_order != 4 ? QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT
-                                    : QCOW2_AMEND_ERR_DOWNGRADE_DATA_FILE,
-             0);
-    if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
+    /* The host opens a data file read-write as device 1. */
+    data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
+    if (data_file && (boot->ndevices < 2 || !(boot->devices[AM_DATA_DEV].flags & INSTAR_DEV_WRITE)))
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
     /*
      * Not built: qemu loads the bitmaps of a dirty image before its
-     * repair, and a downgrade leaves them in a version 2 header.
+     * repair, a downgrade leaves them in a version 2 header, and the
+     * node's close would write the header's old data file name again.
      */
     if (img.x.nb_bitmaps > 0 && ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) ||
-                                 ((a->flags & INSTAR_AMEND_DOWNGRADE) && h->version == 3)))
+                                 ((a->flags & INSTAR_AMEND_DOWNGRADE) && h->version == 3) ||
+                                 (a->flags & (INSTAR_AMEND_DATA_FILE | INSTAR_AMEND_RAW_OFF))))
         fail(QCOW2_AMEND_ERR_NOTSUP_BITMAPS, 0);
     if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
         gq_repair_dirty(&img, INSTAR_OP_AMEND, 0) < 0)
         fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
     if (img.x.nb_bitmaps > 0)
-        am_bs = gresize_open_node(INSTAR_OP_AMEND, false);
+        am_bs = gresize_open_node(INSTAR_OP_AMEND, data_file);
     if (a->flags & INSTAR_AMEND_OPEN_ONLY)
         done(0, 0);
     version = h->version;
@@ -290,6 +337,8 @@ void plan_amend(void)
         downgrade_err = 0;
         if (new_order != 4)
             downgrade_err = QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT;
+        else if (data_file)
+            downgrade_err = QCOW2_AMEND_ERR_DOWNGRADE_DATA_FILE;
         for (i = 0; !downgrade_err && i < img.nsnapshots; i++)
             if (img.snapshots[i].sn.vm_state_size > UINT32_MAX ||
                 img.snapshots[i].sn.disk_size != final_size)
@@ -372,6 +421,9 @@ void plan_amend(void)
         reftable_offset = ro.new_reftable_offset;
         reftable_clusters = ro.new_reftable_clusters;
     }
+    /* The data file's name and raw bit, in qcow2_update_header()'s rewrite. */
+    if (a->flags & (INSTAR_AMEND_DATA_FILE | INSTAR_AMEND_RAW_OFF))
+        amend_data_file(&img, a, refcount_order, reftable_offset, reftable_clusters);
     if (a->flags & INSTAR_AMEND_LAZY) {
         ret = qcow2_amend_lazy(version, version == 3 ? h->compatible_features : 0,
                                (a->flags & INSTAR_AMEND_LAZY_ON) != 0, gresize_io.pwrite, NULL,
@@ -408,7 +460,8 @@ void plan_amend(void)
         }
         ri.free_cluster_index = &am_free_index;
     }
-    ret = qcow2_resize(&ri, &gresize_io, a->size, &errnum, &wcode, &werrno);
+    ret = qcow2_resize(&ri, ri.data_file ? &gresize_io_data : &gresize_io, a->size, &errnum, &wcode,
+                       &werrno);
     if (ret < 0)
         fail(-ret, (uint64_t)errnum);
     finish(&img, &pr, downgrade, downgrade_err,

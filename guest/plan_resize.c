@@ -99,8 +99,7 @@ const struct qcow2_resize_io gresize_io = {NULL,        rs_pread, rs_pwrite,    
                                            rs_truncate, rs_mem,   rs_truncate_mode, rs_discard,
                                            NULL,        NULL};
 
-/* gresize_io with the external data file on device 1. */
-static const struct qcow2_resize_io rs_io_data = {
+const struct qcow2_resize_io gresize_io_data = {
     NULL,   rs_pread,         rs_pwrite,  rs_flush,         rs_truncate,
     rs_mem, rs_truncate_mode, rs_discard, rs_data_truncate, rs_data_length};
 
@@ -207,7 +206,8 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
     }
     r = *ri;
     r.free_cluster_index = &free_index;
-    ret = qcow2_resize(&r, r.data_file ? &rs_io_data : &gresize_io, size, &errnum, &wcode, &werrno);
+    ret = qcow2_resize(&r, r.data_file ? &gresize_io_data : &gresize_io, size, &errnum, &wcode,
+                       &werrno);
     /* The header is where the resize left it, whether it ended well or not. */
     cret = gbs_qcow2_resized(bs, free_index);
     if (cret == 0)
@@ -267,7 +267,7 @@ void plan_resize(void)
     if (img.x.nb_bitmaps > 0)
         resize_with_bitmaps(&ri, a->size, false);
 
-    ret = qcow2_resize(&ri, ri.data_file ? &rs_io_data : &gresize_io, a->size, &errnum, &wcode,
+    ret = qcow2_resize(&ri, ri.data_file ? &gresize_io_data : &gresize_io, a->size, &errnum, &wcode,
                        &werrno);
     if (ret < 0)
         fail(-ret, (uint64_t)errnum);

@@ -17,6 +17,8 @@ struct qcow2_resize_io;
 
 /* Reads, writes, flushes, truncates and discards device 0 (gdev_*). */
 extern const struct qcow2_resize_io gresize_io;
+/* gresize_io with the external data file on device 1 (the host opened it read-write). */
+extern const struct qcow2_resize_io gresize_io_data;
 
 /* ri from h and device 0's size, the request's fields (prealloc, ...) zero. */
 void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h);

@@ -575,12 +575,16 @@ struct instar_snapshot_args {
 #define INSTAR_AMEND_UPGRADE      (1u << 6) /* compat=1.1 on a version 2 image */
 #define INSTAR_AMEND_DOWNGRADE    (1u << 7) /* compat=0.10 on a version 3 image */
 #define INSTAR_AMEND_PROGRESS     (1u << 8) /* -p: the status calls as INSTAR_HC_PROGRESS */
-#define INSTAR_AMEND_DATA_FILE_V2 (1u << 9) /* only compat=0.10, on an image with a data file */
+/* data_file= given: the header names data_file instead ("" none). */
+#define INSTAR_AMEND_DATA_FILE (1u << 9)
+/* data_file_raw=off given on a raw data file image: the bit cleared. */
+#define INSTAR_AMEND_RAW_OFF (1u << 10)
 
 struct instar_amend_args {
-    uint64_t size;          /* the new virtual size (INSTAR_AMEND_SIZE) */
-    uint32_t flags;         /* INSTAR_AMEND_* */
-    uint32_t refcount_bits; /* refcount_bits= (a power of two, 1..64), 0 if not given */
+    uint64_t size;                   /* the new virtual size (INSTAR_AMEND_SIZE) */
+    uint32_t flags;                  /* INSTAR_AMEND_* */
+    uint32_t refcount_bits;          /* refcount_bits= (a power of two, 1..64), 0 if not given */
+    char data_file[INSTAR_NAME_MAX]; /* INSTAR_AMEND_DATA_FILE: NUL-terminated */
 };
 
 /*

@@ -21,12 +21,13 @@ READS_4M = ["read -P 7 0 64k", "read -P 0 64k 2944k", "read -P 9 3M 128k", "read
 READS_1M = ["read -P 7 0 64k", "read -P 0 64k 960k"]
 
 
-def verify(img: Path, reads: list[str]) -> None:
-    r = tl.run_oracle(["check", "-r", "all", str(img)])
+def verify(img: Path, reads: list[str], cwd: Path | None = None) -> None:
+    """cwd: where qemu resolves a relative data file name (not the image's directory)."""
+    r = tl.run_oracle(["check", "-r", "all", str(img)], cwd=cwd)
     assert r.returncode in (0, 3), f"check -r all did not recover the image:\n  {r.describe()}"
-    r = tl.run_oracle(["check", str(img)])
+    r = tl.run_oracle(["check", str(img)], cwd=cwd)
     assert r.returncode == 0, f"errors left after check -r all:\n  {r.describe()}"
-    io = tl.run([tl.QEMU_IO, "-f", "qcow2", *[x for c in reads for x in ("-c", c)], str(img)])
+    io = tl.run([tl.QEMU_IO, "-f", "qcow2", *[x for c in reads for x in ("-c", c)], str(img)], cwd=cwd)
     assert io.returncode == 0 and b"Pattern verification failed" not in io.stdout + io.stderr, (
         f"kept data changed:\n  {io.describe()}")
 
@@ -214,5 +215,38 @@ def test_bitmaps_crash(instar, tmp_path, opts):
         if r.returncode == 0:
             assert not any(u for _, u in after), f"bitmaps left in use: {after}"
             assert n >= 3
+            return
+    pytest.fail(f"amend did not complete within {MAX_WRITES} writes")
+
+
+@pytest.mark.parametrize("create,opts", [
+    ("data_file=d.raw", "size=8M"),
+    ("data_file=d.raw", "lazy_refcounts=on,size=3200k"),
+    ("data_file=d.raw", "refcount_bits=1,data_file=other.raw"),
+    ("data_file=d.raw,data_file_raw=on", "data_file_raw=off,size=6M"),
+])
+def test_data_file_crash(instar, tmp_path, create, opts):
+    """An external data file (device 1, read-write): the header rewritten
+    with a new name or without the raw bit, the data file cut or extended
+    with the image.  Every interrupted image repairs and reads as before
+    (other.raw is a second name of the same file, so the header reads the
+    same data under either name)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", create, "d.qcow2", "4M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 3M 128k", "d.qcow2", cwd=src)
+    reads = ["read -P 7 0 64k", "read -P 9 3M 128k"]
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        for f in ("d.qcow2", "d.raw"):
+            tl.run(["cp", str(src / f), str(work / f)])
+        (work / "other.raw").hardlink_to(work / "d.raw")
+        r = instar.run(["amend", "-o", opts, "d.qcow2"], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        assert r.returncode == 0 or (r.returncode == 1 and b"fault injection" in r.stderr), r.describe()
+        verify(work / "d.qcow2", reads, cwd=work)
+        if r.returncode == 0:
+            assert n >= 1
             return
     pytest.fail(f"amend did not complete within {MAX_WRITES} writes")
