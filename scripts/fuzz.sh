@@ -4,6 +4,8 @@
 #                                $FUZZ_SECONDS (default 10) per harness
 #   scripts/fuzz.sh run NAME S   one harness for S seconds, findings kept
 #                                in build-fuzz/out-NAME
+# The smoke runs the harnesses nproc at a time (each AFL++ instance keeps
+# one CPU busy), after the instrumented libraries they share are built.
 set -eu
 cd "$(dirname "$0")/.."
 mode=${1:-smoke}
@@ -14,17 +16,22 @@ CC=afl-clang-fast
 command -v "$CC" >/dev/null 2>&1 || CC=afl-cc
 INC="-Iinclude -Iformats -Iformats/qcow2 -Iformats/vpc"
 # Every format's library but luks's, which links nettle (crypto_libs).
-FORMATS=$(ls formats/*.c formats/*/*.c | grep -v '^formats/luks/')
+FORMATS=""
+for f in formats/*.c formats/*/*.c; do
+    case "$f" in formats/luks/*) ;; *) FORMATS="$FORMATS $f" ;; esac
+done
 
 seeds="$out/seeds"
-rm -rf "$seeds" "$out"/seeds-*
-scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
-# Every other corpus: scripts/make-NAME-seeds.sh makes $out/seeds-NAME.
-for s in scripts/make-*-seeds.sh; do
-    name=${s#scripts/make-}
-    name=${name%-seeds.sh}
-    [ "$name" = fuzz ] || "$s" "$out/seeds-$name" >/dev/null
-done
+make_seeds() {
+    rm -rf "$seeds" "$out"/seeds-*
+    scripts/make-fuzz-seeds.sh "$seeds" >/dev/null
+    # Every other corpus: scripts/make-NAME-seeds.sh makes $out/seeds-NAME.
+    for s in scripts/make-*-seeds.sh; do
+        name=${s#scripts/make-}
+        name=${name%-seeds.sh}
+        [ "$name" = fuzz ] || "$s" "$out/seeds-$name" >/dev/null
+    done
+}
 
 seeds_of() { # name: the seed corpus of a harness
     case "$1" in
@@ -43,9 +50,10 @@ seeds_of() { # name: the seed corpus of a harness
 # so that they are configured exactly as the guest's are.
 codec_libs() {
     [ -z "${codec_libs_built:-}" ] || return 0
-    { cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=Release &&
-        cmake --build "$out/cmake" -j"$(nproc)" --target instar_codec_host; } \
-        >"$out/cmake.log" 2>&1 || { tail -20 "$out/cmake.log" >&2; exit 1; }
+    [ -n "${FUZZ_LIBS_READY:-}" ] ||
+        { cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=Release &&
+            cmake --build "$out/cmake" -j"$(nproc)" --target instar_codec_host; } \
+            >"$out/cmake.log" 2>&1 || { tail -20 "$out/cmake.log" >&2; exit 1; }
     codecs=$(sed -n 's/^INSTAR_CODECS_DIR:PATH=//p' "$out/cmake/CMakeCache.txt")
     CODEC_FLAGS="-D_GNU_SOURCE -DZ_SOLO -DZ_PREFIX -Iguest -Itests/unit -I$codecs/zlib
         -I$codecs/zstd/lib $out/cmake/libinstar_codec_host.a $out/cmake/libinstar_zlib_host.a
@@ -56,9 +64,10 @@ codec_libs() {
 # fuzz_luks links formats/luks and the nettle it calls (scripts/fetch-codecs.sh),
 # instrumented and configured by CMake's rules as the guest's is.
 crypto_libs() {
-    { cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=Release &&
-        cmake --build "$out/cmake" -j"$(nproc)" --target instar_nettle_host; } \
-        >"$out/cmake.log" 2>&1 || { tail -20 "$out/cmake.log" >&2; exit 1; }
+    [ -n "${FUZZ_LIBS_READY:-}" ] ||
+        { cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=Release &&
+            cmake --build "$out/cmake" -j"$(nproc)" --target instar_nettle_host; } \
+            >"$out/cmake.log" 2>&1 || { tail -20 "$out/cmake.log" >&2; exit 1; }
     CRYPTO_FLAGS="-I$out/cmake/nettle-include formats/luks/unlock.c $out/cmake/libinstar_nettle_host.a"
 }
 
@@ -67,13 +76,19 @@ crypto_libs() {
 bdrv_guest() {
     mkdir -p "$out/bdrv-guest"
     BDRV_OBJS=""
-    for f in bdrv crypt open plan_map report result $(cd guest && ls drv_*.c | sed 's/\.c$//'); do
+    drivers=""
+    for d in guest/drv_*.c; do
+        d=${d#guest/}
+        drivers="$drivers ${d%.c}"
+    done
+    for f in bdrv crypt open plan_map report result $drivers; do
+        BDRV_OBJS="$BDRV_OBJS $out/bdrv-guest/$f.o"
+        [ -z "${FUZZ_LIBS_READY:-}" ] || continue
         # shellcheck disable=SC2086 # flag lists
         AFL_QUIET=1 $CC -c -O2 -g -std=gnu11 $INC -Iguest -I"$out/cmake/nettle-include" -Dmalloc=fake_malloc \
             -Dcalloc=fake_calloc -Drealloc=fake_realloc -Dfree=fake_free "guest/$f.c" \
             -o "$out/bdrv-guest/$f.o" 2>"$out/fuzz_bdrv.build.log" ||
             { cat "$out/fuzz_bdrv.build.log" >&2; exit 1; }
-        BDRV_OBJS="$BDRV_OBJS $out/bdrv-guest/$f.o"
     done
 }
 
@@ -111,23 +126,32 @@ run_afl() { # name seconds
 
 case "$mode" in
 smoke)
-    for f in fuzz/fuzz_*.c; do
-        n=$(basename "$f" .c)
-        # Standalone replay of every seed (built by CMake as build/NAME).
-        if [ -x "build/$n" ]; then
-            "build/$n" "$(seeds_of "$n")"/* >/dev/null
-            echo "fuzz: $n: replayed $(ls "$(seeds_of "$n")" | wc -l) seeds standalone"
-        fi
-        build "$n"
-        run_afl "$n" "${FUZZ_SECONDS:-10}"
-    done
+    make_seeds
+    # The shared instrumented libraries, once (one CMake tree).
+    codec_libs
+    crypto_libs
+    bdrv_guest
+    printf '%s\n' fuzz/fuzz_*.c | FUZZ_LIBS_READY=1 xargs -P "$(nproc)" -n 1 "$0" one ||
+        { echo "fuzz: the smoke failed" >&2; exit 1; }
+    ;;
+one)
+    # One harness of the smoke (fuzz/NAME.c), its libraries and seeds made.
+    n=$(basename "$2" .c)
+    # Standalone replay of every seed (built by CMake as build/NAME).
+    if [ -x "build/$n" ]; then
+        "build/$n" "$(seeds_of "$n")"/* >/dev/null
+        echo "fuzz: $n: replayed $(find "$(seeds_of "$n")" -type f | wc -l) seeds standalone"
+    fi
+    build "$n"
+    run_afl "$n" "${FUZZ_SECONDS:-10}"
     ;;
 run)
+    make_seeds
     build "$2"
     run_afl "$2" "${3:-600}"
     ;;
 *)
-    echo "usage: $0 smoke | run NAME SECONDS" >&2
+    echo "usage: $0 smoke | run NAME SECONDS | one fuzz/NAME.c" >&2
     exit 2
     ;;
 esac
