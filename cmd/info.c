@@ -371,6 +371,14 @@ static int info_collect(const struct img_spec *spec, bool chain, struct image_in
         ii = info_one(display, filename, fmt, n, flags, &pc);
         if (!ii)
             goto fail;
+        /* data-file.filename: qcow2's child (not opened by info's metadata-only open). */
+        if (n == 0 && spec->data_file && strcmp(ii->format, "qcow2")) {
+            report_error("Could not open '%s': Block format '%s' does not support the option "
+                         "'data-file.filename'",
+                         display, ii->format);
+            image_info_free(ii);
+            goto fail;
+        }
         if (n == 0 && spec->vpc_size_calc && open_vpc_json_filename(ii, spec->vpc_size_calc) < 0) {
             image_info_free(ii);
             report_error("Could not open '%s': %s", display, strerror(ENOMEM));

@@ -306,13 +306,21 @@ fail:
 }
 
 /*
- * Open img's external data file: the name stored in the image, opened
- * relative to the current directory (qemu's bdrv_open_child of that name
- * as a protocol-level file, verified), locked as a data child.
+ * The top image's data-file.filename option (open_chain_spec()), for
+ * open_data_file() while open_chain_spec() opens the chain, else NULL.
  */
-static int open_data_file(struct open_image *img, unsigned flags, char **msg)
+static const char *data_file_option;
+
+/*
+ * Open img's external data file: the name stored in the image (or the
+ * data-file.filename option of the top image), opened relative to the
+ * current directory (qemu's bdrv_open_child of that name as a
+ * protocol-level file, verified), locked as a data child.
+ */
+static int open_data_file(struct open_image *img, unsigned flags, bool top, char **msg)
 {
     const struct image_info *ii = img->info;
+    const char *name = top && data_file_option ? data_file_option : ii->data_file;
     unsigned perm, shared;
     char *path = NULL;
     struct stat st;
@@ -320,9 +328,18 @@ static int open_data_file(struct open_image *img, unsigned flags, char **msg)
     int r;
 
     /* qcow2_do_open() (Debian 7.2) leaves the data file alone with BDRV_O_NO_IO. */
-    if (!ii->data_file || !ii->has_external_data || (flags & OPEN_METADATA))
+    if (flags & OPEN_METADATA)
         return 0;
-    img->data_name = strdup(ii->data_file);
+    /* Another format refuses the option once the chain is open (open_chain_spec()). */
+    if (top && data_file_option && strcmp(ii->format, "qcow2"))
+        return 0;
+    if (top && data_file_option && !ii->has_external_data) {
+        *msg = msgf("'data-file' can only be set for images with an external data file");
+        return -1;
+    }
+    if (!name || !ii->has_external_data)
+        return 0;
+    img->data_name = strdup(name);
     if (!img->data_name)
         return -1;
     if (policy_host_path_dup(img->data_name, &path, msg) < 0)
@@ -395,7 +412,7 @@ int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt,
             goto fail;
         }
         oc->n++;
-        if (open_data_file(img, f, msg) < 0) {
+        if (open_data_file(img, f, oc->n == 1, msg) < 0) {
             *msg = nested(oc->n - 1, *msg);
             r = -1;
             goto fail;
@@ -493,10 +510,20 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
         if (fd >= 0)
             close(fd);
     }
+    data_file_option = spec->data_file;
     if (!spec->path)
         r = open_chain_report(oc, spec->display, spec->display, spec->fmt, flags);
     else
         r = open_chain_report(oc, spec->display, spec->path, spec->fmt, flags | OPEN_LITERAL);
+    data_file_option = NULL;
+    /* A probed format that has no data file child leaves the option unused. */
+    if (r == 0 && spec->data_file && strcmp(oc->img[0].info->format, "qcow2")) {
+        report_error("Could not open '%s': Block format '%s' does not support the option "
+                     "'data-file.filename'",
+                     spec->display, oc->img[0].info->format);
+        open_chain_close(oc);
+        return -1;
+    }
     if (r == 0) {
         oc->direct = spec->direct;
         oc->vpc_size_calc = spec->vpc_size_calc;

@@ -534,6 +534,20 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
         if (d && !strcmp(d, "qcow2") &&
             (in(qcow2_opts, o->key) || !strncmp(o->key, "overlap-check.", 14)))
             continue;
+        /*
+         * The data file's own node, as a file (qcow2 opens the child
+         * "data-file"; a probed format that is not qcow2 refuses it once
+         * probed, open_chain_spec()).
+         */
+        if ((!d || !strcmp(d, "qcow2")) && !strcmp(o->key, "data-file.filename") && o->val &&
+            !s->data_file) {
+            if (!(s->data_file = strdup(o->val)))
+                return -1;
+            continue;
+        }
+        if ((!d || !strcmp(d, "qcow2")) && !strcmp(o->key, "data-file.driver") && o->val &&
+            !strcmp(o->val, "file"))
+            continue;
         if (d && !strcmp(d, "qcow2") && !strcmp(o->key, "encrypt.key-secret") && o->val &&
             !s->key_secret) {
             if (!(s->key_secret = strdup(o->val)))
@@ -604,5 +618,6 @@ void spec_release(struct img_spec *s)
     free(s->path);
     free(s->fmt);
     free(s->key_secret);
-    s->path = s->fmt = s->key_secret = NULL;
+    free(s->data_file);
+    s->path = s->fmt = s->key_secret = s->data_file = NULL;
 }

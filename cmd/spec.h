@@ -25,6 +25,11 @@ struct img_spec {
     bool direct;            /* the file opened with O_DIRECT: cache.direct=on (file.cache.direct) */
     unsigned vpc_size_calc; /* vpc's force_size_calc: 0 auto, 1 chs, 2 current_size */
     char *key_secret; /* encrypt.key-secret: the id of the secret unlocking the image, or NULL */
+    /*
+     * data-file.filename (qcow2, or a probed format): the external data
+     * file opened instead of the name in the image, or NULL.
+     */
+    char *data_file;
 };
 
 /*

@@ -89,6 +89,7 @@ def imgs(tmp_path_factory) -> Path:
     assert r.returncode != 0
     mk("df.qcow2", "4M", "data_file=df.raw", ())
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 3M 128k", "df.qcow2", cwd=d)
+    (d / "d2.raw").write_bytes((d / "df.raw").read_bytes())
     mk("dfr.qcow2", "4M", "data_file=dfr.raw,data_file_raw=on", ())
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "dfr.qcow2", cwd=d)
     mk("dfbm.qcow2", "4M", "data_file=dfbm.raw", ())
@@ -358,6 +359,16 @@ CASES = [
     ("data-file-bitmaps-lazy", ["-o", "lazy_refcounts=on", "dfbm.qcow2"], ["dfbm.qcow2", "dfbm.raw"],
      "=dfbm.qcow2"),
     ("data-file-bitmaps-grow", ["-o", "size=8M", "dfbm.qcow2"], ["dfbm.qcow2", "dfbm.raw"], "=dfbm.qcow2"),
+    # data-file.filename: the data file opened instead of the header's name (iotest 061).
+    ("data-file-option-none", ["-o", "data_file=", "--image-opts", "data-file.filename=df.raw,file.filename=df.qcow2"],
+     ["df.qcow2", "df.raw"], "=df.qcow2"),
+    ("data-file-option-other", ["-o", "lazy_refcounts=on", "--image-opts",
+                                "driver=qcow2,data-file.driver=file,data-file.filename=d2.raw,file.filename=df.qcow2"],
+     ["df.qcow2", "d2.raw"], "=df.qcow2"),
+    ("data-file-option-plain", ["-o", "lazy_refcounts=on", "--image-opts", "data-file.filename=df.raw,file.filename=a.qcow2"],
+     ["a.qcow2", "df.raw"], "=a.qcow2"),
+    ("data-file-option-raw", ["-o", "lazy_refcounts=on", "--image-opts", "data-file.filename=df.raw,file.filename=r.raw"],
+     ["r.raw", "df.raw"], "=r.raw"),
     # Not built yet (parity/pending.py).
     ("data-file-bitmaps-rename", ["-o", "data_file=z.raw", "dfbm.qcow2"], ["dfbm.qcow2", "dfbm.raw"],
      "=dfbm.qcow2"),
@@ -378,3 +389,24 @@ CASES = [
 @pytest.mark.parametrize("args,files,image", [pytest.param(a, f, i, id=n) for n, a, f, i in CASES])
 def test_amend(instar, imgs, tmp_path, args, files, image):
     amend_both(instar, imgs, tmp_path, args, files, image)
+
+
+# Read-only commands with data-file.filename (qcow2, a probed format, an image without a data file).
+DATA_FILE_OPTION = [
+    ("same", "data-file.filename=df.raw,file.filename=df.qcow2"),
+    ("missing", "data-file.filename=nonexist,file.filename=df.qcow2"),
+    ("plain", "data-file.filename=df.raw,file.filename=a.qcow2"),
+    ("raw-probed", "data-file.filename=df.raw,file.filename=r.raw"),
+    ("raw-driver", "driver=raw,data-file.filename=df.raw,file.filename=r.raw"),
+    ("driver-file", "driver=qcow2,data-file.driver=file,data-file.filename=d2.raw,file.filename=df.qcow2"),
+]
+
+
+@pytest.mark.parametrize("cmd", ["info", "check", "map", "compare"])
+@pytest.mark.parametrize("opts", [pytest.param(o, id=n) for n, o in DATA_FILE_OPTION])
+def test_data_file_option(instar, imgs, tmp_path, cmd, opts):
+    args = [cmd, "--image-opts", opts] + (["--image-opts", opts] if cmd == "compare" else [])
+    exp, act = tl.run_both_on_copies(instar, args, [imgs / f for f in ("df.qcow2", "df.raw", "d2.raw", "a.qcow2",
+                                                                        "r.raw")],
+                                     tmp_path / "run", compare_images=[], compare_fmt=None, copy=sparse_copy)
+    tl.assert_same(exp, act, f"{args}")
