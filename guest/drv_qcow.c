@@ -174,7 +174,12 @@ static int qcow_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint6
     if (entry & QCOW_OFLAG_COMPRESSED)
         return INSTAR_BS_DATA;
     *map = entry | in;
-    *dev = bs->file;
+    /*
+     * A cluster not at a multiple of 512 is reported where QEMU reports it,
+     * but reading it fails (qcow_co_preadv): no device, so that no planner
+     * copies its bytes from the file directly instead of reading it.
+     */
+    *dev = (entry & 511) ? INSTAR_NO_NODE : bs->file;
     return INSTAR_BS_DATA | INSTAR_BS_OFFSET_VALID;
 }
 
