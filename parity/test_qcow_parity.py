@@ -260,3 +260,40 @@ def test_qcow_output(instar, qcowdir, tmp_path, request, out, args):
     if a.exists() and not err_case:
         assert a.read_bytes() == b.read_bytes(), f"{out} differs"
         assert _layout(a) == _layout(b), f"{out}: host data/hole layout differs"
+
+
+# ---- create -f qcow ---------------------------------------------------------------------------
+CREATE_CASES = []
+
+
+def create_case(cid, *args):
+    CREATE_CASES.append(pytest.param(list(args), id=cid))
+
+
+for _s in ["512", "1000", "10M", "1G", "100G"]:
+    create_case(f"size-{_s}", "create", "-f", "qcow", "a.qcow", _s)
+create_case("backing-raw", "create", "-f", "qcow", "-b", "base.raw", "-F", "raw", "a.qcow")
+create_case("backing-size", "create", "-f", "qcow", "-o", "backing_file=base.raw,backing_fmt=raw", "a.qcow", "3M")
+create_case("encryption-off", "create", "-f", "qcow", "-o", "encryption=off", "a.qcow", "1M")
+create_case("q", "create", "-q", "-f", "qcow", "a.qcow", "5M")
+for _cid, _args in [("size-0", ["a.qcow", "0"]),
+                    ("encryption-no-secret", ["-o", "encryption=on", "a.qcow", "1M"]),
+                    ("encrypt-format-luks", ["-o", "encrypt.format=luks", "a.qcow", "1M"]),
+                    ("backing-missing", ["-b", "nope.raw", "-F", "raw", "a.qcow", "1M"]),
+                    ("backing-no-fmt", ["-b", "base.raw", "a.qcow", "1M"]),
+                    ("backing-fmt-bogus", ["-b", "base.raw", "-F", "bogus", "a.qcow", "1M"]),
+                    ("no-size", ["a.qcow"])]:
+    create_case(f"err-{_cid}", "create", "-f", "qcow", *_args)
+
+
+@pytest.mark.parametrize("args", CREATE_CASES)
+def test_qcow_create(instar, qcowdir, tmp_path, request, args):
+    expected, actual = tl.run_both_on_copies(instar, args, [qcowdir / "base.raw"], tmp_path)
+    tl.assert_same(expected, actual, " ".join(args))
+    err_case = request.node.callspec.id.startswith("err-")
+    assert (expected.returncode != 0) == err_case, "case id does not match: " + expected.describe()
+    a, b = tmp_path / "oracle" / "a.qcow", tmp_path / "instar" / "a.qcow"
+    assert a.exists() == b.exists()
+    if a.exists():
+        assert a.read_bytes() == b.read_bytes(), "a.qcow differs"
+        assert _layout(a) == _layout(b), "a.qcow: host data/hole layout differs"

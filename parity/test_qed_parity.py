@@ -305,7 +305,10 @@ def create_case(cid, *args):
 
 for _s in ["0", "512", "1000", "10M", "1G", "100G"]:
     create_case(f"size-{_s}", "create", "-f", "qed", "a.qed", _s)
-for _o in ["cluster_size=4k", "cluster_size=64M", "table_size=1", "table_size=16", "cluster_size=1M,table_size=2"]:
+# 64 MiB clusters with the default 4-cluster tables: qemu's maximum size wraps to 0
+for _o in ["cluster_size=64M", "cluster_size=64M,table_size=1"]:
+    create_case(f"err-opt-{_o}", "create", "-f", "qed", "-o", _o, "a.qed", "10M")
+for _o in ["cluster_size=4k", "cluster_size=1M,table_size=1", "table_size=1", "table_size=16", "cluster_size=1M,table_size=2"]:
     create_case(f"opt-{_o}", "create", "-f", "qed", "-o", _o, "a.qed", "10M")
 create_case("backing-raw", "create", "-f", "qed", "-b", "base.raw", "-F", "raw", "a.qed")
 create_case("backing-qcow2", "create", "-f", "qed", "-b", "base.qcow2", "-F", "qcow2", "a.qed", "1M")
