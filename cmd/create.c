@@ -85,6 +85,27 @@ static const struct opt_desc vpc_descs[] = {
     {NULL, 0, NULL, NULL},
 };
 
+static const struct opt_desc qed_descs[] = {
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {"backing_file", OPT_STRING, "File name of a base image", NULL},
+    {"backing_fmt", OPT_STRING, "Image format of the base image", NULL},
+    {"cluster_size", OPT_SIZE, "Cluster size (in bytes)", "65536"},
+    {"table_size", OPT_SIZE, "L1/L2 table size (in clusters)", NULL},
+    {NULL, 0, NULL, NULL},
+};
+
+static const struct opt_desc qcow_descs[] = {
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {"backing_file", OPT_STRING, "File name of a base image", NULL},
+    {"backing_fmt", OPT_STRING, "Format of the backing image", NULL},
+    {"encryption", OPT_BOOL,
+     "Encrypt the image with format 'aes'. (Deprecated in favor of encrypt.format=aes)", NULL},
+    {"encrypt.format", OPT_STRING, "Encrypt the image, format choices: 'aes'", NULL},
+    {"encrypt.key-secret", OPT_STRING, "ID of secret providing qcow AES key or LUKS passphrase",
+     NULL},
+    {NULL, 0, NULL, NULL},
+};
+
 static const struct opt_desc file_descs[] = {
     {"size", OPT_SIZE, "Virtual disk size", NULL},
     {"nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)", NULL},
@@ -142,6 +163,12 @@ static const struct opt_desc *format_descs(const char *fmt)
     }
     if (!strcmp(fmt, "file")) {
         return file_descs;
+    }
+    if (!strcmp(fmt, "qed")) {
+        return qed_descs;
+    }
+    if (!strcmp(fmt, "qcow")) {
+        return qcow_descs;
     }
     return NULL;
 }
@@ -388,6 +415,183 @@ out:
 }
 
 static const char *err_text(uint64_t e);
+
+/* pwrite all of buf at off, or fail with create's message. */
+static int write_all(int fd, const char *name, uint64_t off, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+        if (n <= 0) {
+            fail_file(name, NULL, "Could not write image: %s", n < 0 ? strerror(errno) : "EOF");
+            return -1;
+        }
+        p += n;
+        off += (uint64_t)n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void put_le(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+}
+
+/* qed_is_cluster_size_valid() / qed_is_table_size_valid() */
+static bool qed_pow2_in(uint64_t v, uint64_t lo, uint64_t hi)
+{
+    return v >= lo && v <= hi && !(v & (v - 1));
+}
+
+/*
+ * qed: bdrv_qed_co_create_opts().  The file is made first (a failure
+ * later leaves it empty, as qemu does); the size is rounded up to whole
+ * sectors, the options checked, then the header (the backing file name
+ * after it) and a zeroed L1 table at the first cluster are written: the
+ * layout comes from the command line alone, nothing is read back.
+ */
+static int create_qed(const char *name, const char *path, const struct opt_list *l, uint64_t size)
+{
+    const struct opt_val *cv = opts_find(l, "cluster_size"), *tv = opts_find(l, "table_size");
+    const char *backing = opt_str(l, "backing_file"), *bfmt = opt_str(l, "backing_fmt");
+    const char *pa = opt_str(l, "preallocation");
+    uint64_t cs = cv ? cv->value : 65536, ts = tv ? tv->value : 4, entries, max;
+    uint8_t hdr[64];
+    uint8_t *zeros;
+    int fd, ret = -1;
+
+    if (prealloc_mode(pa) < 0) {
+        fail_file(name, NULL, "Parameter 'preallocation' does not accept value '%s'", pa);
+        return -1;
+    }
+    if (check_extent_hint(name, l) < 0 || create_file(path, name, &fd, true) < 0)
+        return -1;
+    size = (size + 511) & ~511ull;
+    if (!qed_pow2_in(cs, 4096, 64u << 20)) {
+        fail_file(name, NULL,
+                  "QED cluster size must be within range [4096, 67108864] and power of 2");
+        goto out;
+    }
+    if (!qed_pow2_in(ts, 1, 16)) {
+        fail_file(name, NULL, "QED table size must be within range [1, 16] and power of 2");
+        goto out;
+    }
+    /* qed_max_image_size(): 32-bit table bytes, the rest modulo 2^64. */
+    entries = (uint32_t)(cs * ts) / 8u;
+    max = entries * cs * entries;
+    if (size % 512 || size > max) {
+        fail_file(
+            name, NULL,
+            "QED image size must be a non-zero multiple of cluster size and less than %" PRIu64
+            " bytes",
+            max);
+        goto out;
+    }
+    memset(hdr, 0, sizeof(hdr));
+    put_le(hdr, 0x00444551u, 4);
+    put_le(hdr + 4, cs, 4);
+    put_le(hdr + 8, ts, 4);
+    put_le(hdr + 12, 1, 4);
+    put_le(hdr + 16, backing ? 1u | (bfmt && !strcmp(bfmt, "raw") ? 4u : 0u) : 0u, 8);
+    put_le(hdr + 40, cs, 8);
+    put_le(hdr + 48, size, 8);
+    if (backing) {
+        put_le(hdr + 56, sizeof(hdr), 4);
+        put_le(hdr + 60, strlen(backing), 4);
+    }
+    zeros = calloc(1, (size_t)(cs * ts));
+    if (!zeros) {
+        fail_file(name, NULL, "%s", strerror(ENOMEM));
+        goto out;
+    }
+    if (write_all(fd, name, 0, hdr, sizeof(hdr)) == 0 &&
+        (!backing || write_all(fd, name, sizeof(hdr), backing, strlen(backing)) == 0) &&
+        write_all(fd, name, cs, zeros, (size_t)(cs * ts)) == 0)
+        ret = 0;
+    free(zeros);
+out:
+    close(fd);
+    return ret;
+}
+
+/*
+ * qcow (version 1): qcow_co_create_opts().  The file is made first; the
+ * size is rounded up to whole sectors and must not be zero; encryption
+ * needs a secret (refused, as qemu refuses it without one); then the
+ * header, the backing file name and the zeroed L1 table sector by sector.
+ */
+static int create_qcow(const char *name, const char *path, const struct opt_list *l, uint64_t size)
+{
+    const char *backing = opt_str(l, "backing_file"), *bfmt = opt_str(l, "backing_fmt");
+    const char *ef = opt_str(l, "encrypt.format"), *pa = opt_str(l, "preallocation");
+    uint64_t hsize = 48, blen = 0, shift, l1_size, i;
+    uint8_t hdr[48], sec[512];
+    int fd, ret = -1;
+
+    if (bfmt && !cmd_driver_known(bfmt)) {
+        fail_file(name, NULL, "unrecognized backing format '%s'", bfmt);
+        return -1;
+    }
+    if (prealloc_mode(pa) < 0) {
+        fail_file(name, NULL, "Parameter 'preallocation' does not accept value '%s'", pa);
+        return -1;
+    }
+    if (check_extent_hint(name, l) < 0 || create_file(path, name, &fd, true) < 0)
+        return -1;
+    size = (size + 511) & ~511ull;
+    if (size == 0) {
+        fail_file(name, NULL, "Image size is too small, cannot be zero length");
+        goto out;
+    }
+    if (opt_bool(l, "encryption") || (ef && strcmp(ef, "off"))) {
+        if (ef && strcmp(ef, "aes"))
+            fail_file(name, NULL, "Unsupported encryption format");
+        else if (!opt_str(l, "encrypt.key-secret"))
+            fail_file(name, NULL, "Parameter 'encrypt.key-secret' is required for cipher");
+        else
+            fail_file(name, NULL, "instar does not create AES-encrypted qcow images");
+        goto out;
+    }
+    memset(hdr, 0, sizeof(hdr));
+    put_be(hdr, 0x514649fbu, 4);
+    put_be(hdr + 4, 1, 4);
+    put_be(hdr + 24, size, 8);
+    if (backing && strcmp(backing, "fat:")) {
+        blen = strlen(backing);
+        put_be(hdr + 8, 48, 8);
+        put_be(hdr + 16, blen, 4);
+        hsize += blen;
+    } else {
+        backing = NULL;
+    }
+    hdr[32] = opt_str(l, "backing_file") ? 9 : 12;
+    hdr[33] = opt_str(l, "backing_file") ? 12 : 9;
+    hsize = (hsize + 7) & ~7ull;
+    shift = (uint64_t)hdr[32] + hdr[33];
+    l1_size = (size + (1ull << shift) - 1) >> shift;
+    put_be(hdr + 40, hsize, 8);
+    if (write_all(fd, name, 0, hdr, sizeof(hdr)) < 0 ||
+        (backing && write_all(fd, name, 48, backing, (size_t)blen) < 0))
+        goto out;
+    memset(sec, 0, sizeof(sec));
+    for (i = 0; i < (l1_size * 8 + 511) / 512; i++)
+        if (write_all(fd, name, hsize + 512 * i, sec, sizeof(sec)) < 0)
+            goto out;
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
 
 /* A version 4 UUID from the system's random source (qemu_uuid_generate()). */
 static int random_uuid(uint8_t uuid[16])
@@ -1006,14 +1210,14 @@ int cmd_create(int argc, char **argv)
         goto out;
     }
     if (base_filename) {
-        if (strcmp(fmt, "qcow2")) {
+        if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "qcow")) {
             fail_file(filename, NULL, "Backing file not supported for file format '%s'", fmt);
             goto out;
         }
         opts_set(&l, "backing_file", base_filename, 0);
     }
     if (base_fmt) {
-        if (strcmp(fmt, "qcow2")) {
+        if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "qcow")) {
             fail_file(filename, NULL, "Backing file format not supported for file format '%s'",
                       fmt);
             goto out;
@@ -1064,6 +1268,10 @@ int cmd_create(int argc, char **argv)
         ret = create_qcow2(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else if (!strcmp(fmt, "vpc")) {
         ret = create_vpc(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
+    } else if (!strcmp(fmt, "qed")) {
+        ret = create_qed(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
+    } else if (!strcmp(fmt, "qcow")) {
+        ret = create_qcow(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else {
         ret = create_raw(filename, path, fmt, &l, (uint64_t)size) < 0 ? 1 : 0;
     }
@@ -1093,7 +1301,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
         report_error("Unknown file format '%s'", fmt);
         return -1;
     }
-    if (!format_descs(fmt) || (!strcmp(fmt, "vpc") && strcmp(cmd, "dd"))) {
+    if (!format_descs(fmt) || (!strcmp(fmt, "vpc") && strcmp(cmd, "dd")) || !strcmp(fmt, "qed") ||
+        !strcmp(fmt, "qcow")) {
         report_error("Format '%s' is not supported by instar %s", fmt, cmd);
         return -1;
     }

@@ -9,6 +9,8 @@
 #include "qcow2/check_err.h"
 #include "qcow2/qcow2_err.h"
 #include "vpc/vpc_err.h"
+#include "qed/qed_err.h"
+#include "qcow/qcow_err.h"
 #include "report.h"
 
 static const char *progname = "qemu-img";
@@ -95,7 +97,8 @@ struct code_msg {
 static const struct code_msg code_msgs[] = {
 #define REPORT_CODE_ENTRY(name, code, msg) {code, msg},
     INSTAR_ERRORS(REPORT_CODE_ENTRY) QCOW2_ERRORS(REPORT_CODE_ENTRY) VPC_ERRORS(REPORT_CODE_ENTRY)
-        QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
+        QED_ERRORS(REPORT_CODE_ENTRY) QCOW_ERRORS(REPORT_CODE_ENTRY)
+            QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 

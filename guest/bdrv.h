@@ -348,6 +348,8 @@ void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
 extern const struct gbs_driver gbs_drv_raw;
 extern const struct gbs_driver gbs_drv_qcow2;
 extern const struct gbs_driver gbs_drv_vpc;
+extern const struct gbs_driver gbs_drv_qed;
+extern const struct gbs_driver gbs_drv_qcow;
 
 /*
  * gbs_vpc_describe - open device dev as vpc_open() does (calc: enum
@@ -358,5 +360,46 @@ extern const struct gbs_driver gbs_drv_vpc;
  */
 void gbs_vpc_describe(uint32_t op, uint32_t dev, uint32_t calc, uint64_t *size,
                       uint32_t *cluster_size);
+
+/* What info and check need of a qed image (gbs_qed_describe). */
+struct gbs_qed_desc {
+    uint64_t size;         /* the virtual size */
+    uint32_t cluster_size; /* bdrv_qed_get_info() */
+    bool need_check;       /* QED_F_NEED_CHECK: "dirty-flag" */
+    bool has_backing;      /* a non-empty backing file name */
+    bool backing_raw;      /* QED_F_BACKING_FORMAT_NO_PROBE: its format is raw */
+    char backing[4096];    /* NUL-terminated */
+};
+
+/*
+ * gbs_qed_describe - open device dev as bdrv_qed_do_open() does
+ * (read-only) and describe it into d.  On failure sends op's error
+ * result (qemu's open message) and does not return.
+ */
+void gbs_qed_describe(uint32_t op, uint32_t dev, struct gbs_qed_desc *d);
+
+/*
+ * gbs_qed_check - bdrv_qed_co_check() on device dev (fix: repair in place,
+ * dev writable, then the clean shutdown of bdrv_qed_close()).  Open
+ * failures send op's error result.  Returns qed_check()'s 0 or -errno.
+ */
+struct qed_check_result;
+int gbs_qed_check(uint32_t op, uint32_t dev, bool fix, struct qed_check_result *r);
+
+/* What info and check need of a qcow (version 1) image (gbs_qcow_describe). */
+struct gbs_qcow_desc {
+    uint64_t size;         /* the virtual size */
+    uint32_t cluster_size; /* qcow_get_info() */
+    bool encrypted;        /* AES */
+    bool has_backing;      /* a non-empty backing file name */
+    char backing[1024];    /* NUL-terminated */
+};
+
+/*
+ * gbs_qcow_describe - open device dev as qcow_open() does (io: an open
+ * with I/O, which needs a secret for an encrypted image) and describe it
+ * into d.  On failure sends op's error result and does not return.
+ */
+void gbs_qcow_describe(uint32_t op, uint32_t dev, bool io, struct gbs_qcow_desc *d);
 
 #endif /* GUEST_BDRV_H */

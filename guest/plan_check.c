@@ -21,6 +21,7 @@
 #include "luks/unlock.h"
 #include "open.h"
 #include "qcow2/check.h"
+#include "qed/qed.h"
 
 #define OP INSTAR_OP_CHECK
 
@@ -369,6 +370,29 @@ static __attribute__((noreturn)) void check_qcow2(const uint8_t first[GOPEN_FIRS
     rbuf_send(&rb, OP, 0);
 }
 
+/* bdrv_qed_co_check(): qed_check(), repairing with -r (leaks are never repaired). */
+static __attribute__((noreturn)) void check_qed(bool fix)
+{
+    struct qed_check_result r;
+    struct instar_check_result *o;
+    struct rbuf rb;
+    int ret = gbs_qed_check(OP, GOPEN_DEV, fix, &r);
+
+    if (rbuf_init(&rb, sizeof(struct instar_check_result)) < 0)
+        gopen_fail(OP, INSTAR_ERR_NOMEM, NULL);
+    o = res(&rb);
+    memcpy(o->format, "qed", 4);
+    o->ret = ret;
+    o->corruptions = (int64_t)r.corruptions;
+    o->leaks = (int64_t)r.leaks;
+    o->check_errors = (int64_t)r.check_errors;
+    o->corruptions_fixed = (int64_t)r.corruptions_fixed;
+    o->total_clusters = (int64_t)r.total_clusters;
+    o->allocated_clusters = (int64_t)r.allocated_clusters;
+    o->fragmented_clusters = (int64_t)r.fragmented_clusters;
+    rbuf_send(&rb, OP, 0);
+}
+
 void plan_check(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -399,6 +423,15 @@ void plan_check(void)
         /* qemu-img check opens the image before it asks for the check. */
         gbs_vpc_describe(OP, GOPEN_DEV, 0, &size, &cluster_size);
         send_notsup("vpc");
+    }
+    if (!strcmp(drv, "qed"))
+        check_qed(fix != 0);
+    if (!strcmp(drv, "qcow")) {
+        static struct gbs_qcow_desc d;
+
+        /* qemu-img check opens the image (with I/O) before it asks for the check. */
+        gbs_qcow_describe(OP, GOPEN_DEV, true, &d);
+        send_notsup("qcow");
     }
     if (!strcmp(drv, "qcow2"))
         check_qcow2(first, fix);

@@ -153,8 +153,8 @@ for _cb in (0, 8, 22, 63, 0xFFFFFFFF):
 # cluster_bits 8 / 22 on the v2 template too (v2 skips the v3-only checks)
 for _cb in (8, 22):
     add(f"v2-cluster-bits-{_cb}", lambda g, cb=_cb: g.patched(f"v2-cb{cb}.qcow2", [(20, ">I", cb)], kind="v2"))
-# version 1 with the QFI\xfb magic is qcow (v1), which qemu opens and instar refuses.
-add("version-1-is-qcow", lambda g: g.patched("version-one.img", [(4, ">I", 1)]), POLICY, names=("qcow",))
+# version 1 with the QFI\xfb magic is qcow (v1), which both open as qcow.
+add("version-1-is-qcow", lambda g: g.patched("version-one.img", [(4, ">I", 1)]))
 for _v in (0, 4, 0xFFFFFFFF):
     add(f"version-{_v}", lambda g, v=_v: g.patched(f"version{v}.qcow2", [(4, ">I", v)]))
 add("bad-magic", lambda g: g.patched("badmagic.qcow2", [(0, ">I", 0x514649FC)]))

@@ -1,0 +1,260 @@
+/*
+ * The qcow (version 1) driver of the guest block layer: open as
+ * qcow_open() does (formats/qcow/qcow.h), block status as
+ * qcow_co_block_status() answers it (one cluster at a time: a data
+ * cluster is DATA at its file offset, a compressed one DATA alone, an
+ * unallocated one unallocated, so the backing file shows through), and
+ * reads as qcow_co_preadv() does them (compressed clusters inflated with
+ * the guest's zlib into one cluster, as decompress_cluster() does; a data
+ * cluster at an offset that is not a multiple of 512 is an I/O error).
+ * Writes as qcow_co_pwritev() does them: a new cluster (and a new L2
+ * table) at the end of the file, the L2 and L1 entries written at once.
+ */
+#include "bdrv.h"
+#include "codec.h"
+#include "qcow/qcow.h"
+
+struct gqcow {
+    struct qcow_image img;
+    uint64_t *l1; /* the L1 entries inside the file (l1_held), host order */
+    uint64_t l1_held;
+    uint64_t *l2;           /* the cached L2 table, host order */
+    uint64_t l2_off;        /* its offset, 0: none */
+    uint8_t *cluster_cache; /* the last decompressed cluster */
+    uint8_t *cluster_data;
+    uint64_t cluster_cache_offset; /* UINT64_MAX: none */
+    char backing[QCOW_BACKING_NAME_MAX + 1];
+};
+
+static struct gqcow qcows[INSTAR_NODE_MAX];
+
+/*
+ * Open device dev as qcow into s (need_key: an open with I/O and no
+ * secret).  Returns 0 or a negative error code (QCOW_ERR_*, INSTAR_ERR_*),
+ * with the version in s->img.version.
+ */
+static int gqcow_open(struct gqcow *s, uint32_t dev, bool need_key)
+{
+    uint8_t hdr[QCOW_HEADER_SIZE];
+    uint64_t i, n, fsize = gblk_size(dev);
+    uint8_t *p;
+    int ret;
+
+    free(s->l1);
+    free(s->l2);
+    free(s->cluster_cache);
+    free(s->cluster_data);
+    memset(s, 0, sizeof(*s));
+    s->cluster_cache_offset = UINT64_MAX;
+    if (gblk_pread(dev, 0, hdr, sizeof(hdr)) < 0)
+        return -QCOW_ERR_IO;
+    ret = qcow_open_header(hdr, need_key, &s->img);
+    if (ret < 0)
+        return ret;
+    /* The L1 table: QEMU refuses a read past BDRV_MAX_LENGTH; zeros past the file. */
+    if (!qcow_io_ok(s->img.l1_table_offset, s->img.l1_size * 8))
+        return -QCOW_ERR_IO;
+    n = qcow_l1_in_file(&s->img, fsize);
+    s->l1 = malloc((size_t)n * 8 + 8);
+    if (!s->l1)
+        return -QCOW_ERR_L1_NOMEM;
+    s->l1_held = n;
+    p = (uint8_t *)s->l1;
+    if (n && gblk_pread_direct(dev, s->img.l1_table_offset, p, (size_t)n * 8) < 0)
+        return -QCOW_ERR_IO;
+    for (i = 0; i < n; i++)
+        s->l1[i] = qcow_be64(p + i * 8);
+    ret = qcow_check_backing(&s->img);
+    if (ret < 0)
+        return ret;
+    if (s->img.backing_file_offset) {
+        uint32_t len = s->img.backing_file_size;
+
+        if (!qcow_io_ok(s->img.backing_file_offset, len) ||
+            gblk_pread(dev, s->img.backing_file_offset, s->backing, len) < 0)
+            return -QCOW_ERR_IO;
+        s->backing[len] = '\0';
+    }
+    return 0;
+}
+
+static __attribute__((noreturn)) void gqcow_fail(uint32_t op, int ret, const struct gqcow *s)
+{
+    uint64_t args[4] = {s->img.version, 0, 0, 0};
+
+    result_error(op, -ret, args, NULL, 0);
+}
+
+void gbs_qcow_describe(uint32_t op, uint32_t dev, bool io, struct gbs_qcow_desc *d)
+{
+    static struct gqcow s;
+    int ret = gqcow_open(&s, dev, io);
+
+    if (ret < 0)
+        gqcow_fail(op, ret, &s);
+    memset(d, 0, sizeof(*d));
+    d->size = s.img.size / 512 * 512;
+    d->cluster_size = s.img.cluster_size;
+    d->encrypted = s.img.crypt_method != QCOW_CRYPT_NONE;
+    if (s.img.backing_file_offset && s.backing[0]) {
+        d->has_backing = true;
+        memcpy(d->backing, s.backing, sizeof(s.backing));
+    }
+}
+
+static struct gqcow *C(struct gbs *bs)
+{
+    return bs->opaque;
+}
+
+static int qcow_drv_open(struct gbs *bs)
+{
+    struct gqcow *s = &qcows[bs->node];
+    int ret;
+
+    bs->opaque = s;
+    ret = gqcow_open(s, bs->file, bs->key == NULL);
+    if (ret == 0 && s->img.crypt_method != QCOW_CRYPT_NONE)
+        ret = -QCOW_ERR_AES_UNSUPPORTED;
+    if (ret < 0)
+        gqcow_fail(boot->op, ret, s);
+    bs->total = s->img.size / 512 * 512;
+    bs->supports_backing = true;
+    s->cluster_cache = malloc(s->img.cluster_size);
+    s->cluster_data = malloc(s->img.cluster_size);
+    s->l2 = malloc((size_t)s->img.l2_size * 8);
+    if (!s->cluster_cache || !s->cluster_data || !s->l2)
+        return -INSTAR_ERR_NOMEM;
+    return 0;
+}
+
+static uint64_t l1_entry(const struct gqcow *s, uint64_t index)
+{
+    return index < s->l1_held ? s->l1[index] : 0;
+}
+
+/* get_cluster_offset(allocate = 0): the L2 entry of pos (0: unallocated), or -errno. */
+static int cluster_entry(struct gbs *bs, uint64_t pos, uint64_t *entry)
+{
+    struct gqcow *s = C(bs);
+    uint64_t l2 = l1_entry(s, qcow_l1_index(&s->img, pos));
+    uint32_t i, n = s->img.l2_size;
+
+    *entry = 0;
+    if (!l2)
+        return 0;
+    if (s->l2_off != l2) {
+        uint8_t *p = (uint8_t *)s->l2;
+
+        s->l2_off = 0;
+        if (!qcow_io_ok(l2, (uint64_t)n * 8) || gblk_pread(bs->file, l2, p, (size_t)n * 8) < 0)
+            return -GBS_EIO;
+        for (i = 0; i < n; i++)
+            s->l2[i] = qcow_be64(p + (size_t)i * 8);
+        s->l2_off = l2;
+    }
+    *entry = s->l2[qcow_l2_index(&s->img, pos)];
+    return 0;
+}
+
+static int qcow_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_t bytes,
+                             uint64_t *pnum, uint64_t *map, uint32_t *dev)
+{
+    struct gqcow *s = C(bs);
+    uint64_t entry, in = off & (s->img.cluster_size - 1);
+    int ret;
+
+    (void)want_zero;
+    ret = cluster_entry(bs, off, &entry);
+    if (ret < 0)
+        return ret;
+    *pnum = s->img.cluster_size - in < bytes ? s->img.cluster_size - in : bytes;
+    if (!entry)
+        return 0;
+    if (entry & QCOW_OFLAG_COMPRESSED)
+        return INSTAR_BS_DATA;
+    *map = entry | in;
+    /*
+     * A cluster not at a multiple of 512 is reported where QEMU reports it,
+     * but reading it fails (qcow_co_preadv): no device, so that no planner
+     * copies its bytes from the file directly instead of reading it.
+     */
+    *dev = (entry & 511) ? INSTAR_NO_NODE : bs->file;
+    return INSTAR_BS_DATA | INSTAR_BS_OFFSET_VALID;
+}
+
+/* decompress_cluster(): the cluster of entry into s->cluster_cache. */
+static int decompress_cluster(struct gbs *bs, uint64_t entry)
+{
+    struct gqcow *s = C(bs);
+    uint64_t coff;
+    uint32_t csize;
+
+    qcow_compressed(&s->img, entry, &coff, &csize);
+    if (s->cluster_cache_offset == coff)
+        return 0;
+    if (!qcow_io_ok(coff, csize) || gblk_pread_direct(bs->file, coff, s->cluster_data, csize) < 0)
+        return -GBS_EIO;
+    if (gcodec_decompress(GCODEC_ZLIB, s->cluster_data, csize, s->cluster_cache,
+                          s->img.cluster_size) < 0)
+        return -GBS_EIO;
+    s->cluster_cache_offset = coff;
+    return 0;
+}
+
+static int qcow_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
+{
+    struct gqcow *s = C(bs);
+    uint64_t cs = s->img.cluster_size;
+    uint8_t *p = buf;
+
+    while (len) {
+        uint64_t entry, in = off & (cs - 1), n = cs - in < len ? cs - in : len;
+        int ret = cluster_entry(bs, off, &entry);
+
+        if (ret < 0)
+            return ret;
+        if (!entry) {
+            if (bs->backing) {
+                ret = gbs_pread(bs->backing, off, p, (size_t)n);
+                if (ret < 0)
+                    return ret;
+            } else {
+                memset(p, 0, (size_t)n);
+            }
+        } else if (entry & QCOW_OFLAG_COMPRESSED) {
+            ret = decompress_cluster(bs, entry);
+            if (ret < 0)
+                return ret;
+            memcpy(p, s->cluster_cache + in, (size_t)n);
+        } else {
+            /* A run of clusters that follow each other in the file: one read. */
+            uint64_t host = entry + in, next = entry;
+
+            if (entry & 511)
+                return -GBS_EIO;
+            while (n < len) {
+                uint64_t e2, m = cs < len - n ? cs : len - n;
+
+                if (next > UINT64_MAX - cs || cluster_entry(bs, off + n, &e2) < 0 ||
+                    e2 != next + cs)
+                    break;
+                next = e2;
+                n += m;
+            }
+            if (!qcow_io_ok(host, n) || gblk_pread_direct(bs->file, host, p, (size_t)n) < 0)
+                return -GBS_EIO;
+        }
+        p += n;
+        off += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+const struct gbs_driver gbs_drv_qcow = {
+    .name = "qcow",
+    .open = qcow_drv_open,
+    .block_status = qcow_block_status,
+    .pread = qcow_pread,
+};
