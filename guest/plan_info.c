@@ -69,6 +69,45 @@ static __attribute__((noreturn)) void info_vpc(uint32_t flags)
     rbuf_send(&rb, INSTAR_OP_INFO, 0);
 }
 
+/* --- formats with only a virtual size: no bdrv_get_info, so no dirty flag --- */
+
+static __attribute__((noreturn)) void info_plain(const char *fmt, uint64_t size, uint64_t warn_arg)
+{
+    struct rbuf rb;
+
+    if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
+        fail(INSTAR_ERR_NOMEM);
+    memcpy(res(&rb)->format, fmt, strlen(fmt) + 1);
+    res(&rb)->virtual_size = size;
+    res(&rb)->hdr.err_args[2] = warn_arg;
+    rbuf_send(&rb, INSTAR_OP_INFO, 0);
+}
+
+static __attribute__((noreturn)) void info_bochs(void)
+{
+    uint64_t size;
+
+    gbs_bochs_describe(INSTAR_OP_INFO, DEV_IMAGE, &size);
+    info_plain("bochs", size, 0);
+}
+
+static __attribute__((noreturn)) void info_cloop(void)
+{
+    uint64_t size;
+
+    gbs_cloop_describe(INSTAR_OP_INFO, DEV_IMAGE, &size);
+    info_plain("cloop", size, 0);
+}
+
+static __attribute__((noreturn)) void info_dmg(void)
+{
+    uint64_t size;
+    uint32_t unknown_type;
+
+    gbs_dmg_describe(INSTAR_OP_INFO, DEV_IMAGE, &size, &unknown_type);
+    info_plain("dmg", size, unknown_type);
+}
+
 /* --- qcow2 --- */
 
 static struct instar_str put_str(struct rbuf *rb, const char *s)
@@ -237,6 +276,12 @@ void plan_info(void)
         info_raw();
     if (!strcmp(drv, "vpc"))
         info_vpc(boot->args.info.flags);
+    if (!strcmp(drv, "bochs"))
+        info_bochs();
+    if (!strcmp(drv, "cloop"))
+        info_cloop();
+    if (!strcmp(drv, "dmg"))
+        info_dmg();
     if (gopen_known_driver(drv))
         fail_str(INSTAR_ERR_UNSUPPORTED_FMT, drv);
     fail_str(INSTAR_ERR_UNKNOWN_FMT, drv);
