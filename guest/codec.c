@@ -296,6 +296,9 @@ int gcodec_inflate_read(int (*rd)(void *opaque, uint64_t off, void *buf, size_t 
     } else if (inflateReset(&zblk) != Z_OK) {
         return -GCODEC_EIO;
     }
+    /* Nothing left over from the last block's input. */
+    zblk.next_in = Z_NULL;
+    zblk.avail_in = 0;
     zblk.next_out = dst;
     zblk.avail_out = (uInt)dst_len;
     /*
