@@ -262,3 +262,27 @@ def test_dmg_output(instar, ddir, tmp_path, request, out, args):
     assert a.exists() == b.exists()
     if a.exists():
         assert a.read_bytes() == b.read_bytes(), f"{out} differs"
+
+
+# ---- where qemu-img misbehaves, instar answers cleanly (docs/differences.md) ----------------
+DIFFER = {
+    # no chunk at all: qemu's search_chunk() reads the NULL table and qemu-img crashes
+    "no-chunks": dmg_rsrc(RAW, [b"x" * 300], 16),
+    # a raw chunk of 64 sectors storing 512 bytes: qemu serves the rest from past its buffer
+    "raw-sectors-past-length": dmg_rsrc(RAW, [mish([(UDRW, 0, 64, 0, 512)])], 64),
+}
+
+
+@pytest.mark.parametrize("name", list(DIFFER))
+def test_dmg_differs(instar, tmp_path, name):
+    (tmp_path / "d.dmg").write_bytes(DIFFER[name])
+    argv = ["convert", "-O", "raw", "d.dmg", "out.raw"]
+    expected, actual = tl.run_both_on_copies(instar, argv, [tmp_path / "d.dmg"], tmp_path)
+    out = tmp_path / "instar" / "out.raw"
+    if name == "no-chunks":
+        assert expected.returncode < 0 or expected.returncode > 128, expected.describe()
+        assert actual.returncode == 1, actual.describe()
+        assert actual.stderr.endswith(b": error while reading at byte 0: Input/output error\n"), actual.describe()
+    else:
+        assert actual.returncode == 0, actual.describe()
+        assert out.read_bytes() == RAW[:512] + bytes(63 * 512)
