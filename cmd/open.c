@@ -31,6 +31,8 @@
 #include "lock.h"
 #include "object.h"
 #include "open.h"
+#include "bochs/bochs_err.h"
+#include "cloop/cloop_err.h"
 #include "dmg/dmg.h"
 #include "vpc/vpc_err.h"
 #include "report.h"
@@ -176,7 +178,9 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
      * parses: format errors come after lock errors.  Probe-level errors
      * (below 1000) come before any format driver.
      */
-    if (v.hdr.error == 0 || v.hdr.error >= 1000) {
+    if (v.hdr.error == 0 ||
+        (v.hdr.error >= 1000 && v.hdr.error != BOCHS_ERR_READ_ONLY &&
+         v.hdr.error != CLOOP_ERR_READ_ONLY && v.hdr.error != DMG_ERR_READ_ONLY)) {
         bool raw = v.hdr.error == 0 && !strncmp(v.info.format, "raw", sizeof(v.info.format));
 
         if (image_lock(fd, name, raw, flags, msg) < 0)

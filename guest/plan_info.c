@@ -10,6 +10,9 @@
  */
 #include "bdrv.h"
 #include "open.h"
+#include "bochs/bochs_err.h"
+#include "cloop/cloop_err.h"
+#include "dmg/dmg_err.h"
 #include "vpc/vpc.h"
 
 #define DEV_IMAGE GOPEN_DEV
@@ -87,6 +90,9 @@ static __attribute__((noreturn)) void info_bochs(void)
 {
     uint64_t size;
 
+    /* bdrv_apply_auto_read_only(): the driver has no write support. */
+    if (boot->args.info.flags & INSTAR_INFO_OPEN_RDWR)
+        fail(BOCHS_ERR_READ_ONLY);
     gbs_bochs_describe(INSTAR_OP_INFO, DEV_IMAGE, &size);
     info_plain("bochs", size, 0);
 }
@@ -95,6 +101,8 @@ static __attribute__((noreturn)) void info_cloop(void)
 {
     uint64_t size;
 
+    if (boot->args.info.flags & INSTAR_INFO_OPEN_RDWR)
+        fail(CLOOP_ERR_READ_ONLY);
     gbs_cloop_describe(INSTAR_OP_INFO, DEV_IMAGE, &size);
     info_plain("cloop", size, 0);
 }
@@ -104,6 +112,8 @@ static __attribute__((noreturn)) void info_dmg(void)
     uint64_t size;
     uint32_t unknown_type;
 
+    if (boot->args.info.flags & INSTAR_INFO_OPEN_RDWR)
+        fail(DMG_ERR_READ_ONLY);
     gbs_dmg_describe(INSTAR_OP_INFO, DEV_IMAGE, &size, &unknown_type);
     info_plain("dmg", size, unknown_type);
 }

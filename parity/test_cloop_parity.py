@@ -195,3 +195,20 @@ def test_cloop_output(instar, cdir, tmp_path, request, out, args):
     assert a.exists() == b.exists()
     if a.exists():
         assert a.read_bytes() == b.read_bytes(), f"{out} differs"
+
+
+# ---- read-write opens: bdrv_apply_auto_read_only() refuses them ("Image is read-only") -------
+RW = [["resize", "@I", "2M"], ["snapshot", "-c", "s", "@I"], ["snapshot", "-a", "s", "@I"],
+      ["amend", "-o", "size=2M", "@I"], ["commit", "@I"], ["rebase", "-u", "-b", "x", "-F", "raw", "@I"],
+      ["bitmap", "--add", "@I", "b"], ["check", "-r", "all", "@I"], ["bench", "-w", "-c", "1", "@I"],
+      ["dd", "-n", "-O", "raw", "if=@I", "of=@I"], ["snapshot", "-l", "@I"]]
+
+
+@pytest.mark.parametrize("args", RW, ids=lambda a: "-".join(x.strip("-@=") for x in a[:2]))
+def test_cloop_read_write(instar, cdir, tmp_path, args):
+    argv = _resolve([a.replace("@I", "@four-4k") for a in args])
+    src = cdir / "four-4k.cloop"
+    expected, actual = tl.run_both_on_copies(instar, argv, [src], tmp_path)
+    tl.assert_same(expected, actual, " ".join(argv))
+    assert (expected.returncode != 0) == (args[0] != "snapshot" or args[1] != "-l")
+    assert (tmp_path / "oracle" / src.name).read_bytes() == (tmp_path / "instar" / src.name).read_bytes()

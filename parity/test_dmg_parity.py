@@ -286,3 +286,20 @@ def test_dmg_differs(instar, tmp_path, name):
     else:
         assert actual.returncode == 0, actual.describe()
         assert out.read_bytes() == RAW[:512] + bytes(63 * 512)
+
+
+# ---- read-write opens: bdrv_apply_auto_read_only() refuses them ("Image is read-only") -------
+RW = [["resize", "@I", "2M"], ["snapshot", "-c", "s", "@I"], ["snapshot", "-a", "s", "@I"],
+      ["amend", "-o", "size=2M", "@I"], ["commit", "@I"], ["rebase", "-u", "-b", "x", "-F", "raw", "@I"],
+      ["bitmap", "--add", "@I", "b"], ["check", "-r", "all", "@I"], ["bench", "-w", "-c", "1", "@I"],
+      ["dd", "-n", "-O", "raw", "if=@I", "of=@I"], ["snapshot", "-l", "@I"]]
+
+
+@pytest.mark.parametrize("args", RW, ids=lambda a: "-".join(x.strip("-@=") for x in a[:2]))
+def test_dmg_read_write(instar, ddir, tmp_path, args):
+    argv = _resolve([a.replace("@I", "@rsrc-basic") for a in args])
+    src = ddir / "rsrc-basic.dmg"
+    expected, actual = tl.run_both_on_copies(instar, argv, [src], tmp_path)
+    tl.assert_same(expected, actual, " ".join(argv))
+    assert (expected.returncode != 0) == (args[0] != "snapshot" or args[1] != "-l")
+    assert (tmp_path / "oracle" / src.name).read_bytes() == (tmp_path / "instar" / src.name).read_bytes()

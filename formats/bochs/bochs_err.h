@@ -14,7 +14,8 @@
     X(BOCHS_ERR_EXTENT_SMALL, 5203, "Extent size must be at least 512")                            \
     X(BOCHS_ERR_EXTENT_POW2, 5204, "Extent size {0} is not a power of two")                        \
     X(BOCHS_ERR_EXTENT_LARGE, 5205, "Extent size {0} is too large")                                \
-    X(BOCHS_ERR_CATALOG_SMALL, 5206, "Catalog size is too small for this disk size")
+    X(BOCHS_ERR_CATALOG_SMALL, 5206, "Catalog size is too small for this disk size")               \
+    X(BOCHS_ERR_READ_ONLY, 5207, "Image is read-only")
 
 enum bochs_err {
 #define BOCHS_ERR_ENUM(name, code, msg) name = code,

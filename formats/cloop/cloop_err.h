@@ -17,7 +17,8 @@
     X(CLOOP_ERR_NOT_MONOTONIC, 5225,                                                               \
       "offsets not monotonically increasing at index {0}, image file is corrupt")                  \
     X(CLOOP_ERR_BLOCK_LARGE, 5226,                                                                 \
-      "invalid compressed block size at index {0}, image file is corrupt")
+      "invalid compressed block size at index {0}, image file is corrupt")                         \
+    X(CLOOP_ERR_READ_ONLY, 5227, "Image is read-only")
 
 enum cloop_err {
 #define CLOOP_ERR_ENUM(name, code, msg) name = code,

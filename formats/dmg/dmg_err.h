@@ -19,11 +19,16 @@
     X(DMG_ERR_SECTORCOUNT, 5243, "Could not open '{s}': Invalid argument")                         \
     X(DMG_ERR_LENGTH, 5244, "Could not open '{s}': Invalid argument")                              \
     X(DMG_ERR_NOMEM, 5245, "Could not open '{s}': Cannot allocate memory")                         \
-    X(DMG_ERR_SIZE, 5246, "Could not refresh total sector count: File too large")
+    X(DMG_ERR_SIZE, 5246, "Could not refresh total sector count: File too large")                  \
+    X(DMG_ERR_READ_ONLY, 5259, "Image is read-only")
 
-/* The codes above: qemu-img's dmg driver was chosen (the host prints its module notice). */
+/*
+ * The codes from DMG_ERR_FIRST to DMG_ERR_LAST: dmg_open() got as far as
+ * loading its modules (the host prints their notice).  DMG_ERR_READ_ONLY
+ * (bdrv_apply_auto_read_only(), a read-write open) comes before that.
+ */
 #define DMG_ERR_FIRST 5240
-#define DMG_ERR_LAST  5259
+#define DMG_ERR_LAST  5258
 
 enum dmg_err {
 #define DMG_ERR_ENUM(name, code, msg) name = code,
