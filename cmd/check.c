@@ -255,7 +255,7 @@ static int check_run(const struct open_image *img, const char *key, const char *
                      result_bad_str(why));
         goto out;
     }
-    report_guest_warning(v->hdr.warn_code, v->hdr.warn_count);
+    report_guest_warning(v->hdr.warn_code, v->hdr.warn_count, v->hdr.err_args[2]);
     if (v->hdr.error != 0) {
         const char *s = v->hdr.err_str.off ? (const char *)out.result + v->hdr.err_str.off : NULL;
 

@@ -60,7 +60,7 @@ static int run(const struct vmm_config *cfg, uint32_t op, const void *args, size
                      result_bad_str(why));
         goto out;
     }
-    report_guest_warning(v->hdr.warn_code, v->hdr.warn_count);
+    report_guest_warning(v->hdr.warn_code, v->hdr.warn_count, v->hdr.err_args[2]);
     if (v->hdr.error != 0 && !report_error_hdr) {
         ret = 1;
         goto out;

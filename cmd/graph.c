@@ -73,6 +73,12 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             n->driver = INSTAR_DRV_QED;
         } else if (!strcmp(fmt, "qcow")) {
             n->driver = INSTAR_DRV_QCOW;
+        } else if (!strcmp(fmt, "bochs")) {
+            n->driver = INSTAR_DRV_BOCHS;
+        } else if (!strcmp(fmt, "cloop")) {
+            n->driver = INSTAR_DRV_CLOOP;
+        } else if (!strcmp(fmt, "dmg")) {
+            n->driver = INSTAR_DRV_DMG;
         } else if (!strcmp(fmt, "raw") || !strcmp(fmt, "file")) {
             /* The protocol node as the image (-f file): raw over it reads the same. */
             n->driver = INSTAR_DRV_RAW;

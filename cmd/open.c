@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,9 @@
 #include "lock.h"
 #include "object.h"
 #include "open.h"
+#include "bochs/bochs_err.h"
+#include "cloop/cloop_err.h"
+#include "dmg/dmg.h"
 #include "vpc/vpc_err.h"
 #include "report.h"
 #include "result.h"
@@ -174,22 +178,44 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
      * parses: format errors come after lock errors.  Probe-level errors
      * (below 1000) come before any format driver.
      */
-    if (v.hdr.error == 0 || v.hdr.error >= 1000) {
+    if (v.hdr.error == 0 ||
+        (v.hdr.error >= 1000 && v.hdr.error != BOCHS_ERR_READ_ONLY &&
+         v.hdr.error != CLOOP_ERR_READ_ONLY && v.hdr.error != DMG_ERR_READ_ONLY)) {
         bool raw = v.hdr.error == 0 && !strncmp(v.info.format, "raw", sizeof(v.info.format));
 
         if (image_lock(fd, name, raw, flags, msg) < 0)
             goto out;
     }
-    report_guest_warning(v.hdr.warn_code, v.hdr.warn_count);
+    /*
+     * Debian's dmg_open() loads the dmg-bz2 and dmg-lzfse modules first,
+     * which its qemu-img lacks: util/module.c says so on every open.
+     */
+    if ((v.hdr.error == 0 && !strncmp(v.info.format, "dmg", sizeof(v.info.format))) ||
+        (v.hdr.error >= DMG_ERR_FIRST && v.hdr.error <= DMG_ERR_LAST)) {
+        fflush(stdout);
+        fprintf(stderr, "qemu: module block-block-dmg-bz2 not found, do you want to install "
+                        "qemu-block-extra package?\n"
+                        "qemu: module block-block-dmg-lzfse not found, do you want to install "
+                        "qemu-block-extra package?\n");
+    }
+    report_guest_warning(v.hdr.warn_code, v.hdr.warn_count, v.hdr.err_args[2]);
     if (v.hdr.error != 0) {
         const char *s = v.hdr.err_str.off ? (const char *)v.blob + v.hdr.err_str.off : NULL;
         uint32_t slen = v.hdr.err_str.len;
 
         /* bdrv_open_common() names the file when a driver sets no message. */
-        if (v.hdr.error == VPC_ERR_TOO_LARGE) {
+        if (v.hdr.error == VPC_ERR_TOO_LARGE ||
+            (v.hdr.error >= DMG_ERR_INVALID && v.hdr.error <= DMG_ERR_NOMEM)) {
             s = ii->filename;
             slen = (uint32_t)strlen(s);
         }
+        /* dmg_read_mish_block()'s error_report() comes before the open's message. */
+        if (v.hdr.error == DMG_ERR_SECTORCOUNT)
+            report_error("sector count %" PRIu64 " for chunk %" PRIu32 " is larger than max (%u)",
+                         v.hdr.err_args[0], (uint32_t)v.hdr.err_args[1], DMG_SECTORCOUNTS_MAX);
+        if (v.hdr.error == DMG_ERR_LENGTH)
+            report_error("length %" PRIu64 " for chunk %" PRIu32 " is larger than max (%u)",
+                         v.hdr.err_args[0], (uint32_t)v.hdr.err_args[1], DMG_LENGTHS_MAX);
         *msg = report_code_render(v.hdr.error, v.hdr.err_args, s, slen);
         *gerr = v.hdr.error;
         goto out;

@@ -11,6 +11,9 @@
 #include "vpc/vpc_err.h"
 #include "qed/qed_err.h"
 #include "qcow/qcow_err.h"
+#include "bochs/bochs_err.h"
+#include "cloop/cloop_err.h"
+#include "dmg/dmg_err.h"
 #include "report.h"
 
 static const char *progname = "qemu-img";
@@ -97,8 +100,9 @@ struct code_msg {
 static const struct code_msg code_msgs[] = {
 #define REPORT_CODE_ENTRY(name, code, msg) {code, msg},
     INSTAR_ERRORS(REPORT_CODE_ENTRY) QCOW2_ERRORS(REPORT_CODE_ENTRY) VPC_ERRORS(REPORT_CODE_ENTRY)
-        QED_ERRORS(REPORT_CODE_ENTRY) QCOW_ERRORS(REPORT_CODE_ENTRY)
-            QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
+        QED_ERRORS(REPORT_CODE_ENTRY) QCOW_ERRORS(REPORT_CODE_ENTRY) BOCHS_ERRORS(REPORT_CODE_ENTRY)
+            CLOOP_ERRORS(REPORT_CODE_ENTRY) DMG_ERRORS(REPORT_CODE_ENTRY)
+                QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 
@@ -204,7 +208,40 @@ char *report_code_render(int32_t code, const uint64_t args[4], const char *str, 
     return buf;
 }
 
-void report_guest_warning(unsigned code, unsigned count)
+/*
+ * dmg_read_mish_block()'s warn_report_once() calls: order holds up to three
+ * kinds (1 bzip2, 2 lzfse, 3 unknown type) in the order the guest met them,
+ * 2 bits each; each is printed once per process, as qemu-img does.
+ */
+static void report_dmg_warnings(unsigned order, uint64_t unknown_type)
+{
+    static bool done[4];
+
+    for (unsigned k = 0; k < 3; k++) {
+        unsigned w = (order >> (2 * k)) & 3;
+
+        if (w == 0 || done[w])
+            continue;
+        done[w] = true;
+        if (w == 1)
+            fprintf(stderr,
+                    "%s: warning: dmg-bzip2 module is missing, accessing bzip2 compressed "
+                    "blocks will result in I/O errors\n",
+                    report_progname());
+        else if (w == 2)
+            fprintf(stderr,
+                    "%s: warning: dmg-lzfse module is missing, accessing lzfse compressed "
+                    "blocks will result in I/O errors\n",
+                    report_progname());
+        else
+            fprintf(stderr,
+                    "%s: warning: Image contains chunks of unknown type %x, accessing them "
+                    "will result in I/O errors\n",
+                    report_progname(), (unsigned)(uint32_t)unknown_type);
+    }
+}
+
+void report_guest_warning(unsigned code, unsigned count, uint64_t arg)
 {
     static const struct {
         unsigned code;
@@ -215,6 +252,10 @@ void report_guest_warning(unsigned code, unsigned count)
 #undef REPORT_WARN_ROW
     };
 
+    if (code == INSTAR_WARN_DMG_CHUNKS) {
+        report_dmg_warnings(count, arg);
+        return;
+    }
     for (size_t i = 0; i < sizeof(warnings) / sizeof(warnings[0]); i++) {
         if (warnings[i].code != code)
             continue;

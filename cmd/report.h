@@ -35,9 +35,11 @@ void report_verror(const char *fmt, va_list ap) __attribute__((format(printf, 1,
 /*
  * report_guest_warning - print warning code (INSTAR_WARN_*, from a result
  * header) count times, as qemu-img does while opening.  0 prints nothing;
- * an unknown code is ignored.
+ * an unknown code is ignored.  INSTAR_WARN_DMG_CHUNKS: count holds the
+ * warnings in order and arg the unknown chunk type (the header's
+ * err_args[2]); each is printed once per process.
  */
-void report_guest_warning(unsigned code, unsigned count);
+void report_guest_warning(unsigned code, unsigned count, uint64_t arg);
 
 /* "<prog>: warning: <msg>\n" on stderr, like warn_report(). */
 void report_warning(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

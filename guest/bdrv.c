@@ -90,6 +90,12 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
             bs->drv = &gbs_drv_qed;
         else if (in->driver == INSTAR_DRV_QCOW)
             bs->drv = &gbs_drv_qcow;
+        else if (in->driver == INSTAR_DRV_BOCHS)
+            bs->drv = &gbs_drv_bochs;
+        else if (in->driver == INSTAR_DRV_CLOOP)
+            bs->drv = &gbs_drv_cloop;
+        else if (in->driver == INSTAR_DRV_DMG)
+            bs->drv = &gbs_drv_dmg;
         else
             return -INSTAR_ERR_BAD_ARGS;
     }

@@ -401,5 +401,24 @@ struct gbs_qcow_desc {
  * into d.  On failure sends op's error result and does not return.
  */
 void gbs_qcow_describe(uint32_t op, uint32_t dev, bool io, struct gbs_qcow_desc *d);
+extern const struct gbs_driver gbs_drv_bochs;
+/*
+ * gbs_bochs_describe - open device dev as bochs_open() does, for info and
+ * check: *size the virtual size.  On failure sends op's error result
+ * (qemu's open message) and does not return.
+ */
+void gbs_bochs_describe(uint32_t op, uint32_t dev, uint64_t *size);
+
+extern const struct gbs_driver gbs_drv_cloop;
+/* gbs_cloop_describe - as gbs_bochs_describe(), for cloop_open(). */
+void gbs_cloop_describe(uint32_t op, uint32_t dev, uint64_t *size);
+
+extern const struct gbs_driver gbs_drv_dmg;
+/*
+ * gbs_dmg_describe - as gbs_bochs_describe(), for dmg_open(); the open's
+ * warnings (INSTAR_WARN_DMG_CHUNKS) go with op's result, *unknown_type
+ * the first unknown chunk type they name (to be sent in err_args[2]).
+ */
+void gbs_dmg_describe(uint32_t op, uint32_t dev, uint64_t *size, uint32_t *unknown_type);
 
 #endif /* GUEST_BDRV_H */

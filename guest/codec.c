@@ -113,8 +113,8 @@ void gcodec_mem_usage(struct gcodec_mem *m)
 
 /* --- contexts --- */
 
-static z_stream zinf, zdef;
-static int zinf_ready, zdef_ready;
+static z_stream zinf, zdef, zblk;
+static int zinf_ready, zdef_ready, zblk_ready;
 static ZSTD_DCtx *zstd_d;
 static ZSTD_CCtx *zstd_c;
 
@@ -124,7 +124,9 @@ void gcodec_release(void)
         inflateEnd(&zinf);
     if (zdef_ready)
         deflateEnd(&zdef);
-    zinf_ready = zdef_ready = 0;
+    if (zblk_ready)
+        inflateEnd(&zblk);
+    zinf_ready = zdef_ready = zblk_ready = 0;
     ZSTD_freeDCtx(zstd_d);
     ZSTD_freeCCtx(zstd_c);
     zstd_d = NULL;
@@ -270,6 +272,67 @@ static long zstd_compress(const void *src, size_t src_len, void *dst, size_t dst
     if (zstd_is_oom(zret))
         return -GCODEC_ENOMEM;
     return zret > out.size - out.pos ? -GCODEC_ENOSPC : -GCODEC_EIO;
+}
+
+/* --- zlib streams (RFC 1950) of a whole block: cloop and dmg --- */
+
+int gcodec_inflate_read(int (*rd)(void *opaque, uint64_t off, void *buf, size_t len), void *opaque,
+                        uint64_t src_off, uint64_t src_len, void *dst, size_t dst_len)
+{
+    static unsigned char in[65536];
+    uint64_t done = 0;
+    int zret;
+
+    if (dst_len > UINT_MAX)
+        return -GCODEC_EINVAL;
+    if (!zblk_ready) {
+        memset(&zblk, 0, sizeof(zblk));
+        zblk.zalloc = zlib_alloc;
+        zblk.zfree = zlib_free;
+        zret = inflateInit(&zblk);
+        if (zret != Z_OK)
+            return z_init_err(zret);
+        zblk_ready = 1;
+    } else if (inflateReset(&zblk) != Z_OK) {
+        return -GCODEC_EIO;
+    }
+    /* Nothing left over from the last block's input. */
+    zblk.next_in = Z_NULL;
+    zblk.avail_in = 0;
+    zblk.next_out = dst;
+    zblk.avail_out = (uInt)dst_len;
+    /*
+     * QEMU reads the block whole and makes one inflate(Z_FINISH) call; fed
+     * piece by piece, inflate reaches the same end: the stream ends within
+     * the input and the output (Z_STREAM_END), or it does not.  Each call
+     * consumes input or produces output, or the loop ends.
+     */
+    for (;;) {
+        size_t n = src_len - done < sizeof(in) ? (size_t)(src_len - done) : sizeof(in);
+        uInt before_in, before_out;
+
+        if (zblk.avail_in == 0 && n) {
+            if (rd(opaque, src_off + done, in, n) < 0)
+                return -GCODEC_EIO;
+            done += n;
+            zblk.next_in = in;
+            zblk.avail_in = (uInt)n;
+        }
+        before_in = zblk.avail_in;
+        before_out = zblk.avail_out;
+        zret = inflate(&zblk, Z_FINISH);
+        if (zret == Z_STREAM_END)
+            return zblk.total_out == dst_len ? 0 : -GCODEC_EIO;
+        if (zret == Z_MEM_ERROR)
+            return -GCODEC_ENOMEM;
+        if (zret != Z_OK && zret != Z_BUF_ERROR)
+            return -GCODEC_EIO;
+        /* Output full with more to come, or the input spent: Z_FINISH's Z_BUF_ERROR. */
+        if (zblk.avail_out == 0 || (zblk.avail_in == 0 && done == src_len))
+            return -GCODEC_EIO;
+        if (zblk.avail_in == before_in && zblk.avail_out == before_out && zblk.avail_in)
+            return -GCODEC_EIO;
+    }
 }
 
 /* --- entry points --- */

@@ -28,6 +28,7 @@
 #define GUEST_CODEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* The qcow2 header's compression_type values (qcow2.txt, header byte 104). */
 #define GCODEC_ZLIB 0
@@ -80,6 +81,20 @@ int gcodec_decompress(unsigned type, const void *src, size_t src_len, void *dst,
  * -GCODEC_ENOMEM, -GCODEC_EINVAL.
  */
 long gcodec_compress(unsigned type, const void *src, size_t src_len, void *dst, size_t dst_len);
+
+/*
+ * gcodec_inflate_read - decode the zlib stream (RFC 1950: header, deflate
+ * data, Adler-32; a 32 KiB window) of src_len bytes at src_off, read
+ * through rd in 64 KiB pieces, into dst, as block/cloop.c and block/dmg.c
+ * decode a block (inflateReset, one inflate(Z_FINISH) over the whole
+ * block): succeeds only when the stream ends within the input having
+ * produced exactly dst_len bytes.  A stream that would go on past dst (a
+ * compression bomb) fails once dst is full; bytes after the end of the
+ * stream are ignored.  Work is bounded by src_len + dst_len.  Returns 0,
+ * or -GCODEC_EIO (rd's failures too), -GCODEC_ENOMEM, -GCODEC_EINVAL.
+ */
+int gcodec_inflate_read(int (*rd)(void *opaque, uint64_t off, void *buf, size_t len), void *opaque,
+                        uint64_t src_off, uint64_t src_len, void *dst, size_t dst_len);
 
 /* Heap the codec contexts hold now (live) and held at most (peak), in bytes requested. */
 struct gcodec_mem {

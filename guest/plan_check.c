@@ -93,7 +93,8 @@ static void env_free(void *opaque, void *p)
     free(p);
 }
 
-static __attribute__((noreturn)) void send_notsup(const char *fmt)
+/* warn_arg: the argument of the open's warning (err_args[2], INSTAR_WARN_DMG_CHUNKS). */
+static __attribute__((noreturn)) void send_notsup_arg(const char *fmt, uint64_t warn_arg)
 {
     struct rbuf rb;
     size_t n = strlen(fmt);
@@ -104,7 +105,13 @@ static __attribute__((noreturn)) void send_notsup(const char *fmt)
         n = sizeof(res(&rb)->format) - 1;
     memcpy(res(&rb)->format, fmt, n);
     res(&rb)->flags = INSTAR_CHECK_NOTSUP;
+    res(&rb)->hdr.err_args[2] = warn_arg;
     rbuf_send(&rb, OP, 0);
+}
+
+static __attribute__((noreturn)) void send_notsup(const char *fmt)
+{
+    send_notsup_arg(fmt, 0);
 }
 
 /* The crypto extension, where qemu opens LUKS with I/O: a key is needed. */
@@ -432,6 +439,25 @@ void plan_check(void)
         /* qemu-img check opens the image (with I/O) before it asks for the check. */
         gbs_qcow_describe(OP, GOPEN_DEV, true, &d);
         send_notsup("qcow");
+    }
+    if (!strcmp(drv, "bochs")) {
+        uint64_t size;
+
+        gbs_bochs_describe(OP, GOPEN_DEV, &size);
+        send_notsup("bochs");
+    }
+    if (!strcmp(drv, "cloop")) {
+        uint64_t size;
+
+        gbs_cloop_describe(OP, GOPEN_DEV, &size);
+        send_notsup("cloop");
+    }
+    if (!strcmp(drv, "dmg")) {
+        uint64_t size;
+        uint32_t unknown_type;
+
+        gbs_dmg_describe(OP, GOPEN_DEV, &size, &unknown_type);
+        send_notsup_arg("dmg", unknown_type);
     }
     if (!strcmp(drv, "qcow2"))
         check_qcow2(first, fix);

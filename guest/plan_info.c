@@ -10,6 +10,9 @@
  */
 #include "bdrv.h"
 #include "open.h"
+#include "bochs/bochs_err.h"
+#include "cloop/cloop_err.h"
+#include "dmg/dmg_err.h"
 #include "vpc/vpc.h"
 
 #define DEV_IMAGE GOPEN_DEV
@@ -123,6 +126,51 @@ static __attribute__((noreturn)) void info_qcow(uint32_t flags)
     res(&rb)->cluster_size = d.cluster_size;
     res(&rb)->backing_file = bf;
     rbuf_send(&rb, INSTAR_OP_INFO, 0);
+}
+/* --- formats with only a virtual size: no bdrv_get_info, so no dirty flag --- */
+
+static __attribute__((noreturn)) void info_plain(const char *fmt, uint64_t size, uint64_t warn_arg)
+{
+    struct rbuf rb;
+
+    if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
+        fail(INSTAR_ERR_NOMEM);
+    memcpy(res(&rb)->format, fmt, strlen(fmt) + 1);
+    res(&rb)->virtual_size = size;
+    res(&rb)->hdr.err_args[2] = warn_arg;
+    rbuf_send(&rb, INSTAR_OP_INFO, 0);
+}
+
+static __attribute__((noreturn)) void info_bochs(void)
+{
+    uint64_t size;
+
+    /* bdrv_apply_auto_read_only(): the driver has no write support. */
+    if (boot->args.info.flags & INSTAR_INFO_OPEN_RDWR)
+        fail(BOCHS_ERR_READ_ONLY);
+    gbs_bochs_describe(INSTAR_OP_INFO, DEV_IMAGE, &size);
+    info_plain("bochs", size, 0);
+}
+
+static __attribute__((noreturn)) void info_cloop(void)
+{
+    uint64_t size;
+
+    if (boot->args.info.flags & INSTAR_INFO_OPEN_RDWR)
+        fail(CLOOP_ERR_READ_ONLY);
+    gbs_cloop_describe(INSTAR_OP_INFO, DEV_IMAGE, &size);
+    info_plain("cloop", size, 0);
+}
+
+static __attribute__((noreturn)) void info_dmg(void)
+{
+    uint64_t size;
+    uint32_t unknown_type;
+
+    if (boot->args.info.flags & INSTAR_INFO_OPEN_RDWR)
+        fail(DMG_ERR_READ_ONLY);
+    gbs_dmg_describe(INSTAR_OP_INFO, DEV_IMAGE, &size, &unknown_type);
+    info_plain("dmg", size, unknown_type);
 }
 
 /* --- qcow2 --- */
@@ -297,6 +345,12 @@ void plan_info(void)
         info_qed();
     if (!strcmp(drv, "qcow"))
         info_qcow(boot->args.info.flags);
+    if (!strcmp(drv, "bochs"))
+        info_bochs();
+    if (!strcmp(drv, "cloop"))
+        info_cloop();
+    if (!strcmp(drv, "dmg"))
+        info_dmg();
     if (gopen_known_driver(drv))
         fail_str(INSTAR_ERR_UNSUPPORTED_FMT, drv);
     fail_str(INSTAR_ERR_UNKNOWN_FMT, drv);

@@ -94,7 +94,7 @@ bdrv_guest() {
 
 build() { # name
     extra=""
-    if [ "$1" = fuzz_decompress ]; then
+    if [ "$1" = fuzz_decompress ] || [ "$1" = fuzz_cloop ] || [ "$1" = fuzz_dmg ]; then
         codec_libs
         extra=$CODEC_FLAGS
     elif [ "$1" = fuzz_luks ]; then
