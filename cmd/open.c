@@ -31,6 +31,7 @@
 #include "object.h"
 #include "open.h"
 #include "vpc/vpc_err.h"
+#include "parallels/parallels_err.h"
 #include "report.h"
 #include "result.h"
 #include "spec.h"
@@ -186,7 +187,7 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
         uint32_t slen = v.hdr.err_str.len;
 
         /* bdrv_open_common() names the file when a driver sets no message. */
-        if (v.hdr.error == VPC_ERR_TOO_LARGE) {
+        if (v.hdr.error == VPC_ERR_TOO_LARGE || v.hdr.error == PRL_ERR_EIO) {
             s = ii->filename;
             slen = (uint32_t)strlen(s);
         }

@@ -9,6 +9,7 @@
 #include "qcow2/check_err.h"
 #include "qcow2/qcow2_err.h"
 #include "vpc/vpc_err.h"
+#include "parallels/parallels_err.h"
 #include "report.h"
 
 static const char *progname = "qemu-img";
@@ -95,7 +96,8 @@ struct code_msg {
 static const struct code_msg code_msgs[] = {
 #define REPORT_CODE_ENTRY(name, code, msg) {code, msg},
     INSTAR_ERRORS(REPORT_CODE_ENTRY) QCOW2_ERRORS(REPORT_CODE_ENTRY) VPC_ERRORS(REPORT_CODE_ENTRY)
-        QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
+        PARALLELS_ERRORS(REPORT_CODE_ENTRY) PARALLELS_CHECK_MSGS(REPORT_CODE_ENTRY)
+            QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 

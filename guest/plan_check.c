@@ -20,6 +20,7 @@
 #include "bdrv.h"
 #include "luks/unlock.h"
 #include "open.h"
+#include "parallels/parallels.h"
 #include "qcow2/check.h"
 
 #define OP INSTAR_OP_CHECK
@@ -400,6 +401,10 @@ void plan_check(void)
         gbs_vpc_describe(OP, GOPEN_DEV, 0, &size, &cluster_size);
         send_notsup("vpc");
     }
+    if (!strcmp(drv, "parallels"))
+        gbs_parallels_check(OP, GOPEN_DEV,
+                            (a->flags & INSTAR_CHECK_FIX_LEAKS ? PRL_FIX_LEAKS : 0) |
+                                (a->flags & INSTAR_CHECK_FIX_ERRORS ? PRL_FIX_ERRORS : 0));
     if (!strcmp(drv, "qcow2"))
         check_qcow2(first, fix);
     if (gopen_known_driver(drv))

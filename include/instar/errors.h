@@ -43,7 +43,8 @@
     X(INSTAR_WARN_BITMAPS_V3, 2,                                                                   \
       "a program lacking bitmap support modified this file, so all bitmaps are now considered "    \
       "inconsistent",                                                                              \
-      "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.")
+      "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.")            \
+    X(INSTAR_WARN_PARALLELS_EXT_RW, 9, "Format Extension ignored in RW mode", "")
 
 enum instar_warn {
     INSTAR_WARN_NONE = 0,
