@@ -109,6 +109,14 @@ void prl_bat_set(uint8_t *buf, size_t len, uint32_t idx, uint32_t v)
         put_le32(buf + off, v);
 }
 
+/* The entries that lie inside buf: those after them read as 0. */
+static uint32_t bat_in_buf(const struct prl_image *img, size_t len)
+{
+    uint64_t n = len > PRL_HEADER_SIZE ? (len - PRL_HEADER_SIZE) / 4 : 0;
+
+    return n < img->bat_size ? (uint32_t)n : img->bat_size;
+}
+
 /* bat2sect(): entry idx in sectors (below 2^55: tracks < 2^23). */
 static uint64_t bat2sect(const struct prl_image *img, const uint8_t *buf, size_t len, uint32_t idx)
 {
@@ -117,9 +125,10 @@ static uint64_t bat2sect(const struct prl_image *img, const uint8_t *buf, size_t
 
 int prl_open_bat(struct prl_image *img, const uint8_t *buf, size_t len, unsigned flags)
 {
-    uint32_t i;
+    uint32_t i, n = bat_in_buf(img, len);
 
-    for (i = 0; i < img->bat_size; i++) {
+    /* A zero entry never raises data_end (it is positive): only those in buf count. */
+    for (i = 0; i < n; i++) {
         int64_t off = (int64_t)bat2sect(img, buf, len, i);
 
         if (off >= img->data_end)
@@ -157,6 +166,11 @@ int64_t prl_block_status(const struct prl_image *img, const uint8_t *buf, size_t
         } else if (off != prev_end) {
             break;
         }
+        /* Past the entries in buf every cluster is unallocated: the rest of the run at once. */
+        if (off < 0 && sector / img->tracks >= bat_in_buf(img, len)) {
+            *pnum += nb;
+            break;
+        }
         if (to_end > nb)
             to_end = nb;
         if (to_end == 0)
@@ -174,7 +188,7 @@ void prl_check(struct prl_image *img, uint8_t *buf, size_t len, uint64_t file_si
                prl_report_fn report, void *opaque, struct prl_check_result *r)
 {
     int64_t size = (int64_t)file_size, prev_off = 0, high_off = 0;
-    uint32_t i;
+    uint32_t i, n = bat_in_buf(img, len);
 
     memset(r, 0, sizeof(*r));
     if (img->unclean) {
@@ -186,7 +200,8 @@ void prl_check(struct prl_image *img, uint8_t *buf, size_t len, uint64_t file_si
         }
     }
     r->total_clusters = img->bat_size;
-    for (i = 0; i < img->bat_size; i++) {
+    /* Entries past buf are 0: they only reset prev_off. */
+    for (i = 0; i < n; i++) {
         int64_t off = (int64_t)(bat2sect(img, buf, len, i) << 9);
 
         if (off == 0) {
