@@ -450,3 +450,17 @@ def test_parallels_bench_write(instar, tmp_path, cl, opts):
     a, b = tmp_path / "oracle" / "w.img", tmp_path / "instar" / "w.img"
     assert a.read_bytes() == b.read_bytes(), "w.img differs"
     assert _layout(a) == _layout(b), "w.img: host data/hole layout differs"
+
+
+# ---- what instar refuses (docs/differences.md): one clear line, exit 1, nothing created -----------
+@pytest.mark.parametrize("args", [["convert", "-O", "parallels", "@src", "out.img"],
+                                  ["convert", "-f", "parallels", "-O", "parallels", "@data", "out.img"]],
+                         ids=["convert-O-parallels", "convert-O-parallels-from-parallels"])
+def test_parallels_refused(instar, prldir, tmp_path, args):
+    argv = _resolve(args)
+    expected, actual = tl.run_both_on_copies(instar, argv, _inputs(prldir, argv), tmp_path)
+    assert expected.returncode == 0, "qemu-img should accept this: " + expected.describe()
+    assert actual.returncode == 1 and actual.stdout == b"", actual.describe()
+    err = actual.stderr.decode("utf-8", "replace")
+    assert err.startswith("qemu-img: ") and err.count("\n") == 1 and "parallels" in err, actual.describe()
+    assert not (tmp_path / "instar" / "out.img").exists()
