@@ -323,14 +323,13 @@ def test_parallels_output(instar, prldir, tmp_path, request, out, args):
 # ---- where qemu-img 7.2 reads out of bounds or fails an assertion: a clean error ----------------
 # (docs/differences.md).  qemu-img's behaviour is undefined or an abort, so
 # instar is held to one "Could not open" line and exit 1, never a crash.
-_OOB = [feature(BM_MAGIC, bitmap(32, 8, l1=(1,)))] * 7
 CLEAN = {
-    # a chain of bitmaps walks "pos" past the cluster while "remaining" still allows it
-    "ext-oob-chain": with_ext([feature(BM_MAGIC, bitmap(32, 8, l1=(1,), uid=bytes([i]) * 16)) for i in range(7)],
-                              cluster=512, ext_off=40),
+    # a chain of 63 bitmaps walks "pos" to the cluster's end while "remaining" still
+    # allows more: the 64th bitmap's header fits, its data lies past the cluster
+    "ext-oob-chain": with_ext([feature(BM_MAGIC, bitmap(32, 8, l1=(1,), uid=bytes([i]) * 16)) for i in range(63)]
+                              + [struct.pack("<QQII", BM_MAGIC, 0, 40, 0)]),
     # a feature whose data_size passes the stale check but ends past the cluster
-    "ext-oob-data": with_ext([feature(BM_MAGIC, bitmap(32, 8, l1=(1,))), feature(0x77, b"", data_size=4000)],
-                             cluster=4096),
+    "ext-oob-data": with_ext([feature(BM_MAGIC, bitmap(32, 8, l1=(1,)), data_size=4040)], cluster=4096),
     "ext-offset-negative": with_ext(ext_off=1 << 54),
     "ext-offset-zero": with_ext(ext_off=1 << 55),
     "ext-granularity": with_ext([feature(BM_MAGIC, bitmap(32, 3, l1=(1,))), feature(0, b"")]),
