@@ -463,3 +463,18 @@ def test_parallels_refused(instar, prldir, tmp_path, args):
     err = actual.stderr.decode("utf-8", "replace")
     assert err.startswith("qemu-img: ") and err.count("\n") == 1 and "parallels" in err, actual.describe()
     assert not (tmp_path / "instar" / "out.img").exists()
+
+
+# bench -w opens read-write: an extension is ignored with qemu's warning, an unclean image refused
+@pytest.mark.parametrize("name", ["ext-ok", "inuse", "ext-bad-magic"])
+def test_parallels_bench_write_rw_open(instar, prldir, tmp_path, name):
+    argv = ["bench", "-w", "-c", "3", "-s", "4k", "-d", "1", "-f", "parallels", _img(name)]
+    expected, actual = tl.run_both_on_copies(instar, argv, [prldir / _img(name)], tmp_path)
+
+    def strip(r):
+        return b"".join(x for x in r.stdout.splitlines(True) if not x.startswith(b"Run completed"))
+
+    assert (actual.returncode, strip(actual), actual.stderr) == (expected.returncode, strip(expected),
+                                                                 expected.stderr)
+    a, b = tmp_path / "oracle" / _img(name), tmp_path / "instar" / _img(name)
+    assert a.read_bytes() == b.read_bytes(), "image differs"
