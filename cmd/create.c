@@ -1184,8 +1184,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
         report_error("Unknown file format '%s'", fmt);
         return -1;
     }
-    if (!format_descs(fmt) ||
-        ((!strcmp(fmt, "vpc") || !strcmp(fmt, "parallels")) && strcmp(cmd, "dd"))) {
+    if (!format_descs(fmt) || (!strcmp(fmt, "vpc") && strcmp(cmd, "dd")) ||
+        (!strcmp(fmt, "parallels") && strcmp(cmd, "dd") && strcmp(cmd, "convert"))) {
         report_error("Format '%s' is not supported by instar %s", fmt, cmd);
         return -1;
     }

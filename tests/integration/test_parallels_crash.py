@@ -1,4 +1,4 @@
-"""Crash consistency of parallels writes (`bench -w`, `dd -O parallels`, `check -r`).
+"""Crash consistency of parallels writes (`bench -w`, `dd -O`/`convert -O parallels`, `check -r`).
 
 INSTAR_FAULT_WRITES=N stops the guest before its (N+1)-th write.  A
 writable parallels image is marked in use (the inuse flag) by its first
@@ -104,7 +104,8 @@ def test_bench_write_sweep(instar, tmp_path, cl):
     sweep(instar, tmp_path, img0, args, "w.img", check)
 
 
-def test_dd_out_sweep(instar, tmp_path):
+@pytest.mark.parametrize("cmd", ["dd", "convert"])
+def test_dd_out_sweep(instar, tmp_path, cmd):
     src = tmp_path / "src"
     src.mkdir()
     tl.qemu_img("create", "-q", "-f", "qcow2", str(src / "in.qcow2"), "5M")
@@ -114,7 +115,8 @@ def test_dd_out_sweep(instar, tmp_path):
     assert r.returncode == 0
     expect = (src / "want.raw").read_bytes()
     (src / "want.raw").unlink()
-    args = ["dd", "-O", "parallels", "if=in.qcow2", "of=out.img", "bs=256k"]
+    args = (["dd", "-O", "parallels", "if=in.qcow2", "of=out.img", "bs=256k"] if cmd == "dd" else
+            ["convert", "-O", "parallels", "-o", "cluster_size=64k", "in.qcow2", "out.img"])
 
     def check(img, done):
         if img.read_bytes()[:16] != b"WithouFreSpacExt":
