@@ -378,7 +378,15 @@ int cmd_check(int argc, char **argv)
         goto out;
     }
     check_report_from_result(&rep, filename, &v.check);
-    if (rep.corruptions_fixed || rep.leaks_fixed) {
+    if ((rep.corruptions_fixed || rep.leaks_fixed) && (v.check.flags & INSTAR_CHECK_RECHECKED)) {
+        /* The guest ran the second check on the same open image (parallels). */
+        if (!json && !quiet)
+            printf("The following inconsistencies were found and repaired:\n\n"
+                   "    %" PRId64 " leaked clusters\n"
+                   "    %" PRId64 " corruptions\n\n"
+                   "Double checking the fixed image now...\n",
+                   rep.leaks_fixed, rep.corruptions_fixed);
+    } else if (rep.corruptions_fixed || rep.leaks_fixed) {
         int64_t leaks_fixed = rep.leaks_fixed, corruptions_fixed = rep.corruptions_fixed;
 
         if (!json && !quiet)

@@ -46,10 +46,24 @@ enum {
 #define CONVERT_GUEST_MEM (256ULL << 20)
 
 /* The bigger of a qcow2 target's metadata and its data: no convert writes more. */
-static uint64_t target_write_limit(const char *fmt, uint64_t total)
+static uint64_t target_write_limit(const char *fmt, uint64_t total, const char *options)
 {
     uint64_t lim;
 
+    if (!strcmp(fmt, "parallels")) {
+        /* The data, the catalog, and allocate_clusters()' growth step (128 MiB, or a cluster). */
+        const char *cs = options ? strstr(options, "cluster_size=") : NULL;
+        uint64_t cl = 1 << 20;
+
+        if (cs && size_parse(cs + 13, NULL, &cl) < 0)
+            cl = 1 << 20;
+        if (cl > (1ULL << 32))
+            cl = 1ULL << 32;
+        lim = total + total / 8;
+        if (lim < total || lim + (256ULL << 20) + 4 * cl < lim)
+            return UINT64_MAX;
+        return lim + (256ULL << 20) + 4 * cl;
+    }
     if (strcmp(fmt, "qcow2"))
         return total;
     lim = total + total / 8;
@@ -65,7 +79,8 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total)
  * come out the same without, so only the open is tried.
  * Returns 0, or -1 after reporting.
  */
-static int open_qcow2_target(struct open_chain *tgt, const char *filename, bool direct)
+static int open_node_target(struct open_chain *tgt, const char *filename, const char *fmt,
+                            bool direct)
 {
     if (direct && !policy_has_protocol(filename)) {
         int fd = open(filename, O_RDWR | O_CLOEXEC | O_DIRECT);
@@ -78,7 +93,7 @@ static int open_qcow2_target(struct open_chain *tgt, const char *filename, bool 
         if (fd >= 0)
             close(fd);
     }
-    return open_chain(tgt, filename, "qcow2", OPEN_RDWR);
+    return open_chain(tgt, filename, fmt, OPEN_RDWR);
 }
 
 /* block_driver_can_compress(): the drivers with compressed writes. */
@@ -549,7 +564,7 @@ int cmd_convert(int argc, char **argv)
         goto out;
     if (bitmaps && convert_check_bitmaps(&src[0], nsrc, skip_broken) < 0)
         goto out;
-    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2")) {
+    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2") && strcmp(out_fmt, "parallels")) {
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
     }
@@ -566,14 +581,15 @@ int cmd_convert(int argc, char **argv)
             goto out;
     }
     tpath = tspec.path ? tspec.path : out_filename;
-    if (!strcmp(out_fmt, "qcow2")) {
+    if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "parallels")) {
         uint64_t lim;
 
-        if (open_qcow2_target(&tgt, tpath, direct) < 0)
+        /* A qcow2 or parallels target: a writable node of the graph. */
+        if (open_node_target(&tgt, tpath, out_fmt, direct) < 0)
             goto out;
         tgt_open = true;
         if (bitmaps && tgt.img[0].info->qcow2_version < 3) {
-            report_error("Format driver 'qcow2' does not support bitmaps");
+            report_error("Format driver '%s' does not support bitmaps", out_fmt);
             goto out;
         }
         target_size = (uint64_t)tgt.img[0].info->virtual_size;
@@ -591,7 +607,7 @@ int cmd_convert(int argc, char **argv)
             goto out;
         tdev = (int)gr.g.nodes[tnode].file;
         gr.devs[tdev].flags |= INSTAR_DEV_WRITE;
-        lim = target_write_limit(out_fmt, total);
+        lim = target_write_limit(out_fmt, total, options);
         /* The copied bitmaps, and the target's own, stored anew at close. */
         {
             uint64_t more = info_bitmaps_bytes(tgt.img[0].info, target_size);
@@ -676,7 +692,9 @@ int cmd_convert(int argc, char **argv)
     args.nsrc = nsrc;
     args.target = (uint32_t)tdev;
     args.target_node = tnode;
-    args.target_driver = tnode != INSTAR_NO_NODE ? INSTAR_DRV_QCOW2 : INSTAR_DRV_RAW;
+    args.target_driver = tnode == INSTAR_NO_NODE         ? INSTAR_DRV_RAW
+                         : !strcmp(out_fmt, "parallels") ? INSTAR_DRV_PARALLELS
+                                                         : INSTAR_DRV_QCOW2;
     /* A new raw file or qcow2 image without a backing file reads as zeros (bdrv_has_zero_init). */
     if (has_zero_init || (!skip_create && min_sparse && !target_has_backing))
         args.flags |= INSTAR_CONVERT_ZERO_INIT;

@@ -37,6 +37,7 @@
 #include "instar/abi.h"
 #include "qcow2/create.h"
 #include "vpc/create.h"
+#include "parallels/parallels.h"
 
 #define MSG_MAX 4096
 
@@ -106,6 +107,12 @@ static const struct opt_desc qcow_descs[] = {
     {NULL, 0, NULL, NULL},
 };
 
+static const struct opt_desc parallels_descs[] = {
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {"cluster_size", OPT_SIZE, "Parallels image cluster size", "1048576"},
+    {NULL, 0, NULL, NULL},
+};
+
 static const struct opt_desc file_descs[] = {
     {"size", OPT_SIZE, "Virtual disk size", NULL},
     {"nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)", NULL},
@@ -160,6 +167,9 @@ static const struct opt_desc *format_descs(const char *fmt)
     }
     if (!strcmp(fmt, "vpc")) {
         return vpc_descs;
+    }
+    if (!strcmp(fmt, "parallels")) {
+        return parallels_descs;
     }
     if (!strcmp(fmt, "file")) {
         return file_descs;
@@ -674,6 +684,85 @@ static int create_vpc(const char *name, const char *path, const struct opt_list 
     if (hdr.error) {
         fail_file(name, NULL, "Unable to create or write VHD header: %s",
                   err_text(hdr.err_args[0]));
+        goto out;
+    }
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
+
+/*
+ * parallels: parallels_co_create_opts().  The file is made as the
+ * protocol layer makes it without a size (the format took the size), the
+ * sizes are rounded up to sectors and checked, and a failure leaves the
+ * file, as qemu does; the guest writes the header sector and the zeroed
+ * catalog.
+ */
+static int create_parallels(const char *name, const char *path, const struct opt_list *l,
+                            uint64_t size)
+{
+    const char *pa = opt_str(l, "preallocation");
+    const struct opt_val *cs = opts_find(l, "cluster_size");
+    int mode = prealloc_mode(pa);
+    uint64_t cl = cs ? cs->value : PRL_DEFAULT_CLUSTER;
+    struct instar_create_args a;
+    struct prl_create c;
+    struct vmm_dev dev;
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+    struct instar_result_hdr hdr;
+    int fd, ret = -1, r;
+
+    if (mode < 0) {
+        /* raw_co_create_opts()'s qapi_enum_parse(), the format having none. */
+        fail_file(name, NULL, "invalid parameter value: %s", pa);
+        return -1;
+    }
+    if (check_extent_hint(name, l) < 0 || create_file(path, name, &fd, true) < 0)
+        return -1;
+    if (mode == 1) {
+        fail_file(name, NULL, "Unsupported preallocation mode: metadata");
+        goto out;
+    }
+    /* "Silently round up sizes" (ROUND_UP in uint64_t arithmetic). */
+    size = (size + 511) & ~511ull;
+    cl = (cl + 511) & ~511ull;
+    r = prl_create_layout(size, cl, &c);
+    if (r == -1) {
+        fail_file(name, NULL, "Cluster size is too large");
+        goto out;
+    }
+    if (r == -2) {
+        fail_file(name, NULL, "Image size is too large for this cluster size");
+        goto out;
+    }
+    if (r < 0) {
+        fail_file(name, NULL, "Image size must be a multiple of 512 bytes");
+        goto out;
+    }
+    memset(&a, 0, sizeof(a));
+    a.size = c.size;
+    a.cluster_size = c.cluster_size;
+    a.flags = INSTAR_CREATE_PARALLELS;
+    /* The header sector and the catalog's clusters. */
+    dev = (struct vmm_dev){fd, 0, (uint64_t)c.bat_sectors * 512 + 512,
+                           INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&out, 0, sizeof(out));
+    if (vmm_run(&cfg, INSTAR_OP_CREATE, &a, sizeof(a), &dev, 1, &out) != 0) {
+        fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
+        vmm_outcome_release(&out);
+        goto out;
+    }
+    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, &hdr) != RESULT_OK) {
+        fail_file(name, NULL, "sandbox failure: invalid result");
+        vmm_outcome_release(&out);
+        goto out;
+    }
+    vmm_outcome_release(&out);
+    if (hdr.error) {
+        fail_file(name, NULL, "Failed to create Parallels image: %s", err_text(hdr.err_args[0]));
         goto out;
     }
     ret = 0;
@@ -1272,6 +1361,8 @@ int cmd_create(int argc, char **argv)
         ret = create_qed(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else if (!strcmp(fmt, "qcow")) {
         ret = create_qcow(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
+    } else if (!strcmp(fmt, "parallels")) {
+        ret = create_parallels(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else {
         ret = create_raw(filename, path, fmt, &l, (uint64_t)size) < 0 ? 1 : 0;
     }
@@ -1302,7 +1393,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
         return -1;
     }
     if (!format_descs(fmt) || (!strcmp(fmt, "vpc") && strcmp(cmd, "dd")) || !strcmp(fmt, "qed") ||
-        !strcmp(fmt, "qcow")) {
+        !strcmp(fmt, "qcow") ||
+        (!strcmp(fmt, "parallels") && strcmp(cmd, "dd") && strcmp(cmd, "convert"))) {
         report_error("Format '%s' is not supported by instar %s", fmt, cmd);
         return -1;
     }
@@ -1334,6 +1426,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
         ret = create_qcow2(filename, path, &l, size);
     else if (!strcmp(fmt, "vpc"))
         ret = create_vpc(filename, path, &l, size);
+    else if (!strcmp(fmt, "parallels"))
+        ret = create_parallels(filename, path, &l, size);
     else
         ret = create_raw(filename, path, fmt, &l, size);
     fail_infix = NULL;

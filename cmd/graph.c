@@ -65,6 +65,8 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
 
         if (!strcmp(fmt, "qcow2")) {
             n->driver = INSTAR_DRV_QCOW2;
+        } else if (!strcmp(fmt, "parallels")) {
+            n->driver = INSTAR_DRV_PARALLELS;
         } else if (!strcmp(fmt, "vpc")) {
             n->driver = INSTAR_DRV_VPC;
             if (i == 0)

@@ -35,6 +35,7 @@
 #include "cloop/cloop_err.h"
 #include "dmg/dmg.h"
 #include "vpc/vpc_err.h"
+#include "parallels/parallels_err.h"
 #include "report.h"
 #include "result.h"
 #include "spec.h"
@@ -204,7 +205,7 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
         uint32_t slen = v.hdr.err_str.len;
 
         /* bdrv_open_common() names the file when a driver sets no message. */
-        if (v.hdr.error == VPC_ERR_TOO_LARGE ||
+        if (v.hdr.error == VPC_ERR_TOO_LARGE || v.hdr.error == PRL_ERR_EIO ||
             (v.hdr.error >= DMG_ERR_INVALID && v.hdr.error <= DMG_ERR_NOMEM)) {
             s = ii->filename;
             slen = (uint32_t)strlen(s);

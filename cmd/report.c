@@ -14,6 +14,7 @@
 #include "bochs/bochs_err.h"
 #include "cloop/cloop_err.h"
 #include "dmg/dmg_err.h"
+#include "parallels/parallels_err.h"
 #include "report.h"
 
 static const char *progname = "qemu-img";
@@ -102,7 +103,8 @@ static const struct code_msg code_msgs[] = {
     INSTAR_ERRORS(REPORT_CODE_ENTRY) QCOW2_ERRORS(REPORT_CODE_ENTRY) VPC_ERRORS(REPORT_CODE_ENTRY)
         QED_ERRORS(REPORT_CODE_ENTRY) QCOW_ERRORS(REPORT_CODE_ENTRY) BOCHS_ERRORS(REPORT_CODE_ENTRY)
             CLOOP_ERRORS(REPORT_CODE_ENTRY) DMG_ERRORS(REPORT_CODE_ENTRY)
-                QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
+                PARALLELS_ERRORS(REPORT_CODE_ENTRY) PARALLELS_CHECK_MSGS(REPORT_CODE_ENTRY)
+                    QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 

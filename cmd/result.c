@@ -279,7 +279,7 @@ enum result_bad result_check_parse(const void *blob, size_t len, struct result_c
     memcpy(&v->check, blob, sizeof(v->check));
     if (!format_ok(c->format, sizeof(c->format)))
         return RESULT_BAD_VALUE;
-    if (c->flags & ~(uint32_t)INSTAR_CHECK_NOTSUP)
+    if (c->flags & ~(uint32_t)(INSTAR_CHECK_NOTSUP | INSTAR_CHECK_RECHECKED))
         return RESULT_BAD_VALUE;
     /* bdrv_check returns 0 or -errno; Linux errnos are below 4096. */
     if (c->ret > 0 || c->ret < -4095)
@@ -335,7 +335,8 @@ enum result_bad result_report_validate(const void *batch, size_t len)
         if (len - off < sizeof(r))
             return RESULT_BAD_SHORT;
         memcpy(&r, b + off, sizeof(r));
-        if (r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX ||
+        if (((r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX) &&
+             (r.code < RESULT_REPORT_PRL_MIN || r.code > RESULT_REPORT_PRL_MAX)) ||
             !report_code_template(r.code))
             return RESULT_BAD_VALUE;
         if (r.flags & ~(uint16_t)INSTAR_REC_PREFIX)

@@ -96,6 +96,8 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
             bs->drv = &gbs_drv_cloop;
         else if (in->driver == INSTAR_DRV_DMG)
             bs->drv = &gbs_drv_dmg;
+        else if (in->driver == INSTAR_DRV_PARALLELS)
+            bs->drv = &gbs_drv_parallels;
         else
             return -INSTAR_ERR_BAD_ARGS;
     }

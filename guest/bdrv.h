@@ -350,6 +350,7 @@ extern const struct gbs_driver gbs_drv_qcow2;
 extern const struct gbs_driver gbs_drv_vpc;
 extern const struct gbs_driver gbs_drv_qed;
 extern const struct gbs_driver gbs_drv_qcow;
+extern const struct gbs_driver gbs_drv_parallels;
 
 /*
  * gbs_vpc_describe - open device dev as vpc_open() does (calc: enum
@@ -420,5 +421,20 @@ extern const struct gbs_driver gbs_drv_dmg;
  * the first unknown chunk type they name (to be sent in err_args[2]).
  */
 void gbs_dmg_describe(uint32_t op, uint32_t dev, uint64_t *size, uint32_t *unknown_type);
+/*
+ * gbs_parallels_describe - open device dev as parallels_open() does for
+ * info and the host's describe (info_flags: INSTAR_INFO_OPEN_*): *size
+ * the virtual size.  On failure sends op's error result (qemu's open
+ * message) and does not return.
+ */
+void gbs_parallels_describe(uint32_t op, uint32_t dev, uint32_t info_flags, uint64_t *size);
+
+/*
+ * gbs_parallels_check - qemu-img check of the parallels image on dev:
+ * open (read-write when fix, marking it in use), parallels_co_check()
+ * with fix (PRL_FIX_*), the second check img_check() runs after a
+ * repair, the close; sends op's check result and does not return.
+ */
+__attribute__((noreturn)) void gbs_parallels_check(uint32_t op, uint32_t dev, unsigned fix);
 
 #endif /* GUEST_BDRV_H */

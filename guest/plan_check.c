@@ -20,6 +20,7 @@
 #include "bdrv.h"
 #include "luks/unlock.h"
 #include "open.h"
+#include "parallels/parallels.h"
 #include "qcow2/check.h"
 #include "qed/qed.h"
 
@@ -459,6 +460,10 @@ void plan_check(void)
         gbs_dmg_describe(OP, GOPEN_DEV, &size, &unknown_type);
         send_notsup_arg("dmg", unknown_type);
     }
+    if (!strcmp(drv, "parallels"))
+        gbs_parallels_check(OP, GOPEN_DEV,
+                            (a->flags & INSTAR_CHECK_FIX_LEAKS ? PRL_FIX_LEAKS : 0) |
+                                (a->flags & INSTAR_CHECK_FIX_ERRORS ? PRL_FIX_ERRORS : 0));
     if (!strcmp(drv, "qcow2"))
         check_qcow2(first, fix);
     if (gopen_known_driver(drv))

@@ -45,6 +45,7 @@ struct cv {
     int min_sparse, alignment, buf_sectors;
     uint32_t t;     /* the target device (a qcow2 target's image file) */
     struct gbs *tn; /* a qcow2 target's node, else NULL */
+    struct gbs *gn; /* another format's target node (parallels): written through gbs_pwrite */
     uint8_t *buf;
     bool salvage;
     /* -c: compressed clusters (qcow2 target) */
@@ -293,6 +294,8 @@ static int t_write_from(struct cv *s, int64_t sector_num, int64_t n, const uint8
     if (s->tn)
         return gbs_qcow2_pwrite_from(s->tn, off, len, t_w_data, &c,
                                      s->copy_range && s->status == BLK_DATA);
+    if (s->gn)
+        return buf ? gbs_pwrite(s->gn, off, buf, (size_t)len) : -GBS_EIO;
     return t_w_data(&c, off, 0, len);
 }
 
@@ -303,9 +306,9 @@ static int t_write(struct cv *s, int64_t sector_num, int64_t n, const uint8_t *b
 
 static int t_zero(struct cv *s, int64_t sector_num, int64_t n)
 {
-    if (s->tn)
-        return gbs_pwrite_zeroes(s->tn, (uint64_t)sector_num * SECTOR, (uint64_t)n * SECTOR,
-                                 GBS_ZERO_MAY_UNMAP);
+    if (s->tn || s->gn)
+        return gbs_pwrite_zeroes(s->tn ? s->tn : s->gn, (uint64_t)sector_num * SECTOR,
+                                 (uint64_t)n * SECTOR, GBS_ZERO_MAY_UNMAP);
     return hc_zero(s->t, (uint64_t)sector_num * SECTOR, (uint64_t)n * SECTOR, 0) < 0 ? -GBS_EIO : 0;
 }
 
@@ -353,7 +356,7 @@ static int copy_direct(struct cv *s, int64_t sector_num, int64_t n)
     uint32_t flags = 0;
     int64_t written;
 
-    if (s->tn || !s->st_direct || s->status != BLK_DATA)
+    if (s->tn || s->gn || !s->st_direct || s->status != BLK_DATA)
         return 0;
     src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
     if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(s->st_dev))
@@ -815,7 +818,8 @@ void plan_convert(void)
         a.buf_sectors > 32768 || a.alignment == 0 || (a.alignment & (a.alignment - 1)) ||
         a.min_sparse > 32768 || a.target >= boot->ndevices ||
         !(boot->devices[a.target].flags & INSTAR_DEV_WRITE) ||
-        (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2) ||
+        (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2 &&
+         a.target_driver != INSTAR_DRV_PARALLELS) ||
         ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
@@ -823,6 +827,12 @@ void plan_convert(void)
         /* The target node: qcow2, writable, its image file the target device. */
         s->tn = gbs_node(a.target_node);
         if (!s->tn || s->tn->drv != &gbs_drv_qcow2 || !s->tn->writable || s->tn->file != a.target)
+            result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    }
+    if (a.target_driver == INSTAR_DRV_PARALLELS) {
+        s->gn = gbs_node(a.target_node);
+        if (!s->gn || s->gn->drv != &gbs_drv_parallels || !s->gn->writable ||
+            s->gn->file != a.target)
             result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }
     for (i = 0; i < a.nsrc; i++) {
@@ -857,8 +867,8 @@ void plan_convert(void)
 
     do_copy(s);
 
-    if (s->tn) {
-        ret = gbs_flush(s->tn);
+    if (s->tn || s->gn) {
+        ret = gbs_flush(s->tn ? s->tn : s->gn);
         if (ret < 0)
             fail(INSTAR_DATA_EWRITE_AT, ret, 0);
     }
@@ -866,8 +876,8 @@ void plan_convert(void)
         compressed_eof(s);
     if (a.flags & INSTAR_CONVERT_BITMAPS)
         copy_bitmaps(s);
-    if (s->tn) {
-        ret = gbs_close(s->tn);
+    if (s->tn || s->gn) {
+        ret = gbs_close(s->tn ? s->tn : s->gn);
         if (ret < 0)
             fail(INSTAR_DATA_EWRITE_AT, ret, 0);
     }

@@ -14,6 +14,7 @@
  */
 #include "guest.h"
 #include "qcow2/create.h"
+#include "parallels/parallels.h"
 #include "vpc/create.h"
 #include "vpc/vpc.h"
 
@@ -145,6 +146,30 @@ static void plan_create_vpc(const struct instar_create_args *a)
     rbuf_send(&rb, INSTAR_OP_CREATE, 0);
 }
 
+/*
+ * parallels_co_create(): the header sector, then the rest of the catalog's
+ * clusters as zeros (blk_co_pwrite_zeroes without MAY_UNMAP: allocated).
+ */
+static void plan_create_parallels(const struct instar_create_args *a)
+{
+    static uint8_t sector[512];
+    struct prl_create c;
+    struct rbuf rb;
+    int r;
+
+    if (prl_create_layout(a->size, a->cluster_size, &c) < 0)
+        fail(QCOW2_ALLOC_EINVAL, 0);
+    prl_create_header(&c, sector);
+    r = gdev_pwrite(0, 0, sector, sizeof(sector));
+    if (r == 0 && c.bat_sectors > 1)
+        r = gdev_zero(0, 512, ((uint64_t)c.bat_sectors - 1) * 512, INSTAR_ZERO_ALLOCATE);
+    if (r < 0)
+        fail(-gc_err(r), 0);
+    if (rbuf_init(&rb, sizeof(struct instar_create_result)) < 0)
+        fail(QCOW2_ALLOC_ENOMEM, 0);
+    rbuf_send(&rb, INSTAR_OP_CREATE, 0);
+}
+
 void plan_create(void)
 {
     static char backing[INSTAR_NAME_MAX], fmt[INSTAR_FMT_NAME_MAX], data[INSTAR_NAME_MAX];
@@ -157,6 +182,8 @@ void plan_create(void)
 
     if (a->flags & INSTAR_CREATE_VPC)
         plan_create_vpc(a);
+    if (a->flags & INSTAR_CREATE_PARALLELS)
+        plan_create_parallels(a);
     memset(&o, 0, sizeof(o));
     memset(&st, 0, sizeof(st));
     if (a->cluster_size < 512 || a->cluster_size > (2u << 20) ||

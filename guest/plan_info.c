@@ -173,6 +173,21 @@ static __attribute__((noreturn)) void info_dmg(void)
     info_plain("dmg", size, unknown_type);
 }
 
+/* --- parallels: the generic fields only (no bdrv_get_info, no format-specific block) --- */
+
+static __attribute__((noreturn)) void info_parallels(uint32_t flags)
+{
+    struct rbuf rb;
+    uint64_t size;
+
+    gbs_parallels_describe(INSTAR_OP_INFO, DEV_IMAGE, flags, &size);
+    if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
+        fail(INSTAR_ERR_NOMEM);
+    memcpy(res(&rb)->format, "parallels", 10);
+    res(&rb)->virtual_size = size;
+    rbuf_send(&rb, INSTAR_OP_INFO, 0);
+}
+
 /* --- qcow2 --- */
 
 static struct instar_str put_str(struct rbuf *rb, const char *s)
@@ -351,6 +366,8 @@ void plan_info(void)
         info_cloop();
     if (!strcmp(drv, "dmg"))
         info_dmg();
+    if (!strcmp(drv, "parallels"))
+        info_parallels(boot->args.info.flags);
     if (gopen_known_driver(drv))
         fail_str(INSTAR_ERR_UNSUPPORTED_FMT, drv);
     fail_str(INSTAR_ERR_UNKNOWN_FMT, drv);

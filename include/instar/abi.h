@@ -486,6 +486,11 @@ enum instar_prealloc {
 #define INSTAR_CREATE_VPC            (1u << 3)
 #define INSTAR_CREATE_VPC_FIXED      (1u << 4)
 #define INSTAR_CREATE_VPC_FORCE_SIZE (1u << 5)
+/*
+ * A parallels image instead of qcow2 (size and cluster_size, multiples of
+ * 512 that formats/parallels' prl_create_layout() accepts, only).
+ */
+#define INSTAR_CREATE_PARALLELS (1u << 9)
 
 /*
  * create a qcow2 image on device 0 (opened empty and writable; its

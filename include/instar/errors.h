@@ -44,7 +44,8 @@
       "a program lacking bitmap support modified this file, so all bitmaps are now considered "    \
       "inconsistent",                                                                              \
       "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.")            \
-    X(INSTAR_WARN_DMG_CHUNKS, 3, "", "")
+    X(INSTAR_WARN_DMG_CHUNKS, 3, "", "")                                                           \
+    X(INSTAR_WARN_PARALLELS_EXT_RW, 9, "Format Extension ignored in RW mode", "")
 
 enum instar_warn {
     INSTAR_WARN_NONE = 0,

@@ -145,6 +145,12 @@ struct instar_info_result {
  * prints "This image format does not support checks" and exits 63.
  */
 #define INSTAR_CHECK_NOTSUP (1u << 0)
+/*
+ * The guest already ran img_check()'s second check on the repaired image
+ * (parallels: on the same open image, as qemu does): the counts are the
+ * second check's, *_fixed the first's; the host does not run it again.
+ */
+#define INSTAR_CHECK_RECHECKED (1u << 1)
 
 /*
  * qemu's BdrvCheckResult plus the return value of bdrv_check.  The
@@ -155,7 +161,7 @@ struct instar_info_result {
 struct instar_check_result {
     struct instar_result_hdr hdr;
     char format[32]; /* NUL-terminated driver name */
-    uint32_t flags;  /* INSTAR_CHECK_NOTSUP */
+    uint32_t flags;  /* INSTAR_CHECK_NOTSUP, INSTAR_CHECK_RECHECKED */
     int32_t ret;     /* 0, or a negated Linux errno: "Check failed: strerror" */
     int64_t corruptions;
     int64_t leaks;

@@ -157,7 +157,9 @@ Test(check_result, valid_and_invalid)
     r.ret = -5; /* EIO */
     cr_expect_eq(result_check_parse(&r, sizeof(r), &v), RESULT_OK);
     r = good_result();
-    r.flags = 2;
+    r.flags = 2; /* INSTAR_CHECK_RECHECKED */
+    cr_expect_eq(result_check_parse(&r, sizeof(r), &v), RESULT_OK);
+    r.flags = 4;
     cr_expect_eq(result_check_parse(&r, sizeof(r), &v), RESULT_BAD_VALUE);
     r = good_result();
     memset(r.format, 'q', sizeof(r.format)); /* no NUL */
