@@ -19,6 +19,7 @@
  * Every name the guest found inside an image is decided by cmd/policy.c.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #include "lock.h"
 #include "object.h"
 #include "open.h"
+#include "vhdx/vhdx_err.h"
 #include "vpc/vpc_err.h"
 #include "report.h"
 #include "result.h"
@@ -186,10 +188,11 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
         uint32_t slen = v.hdr.err_str.len;
 
         /* bdrv_open_common() names the file when a driver sets no message. */
-        if (v.hdr.error == VPC_ERR_TOO_LARGE) {
+        if (v.hdr.error == VPC_ERR_TOO_LARGE || vhdx_err_names_file(v.hdr.error)) {
             s = ii->filename;
             slen = (uint32_t)strlen(s);
         }
+        open_vhdx_preface(v.hdr.error, v.hdr.err_args);
         *msg = report_code_render(v.hdr.error, v.hdr.err_args, s, slen);
         *gerr = v.hdr.error;
         goto out;
@@ -202,6 +205,23 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
 out:
     vmm_outcome_release(&out);
     return ret;
+}
+
+void open_vhdx_preface(int32_t code, const uint64_t args[4])
+{
+    /* The error_report() lines vhdx_open() prints before it fails. */
+    if (code == VHDX_ERR_OVERLAP)
+        /* QEMU's format has "%." PRIu64 for the last number: precision 0. */
+        report_error("VHDX region %" PRIu64 "-%" PRIu64 " overlaps with region %" PRIu64
+                     "-%.0" PRIu64,
+                     args[0], args[1], args[2], args[3]);
+    else if (code == VHDX_ERR_BAT_OVERFLOW)
+        report_error("VHDX BAT entry %" PRIu64 " offset overflow.", args[0]);
+    else if (code == VHDX_ERR_BAT_START || code == VHDX_ERR_BAT_END)
+        report_error("VHDX BAT entry %" PRIu64 " %s offset %" PRIu64
+                     " points after end of file (%" PRId64 "). Image has probably been truncated.",
+                     args[0], code == VHDX_ERR_BAT_START ? "start" : "end", args[1],
+                     (int64_t)args[2]);
 }
 
 void open_image_release(struct open_image *img)

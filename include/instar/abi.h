@@ -464,6 +464,8 @@ struct instar_check_args {
     uint32_t flags;                   /* INSTAR_CHECK_* */
     uint32_t has_key;                 /* 1: key unlocks the image (encrypt.key-secret) */
     struct instar_key key;
+    /* vhdx: a replayed log's session file write GUID and two data write GUIDs (random) */
+    uint8_t vhdx_guids[3][16];
 };
 
 /* qemu's PreallocMode, in the order of its QAPI enum. */
