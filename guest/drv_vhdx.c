@@ -155,9 +155,9 @@ static int vhdx_drv_open(struct gbs *bs)
         vhdxs[bs->node] = s;
     }
     bs->opaque = s;
-    /* Writing vhdx is not built yet: the host never opens it writable. */
+    /* Writing vhdx is not built yet (bench -w, commit, rebase, convert -n refuse it). */
     if (bs->writable)
-        return -INSTAR_ERR_BAD_ARGS;
+        result_error(boot->op, VHDX_ERR_NO_WRITE, NULL, NULL, 0);
     ret = gvhdx_open(s, bs->file, false, false, NULL, NULL);
     /* The host described the image first: a failure here is qemu's open message too. */
     if (ret < 0)
