@@ -93,6 +93,7 @@ static int open_walk(struct mem *m, struct vhdx_image *img, bool replay)
     struct vhdx_writer w = {mem_pwrite, mem_truncate, m};
     uint64_t off, host, run_len, total;
     int64_t errs = 0;
+    uint64_t pay = 0;
     int ret;
 
     ret = vhdx_open_headers(&r, img, scratch);
@@ -111,14 +112,16 @@ static int open_walk(struct mem *m, struct vhdx_image *img, bool replay)
         ret = vhdx_open_regions(&r, img, scratch);
     if (ret == 0 && img->bat_entries > BAT_MAX)
         return 0; /* larger than the input allows anyway */
+    if (ret == 0 && vhdx_bat_used(img) > img->bat_entries)
+        abort();
     if (ret == 0)
-        ret = vhdx_read_bat(&r, img, bat, scratch, sizeof(scratch));
+        ret = vhdx_read_bat(&r, img, 0, img->bat_entries, bat);
     if (ret < 0)
         return ret;
-    vhdx_check_bat(img, bat, m->len, count_line, &errs, &errs);
+    vhdx_check_bat(img, bat, 0, img->bat_entries, &pay, m->len, count_line, &errs, &errs);
     if (errs < 0)
         abort();
-    ret = vhdx_check_bat(img, bat, m->len, NULL, NULL, NULL);
+    ret = vhdx_check_bat(img, bat, 0, img->bat_entries, &pay, m->len, NULL, NULL, NULL);
     if ((ret == 0) != (errs == 0))
         abort(); /* the open fails exactly when the check finds a problem */
     if (ret < 0)

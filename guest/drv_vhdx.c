@@ -13,7 +13,7 @@
 
 struct gvhdx {
     struct vhdx_image img;
-    uint64_t *bat; /* img.bat_entries entries, host order */
+    uint64_t *bat; /* vhdx_bat_used() entries, host order */
 };
 
 static struct gvhdx *vhdxs[INSTAR_NODE_MAX];
@@ -34,6 +34,31 @@ static int dev_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
 static int dev_truncate(void *opaque, uint64_t size)
 {
     return gdev_truncate(*(const uint32_t *)opaque, size, INSTAR_TRUNC_OFF) < 0 ? -1 : 0;
+}
+
+/*
+ * vhdx_check_bat() over the whole BAT, read in pieces (an empty disk's
+ * BAT is counted as millions of entries that reads never use).
+ */
+static int check_bat(struct gvhdx *s, uint32_t dev, uint64_t file_size, vhdx_report_fn report,
+                     int64_t *errcnt)
+{
+    static uint64_t piece[4096];
+    struct vhdx_reader r = {dev_pread, &dev};
+    uint64_t first, payblocks = 0;
+    int ret;
+
+    for (first = 0; first < s->img.bat_entries; first += 4096) {
+        uint64_t n = s->img.bat_entries - first < 4096 ? s->img.bat_entries - first : 4096;
+
+        ret = vhdx_read_bat(&r, &s->img, first, n, piece);
+        if (ret == 0)
+            ret = vhdx_check_bat(&s->img, piece, first, n, &payblocks, file_size, report, NULL,
+                                 errcnt);
+        if (ret < 0)
+            return ret;
+    }
+    return 0;
 }
 
 /*
@@ -78,15 +103,13 @@ regions:
     ret = vhdx_open_regions(&r, &s->img, scratch);
     if (ret < 0)
         return ret;
-    /* The count fits 32 bits and the region (vhdx_open_regions). */
-    s->bat = malloc((size_t)s->img.bat_entries * 8 + 8);
+    /* The entries reads use (at most the region's, vhdx_open_regions()). */
+    s->bat = malloc((size_t)vhdx_bat_used(&s->img) * 8 + 8);
     if (!s->bat)
         return -VHDX_ERR_ENOMEM;
-    ret = vhdx_read_bat(&r, &s->img, s->bat, scratch, sizeof(scratch));
-    if (ret < 0)
-        return ret;
-    if (!check)
-        ret = vhdx_check_bat(&s->img, s->bat, file_size, NULL, NULL, NULL);
+    ret = vhdx_read_bat(&r, &s->img, 0, vhdx_bat_used(&s->img), s->bat);
+    if (ret == 0 && !check)
+        ret = check_bat(s, dev, file_size, NULL, NULL);
     return ret;
 }
 
@@ -133,7 +156,9 @@ void gbs_vhdx_check(uint32_t op, uint32_t dev, bool rw, const uint8_t (*guids)[1
     /* vhdx_co_check(): a replayed log counts as a fixed corruption. */
     *corruptions_fixed = replayed ? 1 : 0;
     *corruptions = 0;
-    vhdx_check_bat(&s.img, s.bat, gdev_length(dev), check_line, NULL, corruptions);
+    ret = check_bat(&s, dev, gdev_length(dev), check_line, corruptions);
+    if (ret < 0)
+        gvhdx_fail(op, ret, &s);
     greport_flush();
     gvhdx_release(&s);
 }

@@ -677,24 +677,33 @@ int vhdx_open_regions(const struct vhdx_reader *r, struct vhdx_image *img, uint8
     return 0;
 }
 
-int vhdx_read_bat(const struct vhdx_reader *r, const struct vhdx_image *img, uint64_t *bat,
-                  uint8_t *scratch, size_t len)
+int vhdx_read_bat(const struct vhdx_reader *r, const struct vhdx_image *img, uint64_t first,
+                  uint64_t count, uint64_t *bat)
 {
-    uint64_t done = 0, total = (uint64_t)img->bat_entries * 8;
+    uint8_t b[512];
+    uint64_t done = 0, total = count * 8;
     int ret;
 
     while (done < total) {
-        size_t n = total - done < len ? (size_t)(total - done) : len;
+        size_t n = total - done < sizeof(b) ? (size_t)(total - done) : sizeof(b);
         size_t k;
 
-        ret = rd(r, img->bat_offset + done, scratch, n);
+        ret = rd(r, img->bat_offset + first * 8 + done, b, n);
         if (ret < 0)
             return ret;
         for (k = 0; k < n / 8; k++)
-            bat[done / 8 + k] = le64(scratch + 8 * k);
+            bat[done / 8 + k] = le64(b + 8 * k);
         done += n;
     }
     return 0;
+}
+
+uint64_t vhdx_bat_used(const struct vhdx_image *img)
+{
+    uint64_t blocks = img->total_sectors * 512 / img->block_size +
+                      (img->total_sectors * 512 % img->block_size != 0);
+
+    return blocks ? blocks + ((blocks - 1) >> img->chunk_ratio_bits) : 0;
 }
 
 static int bat_problem(struct vhdx_image *img, vhdx_report_fn report, void *opaque, int64_t *errcnt,
@@ -711,16 +720,19 @@ static int bat_problem(struct vhdx_image *img, vhdx_report_fn report, void *opaq
     return 0;
 }
 
-int vhdx_check_bat(struct vhdx_image *img, const uint64_t *bat, uint64_t file_size,
-                   vhdx_report_fn report, void *opaque, int64_t *errcnt)
+int vhdx_check_bat(struct vhdx_image *img, const uint64_t *bat, uint64_t first, uint64_t count,
+                   uint64_t *payblocks_state, uint64_t file_size, vhdx_report_fn report,
+                   void *opaque, int64_t *errcnt)
 {
-    uint64_t payblocks = img->chunk_ratio, i, disk = img->total_sectors * 512;
+    uint64_t payblocks = first ? *payblocks_state : img->chunk_ratio, k, i;
+    uint64_t disk = img->total_sectors * 512;
     int ret;
 
-    for (i = 0; i < img->bat_entries; i++) {
-        uint64_t off = bat[i] & VHDX_BAT_OFFSET_MASK, rest, len;
+    for (k = 0; k < count; k++) {
+        uint64_t off = bat[k] & VHDX_BAT_OFFSET_MASK, rest, len;
 
-        if ((bat[i] & VHDX_BAT_STATE_MASK) != VHDX_PAYLOAD_FULLY_PRESENT)
+        i = first + k;
+        if ((bat[k] & VHDX_BAT_STATE_MASK) != VHDX_PAYLOAD_FULLY_PRESENT)
             continue;
         /* The last block may be partial (images qemu created in the past). */
         rest = disk - i * (uint64_t)img->block_size;
@@ -754,6 +766,7 @@ int vhdx_check_bat(struct vhdx_image *img, const uint64_t *bat, uint64_t file_si
             payblocks = img->chunk_ratio;
         }
     }
+    *payblocks_state = payblocks;
     return 0;
 }
 

@@ -114,12 +114,18 @@ int vhdx_open_headers(const struct vhdx_reader *r, struct vhdx_image *img, uint8
 int vhdx_open_regions(const struct vhdx_reader *r, struct vhdx_image *img, uint8_t *scratch);
 
 /*
- * vhdx_read_bat - read the BAT into bat (img->bat_entries entries, host
- * order) through scratch (len >= 8, a multiple of 8).  Returns 0 or a
- * negated VHDX_ERR_*.
+ * vhdx_read_bat - read count BAT entries from entry first into bat (host
+ * order).  Returns 0 or a negated VHDX_ERR_*.
  */
-int vhdx_read_bat(const struct vhdx_reader *r, const struct vhdx_image *img, uint64_t *bat,
-                  uint8_t *scratch, size_t len);
+int vhdx_read_bat(const struct vhdx_reader *r, const struct vhdx_image *img, uint64_t first,
+                  uint64_t count, uint64_t *bat);
+
+/*
+ * vhdx_bat_used - the entries reads can reach (the virtual size's blocks
+ * and the sector bitmap entries among them): at most img->bat_entries,
+ * and 0 for an empty disk, whose BAT qemu counts as 2^32 - 1 >> bits.
+ */
+uint64_t vhdx_bat_used(const struct vhdx_image *img);
 
 /*
  * report - one check line: code a VHDX_MSG_* and its arguments.
@@ -128,12 +134,15 @@ typedef void (*vhdx_report_fn)(void *opaque, int code, const uint64_t args[4]);
 
 /*
  * vhdx_check_bat - vhdx_check_bat_entries() against a file of file_size
- * bytes.  With report NULL (open), stops at the first problem and returns
- * its negated VHDX_ERR_* with img->err_args set; otherwise reports each
- * line and counts the problems in *errcnt, returning 0.
+ * bytes, over count entries from entry first (bat holds them; the walk may
+ * be cut into pieces in order, *payblocks carrying its state from one to
+ * the next).  With report NULL (open), stops at the first problem and
+ * returns its negated VHDX_ERR_* with img->err_args set; otherwise reports
+ * each line and counts the problems in *errcnt, returning 0.
  */
-int vhdx_check_bat(struct vhdx_image *img, const uint64_t *bat, uint64_t file_size,
-                   vhdx_report_fn report, void *opaque, int64_t *errcnt);
+int vhdx_check_bat(struct vhdx_image *img, const uint64_t *bat, uint64_t first, uint64_t count,
+                   uint64_t *payblocks, uint64_t file_size, vhdx_report_fn report, void *opaque,
+                   int64_t *errcnt);
 
 /*
  * vhdx_log_replay - vhdx_log_flush(): write the active sequence found by
