@@ -17,17 +17,20 @@
  * docs/repair.md has the safety model.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "imgcheck.h"
 #include "cmds.h"
 #include "object.h"
 #include "open.h"
+#include "vhdx/vhdx_err.h"
 #include "qobj.h"
 #include "opts.h"
 #include "report.h"
@@ -180,6 +183,23 @@ static void sanitize(char *s, size_t n)
         s[n - 1] = '\0';
 }
 
+/* A version 4 UUID from the system's random source (qemu_uuid_generate()). */
+static int check_random_guid(uint8_t uuid[16])
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : read(fd, uuid, 16);
+
+    if (fd >= 0)
+        close(fd);
+    if (n != 16) {
+        errno = EIO;
+        return -1;
+    }
+    uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40);
+    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
+    return 0;
+}
+
 /*
  * The write limit of a repair: the file may grow by what a refcount
  * rebuild can need (a 1/32 of the file in refcount blocks at worst, a
@@ -212,6 +232,14 @@ static int check_run(const struct open_image *img, const char *key, const char *
     memset(&args, 0, sizeof(args));
     snprintf(args.format, sizeof(args.format), "%s", img->info->format);
     args.flags = fix;
+    if (fix && !strcmp(img->info->format, "vhdx")) {
+        /* A log replayed by the read-write open: the GUIDs qemu generates. */
+        for (int i = 0; i < 3; i++)
+            if (check_random_guid(args.vhdx_guids[i]) < 0) {
+                report_error("Could not check '%s': %s", filename, strerror(errno));
+                return -1;
+            }
+    }
     if (strlen(filename) > 4 && !strcmp(filename + strlen(filename) - 4, ".dmg"))
         args.flags |= INSTAR_CHECK_NAME_DMG;
     memset(&dev, 0, sizeof(dev));
@@ -258,9 +286,15 @@ static int check_run(const struct open_image *img, const char *key, const char *
     report_guest_warning(v->hdr.warn_code, v->hdr.warn_count, v->hdr.err_args[2]);
     if (v->hdr.error != 0) {
         const char *s = v->hdr.err_str.off ? (const char *)out.result + v->hdr.err_str.off : NULL;
+        uint32_t slen = v->hdr.err_str.len;
 
+        if (vhdx_err_names_file(v->hdr.error)) {
+            s = filename;
+            slen = (uint32_t)strlen(filename);
+        }
+        open_vhdx_preface(v->hdr.error, v->hdr.err_args);
         fprintf(stderr, "%s: Could not open '%s': ", report_progname(), filename);
-        report_code_render_to(stderr, v->hdr.error, v->hdr.err_args, s, v->hdr.err_str.len);
+        report_code_render_to(stderr, v->hdr.error, v->hdr.err_args, s, slen);
         fputc('\n', stderr);
         goto out;
     }

@@ -36,6 +36,7 @@
 #include "vmm.h"
 #include "instar/abi.h"
 #include "qcow2/create.h"
+#include "vhdx/create.h"
 #include "vpc/create.h"
 #include "parallels/parallels.h"
 
@@ -113,6 +114,20 @@ static const struct opt_desc parallels_descs[] = {
     {NULL, 0, NULL, NULL},
 };
 
+static const struct opt_desc vhdx_descs[] = {
+    {"size", OPT_SIZE, "Virtual disk size; max of 64TB.", NULL},
+    {"log_size", OPT_SIZE, "Log size; min 1MB.", "1048576"},
+    {"block_size", OPT_SIZE,
+     "Block Size; min 1MB, max 256MB. 0 means auto-calculate based on image size.", "0"},
+    {"subformat", OPT_STRING,
+     "VHDX format type, can be either 'dynamic' or 'fixed'. Default is 'dynamic'.", NULL},
+    {"block_state_zero", OPT_BOOL,
+     "Force use of payload blocks of type 'ZERO'. Non-standard, but default.  Do not set to "
+     "'off' when using 'qemu-img convert' with subformat=dynamic.",
+     NULL},
+    {NULL, 0, NULL, NULL},
+};
+
 static const struct opt_desc file_descs[] = {
     {"size", OPT_SIZE, "Virtual disk size", NULL},
     {"nocow", OPT_BOOL, "Turn off copy-on-write (valid only on btrfs)", NULL},
@@ -170,6 +185,9 @@ static const struct opt_desc *format_descs(const char *fmt)
     }
     if (!strcmp(fmt, "parallels")) {
         return parallels_descs;
+    }
+    if (!strcmp(fmt, "vhdx")) {
+        return vhdx_descs;
     }
     if (!strcmp(fmt, "file")) {
         return file_descs;
@@ -771,6 +789,118 @@ out:
     return ret;
 }
 
+/*
+ * vhdx: vhdx_co_create_opts().  The file is made as for vpc; then the
+ * options are checked in qemu's order (subformat by the QAPI visitor, the
+ * sizes rounded up, then vhdx_co_create()'s limits), a failure leaving
+ * the empty file; the guest writes the layout with the host's random
+ * sequence number and GUIDs.
+ */
+static int create_vhdx(const char *name, const char *path, const struct opt_list *l, uint64_t size)
+{
+    const char *pa = opt_str(l, "preallocation"), *sub = opt_str(l, "subformat");
+    const struct opt_val *lv = opts_find(l, "log_size"), *bv = opts_find(l, "block_size"),
+                         *zv = opts_find(l, "block_state_zero");
+    int mode = prealloc_mode(pa);
+    uint64_t log_size = lv ? lv->value : (1u << 20), block_size = bv ? bv->value : 0;
+    struct instar_create_args a;
+    struct vhdx_create c;
+    struct vmm_dev dev;
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+    struct instar_result_hdr hdr;
+    uint8_t seq[16];
+    bool fixed;
+    int fd, ret = -1;
+
+    if (mode < 0) {
+        fail_file(name, NULL, "Parameter 'preallocation' does not accept value '%s'", pa);
+        return -1;
+    }
+    if (check_extent_hint(name, l) < 0 || create_file(path, name, &fd, true) < 0)
+        return -1;
+    if (mode == 1) {
+        fail_file(name, NULL, "Unsupported preallocation mode: metadata");
+        goto out;
+    }
+    if (sub && strcmp(sub, "dynamic") && strcmp(sub, "fixed")) {
+        fail_file(name, NULL, "Parameter 'subformat' does not accept value '%s'", sub);
+        goto out;
+    }
+    fixed = sub && !strcmp(sub, "fixed");
+    /* vhdx_co_create_opts(): sizes rounded up (block sizes to at most 256 MiB). */
+    size = size > UINT64_MAX - 511 ? UINT64_MAX : (size + 511) / 512 * 512;
+    log_size = log_size > UINT64_MAX - ((1u << 20) - 1) ? UINT64_MAX
+                                                        : (log_size + (1u << 20) - 1) >> 20 << 20;
+    block_size = block_size > UINT64_MAX - ((1u << 20) - 1)
+                     ? UINT64_MAX
+                     : (block_size + (1u << 20) - 1) >> 20 << 20;
+    if (block_size > (256u << 20))
+        block_size = 256u << 20;
+    if (size > VHDX_CREATE_MAX_SIZE) {
+        fail_file(name, NULL, "Image size too large; max of 64TB");
+        goto out;
+    }
+    if (log_size > UINT32_MAX) {
+        fail_file(name, NULL, "Log size must be smaller than 4 GB");
+        goto out;
+    }
+    if (log_size < (1u << 20)) {
+        fail_file(name, NULL, "Log size must be a multiple of 1 MB");
+        goto out;
+    }
+    if (block_size & (block_size - 1)) {
+        fail_file(name, NULL, "Block size must be a power of two");
+        goto out;
+    }
+    memset(&c, 0, sizeof(c));
+    c.size = size;
+    c.log_size = (uint32_t)log_size;
+    c.block_size = (uint32_t)block_size;
+    c.fixed = fixed;
+    c.zero_blocks = zv ? zv->value != 0 : true;
+    if (vhdx_create_layout(&c) < 0) {
+        fail_file(name, NULL, "Invalid argument");
+        goto out;
+    }
+    memset(&a, 0, sizeof(a));
+    a.size = size;
+    a.flags = INSTAR_CREATE_VHDX | (fixed ? INSTAR_CREATE_VHDX_FIXED : 0) |
+              (c.zero_blocks ? INSTAR_CREATE_VHDX_ZERO : 0);
+    a.vhdx_log_size = c.log_size;
+    a.vhdx_block_size = (uint32_t)block_size;
+    if (random_uuid(seq) < 0 || random_uuid(a.vhdx_guids[0]) < 0 ||
+        random_uuid(a.vhdx_guids[1]) < 0 || random_uuid(a.vhdx_guids[2]) < 0) {
+        fail_file(name, NULL, "Could not read /dev/urandom");
+        goto out;
+    }
+    /* g_random_int(): a 32-bit sequence number. */
+    memcpy(&a.vhdx_seq, seq, sizeof(a.vhdx_seq));
+    dev = (struct vmm_dev){fd, 0, c.data_offset + (fixed ? size : 0),
+                           INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&out, 0, sizeof(out));
+    if (vmm_run(&cfg, INSTAR_OP_CREATE, &a, sizeof(a), &dev, 1, &out) != 0) {
+        fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
+        vmm_outcome_release(&out);
+        goto out;
+    }
+    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, &hdr) != RESULT_OK) {
+        fail_file(name, NULL, "sandbox failure: invalid result");
+        vmm_outcome_release(&out);
+        goto out;
+    }
+    vmm_outcome_release(&out);
+    if (hdr.error) {
+        fail_file(name, NULL, "Failed to write image headers: %s", err_text(hdr.err_args[0]));
+        goto out;
+    }
+    ret = 0;
+out:
+    close(fd);
+    return ret;
+}
+
 /* qemu's strerror for the errno a guest step returned. */
 static const char *err_text(uint64_t e)
 {
@@ -1357,6 +1487,8 @@ int cmd_create(int argc, char **argv)
         ret = create_qcow2(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else if (!strcmp(fmt, "vpc")) {
         ret = create_vpc(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
+    } else if (!strcmp(fmt, "vhdx")) {
+        ret = create_vhdx(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else if (!strcmp(fmt, "qed")) {
         ret = create_qed(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else if (!strcmp(fmt, "qcow")) {
@@ -1392,8 +1524,9 @@ static int create_for(const char *filename, const char *fmt, const char *options
         report_error("Unknown file format '%s'", fmt);
         return -1;
     }
+    /* vhdx is created by create only: its writes (through the log) are not built. */
     if (!format_descs(fmt) || (!strcmp(fmt, "vpc") && strcmp(cmd, "dd")) || !strcmp(fmt, "qed") ||
-        !strcmp(fmt, "qcow") ||
+        !strcmp(fmt, "qcow") || !strcmp(fmt, "vhdx") ||
         (!strcmp(fmt, "parallels") && strcmp(cmd, "dd") && strcmp(cmd, "convert"))) {
         report_error("Format '%s' is not supported by instar %s", fmt, cmd);
         return -1;

@@ -19,6 +19,7 @@
  * Every name the guest found inside an image is decided by cmd/policy.c.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -34,6 +35,7 @@
 #include "bochs/bochs_err.h"
 #include "cloop/cloop_err.h"
 #include "dmg/dmg.h"
+#include "vhdx/vhdx_err.h"
 #include "vpc/vpc_err.h"
 #include "parallels/parallels_err.h"
 #include "report.h"
@@ -206,7 +208,8 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
 
         /* bdrv_open_common() names the file when a driver sets no message. */
         if (v.hdr.error == VPC_ERR_TOO_LARGE || v.hdr.error == PRL_ERR_EIO ||
-            (v.hdr.error >= DMG_ERR_INVALID && v.hdr.error <= DMG_ERR_NOMEM)) {
+            (v.hdr.error >= DMG_ERR_INVALID && v.hdr.error <= DMG_ERR_NOMEM) ||
+            vhdx_err_names_file(v.hdr.error)) {
             s = ii->filename;
             slen = (uint32_t)strlen(s);
         }
@@ -217,6 +220,7 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
         if (v.hdr.error == DMG_ERR_LENGTH)
             report_error("length %" PRIu64 " for chunk %" PRIu32 " is larger than max (%u)",
                          v.hdr.err_args[0], (uint32_t)v.hdr.err_args[1], DMG_LENGTHS_MAX);
+        open_vhdx_preface(v.hdr.error, v.hdr.err_args);
         *msg = report_code_render(v.hdr.error, v.hdr.err_args, s, slen);
         *gerr = v.hdr.error;
         goto out;
@@ -229,6 +233,23 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
 out:
     vmm_outcome_release(&out);
     return ret;
+}
+
+void open_vhdx_preface(int32_t code, const uint64_t args[4])
+{
+    /* The error_report() lines vhdx_open() prints before it fails. */
+    if (code == VHDX_ERR_OVERLAP)
+        /* QEMU's format has "%." PRIu64 for the last number: precision 0. */
+        report_error("VHDX region %" PRIu64 "-%" PRIu64 " overlaps with region %" PRIu64
+                     "-%.0" PRIu64,
+                     args[0], args[1], args[2], args[3]);
+    else if (code == VHDX_ERR_BAT_OVERFLOW)
+        report_error("VHDX BAT entry %" PRIu64 " offset overflow.", args[0]);
+    else if (code == VHDX_ERR_BAT_START || code == VHDX_ERR_BAT_END)
+        report_error("VHDX BAT entry %" PRIu64 " %s offset %" PRIu64
+                     " points after end of file (%" PRId64 "). Image has probably been truncated.",
+                     args[0], code == VHDX_ERR_BAT_START ? "start" : "end", args[1],
+                     (int64_t)args[2]);
 }
 
 void open_image_release(struct open_image *img)

@@ -36,6 +36,12 @@
 #define OPEN_VPC_SIZE_CURRENT (1u << 8)
 
 /*
+ * open_vhdx_preface - print the line vhdx_open() reports before it fails
+ * with guest error code (region overlap, BAT entry past the end), if any.
+ */
+void open_vhdx_preface(int32_t code, const uint64_t args[4]);
+
+/*
  * open_vpc_json_filename - bdrv_refresh_filename(): a vpc image opened
  * with force_size_calc (calc: 1 chs, 2 current_size) is named by its
  * options, "json:{...}", in ii->filename (a name with bytes other than

@@ -8,6 +8,7 @@
 #include "instar/errors.h"
 #include "qcow2/check_err.h"
 #include "qcow2/qcow2_err.h"
+#include "vhdx/vhdx_err.h"
 #include "vpc/vpc_err.h"
 #include "qed/qed_err.h"
 #include "qcow/qcow_err.h"
@@ -104,7 +105,7 @@ static const struct code_msg code_msgs[] = {
         QED_ERRORS(REPORT_CODE_ENTRY) QCOW_ERRORS(REPORT_CODE_ENTRY) BOCHS_ERRORS(REPORT_CODE_ENTRY)
             CLOOP_ERRORS(REPORT_CODE_ENTRY) DMG_ERRORS(REPORT_CODE_ENTRY)
                 PARALLELS_ERRORS(REPORT_CODE_ENTRY) PARALLELS_CHECK_MSGS(REPORT_CODE_ENTRY)
-                    QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
+                    VHDX_ERRORS(REPORT_CODE_ENTRY) QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 

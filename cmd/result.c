@@ -12,6 +12,7 @@
 #include "qcow2_err.h"
 #include "report.h"
 #include "result.h"
+#include "vhdx/vhdx_err.h"
 
 const char *result_bad_str(enum result_bad why)
 {
@@ -336,7 +337,8 @@ enum result_bad result_report_validate(const void *batch, size_t len)
             return RESULT_BAD_SHORT;
         memcpy(&r, b + off, sizeof(r));
         if (((r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX) &&
-             (r.code < RESULT_REPORT_PRL_MIN || r.code > RESULT_REPORT_PRL_MAX)) ||
+             (r.code < RESULT_REPORT_PRL_MIN || r.code > RESULT_REPORT_PRL_MAX) &&
+             (r.code < VHDX_MSG_MIN || r.code > VHDX_MSG_MAX)) ||
             !report_code_template(r.code))
             return RESULT_BAD_VALUE;
         if (r.flags & ~(uint16_t)INSTAR_REC_PREFIX)

@@ -346,6 +346,7 @@ __attribute__((noreturn)) void gbs_send(uint32_t op, uint32_t status, uint32_t e
 void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
 
 extern const struct gbs_driver gbs_drv_raw;
+extern const struct gbs_driver gbs_drv_vhdx;
 extern const struct gbs_driver gbs_drv_qcow2;
 extern const struct gbs_driver gbs_drv_vpc;
 extern const struct gbs_driver gbs_drv_qed;
@@ -436,5 +437,26 @@ void gbs_parallels_describe(uint32_t op, uint32_t dev, uint32_t info_flags, uint
  * repair, the close; sends op's check result and does not return.
  */
 __attribute__((noreturn)) void gbs_parallels_check(uint32_t op, uint32_t dev, unsigned fix);
+
+/*
+ * gbs_vhdx_describe - open device dev as vhdx_open() does, for info and
+ * the host's description of an image (rw: a read-write open, whose log
+ * the check replays, so one is no error here; check: BDRV_O_CHECK, the
+ * BAT entries unchecked): *size the virtual size, *cluster_size the block
+ * size.  On failure sends op's error result (qemu's open message) and
+ * does not return.
+ */
+void gbs_vhdx_describe(uint32_t op, uint32_t dev, bool rw, bool check, uint64_t *size,
+                       uint32_t *cluster_size);
+
+/*
+ * gbs_vhdx_check - vhdx_co_check() on device dev, opened as check opens
+ * it (rw: read-write, a log replayed with guids[0..2]: the session's file
+ * write GUID and two data write GUIDs): the BAT lines streamed, their
+ * count in *corruptions, *corruptions_fixed 1 when a log was replayed.
+ * On an open failure sends op's error result and does not return.
+ */
+void gbs_vhdx_check(uint32_t op, uint32_t dev, bool rw, const uint8_t (*guids)[16],
+                    int64_t *corruptions, int64_t *corruptions_fixed);
 
 #endif /* GUEST_BDRV_H */

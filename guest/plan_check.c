@@ -401,6 +401,23 @@ static __attribute__((noreturn)) void check_qed(bool fix)
     rbuf_send(&rb, OP, 0);
 }
 
+/* vhdx_co_check(): the open replays a log when read-write; the BAT is checked. */
+static __attribute__((noreturn)) void check_vhdx(const struct instar_check_args *a, bool rw)
+{
+    struct rbuf rb;
+    struct instar_check_result *o;
+    int64_t corruptions, fixed;
+
+    gbs_vhdx_check(OP, GOPEN_DEV, rw, a->vhdx_guids, &corruptions, &fixed);
+    if (rbuf_init(&rb, sizeof(struct instar_check_result)) < 0)
+        gopen_fail(OP, INSTAR_ERR_NOMEM, NULL);
+    o = res(&rb);
+    memcpy(o->format, "vhdx", 5);
+    o->corruptions = corruptions;
+    o->corruptions_fixed = fixed;
+    rbuf_send(&rb, OP, 0);
+}
+
 void plan_check(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -432,6 +449,8 @@ void plan_check(void)
         gbs_vpc_describe(OP, GOPEN_DEV, 0, &size, &cluster_size);
         send_notsup("vpc");
     }
+    if (!strcmp(drv, "vhdx"))
+        check_vhdx(a, fix != 0);
     if (!strcmp(drv, "qed"))
         check_qed(fix != 0);
     if (!strcmp(drv, "qcow")) {

@@ -14,6 +14,8 @@
  */
 #include "guest.h"
 #include "qcow2/create.h"
+#include "vhdx/create.h"
+#include "vhdx/vhdx.h"
 #include "parallels/parallels.h"
 #include "vpc/create.h"
 #include "vpc/vpc.h"
@@ -170,6 +172,74 @@ static void plan_create_parallels(const struct instar_create_args *a)
     rbuf_send(&rb, INSTAR_OP_CREATE, 0);
 }
 
+/*
+ * vhdx_co_create(): identifier and creator, the two headers, the file
+ * grown past the BAT (and the data of a fixed image), the BAT when its
+ * entries are not all zero, both region tables, the metadata, in qemu's
+ * order.
+ */
+static void plan_create_vhdx(const struct instar_create_args *a)
+{
+    static uint8_t buf[65536], items[40];
+    static const char creator[] = VHDX_CREATOR;
+    struct vhdx_create c;
+    struct rbuf rb;
+    uint64_t off, i;
+    size_t k;
+    int r;
+
+    memset(&c, 0, sizeof(c));
+    c.size = a->size;
+    c.log_size = a->vhdx_log_size;
+    c.block_size = a->vhdx_block_size;
+    c.fixed = a->flags & INSTAR_CREATE_VHDX_FIXED;
+    c.zero_blocks = a->flags & INSTAR_CREATE_VHDX_ZERO;
+    if (vhdx_create_layout(&c) < 0)
+        fail(QCOW2_ALLOC_EINVAL, 0);
+    memcpy(buf, "vhdxfile", 8);
+    for (k = 0; k < sizeof(creator) - 1; k++) {
+        buf[8 + 2 * k] = (uint8_t)creator[k];
+        buf[9 + 2 * k] = 0;
+    }
+    r = gdev_pwrite(0, 0, buf, 8);
+    if (r == 0)
+        r = gdev_pwrite(0, 8, buf + 8, 2 * (sizeof(creator) - 1));
+    for (i = 0; r == 0 && i < 2; i++) {
+        vhdx_create_header(&c, (uint64_t)a->vhdx_seq + i, a->vhdx_guids[0], a->vhdx_guids[1], buf);
+        r = gdev_pwrite(0, i ? VHDX_HEADER2_OFFSET : VHDX_HEADER1_OFFSET, buf, 80);
+        if (r == 0)
+            r = gdev_flush(0);
+    }
+    if (r == 0)
+        r = gdev_truncate(0, c.data_offset + (c.fixed ? c.size : 0), INSTAR_TRUNC_OFF);
+    for (off = 0; r == 0 && vhdx_create_bat_written(&c) && off < c.bat_length; off += sizeof(buf)) {
+        size_t n = c.bat_length - off < sizeof(buf) ? (size_t)(c.bat_length - off) : sizeof(buf);
+
+        for (k = 0; k < n; k += 8) {
+            uint64_t e = vhdx_create_bat_entry(&c, (off + k) / 8);
+
+            for (int b = 0; b < 8; b++)
+                buf[k + b] = (uint8_t)(e >> (8 * b));
+        }
+        r = gdev_pwrite(0, c.bat_offset + off, buf, n);
+    }
+    vhdx_create_region(&c, buf);
+    if (r == 0)
+        r = gdev_pwrite(0, VHDX_REGION_OFFSET, buf, sizeof(buf));
+    if (r == 0)
+        r = gdev_pwrite(0, VHDX_REGION2_OFFSET, buf, sizeof(buf));
+    vhdx_create_metadata(&c, a->vhdx_guids[2], buf, items);
+    if (r == 0)
+        r = gdev_pwrite(0, c.meta_offset, buf, sizeof(buf));
+    if (r == 0)
+        r = gdev_pwrite(0, c.meta_offset + 65536, items, sizeof(items));
+    if (r < 0)
+        fail(-gc_err(r), 0);
+    if (rbuf_init(&rb, sizeof(struct instar_create_result)) < 0)
+        fail(QCOW2_ALLOC_ENOMEM, 0);
+    rbuf_send(&rb, INSTAR_OP_CREATE, 0);
+}
+
 void plan_create(void)
 {
     static char backing[INSTAR_NAME_MAX], fmt[INSTAR_FMT_NAME_MAX], data[INSTAR_NAME_MAX];
@@ -182,6 +252,8 @@ void plan_create(void)
 
     if (a->flags & INSTAR_CREATE_VPC)
         plan_create_vpc(a);
+    if (a->flags & INSTAR_CREATE_VHDX)
+        plan_create_vhdx(a);
     if (a->flags & INSTAR_CREATE_PARALLELS)
         plan_create_parallels(a);
     memset(&o, 0, sizeof(o));

@@ -188,6 +188,25 @@ static __attribute__((noreturn)) void info_parallels(uint32_t flags)
     rbuf_send(&rb, INSTAR_OP_INFO, 0);
 }
 
+/* --- vhdx: the generic fields, and the block size as cluster size --- */
+
+static __attribute__((noreturn)) void info_vhdx(uint32_t flags)
+{
+    struct rbuf rb;
+    uint64_t size;
+    uint32_t cluster_size;
+
+    gbs_vhdx_describe(INSTAR_OP_INFO, DEV_IMAGE, flags & INSTAR_INFO_OPEN_RDWR,
+                      flags & INSTAR_INFO_OPEN_CHECK, &size, &cluster_size);
+    if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
+        fail(INSTAR_ERR_NOMEM);
+    memcpy(res(&rb)->format, "vhdx", 5);
+    res(&rb)->flags = INSTAR_INFO_DIRTY_VALID; /* JSON shows "dirty-flag": false */
+    res(&rb)->virtual_size = size;
+    res(&rb)->cluster_size = cluster_size;
+    rbuf_send(&rb, INSTAR_OP_INFO, 0);
+}
+
 /* --- qcow2 --- */
 
 static struct instar_str put_str(struct rbuf *rb, const char *s)
@@ -356,6 +375,8 @@ void plan_info(void)
         info_raw();
     if (!strcmp(drv, "vpc"))
         info_vpc(boot->args.info.flags);
+    if (!strcmp(drv, "vhdx"))
+        info_vhdx(boot->args.info.flags);
     if (!strcmp(drv, "qed"))
         info_qed();
     if (!strcmp(drv, "qcow"))

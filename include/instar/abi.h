@@ -464,6 +464,8 @@ struct instar_check_args {
     uint32_t flags;                   /* INSTAR_CHECK_* */
     uint32_t has_key;                 /* 1: key unlocks the image (encrypt.key-secret) */
     struct instar_key key;
+    /* vhdx: a replayed log's session file write GUID and two data write GUIDs (random) */
+    uint8_t vhdx_guids[3][16];
 };
 
 /* qemu's PreallocMode, in the order of its QAPI enum. */
@@ -491,6 +493,13 @@ enum instar_prealloc {
  * 512 that formats/parallels' prl_create_layout() accepts, only).
  */
 #define INSTAR_CREATE_PARALLELS (1u << 9)
+/*
+ * A vhdx image instead of qcow2 (size, the vhdx_* fields and the VHDX_*
+ * flags only): dynamic, or FIXED; ZERO is qemu's block_state_zero.
+ */
+#define INSTAR_CREATE_VHDX       (1u << 6)
+#define INSTAR_CREATE_VHDX_FIXED (1u << 7)
+#define INSTAR_CREATE_VHDX_ZERO  (1u << 8)
 
 /*
  * create a qcow2 image on device 0 (opened empty and writable; its
@@ -514,6 +523,11 @@ struct instar_create_args {
     uint32_t vpc_timestamp;          /* the footer's: seconds since 2000-01-01 UTC */
     uint8_t vpc_uuid[16];            /* the footer's: random, version 4 */
     uint32_t pad2;
+    uint32_t vhdx_log_size;   /* a multiple of 1 MiB */
+    uint32_t vhdx_block_size; /* 0: qemu's choice by size */
+    uint32_t vhdx_seq;        /* the first header's sequence number (random) */
+    uint32_t pad3;
+    uint8_t vhdx_guids[3][16]; /* file write, data write, page 83 data: random */
 };
 
 #define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */
