@@ -9,6 +9,7 @@
 #include "qcow2/check_err.h"
 #include "qcow2/qcow2_err.h"
 #include "vpc/vpc_err.h"
+#include "vdi/vdi_err.h"
 #include "report.h"
 
 static const char *progname = "qemu-img";
@@ -95,7 +96,7 @@ struct code_msg {
 static const struct code_msg code_msgs[] = {
 #define REPORT_CODE_ENTRY(name, code, msg) {code, msg},
     INSTAR_ERRORS(REPORT_CODE_ENTRY) QCOW2_ERRORS(REPORT_CODE_ENTRY) VPC_ERRORS(REPORT_CODE_ENTRY)
-        QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
+        VDI_ERRORS(REPORT_CODE_ENTRY) QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 
@@ -111,7 +112,8 @@ const char *report_code_template(int32_t code)
 
 /*
  * Length of the slot at t ("{0}".."{3}", "{x0}".."{x3}", "{#x0}".."{#x3}",
- * "{s}"), or 0 if t does not start one.  *kind is 'd', 'x', '#' or 's';
+ * "{08x0}".."{08x3}" (eight hex digits, zero-padded), "{s}"), or 0 if t does
+ * not start one.  *kind is 'd', 'x', '#', '8' or 's';
  * *idx the argument index.
  */
 static size_t slot_len(const char *t, char *kind, unsigned *idx)
@@ -132,6 +134,11 @@ static size_t slot_len(const char *t, char *kind, unsigned *idx)
         *kind = '#';
         *idx = (unsigned)(t[3] - '0');
         return 5;
+    }
+    if (t[1] == '0' && t[2] == '8' && t[3] == 'x' && t[4] >= '0' && t[4] <= '3' && t[5] == '}') {
+        *kind = '8';
+        *idx = (unsigned)(t[4] - '0');
+        return 6;
     }
     if (t[1] == 's' && t[2] == '}') {
         *kind = 's';
@@ -175,6 +182,8 @@ int report_code_render_to(FILE *f, int32_t code, const uint64_t args[4], const c
             fprintf(f, "%llx", (unsigned long long)args[idx]);
         else if (kind == '#')
             fprintf(f, "%#llx", (unsigned long long)args[idx]);
+        else if (kind == '8')
+            fprintf(f, "%08llx", (unsigned long long)args[idx]);
         else
             fwrite(str, 1, slen, f);
         t += n;

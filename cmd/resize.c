@@ -528,8 +528,8 @@ int cmd_resize(int argc, char **argv)
         }
         if (resize_qcow2(&oc, total, relative, n, shrink, prealloc, false) < 0)
             goto out;
-    } else if (!strcmp(im->info->format, "vpc")) {
-        /* vpc has no bdrv_co_truncate. */
+    } else if (!strcmp(im->info->format, "vpc") || !strcmp(im->info->format, "vdi")) {
+        /* vpc and vdi have no bdrv_co_truncate. */
         report_error("Image format driver does not support resize");
         goto out;
     } else {

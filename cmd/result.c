@@ -335,7 +335,8 @@ enum result_bad result_report_validate(const void *batch, size_t len)
         if (len - off < sizeof(r))
             return RESULT_BAD_SHORT;
         memcpy(&r, b + off, sizeof(r));
-        if (r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX ||
+        if (((r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX) &&
+             (r.code < RESULT_REPORT_VDI_MIN || r.code > RESULT_REPORT_VDI_MAX)) ||
             !report_code_template(r.code))
             return RESULT_BAD_VALUE;
         if (r.flags & ~(uint16_t)INSTAR_REC_PREFIX)

@@ -346,6 +346,7 @@ void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
 extern const struct gbs_driver gbs_drv_raw;
 extern const struct gbs_driver gbs_drv_qcow2;
 extern const struct gbs_driver gbs_drv_vpc;
+extern const struct gbs_driver gbs_drv_vdi;
 
 /*
  * gbs_vpc_describe - open device dev as vpc_open() does (calc: enum
@@ -356,5 +357,19 @@ extern const struct gbs_driver gbs_drv_vpc;
  */
 void gbs_vpc_describe(uint32_t op, uint32_t dev, uint32_t calc, uint64_t *size,
                       uint32_t *cluster_size);
+
+/*
+ * gbs_vdi_describe - open device dev as vdi_open() does, for info:
+ * *size the virtual size, *cluster_size the block size.  On failure
+ * sends op's error result (qemu's open message) and does not return.
+ */
+void gbs_vdi_describe(uint32_t op, uint32_t dev, uint64_t *size, uint32_t *cluster_size);
+
+/*
+ * gbs_vdi_check - open device dev as vdi_open() does (its failure sent
+ * as for gbs_vdi_describe) and run vdi_co_check(), its lines streamed
+ * with greport().  Returns 0 or -GBS_ENOMEM (with *check_errors 1).
+ */
+int gbs_vdi_check(uint32_t op, uint32_t dev, uint64_t *corruptions, uint64_t *check_errors);
 
 #endif /* GUEST_BDRV_H */
