@@ -50,6 +50,9 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total)
 {
     uint64_t lim;
 
+    /* vdi: whole 1 MiB blocks, and its header and block map (in the file already). */
+    if (!strcmp(fmt, "vdi"))
+        return total > UINT64_MAX - (1ULL << 20) ? UINT64_MAX : total + (1ULL << 20);
     if (strcmp(fmt, "qcow2"))
         return total;
     lim = total + total / 8;
@@ -59,13 +62,14 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total)
 }
 
 /*
- * A qcow2 target as img_convert() opens it: read-write with its backing
+ * A qcow2 (or vdi) target as img_convert() opens it: read-write with its backing
  * chain, under the write lock (open_chain).  -t none: qemu opens it with
  * O_DIRECT, which fails on a file system without it; instar's writes
  * come out the same without, so only the open is tried.
  * Returns 0, or -1 after reporting.
  */
-static int open_qcow2_target(struct open_chain *tgt, const char *filename, bool direct)
+static int open_node_target(struct open_chain *tgt, const char *filename, const char *fmt,
+                            bool direct)
 {
     if (direct && !policy_has_protocol(filename)) {
         int fd = open(filename, O_RDWR | O_CLOEXEC | O_DIRECT);
@@ -78,7 +82,7 @@ static int open_qcow2_target(struct open_chain *tgt, const char *filename, bool 
         if (fd >= 0)
             close(fd);
     }
-    return open_chain(tgt, filename, "qcow2", OPEN_RDWR);
+    return open_chain(tgt, filename, fmt, OPEN_RDWR);
 }
 
 /* block_driver_can_compress(): the drivers with compressed writes. */
@@ -549,7 +553,7 @@ int cmd_convert(int argc, char **argv)
         goto out;
     if (bitmaps && convert_check_bitmaps(&src[0], nsrc, skip_broken) < 0)
         goto out;
-    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2")) {
+    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2") && strcmp(out_fmt, "vdi")) {
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
     }
@@ -566,14 +570,14 @@ int cmd_convert(int argc, char **argv)
             goto out;
     }
     tpath = tspec.path ? tspec.path : out_filename;
-    if (!strcmp(out_fmt, "qcow2")) {
+    if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "vdi")) {
         uint64_t lim;
 
-        if (open_qcow2_target(&tgt, tpath, direct) < 0)
+        if (open_node_target(&tgt, tpath, out_fmt, direct) < 0)
             goto out;
         tgt_open = true;
-        if (bitmaps && tgt.img[0].info->qcow2_version < 3) {
-            report_error("Format driver 'qcow2' does not support bitmaps");
+        if (bitmaps && (strcmp(out_fmt, "qcow2") || tgt.img[0].info->qcow2_version < 3)) {
+            report_error("Format driver '%s' does not support bitmaps", out_fmt);
             goto out;
         }
         target_size = (uint64_t)tgt.img[0].info->virtual_size;
@@ -676,7 +680,9 @@ int cmd_convert(int argc, char **argv)
     args.nsrc = nsrc;
     args.target = (uint32_t)tdev;
     args.target_node = tnode;
-    args.target_driver = tnode != INSTAR_NO_NODE ? INSTAR_DRV_QCOW2 : INSTAR_DRV_RAW;
+    args.target_driver = tnode == INSTAR_NO_NODE   ? INSTAR_DRV_RAW
+                         : !strcmp(out_fmt, "vdi") ? INSTAR_DRV_VDI
+                                                   : INSTAR_DRV_QCOW2;
     /* A new raw file or qcow2 image without a backing file reads as zeros (bdrv_has_zero_init). */
     if (has_zero_init || (!skip_create && min_sparse && !target_has_backing))
         args.flags |= INSTAR_CONVERT_ZERO_INIT;

@@ -290,9 +290,12 @@ static int t_write_from(struct cv *s, int64_t sector_num, int64_t n, const uint8
     uint64_t off = (uint64_t)sector_num * SECTOR, len = (uint64_t)n * SECTOR;
     struct t_wctx c = {s, buf, src_dev, src_off};
 
-    if (s->tn)
+    if (s->tn && s->tn->drv == &gbs_drv_qcow2)
         return gbs_qcow2_pwrite_from(s->tn, off, len, t_w_data, &c,
                                      s->copy_range && s->status == BLK_DATA);
+    /* Another format's target node writes what is in guest RAM. */
+    if (s->tn)
+        return buf ? gbs_pwrite(s->tn, off, buf, (size_t)len) : -GBS_EIO;
     return t_w_data(&c, off, 0, len);
 }
 
@@ -379,8 +382,8 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
     uint64_t src_off, len = (uint64_t)n * SECTOR, end, nruns, i;
     int ret;
 
-    if (!s->tn || s->compressed || !s->st_direct || s->status != BLK_DATA || !s->min_sparse_on ||
-        len > INSTAR_COPY_SPARSE_MAX)
+    if (!s->tn || s->tn->drv != &gbs_drv_qcow2 || s->compressed || !s->st_direct ||
+        s->status != BLK_DATA || !s->min_sparse_on || len > INSTAR_COPY_SPARSE_MAX)
         return 0;
     src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
     if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(s->st_dev))
@@ -534,7 +537,7 @@ static int copy_range(struct cv *s, int64_t sector_num, int64_t n, uint32_t wait
 {
     int ret = copy_direct(s, sector_num, n);
 
-    if (ret == 0 && s->tn && s->st_direct) {
+    if (ret == 0 && s->tn && s->tn->drv == &gbs_drv_qcow2 && s->st_direct) {
         uint64_t src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR, end;
 
         if (!__builtin_add_overflow(src_off, (uint64_t)n * SECTOR, &end) &&
@@ -815,7 +818,8 @@ void plan_convert(void)
         a.buf_sectors > 32768 || a.alignment == 0 || (a.alignment & (a.alignment - 1)) ||
         a.min_sparse > 32768 || a.target >= boot->ndevices ||
         !(boot->devices[a.target].flags & INSTAR_DEV_WRITE) ||
-        (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2) ||
+        (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2 &&
+         a.target_driver != INSTAR_DRV_VDI) ||
         ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
@@ -823,6 +827,13 @@ void plan_convert(void)
         /* The target node: qcow2, writable, its image file the target device. */
         s->tn = gbs_node(a.target_node);
         if (!s->tn || s->tn->drv != &gbs_drv_qcow2 || !s->tn->writable || s->tn->file != a.target)
+            result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    }
+    if (a.target_driver == INSTAR_DRV_VDI) {
+        /* A vdi target node, written through its driver (vdi_co_pwritev). */
+        s->tn = gbs_node(a.target_node);
+        if (!s->tn || s->tn->drv != &gbs_drv_vdi || !s->tn->writable || s->tn->file != a.target ||
+            (a.flags & INSTAR_CONVERT_BITMAPS))
             result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }
     for (i = 0; i < a.nsrc; i++) {

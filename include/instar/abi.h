@@ -486,6 +486,12 @@ enum instar_prealloc {
 #define INSTAR_CREATE_VPC            (1u << 3)
 #define INSTAR_CREATE_VPC_FIXED      (1u << 4)
 #define INSTAR_CREATE_VPC_FORCE_SIZE (1u << 5)
+/*
+ * A vdi image instead of qcow2 (size, vdi_uuids and the VDI_* flags
+ * only): dynamic, or STATIC (qemu's static=on).
+ */
+#define INSTAR_CREATE_VDI        (1u << 6)
+#define INSTAR_CREATE_VDI_STATIC (1u << 7)
 
 /*
  * create a qcow2 image on device 0 (opened empty and writable; its
@@ -509,6 +515,7 @@ struct instar_create_args {
     uint32_t vpc_timestamp;          /* the footer's: seconds since 2000-01-01 UTC */
     uint8_t vpc_uuid[16];            /* the footer's: random, version 4 */
     uint32_t pad2;
+    uint8_t vdi_uuids[32]; /* vdi: the image's and last snapshot's UUIDs, random, version 4 */
 };
 
 #define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */
