@@ -16,6 +16,7 @@ the case tests what its name says).
 from __future__ import annotations
 
 import os
+import re
 import struct
 from pathlib import Path
 
@@ -386,4 +387,25 @@ def test_vdi_snapshot(instar, vdidir, tmp_path, request, args):
                                              tmp_path)
     tl.assert_same(expected, actual, " ".join(argv))
     assert (expected.returncode != 0) == request.node.callspec.id.startswith("err-")
+    assert (tmp_path / "oracle" / "dyn.vdi").read_bytes() == (tmp_path / "instar" / "dyn.vdi").read_bytes()
+
+
+# bitmap: vdi has no persistent bitmaps (bdrv_can_store_new_dirty_bitmap without a hook);
+# the node name qemu-img prints ends in two random digits
+NODE_RE = re.compile(rb"#block1\d\d")
+
+
+@pytest.mark.parametrize("args", [["bitmap", "--add", "@dyn", "b"], ["bitmap", "--remove", "-f", "vdi", "@dyn", "b"],
+                                  ["bitmap", "--add", "-g", "1000", "@dyn", "b"],
+                                  ["bitmap", "--add", "--enable", "@dyn", ""]],
+                         ids=["err-add", "err-remove", "err-add-granularity", "err-add-empty-name"])
+def test_vdi_bitmap(instar, vdidir, tmp_path, args):
+    argv = _resolve(args)
+    expected, actual = tl.run_both_on_copies(instar, argv, [vdidir / a for a in argv if a.endswith(".vdi")],
+                                             tmp_path)
+    expected = tl.Result(expected.argv, expected.returncode, expected.stdout,
+                         NODE_RE.sub(b"#block1NN", expected.stderr))
+    actual = tl.Result(actual.argv, actual.returncode, actual.stdout, NODE_RE.sub(b"#block1NN", actual.stderr))
+    tl.assert_same(expected, actual, " ".join(argv))
+    assert expected.returncode == 1
     assert (tmp_path / "oracle" / "dyn.vdi").read_bytes() == (tmp_path / "instar" / "dyn.vdi").read_bytes()
