@@ -366,6 +366,22 @@ def test_vdi_bench_write(instar, tmp_path, sub, opts):
     assert _layout(a) == _layout(b), "w.vdi: host data/hole layout differs"
 
 
+# bench -w on hostile images: an odd size, shared and out-of-range entries
+# with a count ahead of the map, blocks past the end, a map cut short
+@pytest.mark.parametrize("name", ["odd-size", "entries", "data-past-eof", "static-type", "type-bogus",
+                                  "bmap-half-in-file", "data-in-headers"])
+def test_vdi_bench_write_hostile(instar, vdidir, tmp_path, name):
+    img = _img(name)
+    argv = ["bench", "-w", "-d", "1", "-f", "vdi", "-c", "7", "-s", "64k", "-S", "700k", "-o", "3k", img]
+    expected, actual = tl.run_both_on_copies(instar, argv, [vdidir / img], tmp_path)
+    strip = lambda r: b"".join(x for x in r.stdout.splitlines(True) if not x.startswith(b"Run completed"))
+    assert (actual.returncode, strip(actual), actual.stderr) == (expected.returncode, strip(expected),
+                                                                 expected.stderr)
+    a, b = tmp_path / "oracle" / img, tmp_path / "instar" / img
+    assert a.read_bytes() == b.read_bytes(), f"{img} differs"
+    assert _layout(a) == _layout(b), f"{img}: host data/hole layout differs"
+
+
 # resize: vdi has no bdrv_co_truncate; qemu-img's own message
 @pytest.mark.parametrize("args", [["resize", "-f", "vdi", "@dyn", "200M"], ["resize", "@static", "+1M"]],
                          ids=["err-resize-dynamic", "err-resize-static-probed"])
