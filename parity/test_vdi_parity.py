@@ -236,6 +236,11 @@ out_case("dd-O-vdi-odd-bs", "out.vdi", "dd", "-O", "vdi", "if=@src", "of=out.vdi
 out_case("err-convert-O-vdi-compressed", "out.vdi", "convert", "-c", "-O", "vdi", "@src", "out.vdi")
 out_case("err-convert-O-vdi-backing", "out.vdi", "convert", "-O", "vdi", "-B", "src.qcow2", "-F", "qcow2", "@src",
          "out.vdi")
+out_case("err-convert-O-vdi-prealloc-metadata", "out.vdi", "convert", "-O", "vdi", "-o", "preallocation=metadata",
+         "@src", "out.vdi")
+out_case("err-convert-O-vdi-static-bogus", "out.vdi", "convert", "-O", "vdi", "-o", "static=bogus", "@src", "out.vdi")
+out_case("convert-O-vdi-progress", "out.vdi", "convert", "-p", "-O", "vdi", "@src", "out.vdi")
+out_case("convert-O-vdi-t-none", "out.vdi", "convert", "-t", "none", "-O", "vdi", "@dyn", "out.vdi")
 out_case("err-convert-O-vdi-bitmaps", "out.vdi", "convert", "--bitmaps", "-O", "vdi", "@src", "out.vdi")
 out_case("convert-probed", "out.raw", "convert", "-O", "raw", "@conv", "out.raw")
 out_case("convert-qcow2-compressed", "out.qcow2", "convert", "-c", "-f", "vdi", "-O", "qcow2", "@dyn", "out.qcow2")
