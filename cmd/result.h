@@ -130,8 +130,8 @@ enum result_bad result_check_parse(const void *blob, size_t len, struct result_c
 #define RESULT_REPORT_CODE_MIN 2000
 #define RESULT_REPORT_CODE_MAX 2499
 /* vdi's check lines (formats/vdi/vdi_err.h: VDI_MSG_*). */
-#define RESULT_REPORT_VDI_MIN 5620
-#define RESULT_REPORT_VDI_MAX 5629
+#define RESULT_REPORT_VDI_MIN 6020
+#define RESULT_REPORT_VDI_MAX 6029
 
 /*
  * result_report_validate - validate a whole INSTAR_HC_REPORT batch

@@ -490,8 +490,8 @@ enum instar_prealloc {
  * A vdi image instead of qcow2 (size, vdi_uuids and the VDI_* flags
  * only): dynamic, or STATIC (qemu's static=on).
  */
-#define INSTAR_CREATE_VDI        (1u << 6)
-#define INSTAR_CREATE_VDI_STATIC (1u << 7)
+#define INSTAR_CREATE_VDI        (1u << 10)
+#define INSTAR_CREATE_VDI_STATIC (1u << 11)
 
 /*
  * create a qcow2 image on device 0 (opened empty and writable; its
