@@ -146,7 +146,7 @@ static void report_failure(const struct bitmap_action *a, const char *bitmap, ui
 }
 
 /*
- * A raw image (no bitmaps, no way to store one): the first action fails,
+ * A raw (or vdi) image (no bitmaps, no way to store one): the first action fails,
  * as the QMP commands fail on it.
  */
 static int bitmap_raw(const struct bitmap_action *a, const char *bitmap, bool has_gran,
@@ -456,7 +456,7 @@ int cmd_bitmap(int argc, char **argv)
     if (!strcmp(f, "qcow2"))
         ret = bitmap_run(&oc, filename, src_filename ? &soc : NULL, src_filename, acts, nact,
                          bitmap, granularity != 0, (uint32_t)granularity);
-    else if (!strcmp(f, "raw") || !strcmp(f, "file"))
+    else if (!strcmp(f, "raw") || !strcmp(f, "file") || !strcmp(f, "vdi"))
         ret = bitmap_raw(&acts[0], bitmap, granularity != 0, (uint32_t)granularity);
     else {
         report_error("Image format '%s' is not supported by instar", f);

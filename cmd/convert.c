@@ -50,6 +50,9 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total, const char *
 {
     uint64_t lim;
 
+    /* vdi: whole 1 MiB blocks, and its header and block map (in the file already). */
+    if (!strcmp(fmt, "vdi"))
+        return total > UINT64_MAX - (1ULL << 20) ? UINT64_MAX : total + (1ULL << 20);
     if (!strcmp(fmt, "parallels")) {
         /* The data, the catalog, and allocate_clusters()' growth step (128 MiB, or a cluster). */
         const char *cs = options ? strstr(options, "cluster_size=") : NULL;
@@ -564,7 +567,8 @@ int cmd_convert(int argc, char **argv)
         goto out;
     if (bitmaps && convert_check_bitmaps(&src[0], nsrc, skip_broken) < 0)
         goto out;
-    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2") && strcmp(out_fmt, "parallels")) {
+    if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2") && strcmp(out_fmt, "parallels") &&
+        strcmp(out_fmt, "vdi")) {
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
     }
@@ -581,14 +585,14 @@ int cmd_convert(int argc, char **argv)
             goto out;
     }
     tpath = tspec.path ? tspec.path : out_filename;
-    if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "parallels")) {
+    if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "parallels") || !strcmp(out_fmt, "vdi")) {
         uint64_t lim;
 
-        /* A qcow2 or parallels target: a writable node of the graph. */
+        /* A qcow2, parallels or vdi target: a writable node of the graph. */
         if (open_node_target(&tgt, tpath, out_fmt, direct) < 0)
             goto out;
         tgt_open = true;
-        if (bitmaps && tgt.img[0].info->qcow2_version < 3) {
+        if (bitmaps && (strcmp(out_fmt, "qcow2") || tgt.img[0].info->qcow2_version < 3)) {
             report_error("Format driver '%s' does not support bitmaps", out_fmt);
             goto out;
         }
@@ -694,6 +698,7 @@ int cmd_convert(int argc, char **argv)
     args.target_node = tnode;
     args.target_driver = tnode == INSTAR_NO_NODE         ? INSTAR_DRV_RAW
                          : !strcmp(out_fmt, "parallels") ? INSTAR_DRV_PARALLELS
+                         : !strcmp(out_fmt, "vdi")       ? INSTAR_DRV_VDI
                                                          : INSTAR_DRV_QCOW2;
     /* A new raw file or qcow2 image without a backing file reads as zeros (bdrv_has_zero_init). */
     if (has_zero_init || (!skip_create && min_sparse && !target_has_backing))

@@ -132,7 +132,7 @@ int cmd_dd(int argc, char **argv)
     };
     struct dd_opts o = {.bs = 512};
     const char *fmt = NULL, *out_fmt = "raw";
-    bool image_opts = false, force_share = false, qcow2, vpc, parallels;
+    bool image_opts = false, force_share = false, qcow2, vpc, parallels, vdi;
     struct instar_dd_args args;
     struct instar_data_result v;
     struct open_chain in;
@@ -196,12 +196,13 @@ int cmd_dd(int argc, char **argv)
     }
     /* -O file writes the protocol node itself: the same bytes as raw. */
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "file") && strcmp(out_fmt, "qcow2") &&
-        strcmp(out_fmt, "vpc") && strcmp(out_fmt, "parallels")) {
+        strcmp(out_fmt, "vpc") && strcmp(out_fmt, "parallels") && strcmp(out_fmt, "vdi")) {
         report_error("Format '%s' is not supported by instar dd", out_fmt);
         goto out;
     }
     qcow2 = !strcmp(out_fmt, "qcow2");
     vpc = !strcmp(out_fmt, "vpc");
+    vdi = !strcmp(out_fmt, "vdi");
     parallels = !strcmp(out_fmt, "parallels");
 
     /* img_dd(): count blocks from the start of the input, then the skip off that. */
@@ -245,10 +246,10 @@ int cmd_dd(int argc, char **argv)
         goto out;
     }
 
-    dev = graph_add_dev(
-        &gr, out_fd, (uint64_t)st.st_size, INSTAR_DEV_READ | INSTAR_DEV_WRITE,
-        dd_write_limit(qcow2 || vpc || parallels, (uint64_t)(size - in_pos), (uint64_t)st.st_size),
-        o.out);
+    dev = graph_add_dev(&gr, out_fd, (uint64_t)st.st_size, INSTAR_DEV_READ | INSTAR_DEV_WRITE,
+                        dd_write_limit(qcow2 || vpc || parallels || vdi, (uint64_t)(size - in_pos),
+                                       (uint64_t)st.st_size),
+                        o.out);
     if (dev < 0 || gr.g.nnodes >= INSTAR_NODE_MAX) {
         report_error("Could not open '%s': instar reads at most %u images and %u files at once",
                      o.out, INSTAR_NODE_MAX, INSTAR_DEV_MAX);
@@ -259,6 +260,7 @@ int cmd_dd(int argc, char **argv)
         .driver = qcow2       ? INSTAR_DRV_QCOW2
                   : vpc       ? INSTAR_DRV_VPC
                   : parallels ? INSTAR_DRV_PARALLELS
+                  : vdi       ? INSTAR_DRV_VDI
                               : INSTAR_DRV_RAW,
         .file = (uint32_t)dev,
         .data = INSTAR_NO_NODE,

@@ -69,10 +69,12 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             n->driver = INSTAR_DRV_PARALLELS;
         } else if (!strcmp(fmt, "vpc")) {
             n->driver = INSTAR_DRV_VPC;
-        } else if (!strcmp(fmt, "vhdx")) {
-            n->driver = INSTAR_DRV_VHDX;
             if (i == 0)
                 n->driver |= oc->vpc_size_calc << INSTAR_DRV_OPT_SHIFT;
+        } else if (!strcmp(fmt, "vdi")) {
+            n->driver = INSTAR_DRV_VDI;
+        } else if (!strcmp(fmt, "vhdx")) {
+            n->driver = INSTAR_DRV_VHDX;
         } else if (!strcmp(fmt, "qed")) {
             n->driver = INSTAR_DRV_QED;
         } else if (!strcmp(fmt, "qcow")) {

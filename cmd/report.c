@@ -9,6 +9,7 @@
 #include "qcow2/check_err.h"
 #include "qcow2/qcow2_err.h"
 #include "vhdx/vhdx_err.h"
+#include "vdi/vdi_err.h"
 #include "vpc/vpc_err.h"
 #include "qed/qed_err.h"
 #include "qcow/qcow_err.h"
@@ -105,7 +106,8 @@ static const struct code_msg code_msgs[] = {
         QED_ERRORS(REPORT_CODE_ENTRY) QCOW_ERRORS(REPORT_CODE_ENTRY) BOCHS_ERRORS(REPORT_CODE_ENTRY)
             CLOOP_ERRORS(REPORT_CODE_ENTRY) DMG_ERRORS(REPORT_CODE_ENTRY)
                 PARALLELS_ERRORS(REPORT_CODE_ENTRY) PARALLELS_CHECK_MSGS(REPORT_CODE_ENTRY)
-                    VHDX_ERRORS(REPORT_CODE_ENTRY) QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
+                    VHDX_ERRORS(REPORT_CODE_ENTRY) VDI_ERRORS(REPORT_CODE_ENTRY)
+                        QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 
@@ -121,7 +123,8 @@ const char *report_code_template(int32_t code)
 
 /*
  * Length of the slot at t ("{0}".."{3}", "{x0}".."{x3}", "{#x0}".."{#x3}",
- * "{s}"), or 0 if t does not start one.  *kind is 'd', 'x', '#' or 's';
+ * "{08x0}".."{08x3}" (eight hex digits, zero-padded), "{s}"), or 0 if t does
+ * not start one.  *kind is 'd', 'x', '#', '8' or 's';
  * *idx the argument index.
  */
 static size_t slot_len(const char *t, char *kind, unsigned *idx)
@@ -142,6 +145,11 @@ static size_t slot_len(const char *t, char *kind, unsigned *idx)
         *kind = '#';
         *idx = (unsigned)(t[3] - '0');
         return 5;
+    }
+    if (t[1] == '0' && t[2] == '8' && t[3] == 'x' && t[4] >= '0' && t[4] <= '3' && t[5] == '}') {
+        *kind = '8';
+        *idx = (unsigned)(t[4] - '0');
+        return 6;
     }
     if (t[1] == 's' && t[2] == '}') {
         *kind = 's';
@@ -185,6 +193,8 @@ int report_code_render_to(FILE *f, int32_t code, const uint64_t args[4], const c
             fprintf(f, "%llx", (unsigned long long)args[idx]);
         else if (kind == '#')
             fprintf(f, "%#llx", (unsigned long long)args[idx]);
+        else if (kind == '8')
+            fprintf(f, "%08llx", (unsigned long long)args[idx]);
         else
             fwrite(str, 1, slen, f);
         t += n;

@@ -338,7 +338,8 @@ enum result_bad result_report_validate(const void *batch, size_t len)
         memcpy(&r, b + off, sizeof(r));
         if (((r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX) &&
              (r.code < RESULT_REPORT_PRL_MIN || r.code > RESULT_REPORT_PRL_MAX) &&
-             (r.code < VHDX_MSG_MIN || r.code > VHDX_MSG_MAX)) ||
+             (r.code < VHDX_MSG_MIN || r.code > VHDX_MSG_MAX) &&
+             (r.code < RESULT_REPORT_VDI_MIN || r.code > RESULT_REPORT_VDI_MAX)) ||
             !report_code_template(r.code))
             return RESULT_BAD_VALUE;
         if (r.flags & ~(uint16_t)INSTAR_REC_PREFIX)

@@ -132,13 +132,17 @@ enum result_bad result_check_parse(const void *blob, size_t len, struct result_c
 /* The lines of parallels' check (formats/parallels/parallels_err.h). */
 #define RESULT_REPORT_PRL_MIN 5680
 #define RESULT_REPORT_PRL_MAX 5699
+/* vdi's check lines (formats/vdi/vdi_err.h: VDI_MSG_*). */
+#define RESULT_REPORT_VDI_MIN 6020
+#define RESULT_REPORT_VDI_MAX 6029
 
 /*
  * result_report_validate - validate a whole INSTAR_HC_REPORT batch
  * before anything in it is printed: packed records (struct
  * instar_report_rec, slen string bytes, zero padding to a multiple of 8)
  * that end exactly at len; each code a known check message code
- * (RESULT_REPORT_CODE_MIN..MAX with a template), only INSTAR_REC_* flags.
+ * (RESULT_REPORT_CODE_MIN..MAX or RESULT_REPORT_VDI_MIN..MAX, with a
+ * template), only INSTAR_REC_* flags.
  * An empty batch is valid.
  * Returns RESULT_OK or the reason for rejection.
  */

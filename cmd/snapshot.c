@@ -320,7 +320,8 @@ int cmd_snapshot(int argc, char **argv)
         if (!strcmp(im->info->format, "qcow2")) {
             ret = snapshot_run(&oc, action, name);
         } else if (!strcmp(im->info->format, "raw") || !strcmp(im->info->format, "file") ||
-                   !strcmp(im->info->format, "vpc") || !strcmp(im->info->format, "parallels")) {
+                   !strcmp(im->info->format, "vpc") || !strcmp(im->info->format, "parallels") ||
+                   !strcmp(im->info->format, "vdi")) {
             /* bdrv_snapshot_*() with no driver support, as qemu-img words each. */
             if (action == SNAPSHOT_CREATE)
                 report_error("Could not create snapshot '%s': %d (%s)", name, -ENOTSUP,
@@ -333,7 +334,8 @@ int cmd_snapshot(int argc, char **argv)
                  * the file and opens raw again: a probed image warns again.
                  */
                 if (strcmp(im->info->format, "vpc") && strcmp(im->info->format, "parallels") &&
-                    !image_opts && strncmp(filename, "json:", 5) != 0)
+                    strcmp(im->info->format, "vdi") && !image_opts &&
+                    strncmp(filename, "json:", 5) != 0)
                     fprintf(stderr,
                             "WARNING: Image format was not specified for '%s' and probing "
                             "guessed raw.\n"

@@ -346,6 +346,7 @@ __attribute__((noreturn)) void gbs_send(uint32_t op, uint32_t status, uint32_t e
 void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
 
 extern const struct gbs_driver gbs_drv_raw;
+extern const struct gbs_driver gbs_drv_vdi;
 extern const struct gbs_driver gbs_drv_vhdx;
 extern const struct gbs_driver gbs_drv_qcow2;
 extern const struct gbs_driver gbs_drv_vpc;
@@ -458,5 +459,19 @@ void gbs_vhdx_describe(uint32_t op, uint32_t dev, bool rw, bool check, uint64_t 
  */
 void gbs_vhdx_check(uint32_t op, uint32_t dev, bool rw, const uint8_t (*guids)[16],
                     int64_t *corruptions, int64_t *corruptions_fixed);
+
+/*
+ * gbs_vdi_describe - open device dev as vdi_open() does, for info:
+ * *size the virtual size, *cluster_size the block size.  On failure
+ * sends op's error result (qemu's open message) and does not return.
+ */
+void gbs_vdi_describe(uint32_t op, uint32_t dev, uint64_t *size, uint32_t *cluster_size);
+
+/*
+ * gbs_vdi_check - open device dev as vdi_open() does (its failure sent
+ * as for gbs_vdi_describe) and run vdi_co_check(), its lines streamed
+ * with greport().  Returns 0 or -GBS_ENOMEM (with *check_errors 1).
+ */
+int gbs_vdi_check(uint32_t op, uint32_t dev, uint64_t *corruptions, uint64_t *check_errors);
 
 #endif /* GUEST_BDRV_H */

@@ -115,6 +115,33 @@ static __attribute__((noreturn)) void send_notsup(const char *fmt)
     send_notsup_arg(fmt, 0);
 }
 
+/*
+ * vdi_co_check(): with a repair asked for it answers -ENOTSUP (exit 63)
+ * before anything; else the block map's lines and counts.
+ */
+static __attribute__((noreturn)) void check_vdi(unsigned fix)
+{
+    struct rbuf rb;
+    uint64_t corruptions, check_errors;
+    int ret;
+
+    if (fix) {
+        uint64_t size;
+        uint32_t cluster_size;
+
+        gbs_vdi_describe(OP, GOPEN_DEV, &size, &cluster_size);
+        send_notsup("vdi");
+    }
+    ret = gbs_vdi_check(OP, GOPEN_DEV, &corruptions, &check_errors);
+    if (rbuf_init(&rb, sizeof(struct instar_check_result)) < 0)
+        gopen_fail(OP, INSTAR_ERR_NOMEM, NULL);
+    memcpy(res(&rb)->format, "vdi", 4);
+    res(&rb)->ret = ret;
+    res(&rb)->corruptions = (int64_t)corruptions;
+    res(&rb)->check_errors = (int64_t)check_errors;
+    rbuf_send(&rb, OP, 0);
+}
+
 /* The crypto extension, where qemu opens LUKS with I/O: a key is needed. */
 static int need_key(void *opaque, uint64_t offset, uint64_t length, struct qcow2_err_info *e)
 {
@@ -451,6 +478,8 @@ void plan_check(void)
     }
     if (!strcmp(drv, "vhdx"))
         check_vhdx(a, fix != 0);
+    if (!strcmp(drv, "vdi"))
+        check_vdi(fix);
     if (!strcmp(drv, "qed"))
         check_qed(fix != 0);
     if (!strcmp(drv, "qcow")) {

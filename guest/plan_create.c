@@ -19,6 +19,7 @@
 #include "parallels/parallels.h"
 #include "vpc/create.h"
 #include "vpc/vpc.h"
+#include "vdi/vdi.h"
 
 #define DEV_DATA 1
 
@@ -240,6 +241,49 @@ static void plan_create_vhdx(const struct instar_create_args *a)
     rbuf_send(&rb, INSTAR_OP_CREATE, 0);
 }
 
+/*
+ * vdi_co_do_create(): the header, the block map (every entry unallocated,
+ * or for a static image block i at i), and for a static image the file
+ * grown to its data area's end (a hole).
+ */
+static void plan_create_vdi(const struct instar_create_args *a)
+{
+    static uint8_t hdr[VDI_HEADER_SIZE], buf[65536];
+    bool is_static = a->flags & INSTAR_CREATE_VDI_STATIC;
+    uint32_t blocks = vdi_create_blocks(a->size), i = 0;
+    uint64_t bmap_bytes = ((uint64_t)blocks * 4 + 511) & ~511ull, off = 0;
+    struct rbuf rb;
+    int r;
+
+    if (a->size % 512 || a->size > VDI_DISK_SIZE_MAX)
+        fail(QCOW2_ALLOC_EINVAL, 0);
+    vdi_create_header(a->size, is_static, a->vdi_uuids, a->vdi_uuids + 16, hdr);
+    r = gdev_pwrite(0, 0, hdr, sizeof(hdr));
+    while (r == 0 && off < bmap_bytes) {
+        size_t n = bmap_bytes - off < sizeof(buf) ? (size_t)(bmap_bytes - off) : sizeof(buf);
+        size_t j;
+
+        for (j = 0; j < n; j += 4, i++) {
+            uint32_t e = i >= blocks ? 0 : is_static ? i : VDI_UNALLOCATED;
+
+            buf[j] = (uint8_t)e;
+            buf[j + 1] = (uint8_t)(e >> 8);
+            buf[j + 2] = (uint8_t)(e >> 16);
+            buf[j + 3] = (uint8_t)(e >> 24);
+        }
+        r = gdev_pwrite(0, 512 + off, buf, n);
+        off += n;
+    }
+    if (r == 0 && is_static)
+        r = gdev_truncate(0, 512 + bmap_bytes + (uint64_t)blocks * VDI_BLOCK_SIZE,
+                          INSTAR_TRUNC_OFF);
+    if (r < 0)
+        fail(-gc_err(r), 0);
+    if (rbuf_init(&rb, sizeof(struct instar_create_result)) < 0)
+        fail(QCOW2_ALLOC_ENOMEM, 0);
+    rbuf_send(&rb, INSTAR_OP_CREATE, 0);
+}
+
 void plan_create(void)
 {
     static char backing[INSTAR_NAME_MAX], fmt[INSTAR_FMT_NAME_MAX], data[INSTAR_NAME_MAX];
@@ -252,6 +296,8 @@ void plan_create(void)
 
     if (a->flags & INSTAR_CREATE_VPC)
         plan_create_vpc(a);
+    if (a->flags & INSTAR_CREATE_VDI)
+        plan_create_vdi(a);
     if (a->flags & INSTAR_CREATE_VHDX)
         plan_create_vhdx(a);
     if (a->flags & INSTAR_CREATE_PARALLELS)

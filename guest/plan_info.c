@@ -14,6 +14,7 @@
 #include "cloop/cloop_err.h"
 #include "dmg/dmg_err.h"
 #include "vpc/vpc.h"
+#include "vdi/vdi.h"
 
 #define DEV_IMAGE GOPEN_DEV
 
@@ -207,6 +208,24 @@ static __attribute__((noreturn)) void info_vhdx(uint32_t flags)
     rbuf_send(&rb, INSTAR_OP_INFO, 0);
 }
 
+/* --- vdi: the generic fields, and the block size as cluster size --- */
+
+static __attribute__((noreturn)) void info_vdi(void)
+{
+    struct rbuf rb;
+    uint64_t size;
+    uint32_t cluster_size;
+
+    gbs_vdi_describe(INSTAR_OP_INFO, DEV_IMAGE, &size, &cluster_size);
+    if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
+        fail(INSTAR_ERR_NOMEM);
+    memcpy(res(&rb)->format, "vdi", 4);
+    res(&rb)->flags = INSTAR_INFO_DIRTY_VALID; /* JSON shows "dirty-flag": false */
+    res(&rb)->virtual_size = size;
+    res(&rb)->cluster_size = cluster_size;
+    rbuf_send(&rb, INSTAR_OP_INFO, 0);
+}
+
 /* --- qcow2 --- */
 
 static struct instar_str put_str(struct rbuf *rb, const char *s)
@@ -375,6 +394,8 @@ void plan_info(void)
         info_raw();
     if (!strcmp(drv, "vpc"))
         info_vpc(boot->args.info.flags);
+    if (!strcmp(drv, "vdi"))
+        info_vdi();
     if (!strcmp(drv, "vhdx"))
         info_vhdx(boot->args.info.flags);
     if (!strcmp(drv, "qed"))

@@ -430,10 +430,9 @@ REFUSED = []
 case("image-opts-luks-twofish-key", "--object", "secret,id=sec0,data=abc", "--image-opts",
      "driver=qcow2,file.filename=@luks-twofish-cbc,encrypt.key-secret=sec0", "-O", "raw", "out.raw", into=REFUSED)
 case("O-vmdk", "-O", "vmdk", "@dp-small", "out.img", into=REFUSED)
-case("O-vdi", "-O", "vdi", "@dp-small", "out.img", into=REFUSED)
 case("f-vmdk", "-O", "raw", "@fmt-vmdk", "out.raw", into=REFUSED)
 
-_MENTION = {"image-opts-luks-twofish-key": "LUKS cipher", "O-vmdk": "vmdk", "O-vdi": "vdi", "f-vmdk": "vmdk"}
+_MENTION = {"image-opts-luks-twofish-key": "LUKS cipher", "O-vmdk": "vmdk", "f-vmdk": "vmdk"}
 
 
 @pytest.mark.parametrize("args,outputs,contents,normalise", REFUSED)

@@ -14,7 +14,7 @@ mkdir -p "$out"
 
 CC=afl-clang-fast
 command -v "$CC" >/dev/null 2>&1 || CC=afl-cc
-INC="-Iinclude -Iformats -Iformats/qcow2 -Iformats/vpc"
+INC="-Iinclude -Iformats -Iformats/qcow2 -Iformats/vpc -Iformats/vdi"
 # Every format's library but luks's, which links nettle (crypto_libs).
 FORMATS=""
 for f in formats/*.c formats/*/*.c; do

@@ -500,6 +500,12 @@ enum instar_prealloc {
 #define INSTAR_CREATE_VHDX       (1u << 6)
 #define INSTAR_CREATE_VHDX_FIXED (1u << 7)
 #define INSTAR_CREATE_VHDX_ZERO  (1u << 8)
+/*
+ * A vdi image instead of qcow2 (size, vdi_uuids and the VDI_* flags
+ * only): dynamic, or STATIC (qemu's static=on).
+ */
+#define INSTAR_CREATE_VDI        (1u << 10)
+#define INSTAR_CREATE_VDI_STATIC (1u << 11)
 
 /*
  * create a qcow2 image on device 0 (opened empty and writable; its
@@ -528,6 +534,7 @@ struct instar_create_args {
     uint32_t vhdx_seq;        /* the first header's sequence number (random) */
     uint32_t pad3;
     uint8_t vhdx_guids[3][16]; /* file write, data write, page 83 data: random */
+    uint8_t vdi_uuids[32];     /* vdi: the image's and last snapshot's UUIDs, random, version 4 */
 };
 
 #define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */
