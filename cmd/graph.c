@@ -69,6 +69,8 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             n->driver = INSTAR_DRV_VPC;
             if (i == 0)
                 n->driver |= oc->vpc_size_calc << INSTAR_DRV_OPT_SHIFT;
+        } else if (!strcmp(fmt, "vmdk")) {
+            n->driver = INSTAR_DRV_VMDK;
         } else if (!strcmp(fmt, "raw") || !strcmp(fmt, "file")) {
             /* The protocol node as the image (-f file): raw over it reads the same. */
             n->driver = INSTAR_DRV_RAW;

@@ -30,6 +30,7 @@
 #include "lock.h"
 #include "object.h"
 #include "open.h"
+#include "vmdk/vmdk_err.h"
 #include "vpc/vpc_err.h"
 #include "report.h"
 #include "result.h"
@@ -186,7 +187,7 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
         uint32_t slen = v.hdr.err_str.len;
 
         /* bdrv_open_common() names the file when a driver sets no message. */
-        if (v.hdr.error == VPC_ERR_TOO_LARGE) {
+        if (v.hdr.error == VPC_ERR_TOO_LARGE || v.hdr.error == VMDK_ERR_EINVAL) {
             s = ii->filename;
             slen = (uint32_t)strlen(s);
         }

@@ -8,6 +8,7 @@
 #include "instar/errors.h"
 #include "qcow2/check_err.h"
 #include "qcow2/qcow2_err.h"
+#include "vmdk/vmdk_err.h"
 #include "vpc/vpc_err.h"
 #include "report.h"
 
@@ -95,7 +96,7 @@ struct code_msg {
 static const struct code_msg code_msgs[] = {
 #define REPORT_CODE_ENTRY(name, code, msg) {code, msg},
     INSTAR_ERRORS(REPORT_CODE_ENTRY) QCOW2_ERRORS(REPORT_CODE_ENTRY) VPC_ERRORS(REPORT_CODE_ENTRY)
-        QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
+        VMDK_ERRORS(REPORT_CODE_ENTRY) QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 

@@ -219,6 +219,9 @@ enum result_bad result_info_parse(const void *blob, size_t len, struct result_in
         if (why != RESULT_OK)
             return why;
     }
+    /* vmdk: at most INSTAR_VMDK_EXTENTS_MAX extents (their strings are cut by the host). */
+    if ((r->flags & INSTAR_INFO_VMDK) && r->vmdk.nextents > INSTAR_VMDK_EXTENTS_MAX)
+        return RESULT_BAD_VALUE;
     why = check_snapshots(v);
     if (why != RESULT_OK)
         return why;
@@ -335,8 +338,10 @@ enum result_bad result_report_validate(const void *batch, size_t len)
         if (len - off < sizeof(r))
             return RESULT_BAD_SHORT;
         memcpy(&r, b + off, sizeof(r));
-        if (r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX ||
-            !report_code_template(r.code))
+        if ((r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX) &&
+            (r.code < RESULT_REPORT_VMDK_MIN || r.code > RESULT_REPORT_VMDK_MAX))
+            return RESULT_BAD_VALUE;
+        if (!report_code_template(r.code))
             return RESULT_BAD_VALUE;
         if (r.flags & ~(uint16_t)INSTAR_REC_PREFIX)
             return RESULT_BAD_VALUE;

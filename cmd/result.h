@@ -129,6 +129,9 @@ enum result_bad result_check_parse(const void *blob, size_t len, struct result_c
 /* Message codes a check or repair may stream (formats/qcow2/check_err.h). */
 #define RESULT_REPORT_CODE_MIN 2000
 #define RESULT_REPORT_CODE_MAX 2499
+/* vmdk_co_check()'s lines (formats/vmdk/vmdk_err.h) */
+#define RESULT_REPORT_VMDK_MIN 4040
+#define RESULT_REPORT_VMDK_MAX 4049
 
 /*
  * result_report_validate - validate a whole INSTAR_HC_REPORT batch

@@ -515,7 +515,7 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
             return fail(s, "Must specify either driver or file");
         return fail(s, "A block device must be specified for \"file\"");
     }
-    if (d && strcmp(d, "qcow2") && strcmp(d, "raw") && strcmp(d, "vpc"))
+    if (d && strcmp(d, "qcow2") && strcmp(d, "raw") && strcmp(d, "vpc") && strcmp(d, "vmdk"))
         return fail(s, "Image format '%s' is not supported by instar", d);
     if (d && !(s->fmt = strdup(d)))
         return -1;

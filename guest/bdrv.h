@@ -346,6 +346,7 @@ void gbs_open_or_fail(uint32_t op, const struct instar_graph *g);
 extern const struct gbs_driver gbs_drv_raw;
 extern const struct gbs_driver gbs_drv_qcow2;
 extern const struct gbs_driver gbs_drv_vpc;
+extern const struct gbs_driver gbs_drv_vmdk;
 
 /*
  * gbs_vpc_describe - open device dev as vpc_open() does (calc: enum
@@ -356,5 +357,31 @@ extern const struct gbs_driver gbs_drv_vpc;
  */
 void gbs_vpc_describe(uint32_t op, uint32_t dev, uint32_t calc, uint64_t *size,
                       uint32_t *cluster_size);
+
+/* What gbs_vmdk_describe() tells info and check. */
+#include "vmdk/vmdk.h"
+struct gbs_vmdk_info {
+    uint64_t size; /* the virtual size, bytes */
+    uint32_t cid, parent_cid;
+    char create_type[128];
+    char parent[VMDK_PARENT_MAX + 1]; /* parentFileNameHint, "" for none */
+    uint32_t nextents;
+    struct vmdk_extent ext[VMDK_MAX_EXTENTS];
+};
+
+/*
+ * gbs_vmdk_describe - open device dev as vmdk_open() does (rdwr: a
+ * read-write open) for info and check, into *info.  On failure sends
+ * op's error result (qemu's open message) and does not return.
+ */
+void gbs_vmdk_describe(uint32_t op, uint32_t dev, bool rdwr, struct gbs_vmdk_info *info);
+
+/*
+ * gbs_vmdk_check - vmdk_co_check() of device dev (opened as above, a
+ * failure sent as op's error result): each grain's lines streamed with
+ * greport(); returns 0 or the negated errno bdrv_check() returns (1 for
+ * QEMU's VMDK_ERROR, EPERM).  A non-zero return is one corruption.
+ */
+int32_t gbs_vmdk_check(uint32_t op, uint32_t dev);
 
 #endif /* GUEST_BDRV_H */

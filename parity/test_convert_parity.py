@@ -431,7 +431,7 @@ case("image-opts-luks-twofish-key", "--object", "secret,id=sec0,data=abc", "--im
      "driver=qcow2,file.filename=@luks-twofish-cbc,encrypt.key-secret=sec0", "-O", "raw", "out.raw", into=REFUSED)
 case("O-vmdk", "-O", "vmdk", "@dp-small", "out.img", into=REFUSED)
 case("O-vdi", "-O", "vdi", "@dp-small", "out.img", into=REFUSED)
-case("f-vmdk", "-O", "raw", "@fmt-vmdk", "out.raw", into=REFUSED)
+case("f-vmdk", "-O", "raw", "@fmt-vmdk", "out.raw")
 
 _MENTION = {"image-opts-luks-twofish-key": "LUKS cipher", "O-vmdk": "vmdk", "O-vdi": "vdi", "f-vmdk": "vmdk"}
 
