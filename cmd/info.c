@@ -80,6 +80,8 @@ void image_info_free(struct image_info *ii)
     for (i = 0; i < ii->nbitmaps; i++)
         free(ii->bitmaps[i].name);
     free(ii->bitmaps);
+    for (i = 0; i < ii->nextent_files; i++)
+        free(ii->extent_files[i]);
     free(ii);
 }
 
@@ -208,7 +210,7 @@ static struct qobj *fixed_str(const char *s, size_t n)
  * extent an ImageInfo of vmdk_get_extent_info() (filename, format,
  * virtual-size, cluster-size unless flat, compressed when it is).
  */
-static struct qobj *vmdk_specific(const struct result_info *v, const char *filename)
+static struct qobj *vmdk_specific(const struct result_info *v, const struct image_info *ii)
 {
     const struct instar_info_vmdk *k = &v->info.vmdk;
     struct qobj *spec = qobj_dict_new(), *data = qobj_dict_new(), *list = qobj_list_new();
@@ -222,8 +224,11 @@ static struct qobj *vmdk_specific(const struct result_info *v, const char *filen
         const struct instar_info_vmdk_extent *e = &k->extents[i];
         struct qobj *x = qobj_dict_new();
 
-        /* Extent files are not opened yet: every extent is in the image file. */
-        qobj_dict_put_str(x, "filename", filename);
+        /* vmdk_get_extent_info(): its file's name (the descriptor's dir + the name). */
+        if (e->file == 0 || e->file > ii->nextent_files)
+            qobj_dict_put_str(x, "filename", ii->filename);
+        else
+            qobj_dict_put_str(x, "filename", ii->extent_files[e->file - 1]);
         qobj_dict_put(x, "format", fixed_str(e->type, sizeof(e->type)));
         qobj_dict_put_int(x, "virtual-size", (int64_t)e->virtual_size);
         if (!(e->flags & INSTAR_VMDK_EXT_FLAT))
@@ -308,7 +313,7 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
     }
 
     if (r->flags & INSTAR_INFO_VMDK) {
-        ii->format_specific = vmdk_specific(v, ii->filename);
+        ii->format_specific = vmdk_specific(v, ii);
         if (qobj_failed(ii->format_specific))
             return -ENOMEM;
     }

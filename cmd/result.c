@@ -222,6 +222,13 @@ enum result_bad result_info_parse(const void *blob, size_t len, struct result_in
     /* vmdk: at most INSTAR_VMDK_EXTENTS_MAX extents (their strings are cut by the host). */
     if ((r->flags & INSTAR_INFO_VMDK) && r->vmdk.nextents > INSTAR_VMDK_EXTENTS_MAX)
         return RESULT_BAD_VALUE;
+    if (r->flags & INSTAR_INFO_VMDK_NEED_FILES) {
+        if (!(r->flags & INSTAR_INFO_VMDK) || r->vmdk.nextents == 0)
+            return RESULT_BAD_VALUE;
+        for (uint32_t i = 0; i < r->vmdk.nextents; i++)
+            if (!str_ok(r->vmdk.names[i], len) || r->vmdk.names[i].len == 0)
+                return RESULT_BAD_STR;
+    }
     why = check_snapshots(v);
     if (why != RESULT_OK)
         return why;

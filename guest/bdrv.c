@@ -50,6 +50,15 @@ static bool dev_ok(uint32_t dev)
     return dev < boot->ndevices && dev < INSTAR_DEV_MAX;
 }
 
+/* vmdk's extent files: the n devices after file (instar_node.driver's options). */
+static bool ext_devs_ok(uint32_t file, uint32_t n)
+{
+    for (uint32_t k = 1; k <= n; k++)
+        if (!dev_ok(file + k))
+            return false;
+    return true;
+}
+
 int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
 {
     uint32_t i, n = g->nnodes;
@@ -86,7 +95,8 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
             bs->drv = &gbs_drv_qcow2;
         else if ((in->driver & INSTAR_DRV_MASK) == INSTAR_DRV_VPC && bs->drv_opts <= 2)
             bs->drv = &gbs_drv_vpc;
-        else if (in->driver == INSTAR_DRV_VMDK)
+        else if ((in->driver & INSTAR_DRV_MASK) == INSTAR_DRV_VMDK &&
+                 bs->drv_opts <= VMDK_MAX_EXTENTS && ext_devs_ok(bs->file, bs->drv_opts))
             bs->drv = &gbs_drv_vmdk;
         else
             return -INSTAR_ERR_BAD_ARGS;

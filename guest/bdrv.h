@@ -367,14 +367,20 @@ struct gbs_vmdk_info {
     char parent[VMDK_PARENT_MAX + 1]; /* parentFileNameHint, "" for none */
     uint32_t nextents;
     struct vmdk_extent ext[VMDK_MAX_EXTENTS];
+    /* Not 0: a descriptor names this many extent files the run was not given (names). */
+    uint32_t need_files;
+    char names[VMDK_MAX_EXTENTS][512];
 };
 
 /*
  * gbs_vmdk_describe - open device dev as vmdk_open() does (rdwr: a
- * read-write open) for info and check, into *info.  On failure sends
+ * read-write open) for info and check, into *info; a descriptor's extent
+ * files are devices dev + 1 .. dev + ndev, and with ndev 0 the names
+ * it gives are returned in info (need_files) instead.  On failure sends
  * op's error result (qemu's open message) and does not return.
  */
-void gbs_vmdk_describe(uint32_t op, uint32_t dev, bool rdwr, struct gbs_vmdk_info *info);
+void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr,
+                       struct gbs_vmdk_info *info);
 
 /*
  * gbs_vmdk_check - vmdk_co_check() of device dev (opened as above, a
@@ -382,6 +388,6 @@ void gbs_vmdk_describe(uint32_t op, uint32_t dev, bool rdwr, struct gbs_vmdk_inf
  * greport(); returns 0 or the negated errno bdrv_check() returns (1 for
  * QEMU's VMDK_ERROR, EPERM).  A non-zero return is one corruption.
  */
-int32_t gbs_vmdk_check(uint32_t op, uint32_t dev);
+int32_t gbs_vmdk_check(uint32_t op, uint32_t dev, uint32_t ndev);
 
 #endif /* GUEST_BDRV_H */

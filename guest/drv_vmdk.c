@@ -25,7 +25,11 @@ struct gvmdk_l2 {
 };
 
 struct gvmdk {
-    uint32_t dev; /* the image file */
+    uint32_t dev;  /* the image file */
+    uint32_t ndev; /* extent files: devices dev + 1 .. dev + ndev (0: none given) */
+    /* ndev == 0: the extent files the descriptor names (VMDK_ERR_NEED_FILES) */
+    uint32_t nnames;
+    char names[VMDK_MAX_EXTENTS][512];
     uint32_t nextents;
     struct vmdk_extent ext[VMDK_MAX_EXTENTS];
     uint32_t ext_dev[VMDK_MAX_EXTENTS];
@@ -121,7 +125,7 @@ static int init_tables(struct gvmdk *s, uint32_t i)
 /* vmdk_open_sparse() of a VMDK4 file: one extent, or its embedded descriptor. */
 static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr);
 
-static int open_sparse(struct gvmdk *s, uint32_t dev, bool rdwr)
+static int open_sparse(struct gvmdk *s, uint32_t dev, uint32_t file, bool rdwr)
 {
     struct gvmdk_rd rd = {dev};
     struct vmdk_reader r = {dev_pread, &rd};
@@ -136,6 +140,14 @@ static int open_sparse(struct gvmdk *s, uint32_t dev, bool rdwr)
     if (ret == 1) {
         char *buf = NULL;
 
+        if (file != 0) {
+            /* An extent that is a descriptor again: QEMU recurses, instar does not. */
+            static char nested[] = "SPARSE (a descriptor)";
+
+            s->err_s = nested;
+            s->err_slen = sizeof(nested) - 1;
+            return -VMDK_ERR_EXTENT_UNSUPPORTED;
+        }
         ret = read_desc(dev, desc_offset, &buf);
         if (ret == 0)
             ret = open_desc_file(s, buf, rdwr);
@@ -149,7 +161,7 @@ static int open_sparse(struct gvmdk *s, uint32_t dev, bool rdwr)
         return -VMDK_ERR_TOO_MANY_EXTENTS;
     }
     i = s->nextents;
-    e.file = 0;
+    e.file = file;
     e.end_sector = e.sectors;
     if (i > 0 && __builtin_add_overflow(s->ext[i - 1].end_sector, e.sectors, &e.end_sector))
         return -VMDK_ERR_TOO_LARGE;
@@ -169,6 +181,68 @@ static int open_sparse(struct gvmdk *s, uint32_t dev, bool rdwr)
     return ret;
 }
 
+/* One extent line (vmdk_parse_extents()): file is its index, its device dev + file. */
+static int open_extent(struct gvmdk *s, const struct vmdk_extent_line *l, uint32_t file, bool rdwr)
+{
+    uint32_t dev = s->dev + file, i = s->nextents;
+    struct vmdk_extent *e;
+    char *buf = NULL;
+    int ret;
+
+    if (!strcmp(l->type, "FLAT") || !strcmp(l->type, "VMFS")) {
+        if (i == VMDK_MAX_EXTENTS) {
+            s->err_arg = VMDK_MAX_EXTENTS;
+            return -VMDK_ERR_TOO_MANY_EXTENTS;
+        }
+        e = &s->ext[i];
+        memset(e, 0, sizeof(*e));
+        e->file = file;
+        e->flat = true;
+        e->sectors = (uint64_t)l->sectors;
+        e->cluster_sectors = e->sectors;
+        /* QEMU shifts the int64 as it is: a huge offset reads nothing but errors. */
+        e->flat_start_offset = (uint64_t)l->flat_offset << 9;
+        e->end_sector = e->sectors;
+        if ((i > 0 &&
+             __builtin_add_overflow(s->ext[i - 1].end_sector, e->sectors, &e->end_sector)) ||
+            e->end_sector > (uint64_t)INT64_MAX / 512)
+            return -VMDK_ERR_TOO_LARGE;
+        s->ext_dev[i] = dev;
+        s->nextents++;
+    } else if (!strcmp(l->type, "SPARSE") || !strcmp(l->type, "VMFSSPARSE")) {
+        const uint8_t *m;
+        uint32_t magic;
+
+        ret = read_desc(dev, 0, &buf);
+        if (ret < 0)
+            return ret;
+        m = (const uint8_t *)buf;
+        magic = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
+        free(buf);
+        if (magic == VMDK4_MAGIC_BE) {
+            ret = open_sparse(s, dev, file, rdwr);
+        } else if (magic == VMDK3_MAGIC_BE) {
+            static char cowd[] = "COWD";
+
+            s->err_s = cowd;
+            s->err_slen = 4;
+            ret = -VMDK_ERR_EXTENT_UNSUPPORTED;
+        } else {
+            ret = -VMDK_ERR_NOT_VMDK;
+        }
+        if (ret < 0)
+            return ret;
+    } else {
+        static char se[] = "SESPARSE";
+
+        s->err_s = se;
+        s->err_slen = sizeof(se) - 1;
+        return -VMDK_ERR_EXTENT_UNSUPPORTED;
+    }
+    memcpy(s->ext[s->nextents - 1].type, l->type, sizeof(l->type));
+    return 0;
+}
+
 /* vmdk_open_desc_file(): the descriptor's checks, then its extents. */
 static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
 {
@@ -176,12 +250,11 @@ static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
                                         "vmfsSparse",           "seSparse",
                                         "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"};
     static char ct[128];
-    struct vmdk_extent_line l;
+    static struct vmdk_extent_line l;
     const char *p = buf;
+    uint32_t k;
     size_t i;
     int ret;
-
-    (void)rdwr;
     if (vmdk_desc_value(buf, "createType", ct, sizeof(ct)) < 0)
         return -VMDK_ERR_DESC;
     for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
@@ -194,20 +267,38 @@ static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
     }
     memcpy(s->create_type, ct, sizeof(ct));
     s->desc_offset = 0;
-    ret = vmdk_desc_next_extent(&p, &l, &s->err_s, &s->err_slen);
-    if (ret < 0)
-        return ret;
-    if (ret == 1) {
-        /* Extent files are not handed to the guest yet. */
-        s->err_s = ct;
-        s->err_slen = strlen(ct);
-        return -VMDK_ERR_DESCRIPTOR_UNSUPPORTED;
+    for (k = 0;; k++) {
+        ret = vmdk_desc_next_extent(&p, &l, &s->err_s, &s->err_slen);
+        if (ret < 0 && s->ndev == 0 && k > 0)
+            break; /* the files before the bad line first, as QEMU opens them */
+        if (ret < 0)
+            return ret;
+        if (ret == 0)
+            break;
+        if (k == VMDK_MAX_EXTENTS) {
+            s->err_arg = VMDK_MAX_EXTENTS;
+            return -VMDK_ERR_TOO_MANY_EXTENTS;
+        }
+        if (s->ndev == 0) {
+            memcpy(s->names[k], l.fname, sizeof(l.fname));
+            s->nnames = k + 1;
+            continue;
+        }
+        if (k >= s->ndev)
+            return -INSTAR_ERR_BAD_ARGS;
+        ret = open_extent(s, &l, k + 1, rdwr);
+        if (ret < 0)
+            return ret;
     }
+    if (s->ndev == 0 && k > 0)
+        return -VMDK_ERR_NEED_FILES;
+    if (k != s->ndev)
+        return -INSTAR_ERR_BAD_ARGS;
     return 0;
 }
 
 /* vmdk_open(): the extents, the parent's name, the CIDs. */
-static int gvmdk_open(struct gvmdk *s, uint32_t dev, bool rdwr)
+static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr)
 {
     static char desc[VMDK_DESC_SIZE + 1];
     char *buf = NULL;
@@ -216,13 +307,14 @@ static int gvmdk_open(struct gvmdk *s, uint32_t dev, bool rdwr)
 
     memset(s, 0, sizeof(*s));
     s->dev = dev;
+    s->ndev = ndev;
     ret = read_desc(dev, 0, &buf);
     if (ret < 0)
         return ret;
     m = (uint8_t *)buf;
     if (((uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3]) ==
         VMDK4_MAGIC_BE) {
-        ret = open_sparse(s, dev, rdwr);
+        ret = open_sparse(s, dev, 0, rdwr);
         s->desc_offset = VMDK_SPARSE_DESC_OFFSET;
     } else if (((uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3]) ==
                VMDK3_MAGIC_BE) {
@@ -265,15 +357,22 @@ static __attribute__((noreturn)) void gvmdk_fail(uint32_t op, int ret, const str
     result_error(op, -ret, args, NULL, 0);
 }
 
-void gbs_vmdk_describe(uint32_t op, uint32_t dev, bool rdwr, struct gbs_vmdk_info *info)
+void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr,
+                       struct gbs_vmdk_info *info)
 {
     static struct gvmdk s;
-    int ret = gvmdk_open(&s, dev, rdwr);
+    int ret = gvmdk_open(&s, dev, ndev, rdwr);
     uint32_t i;
 
+    memset(info, 0, sizeof(*info));
+    if (ret == -VMDK_ERR_NEED_FILES) {
+        info->need_files = s.nnames;
+        memcpy(info->names, s.names, sizeof(s.names));
+        gvmdk_release(&s);
+        return;
+    }
     if (ret < 0)
         gvmdk_fail(op, ret, &s);
-    memset(info, 0, sizeof(*info));
     info->size = s.ext[s.nextents - 1].end_sector * 512;
     info->cid = s.cid;
     info->parent_cid = s.parent_cid;
@@ -289,12 +388,14 @@ void gbs_vmdk_describe(uint32_t op, uint32_t dev, bool rdwr, struct gbs_vmdk_inf
 static int cluster(struct gvmdk *s, uint32_t i, uint64_t off, uint64_t *co);
 static int find_extent(const struct gvmdk *s, uint64_t off);
 
-int32_t gbs_vmdk_check(uint32_t op, uint32_t dev)
+int32_t gbs_vmdk_check(uint32_t op, uint32_t dev, uint32_t ndev)
 {
     static struct gvmdk s;
     uint64_t sector = 0, total, co, args[4] = {0, 0, 0, 0};
-    int ret = gvmdk_open(&s, dev, false), i;
+    int ret = gvmdk_open(&s, dev, ndev, false), i;
 
+    if (ret == -VMDK_ERR_NEED_FILES)
+        ret = -INSTAR_ERR_BAD_ARGS;
     if (ret < 0)
         gvmdk_fail(op, ret, &s);
     total = s.ext[s.nextents - 1].end_sector;
@@ -385,7 +486,10 @@ static int vmdk_drv_open(struct gbs *bs)
     int ret;
 
     bs->opaque = s;
-    ret = gvmdk_open(s, bs->file, bs->writable);
+    /* The host gives the extent files as the devices after the image's (cmd/graph.c). */
+    ret = gvmdk_open(s, bs->file, bs->drv_opts, bs->writable);
+    if (ret == -VMDK_ERR_NEED_FILES)
+        ret = -INSTAR_ERR_BAD_ARGS;
     /* The host described the image first: a failure here is qemu's open message too. */
     if (ret < 0)
         gvmdk_fail(boot->op, ret, s);

@@ -378,10 +378,10 @@ static __attribute__((noreturn)) void check_vmdk(unsigned fix)
     int32_t ret;
 
     if (fix) {
-        gbs_vmdk_describe(OP, GOPEN_DEV, false, &info);
+        gbs_vmdk_describe(OP, GOPEN_DEV, boot->ndevices - 1, true, &info);
         send_notsup("vmdk");
     }
-    ret = gbs_vmdk_check(OP, GOPEN_DEV);
+    ret = gbs_vmdk_check(OP, GOPEN_DEV, boot->ndevices - 1);
     if (rbuf_init(&rb, sizeof(struct instar_check_result)) < 0)
         gopen_fail(OP, INSTAR_ERR_NOMEM, NULL);
     o = res(&rb);

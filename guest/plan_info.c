@@ -79,9 +79,24 @@ static __attribute__((noreturn)) void info_vmdk(uint32_t flags)
     struct rbuf rb;
     uint32_t i;
 
-    gbs_vmdk_describe(INSTAR_OP_INFO, DEV_IMAGE, flags & INSTAR_INFO_OPEN_RDWR, &v);
+    gbs_vmdk_describe(INSTAR_OP_INFO, DEV_IMAGE, boot->ndevices - 1, flags & INSTAR_INFO_OPEN_RDWR,
+                      &v);
     if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
         fail(INSTAR_ERR_NOMEM);
+    if (v.need_files) {
+        struct instar_str names[INSTAR_VMDK_EXTENTS_MAX];
+
+        for (i = 0; i < v.need_files; i++)
+            names[i] = rbuf_str(&rb, v.names[i], strlen(v.names[i]));
+        if (rb.oom)
+            fail(INSTAR_ERR_NOMEM);
+        r = res(&rb);
+        memcpy(r->format, "vmdk", 5);
+        r->flags = INSTAR_INFO_VMDK | INSTAR_INFO_VMDK_NEED_FILES;
+        r->vmdk.nextents = v.need_files;
+        memcpy(r->vmdk.names, names, sizeof(names));
+        rbuf_send(&rb, INSTAR_OP_INFO, 0);
+    }
     if (v.parent[0]) {
         bf = rbuf_str(&rb, v.parent, strlen(v.parent));
         bfmt = rbuf_str(&rb, "vmdk", 4);
@@ -94,10 +109,13 @@ static __attribute__((noreturn)) void info_vmdk(uint32_t flags)
     r->virtual_size = v.size;
     /* vmdk_get_info(): the first extent's grain size, when every extent is of its kind. */
     r->cluster_size = v.ext[0].flat ? 0 : v.ext[0].cluster_sectors * 512;
+    /* Extents of different kinds: -ENOTSUP, and qemu shows neither cluster size nor dirty flag. */
     for (i = 1; i < v.nextents; i++)
         if (v.ext[i].flat != v.ext[0].flat || v.ext[i].compressed != v.ext[0].compressed ||
-            (!v.ext[0].flat && v.ext[i].cluster_sectors != v.ext[0].cluster_sectors))
+            (!v.ext[0].flat && v.ext[i].cluster_sectors != v.ext[0].cluster_sectors)) {
             r->cluster_size = 0;
+            r->flags &= ~INSTAR_INFO_DIRTY_VALID;
+        }
     r->backing_file = bf;
     r->backing_fmt = bfmt;
     r->vmdk.cid = v.cid;

@@ -46,6 +46,13 @@ struct instar_result_hdr {
 #define INSTAR_INFO_DIRTY       (1u << 2)
 #define INSTAR_INFO_QCOW2       (1u << 3) /* the qcow2 block below is valid */
 #define INSTAR_INFO_VMDK        (1u << 4) /* the vmdk block below is valid */
+/*
+ * A vmdk descriptor names extent files the run was not given: only
+ * vmdk.nextents and vmdk.names are valid.  The host decides on each name
+ * (cmd/policy.c), opens them and describes the image again with them as
+ * devices 1..n (docs/architecture.md, "Adding a format": vmdk).
+ */
+#define INSTAR_INFO_VMDK_NEED_FILES (1u << 5)
 
 /*
  * HAS_DATA_FILE: the incompatible "external data file" bit is set (qemu
@@ -140,6 +147,8 @@ struct instar_info_vmdk {
     uint32_t nextents; /* <= INSTAR_VMDK_EXTENTS_MAX */
     uint32_t pad;
     struct instar_info_vmdk_extent extents[INSTAR_VMDK_EXTENTS_MAX];
+    /* INSTAR_INFO_VMDK_NEED_FILES: the extent lines' file names, in order */
+    struct instar_str names[INSTAR_VMDK_EXTENTS_MAX];
 };
 
 struct instar_info_result {
