@@ -383,3 +383,40 @@ def test_vmdk_compressed_grain_past_buffer(instar, tmp_path):
     p.write_bytes(bytes(img))
     r = _run([instar, "convert", "-O", "raw", p.name, "o.raw"], tmp_path)
     assert r.returncode == 1 and "error while reading" in r.stderr, r.stderr
+
+
+def test_vmdk_extent_dotdot_and_allowlist(instar, tmp_path):
+    """An extent name with '..' is refused by default (qemu-img opens it); with
+    INSTAR_BACKING_ALLOW set the allowlist decides, for absolute names too."""
+    import os
+
+    (tmp_path / "data.img").write_bytes(b"\x42" * 4096)
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "up.vmdk").write_bytes(b'version=1\nCID=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\n'
+                                b'RW 8 FLAT "../data.img" 0\n')
+    (d / "abs.vmdk").write_bytes(b'version=1\nCID=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 8 FLAT "'
+                                 + str(tmp_path / "data.img").encode() + b'" 0\n')
+    q = _run(["qemu-img", "info", "up.vmdk"], d)
+    assert q.returncode == 0 and "file format: vmdk" in q.stdout
+    for name in ("up.vmdk", "abs.vmdk"):
+        r = _run([instar, "info", name], d)
+        assert r.returncode == 1 and "only beside their descriptor" in r.stderr, r.stderr
+    env = dict(os.environ, INSTAR_BACKING_ALLOW=str(tmp_path))
+    for name in ("up.vmdk", "abs.vmdk"):
+        r = subprocess.run([str(instar.qemu_img), "convert", "-O", "raw", name, name + ".raw"], cwd=d,
+                           capture_output=True, text=True, timeout=120, env=env)
+        assert r.returncode == 0, r.stderr
+        assert (d / (name + ".raw")).read_bytes() == b"\x42" * 4096
+    env = dict(os.environ, INSTAR_BACKING_ALLOW=str(d))
+    r = subprocess.run([str(instar.qemu_img), "info", "abs.vmdk"], cwd=d, capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 1 and "allow" in r.stderr, r.stderr
+
+
+def test_vmdk_sesparse_refused(instar, tmp_path):
+    (tmp_path / "raw.img").write_bytes(bytes(4096))
+    (tmp_path / "s.vmdk").write_bytes(HOSTILE["desc-sesparse"])
+    r = _run([instar, "info", "-f", "vmdk", "s.vmdk"], tmp_path)
+    assert r.returncode == 1
+    assert r.stderr == "qemu-img: Could not open 's.vmdk': VMDK extent type 'SESPARSE' is not supported by instar\n"
