@@ -224,12 +224,13 @@ static int check_run(const struct open_image *img, const char *key, const char *
 {
     struct instar_check_args args;
     struct vmm_config cfg;
-    struct vmm_dev dev;
+    struct vmm_dev devs[1 + INSTAR_VMDK_EXTENTS_MAX], *dev = &devs[0];
     struct vmm_outcome out;
     enum result_bad why;
     int ret = -1;
 
     memset(&args, 0, sizeof(args));
+    memset(devs, 0, sizeof(devs));
     snprintf(args.format, sizeof(args.format), "%s", img->info->format);
     args.flags = fix;
     if (fix && !strcmp(img->info->format, "vhdx")) {
@@ -242,14 +243,19 @@ static int check_run(const struct open_image *img, const char *key, const char *
     }
     if (strlen(filename) > 4 && !strcmp(filename + strlen(filename) - 4, ".dmg"))
         args.flags |= INSTAR_CHECK_NAME_DMG;
-    memset(&dev, 0, sizeof(dev));
-    dev.fd = img->fd;
-    dev.size = (uint64_t)img->st.st_size;
-    dev.flags = INSTAR_DEV_READ;
+    dev->fd = img->fd;
+    dev->size = (uint64_t)img->st.st_size;
+    dev->flags = INSTAR_DEV_READ;
     if (fix) {
         /* Room for any refcount rebuild, and no more (docs/repair.md). */
-        dev.flags |= INSTAR_DEV_WRITE;
-        dev.write_limit = check_write_limit(dev.size);
+        dev->flags |= INSTAR_DEV_WRITE;
+        dev->write_limit = check_write_limit(dev->size);
+    }
+    /* vmdk: its extent files, read-only, as devices 1.. (guest/drv_vmdk.c). */
+    for (unsigned k = 0; k < img->next; k++) {
+        devs[1 + k].fd = img->ext_fd[k];
+        devs[1 + k].size = (uint64_t)img->ext_st[k].st_size;
+        devs[1 + k].flags = INSTAR_DEV_READ;
     }
     memset(&cfg, 0, sizeof(cfg));
     if (key) {
@@ -271,7 +277,7 @@ static int check_run(const struct open_image *img, const char *key, const char *
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
-    if (vmm_run(&cfg, INSTAR_OP_CHECK, &args, sizeof(args), &dev, 1, &out) != 0) {
+    if (vmm_run(&cfg, INSTAR_OP_CHECK, &args, sizeof(args), devs, 1 + img->next, &out) != 0) {
         sanitize(out.detail, sizeof(out.detail));
         report_error("Could not check '%s': sandbox failure: %s", filename,
                      out.detail[0] ? out.detail : "unknown error");

@@ -85,6 +85,8 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             n->driver = INSTAR_DRV_CLOOP;
         } else if (!strcmp(fmt, "dmg")) {
             n->driver = INSTAR_DRV_DMG;
+        } else if (!strcmp(fmt, "vmdk")) {
+            n->driver = INSTAR_DRV_VMDK;
         } else if (!strcmp(fmt, "raw") || !strcmp(fmt, "file")) {
             /* The protocol node as the image (-f file): raw over it reads the same. */
             n->driver = INSTAR_DRV_RAW;
@@ -100,6 +102,14 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             goto too_many;
         n->file = (uint32_t)dev;
         n->data = INSTAR_NO_NODE;
+        /* vmdk: its extent files as the devices right after its own, their count in the options. */
+        for (unsigned k = 0; k < img->next; k++) {
+            dev = graph_add_dev(gr, img->ext_fd[k], (uint64_t)img->ext_st[k].st_size, dflags, 0,
+                                img->info->extent_files[k]);
+            if (dev < 0)
+                goto too_many;
+        }
+        n->driver |= img->next << INSTAR_DRV_OPT_SHIFT;
         if (i == 0 && oc->key && img->info->encrypted) {
             /* The passphrase, for the guest's PBKDF2 only: never logged. */
             unsigned k = 0;

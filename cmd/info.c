@@ -80,6 +80,8 @@ void image_info_free(struct image_info *ii)
     for (i = 0; i < ii->nbitmaps; i++)
         free(ii->bitmaps[i].name);
     free(ii->bitmaps);
+    for (i = 0; i < ii->nextent_files; i++)
+        free(ii->extent_files[i]);
     free(ii);
 }
 
@@ -196,6 +198,50 @@ static char *snapshot_str(const struct result_info *v, struct instar_str s, size
     return result_strn(v, s, max - 1);
 }
 
+/* A NUL-terminated copy of a fixed guest array (cut at its first NUL or its end). */
+static struct qobj *fixed_str(const char *s, size_t n)
+{
+    return qobj_str_newn(s, strnlen(s, n));
+}
+
+/*
+ * ImageInfoSpecific for vmdk: {"type": "vmdk", "data":
+ * ImageInfoSpecificVmdk}, as vmdk_get_specific_info() fills it; each
+ * extent an ImageInfo of vmdk_get_extent_info() (filename, format,
+ * virtual-size, cluster-size unless flat, compressed when it is).
+ */
+static struct qobj *vmdk_specific(const struct result_info *v, const struct image_info *ii)
+{
+    const struct instar_info_vmdk *k = &v->info.vmdk;
+    struct qobj *spec = qobj_dict_new(), *data = qobj_dict_new(), *list = qobj_list_new();
+    uint32_t i;
+
+    qobj_dict_put_str(spec, "type", "vmdk");
+    qobj_dict_put(data, "create-type", fixed_str(k->create_type, sizeof(k->create_type)));
+    qobj_dict_put_int(data, "cid", k->cid);
+    qobj_dict_put_int(data, "parent-cid", k->parent_cid);
+    for (i = 0; i < k->nextents; i++) {
+        const struct instar_info_vmdk_extent *e = &k->extents[i];
+        struct qobj *x = qobj_dict_new();
+
+        /* vmdk_get_extent_info(): its file's name (the descriptor's dir + the name). */
+        if (e->file == 0 || e->file > ii->nextent_files)
+            qobj_dict_put_str(x, "filename", ii->filename);
+        else
+            qobj_dict_put_str(x, "filename", ii->extent_files[e->file - 1]);
+        qobj_dict_put(x, "format", fixed_str(e->type, sizeof(e->type)));
+        qobj_dict_put_int(x, "virtual-size", (int64_t)e->virtual_size);
+        if (!(e->flags & INSTAR_VMDK_EXT_FLAT))
+            qobj_dict_put_int(x, "cluster-size", (int64_t)e->cluster_size);
+        if (e->flags & INSTAR_VMDK_EXT_COMPRESSED)
+            qobj_dict_put_bool(x, "compressed", true);
+        qobj_list_append(list, x);
+    }
+    qobj_dict_put(data, "extents", list);
+    qobj_dict_put(spec, "data", data);
+    return spec;
+}
+
 int info_from_result(struct image_info *ii, const struct result_info *v)
 {
     const struct instar_info_result *r = &v->info;
@@ -267,6 +313,11 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
         }
     }
 
+    if (r->flags & INSTAR_INFO_VMDK) {
+        ii->format_specific = vmdk_specific(v, ii);
+        if (qobj_failed(ii->format_specific))
+            return -ENOMEM;
+    }
     if (qcow2) {
         ii->format_specific = qcow2_specific(v);
         if (qobj_failed(ii->format_specific))

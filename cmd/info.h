@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "instar/result.h"
+
 struct qobj;
 
 /* One internal snapshot (QEMU's SnapshotInfo). */
@@ -59,6 +61,9 @@ struct image_info {
     uint32_t qcow2_version;      /* 2 or 3 for a qcow2 image, else 0 */
     struct info_bitmap *bitmaps; /* v3 only, in directory order */
     uint32_t nbitmaps;
+    /* vmdk: the extent files a descriptor names, as qemu names them (dir + name) */
+    char *extent_files[INSTAR_VMDK_EXTENTS_MAX];
+    uint32_t nextent_files;
 };
 
 /*

@@ -36,6 +36,7 @@
 #include "cloop/cloop_err.h"
 #include "dmg/dmg.h"
 #include "vhdx/vhdx_err.h"
+#include "vmdk/vmdk_err.h"
 #include "vpc/vpc_err.h"
 #include "parallels/parallels_err.h"
 #include "report.h"
@@ -132,17 +133,56 @@ static int image_lock(int fd, const char *name, bool raw, unsigned flags, char *
 }
 
 /*
- * Ask the guest about the image open on fd, then lock it.  On failure
- * returns -1 with *msg; on success fills ii from the result.
+ * A vmdk extent file name the guest proposed: qemu opens it as
+ * bdrv_dirname(descriptor) + name, or as given when absolute
+ * (vmdk_parse_extents()).  instar takes names beside the descriptor only:
+ * an absolute name, or one with a ".." component, is refused unless the
+ * allowlist (INSTAR_BACKING_ALLOW) is set and decides (CVE-2022-47951: a
+ * descriptor naming a host file copies it into convert's output).
+ * Protocols, devices and FIFOs are refused by policy_open() as for
+ * backing files.  Returns 0 with *fd, *st and *full, or -1 with *msg.
  */
-static int describe(struct image_info *ii, const char *name, const char *fmt, int fd,
-                    const struct stat *st, unsigned flags, char **msg, int32_t *gerr)
+static int open_extent(const char *image, const char *name, int *fd, struct stat *st, char **full,
+                       char **msg)
+{
+    const char *p, *path;
+    bool dotdot = false;
+
+    for (p = name; *p; p = strchr(p, '/') ? strchr(p, '/') + 1 : p + strlen(p))
+        if (p[0] == '.' && p[1] == '.' && (p[2] == '/' || p[2] == '\0'))
+            dotdot = true;
+    if (!getenv(POLICY_ALLOW_ENV) && (name[0] == '/' || dotdot)) {
+        *msg = msgf("Could not open '%s': instar opens VMDK extent files only beside their "
+                    "descriptor (set %s to allow others)",
+                    name, POLICY_ALLOW_ENV);
+        return -1;
+    }
+    *full = policy_full_backing(image, name);
+    if (!*full)
+        return -1;
+    if (policy_host_path(*full, &path, msg) < 0)
+        return -1;
+    if (policy_open(path, POLICY_BACKING, false, fd, st, msg) < 0)
+        return -1;
+    return 0;
+}
+
+/*
+ * Ask the guest about the image open on fd, then lock it.  On failure
+ * returns -1 with *msg; on success fills ii from the result.  A vmdk
+ * descriptor's extent files are opened on the guest's word and the image
+ * described again with them (img->ext_fd).
+ */
+static int describe(struct image_info *ii, struct open_image *img, const char *name,
+                    const char *fmt, int fd, const struct stat *st, unsigned flags, char **msg,
+                    int32_t *gerr)
 {
     struct instar_info_args args;
-    struct vmm_dev dev;
+    struct vmm_dev dev[1 + INSTAR_VMDK_EXTENTS_MAX];
     struct vmm_outcome out;
     struct result_info v;
     enum result_bad why;
+    unsigned ndev = 1, k;
     int ret = -1;
 
     memset(&args, 0, sizeof(args));
@@ -159,14 +199,15 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
         args.flags |= INSTAR_INFO_VPC_SIZE_CHS;
     if (flags & OPEN_VPC_SIZE_CURRENT)
         args.flags |= INSTAR_INFO_VPC_SIZE_CURRENT;
-    memset(&dev, 0, sizeof(dev));
-    dev.fd = fd;
-    dev.size = (uint64_t)st->st_size;
-    dev.write_limit = 0;
-    dev.flags = INSTAR_DEV_READ;
+    memset(dev, 0, sizeof(dev));
+    dev[0].fd = fd;
+    dev[0].size = (uint64_t)st->st_size;
+    dev[0].write_limit = 0;
+    dev[0].flags = INSTAR_DEV_READ;
     memset(&out, 0, sizeof(out));
 
-    if (vmm_run(NULL, INSTAR_OP_INFO, &args, sizeof(args), &dev, 1, &out) != 0) {
+again:
+    if (vmm_run(NULL, INSTAR_OP_INFO, &args, sizeof(args), dev, ndev, &out) != 0) {
         sanitize(out.detail, sizeof(out.detail));
         *msg = msgf("sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
         goto out;
@@ -175,6 +216,41 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
     if (why != RESULT_OK) {
         *msg = msgf("sandbox failure: invalid result (%s)", result_bad_str(why));
         goto out;
+    }
+    if (v.hdr.error == 0 && (v.info.flags & INSTAR_INFO_VMDK_NEED_FILES)) {
+        /* Asked once: a second request is a protocol error. */
+        if (ndev > 1 || !img) {
+            *msg = msgf("sandbox failure: invalid result (%s)", result_bad_str(RESULT_BAD_VALUE));
+            goto out;
+        }
+        for (k = 0; k < v.info.vmdk.nextents; k++) {
+            char *ename = result_str(&v, v.info.vmdk.names[k]), *full = NULL, *emsg = NULL;
+            int r;
+
+            if (!ename) {
+                *msg = NULL;
+                goto out;
+            }
+            r = open_extent(ii->filename, ename, &img->ext_fd[k], &img->ext_st[k], &full, &emsg);
+            free(ename);
+            if (r < 0) {
+                free(full);
+                *msg = emsg;
+                goto out;
+            }
+            img->next = k + 1;
+            ii->extent_files[k] = full;
+            ii->nextent_files = k + 1;
+            dev[1 + k].fd = img->ext_fd[k];
+            dev[1 + k].size = (uint64_t)img->ext_st[k].st_size;
+            dev[1 + k].flags = INSTAR_DEV_READ;
+            /* vmdk_get_allocated_file_size(): the extents' files count too. */
+            ii->actual_size += (int64_t)img->ext_st[k].st_blocks * 512;
+        }
+        ndev = 1 + img->next;
+        vmm_outcome_release(&out);
+        memset(&out, 0, sizeof(out));
+        goto again;
     }
     /*
      * The format driver attaches its file, taking the locks, before it
@@ -209,7 +285,7 @@ static int describe(struct image_info *ii, const char *name, const char *fmt, in
         /* bdrv_open_common() names the file when a driver sets no message. */
         if (v.hdr.error == VPC_ERR_TOO_LARGE || v.hdr.error == PRL_ERR_EIO ||
             (v.hdr.error >= DMG_ERR_INVALID && v.hdr.error <= DMG_ERR_NOMEM) ||
-            vhdx_err_names_file(v.hdr.error)) {
+            vhdx_err_names_file(v.hdr.error) || v.hdr.error == VMDK_ERR_EINVAL) {
             s = ii->filename;
             slen = (uint32_t)strlen(s);
         }
@@ -258,6 +334,8 @@ void open_image_release(struct open_image *img)
         close(img->fd);
     if (img->data_fd >= 0)
         close(img->data_fd);
+    for (unsigned k = 0; k < img->next; k++)
+        close(img->ext_fd[k]);
     free(img->name);
     free(img->data_name);
     image_info_free(img->info);
@@ -322,7 +400,7 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
         image_info_raw(ii, &img->st, fmt);
         if (image_lock(img->fd, name, true, flags, msg) < 0)
             goto fail;
-    } else if (describe(ii, name, fmt, img->fd, &img->st, flags, msg, &gerr) < 0) {
+    } else if (describe(ii, img, name, fmt, img->fd, &img->st, flags, msg, &gerr) < 0) {
         /*
          * BDRV_O_CHECK opens tolerate some qcow2 damage the plain open
          * refuses (an oversized snapshot table): the check planner opens

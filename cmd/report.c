@@ -10,6 +10,7 @@
 #include "qcow2/qcow2_err.h"
 #include "vhdx/vhdx_err.h"
 #include "vdi/vdi_err.h"
+#include "vmdk/vmdk_err.h"
 #include "vpc/vpc_err.h"
 #include "qed/qed_err.h"
 #include "qcow/qcow_err.h"
@@ -107,7 +108,7 @@ static const struct code_msg code_msgs[] = {
             CLOOP_ERRORS(REPORT_CODE_ENTRY) DMG_ERRORS(REPORT_CODE_ENTRY)
                 PARALLELS_ERRORS(REPORT_CODE_ENTRY) PARALLELS_CHECK_MSGS(REPORT_CODE_ENTRY)
                     VHDX_ERRORS(REPORT_CODE_ENTRY) VDI_ERRORS(REPORT_CODE_ENTRY)
-                        QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
+                        VMDK_ERRORS(REPORT_CODE_ENTRY) QCOW2_CHECK_MSGS(REPORT_CODE_ENTRY)
 #undef REPORT_CODE_ENTRY
 };
 

@@ -220,6 +220,16 @@ enum result_bad result_info_parse(const void *blob, size_t len, struct result_in
         if (why != RESULT_OK)
             return why;
     }
+    /* vmdk: at most INSTAR_VMDK_EXTENTS_MAX extents (their strings are cut by the host). */
+    if ((r->flags & INSTAR_INFO_VMDK) && r->vmdk.nextents > INSTAR_VMDK_EXTENTS_MAX)
+        return RESULT_BAD_VALUE;
+    if (r->flags & INSTAR_INFO_VMDK_NEED_FILES) {
+        if (!(r->flags & INSTAR_INFO_VMDK) || r->vmdk.nextents == 0)
+            return RESULT_BAD_VALUE;
+        for (uint32_t i = 0; i < r->vmdk.nextents; i++)
+            if (!str_ok(r->vmdk.names[i], len) || r->vmdk.names[i].len == 0)
+                return RESULT_BAD_STR;
+    }
     why = check_snapshots(v);
     if (why != RESULT_OK)
         return why;
@@ -339,7 +349,8 @@ enum result_bad result_report_validate(const void *batch, size_t len)
         if (((r.code < RESULT_REPORT_CODE_MIN || r.code > RESULT_REPORT_CODE_MAX) &&
              (r.code < RESULT_REPORT_PRL_MIN || r.code > RESULT_REPORT_PRL_MAX) &&
              (r.code < VHDX_MSG_MIN || r.code > VHDX_MSG_MAX) &&
-             (r.code < RESULT_REPORT_VDI_MIN || r.code > RESULT_REPORT_VDI_MAX)) ||
+             (r.code < RESULT_REPORT_VDI_MIN || r.code > RESULT_REPORT_VDI_MAX) &&
+             (r.code < RESULT_REPORT_VMDK_MIN || r.code > RESULT_REPORT_VMDK_MAX)) ||
             !report_code_template(r.code))
             return RESULT_BAD_VALUE;
         if (r.flags & ~(uint16_t)INSTAR_REC_PREFIX)

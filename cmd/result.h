@@ -135,6 +135,9 @@ enum result_bad result_check_parse(const void *blob, size_t len, struct result_c
 /* vdi's check lines (formats/vdi/vdi_err.h: VDI_MSG_*). */
 #define RESULT_REPORT_VDI_MIN 6020
 #define RESULT_REPORT_VDI_MAX 6029
+/* vmdk_co_check()'s lines (formats/vmdk/vmdk_err.h) */
+#define RESULT_REPORT_VMDK_MIN 4040
+#define RESULT_REPORT_VMDK_MAX 4049
 
 /*
  * result_report_validate - validate a whole INSTAR_HC_REPORT batch

@@ -517,7 +517,7 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
     }
     if (d && strcmp(d, "qcow2") && strcmp(d, "raw") && strcmp(d, "vpc") && strcmp(d, "qed") &&
         strcmp(d, "qcow") && strcmp(d, "bochs") && strcmp(d, "cloop") && strcmp(d, "dmg") &&
-        strcmp(d, "parallels") && strcmp(d, "vhdx") && strcmp(d, "vdi"))
+        strcmp(d, "parallels") && strcmp(d, "vhdx") && strcmp(d, "vdi") && strcmp(d, "vmdk"))
         return fail(s, "Image format '%s' is not supported by instar", d);
     if (d && !(s->fmt = strdup(d)))
         return -1;

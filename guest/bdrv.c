@@ -50,6 +50,15 @@ static bool dev_ok(uint32_t dev)
     return dev < boot->ndevices && dev < INSTAR_DEV_MAX;
 }
 
+/* vmdk's extent files: the n devices after file (instar_node.driver's options). */
+static bool ext_devs_ok(uint32_t file, uint32_t n)
+{
+    for (uint32_t k = 1; k <= n; k++)
+        if (!dev_ok(file + k))
+            return false;
+    return true;
+}
+
 int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
 {
     uint32_t i, n = g->nnodes;
@@ -102,6 +111,9 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
             bs->drv = &gbs_drv_dmg;
         else if (in->driver == INSTAR_DRV_PARALLELS)
             bs->drv = &gbs_drv_parallels;
+        else if ((in->driver & INSTAR_DRV_MASK) == INSTAR_DRV_VMDK &&
+                 bs->drv_opts <= VMDK_MAX_EXTENTS && ext_devs_ok(bs->file, bs->drv_opts))
+            bs->drv = &gbs_drv_vmdk;
         else
             return -INSTAR_ERR_BAD_ARGS;
     }

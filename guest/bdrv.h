@@ -353,6 +353,7 @@ extern const struct gbs_driver gbs_drv_vpc;
 extern const struct gbs_driver gbs_drv_qed;
 extern const struct gbs_driver gbs_drv_qcow;
 extern const struct gbs_driver gbs_drv_parallels;
+extern const struct gbs_driver gbs_drv_vmdk;
 
 /*
  * gbs_vpc_describe - open device dev as vpc_open() does (calc: enum
@@ -473,5 +474,37 @@ void gbs_vdi_describe(uint32_t op, uint32_t dev, uint64_t *size, uint32_t *clust
  * with greport().  Returns 0 or -GBS_ENOMEM (with *check_errors 1).
  */
 int gbs_vdi_check(uint32_t op, uint32_t dev, uint64_t *corruptions, uint64_t *check_errors);
+
+/* What gbs_vmdk_describe() tells info and check. */
+#include "vmdk/vmdk.h"
+struct gbs_vmdk_info {
+    uint64_t size; /* the virtual size, bytes */
+    uint32_t cid, parent_cid;
+    char create_type[128];
+    char parent[VMDK_PARENT_MAX + 1]; /* parentFileNameHint, "" for none */
+    uint32_t nextents;
+    struct vmdk_extent ext[VMDK_MAX_EXTENTS];
+    /* Not 0: a descriptor names this many extent files the run was not given (names). */
+    uint32_t need_files;
+    char names[VMDK_MAX_EXTENTS][512];
+};
+
+/*
+ * gbs_vmdk_describe - open device dev as vmdk_open() does (rdwr: a
+ * read-write open) for info and check, into *info; a descriptor's extent
+ * files are devices dev + 1 .. dev + ndev, and with ndev 0 the names
+ * it gives are returned in info (need_files) instead.  On failure sends
+ * op's error result (qemu's open message) and does not return.
+ */
+void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr,
+                       struct gbs_vmdk_info *info);
+
+/*
+ * gbs_vmdk_check - vmdk_co_check() of device dev (opened as above, a
+ * failure sent as op's error result): each grain's lines streamed with
+ * greport(); returns 0 or the negated errno bdrv_check() returns (1 for
+ * QEMU's VMDK_ERROR, EPERM).  A non-zero return is one corruption.
+ */
+int32_t gbs_vmdk_check(uint32_t op, uint32_t dev, uint32_t ndev);
 
 #endif /* GUEST_BDRV_H */

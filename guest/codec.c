@@ -113,8 +113,8 @@ void gcodec_mem_usage(struct gcodec_mem *m)
 
 /* --- contexts --- */
 
-static z_stream zinf, zdef, zblk;
-static int zinf_ready, zdef_ready, zblk_ready;
+static z_stream zinf, zdef, zblk, zinf15;
+static int zinf_ready, zdef_ready, zblk_ready, zinf15_ready;
 static ZSTD_DCtx *zstd_d;
 static ZSTD_CCtx *zstd_c;
 
@@ -122,6 +122,9 @@ void gcodec_release(void)
 {
     if (zinf_ready)
         inflateEnd(&zinf);
+    if (zinf15_ready)
+        inflateEnd(&zinf15);
+    zinf15_ready = 0;
     if (zdef_ready)
         deflateEnd(&zdef);
     if (zblk_ready)
@@ -349,6 +352,35 @@ int gcodec_decompress(unsigned type, const void *src, size_t src_len, void *dst,
         return zstd_decompress(src, src_len, dst, dst_len);
     }
     return -GCODEC_EINVAL;
+}
+
+int gcodec_zlib_uncompress(const void *src, size_t src_len, void *dst, size_t *dst_len)
+{
+    int zret;
+
+    if (src_len > UINT_MAX || *dst_len > UINT_MAX)
+        return -GCODEC_EINVAL;
+    if (!zinf15_ready) {
+        memset(&zinf15, 0, sizeof(zinf15));
+        zinf15.zalloc = zlib_alloc;
+        zinf15.zfree = zlib_free;
+        zret = inflateInit(&zinf15);
+        if (zret != Z_OK)
+            return z_init_err(zret);
+        zinf15_ready = 1;
+    } else if (inflateReset(&zinf15) != Z_OK) {
+        return -GCODEC_EIO;
+    }
+    zinf15.next_in = src;
+    zinf15.avail_in = (uInt)src_len;
+    zinf15.next_out = dst;
+    zinf15.avail_out = (uInt)*dst_len;
+    /* uncompress(): Z_OK only for a stream that ended; all of it in one call. */
+    zret = inflate(&zinf15, Z_FINISH);
+    if (zret != Z_STREAM_END)
+        return zret == Z_MEM_ERROR ? -GCODEC_ENOMEM : -GCODEC_EIO;
+    *dst_len -= zinf15.avail_out;
+    return 0;
 }
 
 long gcodec_compress(unsigned type, const void *src, size_t src_len, void *dst, size_t dst_len)

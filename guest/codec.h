@@ -96,6 +96,17 @@ long gcodec_compress(unsigned type, const void *src, size_t src_len, void *dst, 
 int gcodec_inflate_read(int (*rd)(void *opaque, uint64_t off, void *buf, size_t len), void *opaque,
                         uint64_t src_off, uint64_t src_len, void *dst, size_t dst_len);
 
+/*
+ * gcodec_zlib_uncompress - zlib's uncompress() as vmdk_read_extent()
+ * calls it: the zlib stream (RFC 1950, 32 KiB window) src[0..src_len)
+ * into at most *dst_len bytes at dst.  Succeeds only when the stream ends
+ * within src and dst, with *dst_len the bytes it decoded; a stream that
+ * would decode past dst (a compression bomb) fails once dst is full.
+ * Never writes outside dst.  Returns 0, or -GCODEC_EIO, -GCODEC_ENOMEM,
+ * -GCODEC_EINVAL.
+ */
+int gcodec_zlib_uncompress(const void *src, size_t src_len, void *dst, size_t *dst_len);
+
 /* Heap the codec contexts hold now (live) and held at most (peak), in bytes requested. */
 struct gcodec_mem {
     size_t live;

@@ -445,6 +445,28 @@ static __attribute__((noreturn)) void check_vhdx(const struct instar_check_args 
     rbuf_send(&rb, OP, 0);
 }
 
+/* vmdk_co_check(): grains that no extent, table or file holds; no repair (63). */
+static __attribute__((noreturn)) void check_vmdk(unsigned fix)
+{
+    struct instar_check_result *o;
+    static struct gbs_vmdk_info info;
+    struct rbuf rb;
+    int32_t ret;
+
+    if (fix) {
+        gbs_vmdk_describe(OP, GOPEN_DEV, boot->ndevices - 1, true, &info);
+        send_notsup("vmdk");
+    }
+    ret = gbs_vmdk_check(OP, GOPEN_DEV, boot->ndevices - 1);
+    if (rbuf_init(&rb, sizeof(struct instar_check_result)) < 0)
+        gopen_fail(OP, INSTAR_ERR_NOMEM, NULL);
+    o = res(&rb);
+    memcpy(o->format, "vmdk", 5);
+    o->ret = ret;
+    o->corruptions = ret != 0;
+    rbuf_send(&rb, OP, 0);
+}
+
 void plan_check(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -514,6 +536,8 @@ void plan_check(void)
                                 (a->flags & INSTAR_CHECK_FIX_ERRORS ? PRL_FIX_ERRORS : 0));
     if (!strcmp(drv, "qcow2"))
         check_qcow2(first, fix);
+    if (!strcmp(drv, "vmdk"))
+        check_vmdk(fix);
     if (gopen_known_driver(drv))
         result_error(OP, INSTAR_ERR_UNSUPPORTED_FMT, NULL, drv, strlen(drv));
     result_error(OP, INSTAR_ERR_UNKNOWN_FMT, NULL, drv, strlen(drv));

@@ -226,6 +226,72 @@ static __attribute__((noreturn)) void info_vdi(void)
     rbuf_send(&rb, INSTAR_OP_INFO, 0);
 }
 
+/* --- vmdk: the generic fields, the parent, and ImageInfoSpecificVmdk --- */
+
+static __attribute__((noreturn)) void info_vmdk(uint32_t flags)
+{
+    static struct gbs_vmdk_info v;
+    struct instar_info_result *r;
+    struct instar_str bf = {0, 0}, bfmt = {0, 0};
+    struct rbuf rb;
+    uint32_t i;
+
+    gbs_vmdk_describe(INSTAR_OP_INFO, DEV_IMAGE, boot->ndevices - 1, flags & INSTAR_INFO_OPEN_RDWR,
+                      &v);
+    if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
+        fail(INSTAR_ERR_NOMEM);
+    if (v.need_files) {
+        struct instar_str names[INSTAR_VMDK_EXTENTS_MAX];
+
+        for (i = 0; i < v.need_files; i++)
+            names[i] = rbuf_str(&rb, v.names[i], strlen(v.names[i]));
+        if (rb.oom)
+            fail(INSTAR_ERR_NOMEM);
+        r = res(&rb);
+        memcpy(r->format, "vmdk", 5);
+        r->flags = INSTAR_INFO_VMDK | INSTAR_INFO_VMDK_NEED_FILES;
+        r->vmdk.nextents = v.need_files;
+        memcpy(r->vmdk.names, names, sizeof(names));
+        rbuf_send(&rb, INSTAR_OP_INFO, 0);
+    }
+    if (v.parent[0]) {
+        bf = rbuf_str(&rb, v.parent, strlen(v.parent));
+        bfmt = rbuf_str(&rb, "vmdk", 4);
+    }
+    if (rb.oom)
+        fail(INSTAR_ERR_NOMEM);
+    r = res(&rb);
+    memcpy(r->format, "vmdk", 5);
+    r->flags = INSTAR_INFO_DIRTY_VALID | INSTAR_INFO_VMDK;
+    r->virtual_size = v.size;
+    /* vmdk_get_info(): the first extent's grain size, when every extent is of its kind. */
+    r->cluster_size = v.ext[0].flat ? 0 : v.ext[0].cluster_sectors * 512;
+    /* Extents of different kinds: -ENOTSUP, and qemu shows neither cluster size nor dirty flag. */
+    for (i = 1; i < v.nextents; i++)
+        if (v.ext[i].flat != v.ext[0].flat || v.ext[i].compressed != v.ext[0].compressed ||
+            (!v.ext[0].flat && v.ext[i].cluster_sectors != v.ext[0].cluster_sectors)) {
+            r->cluster_size = 0;
+            r->flags &= ~INSTAR_INFO_DIRTY_VALID;
+        }
+    r->backing_file = bf;
+    r->backing_fmt = bfmt;
+    r->vmdk.cid = v.cid;
+    r->vmdk.parent_cid = v.parent_cid;
+    memcpy(r->vmdk.create_type, v.create_type, sizeof(r->vmdk.create_type));
+    r->vmdk.nextents = v.nextents;
+    for (i = 0; i < v.nextents; i++) {
+        struct instar_info_vmdk_extent *o = &r->vmdk.extents[i];
+
+        o->virtual_size = v.ext[i].sectors * 512;
+        o->cluster_size = v.ext[i].cluster_sectors * 512;
+        o->flags = (v.ext[i].flat ? INSTAR_VMDK_EXT_FLAT : 0) |
+                   (v.ext[i].compressed ? INSTAR_VMDK_EXT_COMPRESSED : 0);
+        o->file = v.ext[i].file;
+        memcpy(o->type, v.ext[i].type, sizeof(v.ext[i].type));
+    }
+    rbuf_send(&rb, INSTAR_OP_INFO, 0);
+}
+
 /* --- qcow2 --- */
 
 static struct instar_str put_str(struct rbuf *rb, const char *s)
@@ -410,6 +476,8 @@ void plan_info(void)
         info_dmg();
     if (!strcmp(drv, "parallels"))
         info_parallels(boot->args.info.flags);
+    if (!strcmp(drv, "vmdk"))
+        info_vmdk(boot->args.info.flags);
     if (gopen_known_driver(drv))
         fail_str(INSTAR_ERR_UNSUPPORTED_FMT, drv);
     fail_str(INSTAR_ERR_UNKNOWN_FMT, drv);

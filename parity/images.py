@@ -433,7 +433,7 @@ OTHER_FORMATS = {fmt: f"other-{i}.img" for i, fmt in
 for _fmt, _name in OTHER_FORMATS.items():
     GENERATORS[f"fmt-{_fmt}"] = _other(_fmt, _name)
 # The other formats instar opens (each tested in its own parity/test_<fmt>_parity.py).
-OPENED_FORMATS = {"vpc", "qed", "qcow", "parallels", "vhdx", "vdi"}
+OPENED_FORMATS = {"vpc", "qed", "qcow", "parallels", "vhdx", "vdi", "vmdk"}
 REFUSED_FORMATS = [f for f in OTHER_FORMATS if f not in OPENED_FORMATS]
 
 

@@ -171,7 +171,7 @@ def test_bench_locked(instar, images, locked_image, tmp_path, share):
 case("read-image-opts", "--image-opts", "-c", "10", "driver=qcow2,file.filename=@dp-small", into=USAGE)
 
 REFUSED = []
-case("fmt-vmdk", "-c", "10", "@fmt-vmdk", into=REFUSED)
+case("fmt-vmdk", "-c", "10", img="fmt-vmdk")
 
 
 @pytest.mark.parametrize("args,img,image", REFUSED)

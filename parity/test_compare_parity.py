@@ -146,7 +146,7 @@ case("err-image-opts-and-f", "-f", "qcow2", "--image-opts", "driver=qcow2,file.f
      "file.filename=@dp-mixed")
 
 REFUSED = []
-case("fmt-vmdk", "@fmt-vmdk", "@fmt-vmdk", into=REFUSED)
+case("same-fmt-vmdk", "@fmt-vmdk", "@fmt-vmdk")
 
 
 @pytest.mark.parametrize("args", REFUSED)

@@ -146,7 +146,7 @@ case("json-direct-qcow2-chain", "--image-opts", "--output=json",
      "driver=qcow2,file.filename=@dp-chain-top,cache.direct=on")
 
 REFUSED = []
-case("fmt-vmdk", "--output=json", "@fmt-vmdk", into=REFUSED)
+case("fmt-vmdk", "--output=json", "@fmt-vmdk")
 
 
 @pytest.mark.parametrize("args", REFUSED)

@@ -178,7 +178,7 @@ def test_measure_locked(instar, images, locked_image, share):
 
 # Each refused case names what the refusal must mention.
 REFUSED = []
-case("fmt-vmdk", "vmdk", "-O", "qcow2", "@fmt-vmdk", into=REFUSED)
+case("fmt-vmdk", "-f", "vmdk", "-O", "qcow2", "@fmt-vmdk")
 
 
 @pytest.mark.parametrize("args", REFUSED)

@@ -45,6 +45,14 @@ struct instar_result_hdr {
 #define INSTAR_INFO_DIRTY_VALID (1u << 1) /* format reports a dirty flag */
 #define INSTAR_INFO_DIRTY       (1u << 2)
 #define INSTAR_INFO_QCOW2       (1u << 3) /* the qcow2 block below is valid */
+#define INSTAR_INFO_VMDK        (1u << 4) /* the vmdk block below is valid */
+/*
+ * A vmdk descriptor names extent files the run was not given: only
+ * vmdk.nextents and vmdk.names are valid.  The host decides on each name
+ * (cmd/policy.c), opens them and describes the image again with them as
+ * devices 1..n (docs/architecture.md, "Adding a format": vmdk).
+ */
+#define INSTAR_INFO_VMDK_NEED_FILES (1u << 5)
 
 /*
  * HAS_DATA_FILE: the incompatible "external data file" bit is set (qemu
@@ -112,6 +120,37 @@ struct instar_info_luks {
     struct instar_info_luks_slot slots[INSTAR_LUKS_SLOTS];
 };
 
+/*
+ * vmdk format-specific information (ImageInfoSpecificVmdk): the
+ * descriptor's CIDs and createType, and each extent as
+ * vmdk_get_extent_info() describes it; the host names the extent's file
+ * (file 0: the image file).  Strings are NUL-terminated in their arrays
+ * (the host cuts them there).
+ */
+#define INSTAR_VMDK_EXTENTS_MAX    16
+#define INSTAR_VMDK_EXT_FLAT       (1u << 0) /* no cluster size */
+#define INSTAR_VMDK_EXT_COMPRESSED (1u << 1) /* "compressed": true */
+
+struct instar_info_vmdk_extent {
+    uint64_t virtual_size; /* bytes */
+    uint64_t cluster_size; /* bytes (not for a flat extent) */
+    uint32_t flags;        /* INSTAR_VMDK_EXT_* */
+    uint32_t file;         /* 0: the image file; i: the descriptor's i-th extent file */
+    char type[12];         /* the descriptor's extent type ("FLAT", "SPARSE"), "" for none */
+    uint32_t pad;
+};
+
+struct instar_info_vmdk {
+    uint32_t cid;
+    uint32_t parent_cid;
+    char create_type[128];
+    uint32_t nextents; /* <= INSTAR_VMDK_EXTENTS_MAX */
+    uint32_t pad;
+    struct instar_info_vmdk_extent extents[INSTAR_VMDK_EXTENTS_MAX];
+    /* INSTAR_INFO_VMDK_NEED_FILES: the extent lines' file names, in order */
+    struct instar_str names[INSTAR_VMDK_EXTENTS_MAX];
+};
+
 struct instar_info_result {
     struct instar_result_hdr hdr;
     char format[32]; /* NUL-terminated driver name: "qcow2", "raw", ... */
@@ -136,6 +175,9 @@ struct instar_info_result {
     uint32_t snapshots_off;
     uint32_t nbitmaps; /* array of struct instar_info_bitmap */
     uint32_t bitmaps_off;
+
+    /* vmdk format-specific information (INSTAR_INFO_VMDK; appended for issue 12) */
+    struct instar_info_vmdk vmdk;
 };
 
 /* --- INSTAR_OP_CHECK --- */
