@@ -515,7 +515,7 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
             return fail(s, "Must specify either driver or file");
         return fail(s, "A block device must be specified for \"file\"");
     }
-    if (d && strcmp(d, "qcow2") && strcmp(d, "raw") && strcmp(d, "vpc"))
+    if (d && strcmp(d, "qcow2") && strcmp(d, "raw") && strcmp(d, "vpc") && strcmp(d, "luks"))
         return fail(s, "Image format '%s' is not supported by instar", d);
     if (d && !(s->fmt = strdup(d)))
         return -1;
@@ -536,6 +536,11 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
             continue;
         if (d && !strcmp(d, "qcow2") && !strcmp(o->key, "encrypt.key-secret") && o->val &&
             !s->key_secret) {
+            if (!(s->key_secret = strdup(o->val)))
+                return -1;
+            continue;
+        }
+        if (d && !strcmp(d, "luks") && !strcmp(o->key, "key-secret") && o->val && !s->key_secret) {
             if (!(s->key_secret = strdup(o->val)))
                 return -1;
             continue;

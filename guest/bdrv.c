@@ -86,6 +86,8 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
             bs->drv = &gbs_drv_qcow2;
         else if ((in->driver & INSTAR_DRV_MASK) == INSTAR_DRV_VPC && bs->drv_opts <= 2)
             bs->drv = &gbs_drv_vpc;
+        else if (in->driver == INSTAR_DRV_LUKS)
+            bs->drv = &gbs_drv_luks;
         else
             return -INSTAR_ERR_BAD_ARGS;
     }

@@ -12,6 +12,7 @@
  * calls, which track each device's length (bytes past it read as zeros),
  * since everything the planner reads it wrote.
  */
+#include "bdrv.h"
 #include "guest.h"
 #include "qcow2/create.h"
 #include "vpc/create.h"
@@ -145,6 +146,50 @@ static void plan_create_vpc(const struct instar_create_args *a)
     rbuf_send(&rb, INSTAR_OP_CREATE, 0);
 }
 
+/* block_crypto_create_init_func(): the file sized for header and payload. */
+static int lc_init(void *opaque, uint64_t hdrlen)
+{
+    const struct instar_create_args *a = opaque;
+    uint32_t m = a->prealloc == INSTAR_PREALLOC_FALLOC ? INSTAR_TRUNC_FALLOC
+                 : a->prealloc == INSTAR_PREALLOC_FULL ? INSTAR_TRUNC_FULL
+                                                       : INSTAR_TRUNC_OFF;
+    int r;
+
+    if (a->size > INT64_MAX || hdrlen > INT64_MAX - a->size)
+        return -QCOW2_ALLOC_EFBIG;
+    r = gdev_truncate(0, a->size + hdrlen, m);
+    return r < 0 ? gc_err(r) : 0;
+}
+
+static int lc_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    return gc_write(opaque, off, buf, len);
+}
+
+/*
+ * block_crypto_co_create_generic(): a raw LUKS volume, its header and
+ * key material before the payload (the file sized first, as the initfunc
+ * truncates it), slot 0's key material written before the header.
+ */
+static void plan_create_luks(const struct instar_create_args *a)
+{
+    struct gluks_format_io io = {lc_init, lc_write, (void *)a};
+    struct rbuf rb;
+    uint64_t payload;
+    int r;
+
+    r = gbs_luks_format(&a->luks, &io, &payload);
+    if (r == -QCOW2_ALLOC_EFBIG || r == -QCOW2_ALLOC_EIO)
+        fail(-r, 0);
+    if (r < 0)
+        result_error(INSTAR_OP_CREATE, -r, NULL, NULL, 0);
+    if (gdev_flush(0) < 0)
+        fail(QCOW2_ALLOC_EIO, 0);
+    if (rbuf_init(&rb, sizeof(struct instar_create_result)) < 0)
+        fail(QCOW2_ALLOC_ENOMEM, 0);
+    rbuf_send(&rb, INSTAR_OP_CREATE, 0);
+}
+
 void plan_create(void)
 {
     static char backing[INSTAR_NAME_MAX], fmt[INSTAR_FMT_NAME_MAX], data[INSTAR_NAME_MAX];
@@ -157,6 +202,8 @@ void plan_create(void)
 
     if (a->flags & INSTAR_CREATE_VPC)
         plan_create_vpc(a);
+    if (a->flags & INSTAR_CREATE_LUKS)
+        plan_create_luks(a);
     memset(&o, 0, sizeof(o));
     memset(&st, 0, sizeof(st));
     if (a->cluster_size < 512 || a->cluster_size > (2u << 20) ||
