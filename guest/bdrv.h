@@ -388,8 +388,9 @@ struct gluks_format_io {
  * gbs_luks_format - qcrypto_block_luks_create() with the host's choices
  * and random bytes l: the header built, the PBKDF2 iterations timed,
  * io->init called with the header's length (*payload_offset), then slot
- * 0's key material and the header written through io->write.  Returns 0,
- * a negative INSTAR_ERR_* code, or io's.
+ * 0's key material and the header written through io->write.  Returns 0
+ * or io's negative code; a failure of its own (the benchmark, the
+ * iteration counts, bad arguments) sends the create's error result.
  */
 int gbs_luks_format(const struct instar_create_luks *l, const struct gluks_format_io *io,
                     uint64_t *payload_offset);

@@ -252,6 +252,20 @@ static void rng_fill(void *opaque, uint8_t *buf, size_t len)
     }
 }
 
+/* A failure of the LUKS steps themselves: qemu's message, and the create ends. */
+static __attribute__((noreturn)) void format_fail(int r, uint64_t arg)
+{
+    uint64_t args[4] = {arg, 0, 0, 0};
+    int code = r == -LUKS_CREATE_ERR_SCALE   ? INSTAR_ERR_LUKS_SCALE
+               : r == -LUKS_CREATE_ERR_LARGE ? INSTAR_ERR_LUKS_LARGE
+               : r == -LUKS_CREATE_ERR_CPU   ? INSTAR_ERR_LUKS_CREATE
+               : r == -LUKS_ERR_UNSUPPORTED  ? INSTAR_ERR_LUKS_UNSUPPORTED
+               : r == -INSTAR_ERR_NOMEM      ? INSTAR_ERR_NOMEM
+                                             : INSTAR_ERR_BAD_ARGS;
+
+    result_error(INSTAR_OP_CREATE, code, args, NULL, 0);
+}
+
 int gbs_luks_format(const struct instar_create_luks *l, const struct gluks_format_io *io,
                     uint64_t *payload_offset)
 {
@@ -273,12 +287,12 @@ int gbs_luks_format(const struct instar_create_luks *l, const struct gluks_forma
     memcpy(uuid, l->uuid, LUKS_UUID_STR);
     name[32] = mode[32] = hash[32] = uuid[LUKS_UUID_STR] = '\0';
     if (l->key.len > INSTAR_KEY_BYTES || l->key_bytes == 0 || l->key_bytes > LUKS_KEY_MAX ||
-        strlen(uuid) != LUKS_UUID_STR || l->iter_time == 0)
-        return -INSTAR_ERR_BAD_ARGS;
+        strlen(uuid) != LUKS_UUID_STR)
+        format_fail(-INSTAR_ERR_BAD_ARGS, 0);
     while (pwlen < l->key.len && l->key.data[pwlen])
         pwlen++;
     if (luks_volume_init(&rng.vol, &ecb, 32, l->seed) < 0)
-        return -INSTAR_ERR_BAD_ARGS;
+        format_fail(-INSTAR_ERR_BAD_ARGS, 0);
     rng.counter = 0;
     c = (struct luks_create){
         .cipher_name = name,
@@ -298,7 +312,7 @@ int gbs_luks_format(const struct instar_create_luks *l, const struct gluks_forma
     };
     r = luks_create_header(&c, hdr, &info, &err);
     if (r < 0)
-        return r == -LUKS_CREATE_ERR_NAMES ? -INSTAR_ERR_BAD_ARGS : -INSTAR_ERR_LUKS_CREATE;
+        format_fail(r, err);
     *payload_offset = info.payload_offset;
     /* initfunc: the room for the header and key material, before any key is stored. */
     r = io->init(io->opaque, info.payload_offset);
@@ -306,12 +320,10 @@ int gbs_luks_format(const struct instar_create_luks *l, const struct gluks_forma
         return r;
     material = malloc(LUKS_WORK_SIZE);
     if (!material)
-        return -INSTAR_ERR_NOMEM;
+        format_fail(-INSTAR_ERR_NOMEM, 0);
     r = luks_create_slot0(&c, hdr, &info, material, &mlen, &moff, &err);
-    if (r < 0) {
-        free(material);
-        return -INSTAR_ERR_LUKS_CREATE;
-    }
+    if (r < 0)
+        format_fail(r, err);
     /* qcrypto_block_luks_store_key(): the key material, then the header. */
     r = io->write(io->opaque, moff, material, mlen);
     memset(material, 0, LUKS_WORK_SIZE);

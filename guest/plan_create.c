@@ -79,10 +79,22 @@ static int gc_length(void *opaque, int dev, uint64_t *len)
     return 0;
 }
 
+/* qcrypto_block_create() inside qcow2_set_up_encryption(). */
+static int gc_luks(void *opaque, int (*init)(void *ctx, uint64_t hdrlen),
+                   int (*write)(void *ctx, uint64_t off, const void *buf, size_t len), void *ctx)
+{
+    struct gluks_format_io io = {init, write, ctx};
+    uint64_t payload;
+
+    (void)opaque;
+    return gbs_luks_format(&boot->args.create.luks, &io, &payload);
+}
+
 static const struct qcow2_create_io gc_io = {
     .alloc = {.read = gc_read, .write = gc_write, .mem = gc_mem, .discard = NULL},
     .truncate = gc_truncate,
     .length = gc_length,
+    .luks = gc_luks,
 };
 
 /* A NUL-terminated copy of a fixed-size name field, or NULL when empty. */
@@ -179,10 +191,8 @@ static void plan_create_luks(const struct instar_create_args *a)
     int r;
 
     r = gbs_luks_format(&a->luks, &io, &payload);
-    if (r == -QCOW2_ALLOC_EFBIG || r == -QCOW2_ALLOC_EIO)
-        fail(-r, 0);
     if (r < 0)
-        result_error(INSTAR_OP_CREATE, -r, NULL, NULL, 0);
+        fail(-r, 0);
     if (gdev_flush(0) < 0)
         fail(QCOW2_ALLOC_EIO, 0);
     if (rbuf_init(&rb, sizeof(struct instar_create_result)) < 0)
@@ -223,6 +233,7 @@ void plan_create(void)
     o.backing_file = name_arg(backing, a->backing_file, sizeof(a->backing_file));
     o.backing_fmt = name_arg(fmt, a->backing_fmt, sizeof(a->backing_fmt));
     o.data_file = name_arg(data, a->data_file, sizeof(a->data_file));
+    o.encrypt_luks = (a->flags & INSTAR_CREATE_ENCRYPT) != 0;
     if (o.data_file) {
         if (boot->ndevices < 2) {
             fail(QCOW2_ALLOC_EINVAL, 0);

@@ -92,7 +92,8 @@ static int count_iters(const struct luks_create *c, const char *hash, const uint
 static int scale_iters(const struct luks_create *c, uint64_t iters, unsigned div, uint32_t *out,
                        uint64_t *err_arg)
 {
-    if (iters > UINT64_MAX / c->iter_time) {
+    /* iter-time=0: qemu's division by it leaves the minimum (its build traps nothing). */
+    if (c->iter_time && iters > UINT64_MAX / c->iter_time) {
         *err_arg = iters;
         return -LUKS_CREATE_ERR_SCALE;
     }
@@ -117,8 +118,7 @@ int luks_create_header(const struct luks_create *c, uint8_t *hdr, struct qcow2_l
 
     *err_arg = 0;
     if (strlen(c->cipher_name) >= NAME_LEN || strlen(c->cipher_mode) >= NAME_LEN ||
-        strlen(c->hash_spec) >= NAME_LEN || c->key_bytes == 0 || c->key_bytes > LUKS_KEY_MAX ||
-        c->iter_time == 0)
+        strlen(c->hash_spec) >= NAME_LEN || c->key_bytes == 0 || c->key_bytes > LUKS_KEY_MAX)
         return -LUKS_CREATE_ERR_NAMES;
     memset(hdr, 0, QCOW2_LUKS_HDR_SIZE);
     memcpy(hdr, magic, sizeof(magic));
