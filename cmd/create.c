@@ -925,7 +925,8 @@ static int create_qcow2(const char *filename, const char *path, const struct opt
      * message, with it with instar's.
      */
     const char *enc = opt_str(l, "encrypt.format");
-    if (enc && !strcmp(enc, "luks")) {
+    /* convert and dd would then write through the encryption, which instar does not yet. */
+    if (enc && !strcmp(enc, "luks") && !fail_infix) {
         char msg[MSG_MAX];
 
         if (luksopt_build(l, "encrypt.", &p.a.luks, msg, sizeof(msg)) < 0) {
@@ -933,6 +934,26 @@ static int create_qcow2(const char *filename, const char *path, const struct opt
             goto out;
         }
         p.a.flags |= INSTAR_CREATE_ENCRYPT;
+    } else if ((enc || opt_bool(l, "encryption")) && !fail_infix) {
+        /* qcrypto_block_qcow_create(): the secret required and read, nothing written. */
+        const char *sec = opt_str(l, "encrypt.key-secret");
+
+        if (!sec) {
+            fail_file(filename, NULL, "Parameter 'encrypt.key-secret' is required for cipher");
+            goto out;
+        }
+        {
+            const char *f = NULL;
+
+            if (!object_secret_lookup(sec, &f)) {
+                char m[512];
+
+                snprintf(m, sizeof(m), f, sec);
+                fail_file(filename, NULL, "%s", m);
+                goto out;
+            }
+        }
+        p.a.flags |= INSTAR_CREATE_ENCRYPT_AES;
     } else if (enc || opt_bool(l, "encryption")) {
         const char *sec = opt_str(l, "encrypt.key-secret");
         if (sec && object_secret_exists(sec)) {

@@ -234,6 +234,7 @@ void plan_create(void)
     o.backing_fmt = name_arg(fmt, a->backing_fmt, sizeof(a->backing_fmt));
     o.data_file = name_arg(data, a->data_file, sizeof(a->data_file));
     o.encrypt_luks = (a->flags & INSTAR_CREATE_ENCRYPT) != 0;
+    o.encrypt_aes = (a->flags & INSTAR_CREATE_ENCRYPT_AES) != 0;
     if (o.data_file) {
         if (boot->ndevices < 2) {
             fail(QCOW2_ALLOC_EINVAL, 0);

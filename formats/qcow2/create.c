@@ -84,9 +84,7 @@ static void header_fields(const struct qcow2_create_opts *o, uint8_t *h)
     }
     st32(h + 0, 0x514649fbu);
     st32(h + 4, o->version);
-    if (o->crypto_length) {
-        st32(h + 32, 2); /* QCOW_CRYPT_LUKS */
-    }
+    st32(h + 32, o->crypt_method); /* 1 QCOW_CRYPT_AES, 2 QCOW_CRYPT_LUKS */
     st32(h + 20, o->cluster_bits);
     st64(h + 72, incompat);
     st64(h + 80, compat);
@@ -383,6 +381,7 @@ int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io
     c.cs = 1ull << c.cb;
     c.eo = *o;
     c.eo.crypto_offset = c.eo.crypto_length = 0;
+    c.eo.crypt_method = 0;
     c.stage = stage;
 
     buf = io->alloc.mem(opaque, NULL, 2 * c.cs);
@@ -468,17 +467,23 @@ int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io
             goto out;
         }
     }
-    if (o->encrypt_luks) {
-        /* qcow2_set_up_encryption(): the LUKS header, then the qcow2 header naming it. */
-        if (!io->luks) {
+    if (o->encrypt_luks || o->encrypt_aes) {
+        /*
+         * qcow2_set_up_encryption(): the LUKS header, then the qcow2 header
+         * naming it; AES has no header of its own.
+         */
+        if (o->encrypt_luks && !io->luks) {
             ret = -QCOW2_ALLOC_EINVAL;
             goto out;
         }
-        *stage = QCOW2_CREATE_STAGE_CRYPTO_ALLOC;
-        ret = io->luks(opaque, crypto_init, crypto_write, &c);
-        if (ret < 0) {
-            goto out;
+        if (o->encrypt_luks) {
+            *stage = QCOW2_CREATE_STAGE_CRYPTO_ALLOC;
+            ret = io->luks(opaque, crypto_init, crypto_write, &c);
+            if (ret < 0) {
+                goto out;
+            }
         }
+        c.eo.crypt_method = o->encrypt_luks ? 2 : 1;
         *stage = QCOW2_CREATE_STAGE_CRYPTO_HDR;
         ret = qcow2_alloc_flush(&c.a);
         if (ret == 0) {

@@ -69,7 +69,9 @@ struct qcow2_create_opts {
      * qcow2_create() itself; 0 in the options it is given).
      */
     bool encrypt_luks;
+    bool encrypt_aes; /* encrypt.format=aes: crypt_method 1 and no header, likewise last */
     uint64_t crypto_offset, crypto_length;
+    uint32_t crypt_method; /* the header's; set by qcow2_create() itself (0 in the options) */
 };
 
 /* Which step failed: the caller picks qemu's message from it. */

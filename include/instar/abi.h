@@ -503,6 +503,8 @@ enum instar_prealloc {
  */
 #define INSTAR_CREATE_LUKS    (1u << 6)
 #define INSTAR_CREATE_ENCRYPT (1u << 7)
+/* qcow2 with encrypt.format=aes: crypt_method 1 in the header, nothing else. */
+#define INSTAR_CREATE_ENCRYPT_AES (1u << 8)
 
 /*
  * The LUKS header's choices, as the host mapped qemu's options to the
