@@ -267,7 +267,9 @@ def test_luksraw_create(instar, tmp_path, cid, fmt, o, size):
     for who in ("qemu", "instar"):
         d = tmp_path / who
         d.mkdir()
-        run = (lambda a, c: tl.run([tl.QEMU_IMG, *a], cwd=c)) if who == "qemu" else (lambda a, c: instar.run(a, cwd=c))
+        # qemu-img's benchmark counts CPU time: on a loaded machine a create takes long
+        run = ((lambda a, c: tl.run([tl.QEMU_IMG, *a], cwd=c, timeout=180)) if who == "qemu"
+               else (lambda a, c: instar.run(a, cwd=c, timeout=180)))
         res[who] = (_create(run, d, fmt, o, size), d / "new.img")
     q, i = res["qemu"][0], res["instar"][0]
     assert (q.returncode != 0) == cid.startswith("err-"), q.describe()
@@ -300,12 +302,14 @@ def test_luksraw_create(instar, tmp_path, cid, fmt, o, size):
     w = tl.qemu_io("--object", SEC, "--image-opts", uo, "-c", "write -P 0x3c 4096 8192",
                    "-c", "read -P 0x3c 4096 8192")
     assert b"Pattern verification failed" not in w.stdout
-    chk = tl.run([tl.QEMU_IMG, "info", "--output=json", str(ip)])
+    chk = tl.run([tl.QEMU_IMG, "info", "--output=json", str(ip)], timeout=120)
     assert b'"encrypted": true' in chk.stdout
     # and instar reads qemu's image written the same way
     uo = _unlock_opts(fmt, qp)
     tl.qemu_io("--object", SEC, "--image-opts", uo, "-c", "write -P 0x3c 4096 8192")
-    a = tl.run([tl.QEMU_IMG, "convert", "--object", SEC, "--image-opts", uo, "-O", "raw", str(tmp_path / "q.raw")])
-    b = instar.run(["convert", "--object", SEC, "--image-opts", uo, "-O", "raw", str(tmp_path / "i.raw")])
+    a = tl.run([tl.QEMU_IMG, "convert", "--object", SEC, "--image-opts", uo, "-O", "raw", str(tmp_path / "q.raw")],
+               timeout=120)
+    b = instar.run(["convert", "--object", SEC, "--image-opts", uo, "-O", "raw", str(tmp_path / "i.raw")],
+                   timeout=120)
     assert a.returncode == 0 and b.returncode == 0, b.describe()
     assert (tmp_path / "q.raw").read_bytes() == (tmp_path / "i.raw").read_bytes()
