@@ -215,7 +215,7 @@ def _qcow2_luks_hdr(b: bytes):
 CREATE = [
     ("luks-default-opts", "luks", "key-secret=sec0,iter-time=10", "4M"),
     ("luks-aes128-cbc-essiv", "luks",
-     "key-secret=sec0,iter-time=20,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,hash-alg=sha1", "1M"),
+     "key-secret=sec0,iter-time=20,cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,hash-alg=sha384", "1M"),
     ("luks-aes192-xts-plain-sha512", "luks",
      "key-secret=sec0,iter-time=10,cipher-alg=aes-192,ivgen-alg=plain,hash-alg=sha512", "1000000"),
     ("luks-ecb-plain64-hash", "luks", "key-secret=sec0,iter-time=10,cipher-mode=ecb,ivgen-hash-alg=md5", "64k"),
