@@ -501,10 +501,10 @@ enum instar_prealloc {
  * (ENCRYPT) a qcow2 image with encrypt.format=luks: the LUKS header in
  * clusters of its own, named by the crypto header extension.
  */
-#define INSTAR_CREATE_LUKS    (1u << 6)
-#define INSTAR_CREATE_ENCRYPT (1u << 7)
+#define INSTAR_CREATE_LUKS    (1u << 12)
+#define INSTAR_CREATE_ENCRYPT (1u << 13)
 /* qcow2 with encrypt.format=aes: crypt_method 1 in the header, nothing else. */
-#define INSTAR_CREATE_ENCRYPT_AES (1u << 8)
+#define INSTAR_CREATE_ENCRYPT_AES (1u << 14)
 
 /*
  * The LUKS header's choices, as the host mapped qemu's options to the

@@ -45,7 +45,7 @@ struct instar_result_hdr {
 #define INSTAR_INFO_DIRTY_VALID (1u << 1) /* format reports a dirty flag */
 #define INSTAR_INFO_DIRTY       (1u << 2)
 #define INSTAR_INFO_QCOW2       (1u << 3) /* the qcow2 block below is valid */
-#define INSTAR_INFO_LUKS        (1u << 4) /* a luks volume: its block is the format-specific one */
+#define INSTAR_INFO_LUKS        (1u << 6) /* a luks volume: its block is the format-specific one */
 
 /*
  * HAS_DATA_FILE: the incompatible "external data file" bit is set (qemu
