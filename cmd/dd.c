@@ -194,9 +194,13 @@ int cmd_dd(int argc, char **argv)
         report_error("Format driver '%s' does not support image creation", out_fmt);
         goto out;
     }
-    /* -O file writes the protocol node itself: the same bytes as raw. */
+    /*
+     * -O file writes the protocol node itself: the same bytes as raw.
+     * -O luks fails in its create: dd has no -o for its key-secret.
+     */
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "file") && strcmp(out_fmt, "qcow2") &&
-        strcmp(out_fmt, "vpc") && strcmp(out_fmt, "parallels") && strcmp(out_fmt, "vdi")) {
+        strcmp(out_fmt, "vpc") && strcmp(out_fmt, "parallels") && strcmp(out_fmt, "vdi") &&
+        strcmp(out_fmt, "luks")) {
         report_error("Format '%s' is not supported by instar dd", out_fmt);
         goto out;
     }
@@ -215,6 +219,10 @@ int cmd_dd(int argc, char **argv)
         in_pos = o.skip * o.bs;
     if (create_for_dd(o.out, out_fmt, in_pos < 0 ? 0 : (uint64_t)(size - in_pos)) < 0)
         goto out;
+    if (!strcmp(out_fmt, "luks")) {
+        report_error("Format 'luks' is not supported by instar dd");
+        goto out;
+    }
 
     {
         const char *path = o.out;

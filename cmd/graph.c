@@ -35,9 +35,10 @@ int graph_check_keys(const struct open_chain *oc, const char *filename)
     for (unsigned i = 0; i < oc->n; i++) {
         /* The top image's key-secret unlocks it (a backing file's is not taken yet). */
         if (oc->img[i].info->encrypted && !(i == 0 && oc->key)) {
-            report_error("Could not open '%s': Parameter 'encrypt.key-secret' is required for "
+            /* block/crypto.c's option is key-secret; qcow2's encrypt.key-secret. */
+            report_error("Could not open '%s': Parameter '%skey-secret' is required for "
                          "cipher",
-                         filename);
+                         filename, strcmp(oc->img[i].info->format, "luks") ? "encrypt." : "");
             return -1;
         }
     }
@@ -87,6 +88,8 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             n->driver = INSTAR_DRV_DMG;
         } else if (!strcmp(fmt, "vmdk")) {
             n->driver = INSTAR_DRV_VMDK;
+        } else if (!strcmp(fmt, "luks")) {
+            n->driver = INSTAR_DRV_LUKS;
         } else if (!strcmp(fmt, "raw") || !strcmp(fmt, "file")) {
             /* The protocol node as the image (-f file): raw over it reads the same. */
             n->driver = INSTAR_DRV_RAW;

@@ -315,6 +315,15 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
 
     if (r->flags & INSTAR_INFO_VMDK) {
         ii->format_specific = vmdk_specific(v, ii);
+    }
+    if (r->flags & INSTAR_INFO_LUKS) {
+        /* block_crypto_get_specific_info_luks(): {"type": "luks", "data": QCryptoBlockInfoLUKS}. */
+        struct qobj *data = qobj_dict_new();
+
+        ii->format_specific = qobj_dict_new();
+        put_luks(data, v);
+        qobj_dict_put_str(ii->format_specific, "type", "luks");
+        qobj_dict_put(ii->format_specific, "data", data);
         if (qobj_failed(ii->format_specific))
             return -ENOMEM;
     }
@@ -431,6 +440,13 @@ static int info_collect(const struct img_spec *spec, bool chain, struct image_in
             goto fail;
         }
         if (n == 0 && spec->vpc_size_calc && open_vpc_json_filename(ii, spec->vpc_size_calc) < 0) {
+            image_info_free(ii);
+            report_error("Could not open '%s': %s", display, strerror(ENOMEM));
+            goto fail;
+        }
+        /* Opened without I/O (BDRV_O_NO_IO): the secret is named, never looked up. */
+        if (n == 0 && spec->key_secret && !strcmp(ii->format, "luks") &&
+            open_luks_json_filename(ii, spec->key_secret) < 0) {
             image_info_free(ii);
             report_error("Could not open '%s': %s", display, strerror(ENOMEM));
             goto fail;
@@ -686,7 +702,7 @@ int cmd_info(int argc, char **argv)
     if (spec_parse(&spec, filename, image_opts, fmt, info_force_share) < 0)
         return 1;
     /* qemu-img names such an image json:{...}, which instar does not build. */
-    if (spec.key_secret) {
+    if (spec.key_secret && !(spec.fmt && !strcmp(spec.fmt, "luks"))) {
         report_error("Could not open '%s': Option 'encrypt.key-secret' is not supported by instar",
                      filename);
         spec_release(&spec);

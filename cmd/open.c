@@ -578,30 +578,63 @@ int open_chain(struct open_chain *oc, const char *filename, const char *fmt, uns
     return open_chain_report(oc, filename, filename, fmt, flags);
 }
 
-int open_vpc_json_filename(struct image_info *ii, unsigned calc)
+/* s with '"' and '\\' escaped, or NULL for bytes outside printable ASCII (*oom: no memory). */
+static char *json_escape(const char *p, bool *oom)
 {
-    const char *p = ii->filename;
     size_t n = strlen(p), i, o = 0;
-    char *esc = malloc(2 * n + 1), *s;
+    char *esc = malloc(2 * n + 1);
 
+    *oom = !esc;
     if (!esc)
-        return -1;
+        return NULL;
     for (i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
 
         if (c < 0x20 || c > 0x7e) {
             free(esc);
-            return 0;
+            return NULL;
         }
         if (c == '"' || c == '\\')
             esc[o++] = '\\';
         esc[o++] = (char)c;
     }
     esc[o] = '\0';
+    return esc;
+}
+
+int open_vpc_json_filename(struct image_info *ii, unsigned calc)
+{
+    bool oom;
+    char *esc = json_escape(ii->filename, &oom), *s;
+
+    if (!esc)
+        return oom ? -1 : 0;
     s = msgf("json:{\"force_size_calc\": \"%s\", \"driver\": \"vpc\", \"file\": {\"driver\": "
              "\"file\", \"filename\": \"%s\"}}",
              calc == 1 ? "chs" : "current_size", esc);
     free(esc);
+    if (!s)
+        return -1;
+    free(ii->filename);
+    ii->filename = s;
+    return 0;
+}
+
+int open_luks_json_filename(struct image_info *ii, const char *secret)
+{
+    bool oom, oom2;
+    char *esc = json_escape(ii->filename, &oom), *sec = json_escape(secret, &oom2), *s;
+
+    if (!esc || !sec) {
+        free(esc);
+        free(sec);
+        return oom || oom2 ? -1 : 0;
+    }
+    s = msgf("json:{\"driver\": \"luks\", \"file\": {\"driver\": \"file\", \"filename\": "
+             "\"%s\"}, \"key-secret\": \"%s\"}",
+             esc, sec);
+    free(esc);
+    free(sec);
     if (!s)
         return -1;
     free(ii->filename);

@@ -49,6 +49,11 @@ void open_vhdx_preface(int32_t code, const uint64_t args[4]);
  */
 struct image_info;
 int open_vpc_json_filename(struct image_info *ii, unsigned calc);
+/*
+ * open_luks_json_filename - the same for a luks volume opened with
+ * key-secret=secret (--image-opts driver=luks,key-secret=...).
+ */
+int open_luks_json_filename(struct image_info *ii, const char *secret);
 
 struct open_image {
     char *name;              /* as qemu-img names it in messages */

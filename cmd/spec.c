@@ -517,7 +517,8 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
     }
     if (d && strcmp(d, "qcow2") && strcmp(d, "raw") && strcmp(d, "vpc") && strcmp(d, "qed") &&
         strcmp(d, "qcow") && strcmp(d, "bochs") && strcmp(d, "cloop") && strcmp(d, "dmg") &&
-        strcmp(d, "parallels") && strcmp(d, "vhdx") && strcmp(d, "vdi") && strcmp(d, "vmdk"))
+        strcmp(d, "parallels") && strcmp(d, "vhdx") && strcmp(d, "vdi") && strcmp(d, "vmdk") &&
+        strcmp(d, "luks"))
         return fail(s, "Image format '%s' is not supported by instar", d);
     if (d && !(s->fmt = strdup(d)))
         return -1;
@@ -552,6 +553,11 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
             continue;
         if (d && !strcmp(d, "qcow2") && !strcmp(o->key, "encrypt.key-secret") && o->val &&
             !s->key_secret) {
+            if (!(s->key_secret = strdup(o->val)))
+                return -1;
+            continue;
+        }
+        if (d && !strcmp(d, "luks") && !strcmp(o->key, "key-secret") && o->val && !s->key_secret) {
             if (!(s->key_secret = strdup(o->val)))
                 return -1;
             continue;

@@ -114,6 +114,8 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
         else if ((in->driver & INSTAR_DRV_MASK) == INSTAR_DRV_VMDK &&
                  bs->drv_opts <= VMDK_MAX_EXTENTS && ext_devs_ok(bs->file, bs->drv_opts))
             bs->drv = &gbs_drv_vmdk;
+        else if (in->driver == INSTAR_DRV_LUKS)
+            bs->drv = &gbs_drv_luks;
         else
             return -INSTAR_ERR_BAD_ARGS;
     }

@@ -354,6 +354,7 @@ extern const struct gbs_driver gbs_drv_qed;
 extern const struct gbs_driver gbs_drv_qcow;
 extern const struct gbs_driver gbs_drv_parallels;
 extern const struct gbs_driver gbs_drv_vmdk;
+extern const struct gbs_driver gbs_drv_luks;
 
 /*
  * gbs_vpc_describe - open device dev as vpc_open() does (calc: enum
@@ -506,5 +507,42 @@ void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr,
  * QEMU's VMDK_ERROR, EPERM).  A non-zero return is one corruption.
  */
 int32_t gbs_vmdk_check(uint32_t op, uint32_t dev, uint32_t ndev);
+
+struct qcow2_luks_info;
+/*
+ * gbs_luks_describe - open device dev as a raw LUKS volume without a key
+ * (QCRYPTO_BLOCK_OPEN_NO_IO, as qemu-img info opens it): *info its header,
+ * *size the virtual size.  On failure sends op's error result (qemu's
+ * open message) and does not return.
+ */
+void gbs_luks_describe(uint32_t op, uint32_t dev, struct qcow2_luks_info *info, uint64_t *size);
+
+/*
+ * gbs_luks_unlock - open device dev as a raw LUKS volume with I/O (as
+ * qemu-img check opens it): its header checked, then unlocked with key
+ * (NULL: qemu's "Parameter 'key-secret' is required").  Returns on
+ * success; on failure sends op's error result and does not return.
+ */
+void gbs_luks_unlock(uint32_t op, uint32_t dev, const struct instar_key *key);
+
+/* Where a new LUKS header goes: a raw volume's file, or qcow2's clusters. */
+struct gluks_format_io {
+    /* initfunc: make room for hdrlen bytes of header and key material. */
+    int (*init)(void *opaque, uint64_t hdrlen);
+    /* write len bytes at off from the start of the header. */
+    int (*write)(void *opaque, uint64_t off, const void *buf, size_t len);
+    void *opaque;
+};
+
+/*
+ * gbs_luks_format - qcrypto_block_luks_create() with the host's choices
+ * and random bytes l: the header built, the PBKDF2 iterations timed,
+ * io->init called with the header's length (*payload_offset), then slot
+ * 0's key material and the header written through io->write.  Returns 0
+ * or io's negative code; a failure of its own (the benchmark, the
+ * iteration counts, bad arguments) sends the create's error result.
+ */
+int gbs_luks_format(const struct instar_create_luks *l, const struct gluks_format_io *io,
+                    uint64_t *payload_offset);
 
 #endif /* GUEST_BDRV_H */

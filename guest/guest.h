@@ -40,6 +40,8 @@ int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole
 int64_t hc_seek_ext(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole,
                     uint32_t *status, struct instar_seek_ext *exts, uint32_t max, uint32_t *n);
 void hc_progress(uint32_t mode, uint64_t num, uint64_t den);
+/* hc_clock_ns - the host's monotonic clock, in ns (INSTAR_HC_CLOCK). */
+uint64_t hc_clock_ns(void);
 int64_t hc_scan(uint32_t dev, uint64_t off, uint64_t len, uint32_t min_sparse, uint32_t alignment,
                 uint64_t sector, uint32_t *runs, uint32_t max_runs, uint64_t *nruns);
 int64_t hc_cmp(uint32_t a, uint64_t a_off, uint32_t b, uint64_t b_off, uint64_t len, bool *differ,

@@ -141,6 +141,14 @@ int64_t hc_seek_ext(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *
     return a.ret;
 }
 
+uint64_t hc_clock_ns(void)
+{
+    struct instar_hc_clock a = {0};
+
+    hc_out(INSTAR_HC_CLOCK, &a);
+    return a.ns;
+}
+
 void hc_progress(uint32_t mode, uint64_t num, uint64_t den)
 {
     struct instar_hc_progress a = {.mode = mode, .num = num, .den = den};

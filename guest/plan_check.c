@@ -538,6 +538,12 @@ void plan_check(void)
         check_qcow2(first, fix);
     if (!strcmp(drv, "vmdk"))
         check_vmdk(fix);
+    if (!strcmp(drv, "luks")) {
+        if (a->has_key && a->key.len > INSTAR_KEY_BYTES)
+            result_error(OP, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+        gbs_luks_unlock(OP, GOPEN_DEV, a->has_key ? &a->key : NULL);
+        send_notsup("luks");
+    }
     if (gopen_known_driver(drv))
         result_error(OP, INSTAR_ERR_UNSUPPORTED_FMT, NULL, drv, strlen(drv));
     result_error(OP, INSTAR_ERR_UNKNOWN_FMT, NULL, drv, strlen(drv));

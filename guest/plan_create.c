@@ -12,6 +12,7 @@
  * calls, which track each device's length (bytes past it read as zeros),
  * since everything the planner reads it wrote.
  */
+#include "bdrv.h"
 #include "guest.h"
 #include "qcow2/create.h"
 #include "vhdx/create.h"
@@ -82,10 +83,22 @@ static int gc_length(void *opaque, int dev, uint64_t *len)
     return 0;
 }
 
+/* qcrypto_block_create() inside qcow2_set_up_encryption(). */
+static int gc_luks(void *opaque, int (*init)(void *ctx, uint64_t hdrlen),
+                   int (*write)(void *ctx, uint64_t off, const void *buf, size_t len), void *ctx)
+{
+    struct gluks_format_io io = {init, write, ctx};
+    uint64_t payload;
+
+    (void)opaque;
+    return gbs_luks_format(&boot->args.create.luks, &io, &payload);
+}
+
 static const struct qcow2_create_io gc_io = {
     .alloc = {.read = gc_read, .write = gc_write, .mem = gc_mem, .discard = NULL},
     .truncate = gc_truncate,
     .length = gc_length,
+    .luks = gc_luks,
 };
 
 /* A NUL-terminated copy of a fixed-size name field, or NULL when empty. */
@@ -284,6 +297,48 @@ static void plan_create_vdi(const struct instar_create_args *a)
     rbuf_send(&rb, INSTAR_OP_CREATE, 0);
 }
 
+/* block_crypto_create_init_func(): the file sized for header and payload. */
+static int lc_init(void *opaque, uint64_t hdrlen)
+{
+    const struct instar_create_args *a = opaque;
+    uint32_t m = a->prealloc == INSTAR_PREALLOC_FALLOC ? INSTAR_TRUNC_FALLOC
+                 : a->prealloc == INSTAR_PREALLOC_FULL ? INSTAR_TRUNC_FULL
+                                                       : INSTAR_TRUNC_OFF;
+    int r;
+
+    if (a->size > INT64_MAX || hdrlen > INT64_MAX - a->size)
+        return -QCOW2_ALLOC_EFBIG;
+    r = gdev_truncate(0, a->size + hdrlen, m);
+    return r < 0 ? gc_err(r) : 0;
+}
+
+static int lc_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    return gc_write(opaque, off, buf, len);
+}
+
+/*
+ * block_crypto_co_create_generic(): a raw LUKS volume, its header and
+ * key material before the payload (the file sized first, as the initfunc
+ * truncates it), slot 0's key material written before the header.
+ */
+static void plan_create_luks(const struct instar_create_args *a)
+{
+    struct gluks_format_io io = {lc_init, lc_write, (void *)a};
+    struct rbuf rb;
+    uint64_t payload;
+    int r;
+
+    r = gbs_luks_format(&a->luks, &io, &payload);
+    if (r < 0)
+        fail(-r, 0);
+    if (gdev_flush(0) < 0)
+        fail(QCOW2_ALLOC_EIO, 0);
+    if (rbuf_init(&rb, sizeof(struct instar_create_result)) < 0)
+        fail(QCOW2_ALLOC_ENOMEM, 0);
+    rbuf_send(&rb, INSTAR_OP_CREATE, 0);
+}
+
 void plan_create(void)
 {
     static char backing[INSTAR_NAME_MAX], fmt[INSTAR_FMT_NAME_MAX], data[INSTAR_NAME_MAX];
@@ -302,6 +357,8 @@ void plan_create(void)
         plan_create_vhdx(a);
     if (a->flags & INSTAR_CREATE_PARALLELS)
         plan_create_parallels(a);
+    if (a->flags & INSTAR_CREATE_LUKS)
+        plan_create_luks(a);
     memset(&o, 0, sizeof(o));
     memset(&st, 0, sizeof(st));
     if (a->cluster_size < 512 || a->cluster_size > (2u << 20) ||
@@ -321,6 +378,8 @@ void plan_create(void)
     o.backing_file = name_arg(backing, a->backing_file, sizeof(a->backing_file));
     o.backing_fmt = name_arg(fmt, a->backing_fmt, sizeof(a->backing_fmt));
     o.data_file = name_arg(data, a->data_file, sizeof(a->data_file));
+    o.encrypt_luks = (a->flags & INSTAR_CREATE_ENCRYPT) != 0;
+    o.encrypt_aes = (a->flags & INSTAR_CREATE_ENCRYPT_AES) != 0;
     if (o.data_file) {
         if (boot->ndevices < 2) {
             fail(QCOW2_ALLOC_EINVAL, 0);

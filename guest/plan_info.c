@@ -13,6 +13,7 @@
 #include "bochs/bochs_err.h"
 #include "cloop/cloop_err.h"
 #include "dmg/dmg_err.h"
+#include "qcow2/luks.h"
 #include "vpc/vpc.h"
 #include "vdi/vdi.h"
 
@@ -444,6 +445,26 @@ static __attribute__((noreturn)) void info_qcow2(const uint8_t *first, uint32_t 
     rbuf_send(&rb, INSTAR_OP_INFO, 0);
 }
 
+/* --- luks: the header's facts as the format-specific block --- */
+
+static __attribute__((noreturn)) void info_luks(void)
+{
+    static struct qcow2_luks_info luks;
+    struct rbuf rb;
+    uint64_t size;
+
+    gbs_luks_describe(INSTAR_OP_INFO, DEV_IMAGE, &luks, &size);
+    if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
+        fail(INSTAR_ERR_NOMEM);
+    put_luks(&rb, &luks);
+    if (rb.oom)
+        fail(INSTAR_ERR_NOMEM);
+    memcpy(res(&rb)->format, "luks", 5);
+    res(&rb)->flags = INSTAR_INFO_LUKS | INSTAR_INFO_ENCRYPTED | INSTAR_INFO_DIRTY_VALID;
+    res(&rb)->virtual_size = size;
+    rbuf_send(&rb, INSTAR_OP_INFO, 0);
+}
+
 void plan_info(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -478,6 +499,8 @@ void plan_info(void)
         info_parallels(boot->args.info.flags);
     if (!strcmp(drv, "vmdk"))
         info_vmdk(boot->args.info.flags);
+    if (!strcmp(drv, "luks"))
+        info_luks();
     if (gopen_known_driver(drv))
         fail_str(INSTAR_ERR_UNSUPPORTED_FMT, drv);
     fail_str(INSTAR_ERR_UNKNOWN_FMT, drv);

@@ -16,7 +16,7 @@ import re
 import pytest
 
 import instar_testlib as tl
-from images import GENERATORS, REFUSED_FORMATS
+from images import GENERATORS
 
 # Images that every "matrix" case (human + json, probed) runs on.
 MATRIX = [n for n in GENERATORS if not n.startswith("fmt-")]
@@ -181,32 +181,6 @@ def test_info_parity(instar, images, request, args):
     argv = resolve(args, images, lambda: request.getfixturevalue("locked_image"))
     expected, actual = tl.run_both(instar, argv, cwd=images.root)
     tl.assert_same(expected, actual, f"qemu-img {' '.join(argv)}")
-
-
-# ----------------------------------------------------------------------------
-# Deliberate differences: formats instar does not interpret.  qemu-img accepts
-# them; instar must refuse with exit 1 and a clear `qemu-img: ` message that
-# names the format, without crashing.
-# ----------------------------------------------------------------------------
-REFUSED = []
-for _fmt in REFUSED_FORMATS:
-    REFUSED.append(pytest.param(_fmt, [], id=f"refuse-probed-{_fmt}"))
-    REFUSED.append(pytest.param(_fmt, ["-f", _fmt], id=f"refuse-f-{_fmt}"))
-    REFUSED.append(pytest.param(_fmt, ["--output=json"], id=f"refuse-json-{_fmt}"))
-
-
-@pytest.mark.parametrize("fmt,opts", REFUSED)
-def test_info_refused_formats(instar, images, fmt, opts):
-    img = images.path(f"fmt-{fmt}")
-    oracle = tl.run_oracle(["info", *opts, img], cwd=images.root)
-    assert oracle.returncode == 0, "oracle should accept this format: " + oracle.describe()
-    r = instar.run(["info", *opts, img], cwd=images.root)
-    assert r.returncode == 1, r.describe()
-    assert r.stdout == b"", r.describe()
-    err = r.stderr.decode("utf-8", "replace")
-    assert err.startswith("qemu-img: "), r.describe()
-    assert fmt in err, f"message should name the format {fmt!r}: " + r.describe()
-    assert err.endswith("\n") and err.count("\n") <= 2, r.describe()
 
 
 # ----------------------------------------------------------------------------

@@ -289,18 +289,16 @@ static uint64_t work_of(const struct nettle_hash *h, uint64_t iters, size_t len)
     return iters * ((len + h->digest_size - 1) / h->digest_size);
 }
 
-int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const uint8_t *pw,
-                size_t pwlen, luks_read_fn read, void *opaque, uint8_t *work,
-                struct luks_volume *vol, uint64_t err_args[2])
+/* Cipher, mode and IV generator of vol from the header's names; *ivh the ESSIV hash. */
+static int volume_setup(struct luks_volume *vol, const struct qcow2_luks_info *info,
+                        uint32_t mk_len, const struct nettle_hash **ivh)
 {
-    const struct nettle_hash *h = hash_by_name(info->hash_alg), *ivh = NULL;
-    uint32_t mk_len = be_ld32(hdr + OFF_MK_LEN), mk_iters = be_ld32(hdr + OFF_MK_ITERS);
     uint32_t cbytes;
-    uint8_t mk[LUKS_KEY_MAX], digest[DIGEST_LEN];
-    int alg, ret = -LUKS_ERR_PASSWORD;
+    int alg;
 
     memset(vol, 0, sizeof(*vol));
-    if (!h || mk_len == 0 || mk_len > LUKS_KEY_MAX)
+    *ivh = NULL;
+    if (mk_len == 0 || mk_len > LUKS_KEY_MAX)
         return -LUKS_ERR_UNSUPPORTED;
     if (!strcmp(info->cipher_mode, "xts"))
         vol->mode = MODE_XTS;
@@ -324,8 +322,64 @@ int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const ui
         vol->ivgen = IV_PLAIN64;
     else {
         vol->ivgen = IV_ESSIV;
-        ivh = hash_by_name(info->ivgen_hash_alg);
+        *ivh = hash_by_name(info->ivgen_hash_alg);
     }
+    return 0;
+}
+
+int luks_volume_init(struct luks_volume *vol, const struct qcow2_luks_info *info,
+                     uint32_t key_bytes, const uint8_t *key)
+{
+    const struct nettle_hash *ivh;
+    int r = volume_setup(vol, info, key_bytes, &ivh);
+
+    return r < 0 ? r : volume_key(vol, key, ivh);
+}
+
+int luks_pbkdf2(const char *hash_alg, const uint8_t *pw, size_t pwlen, const uint8_t *salt,
+                size_t saltlen, uint32_t iters, uint8_t *out, size_t outlen)
+{
+    const struct nettle_hash *h = hash_by_name(hash_alg);
+
+    if (!h)
+        return -LUKS_ERR_UNSUPPORTED;
+    pbkdf2_any(h, pw, pwlen, salt, saltlen, iters, out, outlen);
+    return 0;
+}
+
+int luks_af_split(const char *hash_alg, const uint8_t *in, size_t blocklen, uint32_t stripes,
+                  const uint8_t *rnd, uint8_t *out)
+{
+    const struct nettle_hash *h = hash_by_name(hash_alg);
+    uint8_t block[LUKS_KEY_MAX];
+
+    if (!h || blocklen > LUKS_KEY_MAX || stripes == 0)
+        return -LUKS_ERR_UNSUPPORTED;
+    /* qcrypto_afsplit_encode(): random stripes, each folded into the diffused block. */
+    memset(block, 0, blocklen);
+    for (uint32_t i = 0; i + 1 < stripes; i++) {
+        memcpy(out + (size_t)i * blocklen, rnd + (size_t)i * blocklen, blocklen);
+        for (size_t k = 0; k < blocklen; k++)
+            block[k] ^= out[(size_t)i * blocklen + k];
+        af_diffuse(h, block, blocklen);
+    }
+    for (size_t k = 0; k < blocklen; k++)
+        out[(size_t)(stripes - 1) * blocklen + k] = in[k] ^ block[k];
+    memset(block, 0, sizeof(block));
+    return 0;
+}
+
+int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const uint8_t *pw,
+                size_t pwlen, luks_read_fn read, void *opaque, uint8_t *work,
+                struct luks_volume *vol, uint64_t err_args[2])
+{
+    const struct nettle_hash *h = hash_by_name(info->hash_alg), *ivh = NULL;
+    uint32_t mk_len = be_ld32(hdr + OFF_MK_LEN), mk_iters = be_ld32(hdr + OFF_MK_ITERS);
+    uint8_t mk[LUKS_KEY_MAX], digest[DIGEST_LEN];
+    int ret = -LUKS_ERR_PASSWORD;
+
+    if (volume_setup(vol, info, mk_len, &ivh) < 0 || !h)
+        return -LUKS_ERR_UNSUPPORTED;
 
     /* Bound the work before any of it: each slot tried, and its digest check. */
     for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS; i++) {

@@ -83,4 +83,29 @@ int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const ui
 int luks_decrypt(const struct luks_volume *vol, uint64_t sector, uint8_t *buf, size_t len);
 int luks_encrypt(const struct luks_volume *vol, uint64_t sector, uint8_t *buf, size_t len);
 
+/*
+ * luks_volume_init - key vol for the cipher, mode and IV generator info
+ * names with key[0..key_bytes) (a master key, or a slot's key when key
+ * material is written).  Returns 0 or -LUKS_ERR_UNSUPPORTED.
+ */
+int luks_volume_init(struct luks_volume *vol, const struct qcow2_luks_info *info,
+                     uint32_t key_bytes, const uint8_t *key);
+
+/*
+ * luks_pbkdf2 - qcrypto_pbkdf2(): PBKDF2-HMAC with the hash hash_alg names
+ * (QAPI name, "sha256") of pw over salt, iters iterations, into
+ * out[0..outlen).  Returns 0 or -LUKS_ERR_UNSUPPORTED.
+ */
+int luks_pbkdf2(const char *hash_alg, const uint8_t *pw, size_t pwlen, const uint8_t *salt,
+                size_t saltlen, uint32_t iters, uint8_t *out, size_t outlen);
+
+/*
+ * luks_af_split - qcrypto_afsplit_encode(): in[0..blocklen) split into
+ * stripes blocks at out (blocklen * stripes bytes), the first stripes - 1
+ * taken from rnd (as many random bytes), diffused with hash_alg.
+ * Returns 0 or -LUKS_ERR_UNSUPPORTED.
+ */
+int luks_af_split(const char *hash_alg, const uint8_t *in, size_t blocklen, uint32_t stripes,
+                  const uint8_t *rnd, uint8_t *out);
+
 #endif /* LUKS_UNLOCK_H */

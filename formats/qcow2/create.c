@@ -19,6 +19,7 @@
 #define EXT_BACKING_FMT  0xe2792acau
 #define EXT_FEATURES     0x6803f857u
 #define EXT_DATA_FILE    0x44415441u
+#define EXT_CRYPTO       0x0537be77u
 #define FEATURE_NAME_LEN 46
 
 static void st32(uint8_t *p, uint32_t v)
@@ -83,6 +84,7 @@ static void header_fields(const struct qcow2_create_opts *o, uint8_t *h)
     }
     st32(h + 0, 0x514649fbu);
     st32(h + 4, o->version);
+    st32(h + 32, o->crypt_method); /* 1 QCOW_CRYPT_AES, 2 QCOW_CRYPT_LUKS */
     st32(h + 20, o->cluster_bits);
     st64(h + 72, incompat);
     st64(h + 80, compat);
@@ -126,6 +128,17 @@ int qcow2_create_header(const struct qcow2_create_opts *o, uint8_t *buf, uint64_
         }
         pos += (size_t)ret;
     }
+    if (o->crypto_length) {
+        /* Full disk encryption header pointer: offset and length, big-endian. */
+        uint8_t ext[16];
+        st64(ext, o->crypto_offset);
+        st64(ext + 8, o->crypto_length);
+        ret = ext_add(buf + pos, cs - pos, EXT_CRYPTO, ext, sizeof(ext));
+        if (ret < 0) {
+            return ret;
+        }
+        pos += (size_t)ret;
+    }
     if (o->version >= 3 && cs > 4096) {
         uint8_t table[sizeof(features) / sizeof(features[0]) * 48];
         memset(table, 0, sizeof(table));
@@ -162,6 +175,8 @@ int qcow2_create_header(const struct qcow2_create_opts *o, uint8_t *buf, uint64_
 
 struct cctx {
     const struct qcow2_create_opts *o;
+    struct qcow2_create_opts eo; /* o with the crypto header's place */
+    int *stage;
     const struct qcow2_create_io *io;
     void *op;
     struct qcow2_alloc a;
@@ -301,6 +316,51 @@ static int opts_ok(const struct qcow2_create_opts *o)
     return 1;
 }
 
+/* qcow2_crypto_hdr_init_func(): clusters for the header, zero-filled whole. */
+static int crypto_init(void *ctx, uint64_t hdrlen)
+{
+    struct cctx *c = ctx;
+    uint64_t clen;
+    int64_t off;
+    uint8_t *zero;
+    int ret = 0;
+
+    *c->stage = QCOW2_CREATE_STAGE_CRYPTO_ALLOC;
+    if (hdrlen == 0 || hdrlen > (64ull << 20) || c->eo.crypto_length) {
+        return -QCOW2_ALLOC_EINVAL;
+    }
+    off = qcow2_alloc_clusters(&c->a, hdrlen);
+    if (off < 0) {
+        return (int)off;
+    }
+    c->eo.crypto_offset = (uint64_t)off;
+    c->eo.crypto_length = hdrlen;
+    *c->stage = QCOW2_CREATE_STAGE_CRYPTO_ZERO;
+    clen = (hdrlen + c->cs - 1) / c->cs * c->cs;
+    zero = c->io->alloc.mem(c->op, NULL, (size_t)c->cs);
+    if (!zero) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    memset(zero, 0, (size_t)c->cs);
+    for (uint64_t done = 0; ret == 0 && done < clen; done += c->cs) {
+        ret = wr(c, (uint64_t)off + done, zero, (size_t)c->cs);
+    }
+    c->io->alloc.mem(c->op, zero, 0);
+    *c->stage = QCOW2_CREATE_STAGE_CRYPTO_WRITE;
+    return ret;
+}
+
+/* qcow2_crypto_hdr_write_func(): within the header's clusters only. */
+static int crypto_write(void *ctx, uint64_t off, const void *buf, size_t len)
+{
+    struct cctx *c = ctx;
+
+    if (off > c->eo.crypto_length || len > c->eo.crypto_length - off) {
+        return -QCOW2_ALLOC_EINVAL;
+    }
+    return wr(c, c->eo.crypto_offset + off, buf, len);
+}
+
 int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io *io, void *opaque,
                  int *stage)
 {
@@ -319,6 +379,10 @@ int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io
     c.op = opaque;
     c.cb = o->cluster_bits;
     c.cs = 1ull << c.cb;
+    c.eo = *o;
+    c.eo.crypto_offset = c.eo.crypto_length = 0;
+    c.eo.crypt_method = 0;
+    c.stage = stage;
 
     buf = io->alloc.mem(opaque, NULL, 2 * c.cs);
     if (!buf) {
@@ -396,6 +460,37 @@ int qcow2_create(const struct qcow2_create_opts *o, const struct qcow2_create_io
         ret = qcow2_create_header(o, buf, o->size, (uint32_t)c.p.l1_size, c.p.l1_offset,
                                   c.a.reftable_offset, (uint32_t)(c.a.reftable_size >> (c.cb - 3)),
                                   true);
+        if (ret == 0) {
+            ret = wr(&c, 0, buf, c.cs);
+        }
+        if (ret < 0) {
+            goto out;
+        }
+    }
+    if (o->encrypt_luks || o->encrypt_aes) {
+        /*
+         * qcow2_set_up_encryption(): the LUKS header, then the qcow2 header
+         * naming it; AES has no header of its own.
+         */
+        if (o->encrypt_luks && !io->luks) {
+            ret = -QCOW2_ALLOC_EINVAL;
+            goto out;
+        }
+        if (o->encrypt_luks) {
+            *stage = QCOW2_CREATE_STAGE_CRYPTO_ALLOC;
+            ret = io->luks(opaque, crypto_init, crypto_write, &c);
+            if (ret < 0) {
+                goto out;
+            }
+        }
+        c.eo.crypt_method = o->encrypt_luks ? 2 : 1;
+        *stage = QCOW2_CREATE_STAGE_CRYPTO_HDR;
+        ret = qcow2_alloc_flush(&c.a);
+        if (ret == 0) {
+            ret = qcow2_create_header(&c.eo, buf, o->size, (uint32_t)c.p.l1_size, c.p.l1_offset,
+                                      c.a.reftable_offset,
+                                      (uint32_t)(c.a.reftable_size >> (c.cb - 3)), true);
+        }
         if (ret == 0) {
             ret = wr(&c, 0, buf, c.cs);
         }

@@ -39,6 +39,14 @@ struct qcow2_create_io {
     int (*truncate)(void *opaque, int dev, uint64_t size, int mode);
     /* length - the current length of dev in bytes.  0 or -errno. */
     int (*length)(void *opaque, int dev, uint64_t *len);
+    /*
+     * luks - qcrypto_block_create() for encrypt.format=luks: build the
+     * LUKS header, calling init(ctx, hdrlen) once (qcow2 allocates and
+     * zeroes the clusters) and then write(ctx, off, buf, len) within
+     * them.  0 or a negative code, returned by qcow2_create() as is.
+     */
+    int (*luks)(void *opaque, int (*init)(void *ctx, uint64_t hdrlen),
+                int (*write)(void *ctx, uint64_t off, const void *buf, size_t len), void *ctx);
 };
 
 struct qcow2_create_opts {
@@ -54,6 +62,16 @@ struct qcow2_create_opts {
     const char *data_file;    /* NULL: none; else its name for the header */
     const char *backing_file; /* NULL: none */
     const char *backing_fmt;  /* NULL: none */
+    /*
+     * encrypt.format=luks: qcow2_set_up_encryption() runs last, through
+     * io->luks.  The header then has crypt_method 2 and the full disk
+     * encryption header extension (crypto_offset, crypto_length: set by
+     * qcow2_create() itself; 0 in the options it is given).
+     */
+    bool encrypt_luks;
+    bool encrypt_aes; /* encrypt.format=aes: crypt_method 1 and no header, likewise last */
+    uint64_t crypto_offset, crypto_length;
+    uint32_t crypt_method; /* the header's; set by qcow2_create() itself (0 in the options) */
 };
 
 /* Which step failed: the caller picks qemu's message from it. */
@@ -71,6 +89,10 @@ enum qcow2_create_stage {
     QCOW2_CREATE_STAGE_L2,            /* "... Failed to update L2 tables" */
     QCOW2_CREATE_STAGE_SIZE,          /* "... Failed to update the image size" */
     QCOW2_CREATE_STAGE_BACKING,       /* "Could not assign backing file '%s' with format '%s'" */
+    QCOW2_CREATE_STAGE_CRYPTO_ALLOC,  /* "Cannot allocate cluster for LUKS header size %zu" */
+    QCOW2_CREATE_STAGE_CRYPTO_ZERO,   /* "Could not zero fill encryption header" */
+    QCOW2_CREATE_STAGE_CRYPTO_WRITE,  /* "Could not read encryption header" (sic) */
+    QCOW2_CREATE_STAGE_CRYPTO_HDR,    /* "Could not write encryption header" */
 };
 
 /*

@@ -95,6 +95,7 @@ enum instar_hc {
     INSTAR_HC_PROGRESS,    /* struct instar_hc_progress: how far the operation is */
     INSTAR_HC_CMP,         /* struct instar_hc_cmp: compare two device ranges on the host */
     INSTAR_HC_SCAN,        /* struct instar_hc_scan: convert's -S runs of a device range */
+    INSTAR_HC_CLOCK,       /* struct instar_hc_clock: the time, for LUKS's PBKDF2 benchmark */
     INSTAR_HC_MAX
 };
 
@@ -367,6 +368,14 @@ struct instar_hc_progress {
     uint64_t den; /* IN: > 0 */
 };
 
+/*
+ * The host's monotonic clock (qcrypto_pbkdf2_count_iters() times PBKDF2
+ * runs with it when a LUKS header is created).  Not image data.
+ */
+struct instar_hc_clock {
+    uint64_t ns; /* OUT */
+};
+
 struct instar_hc_exit {
     int64_t status; /* IN: 0 after a RESULT, else a guest-side failure */
 };
@@ -508,6 +517,38 @@ enum instar_prealloc {
 #define INSTAR_CREATE_VDI_STATIC (1u << 11)
 
 /*
+ * A raw LUKS volume instead of qcow2 (size, prealloc and luks only), or
+ * (ENCRYPT) a qcow2 image with encrypt.format=luks: the LUKS header in
+ * clusters of its own, named by the crypto header extension.
+ */
+#define INSTAR_CREATE_LUKS    (1u << 12)
+#define INSTAR_CREATE_ENCRYPT (1u << 13)
+/* qcow2 with encrypt.format=aes: crypt_method 1 in the header, nothing else. */
+#define INSTAR_CREATE_ENCRYPT_AES (1u << 14)
+
+/*
+ * The LUKS header's choices, as the host mapped qemu's options to the
+ * header's names (qcrypto_block_luks_create()), the passphrase, and the
+ * random bytes the host's random source gave: master key, salts, uuid,
+ * and the seed of the AF split's random stripes (expanded in the guest
+ * with AES-256 in counter mode).
+ */
+struct instar_create_luks {
+    char cipher_name[32]; /* "aes" */
+    char cipher_mode[32]; /* "xts-plain64" */
+    char hash_spec[32];   /* "sha256" */
+    uint32_t key_bytes;   /* master key length */
+    uint32_t pad;
+    uint64_t iter_time; /* ms */
+    uint8_t master_key[64];
+    uint8_t mk_salt[32];
+    uint8_t slot_salt[32];
+    char uuid[40]; /* 36 characters, then NULs */
+    uint8_t seed[32];
+    struct instar_key key;
+};
+
+/*
  * create a qcow2 image on device 0 (opened empty and writable; its
  * write_limit bounds the file).  The host has validated every option the
  * way qemu-img does before the guest runs; the guest re-checks the ranges
@@ -535,6 +576,7 @@ struct instar_create_args {
     uint32_t pad3;
     uint8_t vhdx_guids[3][16]; /* file write, data write, page 83 data: random */
     uint8_t vdi_uuids[32];     /* vdi: the image's and last snapshot's UUIDs, random, version 4 */
+    struct instar_create_luks luks; /* INSTAR_CREATE_LUKS / INSTAR_CREATE_ENCRYPT */
 };
 
 #define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */

@@ -53,6 +53,7 @@ struct instar_result_hdr {
  * devices 1..n (docs/architecture.md, "Adding a format": vmdk).
  */
 #define INSTAR_INFO_VMDK_NEED_FILES (1u << 5)
+#define INSTAR_INFO_LUKS            (1u << 6) /* a luks volume: its block is the format-specific one */
 
 /*
  * HAS_DATA_FILE: the incompatible "external data file" bit is set (qemu

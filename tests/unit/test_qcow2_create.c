@@ -58,6 +58,7 @@ static const struct qcow2_create_io mio_ops = {
     {m_read, m_write, memfile_mem, NULL, NULL},
     m_truncate,
     m_length,
+    NULL, /* no LUKS header here */
 };
 
 static void mio_free(struct mio *m)
