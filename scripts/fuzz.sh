@@ -68,7 +68,9 @@ crypto_libs() {
         { cmake -S . -B "$out/cmake" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=Release &&
             cmake --build "$out/cmake" -j"$(nproc)" --target instar_nettle_host; } \
             >"$out/cmake.log" 2>&1 || { tail -20 "$out/cmake.log" >&2; exit 1; }
-    CRYPTO_FLAGS="-I$out/cmake/nettle-include formats/luks/unlock.c $out/cmake/libinstar_nettle_host.a"
+    CRYPTO_FLAGS="-I$out/cmake/nettle-include"
+    for f in formats/luks/*.c; do CRYPTO_FLAGS="$CRYPTO_FLAGS $f"; done
+    CRYPTO_FLAGS="$CRYPTO_FLAGS $out/cmake/libinstar_nettle_host.a"
 }
 
 # fuzz_bdrv runs guest code over fuzz/fake_guest.c: the guest's sources
@@ -93,16 +95,15 @@ bdrv_guest() {
 }
 
 build() { # name
-    extra=""
+    # Every harness links the format libraries, and some of them call
+    # nettle (luks, parallels' MD5): the instrumented nettle goes with all.
+    crypto_libs
+    extra=$CRYPTO_FLAGS
     if [ "$1" = fuzz_decompress ] || [ "$1" = fuzz_cloop ] || [ "$1" = fuzz_dmg ]; then
         codec_libs
-        extra=$CODEC_FLAGS
-    elif [ "$1" = fuzz_luks ]; then
-        crypto_libs
-        extra=$CRYPTO_FLAGS
+        extra="$extra $CODEC_FLAGS"
     elif [ "$1" = fuzz_bdrv ]; then
         codec_libs
-        crypto_libs
         bdrv_guest
         extra="fuzz/fake_guest.c $BDRV_OBJS $CODEC_FLAGS $CRYPTO_FLAGS"
     fi
