@@ -1,6 +1,7 @@
 """Fixtures shared by parity/ and tests/integration/."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -63,3 +64,23 @@ def pytest_collection_modifyitems(config, items):
         (keep if i % n == 0 or path.endswith("test_sandbox.py") else drop).append(item)
     config.hook.pytest_deselected(items=drop)
     items[:] = keep
+
+
+# A passed case's tmp_path is removed at its teardown: pytest keeps every
+# case's directory until the session ends, and the format suites' images
+# (preallocated parallels growth, fixed vhdx/vdi, crash sweeps) add up to
+# more than a CI disk holds.  A failed case keeps its files for the report.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call":
+        item._instar_passed = rep.passed
+
+
+@pytest.fixture(autouse=True)
+def _drop_passed_tmp_path(request):
+    path = request.getfixturevalue("tmp_path") if "tmp_path" in request.fixturenames else None
+    yield
+    if path is not None and getattr(request.node, "_instar_passed", False):
+        shutil.rmtree(path, ignore_errors=True)
