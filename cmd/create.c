@@ -663,6 +663,38 @@ static int random_uuid(uint8_t uuid[16])
     return 0;
 }
 
+/* PBKDF2 makes no hypercall: a create's key derivation gets the unlock watchdog. */
+#define CREATE_LUKS_WATCHDOG_MS 300000u
+
+/*
+ * Run the guest's create with a, device 0 the file fd (write limit
+ * limit), under watchdog_ms (0: the default).  Returns 0; -1 after
+ * printing a sandbox failure; or 1 with the guest's error in *hdr.
+ */
+static int create_run(const char *name, int fd, uint64_t limit, const struct instar_create_args *a,
+                      uint32_t watchdog_ms, struct instar_result_hdr *hdr)
+{
+    struct vmm_dev dev = {fd, 0, limit, INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&out, 0, sizeof(out));
+    cfg.watchdog_ms = watchdog_ms;
+    if (vmm_run(&cfg, INSTAR_OP_CREATE, a, sizeof(*a), &dev, 1, &out) != 0) {
+        fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
+        vmm_outcome_release(&out);
+        return -1;
+    }
+    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, hdr) != RESULT_OK) {
+        fail_file(name, NULL, "sandbox failure: invalid result");
+        vmm_outcome_release(&out);
+        return -1;
+    }
+    vmm_outcome_release(&out);
+    return hdr->error ? 1 : 0;
+}
+
 /*
  * vdi: vdi_co_create_opts().  The file is made as the protocol layer
  * makes it without a size (the vdi options are taken out of the list
@@ -678,11 +710,9 @@ static int create_vdi(const char *name, const char *path, const struct opt_list 
     bool is_static = opt_bool(l, "static");
     struct instar_create_args a;
     struct vmm_dev dev;
-    struct vmm_config cfg;
-    struct vmm_outcome out;
     struct instar_result_hdr hdr;
     uint64_t blocks, limit;
-    int fd, ret = -1;
+    int fd, ret = -1, r;
 
     if (mode < 0) {
         /* file-posix's own parse (the vdi options pass it on): qapi's wording. */
@@ -715,20 +745,10 @@ static int create_vdi(const char *name, const char *path, const struct opt_list 
     blocks = vdi_create_blocks(size);
     limit = 512 + ((blocks * 4 + 511) & ~511ull) + (is_static ? blocks * VDI_BLOCK_SIZE : 0);
     dev = (struct vmm_dev){fd, 0, limit, INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
-    memset(&cfg, 0, sizeof(cfg));
-    memset(&out, 0, sizeof(out));
-    if (vmm_run(&cfg, INSTAR_OP_CREATE, &a, sizeof(a), &dev, 1, &out) != 0) {
-        fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
-        vmm_outcome_release(&out);
+    r = create_run(name, fd, dev.write_limit, &a, 0, &hdr);
+    if (r < 0)
         goto out;
-    }
-    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, &hdr) != RESULT_OK) {
-        fail_file(name, NULL, "sandbox failure: invalid result");
-        vmm_outcome_release(&out);
-        goto out;
-    }
-    vmm_outcome_release(&out);
-    if (hdr.error) {
+    if (r > 0) {
         fail_file(name, NULL, "Error writing header: %s", err_text(hdr.err_args[0]));
         goto out;
     }
@@ -751,11 +771,9 @@ static int create_vpc(const char *name, const char *path, const struct opt_list 
     struct instar_create_args a;
     struct vpc_create c;
     struct vmm_dev dev;
-    struct vmm_config cfg;
-    struct vmm_outcome out;
     struct instar_result_hdr hdr;
     bool fixed;
-    int fd, ret = -1;
+    int fd, ret = -1, r;
 
     if (mode < 0) {
         fail_file(name, NULL, "Parameter 'preallocation' does not accept value '%s'", pa);
@@ -788,20 +806,10 @@ static int create_vpc(const char *name, const char *path, const struct opt_list 
     /* The footer (twice), the header and the BAT: at most 4 MiB and a few sectors. */
     dev = (struct vmm_dev){fd, 0, fixed ? c.size + 512 : (8ull << 20),
                            INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
-    memset(&cfg, 0, sizeof(cfg));
-    memset(&out, 0, sizeof(out));
-    if (vmm_run(&cfg, INSTAR_OP_CREATE, &a, sizeof(a), &dev, 1, &out) != 0) {
-        fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
-        vmm_outcome_release(&out);
+    r = create_run(name, fd, dev.write_limit, &a, 0, &hdr);
+    if (r < 0)
         goto out;
-    }
-    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, &hdr) != RESULT_OK) {
-        fail_file(name, NULL, "sandbox failure: invalid result");
-        vmm_outcome_release(&out);
-        goto out;
-    }
-    vmm_outcome_release(&out);
-    if (hdr.error) {
+    if (r > 0) {
         fail_file(name, NULL, "Unable to create or write VHD header: %s",
                   err_text(hdr.err_args[0]));
         goto out;
@@ -829,8 +837,6 @@ static int create_parallels(const char *name, const char *path, const struct opt
     struct instar_create_args a;
     struct prl_create c;
     struct vmm_dev dev;
-    struct vmm_config cfg;
-    struct vmm_outcome out;
     struct instar_result_hdr hdr;
     int fd, ret = -1, r;
 
@@ -868,20 +874,10 @@ static int create_parallels(const char *name, const char *path, const struct opt
     /* The header sector and the catalog's clusters. */
     dev = (struct vmm_dev){fd, 0, (uint64_t)c.bat_sectors * 512 + 512,
                            INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
-    memset(&cfg, 0, sizeof(cfg));
-    memset(&out, 0, sizeof(out));
-    if (vmm_run(&cfg, INSTAR_OP_CREATE, &a, sizeof(a), &dev, 1, &out) != 0) {
-        fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
-        vmm_outcome_release(&out);
+    r = create_run(name, fd, dev.write_limit, &a, 0, &hdr);
+    if (r < 0)
         goto out;
-    }
-    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, &hdr) != RESULT_OK) {
-        fail_file(name, NULL, "sandbox failure: invalid result");
-        vmm_outcome_release(&out);
-        goto out;
-    }
-    vmm_outcome_release(&out);
-    if (hdr.error) {
+    if (r > 0) {
         fail_file(name, NULL, "Failed to create Parallels image: %s", err_text(hdr.err_args[0]));
         goto out;
     }
@@ -908,12 +904,10 @@ static int create_vhdx(const char *name, const char *path, const struct opt_list
     struct instar_create_args a;
     struct vhdx_create c;
     struct vmm_dev dev;
-    struct vmm_config cfg;
-    struct vmm_outcome out;
     struct instar_result_hdr hdr;
     uint8_t seq[16];
     bool fixed;
-    int fd, ret = -1;
+    int fd, ret = -1, r;
 
     if (mode < 0) {
         fail_file(name, NULL, "Parameter 'preallocation' does not accept value '%s'", pa);
@@ -980,20 +974,10 @@ static int create_vhdx(const char *name, const char *path, const struct opt_list
     memcpy(&a.vhdx_seq, seq, sizeof(a.vhdx_seq));
     dev = (struct vmm_dev){fd, 0, c.data_offset + (fixed ? size : 0),
                            INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
-    memset(&cfg, 0, sizeof(cfg));
-    memset(&out, 0, sizeof(out));
-    if (vmm_run(&cfg, INSTAR_OP_CREATE, &a, sizeof(a), &dev, 1, &out) != 0) {
-        fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
-        vmm_outcome_release(&out);
+    r = create_run(name, fd, dev.write_limit, &a, 0, &hdr);
+    if (r < 0)
         goto out;
-    }
-    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, &hdr) != RESULT_OK) {
-        fail_file(name, NULL, "sandbox failure: invalid result");
-        vmm_outcome_release(&out);
-        goto out;
-    }
-    vmm_outcome_release(&out);
-    if (hdr.error) {
+    if (r > 0) {
         fail_file(name, NULL, "Failed to write image headers: %s", err_text(hdr.err_args[0]));
         goto out;
     }
@@ -1001,38 +985,6 @@ static int create_vhdx(const char *name, const char *path, const struct opt_list
 out:
     close(fd);
     return ret;
-}
-
-/* PBKDF2 makes no hypercall: a create's key derivation gets the unlock watchdog. */
-#define CREATE_LUKS_WATCHDOG_MS 300000u
-
-/*
- * Run the guest's create with a, device 0 the file fd (write limit
- * limit).  Returns 0; -1 after printing a sandbox failure; or 1 with the
- * guest's error in *hdr.
- */
-static int create_run(const char *name, int fd, uint64_t limit, const struct instar_create_args *a,
-                      struct instar_result_hdr *hdr)
-{
-    struct vmm_dev dev = {fd, 0, limit, INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
-    struct vmm_config cfg;
-    struct vmm_outcome out;
-
-    memset(&cfg, 0, sizeof(cfg));
-    memset(&out, 0, sizeof(out));
-    cfg.watchdog_ms = CREATE_LUKS_WATCHDOG_MS;
-    if (vmm_run(&cfg, INSTAR_OP_CREATE, a, sizeof(*a), &dev, 1, &out) != 0) {
-        fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
-        vmm_outcome_release(&out);
-        return -1;
-    }
-    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_CREATE, hdr) != RESULT_OK) {
-        fail_file(name, NULL, "sandbox failure: invalid result");
-        vmm_outcome_release(&out);
-        return -1;
-    }
-    vmm_outcome_release(&out);
-    return hdr->error ? 1 : 0;
 }
 
 /*
@@ -1074,7 +1026,7 @@ static int create_luks(const char *name, const char *path, const struct opt_list
     /* file-posix preallocates falloc and full; metadata means nothing below a format. */
     a->prealloc = mode == 1 ? INSTAR_PREALLOC_OFF : (uint32_t)mode;
     r = create_run(name, fd, size > UINT64_MAX - (64ull << 20) ? UINT64_MAX : size + (64ull << 20),
-                   a, &hdr);
+                   a, CREATE_LUKS_WATCHDOG_MS, &hdr);
     if (r < 0)
         goto fail;
     if (r > 0) {
