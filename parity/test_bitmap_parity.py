@@ -127,6 +127,8 @@ def bm_both(instar, tmp_path: Path, files, *args: str):
     exp = tl.Result(exp.argv, exp.returncode, exp.stdout, NODE_RE.sub(b"#block1NN", exp.stderr))
     act = tl.Result(act.argv, act.returncode, act.stdout, NODE_RE.sub(b"#block1NN", act.stderr))
     tl.assert_same(exp, act, f"bitmap {args}")
+    if tl.same_trees(run / "oracle", run / "instar"):
+        return exp, act  # every file the same bytes and holes: the oracle's checks below agree
     for f in files:
         name = Path(f).name
         compare_images(run / "oracle" / name, run / "instar" / name, f"bitmap {args}")

@@ -196,7 +196,7 @@ def test_bochs_output(instar, bdir, tmp_path, request, out, args):
     a, b = tmp_path / "oracle" / out, tmp_path / "instar" / out
     assert a.exists() == b.exists()
     if a.exists():
-        assert a.read_bytes() == b.read_bytes(), f"{out} differs"
+        assert tl.same_content(a, b), f"{out} differs"
 
 
 # ---- read-write opens: bdrv_apply_auto_read_only() refuses them ("Image is read-only") -------
@@ -213,4 +213,4 @@ def test_bochs_read_write(instar, bdir, tmp_path, args):
     expected, actual = tl.run_both_on_copies(instar, argv, [src], tmp_path)
     tl.assert_same(expected, actual, " ".join(argv))
     assert (expected.returncode != 0) == (args[0] != "snapshot" or args[1] != "-l")
-    assert (tmp_path / "oracle" / src.name).read_bytes() == (tmp_path / "instar" / src.name).read_bytes()
+    assert tl.same_content(tmp_path / "oracle" / src.name, tmp_path / "instar" / src.name)

@@ -146,7 +146,7 @@ def _tree(d):
 
 
 def _blocks(path):
-    return os.stat(path).st_blocks
+    return tl.allocated_blocks(path)
 
 
 @pytest.mark.parametrize("args,files", CASES)

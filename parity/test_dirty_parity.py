@@ -64,7 +64,7 @@ def test_bench_write(instar, tmp_path, extra):
     assert exp.stderr == act.stderr, f"{exp.describe()}\n{act.describe()}"
     assert b"Rebuilding refcount structure" in exp.stderr
     o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
-    assert o.read_bytes() == i.read_bytes()
+    assert tl.same_content(o, i)
     assert host_extents(o) == host_extents(i)
 
 

@@ -174,7 +174,7 @@ def test_luksraw_read(instar, vols, tmp_path, cid, args):
         qp, ip = runs["qemu"][1] / name, runs["instar"][1] / name
         assert qp.exists() == ip.exists(), name
         if qp.exists():
-            assert qp.read_bytes() == ip.read_bytes(), f"{name} differs"
+            assert tl.same_content(qp, ip), f"{name} differs"
 
 
 def test_luksraw_hostile_iterations(instar, vols, tmp_path):
@@ -280,8 +280,8 @@ def test_luksraw_create(instar, tmp_path, cid, fmt, o, size):
         return
     qb, ib = qp.read_bytes(), ip.read_bytes()
     assert len(qb) == len(ib)
-    if "aes" in cid:
-        # AES has no header of its own: nothing random, the images are the same
+    if "encryption=on" in o or "format=aes" in o:
+        # qcow2's AES has no header of its own: nothing random, the images are the same
         assert ib == qb
         return
     if fmt == "luks":
@@ -312,4 +312,4 @@ def test_luksraw_create(instar, tmp_path, cid, fmt, o, size):
     b = instar.run(["convert", "--object", SEC, "--image-opts", uo, "-O", "raw", str(tmp_path / "i.raw")],
                    timeout=120)
     assert a.returncode == 0 and b.returncode == 0, b.describe()
-    assert (tmp_path / "q.raw").read_bytes() == (tmp_path / "i.raw").read_bytes()
+    assert tl.same_content(tmp_path / "q.raw", tmp_path / "i.raw")

@@ -291,7 +291,7 @@ def test_qed_output(instar, qeddir, tmp_path, request, out, args):
     a, b = tmp_path / "oracle" / out, tmp_path / "instar" / out
     assert a.exists() == b.exists()
     if a.exists():
-        assert a.read_bytes() == b.read_bytes(), f"{out} differs"
+        assert tl.same_content(a, b), f"{out} differs"
         assert _layout(a) == _layout(b), f"{out}: host data/hole layout differs"
 
 
@@ -337,5 +337,5 @@ def test_qed_create(instar, qeddir, tmp_path, request, args):
     a, b = tmp_path / "oracle" / "a.qed", tmp_path / "instar" / "a.qed"
     assert a.exists() == b.exists()
     if a.exists():
-        assert a.read_bytes() == b.read_bytes(), "a.qed differs"
+        assert tl.same_content(a, b), "a.qed differs"
         assert _layout(a) == _layout(b), "a.qed: host data/hole layout differs"

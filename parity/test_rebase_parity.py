@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -354,7 +353,7 @@ def test_rebase(instar, scenario_dirs, tmp_path, case_id, scenario, args):
     dirs = {"oracle": tmp_path / "oracle", "instar": tmp_path / "instar"}
     results = {}
     for who, d in dirs.items():
-        subprocess.run(["cp", "-a", "--sparse=always", str(src), str(d)], check=True)
+        tl.copy_tree(src, d, sparse_always=True)
         argv = ["rebase", *[a.replace("ABS", str(d)) for a in args]]
         if who == "oracle":
             results[who] = tl.run_oracle(argv, cwd=d)
@@ -396,7 +395,7 @@ def test_new_backing_locked(instar, images, locked_image, tmp_path, force):
         out[who] = tl.run_oracle(argv, cwd=d) if who == "oracle" else instar.run(argv, cwd=d)
     tl.assert_same(out["oracle"], out["instar"], f"rebase onto a locked image (-U: {force})")
     assert (out["oracle"].returncode == 0) == force, out["oracle"].describe()
-    assert (tmp_path / "oracle" / "top.qcow2").read_bytes() == (tmp_path / "instar" / "top.qcow2").read_bytes()
+    assert tl.same_content(tmp_path / "oracle" / "top.qcow2", tmp_path / "instar" / "top.qcow2")
 
 
 def test_image_locked(instar, images, locked_image):

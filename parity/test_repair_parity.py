@@ -75,6 +75,8 @@ def _repair_case(instar, src, mode, workdir, case_name=""):
         return
     tl.assert_same(expected, actual, " ".join(args))
     assert host_extents(o) == host_extents(i), "the repaired files have different holes"
+    if tl.same_files(o, i):
+        return  # identical bytes: the oracle's re-check, snapshot list and compare agree by construction
     so, si = _status(o), _status(i)
     assert so == si, f"re-check differs: qemu-img {so}, instar {si}"
     # Header state: dirty bit, unknown autoclear bits and snapshot count as

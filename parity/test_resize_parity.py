@@ -54,7 +54,7 @@ def resize_both(instar, src: Path, tmp_path: Path, *args: str, fmt: str = "qcow2
     work = tmp_path / "w"
     work.mkdir(exist_ok=True)
     copy = work / name
-    tl.run(["cp", "--sparse=always", str(src), str(copy)])
+    tl.copy_file(src, copy, sparse_always=True)
     argv = ["resize", *[name if a == "IMG" else a for a in args]]
     exp, act = tl.run_both_on_copies(instar, argv, [copy], tmp_path / "run", compare_images=[name],
                                      compare_fmt=fmt, timeout=120)
@@ -114,7 +114,7 @@ def test_shrink_sparse_big_image(instar, imgdir, tmp_path, cs, size, new):
 def test_shrink_with_snapshot(instar, imgdir, tmp_path):
     src = qcow2_image(imgdir, 65536, 16, size="64M", writes=("write -P 5 0 1M", "write -P 6 40M 2M"))
     snap = tmp_path / "snap.qcow2"
-    tl.run(["cp", str(src), str(snap)])
+    tl.copy_file(src, snap)
     tl.qemu_img("snapshot", "-c", "s1", str(snap))
     tl.qemu_io("-f", "qcow2", "-c", "write -P 8 41M 64k", str(snap))
     resize_both(instar, snap, tmp_path, "--shrink", "IMG", "32M")
@@ -169,7 +169,7 @@ def test_v2_image(instar, imgdir, tmp_path):
 
 def test_v2_with_snapshots_refused(instar, imgdir, tmp_path):
     snap = tmp_path / "v2snap.qcow2"
-    tl.run(["cp", str(qcow2_image(imgdir, 65536, 16, opts="compat=0.10")), str(snap)])
+    tl.copy_file(qcow2_image(imgdir, 65536, 16, opts="compat=0.10"), snap)
     tl.qemu_img("snapshot", "-c", "s1", str(snap))
     exp, _ = resize_both(instar, snap, tmp_path, "IMG", "32M")
     assert exp.returncode == 1
@@ -314,7 +314,7 @@ def test_qcow2_grow_preallocation_snapshot_head(instar, imgdir, tmp_path, mode):
     """The partial head cluster is shared with a snapshot: falloc/full copy it."""
     src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
     snap = tmp_path / "snap.qcow2"
-    tl.run(["cp", str(src), str(snap)])
+    tl.copy_file(src, snap)
     tl.qemu_img("snapshot", "-c", "s1", str(snap))
     resize_both(instar, snap, tmp_path, f"--preallocation={mode}", "IMG", "20M")
 
@@ -359,8 +359,8 @@ def test_grow_over_longer_backing(instar, backing_dir, tmp_path, pre, new, kind)
     ov = overlay(backing_dir, f"ov-{kind}.qcow2", size, opts, writes)
     work = tmp_path / "w"
     work.mkdir()
-    tl.run(["cp", "--sparse=always", str(ov), str(work / "img.qcow2")])
-    tl.run(["cp", "--sparse=always", str(backing_dir / "base.qcow2"), str(work / "base.qcow2")])
+    tl.copy_file(ov, work / "img.qcow2", sparse_always=True)
+    tl.copy_file(backing_dir / "base.qcow2", work / "base.qcow2", sparse_always=True)
     argv = ["resize", f"--preallocation={pre}", "img.qcow2", new]
     exp, act = tl.run_both_on_copies(instar, argv, [work / "img.qcow2", work / "base.qcow2"], tmp_path / "run",
                                      compare_images=["img.qcow2"], compare_fmt="qcow2", timeout=120)
@@ -383,8 +383,8 @@ def test_grow_over_backing_unallocated_partial_head(instar, backing_dir, tmp_pat
     ov = overlay(backing_dir, "ov-unaligned-empty.qcow2", "16776704")
     work = tmp_path / "w"
     work.mkdir()
-    tl.run(["cp", str(ov), str(work / "img.qcow2")])
-    tl.run(["cp", "--sparse=always", str(backing_dir / "base.qcow2"), str(work / "base.qcow2")])
+    tl.copy_file(ov, work / "img.qcow2")
+    tl.copy_file(backing_dir / "base.qcow2", work / "base.qcow2", sparse_always=True)
     exp, act = tl.run_both_on_copies(instar, ["resize", f"--preallocation={pre}", "img.qcow2", "24M"],
                                      [work / "img.qcow2", work / "base.qcow2"], tmp_path / "run",
                                      compare_images=["img.qcow2"], compare_fmt="qcow2", timeout=120)
@@ -395,18 +395,18 @@ def test_grow_preallocation_metadata_snapshot_head(instar, imgdir, tmp_path):
     """The partial head cluster is shared with a snapshot: copied into a new cluster."""
     src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
     snap = tmp_path / "snap.qcow2"
-    tl.run(["cp", str(src), str(snap)])
+    tl.copy_file(src, snap)
     tl.qemu_img("snapshot", "-c", "s1", str(snap))
     resize_both(instar, snap, tmp_path, "--preallocation=metadata", "IMG", "20M")
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
-    assert o.read_bytes() == i.read_bytes()
+    assert tl.same_content(o, i)
 
 
 def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
     """instar's refusal (a compressed partial head cluster) comes before any write."""
     src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=("write -c -P 3 16711680 65024",))
     snap = tmp_path / "snap.qcow2"
-    tl.run(["cp", str(src), str(snap)])
+    tl.copy_file(src, snap)
     before = snap.read_bytes()
     r = instar.run(["resize", "--preallocation=metadata", str(snap), "20M"])
     assert r.returncode == 1 and b"partial last cluster" in r.stderr
@@ -420,8 +420,8 @@ def test_raw_from_empty_allocates_first_block(instar, tmp_path, pre, new):
     empty = tmp_path / "empty.raw"
     empty.write_bytes(b"")
     resize_both(instar, empty, tmp_path, "-f", "raw", f"--preallocation={pre}", "IMG", new, fmt="raw")
-    qb = (tmp_path / "run" / "oracle" / "img.raw").stat().st_blocks
-    ib = (tmp_path / "run" / "instar" / "img.raw").stat().st_blocks
+    qb = tl.allocated_blocks(tmp_path / "run" / "oracle" / "img.raw")
+    ib = tl.allocated_blocks(tmp_path / "run" / "instar" / "img.raw")
     assert qb == ib, f"allocated blocks {ib} vs oracle {qb}"
 
 
@@ -463,7 +463,7 @@ def test_dirty_image_left_by_a_crash(instar, tmp_path):
     tl.assert_same(exp, act, "resize of a dirty image")
     assert b"Rebuilding refcount structure" in exp.stderr, exp.describe()
     o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
-    assert o.read_bytes() == i.read_bytes()
+    assert tl.same_content(o, i)
     assert host_extents(o) == host_extents(i)
 
 
@@ -513,7 +513,7 @@ def resize_bitmaps_both(instar, src: Path, tmp_path: Path, *args: str):
     """resize_both, then the files byte for byte (qemu places the stored bitmaps deterministically)."""
     exp, act = resize_both(instar, src, tmp_path, *args)
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
-    assert o.read_bytes() == i.read_bytes(), f"resize {args}: the files differ"
+    assert tl.same_content(o, i), f"resize {args}: the files differ"
     info = tl.qemu_img("info", "--output=json", str(i)).stdout
     assert b'"bitmaps"' in info
     return exp, act
@@ -542,7 +542,7 @@ def test_bitmaps(instar, imgdir, tmp_path, kind, spec):
 
 def test_bitmaps_with_snapshot(instar, imgdir, tmp_path):
     src = tmp_path / "snap.qcow2"
-    tl.run(["cp", str(bitmap_image(imgdir)), str(src)])
+    tl.copy_file(bitmap_image(imgdir), src)
     tl.qemu_img("snapshot", "-c", "s1", str(src))
     tl.qemu_io("-f", "qcow2", "-c", "write -P 5 14M 1M", str(src))
     resize_bitmaps_both(instar, src, tmp_path, "--shrink", "IMG", "10M")
@@ -586,7 +586,7 @@ def test_dirty_image_refused_size_still_repaired(instar, tmp_path):
     tl.assert_same(exp, act, "refused resize of a dirty image")
     assert exp.returncode == 1 and b"Rebuilding refcount structure" in exp.stderr, exp.describe()
     o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
-    assert o.read_bytes() == i.read_bytes()
+    assert tl.same_content(o, i)
 
 
 # --- An external data file: its clusters mapped 1:1; the data file follows the new size ---
@@ -616,7 +616,7 @@ def test_data_file(instar, tmp_path, kind, spec):
     tl.assert_same(exp, act, f"resize {argv}")
     for f in ("img.qcow2", "img.data"):
         o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
-        assert o.read_bytes() == i.read_bytes(), f"{f} differs after resize {argv}"
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
     chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
     assert chk.returncode == 0, chk.describe()
 
@@ -626,4 +626,4 @@ def test_grow_preallocation_metadata_zero_head(instar, imgdir, tmp_path):
     src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=("write -z 16711680 65024",))
     resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", "20M")
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
-    assert o.read_bytes() == i.read_bytes()
+    assert tl.same_content(o, i)

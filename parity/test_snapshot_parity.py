@@ -118,6 +118,10 @@ def compare_results(o: Path, i: Path, what: str, t0: float) -> None:
     for x, y in zip(sa, sb):
         if x != y:
             assert int(t0) - 2 <= y <= time.time() + 2, f"{what}: instar date {y}"
+    if tl.allocated_blocks(o) == tl.allocated_blocks(i):
+        # The same bytes but for the dates and the same allocation: the
+        # oracle's check, info, list, disk size and compare agree by construction.
+        return
     ca = tl.qemu_img("check", str(o), check=False)
     cb = tl.qemu_img("check", str(i), check=False)
     assert (ca.returncode, ca.stdout, ca.stderr) == (cb.returncode, cb.stdout, cb.stderr), what
@@ -136,7 +140,7 @@ def snap_both(instar, src: Path, tmp_path: Path, *args: str, name: str = "img.qc
     work = tmp_path / "w"
     work.mkdir(parents=True, exist_ok=True)
     copy = work / name
-    tl.run(["cp", "--sparse=always", str(src), str(copy)])
+    tl.copy_file(src, copy, sparse_always=True)
     argv = ["snapshot", *[name if a == "IMG" else a for a in args]]
     t0 = time.time()
     exp, act = tl.run_both_on_copies(instar, argv, [copy, *extra_files], tmp_path / "run")

@@ -367,7 +367,7 @@ def test_vdi_bench_write(instar, tmp_path, sub, opts):
     assert (actual.returncode, strip(actual), actual.stderr) == (expected.returncode, strip(expected),
                                                                  expected.stderr)
     a, b = tmp_path / "oracle" / "w.vdi", tmp_path / "instar" / "w.vdi"
-    assert a.read_bytes() == b.read_bytes(), "w.vdi differs"
+    assert tl.same_content(a, b), "w.vdi differs"
     assert _layout(a) == _layout(b), "w.vdi: host data/hole layout differs"
 
 
@@ -383,7 +383,7 @@ def test_vdi_bench_write_hostile(instar, vdidir, tmp_path, name):
     assert (actual.returncode, strip(actual), actual.stderr) == (expected.returncode, strip(expected),
                                                                  expected.stderr)
     a, b = tmp_path / "oracle" / img, tmp_path / "instar" / img
-    assert a.read_bytes() == b.read_bytes(), f"{img} differs"
+    assert tl.same_content(a, b), f"{img} differs"
     assert _layout(a) == _layout(b), f"{img}: host data/hole layout differs"
 
 
@@ -408,7 +408,7 @@ def test_vdi_snapshot(instar, vdidir, tmp_path, request, args):
                                              tmp_path)
     tl.assert_same(expected, actual, " ".join(argv))
     assert (expected.returncode != 0) == request.node.callspec.id.startswith("err-")
-    assert (tmp_path / "oracle" / "dyn.vdi").read_bytes() == (tmp_path / "instar" / "dyn.vdi").read_bytes()
+    assert tl.same_content(tmp_path / "oracle" / "dyn.vdi", tmp_path / "instar" / "dyn.vdi")
 
 
 # bitmap: vdi has no persistent bitmaps (bdrv_can_store_new_dirty_bitmap without a hook);
@@ -429,4 +429,4 @@ def test_vdi_bitmap(instar, vdidir, tmp_path, args):
     actual = tl.Result(actual.argv, actual.returncode, actual.stdout, NODE_RE.sub(b"#block1NN", actual.stderr))
     tl.assert_same(expected, actual, " ".join(argv))
     assert expected.returncode == 1
-    assert (tmp_path / "oracle" / "dyn.vdi").read_bytes() == (tmp_path / "instar" / "dyn.vdi").read_bytes()
+    assert tl.same_content(tmp_path / "oracle" / "dyn.vdi", tmp_path / "instar" / "dyn.vdi")

@@ -377,7 +377,7 @@ def test_vhdx_log_search_ends(instar, vhdxdir, tmp_path, sub):
     assert actual.returncode == 1, actual.describe()
     assert actual.stderr.decode() == f"qemu-img: Could not open '{img.name}': Could not open '{img.name}': " \
         "Invalid argument\n", actual.describe()
-    assert img.read_bytes() == src.read_bytes()
+    assert tl.same_content(img, src)
 
 
 # ---- create -f vhdx ---------------------------------------------------------------------------

@@ -328,7 +328,7 @@ def test_vmdk_output(instar, vmdkdir, tmp_path, request, out, args):
     a, b = tmp_path / "oracle" / out, tmp_path / "instar" / out
     assert a.exists() == b.exists()
     if a.exists() and not err_case:
-        assert a.read_bytes() == b.read_bytes(), f"{out} differs"
+        assert tl.same_content(a, b), f"{out} differs"
 
 
 # ---- where qemu-img misbehaves: instar's clean errors (docs/differences.md) ---------------------

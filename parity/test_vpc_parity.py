@@ -424,7 +424,7 @@ def test_vpc_bench_write(instar, tmp_path, sub, opts):
     assert (actual.returncode, strip(actual), actual.stderr) == (expected.returncode, strip(expected),
                                                                  expected.stderr)
     a, b = tmp_path / "oracle" / "w.vhd", tmp_path / "instar" / "w.vhd"
-    assert a.read_bytes() == b.read_bytes(), "w.vhd differs"
+    assert tl.same_content(a, b), "w.vhd differs"
     assert _layout(a) == _layout(b), "w.vhd: host data/hole layout differs"
 
 
@@ -437,4 +437,4 @@ def test_vpc_snapshot(instar, vpcdir, tmp_path, request, args):
     expected, actual = tl.run_both_on_copies(instar, argv, [vpcdir / a for a in argv if a.endswith(".vhd")], tmp_path)
     tl.assert_same(expected, actual, " ".join(argv))
     assert (expected.returncode != 0) == request.node.callspec.id.startswith("err-")
-    assert (tmp_path / "oracle" / "dyn.vhd").read_bytes() == (tmp_path / "instar" / "dyn.vhd").read_bytes()
+    assert tl.same_content(tmp_path / "oracle" / "dyn.vhd", tmp_path / "instar" / "dyn.vhd")

@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential cmake clang-format qemu-utils python3 python3-pytest
-python3-pytest-xdist libcriterion-dev afl++ zlib1g-dev libzstd-dev hyperfine util-linux libseccomp-dev"
+python3-pytest-xdist libcriterion-dev afl++ zlib1g-dev libzstd-dev hyperfine util-linux libseccomp-dev eatmydata"
 
 missing=""
 for p in $PKGS; do

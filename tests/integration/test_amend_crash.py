@@ -36,7 +36,7 @@ def sweep(instar, src: Path, tmp_path: Path, opts: str, reads: list[str]) -> int
     for n in range(MAX_WRITES):
         work = tmp_path / f"n{n}"
         work.mkdir()
-        tl.run(["cp", str(src), str(work / src.name)])
+        tl.copy_file(src, work / src.name)
         img = work / src.name
         r = instar.run(["amend", "-o", opts, src.name], cwd=work,
                        env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
@@ -104,7 +104,7 @@ def sweep_same(instar, src: Path, tmp_path: Path, opts: str, extra: tuple = (), 
         work = tmp_path / f"n{n}"
         work.mkdir()
         for f in (src, *extra):
-            tl.run(["cp", str(f), str(work / f.name)])
+            tl.copy_file(f, work / f.name)
         img = work / src.name
         r = instar.run(["amend", "-o", opts, src.name], cwd=work,
                        env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
@@ -230,7 +230,7 @@ def test_data_file_crash(instar, tmp_path, create, opts):
         work = tmp_path / f"n{n}"
         work.mkdir()
         for f in ("d.qcow2", "d.raw"):
-            tl.run(["cp", str(src / f), str(work / f)])
+            tl.copy_file(src / f, work / f)
         (work / "other.raw").hardlink_to(work / "d.raw")
         r = instar.run(["amend", "-o", opts, "d.qcow2"], cwd=work,
                        env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)

@@ -44,7 +44,7 @@ def sweep(instar, src: Path, tmp_path: Path, args: list[str], reads: list[str]) 
         work.mkdir()
         for f in src.parent.iterdir():
             if f.is_file():
-                tl.run(["cp", str(f), str(work / f.name)])
+                tl.copy_file(f, work / f.name)
         img = work / src.name
         r = instar.run(["bench", "-w", "-d", "1", *args, src.name], cwd=work,
                        env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)

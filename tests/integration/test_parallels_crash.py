@@ -57,7 +57,7 @@ def sweep(instar, tmp_path: Path, img0: Path, args: list[str], out: str, check) 
         work = tmp_path / f"n{n}"
         work.mkdir()
         for f in img0.parent.iterdir():
-            tl.run(["cp", str(f), str(work / f.name)])
+            tl.copy_file(f, work / f.name)
         r = instar.run(args, cwd=work, env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
         img = work / out
         if r.returncode == 0:
@@ -159,7 +159,7 @@ def test_check_repair_sweep(instar, tmp_path, fix):
     for n in range(MAX_WRITES):
         work = tmp_path / f"n{n}"
         work.mkdir()
-        tl.run(["cp", str(src / "c.img"), str(work / "c.img")])
+        tl.copy_file(src / "c.img", work / "c.img")
         r = instar.run(args, cwd=work, env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
         if r.returncode != 1 or b"fault injection" not in r.stderr:
             assert r.returncode in (0, 2, 3), r.describe()

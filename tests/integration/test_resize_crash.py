@@ -54,7 +54,7 @@ def sweep(instar, src: Path, tmp_path: Path, args: list[str], reads: list[str]) 
     """Interrupt the resize before every write in turn; returns (writes, final image)."""
     for n in range(MAX_WRITES):
         img = tmp_path / f"n{n}.qcow2"
-        tl.run(["cp", str(src), str(img)])
+        tl.copy_file(src, img)
         r = instar.run(["resize", *[str(img) if a == "IMG" else a for a in args]],
                        env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
         if r.returncode == 0:

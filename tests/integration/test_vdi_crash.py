@@ -67,7 +67,7 @@ def test_bench_write_sweep(instar, tmp_path, static):
     for n in range(MAX_WRITES):
         work = tmp_path / f"n{n}"
         work.mkdir()
-        tl.run(["cp", "--sparse=always", str(img0), str(work / "w.vdi")])
+        tl.copy_file(img0, work / "w.vdi", sparse_always=True)
         r = instar.run(args, cwd=work, env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
         img = work / "w.vdi"
         assert info(img)["virtual-size"] == size

@@ -58,7 +58,7 @@ def test_bench_write_sweep(instar, tmp_path, sub):
     for n in range(MAX_WRITES):
         work = tmp_path / f"n{n}"
         work.mkdir()
-        tl.run(["cp", str(img0), str(work / "w.vhd")])
+        tl.copy_file(img0, work / "w.vhd")
         r = instar.run(args, cwd=work, env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
         img = work / "w.vhd"
         assert info(img)["virtual-size"] == size

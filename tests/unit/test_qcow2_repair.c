@@ -286,6 +286,20 @@ static void gen_teardown(void)
     sh("rm -rf %s", gen_dir);
 }
 
+/* Whether instar's repaired image (cur) is the oracle's o.qcow2, byte for byte. */
+static int same_as_oracle(void)
+{
+    char path[1024], *o;
+    size_t n;
+    int same;
+
+    snprintf(path, sizeof(path), "%s/o.qcow2", gen_dir);
+    o = slurp(path, &n);
+    same = n == cur.len && memcmp(o, cur.p, n) == 0;
+    free(o);
+    return same;
+}
+
 /* Counters over one mode's sweep, for the summary and the assertions. */
 struct sweep {
     unsigned images, same_lines, refused, clean_both, qemu_clean_instar_not, differ;
@@ -355,10 +369,16 @@ static int one(const char *name, const char *mode, unsigned fix, struct sweep *s
     snprintf(path, sizeof(path), "%s/i.qcow2", gen_dir);
     spill(path);
     rc_o2 = WEXITSTATUS(sh("cd %s && qemu-img check o.qcow2 >/dev/null 2>&1", gen_dir));
-    rc_i2 = WEXITSTATUS(sh("cd %s && qemu-img check i.qcow2 >/dev/null 2>&1", gen_dir));
-    cmp = WEXITSTATUS(sh("cd %s && qemu-img compare -f qcow2 -F qcow2 o.qcow2 i.qcow2 "
-                         ">/dev/null 2>&1",
-                         gen_dir));
+    if (same_as_oracle()) {
+        /* The same bytes: the same re-check and no difference, by construction. */
+        rc_i2 = rc_o2;
+        cmp = 0;
+    } else {
+        rc_i2 = WEXITSTATUS(sh("cd %s && qemu-img check i.qcow2 >/dev/null 2>&1", gen_dir));
+        cmp = WEXITSTATUS(sh("cd %s && qemu-img compare -f qcow2 -F qcow2 o.qcow2 i.qcow2 "
+                             ">/dev/null 2>&1",
+                             gen_dir));
+    }
     if (rc_o2 == 0 && rc_i2 == 0)
         sw->clean_both++;
     if (rc_o2 == 0 && rc_i2 != 0) {
