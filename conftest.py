@@ -45,7 +45,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "not_in_slice: left out of --slice runs (the oracle alone takes minutes under TCG); "
+        "markers", "not_in_slice: left out of --slice runs (fault sweeps and fuzz runs, whose guest code "
+        "is the same on every backend, and cases whose oracle alone takes minutes under TCG); "
         "the full run on the default backend keeps it")
 
 

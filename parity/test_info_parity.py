@@ -7,8 +7,7 @@ its absolute path, ``@locked`` by an image held open by a background qemu-io.
 Both tools read the same file, in the same cwd, with the same arguments, so
 no normalisation is applied.
 
-Formats that instar refuses by design (vmdk, vdi, ...) are not parity cases;
-see test_info_refused_formats at the bottom.
+The other formats' info cases live in their own suites (test_<fmt>_parity.py).
 """
 
 import re

@@ -14,6 +14,11 @@ import pytest
 
 import instar_testlib as tl
 
+# A sweep or fuzz run: the guest code it proves is the same on every
+# backend, and under TCG it alone takes most of the slice's time, so the
+# full run on the default backend keeps it and --slice runs leave it out.
+pytestmark = pytest.mark.not_in_slice
+
 MAX_WRITES = 400
 
 DATA = ("write -P 7 0 64k", "write -P 9 3M 128k")

@@ -15,10 +15,16 @@ every N until the create completes:
 
 from __future__ import annotations
 
+import pytest
 import struct
 from pathlib import Path
 
 import instar_testlib as tl
+
+# A sweep or fuzz run: the guest code it proves is the same on every
+# backend, and under TCG it alone takes most of the slice's time, so the
+# full run on the default backend keeps it and --slice runs leave it out.
+pytestmark = pytest.mark.not_in_slice
 
 SEC = "secret,id=sec0,data=crash-pw"
 MAX_WRITES = 100

@@ -11,12 +11,18 @@ be a documented one.  More seeds: MUTATE_FUZZ_SEEDS=N (default 1 seed of
 ITERATIONS iterations), or scripts/fuzz-mutate.py --seed N --iterations N.
 """
 
+import pytest
 import importlib.util
 import os
 import random
 import re
 
 import instar_testlib as tl
+
+# A sweep or fuzz run: the guest code it proves is the same on every
+# backend, and under TCG it alone takes most of the slice's time, so the
+# full run on the default backend keeps it and --slice runs leave it out.
+pytestmark = pytest.mark.not_in_slice
 
 spec = importlib.util.spec_from_file_location("fuzz_mutate", tl.REPO / "scripts" / "fuzz-mutate.py")
 fuzz = importlib.util.module_from_spec(spec)

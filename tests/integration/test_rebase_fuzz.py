@@ -7,10 +7,16 @@ and instar: messages, exit codes and every file byte for byte must match.
 Longer runs: scripts/fuzz-rebase.py --seed N --iterations N.
 """
 
+import pytest
 import importlib.util
 import random
 
 import instar_testlib as tl
+
+# A sweep or fuzz run: the guest code it proves is the same on every
+# backend, and under TCG it alone takes most of the slice's time, so the
+# full run on the default backend keeps it and --slice runs leave it out.
+pytestmark = pytest.mark.not_in_slice
 
 spec = importlib.util.spec_from_file_location("fuzz_rebase", tl.REPO / "scripts" / "fuzz-rebase.py")
 fuzz = importlib.util.module_from_spec(spec)

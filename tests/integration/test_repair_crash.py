@@ -26,6 +26,11 @@ import pytest
 import corrupt_check as cc
 import instar_testlib as tl
 
+# A sweep or fuzz run: the guest code it proves is the same on every
+# backend, and under TCG it alone takes most of the slice's time, so the
+# full run on the default backend keeps it and --slice runs leave it out.
+pytestmark = pytest.mark.not_in_slice
+
 #: (case, width, mode): repairs that reach a clean image without changing
 #: guest data, covering the rebuild, refcount fixes in both directions,
 #: OFLAG_COPIED fixes, growing the file, and plain leak frees.

@@ -4,8 +4,14 @@ by both tools, must give the same output, the same re-check and the same
 guest data (or an instar refusal that left the file untouched).  Longer runs
 and their results: docs/repair.md."""
 
+import pytest
 import importlib.util
 from pathlib import Path
+
+# A sweep or fuzz run: the guest code it proves is the same on every
+# backend, and under TCG it alone takes most of the slice's time, so the
+# full run on the default backend keeps it and --slice runs leave it out.
+pytestmark = pytest.mark.not_in_slice
 
 ROOT = Path(__file__).resolve().parents[2]
 

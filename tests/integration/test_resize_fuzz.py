@@ -7,10 +7,16 @@ output, file length, `qemu-img check` and `qemu-img compare` must match.
 Longer runs and their results: docs/resize.md.
 """
 
+import pytest
 import importlib.util
 import random
 
 import instar_testlib as tl
+
+# A sweep or fuzz run: the guest code it proves is the same on every
+# backend, and under TCG it alone takes most of the slice's time, so the
+# full run on the default backend keeps it and --slice runs leave it out.
+pytestmark = pytest.mark.not_in_slice
 
 spec = importlib.util.spec_from_file_location("fuzz_resize", tl.REPO / "scripts" / "fuzz-resize.py")
 fuzz = importlib.util.module_from_spec(spec)
