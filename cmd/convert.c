@@ -67,6 +67,13 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total, const char *
             return UINT64_MAX;
         return lim + (256ULL << 20) + 4 * cl;
     }
+    /*
+     * vpc: a dynamic image's blocks, each after its sector bitmap (512
+     * bytes a block; an existing target's blocks, with -n, may be as small
+     * as one sector), and the footer moved past each new block.
+     */
+    if (!strcmp(fmt, "vpc"))
+        return total > (UINT64_MAX >> 2) ? UINT64_MAX : 2 * total + (4ULL << 20);
     if (strcmp(fmt, "qcow2"))
         return total;
     lim = total + total / 8;
@@ -568,7 +575,7 @@ int cmd_convert(int argc, char **argv)
     if (bitmaps && convert_check_bitmaps(&src[0], nsrc, skip_broken) < 0)
         goto out;
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2") && strcmp(out_fmt, "parallels") &&
-        strcmp(out_fmt, "vdi")) {
+        strcmp(out_fmt, "vdi") && strcmp(out_fmt, "vpc")) {
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
     }
@@ -585,10 +592,11 @@ int cmd_convert(int argc, char **argv)
             goto out;
     }
     tpath = tspec.path ? tspec.path : out_filename;
-    if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "parallels") || !strcmp(out_fmt, "vdi")) {
+    if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "parallels") || !strcmp(out_fmt, "vdi") ||
+        !strcmp(out_fmt, "vpc")) {
         uint64_t lim;
 
-        /* A qcow2, parallels or vdi target: a writable node of the graph. */
+        /* A qcow2, parallels, vdi or vpc target: a writable node of the graph. */
         if (open_node_target(&tgt, tpath, out_fmt, direct) < 0)
             goto out;
         tgt_open = true;
@@ -699,6 +707,7 @@ int cmd_convert(int argc, char **argv)
     args.target_driver = tnode == INSTAR_NO_NODE         ? INSTAR_DRV_RAW
                          : !strcmp(out_fmt, "parallels") ? INSTAR_DRV_PARALLELS
                          : !strcmp(out_fmt, "vdi")       ? INSTAR_DRV_VDI
+                         : !strcmp(out_fmt, "vpc")       ? INSTAR_DRV_VPC
                                                          : INSTAR_DRV_QCOW2;
     /* A new raw file or qcow2 image without a backing file reads as zeros (bdrv_has_zero_init). */
     if (has_zero_init || (!skip_create && min_sparse && !target_has_backing))

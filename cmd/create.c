@@ -1751,8 +1751,9 @@ static int create_for(const char *filename, const char *fmt, const char *options
         return -1;
     }
     /* vhdx is created by create only: its writes (through the log) are not built. */
-    if (!format_descs(fmt) || (!strcmp(fmt, "vpc") && strcmp(cmd, "dd")) || !strcmp(fmt, "qed") ||
-        !strcmp(fmt, "qcow") || !strcmp(fmt, "vhdx") ||
+    if (!format_descs(fmt) ||
+        (!strcmp(fmt, "vpc") && strcmp(cmd, "dd") && strcmp(cmd, "convert")) ||
+        !strcmp(fmt, "qed") || !strcmp(fmt, "qcow") || !strcmp(fmt, "vhdx") ||
         (!strcmp(fmt, "parallels") && strcmp(cmd, "dd") && strcmp(cmd, "convert"))) {
         report_error("Format '%s' is not supported by instar %s", fmt, cmd);
         return -1;

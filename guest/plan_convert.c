@@ -819,7 +819,8 @@ void plan_convert(void)
         a.min_sparse > 32768 || a.target >= boot->ndevices ||
         !(boot->devices[a.target].flags & INSTAR_DEV_WRITE) ||
         (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2 &&
-         a.target_driver != INSTAR_DRV_PARALLELS && a.target_driver != INSTAR_DRV_VDI) ||
+         a.target_driver != INSTAR_DRV_PARALLELS && a.target_driver != INSTAR_DRV_VDI &&
+         a.target_driver != INSTAR_DRV_VPC) ||
         ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
@@ -829,12 +830,16 @@ void plan_convert(void)
         if (!s->tn || s->tn->drv != &gbs_drv_qcow2 || !s->tn->writable || s->tn->file != a.target)
             result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }
-    /* A parallels or vdi target node, written through its driver. */
-    if (a.target_driver == INSTAR_DRV_PARALLELS || a.target_driver == INSTAR_DRV_VDI) {
+    /* A parallels, vdi or vpc target node, written through its driver. */
+    if (a.target_driver == INSTAR_DRV_PARALLELS || a.target_driver == INSTAR_DRV_VDI ||
+        a.target_driver == INSTAR_DRV_VPC) {
+        const struct gbs_driver *want = a.target_driver == INSTAR_DRV_VDI   ? &gbs_drv_vdi
+                                        : a.target_driver == INSTAR_DRV_VPC ? &gbs_drv_vpc
+                                                                            : &gbs_drv_parallels;
+
         s->gn = gbs_node(a.target_node);
-        if (!s->gn ||
-            s->gn->drv != (a.target_driver == INSTAR_DRV_VDI ? &gbs_drv_vdi : &gbs_drv_parallels) ||
-            !s->gn->writable || s->gn->file != a.target || (a.flags & INSTAR_CONVERT_BITMAPS))
+        if (!s->gn || s->gn->drv != want || !s->gn->writable || s->gn->file != a.target ||
+            (a.flags & INSTAR_CONVERT_BITMAPS))
             result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }
     for (i = 0; i < a.nsrc; i++) {
