@@ -132,7 +132,7 @@ int cmd_dd(int argc, char **argv)
     };
     struct dd_opts o = {.bs = 512};
     const char *fmt = NULL, *out_fmt = "raw";
-    bool image_opts = false, force_share = false, qcow2, vpc, parallels, vdi;
+    bool image_opts = false, force_share = false, qcow2, vpc, parallels, vdi, qed;
     struct instar_dd_args args;
     struct instar_data_result v;
     struct open_chain in;
@@ -200,13 +200,14 @@ int cmd_dd(int argc, char **argv)
      */
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "file") && strcmp(out_fmt, "qcow2") &&
         strcmp(out_fmt, "vpc") && strcmp(out_fmt, "parallels") && strcmp(out_fmt, "vdi") &&
-        strcmp(out_fmt, "luks")) {
+        strcmp(out_fmt, "qed") && strcmp(out_fmt, "luks")) {
         report_error("Format '%s' is not supported by instar dd", out_fmt);
         goto out;
     }
     qcow2 = !strcmp(out_fmt, "qcow2");
     vpc = !strcmp(out_fmt, "vpc");
     vdi = !strcmp(out_fmt, "vdi");
+    qed = !strcmp(out_fmt, "qed");
     parallels = !strcmp(out_fmt, "parallels");
 
     /* img_dd(): count blocks from the start of the input, then the skip off that. */
@@ -255,8 +256,8 @@ int cmd_dd(int argc, char **argv)
     }
 
     dev = graph_add_dev(&gr, out_fd, (uint64_t)st.st_size, INSTAR_DEV_READ | INSTAR_DEV_WRITE,
-                        dd_write_limit(qcow2 || vpc || parallels || vdi, (uint64_t)(size - in_pos),
-                                       (uint64_t)st.st_size),
+                        dd_write_limit(qcow2 || vpc || parallels || vdi || qed,
+                                       (uint64_t)(size - in_pos), (uint64_t)st.st_size),
                         o.out);
     if (dev < 0 || gr.g.nnodes >= INSTAR_NODE_MAX) {
         report_error("Could not open '%s': instar reads at most %u images and %u files at once",
@@ -269,6 +270,7 @@ int cmd_dd(int argc, char **argv)
                   : vpc       ? INSTAR_DRV_VPC
                   : parallels ? INSTAR_DRV_PARALLELS
                   : vdi       ? INSTAR_DRV_VDI
+                  : qed       ? INSTAR_DRV_QED
                               : INSTAR_DRV_RAW,
         .file = (uint32_t)dev,
         .data = INSTAR_NO_NODE,
