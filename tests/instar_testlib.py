@@ -115,7 +115,7 @@ def qemu_io(*args: str, cwd=None, check: bool = True, timeout: float = 120) -> R
     return r
 
 
-def _extents(fd: int, end: int) -> list[tuple[int, int]]:
+def host_extents_fd(fd: int, end: int) -> list[tuple[int, int]]:
     """[(data, hole)] of fd up to end, as SEEK_DATA/SEEK_HOLE report them."""
     out, off = [], 0
     while off < end:
@@ -148,7 +148,7 @@ def copy_file(src: os.PathLike | str, dst: os.PathLike | str, sparse_always: boo
         st = os.fstat(fi)
         fo = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, st.st_mode & 0o777)
         try:
-            for data, hole in _extents(fi, st.st_size):
+            for data, hole in host_extents_fd(fi, st.st_size):
                 if sparse_always:
                     _copy_nonzero(fi, fo, data, hole)
                     continue
@@ -236,48 +236,42 @@ def _libc():
     return _LIBC
 
 
-def same_files(a: os.PathLike | str, b: os.PathLike | str) -> bool:
-    """Whether two files have the same length, holes and bytes."""
+def _same_ranges(fa: int, fb: int, ranges) -> bool:
+    for start, end in ranges:
+        off = start
+        while off < end:
+            n = min(end - off, 1 << 22)
+            if os.pread(fa, n, off) != os.pread(fb, n, off):
+                return False
+            off += n
+    return True
+
+
+def _compare(a, b, holes: bool) -> bool:
+    """Same length and bytes; with holes, also the same data/hole layout
+    (then only the data extents are read); without, holes read as zeros."""
     fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
     try:
         size = os.fstat(fa).st_size
         if os.fstat(fb).st_size != size:
             return False
-        ea, eb = _extents(fa, size), _extents(fb, size)
-        if ea != eb:
-            return False
-        for data, hole in ea:
-            off = data
-            while off < hole:
-                n = min(hole - off, 1 << 20)
-                if os.pread(fa, n, off) != os.pread(fb, n, off):
-                    return False
-                off += n
-        return True
+        ea, eb = host_extents_fd(fa, size), host_extents_fd(fb, size)
+        if ea == eb:
+            return _same_ranges(fa, fb, ea)
+        return not holes and _same_ranges(fa, fb, [(0, size)])
     finally:
         os.close(fa)
         os.close(fb)
+
+
+def same_files(a: os.PathLike | str, b: os.PathLike | str) -> bool:
+    """Whether two files have the same length, holes and bytes."""
+    return _compare(a, b, holes=True)
 
 
 def same_content(a: os.PathLike | str, b: os.PathLike | str) -> bool:
     """Whether two files read the same (holes read as zeros), without loading them whole."""
-    if same_files(a, b):
-        return True
-    fa, fb = os.open(a, os.O_RDONLY), os.open(b, os.O_RDONLY)
-    try:
-        size = os.fstat(fa).st_size
-        if os.fstat(fb).st_size != size:
-            return False
-        off = 0
-        while off < size:
-            n = min(size - off, 1 << 22)
-            if os.pread(fa, n, off) != os.pread(fb, n, off):
-                return False
-            off += n
-        return True
-    finally:
-        os.close(fa)
-        os.close(fb)
+    return _compare(a, b, holes=False)
 
 
 def same_trees(a: Path, b: Path) -> bool:

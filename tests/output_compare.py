@@ -51,39 +51,14 @@ def sparse_copy(src: os.PathLike | str, dst: os.PathLike | str) -> None:
     block status is the host layout, so a copy must keep the layout for
     ``map``, ``convert`` and ``compare -s`` to see the same image.
     """
-    with open(src, "rb") as fi, open(dst, "wb") as fo:
-        end = os.fstat(fi.fileno()).st_size
-        for data, hole in host_extents_fd(fi.fileno(), end):
-            fi.seek(data)
-            fo.seek(data)
-            left = hole - data
-            while left:
-                chunk = fi.read(min(left, 1 << 20))
-                if not chunk:
-                    break
-                fo.write(chunk)
-                left -= len(chunk)
-        fo.truncate(end)
-
-
-def host_extents_fd(fd: int, end: int) -> list[tuple[int, int]]:
-    out, off = [], 0
-    while off < end:
-        try:
-            data = os.lseek(fd, off, os.SEEK_DATA)
-        except OSError:  # ENXIO: no data after off
-            break
-        hole = os.lseek(fd, data, os.SEEK_HOLE)
-        out.append((data, hole))
-        off = hole
-    return out
+    tl.copy_file(src, dst)
 
 
 def host_extents(path: os.PathLike | str) -> list[tuple[int, int]]:
     """The file's data extents [(start, end)], as SEEK_DATA/SEEK_HOLE report them."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return host_extents_fd(fd, os.fstat(fd).st_size)
+        return tl.host_extents_fd(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
 
