@@ -547,6 +547,27 @@ def run_both_on_copies(
     return expected, actual
 
 
+def new_target_sweep(instar, tmp_path: Path, args: Sequence[str], check, max_writes: int = 200) -> int:
+    """Cut a command that writes a new target (convert -O, dd -O) before each
+    of its writes in turn: INSTAR_FAULT_WRITES=0, 1, ... until it completes,
+    each run in its own directory under tmp_path.  A run cut inside the
+    target's create (a new file, as qemu-img's own create leaves one) is
+    skipped; check(workdir, done) judges every other result.  Returns the
+    number of writes the complete run made."""
+    for n in range(max_writes):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        r = instar.run(list(args), cwd=work, env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        if r.returncode != 0:
+            assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+            if b"error while" in r.stderr:
+                continue
+        check(work, r.returncode == 0)
+        if r.returncode == 0:
+            return n
+    raise AssertionError(f"{args[0]} did not complete within {max_writes} writes")
+
+
 def make_linkdir() -> Path:
     """A fresh private temp dir for the qemu-img symlink (caller may delete)."""
     return Path(tempfile.mkdtemp(prefix="instar-link-"))
