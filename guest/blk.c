@@ -100,6 +100,62 @@ static struct cache_block *cache_get(uint32_t handle, uint64_t aligned)
     return victim;
 }
 
+/* --- Read-ahead windows (gblk_pread_ahead) --- */
+
+#define AHEAD_WINDOWS 2
+
+struct ahead_window {
+    uint32_t handle;
+    uint32_t valid;
+    uint64_t offset, len, stamp;
+    uint8_t *data; /* GBLK_AHEAD bytes */
+};
+
+static struct ahead_window ahead[AHEAD_WINDOWS];
+static uint64_t ahead_clock;
+
+int gblk_pread_ahead(uint32_t handle, uint64_t offset, void *buf, size_t len)
+{
+    struct ahead_window *w = NULL;
+    uint64_t end;
+
+    if (handle >= boot->ndevices || ovf_add_u64(offset, len, &end))
+        return -INSTAR_ERR_IO;
+    if (gdev_written(handle) || len > GBLK_AHEAD / 2)
+        return gblk_pread_direct(handle, offset, buf, len);
+    for (int i = 0; i < AHEAD_WINDOWS; i++) {
+        struct ahead_window *c = &ahead[i];
+
+        if (c->valid && c->handle == handle && offset >= c->offset && end <= c->offset + c->len) {
+            c->stamp = ++ahead_clock;
+            memcpy(buf, c->data + (offset - c->offset), len);
+            return 0;
+        }
+        if (!w || !c->valid || (w->valid && c->stamp < w->stamp))
+            w = c;
+    }
+    if (!w->data) {
+        w->data = malloc(GBLK_AHEAD);
+        if (!w->data)
+            return gblk_pread_direct(handle, offset, buf, len);
+    }
+    /* The window reaches no further past the end than the read itself. */
+    w->len = GBLK_AHEAD;
+    if (offset < gblk_size(handle) && gblk_size(handle) - offset < w->len)
+        w->len = gblk_size(handle) - offset;
+    if (w->len < len)
+        w->len = len;
+    w->valid = 0;
+    if (ovf_add_u64(offset, w->len, &end) || gblk_pread_direct(handle, offset, w->data, w->len) < 0)
+        return -INSTAR_ERR_IO;
+    w->handle = handle;
+    w->offset = offset;
+    w->valid = 1;
+    w->stamp = ++ahead_clock;
+    memcpy(buf, w->data, len);
+    return 0;
+}
+
 /* --- Written devices --- */
 
 static bool dev_written[INSTAR_DEV_MAX];

@@ -573,7 +573,7 @@ static int read_compressed(struct gvmdk *s, uint32_t i, uint64_t co, uint64_t in
         }
         s->grain_at = UINT64_MAX;
         if (co > 0x7fffffffc0000000ull - cbytes * 2 ||
-            gblk_pread_direct(s->ext_dev[i], co, s->zbuf, (size_t)cbytes * 2) < 0)
+            gblk_pread_ahead(s->ext_dev[i], co, s->zbuf, (size_t)cbytes * 2) < 0)
             return -GBS_EIO;
         if (vmdk_grain_data(e, s->zbuf, (size_t)cbytes * 2, &data, &dlen) < 0)
             return -GBS_EINVAL;

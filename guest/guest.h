@@ -71,6 +71,15 @@ int gblk_pread(uint32_t handle, uint64_t offset, void *buf, size_t len);
 /* gblk_pread without the cache: for data, read once.  Same contract. */
 int gblk_pread_direct(uint32_t handle, uint64_t offset, void *buf, size_t len);
 
+/*
+ * gblk_pread_ahead - gblk_pread for data read front to back in pieces
+ * (vmdk's compressed grains): a read outside the current window fetches
+ * a window of GBLK_AHEAD bytes from its start in one exit, and the
+ * following reads inside it are copies.  Same contract.
+ */
+#define GBLK_AHEAD (1u << 20)
+int gblk_pread_ahead(uint32_t handle, uint64_t offset, void *buf, size_t len);
+
 /* Size in bytes of device handle at boot (0 if the handle is invalid). */
 uint64_t gblk_size(uint32_t handle);
 /* gblk_flags - the device's INSTAR_DEV_* flags (0 for no device). */

@@ -27,6 +27,9 @@ enum blk_status {
     BLK_BACKING_FILE
 };
 
+#define WB_SIZE   (4u << 20) /* held-back writes to a raw target, joined (wb_add()) */
+#define WB_PIECES 256
+
 struct cv {
     const struct instar_convert_args *a;
     struct gbs *src[INSTAR_CONVERT_SRC_MAX];
@@ -61,12 +64,22 @@ struct cv {
     /* progress */
     bool progress;
     int64_t allocated_sectors, allocated_done;
+    /* Writes to a raw target held back and joined (see wb_add()). */
+    uint8_t *wb;
+    uint64_t wb_off, wb_len;
+    uint32_t wb_n;
+    uint64_t chunk_off;              /* the guest offset of the chunk being written */
+    uint64_t wb_piece[WB_PIECES][3]; /* each held write: offset, length, its chunk's offset */
 };
 
 static struct cv S;
 
+static int wb_flush(struct cv *s);
+
 static __attribute__((noreturn)) void fail(uint32_t status, int err, uint64_t offset)
 {
+    /* The writes held back came first: one of them failing is the error. */
+    wb_flush(&S);
     gbs_send(INSTAR_OP_CONVERT, status, (uint32_t)(err < 0 ? -err : err), offset, 0, 0);
 }
 
@@ -261,6 +274,68 @@ static int read_ahead(struct cv *s, int64_t sector_num, int64_t n, uint8_t *buf)
 /* --- the target --- */
 
 /*
+ * A raw target's writes from guest RAM are held back and joined into one
+ * host write of up to WB_SIZE bytes while each starts where the last ended
+ * (qemu-img writes a chunk at a time: a vmdk grain, a qcow2 cluster run):
+ * the same bytes land in the same places, in far fewer exits.  Any other
+ * write to the target, a failure and the end of the copy flush them
+ * first.  Only without -p (whose lines follow each chunk's write) and
+ * without -C.
+ */
+static bool wb_on(const struct cv *s)
+{
+    return s->wb && !s->tn && !s->gn;
+}
+
+/*
+ * Write what is held back.  When the joined write fails, the writes are
+ * made again one by one as qemu-img made them, and the first that fails
+ * is the convert's error, at the offset of its chunk.  Returns 0.
+ */
+static int wb_flush(struct cv *s)
+{
+    uint64_t done = 0;
+    uint32_t i, n = s->wb_n;
+
+    if (!n)
+        return 0;
+    s->wb_n = 0;
+    if (gdev_pwrite(s->t, s->wb_off, s->wb, (size_t)s->wb_len) >= 0)
+        return 0;
+    for (i = 0; i < n; i++) {
+        uint64_t off = s->wb_piece[i][0], len = s->wb_piece[i][1];
+
+        if (gdev_pwrite(s->t, off, s->wb + done, (size_t)len) < 0)
+            gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_EWRITE_AT, GBS_EIO, s->wb_piece[i][2], 0, 0);
+        done += len;
+    }
+    return 0;
+}
+
+/* Hold back a write of len bytes at off from buf, flushing first where it does not join. */
+static int wb_add(struct cv *s, uint64_t off, const uint8_t *buf, uint64_t len)
+{
+    if (len > WB_SIZE / 2) {
+        wb_flush(s);
+        return gdev_pwrite(s->t, off, buf, (size_t)len) < 0 ? -GBS_EIO : 0;
+    }
+    if (s->wb_n &&
+        (s->wb_n == WB_PIECES || off != s->wb_off + s->wb_len || s->wb_len + len > WB_SIZE))
+        wb_flush(s);
+    if (!s->wb_n) {
+        s->wb_off = off;
+        s->wb_len = 0;
+    }
+    memcpy(s->wb + s->wb_len, buf, (size_t)len);
+    s->wb_piece[s->wb_n][0] = off;
+    s->wb_piece[s->wb_n][1] = len;
+    s->wb_piece[s->wb_n][2] = s->chunk_off;
+    s->wb_n++;
+    s->wb_len += len;
+    return 0;
+}
+
+/*
  * Write n sectors at sector_num of the target: from buf, or (buf NULL)
  * copied by the host from device src_dev at src_off.
  */
@@ -278,8 +353,11 @@ static int t_w_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
     /* A qcow2 target's data lies in its data file (the image file, or an external one). */
     uint32_t dev = c->s->tn ? c->s->tn->data : c->s->t;
 
+    if (c->buf && wb_on(c->s))
+        return wb_add(c->s, host, c->buf + done, bytes);
     if (c->buf)
         return gdev_pwrite(dev, host, c->buf + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+    wb_flush(c->s);
     return hc_copy(c->src_dev, c->src_off + done, dev, host, bytes, 0, 0, 0, 0, NULL) < 0 ? -GBS_EIO
                                                                                           : 0;
 }
@@ -309,6 +387,7 @@ static int t_zero(struct cv *s, int64_t sector_num, int64_t n)
     if (s->tn || s->gn)
         return gbs_pwrite_zeroes(s->tn ? s->tn : s->gn, (uint64_t)sector_num * SECTOR,
                                  (uint64_t)n * SECTOR, GBS_ZERO_MAY_UNMAP);
+    wb_flush(s);
     return hc_zero(s->t, (uint64_t)sector_num * SECTOR, (uint64_t)n * SECTOR, 0) < 0 ? -GBS_EIO : 0;
 }
 
@@ -363,6 +442,7 @@ static int copy_direct(struct cv *s, int64_t sector_num, int64_t n)
         return 0; /* a file cut short: its tail reads as zeros, through RAM */
     if (s->min_sparse_on && !s->copy_range)
         flags = s->has_zero_init ? INSTAR_COPY_SPARSE : INSTAR_COPY_PUNCH;
+    wb_flush(s);
     if (hc_copy(s->st_dev, src_off, s->t, (uint64_t)sector_num * SECTOR, len, flags,
                 (uint32_t)s->min_sparse, (uint32_t)s->alignment, (uint64_t)sector_num,
                 &written) < 0)
@@ -520,6 +600,7 @@ static void compressed_eof(struct cv *s)
 
     if (s->c_data_file)
         gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_ENOTSUP, 0, 0, 0);
+    wb_flush(s);
     len = gdev_length(s->t);
     aligned = (len + SECTOR - 1) / SECTOR * SECTOR;
     if (aligned != len && gdev_truncate(s->t, aligned, INSTAR_TRUNC_OFF) < 0)
@@ -580,6 +661,7 @@ static void do_copy(struct cv *s)
 
         n = iteration(s, sector_num);
         status = s->status;
+        s->chunk_off = (uint64_t)sector_num * SECTOR;
         if (!s->min_sparse_on && status == BLK_ZERO && n > s->buf_sectors)
             n = s->buf_sectors;
         if (s->progress && (status == BLK_DATA || (!s->min_sparse_on && status == BLK_ZERO))) {
@@ -873,7 +955,11 @@ void plan_convert(void)
     if (s->compressed)
         compressed_setup(s);
 
+    /* Held-back writes (wb_add()): a raw target, without -p or -C. */
+    if (!s->tn && !s->gn && !s->progress && !s->copy_range)
+        s->wb = malloc(WB_SIZE); /* NULL: write as qemu-img does, a chunk at a time */
     do_copy(s);
+    wb_flush(s);
 
     if (s->tn || s->gn) {
         ret = gbs_flush(s->tn ? s->tn : s->gn);

@@ -13,7 +13,11 @@ kept and reused):
   data.qcow2    the same guest data, 64 KiB clusters;
   zlib.qcow2    data.qcow2 converted with -c (zlib);  zstd.qcow2: with zstd;
   chain.qcow2   the top of a 3-deep chain (base, mid, top each writing a third);
-  empty.qcow2   1 TiB, nothing written (block status is everything).
+  empty.qcow2   1 TiB, nothing written (block status is everything);
+  data.vmdk, stream.vmdk, data.vhdx, data.vpc
+                data.raw converted by qemu-img to vmdk (monolithicSparse and
+                streamOptimized), vhdx and vpc (dynamic), made only when a
+                case that reads them runs.
 
 Cases (output in the work dir, removed before each run):
   qcow2-raw    convert -O raw data.qcow2         (and cp --sparse=always data.raw)
@@ -23,6 +27,8 @@ Cases (output in the work dir, removed before each run):
   zstd-raw     convert -O raw zstd.qcow2
   chain-raw    convert -O raw chain.qcow2
   empty-raw    convert -O raw empty.qcow2
+  vmdk-raw     convert -O raw data.vmdk     (and vmdkso-raw: stream.vmdk,
+  vhdx-raw     convert -O raw data.vhdx      vpc-raw: data.vpc)
   compare      compare data.qcow2 data.raw
   map          map --output=json data.qcow2
 
@@ -97,6 +103,21 @@ def make_images(wd: Path):
     (wd / "done").write_text("")
 
 
+# Other formats' images, made from data.raw by qemu-img when a case needs them.
+FORMAT_IMAGES = {
+    "data.vmdk": ["-O", "vmdk"],
+    "stream.vmdk": ["-O", "vmdk", "-o", "subformat=streamOptimized"],
+    "data.vhdx": ["-O", "vhdx"],
+    "data.vpc": ["-O", "vpc"],
+}
+
+
+def make_format_image(wd: Path, name: str):
+    if not (wd / name).exists():
+        sh([QEMU_IMG, "convert", *FORMAT_IMAGES[name], "data.raw", name + ".tmp"], wd)
+        (wd / (name + ".tmp")).rename(wd / name)
+
+
 CASES = {
     "qcow2-raw": ["convert", "-O", "raw", "data.qcow2", "out"],
     "raw-qcow2": ["convert", "-O", "qcow2", "data.raw", "out"],
@@ -105,6 +126,10 @@ CASES = {
     "zstd-raw": ["convert", "-O", "raw", "zstd.qcow2", "out"],
     "chain-raw": ["convert", "-O", "raw", "chain.qcow2", "out"],
     "empty-raw": ["convert", "-O", "raw", "empty.qcow2", "out"],
+    "vmdk-raw": ["convert", "-O", "raw", "data.vmdk", "out"],
+    "vmdkso-raw": ["convert", "-O", "raw", "stream.vmdk", "out"],
+    "vhdx-raw": ["convert", "-O", "raw", "data.vhdx", "out"],
+    "vpc-raw": ["convert", "-O", "raw", "data.vpc", "out"],
     "compare": ["compare", "data.qcow2", "data.raw"],
     "map": ["map", "--output=json", "data.qcow2"],
 }
@@ -180,6 +205,9 @@ def main():
         tools["baseline"] = [str(qemu_img_link("bin-baseline", a.baseline))]
     rows = []
     for case in cases:
+        for arg in CASES[case]:
+            if arg in FORMAT_IMAGES:
+                make_format_image(wd, arg)
         times = {t: [] for t in tools}
         rss = {t: 0 for t in tools}
         failed = {}

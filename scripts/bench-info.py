@@ -2,11 +2,15 @@
 """Time `instar info` on every usable sandbox backend against `qemu-img info`.
 
 Usage: scripts/bench-info.py [-n RUNS] [--instar PATH] [--json] [--prealloc-1t] [--hyperfine]
-                             [--out-json FILE]
+                             [--formats | --only-formats] [--out-json FILE]
 
 Images are generated in a temp dir with qemu-img/qemu-io: a small qcow2, a
 qcow2 with snapshots and bitmaps, a raw file, a 1 TiB qcow2 and (opt-in,
-slow to create) a 1 TiB qcow2 with preallocation=metadata.
+slow to create) a 1 TiB qcow2 with preallocation=metadata.  --formats adds
+one 1 GiB image of every other format qemu-img creates, each with 4 MiB
+written at 0 and at 512 MiB (vmdk monolithicSparse and streamOptimized,
+vpc, vhdx, vdi, qcow, qed, parallels, and a luks volume, whose info needs
+no key); --only-formats times those alone.
 
 Backends: instar is timed once per sandbox backend (INSTAR_SANDBOX=process,
 and INSTAR_SANDBOX=kvm where a VM can be created); a backend is usable when
@@ -78,8 +82,41 @@ def sh(*argv, cwd):
     subprocess.run(argv, cwd=cwd, env=ENV, check=True, stdout=subprocess.DEVNULL, timeout=1800)
 
 
-def make_images(d: Path, prealloc: bool):
+# --formats: (file, qemu-img create -f FORMAT, extra create options)
+FORMAT_IMAGES = [
+    ("sparse.vmdk", "vmdk", []),
+    ("stream.vmdk", "vmdk", ["-o", "subformat=streamOptimized"]),
+    ("dynamic.vpc", "vpc", []),
+    ("dynamic.vhdx", "vhdx", []),
+    ("dynamic.vdi", "vdi", []),
+    ("v1.qcow", "qcow", []),
+    ("image.qed", "qed", []),
+    ("image.parallels", "parallels", []),
+]
+
+
+def make_format_images(d: Path):
+    """Every format's image: written through qemu-img convert from one raw file."""
     imgs = []
+    with open(d / "src.raw", "wb") as f:
+        f.truncate(1 << 30)
+        for off, pat in ((0, 5), (512 << 20, 6)):
+            f.seek(off)
+            f.write(bytes([pat]) * (4 << 20))
+    for name, fmt, opts in FORMAT_IMAGES:
+        sh(QEMU_IMG, "convert", "-O", fmt, *opts, "src.raw", name, cwd=d)
+        imgs.append(name)
+    sh(QEMU_IMG, "convert", "-O", "luks", "--object", "secret,id=s,data=bench", "-o",
+       "key-secret=s,iter-time=10", "src.raw", "volume.luks", cwd=d)
+    imgs.append("volume.luks")
+    (d / "src.raw").unlink()
+    return imgs
+
+
+def make_images(d: Path, prealloc: bool, formats: str):
+    imgs = []
+    if formats == "only":
+        return make_format_images(d)
     sh(QEMU_IMG, "create", "-q", "-f", "qcow2", "small.qcow2", "64M", cwd=d)
     sh(QEMU_IO, "-f", "qcow2", "-c", "write -P 1 0 1M", "small.qcow2", cwd=d)
     imgs.append("small.qcow2")
@@ -102,6 +139,8 @@ def make_images(d: Path, prealloc: bool):
     if prealloc:
         sh(QEMU_IMG, "create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", "big-prealloc.qcow2", "1T", cwd=d)
         imgs.append("big-prealloc.qcow2")
+    if formats == "also":
+        imgs += make_format_images(d)
     return imgs
 
 
@@ -112,6 +151,8 @@ def main():
     ap.add_argument("--json", action="store_true", help="use --output=json")
     ap.add_argument("--prealloc-1t", action="store_true", help="also a 1 TiB preallocation=metadata qcow2 (slow)")
     ap.add_argument("--hyperfine", action="store_true", help="let hyperfine do the timing")
+    ap.add_argument("--formats", action="store_true", help="also an image of every other format qemu-img creates")
+    ap.add_argument("--only-formats", action="store_true", help="only the --formats images")
     ap.add_argument("--debug-runs", type=int, default=3, help="INSTAR_DEBUG=1 runs per image and backend")
     ap.add_argument("--out-json", metavar="FILE", help="also write every number to FILE")
     a = ap.parse_args()
@@ -131,7 +172,8 @@ def main():
         imgdir = tmp / "img"
         imgdir.mkdir()
         print(f"generating images in {imgdir} ...", file=sys.stderr)
-        imgs = make_images(imgdir, a.prealloc_1t)
+        imgs = make_images(imgdir, a.prealloc_1t,
+                           "only" if a.only_formats else "also" if a.formats else "")
 
         probe = probe_backends(link, imgs[0], imgdir)
         backends = [b for b, (ok, _) in probe.items() if ok]
