@@ -605,6 +605,13 @@ void gbs_send(uint32_t op, uint32_t status, uint32_t errnum, uint64_t offset, ui
         result_error(op, INSTAR_ERR_NOMEM, NULL, NULL, 0);
     r = rbuf_at(&rb, 0);
     r->status = status;
+    /*
+     * The layers above the host calls report a failed write as EIO; when
+     * the host's file system was full, qemu-img names that instead.
+     */
+    if (status == INSTAR_DATA_EWRITE_AT && errnum == GBS_EIO &&
+        hc_last_write_error() == INSTAR_HC_ENOSPC)
+        errnum = GBS_ENOSPC;
     r->errnum = errnum;
     r->offset = offset;
     r->image = image;

@@ -23,6 +23,7 @@
 #define GBS_ENOMEM  12
 #define GBS_EACCES  13
 #define GBS_EINVAL  22
+#define GBS_ENOSPC  28
 #define GBS_ENOTSUP 95 /* EOPNOTSUPP */
 
 /* gbs_pwrite_zeroes() flags */

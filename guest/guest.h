@@ -24,6 +24,11 @@ extern const struct instar_boot_info *boot;
 int64_t hc_blk_read(uint32_t handle, uint64_t offset, void *buf, uint64_t len);
 int64_t hc_blk_write(uint32_t handle, uint64_t offset, const void *buf, uint64_t len);
 int64_t hc_flush(uint32_t handle);
+/*
+ * hc_last_write_error - the INSTAR_HC_E* code of the last write, flush,
+ * truncate, copy or zero call that failed, 0 if none has.
+ */
+int64_t hc_last_write_error(void);
 int64_t hc_result(const void *blob, uint64_t len);
 void hc_log(const char *msg, size_t len);
 int64_t hc_report(const void *recs, uint64_t len);

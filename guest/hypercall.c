@@ -16,6 +16,20 @@ static inline void hc_out(unsigned nr, const volatile void *arg)
     __asm__ volatile("int3" : "+a"(gpa), "+d"(port) : : "memory");
 }
 
+/* The code of the last write-class call that failed (0: none has). */
+static int64_t last_write_err;
+
+static void note_write(int64_t ret)
+{
+    if (ret < 0)
+        last_write_err = ret;
+}
+
+int64_t hc_last_write_error(void)
+{
+    return last_write_err;
+}
+
 int64_t hc_blk_read(uint32_t handle, uint64_t offset, void *buf, uint64_t len)
 {
     struct instar_hc_blk a = {
@@ -31,6 +45,7 @@ int64_t hc_blk_write(uint32_t handle, uint64_t offset, const void *buf, uint64_t
         .handle = handle, .offset = offset, .data = (uintptr_t)buf, .len = len, .ret = -1};
 
     hc_out(INSTAR_HC_BLKWRITE, &a);
+    note_write(a.ret);
     return a.ret;
 }
 
@@ -39,6 +54,7 @@ int64_t hc_flush(uint32_t handle)
     struct instar_hc_flush a = {.handle = handle, .ret = -1};
 
     hc_out(INSTAR_HC_FLUSH, &a);
+    note_write(a.ret);
     return a.ret;
 }
 
@@ -86,6 +102,7 @@ int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode)
     struct instar_hc_truncate a = {.handle = handle, .mode = mode, .size = size, .ret = -1};
 
     hc_out(INSTAR_HC_TRUNCATE, &a);
+    note_write(a.ret);
     return a.ret;
 }
 
@@ -106,6 +123,7 @@ int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, 
                                .ret = -1};
 
     hc_out(INSTAR_HC_COPY, &a);
+    note_write(a.ret);
     if (written)
         *written = a.written;
     return a.ret;
@@ -117,6 +135,7 @@ int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags)
         .handle = handle, .flags = flags, .offset = offset, .len = len, .ret = -1};
 
     hc_out(INSTAR_HC_ZERO, &a);
+    note_write(a.ret);
     return a.ret;
 }
 

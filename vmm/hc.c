@@ -131,6 +131,13 @@ static ssize_t dev_pwrite(int fd, const void *buf, size_t len, off_t off)
     return n;
 }
 
+/* The code of a host write that failed with errno set: ENOSPC apart, so qemu-img's message can
+ * follow. */
+static int64_t write_err(int err)
+{
+    return err == ENOSPC ? INSTAR_HC_ENOSPC : INSTAR_HC_EIO;
+}
+
 /*
  * Move up to len bytes between the device and guest RAM through a bounce
  * buffer (mem.h says why not a mapping).  Returns the bytes moved (short
@@ -190,7 +197,8 @@ static void hc_blkio(struct vmm *v, uint32_t gpa, bool write)
     }
     ret = blk_copy(v, d, &a, write);
     if (ret < 0) {
-        hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret), INSTAR_HC_EIO);
+        hc_ret(v, gpa, offsetof(struct instar_hc_blk, ret),
+               write ? write_err(errno) : INSTAR_HC_EIO);
         return;
     }
     if (write && a.offset + (uint64_t)ret > d->size)
@@ -237,7 +245,7 @@ static void hc_flush(struct vmm *v, uint32_t gpa)
     else if (!(d->flags & INSTAR_DEV_WRITE))
         ret = INSTAR_HC_EPERM;
     else if (!d->no_flush && fdatasync_retry(d->fd) < 0)
-        ret = INSTAR_HC_EIO;
+        ret = write_err(errno);
     hc_ret(v, gpa, offsetof(struct instar_hc_flush, ret), ret);
 }
 
@@ -302,12 +310,12 @@ static void hc_truncate(struct vmm *v, uint32_t gpa)
             e = posix_fallocate(d->fd, (off_t)d->size, (off_t)(a.size - d->size));
         while (e == EINTR);
         if (e)
-            ret = INSTAR_HC_EIO;
+            ret = write_err(e);
     } else if (ftruncate_retry(d->fd, (off_t)a.size) < 0) {
-        ret = INSTAR_HC_EIO;
+        ret = write_err(errno);
     } else if (a.mode == INSTAR_TRUNC_FULL && a.size > d->size &&
                write_zeros(d->fd, d->size, a.size) < 0) {
-        ret = INSTAR_HC_EIO;
+        ret = write_err(errno);
     }
     /* file-posix grows an empty file's first block (within the new size, so the limit holds). */
     if (ret == INSTAR_HC_OK && d->size == 0 && a.size > 0 && a.mode != INSTAR_TRUNC_FULL)
@@ -454,7 +462,7 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
         return;
     v->out->nwrites++;
     if (a.len && zero_op(d->fd, a.flags, a.offset, a.len, d->size) < 0)
-        ret = INSTAR_HC_EIO;
+        ret = write_err(errno);
     else if (end > d->size && !(a.flags & INSTAR_ZERO_DISCARD))
         d->size = end;
     hc_ret(v, gpa, offsetof(struct instar_hc_zero, ret), ret);
@@ -569,14 +577,14 @@ static void hc_copy(struct vmm *v, uint32_t gpa)
     v->out->nwrites++;
     if (sparse) {
         if (copy_sparse(s, &a, d, &written) < 0)
-            ret = INSTAR_HC_EIO;
+            ret = write_err(errno);
     } else if ((kept = scan_kept_range(v, a.src, a.src_off, a.len)) != NULL) {
         if (pwrite_all(d->fd, kept, (size_t)a.len, a.dst_off) < 0)
-            ret = INSTAR_HC_EIO;
+            ret = write_err(errno);
         else
             written = (int64_t)a.len;
     } else if (copy_plain(s->fd, a.src_off, d->fd, a.dst_off, a.len) < 0) {
-        ret = INSTAR_HC_EIO;
+        ret = write_err(errno);
     } else {
         written = (int64_t)a.len;
     }

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 16
+#define INSTAR_ABI_VERSION 23
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -106,6 +106,7 @@ enum instar_hc {
 #define INSTAR_HC_ERANGE  -3 /* past the end of the device or write limit */
 #define INSTAR_HC_EPERM   -4 /* write to a read-only device */
 #define INSTAR_HC_ETOOBIG -5 /* over a per-call size limit */
+#define INSTAR_HC_ENOSPC  -6 /* a write, zero, copy, truncate or flush: the file system is full */
 
 /*
  * Per-call transfer limit.  Large so that a sequential walk costs few
