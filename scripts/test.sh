@@ -25,7 +25,7 @@ JOBS=$(nproc 2>/dev/null || echo 1)
 [ "$JOBS" -le 4 ] || JOBS=4
 PAR="-n $JOBS"
 SLICE=10     # every Nth parity case on the non-default backend
-TCG_SLICE=150 # the same under TCG (10-20x slower): about 100 cases, every file
+TCG_SLICE=300 # the same under TCG (10-20x slower): about 75 cases, every file
 
 kvm_usable() {
     d=$(mktemp -d)
