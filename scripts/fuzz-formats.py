@@ -4,7 +4,10 @@
 Each iteration makes an image with the oracle: a random virtual size and
 random writes (qemu-io) in one of the formats qemu-img writes (vmdk
 monolithicSparse or streamOptimized, vpc dynamic or fixed, vhdx, vdi, qcow,
-qed, parallels), made by `qemu-img convert` from a raw file.  Then, most of
+qed, parallels), made by `qemu-img convert` from a raw file, or one of the
+well-formed dmg, bochs and cloop images of their parity suites (no
+qemu-img writes those; the raw file is then qemu-img's conversion of the
+undamaged image).  Then, most of
 the time, it damages it: a few bytes of its metadata (the first 1 MiB, or
 a vmdk descriptor or footer) set to random values, boundary values or
 copies of other fields.  Then it runs random read-only operations with both
@@ -25,6 +28,8 @@ Exit status 0 when every operation matched, 1 otherwise.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import random
 import shutil
@@ -57,6 +62,22 @@ BOUNDARY = [0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF, 0x80
             0x200, 0x10000, 0x100000]
 
 
+# The read-only formats: their parity suites' well-formed images (GOOD).
+READ_ONLY = {"dmg": "test_dmg_parity", "bochs": "test_bochs_parity", "cloop": "test_cloop_parity"}
+_good = {}
+
+
+def good_images(fmt: str) -> dict:
+    if fmt not in _good:
+        sys.path.insert(0, str(REPO / "parity"))
+        spec = importlib.util.spec_from_file_location(READ_ONLY[fmt],
+                                                      REPO / "parity" / f"{READ_ONLY[fmt]}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        _good[fmt] = mod.GOOD
+    return _good[fmt]
+
+
 def must(*args, cwd):
     r = tl.run([*args], cwd=cwd, timeout=120)
     if r.returncode != 0:
@@ -64,8 +85,26 @@ def must(*args, cwd):
     return r
 
 
+def make_read_only(rng: random.Random, d: Path) -> tuple[str, str, list[str]]:
+    fmt = rng.choice(sorted(READ_ONLY))
+    good = good_images(fmt)
+    name = "img." + fmt
+    while True:  # one small enough to convert in a moment
+        key = rng.choice(sorted(good))
+        (d / name).write_bytes(good[key])
+        r = tl.run_oracle(["info", "--output=json", name], cwd=d)
+        if r.returncode == 0 and json.loads(r.stdout)["virtual-size"] <= 64 * MIB:
+            break
+    r = tl.run_oracle(["convert", "-O", "raw", name, "src.raw"], cwd=d)
+    if r.returncode != 0:
+        must(tl.QEMU_IMG, "create", "-q", "-f", "raw", "src.raw", "1M", cwd=d)
+    return name, fmt, [f"{fmt} {key}"]
+
+
 def make_image(rng: random.Random, d: Path) -> tuple[str, str, list[str]]:
     """The source raw file and an image made from it: (image, format, description)."""
+    if rng.random() < 0.25:
+        return make_read_only(rng, d)
     fmt, opts = rng.choice(FORMATS)
     size = rng.choice([1 * MIB, 4 * MIB, 33 * MIB, 64 * MIB + 512 * 3])
     must(tl.QEMU_IMG, "create", "-q", "-f", "raw", "src.raw", str(size), cwd=d)

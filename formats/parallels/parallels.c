@@ -37,7 +37,6 @@ static uint64_t round_up(uint64_t v, uint64_t a)
 int prl_open_header(const uint8_t hdr[PRL_HEADER_SIZE], struct prl_image *img)
 {
     uint64_t size, bytes;
-    int64_t signed_bytes;
 
     memset(img, 0, sizeof(*img));
     memcpy(img->hdr, hdr, PRL_HEADER_SIZE);
@@ -74,14 +73,14 @@ int prl_open_header(const uint8_t hdr[PRL_HEADER_SIZE], struct prl_image *img)
         return -PRL_ERR_EIO;
 
     /*
-     * bdrv_refresh_total_sectors(): total_sectors * 512 in int64_t,
-     * wrapping, against BDRV_MAX_LENGTH.  A size that passes but does
-     * not fit bdrv_getlength() (over INT64_MAX bytes, or negative) opens
-     * in QEMU and fails each command later; instar refuses it here.
+     * refresh_total_sectors(): total_sectors * BDRV_SECTOR_SIZE, an
+     * unsigned long long product, wrapping, against BDRV_MAX_LENGTH.  A
+     * size that passes but does not fit bdrv_getlength() (over INT64_MAX
+     * bytes) opens in QEMU and fails each command later; instar refuses
+     * it here.
      */
     bytes = img->total_sectors * 512;
-    signed_bytes = (int64_t)bytes;
-    if (signed_bytes > (int64_t)PRL_IO_MAX)
+    if (bytes > PRL_IO_MAX)
         return -PRL_ERR_TOTAL_SECTORS;
     if (img->total_sectors > (uint64_t)INT64_MAX / 512) {
         img->err_arg[0] = img->total_sectors;
