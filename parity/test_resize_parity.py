@@ -374,37 +374,51 @@ def test_grow_over_longer_backing(instar, backing_dir, tmp_path, pre, new, kind)
         assert b"read 8388608/8388608" in r.stdout
 
 
-# --- Cases instar still refuses (docs/differences.md) ---
+# --- The partial head cluster copied into a new one (its data read through the block layer) ---
 
 
-@pytest.mark.xfail(strict=True, reason="copy-on-write from the backing file into the partial head cluster")
-@pytest.mark.parametrize("pre", ["off", "metadata"])
-def test_grow_over_backing_unallocated_partial_head(instar, backing_dir, tmp_path, pre):
-    ov = overlay(backing_dir, "ov-unaligned-empty.qcow2", "16776704")
+@pytest.mark.parametrize("pre", ["off", *PREALLOC])
+@pytest.mark.parametrize("head", ["ov-unaligned-empty", "ov-unaligned-compressed", "ov-unaligned-snap"])
+def test_grow_over_backing_unallocated_partial_head(instar, backing_dir, tmp_path, pre, head):
+    """Over a longer backing file: the head cluster's old data (the backing
+    file's, or a compressed cluster's) is copied into a new cluster."""
+    writes = {"ov-unaligned-empty": (),
+              "ov-unaligned-compressed": ("write -c -P 3 16711680 65024",),
+              "ov-unaligned-snap": ("write -P 3 16711680 512",)}[head]
+    ov = overlay(backing_dir, head + ".qcow2", "16776704", writes=writes)
     work = tmp_path / "w"
     work.mkdir()
     tl.copy_file(ov, work / "img.qcow2")
     tl.copy_file(backing_dir / "base.qcow2", work / "base.qcow2", sparse_always=True)
+    if head == "ov-unaligned-snap":
+        tl.qemu_img("snapshot", "-c", "s1", str(work / "img.qcow2"))
     exp, act = tl.run_both_on_copies(instar, ["resize", f"--preallocation={pre}", "img.qcow2", "24M"],
                                      [work / "img.qcow2", work / "base.qcow2"], tmp_path / "run",
                                      compare_images=["img.qcow2"], compare_fmt="qcow2", timeout=120)
     tl.assert_same(exp, act, "resize")
-
-
-def test_grow_preallocation_metadata_snapshot_head(instar, imgdir, tmp_path):
-    """The partial head cluster is shared with a snapshot: copied into a new cluster."""
-    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
-    snap = tmp_path / "snap.qcow2"
-    tl.copy_file(src, snap)
-    tl.qemu_img("snapshot", "-c", "s1", str(snap))
-    resize_both(instar, snap, tmp_path, "--preallocation=metadata", "IMG", "20M")
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
     assert tl.same_content(o, i)
 
 
+@pytest.mark.parametrize("pre", PREALLOC)
+@pytest.mark.parametrize("new", ["20M", "16777216"])
+def test_grow_compressed_partial_head(instar, imgdir, tmp_path, pre, new):
+    """A compressed head cluster: decompressed into a new cluster."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704",
+                      writes=("write -P 7 0 64k", "write -c -P 3 16711680 65024"))
+    resize_both(instar, src, tmp_path, f"--preallocation={pre}", "IMG", new)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i)
+
+
+# --- Cases instar still refuses (docs/differences.md) ---
+
+
 def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
-    """instar's refusal (a compressed partial head cluster) comes before any write."""
-    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=("write -c -P 3 16711680 65024",))
+    """instar's refusal (a preallocated zero head cluster under metadata
+    preallocation) comes before any write."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704",
+                      writes=("write -P 3 16711680 65024", "write -z 16711680 65024"))
     snap = tmp_path / "snap.qcow2"
     tl.copy_file(src, snap)
     before = snap.read_bytes()

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 16
+#define INSTAR_ABI_VERSION 21
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -582,8 +582,9 @@ struct instar_create_args {
 #define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */
 /*
  * Facts about the backing file the host learnt from its own describe (the
- * guest never opens it).  ZERO_WRITE: the backing file is longer than the
- * image, so the grown range must read as zeros (QEMU's BDRV_REQ_ZERO_WRITE).
+ * guest opens it only with INSTAR_RESIZE_CHAIN, below).  ZERO_WRITE: the
+ * backing file is longer than the image, so the grown range must read as
+ * zeros (QEMU's BDRV_REQ_ZERO_WRITE).
  * BACKING_HEAD: the backing file reaches into the cluster holding the
  * current end of the image.
  */
@@ -597,12 +598,16 @@ struct instar_create_args {
  */
 #define INSTAR_RESIZE_OPEN_ONLY (1u << 3)
 
-/* resize the qcow2 image on device 0 (writable) to an absolute size. */
-struct instar_resize_args {
-    uint64_t size;     /* new virtual size in bytes (host resolved +/-) */
-    uint32_t prealloc; /* enum instar_prealloc */
-    uint32_t flags;    /* INSTAR_RESIZE_* */
-};
+/*
+ * CHAIN: chain holds the image and its backing chain as nodes (node 0 the
+ * image: its file device 0, its data file device 1; the backing images'
+ * devices read-only after them).  The guest opens it read-only to read
+ * the guest data of the partial cluster at the old end before a grow
+ * copies that cluster into a new one (the backing file's data and
+ * compressed clusters, as QEMU's copy-on-write reads them).
+ */
+#define INSTAR_RESIZE_CHAIN (1u << 4)
+/* struct instar_resize_args: after struct instar_graph, below. */
 
 /* snapshot's actions (qemu-img snapshot -c, -d, -a). */
 enum instar_snapshot_action {
@@ -714,6 +719,14 @@ struct instar_graph {
     struct instar_node nodes[INSTAR_NODE_MAX];
     uint8_t node_key[INSTAR_NODE_MAX];
     struct instar_key keys[INSTAR_KEY_MAX];
+};
+
+/* resize the qcow2 image on device 0 (writable) to an absolute size. */
+struct instar_resize_args {
+    uint64_t size;             /* new virtual size in bytes (host resolved +/-) */
+    uint32_t prealloc;         /* enum instar_prealloc */
+    uint32_t flags;            /* INSTAR_RESIZE_* */
+    struct instar_graph chain; /* with INSTAR_RESIZE_CHAIN */
 };
 
 /*

@@ -224,3 +224,36 @@ def test_preallocation_metadata_shared_head(instar, tmp_path):
     writes, final = sweep(instar, src, tmp_path, ["--preallocation=metadata", "IMG", "2M"], reads)
     assert writes >= 4
     verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
+
+
+@pytest.mark.parametrize("spec", ["6M", "--preallocation=metadata 6M", "--preallocation=falloc 6M"])
+def test_grow_over_backing_partial_head(instar, tmp_path, spec):
+    """The old end inside an unallocated cluster over a longer backing file:
+    the cluster's old data (the backing file's) is copied into a new cluster
+    before the zeros of the grow are written into it."""
+    base = tmp_path / "base.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(base), "8M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 8M", str(base))
+    src = tmp_path / "ov.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", str(base), "-F", "qcow2",
+                str(src), "1047552")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", str(src))
+    reads = ["read -P 7 0 64k", "read -P 1 64k 982016"]
+    *flags, new = spec.split()
+    writes, final = sweep(instar, src, tmp_path, [*flags, "IMG", new], reads)
+    assert header_fields(final)[0] == 6 << 20
+    assert writes >= 3
+    verify_recoverable(final, reads + ["read -P 0 1047552 5243904"])
+
+
+@pytest.mark.parametrize("mode", ["metadata", "falloc"])
+def test_grow_compressed_partial_head(instar, tmp_path, mode):
+    """A compressed partial head cluster: decompressed into a new cluster,
+    the compressed one freed."""
+    src = tmp_path / "c.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(src), "1047552")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -c -P 9 1044480 3072", str(src))
+    reads = ["read -P 7 0 64k", "read -P 9 1044480 3072"]
+    writes, final = sweep(instar, src, tmp_path, [f"--preallocation={mode}", "IMG", "2M"], reads)
+    assert writes >= 3
+    verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
