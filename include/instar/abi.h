@@ -624,12 +624,21 @@ enum instar_snapshot_action {
  * at 255 bytes as qemu-img's pstrcpy does); date is the host's wall clock
  * for a create (g_get_real_time()).
  */
+/*
+ * BACKING: backing_len is the guest-visible length of the image's backing
+ * file (the host's own describe): -a of a larger snapshot zero-fills the
+ * grown range when the backing file is longer than the image (QEMU's
+ * BDRV_REQ_ZERO_WRITE, as INSTAR_RESIZE_ZERO_WRITE).
+ */
+#define INSTAR_SNAPSHOT_BACKING (1u << 0)
+
 struct instar_snapshot_args {
     uint32_t action; /* enum instar_snapshot_action */
     uint32_t date_sec;
     uint32_t date_nsec;
-    uint32_t pad;
+    uint32_t flags; /* INSTAR_SNAPSHOT_* (was padding) */
     char name[INSTAR_SNAPSHOT_NAME_MAX];
+    uint64_t backing_len; /* with INSTAR_SNAPSHOT_BACKING */
 };
 
 /*
