@@ -641,3 +641,35 @@ def test_grow_preallocation_metadata_zero_head(instar, imgdir, tmp_path):
     resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", "20M")
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
     assert tl.same_content(o, i)
+
+
+@pytest.mark.parametrize("spec", ["24M", "--preallocation=metadata 24M", "--preallocation=falloc 24M",
+                                  "--preallocation=full 20M", "+512"])
+@pytest.mark.parametrize("kind", ["plain", "extl2", "unaligned"])
+def test_data_file_over_longer_backing(instar, tmp_path, kind, spec):
+    """An external data file over a longer backing file (data_file_raw
+    cannot have one): the data file follows the new size (or is
+    preallocated), then the zero-fill makes the grown range zero clusters;
+    an old size inside a cluster is instar's refusal (docs/differences.md)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", DF_IMAGES.get(kind, DF_IMAGES["plain"]), "-b",
+                "base.qcow2", "-F", "qcow2", "img.qcow2", "16776704" if kind == "unaligned" else "16M",
+                cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 1M", "img.qcow2", cwd=src)
+    *flags, new = spec.split()
+    argv = ["resize", *flags, "img.qcow2", new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
+                                     tmp_path / "run", timeout=120)
+    if kind == "unaligned":
+        assert exp.returncode == 0 and act.returncode == 1
+        assert b"external data file is not supported by instar" in act.stderr
+        return
+    tl.assert_same(exp, act, f"resize {argv}")
+    for f in ("img.qcow2", "img.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
+    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
+    assert chk.returncode == 0, chk.describe()

@@ -881,8 +881,12 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
      */
     if (s->data_file && img->data_file_raw && prealloc == QCOW2_PREALLOC_OFF)
         prealloc = QCOW2_PREALLOC_METADATA;
-    /* The zero-fill over a longer backing file of a data file image: not built. */
-    if (s->data_file && zero_write) {
+    /*
+     * The zero-fill over a longer backing file of a data file image: the
+     * explicit zeros of an unaligned head would go to the data file
+     * through a copy-on-write instar does not build there.
+     */
+    if (s->data_file && zero_write && old_len % scs) {
         *code = QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE;
         return -QCOW2_RESIZE_ENOTSUP;
     }
@@ -899,13 +903,15 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
     ret = grow_l1(s, qcow2_resize_l1_entries(new_size, s->cb, s->extl2));
     if (ret < 0)
         return ret;
-    if (prealloc == QCOW2_PREALLOC_OFF && !zero_write) {
+    if (prealloc == QCOW2_PREALLOC_OFF) {
         /* The data file follows the image's size exactly (bdrv_co_truncate(exact)). */
         if (s->data_file) {
             *code = QCOW2_RESIZE_ERR_DATA_FILE;
             ret = s->io->data_truncate(s->io->opaque, new_size, QCOW2_PREALLOC_OFF);
         }
-        return ret;
+        /* Then the zero-fill over a longer backing file, below. */
+        if (ret < 0 || !zero_write)
+            return ret;
     }
 
     memset(&p, 0, sizeof(p));
