@@ -673,3 +673,13 @@ def test_data_file_over_longer_backing(instar, tmp_path, kind, spec):
         assert tl.same_content(o, i), f"{f} differs after resize {argv}"
     chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
     assert chk.returncode == 0, chk.describe()
+
+
+def test_shrink_discards_as_qemu(instar, imgdir, tmp_path):
+    """The clusters a shrink frees inside the kept file are punched out as
+    qemu-img punches them: same bytes, same holes, same `disk size`."""
+    src = qcow2_image(imgdir, 65536, 16, writes=("write -P 7 0 64k", "write -P 3 8M 1M", "write -P 9 12M 128k"))
+    resize_both(instar, src, tmp_path, "--shrink", "IMG", "4M")
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_files(o, i)
+    assert tl.allocated_blocks(o) == tl.allocated_blocks(i)
