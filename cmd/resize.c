@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "graph.h"
 #include "instar/ovf.h"
 #include "object.h"
 #include "open.h"
@@ -244,6 +245,7 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     struct vmm_config cfg;
     struct vmm_outcome out;
     struct vmm_dev dev, devs[2];
+    struct graph *gr = NULL;
     unsigned ndev = 1;
     struct stat st;
     int ret = -1;
@@ -316,6 +318,39 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
         devs[1].flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
         ndev = 2;
     }
+    /*
+     * A grow from a size inside a cluster may copy that cluster into a new
+     * one, its old data read through the image and its backing chain (by
+     * the guest, read-only): the chain as graph nodes, the image's devices
+     * 0 and 1 as above, the backing images' read-only after them.
+     */
+    {
+        uint64_t cur = (uint64_t)im->info->virtual_size & ~UINT64_C(511);
+        uint64_t cs = (uint64_t)im->info->cluster_size;
+        uint32_t top;
+
+        if (!open_only && !im->info->encrypted && (uint64_t)new_size > cur && cs &&
+            (cur & (cs - 1))) {
+            gr = malloc(sizeof(*gr));
+            if (!gr) {
+                report_error("Failed to resize '%s': Cannot allocate memory", im->name);
+                return -1;
+            }
+            graph_init(gr);
+            if (graph_add_chain(gr, oc, im->name, &top) < 0)
+                goto out_gr;
+            if (top != 0 || gr->g.nodes[0].file != 0 ||
+                gr->g.nodes[0].data != (ndev == 2 ? 1 : INSTAR_NO_NODE)) {
+                report_error("Failed to resize '%s': sandbox failure: invalid graph", im->name);
+                goto out_gr;
+            }
+            gr->devs[0] = devs[0];
+            if (ndev == 2)
+                gr->devs[1] = devs[1];
+            args.chain = gr->g;
+            args.flags |= INSTAR_RESIZE_CHAIN;
+        }
+    }
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = RESIZE_GUEST_MEM;
     /*
@@ -336,7 +371,8 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
-    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), devs, ndev, &out) != 0) {
+    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), gr ? gr->devs : devs,
+                gr ? gr->ndevs : ndev, &out) != 0) {
         if (out.status == VMM_FAULT_INJECTED)
             report_error("Failed to resize '%s': stopped by fault injection", im->name);
         else
@@ -367,6 +403,8 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     ret = 0;
 out:
     vmm_outcome_release(&out);
+out_gr:
+    free(gr);
     return ret;
 }
 

@@ -144,6 +144,11 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     gettimeofday(&tv, NULL);
     args.date_sec = (uint32_t)tv.tv_sec;
     args.date_nsec = (uint32_t)tv.tv_usec * 1000;
+    /* bdrv_co_truncate() of -a to a larger snapshot zero-fills over a longer backing file. */
+    if (oc->n > 1 && oc->img[1].info) {
+        args.flags |= INSTAR_SNAPSHOT_BACKING;
+        args.backing_len = (uint64_t)oc->img[1].info->virtual_size;
+    }
 
     if (fstat(im->fd, &st) != 0)
         st = im->st;

@@ -59,6 +59,19 @@ static bool ext_devs_ok(uint32_t file, uint32_t n)
     return true;
 }
 
+/* gbs_open_graph_ro(): every node read-only, whatever its device allows. */
+static bool open_readonly;
+
+int gbs_open_graph_ro(const struct instar_graph *g, uint32_t *failed)
+{
+    int ret;
+
+    open_readonly = true;
+    ret = gbs_open_graph(g, failed);
+    open_readonly = false;
+    return ret;
+}
+
 int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
 {
     uint32_t i, n = g->nnodes;
@@ -80,7 +93,7 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
         bs->data = in->data == INSTAR_NO_NODE ? in->file : in->data;
         if (!dev_ok(bs->file) || !dev_ok(bs->data))
             return -INSTAR_ERR_BAD_ARGS;
-        bs->writable = boot->devices[bs->file].flags & INSTAR_DEV_WRITE;
+        bs->writable = !open_readonly && (boot->devices[bs->file].flags & INSTAR_DEV_WRITE);
         if (g->node_key[i] > INSTAR_KEY_MAX ||
             (g->node_key[i] && g->keys[g->node_key[i] - 1].len > INSTAR_KEY_BYTES))
             return -INSTAR_ERR_BAD_ARGS;

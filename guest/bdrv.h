@@ -115,6 +115,13 @@ struct gbs {
  */
 int gbs_open_graph(const struct instar_graph *g, uint32_t *failed);
 
+/*
+ * gbs_open_graph_ro - gbs_open_graph() with every node read-only (nothing
+ * is written at the open or the close, e.g. before a planner writes the
+ * file itself).
+ */
+int gbs_open_graph_ro(const struct instar_graph *g, uint32_t *failed);
+
 /* The node with index i of the opened graph (NULL if out of range). */
 struct gbs *gbs_node(uint32_t i);
 

@@ -219,6 +219,42 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
     gresize_send(INSTAR_OP_RESIZE, wcode, werrno);
 }
 
+/*
+ * The guest data of the partial cluster at the old end, [ALIGN_DOWN(old,
+ * cluster), old), read through the block layer (the image over its
+ * backing chain, opened read-only: the host's INSTAR_RESIZE_CHAIN) before
+ * anything is written: what QEMU's copy-on-write of that cluster reads.
+ * Nothing (ri unchanged) without the chain, for an aligned end, or when
+ * the image was repaired in this run (the block layer's read cache does
+ * not see the repair's writes); the cases that need it are then refused.
+ */
+static void read_head(struct qcow2_resize_image *ri, const struct instar_resize_args *a)
+{
+    static struct instar_graph g;
+    uint64_t cs = UINT64_C(1) << ri->cluster_bits, in = ri->size & ~UINT64_C(511) & (cs - 1);
+    uint32_t failed;
+    uint8_t *buf;
+
+    if (!(a->flags & INSTAR_RESIZE_CHAIN) || in == 0 || a->size <= ri->size)
+        return;
+    g = a->chain;
+    if (g.nnodes == 0 || g.nnodes > INSTAR_NODE_MAX || g.snapshot ||
+        g.nodes[0].driver != INSTAR_DRV_QCOW2 || g.nodes[0].file != GOPEN_DEV ||
+        g.nodes[0].data != (ri->data_file ? RS_DATA_DEV : INSTAR_NO_NODE))
+        fail(INSTAR_ERR_BAD_ARGS, 0);
+    buf = malloc(in);
+    if (!buf)
+        fail(INSTAR_ERR_NOMEM, 0);
+    /* qemu-img opened the chain before the resize: a failure fails the same open. */
+    if (gbs_open_graph_ro(&g, &failed) < 0 ||
+        gbs_pread(gbs_node(0), (ri->size & ~UINT64_C(511)) - in, buf, in) < 0) {
+        free(buf);
+        return;
+    }
+    ri->head_data = buf;
+    ri->head_len = in;
+}
+
 void plan_resize(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -226,7 +262,7 @@ void plan_resize(void)
     const struct instar_resize_args *a = &boot->args.resize;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
-    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0;
+    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0, repaired = false;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
     if ((!open_only && a->size % 512) || a->prealloc > QCOW2_PREALLOC_FULL)
@@ -246,9 +282,11 @@ void plan_resize(void)
     /* qemu loads the bitmaps of a dirty image before its repair: not done here. */
     if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && img.x.nb_bitmaps > 0)
         fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
-        gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0)
-        fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
+    if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY) {
+        if (gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0)
+            fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
+        repaired = true;
+    }
     /* Nothing but the open and the close (bitmaps stored); no other open writes. */
     gresize_image(&ri, h);
     if (open_only) {
@@ -264,6 +302,8 @@ void plan_resize(void)
     ri.prealloc = (int)a->prealloc;
     ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
+    if (!repaired)
+        read_head(&ri, a);
     if (img.x.nb_bitmaps > 0)
         resize_with_bitmaps(&ri, a->size, false);
 

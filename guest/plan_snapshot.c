@@ -90,6 +90,7 @@ static uint64_t ld_be(const uint8_t *p, unsigned n)
  */
 static void apply_resize(const struct qcow2_header *h, struct qcow2_snapop_image *si, uint32_t idx)
 {
+    const struct instar_snapshot_args *a = &boot->args.snapshot;
     const struct qcow2_snapshot *sn = &si->snapshots[idx].sn;
     uint64_t size = sn->disk_size, cur = h->disk_size & ~UINT64_C(511);
     uint32_t l1_after = h->l1_size;
@@ -108,15 +109,22 @@ static void apply_resize(const struct qcow2_header *h, struct qcow2_snapop_image
     if (ret < 0)
         done(ret, stage, false);
     /*
-     * A backing file longer than the image would make the growth zero the
-     * new range (BDRV_REQ_ZERO_WRITE); the guest does not know its length.
+     * A backing file longer than the image makes the growth zero the new
+     * range (bdrv_co_truncate's BDRV_REQ_ZERO_WRITE): the host tells its
+     * length, as it tells resize (INSTAR_RESIZE_ZERO_WRITE/_BACKING_HEAD).
      */
-    if (size > cur && h->backing_file_offset)
+    if (size > cur && h->backing_file_offset && !(a->flags & INSTAR_SNAPSHOT_BACKING))
         done(-QCOW2_SNAPOP_ENOTSUP, QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE, false);
     if (size % 512) /* qcow2_co_truncate(): "The new size must be a multiple of 512" */
         done_code(-QCOW2_SNAPOP_EINVAL, QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE, false, 0);
     gresize_image(&ri, h);
     ri.prealloc = QCOW2_PREALLOC_OFF;
+    if (h->backing_file_offset && (a->flags & INSTAR_SNAPSHOT_BACKING)) {
+        uint64_t cs = UINT64_C(1) << h->cluster_bits;
+
+        ri.zero_write = size > h->disk_size && a->backing_len > h->disk_size;
+        ri.backing_head = a->backing_len > (h->disk_size & ~(cs - 1));
+    }
     ret = qcow2_resize(&ri, &gresize_io, size, &errnum, &wcode, &werrno);
     if (ret < 0)
         done_code(errnum ? -errnum : -QCOW2_SNAPOP_ENOTSUP, QCOW2_SNAPOP_STAGE_RESIZE, false, -ret);

@@ -374,37 +374,51 @@ def test_grow_over_longer_backing(instar, backing_dir, tmp_path, pre, new, kind)
         assert b"read 8388608/8388608" in r.stdout
 
 
-# --- Cases instar still refuses (docs/differences.md) ---
+# --- The partial head cluster copied into a new one (its data read through the block layer) ---
 
 
-@pytest.mark.xfail(strict=True, reason="copy-on-write from the backing file into the partial head cluster")
-@pytest.mark.parametrize("pre", ["off", "metadata"])
-def test_grow_over_backing_unallocated_partial_head(instar, backing_dir, tmp_path, pre):
-    ov = overlay(backing_dir, "ov-unaligned-empty.qcow2", "16776704")
+@pytest.mark.parametrize("pre", ["off", *PREALLOC])
+@pytest.mark.parametrize("head", ["ov-unaligned-empty", "ov-unaligned-compressed", "ov-unaligned-snap"])
+def test_grow_over_backing_unallocated_partial_head(instar, backing_dir, tmp_path, pre, head):
+    """Over a longer backing file: the head cluster's old data (the backing
+    file's, or a compressed cluster's) is copied into a new cluster."""
+    writes = {"ov-unaligned-empty": (),
+              "ov-unaligned-compressed": ("write -c -P 3 16711680 65024",),
+              "ov-unaligned-snap": ("write -P 3 16711680 512",)}[head]
+    ov = overlay(backing_dir, head + ".qcow2", "16776704", writes=writes)
     work = tmp_path / "w"
     work.mkdir()
     tl.copy_file(ov, work / "img.qcow2")
     tl.copy_file(backing_dir / "base.qcow2", work / "base.qcow2", sparse_always=True)
+    if head == "ov-unaligned-snap":
+        tl.qemu_img("snapshot", "-c", "s1", str(work / "img.qcow2"))
     exp, act = tl.run_both_on_copies(instar, ["resize", f"--preallocation={pre}", "img.qcow2", "24M"],
                                      [work / "img.qcow2", work / "base.qcow2"], tmp_path / "run",
                                      compare_images=["img.qcow2"], compare_fmt="qcow2", timeout=120)
     tl.assert_same(exp, act, "resize")
-
-
-def test_grow_preallocation_metadata_snapshot_head(instar, imgdir, tmp_path):
-    """The partial head cluster is shared with a snapshot: copied into a new cluster."""
-    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=UNALIGNED["head-written"])
-    snap = tmp_path / "snap.qcow2"
-    tl.copy_file(src, snap)
-    tl.qemu_img("snapshot", "-c", "s1", str(snap))
-    resize_both(instar, snap, tmp_path, "--preallocation=metadata", "IMG", "20M")
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
     assert tl.same_content(o, i)
 
 
+@pytest.mark.parametrize("pre", PREALLOC)
+@pytest.mark.parametrize("new", ["20M", "16777216"])
+def test_grow_compressed_partial_head(instar, imgdir, tmp_path, pre, new):
+    """A compressed head cluster: decompressed into a new cluster."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704",
+                      writes=("write -P 7 0 64k", "write -c -P 3 16711680 65024"))
+    resize_both(instar, src, tmp_path, f"--preallocation={pre}", "IMG", new)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i)
+
+
+# --- Cases instar still refuses (docs/differences.md) ---
+
+
 def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
-    """instar's refusal (a compressed partial head cluster) comes before any write."""
-    src = qcow2_image(imgdir, 65536, 16, size="16776704", writes=("write -c -P 3 16711680 65024",))
+    """instar's refusal (a preallocated zero head cluster under metadata
+    preallocation) comes before any write."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704",
+                      writes=("write -P 3 16711680 65024", "write -z 16711680 65024"))
     snap = tmp_path / "snap.qcow2"
     tl.copy_file(src, snap)
     before = snap.read_bytes()
@@ -627,3 +641,45 @@ def test_grow_preallocation_metadata_zero_head(instar, imgdir, tmp_path):
     resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", "20M")
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
     assert tl.same_content(o, i)
+
+
+@pytest.mark.parametrize("spec", ["24M", "--preallocation=metadata 24M", "--preallocation=falloc 24M",
+                                  "--preallocation=full 20M", "+512"])
+@pytest.mark.parametrize("kind", ["plain", "extl2", "unaligned"])
+def test_data_file_over_longer_backing(instar, tmp_path, kind, spec):
+    """An external data file over a longer backing file (data_file_raw
+    cannot have one): the data file follows the new size (or is
+    preallocated), then the zero-fill makes the grown range zero clusters;
+    an old size inside a cluster is instar's refusal (docs/differences.md)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", DF_IMAGES.get(kind, DF_IMAGES["plain"]), "-b",
+                "base.qcow2", "-F", "qcow2", "img.qcow2", "16776704" if kind == "unaligned" else "16M",
+                cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 1M", "img.qcow2", cwd=src)
+    *flags, new = spec.split()
+    argv = ["resize", *flags, "img.qcow2", new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
+                                     tmp_path / "run", timeout=120)
+    if kind == "unaligned":
+        assert exp.returncode == 0 and act.returncode == 1
+        assert b"external data file is not supported by instar" in act.stderr
+        return
+    tl.assert_same(exp, act, f"resize {argv}")
+    for f in ("img.qcow2", "img.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
+    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
+    assert chk.returncode == 0, chk.describe()
+
+
+def test_shrink_discards_as_qemu(instar, imgdir, tmp_path):
+    """The clusters a shrink frees inside the kept file are punched out as
+    qemu-img punches them: same bytes, same holes, same `disk size`."""
+    src = qcow2_image(imgdir, 65536, 16, writes=("write -P 7 0 64k", "write -P 3 8M 1M", "write -P 9 12M 128k"))
+    resize_both(instar, src, tmp_path, "--shrink", "IMG", "4M")
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_files(o, i)
+    assert tl.allocated_blocks(o) == tl.allocated_blocks(i)

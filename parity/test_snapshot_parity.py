@@ -428,3 +428,55 @@ def test_apply_resized_chain(instar, tmp_path, sizes, opts, which, rc):
         tl.qemu_io("-f", "qcow2", "-c", f"write -P {0x60 + i} 512k 256k", str(src))
     exp, _ = snap_both(instar, src, tmp_path, "-a", which, "IMG")
     assert exp.returncode == rc, exp.describe()
+
+
+# --- -a of a snapshot whose L1 table is longer than the active one ---
+
+
+@pytest.mark.parametrize("opts", ["", "cluster_size=4096,refcount_bits=4"])
+@pytest.mark.parametrize("resized", [False, True], ids=["same-size", "resized"])
+def test_apply_longer_l1(instar, tmp_path, opts, resized):
+    """qemu grows the active L1 table to the snapshot's (qcow2_grow_l1_table,
+    exact).  A shrink keeps the header's l1_size, so the snapshot table is
+    taken at a shrunk size and the active one cut back to what the size
+    needs (a table as another tool may write it)."""
+    src = tmp_path / "src.qcow2"
+    o = ["-o", opts] if opts else []
+    tl.qemu_img("create", "-q", "-f", "qcow2", *o, str(src), "4G")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 8 3G 64k", str(src))
+    tl.qemu_img("resize", "-q", "--shrink", str(src), "64M")
+    tl.qemu_img("snapshot", "-c", "s1", str(src))
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 9 0 64k", str(src))
+    if resized:
+        tl.qemu_img("resize", "-q", "--shrink", str(src), "32M")
+    cb = 12 if opts else 16
+    with open(src, "r+b") as f:
+        f.seek(36)
+        old = struct.unpack(">I", f.read(4))[0]
+        need = -(-(32 << 20 if resized else 64 << 20) // (1 << (2 * cb - 3)))
+        assert old > need
+        f.seek(36)
+        f.write(struct.pack(">I", need))
+    exp, _ = snap_both(instar, src, tmp_path, "-a", "s1", "IMG")
+    assert exp.returncode == 0, exp.describe()
+
+
+# --- -a of a larger snapshot of an image with a backing file: the zero-fill ---
+
+
+@pytest.mark.parametrize("base_size,small", [("64M", "16M"), ("20M", "16M"), ("8M", "16M"),
+                                             ("64M", "16252928")],
+                         ids=["longer", "longer-partly", "shorter", "longer-to-15872k"])
+def test_apply_larger_over_backing(instar, tmp_path, base_size, small):
+    """The truncation to the snapshot's size zero-fills the grown range
+    over a backing file longer than the image (BDRV_REQ_ZERO_WRITE)."""
+    base = tmp_path / "base.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(base), base_size)
+    tl.qemu_io("-f", "qcow2", "-c", f"write -P 1 0 {base_size}", str(base))
+    src = tmp_path / "ov.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", str(src), "32M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 64k", "-c", "write -P 4 20M 1M", str(src))
+    tl.qemu_img("snapshot", "-c", "s1", str(src))
+    tl.qemu_img("resize", "-q", "--shrink", str(src), small)
+    exp, _ = snap_both(instar, src, tmp_path, "-a", "s1", "IMG", name="ov.qcow2", extra_files=[base])
+    assert exp.returncode == 0, exp.describe()

@@ -335,16 +335,21 @@ static int write_zeros(struct qcow2_prealloc *p, uint64_t off, uint64_t len)
 /*
  * The guest data of [0, len) of the cluster whose entry is (entry,
  * bitmap), as perform_cow() reads it, into buf.  Backing file data and
- * compressed clusters are not read: -QCOW2_PREALLOC_ENOTSUP.
+ * compressed clusters are not read: -QCOW2_PREALLOC_ENOTSUP, unless the
+ * caller read the cluster's guest data beforehand (p->head_data).
  * backing_covers: the backing file has data in this cluster.
  */
-static int cow_read(struct qcow2_prealloc *p, uint64_t entry, uint64_t bitmap, bool backing_covers,
-                    uint8_t *buf, uint64_t len)
+static int cow_read(struct qcow2_prealloc *p, uint64_t guest, uint64_t entry, uint64_t bitmap,
+                    bool backing_covers, uint8_t *buf, uint64_t len)
 {
     struct qcow2_l2_entry e;
     uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
     int ret;
 
+    if (p->head_data && guest == p->head_off && len <= p->head_len) {
+        memcpy(buf, p->head_data, (size_t)len);
+        return 0;
+    }
     decode(p, entry, bitmap, &e);
     memset(buf, 0, (size_t)len);
     switch (e.type) {
@@ -386,8 +391,8 @@ static int cow_read(struct qcow2_prealloc *p, uint64_t entry, uint64_t bitmap, b
  * perform_cow() for the head of a new cluster at host: [from, to) of the
  * cluster gets the old guest data (entry/bitmap: the entry it replaces).
  */
-static int cow_head(struct qcow2_prealloc *p, uint64_t entry, uint64_t bitmap, bool backing_covers,
-                    uint64_t host, uint64_t from, uint64_t to)
+static int cow_head(struct qcow2_prealloc *p, uint64_t guest, uint64_t entry, uint64_t bitmap,
+                    bool backing_covers, uint64_t host, uint64_t from, uint64_t to)
 {
     uint8_t *buf;
     int ret;
@@ -399,7 +404,7 @@ static int cow_head(struct qcow2_prealloc *p, uint64_t entry, uint64_t bitmap, b
     if (!buf) {
         return -QCOW2_ALLOC_ENOMEM;
     }
-    ret = cow_read(p, entry, bitmap, backing_covers, buf, to);
+    ret = cow_read(p, guest, entry, bitmap, backing_covers, buf, to);
     if (ret == 0) {
         ret = wr(p, host + from, buf + from, (size_t)(to - from));
     }
@@ -602,7 +607,8 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
             uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
             uint64_t from = p->extended_l2 ? in_cluster / scs * scs : 0;
 
-            ret = cow_head(p, old_e, old_b, p->backing_len > cstart, alloc_off, from, in_cluster);
+            ret = cow_head(p, cstart, old_e, old_b, p->backing_len > cstart, alloc_off, from,
+                           in_cluster);
             if (ret < 0) {
                 return ret;
             }
@@ -744,7 +750,7 @@ int qcow2_prealloc_file(struct qcow2_prealloc *p, uint64_t old_length, uint64_t 
         }
         head_e = l2_entry(p, head_l2i);
         head_b = l2_bitmap(p, head_l2i);
-        ret = cow_head(p, head_e, head_b, p->backing_len > old_start, host, 0,
+        ret = cow_head(p, old_start, head_e, head_b, p->backing_len > old_start, host, 0,
                        old_length & (p->cs - 1));
         if (ret < 0) {
             return ret;

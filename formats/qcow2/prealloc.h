@@ -77,6 +77,17 @@ struct qcow2_prealloc {
     void (*discard_data)(void *opaque, uint64_t off, uint64_t len);
     /* The backing file's length (0: none): a copy-on-write reading it is refused. */
     uint64_t backing_len;
+    /*
+     * Optional: the guest-visible data of [head_off, head_off + head_len)
+     * (the partial cluster at the old end of an image, head_off cluster
+     * aligned), read through the block layer before anything was written
+     * (backing chain and compressed clusters included).  A copy-on-write
+     * of that cluster takes its old data from here, as perform_cow() reads
+     * it through the image.
+     */
+    const uint8_t *head_data;
+    uint64_t head_off;
+    uint64_t head_len;
     /* The active L1 table (host-endian), owned by the caller. */
     uint64_t *l1;
     uint64_t l1_size;

@@ -695,6 +695,9 @@ static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *
 
     if (from >= to)
         return false;
+    /* The block layer read the cluster's guest data beforehand: anything copies. */
+    if (img->head_data && !s->data_file)
+        return false;
     qcow2_l2_decode(entry, bitmap, &g, &e);
     if (e.type == QCOW2_L2_COMPRESSED)
         return true;
@@ -712,14 +715,19 @@ static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *
     return false;
 }
 
-/* A head cluster metadata preallocation copies: shared data, or a plain zero cluster. */
-static bool head_cow_ok(struct rs *s, uint64_t entry, uint64_t bitmap)
+/*
+ * A head cluster a write copies into a new one (handle_alloc): shared
+ * data, or a plain zero cluster; with its guest data read beforehand
+ * (have_head), a compressed one too.
+ */
+static bool head_cow_ok(struct rs *s, uint64_t entry, uint64_t bitmap, bool have_head)
 {
     struct qcow2_l2_geom g = {.cluster_bits = s->cb, .extended_l2 = s->extl2, .data_file = false};
     struct qcow2_l2_entry e;
 
     qcow2_l2_decode(entry, bitmap, &g, &e);
-    return (e.type == QCOW2_L2_NORMAL && !e.copied) || e.type == QCOW2_L2_ZERO_PLAIN;
+    return (e.type == QCOW2_L2_NORMAL && !e.copied) || e.type == QCOW2_L2_ZERO_PLAIN ||
+           (have_head && e.type == QCOW2_L2_COMPRESSED);
 }
 
 /*
@@ -763,15 +771,34 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
          * Copied into a new cluster: a data cluster shared with a snapshot,
          * or a zero cluster without one (a preallocated zero cluster is not).
          */
-        return !s->extl2 && !s->data_file && head_cow_ok(s, entry, bitmap) &&
+        return !s->extl2 && !s->data_file && head_cow_ok(s, entry, bitmap, img->head_data) &&
                        !head_cow_unsupported(s, img, entry, bitmap, 0, in)
                    ? 0
                    : -QCOW2_PREALLOC_ENOTSUP;
     default:
-        if (zero_write && old_len % scs)
-            return head_normal(s, entry, bitmap, in, in + 1) ? 0 : -QCOW2_PREALLOC_ENOTSUP;
-        return 0;
+        if (!zero_write || old_len % scs == 0 || head_normal(s, entry, bitmap, in, in + 1))
+            return 0;
+        /*
+         * The explicit zeros of the head go through a write that copies the
+         * cluster into a new one (zero_head_cow): with its guest data read
+         * beforehand, and the write reaching the cluster's end (a copy of
+         * the tail past the new end would read the backing file there).
+         */
+        if (img->head_data && img->head_len == in && !s->extl2 && !s->data_file &&
+            new_size >= old_len - in + s->cs && (entry == 0 || head_cow_ok(s, entry, bitmap, true)))
+            return 0;
+        return -QCOW2_PREALLOC_ENOTSUP;
     }
+}
+
+/* Whether the head cluster is not plain data the zeros can be written into in place. */
+static bool zero_head_needs_cow(struct rs *s, uint64_t old_len)
+{
+    uint64_t entry, bitmap, in = old_len & (s->cs - 1);
+
+    if (head_entry(s, old_len, &entry, &bitmap) < 0)
+        return false; /* zero_head() reports it */
+    return !head_normal(s, entry, bitmap, in, in + 1);
 }
 
 /* The explicit zeros over [old_len, end) of the head cluster, written in place. */
@@ -789,6 +816,34 @@ static int zero_head(struct rs *s, uint64_t old_len, uint64_t end)
     if (!z)
         return -QCOW2_RESIZE_ENOMEM;
     ret = rs_write(s, (entry & QCOW2_L2E_OFFSET_MASK) + (old_len & (s->cs - 1)), z, end - old_len);
+    rs_free(s, z);
+    return ret;
+}
+
+/*
+ * The explicit zeros over [old_len, end) (end: the head cluster's end) when
+ * the head cluster is not plain data of its own: qcow2_co_pwritev_part()
+ * allocates a new cluster (handle_alloc), copies the old guest data of
+ * [0, old_len) into it (p->head_data), links it (the old reference
+ * dropped), and the zeros are written there.
+ */
+static int zero_head_cow(struct rs *s, struct qcow2_prealloc *p, uint64_t old_len, uint64_t end)
+{
+    uint64_t bytes = end - old_len, host = 0;
+    uint8_t *z;
+    int ret;
+
+    p->write = true;
+    ret = qcow2_prealloc_alloc(p, old_len, &bytes, &host);
+    p->write = false;
+    if (ret < 0)
+        return ret;
+    if (bytes != end - old_len)
+        return -QCOW2_RESIZE_EIO;
+    z = rs_mem(s, bytes);
+    if (!z)
+        return -QCOW2_RESIZE_ENOMEM;
+    ret = rs_write(s, host, z, bytes);
     rs_free(s, z);
     return ret;
 }
@@ -826,8 +881,12 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
      */
     if (s->data_file && img->data_file_raw && prealloc == QCOW2_PREALLOC_OFF)
         prealloc = QCOW2_PREALLOC_METADATA;
-    /* The zero-fill over a longer backing file of a data file image: not built. */
-    if (s->data_file && zero_write) {
+    /*
+     * The zero-fill over a longer backing file of a data file image: the
+     * explicit zeros of an unaligned head would go to the data file
+     * through a copy-on-write instar does not build there.
+     */
+    if (s->data_file && zero_write && old_len % scs) {
         *code = QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE;
         return -QCOW2_RESIZE_ENOTSUP;
     }
@@ -844,13 +903,15 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
     ret = grow_l1(s, qcow2_resize_l1_entries(new_size, s->cb, s->extl2));
     if (ret < 0)
         return ret;
-    if (prealloc == QCOW2_PREALLOC_OFF && !zero_write) {
+    if (prealloc == QCOW2_PREALLOC_OFF) {
         /* The data file follows the image's size exactly (bdrv_co_truncate(exact)). */
         if (s->data_file) {
             *code = QCOW2_RESIZE_ERR_DATA_FILE;
             ret = s->io->data_truncate(s->io->opaque, new_size, QCOW2_PREALLOC_OFF);
         }
-        return ret;
+        /* Then the zero-fill over a longer backing file, below. */
+        if (ret < 0 || !zero_write)
+            return ret;
     }
 
     memset(&p, 0, sizeof(p));
@@ -865,6 +926,11 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
     p.data_cow = true;
     p.ordered = true;
     p.backing_len = img->backing_head ? UINT64_MAX : 0;
+    if (img->head_data && (old_len & (s->cs - 1)) == img->head_len) {
+        p.head_data = img->head_data;
+        p.head_off = old_len & ~(s->cs - 1);
+        p.head_len = img->head_len;
+    }
     p.l1 = s->l1;
     p.l1_size = s->l1_size;
     p.l1_offset = s->l1_off;
@@ -903,7 +969,9 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
             *code = QCOW2_RESIZE_ERR_ZERO_AREA;
             ret = qcow2_prealloc_flush(&p);
             if (ret == 0)
-                ret = zero_head(s, old_len, zero_start < new_size ? zero_start : new_size);
+                ret = zero_head_needs_cow(s, old_len)
+                          ? zero_head_cow(s, &p, old_len, zero_start)
+                          : zero_head(s, old_len, zero_start < new_size ? zero_start : new_size);
         }
     }
     if (ret == 0) {

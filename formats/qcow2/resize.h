@@ -159,6 +159,16 @@ struct qcow2_resize_image {
      * same open carries on into the close, e.g. storing bitmaps).
      */
     uint64_t *free_cluster_index;
+    /*
+     * Optional: the guest-visible data of the partial cluster at the old
+     * end, [ALIGN_DOWN(size, cluster), size) (head_len bytes), read through
+     * the block layer (backing chain, compressed clusters) before the
+     * resize.  With it a grow copies that cluster into a new one where
+     * QEMU does (prealloc.h's head_data); without it those cases are
+     * refused (QCOW2_RESIZE_ERR_NOTSUP_HEAD).
+     */
+    const uint8_t *head_data;
+    uint64_t head_len;
 };
 
 /*

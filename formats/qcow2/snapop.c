@@ -25,6 +25,7 @@
 #define SO_MAX_SNAPSHOTS    65536                /* QCOW_MAX_SNAPSHOTS */
 #define SO_MAX_TABLE        (UINT64_C(1024) * SO_MAX_SNAPSHOTS)
 #define SO_HDR_NB_SNAPSHOTS 60 /* offsetof(QCowHeader, nb_snapshots), then snapshots_offset */
+#define SO_HDR_L1_SIZE      36 /* offsetof(QCowHeader, l1_size), then l1_table_offset */
 
 struct so {
     const struct qcow2_snapop_image *img;
@@ -630,12 +631,69 @@ int qcow2_snapop_delete(const struct qcow2_snapop_image *img, const struct qcow2
     return so_finish(&s, ret);
 }
 
+/*
+ * qcow2_grow_l1_table(exact) for the active table: a new table of
+ * new_size entries (the old ones, then zeros) in freshly allocated
+ * clusters, written and flushed, then the header's l1_size and
+ * l1_table_offset, then the old table freed (QCOW2_DISCARD_OTHER: not
+ * punched).  *l1_off and *l1_size follow; s->l1 becomes the new table.
+ */
+static int grow_active_l1(struct so *s, uint32_t new_size, uint64_t *l1_off, uint32_t *l1_size)
+{
+    uint64_t *nl1 = NULL;
+    uint8_t *raw = NULL, hdr[12];
+    int64_t off;
+    uint64_t i;
+    int ret;
+
+    if ((uint64_t)new_size * 8 > SO_MAX_L1_BYTES)
+        return -QCOW2_SNAPOP_EFBIG;
+    nl1 = so_mem(s, (size_t)new_size * 8);
+    raw = so_mem(s, (size_t)new_size * 8);
+    if (!nl1 || !raw) {
+        ret = -QCOW2_SNAPOP_ENOMEM;
+        goto out;
+    }
+    memset(nl1, 0, (size_t)new_size * 8);
+    memset(raw, 0, (size_t)new_size * 8);
+    for (i = 0; i < *l1_size; i++)
+        nl1[i] = s->l1[i];
+    off = alloc_clusters(s, (uint64_t)new_size * 8);
+    if (off < 0) {
+        ret = (int)off;
+        goto out;
+    }
+    for (i = 0; i < new_size; i++)
+        st_be64(raw + i * 8, nl1[i]);
+    ret = meta_write(s, (uint64_t)off, raw, (size_t)new_size * 8, true);
+    if (ret == 0) {
+        st_be64(hdr, (uint64_t)new_size << 32 | (uint64_t)off >> 32);
+        st_be64(hdr + 4, (uint64_t)off);
+        ret = meta_write(s, SO_HDR_L1_SIZE, hdr, sizeof(hdr), true);
+    }
+    if (ret < 0) {
+        (void)qcow2_alloc_free(&s->a, (uint64_t)off, (uint64_t)new_size * 8, false);
+        goto out;
+    }
+    (void)qcow2_alloc_free(&s->a, *l1_off, (uint64_t)*l1_size * 8, false);
+    so_free(s, s->l1);
+    s->l1 = nl1;
+    nl1 = NULL;
+    *l1_off = (uint64_t)off;
+    *l1_size = new_size;
+out:
+    so_free(s, nl1);
+    so_free(s, raw);
+    return ret;
+}
+
 int qcow2_snapop_apply(const struct qcow2_snapop_image *img, const struct qcow2_snapop_io *io,
                        uint32_t index, int *stage)
 {
     const struct qcow2_snapshot *sn = &img->snapshots[index].sn;
     uint8_t *sn_l1 = NULL;
-    uint64_t i, cur_bytes = (uint64_t)img->l1_size * 8;
+    uint64_t i, cur_bytes, l1_off = img->l1_table_offset;
+    uint32_t l1_size = img->l1_size;
     struct so s;
     int ret;
 
@@ -650,10 +708,13 @@ int qcow2_snapop_apply(const struct qcow2_snapop_image *img, const struct qcow2_
         *stage = QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE;
         return so_finish(&s, -QCOW2_SNAPOP_ENOTSUP);
     }
-    if (sn->l1_size > img->l1_size) {
-        *stage = QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1;
-        return so_finish(&s, -QCOW2_SNAPOP_ENOTSUP);
+    /* The active table must hold the snapshot's whole (qcow2_grow_l1_table, exact). */
+    if (sn->l1_size > l1_size) {
+        ret = grow_active_l1(&s, sn->l1_size, &l1_off, &l1_size);
+        if (ret < 0)
+            return so_finish(&s, ret);
     }
+    cur_bytes = (uint64_t)l1_size * 8;
 
     /* The snapshot's table as it is before its references rise, padded with zeros. */
     sn_l1 = so_mem(&s, (size_t)cur_bytes);
@@ -667,16 +728,16 @@ int qcow2_snapop_apply(const struct qcow2_snapop_image *img, const struct qcow2_
     ret = update_snapshot_refcount(&s, sn->l1_table_offset, sn->l1_size, false, 1);
     if (ret < 0)
         goto out;
-    ret = meta_write(&s, img->l1_table_offset, sn_l1, (size_t)cur_bytes, true);
+    ret = meta_write(&s, l1_off, sn_l1, (size_t)cur_bytes, true);
     if (ret < 0)
         goto out;
     /* The old active table's references go; then the in-memory table follows the disk. */
-    ret = update_snapshot_refcount(&s, img->l1_table_offset, img->l1_size, true, -1);
-    for (i = 0; i < img->l1_size; i++)
+    ret = update_snapshot_refcount(&s, l1_off, l1_size, true, -1);
+    for (i = 0; i < l1_size; i++)
         s.l1[i] = be_ld64(sn_l1 + i * 8);
     if (ret < 0)
         goto out;
-    ret = update_snapshot_refcount(&s, img->l1_table_offset, img->l1_size, true, 0);
+    ret = update_snapshot_refcount(&s, l1_off, l1_size, true, 0);
 out:
     so_free(&s, sn_l1);
     return so_finish(&s, ret);
@@ -689,11 +750,8 @@ int qcow2_snapop_apply_check(const struct qcow2_snapop_image *img, uint32_t inde
     int ret;
 
     *stage = QCOW2_SNAPOP_STAGE_NONE;
+    (void)l1_after; /* a longer table grows the active one (qcow2_snapop_apply) */
     ret = validate_l1(UINT64_C(1) << img->cluster_bits, sn, stage);
-    if (ret == 0 && sn->l1_size > l1_after) {
-        *stage = QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1;
-        ret = -QCOW2_SNAPOP_ENOTSUP;
-    }
     return ret;
 }
 

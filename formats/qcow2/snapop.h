@@ -41,7 +41,7 @@ enum qcow2_snapop_stage {
     QCOW2_SNAPOP_STAGE_FREE = 4,           /* "Failed to free the cluster and L1 table" */
     QCOW2_SNAPOP_STAGE_UPDATE = 5,         /* "Failed to update snapshot status in disk" */
     QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE = 6,  /* apply with a size change (instar) */
-    QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1 = 7, /* apply of a longer L1 table (instar) */
+    QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1 = 7, /* (no longer produced: the table grows) */
     QCOW2_SNAPOP_STAGE_RESIZE = 8,         /* apply: the truncation to the snapshot's size */
 };
 
@@ -104,9 +104,10 @@ struct qcow2_snapop_image {
  * qcow2_snapop_apply_check - what qcow2_snapshot_goto() checks before its
  * first write, for a caller that truncates the image to the snapshot's
  * size before qcow2_snapop_apply(): the snapshot's L1 table (its size and
- * offset), and (instar) that it is no longer than l1_after, the active
- * table's length after that truncation.  Returns 0 or a negated errno
- * with *stage set.
+ * offset).  l1_after (the active table's length after that truncation) is
+ * no longer checked: qcow2_snapop_apply() grows the active table to a
+ * longer snapshot table, as qcow2_grow_l1_table() does.  Returns 0 or a
+ * negated errno with *stage set.
  */
 int qcow2_snapop_apply_check(const struct qcow2_snapop_image *img, uint32_t index,
                              uint32_t l1_after, int *stage);

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 23
+#define INSTAR_ABI_VERSION 24
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -583,8 +583,9 @@ struct instar_create_args {
 #define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */
 /*
  * Facts about the backing file the host learnt from its own describe (the
- * guest never opens it).  ZERO_WRITE: the backing file is longer than the
- * image, so the grown range must read as zeros (QEMU's BDRV_REQ_ZERO_WRITE).
+ * guest opens it only with INSTAR_RESIZE_CHAIN, below).  ZERO_WRITE: the
+ * backing file is longer than the image, so the grown range must read as
+ * zeros (QEMU's BDRV_REQ_ZERO_WRITE).
  * BACKING_HEAD: the backing file reaches into the cluster holding the
  * current end of the image.
  */
@@ -598,12 +599,16 @@ struct instar_create_args {
  */
 #define INSTAR_RESIZE_OPEN_ONLY (1u << 3)
 
-/* resize the qcow2 image on device 0 (writable) to an absolute size. */
-struct instar_resize_args {
-    uint64_t size;     /* new virtual size in bytes (host resolved +/-) */
-    uint32_t prealloc; /* enum instar_prealloc */
-    uint32_t flags;    /* INSTAR_RESIZE_* */
-};
+/*
+ * CHAIN: chain holds the image and its backing chain as nodes (node 0 the
+ * image: its file device 0, its data file device 1; the backing images'
+ * devices read-only after them).  The guest opens it read-only to read
+ * the guest data of the partial cluster at the old end before a grow
+ * copies that cluster into a new one (the backing file's data and
+ * compressed clusters, as QEMU's copy-on-write reads them).
+ */
+#define INSTAR_RESIZE_CHAIN (1u << 4)
+/* struct instar_resize_args: after struct instar_graph, below. */
 
 /* snapshot's actions (qemu-img snapshot -c, -d, -a). */
 enum instar_snapshot_action {
@@ -620,12 +625,21 @@ enum instar_snapshot_action {
  * at 255 bytes as qemu-img's pstrcpy does); date is the host's wall clock
  * for a create (g_get_real_time()).
  */
+/*
+ * BACKING: backing_len is the guest-visible length of the image's backing
+ * file (the host's own describe): -a of a larger snapshot zero-fills the
+ * grown range when the backing file is longer than the image (QEMU's
+ * BDRV_REQ_ZERO_WRITE, as INSTAR_RESIZE_ZERO_WRITE).
+ */
+#define INSTAR_SNAPSHOT_BACKING (1u << 0)
+
 struct instar_snapshot_args {
     uint32_t action; /* enum instar_snapshot_action */
     uint32_t date_sec;
     uint32_t date_nsec;
-    uint32_t pad;
+    uint32_t flags; /* INSTAR_SNAPSHOT_* (was padding) */
     char name[INSTAR_SNAPSHOT_NAME_MAX];
+    uint64_t backing_len; /* with INSTAR_SNAPSHOT_BACKING */
 };
 
 /*
@@ -715,6 +729,14 @@ struct instar_graph {
     struct instar_node nodes[INSTAR_NODE_MAX];
     uint8_t node_key[INSTAR_NODE_MAX];
     struct instar_key keys[INSTAR_KEY_MAX];
+};
+
+/* resize the qcow2 image on device 0 (writable) to an absolute size. */
+struct instar_resize_args {
+    uint64_t size;             /* new virtual size in bytes (host resolved +/-) */
+    uint32_t prealloc;         /* enum instar_prealloc */
+    uint32_t flags;            /* INSTAR_RESIZE_* */
+    struct instar_graph chain; /* with INSTAR_RESIZE_CHAIN */
 };
 
 /*

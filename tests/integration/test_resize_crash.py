@@ -224,3 +224,71 @@ def test_preallocation_metadata_shared_head(instar, tmp_path):
     writes, final = sweep(instar, src, tmp_path, ["--preallocation=metadata", "IMG", "2M"], reads)
     assert writes >= 4
     verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
+
+
+@pytest.mark.parametrize("spec", ["6M", "--preallocation=metadata 6M", "--preallocation=falloc 6M"])
+def test_grow_over_backing_partial_head(instar, tmp_path, spec):
+    """The old end inside an unallocated cluster over a longer backing file:
+    the cluster's old data (the backing file's) is copied into a new cluster
+    before the zeros of the grow are written into it."""
+    base = tmp_path / "base.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(base), "8M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 8M", str(base))
+    src = tmp_path / "ov.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", str(base), "-F", "qcow2",
+                str(src), "1047552")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", str(src))
+    reads = ["read -P 7 0 64k", "read -P 1 64k 982016"]
+    *flags, new = spec.split()
+    writes, final = sweep(instar, src, tmp_path, [*flags, "IMG", new], reads)
+    assert header_fields(final)[0] == 6 << 20
+    assert writes >= 3
+    verify_recoverable(final, reads + ["read -P 0 1047552 5243904"])
+
+
+@pytest.mark.parametrize("mode", ["metadata", "falloc"])
+def test_grow_compressed_partial_head(instar, tmp_path, mode):
+    """A compressed partial head cluster: decompressed into a new cluster,
+    the compressed one freed."""
+    src = tmp_path / "c.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(src), "1047552")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -c -P 9 1044480 3072", str(src))
+    reads = ["read -P 7 0 64k", "read -P 9 1044480 3072"]
+    writes, final = sweep(instar, src, tmp_path, [f"--preallocation={mode}", "IMG", "2M"], reads)
+    assert writes >= 3
+    verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
+
+
+@pytest.mark.parametrize("spec", ["6M", "--preallocation=metadata 6M"])
+def test_data_file_over_longer_backing(instar, tmp_path, spec):
+    """An external data file over a longer backing file: the data file
+    follows the new size, then the grown range becomes zero clusters."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "8M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 8M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=d.data,cluster_size=4096", "-b", "base.qcow2",
+                "-F", "qcow2", "d.qcow2", "1M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "d.qcow2", cwd=src)
+    reads = ["read -P 7 0 64k", "read -P 1 64k 960k"]
+    *flags, new = spec.split()
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        shutil.copytree(src, work)
+        r = instar.run(["resize", *flags, "d.qcow2", new], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        if r.returncode != 0:
+            assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        rep = tl.run_oracle(["check", "-r", "all", "d.qcow2"], cwd=work)
+        assert rep.returncode == 0, f"write {n}: check -r all did not repair:\n  {rep.describe()}"
+        args = []
+        for rd in reads + (["read -P 0 1M 5M"] if r.returncode == 0 else []):
+            args += ["-c", rd]
+        io = tl.run([tl.QEMU_IO, "-f", "qcow2", *args, "d.qcow2"], cwd=work)
+        assert io.returncode == 0 and b"Pattern verification failed" not in io.stdout + io.stderr, (
+            f"write {n}: guest data lost:\n  {io.describe()}")
+        if r.returncode == 0:
+            assert n >= 2
+            return
+        shutil.rmtree(work)
+    pytest.fail(f"resize did not complete within {MAX_WRITES} writes")

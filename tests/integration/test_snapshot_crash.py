@@ -12,6 +12,7 @@ before the operation (qemu-img convert, -l for snapshots).
 from __future__ import annotations
 
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,50 @@ def test_apply_other_size(instar, tmp_path, opts, grow):
     assert len(applied) == 4 << 20
     ok = [active, applied, active[:4 << 20]]
     assert sweep_resized(instar, img, tmp_path, "one", ok, kept) >= 3
+
+
+def test_apply_longer_l1(instar, tmp_path):
+    """-a of a snapshot whose L1 table is longer than the active one: the
+    active table grows first (a new table, the header, the old one freed),
+    then the snapshot's table is applied."""
+    d = tmp_path / "img"
+    d.mkdir()
+    img = d / "l.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(img), "1G")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 0x11 0 64k", "-c", "write -P 0x22 900M 64k", str(img))
+    tl.qemu_img("resize", "-q", "--shrink", str(img), "4M")
+    tl.qemu_img("snapshot", "-c", "one", str(img))
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 0x33 0 64k", "-c", "write -P 0x44 3M 64k", str(img))
+    with open(img, "r+b") as f:
+        f.seek(36)
+        assert struct.unpack(">I", f.read(4))[0] == 512
+        f.seek(36)
+        f.write(struct.pack(">I", 2))  # what 4 MiB needs at 4 KiB clusters
+    active = raw_of(img, tmp_path / "x.raw")
+    kept = {"one": raw_of(img, tmp_path / "x.raw", "one")}
+    assert sweep(instar, img, tmp_path, ["-a", "one"], [active, kept["one"]], kept) >= 3
+
+
+def test_apply_larger_over_backing(instar, tmp_path):
+    """-a of a larger snapshot over a longer backing file: the truncation
+    zero-fills the grown range (zero clusters), then the snapshot's table
+    is applied."""
+    d = tmp_path / "img"
+    d.mkdir()
+    base = tmp_path / "base.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(base), "16M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 16M", str(base))
+    img = d / "ov.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", str(base), "-F", "qcow2",
+                str(img), "8M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 0x11 0 64k", "-c", "write -P 0x22 6M 64k", str(img))
+    tl.qemu_img("snapshot", "-c", "one", str(img))
+    tl.qemu_img("resize", "-q", "--shrink", str(img), "2M")
+    active = raw_of(img, tmp_path / "x.raw")
+    ref = tmp_path / "ref.qcow2"
+    shutil.copy(img, ref)
+    tl.qemu_img("snapshot", "-a", "one", str(ref))
+    applied = raw_of(ref, tmp_path / "x.raw")
+    kept = {"one": raw_of(ref, tmp_path / "x.raw", "one")}
+    assert len(applied) == 8 << 20
+    assert sweep_resized(instar, img, tmp_path, "one", [active, applied], kept) >= 3
