@@ -169,6 +169,8 @@ def vhdxdir(tmp_path_factory):
     q("create", "-q", "-f", "vhdx", "odd.vhdx", "1000000")
     q("create", "-q", "-f", "qcow2", "src.qcow2", "7M")
     _qio(d / "src.qcow2", "write -P 0x77 0 1M", "write -z 2M 1M", "write -P 0x78 4095k 2k", fmt="qcow2")
+    q("create", "-q", "-f", "raw", "small.raw", "4M")
+    _qio(d / "small.raw", "write -P 0x79 1M 4k", "write -P 0x7a 3M 1M", fmt="raw")
     q("convert", "-O", "vhdx", "src.qcow2", "conv.vhdx")
     # 140 blocks of 1 MiB written: their log entries go round a 1 MiB log
     q("create", "-q", "-f", "qcow2", "many.qcow2", "140M")
@@ -194,6 +196,8 @@ READ_ERR = {"bat-partial", "bat-state-4"}
 def _name(n):
     if n in ("src", "many"):
         return f"{n}.qcow2"
+    if n == "small":
+        return "small.raw"
     return f"{n}.vhdx" if n in GOOD else f"h-{n}.vhdx"
 
 
@@ -500,6 +504,9 @@ write_case("convert-n-target-is-zero", ["out.vhdx", "7M"],
 write_case("err-convert-n-small", ["out.vhdx", "1M"], "convert", "-n", "-O", "vhdx", "@src", "out.vhdx")
 write_case("err-convert-bad-block-size", None, "convert", "-O", "vhdx", "-o", "block_size=3M", "@src",
            "out.vhdx")
+# The target's log replayed by the read-write open, then its numbers go on (a small source).
+for _n in ["log-active", "log-two-seqs"]:
+    write_case(f"convert-n-{_n}", None, "convert", "-n", "-O", "vhdx", "@small", f"@{_n}")
 write_case("dd", None, "dd", "-O", "vhdx", "if=@src", "of=out.vhdx", "bs=64k")
 write_case("dd-unaligned", None, "dd", "-O", "vhdx", "if=@src", "of=out.vhdx", "bs=1000", "skip=3",
            "count=5000")
@@ -543,7 +550,8 @@ def test_vhdx_write(instar, vhdxdir, tmp_path, request, pre, args):
     tl.assert_same(expected, actual, " ".join(argv))
     err_case = request.node.callspec.id.startswith("err-")
     assert (expected.returncode != 0) == err_case, "case id does not match: " + expected.describe()
-    a, b = tmp_path / "oracle" / "out.vhdx", tmp_path / "instar" / "out.vhdx"
+    out = argv[-1].rsplit("=", 1)[-1]
+    a, b = tmp_path / "oracle" / out, tmp_path / "instar" / out
     assert a.exists() == b.exists()
     if not a.exists():
         return
