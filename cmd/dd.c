@@ -105,15 +105,21 @@ static bool dd_can_create(const char *fmt)
     return false;
 }
 
-/* The most a dd writes to its new output: the bigger of a qcow2 image's data and metadata. */
-static uint64_t dd_write_limit(bool qcow2, uint64_t size, uint64_t file_size)
+/*
+ * The most a dd writes to its new output: the bigger of a qcow2 image's
+ * data and metadata; a vhdx image's blocks, each rounded up to 1 MiB at
+ * the end of the file (convert.c's target_write_limit()).
+ */
+static uint64_t dd_write_limit(bool qcow2, bool vhdx, uint64_t size, uint64_t file_size)
 {
     uint64_t lim = (size + 511) & ~511ull;
 
-    if (!qcow2)
+    if (!qcow2 && !vhdx)
         return lim > file_size ? lim : file_size;
     if (size > (UINT64_MAX >> 2))
         return UINT64_MAX;
+    if (vhdx)
+        return file_size + 2 * size + (520ULL << 20);
     return file_size + size + size / 8 + (256ULL << 20);
 }
 
@@ -132,7 +138,7 @@ int cmd_dd(int argc, char **argv)
     };
     struct dd_opts o = {.bs = 512};
     const char *fmt = NULL, *out_fmt = "raw";
-    bool image_opts = false, force_share = false, qcow2, vpc, parallels, vdi, qed;
+    bool image_opts = false, force_share = false, qcow2, vpc, parallels, vdi, qed, vhdx;
     struct instar_dd_args args;
     struct instar_data_result v;
     struct open_chain in;
@@ -200,7 +206,7 @@ int cmd_dd(int argc, char **argv)
      */
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "file") && strcmp(out_fmt, "qcow2") &&
         strcmp(out_fmt, "vpc") && strcmp(out_fmt, "parallels") && strcmp(out_fmt, "vdi") &&
-        strcmp(out_fmt, "qed") && strcmp(out_fmt, "luks")) {
+        strcmp(out_fmt, "qed") && strcmp(out_fmt, "vhdx") && strcmp(out_fmt, "luks")) {
         report_error("Format '%s' is not supported by instar dd", out_fmt);
         goto out;
     }
@@ -208,6 +214,7 @@ int cmd_dd(int argc, char **argv)
     vpc = !strcmp(out_fmt, "vpc");
     vdi = !strcmp(out_fmt, "vdi");
     qed = !strcmp(out_fmt, "qed");
+    vhdx = !strcmp(out_fmt, "vhdx");
     parallels = !strcmp(out_fmt, "parallels");
 
     /* img_dd(): count blocks from the start of the input, then the skip off that. */
@@ -256,7 +263,7 @@ int cmd_dd(int argc, char **argv)
     }
 
     dev = graph_add_dev(&gr, out_fd, (uint64_t)st.st_size, INSTAR_DEV_READ | INSTAR_DEV_WRITE,
-                        dd_write_limit(qcow2 || vpc || parallels || vdi || qed,
+                        dd_write_limit(qcow2 || vpc || parallels || vdi || qed, vhdx,
                                        (uint64_t)(size - in_pos), (uint64_t)st.st_size),
                         o.out);
     if (dev < 0 || gr.g.nnodes >= INSTAR_NODE_MAX) {
@@ -271,6 +278,7 @@ int cmd_dd(int argc, char **argv)
                   : parallels ? INSTAR_DRV_PARALLELS
                   : vdi       ? INSTAR_DRV_VDI
                   : qed       ? INSTAR_DRV_QED
+                  : vhdx      ? INSTAR_DRV_VHDX
                               : INSTAR_DRV_RAW,
         .file = (uint32_t)dev,
         .data = INSTAR_NO_NODE,

@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "datarun.h"
 #include "graph.h"
@@ -11,6 +12,9 @@
 void graph_init(struct graph *gr)
 {
     memset(gr, 0, sizeof(*gr));
+    /* The seed of a writable vhdx node's GUIDs (qemu_uuid_generate()); zeros if none. */
+    if (getrandom(gr->g.seed, sizeof(gr->g.seed), 0) != (ssize_t)sizeof(gr->g.seed))
+        memset(gr->g.seed, 0, sizeof(gr->g.seed));
 }
 
 int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint64_t write_limit,

@@ -90,7 +90,7 @@ static int open_walk(struct mem *m, struct vhdx_image *img, bool replay)
     static uint8_t scratch[65536];
     static const uint8_t guids[3][16] = {{1}, {2}, {3}};
     struct vhdx_reader r = {mem_pread, m};
-    struct vhdx_writer w = {mem_pwrite, mem_truncate, m};
+    struct vhdx_writer w = {mem_pwrite, mem_truncate, m, NULL};
     uint64_t off, host, run_len, total;
     int64_t errs = 0;
     uint64_t pay = 0;

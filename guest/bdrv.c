@@ -98,6 +98,7 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
             (g->node_key[i] && g->keys[g->node_key[i] - 1].len > INSTAR_KEY_BYTES))
             return -INSTAR_ERR_BAD_ARGS;
         bs->key = g->node_key[i] ? &g->keys[g->node_key[i] - 1] : NULL;
+        bs->seed = g->seed;
         /* A backing node comes after its overlay: no loops by construction. */
         if (in->backing != INSTAR_NO_NODE && (in->backing <= i || in->backing >= n))
             return -INSTAR_ERR_BAD_ARGS;

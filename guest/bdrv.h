@@ -103,6 +103,8 @@ struct gbs {
     void *opaque;          /* the driver's state */
     /* The secret its key-secret names (encrypted images), or NULL. */
     const struct instar_key *key;
+    /* The host's random seed (instar_graph.seed): a vhdx writer's GUIDs. */
+    const uint8_t *seed;
     /* The first corruption this node signalled (qcow2_signal_corruption). */
     bool corrupt_signalled;
 };

@@ -395,9 +395,9 @@ static int vhdx_log_search(const struct vhdx_reader *r, struct vhdx_image *img, 
  * and log_guid when set; its 4 KiB are read, the checksum computed over
  * them, and the 80 defined bytes written.  It becomes current.
  */
-static int update_header(const struct vhdx_reader *r, const struct vhdx_writer *w,
-                         struct vhdx_image *img, const uint8_t *session, const uint8_t *data_guid,
-                         const uint8_t *log_guid, uint8_t *buf)
+int vhdx_header_update(const struct vhdx_reader *r, const struct vhdx_writer *w,
+                       struct vhdx_image *img, const uint8_t *session, const uint8_t *data_guid,
+                       const uint8_t *log_guid, uint8_t *buf)
 {
     unsigned idx = img->curr ^ 1;
     uint64_t off = idx ? VHDX_HEADER2_OFFSET : VHDX_HEADER1_OFFSET;
@@ -425,9 +425,13 @@ static int update_header(const struct vhdx_reader *r, const struct vhdx_writer *
     return 0;
 }
 
-int vhdx_log_replay(const struct vhdx_reader *r, const struct vhdx_writer *w,
-                    struct vhdx_image *img, uint64_t file_size, const uint8_t (*guids)[16],
-                    uint8_t *scratch)
+/*
+ * vhdx_log_flush(): write img->log's sequence into the file (file_size its
+ * length), then the two headers with a zero log GUID (vhdx_log_reset()).
+ */
+static int log_flush(const struct vhdx_reader *r, const struct vhdx_writer *w,
+                     struct vhdx_image *img, uint64_t file_size, const uint8_t *session,
+                     uint8_t *scratch)
 {
     static const uint8_t zero_guid[16];
     uint8_t *sector = scratch, *data = scratch + VHDX_LOG_SECTOR;
@@ -435,12 +439,6 @@ int vhdx_log_replay(const struct vhdx_reader *r, const struct vhdx_writer *w,
     uint32_t cnt = img->log.count;
     int ret;
 
-    /* vhdx_user_visible_write(): both headers, new data GUIDs. */
-    ret = update_header(r, w, img, guids[0], guids[1], NULL, sector);
-    if (ret == 0)
-        ret = update_header(r, w, img, guids[0], guids[2], NULL, sector);
-    if (ret < 0)
-        return ret;
     while (cnt--) {
         struct vlog_hdr h;
         uint32_t crc = 0, i;
@@ -516,11 +514,111 @@ int vhdx_log_replay(const struct vhdx_reader *r, const struct vhdx_writer *w,
         }
     }
     /* vhdx_log_reset(): an empty log is a zero log GUID, in both headers. */
-    ret = update_header(r, w, img, guids[0], NULL, zero_guid, sector);
+    ret = vhdx_header_update(r, w, img, session, NULL, zero_guid, sector);
     if (ret == 0)
-        ret = update_header(r, w, img, guids[0], NULL, zero_guid, sector);
+        ret = vhdx_header_update(r, w, img, session, NULL, zero_guid, sector);
     if (ret == 0)
         memset(img->log_guid, 0, 16);
+    return ret;
+}
+
+int vhdx_log_replay(const struct vhdx_reader *r, const struct vhdx_writer *w,
+                    struct vhdx_image *img, uint64_t file_size, const uint8_t (*guids)[16],
+                    uint8_t *scratch)
+{
+    /* vhdx_user_visible_write(): both headers, new data GUIDs. */
+    int ret = vhdx_header_update(r, w, img, guids[0], guids[1], NULL, scratch);
+
+    if (ret == 0)
+        ret = vhdx_header_update(r, w, img, guids[0], guids[2], NULL, scratch);
+    return ret < 0 ? ret : log_flush(r, w, img, file_size, guids[0], scratch);
+}
+
+int vhdx_log_write_entry(const struct vhdx_reader *r, const struct vhdx_writer *w,
+                         struct vhdx_image *img, struct vhdx_log_pos *pos, const uint8_t *session,
+                         const uint8_t log_guid[16], uint64_t entry, uint64_t offset,
+                         uint64_t file_size, uint8_t *scratch)
+{
+    uint8_t *buf = scratch, *desc = scratch + 64, *sec = scratch + VHDX_LOG_SECTOR;
+    uint8_t merged[VHDX_LOG_SECTOR], le[8];
+    uint32_t so = (uint32_t)(offset % VHDX_LOG_SECTOR), start = pos->write, write, k;
+    uint64_t file_offset = offset - so;
+    int ret;
+
+    /* vhdx_log_write(): an entry needs an empty log (a zero log GUID). */
+    if (img->log_length < 2 * VHDX_LOG_SECTOR || offset % 8)
+        return -VHDX_ERR_EINVAL;
+    ret = vhdx_header_update(r, w, img, session, NULL, log_guid, scratch);
+    if (ret == 0)
+        ret = vhdx_header_update(r, w, img, session, NULL, log_guid, scratch);
+    if (ret < 0)
+        return ret;
+    memcpy(img->log_guid, log_guid, 16);
+    if (pos->sequence == 0)
+        pos->sequence = 1;
+    put_le64(le, entry);
+    if (so) {
+        /* The leading partial sector: the file's sector, the entry over it. */
+        ret = rd(r, file_offset, merged, VHDX_LOG_SECTOR);
+        if (ret < 0)
+            return ret;
+        memcpy(merged + so, le, 8);
+    } else {
+        /*
+         * The trailing partial sector: the entry, then the rest of the
+         * file's sector (7.2.0 read the sector's first 4088 bytes there,
+         * shifted by 8; the 7.2.2 stable release, which Debian's 7.2
+         * carries, reads them from where they belong).
+         */
+        ret = rd(r, file_offset + 8, merged + 8, VHDX_LOG_SECTOR - 8);
+        if (ret < 0)
+            return ret;
+        memcpy(merged, le, 8);
+    }
+    /* One header sector (header and descriptor), one data sector. */
+    memset(buf, 0, 2 * VHDX_LOG_SECTOR);
+    put_le32(buf, VHDX_LOG_SIG);
+    put_le32(buf + 8, 2 * VHDX_LOG_SECTOR);
+    put_le32(buf + 12, pos->tail);
+    put_le64(buf + 16, pos->sequence);
+    put_le32(buf + 24, 1);
+    memcpy(buf + 32, log_guid, 16);
+    put_le64(buf + 48, file_size);
+    put_le64(buf + 56, file_size);
+    put_le32(desc, VHDX_LOG_DESC_SIG);
+    memcpy(desc + 4, merged + 4092, 4);
+    memcpy(desc + 8, merged, 8);
+    put_le64(desc + 16, file_offset);
+    put_le64(desc + 24, pos->sequence);
+    put_le32(sec, VHDX_LOG_DATA_SIG);
+    put_le32(sec + 4, (uint32_t)(pos->sequence >> 32));
+    memcpy(sec + 8, merged + 8, 4084);
+    put_le32(sec + 4092, (uint32_t)pos->sequence);
+    put_le32(buf + 4, vhdx_crc32c(0xffffffffu, buf, 2 * VHDX_LOG_SECTOR) ^ 0xffffffffu);
+    /* vhdx_log_write_sectors(): sector by sector round the ring. */
+    write = start;
+    for (k = 0; k < 2; k++) {
+        uint32_t at = write;
+
+        write = log_inc(write, img->log_length);
+        if (write == start)
+            return -VHDX_ERR_EINVAL;
+        if (w->pwrite(w->opaque, img->log_offset + at, buf + k * VHDX_LOG_SECTOR, VHDX_LOG_SECTOR) <
+            0)
+            return -VHDX_ERR_EIO;
+    }
+    pos->sequence++;
+    pos->tail = write;
+    pos->write = write;
+    if (w->flush && w->flush(w->opaque) < 0)
+        return -VHDX_ERR_EIO;
+    /* vhdx_log_flush() of the one entry just written. */
+    img->log.valid = true;
+    img->log.read = start;
+    img->log.write = write;
+    img->log.count = 1;
+    ret = log_flush(r, w, img, file_size, session, scratch);
+    img->log.valid = false;
     return ret;
 }
 

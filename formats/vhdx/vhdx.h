@@ -57,6 +57,7 @@ struct vhdx_writer {
     int (*pwrite)(void *opaque, uint64_t off, const void *buf, size_t len);
     int (*truncate)(void *opaque, uint64_t size); /* grow the file */
     void *opaque;
+    int (*flush)(void *opaque); /* bdrv_flush(); NULL: nothing to do */
 };
 
 /* A registered file range [start, end) (vhdx_region_register()). */
@@ -154,6 +155,40 @@ int vhdx_check_bat(struct vhdx_image *img, const uint64_t *bat, uint64_t first, 
 int vhdx_log_replay(const struct vhdx_reader *r, const struct vhdx_writer *w,
                     struct vhdx_image *img, uint64_t file_size, const uint8_t (*guids)[16],
                     uint8_t *scratch);
+
+/*
+ * vhdx_header_update - vhdx_update_header(): the non-current header gets
+ * the next sequence number, file write GUID session, data write GUID
+ * data_guid and log GUID log_guid (each NULL: kept), a checksum over its
+ * 4 KiB as the file holds them, and is written and made current.  buf:
+ * 4096 bytes.  Returns 0 or a negated VHDX_ERR_*.
+ */
+int vhdx_header_update(const struct vhdx_reader *r, const struct vhdx_writer *w,
+                       struct vhdx_image *img, const uint8_t *session, const uint8_t *data_guid,
+                       const uint8_t *log_guid, uint8_t *buf);
+
+/*
+ * Where a writer's next log entry goes (BDRVVHDXState.log): write and
+ * tail byte indices into the log, the entry's sequence number (0: 1).
+ */
+struct vhdx_log_pos {
+    uint32_t write, tail;
+    uint64_t sequence;
+};
+
+/*
+ * vhdx_log_write_entry - vhdx_log_write_and_flush() of the 8-byte BAT
+ * entry `entry` (host order) at file offset `offset`, the file file_size
+ * bytes long: both headers get log GUID log_guid, one entry (a header
+ * sector, a data sector merged as qemu 7.2 merges a partial sector) goes
+ * into the log at pos, the writer flushes, and the entry is replayed into
+ * the file and the log reset (vhdx_log_flush()).  The log must be empty.
+ * scratch: 8192 bytes.  Returns 0 or a negated VHDX_ERR_*.
+ */
+int vhdx_log_write_entry(const struct vhdx_reader *r, const struct vhdx_writer *w,
+                         struct vhdx_image *img, struct vhdx_log_pos *pos, const uint8_t *session,
+                         const uint8_t log_guid[16], uint64_t entry, uint64_t offset,
+                         uint64_t file_size, uint8_t *scratch);
 
 /*
  * vhdx_map - vhdx_block_translate() for guest offset off (< the virtual

@@ -34,8 +34,6 @@
       "qemu-img check -r all '{s}'")                                                               \
     /* instar's own: the BAT entry count does not fit qemu's 32 bits (docs/differences.md) */      \
     X(VHDX_ERR_SIZE_OVERFLOW, 5510, "Could not open '{s}': Invalid argument")                      \
-    /* instar's own: writing vhdx is not built (docs/differences.md) */                            \
-    X(VHDX_ERR_NO_WRITE, 5511, "instar does not write vhdx images")                                \
     X(VHDX_MSG_BAT_OVERFLOW, 5550, "VHDX BAT entry {0} offset overflow.")                          \
     X(VHDX_MSG_BAT_START, 5551,                                                                    \
       "VHDX BAT entry {0} start offset {1} points after end of file ({2}). Image has probably "    \

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 24
+#define INSTAR_ABI_VERSION 25
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -721,7 +721,9 @@ struct instar_node {
  */
 /*
  * node_key[i]: 0 (none), or k for keys[k - 1] (struct instar_key, above;
- * since ABI v14).
+ * since ABI v14).  seed: random bytes from the host's random source, which
+ * the guest expands into the random GUIDs a writable vhdx node writes
+ * (session, data write and log GUIDs; since ABI v18).
  */
 struct instar_graph {
     uint32_t nnodes;
@@ -729,6 +731,7 @@ struct instar_graph {
     struct instar_node nodes[INSTAR_NODE_MAX];
     uint8_t node_key[INSTAR_NODE_MAX];
     struct instar_key keys[INSTAR_KEY_MAX];
+    uint8_t seed[32];
 };
 
 /* resize the qcow2 image on device 0 (writable) to an absolute size. */

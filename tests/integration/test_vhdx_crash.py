@@ -1,4 +1,5 @@
-"""Crash consistency of the vhdx log replay (`check -r all`).
+"""Crash consistency of the vhdx log replay (`check -r all`), and of vhdx
+writes (`convert -O vhdx`, `dd -O vhdx`).
 
 INSTAR_FAULT_WRITES=N stops the guest before its (N+1)-th write.  The
 replay writes both headers (new GUIDs), each descriptor's sector, grows
@@ -7,10 +8,19 @@ that last step the log is still valid, and replaying it again writes the
 same sectors.  So for every N until the run completes, the interrupted
 image must be one that qemu-img's `check -r all` (and instar's) replays
 to the data a clean replay gives, and that, once replayed, reads the same.
+
+A write allocates a block at the end of the file, writes and flushes its
+data, then puts the BAT entry through the log (both headers name a new
+log, the entry is written and flushed, replayed into the BAT, the headers
+reset).  So a cut leaves a block no BAT entry names (a longer file), or a
+log that the next read-write open replays, or a BAT already updated: for
+every N, `qemu-img check -r all` must succeed on the new target and every
+sector read as the source's or as zeros.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -79,3 +89,83 @@ def test_replay_sweep(instar, tmp_path, name):
             assert n > 4
             return
     pytest.fail(f"check -r all did not complete within {MAX_WRITES} writes")
+
+
+# ---- convert -O vhdx, dd -O vhdx ------------------------------------------------------------------
+SIZE = 5 << 20
+#: (offset, length, pattern) of the source's data; the rest reads as zeros.
+DATA = [(0, 1536 << 10, 0x33), (3 << 20, 4096, 0x44), (SIZE - 512, 512, 0x55)]
+
+
+def source(tmp_path: Path) -> Path:
+    src = tmp_path / "src.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(src), str(SIZE))
+    tl.qemu_io("-f", "qcow2", *[x for o, n, p in DATA for x in ("-c", f"write -P {p:#x} {o} {n}")], str(src))
+    return src
+
+
+def verify(img: Path) -> None:
+    r = tl.run_oracle(["check", "-r", "all", "-f", "vhdx", str(img)])
+    assert r.returncode == 0, f"check -r all failed:\n  {r.describe()}"
+    r = tl.run_oracle(["info", "-f", "vhdx", "--output=json", str(img)])
+    assert r.returncode == 0 and json.loads(r.stdout)["virtual-size"] == SIZE, r.describe()
+    b = raw_of([tl.QEMU_IMG], img)
+    want = bytearray(SIZE)
+    for off, n, p in DATA:
+        want[off:off + n] = bytes([p]) * n
+    for i in range(0, SIZE, 512):
+        assert b[i:i + 512] in (bytes(want[i:i + 512]), bytes(512)), \
+            f"sector at {i} is neither the source's nor zeros"
+
+
+def write_sweep(instar, tmp_path: Path, args: list[str]) -> None:
+    def check(work: Path, done: bool) -> None:
+        img = work / "out.vhdx"
+        verify(img)
+        if done:
+            c = tl.run_oracle(["compare", "-f", "qcow2", "-F", "vhdx", str(tmp_path / "src.qcow2"), str(img)])
+            assert c.returncode == 0, c.describe()
+
+    assert tl.new_target_sweep(instar, tmp_path, args, check, 200) >= 10
+
+
+@pytest.mark.parametrize("opts", ["block_size=1M", "subformat=fixed,block_size=1M", "block_size=1M,log_size=1M"],
+                         ids=["dynamic", "fixed", "dynamic-log1m"])
+def test_convert_sweep(instar, tmp_path, opts):
+    src = source(tmp_path)
+    write_sweep(instar, tmp_path, ["convert", "-O", "vhdx", "-o", opts, str(src), "out.vhdx"])
+
+
+@pytest.mark.parametrize("opts", [["-o", "block_size=1M", str(SIZE)],
+                                  ["-o", "subformat=fixed,block_size=1M,log_size=1M", str(SIZE)]],
+                         ids=["dynamic", "fixed"])
+def test_convert_n_sweep(instar, tmp_path, opts):
+    """convert -n onto a target qemu-img made: every write of the data run is cut in turn
+    (a new target's sweep cuts the create run first, whose writes use up the first cuts)."""
+    src = source(tmp_path)
+    target = tmp_path / "target.vhdx"
+    tl.qemu_img("create", "-q", "-f", "vhdx", *opts[:-1], str(target), opts[-1])
+    for n in range(300):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        img = work / "out.vhdx"
+        tl.copy_file(target, img)
+        r = instar.run(["convert", "-n", "-O", "vhdx", str(src), "out.vhdx"], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        done = r.returncode == 0
+        if not done:
+            assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        verify(img)
+        if done:
+            c = tl.run_oracle(["compare", "-f", "qcow2", "-F", "vhdx", str(src), str(img)])
+            assert c.returncode == 0, c.describe()
+            assert n >= 10
+            return
+        img.unlink()
+        (work / "out.vhdx.raw").unlink()
+    pytest.fail("convert -n did not complete within 300 writes")
+
+
+def test_dd_sweep(instar, tmp_path):
+    src = source(tmp_path)
+    write_sweep(instar, tmp_path, ["dd", "-O", "vhdx", f"if={src}", "of=out.vhdx", "bs=512k"])
