@@ -1385,8 +1385,8 @@ static int create_qcow2(const char *filename, const char *path, const struct opt
      * message, with it with instar's.
      */
     const char *enc = opt_str(l, "encrypt.format");
-    /* convert and dd would then write through the encryption, which instar does not yet. */
-    if (enc && !strcmp(enc, "luks") && !fail_infix) {
+    /* convert then writes through the encryption (dd has no -o for a secret). */
+    if (enc && !strcmp(enc, "luks")) {
         char msg[MSG_MAX];
 
         if (luksopt_build(l, "encrypt.", &p.a.luks, msg, sizeof(msg)) < 0) {
