@@ -653,8 +653,24 @@ int cmd_convert(int argc, char **argv)
             goto out;
         tgt_open = true;
         /* An encrypted new target is written through its cipher, with the key from -o. */
-        if (!skip_create)
+        if (!skip_create) {
             tgt.key = target_key(out_fmt, options);
+        } else if (tspec.key_secret) {
+            /* -n --target-image-opts with (encrypt.)key-secret: the existing target unlocked. */
+            const char *f = NULL;
+
+            tgt.key = object_secret_lookup(tspec.key_secret, &f);
+            if (!tgt.key && tgt.img[0].info->encrypted) {
+                char m[512];
+
+                snprintf(m, sizeof(m), f, tspec.key_secret);
+                report_error("Could not open '%s': %s", out_filename, m);
+                goto out;
+            }
+            /* A wrong password fails the open, before the size is compared. */
+            if (graph_unlock_chain(&tgt, out_filename) < 0)
+                goto out;
+        }
         /* bdrv_open() of an encrypted target without its secret fails first. */
         if (graph_check_keys(&tgt, out_filename) < 0)
             goto out;

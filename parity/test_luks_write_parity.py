@@ -68,6 +68,13 @@ def srcs(tmp_path_factory):
             break
     tl.qemu_io("--object", SEC, "--image-opts", qopts(d / "e.qcow2"), "-c", "write -P 0x99 100k 300k")
     tl.qemu_img("create", "-q", "-f", "raw", str(d / "empty.raw"), "1M")
+    # targets for -n, as large as a.raw
+    for fmt, name, o in (("luks", "t.luks", L), ("qcow2", "t.qcow2", Q)):
+        for _ in range(20):
+            r = tl.qemu_img("create", "-q", "--object", SEC, "-f", fmt, "-o", o, str(d / name), "4M", check=False)
+            if r.returncode == 0:
+                break
+    tl.qemu_io("--object", SEC, "--image-opts", qopts(d / "t.qcow2"), "-c", "write -P 0xee 0 4M")
     return d
 
 
@@ -199,3 +206,36 @@ def test_luks_write_dd_refused(instar, srcs, tmp_path):
     assert q.returncode == 1, q.describe()
     assert (i.returncode, i.stdout, i.stderr) == (q.returncode, q.stdout, q.stderr), i.describe()
     assert not (tmp_path / "instar" / "out.luks").exists() and not (tmp_path / "qemu" / "out.luks").exists()
+
+
+#: -n onto an existing encrypted target (--target-image-opts names its secret): the key is the
+#: target's own, so the result is qemu-img's byte for byte.
+EXISTING = [
+    ("n-luks", "t.luks", "a.raw", lopts("out.luks")),
+    ("n-luks-from-qcow2-chain", "t.luks", "top.qcow2", lopts("out.luks")),
+    ("n-qcow2-luks", "t.qcow2", "a.raw", qopts("out.qcow2")),
+    ("n-qcow2-luks-from-qcow2-chain", "t.qcow2", "top.qcow2", qopts("out.qcow2")),
+    ("n-qcow2-luks-S-0", "t.qcow2", "top.qcow2", qopts("out.qcow2")),
+    ("err-n-luks-unknown-secret", "t.luks", "a.raw", lopts("out.luks", "sec9")),
+    ("err-n-qcow2-luks-wrong-password", "t.qcow2", "a.raw", qopts("out.qcow2", "sec1")),
+    ("err-n-luks-too-small", "e.luks", "a.raw", lopts("out.luks")),
+]
+
+
+@pytest.mark.parametrize("cid,tgt,src,topts", EXISTING, ids=[c[0] for c in EXISTING])
+def test_luks_write_existing(instar, srcs, tmp_path, cid, tgt, src, topts):
+    out = "out.luks" if tgt.endswith(".luks") else "out.qcow2"
+    argv = ["convert", "--object", SEC, "--object", "secret,id=sec1,data=wrong", "-n",
+            *(["-S", "0"] if "S-0" in cid else []), "--target-image-opts", src, topts]
+    runs = {}
+    for who in ("qemu", "instar"):
+        d = tmp_path / who
+        tl.copy_tree(srcs, d)
+        shutil.copy(srcs / tgt, d / out)
+        r = tl.run([tl.QEMU_IMG, *argv], cwd=d, timeout=180) if who == "qemu" else instar.run(argv, cwd=d,
+                                                                                             timeout=180)
+        runs[who] = (r, d / out)
+    q, i = runs["qemu"][0], runs["instar"][0]
+    assert (q.returncode != 0) == cid.startswith("err-"), q.describe()
+    assert (i.returncode, i.stdout, i.stderr) == (q.returncode, q.stdout, q.stderr), i.describe()
+    assert tl.same_files(runs["qemu"][1], runs["instar"][1])
