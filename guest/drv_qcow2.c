@@ -54,8 +54,14 @@ struct q2 {
     struct qcow2_bm_list *bml;
     /* Where the writer's allocator starts (after a resize: gbs_qcow2_resized). */
     uint64_t free_cluster_index;
-    /* An encrypted image's unlocked LUKS volume (encrypt.format=luks), or NULL. */
+    /*
+     * An encrypted image's cipher, or NULL: the unlocked LUKS volume
+     * (encrypt.format=luks), or AES-128-CBC keyed with the passphrase
+     * (the old method, encrypt.format=aes).
+     */
     struct luks_volume *vol;
+    /* The IVs count guest sectors (aes), not host sectors (luks: crypt_physical_offset). */
+    bool crypt_guest;
 };
 
 /* QCOW_MAX_CRYPT_CLUSTERS: an encrypted write goes in pieces of at most this many clusters. */
@@ -194,6 +200,35 @@ static int q2_crypt_read(void *opaque, uint64_t off, uint8_t *buf, size_t len)
                : 0;
 }
 
+/*
+ * qcrypto_block_qcow_init(): the old method's key is the passphrase's
+ * first 16 bytes (up to its NUL), zero-padded: AES-128 in CBC mode, the
+ * plain64 IV of each 512-byte sector.
+ */
+static int q2_aes_open(struct gbs *bs, struct q2 *q)
+{
+    static const struct qcow2_luks_info aes = {
+        .cipher_alg = "aes-128", .cipher_mode = "cbc", .ivgen_alg = "plain64"};
+    uint8_t key[16];
+    size_t n = 0;
+
+    memset(key, 0, sizeof(key));
+    while (n < sizeof(key) && n < bs->key->len && bs->key->data[n]) {
+        key[n] = bs->key->data[n];
+        n++;
+    }
+    q->vol = malloc(sizeof(*q->vol));
+    if (!q->vol)
+        return -INSTAR_ERR_NOMEM;
+    if (luks_volume_init(q->vol, &aes, sizeof(key), key) < 0) {
+        memset(key, 0, sizeof(key));
+        return -INSTAR_ERR_BAD_ARGS;
+    }
+    memset(key, 0, sizeof(key));
+    q->crypt_guest = true;
+    return 0;
+}
+
 static int q2_open(struct gbs *bs)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -225,13 +260,15 @@ static int q2_open(struct gbs *bs)
     h = &q->img.h;
     if (h->crypt_method != 0) {
         /* qcow2_do_open(): qcrypto_block_open() of the LUKS header, unlocked. */
-        if (h->crypt_method == QCOW2_CRYPT_AES && bs->key)
-            return -INSTAR_ERR_AES_UNSUPPORTED;
-        if (h->crypt_method != QCOW2_CRYPT_LUKS || !q->img.has_luks)
+        if (h->crypt_method == QCOW2_CRYPT_AES && bs->key) {
+            ret = q2_aes_open(bs, q);
+        } else if (h->crypt_method != QCOW2_CRYPT_LUKS || !q->img.has_luks) {
             return -INSTAR_ERR_ENCRYPTED_DATA;
-        q2_crypt_bs = bs;
-        ret = gcrypt_unlock(bs, q->img.luks_hdr, &q->img.luks, q2_crypt_read, q, &q->vol,
-                            q2_crypt_args);
+        } else {
+            q2_crypt_bs = bs;
+            ret = gcrypt_unlock(bs, q->img.luks_hdr, &q->img.luks, q2_crypt_read, q, &q->vol,
+                                q2_crypt_args);
+        }
         if (ret < 0)
             return ret;
     }
@@ -588,7 +625,7 @@ static int q2_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
              * for the old AES method).
              */
             if (q->vol)
-                r = gcrypt_pread(q->vol, bs->data, host, host, p, n);
+                r = gcrypt_pread(q->vol, bs->data, host, q->crypt_guest ? off : host, p, n);
             else
                 r = gblk_pread_direct(bs->data, host, p, n) < 0 ? -GBS_EIO : 0;
             break;
@@ -826,8 +863,15 @@ static const struct gbs_q2_write_ops q2_w_ops = {q2_w_is_zero, q2_w_cow, q2_w_da
  */
 struct q2_ectx {
     struct q2_wctx c;
-    uint8_t *tmp; /* the piece's data, encrypted */
+    uint8_t *tmp;   /* the piece's data, encrypted */
+    uint64_t guest; /* the piece's guest offset */
 };
+
+/* qcow2_co_encdec(): the IV's sector, of the host offset (luks) or the guest offset (aes). */
+static uint64_t q2_iv(const struct q2 *q, uint64_t host, uint64_t guest)
+{
+    return (q->crypt_guest ? guest : host) / LUKS_SECTOR;
+}
 
 static int q2_e_is_zero(void *o, uint64_t off, uint64_t bytes)
 {
@@ -845,7 +889,7 @@ static int q2_e_cow(void *o, uint64_t guest, uint64_t host, uint64_t bytes)
     if (ret < 0)
         return ret;
     if ((host | bytes) & (LUKS_SECTOR - 1) ||
-        luks_encrypt(Q(c->bs)->vol, host / LUKS_SECTOR, c->w->cow, (size_t)bytes) < 0)
+        luks_encrypt(Q(c->bs)->vol, q2_iv(Q(c->bs), host, guest), c->w->cow, (size_t)bytes) < 0)
         return -GBS_EIO;
     return gdev_pwrite(c->bs->data, host, c->w->cow, (size_t)bytes) < 0 ? -GBS_EIO : 0;
 }
@@ -856,7 +900,8 @@ static int q2_e_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
 
     memcpy(e->tmp + done, e->c.buf + done, (size_t)bytes);
     if ((host | bytes) & (LUKS_SECTOR - 1) ||
-        luks_encrypt(Q(e->c.bs)->vol, host / LUKS_SECTOR, e->tmp + done, (size_t)bytes) < 0)
+        luks_encrypt(Q(e->c.bs)->vol, q2_iv(Q(e->c.bs), host, e->guest + done), e->tmp + done,
+                     (size_t)bytes) < 0)
         return -GBS_EIO;
     return gdev_pwrite(e->c.bs->data, host, e->tmp + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
 }
@@ -869,7 +914,7 @@ static int q2_pwrite_encrypted(struct gbs *bs, struct q2w *w, uint64_t off, cons
 {
     struct q2 *q = Q(bs);
     uint64_t max = Q2_MAX_CRYPT_CLUSTERS * q->cluster_size;
-    struct q2_ectx e = {{bs, w, NULL, NULL, NULL, false}, NULL};
+    struct q2_ectx e = {{bs, w, NULL, NULL, NULL, false}, NULL, 0};
     int ret = 0;
 
     e.tmp = malloc((size_t)(len < max ? len : max));
@@ -881,6 +926,7 @@ static int q2_pwrite_encrypted(struct gbs *bs, struct q2w *w, uint64_t off, cons
         if (n > len)
             n = len;
         e.c.buf = buf;
+        e.guest = off;
         ret = gbs_qcow2_write(&w->pa, bs->data, off, n, &q2_e_ops, &e);
         off += n;
         buf += n;

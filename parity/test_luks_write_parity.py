@@ -1,5 +1,6 @@
 """Writing through LUKS encryption: `convert -O luks` and `convert -O qcow2
--o encrypt.format=luks`, parity with qemu-img 7.2.
+-o encrypt.format=luks` (and qcow2's old `encrypt.format=aes`), parity with
+qemu-img 7.2.
 
 The targets' master keys, salts and uuids are random, so the two tools'
 outputs cannot be equal byte for byte.  Each tool converts the same source
@@ -9,7 +10,8 @@ secret: `compare` against the source (qemu-img decrypts instar's output to
 the source's data: the proof that the encryption is qemu's), `info` with
 the random fields masked, `map --output=json` and, for qcow2, `check`
 (the same clusters allocated in the same places); and the files have the
-same length.  PBKDF2 runs with iter-time=10 (qemu-img's benchmark fails
+same length.  The old AES method has nothing random: its outputs are
+compared byte for byte as well.  PBKDF2 runs with iter-time=10 (qemu-img's benchmark fails
 now and then with less: its runs are retried).
 """
 
@@ -68,6 +70,9 @@ def srcs(tmp_path_factory):
             break
     tl.qemu_io("--object", SEC, "--image-opts", qopts(d / "e.qcow2"), "-c", "write -P 0x99 100k 300k")
     tl.qemu_img("create", "-q", "-f", "raw", str(d / "empty.raw"), "1M")
+    tl.qemu_img("create", "-q", "--object", SEC, "-f", "qcow2", "-o", "encrypt.format=aes,encrypt.key-secret=sec0",
+                str(d / "aes.qcow2"), "1M")
+    tl.qemu_io("--object", SEC, "--image-opts", qopts(d / "aes.qcow2"), "-c", "write -P 0xab 1000 70000")
     # targets for -n, as large as a.raw
     for fmt, name, o in (("luks", "t.luks", L), ("qcow2", "t.qcow2", Q)):
         for _ in range(20):
@@ -123,6 +128,20 @@ case("qcow2-luks-S-0", ["-S", "0", "-O", "qcow2", "-o", Q], "top.qcow2", "out.qc
 case("qcow2-luks-from-luks", ["-O", "qcow2", "-o", Q, "--image-opts"], lopts("e.luks"), "out.qcow2")
 case("qcow2-luks-backing", ["-O", "qcow2", "-o", Q, "-B", "base.qcow2", "-F", "qcow2"], "top.qcow2",
      "out.qcow2")
+# ---- convert -O qcow2 -o encrypt.format=aes (the old method: the key is the passphrase) --------
+A = "encrypt.format=aes,encrypt.key-secret=sec0"
+case("qcow2-aes", ["-O", "qcow2", "-o", A], "a.raw", "out.qcow2")
+case("qcow2-encryption-on", ["-O", "qcow2", "-o", "encryption=on,encrypt.key-secret=sec0"], "a.raw", "out.qcow2")
+case("qcow2-aes-v2-512", ["-O", "qcow2", "-o", A + ",compat=0.10,cluster_size=512"], "top.qcow2", "out.qcow2")
+case("qcow2-aes-extl2", ["-O", "qcow2", "-o", A + ",extended_l2=on,cluster_size=16k"], "top.qcow2", "out.qcow2")
+case("qcow2-aes-odd", ["-O", "qcow2", "-o", A], "odd.raw", "out.qcow2")
+case("qcow2-aes-from-luks", ["-O", "qcow2", "-o", A, "--image-opts"], lopts("e.luks"), "out.qcow2")
+case("qcow2-aes-backing", ["-O", "qcow2", "-o", A, "-B", "base.qcow2", "-F", "qcow2"], "top.qcow2", "out.qcow2")
+case("luks-from-qcow2-aes", ["-O", "luks", "-o", L, "--image-opts"], qopts("aes.qcow2"), "out.luks")
+case("err-qcow2-aes-compressed", ["-c", "-O", "qcow2", "-o", A], "a.raw", "out.qcow2")
+case("err-qcow2-aes-no-secret", ["-O", "qcow2", "-o", "encryption=on"], "a.raw", "out.qcow2")
+case("err-qcow2-aes-unknown-secret", ["-O", "qcow2", "-o", "encrypt.format=aes,encrypt.key-secret=x"],
+     "a.raw", "out.qcow2")
 case("err-qcow2-luks-compressed", ["-c", "-O", "qcow2", "-o", Q], "a.raw", "out.qcow2")
 case("err-qcow2-luks-no-secret", ["-O", "qcow2", "-o", "encrypt.format=luks"], "a.raw", "out.qcow2")
 case("err-qcow2-luks-unknown-secret", ["-O", "qcow2", "-o", "encrypt.format=luks,encrypt.key-secret=x"],
@@ -172,6 +191,9 @@ def test_luks_write(instar, srcs, tmp_path, cid, args, src, out):
     if q.returncode != 0:
         return
     assert qp.stat().st_size == ip.stat().st_size
+    if "encrypt.format=aes" in " ".join(args) or "encryption=on" in " ".join(args):
+        # the old AES method: no random bytes, so qemu-img's output byte for byte
+        assert tl.same_files(qp, ip)
     res = {}
     for who, p in (("qemu", qp), ("instar", ip)):
         d = p.parent
@@ -219,6 +241,8 @@ EXISTING = [
     ("err-n-luks-unknown-secret", "t.luks", "a.raw", lopts("out.luks", "sec9")),
     ("err-n-qcow2-luks-wrong-password", "t.qcow2", "a.raw", qopts("out.qcow2", "sec1")),
     ("err-n-luks-too-small", "e.luks", "a.raw", lopts("out.luks")),
+    ("n-qcow2-aes", "aes.qcow2", "empty.raw", qopts("out.qcow2")),
+    ("err-n-qcow2-aes-no-key", "aes.qcow2", "empty.raw", "driver=qcow2,file.filename=out.qcow2"),
 ]
 
 
