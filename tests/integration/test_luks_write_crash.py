@@ -1,5 +1,5 @@
 """Crash consistency of writes through LUKS encryption (`convert -O luks`,
-`convert -O qcow2 -o encrypt.format=luks`).
+`convert -O qcow2 -o encrypt.format=luks`, and qcow2's old AES method).
 
 INSTAR_FAULT_WRITES=N stops the guest before its (N+1)-th write.  For
 every N until the run completes, once the new target exists (a create cut
@@ -99,6 +99,14 @@ def test_convert_luks_sweep(instar, tmp_path):
     src = source(tmp_path)
     sweep(instar, tmp_path, ["convert", "--object", SEC, "-O", "luks", "-o", "key-secret=sec0,iter-time=10",
                              str(src), "out.luks"], "out.luks", verify_luks)
+
+
+def test_convert_qcow2_aes_sweep(instar, tmp_path):
+    """The old AES method: the same order, the IVs of guest sectors."""
+    src = source(tmp_path)
+    sweep(instar, tmp_path, ["convert", "--object", SEC, "-O", "qcow2", "-o",
+                             "encrypt.format=aes,encrypt.key-secret=sec0", str(src), "out.qcow2"],
+          "out.qcow2", verify_qcow2)
 
 
 def test_convert_qcow2_luks_sweep(instar, tmp_path):
