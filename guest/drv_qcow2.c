@@ -271,6 +271,9 @@ static int q2_open(struct gbs *bs)
         }
         if (ret < 0)
             return ret;
+        /* Written through the cipher by convert only (rebase, commit, bitmap: not built). */
+        if (bs->writable && boot->op != INSTAR_OP_CONVERT)
+            return -INSTAR_ERR_ENCRYPTED_WRITE;
     }
 
     q->cluster_bits = h->cluster_bits;
