@@ -16,6 +16,7 @@
 
 #include "cmds.h"
 #include "datarun.h"
+#include "graph.h"
 #include "open.h"
 #include "object.h"
 #include "opts.h"
@@ -81,6 +82,9 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total, const char *
      */
     if (!strcmp(fmt, "vhdx"))
         return total > (UINT64_MAX >> 2) ? UINT64_MAX : 2 * total + (520ULL << 20);
+    /* luks: the payload, after a header and key material of at most 2 MiB (written by create). */
+    if (!strcmp(fmt, "luks"))
+        return total > UINT64_MAX - (4ULL << 20) ? UINT64_MAX : total + (4ULL << 20);
     /* qed: as qcow2, clusters and their L2 tables. */
     if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed"))
         return total;
@@ -112,6 +116,52 @@ static int open_node_target(struct open_chain *tgt, const char *filename, const 
             close(fd);
     }
     return open_chain(tgt, filename, fmt, OPEN_RDWR);
+}
+
+/*
+ * img_add_key_secrets(): a new target is opened with the secrets its -o
+ * named (key-secret for luks, encrypt.key-secret for qcow2), which unlock
+ * it.  Returns the passphrase (the object store's: not freed), or NULL
+ * when the options name none (the create has checked that it exists).
+ */
+static const char *target_key(const char *out_fmt, const char *options)
+{
+    char msg[512], hint[512];
+    const struct opt_val *v;
+    const char *key = NULL, *f = NULL;
+    struct opt_list l;
+
+    memset(&l, 0, sizeof(l));
+    if (!options || !create_opts_for(&l, out_fmt))
+        return NULL;
+    if (opts_parse(&l, options, msg, hint, sizeof(msg)) == 0) {
+        v = opts_find(&l, !strcmp(out_fmt, "luks") ? "key-secret" : "encrypt.key-secret");
+        if (v && v->str)
+            key = object_secret_lookup(v->str, &f);
+    }
+    opts_free(&l);
+    return key;
+}
+
+/* A qcow2 target created encrypted and preallocated (-o preallocation other than off). */
+static bool encrypted_prealloc(const char *out_fmt, const char *options)
+{
+    char msg[512], hint[512];
+    const struct opt_val *e, *ef, *pa;
+    struct opt_list l;
+    bool ret = false;
+
+    memset(&l, 0, sizeof(l));
+    if (!options || strcmp(out_fmt, "qcow2") || !create_opts_for(&l, out_fmt))
+        return false;
+    if (opts_parse(&l, options, msg, hint, sizeof(msg)) == 0) {
+        e = opts_find(&l, "encryption");
+        ef = opts_find(&l, "encrypt.format");
+        pa = opts_find(&l, "preallocation");
+        ret = ((e && e->value) || (ef && strcmp(ef->str, "off"))) && pa && strcmp(pa->str, "off");
+    }
+    opts_free(&l);
+    return ret;
 }
 
 /* block_driver_can_compress(): the drivers with compressed writes. */
@@ -584,7 +634,7 @@ int cmd_convert(int argc, char **argv)
         goto out;
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2") && strcmp(out_fmt, "parallels") &&
         strcmp(out_fmt, "vdi") && strcmp(out_fmt, "vpc") && strcmp(out_fmt, "qed") &&
-        strcmp(out_fmt, "vhdx")) {
+        strcmp(out_fmt, "vhdx") && strcmp(out_fmt, "luks")) {
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
     }
@@ -602,13 +652,36 @@ int cmd_convert(int argc, char **argv)
     }
     tpath = tspec.path ? tspec.path : out_filename;
     if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "parallels") || !strcmp(out_fmt, "vdi") ||
-        !strcmp(out_fmt, "vpc") || !strcmp(out_fmt, "qed") || !strcmp(out_fmt, "vhdx")) {
+        !strcmp(out_fmt, "vpc") || !strcmp(out_fmt, "qed") || !strcmp(out_fmt, "vhdx") ||
+        !strcmp(out_fmt, "luks")) {
         uint64_t lim;
 
-        /* A qcow2, parallels, vdi, vpc, qed or vhdx target: a writable node of the graph. */
+        /* A qcow2, parallels, vdi, vpc, qed, vhdx or luks target: a writable node of the graph. */
         if (open_node_target(&tgt, tpath, out_fmt, direct) < 0)
             goto out;
         tgt_open = true;
+        /* An encrypted new target is written through its cipher, with the key from -o. */
+        if (!skip_create) {
+            tgt.key = target_key(out_fmt, options);
+        } else if (tspec.key_secret) {
+            /* -n --target-image-opts with (encrypt.)key-secret: the existing target unlocked. */
+            const char *f = NULL;
+
+            tgt.key = object_secret_lookup(tspec.key_secret, &f);
+            if (!tgt.key && tgt.img[0].info->encrypted) {
+                char m[512];
+
+                snprintf(m, sizeof(m), f, tspec.key_secret);
+                report_error("Could not open '%s': %s", out_filename, m);
+                goto out;
+            }
+            /* A wrong password fails the open, before the size is compared. */
+            if (graph_unlock_chain(&tgt, out_filename) < 0)
+                goto out;
+        }
+        /* bdrv_open() of an encrypted target without its secret fails first. */
+        if (graph_check_keys(&tgt, out_filename) < 0)
+            goto out;
         if (bitmaps && (strcmp(out_fmt, "qcow2") || tgt.img[0].info->qcow2_version < 3)) {
             report_error("Format driver '%s' does not support bitmaps", out_fmt);
             goto out;
@@ -719,9 +792,16 @@ int cmd_convert(int argc, char **argv)
                          : !strcmp(out_fmt, "vpc")       ? INSTAR_DRV_VPC
                          : !strcmp(out_fmt, "qed")       ? INSTAR_DRV_QED
                          : !strcmp(out_fmt, "vhdx")      ? INSTAR_DRV_VHDX
+                         : !strcmp(out_fmt, "luks")      ? INSTAR_DRV_LUKS
                                                          : INSTAR_DRV_QCOW2;
-    /* A new raw file or qcow2 image without a backing file reads as zeros (bdrv_has_zero_init). */
-    if (has_zero_init || (!skip_create && min_sparse && !target_has_backing))
+    /*
+     * A new raw file or qcow2 image without a backing file reads as zeros
+     * (bdrv_has_zero_init); a luks volume does not (block/crypto.c has no
+     * such hook: its zeros are written, encrypted), nor an encrypted qcow2
+     * image with preallocated clusters (qcow2_has_zero_init()).
+     */
+    if (has_zero_init || (!skip_create && min_sparse && !target_has_backing &&
+                          strcmp(out_fmt, "luks") && !encrypted_prealloc(out_fmt, options)))
         args.flags |= INSTAR_CONVERT_ZERO_INIT;
     if (target_has_backing)
         args.flags |= INSTAR_CONVERT_TARGET_BACKING;

@@ -1381,12 +1381,11 @@ static int create_qcow2(const char *filename, const char *path, const struct opt
     /*
      * encrypt.format=luks: qcrypto_block_luks_create()'s checks, the key
      * and the random bytes (the guest builds the header after the image).
-     * The old AES method is refused: without the secret with qemu-img's
-     * message, with it with instar's.
+     * The old AES method: the secret required and looked up, crypt_method 1.
      */
     const char *enc = opt_str(l, "encrypt.format");
-    /* convert and dd would then write through the encryption, which instar does not yet. */
-    if (enc && !strcmp(enc, "luks") && !fail_infix) {
+    /* convert then writes through the encryption (dd has no -o for a secret). */
+    if (enc && !strcmp(enc, "luks")) {
         char msg[MSG_MAX];
 
         if (luksopt_build(l, "encrypt.", &p.a.luks, msg, sizeof(msg)) < 0) {
@@ -1394,7 +1393,7 @@ static int create_qcow2(const char *filename, const char *path, const struct opt
             goto out;
         }
         p.a.flags |= INSTAR_CREATE_ENCRYPT;
-    } else if ((enc || opt_bool(l, "encryption")) && !fail_infix) {
+    } else if (enc || opt_bool(l, "encryption")) {
         /* qcrypto_block_qcow_create(): the secret required and read, nothing written. */
         const char *sec = opt_str(l, "encrypt.key-secret");
 
@@ -1414,17 +1413,6 @@ static int create_qcow2(const char *filename, const char *path, const struct opt
             }
         }
         p.a.flags |= INSTAR_CREATE_ENCRYPT_AES;
-    } else if (enc || opt_bool(l, "encryption")) {
-        const char *sec = opt_str(l, "encrypt.key-secret");
-        if (sec && object_secret_exists(sec)) {
-            fail_file(filename, NULL,
-                      "Creating an encrypted image (encrypt.format) is not supported by instar");
-        } else if (sec) {
-            fail_file(filename, NULL, "No secret with id '%s'", sec);
-        } else {
-            fail_file(filename, NULL, "Parameter 'encrypt.key-secret' is required for cipher");
-        }
-        goto out;
     }
 
     uint64_t limit = write_limit(&p.a);

@@ -200,11 +200,14 @@ int gbs_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t fla
  * (e.g. copied there by the host); mapping, copy-on-write and linking are
  * the node's.  copy_range: qcow2_co_copy_range_to(), whose copy-on-write
  * is always copied (no handle_alloc_space()).  Returns 0 or -errno
- * (-EACCES for another node).
+ * (-EACCES for another node, or an encrypted one: gbs_pwrite() encrypts).
  */
 int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
                           int (*data)(void *opaque, uint64_t host, uint64_t done, uint64_t bytes),
                           void *opaque, bool copy_range);
+
+/* gbs_qcow2_encrypted - whether qcow2 node bs is encrypted (opened with its key). */
+bool gbs_qcow2_encrypted(struct gbs *bs);
 
 /*
  * gbs_qcow2_target_info - a qcow2 node's cluster size, compression type

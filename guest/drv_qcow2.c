@@ -54,9 +54,18 @@ struct q2 {
     struct qcow2_bm_list *bml;
     /* Where the writer's allocator starts (after a resize: gbs_qcow2_resized). */
     uint64_t free_cluster_index;
-    /* An encrypted image's unlocked LUKS volume (encrypt.format=luks), or NULL. */
+    /*
+     * An encrypted image's cipher, or NULL: the unlocked LUKS volume
+     * (encrypt.format=luks), or AES-128-CBC keyed with the passphrase
+     * (the old method, encrypt.format=aes).
+     */
     struct luks_volume *vol;
+    /* The IVs count guest sectors (aes), not host sectors (luks: crypt_physical_offset). */
+    bool crypt_guest;
 };
+
+/* QCOW_MAX_CRYPT_CLUSTERS: an encrypted write goes in pieces of at most this many clusters. */
+#define Q2_MAX_CRYPT_CLUSTERS 32
 
 static struct q2 q2s[INSTAR_NODE_MAX];
 
@@ -191,6 +200,35 @@ static int q2_crypt_read(void *opaque, uint64_t off, uint8_t *buf, size_t len)
                : 0;
 }
 
+/*
+ * qcrypto_block_qcow_init(): the old method's key is the passphrase's
+ * first 16 bytes (up to its NUL), zero-padded: AES-128 in CBC mode, the
+ * plain64 IV of each 512-byte sector.
+ */
+static int q2_aes_open(struct gbs *bs, struct q2 *q)
+{
+    static const struct qcow2_luks_info aes = {
+        .cipher_alg = "aes-128", .cipher_mode = "cbc", .ivgen_alg = "plain64"};
+    uint8_t key[16];
+    size_t n = 0;
+
+    memset(key, 0, sizeof(key));
+    while (n < sizeof(key) && n < bs->key->len && bs->key->data[n]) {
+        key[n] = bs->key->data[n];
+        n++;
+    }
+    q->vol = malloc(sizeof(*q->vol));
+    if (!q->vol)
+        return -INSTAR_ERR_NOMEM;
+    if (luks_volume_init(q->vol, &aes, sizeof(key), key) < 0) {
+        memset(key, 0, sizeof(key));
+        return -INSTAR_ERR_BAD_ARGS;
+    }
+    memset(key, 0, sizeof(key));
+    q->crypt_guest = true;
+    return 0;
+}
+
 static int q2_open(struct gbs *bs)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -222,17 +260,20 @@ static int q2_open(struct gbs *bs)
     h = &q->img.h;
     if (h->crypt_method != 0) {
         /* qcow2_do_open(): qcrypto_block_open() of the LUKS header, unlocked. */
-        if (h->crypt_method == QCOW2_CRYPT_AES && bs->key)
-            return -INSTAR_ERR_AES_UNSUPPORTED;
-        if (h->crypt_method != QCOW2_CRYPT_LUKS || !q->img.has_luks)
+        if (h->crypt_method == QCOW2_CRYPT_AES && bs->key) {
+            ret = q2_aes_open(bs, q);
+        } else if (h->crypt_method != QCOW2_CRYPT_LUKS || !q->img.has_luks) {
             return -INSTAR_ERR_ENCRYPTED_DATA;
-        if (bs->writable)
-            return -INSTAR_ERR_ENCRYPTED_DATA; /* instar writes no encrypted image */
-        q2_crypt_bs = bs;
-        ret = gcrypt_unlock(bs, q->img.luks_hdr, &q->img.luks, q2_crypt_read, q, &q->vol,
-                            q2_crypt_args);
+        } else {
+            q2_crypt_bs = bs;
+            ret = gcrypt_unlock(bs, q->img.luks_hdr, &q->img.luks, q2_crypt_read, q, &q->vol,
+                                q2_crypt_args);
+        }
         if (ret < 0)
             return ret;
+        /* Written through the cipher by convert only (rebase, commit, bitmap: not built). */
+        if (bs->writable && boot->op != INSTAR_OP_CONVERT)
+            return -INSTAR_ERR_ENCRYPTED_WRITE;
     }
 
     q->cluster_bits = h->cluster_bits;
@@ -587,7 +628,7 @@ static int q2_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
              * for the old AES method).
              */
             if (q->vol)
-                r = gcrypt_pread(q->vol, bs->data, host, host, p, n);
+                r = gcrypt_pread(q->vol, bs->data, host, q->crypt_guest ? off : host, p, n);
             else
                 r = gblk_pread_direct(bs->data, host, p, n) < 0 ? -GBS_EIO : 0;
             break;
@@ -815,6 +856,121 @@ static int q2_w_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
 
 static const struct gbs_q2_write_ops q2_w_ops = {q2_w_is_zero, q2_w_cow, q2_w_data};
 
+/*
+ * An encrypted image's writes (qcow2_co_pwritev_task() with bs->encrypted):
+ * no zero copy-on-write shortcut (handle_alloc_space() leaves encrypted
+ * images alone: zeros in the file would not decrypt to zeros), and every
+ * sector encrypted before it is written, the guest data and the
+ * copy-on-write regions alike (do_perform_cow_encrypt()), its IV the
+ * sector of its host offset (LUKS: crypt_physical_offset).
+ */
+struct q2_ectx {
+    struct q2_wctx c;
+    uint8_t *tmp;   /* the piece's data, encrypted */
+    uint64_t guest; /* the piece's guest offset */
+};
+
+/* qcow2_co_encdec(): the IV's sector, of the host offset (luks) or the guest offset (aes). */
+static uint64_t q2_iv(const struct q2 *q, uint64_t host, uint64_t guest)
+{
+    return (q->crypt_guest ? guest : host) / LUKS_SECTOR;
+}
+
+static int q2_e_is_zero(void *o, uint64_t off, uint64_t bytes)
+{
+    (void)o;
+    (void)off;
+    (void)bytes;
+    return 0;
+}
+
+static int q2_e_cow(void *o, uint64_t guest, uint64_t host, uint64_t bytes)
+{
+    struct q2_wctx *c = o;
+    int ret = q2_pread(c->bs, guest, c->w->cow, (size_t)bytes);
+
+    if (ret < 0)
+        return ret;
+    if ((host | bytes) & (LUKS_SECTOR - 1) ||
+        luks_encrypt(Q(c->bs)->vol, q2_iv(Q(c->bs), host, guest), c->w->cow, (size_t)bytes) < 0)
+        return -GBS_EIO;
+    return gdev_pwrite(c->bs->data, host, c->w->cow, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+}
+
+static int q2_e_data(void *o, uint64_t host, uint64_t done, uint64_t bytes)
+{
+    struct q2_ectx *e = o;
+
+    memcpy(e->tmp + done, e->c.buf + done, (size_t)bytes);
+    if ((host | bytes) & (LUKS_SECTOR - 1) ||
+        luks_encrypt(Q(e->c.bs)->vol, q2_iv(Q(e->c.bs), host, e->guest + done), e->tmp + done,
+                     (size_t)bytes) < 0)
+        return -GBS_EIO;
+    return gdev_pwrite(e->c.bs->data, host, e->tmp + done, (size_t)bytes) < 0 ? -GBS_EIO : 0;
+}
+
+static const struct gbs_q2_write_ops q2_e_ops = {q2_e_is_zero, q2_e_cow, q2_e_data};
+
+/* Whole sectors [off, off + len) of an encrypted image, in pieces of at most 32 clusters. */
+static int q2_pwrite_encrypted(struct gbs *bs, struct q2w *w, uint64_t off, const uint8_t *buf,
+                               uint64_t len)
+{
+    struct q2 *q = Q(bs);
+    uint64_t max = Q2_MAX_CRYPT_CLUSTERS * q->cluster_size;
+    struct q2_ectx e = {{bs, w, NULL, NULL, NULL, false}, NULL, 0};
+    int ret = 0;
+
+    e.tmp = malloc((size_t)(len < max ? len : max));
+    if (!e.tmp)
+        return -GBS_ENOMEM;
+    while (len && ret == 0) {
+        uint64_t n = max - (off & (q->cluster_size - 1));
+
+        if (n > len)
+            n = len;
+        e.c.buf = buf;
+        e.guest = off;
+        ret = gbs_qcow2_write(&w->pa, bs->data, off, n, &q2_e_ops, &e);
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    free(e.tmp);
+    return ret;
+}
+
+/*
+ * The block layer's request alignment for an encrypted image (512, the
+ * cipher's sector: qcow2_refresh_limits()): a partial head or tail
+ * sector is read, merged and written whole.
+ */
+static int q2_pwrite_crypt(struct gbs *bs, struct q2w *w, uint64_t off, const uint8_t *buf,
+                           uint64_t len)
+{
+    uint8_t sec[LUKS_SECTOR];
+    int ret = 0;
+
+    while (len && ret == 0) {
+        uint64_t head = off & (LUKS_SECTOR - 1), n;
+
+        if (head || len < LUKS_SECTOR) {
+            n = LUKS_SECTOR - head < len ? LUKS_SECTOR - head : len;
+            ret = q2_pread(bs, off - head, sec, LUKS_SECTOR);
+            if (ret == 0) {
+                memcpy(sec + head, buf, (size_t)n);
+                ret = q2_pwrite_encrypted(bs, w, off - head, sec, LUKS_SECTOR);
+            }
+        } else {
+            n = len & ~(uint64_t)(LUKS_SECTOR - 1);
+            ret = q2_pwrite_encrypted(bs, w, off, buf, n);
+        }
+        off += n;
+        buf += n;
+        len -= n;
+    }
+    return ret;
+}
+
 static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
 {
     struct q2_wctx c = {bs, NULL, buf, NULL, NULL, false};
@@ -823,6 +979,8 @@ static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
     if (ret < 0)
         return ret;
     q2_set_dirty(bs, off, len);
+    if (Q(bs)->vol)
+        return q2_pwrite_crypt(bs, c.w, off, buf, len);
     return gbs_qcow2_write(&c.w->pa, bs->data, off, len, &q2_w_ops, &c);
 }
 
@@ -842,7 +1000,8 @@ int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
     struct q2_wctx c = {bs, NULL, NULL, data, opaque, copy_range};
     int ret;
 
-    if (bs->drv != &gbs_drv_qcow2 || !bs->writable)
+    /* An encrypted image's data goes through q2_pwrite(), encrypted in guest RAM. */
+    if (bs->drv != &gbs_drv_qcow2 || !bs->writable || Q(bs)->vol)
         return -GBS_EACCES;
     if (off > bs->total || len > bs->total - off)
         return -GBS_EIO;
@@ -941,6 +1100,11 @@ static int q2_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32
     return ret == -QCOW2_PREALLOC_ENOTSUP ? -Q2_ENOTSUP : ret;
 }
 
+bool gbs_qcow2_encrypted(struct gbs *bs)
+{
+    return bs->drv == &gbs_drv_qcow2 && Q(bs)->vol != NULL;
+}
+
 int gbs_qcow2_target_info(struct gbs *bs, uint64_t *cluster_size, unsigned *ctype, bool *data_file)
 {
     struct q2 *q;
@@ -967,6 +1131,9 @@ int gbs_qcow2_write_compressed(struct gbs *bs, uint64_t off, const void *data, u
 
     if (!bs->writable)
         return -GBS_EACCES;
+    /* qemu-img refuses compression with encryption before it writes. */
+    if (Q(bs)->vol)
+        return -GBS_ENOTSUP;
     ret = q2_writer(bs, &w);
     if (ret < 0)
         return ret;

@@ -251,10 +251,9 @@ static void check_crypto(const uint8_t *buf, size_t len)
         result_error(OP, QCOW2_CHECK_ERR_KEY_SECRET, none, NULL, 0);
     if (ret < 0 && ret != -QCOW2_ERR_BACKING_NAME_TOO_LONG)
         return;
-    if (h.crypt_method == QCOW2_CRYPT_AES)
-        result_error(
-            OP, boot->args.check.has_key ? INSTAR_ERR_AES_UNSUPPORTED : QCOW2_CHECK_ERR_KEY_SECRET,
-            none, NULL, 0);
+    /* The old AES method has no header: with its key the check reads metadata only. */
+    if (h.crypt_method == QCOW2_CRYPT_AES && !boot->args.check.has_key)
+        result_error(OP, QCOW2_CHECK_ERR_KEY_SECRET, none, NULL, 0);
     if (h.crypt_method == QCOW2_CRYPT_LUKS && !x.has_crypto) {
         args[0] = h.crypt_method;
         result_error(OP, QCOW2_CHECK_ERR_NO_CRYPTO_HDR, args, NULL, 0);

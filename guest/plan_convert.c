@@ -48,6 +48,7 @@ struct cv {
     int min_sparse, alignment, buf_sectors;
     uint32_t t;     /* the target device (a qcow2 target's image file) */
     struct gbs *tn; /* a qcow2 target's node, else NULL */
+    bool t_crypt;   /* tn is encrypted: its data goes through guest RAM and gbs_pwrite */
     struct gbs *gn; /* another format's target node (parallels): written through gbs_pwrite */
     uint8_t *buf;
     bool salvage;
@@ -369,6 +370,8 @@ static int t_write_from(struct cv *s, int64_t sector_num, int64_t n, const uint8
     uint64_t off = (uint64_t)sector_num * SECTOR, len = (uint64_t)n * SECTOR;
     struct t_wctx c = {s, buf, src_dev, src_off};
 
+    if (s->tn && s->t_crypt)
+        return buf ? gbs_pwrite(s->tn, off, buf, (size_t)len) : -GBS_EIO;
     if (s->tn)
         return gbs_qcow2_pwrite_from(s->tn, off, len, t_w_data, &c,
                                      s->copy_range && s->status == BLK_DATA);
@@ -462,8 +465,8 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
     uint64_t src_off, len = (uint64_t)n * SECTOR, end, nruns, i;
     int ret;
 
-    if (!s->tn || s->compressed || !s->st_direct || s->status != BLK_DATA || !s->min_sparse_on ||
-        len > INSTAR_COPY_SPARSE_MAX)
+    if (!s->tn || s->t_crypt || s->compressed || !s->st_direct || s->status != BLK_DATA ||
+        !s->min_sparse_on || len > INSTAR_COPY_SPARSE_MAX)
         return 0;
     src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
     if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(s->st_dev))
@@ -618,7 +621,7 @@ static int copy_range(struct cv *s, int64_t sector_num, int64_t n, uint32_t wait
 {
     int ret = copy_direct(s, sector_num, n);
 
-    if (ret == 0 && s->tn && s->st_direct) {
+    if (ret == 0 && s->tn && !s->t_crypt && s->st_direct) {
         uint64_t src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR, end;
 
         if (!__builtin_add_overflow(src_off, (uint64_t)n * SECTOR, &end) &&
@@ -903,7 +906,7 @@ void plan_convert(void)
         (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2 &&
          a.target_driver != INSTAR_DRV_PARALLELS && a.target_driver != INSTAR_DRV_VDI &&
          a.target_driver != INSTAR_DRV_VPC && a.target_driver != INSTAR_DRV_QED &&
-         a.target_driver != INSTAR_DRV_VHDX) ||
+         a.target_driver != INSTAR_DRV_VHDX && a.target_driver != INSTAR_DRV_LUKS) ||
         ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
@@ -912,15 +915,17 @@ void plan_convert(void)
         s->tn = gbs_node(a.target_node);
         if (!s->tn || s->tn->drv != &gbs_drv_qcow2 || !s->tn->writable || s->tn->file != a.target)
             result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+        s->t_crypt = gbs_qcow2_encrypted(s->tn);
     }
-    /* A parallels, vdi, vpc, qed or vhdx target node, written through its driver. */
+    /* A parallels, vdi, vpc, qed, vhdx or luks target node, written through its driver. */
     if (a.target_driver == INSTAR_DRV_PARALLELS || a.target_driver == INSTAR_DRV_VDI ||
         a.target_driver == INSTAR_DRV_VPC || a.target_driver == INSTAR_DRV_QED ||
-        a.target_driver == INSTAR_DRV_VHDX) {
+        a.target_driver == INSTAR_DRV_VHDX || a.target_driver == INSTAR_DRV_LUKS) {
         const struct gbs_driver *want = a.target_driver == INSTAR_DRV_VDI    ? &gbs_drv_vdi
                                         : a.target_driver == INSTAR_DRV_VPC  ? &gbs_drv_vpc
                                         : a.target_driver == INSTAR_DRV_QED  ? &gbs_drv_qed
                                         : a.target_driver == INSTAR_DRV_VHDX ? &gbs_drv_vhdx
+                                        : a.target_driver == INSTAR_DRV_LUKS ? &gbs_drv_luks
                                                                              : &gbs_drv_parallels;
 
         s->gn = gbs_node(a.target_node);

@@ -28,8 +28,7 @@
       "instar decrypts AES in ECB, CBC and XTS modes only, not this LUKS cipher")                  \
     X(INSTAR_ERR_LUKS_WORK, 11,                                                                    \
       "LUKS key slot {0} asks for {1} PBKDF2 blocks, more than instar's limit of 268435456")       \
-    X(INSTAR_ERR_AES_UNSUPPORTED, 12,                                                              \
-      "instar does not decrypt qcow2's old AES encryption (encrypt.format=aes)")                   \
+    X(INSTAR_ERR_ENCRYPTED_WRITE, 12, "instar writes encrypted images only as convert's target")   \
     X(INSTAR_ERR_LUKS_KEY_SECRET, 13, "Parameter 'key-secret' is required for cipher")             \
     X(INSTAR_ERR_LUKS_SIZE, 14, "Could not refresh total sector count: Input/output error")        \
     X(INSTAR_ERR_LUKS_CREATE, 15, "Unable to get accurate CPU usage")                              \
