@@ -191,6 +191,15 @@ static int q2_crypt_read(void *opaque, uint64_t off, uint8_t *buf, size_t len)
                : 0;
 }
 
+/*
+ * The commands whose read-write open loads the bitmaps of a dirty image
+ * before repairing it, as qemu's does; the others refuse such an image.
+ */
+static bool q2_dirty_bitmaps_op(void)
+{
+    return boot->op == INSTAR_OP_COMMIT;
+}
+
 static int q2_open(struct gbs *bs)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -210,13 +219,26 @@ static int q2_open(struct gbs *bs)
     gq_open_flags(&q->img, boot->op, bs->writable ? QCOW2_OPEN_RDWR : 0, first);
     /*
      * qcow2_do_open() repairs a dirty image it opens read-write, printing
-     * check -r's lines.  (With persistent bitmaps, which qemu loads first,
-     * the image stays refused: q2_writer.)
+     * check -r's lines.  It loads the persistent bitmaps first, marking
+     * them in use (qcow2_load_dirty_bitmaps()), which commit does here as
+     * qemu does; for other commands such an image stays refused
+     * (q2_writer).
      */
-    if (bs->writable && (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
-        !q->img.x.nb_bitmaps && gq_repair_dirty(&q->img, boot->op, QCOW2_OPEN_RDWR) < 0) {
-        gopen_dev = 0;
-        return -INSTAR_ERR_REPAIR_DIRTY;
+    if (bs->writable && (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
+        if (q->img.x.nb_bitmaps && q2_dirty_bitmaps_op() && q->img.h.crypt_method == 0) {
+            q->cluster_bits = q->img.h.cluster_bits;
+            q->cluster_size = (uint64_t)1 << q->cluster_bits;
+            ret = q2_bitmaps_open(bs);
+            if (ret < 0) {
+                gopen_dev = 0;
+                return ret;
+            }
+        }
+        if ((!q->img.x.nb_bitmaps || q->bml) &&
+            gq_repair_dirty(&q->img, boot->op, QCOW2_OPEN_RDWR) < 0) {
+            gopen_dev = 0;
+            return -INSTAR_ERR_REPAIR_DIRTY;
+        }
     }
     gopen_dev = 0;
     h = &q->img.h;
@@ -264,7 +286,8 @@ static int q2_open(struct gbs *bs)
     q->l2buf = malloc((size_t)1 << h->cluster_bits);
     if (!q->l2buf)
         return -INSTAR_ERR_NOMEM;
-    if (bs->writable && q->img.nbitmaps && !(h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
+    if (bs->writable && q->img.nbitmaps && !q->bml &&
+        !(h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
         return q2_bitmaps_open(bs);
     return 0;
 }
