@@ -197,7 +197,8 @@ static int q2_crypt_read(void *opaque, uint64_t off, uint8_t *buf, size_t len)
  */
 static bool q2_dirty_bitmaps_op(void)
 {
-    return boot->op == INSTAR_OP_COMMIT || boot->op == INSTAR_OP_SNAPSHOT;
+    return boot->op == INSTAR_OP_COMMIT || boot->op == INSTAR_OP_SNAPSHOT ||
+           boot->op == INSTAR_OP_AMEND;
 }
 
 static int q2_open(struct gbs *bs)
@@ -220,9 +221,9 @@ static int q2_open(struct gbs *bs)
     /*
      * qcow2_do_open() repairs a dirty image it opens read-write, printing
      * check -r's lines.  It loads the persistent bitmaps first, marking
-     * them in use (qcow2_load_dirty_bitmaps()), which commit and snapshot
-     * do here as qemu does; for other commands such an image stays
-     * refused (q2_writer).
+     * them in use (qcow2_load_dirty_bitmaps()), which commit, snapshot
+     * and amend do here as qemu does; for other commands such an image
+     * stays refused (q2_writer).
      */
     if (bs->writable && (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
         if (q->img.x.nb_bitmaps && q2_dirty_bitmaps_op() && q->img.h.crypt_method == 0) {

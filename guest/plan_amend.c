@@ -289,19 +289,27 @@ void plan_amend(void)
     if (data_file && (boot->ndevices < 2 || !(boot->devices[AM_DATA_DEV].flags & INSTAR_DEV_WRITE)))
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
     /*
-     * Not built: qemu loads the bitmaps of a dirty image before its
-     * repair, a downgrade leaves them in a version 2 header, and the
-     * node's close would write the header's old data file name again.
+     * Not built: a downgrade leaves the bitmaps in a version 2 header,
+     * and the node's close would write the header's old data file name
+     * again.
      */
-    if (img.x.nb_bitmaps > 0 && ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) ||
-                                 ((a->flags & INSTAR_AMEND_DOWNGRADE) && h->version == 3) ||
+    if (img.x.nb_bitmaps > 0 && (((a->flags & INSTAR_AMEND_DOWNGRADE) && h->version == 3) ||
                                  (a->flags & (INSTAR_AMEND_DATA_FILE | INSTAR_AMEND_RAW_OFF))))
         fail(QCOW2_AMEND_ERR_NOTSUP_BITMAPS, 0);
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
-        gq_repair_dirty(&img, INSTAR_OP_AMEND, 0) < 0)
-        fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
-    if (img.x.nb_bitmaps > 0)
+    if (img.x.nb_bitmaps > 0) {
+        /*
+         * qcow2_do_open(): the bitmaps loaded and marked in use, then a
+         * dirty image repaired (the node's open); the image is read
+         * again as they left it.
+         */
         am_bs = gresize_open_node(INSTAR_OP_AMEND, data_file);
+        if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
+            fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
+        gq_open(&img, INSTAR_OP_AMEND, first);
+    } else if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+               gq_repair_dirty(&img, INSTAR_OP_AMEND, 0) < 0) {
+        fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
+    }
     if (a->flags & INSTAR_AMEND_OPEN_ONLY)
         done(0, 0);
     version = h->version;

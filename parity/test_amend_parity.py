@@ -87,6 +87,13 @@ def imgs(tmp_path_factory) -> Path:
     tl.qemu_img("bitmap", "--add", "bmdirty.qcow2", "b0", cwd=d)
     r = tl.qemu_io("-f", "qcow2", "-c", "write 0 64k", "-c", "abort", "bmdirty.qcow2", cwd=d, check=False)
     assert r.returncode != 0
+    # Consistent bitmaps (one enabled, one disabled) on an image whose dirty bit alone is set.
+    mk("bmdirty2.qcow2", "4M", "lazy_refcounts=on", data)
+    tl.qemu_img("bitmap", "--add", "bmdirty2.qcow2", "b0", cwd=d)
+    tl.qemu_img("bitmap", "--add", "-g", "8k", "--disable", "bmdirty2.qcow2", "b1", cwd=d)
+    b = bytearray((d / "bmdirty2.qcow2").read_bytes())
+    b[79] |= 1
+    (d / "bmdirty2.qcow2").write_bytes(bytes(b))
     mk("df.qcow2", "4M", "data_file=df.raw", ())
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 3M 128k", "df.qcow2", cwd=d)
     (d / "d2.raw").write_bytes((d / "df.raw").read_bytes())
@@ -334,6 +341,18 @@ CASES = [
     ("bitmaps-inuse-refcount-grow", ["-o", "refcount_bits=8,size=100M", "bm2inuse.qcow2"],
      ["bm2inuse.qcow2"], "bm2inuse.qcow2"),
     ("bitmaps-size-bad", ["-o", "size=100M+1", "bm2.qcow2"], ["bm2.qcow2"], "bm2.qcow2"),
+    # A dirty image with bitmaps: loaded and marked in use, then the repair (qcow2_do_open()'s order).
+    ("bitmaps-dirty-lazy-off", ["-o", "lazy_refcounts=off", "bmdirty.qcow2"], ["bmdirty.qcow2"],
+     "bmdirty.qcow2"),
+    ("bitmaps-dirty-grow", ["-o", "size=100M", "bmdirty.qcow2"], ["bmdirty.qcow2"], "bmdirty.qcow2"),
+    ("bitmaps-dirty-clean-lazy-off", ["-o", "lazy_refcounts=off", "bmdirty2.qcow2"], ["bmdirty2.qcow2"],
+     "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-grow", ["-o", "size=100M", "bmdirty2.qcow2"], ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-refcount", ["-o", "refcount_bits=8", "bmdirty2.qcow2"], ["bmdirty2.qcow2"],
+     "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-shrink", ["-o", "size=1M", "bmdirty2.qcow2"], ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-parse-error", ["-o", "foo=1", "bmdirty2.qcow2"], ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-help", ["-o", "help", "bmdirty2.qcow2"], ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
     # External data files: opened read-write, renamed in the header, cut or extended with the image.
     ("data-file-lazy", ["-o", "lazy_refcounts=on", "df.qcow2"], ["df.qcow2", "df.raw"], "=df.qcow2"),
     ("data-file-rename", ["-o", "data_file=other.raw", "df.qcow2"], ["df.qcow2", "df.raw"], "=df.qcow2"),
@@ -373,8 +392,6 @@ CASES = [
     ("data-file-bitmaps-rename", ["-o", "data_file=z.raw", "dfbm.qcow2"], ["dfbm.qcow2", "dfbm.raw"],
      "=dfbm.qcow2"),
     ("bitmaps-downgrade", ["-o", "compat=0.10", "bm2.qcow2"], ["bm2.qcow2"], "bm2.qcow2"),
-    ("bitmaps-dirty-lazy-off", ["-o", "lazy_refcounts=off", "bmdirty.qcow2"], ["bmdirty.qcow2"],
-     "bmdirty.qcow2"),
     ("refcount-bits-change", ["-o", "refcount_bits=64", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("downgrade-snap-l1-offset", ["-o", "compat=0.10", "snapl1off.qcow2"], ["snapl1off.qcow2"],
      "snapl1off.qcow2"),
