@@ -18,6 +18,30 @@ import instar_testlib as tl
 from output_compare import host_extents, sparse_copy
 
 
+def _add_unknown_exts(p: Path) -> None:
+    """Two header extensions of unknown types appended to a version 2 image's,
+    the backing file name (if any) moved after them."""
+    b = bytearray(p.read_bytes())
+    bo, bl = struct.unpack_from(">QI", b, 8)
+    name = bytes(b[bo:bo + bl])
+    off, exts = 72, b""
+    while True:
+        t, n = struct.unpack_from(">II", b, off)
+        if t == 0:
+            break
+        exts += bytes(b[off:off + 8 + ((n + 7) & ~7)])
+        off += 8 + ((n + 7) & ~7)
+    exts += struct.pack(">II", 0x12345678, 5) + b"hello\0\0\0"
+    exts += struct.pack(">II", 0x0ABCDEF0, 8) + b"12345678" + bytes(8)
+    end = 72 + len(exts)
+    b[72:max(off + 8, bo + bl)] = bytes(max(off + 8, bo + bl) - 72)
+    b[72:end] = exts
+    if bo:
+        b[end:end + bl] = name
+        struct.pack_into(">Q", b, 8, end)
+    p.write_bytes(bytes(b))
+
+
 @pytest.fixture(scope="module")
 def imgs(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("amend-images")
@@ -53,6 +77,14 @@ def imgs(tmp_path_factory) -> Path:
     # A leaked cluster past the end (check finds it; the open does not repair a v2 image).
     tl.qemu_io("-f", "qcow2", "-c", "write 1M 64k", "-c", "discard 1M 64k", "v2leak.qcow2", cwd=d)
     mk("rb64.qcow2", "4M", "refcount_bits=64", data)
+    # Version 2 images with header extensions qemu does not know (it carries them over on
+    # an upgrade): alone, and after the backing format (the backing name moved past them),
+    # with a snapshot.
+    mk("v2unk.qcow2", "4M", "compat=0.10", data)
+    _add_unknown_exts(d / "v2unk.qcow2")
+    mk("v2unkb.qcow2", "4M", "compat=0.10,backing_file=base.qcow2,backing_fmt=qcow2", ("write -P 6 1M 64k",))
+    tl.qemu_img("snapshot", "-c", "s1", "v2unkb.qcow2", cwd=d)
+    _add_unknown_exts(d / "v2unkb.qcow2")
     mk("xl2.qcow2", "4M", "extended_l2=on,lazy_refcounts=on", data)
     mk("corrupt.qcow2", "4M", "", data)
     with open(d / "corrupt.qcow2", "r+b") as f:  # the corrupt bit (incompatible features, bit 1)
@@ -277,6 +309,11 @@ CASES = [
     ("compat-upgrade-c512", ["-o", "compat=1.1", "v2c512.qcow2"], ["v2c512.qcow2"], "v2c512.qcow2"),
     ("compat-upgrade-c4k", ["-o", "compat=1.1", "v2c4k.qcow2"], ["v2c4k.qcow2"], "v2c4k.qcow2"),
     ("compat-upgrade-c2m", ["-o", "compat=1.1", "v2c2m.qcow2"], ["v2c2m.qcow2"], "v2c2m.qcow2"),
+    ("compat-upgrade-unknown-exts", ["-o", "compat=1.1", "v2unk.qcow2"], ["v2unk.qcow2"], "v2unk.qcow2"),
+    ("compat-upgrade-unknown-exts-all", ["-p", "-o", "compat=1.1,lazy_refcounts=on,refcount_bits=8,size=64M",
+                                         "v2unk.qcow2"], ["v2unk.qcow2"], "v2unk.qcow2"),
+    ("compat-upgrade-unknown-exts-backing", ["-o", "compat=1.1", "v2unkb.qcow2"], ["v2unkb.qcow2", "base.qcow2"],
+     "v2unkb.qcow2"),
     ("compat-upgrade-dirty-repaired", ["-o", "compat=1.1", "v2leak.qcow2"], ["v2leak.qcow2"], "v2leak.qcow2"),
     # compat=0.10: qemu's refusals (a downgrade itself is not built yet).
     ("downgrade-refcount-bits", ["-o", "compat=0.10", "rb64.qcow2"], ["rb64.qcow2"], "rb64.qcow2"),

@@ -53,8 +53,7 @@ REFUSALS = [
     "Applying a snapshot with a longer L1 table is not supported by instar",
     "instar does not commit into an image with the dirty bit set",
     "Downgrading a qcow2 image (compat=0.10) is not supported by instar yet",
-    "Upgrading this qcow2 image (unknown header extensions, or snapshots without their v3 "
-    "data) is not supported by instar yet",
+    "Upgrading this qcow2 image (snapshots without their v3 data) is not supported by instar yet",
     "Amending qcow2 images with persistent bitmaps is not supported by instar yet",
     "Resizing qcow2 images with persistent bitmaps is not supported by instar",
     "Growing this qcow2 image would copy data into its partial last cluster, which instar "
