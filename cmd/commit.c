@@ -15,10 +15,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "cmds.h"
 #include "datarun.h"
+#include "imgcheck.h"
 #include "lock.h"
 #include "object.h"
 #include "open.h"
@@ -146,6 +148,67 @@ static uint64_t top_write_limit(uint64_t file_size, uint64_t vsize)
     return lim > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : lim;
 }
 
+/* Whether opening oc's top read-write writes to it: a dirty qcow2 image, or persistent bitmaps. */
+static bool top_open_writes(const struct open_chain *oc)
+{
+    const struct image_info *ii = oc->img[0].info;
+
+    return !strcmp(ii->format, "qcow2") && (ii->nbitmaps || (ii->has_dirty_flag && ii->dirty_flag));
+}
+
+/* Make the top's file writable in gr, within what a repair and the bitmaps' store can need. */
+static void top_writable(struct graph *gr, uint32_t top, const struct open_chain *oc)
+{
+    struct vmm_dev *d = &gr->devs[gr->g.nodes[top].file];
+
+    d->flags |= INSTAR_DEV_WRITE;
+    d->write_limit = top_write_limit(d->size, (uint64_t)oc->img[0].info->virtual_size);
+}
+
+/*
+ * What qemu-img's read-write open of the top and its close write before
+ * a check of img_commit() fails (no backing file, -b not found): a dirty
+ * top repaired (check -r's lines), its persistent bitmaps marked in use
+ * and stored again.  Nothing for other images.  Returns 0 (a failed
+ * store reported as qemu-img reports it, the command's error to follow),
+ * or -1 after reporting a failed run.
+ */
+static int open_only(struct open_chain *oc, const char *filename)
+{
+    struct instar_commit_args args;
+    struct instar_data_result v;
+    struct vmm_config cfg;
+    struct graph gr;
+    uint32_t top;
+    char node[16];
+    struct timeval tv;
+
+    if (!top_open_writes(oc))
+        return 0;
+    graph_init(&gr);
+    if (graph_add_chain(&gr, oc, filename, &top) < 0)
+        return -1;
+    top_writable(&gr, top, oc);
+    memset(&args, 0, sizeof(args));
+    args.top = args.base = args.base_overlay = top;
+    args.flags = INSTAR_COMMIT_OPEN_ONLY | INSTAR_COMMIT_DROP;
+    args.g = gr.g;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.mem_size = COMMIT_GUEST_MEM;
+    cfg.report = check_report_cb; /* a dirty top's repair at open, as check -r prints it */
+    cfg.report_opaque = stderr;
+    if (datarun(&cfg, INSTAR_OP_COMMIT, &args, sizeof(args), &gr, filename, &v) < 0)
+        return -1;
+    if (v.status == INSTAR_DATA_OK)
+        return 0;
+    /* qcow2_inactivate()'s message; the node named as qemu-img names it (#block1, two digits). */
+    gettimeofday(&tv, NULL);
+    snprintf(node, sizeof(node), "#block1%02d", (int)(tv.tv_usec % 100));
+    report_error("Lost persistent bitmaps during inactivation of node '%s': %s", node,
+                 strerror(v.status == INSTAR_DATA_EWRITE_AT ? (int)v.errnum : EIO));
+    return 0;
+}
+
 /*
  * qemu-img commit [--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] [-b base]
  *     [-r rate_limit] [-d] [-p] filename
@@ -232,6 +295,8 @@ int cmd_commit(int argc, char **argv)
     if (base) {
         bi = find_backing_image(&oc, base);
         if (!bi) {
+            if (open_only(&oc, filename) < 0)
+                goto out_quiet;
             if (asprintf(&err, "Did not find '%s' in the backing chain of '%s'", base, filename) <
                 0)
                 err = NULL;
@@ -239,6 +304,8 @@ int cmd_commit(int argc, char **argv)
         }
     } else {
         if (oc.n < 2) {
+            if (open_only(&oc, filename) < 0)
+                goto out_quiet;
             err = strdup("Image does not have a backing file");
             goto done;
         }
@@ -253,21 +320,20 @@ int cmd_commit(int argc, char **argv)
         goto done;
     }
     /*
-     * qemu records the job's writes in a base's persistent bitmaps, stores
-     * a read-write top's bitmaps again when it closes it (-d too), and
-     * repairs an image marked dirty when it opens it read-write: instar
-     * does none of it, so it refuses before anything is written.
+     * qemu-img opens the base read-only with the chain and reopens it
+     * read-write for the job: a dirty base is not repaired, its stale
+     * refcounts are trusted by the job's allocations, and the reopen
+     * read-only at the end clears the bit (leaks or worse left behind).
+     * instar refuses it before anything is written (docs/differences.md).
      */
-    for (unsigned k = 0; k < 2; k++) {
-        unsigned i = k ? 0 : bi;
-        const struct image_info *ii = oc.img[i].info;
+    {
+        const struct image_info *ii = oc.img[bi].info;
 
-        if (ii->nbitmaps || (ii->has_dirty_flag && ii->dirty_flag)) {
+        if (ii->has_dirty_flag && ii->dirty_flag) {
             if (asprintf(&err,
-                         "Could not open '%s': instar does not commit into or empty an image "
-                         "with %s",
-                         oc.img[i].name,
-                         ii->nbitmaps ? "persistent bitmaps" : "the dirty bit set") < 0)
+                         "Could not open '%s': instar does not commit into an image with the "
+                         "dirty bit set",
+                         oc.img[bi].name) < 0)
                 err = NULL;
             goto done;
         }
@@ -320,11 +386,9 @@ int cmd_commit(int argc, char **argv)
             dd->write_limit = vs + (2ULL << 20) > dd->size ? vs + (2ULL << 20) : dd->size;
         }
     }
+    /* qemu-img opens the top read-write, also with -d. */
+    top_writable(&gr, top, &oc);
     if (!drop) {
-        struct vmm_dev *d = &gr.devs[gr.g.nodes[top].file];
-
-        d->flags |= INSTAR_DEV_WRITE;
-        d->write_limit = top_write_limit(d->size, (uint64_t)oc.img[0].info->virtual_size);
         /* Emptying discards the clusters of an external data file: never past its end. */
         if (gr.g.nodes[top].data != INSTAR_NO_NODE) {
             struct vmm_dev *dd = &gr.devs[gr.g.nodes[top].data];
@@ -341,6 +405,8 @@ int cmd_commit(int argc, char **argv)
 
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = COMMIT_GUEST_MEM;
+    cfg.report = check_report_cb; /* a dirty top's repair at open, as check -r prints it */
+    cfg.report_opaque = stderr;
     cfg.progress = progress_from_guest;
     if (datarun(&cfg, INSTAR_OP_COMMIT, &args, sizeof(args), &gr, filename, &v) < 0)
         goto out_quiet;
@@ -351,6 +417,20 @@ int cmd_commit(int argc, char **argv)
     case INSTAR_DATA_EBSTAT:
     case INSTAR_DATA_EREAD_AT:
     case INSTAR_DATA_EWRITE_AT:
+        if (v.flags & INSTAR_DATA_COMMIT_CLOSE) {
+            struct timeval tv;
+
+            /* qcow2_inactivate()'s message, after the job's output (exit code as it was). */
+            progress_print(100.f, 0);
+            progress_end();
+            gettimeofday(&tv, NULL);
+            report_error("Lost persistent bitmaps during inactivation of node '#block1%02d': %s",
+                         (int)(tv.tv_usec % 100), strerror((int)v.errnum));
+            open_chain_close(&oc);
+            if (!quiet)
+                printf("Image committed.\n");
+            return 0;
+        }
         if (v.flags & INSTAR_DATA_COMMIT_EMPTY) {
             progress_print(100.f, 0);
             if (v.errnum == EOPNOTSUPP || v.errnum == EINVAL)

@@ -94,6 +94,8 @@ static const char *stage_msg(int stage)
         return "Applying a snapshot of another size is not supported by instar";
     case QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1:
         return "Applying a snapshot with a longer L1 table is not supported by instar";
+    case QCOW2_SNAPOP_STAGE_BITMAPS:
+        return "Device has active dirty bitmaps";
     }
     return NULL;
 }
@@ -108,9 +110,17 @@ static const char *stage_msg(int stage)
  * before freeing them (at most one 512-byte table per entry of the
  * largest L1 table, as resize allows).
  */
-static uint64_t snapshot_write_limit(uint64_t file_size, bool apply)
+static uint64_t snapshot_write_limit(uint64_t file_size, bool apply, uint32_t nbitmaps)
 {
     uint64_t add = SNAPSHOT_MAX_L1_BYTES + SNAPSHOT_MAX_TABLE + 8 * SNAPSHOT_MAX_CLUSTER;
+
+    /*
+     * Persistent bitmaps are stored again at close: their data and tables
+     * anew (no more than the file holds now), a new directory (at most
+     * 64 MiB), a cluster of rounding for each table.
+     */
+    if (nbitmaps)
+        add += file_size + (64ULL << 20) + (uint64_t)nbitmaps * 2 * SNAPSHOT_MAX_CLUSTER;
 
     if (apply)
         add += SNAPSHOT_MAX_L1_BYTES + (SNAPSHOT_MAX_L1_BYTES / 8) * 512;
@@ -155,7 +165,8 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     memset(&dev, 0, sizeof(dev));
     dev.fd = im->fd;
     dev.size = (uint64_t)st.st_size;
-    dev.write_limit = snapshot_write_limit(dev.size, action == SNAPSHOT_APPLY);
+    dev.write_limit =
+        snapshot_write_limit(dev.size, action == SNAPSHOT_APPLY, (uint32_t)im->info->nbitmaps);
     dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = SNAPSHOT_GUEST_MEM;
@@ -198,7 +209,7 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     err = hdr.err_args[0];
     stage = hdr.err_args[1];
     not_found = hdr.err_args[2];
-    if (err > 4095 || stage > QCOW2_SNAPOP_STAGE_RESIZE || not_found > 1 ||
+    if (err > 4095 || stage > QCOW2_SNAPOP_STAGE_BITMAPS || not_found > 1 ||
         (stage == QCOW2_SNAPOP_STAGE_RESIZE && !resize_msg((int)hdr.err_args[3], &kind))) {
         report_error("Snapshot of '%s': sandbox failure: invalid result", im->name);
         goto out;
@@ -234,6 +245,11 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
             const char *what = stage_msg((int)stage);
 
             /* qcow2_snapshot_goto() prints the table check's and the truncation's errors itself. */
+            if (stage == QCOW2_SNAPOP_STAGE_BITMAPS) {
+                /* bdrv_snapshot_goto()'s refusal, before anything is written. */
+                report_error("Could not apply snapshot '%s': %s", name, what);
+                goto out;
+            }
             if (stage == QCOW2_SNAPOP_STAGE_RESIZE) {
                 const char *msg = resize_msg((int)hdr.err_args[3], &kind);
 

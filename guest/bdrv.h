@@ -271,10 +271,11 @@ int gbs_qcow2_store_bitmap_dir(struct gbs *bs);
 
 /*
  * gbs_qcow2_resized - a writable qcow2 node not written through gbs, whose
- * image formats/qcow2/resize.c has just resized on its file, or
- * formats/qcow2/amend.c amended (the L1 and refcount tables possibly
- * moved, the size, the refcount width and the compatible features
- * changed): its header fields and L1 table are read again, and its
+ * image formats/qcow2/resize.c has just resized on its file,
+ * formats/qcow2/amend.c amended or formats/qcow2/snapop.c changed (the
+ * L1, refcount and snapshot tables possibly moved, the size, the
+ * refcount width and the compatible features changed): its header
+ * fields and L1 table are read again, and its
  * persistent bitmaps truncated to
  * the new size as bdrv_dirty_bitmap_truncate() does, so that gbs_close()
  * stores them as qemu does after qcow2_co_truncate(); its allocator

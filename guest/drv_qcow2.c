@@ -229,6 +229,16 @@ static int q2_aes_open(struct gbs *bs, struct q2 *q)
     return 0;
 }
 
+/*
+ * The commands whose read-write open loads the bitmaps of a dirty image
+ * before repairing it, as qemu's does; the others refuse such an image.
+ */
+static bool q2_dirty_bitmaps_op(void)
+{
+    return boot->op == INSTAR_OP_COMMIT || boot->op == INSTAR_OP_SNAPSHOT ||
+           boot->op == INSTAR_OP_AMEND;
+}
+
 static int q2_open(struct gbs *bs)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -248,13 +258,45 @@ static int q2_open(struct gbs *bs)
     gq_open_flags(&q->img, boot->op, bs->writable ? QCOW2_OPEN_RDWR : 0, first);
     /*
      * qcow2_do_open() repairs a dirty image it opens read-write, printing
-     * check -r's lines.  (With persistent bitmaps, which qemu loads first,
-     * the image stays refused: q2_writer.)
+     * check -r's lines.  It loads the persistent bitmaps first, marking
+     * them in use (qcow2_load_dirty_bitmaps()), which commit, snapshot
+     * and amend do here as qemu does; for other commands such an image
+     * stays refused (q2_writer).
      */
-    if (bs->writable && (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
-        !q->img.x.nb_bitmaps && gq_repair_dirty(&q->img, boot->op, QCOW2_OPEN_RDWR) < 0) {
-        gopen_dev = 0;
-        return -INSTAR_ERR_REPAIR_DIRTY;
+    if (bs->writable && (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
+        if (q->img.x.nb_bitmaps && q2_dirty_bitmaps_op() && q->img.h.crypt_method == 0) {
+            q->cluster_bits = q->img.h.cluster_bits;
+            q->cluster_size = (uint64_t)1 << q->cluster_bits;
+            ret = q2_bitmaps_open(bs);
+            if (ret < 0) {
+                gopen_dev = 0;
+                return ret;
+            }
+        }
+        if ((!q->img.x.nb_bitmaps || q->bml) &&
+            gq_repair_dirty(&q->img, boot->op, QCOW2_OPEN_RDWR) < 0) {
+            gopen_dev = 0;
+            return -INSTAR_ERR_REPAIR_DIRTY;
+        }
+        /*
+         * qcow2_mark_clean() ends the repair with qcow2_update_header():
+         * the whole header cluster written from the repaired state (the
+         * same bytes as the repair's own field write, the zero tail of
+         * the cluster allocated as qemu's write allocates it).
+         */
+        if (q->bml) {
+            const struct qcow2_exts *x = &q->img.x;
+            struct qcow2_bm_dir dir = {x->nb_bitmaps, x->bitmap_dir_offset, x->bitmap_dir_size};
+
+            ret = q2_header_sync(bs,
+                                 q->img.h.autoclear_features &
+                                     (QCOW2_AUTOCLEAR_BITMAPS | QCOW2_AUTOCLEAR_DATA_FILE_RAW),
+                                 &dir);
+            if (ret < 0) {
+                gopen_dev = 0;
+                return -INSTAR_ERR_IO;
+            }
+        }
     }
     gopen_dev = 0;
     h = &q->img.h;
@@ -305,7 +347,8 @@ static int q2_open(struct gbs *bs)
     q->l2buf = malloc((size_t)1 << h->cluster_bits);
     if (!q->l2buf)
         return -INSTAR_ERR_NOMEM;
-    if (bs->writable && q->img.nbitmaps && !(h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
+    if (bs->writable && q->img.nbitmaps && !q->bml &&
+        !(h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
         return q2_bitmaps_open(bs);
     return 0;
 }
@@ -1271,8 +1314,8 @@ int gbs_qcow2_resized(struct gbs *bs, uint64_t free_cluster_index)
     struct q2 *q = Q(bs);
     struct qcow2_header *h = &q->img.h;
     uint8_t hdr[104], *raw = NULL;
-    uint64_t size, l1_off, rt_off, *l1 = NULL, compat = h->compatible_features;
-    uint32_t l1_size, rt_clusters, order = h->refcount_order;
+    uint64_t size, l1_off, rt_off, sn_off, *l1 = NULL, compat = h->compatible_features;
+    uint32_t l1_size, rt_clusters, nb_sn, order = h->refcount_order;
     int ret;
 
     if (bs->drv != &gbs_drv_qcow2 || !bs->writable || q->w)
@@ -1285,6 +1328,8 @@ int gbs_qcow2_resized(struct gbs *bs, uint64_t free_cluster_index)
     l1_off = rd_be(hdr + 40, 8);
     rt_off = rd_be(hdr + 48, 8);
     rt_clusters = (uint32_t)rd_be(hdr + 56, 4);
+    nb_sn = (uint32_t)rd_be(hdr + 60, 4);
+    sn_off = rd_be(hdr + 64, 8);
     if (h->version >= 3) {
         compat = rd_be(hdr + 80, 8);
         order = (uint32_t)rd_be(hdr + 96, 4);
@@ -1322,6 +1367,8 @@ int gbs_qcow2_resized(struct gbs *bs, uint64_t free_cluster_index)
     h->l1_table_offset = l1_off;
     h->refcount_table_offset = rt_off;
     h->refcount_table_clusters = rt_clusters;
+    h->nb_snapshots = nb_sn;
+    h->snapshots_offset = sn_off;
     h->compatible_features = compat;
     h->refcount_order = order;
     bs->total = size;

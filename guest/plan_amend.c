@@ -250,6 +250,43 @@ static void amend_data_file(const struct gq_image *img, const struct instar_amen
     free(buf);
 }
 
+/*
+ * qcow2_upgrade() of a version 2 image with header extensions qemu does
+ * not know: qcow2_update_header() as version 3 carries them over (after
+ * the ones it writes itself, in its list's order), so the header cluster
+ * is rewritten from the image's own, as a version 3 header of 112 bytes
+ * (refcount order 4, no feature bits), with qemu's progress calls.
+ */
+static void amend_upgrade_unknown(const struct gq_image *img, struct qcow2_amend_progress *pr)
+{
+    struct qcow2_header h = img->h;
+    struct qcow2_header_state st;
+    uint8_t *buf = malloc((size_t)1 << h.cluster_bits);
+
+    if (!buf)
+        fail(INSTAR_ERR_NOMEM, 0);
+    pr->cur_op = QCOW2_AMEND_OP_UPGRADE;
+    qcow2_amend_progress_report(pr, 0, 2);
+    qcow2_amend_progress_report(pr, 1, 2);
+    h.version = 3;
+    /* Where the extensions of the version 2 header start (qcow2_header_rewrite() reads them there).
+     */
+    h.header_length = 72;
+    h.refcount_order = 4;
+    h.compression_type = 0;
+    memset(&st, 0, sizeof(st));
+    st.l1_offset = h.l1_table_offset;
+    st.l1_size = h.l1_size;
+    st.reftable_offset = h.refcount_table_offset;
+    st.reftable_clusters = h.refcount_table_clusters;
+    if (qcow2_header_rewrite(img->first, img->first_len, &h, &img->x, &st, buf) < 0)
+        fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 28 /* ENOSPC */);
+    if (gdev_pwrite(GOPEN_DEV, 0, buf, (size_t)1 << h.cluster_bits) < 0)
+        fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 5 /* EIO */);
+    free(buf);
+    qcow2_amend_progress_report(pr, 2, 2);
+}
+
 /* The end of an amend: qcow2_downgrade() last, failing with code (0: none). */
 static __attribute__((noreturn)) void finish(const struct gq_image *img,
                                              struct qcow2_amend_progress *pr, bool downgrade,
@@ -289,19 +326,27 @@ void plan_amend(void)
     if (data_file && (boot->ndevices < 2 || !(boot->devices[AM_DATA_DEV].flags & INSTAR_DEV_WRITE)))
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
     /*
-     * Not built: qemu loads the bitmaps of a dirty image before its
-     * repair, a downgrade leaves them in a version 2 header, and the
-     * node's close would write the header's old data file name again.
+     * Not built: a downgrade leaves the bitmaps in a version 2 header,
+     * and the node's close would write the header's old data file name
+     * again.
      */
-    if (img.x.nb_bitmaps > 0 && ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) ||
-                                 ((a->flags & INSTAR_AMEND_DOWNGRADE) && h->version == 3) ||
+    if (img.x.nb_bitmaps > 0 && (((a->flags & INSTAR_AMEND_DOWNGRADE) && h->version == 3) ||
                                  (a->flags & (INSTAR_AMEND_DATA_FILE | INSTAR_AMEND_RAW_OFF))))
         fail(QCOW2_AMEND_ERR_NOTSUP_BITMAPS, 0);
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
-        gq_repair_dirty(&img, INSTAR_OP_AMEND, 0) < 0)
-        fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
-    if (img.x.nb_bitmaps > 0)
+    if (img.x.nb_bitmaps > 0) {
+        /*
+         * qcow2_do_open(): the bitmaps loaded and marked in use, then a
+         * dirty image repaired (the node's open); the image is read
+         * again as they left it.
+         */
         am_bs = gresize_open_node(INSTAR_OP_AMEND, data_file);
+        if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
+            fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
+        gq_open(&img, INSTAR_OP_AMEND, first);
+    } else if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+               gq_repair_dirty(&img, INSTAR_OP_AMEND, 0) < 0) {
+        fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
+    }
     if (a->flags & INSTAR_AMEND_OPEN_ONLY)
         done(0, 0);
     version = h->version;
@@ -363,13 +408,17 @@ void plan_amend(void)
         uint32_t i;
 
         memset(&u, 0, sizeof(u));
-        if (!qcow2_amend_known_exts(img.first, img.first_len, h->header_length) ||
-            !amend_backing(&img, &u))
+        if (!amend_backing(&img, &u))
             fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
         /* qcow2_write_snapshots() would rewrite a table without the v3 extra data. */
         for (i = 0; i < img.nsnapshots; i++)
             if (img.snapshots[i].sn.extra_data_size < 16)
                 fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
+        if (!qcow2_amend_known_exts(img.first, img.first_len, h->header_length)) {
+            amend_upgrade_unknown(&img, &pr);
+            version = 3;
+            goto upgraded;
+        }
         u.cluster_bits = h->cluster_bits;
         u.refcount_order = h->refcount_order;
         u.size = h->disk_size;
@@ -393,6 +442,7 @@ void plan_amend(void)
         qcow2_amend_progress_report(&pr, 2, 2);
         version = 3;
     }
+upgraded:
     /* qcow2_change_refcount_order(), after the upgrade. */
     if (new_order != refcount_order) {
         struct qcow2_amend_reforder ro;

@@ -169,10 +169,20 @@ void plan_commit(void)
     a = boot->args.commit;
     gbs_open_or_fail(INSTAR_OP_COMMIT, &a.g);
     top = gbs_node(a.top);
+    if (a.flags & INSTAR_COMMIT_OPEN_ONLY) {
+        /* The open repaired a dirty top and marked its bitmaps in use: the close stores them. */
+        if (!top || !top->writable)
+            result_error(INSTAR_OP_COMMIT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+        ret = gbs_flush(top);
+        if (ret == 0)
+            ret = gbs_close(top);
+        if (ret < 0)
+            fail(INSTAR_DATA_EWRITE_AT, ret, 0, INSTAR_DATA_COMMIT_CLOSE);
+        gbs_send(INSTAR_OP_COMMIT, INSTAR_DATA_OK, 0, 0, 0, 0);
+    }
     base = gbs_node(a.base);
     overlay = gbs_node(a.base_overlay);
-    if (!top || !base || !overlay || !base->writable ||
-        (!(a.flags & INSTAR_COMMIT_DROP) && !top->writable))
+    if (!top || !base || !overlay || !base->writable || !top->writable)
         result_error(INSTAR_OP_COMMIT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     /* base must be in top's chain, right below overlay. */
     for (p = top; p && p != overlay; p = p->backing)
@@ -283,12 +293,29 @@ void plan_commit(void)
     ret = gbs_flush(base);
     if (ret < 0)
         fail(INSTAR_DATA_EWRITE_AT, ret, 0, 0);
+    /*
+     * mirror_exit_common(): the base is reopened read-only, which stores
+     * its persistent bitmaps (the job's writes recorded in the enabled
+     * ones) before the top is touched.
+     */
+    ret = gbs_close(base);
+    if (ret < 0)
+        fail(INSTAR_DATA_EWRITE_AT, ret, 0, 0);
 
     /* img_commit(): blk_make_empty() of the top, -ENOTSUP ignored. */
     if (!(a.flags & INSTAR_COMMIT_DROP)) {
         ret = gbs_qcow2_make_empty(top);
-        if (ret < 0 && !(ret == -GBS_ENOTSUP && top->drv != &gbs_drv_qcow2))
+        if (ret < 0 && !(ret == -GBS_ENOTSUP && top->drv != &gbs_drv_qcow2)) {
+            (void)gbs_flush(top);
+            (void)gbs_close(top);
             fail(INSTAR_DATA_EWRITE_AT, ret, 0, INSTAR_DATA_COMMIT_EMPTY);
+        }
     }
+    /* blk_unref() of the top: its bitmaps stored again. */
+    ret = gbs_flush(top);
+    if (ret == 0)
+        ret = gbs_close(top);
+    if (ret < 0)
+        fail(INSTAR_DATA_EWRITE_AT, ret, 0, INSTAR_DATA_COMMIT_CLOSE);
     gbs_send(INSTAR_OP_COMMIT, INSTAR_DATA_OK, 0, 0, 0, 0);
 }

@@ -4,6 +4,7 @@
  * instar does not handle, then run formats/qcow2/snapop.c over it.
  * Reads go straight to the host and see the planner's own writes.
  */
+#include "bdrv.h"
 #include "guest.h"
 #include "open.h"
 #include "qcow2/prealloc.h"
@@ -51,12 +52,35 @@ static __attribute__((noreturn)) void fail(int code)
     result_error(INSTAR_OP_SNAPSHOT, code, NULL, NULL, 0);
 }
 
+/*
+ * An image with persistent bitmaps: its node, opened read-write as
+ * qemu-img opens it (the bitmaps loaded and marked in use, a dirty image
+ * repaired after that: guest/drv_qcow2.c), and where the operation's
+ * allocator stopped; done_code() closes it, storing the bitmaps again as
+ * qcow2_close() does, whether the operation succeeded or not.
+ */
+static struct gbs *bm_node;
+static uint64_t bm_free_index;
+
 /* The result; resize_code: the resize's failure (QCOW2_RESIZE_ERR_*) at QCOW2_SNAPOP_STAGE_RESIZE.
  */
 static __attribute__((noreturn)) void done_code(int ret, int stage, bool not_found, int resize_code)
 {
     struct instar_snapshot_result *r;
     struct rbuf rb;
+
+    if (bm_node) {
+        /* The header as the operation left it, then the bitmaps stored from there. */
+        int cret = gbs_qcow2_resized(bm_node, bm_free_index);
+
+        if (cret == 0)
+            cret = gbs_close(bm_node);
+        if (cret < 0 && ret == 0) {
+            ret = -QCOW2_SNAPOP_EIO;
+            stage = QCOW2_SNAPOP_STAGE_NONE;
+        }
+        bm_node = NULL;
+    }
 
     if (rbuf_init(&rb, sizeof(*r)) < 0)
         fail(INSTAR_ERR_NOMEM);
@@ -164,12 +188,23 @@ void plan_snapshot(void)
         fail(QCOW2_SNAPOP_ERR_CORRUPT_RW);
     if (h->crypt_method != QCOW2_CRYPT_NONE)
         fail(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT);
-    /* A dirty image is repaired as the read-write open repairs it (after loading bitmaps). */
-    if (img.x.nb_bitmaps > 0)
-        fail(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS);
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
-        gq_repair_dirty(&img, INSTAR_OP_SNAPSHOT, 0) < 0)
+    if (img.x.nb_bitmaps > 0) {
+        /* (The node would need the data file, which the host does not open here.) */
+        if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
+            fail(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS);
+        /*
+         * qcow2_do_open(): the bitmaps loaded and marked in use, then a
+         * dirty image repaired; the image is read again as they left it.
+         */
+        bm_node = gresize_open_node(INSTAR_OP_SNAPSHOT, false);
+        if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
+            done(-QCOW2_SNAPOP_EIO, 0, false);
+        gq_open(&img, INSTAR_OP_SNAPSHOT, first);
+    } else if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+               gq_repair_dirty(&img, INSTAR_OP_SNAPSHOT, 0) < 0) {
+        /* A dirty image is repaired as the read-write open repairs it. */
         fail(INSTAR_ERR_REPAIR_DIRTY);
+    }
 
     memset(&si, 0, sizeof(si));
     si.cluster_bits = h->cluster_bits;
@@ -182,6 +217,7 @@ void plan_snapshot(void)
     si.refcount_table_clusters = h->refcount_table_clusters;
     si.snapshots_offset = h->snapshots_offset;
     si.nb_snapshots = img.nsnapshots;
+    si.free_cluster_index = &bm_free_index;
     if (img.nsnapshots) {
         si.snapshots = calloc(img.nsnapshots, sizeof(*si.snapshots));
         if (!si.snapshots)
@@ -222,6 +258,9 @@ void plan_snapshot(void)
         ret = qcow2_snapop_delete(&si, &io, (uint32_t)idx, &stage);
         done(ret, stage, false);
     default:
+        /* bdrv_snapshot_goto() refuses any named bitmap before it looks for the snapshot. */
+        if (bm_node)
+            done(-QCOW2_SNAPOP_EBUSY, QCOW2_SNAPOP_STAGE_BITMAPS, false);
         idx = qcow2_snapop_find(&si, (const uint8_t *)a->name, name_len, true);
         if (idx < 0)
             done(-QCOW2_SNAPOP_ENOENT, 0, true);

@@ -18,6 +18,30 @@ import instar_testlib as tl
 from output_compare import host_extents, sparse_copy
 
 
+def _add_unknown_exts(p: Path) -> None:
+    """Two header extensions of unknown types appended to a version 2 image's,
+    the backing file name (if any) moved after them."""
+    b = bytearray(p.read_bytes())
+    bo, bl = struct.unpack_from(">QI", b, 8)
+    name = bytes(b[bo:bo + bl])
+    off, exts = 72, b""
+    while True:
+        t, n = struct.unpack_from(">II", b, off)
+        if t == 0:
+            break
+        exts += bytes(b[off:off + 8 + ((n + 7) & ~7)])
+        off += 8 + ((n + 7) & ~7)
+    exts += struct.pack(">II", 0x12345678, 5) + b"hello\0\0\0"
+    exts += struct.pack(">II", 0x0ABCDEF0, 8) + b"12345678" + bytes(8)
+    end = 72 + len(exts)
+    b[72:max(off + 8, bo + bl)] = bytes(max(off + 8, bo + bl) - 72)
+    b[72:end] = exts
+    if bo:
+        b[end:end + bl] = name
+        struct.pack_into(">Q", b, 8, end)
+    p.write_bytes(bytes(b))
+
+
 @pytest.fixture(scope="module")
 def imgs(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("amend-images")
@@ -53,6 +77,14 @@ def imgs(tmp_path_factory) -> Path:
     # A leaked cluster past the end (check finds it; the open does not repair a v2 image).
     tl.qemu_io("-f", "qcow2", "-c", "write 1M 64k", "-c", "discard 1M 64k", "v2leak.qcow2", cwd=d)
     mk("rb64.qcow2", "4M", "refcount_bits=64", data)
+    # Version 2 images with header extensions qemu does not know (it carries them over on
+    # an upgrade): alone, and after the backing format (the backing name moved past them),
+    # with a snapshot.
+    mk("v2unk.qcow2", "4M", "compat=0.10", data)
+    _add_unknown_exts(d / "v2unk.qcow2")
+    mk("v2unkb.qcow2", "4M", "compat=0.10,backing_file=base.qcow2,backing_fmt=qcow2", ("write -P 6 1M 64k",))
+    tl.qemu_img("snapshot", "-c", "s1", "v2unkb.qcow2", cwd=d)
+    _add_unknown_exts(d / "v2unkb.qcow2")
     mk("xl2.qcow2", "4M", "extended_l2=on,lazy_refcounts=on", data)
     mk("corrupt.qcow2", "4M", "", data)
     with open(d / "corrupt.qcow2", "r+b") as f:  # the corrupt bit (incompatible features, bit 1)
@@ -87,6 +119,13 @@ def imgs(tmp_path_factory) -> Path:
     tl.qemu_img("bitmap", "--add", "bmdirty.qcow2", "b0", cwd=d)
     r = tl.qemu_io("-f", "qcow2", "-c", "write 0 64k", "-c", "abort", "bmdirty.qcow2", cwd=d, check=False)
     assert r.returncode != 0
+    # Consistent bitmaps (one enabled, one disabled) on an image whose dirty bit alone is set.
+    mk("bmdirty2.qcow2", "4M", "lazy_refcounts=on", data)
+    tl.qemu_img("bitmap", "--add", "bmdirty2.qcow2", "b0", cwd=d)
+    tl.qemu_img("bitmap", "--add", "-g", "8k", "--disable", "bmdirty2.qcow2", "b1", cwd=d)
+    b = bytearray((d / "bmdirty2.qcow2").read_bytes())
+    b[79] |= 1
+    (d / "bmdirty2.qcow2").write_bytes(bytes(b))
     mk("df.qcow2", "4M", "data_file=df.raw", ())
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 3M 128k", "df.qcow2", cwd=d)
     (d / "d2.raw").write_bytes((d / "df.raw").read_bytes())
@@ -270,6 +309,11 @@ CASES = [
     ("compat-upgrade-c512", ["-o", "compat=1.1", "v2c512.qcow2"], ["v2c512.qcow2"], "v2c512.qcow2"),
     ("compat-upgrade-c4k", ["-o", "compat=1.1", "v2c4k.qcow2"], ["v2c4k.qcow2"], "v2c4k.qcow2"),
     ("compat-upgrade-c2m", ["-o", "compat=1.1", "v2c2m.qcow2"], ["v2c2m.qcow2"], "v2c2m.qcow2"),
+    ("compat-upgrade-unknown-exts", ["-o", "compat=1.1", "v2unk.qcow2"], ["v2unk.qcow2"], "v2unk.qcow2"),
+    ("compat-upgrade-unknown-exts-all", ["-p", "-o", "compat=1.1,lazy_refcounts=on,refcount_bits=8,size=64M",
+                                         "v2unk.qcow2"], ["v2unk.qcow2"], "v2unk.qcow2"),
+    ("compat-upgrade-unknown-exts-backing", ["-o", "compat=1.1", "v2unkb.qcow2"], ["v2unkb.qcow2", "base.qcow2"],
+     "v2unkb.qcow2"),
     ("compat-upgrade-dirty-repaired", ["-o", "compat=1.1", "v2leak.qcow2"], ["v2leak.qcow2"], "v2leak.qcow2"),
     # compat=0.10: qemu's refusals (a downgrade itself is not built yet).
     ("downgrade-refcount-bits", ["-o", "compat=0.10", "rb64.qcow2"], ["rb64.qcow2"], "rb64.qcow2"),
@@ -334,6 +378,18 @@ CASES = [
     ("bitmaps-inuse-refcount-grow", ["-o", "refcount_bits=8,size=100M", "bm2inuse.qcow2"],
      ["bm2inuse.qcow2"], "bm2inuse.qcow2"),
     ("bitmaps-size-bad", ["-o", "size=100M+1", "bm2.qcow2"], ["bm2.qcow2"], "bm2.qcow2"),
+    # A dirty image with bitmaps: loaded and marked in use, then the repair (qcow2_do_open()'s order).
+    ("bitmaps-dirty-lazy-off", ["-o", "lazy_refcounts=off", "bmdirty.qcow2"], ["bmdirty.qcow2"],
+     "bmdirty.qcow2"),
+    ("bitmaps-dirty-grow", ["-o", "size=100M", "bmdirty.qcow2"], ["bmdirty.qcow2"], "bmdirty.qcow2"),
+    ("bitmaps-dirty-clean-lazy-off", ["-o", "lazy_refcounts=off", "bmdirty2.qcow2"], ["bmdirty2.qcow2"],
+     "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-grow", ["-o", "size=100M", "bmdirty2.qcow2"], ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-refcount", ["-o", "refcount_bits=8", "bmdirty2.qcow2"], ["bmdirty2.qcow2"],
+     "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-shrink", ["-o", "size=1M", "bmdirty2.qcow2"], ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-parse-error", ["-o", "foo=1", "bmdirty2.qcow2"], ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
+    ("bitmaps-dirty-clean-help", ["-o", "help", "bmdirty2.qcow2"], ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
     # External data files: opened read-write, renamed in the header, cut or extended with the image.
     ("data-file-lazy", ["-o", "lazy_refcounts=on", "df.qcow2"], ["df.qcow2", "df.raw"], "=df.qcow2"),
     ("data-file-rename", ["-o", "data_file=other.raw", "df.qcow2"], ["df.qcow2", "df.raw"], "=df.qcow2"),
@@ -373,8 +429,6 @@ CASES = [
     ("data-file-bitmaps-rename", ["-o", "data_file=z.raw", "dfbm.qcow2"], ["dfbm.qcow2", "dfbm.raw"],
      "=dfbm.qcow2"),
     ("bitmaps-downgrade", ["-o", "compat=0.10", "bm2.qcow2"], ["bm2.qcow2"], "bm2.qcow2"),
-    ("bitmaps-dirty-lazy-off", ["-o", "lazy_refcounts=off", "bmdirty.qcow2"], ["bmdirty.qcow2"],
-     "bmdirty.qcow2"),
     ("refcount-bits-change", ["-o", "refcount_bits=64", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("downgrade-snap-l1-offset", ["-o", "compat=0.10", "snapl1off.qcow2"], ["snapl1off.qcow2"],
      "snapl1off.qcow2"),

@@ -34,8 +34,8 @@
     X(QCOW2_AMEND_ERR_SIZE_RANGE, 3104, QCOW2_AMEND_MSG_PLAIN,                                     \
       "The new size is out of range") /* the host prints bdrv_co_truncate()'s text */              \
     X(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 3106, QCOW2_AMEND_MSG_PLAIN,                                 \
-      "Upgrading this qcow2 image (unknown header extensions, or snapshots without their v3 "      \
-      "data) is not supported by instar yet")                                                      \
+      "Upgrading this qcow2 image (snapshots without their v3 data) is not supported by "          \
+      "instar yet")                                                                                \
     X(QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT, 3107, QCOW2_AMEND_MSG_PLAIN,                             \
       "compat=0.10 requires refcount_bits=16")                                                     \
     X(QCOW2_AMEND_ERR_DOWNGRADE_SNAPSHOTS, 3108, QCOW2_AMEND_MSG_PLAIN,                            \

@@ -250,6 +250,8 @@ static int so_finish(struct so *s, int ret)
 
         if (ret == 0)
             ret = r;
+        if (s->img->free_cluster_index)
+            *s->img->free_cluster_index = s->a.free_cluster_index;
         qcow2_alloc_release(&s->a);
     }
     process_discards(s);

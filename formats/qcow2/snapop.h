@@ -23,6 +23,7 @@
 /* Linux errno values, negated on return. */
 #define QCOW2_SNAPOP_ENOENT  2
 #define QCOW2_SNAPOP_EIO     5
+#define QCOW2_SNAPOP_EBUSY   16
 #define QCOW2_SNAPOP_ENOMEM  12
 #define QCOW2_SNAPOP_EINVAL  22
 #define QCOW2_SNAPOP_EFBIG   27
@@ -43,6 +44,7 @@ enum qcow2_snapop_stage {
     QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE = 6,  /* apply with a size change (instar) */
     QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1 = 7, /* (no longer produced: the table grows) */
     QCOW2_SNAPOP_STAGE_RESIZE = 8,         /* apply: the truncation to the snapshot's size */
+    QCOW2_SNAPOP_STAGE_BITMAPS = 9,        /* apply: "Device has active dirty bitmaps" (EBUSY) */
 };
 
 /*
@@ -54,7 +56,8 @@ enum qcow2_snapop_stage {
     X(QCOW2_SNAPOP_ERR_CORRUPT_RW, 3200, 2,                                                        \
       "qcow2: Image is corrupt; cannot be opened read/write")                                      \
     X(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS, 3201, 0,                                                    \
-      "Snapshots of qcow2 images with persistent bitmaps are not supported by instar")             \
+      "Snapshots of qcow2 images with persistent bitmaps and an external data file are not "       \
+      "supported by instar")                                                                       \
     X(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT, 3203, 0,                                                      \
       "Snapshots of encrypted qcow2 images are not supported by instar")
 
@@ -98,6 +101,12 @@ struct qcow2_snapop_image {
     uint64_t snapshots_size; /* bytes the table took at open (0 without snapshots) */
     uint32_t nb_snapshots;
     struct qcow2_snapop_entry *snapshots; /* nb_snapshots entries */
+    /*
+     * OUT (NULL: not wanted): where the operation's cluster allocator
+     * stopped (its free_cluster_index), for a caller that allocates next
+     * as qemu's same allocator would (the bitmaps stored at close).
+     */
+    uint64_t *free_cluster_index;
 };
 
 /*

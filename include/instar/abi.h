@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 25
+#define INSTAR_ABI_VERSION 26
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -1010,12 +1010,20 @@ struct instar_rebase_args {
  * mirror_run for commit_active_start) from node top into node base, a
  * node of top's backing chain whose file is writable; base_overlay is
  * the node right above base.  The host grew base to top's length first
- * when it was shorter.  Unless DROP, top's file is writable too and top
- * is emptied afterwards as qcow2_make_empty() does.  PROGRESS: report
- * the job's progress (INSTAR_PROGRESS_ABS) as qemu-img polls it.
+ * when it was shorter.  top's file is writable too (qemu-img opens it
+ * read-write: a dirty top is repaired, its persistent bitmaps marked in
+ * use and stored again at its close); unless DROP, top is emptied after
+ * the job as qcow2_make_empty() does.  The base's bitmaps record the
+ * job's writes and are stored when the job ends (qemu's reopen of the
+ * base read-only).  PROGRESS: report the job's progress
+ * (INSTAR_PROGRESS_ABS) as qemu-img polls it.  OPEN_ONLY (since ABI v22):
+ * open node top and close it, nothing else (base and base_overlay
+ * ignored): what qemu-img's read-write open and close do before a check
+ * of img_commit() fails.
  */
-#define INSTAR_COMMIT_DROP     (1u << 0) /* -d, or -b */
-#define INSTAR_COMMIT_PROGRESS (1u << 1)
+#define INSTAR_COMMIT_DROP      (1u << 0) /* -d, or -b */
+#define INSTAR_COMMIT_PROGRESS  (1u << 1)
+#define INSTAR_COMMIT_OPEN_ONLY (1u << 2)
 
 struct instar_commit_args {
     struct instar_graph g;

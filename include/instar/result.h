@@ -272,6 +272,8 @@ enum instar_data_status {
 #define INSTAR_DATA_REBASE_REFUSED (1u << 1)
 /* commit: the failure was the top's emptying, after the job completed. */
 #define INSTAR_DATA_COMMIT_EMPTY (1u << 2)
+/* commit: storing the top's persistent bitmaps at its close failed (errnum). */
+#define INSTAR_DATA_COMMIT_CLOSE (1u << 3)
 
 struct instar_data_result {
     struct instar_result_hdr hdr;

@@ -11,7 +11,11 @@ order, the data into the base first (flushed), the top emptied only after.
 Scenarios: the top emptied by make_completely_empty(), by discarding every
 cluster (a top with an internal snapshot; a version 2 top), a raw base, a
 base grown first, -d, and a three-image chain committed with -b into its
-bottom.
+bottom; a top and base with persistent bitmaps (marked in use at the
+open, stored again at the close: a cut leaves bitmaps qemu reads as
+inconsistent, which check -r all leaves as they are), and a dirty top
+with bitmaps (repaired at the open, after its bitmaps are marked in
+use), with and without -d.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ MAX_WRITES = 600  # a commit here takes far fewer; a bound against endless loops
 
 
 def _chain(d: Path, base_fmt="qcow2", base_opts="", top_opts="", base_size="4M", top_size=None, mid=False,
-           snapshot=False):
+           snapshot=False, bitmaps=False, dirty=False):
     base = d / ("base.raw" if base_fmt == "raw" else "base.qcow2")
     tl.qemu_img("create", "-q", "-f", base_fmt, *(["-o", base_opts] if base_opts else []), str(base), base_size)
     tl.qemu_io("-f", base_fmt, "-c", "write -P 1 0 1M", "-c", "write -P 5 1536k 64k", str(base))
@@ -45,8 +49,19 @@ def _chain(d: Path, base_fmt="qcow2", base_opts="", top_opts="", base_size="4M",
     top = d / "top.qcow2"
     tl.qemu_img("create", "-q", "-f", "qcow2", *(["-o", top_opts] if top_opts else []), "-b", below.name,
                 "-F", below_fmt, str(top), *([top_size] if top_size else []))
-    tl.qemu_io("-f", "qcow2", "-c", "write -P 2 512k 1M", "-c", "write -z 2M 64k", "-c", "write -c -P 7 3M 64k",
-               str(top))
+    if bitmaps:
+        tl.qemu_img("bitmap", "--add", str(top), "t0")
+        tl.qemu_img("bitmap", "--add", "-g", "8k", str(top), "t1")
+        if base_fmt == "qcow2":
+            tl.qemu_img("bitmap", "--add", str(base), "b0")
+            tl.qemu_img("bitmap", "--add", "-g", "4k", str(base), "b1")
+    writes = ["-c", "write -P 2 512k 1M", "-c", "write -z 2M 64k", "-c", "write -c -P 7 3M 64k"]
+    if dirty:
+        # qemu-io's abort leaves a lazy-refcounts top as a crash does: dirty, refcounts stale
+        r = tl.qemu_io("-f", "qcow2", *writes, "-c", "abort", str(top), check=False)
+        assert r.returncode != 0 and top.read_bytes()[79] & 1
+    else:
+        tl.qemu_io("-f", "qcow2", *writes, str(top))
     if snapshot:
         tl.qemu_img("snapshot", "-c", "s1", str(top))
         tl.qemu_io("-f", "qcow2", "-c", "write -P 9 1536k 128k", str(top))
@@ -89,7 +104,11 @@ def _sweep(instar, tmp_path: Path, args: list[str], **kw) -> int:
     {"base_fmt": "raw"},
     {"base_size": "2M", "top_size": "6M"},
     {"top_opts": "extended_l2=on", "base_opts": "cluster_size=4k"},
-], ids=["empty-completely", "snapshot-discard", "v2-discard", "raw-base", "grown-base", "extl2-small-base"])
+    {"bitmaps": True},
+    {"bitmaps": True, "base_size": "2M", "top_size": "6M"},
+    {"bitmaps": True, "dirty": True, "top_opts": "lazy_refcounts=on"},
+], ids=["empty-completely", "snapshot-discard", "v2-discard", "raw-base", "grown-base", "extl2-small-base",
+        "bitmaps", "bitmaps-grown-base", "dirty-top-bitmaps"])
 def test_commit_crash(instar, tmp_path, kw):
     writes = _sweep(instar, tmp_path, [], **kw)
     assert writes >= 5
@@ -97,6 +116,10 @@ def test_commit_crash(instar, tmp_path, kw):
 
 def test_commit_crash_drop(instar, tmp_path):
     assert _sweep(instar, tmp_path, ["-d"]) >= 2
+
+
+def test_commit_crash_drop_bitmaps_dirty(instar, tmp_path):
+    assert _sweep(instar, tmp_path, ["-d"], bitmaps=True, dirty=True, top_opts="lazy_refcounts=on") >= 2
 
 
 def test_commit_crash_b_bottom(instar, tmp_path):
