@@ -1,0 +1,139 @@
+"""vmdk parity (qemu-img 7.2 vs instar): the write side.
+
+`create -f vmdk` with every option qemu-img 7.2 has (each subformat, each
+adapter type, hwversion, toolsversion, compat6, zeroed_grain, a backing
+file with its parentCID and fileName hint) and its refusals; each case
+runs under both tools in directories of their own, and every file either
+leaves (the image, the descriptor file, each extent file) must be the
+oracle's byte for byte with the same holes, the random CID masked.  A case
+id starting with `err-` must make qemu-img fail, every other must make it
+succeed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+import instar_testlib as tl
+
+MiB = 1 << 20
+CID = re.compile(rb"(\nCID=)[0-9a-f]+\n")
+
+
+def mask_cid(data: bytes) -> bytes:
+    """The descriptor's random CID cut out (a sparse extent's descriptor region padded back)."""
+    if data[:4] == b"KDMV":
+        region = data[512:512 + 20 * 512]
+        region = CID.sub(rb"\1\n", region).ljust(len(region), b"\0")
+        return data[:512] + region + data[512 + len(region):]
+    return CID.sub(rb"\1\n", data)
+
+
+def host_extents(p: Path) -> list:
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        return tl.host_extents_fd(fd, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
+
+
+def assert_same_tree(a: Path, b: Path) -> None:
+    """The same files in a and b, each the same bytes (CID masked) and holes."""
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir()), "different files left"
+    for n in names:
+        fa, fb = a / n, b / n
+        size = fa.stat().st_size
+        if size > 64 * MiB:
+            # Only a flat extent is this large here: no descriptor in it.
+            assert tl.same_files(fa, fb), f"{n} differs"
+            continue
+        ca, cb = fa.read_bytes(), fb.read_bytes()
+        assert mask_cid(ca) == mask_cid(cb), f"{n} differs beyond the CID"
+        if ca[:4] != b"KDMV":
+            continue  # a descriptor file: as long as its text (the CID's digits vary)
+        assert len(ca) == len(cb), f"{n}: lengths differ"
+        assert host_extents(fa) == host_extents(fb), f"{n}: host data/hole layout differs"
+
+
+# ---- create -f vmdk ----------------------------------------------------------------------------
+CREATE = []
+
+
+def create_case(cid, *args, base=False):
+    CREATE.append(pytest.param(list(args), base, id=cid))
+
+
+SUBS = ["monolithicSparse", "monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat", "streamOptimized"]
+for _sub in SUBS:
+    for _s in ["0", "1000", "1M", "5G"]:
+        create_case(f"{_sub}-{_s}", "create", "-f", "vmdk", "-o", f"subformat={_sub}", "a.vmdk", _s)
+for _s in ["512", "100M", "4095M", "100G"]:
+    create_case(f"default-{_s}", "create", "-f", "vmdk", "a.vmdk", _s)
+for _a in ["ide", "buslogic", "lsilogic", "legacyESX"]:
+    create_case(f"adapter-{_a}", "create", "-f", "vmdk", "-o", f"adapter_type={_a}", "a.vmdk", "1G")
+for _cid, _o in [("hwversion", "hwversion=7"), ("hwversion-empty", "hwversion=,toolsversion="),
+                 ("hwversion-undefined", "hwversion=undefined"), ("toolsversion", "toolsversion=10240"),
+                 ("compat6", "compat6=on"), ("compat6-off-hw", "compat6=off,hwversion=11"),
+                 ("zeroed", "zeroed_grain=on"), ("zeroed-split", "zeroed_grain=on,subformat=twoGbMaxExtentSparse"),
+                 ("zeroed-stream", "zeroed_grain=on,subformat=streamOptimized,compat6=on"),
+                 ("file-options", "preallocation=full,nocow=on"),
+                 ("falloc-flat", "preallocation=falloc,subformat=monolithicFlat"),
+                 ("size-option", "size=3M"), ("backing-fmt-vmdk", "backing_fmt=vmdk")]:
+    create_case(_cid, "create", "-f", "vmdk", "-o", _o, "a.vmdk", *([] if "size=" in _o else ["3M"]))
+create_case("quiet", "create", "-q", "-f", "vmdk", "a.vmdk", "1M")
+create_case("dotless-name", "create", "-f", "vmdk", "-o", "subformat=monolithicFlat", "image", "1M")
+create_case("two-dots", "create", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", "a.b.vmdk", "3G")
+create_case("help", "create", "-f", "vmdk", "-o", "help")
+create_case("help-file", "create", "-f", "vmdk", "-o", "help", "a.vmdk")
+create_case("backing", "create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "a.vmdk", base=True)
+create_case("backing-size", "create", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", "a.vmdk", "8M", base=True)
+create_case("backing-u", "create", "-f", "vmdk", "-u", "-b", "base.vmdk", "-F", "vmdk", "a.vmdk", "1M", base=True)
+create_case("backing-split", "create", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", "-b", "base.vmdk",
+            "-F", "vmdk", "a.vmdk", base=True)
+create_case("backing-stream", "create", "-f", "vmdk", "-o", "subformat=streamOptimized", "-b", "base.vmdk",
+            "-F", "vmdk", "a.vmdk", base=True)
+for _cid, _args in [("subformat-bogus", ["-o", "subformat=bogus", "a.vmdk", "1M"]),
+                    ("adapter-bogus", ["-o", "adapter_type=scsi", "a.vmdk", "1M"]),
+                    ("compat6-hwversion", ["-o", "compat6=on,hwversion=4", "a.vmdk", "1M"]),
+                    ("flat-zeroed", ["-o", "subformat=monolithicFlat,zeroed_grain=on", "a.vmdk", "1M"]),
+                    ("split-flat-zeroed", ["-o", "subformat=twoGbMaxExtentFlat,zeroed_grain=on", "a.vmdk", "1M"]),
+                    ("compat6-bogus", ["-o", "compat6=maybe", "a.vmdk", "1M"]),
+                    ("preallocation-metadata", ["-o", "preallocation=metadata", "a.vmdk", "1M"]),
+                    ("preallocation-bogus", ["-o", "preallocation=bogus", "a.vmdk", "1M"]),
+                    ("backing-fmt-raw-o", ["-o", "backing_fmt=raw", "a.vmdk", "1M"]),
+                    ("no-size", ["a.vmdk"]),
+                    ("cluster-size", ["-o", "cluster_size=4k", "a.vmdk", "1M"])]:
+    create_case(f"err-{_cid}", "create", "-f", "vmdk", *_args)
+for _cid, _args in [("flat-backing", ["-o", "subformat=monolithicFlat", "-b", "base.vmdk", "-F", "vmdk", "a.vmdk"]),
+                    ("backing-fmt-raw", ["-b", "base.vmdk", "-F", "raw", "a.vmdk", "1M"]),
+                    ("backing-raw-as-vmdk", ["-b", "base.raw", "-F", "vmdk", "a.vmdk", "1M"]),
+                    ("backing-u-raw", ["-u", "-b", "base.raw", "-F", "vmdk", "a.vmdk", "1M"]),
+                    ("backing-u-qcow2", ["-u", "-b", "base.qcow2", "-F", "vmdk", "a.vmdk", "1M"]),
+                    ("backing-u-missing", ["-u", "-b", "nosuch.vmdk", "-F", "vmdk", "a.vmdk", "1M"]),
+                    ("backing-u-missing-split", ["-u", "-b", "nosuch.vmdk", "-F", "vmdk", "-o",
+                                                 "subformat=twoGbMaxExtentSparse", "a.vmdk", "3G"]),
+                    ("backing-no-fmt", ["-b", "base.vmdk", "a.vmdk", "1M"])]:
+    create_case(f"err-{_cid}", "create", "-f", "vmdk", *_args, base=True)
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vmdk-bases")
+    tl.qemu_img("create", "-q", "-f", "vmdk", "base.vmdk", "4M", cwd=d)
+    tl.qemu_img("create", "-q", "-f", "raw", "base.raw", "1M", cwd=d)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "1M", cwd=d)
+    return [d / "base.vmdk", d / "base.raw", d / "base.qcow2"]
+
+
+@pytest.mark.parametrize("args,base", CREATE)
+def test_vmdk_create(instar, tmp_path, request, bases, args, base):
+    expected, actual = tl.run_both_on_copies(instar, args, bases if base else [], tmp_path)
+    tl.assert_same(expected, actual, " ".join(args))
+    err_case = request.node.callspec.id.startswith("err-")
+    assert (expected.returncode != 0) == err_case, "case id does not match: " + expected.describe()
+    assert_same_tree(tmp_path / "oracle", tmp_path / "instar")
