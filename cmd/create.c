@@ -2079,6 +2079,13 @@ static int create_for(const char *filename, const char *fmt, const char *options
             fputs(hint, stderr);
         goto out;
     }
+    /* vmdk targets: monolithicSparse only (the other subformats' writes are not built). */
+    if (!strcmp(fmt, "vmdk") && opt_str(&l, "subformat") &&
+        strcmp(opt_str(&l, "subformat"), "monolithicSparse")) {
+        report_error("vmdk subformat '%s' is not supported by instar %s", opt_str(&l, "subformat"),
+                     cmd);
+        goto out;
+    }
     snprintf(num, sizeof(num), "%" PRIu64, size);
     opts_set(&l, "size", num, size);
     if (backing)
@@ -2098,6 +2105,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
         ret = create_parallels(filename, path, &l, size);
     else if (!strcmp(fmt, "qed"))
         ret = create_qed(filename, path, &l, size);
+    else if (!strcmp(fmt, "vmdk"))
+        ret = create_vmdk(filename, path, &l, size);
     else
         ret = create_raw(filename, path, fmt, &l, size);
     fail_infix = NULL;

@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "datarun.h"
 #include "graph.h"
@@ -11,6 +12,10 @@
 void graph_init(struct graph *gr)
 {
     memset(gr, 0, sizeof(*gr));
+    /* g_random_int() for a written vmdk's new CID; a failed read leaves 0 (the CID is not a
+     * secret). */
+    if (getrandom(&gr->g.random, sizeof(gr->g.random), GRND_NONBLOCK) != sizeof(gr->g.random))
+        gr->g.random = 0;
 }
 
 int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint64_t write_limit,

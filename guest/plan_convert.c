@@ -820,7 +820,8 @@ void plan_convert(void)
         !(boot->devices[a.target].flags & INSTAR_DEV_WRITE) ||
         (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2 &&
          a.target_driver != INSTAR_DRV_PARALLELS && a.target_driver != INSTAR_DRV_VDI &&
-         a.target_driver != INSTAR_DRV_VPC && a.target_driver != INSTAR_DRV_QED) ||
+         a.target_driver != INSTAR_DRV_VPC && a.target_driver != INSTAR_DRV_QED &&
+         a.target_driver != INSTAR_DRV_VMDK) ||
         ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
@@ -830,13 +831,15 @@ void plan_convert(void)
         if (!s->tn || s->tn->drv != &gbs_drv_qcow2 || !s->tn->writable || s->tn->file != a.target)
             result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }
-    /* A parallels, vdi, vpc or qed target node, written through its driver. */
+    /* A parallels, vdi, vpc, qed or vmdk target node, written through its driver. */
     if (a.target_driver == INSTAR_DRV_PARALLELS || a.target_driver == INSTAR_DRV_VDI ||
-        a.target_driver == INSTAR_DRV_VPC || a.target_driver == INSTAR_DRV_QED) {
-        const struct gbs_driver *want = a.target_driver == INSTAR_DRV_VDI   ? &gbs_drv_vdi
-                                        : a.target_driver == INSTAR_DRV_VPC ? &gbs_drv_vpc
-                                        : a.target_driver == INSTAR_DRV_QED ? &gbs_drv_qed
-                                                                            : &gbs_drv_parallels;
+        a.target_driver == INSTAR_DRV_VPC || a.target_driver == INSTAR_DRV_QED ||
+        a.target_driver == INSTAR_DRV_VMDK) {
+        const struct gbs_driver *want = a.target_driver == INSTAR_DRV_VDI    ? &gbs_drv_vdi
+                                        : a.target_driver == INSTAR_DRV_VPC  ? &gbs_drv_vpc
+                                        : a.target_driver == INSTAR_DRV_QED  ? &gbs_drv_qed
+                                        : a.target_driver == INSTAR_DRV_VMDK ? &gbs_drv_vmdk
+                                                                             : &gbs_drv_parallels;
 
         s->gn = gbs_node(a.target_node);
         if (!s->gn || s->gn->drv != want || !s->gn->writable || s->gn->file != a.target ||

@@ -746,6 +746,9 @@ struct instar_graph {
     struct instar_node nodes[INSTAR_NODE_MAX];
     uint8_t node_key[INSTAR_NODE_MAX];
     struct instar_key keys[INSTAR_KEY_MAX];
+    /* Random bits from the host (since ABI v17): a written vmdk node's new CID. */
+    uint32_t random;
+    uint32_t pad;
 };
 
 /*
