@@ -607,6 +607,9 @@ int cmd_convert(int argc, char **argv)
             goto out;
         }
         target_size = (uint64_t)tgt.img[0].info->virtual_size;
+        /* bdi.needs_compressed_writes: a streamOptimized target takes compressed grains only. */
+        if (!strcmp(out_fmt, "vmdk") && tgt.img[0].info->vmdk_stream)
+            compressed = true;
         if (bitmaps)
             bm_stop = bitmaps_stop(src[0].img[0].info, tgt.img[0].info, skip_broken,
                                    target_size != total, &bm_why);

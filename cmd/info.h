@@ -65,6 +65,7 @@ struct image_info {
     char *extent_files[INSTAR_VMDK_EXTENTS_MAX];
     uint32_t nextent_files;
     uint32_t vmdk_cid; /* vmdk: the descriptor's CID (create -f vmdk's parentCID) */
+    bool vmdk_stream;  /* vmdk: createType streamOptimized (needs_compressed_writes) */
 };
 
 /*

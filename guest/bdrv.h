@@ -492,6 +492,19 @@ struct gbs_vmdk_info {
 };
 
 /*
+ * gbs_vmdk_cluster_size - bdi.cluster_size of a vmdk node: its first
+ * extent's grain size (0 or -GBS_EINVAL for a flat one).
+ */
+int gbs_vmdk_cluster_size(struct gbs *bs, uint64_t *cluster_size);
+
+/*
+ * gbs_vmdk_compressed_eof - vmdk_co_pwritev_compressed() with no bytes,
+ * convert's end of a compressed copy: each extent file rounded up to
+ * whole sectors.  Returns 0 or -errno.
+ */
+int gbs_vmdk_compressed_eof(struct gbs *bs);
+
+/*
  * gbs_vmdk_describe - open device dev as vmdk_open() does (rdwr: a
  * read-write open) for info and check, into *info; a descriptor's extent
  * files are devices dev + 1 .. dev + ndev, and with ndev 0 the names

@@ -865,6 +865,74 @@ static int write_cid(struct gvmdk *s, uint32_t cid)
 }
 
 /*
+ * vmdk_write_extent() of a compressed extent: only a whole grain (or the
+ * extent's short last one) at its start, zlib's compress() into at most
+ * two grains, after the grain marker (the sector, the length); the next
+ * grain goes right after it (so the zeros written past it are
+ * overwritten by the next grain).
+ */
+static int write_compressed(struct gvmdk *s, uint32_t i, uint64_t co, uint64_t off,
+                            const uint8_t *buf, uint64_t n)
+{
+    const struct vmdk_extent *e = &s->ext[i];
+    uint64_t cb = e->cluster_sectors * 512;
+    uint8_t *out;
+    long len;
+    int ret = 0;
+
+    if (vmdk_offset_in_cluster(e, off) || n > cb || (n < cb && off + n != e->end_sector * 512) ||
+        !e->has_marker)
+        return -GBS_EINVAL;
+    out = malloc((size_t)cb * 2 + 12);
+    if (!out)
+        return -GBS_ENOMEM;
+    len = gcodec_zlib_compress(buf, (size_t)n, out + 12, (size_t)cb * 2);
+    if (len == -GCODEC_ENOMEM) {
+        ret = -GBS_ENOMEM;
+    } else if (len <= 0) {
+        ret = -GBS_EINVAL;
+    } else {
+        uint64_t lba = off >> 9;
+        int k;
+
+        for (k = 0; k < 8; k++)
+            out[k] = (uint8_t)(lba >> (8 * k));
+        for (k = 0; k < 4; k++)
+            out[8 + k] = (uint8_t)((uint64_t)len >> (8 * k));
+        if (gdev_pwrite(s->ext_dev[i], co, out, (size_t)len + 12) < 0)
+            ret = -GBS_EIO;
+        s->next_sector[i] = (co + (uint64_t)len + 12 + 511) / 512;
+    }
+    free(out);
+    return ret;
+}
+
+int gbs_vmdk_compressed_eof(struct gbs *bs)
+{
+    struct gvmdk *s = V(bs);
+    uint32_t i;
+
+    /* vmdk_co_pwritev_compressed() of nothing: every extent file rounded up to whole sectors. */
+    for (i = 0; i < s->nextents; i++) {
+        uint64_t len = gdev_length(s->ext_dev[i]), aligned = (len + 511) / 512 * 512;
+
+        if (aligned != len && gdev_truncate(s->ext_dev[i], aligned, INSTAR_TRUNC_OFF) < 0)
+            return -GBS_EIO;
+    }
+    return 0;
+}
+
+int gbs_vmdk_cluster_size(struct gbs *bs, uint64_t *cluster_size)
+{
+    struct gvmdk *s = V(bs);
+
+    if (bs->drv != &gbs_drv_vmdk || s->nextents == 0 || s->ext[0].flat)
+        return -GBS_EINVAL;
+    *cluster_size = s->ext[0].cluster_sectors * 512;
+    return 0;
+}
+
+/*
  * vmdk_pwritev() for data (zeroed false) or zeros (zeroed true, dry: the
  * dry run of vmdk_co_pwrite_zeroes() that only checks).
  */
@@ -889,9 +957,14 @@ static int vmdk_do_write(struct gbs *bs, uint64_t off, const uint8_t *buf, uint6
         cb = e->cluster_sectors * 512;
         in = vmdk_offset_in_cluster(e, off);
         n = cb - in < bytes ? cb - in : bytes;
-        if (e->compressed)
-            return -GBS_ENOTSUP; /* streamOptimized takes compressed writes only */
-        ret = locate(bs, (uint32_t)i, off, !zeroed, in, in + n, &co, &m);
+        ret = locate(bs, (uint32_t)i, off, !(e->compressed || zeroed), in, in + n, &co, &m);
+        if (e->compressed) {
+            /* qemu refuses ("Could not write to allocated cluster for streamOptimized"). */
+            if (ret == VMDK_CLUSTER_OK)
+                return -GBS_EIO;
+            if (!zeroed && ret != VMDK_CLUSTER_ERROR)
+                ret = locate(bs, (uint32_t)i, off, true, 0, 0, &co, &m);
+        }
         if (ret == VMDK_CLUSTER_ERROR)
             return -GBS_EINVAL;
         if (ret < 0 && ret != VMDK_CLUSTER_UNALLOC && ret != VMDK_CLUSTER_ZEROED)
@@ -906,13 +979,19 @@ static int vmdk_do_write(struct gbs *bs, uint64_t off, const uint8_t *buf, uint6
             uint64_t end;
 
             /* A grain table qemu has none for: it would write at an offset it never set. */
-            if (ret != VMDK_CLUSTER_OK || co + in > 0x7fffffffc0000000ull - n)
+            if (ret != VMDK_CLUSTER_OK || co + in > 0x7fffffffc0000000ull - 2 * cb - 12)
                 return -GBS_EIO;
-            if (gdev_pwrite(s->ext_dev[i], co + in, buf + done, (size_t)n) < 0)
-                return -GBS_EIO;
-            end = (co + in + n + 511) / 512;
-            if (end > s->next_sector[i])
-                s->next_sector[i] = end;
+            if (e->compressed) {
+                ret = write_compressed(s, (uint32_t)i, co, off, buf + done, n);
+                if (ret < 0)
+                    return ret;
+            } else {
+                if (gdev_pwrite(s->ext_dev[i], co + in, buf + done, (size_t)n) < 0)
+                    return -GBS_EIO;
+                end = (co + in + n + 511) / 512;
+                if (end > s->next_sector[i])
+                    s->next_sector[i] = end;
+            }
             if (m.new_allocation && l2_update(s, (uint32_t)i, &m, (uint32_t)(co >> 9)) < 0)
                 return -GBS_EIO;
         }

@@ -173,6 +173,25 @@ out_case("convert-n", "convert", "-n", "-O", "vmdk", "src.qcow2", "src-target.vm
 out_case("convert-n-zeroed", "convert", "-n", "-O", "vmdk", "src.raw", "src-target-zeroed.vmdk")
 out_case("convert-target-is-zero", "convert", "-n", "--target-is-zero", "-O", "vmdk", "src.qcow2",
          "src-target.vmdk")
+# streamOptimized: compressed grains (zlib's compress(), after a grain marker), each written over
+# a grain of zeros; -c on monolithicSparse writes plain grains, a grain at a time.
+for _src in ["src.qcow2", "src.raw", "src.vmdk", "src-zeroed.vmdk", "src-odd.raw"]:
+    _n = _src.replace(".", "-")
+    out_case(f"convert-stream-{_n}", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", _src, "out.vmdk")
+    out_case(f"convert-c-{_n}", "convert", "-c", "-O", "vmdk", _src, "out.vmdk")
+out_case("convert-stream-S0", "convert", "-S", "0", "-O", "vmdk", "-o", "subformat=streamOptimized", "src.qcow2",
+         "out.vmdk")
+out_case("convert-stream-c", "convert", "-c", "-O", "vmdk", "-o", "subformat=streamOptimized", "src.qcow2",
+         "out.vmdk")
+out_case("convert-stream-zeroed", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized,zeroed_grain=on",
+         "src.qcow2", "out.vmdk")
+out_case("convert-stream-progress", "convert", "-p", "-O", "vmdk", "-o", "subformat=streamOptimized",
+         "src.qcow2", "out.vmdk")
+out_case("convert-stream-backing", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", "-B", "src.vmdk",
+         "-F", "vmdk", "src-child.vmdk", "out.vmdk")
+out_case("convert-stream-n", "convert", "-n", "-O", "vmdk", "src.qcow2", "src-stream-empty.vmdk")
+out_case("err-convert-c-prealloc", "convert", "-c", "-O", "vmdk", "-o", "preallocation=full", "src.qcow2",
+         "out.vmdk")
 out_case("dd-odd-bs", "dd", "-O", "vmdk", "if=src.qcow2", "of=out.vmdk", "bs=3000", "skip=7")
 out_case("dd-count", "dd", "-O", "vmdk", "if=src.qcow2", "of=out.vmdk", "bs=1M", "count=3")
 out_case("err-convert-backing-fmt-raw", "convert", "-O", "vmdk", "-B", "src.raw", "-F", "raw", "src.qcow2",
@@ -206,6 +225,9 @@ def sources(tmp_path_factory):
     q("create", "-q", "-f", "vmdk", "-o", "zeroed_grain=on", "src-target-zeroed.vmdk", "10M")
     io("vmdk", "src-target-zeroed.vmdk", "write -P 4 0 2M")
     q("create", "-q", "-f", "vmdk", "src-small.vmdk", "1M")
+    q("create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", "src-stream-empty.vmdk", "10M")
+    q("create", "-q", "-f", "raw", "src-odd.raw", "1000k")
+    io("raw", "src-odd.raw", "write -P 2 0 1000k")
     return sorted(d.iterdir())
 
 
