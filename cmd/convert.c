@@ -637,6 +637,21 @@ int cmd_convert(int argc, char **argv)
         }
         gr.devs[tdev].write_limit =
             lim > UINT64_MAX - gr.devs[tdev].size ? UINT64_MAX : gr.devs[tdev].size + lim;
+        /*
+         * A vmdk descriptor's extent files, the devices after its own: each
+         * written within its share (a flat one within its length), and the
+         * descriptor rewritten whole (20 sectors) with the new CID.
+         */
+        if (!strcmp(out_fmt, "vmdk") && tgt.img[0].next) {
+            for (unsigned k = 1; k <= tgt.img[0].next; k++) {
+                struct vmm_dev *d = &gr.devs[tdev + (int)k];
+
+                d->flags |= INSTAR_DEV_WRITE;
+                d->write_limit = d->size + lim;
+            }
+            if (gr.devs[tdev].write_limit < 20 * 512)
+                gr.devs[tdev].write_limit = 20 * 512;
+        }
         if (gr.g.nodes[tnode].data != INSTAR_NO_NODE) {
             /*
              * An external data file: guest data at its guest offset, up to

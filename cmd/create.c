@@ -2079,15 +2079,6 @@ static int create_for(const char *filename, const char *fmt, const char *options
             fputs(hint, stderr);
         goto out;
     }
-    /* vmdk targets: one sparse file (the flat and split subformats' extent files are not written).
-     */
-    if (!strcmp(fmt, "vmdk") && opt_str(&l, "subformat") &&
-        strcmp(opt_str(&l, "subformat"), "monolithicSparse") &&
-        (strcmp(opt_str(&l, "subformat"), "streamOptimized") || !strcmp(cmd, "dd"))) {
-        report_error("vmdk subformat '%s' is not supported by instar %s", opt_str(&l, "subformat"),
-                     cmd);
-        goto out;
-    }
     snprintf(num, sizeof(num), "%" PRIu64, size);
     opts_set(&l, "size", num, size);
     if (backing)

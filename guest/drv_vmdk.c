@@ -825,6 +825,7 @@ static int write_cid(struct gvmdk *s, uint32_t cid)
     static char desc[VMDK_DESC_SIZE], tmp[VMDK_DESC_SIZE];
     char hex[12], *p, *t;
     size_t room, n, k, len;
+    uint64_t end;
 
     if (s->desc_offset > 0x7fffffffc0000000ull - VMDK_DESC_SIZE ||
         gblk_pread(s->dev, s->desc_offset, desc, sizeof(desc)) < 0)
@@ -859,7 +860,16 @@ static int write_cid(struct gvmdk *s, uint32_t cid)
         memcpy(desc + len, tmp, n);
         desc[len + n] = '\0';
     }
-    if (gdev_pwrite(s->dev, s->desc_offset, desc, sizeof(desc)) < 0 || gdev_flush(s->dev) < 0)
+    /*
+     * qemu-img's write stops at the file's end rounded up to a sector (a
+     * descriptor file of 341 bytes becomes 512 long, not 20 sectors):
+     * observed with qemu-img 7.2, the same for every length tried.
+     */
+    end = (gdev_length(s->dev) + 511) / 512 * 512;
+    n = end > s->desc_offset
+            ? (end - s->desc_offset < sizeof(desc) ? (size_t)(end - s->desc_offset) : sizeof(desc))
+            : 0;
+    if ((n && gdev_pwrite(s->dev, s->desc_offset, desc, n) < 0) || gdev_flush(s->dev) < 0)
         return -GBS_EIO;
     return 0;
 }

@@ -192,6 +192,15 @@ out_case("convert-stream-backing", "convert", "-O", "vmdk", "-o", "subformat=str
 out_case("convert-stream-n", "convert", "-n", "-O", "vmdk", "src.qcow2", "src-stream-empty.vmdk")
 out_case("err-convert-c-prealloc", "convert", "-c", "-O", "vmdk", "-o", "preallocation=full", "src.qcow2",
          "out.vmdk")
+# The descriptor-file subformats: flat extents written in place, split sparse ones as sparse files;
+# the CID rewrite stops at the descriptor file's end rounded up to a sector.
+for _sub in ["monolithicFlat", "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"]:
+    for _src in ["src.qcow2", "src-big.qcow2"]:
+        out_case(f"convert-{_sub}-{_src.replace('.', '-')}", "convert", "-O", "vmdk", "-o", f"subformat={_sub}",
+                 _src, "out.vmdk")
+out_case("convert-n-flat", "convert", "-n", "-O", "vmdk", "src.raw", "src-flat.vmdk")
+out_case("convert-flat-S0", "convert", "-S", "0", "-O", "vmdk", "-o", "subformat=monolithicFlat", "src.qcow2",
+         "out.vmdk")
 out_case("dd-odd-bs", "dd", "-O", "vmdk", "if=src.qcow2", "of=out.vmdk", "bs=3000", "skip=7")
 out_case("dd-count", "dd", "-O", "vmdk", "if=src.qcow2", "of=out.vmdk", "bs=1M", "count=3")
 out_case("err-convert-backing-fmt-raw", "convert", "-O", "vmdk", "-B", "src.raw", "-F", "raw", "src.qcow2",
@@ -227,6 +236,10 @@ def sources(tmp_path_factory):
     q("create", "-q", "-f", "vmdk", "src-small.vmdk", "1M")
     q("create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", "src-stream-empty.vmdk", "10M")
     q("create", "-q", "-f", "raw", "src-odd.raw", "1000k")
+    q("create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", "src-flat.vmdk", "10M")
+    io("vmdk", "src-flat.vmdk", "write -P 4 0 2M")
+    q("create", "-q", "-f", "qcow2", "src-big.qcow2", "5G")
+    io("qcow2", "src-big.qcow2", "write -P 1 1G 64k", "write -P 2 2047M 2M", "write -P 3 5119M 1M")
     io("raw", "src-odd.raw", "write -P 2 0 1000k")
     return sorted(d.iterdir())
 

@@ -1,4 +1,4 @@
-"""Crash consistency of vmdk writes (`convert -O vmdk`, `dd -O vmdk`), sparse and streamOptimized.
+"""Crash consistency of vmdk writes (`convert -O vmdk`, `dd -O vmdk`), sparse, streamOptimized, split and flat.
 
 INSTAR_FAULT_WRITES=N stops the guest before its (N+1)-th write.  For
 every N until the run completes, once the new target exists (a create cut
@@ -64,8 +64,9 @@ def sweep(instar, tmp_path: Path, args: list[str], size: int = SIZE) -> None:
     assert tl.new_target_sweep(instar, tmp_path, args, check, MAX_WRITES) >= 3
 
 
-@pytest.mark.parametrize("opts", ["", "zeroed_grain=on", "subformat=streamOptimized"],
-                         ids=["default", "zeroed-grain", "stream-optimized"])
+@pytest.mark.parametrize("opts", ["", "zeroed_grain=on", "subformat=streamOptimized",
+                                  "subformat=twoGbMaxExtentSparse", "subformat=monolithicFlat"],
+                         ids=["default", "zeroed-grain", "stream-optimized", "split-sparse", "flat"])
 def test_convert_sweep(instar, tmp_path, opts):
     src = source(tmp_path)
     sweep(instar, tmp_path, ["convert", "-O", "vmdk", *(["-o", opts] if opts else []), str(src), "out.vmdk"])
