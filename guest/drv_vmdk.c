@@ -969,9 +969,11 @@ static int vmdk_do_write(struct gbs *bs, uint64_t off, const uint8_t *buf, uint6
         n = cb - in < bytes ? cb - in : bytes;
         ret = locate(bs, (uint32_t)i, off, !(e->compressed || zeroed), in, in + n, &co, &m);
         if (e->compressed) {
-            /* qemu refuses ("Could not write to allocated cluster for streamOptimized"). */
-            if (ret == VMDK_CLUSTER_OK)
+            /* qemu refuses, with error_report()'s line, then the write error. */
+            if (ret == VMDK_CLUSTER_OK) {
+                greport(VMDK_MSG_STREAM_ALLOCATED, INSTAR_REC_PREFIX, NULL, NULL, 0);
                 return -GBS_EIO;
+            }
             if (!zeroed && ret != VMDK_CLUSTER_ERROR)
                 ret = locate(bs, (uint32_t)i, off, true, 0, 0, &co, &m);
         }

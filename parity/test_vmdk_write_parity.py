@@ -190,6 +190,7 @@ out_case("convert-stream-progress", "convert", "-p", "-O", "vmdk", "-o", "subfor
 out_case("convert-stream-backing", "convert", "-O", "vmdk", "-o", "subformat=streamOptimized", "-B", "src.vmdk",
          "-F", "vmdk", "src-child.vmdk", "out.vmdk")
 out_case("convert-stream-n", "convert", "-n", "-O", "vmdk", "src.qcow2", "src-stream-empty.vmdk")
+out_case("err-convert-stream-n-allocated", "convert", "-n", "-O", "vmdk", "src.qcow2", "src-stream-data.vmdk")
 out_case("err-convert-c-prealloc", "convert", "-c", "-O", "vmdk", "-o", "preallocation=full", "src.qcow2",
          "out.vmdk")
 # The descriptor-file subformats: flat extents written in place, split sparse ones as sparse files;
@@ -235,6 +236,8 @@ def sources(tmp_path_factory):
     io("vmdk", "src-target-zeroed.vmdk", "write -P 4 0 2M")
     q("create", "-q", "-f", "vmdk", "src-small.vmdk", "1M")
     q("create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", "src-stream-empty.vmdk", "10M")
+    q("create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", "src-stream-data.vmdk", "10M")
+    io("vmdk", "src-stream-data.vmdk", "write -P 1 0 64k")
     q("create", "-q", "-f", "raw", "src-odd.raw", "1000k")
     q("create", "-q", "-f", "vmdk", "-o", "subformat=monolithicFlat", "src-flat.vmdk", "10M")
     io("vmdk", "src-flat.vmdk", "write -P 4 0 2M")
