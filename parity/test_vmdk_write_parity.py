@@ -1,6 +1,7 @@
 """vmdk parity (qemu-img 7.2 vs instar): the write side.
 
-`create -f vmdk` with every option qemu-img 7.2 has (each subformat, each
+`convert -O vmdk` (every subformat, -c, -n, -B, -S), `dd -O vmdk` and
+`bench -w` on vmdk, and `create -f vmdk` with every option qemu-img 7.2 has (each subformat, each
 adapter type, hwversion, toolsversion, compat6, zeroed_grain, a backing
 file with its parentCID and fileName hint) and its refusals; each case
 runs under both tools in directories of their own, and every file either
@@ -253,4 +254,28 @@ def test_vmdk_output(instar, tmp_path, request, sources, args, base):
     tl.assert_same(expected, actual, " ".join(args))
     err_case = request.node.callspec.id.startswith("err-")
     assert (expected.returncode != 0) == err_case, "case id does not match: " + expected.describe()
+    assert_same_tree(tmp_path / "oracle", tmp_path / "instar")
+
+
+# ---- bench -w on vmdk: one request at a time (-d 1), the files as qemu-img's (CID masked) ---------
+BENCH = []
+for _sub, _o in [("sparse", "subformat=monolithicSparse"), ("zeroed", "zeroed_grain=on"),
+                 ("flat", "subformat=monolithicFlat"), ("split", "subformat=twoGbMaxExtentSparse"),
+                 ("stream", "subformat=streamOptimized")]:
+    for _cid, _a in [("seq", ["-c", "20", "-s", "64k", "-S", "100k"]),
+                     ("unaligned", ["-c", "9", "-s", "1000k", "-S", "1500k", "-o", "7k"])]:
+        BENCH.append(pytest.param(_o, _a, id=f"{_sub}-{_cid}"))
+
+
+@pytest.mark.parametrize("opts,args", BENCH)
+def test_vmdk_bench_write(instar, tmp_path, opts, args):
+    base = tmp_path / "base"
+    base.mkdir()
+    tl.qemu_img("create", "-q", "-f", "vmdk", "-o", opts, "w.vmdk", "20M", cwd=base)
+    tl.run([tl.QEMU_IO, "-f", "vmdk", "-c", "write -P 0x11 0 64k", "w.vmdk"], cwd=base)
+    argv = ["bench", "-w", "-d", "1", "-f", "vmdk", *args, "w.vmdk"]
+    expected, actual = tl.run_both_on_copies(instar, argv, sorted(base.iterdir()), tmp_path)
+    strip = lambda r: b"".join(x for x in r.stdout.splitlines(True) if not x.startswith(b"Run completed"))
+    assert (actual.returncode, strip(actual), actual.stderr) == (expected.returncode, strip(expected),
+                                                                 expected.stderr)
     assert_same_tree(tmp_path / "oracle", tmp_path / "instar")
