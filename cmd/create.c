@@ -1021,8 +1021,10 @@ static int create_vmdk(const char *name, const char *path, const struct opt_list
         goto out;
     }
     next = vmdk_create_extents(size, flat, split);
-    if (size > INT64_MAX || next >= INSTAR_DEV_MAX) {
-        fail_file(name, NULL, "instar creates at most %u vmdk extent files", INSTAR_DEV_MAX - 1);
+    /* As many as instar opens (a descriptor naming more is refused at open). */
+    if (size > INT64_MAX || next > INSTAR_VMDK_EXTENTS_MAX) {
+        fail_file(name, NULL, "instar creates at most %u vmdk extent files",
+                  INSTAR_VMDK_EXTENTS_MAX);
         goto out;
     }
     if (put_field(a->vmdk_hwversion, sizeof(a->vmdk_hwversion), hw ? hw : "4") < 0 ||

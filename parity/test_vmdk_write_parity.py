@@ -279,3 +279,16 @@ def test_vmdk_bench_write(instar, tmp_path, opts, args):
     assert (actual.returncode, strip(actual), actual.stderr) == (expected.returncode, strip(expected),
                                                                  expected.stderr)
     assert_same_tree(tmp_path / "oracle", tmp_path / "instar")
+
+
+@pytest.mark.parametrize("sub", ["twoGbMaxExtentSparse", "twoGbMaxExtentFlat"])
+def test_vmdk_create_refused_extents(instar, tmp_path, sub):
+    """More extent files than instar opens (16, docs/differences.md): refused, nothing created.
+    qemu-img makes the 17 files; 32 GiB still works."""
+    r = instar.run(["create", "-q", "-f", "vmdk", "-o", f"subformat={sub}", "a.vmdk", "33G"], cwd=tmp_path)
+    assert r.returncode == 1 and r.stdout == b"", r.describe()
+    assert r.stderr == b"qemu-img: a.vmdk: instar creates at most 16 vmdk extent files\n", r.describe()
+    assert list(tmp_path.iterdir()) == []
+    r = instar.run(["create", "-q", "-f", "vmdk", "-o", f"subformat={sub}", "a.vmdk", "32G"], cwd=tmp_path)
+    assert r.returncode == 0, r.describe()
+    assert len(list(tmp_path.iterdir())) == 17
