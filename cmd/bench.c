@@ -263,6 +263,19 @@ int cmd_bench(int argc, char **argv)
             d->write_limit =
                 more > UINT64_MAX - d->write_limit ? UINT64_MAX : d->write_limit + more;
         }
+        /* A vmdk descriptor's extent files (the devices after its own), each within its share. */
+        for (unsigned k = 1; k <= oc.img[0].next; k++) {
+            uint32_t e = gr.g.nodes[args.top].file + k;
+            uint64_t lim = d->write_limit - d->size;
+
+            gr.devs[e].flags |= INSTAR_DEV_WRITE;
+            gr.devs[e].write_limit =
+                d->write_limit == UINT64_MAX || lim > UINT64_MAX - gr.devs[e].size
+                    ? UINT64_MAX
+                    : gr.devs[e].size + lim;
+            if (d->write_limit < 20 * 512)
+                d->write_limit = 20 * 512;
+        }
         if (gr.g.nodes[args.top].data != INSTAR_NO_NODE) {
             /* The external data file: guest data at its guest offset, up to the last cluster. */
             d = &gr.devs[gr.g.nodes[args.top].data];

@@ -85,8 +85,8 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total, const char *
     /* luks: the payload, after a header and key material of at most 2 MiB (written by create). */
     if (!strcmp(fmt, "luks"))
         return total > UINT64_MAX - (4ULL << 20) ? UINT64_MAX : total + (4ULL << 20);
-    /* qed: as qcow2, clusters and their L2 tables. */
-    if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed"))
+    /* qed: as qcow2, clusters and their L2 tables; vmdk: grains, in tables made at create. */
+    if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "vmdk"))
         return total;
     lim = total + total / 8;
     if (lim < total || lim + (256ULL << 20) < lim)
@@ -634,7 +634,7 @@ int cmd_convert(int argc, char **argv)
         goto out;
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2") && strcmp(out_fmt, "parallels") &&
         strcmp(out_fmt, "vdi") && strcmp(out_fmt, "vpc") && strcmp(out_fmt, "qed") &&
-        strcmp(out_fmt, "vhdx") && strcmp(out_fmt, "luks")) {
+        strcmp(out_fmt, "vhdx") && strcmp(out_fmt, "luks") && strcmp(out_fmt, "vmdk")) {
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
     }
@@ -653,10 +653,11 @@ int cmd_convert(int argc, char **argv)
     tpath = tspec.path ? tspec.path : out_filename;
     if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "parallels") || !strcmp(out_fmt, "vdi") ||
         !strcmp(out_fmt, "vpc") || !strcmp(out_fmt, "qed") || !strcmp(out_fmt, "vhdx") ||
-        !strcmp(out_fmt, "luks")) {
+        !strcmp(out_fmt, "luks") || !strcmp(out_fmt, "vmdk")) {
         uint64_t lim;
 
-        /* A qcow2, parallels, vdi, vpc, qed, vhdx or luks target: a writable node of the graph. */
+        /* A qcow2, parallels, vdi, vpc, qed, vhdx, luks or vmdk target: a writable node of the
+         * graph. */
         if (open_node_target(&tgt, tpath, out_fmt, direct) < 0)
             goto out;
         tgt_open = true;
@@ -687,6 +688,9 @@ int cmd_convert(int argc, char **argv)
             goto out;
         }
         target_size = (uint64_t)tgt.img[0].info->virtual_size;
+        /* bdi.needs_compressed_writes: a streamOptimized target takes compressed grains only. */
+        if (!strcmp(out_fmt, "vmdk") && tgt.img[0].info->vmdk_stream)
+            compressed = true;
         if (bitmaps)
             bm_stop = bitmaps_stop(src[0].img[0].info, tgt.img[0].info, skip_broken,
                                    target_size != total, &bm_why);
@@ -714,6 +718,21 @@ int cmd_convert(int argc, char **argv)
         }
         gr.devs[tdev].write_limit =
             lim > UINT64_MAX - gr.devs[tdev].size ? UINT64_MAX : gr.devs[tdev].size + lim;
+        /*
+         * A vmdk descriptor's extent files, the devices after its own: each
+         * written within its share (a flat one within its length), and the
+         * descriptor rewritten whole (20 sectors) with the new CID.
+         */
+        if (!strcmp(out_fmt, "vmdk") && tgt.img[0].next) {
+            for (unsigned k = 1; k <= tgt.img[0].next; k++) {
+                struct vmm_dev *d = &gr.devs[tdev + (int)k];
+
+                d->flags |= INSTAR_DEV_WRITE;
+                d->write_limit = d->size + lim;
+            }
+            if (gr.devs[tdev].write_limit < 20 * 512)
+                gr.devs[tdev].write_limit = 20 * 512;
+        }
         if (gr.g.nodes[tnode].data != INSTAR_NO_NODE) {
             /*
              * An external data file: guest data at its guest offset, up to
@@ -793,6 +812,7 @@ int cmd_convert(int argc, char **argv)
                          : !strcmp(out_fmt, "qed")       ? INSTAR_DRV_QED
                          : !strcmp(out_fmt, "vhdx")      ? INSTAR_DRV_VHDX
                          : !strcmp(out_fmt, "luks")      ? INSTAR_DRV_LUKS
+                         : !strcmp(out_fmt, "vmdk")      ? INSTAR_DRV_VMDK
                                                          : INSTAR_DRV_QCOW2;
     /*
      * A new raw file or qcow2 image without a backing file reads as zeros

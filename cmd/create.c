@@ -41,6 +41,7 @@
 #include "vhdx/create.h"
 #include "vdi/vdi.h"
 #include "vpc/create.h"
+#include "vmdk/create.h"
 #include "parallels/parallels.h"
 
 #define MSG_MAX 4096
@@ -137,6 +138,25 @@ static const struct opt_desc vdi_descs[] = {
     {NULL, 0, NULL, NULL},
 };
 
+/* vmdk_create_opts, in its order (help sorts them). */
+static const struct opt_desc vmdk_descs[] = {
+    {"size", OPT_SIZE, "Virtual disk size", NULL},
+    {"adapter_type", OPT_STRING,
+     "Virtual adapter type, can be one of ide (default), lsilogic, buslogic or legacyESX", NULL},
+    {"backing_file", OPT_STRING, "File name of a base image", NULL},
+    {"backing_fmt", OPT_STRING, "Must be 'vmdk' if present", NULL},
+    {"compat6", OPT_BOOL, "VMDK version 6 image", "off"},
+    {"hwversion", OPT_STRING, "VMDK hardware version", "undefined"},
+    {"toolsversion", OPT_STRING, "VMware guest tools version", NULL},
+    {"subformat", OPT_STRING,
+     "VMDK flat extent format, can be one of {monolithicSparse (default) | monolithicFlat | "
+     "twoGbMaxExtentSparse | twoGbMaxExtentFlat | streamOptimized} ",
+     NULL},
+    {"zeroed_grain", OPT_BOOL, "Enable efficient zero writes using the zeroed-grain GTE feature",
+     NULL},
+    {NULL, 0, NULL, NULL},
+};
+
 static const struct opt_desc luks_descs[] = {
     {"size", OPT_SIZE, "Virtual disk size", NULL},
     {"key-secret", OPT_STRING, "ID of the secret that provides the keyslot passphrase", NULL},
@@ -224,6 +244,9 @@ static const struct opt_desc *format_descs(const char *fmt)
     }
     if (!strcmp(fmt, "qcow")) {
         return qcow_descs;
+    }
+    if (!strcmp(fmt, "vmdk")) {
+        return vmdk_descs;
     }
     return NULL;
 }
@@ -671,17 +694,30 @@ static int random_uuid(uint8_t uuid[16])
  * limit), under watchdog_ms (0: the default).  Returns 0; -1 after
  * printing a sandbox failure; or 1 with the guest's error in *hdr.
  */
+static int create_run_devs(const char *name, const struct vmm_dev *devs, unsigned ndevs,
+                           const struct instar_create_args *a, uint32_t watchdog_ms,
+                           struct instar_result_hdr *hdr);
+
 static int create_run(const char *name, int fd, uint64_t limit, const struct instar_create_args *a,
                       uint32_t watchdog_ms, struct instar_result_hdr *hdr)
 {
     struct vmm_dev dev = {fd, 0, limit, INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
+
+    return create_run_devs(name, &dev, 1, a, watchdog_ms, hdr);
+}
+
+/* create_run with ndevs devices (vmdk: the image or descriptor, then its extent files). */
+static int create_run_devs(const char *name, const struct vmm_dev *devs, unsigned ndevs,
+                           const struct instar_create_args *a, uint32_t watchdog_ms,
+                           struct instar_result_hdr *hdr)
+{
     struct vmm_config cfg;
     struct vmm_outcome out;
 
     memset(&cfg, 0, sizeof(cfg));
     memset(&out, 0, sizeof(out));
     cfg.watchdog_ms = watchdog_ms;
-    if (vmm_run(&cfg, INSTAR_OP_CREATE, a, sizeof(*a), &dev, 1, &out) != 0) {
+    if (vmm_run(&cfg, INSTAR_OP_CREATE, a, sizeof(*a), devs, ndevs, &out) != 0) {
         fail_file(name, NULL, "sandbox failure: %s", out.detail[0] ? out.detail : "unknown error");
         vmm_outcome_release(&out);
         return -1;
@@ -817,6 +853,275 @@ static int create_vpc(const char *name, const char *path, const struct opt_list 
     ret = 0;
 out:
     close(fd);
+    return ret;
+}
+
+/*
+ * qemu's filename_decompose(): dir (through the last '/', else '\\',
+ * else ':'), prefix (up to the last '.' after it) and postfix (from that
+ * '.'), each malloc'd; and the stem, the start of the basename of
+ * dir + prefix + ... (the descriptor's extent names: stem + infix +
+ * postfix), malloc'd too.  Returns 0, or -1 out of memory.
+ */
+static int vmdk_decompose(const char *filename, char **dir, char **prefix, char **postfix,
+                          char **stem)
+{
+    const char *p = strrchr(filename, '/'), *q;
+    char *d;
+
+    if (!p)
+        p = strrchr(filename, '\\');
+    if (!p)
+        p = strrchr(filename, ':');
+    p = p ? p + 1 : filename;
+    q = strrchr(p, '.');
+    *dir = strndup(filename, (size_t)(p - filename));
+    *prefix = strndup(p, q ? (size_t)(q - p) : strlen(p));
+    *postfix = strdup(q ? q : "");
+    if (!*dir || !*prefix || !*postfix)
+        return -1;
+    /* g_path_get_basename() splits at '/' only. */
+    d = strrchr(*dir, '/');
+    if (asprintf(stem, "%s%s", d ? d + 1 : *dir, *prefix) < 0) {
+        *stem = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * The parent's CID for a vmdk with a backing file (vmdk_co_do_create()):
+ * the backing file opened as qemu opens it (probed, no backing chain),
+ * through the path policy, its CID as the guest read it.  Returns 0; or
+ * -1 with *msg qemu's message (malloc'd; NULL out of memory).
+ */
+static int vmdk_parent_cid(const char *filename, const char *backing, uint32_t *cid, char **msg)
+{
+    struct open_chain oc;
+    char *full = policy_full_backing(filename, backing);
+    int r;
+
+    *msg = NULL;
+    if (!full)
+        return -1;
+    /* Its failure message is qemu's whole message ("Could not open 'X': ..."). */
+    r = open_chain_msg(&oc, full, NULL, OPEN_NO_BACKING | OPEN_METADATA, msg);
+    if (r < 0) {
+        free(full);
+        return -1;
+    }
+    free(full);
+    if (strcmp(oc.img[0].info->format, "vmdk")) {
+        if (asprintf(msg, "Invalid backing file format: %s. Must be vmdk", oc.img[0].info->format) <
+            0)
+            *msg = NULL;
+        open_chain_close(&oc);
+        return -1;
+    }
+    *cid = oc.img[0].info->vmdk_cid;
+    open_chain_close(&oc);
+    return 0;
+}
+
+/* A NUL-terminated copy of s into a fixed field of cap bytes; -1 when it does not fit. */
+static int put_field(char *dst, size_t cap, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n >= cap)
+        return -1;
+    memcpy(dst, s, n + 1);
+    return 0;
+}
+
+/*
+ * vmdk: vmdk_co_create_opts() and vmdk_co_do_create().  The options are
+ * checked in qemu's order before anything is made; then the image (or
+ * descriptor) file is created, the backing file read for its CID (a
+ * failure there leaves the first file laid out, as qemu leaves it), the
+ * extent files created (named as qemu names them), and the guest lays
+ * out every file and writes the descriptor.  Nothing is deleted on
+ * failure, as qemu deletes nothing.
+ */
+static int create_vmdk(const char *name, const char *path, const struct opt_list *l, uint64_t size)
+{
+    static const char *const subs[] = {"monolithicSparse",     "monolithicFlat",
+                                       "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
+                                       "streamOptimized",      NULL};
+    static const char *const adapters[] = {"ide", "buslogic", "lsilogic", "legacyESX", NULL};
+    const char *bfmt = opt_str(l, "backing_fmt"), *backing = opt_str(l, "backing_file");
+    const char *at = opt_str(l, "adapter_type"), *sub = opt_str(l, "subformat");
+    const char *hw = opt_str(l, "hwversion"), *tools = opt_str(l, "toolsversion");
+    const char *pa = opt_str(l, "preallocation");
+    bool compat6 = opt_bool(l, "compat6"), zeroed = opt_bool(l, "zeroed_grain");
+    char *dir = NULL, *prefix = NULL, *postfix = NULL, *stem = NULL, *msg = NULL;
+    struct vmm_dev devs[INSTAR_DEV_MAX];
+    struct instar_create_args *a = NULL;
+    struct instar_result_hdr hdr;
+    unsigned adapter = 0, subformat = 0, ndevs = 0, i;
+    uint64_t next, done = 0;
+    bool flat, split, compress, parent_failed = false;
+    int mode = prealloc_mode(pa), ret = -1, r;
+
+    if (bfmt && strcmp(bfmt, "vmdk")) {
+        fail_file(name, NULL, "backing_file must be a vmdk image");
+        return -1;
+    }
+    if (vmdk_decompose(path, &dir, &prefix, &postfix, &stem) < 0) {
+        fail_file(name, NULL, "%s", strerror(ENOMEM));
+        goto out;
+    }
+    size = size > UINT64_MAX - 511 ? UINT64_MAX : (size + 511) & ~511ull;
+    if (hw && !strcmp(hw, "undefined"))
+        hw = NULL;
+    if (at) {
+        for (adapter = 0; adapters[adapter] && strcmp(adapters[adapter], at); adapter++)
+            ;
+        if (!adapters[adapter]) {
+            fail_file(name, NULL, "invalid parameter value: %s", at);
+            goto out;
+        }
+    }
+    if (sub) {
+        for (subformat = 0; subs[subformat] && strcmp(subs[subformat], sub); subformat++)
+            ;
+        if (!subs[subformat]) {
+            fail_file(name, NULL, "invalid parameter value: %s", sub);
+            goto out;
+        }
+    }
+    if (compat6) {
+        if (hw) {
+            fail_file(name, NULL, "compat6 cannot be enabled with hwversion set");
+            goto out;
+        }
+        hw = "6";
+    }
+    split = subformat == 2 || subformat == 3;
+    flat = subformat == 1 || subformat == 3;
+    compress = subformat == 4;
+    if (flat && backing) {
+        fail_file(name, NULL, "Flat image can't have backing file");
+        goto out;
+    }
+    if (flat && zeroed) {
+        fail_file(name, NULL, "Flat image can't enable zeroed grain");
+        goto out;
+    }
+    /* bdrv_create_file(): file-posix's own checks of its options. */
+    if (mode < 0) {
+        fail_file(name, NULL, "invalid parameter value: %s", pa);
+        goto out;
+    }
+    if (check_extent_hint(name, l) < 0)
+        goto out;
+    a = calloc(1, sizeof(*a));
+    if (!a) {
+        fail_file(name, NULL, "%s", strerror(ENOMEM));
+        goto out;
+    }
+    next = vmdk_create_extents(size, flat, split);
+    /* As many as instar opens (a descriptor naming more is refused at open). */
+    if (size > INT64_MAX || next > INSTAR_VMDK_EXTENTS_MAX) {
+        fail_file(name, NULL, "instar creates at most %u vmdk extent files",
+                  INSTAR_VMDK_EXTENTS_MAX);
+        goto out;
+    }
+    if (put_field(a->vmdk_hwversion, sizeof(a->vmdk_hwversion), hw ? hw : "4") < 0 ||
+        put_field(a->vmdk_toolsversion, sizeof(a->vmdk_toolsversion),
+                  tools ? tools : "2147483647") < 0 ||
+        put_field(a->vmdk_stem, sizeof(a->vmdk_stem), stem) < 0 ||
+        put_field(a->vmdk_suffix, sizeof(a->vmdk_suffix), postfix) < 0 ||
+        (backing && put_field(a->backing_file, sizeof(a->backing_file), backing) < 0)) {
+        fail_file(name, NULL, "instar's vmdk descriptor fields are at most %u bytes",
+                  INSTAR_VMDK_STR_MAX - 1);
+        goto out;
+    }
+    a->size = size;
+    a->flags = INSTAR_CREATE_VMDK | (flat ? INSTAR_CREATE_VMDK_FLAT : 0) |
+               (split ? INSTAR_CREATE_VMDK_SPLIT : 0) | (compress ? INSTAR_CREATE_VMDK_STREAM : 0) |
+               (zeroed ? INSTAR_CREATE_VMDK_ZEROED : 0);
+    a->vmdk_adapter = adapter;
+    a->vmdk_parent_cid = 0xffffffffu;
+    {
+        int ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        ssize_t n = ufd < 0 ? -1 : read(ufd, &a->vmdk_cid, sizeof(a->vmdk_cid));
+
+        if (ufd >= 0)
+            close(ufd);
+        if (n != (ssize_t)sizeof(a->vmdk_cid)) {
+            fail_file(name, NULL, "Could not read /dev/urandom");
+            goto out;
+        }
+    }
+    /* The image (or descriptor) file, made without a size. */
+    if (create_file(path, name, &devs[0].fd, true) < 0)
+        goto out;
+    ndevs = 1;
+    if (mode == 1) {
+        fail_file(name, NULL, "Unsupported preallocation mode: metadata");
+        goto out;
+    }
+    {
+        struct vmdk_create_layout lay;
+
+        vmdk_create_layout(split || flat ? 0 : size, &lay);
+        devs[0] = (struct vmm_dev){devs[0].fd, 0, lay.grain_offset * 512 + (256u << 10),
+                                   INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
+    }
+    if (backing && vmdk_parent_cid(name, backing, &a->vmdk_parent_cid, &msg) < 0) {
+        parent_failed = true;
+        a->vmdk_first_only = 1;
+    }
+    for (i = 1; !parent_failed && i <= next; i++) {
+        uint64_t cur = split && size - done > VMDK_SPLIT_SIZE ? VMDK_SPLIT_SIZE : size - done;
+        struct vmdk_create_layout lay;
+        char *ext;
+        int fd;
+
+        if (!split)
+            r = asprintf(&ext, "%s%s-flat%s", dir, prefix, postfix);
+        else
+            r = asprintf(&ext, "%s%s-%c%03u%s", dir, prefix, flat ? 'f' : 's', i, postfix);
+        if (r < 0) {
+            fail_file(name, NULL, "%s", strerror(ENOMEM));
+            goto out;
+        }
+        r = create_file(ext, name, &fd, true);
+        free(ext);
+        if (r < 0)
+            goto out;
+        vmdk_create_layout(cur, &lay);
+        devs[ndevs++] = (struct vmm_dev){fd, 0, flat ? cur : lay.grain_offset * 512,
+                                         INSTAR_DEV_READ | INSTAR_DEV_WRITE, false};
+        done += cur;
+    }
+    r = create_run_devs(name, devs, ndevs, a, 0, &hdr);
+    if (r < 0)
+        goto out;
+    if (r > 0) {
+        if (hdr.err_args[1] == 1)
+            fail_file(name, NULL, "Could not write description: %s", err_text(hdr.err_args[0]));
+        else if (hdr.err_args[1] == 2)
+            fail_file(name, NULL, "Could not resize file: %s", err_text(hdr.err_args[0]));
+        else
+            fail_file(name, NULL, "An IO error has occurred");
+        goto out;
+    }
+    if (parent_failed) {
+        fail_file(name, NULL, "%s", msg ? msg : strerror(ENOMEM));
+        goto out;
+    }
+    ret = 0;
+out:
+    for (i = 0; i < ndevs; i++)
+        close(devs[i].fd);
+    free(a);
+    free(msg);
+    free(dir);
+    free(prefix);
+    free(postfix);
+    free(stem);
     return ret;
 }
 
@@ -1639,14 +1944,16 @@ int cmd_create(int argc, char **argv)
         goto out;
     }
     if (base_filename) {
-        if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "qcow")) {
+        if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "qcow") &&
+            strcmp(fmt, "vmdk")) {
             fail_file(filename, NULL, "Backing file not supported for file format '%s'", fmt);
             goto out;
         }
         opts_set(&l, "backing_file", base_filename, 0);
     }
     if (base_fmt) {
-        if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "qcow")) {
+        if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "qcow") &&
+            strcmp(fmt, "vmdk")) {
             fail_file(filename, NULL, "Backing file format not supported for file format '%s'",
                       fmt);
             goto out;
@@ -1709,6 +2016,8 @@ int cmd_create(int argc, char **argv)
         ret = create_qcow(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else if (!strcmp(fmt, "parallels")) {
         ret = create_parallels(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
+    } else if (!strcmp(fmt, "vmdk")) {
+        ret = create_vmdk(filename, path, &l, (uint64_t)size) < 0 ? 1 : 0;
     } else {
         ret = create_raw(filename, path, fmt, &l, (uint64_t)size) < 0 ? 1 : 0;
     }
@@ -1781,6 +2090,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
         ret = create_qed(filename, path, &l, size);
     else if (!strcmp(fmt, "vhdx"))
         ret = create_vhdx(filename, path, &l, size);
+    else if (!strcmp(fmt, "vmdk"))
+        ret = create_vmdk(filename, path, &l, size);
     else
         ret = create_raw(filename, path, fmt, &l, size);
     fail_infix = NULL;

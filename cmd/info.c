@@ -315,6 +315,9 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
 
     if (r->flags & INSTAR_INFO_VMDK) {
         ii->format_specific = vmdk_specific(v, ii);
+        ii->vmdk_cid = v->info.vmdk.cid;
+        ii->vmdk_stream =
+            !strncmp(v->info.vmdk.create_type, "streamOptimized", sizeof(v->info.vmdk.create_type));
     }
     if (r->flags & INSTAR_INFO_LUKS) {
         /* block_crypto_get_specific_info_luks(): {"type": "luks", "data": QCryptoBlockInfoLUKS}. */

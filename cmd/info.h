@@ -64,6 +64,8 @@ struct image_info {
     /* vmdk: the extent files a descriptor names, as qemu names them (dir + name) */
     char *extent_files[INSTAR_VMDK_EXTENTS_MAX];
     uint32_t nextent_files;
+    uint32_t vmdk_cid; /* vmdk: the descriptor's CID (create -f vmdk's parentCID) */
+    bool vmdk_stream;  /* vmdk: createType streamOptimized (needs_compressed_writes) */
 };
 
 /*

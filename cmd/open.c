@@ -142,8 +142,8 @@ static int image_lock(int fd, const char *name, bool raw, unsigned flags, char *
  * Protocols, devices and FIFOs are refused by policy_open() as for
  * backing files.  Returns 0 with *fd, *st and *full, or -1 with *msg.
  */
-static int open_extent(const char *image, const char *name, int *fd, struct stat *st, char **full,
-                       char **msg)
+static int open_extent(const char *image, const char *name, bool rdwr, int *fd, struct stat *st,
+                       char **full, char **msg)
 {
     const char *p, *path;
     bool dotdot = false;
@@ -162,7 +162,7 @@ static int open_extent(const char *image, const char *name, int *fd, struct stat
         return -1;
     if (policy_host_path(*full, &path, msg) < 0)
         return -1;
-    if (policy_open(path, POLICY_BACKING, false, fd, st, msg) < 0)
+    if (policy_open(path, POLICY_BACKING, rdwr, fd, st, msg) < 0)
         return -1;
     return 0;
 }
@@ -231,7 +231,9 @@ again:
                 *msg = NULL;
                 goto out;
             }
-            r = open_extent(ii->filename, ename, &img->ext_fd[k], &img->ext_st[k], &full, &emsg);
+            /* A read-write image's extents are read-write too (a vmdk target's flat extents). */
+            r = open_extent(ii->filename, ename, (flags & OPEN_RDWR) != 0, &img->ext_fd[k],
+                            &img->ext_st[k], &full, &emsg);
             free(ename);
             if (r < 0) {
                 free(full);

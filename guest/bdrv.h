@@ -99,6 +99,7 @@ struct gbs {
     bool writable;         /* its file is a writable device (the host opened it read-write) */
     uint64_t zero_align;   /* bl.pwrite_zeroes_alignment (0: 1) */
     uint32_t drv_opts;     /* the driver's open options (instar_node.driver's high half) */
+    uint32_t random;       /* the graph's random bits (instar_graph.random) */
     struct gbs *backing;   /* NULL: none */
     void *opaque;          /* the driver's state */
     /* The secret its key-secret names (encrypted images), or NULL. */
@@ -503,6 +504,19 @@ struct gbs_vmdk_info {
     uint32_t need_files;
     char names[VMDK_MAX_EXTENTS][512];
 };
+
+/*
+ * gbs_vmdk_cluster_size - bdi.cluster_size of a vmdk node: its first
+ * extent's grain size (0 or -GBS_EINVAL for a flat one).
+ */
+int gbs_vmdk_cluster_size(struct gbs *bs, uint64_t *cluster_size);
+
+/*
+ * gbs_vmdk_compressed_eof - vmdk_co_pwritev_compressed() with no bytes,
+ * convert's end of a compressed copy: each extent file rounded up to
+ * whole sectors.  Returns 0 or -errno.
+ */
+int gbs_vmdk_compressed_eof(struct gbs *bs);
 
 /*
  * gbs_vmdk_describe - open device dev as vmdk_open() does (rdwr: a

@@ -204,6 +204,37 @@ static long zlib_compress(const void *src, size_t src_len, void *dst, size_t dst
     return zret == Z_OK ? -GCODEC_ENOSPC : -GCODEC_EIO;
 }
 
+/* zlib's compress(): a zlib stream (RFC 1950), default level, 32 KiB window, memLevel 8. */
+static z_stream zcmp;
+static int zcmp_ready;
+
+long gcodec_zlib_compress(const void *src, size_t src_len, void *dst, size_t dst_len)
+{
+    int zret;
+
+    if (src_len > UINT_MAX || dst_len > UINT_MAX)
+        return -GCODEC_EINVAL;
+    if (!zcmp_ready) {
+        memset(&zcmp, 0, sizeof(zcmp));
+        zcmp.zalloc = zlib_alloc;
+        zcmp.zfree = zlib_free;
+        zret = deflateInit(&zcmp, Z_DEFAULT_COMPRESSION);
+        if (zret != Z_OK)
+            return z_init_err(zret);
+        zcmp_ready = 1;
+    } else if (deflateReset(&zcmp) != Z_OK) {
+        return -GCODEC_EIO;
+    }
+    zcmp.next_in = src;
+    zcmp.avail_in = (uInt)src_len;
+    zcmp.next_out = dst;
+    zcmp.avail_out = (uInt)dst_len;
+    zret = deflate(&zcmp, Z_FINISH);
+    if (zret == Z_STREAM_END)
+        return (long)(dst_len - zcmp.avail_out);
+    return zret == Z_OK || zret == Z_BUF_ERROR ? -GCODEC_ENOSPC : -GCODEC_EIO;
+}
+
 /* --- zstd --- */
 
 static int zstd_is_oom(size_t zret)

@@ -107,6 +107,14 @@ int gcodec_inflate_read(int (*rd)(void *opaque, uint64_t off, void *buf, size_t 
  */
 int gcodec_zlib_uncompress(const void *src, size_t src_len, void *dst, size_t *dst_len);
 
+/*
+ * gcodec_zlib_compress - zlib's compress() as vmdk_write_extent() calls
+ * it (default level, a zlib stream with its header and a 32 KiB window):
+ * src into at most dst_len bytes at dst.  Returns the compressed length,
+ * -GCODEC_ENOSPC when it does not fit, or another negated gcodec_err.
+ */
+long gcodec_zlib_compress(const void *src, size_t src_len, void *dst, size_t dst_len);
+
 /* Heap the codec contexts hold now (live) and held at most (peak), in bytes requested. */
 struct gcodec_mem {
     size_t live;

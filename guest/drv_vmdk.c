@@ -34,6 +34,10 @@ struct gvmdk {
     struct vmdk_extent ext[VMDK_MAX_EXTENTS];
     uint32_t ext_dev[VMDK_MAX_EXTENTS];
     uint32_t *l1[VMDK_MAX_EXTENTS];
+    /* Writes: the redundant directory (host order, NULL: none), where the next grain goes. */
+    uint32_t *l1b[VMDK_MAX_EXTENTS];
+    uint64_t next_sector[VMDK_MAX_EXTENTS];
+    bool cid_updated;
     uint64_t desc_offset;
     uint32_t cid, parent_cid;
     char create_type[128];
@@ -69,8 +73,10 @@ static void gvmdk_release(struct gvmdk *s)
 {
     uint32_t i;
 
-    for (i = 0; i < VMDK_MAX_EXTENTS; i++)
+    for (i = 0; i < VMDK_MAX_EXTENTS; i++) {
         free(s->l1[i]);
+        free(s->l1b[i]);
+    }
     for (i = 0; i < GVMDK_L2_CACHE; i++)
         free(s->l2[i].table);
     free(s->zbuf);
@@ -102,8 +108,8 @@ static int read_desc(uint32_t dev, uint64_t off, char **out)
     return 0;
 }
 
-/* vmdk_init_tables(): the grain directory, host order. */
-static int init_tables(struct gvmdk *s, uint32_t i)
+/* One grain directory of extent i at off, host order, into *out. */
+static int read_gd(struct gvmdk *s, uint32_t i, uint64_t off, uint32_t **out)
 {
     const struct vmdk_extent *e = &s->ext[i];
     size_t len = (size_t)e->l1_size * 4;
@@ -113,13 +119,33 @@ static int init_tables(struct gvmdk *s, uint32_t i)
 
     if (!l1)
         return -VMDK_ERR_NOMEM;
-    s->l1[i] = l1;
-    if (gblk_pread(s->ext_dev[i], e->l1_table_offset, l1, len) < 0)
+    *out = l1;
+    if (gblk_pread(s->ext_dev[i], off, l1, len) < 0)
         return -INSTAR_ERR_IO;
     for (k = 0; k < e->l1_size; k++)
         l1[k] = (uint32_t)raw[4 * k] | (uint32_t)raw[4 * k + 1] << 8 |
                 (uint32_t)raw[4 * k + 2] << 16 | (uint32_t)raw[4 * k + 3] << 24;
     return 0;
+}
+
+/*
+ * vmdk_init_tables(): the grain directory, host order, and for a
+ * read-write open the redundant one (instar reads it only to write);
+ * where new grains go (vmdk_add_extent(): the file's end, rounded up to
+ * a grain).
+ */
+static int init_tables(struct gvmdk *s, uint32_t i, bool rdwr)
+{
+    const struct vmdk_extent *e = &s->ext[i];
+    uint64_t sectors = (gblk_size(s->ext_dev[i]) + 511) / 512;
+    int ret = read_gd(s, i, e->l1_table_offset, &s->l1[i]);
+
+    if (ret == 0 && rdwr && e->l1_backup_offset)
+        ret = read_gd(s, i, e->l1_backup_offset, &s->l1b[i]);
+    if (e->cluster_sectors)
+        s->next_sector[i] =
+            (sectors + e->cluster_sectors - 1) / e->cluster_sectors * e->cluster_sectors;
+    return ret;
 }
 
 /* vmdk_open_sparse() of a VMDK4 file: one extent, or its embedded descriptor. */
@@ -172,7 +198,7 @@ static int open_sparse(struct gvmdk *s, uint32_t dev, uint32_t file, bool rdwr)
     s->nextents++;
     if (e.compressed)
         memcpy(s->create_type, "streamOptimized", 16);
-    ret = init_tables(s, i);
+    ret = init_tables(s, i, rdwr);
     if (ret < 0) {
         free(s->l1[i]);
         s->l1[i] = NULL;
@@ -483,6 +509,7 @@ static struct gvmdk *V(struct gbs *bs)
 static int vmdk_drv_open(struct gbs *bs)
 {
     struct gvmdk *s = &vmdks[bs->node];
+    uint32_t i;
     int ret;
 
     bs->opaque = s;
@@ -495,6 +522,10 @@ static int vmdk_drv_open(struct gbs *bs)
         gvmdk_fail(boot->op, ret, s);
     bs->total = s->ext[s->nextents - 1].end_sector * 512;
     bs->supports_backing = true;
+    /* vmdk_refresh_limits(): zeros in whole grains of the largest sparse extent's size. */
+    for (i = 0; i < s->nextents; i++)
+        if (!s->ext[i].flat && s->ext[i].cluster_sectors * 512 > bs->zero_align)
+            bs->zero_align = s->ext[i].cluster_sectors * 512;
     return 0;
 }
 
@@ -637,6 +668,376 @@ static int vmdk_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
+/* ---- writes: vmdk_pwritev() ---------------------------------------------------------------- */
+
+#define GVMDK_MAX_SECTORS (1ull << 32) /* VMDK_EXTENT_MAX_SECTORS */
+
+/* get_cluster_offset()'s VmdkMetaData: where a grain's table entry lives. */
+struct gvmdk_meta {
+    uint32_t l1_index, l2_index, l2_sector;
+    bool new_allocation;
+};
+
+/*
+ * get_cluster_offset() of a sparse extent i for offset: VMDK_CLUSTER_*,
+ * *m filled when the grain table exists.  allocate: an unallocated or
+ * zeroed grain gets the next grain of the file, its bytes outside
+ * [skip_start, skip_end) first written (copied from the backing file,
+ * else zeros: get_whole_cluster()).
+ */
+static int locate(struct gbs *bs, uint32_t i, uint64_t off, bool allocate, uint64_t skip_start,
+                  uint64_t skip_end, uint64_t *co, struct gvmdk_meta *m);
+
+/* bdrv_co_pread() of the backing node, bytes past its end as zeros. */
+static int backing_read(struct gbs *bs, uint64_t off, uint8_t *buf, uint64_t len)
+{
+    uint64_t total = bs->backing->total, n = off >= total        ? 0
+                                             : total - off < len ? total - off
+                                                                 : len;
+
+    memset(buf + n, 0, (size_t)(len - n));
+    return n ? gbs_pread(bs->backing, off, buf, (size_t)n) : 0;
+}
+
+/* get_whole_cluster(): the new grain at co around the caller's [skip_start, skip_end). */
+static int whole_grain(struct gbs *bs, uint32_t i, uint64_t co, uint64_t off, uint64_t skip_start,
+                       uint64_t skip_end, bool zeroed)
+{
+    struct gvmdk *s = V(bs);
+    uint64_t cb = s->ext[i].cluster_sectors * 512;
+    bool copy = bs->backing && !zeroed;
+    uint8_t *g;
+    int ret = 0;
+
+    off -= off % cb;
+    g = malloc((size_t)cb);
+    if (!g)
+        return -GBS_ENOMEM;
+    if (!copy)
+        memset(g, 0, (size_t)cb);
+    if (bs->backing && !cid_valid(bs)) {
+        ret = VMDK_CLUSTER_ERROR;
+        goto out;
+    }
+    if (skip_start > 0) {
+        if (copy && backing_read(bs, off, g, skip_start) < 0)
+            ret = VMDK_CLUSTER_ERROR;
+        else if (gdev_pwrite(s->ext_dev[i], co, g, (size_t)skip_start) < 0)
+            ret = VMDK_CLUSTER_ERROR;
+        if (ret)
+            goto out;
+    }
+    if (skip_end < cb) {
+        if (copy && backing_read(bs, off + skip_end, g + skip_end, cb - skip_end) < 0)
+            ret = VMDK_CLUSTER_ERROR;
+        else if (gdev_pwrite(s->ext_dev[i], co + skip_end, g + skip_end, (size_t)(cb - skip_end)) <
+                 0)
+            ret = VMDK_CLUSTER_ERROR;
+    }
+out:
+    free(g);
+    return ret;
+}
+
+static int locate(struct gbs *bs, uint32_t i, uint64_t off, bool allocate, uint64_t skip_start,
+                  uint64_t skip_end, uint64_t *co, struct gvmdk_meta *m)
+{
+    struct gvmdk *s = V(bs);
+    const struct vmdk_extent *e = &s->ext[i];
+    uint64_t rel = off - (e->end_sector - e->sectors) * 512, sector;
+    const uint8_t *l2;
+    bool zeroed;
+    int ret;
+
+    m->new_allocation = false;
+    if (e->flat) {
+        *co = e->flat_start_offset;
+        return VMDK_CLUSTER_OK;
+    }
+    m->l1_index = (uint32_t)((rel >> 9) / e->l1_entry_sectors);
+    if (m->l1_index >= e->l1_size)
+        return VMDK_CLUSTER_ERROR;
+    m->l2_sector = s->l1[i][m->l1_index];
+    if (!m->l2_sector)
+        return VMDK_CLUSTER_UNALLOC;
+    s->load_ext = i;
+    if (load_l2(s, m->l2_sector, &l2) < 0)
+        return VMDK_CLUSTER_ERROR;
+    m->l2_index = (uint32_t)(((rel >> 9) / e->cluster_sectors) % e->l2_size);
+    sector = (uint32_t)l2[4 * m->l2_index] | (uint32_t)l2[4 * m->l2_index + 1] << 8 |
+             (uint32_t)l2[4 * m->l2_index + 2] << 16 | (uint32_t)l2[4 * m->l2_index + 3] << 24;
+    zeroed = e->has_zero_grain && sector == VMDK_GTE_ZEROED;
+    if (!sector || zeroed) {
+        if (!allocate)
+            return zeroed ? VMDK_CLUSTER_ZEROED : VMDK_CLUSTER_UNALLOC;
+        if (s->next_sector[i] >= GVMDK_MAX_SECTORS)
+            return VMDK_CLUSTER_ERROR;
+        sector = s->next_sector[i];
+        s->next_sector[i] += e->cluster_sectors;
+        /* The grain first, then its table entry: a cut leaves it unreferenced. */
+        ret = whole_grain(bs, i, sector * 512, off, skip_start, skip_end, zeroed);
+        if (ret)
+            return ret;
+        m->new_allocation = true;
+    }
+    *co = sector << 9;
+    return VMDK_CLUSTER_OK;
+}
+
+/* vmdk_L2update(): the entry in the grain table, then in the redundant one, then a flush. */
+static int l2_update(struct gvmdk *s, uint32_t i, const struct gvmdk_meta *m, uint32_t v)
+{
+    uint8_t le[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    uint32_t dev = s->ext_dev[i], k;
+
+    if (gdev_pwrite(dev, (uint64_t)m->l2_sector * 512 + (uint64_t)m->l2_index * 4, le, 4) < 0)
+        return -GBS_EIO;
+    if (s->ext[i].l1_backup_offset && s->l1b[i] &&
+        gdev_pwrite(dev, (uint64_t)s->l1b[i][m->l1_index] * 512 + (uint64_t)m->l2_index * 4, le,
+                    4) < 0)
+        return -GBS_EIO;
+    if (gdev_flush(dev) < 0)
+        return -GBS_EIO;
+    for (k = 0; k < GVMDK_L2_CACHE; k++)
+        if (s->l2[k].table && s->l2[k].ext == i && s->l2[k].sector == m->l2_sector)
+            memcpy(s->l2[k].table + 4 * m->l2_index, le, 4);
+    return 0;
+}
+
+/* strstr() (the guest's libc has none). */
+static char *find_str(char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+
+    for (; *hay; hay++)
+        if (!strncmp(hay, needle, n))
+            return hay;
+    return NULL;
+}
+
+/*
+ * vmdk_write_cid(): the descriptor's CID replaced (the rest of its line
+ * on from "parentCID" appended again, the old bytes past the new end
+ * left), the 20 sectors written back and flushed.
+ */
+static int write_cid(struct gvmdk *s, uint32_t cid)
+{
+    static char desc[VMDK_DESC_SIZE], tmp[VMDK_DESC_SIZE];
+    char hex[12], *p, *t;
+    size_t room, n, k, len;
+    uint64_t end;
+
+    if (s->desc_offset > 0x7fffffffc0000000ull - VMDK_DESC_SIZE ||
+        gblk_pread(s->dev, s->desc_offset, desc, sizeof(desc)) < 0)
+        return -GBS_EIO;
+    desc[sizeof(desc) - 1] = '\0';
+    t = find_str(desc, "parentCID");
+    if (!t)
+        return -GBS_EINVAL;
+    memcpy(tmp, t, strlen(t) + 1);
+    p = find_str(desc, "CID");
+    if (p) {
+        p += 4;
+        room = sizeof(desc) - (size_t)(p - desc);
+        for (n = 0, k = 28;; k -= 4) {
+            if (n || (cid >> k) & 0xf || k == 0)
+                hex[n++] = "0123456789abcdef"[(cid >> k) & 0xf];
+            if (k == 0)
+                break;
+        }
+        hex[n++] = '\n';
+        /* snprintf(p, room, "%x\n", cid) */
+        if (room) {
+            n = n < room - 1 ? n : room - 1;
+            memcpy(p, hex, n);
+            p[n] = '\0';
+        }
+        /* pstrcat(desc, sizeof(desc), tmp) */
+        len = strlen(desc);
+        n = strlen(tmp);
+        if (n > sizeof(desc) - 1 - len)
+            n = sizeof(desc) - 1 - len;
+        memcpy(desc + len, tmp, n);
+        desc[len + n] = '\0';
+    }
+    /*
+     * qemu-img's write stops at the file's end rounded up to a sector (a
+     * descriptor file of 341 bytes becomes 512 long, not 20 sectors):
+     * observed with qemu-img 7.2, the same for every length tried.
+     */
+    end = (gdev_length(s->dev) + 511) / 512 * 512;
+    n = end > s->desc_offset
+            ? (end - s->desc_offset < sizeof(desc) ? (size_t)(end - s->desc_offset) : sizeof(desc))
+            : 0;
+    if ((n && gdev_pwrite(s->dev, s->desc_offset, desc, n) < 0) || gdev_flush(s->dev) < 0)
+        return -GBS_EIO;
+    return 0;
+}
+
+/*
+ * vmdk_write_extent() of a compressed extent: only a whole grain (or the
+ * extent's short last one) at its start, zlib's compress() into at most
+ * two grains, after the grain marker (the sector, the length); the next
+ * grain goes right after it (so the zeros written past it are
+ * overwritten by the next grain).
+ */
+static int write_compressed(struct gvmdk *s, uint32_t i, uint64_t co, uint64_t off,
+                            const uint8_t *buf, uint64_t n)
+{
+    const struct vmdk_extent *e = &s->ext[i];
+    uint64_t cb = e->cluster_sectors * 512;
+    uint8_t *out;
+    long len;
+    int ret = 0;
+
+    if (vmdk_offset_in_cluster(e, off) || n > cb || (n < cb && off + n != e->end_sector * 512) ||
+        !e->has_marker)
+        return -GBS_EINVAL;
+    out = malloc((size_t)cb * 2 + 12);
+    if (!out)
+        return -GBS_ENOMEM;
+    len = gcodec_zlib_compress(buf, (size_t)n, out + 12, (size_t)cb * 2);
+    if (len == -GCODEC_ENOMEM) {
+        ret = -GBS_ENOMEM;
+    } else if (len <= 0) {
+        ret = -GBS_EINVAL;
+    } else {
+        uint64_t lba = off >> 9;
+        int k;
+
+        for (k = 0; k < 8; k++)
+            out[k] = (uint8_t)(lba >> (8 * k));
+        for (k = 0; k < 4; k++)
+            out[8 + k] = (uint8_t)((uint64_t)len >> (8 * k));
+        if (gdev_pwrite(s->ext_dev[i], co, out, (size_t)len + 12) < 0)
+            ret = -GBS_EIO;
+        s->next_sector[i] = (co + (uint64_t)len + 12 + 511) / 512;
+    }
+    free(out);
+    return ret;
+}
+
+int gbs_vmdk_compressed_eof(struct gbs *bs)
+{
+    struct gvmdk *s = V(bs);
+    uint32_t i;
+
+    /* vmdk_co_pwritev_compressed() of nothing: every extent file rounded up to whole sectors. */
+    for (i = 0; i < s->nextents; i++) {
+        uint64_t len = gdev_length(s->ext_dev[i]), aligned = (len + 511) / 512 * 512;
+
+        if (aligned != len && gdev_truncate(s->ext_dev[i], aligned, INSTAR_TRUNC_OFF) < 0)
+            return -GBS_EIO;
+    }
+    return 0;
+}
+
+int gbs_vmdk_cluster_size(struct gbs *bs, uint64_t *cluster_size)
+{
+    struct gvmdk *s = V(bs);
+
+    if (bs->drv != &gbs_drv_vmdk || s->nextents == 0 || s->ext[0].flat)
+        return -GBS_EINVAL;
+    *cluster_size = s->ext[0].cluster_sectors * 512;
+    return 0;
+}
+
+/*
+ * vmdk_pwritev() for data (zeroed false) or zeros (zeroed true, dry: the
+ * dry run of vmdk_co_pwrite_zeroes() that only checks).
+ */
+static int vmdk_do_write(struct gbs *bs, uint64_t off, const uint8_t *buf, uint64_t bytes,
+                         bool zeroed, bool dry)
+{
+    struct gvmdk *s = V(bs);
+    uint64_t done = 0;
+    int ret;
+
+    if ((off + 511) / 512 > bs->total / 512)
+        return -GBS_EIO;
+    while (bytes > 0) {
+        int i = find_extent(s, off);
+        const struct vmdk_extent *e;
+        struct gvmdk_meta m;
+        uint64_t in, n, co = 0, cb;
+
+        if (i < 0)
+            return -GBS_EIO;
+        e = &s->ext[i];
+        cb = e->cluster_sectors * 512;
+        in = vmdk_offset_in_cluster(e, off);
+        n = cb - in < bytes ? cb - in : bytes;
+        ret = locate(bs, (uint32_t)i, off, !(e->compressed || zeroed), in, in + n, &co, &m);
+        if (e->compressed) {
+            /* qemu refuses, with error_report()'s line, then the write error. */
+            if (ret == VMDK_CLUSTER_OK) {
+                greport(VMDK_MSG_STREAM_ALLOCATED, INSTAR_REC_PREFIX, NULL, NULL, 0);
+                return -GBS_EIO;
+            }
+            if (!zeroed && ret != VMDK_CLUSTER_ERROR)
+                ret = locate(bs, (uint32_t)i, off, true, 0, 0, &co, &m);
+        }
+        if (ret == VMDK_CLUSTER_ERROR)
+            return -GBS_EINVAL;
+        if (ret < 0 && ret != VMDK_CLUSTER_UNALLOC && ret != VMDK_CLUSTER_ZEROED)
+            return ret;
+        if (zeroed) {
+            if (!e->has_zero_grain || in != 0 || n < cb)
+                return -GBS_ENOTSUP;
+            if (!dry && ret != VMDK_CLUSTER_ZEROED &&
+                l2_update(s, (uint32_t)i, &m, VMDK_GTE_ZEROED) < 0)
+                return -GBS_EIO;
+        } else {
+            uint64_t end;
+
+            /* A grain table qemu has none for: it would write at an offset it never set. */
+            if (ret != VMDK_CLUSTER_OK || co + in > 0x7fffffffc0000000ull - 2 * cb - 12)
+                return -GBS_EIO;
+            if (e->compressed) {
+                ret = write_compressed(s, (uint32_t)i, co, off, buf + done, n);
+                if (ret < 0)
+                    return ret;
+            } else {
+                if (gdev_pwrite(s->ext_dev[i], co + in, buf + done, (size_t)n) < 0)
+                    return -GBS_EIO;
+                end = (co + in + n + 511) / 512;
+                if (end > s->next_sector[i])
+                    s->next_sector[i] = end;
+            }
+            if (m.new_allocation && l2_update(s, (uint32_t)i, &m, (uint32_t)(co >> 9)) < 0)
+                return -GBS_EIO;
+        }
+        bytes -= n;
+        off += n;
+        done += n;
+        /* The CID changes on the first write after each open. */
+        if (!s->cid_updated) {
+            ret = write_cid(s, bs->random);
+            if (ret < 0)
+                return ret;
+            s->cid_updated = true;
+        }
+    }
+    return 0;
+}
+
+static int vmdk_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+{
+    return vmdk_do_write(bs, off, buf, len, false, false);
+}
+
+/* vmdk_co_pwrite_zeroes(): zeroed grain entries, or -ENOTSUP (zeros written instead). */
+static int vmdk_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t flags)
+{
+    int ret;
+
+    (void)flags;
+    ret = vmdk_do_write(bs, off, NULL, bytes, true, true);
+    if (ret == 0)
+        ret = vmdk_do_write(bs, off, NULL, bytes, true, false);
+    return ret;
+}
+
 static int vmdk_flush(struct gbs *bs)
 {
     (void)bs;
@@ -648,5 +1049,7 @@ const struct gbs_driver gbs_drv_vmdk = {
     .open = vmdk_drv_open,
     .block_status = vmdk_block_status,
     .pread = vmdk_pread,
+    .pwrite = vmdk_pwrite,
+    .pwrite_zeroes = vmdk_pwrite_zeroes,
     .flush = vmdk_flush,
 };

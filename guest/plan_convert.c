@@ -546,6 +546,11 @@ static int t_write_compressed(struct cv *s, int64_t sector_num, int64_t n, const
     const uint8_t *in = buf;
     long out_len;
 
+    /* vmdk_co_pwritev_compressed(): the driver compresses (or, sparse, writes) the grain as given.
+     */
+    if (s->gn)
+        return gbs_pwrite(s->gn, (uint64_t)sector_num * SECTOR, buf, bytes);
+
     if (bytes < cs) {
         memcpy(s->cbuf, buf, bytes);
         memset(s->cbuf + bytes, 0, cs - bytes);
@@ -604,6 +609,11 @@ static void compressed_eof(struct cv *s)
     if (s->c_data_file)
         gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_ENOTSUP, 0, 0, 0);
     wb_flush(s);
+    if (s->gn) {
+        if (gbs_vmdk_compressed_eof(s->gn) < 0)
+            gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_EIO, 0, 0, 0);
+        return;
+    }
     len = gdev_length(s->t);
     aligned = (len + SECTOR - 1) / SECTOR * SECTOR;
     if (aligned != len && gdev_truncate(s->t, aligned, INSTAR_TRUNC_OFF) < 0)
@@ -720,7 +730,8 @@ static void compressed_setup(struct cv *s)
 {
     uint64_t cluster_size;
 
-    if (gbs_qcow2_target_info(s->tn, &cluster_size, &s->ctype, &s->c_data_file) < 0)
+    if (s->gn ? gbs_vmdk_cluster_size(s->gn, &cluster_size) < 0 || cluster_size == 0
+              : gbs_qcow2_target_info(s->tn, &cluster_size, &s->ctype, &s->c_data_file) < 0)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     s->cluster_sectors = (int64_t)(cluster_size / SECTOR);
     /* qemu-img copies one cluster at a time. */
@@ -906,8 +917,10 @@ void plan_convert(void)
         (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2 &&
          a.target_driver != INSTAR_DRV_PARALLELS && a.target_driver != INSTAR_DRV_VDI &&
          a.target_driver != INSTAR_DRV_VPC && a.target_driver != INSTAR_DRV_QED &&
-         a.target_driver != INSTAR_DRV_VHDX && a.target_driver != INSTAR_DRV_LUKS) ||
-        ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2))
+         a.target_driver != INSTAR_DRV_VHDX && a.target_driver != INSTAR_DRV_LUKS &&
+         a.target_driver != INSTAR_DRV_VMDK) ||
+        ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2 &&
+         a.target_driver != INSTAR_DRV_VMDK))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
     if (a.target_driver == INSTAR_DRV_QCOW2) {
@@ -917,15 +930,17 @@ void plan_convert(void)
             result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
         s->t_crypt = gbs_qcow2_encrypted(s->tn);
     }
-    /* A parallels, vdi, vpc, qed, vhdx or luks target node, written through its driver. */
+    /* A parallels, vdi, vpc, qed, vhdx, luks or vmdk target node, written through its driver. */
     if (a.target_driver == INSTAR_DRV_PARALLELS || a.target_driver == INSTAR_DRV_VDI ||
         a.target_driver == INSTAR_DRV_VPC || a.target_driver == INSTAR_DRV_QED ||
-        a.target_driver == INSTAR_DRV_VHDX || a.target_driver == INSTAR_DRV_LUKS) {
+        a.target_driver == INSTAR_DRV_VHDX || a.target_driver == INSTAR_DRV_LUKS ||
+        a.target_driver == INSTAR_DRV_VMDK) {
         const struct gbs_driver *want = a.target_driver == INSTAR_DRV_VDI    ? &gbs_drv_vdi
                                         : a.target_driver == INSTAR_DRV_VPC  ? &gbs_drv_vpc
                                         : a.target_driver == INSTAR_DRV_QED  ? &gbs_drv_qed
                                         : a.target_driver == INSTAR_DRV_VHDX ? &gbs_drv_vhdx
                                         : a.target_driver == INSTAR_DRV_LUKS ? &gbs_drv_luks
+                                        : a.target_driver == INSTAR_DRV_VMDK ? &gbs_drv_vmdk
                                                                              : &gbs_drv_parallels;
 
         s->gn = gbs_node(a.target_node);

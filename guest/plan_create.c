@@ -21,6 +21,7 @@
 #include "vpc/create.h"
 #include "vpc/vpc.h"
 #include "vdi/vdi.h"
+#include "vmdk/create.h"
 
 #define DEV_DATA 1
 
@@ -297,6 +298,127 @@ static void plan_create_vdi(const struct instar_create_args *a)
     rbuf_send(&rb, INSTAR_OP_CREATE, 0);
 }
 
+/*
+ * vmdk_init_extent() on device dev: a flat extent is the file truncated
+ * to its size; a sparse one the magic, the header, the file grown to the
+ * first grain, the redundant grain directory, then the primary one.
+ */
+static int vmdk_init_extent(uint32_t dev, uint64_t filesize, bool flat, bool compress, bool zeroed)
+{
+    static uint8_t hdr[VMDK_CREATE_HEADER_LEN], buf[65536];
+    struct vmdk_create_layout l;
+    uint64_t gd_bytes, off;
+    int r, k;
+
+    if (flat)
+        return gdev_truncate(dev, filesize, INSTAR_TRUNC_OFF);
+    vmdk_create_layout(filesize, &l);
+    vmdk_create_header(&l, compress, zeroed, hdr);
+    r = gdev_pwrite(dev, 0, hdr, 4);
+    if (r == 0)
+        r = gdev_pwrite(dev, 4, hdr + 4, sizeof(hdr) - 4);
+    if (r == 0)
+        r = gdev_truncate(dev, l.grain_offset * 512, INSTAR_TRUNC_OFF);
+    gd_bytes = (uint64_t)l.gd_sectors * 512;
+    for (k = 0; r == 0 && k < 2; k++) {
+        uint64_t at = (k == 0 ? l.rgd_offset : l.gd_offset) * 512;
+
+        for (off = 0; r == 0 && off < gd_bytes; off += sizeof(buf)) {
+            size_t n = gd_bytes - off < sizeof(buf) ? (size_t)(gd_bytes - off) : sizeof(buf);
+            size_t j;
+
+            for (j = 0; j < n; j += 4) {
+                uint64_t i = (off + j) / 4;
+                uint32_t e = i < l.gt_count ? vmdk_create_gd_entry(&l, k == 0, (uint32_t)i) : 0;
+
+                buf[j] = (uint8_t)e;
+                buf[j + 1] = (uint8_t)(e >> 8);
+                buf[j + 2] = (uint8_t)(e >> 16);
+                buf[j + 3] = (uint8_t)(e >> 24);
+            }
+            r = gdev_pwrite(dev, at + off, buf, n);
+        }
+    }
+    return r;
+}
+
+/*
+ * vmdk_co_do_create(): device 0 (the image, or the descriptor file: a
+ * split sparse one is first laid out as an empty sparse extent, as qemu
+ * does, then overwritten), then each extent file, then the descriptor
+ * (at sector 1 of a monolithic sparse image; else at 0 and the file cut
+ * to it).
+ */
+static void plan_create_vmdk(const struct instar_create_args *a)
+{
+    static char desc[160 * 1024], hw[INSTAR_VMDK_STR_MAX], tools[INSTAR_VMDK_STR_MAX],
+        stem[INSTAR_NAME_MAX], suffix[INSTAR_NAME_MAX], hint[INSTAR_NAME_MAX];
+    static const char *const types[] = {"monolithicSparse", "monolithicFlat",
+                                        "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
+                                        "streamOptimized"};
+    static const char *const adapters[] = {"ide", "buslogic", "lsilogic", "legacyESX"};
+    bool flat = a->flags & INSTAR_CREATE_VMDK_FLAT, split = a->flags & INSTAR_CREATE_VMDK_SPLIT;
+    bool compress = a->flags & INSTAR_CREATE_VMDK_STREAM,
+         zeroed = a->flags & INSTAR_CREATE_VMDK_ZEROED;
+    uint64_t n = vmdk_create_extents(a->size, flat, split), done = 0, i;
+    struct vmdk_create_desc d;
+    struct rbuf rb;
+    long len;
+    int r;
+
+    if (a->size % 512 || a->size > INT64_MAX || a->vmdk_adapter > INSTAR_VMDK_LEGACYESX ||
+        (compress && (flat || split)) || (flat && zeroed) ||
+        (!a->vmdk_first_only && n + 1 != boot->ndevices) ||
+        (a->vmdk_first_only && boot->ndevices != 1))
+        fail(QCOW2_ALLOC_EINVAL, 0);
+    memset(&d, 0, sizeof(d));
+    d.cid = a->vmdk_cid;
+    d.parent_cid = a->vmdk_parent_cid;
+    d.create_type = types[flat ? (split ? 3 : 1) : split ? 2 : compress ? 4 : 0];
+    d.parent_hint = name_arg(hint, a->backing_file, sizeof(a->backing_file));
+    d.hwversion = name_arg(hw, a->vmdk_hwversion, sizeof(a->vmdk_hwversion));
+    d.toolsversion = name_arg(tools, a->vmdk_toolsversion, sizeof(a->vmdk_toolsversion));
+    d.adapter = adapters[a->vmdk_adapter];
+    d.size = a->size;
+    d.flat = flat;
+    d.split = split;
+    d.stem = name_arg(stem, a->vmdk_stem, sizeof(a->vmdk_stem));
+    d.suffix = name_arg(suffix, a->vmdk_suffix, sizeof(a->vmdk_suffix));
+    /* name_arg() gives NULL for "": hwversion= and toolsversion= are empty strings. */
+    if (!d.hwversion)
+        d.hwversion = "";
+    if (!d.toolsversion)
+        d.toolsversion = "";
+    if (!d.stem)
+        d.stem = "";
+    if (!d.suffix)
+        d.suffix = "";
+    len = vmdk_create_desc_text(&d, desc, sizeof(desc));
+    if (len < 0)
+        fail(QCOW2_ALLOC_EINVAL, 0);
+    r = vmdk_init_extent(0, split || flat ? 0 : a->size, flat, compress, zeroed);
+    for (i = 1; r == 0 && !a->vmdk_first_only && i <= n; i++) {
+        uint64_t cur = split && a->size - done > VMDK_SPLIT_SIZE ? VMDK_SPLIT_SIZE : a->size - done;
+
+        r = vmdk_init_extent((uint32_t)i, cur, flat, compress, zeroed);
+        done += cur;
+    }
+    if (r < 0)
+        fail(-gc_err(r), 0);
+    if (!a->vmdk_first_only) {
+        r = gdev_pwrite(0, split || flat ? 0 : 0x200, desc, (size_t)len);
+        if (r < 0)
+            fail(-gc_err(r), 1);
+        if (split || flat)
+            r = gdev_truncate(0, (uint64_t)len, INSTAR_TRUNC_OFF);
+        if (r < 0)
+            fail(-gc_err(r), 2);
+    }
+    if (rbuf_init(&rb, sizeof(struct instar_create_result)) < 0)
+        fail(QCOW2_ALLOC_ENOMEM, 0);
+    rbuf_send(&rb, INSTAR_OP_CREATE, 0);
+}
+
 /* block_crypto_create_init_func(): the file sized for header and payload. */
 static int lc_init(void *opaque, uint64_t hdrlen)
 {
@@ -359,6 +481,8 @@ void plan_create(void)
         plan_create_parallels(a);
     if (a->flags & INSTAR_CREATE_LUKS)
         plan_create_luks(a);
+    if (a->flags & INSTAR_CREATE_VMDK)
+        plan_create_vmdk(a);
     memset(&o, 0, sizeof(o));
     memset(&st, 0, sizeof(st));
     if (a->cluster_size < 512 || a->cluster_size > (2u << 20) ||

@@ -429,10 +429,9 @@ case("image-opts-luks-aes128-key", "--object", "secret,id=sec0,data=abc", "--ima
 REFUSED = []
 case("image-opts-luks-twofish-key", "--object", "secret,id=sec0,data=abc", "--image-opts",
      "driver=qcow2,file.filename=@luks-twofish-cbc,encrypt.key-secret=sec0", "-O", "raw", "out.raw", into=REFUSED)
-case("O-vmdk", "-O", "vmdk", "@dp-small", "out.img", into=REFUSED)
 case("f-vmdk", "-O", "raw", "@fmt-vmdk", "out.raw")
 
-_MENTION = {"image-opts-luks-twofish-key": "LUKS cipher", "O-vmdk": "vmdk", "f-vmdk": "vmdk"}
+_MENTION = {"image-opts-luks-twofish-key": "LUKS cipher", "f-vmdk": "vmdk"}
 
 
 @pytest.mark.parametrize("args,outputs,contents,normalise", REFUSED)

@@ -100,7 +100,7 @@ def test_dd_locked(instar, images, locked_image, tmp_path, share):
 case("image-opts", "--image-opts", "if=driver=qcow2,file.filename=@dp-small", "of=out.img", "bs=64k")
 
 REFUSED = []
-case("O-vmdk", "-O", "vmdk", "if=@dp-small", "of=out.img", into=REFUSED)
+case("O-vhdx", "-O", "vhdx", "if=@dp-small", "of=out.img", into=REFUSED)
 
 
 @pytest.mark.parametrize("args,outputs", REFUSED)
@@ -109,4 +109,4 @@ def test_dd_refused(instar, images, tmp_path, request, args, outputs):
     why it will not in one `qemu-img: ` line, exit 1, and writes nothing."""
     argv, files = images.resolve(args)
     w = oc.run_refused(instar, ["dd", *argv], tmp_path, files)
-    oc.assert_refused(w, "vmdk", files, outputs)
+    oc.assert_refused(w, "vhdx", files, outputs)

@@ -36,6 +36,7 @@
     X(VMDK_MSG_NO_EXTENT, 4040, "ERROR: could not find extent for sector {0}")                     \
     X(VMDK_MSG_CLUSTER, 4041, "ERROR: could not get cluster_offset for sector {0}")                \
     X(VMDK_MSG_EOF, 4042, "ERROR: cluster offset for sector {0} points after EOF")                 \
+    X(VMDK_MSG_STREAM_ALLOCATED, 4043, "Could not write to allocated cluster for streamOptimized") \
     X(VMDK_ERR_NO_EXTENTS, 4050, "VMDK descriptor names no extent (qemu-img 7.2 aborts on it)")    \
     X(VMDK_ERR_EXTENT_UNSUPPORTED, 4051, "VMDK extent type '{s}' is not supported by instar")      \
     X(VMDK_ERR_DESCRIPTOR_UNSUPPORTED, 4052,                                                       \

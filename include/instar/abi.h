@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 26
+#define INSTAR_ABI_VERSION 27
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -526,6 +526,28 @@ enum instar_prealloc {
 #define INSTAR_CREATE_ENCRYPT (1u << 13)
 /* qcow2 with encrypt.format=aes: crypt_method 1 in the header, nothing else. */
 #define INSTAR_CREATE_ENCRYPT_AES (1u << 14)
+/*
+ * A vmdk image instead of qcow2 (size, backing_file as the parent's
+ * fileName hint, the vmdk_* fields and the VMDK_* flags only), laid out as
+ * vmdk_co_do_create() does: device 0 the image (monolithic sparse) or the
+ * descriptor file, devices 1.. its extent files in order.  FLAT: flat
+ * extents (monolithicFlat, twoGbMaxExtentFlat); SPLIT: 2 GiB extents
+ * (twoGbMaxExtent*); STREAM: streamOptimized; ZEROED: zeroed_grain=on.
+ */
+#define INSTAR_CREATE_VMDK        (1u << 15)
+#define INSTAR_CREATE_VMDK_FLAT   (1u << 16)
+#define INSTAR_CREATE_VMDK_SPLIT  (1u << 17)
+#define INSTAR_CREATE_VMDK_STREAM (1u << 18)
+#define INSTAR_CREATE_VMDK_ZEROED (1u << 19)
+
+/* qemu's BlockdevVmdkAdapterType, in the order of its QAPI enum. */
+enum instar_vmdk_adapter {
+    INSTAR_VMDK_IDE = 0,
+    INSTAR_VMDK_BUSLOGIC = 1,
+    INSTAR_VMDK_LSILOGIC = 2,
+    INSTAR_VMDK_LEGACYESX = 3,
+};
+#define INSTAR_VMDK_STR_MAX 512 /* hwversion, toolsversion, NUL included */
 
 /*
  * The LUKS header's choices, as the host mapped qemu's options to the
@@ -578,6 +600,16 @@ struct instar_create_args {
     uint8_t vhdx_guids[3][16]; /* file write, data write, page 83 data: random */
     uint8_t vdi_uuids[32];     /* vdi: the image's and last snapshot's UUIDs, random, version 4 */
     struct instar_create_luks luks; /* INSTAR_CREATE_LUKS / INSTAR_CREATE_ENCRYPT */
+    /* INSTAR_CREATE_VMDK: */
+    uint32_t vmdk_cid;        /* the new descriptor's CID (random) */
+    uint32_t vmdk_parent_cid; /* the backing image's CID, or 0xffffffff */
+    uint32_t vmdk_adapter;    /* enum instar_vmdk_adapter */
+    uint32_t vmdk_first_only; /* 1: lay out device 0 only (qemu fails on the backing file next) */
+    char vmdk_hwversion[INSTAR_VMDK_STR_MAX];    /* ddb.virtualHWVersion */
+    char vmdk_toolsversion[INSTAR_VMDK_STR_MAX]; /* ddb.toolsVersion */
+    /* The extent lines' names: stem + "" / "-flat" / "-s001" / "-f001" ... + suffix. */
+    char vmdk_stem[INSTAR_NAME_MAX];
+    char vmdk_suffix[INSTAR_NAME_MAX];
 };
 
 #define INSTAR_RESIZE_SHRINK (1u << 0) /* --shrink was given */
@@ -732,6 +764,9 @@ struct instar_graph {
     uint8_t node_key[INSTAR_NODE_MAX];
     struct instar_key keys[INSTAR_KEY_MAX];
     uint8_t seed[32];
+    /* Random bits from the host (since ABI v17): a written vmdk node's new CID. */
+    uint32_t random;
+    uint32_t pad;
 };
 
 /* resize the qcow2 image on device 0 (writable) to an absolute size. */
