@@ -74,8 +74,11 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total, const char *
      */
     if (!strcmp(fmt, "vpc"))
         return total > (UINT64_MAX >> 2) ? UINT64_MAX : 2 * total + (4ULL << 20);
-    /* qed: as qcow2, clusters and their L2 tables. */
-    if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed"))
+    /*
+     * qed and qcow: as qcow2, clusters and their L2 tables (qcow's compressed
+     * clusters each start on a sector of their own).
+     */
+    if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "qcow"))
         return total;
     lim = total + total / 8;
     if (lim < total || lim + (256ULL << 20) < lim)
@@ -576,7 +579,8 @@ int cmd_convert(int argc, char **argv)
     if (bitmaps && convert_check_bitmaps(&src[0], nsrc, skip_broken) < 0)
         goto out;
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2") && strcmp(out_fmt, "parallels") &&
-        strcmp(out_fmt, "vdi") && strcmp(out_fmt, "vpc") && strcmp(out_fmt, "qed")) {
+        strcmp(out_fmt, "vdi") && strcmp(out_fmt, "vpc") && strcmp(out_fmt, "qed") &&
+        strcmp(out_fmt, "qcow")) {
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
     }
@@ -594,10 +598,10 @@ int cmd_convert(int argc, char **argv)
     }
     tpath = tspec.path ? tspec.path : out_filename;
     if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "parallels") || !strcmp(out_fmt, "vdi") ||
-        !strcmp(out_fmt, "vpc") || !strcmp(out_fmt, "qed")) {
+        !strcmp(out_fmt, "vpc") || !strcmp(out_fmt, "qed") || !strcmp(out_fmt, "qcow")) {
         uint64_t lim;
 
-        /* A qcow2, parallels, vdi, vpc or qed target: a writable node of the graph. */
+        /* A qcow2, parallels, vdi, vpc, qed or qcow target: a writable node of the graph. */
         if (open_node_target(&tgt, tpath, out_fmt, direct) < 0)
             goto out;
         tgt_open = true;
@@ -710,6 +714,7 @@ int cmd_convert(int argc, char **argv)
                          : !strcmp(out_fmt, "vdi")       ? INSTAR_DRV_VDI
                          : !strcmp(out_fmt, "vpc")       ? INSTAR_DRV_VPC
                          : !strcmp(out_fmt, "qed")       ? INSTAR_DRV_QED
+                         : !strcmp(out_fmt, "qcow")      ? INSTAR_DRV_QCOW
                                                          : INSTAR_DRV_QCOW2;
     /* A new raw file or qcow2 image without a backing file reads as zeros (bdrv_has_zero_init). */
     if (has_zero_init || (!skip_create && min_sparse && !target_has_backing))

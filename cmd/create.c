@@ -1750,8 +1750,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
         report_error("Unknown file format '%s'", fmt);
         return -1;
     }
-    /* vhdx and qcow are created by create only: their writes are not built. */
-    if (!format_descs(fmt) || !strcmp(fmt, "qcow") || !strcmp(fmt, "vhdx")) {
+    /* vhdx is created by create only: its writes (through the log) are not built. */
+    if (!format_descs(fmt) || !strcmp(fmt, "vhdx")) {
         report_error("Format '%s' is not supported by instar %s", fmt, cmd);
         return -1;
     }
@@ -1791,6 +1791,8 @@ static int create_for(const char *filename, const char *fmt, const char *options
         ret = create_parallels(filename, path, &l, size);
     else if (!strcmp(fmt, "qed"))
         ret = create_qed(filename, path, &l, size);
+    else if (!strcmp(fmt, "qcow"))
+        ret = create_qcow(filename, path, &l, size);
     else
         ret = create_raw(filename, path, fmt, &l, size);
     fail_infix = NULL;

@@ -475,6 +475,9 @@ static int t_write_compressed(struct cv *s, int64_t sector_num, int64_t n, const
         return -GBS_ENOMEM; /* guest RAM, not the data: qemu-img would not fail */
     if (out_len <= 0)
         return -GBS_EINVAL;
+    if (s->gn)
+        return gbs_qcow_write_compressed(s->gn, (uint64_t)sector_num * SECTOR, s->cbuf + cs,
+                                         (uint64_t)out_len);
     return gbs_qcow2_write_compressed(s->tn, (uint64_t)sector_num * SECTOR, s->cbuf + cs,
                                       (uint64_t)out_len);
 }
@@ -518,6 +521,13 @@ static void compressed_eof(struct cv *s)
 {
     uint64_t len, aligned;
 
+    /*
+     * qcow_co_pwritev_compressed() takes only a whole cluster or the
+     * image's last one: nothing is -EINVAL, and qemu-img exits 1 without
+     * a message after every cluster is written.
+     */
+    if (s->gn)
+        gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_EINVAL, 0, 0, 0);
     if (s->c_data_file)
         gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_ENOTSUP, 0, 0, 0);
     len = gdev_length(s->t);
@@ -635,8 +645,12 @@ static void compressed_setup(struct cv *s)
 {
     uint64_t cluster_size;
 
-    if (gbs_qcow2_target_info(s->tn, &cluster_size, &s->ctype, &s->c_data_file) < 0)
+    /* A qcow target compresses with zlib, as qcow2's default. */
+    if (s->gn ? gbs_qcow_target_info(s->gn, &cluster_size) < 0
+              : gbs_qcow2_target_info(s->tn, &cluster_size, &s->ctype, &s->c_data_file) < 0)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    if (s->gn)
+        s->ctype = GCODEC_ZLIB;
     s->cluster_sectors = (int64_t)(cluster_size / SECTOR);
     /* qemu-img copies one cluster at a time. */
     if (s->cluster_sectors > s->buf_sectors)
@@ -820,8 +834,10 @@ void plan_convert(void)
         !(boot->devices[a.target].flags & INSTAR_DEV_WRITE) ||
         (a.target_driver != INSTAR_DRV_RAW && a.target_driver != INSTAR_DRV_QCOW2 &&
          a.target_driver != INSTAR_DRV_PARALLELS && a.target_driver != INSTAR_DRV_VDI &&
-         a.target_driver != INSTAR_DRV_VPC && a.target_driver != INSTAR_DRV_QED) ||
-        ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2))
+         a.target_driver != INSTAR_DRV_VPC && a.target_driver != INSTAR_DRV_QED &&
+         a.target_driver != INSTAR_DRV_QCOW) ||
+        ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2 &&
+         a.target_driver != INSTAR_DRV_QCOW))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
     if (a.target_driver == INSTAR_DRV_QCOW2) {
@@ -830,13 +846,15 @@ void plan_convert(void)
         if (!s->tn || s->tn->drv != &gbs_drv_qcow2 || !s->tn->writable || s->tn->file != a.target)
             result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }
-    /* A parallels, vdi, vpc or qed target node, written through its driver. */
+    /* A parallels, vdi, vpc, qed or qcow target node, written through its driver. */
     if (a.target_driver == INSTAR_DRV_PARALLELS || a.target_driver == INSTAR_DRV_VDI ||
-        a.target_driver == INSTAR_DRV_VPC || a.target_driver == INSTAR_DRV_QED) {
-        const struct gbs_driver *want = a.target_driver == INSTAR_DRV_VDI   ? &gbs_drv_vdi
-                                        : a.target_driver == INSTAR_DRV_VPC ? &gbs_drv_vpc
-                                        : a.target_driver == INSTAR_DRV_QED ? &gbs_drv_qed
-                                                                            : &gbs_drv_parallels;
+        a.target_driver == INSTAR_DRV_VPC || a.target_driver == INSTAR_DRV_QED ||
+        a.target_driver == INSTAR_DRV_QCOW) {
+        const struct gbs_driver *want = a.target_driver == INSTAR_DRV_VDI    ? &gbs_drv_vdi
+                                        : a.target_driver == INSTAR_DRV_VPC  ? &gbs_drv_vpc
+                                        : a.target_driver == INSTAR_DRV_QED  ? &gbs_drv_qed
+                                        : a.target_driver == INSTAR_DRV_QCOW ? &gbs_drv_qcow
+                                                                             : &gbs_drv_parallels;
 
         s->gn = gbs_node(a.target_node);
         if (!s->gn || s->gn->drv != want || !s->gn->writable || s->gn->file != a.target ||
