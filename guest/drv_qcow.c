@@ -12,6 +12,7 @@
  */
 #include "bdrv.h"
 #include "codec.h"
+#include "luks/unlock.h"
 #include "qcow/qcow.h"
 
 struct gqcow {
@@ -24,6 +25,8 @@ struct gqcow {
     uint8_t *cluster_data;
     uint64_t cluster_cache_offset; /* UINT64_MAX: none */
     char backing[QCOW_BACKING_NAME_MAX + 1];
+    bool encrypted;         /* AES, opened with a key */
+    struct luks_volume aes; /* its key: AES-128-CBC, plain64 IVs of guest sectors */
 };
 
 static struct gqcow qcows[INSTAR_NODE_MAX];
@@ -114,8 +117,23 @@ static int qcow_drv_open(struct gbs *bs)
 
     bs->opaque = s;
     ret = gqcow_open(s, bs->file, bs->key == NULL);
-    if (ret == 0 && s->img.crypt_method != QCOW_CRYPT_NONE)
-        ret = -QCOW_ERR_AES_UNSUPPORTED;
+    if (ret == 0 && s->img.crypt_method != QCOW_CRYPT_NONE) {
+        /*
+         * qcrypto_block_qcow_init(): the secret up to its first NUL, cut to
+         * 16 bytes and padded with zeros, is the AES-128 key itself.
+         */
+        static const struct qcow2_luks_info aes = {
+            .cipher_alg = "aes-128", .cipher_mode = "cbc", .ivgen_alg = "plain64"};
+        uint8_t key[16];
+        uint32_t i, len = bs->key->len < INSTAR_KEY_BYTES ? bs->key->len : INSTAR_KEY_BYTES;
+
+        memset(key, 0, sizeof(key));
+        for (i = 0; i < len && i < 16 && bs->key->data[i]; i++)
+            key[i] = bs->key->data[i];
+        if (luks_volume_init(&s->aes, &aes, 16, key) < 0)
+            ret = -QCOW_ERR_AES_UNSUPPORTED;
+        s->encrypted = true;
+    }
     if (ret < 0)
         gqcow_fail(boot->op, ret, s);
     bs->total = s->img.size / 512 * 512;
@@ -171,7 +189,7 @@ static int qcow_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint6
     *pnum = s->img.cluster_size - in < bytes ? s->img.cluster_size - in : bytes;
     if (!entry)
         return 0;
-    if (entry & QCOW_OFLAG_COMPRESSED)
+    if ((entry & QCOW_OFLAG_COMPRESSED) || s->encrypted)
         return INSTAR_BS_DATA;
     *map = entry | in;
     /*
@@ -227,6 +245,17 @@ static int qcow_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
             if (ret < 0)
                 return ret;
             memcpy(p, s->cluster_cache + in, (size_t)n);
+        } else if (s->encrypted) {
+            /* The whole sectors around the request, decrypted (IVs: guest sectors). */
+            uint64_t a = in & ~511ull, b = (in + n + 511) & ~511ull;
+
+            if (entry & 511)
+                return -GBS_EIO;
+            if (!qcow_io_ok(entry + a, b - a) ||
+                gblk_pread_direct(bs->file, entry + a, s->cluster_data, (size_t)(b - a)) < 0 ||
+                luks_decrypt(&s->aes, (off - in + a) / 512, s->cluster_data, (size_t)(b - a)) < 0)
+                return -GBS_EIO;
+            memcpy(p, s->cluster_data + (in - a), (size_t)n);
         } else {
             /* A run of clusters that follow each other in the file: one read. */
             uint64_t host = entry + in, next = entry;
@@ -414,6 +443,8 @@ static int qcow_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len
     int ret;
 
     s->cluster_cache_offset = UINT64_MAX; /* qemu drops the decompressed cluster */
+    if (s->encrypted)
+        return -GBS_ENOTSUP; /* writes through the cipher are not built */
     ret = hold_l1(s);
     if (ret < 0)
         return ret;
@@ -461,7 +492,8 @@ int gbs_qcow_write_compressed(struct gbs *bs, uint64_t off, const void *data, ui
     uint64_t co;
     int ret;
 
-    if (bs->drv != &gbs_drv_qcow || !bs->writable || !len || len >= s->img.cluster_size)
+    if (bs->drv != &gbs_drv_qcow || !bs->writable || !len || len >= s->img.cluster_size ||
+        s->encrypted)
         return -GBS_EINVAL;
     ret = hold_l1(s);
     if (ret == 0)

@@ -128,6 +128,10 @@ def qcowdir(tmp_path_factory):
     _qio(d / "comp.qcow", "write -c -P 0x21 0 4k", "write -c -P 0x20 4k 4k", "write -c -P 0x22 128k 4k", "write -P 0x23 256k 4k")
     q("create", "-q", "--object", "secret,id=s,data=abc", "-f", "qcow", "-o",
       "encrypt.format=aes,encrypt.key-secret=s", "enc.qcow", "1M")
+    # data through the cipher (AES-128-CBC, plain64 IVs of guest sectors), read back with the key
+    tl.qemu_io("--object", "secret,id=s,data=abc", "--image-opts", "-c", "write -P 0x5a 4096 8k",
+               "-c", "write -P 0x11 100000 1000", "-c", "write -P 0x12 1040384 8k",
+               f"driver=qcow,encrypt.key-secret=s,file.filename={d / 'enc.qcow'}")
     for name, data in HOSTILE.items():
         (d / f"h-{name}.qcow").write_bytes(data)
     return d
@@ -189,6 +193,14 @@ case("compare-over-base", "compare", "@over", "@base")
 case("compare-strict", "compare", "-s", "@conv", "@src")
 case("measure-json", "measure", "--output=json", "-O", "qcow2", "@over")
 case("info-image-opts", "info", "--image-opts", "driver=qcow,file.filename=@plain")
+# AES-encrypted, opened with the key
+_K = ["--object", "secret,id=s,data=abc", "--image-opts"]
+_ENC = "driver=qcow,encrypt.key-secret=s,file.filename=@enc"
+case("err-map-enc-key", "map", *_K, _ENC)
+case("map-json-enc-key", "map", "--output=json", *_K, _ENC)
+case("compare-enc-key-self", "compare", *_K, _ENC, _ENC)
+case("compare-enc-key-plain", "compare", *_K, _ENC, "driver=qcow,file.filename=@plain")
+case("err-map-enc-wrong-secret", "map", *_K, "driver=qcow,encrypt.key-secret=t,file.filename=@enc")
 
 
 def _resolve(args):
@@ -232,7 +244,8 @@ for _n in GOOD + ["data", "data-past-eof", "data-in-header", "compressed", "l1-p
 for _n in ["src", "plain", "over", "odd", "conv", "comp"]:
     _f = [] if _n == "src" else ["-f", "qcow"]
     out_case(f"convert-O-qcow-{_n}", "out.qcow", "convert", *_f, "-O", "qcow", f"@{_n}", "out.qcow")
-    out_case(f"dd-O-qcow-{_n}", "out.qcow", "dd", *_f, "-O", "qcow", f"if=@{_n}", "of=out.qcow", "bs=1M")
+    out_case(f"dd-O-qcow-{_n}", "out.qcow", "dd", *_f, "-O", "qcow", f"if=@{_n}", "of=out.qcow", "bs=1M",
+             "count=3")
     # qemu-img 7.2's convert -c -O qcow writes every cluster, then fails its end-of-file
     # write (qcow takes no empty compressed write) and exits 1 without a message
     out_case(f"err-c-convert-O-qcow-{_n}", "out.qcow", "convert", "-c", *_f, "-O", "qcow", f"@{_n}",
@@ -257,6 +270,18 @@ out_case("err-convert-O-qcow-encrypted", "out.qcow", "convert", "-O", "qcow", "-
          "@src", "out.qcow")
 out_case("dd-O-qcow-odd-bs", "out.qcow", "dd", "-O", "qcow", "if=@src", "of=out.qcow", "bs=3000", "skip=7")
 out_case("dd-O-qcow-count", "out.qcow", "dd", "-O", "qcow", "if=@src", "of=out.qcow", "bs=1000", "count=9")
+
+# AES-encrypted sources read with the key ("abc"; a wrong key reads garbage, as in qemu)
+for _sec in ["abc", "abcdefghijklmnopqrstuvwxyz", "wrong"]:
+    _k = ["--object", f"secret,id=s,data={_sec}", "--image-opts"]
+    out_case(f"convert-enc-key-{_sec[:6]}", "out.raw", "convert", *_k, _ENC,
+             "-O", "raw", "out.raw")
+out_case("convert-enc-key-qcow2", "out.qcow2", "convert", *_K, _ENC, "-O", "qcow2",
+         "out.qcow2")
+out_case("convert-enc-key-qcow", "out.qcow", "convert", *_K, _ENC, "-O", "qcow",
+         "out.qcow")
+out_case("dd-enc-key-odd-bs", "out.raw", "dd", *_K, "if=" + _ENC, "of=out.raw",
+         "bs=1000", "count=300")
 
 
 def _layout(path):
