@@ -332,6 +332,13 @@ create_case("backing-raw", "create", "-f", "qcow", "-b", "base.raw", "-F", "raw"
 create_case("backing-size", "create", "-f", "qcow", "-o", "backing_file=base.raw,backing_fmt=raw", "a.qcow", "3M")
 create_case("encryption-off", "create", "-f", "qcow", "-o", "encryption=off", "a.qcow", "1M")
 create_case("q", "create", "-q", "-f", "qcow", "a.qcow", "5M")
+for _cid, _o in [("encryption-on", "encryption=on"), ("encrypt-format-aes", "encrypt.format=aes")]:
+    create_case(f"{_cid}-secret", "create", "--object", "secret,id=s,data=abc", "-f", "qcow", "-o",
+                f"{_o},encrypt.key-secret=s", "a.qcow", "3M")
+create_case("encrypted-backing", "create", "--object", "secret,id=s,data=0123456789abcdefXYZ", "-f", "qcow",
+            "-o", "encryption=on,encrypt.key-secret=s", "-b", "base.raw", "-F", "raw", "a.qcow")
+create_case("err-encryption-secret-missing", "create", "-f", "qcow", "-o", "encryption=on,encrypt.key-secret=s",
+            "a.qcow", "1M")
 for _cid, _args in [("size-0", ["a.qcow", "0"]),
                     ("encryption-no-secret", ["-o", "encryption=on", "a.qcow", "1M"]),
                     ("encrypt-format-luks", ["-o", "encrypt.format=luks", "a.qcow", "1M"]),
