@@ -85,8 +85,12 @@ static uint64_t target_write_limit(const char *fmt, uint64_t total, const char *
     /* luks: the payload, after a header and key material of at most 2 MiB (written by create). */
     if (!strcmp(fmt, "luks"))
         return total > UINT64_MAX - (4ULL << 20) ? UINT64_MAX : total + (4ULL << 20);
-    /* qed: as qcow2, clusters and their L2 tables; vmdk: grains, in tables made at create. */
-    if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "vmdk"))
+    /*
+     * qed and qcow: as qcow2, clusters and their L2 tables (qcow's compressed
+     * clusters each start on a sector of their own); vmdk: grains, in tables
+     * made at create.
+     */
+    if (strcmp(fmt, "qcow2") && strcmp(fmt, "qed") && strcmp(fmt, "qcow") && strcmp(fmt, "vmdk"))
         return total;
     lim = total + total / 8;
     if (lim < total || lim + (256ULL << 20) < lim)
@@ -634,7 +638,8 @@ int cmd_convert(int argc, char **argv)
         goto out;
     if (strcmp(out_fmt, "raw") && strcmp(out_fmt, "qcow2") && strcmp(out_fmt, "parallels") &&
         strcmp(out_fmt, "vdi") && strcmp(out_fmt, "vpc") && strcmp(out_fmt, "qed") &&
-        strcmp(out_fmt, "vhdx") && strcmp(out_fmt, "luks") && strcmp(out_fmt, "vmdk")) {
+        strcmp(out_fmt, "vhdx") && strcmp(out_fmt, "luks") && strcmp(out_fmt, "vmdk") &&
+        strcmp(out_fmt, "qcow")) {
         report_error("Format '%s' is not supported by instar convert", out_fmt);
         goto out;
     }
@@ -653,11 +658,10 @@ int cmd_convert(int argc, char **argv)
     tpath = tspec.path ? tspec.path : out_filename;
     if (!strcmp(out_fmt, "qcow2") || !strcmp(out_fmt, "parallels") || !strcmp(out_fmt, "vdi") ||
         !strcmp(out_fmt, "vpc") || !strcmp(out_fmt, "qed") || !strcmp(out_fmt, "vhdx") ||
-        !strcmp(out_fmt, "luks") || !strcmp(out_fmt, "vmdk")) {
+        !strcmp(out_fmt, "luks") || !strcmp(out_fmt, "vmdk") || !strcmp(out_fmt, "qcow")) {
         uint64_t lim;
 
-        /* A qcow2, parallels, vdi, vpc, qed, vhdx, luks or vmdk target: a writable node of the
-         * graph. */
+        /* A qcow2, parallels, vdi, vpc, qed, vhdx, luks, vmdk or qcow target: a writable node. */
         if (open_node_target(&tgt, tpath, out_fmt, direct) < 0)
             goto out;
         tgt_open = true;
@@ -813,6 +817,7 @@ int cmd_convert(int argc, char **argv)
                          : !strcmp(out_fmt, "vhdx")      ? INSTAR_DRV_VHDX
                          : !strcmp(out_fmt, "luks")      ? INSTAR_DRV_LUKS
                          : !strcmp(out_fmt, "vmdk")      ? INSTAR_DRV_VMDK
+                         : !strcmp(out_fmt, "qcow")      ? INSTAR_DRV_QCOW
                                                          : INSTAR_DRV_QCOW2;
     /*
      * A new raw file or qcow2 image without a backing file reads as zeros

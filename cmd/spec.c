@@ -551,8 +551,8 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
         if ((!d || !strcmp(d, "qcow2")) && !strcmp(o->key, "data-file.driver") && o->val &&
             !strcmp(o->val, "file"))
             continue;
-        if (d && !strcmp(d, "qcow2") && !strcmp(o->key, "encrypt.key-secret") && o->val &&
-            !s->key_secret) {
+        if (d && (!strcmp(d, "qcow2") || !strcmp(d, "qcow")) &&
+            !strcmp(o->key, "encrypt.key-secret") && o->val && !s->key_secret) {
             if (!(s->key_secret = strdup(o->val)))
                 return -1;
             continue;

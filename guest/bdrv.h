@@ -421,6 +421,17 @@ struct gbs_qcow_desc {
  * into d.  On failure sends op's error result and does not return.
  */
 void gbs_qcow_describe(uint32_t op, uint32_t dev, bool io, struct gbs_qcow_desc *d);
+
+/* gbs_qcow_target_info - a qcow node's cluster size.  -EINVAL for another driver. */
+int gbs_qcow_target_info(struct gbs *bs, uint64_t *cluster_size);
+
+/*
+ * gbs_qcow_write_compressed - qcow_co_pwritev_compressed()'s allocation
+ * and write: the guest cluster at off (cluster aligned) of the writable
+ * qcow node bs as len bytes of compressed data (0 < len < cluster size),
+ * packed where the file ends.  Returns 0 or -errno.
+ */
+int gbs_qcow_write_compressed(struct gbs *bs, uint64_t off, const void *data, uint64_t len);
 extern const struct gbs_driver gbs_drv_bochs;
 /*
  * gbs_bochs_describe - open device dev as bochs_open() does, for info and

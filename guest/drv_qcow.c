@@ -12,6 +12,7 @@
  */
 #include "bdrv.h"
 #include "codec.h"
+#include "luks/unlock.h"
 #include "qcow/qcow.h"
 
 struct gqcow {
@@ -24,6 +25,8 @@ struct gqcow {
     uint8_t *cluster_data;
     uint64_t cluster_cache_offset; /* UINT64_MAX: none */
     char backing[QCOW_BACKING_NAME_MAX + 1];
+    bool encrypted;         /* AES, opened with a key */
+    struct luks_volume aes; /* its key: AES-128-CBC, plain64 IVs of guest sectors */
 };
 
 static struct gqcow qcows[INSTAR_NODE_MAX];
@@ -114,8 +117,23 @@ static int qcow_drv_open(struct gbs *bs)
 
     bs->opaque = s;
     ret = gqcow_open(s, bs->file, bs->key == NULL);
-    if (ret == 0 && s->img.crypt_method != QCOW_CRYPT_NONE)
-        ret = -QCOW_ERR_AES_UNSUPPORTED;
+    if (ret == 0 && s->img.crypt_method != QCOW_CRYPT_NONE) {
+        /*
+         * qcrypto_block_qcow_init(): the secret up to its first NUL, cut to
+         * 16 bytes and padded with zeros, is the AES-128 key itself.
+         */
+        static const struct qcow2_luks_info aes = {
+            .cipher_alg = "aes-128", .cipher_mode = "cbc", .ivgen_alg = "plain64"};
+        uint8_t key[16];
+        uint32_t i, len = bs->key->len < INSTAR_KEY_BYTES ? bs->key->len : INSTAR_KEY_BYTES;
+
+        memset(key, 0, sizeof(key));
+        for (i = 0; i < len && i < 16 && bs->key->data[i]; i++)
+            key[i] = bs->key->data[i];
+        if (luks_volume_init(&s->aes, &aes, 16, key) < 0)
+            ret = -QCOW_ERR_AES_UNSUPPORTED;
+        s->encrypted = true;
+    }
     if (ret < 0)
         gqcow_fail(boot->op, ret, s);
     bs->total = s->img.size / 512 * 512;
@@ -171,7 +189,7 @@ static int qcow_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint6
     *pnum = s->img.cluster_size - in < bytes ? s->img.cluster_size - in : bytes;
     if (!entry)
         return 0;
-    if (entry & QCOW_OFLAG_COMPRESSED)
+    if ((entry & QCOW_OFLAG_COMPRESSED) || s->encrypted)
         return INSTAR_BS_DATA;
     *map = entry | in;
     /*
@@ -227,6 +245,17 @@ static int qcow_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
             if (ret < 0)
                 return ret;
             memcpy(p, s->cluster_cache + in, (size_t)n);
+        } else if (s->encrypted) {
+            /* The whole sectors around the request, decrypted (IVs: guest sectors). */
+            uint64_t a = in & ~511ull, b = (in + n + 511) & ~511ull;
+
+            if (entry & 511)
+                return -GBS_EIO;
+            if (!qcow_io_ok(entry + a, b - a) ||
+                gblk_pread_direct(bs->file, entry + a, s->cluster_data, (size_t)(b - a)) < 0 ||
+                luks_decrypt(&s->aes, (off - in + a) / 512, s->cluster_data, (size_t)(b - a)) < 0)
+                return -GBS_EIO;
+            memcpy(p, s->cluster_data + (in - a), (size_t)n);
         } else {
             /* A run of clusters that follow each other in the file: one read. */
             uint64_t host = entry + in, next = entry;
@@ -252,9 +281,246 @@ static int qcow_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
     return 0;
 }
 
+/* --- writes (qcow_co_pwritev, qcow_co_pwritev_compressed) --- */
+
+/* bdrv_co_pwrite_sync(): write, then flush the file. */
+static int write_sync(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+{
+    if (!qcow_io_ok(off, len) || gdev_pwrite(bs->file, off, buf, len) < 0 ||
+        gdev_flush(bs->file) < 0)
+        return -GBS_EIO;
+    return 0;
+}
+
+/* bdrv_getlength() of the image file as the writes left it: rounded up to 512. */
+static uint64_t file_length(struct gbs *bs)
+{
+    uint64_t len = gdev_length(bs->file);
+
+    return len > UINT64_MAX - 511 ? len & ~511ull : (len + 511) & ~511ull;
+}
+
+/* QEMU_ALIGN_UP(v, cluster size), 0 on overflow (no offset QEMU can use). */
+static uint64_t align_cluster(const struct gqcow *s, uint64_t v)
+{
+    uint64_t m = s->img.cluster_size - 1;
+
+    return v > UINT64_MAX - m ? 0 : (v + m) & ~m;
+}
+
+/*
+ * qemu holds the whole L1 table; instar reads only the part inside the
+ * file (the rest is zeros): a write may link any entry, so it is held whole.
+ */
+static int hold_l1(struct gqcow *s)
+{
+    uint64_t *n;
+
+    if (s->l1_held == s->img.l1_size)
+        return 0;
+    n = realloc(s->l1, (size_t)s->img.l1_size * 8 + 8);
+    if (!n)
+        return -GBS_ENOMEM;
+    memset(n + s->l1_held, 0, (size_t)(s->img.l1_size - s->l1_held) * 8);
+    s->l1 = n;
+    s->l1_held = s->img.l1_size;
+    return 0;
+}
+
+/*
+ * get_cluster_offset() with allocate 1 (a plain cluster, [n_start, n_end)
+ * of it about to be written) or 2 (a compressed cluster of csize bytes),
+ * in qemu's order: a missing L2 table at the end of the file (rounded up
+ * to a cluster), the L1 entry written, then the zeroed table; a missing
+ * cluster (or, for allocate 1, a compressed one) at the end of the file:
+ * a plain one rounded up to a cluster and the file grown over it (a
+ * compressed one rewritten there whole first, unless it is overwritten
+ * whole), a compressed one where the file ends (rounded up to 512); then
+ * the L2 entry.  *result the entry (0 only on failure).  Returns 0 or -errno.
+ */
+static int alloc_cluster(struct gbs *bs, uint64_t pos, int allocate, uint32_t csize,
+                         uint32_t n_start, uint32_t n_end, uint64_t *result)
+{
+    struct gqcow *s = C(bs);
+    uint64_t idx = qcow_l1_index(&s->img, pos), l2, entry, off;
+    uint32_t i = qcow_l2_index(&s->img, pos), cs = s->img.cluster_size;
+    uint8_t be[8];
+    int ret;
+
+    *result = 0;
+    if (idx >= s->l1_held)
+        return -GBS_EIO;
+    l2 = s->l1[idx];
+    if (!l2) {
+        l2 = align_cluster(s, file_length(bs));
+        if (!l2)
+            return -GBS_EIO;
+        s->l1[idx] = l2;
+        qcow_put_be64(be, l2);
+        ret = write_sync(bs, s->img.l1_table_offset + idx * 8, be, 8);
+        if (ret < 0)
+            return ret;
+        /* The new table: zeros, in the cache and in the file. */
+        s->l2_off = 0;
+        memset(s->l2, 0, (size_t)s->img.l2_size * 8);
+        ret = write_sync(bs, l2, s->l2, (size_t)s->img.l2_size * 8);
+        if (ret < 0)
+            return ret;
+        s->l2_off = l2;
+    }
+    ret = cluster_entry(bs, pos, &entry);
+    if (ret < 0)
+        return ret;
+    if (entry && !((entry & QCOW_OFLAG_COMPRESSED) && allocate == 1)) {
+        *result = entry;
+        return 0;
+    }
+    if ((entry & QCOW_OFLAG_COMPRESSED) && n_end - n_start < cs) {
+        /* Decompressed and written whole at the end of the file before the write over it. */
+        if (decompress_cluster(bs, entry) < 0)
+            return -GBS_EIO;
+        off = align_cluster(s, file_length(bs));
+        if (!off || !qcow_io_ok(off, cs) || gdev_pwrite(bs->file, off, s->cluster_cache, cs) < 0)
+            return -GBS_EIO;
+    } else if (allocate == 1) {
+        off = align_cluster(s, file_length(bs));
+        if (!off || off + cs > (uint64_t)INT64_MAX)
+            return -7; /* E2BIG */
+        if (gdev_truncate(bs->file, off + cs, INSTAR_TRUNC_OFF) < 0)
+            return -GBS_EIO;
+    } else {
+        off =
+            file_length(bs) | QCOW_OFLAG_COMPRESSED | (uint64_t)csize << (63 - s->img.cluster_bits);
+    }
+    /* The cached table follows the file (it is the one holding pos). */
+    s->l2[i] = off;
+    qcow_put_be64(be, off);
+    ret = write_sync(bs, l2 + (uint64_t)i * 8, be, 8);
+    if (ret < 0)
+        return ret;
+    *result = off;
+    return 0;
+}
+
+/* qcow_co_pwritev() of a request aligned to 512 bytes: cluster by cluster. */
+static int write_aligned(struct gbs *bs, uint64_t off, const uint8_t *p, size_t len)
+{
+    struct gqcow *s = C(bs);
+    uint64_t cs = s->img.cluster_size;
+
+    while (len) {
+        uint64_t co, in = off & (cs - 1), n = cs - in < len ? cs - in : len;
+        int ret = alloc_cluster(bs, off, 1, 0, (uint32_t)in, (uint32_t)(in + n), &co);
+
+        if (ret < 0)
+            return ret;
+        if (!co || (co & 511))
+            return -GBS_EIO;
+        if (co > UINT64_MAX - in || !qcow_io_ok(co + in, n) ||
+            gdev_pwrite(bs->file, co + in, p, (size_t)n) < 0)
+            return -GBS_EIO;
+        p += n;
+        off += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * bdrv_co_pwritev() over qcow's request alignment of 512 (the node's size
+ * is whole sectors): an unaligned head or tail sector is read through the
+ * node first (both before anything is written, as bdrv_padding_rmw_read()
+ * does) and written whole with its part of the request.
+ */
+static int qcow_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
+{
+    struct gqcow *s = C(bs);
+    uint64_t end = off + len, head_off = off & ~511ull, tail_off = (end - 1) & ~511ull;
+    uint8_t head[512], tail[512];
+    const uint8_t *p = buf;
+    bool h = off & 511, t = end & 511;
+    size_t n;
+    int ret;
+
+    s->cluster_cache_offset = UINT64_MAX; /* qemu drops the decompressed cluster */
+    if (s->encrypted)
+        return -GBS_ENOTSUP; /* writes through the cipher are not built */
+    ret = hold_l1(s);
+    if (ret < 0)
+        return ret;
+    if (h && t && head_off == tail_off) {
+        ret = qcow_pread(bs, head_off, head, 512);
+        if (ret < 0)
+            return ret;
+        memcpy(head + (off & 511), p, len);
+        return write_aligned(bs, head_off, head, 512);
+    }
+    if ((h && (ret = qcow_pread(bs, head_off, head, 512)) < 0) ||
+        (t && (ret = qcow_pread(bs, tail_off, tail, 512)) < 0))
+        return ret;
+    if (h) {
+        n = 512 - (size_t)(off & 511);
+        memcpy(head + (off & 511), p, n);
+        ret = write_aligned(bs, head_off, head, 512);
+        if (ret < 0)
+            return ret;
+        p += n;
+        off += n;
+        len -= n;
+    }
+    n = t ? len - (size_t)(end & 511) : len;
+    if (n && (ret = write_aligned(bs, off, p, n)) < 0)
+        return ret;
+    if (t) {
+        memcpy(tail, p + n, (size_t)(end & 511));
+        return write_aligned(bs, tail_off, tail, 512);
+    }
+    return 0;
+}
+
+int gbs_qcow_target_info(struct gbs *bs, uint64_t *cluster_size)
+{
+    if (bs->drv != &gbs_drv_qcow)
+        return -GBS_EINVAL;
+    *cluster_size = C(bs)->img.cluster_size;
+    return 0;
+}
+
+int gbs_qcow_write_compressed(struct gbs *bs, uint64_t off, const void *data, uint64_t len)
+{
+    struct gqcow *s = C(bs);
+    uint64_t co;
+    int ret;
+
+    if (bs->drv != &gbs_drv_qcow || !bs->writable || !len || len >= s->img.cluster_size ||
+        s->encrypted)
+        return -GBS_EINVAL;
+    ret = hold_l1(s);
+    if (ret == 0)
+        ret = alloc_cluster(bs, off, 2, (uint32_t)len, 0, 0, &co);
+    if (ret < 0)
+        return ret;
+    if (!co)
+        return -GBS_EIO;
+    /* An entry already there (convert -n) is written over at its offset, as in qemu. */
+    co &= s->img.cluster_offset_mask;
+    if (!qcow_io_ok(co, len) || gdev_pwrite(bs->file, co, data, (size_t)len) < 0)
+        return -GBS_EIO;
+    return 0;
+}
+
+static int qcow_flush(struct gbs *bs)
+{
+    if (!bs->writable)
+        return 0;
+    return gdev_flush(bs->file) < 0 ? -GBS_EIO : 0;
+}
+
 const struct gbs_driver gbs_drv_qcow = {
     .name = "qcow",
     .open = qcow_drv_open,
     .block_status = qcow_block_status,
     .pread = qcow_pread,
+    .pwrite = qcow_pwrite,
+    .flush = qcow_flush,
 };

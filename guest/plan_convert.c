@@ -548,7 +548,7 @@ static int t_write_compressed(struct cv *s, int64_t sector_num, int64_t n, const
 
     /* vmdk_co_pwritev_compressed(): the driver compresses (or, sparse, writes) the grain as given.
      */
-    if (s->gn)
+    if (s->gn && s->gn->drv == &gbs_drv_vmdk)
         return gbs_pwrite(s->gn, (uint64_t)sector_num * SECTOR, buf, bytes);
 
     if (bytes < cs) {
@@ -563,6 +563,9 @@ static int t_write_compressed(struct cv *s, int64_t sector_num, int64_t n, const
         return -GBS_ENOMEM; /* guest RAM, not the data: qemu-img would not fail */
     if (out_len <= 0)
         return -GBS_EINVAL;
+    if (s->gn)
+        return gbs_qcow_write_compressed(s->gn, (uint64_t)sector_num * SECTOR, s->cbuf + cs,
+                                         (uint64_t)out_len);
     return gbs_qcow2_write_compressed(s->tn, (uint64_t)sector_num * SECTOR, s->cbuf + cs,
                                       (uint64_t)out_len);
 }
@@ -606,6 +609,13 @@ static void compressed_eof(struct cv *s)
 {
     uint64_t len, aligned;
 
+    /*
+     * qcow_co_pwritev_compressed() takes only a whole cluster or the
+     * image's last one: nothing is -EINVAL, and qemu-img exits 1 without
+     * a message after every cluster is written.
+     */
+    if (s->gn && s->gn->drv == &gbs_drv_qcow)
+        gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_EINVAL, 0, 0, 0);
     if (s->c_data_file)
         gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_ESILENT, GBS_ENOTSUP, 0, 0, 0);
     wb_flush(s);
@@ -730,9 +740,14 @@ static void compressed_setup(struct cv *s)
 {
     uint64_t cluster_size;
 
-    if (s->gn ? gbs_vmdk_cluster_size(s->gn, &cluster_size) < 0 || cluster_size == 0
+    /* A qcow target compresses with zlib, as qcow2's default; vmdk compresses in its driver. */
+    if (s->gn ? (s->gn->drv == &gbs_drv_vmdk
+                     ? gbs_vmdk_cluster_size(s->gn, &cluster_size) < 0 || cluster_size == 0
+                     : gbs_qcow_target_info(s->gn, &cluster_size) < 0)
               : gbs_qcow2_target_info(s->tn, &cluster_size, &s->ctype, &s->c_data_file) < 0)
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    if (s->gn)
+        s->ctype = GCODEC_ZLIB;
     s->cluster_sectors = (int64_t)(cluster_size / SECTOR);
     /* qemu-img copies one cluster at a time. */
     if (s->cluster_sectors > s->buf_sectors)
@@ -918,9 +933,9 @@ void plan_convert(void)
          a.target_driver != INSTAR_DRV_PARALLELS && a.target_driver != INSTAR_DRV_VDI &&
          a.target_driver != INSTAR_DRV_VPC && a.target_driver != INSTAR_DRV_QED &&
          a.target_driver != INSTAR_DRV_VHDX && a.target_driver != INSTAR_DRV_LUKS &&
-         a.target_driver != INSTAR_DRV_VMDK) ||
+         a.target_driver != INSTAR_DRV_VMDK && a.target_driver != INSTAR_DRV_QCOW) ||
         ((a.flags & INSTAR_CONVERT_COMPRESSED) && a.target_driver != INSTAR_DRV_QCOW2 &&
-         a.target_driver != INSTAR_DRV_VMDK))
+         a.target_driver != INSTAR_DRV_VMDK && a.target_driver != INSTAR_DRV_QCOW))
         result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     gbs_open_or_fail(INSTAR_OP_CONVERT, &a.g);
     if (a.target_driver == INSTAR_DRV_QCOW2) {
@@ -930,17 +945,19 @@ void plan_convert(void)
             result_error(INSTAR_OP_CONVERT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
         s->t_crypt = gbs_qcow2_encrypted(s->tn);
     }
-    /* A parallels, vdi, vpc, qed, vhdx, luks or vmdk target node, written through its driver. */
+    /* A parallels, vdi, vpc, qed, vhdx, luks, vmdk or qcow target node, written through its driver.
+     */
     if (a.target_driver == INSTAR_DRV_PARALLELS || a.target_driver == INSTAR_DRV_VDI ||
         a.target_driver == INSTAR_DRV_VPC || a.target_driver == INSTAR_DRV_QED ||
         a.target_driver == INSTAR_DRV_VHDX || a.target_driver == INSTAR_DRV_LUKS ||
-        a.target_driver == INSTAR_DRV_VMDK) {
+        a.target_driver == INSTAR_DRV_VMDK || a.target_driver == INSTAR_DRV_QCOW) {
         const struct gbs_driver *want = a.target_driver == INSTAR_DRV_VDI    ? &gbs_drv_vdi
                                         : a.target_driver == INSTAR_DRV_VPC  ? &gbs_drv_vpc
                                         : a.target_driver == INSTAR_DRV_QED  ? &gbs_drv_qed
                                         : a.target_driver == INSTAR_DRV_VHDX ? &gbs_drv_vhdx
                                         : a.target_driver == INSTAR_DRV_LUKS ? &gbs_drv_luks
                                         : a.target_driver == INSTAR_DRV_VMDK ? &gbs_drv_vmdk
+                                        : a.target_driver == INSTAR_DRV_QCOW ? &gbs_drv_qcow
                                                                              : &gbs_drv_parallels;
 
         s->gn = gbs_node(a.target_node);

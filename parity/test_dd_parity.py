@@ -98,15 +98,3 @@ def test_dd_locked(instar, images, locked_image, tmp_path, share):
 
 
 case("image-opts", "--image-opts", "if=driver=qcow2,file.filename=@dp-small", "of=out.img", "bs=64k")
-
-REFUSED = []
-case("O-vhdx", "-O", "vhdx", "if=@dp-small", "of=out.img", into=REFUSED)
-
-
-@pytest.mark.parametrize("args,outputs", REFUSED)
-def test_dd_refused(instar, images, tmp_path, request, args, outputs):
-    """Deliberate refusals (docs/differences.md): qemu-img copies, instar says
-    why it will not in one `qemu-img: ` line, exit 1, and writes nothing."""
-    argv, files = images.resolve(args)
-    w = oc.run_refused(instar, ["dd", *argv], tmp_path, files)
-    oc.assert_refused(w, "vhdx", files, outputs)
