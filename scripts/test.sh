@@ -53,7 +53,7 @@ echo "== fuzz smoke"
 FUZZ_SECONDS=${FUZZ_SECONDS:-5} scripts/fuzz.sh smoke
 
 echo "== integration and parity tests (pytest), default backend"
-$PYTEST $PAR tests/integration parity
+$PYTEST $PAR --durations=25 tests/integration parity
 
 # QEMU's own qemu-iotests (docs/iotests.md): the fast ones of those that
 # must pass with instar, about 30 s on 2 cores (plus a 24 MB source fetch
