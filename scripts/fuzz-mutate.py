@@ -50,7 +50,6 @@ REFUSALS = [
     "Snapshots of qcow2 images with persistent bitmaps and an external data file are not "
     "supported by instar",
     "Applying a snapshot of another size is not supported by instar",
-    "Applying a snapshot with a longer L1 table is not supported by instar",
     "instar does not commit into an image with the dirty bit set",
     "Downgrading a qcow2 image (compat=0.10) is not supported by instar yet",
     "Upgrading this qcow2 image (snapshots without their v3 data) is not supported by instar yet",
