@@ -27,15 +27,12 @@ Exit status 0 when every operation matched, 1 otherwise.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
-import os
 import random
 import shutil
 import struct
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -230,27 +227,5 @@ def iteration(instar: tl.Instar, rng: random.Random, work: Path, verbose: bool =
     return problems, ops
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--iterations", type=int, default=20)
-    ap.add_argument("--instar", default=os.environ.get("INSTAR", str(REPO / "build" / "instar")))
-    ap.add_argument("-v", "--verbose", action="store_true")
-    a = ap.parse_args()
-    rng = random.Random(a.seed)
-    failures, total = 0, 0
-    with tempfile.TemporaryDirectory(prefix="fuzz-formats-") as tmp:
-        instar = tl.Instar(Path(a.instar).resolve(), Path(tmp))
-        for n in range(a.iterations):
-            problems, ops = iteration(instar, rng, Path(tmp) / "w", a.verbose)
-            total += ops
-            if problems:
-                failures += 1
-                print(f"iteration {n} (seed {a.seed}):", *problems, sep="\n  ")
-    print(f"fuzz-formats: seed {a.seed}, {a.iterations} iterations, {total} operations, "
-          f"{failures} mismatching iterations")
-    return 1 if failures else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tl.fuzz_main("fuzz-formats", __doc__, iteration, 20))

@@ -571,3 +571,60 @@ def new_target_sweep(instar, tmp_path: Path, args: Sequence[str], check, max_wri
 def make_linkdir() -> Path:
     """A fresh private temp dir for the qemu-img symlink (caller may delete)."""
     return Path(tempfile.mkdtemp(prefix="instar-link-"))
+
+
+# --------------------------------------------------------------------------
+# Differential fuzzers (scripts/fuzz-*.py)
+# --------------------------------------------------------------------------
+
+
+def load_script(name: str):
+    """scripts/NAME.py as a module (the fuzzers' file names have dashes)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name.replace("-", "_"), REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def fuzz_fixed_seed(iteration, instar, tmp_path: Path, seed: int, iterations: int) -> tuple[list[str], int]:
+    """Run a fuzzer's iteration(instar, rng, work) `iterations` times from one
+    seed; returns (problems, operations)."""
+    import random
+
+    rng = random.Random(seed)
+    problems, ops = [], 0
+    for n in range(iterations):
+        p, k = iteration(instar, rng, tmp_path / f"w{n}")
+        ops += k
+        problems += [f"iteration {n}: {x}" for x in p]
+    return problems, ops
+
+
+def fuzz_main(name: str, doc: str, iteration, default_iterations: int) -> int:
+    """The command line of a differential fuzzer: --seed, --iterations,
+    --instar, -v; prints each mismatching iteration and a summary line.
+    Returns the exit status (1 when an iteration mismatched)."""
+    import argparse
+    import random
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--iterations", type=int, default=default_iterations)
+    ap.add_argument("--instar", default=os.environ.get("INSTAR", str(REPO / "build" / "instar")))
+    ap.add_argument("-v", "--verbose", action="store_true")
+    a = ap.parse_args()
+    rng = random.Random(a.seed)
+    failures, total = 0, 0
+    with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
+        instar = Instar(Path(a.instar).resolve(), Path(tmp))
+        for n in range(a.iterations):
+            problems, ops = iteration(instar, rng, Path(tmp) / "w", a.verbose)
+            total += ops
+            if problems:
+                failures += 1
+                print(f"iteration {n} (seed {a.seed}):", *problems, sep="\n  ")
+    print(f"{name}: seed {a.seed}, {a.iterations} iterations, {total} operations, "
+          f"{failures} mismatching iterations")
+    return 1 if failures else 0

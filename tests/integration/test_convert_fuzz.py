@@ -9,8 +9,6 @@ scripts/fuzz-convert.py --seed N --iterations N.
 """
 
 import pytest
-import importlib.util
-import random
 
 import instar_testlib as tl
 
@@ -19,20 +17,13 @@ import instar_testlib as tl
 # full run on the default backend keeps it and --slice runs leave it out.
 pytestmark = pytest.mark.not_in_slice
 
-spec = importlib.util.spec_from_file_location("fuzz_convert", tl.REPO / "scripts" / "fuzz-convert.py")
-fuzz = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fuzz)
+fuzz = tl.load_script("fuzz-convert")
 
 SEED = 20240611
 ITERATIONS = 3
 
 
 def test_fuzz_convert_fixed_seed(instar, tmp_path):
-    rng = random.Random(SEED)
-    problems, ops = [], 0
-    for n in range(ITERATIONS):
-        p, k = fuzz.iteration(instar, rng, tmp_path / f"w{n}")
-        ops += k
-        problems += [f"iteration {n}: {x}" for x in p]
+    problems, ops = tl.fuzz_fixed_seed(fuzz.iteration, instar, tmp_path, SEED, ITERATIONS)
     assert ops >= 3 * ITERATIONS
     assert not problems, "\n".join(problems)

@@ -7,9 +7,6 @@ data must match, but for instar's documented refusals and qemu-img's
 crashes.  Longer runs: scripts/fuzz-formats.py --seed N --iterations N.
 """
 
-import importlib.util
-import random
-
 import pytest
 
 import instar_testlib as tl
@@ -18,20 +15,13 @@ import instar_testlib as tl
 # the full run on the default backend keeps it and --slice runs leave it out.
 pytestmark = pytest.mark.not_in_slice
 
-spec = importlib.util.spec_from_file_location("fuzz_formats", tl.REPO / "scripts" / "fuzz-formats.py")
-fuzz = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(fuzz)
+fuzz = tl.load_script("fuzz-formats")
 
 SEED = 20261207
 ITERATIONS = 24
 
 
 def test_fuzz_formats_fixed_seed(instar, tmp_path):
-    rng = random.Random(SEED)
-    problems, ops = [], 0
-    for n in range(ITERATIONS):
-        p, k = fuzz.iteration(instar, rng, tmp_path / f"w{n}")
-        ops += k
-        problems += [f"iteration {n}: {x}" for x in p]
+    problems, ops = tl.fuzz_fixed_seed(fuzz.iteration, instar, tmp_path, SEED, ITERATIONS)
     assert ops >= 3 * ITERATIONS
     assert not problems, "\n".join(problems)
