@@ -567,8 +567,9 @@ int cmd_resize(int argc, char **argv)
         if (resize_qcow2(&oc, total, relative, n, shrink, prealloc, false) < 0)
             goto out;
     } else if (!strcmp(im->info->format, "vpc") || !strcmp(im->info->format, "parallels") ||
-               !strcmp(im->info->format, "vhdx") || !strcmp(im->info->format, "vdi")) {
-        /* vpc, parallels, vhdx and vdi have no bdrv_co_truncate. */
+               !strcmp(im->info->format, "vhdx") || !strcmp(im->info->format, "vdi") ||
+               !strcmp(im->info->format, "vmdk") || !strcmp(im->info->format, "qcow")) {
+        /* vpc, parallels, vhdx, vdi, vmdk and qcow have no bdrv_co_truncate. */
         report_error("Image format driver does not support resize");
         goto out;
     } else {
