@@ -409,6 +409,77 @@ out_gr:
 }
 
 /*
+ * A qed image: the guest opens it read-write (repairing a need-check
+ * image) and rewrites its header's image size (bdrv_qed_co_truncate());
+ * nothing is written past the file's end.
+ */
+static int resize_qed(struct open_chain *oc, int64_t new_size, int prealloc)
+{
+    struct open_image *im = &oc->img[0];
+    struct instar_resize_args args;
+    struct instar_result_hdr hdr;
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+    struct vmm_dev dev;
+    struct stat st;
+    int ret = -1;
+
+    memset(&args, 0, sizeof(args));
+    args.size = (uint64_t)new_size;
+    args.prealloc = (uint32_t)prealloc;
+    args.flags = INSTAR_RESIZE_QED;
+    /* bdrv_co_truncate(): a grow over a longer backing file asks for zeros. */
+    if (oc->n > 1 && oc->img[1].info && new_size > im->info->virtual_size &&
+        oc->img[1].info->virtual_size > im->info->virtual_size)
+        args.flags |= INSTAR_RESIZE_ZERO_WRITE;
+    if (fstat(im->fd, &st) != 0)
+        st = im->st;
+    memset(&dev, 0, sizeof(dev));
+    dev.fd = im->fd;
+    dev.size = (uint64_t)st.st_size;
+    dev.write_limit = dev.size;
+    dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+    memset(&cfg, 0, sizeof(cfg));
+    /* The L1 table and one L2 table of the repair at their largest (1 GiB each). */
+    cfg.mem_size = RESIZE_GUEST_MEM;
+    cfg.report = check_report_cb; /* a need-check image's repair, as check -r prints it */
+    cfg.report_opaque = stderr;
+    memset(&out, 0, sizeof(out));
+    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), &dev, 1, &out) != 0) {
+        if (out.status == VMM_FAULT_INJECTED)
+            report_error("Failed to resize '%s': stopped by fault injection", im->name);
+        else
+            report_error("Failed to resize '%s': sandbox failure: %s", im->name,
+                         out.detail[0] ? out.detail : "unknown error");
+        goto out;
+    }
+    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_RESIZE, &hdr) != RESULT_OK) {
+        report_error("Failed to resize '%s': sandbox failure: invalid result", im->name);
+        goto out;
+    }
+    if (hdr.error == QCOW2_RESIZE_ERR_QED_PREALLOC) {
+        report_error("Unsupported preallocation mode '%s'", prealloc_names[prealloc]);
+        goto out;
+    }
+    if (hdr.error >= 3000 && hdr.error < 3100) {
+        report_resize_code(im->name, hdr.error, hdr.err_args[0], false, NULL, 0);
+        goto out;
+    }
+    if (hdr.error != 0) {
+        const char *s = hdr.err_str.off ? (const char *)out.result + hdr.err_str.off : NULL;
+
+        fprintf(stderr, "%s: Could not open '%s': ", report_progname(), im->name);
+        report_code_render_to(stderr, hdr.error, hdr.err_args, s, hdr.err_str.len);
+        fputc('\n', stderr);
+        goto out;
+    }
+    ret = 0;
+out:
+    vmm_outcome_release(&out);
+    return ret;
+}
+
+/*
  * img_resize() opened the image read-write before its size checks: a
  * qcow2 image's persistent bitmaps were marked in use and stored again by
  * the close, and a dirty image repaired, whatever the check said after.
@@ -565,6 +636,9 @@ int cmd_resize(int argc, char **argv)
             goto out;
         }
         if (resize_qcow2(&oc, total, relative, n, shrink, prealloc, false) < 0)
+            goto out;
+    } else if (!strcmp(im->info->format, "qed")) {
+        if (resize_qed(&oc, total, prealloc) < 0)
             goto out;
     } else if (!strcmp(im->info->format, "vpc") || !strcmp(im->info->format, "parallels") ||
                !strcmp(im->info->format, "vhdx") || !strcmp(im->info->format, "vdi") ||

@@ -403,6 +403,20 @@ void gbs_qed_describe(uint32_t op, uint32_t dev, struct gbs_qed_desc *d);
  * dev writable, then the clean shutdown of bdrv_qed_close()).  Open
  * failures send op's error result.  Returns qed_check()'s 0 or -errno.
  */
+/*
+ * gbs_qed_truncate - bdrv_qed_co_truncate() on the writable qed node bs:
+ * preallocation refused, the size checked (qed_is_image_size_valid()),
+ * a shrink refused, then the header rewritten with the new image size.
+ * Returns 0, or GBS_QED_TRUNC_* (negated).
+ */
+enum {
+    GBS_QED_TRUNC_PREALLOC = 1,
+    GBS_QED_TRUNC_SIZE = 2,
+    GBS_QED_TRUNC_SHRINK = 3,
+    GBS_QED_TRUNC_EIO = 4,
+};
+int gbs_qed_truncate(struct gbs *bs, uint64_t size, uint32_t prealloc);
+
 struct qed_check_result;
 int gbs_qed_check(uint32_t op, uint32_t dev, bool fix, struct qed_check_result *r);
 

@@ -206,6 +206,30 @@ int gbs_qed_check(uint32_t op, uint32_t dev, bool fix, struct qed_check_result *
     return ret;
 }
 
+/* --- resize --- */
+
+int gbs_qed_truncate(struct gbs *bs, uint64_t size, uint32_t prealloc)
+{
+    struct gqed *s = bs->opaque;
+    uint64_t old;
+
+    if (prealloc != 0)
+        return -GBS_QED_TRUNC_PREALLOC;
+    if (!qed_image_size_valid(size, s->img.cluster_size, s->img.table_size))
+        return -GBS_QED_TRUNC_SIZE;
+    if (size < s->img.image_size)
+        return -GBS_QED_TRUNC_SHRINK;
+    /* qed_write_header_sync(): one sector, the only write. */
+    old = s->img.image_size;
+    s->img.image_size = size;
+    if (write_header(bs->file, &s->img) < 0) {
+        s->img.image_size = old;
+        return -GBS_QED_TRUNC_EIO;
+    }
+    bs->total = size;
+    return 0;
+}
+
 /* --- the block driver --- */
 
 static struct gqed *Q(struct gbs *bs)

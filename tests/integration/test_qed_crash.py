@@ -76,3 +76,42 @@ def test_convert_sweep(instar, tmp_path, opts):
 def test_dd_sweep(instar, tmp_path):
     src = source(tmp_path)
     sweep(instar, tmp_path, ["dd", "-O", "qed", f"if={src}", "of=out.qed", "bs=1M"])
+
+
+def test_resize_sweep(instar, tmp_path):
+    """resize of a qed image left with need-check set and an unknown
+    autoclear bit: the open's writes (autoclear cleared, the check's), the
+    header's new image size, the close's clean header.  Every interrupted
+    image opens with the old or the new size after `check -r all`, its data
+    intact; the completed one is qemu-img's byte for byte."""
+    img0 = tmp_path / "img0.qed"
+    tl.qemu_img("create", "-q", "-f", "qed", "-o", "cluster_size=4k,table_size=2", str(img0), "3M")
+    tl.qemu_io("-f", "qed", "-c", "write -P 0x5a 0 64k", "-c", "write -P 0x6b 2M 4k", str(img0))
+    b = bytearray(img0.read_bytes())
+    b[16] |= 0x02  # QED_F_NEED_CHECK
+    b[32] = 0x80  # an autoclear bit qemu does not know
+    img0.write_bytes(bytes(b))
+    ref = tmp_path / "ref.qed"
+    tl.copy_file(img0, ref)
+    tl.qemu_img("resize", str(ref), "+5M")
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        img = work / "w.qed"
+        tl.copy_file(img0, img)
+        r = instar.run(["resize", "w.qed", "+5M"], cwd=work, env_extra={"INSTAR_FAULT_WRITES": str(n)},
+                       timeout=120)
+        if r.returncode == 0:
+            assert r.stdout == b"Image resized.\n", r.describe()
+            assert img.read_bytes() == ref.read_bytes(), "the completed resize differs from qemu-img's"
+            assert n >= 2, "fewer writes than the open's and the header's"
+            return
+        assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        c = tl.run_oracle(["check", "-r", "all", "-f", "qed", str(img)])
+        assert c.returncode == 0, f"after {n} writes:\n  {c.describe()}"
+        i = tl.run_oracle(["info", "-f", "qed", "--output=json", str(img)])
+        assert json.loads(i.stdout)["virtual-size"] in (3 << 20, 8 << 20), i.describe()
+        q = tl.run([tl.QEMU_IO, "-f", "qed", "-c", "read -P 0x5a 0 64k", "-c", "read -P 0x6b 2M 4k",
+                    "-c", "read -P 0 64k 1984k", str(img)])
+        assert q.returncode == 0 and b"Pattern verification failed" not in q.stdout, q.describe()
+    pytest.fail(f"resize did not complete within {MAX_WRITES} writes")
