@@ -593,6 +593,10 @@ int cmd_resize(int argc, char **argv)
     oc_open = true;
     im = &oc.img[0];
     cur = im->info->virtual_size;
+    /* block/crypto.c's open unlocks the volume: no key, or a wrong one, fails it. */
+    if (!strcmp(im->info->format, "luks") &&
+        (graph_check_keys(&oc, filename) < 0 || graph_unlock_chain(&oc, filename) < 0))
+        goto out;
 
     /* img_resize() computes in int64_t: a huge size wraps negative. */
     if (relative)
@@ -636,6 +640,25 @@ int cmd_resize(int argc, char **argv)
             goto out;
         }
         if (resize_qcow2(&oc, total, relative, n, shrink, prealloc, false) < 0)
+            goto out;
+    } else if (!strcmp(im->info->format, "luks")) {
+        /*
+         * block_crypto_co_truncate(): the file takes the payload offset
+         * (from the guest's description) plus the new size.
+         */
+        uint64_t po = im->info->luks_payload_offset;
+
+        if (po > (uint64_t)im->st.st_size || po > (uint64_t)(INT64_MAX - total)) {
+            report_error("The new size is too large");
+            goto out;
+        }
+        /* bdrv_co_truncate() of the file node checks its own offset. */
+        if (total + (int64_t)po > RESIZE_MAX_LENGTH) {
+            report_error("offset(%" PRId64 ") exceeds maximum(%" PRId64 ")", total + (int64_t)po,
+                         (int64_t)RESIZE_MAX_LENGTH);
+            goto out;
+        }
+        if (resize_raw(im, total + (int64_t)po, prealloc) < 0)
             goto out;
     } else if (!strcmp(im->info->format, "qed")) {
         if (resize_qed(&oc, total, prealloc) < 0)

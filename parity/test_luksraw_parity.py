@@ -313,3 +313,37 @@ def test_luksraw_create(instar, tmp_path, cid, fmt, o, size):
                    timeout=120)
     assert a.returncode == 0 and b.returncode == 0, b.describe()
     assert tl.same_content(tmp_path / "q.raw", tmp_path / "i.raw")
+
+
+# ---- resize: block_crypto_co_truncate() (the file: payload offset + new size) ------------
+RESIZE = [
+    ("grow", ["IMG", "6M"]),
+    ("grow-relative-unaligned", ["IMG", "+1000001"]),
+    ("shrink", ["--shrink", "IMG", "1M"]),
+    ("shrink-to-one-byte", ["--shrink", "IMG", "1"]),
+    ("grow-falloc", ["--preallocation=falloc", "IMG", "5M"]),
+    ("grow-full", ["--preallocation=full", "IMG", "5M"]),
+    ("err-prealloc-metadata", ["--preallocation=metadata", "IMG", "5M"]),
+    ("err-shrink-without-flag", ["IMG", "1M"]),
+    ("err-shrink-prealloc", ["--shrink", "--preallocation=falloc", "IMG", "1M"]),
+    ("err-zero", ["--shrink", "IMG", "0"]),
+    ("err-file-past-max", ["IMG", "9223372035781033984"]),
+    ("err-wrong-key", ["--object", "secret,id=bad,data=nope", "BADIMG", "6M"]),
+    ("err-no-key-f", ["-f", "luks", "a.luks", "6M"]),
+    ("err-no-key-probed", ["a.luks", "6M"]),
+]
+
+
+@pytest.mark.parametrize("cid,args", RESIZE, ids=[c[0] for c in RESIZE])
+def test_luksraw_resize(instar, vols, tmp_path, cid, args):
+    sub = {"IMG": ["--image-opts", lopts("a.luks")], "BADIMG": ["--image-opts", lopts("a.luks", "bad")]}
+    argv = ["resize", "--object", SEC]
+    for a in args:
+        argv += sub.get(a, [a])
+    expected, actual = tl.run_both_on_copies(instar, argv, [vols / "a.luks"], tmp_path)
+    tl.assert_same(expected, actual, " ".join(argv))
+    assert (expected.returncode != 0) == cid.startswith("err-"), expected.describe()
+    a, b = tmp_path / "oracle" / "a.luks", tmp_path / "instar" / "a.luks"
+    assert tl.same_files(a, b), "a.luks differs (bytes or holes)"
+    if expected.returncode != 0:
+        assert tl.same_content(a, vols / "a.luks"), "a refused resize changed the volume"
