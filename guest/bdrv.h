@@ -417,6 +417,16 @@ enum {
 };
 int gbs_qed_truncate(struct gbs *bs, uint64_t size, uint32_t prealloc);
 
+/*
+ * gbs_qed_change_backing - bdrv_qed_change_backing_file() on a writable
+ * qed node (closed by gbs_close() first, its data flushed): the header
+ * rewritten to name the backing file name (NULL: none), its format probed
+ * unless fmt is raw, the name right after the header.  Returns 0 or
+ * -errno (ENOTSUP: unknown compat features; ENOSPC: the name does not fit
+ * the header clusters).
+ */
+int gbs_qed_change_backing(struct gbs *bs, const char *name, const char *fmt);
+
 struct qed_check_result;
 int gbs_qed_check(uint32_t op, uint32_t dev, bool fix, struct qed_check_result *r);
 
