@@ -496,6 +496,12 @@ int resize_chain_grow(struct open_chain *oc, int64_t new_size)
 {
     if (!strcmp(oc->img[0].info->format, "qcow2"))
         return resize_qcow2(oc, new_size, 0, (uint64_t)new_size, false, INSTAR_PREALLOC_OFF, false);
+    if (!strcmp(oc->img[0].info->format, "qed"))
+        return resize_qed(oc, new_size, INSTAR_PREALLOC_OFF);
+    if (strcmp(oc->img[0].info->format, "raw") && strcmp(oc->img[0].info->format, "file")) {
+        report_error("Image format driver does not support resize");
+        return -1;
+    }
     return resize_raw(&oc->img[0], new_size, INSTAR_PREALLOC_OFF);
 }
 
