@@ -73,6 +73,117 @@ static const struct opt_desc luks_amend_descs[] = {
     {NULL, 0, NULL, NULL},
 };
 
+/*
+ * A luks volume: qemu-img amend's option parse (the creation options
+ * named in the hint), then the checks block_crypto_amend_opts_init() and
+ * qcrypto_block_luks_amend_options() make before they look at the key
+ * slots, in qemu's words.  Key slot changes themselves are refused.
+ * Returns the exit code.
+ */
+static int amend_luks(struct opt_list *l, const char *options, unsigned slots_active, bool force)
+{
+    char msg[512], hint[512];
+    const struct opt_val *state, *ks;
+    bool active;
+    int slot;
+
+    opts_append(l, luks_amend_descs);
+    if (opts_parse(l, options, msg, hint, sizeof(msg)) < 0) {
+        struct opt_list cl;
+        char m2[512], h2[512];
+
+        memset(&cl, 0, sizeof(cl));
+        opts_append(&cl, luks_amend_descs);
+        (void)create_format_opts_for(&cl, "luks");
+        report_error("%s", msg);
+        if (hint[0])
+            fputs(hint, stderr);
+        if (opts_parse(&cl, options, m2, h2, sizeof(m2)) == 0)
+            fputs("This option is only supported for image creation\n", stderr);
+        opts_free(&cl);
+        return 1;
+    }
+    /* QCryptoBlockAmendOptionsLUKS: state is mandatory, an enum. */
+    state = opts_find(l, "state");
+    if (!state) {
+        report_error("Parameter 'state' is missing");
+        return 1;
+    }
+    if (strcmp(state->str, "active") && strcmp(state->str, "inactive")) {
+        report_error("Parameter 'state' does not accept value '%s'", state->str);
+        return 1;
+    }
+    active = !strcmp(state->str, "active");
+    ks = opts_find(l, "keyslot");
+    if (active) {
+        if (!opts_find(l, "new-secret")) {
+            report_error("'new-secret' is required to activate a keyslot");
+            return 1;
+        }
+        if (opts_find(l, "old-secret")) {
+            report_error("'old-secret' must not be given when activating keyslots");
+            return 1;
+        }
+        /* The number is cut to a C int, and printed with %u. */
+        if (ks && ((int32_t)ks->value < 0 || (int32_t)ks->value >= 8)) {
+            report_error("Invalid keyslot %u specified, must be between 0 and 7",
+                         (uint32_t)ks->value);
+            return 1;
+        }
+        slot = ks ? (int32_t)ks->value : -1;
+        for (int i = 0; i < 8 && slot < 0; i++)
+            if (!(slots_active & (1u << i)))
+                slot = i;
+        if (slot < 0) {
+            report_error("Can't add a keyslot - all keyslots are in use");
+            return 1;
+        }
+        if (!force && (slots_active & (1u << slot))) {
+            report_error("Refusing to overwrite active keyslot %d - please erase it first", slot);
+            return 1;
+        }
+        /* The volume's own key was found at the open: the new one is looked up. */
+        if (!object_secret_utf8(opts_find(l, "new-secret")->str))
+            return 1;
+    } else {
+        if (opts_find(l, "new-secret")) {
+            report_error("'new-secret' must not be given when erasing keyslots");
+            return 1;
+        }
+        if (opts_find(l, "iter-time")) {
+            report_error("'iter-time' must not be given when erasing keyslots");
+            return 1;
+        }
+        if (opts_find(l, "old-secret") && !object_secret_utf8(opts_find(l, "old-secret")->str))
+            return 1;
+        if (!ks && !opts_find(l, "old-secret")) {
+            report_error("To erase keyslot(s), either explicit keyslot index or the password "
+                         "currently contained in them must be given");
+            return 1;
+        }
+        slot = ks ? (int32_t)ks->value : -1;
+        if (ks && (slot < 0 || slot >= 8)) {
+            report_error("Invalid keyslot %d specified, must be between 0 and 7", slot);
+            return 1;
+        }
+        /* Without old-secret: the slot's state alone (with it, PBKDF2 first). */
+        if (ks && !opts_find(l, "old-secret") && !force) {
+            if (!(slots_active & (1u << slot))) {
+                report_error("Given keyslot %d is already erased (inactive) ", slot);
+                return 1;
+            }
+            if (__builtin_popcount(slots_active) == 1) {
+                report_error("Attempt to erase the only active keyslot %d which will erase all "
+                             "the data in the image irreversibly - refusing operation",
+                             slot);
+                return 1;
+            }
+        }
+    }
+    report_error("Amending luks images is not supported by instar yet");
+    return 1;
+}
+
 /* QEMU's BDRV_MAX_LENGTH (block/io.c). */
 #define AMEND_MAX_LENGTH INT64_C(0x7fffffffc0000000)
 /* The largest qcow2 cluster: any allocation may round up to one. */
@@ -453,7 +564,7 @@ int cmd_amend(int argc, char **argv)
     };
     char *options = NULL, msg[512], hint[512];
     const char *fmt = NULL, *filename, *cache = "writeback";
-    bool quiet = false, progress = false, image_opts = false, oc_open = false;
+    bool quiet = false, progress = false, image_opts = false, oc_open = false, force = false;
     int c, ret = 1;
     struct open_chain oc;
     struct opt_list l;
@@ -498,6 +609,7 @@ int cmd_amend(int argc, char **argv)
             break;
         case OPTION_FORCE:
             /* Only LUKS keyslot changes look at it. */
+            force = true;
             break;
         }
     }
@@ -528,6 +640,9 @@ int cmd_amend(int argc, char **argv)
     /* qcow2_do_open() needs the key of an encrypted image (instar takes none). */
     if (graph_check_keys(&oc, filename) < 0)
         goto out;
+    /* block/crypto.c's open unlocks a luks volume before the options are read. */
+    if (!strcmp(fmt, "luks") && graph_unlock_chain(&oc, filename) < 0)
+        goto out;
     /*
      * qcow2_do_open() repairs a dirty image it opens read-write, before
      * anything else can fail: the guest opens it alone first.  Not one
@@ -548,11 +663,12 @@ int cmd_amend(int argc, char **argv)
         ret = amend_option_help(fmt);
         goto out;
     }
+    if (!strcmp(fmt, "luks")) {
+        ret = amend_luks(&l, options, oc.img[0].info->luks_slots_active, force);
+        goto out;
+    }
     if (strcmp(fmt, "qcow2")) {
-        if (!strcmp(fmt, "luks"))
-            report_error("Amending luks images is not supported by instar yet");
-        else
-            report_error("Format driver '%s' does not support option amendment", fmt);
+        report_error("Format driver '%s' does not support option amendment", fmt);
         goto out;
     }
 

@@ -456,7 +456,10 @@ int cmd_bitmap(int argc, char **argv)
     if (!strcmp(f, "qcow2"))
         ret = bitmap_run(&oc, filename, src_filename ? &soc : NULL, src_filename, acts, nact,
                          bitmap, granularity != 0, (uint32_t)granularity);
-    else if (!strcmp(f, "raw") || !strcmp(f, "file") || !strcmp(f, "vdi"))
+    else if (!strcmp(f, "raw") || !strcmp(f, "file") || !strcmp(f, "vdi") || !strcmp(f, "qed") ||
+             !strcmp(f, "vpc") || !strcmp(f, "vmdk") || !strcmp(f, "parallels") ||
+             !strcmp(f, "qcow") || !strcmp(f, "vhdx") || !strcmp(f, "luks"))
+        /* No driver but qcow2 stores persistent bitmaps. */
         ret = bitmap_raw(&acts[0], bitmap, granularity != 0, (uint32_t)granularity);
     else {
         report_error("Image format '%s' is not supported by instar", f);

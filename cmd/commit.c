@@ -148,6 +148,22 @@ static uint64_t top_write_limit(uint64_t file_size, uint64_t vsize)
     return lim > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : lim;
 }
 
+/*
+ * The bases instar commits into: qcow2 and raw, and the formats whose
+ * bdrv_get_default_bitmap_granularity() is the job's default 64 KiB
+ * (qed, vdi, vpc, vhdx: clusters or blocks of 64 KiB or more
+ * in their default layouts).
+ */
+static bool commit_base_ok(const char *fmt)
+{
+    static const char *const ok[] = {"qcow2", "raw", "qed", "vdi", "vpc", "vhdx"};
+
+    for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+        if (!strcmp(fmt, ok[i]))
+            return true;
+    return false;
+}
+
 /* Whether opening oc's top read-write writes to it: a dirty qcow2 image, or persistent bitmaps. */
 static bool top_open_writes(const struct open_chain *oc)
 {
@@ -313,9 +329,11 @@ int cmd_commit(int argc, char **argv)
     }
     if (graph_check_keys(&oc, filename) < 0)
         goto out_quiet;
-    if (strcmp(oc.img[0].info->format, "qcow2") ||
-        (strcmp(oc.img[bi].info->format, "qcow2") && strcmp(oc.img[bi].info->format, "raw"))) {
-        if (asprintf(&err, "instar commits only qcow2 images into qcow2 or raw bases") < 0)
+    if (strcmp(oc.img[0].info->format, "qcow2") || !commit_base_ok(oc.img[bi].info->format)) {
+        if (asprintf(
+                &err,
+                "instar commits only qcow2 images into qcow2, raw, qed, vdi, vpc or vhdx bases") <
+            0)
             err = NULL;
         goto done;
     }
@@ -334,6 +352,18 @@ int cmd_commit(int argc, char **argv)
                          "Could not open '%s': instar does not commit into an image with the "
                          "dirty bit set",
                          oc.img[bi].name) < 0)
+                err = NULL;
+            goto done;
+        }
+    }
+    /* mirror_run() grows a shorter base: vdi, vpc and vhdx have no truncate. */
+    {
+        const char *bf = oc.img[bi].info->format;
+        uint64_t tl = ((uint64_t)oc.img[0].info->virtual_size + 511) / 512 * 512;
+        uint64_t bl = ((uint64_t)oc.img[bi].info->virtual_size + 511) / 512 * 512;
+
+        if (tl > bl && (!strcmp(bf, "vdi") || !strcmp(bf, "vpc") || !strcmp(bf, "vhdx"))) {
+            if (asprintf(&err, "Block job failed: %s", strerror(ENOTSUP)) < 0)
                 err = NULL;
             goto done;
         }

@@ -324,6 +324,10 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
         struct qobj *data = qobj_dict_new();
 
         ii->format_specific = qobj_dict_new();
+        ii->luks_payload_offset = v->info.luks.payload_offset;
+        for (unsigned i = 0; i < INSTAR_LUKS_SLOTS && i < 8; i++)
+            if (v->info.luks.slots[i].active)
+                ii->luks_slots_active |= 1u << i;
         put_luks(data, v);
         qobj_dict_put_str(ii->format_specific, "type", "luks");
         qobj_dict_put(ii->format_specific, "data", data);

@@ -64,8 +64,10 @@ struct image_info {
     /* vmdk: the extent files a descriptor names, as qemu names them (dir + name) */
     char *extent_files[INSTAR_VMDK_EXTENTS_MAX];
     uint32_t nextent_files;
-    uint32_t vmdk_cid; /* vmdk: the descriptor's CID (create -f vmdk's parentCID) */
-    bool vmdk_stream;  /* vmdk: createType streamOptimized (needs_compressed_writes) */
+    uint32_t vmdk_cid;            /* vmdk: the descriptor's CID (create -f vmdk's parentCID) */
+    bool vmdk_stream;             /* vmdk: createType streamOptimized (needs_compressed_writes) */
+    uint64_t luks_payload_offset; /* luks: the payload's byte offset in the file */
+    unsigned luks_slots_active;   /* luks: bit i set for an active key slot i */
 };
 
 /*

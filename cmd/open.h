@@ -150,10 +150,10 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
 void open_image_release(struct open_image *img);
 
 /*
- * resize_chain_grow - grow oc's top image (qcow2 or raw, open read-write)
- * to new_size bytes as bdrv_co_truncate() does without preallocation
- * (cmd/resize.c; a longer backing file is zeroed over).  Returns 0, or
- * -1 after reporting.
+ * resize_chain_grow - grow oc's top image (qcow2, qed or raw, open
+ * read-write; another format is refused) to new_size bytes as
+ * bdrv_co_truncate() does without preallocation (cmd/resize.c; a longer
+ * backing file is zeroed over).  Returns 0, or -1 after reporting.
  */
 int resize_chain_grow(struct open_chain *oc, int64_t new_size);
 

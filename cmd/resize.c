@@ -409,6 +409,77 @@ out_gr:
 }
 
 /*
+ * A qed image: the guest opens it read-write (repairing a need-check
+ * image) and rewrites its header's image size (bdrv_qed_co_truncate());
+ * nothing is written past the file's end.
+ */
+static int resize_qed(struct open_chain *oc, int64_t new_size, int prealloc)
+{
+    struct open_image *im = &oc->img[0];
+    struct instar_resize_args args;
+    struct instar_result_hdr hdr;
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+    struct vmm_dev dev;
+    struct stat st;
+    int ret = -1;
+
+    memset(&args, 0, sizeof(args));
+    args.size = (uint64_t)new_size;
+    args.prealloc = (uint32_t)prealloc;
+    args.flags = INSTAR_RESIZE_QED;
+    /* bdrv_co_truncate(): a grow over a longer backing file asks for zeros. */
+    if (oc->n > 1 && oc->img[1].info && new_size > im->info->virtual_size &&
+        oc->img[1].info->virtual_size > im->info->virtual_size)
+        args.flags |= INSTAR_RESIZE_ZERO_WRITE;
+    if (fstat(im->fd, &st) != 0)
+        st = im->st;
+    memset(&dev, 0, sizeof(dev));
+    dev.fd = im->fd;
+    dev.size = (uint64_t)st.st_size;
+    dev.write_limit = dev.size;
+    dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+    memset(&cfg, 0, sizeof(cfg));
+    /* The L1 table and one L2 table of the repair at their largest (1 GiB each). */
+    cfg.mem_size = RESIZE_GUEST_MEM;
+    cfg.report = check_report_cb; /* a need-check image's repair, as check -r prints it */
+    cfg.report_opaque = stderr;
+    memset(&out, 0, sizeof(out));
+    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), &dev, 1, &out) != 0) {
+        if (out.status == VMM_FAULT_INJECTED)
+            report_error("Failed to resize '%s': stopped by fault injection", im->name);
+        else
+            report_error("Failed to resize '%s': sandbox failure: %s", im->name,
+                         out.detail[0] ? out.detail : "unknown error");
+        goto out;
+    }
+    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_RESIZE, &hdr) != RESULT_OK) {
+        report_error("Failed to resize '%s': sandbox failure: invalid result", im->name);
+        goto out;
+    }
+    if (hdr.error == QCOW2_RESIZE_ERR_QED_PREALLOC) {
+        report_error("Unsupported preallocation mode '%s'", prealloc_names[prealloc]);
+        goto out;
+    }
+    if (hdr.error >= 3000 && hdr.error < 3100) {
+        report_resize_code(im->name, hdr.error, hdr.err_args[0], false, NULL, 0);
+        goto out;
+    }
+    if (hdr.error != 0) {
+        const char *s = hdr.err_str.off ? (const char *)out.result + hdr.err_str.off : NULL;
+
+        fprintf(stderr, "%s: Could not open '%s': ", report_progname(), im->name);
+        report_code_render_to(stderr, hdr.error, hdr.err_args, s, hdr.err_str.len);
+        fputc('\n', stderr);
+        goto out;
+    }
+    ret = 0;
+out:
+    vmm_outcome_release(&out);
+    return ret;
+}
+
+/*
  * img_resize() opened the image read-write before its size checks: a
  * qcow2 image's persistent bitmaps were marked in use and stored again by
  * the close, and a dirty image repaired, whatever the check said after.
@@ -425,6 +496,12 @@ int resize_chain_grow(struct open_chain *oc, int64_t new_size)
 {
     if (!strcmp(oc->img[0].info->format, "qcow2"))
         return resize_qcow2(oc, new_size, 0, (uint64_t)new_size, false, INSTAR_PREALLOC_OFF, false);
+    if (!strcmp(oc->img[0].info->format, "qed"))
+        return resize_qed(oc, new_size, INSTAR_PREALLOC_OFF);
+    if (strcmp(oc->img[0].info->format, "raw") && strcmp(oc->img[0].info->format, "file")) {
+        report_error("Image format driver does not support resize");
+        return -1;
+    }
     return resize_raw(&oc->img[0], new_size, INSTAR_PREALLOC_OFF);
 }
 
@@ -522,6 +599,10 @@ int cmd_resize(int argc, char **argv)
     oc_open = true;
     im = &oc.img[0];
     cur = im->info->virtual_size;
+    /* block/crypto.c's open unlocks the volume: no key, or a wrong one, fails it. */
+    if (!strcmp(im->info->format, "luks") &&
+        (graph_check_keys(&oc, filename) < 0 || graph_unlock_chain(&oc, filename) < 0))
+        goto out;
 
     /* img_resize() computes in int64_t: a huge size wraps negative. */
     if (relative)
@@ -566,9 +647,32 @@ int cmd_resize(int argc, char **argv)
         }
         if (resize_qcow2(&oc, total, relative, n, shrink, prealloc, false) < 0)
             goto out;
+    } else if (!strcmp(im->info->format, "luks")) {
+        /*
+         * block_crypto_co_truncate(): the file takes the payload offset
+         * (from the guest's description) plus the new size.
+         */
+        uint64_t po = im->info->luks_payload_offset;
+
+        if (po > (uint64_t)im->st.st_size || po > (uint64_t)(INT64_MAX - total)) {
+            report_error("The new size is too large");
+            goto out;
+        }
+        /* bdrv_co_truncate() of the file node checks its own offset. */
+        if (total + (int64_t)po > RESIZE_MAX_LENGTH) {
+            report_error("offset(%" PRId64 ") exceeds maximum(%" PRId64 ")", total + (int64_t)po,
+                         (int64_t)RESIZE_MAX_LENGTH);
+            goto out;
+        }
+        if (resize_raw(im, total + (int64_t)po, prealloc) < 0)
+            goto out;
+    } else if (!strcmp(im->info->format, "qed")) {
+        if (resize_qed(&oc, total, prealloc) < 0)
+            goto out;
     } else if (!strcmp(im->info->format, "vpc") || !strcmp(im->info->format, "parallels") ||
-               !strcmp(im->info->format, "vhdx") || !strcmp(im->info->format, "vdi")) {
-        /* vpc, parallels, vhdx and vdi have no bdrv_co_truncate. */
+               !strcmp(im->info->format, "vhdx") || !strcmp(im->info->format, "vdi") ||
+               !strcmp(im->info->format, "vmdk") || !strcmp(im->info->format, "qcow")) {
+        /* vpc, parallels, vhdx, vdi, vmdk and qcow have no bdrv_co_truncate. */
         report_error("Image format driver does not support resize");
         goto out;
     } else {

@@ -342,7 +342,9 @@ int cmd_snapshot(int argc, char **argv)
             ret = snapshot_run(&oc, action, name);
         } else if (!strcmp(im->info->format, "raw") || !strcmp(im->info->format, "file") ||
                    !strcmp(im->info->format, "vpc") || !strcmp(im->info->format, "parallels") ||
-                   !strcmp(im->info->format, "vdi")) {
+                   !strcmp(im->info->format, "vdi") || !strcmp(im->info->format, "qed") ||
+                   !strcmp(im->info->format, "vmdk") || !strcmp(im->info->format, "qcow") ||
+                   !strcmp(im->info->format, "vhdx") || !strcmp(im->info->format, "luks")) {
             /* bdrv_snapshot_*() with no driver support, as qemu-img words each. */
             if (action == SNAPSHOT_CREATE)
                 report_error("Could not create snapshot '%s': %d (%s)", name, -ENOTSUP,
@@ -354,9 +356,8 @@ int cmd_snapshot(int argc, char **argv)
                  * bdrv_snapshot_goto()'s fallback closes the raw layer, tries
                  * the file and opens raw again: a probed image warns again.
                  */
-                if (strcmp(im->info->format, "vpc") && strcmp(im->info->format, "parallels") &&
-                    strcmp(im->info->format, "vdi") && !image_opts &&
-                    strncmp(filename, "json:", 5) != 0)
+                if ((!strcmp(im->info->format, "raw") || !strcmp(im->info->format, "file")) &&
+                    !image_opts && strncmp(filename, "json:", 5) != 0)
                     fprintf(stderr,
                             "WARNING: Image format was not specified for '%s' and probing "
                             "guessed raw.\n"

@@ -403,6 +403,30 @@ void gbs_qed_describe(uint32_t op, uint32_t dev, struct gbs_qed_desc *d);
  * dev writable, then the clean shutdown of bdrv_qed_close()).  Open
  * failures send op's error result.  Returns qed_check()'s 0 or -errno.
  */
+/*
+ * gbs_qed_truncate - bdrv_qed_co_truncate() on the writable qed node bs:
+ * preallocation refused, the size checked (qed_is_image_size_valid()),
+ * a shrink refused, then the header rewritten with the new image size.
+ * Returns 0, or GBS_QED_TRUNC_* (negated).
+ */
+enum {
+    GBS_QED_TRUNC_PREALLOC = 1,
+    GBS_QED_TRUNC_SIZE = 2,
+    GBS_QED_TRUNC_SHRINK = 3,
+    GBS_QED_TRUNC_EIO = 4,
+};
+int gbs_qed_truncate(struct gbs *bs, uint64_t size, uint32_t prealloc);
+
+/*
+ * gbs_qed_change_backing - bdrv_qed_change_backing_file() on a writable
+ * qed node (closed by gbs_close() first, its data flushed): the header
+ * rewritten to name the backing file name (NULL: none), its format probed
+ * unless fmt is raw, the name right after the header.  Returns 0 or
+ * -errno (ENOTSUP: unknown compat features; ENOSPC: the name does not fit
+ * the header clusters).
+ */
+int gbs_qed_change_backing(struct gbs *bs, const char *name, const char *fmt);
+
 struct qed_check_result;
 int gbs_qed_check(uint32_t op, uint32_t dev, bool fix, struct qed_check_result *r);
 

@@ -206,6 +206,67 @@ int gbs_qed_check(uint32_t op, uint32_t dev, bool fix, struct qed_check_result *
     return ret;
 }
 
+/* --- resize --- */
+
+int gbs_qed_truncate(struct gbs *bs, uint64_t size, uint32_t prealloc)
+{
+    struct gqed *s = bs->opaque;
+    uint64_t old;
+
+    if (prealloc != 0)
+        return -GBS_QED_TRUNC_PREALLOC;
+    if (!qed_image_size_valid(size, s->img.cluster_size, s->img.table_size))
+        return -GBS_QED_TRUNC_SIZE;
+    if (size < s->img.image_size)
+        return -GBS_QED_TRUNC_SHRINK;
+    /* qed_write_header_sync(): one sector, the only write. */
+    old = s->img.image_size;
+    s->img.image_size = size;
+    if (write_header(bs->file, &s->img) < 0) {
+        s->img.image_size = old;
+        return -GBS_QED_TRUNC_EIO;
+    }
+    bs->total = size;
+    return 0;
+}
+
+int gbs_qed_change_backing(struct gbs *bs, const char *name, const char *fmt)
+{
+    struct gqed *s = bs->opaque;
+    struct qed_image n = s->img;
+    size_t len = name ? strlen(name) : 0;
+    uint8_t *buf;
+    int ret;
+
+    /* The layout after the header of an unknown compat feature is unknown. */
+    if (name && s->img.compat_features)
+        return -GBS_ENOTSUP;
+    n.features &= ~(QED_F_BACKING_FILE | QED_F_BACKING_FORMAT_NO_PROBE);
+    if (name) {
+        n.features |= QED_F_BACKING_FILE;
+        if (fmt && !strcmp(fmt, "raw"))
+            n.features |= QED_F_BACKING_FORMAT_NO_PROBE;
+    }
+    n.backing_filename_offset = QED_HEADER_SIZE;
+    n.backing_filename_size = (uint32_t)len;
+    if (QED_HEADER_SIZE + (uint64_t)len > (uint64_t)n.header_size * n.cluster_size)
+        return -GBS_ENOSPC;
+    buf = malloc(QED_HEADER_SIZE + len);
+    if (!buf)
+        return -GBS_ENOMEM;
+    qed_header_write(&n, buf);
+    if (len)
+        memcpy(buf + QED_HEADER_SIZE, name, len);
+    /* bdrv_pwrite_sync(): the header and the name in one write, flushed. */
+    ret = gdev_pwrite(bs->file, 0, buf, QED_HEADER_SIZE + len) < 0 ? -GBS_EIO : 0;
+    free(buf);
+    if (ret == 0 && gdev_flush(bs->file) < 0)
+        ret = -GBS_EIO;
+    if (ret == 0)
+        s->img = n;
+    return ret;
+}
+
 /* --- the block driver --- */
 
 static struct gqed *Q(struct gbs *bs)

@@ -188,7 +188,7 @@ static int change_backing(struct gbs *top)
         return -GBS_EINVAL;
     if (name && !fmt)
         return -GBS_EINVAL;
-    if (top->drv != &gbs_drv_qcow2)
+    if (top->drv != &gbs_drv_qcow2 && top->drv != &gbs_drv_qed)
         return -GBS_ENOTSUP;
     if (too_long)
         return -GBS_EINVAL;
@@ -204,6 +204,8 @@ static int change_backing(struct gbs *top)
     closed = true;
     if (ret < 0)
         return ret;
+    if (top->drv == &gbs_drv_qed)
+        return gbs_qed_change_backing(top, name, fmt);
     return gbs_qcow2_change_backing(top, name, fmt);
 }
 

@@ -255,6 +255,37 @@ static void read_head(struct qcow2_resize_image *ri, const struct instar_resize_
     ri->head_len = in;
 }
 
+/* INSTAR_RESIZE_QED: the open, bdrv_qed_co_truncate() and the close. */
+static __attribute__((noreturn)) void resize_qed(const struct instar_resize_args *a)
+{
+    static const int codes[] = {0, QCOW2_RESIZE_ERR_QED_PREALLOC, QCOW2_RESIZE_ERR_QED_SIZE,
+                                QCOW2_RESIZE_ERR_QED_SHRINK, QCOW2_RESIZE_ERR_UPDATE_SIZE};
+    struct instar_graph g;
+    struct gbs *bs;
+    int ret, cret;
+
+    memset(&g, 0, sizeof(g));
+    g.nnodes = 1;
+    g.nodes[0].driver = INSTAR_DRV_QED;
+    g.nodes[0].file = GOPEN_DEV;
+    g.nodes[0].data = INSTAR_NO_NODE;
+    g.nodes[0].backing = INSTAR_NO_NODE;
+    gbs_open_or_fail(INSTAR_OP_RESIZE, &g);
+    bs = gbs_node(0);
+    /* bdrv_co_truncate(): qed's truncate takes no BDRV_REQ_ZERO_WRITE. */
+    if (a->flags & INSTAR_RESIZE_ZERO_WRITE) {
+        (void)gbs_close(bs);
+        fail(QCOW2_RESIZE_ERR_QED_FLAGS, 0);
+    }
+    ret = gbs_qed_truncate(bs, a->size, a->prealloc);
+    cret = gbs_close(bs);
+    if (ret < 0)
+        fail(codes[-ret], ret == -GBS_QED_TRUNC_EIO ? GBS_EIO : 0);
+    if (cret < 0)
+        fail(QCOW2_RESIZE_ERR_UPDATE_SIZE, GBS_EIO);
+    gresize_send(INSTAR_OP_RESIZE, 0, 0);
+}
+
 void plan_resize(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -265,6 +296,8 @@ void plan_resize(void)
     bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0, repaired = false;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
+    if (a->flags & INSTAR_RESIZE_QED)
+        resize_qed(a);
     if ((!open_only && a->size % 512) || a->prealloc > QCOW2_PREALLOC_FULL)
         fail(INSTAR_ERR_BAD_ARGS, 0);
     (void)gopen_probe(INSTAR_OP_RESIZE, "qcow2", false, first);

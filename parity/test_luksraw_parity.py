@@ -313,3 +313,75 @@ def test_luksraw_create(instar, tmp_path, cid, fmt, o, size):
                    timeout=120)
     assert a.returncode == 0 and b.returncode == 0, b.describe()
     assert tl.same_content(tmp_path / "q.raw", tmp_path / "i.raw")
+
+
+# ---- resize: block_crypto_co_truncate() (the file: payload offset + new size) ------------
+RESIZE = [
+    ("grow", ["IMG", "6M"]),
+    ("grow-relative-unaligned", ["IMG", "+1000001"]),
+    ("shrink", ["--shrink", "IMG", "1M"]),
+    ("shrink-to-one-byte", ["--shrink", "IMG", "1"]),
+    ("grow-falloc", ["--preallocation=falloc", "IMG", "5M"]),
+    ("grow-full", ["--preallocation=full", "IMG", "5M"]),
+    ("err-prealloc-metadata", ["--preallocation=metadata", "IMG", "5M"]),
+    ("err-shrink-without-flag", ["IMG", "1M"]),
+    ("err-shrink-prealloc", ["--shrink", "--preallocation=falloc", "IMG", "1M"]),
+    ("err-zero", ["--shrink", "IMG", "0"]),
+    ("err-file-past-max", ["IMG", "9223372035781033984"]),
+    ("err-wrong-key", ["--object", "secret,id=bad,data=nope", "BADIMG", "6M"]),
+    ("err-no-key-f", ["-f", "luks", "a.luks", "6M"]),
+    ("err-no-key-probed", ["a.luks", "6M"]),
+]
+
+
+@pytest.mark.parametrize("cid,args", RESIZE, ids=[c[0] for c in RESIZE])
+def test_luksraw_resize(instar, vols, tmp_path, cid, args):
+    sub = {"IMG": ["--image-opts", lopts("a.luks")], "BADIMG": ["--image-opts", lopts("a.luks", "bad")]}
+    argv = ["resize", "--object", SEC]
+    for a in args:
+        argv += sub.get(a, [a])
+    expected, actual = tl.run_both_on_copies(instar, argv, [vols / "a.luks"], tmp_path)
+    tl.assert_same(expected, actual, " ".join(argv))
+    assert (expected.returncode != 0) == cid.startswith("err-"), expected.describe()
+    a, b = tmp_path / "oracle" / "a.luks", tmp_path / "instar" / "a.luks"
+    assert tl.same_files(a, b), "a.luks differs (bytes or holes)"
+    if expected.returncode != 0:
+        assert tl.same_content(a, vols / "a.luks"), "a refused resize changed the volume"
+
+
+# ---- amend: qemu-img's checks of the options before a key slot changes ----------------------
+# (the key slot changes themselves are refused: docs/differences.md, amend)
+AMEND = [
+    ("err-size", "a.luks", "size=2M"),
+    ("err-unknown", "a.luks", "foo=1"),
+    ("err-create-only-cipher", "a.luks", "cipher-alg=aes-128"),
+    ("err-create-only-key-secret", "a.luks", "key-secret=sec0"),
+    ("err-not-a-number", "a.luks", "keyslot=x,state=active"),
+    ("err-state-missing", "a.luks", "keyslot=1,iter-time=10"),
+    ("err-state-bogus", "a.luks", "state=bogus"),
+    ("err-add-no-new-secret", "a.luks", "state=active"),
+    ("err-add-old-secret", "a.luks", "state=active,new-secret=sec0,old-secret=sec0"),
+    ("err-add-keyslot-8", "a.luks", "state=active,new-secret=sec0,keyslot=8"),
+    ("err-add-keyslot-negative", "a.luks", "state=active,new-secret=sec0,keyslot=-1"),
+    ("err-add-keyslot-int-wrap", "a.luks", "state=active,new-secret=sec0,keyslot=2147483648"),
+    ("err-add-over-active", "two.luks", "state=active,new-secret=sec0,keyslot=5"),
+    ("err-add-over-active-wrapped", "a.luks", "state=active,new-secret=sec0,keyslot=4294967296"),
+    ("err-add-no-such-new-secret", "a.luks", "state=active,new-secret=nosuch"),
+    ("err-erase-new-secret", "two.luks", "state=inactive,new-secret=sec0"),
+    ("err-erase-iter-time", "two.luks", "state=inactive,keyslot=5,iter-time=5"),
+    ("err-erase-nothing-named", "two.luks", "state=inactive"),
+    ("err-erase-no-such-old-secret", "two.luks", "state=inactive,old-secret=nosuch"),
+    ("err-erase-keyslot-9", "two.luks", "state=inactive,keyslot=9"),
+    ("err-erase-inactive", "two.luks", "state=inactive,keyslot=3"),
+    ("err-erase-only-active", "a.luks", "state=inactive,keyslot=0"),
+]
+
+
+@pytest.mark.parametrize("cid,img,opts", AMEND, ids=[c[0] for c in AMEND])
+def test_luksraw_amend_checks(instar, vols, tmp_path, cid, img, opts):
+    argv = ["amend", "--object", SEC, "--image-opts", lopts(img), "-o", opts]
+    expected, actual = tl.run_both_on_copies(instar, argv, [vols / img], tmp_path)
+    tl.assert_same(expected, actual, " ".join(argv))
+    assert (expected.returncode != 0) == cid.startswith("err-"), expected.describe()
+    assert tl.same_content(tmp_path / "oracle" / img, vols / img)
+    assert tl.same_content(tmp_path / "instar" / img, vols / img)

@@ -92,7 +92,16 @@
       "Try block-dirty-bitmap-remove to delete this bitmap from disk")                             \
     X(QCOW2_RESIZE_ERR_STORE_BITMAPS, 3025, QCOW2_RESIZE_MSG_ERRNO,                                \
       "Failed to store the persistent bitmaps")                                                    \
-    X(QCOW2_RESIZE_ERR_DATA_FILE, 3026, QCOW2_RESIZE_MSG_ERRNO, "Could not resize file")
+    X(QCOW2_RESIZE_ERR_DATA_FILE, 3026, QCOW2_RESIZE_MSG_ERRNO, "Could not resize file")           \
+    /* bdrv_qed_co_truncate()'s (the host names the preallocation mode; a failed header write is   \
+     * UPDATE_SIZE). */                                                                            \
+    X(QCOW2_RESIZE_ERR_QED_PREALLOC, 3027, QCOW2_RESIZE_MSG_PLAIN,                                 \
+      "Unsupported preallocation mode")                                                            \
+    X(QCOW2_RESIZE_ERR_QED_SIZE, 3028, QCOW2_RESIZE_MSG_PLAIN, "Invalid image size specified")     \
+    X(QCOW2_RESIZE_ERR_QED_SHRINK, 3029, QCOW2_RESIZE_MSG_PLAIN,                                   \
+      "Shrinking images is currently not supported")                                               \
+    X(QCOW2_RESIZE_ERR_QED_FLAGS, 3030, QCOW2_RESIZE_MSG_PLAIN,                                    \
+      "Block driver does not support requested flags")
 
 enum qcow2_resize_err {
 #define QCOW2_RESIZE_ERR_ENUM(name, code, kind, msg) name = code,

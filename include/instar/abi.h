@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 27
+#define INSTAR_ABI_VERSION 28
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -640,6 +640,14 @@ struct instar_create_args {
  * compressed clusters, as QEMU's copy-on-write reads them).
  */
 #define INSTAR_RESIZE_CHAIN (1u << 4)
+/*
+ * QED (since ABI v28): device 0 is a qed image, opened read-write by the
+ * guest's qed driver (a need-check image repaired, unknown autoclear bits
+ * cleared) and grown as bdrv_qed_co_truncate() does: its header's image
+ * size rewritten, nothing else.  Only size, prealloc and ZERO_WRITE (qed
+ * takes none: the grow is refused after the open) are used.
+ */
+#define INSTAR_RESIZE_QED (1u << 5)
 /* struct instar_resize_args: after struct instar_graph, below. */
 
 /* snapshot's actions (qemu-img snapshot -c, -d, -a). */

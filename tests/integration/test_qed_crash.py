@@ -76,3 +76,91 @@ def test_convert_sweep(instar, tmp_path, opts):
 def test_dd_sweep(instar, tmp_path):
     src = source(tmp_path)
     sweep(instar, tmp_path, ["dd", "-O", "qed", f"if={src}", "of=out.qed", "bs=1M"])
+
+
+def test_resize_sweep(instar, tmp_path):
+    """resize of a qed image left with need-check set and an unknown
+    autoclear bit: the open's writes (autoclear cleared, the check's), the
+    header's new image size, the close's clean header.  Every interrupted
+    image opens with the old or the new size after `check -r all`, its data
+    intact; the completed one is qemu-img's byte for byte."""
+    img0 = tmp_path / "img0.qed"
+    tl.qemu_img("create", "-q", "-f", "qed", "-o", "cluster_size=4k,table_size=2", str(img0), "3M")
+    tl.qemu_io("-f", "qed", "-c", "write -P 0x5a 0 64k", "-c", "write -P 0x6b 2M 4k", str(img0))
+    b = bytearray(img0.read_bytes())
+    b[16] |= 0x02  # QED_F_NEED_CHECK
+    b[32] = 0x80  # an autoclear bit qemu does not know
+    img0.write_bytes(bytes(b))
+    ref = tmp_path / "ref.qed"
+    tl.copy_file(img0, ref)
+    tl.qemu_img("resize", str(ref), "+5M")
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        img = work / "w.qed"
+        tl.copy_file(img0, img)
+        r = instar.run(["resize", "w.qed", "+5M"], cwd=work, env_extra={"INSTAR_FAULT_WRITES": str(n)},
+                       timeout=120)
+        if r.returncode == 0:
+            assert r.stdout == b"Image resized.\n", r.describe()
+            assert img.read_bytes() == ref.read_bytes(), "the completed resize differs from qemu-img's"
+            assert n >= 2, "fewer writes than the open's and the header's"
+            return
+        assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        c = tl.run_oracle(["check", "-r", "all", "-f", "qed", str(img)])
+        assert c.returncode == 0, f"after {n} writes:\n  {c.describe()}"
+        i = tl.run_oracle(["info", "-f", "qed", "--output=json", str(img)])
+        assert json.loads(i.stdout)["virtual-size"] in (3 << 20, 8 << 20), i.describe()
+        q = tl.run([tl.QEMU_IO, "-f", "qed", "-c", "read -P 0x5a 0 64k", "-c", "read -P 0x6b 2M 4k",
+                    "-c", "read -P 0 64k 1984k", str(img)])
+        assert q.returncode == 0 and b"Pattern verification failed" not in q.stdout, q.describe()
+    pytest.fail(f"resize did not complete within {MAX_WRITES} writes")
+
+
+def test_rebase_sweep(instar, tmp_path):
+    """A safe rebase of a qed image onto another backing file: the old
+    backing file's data where the two differ is written into the image
+    (clusters allocated as qed_aio_write_alloc() orders them), flushed,
+    then the header names the new file.  Every interrupted image passes
+    `check -r all` (leaks at most) and reads, through whichever backing file its header
+    names, as it read before; the completed one is qemu-img's."""
+    def mk(d: Path) -> None:
+        tl.qemu_img("create", "-q", "-f", "qcow2", str(d / "b1.qcow2"), "4M")
+        tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 1M", "-c", "write -P 3 3M 8k", str(d / "b1.qcow2"))
+        tl.qemu_img("create", "-q", "-f", "raw", str(d / "b2.raw"), "4M")
+        tl.qemu_io("-f", "raw", "-c", "write -P 1 0 512k", "-c", "write -P 2 2M 64k", str(d / "b2.raw"))
+        tl.qemu_img("create", "-q", "-f", "qed", "-o", "cluster_size=4k,table_size=2", "-b", "b1.qcow2",
+                    "-F", "qcow2", str(d / "w.qed"), "4M", cwd=d)
+        tl.qemu_io("-f", "qed", "-c", "write -P 9 100k 64k", str(d / "w.qed"))
+
+    base = tmp_path / "base"
+    base.mkdir()
+    mk(base)
+    before = tmp_path / "before.raw"
+    tl.qemu_img("convert", "-O", "raw", str(base / "w.qed"), str(before))
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    for f in ("b1.qcow2", "b2.raw", "w.qed"):
+        tl.copy_file(base / f, ref / f)
+    tl.qemu_img("rebase", "-b", "b2.raw", "-F", "raw", "w.qed", cwd=ref)
+    args = ["rebase", "-b", "b2.raw", "-F", "raw", "w.qed"]
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        for f in ("b1.qcow2", "b2.raw", "w.qed"):
+            tl.copy_file(base / f, work / f)
+        r = instar.run(args, cwd=work, env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        img = work / "w.qed"
+        if r.returncode == 0:
+            assert tl.same_content(img, ref / "w.qed"), "the completed rebase differs from qemu-img's"
+            assert n >= 3, "fewer writes than the data's and the header's"
+            return
+        assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        # qed repairs no leaks: clusters written before their table entry stay leaked
+        c = tl.run_oracle(["check", "-r", "all", "-f", "qed", "w.qed"], cwd=work)
+        assert c.returncode in (0, 3), f"after {n} writes:\n  {c.describe()}"
+        out = work / "now.raw"
+        cv = tl.run_oracle(["convert", "-O", "raw", "w.qed", "now.raw"], cwd=work)
+        assert cv.returncode == 0, cv.describe()
+        assert out.read_bytes() == before.read_bytes(), f"after {n} writes the image reads otherwise"
+    pytest.fail(f"rebase did not complete within {MAX_WRITES} writes")
