@@ -356,11 +356,12 @@ def test_commit_refused(instar, setups, tmp_path, setup, args, mention):
 
 
 # ---- commit of a qcow2 image into a base of another format (iotest 020's idea) -------------
-# vdi and vpc bases come out byte for byte qemu-img's; a vhdx base too but
-# for its two headers (a new random session GUID and checksum per open).  A
-# qed base usually does too, but qed serialises allocating writes in the
-# order the job's requests reach it, which under load is not always the
-# same in qemu-img: there the content, the check and the length are compared.
+# vpc bases come out byte for byte qemu-img's; a vhdx base too but for its
+# two headers (a new random session GUID and checksum per open).  qed and
+# vdi bases usually do too, but they allocate blocks in the order the job's
+# requests reach them, which under load is not always the same in qemu-img
+# (a full-suite run saw vdi's block map differ): there the content, the
+# check and the length are compared.
 VHDX_HEADERS = ((64 << 10, 4096), (128 << 10, 4096))
 
 
@@ -388,15 +389,15 @@ def test_commit_into_other_format(instar, tmp_path, fmt, drop):
     tl.assert_same(expected, actual, " ".join(argv))
     assert expected.returncode == 0
     a, b = tmp_path / "oracle", tmp_path / "instar"
-    if fmt != "qed":
+    if fmt not in ("qed", "vdi"):
         assert _masked(a / f"base.{fmt}", fmt) == _masked(b / f"base.{fmt}", fmt), f"base.{fmt} differs"
     assert (a / f"base.{fmt}").stat().st_size == (b / f"base.{fmt}").stat().st_size
     assert tl.same_content(a / "top.qcow2", b / "top.qcow2"), "top.qcow2 differs"
-    if fmt == "qed":
-        # (its fragmentation figure follows the allocation order)
-        cb = tl.run_oracle(["check", "-f", "qed", str(b / "base.qed")])
+    if fmt in ("qed", "vdi"):
+        # (qed's fragmentation figure follows the allocation order)
+        cb = tl.run_oracle(["check", "-f", fmt, str(b / f"base.{fmt}")])
         assert cb.returncode == 0, cb.describe()
-    if fmt in ("vhdx", "qed"):
+    if fmt in ("vhdx", "qed", "vdi"):
         c = tl.run_oracle(["compare", "-f", fmt, "-F", fmt, str(a / f"base.{fmt}"), str(b / f"base.{fmt}")])
         assert c.returncode == 0, c.describe()
 
