@@ -400,18 +400,9 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
     cfg.progress = progress_from_guest;
     memset(&out, 0, sizeof(out));
 
-    if (vmm_run(&cfg, INSTAR_OP_AMEND, args, sizeof(*args), devs, ndev, &out) != 0) {
-        if (out.status == VMM_FAULT_INJECTED)
-            report_error("Failed to amend '%s': stopped by fault injection", im->name);
-        else
-            report_error("Failed to amend '%s': sandbox failure: %s", im->name,
-                         out.detail[0] ? out.detail : "unknown error");
+    if (open_run_planner(&cfg, INSTAR_OP_AMEND, args, sizeof(*args), devs, ndev, &out, &hdr,
+                         "Failed to amend", im->name) < 0)
         goto out;
-    }
-    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_AMEND, &hdr) != RESULT_OK) {
-        report_error("Failed to amend '%s': sandbox failure: invalid result", im->name);
-        goto out;
-    }
     if (hdr.error == QCOW2_RESIZE_ERR_BITMAP_INCONSISTENT) {
         /* qcow2_truncate_bitmaps_check(): the bitmap's name, as it is on disk. */
         int kind = 0;

@@ -744,3 +744,22 @@ void open_chain_close(struct open_chain *oc)
     oc->data_fd = -1;
     oc->data_name = NULL;
 }
+
+int open_run_planner(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
+                     const struct vmm_dev *devs, unsigned ndevs, struct vmm_outcome *out,
+                     struct instar_result_hdr *hdr, const char *what, const char *name)
+{
+    if (vmm_run(cfg, op, args, args_len, devs, ndevs, out) != 0) {
+        if (out->status == VMM_FAULT_INJECTED)
+            report_error("%s '%s': stopped by fault injection", what, name);
+        else
+            report_error("%s '%s': sandbox failure: %s", what, name,
+                         out->detail[0] ? out->detail : "unknown error");
+        return -1;
+    }
+    if (result_hdr_parse(out->result, out->result_len, op, hdr) != RESULT_OK) {
+        report_error("%s '%s': sandbox failure: invalid result", what, name);
+        return -1;
+    }
+    return 0;
+}

@@ -157,4 +157,18 @@ void open_image_release(struct open_image *img);
  */
 int resize_chain_grow(struct open_chain *oc, int64_t new_size);
 
+/*
+ * open_run_planner - run a mutating planner (resize, snapshot, amend) and
+ * parse its result header.  On a sandbox failure, fault injection or an
+ * invalid result, reports "WHAT 'NAME': ..." and returns -1; else 0, with
+ * out and hdr filled in (the caller releases out).
+ */
+struct vmm_config;
+struct vmm_dev;
+struct vmm_outcome;
+struct instar_result_hdr;
+int open_run_planner(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
+                     const struct vmm_dev *devs, unsigned ndevs, struct vmm_outcome *out,
+                     struct instar_result_hdr *hdr, const char *what, const char *name);
+
 #endif /* CMD_OPEN_H */

@@ -371,19 +371,9 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
-    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), gr ? gr->devs : devs,
-                gr ? gr->ndevs : ndev, &out) != 0) {
-        if (out.status == VMM_FAULT_INJECTED)
-            report_error("Failed to resize '%s': stopped by fault injection", im->name);
-        else
-            report_error("Failed to resize '%s': sandbox failure: %s", im->name,
-                         out.detail[0] ? out.detail : "unknown error");
+    if (open_run_planner(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), gr ? gr->devs : devs,
+                         gr ? gr->ndevs : ndev, &out, &hdr, "Failed to resize", im->name) < 0)
         goto out;
-    }
-    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_RESIZE, &hdr) != RESULT_OK) {
-        report_error("Failed to resize '%s': sandbox failure: invalid result", im->name);
-        goto out;
-    }
     if (hdr.error >= 3000 && hdr.error < 3100) {
         const char *s = hdr.err_str.off ? (const char *)out.result + hdr.err_str.off : NULL;
 
@@ -445,18 +435,9 @@ static int resize_qed(struct open_chain *oc, int64_t new_size, int prealloc)
     cfg.report = check_report_cb; /* a need-check image's repair, as check -r prints it */
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
-    if (vmm_run(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), &dev, 1, &out) != 0) {
-        if (out.status == VMM_FAULT_INJECTED)
-            report_error("Failed to resize '%s': stopped by fault injection", im->name);
-        else
-            report_error("Failed to resize '%s': sandbox failure: %s", im->name,
-                         out.detail[0] ? out.detail : "unknown error");
+    if (open_run_planner(&cfg, INSTAR_OP_RESIZE, &args, sizeof(args), &dev, 1, &out, &hdr,
+                         "Failed to resize", im->name) < 0)
         goto out;
-    }
-    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_RESIZE, &hdr) != RESULT_OK) {
-        report_error("Failed to resize '%s': sandbox failure: invalid result", im->name);
-        goto out;
-    }
     if (hdr.error == QCOW2_RESIZE_ERR_QED_PREALLOC) {
         report_error("Unsupported preallocation mode '%s'", prealloc_names[prealloc]);
         goto out;

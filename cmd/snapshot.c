@@ -174,18 +174,9 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
-    if (vmm_run(&cfg, INSTAR_OP_SNAPSHOT, &args, sizeof(args), &dev, 1, &out) != 0) {
-        if (out.status == VMM_FAULT_INJECTED)
-            report_error("Snapshot of '%s': stopped by fault injection", im->name);
-        else
-            report_error("Snapshot of '%s': sandbox failure: %s", im->name,
-                         out.detail[0] ? out.detail : "unknown error");
+    if (open_run_planner(&cfg, INSTAR_OP_SNAPSHOT, &args, sizeof(args), &dev, 1, &out, &hdr,
+                         "Snapshot of", im->name) < 0)
         goto out;
-    }
-    if (result_hdr_parse(out.result, out.result_len, INSTAR_OP_SNAPSHOT, &hdr) != RESULT_OK) {
-        report_error("Snapshot of '%s': sandbox failure: invalid result", im->name);
-        goto out;
-    }
     if (hdr.error >= 3200 && hdr.error < 3300) {
         int kind = 0;
         const char *msg = snapop_msg(hdr.error, &kind);
