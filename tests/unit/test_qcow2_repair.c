@@ -400,21 +400,27 @@ static int one(const char *name, const char *mode, unsigned fix, struct sweep *s
     return 1;
 }
 
+/*
+ * The library against the oracle on a quarter of the generator's images
+ * (every fourth name, a different quarter for each mode): the binary is
+ * compared with qemu-img on every image in both modes, bytes included, by
+ * parity/test_repair_parity.py.  REPAIR_ALL=1 sweeps them all here too.
+ */
 static void sweep(const char *mode, unsigned fix)
 {
     struct sweep sw = {0};
     char *list = sh_out("ls %s/imgs | grep '\\.qcow2$'", gen_dir), *name, *save = NULL;
-
     const char *only = getenv("REPAIR_ONLY"); /* debugging: one image name */
+    unsigned step = getenv("REPAIR_ALL") ? 1 : 4, i = 0;
 
-    for (name = strtok_r(list, "\n", &save); name; name = strtok_r(NULL, "\n", &save))
-        if (!only || !strcmp(only, name))
+    for (name = strtok_r(list, "\n", &save); name; name = strtok_r(NULL, "\n", &save), i++)
+        if (only ? !strcmp(only, name) : (i + fix) % step == 0)
             one(name, mode, fix, &sw);
     free(list);
     cr_log_info("-r %s: %u images, %u identical, %u refused, %u clean in both, %u differ", mode,
                 sw.images, sw.same_lines, sw.refused, sw.clean_both, sw.differ);
-    if (!getenv("REPAIR_ONLY"))
-        cr_assert_gt(sw.images, 100);
+    if (!only)
+        cr_assert_gt(sw.images, 100 / step);
     cr_assert_eq(sw.qemu_clean_instar_not, 0);
     cr_assert_eq(sw.differ, 0);
 }
