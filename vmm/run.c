@@ -238,6 +238,16 @@ static void print_hc_counts(const struct vmm *v)
     fprintf(stderr, "\n");
 }
 
+/*
+ * What is left of VMM_FAULT_ENV's allowance, over every run of the process:
+ * a command made of several runs (a target created in one, written in the
+ * next; a dirty image repaired before the operation) is cut at its N-th
+ * write counted from the first run's first, so a sweep of N reaches every
+ * write of every run.  Runs are one at a time.
+ */
+static bool fault_read;
+static uint64_t fault_budget;
+
 int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *cfg, uint32_t op,
                   const void *args, size_t args_len, const struct vmm_dev *devs, unsigned ndevs,
                   struct vmm_outcome *out)
@@ -261,8 +271,11 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
         v.progress_opaque = cfg->progress_opaque;
     }
     if (getenv(VMM_FAULT_ENV)) {
+        if (!fault_read)
+            fault_budget = env_u64(VMM_FAULT_ENV, 0);
+        fault_read = true;
         v.fault_on = true;
-        v.fault_left = env_u64(VMM_FAULT_ENV, 0);
+        v.fault_left = fault_budget;
     }
     if (pick_backend(&v, cfg) < 0)
         return -1;
@@ -286,6 +299,9 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
     if (v.watchdog_ms == 0)
         v.watchdog_ms = VMM_WATCHDOG_DEF;
     v.cpu_budget_ms = env_u64("INSTAR_CPU_BUDGET_S", VMM_CPU_BUDGET_DEF) * 1000;
+    v.clock_scale = env_u64(VMM_CLOCK_SCALE_ENV, 1);
+    if (v.clock_scale == 0 || v.clock_scale > 1000000)
+        v.clock_scale = 1;
     v.report_budget = env_u64("INSTAR_REPORT_BUDGET_MB", VMM_REPORT_BUDGET_MB) << 20;
 
     if (ndevs > INSTAR_DEV_MAX || args_len > sizeof(bi->args)) {
@@ -346,6 +362,8 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
 
 out_release:
     mem_release(&v);
+    if (v.fault_on)
+        fault_budget = v.fault_left;
     if (out->status != VMM_OK) {
         free(out->result);
         out->result = NULL;

@@ -62,11 +62,22 @@ struct vmm_config {
 
 /*
  * Test-only fault injection: with INSTAR_FAULT_WRITES=N in the environment
- * the run stops with VMM_FAULT_INJECTED when the guest asks for its
- * (N+1)-th block write or truncate, which is not performed.  Crash tests
- * sweep N over every write of a mutating operation.
+ * the run stops with VMM_FAULT_INJECTED when the guest asks for the
+ * process's (N+1)-th block write or truncate, counted over all its runs,
+ * which is not performed.  Crash tests sweep N over every write of a
+ * mutating operation.
  */
 #define VMM_FAULT_ENV "INSTAR_FAULT_WRITES"
+
+/*
+ * Test-only: with INSTAR_CLOCK_SCALE=K the clock the guest reads runs K
+ * times faster (at most 10^6), so that the PBKDF2 benchmark of a LUKS
+ * create ends after its first run and sets the minimum iteration counts.
+ * Crash sweeps of LUKS writes use it: what they prove is the order of the
+ * writes, and each of their many runs would otherwise time PBKDF2 for a
+ * second.
+ */
+#define VMM_CLOCK_SCALE_ENV "INSTAR_CLOCK_SCALE"
 
 /* How a run ended.  Only VMM_OK carries a result blob. */
 enum vmm_status {
