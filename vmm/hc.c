@@ -830,6 +830,8 @@ static void hc_clock(struct vmm *v, uint32_t gpa)
 
     clock_gettime(CLOCK_MONOTONIC, &t);
     a.ns = (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+    if (__builtin_mul_overflow(a.ns, v->clock_scale, &a.ns))
+        a.ns = UINT64_MAX;
     if (vmm_mem_write(&v->mem, gpa, &a, sizeof(a)) < 0)
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
 }

@@ -28,6 +28,7 @@ struct vmm {
     unsigned ndevs;
     unsigned watchdog_ms;   /* stop a guest silent for this long */
     uint64_t cpu_budget_ms; /* CPU time a run may use in all */
+    uint64_t clock_scale;   /* VMM_CLOCK_SCALE_ENV, tests only: 1 otherwise */
     uint64_t report_budget; /* bytes of diagnostics a run may stream */
     uint64_t report_bytes;  /* streamed so far */
     bool debug;             /* INSTAR_DEBUG set: print guest LOG calls */

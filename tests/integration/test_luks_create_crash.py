@@ -31,7 +31,7 @@ MAX_WRITES = 100
 
 
 def _run(instar, args, cwd, n):
-    return instar.run(args, cwd=cwd, env_extra={"INSTAR_FAULT_WRITES": str(n)})
+    return instar.run(args, cwd=cwd, env_extra={**tl.LUKS_FAST_PBKDF2, "INSTAR_FAULT_WRITES": str(n)})
 
 
 def test_create_luks_sweep(instar, tmp_path):
