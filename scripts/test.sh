@@ -78,5 +78,5 @@ if [ "$KVM" = 0 ]; then
         export INSTAR_REQUIRE_KVM=1
         build/test_vmm_negative
         build/test_vmm_seccomp
-        INSTAR_SANDBOX=kvm '"$PYTEST"' --slice='"$TCG_SLICE"' tests/integration parity'
+        INSTAR_SANDBOX=kvm '"$PYTEST"' --durations=15 --slice='"$TCG_SLICE"' tests/integration parity'
 fi

@@ -105,6 +105,7 @@ def make_rich(d: Path, opts: str) -> Path:
 def sweep_same(instar, src: Path, tmp_path: Path, opts: str, extra: tuple = (), after=None) -> int:
     """As sweep(), with the whole active layer compared to the source's;
     after(img, n, done): more checks of each resulting image."""
+    s = tl.run_oracle(["snapshot", "-l", str(src)]).stdout.splitlines()[2:]
     for n in range(MAX_WRITES):
         work = tmp_path / f"n{n}"
         work.mkdir()
@@ -120,7 +121,6 @@ def sweep_same(instar, src: Path, tmp_path: Path, opts: str, extra: tuple = (), 
         assert c.returncode == 0, f"errors left after check -r all (n={n}):\n  {c.describe()}"
         c = tl.run_oracle(["compare", "-f", "qcow2", "-F", "qcow2", str(src), str(img)])
         assert c.returncode == 0, f"guest data changed (n={n}):\n  {c.describe()}"
-        s = tl.run_oracle(["snapshot", "-l", str(src)]).stdout.splitlines()[2:]
         t = tl.run_oracle(["snapshot", "-l", str(img)]).stdout.splitlines()[2:]
         assert s == t, f"snapshots changed (n={n})"
         if after:

@@ -95,10 +95,7 @@ def verify(img: Path, old: bytes, new: bytes, want_bitmaps: dict, also=()) -> No
         full = bitmaps(img, mask=3)
         ok = all(f & 1 for _g, f, _b in full.values()) and bitmaps(img) in also
     assert ok, f"bitmaps half written: {sorted(bm)}"
-    rep = tl.run_oracle(["check", "-r", "all", str(img)])
-    assert rep.returncode == 0, f"check -r all did not repair:\n  {rep.describe()}"
-    again = tl.run_oracle(["check", str(img)])
-    assert again.returncode == 0 and b"No errors were found" in again.stdout, again.describe()
+    tl.assert_repairs_clean(img)
     assert bitmaps(img) == bm, "the repair changed the bitmaps"
 
 

@@ -92,10 +92,7 @@ def sweep(instar, src: Path, tmp_path: Path, args: list[str], active_ok: list[by
             assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
         if bitmaps:
             verify_before_repair(img, n, active_ok, kept, bitmaps)
-        rep = tl.run_oracle(["check", "-r", "all", img.name], cwd=work)
-        assert rep.returncode == 0, f"write {n}: repair failed:\n  {rep.describe()}"
-        chk = tl.run_oracle(["check", img.name], cwd=work)
-        assert chk.returncode == 0, f"write {n}: not clean after repair:\n  {chk.describe()}"
+        tl.assert_repairs_clean(img.name, cwd=work, what=f"write {n}")
         if not bitmaps:
             assert raw_of(img, work / "a.raw") in active_ok, f"write {n}: active layer changed"
             names = snapshot_names(img)
@@ -183,10 +180,7 @@ def sweep_resized(instar, src: Path, tmp_path: Path, which: str, active_ok: list
         done = r.returncode == 0
         if not done:
             assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
-        rep = tl.run_oracle(["check", "-r", "all", img.name], cwd=work)
-        assert rep.returncode == 0, f"write {n}: repair failed:\n  {rep.describe()}"
-        chk = tl.run_oracle(["check", img.name], cwd=work)
-        assert chk.returncode == 0, f"write {n}: not clean after repair:\n  {chk.describe()}"
+        tl.assert_repairs_clean(img.name, cwd=work, what=f"write {n}")
         assert raw_of(img, work / "a.raw").rstrip(b"\0") in ok, f"write {n}: active layer changed"
         for name, data in kept.items():
             got = raw_of(img, work / "s.raw", name)
