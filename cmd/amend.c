@@ -433,6 +433,10 @@ static int amend_luks_run(struct open_chain *oc, const struct opt_list *l, const
             fprintf(stderr, "%s: Could not open '%s': ", report_progname(), im->name);
         report_code_render_to(stderr, hdr.error, hdr.err_args, NULL, 0);
         fputc('\n', stderr);
+        /* qcrypto_block_luks_amend_add_keyslot()'s hint, which has no newline. */
+        if (hdr.error == INSTAR_ERR_LUKS_SCALE || hdr.error == INSTAR_ERR_LUKS_LARGE ||
+            hdr.error == INSTAR_ERR_LUKS_CREATE)
+            fprintf(stderr, "Failed to write to keyslot %u", (unsigned)(hdr.err_args[1] & 7));
         goto release;
     }
     ret = 0;

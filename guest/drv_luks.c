@@ -492,6 +492,7 @@ int gbs_luks_amend(const struct instar_amend_luks *a, const struct gluks_amend_i
         memset(mk, 0, sizeof(mk));
         if (ret < 0) {
             args[0] = err;
+            args[1] = slot; /* the hint's "Failed to write to keyslot N" */
             ret = ret == -LUKS_CREATE_ERR_SCALE   ? -INSTAR_ERR_LUKS_SCALE
                   : ret == -LUKS_CREATE_ERR_LARGE ? -INSTAR_ERR_LUKS_LARGE
                   : ret == -LUKS_CREATE_ERR_CPU   ? -INSTAR_ERR_LUKS_CREATE
