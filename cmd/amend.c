@@ -561,6 +561,7 @@ static int amend_luks_slots(struct open_chain *oc, const struct opt_list *l, con
 static int amend_luks(struct open_chain *oc, struct opt_list *l, const char *options, bool force)
 {
     char msg[512], hint[512];
+    int ret;
 
     opts_append(l, luks_amend_descs);
     if (opts_parse(l, options, msg, hint, sizeof(msg)) < 0) {
@@ -578,7 +579,11 @@ static int amend_luks(struct open_chain *oc, struct opt_list *l, const char *opt
         opts_free(&cl);
         return 1;
     }
-    return amend_luks_slots(oc, l, "", force);
+    /* img_amend(): the progress around bdrv_amend_options(), which makes the checks. */
+    progress_print(0, 0);
+    ret = amend_luks_slots(oc, l, "", force);
+    progress_print(100, 0);
+    return ret;
 }
 
 /* g_strcmp0() */

@@ -189,6 +189,13 @@ CASES = [
      ["sec0", "sec1"], []),
     ("err-erase-all-match", "a.luks", "state=inactive,old-secret=sec0", [], ["sec0"], []),
     ("err-erase-only-old-secret", "a.luks", "state=inactive,keyslot=0,old-secret=sec0", [], ["sec0"], []),
+    # -p: img_amend()'s progress around the driver's amend, a refusal included
+    ("add-progress", "a.luks", "state=active,new-secret=sec1,iter-time=10", ["-p"], ["sec0", "sec1"], []),
+    ("err-add-over-active-progress", "two.luks", "state=active,new-secret=sec2,keyslot=5", ["-p"],
+     ["sec0", "sec1"], []),
+    ("err-parse-progress", "a.luks", "foo=1", ["-p"], ["sec0"], []),
+    ("qcow2-add-progress", "e.qcow2", "encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10",
+     ["-p"], ["sec0", "sec1"], []),
     # qcow2 with encrypt.format=luks: the same, with the encrypt. prefix
     ("qcow2-add", "e.qcow2", "encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10", [],
      ["sec0", "sec1"], ["sec2"]),
