@@ -1,6 +1,6 @@
 /*
  * instar amend: qemu-img 7.2's img_amend() with qcow2's
- * qcow2_amend_options().
+ * qcow2_amend_options() and block/crypto.c's LUKS key slot changes.
  *
  * The host parses the -o options as qemu-img does (the driver's amend
  * options, then the create options for the "only supported for image
@@ -12,7 +12,10 @@
  * changes: the lazy refcounts bit and the truncation, which is the
  * resize planner's.  A dirty image is repaired first, by a guest run that
  * only opens it, so that every error qemu finds after its open comes
- * after the repair's lines.
+ * after the repair's lines.  A luks volume's key slots (or a LUKS qcow2
+ * image's, with encrypt.* options alone) are checked on the host as far
+ * as no key material is needed, then changed by the guest
+ * (gbs_luks_amend() in guest/drv_luks.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -64,7 +67,7 @@ static const struct opt_desc qcow2_amend_descs[] = {
     {NULL, 0, NULL, NULL},
 };
 
-/* block/crypto.c's block_crypto_amend_opts_luks (help only: instar amends no luks image). */
+/* block/crypto.c's block_crypto_amend_opts_luks, in its order. */
 static const struct opt_desc luks_amend_descs[] = {
     {"state", OPT_STRING, "Select new state of affected keyslots (active/inactive)", NULL},
     {"keyslot", OPT_NUMBER, "Select a single keyslot to modify explicitly", NULL},
