@@ -4,7 +4,10 @@
  * qcow2_do_open() does), then the lazy refcounts bit changes
  * (formats/qcow2/amend.c) and the image is truncated to the new size
  * (formats/qcow2/resize.c), in qemu's order.  The host has parsed the
- * options and refused what instar does not amend.
+ * options and refused what instar does not amend.  With
+ * INSTAR_AMEND_LUKS, a LUKS header's key slots change instead
+ * (gbs_luks_amend()): a raw volume's, or an encrypted qcow2 image's after
+ * its open.
  */
 #include "bdrv.h"
 #include "guest.h"
