@@ -1,6 +1,6 @@
 /*
  * instar amend: qemu-img 7.2's img_amend() with qcow2's
- * qcow2_amend_options().
+ * qcow2_amend_options() and block/crypto.c's LUKS key slot changes.
  *
  * The host parses the -o options as qemu-img does (the driver's amend
  * options, then the create options for the "only supported for image
@@ -12,7 +12,10 @@
  * changes: the lazy refcounts bit and the truncation, which is the
  * resize planner's.  A dirty image is repaired first, by a guest run that
  * only opens it, so that every error qemu finds after its open comes
- * after the repair's lines.
+ * after the repair's lines.  A luks volume's key slots (or a LUKS qcow2
+ * image's, with encrypt.* options alone) are checked on the host as far
+ * as no key material is needed, then changed by the guest
+ * (gbs_luks_amend() in guest/drv_luks.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,10 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include "cmds.h"
 #include "graph.h"
+#include "instar/errors.h"
 #include "imgcheck.h"
 #include "instar/ovf.h"
 #include "object.h"
@@ -62,7 +67,7 @@ static const struct opt_desc qcow2_amend_descs[] = {
     {NULL, 0, NULL, NULL},
 };
 
-/* block/crypto.c's block_crypto_amend_opts_luks (help only: instar amends no luks image). */
+/* block/crypto.c's block_crypto_amend_opts_luks, in its order. */
 static const struct opt_desc luks_amend_descs[] = {
     {"state", OPT_STRING, "Select new state of affected keyslots (active/inactive)", NULL},
     {"keyslot", OPT_NUMBER, "Select a single keyslot to modify explicitly", NULL},
@@ -72,117 +77,6 @@ static const struct opt_desc luks_amend_descs[] = {
     {"iter-time", OPT_NUMBER, "Time to spend in PBKDF in milliseconds", NULL},
     {NULL, 0, NULL, NULL},
 };
-
-/*
- * A luks volume: qemu-img amend's option parse (the creation options
- * named in the hint), then the checks block_crypto_amend_opts_init() and
- * qcrypto_block_luks_amend_options() make before they look at the key
- * slots, in qemu's words.  Key slot changes themselves are refused.
- * Returns the exit code.
- */
-static int amend_luks(struct opt_list *l, const char *options, unsigned slots_active, bool force)
-{
-    char msg[512], hint[512];
-    const struct opt_val *state, *ks;
-    bool active;
-    int slot;
-
-    opts_append(l, luks_amend_descs);
-    if (opts_parse(l, options, msg, hint, sizeof(msg)) < 0) {
-        struct opt_list cl;
-        char m2[512], h2[512];
-
-        memset(&cl, 0, sizeof(cl));
-        opts_append(&cl, luks_amend_descs);
-        (void)create_format_opts_for(&cl, "luks");
-        report_error("%s", msg);
-        if (hint[0])
-            fputs(hint, stderr);
-        if (opts_parse(&cl, options, m2, h2, sizeof(m2)) == 0)
-            fputs("This option is only supported for image creation\n", stderr);
-        opts_free(&cl);
-        return 1;
-    }
-    /* QCryptoBlockAmendOptionsLUKS: state is mandatory, an enum. */
-    state = opts_find(l, "state");
-    if (!state) {
-        report_error("Parameter 'state' is missing");
-        return 1;
-    }
-    if (strcmp(state->str, "active") && strcmp(state->str, "inactive")) {
-        report_error("Parameter 'state' does not accept value '%s'", state->str);
-        return 1;
-    }
-    active = !strcmp(state->str, "active");
-    ks = opts_find(l, "keyslot");
-    if (active) {
-        if (!opts_find(l, "new-secret")) {
-            report_error("'new-secret' is required to activate a keyslot");
-            return 1;
-        }
-        if (opts_find(l, "old-secret")) {
-            report_error("'old-secret' must not be given when activating keyslots");
-            return 1;
-        }
-        /* The number is cut to a C int, and printed with %u. */
-        if (ks && ((int32_t)ks->value < 0 || (int32_t)ks->value >= 8)) {
-            report_error("Invalid keyslot %u specified, must be between 0 and 7",
-                         (uint32_t)ks->value);
-            return 1;
-        }
-        slot = ks ? (int32_t)ks->value : -1;
-        for (int i = 0; i < 8 && slot < 0; i++)
-            if (!(slots_active & (1u << i)))
-                slot = i;
-        if (slot < 0) {
-            report_error("Can't add a keyslot - all keyslots are in use");
-            return 1;
-        }
-        if (!force && (slots_active & (1u << slot))) {
-            report_error("Refusing to overwrite active keyslot %d - please erase it first", slot);
-            return 1;
-        }
-        /* The volume's own key was found at the open: the new one is looked up. */
-        if (!object_secret_utf8(opts_find(l, "new-secret")->str))
-            return 1;
-    } else {
-        if (opts_find(l, "new-secret")) {
-            report_error("'new-secret' must not be given when erasing keyslots");
-            return 1;
-        }
-        if (opts_find(l, "iter-time")) {
-            report_error("'iter-time' must not be given when erasing keyslots");
-            return 1;
-        }
-        if (opts_find(l, "old-secret") && !object_secret_utf8(opts_find(l, "old-secret")->str))
-            return 1;
-        if (!ks && !opts_find(l, "old-secret")) {
-            report_error("To erase keyslot(s), either explicit keyslot index or the password "
-                         "currently contained in them must be given");
-            return 1;
-        }
-        slot = ks ? (int32_t)ks->value : -1;
-        if (ks && (slot < 0 || slot >= 8)) {
-            report_error("Invalid keyslot %d specified, must be between 0 and 7", slot);
-            return 1;
-        }
-        /* Without old-secret: the slot's state alone (with it, PBKDF2 first). */
-        if (ks && !opts_find(l, "old-secret") && !force) {
-            if (!(slots_active & (1u << slot))) {
-                report_error("Given keyslot %d is already erased (inactive) ", slot);
-                return 1;
-            }
-            if (__builtin_popcount(slots_active) == 1) {
-                report_error("Attempt to erase the only active keyslot %d which will erase all "
-                             "the data in the image irreversibly - refusing operation",
-                             slot);
-                return 1;
-            }
-        }
-    }
-    report_error("Amending luks images is not supported by instar yet");
-    return 1;
-}
 
 /* QEMU's BDRV_MAX_LENGTH (block/io.c). */
 #define AMEND_MAX_LENGTH INT64_C(0x7fffffffc0000000)
@@ -435,6 +329,266 @@ out:
     return ret;
 }
 
+/* The passphrase of secret id (found: the caller looked it up) into k; -1 if too long. */
+static int amend_key(struct instar_key *k, const char *pw)
+{
+    size_t len = pw ? strlen(pw) : 0;
+
+    if (len > INSTAR_KEY_BYTES) {
+        report_error("instar takes LUKS passphrases of up to %d bytes", INSTAR_KEY_BYTES);
+        return -1;
+    }
+    k->len = (uint32_t)len;
+    memcpy(k->data, pw, len);
+    return 0;
+}
+
+static int amend_urandom(void *buf, size_t len)
+{
+    return getrandom(buf, len, 0) == (ssize_t)len ? 0 : -1;
+}
+
+/* A LUKS amend's guest RAM: the heap's key material buffers and the runtime. */
+#define AMEND_LUKS_MEM (32ULL << 20)
+
+/*
+ * The guest's part of a luks volume's amend (guest/drv_luks.c,
+ * gbs_luks_amend()): the volume's key, the new or old passphrase and the
+ * random bytes passed; the file written in place, never grown.  slot: the
+ * keyslot= given, or -1.  Returns 0 or -1 after reporting.
+ */
+static int amend_luks_run(struct open_chain *oc, const struct opt_list *l, const char *prefix,
+                          bool active, int slot, bool force)
+{
+    struct open_image *im = &oc->img[0];
+    const struct opt_val *it, *sec;
+    char name[64];
+    struct instar_amend_args *args;
+    struct instar_result_hdr hdr;
+    struct vmm_config cfg;
+    struct vmm_outcome out;
+    struct vmm_dev dev;
+    struct stat st;
+    int ret = -1;
+
+    args = calloc(1, sizeof(*args));
+    if (!args) {
+        report_error("Cannot allocate memory");
+        return -1;
+    }
+    args->flags = INSTAR_AMEND_LUKS;
+    args->luks.flags = (*prefix ? 0 : INSTAR_AMEND_LUKS_VOLUME) |
+                       (active ? INSTAR_AMEND_LUKS_ACTIVE : 0) |
+                       (force ? INSTAR_AMEND_LUKS_FORCE : 0);
+    if (slot >= 0) {
+        args->luks.flags |= INSTAR_AMEND_LUKS_KEYSLOT;
+        args->luks.keyslot = (uint32_t)slot;
+    }
+    snprintf(name, sizeof(name), "%siter-time", prefix);
+    it = opts_find(l, name);
+    /* QCRYPTO_BLOCK_LUKS_DEFAULT_ITER_TIME_MS */
+    args->luks.iter_time = it ? it->value : 2000;
+    if (amend_key(&args->luks.key, oc->key) < 0)
+        goto out;
+    snprintf(name, sizeof(name), "%snew-secret", prefix);
+    sec = opts_find(l, name);
+    if (sec && amend_key(&args->luks.new_key, object_secret_utf8(sec->str)) < 0)
+        goto out;
+    snprintf(name, sizeof(name), "%sold-secret", prefix);
+    sec = opts_find(l, name);
+    if (sec) {
+        args->luks.flags |= INSTAR_AMEND_LUKS_OLD;
+        if (amend_key(&args->luks.old_key, object_secret_utf8(sec->str)) < 0)
+            goto out;
+    }
+    if (amend_urandom(args->luks.slot_salt, sizeof(args->luks.slot_salt)) < 0 ||
+        amend_urandom(args->luks.seed, sizeof(args->luks.seed)) < 0) {
+        report_error("Could not read /dev/urandom");
+        goto out;
+    }
+    if (fstat(im->fd, &st) != 0)
+        st = im->st;
+    memset(&dev, 0, sizeof(dev));
+    dev.fd = im->fd;
+    dev.size = (uint64_t)st.st_size;
+    /* The key slots are rewritten in place; qcow2's open may repair a dirty image. */
+    dev.write_limit = *prefix ? amend_write_limit(dev.size, false, 0) : dev.size;
+    dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.mem_size = *prefix ? AMEND_GUEST_MEM : AMEND_LUKS_MEM;
+    cfg.report = amend_report_cb; /* qcow2: the repair of a dirty image, as check -r prints it */
+    cfg.report_opaque = stderr;
+    memset(&out, 0, sizeof(out));
+    amend_opened = true;
+    if (open_run_planner(&cfg, INSTAR_OP_AMEND, args, sizeof(*args), &dev, 1, &out, &hdr,
+                         "Failed to amend", im->name) < 0)
+        goto release;
+    if (hdr.error != 0) {
+        /* qemu's amend errors are printed as they are, the open's after its prefix. */
+        bool plain = (hdr.error >= INSTAR_ERR_LUKS_AMEND_FULL &&
+                      hdr.error <= INSTAR_ERR_LUKS_AMEND_OUTSIDE) ||
+                     hdr.error == INSTAR_ERR_LUKS_SCALE || hdr.error == INSTAR_ERR_LUKS_LARGE ||
+                     hdr.error == INSTAR_ERR_LUKS_CREATE;
+
+        if (plain)
+            fprintf(stderr, "%s: ", report_progname());
+        else
+            fprintf(stderr, "%s: Could not open '%s': ", report_progname(), im->name);
+        report_code_render_to(stderr, hdr.error, hdr.err_args, NULL, 0);
+        fputc('\n', stderr);
+        /* qcrypto_block_luks_amend_add_keyslot()'s hint, which has no newline. */
+        if (hdr.error == INSTAR_ERR_LUKS_SCALE || hdr.error == INSTAR_ERR_LUKS_LARGE ||
+            hdr.error == INSTAR_ERR_LUKS_CREATE)
+            fprintf(stderr, "Failed to write to keyslot %u", (unsigned)(hdr.err_args[1] & 7));
+        goto release;
+    }
+    ret = 0;
+release:
+    vmm_outcome_release(&out);
+out:
+    memset(args, 0, sizeof(*args));
+    free(args);
+    return ret;
+}
+
+/* The option prefix + name in l (qcow2's "encrypt.", or "" for a luks volume). */
+static const struct opt_val *lo(const struct opt_list *l, const char *prefix, const char *name)
+{
+    char full[64];
+
+    snprintf(full, sizeof(full), "%s%s", prefix, name);
+    return opts_find(l, full);
+}
+
+/*
+ * The checks block_crypto_amend_opts_init() and
+ * qcrypto_block_luks_amend_options() make before they look at the key
+ * slots, on the options prefix + name of l, in qemu's words; then the
+ * guest makes the change.  Returns the exit code.
+ */
+static int amend_luks_slots(struct open_chain *oc, const struct opt_list *l, const char *prefix,
+                            bool force)
+{
+    unsigned slots_active = oc->img[0].info->luks_slots_active;
+    const struct opt_val *state, *ks;
+    bool active;
+    int slot;
+
+    /* QCryptoBlockAmendOptionsLUKS: state is mandatory, an enum. */
+    state = lo(l, prefix, "state");
+    if (!state) {
+        report_error("Parameter 'state' is missing");
+        return 1;
+    }
+    if (strcmp(state->str, "active") && strcmp(state->str, "inactive")) {
+        report_error("Parameter 'state' does not accept value '%s'", state->str);
+        return 1;
+    }
+    active = !strcmp(state->str, "active");
+    ks = lo(l, prefix, "keyslot");
+    if (active) {
+        if (!lo(l, prefix, "new-secret")) {
+            report_error("'new-secret' is required to activate a keyslot");
+            return 1;
+        }
+        if (lo(l, prefix, "old-secret")) {
+            report_error("'old-secret' must not be given when activating keyslots");
+            return 1;
+        }
+        /* The number is cut to a C int, and printed with %u. */
+        if (ks && ((int32_t)ks->value < 0 || (int32_t)ks->value >= 8)) {
+            report_error("Invalid keyslot %u specified, must be between 0 and 7",
+                         (uint32_t)ks->value);
+            return 1;
+        }
+        slot = ks ? (int32_t)ks->value : -1;
+        for (int i = 0; i < 8 && slot < 0; i++)
+            if (!(slots_active & (1u << i)))
+                slot = i;
+        if (slot < 0) {
+            report_error("Can't add a keyslot - all keyslots are in use");
+            return 1;
+        }
+        if (!force && (slots_active & (1u << slot))) {
+            report_error("Refusing to overwrite active keyslot %d - please erase it first", slot);
+            return 1;
+        }
+        /* The volume's own key was found at the open: the new one is looked up. */
+        if (!object_secret_utf8(lo(l, prefix, "new-secret")->str))
+            return 1;
+    } else {
+        if (lo(l, prefix, "new-secret")) {
+            report_error("'new-secret' must not be given when erasing keyslots");
+            return 1;
+        }
+        if (lo(l, prefix, "iter-time")) {
+            report_error("'iter-time' must not be given when erasing keyslots");
+            return 1;
+        }
+        if (lo(l, prefix, "old-secret") && !object_secret_utf8(lo(l, prefix, "old-secret")->str))
+            return 1;
+        if (!ks && !lo(l, prefix, "old-secret")) {
+            report_error("To erase keyslot(s), either explicit keyslot index or the password "
+                         "currently contained in them must be given");
+            return 1;
+        }
+        slot = ks ? (int32_t)ks->value : -1;
+        if (ks && (slot < 0 || slot >= 8)) {
+            report_error("Invalid keyslot %d specified, must be between 0 and 7", slot);
+            return 1;
+        }
+        /* Without old-secret: the slot's state alone (with it, PBKDF2 first). */
+        if (ks && !lo(l, prefix, "old-secret") && !force) {
+            if (!(slots_active & (1u << slot))) {
+                report_error("Given keyslot %d is already erased (inactive) ", slot);
+                return 1;
+            }
+            if (__builtin_popcount(slots_active) == 1) {
+                report_error("Attempt to erase the only active keyslot %d which will erase all "
+                             "the data in the image irreversibly - refusing operation",
+                             slot);
+                return 1;
+            }
+        }
+    }
+    return amend_luks_run(oc, l, prefix, active, slot, force) < 0 ? 1 : 0;
+}
+
+/*
+ * A luks volume: qemu-img amend's option parse (the creation options
+ * named in the hint), then the checks block_crypto_amend_opts_init() and
+ * qcrypto_block_luks_amend_options() make before they look at the key
+ * slots, in qemu's words; then the guest makes the change (amend_luks_run()).
+ * Returns the exit code.
+ */
+static int amend_luks(struct open_chain *oc, struct opt_list *l, const char *options, bool force)
+{
+    char msg[512], hint[512];
+    int ret;
+
+    opts_append(l, luks_amend_descs);
+    if (opts_parse(l, options, msg, hint, sizeof(msg)) < 0) {
+        struct opt_list cl;
+        char m2[512], h2[512];
+
+        memset(&cl, 0, sizeof(cl));
+        opts_append(&cl, luks_amend_descs);
+        (void)create_format_opts_for(&cl, "luks");
+        report_error("%s", msg);
+        if (hint[0])
+            fputs(hint, stderr);
+        if (opts_parse(&cl, options, m2, h2, sizeof(m2)) == 0)
+            fputs("This option is only supported for image creation\n", stderr);
+        opts_free(&cl);
+        return 1;
+    }
+    /* img_amend(): the progress around bdrv_amend_options(), which makes the checks. */
+    progress_print(0, 0);
+    ret = amend_luks_slots(oc, l, "", force);
+    progress_print(100, 0);
+    return ret;
+}
+
 /* g_strcmp0() */
 static int strcmp0(const char *a, const char *b)
 {
@@ -448,8 +602,9 @@ static int strcmp0(const char *a, const char *b)
  * l (progress: -p, the guest sends the status calls).  Returns 0 or -1
  * after reporting.
  */
-static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool progress)
+static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool progress, bool force)
 {
+    bool encryption_update = false, only_encrypt = true;
     const struct image_info *ii = oc->img[0].info;
     struct instar_amend_args args;
     const struct opt_val *v;
@@ -466,10 +621,14 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool pro
         v = opts_find(l, name);
         if (!v)
             continue;
+        only_encrypt = only_encrypt && !strncmp(name, "encrypt.", 8);
         if (!strncmp(name, "encrypt.", 8)) {
-            /* An encrypted image failed to open earlier (instar takes no key). */
             if (!ii->encrypted)
                 err = "Can't amend encryption options - encryption not present";
+            else if (!ii->encrypt_luks)
+                err = "Only LUKS encryption options can be amended";
+            else
+                encryption_update = true;
         } else if (!strcmp(name, "compat")) {
             if (!strcmp(v->str, "0.10") || !strcmp(v->str, "v2"))
                 new_version = 2;
@@ -513,6 +672,9 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool pro
      * (qemu would have made the change).
      */
     if (!err) {
+        /* The LUKS key slots alone: block/crypto.c's checks and change, with the prefix. */
+        if (encryption_update && only_encrypt)
+            return amend_luks_slots(oc, l, "encrypt.", force) ? -1 : 0;
         if (ii->encrypted) {
             report_error("Amending encrypted qcow2 images is not supported by instar yet");
             return -1;
@@ -631,8 +793,8 @@ int cmd_amend(int argc, char **argv)
     /* qcow2_do_open() needs the key of an encrypted image (instar takes none). */
     if (graph_check_keys(&oc, filename) < 0)
         goto out;
-    /* block/crypto.c's open unlocks a luks volume before the options are read. */
-    if (!strcmp(fmt, "luks") && graph_unlock_chain(&oc, filename) < 0)
+    /* The open unlocks a luks volume or LUKS qcow2 image before the options are read. */
+    if (graph_unlock_chain(&oc, filename) < 0)
         goto out;
     /*
      * qcow2_do_open() repairs a dirty image it opens read-write, before
@@ -655,7 +817,7 @@ int cmd_amend(int argc, char **argv)
         goto out;
     }
     if (!strcmp(fmt, "luks")) {
-        ret = amend_luks(&l, options, oc.img[0].info->luks_slots_active, force);
+        ret = amend_luks(&oc, &l, options, force);
         goto out;
     }
     if (strcmp(fmt, "qcow2")) {
@@ -682,7 +844,7 @@ int cmd_amend(int argc, char **argv)
     }
 
     progress_print(0, 0);
-    ret = amend_qcow2(&oc, &l, progress) < 0 ? 1 : 0;
+    ret = amend_qcow2(&oc, &l, progress, force) < 0 ? 1 : 0;
     progress_print(100, 0);
 out:
     progress_end();

@@ -252,6 +252,11 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
     ii->format[sizeof(ii->format) - 1] = '\0';
     ii->virtual_size = (int64_t)r->virtual_size;
     ii->encrypted = (r->flags & INSTAR_INFO_ENCRYPTED) != 0;
+    ii->encrypt_luks = r->encrypt_format == INSTAR_ENCRYPT_LUKS;
+    if (ii->encrypt_luks)
+        for (unsigned k = 0; k < INSTAR_LUKS_SLOTS && k < 8; k++)
+            if (v->info.luks.slots[k].active)
+                ii->luks_slots_active |= 1u << k;
     ii->has_cluster_size = r->cluster_size != 0;
     ii->cluster_size = (int64_t)r->cluster_size;
     ii->has_dirty_flag = (r->flags & INSTAR_INFO_DIRTY_VALID) != 0;

@@ -67,7 +67,8 @@ struct image_info {
     uint32_t vmdk_cid;            /* vmdk: the descriptor's CID (create -f vmdk's parentCID) */
     bool vmdk_stream;             /* vmdk: createType streamOptimized (needs_compressed_writes) */
     uint64_t luks_payload_offset; /* luks: the payload's byte offset in the file */
-    unsigned luks_slots_active;   /* luks: bit i set for an active key slot i */
+    unsigned luks_slots_active;   /* luks, qcow2 LUKS: bit i set for an active key slot i */
+    bool encrypt_luks;            /* qcow2: encrypt.format=luks (crypt_method 2) */
 };
 
 /*

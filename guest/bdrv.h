@@ -608,4 +608,23 @@ struct gluks_format_io {
 int gbs_luks_format(const struct instar_create_luks *l, const struct gluks_format_io *io,
                     uint64_t *payload_offset);
 
+/* Where a LUKS header being amended lies: device dev from base, len bytes at most. */
+struct gluks_amend_io {
+    uint32_t dev;
+    uint64_t base; /* the header's offset in dev: 0, or qcow2's crypto header */
+    uint64_t len;  /* qcow2's crypto header length; UINT64_MAX: no bound (a raw volume) */
+};
+
+/*
+ * gbs_luks_amend - qcrypto_block_luks_amend_options() with a's choices on
+ * the LUKS header io names: the header read and checked again, then a key
+ * slot added (the master key unlocked with a->key, the slot's material
+ * written, then the header) or the slots a names erased (each: the
+ * header, then its material overwritten 40 times), with qemu's refusals
+ * on the way.  Returns 0, or a negative INSTAR_ERR_* / QCOW2_ERR_* code,
+ * its message's arguments in args[0..3].
+ */
+int gbs_luks_amend(const struct instar_amend_luks *a, const struct gluks_amend_io *io,
+                   uint64_t args[4]);
+
 #endif /* GUEST_BDRV_H */

@@ -19,6 +19,7 @@
 #include "crypt.h"
 #include "luks/create.h"
 #include "luks/unlock.h"
+#include "qcow2/be.h"
 #include "qcow2/luks.h"
 
 struct gluks {
@@ -332,4 +333,237 @@ int gbs_luks_format(const struct instar_create_luks *l, const struct gluks_forma
         r = io->write(io->opaque, 0, hdr, sizeof(hdr));
     memset(&rng, 0, sizeof(rng));
     return r;
+}
+
+/* --- Key slot changes (qcrypto_block_luks_amend_options) --- */
+
+static int am_read(void *opaque, uint64_t off, uint8_t *buf, size_t len)
+{
+    const struct gluks_amend_io *io = opaque;
+
+    /* qcow2_crypto_hdr_read_func(): nothing outside the extension's length. */
+    if (off > io->len || len > io->len - off)
+        return -INSTAR_ERR_LUKS_AMEND_OUTSIDE;
+    return gdev_pread(io->dev, io->base + off, buf, len) < 0 ? -INSTAR_ERR_IO : 0;
+}
+
+static int am_write(const struct gluks_amend_io *io, uint64_t off, const void *buf, size_t len)
+{
+    if (off > io->len || len > io->len - off)
+        return -INSTAR_ERR_LUKS_AMEND_OUTSIDE;
+    return gdev_pwrite(io->dev, io->base + off, buf, len) < 0 ? -INSTAR_ERR_IO : 0;
+}
+
+/* The passphrase of k up to its first NUL (qcrypto_secret_lookup_as_utf8()). */
+static size_t key_len(const struct instar_key *k)
+{
+    size_t n = 0;
+
+    while (n < k->len && n < INSTAR_KEY_BYTES && k->data[n])
+        n++;
+    return n;
+}
+
+/* A luks_unlock()/luks_slot_load() failure as an open's code. */
+static int unlock_code(int r)
+{
+    switch (-r) {
+    case LUKS_ERR_PASSWORD:
+        return -INSTAR_ERR_LUKS_PASSWORD;
+    case LUKS_ERR_UNSUPPORTED:
+        return -INSTAR_ERR_LUKS_UNSUPPORTED;
+    case LUKS_ERR_TOO_MUCH_WORK:
+        return -INSTAR_ERR_LUKS_WORK;
+    case LUKS_ERR_READ:
+        return -INSTAR_ERR_IO;
+    default:
+        return r;
+    }
+}
+
+/*
+ * qcrypto_block_luks_erase_key(): the slot's header entry reset and the
+ * header written first, then its key material overwritten with random
+ * bytes QCRYPTO_BLOCK_LUKS_ERASE_ITERATIONS times (qemu goes on with the
+ * material when the header write fails, and returns the failure).
+ */
+#define LUKS_ERASE_ITERATIONS 40
+
+static int erase_key(const struct gluks_amend_io *io, uint8_t *hdr, unsigned slot,
+                     struct gluks_rng *rng, uint8_t *work)
+{
+    size_t len;
+    uint64_t off;
+    int ret, r;
+
+    luks_slot_disable(hdr, slot, &len, &off);
+    if (len > LUKS_WORK_SIZE)
+        return -INSTAR_ERR_LUKS_UNSUPPORTED;
+    ret = am_write(io, 0, hdr, QCOW2_LUKS_HDR_SIZE);
+    for (unsigned i = 0; i < LUKS_ERASE_ITERATIONS; i++) {
+        rng_fill(rng, work, len);
+        r = am_write(io, off, work, len);
+        if (r < 0)
+            return r;
+    }
+    return ret;
+}
+
+int gbs_luks_amend(const struct instar_amend_luks *a, const struct gluks_amend_io *io,
+                   uint64_t args[4])
+{
+    static uint8_t hdr[QCOW2_LUKS_HDR_SIZE];
+    static struct gluks_rng rng;
+    static struct luks_volume vol;
+    static const struct qcow2_luks_info ecb = {
+        .cipher_alg = "aes-256", .cipher_mode = "ecb", .ivgen_alg = "plain64"};
+    struct qcow2_luks_info info;
+    uint8_t mk[LUKS_KEY_MAX], *work;
+    unsigned nactive = 0, active = 0, slot;
+    bool force = (a->flags & INSTAR_AMEND_LUKS_FORCE) != 0;
+    int ret;
+
+    memset(args, 0, 4 * sizeof(args[0]));
+    if (a->key.len > INSTAR_KEY_BYTES || a->new_key.len > INSTAR_KEY_BYTES ||
+        a->old_key.len > INSTAR_KEY_BYTES ||
+        ((a->flags & INSTAR_AMEND_LUKS_KEYSLOT) && a->keyslot >= QCOW2_LUKS_NUM_SLOTS))
+        return -INSTAR_ERR_BAD_ARGS;
+    ret = am_read((void *)io, 0, hdr, sizeof(hdr));
+    if (ret < 0)
+        return ret;
+    ret = qcow2_luks_parse(hdr, sizeof(hdr), &info);
+    if (ret < 0)
+        return ret;
+    for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS; i++)
+        if (info.slots[i].active) {
+            active |= 1u << i;
+            nactive++;
+        }
+    work = malloc(LUKS_WORK_SIZE);
+    if (!work)
+        return -INSTAR_ERR_NOMEM;
+    if (luks_volume_init(&rng.vol, &ecb, 32, a->seed) < 0) {
+        ret = -INSTAR_ERR_BAD_ARGS;
+        goto out;
+    }
+    rng.counter = 0;
+
+    if (a->flags & INSTAR_AMEND_LUKS_ACTIVE) {
+        struct luks_create c;
+        size_t mlen;
+        uint64_t moff, err = 0;
+
+        /* qcrypto_block_luks_amend_add_keyslot(). */
+        slot = QCOW2_LUKS_NUM_SLOTS;
+        if (a->flags & INSTAR_AMEND_LUKS_KEYSLOT)
+            slot = a->keyslot;
+        for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS && slot == QCOW2_LUKS_NUM_SLOTS; i++)
+            if (!(active & (1u << i)))
+                slot = i;
+        args[0] = slot;
+        if (slot == QCOW2_LUKS_NUM_SLOTS) {
+            ret = -INSTAR_ERR_LUKS_AMEND_FULL;
+            goto out;
+        }
+        if (!force && (active & (1u << slot))) {
+            ret = -INSTAR_ERR_LUKS_AMEND_ACTIVE;
+            goto out;
+        }
+        /* The master key, from the volume's own secret. */
+        ret = luks_unlock_key(hdr, &info, a->key.data, key_len(&a->key), am_read, (void *)io, work,
+                              &vol, args, mk);
+        memset(&vol, 0, sizeof(vol));
+        if (ret < 0) {
+            ret = unlock_code(ret);
+            goto out;
+        }
+        c = (struct luks_create){
+            .key_bytes = be_ld32(hdr + 108), /* the master key length */
+            .iter_time = a->iter_time,
+            .master_key = mk,
+            .slot_salt = a->slot_salt,
+            .pw = a->new_key.data,
+            .pwlen = key_len(&a->new_key),
+            .now_ms = rng_now_ms,
+            .random = rng_fill,
+            .opaque = &rng,
+        };
+        ret = luks_store_key(&c, hdr, &info, slot, work, &mlen, &moff, &err);
+        memset(mk, 0, sizeof(mk));
+        if (ret < 0) {
+            args[0] = err;
+            args[1] = slot; /* the hint's "Failed to write to keyslot N" */
+            ret = ret == -LUKS_CREATE_ERR_SCALE   ? -INSTAR_ERR_LUKS_SCALE
+                  : ret == -LUKS_CREATE_ERR_LARGE ? -INSTAR_ERR_LUKS_LARGE
+                  : ret == -LUKS_CREATE_ERR_CPU   ? -INSTAR_ERR_LUKS_CREATE
+                                                  : -INSTAR_ERR_LUKS_UNSUPPORTED;
+            goto out;
+        }
+        /* qcrypto_block_luks_store_key(): the key material, then the header. */
+        ret = am_write(io, moff, work, mlen);
+        if (ret == 0)
+            ret = am_write(io, 0, hdr, sizeof(hdr));
+        goto out;
+    }
+
+    /* qcrypto_block_luks_amend_erase_keyslots(). */
+    if (a->flags & INSTAR_AMEND_LUKS_KEYSLOT) {
+        slot = a->keyslot;
+        args[0] = slot;
+        if (a->flags & INSTAR_AMEND_LUKS_OLD) {
+            ret = luks_slot_load(hdr, &info, slot, a->old_key.data, key_len(&a->old_key), am_read,
+                                 (void *)io, work, args);
+            if (ret < 0) {
+                ret = unlock_code(ret);
+                goto out;
+            }
+            args[0] = slot;
+            if (ret == 0) {
+                ret = -INSTAR_ERR_LUKS_AMEND_NOT_OLD;
+                goto out;
+            }
+        }
+        if (!force && !(active & (1u << slot))) {
+            ret = -INSTAR_ERR_LUKS_AMEND_ERASED;
+            goto out;
+        }
+        if (!force && nactive == 1) {
+            ret = -INSTAR_ERR_LUKS_AMEND_ONLY;
+            goto out;
+        }
+        ret = erase_key(io, hdr, slot, &rng, work);
+    } else if (a->flags & INSTAR_AMEND_LUKS_OLD) {
+        unsigned match = 0;
+
+        for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS; i++) {
+            ret = luks_slot_load(hdr, &info, i, a->old_key.data, key_len(&a->old_key), am_read,
+                                 (void *)io, work, args);
+            if (ret < 0) {
+                ret = unlock_code(ret);
+                goto out;
+            }
+            if (ret == 1)
+                match |= 1u << i;
+        }
+        if (match == 0) {
+            ret = -INSTAR_ERR_LUKS_AMEND_NO_MATCH;
+            goto out;
+        }
+        if (!force && (unsigned)__builtin_popcount(match) == nactive) {
+            ret = -INSTAR_ERR_LUKS_AMEND_ALL;
+            goto out;
+        }
+        ret = 0;
+        for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS && ret == 0; i++)
+            if (match & (1u << i))
+                ret = erase_key(io, hdr, i, &rng, work);
+    } else {
+        ret = -INSTAR_ERR_BAD_ARGS; /* the host refused it */
+    }
+out:
+    memset(mk, 0, sizeof(mk));
+    memset(work, 0, LUKS_WORK_SIZE);
+    free(work);
+    memset(&rng, 0, sizeof(rng));
+    return ret;
 }

@@ -4,7 +4,10 @@
  * qcow2_do_open() does), then the lazy refcounts bit changes
  * (formats/qcow2/amend.c) and the image is truncated to the new size
  * (formats/qcow2/resize.c), in qemu's order.  The host has parsed the
- * options and refused what instar does not amend.
+ * options and refused what instar does not amend.  With
+ * INSTAR_AMEND_LUKS, a LUKS header's key slots change instead
+ * (gbs_luks_amend()): a raw volume's, or an encrypted qcow2 image's after
+ * its open.
  */
 #include "bdrv.h"
 #include "guest.h"
@@ -299,6 +302,49 @@ static __attribute__((noreturn)) void finish(const struct gq_image *img,
     done(wcode, werrno);
 }
 
+/*
+ * A raw LUKS volume's key slots (block_crypto_amend_options_luks()): the
+ * header at offset 0 of device 0, no bound on its extent.
+ */
+static __attribute__((noreturn)) void amend_luks_volume(const struct instar_amend_luks *l)
+{
+    const struct gluks_amend_io io = {GOPEN_DEV, 0, UINT64_MAX};
+    uint64_t args[4];
+    int ret = gbs_luks_amend(l, &io, args);
+
+    if (ret < 0)
+        result_error(INSTAR_OP_AMEND, -ret, args, NULL, 0);
+    if (gdev_flush(GOPEN_DEV) < 0)
+        fail(INSTAR_ERR_IO, 0);
+    gresize_send(INSTAR_OP_AMEND, 0, 0);
+}
+
+/*
+ * The LUKS key slots of a qcow2 image with encrypt.format=luks
+ * (qcow2_amend_options() with encrypt.* options alone): the LUKS header
+ * in the clusters its crypto header extension names, no access past the
+ * extension's length (qcow2_crypto_hdr_read_func()).  qemu then rewrites
+ * the qcow2 header unchanged.
+ */
+static __attribute__((noreturn)) void amend_luks_qcow2(const struct gq_image *img,
+                                                       const struct instar_amend_luks *l)
+{
+    struct gluks_amend_io io = {GOPEN_DEV, img->x.crypto_offset, img->x.crypto_length};
+    uint64_t args[4];
+    int ret;
+
+    if (img->h.crypt_method != QCOW2_CRYPT_LUKS || !img->x.has_crypto)
+        fail(INSTAR_ERR_BAD_ARGS, 0); /* the host saw a LUKS image */
+    ret = gbs_luks_amend(l, &io, args);
+    if (ret < 0) {
+        (void)am_close();
+        result_error(INSTAR_OP_AMEND, -ret, args, NULL, 0);
+    }
+    if (gdev_flush(GOPEN_DEV) < 0)
+        fail(INSTAR_ERR_IO, 0);
+    done(0, 0);
+}
+
 void plan_amend(void)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -313,13 +359,17 @@ void plan_amend(void)
     int downgrade_err = 0;
     bool downgrade = false, data_file;
 
+    if ((a->flags & INSTAR_AMEND_LUKS) && (a->luks.flags & INSTAR_AMEND_LUKS_VOLUME))
+        amend_luks_volume(&a->luks);
     (void)gopen_probe(INSTAR_OP_AMEND, "qcow2", false, first);
     gq_open(&img, INSTAR_OP_AMEND, first);
 
     /* qcow2_do_open() refuses these read-write. */
     if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
-    if (h->crypt_method != QCOW2_CRYPT_NONE)
+    /* Of an encrypted image, instar amends the LUKS key slots alone (no bitmaps). */
+    if (h->crypt_method != QCOW2_CRYPT_NONE &&
+        (!(a->flags & (INSTAR_AMEND_LUKS | INSTAR_AMEND_OPEN_ONLY)) || img.x.nb_bitmaps > 0))
         fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
     /* The host opens a data file read-write as device 1. */
     data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
@@ -349,6 +399,8 @@ void plan_amend(void)
     }
     if (a->flags & INSTAR_AMEND_OPEN_ONLY)
         done(0, 0);
+    if (a->flags & INSTAR_AMEND_LUKS)
+        amend_luks_qcow2(&img, &a->luks);
     version = h->version;
     refcount_order = h->refcount_order;
     reftable_offset = h->refcount_table_offset;

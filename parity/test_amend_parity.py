@@ -434,9 +434,6 @@ CASES = [
      "snapl1off.qcow2"),
     ("downgrade-snap-l1-too-large", ["-o", "compat=0.10", "snapl1big.qcow2"], ["snapl1big.qcow2"],
      "snapl1big.qcow2"),
-    ("encrypt-keyslot", ["--object", "secret,id=s0,data=x", "--object", "secret,id=s1,data=y",
-                         "--image-opts", "-o", "encrypt.new-secret=s1,encrypt.state=active",
-                         "driver=qcow2,file.filename=e.qcow2,encrypt.key-secret=s0"], ["e.qcow2"], "=e.qcow2"),
 ]
 
 

@@ -350,7 +350,7 @@ def test_luksraw_resize(instar, vols, tmp_path, cid, args):
 
 
 # ---- amend: qemu-img's checks of the options before a key slot changes ----------------------
-# (the key slot changes themselves are refused: docs/differences.md, amend)
+# (the key slot changes themselves: parity/test_luks_amend_parity.py)
 AMEND = [
     ("err-size", "a.luks", "size=2M"),
     ("err-unknown", "a.luks", "foo=1"),

@@ -67,6 +67,16 @@ case("err-o-encrypt-des", "--object", "secret,id=sec0,data=abc", "-O", "qcow2", 
      "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.cipher-alg=des", "--size", "1G")
 case("err-o-encrypt-not-utf8", "--object", "secret,id=sec0,data=/w==,format=base64", "-O", "qcow2", "-o",
      "encrypt.format=luks,encrypt.key-secret=sec0", "--size", "1G")
+# -O luks: the option checks that come before qemu's PBKDF2 benchmark (the
+# sizes themselves: tests/integration/test_measure.py).
+for _cid, _o in [("no-secret", "iter-time=10"), ("unknown-secret", "key-secret=nosuch"),
+                 ("bad-alg", "key-secret=sec0,cipher-alg=bogus"), ("bad-mode", "cipher-mode=cfb"),
+                 ("des", "key-secret=sec0,cipher-alg=des"), ("3des", "key-secret=sec0,cipher-alg=3des"),
+                 ("essiv-sha1", "key-secret=sec0,ivgen-alg=essiv,ivgen-hash-alg=sha1"),
+                 ("essiv-sha512", "key-secret=sec0,cipher-alg=aes-128,ivgen-alg=essiv,ivgen-hash-alg=sha512"),
+                 ("bogus-key", "key-secret=sec0,bogus=1"), ("qcow2-option", "key-secret=sec0,cluster_size=4k")]:
+    case(f"err-luks-{_cid}", "--object", "secret,id=sec0,data=abc", "-O", "luks", "-o", _o, "--size", "1G")
+case("err-luks-size-only", "-O", "luks", "--size", "1M")
 # AES encryption (and an unknown format) changes nothing in qcow2_measure().
 for _cid, _o in [("aes", "encrypt.format=aes"), ("encryption", "encryption=on"), ("other", "encrypt.format=bogus")]:
     case(f"o-encrypt-{_cid}", "-O", "qcow2", "-o", _o, "--size", "1G")

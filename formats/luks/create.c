@@ -31,6 +31,11 @@
 #define SLOT_ENABLED  0x00AC71F3u
 #define SLOT_DISABLED 0x0000DEADu
 
+static uint32_t ld32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static void st32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24);
@@ -159,13 +164,13 @@ int luks_create_header(const struct luks_create *c, uint8_t *hdr, struct qcow2_l
     return 0;
 }
 
-int luks_create_slot0(const struct luks_create *c, uint8_t *hdr, const struct qcow2_luks_info *info,
-                      uint8_t *material, size_t *material_len, uint64_t *material_off,
-                      uint64_t *err_arg)
+int luks_store_key(const struct luks_create *c, uint8_t *hdr, const struct qcow2_luks_info *info,
+                   unsigned slot, uint8_t *material, size_t *material_len, uint64_t *material_off,
+                   uint64_t *err_arg)
 {
     static struct luks_volume vol;
     static uint8_t rnd[LUKS_KEY_MAX * (STRIPES - 1)];
-    uint8_t *s = hdr + OFF_SLOTS;
+    uint8_t *s = hdr + OFF_SLOTS + slot * SLOT_SIZE;
     uint8_t slotkey[LUKS_KEY_MAX];
     size_t len = (size_t)c->key_bytes * STRIPES;
     uint64_t iters;
@@ -173,6 +178,9 @@ int luks_create_slot0(const struct luks_create *c, uint8_t *hdr, const struct qc
     int r;
 
     *err_arg = 0;
+    if (slot >= QCOW2_LUKS_NUM_SLOTS || c->key_bytes == 0 || c->key_bytes > LUKS_KEY_MAX)
+        return -LUKS_CREATE_ERR_NAMES;
+    /* qcrypto_block_luks_store_key(): a new salt, then the benchmark with it. */
     memcpy(s + 8, c->slot_salt, LUKS_CREATE_SALT);
     r = count_iters(c, info->hash_alg, c->pw, c->pwlen, c->slot_salt, c->key_bytes, &iters);
     if (r < 0)
@@ -199,6 +207,25 @@ int luks_create_slot0(const struct luks_create *c, uint8_t *hdr, const struct qc
     st32(s, SLOT_ENABLED);
     st32(s + 4, slot_iters);
     *material_len = len;
-    *material_off = (uint64_t)HDR_SECTORS * LUKS_SECTOR;
+    *material_off = (uint64_t)ld32(s + 40) * LUKS_SECTOR;
     return 0;
+}
+
+int luks_create_slot0(const struct luks_create *c, uint8_t *hdr, const struct qcow2_luks_info *info,
+                      uint8_t *material, size_t *material_len, uint64_t *material_off,
+                      uint64_t *err_arg)
+{
+    return luks_store_key(c, hdr, info, 0, material, material_len, material_off, err_arg);
+}
+
+void luks_slot_disable(uint8_t *hdr, unsigned slot, size_t *material_len, uint64_t *material_off)
+{
+    uint8_t *s = hdr + OFF_SLOTS + slot * SLOT_SIZE;
+
+    /* qcrypto_block_luks_erase_key(): the entry reset, its offset and stripes kept. */
+    memset(s + 8, 0, LUKS_CREATE_SALT);
+    st32(s + 4, 0);
+    st32(s, SLOT_DISABLED);
+    *material_len = (size_t)ld32(hdr + OFF_MK_LEN) * ld32(s + 44);
+    *material_off = (uint64_t)ld32(s + 40) * LUKS_SECTOR;
 }

@@ -71,4 +71,28 @@ int luks_create_slot0(const struct luks_create *c, uint8_t *hdr, const struct qc
                       uint8_t *material, size_t *material_len, uint64_t *material_off,
                       uint64_t *err_arg);
 
+/*
+ * luks_store_key - qcrypto_block_luks_store_key() for key slot slot of
+ * hdr (a header qcow2_luks_parse() accepted, giving info): c->slot_salt
+ * as the slot's new salt, its iterations by benchmark of c->pw scaled to
+ * c->iter_time, its key from c->pw, and the master key c->master_key
+ * (c->key_bytes) AF-split (stripes from c->random) and encrypted into
+ * material (LUKS_WORK_SIZE bytes), which the caller writes at
+ * *material_off (bytes, the slot's key offset) before it writes the
+ * header, which this marks active.  Returns 0 or a negative code as
+ * luks_create_header().
+ */
+int luks_store_key(const struct luks_create *c, uint8_t *hdr, const struct qcow2_luks_info *info,
+                   unsigned slot, uint8_t *material, size_t *material_len, uint64_t *material_off,
+                   uint64_t *err_arg);
+
+/*
+ * luks_slot_disable - qcrypto_block_luks_erase_key()'s header change: key
+ * slot slot (< 8) of the parsed header hdr disabled, its salt and
+ * iterations zeroed; the extent of its key material (which qemu then
+ * overwrites with random bytes, after the header) in *material_len and
+ * *material_off (bytes).
+ */
+void luks_slot_disable(uint8_t *hdr, unsigned slot, size_t *material_len, uint64_t *material_off);
+
 #endif /* LUKS_CREATE_H */

@@ -369,19 +369,47 @@ int luks_af_split(const char *hash_alg, const uint8_t *in, size_t blocklen, uint
     return 0;
 }
 
-int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const uint8_t *pw,
-                size_t pwlen, luks_read_fn read, void *opaque, uint8_t *work,
-                struct luks_volume *vol, uint64_t err_args[2])
+/*
+ * qcrypto_block_luks_load_key() for slot i of hdr (active, its stripes
+ * checked by the caller): the passphrase's key decrypts the slot's
+ * material, AF-merged into mk, which the header's digest must match.
+ * vol is keyed with the slot key (scratch).  Returns 1 on a match, 0 for
+ * another passphrase, or a negative code.
+ */
+static int slot_try(const uint8_t *hdr, unsigned i, const struct nettle_hash *h,
+                    const struct nettle_hash *ivh, const uint8_t *pw, size_t pwlen,
+                    luks_read_fn read, void *opaque, uint8_t *work, struct luks_volume *vol,
+                    uint8_t *mk)
 {
-    const struct nettle_hash *h = hash_by_name(info->hash_alg), *ivh = NULL;
+    const uint8_t *s = hdr + OFF_SLOTS + i * SLOT_SIZE;
     uint32_t mk_len = be_ld32(hdr + OFF_MK_LEN), mk_iters = be_ld32(hdr + OFF_MK_ITERS);
-    uint8_t mk[LUKS_KEY_MAX], digest[DIGEST_LEN];
-    int ret = -LUKS_ERR_PASSWORD;
+    uint32_t stripes = be_ld32(s + 44);
+    size_t splitlen = (size_t)mk_len * stripes;
+    uint8_t key[LUKS_KEY_MAX], digest[DIGEST_LEN];
+    int r;
 
-    if (volume_setup(vol, info, mk_len, &ivh) < 0 || !h)
+    if (stripes != LUKS_STRIPES_WANT) /* qcow2_luks_parse() refused it */
         return -LUKS_ERR_UNSUPPORTED;
+    pbkdf2_any(h, pw, pwlen, s + 8, SALT_LEN, be_ld32(s + 4), key, mk_len);
+    r = read(opaque, (uint64_t)be_ld32(s + 40) * LUKS_SECTOR, work, splitlen);
+    if (r < 0)
+        return r;
+    r = volume_key(vol, key, ivh);
+    if (r == 0)
+        r = crypt(vol, 0, work, splitlen, true);
+    memset(key, 0, sizeof(key));
+    if (r < 0)
+        return r;
+    af_merge(h, work, mk_len, stripes, mk);
+    pbkdf2_any(h, mk, mk_len, hdr + OFF_MK_SALT, SALT_LEN, mk_iters, digest, DIGEST_LEN);
+    return memcmp(digest, hdr + OFF_MK_DIGEST, DIGEST_LEN) == 0;
+}
 
-    /* Bound the work before any of it: each slot tried, and its digest check. */
+/* The PBKDF2 work of one try of each active slot, over LUKS_WORK_MAX: -LUKS_ERR_TOO_MUCH_WORK. */
+static int work_check(const uint8_t *hdr, const struct nettle_hash *h, uint64_t err_args[2])
+{
+    uint32_t mk_len = be_ld32(hdr + OFF_MK_LEN), mk_iters = be_ld32(hdr + OFF_MK_ITERS);
+
     for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS; i++) {
         const uint8_t *s = hdr + OFF_SLOTS + i * SLOT_SIZE;
         uint64_t w;
@@ -395,37 +423,39 @@ int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const ui
             return -LUKS_ERR_TOO_MUCH_WORK;
         }
     }
+    return 0;
+}
 
+int luks_unlock_key(const uint8_t *hdr, const struct qcow2_luks_info *info, const uint8_t *pw,
+                    size_t pwlen, luks_read_fn read, void *opaque, uint8_t *work,
+                    struct luks_volume *vol, uint64_t err_args[2], uint8_t *mk_out)
+{
+    const struct nettle_hash *h = hash_by_name(info->hash_alg), *ivh = NULL;
+    uint32_t mk_len = be_ld32(hdr + OFF_MK_LEN);
+    uint8_t mk[LUKS_KEY_MAX];
+    int ret = -LUKS_ERR_PASSWORD;
+
+    if (volume_setup(vol, info, mk_len, &ivh) < 0 || !h)
+        return -LUKS_ERR_UNSUPPORTED;
+
+    /* Bound the work before any of it: each slot tried, and its digest check. */
+    ret = work_check(hdr, h, err_args);
+    if (ret < 0)
+        return ret;
+    ret = -LUKS_ERR_PASSWORD;
     for (unsigned i = 0; i < QCOW2_LUKS_NUM_SLOTS && ret == -LUKS_ERR_PASSWORD; i++) {
-        const uint8_t *s = hdr + OFF_SLOTS + i * SLOT_SIZE;
-        uint32_t stripes = be_ld32(s + 44);
-        size_t splitlen = (size_t)mk_len * stripes;
-        uint8_t key[LUKS_KEY_MAX];
         int r;
 
-        if (be_ld32(s) != SLOT_ENABLED)
+        if (be_ld32(hdr + OFF_SLOTS + i * SLOT_SIZE) != SLOT_ENABLED)
             continue;
-        if (stripes != LUKS_STRIPES_WANT) /* qcow2_luks_parse() refused it */
-            return -LUKS_ERR_UNSUPPORTED;
-        pbkdf2_any(h, pw, pwlen, s + 8, SALT_LEN, be_ld32(s + 4), key, mk_len);
-        r = read(opaque, (uint64_t)be_ld32(s + 40) * LUKS_SECTOR, work, splitlen);
-        if (r < 0) {
+        r = slot_try(hdr, i, h, ivh, pw, pwlen, read, opaque, work, vol, mk);
+        if (r < 0)
             ret = r;
-            break;
-        }
-        r = volume_key(vol, key, ivh);
-        if (r == 0)
-            r = crypt(vol, 0, work, splitlen, true);
-        memset(key, 0, sizeof(key));
-        if (r < 0) {
-            ret = r;
-            break;
-        }
-        af_merge(h, work, mk_len, stripes, mk);
-        pbkdf2_any(h, mk, mk_len, hdr + OFF_MK_SALT, SALT_LEN, mk_iters, digest, DIGEST_LEN);
-        if (!memcmp(digest, hdr + OFF_MK_DIGEST, DIGEST_LEN)) {
+        else if (r == 1) {
             ret = volume_key(vol, mk, ivh);
             vol->slot = i;
+            if (ret == 0 && mk_out)
+                memcpy(mk_out, mk, mk_len);
         }
     }
     memset(mk, 0, sizeof(mk));
@@ -436,4 +466,35 @@ int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const ui
         vol->alg = a, vol->mode = m, vol->ivgen = g;
     }
     return ret;
+}
+
+int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const uint8_t *pw,
+                size_t pwlen, luks_read_fn read, void *opaque, uint8_t *work,
+                struct luks_volume *vol, uint64_t err_args[2])
+{
+    return luks_unlock_key(hdr, info, pw, pwlen, read, opaque, work, vol, err_args, NULL);
+}
+
+int luks_slot_load(const uint8_t *hdr, const struct qcow2_luks_info *info, unsigned slot,
+                   const uint8_t *pw, size_t pwlen, luks_read_fn read, void *opaque, uint8_t *work,
+                   uint64_t err_args[2])
+{
+    const struct nettle_hash *h = hash_by_name(info->hash_alg), *ivh = NULL;
+    static struct luks_volume vol;
+    uint8_t mk[LUKS_KEY_MAX];
+    int r;
+
+    if (slot >= QCOW2_LUKS_NUM_SLOTS)
+        return -LUKS_ERR_UNSUPPORTED;
+    if (be_ld32(hdr + OFF_SLOTS + slot * SLOT_SIZE) != SLOT_ENABLED)
+        return 0;
+    if (volume_setup(&vol, info, be_ld32(hdr + OFF_MK_LEN), &ivh) < 0 || !h)
+        return -LUKS_ERR_UNSUPPORTED;
+    r = work_check(hdr, h, err_args);
+    if (r == 0)
+        r = slot_try(hdr, slot, h, ivh, pw, pwlen, read, opaque, work, &vol, mk);
+    memset(mk, 0, sizeof(mk));
+    memset(&vol, 0, sizeof(vol));
+    memset(work, 0, LUKS_WORK_SIZE);
+    return r;
 }

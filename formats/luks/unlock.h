@@ -76,6 +76,26 @@ int luks_unlock(const uint8_t *hdr, const struct qcow2_luks_info *info, const ui
                 struct luks_volume *vol, uint64_t err_args[2]);
 
 /*
+ * luks_unlock_key - luks_unlock(), the master key (key_bytes) also copied
+ * to mk_out when it is not NULL (qcrypto_block_luks_find_key(), for a key
+ * slot written with it).  The caller wipes mk_out.
+ */
+int luks_unlock_key(const uint8_t *hdr, const struct qcow2_luks_info *info, const uint8_t *pw,
+                    size_t pwlen, luks_read_fn read, void *opaque, uint8_t *work,
+                    struct luks_volume *vol, uint64_t err_args[2], uint8_t *mk_out);
+
+/*
+ * luks_slot_load - qcrypto_block_luks_load_key(): whether key slot slot
+ * of hdr (as luks_unlock() takes it) opens with pw[0..pwlen).  work:
+ * LUKS_WORK_SIZE bytes of scratch.  Returns 1 if it does, 0 if the slot
+ * is inactive or holds another passphrase, or a negative code as
+ * luks_unlock() (the work bounded as there, over every active slot).
+ */
+int luks_slot_load(const uint8_t *hdr, const struct qcow2_luks_info *info, unsigned slot,
+                   const uint8_t *pw, size_t pwlen, luks_read_fn read, void *opaque, uint8_t *work,
+                   uint64_t err_args[2]);
+
+/*
  * luks_decrypt / luks_encrypt - len bytes (a multiple of 512) of buf in
  * place, the first sector being sector number sector (IV generator).
  * Returns 0, or -LUKS_ERR_UNSUPPORTED.

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 28
+#define INSTAR_ABI_VERSION 29
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -703,11 +703,39 @@ struct instar_snapshot_args {
 /* data_file_raw=off given on a raw data file image: the bit cleared. */
 #define INSTAR_AMEND_RAW_OFF (1u << 10)
 
+/*
+ * A LUKS key slot change (since ABI v29), qcrypto_block_luks_amend_options()
+ * on device 0: a raw LUKS volume (the header at 0), or a qcow2 image's
+ * LUKS header (its crypto header extension).  The host has made the
+ * checks that need no key material (the options' misuse, the slot's
+ * range); the guest unlocks the volume and makes the rest in qemu's order.
+ */
+#define INSTAR_AMEND_LUKS (1u << 11)
+
+#define INSTAR_AMEND_LUKS_ACTIVE  (1u << 0) /* state=active: a key added (else erased) */
+#define INSTAR_AMEND_LUKS_KEYSLOT (1u << 1) /* keyslot= given */
+#define INSTAR_AMEND_LUKS_OLD     (1u << 2) /* old-secret= given: old_key */
+#define INSTAR_AMEND_LUKS_FORCE   (1u << 3) /* --force */
+#define INSTAR_AMEND_LUKS_VOLUME  (1u << 4) /* device 0 is a raw LUKS volume (else qcow2) */
+
+struct instar_amend_luks {
+    uint32_t flags;        /* INSTAR_AMEND_LUKS_* */
+    uint32_t keyslot;      /* with INSTAR_AMEND_LUKS_KEYSLOT: < 8 */
+    uint64_t iter_time;    /* ms (ACTIVE) */
+    uint8_t slot_salt[32]; /* the added slot's salt: random */
+    /* The AF split's stripes and the erased material's bytes (AES-256-CTR of it): random. */
+    uint8_t seed[32];
+    struct instar_key key;     /* the volume's secret: unlocks the master key */
+    struct instar_key new_key; /* ACTIVE: the added slot's passphrase */
+    struct instar_key old_key; /* OLD: the passphrase of the slots erased */
+};
+
 struct instar_amend_args {
     uint64_t size;                   /* the new virtual size (INSTAR_AMEND_SIZE) */
     uint32_t flags;                  /* INSTAR_AMEND_* */
     uint32_t refcount_bits;          /* refcount_bits= (a power of two, 1..64), 0 if not given */
     char data_file[INSTAR_NAME_MAX]; /* INSTAR_AMEND_DATA_FILE: NUL-terminated */
+    struct instar_amend_luks luks;   /* INSTAR_AMEND_LUKS */
 };
 
 /*

@@ -9,7 +9,8 @@
  * without a prefix, {s} prints err_str.  Nothing else is special.
  *
  * Each message is the text after "qemu-img: Could not open 'FILE': ", the
- * way qemu-img prefixes a failed open.
+ * way qemu-img prefixes a failed open, but for INSTAR_ERR_LUKS_AMEND_*
+ * (18..25), which amend prints after "qemu-img: " alone.
  */
 #ifndef INSTAR_ERRORS_H
 #define INSTAR_ERRORS_H
@@ -35,7 +36,22 @@
     X(INSTAR_ERR_LUKS_SCALE, 16,                                                                   \
       "PBKDF iterations {0} too large to scale: Numerical result out of range")                    \
     X(INSTAR_ERR_LUKS_LARGE, 17,                                                                   \
-      "PBKDF iterations {0} larger than 4294967295: Numerical result out of range")
+      "PBKDF iterations {0} larger than 4294967295: Numerical result out of range")                \
+    X(INSTAR_ERR_LUKS_AMEND_FULL, 18, "Can't add a keyslot - all keyslots are in use")             \
+    X(INSTAR_ERR_LUKS_AMEND_ACTIVE, 19,                                                            \
+      "Refusing to overwrite active keyslot {0} - please erase it first")                          \
+    X(INSTAR_ERR_LUKS_AMEND_NOT_OLD, 20,                                                           \
+      "Given keyslot {0} doesn't contain the given old password for erase operation")              \
+    X(INSTAR_ERR_LUKS_AMEND_ERASED, 21, "Given keyslot {0} is already erased (inactive) ")         \
+    X(INSTAR_ERR_LUKS_AMEND_ONLY, 22,                                                              \
+      "Attempt to erase the only active keyslot {0} which will erase all the data in the image "   \
+      "irreversibly - refusing operation")                                                         \
+    X(INSTAR_ERR_LUKS_AMEND_NO_MATCH, 23,                                                          \
+      "No keyslots match given (old) password for erase operation")                                \
+    X(INSTAR_ERR_LUKS_AMEND_ALL, 24,                                                               \
+      "All the active keyslots match the (old) password that was given and erasing them will "     \
+      "erase all the data in the image irreversibly - refusing operation")                         \
+    X(INSTAR_ERR_LUKS_AMEND_OUTSIDE, 25, "Request for data outside of extension header")
 
 /*
  * Warnings a planner may attach to a result (warn_code); the host prints

@@ -52,6 +52,33 @@ def test_luks_of_an_image(instar, tmp_path):
     tl.assert_same(expected, instar.run(argv, cwd=tmp_path), " ".join(argv))
 
 
+@pytest.mark.parametrize("opts,size", [
+    ("key-secret=sec0", "1G"),
+    ("key-secret=sec0", "1000"),
+    ("key-secret=sec0,cipher-alg=aes-128,cipher-mode=cbc,preallocation=full", "10M"),
+    ("key-secret=sec0,cipher-alg=aes-256,cipher-mode=ecb,ivgen-alg=essiv,ivgen-hash-alg=sha256,hash-alg=md5", "0"),
+    ("key-secret=sec0,cipher-alg=aes-128,ivgen-alg=essiv,ivgen-hash-alg=md5,hash-alg=sha512", "3G"),
+    ("key-secret=sec0,size=5M", "64k"),
+], ids=["default", "size-1000", "aes-128-cbc-full", "aes-256-ecb-essiv-md5", "aes-128-xts-essiv-md5", "size-option"])
+def test_luks_target(instar, tmp_path, opts, size):
+    """-O luks: the payload offset of the master key's length plus the size, both numbers."""
+    argv = ["measure", *SECRET, "-O", "luks", "-o", opts + ",iter-time=10", "--size", size]
+    expected = run_oracle_retrying(argv, tmp_path)
+    tl.assert_same(expected, instar.run(argv, cwd=tmp_path), " ".join(argv))
+    assert expected.returncode == 0, expected.describe()
+
+
+def test_luks_target_of_images(instar, tmp_path):
+    tl.qemu_img("create", "-q", "-f", "raw", "odd.raw", "1000", cwd=tmp_path)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "src.qcow2", "16M", cwd=tmp_path)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 1M 3M", "src.qcow2", cwd=tmp_path)
+    for args in (["odd.raw"], ["--output=json", "src.qcow2"], ["-o", "size=1G", "src.qcow2"]):
+        argv = ["measure", *SECRET, "-O", "luks", "-o", "key-secret=sec0,iter-time=10", *args]
+        expected = run_oracle_retrying(argv, tmp_path)
+        tl.assert_same(expected, instar.run(argv, cwd=tmp_path), " ".join(argv))
+        assert expected.returncode == 0, expected.describe()
+
+
 def make_bad_second_cluster(path):
     """A 4 KiB-cluster qcow2 with data in clusters 0 and 1, then cluster 1's
     L2 entry pointing at an unaligned host offset (a corruption QEMU

@@ -179,3 +179,58 @@ Test(luks_create, qemu_io_reads_it)
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     sh("%s", cmd);
 }
+
+/*
+ * amend's key slots: a second passphrase stored in slot 3 with the master
+ * key opens the volume to the same key; luks_slot_load() tells which slot
+ * holds which passphrase; a disabled slot opens with nothing.
+ */
+Test(luks_create, store_load_disable_slot)
+{
+    static uint8_t work[LUKS_WORK_SIZE], material[LUKS_WORK_SIZE];
+    static struct luks_volume v;
+    struct qcow2_luks_info info;
+    uint8_t mk[64], got[64], salt[32];
+    uint64_t args[2], moff, err;
+    size_t mlen;
+    struct luks_create c = {
+        .key_bytes = 64,
+        .iter_time = 10,
+        .master_key = mk,
+        .slot_salt = salt,
+        .pw = (const uint8_t *)"second",
+        .pwlen = 6,
+        .now_ms = fake_now,
+        .random = fake_random,
+    };
+    const uint8_t *p1 = (const uint8_t *)"pass", *p2 = (const uint8_t *)"second";
+
+    build("aes", "xts-plain64", "sha256", 64, &info, mk);
+    memset(salt, 0x33, sizeof(salt));
+    cr_assert_eq(luks_store_key(&c, vol, &info, 3, material, &mlen, &moff, &err), 0);
+    cr_assert_eq(mlen, 64u * 4000);
+    cr_assert_eq(moff, (uint64_t)info.slots[3].key_offset);
+    memcpy(vol + moff, material, mlen);
+    cr_assert_eq(qcow2_luks_parse(vol, QCOW2_LUKS_HDR_SIZE, &info), 0);
+    cr_assert(info.slots[3].active);
+    cr_assert_eq(info.slots[3].iters, 1000);
+    cr_assert_eq(luks_slot_load(vol, &info, 3, p2, 6, vol_read, NULL, work, args), 1);
+    cr_assert_eq(luks_slot_load(vol, &info, 3, p1, 4, vol_read, NULL, work, args), 0);
+    cr_assert_eq(luks_slot_load(vol, &info, 0, p2, 6, vol_read, NULL, work, args), 0);
+    cr_assert_eq(luks_slot_load(vol, &info, 1, p2, 6, vol_read, NULL, work, args), 0);
+    memset(got, 0, sizeof(got));
+    cr_assert_eq(luks_unlock_key(vol, &info, p2, 6, vol_read, NULL, work, &v, args, got), 0);
+    cr_assert_eq(v.slot, 3);
+    cr_assert_eq(memcmp(got, mk, 64), 0);
+    /* Slot 0 disabled: its salt and iterations zeroed, its material where it was. */
+    luks_slot_disable(vol, 0, &mlen, &moff);
+    cr_assert_eq(mlen, 64u * 4000);
+    cr_assert_eq(moff, 4096);
+    cr_assert_eq(qcow2_luks_parse(vol, QCOW2_LUKS_HDR_SIZE, &info), 0);
+    cr_assert(!info.slots[0].active);
+    cr_assert_eq(info.slots[0].iters, 0);
+    cr_assert_eq(luks_slot_load(vol, &info, 0, p1, 4, vol_read, NULL, work, args), 0);
+    cr_assert_eq(luks_unlock(vol, &info, p1, 4, vol_read, NULL, work, &v, args),
+                 -LUKS_ERR_PASSWORD);
+    cr_assert_eq(luks_unlock(vol, &info, p2, 6, vol_read, NULL, work, &v, args), 0);
+}
