@@ -99,12 +99,11 @@ struct gbs {
     bool writable;         /* its file is a writable device (the host opened it read-write) */
     uint64_t zero_align;   /* bl.pwrite_zeroes_alignment (0: 1) */
     uint32_t drv_opts;     /* the driver's open options (instar_node.driver's high half) */
-    uint32_t random;       /* the graph's random bits (instar_graph.random) */
     struct gbs *backing;   /* NULL: none */
     void *opaque;          /* the driver's state */
     /* The secret its key-secret names (encrypted images), or NULL. */
     const struct instar_key *key;
-    /* The host's random seed (instar_graph.seed): a vhdx writer's GUIDs. */
+    /* The host's random seed (instar_graph.seed): a vhdx writer's GUIDs, a vmdk writer's CID. */
     const uint8_t *seed;
     /* The first corruption this node signalled (qcow2_signal_corruption). */
     bool corrupt_signalled;

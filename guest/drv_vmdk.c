@@ -1012,7 +1012,8 @@ static int vmdk_do_write(struct gbs *bs, uint64_t off, const uint8_t *buf, uint6
         done += n;
         /* The CID changes on the first write after each open. */
         if (!s->cid_updated) {
-            ret = write_cid(s, bs->random);
+            ret = write_cid(s, (uint32_t)bs->seed[0] | (uint32_t)bs->seed[1] << 8 |
+                                   (uint32_t)bs->seed[2] << 16 | (uint32_t)bs->seed[3] << 24);
             if (ret < 0)
                 return ret;
             s->cid_updated = true;
