@@ -291,6 +291,12 @@ again:
             s = ii->filename;
             slen = (uint32_t)strlen(s);
         }
+        /* A seSparse extent's read errors name its file: err_args[1] is its index. */
+        if ((v.hdr.error == VMDK_ERR_SE_VOL_READ || v.hdr.error == VMDK_ERR_L1_READ_EIO) &&
+            v.hdr.err_args[1] >= 1 && v.hdr.err_args[1] <= ii->nextent_files) {
+            s = ii->extent_files[v.hdr.err_args[1] - 1];
+            slen = (uint32_t)strlen(s);
+        }
         /* dmg_read_mish_block()'s error_report() comes before the open's message. */
         if (v.hdr.error == DMG_ERR_SECTORCOUNT)
             report_error("sector count %" PRIu64 " for chunk %" PRIu32 " is larger than max (%u)",
