@@ -30,6 +30,8 @@ struct gvmdk {
     /* ndev == 0: the extent files the descriptor names (VMDK_ERR_NEED_FILES) */
     uint32_t nnames;
     char names[VMDK_MAX_EXTENTS][512];
+    /* Only the first ndev extent files were opened (INSTAR_INFO_VMDK_PARTIAL). */
+    bool partial;
     uint32_t nextents;
     struct vmdk_extent ext[VMDK_MAX_EXTENTS];
     uint32_t ext_dev[VMDK_MAX_EXTENTS];
@@ -355,13 +357,13 @@ static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
             s->err_arg = VMDK_MAX_EXTENTS;
             return -VMDK_ERR_TOO_MANY_EXTENTS;
         }
-        if (s->ndev == 0) {
-            memcpy(s->names[k], l.fname, sizeof(l.fname));
-            s->nnames = k + 1;
+        memcpy(s->names[k], l.fname, sizeof(l.fname));
+        s->nnames = k + 1;
+        if (s->ndev == 0)
             continue;
-        }
+        /* A partial open stops at the file the host could not open, as QEMU's open fails there. */
         if (k >= s->ndev)
-            return -INSTAR_ERR_BAD_ARGS;
+            return s->partial ? -VMDK_ERR_NEED_FILES : -INSTAR_ERR_BAD_ARGS;
         ret = open_extent(s, &l, k + 1, rdwr);
         if (ret < 0)
             return ret;
@@ -374,7 +376,7 @@ static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
 }
 
 /* vmdk_open(): the extents, the parent's name, the CIDs. */
-static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr)
+static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr, bool partial)
 {
     static char desc[VMDK_DESC_SIZE + 1];
     char *buf = NULL;
@@ -384,6 +386,7 @@ static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr)
     memset(s, 0, sizeof(*s));
     s->dev = dev;
     s->ndev = ndev;
+    s->partial = partial && ndev > 0;
     ret = read_desc(dev, 0, &buf);
     if (ret < 0)
         return ret;
@@ -431,11 +434,11 @@ static __attribute__((noreturn)) void gvmdk_fail(uint32_t op, int ret, const str
     result_error(op, -ret, args, NULL, 0);
 }
 
-void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr,
+void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr, bool partial,
                        struct gbs_vmdk_info *info)
 {
     static struct gvmdk s;
-    int ret = gvmdk_open(&s, dev, ndev, rdwr);
+    int ret = gvmdk_open(&s, dev, ndev, rdwr, partial);
     uint32_t i;
 
     memset(info, 0, sizeof(*info));
@@ -466,7 +469,7 @@ int32_t gbs_vmdk_check(uint32_t op, uint32_t dev, uint32_t ndev)
 {
     static struct gvmdk s;
     uint64_t sector = 0, total, co, args[4] = {0, 0, 0, 0};
-    int ret = gvmdk_open(&s, dev, ndev, false), i;
+    int ret = gvmdk_open(&s, dev, ndev, false, false), i;
 
     if (ret == -VMDK_ERR_NEED_FILES)
         ret = -INSTAR_ERR_BAD_ARGS;
@@ -562,7 +565,7 @@ static int vmdk_drv_open(struct gbs *bs)
 
     bs->opaque = s;
     /* The host gives the extent files as the devices after the image's (cmd/graph.c). */
-    ret = gvmdk_open(s, bs->file, bs->drv_opts, bs->writable);
+    ret = gvmdk_open(s, bs->file, bs->drv_opts, bs->writable, false);
     if (ret == -VMDK_ERR_NEED_FILES)
         ret = -INSTAR_ERR_BAD_ARGS;
     /* The host described the image first: a failure here is qemu's open message too. */

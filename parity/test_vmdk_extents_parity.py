@@ -168,7 +168,8 @@ EXTENTS = {
 # Which open qemu-img refuses (the ids say it; a wrong guess fails the case).
 OPEN_ERR = {"c-gran-big", "c-l1-big", "se-magic", "se-version", "se-grain", "se-gt", "se-flags",
             "se-reserved", "se-vmagic", "se-dirty", "se-vol-wrap", "se-vol-neg", "se-vol-past",
-            "se-gd-neg", "se-gdsize-big"}
+            "se-gd-neg", "se-gdsize-big", "order-bad-missing", "order-good-missing",
+            "order-good-bad-missing", "order-missing-bad", "order-bad-absolute"}
 # Opens, but reading metadata fails (block status: EIO).
 READ_ERR = {"c-l1-short", "c-short", "se-gd-wrap", "se-gdsize-wrap", "se-l1-bad", "se-l1-far", "se-l2-bad"}
 CHECK_ERR = READ_ERR | {"c-grain-past"}
@@ -182,6 +183,14 @@ DESCS.update({
     "mixed.vmdk": desc("twoGbMaxExtentSparse", [(100, "SPARSE", "c-gran-1.img"), (16, "FLAT", "raw.img", 0),
                                                  (2048, "SPARSE", "v4.vmdk"), (CAP, "SESPARSE", "se.img")]),
     "c-tiny-desc.vmdk": desc("vmfsSparse", [(8, "SPARSE", "c-tiny.img")]),
+    # qemu opens and parses each extent before the next line: a corrupt extent's error comes
+    # before a later missing (or refused) file's, and a missing file before a later corrupt one
+    "order-bad-missing.vmdk": desc("seSparse", [(8, "SESPARSE", "se-version.img"), (8, "SESPARSE", "nofile.img")]),
+    "order-good-missing.vmdk": desc("seSparse", [(8, "SESPARSE", "se.img"), (8, "VMFSSPARSE", "nofile.img")]),
+    "order-good-bad-missing.vmdk": desc("seSparse", [(8, "SESPARSE", "se.img"), (8, "SPARSE", "c-gran-big.img"),
+                                                     (8, "FLAT", "nofile.img", 0)]),
+    "order-missing-bad.vmdk": desc("seSparse", [(8, "SESPARSE", "nofile.img"), (8, "SESPARSE", "se-magic.img")]),
+    "order-bad-absolute.vmdk": desc("seSparse", [(8, "SESPARSE", "se-dirty.img"), (8, "FLAT", "/etc/hostname", 0)]),
     # a vmfsSparse child over a seSparse parent: reads fall through to it where unallocated
     "child.vmdk": desc("vmfsSparse", [(CAP, "VMFSSPARSE", "child.img")], parent="1234abcd")
     .replace(b'createType', b'parentFileNameHint="se.vmdk"\ncreateType'),

@@ -438,6 +438,14 @@ enum instar_op {
 /* vpc's force_size_calc open option: chs, or current_size. */
 #define INSTAR_INFO_VPC_SIZE_CHS     (1u << 3)
 #define INSTAR_INFO_VPC_SIZE_CURRENT (1u << 4)
+/*
+ * vmdk (since ABI v32): the devices after the image are only the first of
+ * the extent files the descriptor names (the host could not open the next
+ * one).  The guest opens those as qemu does before it reaches the missing
+ * file and answers with their error, or with INSTAR_INFO_VMDK_NEED_FILES
+ * again when they open: the host then reports the missing file.
+ */
+#define INSTAR_INFO_VMDK_PARTIAL (1u << 5)
 
 struct instar_info_args {
     char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */
