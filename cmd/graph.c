@@ -12,13 +12,10 @@
 void graph_init(struct graph *gr)
 {
     memset(gr, 0, sizeof(*gr));
-    /* The seed of a writable vhdx node's GUIDs (qemu_uuid_generate()); zeros if none. */
+    /* The seed of a writable vhdx node's GUIDs (qemu_uuid_generate()) and of a written vmdk's
+     * new CID (g_random_int()); zeros if none (neither is a secret). */
     if (getrandom(gr->g.seed, sizeof(gr->g.seed), 0) != (ssize_t)sizeof(gr->g.seed))
         memset(gr->g.seed, 0, sizeof(gr->g.seed));
-    /* g_random_int() for a written vmdk's new CID; a failed read leaves 0 (the CID is not a
-     * secret). */
-    if (getrandom(&gr->g.random, sizeof(gr->g.random), GRND_NONBLOCK) != sizeof(gr->g.random))
-        gr->g.random = 0;
 }
 
 int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint64_t write_limit,

@@ -183,6 +183,7 @@ static int describe(struct image_info *ii, struct open_image *img, const char *n
     struct result_info v;
     enum result_bad why;
     unsigned ndev = 1, k;
+    char *missing = NULL; /* the message of the extent file that could not be opened */
     int ret = -1;
 
     memset(&args, 0, sizeof(args));
@@ -217,6 +218,12 @@ again:
         *msg = msgf("sandbox failure: invalid result (%s)", result_bad_str(why));
         goto out;
     }
+    if (v.hdr.error == 0 && (v.info.flags & INSTAR_INFO_VMDK_NEED_FILES) && missing) {
+        /* The extents before the missing file opened: qemu fails on the missing one. */
+        *msg = missing;
+        missing = NULL;
+        goto out;
+    }
     if (v.hdr.error == 0 && (v.info.flags & INSTAR_INFO_VMDK_NEED_FILES)) {
         /* Asked once: a second request is a protocol error. */
         if (ndev > 1 || !img) {
@@ -237,8 +244,18 @@ again:
             free(ename);
             if (r < 0) {
                 free(full);
-                *msg = emsg;
-                goto out;
+                if (k == 0 || !emsg) {
+                    *msg = emsg;
+                    goto out;
+                }
+                /*
+                 * QEMU opens and parses each extent before the next line: the
+                 * extents before this one are described first, and their
+                 * errors come before this one's.
+                 */
+                missing = emsg;
+                args.flags |= INSTAR_INFO_VMDK_PARTIAL;
+                break;
             }
             img->next = k + 1;
             ii->extent_files[k] = full;
@@ -291,6 +308,12 @@ again:
             s = ii->filename;
             slen = (uint32_t)strlen(s);
         }
+        /* A seSparse extent's read errors name its file: err_args[1] is its index. */
+        if ((v.hdr.error == VMDK_ERR_SE_VOL_READ || v.hdr.error == VMDK_ERR_L1_READ_EIO) &&
+            v.hdr.err_args[1] >= 1 && v.hdr.err_args[1] <= ii->nextent_files) {
+            s = ii->extent_files[v.hdr.err_args[1] - 1];
+            slen = (uint32_t)strlen(s);
+        }
         /* dmg_read_mish_block()'s error_report() comes before the open's message. */
         if (v.hdr.error == DMG_ERR_SECTORCOUNT)
             report_error("sector count %" PRIu64 " for chunk %" PRIu32 " is larger than max (%u)",
@@ -309,6 +332,7 @@ again:
     }
     ret = 0;
 out:
+    free(missing);
     vmm_outcome_release(&out);
     return ret;
 }

@@ -124,8 +124,9 @@ const char *report_code_template(int32_t code)
 
 /*
  * Length of the slot at t ("{0}".."{3}", "{x0}".."{x3}", "{#x0}".."{#x3}",
- * "{08x0}".."{08x3}" (eight hex digits, zero-padded), "{s}"), or 0 if t does
- * not start one.  *kind is 'd', 'x', '#', '8' or 's';
+ * "{08x0}".."{08x3}" (eight hex digits, zero-padded), "{016x0}".."{016x3}"
+ * (sixteen), "{s}"), or 0 if t does not start one.  *kind is 'd', 'x', '#',
+ * '8', 'X' or 's';
  * *idx the argument index.
  */
 static size_t slot_len(const char *t, char *kind, unsigned *idx)
@@ -151,6 +152,12 @@ static size_t slot_len(const char *t, char *kind, unsigned *idx)
         *kind = '8';
         *idx = (unsigned)(t[4] - '0');
         return 6;
+    }
+    if (t[1] == '0' && t[2] == '1' && t[3] == '6' && t[4] == 'x' && t[5] >= '0' && t[5] <= '3' &&
+        t[6] == '}') {
+        *kind = 'X';
+        *idx = (unsigned)(t[5] - '0');
+        return 7;
     }
     if (t[1] == 's' && t[2] == '}') {
         *kind = 's';
@@ -196,6 +203,8 @@ int report_code_render_to(FILE *f, int32_t code, const uint64_t args[4], const c
             fprintf(f, "%#llx", (unsigned long long)args[idx]);
         else if (kind == '8')
             fprintf(f, "%08llx", (unsigned long long)args[idx]);
+        else if (kind == 'X')
+            fprintf(f, "%016llx", (unsigned long long)args[idx]);
         else
             fwrite(str, 1, slen, f);
         t += n;

@@ -1,6 +1,7 @@
 /*
  * Fuzz target: formats/vmdk over one file held in memory: a sparse
- * extent's header checks (vmdk_open_vmdk4), the descriptor's values, CIDs,
+ * extent's header checks (vmdk_open_vmdk4, or vmdk_open_vmfs for a VMDK3
+ * "COWD" file, vmdk_open_sesparse for a seSparse one), the descriptor's values, CIDs,
  * parent name and extent lines (the text at sector 1, or the whole input
  * when it is a descriptor file), and for an extent that opens, the grain
  * lookup of every grain (bounded) with its grain directory read from the
@@ -25,7 +26,8 @@
 struct mem {
     const uint8_t *p;
     size_t len;
-    uint8_t l2[512 * 4];
+    size_t l2_len; /* the extent's table size: l2_size * entry_size */
+    uint8_t l2[VMDK_L2_MAX_BYTES];
 };
 
 static int mem_pread(void *opaque, uint64_t off, void *buf, size_t len)
@@ -39,7 +41,7 @@ static int load_l2(void *opaque, uint32_t sector, const uint8_t **l2)
 {
     struct mem *m = opaque;
 
-    if (mem_pread(m, (uint64_t)sector * 512, m->l2, sizeof(m->l2)) < 0)
+    if (mem_pread(m, (uint64_t)sector * 512, m->l2, m->l2_len) < 0)
         return -1;
     *l2 = m->l2;
     return 0;
@@ -72,38 +74,56 @@ static void descriptor(const char *desc)
 
 static int run(const uint8_t *data, size_t len)
 {
-    static uint32_t l1[L1_MAX];
+    static uint64_t l1[L1_MAX]; /* uint32_t entries, or uint64_t for seSparse */
     static char desc[VMDK_DESC_SIZE + 1];
     static uint8_t grain[2 * GRAIN_MAX];
     static struct mem m;
     struct vmdk_reader r = {mem_pread, &m};
     struct vmdk_extent e;
-    uint64_t desc_offset = 0, arg = 0, off, co;
+    uint64_t desc_offset = 0, arg = 0, args[4], off, co;
+    static const uint8_t se_magic[8] = {0xbe, 0xba, 0xfe, 0xca, 0, 0, 0, 0};
+    bool vmdk4 = len >= 4 && !memcmp(data, "KDMV", 4);
     int ret, steps = 0;
 
     m.p = data;
     m.len = len;
     memset(desc, 0, sizeof(desc));
-    if (len < 4 || memcmp(data, "KDMV", 4)) {
+    if (len >= 4 && !memcmp(data, "COWD", 4)) {
+        ret = vmdk_open_vmfs(&r, &e);
+    } else if (len >= 8 && !memcmp(data, se_magic, 8)) {
+        ret = vmdk_open_sesparse(&r, false, &e, args);
+    } else if (!vmdk4) {
         mem_pread(&m, 0, desc, VMDK_DESC_SIZE);
         descriptor(desc);
         return 0;
+    } else {
+        mem_pread(&m, 512, desc, VMDK_DESC_SIZE);
+        descriptor(desc);
+        ret = vmdk_open_vmdk4(&r, len, false, &e, &desc_offset, &arg);
     }
-    mem_pread(&m, 512, desc, VMDK_DESC_SIZE);
-    descriptor(desc);
-    ret = vmdk_open_vmdk4(&r, len, false, &e, &desc_offset, &arg);
 #ifdef FUZZ_STANDALONE
     printf("open: %d (%llu)\n", ret, (unsigned long long)arg);
 #endif
     if (ret != 0 || e.l1_size > L1_MAX)
         return 0;
-    if (e.l2_size == 0 || e.l2_size > 512 || e.cluster_sectors == 0 || e.cluster_sectors > 0x200000)
+    /* VMDK3 grains may cover 0 sectors (vmdk_cluster() then answers an error). */
+    if (e.l2_size == 0 || e.l2_size > VMDK_L2_MAX || e.cluster_sectors > 0x200000 ||
+        (vmdk4 && e.cluster_sectors == 0) || (e.entry_size != 4 && e.entry_size != 8) ||
+        e.sesparse != (e.entry_size == 8))
         abort();
+    m.l2_len = (size_t)e.l2_size * e.entry_size;
     for (uint32_t i = 0; i < e.l1_size; i++) {
-        uint8_t b[4] = {0, 0, 0, 0};
+        uint8_t b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        uint64_t v;
 
-        mem_pread(&m, e.l1_table_offset + 4ull * i, b, 4);
-        l1[i] = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+        mem_pread(&m, e.l1_table_offset + (uint64_t)e.entry_size * i, b, e.entry_size);
+        v = (uint64_t)b[0] | (uint64_t)b[1] << 8 | (uint64_t)b[2] << 16 | (uint64_t)b[3] << 24 |
+            (uint64_t)b[4] << 32 | (uint64_t)b[5] << 40 | (uint64_t)b[6] << 48 |
+            (uint64_t)b[7] << 56;
+        if (e.sesparse)
+            l1[i] = v;
+        else
+            ((uint32_t *)l1)[i] = (uint32_t)v;
     }
     e.end_sector = e.sectors;
     for (off = 0; off / 512 < e.sectors && steps < STEPS_MAX;

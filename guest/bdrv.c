@@ -103,7 +103,6 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
         if (in->backing != INSTAR_NO_NODE && (in->backing <= i || in->backing >= n))
             return -INSTAR_ERR_BAD_ARGS;
         bs->drv_opts = in->driver >> INSTAR_DRV_OPT_SHIFT;
-        bs->random = g->random;
         if (in->driver == INSTAR_DRV_RAW)
             bs->drv = &gbs_drv_raw;
         else if (in->driver == INSTAR_DRV_QCOW2)

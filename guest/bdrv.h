@@ -99,12 +99,11 @@ struct gbs {
     bool writable;         /* its file is a writable device (the host opened it read-write) */
     uint64_t zero_align;   /* bl.pwrite_zeroes_alignment (0: 1) */
     uint32_t drv_opts;     /* the driver's open options (instar_node.driver's high half) */
-    uint32_t random;       /* the graph's random bits (instar_graph.random) */
     struct gbs *backing;   /* NULL: none */
     void *opaque;          /* the driver's state */
     /* The secret its key-secret names (encrypted images), or NULL. */
     const struct instar_key *key;
-    /* The host's random seed (instar_graph.seed): a vhdx writer's GUIDs. */
+    /* The host's random seed (instar_graph.seed): a vhdx writer's GUIDs, a vmdk writer's CID. */
     const uint8_t *seed;
     /* The first corruption this node signalled (qcow2_signal_corruption). */
     bool corrupt_signalled;
@@ -557,10 +556,12 @@ int gbs_vmdk_compressed_eof(struct gbs *bs);
  * gbs_vmdk_describe - open device dev as vmdk_open() does (rdwr: a
  * read-write open) for info and check, into *info; a descriptor's extent
  * files are devices dev + 1 .. dev + ndev, and with ndev 0 the names
- * it gives are returned in info (need_files) instead.  On failure sends
- * op's error result (qemu's open message) and does not return.
+ * it gives are returned in info (need_files) instead; partial: the ndev
+ * devices are only the first extent files (INSTAR_INFO_VMDK_PARTIAL), and
+ * once they open the names are returned again.  On failure sends op's
+ * error result (qemu's open message) and does not return.
  */
-void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr,
+void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr, bool partial,
                        struct gbs_vmdk_info *info);
 
 /*

@@ -7,10 +7,10 @@
  * into a buffer of one grain; unallocated grains from the backing image,
  * once its CID matches the parentCID).
  *
- * Hosted sparse files (monolithicSparse, streamOptimized, and VMDK4
- * extents) open; a descriptor file naming extent files does not yet
- * (VMDK_ERR_DESCRIPTOR_UNSUPPORTED, after QEMU's checks of the
- * descriptor, so that its messages come first).
+ * Hosted sparse files (monolithicSparse, streamOptimized), descriptor
+ * files and their extents (FLAT/VMFS, SPARSE/VMFSSPARSE over a VMDK4 or
+ * VMDK3 file, SESPARSE) open; the extent files are the devices after the
+ * image's, which the host opened for the names the guest gave it.
  */
 #include "bdrv.h"
 #include "codec.h"
@@ -30,10 +30,12 @@ struct gvmdk {
     /* ndev == 0: the extent files the descriptor names (VMDK_ERR_NEED_FILES) */
     uint32_t nnames;
     char names[VMDK_MAX_EXTENTS][512];
+    /* Only the first ndev extent files were opened (INSTAR_INFO_VMDK_PARTIAL). */
+    bool partial;
     uint32_t nextents;
     struct vmdk_extent ext[VMDK_MAX_EXTENTS];
     uint32_t ext_dev[VMDK_MAX_EXTENTS];
-    uint32_t *l1[VMDK_MAX_EXTENTS];
+    void *l1[VMDK_MAX_EXTENTS]; /* uint32_t entries, uint64_t for seSparse */
     /* Writes: the redundant directory (host order, NULL: none), where the next grain goes. */
     uint32_t *l1b[VMDK_MAX_EXTENTS];
     uint64_t next_sector[VMDK_MAX_EXTENTS];
@@ -51,8 +53,8 @@ struct gvmdk {
     uint8_t *zbuf, *grain;
     uint64_t grain_len, grain_at;
     uint32_t grain_ext;
-    /* The argument of the last error. */
-    uint64_t err_arg;
+    /* The arguments of the last error (err_more: seSparse's reserved words). */
+    uint64_t err_arg, err_more[3];
     const char *err_s;
     size_t err_slen;
     uint32_t load_ext;
@@ -108,23 +110,37 @@ static int read_desc(uint32_t dev, uint64_t off, char **out)
     return 0;
 }
 
-/* One grain directory of extent i at off, host order, into *out. */
-static int read_gd(struct gvmdk *s, uint32_t i, uint64_t off, uint32_t **out)
+/* One grain directory of extent i at off, host order, into *out (entry_size bytes each). */
+static int read_gd(struct gvmdk *s, uint32_t i, uint64_t off, void **out)
 {
     const struct vmdk_extent *e = &s->ext[i];
-    size_t len = (size_t)e->l1_size * 4;
-    uint32_t *l1 = malloc(len ? len : 4);
-    uint8_t *raw = (uint8_t *)l1;
+    size_t len = (size_t)e->l1_size * e->entry_size;
+    uint8_t *raw = malloc(len ? len : 8);
+    uint32_t *l1 = (uint32_t *)raw;
+    uint64_t *l1se = (uint64_t *)raw;
     size_t k;
 
-    if (!l1)
+    if (!raw)
         return -VMDK_ERR_NOMEM;
-    *out = l1;
-    if (gblk_pread(s->ext_dev[i], off, l1, len) < 0)
+    *out = raw;
+    if (gblk_pread(s->ext_dev[i], off, raw, len) < 0)
         return -INSTAR_ERR_IO;
-    for (k = 0; k < e->l1_size; k++)
-        l1[k] = (uint32_t)raw[4 * k] | (uint32_t)raw[4 * k + 1] << 8 |
-                (uint32_t)raw[4 * k + 2] << 16 | (uint32_t)raw[4 * k + 3] << 24;
+    /* In place, front to back: each entry is read before it is overwritten. */
+    for (k = 0; k < e->l1_size; k++) {
+        uint32_t lo = (uint32_t)raw[e->entry_size * k] | (uint32_t)raw[e->entry_size * k + 1] << 8 |
+                      (uint32_t)raw[e->entry_size * k + 2] << 16 |
+                      (uint32_t)raw[e->entry_size * k + 3] << 24;
+
+        if (e->entry_size == 8) {
+            const uint8_t *h = raw + 8 * k + 4;
+
+            l1se[k] = (uint64_t)lo | (uint64_t)((uint32_t)h[0] | (uint32_t)h[1] << 8 |
+                                                (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24)
+                                         << 32;
+        } else {
+            l1[k] = lo;
+        }
+    }
     return 0;
 }
 
@@ -139,9 +155,13 @@ static int init_tables(struct gvmdk *s, uint32_t i, bool rdwr)
     const struct vmdk_extent *e = &s->ext[i];
     uint64_t sectors = (gblk_size(s->ext_dev[i]) + 511) / 512;
     int ret = read_gd(s, i, e->l1_table_offset, &s->l1[i]);
+    void *l1b = NULL;
 
-    if (ret == 0 && rdwr && e->l1_backup_offset)
-        ret = read_gd(s, i, e->l1_backup_offset, &s->l1b[i]);
+    /* Only VMDK4 has a redundant directory (4-byte entries). */
+    if (ret == 0 && rdwr && e->l1_backup_offset) {
+        ret = read_gd(s, i, e->l1_backup_offset, &l1b);
+        s->l1b[i] = l1b;
+    }
     if (e->cluster_sectors)
         s->next_sector[i] =
             (sectors + e->cluster_sectors - 1) / e->cluster_sectors * e->cluster_sectors;
@@ -151,13 +171,71 @@ static int init_tables(struct gvmdk *s, uint32_t i, bool rdwr)
 /* vmdk_open_sparse() of a VMDK4 file: one extent, or its embedded descriptor. */
 static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr);
 
+/* vmdk_add_extent() and vmdk_init_tables() of the sparse extent e in device dev. */
+static int add_sparse(struct gvmdk *s, struct vmdk_extent *e, uint32_t dev, uint32_t file,
+                      bool rdwr)
+{
+    uint32_t i = s->nextents;
+    int ret;
+
+    if (i == VMDK_MAX_EXTENTS) {
+        s->err_arg = VMDK_MAX_EXTENTS;
+        return -VMDK_ERR_TOO_MANY_EXTENTS;
+    }
+    e->file = file;
+    e->end_sector = e->sectors;
+    if (i > 0 && __builtin_add_overflow(s->ext[i - 1].end_sector, e->sectors, &e->end_sector))
+        return -VMDK_ERR_TOO_LARGE;
+    if (e->end_sector > (uint64_t)INT64_MAX / 512)
+        return -VMDK_ERR_TOO_LARGE;
+    s->ext[i] = *e;
+    s->ext_dev[i] = dev;
+    s->nextents++;
+    ret = init_tables(s, i, rdwr);
+    if (ret < 0) {
+        free(s->l1[i]);
+        s->l1[i] = NULL;
+        free(s->l1b[i]);
+        s->l1b[i] = NULL;
+        s->nextents--;
+    }
+    return ret;
+}
+
+/* vmdk_open_vmfs_sparse(): a VMDK3 ("COWD") file, one extent. */
+static int open_vmfs(struct gvmdk *s, uint32_t dev, uint32_t file, bool rdwr)
+{
+    struct gvmdk_rd rd = {dev};
+    struct vmdk_reader r = {dev_pread, &rd};
+    struct vmdk_extent e;
+    int ret = vmdk_open_vmfs(&r, &e);
+
+    return ret < 0 ? ret : add_sparse(s, &e, dev, file, rdwr);
+}
+
+/* vmdk_open_se_sparse(): a seSparse file, one extent (read-only). */
+static int open_se(struct gvmdk *s, uint32_t dev, uint32_t file, bool rdwr)
+{
+    struct gvmdk_rd rd = {dev};
+    struct vmdk_reader r = {dev_pread, &rd};
+    struct vmdk_extent e;
+    uint64_t a[4];
+    int ret = vmdk_open_sesparse(&r, rdwr, &e, a);
+
+    s->err_arg = a[0];
+    memcpy(s->err_more, a + 1, sizeof(s->err_more));
+    /* The read errors name the extent's file: the host knows its name by index. */
+    if (ret == -VMDK_ERR_SE_VOL_READ || ret == -VMDK_ERR_L1_READ_EIO)
+        s->err_more[0] = file;
+    return ret < 0 ? ret : add_sparse(s, &e, dev, file, rdwr);
+}
+
 static int open_sparse(struct gvmdk *s, uint32_t dev, uint32_t file, bool rdwr)
 {
     struct gvmdk_rd rd = {dev};
     struct vmdk_reader r = {dev_pread, &rd};
     struct vmdk_extent e;
     uint64_t desc_offset = 0;
-    uint32_t i;
     int ret;
 
     ret = vmdk_open_vmdk4(&r, gblk_size(dev), rdwr, &e, &desc_offset, &s->err_arg);
@@ -182,29 +260,9 @@ static int open_sparse(struct gvmdk *s, uint32_t dev, uint32_t file, bool rdwr)
     }
     if (!s->create_type[0])
         memcpy(s->create_type, "monolithicSparse", 17);
-    if (s->nextents == VMDK_MAX_EXTENTS) {
-        s->err_arg = VMDK_MAX_EXTENTS;
-        return -VMDK_ERR_TOO_MANY_EXTENTS;
-    }
-    i = s->nextents;
-    e.file = file;
-    e.end_sector = e.sectors;
-    if (i > 0 && __builtin_add_overflow(s->ext[i - 1].end_sector, e.sectors, &e.end_sector))
-        return -VMDK_ERR_TOO_LARGE;
-    if (e.end_sector > (uint64_t)INT64_MAX / 512)
-        return -VMDK_ERR_TOO_LARGE;
-    s->ext[i] = e;
-    s->ext_dev[i] = dev;
-    s->nextents++;
     if (e.compressed)
         memcpy(s->create_type, "streamOptimized", 16);
-    ret = init_tables(s, i, rdwr);
-    if (ret < 0) {
-        free(s->l1[i]);
-        s->l1[i] = NULL;
-        s->nextents--;
-    }
-    return ret;
+    return add_sparse(s, &e, dev, file, rdwr);
 }
 
 /* One extent line (vmdk_parse_extents()): file is its index, its device dev + file. */
@@ -245,25 +303,19 @@ static int open_extent(struct gvmdk *s, const struct vmdk_extent_line *l, uint32
         m = (const uint8_t *)buf;
         magic = (uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3];
         free(buf);
-        if (magic == VMDK4_MAGIC_BE) {
+        if (magic == VMDK4_MAGIC_BE)
             ret = open_sparse(s, dev, file, rdwr);
-        } else if (magic == VMDK3_MAGIC_BE) {
-            static char cowd[] = "COWD";
-
-            s->err_s = cowd;
-            s->err_slen = 4;
-            ret = -VMDK_ERR_EXTENT_UNSUPPORTED;
-        } else {
+        else if (magic == VMDK3_MAGIC_BE)
+            ret = open_vmfs(s, dev, file, rdwr);
+        else
             ret = -VMDK_ERR_NOT_VMDK;
-        }
         if (ret < 0)
             return ret;
     } else {
-        static char se[] = "SESPARSE";
-
-        s->err_s = se;
-        s->err_slen = sizeof(se) - 1;
-        return -VMDK_ERR_EXTENT_UNSUPPORTED;
+        /* vmdk_desc_next_extent() passes no other type. */
+        ret = open_se(s, dev, file, rdwr);
+        if (ret < 0)
+            return ret;
     }
     memcpy(s->ext[s->nextents - 1].type, l->type, sizeof(l->type));
     return 0;
@@ -305,13 +357,13 @@ static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
             s->err_arg = VMDK_MAX_EXTENTS;
             return -VMDK_ERR_TOO_MANY_EXTENTS;
         }
-        if (s->ndev == 0) {
-            memcpy(s->names[k], l.fname, sizeof(l.fname));
-            s->nnames = k + 1;
+        memcpy(s->names[k], l.fname, sizeof(l.fname));
+        s->nnames = k + 1;
+        if (s->ndev == 0)
             continue;
-        }
+        /* A partial open stops at the file the host could not open, as QEMU's open fails there. */
         if (k >= s->ndev)
-            return -INSTAR_ERR_BAD_ARGS;
+            return s->partial ? -VMDK_ERR_NEED_FILES : -INSTAR_ERR_BAD_ARGS;
         ret = open_extent(s, &l, k + 1, rdwr);
         if (ret < 0)
             return ret;
@@ -324,7 +376,7 @@ static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
 }
 
 /* vmdk_open(): the extents, the parent's name, the CIDs. */
-static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr)
+static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr, bool partial)
 {
     static char desc[VMDK_DESC_SIZE + 1];
     char *buf = NULL;
@@ -334,6 +386,7 @@ static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr)
     memset(s, 0, sizeof(*s));
     s->dev = dev;
     s->ndev = ndev;
+    s->partial = partial && ndev > 0;
     ret = read_desc(dev, 0, &buf);
     if (ret < 0)
         return ret;
@@ -344,11 +397,9 @@ static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr)
         s->desc_offset = VMDK_SPARSE_DESC_OFFSET;
     } else if (((uint32_t)m[0] << 24 | (uint32_t)m[1] << 16 | (uint32_t)m[2] << 8 | m[3]) ==
                VMDK3_MAGIC_BE) {
-        static char cowd[] = "COWD";
-
-        s->err_s = cowd;
-        s->err_slen = 4;
-        ret = -VMDK_ERR_EXTENT_UNSUPPORTED;
+        /* vmdk_open(): a VMDK3 file names no createType; its "descriptor" is at 0x200 too. */
+        ret = open_vmfs(s, dev, 0, rdwr);
+        s->desc_offset = VMDK_SPARSE_DESC_OFFSET;
     } else {
         ret = open_desc_file(s, buf, rdwr);
     }
@@ -375,7 +426,7 @@ static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr)
 
 static __attribute__((noreturn)) void gvmdk_fail(uint32_t op, int ret, const struct gvmdk *s)
 {
-    uint64_t args[4] = {s->err_arg, 0, 0, 0};
+    uint64_t args[4] = {s->err_arg, s->err_more[0], s->err_more[1], s->err_more[2]};
 
     if (ret == -VMDK_ERR_EXTENT_LINE || ret == -VMDK_ERR_TYPE ||
         ret == -VMDK_ERR_DESCRIPTOR_UNSUPPORTED || ret == -VMDK_ERR_EXTENT_UNSUPPORTED)
@@ -383,11 +434,11 @@ static __attribute__((noreturn)) void gvmdk_fail(uint32_t op, int ret, const str
     result_error(op, -ret, args, NULL, 0);
 }
 
-void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr,
+void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr, bool partial,
                        struct gbs_vmdk_info *info)
 {
     static struct gvmdk s;
-    int ret = gvmdk_open(&s, dev, ndev, rdwr);
+    int ret = gvmdk_open(&s, dev, ndev, rdwr, partial);
     uint32_t i;
 
     memset(info, 0, sizeof(*info));
@@ -418,7 +469,7 @@ int32_t gbs_vmdk_check(uint32_t op, uint32_t dev, uint32_t ndev)
 {
     static struct gvmdk s;
     uint64_t sector = 0, total, co, args[4] = {0, 0, 0, 0};
-    int ret = gvmdk_open(&s, dev, ndev, false), i;
+    int ret = gvmdk_open(&s, dev, ndev, false, false), i;
 
     if (ret == -VMDK_ERR_NEED_FILES)
         ret = -INSTAR_ERR_BAD_ARGS;
@@ -458,7 +509,7 @@ static int load_l2(void *opaque, uint32_t sector, const uint8_t **l2)
 {
     struct gvmdk *s = opaque;
     const struct vmdk_extent *e = &s->ext[s->load_ext];
-    size_t len = (size_t)e->l2_size * 4;
+    size_t len = (size_t)e->l2_size * e->entry_size;
     struct gvmdk_l2 *c;
     uint32_t i;
 
@@ -471,7 +522,7 @@ static int load_l2(void *opaque, uint32_t sector, const uint8_t **l2)
     c = &s->l2[s->l2_next];
     s->l2_next = (s->l2_next + 1) % GVMDK_L2_CACHE;
     if (!c->table) {
-        c->table = malloc(512 * 4);
+        c->table = malloc(VMDK_L2_MAX_BYTES);
         if (!c->table)
             return -1;
     }
@@ -514,7 +565,7 @@ static int vmdk_drv_open(struct gbs *bs)
 
     bs->opaque = s;
     /* The host gives the extent files as the devices after the image's (cmd/graph.c). */
-    ret = gvmdk_open(s, bs->file, bs->drv_opts, bs->writable);
+    ret = gvmdk_open(s, bs->file, bs->drv_opts, bs->writable, false);
     if (ret == -VMDK_ERR_NEED_FILES)
         ret = -INSTAR_ERR_BAD_ARGS;
     /* The host described the image first: a failure here is qemu's open message too. */
@@ -538,7 +589,7 @@ static int vmdk_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint6
     uint64_t co = 0, in, n;
 
     (void)want_zero;
-    if (i < 0)
+    if (i < 0 || s->ext[i].cluster_sectors == 0)
         return -GBS_EIO;
     e = &s->ext[i];
     ret = cluster(s, (uint32_t)i, off, &co);
@@ -632,7 +683,8 @@ static int vmdk_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
         const struct vmdk_extent *e;
         uint64_t co = 0, in, n;
 
-        if (i < 0)
+        /* A VMDK3 grain of 0 sectors: QEMU divides by zero; an error here. */
+        if (i < 0 || s->ext[i].cluster_sectors == 0)
             return -GBS_EIO;
         e = &s->ext[i];
         ret = cluster(s, (uint32_t)i, off, &co);
@@ -757,7 +809,8 @@ static int locate(struct gbs *bs, uint32_t i, uint64_t off, bool allocate, uint6
     m->l1_index = (uint32_t)((rel >> 9) / e->l1_entry_sectors);
     if (m->l1_index >= e->l1_size)
         return VMDK_CLUSTER_ERROR;
-    m->l2_sector = s->l1[i][m->l1_index];
+    /* Writes never reach a seSparse extent (opened read-only): 4-byte entries. */
+    m->l2_sector = ((const uint32_t *)s->l1[i])[m->l1_index];
     if (!m->l2_sector)
         return VMDK_CLUSTER_UNALLOC;
     s->load_ext = i;
@@ -961,7 +1014,8 @@ static int vmdk_do_write(struct gbs *bs, uint64_t off, const uint8_t *buf, uint6
         struct gvmdk_meta m;
         uint64_t in, n, co = 0, cb;
 
-        if (i < 0)
+        if (i < 0 || (!s->ext[i].flat &&
+                      (s->ext[i].cluster_sectors == 0 || s->ext[i].l1_entry_sectors == 0)))
             return -GBS_EIO;
         e = &s->ext[i];
         cb = e->cluster_sectors * 512;
@@ -1012,7 +1066,8 @@ static int vmdk_do_write(struct gbs *bs, uint64_t off, const uint8_t *buf, uint6
         done += n;
         /* The CID changes on the first write after each open. */
         if (!s->cid_updated) {
-            ret = write_cid(s, bs->random);
+            ret = write_cid(s, (uint32_t)bs->seed[0] | (uint32_t)bs->seed[1] << 8 |
+                                   (uint32_t)bs->seed[2] << 16 | (uint32_t)bs->seed[3] << 24);
             if (ret < 0)
                 return ret;
             s->cid_updated = true;

@@ -453,7 +453,7 @@ static __attribute__((noreturn)) void check_vmdk(unsigned fix)
     int32_t ret;
 
     if (fix) {
-        gbs_vmdk_describe(OP, GOPEN_DEV, boot->ndevices - 1, true, &info);
+        gbs_vmdk_describe(OP, GOPEN_DEV, boot->ndevices - 1, true, false, &info);
         send_notsup("vmdk");
     }
     ret = gbs_vmdk_check(OP, GOPEN_DEV, boot->ndevices - 1);

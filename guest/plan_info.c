@@ -238,7 +238,7 @@ static __attribute__((noreturn)) void info_vmdk(uint32_t flags)
     uint32_t i;
 
     gbs_vmdk_describe(INSTAR_OP_INFO, DEV_IMAGE, boot->ndevices - 1, flags & INSTAR_INFO_OPEN_RDWR,
-                      &v);
+                      flags & INSTAR_INFO_VMDK_PARTIAL, &v);
     if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
         fail(INSTAR_ERR_NOMEM);
     if (v.need_files) {

@@ -136,11 +136,120 @@ int vmdk_open_vmdk4(const struct vmdk_reader *r, uint64_t file_size, bool rdwr,
     e->compressed = compressed;
     e->has_marker = (flags & VMDK4_FLAG_MARKER) != 0;
     e->version = version;
+    e->entry_size = 4;
     e->has_zero_grain = (flags & VMDK4_FLAG_ZERO_GRAIN) != 0;
     /* vmdk_init_tables(): the grain directory must be addressable. */
     if (!io_ok(e->l1_table_offset, (uint64_t)e->l1_size * 4) ||
         (e->l1_backup_offset && !io_ok(e->l1_backup_offset, (uint64_t)e->l1_size * 4)))
         return -VMDK_ERR_L1_READ;
+    return 0;
+}
+
+/* vmdk_add_extent()'s sizes of a sparse extent (QEMU's int l2_size times its uint64_t grain). */
+static void sparse_geometry(struct vmdk_extent *e, uint64_t sectors, uint64_t l1_offset,
+                            uint32_t l1_size, uint32_t l2_size, uint64_t cluster_sectors)
+{
+    memset(e, 0, sizeof(*e));
+    e->sectors = sectors;
+    e->l1_table_offset = l1_offset;
+    e->l1_size = l1_size;
+    e->l2_size = l2_size;
+    e->cluster_sectors = cluster_sectors;
+    /* QEMU keeps the product in a uint32_t: it can wrap to 0. */
+    e->l1_entry_sectors = (uint32_t)(l2_size * cluster_sectors);
+    e->entry_size = 4;
+}
+
+int vmdk_open_vmfs(const struct vmdk_reader *r, struct vmdk_extent *e)
+{
+    /* VMDK3Header after the magic: version, flags, disk_sectors, granularity,
+     * l1dir_offset, l1dir_size, file_sectors, cylinders, heads, sectors_per_track. */
+    uint8_t h[40];
+    int ret = r->pread(r->opaque, 4, h, sizeof(h));
+
+    if (ret < 0)
+        return ret;
+    ret = vmdk_add_extent_check(le32(h + 12), le32(h + 20));
+    if (ret < 0)
+        return ret;
+    sparse_geometry(e, le32(h + 8), (uint64_t)le32(h + 16) << 9, le32(h + 20), 4096, le32(h + 12));
+    /* vmdk_init_tables() reads the directory wherever it is: a 32-bit sector always is. */
+    return 0;
+}
+
+#define SE_CONST_MAGIC    0xcafebabeull
+#define SE_VOLATILE_MAGIC 0xcafecafeull
+#define SE_VERSION        0x0000000200000001ull
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+    while (n--)
+        if (*p++)
+            return false;
+    return true;
+}
+
+int vmdk_open_sesparse(const struct vmdk_reader *r, bool rdwr, struct vmdk_extent *e,
+                       uint64_t err_args[4])
+{
+    /* VMDKSESparseConstHeader: 26 little-endian uint64 fields and 304 bytes of padding. */
+    uint8_t h[512], v[512];
+    uint64_t vol, l1_offset, l1_bytes;
+    uint32_t l1_size;
+    int ret, i;
+
+    memset(err_args, 0, 4 * sizeof(err_args[0]));
+    /* bdrv_apply_auto_read_only(): qemu-img's read-write opens are not auto-read-only. */
+    if (rdwr)
+        return -VMDK_ERR_SE_RDWR;
+    ret = r->pread(r->opaque, 0, h, sizeof(h));
+    if (ret < 0)
+        return ret;
+    if ((err_args[0] = le64(h)) != SE_CONST_MAGIC)
+        return -VMDK_ERR_SE_MAGIC;
+    if ((err_args[0] = le64(h + 8)) != SE_VERSION)
+        return -VMDK_ERR_SE_VERSION;
+    if ((err_args[0] = le64(h + 24)) != 8)
+        return -VMDK_ERR_SE_GRAIN;
+    if ((err_args[0] = le64(h + 32)) != 64)
+        return -VMDK_ERR_SE_GT;
+    if ((err_args[0] = le64(h + 40)) != 0)
+        return -VMDK_ERR_SE_FLAGS;
+    for (i = 0; i < 4; i++)
+        err_args[i] = le64(h + 48 + 8 * i);
+    if (err_args[0] | err_args[1] | err_args[2] | err_args[3])
+        return -VMDK_ERR_SE_RESERVED;
+    memset(err_args, 0, 4 * sizeof(err_args[0]));
+    if (!all_zero(h + 208, 304))
+        return -VMDK_ERR_SE_PAD;
+    /* The sector number times 512 as QEMU computes it (uint64, wrapping), read as an int64. */
+    vol = le64(h + 80) * 512;
+    if (!io_ok(vol, sizeof(v)))
+        return -VMDK_ERR_SE_VOL_READ;
+    ret = r->pread(r->opaque, vol, v, sizeof(v));
+    if (ret < 0)
+        return ret;
+    if ((err_args[0] = le64(v)) != SE_VOLATILE_MAGIC)
+        return -VMDK_ERR_SE_VMAGIC;
+    err_args[0] = 0;
+    if (le64(v + 24))
+        return -VMDK_ERR_SE_DIRTY;
+    if (!all_zero(v + 32, 480))
+        return -VMDK_ERR_SE_VPAD;
+    /* vmdk_add_extent(): grain_dir_size sectors of 8-byte entries, kept in a uint32_t. */
+    l1_size = (uint32_t)(le64(h + 136) * 512 / 8);
+    ret = vmdk_add_extent_check(8, l1_size);
+    if (ret < 0)
+        return ret;
+    l1_offset = le64(h + 128) * 512;
+    sparse_geometry(e, le64(h + 16), l1_offset, l1_size, 4096, 8);
+    e->sesparse = true;
+    e->entry_size = 8;
+    e->se_l2_offset = le64(h + 144);
+    e->se_grains_offset = le64(h + 192);
+    l1_bytes = (uint64_t)l1_size * 8;
+    if (!io_ok(l1_offset, l1_bytes))
+        return -VMDK_ERR_L1_READ_EIO;
     return 0;
 }
 
@@ -392,7 +501,51 @@ invalid : {
 
 /* --- grains --- */
 
-int vmdk_cluster(const struct vmdk_extent *e, const uint32_t *l1, uint64_t offset,
+/*
+ * get_cluster_offset()'s seSparse directory entry: 0 (none), else the top
+ * 32 bits must be 0x10000000 and the low 32 index the grain tables (64
+ * sectors each) from se_l2_offset; the sector must fit QEMU's unsigned int.
+ */
+static int se_l2_sector(const struct vmdk_extent *e, uint64_t entry, uint32_t *l2_sector)
+{
+    uint64_t sector;
+
+    if (entry == 0) {
+        *l2_sector = 0;
+        return 0;
+    }
+    if ((entry & 0xffffffff00000000ull) != 0x1000000000000000ull)
+        return -1;
+    /* QEMU's uint64 arithmetic, wrapping (an index below 2^32 times 64 cannot). */
+    sector = e->se_l2_offset + (entry & 0xffffffffull) * (e->l2_size * 8ull) / 512;
+    if (sector > 0xffffffffull)
+        return -1;
+    *l2_sector = (uint32_t)sector;
+    return 0;
+}
+
+/* A seSparse grain table entry: its top nibble says what the grain is. */
+static int se_grain(const struct vmdk_extent *e, uint64_t entry, uint64_t *cluster_offset)
+{
+    uint64_t index;
+
+    switch (entry >> 60) {
+    case 0: /* unallocated */
+        return entry == 0 ? VMDK_CLUSTER_UNALLOC : VMDK_CLUSTER_ERROR;
+    case 1: /* unmapped (SCSI) */
+    case 2: /* zero */
+        return VMDK_CLUSTER_ZEROED;
+    case 3: /* allocated: a 60-bit grain index, its low 12 bits on top */
+        index = (entry & 0x0fff000000000000ull) >> 48 | (entry & 0x0000ffffffffffffull) << 12;
+        /* QEMU's int64 arithmetic wraps (the offset is then past any file: a read error). */
+        *cluster_offset = (e->se_grains_offset + index * e->cluster_sectors) << 9;
+        return VMDK_CLUSTER_OK;
+    default:
+        return VMDK_CLUSTER_ERROR;
+    }
+}
+
+int vmdk_cluster(const struct vmdk_extent *e, const void *l1, uint64_t offset,
                  vmdk_load_l2_fn load_l2, void *opaque, uint64_t *cluster_offset)
 {
     const uint8_t *l2;
@@ -402,17 +555,27 @@ int vmdk_cluster(const struct vmdk_extent *e, const uint32_t *l1, uint64_t offse
         *cluster_offset = e->flat_start_offset;
         return VMDK_CLUSTER_OK;
     }
+    /* A VMDK3 grain of 0 sectors or tables covering 2^32: QEMU divides by zero here. */
+    if (e->l1_entry_sectors == 0 || e->cluster_sectors == 0 || e->l2_size == 0)
+        return VMDK_CLUSTER_ERROR;
     offset -= (e->end_sector - e->sectors) * 512;
     /* QEMU's unsigned int indexes. */
     l1_index = (uint32_t)((offset >> 9) / e->l1_entry_sectors);
     if (l1_index >= e->l1_size)
         return VMDK_CLUSTER_ERROR;
-    l2_sector = l1[l1_index];
+    if (e->sesparse) {
+        if (se_l2_sector(e, ((const uint64_t *)l1)[l1_index], &l2_sector) < 0)
+            return VMDK_CLUSTER_ERROR;
+    } else {
+        l2_sector = ((const uint32_t *)l1)[l1_index];
+    }
     if (!l2_sector)
         return VMDK_CLUSTER_UNALLOC;
     if (load_l2(opaque, l2_sector, &l2) < 0)
         return VMDK_CLUSTER_ERROR;
     l2_index = (uint32_t)(((offset >> 9) / e->cluster_sectors) % e->l2_size);
+    if (e->sesparse)
+        return se_grain(e, le64(l2 + 8 * (size_t)l2_index), cluster_offset);
     cluster_sector = le32(l2 + 4 * (size_t)l2_index);
     if (e->has_zero_grain && cluster_sector == VMDK_GTE_ZEROED)
         return VMDK_CLUSTER_ZEROED;
@@ -424,6 +587,8 @@ int vmdk_cluster(const struct vmdk_extent *e, const uint32_t *l1, uint64_t offse
 
 uint64_t vmdk_offset_in_cluster(const struct vmdk_extent *e, uint64_t offset)
 {
+    if (e->cluster_sectors == 0)
+        return 0;
     return (offset - (e->end_sector - e->sectors) * 512) % (e->cluster_sectors * 512);
 }
 

@@ -2,8 +2,11 @@
  * VMDK as qemu 7.2's block/vmdk.c reads it: the hosted sparse extent
  * header (VMDK4, "KDMV", with the streamOptimized footer), the text
  * descriptor (embedded in a sparse file at sector 1, or a file of its own
- * naming extent files), the grain directory and grain tables, and the
- * grain markers of compressed grains.  Reference: VMware's "Virtual Disk
+ * naming extent files), the grain directory and grain tables, the grain
+ * markers of compressed grains, and the older VMDK3 ("COWD", vmfsSparse)
+ * and ESXi seSparse extents as vmdk_open_vmfs_sparse() and
+ * vmdk_open_se_sparse() read them (seSparse is undocumented: QEMU's strict
+ * checks are the reference).  Reference: VMware's "Virtual Disk
  * Format 5.0" (sections "Hosted Sparse Extent Header", "The Descriptor
  * File", "Grain Directories and Grain Tables", "Stream-Optimized
  * Compressed Sparse Extents").
@@ -34,6 +37,9 @@
 #define VMDK_GTE_ZEROED 1u
 /* The most extents instar hands a node (a limit of ours, not QEMU's). */
 #define VMDK_MAX_EXTENTS 16
+/* The most entries a grain table has (VMDK3 and seSparse: 4096), and its most bytes. */
+#define VMDK_L2_MAX       4096u
+#define VMDK_L2_MAX_BYTES (VMDK_L2_MAX * 8u)
 /* bs->auto_backing_file is char[PATH_MAX]. */
 #define VMDK_PARENT_MAX 4095
 
@@ -50,6 +56,8 @@ struct vmdk_extent {
     bool compressed;
     bool has_marker;
     bool has_zero_grain;
+    bool sesparse;       /* 64-bit directory and table entries, QEMU's seSparse encoding */
+    uint32_t entry_size; /* bytes per directory and table entry: 4, or 8 (seSparse) */
     uint32_t version;
     uint64_t sectors;           /* the extent's length in sectors */
     uint64_t end_sector;        /* where it ends in the image, in sectors */
@@ -58,8 +66,10 @@ struct vmdk_extent {
     uint64_t l1_backup_offset;  /* bytes, 0: none */
     uint32_t l1_size;           /* grain directory entries */
     uint32_t l1_entry_sectors;  /* sectors one grain table covers */
-    uint32_t l2_size;           /* entries per grain table (<= 512) */
+    uint32_t l2_size;           /* entries per grain table (<= VMDK_L2_MAX) */
     uint64_t cluster_sectors;   /* grain size in sectors (flat: the extent's length) */
+    uint64_t se_l2_offset;      /* seSparse: where grain tables start, sectors */
+    uint64_t se_grains_offset;  /* seSparse: where grains start, sectors */
     char type[11];              /* the descriptor's extent type, "" for none */
 };
 
@@ -75,6 +85,28 @@ struct vmdk_extent {
  */
 int vmdk_open_vmdk4(const struct vmdk_reader *r, uint64_t file_size, bool rdwr,
                     struct vmdk_extent *e, uint64_t *desc_offset, uint64_t *err_arg);
+
+/*
+ * vmdk_open_vmfs - vmdk_open_vmfs_sparse() for the VMDK3 file r (its first
+ * 4 bytes are "COWD"): e filled from the header (4096-entry grain tables,
+ * 4-byte entries; e->file, end_sector and type are the caller's).  A grain
+ * size whose tables cover 0 sectors (0, or 2^20 sectors and up) opens, as
+ * in QEMU, whose lookups then divide by zero: vmdk_cluster() answers
+ * VMDK_CLUSTER_ERROR instead.  Returns 0 or a negated VMDK_ERR_*.
+ */
+int vmdk_open_vmfs(const struct vmdk_reader *r, struct vmdk_extent *e);
+
+/*
+ * vmdk_open_sesparse - vmdk_open_se_sparse() for the seSparse file r: the
+ * const header (sector 0) and the volatile header it points to, checked in
+ * QEMU's order with err_args[0..3] the message's numbers, and e filled
+ * (8-byte entries, 4096-entry tables, 4 KiB grains).  rdwr: a read-write
+ * open, refused (QEMU writes no seSparse).  Returns 0 or a negated
+ * VMDK_ERR_* (VMDK_ERR_SE_VOL_READ / VMDK_ERR_L1_READ_EIO for a header
+ * offset QEMU cannot read at).
+ */
+int vmdk_open_sesparse(const struct vmdk_reader *r, bool rdwr, struct vmdk_extent *e,
+                       uint64_t err_args[4]);
 
 /*
  * vmdk_add_extent_check - vmdk_add_extent()'s limits on a sparse extent:
@@ -135,8 +167,8 @@ enum vmdk_cluster_ret {
 
 /*
  * load_l2 - the grain table at sector l2_sector of the extent's file:
- * l2_size little-endian entries in *l2 (valid until the next call), or a
- * negative code.
+ * l2_size little-endian entries of entry_size bytes in *l2 (valid until
+ * the next call), or a negative code.
  */
 typedef int (*vmdk_load_l2_fn)(void *opaque, uint32_t l2_sector, const uint8_t **l2);
 
@@ -144,9 +176,10 @@ typedef int (*vmdk_load_l2_fn)(void *opaque, uint32_t l2_sector, const uint8_t *
  * vmdk_cluster - get_cluster_offset() without allocation for offset
  * (bytes from the start of the image, inside extent e): *cluster_offset
  * the grain's byte offset in e's file (a flat extent: its start).
- * l1: the grain directory, host order.  Returns an enum vmdk_cluster_ret.
+ * l1: the grain directory, host order (uint32_t entries, or uint64_t for
+ * seSparse).  Returns an enum vmdk_cluster_ret.
  */
-int vmdk_cluster(const struct vmdk_extent *e, const uint32_t *l1, uint64_t offset,
+int vmdk_cluster(const struct vmdk_extent *e, const void *l1, uint64_t offset,
                  vmdk_load_l2_fn load_l2, void *opaque, uint64_t *cluster_offset);
 
 /* vmdk_find_offset_in_cluster(): where offset lies in its grain (bytes). */

@@ -8,7 +8,8 @@
  * own: bdrv_open_common() words it, naming the file ({s}, filled in by the
  * host).  The codes from 4050 on are instar's own clean errors where
  * qemu-img crashes or where instar refuses what qemu-img does
- * (docs/differences.md).
+ * (docs/differences.md).  seSparse's header checks (4019..4031) take
+ * their hex arguments as QEMU prints them (%016 PRIx64).
  */
 #ifndef VMDK_ERR_H
 #define VMDK_ERR_H
@@ -33,6 +34,22 @@
     X(VMDK_ERR_FOOTER_READ, 4016, "Failed to read footer: Input/output error")                     \
     X(VMDK_ERR_TRUNCATED_NEG, 4017, "File truncated, expecting at least -{0} bytes")               \
     X(VMDK_ERR_DESC_READ, 4018, "Could not read from file: Input/output error")                    \
+    X(VMDK_ERR_SE_MAGIC, 4019, "Bad const header magic: 0x{016x0}")                                \
+    X(VMDK_ERR_SE_VERSION, 4020, "Unsupported version: 0x{016x0}")                                 \
+    X(VMDK_ERR_SE_GRAIN, 4021, "Unsupported grain size: {0}")                                      \
+    X(VMDK_ERR_SE_GT, 4022, "Unsupported grain table size: {0}")                                   \
+    X(VMDK_ERR_SE_FLAGS, 4023, "Unsupported flags: 0x{016x0}")                                     \
+    X(VMDK_ERR_SE_RESERVED, 4024,                                                                  \
+      "Unsupported reserved bits: 0x{016x0} 0x{016x1} 0x{016x2} 0x{016x3}")                        \
+    X(VMDK_ERR_SE_PAD, 4025, "Unsupported non-zero const header padding")                          \
+    X(VMDK_ERR_SE_VMAGIC, 4026, "Bad volatile header magic: 0x{016x0}")                            \
+    X(VMDK_ERR_SE_DIRTY, 4027, "Image is dirty, Replaying journal not supported")                  \
+    X(VMDK_ERR_SE_VPAD, 4028, "Unsupported non-zero volatile header padding")                      \
+    X(VMDK_ERR_SE_RDWR, 4029, "No write support for seSparse images available")                    \
+    /* 4030, 4031: {s} the extent file's name (the host fills it in from err_args[1]) */           \
+    X(VMDK_ERR_SE_VOL_READ, 4030,                                                                  \
+      "Could not read volatile header from file '{s}': Input/output error")                        \
+    X(VMDK_ERR_L1_READ_EIO, 4031, "Could not read l1 table from extent '{s}': Input/output error") \
     X(VMDK_MSG_NO_EXTENT, 4040, "ERROR: could not find extent for sector {0}")                     \
     X(VMDK_MSG_CLUSTER, 4041, "ERROR: could not get cluster_offset for sector {0}")                \
     X(VMDK_MSG_EOF, 4042, "ERROR: cluster offset for sector {0} points after EOF")                 \

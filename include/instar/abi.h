@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 29
+#define INSTAR_ABI_VERSION 32
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -438,6 +438,14 @@ enum instar_op {
 /* vpc's force_size_calc open option: chs, or current_size. */
 #define INSTAR_INFO_VPC_SIZE_CHS     (1u << 3)
 #define INSTAR_INFO_VPC_SIZE_CURRENT (1u << 4)
+/*
+ * vmdk (since ABI v32): the devices after the image are only the first of
+ * the extent files the descriptor names (the host could not open the next
+ * one).  The guest opens those as qemu does before it reaches the missing
+ * file and answers with their error, or with INSTAR_INFO_VMDK_NEED_FILES
+ * again when they open: the host then reports the missing file.
+ */
+#define INSTAR_INFO_VMDK_PARTIAL (1u << 5)
 
 struct instar_info_args {
     char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */
@@ -789,9 +797,11 @@ struct instar_node {
  */
 /*
  * node_key[i]: 0 (none), or k for keys[k - 1] (struct instar_key, above;
- * since ABI v14).  seed: random bytes from the host's random source, which
- * the guest expands into the random GUIDs a writable vhdx node writes
- * (session, data write and log GUIDs; since ABI v18).
+ * since ABI v14).  seed: random bytes from the host's random source, the
+ * one source of what a written image draws at random: a writable vhdx
+ * node expands them into its GUIDs (session, data write and log GUIDs;
+ * since ABI v18), a written vmdk node takes its new CID from bytes 0..3
+ * (little-endian; since ABI v32, before which a separate field held it).
  */
 struct instar_graph {
     uint32_t nnodes;
@@ -800,9 +810,6 @@ struct instar_graph {
     uint8_t node_key[INSTAR_NODE_MAX];
     struct instar_key keys[INSTAR_KEY_MAX];
     uint8_t seed[32];
-    /* Random bits from the host (since ABI v17): a written vmdk node's new CID. */
-    uint32_t random;
-    uint32_t pad;
 };
 
 /* resize the qcow2 image on device 0 (writable) to an absolute size. */
