@@ -560,7 +560,7 @@ def run_both_on_copies(
     return expected, actual
 
 
-# A LUKS create's PBKDF2 benchmark times a second or more of hashing; crash
+# A LUKS create's (or key slot's) PBKDF2 benchmark times a second or more of hashing; crash
 # sweeps run a create or a convert to LUKS once per write, and what they
 # prove is the order of the writes: a guest clock 1000 times faster ends the
 # benchmark at its first run, with the minimum iteration counts (which

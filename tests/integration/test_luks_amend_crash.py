@@ -69,7 +69,7 @@ def sweep(instar, vols: Path, tmp_path: Path, name: str, opts: str, extra=(), ke
         img = work / name
         tl.copy_file(src, img)
         r = instar.run(["amend", *OBJS, *extra, "--image-opts", lopts(name, "sec0"), "-o", opts], cwd=work,
-                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=300)
+                       env_extra={**tl.LUKS_FAST_PBKDF2, "INSTAR_FAULT_WRITES": str(n)}, timeout=300)
         done = r.returncode == 0
         if not done:
             assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
