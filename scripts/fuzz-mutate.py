@@ -57,7 +57,6 @@ REFUSALS = [
     "Resizing qcow2 images with persistent bitmaps is not supported by instar",
     "Growing this qcow2 image would copy data into its partial last cluster, which instar "
     "does not do",
-    "instar does not write to qcow2 images with the dirty bit set",
 ]
 
 DATE_RE = re.compile(rb"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
