@@ -235,6 +235,58 @@ def test_upgrade_unknown_exts_crash(instar, tmp_path, opts):
     assert sweep_same(instar, src, tmp_path, opts, after=after) >= 1
 
 
+@pytest.mark.parametrize("dirty", [False, True], ids=["clean", "dirty"])
+def test_bitmaps_downgrade_crash(instar, tmp_path, dirty):
+    """compat=0.10 of an image with persistent bitmaps: marked in use by the
+    open (a dirty image repaired next), the close stores them, and the
+    header is written as version 2 with the bitmaps extension left in it (as
+    qemu-img leaves it).  Every cut: no data lost, version 3 with the bitmaps
+    listed (but inside qemu's own window of the marking) or version 2."""
+    d = tmp_path / "img"
+    src = make(d, "a.qcow2", "cluster_size=65536,lazy_refcounts=on")
+    tl.qemu_img("bitmap", "--add", "a.qcow2", "b0", cwd=d)
+    tl.qemu_img("bitmap", "--add", "-g", "512k", "--disable", "a.qcow2", "b1", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 4 1M 256k", "a.qcow2", cwd=d)
+    if dirty:
+        b = bytearray(src.read_bytes())
+        b[79] |= 1
+        src.write_bytes(bytes(b))
+    names = [n for n, _ in bitmap_names(src)]
+
+    def after(img: Path, n: int, done: bool) -> None:
+        version = int.from_bytes(img.read_bytes()[4:8], "big")
+        assert version == 2 or not done, "not downgraded"
+        if version == 3:
+            found = bitmap_names(img)
+            assert [b for b, _ in found] == names or (n <= 3 and not found), f"bitmaps lost (n={n}): {found}"
+
+    assert sweep_same(instar, src, tmp_path, "compat=0.10", after=after) >= 5
+
+
+def test_downgrade_unknown_exts_crash(instar, tmp_path):
+    """A version 3 image with a header extension qemu does not know: the
+    downgrade writes it into the version 2 header (one write of the header
+    cluster, after the zero clusters' expansion)."""
+    import struct
+
+    d = tmp_path / "img"
+    src = make(d, "a.qcow2", "cluster_size=65536")
+    tl.qemu_io("-f", "qcow2", "-c", "write -z 1M 128k", "a.qcow2", cwd=d)
+    b = bytearray(src.read_bytes())
+    off = struct.unpack_from(">I", b, 100)[0]
+    while struct.unpack_from(">I", b, off)[0]:
+        off += 8 + ((struct.unpack_from(">I", b, off + 4)[0] + 7) & ~7)
+    b[off:off + 24] = struct.pack(">II", 0x12345678, 5) + b"hello\0\0\0" + bytes(8)
+    src.write_bytes(bytes(b))
+
+    def after(img: Path, n: int, done: bool) -> None:
+        assert b"\x12\x34\x56\x78\x00\x00\x00\x05hello" in img.read_bytes()[:4096], f"extension lost (n={n})"
+        if done:
+            assert int.from_bytes(img.read_bytes()[4:8], "big") == 2
+
+    assert sweep_same(instar, src, tmp_path, "compat=0.10", after=after) >= 1
+
+
 @pytest.mark.parametrize("opts", ["lazy_refcounts=off", "size=1G"])
 def test_bitmaps_dirty_crash(instar, tmp_path, opts):
     """A dirty image (lazy refcounts) with consistent persistent bitmaps: the
