@@ -16,6 +16,7 @@
 #include "qcow2/bitmap_store.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
+#include "qcow2/snapop.h"
 
 /* The largest size bdrv_co_truncate() accepts (BDRV_MAX_LENGTH). */
 #define AMEND_MAX_LENGTH UINT64_C(0x7fffffffc0000000)
@@ -286,7 +287,7 @@ static void am_header(unsigned what)
  * is rewritten from the image's own, as a version 3 header of 112 bytes
  * (refcount order 4, no feature bits), with qemu's progress calls.
  */
-static void amend_upgrade_unknown(const struct gq_image *img, struct qcow2_amend_progress *pr)
+static void amend_upgrade_unknown(const struct gq_image *img)
 {
     struct qcow2_header h = img->h;
     struct qcow2_header_state st;
@@ -294,9 +295,6 @@ static void amend_upgrade_unknown(const struct gq_image *img, struct qcow2_amend
 
     if (!buf)
         fail(INSTAR_ERR_NOMEM, 0);
-    pr->cur_op = QCOW2_AMEND_OP_UPGRADE;
-    qcow2_amend_progress_report(pr, 0, 2);
-    qcow2_amend_progress_report(pr, 1, 2);
     h.version = 3;
     /* Where the extensions of the version 2 header start (qcow2_header_rewrite() reads them there).
      */
@@ -313,7 +311,36 @@ static void amend_upgrade_unknown(const struct gq_image *img, struct qcow2_amend
     if (gdev_pwrite(GOPEN_DEV, 0, buf, (size_t)1 << h.cluster_bits) < 0)
         fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 5 /* EIO */);
     free(buf);
-    qcow2_amend_progress_report(pr, 2, 2);
+}
+
+/*
+ * qcow2_upgrade()'s first step: a table with entries that lack the
+ * version 3 extra data (VM state size, disk size) is written again by
+ * qcow2_write_snapshots() (each entry with its 24 bytes of known extra
+ * data), the header's snapshot fields switched to it, the old table
+ * freed; img is read again after it.
+ */
+static void amend_upgrade_snapshots(struct gq_image *img, uint8_t *first)
+{
+    struct qcow2_snapop_image si;
+    uint32_t i;
+    int ret;
+
+    for (i = 0; i < img->nsnapshots; i++)
+        if (img->snapshots[i].sn.extra_data_size < 16)
+            break;
+    if (i == img->nsnapshots)
+        return;
+    ret = gsnap_image(img, &si);
+    if (ret == -INSTAR_ERR_NOMEM)
+        fail(INSTAR_ERR_NOMEM, 0);
+    if (ret == 0)
+        ret = qcow2_snapop_rewrite(&si, &gsnap_io);
+    if (ret < 0)
+        fail(QCOW2_AMEND_ERR_UPDATE_SNAPSHOTS, (uint64_t)-ret);
+    if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
+        fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 5 /* EIO */);
+    gq_open(img, INSTAR_OP_AMEND, first);
 }
 
 /* The end of an amend: qcow2_downgrade() last, failing with code (0: none). */
@@ -425,17 +452,20 @@ void plan_amend(void)
     if ((a->flags & INSTAR_AMEND_UPGRADE) && version == 2) {
         struct qcow2_amend_upgrade u;
         uint8_t *buf;
-        uint32_t i;
 
         memset(&u, 0, sizeof(u));
         if (!amend_backing(&img, &u))
             fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
-        /* qcow2_write_snapshots() would rewrite a table without the v3 extra data. */
-        for (i = 0; i < img.nsnapshots; i++)
-            if (img.snapshots[i].sn.extra_data_size < 16)
-                fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
+        /* qcow2_upgrade()'s status: its start, the snapshot table, the header. */
+        pr.cur_op = QCOW2_AMEND_OP_UPGRADE;
+        qcow2_amend_progress_report(&pr, 0, 2);
+        amend_upgrade_snapshots(&img, first);
+        qcow2_amend_progress_report(&pr, 1, 2);
+        reftable_offset = h->refcount_table_offset;
+        reftable_clusters = h->refcount_table_clusters;
         if (!qcow2_amend_known_exts(img.first, img.first_len, h->header_length)) {
-            amend_upgrade_unknown(&img, &pr);
+            amend_upgrade_unknown(&img);
+            qcow2_amend_progress_report(&pr, 2, 2);
             version = 3;
             goto upgraded;
         }
@@ -451,10 +481,6 @@ void plan_amend(void)
         buf = malloc((size_t)1 << h->cluster_bits);
         if (!buf)
             fail(INSTAR_ERR_NOMEM, 0);
-        /* qcow2_upgrade()'s status: its start, the snapshot table, the header. */
-        pr.cur_op = QCOW2_AMEND_OP_UPGRADE;
-        qcow2_amend_progress_report(&pr, 0, 2);
-        qcow2_amend_progress_report(&pr, 1, 2);
         ret = qcow2_amend_upgrade(&u, buf, gresize_io.pwrite, NULL, &errnum);
         free(buf);
         if (ret < 0)

@@ -47,6 +47,25 @@ def _add_unknown_exts(p: Path) -> None:
     p.write_bytes(bytes(b))
 
 
+def _strip_snapshot_extra(p: Path, keep: int = 0) -> None:
+    """Each snapshot table entry rewritten in place with only keep bytes of
+    its extra data (0 or 8: no disk size), as version 2 writers left them."""
+    b = bytearray(p.read_bytes())
+    nb, off = struct.unpack_from(">IQ", b, 60)
+    entries, pos = [], off
+    for _ in range(nb):
+        hdr = bytearray(b[pos:pos + 40])
+        id_len, name_len = struct.unpack_from(">HH", hdr, 12)
+        extra, = struct.unpack_from(">I", hdr, 36)
+        strings = bytes(b[pos + 40 + extra:pos + 40 + extra + id_len + name_len])
+        struct.pack_into(">I", hdr, 36, keep)
+        entries.append(bytes(hdr) + bytes(b[pos + 40:pos + 40 + keep]) + strings)
+        pos += (40 + extra + id_len + name_len + 7) & ~7
+    table = b"".join(e + bytes(-len(e) % 8) for e in entries)
+    b[off:pos] = table + bytes(pos - off - len(table))
+    p.write_bytes(bytes(b))
+
+
 def _add_header_fields(p: Path) -> None:
     """8 bytes of header fields qemu does not know (header_length 120) in a
     version 3 image: its extensions and backing file name moved after them."""
@@ -151,6 +170,13 @@ def imgs(tmp_path_factory) -> Path:
     (d / "d2.raw").write_bytes((d / "df.raw").read_bytes())
     mk("dfr.qcow2", "4M", "data_file=dfr.raw,data_file_raw=on", ())
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "dfr.qcow2", cwd=d)
+    # Version 2 images whose snapshots lack the version 3 extra data.
+    for name, keep in (("snapv2x.qcow2", 0), ("snapv2x8.qcow2", 8)):
+        mk(name, "4M", "compat=0.10", data)
+        tl.qemu_img("snapshot", "-c", "s1", name, cwd=d)
+        tl.qemu_io("-f", "qcow2", "-c", "write -P 3 1M 64k", name, cwd=d)
+        tl.qemu_img("snapshot", "-c", "second", name, cwd=d)
+        _strip_snapshot_extra(d / name, keep)
     # Version 3 images with what qemu carries over without knowing it.
     mk("v3unk.qcow2", "4M", "", data)
     _add_unknown_exts(d / "v3unk.qcow2")
@@ -473,6 +499,13 @@ CASES = [
     ("bitmaps-downgrade-shrink", ["--shrink", "-o", "compat=0.10,size=3M", "bmdirty2.qcow2"],
      ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
     ("bitmaps-downgrade-unknown-exts", ["-o", "compat=0.10", "bmunk.qcow2"], ["bmunk.qcow2"], "bmunk.qcow2"),
+    # qcow2_upgrade() writes the snapshot table again with the version 3 extra data.
+    ("compat-upgrade-snapshots-no-extra", ["-o", "compat=1.1", "snapv2x.qcow2"], ["snapv2x.qcow2"],
+     "snapv2x.qcow2"),
+    ("compat-upgrade-snapshots-extra8", ["-p", "-o", "compat=1.1", "snapv2x8.qcow2"], ["snapv2x8.qcow2"],
+     "snapv2x8.qcow2"),
+    ("compat-upgrade-snapshots-no-extra-all", ["-o", "compat=1.1,lazy_refcounts=on,refcount_bits=8,size=16M",
+                                               "snapv2x.qcow2"], ["snapv2x.qcow2"], "snapv2x.qcow2"),
     # What qcow2_update_header() carries over into a version 2 header.
     ("downgrade-unknown-exts", ["-o", "compat=0.10", "v3unk.qcow2"], ["v3unk.qcow2"], "v3unk.qcow2"),
     ("downgrade-unknown-exts-backing", ["-o", "compat=0.10", "v3unkb.qcow2"], ["v3unkb.qcow2", "base.qcow2"],

@@ -51,7 +51,8 @@ REFUSALS = [
     "supported by instar",
     "Applying a snapshot of another size is not supported by instar",
     "instar does not commit into an image with the dirty bit set",
-    "Upgrading this qcow2 image (snapshots without their v3 data) is not supported by instar yet",
+    "Upgrading this qcow2 image (a backing file name or format too long) is not supported by "
+    "instar",
     "Resizing qcow2 images with persistent bitmaps is not supported by instar",
     "Growing this qcow2 image would copy data into its partial last cluster, which instar "
     "does not do",

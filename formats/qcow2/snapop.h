@@ -147,6 +147,14 @@ int qcow2_snapop_apply(const struct qcow2_snapop_image *img, const struct qcow2_
                        uint32_t index, int *stage);
 
 /*
+ * qcow2_snapop_rewrite - qcow2_write_snapshots() of the table as it is
+ * (qcow2_upgrade(): entries without the version 3 extra data get it):
+ * new clusters, the header's snapshot fields, the old table freed.
+ * Returns 0 or a negated errno.
+ */
+int qcow2_snapop_rewrite(const struct qcow2_snapop_image *img, const struct qcow2_snapop_io *io);
+
+/*
  * qcow2_snapop_find - the entry index whose name equals name
  * (bdrv_snapshot_find: the first), or with by_id first the first whose id
  * equals it (find_snapshot_by_id_or_name).  -1 when none.

@@ -263,6 +263,40 @@ def test_bitmaps_downgrade_crash(instar, tmp_path, dirty):
     assert sweep_same(instar, src, tmp_path, "compat=0.10", after=after) >= 5
 
 
+@pytest.mark.parametrize("opts", ["compat=1.1", "compat=1.1,refcount_bits=8,size=8M"])
+def test_upgrade_snapshots_crash(instar, tmp_path, opts):
+    """A version 2 image whose snapshot table lacks the version 3 extra data:
+    the upgrade writes the table again (new clusters, the header's snapshot
+    fields, the old table freed), then the version 3 header.  Every cut:
+    the data and both snapshots kept."""
+    import struct
+
+    d = tmp_path / "img"
+    src = make(d, "a.qcow2", "compat=0.10")
+    tl.qemu_img("snapshot", "-c", "s1", "a.qcow2", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 1M 64k", "a.qcow2", cwd=d)
+    tl.qemu_img("snapshot", "-c", "second", "a.qcow2", cwd=d)
+    b = bytearray(src.read_bytes())
+    nb, off = struct.unpack_from(">IQ", b, 60)
+    entries, pos = [], off
+    for _ in range(nb):  # each entry without its extra data, as version 2 writers left them
+        hdr = bytearray(b[pos:pos + 40])
+        id_len, name_len = struct.unpack_from(">HH", hdr, 12)
+        extra, = struct.unpack_from(">I", hdr, 36)
+        struct.pack_into(">I", hdr, 36, 0)
+        entries.append(bytes(hdr) + bytes(b[pos + 40 + extra:pos + 40 + extra + id_len + name_len]))
+        pos += (40 + extra + id_len + name_len + 7) & ~7
+    table = b"".join(e + bytes(-len(e) % 8) for e in entries)
+    b[off:pos] = table + bytes(pos - off - len(table))
+    src.write_bytes(bytes(b))
+
+    def after(img: Path, n: int, done: bool) -> None:
+        if done:
+            assert int.from_bytes(img.read_bytes()[4:8], "big") == 3
+
+    assert sweep_same(instar, src, tmp_path, opts, after=after) >= 3
+
+
 def test_downgrade_unknown_exts_crash(instar, tmp_path):
     """A version 3 image with a header extension qemu does not know: the
     downgrade writes it into the version 2 header (one write of the header
