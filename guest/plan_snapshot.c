@@ -230,14 +230,16 @@ void plan_snapshot(void)
     if (h->crypt_method != QCOW2_CRYPT_NONE)
         fail(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT);
     if (img.x.nb_bitmaps > 0) {
-        /* (The node would need the data file, which the host does not open here.) */
-        if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
-            fail(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS);
+        bool data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
+
+        /* The node's external data file: device 1, which the host opened read-write. */
+        if (data_file && (boot->ndevices < 2 || !(boot->devices[1].flags & INSTAR_DEV_WRITE)))
+            fail(INSTAR_ERR_BAD_ARGS);
         /*
          * qcow2_do_open(): the bitmaps loaded and marked in use, then a
          * dirty image repaired; the image is read again as they left it.
          */
-        bm_node = gresize_open_node(INSTAR_OP_SNAPSHOT, false);
+        bm_node = gresize_open_node(INSTAR_OP_SNAPSHOT, data_file);
         if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
             done(-QCOW2_SNAPOP_EIO, 0, false);
         gq_open(&img, INSTAR_OP_SNAPSHOT, first);
@@ -254,10 +256,16 @@ void plan_snapshot(void)
         done(ret, 0, false);
     si.free_cluster_index = &bm_free_index;
 
-    /* An external data file: qcow2's snapshot functions answer -ENOTSUP, its list none. */
+    /*
+     * An external data file: qcow2's snapshot functions answer -ENOTSUP,
+     * its list none; bdrv_snapshot_goto() refuses bitmaps before that.
+     * The close stores the bitmaps in every case.
+     */
     if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) {
         if (a->action == INSTAR_SNAPSHOT_DELETE)
             done(0, 0, true);
+        if (a->action == INSTAR_SNAPSHOT_APPLY && bm_node)
+            done(-QCOW2_SNAPOP_EBUSY, QCOW2_SNAPOP_STAGE_BITMAPS, false);
         done(-QCOW2_SNAPOP_ENOTSUP, 0, false);
     }
     switch (a->action) {

@@ -47,8 +47,6 @@ KIB, MIB = 1 << 10, 1 << 20
 # each text): a refusal by instar of an operation the oracle carried out
 # must print one of these.
 REFUSALS = [
-    "Snapshots of qcow2 images with persistent bitmaps and an external data file are not "
-    "supported by instar",
     "Applying a snapshot of another size is not supported by instar",
     "instar does not commit into an image with the dirty bit set",
     "Upgrading this qcow2 image (a backing file name or format too long) is not supported by "

@@ -55,9 +55,6 @@ enum qcow2_snapop_stage {
 #define QCOW2_SNAPOP_ERRORS(X)                                                                     \
     X(QCOW2_SNAPOP_ERR_CORRUPT_RW, 3200, 2,                                                        \
       "qcow2: Image is corrupt; cannot be opened read/write")                                      \
-    X(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS, 3201, 0,                                                    \
-      "Snapshots of qcow2 images with persistent bitmaps and an external data file are not "       \
-      "supported by instar")                                                                       \
     X(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT, 3203, 0,                                                      \
       "Snapshots of encrypted qcow2 images are not supported by instar")
 
