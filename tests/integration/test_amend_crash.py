@@ -178,10 +178,11 @@ def test_refcount_bits_and_downgrade_crash(instar, tmp_path):
 
 
 def bitmap_names(img: Path) -> list[tuple[str, bool]]:
-    """(name, in use) of each persistent bitmap, as qemu-img info lists them."""
+    """(name, in use) of each persistent bitmap, as qemu-img info lists them
+    (from the image's directory: a relative data file name opens from there)."""
     import json
 
-    r = tl.run_oracle(["info", "--output=json", str(img)])
+    r = tl.run_oracle(["info", "--output=json", img.name], cwd=img.parent)
     assert r.returncode == 0, r.describe()
     data = json.loads(r.stdout).get("format-specific", {}).get("data", {})
     return [(b["name"], "in-use" in b["flags"]) for b in data.get("bitmaps", [])]
@@ -353,6 +354,10 @@ def test_bitmaps_dirty_crash(instar, tmp_path, opts):
     ("data_file=d.raw", "lazy_refcounts=on,size=3200k"),
     ("data_file=d.raw", "refcount_bits=1,data_file=other.raw"),
     ("data_file=d.raw,data_file_raw=on", "data_file_raw=off,size=6M"),
+    # With persistent bitmaps: the open marks them in use, the close stores
+    # them, and the header's new name or raw bit is written after that store.
+    ("data_file=d.raw+bitmaps", "lazy_refcounts=on,data_file=other.raw"),
+    ("data_file=d.raw,data_file_raw=on+bitmaps", "data_file_raw=off,size=6M"),
 ])
 def test_data_file_crash(instar, tmp_path, create, opts):
     """An external data file (device 1, read-write): the header rewritten
@@ -362,7 +367,10 @@ def test_data_file_crash(instar, tmp_path, create, opts):
     same data under either name)."""
     src = tmp_path / "src"
     src.mkdir()
+    create, _, bitmaps = create.partition("+")
     tl.qemu_img("create", "-q", "-f", "qcow2", "-o", create, "d.qcow2", "4M", cwd=src)
+    if bitmaps:
+        tl.qemu_img("bitmap", "--add", "d.qcow2", "b0", cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 3M 128k", "d.qcow2", cwd=src)
     reads = ["read -P 7 0 64k", "read -P 9 3M 128k"]
     for n in range(MAX_WRITES):
@@ -375,7 +383,12 @@ def test_data_file_crash(instar, tmp_path, create, opts):
                        env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
         assert r.returncode == 0 or (r.returncode == 1 and b"fault injection" in r.stderr), r.describe()
         verify(work / "d.qcow2", reads, cwd=work)
+        if bitmaps:
+            found = bitmap_names(work / "d.qcow2")
+            assert [b for b, _ in found] == ["b0"] or (n <= 3 and not found), f"bitmaps lost (n={n}): {found}"
         if r.returncode == 0:
             assert n >= 1
+            if bitmaps:
+                assert not any(u for _, u in found), f"bitmaps left in use: {found}"
             return
     pytest.fail(f"amend did not complete within {MAX_WRITES} writes")
