@@ -292,16 +292,8 @@ static int bitmap_run(struct open_chain *oc, const char *filename, struct open_c
     code = (uint32_t)(v.offset & 0xff);
     if (v.status != INSTAR_DATA_EBITMAP || (v.offset >> 8) > nact || code == 0 ||
         code > INSTAR_BITMAP_ERR_MAX ||
-        (code == INSTAR_BITMAP_ESTORE   ? idx != nact
-         : code == INSTAR_BITMAP_EDIRTY ? idx != 0
-                                        : idx >= nact)) {
+        (code == INSTAR_BITMAP_ESTORE ? idx != nact : idx >= nact)) {
         report_error("Could not write '%s': sandbox failure: unexpected result", filename);
-        return 1;
-    }
-    if (code == INSTAR_BITMAP_EDIRTY) {
-        report_error("Could not open '%s': instar does not write to qcow2 images with both "
-                     "persistent bitmaps and the dirty bit set",
-                     filename);
         return 1;
     }
     if (code == INSTAR_BITMAP_ESTORE) {

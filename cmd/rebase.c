@@ -290,12 +290,6 @@ int cmd_rebase(int argc, char **argv)
         progress_print(100, 0);
         break;
     case INSTAR_DATA_EBACKING:
-        if (v.flags & INSTAR_DATA_REBASE_REFUSED) {
-            report_error("Could not rebase '%s': instar does not write to qcow2 images with "
-                         "the dirty bit set",
-                         filename);
-            break;
-        }
         report_change_failure(out_baseimg, out_basefmt, v.errnum);
         progress_print(100, 0);
         break;

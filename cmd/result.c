@@ -396,8 +396,7 @@ enum result_bad result_data_parse(const void *blob, size_t len, uint32_t op,
         return RESULT_BAD_SHORT;
     memcpy(v, blob, sizeof(*v));
     if (v->status > INSTAR_DATA_EBITMAP || v->image > 2 || v->errnum > 4095 ||
-        (v->flags &
-         ~(INSTAR_DATA_REBASE_REFUSED | INSTAR_DATA_COMMIT_EMPTY | INSTAR_DATA_COMMIT_CLOSE)))
+        (v->flags & ~(INSTAR_DATA_COMMIT_EMPTY | INSTAR_DATA_COMMIT_CLOSE)))
         return RESULT_BAD_VALUE;
     if (v->corrupt_code && (v->corrupt_code < QCOW2_CORRUPT_L2_UNALIGNED ||
                             v->corrupt_code > QCOW2_CORRUPT_INVALID_ENTRY))

@@ -137,12 +137,13 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     struct instar_result_hdr hdr;
     struct vmm_config cfg;
     struct vmm_outcome out;
-    struct vmm_dev dev;
+    struct vmm_dev devs[2];
     struct timeval tv;
     struct stat st;
     uint64_t err, stage, not_found;
     int kind = 0;
     int ret = 1;
+    unsigned ndev = 1;
 
     memset(&args, 0, sizeof(args));
     args.action = action == SNAPSHOT_CREATE   ? INSTAR_SNAPSHOT_CREATE
@@ -162,19 +163,38 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
 
     if (fstat(im->fd, &st) != 0)
         st = im->st;
-    memset(&dev, 0, sizeof(dev));
-    dev.fd = im->fd;
-    dev.size = (uint64_t)st.st_size;
-    dev.write_limit =
-        snapshot_write_limit(dev.size, action == SNAPSHOT_APPLY, (uint32_t)im->info->nbitmaps);
-    dev.flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+    memset(devs, 0, sizeof(devs));
+    devs[0].fd = im->fd;
+    devs[0].size = (uint64_t)st.st_size;
+    devs[0].write_limit =
+        snapshot_write_limit(devs[0].size, action == SNAPSHOT_APPLY, (uint32_t)im->info->nbitmaps);
+    devs[0].flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+    /*
+     * An image with bitmaps and an external data file: the node the
+     * guest opens for the bitmaps has the data file (read-write, as qemu
+     * opens it; nothing is written to it).
+     */
+    if (im->info->nbitmaps && im->data_fd >= 0) {
+        struct stat ds;
+
+        if (fstat(im->data_fd, &ds) != 0) {
+            report_error("Could not get the size of '%s': %s", im->data_name ? im->data_name : "",
+                         strerror(errno));
+            goto out;
+        }
+        devs[1].fd = im->data_fd;
+        devs[1].size = (uint64_t)ds.st_size;
+        devs[1].write_limit = (uint64_t)ds.st_size;
+        devs[1].flags = INSTAR_DEV_READ | INSTAR_DEV_WRITE;
+        ndev = 2;
+    }
     memset(&cfg, 0, sizeof(cfg));
     cfg.mem_size = SNAPSHOT_GUEST_MEM;
     cfg.report = check_report_cb; /* a dirty image's repair at open, as check -r prints it */
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
-    if (open_run_planner(&cfg, INSTAR_OP_SNAPSHOT, &args, sizeof(args), &dev, 1, &out, &hdr,
+    if (open_run_planner(&cfg, INSTAR_OP_SNAPSHOT, &args, sizeof(args), devs, ndev, &out, &hdr,
                          "Snapshot of", im->name) < 0)
         goto out;
     if (hdr.error >= 3200 && hdr.error < 3300) {

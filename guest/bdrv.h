@@ -290,13 +290,6 @@ int gbs_qcow2_resized(struct gbs *bs, uint64_t free_cluster_index);
 int gbs_close(struct gbs *bs);
 
 /*
- * gbs_qcow2_write_refused - a qcow2 node the driver does not write: the
- * dirty bit set (qemu repairs the image as it opens it read-write).
- * false for other drivers.
- */
-bool gbs_qcow2_write_refused(struct gbs *bs);
-
-/*
  * gbs_qcow2_change_backing - qcow2_change_backing_file() on a writable
  * qcow2 node: its first cluster rewritten (formats/qcow2/rebase.h) to
  * name the backing file name in format fmt (NULL: none), with the

@@ -229,16 +229,6 @@ static int q2_aes_open(struct gbs *bs, struct q2 *q)
     return 0;
 }
 
-/*
- * The commands whose read-write open loads the bitmaps of a dirty image
- * before repairing it, as qemu's does; the others refuse such an image.
- */
-static bool q2_dirty_bitmaps_op(void)
-{
-    return boot->op == INSTAR_OP_COMMIT || boot->op == INSTAR_OP_SNAPSHOT ||
-           boot->op == INSTAR_OP_AMEND;
-}
-
 static int q2_open(struct gbs *bs)
 {
     static uint8_t first[GOPEN_FIRST];
@@ -259,12 +249,12 @@ static int q2_open(struct gbs *bs)
     /*
      * qcow2_do_open() repairs a dirty image it opens read-write, printing
      * check -r's lines.  It loads the persistent bitmaps first, marking
-     * them in use (qcow2_load_dirty_bitmaps()), which commit, snapshot
-     * and amend do here as qemu does; for other commands such an image
-     * stays refused (q2_writer).
+     * them in use (qcow2_load_dirty_bitmaps()), as here for every
+     * command; an encrypted one (not written but as convert's target)
+     * keeps its dirty bit and stays refused (q2_writer).
      */
     if (bs->writable && (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
-        if (q->img.x.nb_bitmaps && q2_dirty_bitmaps_op() && q->img.h.crypt_method == 0) {
+        if (q->img.x.nb_bitmaps && q->img.h.crypt_method == 0) {
             q->cluster_bits = q->img.h.cluster_bits;
             q->cluster_size = (uint64_t)1 << q->cluster_bits;
             ret = q2_bitmaps_open(bs);
@@ -753,8 +743,9 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
         return 0;
     }
     /*
-     * Not written (Operation not supported), see docs/differences.md: the
-     * dirty bit left by q2_open (an image with persistent bitmaps).
+     * Not written (Operation not supported): the dirty bit q2_open left
+     * (an encrypted image with persistent bitmaps, whose bitmaps it does
+     * not load).
      */
     if (!q->l1 || (h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
         return -Q2_ENOTSUP;
@@ -1563,16 +1554,6 @@ const struct gbs_driver gbs_drv_qcow2 = {
     .close = q2_close,
     .snapshot_load_tmp = q2_snapshot_load_tmp,
 };
-
-bool gbs_qcow2_write_refused(struct gbs *bs)
-{
-    const struct q2 *q;
-
-    if (bs->drv != &gbs_drv_qcow2)
-        return false;
-    q = Q(bs);
-    return (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY) != 0;
-}
 
 int gbs_qcow2_change_backing(struct gbs *bs, const char *name, const char *fmt)
 {

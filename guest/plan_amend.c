@@ -19,6 +19,7 @@
 #include "qcow2/bitmap_store.h"
 #include "qcow2/prealloc.h"
 #include "qcow2/resize.h"
+#include "qcow2/snapop.h"
 
 /* The largest size bdrv_co_truncate() accepts (BDRV_MAX_LENGTH). */
 #define AMEND_MAX_LENGTH UINT64_C(0x7fffffffc0000000)
@@ -34,17 +35,45 @@
 static struct gbs *am_bs;
 static uint64_t am_free_index;
 
+/*
+ * The header rewrites of qcow2_update_header() that qemu makes while the
+ * bitmaps are loaded (a new data file name, the raw bit dropped, the
+ * version 2 header of a downgrade): the node's close writes the header
+ * from its open's view when it stores the bitmaps, so with a node open
+ * they come after that close, from the header it wrote (the same last
+ * header as qemu's, whose close rewrites its own).
+ */
+#define AM_HDR_DATA_FILE 1u
+#define AM_HDR_DOWNGRADE 2u
+static unsigned am_post;
+
+/*
+ * The first cluster as the open read it, before the node's open
+ * rewrote it: qemu keeps the unknown header fields and extensions it
+ * read there (its list of extensions reversed once, at every header
+ * write), so every rewrite takes them from these bytes.
+ */
+static uint8_t *am_first0;
+static size_t am_first0_len;
+static struct qcow2_header am_h0;
+
+static void am_header(unsigned what);
+
 static int am_close(void)
 {
     struct gbs *bs = am_bs;
-    int ret;
+    unsigned post = am_post;
+    int ret = 0;
 
-    if (!bs)
-        return 0;
     am_bs = NULL;
-    ret = gbs_qcow2_resized(bs, am_free_index);
-    if (ret == 0)
-        ret = gbs_close(bs);
+    am_post = 0;
+    if (bs) {
+        ret = gbs_qcow2_resized(bs, am_free_index);
+        if (ret == 0)
+            ret = gbs_close(bs);
+    }
+    if (ret == 0 && post)
+        am_header(post);
     return ret;
 }
 
@@ -148,33 +177,18 @@ static void amend_downgrade(const struct gq_image *img, struct qcow2_amend_progr
 {
     const struct qcow2_header *h = &img->h;
     struct qcow2_amend_expand ex;
-    struct qcow2_amend_upgrade u;
     struct qcow2_amend_l1 *l1;
-    uint8_t hd[72], *buf;
+    uint8_t hd[72];
     uint32_t i;
-    int ret, errnum = 0;
+    int ret;
 
     if (gdev_pread(GOPEN_DEV, 0, hd, sizeof(hd)) < 0)
         fail(QCOW2_AMEND_ERR_EXPAND_ZERO, 5);
     l1 = malloc(((size_t)img->nsnapshots + 1) * sizeof(*l1));
-    buf = malloc((size_t)1 << h->cluster_bits);
-    if (!l1 || !buf)
+    if (!l1)
         fail(INSTAR_ERR_NOMEM, 0);
-    memset(&u, 0, sizeof(u));
-    u.version = 2;
-    u.cluster_bits = h->cluster_bits;
-    u.refcount_order = 4;
-    u.size = be_ld64(hd + 24);
-    u.l1_size = be_ld32(hd + 36);
-    u.l1_table_offset = be_ld64(hd + 40);
-    u.refcount_table_offset = be_ld64(hd + 48);
-    u.refcount_table_clusters = be_ld32(hd + 56);
-    u.nb_snapshots = be_ld32(hd + 60);
-    u.snapshots_offset = be_ld64(hd + 64);
-    if (!amend_backing(img, &u))
-        fail(QCOW2_AMEND_ERR_NOTSUP_DOWNGRADE, 0);
-    l1[0].offset = u.l1_table_offset;
-    l1[0].size = u.l1_size;
+    l1[0].offset = be_ld64(hd + 40);
+    l1[0].size = be_ld32(hd + 36);
     for (i = 0; i < img->nsnapshots; i++) {
         l1[i + 1].offset = img->snapshots[i].sn.l1_table_offset;
         l1[i + 1].size = img->snapshots[i].sn.l1_size;
@@ -183,8 +197,8 @@ static void amend_downgrade(const struct gq_image *img, struct qcow2_amend_progr
     ex.ops = &am_alloc_ops;
     ex.cluster_bits = h->cluster_bits;
     ex.refcount_order = 4;
-    ex.reftable_offset = u.refcount_table_offset;
-    ex.reftable_clusters = u.refcount_table_clusters;
+    ex.reftable_offset = be_ld64(hd + 48);
+    ex.reftable_clusters = be_ld32(hd + 56);
     ex.l1 = l1;
     ex.nl1 = img->nsnapshots + 1;
     ex.backed = img->x.has_backing_file;
@@ -197,56 +211,72 @@ static void amend_downgrade(const struct gq_image *img, struct qcow2_amend_progr
     /* qcow2_has_compressed_clusters(): a zstd image may go without them. */
     if ((h->incompatible_features & QCOW2_INCOMPAT_COMPRESSION) && ex.compressed)
         fail(QCOW2_AMEND_ERR_DOWNGRADE_ZSTD, 0);
-    ret = qcow2_amend_upgrade(&u, buf, gresize_io.pwrite, NULL, &errnum);
-    if (ret < 0)
-        fail(-ret, (uint64_t)errnum);
-    free(buf);
     free(l1);
+    if (am_bs)
+        am_post |= AM_HDR_DOWNGRADE;
+    else
+        am_header(AM_HDR_DOWNGRADE);
 }
 
 /* The external data file: device 1. */
 #define AM_DATA_DEV 1
 
 /*
- * data_file= and data_file_raw=off: the header cluster rewritten as
- * qcow2_update_header() writes it, with the new name (none for "") and
- * without the raw bit, and the refcount fields as the change left them.
+ * qcow2_update_header() after data_file= / data_file_raw=off (the new
+ * name, none for "", the raw bit dropped) and after qcow2_downgrade()
+ * (version 2: no feature bits, refcount order 4; the unknown header
+ * fields and extensions, and the bitmaps extension, carried over as qemu
+ * carries them): the header cluster rewritten from the file's as it now
+ * is (the refcount and L1 fields as the earlier changes left them).
  */
-static void amend_data_file(const struct gq_image *img, const struct instar_amend_args *a,
-                            uint32_t refcount_order, uint64_t rt_off, uint64_t rt_clusters)
+static void am_header(unsigned what)
 {
-    struct qcow2_header h = img->h;
-    struct qcow2_exts x = img->x;
+    static uint8_t cur_first[GOPEN_FIRST];
+    static struct gq_image cur;
+    const struct instar_amend_args *a = &boot->args.amend;
+    struct qcow2_header h;
+    struct qcow2_exts x;
     struct qcow2_header_state st;
-    uint8_t *buf = malloc((size_t)1 << h.cluster_bits);
+    uint8_t *buf;
 
+    if (gdev_pread(GOPEN_DEV, 0, cur_first, GOPEN_FIRST) < 0)
+        fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 5 /* EIO */);
+    gq_open(&cur, INSTAR_OP_AMEND, cur_first);
+    h = cur.h;
+    x = cur.x;
+    if (am_first0) {
+        h.header_length = am_h0.header_length;
+        h.ext_end = am_h0.ext_end;
+    }
+    buf = malloc((size_t)1 << h.cluster_bits);
     if (!buf)
         fail(INSTAR_ERR_NOMEM, 0);
-    h.refcount_order = refcount_order;
-    h.refcount_table_offset = rt_off;
-    h.refcount_table_clusters = (uint32_t)rt_clusters;
-    if (a->flags & INSTAR_AMEND_DATA_FILE) {
+    memset(&st, 0, sizeof(st));
+    st.l1_offset = h.l1_table_offset;
+    st.l1_size = h.l1_size;
+    st.reftable_offset = h.refcount_table_offset;
+    st.reftable_clusters = h.refcount_table_clusters;
+    st.incompatible = h.incompatible_features;
+    st.compatible = h.compatible_features;
+    st.autoclear = h.autoclear_features;
+    st.bitmaps.nb_bitmaps = x.nb_bitmaps;
+    st.bitmaps.offset = x.bitmap_dir_offset;
+    st.bitmaps.size = x.bitmap_dir_size;
+    if ((what & AM_HDR_DATA_FILE) && (a->flags & INSTAR_AMEND_DATA_FILE)) {
         size_t n = strnlen(a->data_file, sizeof(a->data_file) - 1);
 
         x.has_data_file = n > 0;
         x.data_file = (const uint8_t *)a->data_file;
         x.data_file_len = n;
     }
-    memset(&st, 0, sizeof(st));
-    st.l1_offset = h.l1_table_offset;
-    st.l1_size = h.l1_size;
-    st.reftable_offset = rt_off;
-    st.reftable_clusters = (uint32_t)rt_clusters;
-    /* The open repaired a dirty image. */
-    st.incompatible = h.incompatible_features & ~QCOW2_INCOMPAT_DIRTY;
-    st.compatible = h.compatible_features;
-    st.autoclear = h.autoclear_features;
-    if (a->flags & INSTAR_AMEND_RAW_OFF)
+    if ((what & AM_HDR_DATA_FILE) && (a->flags & INSTAR_AMEND_RAW_OFF))
         st.autoclear &= ~QCOW2_AUTOCLEAR_DATA_FILE_RAW;
-    st.bitmaps.nb_bitmaps = x.nb_bitmaps;
-    st.bitmaps.offset = x.bitmap_dir_offset;
-    st.bitmaps.size = x.bitmap_dir_size;
-    if (qcow2_header_rewrite(img->first, img->first_len, &h, &x, &st, buf) < 0)
+    if (what & AM_HDR_DOWNGRADE) {
+        st.version = 2;
+        st.incompatible = st.compatible = st.autoclear = 0;
+    }
+    if (qcow2_header_rewrite(am_first0 ? am_first0 : cur.first,
+                             am_first0 ? am_first0_len : cur.first_len, &h, &x, &st, buf) < 0)
         fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 28 /* ENOSPC */);
     if (gdev_pwrite(GOPEN_DEV, 0, buf, (size_t)1 << h.cluster_bits) < 0)
         fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 5 /* EIO */);
@@ -260,7 +290,7 @@ static void amend_data_file(const struct gq_image *img, const struct instar_amen
  * is rewritten from the image's own, as a version 3 header of 112 bytes
  * (refcount order 4, no feature bits), with qemu's progress calls.
  */
-static void amend_upgrade_unknown(const struct gq_image *img, struct qcow2_amend_progress *pr)
+static void amend_upgrade_unknown(const struct gq_image *img)
 {
     struct qcow2_header h = img->h;
     struct qcow2_header_state st;
@@ -268,9 +298,6 @@ static void amend_upgrade_unknown(const struct gq_image *img, struct qcow2_amend
 
     if (!buf)
         fail(INSTAR_ERR_NOMEM, 0);
-    pr->cur_op = QCOW2_AMEND_OP_UPGRADE;
-    qcow2_amend_progress_report(pr, 0, 2);
-    qcow2_amend_progress_report(pr, 1, 2);
     h.version = 3;
     /* Where the extensions of the version 2 header start (qcow2_header_rewrite() reads them there).
      */
@@ -287,7 +314,36 @@ static void amend_upgrade_unknown(const struct gq_image *img, struct qcow2_amend
     if (gdev_pwrite(GOPEN_DEV, 0, buf, (size_t)1 << h.cluster_bits) < 0)
         fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 5 /* EIO */);
     free(buf);
-    qcow2_amend_progress_report(pr, 2, 2);
+}
+
+/*
+ * qcow2_upgrade()'s first step: a table with entries that lack the
+ * version 3 extra data (VM state size, disk size) is written again by
+ * qcow2_write_snapshots() (each entry with its 24 bytes of known extra
+ * data), the header's snapshot fields switched to it, the old table
+ * freed; img is read again after it.
+ */
+static void amend_upgrade_snapshots(struct gq_image *img, uint8_t *first)
+{
+    struct qcow2_snapop_image si;
+    uint32_t i;
+    int ret;
+
+    for (i = 0; i < img->nsnapshots; i++)
+        if (img->snapshots[i].sn.extra_data_size < 16)
+            break;
+    if (i == img->nsnapshots)
+        return;
+    ret = gsnap_image(img, &si);
+    if (ret == -INSTAR_ERR_NOMEM)
+        fail(INSTAR_ERR_NOMEM, 0);
+    if (ret == 0)
+        ret = qcow2_snapop_rewrite(&si, &gsnap_io);
+    if (ret < 0)
+        fail(QCOW2_AMEND_ERR_UPDATE_SNAPSHOTS, (uint64_t)-ret);
+    if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
+        fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 5 /* EIO */);
+    gq_open(img, INSTAR_OP_AMEND, first);
 }
 
 /* The end of an amend: qcow2_downgrade() last, failing with code (0: none). */
@@ -375,20 +431,18 @@ void plan_amend(void)
     data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
     if (data_file && (boot->ndevices < 2 || !(boot->devices[AM_DATA_DEV].flags & INSTAR_DEV_WRITE)))
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
-    /*
-     * Not built: a downgrade leaves the bitmaps in a version 2 header,
-     * and the node's close would write the header's old data file name
-     * again.
-     */
-    if (img.x.nb_bitmaps > 0 && (((a->flags & INSTAR_AMEND_DOWNGRADE) && h->version == 3) ||
-                                 (a->flags & (INSTAR_AMEND_DATA_FILE | INSTAR_AMEND_RAW_OFF))))
-        fail(QCOW2_AMEND_ERR_NOTSUP_BITMAPS, 0);
     if (img.x.nb_bitmaps > 0) {
         /*
          * qcow2_do_open(): the bitmaps loaded and marked in use, then a
          * dirty image repaired (the node's open); the image is read
          * again as they left it.
          */
+        am_first0 = malloc(img.first_len);
+        if (!am_first0)
+            fail(INSTAR_ERR_NOMEM, 0);
+        memcpy(am_first0, img.first, img.first_len);
+        am_first0_len = img.first_len;
+        am_h0 = img.h;
         am_bs = gresize_open_node(INSTAR_OP_AMEND, data_file);
         if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
             fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
@@ -444,30 +498,26 @@ void plan_amend(void)
         if (!downgrade_err &&
             (h->incompatible_features & ~(QCOW2_INCOMPAT_COMPRESSION | QCOW2_INCOMPAT_DIRTY)))
             downgrade_err = QCOW2_AMEND_ERR_DOWNGRADE_INCOMPAT;
-        /*
-         * What instar does not downgrade: header extensions
-         * qcow2_update_header() would carry over, unknown header fields.
-         */
-        if (!downgrade_err && (h->header_length > 112 ||
-                               !qcow2_amend_known_exts(img.first, img.first_len, h->header_length)))
-            fail(QCOW2_AMEND_ERR_NOTSUP_DOWNGRADE, 0);
         downgrade = !downgrade_err;
     }
     /* Upgrade first: the other changes may need version 3. */
     if ((a->flags & INSTAR_AMEND_UPGRADE) && version == 2) {
         struct qcow2_amend_upgrade u;
         uint8_t *buf;
-        uint32_t i;
 
         memset(&u, 0, sizeof(u));
         if (!amend_backing(&img, &u))
             fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
-        /* qcow2_write_snapshots() would rewrite a table without the v3 extra data. */
-        for (i = 0; i < img.nsnapshots; i++)
-            if (img.snapshots[i].sn.extra_data_size < 16)
-                fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
+        /* qcow2_upgrade()'s status: its start, the snapshot table, the header. */
+        pr.cur_op = QCOW2_AMEND_OP_UPGRADE;
+        qcow2_amend_progress_report(&pr, 0, 2);
+        amend_upgrade_snapshots(&img, first);
+        qcow2_amend_progress_report(&pr, 1, 2);
+        reftable_offset = h->refcount_table_offset;
+        reftable_clusters = h->refcount_table_clusters;
         if (!qcow2_amend_known_exts(img.first, img.first_len, h->header_length)) {
-            amend_upgrade_unknown(&img, &pr);
+            amend_upgrade_unknown(&img);
+            qcow2_amend_progress_report(&pr, 2, 2);
             version = 3;
             goto upgraded;
         }
@@ -483,10 +533,6 @@ void plan_amend(void)
         buf = malloc((size_t)1 << h->cluster_bits);
         if (!buf)
             fail(INSTAR_ERR_NOMEM, 0);
-        /* qcow2_upgrade()'s status: its start, the snapshot table, the header. */
-        pr.cur_op = QCOW2_AMEND_OP_UPGRADE;
-        qcow2_amend_progress_report(&pr, 0, 2);
-        qcow2_amend_progress_report(&pr, 1, 2);
         ret = qcow2_amend_upgrade(&u, buf, gresize_io.pwrite, NULL, &errnum);
         free(buf);
         if (ret < 0)
@@ -524,8 +570,12 @@ upgraded:
         reftable_clusters = ro.new_reftable_clusters;
     }
     /* The data file's name and raw bit, in qcow2_update_header()'s rewrite. */
-    if (a->flags & (INSTAR_AMEND_DATA_FILE | INSTAR_AMEND_RAW_OFF))
-        amend_data_file(&img, a, refcount_order, reftable_offset, reftable_clusters);
+    if (a->flags & (INSTAR_AMEND_DATA_FILE | INSTAR_AMEND_RAW_OFF)) {
+        if (am_bs)
+            am_post |= AM_HDR_DATA_FILE;
+        else
+            am_header(AM_HDR_DATA_FILE);
+    }
     if (a->flags & INSTAR_AMEND_LAZY) {
         ret = qcow2_amend_lazy(version, version == 3 ? h->compatible_features : 0,
                                (a->flags & INSTAR_AMEND_LAZY_ON) != 0, gresize_io.pwrite, NULL,

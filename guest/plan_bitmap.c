@@ -201,9 +201,9 @@ void plan_bitmap(void)
     }
     img = bs->opaque;
     l = gbs_qcow2_bitmap_list(bs);
-    /* Bitmaps that the open did not load: the dirty bit (docs/differences.md). */
-    if (!l && img->h.version >= 3 && img->x.nb_bitmaps)
-        finish(NULL, 0, INSTAR_BITMAP_EDIRTY, 0);
+    /* The open loaded the bitmaps (a dirty image's before its repair); none: no memory. */
+    if (!l && img->h.version >= 3)
+        result_error(INSTAR_OP_BITMAP, INSTAR_ERR_NOMEM, NULL, NULL, 0);
 
     for (k = 0; k < A.nact; k++) {
         int64_t i = find(l, A.name, A.name_len);

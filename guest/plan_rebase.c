@@ -245,10 +245,6 @@ void plan_rebase(void)
             result_error(INSTAR_OP_REBASE, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     }
 
-    /* Before anything is written: what qemu would change besides (docs/differences.md). */
-    if (gbs_qcow2_write_refused(top))
-        gbs_send(INSTAR_OP_REBASE, INSTAR_DATA_EBACKING, GBS_ENOTSUP, 0, 0,
-                 INSTAR_DATA_REBASE_REFUSED);
     if (a.flags & INSTAR_REBASE_SAFE)
         copy_differences(top, old, nw);
     ret = change_backing(top);

@@ -47,6 +47,49 @@ static void sp_discard(void *opaque, uint64_t off, uint64_t len)
     (void)gdev_discard(GOPEN_DEV, off, len);
 }
 
+const struct qcow2_snapop_io gsnap_io = {NULL, sp_pread, sp_pwrite, sp_flush, sp_mem, sp_discard};
+
+int gsnap_image(const struct gq_image *img, struct qcow2_snapop_image *si)
+{
+    const struct qcow2_header *h = &img->h;
+    uint32_t i;
+
+    memset(si, 0, sizeof(*si));
+    si->cluster_bits = h->cluster_bits;
+    si->refcount_order = h->refcount_order;
+    si->extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
+    si->disk_size = h->disk_size;
+    si->l1_size = h->l1_size;
+    si->l1_table_offset = h->l1_table_offset;
+    si->refcount_table_offset = h->refcount_table_offset;
+    si->refcount_table_clusters = h->refcount_table_clusters;
+    si->snapshots_offset = h->snapshots_offset;
+    si->nb_snapshots = img->nsnapshots;
+    if (img->nsnapshots) {
+        si->snapshots = calloc(img->nsnapshots, sizeof(*si->snapshots));
+        if (!si->snapshots)
+            return -INSTAR_ERR_NOMEM;
+        si->snapshots_size =
+            img->snapshots[img->nsnapshots - 1].sn.end_offset - h->snapshots_offset;
+    }
+    for (i = 0; i < img->nsnapshots; i++) {
+        struct qcow2_snapop_entry *e = &si->snapshots[i];
+
+        e->sn = img->snapshots[i].sn;
+        if (e->sn.extra_data_size > QCOW2_SNAPSHOT_KNOWN_EXTRA) {
+            size_t n = e->sn.extra_data_size - QCOW2_SNAPSHOT_KNOWN_EXTRA;
+            uint8_t *u = malloc(n);
+
+            if (!u)
+                return -INSTAR_ERR_NOMEM;
+            if (gdev_pread(GOPEN_DEV, e->sn.unknown_offset, u, n) < 0)
+                return -QCOW2_SNAPOP_EIO;
+            e->unknown = u;
+        }
+    }
+    return 0;
+}
+
 static __attribute__((noreturn)) void fail(int code)
 {
     result_error(INSTAR_OP_SNAPSHOT, code, NULL, NULL, 0);
@@ -166,15 +209,13 @@ void plan_snapshot(void)
 {
     static uint8_t first[GOPEN_FIRST];
     static struct gq_image img;
-    static const struct qcow2_snapop_io io = {NULL,     sp_pread, sp_pwrite,
-                                              sp_flush, sp_mem,   sp_discard};
+    const struct qcow2_snapop_io *io = &gsnap_io;
     const struct instar_snapshot_args *a = &boot->args.snapshot;
     const struct qcow2_header *h = &img.h;
     struct qcow2_snapop_image si;
     size_t name_len;
     int64_t idx;
     int stage = 0, ret;
-    uint32_t i;
 
     name_len = strnlen(a->name, sizeof(a->name));
     if (name_len == sizeof(a->name) || a->action < INSTAR_SNAPSHOT_CREATE ||
@@ -189,14 +230,16 @@ void plan_snapshot(void)
     if (h->crypt_method != QCOW2_CRYPT_NONE)
         fail(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT);
     if (img.x.nb_bitmaps > 0) {
-        /* (The node would need the data file, which the host does not open here.) */
-        if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE)
-            fail(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS);
+        bool data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
+
+        /* The node's external data file: device 1, which the host opened read-write. */
+        if (data_file && (boot->ndevices < 2 || !(boot->devices[1].flags & INSTAR_DEV_WRITE)))
+            fail(INSTAR_ERR_BAD_ARGS);
         /*
          * qcow2_do_open(): the bitmaps loaded and marked in use, then a
          * dirty image repaired; the image is read again as they left it.
          */
-        bm_node = gresize_open_node(INSTAR_OP_SNAPSHOT, false);
+        bm_node = gresize_open_node(INSTAR_OP_SNAPSHOT, data_file);
         if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)
             done(-QCOW2_SNAPOP_EIO, 0, false);
         gq_open(&img, INSTAR_OP_SNAPSHOT, first);
@@ -206,56 +249,35 @@ void plan_snapshot(void)
         fail(INSTAR_ERR_REPAIR_DIRTY);
     }
 
-    memset(&si, 0, sizeof(si));
-    si.cluster_bits = h->cluster_bits;
-    si.refcount_order = h->refcount_order;
-    si.extended_l2 = (h->incompatible_features & QCOW2_INCOMPAT_EXTL2) != 0;
-    si.disk_size = h->disk_size;
-    si.l1_size = h->l1_size;
-    si.l1_table_offset = h->l1_table_offset;
-    si.refcount_table_offset = h->refcount_table_offset;
-    si.refcount_table_clusters = h->refcount_table_clusters;
-    si.snapshots_offset = h->snapshots_offset;
-    si.nb_snapshots = img.nsnapshots;
+    ret = gsnap_image(&img, &si);
+    if (ret == -INSTAR_ERR_NOMEM)
+        fail(INSTAR_ERR_NOMEM);
+    if (ret < 0)
+        done(ret, 0, false);
     si.free_cluster_index = &bm_free_index;
-    if (img.nsnapshots) {
-        si.snapshots = calloc(img.nsnapshots, sizeof(*si.snapshots));
-        if (!si.snapshots)
-            fail(INSTAR_ERR_NOMEM);
-        si.snapshots_size = img.snapshots[img.nsnapshots - 1].sn.end_offset - h->snapshots_offset;
-    }
-    for (i = 0; i < img.nsnapshots; i++) {
-        struct qcow2_snapop_entry *e = &si.snapshots[i];
 
-        e->sn = img.snapshots[i].sn;
-        if (e->sn.extra_data_size > QCOW2_SNAPSHOT_KNOWN_EXTRA) {
-            size_t n = e->sn.extra_data_size - QCOW2_SNAPSHOT_KNOWN_EXTRA;
-            uint8_t *u = malloc(n);
-
-            if (!u)
-                fail(INSTAR_ERR_NOMEM);
-            if (gdev_pread(GOPEN_DEV, e->sn.unknown_offset, u, n) < 0)
-                done(-QCOW2_SNAPOP_EIO, 0, false);
-            e->unknown = u;
-        }
-    }
-
-    /* An external data file: qcow2's snapshot functions answer -ENOTSUP, its list none. */
+    /*
+     * An external data file: qcow2's snapshot functions answer -ENOTSUP,
+     * its list none; bdrv_snapshot_goto() refuses bitmaps before that.
+     * The close stores the bitmaps in every case.
+     */
     if (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) {
         if (a->action == INSTAR_SNAPSHOT_DELETE)
             done(0, 0, true);
+        if (a->action == INSTAR_SNAPSHOT_APPLY && bm_node)
+            done(-QCOW2_SNAPOP_EBUSY, QCOW2_SNAPOP_STAGE_BITMAPS, false);
         done(-QCOW2_SNAPOP_ENOTSUP, 0, false);
     }
     switch (a->action) {
     case INSTAR_SNAPSHOT_CREATE:
-        ret = qcow2_snapop_create(&si, &io, (const uint8_t *)a->name, name_len, a->date_sec,
+        ret = qcow2_snapop_create(&si, io, (const uint8_t *)a->name, name_len, a->date_sec,
                                   a->date_nsec);
         done(ret, 0, false);
     case INSTAR_SNAPSHOT_DELETE:
         idx = qcow2_snapop_find(&si, (const uint8_t *)a->name, name_len, false);
         if (idx < 0)
             done(0, 0, true);
-        ret = qcow2_snapop_delete(&si, &io, (uint32_t)idx, &stage);
+        ret = qcow2_snapop_delete(&si, io, (uint32_t)idx, &stage);
         done(ret, stage, false);
     default:
         /* bdrv_snapshot_goto() refuses any named bitmap before it looks for the snapshot. */
@@ -266,7 +288,7 @@ void plan_snapshot(void)
             done(-QCOW2_SNAPOP_ENOENT, 0, true);
         if (si.snapshots[idx].sn.disk_size != (h->disk_size & ~UINT64_C(511)))
             apply_resize(h, &si, (uint32_t)idx);
-        ret = qcow2_snapop_apply(&si, &io, (uint32_t)idx, &stage);
+        ret = qcow2_snapop_apply(&si, io, (uint32_t)idx, &stage);
         done(ret, stage, false);
     }
 }

@@ -26,6 +26,21 @@ void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h);
 /* Send op's struct instar_resize_result, with the tail truncation's warning if wcode. */
 __attribute__((noreturn)) void gresize_send(uint32_t op, int wcode, int werrno);
 
+struct gq_image;
+struct qcow2_snapop_image;
+struct qcow2_snapop_io;
+
+/* snapop.c's callbacks over device 0 (guest/plan_snapshot.c). */
+extern const struct qcow2_snapop_io gsnap_io;
+
+/*
+ * gsnap_image - si described from the open img, its snapshot table with
+ * each entry's unknown extra data read (owned by si; the planner's run
+ * ends without freeing it).  Returns 0, -INSTAR_ERR_NOMEM or
+ * -QCOW2_SNAPOP_EIO.
+ */
+int gsnap_image(const struct gq_image *img, struct qcow2_snapop_image *si);
+
 /*
  * Device 0 opened read-write as the one node of a graph, by the block
  * layer's qcow2 driver (guest/drv_qcow2.c: persistent bitmaps loaded and

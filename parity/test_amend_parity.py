@@ -18,13 +18,18 @@ import instar_testlib as tl
 from output_compare import host_extents, sparse_copy
 
 
+def _ext_start(b) -> int:
+    return 72 if struct.unpack_from(">I", b, 4)[0] == 2 else struct.unpack_from(">I", b, 100)[0]
+
+
 def _add_unknown_exts(p: Path) -> None:
-    """Two header extensions of unknown types appended to a version 2 image's,
-    the backing file name (if any) moved after them."""
+    """Two header extensions of unknown types appended to the image's, the
+    backing file name (if any) moved after them."""
     b = bytearray(p.read_bytes())
     bo, bl = struct.unpack_from(">QI", b, 8)
     name = bytes(b[bo:bo + bl])
-    off, exts = 72, b""
+    start = _ext_start(b)
+    off, exts = start, b""
     while True:
         t, n = struct.unpack_from(">II", b, off)
         if t == 0:
@@ -33,12 +38,46 @@ def _add_unknown_exts(p: Path) -> None:
         off += 8 + ((n + 7) & ~7)
     exts += struct.pack(">II", 0x12345678, 5) + b"hello\0\0\0"
     exts += struct.pack(">II", 0x0ABCDEF0, 8) + b"12345678" + bytes(8)
-    end = 72 + len(exts)
-    b[72:max(off + 8, bo + bl)] = bytes(max(off + 8, bo + bl) - 72)
-    b[72:end] = exts
+    end = start + len(exts)
+    b[start:max(off + 8, bo + bl)] = bytes(max(off + 8, bo + bl) - start)
+    b[start:end] = exts
     if bo:
         b[end:end + bl] = name
         struct.pack_into(">Q", b, 8, end)
+    p.write_bytes(bytes(b))
+
+
+def _strip_snapshot_extra(p: Path, keep: int = 0) -> None:
+    """Each snapshot table entry rewritten in place with only keep bytes of
+    its extra data (0 or 8: no disk size), as version 2 writers left them."""
+    b = bytearray(p.read_bytes())
+    nb, off = struct.unpack_from(">IQ", b, 60)
+    entries, pos = [], off
+    for _ in range(nb):
+        hdr = bytearray(b[pos:pos + 40])
+        id_len, name_len = struct.unpack_from(">HH", hdr, 12)
+        extra, = struct.unpack_from(">I", hdr, 36)
+        strings = bytes(b[pos + 40 + extra:pos + 40 + extra + id_len + name_len])
+        struct.pack_into(">I", hdr, 36, keep)
+        entries.append(bytes(hdr) + bytes(b[pos + 40:pos + 40 + keep]) + strings)
+        pos += (40 + extra + id_len + name_len + 7) & ~7
+    table = b"".join(e + bytes(-len(e) % 8) for e in entries)
+    b[off:pos] = table + bytes(pos - off - len(table))
+    p.write_bytes(bytes(b))
+
+
+def _add_header_fields(p: Path) -> None:
+    """8 bytes of header fields qemu does not know (header_length 120) in a
+    version 3 image: its extensions and backing file name moved after them."""
+    b = bytearray(p.read_bytes())
+    assert struct.unpack_from(">I", b, 100)[0] == 112
+    bo, bl = struct.unpack_from(">QI", b, 8)
+    end = max(bo + bl, 4096)
+    b[120:end + 8] = b[112:end]
+    b[112:120] = b"\xfe\xed\xfa\xce\x01\x02\x03\x04"
+    struct.pack_into(">I", b, 100, 120)
+    if bo:
+        struct.pack_into(">Q", b, 8, bo + 8)
     p.write_bytes(bytes(b))
 
 
@@ -131,6 +170,27 @@ def imgs(tmp_path_factory) -> Path:
     (d / "d2.raw").write_bytes((d / "df.raw").read_bytes())
     mk("dfr.qcow2", "4M", "data_file=dfr.raw,data_file_raw=on", ())
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "dfr.qcow2", cwd=d)
+    # Version 2 images whose snapshots lack the version 3 extra data.
+    for name, keep in (("snapv2x.qcow2", 0), ("snapv2x8.qcow2", 8)):
+        mk(name, "4M", "compat=0.10", data)
+        tl.qemu_img("snapshot", "-c", "s1", name, cwd=d)
+        tl.qemu_io("-f", "qcow2", "-c", "write -P 3 1M 64k", name, cwd=d)
+        tl.qemu_img("snapshot", "-c", "second", name, cwd=d)
+        _strip_snapshot_extra(d / name, keep)
+    # Version 3 images with what qemu carries over without knowing it.
+    mk("v3unk.qcow2", "4M", "", data)
+    _add_unknown_exts(d / "v3unk.qcow2")
+    mk("v3unkb.qcow2", "4M", "", ("write -P 6 1M 64k", "write -z 3M 64k"), extra=("-b", "base.qcow2", "-F", "qcow2"))
+    _add_unknown_exts(d / "v3unkb.qcow2")
+    mk("v3fld.qcow2", "4M", "", data)
+    _add_header_fields(d / "v3fld.qcow2")
+    mk("bmunk.qcow2", "4M", "", data)
+    tl.qemu_img("bitmap", "--add", "bmunk.qcow2", "b0", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 4 2M 64k", "bmunk.qcow2", cwd=d)
+    _add_unknown_exts(d / "bmunk.qcow2")
+    mk("dfrbm.qcow2", "4M", "data_file=dfrbm.raw,data_file_raw=on", ())
+    tl.qemu_img("bitmap", "--add", "dfrbm.qcow2", "b0", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "dfrbm.qcow2", cwd=d)
     mk("dfbm.qcow2", "4M", "data_file=dfbm.raw", ())
     tl.qemu_img("bitmap", "--add", "dfbm.qcow2", "b0", cwd=d)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "dfbm.qcow2", cwd=d)
@@ -425,10 +485,33 @@ CASES = [
      ["a.qcow2", "df.raw"], "=a.qcow2"),
     ("data-file-option-raw", ["-o", "lazy_refcounts=on", "--image-opts", "data-file.filename=df.raw,file.filename=r.raw"],
      ["r.raw", "df.raw"], "=r.raw"),
-    # Not built yet (parity/pending.py).
+    # Bitmaps loaded by the open: the header rewrites come with qemu's (the
+    # close stores the bitmaps; a downgrade leaves them in a version 2 header).
     ("data-file-bitmaps-rename", ["-o", "data_file=z.raw", "dfbm.qcow2"], ["dfbm.qcow2", "dfbm.raw"],
      "=dfbm.qcow2"),
+    ("data-file-bitmaps-rename-all", ["-o", "data_file=z.raw,lazy_refcounts=on,refcount_bits=8,size=8M",
+                                      "dfbm.qcow2"], ["dfbm.qcow2", "dfbm.raw"], "=dfbm.qcow2"),
+    ("data-file-bitmaps-raw-off", ["-o", "data_file_raw=off", "dfrbm.qcow2"], ["dfrbm.qcow2", "dfrbm.raw"],
+     "=dfrbm.qcow2"),
     ("bitmaps-downgrade", ["-o", "compat=0.10", "bm2.qcow2"], ["bm2.qcow2"], "bm2.qcow2"),
+    ("bitmaps-downgrade-inuse", ["-o", "compat=0.10", "bm2inuse.qcow2"], ["bm2inuse.qcow2"], "bm2inuse.qcow2"),
+    ("bitmaps-downgrade-dirty", ["-o", "compat=0.10", "bmdirty2.qcow2"], ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
+    ("bitmaps-downgrade-shrink", ["--shrink", "-o", "compat=0.10,size=3M", "bmdirty2.qcow2"],
+     ["bmdirty2.qcow2"], "bmdirty2.qcow2"),
+    ("bitmaps-downgrade-unknown-exts", ["-o", "compat=0.10", "bmunk.qcow2"], ["bmunk.qcow2"], "bmunk.qcow2"),
+    # qcow2_upgrade() writes the snapshot table again with the version 3 extra data.
+    ("compat-upgrade-snapshots-no-extra", ["-o", "compat=1.1", "snapv2x.qcow2"], ["snapv2x.qcow2"],
+     "snapv2x.qcow2"),
+    ("compat-upgrade-snapshots-extra8", ["-p", "-o", "compat=1.1", "snapv2x8.qcow2"], ["snapv2x8.qcow2"],
+     "snapv2x8.qcow2"),
+    ("compat-upgrade-snapshots-no-extra-all", ["-o", "compat=1.1,lazy_refcounts=on,refcount_bits=8,size=16M",
+                                               "snapv2x.qcow2"], ["snapv2x.qcow2"], "snapv2x.qcow2"),
+    # What qcow2_update_header() carries over into a version 2 header.
+    ("downgrade-unknown-exts", ["-o", "compat=0.10", "v3unk.qcow2"], ["v3unk.qcow2"], "v3unk.qcow2"),
+    ("downgrade-unknown-exts-backing", ["-o", "compat=0.10", "v3unkb.qcow2"], ["v3unkb.qcow2", "base.qcow2"],
+     "v3unkb.qcow2"),
+    ("downgrade-unknown-fields", ["-o", "compat=0.10", "v3fld.qcow2"], ["v3fld.qcow2"], "=v3fld.qcow2"),
+    ("unknown-fields-lazy", ["-o", "lazy_refcounts=on", "v3fld.qcow2"], ["v3fld.qcow2"], "v3fld.qcow2"),
     ("refcount-bits-change", ["-o", "refcount_bits=64", "a.qcow2"], ["a.qcow2"], "a.qcow2"),
     ("downgrade-snap-l1-offset", ["-o", "compat=0.10", "snapl1off.qcow2"], ["snapl1off.qcow2"],
      "snapl1off.qcow2"),

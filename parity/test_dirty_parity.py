@@ -1,7 +1,11 @@
 """A dirty qcow2 image (lazy refcounts, left by a crash) opened read-write
 by bench -w, convert -n or rebase: qemu-img repairs it first
 (qcow2_do_open() runs check -r all's repair and prints its lines), then
-does the operation.  instar does the same in the guest.
+does the operation.  instar does the same in the guest.  With persistent
+bitmaps (also for bitmap), qemu loads them first (marking the consistent
+ones in use in the file), then repairs, acts (bench's and convert's
+writes recorded in the enabled bitmaps) and stores them at the close:
+those cases compare the files byte for byte.
 
 Each case runs both tools on copies that keep the source's host layout
 (sparse_copy) and compares exit code, stdout, stderr, the resulting
@@ -13,6 +17,7 @@ expected value written by hand.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -120,3 +125,123 @@ def test_snapshot(instar, tmp_path, action):
         assert a.returncode == 0, a.describe()
     names = lambda p: [l.split()[:2] for l in tl.qemu_img("snapshot", "-l", p.name, cwd=p.parent).stdout.split(b"\n")[2:] if l]
     assert names(o) == names(i)
+
+
+# --- dirty images with persistent bitmaps ---
+
+BITMAP_EXT = 0x23852875
+
+
+def _clear_in_use(p: Path) -> None:
+    """The in-use flag dropped from every bitmap's directory entry: consistent
+    bitmaps (their stored bits) on an image whose refcounts a crash left stale."""
+    b = bytearray(p.read_bytes())
+    off = struct.unpack_from(">I", b, 100)[0]
+    while True:
+        magic, length = struct.unpack_from(">II", b, off)
+        assert magic, "no bitmap extension"
+        if magic == BITMAP_EXT:
+            nb, _r, _size, d = struct.unpack_from(">IIQQ", b, off + 8)
+            break
+        off += 8 + ((length + 7) & ~7)
+    for _ in range(nb):
+        flags, = struct.unpack_from(">I", b, d + 12)
+        nl, = struct.unpack_from(">H", b, d + 18)
+        extra, = struct.unpack_from(">I", b, d + 20)
+        struct.pack_into(">I", b, d + 12, flags & ~1)
+        d += (24 + extra + nl + 7) & ~7
+    p.write_bytes(bytes(b))
+
+
+def _dirty_bitmaps(d: Path, name: str, kind: str, backing: str | None = None) -> Path:
+    """Data, an enabled bitmap (64k) and a disabled one (8k) with bits, then a
+    crash (qemu-io's abort) after two more writes: the dirty bit set, leaked
+    refcounts, the bitmaps left in use (kind "inuse": inconsistent, qemu
+    neither loads nor stores them) or made consistent again ("consistent")."""
+    opts = ["-o", "lazy_refcounts=on"] + (["-b", backing, "-F", "qcow2"] if backing else [])
+    tl.qemu_img("create", "-q", "-f", "qcow2", *opts, name, "64M", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 128k", "-c", "write -P 2 5M 64k", name, cwd=d)
+    tl.qemu_img("bitmap", "--add", name, "b0", cwd=d)
+    tl.qemu_img("bitmap", "--add", "-g", "8k", "--disable", name, "b1", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 1M 64k", name, cwd=d)
+    r = tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 2M 64k", "-c", "abort",
+                   name, cwd=d, check=False)
+    assert r.returncode != 0
+    if kind == "consistent":
+        _clear_in_use(d / name)
+    assert (d / name).read_bytes()[79] & 1, "the image is not dirty"
+    return d / name
+
+
+def _both_bytes(instar, tmp_path, args, files, image):
+    """_both(), and the image byte for byte: qemu's bitmap store is deterministic."""
+    exp, act = _both(instar, tmp_path, args, files, [image])
+    o, i = tmp_path / "run" / "oracle" / image, tmp_path / "run" / "instar" / image
+    a, b = o.read_bytes(), i.read_bytes()
+    assert a == b, f"{image} differs first at byte {next(k for k in range(min(len(a), len(b))) if a[k] != b[k]) if len(a) == len(b) else 'end'}"
+    return exp, act
+
+
+KINDS = ["consistent", "inuse"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("extra", [[], ["-o", "3M", "-c", "40", "-s", "16k"]], ids=["default", "spread"])
+def test_bitmaps_bench_write(instar, tmp_path, kind, extra):
+    """bench -w's writes land in the enabled bitmap (of a consistent image)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    img = _dirty_bitmaps(src, "t.qcow2", kind)
+    args = ["bench", "-w", "-d", "1", "-c", "16", *extra, "t.qcow2"]
+    exp, act = tl.run_both_on_copies(instar, args, [img], tmp_path / "run", copy=sparse_copy)
+    strip = lambda b: b"\n".join(l for l in b.split(b"\n") if not l.startswith(b"Run completed"))
+    assert (exp.returncode, strip(exp.stdout), exp.stderr) == (act.returncode, strip(act.stdout), act.stderr), \
+        f"{exp.describe()}\n{act.describe()}"
+    assert exp.returncode == 0 and b"Rebuilding refcount structure" in exp.stderr, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
+    assert o.read_bytes() == i.read_bytes()
+    assert host_extents(o) == host_extents(i)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_bitmaps_convert_n(instar, tmp_path, kind):
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "in.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 5 0 3M", "-c", "write -P 6 40M 1M", "in.qcow2", cwd=src)
+    img = _dirty_bitmaps(src, "t.qcow2", kind)
+    _both_bytes(instar, tmp_path, ["convert", "-n", "-O", "qcow2", "in.qcow2", "t.qcow2"],
+                [src / "in.qcow2", img], "t.qcow2")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("args", [["-u", "-b", "new.qcow2", "-F", "qcow2"], ["-b", "new.qcow2", "-F", "qcow2"],
+                                  ["-b", ""]], ids=["unsafe", "safe", "flatten"])
+def test_bitmaps_rebase(instar, tmp_path, kind, args):
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 4M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "new.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 2 1M 4M", "new.qcow2", cwd=src)
+    img = _dirty_bitmaps(src, "top.qcow2", kind, backing="base.qcow2")
+    _both_bytes(instar, tmp_path, ["rebase", *args, "top.qcow2"],
+                [src / "base.qcow2", src / "new.qcow2", img], "top.qcow2")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("args", [["--add", "t.qcow2", "new"], ["--remove", "t.qcow2", "b0"],
+                                  ["--clear", "t.qcow2", "b0"], ["--enable", "t.qcow2", "b1"],
+                                  ["--add", "--merge", "b0", "t.qcow2", "m"]],
+                         ids=["add", "remove", "clear", "enable", "merge"])
+def test_bitmaps_bitmap(instar, tmp_path, kind, args):
+    """Also the refusals of an in-use bitmap (after the repair and the store)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    img = _dirty_bitmaps(src, "t.qcow2", kind)
+    exp, act = tl.run_both_on_copies(instar, ["bitmap", *args], [img], tmp_path / "run", copy=sparse_copy)
+    tl.assert_same(exp, act, " ".join(args))
+    assert b"Rebuilding refcount structure" in exp.stderr, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
+    assert o.read_bytes() == i.read_bytes()
+    assert host_extents(o) == host_extents(i)

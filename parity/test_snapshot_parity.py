@@ -520,3 +520,30 @@ def test_bitmaps(instar, tmp_path, argv, kind):
     exp, _ = snap_both(instar, src, tmp_path, *argv, "IMG", sparse=kind != "dirty")
     fails = argv[0] == "-a" or argv == ["-d", "missing"]
     assert (exp.returncode != 0) == fails, exp.describe()
+
+
+@pytest.mark.parametrize("argv", [["-c", "new"], ["-d", "a"], ["-a", "a"], ["-l"]],
+                         ids=["create", "delete", "apply", "list"])
+@pytest.mark.parametrize("dirty", [False, True], ids=["clean", "dirty"])
+def test_bitmaps_data_file(instar, tmp_path, argv, dirty):
+    """Bitmaps and an external data file: the open loads the bitmaps (the
+    node has the data file), then -c answers -ENOTSUP, -d finds no snapshot
+    and -a refuses the bitmaps; the close stores them again all the same."""
+    d = tmp_path / "src"
+    d.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o",
+                "data_file=img.raw" + (",lazy_refcounts=on" if dirty else ""), "img.qcow2", "4M", cwd=d)
+    tl.qemu_img("bitmap", "--add", "img.qcow2", "on", cwd=d)
+    tl.qemu_img("bitmap", "--add", "-g", "4k", "--disable", "img.qcow2", "off", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 6 1M 64k", "img.qcow2", cwd=d)
+    if dirty:
+        b = bytearray((d / "img.qcow2").read_bytes())
+        b[79] |= 1
+        (d / "img.qcow2").write_bytes(bytes(b))
+    args = ["snapshot", *argv, "img.qcow2"]
+    exp, act = tl.run_both_on_copies(instar, args, [d / "img.qcow2", d / "img.raw"], tmp_path / "run")
+    tl.assert_same(exp, act, " ".join(args))
+    assert (exp.returncode != 0) == (argv != ["-l"]), exp.describe()
+    for n in ("img.qcow2", "img.raw"):
+        o, i = tmp_path / "run" / "oracle" / n, tmp_path / "run" / "instar" / n
+        assert o.read_bytes() == i.read_bytes(), f"{n} differs"

@@ -29,21 +29,19 @@
       "Failed to update the image header")                                                         \
     X(QCOW2_AMEND_ERR_SIZE_ALIGN, 3102, QCOW2_AMEND_MSG_PLAIN,                                     \
       "The new size must be a multiple of 512")                                                    \
-    X(QCOW2_AMEND_ERR_NOTSUP_BITMAPS, 3103, QCOW2_AMEND_MSG_PLAIN,                                 \
-      "Amending qcow2 images with persistent bitmaps is not supported by instar yet")              \
+    X(QCOW2_AMEND_ERR_UPDATE_SNAPSHOTS, 3103, QCOW2_AMEND_MSG_ERRNO,                               \
+      "Failed to update the snapshot table")                                                       \
     X(QCOW2_AMEND_ERR_SIZE_RANGE, 3104, QCOW2_AMEND_MSG_PLAIN,                                     \
       "The new size is out of range") /* the host prints bdrv_co_truncate()'s text */              \
     X(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 3106, QCOW2_AMEND_MSG_PLAIN,                                 \
-      "Upgrading this qcow2 image (snapshots without their v3 data) is not supported by "          \
-      "instar yet")                                                                                \
+      "Upgrading this qcow2 image (a backing file name or format too long) is not supported by "   \
+      "instar")                                                                                    \
     X(QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT, 3107, QCOW2_AMEND_MSG_PLAIN,                             \
       "compat=0.10 requires refcount_bits=16")                                                     \
     X(QCOW2_AMEND_ERR_DOWNGRADE_SNAPSHOTS, 3108, QCOW2_AMEND_MSG_PLAIN,                            \
       "Internal snapshots prevent downgrade of image")                                             \
     X(QCOW2_AMEND_ERR_DOWNGRADE_INCOMPAT, 3109, QCOW2_AMEND_MSG_PLAIN,                             \
       "Cannot downgrade an image with incompatible features") /* the host adds the bits */         \
-    X(QCOW2_AMEND_ERR_NOTSUP_DOWNGRADE, 3110, QCOW2_AMEND_MSG_PLAIN,                               \
-      "Downgrading a qcow2 image (compat=0.10) is not supported by instar yet")                    \
     X(QCOW2_AMEND_ERR_REFCOUNT_V2, 3111, QCOW2_AMEND_MSG_PLAIN,                                    \
       "Refcount widths other than 16 bits require compatibility level 1.1 or above (use "          \
       "compat=1.1 or greater)")                                                                    \

@@ -785,12 +785,14 @@ int qcow2_header_rewrite(const uint8_t *old, size_t old_len, const struct qcow2_
 {
     uint64_t cs = h->cluster_size, pos, unknown_fields = 0;
     uint64_t offs[64];
-    uint32_t nunk, i;
+    uint32_t nunk, i, version = st->version ? st->version : h->version;
     int64_t r;
 
+    if (h->version >= 3 && h->header_length > HDR_LEN_V3)
+        unknown_fields = h->header_length - HDR_LEN_V3;
     memset(out, 0, (size_t)cs);
     st32(out + 0, QCOW2_MAGIC);
-    st32(out + 4, h->version);
+    st32(out + 4, version);
     st32(out + 20, h->cluster_bits);
     st64(out + 24, h->disk_size);
     st32(out + 32, h->crypt_method);
@@ -800,11 +802,9 @@ int qcow2_header_rewrite(const uint8_t *old, size_t old_len, const struct qcow2_
     st32(out + 56, st->reftable_clusters);
     st32(out + 60, h->nb_snapshots);
     st64(out + 64, h->snapshots_offset);
-    if (h->version == 2) {
+    if (version == 2) {
         pos = HDR_LEN_V2;
     } else {
-        if (h->header_length > HDR_LEN_V3)
-            unknown_fields = h->header_length - HDR_LEN_V3;
         st64(out + 72, st->incompatible);
         st64(out + 80, st->compatible);
         st64(out + 88, st->autoclear);
@@ -812,11 +812,12 @@ int qcow2_header_rewrite(const uint8_t *old, size_t old_len, const struct qcow2_
         st32(out + 100, (uint32_t)(HDR_LEN_V3 + unknown_fields));
         out[104] = h->compression_type;
         pos = HDR_LEN_V3;
-        if (unknown_fields > cs - pos)
-            return -QCOW2_ALLOC_EINVAL;
-        copy_old(out + pos, old, old_len, HDR_LEN_V3, unknown_fields);
-        pos += unknown_fields;
     }
+    /* The unknown header fields follow the header qemu writes, also a version 2 one. */
+    if (unknown_fields > cs - pos)
+        return -QCOW2_ALLOC_EINVAL;
+    copy_old(out + pos, old, old_len, HDR_LEN_V3, unknown_fields);
+    pos += unknown_fields;
 
     if (x->has_backing_fmt) {
         r = ext_put(out, pos, cs, QCOW2_EXT_BACKING_FMT, x->backing_fmt, x->backing_fmt_len);
@@ -840,7 +841,7 @@ int qcow2_header_rewrite(const uint8_t *old, size_t old_len, const struct qcow2_
             return -QCOW2_ALLOC_EINVAL;
         pos = (uint64_t)r;
     }
-    if (h->version >= 3 && cs > 4096) {
+    if (version >= 3 && cs > 4096) {
         uint8_t table[sizeof(features) / sizeof(features[0]) * EXT_FEATURE_LEN];
 
         memset(table, 0, sizeof(table));

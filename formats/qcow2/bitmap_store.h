@@ -257,6 +257,12 @@ struct qcow2_header_state {
     uint32_t reftable_clusters;
     uint64_t incompatible, compatible, autoclear;
     struct qcow2_bm_dir bitmaps;
+    /*
+     * 0: h->version; 2: a version 3 image written as version 2
+     * (qcow2_downgrade(): the 72-byte header, its unknown header fields
+     * and extensions carried over after it, no feature table).
+     */
+    uint32_t version;
 };
 
 /*

@@ -601,6 +601,17 @@ int qcow2_snapop_create(const struct qcow2_snapop_image *img, const struct qcow2
     return so_finish(&s, ret);
 }
 
+int qcow2_snapop_rewrite(const struct qcow2_snapop_image *img, const struct qcow2_snapop_io *io)
+{
+    struct so s;
+    int ret;
+
+    ret = so_init(&s, img, io);
+    if (ret == 0)
+        ret = write_snapshots(&s, img->snapshots, img->nb_snapshots, UINT32_MAX, NULL);
+    return so_finish(&s, ret);
+}
+
 int qcow2_snapop_delete(const struct qcow2_snapop_image *img, const struct qcow2_snapop_io *io,
                         uint32_t index, int *stage)
 {

@@ -55,9 +55,6 @@ enum qcow2_snapop_stage {
 #define QCOW2_SNAPOP_ERRORS(X)                                                                     \
     X(QCOW2_SNAPOP_ERR_CORRUPT_RW, 3200, 2,                                                        \
       "qcow2: Image is corrupt; cannot be opened read/write")                                      \
-    X(QCOW2_SNAPOP_ERR_NOTSUP_BITMAPS, 3201, 0,                                                    \
-      "Snapshots of qcow2 images with persistent bitmaps and an external data file are not "       \
-      "supported by instar")                                                                       \
     X(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT, 3203, 0,                                                      \
       "Snapshots of encrypted qcow2 images are not supported by instar")
 
@@ -145,6 +142,14 @@ int qcow2_snapop_delete(const struct qcow2_snapop_image *img, const struct qcow2
  */
 int qcow2_snapop_apply(const struct qcow2_snapop_image *img, const struct qcow2_snapop_io *io,
                        uint32_t index, int *stage);
+
+/*
+ * qcow2_snapop_rewrite - qcow2_write_snapshots() of the table as it is
+ * (qcow2_upgrade(): entries without the version 3 extra data get it):
+ * new clusters, the header's snapshot fields, the old table freed.
+ * Returns 0 or a negated errno.
+ */
+int qcow2_snapop_rewrite(const struct qcow2_snapop_image *img, const struct qcow2_snapop_io *io);
 
 /*
  * qcow2_snapop_find - the entry index whose name equals name

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 32
+#define INSTAR_ABI_VERSION 34
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -867,8 +867,7 @@ enum instar_bitmap_err {
     INSTAR_BITMAP_ESIZES = 13,  /* source and destination sizes differ */
     INSTAR_BITMAP_EREMOVE = 14, /* "Failed to update bitmap extension": errnum */
     INSTAR_BITMAP_ESTORE = 15,  /* storing at close failed: errnum (index = nact) */
-    INSTAR_BITMAP_EDIRTY = 16,  /* refused: bitmaps and the dirty bit (index 0, nothing done) */
-    INSTAR_BITMAP_ERR_MAX = 16
+    INSTAR_BITMAP_ERR_MAX = 15
 };
 
 struct instar_bitmap_args {

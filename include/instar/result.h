@@ -265,11 +265,7 @@ enum instar_data_status {
     /* rebase: EMETA, EREAD (image 1: old backing, 2: new), EWRITE_AT as img_rebase() words them */
 };
 
-/*
- * rebase: with EBACKING, the image was refused before anything was
- * written (the dirty bit; docs/differences.md).
- */
-#define INSTAR_DATA_REBASE_REFUSED (1u << 1)
+/* (1u << 1) was rebase's refusal of a dirty image with bitmaps; repaired now. */
 /* commit: the failure was the top's emptying, after the job completed. */
 #define INSTAR_DATA_COMMIT_EMPTY (1u << 2)
 /* commit: storing the top's persistent bitmaps at its close failed (errnum). */

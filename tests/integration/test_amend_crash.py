@@ -178,10 +178,11 @@ def test_refcount_bits_and_downgrade_crash(instar, tmp_path):
 
 
 def bitmap_names(img: Path) -> list[tuple[str, bool]]:
-    """(name, in use) of each persistent bitmap, as qemu-img info lists them."""
+    """(name, in use) of each persistent bitmap, as qemu-img info lists them
+    (from the image's directory: a relative data file name opens from there)."""
     import json
 
-    r = tl.run_oracle(["info", "--output=json", str(img)])
+    r = tl.run_oracle(["info", "--output=json", img.name], cwd=img.parent)
     assert r.returncode == 0, r.describe()
     data = json.loads(r.stdout).get("format-specific", {}).get("data", {})
     return [(b["name"], "in-use" in b["flags"]) for b in data.get("bitmaps", [])]
@@ -235,6 +236,92 @@ def test_upgrade_unknown_exts_crash(instar, tmp_path, opts):
     assert sweep_same(instar, src, tmp_path, opts, after=after) >= 1
 
 
+@pytest.mark.parametrize("dirty", [False, True], ids=["clean", "dirty"])
+def test_bitmaps_downgrade_crash(instar, tmp_path, dirty):
+    """compat=0.10 of an image with persistent bitmaps: marked in use by the
+    open (a dirty image repaired next), the close stores them, and the
+    header is written as version 2 with the bitmaps extension left in it (as
+    qemu-img leaves it).  Every cut: no data lost, version 3 with the bitmaps
+    listed (but inside qemu's own window of the marking) or version 2."""
+    d = tmp_path / "img"
+    src = make(d, "a.qcow2", "cluster_size=65536,lazy_refcounts=on")
+    tl.qemu_img("bitmap", "--add", "a.qcow2", "b0", cwd=d)
+    tl.qemu_img("bitmap", "--add", "-g", "512k", "--disable", "a.qcow2", "b1", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 4 1M 256k", "a.qcow2", cwd=d)
+    if dirty:
+        b = bytearray(src.read_bytes())
+        b[79] |= 1
+        src.write_bytes(bytes(b))
+    names = [n for n, _ in bitmap_names(src)]
+
+    def after(img: Path, n: int, done: bool) -> None:
+        version = int.from_bytes(img.read_bytes()[4:8], "big")
+        assert version == 2 or not done, "not downgraded"
+        if version == 3:
+            found = bitmap_names(img)
+            assert [b for b, _ in found] == names or (n <= 3 and not found), f"bitmaps lost (n={n}): {found}"
+
+    assert sweep_same(instar, src, tmp_path, "compat=0.10", after=after) >= 5
+
+
+@pytest.mark.parametrize("opts", ["compat=1.1", "compat=1.1,refcount_bits=8,size=8M"])
+def test_upgrade_snapshots_crash(instar, tmp_path, opts):
+    """A version 2 image whose snapshot table lacks the version 3 extra data:
+    the upgrade writes the table again (new clusters, the header's snapshot
+    fields, the old table freed), then the version 3 header.  Every cut:
+    the data and both snapshots kept."""
+    import struct
+
+    d = tmp_path / "img"
+    src = make(d, "a.qcow2", "compat=0.10")
+    tl.qemu_img("snapshot", "-c", "s1", "a.qcow2", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 1M 64k", "a.qcow2", cwd=d)
+    tl.qemu_img("snapshot", "-c", "second", "a.qcow2", cwd=d)
+    b = bytearray(src.read_bytes())
+    nb, off = struct.unpack_from(">IQ", b, 60)
+    entries, pos = [], off
+    for _ in range(nb):  # each entry without its extra data, as version 2 writers left them
+        hdr = bytearray(b[pos:pos + 40])
+        id_len, name_len = struct.unpack_from(">HH", hdr, 12)
+        extra, = struct.unpack_from(">I", hdr, 36)
+        struct.pack_into(">I", hdr, 36, 0)
+        entries.append(bytes(hdr) + bytes(b[pos + 40 + extra:pos + 40 + extra + id_len + name_len]))
+        pos += (40 + extra + id_len + name_len + 7) & ~7
+    table = b"".join(e + bytes(-len(e) % 8) for e in entries)
+    b[off:pos] = table + bytes(pos - off - len(table))
+    src.write_bytes(bytes(b))
+
+    def after(img: Path, n: int, done: bool) -> None:
+        if done:
+            assert int.from_bytes(img.read_bytes()[4:8], "big") == 3
+
+    assert sweep_same(instar, src, tmp_path, opts, after=after) >= 3
+
+
+def test_downgrade_unknown_exts_crash(instar, tmp_path):
+    """A version 3 image with a header extension qemu does not know: the
+    downgrade writes it into the version 2 header (one write of the header
+    cluster, after the zero clusters' expansion)."""
+    import struct
+
+    d = tmp_path / "img"
+    src = make(d, "a.qcow2", "cluster_size=65536")
+    tl.qemu_io("-f", "qcow2", "-c", "write -z 1M 128k", "a.qcow2", cwd=d)
+    b = bytearray(src.read_bytes())
+    off = struct.unpack_from(">I", b, 100)[0]
+    while struct.unpack_from(">I", b, off)[0]:
+        off += 8 + ((struct.unpack_from(">I", b, off + 4)[0] + 7) & ~7)
+    b[off:off + 24] = struct.pack(">II", 0x12345678, 5) + b"hello\0\0\0" + bytes(8)
+    src.write_bytes(bytes(b))
+
+    def after(img: Path, n: int, done: bool) -> None:
+        assert b"\x12\x34\x56\x78\x00\x00\x00\x05hello" in img.read_bytes()[:4096], f"extension lost (n={n})"
+        if done:
+            assert int.from_bytes(img.read_bytes()[4:8], "big") == 2
+
+    assert sweep_same(instar, src, tmp_path, "compat=0.10", after=after) >= 1
+
+
 @pytest.mark.parametrize("opts", ["lazy_refcounts=off", "size=1G"])
 def test_bitmaps_dirty_crash(instar, tmp_path, opts):
     """A dirty image (lazy refcounts) with consistent persistent bitmaps: the
@@ -267,6 +354,10 @@ def test_bitmaps_dirty_crash(instar, tmp_path, opts):
     ("data_file=d.raw", "lazy_refcounts=on,size=3200k"),
     ("data_file=d.raw", "refcount_bits=1,data_file=other.raw"),
     ("data_file=d.raw,data_file_raw=on", "data_file_raw=off,size=6M"),
+    # With persistent bitmaps: the open marks them in use, the close stores
+    # them, and the header's new name or raw bit is written after that store.
+    ("data_file=d.raw+bitmaps", "lazy_refcounts=on,data_file=other.raw"),
+    ("data_file=d.raw,data_file_raw=on+bitmaps", "data_file_raw=off,size=6M"),
 ])
 def test_data_file_crash(instar, tmp_path, create, opts):
     """An external data file (device 1, read-write): the header rewritten
@@ -276,7 +367,10 @@ def test_data_file_crash(instar, tmp_path, create, opts):
     same data under either name)."""
     src = tmp_path / "src"
     src.mkdir()
+    create, _, bitmaps = create.partition("+")
     tl.qemu_img("create", "-q", "-f", "qcow2", "-o", create, "d.qcow2", "4M", cwd=src)
+    if bitmaps:
+        tl.qemu_img("bitmap", "--add", "d.qcow2", "b0", cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 3M 128k", "d.qcow2", cwd=src)
     reads = ["read -P 7 0 64k", "read -P 9 3M 128k"]
     for n in range(MAX_WRITES):
@@ -289,7 +383,12 @@ def test_data_file_crash(instar, tmp_path, create, opts):
                        env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
         assert r.returncode == 0 or (r.returncode == 1 and b"fault injection" in r.stderr), r.describe()
         verify(work / "d.qcow2", reads, cwd=work)
+        if bitmaps:
+            found = bitmap_names(work / "d.qcow2")
+            assert [b for b, _ in found] == ["b0"] or (n <= 3 and not found), f"bitmaps lost (n={n}): {found}"
         if r.returncode == 0:
             assert n >= 1
+            if bitmaps:
+                assert not any(u for _, u in found), f"bitmaps left in use: {found}"
             return
     pytest.fail(f"amend did not complete within {MAX_WRITES} writes")

@@ -277,3 +277,45 @@ def test_bitmaps(instar, tmp_path, opts, dirty, args):
     kept = {s: raw_of(img, tmp_path / "x.raw", s) for s in ("one", "two") if s != args[1]}
     err = b"Device has active dirty bitmaps" if args[0] == "-a" else None
     assert sweep(instar, img, tmp_path, args, [active], kept, final_error=err) >= 1
+
+
+@pytest.mark.parametrize("dirty", [False, True], ids=["clean", "dirty"])
+def test_bitmaps_data_file(instar, tmp_path, dirty):
+    """Bitmaps and an external data file: the open marks the bitmaps in use
+    (a dirty image repaired next), -c answers -ENOTSUP and the close stores
+    them again.  Every cut: the data, and the bitmaps listed (or none, in
+    qemu's own window of the marking), once check -r all ran."""
+    d = tmp_path / "src"
+    d.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=img.raw,lazy_refcounts=on",
+                "img.qcow2", "4M", cwd=d)
+    tl.qemu_img("bitmap", "--add", "img.qcow2", "on", cwd=d)
+    tl.qemu_img("bitmap", "--add", "-g", "4k", "--disable", "img.qcow2", "off", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 0x66 1M 128k", "img.qcow2", cwd=d)
+    if dirty:
+        b = bytearray((d / "img.qcow2").read_bytes())
+        b[79] |= 1
+        (d / "img.qcow2").write_bytes(bytes(b))
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        for f in ("img.qcow2", "img.raw"):
+            shutil.copy(d / f, work / f)
+        r = instar.run(["snapshot", "-c", "x", "img.qcow2"], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        done = r.returncode == 1 and b"Operation not supported" in r.stderr
+        assert done or (r.returncode == 1 and b"fault injection" in r.stderr), r.describe()
+        rep = tl.run_oracle(["check", "-r", "all", "img.qcow2"], cwd=work)
+        assert rep.returncode in (0, 3), f"write {n}: repair failed:\n  {rep.describe()}"
+        chk = tl.run_oracle(["check", "img.qcow2"], cwd=work)
+        assert chk.returncode == 0, f"write {n}: not clean after repair:\n  {chk.describe()}"
+        io = tl.qemu_io("-f", "qcow2", "-c", "read -P 0x66 1M 128k", "-c", "read -P 0 0 1M",
+                        "img.qcow2", cwd=work, check=False)
+        assert io.returncode == 0 and b"verification failed" not in io.stdout, f"write {n}: data changed"
+        assert bitmap_names(work / "img.qcow2") in (["off", "on"], []), f"write {n}: bitmaps lost"
+        if done:
+            assert bitmap_names(work / "img.qcow2") == ["off", "on"]
+            assert n >= 3
+            return
+        shutil.rmtree(work)
+    pytest.fail(f"snapshot did not complete within {MAX_WRITES} writes")
