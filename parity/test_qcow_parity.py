@@ -205,6 +205,14 @@ case("err-map-enc-key", "map", *_K, _ENC)
 case("map-json-enc-key", "map", "--output=json", *_K, _ENC)
 case("compare-enc-key-self", "compare", *_K, _ENC, _ENC)
 case("compare-enc-key-plain", "compare", *_K, _ENC, "driver=qcow,file.filename=@plain")
+# info with encrypt.key-secret: the image is named json:{...} (the secret is not looked up)
+for _o in ("human", "json"):
+    case(f"info-enc-key-{_o}", "info", f"--output={_o}", *_K, _ENC)
+    case(f"info-chain-over-key-{_o}", "info", "--backing-chain", f"--output={_o}", *_K,
+         "driver=qcow,encrypt.key-secret=s,file.filename=@over")
+case("info-plain-key-unknown-id", "info", "--image-opts", "driver=qcow,encrypt.key-secret=x\\y,file.filename=@plain")
+case("info-enc-json-name-key", "info", "json:{\"driver\":\"qcow\",\"encrypt\":{\"key-secret\":\"s\"},"
+     "\"file\":{\"filename\":\"enc.qcow\"}}")
 case("err-map-enc-wrong-secret", "map", *_K, "driver=qcow,encrypt.key-secret=t,file.filename=@enc")
 
 
