@@ -329,9 +329,12 @@ int cmd_commit(int argc, char **argv)
     }
     if (graph_check_keys(&oc, filename) < 0)
         goto out_quiet;
-    if (strcmp(oc.img[0].info->format, "qcow2") || !commit_base_ok(oc.img[bi].info->format)) {
-        if (asprintf(&err, "instar commits only qcow2 images into qcow2, raw, qed, vdi, vpc, vhdx, "
-                           "vmdk, qcow or parallels bases") < 0)
+    /* A qcow2 or qcow top is emptied afterwards; vmdk has no bdrv_make_empty (left as it is). */
+    if ((strcmp(oc.img[0].info->format, "qcow2") && strcmp(oc.img[0].info->format, "qcow") &&
+         strcmp(oc.img[0].info->format, "vmdk")) ||
+        !commit_base_ok(oc.img[bi].info->format)) {
+        if (asprintf(&err, "instar commits only qcow2, qcow or vmdk images into qcow2, raw, qed, "
+                           "vdi, vpc, vhdx, vmdk, qcow or parallels bases") < 0)
             err = NULL;
         goto done;
     }

@@ -537,6 +537,34 @@ static int qcow_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len
     return 0;
 }
 
+int gbs_qcow_make_empty(struct gbs *bs)
+{
+    struct gqcow *s;
+    uint64_t len;
+    int ret;
+
+    if (bs->drv != &gbs_drv_qcow)
+        return -GBS_ENOTSUP;
+    if (!bs->writable)
+        return -GBS_EACCES;
+    s = C(bs);
+    ret = hold_l1(s);
+    if (ret < 0)
+        return ret;
+    len = s->img.l1_size * 8;
+    memset(s->l1, 0, (size_t)len);
+    s->l2_off = 0;
+    s->cluster_cache_offset = UINT64_MAX;
+    /* The table's end: at most 2^32 entries past an offset qcow_open() bounded. */
+    if (s->img.l1_table_offset > UINT64_MAX - len)
+        return -GBS_EIO;
+    ret = write_sync(bs, s->img.l1_table_offset, s->l1, (size_t)len);
+    if (ret < 0)
+        return ret;
+    return gdev_truncate(bs->file, s->img.l1_table_offset + len, INSTAR_TRUNC_OFF) < 0 ? -GBS_EIO
+                                                                                       : 0;
+}
+
 int gbs_qcow_target_info(struct gbs *bs, uint64_t *cluster_size)
 {
     if (bs->drv != &gbs_drv_qcow)

@@ -312,8 +312,9 @@ void plan_commit(void)
 
     /* img_commit(): blk_make_empty() of the top, -ENOTSUP ignored. */
     if (!(a.flags & INSTAR_COMMIT_DROP)) {
-        ret = gbs_qcow2_make_empty(top);
-        if (ret < 0 && !(ret == -GBS_ENOTSUP && top->drv != &gbs_drv_qcow2)) {
+        ret = top->drv == &gbs_drv_qcow ? gbs_qcow_make_empty(top) : gbs_qcow2_make_empty(top);
+        if (ret < 0 &&
+            !(ret == -GBS_ENOTSUP && top->drv != &gbs_drv_qcow2 && top->drv != &gbs_drv_qcow)) {
             (void)gbs_flush(top);
             (void)gbs_close(top);
             fail(INSTAR_DATA_EWRITE_AT, ret, 0, INSTAR_DATA_COMMIT_EMPTY);
