@@ -149,14 +149,14 @@ static uint64_t top_write_limit(uint64_t file_size, uint64_t vsize)
 }
 
 /*
- * The bases instar commits into: qcow2 and raw, and the formats whose
- * bdrv_get_default_bitmap_granularity() is the job's default 64 KiB
- * (qed, vdi, vpc, vhdx: clusters or blocks of 64 KiB or more
- * in their default layouts).
+ * The bases instar commits into: every format whose driver writes
+ * (guest/plan_commit.c takes the job's granularity from the base's
+ * cluster size as bdrv_get_default_bitmap_granularity() does).
  */
 static bool commit_base_ok(const char *fmt)
 {
-    static const char *const ok[] = {"qcow2", "raw", "qed", "vdi", "vpc", "vhdx"};
+    static const char *const ok[] = {"qcow2", "raw",  "qed",  "vdi",      "vpc",
+                                     "vhdx",  "vmdk", "qcow", "parallels"};
 
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         if (!strcmp(fmt, ok[i]))
@@ -329,11 +329,54 @@ int cmd_commit(int argc, char **argv)
     }
     if (graph_check_keys(&oc, filename) < 0)
         goto out_quiet;
-    if (strcmp(oc.img[0].info->format, "qcow2") || !commit_base_ok(oc.img[bi].info->format)) {
-        if (asprintf(
-                &err,
-                "instar commits only qcow2 images into qcow2, raw, qed, vdi, vpc or vhdx bases") <
-            0)
+    /* A qcow2 or qcow top is emptied afterwards; vmdk has no bdrv_make_empty (left as it is). */
+    if ((strcmp(oc.img[0].info->format, "qcow2") && strcmp(oc.img[0].info->format, "qcow") &&
+         strcmp(oc.img[0].info->format, "vmdk")) ||
+        !commit_base_ok(oc.img[bi].info->format)) {
+        if (asprintf(&err, "instar commits only qcow2, qcow or vmdk images into qcow2, raw, qed, "
+                           "vdi, vpc, vhdx, vmdk, qcow or parallels bases") < 0)
+            err = NULL;
+        goto done;
+    }
+    /*
+     * A vmdk base in one file (monolithicSparse): extent files of their
+     * own would have to be reopened read-write too, and streamOptimized
+     * takes compressed grains only.
+     */
+    if (!strcmp(oc.img[bi].info->format, "vmdk") &&
+        (oc.img[bi].next || oc.img[bi].info->vmdk_stream)) {
+        if (asprintf(&err, "instar commits into a vmdk base only in one sparse file "
+                           "(monolithicSparse)") < 0)
+            err = NULL;
+        goto done;
+    }
+    /*
+     * commit_active_start() reopens the base read-write, and with it the
+     * images below it: a format without bdrv_reopen_prepare (parallels,
+     * and the read-only bochs, cloop and dmg) fails that, so the job never
+     * starts.  The node is named as qemu names it: "#block", the count of
+     * nodes opened before it (each image above it, its file and its data
+     * file, and its own file), and two random digits.
+     */
+    for (unsigned k = bi; k < oc.n; k++) {
+        static const char *const no_reopen[] = {"parallels", "bochs", "cloop", "dmg"};
+        const char *f = oc.img[k].info->format;
+        struct timeval tv;
+        unsigned counter = 1, j;
+
+        for (j = 0; j < sizeof(no_reopen) / sizeof(no_reopen[0]) && strcmp(f, no_reopen[j]); j++)
+            ;
+        if (j == sizeof(no_reopen) / sizeof(no_reopen[0]))
+            continue;
+        for (j = 0; j < k; j++)
+            counter += 2 + (oc.img[j].data_fd >= 0);
+        if (open_only(&oc, filename) < 0)
+            goto out_quiet;
+        gettimeofday(&tv, NULL);
+        if (asprintf(&err,
+                     "Block format '%s' used by node '#block%u%02d' does not support reopening "
+                     "files",
+                     f, counter, (int)(tv.tv_usec % 100)) < 0)
             err = NULL;
         goto done;
     }
@@ -356,13 +399,13 @@ int cmd_commit(int argc, char **argv)
             goto done;
         }
     }
-    /* mirror_run() grows a shorter base: vdi, vpc and vhdx have no truncate. */
+    /* mirror_run() grows a shorter base: only qcow2, raw and qed have a truncate. */
     {
         const char *bf = oc.img[bi].info->format;
         uint64_t tl = ((uint64_t)oc.img[0].info->virtual_size + 511) / 512 * 512;
         uint64_t bl = ((uint64_t)oc.img[bi].info->virtual_size + 511) / 512 * 512;
 
-        if (tl > bl && (!strcmp(bf, "vdi") || !strcmp(bf, "vpc") || !strcmp(bf, "vhdx"))) {
+        if (tl > bl && strcmp(bf, "qcow2") && strcmp(bf, "raw") && strcmp(bf, "qed")) {
             if (asprintf(&err, "Block job failed: %s", strerror(ENOTSUP)) < 0)
                 err = NULL;
             goto done;

@@ -2082,13 +2082,6 @@ static int create_for(const char *filename, const char *fmt, const char *options
             fputs(hint, stderr);
         goto out;
     }
-    /* Writes through qcow's cipher are not built: refused before the file is made. */
-    if (!strcmp(fmt, "qcow") && opt_str(&l, "encrypt.key-secret") &&
-        (opt_bool(&l, "encryption") ||
-         (opt_str(&l, "encrypt.format") && strcmp(opt_str(&l, "encrypt.format"), "off")))) {
-        report_error("instar does not write AES-encrypted qcow images");
-        goto out;
-    }
     snprintf(num, sizeof(num), "%" PRIu64, size);
     opts_set(&l, "size", num, size);
     if (backing)

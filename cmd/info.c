@@ -463,6 +463,13 @@ static int info_collect(const struct img_spec *spec, bool chain, struct image_in
             report_error("Could not open '%s': %s", display, strerror(ENOMEM));
             goto fail;
         }
+        if (n == 0 && spec->key_secret &&
+            (!strcmp(ii->format, "qcow") || !strcmp(ii->format, "qcow2")) &&
+            open_encrypt_json_filename(ii, spec->key_secret) < 0) {
+            image_info_free(ii);
+            report_error("Could not open '%s': %s", display, strerror(ENOMEM));
+            goto fail;
+        }
         flags &= ~(OPEN_VPC_SIZE_CHS | OPEN_VPC_SIZE_CURRENT);
         names[n] = filename;
         list[n++] = ii;
@@ -713,13 +720,6 @@ int cmd_info(int argc, char **argv)
     }
     if (spec_parse(&spec, filename, image_opts, fmt, info_force_share) < 0)
         return 1;
-    /* qemu-img names such an image json:{...}, which instar does not build. */
-    if (spec.key_secret && !(spec.fmt && !strcmp(spec.fmt, "luks"))) {
-        report_error("Could not open '%s': Option 'encrypt.key-secret' is not supported by instar",
-                     filename);
-        spec_release(&spec);
-        return 1;
-    }
     info_force_share = spec.force_share;
     n = info_collect(&spec, chain, &list);
     spec_release(&spec);

@@ -668,6 +668,28 @@ int open_luks_json_filename(struct image_info *ii, const char *secret)
     return 0;
 }
 
+int open_encrypt_json_filename(struct image_info *ii, const char *secret)
+{
+    bool oom, oom2;
+    char *esc = json_escape(ii->filename, &oom), *sec = json_escape(secret, &oom2), *s;
+
+    if (!esc || !sec) {
+        free(esc);
+        free(sec);
+        return oom || oom2 ? -1 : 0;
+    }
+    s = msgf("json:{\"encrypt.key-secret\": \"%s\", \"driver\": \"%s\", \"file\": {\"driver\": "
+             "\"file\", \"filename\": \"%s\"}}",
+             sec, ii->format, esc);
+    free(esc);
+    free(sec);
+    if (!s)
+        return -1;
+    free(ii->filename);
+    ii->filename = s;
+    return 0;
+}
+
 int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags)
 {
     if (spec->force_share)

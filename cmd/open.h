@@ -54,6 +54,12 @@ int open_vpc_json_filename(struct image_info *ii, unsigned calc);
  * key-secret=secret (--image-opts driver=luks,key-secret=...).
  */
 int open_luks_json_filename(struct image_info *ii, const char *secret);
+/*
+ * open_encrypt_json_filename - the same for a qcow or qcow2 image (its
+ * ii->format) opened with encrypt.key-secret=secret, whether encrypted
+ * or not: qemu's options dict puts "encrypt.key-secret" first.
+ */
+int open_encrypt_json_filename(struct image_info *ii, const char *secret);
 
 struct open_image {
     char *name;              /* as qemu-img names it in messages */

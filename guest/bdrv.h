@@ -438,6 +438,13 @@ struct gbs_qcow_desc {
  */
 void gbs_qcow_describe(uint32_t op, uint32_t dev, bool io, struct gbs_qcow_desc *d);
 
+/*
+ * gbs_qcow_make_empty - qcow_make_empty() on a writable qcow node: the
+ * whole L1 table written as zeros, then the file cut where the table
+ * ends.  Returns 0 or -errno (-GBS_ENOTSUP for another driver).
+ */
+int gbs_qcow_make_empty(struct gbs *bs);
+
 /* gbs_qcow_target_info - a qcow node's cluster size.  -EINVAL for another driver. */
 int gbs_qcow_target_info(struct gbs *bs, uint64_t *cluster_size);
 

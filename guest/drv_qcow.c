@@ -8,7 +8,9 @@
  * the guest's zlib into one cluster, as decompress_cluster() does; a data
  * cluster at an offset that is not a multiple of 512 is an I/O error).
  * Writes as qcow_co_pwritev() does them: a new cluster (and a new L2
- * table) at the end of the file, the L2 and L1 entries written at once.
+ * table) at the end of the file, the L2 and L1 entries written at once;
+ * with AES, the data encrypted (IVs: guest sectors) and a new cluster's
+ * other sectors filled with encrypted zeros.
  */
 #include "bdrv.h"
 #include "codec.h"
@@ -23,6 +25,7 @@ struct gqcow {
     uint64_t l2_off;        /* its offset, 0: none */
     uint8_t *cluster_cache; /* the last decompressed cluster */
     uint8_t *cluster_data;
+    uint8_t *enc_data;             /* AES: a write's data, encrypted */
     uint64_t cluster_cache_offset; /* UINT64_MAX: none */
     char backing[QCOW_BACKING_NAME_MAX + 1];
     bool encrypted;         /* AES, opened with a key */
@@ -47,6 +50,7 @@ static int gqcow_open(struct gqcow *s, uint32_t dev, bool need_key)
     free(s->l2);
     free(s->cluster_cache);
     free(s->cluster_data);
+    free(s->enc_data);
     memset(s, 0, sizeof(*s));
     s->cluster_cache_offset = UINT64_MAX;
     if (gblk_pread(dev, 0, hdr, sizeof(hdr)) < 0)
@@ -141,7 +145,9 @@ static int qcow_drv_open(struct gbs *bs)
     s->cluster_cache = malloc(s->img.cluster_size);
     s->cluster_data = malloc(s->img.cluster_size);
     s->l2 = malloc((size_t)s->img.l2_size * 8);
-    if (!s->cluster_cache || !s->cluster_data || !s->l2)
+    if (s->encrypted)
+        s->enc_data = malloc(s->img.cluster_size);
+    if (!s->cluster_cache || !s->cluster_data || !s->l2 || (s->encrypted && !s->enc_data))
         return -INSTAR_ERR_NOMEM;
     return 0;
 }
@@ -328,6 +334,24 @@ static int hold_l1(struct gqcow *s)
 }
 
 /*
+ * [a, b) of the new cluster at host offset host, guest offset guest: zeros
+ * encrypted with their guest sectors' IVs (s->cluster_data the buffer).
+ */
+static int fill_encrypted_zeros(struct gbs *bs, uint64_t guest, uint64_t host, uint32_t a,
+                                uint32_t b)
+{
+    struct gqcow *s = C(bs);
+
+    if (a >= b)
+        return 0;
+    memset(s->cluster_data, 0, b - a);
+    if (luks_encrypt(&s->aes, (guest + a) / 512, s->cluster_data, b - a) < 0 ||
+        !qcow_io_ok(host + a, b - a) || gdev_pwrite(bs->file, host + a, s->cluster_data, b - a) < 0)
+        return -GBS_EIO;
+    return 0;
+}
+
+/*
  * get_cluster_offset() with allocate 1 (a plain cluster, [n_start, n_end)
  * of it about to be written) or 2 (a compressed cluster of csize bytes),
  * in qemu's order: a missing L2 table at the end of the file (rounded up
@@ -336,10 +360,17 @@ static int hold_l1(struct gqcow *s)
  * a plain one rounded up to a cluster and the file grown over it (a
  * compressed one rewritten there whole first, unless it is overwritten
  * whole), a compressed one where the file ends (rounded up to 512); then
- * the L2 entry.  *result the entry (0 only on failure).  Returns 0 or -errno.
+ * the L2 entry.  *result the entry (0 only on failure).
+ *
+ * enc (AES, allocate 1): the write's data for [n_start, n_end), encrypted.
+ * A new plain cluster gets it before the L2 entry links the cluster, where
+ * qemu writes it after (the same bytes; a cut between the two then leaves
+ * the cluster unlinked rather than linked over zeros that decrypt to
+ * garbage); *written tells.  Returns 0 or -errno.
  */
 static int alloc_cluster(struct gbs *bs, uint64_t pos, int allocate, uint32_t csize,
-                         uint32_t n_start, uint32_t n_end, uint64_t *result)
+                         uint32_t n_start, uint32_t n_end, const uint8_t *enc, bool *written,
+                         uint64_t *result)
 {
     struct gqcow *s = C(bs);
     uint64_t idx = qcow_l1_index(&s->img, pos), l2, entry, off;
@@ -388,6 +419,25 @@ static int alloc_cluster(struct gbs *bs, uint64_t pos, int allocate, uint32_t cs
             return -7; /* E2BIG */
         if (gdev_truncate(bs->file, off + cs, INSTAR_TRUNC_OFF) < 0)
             return -GBS_EIO;
+        /*
+         * An encrypted image's new cluster: the sectors the write leaves
+         * are zeros, encrypted (IVs: their guest sectors), whatever the
+         * backing file holds there.  qemu writes them a sector at a time;
+         * one write per run gives the same bytes.
+         */
+        if (s->encrypted && n_end - n_start < cs) {
+            ret = fill_encrypted_zeros(bs, pos & ~(uint64_t)(cs - 1), off, 0, n_start);
+            if (ret == 0)
+                ret = fill_encrypted_zeros(bs, pos & ~(uint64_t)(cs - 1), off, n_end, cs);
+            if (ret < 0)
+                return ret;
+        }
+        if (enc) {
+            if (!qcow_io_ok(off + n_start, n_end - n_start) ||
+                gdev_pwrite(bs->file, off + n_start, enc, n_end - n_start) < 0)
+                return -GBS_EIO;
+            *written = true;
+        }
     } else {
         off =
             file_length(bs) | QCOW_OFLAG_COMPRESSED | (uint64_t)csize << (63 - s->img.cluster_bits);
@@ -410,14 +460,25 @@ static int write_aligned(struct gbs *bs, uint64_t off, const uint8_t *p, size_t 
 
     while (len) {
         uint64_t co, in = off & (cs - 1), n = cs - in < len ? cs - in : len;
-        int ret = alloc_cluster(bs, off, 1, 0, (uint32_t)in, (uint32_t)(in + n), &co);
+        const uint8_t *data = p;
+        bool written = false;
+        int ret;
 
+        if (s->encrypted) {
+            /* qcrypto_block_encrypt() of a copy: IVs count guest sectors. */
+            memcpy(s->enc_data, p, (size_t)n);
+            if (luks_encrypt(&s->aes, off / 512, s->enc_data, (size_t)n) < 0)
+                return -GBS_EIO;
+            data = s->enc_data;
+        }
+        ret = alloc_cluster(bs, off, 1, 0, (uint32_t)in, (uint32_t)(in + n),
+                            s->encrypted ? data : NULL, &written, &co);
         if (ret < 0)
             return ret;
         if (!co || (co & 511))
             return -GBS_EIO;
-        if (co > UINT64_MAX - in || !qcow_io_ok(co + in, n) ||
-            gdev_pwrite(bs->file, co + in, p, (size_t)n) < 0)
+        if (!written && (co > UINT64_MAX - in || !qcow_io_ok(co + in, n) ||
+                         gdev_pwrite(bs->file, co + in, data, (size_t)n) < 0))
             return -GBS_EIO;
         p += n;
         off += n;
@@ -443,8 +504,6 @@ static int qcow_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len
     int ret;
 
     s->cluster_cache_offset = UINT64_MAX; /* qemu drops the decompressed cluster */
-    if (s->encrypted)
-        return -GBS_ENOTSUP; /* writes through the cipher are not built */
     ret = hold_l1(s);
     if (ret < 0)
         return ret;
@@ -478,6 +537,34 @@ static int qcow_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len
     return 0;
 }
 
+int gbs_qcow_make_empty(struct gbs *bs)
+{
+    struct gqcow *s;
+    uint64_t len;
+    int ret;
+
+    if (bs->drv != &gbs_drv_qcow)
+        return -GBS_ENOTSUP;
+    if (!bs->writable)
+        return -GBS_EACCES;
+    s = C(bs);
+    ret = hold_l1(s);
+    if (ret < 0)
+        return ret;
+    len = s->img.l1_size * 8;
+    memset(s->l1, 0, (size_t)len);
+    s->l2_off = 0;
+    s->cluster_cache_offset = UINT64_MAX;
+    /* The table's end: at most 2^32 entries past an offset qcow_open() bounded. */
+    if (s->img.l1_table_offset > UINT64_MAX - len)
+        return -GBS_EIO;
+    ret = write_sync(bs, s->img.l1_table_offset, s->l1, (size_t)len);
+    if (ret < 0)
+        return ret;
+    return gdev_truncate(bs->file, s->img.l1_table_offset + len, INSTAR_TRUNC_OFF) < 0 ? -GBS_EIO
+                                                                                       : 0;
+}
+
 int gbs_qcow_target_info(struct gbs *bs, uint64_t *cluster_size)
 {
     if (bs->drv != &gbs_drv_qcow)
@@ -497,7 +584,7 @@ int gbs_qcow_write_compressed(struct gbs *bs, uint64_t off, const void *data, ui
         return -GBS_EINVAL;
     ret = hold_l1(s);
     if (ret == 0)
-        ret = alloc_cluster(bs, off, 2, (uint32_t)len, 0, 0, &co);
+        ret = alloc_cluster(bs, off, 2, (uint32_t)len, 0, 0, NULL, NULL, &co);
     if (ret < 0)
         return ret;
     if (!co)

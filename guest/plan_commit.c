@@ -6,7 +6,7 @@
  *
  * The job as mirror_run() does it, its requests run one at a time:
  * mirror_dirty_init() marks every granularity chunk (the base's cluster
- * size, 4 KiB..64 KiB; 64 KiB for raw) that is allocated anywhere from
+ * size, 4 KiB..64 KiB; 64 KiB for raw and parallels) that is allocated anywhere from
  * the top down to the node above the base (bdrv_is_allocated_above with
  * include_base); mirror_iteration() takes the consecutive dirty chunks
  * from the first one (up to the 16 MiB buffer), asks the block status of
@@ -196,9 +196,17 @@ void plan_commit(void)
         result_error(INSTAR_OP_COMMIT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     /* bdrv_get_default_bitmap_granularity() of the base. */
     gran = 65536;
-    if (gbs_qcow2_target_info(base, &tcs, &ctype, &data_file) == 0) {
+    /*
+     * bdrv_get_info()'s cluster size: qcow2's and qcow's clusters, a
+     * sparse vmdk's grains; the other bases report none (parallels has no
+     * bdrv_get_info in 7.2) and take any zero write that covers chunks.
+     */
+    if (gbs_qcow2_target_info(base, &tcs, &ctype, &data_file) == 0 ||
+        gbs_qcow_target_info(base, &tcs) == 0 || gbs_vmdk_cluster_size(base, &tcs) == 0) {
         gran = tcs < 4096 ? 4096 : tcs;
         if (gran > 65536)
+            gran = 65536;
+        if (!tcs)
             gran = 65536;
     }
 
@@ -304,8 +312,9 @@ void plan_commit(void)
 
     /* img_commit(): blk_make_empty() of the top, -ENOTSUP ignored. */
     if (!(a.flags & INSTAR_COMMIT_DROP)) {
-        ret = gbs_qcow2_make_empty(top);
-        if (ret < 0 && !(ret == -GBS_ENOTSUP && top->drv != &gbs_drv_qcow2)) {
+        ret = top->drv == &gbs_drv_qcow ? gbs_qcow_make_empty(top) : gbs_qcow2_make_empty(top);
+        if (ret < 0 &&
+            !(ret == -GBS_ENOTSUP && top->drv != &gbs_drv_qcow2 && top->drv != &gbs_drv_qcow)) {
             (void)gbs_flush(top);
             (void)gbs_close(top);
             fail(INSTAR_DATA_EWRITE_AT, ret, 0, INSTAR_DATA_COMMIT_EMPTY);

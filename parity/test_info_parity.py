@@ -102,6 +102,14 @@ for _o, _cid in (("driver=qcow2,file.filename=@v3", "qcow2"),
                  ("", "empty")):
     case(f"image-opts-{_cid}", "info", "--image-opts", _o)
 case("image-opts-json-output", "info", "--output=json", "--image-opts", "driver=qcow2,file.filename=@bitmaps")
+# encrypt.key-secret names the image json:{...} (opened without I/O: the secret is not looked up)
+for _n in ("aes-legacy", "luks", "v3"):
+    for _out in ("human", "json"):
+        case(f"image-opts-key-secret-{_n}-{_out}", "info", f"--output={_out}", "--object", "secret,id=sec0,data=x",
+             "--image-opts", f"driver=qcow2,encrypt.key-secret=sec0,file.filename=@{_n}")
+case("image-opts-key-secret-unknown-id", "info", "--image-opts", "driver=qcow2,encrypt.key-secret=a\"b,file.filename=@aes-legacy")
+case("image-opts-key-secret-chain", "info", "--backing-chain", "--image-opts",
+     "driver=qcow2,encrypt.key-secret=s,file.filename=@chain3")
 case("image-opts-chain", "info", "--backing-chain", "--image-opts", "driver=qcow2,file.filename=@chain3")
 case("image-opts-and-f", "info", "-f", "qcow2", "--image-opts", "driver=qcow2,file.filename=@v3")
 case("image-opts-U", "info", "-U", "--image-opts", "driver=qcow2,file.filename=@v3")

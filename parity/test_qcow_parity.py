@@ -132,6 +132,11 @@ def qcowdir(tmp_path_factory):
     tl.qemu_io("--object", "secret,id=s,data=abc", "--image-opts", "-c", "write -P 0x5a 4096 8k",
                "-c", "write -P 0x11 100000 1000", "-c", "write -P 0x12 1040384 8k",
                f"driver=qcow,encrypt.key-secret=s,file.filename={d / 'enc.qcow'}")
+    # an empty AES image, and 5000 bytes of raw data: written onto it, the last of them fill
+    # part of a new cluster, whose other sectors qemu writes as encrypted zeros
+    q("create", "-q", "--object", "secret,id=s,data=abc", "-f", "qcow", "-o",
+      "encryption=on,encrypt.key-secret=s", "enc0.qcow", "1M")
+    (d / "tail.raw").write_bytes(bytes((i * 7 + 1) & 255 for i in range(5000)))
     for name, data in HOSTILE.items():
         (d / f"h-{name}.qcow").write_bytes(data)
     return d
@@ -157,9 +162,9 @@ NO_HUMAN_MAP = {"data-unaligned"}
 
 
 def _img(n):
-    if n in ("src", "base"):
-        return {"src": "src.qcow2", "base": "base.raw"}[n]
-    return f"{n}.qcow" if n in GOOD + ["enc"] else f"h-{n}.qcow"
+    if n in ("src", "base", "tail"):
+        return {"src": "src.qcow2", "base": "base.raw", "tail": "tail.raw"}[n]
+    return f"{n}.qcow" if n in GOOD + ["enc", "enc0"] else f"h-{n}.qcow"
 
 
 CASES = []
@@ -200,6 +205,14 @@ case("err-map-enc-key", "map", *_K, _ENC)
 case("map-json-enc-key", "map", "--output=json", *_K, _ENC)
 case("compare-enc-key-self", "compare", *_K, _ENC, _ENC)
 case("compare-enc-key-plain", "compare", *_K, _ENC, "driver=qcow,file.filename=@plain")
+# info with encrypt.key-secret: the image is named json:{...} (the secret is not looked up)
+for _o in ("human", "json"):
+    case(f"info-enc-key-{_o}", "info", f"--output={_o}", *_K, _ENC)
+    case(f"info-chain-over-key-{_o}", "info", "--backing-chain", f"--output={_o}", *_K,
+         "driver=qcow,encrypt.key-secret=s,file.filename=@over")
+case("info-plain-key-unknown-id", "info", "--image-opts", "driver=qcow,encrypt.key-secret=x\\y,file.filename=@plain")
+case("info-enc-json-name-key", "info", "json:{\"driver\":\"qcow\",\"encrypt\":{\"key-secret\":\"s\"},"
+     "\"file\":{\"filename\":\"enc.qcow\"}}")
 case("err-map-enc-wrong-secret", "map", *_K, "driver=qcow,encrypt.key-secret=t,file.filename=@enc")
 
 
@@ -268,6 +281,29 @@ out_case("err-c-convert-n-O-qcow-over-data", "plain.qcow", "convert", "-n", "-c"
          "@comp", "plain.qcow")
 out_case("err-convert-O-qcow-encrypted", "out.qcow", "convert", "-O", "qcow", "-o", "encryption=on",
          "@src", "out.qcow")
+# the write side through AES (AES-128-CBC keyed with the secret's first 16 bytes, IVs
+# of guest sectors: nothing random, so byte for byte)
+_AES = ["--object", "secret,id=s,data=abc", "-O", "qcow", "-o", "encryption=on,encrypt.key-secret=s"]
+for _n in ["src", "plain", "over", "odd", "comp"]:
+    _f = [] if _n == "src" else ["-f", "qcow"]
+    out_case(f"convert-O-qcow-aes-{_n}", "out.qcow", "convert", *_AES, *_f, f"@{_n}", "out.qcow")
+out_case("convert-O-qcow-aes-format", "out.qcow", "convert", "--object", "secret,id=s,data=0123456789abcdefXYZ",
+         "-O", "qcow", "-o", "encrypt.format=aes,encrypt.key-secret=s", "@src", "out.qcow")
+out_case("convert-O-qcow-aes-backing", "out.qcow", "convert", *_AES, "-B", "base.raw", "-F", "raw", "-f", "qcow",
+         "@over", "out.qcow")
+out_case("convert-O-qcow-aes-S0", "out.qcow", "convert", "-S", "0", *_AES, "@src", "out.qcow")
+out_case("convert-O-qcow-aes-enc", "out.qcow", "convert", *_AES, "--image-opts", _ENC, "out.qcow")
+out_case("err-convert-c-O-qcow-aes", "out.qcow", "convert", "-c", *_AES, "@src", "out.qcow")
+out_case("err-convert-O-qcow-aes-no-secret", "out.qcow", "convert", *_AES[2:], "@src", "out.qcow")
+_TGT = ["--target-image-opts", "driver=qcow,encrypt.key-secret=s,file.filename=@enc0"]
+for _n, _f in [("tail", "raw"), ("odd", "qcow"), ("src", "qcow2")]:
+    _e = "err-" if _n == "src" else ""  # 7M onto 1M: output file is smaller than input file
+    out_case(f"{_e}convert-n-O-qcow-aes-{_n}", "enc0.qcow", "convert", "-n", "--object", "secret,id=s,data=abc",
+             "-f", _f, f"@{_n}", *_TGT)
+out_case("convert-n-O-qcow-aes-over-data", "enc.qcow", "convert", "-n", "--object", "secret,id=s,data=abc",
+         "-f", "raw", "@tail", "--target-image-opts", _ENC)
+out_case("convert-n-O-qcow-aes-wrong-secret", "enc.qcow", "convert", "-n", "--object",
+         "secret,id=s,data=abd", "-f", "raw", "@tail", "--target-image-opts", _ENC)
 out_case("dd-O-qcow-odd-bs", "out.qcow", "dd", "-O", "qcow", "if=@src", "of=out.qcow", "bs=3000", "skip=7")
 out_case("dd-O-qcow-count", "out.qcow", "dd", "-O", "qcow", "if=@src", "of=out.qcow", "bs=1000", "count=9")
 
