@@ -871,6 +871,43 @@ BOTH(seek_with_several_answers_is_checked)
     close(w);
 }
 
+BOTH(copyv_checks_each_request_and_stops_at_the_first_failure)
+{
+    struct vmm_outcome out;
+    const int64_t *v;
+    uint8_t buf[1024];
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(5, &out, &w), 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_EINVAL, "an empty vector: %lld", (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_EINVAL, "too many copies: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], INSTAR_HC_ERANGE, "the third copy past the limit: %lld", (long long)v[2]);
+    cr_expect_eq(v[3], 2, "two copies done before it: %lld", (long long)v[3]);
+    cr_expect_eq(v[4], 1024, "their bytes: %lld", (long long)v[4]);
+    cr_expect_eq(v[5], INSTAR_HC_OK, "a good vector: %lld", (long long)v[5]);
+    cr_expect_eq(v[6], 1, "its one copy done: %lld", (long long)v[6]);
+    cr_expect_eq(out.nwrites, 3, "each copy served is one write");
+    vmm_outcome_release(&out);
+    cr_assert_eq(pread(w, buf, sizeof(buf), 4096), (ssize_t)sizeof(buf));
+    cr_expect_arr_eq(buf, pattern, sizeof(buf), "the copies are not the source's bytes");
+    close(w);
+}
+
+BOTH(copyv_outside_guest_memory_ends_the_run)
+{
+    struct vmm_outcome out;
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(6, &out, &w), -1, "the run should have failed");
+    cr_expect_eq(out.status, VMM_GUEST_PROTOCOL, "status %d (%s)", out.status, out.detail);
+    cr_expect_not_null(strstr(out.detail, "copy vector"), "%s", out.detail);
+    vmm_outcome_release(&out);
+    close(w);
+}
+
 BOTH(impossible_progress_ends_the_run)
 {
     struct vmm_outcome out;
