@@ -82,13 +82,23 @@ static int allocated_above(struct gbs *bs, struct gbs *base, uint64_t off, uint6
  * so): each run of it where the new chain reads as zeros too is alike;
  * where the new chain's data is one plain range of a file, the host finds
  * the sectors that are not zero (INSTAR_HC_SCAN with -S 1: the runs
- * compare_buffers() finds against zeros), and those are written as zeros
- * from zeros (the old chain's bytes), without the new data entering
- * guest RAM.  A differing run cannot span a run that is alike, so the
+ * compare_buffers() finds against zeros), and the old chain's zeros are
+ * written there (into a qcow2 top's clusters by the host,
+ * INSTAR_ZERO_DATA), without the new data or the zeros entering guest
+ * RAM.  A differing run cannot span a run that is alike, so the
  * writes are those of the loop's.  Returns 1 when the range is done, 0
  * to read and compare it the ordinary way (nothing written then), or
  * ends the run on a failure.
  */
+/* gbs_qcow2_pwrite_from()'s data: the old chain's zeros, written as data. */
+static int zero_data(void *opaque, uint64_t host, uint64_t done, uint64_t bytes)
+{
+    const struct gbs *top = opaque;
+
+    (void)done;
+    return hc_zero(top->data, host, bytes, INSTAR_ZERO_DATA) < 0 ? -GBS_EIO : 0;
+}
+
 __attribute__((noreturn)) static void finish(struct gbs *top, uint32_t status, int err,
                                              uint64_t off, uint32_t image);
 
@@ -131,7 +141,10 @@ static int zero_old_range(struct gbs *top, struct gbs *nw, uint64_t off, uint64_
             if (len == 0 || len > o + pnum - at)
                 finish(top, INSTAR_DATA_EREAD, -GBS_EIO, o, 2);
             if (runs[i] & 1) {
-                ret = gbs_pwrite(top, at, zeros, (size_t)len);
+                /* A qcow2 top's clusters get zero bytes from the host, not from guest RAM. */
+                ret = gbs_qcow2_pwrite_from(top, at, len, zero_data, top, false);
+                if (ret == -GBS_EACCES)
+                    ret = gbs_pwrite(top, at, zeros, (size_t)len);
                 if (ret < 0)
                     finish(top, INSTAR_DATA_EWRITE_AT, ret, at, 0);
             }

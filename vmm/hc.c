@@ -427,6 +427,8 @@ static int discard_range(int fd, uint64_t off, uint64_t len, uint64_t size)
 
 static int zero_op(int fd, uint32_t flags, uint64_t off, uint64_t len, uint64_t size)
 {
+    if (flags & INSTAR_ZERO_DATA)
+        return write_zeros(fd, off, off + len);
     if (flags & INSTAR_ZERO_DISCARD)
         return discard_range(fd, off, len, size);
     if (flags & INSTAR_ZERO_ALLOCATE)
@@ -444,9 +446,9 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
     if (!hc_arg(v, gpa, &a, sizeof(a), "zero"))
         return;
     d = hc_dev(v, a.handle);
-    if (!d || (a.flags & ~(INSTAR_ZERO_ALLOCATE | INSTAR_ZERO_DISCARD)) ||
-        a.flags == (INSTAR_ZERO_ALLOCATE | INSTAR_ZERO_DISCARD))
-        ret = INSTAR_HC_EINVAL;
+    if (!d || (a.flags & ~(INSTAR_ZERO_ALLOCATE | INSTAR_ZERO_DISCARD | INSTAR_ZERO_DATA)) ||
+        (a.flags & (a.flags - 1)))
+        ret = INSTAR_HC_EINVAL; /* an unknown flag, or more than one */
     else if (!(d->flags & INSTAR_DEV_WRITE))
         ret = INSTAR_HC_EPERM;
     else if (a.len > INSTAR_ZERO_MAX)

@@ -79,6 +79,11 @@ void guest_main(void)
         v[0] =
             hc_copyv((const struct instar_hc_copy *)(uintptr_t)(boot->mem_size - 64), 2, &st, NULL);
         neg_report(v, 1);
+    case 7:                                                                /* ZERO's data mode */
+        v[0] = hc_zero(1, 0, 512, INSTAR_ZERO_DATA | INSTAR_ZERO_DISCARD); /* two modes */
+        v[1] = hc_zero(1, 7680, 1024, INSTAR_ZERO_DATA);                   /* past the limit */
+        v[2] = hc_zero(1, 4096, 1024, INSTAR_ZERO_DATA);                   /* served, grows it */
+        neg_report(v, 3);
     default: /* progress that cannot be */
         neg_hc(INSTAR_HC_PIO_BASE + INSTAR_HC_PROGRESS, (uint32_t)(uintptr_t)&bad_progress);
         hc_exit(3);

@@ -280,10 +280,14 @@ struct instar_hc_copyv {
  * punched in the part inside the file where the file system can punch
  * one, and nothing else happens (no zeros written, the file never grows);
  * the range then reads as zeros or as before, as under qemu.
+ * With INSTAR_ZERO_DATA zero bytes are written, as a write of a zeroed
+ * buffer writes them (qemu-img rebase writing the old chain's zeros as
+ * data); at most one of the three flags.
  */
 #define INSTAR_ZERO_MAX      (1ULL << 30)
 #define INSTAR_ZERO_ALLOCATE (1u << 0)
 #define INSTAR_ZERO_DISCARD  (1u << 1)
+#define INSTAR_ZERO_DATA     (1u << 2)
 
 struct instar_hc_zero {
     uint32_t handle; /* IN */

@@ -850,6 +850,32 @@ BOTH(discard_is_checked_and_never_grows_the_file)
     close(w);
 }
 
+BOTH(zero_data_is_checked_and_writes_zero_bytes)
+{
+    static const uint8_t zeros[1024];
+    struct vmm_outcome out;
+    const int64_t *v;
+    uint8_t buf[4096];
+    struct stat st;
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(7, &out, &w), 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_EINVAL, "data and discard at once: %lld", (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_ERANGE, "zero data past the write limit: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], INSTAR_HC_OK, "a good zero data write: %lld", (long long)v[2]);
+    cr_expect_eq(out.nwrites, 1, "only the good one counts as a write");
+    vmm_outcome_release(&out);
+    cr_assert_eq(fstat(w, &st), 0);
+    cr_expect_eq(st.st_size, 5120, "size %lld", (long long)st.st_size);
+    cr_assert_eq(pread(w, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    cr_expect_arr_eq(buf, pattern, sizeof(buf), "the bytes before it changed");
+    cr_assert_eq(pread(w, buf, sizeof(zeros), 4096), (ssize_t)sizeof(zeros));
+    cr_expect_arr_eq(buf, zeros, sizeof(zeros), "the range does not read as zeros");
+    close(w);
+}
+
 BOTH(seek_with_several_answers_is_checked)
 {
     struct vmm_outcome out;
