@@ -458,6 +458,21 @@ int gbs_is_zero_fast(struct gbs *bs, uint64_t off, uint64_t bytes)
 
 /* --- reads --- */
 
+int gbs_data_range(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum, uint64_t *map,
+                   uint32_t *dev)
+{
+    uint64_t end;
+    int ret;
+
+    if (!bs->drv->data_range || bytes == 0 || __builtin_add_overflow(off, bytes, &end) ||
+        end > bs->total)
+        return 0;
+    ret = bs->drv->data_range(bs, off, bytes, pnum, map, dev);
+    if (ret == 1 && (*pnum == 0 || *pnum > bytes))
+        return 0;
+    return ret;
+}
+
 int gbs_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
 {
     uint8_t *p = buf;

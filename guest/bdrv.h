@@ -87,6 +87,17 @@ struct gbs_driver {
      * error code for the result (QCOW2_ERR_SNAP_L1_*, INSTAR_ERR_*).
      */
     int (*snapshot_load_tmp)(struct gbs *bs, uint32_t index);
+    /*
+     * data_range - for a format whose block status gives no offset
+     * (vhdx, as in qemu 7.2), where a read of [off, off + bytes) finds
+     * its bytes: 1 when the first *pnum of them (>= 1, <= bytes) are the
+     * bytes at *map of device *dev, 0 when they are not one plain range
+     * of a file (*pnum of them, >= 1), or -errno.  NULL: never.  Only the
+     * convert planner asks (to let the host copy such a range); block
+     * status and map stay the format's.
+     */
+    int (*data_range)(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum, uint64_t *map,
+                      uint32_t *dev);
 };
 
 struct gbs {
@@ -145,6 +156,15 @@ int gbs_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_t byte
  */
 int gbs_block_status_above(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum,
                            uint64_t *map, uint32_t *dev, unsigned *depth);
+
+/*
+ * gbs_data_range - the driver's data_range hook for [off, off + bytes)
+ * of bs (within bs->total): 1 with *pnum, *map and *dev as there, 0
+ * when the driver has none or the bytes are no plain file range, or
+ * -errno.
+ */
+int gbs_data_range(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum, uint64_t *map,
+                   uint32_t *dev);
 
 /*
  * gbs_pread - the guest-visible bytes of bs: zeros past bs->total.

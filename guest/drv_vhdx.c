@@ -259,6 +259,33 @@ static int vhdx_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint6
     return INSTAR_BS_DATA;
 }
 
+/*
+ * A fully present block is plain data in the file, and the blocks after
+ * it often follow it there (qemu allocates them in order at the end of
+ * the file): one range as far as that goes.
+ */
+static int vhdx_data_range(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum,
+                           uint64_t *map, uint32_t *dev)
+{
+    const struct gvhdx *s = V(bs);
+    uint64_t host, run, next, nrun, want;
+
+    if (vhdx_map(&s->img, s->bat, off, &host, &run) != VHDX_PAYLOAD_FULLY_PRESENT) {
+        *pnum = run < bytes ? run : bytes;
+        return 0;
+    }
+    *pnum = run;
+    while (*pnum < bytes &&
+           vhdx_map(&s->img, s->bat, off + *pnum, &next, &nrun) == VHDX_PAYLOAD_FULLY_PRESENT &&
+           !__builtin_add_overflow(host, *pnum, &want) && next == want)
+        *pnum += nrun;
+    if (*pnum > bytes)
+        *pnum = bytes;
+    *map = host;
+    *dev = bs->file;
+    return 1;
+}
+
 static int vhdx_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
 {
     const struct gvhdx *s = V(bs);
@@ -414,6 +441,7 @@ const struct gbs_driver gbs_drv_vhdx = {
     .name = "vhdx",
     .open = vhdx_drv_open,
     .block_status = vhdx_block_status,
+    .data_range = vhdx_data_range,
     .pread = vhdx_pread,
     .pwrite = vhdx_pwrite,
     .flush = vhdx_flush,

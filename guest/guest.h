@@ -36,6 +36,13 @@ int64_t hc_truncate(uint32_t handle, uint64_t size, uint32_t mode);
 int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, uint64_t len,
                 uint32_t flags, uint32_t sparse_sectors, uint32_t alignment, uint64_t sector,
                 int64_t *written);
+/*
+ * hc_copyv - n copies (struct instar_hc_copy, their written and ret
+ * fields unused) in one call, in order until one fails: *done of them
+ * done (the host's count, unchecked), *written (may be NULL) their bytes.
+ * Returns 0 or the failed one's INSTAR_HC_E*.
+ */
+int64_t hc_copyv(const struct instar_hc_copy *vec, uint32_t n, uint32_t *done, int64_t *written);
 int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags);
 int64_t hc_seek(uint32_t handle, uint64_t offset, uint64_t *data, uint64_t *hole, uint32_t *status);
 /*

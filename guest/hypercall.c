@@ -129,6 +129,18 @@ int64_t hc_copy(uint32_t src, uint64_t src_off, uint32_t dst, uint64_t dst_off, 
     return a.ret;
 }
 
+int64_t hc_copyv(const struct instar_hc_copy *vec, uint32_t n, uint32_t *done, int64_t *written)
+{
+    struct instar_hc_copyv a = {.vec = (uintptr_t)vec, .n = n, .done = 0, .written = 0, .ret = -1};
+
+    hc_out(INSTAR_HC_COPYV, &a);
+    note_write(a.ret);
+    *done = a.done;
+    if (written)
+        *written = a.written;
+    return a.ret;
+}
+
 int64_t hc_zero(uint32_t handle, uint64_t offset, uint64_t len, uint32_t flags)
 {
     struct instar_hc_zero a = {

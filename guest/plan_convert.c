@@ -71,7 +71,11 @@ struct cv {
     uint32_t wb_n;
     uint64_t chunk_off;              /* the guest offset of the chunk being written */
     uint64_t wb_piece[WB_PIECES][3]; /* each held write: offset, length, its chunk's offset */
+    /* Host copies held back and made in one exit (see copy_direct()); never with wb_n. */
+    uint32_t cq_n;
 };
+
+static struct instar_hc_copy cq[INSTAR_COPYV_MAX];
 
 static struct cv S;
 
@@ -298,6 +302,15 @@ static int wb_flush(struct cv *s)
     uint64_t done = 0;
     uint32_t i, n = s->wb_n;
 
+    if (s->cq_n) {
+        n = s->cq_n;
+        s->cq_n = 0;
+        /* Each copy is one chunk: a failed one is the convert's error, at its chunk. */
+        if (hc_copyv(cq, n, &i, NULL) < 0)
+            gbs_send(INSTAR_OP_CONVERT, INSTAR_DATA_EWRITE_AT, GBS_EIO,
+                     i < n ? cq[i].sector * SECTOR : 0, 0, 0);
+        return 0;
+    }
     if (!n)
         return 0;
     s->wb_n = 0;
@@ -316,6 +329,8 @@ static int wb_flush(struct cv *s)
 /* Hold back a write of len bytes at off from buf, flushing first where it does not join. */
 static int wb_add(struct cv *s, uint64_t off, const uint8_t *buf, uint64_t len)
 {
+    if (s->cq_n)
+        wb_flush(s);
     if (len > WB_SIZE / 2) {
         wb_flush(s);
         return gdev_pwrite(s->t, off, buf, (size_t)len) < 0 ? -GBS_EIO : 0;
@@ -428,6 +443,36 @@ static int write_buf(struct cv *s, int64_t sector_num, int64_t nb, const uint8_t
 }
 
 /*
+ * Where the n sectors of the data chunk at sector_num lie, when they are
+ * one range of one source file: the status extent's offset, or for a
+ * format whose block status has none (vhdx) its driver's data_range.
+ * Returns true with *dev and *off.
+ */
+static bool chunk_source(struct cv *s, int64_t sector_num, int64_t n, uint32_t *dev, uint64_t *off)
+{
+    uint64_t pnum, map;
+    int64_t cur_off;
+    int cur;
+
+    if (s->status != BLK_DATA)
+        return false;
+    if (s->st_direct) {
+        *dev = s->st_dev;
+        *off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
+        return true;
+    }
+    if (s->st_offset_valid)
+        return false; /* data from several places (a raw or qcow2 chain): read it */
+    select_part(s, sector_num, &cur, &cur_off);
+    if (gbs_data_range(s->src[cur], (uint64_t)(sector_num - cur_off) * SECTOR, (uint64_t)n * SECTOR,
+                       &pnum, &map, dev) != 1 ||
+        pnum != (uint64_t)n * SECTOR)
+        return false;
+    *off = map;
+    return true;
+}
+
+/*
  * A chunk of data that is one range of one source file, to a raw target:
  * the host copies it.  Returns 1 when done that way, 0 when the chunk
  * must go through guest RAM, or -errno.
@@ -435,18 +480,36 @@ static int write_buf(struct cv *s, int64_t sector_num, int64_t nb, const uint8_t
 static int copy_direct(struct cv *s, int64_t sector_num, int64_t n)
 {
     uint64_t src_off, len = (uint64_t)n * SECTOR, end;
-    uint32_t flags = 0;
+    uint32_t flags = 0, src_dev;
     int64_t written;
 
-    if (s->tn || s->gn || !s->st_direct || s->status != BLK_DATA)
+    if (s->tn || s->gn || !chunk_source(s, sector_num, n, &src_dev, &src_off))
         return 0;
-    src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
-    if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(s->st_dev))
+    if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(src_dev))
         return 0; /* a file cut short: its tail reads as zeros, through RAM */
     if (s->min_sparse_on && !s->copy_range)
         flags = s->has_zero_init ? INSTAR_COPY_SPARSE : INSTAR_COPY_PUNCH;
+    if (wb_on(s) && (!flags || len <= INSTAR_COPY_SPARSE_MAX) && len <= INSTAR_COPY_MAX) {
+        /*
+         * Held back with the chunks after it (a vmdk grain each, or a vpc
+         * block): the host makes them one by one, as this call would, in
+         * one exit.
+         */
+        if (s->wb_n || s->cq_n == INSTAR_COPYV_MAX)
+            wb_flush(s);
+        cq[s->cq_n++] = (struct instar_hc_copy){.src = src_dev,
+                                                .dst = s->t,
+                                                .src_off = src_off,
+                                                .dst_off = (uint64_t)sector_num * SECTOR,
+                                                .len = len,
+                                                .flags = flags,
+                                                .sparse_sectors = (uint32_t)s->min_sparse,
+                                                .alignment = (uint32_t)s->alignment,
+                                                .sector = (uint64_t)sector_num};
+        return 1;
+    }
     wb_flush(s);
-    if (hc_copy(s->st_dev, src_off, s->t, (uint64_t)sector_num * SECTOR, len, flags,
+    if (hc_copy(src_dev, src_off, s->t, (uint64_t)sector_num * SECTOR, len, flags,
                 (uint32_t)s->min_sparse, (uint32_t)s->alignment, (uint64_t)sector_num,
                 &written) < 0)
         return -GBS_EIO;
@@ -463,15 +526,15 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
 {
     static uint32_t runs[INSTAR_COPY_SPARSE_MAX / SECTOR];
     uint64_t src_off, len = (uint64_t)n * SECTOR, end, nruns, i;
+    uint32_t src_dev;
     int ret;
 
-    if (!s->tn || s->t_crypt || s->compressed || !s->st_direct || s->status != BLK_DATA ||
-        !s->min_sparse_on || len > INSTAR_COPY_SPARSE_MAX)
+    if (!s->tn || s->t_crypt || s->compressed || !s->min_sparse_on ||
+        len > INSTAR_COPY_SPARSE_MAX || !chunk_source(s, sector_num, n, &src_dev, &src_off))
         return 0;
-    src_off = s->st_map + (uint64_t)(sector_num - s->st_start) * SECTOR;
-    if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(s->st_dev))
+    if (__builtin_add_overflow(src_off, len, &end) || end > gblk_size(src_dev))
         return 0;
-    if (hc_scan(s->st_dev, src_off, len, (uint32_t)s->min_sparse, (uint32_t)s->alignment,
+    if (hc_scan(src_dev, src_off, len, (uint32_t)s->min_sparse, (uint32_t)s->alignment,
                 (uint64_t)sector_num, runs, sizeof(runs) / sizeof(runs[0]), &nruns) < 0 ||
         nruns > sizeof(runs) / sizeof(runs[0]))
         return -GBS_EIO;
@@ -481,7 +544,7 @@ static int scan_direct(struct cv *s, int64_t sector_num, int64_t n)
         if (run <= 0 || run > n)
             return -GBS_EIO;
         if (runs[i] & 1) {
-            ret = t_write_from(s, sector_num, run, NULL, s->st_dev, src_off);
+            ret = t_write_from(s, sector_num, run, NULL, src_dev, src_off);
             if (ret < 0)
                 return ret;
         } else if (!s->has_zero_init) {

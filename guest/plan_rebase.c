@@ -77,6 +77,85 @@ static int allocated_above(struct gbs *bs, struct gbs *base, uint64_t off, uint6
     return 0;
 }
 
+/*
+ * [off, off + n) where the old chain reads as zeros (block status says
+ * so): each run of it where the new chain reads as zeros too is alike;
+ * where the new chain's data is one plain range of a file, the host finds
+ * the sectors that are not zero (INSTAR_HC_SCAN with -S 1: the runs
+ * compare_buffers() finds against zeros), and the old chain's zeros are
+ * written there (into a qcow2 top's clusters by the host,
+ * INSTAR_ZERO_DATA), without the new data or the zeros entering guest
+ * RAM.  A differing run cannot span a run that is alike, so the
+ * writes are those of the loop's.  Returns 1 when the range is done, 0
+ * to read and compare it the ordinary way (nothing written then), or
+ * ends the run on a failure.
+ */
+/* gbs_qcow2_pwrite_from()'s data: the old chain's zeros, written as data. */
+static int zero_data(void *opaque, uint64_t host, uint64_t done, uint64_t bytes)
+{
+    const struct gbs *top = opaque;
+
+    (void)done;
+    return hc_zero(top->data, host, bytes, INSTAR_ZERO_DATA) < 0 ? -GBS_EIO : 0;
+}
+
+__attribute__((noreturn)) static void finish(struct gbs *top, uint32_t status, int err,
+                                             uint64_t off, uint32_t image);
+
+static int zero_old_range(struct gbs *top, struct gbs *nw, uint64_t off, uint64_t n,
+                          const uint8_t *zeros)
+{
+    static uint32_t runs[IO_BUF_SIZE / SECTOR];
+    uint64_t o, pnum, map, end, nruns, i;
+    uint32_t dev;
+    int ret;
+
+    /* First only look: the range is taken over only when all of it can be. */
+    for (o = off; o < off + n; o += pnum) {
+        ret = gbs_block_status_above(nw, o, off + n - o, &pnum, &map, &dev, NULL);
+        if (ret < 0 || pnum == 0)
+            return 0;
+        if (ret & INSTAR_BS_ZERO)
+            continue;
+        if ((ret & (INSTAR_BS_DATA | INSTAR_BS_OFFSET_VALID)) !=
+                (INSTAR_BS_DATA | INSTAR_BS_OFFSET_VALID) ||
+            dev == INSTAR_NO_NODE || pnum % SECTOR || __builtin_add_overflow(map, pnum, &end) ||
+            end > gblk_size(dev))
+            return 0;
+    }
+    for (o = off; o < off + n; o += pnum) {
+        uint64_t at;
+
+        ret = gbs_block_status_above(nw, o, off + n - o, &pnum, &map, &dev, NULL);
+        if (ret < 0)
+            finish(top, INSTAR_DATA_EREAD, ret, o, 2);
+        if (ret & INSTAR_BS_ZERO)
+            continue;
+        if (hc_scan(dev, map, pnum, 1, 1, o / SECTOR, runs, sizeof(runs) / sizeof(runs[0]),
+                    &nruns) < 0 ||
+            nruns > sizeof(runs) / sizeof(runs[0]))
+            finish(top, INSTAR_DATA_EREAD, -GBS_EIO, o, 2);
+        for (i = 0, at = o; i < nruns; i++) {
+            uint64_t len = (uint64_t)(runs[i] >> 1) * SECTOR;
+
+            if (len == 0 || len > o + pnum - at)
+                finish(top, INSTAR_DATA_EREAD, -GBS_EIO, o, 2);
+            if (runs[i] & 1) {
+                /* A qcow2 top's clusters get zero bytes from the host, not from guest RAM. */
+                ret = gbs_qcow2_pwrite_from(top, at, len, zero_data, top, false);
+                if (ret == -GBS_EACCES)
+                    ret = gbs_pwrite(top, at, zeros, (size_t)len);
+                if (ret < 0)
+                    finish(top, INSTAR_DATA_EWRITE_AT, ret, at, 0);
+            }
+            at += len;
+        }
+        if (at != o + pnum)
+            finish(top, INSTAR_DATA_EREAD, -GBS_EIO, o, 2);
+    }
+    return 1;
+}
+
 /* Whether gbs_close(top) ran (change_backing closes before the header). */
 static bool closed;
 
@@ -100,7 +179,7 @@ static void copy_differences(struct gbs *top, struct gbs *old, struct gbs *nw)
 {
     uint64_t size = top->total, old_size = old ? old->total : 0, new_size = nw ? nw->total : 0;
     uint64_t off, n, steps;
-    uint8_t *buf_old = malloc(IO_BUF_SIZE), *buf_new = malloc(IO_BUF_SIZE);
+    uint8_t *buf_old = malloc(IO_BUF_SIZE), *buf_new = malloc(IO_BUF_SIZE), *zeros = NULL;
     int ret;
 
     if (!buf_old || !buf_new)
@@ -133,6 +212,20 @@ static void copy_differences(struct gbs *top, struct gbs *old, struct gbs *nw)
                 n = bytes;
         }
 
+        /* The old chain reads as zeros there (rebasing onto a backing file that has data). */
+        if (nw && off + n <= old_size && off + n <= new_size &&
+            gbs_is_zero_fast(old, off, n) == 1) {
+            if (!zeros) {
+                zeros = malloc(IO_BUF_SIZE);
+                if (zeros)
+                    memset(zeros, 0, IO_BUF_SIZE);
+            }
+            if (zeros && zero_old_range(top, nw, off, n, zeros)) {
+                if (a.flags & INSTAR_REBASE_PROGRESS)
+                    hc_progress(INSTAR_PROGRESS_RECIP, 100, steps);
+                continue;
+            }
+        }
         if (off >= old_size) {
             memset(buf_old, 0, (size_t)n);
             old_is_zero = true;
@@ -169,6 +262,7 @@ static void copy_differences(struct gbs *top, struct gbs *old, struct gbs *nw)
     }
     free(buf_old);
     free(buf_new);
+    free(zeros);
 }
 
 /*

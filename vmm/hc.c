@@ -427,6 +427,8 @@ static int discard_range(int fd, uint64_t off, uint64_t len, uint64_t size)
 
 static int zero_op(int fd, uint32_t flags, uint64_t off, uint64_t len, uint64_t size)
 {
+    if (flags & INSTAR_ZERO_DATA)
+        return write_zeros(fd, off, off + len);
     if (flags & INSTAR_ZERO_DISCARD)
         return discard_range(fd, off, len, size);
     if (flags & INSTAR_ZERO_ALLOCATE)
@@ -444,9 +446,9 @@ static void hc_zero(struct vmm *v, uint32_t gpa)
     if (!hc_arg(v, gpa, &a, sizeof(a), "zero"))
         return;
     d = hc_dev(v, a.handle);
-    if (!d || (a.flags & ~(INSTAR_ZERO_ALLOCATE | INSTAR_ZERO_DISCARD)) ||
-        a.flags == (INSTAR_ZERO_ALLOCATE | INSTAR_ZERO_DISCARD))
-        ret = INSTAR_HC_EINVAL;
+    if (!d || (a.flags & ~(INSTAR_ZERO_ALLOCATE | INSTAR_ZERO_DISCARD | INSTAR_ZERO_DATA)) ||
+        (a.flags & (a.flags - 1)))
+        ret = INSTAR_HC_EINVAL; /* an unknown flag, or more than one */
     else if (!(d->flags & INSTAR_DEV_WRITE))
         ret = INSTAR_HC_EPERM;
     else if (a.len > INSTAR_ZERO_MAX)
@@ -541,65 +543,114 @@ static int copy_sparse(struct vmm_devstate *s, const struct instar_hc_copy *a,
     return 0;
 }
 
-static void hc_copy(struct vmm *v, uint32_t gpa)
+/*
+ * One copy request a (the host's copy), checked and done: returns
+ * INSTAR_HC_OK or INSTAR_HC_E* with *written the bytes written, or 1
+ * when fault injection ended the run (no answer then).
+ */
+static int64_t copy_one(struct vmm *v, const struct instar_hc_copy *a, int64_t *written)
 {
-    struct instar_hc_copy a;
     struct vmm_devstate *s, *d;
     uint64_t send, dend;
-    int64_t ret = INSTAR_HC_OK, written = 0;
+    int64_t ret = INSTAR_HC_OK;
     const uint8_t *kept;
     bool sparse;
 
-    if (!hc_arg(v, gpa, &a, sizeof(a), "copy"))
-        return;
-    s = hc_dev(v, a.src);
-    d = hc_dev(v, a.dst);
-    sparse = a.flags & (INSTAR_COPY_SPARSE | INSTAR_COPY_PUNCH);
-    if (!s || !d || (a.flags & ~(INSTAR_COPY_SPARSE | INSTAR_COPY_PUNCH)) ||
-        (sparse && (a.sparse_sectors == 0 || a.alignment == 0 || a.alignment > (1u << 20) ||
-                    (a.alignment & (a.alignment - 1)) || a.len % SPARSE_SECTOR ||
-                    a.sector > (uint64_t)INT64_MAX / 2)))
-        ret = INSTAR_HC_EINVAL;
-    else if (!(s->flags & INSTAR_DEV_READ) || !(d->flags & INSTAR_DEV_WRITE))
-        ret = INSTAR_HC_EPERM;
-    else if (a.len > (sparse ? INSTAR_COPY_SPARSE_MAX : INSTAR_COPY_MAX))
-        ret = INSTAR_HC_ETOOBIG;
-    else if (__builtin_add_overflow(a.src_off, a.len, &send) || send > s->size ||
-             __builtin_add_overflow(a.dst_off, a.len, &dend) || dend > d->write_limit ||
-             dend > (uint64_t)INT64_MAX)
-        ret = INSTAR_HC_ERANGE;
-    if (ret != INSTAR_HC_OK) {
-        hc_ret(v, gpa, offsetof(struct instar_hc_copy, ret), ret);
-        return;
-    }
+    *written = 0;
+    s = hc_dev(v, a->src);
+    d = hc_dev(v, a->dst);
+    sparse = a->flags & (INSTAR_COPY_SPARSE | INSTAR_COPY_PUNCH);
+    if (!s || !d || (a->flags & ~(INSTAR_COPY_SPARSE | INSTAR_COPY_PUNCH)) ||
+        (sparse && (a->sparse_sectors == 0 || a->alignment == 0 || a->alignment > (1u << 20) ||
+                    (a->alignment & (a->alignment - 1)) || a->len % SPARSE_SECTOR ||
+                    a->sector > (uint64_t)INT64_MAX / 2)))
+        return INSTAR_HC_EINVAL;
+    if (!(s->flags & INSTAR_DEV_READ) || !(d->flags & INSTAR_DEV_WRITE))
+        return INSTAR_HC_EPERM;
+    if (a->len > (sparse ? INSTAR_COPY_SPARSE_MAX : INSTAR_COPY_MAX))
+        return INSTAR_HC_ETOOBIG;
+    if (__builtin_add_overflow(a->src_off, a->len, &send) || send > s->size ||
+        __builtin_add_overflow(a->dst_off, a->len, &dend) || dend > d->write_limit ||
+        dend > (uint64_t)INT64_MAX)
+        return INSTAR_HC_ERANGE;
     if (!fault_allow(v))
-        return;
+        return 1;
     v->out->nwrites++;
     if (sparse) {
-        if (copy_sparse(s, &a, d, &written) < 0)
+        if (copy_sparse(s, a, d, written) < 0)
             ret = write_err(errno);
-    } else if ((kept = scan_kept_range(v, a.src, a.src_off, a.len)) != NULL) {
-        if (pwrite_all(d->fd, kept, (size_t)a.len, a.dst_off) < 0)
+    } else if ((kept = scan_kept_range(v, a->src, a->src_off, a->len)) != NULL) {
+        if (pwrite_all(d->fd, kept, (size_t)a->len, a->dst_off) < 0)
             ret = write_err(errno);
         else
-            written = (int64_t)a.len;
-    } else if (copy_plain(s->fd, a.src_off, d->fd, a.dst_off, a.len) < 0) {
+            *written = (int64_t)a->len;
+    } else if (copy_plain(s->fd, a->src_off, d->fd, a->dst_off, a->len) < 0) {
         ret = write_err(errno);
     } else {
-        written = (int64_t)a.len;
+        *written = (int64_t)a->len;
     }
-    if (ret == INSTAR_HC_OK && written > 0 && dend > d->size) {
+    if (ret == INSTAR_HC_OK && *written > 0 && dend > d->size) {
         struct stat st;
 
         if (fstat(d->fd, &st) == 0 && (uint64_t)st.st_size > d->size)
             d->size = (uint64_t)st.st_size;
     }
+    return ret;
+}
+
+static void hc_copy(struct vmm *v, uint32_t gpa)
+{
+    struct instar_hc_copy a;
+    int64_t ret, written;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "copy"))
+        return;
+    ret = copy_one(v, &a, &written);
+    if (ret == 1)
+        return;
     if (vmm_mem_write(&v->mem, (uint64_t)gpa + offsetof(struct instar_hc_copy, written), &written,
                       sizeof(written)) < 0) {
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
         return;
     }
     hc_ret(v, gpa, offsetof(struct instar_hc_copy, ret), ret);
+}
+
+/* INSTAR_HC_COPYV: the vector read once into the host's copy, then each request as hc_copy. */
+static void hc_copyv(struct vmm *v, uint32_t gpa)
+{
+    static struct instar_hc_copy vec[INSTAR_COPYV_MAX];
+    struct instar_hc_copyv a;
+    int64_t ret = INSTAR_HC_OK, total = 0, written;
+    uint32_t i = 0;
+
+    if (!hc_arg(v, gpa, &a, sizeof(a), "copyv"))
+        return;
+    if (a.n == 0 || a.n > INSTAR_COPYV_MAX) {
+        ret = INSTAR_HC_EINVAL;
+    } else if (vmm_mem_read(&v->mem, a.vec, vec, (size_t)a.n * sizeof(vec[0])) < 0) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest passed a copy vector outside its memory");
+        return;
+    } else {
+        for (; i < a.n; i++) {
+            ret = copy_one(v, &vec[i], &written);
+            if (ret == 1)
+                return;
+            total += written;
+            if (ret != INSTAR_HC_OK)
+                break;
+        }
+    }
+    a.done = i;
+    a.written = total;
+    a.ret = ret;
+    if (vmm_mem_write(&v->mem, (uint64_t)gpa + offsetof(struct instar_hc_copyv, done), &a.done,
+                      offsetof(struct instar_hc_copyv, ret) -
+                          offsetof(struct instar_hc_copyv, done)) < 0) {
+        vmm_fail(v, VMM_GUEST_PROTOCOL, "guest asked for an answer where it cannot be written");
+        return;
+    }
+    hc_ret(v, gpa, offsetof(struct instar_hc_copyv, ret), ret);
 }
 
 /* find_allocation()'s two lseeks at off (< the file's size): e->data, e->hole, e->status. */
@@ -1051,6 +1102,9 @@ static void hc_dispatch(struct vmm *v, unsigned nr, uint32_t gpa)
         break;
     case INSTAR_HC_CLOCK:
         hc_clock(v, gpa);
+        break;
+    case INSTAR_HC_COPYV:
+        hc_copyv(v, gpa);
         break;
     default:
         vmm_fail(v, VMM_GUEST_PROTOCOL, "guest made unknown hypercall %u", nr);

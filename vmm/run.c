@@ -227,7 +227,7 @@ static void print_hc_counts(const struct vmm *v)
         [INSTAR_HC_COPY] = "copy",       [INSTAR_HC_ZERO] = "zero",
         [INSTAR_HC_SEEK] = "seek",       [INSTAR_HC_PROGRESS] = "progress",
         [INSTAR_HC_CMP] = "cmp",         [INSTAR_HC_SCAN] = "scan",
-        [INSTAR_HC_CLOCK] = "clock",
+        [INSTAR_HC_CLOCK] = "clock",     [INSTAR_HC_COPYV] = "copyv",
     };
 
     fprintf(stderr, "instar: sandbox: hypercalls by type (count, ms in the host):");

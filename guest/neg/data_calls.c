@@ -1,5 +1,5 @@
 /*
- * The data-path hypercalls (COPY, ZERO, SEEK, CMP, SCAN, PROGRESS) with
+ * The data-path hypercalls (COPY, COPYV, ZERO, SEEK, CMP, SCAN, PROGRESS) with
  * arguments the host must refuse, and a few it must serve.  Device 0 is
  * read-only (4 KiB), device 1 writable (4 KiB, write limit 8 KiB).
  * boot->args.raw[0] picks the group; each group reports up to 8 codes.
@@ -59,6 +59,31 @@ void guest_main(void)
         v[6] = (int64_t)exts[0].offset;
         v[7] = (int64_t)exts[0].status;
         neg_report(v, 8);
+    case 5: { /* COPYV: the count, the vector's place, each request checked in order */
+        static struct instar_hc_copy vec[3] = {
+            {.src = 0, .dst = 1, .src_off = 0, .dst_off = 4096, .len = 512},   /* served */
+            {.src = 0, .dst = 1, .src_off = 512, .dst_off = 4608, .len = 512}, /* served */
+            {.src = 0, .dst = 1, .src_off = 0, .dst_off = 7680, .len = 1024}}; /* past the limit */
+        int64_t w = 0;
+
+        v[0] = hc_copyv(vec, 0, &st, NULL);                    /* none */
+        v[1] = hc_copyv(vec, INSTAR_COPYV_MAX + 1, &st, NULL); /* too many */
+        v[2] = hc_copyv(vec, 3, &st, &w);                      /* the third fails */
+        v[3] = (int64_t)st;
+        v[4] = w;
+        v[5] = hc_copyv(vec + 1, 1, &st, &w); /* served */
+        v[6] = (int64_t)st;
+        neg_report(v, 7);
+    }
+    case 6: /* COPYV of a vector that runs out of guest RAM */
+        v[0] =
+            hc_copyv((const struct instar_hc_copy *)(uintptr_t)(boot->mem_size - 64), 2, &st, NULL);
+        neg_report(v, 1);
+    case 7:                                                                /* ZERO's data mode */
+        v[0] = hc_zero(1, 0, 512, INSTAR_ZERO_DATA | INSTAR_ZERO_DISCARD); /* two modes */
+        v[1] = hc_zero(1, 7680, 1024, INSTAR_ZERO_DATA);                   /* past the limit */
+        v[2] = hc_zero(1, 4096, 1024, INSTAR_ZERO_DATA);                   /* served, grows it */
+        neg_report(v, 3);
     default: /* progress that cannot be */
         neg_hc(INSTAR_HC_PIO_BASE + INSTAR_HC_PROGRESS, (uint32_t)(uintptr_t)&bad_progress);
         hc_exit(3);

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 34
+#define INSTAR_ABI_VERSION 35
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -96,6 +96,7 @@ enum instar_hc {
     INSTAR_HC_CMP,         /* struct instar_hc_cmp: compare two device ranges on the host */
     INSTAR_HC_SCAN,        /* struct instar_hc_scan: convert's -S runs of a device range */
     INSTAR_HC_CLOCK,       /* struct instar_hc_clock: the time, for LUKS's PBKDF2 benchmark */
+    INSTAR_HC_COPYV,       /* struct instar_hc_copyv: several INSTAR_HC_COPY requests at once */
     INSTAR_HC_MAX
 };
 
@@ -249,6 +250,24 @@ struct instar_hc_copy {
 };
 
 /*
+ * n copies in one exit: vec holds n struct instar_hc_copy, each checked
+ * and done as INSTAR_HC_COPY does it, in order, until one fails (its
+ * fault-injection count included: one write each).  The host reads the
+ * vector once; the requests' own written and ret fields are not written
+ * (the guest batches copies that are each a chunk of convert, whose
+ * failure it reports at the failing one's offset: done says which).
+ */
+#define INSTAR_COPYV_MAX 256
+
+struct instar_hc_copyv {
+    uint64_t vec;    /* IN: guest-physical address of n struct instar_hc_copy */
+    uint32_t n;      /* IN: 1 .. INSTAR_COPYV_MAX */
+    uint32_t done;   /* OUT: requests done before the one that failed (n: all) */
+    int64_t written; /* OUT: bytes written by all of them */
+    int64_t ret;     /* OUT: 0, or the failed request's INSTAR_HC_E* */
+};
+
+/*
  * Make [offset, offset + len) of a writable device read as zeros without
  * growing it past its write limit: a hole where the file system can punch
  * one (qemu's write_zeroes with BDRV_REQ_MAY_UNMAP on a file), else zeros.
@@ -261,10 +280,14 @@ struct instar_hc_copy {
  * punched in the part inside the file where the file system can punch
  * one, and nothing else happens (no zeros written, the file never grows);
  * the range then reads as zeros or as before, as under qemu.
+ * With INSTAR_ZERO_DATA zero bytes are written, as a write of a zeroed
+ * buffer writes them (qemu-img rebase writing the old chain's zeros as
+ * data); at most one of the three flags.
  */
 #define INSTAR_ZERO_MAX      (1ULL << 30)
 #define INSTAR_ZERO_ALLOCATE (1u << 0)
 #define INSTAR_ZERO_DISCARD  (1u << 1)
+#define INSTAR_ZERO_DATA     (1u << 2)
 
 struct instar_hc_zero {
     uint32_t handle; /* IN */

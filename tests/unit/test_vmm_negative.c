@@ -850,6 +850,32 @@ BOTH(discard_is_checked_and_never_grows_the_file)
     close(w);
 }
 
+BOTH(zero_data_is_checked_and_writes_zero_bytes)
+{
+    static const uint8_t zeros[1024];
+    struct vmm_outcome out;
+    const int64_t *v;
+    uint8_t buf[4096];
+    struct stat st;
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(7, &out, &w), 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_EINVAL, "data and discard at once: %lld", (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_ERANGE, "zero data past the write limit: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], INSTAR_HC_OK, "a good zero data write: %lld", (long long)v[2]);
+    cr_expect_eq(out.nwrites, 1, "only the good one counts as a write");
+    vmm_outcome_release(&out);
+    cr_assert_eq(fstat(w, &st), 0);
+    cr_expect_eq(st.st_size, 5120, "size %lld", (long long)st.st_size);
+    cr_assert_eq(pread(w, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+    cr_expect_arr_eq(buf, pattern, sizeof(buf), "the bytes before it changed");
+    cr_assert_eq(pread(w, buf, sizeof(zeros), 4096), (ssize_t)sizeof(zeros));
+    cr_expect_arr_eq(buf, zeros, sizeof(zeros), "the range does not read as zeros");
+    close(w);
+}
+
 BOTH(seek_with_several_answers_is_checked)
 {
     struct vmm_outcome out;
@@ -867,6 +893,43 @@ BOTH(seek_with_several_answers_is_checked)
     cr_expect_eq(v[5], 4096, "data at 0, the hole at 4096: %llx", (long long)v[5]);
     cr_expect_eq(v[6], 4096, "the next answer is at 4096: %lld", (long long)v[6]);
     cr_expect_eq(v[7], INSTAR_SEEK_NXIO, "no data after 4096: %lld", (long long)v[7]);
+    vmm_outcome_release(&out);
+    close(w);
+}
+
+BOTH(copyv_checks_each_request_and_stops_at_the_first_failure)
+{
+    struct vmm_outcome out;
+    const int64_t *v;
+    uint8_t buf[1024];
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(5, &out, &w), 0, "%s", out.detail);
+    v = out.result;
+    cr_expect_eq(v[0], INSTAR_HC_EINVAL, "an empty vector: %lld", (long long)v[0]);
+    cr_expect_eq(v[1], INSTAR_HC_EINVAL, "too many copies: %lld", (long long)v[1]);
+    cr_expect_eq(v[2], INSTAR_HC_ERANGE, "the third copy past the limit: %lld", (long long)v[2]);
+    cr_expect_eq(v[3], 2, "two copies done before it: %lld", (long long)v[3]);
+    cr_expect_eq(v[4], 1024, "their bytes: %lld", (long long)v[4]);
+    cr_expect_eq(v[5], INSTAR_HC_OK, "a good vector: %lld", (long long)v[5]);
+    cr_expect_eq(v[6], 1, "its one copy done: %lld", (long long)v[6]);
+    cr_expect_eq(out.nwrites, 3, "each copy served is one write");
+    vmm_outcome_release(&out);
+    cr_assert_eq(pread(w, buf, sizeof(buf), 4096), (ssize_t)sizeof(buf));
+    cr_expect_arr_eq(buf, pattern, sizeof(buf), "the copies are not the source's bytes");
+    close(w);
+}
+
+BOTH(copyv_outside_guest_memory_ends_the_run)
+{
+    struct vmm_outcome out;
+    int w;
+
+    use(*bp);
+    cr_assert_eq(run_data_calls(6, &out, &w), -1, "the run should have failed");
+    cr_expect_eq(out.status, VMM_GUEST_PROTOCOL, "status %d (%s)", out.status, out.detail);
+    cr_expect_not_null(strstr(out.detail, "copy vector"), "%s", out.detail);
     vmm_outcome_release(&out);
     close(w);
 }
