@@ -580,8 +580,11 @@ int cmd_resize(int argc, char **argv)
     oc_open = true;
     im = &oc.img[0];
     cur = im->info->virtual_size;
-    /* block/crypto.c's open unlocks the volume: no key, or a wrong one, fails it. */
-    if (!strcmp(im->info->format, "luks") &&
+    /*
+     * block/crypto.c's open, and qcow2_do_open() for an encrypted image,
+     * unlock the volume: no key, or a wrong one, fails it.
+     */
+    if ((!strcmp(im->info->format, "luks") || !strcmp(im->info->format, "qcow2")) &&
         (graph_check_keys(&oc, filename) < 0 || graph_unlock_chain(&oc, filename) < 0))
         goto out;
 

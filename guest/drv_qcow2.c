@@ -236,7 +236,7 @@ static int q2_aes_open(struct gbs *bs, struct q2 *q)
 static bool q2_dirty_bitmaps_op(void)
 {
     return boot->op == INSTAR_OP_COMMIT || boot->op == INSTAR_OP_SNAPSHOT ||
-           boot->op == INSTAR_OP_AMEND;
+           boot->op == INSTAR_OP_AMEND || boot->op == INSTAR_OP_RESIZE;
 }
 
 static int q2_open(struct gbs *bs)
@@ -259,8 +259,8 @@ static int q2_open(struct gbs *bs)
     /*
      * qcow2_do_open() repairs a dirty image it opens read-write, printing
      * check -r's lines.  It loads the persistent bitmaps first, marking
-     * them in use (qcow2_load_dirty_bitmaps()), which commit, snapshot
-     * and amend do here as qemu does; for other commands such an image
+     * them in use (qcow2_load_dirty_bitmaps()), which commit, snapshot,
+     * amend and resize do here as qemu does; for other commands such an image
      * stays refused (q2_writer).
      */
     if (bs->writable && (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {

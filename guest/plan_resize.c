@@ -116,9 +116,10 @@ void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h)
     ri->refcount_table_offset = h->refcount_table_offset;
     ri->refcount_table_clusters = h->refcount_table_clusters;
     ri->nb_snapshots = h->nb_snapshots;
-    ri->file_size = gblk_size(GOPEN_DEV);
+    ri->file_size = gdev_length(GOPEN_DEV); /* after a repair, the length it left */
     ri->data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
     ri->data_file_raw = ri->data_file && (h->autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW);
+    ri->encrypted = h->crypt_method != QCOW2_CRYPT_NONE;
 }
 
 static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
@@ -182,19 +183,21 @@ int gresize_bad_bitmap(struct gbs *bs, char *name, size_t *len)
  * resize comes after the bitmaps are in use, so a crash leaves bitmaps
  * qemu reads as inconsistent, never ones of the wrong size.  open_only:
  * the open and the close alone (INSTAR_RESIZE_OPEN_ONLY; only
- * ri->data_file used).
+ * ri->data_file used).  bs: the node when a dirty image's open already
+ * made it (loaded the bitmaps, then repaired the image), else NULL.
  */
 static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_resize_image *ri,
-                                                          uint64_t size, bool open_only)
+                                                          uint64_t size, bool open_only,
+                                                          struct gbs *bs)
 {
     static char name[QCOW2_BM_NAME_MAX + 1];
-    struct gbs *bs;
     struct qcow2_resize_image r;
     uint64_t free_index = 0;
     int errnum = 0, wcode = 0, werrno = 0, ret, cret;
     size_t n;
 
-    bs = gresize_open_node(INSTAR_OP_RESIZE, ri->data_file);
+    if (!bs)
+        bs = gresize_open_node(INSTAR_OP_RESIZE, ri->data_file);
     if (open_only) {
         if (gbs_close(bs) < 0)
             fail(QCOW2_RESIZE_ERR_STORE_BITMAPS, GBS_EIO);
@@ -293,6 +296,7 @@ void plan_resize(void)
     const struct instar_resize_args *a = &boot->args.resize;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
+    struct gbs *bs = NULL;
     bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0, repaired = false;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
@@ -306,16 +310,31 @@ void plan_resize(void)
     /* qcow2_do_open() refuses these read-write. */
     if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
-    if (h->crypt_method != QCOW2_CRYPT_NONE)
-        fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
+    /*
+     * An encrypted image with bitmaps: the node that stores them would
+     * need the key (not built).  The host checked the key beforehand.
+     */
+    if (h->crypt_method != QCOW2_CRYPT_NONE && img.x.nb_bitmaps > 0)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
     /* The host opens a data file read-write as device 1. */
     if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
         (boot->ndevices < 2 || !(boot->devices[RS_DATA_DEV].flags & INSTAR_DEV_WRITE)))
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
-    /* qemu loads the bitmaps of a dirty image before its repair: not done here. */
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && img.x.nb_bitmaps > 0)
-        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
-    if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY) {
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && img.x.nb_bitmaps > 0) {
+        /*
+         * qcow2_do_open(): the bitmaps loaded and marked in use, then the
+         * image repaired (the node's open, guest/drv_qcow2.c); the image
+         * is read again as they left it.
+         */
+        bs = gresize_open_node(INSTAR_OP_RESIZE,
+                               (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0);
+        if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0) {
+            (void)gbs_close(bs);
+            fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
+        }
+        gq_open(&img, INSTAR_OP_RESIZE, first);
+        repaired = true;
+    } else if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY) {
         if (gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0)
             fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
         repaired = true;
@@ -324,7 +343,7 @@ void plan_resize(void)
     gresize_image(&ri, h);
     if (open_only) {
         if (img.x.nb_bitmaps > 0)
-            resize_with_bitmaps(&ri, 0, true);
+            resize_with_bitmaps(&ri, 0, true, bs);
         gresize_send(INSTAR_OP_RESIZE, 0, 0);
     }
     if (a->size < h->disk_size && !(a->flags & INSTAR_RESIZE_SHRINK))
@@ -338,7 +357,7 @@ void plan_resize(void)
     if (!repaired)
         read_head(&ri, a);
     if (img.x.nb_bitmaps > 0)
-        resize_with_bitmaps(&ri, a->size, false);
+        resize_with_bitmaps(&ri, a->size, false, bs);
 
     ret = qcow2_resize(&ri, ri.data_file ? &gresize_io_data : &gresize_io, a->size, &errnum, &wcode,
                        &werrno);

@@ -683,3 +683,130 @@ def test_shrink_discards_as_qemu(instar, imgdir, tmp_path):
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
     assert tl.same_files(o, i)
     assert tl.allocated_blocks(o) == tl.allocated_blocks(i)
+
+
+# --- Encrypted qcow2 images, opened with their key (--object secret, --image-opts) ---
+
+ENC_SECRET = ["--object", "secret,id=s0,data=abc"]
+ENC_OPTS = "driver=qcow2,file.filename=img.qcow2,encrypt.key-secret=s0"
+
+
+def encrypted_image(tmp_path: Path, fmt: str, size: str) -> Path:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    o = f"encrypt.format={fmt},encrypt.key-secret=s0" + (",encrypt.iter-time=10" if fmt == "luks" else "")
+    tl.qemu_img("create", "-q", *ENC_SECRET, "-f", "qcow2", "-o", o, "img.qcow2", size, cwd=src)
+    # The last cluster partly written (a size inside it), one in the middle whole.
+    last = (int(size) - 1) // 65536 * 65536 if size.isdigit() else 16711680
+    tl.qemu_io(*ENC_SECRET, "--image-opts", ENC_OPTS, "-c", "write -P 5 1M 64k", "-c",
+               f"write -P 3 {last} 512", cwd=src)
+    return src / "img.qcow2"
+
+
+ENC_SPECS = ["+16M", "--shrink 8M", "--shrink 1000000k", "--preallocation=metadata 32M",
+             "--preallocation=falloc 32M", "--preallocation=full 20M", "--preallocation=falloc 20000k"]
+
+
+@pytest.mark.parametrize("spec", ENC_SPECS)
+@pytest.mark.parametrize("fmt,size", [("luks", "16M"), ("aes", "16M"), ("luks", "16776704")],
+                         ids=["luks", "aes", "luks-unaligned"])
+def test_encrypted(instar, tmp_path, fmt, size, spec):
+    """Metadata only (whole clusters mapped, none copied): the files come out byte for byte;
+    a grow that would write encrypted data (a partial cluster copied or zero-filled) is
+    instar's refusal (docs/differences.md), made before any write."""
+    src = encrypted_image(tmp_path, fmt, size)
+    *flags, new = spec.split()
+    argv = ["resize", *ENC_SECRET, *flags, "--image-opts", ENC_OPTS, new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src], tmp_path / "run", timeout=120)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    old = int(size) if size.isdigit() else 16 << 20
+    unaligned_head = old % 65536 and "preallocation" in spec
+    units = {"k": 1 << 10, "M": 1 << 20}
+    unaligned_tail = "metadata" in spec and int(new[:-1]) * units[new[-1]] % 65536
+    if unaligned_head or unaligned_tail:
+        assert exp.returncode == 0, exp.describe()
+        assert act.returncode == 1 and b"would write encrypted data" in act.stderr, act.describe()
+        assert i.read_bytes() == src.read_bytes()
+        return
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert tl.same_content(o, i), f"resize {argv}: the files differ"
+    assert o.stat().st_size == i.stat().st_size
+    chk = tl.run_oracle(["check", *ENC_SECRET, "--image-opts", ENC_OPTS], cwd=tmp_path / "run" / "instar")
+    assert chk.returncode == 0, chk.describe()
+
+
+@pytest.mark.parametrize("args", [["img.qcow2", "+1M"],
+                                  ["--object", "secret,id=s0,data=bad", "--image-opts", ENC_OPTS, "+1M"],
+                                  [*ENC_SECRET, "--image-opts", ENC_OPTS, "1M"]],
+                         ids=["no-key", "wrong-key", "no-shrink"])
+def test_encrypted_refused_by_qemu(instar, tmp_path, args):
+    src = encrypted_image(tmp_path, "luks", "16M")
+    exp, act = tl.run_both_on_copies(instar, ["resize", *args], [src], tmp_path / "run")
+    tl.assert_same(exp, act, f"resize {args}")
+    assert exp.returncode == 1
+    assert (tmp_path / "run" / "instar" / "img.qcow2").read_bytes() == src.read_bytes()
+
+
+# --- Dirty images with persistent bitmaps: loaded (marked in use), then repaired, then resized ---
+
+def set_bitmap_flags(path: Path, clear_in_use: bool) -> None:
+    """Clear the in-use flag of every bitmap in path's directory (a crash left them set)."""
+    data = bytearray(path.read_bytes())
+    off = int.from_bytes(data[100:104], "big")
+    while True:
+        magic, length = int.from_bytes(data[off:off + 4], "big"), int.from_bytes(data[off + 4:off + 8], "big")
+        assert magic, "no bitmap extension"
+        if magic == 0x23852875:
+            count = int.from_bytes(data[off + 8:off + 12], "big")
+            d = int.from_bytes(data[off + 24:off + 32], "big")
+            for _ in range(count):
+                name_size = int.from_bytes(data[d + 18:d + 20], "big")
+                extra = int.from_bytes(data[d + 20:d + 24], "big")
+                if clear_in_use:
+                    data[d + 15] &= ~1
+                d += (24 + extra + name_size + 7) & ~7
+            break
+        off += 8 + ((length + 7) & ~7)
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def dirty_bitmap_images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dirty-bm")
+    made = {}
+    for kind in ("crash", "crash-consistent", "dirty-bit"):
+        p = d / f"{kind}.qcow2"
+        tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=4096", str(p), "16M")
+        tl.qemu_img("bitmap", "--add", str(p), "b0")
+        tl.qemu_img("bitmap", "--add", "-g", "8k", "--disable", str(p), "b1")
+        if kind == "dirty-bit":
+            tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 100k", str(p))
+            b = bytearray(p.read_bytes())
+            b[79] |= 1
+            p.write_bytes(bytes(b))
+        else:
+            r = tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 100k", "-c", "write -P 2 9M 64k", "-c", "abort",
+                           str(p), check=False)
+            assert r.returncode != 0
+            set_bitmap_flags(p, clear_in_use=kind == "crash-consistent")
+        made[kind] = p
+    return made
+
+
+@pytest.mark.parametrize("spec", ["+1M", "--shrink 4M", "--preallocation=metadata 20M", "--preallocation=falloc 20M",
+                                  "1M"])
+@pytest.mark.parametrize("kind", ["crash", "crash-consistent", "dirty-bit"])
+def test_dirty_image_with_bitmaps(instar, dirty_bitmap_images, tmp_path, kind, spec):
+    """qcow2_do_open() loads the bitmaps (marking them in use), repairs the image printing
+    check -r's lines, then the resize runs (or is refused: an inconsistent bitmap, or a
+    shrink without --shrink) and the close stores the bitmaps: same output, same bytes."""
+    src = dirty_bitmap_images[kind]
+    *flags, new = spec.split()
+    exp, act = tl.run_both_on_copies(instar, ["resize", *flags, src.name, new], [src], tmp_path / "run",
+                                     copy=sparse_copy, timeout=120)
+    tl.assert_same(exp, act, f"resize {spec} of a dirty image with bitmaps")
+    if kind != "dirty-bit":
+        assert b"Repairing" in exp.stderr, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / src.name, tmp_path / "run" / "instar" / src.name
+    assert tl.same_content(o, i), f"resize {spec}: the files differ"
+    assert o.stat().st_size == i.stat().st_size

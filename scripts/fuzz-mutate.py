@@ -54,7 +54,8 @@ REFUSALS = [
     "Downgrading a qcow2 image (compat=0.10) is not supported by instar yet",
     "Upgrading this qcow2 image (snapshots without their v3 data) is not supported by instar yet",
     "Amending qcow2 images with persistent bitmaps is not supported by instar yet",
-    "Resizing qcow2 images with persistent bitmaps is not supported by instar",
+    "Resizing encrypted qcow2 images with persistent bitmaps is not supported by instar",
+    "Growing this encrypted qcow2 image would write encrypted data, which instar does not do",
     "Growing this qcow2 image would copy data into its partial last cluster, which instar "
     "does not do",
     "instar does not write to qcow2 images with the dirty bit set",

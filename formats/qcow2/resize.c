@@ -890,6 +890,21 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
         *code = QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE;
         return -QCOW2_RESIZE_ENOTSUP;
     }
+    /*
+     * An encrypted image: QEMU encrypts what perform_cow() copies or
+     * zeroes (a partial cluster at either end of a metadata
+     * preallocation, the head cluster moved by falloc/full) and the
+     * explicit zeros of an unaligned head under the zero-fill; whole
+     * clusters are mapped without a data write.
+     */
+    if (img->encrypted &&
+        (((prealloc == QCOW2_PREALLOC_METADATA) && ((old_len | new_size) & (s->cs - 1))) ||
+         ((prealloc == QCOW2_PREALLOC_FALLOC || prealloc == QCOW2_PREALLOC_FULL) &&
+          (old_len & (s->cs - 1))) ||
+         (zero_write && old_len % scs))) {
+        *code = QCOW2_RESIZE_ERR_NOTSUP_CRYPT;
+        return -QCOW2_RESIZE_ENOTSUP;
+    }
     if (prealloc != QCOW2_PREALLOC_OFF || zero_write) {
         struct qcow2_resize_image hc = *img;
 

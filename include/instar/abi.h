@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 28
+#define INSTAR_ABI_VERSION 33
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */

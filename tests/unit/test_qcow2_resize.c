@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "prealloc.h"
 #include "qcow2_test_util.h"
 #include "resize.h"
 
@@ -219,6 +220,44 @@ Test(qcow2_resize, failed_tail_truncation_is_a_warning)
         free(t.p);
     }
     free(m.p);
+}
+
+/* An encrypted image: every grow that would write guest data is refused before any write. */
+Test(qcow2_resize, encrypted_data_write_refused)
+{
+    static const struct {
+        const char *size;
+        int prealloc;
+        bool zero_write;
+        uint64_t new_size;
+    } c[] = {
+        {"16776704", QCOW2_PREALLOC_METADATA, false, 20 << 20}, /* the head's copy-on-write */
+        {"16M", QCOW2_PREALLOC_METADATA, false, 20000 << 10},   /* the tail's zeros */
+        {"16776704", QCOW2_PREALLOC_FALLOC, false, 20 << 20},   /* the head moved */
+        {"16776704", QCOW2_PREALLOC_OFF, true, 20 << 20},       /* the head's explicit zeros */
+    };
+
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        char cmd[256];
+        struct memfile m;
+        struct qcow2_resize_io io = {
+            NULL,        memfile_read, memfile_write,   memfile_flush, memfile_truncate,
+            memfile_mem, NULL,         memfile_discard, NULL,          NULL};
+        struct qcow2_resize_image ri;
+        int errnum, wc, we;
+
+        snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 t.qcow2 %s", c[i].size);
+        m = mf_from(img_make(cmd, "t.qcow2"));
+        io.opaque = &m;
+        image_of(&m, &ri);
+        ri.encrypted = true;
+        ri.prealloc = c[i].prealloc;
+        ri.zero_write = c[i].zero_write;
+        cr_assert_eq(qcow2_resize(&ri, &io, c[i].new_size, &errnum, &wc, &we),
+                     -QCOW2_RESIZE_ERR_NOTSUP_CRYPT, "case %zu", i);
+        cr_assert_eq(m.writes, 0, "case %zu", i);
+        free(m.p);
+    }
 }
 
 Test(qcow2_resize, l1_entries)
