@@ -227,9 +227,10 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
  * cluster), old), read through the block layer (the image over its
  * backing chain, opened read-only: the host's INSTAR_RESIZE_CHAIN) before
  * anything is written: what QEMU's copy-on-write of that cluster reads.
- * Nothing (ri unchanged) without the chain, for an aligned end, or when
- * the image was repaired in this run (the block layer's read cache does
- * not see the repair's writes); the cases that need it are then refused.
+ * Nothing (ri unchanged) without the chain or for an aligned end; the
+ * cases that need it are then refused.  After the repair of a dirty image
+ * the reads see the repaired file (guest/blk.c reads a written device
+ * directly), as QEMU's copy-on-write, which comes after its repair, does.
  */
 static void read_head(struct qcow2_resize_image *ri, const struct instar_resize_args *a)
 {
@@ -297,7 +298,7 @@ void plan_resize(void)
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
     struct gbs *bs = NULL;
-    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0, repaired = false;
+    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
     if (a->flags & INSTAR_RESIZE_QED)
@@ -333,11 +334,9 @@ void plan_resize(void)
             fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
         }
         gq_open(&img, INSTAR_OP_RESIZE, first);
-        repaired = true;
-    } else if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY) {
-        if (gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0)
-            fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
-        repaired = true;
+    } else if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+               gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0) {
+        fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
     }
     /* Nothing but the open and the close (bitmaps stored); no other open writes. */
     gresize_image(&ri, h);
@@ -354,7 +353,8 @@ void plan_resize(void)
     ri.prealloc = (int)a->prealloc;
     ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
-    if (!repaired)
+    /* (A dirty image's bitmaps node holds node 0: its head is not read.) */
+    if (!bs)
         read_head(&ri, a);
     if (img.x.nb_bitmaps > 0)
         resize_with_bitmaps(&ri, a->size, false, bs);

@@ -481,6 +481,39 @@ def test_dirty_image_left_by_a_crash(instar, tmp_path):
     assert host_extents(o) == host_extents(i)
 
 
+@pytest.mark.parametrize("spec", ["--preallocation=metadata 20M", "--preallocation=falloc 20M",
+                                  "--preallocation=full 16777216", "24M"])
+@pytest.mark.parametrize("head", ["compressed", "backing"])
+def test_dirty_image_partial_head(instar, tmp_path, head, spec):
+    """A dirty image whose partial last cluster QEMU copies into a new one:
+    the repair first, then the copy-on-write reads the repaired image
+    (a compressed head decompressed, or the backing file's part)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    if head == "backing":
+        tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+        tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+        tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "-b", "base.qcow2", "-F", "qcow2",
+                    "t.qcow2", "16776704", cwd=src)
+        writes = ["write -P 3 16711680 4096"]
+    else:
+        tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "t.qcow2", "16776704", cwd=src)
+        writes = ["write -c -P 3 16711680 65024"]
+    args = []
+    for w in [*writes, "write -P 5 0 64k", "write -P 6 1M 64k", "abort"]:
+        args += ["-c", w]
+    r = tl.qemu_io("-f", "qcow2", *args, "t.qcow2", cwd=src, check=False)
+    assert r.returncode != 0
+    *flags, new = spec.split()
+    files = [src / "t.qcow2"] + ([src / "base.qcow2"] if head == "backing" else [])
+    exp, act = tl.run_both_on_copies(instar, ["resize", *flags, "t.qcow2", new], files, tmp_path / "run",
+                                     copy=sparse_copy, timeout=120)
+    tl.assert_same(exp, act, f"resize {spec} of a dirty image")
+    assert exp.returncode == 0, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
+    assert tl.same_content(o, i), f"resize {spec}: the files differ"
+
+
 # --- Persistent bitmaps: in use while open, resized in memory, stored again at the close ---
 
 _bm_made: dict[str, Path] = {}
