@@ -415,16 +415,38 @@ def test_grow_compressed_partial_head(instar, imgdir, tmp_path, pre, new):
 
 
 def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
-    """instar's refusal (a preallocated zero head cluster under metadata
-    preallocation) comes before any write."""
-    src = qcow2_image(imgdir, 65536, 16, size="16776704",
-                      writes=("write -P 3 16711680 65024", "write -z 16711680 65024"))
+    """instar's refusal (a partly allocated head cluster with extended L2
+    entries under metadata preallocation) comes before any write."""
+    src = qcow2_image(imgdir, 65536, 16, size="16776704", opts="extended_l2=on",
+                      writes=("write -P 3 16711680 4096",))
     snap = tmp_path / "snap.qcow2"
     tl.copy_file(src, snap)
     before = snap.read_bytes()
     r = instar.run(["resize", "--preallocation=metadata", str(snap), "20M"])
     assert r.returncode == 1 and b"partial last cluster" in r.stderr
     assert snap.read_bytes() == before
+
+
+@pytest.mark.parametrize("new", ["20971520", "end", "end+512"])
+@pytest.mark.parametrize("snap", [False, True], ids=["own", "shared"])
+@pytest.mark.parametrize("cs", [4096, 65536])
+def test_grow_preallocation_metadata_zero_alloc_head(instar, imgdir, tmp_path, cs, snap, new):
+    """A preallocated zero cluster at the old end: rewritten in place (its
+    zeros copied, the zero flag dropped), or copied into a new cluster
+    when a snapshot shares it."""
+    size = 16776704 if cs == 65536 else 16772608
+    head = size // cs * cs
+    src = qcow2_image(imgdir, cs, 16, size=str(size),
+                      writes=(f"write -P 3 {head} {size - head}", f"write -z {head} {size - head}"))
+    if snap:
+        s = tmp_path / "snap.qcow2"
+        tl.copy_file(src, s)
+        tl.qemu_img("snapshot", "-c", "s1", str(s))
+        src = s
+    new = {"end": str(head + cs), "end+512": str(head + cs + 512)}.get(new, new)
+    resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", new)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i)
 
 
 @pytest.mark.parametrize("pre", ["off", "falloc", "full"])

@@ -443,6 +443,15 @@ static int64_t keep_run(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t in
         return 0;
     }
     *host = e.host_offset;
+    /*
+     * A preallocated zero cluster of its own, the run's first: kept and
+     * rewritten in place (keep_zero_alloc), alone (extended L2 entries:
+     * not built).
+     */
+    if (e.type == QCOW2_L2_ZERO_ALLOC && !p->extended_l2 && !p->data_file && p->ordered &&
+        want_host == INV_OFFSET) {
+        return 1;
+    }
     for (n = 1; n < nb; n++) {
         struct qcow2_l2_entry f;
 
@@ -476,6 +485,30 @@ static int64_t keep_run(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t in
         }
     }
     return (int64_t)n;
+}
+
+/*
+ * A preallocated zero cluster of its own that a mapping of [in_cluster,
+ * in_cluster + cur) keeps (handle_copied(), calculate_l2_meta() with
+ * keep_old): perform_cow() writes what the cluster reads, zeros, over
+ * [0, in_cluster) and from the end of the range to the end of the
+ * cluster, in place, then qcow2_alloc_cluster_link_l2() points the entry
+ * at the same cluster without the zero flag (its reference kept).
+ */
+static int keep_zero_alloc(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t cstart,
+                           uint64_t entry, uint64_t bitmap, uint64_t host, uint64_t in_cluster,
+                           uint64_t cur)
+{
+    int ret = cow_head(p, cstart, entry, bitmap, false, host, 0, in_cluster);
+
+    if (ret == 0 && in_cluster + cur < p->cs) {
+        ret = write_zeros(p, host + in_cluster + cur, p->cs - in_cluster - cur);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    l2_set(p, l2_index, host | QCOW2_OFLAG_COPIED, bitmap);
+    return l2_flush(p);
 }
 
 /*
@@ -536,6 +569,13 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
                     cur = avail;
                 }
                 cluster_offset = kept_host + in_cluster;
+                if ((old_e & QCOW2_OFLAG_ZERO) && !p->extended_l2) {
+                    ret = keep_zero_alloc(p, l2_index, cstart, old_e, old_b, kept_host, in_cluster,
+                                          cur);
+                    if (ret < 0) {
+                        return ret;
+                    }
+                }
                 continue;
             }
             if (kept_host == INV_OFFSET) {

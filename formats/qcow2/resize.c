@@ -769,8 +769,13 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
             return 0;
         /*
          * Copied into a new cluster: a data cluster shared with a snapshot,
-         * or a zero cluster without one (a preallocated zero cluster is not).
+         * or a zero cluster without one; or a preallocated zero cluster
+         * rewritten in place (prealloc.c's keep_zero_alloc; shared with a
+         * snapshot, copied as a data cluster is).
          */
+        if (!s->extl2 && !s->data_file && (entry & QCOW2_OFLAG_ZERO) &&
+            (entry & QCOW2_L2E_OFFSET_MASK))
+            return 0;
         return !s->extl2 && !s->data_file && head_cow_ok(s, entry, bitmap, img->head_data) &&
                        !head_cow_unsupported(s, img, entry, bitmap, 0, in)
                    ? 0

@@ -226,6 +226,19 @@ def test_preallocation_metadata_shared_head(instar, tmp_path):
     verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
 
 
+def test_preallocation_metadata_zero_alloc_head(instar, tmp_path):
+    """Metadata preallocation over a preallocated zero cluster at the old
+    end: its zeros written in place, then the entry loses its zero flag."""
+    src = tmp_path / "za.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", str(src), "1047552")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 1044480 3072",
+               "-c", "write -z 1044480 3072", str(src))
+    reads = ["read -P 7 0 64k", "read -P 0 1044480 3072"]
+    writes, final = sweep(instar, src, tmp_path, ["--preallocation=metadata", "IMG", "2M"], reads)
+    assert writes >= 4
+    verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
+
+
 @pytest.mark.parametrize("spec", ["6M", "--preallocation=metadata 6M", "--preallocation=falloc 6M"])
 def test_grow_over_backing_partial_head(instar, tmp_path, spec):
     """The old end inside an unallocated cluster over a longer backing file:
