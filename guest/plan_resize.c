@@ -223,32 +223,29 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
 }
 
 /*
- * The guest data of the partial cluster at the old end, [ALIGN_DOWN(old,
- * cluster), old), read through the block layer (the image over its
- * backing chain, opened read-only: the host's INSTAR_RESIZE_CHAIN) before
- * anything is written: what QEMU's copy-on-write of that cluster reads.
- * Nothing (ri unchanged) without the chain or for an aligned end; the
- * cases that need it are then refused.  After the repair of a dirty image
- * the reads see the repaired file (guest/blk.c reads a written device
- * directly), as QEMU's copy-on-write, which comes after its repair, does.
+ * After the repair of a dirty image the reads see the repaired file
+ * (guest/blk.c reads a written device directly), as QEMU's copy-on-write,
+ * which comes after its repair, does; so do the reads after an amend's
+ * earlier changes.
  */
-static void read_head(struct qcow2_resize_image *ri, const struct instar_resize_args *a)
+void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct instar_graph *chain,
+                       uint64_t new_size)
 {
     static struct instar_graph g;
     uint64_t cs = UINT64_C(1) << ri->cluster_bits, in = ri->size & ~UINT64_C(511) & (cs - 1);
     uint32_t failed;
     uint8_t *buf;
 
-    if (!(a->flags & INSTAR_RESIZE_CHAIN) || in == 0 || a->size <= ri->size)
+    if (!chain || in == 0 || new_size <= ri->size)
         return;
-    g = a->chain;
+    g = *chain;
     if (g.nnodes == 0 || g.nnodes > INSTAR_NODE_MAX || g.snapshot ||
         g.nodes[0].driver != INSTAR_DRV_QCOW2 || g.nodes[0].file != GOPEN_DEV ||
         g.nodes[0].data != (ri->data_file ? RS_DATA_DEV : INSTAR_NO_NODE))
-        fail(INSTAR_ERR_BAD_ARGS, 0);
+        result_error(op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     buf = malloc(in);
     if (!buf)
-        fail(INSTAR_ERR_NOMEM, 0);
+        result_error(op, INSTAR_ERR_NOMEM, NULL, NULL, 0);
     /* qemu-img opened the chain before the resize: a failure fails the same open. */
     if (gbs_open_graph_ro(&g, &failed) < 0 ||
         gbs_pread(gbs_node(0), (ri->size & ~UINT64_C(511)) - in, buf, in) < 0) {
@@ -355,7 +352,8 @@ void plan_resize(void)
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
     /* (A dirty image's bitmaps node holds node 0: its head is not read.) */
     if (!bs)
-        read_head(&ri, a);
+        gresize_read_head(INSTAR_OP_RESIZE, &ri,
+                          (a->flags & INSTAR_RESIZE_CHAIN) ? &a->chain : NULL, a->size);
     if (img.x.nb_bitmaps > 0)
         resize_with_bitmaps(&ri, a->size, false, bs);
 

@@ -750,7 +750,12 @@ def encrypted_image(tmp_path: Path, fmt: str, size: str) -> Path:
     src = tmp_path / "src"
     src.mkdir(exist_ok=True)
     o = f"encrypt.format={fmt},encrypt.key-secret=s0" + (",encrypt.iter-time=10" if fmt == "luks" else "")
-    tl.qemu_img("create", "-q", *ENC_SECRET, "-f", "qcow2", "-o", o, "img.qcow2", size, cwd=src)
+    # qemu's PBKDF benchmark fails under load ("Unable to get accurate CPU usage"): retried.
+    for attempt in range(20):
+        r = tl.qemu_img("create", "-q", *ENC_SECRET, "-f", "qcow2", "-o", o, "img.qcow2", size, cwd=src,
+                        check=attempt == 19)
+        if r.returncode == 0:
+            break
     # The last cluster partly written (a size inside it), one in the middle whole.
     last = (int(size) - 1) // 65536 * 65536 if size.isdigit() else 16711680
     tl.qemu_io(*ENC_SECRET, "--image-opts", ENC_OPTS, "-c", "write -P 5 1M 64k", "-c",

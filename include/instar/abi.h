@@ -673,14 +673,14 @@ enum instar_snapshot_action {
  */
 #define INSTAR_SNAPSHOT_BACKING (1u << 0)
 
-struct instar_snapshot_args {
-    uint32_t action; /* enum instar_snapshot_action */
-    uint32_t date_sec;
-    uint32_t date_nsec;
-    uint32_t flags; /* INSTAR_SNAPSHOT_* (was padding) */
-    char name[INSTAR_SNAPSHOT_NAME_MAX];
-    uint64_t backing_len; /* with INSTAR_SNAPSHOT_BACKING */
-};
+/*
+ * CHAIN (since ABI v33): chain holds the image's backing chain as graph
+ * nodes, as INSTAR_RESIZE_CHAIN does for resize: -a's truncation to a
+ * larger snapshot from a size inside a cluster reads that cluster's
+ * guest data through it before the first write.
+ */
+#define INSTAR_SNAPSHOT_CHAIN (1u << 1)
+/* struct instar_snapshot_args: after struct instar_graph, below. */
 
 /*
  * amend the qcow2 image on device 0 (writable), as qcow2_amend_options()
@@ -703,12 +703,9 @@ struct instar_snapshot_args {
 /* data_file_raw=off given on a raw data file image: the bit cleared. */
 #define INSTAR_AMEND_RAW_OFF (1u << 10)
 
-struct instar_amend_args {
-    uint64_t size;                   /* the new virtual size (INSTAR_AMEND_SIZE) */
-    uint32_t flags;                  /* INSTAR_AMEND_* */
-    uint32_t refcount_bits;          /* refcount_bits= (a power of two, 1..64), 0 if not given */
-    char data_file[INSTAR_NAME_MAX]; /* INSTAR_AMEND_DATA_FILE: NUL-terminated */
-};
+/* CHAIN (since ABI v33): as INSTAR_SNAPSHOT_CHAIN, for the truncation of size=. */
+#define INSTAR_AMEND_CHAIN (1u << 11)
+/* struct instar_amend_args: after struct instar_graph, below. */
 
 /*
  * --- Image graphs for the data path (map, compare, convert, dd, bench) ---
@@ -783,6 +780,24 @@ struct instar_resize_args {
     uint32_t prealloc;         /* enum instar_prealloc */
     uint32_t flags;            /* INSTAR_RESIZE_* */
     struct instar_graph chain; /* with INSTAR_RESIZE_CHAIN */
+};
+
+struct instar_snapshot_args {
+    uint32_t action; /* enum instar_snapshot_action */
+    uint32_t date_sec;
+    uint32_t date_nsec;
+    uint32_t flags; /* INSTAR_SNAPSHOT_* (was padding) */
+    char name[INSTAR_SNAPSHOT_NAME_MAX];
+    uint64_t backing_len;      /* with INSTAR_SNAPSHOT_BACKING */
+    struct instar_graph chain; /* with INSTAR_SNAPSHOT_CHAIN */
+};
+
+struct instar_amend_args {
+    uint64_t size;                   /* the new virtual size (INSTAR_AMEND_SIZE) */
+    uint32_t flags;                  /* INSTAR_AMEND_* */
+    uint32_t refcount_bits;          /* refcount_bits= (a power of two, 1..64), 0 if not given */
+    char data_file[INSTAR_NAME_MAX]; /* INSTAR_AMEND_DATA_FILE: NUL-terminated */
+    struct instar_graph chain;       /* with INSTAR_AMEND_CHAIN */
 };
 
 /*
