@@ -414,17 +414,19 @@ def test_grow_compressed_partial_head(instar, imgdir, tmp_path, pre, new):
 # --- Cases instar still refuses (docs/differences.md) ---
 
 
-def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
-    """instar's refusal (a partly allocated head cluster with extended L2
-    entries under metadata preallocation) comes before any write."""
-    src = qcow2_image(imgdir, 65536, 16, size="16776704", opts="extended_l2=on",
-                      writes=("write -P 3 16711680 4096",))
+def test_refused_head_leaves_image_untouched(instar, tmp_path):
+    """instar's refusal (a zero head cluster in an external data file
+    image under metadata preallocation) comes before any write."""
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=snap.data", "snap.qcow2", "16776704", cwd=tmp_path)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 16711680 65024", "-c", "write -z 16711680 65024", "snap.qcow2",
+               cwd=tmp_path)
     snap = tmp_path / "snap.qcow2"
-    tl.copy_file(src, snap)
-    before = snap.read_bytes()
-    r = instar.run(["resize", "--preallocation=metadata", str(snap), "20M"])
+    before, data = snap.read_bytes(), (tmp_path / "snap.data").read_bytes()
+    r = instar.run(["resize", "--preallocation=metadata", "snap.qcow2", "20M"], cwd=tmp_path)
     assert r.returncode == 1 and b"partial last cluster" in r.stderr
-    assert snap.read_bytes() == before
+    assert snap.read_bytes() == before and (tmp_path / "snap.data").read_bytes() == data
+    assert tl.qemu_img("resize", "-q", "--preallocation=metadata", "snap.qcow2", "20M",
+                       cwd=tmp_path).returncode == 0
 
 
 @pytest.mark.parametrize("new", ["20971520", "end", "end+512"])
@@ -445,6 +447,44 @@ def test_grow_preallocation_metadata_zero_alloc_head(instar, imgdir, tmp_path, c
         src = s
     new = {"end": str(head + cs), "end+512": str(head + cs + 512)}.get(new, new)
     resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", new)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i)
+
+
+@pytest.mark.parametrize("new", ["20971520", "16760832", "16777216"])
+@pytest.mark.parametrize("size,write", [("16776704", "write -P 3 16711680 4096"),
+                                        ("16776704", "write -P 3 16713728 512"),
+                                        ("16744448", "write -P 3 16711680 32768"),
+                                        ("16744448", "write -P 3 16740352 2048")],
+                         ids=["head-allocated", "middle-allocated", "all-allocated", "edge-allocated"])
+def test_grow_preallocation_metadata_partly_allocated_extl2_head(instar, imgdir, tmp_path, size, write, new):
+    """A partly allocated head cluster with extended L2 entries: kept; the
+    subclusters at the edges of the mapped range that are not plain data
+    get their outside part copied (the head's old data, zeros after the
+    new end), the bitmap left as it was."""
+    if int(new) <= int(size):
+        pytest.skip("not a grow")
+    src = qcow2_image(imgdir, 65536, 16, size=size, opts="extended_l2=on", writes=(write,))
+    resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", new)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i)
+
+
+@pytest.mark.parametrize("new", ["20971520", "16760832"])
+def test_grow_preallocation_metadata_partly_allocated_extl2_head_over_backing(instar, tmp_path, new):
+    """The same over a backing file as long as the image: the head
+    subcluster's old data comes from the backing file (read beforehand)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "16744448", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 16744448", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "extended_l2=on", "-b", "base.qcow2", "-F", "qcow2",
+                "img.qcow2", "16744448", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 16711680 4096", "img.qcow2", cwd=src)
+    exp, act = tl.run_both_on_copies(instar, ["resize", "--preallocation=metadata", "img.qcow2", new],
+                                     [src / "img.qcow2", src / "base.qcow2"], tmp_path / "run")
+    tl.assert_same(exp, act, "resize over a backing file")
+    assert exp.returncode == 0, exp.describe()
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
     assert tl.same_content(o, i)
 

@@ -768,6 +768,24 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
         if (head_normal(s, entry, bitmap, in, wend))
             return 0;
         /*
+         * A partly allocated cluster of its own with extended L2 entries:
+         * kept, its edge subclusters copied (prealloc.c's
+         * keep_extl2_edges: the head's old data read beforehand, a tail
+         * over the backing file not built; the zero-fill would copy again).
+         */
+        if (s->extl2 && !s->data_file && !zero_write && !(entry & QCOW2_OFLAG_COMPRESSED) &&
+            (entry & QCOW2_OFLAG_COPIED) && (entry & QCOW2_L2E_OFFSET_MASK) &&
+            !((entry & QCOW2_L2E_OFFSET_MASK) & (s->cs - 1))) {
+            uint64_t sc = (wend - 1) / scs;
+            bool tail_normal = ((bitmap >> sc) & 1) && !((bitmap >> (32 + sc)) & 1);
+
+            if (head_cow_unsupported(s, img, entry, bitmap, in / scs * scs, in))
+                return -QCOW2_PREALLOC_ENOTSUP;
+            if (wend % scs && !tail_normal && !((bitmap >> (32 + sc)) & 1) && img->backing_head)
+                return -QCOW2_PREALLOC_ENOTSUP;
+            return 0;
+        }
+        /*
          * Copied into a new cluster: a data cluster shared with a snapshot,
          * or a zero cluster without one; or a preallocated zero cluster
          * rewritten in place (prealloc.c's keep_zero_alloc; shared with a

@@ -239,6 +239,19 @@ def test_preallocation_metadata_zero_alloc_head(instar, tmp_path):
     verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
 
 
+def test_preallocation_metadata_partly_allocated_extl2_head(instar, tmp_path):
+    """Metadata preallocation over a partly allocated head cluster with
+    extended L2 entries: kept, the head subcluster's outside part written
+    with its old data (zeros), the bitmap unchanged."""
+    src = tmp_path / "x2.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=65536,extended_l2=on", str(src), "1047552")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 983040 4096", str(src))
+    reads = ["read -P 7 0 64k", "read -P 9 983040 4096", "read -P 0 987136 60416"]
+    writes, final = sweep(instar, src, tmp_path, ["--preallocation=metadata", "IMG", "2M"], reads)
+    assert writes >= 3
+    verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
+
+
 @pytest.mark.parametrize("spec", ["6M", "--preallocation=metadata 6M", "--preallocation=falloc 6M"])
 def test_grow_over_backing_partial_head(instar, tmp_path, spec):
     """The old end inside an unallocated cluster over a longer backing file:
