@@ -95,13 +95,20 @@ static int rs_data_length(void *opaque, uint64_t *len)
     return 0;
 }
 
-const struct qcow2_resize_io gresize_io = {NULL,        rs_pread, rs_pwrite,        rs_flush,
-                                           rs_truncate, rs_mem,   rs_truncate_mode, rs_discard,
-                                           NULL,        NULL};
+static int rs_data_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    (void)opaque;
+    return gdev_pwrite(RS_DATA_DEV, off, buf, len) < 0 ? -QCOW2_RESIZE_EIO : 0;
+}
+
+const struct qcow2_resize_io gresize_io = {
+    NULL,       rs_pread, rs_pwrite, rs_flush, rs_truncate, rs_mem, rs_truncate_mode,
+    rs_discard, NULL,     NULL,      NULL};
 
 const struct qcow2_resize_io gresize_io_data = {
-    NULL,   rs_pread,         rs_pwrite,  rs_flush,         rs_truncate,
-    rs_mem, rs_truncate_mode, rs_discard, rs_data_truncate, rs_data_length};
+    NULL,          rs_pread,         rs_pwrite,  rs_flush,         rs_truncate,
+    rs_mem,        rs_truncate_mode, rs_discard, rs_data_truncate, rs_data_length,
+    rs_data_pwrite};
 
 void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h)
 {

@@ -140,6 +140,12 @@ struct qcow2_resize_io {
      */
     int (*data_truncate)(void *opaque, uint64_t size, int mode);
     int (*data_length)(void *opaque, uint64_t *len);
+    /*
+     * Optional: write len bytes at off of the external data file (the
+     * zero-fill's explicit zeros of a partial head cluster).  Without it
+     * that grow is refused (QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE).
+     */
+    int (*data_pwrite)(void *opaque, uint64_t off, const void *buf, size_t len);
 };
 
 /* What the caller's open established (header fields, validated). */

@@ -285,18 +285,21 @@ def test_grow_compressed_partial_head(instar, tmp_path, mode):
     verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
 
 
-@pytest.mark.parametrize("spec", ["6M", "--preallocation=metadata 6M"])
-def test_data_file_over_longer_backing(instar, tmp_path, spec):
+@pytest.mark.parametrize("spec,size", [("6M", "1048576"), ("--preallocation=metadata 6M", "1048576"),
+                                       ("6M", "1047552")], ids=["grow", "metadata", "partial-head"])
+def test_data_file_over_longer_backing(instar, tmp_path, spec, size):
     """An external data file over a longer backing file: the data file
-    follows the new size, then the grown range becomes zero clusters."""
+    follows the new size, then the grown range becomes zero clusters; from
+    a size inside a cluster, the head's backing data and zeros are written
+    to the data file before its L2 entry maps them."""
     src = tmp_path / "src"
     src.mkdir()
     tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "8M", cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 8M", "base.qcow2", cwd=src)
     tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=d.data,cluster_size=4096", "-b", "base.qcow2",
-                "-F", "qcow2", "d.qcow2", "1M", cwd=src)
+                "-F", "qcow2", "d.qcow2", size, cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "d.qcow2", cwd=src)
-    reads = ["read -P 7 0 64k", "read -P 1 64k 960k"]
+    reads = ["read -P 7 0 64k", f"read -P 1 64k {int(size) - 65536}"]
     *flags, new = spec.split()
     for n in range(MAX_WRITES):
         work = tmp_path / f"n{n}"
@@ -308,7 +311,7 @@ def test_data_file_over_longer_backing(instar, tmp_path, spec):
         rep = tl.run_oracle(["check", "-r", "all", "d.qcow2"], cwd=work)
         assert rep.returncode == 0, f"write {n}: check -r all did not repair:\n  {rep.describe()}"
         args = []
-        for rd in reads + (["read -P 0 1M 5M"] if r.returncode == 0 else []):
+        for rd in reads + ([f"read -P 0 {size} {(6 << 20) - int(size)}"] if r.returncode == 0 else []):
             args += ["-c", rd]
         io = tl.run([tl.QEMU_IO, "-f", "qcow2", *args, "d.qcow2"], cwd=work)
         assert io.returncode == 0 and b"Pattern verification failed" not in io.stdout + io.stderr, (

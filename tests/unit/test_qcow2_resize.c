@@ -43,7 +43,8 @@ static int do_resize(struct memfile *m, uint64_t size, int *errnum)
 {
     struct qcow2_resize_io io = {
         m,           memfile_read, memfile_write,   memfile_flush, memfile_truncate,
-        memfile_mem, NULL,         memfile_discard, NULL,          NULL};
+        memfile_mem, NULL,         memfile_discard, NULL,          NULL,
+        NULL};
     struct qcow2_resize_image ri;
     int wc, we;
 
@@ -185,8 +186,8 @@ Test(qcow2_resize, failed_tail_truncation_is_a_warning)
 {
     struct memfile m = mf_from(img_make(MK("refcount_bits=16"), "t.qcow2"));
     struct qcow2_resize_io io = {
-        &m,          memfile_read, memfile_write, memfile_flush, memfile_truncate,
-        memfile_mem, NULL,         NULL,          NULL,          NULL};
+        &m,   memfile_read, memfile_write, memfile_flush, memfile_truncate, memfile_mem, NULL,
+        NULL, NULL,         NULL,          NULL};
     struct qcow2_resize_image ri;
     int errnum, wc, we, total;
 
@@ -235,7 +236,8 @@ static void prealloc_metadata_as_qemu(const char *make, uint64_t size)
     struct memfile m = mf_from(img_make(make, "t.qcow2"));
     struct qcow2_resize_io io = {
         &m,          memfile_read,     memfile_write,   memfile_flush, memfile_truncate,
-        memfile_mem, mf_truncate_mode, memfile_discard, NULL,          NULL};
+        memfile_mem, mf_truncate_mode, memfile_discard, NULL,          NULL,
+        NULL};
     struct qcow2_resize_image ri;
     struct img after;
     int errnum = 0, wc, we;
@@ -283,7 +285,8 @@ Test(qcow2_resize, encrypted_data_write_refused)
         struct memfile m;
         struct qcow2_resize_io io = {
             NULL,        memfile_read, memfile_write,   memfile_flush, memfile_truncate,
-            memfile_mem, NULL,         memfile_discard, NULL,          NULL};
+            memfile_mem, NULL,         memfile_discard, NULL,          NULL,
+            NULL};
         struct qcow2_resize_image ri;
         int errnum, wc, we;
 
