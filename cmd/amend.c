@@ -221,6 +221,7 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
     struct vmm_config cfg;
     struct vmm_outcome out;
     struct vmm_dev devs[2], dev;
+    struct graph *gr = NULL;
     struct stat st;
     unsigned ndev = 1;
     uint64_t mem = AMEND_GUEST_MEM;
@@ -294,8 +295,29 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
     cfg.progress = progress_from_guest;
     memset(&out, 0, sizeof(out));
 
-    if (open_run_planner(&cfg, INSTAR_OP_AMEND, args, sizeof(*args), devs, ndev, &out, &hdr,
-                         "Failed to amend", im->name) < 0)
+    /*
+     * A grow from a size inside a cluster may copy that cluster: its old
+     * data is read through the backing chain, as resize reads it
+     * (graph_for_planner(), INSTAR_AMEND_CHAIN).
+     */
+    if (args->flags & INSTAR_AMEND_SIZE) {
+        uint64_t cur = (uint64_t)im->info->virtual_size & ~UINT64_C(511);
+        uint64_t cs = (uint64_t)im->info->cluster_size;
+
+        if (!im->info->encrypted && args->size > cur && cs && (cur & (cs - 1))) {
+            gr = malloc(sizeof(*gr));
+            if (!gr) {
+                report_error("Failed to amend '%s': Cannot allocate memory", im->name);
+                goto out;
+            }
+            if (graph_for_planner(gr, oc, im->name, devs, ndev, "Failed to amend") < 0)
+                goto out;
+            args->chain = gr->g;
+            args->flags |= INSTAR_AMEND_CHAIN;
+        }
+    }
+    if (open_run_planner(&cfg, INSTAR_OP_AMEND, args, sizeof(*args), gr ? gr->devs : devs,
+                         gr ? gr->ndevs : ndev, &out, &hdr, "Failed to amend", im->name) < 0)
         goto out;
     if (hdr.error == QCOW2_RESIZE_ERR_BITMAP_INCONSISTENT) {
         /* qcow2_truncate_bitmaps_check(): the bitmap's name, as it is on disk. */
@@ -326,6 +348,7 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
     ret = 0;
 out:
     vmm_outcome_release(&out);
+    free(gr);
     return ret;
 }
 

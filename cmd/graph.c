@@ -159,6 +159,24 @@ too_many:
     return -1;
 }
 
+int graph_for_planner(struct graph *gr, const struct open_chain *oc, const char *filename,
+                      const struct vmm_dev *devs, unsigned ndev, const char *what)
+{
+    uint32_t top;
+
+    graph_init(gr);
+    if (graph_add_chain(gr, oc, filename, &top) < 0)
+        return -1;
+    if (top != 0 || ndev < 1 || ndev > 2 || gr->g.nodes[0].file != 0 ||
+        gr->g.nodes[0].data != (ndev == 2 ? 1 : INSTAR_NO_NODE)) {
+        report_error("%s '%s': sandbox failure: invalid graph", what, filename);
+        return -1;
+    }
+    for (unsigned i = 0; i < ndev; i++)
+        gr->devs[i] = devs[i];
+    return 0;
+}
+
 int graph_unlock_chain(const struct open_chain *oc, const char *filename)
 {
     struct instar_map_args *args;

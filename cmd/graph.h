@@ -51,4 +51,15 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
 int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint64_t write_limit,
                   const char *name);
 
+/*
+ * graph_for_planner - gr: oc's chain as graph nodes for a mutating
+ * planner that runs over devs[0..ndev) (device 0 the image, read-write;
+ * device 1 its external data file when ndev is 2): node 0 on those
+ * devices, the backing images' devices read-only after them, so that
+ * gr->devs is the planner's device list.  Returns 0, or -1 after
+ * reporting ("<what> '<filename>': ...").
+ */
+int graph_for_planner(struct graph *gr, const struct open_chain *oc, const char *filename,
+                      const struct vmm_dev *devs, unsigned ndev, const char *what);
+
 #endif /* CMD_GRAPH_H */

@@ -327,7 +327,6 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     {
         uint64_t cur = (uint64_t)im->info->virtual_size & ~UINT64_C(511);
         uint64_t cs = (uint64_t)im->info->cluster_size;
-        uint32_t top;
 
         if (!open_only && !im->info->encrypted && (uint64_t)new_size > cur && cs &&
             (cur & (cs - 1))) {
@@ -336,17 +335,8 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
                 report_error("Failed to resize '%s': Cannot allocate memory", im->name);
                 return -1;
             }
-            graph_init(gr);
-            if (graph_add_chain(gr, oc, im->name, &top) < 0)
+            if (graph_for_planner(gr, oc, im->name, devs, ndev, "Failed to resize") < 0)
                 goto out_gr;
-            if (top != 0 || gr->g.nodes[0].file != 0 ||
-                gr->g.nodes[0].data != (ndev == 2 ? 1 : INSTAR_NO_NODE)) {
-                report_error("Failed to resize '%s': sandbox failure: invalid graph", im->name);
-                goto out_gr;
-            }
-            gr->devs[0] = devs[0];
-            if (ndev == 2)
-                gr->devs[1] = devs[1];
             args.chain = gr->g;
             args.flags |= INSTAR_RESIZE_CHAIN;
         }
@@ -580,8 +570,11 @@ int cmd_resize(int argc, char **argv)
     oc_open = true;
     im = &oc.img[0];
     cur = im->info->virtual_size;
-    /* block/crypto.c's open unlocks the volume: no key, or a wrong one, fails it. */
-    if (!strcmp(im->info->format, "luks") &&
+    /*
+     * block/crypto.c's open, and qcow2_do_open() for an encrypted image,
+     * unlock the volume: no key, or a wrong one, fails it.
+     */
+    if ((!strcmp(im->info->format, "luks") || !strcmp(im->info->format, "qcow2")) &&
         (graph_check_keys(&oc, filename) < 0 || graph_unlock_chain(&oc, filename) < 0))
         goto out;
 

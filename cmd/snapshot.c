@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "cmds.h"
+#include "graph.h"
 #include "info.h"
 #include "object.h"
 #include "open.h"
@@ -108,7 +109,8 @@ static const char *stage_msg(int stage)
  * snapshot's size: a grow writes a new L1 table (counted once more), a
  * shrink gives every L1 entry past the new end an L2 table of its own
  * before freeing them (at most one 512-byte table per entry of the
- * largest L1 table, as resize allows).
+ * largest L1 table, as resize allows), and a grow may copy its partial
+ * last cluster.
  */
 static uint64_t snapshot_write_limit(uint64_t file_size, bool apply, uint32_t nbitmaps)
 {
@@ -122,8 +124,9 @@ static uint64_t snapshot_write_limit(uint64_t file_size, bool apply, uint32_t nb
     if (nbitmaps)
         add += file_size + (64ULL << 20) + (uint64_t)nbitmaps * 2 * SNAPSHOT_MAX_CLUSTER;
 
+    /* (and the copy of a partial last cluster: one cluster more) */
     if (apply)
-        add += SNAPSHOT_MAX_L1_BYTES + (SNAPSHOT_MAX_L1_BYTES / 8) * 512;
+        add += SNAPSHOT_MAX_L1_BYTES + (SNAPSHOT_MAX_L1_BYTES / 8) * 512 + SNAPSHOT_MAX_CLUSTER;
     uint64_t limit = file_size + add;
 
     return limit + limit / 32 + 8 * SNAPSHOT_MAX_CLUSTER;
@@ -138,6 +141,7 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     struct vmm_config cfg;
     struct vmm_outcome out;
     struct vmm_dev devs[2];
+    struct graph *gr = NULL;
     struct timeval tv;
     struct stat st;
     uint64_t err, stage, not_found;
@@ -194,8 +198,30 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     cfg.report_opaque = stderr;
     memset(&out, 0, sizeof(out));
 
-    if (open_run_planner(&cfg, INSTAR_OP_SNAPSHOT, &args, sizeof(args), devs, ndev, &out, &hdr,
-                         "Snapshot of", im->name) < 0)
+    /*
+     * -a to a larger snapshot from a size inside a cluster may copy that
+     * cluster: its old data is read through the backing chain, as resize
+     * reads it (graph_for_planner(), INSTAR_SNAPSHOT_CHAIN; qcow2's
+     * snapshots refuse an image with a data file before that).
+     */
+    if (action == SNAPSHOT_APPLY && !im->info->encrypted && im->data_fd < 0) {
+        uint64_t cur = (uint64_t)im->info->virtual_size & ~UINT64_C(511);
+        uint64_t cs = (uint64_t)im->info->cluster_size;
+
+        if (cs && (cur & (cs - 1))) {
+            gr = malloc(sizeof(*gr));
+            if (!gr) {
+                report_error("Snapshot of '%s': Cannot allocate memory", im->name);
+                goto out;
+            }
+            if (graph_for_planner(gr, oc, im->name, devs, ndev, "Snapshot of") < 0)
+                goto out;
+            args.chain = gr->g;
+            args.flags |= INSTAR_SNAPSHOT_CHAIN;
+        }
+    }
+    if (open_run_planner(&cfg, INSTAR_OP_SNAPSHOT, &args, sizeof(args), gr ? gr->devs : devs,
+                         gr ? gr->ndevs : ndev, &out, &hdr, "Snapshot of", im->name) < 0)
         goto out;
     if (hdr.error >= 3200 && hdr.error < 3300) {
         int kind = 0;
@@ -279,6 +305,7 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
     ret = 0;
 out:
     vmm_outcome_release(&out);
+    free(gr);
     return ret;
 }
 

@@ -611,6 +611,10 @@ upgraded:
             result_error(INSTAR_OP_AMEND, QCOW2_RESIZE_ERR_BITMAP_INCONSISTENT, NULL, name, n);
         }
         ri.free_cluster_index = &am_free_index;
+    } else {
+        /* The partial last cluster's data, for a copy-on-write of it (as resize). */
+        gresize_read_head(INSTAR_OP_AMEND, &ri, (a->flags & INSTAR_AMEND_CHAIN) ? &a->chain : NULL,
+                          a->size);
     }
     ret = qcow2_resize(&ri, ri.data_file ? &gresize_io_data : &gresize_io, a->size, &errnum, &wcode,
                        &werrno);

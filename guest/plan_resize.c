@@ -95,13 +95,20 @@ static int rs_data_length(void *opaque, uint64_t *len)
     return 0;
 }
 
-const struct qcow2_resize_io gresize_io = {NULL,        rs_pread, rs_pwrite,        rs_flush,
-                                           rs_truncate, rs_mem,   rs_truncate_mode, rs_discard,
-                                           NULL,        NULL};
+static int rs_data_pwrite(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    (void)opaque;
+    return gdev_pwrite(RS_DATA_DEV, off, buf, len) < 0 ? -QCOW2_RESIZE_EIO : 0;
+}
+
+const struct qcow2_resize_io gresize_io = {
+    NULL,       rs_pread, rs_pwrite, rs_flush, rs_truncate, rs_mem, rs_truncate_mode,
+    rs_discard, NULL,     NULL,      NULL};
 
 const struct qcow2_resize_io gresize_io_data = {
-    NULL,   rs_pread,         rs_pwrite,  rs_flush,         rs_truncate,
-    rs_mem, rs_truncate_mode, rs_discard, rs_data_truncate, rs_data_length};
+    NULL,          rs_pread,         rs_pwrite,  rs_flush,         rs_truncate,
+    rs_mem,        rs_truncate_mode, rs_discard, rs_data_truncate, rs_data_length,
+    rs_data_pwrite};
 
 void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h)
 {
@@ -116,9 +123,10 @@ void gresize_image(struct qcow2_resize_image *ri, const struct qcow2_header *h)
     ri->refcount_table_offset = h->refcount_table_offset;
     ri->refcount_table_clusters = h->refcount_table_clusters;
     ri->nb_snapshots = h->nb_snapshots;
-    ri->file_size = gblk_size(GOPEN_DEV);
+    ri->file_size = gdev_length(GOPEN_DEV); /* after a repair, the length it left */
     ri->data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
     ri->data_file_raw = ri->data_file && (h->autoclear_features & QCOW2_AUTOCLEAR_DATA_FILE_RAW);
+    ri->encrypted = h->crypt_method != QCOW2_CRYPT_NONE;
 }
 
 static __attribute__((noreturn)) void fail(int code, uint64_t errnum)
@@ -182,19 +190,21 @@ int gresize_bad_bitmap(struct gbs *bs, char *name, size_t *len)
  * resize comes after the bitmaps are in use, so a crash leaves bitmaps
  * qemu reads as inconsistent, never ones of the wrong size.  open_only:
  * the open and the close alone (INSTAR_RESIZE_OPEN_ONLY; only
- * ri->data_file used).
+ * ri->data_file used).  bs: the node when a dirty image's open already
+ * made it (loaded the bitmaps, then repaired the image), else NULL.
  */
 static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_resize_image *ri,
-                                                          uint64_t size, bool open_only)
+                                                          uint64_t size, bool open_only,
+                                                          struct gbs *bs)
 {
     static char name[QCOW2_BM_NAME_MAX + 1];
-    struct gbs *bs;
     struct qcow2_resize_image r;
     uint64_t free_index = 0;
     int errnum = 0, wcode = 0, werrno = 0, ret, cret;
     size_t n;
 
-    bs = gresize_open_node(INSTAR_OP_RESIZE, ri->data_file);
+    if (!bs)
+        bs = gresize_open_node(INSTAR_OP_RESIZE, ri->data_file);
     if (open_only) {
         if (gbs_close(bs) < 0)
             fail(QCOW2_RESIZE_ERR_STORE_BITMAPS, GBS_EIO);
@@ -220,31 +230,29 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
 }
 
 /*
- * The guest data of the partial cluster at the old end, [ALIGN_DOWN(old,
- * cluster), old), read through the block layer (the image over its
- * backing chain, opened read-only: the host's INSTAR_RESIZE_CHAIN) before
- * anything is written: what QEMU's copy-on-write of that cluster reads.
- * Nothing (ri unchanged) without the chain, for an aligned end, or when
- * the image was repaired in this run (the block layer's read cache does
- * not see the repair's writes); the cases that need it are then refused.
+ * After the repair of a dirty image the reads see the repaired file
+ * (guest/blk.c reads a written device directly), as QEMU's copy-on-write,
+ * which comes after its repair, does; so do the reads after an amend's
+ * earlier changes.
  */
-static void read_head(struct qcow2_resize_image *ri, const struct instar_resize_args *a)
+void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct instar_graph *chain,
+                       uint64_t new_size)
 {
     static struct instar_graph g;
     uint64_t cs = UINT64_C(1) << ri->cluster_bits, in = ri->size & ~UINT64_C(511) & (cs - 1);
     uint32_t failed;
     uint8_t *buf;
 
-    if (!(a->flags & INSTAR_RESIZE_CHAIN) || in == 0 || a->size <= ri->size)
+    if (!chain || in == 0 || new_size <= ri->size)
         return;
-    g = a->chain;
+    g = *chain;
     if (g.nnodes == 0 || g.nnodes > INSTAR_NODE_MAX || g.snapshot ||
         g.nodes[0].driver != INSTAR_DRV_QCOW2 || g.nodes[0].file != GOPEN_DEV ||
         g.nodes[0].data != (ri->data_file ? RS_DATA_DEV : INSTAR_NO_NODE))
-        fail(INSTAR_ERR_BAD_ARGS, 0);
+        result_error(op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
     buf = malloc(in);
     if (!buf)
-        fail(INSTAR_ERR_NOMEM, 0);
+        result_error(op, INSTAR_ERR_NOMEM, NULL, NULL, 0);
     /* qemu-img opened the chain before the resize: a failure fails the same open. */
     if (gbs_open_graph_ro(&g, &failed) < 0 ||
         gbs_pread(gbs_node(0), (ri->size & ~UINT64_C(511)) - in, buf, in) < 0) {
@@ -293,7 +301,8 @@ void plan_resize(void)
     const struct instar_resize_args *a = &boot->args.resize;
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
-    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0, repaired = false;
+    struct gbs *bs = NULL;
+    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
     if (a->flags & INSTAR_RESIZE_QED)
@@ -306,25 +315,38 @@ void plan_resize(void)
     /* qcow2_do_open() refuses these read-write. */
     if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
-    if (h->crypt_method != QCOW2_CRYPT_NONE)
-        fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
+    /*
+     * An encrypted image with bitmaps: the node that stores them would
+     * need the key (not built).  The host checked the key beforehand.
+     */
+    if (h->crypt_method != QCOW2_CRYPT_NONE && img.x.nb_bitmaps > 0)
+        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
     /* The host opens a data file read-write as device 1. */
     if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
         (boot->ndevices < 2 || !(boot->devices[RS_DATA_DEV].flags & INSTAR_DEV_WRITE)))
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
-    /* qemu loads the bitmaps of a dirty image before its repair: not done here. */
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && img.x.nb_bitmaps > 0)
-        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
-    if (h->incompatible_features & QCOW2_INCOMPAT_DIRTY) {
-        if (gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0)
+    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && img.x.nb_bitmaps > 0) {
+        /*
+         * qcow2_do_open(): the bitmaps loaded and marked in use, then the
+         * image repaired (the node's open, guest/drv_qcow2.c); the image
+         * is read again as they left it.
+         */
+        bs = gresize_open_node(INSTAR_OP_RESIZE,
+                               (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0);
+        if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0) {
+            (void)gbs_close(bs);
             fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
-        repaired = true;
+        }
+        gq_open(&img, INSTAR_OP_RESIZE, first);
+    } else if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) &&
+               gq_repair_dirty(&img, INSTAR_OP_RESIZE, 0) < 0) {
+        fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
     }
     /* Nothing but the open and the close (bitmaps stored); no other open writes. */
     gresize_image(&ri, h);
     if (open_only) {
         if (img.x.nb_bitmaps > 0)
-            resize_with_bitmaps(&ri, 0, true);
+            resize_with_bitmaps(&ri, 0, true, bs);
         gresize_send(INSTAR_OP_RESIZE, 0, 0);
     }
     if (a->size < h->disk_size && !(a->flags & INSTAR_RESIZE_SHRINK))
@@ -335,10 +357,12 @@ void plan_resize(void)
     ri.prealloc = (int)a->prealloc;
     ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
-    if (!repaired)
-        read_head(&ri, a);
+    /* (A dirty image's bitmaps node holds node 0: its head is not read.) */
+    if (!bs)
+        gresize_read_head(INSTAR_OP_RESIZE, &ri,
+                          (a->flags & INSTAR_RESIZE_CHAIN) ? &a->chain : NULL, a->size);
     if (img.x.nb_bitmaps > 0)
-        resize_with_bitmaps(&ri, a->size, false);
+        resize_with_bitmaps(&ri, a->size, false, bs);
 
     ret = qcow2_resize(&ri, ri.data_file ? &gresize_io_data : &gresize_io, a->size, &errnum, &wcode,
                        &werrno);

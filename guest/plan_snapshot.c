@@ -192,6 +192,9 @@ static void apply_resize(const struct qcow2_header *h, struct qcow2_snapop_image
         ri.zero_write = size > h->disk_size && a->backing_len > h->disk_size;
         ri.backing_head = a->backing_len > (h->disk_size & ~(cs - 1));
     }
+    /* The partial last cluster's data, for a copy-on-write of it (as resize). */
+    gresize_read_head(INSTAR_OP_SNAPSHOT, &ri,
+                      (a->flags & INSTAR_SNAPSHOT_CHAIN) ? &a->chain : NULL, size);
     ret = qcow2_resize(&ri, &gresize_io, size, &errnum, &wcode, &werrno);
     if (ret < 0)
         done_code(errnum ? -errnum : -QCOW2_SNAPOP_ENOTSUP, QCOW2_SNAPOP_STAGE_RESIZE, false, -ret);

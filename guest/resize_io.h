@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 struct gbs;
+struct instar_graph;
 struct qcow2_header;
 struct qcow2_resize_image;
 struct qcow2_resize_io;
@@ -55,5 +56,19 @@ struct gbs *gresize_open_node(uint32_t op, bool data_file);
  * (qcow2_truncate_bitmaps_check() refuses it), or 0.
  */
 int gresize_bad_bitmap(struct gbs *bs, char *name, size_t *len);
+
+/*
+ * The guest data of the partial cluster at the old end of ri (ri->size),
+ * read through the block layer over chain (the image's backing chain as
+ * the host sent it: node 0 the image on device 0, and device 1 when
+ * ri->data_file) before anything is written, into ri->head_data /
+ * head_len: what QEMU's copy-on-write of that cluster reads.  Nothing
+ * when chain is NULL, for an aligned end, a shrink, or a chain that
+ * cannot be read (the cases that need it are then refused); a chain
+ * that does not describe device 0 ends the run with op's
+ * INSTAR_ERR_BAD_ARGS.  Node 0 must not be open already.
+ */
+void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct instar_graph *chain,
+                       uint64_t new_size);
 
 #endif /* GUEST_RESIZE_IO_H */

@@ -544,3 +544,32 @@ def test_data_file_option(instar, imgs, tmp_path, cmd, opts):
                                                                         "r.raw")],
                                      tmp_path / "run", compare_images=[], compare_fmt=None, copy=sparse_copy)
     tl.assert_same(exp, act, f"{args}")
+
+
+@pytest.mark.parametrize("head", ["backing", "compressed", "backing-partly-written"])
+@pytest.mark.parametrize("cs", [4096, 65536])
+def test_size_grow_partial_head_over_longer_backing(instar, tmp_path, head, cs):
+    """size= from a size inside a cluster over a longer backing file: the
+    zero-fill's explicit zeros of the head go through a copy of the
+    cluster into a new one, its old data read through the backing chain
+    (or decompressed) beforehand, as resize does: the same file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    size = 16776704 if cs == 65536 else 16772608
+    last = size // cs * cs
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", f"cluster_size={cs}", "-b", "base.qcow2", "-F", "qcow2",
+                "top.qcow2", str(size), cwd=src)
+    writes = {"backing": [], "compressed": [f"write -c -P 3 {last} {size - last}"],
+              "backing-partly-written": [f"write -P 3 {last} 512"]}[head]
+    args = []
+    for w in ["write -P 2 0 64k", *writes]:
+        args += ["-c", w]
+    tl.qemu_io("-f", "qcow2", *args, "top.qcow2", cwd=src)
+    exp, act = tl.run_both_on_copies(instar, ["amend", "-o", "size=24M", "top.qcow2"],
+                                     [src / "top.qcow2", src / "base.qcow2"], tmp_path / "run")
+    tl.assert_same(exp, act, "amend -o size=24M")
+    assert exp.returncode == 0, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "top.qcow2", tmp_path / "run" / "instar" / "top.qcow2"
+    assert tl.same_content(o, i), "the files differ"

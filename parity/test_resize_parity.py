@@ -414,17 +414,79 @@ def test_grow_compressed_partial_head(instar, imgdir, tmp_path, pre, new):
 # --- Cases instar still refuses (docs/differences.md) ---
 
 
-def test_refused_head_leaves_image_untouched(instar, imgdir, tmp_path):
-    """instar's refusal (a preallocated zero head cluster under metadata
-    preallocation) comes before any write."""
-    src = qcow2_image(imgdir, 65536, 16, size="16776704",
-                      writes=("write -P 3 16711680 65024", "write -z 16711680 65024"))
+def test_refused_head_leaves_image_untouched(instar, tmp_path):
+    """instar's refusal (a zero head cluster in an external data file
+    image under metadata preallocation) comes before any write."""
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=snap.data", "snap.qcow2", "16776704", cwd=tmp_path)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 16711680 65024", "-c", "write -z 16711680 65024", "snap.qcow2",
+               cwd=tmp_path)
     snap = tmp_path / "snap.qcow2"
-    tl.copy_file(src, snap)
-    before = snap.read_bytes()
-    r = instar.run(["resize", "--preallocation=metadata", str(snap), "20M"])
+    before, data = snap.read_bytes(), (tmp_path / "snap.data").read_bytes()
+    r = instar.run(["resize", "--preallocation=metadata", "snap.qcow2", "20M"], cwd=tmp_path)
     assert r.returncode == 1 and b"partial last cluster" in r.stderr
-    assert snap.read_bytes() == before
+    assert snap.read_bytes() == before and (tmp_path / "snap.data").read_bytes() == data
+    assert tl.qemu_img("resize", "-q", "--preallocation=metadata", "snap.qcow2", "20M",
+                       cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("new", ["20971520", "end", "end+512"])
+@pytest.mark.parametrize("snap", [False, True], ids=["own", "shared"])
+@pytest.mark.parametrize("cs", [4096, 65536])
+def test_grow_preallocation_metadata_zero_alloc_head(instar, imgdir, tmp_path, cs, snap, new):
+    """A preallocated zero cluster at the old end: rewritten in place (its
+    zeros copied, the zero flag dropped), or copied into a new cluster
+    when a snapshot shares it."""
+    size = 16776704 if cs == 65536 else 16772608
+    head = size // cs * cs
+    src = qcow2_image(imgdir, cs, 16, size=str(size),
+                      writes=(f"write -P 3 {head} {size - head}", f"write -z {head} {size - head}"))
+    if snap:
+        s = tmp_path / "snap.qcow2"
+        tl.copy_file(src, s)
+        tl.qemu_img("snapshot", "-c", "s1", str(s))
+        src = s
+    new = {"end": str(head + cs), "end+512": str(head + cs + 512)}.get(new, new)
+    resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", new)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i)
+
+
+@pytest.mark.parametrize("new", ["20971520", "16760832", "16777216"])
+@pytest.mark.parametrize("size,write", [("16776704", "write -P 3 16711680 4096"),
+                                        ("16776704", "write -P 3 16713728 512"),
+                                        ("16744448", "write -P 3 16711680 32768"),
+                                        ("16744448", "write -P 3 16740352 2048")],
+                         ids=["head-allocated", "middle-allocated", "all-allocated", "edge-allocated"])
+def test_grow_preallocation_metadata_partly_allocated_extl2_head(instar, imgdir, tmp_path, size, write, new):
+    """A partly allocated head cluster with extended L2 entries: kept; the
+    subclusters at the edges of the mapped range that are not plain data
+    get their outside part copied (the head's old data, zeros after the
+    new end), the bitmap left as it was."""
+    if int(new) <= int(size):
+        pytest.skip("not a grow")
+    src = qcow2_image(imgdir, 65536, 16, size=size, opts="extended_l2=on", writes=(write,))
+    resize_both(instar, src, tmp_path, "--preallocation=metadata", "IMG", new)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i)
+
+
+@pytest.mark.parametrize("new", ["20971520", "16760832"])
+def test_grow_preallocation_metadata_partly_allocated_extl2_head_over_backing(instar, tmp_path, new):
+    """The same over a backing file as long as the image: the head
+    subcluster's old data comes from the backing file (read beforehand)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "16744448", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 16744448", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "extended_l2=on", "-b", "base.qcow2", "-F", "qcow2",
+                "img.qcow2", "16744448", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 16711680 4096", "img.qcow2", cwd=src)
+    exp, act = tl.run_both_on_copies(instar, ["resize", "--preallocation=metadata", "img.qcow2", new],
+                                     [src / "img.qcow2", src / "base.qcow2"], tmp_path / "run")
+    tl.assert_same(exp, act, "resize over a backing file")
+    assert exp.returncode == 0, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i)
 
 
 @pytest.mark.parametrize("pre", ["off", "falloc", "full"])
@@ -479,6 +541,39 @@ def test_dirty_image_left_by_a_crash(instar, tmp_path):
     o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
     assert tl.same_content(o, i)
     assert host_extents(o) == host_extents(i)
+
+
+@pytest.mark.parametrize("spec", ["--preallocation=metadata 20M", "--preallocation=falloc 20M",
+                                  "--preallocation=full 16777216", "24M"])
+@pytest.mark.parametrize("head", ["compressed", "backing"])
+def test_dirty_image_partial_head(instar, tmp_path, head, spec):
+    """A dirty image whose partial last cluster QEMU copies into a new one:
+    the repair first, then the copy-on-write reads the repaired image
+    (a compressed head decompressed, or the backing file's part)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    if head == "backing":
+        tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+        tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+        tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "-b", "base.qcow2", "-F", "qcow2",
+                    "t.qcow2", "16776704", cwd=src)
+        writes = ["write -P 3 16711680 4096"]
+    else:
+        tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "t.qcow2", "16776704", cwd=src)
+        writes = ["write -c -P 3 16711680 65024"]
+    args = []
+    for w in [*writes, "write -P 5 0 64k", "write -P 6 1M 64k", "abort"]:
+        args += ["-c", w]
+    r = tl.qemu_io("-f", "qcow2", *args, "t.qcow2", cwd=src, check=False)
+    assert r.returncode != 0
+    *flags, new = spec.split()
+    files = [src / "t.qcow2"] + ([src / "base.qcow2"] if head == "backing" else [])
+    exp, act = tl.run_both_on_copies(instar, ["resize", *flags, "t.qcow2", new], files, tmp_path / "run",
+                                     copy=sparse_copy, timeout=120)
+    tl.assert_same(exp, act, f"resize {spec} of a dirty image")
+    assert exp.returncode == 0, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
+    assert tl.same_content(o, i), f"resize {spec}: the files differ"
 
 
 # --- Persistent bitmaps: in use while open, resized in memory, stored again at the close ---
@@ -644,28 +739,36 @@ def test_grow_preallocation_metadata_zero_head(instar, imgdir, tmp_path):
 
 
 @pytest.mark.parametrize("spec", ["24M", "--preallocation=metadata 24M", "--preallocation=falloc 24M",
-                                  "--preallocation=full 20M", "+512"])
-@pytest.mark.parametrize("kind", ["plain", "extl2", "unaligned"])
+                                  "--preallocation=full 20M", "+512", "16777216"])
+@pytest.mark.parametrize("kind", ["plain", "extl2", "unaligned", "unaligned-extl2", "unaligned-written"])
 def test_data_file_over_longer_backing(instar, tmp_path, kind, spec):
     """An external data file over a longer backing file (data_file_raw
     cannot have one): the data file follows the new size (or is
     preallocated), then the zero-fill makes the grown range zero clusters;
-    an old size inside a cluster is instar's refusal (docs/differences.md)."""
+    from an old size inside a (sub)cluster its explicit zeros go to the
+    data file, in place or after the head's backing data (copy-on-write)."""
     src = tmp_path / "src"
     src.mkdir()
     tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
-    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", DF_IMAGES.get(kind, DF_IMAGES["plain"]), "-b",
-                "base.qcow2", "-F", "qcow2", "img.qcow2", "16776704" if kind == "unaligned" else "16M",
-                cwd=src)
+    opts = DF_IMAGES["extl2" if kind.endswith("extl2") else "plain"]
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", opts, "-b", "base.qcow2", "-F", "qcow2", "img.qcow2",
+                "16776704" if kind.startswith("unaligned") else "16M", cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 1M", "img.qcow2", cwd=src)
+    if kind == "unaligned-written":
+        tl.qemu_io("-f", "qcow2", "-c", "write -P 4 16760832 1024", "img.qcow2", cwd=src)
     *flags, new = spec.split()
     argv = ["resize", *flags, "img.qcow2", new]
     exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
                                      tmp_path / "run", timeout=120)
-    if kind == "unaligned":
-        assert exp.returncode == 0 and act.returncode == 1
-        assert b"external data file is not supported by instar" in act.stderr
+    # Preallocating over the unallocated head maps it with a copy-on-write of
+    # its backing data into the data file first: instar's refusal, before any write.
+    if kind in ("unaligned", "unaligned-extl2") and "preallocation" in spec and not (
+            kind == "unaligned-extl2" and "metadata" in spec):
+        assert exp.returncode == 0 and act.returncode == 1, act.describe()
+        assert b"partial last cluster, which instar does not do" in act.stderr
+        for f in ("img.qcow2", "img.data"):
+            assert tl.same_content(src / f, tmp_path / "run" / "instar" / f), f"{f} changed"
         return
     tl.assert_same(exp, act, f"resize {argv}")
     for f in ("img.qcow2", "img.data"):
@@ -683,3 +786,135 @@ def test_shrink_discards_as_qemu(instar, imgdir, tmp_path):
     o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
     assert tl.same_files(o, i)
     assert tl.allocated_blocks(o) == tl.allocated_blocks(i)
+
+
+# --- Encrypted qcow2 images, opened with their key (--object secret, --image-opts) ---
+
+ENC_SECRET = ["--object", "secret,id=s0,data=abc"]
+ENC_OPTS = "driver=qcow2,file.filename=img.qcow2,encrypt.key-secret=s0"
+
+
+def encrypted_image(tmp_path: Path, fmt: str, size: str) -> Path:
+    src = tmp_path / "src"
+    src.mkdir(exist_ok=True)
+    o = f"encrypt.format={fmt},encrypt.key-secret=s0" + (",encrypt.iter-time=10" if fmt == "luks" else "")
+    # qemu's PBKDF benchmark fails under load ("Unable to get accurate CPU usage"): retried.
+    for attempt in range(20):
+        r = tl.qemu_img("create", "-q", *ENC_SECRET, "-f", "qcow2", "-o", o, "img.qcow2", size, cwd=src,
+                        check=attempt == 19)
+        if r.returncode == 0:
+            break
+    # The last cluster partly written (a size inside it), one in the middle whole.
+    last = (int(size) - 1) // 65536 * 65536 if size.isdigit() else 16711680
+    tl.qemu_io(*ENC_SECRET, "--image-opts", ENC_OPTS, "-c", "write -P 5 1M 64k", "-c",
+               f"write -P 3 {last} 512", cwd=src)
+    return src / "img.qcow2"
+
+
+ENC_SPECS = ["+16M", "--shrink 8M", "--shrink 1000000k", "--preallocation=metadata 32M",
+             "--preallocation=falloc 32M", "--preallocation=full 20M", "--preallocation=falloc 20000k"]
+
+
+@pytest.mark.parametrize("spec", ENC_SPECS)
+@pytest.mark.parametrize("fmt,size", [("luks", "16M"), ("aes", "16M"), ("luks", "16776704")],
+                         ids=["luks", "aes", "luks-unaligned"])
+def test_encrypted(instar, tmp_path, fmt, size, spec):
+    """Metadata only (whole clusters mapped, none copied): the files come out byte for byte;
+    a grow that would write encrypted data (a partial cluster copied or zero-filled) is
+    instar's refusal (docs/differences.md), made before any write."""
+    src = encrypted_image(tmp_path, fmt, size)
+    *flags, new = spec.split()
+    argv = ["resize", *ENC_SECRET, *flags, "--image-opts", ENC_OPTS, new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src], tmp_path / "run", timeout=120)
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    old = int(size) if size.isdigit() else 16 << 20
+    unaligned_head = old % 65536 and "preallocation" in spec
+    units = {"k": 1 << 10, "M": 1 << 20}
+    unaligned_tail = "metadata" in spec and int(new[:-1]) * units[new[-1]] % 65536
+    if unaligned_head or unaligned_tail:
+        assert exp.returncode == 0, exp.describe()
+        assert act.returncode == 1 and b"would write encrypted data" in act.stderr, act.describe()
+        assert i.read_bytes() == src.read_bytes()
+        return
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert tl.same_content(o, i), f"resize {argv}: the files differ"
+    assert o.stat().st_size == i.stat().st_size
+    chk = tl.run_oracle(["check", *ENC_SECRET, "--image-opts", ENC_OPTS], cwd=tmp_path / "run" / "instar")
+    assert chk.returncode == 0, chk.describe()
+
+
+@pytest.mark.parametrize("args", [["img.qcow2", "+1M"],
+                                  ["--object", "secret,id=s0,data=bad", "--image-opts", ENC_OPTS, "+1M"],
+                                  [*ENC_SECRET, "--image-opts", ENC_OPTS, "1M"]],
+                         ids=["no-key", "wrong-key", "no-shrink"])
+def test_encrypted_refused_by_qemu(instar, tmp_path, args):
+    src = encrypted_image(tmp_path, "luks", "16M")
+    exp, act = tl.run_both_on_copies(instar, ["resize", *args], [src], tmp_path / "run")
+    tl.assert_same(exp, act, f"resize {args}")
+    assert exp.returncode == 1
+    assert (tmp_path / "run" / "instar" / "img.qcow2").read_bytes() == src.read_bytes()
+
+
+# --- Dirty images with persistent bitmaps: loaded (marked in use), then repaired, then resized ---
+
+def set_bitmap_flags(path: Path, clear_in_use: bool) -> None:
+    """Clear the in-use flag of every bitmap in path's directory (a crash left them set)."""
+    data = bytearray(path.read_bytes())
+    off = int.from_bytes(data[100:104], "big")
+    while True:
+        magic, length = int.from_bytes(data[off:off + 4], "big"), int.from_bytes(data[off + 4:off + 8], "big")
+        assert magic, "no bitmap extension"
+        if magic == 0x23852875:
+            count = int.from_bytes(data[off + 8:off + 12], "big")
+            d = int.from_bytes(data[off + 24:off + 32], "big")
+            for _ in range(count):
+                name_size = int.from_bytes(data[d + 18:d + 20], "big")
+                extra = int.from_bytes(data[d + 20:d + 24], "big")
+                if clear_in_use:
+                    data[d + 15] &= ~1
+                d += (24 + extra + name_size + 7) & ~7
+            break
+        off += 8 + ((length + 7) & ~7)
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture(scope="module")
+def dirty_bitmap_images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("dirty-bm")
+    made = {}
+    for kind in ("crash", "crash-consistent", "dirty-bit"):
+        p = d / f"{kind}.qcow2"
+        tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=4096", str(p), "16M")
+        tl.qemu_img("bitmap", "--add", str(p), "b0")
+        tl.qemu_img("bitmap", "--add", "-g", "8k", "--disable", str(p), "b1")
+        if kind == "dirty-bit":
+            tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 100k", str(p))
+            b = bytearray(p.read_bytes())
+            b[79] |= 1
+            p.write_bytes(bytes(b))
+        else:
+            r = tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 100k", "-c", "write -P 2 9M 64k", "-c", "abort",
+                           str(p), check=False)
+            assert r.returncode != 0
+            set_bitmap_flags(p, clear_in_use=kind == "crash-consistent")
+        made[kind] = p
+    return made
+
+
+@pytest.mark.parametrize("spec", ["+1M", "--shrink 4M", "--preallocation=metadata 20M", "--preallocation=falloc 20M",
+                                  "1M"])
+@pytest.mark.parametrize("kind", ["crash", "crash-consistent", "dirty-bit"])
+def test_dirty_image_with_bitmaps(instar, dirty_bitmap_images, tmp_path, kind, spec):
+    """qcow2_do_open() loads the bitmaps (marking them in use), repairs the image printing
+    check -r's lines, then the resize runs (or is refused: an inconsistent bitmap, or a
+    shrink without --shrink) and the close stores the bitmaps: same output, same bytes."""
+    src = dirty_bitmap_images[kind]
+    *flags, new = spec.split()
+    exp, act = tl.run_both_on_copies(instar, ["resize", *flags, src.name, new], [src], tmp_path / "run",
+                                     copy=sparse_copy, timeout=120)
+    tl.assert_same(exp, act, f"resize {spec} of a dirty image with bitmaps")
+    if kind != "dirty-bit":
+        assert b"Repairing" in exp.stderr, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / src.name, tmp_path / "run" / "instar" / src.name
+    assert tl.same_content(o, i), f"resize {spec}: the files differ"
+    assert o.stat().st_size == i.stat().st_size

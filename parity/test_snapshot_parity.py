@@ -547,3 +547,33 @@ def test_bitmaps_data_file(instar, tmp_path, argv, dirty):
     for n in ("img.qcow2", "img.raw"):
         o, i = tmp_path / "run" / "oracle" / n, tmp_path / "run" / "instar" / n
         assert o.read_bytes() == i.read_bytes(), f"{n} differs"
+
+
+@pytest.mark.parametrize("head", ["backing", "compressed", "backing-partly-written"])
+@pytest.mark.parametrize("cs", [4096, 65536])
+def test_apply_larger_partial_head_over_longer_backing(instar, tmp_path, head, cs):
+    """-a of a larger snapshot from a size inside a cluster over a longer
+    backing file: the truncation's zero-fill copies the head cluster into
+    a new one, its old data read through the backing chain (or
+    decompressed) beforehand, as resize does: the same file."""
+    src = tmp_path / "src"
+    src.mkdir()
+    size = 16776704 if cs == 65536 else 16772608
+    last = size // cs * cs
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", f"cluster_size={cs}", "-b", "base.qcow2", "-F", "qcow2",
+                "top.qcow2", "24M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 2 0 64k", "top.qcow2", cwd=src)
+    tl.qemu_img("snapshot", "-c", "big", "top.qcow2", cwd=src)
+    tl.qemu_img("resize", "-q", "--shrink", "top.qcow2", str(size), cwd=src)
+    writes = {"backing": [], "compressed": [f"write -c -P 3 {last} {size - last}"],
+              "backing-partly-written": [f"write -P 3 {last} 512"]}[head]
+    for w in writes:
+        tl.qemu_io("-f", "qcow2", "-c", w, "top.qcow2", cwd=src)
+    exp, act = tl.run_both_on_copies(instar, ["snapshot", "-a", "big", "top.qcow2"],
+                                     [src / "top.qcow2", src / "base.qcow2"], tmp_path / "run")
+    tl.assert_same(exp, act, "snapshot -a big")
+    assert exp.returncode == 0, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "top.qcow2", tmp_path / "run" / "instar" / "top.qcow2"
+    assert tl.same_content(o, i), "the files differ"

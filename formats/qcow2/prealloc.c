@@ -443,6 +443,15 @@ static int64_t keep_run(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t in
         return 0;
     }
     *host = e.host_offset;
+    /*
+     * A preallocated zero cluster of its own, the run's first: kept and
+     * rewritten in place (keep_zero_alloc), alone (extended L2 entries:
+     * not built).
+     */
+    if (e.type == QCOW2_L2_ZERO_ALLOC && !p->extended_l2 && !p->data_file && p->ordered &&
+        want_host == INV_OFFSET) {
+        return 1;
+    }
     for (n = 1; n < nb; n++) {
         struct qcow2_l2_entry f;
 
@@ -469,13 +478,81 @@ static int64_t keep_run(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t in
         }
         if (p->extended_l2) {
             for (uint64_t sc = from / scs; sc <= (to - 1) / scs; sc++) {
-                if (!((b >> sc) & 1) || ((b >> (32 + sc)) & 1)) {
+                /* A mapping of one kept cluster copies its edges (keep_extl2_edges). */
+                if ((!((b >> sc) & 1) || ((b >> (32 + sc)) & 1)) && (p->write || n != 1)) {
                     return -QCOW2_PREALLOC_ENOTSUP;
                 }
             }
         }
     }
     return (int64_t)n;
+}
+
+/*
+ * A preallocated zero cluster of its own that a mapping of [in_cluster,
+ * in_cluster + cur) keeps (handle_copied(), calculate_l2_meta() with
+ * keep_old): perform_cow() writes what the cluster reads, zeros, over
+ * [0, in_cluster) and from the end of the range to the end of the
+ * cluster, in place, then qcow2_alloc_cluster_link_l2() points the entry
+ * at the same cluster without the zero flag (its reference kept).
+ */
+static int keep_zero_alloc(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t cstart,
+                           uint64_t entry, uint64_t bitmap, uint64_t host, uint64_t in_cluster,
+                           uint64_t cur)
+{
+    int ret = cow_head(p, cstart, entry, bitmap, false, host, 0, in_cluster);
+
+    if (ret == 0 && in_cluster + cur < p->cs) {
+        ret = write_zeros(p, host + in_cluster + cur, p->cs - in_cluster - cur);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    l2_set(p, l2_index, host | QCOW2_OFLAG_COPIED, bitmap);
+    return l2_flush(p);
+}
+
+/* Whether subcluster sc of an extended L2 bitmap is plain data (QCOW2_SUBCLUSTER_NORMAL). */
+static bool sc_normal(uint64_t bitmap, uint64_t sc)
+{
+    return ((bitmap >> sc) & 1) && !((bitmap >> (32 + sc)) & 1);
+}
+
+/*
+ * A kept cluster with extended L2 entries mapped over [in_cluster,
+ * in_cluster + cur) without data (metadata preallocation):
+ * calculate_l2_meta() with keep_old copies, when the subcluster at either
+ * edge is not plain data, its part outside the range (perform_cow(): the
+ * head from the subcluster's start, its old guest data; the tail to the
+ * subcluster's end, zeros past the old end), and
+ * qcow2_alloc_cluster_link_l2() leaves the bitmap as it was (prealloc).
+ * A tail over the backing file's data is not built.
+ */
+static int keep_extl2_edges(struct qcow2_prealloc *p, uint64_t cstart, uint64_t entry,
+                            uint64_t bitmap, uint64_t host, uint64_t in_cluster, uint64_t cur)
+{
+    uint64_t scs = p->cs / QCOW2_SUBCLUSTERS, end = in_cluster + cur, sc;
+    int ret;
+
+    sc = in_cluster / scs;
+    if (in_cluster % scs && !sc_normal(bitmap, sc)) {
+        ret =
+            cow_head(p, cstart, entry, bitmap, p->backing_len > cstart, host, sc * scs, in_cluster);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    sc = (end - 1) / scs;
+    if (end % scs && !sc_normal(bitmap, sc)) {
+        if (!((bitmap >> (32 + sc)) & 1) && p->backing_len > cstart + end) {
+            return -QCOW2_PREALLOC_ENOTSUP;
+        }
+        ret = write_zeros(p, host + end, (sc + 1) * scs - end);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return 0;
 }
 
 /*
@@ -536,6 +613,19 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
                     cur = avail;
                 }
                 cluster_offset = kept_host + in_cluster;
+                if (p->extended_l2 && !p->write && keep == 1) {
+                    ret = keep_extl2_edges(p, cstart, old_e, old_b, kept_host, in_cluster, cur);
+                    if (ret < 0) {
+                        return ret;
+                    }
+                }
+                if ((old_e & QCOW2_OFLAG_ZERO) && !p->extended_l2) {
+                    ret = keep_zero_alloc(p, l2_index, cstart, old_e, old_b, kept_host, in_cluster,
+                                          cur);
+                    if (ret < 0) {
+                        return ret;
+                    }
+                }
                 continue;
             }
             if (kept_host == INV_OFFSET) {

@@ -768,15 +768,41 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
         if (head_normal(s, entry, bitmap, in, wend))
             return 0;
         /*
-         * Copied into a new cluster: a data cluster shared with a snapshot,
-         * or a zero cluster without one (a preallocated zero cluster is not).
+         * A partly allocated cluster of its own with extended L2 entries:
+         * kept, its edge subclusters copied (prealloc.c's
+         * keep_extl2_edges: the head's old data read beforehand, a tail
+         * over the backing file not built; the zero-fill would copy again).
          */
+        if (s->extl2 && !s->data_file && !zero_write && !(entry & QCOW2_OFLAG_COMPRESSED) &&
+            (entry & QCOW2_OFLAG_COPIED) && (entry & QCOW2_L2E_OFFSET_MASK) &&
+            !((entry & QCOW2_L2E_OFFSET_MASK) & (s->cs - 1))) {
+            uint64_t sc = (wend - 1) / scs;
+            bool tail_normal = ((bitmap >> sc) & 1) && !((bitmap >> (32 + sc)) & 1);
+
+            if (head_cow_unsupported(s, img, entry, bitmap, in / scs * scs, in))
+                return -QCOW2_PREALLOC_ENOTSUP;
+            if (wend % scs && !tail_normal && !((bitmap >> (32 + sc)) & 1) && img->backing_head)
+                return -QCOW2_PREALLOC_ENOTSUP;
+            return 0;
+        }
+        /*
+         * Copied into a new cluster: a data cluster shared with a snapshot,
+         * or a zero cluster without one; or a preallocated zero cluster
+         * rewritten in place (prealloc.c's keep_zero_alloc; shared with a
+         * snapshot, copied as a data cluster is).
+         */
+        if (!s->extl2 && !s->data_file && (entry & QCOW2_OFLAG_ZERO) &&
+            (entry & QCOW2_L2E_OFFSET_MASK))
+            return 0;
         return !s->extl2 && !s->data_file && head_cow_ok(s, entry, bitmap, img->head_data) &&
                        !head_cow_unsupported(s, img, entry, bitmap, 0, in)
                    ? 0
                    : -QCOW2_PREALLOC_ENOTSUP;
     default:
         if (!zero_write || old_len % scs == 0 || head_normal(s, entry, bitmap, in, in + 1))
+            return 0;
+        /* A data file image's head: zero_head_data_file_check() made sure. */
+        if (s->data_file)
             return 0;
         /*
          * The explicit zeros of the head go through a write that copies the
@@ -848,6 +874,68 @@ static int zero_head_cow(struct rs *s, struct qcow2_prealloc *p, uint64_t old_le
     return ret;
 }
 
+/*
+ * A data file image's head cluster the zero-fill's explicit zeros can be
+ * written to: plain data of its own (in place), or unallocated with its
+ * old guest data read beforehand (a new mapping, 1:1 in the data file).
+ * 0 or -QCOW2_RESIZE_ENOTSUP.
+ */
+static int zero_head_data_file_check(struct rs *s, const struct qcow2_resize_image *img,
+                                     uint64_t old_len, uint64_t new_size)
+{
+    uint64_t entry, bitmap, in = old_len & (s->cs - 1);
+    uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs;
+
+    if (!s->io->data_pwrite || head_entry(s, old_len, &entry, &bitmap) < 0)
+        return -QCOW2_RESIZE_ENOTSUP;
+    if (head_normal(s, entry, bitmap, in, in + 1) &&
+        (entry & QCOW2_L2E_OFFSET_MASK) == (old_len & ~(s->cs - 1)))
+        return 0;
+    /* (A copy whose tail reached past the new end would read the backing file there.) */
+    if (entry == 0 && ((img->head_data && img->head_len == in) || !img->backing_head) &&
+        new_size >= (old_len + scs - 1) / scs * scs)
+        return 0;
+    return -QCOW2_RESIZE_ENOTSUP;
+}
+
+/*
+ * The zero-fill's explicit zeros over [old_len, end) of a data file
+ * image's head cluster (end: the (sub)cluster's end or the new size), as
+ * qcow2_co_pwritev_part() writes them: in place when the cluster is
+ * mapped; otherwise handle_alloc() maps it 1:1 and perform_cow() writes
+ * its old guest data from the (sub)cluster's start before the zeros,
+ * which go to the data file first, then the L2 entry links them.
+ */
+static int zero_head_data_file(struct rs *s, struct qcow2_prealloc *p,
+                               const struct qcow2_resize_image *img, uint64_t old_len, uint64_t end)
+{
+    uint64_t entry, bitmap, in = old_len & (s->cs - 1), cstart = old_len - in;
+    uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs, from, bytes, host = 0;
+    uint8_t *buf;
+    int ret = head_entry(s, old_len, &entry, &bitmap);
+
+    if (ret < 0)
+        return ret;
+    from = entry ? in : in / scs * scs;
+    buf = rs_mem(s, end - cstart - from);
+    if (!buf)
+        return -QCOW2_RESIZE_ENOMEM;
+    memset(buf, 0, (size_t)(end - cstart - from));
+    if (!entry && img->head_data && img->head_len == in)
+        memcpy(buf, img->head_data + from, (size_t)(in - from));
+    ret = s->io->data_pwrite(s->io->opaque, cstart + from, buf, (size_t)(end - cstart - from));
+    rs_free(s, buf);
+    if (ret < 0 || entry)
+        return ret;
+    bytes = end - old_len;
+    p->write = true;
+    ret = qcow2_prealloc_alloc(p, old_len, &bytes, &host);
+    p->write = false;
+    if (ret == 0 && (bytes != end - old_len || host != old_len))
+        ret = -QCOW2_RESIZE_EIO;
+    return ret;
+}
+
 static int prealloc_code(int step)
 {
     switch (step) {
@@ -883,11 +971,30 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
         prealloc = QCOW2_PREALLOC_METADATA;
     /*
      * The zero-fill over a longer backing file of a data file image: the
-     * explicit zeros of an unaligned head would go to the data file
-     * through a copy-on-write instar does not build there.
+     * explicit zeros of an unaligned head go to the data file, in place
+     * or with a copy-on-write of the cluster there (zero_head_data_file);
+     * what that does not cover is refused.
      */
     if (s->data_file && zero_write && old_len % scs) {
-        *code = QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE;
+        ret = zero_head_data_file_check(s, img, old_len, new_size);
+        if (ret < 0) {
+            *code = QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE;
+            return ret;
+        }
+    }
+    /*
+     * An encrypted image: QEMU encrypts what perform_cow() copies or
+     * zeroes (a partial cluster at either end of a metadata
+     * preallocation, the head cluster moved by falloc/full) and the
+     * explicit zeros of an unaligned head under the zero-fill; whole
+     * clusters are mapped without a data write.
+     */
+    if (img->encrypted &&
+        (((prealloc == QCOW2_PREALLOC_METADATA) && ((old_len | new_size) & (s->cs - 1))) ||
+         ((prealloc == QCOW2_PREALLOC_FALLOC || prealloc == QCOW2_PREALLOC_FULL) &&
+          (old_len & (s->cs - 1))) ||
+         (zero_write && old_len % scs))) {
+        *code = QCOW2_RESIZE_ERR_NOTSUP_CRYPT;
         return -QCOW2_RESIZE_ENOTSUP;
     }
     if (prealloc != QCOW2_PREALLOC_OFF || zero_write) {
@@ -968,7 +1075,10 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
         if (ret == 0 && zero_start > old_len) {
             *code = QCOW2_RESIZE_ERR_ZERO_AREA;
             ret = qcow2_prealloc_flush(&p);
-            if (ret == 0)
+            if (ret == 0 && s->data_file)
+                ret = zero_head_data_file(s, &p, img, old_len,
+                                          zero_start < new_size ? zero_start : new_size);
+            else if (ret == 0)
                 ret = zero_head_needs_cow(s, old_len)
                           ? zero_head_cow(s, &p, old_len, zero_start)
                           : zero_head(s, old_len, zero_start < new_size ? zero_start : new_size);

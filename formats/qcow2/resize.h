@@ -62,11 +62,11 @@
     X(QCOW2_RESIZE_ERR_CORRUPT_RW, 3007, QCOW2_RESIZE_MSG_OPEN,                                    \
       "qcow2: Image is corrupt; cannot be opened read/write")                                      \
     X(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 3008, QCOW2_RESIZE_MSG_PLAIN,                               \
-      "Resizing qcow2 images with persistent bitmaps is not supported by instar")                  \
+      "Resizing encrypted qcow2 images with persistent bitmaps is not supported by instar")        \
     X(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 3009, QCOW2_RESIZE_MSG_OPEN,                                  \
       "Could not repair dirty image: Input/output error")                                          \
     X(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 3010, QCOW2_RESIZE_MSG_PLAIN,                                 \
-      "Resizing encrypted qcow2 images is not supported by instar")                                \
+      "Growing this encrypted qcow2 image would write encrypted data, which instar does not do")   \
     X(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 3011, QCOW2_RESIZE_MSG_PLAIN,                             \
       "Resizing qcow2 images with an external data file is not supported by instar")               \
     X(QCOW2_RESIZE_ERR_TRUNCATE_TAIL, 3014, QCOW2_RESIZE_MSG_ERRNO,                                \
@@ -140,6 +140,12 @@ struct qcow2_resize_io {
      */
     int (*data_truncate)(void *opaque, uint64_t size, int mode);
     int (*data_length)(void *opaque, uint64_t *len);
+    /*
+     * Optional: write len bytes at off of the external data file (the
+     * zero-fill's explicit zeros of a partial head cluster).  Without it
+     * that grow is refused (QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE).
+     */
+    int (*data_pwrite)(void *opaque, uint64_t off, const void *buf, size_t len);
 };
 
 /* What the caller's open established (header fields, validated). */
@@ -162,6 +168,13 @@ struct qcow2_resize_image {
     /* An external data file (its clusters mapped 1:1, not refcounted), data_file_raw. */
     bool data_file;
     bool data_file_raw;
+    /*
+     * An encrypted image: the guest data a copy-on-write or an explicit
+     * zero write would put in the file goes through the cipher, which
+     * this library does not apply; a grow that would write any
+     * (QCOW2_RESIZE_ERR_NOTSUP_CRYPT) is refused before the first write.
+     */
+    bool encrypted;
     /*
      * OUT (may be NULL): where the allocator's next free-cluster scan
      * would start after the resize (QEMU's free_cluster_index, which the

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 35
+#define INSTAR_ABI_VERSION 36
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -704,14 +704,14 @@ enum instar_snapshot_action {
  */
 #define INSTAR_SNAPSHOT_BACKING (1u << 0)
 
-struct instar_snapshot_args {
-    uint32_t action; /* enum instar_snapshot_action */
-    uint32_t date_sec;
-    uint32_t date_nsec;
-    uint32_t flags; /* INSTAR_SNAPSHOT_* (was padding) */
-    char name[INSTAR_SNAPSHOT_NAME_MAX];
-    uint64_t backing_len; /* with INSTAR_SNAPSHOT_BACKING */
-};
+/*
+ * CHAIN (since ABI v33): chain holds the image's backing chain as graph
+ * nodes, as INSTAR_RESIZE_CHAIN does for resize: -a's truncation to a
+ * larger snapshot from a size inside a cluster reads that cluster's
+ * guest data through it before the first write.
+ */
+#define INSTAR_SNAPSHOT_CHAIN (1u << 1)
+/* struct instar_snapshot_args: after struct instar_graph, below. */
 
 /*
  * amend the qcow2 image on device 0 (writable), as qcow2_amend_options()
@@ -761,13 +761,9 @@ struct instar_amend_luks {
     struct instar_key old_key; /* OLD: the passphrase of the slots erased */
 };
 
-struct instar_amend_args {
-    uint64_t size;                   /* the new virtual size (INSTAR_AMEND_SIZE) */
-    uint32_t flags;                  /* INSTAR_AMEND_* */
-    uint32_t refcount_bits;          /* refcount_bits= (a power of two, 1..64), 0 if not given */
-    char data_file[INSTAR_NAME_MAX]; /* INSTAR_AMEND_DATA_FILE: NUL-terminated */
-    struct instar_amend_luks luks;   /* INSTAR_AMEND_LUKS */
-};
+/* CHAIN (since ABI v33): as INSTAR_SNAPSHOT_CHAIN, for the truncation of size=. */
+#define INSTAR_AMEND_CHAIN (1u << 12)
+/* struct instar_amend_args: after struct instar_graph, below. */
 
 /*
  * --- Image graphs for the data path (map, compare, convert, dd, bench) ---
@@ -841,6 +837,25 @@ struct instar_resize_args {
     uint32_t prealloc;         /* enum instar_prealloc */
     uint32_t flags;            /* INSTAR_RESIZE_* */
     struct instar_graph chain; /* with INSTAR_RESIZE_CHAIN */
+};
+
+struct instar_snapshot_args {
+    uint32_t action; /* enum instar_snapshot_action */
+    uint32_t date_sec;
+    uint32_t date_nsec;
+    uint32_t flags; /* INSTAR_SNAPSHOT_* (was padding) */
+    char name[INSTAR_SNAPSHOT_NAME_MAX];
+    uint64_t backing_len;      /* with INSTAR_SNAPSHOT_BACKING */
+    struct instar_graph chain; /* with INSTAR_SNAPSHOT_CHAIN */
+};
+
+struct instar_amend_args {
+    uint64_t size;                   /* the new virtual size (INSTAR_AMEND_SIZE) */
+    uint32_t flags;                  /* INSTAR_AMEND_* */
+    uint32_t refcount_bits;          /* refcount_bits= (a power of two, 1..64), 0 if not given */
+    char data_file[INSTAR_NAME_MAX]; /* INSTAR_AMEND_DATA_FILE: NUL-terminated */
+    struct instar_amend_luks luks;   /* INSTAR_AMEND_LUKS */
+    struct instar_graph chain;       /* with INSTAR_AMEND_CHAIN */
 };
 
 /*

@@ -8,6 +8,7 @@ amend keeps must read as before.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -391,4 +392,33 @@ def test_data_file_crash(instar, tmp_path, create, opts):
             if bitmaps:
                 assert not any(u for _, u in found), f"bitmaps left in use: {found}"
             return
+    pytest.fail(f"amend did not complete within {MAX_WRITES} writes")
+
+
+def test_grow_partial_head_over_longer_backing(instar, tmp_path):
+    """size= from a size inside a cluster over a longer backing file: the
+    head cluster copied into a new one (its backing data read first), the
+    zeros written there, the old reference dropped; every cut repairs
+    with the kept data, the backing file's part of the head included."""
+    d = tmp_path / "img"
+    d.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "8M", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 8M", "base.qcow2", cwd=d)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.qcow2", "-F", "qcow2",
+                "t.qcow2", "1047552", cwd=d)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -P 9 1044480 512", "t.qcow2", cwd=d)
+    reads = ["read -P 7 0 64k", "read -P 1 64k 978944", "read -P 9 1044480 512", "read -P 1 1044992 2560"]
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        shutil.copytree(d, work)
+        r = instar.run(["amend", "-o", "size=6M", "t.qcow2"], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        assert r.returncode == 0 or (r.returncode == 1 and b"fault injection" in r.stderr), r.describe()
+        verify(work / "t.qcow2", reads, cwd=work)
+        if r.returncode == 0:
+            io = tl.run([tl.QEMU_IO, "-f", "qcow2", "-c", "read -P 0 1047552 5243904", "t.qcow2"], cwd=work)
+            assert b"Pattern verification failed" not in io.stdout + io.stderr, io.describe()
+            assert n >= 3
+            return
+        shutil.rmtree(work)
     pytest.fail(f"amend did not complete within {MAX_WRITES} writes")

@@ -238,10 +238,12 @@ def test_apply_longer_l1(instar, tmp_path):
     assert sweep(instar, img, tmp_path, ["-a", "one"], [active, kept["one"]], kept) >= 3
 
 
-def test_apply_larger_over_backing(instar, tmp_path):
+@pytest.mark.parametrize("small", ["2M", "2096640"], ids=["aligned", "partial-head"])
+def test_apply_larger_over_backing(instar, tmp_path, small):
     """-a of a larger snapshot over a longer backing file: the truncation
-    zero-fills the grown range (zero clusters), then the snapshot's table
-    is applied."""
+    zero-fills the grown range (zero clusters; from a size inside a
+    cluster its head copied into a new cluster from the backing file
+    first), then the snapshot's table is applied."""
     d = tmp_path / "img"
     d.mkdir()
     base = tmp_path / "base.qcow2"
@@ -252,7 +254,7 @@ def test_apply_larger_over_backing(instar, tmp_path):
                 str(img), "8M")
     tl.qemu_io("-f", "qcow2", "-c", "write -P 0x11 0 64k", "-c", "write -P 0x22 6M 64k", str(img))
     tl.qemu_img("snapshot", "-c", "one", str(img))
-    tl.qemu_img("resize", "-q", "--shrink", str(img), "2M")
+    tl.qemu_img("resize", "-q", "--shrink", str(img), small)
     active = raw_of(img, tmp_path / "x.raw")
     ref = tmp_path / "ref.qcow2"
     shutil.copy(img, ref)

@@ -180,8 +180,8 @@ static void honest_info(int fd, struct vmm_outcome *out)
 static void honest_resize(const struct instar_resize_args *a, const struct vmm_dev *dev)
 {
     struct dev_io d = {dev->fd, dev->write_limit};
-    struct qcow2_resize_io io = {&d,    d_pread,         d_pwrite, d_flush, d_truncate,
-                                 d_mem, d_truncate_mode, NULL,     NULL,    NULL};
+    struct qcow2_resize_io io = {
+        &d, d_pread, d_pwrite, d_flush, d_truncate, d_mem, d_truncate_mode, NULL, NULL, NULL, NULL};
     struct qcow2_resize_image ri;
     uint8_t h[104];
     int errnum, wc, we;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "prealloc.h"
 #include "qcow2_test_util.h"
 #include "resize.h"
 
@@ -42,7 +43,8 @@ static int do_resize(struct memfile *m, uint64_t size, int *errnum)
 {
     struct qcow2_resize_io io = {
         m,           memfile_read, memfile_write,   memfile_flush, memfile_truncate,
-        memfile_mem, NULL,         memfile_discard, NULL,          NULL};
+        memfile_mem, NULL,         memfile_discard, NULL,          NULL,
+        NULL};
     struct qcow2_resize_image ri;
     int wc, we;
 
@@ -184,8 +186,8 @@ Test(qcow2_resize, failed_tail_truncation_is_a_warning)
 {
     struct memfile m = mf_from(img_make(MK("refcount_bits=16"), "t.qcow2"));
     struct qcow2_resize_io io = {
-        &m,          memfile_read, memfile_write, memfile_flush, memfile_truncate,
-        memfile_mem, NULL,         NULL,          NULL,          NULL};
+        &m,   memfile_read, memfile_write, memfile_flush, memfile_truncate, memfile_mem, NULL,
+        NULL, NULL,         NULL,          NULL};
     struct qcow2_resize_image ri;
     int errnum, wc, we, total;
 
@@ -219,6 +221,87 @@ Test(qcow2_resize, failed_tail_truncation_is_a_warning)
         free(t.p);
     }
     free(m.p);
+}
+
+static int mf_truncate_mode(void *o, uint64_t size, int mode)
+{
+    (void)mode;
+    return memfile_truncate(o, size);
+}
+
+/* Metadata preallocation in memory and with qemu-img from the same image: same bytes. */
+static void prealloc_metadata_as_qemu(const char *make, uint64_t size)
+{
+    char cmds[2048];
+    struct memfile m = mf_from(img_make(make, "t.qcow2"));
+    struct qcow2_resize_io io = {
+        &m,          memfile_read,     memfile_write,   memfile_flush, memfile_truncate,
+        memfile_mem, mf_truncate_mode, memfile_discard, NULL,          NULL,
+        NULL};
+    struct qcow2_resize_image ri;
+    struct img after;
+    int errnum = 0, wc, we;
+
+    image_of(&m, &ri);
+    ri.prealloc = QCOW2_PREALLOC_METADATA;
+    cr_assert_eq(qcow2_resize(&ri, &io, size, &errnum, &wc, &we), 0, "resize failed, errno %d",
+                 errnum);
+    snprintf(cmds, sizeof(cmds), "%s && qemu-img resize -q --preallocation=metadata t.qcow2 %llu",
+             make, (unsigned long long)size);
+    after = img_make(cmds, "t.qcow2");
+    cr_assert_eq(m.len, after.len, "length %zu, qemu-img %zu", m.len, after.len);
+    cr_assert(memcmp(m.p, after.p, m.len) == 0, "bytes differ from qemu-img's result");
+    free(m.p);
+}
+
+/* The head cluster kept and rewritten in place (keep_zero_alloc, keep_extl2_edges). */
+Test(qcow2_resize, prealloc_metadata_kept_head)
+{
+    prealloc_metadata_as_qemu("qemu-img create -q -f qcow2 t.qcow2 16776704 && qemu-io -f qcow2 "
+                              "-c 'write -P 3 16711680 65024' -c 'write -z 16711680 65024' t.qcow2",
+                              20 << 20);
+    prealloc_metadata_as_qemu("qemu-img create -q -f qcow2 -o extended_l2=on t.qcow2 16744448 && "
+                              "qemu-io -f qcow2 -c 'write -P 3 16740352 2048' t.qcow2",
+                              16760832);
+}
+
+/* An encrypted image: every grow that would write guest data is refused before any write. */
+Test(qcow2_resize, encrypted_data_write_refused)
+{
+    static const struct {
+        const char *size;
+        int prealloc;
+        bool zero_write;
+        uint64_t new_size;
+    } c[] = {
+        {"16776704", QCOW2_PREALLOC_METADATA, false, 20 << 20}, /* the head's copy-on-write */
+        {"16M", QCOW2_PREALLOC_METADATA, false, 20000 << 10},   /* the tail's zeros */
+        {"16776704", QCOW2_PREALLOC_FALLOC, false, 20 << 20},   /* the head moved */
+        {"16776704", QCOW2_PREALLOC_OFF, true, 20 << 20},       /* the head's explicit zeros */
+    };
+
+    for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+        char cmd[256];
+        struct memfile m;
+        struct qcow2_resize_io io = {
+            NULL,        memfile_read, memfile_write,   memfile_flush, memfile_truncate,
+            memfile_mem, NULL,         memfile_discard, NULL,          NULL,
+            NULL};
+        struct qcow2_resize_image ri;
+        int errnum, wc, we;
+
+        snprintf(cmd, sizeof(cmd), "qemu-img create -q -f qcow2 t.qcow2 %s", c[i].size);
+        m = mf_from(img_make(cmd, "t.qcow2"));
+        io.opaque = &m;
+        image_of(&m, &ri);
+        ri.encrypted = true;
+        ri.prealloc = c[i].prealloc;
+        ri.zero_write = c[i].zero_write;
+        cr_assert_eq(qcow2_resize(&ri, &io, c[i].new_size, &errnum, &wc, &we),
+                     -QCOW2_RESIZE_ERR_NOTSUP_CRYPT, "case %zu", i);
+        cr_assert_eq(m.writes, 0, "case %zu", i);
+        free(m.p);
+    }
 }
 
 Test(qcow2_resize, l1_entries)
