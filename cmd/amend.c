@@ -578,6 +578,32 @@ static int amend_luks_slots(struct open_chain *oc, const struct opt_list *l, con
 }
 
 /*
+ * img_amend()'s parse of -o against the format's amend options (descs):
+ * on an error, its message, the hint, and whether the option is one of
+ * the creation options only.  Returns 0, or -1 after reporting.
+ */
+static int amend_opts_parse(struct opt_list *l, const struct opt_desc *descs, const char *fmt,
+                            const char *options)
+{
+    char msg[512], hint[512], m2[512], h2[512];
+    struct opt_list cl;
+
+    opts_append(l, descs);
+    if (opts_parse(l, options, msg, hint, sizeof(msg)) == 0)
+        return 0;
+    memset(&cl, 0, sizeof(cl));
+    opts_append(&cl, descs);
+    (void)create_format_opts_for(&cl, fmt);
+    report_error("%s", msg);
+    if (hint[0])
+        fputs(hint, stderr);
+    if (opts_parse(&cl, options, m2, h2, sizeof(m2)) == 0)
+        fputs("This option is only supported for image creation\n", stderr);
+    opts_free(&cl);
+    return -1;
+}
+
+/*
  * A luks volume: qemu-img amend's option parse (the creation options
  * named in the hint), then the checks block_crypto_amend_opts_init() and
  * qcrypto_block_luks_amend_options() make before they look at the key
@@ -586,25 +612,10 @@ static int amend_luks_slots(struct open_chain *oc, const struct opt_list *l, con
  */
 static int amend_luks(struct open_chain *oc, struct opt_list *l, const char *options, bool force)
 {
-    char msg[512], hint[512];
     int ret;
 
-    opts_append(l, luks_amend_descs);
-    if (opts_parse(l, options, msg, hint, sizeof(msg)) < 0) {
-        struct opt_list cl;
-        char m2[512], h2[512];
-
-        memset(&cl, 0, sizeof(cl));
-        opts_append(&cl, luks_amend_descs);
-        (void)create_format_opts_for(&cl, "luks");
-        report_error("%s", msg);
-        if (hint[0])
-            fputs(hint, stderr);
-        if (opts_parse(&cl, options, m2, h2, sizeof(m2)) == 0)
-            fputs("This option is only supported for image creation\n", stderr);
-        opts_free(&cl);
+    if (amend_opts_parse(l, luks_amend_descs, "luks", options) < 0)
         return 1;
-    }
     /* img_amend(): the progress around bdrv_amend_options(), which makes the checks. */
     progress_print(0, 0);
     ret = amend_luks_slots(oc, l, "", force);
@@ -738,7 +749,7 @@ int cmd_amend(int argc, char **argv)
         {"force", no_argument, 0, OPTION_FORCE},
         {0, 0, 0, 0},
     };
-    char *options = NULL, msg[512], hint[512];
+    char *options = NULL;
     const char *fmt = NULL, *filename, *cache = "writeback";
     bool quiet = false, progress = false, image_opts = false, oc_open = false, force = false;
     int c, ret = 1;
@@ -848,23 +859,8 @@ int cmd_amend(int argc, char **argv)
         goto out;
     }
 
-    opts_append(&l, qcow2_amend_descs);
-    if (opts_parse(&l, options, msg, hint, sizeof(msg)) < 0) {
-        struct opt_list cl;
-        char m2[512], h2[512];
-
-        /* The create options too: the hint if the option is one of them. */
-        memset(&cl, 0, sizeof(cl));
-        opts_append(&cl, qcow2_amend_descs);
-        (void)create_format_opts_for(&cl, "qcow2");
-        report_error("%s", msg);
-        if (hint[0])
-            fputs(hint, stderr);
-        if (opts_parse(&cl, options, m2, h2, sizeof(m2)) == 0)
-            fputs("This option is only supported for image creation\n", stderr);
-        opts_free(&cl);
+    if (amend_opts_parse(&l, qcow2_amend_descs, "qcow2", options) < 0)
         goto out;
-    }
 
     progress_print(0, 0);
     ret = amend_qcow2(&oc, &l, progress, force) < 0 ? 1 : 0;

@@ -646,7 +646,12 @@ int open_vpc_json_filename(struct image_info *ii, unsigned calc)
     return 0;
 }
 
-int open_luks_json_filename(struct image_info *ii, const char *secret)
+/*
+ * ii->filename as qemu names an image opened with a secret: json:{...}
+ * with the file name and the secret id escaped, for a luks volume
+ * (key-secret) or a qcow/qcow2 image (encrypt.key-secret).
+ */
+static int json_secret_filename(struct image_info *ii, const char *secret, bool luks)
 {
     bool oom, oom2;
     char *esc = json_escape(ii->filename, &oom), *sec = json_escape(secret, &oom2), *s;
@@ -656,9 +661,14 @@ int open_luks_json_filename(struct image_info *ii, const char *secret)
         free(sec);
         return oom || oom2 ? -1 : 0;
     }
-    s = msgf("json:{\"driver\": \"luks\", \"file\": {\"driver\": \"file\", \"filename\": "
-             "\"%s\"}, \"key-secret\": \"%s\"}",
-             esc, sec);
+    if (luks)
+        s = msgf("json:{\"driver\": \"luks\", \"file\": {\"driver\": \"file\", \"filename\": "
+                 "\"%s\"}, \"key-secret\": \"%s\"}",
+                 esc, sec);
+    else
+        s = msgf("json:{\"encrypt.key-secret\": \"%s\", \"driver\": \"%s\", \"file\": "
+                 "{\"driver\": \"file\", \"filename\": \"%s\"}}",
+                 sec, ii->format, esc);
     free(esc);
     free(sec);
     if (!s)
@@ -668,26 +678,14 @@ int open_luks_json_filename(struct image_info *ii, const char *secret)
     return 0;
 }
 
+int open_luks_json_filename(struct image_info *ii, const char *secret)
+{
+    return json_secret_filename(ii, secret, true);
+}
+
 int open_encrypt_json_filename(struct image_info *ii, const char *secret)
 {
-    bool oom, oom2;
-    char *esc = json_escape(ii->filename, &oom), *sec = json_escape(secret, &oom2), *s;
-
-    if (!esc || !sec) {
-        free(esc);
-        free(sec);
-        return oom || oom2 ? -1 : 0;
-    }
-    s = msgf("json:{\"encrypt.key-secret\": \"%s\", \"driver\": \"%s\", \"file\": {\"driver\": "
-             "\"file\", \"filename\": \"%s\"}}",
-             sec, ii->format, esc);
-    free(esc);
-    free(sec);
-    if (!s)
-        return -1;
-    free(ii->filename);
-    ii->filename = s;
-    return 0;
+    return json_secret_filename(ii, secret, false);
 }
 
 int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags)
