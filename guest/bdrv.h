@@ -609,6 +609,9 @@ void gbs_luks_describe(uint32_t op, uint32_t dev, struct qcow2_luks_info *info, 
  */
 void gbs_luks_unlock(uint32_t op, uint32_t dev, const struct instar_key *key);
 
+/* A luks_unlock()/luks_slot_load() failure (-LUKS_ERR_*) as an open's -INSTAR_ERR_* code. */
+int gbs_luks_unlock_code(int r);
+
 /* Where a new LUKS header goes: a raw volume's file, or qcow2's clusters. */
 struct gluks_format_io {
     /* initfunc: make room for hdrlen bytes of header and key material. */

@@ -365,7 +365,7 @@ static size_t key_len(const struct instar_key *k)
 }
 
 /* A luks_unlock()/luks_slot_load() failure as an open's code. */
-static int unlock_code(int r)
+int gbs_luks_unlock_code(int r)
 {
     switch (-r) {
     case LUKS_ERR_PASSWORD:
@@ -474,7 +474,7 @@ int gbs_luks_amend(const struct instar_amend_luks *a, const struct gluks_amend_i
                               &vol, args, mk);
         memset(&vol, 0, sizeof(vol));
         if (ret < 0) {
-            ret = unlock_code(ret);
+            ret = gbs_luks_unlock_code(ret);
             goto out;
         }
         c = (struct luks_create){
@@ -514,7 +514,7 @@ int gbs_luks_amend(const struct instar_amend_luks *a, const struct gluks_amend_i
             ret = luks_slot_load(hdr, &info, slot, a->old_key.data, key_len(&a->old_key), am_read,
                                  (void *)io, work, args);
             if (ret < 0) {
-                ret = unlock_code(ret);
+                ret = gbs_luks_unlock_code(ret);
                 goto out;
             }
             args[0] = slot;
@@ -539,7 +539,7 @@ int gbs_luks_amend(const struct instar_amend_luks *a, const struct gluks_amend_i
             ret = luks_slot_load(hdr, &info, i, a->old_key.data, key_len(&a->old_key), am_read,
                                  (void *)io, work, args);
             if (ret < 0) {
-                ret = unlock_code(ret);
+                ret = gbs_luks_unlock_code(ret);
                 goto out;
             }
             if (ret == 1)

@@ -198,20 +198,7 @@ static int unlock_key(void *opaque, uint64_t offset, uint64_t length, struct qco
     r = luks_unlock(hdr, &info, a->key.data, pwlen, luks_read, NULL, work, &vol, luks_args);
     free(work);
     memset(&vol, 0, sizeof(vol));
-    switch (-r) {
-    case 0:
-        return 0;
-    case LUKS_ERR_PASSWORD:
-        return -INSTAR_ERR_LUKS_PASSWORD;
-    case LUKS_ERR_UNSUPPORTED:
-        return -INSTAR_ERR_LUKS_UNSUPPORTED;
-    case LUKS_ERR_TOO_MUCH_WORK:
-        return -INSTAR_ERR_LUKS_WORK;
-    case LUKS_ERR_READ:
-        return -INSTAR_ERR_IO;
-    default:
-        return r;
-    }
+    return gbs_luks_unlock_code(r);
 }
 
 /*

@@ -41,12 +41,7 @@ SLOT_OFF, SLOT_LEN = 208, 48
 
 
 def create(*args):
-    """qemu-img create, retried: its PBKDF2 benchmark fails now and then
-    ("Unable to get accurate CPU usage") with a short iter-time."""
-    for attempt in range(20):
-        r = tl.qemu_img("create", *args, check=attempt == 19)
-        if r.returncode == 0:
-            return
+    tl.qemu_img_retried("create", *args)
 
 
 def lopts(img, sec="sec0"):

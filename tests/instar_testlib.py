@@ -560,6 +560,17 @@ def run_both_on_copies(
     return expected, actual
 
 
+def qemu_img_retried(*args: str, **kw) -> Result:
+    """qemu-img ``args``, retried up to 20 times: its PBKDF2 benchmark
+    fails now and then ("Unable to get accurate CPU usage") with a short
+    iter-time.  The last try must succeed."""
+    for attempt in range(20):
+        r = qemu_img(*args, check=attempt == 19, **kw)
+        if r.returncode == 0:
+            return r
+    return r
+
+
 # A LUKS create's (or key slot's) PBKDF2 benchmark times a second or more of hashing; crash
 # sweeps run a create or a convert to LUKS once per write, and what they
 # prove is the order of the writes: a guest clock 1000 times faster ends the

@@ -33,11 +33,7 @@ def lopts(img, sec):
 
 
 def qemu_img_retry(*args):
-    """qemu-img's PBKDF2 benchmark fails now and then with a short iter-time."""
-    for attempt in range(20):
-        r = tl.qemu_img(*args, check=attempt == 19)
-        if r.returncode == 0:
-            return
+    tl.qemu_img_retried(*args)
 
 
 @pytest.fixture(scope="module")
