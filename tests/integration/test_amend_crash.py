@@ -29,10 +29,7 @@ READS_1M = ["read -P 7 0 64k", "read -P 0 64k 960k"]
 
 def verify(img: Path, reads: list[str], cwd: Path | None = None) -> None:
     """cwd: where qemu resolves a relative data file name (not the image's directory)."""
-    r = tl.run_oracle(["check", "-r", "all", str(img)], cwd=cwd)
-    assert r.returncode in (0, 3), f"check -r all did not recover the image:\n  {r.describe()}"
-    r = tl.run_oracle(["check", str(img)], cwd=cwd)
-    assert r.returncode == 0, f"errors left after check -r all:\n  {r.describe()}"
+    tl.assert_repairs_clean(img, cwd=cwd)
     io = tl.run([tl.QEMU_IO, "-f", "qcow2", *[x for c in reads for x in ("-c", c)], str(img)], cwd=cwd)
     assert io.returncode == 0 and b"Pattern verification failed" not in io.stdout + io.stderr, (
         f"kept data changed:\n  {io.describe()}")
@@ -116,10 +113,7 @@ def sweep_same(instar, src: Path, tmp_path: Path, opts: str, extra: tuple = (), 
         r = instar.run(["amend", "-o", opts, src.name], cwd=work,
                        env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
         assert r.returncode == 0 or (r.returncode == 1 and b"fault injection" in r.stderr), r.describe()
-        c = tl.run_oracle(["check", "-r", "all", str(img)])
-        assert c.returncode in (0, 3), f"check -r all did not recover the image (n={n}):\n  {c.describe()}"
-        c = tl.run_oracle(["check", str(img)])
-        assert c.returncode == 0, f"errors left after check -r all (n={n}):\n  {c.describe()}"
+        tl.assert_repairs_clean(img, what=f"n={n}")
         c = tl.run_oracle(["compare", "-f", "qcow2", "-F", "qcow2", str(src), str(img)])
         assert c.returncode == 0, f"guest data changed (n={n}):\n  {c.describe()}"
         t = tl.run_oracle(["snapshot", "-l", str(img)]).stdout.splitlines()[2:]
