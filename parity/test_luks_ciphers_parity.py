@@ -194,12 +194,19 @@ CREATE_ERRORS = [
     ("twofish-essiv-ripemd160", "cipher-alg=twofish-128,ivgen-alg=essiv,ivgen-hash-alg=ripemd160"),
     ("aes-essiv-sha512", "cipher-alg=aes-128,cipher-mode=cbc,ivgen-alg=essiv,ivgen-hash-alg=sha512"),
     ("des", "cipher-alg=des,cipher-mode=cbc"),
+    ("qcow2-cast5-xts", "encrypt.cipher-alg=cast5-128,encrypt.cipher-mode=xts"),
+    ("qcow2-serpent-essiv-sha384", "encrypt.cipher-alg=serpent-128,encrypt.ivgen-alg=essiv,"
+                                   "encrypt.ivgen-hash-alg=sha384"),
 ]
 
 
 @pytest.mark.parametrize("cid,o", CREATE_ERRORS, ids=[c[0] for c in CREATE_ERRORS])
 def test_create_error(instar, tmp_path, cid, o):
-    argv = ["create", "--object", SEC, "-f", "luks", "-o", f"{L},{o}", "x.luks", "1M"]
+    if cid.startswith("qcow2-"):
+        fo = ["-f", "qcow2", "-o", f"encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,{o}"]
+    else:
+        fo = ["-f", "luks", "-o", f"{L},{o}"]
+    argv = ["create", "--object", SEC, *fo, "x.luks", "1M"]
     q = tl.run_oracle(argv, cwd=tmp_path)
     (tmp_path / "x.luks").unlink(missing_ok=True)
     i = instar.run(argv, cwd=tmp_path)
