@@ -2,6 +2,7 @@
  * The LUKS create options (see luksopt.h).
  */
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,16 @@
 static const char *const cipher_algs[] = {
     "aes-128",     "aes-192",     "aes-256",     "des",         "3des",        "cast5-128",
     "serpent-128", "serpent-192", "serpent-256", "twofish-128", "twofish-192", "twofish-256",
+};
+/* Each one's LUKS header name (NULL: none), key bytes and ESSIV error's family name. */
+static const char *const luks_names[] = {
+    "aes",     "aes",     "aes",     NULL,      NULL,      "cast5",
+    "serpent", "serpent", "serpent", "twofish", "twofish", "twofish",
+};
+static const unsigned cipher_key[] = {16, 24, 32, 8, 24, 16, 16, 24, 32, 16, 24, 32};
+static const char *const essiv_family[] = {
+    "AES",     "AES",     "AES",     NULL,      NULL,      NULL,
+    "Serpent", "Serpent", "Serpent", "Twofish", "Twofish", "Twofish",
 };
 static const char *const cipher_modes[] = {"ecb", "cbc", "xts", "ctr"};
 static const char *const ivgen_algs[] = {"plain", "plain64", "essiv"};
@@ -114,26 +125,39 @@ int luksopt_build(const struct opt_list *l, const char *prefix, struct instar_cr
     if (!ivhash && !strcmp(ivgen, "essiv"))
         ivhash = "sha256";
     a = lookup(alg, cipher_algs, N(cipher_algs));
-    if (a == 3 || a == 4) {
+    if (a < 0 || !luks_names[a]) {
         /* qcrypto_block_luks_cipher_alg_lookup(): no LUKS name. */
         snprintf(msg, cap, "Algorithm '%s' not supported", alg);
         return -1;
     }
-    if (a > 2 || !strcmp(mode, "ctr")) {
-        snprintf(msg, cap, "Creating LUKS with %s-%s is not supported by instar", alg, mode);
-        return -1;
-    }
-    out->key_bytes = (uint32_t)(16 + 8 * a) * (strcmp(mode, "xts") ? 1 : 2);
     if (!strcmp(ivgen, "essiv")) {
-        /* qcrypto_block_luks_essiv_cipher(): an AES key the digest's size. */
-        unsigned d = hash_len[lookup(ivhash, hash_algs, N(hash_algs))];
+        /*
+         * qcrypto_block_luks_essiv_cipher(): the cipher itself when the
+         * digest is its key's size, else one of its family with a key the
+         * digest's size; cast5 has no other.
+         */
+        int h = lookup(ivhash, hash_algs, N(hash_algs));
+        unsigned d = h < 0 ? 0 : hash_len[h];
+        bool ok = d == cipher_key[a];
 
-        if (d != 16 && d != 24 && d != 32) {
-            snprintf(msg, cap, "No AES cipher with key size %u available", d);
+        for (size_t i = 0; i < N(cipher_algs) && !ok; i++)
+            ok = luks_names[i] && !strcmp(luks_names[i], luks_names[a]) && cipher_key[i] == d;
+        if (!ok && !strcmp(luks_names[a], "cast5")) {
+            snprintf(msg, cap, "Cipher %s not supported with essiv", alg);
+            return -1;
+        }
+        if (!ok) {
+            snprintf(msg, cap, "No %s cipher with key size %u available", essiv_family[a], d);
             return -1;
         }
     }
-    snprintf(out->cipher_name, sizeof(out->cipher_name), "aes");
+    /* qcrypto_cipher_new() (nettle): XTS needs a 16-byte block, cast5's is 8. */
+    if (!strcmp(luks_names[a], "cast5") && !strcmp(mode, "xts")) {
+        snprintf(msg, cap, "Unsupported cipher mode %s", mode);
+        return -1;
+    }
+    out->key_bytes = cipher_key[a] * (strcmp(mode, "xts") ? 1 : 2);
+    snprintf(out->cipher_name, sizeof(out->cipher_name), "%s", luks_names[a]);
     if (ivhash)
         snprintf(out->cipher_mode, sizeof(out->cipher_mode), "%s-%s:%s", mode, ivgen, ivhash);
     else

@@ -22,10 +22,9 @@ int luksopt_check(const struct opt_list *l, const char *prefix, char *msg, size_
 /*
  * luksopt_build - qcrypto_block_luks_create()'s steps before the header:
  * the key secret required and looked up, the cipher's LUKS name, the
- * names' lengths, ESSIV's cipher; the master key, salts, uuid and seed
- * from the host's random source.  Choices instar cannot encrypt with
- * (ciphers other than AES, ctr mode) are refused with an instar message.
- * Returns 0, or -1 with the message in msg.
+ * names' lengths, ESSIV's cipher, the cipher's mode (cast5 has no XTS);
+ * the master key, salts, uuid and seed from the host's random source.
+ * Returns 0, or -1 with qemu's message in msg.
  */
 int luksopt_build(const struct opt_list *l, const char *prefix, struct instar_create_luks *out,
                   char *msg, size_t cap);

@@ -210,10 +210,9 @@ static bool in_enum(const char *v, const char *const *list, size_t n)
 /*
  * qcrypto_block_calculate_payload_offset() for encrypt.format=luks: the
  * options as the QAPI visitor checks them, the key secret as
- * qcrypto_block_luks_create() looks it up, then the header length.
- * instar measures the ciphers qemu-img creates by default (AES in XTS or
- * CBC mode with plain or plain64 IVs, SHA-1/2 for PBKDF2); other valid
- * choices are refused.  Returns 0, or -1 after reporting.
+ * qcrypto_block_luks_create() looks it up and its checks of the cipher
+ * (luksopt_build()), then the header length.  Returns 0, or -1 after
+ * reporting.
  */
 static int luks_header(const struct opt_list *l, uint64_t *len)
 {
@@ -229,8 +228,8 @@ static int luks_header(const struct opt_list *l, uint64_t *len)
         {"hash-alg", hash_algs, sizeof(hash_algs) / sizeof(hash_algs[0])},
     };
     const char *secret = opt_str(l, "encrypt.key-secret");
-    const char *alg = opt_str(l, "encrypt.cipher-alg"), *mode = opt_str(l, "encrypt.cipher-mode");
-    const char *ivgen = opt_str(l, "encrypt.ivgen-alg"), *hash = opt_str(l, "encrypt.hash-alg");
+    struct instar_create_luks c;
+    char msg[256];
     uint32_t key_len;
 
     for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++) {
@@ -250,24 +249,14 @@ static int luks_header(const struct opt_list *l, uint64_t *len)
     }
     if (!object_secret_utf8(secret))
         return -1;
-    alg = alg ? alg : "aes-256";
-    mode = mode ? mode : "xts";
-    if (!strcmp(alg, "des") || !strcmp(alg, "3des")) {
-        /* qcrypto_block_luks_cipher_alg_lookup(): not a LUKS cipher. */
-        report_error("Algorithm '%s' not supported", alg);
+    /* The rest of qcrypto_block_luks_create()'s checks, before its benchmark. */
+    if (luksopt_build(l, "encrypt.", &c, msg, sizeof(msg)) < 0) {
+        memset(&c, 0, sizeof(c));
+        report_error("%s", msg);
         return -1;
     }
-    if (strncmp(alg, "aes-", 4) || (strcmp(mode, "xts") && strcmp(mode, "cbc")) ||
-        (ivgen && strcmp(ivgen, "plain") && strcmp(ivgen, "plain64")) ||
-        (hash && strcmp(hash, "sha1") && strcmp(hash, "sha256") && strcmp(hash, "sha384") &&
-         strcmp(hash, "sha512"))) {
-        report_error("Measuring LUKS encryption with %s-%s, IV generator %s and hash %s is not "
-                     "supported by instar",
-                     alg, mode, ivgen ? ivgen : "plain64", hash ? hash : "sha256");
-        return -1;
-    }
-    /* The AES key, twice for XTS (two keys). */
-    key_len = (uint32_t)strtoul(alg + 4, NULL, 10) / 8 * (strcmp(mode, "xts") ? 1 : 2);
+    key_len = c.key_bytes;
+    memset(&c, 0, sizeof(c));
     *len = qcow2_measure_luks_header(key_len);
     return 0;
 }
@@ -279,14 +268,12 @@ static int luks_header(const struct opt_list *l, uint64_t *len)
  * then the payload offset (which depends on the master key's length
  * alone) plus the virtual size, unrounded, for both numbers: the payload
  * of a LUKS volume is all written, encrypted.  qemu also runs the PBKDF2
- * benchmark of a fake creation; instar does not.  The ciphers instar
- * does not create (other than AES, ctr mode) are refused.  Returns 0, or
- * -1 after reporting.
+ * benchmark of a fake creation; instar does not.  Returns 0, or -1 after
+ * reporting.
  */
 static int measure_luks(const struct opt_list *l, const struct measure_src *src,
                         struct measure_info *mi)
 {
-    static const char creating[] = "Creating LUKS with ";
     struct instar_create_luks c;
     char msg[256];
     uint64_t size = opt_num(l, "size", 0), total;
@@ -301,10 +288,7 @@ static int measure_luks(const struct opt_list *l, const struct measure_src *src,
     memset(&c.key, 0, sizeof(c.key));
     memset(c.master_key, 0, sizeof(c.master_key));
     if (r < 0) {
-        if (!strncmp(msg, creating, sizeof(creating) - 1))
-            report_error("Measuring LUKS encryption with %s", msg + sizeof(creating) - 1);
-        else
-            report_error("%s", msg);
+        report_error("%s", msg);
         return -1;
     }
     /* QEMU adds in uint64_t: it wraps as this does. */

@@ -190,27 +190,19 @@ def _luks_opts(name, images):
 
 
 OPTS = []
-#: Encrypted images opened with their key that instar cannot decrypt
-#: (twofish, serpent): refused with one clear line
-#: (docs/differences.md); these cases show what that costs `check` and stay
-#: here on purpose.
-IMAGE_OPTS = []
 
 
 def opt_case(cid, *args, into=OPTS):
     into.append(pytest.param(list(args), id=cid))
 
 
-# AES in LUKS and qcow2's old AES method are unlocked (docs/architecture.md, "The crypto"), as
-# qemu-img does.
-for _n in ("luks", "luks-aes128-xts", "aes-legacy"):
+# LUKS (AES, twofish, serpent) and qcow2's old AES method are unlocked (docs/architecture.md,
+# "The crypto"), as qemu-img does.
+for _n in ("luks", "luks-aes128-xts", "aes-legacy", "luks-twofish-cbc", "luks-serpent-plain"):
     opt_case(f"secret-{_n}", "check", "@secret:" + _n)
     opt_case(f"secret-json-{_n}", "check", "--output=json", "@secret:" + _n)
 opt_case("secret-wrong-key", "check", "--object", "secret,id=sec0,data=wrong", "--image-opts",
          "driver=qcow2,file.filename=@luks,encrypt.key-secret=sec0")
-for _n in ("luks-twofish-cbc", "luks-serpent-plain"):
-    opt_case(f"secret-{_n}", "check", "@secret:" + _n, into=IMAGE_OPTS)
-    opt_case(f"secret-json-{_n}", "check", "--output=json", "@secret:" + _n, into=IMAGE_OPTS)
 opt_case("image-opts-plain", "check", "--image-opts", "driver=qcow2,file.filename=@v3")
 opt_case("image-opts-json", "check", "--output=json", "--image-opts", "driver=qcow2,file.filename=@snapshots")
 opt_case("image-opts-probed", "check", "--image-opts", "file.filename=@v3")
@@ -267,18 +259,3 @@ def _resolve(args, images, request):
 @pytest.mark.parametrize("args", OPTS)
 def test_check_options(instar, images, request, args):
     _compare(instar, _resolve(args, images, request), images.root)
-
-
-@pytest.mark.parametrize("args", IMAGE_OPTS)
-def test_check_image_opts(instar, images, request, args):
-    """Checking an image encrypted with a cipher instar does not decrypt is a
-    documented difference (docs/differences.md): qemu-img opens the image,
-    instar refuses it with one clear line."""
-    argv = _resolve(args, images, request)
-    expected, actual = tl.run_both(instar, argv, cwd=images.root)
-    assert actual.returncode == 1, actual.describe()
-    assert actual.stdout == b"", actual.describe()
-    assert re.fullmatch(rb"qemu-img: Could not open '[^\n]*': instar (decrypts AES in ECB, CBC and XTS "
-                        rb"modes only, not this LUKS cipher)\n", actual.stderr), actual.describe()
-
-

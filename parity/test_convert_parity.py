@@ -426,19 +426,7 @@ case("image-opts-luks-key", "--object", "secret,id=sec0,data=abc", "--image-opts
 case("image-opts-luks-aes128-key", "--object", "secret,id=sec0,data=abc", "--image-opts",
      "driver=qcow2,file.filename=@luks-aes128-xts,encrypt.key-secret=sec0", "-O", "qcow2", "out.qcow2")
 
-REFUSED = []
 case("image-opts-luks-twofish-key", "--object", "secret,id=sec0,data=abc", "--image-opts",
-     "driver=qcow2,file.filename=@luks-twofish-cbc,encrypt.key-secret=sec0", "-O", "raw", "out.raw", into=REFUSED)
+     "driver=qcow2,file.filename=@luks-twofish-cbc,encrypt.key-secret=sec0", "-O", "raw", "out.raw")
+
 case("f-vmdk", "-O", "raw", "@fmt-vmdk", "out.raw")
-
-_MENTION = {"image-opts-luks-twofish-key": "LUKS cipher", "f-vmdk": "vmdk"}
-
-
-@pytest.mark.parametrize("args,outputs,contents,normalise", REFUSED)
-def test_convert_refused(instar, images, tmp_path, request, args, outputs, contents, normalise):
-    """instar refuses these on purpose: one `qemu-img: ` line naming what it
-    refuses, exit 1, nothing written.  qemu-img must accept them (else the
-    case would not show a difference)."""
-    argv, files = images.resolve(args)
-    w = oc.run_refused(instar, ["convert", *argv], tmp_path, files)
-    oc.assert_refused(w, _MENTION[request.node.callspec.id], files, outputs)

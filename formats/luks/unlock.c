@@ -1,8 +1,9 @@
 /*
  * LUKS1 unlocking and sector encryption (see unlock.h), the steps of QEMU
  * 7.2's crypto/block-luks.c (qcrypto_block_luks_load_key()),
- * crypto/afsplit.c and crypto/ivgen-*.c, over nettle's AES, CBC, XTS,
- * hashes, HMAC and PBKDF2.  Nothing here is a cipher or a hash: those are
+ * crypto/afsplit.c and crypto/ivgen-*.c, over nettle's ciphers (AES,
+ * cast128, serpent, twofish), modes (CBC, XTS, CTR), hashes, HMAC and
+ * PBKDF2.  Nothing here is a cipher or a hash: those are
  * nettle's.
  */
 #include <stdbool.h>
@@ -11,14 +12,18 @@
 #include <string.h>
 
 #include <nettle/aes.h>
+#include <nettle/cast128.h>
 #include <nettle/cbc.h>
+#include <nettle/ctr.h>
 #include <nettle/hmac.h>
 #include <nettle/md5.h>
 #include <nettle/nettle-meta.h>
 #include <nettle/pbkdf2.h>
 #include <nettle/ripemd160.h>
+#include <nettle/serpent.h>
 #include <nettle/sha1.h>
 #include <nettle/sha2.h>
+#include <nettle/twofish.h>
 #include <nettle/xts.h>
 
 #include "luks/unlock.h"
@@ -36,23 +41,16 @@
 #define SLOT_ENABLED  0x00AC71F3u
 
 enum {
-    ALG_AES128,
-    ALG_AES192,
-    ALG_AES256
-};
-enum {
     MODE_ECB,
     MODE_CBC,
-    MODE_XTS
+    MODE_XTS,
+    MODE_CTR
 };
 enum {
     IV_PLAIN,
     IV_PLAIN64,
     IV_ESSIV
 };
-
-_Static_assert(sizeof(struct aes256_ctx) <= sizeof(((struct luks_volume *)0)->enc),
-               "cipher context storage");
 
 static const struct nettle_hash *hash_by_name(const char *name)
 {
@@ -108,41 +106,56 @@ static void pbkdf2_any(const struct nettle_hash *h, const uint8_t *pw, size_t pw
 
 /* ---- ciphers ---- */
 
-static void set_keys(unsigned alg, void *enc, void *dec, const uint8_t *key)
+/*
+ * The LUKS ciphers by QAPI name (qcow2_luks_parse() maps the header's
+ * name and key length to one), with nettle's meta descriptions: QEMU
+ * 7.2's crypto/cipher-nettle.c.inc keys serpent and twofish with
+ * serpent_set_key()/twofish_set_key() and cast5 with cast5_set_key() at
+ * the QAPI key size, which are what these set_*_key functions do.
+ */
+static const struct {
+    const char *name;
+    const struct nettle_cipher *c;
+} ciphers[] = {
+    {"aes-128", &nettle_aes128},         {"aes-192", &nettle_aes192},
+    {"aes-256", &nettle_aes256},         {"cast5-128", &nettle_cast128},
+    {"serpent-128", &nettle_serpent128}, {"serpent-192", &nettle_serpent192},
+    {"serpent-256", &nettle_serpent256}, {"twofish-128", &nettle_twofish128},
+    {"twofish-192", &nettle_twofish192}, {"twofish-256", &nettle_twofish256},
+};
+
+#define NCIPHERS (sizeof(ciphers) / sizeof(ciphers[0]))
+
+_Static_assert(sizeof(struct twofish_ctx) <= LUKS_CTX_BYTES, "cipher context storage");
+_Static_assert(sizeof(struct serpent_ctx) <= LUKS_CTX_BYTES, "cipher context storage");
+_Static_assert(sizeof(struct aes256_ctx) <= LUKS_CTX_BYTES, "cipher context storage");
+_Static_assert(sizeof(struct cast128_ctx) <= LUKS_CTX_BYTES, "cipher context storage");
+
+static int cipher_by_name(const char *name)
 {
-    switch (alg) {
-    case ALG_AES128:
-        aes128_set_encrypt_key(enc, key);
-        aes128_set_decrypt_key(dec, key);
-        break;
-    case ALG_AES192:
-        aes192_set_encrypt_key(enc, key);
-        aes192_set_decrypt_key(dec, key);
-        break;
-    default:
-        aes256_set_encrypt_key(enc, key);
-        aes256_set_decrypt_key(dec, key);
-        break;
-    }
+    for (unsigned i = 0; name && i < NCIPHERS; i++)
+        if (!strcmp(name, ciphers[i].name))
+            return (int)i;
+    return -1;
 }
 
-static nettle_cipher_func *enc_fn(unsigned alg)
+/*
+ * qcrypto_block_luks_essiv_cipher(): ESSIV's cipher is the volume's when
+ * the digest is its key's size, else the member of its family with a key
+ * the digest's size (qcow2_luks_parse() and the create options checked
+ * that one exists).
+ */
+static int essiv_cipher(unsigned alg, size_t digest)
 {
-    return alg == ALG_AES128   ? (nettle_cipher_func *)aes128_encrypt
-           : alg == ALG_AES192 ? (nettle_cipher_func *)aes192_encrypt
-                               : (nettle_cipher_func *)aes256_encrypt;
-}
+    const char *name = ciphers[alg].name;
+    size_t fam = (size_t)(strchr(name, '-') - name);
 
-static nettle_cipher_func *dec_fn(unsigned alg)
-{
-    return alg == ALG_AES128   ? (nettle_cipher_func *)aes128_decrypt
-           : alg == ALG_AES192 ? (nettle_cipher_func *)aes192_decrypt
-                               : (nettle_cipher_func *)aes256_decrypt;
-}
-
-static int alg_by_bytes(uint32_t bytes)
-{
-    return bytes == 16 ? ALG_AES128 : bytes == 24 ? ALG_AES192 : bytes == 32 ? ALG_AES256 : -1;
+    if (ciphers[alg].c->key_size == digest)
+        return (int)alg;
+    for (unsigned i = 0; i < NCIPHERS; i++)
+        if (!strncmp(ciphers[i].name, name, fam + 1) && ciphers[i].c->key_size == digest)
+            return (int)i;
+    return -1;
 }
 
 /*
@@ -153,81 +166,91 @@ static int alg_by_bytes(uint32_t bytes)
 static int volume_key(struct luks_volume *vol, const uint8_t *key,
                       const struct nettle_hash *essiv_hash)
 {
-    uint32_t cbytes = vol->mode == MODE_XTS ? vol->key_bytes / 2 : vol->key_bytes;
+    const struct nettle_cipher *c = ciphers[vol->alg].c;
 
-    set_keys(vol->alg, vol->enc, vol->dec, key);
-    if (vol->mode == MODE_XTS) {
-        uint64_t unused[64];
-        set_keys(vol->alg, vol->twk, unused, key + cbytes);
-        memset(unused, 0, sizeof(unused));
-    }
+    c->set_encrypt_key(vol->enc, key);
+    c->set_decrypt_key(vol->dec, key);
+    if (vol->mode == MODE_XTS) /* the tweak key: the second half */
+        c->set_encrypt_key(vol->twk, key + c->key_size);
     if (vol->ivgen == IV_ESSIV) {
-        /* ivgen-essiv.c: the IV cipher keyed with hash(key), the same family. */
+        /* ivgen-essiv.c: an ECB cipher keyed with hash(key). */
         uint8_t d[64];
-        uint64_t unused[64];
+        uint64_t hctx[32];
         int ealg;
 
         if (!essiv_hash || essiv_hash->digest_size > sizeof(d))
             return -LUKS_ERR_UNSUPPORTED;
-        ealg = alg_by_bytes(essiv_hash->digest_size);
+        ealg = essiv_cipher(vol->alg, essiv_hash->digest_size);
         if (ealg < 0)
             return -LUKS_ERR_UNSUPPORTED;
-        {
-            uint64_t hctx[32];
-            essiv_hash->init(hctx);
-            essiv_hash->update(hctx, vol->key_bytes, key);
-            essiv_hash->digest(hctx, essiv_hash->digest_size, d);
-        }
-        set_keys((unsigned)ealg, vol->essiv, unused, d);
-        vol->essiv[63] = (uint64_t)ealg; /* the ESSIV cipher, after its context */
+        essiv_hash->init(hctx);
+        essiv_hash->update(hctx, vol->key_bytes, key);
+        essiv_hash->digest(hctx, essiv_hash->digest_size, d);
+        ciphers[ealg].c->set_encrypt_key(vol->essiv, d);
+        vol->essiv_alg = (unsigned)ealg;
         memset(d, 0, sizeof(d));
-        memset(unused, 0, sizeof(unused));
+        memset(hctx, 0, sizeof(hctx));
     }
     return 0;
 }
 
-/* The IV of a sector (qcrypto_ivgen_calculate): 16 bytes. */
-static void sector_iv(const struct luks_volume *vol, uint64_t sector, uint8_t iv[16])
+/*
+ * The IV of a sector (qcrypto_ivgen_calculate) into iv[0..niv): the
+ * sector number little-endian (plain: its low 32 bits), zero-padded;
+ * ESSIV encrypts that block with its cipher.
+ */
+static void sector_iv(const struct luks_volume *vol, uint64_t sector, uint8_t *iv, size_t niv)
 {
-    memset(iv, 0, 16);
+    uint8_t block[16] = {0};
+
     if (vol->ivgen == IV_PLAIN)
         sector &= 0xffffffffu;
     for (unsigned i = 0; i < 8; i++)
-        iv[i] = (uint8_t)(sector >> (8 * i));
-    if (vol->ivgen == IV_ESSIV)
-        enc_fn((unsigned)vol->essiv[63])(vol->essiv, 16, iv, iv);
+        block[i] = (uint8_t)(sector >> (8 * i));
+    if (vol->ivgen == IV_ESSIV) {
+        const struct nettle_cipher *e = ciphers[vol->essiv_alg].c;
+        e->encrypt(vol->essiv, e->block_size, block, block);
+    }
+    memcpy(iv, block, niv);
 }
 
 /* qcrypto_block_cipher_{de,en}crypt_helper(): sector by sector. */
 static int crypt(const struct luks_volume *vol, uint64_t sector, uint8_t *buf, size_t len,
                  bool decrypt)
 {
+    const struct nettle_cipher *c = ciphers[vol->alg].c;
+    size_t bs = c->block_size;
+
     while (len > 0) {
         size_t n = len < LUKS_SECTOR ? len : LUKS_SECTOR;
         uint8_t iv[16];
 
-        if (n % 16)
+        if (n % bs)
             return -LUKS_ERR_UNSUPPORTED;
-        sector_iv(vol, sector, iv);
+        /* qcrypto_cipher_get_iv_len(): a block's IV, none for ECB. */
+        if (vol->mode != MODE_ECB)
+            sector_iv(vol, sector, iv, bs);
         switch (vol->mode) {
         case MODE_XTS:
             if (decrypt)
-                xts_decrypt_message(vol->dec, vol->twk, dec_fn(vol->alg), enc_fn(vol->alg), iv, n,
-                                    buf, buf);
+                xts_decrypt_message(vol->dec, vol->twk, c->decrypt, c->encrypt, iv, n, buf, buf);
             else
-                xts_encrypt_message(vol->enc, vol->twk, enc_fn(vol->alg), iv, n, buf, buf);
+                xts_encrypt_message(vol->enc, vol->twk, c->encrypt, iv, n, buf, buf);
             break;
         case MODE_CBC:
             if (decrypt)
-                cbc_decrypt(vol->dec, dec_fn(vol->alg), 16, iv, n, buf, buf);
+                cbc_decrypt(vol->dec, c->decrypt, bs, iv, n, buf, buf);
             else
-                cbc_encrypt(vol->enc, enc_fn(vol->alg), 16, iv, n, buf, buf);
+                cbc_encrypt(vol->enc, c->encrypt, bs, iv, n, buf, buf);
+            break;
+        case MODE_CTR:
+            ctr_crypt(vol->enc, c->encrypt, bs, iv, n, buf, buf);
             break;
         default:
             if (decrypt)
-                dec_fn(vol->alg)(vol->dec, n, buf, buf);
+                c->decrypt(vol->dec, n, buf, buf);
             else
-                enc_fn(vol->alg)(vol->enc, n, buf, buf);
+                c->encrypt(vol->enc, n, buf, buf);
             break;
         }
         buf += n;
@@ -293,7 +316,6 @@ static uint64_t work_of(const struct nettle_hash *h, uint64_t iters, size_t len)
 static int volume_setup(struct luks_volume *vol, const struct qcow2_luks_info *info,
                         uint32_t mk_len, const struct nettle_hash **ivh)
 {
-    uint32_t cbytes;
     int alg;
 
     memset(vol, 0, sizeof(*vol));
@@ -306,13 +328,15 @@ static int volume_setup(struct luks_volume *vol, const struct qcow2_luks_info *i
         vol->mode = MODE_CBC;
     else if (!strcmp(info->cipher_mode, "ecb"))
         vol->mode = MODE_ECB;
+    else if (!strcmp(info->cipher_mode, "ctr"))
+        vol->mode = MODE_CTR;
     else
         return -LUKS_ERR_UNSUPPORTED;
-    if (strncmp(info->cipher_alg, "aes-", 4))
+    alg = cipher_by_name(info->cipher_alg);
+    if (alg < 0 || ciphers[alg].c->key_size * (vol->mode == MODE_XTS ? 2 : 1) != mk_len)
         return -LUKS_ERR_UNSUPPORTED;
-    cbytes = vol->mode == MODE_XTS ? mk_len / 2 : mk_len;
-    alg = alg_by_bytes(cbytes);
-    if (alg < 0)
+    /* XTS is for 16-byte blocks: qemu's nettle backend has no cast5-xts. */
+    if (vol->mode == MODE_XTS && ciphers[alg].c->block_size != XTS_BLOCK_SIZE)
         return -LUKS_ERR_UNSUPPORTED;
     vol->alg = (unsigned)alg;
     vol->key_bytes = mk_len;

@@ -8,9 +8,9 @@
  * passphrase with the slot's salt and iterations, the slot's key material
  * decrypted with that key, AF-merged with the header's hash), and keeps the
  * master key whose PBKDF2 digest the header records.  Then it decrypts and
- * encrypts 512-byte sectors with the header's cipher, mode and IV
- * generator.  Pure: no I/O (key material comes through a callback), no
- * allocation (the caller passes the work buffer), no printing.
+ * encrypts 512-byte sectors with the header's cipher (AES, cast5, serpent,
+ * twofish), mode (ECB, CBC, XTS, CTR) and IV generator.  Pure: no I/O (key material comes through a
+ * callback), no allocation (the caller passes the work buffer), no printing.
  */
 #ifndef LUKS_UNLOCK_H
 #define LUKS_UNLOCK_H
@@ -40,19 +40,24 @@
 enum {
     LUKS_ERR_PASSWORD = 1,  /* Invalid password, cannot unlock any keyslot */
     LUKS_ERR_READ,          /* the key material callback failed */
-    LUKS_ERR_UNSUPPORTED,   /* a cipher, mode or hash instar has no code for */
+    LUKS_ERR_UNSUPPORTED,   /* a cipher without the mode (cast5-xts), as qemu's cipher_new */
     LUKS_ERR_TOO_MUCH_WORK, /* over LUKS_WORK_MAX; args: slot, work */
 };
 
+/* Bytes of the largest nettle cipher context a volume holds (twofish_ctx). */
+#define LUKS_CTX_BYTES 4256u
+
 /* An unlocked volume: the master key's cipher contexts. */
 struct luks_volume {
-    unsigned alg;       /* internal cipher id */
-    unsigned mode;      /* 0 ecb, 1 cbc, 2 xts */
+    unsigned alg;       /* internal cipher id (the table in unlock.c) */
+    unsigned mode;      /* 0 ecb, 1 cbc, 2 xts, 3 ctr */
     unsigned ivgen;     /* 0 plain, 1 plain64, 2 essiv */
+    unsigned essiv_alg; /* ESSIV's cipher (internal id) */
     uint32_t key_bytes; /* master key length */
     uint32_t slot;      /* the key slot that opened it */
-    /* Cipher contexts (nettle's aes{128,192,256}_ctx), 8-aligned storage. */
-    uint64_t enc[64], dec[64], twk[64], essiv[64];
+    /* Cipher contexts (nettle's aes256_ctx, twofish_ctx, ...), 8-aligned storage. */
+    uint64_t enc[LUKS_CTX_BYTES / 8], dec[LUKS_CTX_BYTES / 8], twk[LUKS_CTX_BYTES / 8],
+        essiv[LUKS_CTX_BYTES / 8];
 };
 
 /*

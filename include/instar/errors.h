@@ -25,8 +25,7 @@
     X(INSTAR_ERR_ENCRYPTED_DATA, 7, "Parameter 'encrypt.key-secret' is required for cipher")       \
     X(INSTAR_ERR_REPAIR_DIRTY, 8, "Could not repair dirty image: Input/output error")              \
     X(INSTAR_ERR_LUKS_PASSWORD, 9, "Invalid password, cannot unlock any keyslot")                  \
-    X(INSTAR_ERR_LUKS_UNSUPPORTED, 10,                                                             \
-      "instar decrypts AES in ECB, CBC and XTS modes only, not this LUKS cipher")                  \
+    X(INSTAR_ERR_LUKS_UNSUPPORTED, 10, "Unsupported cipher mode xts")                              \
     X(INSTAR_ERR_LUKS_WORK, 11,                                                                    \
       "LUKS key slot {0} asks for {1} PBKDF2 blocks, more than instar's limit of 268435456")       \
     X(INSTAR_ERR_ENCRYPTED_WRITE, 12, "instar writes encrypted images only as convert's target")   \

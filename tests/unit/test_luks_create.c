@@ -128,6 +128,34 @@ Test(luks_create, aes192_ecb_sha512)
     unlock_roundtrip("aes", "ecb-plain", "sha512", 24);
 }
 
+Test(luks_create, serpent256_xts_essiv_sha1)
+{
+    unlock_roundtrip("serpent", "xts-essiv:sha256", "sha1", 64);
+}
+
+/* ESSIV with sha256 keys twofish-256 for a twofish-128 volume. */
+Test(luks_create, twofish128_cbc_essiv_ripemd160)
+{
+    unlock_roundtrip("twofish", "cbc-essiv:sha256", "ripemd160", 16);
+}
+
+/* cast5's 8-byte block: CTR counters and ESSIV (md5 keys cast5-128) of 8 bytes. */
+Test(luks_create, cast5_ctr_essiv_md5)
+{
+    unlock_roundtrip("cast5", "ctr-essiv:md5", "md5", 16);
+}
+
+/* cast5 has no XTS mode (qemu's cipher_new: "Unsupported cipher mode xts"). */
+Test(luks_create, cast5_xts_unsupported)
+{
+    struct qcow2_luks_info info = {
+        .cipher_alg = "cast5-128", .cipher_mode = "xts", .ivgen_alg = "plain64"};
+    static struct luks_volume v;
+    uint8_t key[32] = {0};
+
+    cr_assert_eq(luks_volume_init(&v, &info, 32, key), -LUKS_ERR_UNSUPPORTED);
+}
+
 Test(luks_create, bad_names_refused)
 {
     struct qcow2_luks_info info;
