@@ -157,6 +157,48 @@ static bool next_op(struct gbs *top, uint64_t len, uint64_t gran, uint64_t tcs, 
     return true;
 }
 
+/* copy_direct()'s source, and its data hook: the host copies the bytes into the base's file. */
+struct direct {
+    uint32_t src, dst;
+    uint64_t map;
+};
+
+static int direct_data(void *opaque, uint64_t host, uint64_t done, uint64_t bytes)
+{
+    const struct direct *d = opaque;
+
+    return hc_copy(d->src, d->map + done, d->dst, host, bytes, 0, 0, 0, 0, NULL) < 0 ? -GBS_EIO : 0;
+}
+
+/*
+ * A copy request whose bytes are one plain range of one file (block
+ * status through the top's chain: data at an offset, not zeros), into a
+ * qcow2 base: the base maps, allocates and links its clusters as for
+ * gbs_pwrite(), and the host copies the data itself, which then never
+ * passes through guest RAM.  Returns 1 when done, 0 when the request
+ * must be read and written here, or -errno from the write.
+ */
+static int copy_direct(struct gbs *top, struct gbs *base, const struct op *o)
+{
+    struct direct d;
+    uint64_t pnum = 0, end;
+    int ret;
+
+    if (base->drv != &gbs_drv_qcow2 || gbs_qcow2_encrypted(base))
+        return 0;
+    ret = gbs_block_status_above(top, o->off, o->bytes, &pnum, &d.map, &d.src, NULL);
+    if (ret < 0 ||
+        (ret & (INSTAR_BS_DATA | INSTAR_BS_ZERO | INSTAR_BS_OFFSET_VALID)) !=
+            (INSTAR_BS_DATA | INSTAR_BS_OFFSET_VALID) ||
+        d.src == INSTAR_NO_NODE || pnum < o->bytes)
+        return 0;
+    if (__builtin_add_overflow(d.map, o->bytes, &end) || end > gblk_size(d.src))
+        return 0; /* a file cut short: its tail reads as zeros, through RAM */
+    d.dst = base->data;
+    ret = gbs_qcow2_pwrite_from(base, o->off, o->bytes, direct_data, &d, false);
+    return ret < 0 ? ret : 1;
+}
+
 void plan_commit(void)
 {
     struct gbs *top, *base, *overlay, *p;
@@ -282,6 +324,9 @@ void plan_commit(void)
             if (o->zero) {
                 /* MIRROR_METHOD_ZERO (DISCARD never arises: see docs/differences.md) */
                 ret = gbs_pwrite_zeroes(base, o->off, o->bytes, GBS_ZERO_MAY_UNMAP);
+                if (ret < 0)
+                    fail(INSTAR_DATA_EWRITE_AT, ret, o->off, 0);
+            } else if ((ret = copy_direct(top, base, o)) != 0) {
                 if (ret < 0)
                     fail(INSTAR_DATA_EWRITE_AT, ret, o->off, 0);
             } else {

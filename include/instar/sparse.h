@@ -15,14 +15,20 @@
 
 #define SPARSE_SECTOR 512
 
+/*
+ * 64 bytes at a time, stopping at the first that are not all zero (as
+ * qemu's buffer_is_zero() does): a data sector usually shows in its first
+ * words, and reading the whole of every one was a fifth of a convert's
+ * CPU (perf, vpc to raw).
+ */
 static inline bool sparse_sector_is_zero(const uint8_t *p)
 {
     const uint64_t *w = (const uint64_t *)(const void *)p;
-    uint64_t acc = 0;
 
-    for (size_t i = 0; i < SPARSE_SECTOR / 8; i++)
-        acc |= w[i];
-    return acc == 0;
+    for (size_t i = 0; i < SPARSE_SECTOR / 8; i += 8)
+        if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
+            return false;
+    return true;
 }
 
 static inline bool sparse_buffer_is_zero(const uint8_t *p, size_t len)
