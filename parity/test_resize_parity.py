@@ -576,6 +576,37 @@ def test_dirty_image_partial_head(instar, tmp_path, head, spec):
     assert tl.same_content(o, i), f"resize {spec}: the files differ"
 
 
+@pytest.mark.parametrize("head,spec", [("compressed", "--preallocation=metadata 20M"), ("backing", "24M")])
+def test_dirty_image_with_bitmaps_partial_head(instar, tmp_path, head, spec):
+    """A dirty image with persistent bitmaps whose partial last cluster QEMU
+    copies: the node that loads the bitmaps and repairs the image is open
+    over the backing chain, and the copy reads the head through it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    if head == "backing":
+        tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+        tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+        tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "-b", "base.qcow2", "-F", "qcow2",
+                    "t.qcow2", "16776704", cwd=src)
+        w = "write -P 3 16711680 4096"
+    else:
+        tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on", "t.qcow2", "16776704", cwd=src)
+        w = "write -c -P 3 16711680 65024"
+    tl.qemu_io("-f", "qcow2", "-c", w, "-c", "write -P 5 0 64k", "t.qcow2", cwd=src)
+    tl.qemu_img("bitmap", "--add", "t.qcow2", "b0", cwd=src)
+    with open(src / "t.qcow2", "r+b") as f:  # the dirty bit alone (the bitmaps consistent)
+        f.seek(79)
+        f.write(b"\x01")
+    *flags, new = spec.split()
+    files = [src / "t.qcow2"] + ([src / "base.qcow2"] if head == "backing" else [])
+    exp, act = tl.run_both_on_copies(instar, ["resize", *flags, "t.qcow2", new], files, tmp_path / "run",
+                                     compare_images=["t.qcow2"], compare_fmt="qcow2", copy=sparse_copy, timeout=120)
+    tl.assert_same(exp, act, f"resize {spec} of a dirty image with bitmaps")
+    assert exp.returncode == 0, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "t.qcow2", tmp_path / "run" / "instar" / "t.qcow2"
+    assert tl.same_content(o, i), f"resize {spec}: the files differ"
+
+
 # --- Persistent bitmaps: in use while open, resized in memory, stored again at the close ---
 
 _bm_made: dict[str, Path] = {}
