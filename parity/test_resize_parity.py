@@ -809,6 +809,37 @@ def test_data_file_over_longer_backing(instar, tmp_path, kind, spec):
     assert chk.returncode == 0, chk.describe()
 
 
+@pytest.mark.parametrize("kind,cs,size,new", [("zero-alloc", 65536, "16776704", "24M"),
+                                              ("zero-plain", 65536, "16776704", "16777216"),
+                                              ("zero-alloc", 4096, "16773632", "16776192")],
+                         ids=["alloc", "plain-to-cluster-end", "alloc-4k-same-cluster"])
+def test_data_file_over_longer_backing_zero_head(instar, tmp_path, kind, cs, size, new):
+    """A data file image's zero head cluster under the zero-fill over a
+    longer backing file: zeros written over the whole cluster in the data
+    file (its copy-on-write reaches both ends, past the new end too), then
+    the entry maps it without the zero flag."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file=img.data,cluster_size={cs}", "-b", "base.qcow2",
+                "-F", "qcow2", "img.qcow2", size, cwd=src)
+    head = int(size) // cs * cs
+    z = "write -z -u" if kind == "zero-plain" else "write -z"
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 1M", "-c", f"write -P 4 {head} 512",
+               "-c", f"{z} {head} {int(size) - head}", "img.qcow2", cwd=src)
+    argv = ["resize", "img.qcow2", new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
+                                     tmp_path / "run", timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert exp.returncode == 0, exp.describe()
+    for f in ("img.qcow2", "img.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
+    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
+    assert chk.returncode == 0, chk.describe()
+
+
 def test_shrink_discards_as_qemu(instar, imgdir, tmp_path):
     """The clusters a shrink frees inside the kept file are punched out as
     qemu-img punches them: same bytes, same holes, same `disk size`."""

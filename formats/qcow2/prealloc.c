@@ -313,6 +313,13 @@ static int link_l2(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t hos
     return 0;
 }
 
+int qcow2_prealloc_link(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t host)
+{
+    int ret = link_l2(p, guest_offset & ~(p->cs - 1), host, 1, false, 0, 0);
+
+    return ret < 0 ? ret : l2_flush(p);
+}
+
 /* Zeros over [off, off + len) of the image file (len below one cluster). */
 static int write_zeros(struct qcow2_prealloc *p, uint64_t off, uint64_t len)
 {

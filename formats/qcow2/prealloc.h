@@ -144,6 +144,15 @@ int qcow2_prealloc_write_l1(struct qcow2_prealloc *p);
 int qcow2_prealloc_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t new_length, int mode);
 
 /*
+ * qcow2_prealloc_link - qcow2_alloc_cluster_link_l2() for one cluster
+ * after its data was written: the entry of the cluster at guest_offset
+ * points at host (COPIED, no zero flag, the extended L2 bitmap kept), the
+ * table written, the entry's old cluster dropped (ordered mode).
+ * Returns 0 or -errno.
+ */
+int qcow2_prealloc_link(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t host);
+
+/*
  * qcow2_prealloc_alloc - qcow2_alloc_host_offset() for a write of
  * [offset, offset + *bytes): allocate (or keep, when ordered) the
  * clusters, link them, and write the copy-on-write head and tail zeros.

@@ -875,10 +875,28 @@ static int zero_head_cow(struct rs *s, struct qcow2_prealloc *p, uint64_t old_le
 }
 
 /*
+ * A data file image's zero head cluster (without extended L2 entries):
+ * unmapped, or mapped 1:1 of its own.  The zero-fill's write of it copies
+ * zeros over the whole cluster (calculate_l2_meta(): a zero cluster's
+ * copy-on-write reaches both of its ends), in place, then links it.
+ */
+static bool head_zero_data_file(struct rs *s, uint64_t entry, uint64_t cstart)
+{
+    struct qcow2_l2_geom g = {.cluster_bits = s->cb, .extended_l2 = false, .data_file = false};
+    struct qcow2_l2_entry e;
+
+    if (s->extl2)
+        return false;
+    qcow2_l2_decode(entry, 0, &g, &e);
+    return e.type == QCOW2_L2_ZERO_PLAIN ||
+           (e.type == QCOW2_L2_ZERO_ALLOC && e.copied && e.host_offset == cstart);
+}
+
+/*
  * A data file image's head cluster the zero-fill's explicit zeros can be
- * written to: plain data of its own (in place), or unallocated with its
- * old guest data read beforehand (a new mapping, 1:1 in the data file).
- * 0 or -QCOW2_RESIZE_ENOTSUP.
+ * written to: plain data of its own (in place), a zero cluster (zeros over
+ * it, in place), or unallocated with its old guest data read beforehand
+ * (a new mapping, 1:1 in the data file).  0 or -QCOW2_RESIZE_ENOTSUP.
  */
 static int zero_head_data_file_check(struct rs *s, const struct qcow2_resize_image *img,
                                      uint64_t old_len, uint64_t new_size)
@@ -890,6 +908,8 @@ static int zero_head_data_file_check(struct rs *s, const struct qcow2_resize_ima
         return -QCOW2_RESIZE_ENOTSUP;
     if (head_normal(s, entry, bitmap, in, in + 1) &&
         (entry & QCOW2_L2E_OFFSET_MASK) == (old_len & ~(s->cs - 1)))
+        return 0;
+    if (head_zero_data_file(s, entry, old_len & ~(s->cs - 1)))
         return 0;
     /* (A copy whose tail reached past the new end would read the backing file there.) */
     if (entry == 0 && ((img->head_data && img->head_len == in) || !img->backing_head) &&
@@ -916,6 +936,15 @@ static int zero_head_data_file(struct rs *s, struct qcow2_prealloc *p,
 
     if (ret < 0)
         return ret;
+    if (head_zero_data_file(s, entry, cstart)) {
+        buf = rs_mem(s, s->cs);
+        if (!buf)
+            return -QCOW2_RESIZE_ENOMEM;
+        memset(buf, 0, (size_t)s->cs);
+        ret = s->io->data_pwrite(s->io->opaque, cstart, buf, (size_t)s->cs);
+        rs_free(s, buf);
+        return ret < 0 ? ret : qcow2_prealloc_link(p, cstart, cstart);
+    }
     from = entry ? in : in / scs * scs;
     buf = rs_mem(s, end - cstart - from);
     if (!buf)

@@ -282,13 +282,15 @@ def test_grow_compressed_partial_head(instar, tmp_path, mode):
     verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
 
 
-@pytest.mark.parametrize("spec,size", [("6M", "1048576"), ("--preallocation=metadata 6M", "1048576"),
-                                       ("6M", "1047552")], ids=["grow", "metadata", "partial-head"])
-def test_data_file_over_longer_backing(instar, tmp_path, spec, size):
+@pytest.mark.parametrize("spec,size,zero", [("6M", "1048576", False), ("--preallocation=metadata 6M", "1048576", False),
+                                            ("6M", "1047552", False), ("6M", "1047552", True)],
+                         ids=["grow", "metadata", "partial-head", "partial-zero-head"])
+def test_data_file_over_longer_backing(instar, tmp_path, spec, size, zero):
     """An external data file over a longer backing file: the data file
     follows the new size, then the grown range becomes zero clusters; from
-    a size inside a cluster, the head's backing data and zeros are written
-    to the data file before its L2 entry maps them."""
+    a size inside a cluster, the head's backing data (zeros for a zero
+    cluster) and zeros are written to the data file before its L2 entry
+    maps them."""
     src = tmp_path / "src"
     src.mkdir()
     tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "8M", cwd=src)
@@ -297,6 +299,9 @@ def test_data_file_over_longer_backing(instar, tmp_path, spec, size):
                 "-F", "qcow2", "d.qcow2", size, cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "d.qcow2", cwd=src)
     reads = ["read -P 7 0 64k", f"read -P 1 64k {int(size) - 65536}"]
+    if zero:  # the head cluster a zero cluster mapped 1:1
+        tl.qemu_io("-f", "qcow2", "-c", "write -z 1044480 3072", "d.qcow2", cwd=src)
+        reads = ["read -P 7 0 64k", "read -P 1 64k 978944", "read -P 0 1044480 3072"]
     *flags, new = spec.split()
     for n in range(MAX_WRITES):
         work = tmp_path / f"n{n}"
