@@ -244,27 +244,31 @@ static bool chain_ok(const struct instar_graph *g, bool data_file)
 }
 
 /*
- * The head's guest data read through bs (node 0, open over the backing
- * chain): nothing for an aligned end or a shrink, nothing on a failed
- * read (the cases that need it are then refused).
+ * The head cluster's guest data read through bs (node 0, open over the
+ * backing chain): [0, in) as the image reads it, then the rest of the
+ * cluster as perform_cow() reads it past the end (head_tail; without it
+ * when that read fails).  Nothing for an aligned end or a shrink, nothing
+ * on a failed read (the cases that need it are then refused).
  */
 static void read_head_node(uint32_t op, struct qcow2_resize_image *ri, struct gbs *bs,
                            uint64_t new_size)
 {
     uint64_t cs = UINT64_C(1) << ri->cluster_bits, in = ri->size & ~UINT64_C(511) & (cs - 1);
+    uint64_t cstart = (ri->size & ~UINT64_C(511)) - in;
     uint8_t *buf;
 
     if (in == 0 || new_size <= ri->size)
         return;
-    buf = malloc(in);
+    buf = malloc(cs);
     if (!buf)
         result_error(op, INSTAR_ERR_NOMEM, NULL, NULL, 0);
-    if (gbs_pread(bs, (ri->size & ~UINT64_C(511)) - in, buf, in) < 0) {
+    if (gbs_pread(bs, cstart, buf, in) < 0) {
         free(buf);
         return;
     }
     ri->head_data = buf;
     ri->head_len = in;
+    ri->head_tail = gbs_pread_cow(bs, cstart + in, buf + in, cs - in) == 0;
 }
 
 void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct instar_graph *chain,

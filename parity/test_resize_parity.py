@@ -840,6 +840,29 @@ def test_data_file_over_longer_backing_zero_head(instar, tmp_path, kind, cs, siz
     assert chk.returncode == 0, chk.describe()
 
 
+@pytest.mark.parametrize("opts,size,new", [("cluster_size=4096", "16773632", "16776192"),
+                                           ("extended_l2=on", "16775680", "16776704")], ids=["4k", "extl2"])
+def test_data_file_over_longer_backing_tail_past_new_end(instar, tmp_path, opts, size, new):
+    """A data file image's unallocated head under the zero-fill, the new
+    size inside the same (sub)cluster: the copy-on-write's tail past the
+    new end gets the backing file's data there, as perform_cow() reads it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file=img.data,{opts}", "-b", "base.qcow2",
+                "-F", "qcow2", "img.qcow2", size, cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 1M", "img.qcow2", cwd=src)
+    argv = ["resize", "img.qcow2", new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
+                                     tmp_path / "run", timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert exp.returncode == 0, exp.describe()
+    for f in ("img.qcow2", "img.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
+
+
 def test_shrink_discards_as_qemu(instar, imgdir, tmp_path):
     """The clusters a shrink frees inside the kept file are punched out as
     qemu-img punches them: same bytes, same holes, same `disk size`."""

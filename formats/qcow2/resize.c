@@ -911,9 +911,13 @@ static int zero_head_data_file_check(struct rs *s, const struct qcow2_resize_ima
         return 0;
     if (head_zero_data_file(s, entry, old_len & ~(s->cs - 1)))
         return 0;
-    /* (A copy whose tail reached past the new end would read the backing file there.) */
+    /*
+     * Unallocated: a copy whose tail reaches past the new end reads the
+     * backing file there (head_tail).
+     */
     if (entry == 0 && ((img->head_data && img->head_len == in) || !img->backing_head) &&
-        new_size >= (old_len + scs - 1) / scs * scs)
+        (new_size >= (old_len + scs - 1) / scs * scs || !img->backing_head ||
+         (img->head_data && img->head_tail)))
         return 0;
     return -QCOW2_RESIZE_ENOTSUP;
 }
@@ -930,7 +934,7 @@ static int zero_head_data_file(struct rs *s, struct qcow2_prealloc *p,
                                const struct qcow2_resize_image *img, uint64_t old_len, uint64_t end)
 {
     uint64_t entry, bitmap, in = old_len & (s->cs - 1), cstart = old_len - in;
-    uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs, from, bytes, host = 0;
+    uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs, from, wend, bytes, host = 0;
     uint8_t *buf;
     int ret = head_entry(s, old_len, &entry, &bitmap);
 
@@ -946,13 +950,19 @@ static int zero_head_data_file(struct rs *s, struct qcow2_prealloc *p,
         return ret < 0 ? ret : qcow2_prealloc_link(p, cstart, cstart);
     }
     from = entry ? in : in / scs * scs;
-    buf = rs_mem(s, end - cstart - from);
+    /* Unallocated: the copy-on-write's tail to the subcluster's end, past the new end. */
+    wend = entry ? end - cstart : ((end - cstart) + scs - 1) / scs * scs;
+    buf = rs_mem(s, wend - from);
     if (!buf)
         return -QCOW2_RESIZE_ENOMEM;
-    memset(buf, 0, (size_t)(end - cstart - from));
-    if (!entry && img->head_data && img->head_len == in)
+    memset(buf, 0, (size_t)(wend - from));
+    if (!entry && img->head_data && img->head_len == in) {
         memcpy(buf, img->head_data + from, (size_t)(in - from));
-    ret = s->io->data_pwrite(s->io->opaque, cstart + from, buf, (size_t)(end - cstart - from));
+        if (img->head_tail && wend > end - cstart)
+            memcpy(buf + (end - cstart - from), img->head_data + (end - cstart),
+                   (size_t)(wend - (end - cstart)));
+    }
+    ret = s->io->data_pwrite(s->io->opaque, cstart + from, buf, (size_t)(wend - from));
     rs_free(s, buf);
     if (ret < 0 || entry)
         return ret;
