@@ -400,6 +400,33 @@ def test_grow_over_backing_unallocated_partial_head(instar, backing_dir, tmp_pat
     assert tl.same_content(o, i)
 
 
+@pytest.mark.parametrize("pre,head", [("off", "empty"), ("off", "compressed"), ("off", "zero"), ("off", "snap"),
+                                      ("metadata", "empty")])
+def test_grow_over_backing_tail_past_new_end(instar, tmp_path, pre, head):
+    """A new end inside the head cluster (4 KiB clusters) over a longer
+    backing file: the copy-on-write of the head cluster reaches past the
+    new end, where it writes the backing file's data (or the compressed
+    cluster's), as perform_cow() reads it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.qcow2", "-F", "qcow2",
+                "img.qcow2", "16773632", cwd=src)
+    w = {"empty": [], "compressed": ["-c", "write -c -P 3 16773120 512"], "zero": ["-c", "write -z -u 16773120 512"],
+         "snap": ["-c", "write -P 3 16773120 512"]}[head]
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 5 0 64k", *w, "img.qcow2", cwd=src)
+    if head == "snap":
+        tl.qemu_img("snapshot", "-c", "s1", "img.qcow2", cwd=src)
+    exp, act = tl.run_both_on_copies(instar, ["resize", f"--preallocation={pre}", "img.qcow2", "16776192"],
+                                     [src / "img.qcow2", src / "base.qcow2"], tmp_path / "run",
+                                     compare_images=["img.qcow2"], compare_fmt="qcow2", timeout=120)
+    tl.assert_same(exp, act, "resize")
+    assert exp.returncode == 0, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i)
+
+
 @pytest.mark.parametrize("pre", PREALLOC)
 @pytest.mark.parametrize("new", ["20M", "16777216"])
 def test_grow_compressed_partial_head(instar, imgdir, tmp_path, pre, new):

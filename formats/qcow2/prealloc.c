@@ -721,7 +721,14 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
 
             alloc_end = (mapped_end + scs - 1) / scs * scs;
         }
-        if (mapped_end < alloc_end && !p->data_file) {
+        if (mapped_end < alloc_end && !p->data_file && p->head_data && p->head_tail &&
+            cstart == p->head_off && alloc_end <= p->cs) {
+            ret = wr(p, alloc_off + mapped_end, p->head_data + mapped_end,
+                     (size_t)(alloc_end - mapped_end));
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (mapped_end < alloc_end && !p->data_file) {
             ret = write_zeros(p, alloc_off + mapped_end, alloc_end - mapped_end);
             if (ret < 0) {
                 return ret;

@@ -88,6 +88,13 @@ struct qcow2_prealloc {
     const uint8_t *head_data;
     uint64_t head_off;
     uint64_t head_len;
+    /*
+     * head_data holds the whole cluster: [head_len, cluster size) is its
+     * guest data past the old end, which a copy-on-write's tail in that
+     * cluster writes (perform_cow() reads it there: the backing file's
+     * data, a compressed cluster's); else that tail gets zeros.
+     */
+    bool head_tail;
     /* The active L1 table (host-endian), owned by the caller. */
     uint64_t *l1;
     uint64_t l1_size;

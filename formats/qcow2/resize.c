@@ -807,11 +807,13 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
         /*
          * The explicit zeros of the head go through a write that copies the
          * cluster into a new one (zero_head_cow): with its guest data read
-         * beforehand, and the write reaching the cluster's end (a copy of
-         * the tail past the new end would read the backing file there).
+         * beforehand, and the write reaching the cluster's end or the
+         * cluster's tail past the new end read too (head_tail: the backing
+         * file's data there, as perform_cow() reads it).
          */
         if (img->head_data && img->head_len == in && !s->extl2 && !s->data_file &&
-            new_size >= old_len - in + s->cs && (entry == 0 || head_cow_ok(s, entry, bitmap, true)))
+            (new_size >= old_len - in + s->cs || img->head_tail) &&
+            (entry == 0 || head_cow_ok(s, entry, bitmap, true)))
             return 0;
         return -QCOW2_PREALLOC_ENOTSUP;
     }
@@ -1076,6 +1078,7 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
         p.head_data = img->head_data;
         p.head_off = old_len & ~(s->cs - 1);
         p.head_len = img->head_len;
+        p.head_tail = img->head_tail;
     }
     p.l1 = s->l1;
     p.l1_size = s->l1_size;
@@ -1119,7 +1122,8 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
                                           zero_start < new_size ? zero_start : new_size);
             else if (ret == 0)
                 ret = zero_head_needs_cow(s, old_len)
-                          ? zero_head_cow(s, &p, old_len, zero_start)
+                          ? zero_head_cow(s, &p, old_len,
+                                          zero_start < new_size ? zero_start : new_size)
                           : zero_head(s, old_len, zero_start < new_size ? zero_start : new_size);
         }
     }

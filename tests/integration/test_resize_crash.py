@@ -269,6 +269,25 @@ def test_grow_over_backing_partial_head(instar, tmp_path, spec):
     verify_recoverable(final, reads + ["read -P 0 1047552 5243904"])
 
 
+@pytest.mark.parametrize("spec", ["1048064", "--preallocation=metadata 1048064"], ids=["zero-fill", "metadata"])
+def test_grow_tail_past_new_end_over_backing(instar, tmp_path, spec):
+    """A new end inside the head cluster over a longer backing file: the
+    head cluster's copy (a compressed head; the tail past the new end the
+    backing file's data) into a new cluster."""
+    base = tmp_path / "base.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(base), "8M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 8M", str(base))
+    src = tmp_path / "ov.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", str(base), "-F", "qcow2",
+                str(src), "1045504")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -c -P 9 1044480 1024", str(src))
+    reads = ["read -P 7 0 64k", "read -P 1 64k 978944", "read -P 9 1044480 1024"]
+    *flags, new = spec.split()
+    writes, final = sweep(instar, src, tmp_path, [*flags, "IMG", new], reads)
+    assert writes >= 3
+    verify_recoverable(final, reads + ["read -P 0 1045504 2560"])
+
+
 @pytest.mark.parametrize("mode", ["metadata", "falloc"])
 def test_grow_compressed_partial_head(instar, tmp_path, mode):
     """A compressed partial head cluster: decompressed into a new cluster,
