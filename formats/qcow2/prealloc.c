@@ -700,6 +700,8 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
          * cluster gets the rest of that cluster written (zeros: nothing is
          * below the end of the image).
          */
+        bool data_head = p->data_file && p->data_cow && p->data_write && p->head_data &&
+                         old_e == 0 && cstart == p->head_off && in_cluster == p->head_len;
         if (in_cluster && !p->data_file) {
             uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
             uint64_t from = p->extended_l2 ? in_cluster / scs * scs : 0;
@@ -708,6 +710,18 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
                            in_cluster);
             if (ret < 0) {
                 return ret;
+            }
+        } else if (in_cluster && data_head) {
+            /* The data file's copy of the unallocated head, read beforehand. */
+            uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
+            uint64_t from = p->extended_l2 ? in_cluster / scs * scs : 0;
+
+            if (in_cluster > from) {
+                ret = p->data_write(p->opaque, alloc_off + from, p->head_data + from,
+                                    (size_t)(in_cluster - from));
+                if (ret < 0) {
+                    return ret;
+                }
             }
         }
         ret = link_l2(p, cstart, alloc_off, nb, p->write, start, start + cur);
@@ -730,6 +744,12 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
             }
         } else if (mapped_end < alloc_end && !p->data_file) {
             ret = write_zeros(p, alloc_off + mapped_end, alloc_end - mapped_end);
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (mapped_end < alloc_end && data_head && p->head_tail && alloc_end <= p->cs) {
+            ret = p->data_write(p->opaque, alloc_off + mapped_end, p->head_data + mapped_end,
+                                (size_t)(alloc_end - mapped_end));
             if (ret < 0) {
                 return ret;
             }

@@ -117,6 +117,13 @@ struct qcow2_prealloc {
      */
     bool data_cow;
     uint64_t data_cow_end;
+    /*
+     * Optional, with data_cow: writes to the data file.  With it (and
+     * head_data), an unallocated head cluster mapped 1:1 gets its
+     * copy-on-write written there as perform_cow() writes it: the old
+     * guest data before the range (and head_tail's after it).
+     */
+    int (*data_write)(void *opaque, uint64_t off, const void *buf, size_t len);
 };
 
 /*

@@ -630,6 +630,13 @@ static int pa_truncate(void *opaque, int dev, uint64_t size, int mode)
     return ret;
 }
 
+static int pa_data_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    struct rs *s = opaque;
+
+    return s->io->data_pwrite(s->io->opaque, off, buf, len);
+}
+
 static int pa_length(void *opaque, int dev, uint64_t *len)
 {
     struct rs *s = opaque;
@@ -695,8 +702,14 @@ static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *
 
     if (from >= to)
         return false;
-    /* The block layer read the cluster's guest data beforehand: anything copies. */
+    /*
+     * The block layer read the cluster's guest data beforehand: anything
+     * copies (into a data file: an unallocated cluster without extended L2
+     * entries, mapped 1:1).
+     */
     if (img->head_data && !s->data_file)
+        return false;
+    if (img->head_data && img->head_len == to && entry == 0 && !s->extl2 && s->io->data_pwrite)
         return false;
     qcow2_l2_decode(entry, bitmap, &g, &e);
     if (e.type == QCOW2_L2_COMPRESSED)
@@ -1072,6 +1085,8 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
     p.extended_l2 = s->extl2;
     p.data_file = s->data_file;
     p.data_cow = true;
+    if (s->data_file && s->io->data_pwrite)
+        p.data_write = pa_data_write;
     p.ordered = true;
     p.backing_len = img->backing_head ? UINT64_MAX : 0;
     if (img->head_data && (old_len & (s->cs - 1)) == img->head_len) {

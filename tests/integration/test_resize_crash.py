@@ -302,8 +302,9 @@ def test_grow_compressed_partial_head(instar, tmp_path, mode):
 
 
 @pytest.mark.parametrize("spec,size,zero", [("6M", "1048576", False), ("--preallocation=metadata 6M", "1048576", False),
-                                            ("6M", "1047552", False), ("6M", "1047552", True)],
-                         ids=["grow", "metadata", "partial-head", "partial-zero-head"])
+                                            ("6M", "1047552", False), ("6M", "1047552", True),
+                                            ("--preallocation=metadata 6M", "1047552", False)],
+                         ids=["grow", "metadata", "partial-head", "partial-zero-head", "partial-head-metadata"])
 def test_data_file_over_longer_backing(instar, tmp_path, spec, size, zero):
     """An external data file over a longer backing file: the data file
     follows the new size, then the grown range becomes zero clusters; from
