@@ -76,6 +76,9 @@ void image_info_free(struct image_info *ii)
     for (i = 0; i < ii->nsnapshots; i++)
         snapshot_release(&ii->snapshots[i]);
     free(ii->snapshots);
+    for (i = 0; i < ii->nhidden_snapshots; i++)
+        snapshot_release(&ii->hidden_snapshots[i]);
+    free(ii->hidden_snapshots);
     qobj_free(ii->format_specific);
     for (i = 0; i < ii->nbitmaps; i++)
         free(ii->bitmaps[i].name);
@@ -295,17 +298,24 @@ int info_from_result(struct image_info *ii, const struct result_info *v)
     ii->has_external_data = qcow2 && (r->qcow2_flags & INSTAR_QCOW2_HAS_DATA_FILE);
     ii->data_file_raw = ii->has_external_data && (r->qcow2_flags & INSTAR_QCOW2_DATA_FILE_RAW);
 
-    /* qcow2_snapshot_list() answers -ENOTSUP with an external data file. */
-    if (r->nsnapshots && !(qcow2 && (r->qcow2_flags & INSTAR_QCOW2_HAS_DATA_FILE))) {
-        ii->snapshots = calloc(r->nsnapshots, sizeof(*ii->snapshots));
-        if (!ii->snapshots)
+    /*
+     * qcow2_snapshot_list() answers -ENOTSUP with an external data file,
+     * but qcow2_snapshot_load_tmp() (measure -l, convert -l) reads the table.
+     */
+    if (r->nsnapshots) {
+        bool hidden = qcow2 && (r->qcow2_flags & INSTAR_QCOW2_HAS_DATA_FILE);
+        struct info_snapshot **tab = hidden ? &ii->hidden_snapshots : &ii->snapshots;
+        uint32_t *n = hidden ? &ii->nhidden_snapshots : &ii->nsnapshots;
+
+        *tab = calloc(r->nsnapshots, sizeof(**tab));
+        if (!*tab)
             return -ENOMEM;
         for (i = 0; i < r->nsnapshots; i++) {
             struct instar_info_snapshot sn;
-            struct info_snapshot *o = &ii->snapshots[i];
+            struct info_snapshot *o = &(*tab)[i];
 
             result_info_snapshot(v, i, &sn);
-            ii->nsnapshots = i + 1;
+            *n = i + 1;
             o->id = snapshot_str(v, sn.id, 128);
             o->name = snapshot_str(v, sn.name, 256);
             if (!o->id || !o->name)

@@ -58,6 +58,9 @@ struct image_info {
     uint32_t nsnapshots;
     struct qobj *format_specific; /* ImageInfoSpecific {type, data}, or NULL */
     /* Not part of ImageInfo: what other commands need of the open image. */
+    /* qcow2 with an external data file: its snapshot table, not listed but loadable */
+    struct info_snapshot *hidden_snapshots;
+    uint32_t nhidden_snapshots;
     uint32_t qcow2_version;      /* 2 or 3 for a qcow2 image, else 0 */
     struct info_bitmap *bitmaps; /* v3 only, in directory order */
     uint32_t nbitmaps;

@@ -83,8 +83,12 @@ static int snapshot_load(const struct image_info *ii, const char *id, const char
                      ii->format);
         return -2;
     }
-    for (uint32_t i = 0; i < ii->nsnapshots; i++) {
-        const struct info_snapshot *sn = &ii->snapshots[i];
+    /* qcow2_snapshot_load_tmp() finds them with an external data file too. */
+    const struct info_snapshot *tab = ii->has_external_data ? ii->hidden_snapshots : ii->snapshots;
+    uint32_t n = ii->has_external_data ? ii->nhidden_snapshots : ii->nsnapshots;
+
+    for (uint32_t i = 0; i < n; i++) {
+        const struct info_snapshot *sn = &tab[i];
 
         if ((!id || !strcmp(sn->id, id)) && (!name || !strcmp(sn->name, name)))
             return (int)i;
@@ -169,12 +173,6 @@ int snap_arg_select(const struct snap_arg *a, struct open_chain *oc, const char 
     const struct image_info *ii = oc->img[0].info;
     int r, c;
 
-    /* The table of an image with a data file is not shown (qcow2_snapshot_list). */
-    if (!strcmp(ii->format, "qcow2") && ii->has_external_data) {
-        report_error("Internal snapshots of an image with an external data file are not "
-                     "supported by instar yet");
-        return -1;
-    }
     if (snap_arg_by_name(a)) {
         /* bdrv_snapshot_load_tmp_by_id_or_name(): the id, then (-ENOENT, -EINVAL) the name. */
         r = snapshot_load(ii, a->name, NULL);

@@ -493,6 +493,15 @@ int gbs_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
     return len ? bs->drv->pread(bs, off, p, len) : 0;
 }
 
+int gbs_pread_cow(struct gbs *bs, uint64_t off, void *buf, size_t len)
+{
+    uint64_t end;
+
+    if (ovf_add_u64(off, len, &end))
+        return -GBS_EINVAL;
+    return len ? bs->drv->pread(bs, off, buf, len) : 0;
+}
+
 /* --- writes --- */
 
 int gbs_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)

@@ -173,6 +173,14 @@ int gbs_data_range(struct gbs *bs, uint64_t off, uint64_t bytes, uint64_t *pnum,
 int gbs_pread(struct gbs *bs, uint64_t off, void *buf, size_t len);
 
 /*
+ * gbs_pread_cow - the driver's read of bs without the clamp at bs->total,
+ * as QEMU's perform_cow() reads a cluster's tail past the end of an image
+ * (do_perform_cow_read() calls the driver directly).  For the cluster that
+ * holds the old end only.  Returns 0 or -errno.
+ */
+int gbs_pread_cow(struct gbs *bs, uint64_t off, void *buf, size_t len);
+
+/*
  * gbs_is_zero_fast - bdrv_co_is_zero_fast(): 1 when block status through
  * the chain (without asking the file where holes are) says all of
  * [off, off + bytes) reads as zeros, else 0 (also when the range runs

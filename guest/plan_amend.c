@@ -141,15 +141,21 @@ static void am_progress(void *opaque, uint64_t num, uint64_t den)
     hc_progress(INSTAR_PROGRESS_ABS, num, den);
 }
 
+/*
+ * The backing file name and format qcow2_update_header() writes again:
+ * image_backing_file is set by any backing file offset (an empty name
+ * included), image_backing_format by the extension alone, with or
+ * without a name.  The header parse bounds both (1023 and 15 bytes).
+ */
 static bool amend_backing(const struct gq_image *img, struct qcow2_amend_upgrade *u)
 {
     static char bfile[INSTAR_NAME_MAX], bfmt[INSTAR_FMT_NAME_MAX];
 
-    if ((img->x.has_backing_fmt && !img->x.has_backing_file) ||
-        img->x.backing_file_len >= sizeof(bfile) || img->x.backing_fmt_len >= sizeof(bfmt))
+    if (img->x.backing_file_len >= sizeof(bfile) || img->x.backing_fmt_len >= sizeof(bfmt))
         return false;
-    if (img->x.has_backing_file) {
-        memcpy(bfile, img->x.backing_file, img->x.backing_file_len);
+    if (img->h.backing_file_offset != 0) {
+        if (img->x.backing_file_len)
+            memcpy(bfile, img->x.backing_file, img->x.backing_file_len);
         bfile[img->x.backing_file_len] = 0;
         u->backing_file = bfile;
     }
@@ -507,7 +513,7 @@ void plan_amend(void)
 
         memset(&u, 0, sizeof(u));
         if (!amend_backing(&img, &u))
-            fail(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 0);
+            fail(QCOW2_AMEND_ERR_UPDATE_HEADER, 28 /* ENOSPC; the parse bounds them */);
         /* qcow2_upgrade()'s status: its start, the snapshot table, the header. */
         pr.cur_op = QCOW2_AMEND_OP_UPGRADE;
         qcow2_amend_progress_report(&pr, 0, 2);

@@ -235,32 +235,58 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
  * which comes after its repair, does; so do the reads after an amend's
  * earlier changes.
  */
+/* A chain as the host sends it: node 0 the image on device 0 (and 1 with a data file). */
+static bool chain_ok(const struct instar_graph *g, bool data_file)
+{
+    return g->nnodes > 0 && g->nnodes <= INSTAR_NODE_MAX && !g->snapshot &&
+           g->nodes[0].driver == INSTAR_DRV_QCOW2 && g->nodes[0].file == GOPEN_DEV &&
+           g->nodes[0].data == (data_file ? RS_DATA_DEV : INSTAR_NO_NODE);
+}
+
+/*
+ * The head cluster's guest data read through bs (node 0, open over the
+ * backing chain): [0, in) as the image reads it, then the rest of the
+ * cluster as perform_cow() reads it past the end (head_tail; without it
+ * when that read fails).  Nothing for an aligned end or a shrink, nothing
+ * on a failed read (the cases that need it are then refused).
+ */
+static void read_head_node(uint32_t op, struct qcow2_resize_image *ri, struct gbs *bs,
+                           uint64_t new_size)
+{
+    uint64_t cs = UINT64_C(1) << ri->cluster_bits, in = ri->size & ~UINT64_C(511) & (cs - 1);
+    uint64_t cstart = (ri->size & ~UINT64_C(511)) - in;
+    uint8_t *buf;
+
+    if (in == 0 || new_size <= ri->size)
+        return;
+    buf = malloc(cs);
+    if (!buf)
+        result_error(op, INSTAR_ERR_NOMEM, NULL, NULL, 0);
+    if (gbs_pread(bs, cstart, buf, in) < 0) {
+        free(buf);
+        return;
+    }
+    ri->head_data = buf;
+    ri->head_len = in;
+    ri->head_tail = gbs_pread_cow(bs, cstart + in, buf + in, cs - in) == 0;
+}
+
 void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct instar_graph *chain,
                        uint64_t new_size)
 {
     static struct instar_graph g;
     uint64_t cs = UINT64_C(1) << ri->cluster_bits, in = ri->size & ~UINT64_C(511) & (cs - 1);
     uint32_t failed;
-    uint8_t *buf;
 
     if (!chain || in == 0 || new_size <= ri->size)
         return;
     g = *chain;
-    if (g.nnodes == 0 || g.nnodes > INSTAR_NODE_MAX || g.snapshot ||
-        g.nodes[0].driver != INSTAR_DRV_QCOW2 || g.nodes[0].file != GOPEN_DEV ||
-        g.nodes[0].data != (ri->data_file ? RS_DATA_DEV : INSTAR_NO_NODE))
+    if (!chain_ok(&g, ri->data_file))
         result_error(op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
-    buf = malloc(in);
-    if (!buf)
-        result_error(op, INSTAR_ERR_NOMEM, NULL, NULL, 0);
     /* qemu-img opened the chain before the resize: a failure fails the same open. */
-    if (gbs_open_graph_ro(&g, &failed) < 0 ||
-        gbs_pread(gbs_node(0), (ri->size & ~UINT64_C(511)) - in, buf, in) < 0) {
-        free(buf);
+    if (gbs_open_graph_ro(&g, &failed) < 0)
         return;
-    }
-    ri->head_data = buf;
-    ri->head_len = in;
+    read_head_node(op, ri, gbs_node(0), new_size);
 }
 
 /* INSTAR_RESIZE_QED: the open, bdrv_qed_co_truncate() and the close. */
@@ -302,7 +328,7 @@ void plan_resize(void)
     const struct qcow2_header *h = &img.h;
     struct qcow2_resize_image ri;
     struct gbs *bs = NULL;
-    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0;
+    bool open_only = (a->flags & INSTAR_RESIZE_OPEN_ONLY) != 0, chained = false;
     int errnum = 0, wcode = 0, werrno = 0, ret;
 
     if (a->flags & INSTAR_RESIZE_QED)
@@ -331,8 +357,24 @@ void plan_resize(void)
          * image repaired (the node's open, guest/drv_qcow2.c); the image
          * is read again as they left it.
          */
-        bs = gresize_open_node(INSTAR_OP_RESIZE,
-                               (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0);
+        bool data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
+
+        /*
+         * With the chain (a head the grow may copy), over it: the head is
+         * then read through the node that repaired the image.
+         */
+        if (a->flags & INSTAR_RESIZE_CHAIN) {
+            static struct instar_graph g;
+
+            g = a->chain;
+            if (!chain_ok(&g, data_file))
+                fail(INSTAR_ERR_BAD_ARGS, 0);
+            gbs_open_or_fail(INSTAR_OP_RESIZE, &g);
+            bs = gbs_node(0);
+            chained = true;
+        } else {
+            bs = gresize_open_node(INSTAR_OP_RESIZE, data_file);
+        }
         if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0) {
             (void)gbs_close(bs);
             fail(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 0);
@@ -357,10 +399,12 @@ void plan_resize(void)
     ri.prealloc = (int)a->prealloc;
     ri.zero_write = (a->flags & INSTAR_RESIZE_ZERO_WRITE) != 0;
     ri.backing_head = (a->flags & INSTAR_RESIZE_BACKING_HEAD) != 0;
-    /* (A dirty image's bitmaps node holds node 0: its head is not read.) */
+    /* (A dirty image's bitmaps node holds node 0: the head is read through it.) */
     if (!bs)
         gresize_read_head(INSTAR_OP_RESIZE, &ri,
                           (a->flags & INSTAR_RESIZE_CHAIN) ? &a->chain : NULL, a->size);
+    else if (chained)
+        read_head_node(INSTAR_OP_RESIZE, &ri, bs, a->size);
     if (img.x.nb_bitmaps > 0)
         resize_with_bitmaps(&ri, a->size, false, bs);
 

@@ -155,7 +155,8 @@ static uint64_t ld_be(const uint8_t *p, unsigned n)
  * formats/qcow2/resize.c), after the checks goto makes before any write.
  * si then describes the truncated image.  Ends the run on a failure.
  */
-static void apply_resize(const struct qcow2_header *h, struct qcow2_snapop_image *si, uint32_t idx)
+static void apply_resize(const struct qcow2_header *h, bool has_backing,
+                         struct qcow2_snapop_image *si, uint32_t idx)
 {
     const struct instar_snapshot_args *a = &boot->args.snapshot;
     const struct qcow2_snapshot *sn = &si->snapshots[idx].sn;
@@ -180,13 +181,13 @@ static void apply_resize(const struct qcow2_header *h, struct qcow2_snapop_image
      * range (bdrv_co_truncate's BDRV_REQ_ZERO_WRITE): the host tells its
      * length, as it tells resize (INSTAR_RESIZE_ZERO_WRITE/_BACKING_HEAD).
      */
-    if (size > cur && h->backing_file_offset && !(a->flags & INSTAR_SNAPSHOT_BACKING))
+    if (size > cur && has_backing && !(a->flags & INSTAR_SNAPSHOT_BACKING))
         done(-QCOW2_SNAPOP_ENOTSUP, QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE, false);
     if (size % 512) /* qcow2_co_truncate(): "The new size must be a multiple of 512" */
         done_code(-QCOW2_SNAPOP_EINVAL, QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE, false, 0);
     gresize_image(&ri, h);
     ri.prealloc = QCOW2_PREALLOC_OFF;
-    if (h->backing_file_offset && (a->flags & INSTAR_SNAPSHOT_BACKING)) {
+    if (has_backing && (a->flags & INSTAR_SNAPSHOT_BACKING)) {
         uint64_t cs = UINT64_C(1) << h->cluster_bits;
 
         ri.zero_write = size > h->disk_size && a->backing_len > h->disk_size;
@@ -290,7 +291,7 @@ void plan_snapshot(void)
         if (idx < 0)
             done(-QCOW2_SNAPOP_ENOENT, 0, true);
         if (si.snapshots[idx].sn.disk_size != (h->disk_size & ~UINT64_C(511)))
-            apply_resize(h, &si, (uint32_t)idx);
+            apply_resize(h, img.x.has_backing_file, &si, (uint32_t)idx);
         ret = qcow2_snapop_apply(&si, io, (uint32_t)idx, &stage);
         done(ret, stage, false);
     }

@@ -703,6 +703,43 @@ def _dp_datafile(s):
     return ("dp-datafile.qcow2", "dp-datafile.bin")
 
 
+def _toggle_data_file(p: Path, ext: bytes | None) -> bytes:
+    """The external data file bit and extension (the first, as qemu writes
+    it) taken out of a qcow2 header (ext None: returns the extension's
+    bytes), or put back (ext: those bytes)."""
+    b = bytearray(p.read_bytes())
+    hl, = struct.unpack_from(">I", b, 100)
+    inc, = struct.unpack_from(">Q", b, 72)
+    if ext is None:
+        t, n = struct.unpack_from(">II", b, hl)
+        assert t == 0x44415441
+        ext = bytes(b[hl:hl + 8 + ((n + 7) & ~7)])
+        b[hl:4096] = b[hl + len(ext):4096] + bytes(len(ext))
+        struct.pack_into(">Q", b, 72, inc & ~4)
+    else:
+        b[hl:4096] = ext + b[hl:4096 - len(ext)]
+        struct.pack_into(">Q", b, 72, inc | 4)
+    p.write_bytes(bytes(b))
+    return ext
+
+
+@data_image("dp-datafile-snaps")
+def _dp_datafile_snaps(s):
+    """An external data file image with a snapshot (qemu refuses to take
+    one, but reads the table of an image that has one): the snapshot taken
+    with the data file bit and extension out, then put back, and the
+    active layer written and grown after it."""
+    n = "dp-datafile-snaps.qcow2"
+    s.qimg("create", "-q", "-f", "qcow2", "-o", "data_file=dp-datafile-snaps.bin", n, "4M")
+    s.qio("-f", "qcow2", "-c", "write -P 0xe5 0 1M", "-c", "write -P 0xe6 2M 64k", n)
+    ext = _toggle_data_file(s.root / n, None)
+    s.qimg("snapshot", "-c", "first", n)
+    _toggle_data_file(s.root / n, ext)
+    s.qio("-f", "qcow2", "-c", "write -P 0xe7 512k 1M", n)
+    s.qimg("resize", "-q", n, "8M")
+    return (n, "dp-datafile-snaps.bin")
+
+
 @data_image("dp-datafile-raw")
 def _dp_datafile_raw(s):
     s.qimg("create", "-q", "-f", "qcow2", "-o", "data_file=dp-datafile-raw.bin,data_file_raw=on",

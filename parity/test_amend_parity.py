@@ -177,6 +177,19 @@ def imgs(tmp_path_factory) -> Path:
         tl.qemu_io("-f", "qcow2", "-c", "write -P 3 1M 64k", name, cwd=d)
         tl.qemu_img("snapshot", "-c", "second", name, cwd=d)
         _strip_snapshot_extra(d / name, keep)
+    # Version 2 images whose backing names qcow2_update_header() writes again as it read
+    # them: a format without a file name, an empty name (its offset kept), and a name
+    # too long for a version 3 header in a 512-byte cluster (the snapshot table, its
+    # entries without the extra data, is written again first, then ENOSPC).
+    for name in ("v2fmtonly.qcow2", "v2noname.qcow2"):
+        mk(name, "4M", "compat=0.10,backing_file=base.qcow2,backing_fmt=qcow2", ("write -P 6 1M 64k",))
+        b = bytearray((d / name).read_bytes())
+        struct.pack_into(">QI", b, 8, 0 if name == "v2fmtonly.qcow2" else struct.unpack_from(">Q", b, 8)[0], 0)
+        (d / name).write_bytes(bytes(b))
+    mk("v2long.qcow2", "4M", "compat=0.10,cluster_size=512,backing_fmt=qcow2,backing_file=" + "./" * 200 +
+       "base.qcow2", ("write -P 6 1M 64k",))
+    tl.qemu_img("snapshot", "-c", "s1", "v2long.qcow2", cwd=d)
+    _strip_snapshot_extra(d / "v2long.qcow2")
     # Version 3 images with what qemu carries over without knowing it.
     mk("v3unk.qcow2", "4M", "", data)
     _add_unknown_exts(d / "v3unk.qcow2")
@@ -506,6 +519,10 @@ CASES = [
      "snapv2x8.qcow2"),
     ("compat-upgrade-snapshots-no-extra-all", ["-o", "compat=1.1,lazy_refcounts=on,refcount_bits=8,size=16M",
                                                "snapv2x.qcow2"], ["snapv2x.qcow2"], "snapv2x.qcow2"),
+    ("compat-upgrade-fmt-only", ["-o", "compat=1.1", "v2fmtonly.qcow2"], ["v2fmtonly.qcow2"], "v2fmtonly.qcow2"),
+    ("compat-upgrade-empty-name", ["-o", "compat=1.1", "v2noname.qcow2"], ["v2noname.qcow2"], "v2noname.qcow2"),
+    ("compat-upgrade-name-too-long", ["-o", "compat=1.1", "v2long.qcow2"], ["v2long.qcow2", "base.qcow2"],
+     "v2long.qcow2"),
     # What qcow2_update_header() carries over into a version 2 header.
     ("downgrade-unknown-exts", ["-o", "compat=0.10", "v3unk.qcow2"], ["v3unk.qcow2"], "v3unk.qcow2"),
     ("downgrade-unknown-exts-backing", ["-o", "compat=0.10", "v3unkb.qcow2"], ["v3unkb.qcow2", "base.qcow2"],

@@ -231,6 +231,8 @@ for _cid, _l in [("name", "first"), ("name-2", "second"), ("id", "1"), ("opt-id"
                  ("opt-name", "snapshot.name=first"), ("opt-both", "snapshot.id=1,snapshot.name=first")]:
     case(f"l-{_cid}", "-l", _l, "-O", "qcow2", "@dp-snaps", "out.qcow2")
 case("l-raw-output", "-l", "second", "-O", "raw", "@dp-snaps", "out.raw")
+# An external data file: qcow2_snapshot_load_tmp() reads the table qemu-img does not list.
+case("l-datafile", "-l", "first", "-O", "raw", "@dp-datafile-snaps", "out.raw")
 for _cid, _l in [("unknown", "nosuch"), ("opt-mismatch", "snapshot.id=1,snapshot.name=second"),
                  ("opt-bogus", "snapshot.bogus=1")]:
     case(f"err-l-{_cid}", "-l", _l, "-O", "qcow2", "@dp-snaps", "out.qcow2")

@@ -119,6 +119,11 @@ case("err-l-duplicate-id", "-O", "raw", "-l", "snapshot.id=1,id=a", "-l", "snaps
 # snapshot.* options win over a plain name, in either order
 case("l-options-win", "-O", "raw", "-l", "snapshot.name=second", "-l", "nosuch", "@dp-snaps")
 case("err-l-options-win", "-O", "raw", "-l", "first", "-l", "snapshot.name=nosuch", "@dp-snaps")
+# An external data file: the table qemu-img does not list is read by qcow2_snapshot_load_tmp().
+for _cid, _l in [("name", "first"), ("id", "1"), ("opt-name", "snapshot.name=first")]:
+    case(f"l-datafile-{_cid}", "-O", "qcow2", "-l", _l, "@dp-datafile-snaps")
+case("l-datafile-json-raw", "--output=json", "-O", "raw", "-l", "first", "@dp-datafile-snaps")
+case("err-l-datafile-unknown", "-O", "qcow2", "-l", "nosuch", "@dp-datafile-snaps")
 case("err-l-without-file", "-O", "qcow2", "-l", "first", "--size", "1G")
 
 # ---- errors -------------------------------------------------------------------------------

@@ -483,6 +483,24 @@ def test_apply_larger_over_backing(instar, tmp_path, base_size, small):
     assert exp.returncode == 0, exp.describe()
 
 
+@pytest.mark.parametrize("small", ["16M", "16252928"], ids=["aligned", "partial-head"])
+def test_apply_larger_empty_backing_name(instar, tmp_path, small):
+    """A backing file offset with an empty name: qemu opens no backing file,
+    so the truncation to the larger snapshot zero-fills nothing."""
+    base = tmp_path / "base.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(base), "64M")
+    src = tmp_path / "ov.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", str(src), "32M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 64k", "-c", "write -P 4 15M 2M", str(src))
+    tl.qemu_img("snapshot", "-c", "s1", str(src))
+    tl.qemu_img("resize", "-q", "--shrink", str(src), small)
+    with open(src, "r+b") as f:  # backing_file_size 0, the offset kept
+        f.seek(16)
+        f.write(bytes(4))
+    exp, _ = snap_both(instar, src, tmp_path, "-a", "s1", "IMG", name="ov.qcow2")
+    assert exp.returncode == 0, exp.describe()
+
+
 # --- images with persistent bitmaps ---
 #
 # qemu-img's read-write open loads the bitmaps and marks them in use (and

@@ -104,8 +104,11 @@ int qcow2_amend_upgrade(const struct qcow2_amend_upgrade *u, uint8_t *buf,
     o.crypto_offset = o.crypto_length = 0;
     r = qcow2_create_header(&o, buf, u->size, u->l1_size, u->l1_table_offset,
                             u->refcount_table_offset, u->refcount_table_clusters, true);
-    if (r < 0)
-        return -QCOW2_AMEND_ERR_NOTSUP_UPGRADE;
+    if (r < 0) {
+        /* qcow2_update_header(): the header and its names do not fit a cluster. */
+        *errnum = 28; /* ENOSPC */
+        return -QCOW2_AMEND_ERR_UPDATE_HEADER;
+    }
     st32_at(buf + 60, u->nb_snapshots);
     st64_at(buf + 64, u->snapshots_offset);
     r = pwrite(opaque, 0, buf, (size_t)1 << u->cluster_bits);

@@ -33,9 +33,6 @@
       "Failed to update the snapshot table")                                                       \
     X(QCOW2_AMEND_ERR_SIZE_RANGE, 3104, QCOW2_AMEND_MSG_PLAIN,                                     \
       "The new size is out of range") /* the host prints bdrv_co_truncate()'s text */              \
-    X(QCOW2_AMEND_ERR_NOTSUP_UPGRADE, 3106, QCOW2_AMEND_MSG_PLAIN,                                 \
-      "Upgrading this qcow2 image (a backing file name or format too long) is not supported by "   \
-      "instar")                                                                                    \
     X(QCOW2_AMEND_ERR_DOWNGRADE_REFCOUNT, 3107, QCOW2_AMEND_MSG_PLAIN,                             \
       "compat=0.10 requires refcount_bits=16")                                                     \
     X(QCOW2_AMEND_ERR_DOWNGRADE_SNAPSHOTS, 3108, QCOW2_AMEND_MSG_PLAIN,                            \

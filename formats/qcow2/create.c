@@ -114,7 +114,8 @@ int qcow2_create_header(const struct qcow2_create_opts *o, uint8_t *buf, uint64_
     }
     pos = hlen;
 
-    if (with_backing && o->backing_file && o->backing_fmt) {
+    /* (create refuses a format without a file; amend's upgrade keeps one) */
+    if (with_backing && o->backing_fmt) {
         ret = ext_add(buf + pos, cs - pos, EXT_BACKING_FMT, o->backing_fmt, strlen(o->backing_fmt));
         if (ret < 0) {
             return ret;

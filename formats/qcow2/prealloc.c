@@ -313,6 +313,13 @@ static int link_l2(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t hos
     return 0;
 }
 
+int qcow2_prealloc_link(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t host)
+{
+    int ret = link_l2(p, guest_offset & ~(p->cs - 1), host, 1, false, 0, 0);
+
+    return ret < 0 ? ret : l2_flush(p);
+}
+
 /* Zeros over [off, off + len) of the image file (len below one cluster). */
 static int write_zeros(struct qcow2_prealloc *p, uint64_t off, uint64_t len)
 {
@@ -693,6 +700,8 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
          * cluster gets the rest of that cluster written (zeros: nothing is
          * below the end of the image).
          */
+        bool data_head = p->data_file && p->data_cow && p->data_write && p->head_data &&
+                         old_e == 0 && cstart == p->head_off && in_cluster == p->head_len;
         if (in_cluster && !p->data_file) {
             uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
             uint64_t from = p->extended_l2 ? in_cluster / scs * scs : 0;
@@ -701,6 +710,18 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
                            in_cluster);
             if (ret < 0) {
                 return ret;
+            }
+        } else if (in_cluster && data_head) {
+            /* The data file's copy of the unallocated head, read beforehand. */
+            uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
+            uint64_t from = p->extended_l2 ? in_cluster / scs * scs : 0;
+
+            if (in_cluster > from) {
+                ret = p->data_write(p->opaque, alloc_off + from, p->head_data + from,
+                                    (size_t)(in_cluster - from));
+                if (ret < 0) {
+                    return ret;
+                }
             }
         }
         ret = link_l2(p, cstart, alloc_off, nb, p->write, start, start + cur);
@@ -714,8 +735,21 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
 
             alloc_end = (mapped_end + scs - 1) / scs * scs;
         }
-        if (mapped_end < alloc_end && !p->data_file) {
+        if (mapped_end < alloc_end && !p->data_file && p->head_data && p->head_tail &&
+            cstart == p->head_off && alloc_end <= p->cs) {
+            ret = wr(p, alloc_off + mapped_end, p->head_data + mapped_end,
+                     (size_t)(alloc_end - mapped_end));
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (mapped_end < alloc_end && !p->data_file) {
             ret = write_zeros(p, alloc_off + mapped_end, alloc_end - mapped_end);
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (mapped_end < alloc_end && data_head && p->head_tail && alloc_end <= p->cs) {
+            ret = p->data_write(p->opaque, alloc_off + mapped_end, p->head_data + mapped_end,
+                                (size_t)(alloc_end - mapped_end));
             if (ret < 0) {
                 return ret;
             }

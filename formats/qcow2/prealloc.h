@@ -88,6 +88,13 @@ struct qcow2_prealloc {
     const uint8_t *head_data;
     uint64_t head_off;
     uint64_t head_len;
+    /*
+     * head_data holds the whole cluster: [head_len, cluster size) is its
+     * guest data past the old end, which a copy-on-write's tail in that
+     * cluster writes (perform_cow() reads it there: the backing file's
+     * data, a compressed cluster's); else that tail gets zeros.
+     */
+    bool head_tail;
     /* The active L1 table (host-endian), owned by the caller. */
     uint64_t *l1;
     uint64_t l1_size;
@@ -110,6 +117,13 @@ struct qcow2_prealloc {
      */
     bool data_cow;
     uint64_t data_cow_end;
+    /*
+     * Optional, with data_cow: writes to the data file.  With it (and
+     * head_data), an unallocated head cluster mapped 1:1 gets its
+     * copy-on-write written there as perform_cow() writes it: the old
+     * guest data before the range (and head_tail's after it).
+     */
+    int (*data_write)(void *opaque, uint64_t off, const void *buf, size_t len);
 };
 
 /*
@@ -142,6 +156,15 @@ int qcow2_prealloc_write_l1(struct qcow2_prealloc *p);
  * unallocated over a backing file: QEMU would copy its data).
  */
 int qcow2_prealloc_map(struct qcow2_prealloc *p, uint64_t offset, uint64_t new_length, int mode);
+
+/*
+ * qcow2_prealloc_link - qcow2_alloc_cluster_link_l2() for one cluster
+ * after its data was written: the entry of the cluster at guest_offset
+ * points at host (COPIED, no zero flag, the extended L2 bitmap kept), the
+ * table written, the entry's old cluster dropped (ordered mode).
+ * Returns 0 or -errno.
+ */
+int qcow2_prealloc_link(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_t host);
 
 /*
  * qcow2_prealloc_alloc - qcow2_alloc_host_offset() for a write of

@@ -630,6 +630,13 @@ static int pa_truncate(void *opaque, int dev, uint64_t size, int mode)
     return ret;
 }
 
+static int pa_data_write(void *opaque, uint64_t off, const void *buf, size_t len)
+{
+    struct rs *s = opaque;
+
+    return s->io->data_pwrite(s->io->opaque, off, buf, len);
+}
+
 static int pa_length(void *opaque, int dev, uint64_t *len)
 {
     struct rs *s = opaque;
@@ -695,8 +702,14 @@ static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *
 
     if (from >= to)
         return false;
-    /* The block layer read the cluster's guest data beforehand: anything copies. */
+    /*
+     * The block layer read the cluster's guest data beforehand: anything
+     * copies (into a data file: an unallocated cluster without extended L2
+     * entries, mapped 1:1).
+     */
     if (img->head_data && !s->data_file)
+        return false;
+    if (img->head_data && img->head_len == to && entry == 0 && !s->extl2 && s->io->data_pwrite)
         return false;
     qcow2_l2_decode(entry, bitmap, &g, &e);
     if (e.type == QCOW2_L2_COMPRESSED)
@@ -807,11 +820,13 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
         /*
          * The explicit zeros of the head go through a write that copies the
          * cluster into a new one (zero_head_cow): with its guest data read
-         * beforehand, and the write reaching the cluster's end (a copy of
-         * the tail past the new end would read the backing file there).
+         * beforehand, and the write reaching the cluster's end or the
+         * cluster's tail past the new end read too (head_tail: the backing
+         * file's data there, as perform_cow() reads it).
          */
         if (img->head_data && img->head_len == in && !s->extl2 && !s->data_file &&
-            new_size >= old_len - in + s->cs && (entry == 0 || head_cow_ok(s, entry, bitmap, true)))
+            (new_size >= old_len - in + s->cs || img->head_tail) &&
+            (entry == 0 || head_cow_ok(s, entry, bitmap, true)))
             return 0;
         return -QCOW2_PREALLOC_ENOTSUP;
     }
@@ -875,10 +890,28 @@ static int zero_head_cow(struct rs *s, struct qcow2_prealloc *p, uint64_t old_le
 }
 
 /*
+ * A data file image's zero head cluster (without extended L2 entries):
+ * unmapped, or mapped 1:1 of its own.  The zero-fill's write of it copies
+ * zeros over the whole cluster (calculate_l2_meta(): a zero cluster's
+ * copy-on-write reaches both of its ends), in place, then links it.
+ */
+static bool head_zero_data_file(struct rs *s, uint64_t entry, uint64_t cstart)
+{
+    struct qcow2_l2_geom g = {.cluster_bits = s->cb, .extended_l2 = false, .data_file = false};
+    struct qcow2_l2_entry e;
+
+    if (s->extl2)
+        return false;
+    qcow2_l2_decode(entry, 0, &g, &e);
+    return e.type == QCOW2_L2_ZERO_PLAIN ||
+           (e.type == QCOW2_L2_ZERO_ALLOC && e.copied && e.host_offset == cstart);
+}
+
+/*
  * A data file image's head cluster the zero-fill's explicit zeros can be
- * written to: plain data of its own (in place), or unallocated with its
- * old guest data read beforehand (a new mapping, 1:1 in the data file).
- * 0 or -QCOW2_RESIZE_ENOTSUP.
+ * written to: plain data of its own (in place), a zero cluster (zeros over
+ * it, in place), or unallocated with its old guest data read beforehand
+ * (a new mapping, 1:1 in the data file).  0 or -QCOW2_RESIZE_ENOTSUP.
  */
 static int zero_head_data_file_check(struct rs *s, const struct qcow2_resize_image *img,
                                      uint64_t old_len, uint64_t new_size)
@@ -891,9 +924,15 @@ static int zero_head_data_file_check(struct rs *s, const struct qcow2_resize_ima
     if (head_normal(s, entry, bitmap, in, in + 1) &&
         (entry & QCOW2_L2E_OFFSET_MASK) == (old_len & ~(s->cs - 1)))
         return 0;
-    /* (A copy whose tail reached past the new end would read the backing file there.) */
+    if (head_zero_data_file(s, entry, old_len & ~(s->cs - 1)))
+        return 0;
+    /*
+     * Unallocated: a copy whose tail reaches past the new end reads the
+     * backing file there (head_tail).
+     */
     if (entry == 0 && ((img->head_data && img->head_len == in) || !img->backing_head) &&
-        new_size >= (old_len + scs - 1) / scs * scs)
+        (new_size >= (old_len + scs - 1) / scs * scs || !img->backing_head ||
+         (img->head_data && img->head_tail)))
         return 0;
     return -QCOW2_RESIZE_ENOTSUP;
 }
@@ -910,20 +949,35 @@ static int zero_head_data_file(struct rs *s, struct qcow2_prealloc *p,
                                const struct qcow2_resize_image *img, uint64_t old_len, uint64_t end)
 {
     uint64_t entry, bitmap, in = old_len & (s->cs - 1), cstart = old_len - in;
-    uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs, from, bytes, host = 0;
+    uint64_t scs = s->extl2 ? s->cs / QCOW2_SUBCLUSTERS : s->cs, from, wend, bytes, host = 0;
     uint8_t *buf;
     int ret = head_entry(s, old_len, &entry, &bitmap);
 
     if (ret < 0)
         return ret;
+    if (head_zero_data_file(s, entry, cstart)) {
+        buf = rs_mem(s, s->cs);
+        if (!buf)
+            return -QCOW2_RESIZE_ENOMEM;
+        memset(buf, 0, (size_t)s->cs);
+        ret = s->io->data_pwrite(s->io->opaque, cstart, buf, (size_t)s->cs);
+        rs_free(s, buf);
+        return ret < 0 ? ret : qcow2_prealloc_link(p, cstart, cstart);
+    }
     from = entry ? in : in / scs * scs;
-    buf = rs_mem(s, end - cstart - from);
+    /* Unallocated: the copy-on-write's tail to the subcluster's end, past the new end. */
+    wend = entry ? end - cstart : ((end - cstart) + scs - 1) / scs * scs;
+    buf = rs_mem(s, wend - from);
     if (!buf)
         return -QCOW2_RESIZE_ENOMEM;
-    memset(buf, 0, (size_t)(end - cstart - from));
-    if (!entry && img->head_data && img->head_len == in)
+    memset(buf, 0, (size_t)(wend - from));
+    if (!entry && img->head_data && img->head_len == in) {
         memcpy(buf, img->head_data + from, (size_t)(in - from));
-    ret = s->io->data_pwrite(s->io->opaque, cstart + from, buf, (size_t)(end - cstart - from));
+        if (img->head_tail && wend > end - cstart)
+            memcpy(buf + (end - cstart - from), img->head_data + (end - cstart),
+                   (size_t)(wend - (end - cstart)));
+    }
+    ret = s->io->data_pwrite(s->io->opaque, cstart + from, buf, (size_t)(wend - from));
     rs_free(s, buf);
     if (ret < 0 || entry)
         return ret;
@@ -1031,12 +1085,15 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
     p.extended_l2 = s->extl2;
     p.data_file = s->data_file;
     p.data_cow = true;
+    if (s->data_file && s->io->data_pwrite)
+        p.data_write = pa_data_write;
     p.ordered = true;
     p.backing_len = img->backing_head ? UINT64_MAX : 0;
     if (img->head_data && (old_len & (s->cs - 1)) == img->head_len) {
         p.head_data = img->head_data;
         p.head_off = old_len & ~(s->cs - 1);
         p.head_len = img->head_len;
+        p.head_tail = img->head_tail;
     }
     p.l1 = s->l1;
     p.l1_size = s->l1_size;
@@ -1080,7 +1137,8 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
                                           zero_start < new_size ? zero_start : new_size);
             else if (ret == 0)
                 ret = zero_head_needs_cow(s, old_len)
-                          ? zero_head_cow(s, &p, old_len, zero_start)
+                          ? zero_head_cow(s, &p, old_len,
+                                          zero_start < new_size ? zero_start : new_size)
                           : zero_head(s, old_len, zero_start < new_size ? zero_start : new_size);
         }
     }

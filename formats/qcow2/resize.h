@@ -191,6 +191,13 @@ struct qcow2_resize_image {
      */
     const uint8_t *head_data;
     uint64_t head_len;
+    /*
+     * Optional, with head_data: head_data holds the whole cluster, and
+     * [head_len, cluster size) is its guest data past the old end as
+     * QEMU's perform_cow() reads it there (the driver read directly: the
+     * backing file's data, zeros past its end).
+     */
+    bool head_tail;
 };
 
 /*

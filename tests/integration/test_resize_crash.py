@@ -269,6 +269,25 @@ def test_grow_over_backing_partial_head(instar, tmp_path, spec):
     verify_recoverable(final, reads + ["read -P 0 1047552 5243904"])
 
 
+@pytest.mark.parametrize("spec", ["1048064", "--preallocation=metadata 1048064"], ids=["zero-fill", "metadata"])
+def test_grow_tail_past_new_end_over_backing(instar, tmp_path, spec):
+    """A new end inside the head cluster over a longer backing file: the
+    head cluster's copy (a compressed head; the tail past the new end the
+    backing file's data) into a new cluster."""
+    base = tmp_path / "base.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", str(base), "8M")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 8M", str(base))
+    src = tmp_path / "ov.qcow2"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", str(base), "-F", "qcow2",
+                str(src), "1045504")
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "-c", "write -c -P 9 1044480 1024", str(src))
+    reads = ["read -P 7 0 64k", "read -P 1 64k 978944", "read -P 9 1044480 1024"]
+    *flags, new = spec.split()
+    writes, final = sweep(instar, src, tmp_path, [*flags, "IMG", new], reads)
+    assert writes >= 3
+    verify_recoverable(final, reads + ["read -P 0 1045504 2560"])
+
+
 @pytest.mark.parametrize("mode", ["metadata", "falloc"])
 def test_grow_compressed_partial_head(instar, tmp_path, mode):
     """A compressed partial head cluster: decompressed into a new cluster,
@@ -282,13 +301,16 @@ def test_grow_compressed_partial_head(instar, tmp_path, mode):
     verify_recoverable(final, reads + ["read -P 0 1047552 1049600"])
 
 
-@pytest.mark.parametrize("spec,size", [("6M", "1048576"), ("--preallocation=metadata 6M", "1048576"),
-                                       ("6M", "1047552")], ids=["grow", "metadata", "partial-head"])
-def test_data_file_over_longer_backing(instar, tmp_path, spec, size):
+@pytest.mark.parametrize("spec,size,zero", [("6M", "1048576", False), ("--preallocation=metadata 6M", "1048576", False),
+                                            ("6M", "1047552", False), ("6M", "1047552", True),
+                                            ("--preallocation=metadata 6M", "1047552", False)],
+                         ids=["grow", "metadata", "partial-head", "partial-zero-head", "partial-head-metadata"])
+def test_data_file_over_longer_backing(instar, tmp_path, spec, size, zero):
     """An external data file over a longer backing file: the data file
     follows the new size, then the grown range becomes zero clusters; from
-    a size inside a cluster, the head's backing data and zeros are written
-    to the data file before its L2 entry maps them."""
+    a size inside a cluster, the head's backing data (zeros for a zero
+    cluster) and zeros are written to the data file before its L2 entry
+    maps them."""
     src = tmp_path / "src"
     src.mkdir()
     tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "8M", cwd=src)
@@ -297,6 +319,9 @@ def test_data_file_over_longer_backing(instar, tmp_path, spec, size):
                 "-F", "qcow2", "d.qcow2", size, cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "d.qcow2", cwd=src)
     reads = ["read -P 7 0 64k", f"read -P 1 64k {int(size) - 65536}"]
+    if zero:  # the head cluster a zero cluster mapped 1:1
+        tl.qemu_io("-f", "qcow2", "-c", "write -z 1044480 3072", "d.qcow2", cwd=src)
+        reads = ["read -P 7 0 64k", "read -P 1 64k 978944", "read -P 0 1044480 3072"]
     *flags, new = spec.split()
     for n in range(MAX_WRITES):
         work = tmp_path / f"n{n}"
