@@ -95,7 +95,7 @@ enum instar_hc {
     INSTAR_HC_PROGRESS,    /* struct instar_hc_progress: how far the operation is */
     INSTAR_HC_CMP,         /* struct instar_hc_cmp: compare two device ranges on the host */
     INSTAR_HC_SCAN,        /* struct instar_hc_scan: convert's -S runs of a device range */
-    INSTAR_HC_CLOCK,       /* struct instar_hc_clock: the time, for LUKS's PBKDF2 benchmark */
+    INSTAR_HC_CLOCK,       /* struct instar_hc_clock: guest CPU time, for LUKS's PBKDF2 benchmark */
     INSTAR_HC_COPYV,       /* struct instar_hc_copyv: several INSTAR_HC_COPY requests at once */
     INSTAR_HC_MAX
 };
