@@ -1,8 +1,10 @@
 /*
- * Guest entry: check the boot info, install the IDT, run the planner the
- * host asked for.  Planners end the run themselves (rbuf_send/result_error).
+ * Guest entry: check the boot info, install the IDT, pick nettle's code
+ * for the host's CPU features, run the planner the host asked for.
+ * Planners end the run themselves (rbuf_send/result_error).
  */
 #include "guest.h"
+#include "nettle_cpu.h"
 
 void idt_install(void);
 void alloc_init(void);
@@ -14,6 +16,7 @@ void guest_main(void)
     if (boot->magic != INSTAR_BOOT_MAGIC || boot->abi_version != INSTAR_ABI_VERSION)
         hc_exit(-1);
     alloc_init();
+    gnettle_cpu_select(boot->cpu_features);
 
     switch (boot->op) {
     case INSTAR_OP_INFO:

@@ -4,7 +4,8 @@
 set -eu
 
 PKGS="build-essential cmake clang-format qemu-utils python3 python3-pytest
-python3-pytest-xdist libcriterion-dev afl++ zlib1g-dev libzstd-dev hyperfine util-linux libseccomp-dev eatmydata"
+python3-pytest-xdist libcriterion-dev afl++ zlib1g-dev libzstd-dev hyperfine util-linux libseccomp-dev eatmydata
+m4"
 
 missing=""
 for p in $PKGS; do

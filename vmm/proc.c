@@ -530,6 +530,7 @@ void vmm_proc_run(struct vmm *v)
         vmm_fail(v, VMM_ERR_SANDBOX, "cannot start the sandbox process: %s", strerror(-c.pid));
         goto out;
     }
+    v->child_pid = c.pid;
     c.pidfd = (int)syscall(SYS_pidfd_open, c.pid, 0);
     if (c.pidfd < 0) {
         vmm_fail(v, VMM_ERR_SANDBOX, "pidfd_open: %s", strerror(errno));

@@ -8,6 +8,7 @@
  * Nothing here exits the process: every failure, host- or guest-side,
  * becomes an outcome for cmd/ to report.
  */
+#include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -51,6 +52,29 @@ static uint64_t env_u64(const char *name, uint64_t def)
     if (errno || *end)
         return def;
     return v;
+}
+
+/*
+ * The guest runs on this CPU, as a process or as a vCPU, which executes
+ * these SSE-encoded instructions natively whatever CPUID table it has; so
+ * this process's CPUID answers for it.  The SHA code also uses SSSE3's
+ * pshufb and palignr.  INSTAR_CPU_FEATURES lets tests and benchmarks run
+ * each of nettle's code paths.
+ */
+uint32_t vmm_cpu_features(void)
+{
+    unsigned a, b, c, d;
+    uint32_t f = INSTAR_CPU_X86_64;
+
+    if (__get_cpuid(1, &a, &b, &c, &d)) {
+        bool ssse3 = c & bit_SSSE3;
+
+        if (c & bit_AES)
+            f |= INSTAR_CPU_AESNI;
+        if (ssse3 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA))
+            f |= INSTAR_CPU_SHANI;
+    }
+    return f & (uint32_t)env_u64("INSTAR_CPU_FEATURES", INSTAR_CPU_ALL);
 }
 
 int64_t vmm_us_since(const struct timespec *t)
@@ -319,6 +343,7 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
     bi->mem_size = mem_size;
     bi->op = op;
     bi->ndevices = ndevs;
+    bi->cpu_features = vmm_cpu_features();
     for (unsigned i = 0; i < ndevs; i++) {
         v.devs[i] = (struct vmm_devstate){devs[i].fd, devs[i].size, devs[i].write_limit,
                                           devs[i].flags, devs[i].no_flush};

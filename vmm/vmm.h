@@ -132,6 +132,13 @@ int vmm_run_image(const void *image, size_t image_len, const struct vmm_config *
 void vmm_outcome_release(struct vmm_outcome *out);
 
 /*
+ * vmm_cpu_features - the INSTAR_CPU_* bits every run passes the guest
+ * (boot_info.cpu_features): what this CPU offers, by the host's own CPUID,
+ * narrowed by INSTAR_CPU_FEATURES (a decimal mask) when that is set.
+ */
+uint32_t vmm_cpu_features(void);
+
+/*
  * vmm_allocate_first_block - what QEMU's file driver does after growing an
  * empty file with preallocation off or falloc (file-posix.c
  * allocate_first_block(), "to optimize future alignment probing"): write

@@ -35,6 +35,7 @@ struct vmm {
     bool done;              /* the run is over (see out->status) */
     struct timespec last;   /* when the last hypercall was answered */
     struct timespec cpu0;   /* the host thread's CPU clock at the start */
+    int child_pid;          /* proc.c: the tender running the guest (0 with KVM) */
     struct vmm_outcome *out;
     vmm_report_fn report;
     void *report_opaque;

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 36
+#define INSTAR_ABI_VERSION 38
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -95,7 +95,7 @@ enum instar_hc {
     INSTAR_HC_PROGRESS,    /* struct instar_hc_progress: how far the operation is */
     INSTAR_HC_CMP,         /* struct instar_hc_cmp: compare two device ranges on the host */
     INSTAR_HC_SCAN,        /* struct instar_hc_scan: convert's -S runs of a device range */
-    INSTAR_HC_CLOCK,       /* struct instar_hc_clock: the time, for LUKS's PBKDF2 benchmark */
+    INSTAR_HC_CLOCK,       /* struct instar_hc_clock: guest CPU time, for LUKS's PBKDF2 benchmark */
     INSTAR_HC_COPYV,       /* struct instar_hc_copyv: several INSTAR_HC_COPY requests at once */
     INSTAR_HC_MAX
 };
@@ -1157,12 +1157,26 @@ struct instar_commit_args {
 
 #define INSTAR_BOOT_MAGIC 0x52415453 /* "STAR" */
 
+/*
+ * CPU features the guest's crypto may use (boot_info.cpu_features).  The
+ * host finds them with its own CPUID (vmm/run.c) and the guest picks
+ * nettle's code for each by these bits alone (guest/nettle_cpu.c): it never
+ * runs CPUID itself.  All are SSE-encoded (no VEX), so no XCR0 state.
+ * With none set the guest runs nettle's portable C.
+ */
+#define INSTAR_CPU_X86_64 (1u << 0) /* nettle's x86-64 assembly (any x86-64 CPU) */
+#define INSTAR_CPU_AESNI  (1u << 1) /* CPUID.1:ECX.AES[bit 25] */
+#define INSTAR_CPU_SHANI  (1u << 2) /* CPUID.(7,0):EBX.SHA[bit 29], and SSSE3 */
+#define INSTAR_CPU_ALL    (INSTAR_CPU_X86_64 | INSTAR_CPU_AESNI | INSTAR_CPU_SHANI)
+
 struct instar_boot_info {
     uint32_t magic;       /* INSTAR_BOOT_MAGIC */
     uint32_t abi_version; /* INSTAR_ABI_VERSION */
     uint64_t mem_size;    /* bytes of guest RAM, from 0 */
     uint32_t op;          /* enum instar_op */
     uint32_t ndevices;
+    uint32_t cpu_features; /* INSTAR_CPU_* (trusted: the host's own CPUID) */
+    uint32_t pad;
     struct instar_dev devices[INSTAR_DEV_MAX];
     union {
         struct instar_info_args info;
