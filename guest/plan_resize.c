@@ -235,6 +235,12 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
  * which comes after its repair, does; so do the reads after an amend's
  * earlier changes.
  */
+/* struct qcow2_resize_image's encrypt: the cipher of the qcow2 node opaque. */
+static int gresize_encrypt(void *opaque, uint64_t host, uint64_t guest, uint8_t *buf, size_t len)
+{
+    return gbs_qcow2_encrypt(opaque, host, guest, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
 void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct instar_graph *chain,
                        uint64_t new_size)
 {
@@ -243,19 +249,27 @@ void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct 
     uint32_t failed;
     uint8_t *buf;
 
-    if (!chain || in == 0 || new_size <= ri->size)
+    if (!chain || (in == 0 && !ri->encrypted) || new_size <= ri->size)
         return;
     g = *chain;
     if (g.nnodes == 0 || g.nnodes > INSTAR_NODE_MAX || g.snapshot ||
         g.nodes[0].driver != INSTAR_DRV_QCOW2 || g.nodes[0].file != GOPEN_DEV ||
         g.nodes[0].data != (ri->data_file ? RS_DATA_DEV : INSTAR_NO_NODE))
         result_error(op, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
-    buf = malloc(in);
+    buf = malloc(in ? in : 1);
     if (!buf)
         result_error(op, INSTAR_ERR_NOMEM, NULL, NULL, 0);
     /* qemu-img opened the chain before the resize: a failure fails the same open. */
-    if (gbs_open_graph_ro(&g, &failed) < 0 ||
-        gbs_pread(gbs_node(0), (ri->size & ~UINT64_C(511)) - in, buf, in) < 0) {
+    if (gbs_open_graph_ro(&g, &failed) < 0) {
+        free(buf);
+        return;
+    }
+    /* The key unlocked node 0: the resize's data writes go through its cipher. */
+    if (ri->encrypted && gbs_qcow2_encrypted(gbs_node(0))) {
+        ri->encrypt = gresize_encrypt;
+        ri->encrypt_opaque = gbs_node(0);
+    }
+    if (in == 0 || gbs_pread(gbs_node(0), (ri->size & ~UINT64_C(511)) - in, buf, in) < 0) {
         free(buf);
         return;
     }
