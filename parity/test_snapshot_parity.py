@@ -654,3 +654,26 @@ def test_encrypted_bitmaps_refused(instar, tmp_path, encrypted_images):
     assert img.read_bytes() == before
     exp, act = tl.run_both(instar, ["snapshot", *ENC_SECRET, "-l", "--image-opts", opts], cwd=tmp_path)
     tl.assert_same(exp, act, "snapshot -l")
+
+
+def test_encrypted_apply_larger_over_longer_backing(instar, tmp_path):
+    """-a of a larger snapshot of a LUKS image from a size inside a partly written cluster over a
+    longer backing file: the truncation's zero-fill copies and zeroes that cluster through the
+    image's cipher (its key unlocks it), as resize does: the oracle's file byte for byte."""
+    src = tmp_path / "src"
+    src.mkdir()
+    opts = "driver=qcow2,file.filename=top.qcow2,encrypt.key-secret=s0"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "24M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 24M", "base.qcow2", cwd=src)
+    tl.qemu_img_retried("create", "-q", *ENC_SECRET, "-f", "qcow2", "-o",
+                        "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", "-b", "base.qcow2",
+                        "-F", "qcow2", "top.qcow2", "24M", cwd=src)
+    tl.qemu_img("snapshot", *ENC_SECRET, "-c", "big", "--image-opts", opts, cwd=src)
+    tl.qemu_img("resize", "-q", *ENC_SECRET, "--shrink", "--image-opts", opts, "16776704", cwd=src)
+    tl.qemu_io(*ENC_SECRET, "--image-opts", opts, "-c", "write -P 3 16711680 512", cwd=src)
+    exp, act = tl.run_both_on_copies(instar, ["snapshot", *ENC_SECRET, "-a", "big", "--image-opts", opts],
+                                     [src / "top.qcow2", src / "base.qcow2"], tmp_path / "run")
+    tl.assert_same(exp, act, "snapshot -a big")
+    assert exp.returncode == 0, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "top.qcow2", tmp_path / "run" / "instar" / "top.qcow2"
+    assert tl.same_content(o, i), "the files differ"
