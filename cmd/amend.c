@@ -304,7 +304,13 @@ static int amend_run(struct open_chain *oc, struct instar_amend_args *args)
         uint64_t cur = (uint64_t)im->info->virtual_size & ~UINT64_C(511);
         uint64_t cs = (uint64_t)im->info->cluster_size;
 
-        if (!im->info->encrypted && args->size > cur && cs && (cur & (cs - 1))) {
+        /*
+         * (An encrypted image writes guest data only for the zero-fill
+         * over a longer backing file: its key then unlocks it for the
+         * cipher, as resize.)
+         */
+        if ((!im->info->encrypted || (oc->key && (args->flags & INSTAR_AMEND_ZERO_WRITE))) &&
+            args->size > cur && cs && (cur & (cs - 1))) {
             gr = malloc(sizeof(*gr));
             if (!gr) {
                 report_error("Failed to amend '%s': Cannot allocate memory", im->name);
@@ -709,8 +715,10 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool pro
         /* The LUKS key slots alone: block/crypto.c's checks and change, with the prefix. */
         if (encryption_update && only_encrypt)
             return amend_luks_slots(oc, l, "encrypt.", force) ? -1 : 0;
-        if (ii->encrypted) {
-            report_error("Amending encrypted qcow2 images is not supported by instar yet");
+        /* The node that stores the bitmaps at the close would need the key (not built). */
+        if (ii->encrypted && ii->nbitmaps) {
+            report_error("Amending encrypted qcow2 images with persistent bitmaps is not "
+                         "supported by instar");
             return -1;
         }
         if (new_version == 3 && ii->qcow2_version == 2)
@@ -737,6 +745,24 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool pro
     }
     if (progress)
         args.flags |= INSTAR_AMEND_PROGRESS;
+    /*
+     * encrypt.* with other options: qcow2_amend_options() upgrades first,
+     * then changes the key slots (as for the options alone), then makes
+     * the other changes: three runs in that order.
+     */
+    if (encryption_update) {
+        if (args.flags & INSTAR_AMEND_UPGRADE) {
+            struct instar_amend_args up;
+
+            memset(&up, 0, sizeof(up));
+            up.flags = args.flags & (INSTAR_AMEND_UPGRADE | INSTAR_AMEND_PROGRESS);
+            if (amend_run(oc, &up) < 0)
+                return -1;
+            args.flags &= ~INSTAR_AMEND_UPGRADE;
+        }
+        if (amend_luks_slots(oc, l, "encrypt.", force))
+            return -1;
+    }
     return amend_run(oc, &args);
 }
 

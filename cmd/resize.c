@@ -327,9 +327,20 @@ static int resize_qcow2(struct open_chain *oc, int64_t new_size, int relative, u
     {
         uint64_t cur = (uint64_t)im->info->virtual_size & ~UINT64_C(511);
         uint64_t cs = (uint64_t)im->info->cluster_size;
+        /*
+         * An encrypted image (opened with its key): the guest unlocks it
+         * again where the grow writes guest data, which goes through its
+         * cipher (a partial cluster at either end of a metadata
+         * preallocation, the head cluster falloc/full move, the explicit
+         * zeros over a longer backing file).
+         */
+        bool crypt_writes = im->info->encrypted && oc->key && cs &&
+                            (((cur & (cs - 1)) && (prealloc != INSTAR_PREALLOC_OFF ||
+                                                   (args.flags & INSTAR_RESIZE_ZERO_WRITE))) ||
+                             (prealloc == INSTAR_PREALLOC_METADATA && (new_size & (cs - 1))));
 
-        if (!open_only && !im->info->encrypted && (uint64_t)new_size > cur && cs &&
-            (cur & (cs - 1))) {
+        if (!open_only && (uint64_t)new_size > cur && cs &&
+            (im->info->encrypted ? crypt_writes : (cur & (cs - 1)) != 0)) {
             gr = malloc(sizeof(*gr));
             if (!gr) {
                 report_error("Failed to resize '%s': Cannot allocate memory", im->name);

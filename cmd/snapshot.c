@@ -202,9 +202,12 @@ static int snapshot_run(struct open_chain *oc, int action, const char *name)
      * -a to a larger snapshot from a size inside a cluster may copy that
      * cluster: its old data is read through the backing chain, as resize
      * reads it (graph_for_planner(), INSTAR_SNAPSHOT_CHAIN; qcow2's
-     * snapshots refuse an image with a data file before that).
+     * snapshots refuse an image with a data file before that).  An
+     * encrypted image writes guest data only for the zero-fill over a
+     * longer backing file: its key then unlocks it for the cipher.
      */
-    if (action == SNAPSHOT_APPLY && !im->info->encrypted && im->data_fd < 0) {
+    if (action == SNAPSHOT_APPLY && im->data_fd < 0 &&
+        (!im->info->encrypted || (oc->key && oc->n > 1))) {
         uint64_t cur = (uint64_t)im->info->virtual_size & ~UINT64_C(511);
         uint64_t cs = (uint64_t)im->info->cluster_size;
 
@@ -368,6 +371,15 @@ int cmd_snapshot(int argc, char **argv)
                        action == SNAPSHOT_LIST ? 0 : OPEN_RDWR) < 0)
         return 1;
     im = &oc.img[0];
+    /*
+     * qcow2_do_open() and block/crypto.c's open unlock an encrypted image,
+     * -l's read-only open too: without its key-secret, or with a wrong
+     * one, the open fails.  The actions themselves are metadata only.
+     */
+    if (graph_check_keys(&oc, filename) < 0 || graph_unlock_chain(&oc, filename) < 0) {
+        open_chain_close(&oc);
+        return 1;
+    }
     ret = 0;
     switch (action) {
     case SNAPSHOT_LIST:

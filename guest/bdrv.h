@@ -236,6 +236,14 @@ int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
 
 /* gbs_qcow2_encrypted - whether qcow2 node bs is encrypted (opened with its key). */
 bool gbs_qcow2_encrypted(struct gbs *bs);
+/*
+ * gbs_qcow2_encrypt - encrypt in place len bytes (whole 512-byte sectors)
+ * of guest data that go to host offset host, guest offset guest, of the
+ * encrypted qcow2 node bs (qcow2_co_encrypt(): the IVs count host sectors
+ * for LUKS, guest sectors for the old AES method).  0 or -GBS_EIO
+ * (misaligned, or bs not an encrypted qcow2 node).
+ */
+int gbs_qcow2_encrypt(struct gbs *bs, uint64_t host, uint64_t guest, uint8_t *buf, size_t len);
 
 /*
  * gbs_qcow2_target_info - a qcow2 node's cluster size, compression type

@@ -1139,6 +1139,14 @@ bool gbs_qcow2_encrypted(struct gbs *bs)
     return bs->drv == &gbs_drv_qcow2 && Q(bs)->vol != NULL;
 }
 
+int gbs_qcow2_encrypt(struct gbs *bs, uint64_t host, uint64_t guest, uint8_t *buf, size_t len)
+{
+    if (!gbs_qcow2_encrypted(bs) || ((host | guest | len) & (LUKS_SECTOR - 1)) ||
+        luks_encrypt(Q(bs)->vol, q2_iv(Q(bs), host, guest), buf, len) < 0)
+        return -GBS_EIO;
+    return 0;
+}
+
 int gbs_qcow2_target_info(struct gbs *bs, uint64_t *cluster_size, unsigned *ctype, bool *data_file)
 {
     struct q2 *q;

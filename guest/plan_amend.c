@@ -429,9 +429,8 @@ void plan_amend(void)
     /* qcow2_do_open() refuses these read-write. */
     if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
-    /* Of an encrypted image, instar amends the LUKS key slots alone (no bitmaps). */
-    if (h->crypt_method != QCOW2_CRYPT_NONE &&
-        (!(a->flags & (INSTAR_AMEND_LUKS | INSTAR_AMEND_OPEN_ONLY)) || img.x.nb_bitmaps > 0))
+    /* An encrypted image with bitmaps: the node that stores them would need the key. */
+    if (h->crypt_method != QCOW2_CRYPT_NONE && img.x.nb_bitmaps > 0)
         fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
     /* The host opens a data file read-write as device 1. */
     data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
@@ -536,6 +535,11 @@ void plan_amend(void)
         u.refcount_table_clusters = h->refcount_table_clusters;
         u.nb_snapshots = h->nb_snapshots;
         u.snapshots_offset = h->snapshots_offset;
+        u.crypt_method = h->crypt_method;
+        if (img.x.has_crypto) {
+            u.crypto_offset = img.x.crypto_offset;
+            u.crypto_length = img.x.crypto_length;
+        }
         buf = malloc((size_t)1 << h->cluster_bits);
         if (!buf)
             fail(INSTAR_ERR_NOMEM, 0);

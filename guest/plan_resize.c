@@ -235,6 +235,12 @@ static __attribute__((noreturn)) void resize_with_bitmaps(const struct qcow2_res
  * which comes after its repair, does; so do the reads after an amend's
  * earlier changes.
  */
+/* struct qcow2_resize_image's encrypt: the cipher of the qcow2 node opaque. */
+static int gresize_encrypt(void *opaque, uint64_t host, uint64_t guest, uint8_t *buf, size_t len)
+{
+    return gbs_qcow2_encrypt(opaque, host, guest, buf, len) < 0 ? -GBS_EIO : 0;
+}
+
 /* A chain as the host sends it: node 0 the image on device 0 (and 1 with a data file). */
 static bool chain_ok(const struct instar_graph *g, bool data_file)
 {
@@ -278,7 +284,7 @@ void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct 
     uint64_t cs = UINT64_C(1) << ri->cluster_bits, in = ri->size & ~UINT64_C(511) & (cs - 1);
     uint32_t failed;
 
-    if (!chain || in == 0 || new_size <= ri->size)
+    if (!chain || (in == 0 && !ri->encrypted) || new_size <= ri->size)
         return;
     g = *chain;
     if (!chain_ok(&g, ri->data_file))
@@ -286,6 +292,11 @@ void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct 
     /* qemu-img opened the chain before the resize: a failure fails the same open. */
     if (gbs_open_graph_ro(&g, &failed) < 0)
         return;
+    /* The key unlocked node 0: the resize's data writes go through its cipher. */
+    if (ri->encrypted && gbs_qcow2_encrypted(gbs_node(0))) {
+        ri->encrypt = gresize_encrypt;
+        ri->encrypt_opaque = gbs_node(0);
+    }
     read_head_node(op, ri, gbs_node(0), new_size);
 }
 

@@ -66,7 +66,10 @@ int gresize_bad_bitmap(struct gbs *bs, char *name, size_t *len);
  * when chain is NULL, for an aligned end, a shrink, or a chain that
  * cannot be read (the cases that need it are then refused); a chain
  * that does not describe device 0 ends the run with op's
- * INSTAR_ERR_BAD_ARGS.  Node 0 must not be open already.
+ * INSTAR_ERR_BAD_ARGS.  Node 0 must not be open already.  An encrypted
+ * image's grow opens the chain with its key even for an aligned end: then
+ * ri->encrypt encrypts the guest data the resize writes (node 0's cipher,
+ * which stays open for it).
  */
 void gresize_read_head(uint32_t op, struct qcow2_resize_image *ri, const struct instar_graph *chain,
                        uint64_t new_size);

@@ -100,8 +100,9 @@ int qcow2_amend_upgrade(const struct qcow2_amend_upgrade *u, uint8_t *buf,
     o.backing_file = u->backing_file;
     o.backing_fmt = u->backing_fmt;
     o.encrypt_luks = o.encrypt_aes = false;
-    o.crypt_method = 0;
-    o.crypto_offset = o.crypto_length = 0;
+    o.crypt_method = u->crypt_method;
+    o.crypto_offset = u->crypto_offset;
+    o.crypto_length = u->crypto_length;
     r = qcow2_create_header(&o, buf, u->size, u->l1_size, u->l1_table_offset,
                             u->refcount_table_offset, u->refcount_table_clusters, true);
     if (r < 0) {

@@ -111,6 +111,9 @@ struct qcow2_amend_upgrade {
     const char *backing_file; /* NULL: none */
     const char *backing_fmt;  /* NULL: none */
     uint32_t version;         /* 0: 3 (an upgrade); 2: qcow2_downgrade()'s header */
+    /* An encrypted image: the header's method, and its LUKS header's place (length 0: none). */
+    uint32_t crypt_method;
+    uint64_t crypto_offset, crypto_length;
 };
 
 /*

@@ -320,8 +320,28 @@ int qcow2_prealloc_link(struct qcow2_prealloc *p, uint64_t guest_offset, uint64_
     return ret < 0 ? ret : l2_flush(p);
 }
 
-/* Zeros over [off, off + len) of the image file (len below one cluster). */
-static int write_zeros(struct qcow2_prealloc *p, uint64_t off, uint64_t len)
+/*
+ * Guest data of [guest, guest + len) written at host offset off: through
+ * the cipher first for an encrypted image (do_perform_cow_encrypt()).
+ */
+static int data_wr(struct qcow2_prealloc *p, uint64_t off, uint64_t guest, uint8_t *buf, size_t len)
+{
+    if (p->encrypt) {
+        int ret;
+
+        if ((off | guest | len) & 511) {
+            return -QCOW2_ALLOC_EIO;
+        }
+        ret = p->encrypt(p->encrypt_opaque, off, guest, buf, len);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    return wr(p, off, buf, len);
+}
+
+/* Zeros over [off, off + len) of the image file (len below one cluster), guest offset guest. */
+static int write_zeros(struct qcow2_prealloc *p, uint64_t off, uint64_t guest, uint64_t len)
 {
     uint8_t *z;
     int ret;
@@ -334,8 +354,28 @@ static int write_zeros(struct qcow2_prealloc *p, uint64_t off, uint64_t len)
         return -QCOW2_ALLOC_ENOMEM;
     }
     memset(z, 0, (size_t)len);
-    ret = wr(p, off, z, (size_t)len);
+    ret = data_wr(p, off, guest, z, (size_t)len);
     p->ops->mem(p->opaque, z, 0);
+    return ret;
+}
+
+/* data_wr() of a copy of src: the cipher encrypts its buffer in place. */
+static int data_wr_copy(struct qcow2_prealloc *p, uint64_t off, uint64_t guest, const uint8_t *src,
+                        size_t len)
+{
+    uint8_t *c;
+    int ret;
+
+    if (!p->encrypt) {
+        return wr(p, off, src, len);
+    }
+    c = p->ops->mem(p->opaque, NULL, len);
+    if (!c) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    memcpy(c, src, len);
+    ret = data_wr(p, off, guest, c, len);
+    p->ops->mem(p->opaque, c, 0);
     return ret;
 }
 
@@ -382,6 +422,9 @@ static int cow_read(struct qcow2_prealloc *p, uint64_t guest, uint64_t entry, ui
         } else {
             alloc = e.type == QCOW2_L2_NORMAL;
         }
+        if (alloc && p->encrypt) {
+            return -QCOW2_PREALLOC_ENOTSUP; /* ciphertext: read through the image beforehand */
+        }
         if (alloc) {
             ret = p->ops->read(p->opaque, e.host_offset + off, buf + off, (size_t)n);
             if (ret < 0) {
@@ -413,7 +456,7 @@ static int cow_head(struct qcow2_prealloc *p, uint64_t guest, uint64_t entry, ui
     }
     ret = cow_read(p, guest, entry, bitmap, backing_covers, buf, to);
     if (ret == 0) {
-        ret = wr(p, host + from, buf + from, (size_t)(to - from));
+        ret = data_wr(p, host + from, guest + from, buf + from, (size_t)(to - from));
     }
     p->ops->mem(p->opaque, buf, 0);
     return ret;
@@ -510,7 +553,8 @@ static int keep_zero_alloc(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t
     int ret = cow_head(p, cstart, entry, bitmap, false, host, 0, in_cluster);
 
     if (ret == 0 && in_cluster + cur < p->cs) {
-        ret = write_zeros(p, host + in_cluster + cur, p->cs - in_cluster - cur);
+        ret = write_zeros(p, host + in_cluster + cur, cstart + in_cluster + cur,
+                          p->cs - in_cluster - cur);
     }
     if (ret < 0) {
         return ret;
@@ -554,7 +598,7 @@ static int keep_extl2_edges(struct qcow2_prealloc *p, uint64_t cstart, uint64_t 
         if (!((bitmap >> (32 + sc)) & 1) && p->backing_len > cstart + end) {
             return -QCOW2_PREALLOC_ENOTSUP;
         }
-        ret = write_zeros(p, host + end, (sc + 1) * scs - end);
+        ret = write_zeros(p, host + end, cstart + end, (sc + 1) * scs - end);
         if (ret < 0) {
             return ret;
         }
@@ -737,13 +781,14 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
         }
         if (mapped_end < alloc_end && !p->data_file && p->head_data && p->head_tail &&
             cstart == p->head_off && alloc_end <= p->cs) {
-            ret = wr(p, alloc_off + mapped_end, p->head_data + mapped_end,
-                     (size_t)(alloc_end - mapped_end));
+            ret = data_wr_copy(p, alloc_off + mapped_end, cstart + mapped_end,
+                               p->head_data + mapped_end, (size_t)(alloc_end - mapped_end));
             if (ret < 0) {
                 return ret;
             }
         } else if (mapped_end < alloc_end && !p->data_file) {
-            ret = write_zeros(p, alloc_off + mapped_end, alloc_end - mapped_end);
+            ret =
+                write_zeros(p, alloc_off + mapped_end, cstart + mapped_end, alloc_end - mapped_end);
             if (ret < 0) {
                 return ret;
             }

@@ -95,6 +95,17 @@ struct qcow2_prealloc {
      * data, a compressed cluster's); else that tail gets zeros.
      */
     bool head_tail;
+    /*
+     * encrypt - optional: the image is encrypted (QEMU's bs->encrypted).
+     * The guest data the mapping writes (perform_cow()'s copies and
+     * zeros) is encrypted in place first, as qcow2_co_encrypt() does:
+     * buf holds the 512-byte sectors at host offset host, guest offset
+     * guest (both sector aligned).  0 or -errno.  A data cluster's old
+     * bytes are then never copied raw: a copy-on-write that would read
+     * one other than through head_data is -QCOW2_PREALLOC_ENOTSUP.
+     */
+    int (*encrypt)(void *opaque, uint64_t host, uint64_t guest, uint8_t *buf, size_t len);
+    void *encrypt_opaque;
     /* The active L1 table (host-endian), owned by the caller. */
     uint64_t *l1;
     uint64_t l1_size;

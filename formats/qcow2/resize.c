@@ -842,8 +842,28 @@ static bool zero_head_needs_cow(struct rs *s, uint64_t old_len)
     return !head_normal(s, entry, bitmap, in, in + 1);
 }
 
+/*
+ * The explicit zeros of [guest, guest + len) written at host: through the
+ * cipher of an encrypted image (p->encrypt), as qcow2_co_pwritev_task()
+ * encrypts a write's data.
+ */
+static int zeros_write(struct rs *s, const struct qcow2_prealloc *p, uint64_t host, uint64_t guest,
+                       uint8_t *z, uint64_t len)
+{
+    if (p->encrypt) {
+        int ret;
+
+        if ((host | guest | len) & 511)
+            return -QCOW2_RESIZE_EIO;
+        ret = p->encrypt(p->encrypt_opaque, host, guest, z, (size_t)len);
+        if (ret < 0)
+            return ret;
+    }
+    return rs_write(s, host, z, len);
+}
+
 /* The explicit zeros over [old_len, end) of the head cluster, written in place. */
-static int zero_head(struct rs *s, uint64_t old_len, uint64_t end)
+static int zero_head(struct rs *s, const struct qcow2_prealloc *p, uint64_t old_len, uint64_t end)
 {
     uint64_t entry, bitmap;
     uint8_t *z;
@@ -856,7 +876,8 @@ static int zero_head(struct rs *s, uint64_t old_len, uint64_t end)
     z = rs_mem(s, end - old_len);
     if (!z)
         return -QCOW2_RESIZE_ENOMEM;
-    ret = rs_write(s, (entry & QCOW2_L2E_OFFSET_MASK) + (old_len & (s->cs - 1)), z, end - old_len);
+    ret = zeros_write(s, p, (entry & QCOW2_L2E_OFFSET_MASK) + (old_len & (s->cs - 1)), old_len, z,
+                      end - old_len);
     rs_free(s, z);
     return ret;
 }
@@ -884,7 +905,7 @@ static int zero_head_cow(struct rs *s, struct qcow2_prealloc *p, uint64_t old_le
     z = rs_mem(s, bytes);
     if (!z)
         return -QCOW2_RESIZE_ENOMEM;
-    ret = rs_write(s, host, z, bytes);
+    ret = zeros_write(s, p, host, old_len, z, bytes);
     rs_free(s, z);
     return ret;
 }
@@ -1047,7 +1068,10 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
         (((prealloc == QCOW2_PREALLOC_METADATA) && ((old_len | new_size) & (s->cs - 1))) ||
          ((prealloc == QCOW2_PREALLOC_FALLOC || prealloc == QCOW2_PREALLOC_FULL) &&
           (old_len & (s->cs - 1))) ||
-         (zero_write && old_len % scs))) {
+         (zero_write && old_len % scs)) &&
+        (!img->encrypt || s->data_file ||
+         ((old_len & (s->cs - 1)) &&
+          (!img->head_data || img->head_len != (old_len & (s->cs - 1)))))) {
         *code = QCOW2_RESIZE_ERR_NOTSUP_CRYPT;
         return -QCOW2_RESIZE_ENOTSUP;
     }
@@ -1095,6 +1119,10 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
         p.head_len = img->head_len;
         p.head_tail = img->head_tail;
     }
+    if (img->encrypted) {
+        p.encrypt = img->encrypt;
+        p.encrypt_opaque = img->encrypt_opaque;
+    }
     p.l1 = s->l1;
     p.l1_size = s->l1_size;
     p.l1_offset = s->l1_off;
@@ -1136,10 +1164,11 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
                 ret = zero_head_data_file(s, &p, img, old_len,
                                           zero_start < new_size ? zero_start : new_size);
             else if (ret == 0)
-                ret = zero_head_needs_cow(s, old_len)
-                          ? zero_head_cow(s, &p, old_len,
-                                          zero_start < new_size ? zero_start : new_size)
-                          : zero_head(s, old_len, zero_start < new_size ? zero_start : new_size);
+                ret =
+                    zero_head_needs_cow(s, old_len)
+                        ? zero_head_cow(s, &p, old_len,
+                                        zero_start < new_size ? zero_start : new_size)
+                        : zero_head(s, &p, old_len, zero_start < new_size ? zero_start : new_size);
         }
     }
     if (ret == 0) {

@@ -170,11 +170,18 @@ struct qcow2_resize_image {
     bool data_file_raw;
     /*
      * An encrypted image: the guest data a copy-on-write or an explicit
-     * zero write would put in the file goes through the cipher, which
-     * this library does not apply; a grow that would write any
-     * (QCOW2_RESIZE_ERR_NOTSUP_CRYPT) is refused before the first write.
+     * zero write puts in the file goes through the caller's cipher,
+     * encrypt (prealloc.h's callback of that name: the sectors of buf at
+     * host offset host, guest offset guest, encrypted in place; 0 or
+     * -errno), with encrypt_opaque.  A data cluster's old bytes are read
+     * only through head_data.  A grow that would write encrypted data
+     * without encrypt, into an external data file, or copy a partial head
+     * cluster without head_data (QCOW2_RESIZE_ERR_NOTSUP_CRYPT) is
+     * refused before the first write.
      */
     bool encrypted;
+    int (*encrypt)(void *opaque, uint64_t host, uint64_t guest, uint8_t *buf, size_t len);
+    void *encrypt_opaque;
     /*
      * OUT (may be NULL): where the allocator's next free-cluster scan
      * would start after the resize (QEMU's free_cluster_index, which the

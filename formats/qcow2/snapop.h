@@ -56,7 +56,7 @@ enum qcow2_snapop_stage {
     X(QCOW2_SNAPOP_ERR_CORRUPT_RW, 3200, 2,                                                        \
       "qcow2: Image is corrupt; cannot be opened read/write")                                      \
     X(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT, 3203, 0,                                                      \
-      "Snapshots of encrypted qcow2 images are not supported by instar")
+      "Snapshots of encrypted qcow2 images with persistent bitmaps are not supported by instar")
 
 enum qcow2_snapop_err {
 #define QCOW2_SNAPOP_ENUM(name, code, kind, msg) name = code,

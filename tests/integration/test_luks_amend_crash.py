@@ -49,6 +49,10 @@ def vols(tmp_path_factory):
     qemu_img_retry("create", "-q", *OBJS, "-f", "qcow2", "-o",
                    "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", str(d / "e.qcow2"), "1M")
     tl.qemu_io(*OBJS, "--image-opts", lopts(d / "e.qcow2", "sec0"), "-c", "write -P 0x5e 64k 100k")
+    qemu_img_retry("create", "-q", *OBJS, "-f", "qcow2", "-o",
+                   "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,compat=0.10",
+                   str(d / "ev2.qcow2"), "1M")
+    tl.qemu_io(*OBJS, "--image-opts", lopts(d / "ev2.qcow2", "sec0"), "-c", "write -P 0x5e 64k 100k")
     return d
 
 
@@ -108,3 +112,29 @@ def test_erase_by_old_secret_sweep(instar, vols, tmp_path):
 def test_qcow2_add_slot_sweep(instar, vols, tmp_path):
     assert sweep(instar, vols, tmp_path, "e.qcow2",
                  "encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10", gains=("sec1",)) == 2
+
+
+def test_qcow2_upgrade_add_slot_refcount_bits_sweep(instar, vols, tmp_path):
+    """encrypt.* with other options on a version 2 image: the upgrade, the key slot, the refcount
+    width change, each cut; check -r all repairs every cut (the refcount change leaks until it
+    ends) and sec0 opens it to the source's data."""
+    src, opts = vols / "ev2.qcow2", ("compat=1.1,encrypt.state=active,encrypt.new-secret=sec1,"
+                                     "encrypt.iter-time=10,refcount_bits=8")
+    for n in range(200):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        img = work / "ev2.qcow2"
+        tl.copy_file(src, img)
+        r = instar.run(["amend", *OBJS, "--image-opts", lopts("ev2.qcow2", "sec0"), "-o", opts], cwd=work,
+                       env_extra={**tl.LUKS_FAST_PBKDF2, "INSTAR_FAULT_WRITES": str(n)}, timeout=300)
+        done = r.returncode == 0
+        if not done:
+            assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        tl.assert_repairs_clean(lopts(img, "sec0"), *OBJS, "--image-opts", what=f"cut before write {n + 1}")
+        for sec in ("sec0", "sec1") if done else ("sec0",):
+            c = opens_to_source(src, img, sec)
+            assert c.returncode == 0, f"cut before write {n + 1}: {sec} does not open the image: {c.describe()}"
+        if done:
+            assert n >= 4, "the upgrade, the key slot and the refcount change"
+            return
+    raise AssertionError("amend did not complete within 200 writes")
