@@ -230,6 +230,12 @@ again:
             *msg = msgf("sandbox failure: invalid result (%s)", result_bad_str(RESULT_BAD_VALUE));
             goto out;
         }
+        img->ext_fd = calloc(v.info.vmdk.nextents, sizeof(*img->ext_fd));
+        img->ext_st = calloc(v.info.vmdk.nextents, sizeof(*img->ext_st));
+        if (!img->ext_fd || !img->ext_st) {
+            *msg = NULL;
+            goto out;
+        }
         for (k = 0; k < v.info.vmdk.nextents; k++) {
             char *ename = result_str(&v, v.info.vmdk.names[k]), *full = NULL, *emsg = NULL;
             int r;
@@ -362,6 +368,8 @@ void open_image_release(struct open_image *img)
         close(img->data_fd);
     for (unsigned k = 0; k < img->next; k++)
         close(img->ext_fd[k]);
+    free(img->ext_fd);
+    free(img->ext_st);
     free(img->name);
     free(img->data_name);
     image_info_free(img->info);

@@ -28,17 +28,21 @@ struct gvmdk {
     uint32_t dev;  /* the image file */
     uint32_t ndev; /* extent files: devices dev + 1 .. dev + ndev (0: none given) */
     /* ndev == 0: the extent files the descriptor names (VMDK_ERR_NEED_FILES) */
-    uint32_t nnames;
-    char names[VMDK_MAX_EXTENTS][512];
+    uint32_t nnames, names_cap;
+    char **names;
     /* Only the first ndev extent files were opened (INSTAR_INFO_VMDK_PARTIAL). */
     bool partial;
-    uint32_t nextents;
-    struct vmdk_extent ext[VMDK_MAX_EXTENTS];
-    uint32_t ext_dev[VMDK_MAX_EXTENTS];
-    void *l1[VMDK_MAX_EXTENTS]; /* uint32_t entries, uint64_t for seSparse */
+    /*
+     * The extents, in arrays of cap entries that grow with the descriptor
+     * (ext_reserve(), at most VMDK_MAX_EXTENTS).
+     */
+    uint32_t nextents, cap;
+    struct vmdk_extent *ext;
+    uint32_t *ext_dev;
+    void **l1; /* uint32_t entries, uint64_t for seSparse */
     /* Writes: the redundant directory (host order, NULL: none), where the next grain goes. */
-    uint32_t *l1b[VMDK_MAX_EXTENTS];
-    uint64_t next_sector[VMDK_MAX_EXTENTS];
+    uint32_t **l1b;
+    uint64_t *next_sector;
     bool cid_updated;
     uint64_t desc_offset;
     uint32_t cid, parent_cid;
@@ -75,10 +79,18 @@ static void gvmdk_release(struct gvmdk *s)
 {
     uint32_t i;
 
-    for (i = 0; i < VMDK_MAX_EXTENTS; i++) {
+    for (i = 0; i < s->cap; i++) {
         free(s->l1[i]);
         free(s->l1b[i]);
     }
+    free(s->ext);
+    free(s->ext_dev);
+    free(s->l1);
+    free(s->l1b);
+    free(s->next_sector);
+    for (i = 0; i < s->nnames; i++)
+        free(s->names[i]);
+    free(s->names);
     for (i = 0; i < GVMDK_L2_CACHE; i++)
         free(s->l2[i].table);
     free(s->zbuf);
@@ -171,6 +183,71 @@ static int init_tables(struct gvmdk *s, uint32_t i, bool rdwr)
 /* vmdk_open_sparse() of a VMDK4 file: one extent, or its embedded descriptor. */
 static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr);
 
+/* grow - *p, of *cap entries of size bytes, to n entries, the new ones zero; 0 or -1. */
+static int grow(void *p, uint32_t cap, uint32_t n, size_t size)
+{
+    uint8_t *q = realloc(*(void **)p, (size_t)n * size);
+
+    if (!q)
+        return -1;
+    memset(q + (size_t)cap * size, 0, (size_t)(n - cap) * size);
+    *(void **)p = q;
+    return 0;
+}
+
+/*
+ * Room for extent s->nextents: the arrays double, up to VMDK_MAX_EXTENTS
+ * (a limit of ours: QEMU has none).
+ */
+static int ext_reserve(struct gvmdk *s)
+{
+    uint32_t n;
+
+    if (s->nextents < s->cap)
+        return 0;
+    if (s->nextents >= VMDK_MAX_EXTENTS) {
+        s->err_arg = VMDK_MAX_EXTENTS;
+        return -VMDK_ERR_TOO_MANY_EXTENTS;
+    }
+    n = s->cap ? s->cap * 2 : 4;
+    if (n > VMDK_MAX_EXTENTS)
+        n = VMDK_MAX_EXTENTS;
+    if (grow(&s->ext, s->cap, n, sizeof(*s->ext)) < 0 ||
+        grow(&s->ext_dev, s->cap, n, sizeof(*s->ext_dev)) < 0 ||
+        grow(&s->l1, s->cap, n, sizeof(*s->l1)) < 0 ||
+        grow(&s->l1b, s->cap, n, sizeof(*s->l1b)) < 0 ||
+        grow(&s->next_sector, s->cap, n, sizeof(*s->next_sector)) < 0)
+        return -VMDK_ERR_NOMEM; /* the arrays that grew keep their entries: cap stays */
+    s->cap = n;
+    return 0;
+}
+
+/* The descriptor's k-th extent file name (k == s->nnames), kept for the host. */
+static int add_name(struct gvmdk *s, uint32_t k, const char *name)
+{
+    size_t len = strlen(name);
+
+    if (k >= VMDK_MAX_EXTENTS) {
+        s->err_arg = VMDK_MAX_EXTENTS;
+        return -VMDK_ERR_TOO_MANY_EXTENTS;
+    }
+    if (k == s->names_cap) {
+        uint32_t n = s->names_cap ? s->names_cap * 2 : 4;
+
+        if (n > VMDK_MAX_EXTENTS)
+            n = VMDK_MAX_EXTENTS;
+        if (grow(&s->names, s->names_cap, n, sizeof(*s->names)) < 0)
+            return -VMDK_ERR_NOMEM;
+        s->names_cap = n;
+    }
+    s->names[k] = malloc(len + 1);
+    if (!s->names[k])
+        return -VMDK_ERR_NOMEM;
+    memcpy(s->names[k], name, len + 1);
+    s->nnames = k + 1;
+    return 0;
+}
+
 /* vmdk_add_extent() and vmdk_init_tables() of the sparse extent e in device dev. */
 static int add_sparse(struct gvmdk *s, struct vmdk_extent *e, uint32_t dev, uint32_t file,
                       bool rdwr)
@@ -178,10 +255,9 @@ static int add_sparse(struct gvmdk *s, struct vmdk_extent *e, uint32_t dev, uint
     uint32_t i = s->nextents;
     int ret;
 
-    if (i == VMDK_MAX_EXTENTS) {
-        s->err_arg = VMDK_MAX_EXTENTS;
-        return -VMDK_ERR_TOO_MANY_EXTENTS;
-    }
+    ret = ext_reserve(s);
+    if (ret < 0)
+        return ret;
     e->file = file;
     e->end_sector = e->sectors;
     if (i > 0 && __builtin_add_overflow(s->ext[i - 1].end_sector, e->sectors, &e->end_sector))
@@ -274,10 +350,9 @@ static int open_extent(struct gvmdk *s, const struct vmdk_extent_line *l, uint32
     int ret;
 
     if (!strcmp(l->type, "FLAT") || !strcmp(l->type, "VMFS")) {
-        if (i == VMDK_MAX_EXTENTS) {
-            s->err_arg = VMDK_MAX_EXTENTS;
-            return -VMDK_ERR_TOO_MANY_EXTENTS;
-        }
+        ret = ext_reserve(s);
+        if (ret < 0)
+            return ret;
         e = &s->ext[i];
         memset(e, 0, sizeof(*e));
         e->file = file;
@@ -353,12 +428,9 @@ static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
             return ret;
         if (ret == 0)
             break;
-        if (k == VMDK_MAX_EXTENTS) {
-            s->err_arg = VMDK_MAX_EXTENTS;
-            return -VMDK_ERR_TOO_MANY_EXTENTS;
-        }
-        memcpy(s->names[k], l.fname, sizeof(l.fname));
-        s->nnames = k + 1;
+        ret = add_name(s, k, l.fname);
+        if (ret < 0)
+            return ret;
         if (s->ndev == 0)
             continue;
         /* A partial open stops at the file the host could not open, as QEMU's open fails there. */
@@ -383,7 +455,7 @@ static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr, b
     uint8_t *m;
     int ret;
 
-    memset(s, 0, sizeof(*s));
+    gvmdk_release(s); /* a static one's arrays from an earlier open */
     s->dev = dev;
     s->ndev = ndev;
     s->partial = partial && ndev > 0;
@@ -439,13 +511,12 @@ void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr, bool
 {
     static struct gvmdk s;
     int ret = gvmdk_open(&s, dev, ndev, rdwr, partial);
-    uint32_t i;
 
     memset(info, 0, sizeof(*info));
+    /* info points into s, kept until the next open (gvmdk_open() releases it). */
     if (ret == -VMDK_ERR_NEED_FILES) {
         info->need_files = s.nnames;
-        memcpy(info->names, s.names, sizeof(s.names));
-        gvmdk_release(&s);
+        info->names = (const char *const *)s.names;
         return;
     }
     if (ret < 0)
@@ -457,9 +528,7 @@ void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr, bool
     if (s.has_parent)
         memcpy(info->parent, s.parent, sizeof(info->parent));
     info->nextents = s.nextents;
-    for (i = 0; i < s.nextents; i++)
-        info->ext[i] = s.ext[i];
-    gvmdk_release(&s);
+    info->ext = s.ext;
 }
 
 static int cluster(struct gvmdk *s, uint32_t i, uint64_t off, uint64_t *co);
@@ -538,12 +607,17 @@ static int load_l2(void *opaque, uint32_t sector, const uint8_t **l2)
 /* find_extent(): the extent holding byte off (NULL past the last). */
 static int find_extent(const struct gvmdk *s, uint64_t off)
 {
-    uint32_t i;
+    uint32_t lo = 0, hi = s->nextents, mid;
 
-    for (i = 0; i < s->nextents; i++)
-        if ((off >> 9) < s->ext[i].end_sector)
-            return (int)i;
-    return -1;
+    /* end_sector grows with i: the first extent ending after off's sector. */
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        if ((off >> 9) < s->ext[mid].end_sector)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo < s->nextents ? (int)lo : -1;
 }
 
 static int cluster(struct gvmdk *s, uint32_t i, uint64_t off, uint64_t *co)

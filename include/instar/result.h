@@ -128,7 +128,7 @@ struct instar_info_luks {
  * (file 0: the image file).  Strings are NUL-terminated in their arrays
  * (the host cuts them there).
  */
-#define INSTAR_VMDK_EXTENTS_MAX    16
+#define INSTAR_VMDK_EXTENTS_MAX    2048      /* 16 before ABI v37 */
 #define INSTAR_VMDK_EXT_FLAT       (1u << 0) /* no cluster size */
 #define INSTAR_VMDK_EXT_COMPRESSED (1u << 1) /* "compressed": true */
 

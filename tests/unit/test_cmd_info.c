@@ -27,7 +27,7 @@
 
 struct blob {
     union {
-        uint8_t buf[1 << 16];
+        uint8_t buf[1 << 18]; /* more than struct instar_info_result */
         uint64_t align;
     } u;
     size_t len;

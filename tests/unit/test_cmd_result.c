@@ -12,7 +12,7 @@
 #include "result.h"
 
 static union {
-    uint8_t buf[8192];
+    uint8_t buf[1 << 18]; /* more than struct instar_info_result */
     uint64_t align;
 } U;
 static size_t len;
