@@ -133,6 +133,31 @@ static int image_lock(int fd, const char *name, bool raw, unsigned flags, char *
 }
 
 /*
+ * A vmdk extent file: a child the format opens as its storage
+ * (bdrv_default_perms_for_storage()).  A sparse extent holds metadata and
+ * is locked as the descriptor is; a flat one is data only: the parent's
+ * permissions passed through (consistent read unless NO_IO, write and so
+ * resize when read-write), everything shared but resize (-U: everything).
+ */
+static int extent_lock(int fd, const char *name, bool flat, unsigned flags, char **msg)
+{
+    unsigned perm, shared;
+    char lmsg[512];
+
+    if (!flat)
+        return image_lock(fd, name, false, flags, msg);
+    perm = ((flags & OPEN_METADATA) ? 0 : PERM_CR) | ((flags & OPEN_RDWR) ? PERM_W | PERM_R : 0);
+    shared = (flags & OPEN_FORCE_SHARE) ? LOCK_PERM_ALL : LOCK_PERM_ALL & ~PERM_R;
+    if (perm == 0 && shared == LOCK_PERM_ALL)
+        return 0;
+    if (lock_perms(fd, perm, shared, name, lmsg, sizeof(lmsg)) < 0) {
+        *msg = msgf("%s", lmsg);
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * A vmdk extent file name the guest proposed: qemu opens it as
  * bdrv_dirname(descriptor) + name, or as given when absolute
  * (vmdk_parse_extents()).  instar takes names beside the descriptor only:
@@ -230,6 +255,9 @@ again:
             *msg = msgf("sandbox failure: invalid result (%s)", result_bad_str(RESULT_BAD_VALUE));
             goto out;
         }
+        /* The descriptor file is the vmdk node's file, locked before its text is read. */
+        if (image_lock(fd, name, false, flags, msg) < 0)
+            goto out;
         img->ext_fd = calloc(v.info.vmdk.nextents, sizeof(*img->ext_fd));
         img->ext_st = calloc(v.info.vmdk.nextents, sizeof(*img->ext_st));
         if (!img->ext_fd || !img->ext_st) {
@@ -248,6 +276,13 @@ again:
             r = open_extent(ii->filename, ename, (flags & OPEN_RDWR) != 0, &img->ext_fd[k],
                             &img->ext_st[k], &full, &emsg);
             free(ename);
+            /* Locked when it is opened, before the next line is read. */
+            if (r == 0 && extent_lock(img->ext_fd[k], full,
+                                      v.info.vmdk.extents[k].flags & INSTAR_VMDK_EXT_FLAT, flags,
+                                      &emsg) < 0) {
+                close(img->ext_fd[k]);
+                r = -1;
+            }
             if (r < 0) {
                 free(full);
                 if (k == 0 || !emsg) {

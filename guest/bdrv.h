@@ -557,6 +557,7 @@ struct gbs_vmdk_info {
     /* Not 0: a descriptor names this many extent files the run was not given (names). */
     uint32_t need_files;
     const char *const *names;
+    const bool *names_flat; /* each name's line: FLAT or VMFS */
 };
 
 /*

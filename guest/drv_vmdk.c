@@ -30,6 +30,7 @@ struct gvmdk {
     /* ndev == 0: the extent files the descriptor names (VMDK_ERR_NEED_FILES) */
     uint32_t nnames, names_cap;
     char **names;
+    bool *names_flat; /* a FLAT or VMFS line: data only, no metadata (the host's locks) */
     /* Only the first ndev extent files were opened (INSTAR_INFO_VMDK_PARTIAL). */
     bool partial;
     /*
@@ -91,6 +92,7 @@ static void gvmdk_release(struct gvmdk *s)
     for (i = 0; i < s->nnames; i++)
         free(s->names[i]);
     free(s->names);
+    free(s->names_flat);
     for (i = 0; i < GVMDK_L2_CACHE; i++)
         free(s->l2[i].table);
     free(s->zbuf);
@@ -223,7 +225,7 @@ static int ext_reserve(struct gvmdk *s)
 }
 
 /* The descriptor's k-th extent file name (k == s->nnames), kept for the host. */
-static int add_name(struct gvmdk *s, uint32_t k, const char *name)
+static int add_name(struct gvmdk *s, uint32_t k, const char *name, bool flat)
 {
     size_t len = strlen(name);
 
@@ -236,10 +238,12 @@ static int add_name(struct gvmdk *s, uint32_t k, const char *name)
 
         if (n > VMDK_MAX_EXTENTS)
             n = VMDK_MAX_EXTENTS;
-        if (grow(&s->names, s->names_cap, n, sizeof(*s->names)) < 0)
-            return -VMDK_ERR_NOMEM;
+        if (grow(&s->names, s->names_cap, n, sizeof(*s->names)) < 0 ||
+            grow(&s->names_flat, s->names_cap, n, sizeof(*s->names_flat)) < 0)
+            return -VMDK_ERR_NOMEM; /* names_cap stays: the grown array keeps its entries */
         s->names_cap = n;
     }
+    s->names_flat[k] = flat;
     s->names[k] = malloc(len + 1);
     if (!s->names[k])
         return -VMDK_ERR_NOMEM;
@@ -428,7 +432,7 @@ static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
             return ret;
         if (ret == 0)
             break;
-        ret = add_name(s, k, l.fname);
+        ret = add_name(s, k, l.fname, !strcmp(l.type, "FLAT") || !strcmp(l.type, "VMFS"));
         if (ret < 0)
             return ret;
         if (s->ndev == 0)
@@ -517,6 +521,7 @@ void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr, bool
     if (ret == -VMDK_ERR_NEED_FILES) {
         info->need_files = s.nnames;
         info->names = (const char *const *)s.names;
+        info->names_flat = s.names_flat;
         return;
     }
     if (ret < 0)
