@@ -250,21 +250,34 @@ again:
         goto out;
     }
     if (v.hdr.error == 0 && (v.info.flags & INSTAR_INFO_VMDK_NEED_FILES)) {
-        /* Asked once: a second request is a protocol error. */
-        if (ndev > 1 || !img) {
+        /*
+         * Asked again only for more names (the extents of a SPARSE extent
+         * that is a descriptor again): every round opens at least one more
+         * file, of at most INSTAR_VMDK_EXTENTS_MAX.  Anything else is a
+         * protocol error.
+         */
+        if (!img || v.info.vmdk.nextents <= img->next) {
             *msg = msgf("sandbox failure: invalid result (%s)", result_bad_str(RESULT_BAD_VALUE));
             goto out;
         }
         /* The descriptor file is the vmdk node's file, locked before its text is read. */
         if (image_lock(fd, name, false, flags, msg) < 0)
             goto out;
-        img->ext_fd = calloc(v.info.vmdk.nextents, sizeof(*img->ext_fd));
-        img->ext_st = calloc(v.info.vmdk.nextents, sizeof(*img->ext_st));
-        if (!img->ext_fd || !img->ext_st) {
-            *msg = NULL;
-            goto out;
+        {
+            int *fds = realloc(img->ext_fd, v.info.vmdk.nextents * sizeof(*img->ext_fd));
+            struct stat *sts;
+
+            if (fds)
+                img->ext_fd = fds;
+            sts = fds ? realloc(img->ext_st, v.info.vmdk.nextents * sizeof(*img->ext_st)) : NULL;
+            if (!sts) {
+                *msg = NULL;
+                goto out;
+            }
+            img->ext_st = sts;
         }
-        for (k = 0; k < v.info.vmdk.nextents; k++) {
+        /* The names before img->next are those opened in the rounds before. */
+        for (k = img->next; k < v.info.vmdk.nextents; k++) {
             char *ename = result_str(&v, v.info.vmdk.names[k]), *full = NULL, *emsg = NULL;
             int r;
 
@@ -304,8 +317,6 @@ again:
             dev[1 + k].fd = img->ext_fd[k];
             dev[1 + k].size = (uint64_t)img->ext_st[k].st_size;
             dev[1 + k].flags = INSTAR_DEV_READ;
-            /* vmdk_get_allocated_file_size(): the extents' files count too. */
-            ii->actual_size += (int64_t)img->ext_st[k].st_blocks * 512;
         }
         ndev = 1 + img->next;
         vmm_outcome_release(&out);
@@ -371,6 +382,15 @@ again:
         *msg = NULL; /* OOM */
         goto out;
     }
+    /*
+     * vmdk_get_allocated_file_size(): each extent's file counts too (not a
+     * SPARSE extent file that only held a descriptor naming others).
+     */
+    if (img && (v.info.flags & INSTAR_INFO_VMDK))
+        for (k = 0; k < v.info.vmdk.nextents; k++)
+            if (v.info.vmdk.extents[k].file >= 1 && v.info.vmdk.extents[k].file <= img->next)
+                ii->actual_size +=
+                    (int64_t)img->ext_st[v.info.vmdk.extents[k].file - 1].st_blocks * 512;
     ret = 0;
 out:
     free(missing);

@@ -24,6 +24,9 @@ struct gvmdk_l2 {
     uint8_t *table;
 };
 
+/* How deep instar follows SPARSE extents that are descriptors again (QEMU: no bound). */
+#define GVMDK_NEST_MAX 8
+
 struct gvmdk {
     uint32_t dev;  /* the image file */
     uint32_t ndev; /* extent files: devices dev + 1 .. dev + ndev (0: none given) */
@@ -33,6 +36,8 @@ struct gvmdk {
     bool *names_flat; /* a FLAT or VMFS line: data only, no metadata (the host's locks) */
     /* Only the first ndev extent files were opened (INSTAR_INFO_VMDK_PARTIAL). */
     bool partial;
+    /* How many SPARSE extents that are descriptors the open is inside (GVMDK_NEST_MAX). */
+    uint32_t depth;
     /*
      * The extents, in arrays of cap entries that grow with the descriptor
      * (ext_reserve(), at most VMDK_MAX_EXTENTS).
@@ -324,17 +329,21 @@ static int open_sparse(struct gvmdk *s, uint32_t dev, uint32_t file, bool rdwr)
     if (ret == 1) {
         char *buf = NULL;
 
-        if (file != 0) {
-            /* An extent that is a descriptor again: QEMU recurses, instar does not. */
-            static char nested[] = "SPARSE (a descriptor)";
-
-            s->err_s = nested;
-            s->err_slen = sizeof(nested) - 1;
-            return -VMDK_ERR_EXTENT_UNSUPPORTED;
+        /*
+         * An extent that is a descriptor again (capacity 0): QEMU opens the
+         * extents it names as more extents of the image, and recurses
+         * without a bound (a descriptor naming itself overflows its stack).
+         */
+        if (file != 0 && s->depth >= GVMDK_NEST_MAX) {
+            s->err_arg = GVMDK_NEST_MAX;
+            return -VMDK_ERR_NESTED;
         }
         ret = read_desc(dev, desc_offset, &buf);
-        if (ret == 0)
+        if (ret == 0) {
+            s->depth += file != 0;
             ret = open_desc_file(s, buf, rdwr);
+            s->depth -= file != 0;
+        }
         free(buf);
         return ret;
     }
@@ -396,59 +405,89 @@ static int open_extent(struct gvmdk *s, const struct vmdk_extent_line *l, uint32
         if (ret < 0)
             return ret;
     }
+    /* (a nested descriptor's last extent takes this line's type, as in QEMU) */
+    if (s->nextents == 0)
+        return -VMDK_ERR_NO_EXTENTS; /* a nested descriptor of no extent: QEMU reads extents[-1] */
     memcpy(s->ext[s->nextents - 1].type, l->type, sizeof(l->type));
     return 0;
 }
 
-/* vmdk_open_desc_file(): the descriptor's checks, then its extents. */
+/*
+ * vmdk_open_desc_file(): the descriptor's checks, then its extents.  Its
+ * lines' file names are listed first (after those listed before: a
+ * nested descriptor's follow all of its parent's), so that every run
+ * numbers the files alike; the host opens them in that order and gives
+ * name i as device dev + 1 + i.  A name without a device ends the open
+ * with VMDK_ERR_NEED_FILES: the host opens the names it has not opened
+ * yet (a nested descriptor's) and runs again, or (a partial open) reports
+ * the file it could not open.
+ */
 static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
 {
     static const char *const types[] = {"monolithicFlat",       "vmfs",
                                         "vmfsSparse",           "seSparse",
                                         "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"};
     static char ct[128];
-    static struct vmdk_extent_line l;
-    const char *p = buf;
-    uint32_t k;
-    size_t i;
+    struct vmdk_extent_line *l = malloc(sizeof(*l));
+    const char *p = buf, *bad;
+    uint32_t k, n, base = s->nnames;
+    size_t i, bad_len;
     int ret;
+
+    if (!l)
+        return -VMDK_ERR_NOMEM;
+    ret = -VMDK_ERR_DESC;
     if (vmdk_desc_value(buf, "createType", ct, sizeof(ct)) < 0)
-        return -VMDK_ERR_DESC;
+        goto out;
     for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (!strcmp(ct, types[i]))
             break;
     if (i == sizeof(types) / sizeof(types[0])) {
         s->err_s = ct;
         s->err_slen = strlen(ct);
-        return -VMDK_ERR_TYPE;
+        ret = -VMDK_ERR_TYPE;
+        goto out;
     }
     memcpy(s->create_type, ct, sizeof(ct));
     s->desc_offset = 0;
-    for (k = 0;; k++) {
-        ret = vmdk_desc_next_extent(&p, &l, &s->err_s, &s->err_slen);
-        if (ret < 0 && s->ndev == 0 && k > 0)
-            break; /* the files before the bad line first, as QEMU opens them */
-        if (ret < 0)
-            return ret;
-        if (ret == 0)
+    /* The names, up to the first invalid line (its error comes when the open reaches it). */
+    for (n = 0;; n++) {
+        ret = vmdk_desc_next_extent(&p, l, &bad, &bad_len);
+        if (ret < 0 && s->ndev == 0 && n == 0) {
+            s->err_s = bad;
+            s->err_slen = bad_len;
+            goto out;
+        }
+        if (ret <= 0)
             break;
-        ret = add_name(s, k, l.fname, !strcmp(l.type, "FLAT") || !strcmp(l.type, "VMFS"));
+        ret = add_name(s, base + n, l->fname, !strcmp(l->type, "FLAT") || !strcmp(l->type, "VMFS"));
         if (ret < 0)
-            return ret;
-        if (s->ndev == 0)
-            continue;
-        /* A partial open stops at the file the host could not open, as QEMU's open fails there. */
-        if (k >= s->ndev)
-            return s->partial ? -VMDK_ERR_NEED_FILES : -INSTAR_ERR_BAD_ARGS;
-        ret = open_extent(s, &l, k + 1, rdwr);
-        if (ret < 0)
-            return ret;
+            goto out;
     }
-    if (s->ndev == 0 && k > 0)
-        return -VMDK_ERR_NEED_FILES;
-    if (k != s->ndev)
-        return -INSTAR_ERR_BAD_ARGS;
-    return 0;
+    ret = 0;
+    if (s->ndev == 0) {
+        if (n > 0)
+            ret = -VMDK_ERR_NEED_FILES;
+        goto out;
+    }
+    for (p = buf, k = 0;; k++) {
+        ret = vmdk_desc_next_extent(&p, l, &s->err_s, &s->err_slen);
+        if (ret <= 0)
+            break;
+        /* A partial open stops at the file the host could not open, as QEMU's open fails there. */
+        if (base + k >= s->ndev) {
+            ret = -VMDK_ERR_NEED_FILES;
+            goto out;
+        }
+        ret = open_extent(s, l, base + k + 1, rdwr);
+        if (ret < 0)
+            goto out;
+    }
+    if (ret == 0 && s->depth == 0 && s->nnames != s->ndev)
+        ret = -INSTAR_ERR_BAD_ARGS;
+out:
+    free(l);
+    return ret;
 }
 
 /* vmdk_open(): the extents, the parent's name, the CIDs. */
