@@ -171,9 +171,19 @@ static int run(int argc, char **argv)
 int main(int argc, char **argv)
 {
     const struct rlimit no_core = {0, 0};
+    struct rlimit nofile;
 
     /* A crash must never write guest RAM (image data) into a core file. */
     (void)setrlimit(RLIMIT_CORE, &no_core);
+    /*
+     * A vmdk image can have a thousand extent files, each held open: the
+     * soft descriptor limit raised to the hard one (beyond that, opening
+     * an extent fails with "Too many open files").
+     */
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     (void)prctl(PR_SET_DUMPABLE, 0);
     /* Confined (vmm/seccomp.c) before the first guest reads a byte of any image. */
     vmm_confine_before_first_run();

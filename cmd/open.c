@@ -133,6 +133,31 @@ static int image_lock(int fd, const char *name, bool raw, unsigned flags, char *
 }
 
 /*
+ * A vmdk extent file: a child the format opens as its storage
+ * (bdrv_default_perms_for_storage()).  A sparse extent holds metadata and
+ * is locked as the descriptor is; a flat one is data only: the parent's
+ * permissions passed through (consistent read unless NO_IO, write and so
+ * resize when read-write), everything shared but resize (-U: everything).
+ */
+static int extent_lock(int fd, const char *name, bool flat, unsigned flags, char **msg)
+{
+    unsigned perm, shared;
+    char lmsg[512];
+
+    if (!flat)
+        return image_lock(fd, name, false, flags, msg);
+    perm = ((flags & OPEN_METADATA) ? 0 : PERM_CR) | ((flags & OPEN_RDWR) ? PERM_W | PERM_R : 0);
+    shared = (flags & OPEN_FORCE_SHARE) ? LOCK_PERM_ALL : LOCK_PERM_ALL & ~PERM_R;
+    if (perm == 0 && shared == LOCK_PERM_ALL)
+        return 0;
+    if (lock_perms(fd, perm, shared, name, lmsg, sizeof(lmsg)) < 0) {
+        *msg = msgf("%s", lmsg);
+        return -1;
+    }
+    return 0;
+}
+
+/*
  * A vmdk extent file name the guest proposed: qemu opens it as
  * bdrv_dirname(descriptor) + name, or as given when absolute
  * (vmdk_parse_extents()).  instar takes names beside the descriptor only:
@@ -225,12 +250,34 @@ again:
         goto out;
     }
     if (v.hdr.error == 0 && (v.info.flags & INSTAR_INFO_VMDK_NEED_FILES)) {
-        /* Asked once: a second request is a protocol error. */
-        if (ndev > 1 || !img) {
+        /*
+         * Asked again only for more names (the extents of a SPARSE extent
+         * that is a descriptor again): every round opens at least one more
+         * file, of at most INSTAR_VMDK_EXTENTS_MAX.  Anything else is a
+         * protocol error.
+         */
+        if (!img || v.info.vmdk.nextents <= img->next) {
             *msg = msgf("sandbox failure: invalid result (%s)", result_bad_str(RESULT_BAD_VALUE));
             goto out;
         }
-        for (k = 0; k < v.info.vmdk.nextents; k++) {
+        /* The descriptor file is the vmdk node's file, locked before its text is read. */
+        if (image_lock(fd, name, false, flags, msg) < 0)
+            goto out;
+        {
+            int *fds = realloc(img->ext_fd, v.info.vmdk.nextents * sizeof(*img->ext_fd));
+            struct stat *sts;
+
+            if (fds)
+                img->ext_fd = fds;
+            sts = fds ? realloc(img->ext_st, v.info.vmdk.nextents * sizeof(*img->ext_st)) : NULL;
+            if (!sts) {
+                *msg = NULL;
+                goto out;
+            }
+            img->ext_st = sts;
+        }
+        /* The names before img->next are those opened in the rounds before. */
+        for (k = img->next; k < v.info.vmdk.nextents; k++) {
             char *ename = result_str(&v, v.info.vmdk.names[k]), *full = NULL, *emsg = NULL;
             int r;
 
@@ -242,6 +289,13 @@ again:
             r = open_extent(ii->filename, ename, (flags & OPEN_RDWR) != 0, &img->ext_fd[k],
                             &img->ext_st[k], &full, &emsg);
             free(ename);
+            /* Locked when it is opened, before the next line is read. */
+            if (r == 0 && extent_lock(img->ext_fd[k], full,
+                                      v.info.vmdk.extents[k].flags & INSTAR_VMDK_EXT_FLAT, flags,
+                                      &emsg) < 0) {
+                close(img->ext_fd[k]);
+                r = -1;
+            }
             if (r < 0) {
                 free(full);
                 if (k == 0 || !emsg) {
@@ -263,8 +317,6 @@ again:
             dev[1 + k].fd = img->ext_fd[k];
             dev[1 + k].size = (uint64_t)img->ext_st[k].st_size;
             dev[1 + k].flags = INSTAR_DEV_READ;
-            /* vmdk_get_allocated_file_size(): the extents' files count too. */
-            ii->actual_size += (int64_t)img->ext_st[k].st_blocks * 512;
         }
         ndev = 1 + img->next;
         vmm_outcome_release(&out);
@@ -330,6 +382,15 @@ again:
         *msg = NULL; /* OOM */
         goto out;
     }
+    /*
+     * vmdk_get_allocated_file_size(): each extent's file counts too (not a
+     * SPARSE extent file that only held a descriptor naming others).
+     */
+    if (img && (v.info.flags & INSTAR_INFO_VMDK))
+        for (k = 0; k < v.info.vmdk.nextents; k++)
+            if (v.info.vmdk.extents[k].file >= 1 && v.info.vmdk.extents[k].file <= img->next)
+                ii->actual_size +=
+                    (int64_t)img->ext_st[v.info.vmdk.extents[k].file - 1].st_blocks * 512;
     ret = 0;
 out:
     free(missing);
@@ -362,6 +423,8 @@ void open_image_release(struct open_image *img)
         close(img->data_fd);
     for (unsigned k = 0; k < img->next; k++)
         close(img->ext_fd[k]);
+    free(img->ext_fd);
+    free(img->ext_st);
     free(img->name);
     free(img->data_name);
     image_info_free(img->info);

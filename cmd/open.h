@@ -68,9 +68,12 @@ struct open_image {
     struct image_info *info; /* as info describes it: format, sizes, backing */
     int data_fd;             /* its external data file, or -1 */
     char *data_name;         /* the data file's name as stored in the image */
-    /* vmdk: the extent files its descriptor names (info->extent_files), read-only */
-    int ext_fd[INSTAR_VMDK_EXTENTS_MAX];
-    struct stat ext_st[INSTAR_VMDK_EXTENTS_MAX];
+    /*
+     * vmdk: the extent files its descriptor names (info->extent_files),
+     * next of them open (arrays of as many as the descriptor names)
+     */
+    int *ext_fd;
+    struct stat *ext_st;
     unsigned next;
 };
 

@@ -9,13 +9,19 @@
 
 static struct gbs nodes[INSTAR_NODE_MAX];
 
-/* find_allocation() answers kept per device: see seek_cached(). */
-#define SEEK_CACHE_EXTS 256
+/*
+ * find_allocation() answers kept per device: see seek_cached().  One slot
+ * for each of the first SEEK_CACHE_SLOTS devices; beyond them (the extent
+ * files of a large vmdk image) devices share slots, dev % SEEK_CACHE_SLOTS.
+ */
+#define SEEK_CACHE_EXTS  256
+#define SEEK_CACHE_SLOTS 64
 
 static struct seek_cache {
+    uint32_t dev; /* whose answers these are */
     uint32_t n;
     struct instar_seek_ext e[SEEK_CACHE_EXTS];
-} seek_cache[INSTAR_DEV_MAX];
+} seek_cache[SEEK_CACHE_SLOTS];
 static uint32_t nnodes;
 
 struct gbs_corruption gbs_first_corruption;
@@ -78,7 +84,7 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
     int ret;
 
     *failed = 0;
-    for (i = 0; i < INSTAR_DEV_MAX; i++)
+    for (i = 0; i < SEEK_CACHE_SLOTS; i++)
         seek_cache[i].n = 0;
     if (n == 0 || n > INSTAR_NODE_MAX)
         return -INSTAR_ERR_BAD_ARGS;
@@ -205,13 +211,17 @@ static const struct instar_seek_ext *seek_lookup(const struct seek_cache *c, uin
 
 static int64_t seek_cached(uint32_t dev, uint64_t off, uint64_t *data, uint64_t *hole, uint32_t *st)
 {
-    struct seek_cache *c = &seek_cache[dev];
+    struct seek_cache *c = &seek_cache[dev % SEEK_CACHE_SLOTS];
     const struct instar_seek_ext *e;
     uint32_t n, i;
     int64_t ret;
 
     if (boot->devices[dev].flags & INSTAR_DEV_WRITE)
         return hc_seek(dev, off, data, hole, st);
+    if (c->dev != dev) {
+        c->dev = dev;
+        c->n = 0;
+    }
     e = seek_lookup(c, off);
     if (!e) {
         c->n = 0;

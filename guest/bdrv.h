@@ -569,10 +569,11 @@ struct gbs_vmdk_info {
     char create_type[128];
     char parent[VMDK_PARENT_MAX + 1]; /* parentFileNameHint, "" for none */
     uint32_t nextents;
-    struct vmdk_extent ext[VMDK_MAX_EXTENTS];
+    const struct vmdk_extent *ext; /* the driver's, valid until its next describe */
     /* Not 0: a descriptor names this many extent files the run was not given (names). */
     uint32_t need_files;
-    char names[VMDK_MAX_EXTENTS][512];
+    const char *const *names;
+    const bool *names_flat; /* each name's line: FLAT or VMFS */
 };
 
 /*

@@ -24,21 +24,31 @@ struct gvmdk_l2 {
     uint8_t *table;
 };
 
+/* How deep instar follows SPARSE extents that are descriptors again (QEMU: no bound). */
+#define GVMDK_NEST_MAX 8
+
 struct gvmdk {
     uint32_t dev;  /* the image file */
     uint32_t ndev; /* extent files: devices dev + 1 .. dev + ndev (0: none given) */
     /* ndev == 0: the extent files the descriptor names (VMDK_ERR_NEED_FILES) */
-    uint32_t nnames;
-    char names[VMDK_MAX_EXTENTS][512];
+    uint32_t nnames, names_cap;
+    char **names;
+    bool *names_flat; /* a FLAT or VMFS line: data only, no metadata (the host's locks) */
     /* Only the first ndev extent files were opened (INSTAR_INFO_VMDK_PARTIAL). */
     bool partial;
-    uint32_t nextents;
-    struct vmdk_extent ext[VMDK_MAX_EXTENTS];
-    uint32_t ext_dev[VMDK_MAX_EXTENTS];
-    void *l1[VMDK_MAX_EXTENTS]; /* uint32_t entries, uint64_t for seSparse */
+    /* How many SPARSE extents that are descriptors the open is inside (GVMDK_NEST_MAX). */
+    uint32_t depth;
+    /*
+     * The extents, in arrays of cap entries that grow with the descriptor
+     * (ext_reserve(), at most VMDK_MAX_EXTENTS).
+     */
+    uint32_t nextents, cap;
+    struct vmdk_extent *ext;
+    uint32_t *ext_dev;
+    void **l1; /* uint32_t entries, uint64_t for seSparse */
     /* Writes: the redundant directory (host order, NULL: none), where the next grain goes. */
-    uint32_t *l1b[VMDK_MAX_EXTENTS];
-    uint64_t next_sector[VMDK_MAX_EXTENTS];
+    uint32_t **l1b;
+    uint64_t *next_sector;
     bool cid_updated;
     uint64_t desc_offset;
     uint32_t cid, parent_cid;
@@ -75,10 +85,19 @@ static void gvmdk_release(struct gvmdk *s)
 {
     uint32_t i;
 
-    for (i = 0; i < VMDK_MAX_EXTENTS; i++) {
+    for (i = 0; i < s->cap; i++) {
         free(s->l1[i]);
         free(s->l1b[i]);
     }
+    free(s->ext);
+    free(s->ext_dev);
+    free(s->l1);
+    free(s->l1b);
+    free(s->next_sector);
+    for (i = 0; i < s->nnames; i++)
+        free(s->names[i]);
+    free(s->names);
+    free(s->names_flat);
     for (i = 0; i < GVMDK_L2_CACHE; i++)
         free(s->l2[i].table);
     free(s->zbuf);
@@ -171,6 +190,73 @@ static int init_tables(struct gvmdk *s, uint32_t i, bool rdwr)
 /* vmdk_open_sparse() of a VMDK4 file: one extent, or its embedded descriptor. */
 static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr);
 
+/* grow - *p, of *cap entries of size bytes, to n entries, the new ones zero; 0 or -1. */
+static int grow(void *p, uint32_t cap, uint32_t n, size_t size)
+{
+    uint8_t *q = realloc(*(void **)p, (size_t)n * size);
+
+    if (!q)
+        return -1;
+    memset(q + (size_t)cap * size, 0, (size_t)(n - cap) * size);
+    *(void **)p = q;
+    return 0;
+}
+
+/*
+ * Room for extent s->nextents: the arrays double, up to VMDK_MAX_EXTENTS
+ * (a limit of ours: QEMU has none).
+ */
+static int ext_reserve(struct gvmdk *s)
+{
+    uint32_t n;
+
+    if (s->nextents < s->cap)
+        return 0;
+    if (s->nextents >= VMDK_MAX_EXTENTS) {
+        s->err_arg = VMDK_MAX_EXTENTS;
+        return -VMDK_ERR_TOO_MANY_EXTENTS;
+    }
+    n = s->cap ? s->cap * 2 : 4;
+    if (n > VMDK_MAX_EXTENTS)
+        n = VMDK_MAX_EXTENTS;
+    if (grow(&s->ext, s->cap, n, sizeof(*s->ext)) < 0 ||
+        grow(&s->ext_dev, s->cap, n, sizeof(*s->ext_dev)) < 0 ||
+        grow(&s->l1, s->cap, n, sizeof(*s->l1)) < 0 ||
+        grow(&s->l1b, s->cap, n, sizeof(*s->l1b)) < 0 ||
+        grow(&s->next_sector, s->cap, n, sizeof(*s->next_sector)) < 0)
+        return -VMDK_ERR_NOMEM; /* the arrays that grew keep their entries: cap stays */
+    s->cap = n;
+    return 0;
+}
+
+/* The descriptor's k-th extent file name (k == s->nnames), kept for the host. */
+static int add_name(struct gvmdk *s, uint32_t k, const char *name, bool flat)
+{
+    size_t len = strlen(name);
+
+    if (k >= VMDK_MAX_EXTENTS) {
+        s->err_arg = VMDK_MAX_EXTENTS;
+        return -VMDK_ERR_TOO_MANY_EXTENTS;
+    }
+    if (k == s->names_cap) {
+        uint32_t n = s->names_cap ? s->names_cap * 2 : 4;
+
+        if (n > VMDK_MAX_EXTENTS)
+            n = VMDK_MAX_EXTENTS;
+        if (grow(&s->names, s->names_cap, n, sizeof(*s->names)) < 0 ||
+            grow(&s->names_flat, s->names_cap, n, sizeof(*s->names_flat)) < 0)
+            return -VMDK_ERR_NOMEM; /* names_cap stays: the grown array keeps its entries */
+        s->names_cap = n;
+    }
+    s->names_flat[k] = flat;
+    s->names[k] = malloc(len + 1);
+    if (!s->names[k])
+        return -VMDK_ERR_NOMEM;
+    memcpy(s->names[k], name, len + 1);
+    s->nnames = k + 1;
+    return 0;
+}
+
 /* vmdk_add_extent() and vmdk_init_tables() of the sparse extent e in device dev. */
 static int add_sparse(struct gvmdk *s, struct vmdk_extent *e, uint32_t dev, uint32_t file,
                       bool rdwr)
@@ -178,10 +264,9 @@ static int add_sparse(struct gvmdk *s, struct vmdk_extent *e, uint32_t dev, uint
     uint32_t i = s->nextents;
     int ret;
 
-    if (i == VMDK_MAX_EXTENTS) {
-        s->err_arg = VMDK_MAX_EXTENTS;
-        return -VMDK_ERR_TOO_MANY_EXTENTS;
-    }
+    ret = ext_reserve(s);
+    if (ret < 0)
+        return ret;
     e->file = file;
     e->end_sector = e->sectors;
     if (i > 0 && __builtin_add_overflow(s->ext[i - 1].end_sector, e->sectors, &e->end_sector))
@@ -244,17 +329,21 @@ static int open_sparse(struct gvmdk *s, uint32_t dev, uint32_t file, bool rdwr)
     if (ret == 1) {
         char *buf = NULL;
 
-        if (file != 0) {
-            /* An extent that is a descriptor again: QEMU recurses, instar does not. */
-            static char nested[] = "SPARSE (a descriptor)";
-
-            s->err_s = nested;
-            s->err_slen = sizeof(nested) - 1;
-            return -VMDK_ERR_EXTENT_UNSUPPORTED;
+        /*
+         * An extent that is a descriptor again (capacity 0): QEMU opens the
+         * extents it names as more extents of the image, and recurses
+         * without a bound (a descriptor naming itself overflows its stack).
+         */
+        if (file != 0 && s->depth >= GVMDK_NEST_MAX) {
+            s->err_arg = GVMDK_NEST_MAX;
+            return -VMDK_ERR_NESTED;
         }
         ret = read_desc(dev, desc_offset, &buf);
-        if (ret == 0)
+        if (ret == 0) {
+            s->depth += file != 0;
             ret = open_desc_file(s, buf, rdwr);
+            s->depth -= file != 0;
+        }
         free(buf);
         return ret;
     }
@@ -274,10 +363,9 @@ static int open_extent(struct gvmdk *s, const struct vmdk_extent_line *l, uint32
     int ret;
 
     if (!strcmp(l->type, "FLAT") || !strcmp(l->type, "VMFS")) {
-        if (i == VMDK_MAX_EXTENTS) {
-            s->err_arg = VMDK_MAX_EXTENTS;
-            return -VMDK_ERR_TOO_MANY_EXTENTS;
-        }
+        ret = ext_reserve(s);
+        if (ret < 0)
+            return ret;
         e = &s->ext[i];
         memset(e, 0, sizeof(*e));
         e->file = file;
@@ -317,62 +405,89 @@ static int open_extent(struct gvmdk *s, const struct vmdk_extent_line *l, uint32
         if (ret < 0)
             return ret;
     }
+    /* (a nested descriptor's last extent takes this line's type, as in QEMU) */
+    if (s->nextents == 0)
+        return -VMDK_ERR_NO_EXTENTS; /* a nested descriptor of no extent: QEMU reads extents[-1] */
     memcpy(s->ext[s->nextents - 1].type, l->type, sizeof(l->type));
     return 0;
 }
 
-/* vmdk_open_desc_file(): the descriptor's checks, then its extents. */
+/*
+ * vmdk_open_desc_file(): the descriptor's checks, then its extents.  Its
+ * lines' file names are listed first (after those listed before: a
+ * nested descriptor's follow all of its parent's), so that every run
+ * numbers the files alike; the host opens them in that order and gives
+ * name i as device dev + 1 + i.  A name without a device ends the open
+ * with VMDK_ERR_NEED_FILES: the host opens the names it has not opened
+ * yet (a nested descriptor's) and runs again, or (a partial open) reports
+ * the file it could not open.
+ */
 static int open_desc_file(struct gvmdk *s, const char *buf, bool rdwr)
 {
     static const char *const types[] = {"monolithicFlat",       "vmfs",
                                         "vmfsSparse",           "seSparse",
                                         "twoGbMaxExtentSparse", "twoGbMaxExtentFlat"};
     static char ct[128];
-    static struct vmdk_extent_line l;
-    const char *p = buf;
-    uint32_t k;
-    size_t i;
+    struct vmdk_extent_line *l = malloc(sizeof(*l));
+    const char *p = buf, *bad;
+    uint32_t k, n, base = s->nnames;
+    size_t i, bad_len;
     int ret;
+
+    if (!l)
+        return -VMDK_ERR_NOMEM;
+    ret = -VMDK_ERR_DESC;
     if (vmdk_desc_value(buf, "createType", ct, sizeof(ct)) < 0)
-        return -VMDK_ERR_DESC;
+        goto out;
     for (i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (!strcmp(ct, types[i]))
             break;
     if (i == sizeof(types) / sizeof(types[0])) {
         s->err_s = ct;
         s->err_slen = strlen(ct);
-        return -VMDK_ERR_TYPE;
+        ret = -VMDK_ERR_TYPE;
+        goto out;
     }
     memcpy(s->create_type, ct, sizeof(ct));
     s->desc_offset = 0;
-    for (k = 0;; k++) {
-        ret = vmdk_desc_next_extent(&p, &l, &s->err_s, &s->err_slen);
-        if (ret < 0 && s->ndev == 0 && k > 0)
-            break; /* the files before the bad line first, as QEMU opens them */
-        if (ret < 0)
-            return ret;
-        if (ret == 0)
-            break;
-        if (k == VMDK_MAX_EXTENTS) {
-            s->err_arg = VMDK_MAX_EXTENTS;
-            return -VMDK_ERR_TOO_MANY_EXTENTS;
+    /* The names, up to the first invalid line (its error comes when the open reaches it). */
+    for (n = 0;; n++) {
+        ret = vmdk_desc_next_extent(&p, l, &bad, &bad_len);
+        if (ret < 0 && s->ndev == 0 && n == 0) {
+            s->err_s = bad;
+            s->err_slen = bad_len;
+            goto out;
         }
-        memcpy(s->names[k], l.fname, sizeof(l.fname));
-        s->nnames = k + 1;
-        if (s->ndev == 0)
-            continue;
-        /* A partial open stops at the file the host could not open, as QEMU's open fails there. */
-        if (k >= s->ndev)
-            return s->partial ? -VMDK_ERR_NEED_FILES : -INSTAR_ERR_BAD_ARGS;
-        ret = open_extent(s, &l, k + 1, rdwr);
+        if (ret <= 0)
+            break;
+        ret = add_name(s, base + n, l->fname, !strcmp(l->type, "FLAT") || !strcmp(l->type, "VMFS"));
         if (ret < 0)
-            return ret;
+            goto out;
     }
-    if (s->ndev == 0 && k > 0)
-        return -VMDK_ERR_NEED_FILES;
-    if (k != s->ndev)
-        return -INSTAR_ERR_BAD_ARGS;
-    return 0;
+    ret = 0;
+    if (s->ndev == 0) {
+        if (n > 0)
+            ret = -VMDK_ERR_NEED_FILES;
+        goto out;
+    }
+    for (p = buf, k = 0;; k++) {
+        ret = vmdk_desc_next_extent(&p, l, &s->err_s, &s->err_slen);
+        if (ret <= 0)
+            break;
+        /* A partial open stops at the file the host could not open, as QEMU's open fails there. */
+        if (base + k >= s->ndev) {
+            ret = -VMDK_ERR_NEED_FILES;
+            goto out;
+        }
+        ret = open_extent(s, l, base + k + 1, rdwr);
+        if (ret < 0)
+            goto out;
+    }
+    if (ret == 0 && s->depth == 0 && s->nnames != s->ndev)
+        ret = -INSTAR_ERR_BAD_ARGS;
+out:
+    free(l);
+    return ret;
 }
 
 /* vmdk_open(): the extents, the parent's name, the CIDs. */
@@ -383,7 +498,7 @@ static int gvmdk_open(struct gvmdk *s, uint32_t dev, uint32_t ndev, bool rdwr, b
     uint8_t *m;
     int ret;
 
-    memset(s, 0, sizeof(*s));
+    gvmdk_release(s); /* a static one's arrays from an earlier open */
     s->dev = dev;
     s->ndev = ndev;
     s->partial = partial && ndev > 0;
@@ -439,13 +554,13 @@ void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr, bool
 {
     static struct gvmdk s;
     int ret = gvmdk_open(&s, dev, ndev, rdwr, partial);
-    uint32_t i;
 
     memset(info, 0, sizeof(*info));
+    /* info points into s, kept until the next open (gvmdk_open() releases it). */
     if (ret == -VMDK_ERR_NEED_FILES) {
         info->need_files = s.nnames;
-        memcpy(info->names, s.names, sizeof(s.names));
-        gvmdk_release(&s);
+        info->names = (const char *const *)s.names;
+        info->names_flat = s.names_flat;
         return;
     }
     if (ret < 0)
@@ -457,9 +572,7 @@ void gbs_vmdk_describe(uint32_t op, uint32_t dev, uint32_t ndev, bool rdwr, bool
     if (s.has_parent)
         memcpy(info->parent, s.parent, sizeof(info->parent));
     info->nextents = s.nextents;
-    for (i = 0; i < s.nextents; i++)
-        info->ext[i] = s.ext[i];
-    gvmdk_release(&s);
+    info->ext = s.ext;
 }
 
 static int cluster(struct gvmdk *s, uint32_t i, uint64_t off, uint64_t *co);
@@ -538,12 +651,17 @@ static int load_l2(void *opaque, uint32_t sector, const uint8_t **l2)
 /* find_extent(): the extent holding byte off (NULL past the last). */
 static int find_extent(const struct gvmdk *s, uint64_t off)
 {
-    uint32_t i;
+    uint32_t lo = 0, hi = s->nextents, mid;
 
-    for (i = 0; i < s->nextents; i++)
-        if ((off >> 9) < s->ext[i].end_sector)
-            return (int)i;
-    return -1;
+    /* end_sector grows with i: the first extent ending after off's sector. */
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        if ((off >> 9) < s->ext[mid].end_sector)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo < s->nextents ? (int)lo : -1;
 }
 
 static int cluster(struct gvmdk *s, uint32_t i, uint64_t off, uint64_t *co)

@@ -351,8 +351,8 @@ static int vmdk_init_extent(uint32_t dev, uint64_t filesize, bool flat, bool com
  */
 static void plan_create_vmdk(const struct instar_create_args *a)
 {
-    static char desc[160 * 1024], hw[INSTAR_VMDK_STR_MAX], tools[INSTAR_VMDK_STR_MAX],
-        stem[INSTAR_NAME_MAX], suffix[INSTAR_NAME_MAX], hint[INSTAR_NAME_MAX];
+    static char hw[INSTAR_VMDK_STR_MAX], tools[INSTAR_VMDK_STR_MAX], stem[INSTAR_NAME_MAX],
+        suffix[INSTAR_NAME_MAX], hint[INSTAR_NAME_MAX];
     static const char *const types[] = {"monolithicSparse", "monolithicFlat",
                                         "twoGbMaxExtentSparse", "twoGbMaxExtentFlat",
                                         "streamOptimized"};
@@ -363,6 +363,8 @@ static void plan_create_vmdk(const struct instar_create_args *a)
     uint64_t n = vmdk_create_extents(a->size, flat, split), done = 0, i;
     struct vmdk_create_desc d;
     struct rbuf rb;
+    size_t cap;
+    char *desc;
     long len;
     int r;
 
@@ -393,7 +395,13 @@ static void plan_create_vmdk(const struct instar_create_args *a)
         d.stem = "";
     if (!d.suffix)
         d.suffix = "";
-    len = vmdk_create_desc_text(&d, desc, sizeof(desc));
+    /* The text: its fixed lines, the fields, and a line per extent (n <= 4096 from the host). */
+    cap = 4096 + (d.parent_hint ? strlen(d.parent_hint) : 0) + strlen(d.hwversion) +
+          strlen(d.toolsversion) + (size_t)(n + 1) * (strlen(d.stem) + strlen(d.suffix) + 64);
+    desc = malloc(cap);
+    if (!desc)
+        fail(QCOW2_ALLOC_ENOMEM, 0);
+    len = vmdk_create_desc_text(&d, desc, cap);
     if (len < 0)
         fail(QCOW2_ALLOC_EINVAL, 0);
     r = vmdk_init_extent(0, split || flat ? 0 : a->size, flat, compress, zeroed);

@@ -242,8 +242,9 @@ static __attribute__((noreturn)) void info_vmdk(uint32_t flags)
     if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
         fail(INSTAR_ERR_NOMEM);
     if (v.need_files) {
-        struct instar_str names[INSTAR_VMDK_EXTENTS_MAX];
+        static struct instar_str names[INSTAR_VMDK_EXTENTS_MAX];
 
+        _Static_assert(VMDK_MAX_EXTENTS <= INSTAR_VMDK_EXTENTS_MAX, "the names fit the result");
         for (i = 0; i < v.need_files; i++)
             names[i] = rbuf_str(&rb, v.names[i], strlen(v.names[i]));
         if (rb.oom)
@@ -253,6 +254,9 @@ static __attribute__((noreturn)) void info_vmdk(uint32_t flags)
         r->flags = INSTAR_INFO_VMDK | INSTAR_INFO_VMDK_NEED_FILES;
         r->vmdk.nextents = v.need_files;
         memcpy(r->vmdk.names, names, sizeof(names));
+        /* What the host locks each file as: a flat extent is data only. */
+        for (i = 0; i < v.need_files; i++)
+            r->vmdk.extents[i].flags = v.names_flat[i] ? INSTAR_VMDK_EXT_FLAT : 0;
         rbuf_send(&rb, INSTAR_OP_INFO, 0);
     }
     if (v.parent[0]) {

@@ -35,8 +35,12 @@
 #define VMDK_SPARSE_DESC_OFFSET 0x200
 /* The grain table entry of a zeroed grain (VMDK4_FLAG_ZERO_GRAIN). */
 #define VMDK_GTE_ZEROED 1u
-/* The most extents instar hands a node (a limit of ours, not QEMU's). */
-#define VMDK_MAX_EXTENTS 16
+/*
+ * The most extents instar opens for a node (a limit of ours, not QEMU's:
+ * a 4 TiB twoGbMaxExtent image; include/instar/result.h's
+ * INSTAR_VMDK_EXTENTS_MAX is the same number).
+ */
+#define VMDK_MAX_EXTENTS 2048
 /* The most entries a grain table has (VMDK3 and seSparse: 4096), and its most bytes. */
 #define VMDK_L2_MAX       4096u
 #define VMDK_L2_MAX_BYTES (VMDK_L2_MAX * 8u)

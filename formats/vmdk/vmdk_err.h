@@ -63,6 +63,9 @@
       "VMDK extent has a grain size of 0 sectors or grain tables covering 2^32 sectors "           \
       "(qemu-img 7.2 divides by zero on it)")                                                      \
     X(VMDK_ERR_TOO_LARGE, 4055, "VMDK extents add up to more than 2^63 bytes")                     \
+    X(VMDK_ERR_NESTED, 4056,                                                                       \
+      "VMDK extent files that are descriptors again nest more than {0} deep (qemu-img 7.2 "        \
+      "recurses without a bound)")                                                                 \
     X(VMDK_ERR_NEED_FILES, 4099, "VMDK extent files needed") /* internal: never printed */
 
 enum vmdk_err {

@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 38
+#define INSTAR_ABI_VERSION 43
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -52,8 +52,8 @@
 #define INSTAR_PD_GPA         0x8000ULL   /* one page directory per GiB */
 #define INSTAR_TRAP_STACK_TOP 0x20000ULL  /* 0x10000..0x20000: exception stack */
 #define INSTAR_PROC_LOW_GPA   0x80000ULL  /* lowest address the process backend maps */
-#define INSTAR_BOOT_INFO_GPA  0x80000ULL  /* struct instar_boot_info (two pages) */
-#define INSTAR_IDT_GPA        0x82000ULL  /* 32 gates, filled by the guest */
+#define INSTAR_BOOT_INFO_GPA  0x80000ULL  /* struct instar_boot_info (up to the IDT) */
+#define INSTAR_IDT_GPA        0xff000ULL  /* 32 gates, filled by the guest */
 #define INSTAR_PD_MAX         4           /* so guest RAM <= 4 GiB */
 #define INSTAR_GUEST_LOAD_GPA 0x100000ULL /* guest image, then bss */
 #define INSTAR_GUEST_MEM_MIN  (4ULL << 20)
@@ -406,7 +406,13 @@ struct instar_hc_exit {
 
 /* --- Boot information --- */
 
-#define INSTAR_DEV_MAX 32
+/*
+ * Devices a run can be given (since ABI v37; 32 before): room for the
+ * extent files of vmdk images (a 2 TiB twoGbMaxExtent image has 1024).
+ * The table lies in the boot info, below the IDT; the host keeps the
+ * state of only the devices it hands over.
+ */
+#define INSTAR_DEV_MAX 4096
 
 #define INSTAR_DEV_READ  (1u << 0)
 #define INSTAR_DEV_WRITE (1u << 1)

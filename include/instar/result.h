@@ -128,7 +128,7 @@ struct instar_info_luks {
  * (file 0: the image file).  Strings are NUL-terminated in their arrays
  * (the host cuts them there).
  */
-#define INSTAR_VMDK_EXTENTS_MAX    16
+#define INSTAR_VMDK_EXTENTS_MAX    2048      /* 16 before ABI v37 */
 #define INSTAR_VMDK_EXT_FLAT       (1u << 0) /* no cluster size */
 #define INSTAR_VMDK_EXT_COMPRESSED (1u << 1) /* "compressed": true */
 
@@ -148,7 +148,11 @@ struct instar_info_vmdk {
     uint32_t nextents; /* <= INSTAR_VMDK_EXTENTS_MAX */
     uint32_t pad;
     struct instar_info_vmdk_extent extents[INSTAR_VMDK_EXTENTS_MAX];
-    /* INSTAR_INFO_VMDK_NEED_FILES: the extent lines' file names, in order */
+    /*
+     * INSTAR_INFO_VMDK_NEED_FILES: the extent lines' file names, in order,
+     * and in extents[i].flags INSTAR_VMDK_EXT_FLAT for a FLAT or VMFS line
+     * (since ABI v37: the host locks such a file as data only)
+     */
     struct instar_str names[INSTAR_VMDK_EXTENTS_MAX];
 };
 

@@ -27,7 +27,7 @@
 
 struct blob {
     union {
-        uint8_t buf[1 << 16];
+        uint8_t buf[1 << 18]; /* more than struct instar_info_result */
         uint64_t align;
     } u;
     size_t len;
@@ -1043,7 +1043,7 @@ Test(cmd_info_run, invalid_result)
 {
     touch("a.qcow2");
     base_qcow2(16777216);
-    R()->backing_file.off = 60000; /* past the end of the blob */
+    R()->backing_file.off = 1u << 30; /* past the end of the blob */
     R()->backing_file.len = 10;
     cr_assert_eq(run_info((const char *[]){"a.qcow2", NULL}), 1);
     flush();

@@ -12,7 +12,7 @@
 #include "result.h"
 
 static union {
-    uint8_t buf[8192];
+    uint8_t buf[1 << 18]; /* more than struct instar_info_result */
     uint64_t align;
 } U;
 static size_t len;
@@ -280,8 +280,8 @@ Test(cmd_result, strings_within_blob)
     R()->snapshots_off = off;
     sn = (struct instar_info_snapshot *)(U.buf + off);
     big = put_str("snapshot");
-    len = big.off + 1024; /* a 1 KiB name, 16 times: longer than the blob */
-    big.len = 1024;
+    len = big.off + 16384; /* a 16 KiB name, 16 times: longer than the blob */
+    big.len = 16384;
     for (i = 0; i < n; i++)
         sn[i].id = sn[i].name = big;
     cr_expect_eq(parse(), RESULT_BAD_STR_TOTAL);
