@@ -130,6 +130,9 @@ for _cid, _v in [("abc", "abc"), ("neg", "-1"), ("16E", "16E")]:
     case(f"err-size-{_cid}", "-O", "qcow2", "--size", _v)
 case("err-O-bogus", "-O", "bogus", "--size", "1G")
 case("err-O-vdi", "-O", "vdi", "--size", "1G")
+# -o is checked against the format's create options first: `Invalid parameter`
+case("err-O-vmdk-bad-option", "-O", "vmdk", "-o", "bad=x", "--size", "1G")
+case("err-O-vdi-good-option", "-O", "vdi", "-o", "static=on", "--size", "1G")
 case("err-output-bogus", "--output=xml", "--size", "1G")
 case("err-f-without-file", "-f", "qcow2", "--size", "1G")
 case("err-image-opts-without-file", "--image-opts", "--size", "1G")
