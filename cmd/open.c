@@ -732,6 +732,7 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
     if (r == 0) {
         oc->direct = spec->direct;
         oc->vpc_size_calc = spec->vpc_size_calc;
+        oc->prl_truncate = spec->prl_truncate;
         if (spec->vpc_size_calc &&
             open_vpc_json_filename(oc->img[0].info, spec->vpc_size_calc) < 0) {
             open_chain_close(oc);

@@ -20,6 +20,7 @@
 #include "opts.h"
 #include "policy.h"
 #include "report.h"
+#include "size.h"
 #include "spec.h"
 
 /* One flattened option: "file.filename" = "x". */
@@ -737,6 +738,34 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
                 s->vpc_size_calc = 2;
             else
                 return fail(s, "Invalid size calculation mode: '%s'", o->val ? o->val : "");
+            continue;
+        }
+        if (d && !strcmp(d, "parallels") && !strcmp(o->key, "prealloc-mode")) {
+            /* parallels_open(): how a write grows the file; falloc is the default. */
+            if (o->val && !strcmp(o->val, "truncate"))
+                s->prl_truncate = true;
+            else if (!o->val || strcmp(o->val, "falloc"))
+                return fail(s, "invalid parameter value: %s", o->val ? o->val : "");
+            continue;
+        }
+        if (d && !strcmp(d, "parallels") && !strcmp(o->key, "prealloc-size")) {
+            /*
+             * How far a write grows the file past the new clusters: the close
+             * cuts it at the end of the last cluster, so the step changes no
+             * resulting byte or allocation (the guest grows by qemu's default).
+             */
+            uint64_t v;
+            int err = o->val ? size_parse(o->val, NULL, &v) : -EINVAL;
+
+            if (err == -ERANGE)
+                return fail(s, "Value '%s' is out of range for parameter 'prealloc-size'", o->val);
+            if (err) {
+                fail(s, "Parameter 'prealloc-size' expects a non-negative number below 2^64");
+                fputs("Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+                      "and exabytes, respectively.\n",
+                      stderr);
+                return -1;
+            }
             continue;
         }
         if (d && !strcmp(d, "raw") && (!strcmp(o->key, "offset") || !strcmp(o->key, "size")))

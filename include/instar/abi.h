@@ -796,7 +796,7 @@ enum instar_driver {
 /*
  * instar_node.driver: the enum in the low 16 bits, the driver's open
  * options above INSTAR_DRV_OPT_SHIFT (vpc: force_size_calc, 1 = chs,
- * 2 = current_size).
+ * 2 = current_size; parallels, since ABI v42: 1 = prealloc-mode=truncate).
  */
 #define INSTAR_DRV_MASK      0xffffu
 #define INSTAR_DRV_OPT_SHIFT 16
