@@ -329,12 +329,16 @@ int cmd_commit(int argc, char **argv)
     }
     if (graph_check_keys(&oc, filename) < 0)
         goto out_quiet;
-    /* A qcow2 or qcow top is emptied afterwards; vmdk has no bdrv_make_empty (left as it is). */
+    /*
+     * A qcow2 or qcow top is emptied afterwards; vmdk and qed have no
+     * bdrv_make_empty (left as they are).
+     */
     if ((strcmp(oc.img[0].info->format, "qcow2") && strcmp(oc.img[0].info->format, "qcow") &&
-         strcmp(oc.img[0].info->format, "vmdk")) ||
+         strcmp(oc.img[0].info->format, "vmdk") && strcmp(oc.img[0].info->format, "qed")) ||
         !commit_base_ok(oc.img[bi].info->format)) {
-        if (asprintf(&err, "instar commits only qcow2, qcow or vmdk images into qcow2, raw, qed, "
-                           "vdi, vpc, vhdx, vmdk, qcow or parallels bases") < 0)
+        if (asprintf(&err,
+                     "instar commits only qcow2, qcow, qed or vmdk images into qcow2, raw, qed, "
+                     "vdi, vpc, vhdx, vmdk, qcow or parallels bases") < 0)
             err = NULL;
         goto done;
     }

@@ -73,6 +73,8 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             n->driver = INSTAR_DRV_QCOW2;
         } else if (!strcmp(fmt, "parallels")) {
             n->driver = INSTAR_DRV_PARALLELS;
+            if (i == 0 && oc->prl_truncate)
+                n->driver |= 1u << INSTAR_DRV_OPT_SHIFT;
         } else if (!strcmp(fmt, "vpc")) {
             n->driver = INSTAR_DRV_VPC;
             if (i == 0)

@@ -667,25 +667,97 @@ int open_chain(struct open_chain *oc, const char *filename, const char *fmt, uns
     return open_chain_report(oc, filename, filename, fmt, flags);
 }
 
-/* s with '"' and '\\' escaped, or NULL for bytes outside printable ASCII (*oom: no memory). */
+/*
+ * util/unicode.c mod_utf8_codepoint(): the code point at p and, in *len,
+ * the bytes it takes; -1 for an invalid, overlong (but C0 80), surrogate,
+ * noncharacter or out-of-range sequence.
+ */
+static int utf8_codepoint(const unsigned char *p, size_t *len)
+{
+    static const int min_cp[5] = {0x80, 0x800, 0x10000, 0x200000, 0x4000000};
+    unsigned b = p[0], n = 0, mask;
+    int cp;
+
+    *len = 1;
+    if (b < 0x80)
+        return (int)b;
+    if (b >= 0xfe || !(b & 0x40))
+        return -1;
+    for (mask = 0x80; b & mask; mask >>= 1)
+        n++;
+    cp = (int)(b & (mask - 1));
+    for (unsigned i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            *len = i;
+            return -1;
+        }
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    *len = n;
+    if (cp > 0x10ffff || (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe ||
+        (cp >= 0xd800 && cp <= 0xdfff) || (cp < min_cp[n - 2] && !(cp == 0 && n == 2)))
+        return -1;
+    return cp;
+}
+
+/*
+ * p as qobject/json-writer.c quoted_str() writes a string (without the
+ * quotes): the usual escapes, \uXXXX for control characters and anything
+ * past ASCII (a surrogate pair past the BMP, U+FFFD for bytes that are no
+ * UTF-8).  NULL when out of memory.
+ */
 static char *json_escape(const char *p, bool *oom)
 {
-    size_t n = strlen(p), i, o = 0;
-    char *esc = malloc(2 * n + 1);
+    size_t n = strlen(p), o = 0, len;
+    char *esc = malloc(12 * n + 1);
 
     *oom = !esc;
     if (!esc)
         return NULL;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
+    while (*p) {
+        int cp = utf8_codepoint((const unsigned char *)p, &len);
+        char c = 0;
 
-        if (c < 0x20 || c > 0x7e) {
-            free(esc);
-            return NULL;
+        p += len;
+        switch (cp) {
+        case '"':
+            c = '"';
+            break;
+        case '\\':
+            c = '\\';
+            break;
+        case '\b':
+            c = 'b';
+            break;
+        case '\f':
+            c = 'f';
+            break;
+        case '\n':
+            c = 'n';
+            break;
+        case '\r':
+            c = 'r';
+            break;
+        case '\t':
+            c = 't';
+            break;
+        default:
+            break;
         }
-        if (c == '"' || c == '\\')
+        if (c) {
             esc[o++] = '\\';
-        esc[o++] = (char)c;
+            esc[o++] = c;
+            continue;
+        }
+        if (cp < 0)
+            cp = 0xfffd;
+        if (cp > 0xffff)
+            o += (size_t)sprintf(esc + o, "\\u%04X\\u%04X", 0xd800 + ((cp - 0x10000) >> 10),
+                                 0xdc00 + ((cp - 0x10000) & 0x3ff));
+        else if (cp < 0x20 || cp >= 0x7f)
+            o += (size_t)sprintf(esc + o, "\\u%04X", cp);
+        else
+            esc[o++] = (char)cp;
     }
     esc[o] = '\0';
     return esc;
@@ -795,6 +867,7 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
     if (r == 0) {
         oc->direct = spec->direct;
         oc->vpc_size_calc = spec->vpc_size_calc;
+        oc->prl_truncate = spec->prl_truncate;
         if (spec->vpc_size_calc &&
             open_vpc_json_filename(oc->img[0].info, spec->vpc_size_calc) < 0) {
             open_chain_close(oc);

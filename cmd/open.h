@@ -84,6 +84,7 @@ struct open_chain {
     char *data_name;
     bool direct;            /* qemu would open every file with O_DIRECT (spec->direct) */
     unsigned vpc_size_calc; /* the top image's force_size_calc (spec->vpc_size_calc) */
+    bool prl_truncate;      /* the top image's prealloc-mode=truncate (spec->prl_truncate) */
     const char *key;        /* img[0]'s LUKS passphrase (its encrypt.key-secret), or NULL */
 };
 

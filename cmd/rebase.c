@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,7 +102,7 @@ int cmd_rebase(int argc, char **argv)
     struct instar_data_result v;
     struct vmm_config cfg;
     struct graph gr;
-    int c, ret = 1;
+    int c, ret = 1, name_fd = -1;
 
     for (;;) {
         c = cmd_getopt(argc, argv, ":hf:F:b:upt:T:qU", long_options, &ret);
@@ -264,9 +265,22 @@ int cmd_rebase(int argc, char **argv)
 
     if (out_baseimg && out_baseimg[0]) {
         args.flags |= INSTAR_REBASE_NAME;
-        if (strlen(out_baseimg) >= INSTAR_REBASE_NAME_MAX)
+        if (strlen(out_baseimg) >= INSTAR_REBASE_NAME_MAX) {
+            /* Too long for the arguments: a qed top reads it from a memory file. */
+            size_t len = strlen(out_baseimg);
+            int h;
+
             args.flags |= INSTAR_REBASE_NAME_LONG;
-        else
+            name_fd = memfd_create("instar-backing-name", MFD_CLOEXEC);
+            if (name_fd < 0 || write(name_fd, out_baseimg, len) != (ssize_t)len ||
+                (h = graph_add_dev(&gr, name_fd, len, INSTAR_DEV_READ, 0, out_baseimg)) < 0) {
+                report_error("Could not change the backing file to '%s': %s", out_baseimg,
+                             strerror(name_fd < 0 || errno ? errno : ENOMEM));
+                goto out;
+            }
+            args.flags |= INSTAR_REBASE_NAME_DEV;
+            args.name_dev = (uint32_t)h;
+        } else
             memcpy(args.name, out_baseimg, strlen(out_baseimg) + 1);
         if (out_basefmt) {
             args.flags |= INSTAR_REBASE_FMT;
@@ -308,6 +322,8 @@ int cmd_rebase(int argc, char **argv)
     }
 out:
     progress_end();
+    if (name_fd >= 0)
+        close(name_fd);
     if (new_open)
         open_chain_close(&nc);
     if (top_open)

@@ -10,6 +10,7 @@
  * read) are instar's own and listed in docs/differences.md.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "opts.h"
 #include "policy.h"
 #include "report.h"
+#include "size.h"
 #include "spec.h"
 
 /* One flattened option: "file.filename" = "x". */
@@ -94,62 +96,164 @@ static void ws(struct jp *j)
         j->p++;
 }
 
+/* qemu's cvt4hex(): four hex digits, or -1. */
+static int hex4(const char *s)
+{
+    int v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        if (!isxdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 16 +
+            (isdigit((unsigned char)s[i]) ? s[i] - '0' : tolower((unsigned char)s[i]) - 'a' + 10);
+    }
+    return v;
+}
+
+/* util/unicode.c is_valid_codepoint(): no surrogates, noncharacters or values past U+10FFFF. */
+static bool codepoint_ok(int cp)
+{
+    return cp >= 0 && cp <= 0x10ffff && !(cp >= 0xfdd0 && cp <= 0xfdef) &&
+           (cp & 0xfffe) != 0xfffe && !(cp >= 0xd800 && cp <= 0xdfff);
+}
+
+/* mod_utf8_encode(): modified UTF-8, so U+0000 is the two bytes C0 80. */
+static size_t utf8_put(char *out, int cp)
+{
+    if (cp > 0 && cp <= 0x7f) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp <= 0x7ff) {
+        out[0] = (char)(0xc0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp <= 0xffff) {
+        out[0] = (char)(0xe0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+        out[2] = (char)(0x80 | (cp & 0x3f));
+        return 3;
+    }
+    out[0] = (char)(0xf0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
+    out[3] = (char)(0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/*
+ * mod_utf8_codepoint(): the code point of the sequence at s (which ends at
+ * the string's closing quote, not a continuation byte), *len its bytes; -1
+ * for an invalid, overlong (but C0 80) or out-of-range sequence.
+ */
+static int utf8_get(const unsigned char *s, size_t *len)
+{
+    static const int min_cp[5] = {0x80, 0x800, 0x10000, 0x200000, 0x4000000};
+    unsigned b = s[0], n = 0, mask;
+    int cp;
+
+    *len = 1;
+    if (b < 0x80)
+        return (int)b;
+    if (b >= 0xfe || !(b & 0x40))
+        return -1;
+    for (mask = 0x80; b & mask; mask >>= 1)
+        n++;
+    cp = (int)(b & (mask - 1));
+    for (unsigned i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            *len = i;
+            return -1;
+        }
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    *len = n;
+    if (!codepoint_ok(cp) || (cp < min_cp[n - 2] && !(cp == 0 && n == 2)))
+        return -1;
+    return cp;
+}
+
+/*
+ * qobject/json-parser.c parse_string(): the string token at j->p (its
+ * quotes included; jlex_stray() has found it terminated), its escapes
+ * decoded and its UTF-8 checked, with qemu's errors.
+ */
 static char *jstring(struct jp *j)
 {
-    char q = *j->p++, *out = malloc(strlen(j->p) + 1);
+    const char *tok = j->p, *end;
+    char q = *j->p++, *out;
     size_t n = 0;
 
+    /* The token's end: qemu prints at most up to it. */
+    for (end = j->p; *end && *end != q; end++)
+        if (*end == '\\' && end[1])
+            end++;
+    if (!*end) {
+        j->err = "JSON parse error, premature EOI";
+        return NULL;
+    }
+    end++;
+    /* A \u escape's four bytes give at most four (two escapes: six for 12). */
+    out = malloc((size_t)(end - tok) + 1);
     if (!out)
         return NULL;
-    while (*j->p && *j->p != q) {
+    while (*j->p != q) {
+        const char *beg = j->p;
         char c = *j->p++;
+        static const char esc[] = "\"\"''\\\\//b\bf\fn\nr\rt\t";
+        const char *e;
+        int cp;
 
-        if (c == '\\') {
-            c = *j->p++;
-            static const char esc[] = "n\nt\tr\rb\bf\f";
-            const char *e = c ? strchr(esc, c) : NULL;
+        if (c != '\\') {
+            size_t len;
 
-            if (e && (e - esc) % 2 == 0) {
-                out[n++] = e[1];
-                continue;
-            }
-            switch (c) {
-            case '\0':
-                j->err = "JSON parse error, premature EOI";
+            cp = utf8_get((const unsigned char *)beg, &len);
+            if (cp < 0) {
+                j->err = "JSON parse error, invalid UTF-8 sequence in string";
                 free(out);
                 return NULL;
-            case 'u': {
-                unsigned v = 0;
-
-                for (int i = 0; i < 4; i++, j->p++) {
-                    if (!isxdigit((unsigned char)*j->p)) {
-                        j->err = "JSON parse error, invalid escape sequence in string";
-                        free(out);
-                        return NULL;
-                    }
-                    v = v * 16 + (unsigned)(isdigit((unsigned char)*j->p)
-                                                ? *j->p - '0'
-                                                : tolower((unsigned char)*j->p) - 'a' + 10);
-                }
-                if (v == 0 || v > 0x7f) {
-                    j->err = "JSON parse error, \\u escapes other than ASCII are not supported "
-                             "by instar";
-                    free(out);
-                    return NULL;
-                }
-                c = (char)v;
-                break;
             }
-            default:
-                break; /* \" \' \\ \/ */
+            j->p = beg + len;
+            n += utf8_put(out + n, cp);
+            continue;
+        }
+        c = *j->p++;
+        e = c ? strchr(esc, c) : NULL;
+        if (e && (e - esc) % 2 == 0) {
+            out[n++] = e[1];
+            continue;
+        }
+        if (c != 'u') {
+            j->err = "JSON parse error, invalid escape sequence in string";
+            free(out);
+            return NULL;
+        }
+        cp = hex4(j->p);
+        j->p += cp < 0 ? 0 : 4;
+        if (cp >= 0xd800 && cp <= 0xdbff && j->p[0] == '\\' && j->p[1] == 'u') {
+            int trail = hex4(j->p + 2);
+
+            cp = 0x10000 + ((cp & 0x3ff) << 10);
+            if (trail >= 0xdc00 && trail <= 0xdfff) {
+                cp |= trail & 0x3ff;
+                j->p += 6;
+            } else {
+                cp = -1;
             }
         }
-        out[n++] = c;
-    }
-    if (*j->p != q) {
-        j->err = "JSON parse error, premature EOI";
-        free(out);
-        return NULL;
+        if (!codepoint_ok(cp)) {
+            /* qemu skips four bytes whatever they are, and prints up to the token's end. */
+            const char *stop = cp < 0 && j->p == beg + 2 ? beg + 6 : j->p;
+
+            snprintf(j->word, sizeof(j->word),
+                     "JSON parse error, %.*s is not a valid Unicode character",
+                     (int)(stop < end ? stop - beg : end - beg), beg);
+            j->err = j->word;
+            free(out);
+            return NULL;
+        }
+        n += utf8_put(out + n, cp);
     }
     j->p++;
     out[n] = '\0';
@@ -310,24 +414,83 @@ static int jvalue(struct jp *j, struct kvs *k, const char *key, int depth)
     return -1;
 }
 
-/* parse_json_filename(): "Could not parse the JSON options: ..." or "Invalid JSON object given". */
-static int parse_json(const char *arg, struct kvs *k, const char **err, char *buf, size_t len)
+/*
+ * qobject/json-lexer.c: a string that holds a control character (tab
+ * included), a byte 0xFE or 0xFF, or that the text ends inside, is a lexer
+ * error, reported before the parser sees the value it is part of: true,
+ * with qemu's message in *msg (heap), for the first such string of the
+ * top-level value.  Stops without a verdict at anything else the lexer
+ * refuses outside a string, which the parser below reports its own way.
+ */
+static bool jlex_stray(const char *p, char **msg)
+{
+    int depth = 0;
+
+    for (;;) {
+        unsigned char c = (unsigned char)*p;
+
+        if (!c)
+            return false;
+        if (c == '"' || c == '\'') {
+            const char *tok = p++;
+            unsigned char d;
+
+            for (;;) {
+                d = (unsigned char)*p;
+                if (d == c)
+                    break;
+                if (d == '\\')
+                    d = (unsigned char)*++p;
+                if (d < 0x20 || d >= 0xfe) {
+                    int len = (int)(p - tok) + (d ? 1 : 0);
+
+                    if (asprintf(msg, "JSON parse error, stray '%.*s'", len, tok) < 0)
+                        *msg = NULL;
+                    return true;
+                }
+                p++;
+            }
+            p++;
+            if (depth == 0)
+                return false; /* a string alone: parsed at once */
+            continue;
+        }
+        if (c == '{' || c == '[')
+            depth++;
+        else if (c == '}' || c == ']') {
+            if (--depth <= 0)
+                return false;
+        } else if (!isalnum(c) && !strchr(" \t\n\r:,-+.", c))
+            return false;
+        p++;
+    }
+}
+
+/*
+ * parse_json_filename(): 0, or -1 with *err (heap) "Could not parse the
+ * JSON options: ..." or "Invalid JSON object given".
+ */
+static int parse_json(const char *arg, struct kvs *k, char **err)
 {
     struct jp j = {arg + 5, NULL, {0}};
+    const char *e = NULL;
+    char *stray = NULL;
 
+    *err = NULL;
     ws(&j);
     if (!*j.p) {
-        *err = "Could not parse the JSON options: Expecting a JSON value";
+        e = "Could not parse the JSON options: Expecting a JSON value";
+    } else if (jlex_stray(j.p, &stray)) {
+        if (stray && asprintf(err, "Could not parse the JSON options: %s", stray) < 0)
+            *err = NULL;
+        free(stray);
         return -1;
-    }
-    if (*j.p != '{') {
+    } else if (*j.p != '{') {
         /* Any other well-formed value is not an object. */
         if (jvalue(&j, k, "x", 0) == 0) {
             ws(&j);
-            if (!*j.p) {
-                *err = "Invalid JSON object given";
-                return -1;
-            }
+            if (!*j.p)
+                e = "Invalid JSON object given";
         }
     } else if (jobject(&j, k, "", 0) == 0) {
         ws(&j);
@@ -335,9 +498,11 @@ static int parse_json(const char *arg, struct kvs *k, const char **err, char *bu
             return 0;
         j.err = "JSON parse error, expecting value";
     }
-    snprintf(buf, len, "Could not parse the JSON options: %s",
-             j.err ? j.err : "JSON parse error, invalid syntax");
-    *err = buf;
+    if (e)
+        *err = strdup(e);
+    else if (asprintf(err, "Could not parse the JSON options: %s",
+                      j.err ? j.err : "JSON parse error, invalid syntax") < 0)
+        *err = NULL;
     return -1;
 }
 
@@ -575,6 +740,34 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
                 return fail(s, "Invalid size calculation mode: '%s'", o->val ? o->val : "");
             continue;
         }
+        if (d && !strcmp(d, "parallels") && !strcmp(o->key, "prealloc-mode")) {
+            /* parallels_open(): how a write grows the file; falloc is the default. */
+            if (o->val && !strcmp(o->val, "truncate"))
+                s->prl_truncate = true;
+            else if (!o->val || strcmp(o->val, "falloc"))
+                return fail(s, "invalid parameter value: %s", o->val ? o->val : "");
+            continue;
+        }
+        if (d && !strcmp(d, "parallels") && !strcmp(o->key, "prealloc-size")) {
+            /*
+             * How far a write grows the file past the new clusters: the close
+             * cuts it at the end of the last cluster, so the step changes no
+             * resulting byte or allocation (the guest grows by qemu's default).
+             */
+            uint64_t v;
+            int err = o->val ? size_parse(o->val, NULL, &v) : -EINVAL;
+
+            if (err == -ERANGE)
+                return fail(s, "Value '%s' is out of range for parameter 'prealloc-size'", o->val);
+            if (err) {
+                fail(s, "Parameter 'prealloc-size' expects a non-negative number below 2^64");
+                fputs("Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+                      "and exabytes, respectively.\n",
+                      stderr);
+                return -1;
+            }
+            continue;
+        }
         if (d && !strcmp(d, "raw") && (!strcmp(o->key, "offset") || !strcmp(o->key, "size")))
             return fail(s, "Option '%s' is not supported by instar", o->key);
         return fail(s, "Block format '%s' does not support the option '%s'", d ? d : "(probed)",
@@ -587,8 +780,7 @@ int spec_parse(struct img_spec *s, const char *arg, bool image_opts, const char 
                bool force_share)
 {
     struct kvs k = {NULL, 0};
-    char buf[256];
-    const char *err;
+    char *err;
     int r = -1;
 
     memset(s, 0, sizeof(*s));
@@ -609,8 +801,9 @@ int spec_parse(struct img_spec *s, const char *arg, bool image_opts, const char 
             if (kvs_put(&k, n, v, true, false) < 0)
                 goto out;
         }
-    } else if (parse_json(arg, &k, &err, buf, sizeof(buf)) < 0) {
-        report_error("Could not open '%s': %s", arg, err);
+    } else if (parse_json(arg, &k, &err) < 0) {
+        report_error("Could not open '%s': %s", arg, err ? err : strerror(ENOMEM));
+        free(err);
         goto out;
     }
     r = interpret(s, &k, image_opts ? NULL : fmt, force_share);

@@ -24,6 +24,7 @@ struct img_spec {
     bool force_share;       /* force-share=on among the options */
     bool direct;            /* the file opened with O_DIRECT: cache.direct=on (file.cache.direct) */
     unsigned vpc_size_calc; /* vpc's force_size_calc: 0 auto, 1 chs, 2 current_size */
+    bool prl_truncate;      /* parallels' prealloc-mode=truncate (else falloc) */
     char *key_secret; /* encrypt.key-secret: the id of the secret unlocking the image, or NULL */
     /*
      * data-file.filename (qcow2, or a probed format): the external data

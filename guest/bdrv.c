@@ -129,7 +129,7 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
             bs->drv = &gbs_drv_cloop;
         else if (in->driver == INSTAR_DRV_DMG)
             bs->drv = &gbs_drv_dmg;
-        else if (in->driver == INSTAR_DRV_PARALLELS)
+        else if ((in->driver & INSTAR_DRV_MASK) == INSTAR_DRV_PARALLELS && bs->drv_opts <= 1)
             bs->drv = &gbs_drv_parallels;
         else if ((in->driver & INSTAR_DRV_MASK) == INSTAR_DRV_VMDK &&
                  bs->drv_opts <= VMDK_MAX_EXTENTS && ext_devs_ok(bs->file, bs->drv_opts))

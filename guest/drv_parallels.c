@@ -363,11 +363,19 @@ static int64_t allocate(struct gbs *bs, uint64_t sector, uint64_t nb, uint64_t *
     space = to_allocate * s->img.tracks;
     len = file_len(bs->file);
     if ((uint64_t)s->img.data_end + space > (len >> 9)) {
-        /* prealloc-mode=falloc: bdrv_co_pwrite_zeroes() on the file. */
+        /*
+         * prealloc-mode=falloc: bdrv_co_pwrite_zeroes() on the file;
+         * truncate: the file grown (sparse) to the new end.
+         */
         space += s->img.tracks > PRL_PREALLOC_SECTORS ? s->img.tracks : PRL_PREALLOC_SECTORS;
-        if (gdev_zero(bs->file, (uint64_t)s->img.data_end << 9, space << 9, INSTAR_ZERO_ALLOCATE) <
-            0)
+        if (bs->drv_opts & 1) {
+            if (gdev_truncate(bs->file, ((uint64_t)s->img.data_end + space) << 9,
+                              INSTAR_TRUNC_OFF) < 0)
+                return -GBS_EIO;
+        } else if (gdev_zero(bs->file, (uint64_t)s->img.data_end << 9, space << 9,
+                             INSTAR_ZERO_ALLOCATE) < 0) {
             return -GBS_EIO;
+        }
     }
     if (bs->backing) {
         /* Copy the backing data of the clusters before the write lands in them. */

@@ -284,8 +284,25 @@ static int change_backing(struct gbs *top)
         return -GBS_EINVAL;
     if (top->drv != &gbs_drv_qcow2 && top->drv != &gbs_drv_qed)
         return -GBS_ENOTSUP;
-    if (too_long)
+    if (too_long && (top->drv != &gbs_drv_qed || !(a.flags & INSTAR_REBASE_NAME_DEV)))
         return -GBS_EINVAL;
+    if (too_long) {
+        /* qed takes a name as long as its header clusters hold: read it whole. */
+        uint64_t len = gblk_size(a.name_dev);
+        char *long_name;
+
+        if (len == 0 || len > INSTAR_REBASE_LONG_NAME_MAX)
+            result_error(INSTAR_OP_REBASE, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+        long_name = malloc(len + 1);
+        if (!long_name)
+            return -GBS_ENOMEM;
+        if (gdev_pread(a.name_dev, 0, long_name, len) < 0)
+            return -GBS_EIO;
+        long_name[len] = 0;
+        if (strlen(long_name) != len)
+            result_error(INSTAR_OP_REBASE, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+        name = long_name;
+    }
     /*
      * The data the new chain relies on reaches the file before the header
      * names it.  The persistent bitmaps are stored first too (qemu stores

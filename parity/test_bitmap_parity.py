@@ -495,3 +495,13 @@ def test_snapshots(instar, tmp_path, act):
     tl.qemu_img("snapshot", "-c", "s1", str(img))
     tl.qemu_io("-f", "qcow2", "-c", "write -P 9 2M 64k", str(img))
     bm_both(instar, tmp_path, [img], *act, "img.qcow2", "first")
+
+
+# --- other formats: their node cannot store persistent bitmaps, or has none ---
+
+
+@pytest.mark.parametrize("fmt", ["vmdk", "vdi", "qed"])
+@pytest.mark.parametrize("act", ["--add", "--remove"])
+def test_other_formats(instar, tmp_path, fmt, act):
+    img = make(tmp_path / f"img.{fmt}", size="1M", fmt=fmt)
+    bm_both(instar, tmp_path, [img], act, f"img.{fmt}", "b")

@@ -259,3 +259,25 @@ def _resolve(args, images, request):
 @pytest.mark.parametrize("args", OPTS)
 def test_check_options(instar, images, request, args):
     _compare(instar, _resolve(args, images, request), images.root)
+
+
+# ---------------------------------------------------------------------------
+# Backing files in the other formats (qemu opens them with the chain; a
+# broken one fails the check's open with that driver's message)
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def other_backings(tmp_path_factory):
+    d = tmp_path_factory.mktemp("other-backings")
+    for fmt in ("vmdk", "vdi", "vpc"):
+        tl.qemu_img("create", "-q", "-f", fmt, f"b.{fmt}", "1M", cwd=d)
+        tl.qemu_img("create", "-q", "-f", "qcow2", "-b", f"b.{fmt}", "-F", fmt, f"t-{fmt}.qcow2",
+                    cwd=d)
+    (d / "bad.vdi").write_bytes(b"\0" * 512)  # no vdi header
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-u", "-b", "bad.vdi", "-F", "vdi", "t-bad.qcow2",
+                "1M", cwd=d)
+    return d
+
+
+@pytest.mark.parametrize("top", ["t-vmdk.qcow2", "t-vdi.qcow2", "t-vpc.qcow2", "t-bad.qcow2"])
+def test_check_other_format_backing(instar, other_backings, top):
+    _compare(instar, ["check", top], other_backings)

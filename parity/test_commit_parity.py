@@ -483,11 +483,12 @@ def test_commit_parallels_base_fails(instar, tmp_path, case):
         assert (tmp_path / "instar" / f.name).read_bytes() == f.read_bytes(), f"{f.name} was written"
 
 
-# A qcow or vmdk top (iotest 020 with -qcow / -vmdk): a qcow top is emptied as qcow_make_empty()
-# does (its L1 table zeroed, the file cut after it), a vmdk one is left as it is (vmdk has no
+# A qcow, vmdk or qed top (iotest 020 with -qcow / -vmdk / -qed): a qcow top is emptied as qcow_make_empty()
+# does (its L1 table zeroed, the file cut after it), a vmdk or qed one is left as it is (they have no
 # bdrv_make_empty: -ENOTSUP, which img_commit() ignores).  The base as into_other_format.
 @pytest.mark.parametrize("top_fmt,base_fmt", [("qcow", "qcow"), ("qcow", "raw"), ("qcow", "qcow2"),
-                                              ("qcow", "vmdk"), ("vmdk", "vmdk")])
+                                              ("qcow", "vmdk"), ("vmdk", "vmdk"), ("qed", "qed"),
+                                              ("qed", "raw")])
 @pytest.mark.parametrize("drop", [False, True], ids=["emptied", "d"])
 def test_commit_other_top(instar, tmp_path, top_fmt, base_fmt, drop):
     src = tmp_path / "src"

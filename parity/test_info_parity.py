@@ -222,3 +222,43 @@ COLON = [
 @pytest.mark.parametrize("args", COLON, ids=["-".join(a) for a in COLON])
 def test_colon_names(instar, colon_dir, args):
     tl.assert_same(*tl.run_both(instar, args, cwd=colon_dir), f"qemu-img {' '.join(args)}")
+
+
+# ----------------------------------------------------------------------------
+# String escapes of json: names (qobject/json-parser.c parse_string, the
+# lexer's stray strings): \u escapes beyond ASCII become (modified) UTF-8,
+# surrogate pairs one code point; bad escapes, bad UTF-8 and control
+# characters fail with qemu's words.
+# ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def utf8_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("utf8")
+    for n in ("\u00e9.qcow2", "\U0001f600.qcow2"):
+        tl.qemu_img("create", "-q", "-f", "qcow2", n, "1M", cwd=d)
+    return d
+
+
+JSON_STRINGS = {
+    "u-latin1": r"\u00E9.qcow2",
+    "u-pair": r"\ud83d\ude00.qcow2",
+    "raw-utf8": "\u00e9.qcow2",
+    "u-nul": r"\u0000.qcow2",
+    "u-lone-lead": r"\ud83d.qcow2",
+    "u-lead-then-ascii": r"\ud83d\u0041",
+    "u-lone-trail": r"\ude00",
+    "u-noncharacter": r"\ufffe",
+    "u-short": r"\u12",
+    "u-not-hex": r"\u12g4x",
+    "bad-escape": r"a\qb",
+    "bad-utf8": "\udcc3.q",  # the byte C3 alone (argv takes surrogateescape)
+    "control-char": "a\tb",
+    "unterminated": "a\\",
+}
+
+
+@pytest.mark.parametrize("s", JSON_STRINGS.values(), ids=JSON_STRINGS.keys())
+def test_json_string_escapes(instar, utf8_dir, s):
+    arg = 'json:{"driver":"qcow2","file":{"driver":"file","filename":"%s"}}' % s
+    if s.endswith("\\"):
+        arg = arg[:-3]  # the text ends inside the string, after a backslash
+    tl.assert_same(*tl.run_both(instar, ["info", arg], cwd=utf8_dir), f"qemu-img info {arg!r}")

@@ -135,6 +135,9 @@ for _cid, _v in [("abc", "abc"), ("neg", "-1"), ("16E", "16E")]:
     case(f"err-size-{_cid}", "-O", "qcow2", "--size", _v)
 case("err-O-bogus", "-O", "bogus", "--size", "1G")
 case("err-O-vdi", "-O", "vdi", "--size", "1G")
+# -o is checked against the format's create options first: `Invalid parameter`
+case("err-O-vmdk-bad-option", "-O", "vmdk", "-o", "bad=x", "--size", "1G")
+case("err-O-vdi-good-option", "-O", "vdi", "-o", "static=on", "--size", "1G")
 case("err-output-bogus", "--output=xml", "--size", "1G")
 case("err-f-without-file", "-f", "qcow2", "--size", "1G")
 case("err-image-opts-without-file", "--image-opts", "--size", "1G")
@@ -154,9 +157,10 @@ for _cid, _def in [("no-type", "id=x"), ("no-id", "secret"), ("no-data", "secret
 case("err-object-duplicate", "--object", "secret,id=x,data=a", "--object", "secret,id=x,data=b", "--size", "1G")
 case("object-secret", "--object", "secret,id=x,data=a", "--object", "secret,id=y,data=QQ==,format=base64",
      "--object", "qom-type=throttle-group,id=t", "--size", "1G")
-# --object help ends qemu-img with exit 0 (the type list, or a secret's properties)
+# --object help ends qemu-img with exit 0 (the type list, or a type's properties)
 for _cid, _def in [("help", "help"), ("help-mark", "?"), ("secret-help", "secret,id=x,help"),
-                   ("unknown-type-help", "bogus,help")]:
+                   ("unknown-type-help", "bogus,help"), ("throttle-group-help", "throttle-group,help"),
+                   ("tls-creds-x509-help", "tls-creds-x509,?"), ("not-linked-help", "iothread,help")]:
     case(f"object-{_cid}", "--object", _def, "--size", "1G")
 case("err-O-file", "-O", "file", "--size", "1G")
 case("err-O-dmg", "-O", "dmg", "--size", "1G")

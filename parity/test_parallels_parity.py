@@ -480,3 +480,33 @@ def test_parallels_bench_write_rw_open(instar, prldir, tmp_path, name):
                                                                  expected.stderr)
     a, b = tmp_path / "oracle" / _img(name), tmp_path / "instar" / _img(name)
     assert tl.same_content(a, b), "image differs"
+
+
+# ---- runtime options prealloc-mode / prealloc-size (--image-opts, json:) --------------------------
+# falloc (the default) zero-writes the file's growth, truncate grows it sparse; the size is only
+# the growth step (the close cuts the file at data_end): the same bytes, holes where qemu's are.
+@pytest.mark.parametrize("opts", ["", ",prealloc-mode=truncate", ",prealloc-mode=falloc,prealloc-size=1M",
+                                  ",prealloc-mode=truncate,prealloc-size=100k"],
+                         ids=["default", "truncate", "falloc-1M", "truncate-100k"])
+def test_parallels_prealloc_options(instar, tmp_path, opts):
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "parallels", str(src / "w.prl"), "64M")
+    argv = ["bench", "-w", "-d", "1", "-c", "20", "-s", "4k", "-S", "3M", "--image-opts",
+            f"driver=parallels,file.filename=w.prl{opts}"]
+    expected, actual = tl.run_both_on_copies(instar, argv, [src / "w.prl"], tmp_path / "run")
+
+    def strip(r):
+        return b"".join(x for x in r.stdout.splitlines(True) if not x.startswith(b"Run completed"))
+
+    assert (actual.returncode, strip(actual), actual.stderr) == (0, strip(expected), expected.stderr)
+    a, b = tmp_path / "run" / "oracle" / "w.prl", tmp_path / "run" / "instar" / "w.prl"
+    assert tl.same_content(a, b), "w.prl differs"
+    assert _layout(a) == _layout(b), "w.prl: host data/hole layout differs"
+
+
+@pytest.mark.parametrize("opt", ["prealloc-mode=bad", "prealloc-mode=", "prealloc-size=x",
+                                 "prealloc-size=99999999999999999999999"])
+def test_parallels_prealloc_option_errors(instar, prldir, opt):
+    argv = ["info", "--image-opts", f"driver=parallels,file.filename={_img('data')},{opt}"]
+    tl.assert_same(*tl.run_both(instar, argv, cwd=prldir), " ".join(argv))

@@ -429,6 +429,11 @@ REBASE_CASES = [
     ("err-no-format", "top.qed", ["-u", "-b", "b2.raw"]),
     ("err-compat-feature", "compat.qed", ["-u", "-b", "b2.raw", "-F", "raw"]),
     ("compat-feature-remove", "compat.qed", ["-u", "-b", ""]),
+    # names past qcow2's 1023 bytes: qed takes what its header clusters hold
+    ("unsafe-long-name", "top.qed", ["-u", "-b", "./" * 600 + "b2.raw", "-F", "raw"]),
+    ("safe-long-name", "top.qed", ["-b", "./" * 600 + "b2.raw", "-F", "raw"]),
+    ("long-name-fills-header", "plain.qed", ["-u", "-b", "n" * 4032, "-F", "raw"]),
+    ("err-long-name-no-space", "plain.qed", ["-u", "-b", "n" * 4033, "-F", "raw"]),
 ]
 
 

@@ -437,3 +437,22 @@ def test_vpc_snapshot(instar, vpcdir, tmp_path, request, args):
     tl.assert_same(expected, actual, " ".join(argv))
     assert (expected.returncode != 0) == request.node.callspec.id.startswith("err-")
     assert tl.same_content(tmp_path / "oracle" / "dyn.vhd", tmp_path / "instar" / "dyn.vhd")
+
+
+# force_size_calc names the image json:{...}: its file name as qemu's JSON writer escapes it
+# (\uXXXX past ASCII, a surrogate pair past the BMP, U+FFFD for bytes that are no UTF-8)
+@pytest.fixture(scope="module")
+def odd_names(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vpc-names")
+    names = ["\u00e9.vhd", "a\tb\".vhd", "\U0001f600.vhd", "\udcff.vhd"]
+    for n in names:
+        tl.qemu_img("create", "-q", "-f", "vpc", n, "1M", cwd=d)
+    return d, names
+
+
+@pytest.mark.parametrize("i", range(4), ids=["latin1", "tab-quote", "astral", "not-utf8"])
+@pytest.mark.parametrize("out", ["human", "json"])
+def test_vpc_calc_name_escapes(instar, odd_names, i, out):
+    d, names = odd_names
+    argv = ["info", f"--output={out}", "--image-opts", f"driver=vpc,force_size_calc=chs,file.filename={names[i]}"]
+    tl.assert_same(*tl.run_both(instar, argv, cwd=d), " ".join(argv))

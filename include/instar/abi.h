@@ -802,7 +802,7 @@ enum instar_driver {
 /*
  * instar_node.driver: the enum in the low 16 bits, the driver's open
  * options above INSTAR_DRV_OPT_SHIFT (vpc: force_size_calc, 1 = chs,
- * 2 = current_size).
+ * 2 = current_size; parallels, since ABI v42: 1 = prealloc-mode=truncate).
  */
 #define INSTAR_DRV_MASK      0xffffu
 #define INSTAR_DRV_OPT_SHIFT 16
@@ -1100,7 +1100,10 @@ struct instar_bench_args {
  * new backing file: name (NUL-terminated) with INSTAR_REBASE_NAME, none
  * without; fmt with INSTAR_REBASE_FMT.  INSTAR_REBASE_NAME_LONG: the
  * name is longer than the 1023 bytes qcow2 takes (name is then empty),
- * so the change fails with EINVAL as qemu's does.
+ * so a qcow2 top's change fails with EINVAL as qemu's does; a qed top
+ * (whose header clusters take names of any length) reads the name from
+ * device name_dev (read-only, the name's bytes without a NUL) given with
+ * INSTAR_REBASE_NAME_DEV (since ABI v42).
  * The result is a struct instar_data_result: EMETA ("error while reading
  * image metadata"), EREAD with image 1 (old) or 2 (new), EWRITE_AT
  * ("Error while writing to COW image"), EBACKING (errnum of the failed
@@ -1112,16 +1115,20 @@ struct instar_bench_args {
 #define INSTAR_REBASE_NAME      (1u << 3)
 #define INSTAR_REBASE_FMT       (1u << 4)
 #define INSTAR_REBASE_NAME_LONG (1u << 5)
+#define INSTAR_REBASE_NAME_DEV  (1u << 6)
 
 #define INSTAR_REBASE_NAME_MAX 1024 /* 1023 bytes and the NUL */
-#define INSTAR_REBASE_FMT_MAX  32
+/* A NAME_DEV name's most bytes: Linux's MAX_ARG_STRLEN, one argument's. */
+#define INSTAR_REBASE_LONG_NAME_MAX 131072
+#define INSTAR_REBASE_FMT_MAX       32
 
 struct instar_rebase_args {
     struct instar_graph g;
     uint32_t top;
-    uint32_t old;   /* top's backing node, or INSTAR_NO_NODE */
-    uint32_t new_;  /* the new backing node, or INSTAR_NO_NODE */
-    uint32_t flags; /* INSTAR_REBASE_* */
+    uint32_t old;      /* top's backing node, or INSTAR_NO_NODE */
+    uint32_t new_;     /* the new backing node, or INSTAR_NO_NODE */
+    uint32_t flags;    /* INSTAR_REBASE_* */
+    uint32_t name_dev; /* with INSTAR_REBASE_NAME_DEV: the long name's device */
     char name[INSTAR_REBASE_NAME_MAX];
     char fmt[INSTAR_REBASE_FMT_MAX];
 };
