@@ -668,39 +668,6 @@ int open_chain(struct open_chain *oc, const char *filename, const char *fmt, uns
 }
 
 /*
- * util/unicode.c mod_utf8_codepoint(): the code point at p and, in *len,
- * the bytes it takes; -1 for an invalid, overlong (but C0 80), surrogate,
- * noncharacter or out-of-range sequence.
- */
-static int utf8_codepoint(const unsigned char *p, size_t *len)
-{
-    static const int min_cp[5] = {0x80, 0x800, 0x10000, 0x200000, 0x4000000};
-    unsigned b = p[0], n = 0, mask;
-    int cp;
-
-    *len = 1;
-    if (b < 0x80)
-        return (int)b;
-    if (b >= 0xfe || !(b & 0x40))
-        return -1;
-    for (mask = 0x80; b & mask; mask >>= 1)
-        n++;
-    cp = (int)(b & (mask - 1));
-    for (unsigned i = 1; i < n; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            *len = i;
-            return -1;
-        }
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-    *len = n;
-    if (cp > 0x10ffff || (cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe ||
-        (cp >= 0xd800 && cp <= 0xdfff) || (cp < min_cp[n - 2] && !(cp == 0 && n == 2)))
-        return -1;
-    return cp;
-}
-
-/*
  * p as qobject/json-writer.c quoted_str() writes a string (without the
  * quotes): the usual escapes, \uXXXX for control characters and anything
  * past ASCII (a surrogate pair past the BMP, U+FFFD for bytes that are no
@@ -715,7 +682,7 @@ static char *json_escape(const char *p, bool *oom)
     if (!esc)
         return NULL;
     while (*p) {
-        int cp = utf8_codepoint((const unsigned char *)p, &len);
+        int cp = spec_utf8_codepoint((const unsigned char *)p, &len);
         char c = 0;
 
         p += len;

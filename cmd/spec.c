@@ -142,12 +142,7 @@ static size_t utf8_put(char *out, int cp)
     return 4;
 }
 
-/*
- * mod_utf8_codepoint(): the code point of the sequence at s (which ends at
- * the string's closing quote, not a continuation byte), *len its bytes; -1
- * for an invalid, overlong (but C0 80) or out-of-range sequence.
- */
-static int utf8_get(const unsigned char *s, size_t *len)
+int spec_utf8_codepoint(const unsigned char *s, size_t *len)
 {
     static const int min_cp[5] = {0x80, 0x800, 0x10000, 0x200000, 0x4000000};
     unsigned b = s[0], n = 0, mask;
@@ -208,7 +203,7 @@ static char *jstring(struct jp *j)
         if (c != '\\') {
             size_t len;
 
-            cp = utf8_get((const unsigned char *)beg, &len);
+            cp = spec_utf8_codepoint((const unsigned char *)beg, &len);
             if (cp < 0) {
                 j->err = "JSON parse error, invalid UTF-8 sequence in string";
                 free(out);

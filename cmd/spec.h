@@ -50,4 +50,13 @@ int spec_parse(struct img_spec *s, const char *arg, bool image_opts, const char 
 
 void spec_release(struct img_spec *s);
 
+/*
+ * util/unicode.c mod_utf8_codepoint(): the code point of the sequence at s
+ * (which ends at a byte that is no continuation byte: a NUL, a closing
+ * quote), *len its bytes; -1 for an invalid, overlong (but C0 80),
+ * surrogate, noncharacter or out-of-range sequence.  qemu's JSON parser
+ * reads strings with it, and its writer escapes names with it.
+ */
+int spec_utf8_codepoint(const unsigned char *s, size_t *len);
+
 #endif /* CMD_SPEC_H */
