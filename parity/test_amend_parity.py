@@ -211,7 +211,7 @@ def imgs(tmp_path_factory) -> Path:
     # ("Unable to get accurate CPU usage"): try again rather than fail the module.
     for attempt in range(5):
         try:
-            mk("e.qcow2", "4M", "encrypt.format=luks,encrypt.key-secret=s0", (),
+            mk("e.qcow2", "4M", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10", (),
                extra=("--object", "secret,id=s0,data=x"))
             break
         except RuntimeError as e:
