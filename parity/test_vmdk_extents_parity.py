@@ -19,6 +19,7 @@ own (docs/differences.md).
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 
@@ -55,10 +56,26 @@ def cowd(cap=2048, gran=8, gd=4, l1_size=None, grains=None, l1=None, hdr_gd=None
         img[s * 512:s * 512 + 16384] = struct.pack("<4096I", *tab)
     img = img.ljust(sec * 512, b"\0")
     for i in sorted(grains):
-        img += grains[i].ljust(gran * 512, b"\0")
+        img += grains[i].ljust(gran * 512, b"\0") if i != max(grains) else grains[i]
+    tail = gran * 512 - len(grains[max(grains)]) if grains else 0
     if size is not None:
-        img = img[:size].ljust(size, b"\0")
-    return bytes(img)
+        img = (img + b"\0" * tail)[:size].ljust(size, b"\0")
+        tail = 0
+    if tail <= 0:
+        return bytes(img + b"\0" * max(tail, 0))
+    ext = Extent(img)
+    ext.size = len(img) + tail
+    return ext
+
+
+class Extent(bytes):
+    """Extent file bytes whose last grain's zero padding, up to .size, is left
+    out: write_extent() makes it a hole (a 0x200001-sector grain is 1 GiB)."""
+
+
+def write_extent(path, data):
+    path.write_bytes(data)
+    os.truncate(path, getattr(data, "size", len(data)))
 
 
 def se_entry(gi):
@@ -139,7 +156,7 @@ EXTENTS = {
     "c-tiny": b"COWD",
     "se": sesparse(cap=CAP, grains=S, zeros=[7], unmapped=[9]),
     "se-empty": sesparse(cap=CAP),
-    "se-big": sesparse(cap=1 << 26, grains={0: b"\x77" * 4096, 4096 * 200 + 5: b"\x78" * 4096}, gd_size=32,
+    "se-big": sesparse(cap=1 << 23, grains={0: b"\x77" * 4096, 4096 * 200 + 5: b"\x78" * 4096}, gd_size=32,
                        gt=64),
     "se-cap-0": sesparse(cap=0, grains=S),
     "se-magic": sesparse(grains=S, override=dict(magic=0x1234)),
@@ -202,7 +219,7 @@ TOP_COWD = ["c.img", "c-gran-1.img"]  # a VMDK3 file opened as the image itself
 def extdir(tmp_path_factory):
     d = tmp_path_factory.mktemp("vmdkext")
     for n, data in EXTENTS.items():
-        (d / f"{n}.img").write_bytes(data)
+        write_extent(d / f"{n}.img", data)
     (d / "child.img").write_bytes(cowd(cap=CAP, grains={3: b"\x99" * 4096, 4100: b"\x9a" * 4096}))
     (d / "raw.img").write_bytes(b"\x71" * 8192)
     for n, data in DESCS.items():
@@ -296,7 +313,7 @@ def test_vmdk3_grain_dividing_by_zero(instar, tmp_path):
     is a uint32_t in QEMU): qemu-img's info works, its lookups divide by zero (SIGFPE); instar
     answers info the same and fails the lookups cleanly."""
     for name, gran in (("g0", 0), ("g20", 0x100000)):
-        (tmp_path / f"{name}.img").write_bytes(cowd(grains={0: b"\x11" * 4096}, gran=gran, l1_size=1))
+        write_extent(tmp_path / f"{name}.img", cowd(grains={0: b"\x11" * 4096}, gran=gran, l1_size=1))
         (tmp_path / f"{name}.vmdk").write_bytes(desc("vmfsSparse", [(8, "VMFSSPARSE", f"{name}.img")]))
         q = subprocess.run([tl.QEMU_IMG, "map", f"{name}.vmdk"], cwd=tmp_path, capture_output=True)
         assert q.returncode == -8 or q.returncode == 136, q  # the oracle's SIGFPE
