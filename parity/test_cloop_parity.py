@@ -17,6 +17,7 @@ A case id starting with `err-` must make qemu-img fail.
 
 from __future__ import annotations
 
+import random
 import struct
 import zlib
 
@@ -39,8 +40,15 @@ def cloop(block_size, blocks=(), n_blocks=None, offsets=None, tail=b""):
             + struct.pack(f">{len(offsets)}Q", *offsets) + b"".join(blocks) + tail)
 
 
+_P512 = bytes((k * 13) & 0xFF for k in range(512))
+
+
 def pattern(seed, n):
-    return bytes((seed * 7 + i * 13 + (i >> 9)) & 0xFF for i in range(n))
+    """Byte i is (seed * 7 + i * 13 + (i >> 9)) & 0xFF, made a 512-byte run at a time
+    (512 * 13 is 0 mod 256, so run j is _P512 shifted by seed * 7 + j)."""
+    runs = (_P512.translate(bytes((x + seed * 7 + j) & 0xFF for x in range(256)))
+            for j in range(-(-n // 512)))
+    return b"".join(runs)[:n]
 
 
 def z(data, level=6):
@@ -48,11 +56,7 @@ def z(data, level=6):
 
 
 def noise(seed, n):
-    x, out = seed * 2654435761 + 1, bytearray(n)
-    for i in range(n):
-        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
-        out[i] = x >> 16 & 0xFF
-    return bytes(out)
+    return random.Random(seed).randbytes(n)
 
 
 B4K = [z(pattern(1, 4096)), z(b"\0" * 4096), z(noise(2, 4096), 9), z(pattern(3, 4096), 1)]
