@@ -27,6 +27,11 @@ PAR="-n $JOBS"
 SLICE=10     # every Nth parity case on the non-default backend
 TCG_SLICE=300 # the same under TCG (10-20x slower): about 75 cases, every file
 
+# Each stage's heading says when it starts, in seconds since the run
+# began, so a CI log shows where the time goes.
+T0=$(date +%s)
+stage() { echo "== [$(($(date +%s) - T0)) s] $*"; }
+
 kvm_usable() {
     d=$(mktemp -d)
     qemu-img create -q -f qcow2 "$d/probe.qcow2" 1M
@@ -36,33 +41,33 @@ kvm_usable() {
 }
 
 if kvm_usable; then
-    echo "== sandbox backends: kvm (default) and process"
+    stage "sandbox backends: kvm (default) and process"
     KVM=1
 else
-    echo "== sandbox backends: process (default); kvm in a nested system (no usable KVM here)"
+    stage "sandbox backends: process (default); kvm in a nested system (no usable KVM here)"
     KVM=0
 fi
 
-echo "== clang-format check"
+stage "clang-format check"
 git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
 
-echo "== unit tests (criterion; negative guests on every usable backend)"
+stage "unit tests (criterion; negative guests on every usable backend)"
 (cd build && $EMD ctest --output-on-failure -j2)
 
-echo "== fuzz smoke"
+stage "fuzz smoke"
 FUZZ_SECONDS=${FUZZ_SECONDS:-5} scripts/fuzz.sh smoke
 
-echo "== integration and parity tests (pytest), default backend"
+stage "integration and parity tests (pytest), default backend"
 $PYTEST $PAR --durations=25 tests/integration parity
 
 # QEMU's own qemu-iotests (docs/iotests.md): the fast ones of those that
 # must pass with instar, about 30 s on 2 cores (plus a 24 MB source fetch
 # the first time).  scripts/iotests.sh --must-pass runs them all (~7 min).
-echo "== qemu-iotests that must pass with instar (fast subset)"
+stage "qemu-iotests that must pass with instar (fast subset)"
 scripts/iotests.sh --must-pass --fast --out build/iotests-ci
 
 if [ "$KVM" = 1 ]; then
-    echo "== a slice on the process backend"
+    stage "a slice on the process backend"
     INSTAR_SANDBOX=process $PYTEST $PAR --slice=$SLICE tests/integration parity
 fi
 
@@ -71,7 +76,7 @@ if [ "$KVM" = 0 ]; then
     # the confined host, and a slice of every suite run in a nested Debian
     # system whose /dev/kvm works (docs/kvm-tcg.md), where a KVM case that
     # skips is a failure (INSTAR_REQUIRE_KVM).
-    echo "== the KVM backend in a nested system (scripts/kvm-tcg.sh; TCG, 10-20x slower)"
+    stage "the KVM backend in a nested system (scripts/kvm-tcg.sh; TCG, 10-20x slower)"
     scripts/kvm-tcg-setup.sh
     scripts/kvm-tcg.sh --mem 6144 --timeout 1500 -- sh -c '
         set -e
@@ -80,3 +85,4 @@ if [ "$KVM" = 0 ]; then
         build/test_vmm_seccomp
         INSTAR_SANDBOX=kvm '"$PYTEST"' --durations=15 --slice='"$TCG_SLICE"' tests/integration parity'
 fi
+stage "all done"
