@@ -98,6 +98,37 @@ static uint64_t ts_ns(const struct timespec *t)
 void vmm_progress(struct vmm *v)
 {
     clock_gettime(CLOCK_MONOTONIC, &v->last);
+    v->marked = false;
+}
+
+/*
+ * The silence watchdog: has the guest been silent (no hypercall) for
+ * watchdog_ms?  Wall time alone would stop a guest that only waits for a
+ * CPU: at a load of 16 on two cores a guest gets an eighth of one, and a
+ * PBKDF2 loop of 1.5 s of CPU is 12 s of silence.  So a silent guest is
+ * stopped after watchdog_ms of wall time only if it also used watchdog_ms
+ * of CPU in it (a guest spinning), or almost none (under 1% of the time
+ * since the silence's first tick: a guest blocked, waiting without asking,
+ * which more time would not help), and after 30 times watchdog_ms of wall
+ * time in any case.  used_ns: the run's CPU time now (under KVM the
+ * guest's is this thread's; a guest process's is its own clock).
+ */
+static bool silent_too_long(struct vmm *v, uint64_t used_ns)
+{
+    int64_t wall_ms = vmm_ms_since(&v->last), since_mark_ms;
+    uint64_t cpu_ms;
+
+    if (!v->marked) {
+        clock_gettime(CLOCK_MONOTONIC, &v->mark_wall);
+        v->mark_cpu_ns = used_ns;
+        v->marked = true;
+    }
+    if (wall_ms < (int64_t)v->watchdog_ms)
+        return false;
+    cpu_ms = (used_ns - v->mark_cpu_ns) / 1000000;
+    since_mark_ms = vmm_ms_since(&v->mark_wall);
+    return cpu_ms >= v->watchdog_ms || (int64_t)cpu_ms * 100 < since_mark_ms ||
+           wall_ms >= 30 * (int64_t)v->watchdog_ms;
 }
 
 void vmm_tick(struct vmm *v, uint64_t child_cpu_ns)
@@ -107,7 +138,9 @@ void vmm_tick(struct vmm *v, uint64_t child_cpu_ns)
 
     if (v->done)
         return;
-    if (vmm_ms_since(&v->last) >= v->watchdog_ms) {
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    used = ts_ns(&now) - ts_ns(&v->cpu0) + child_cpu_ns;
+    if (silent_too_long(v, used)) {
         vmm_fail(v, VMM_GUEST_WATCHDOG, "the sandbox made no progress for %u ms and was stopped",
                  v->watchdog_ms);
         return;
@@ -117,8 +150,6 @@ void vmm_tick(struct vmm *v, uint64_t child_cpu_ns)
      * on calls that fail would run forever: the CPU budget bounds the
      * whole run, guest and host work together.
      */
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-    used = ts_ns(&now) - ts_ns(&v->cpu0) + child_cpu_ns;
     if (used / 1000000 > v->cpu_budget_ms)
         vmm_fail(v, VMM_GUEST_BUDGET,
                  "the sandbox used more than %llu s of CPU time and was stopped "

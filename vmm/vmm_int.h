@@ -36,6 +36,13 @@ struct vmm {
     struct timespec last;   /* when the last hypercall was answered */
     struct timespec cpu0;   /* the host thread's CPU clock at the start */
     int child_pid;          /* proc.c: the tender running the guest (0 with KVM) */
+    /*
+     * The silence watchdog (run.c, vmm_tick()): the first tick after the
+     * last hypercall, and the run's CPU time then; marked says they are set.
+     */
+    bool marked;
+    struct timespec mark_wall;
+    uint64_t mark_cpu_ns;
     struct vmm_outcome *out;
     vmm_report_fn report;
     void *report_opaque;
