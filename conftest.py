@@ -43,7 +43,28 @@ def pytest_addoption(parser):
     )
 
 
+# Cases marked real_pbkdf2 (or in a module so marked) run both tools' PBKDF2
+# benchmarks on the real clocks (tests/instar_testlib.py, clock_env()).
+@pytest.fixture(scope="module", autouse=True)
+def _real_pbkdf2_module(request):
+    if request.node.get_closest_marker("real_pbkdf2"):
+        os.environ[tl.REAL_PBKDF2_ENV] = "1"
+        yield
+        del os.environ[tl.REAL_PBKDF2_ENV]
+    else:
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _real_pbkdf2(request, monkeypatch):
+    if request.node.get_closest_marker("real_pbkdf2"):
+        monkeypatch.setenv(tl.REAL_PBKDF2_ENV, "1")
+
+
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "real_pbkdf2: both tools time their PBKDF2 benchmarks on the real clocks, not the "
+        "suites' fast one (tests/instar_testlib.py, clock_env())")
     config.addinivalue_line(
         "markers", "not_in_slice: left out of --slice runs (fault sweeps and fuzz runs, whose guest code "
         "is the same on every backend, and cases whose oracle alone takes minutes under TCG); "
