@@ -555,6 +555,10 @@ LUKS_CASES = [
     pytest.param("both", f"{TOP_OPTS},encrypt.key-secret=sec1", id="err-both-no-backing-key"),
     pytest.param("both", f"{TOP_OPTS},encrypt.key-secret=sec1,backing.encrypt.key-secret=sec9",
                  id="err-both-no-such-secret"),
+    pytest.param("both", f"{TOP_OPTS},encrypt.key-secret=sec1,backing.encrypt.key-secret=sec1",
+                 id="err-both-wrong-backing-key"),
+    pytest.param("both", f"{TOP_OPTS},encrypt.key-secret=sec0,backing.encrypt.key-secret=sec0",
+                 id="err-both-wrong-top-key"),
 ]
 
 
