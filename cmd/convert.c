@@ -339,6 +339,8 @@ static int target_spec(const char *arg, const char **out_fmt, struct img_spec *s
     }
     if (spec_parse(spec, arg, true, NULL, false) < 0)
         return -1;
+    if (spec_refuse_backing(spec) < 0)
+        return -1;
     if (!spec->fmt) {
         report_error("Could not open '%s': instar does not probe the format of a "
                      "--target-image-opts target: name its driver",

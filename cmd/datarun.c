@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "datarun.h"
+#include "instar/errors.h"
 #include "report.h"
 #include "qcow2/qcow2_err.h"
 
@@ -25,6 +26,28 @@ static void sanitize(char *s, size_t n)
  * headers asking for more than LUKS_WORK_MAX before the work.
  */
 #define DATARUN_UNLOCK_WATCHDOG_MS 300000u
+
+/*
+ * How many images up the chain node is opened from (0: a top), counted
+ * through gr's backing links; node is the guest's (err_args[3]), so an
+ * index out of range counts as a top.
+ */
+static unsigned node_depth(const struct graph *gr, uint64_t node)
+{
+    unsigned depth = 0;
+    uint32_t n, j;
+
+    if (node >= gr->g.nnodes || gr->g.nnodes > INSTAR_NODE_MAX)
+        return 0;
+    for (n = (uint32_t)node; depth < INSTAR_NODE_MAX; depth++) {
+        for (j = 0; j < gr->g.nnodes && gr->g.nodes[j].backing != n; j++)
+            ;
+        if (j == gr->g.nnodes)
+            break;
+        n = j;
+    }
+    return depth;
+}
 
 static int run(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,
                const struct graph *gr, const char *filename, struct instar_data_result *v,
@@ -73,6 +96,10 @@ static int run(const struct vmm_config *cfg, uint32_t op, const void *args, size
             fprintf(stderr, "%s: Failed to load snapshot: ", report_progname());
         else
             fprintf(stderr, "%s: Could not open '%s': ", report_progname(), filename);
+        /* A backing file's key (bdrv_open_backing_file() prefixes each level). */
+        if (v->hdr.error == INSTAR_ERR_LUKS_PASSWORD)
+            for (unsigned d = node_depth(gr, v->hdr.err_args[3]); d > 0; d--)
+                fputs("Could not open backing file: ", stderr);
         report_code_render_to(stderr, v->hdr.error, v->hdr.err_args, s, v->hdr.err_str.len);
         fputc('\n', stderr);
         goto out;

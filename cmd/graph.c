@@ -38,12 +38,19 @@ int graph_add_dev(struct graph *gr, int fd, uint64_t size, uint32_t flags, uint6
 int graph_check_keys(const struct open_chain *oc, const char *filename)
 {
     for (unsigned i = 0; i < oc->n; i++) {
-        /* The top image's key-secret unlocks it (a backing file's is not taken yet). */
-        if (oc->img[i].info->encrypted && !(i == 0 && oc->key)) {
-            /* block/crypto.c's option is key-secret; qcow2's encrypt.key-secret. */
-            report_error("Could not open '%s': Parameter '%skey-secret' is required for "
-                         "cipher",
-                         filename, strcmp(oc->img[i].info->format, "luks") ? "encrypt." : "");
+        /* The top image's key-secret unlocks it, backing.encrypt.key-secret its backing file. */
+        if (oc->img[i].info->encrypted && !(i == 0 && oc->key) && !(i == 1 && oc->backing_key)) {
+            /*
+             * block/crypto.c's option is key-secret; qcow2's encrypt.key-secret.
+             * A backing file's open fails inside its parent's, once per level.
+             */
+            static const char level[] = "Could not open backing file: ";
+            char pre[(POLICY_CHAIN_MAX + 1) * (sizeof(level) - 1) + 1] = "";
+
+            for (unsigned d = 0; d < i && d <= POLICY_CHAIN_MAX; d++)
+                strcat(pre, level);
+            report_error("Could not open '%s': %sParameter '%skey-secret' is required for cipher",
+                         filename, pre, strcmp(oc->img[i].info->format, "luks") ? "encrypt." : "");
             return -1;
         }
     }
@@ -120,12 +127,14 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
                 goto too_many;
         }
         n->driver |= img->next << INSTAR_DRV_OPT_SHIFT;
-        if (i == 0 && oc->key && img->info->encrypted) {
+        const char *key = i == 0 ? oc->key : i == 1 ? oc->backing_key : NULL;
+
+        if (key && img->info->encrypted) {
             /* The passphrase, for the guest's PBKDF2 only: never logged. */
             unsigned k = 0;
-            size_t len = strlen(oc->key);
+            size_t len = strlen(key);
 
-            for (uint32_t j = 0; j < gr->g.nnodes; j++)
+            for (uint32_t j = 0; j < gr->g.nnodes + i; j++)
                 k = gr->g.node_key[j] > k ? gr->g.node_key[j] : k;
             if (k >= INSTAR_KEY_MAX || len > INSTAR_KEY_BYTES) {
                 report_error("Could not open '%s': instar takes up to %d secrets of up to %d "
@@ -134,7 +143,7 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
                 return -1;
             }
             gr->g.keys[k].len = (uint32_t)len;
-            memcpy(gr->g.keys[k].data, oc->key, len);
+            memcpy(gr->g.keys[k].data, key, len);
             gr->g.node_key[gr->g.nnodes + i] = (uint8_t)(k + 1);
         }
         if (img->data_fd >= 0) {

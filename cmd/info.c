@@ -730,6 +730,11 @@ int cmd_info(int argc, char **argv)
     }
     if (spec_parse(&spec, filename, image_opts, fmt, info_force_share) < 0)
         return 1;
+    /* info opens each image without its backing file (BDRV_O_NO_BACKING). */
+    if (spec_refuse_backing(&spec) < 0) {
+        spec_release(&spec);
+        return 1;
+    }
     info_force_share = spec.force_share;
     n = info_collect(&spec, chain, &list);
     spec_release(&spec);

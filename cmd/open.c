@@ -790,6 +790,43 @@ int open_encrypt_json_filename(struct image_info *ii, const char *secret)
     return json_secret_filename(ii, secret, false);
 }
 
+/*
+ * bdrv_open_backing_file(): backing.* options open the backing file with
+ * them in place of what the image names.  instar takes them only where
+ * they name what it opened anyway (the same file, in the same format), so
+ * all they add is the backing file's key.  Returns 0, or -1 after
+ * reporting.
+ */
+static int backing_options(struct open_chain *oc, const struct img_spec *spec, unsigned flags)
+{
+    const struct open_image *b = &oc->img[1];
+    struct stat st;
+
+    if ((flags & OPEN_NO_BACKING) || oc->n < 2 ||
+        (spec->backing_path && (stat(spec->backing_path, &st) < 0 || st.st_dev != b->st.st_dev ||
+                                st.st_ino != b->st.st_ino)) ||
+        (spec->backing_fmt && strcmp(spec->backing_fmt, b->info->format)) ||
+        (spec->backing_key_secret && spec->backing_key_luks != !strcmp(b->info->format, "luks"))) {
+        report_error("Could not open '%s': Option 'backing' is not supported by instar",
+                     spec->display);
+        return -1;
+    }
+    if (spec->backing_key_secret) {
+        const char *fmt = NULL;
+
+        oc->backing_key = object_secret_lookup(spec->backing_key_secret, &fmt);
+        if (!oc->backing_key && b->info->encrypted) {
+            char msg[512];
+
+            snprintf(msg, sizeof(msg), fmt, spec->backing_key_secret);
+            report_error("Could not open '%s': Could not open backing file: %s", spec->display,
+                         msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags)
 {
     if (spec->force_share)
@@ -847,6 +884,10 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
      * (An image check's describe run may leave a bad crypto header to the
      * check run, which then unlocks or reports it: the key goes along.)
      */
+    if (r == 0 && spec->backing_opts && backing_options(oc, spec, flags) < 0) {
+        open_chain_close(oc);
+        return -1;
+    }
     if (r == 0 && spec->key_secret) {
         const char *fmt = NULL;
 

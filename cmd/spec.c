@@ -642,6 +642,35 @@ static bool direct_option(struct kvs *k)
             !strcmp(o->val, "y"));
 }
 
+/*
+ * Keep one backing.* option instar takes (key without "backing."):
+ * 1 taken, 0 not one of them (or given twice), -1 out of memory.
+ */
+static int backing_option(struct img_spec *s, const char *key, const char *val)
+{
+    char **slot = NULL;
+
+    if (!strcmp(key, "file.driver")) {
+        if (strcmp(val, "file"))
+            return 0;
+        s->backing_opts = true;
+        return 1;
+    }
+    if (!strcmp(key, "file.filename"))
+        slot = &s->backing_path;
+    else if (!strcmp(key, "driver"))
+        slot = &s->backing_fmt;
+    else if (!strcmp(key, "encrypt.key-secret") || !strcmp(key, "key-secret"))
+        slot = &s->backing_key_secret;
+    if (!slot || *slot)
+        return 0;
+    if (slot == &s->backing_key_secret)
+        s->backing_key_luks = !strcmp(key, "key-secret");
+    s->backing_opts = true;
+    *slot = strdup(val);
+    return *slot ? 1 : -1;
+}
+
 static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool force_share)
 {
     struct kv *drv = kvs_get(k, "driver"), *file = kvs_get(k, "file"), *fs;
@@ -689,7 +718,20 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
 
         if (o->used)
             continue;
-        /* "backing" (null: no backing file; a node name) changes the chain instar opens. */
+        /*
+         * "backing" (null: no backing file; a node name) and the other
+         * backing.* options change the chain instar opens; the backing
+         * file's own name, format and key secret are taken (and checked
+         * against the chain, open_chain_spec()).
+         */
+        if (!strncmp(o->key, "backing.", 8) && o->val) {
+            int taken = backing_option(s, o->key + 8, o->val);
+
+            if (taken < 0)
+                return -1;
+            if (taken)
+                continue;
+        }
         if (!strcmp(o->key, "backing") || !strncmp(o->key, "backing.", 8))
             return fail(s, "Option 'backing' is not supported by instar");
         if (in(fmt_opts, o->key))
@@ -809,11 +851,20 @@ out:
     return r;
 }
 
+int spec_refuse_backing(const struct img_spec *s)
+{
+    return s->backing_opts ? fail(s, "Option 'backing' is not supported by instar") : 0;
+}
+
 void spec_release(struct img_spec *s)
 {
     free(s->path);
     free(s->fmt);
     free(s->key_secret);
     free(s->data_file);
+    free(s->backing_path);
+    free(s->backing_fmt);
+    free(s->backing_key_secret);
     s->path = s->fmt = s->key_secret = s->data_file = NULL;
+    s->backing_path = s->backing_fmt = s->backing_key_secret = NULL;
 }

@@ -31,6 +31,18 @@ struct img_spec {
      * file opened instead of the name in the image, or NULL.
      */
     char *data_file;
+    /*
+     * backing.* options (qemu's "backing" child of the format node): the
+     * backing file's file.filename, driver and key secret id
+     * (encrypt.key-secret, or key-secret for luks), each NULL when not
+     * given.  open_chain_spec() takes them only where they name the
+     * backing file the image names; backing_opts is set when any is given.
+     */
+    char *backing_path;
+    char *backing_fmt;
+    char *backing_key_secret;
+    bool backing_key_luks; /* backing.key-secret (luks's name), not backing.encrypt.key-secret */
+    bool backing_opts;
 };
 
 /*
@@ -49,6 +61,13 @@ int spec_parse(struct img_spec *s, const char *arg, bool image_opts, const char 
                bool force_share);
 
 void spec_release(struct img_spec *s);
+
+/*
+ * spec_refuse_backing - for the callers that open no backing chain
+ * through open_chain_spec() (info's own open, a convert target): any
+ * backing.* option is refused.  Returns 0, or -1 after reporting.
+ */
+int spec_refuse_backing(const struct img_spec *s);
 
 /*
  * util/unicode.c mod_utf8_codepoint(): the code point of the sequence at s

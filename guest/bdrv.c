@@ -674,6 +674,15 @@ void gbs_open_or_fail(uint32_t op, const struct instar_graph *g)
     uint32_t failed;
     int ret = gbs_open_graph(g, &failed);
 
+    /*
+     * A key that unlocks no key slot: err_args[3] names the node, so the
+     * host can say "Could not open backing file: " for a backing file's.
+     */
+    if (ret == -INSTAR_ERR_LUKS_PASSWORD) {
+        uint64_t args[4] = {0, 0, 0, failed};
+
+        result_error(op, -ret, args, NULL, 0);
+    }
     if (ret < 0)
         result_error(op, -ret, NULL, NULL, 0);
 }

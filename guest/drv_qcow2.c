@@ -303,8 +303,12 @@ static int q2_open(struct gbs *bs)
         }
         if (ret < 0)
             return ret;
-        /* Written through the cipher by convert only (rebase, commit, bitmap: not built). */
-        if (bs->writable && boot->op != INSTAR_OP_CONVERT)
+        /*
+         * Written through the cipher by convert and commit (the base's
+         * copies; the top is emptied without data writes); rebase and
+         * bitmap are not built for encrypted images.
+         */
+        if (bs->writable && boot->op != INSTAR_OP_CONVERT && boot->op != INSTAR_OP_COMMIT)
             return -INSTAR_ERR_ENCRYPTED_WRITE;
     }
 
@@ -1533,8 +1537,8 @@ int gbs_qcow2_make_empty(struct gbs *bs)
     l1c = ((uint64_t)q->l1_size * 8 + cs - 1) / cs;
     if (h->version >= 3 && !h->nb_snapshots && !q->img.x.nb_bitmaps &&
         3 + l1c <= qcow2_refcount_block_entries(q->cluster_bits, h->refcount_order) &&
-        !q->geom.data_file)
-        return make_completely_empty(bs, l1c);
+        h->crypt_method != QCOW2_CRYPT_LUKS && !q->geom.data_file)
+        return make_completely_empty(bs, l1c); /* (it would drop a LUKS header's clusters) */
     /* Every active cluster discarded (QCOW2_DISCARD_SNAPSHOT, passed down). */
     ret = q2_writer(bs, &w);
     if (ret < 0)

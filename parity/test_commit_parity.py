@@ -510,3 +510,63 @@ def test_commit_other_top(instar, tmp_path, top_fmt, base_fmt, drop):
     assert c.returncode == 0, c.describe()
     if base_fmt == "raw":
         assert (a / base).read_bytes() == (b / base).read_bytes()
+
+
+# ---- encrypted chains (iotest 198) -------------------------------------------------------
+# A LUKS-encrypted qcow2 base and/or top, each with its own secret: the
+# top's key is its encrypt.key-secret, the base's the --image-opts
+# backing.encrypt.key-secret (with backing.driver and backing.file.filename
+# naming the file the top names, as 198 spells it).  The job's one copy
+# request makes the base's allocation deterministic: both files must match
+# qemu-img's byte for byte (the top is emptied cluster by cluster: qemu
+# keeps its LUKS header, so no make_completely_empty()).
+SECRETS = ["--object", "secret,id=sec0,data=astrochicken", "--object", "secret,id=sec1,data=furby"]
+LUKS0 = "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10"
+LUKS1 = "encrypt.format=luks,encrypt.key-secret=sec1,encrypt.iter-time=10"
+TOP_OPTS = "driver=qcow2,file.filename=top.qcow2"
+BACKING_OPTS = "backing.driver=qcow2,backing.file.filename=base.qcow2,backing.encrypt.key-secret=sec0"
+
+
+def _luks_chain(d, base_luks, top_luks):
+    _qimg(d, "create", "-q", "-f", "qcow2", *SECRETS, *(["-o", LUKS0] if base_luks else []), "base.qcow2", "4M")
+    _qimg(d, "create", "-q", "-f", "qcow2", *SECRETS, *(["-o", LUKS1] if top_luks else []),
+          "-b", "base.qcow2", "-F", "qcow2", "top.qcow2")
+    spec = ",".join([TOP_OPTS] + (["encrypt.key-secret=sec1"] if top_luks else [])
+                    + ([BACKING_OPTS] if base_luks else []))
+    argv = [tl.QEMU_IO, *SECRETS, "--image-opts", "-c", "write -P 9 64k 1M", spec]
+    subprocess.run(argv, cwd=d, check=True, stdout=subprocess.DEVNULL, env=tl.tool_env())
+
+
+@pytest.fixture(scope="module")
+def luks_setups(tmp_path_factory):
+    root = tmp_path_factory.mktemp("commit-luks")
+    made = {}
+    for name, base_luks, top_luks in (("both", True, True), ("base", True, False), ("top", False, True)):
+        made[name] = root / name
+        made[name].mkdir()
+        _luks_chain(made[name], base_luks, top_luks)
+    return made
+
+
+LUKS_CASES = [
+    pytest.param("both", f"{TOP_OPTS},encrypt.key-secret=sec1,{BACKING_OPTS}", id="both-backing-opts"),
+    pytest.param("base", f"{TOP_OPTS},backing.encrypt.key-secret=sec0", id="base-backing-key"),
+    pytest.param("top", f"{TOP_OPTS},encrypt.key-secret=sec1", id="top"),
+    pytest.param("both", f"{TOP_OPTS},encrypt.key-secret=sec1", id="err-both-no-backing-key"),
+    pytest.param("both", f"{TOP_OPTS},encrypt.key-secret=sec1,backing.encrypt.key-secret=sec9",
+                 id="err-both-no-such-secret"),
+    pytest.param("both", f"{TOP_OPTS},encrypt.key-secret=sec1,backing.encrypt.key-secret=sec1",
+                 id="err-both-wrong-backing-key"),
+    pytest.param("both", f"{TOP_OPTS},encrypt.key-secret=sec0,backing.encrypt.key-secret=sec0",
+                 id="err-both-wrong-top-key"),
+]
+
+
+@pytest.mark.parametrize("setup,spec", LUKS_CASES)
+def test_commit_encrypted(instar, luks_setups, tmp_path, request, setup, spec):
+    d = luks_setups[setup]
+    files = _files(d)
+    w = oc.run_writing(instar, ["commit", *SECRETS, "--image-opts", spec], tmp_path, files,
+                       {"base.qcow2": "qcow2", "top.qcow2": "qcow2"})
+    err_case = request.node.callspec.id.startswith("err-")
+    assert (w.oracle.returncode != 0) == err_case, "case id does not match qemu-img's outcome: " + w.oracle.describe()
