@@ -31,6 +31,16 @@ struct img_spec {
      * file opened instead of the name in the image, or NULL.
      */
     char *data_file;
+    /*
+     * raw's offset and size options as typed (NULL: not given), read by
+     * open_chain_spec() once the format is known (raw_read_options());
+     * *_num: a JSON number rather than a string (qemu's json: name keeps
+     * the type).
+     */
+    char *raw_offset;
+    char *raw_size;
+    bool raw_offset_num;
+    bool raw_size_num;
 };
 
 /*
