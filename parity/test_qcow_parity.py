@@ -375,6 +375,11 @@ create_case("encrypted-backing", "create", "--object", "secret,id=s,data=0123456
             "-o", "encryption=on,encrypt.key-secret=s", "-b", "base.raw", "-F", "raw", "a.qcow")
 create_case("err-encryption-secret-missing", "create", "-f", "qcow", "-o", "encryption=on,encrypt.key-secret=s",
             "a.qcow", "1M")
+# encryption is encrypt.format's alias: both at once fail, unless encryption=off (dropped first)
+create_case("err-encryption-and-format", "create", "--object", "secret,id=s,data=abc", "-f", "qcow", "-o",
+            "encryption=yes,encrypt.format=aes,encrypt.key-secret=s", "a.qcow", "1M")
+create_case("encryption-off-format-aes", "create", "--object", "secret,id=s,data=abc", "-f", "qcow", "-o",
+            "encryption=off,encrypt.format=aes,encrypt.key-secret=s", "a.qcow", "1M")
 for _cid, _args in [("size-0", ["a.qcow", "0"]),
                     ("encryption-no-secret", ["-o", "encryption=on", "a.qcow", "1M"]),
                     ("encrypt-format-luks", ["-o", "encrypt.format=luks", "a.qcow", "1M"]),
