@@ -40,10 +40,19 @@ int graph_check_keys(const struct open_chain *oc, const char *filename)
     for (unsigned i = 0; i < oc->n; i++) {
         /* The top image's key-secret unlocks it (a backing file's is not taken yet). */
         if (oc->img[i].info->encrypted && !(i == 0 && oc->key)) {
-            /* block/crypto.c's option is key-secret; qcow2's encrypt.key-secret. */
-            report_error("Could not open '%s': Parameter '%skey-secret' is required for "
+            /*
+             * block/crypto.c's option is key-secret; qcow2's encrypt.key-secret.
+             * A backing file's open error comes after one "Could not open
+             * backing file: " per level (bdrv_open_backing_file()).
+             */
+            char prefix[POLICY_CHAIN_MAX * 29 + 1] = "";
+
+            for (unsigned j = 0; j < i && j < POLICY_CHAIN_MAX; j++)
+                strcat(prefix, "Could not open backing file: ");
+            report_error("Could not open '%s': %sParameter '%skey-secret' is required for "
                          "cipher",
-                         filename, strcmp(oc->img[i].info->format, "luks") ? "encrypt." : "");
+                         filename, prefix,
+                         strcmp(oc->img[i].info->format, "luks") ? "encrypt." : "");
             return -1;
         }
     }

@@ -226,6 +226,8 @@ static int describe(struct image_info *ii, struct open_image *img, const char *n
         args.flags |= INSTAR_INFO_VPC_SIZE_CHS;
     if (flags & OPEN_VPC_SIZE_CURRENT)
         args.flags |= INSTAR_INFO_VPC_SIZE_CURRENT;
+    if (flags & OPEN_HAS_KEY)
+        args.flags |= INSTAR_INFO_HAS_KEY;
     memset(dev, 0, sizeof(dev));
     dev[0].fd = fd;
     dev[0].size = (uint64_t)st->st_size;
@@ -490,7 +492,8 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
         image_info_raw(ii, &img->st, fmt);
         if (image_lock(img->fd, name, true, flags, msg) < 0)
             goto fail;
-    } else if (describe(ii, img, name, fmt, img->fd, &img->st, flags, msg, &gerr) < 0) {
+    } else if (describe(ii, img, name, fmt, img->fd, &img->st,
+                        depth > 0 ? flags & ~OPEN_HAS_KEY : flags, msg, &gerr) < 0) {
         /*
          * BDRV_O_CHECK opens tolerate some qcow2 damage the plain open
          * refuses (an oversized snapshot table): the check planner opens
@@ -921,6 +924,8 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
         if (fd >= 0)
             close(fd);
     }
+    if (spec->key_secret)
+        flags |= OPEN_HAS_KEY;
     data_file_option = spec->data_file;
     if (!spec->path)
         r = open_chain_report(oc, spec->display, spec->display, spec->fmt, flags);

@@ -37,6 +37,12 @@ struct img_spec;
 /* vpc's force_size_calc for the top image (spec->vpc_size_calc): chs, current_size. */
 #define OPEN_VPC_SIZE_CHS     (1u << 7)
 #define OPEN_VPC_SIZE_CURRENT (1u << 8)
+/*
+ * The top image comes with a secret (encrypt.key-secret): the open of a
+ * qcow AES image with I/O does not fail for want of one (the secret is
+ * looked up once the chain is open, open_chain_spec()).
+ */
+#define OPEN_HAS_KEY (1u << 9)
 
 /*
  * open_vhdx_preface - print the line vhdx_open() reports before it fails

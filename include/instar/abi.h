@@ -475,6 +475,11 @@ enum instar_op {
  * again when they open: the host then reports the missing file.
  */
 #define INSTAR_INFO_VMDK_PARTIAL (1u << 5)
+/*
+ * A secret comes with the image (since ABI v46): with OPEN_CHECK (an open
+ * with I/O), a qcow AES image opens rather than fail for want of a key.
+ */
+#define INSTAR_INFO_HAS_KEY (1u << 6)
 
 struct instar_info_args {
     char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */
