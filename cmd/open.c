@@ -823,23 +823,30 @@ static int raw_size_option(const struct img_spec *spec, const char *name, const 
 int open_raw_window(struct image_info *ii, uint64_t len, const struct img_spec *spec,
                     struct instar_window *w)
 {
+    /* A JSON null names the option without giving it. */
+    const char *o_val =
+        spec->raw_offset_num && spec->raw_offset && !strcmp(spec->raw_offset, "null")
+            ? NULL
+            : spec->raw_offset;
+    const char *s_val = spec->raw_size_num && spec->raw_size && !strcmp(spec->raw_size, "null")
+                            ? NULL
+                            : spec->raw_size;
     uint64_t off = 0, size = 0, vs;
-
-    /* bdrv_getlength() of the file node: whole sectors. */
-    len = len > (uint64_t)INT64_MAX - 511 ? (uint64_t)INT64_MAX - 511 : (len + 511) & ~511ull;
     bool oom, oomo = false, ooms = false;
     char *esc, *eo = NULL, *es = NULL, *name;
 
     if (!spec->raw_offset && !spec->raw_size)
         return 0;
+    /* bdrv_getlength() of the file node: whole sectors. */
+    len = len > (uint64_t)INT64_MAX - 511 ? (uint64_t)INT64_MAX - 511 : (len + 511) & ~511ull;
     if (strcmp(ii->format, "raw")) {
         report_error("Could not open '%s': Block format '%s' does not support the option '%s'",
                      spec->display, ii->format, spec->raw_offset ? "offset" : "size");
         return -1;
     }
-    if (spec->raw_offset && raw_size_option(spec, "offset", spec->raw_offset, &off) < 0)
+    if (o_val && raw_size_option(spec, "offset", o_val, &off) < 0)
         return -1;
-    if (spec->raw_size && raw_size_option(spec, "size", spec->raw_size, &size) < 0)
+    if (s_val && raw_size_option(spec, "size", s_val, &size) < 0)
         return -1;
     if (off > len) {
         report_error("Could not open '%s': Offset (%" PRIu64 ") cannot be greater than size of "
@@ -847,7 +854,7 @@ int open_raw_window(struct image_info *ii, uint64_t len, const struct img_spec *
                      spec->display, off, len);
         return -1;
     }
-    if (spec->raw_size && len - off < size) {
+    if (s_val && len - off < size) {
         /* (sic: two spaces before "actual") */
         report_error("Could not open '%s': The sum of offset (%" PRIu64 ") and size (%" PRIu64
                      ") has to be smaller or equal to the  actual size of the containing file "
@@ -855,14 +862,14 @@ int open_raw_window(struct image_info *ii, uint64_t len, const struct img_spec *
                      spec->display, off, size, len);
         return -1;
     }
-    if (spec->raw_size && size % 512) {
+    if (s_val && size % 512) {
         report_error("Could not open '%s': Specified size is not multiple of 512", spec->display);
         return -1;
     }
     w->offset = off;
-    w->size = spec->raw_size ? size : 0;
-    w->has_size = spec->raw_size ? 1 : 0;
-    vs = spec->raw_size ? size : len - off;
+    w->size = s_val ? size : 0;
+    w->has_size = s_val ? 1 : 0;
+    vs = s_val ? size : len - off;
     ii->virtual_size = (int64_t)(vs > (uint64_t)INT64_MAX - 511 ? (uint64_t)INT64_MAX - 511
                                                                 : (vs + 511) & ~(uint64_t)511);
 

@@ -769,7 +769,8 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
             char **dst = off ? &s->raw_offset : &s->raw_size;
 
             free(*dst);
-            if (!(*dst = strdup(o->val ? o->val : "")))
+            /* JSON null: no value (qemu_opts_absorb_qdict() skips it), but named as null. */
+            if (!(*dst = strdup(o->val ? o->val : "null")))
                 return -1;
             *(off ? &s->raw_offset_num : &s->raw_size_num) = !o->is_str && !o->is_bool;
             continue;

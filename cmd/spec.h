@@ -34,8 +34,8 @@ struct img_spec {
     /*
      * raw's offset and size options as typed (NULL: not given), read by
      * open_chain_spec() once the format is known (raw_read_options());
-     * *_num: a JSON number rather than a string (qemu's json: name keeps
-     * the type).
+     * *_num: a JSON number (or null, "null": named, not read) rather than a
+     * string (qemu's json: name keeps the type).
      */
     char *raw_offset;
     char *raw_size;

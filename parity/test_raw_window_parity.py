@@ -62,6 +62,8 @@ case("info-offset-past-eof-in-sector", "info", IO, "driver=raw,offset=1049833,fi
 case("info-probed", "info", IO, "file.filename=disk.raw,offset=0x100000,size=1.5M")
 case("info-json", "info", "--output=json", "json:{\"driver\": \"raw\", \"offset\": 1048576, "
      "\"size\": \"2M\", \"file\": {\"driver\": \"file\", \"filename\": \"disk.raw\"}}")
+case("info-json-null", "info", "json:{\"driver\": \"raw\", \"offset\": \"1M\", \"size\": null, "
+     "\"file\": {\"driver\": \"file\", \"filename\": \"disk.raw\"}}")  # named, not given
 case("err-info-offset-past-eof", "info", IO, "driver=raw,offset=5M,file.filename=disk.raw")
 case("err-info-size-past-eof", "info", IO, "driver=raw,offset=1M,size=4M,file.filename=disk.raw")
 case("err-info-size-unaligned", "info", IO, "driver=raw,offset=1M,size=1000,file.filename=disk.raw")
