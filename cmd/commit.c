@@ -304,6 +304,9 @@ int cmd_commit(int argc, char **argv)
     if (open_chain_arg(&oc, filename, image_opts, fmt, false, OPEN_RDWR) < 0)
         return 1;
     oc_open = true;
+    /* img_open() opens the chain with I/O: encrypted images need their keys. */
+    if (graph_check_keys(&oc, filename) < 0)
+        goto out_quiet;
 
     progress_init(progress, 1.f);
     progress_print(0.f, 100);
@@ -327,8 +330,6 @@ int cmd_commit(int argc, char **argv)
         }
         bi = 1;
     }
-    if (graph_check_keys(&oc, filename) < 0)
-        goto out_quiet;
     /*
      * A qcow2 or qcow top is emptied afterwards; vmdk and qed have no
      * bdrv_make_empty (left as they are).

@@ -347,6 +347,12 @@ static int target_spec(const char *arg, const char **out_fmt, struct img_spec *s
                      arg);
         return -1;
     }
+    /* raw's offset/size on the target: its writes would need the window too. */
+    if (spec->raw_offset || spec->raw_size) {
+        report_error("Could not open '%s': Option '%s' is not supported by instar", arg,
+                     spec->raw_offset ? "offset" : "size");
+        return -1;
+    }
     *out_fmt = strcmp(spec->fmt, "file") ? spec->fmt : "raw";
     return 0;
 }

@@ -323,6 +323,24 @@ static const char *opt_str(const struct opt_list *l, const char *name)
     return v ? v->str : NULL;
 }
 
+/*
+ * qcow_co_create_opts() / qcow2_co_create_opts(): encryption=X (as typed,
+ * but off, which is dropped) is renamed to encrypt.format, which must not
+ * be given as well (qdict_rename_keys()).  Returns -1 after reporting.
+ */
+static int encryption_alias_check(const char *name, const struct opt_list *l)
+{
+    const char *e = opt_str(l, "encryption");
+
+    if (e && strcmp(e, "off") && opt_str(l, "encrypt.format")) {
+        fail_file(name, NULL,
+                  "'encrypt.format' and its alias 'encryption' can't be used at the "
+                  "same time");
+        return -1;
+    }
+    return 0;
+}
+
 static bool opt_bool(const struct opt_list *l, const char *name)
 {
     const struct opt_val *v = opts_find(l, name);
@@ -622,6 +640,8 @@ static int create_qcow(const char *name, const char *path, const struct opt_list
         fail_file(name, NULL, "unrecognized backing format '%s'", bfmt);
         return -1;
     }
+    if (encryption_alias_check(name, l) < 0)
+        return -1;
     if (prealloc_mode(pa) < 0) {
         fail_file(name, NULL, "Parameter 'preallocation' does not accept value '%s'", pa);
         return -1;
@@ -1469,6 +1489,8 @@ static int qcow2_validate(const char *filename, const struct opt_list *l, uint64
     int mode;
 
     memset(p, 0, sizeof(*p));
+    if (encryption_alias_check(filename, l) < 0)
+        return -1;
     p->backing_file = opt_str(l, "backing_file");
     p->backing_fmt = opt_str(l, "backing_fmt");
     p->data_file = opt_str(l, "data_file");

@@ -161,6 +161,9 @@ int graph_add_chain(struct graph *gr, const struct open_chain *oc, const char *f
             n->data = (uint32_t)dev;
         }
         n->backing = i + 1 < oc->n ? gr->g.nnodes + i + 1 : INSTAR_NO_NODE;
+        /* raw's offset/size options: the top image's only (backing options are refused). */
+        if (i == 0)
+            gr->g.window[gr->g.nnodes] = oc->window;
     }
     gr->g.nnodes += oc->n;
     return 0;

@@ -391,7 +391,8 @@ static bool info_force_share;
  * Returns a new image_info, or NULL after reporting.
  */
 static struct image_info *info_one(const char *display, const char *name, const char *fmt,
-                                   unsigned depth, unsigned flags, struct policy_chain *chain)
+                                   unsigned depth, unsigned flags, struct policy_chain *chain,
+                                   uint64_t *file_len)
 {
     struct open_image img;
     struct image_info *ii;
@@ -409,6 +410,7 @@ static struct image_info *info_one(const char *display, const char *name, const 
         return NULL;
     ii = img.info;
     img.info = NULL;
+    *file_len = (uint64_t)img.st.st_size;
     open_image_release(&img);
     return ii;
 }
@@ -427,6 +429,8 @@ static int info_collect(const struct img_spec *spec, bool chain, struct image_in
     const char *display = spec->display;
     unsigned flags = spec->path ? OPEN_LITERAL : 0;
     struct policy_chain pc;
+    struct instar_window window;
+    uint64_t file_len = 0;
 
     if (spec->vpc_size_calc)
         flags |= spec->vpc_size_calc == 1 ? OPEN_VPC_SIZE_CHS : OPEN_VPC_SIZE_CURRENT;
@@ -450,9 +454,14 @@ static int info_collect(const struct img_spec *spec, bool chain, struct image_in
                          POLICY_CHAIN_MAX);
             goto fail;
         }
-        ii = info_one(display, filename, fmt, n, flags, &pc);
+        ii = info_one(display, filename, fmt, n, flags, &pc, &file_len);
         if (!ii)
             goto fail;
+        /* raw's offset and size options. */
+        if (n == 0 && open_raw_window(ii, file_len, spec, &window) < 0) {
+            image_info_free(ii);
+            goto fail;
+        }
         /* data-file.filename: qcow2's child (not opened by info's metadata-only open). */
         if (n == 0 && spec->data_file && strcmp(ii->format, "qcow2")) {
             report_error("Could not open '%s': Block format '%s' does not support the option "

@@ -540,6 +540,9 @@ int cmd_measure(int argc, char **argv)
             goto out;
         src_open = true;
         src.filename = filename;
+        /* img_open() opens with I/O: an encrypted image needs its key. */
+        if (graph_check_keys(&src.oc, filename) < 0)
+            goto out;
         if (snap_arg_given(&sa)) {
             src.snapshot = snap_arg_select(&sa, &src.oc, filename, MEASURE_GUEST_MEM);
             if (src.snapshot < 0)
@@ -573,6 +576,13 @@ int cmd_measure(int argc, char **argv)
         snprintf(num, sizeof(num), "%" PRIu64, img_size);
         opts_set(&l, "size", num, img_size);
     }
+
+    /*
+     * ... and unlocks it (a wrong LUKS passphrase fails): qcow2's walk over
+     * the source does it, the other drivers read no data.
+     */
+    if (src_open && strcmp(out_fmt, "qcow2") && graph_unlock_chain(&src.oc, filename) < 0)
+        goto out;
 
     /* bdrv_measure() */
     if (!strcmp(out_fmt, "raw")) {

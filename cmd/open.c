@@ -41,6 +41,7 @@
 #include "parallels/parallels_err.h"
 #include "report.h"
 #include "result.h"
+#include "size.h"
 #include "spec.h"
 #include "vmm.h"
 
@@ -225,6 +226,8 @@ static int describe(struct image_info *ii, struct open_image *img, const char *n
         args.flags |= INSTAR_INFO_VPC_SIZE_CHS;
     if (flags & OPEN_VPC_SIZE_CURRENT)
         args.flags |= INSTAR_INFO_VPC_SIZE_CURRENT;
+    if (flags & OPEN_HAS_KEY)
+        args.flags |= INSTAR_INFO_HAS_KEY;
     memset(dev, 0, sizeof(dev));
     dev[0].fd = fd;
     dev[0].size = (uint64_t)st->st_size;
@@ -489,7 +492,8 @@ int open_image(struct open_image *img, const char *name, const char *fmt, unsign
         image_info_raw(ii, &img->st, fmt);
         if (image_lock(img->fd, name, true, flags, msg) < 0)
             goto fail;
-    } else if (describe(ii, img, name, fmt, img->fd, &img->st, flags, msg, &gerr) < 0) {
+    } else if (describe(ii, img, name, fmt, img->fd, &img->st,
+                        depth > 0 ? flags & ~OPEN_HAS_KEY : flags, msg, &gerr) < 0) {
         /*
          * BDRV_O_CHECK opens tolerate some qcow2 damage the plain open
          * refuses (an oversized snapshot table): the check planner opens
@@ -827,6 +831,116 @@ static int backing_options(struct open_chain *oc, const struct img_spec *spec, u
     return 0;
 }
 
+/*
+ * raw_read_options(): one of raw's size options as typed, into *v, with
+ * qemu's message after "Could not open 'DISPLAY': " on failure.
+ */
+static int raw_size_option(const struct img_spec *spec, const char *name, const char *val,
+                           uint64_t *v)
+{
+    int err = size_parse(val, NULL, v);
+
+    if (err == -ERANGE) {
+        report_error("Could not open '%s': Value '%s' is out of range for parameter '%s'",
+                     spec->display, val, name);
+        return -1;
+    }
+    if (err) {
+        report_error("Could not open '%s': Parameter '%s' expects a non-negative number below "
+                     "2^64",
+                     spec->display, name);
+        fputs("Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+              "and exabytes, respectively.\n",
+              stderr);
+        return -1;
+    }
+    return 0;
+}
+
+int open_raw_window(struct image_info *ii, uint64_t len, const struct img_spec *spec,
+                    struct instar_window *w)
+{
+    /* A JSON null names the option without giving it. */
+    const char *o_val =
+        spec->raw_offset_num && spec->raw_offset && !strcmp(spec->raw_offset, "null")
+            ? NULL
+            : spec->raw_offset;
+    const char *s_val = spec->raw_size_num && spec->raw_size && !strcmp(spec->raw_size, "null")
+                            ? NULL
+                            : spec->raw_size;
+    uint64_t off = 0, size = 0, vs;
+    bool oom, oomo = false, ooms = false;
+    char *esc, *eo = NULL, *es = NULL, *name;
+
+    if (!spec->raw_offset && !spec->raw_size)
+        return 0;
+    /* bdrv_getlength() of the file node: whole sectors. */
+    len = len > (uint64_t)INT64_MAX - 511 ? (uint64_t)INT64_MAX - 511 : (len + 511) & ~511ull;
+    if (strcmp(ii->format, "raw")) {
+        report_error("Could not open '%s': Block format '%s' does not support the option '%s'",
+                     spec->display, ii->format, spec->raw_offset ? "offset" : "size");
+        return -1;
+    }
+    if (o_val && raw_size_option(spec, "offset", o_val, &off) < 0)
+        return -1;
+    if (s_val && raw_size_option(spec, "size", s_val, &size) < 0)
+        return -1;
+    if (off > len) {
+        report_error("Could not open '%s': Offset (%" PRIu64 ") cannot be greater than size of "
+                     "the containing file (%" PRIu64 ")",
+                     spec->display, off, len);
+        return -1;
+    }
+    if (s_val && len - off < size) {
+        /* (sic: two spaces before "actual") */
+        report_error("Could not open '%s': The sum of offset (%" PRIu64 ") and size (%" PRIu64
+                     ") has to be smaller or equal to the  actual size of the containing file "
+                     "(%" PRIu64 ")",
+                     spec->display, off, size, len);
+        return -1;
+    }
+    if (s_val && size % 512) {
+        report_error("Could not open '%s': Specified size is not multiple of 512", spec->display);
+        return -1;
+    }
+    w->offset = off;
+    w->size = s_val ? size : 0;
+    w->has_size = s_val ? 1 : 0;
+    vs = s_val ? size : len - off;
+    ii->virtual_size = (int64_t)(vs > (uint64_t)INT64_MAX - 511 ? (uint64_t)INT64_MAX - 511
+                                                                : (vs + 511) & ~(uint64_t)511);
+
+    esc = json_escape(ii->filename, &oom);
+    if (spec->raw_offset)
+        eo = json_escape(spec->raw_offset, &oomo);
+    if (spec->raw_size)
+        es = json_escape(spec->raw_size, &ooms);
+    name = NULL;
+    if (esc && (eo || !spec->raw_offset) && (es || !spec->raw_size)) {
+        const char *q_o = spec->raw_offset_num ? "" : "\"", *q_s = spec->raw_size_num ? "" : "\"";
+
+        name = msgf("json:{%s%s%s%s%s\"driver\": \"raw\", %s%s%s%s%s\"file\": {\"driver\": "
+                    "\"file\", \"filename\": \"%s\"}}",
+                    eo ? "\"offset\": " : "", eo ? q_o : "", eo ? eo : "", eo ? q_o : "",
+                    eo ? ", " : "", es ? "\"size\": " : "", es ? q_s : "", es ? es : "",
+                    es ? q_s : "", es ? ", " : "", esc);
+    }
+    free(esc);
+    free(eo);
+    free(es);
+    if (!name) {
+        /* json_escape() answers NULL without oom for a name qemu cannot print: keep it. */
+        if (oom || oomo || ooms) {
+            report_error("Cannot allocate memory");
+            return -1;
+        }
+        return 0;
+    }
+    free(ii->filename);
+    ii->filename = name;
+    return 0;
+}
+
 int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags)
 {
     if (spec->force_share)
@@ -854,6 +968,8 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
         if (fd >= 0)
             close(fd);
     }
+    if (spec->key_secret)
+        flags |= OPEN_HAS_KEY;
     data_file_option = spec->data_file;
     if (!spec->path)
         r = open_chain_report(oc, spec->display, spec->display, spec->fmt, flags);
@@ -872,6 +988,11 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
         oc->direct = spec->direct;
         oc->vpc_size_calc = spec->vpc_size_calc;
         oc->prl_truncate = spec->prl_truncate;
+        if (open_raw_window(oc->img[0].info, (uint64_t)oc->img[0].st.st_size, spec, &oc->window) <
+            0) {
+            open_chain_close(oc);
+            return -1;
+        }
         if (spec->vpc_size_calc &&
             open_vpc_json_filename(oc->img[0].info, spec->vpc_size_calc) < 0) {
             open_chain_close(oc);

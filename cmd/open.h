@@ -13,7 +13,10 @@
 #include <sys/stat.h>
 
 #include "info.h"
+#include "instar/abi.h"
 #include "policy.h"
+
+struct img_spec;
 
 #define OPEN_RDWR        (1u << 0) /* the top image read-write (check -r, resize) */
 #define OPEN_NO_BACKING  (1u << 1) /* qemu's BDRV_O_NO_BACKING: no chain (data file opened) */
@@ -34,6 +37,12 @@
 /* vpc's force_size_calc for the top image (spec->vpc_size_calc): chs, current_size. */
 #define OPEN_VPC_SIZE_CHS     (1u << 7)
 #define OPEN_VPC_SIZE_CURRENT (1u << 8)
+/*
+ * The top image comes with a secret (encrypt.key-secret): the open of a
+ * qcow AES image with I/O does not fail for want of one (the secret is
+ * looked up once the chain is open, open_chain_spec()).
+ */
+#define OPEN_HAS_KEY (1u << 9)
 
 /*
  * open_vhdx_preface - print the line vhdx_open() reports before it fails
@@ -88,6 +97,12 @@ struct open_chain {
     const char *key;        /* img[0]'s LUKS passphrase (its encrypt.key-secret), or NULL */
     /* img[1]'s passphrase (the spec's backing.encrypt.key-secret), or NULL */
     const char *backing_key;
+    /*
+     * img[0] raw with its offset/size options (spec->raw_offset/raw_size,
+     * checked against the file as raw_apply_options() does): the bytes of
+     * the file it is; all zero for the whole file.
+     */
+    struct instar_window window;
 };
 
 /*
@@ -118,13 +133,26 @@ int open_chain_msg(struct open_chain *oc, const char *filename, const char *fmt,
                    char **msg);
 
 /*
+ * open_raw_window - raw's offset and size options (spec->raw_offset,
+ * spec->raw_size) on an opened top image ii whose file has len bytes:
+ * raw_read_options() and raw_apply_options() against the file's length
+ * (file metadata, not image bytes), with qemu's messages; the window into
+ * *w, the virtual size it leaves into ii (bdrv_getlength(): rounded up to
+ * whole sectors), and ii->filename the json:{...} name qemu gives the node
+ * (its strong options first, in QDict order: offset, driver, size, file).
+ * An image that is not raw refuses the options as qemu does.  Without
+ * the options, nothing changes.  Returns 0, or -1 after reporting.
+ */
+int open_raw_window(struct image_info *ii, uint64_t len, const struct img_spec *spec,
+                    struct instar_window *w);
+
+/*
  * open_chain_spec - open_chain for an image argument read by spec_parse()
  * (cmd/spec.h): a plain filename as open_chain does; a json: or
  * --image-opts one at its file.filename (literally), in its driver, with
  * its force-share, and failures quoted with the argument as typed.
  * Returns 0 (release with open_chain_close), or -1 after reporting.
  */
-struct img_spec;
 int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned flags);
 
 /*

@@ -621,7 +621,23 @@ int cmd_resize(int argc, char **argv)
     }
 
     if (!strcmp(im->info->format, "raw") || !strcmp(im->info->format, "file")) {
-        if (resize_raw(im, total, prealloc) < 0)
+        /* raw_co_truncate(): a size option fixes the size; an offset moves the file's end. */
+        uint64_t wo = oc.window.offset;
+
+        if (oc.window.has_size) {
+            report_error("Cannot resize fixed-size raw disks");
+            goto out;
+        }
+        if (wo > (uint64_t)(INT64_MAX - total)) {
+            report_error("Disk size too large for the chosen offset");
+            goto out;
+        }
+        if (wo && total + (int64_t)wo > RESIZE_MAX_LENGTH) {
+            report_error("offset(%" PRId64 ") exceeds maximum(%" PRId64 ")", total + (int64_t)wo,
+                         (int64_t)RESIZE_MAX_LENGTH);
+            goto out;
+        }
+        if (resize_raw(im, total + (int64_t)wo, prealloc) < 0)
             goto out;
     } else if (!strcmp(im->info->format, "qcow2")) {
         /* qcow2_co_truncate() checks the alignment first. */

@@ -805,8 +805,18 @@ static int interpret(struct img_spec *s, struct kvs *k, const char *fmt, bool fo
             }
             continue;
         }
-        if (d && !strcmp(d, "raw") && (!strcmp(o->key, "offset") || !strcmp(o->key, "size")))
-            return fail(s, "Option '%s' is not supported by instar", o->key);
+        /* raw's (or a probed format's: open_chain_spec() refuses them unless it is raw). */
+        if ((!d || !strcmp(d, "raw")) && (!strcmp(o->key, "offset") || !strcmp(o->key, "size"))) {
+            bool off = !strcmp(o->key, "offset");
+            char **dst = off ? &s->raw_offset : &s->raw_size;
+
+            free(*dst);
+            /* JSON null: no value (qemu_opts_absorb_qdict() skips it), but named as null. */
+            if (!(*dst = strdup(o->val ? o->val : "null")))
+                return -1;
+            *(off ? &s->raw_offset_num : &s->raw_size_num) = !o->is_str && !o->is_bool;
+            continue;
+        }
         return fail(s, "Block format '%s' does not support the option '%s'", d ? d : "(probed)",
                     o->key);
     }
@@ -865,6 +875,8 @@ void spec_release(struct img_spec *s)
     free(s->backing_path);
     free(s->backing_fmt);
     free(s->backing_key_secret);
-    s->path = s->fmt = s->key_secret = s->data_file = NULL;
+    free(s->raw_offset);
+    free(s->raw_size);
+    s->path = s->fmt = s->key_secret = s->data_file = s->raw_offset = s->raw_size = NULL;
     s->backing_path = s->backing_fmt = s->backing_key_secret = NULL;
 }

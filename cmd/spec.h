@@ -43,6 +43,16 @@ struct img_spec {
     char *backing_key_secret;
     bool backing_key_luks; /* backing.key-secret (luks's name), not backing.encrypt.key-secret */
     bool backing_opts;
+    /*
+     * raw's offset and size options as typed (NULL: not given), read by
+     * open_chain_spec() once the format is known (raw_read_options());
+     * *_num: a JSON number (or null, "null": named, not read) rather than a
+     * string (qemu's json: name keeps the type).
+     */
+    char *raw_offset;
+    char *raw_size;
+    bool raw_offset_num;
+    bool raw_size_num;
 };
 
 /*

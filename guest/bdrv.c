@@ -109,6 +109,12 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
         if (in->backing != INSTAR_NO_NODE && (in->backing <= i || in->backing >= n))
             return -INSTAR_ERR_BAD_ARGS;
         bs->drv_opts = in->driver >> INSTAR_DRV_OPT_SHIFT;
+        /* A window (raw's offset/size) is a raw node's alone; a zeroed one is the whole file. */
+        bs->window = g->window[i];
+        if (in->driver != INSTAR_DRV_RAW && (bs->window.offset || bs->window.has_size))
+            return -INSTAR_ERR_BAD_ARGS;
+        if (bs->window.has_size > 1)
+            return -INSTAR_ERR_BAD_ARGS;
         if (in->driver == INSTAR_DRV_RAW)
             bs->drv = &gbs_drv_raw;
         else if (in->driver == INSTAR_DRV_QCOW2)
@@ -588,31 +594,61 @@ int gbs_close(struct gbs *bs)
 
 /* --- raw --- */
 
+/*
+ * raw_open() and raw_getlength(): the file's length past the window's
+ * offset (none when the offset lies past the end), at most its size.
+ * The host checked the options against the file as raw_apply_options()
+ * does; these bounds hold whatever it sent.
+ */
 static int raw_open(struct gbs *bs)
 {
-    bs->total = gbs_dev_length(bs->file);
+    uint64_t len = gbs_dev_length(bs->file), off = bs->window.offset, n;
+
+    n = len > off ? len - off : 0;
+    if (bs->window.has_size && bs->window.size < n)
+        n = bs->window.size;
+    /* bdrv_getlength(): whole sectors (the file's are; an odd offset leaves a part). */
+    bs->total = n > UINT64_MAX - 511 ? n & ~511ull : (n + 511) & ~511ull;
     bs->supports_backing = false;
     return 0;
+}
+
+/*
+ * raw_adjust_offset(): a node offset (inside bs->total, which the
+ * generic layer checked) moved into the file, or -GBS_EINVAL.
+ */
+static int raw_file_offset(const struct gbs *bs, uint64_t off, uint64_t *file_off)
+{
+    return ovf_add_u64(off, bs->window.offset, file_off) ? -GBS_EINVAL : 0;
 }
 
 static int raw_block_status(struct gbs *bs, bool want_zero, uint64_t off, uint64_t bytes,
                             uint64_t *pnum, uint64_t *map, uint32_t *dev)
 {
     (void)want_zero;
+    if (raw_file_offset(bs, off, map) < 0)
+        return -GBS_EINVAL;
     *pnum = bytes;
-    *map = off;
     *dev = bs->file;
     return INSTAR_BS_RAW | INSTAR_BS_OFFSET_VALID;
 }
 
 static int raw_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
 {
-    return gblk_pread_direct(bs->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+    uint64_t fo;
+
+    if (raw_file_offset(bs, off, &fo) < 0)
+        return -GBS_EINVAL;
+    return gblk_pread_direct(bs->file, fo, buf, len) < 0 ? -GBS_EIO : 0;
 }
 
 static int raw_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
 {
-    return gdev_pwrite(bs->file, off, buf, len) < 0 ? -GBS_EIO : 0;
+    uint64_t fo;
+
+    if (raw_file_offset(bs, off, &fo) < 0)
+        return -GBS_EINVAL;
+    return gdev_pwrite(bs->file, fo, buf, len) < 0 ? -GBS_EIO : 0;
 }
 
 static int raw_flush(struct gbs *bs)
@@ -626,6 +662,8 @@ static int raw_flush(struct gbs *bs)
  */
 static int raw_pwrite_zeroes(struct gbs *bs, uint64_t off, uint64_t bytes, uint32_t flags)
 {
+    if (raw_file_offset(bs, off, &off) < 0)
+        return -GBS_EINVAL;
     return gdev_zero(bs->file, off, bytes,
                      (flags & GBS_ZERO_MAY_UNMAP) ? 0 : INSTAR_ZERO_ALLOCATE) < 0
                ? -GBS_EIO

@@ -118,6 +118,8 @@ struct gbs {
     const uint8_t *seed;
     /* The first corruption this node signalled (qcow2_signal_corruption). */
     bool corrupt_signalled;
+    /* raw's offset and size options (instar_graph.window): the node's bytes in its file. */
+    struct instar_window window;
 };
 
 /*

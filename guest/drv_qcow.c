@@ -135,7 +135,7 @@ static int qcow_drv_open(struct gbs *bs)
         for (i = 0; i < len && i < 16 && bs->key->data[i]; i++)
             key[i] = bs->key->data[i];
         if (luks_volume_init(&s->aes, &aes, 16, key) < 0)
-            ret = -QCOW_ERR_AES_UNSUPPORTED;
+            ret = -QCOW_ERR_AES_INIT; /* (nettle's setup of a valid key: never) */
         s->encrypted = true;
     }
     if (ret < 0)

@@ -493,8 +493,12 @@ void plan_check(void)
     if (!strcmp(drv, "qcow")) {
         static struct gbs_qcow_desc d;
 
-        /* qemu-img check opens the image (with I/O) before it asks for the check. */
-        gbs_qcow_describe(OP, GOPEN_DEV, true, &d);
+        /*
+         * qemu-img check opens the image (with I/O) before it asks for the
+         * check: an AES image needs its key (any key: a wrong one shows only
+         * in the data).
+         */
+        gbs_qcow_describe(OP, GOPEN_DEV, !a->has_key, &d);
         send_notsup("qcow");
     }
     if (!strcmp(drv, "bochs")) {

@@ -115,7 +115,8 @@ static __attribute__((noreturn)) void info_qcow(uint32_t flags)
     struct instar_str bf = {0, 0};
 
     /* info opens without I/O; a chain's or check's open has I/O: an AES key is needed. */
-    gbs_qcow_describe(INSTAR_OP_INFO, DEV_IMAGE, (flags & INSTAR_INFO_OPEN_CHECK) != 0, &d);
+    gbs_qcow_describe(INSTAR_OP_INFO, DEV_IMAGE,
+                      (flags & INSTAR_INFO_OPEN_CHECK) && !(flags & INSTAR_INFO_HAS_KEY), &d);
     if (rbuf_init(&rb, sizeof(struct instar_info_result)) < 0)
         fail(INSTAR_ERR_NOMEM);
     if (d.has_backing)

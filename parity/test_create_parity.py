@@ -102,6 +102,8 @@ ERR = {
     "size-twice": "size=2M",
     "encrypt": "encrypt.format=luks",
     "encryption-on": "encryption=on",
+    # encryption is encrypt.format's alias (qdict_rename_keys(), before the cluster size)
+    "encryption-and-format": "encryption=on,encrypt.format=aes,cluster_size=3",
 }
 for cid, o in ERR.items():
     case(f"err-{cid}", ["create", "-f", "qcow2", "-u", "-o", o, "x.qcow2", "1M"], ("x.qcow2", "d.raw"))

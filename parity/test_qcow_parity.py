@@ -137,6 +137,8 @@ def qcowdir(tmp_path_factory):
     q("create", "-q", "--object", "secret,id=s,data=abc", "-f", "qcow", "-o",
       "encryption=on,encrypt.key-secret=s", "enc0.qcow", "1M")
     (d / "tail.raw").write_bytes(bytes((i * 7 + 1) & 255 for i in range(5000)))
+    # an overlay of the AES image: its backing file needs a key no option can give
+    q("create", "-q", "-f", "qcow2", "-b", "enc.qcow", "-F", "qcow", "encovl.qcow2", "1M")
     for name, data in HOSTILE.items():
         (d / f"h-{name}.qcow").write_bytes(data)
     return d
@@ -214,6 +216,13 @@ case("info-plain-key-unknown-id", "info", "--image-opts", "driver=qcow,encrypt.k
 case("info-enc-json-name-key", "info", "json:{\"driver\":\"qcow\",\"encrypt\":{\"key-secret\":\"s\"},"
      "\"file\":{\"filename\":\"enc.qcow\"}}")
 case("err-map-enc-wrong-secret", "map", *_K, "driver=qcow,encrypt.key-secret=t,file.filename=@enc")
+# check opens the image with I/O (the key then unlocks it) before it finds no check: exit 63
+case("check-enc-key", "check", *_K, _ENC)
+case("err-check-enc-key-unknown-id", "check", *_K, "driver=qcow,encrypt.key-secret=t,file.filename=@enc")
+case("measure-raw-enc-key", "measure", "-O", "raw", *_K, _ENC)
+case("err-measure-raw-enc", "measure", "-O", "raw", "-f", "qcow", "@enc")
+for _c in ("map", "measure", "commit"):
+    case(f"err-{_c}-enc-backing", _c, "encovl.qcow2")
 
 
 def _resolve(args):
@@ -375,6 +384,11 @@ create_case("encrypted-backing", "create", "--object", "secret,id=s,data=0123456
             "-o", "encryption=on,encrypt.key-secret=s", "-b", "base.raw", "-F", "raw", "a.qcow")
 create_case("err-encryption-secret-missing", "create", "-f", "qcow", "-o", "encryption=on,encrypt.key-secret=s",
             "a.qcow", "1M")
+# encryption is encrypt.format's alias: both at once fail, unless encryption=off (dropped first)
+create_case("err-encryption-and-format", "create", "--object", "secret,id=s,data=abc", "-f", "qcow", "-o",
+            "encryption=yes,encrypt.format=aes,encrypt.key-secret=s", "a.qcow", "1M")
+create_case("encryption-off-format-aes", "create", "--object", "secret,id=s,data=abc", "-f", "qcow", "-o",
+            "encryption=off,encrypt.format=aes,encrypt.key-secret=s", "a.qcow", "1M")
 for _cid, _args in [("size-0", ["a.qcow", "0"]),
                     ("encryption-no-secret", ["-o", "encryption=on", "a.qcow", "1M"]),
                     ("encrypt-format-luks", ["-o", "encrypt.format=luks", "a.qcow", "1M"]),

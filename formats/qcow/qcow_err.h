@@ -22,8 +22,7 @@
     X(QCOW_ERR_L1_NOMEM, 5709, "Could not allocate memory for L1 table")                           \
     X(QCOW_ERR_BACKING_TOO_LONG, 5710, "Backing file name too long")                               \
     X(QCOW_ERR_IO, 5711, "Could not open '{s}': Input/output error")                               \
-    X(QCOW_ERR_AES_UNSUPPORTED, 5712,                                                              \
-      "instar does not read AES-encrypted qcow images (use qemu-img convert to a LUKS image)")
+    X(QCOW_ERR_AES_INIT, 5712, "instar could not set up the AES-128-CBC cipher of this image")
 
 enum qcow_err {
 #define QCOW_ERR_ENUM(name, code, msg) name = code,

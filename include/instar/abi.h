@@ -24,7 +24,7 @@
 #ifndef INSTAR_ABI_H
 #define INSTAR_ABI_H
 
-#define INSTAR_ABI_VERSION 43
+#define INSTAR_ABI_VERSION 46
 #define INSTAR_IMAGE_MAGIC 0x474d4953 /* "SIMG": struct instar_image_hdr */
 
 /* guest/boot.S includes this header for the two numbers above only. */
@@ -475,6 +475,11 @@ enum instar_op {
  * again when they open: the host then reports the missing file.
  */
 #define INSTAR_INFO_VMDK_PARTIAL (1u << 5)
+/*
+ * A secret comes with the image (since ABI v46): with OPEN_CHECK (an open
+ * with I/O), a qcow AES image opens rather than fail for want of a key.
+ */
+#define INSTAR_INFO_HAS_KEY (1u << 6)
 
 struct instar_info_args {
     char format[INSTAR_FMT_NAME_MAX]; /* "" = probe, else -f value */
@@ -828,6 +833,20 @@ struct instar_node {
  * since ABI v18), a written vmdk node takes its new CID from bytes 0..3
  * (little-endian; since ABI v32, before which a separate field held it).
  */
+/*
+ * window[i] (since ABI v46): raw's offset and size options (block/
+ * raw-format.c), for a raw node only: the node reads and writes the bytes
+ * of its file from offset on, and its length is the file's past offset,
+ * at most size when has_size (else the file's length decides).  All zero
+ * (a zeroed graph) is the whole file, as before.
+ */
+struct instar_window {
+    uint64_t offset;
+    uint64_t size;
+    uint32_t has_size; /* 0 or 1 */
+    uint32_t pad;
+};
+
 struct instar_graph {
     uint32_t nnodes;
     uint32_t snapshot;
@@ -835,6 +854,7 @@ struct instar_graph {
     uint8_t node_key[INSTAR_NODE_MAX];
     struct instar_key keys[INSTAR_KEY_MAX];
     uint8_t seed[32];
+    struct instar_window window[INSTAR_NODE_MAX];
 };
 
 /* resize the qcow2 image on device 0 (writable) to an absolute size. */
