@@ -58,7 +58,10 @@ stage "fuzz smoke"
 FUZZ_SECONDS=${FUZZ_SECONDS:-5} scripts/fuzz.sh smoke
 
 stage "integration and parity tests (pytest), default backend"
-$PYTEST $PAR --durations=25 tests/integration parity
+rc=0
+$PYTEST $PAR --durations=25 --junitxml=build/pytest-junit.xml tests/integration parity || rc=$?
+scripts/test-durations.py build/pytest-junit.xml 25 || true
+[ "$rc" = 0 ] || exit "$rc"
 
 # QEMU's own qemu-iotests (docs/iotests.md): the fast ones of those that
 # must pass with instar, about 30 s on 2 cores (plus a 24 MB source fetch
