@@ -61,8 +61,6 @@
       "Failed to update the image size")                                                           \
     X(QCOW2_RESIZE_ERR_CORRUPT_RW, 3007, QCOW2_RESIZE_MSG_OPEN,                                    \
       "qcow2: Image is corrupt; cannot be opened read/write")                                      \
-    X(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 3008, QCOW2_RESIZE_MSG_PLAIN,                               \
-      "Resizing encrypted qcow2 images with persistent bitmaps is not supported by instar")        \
     X(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 3009, QCOW2_RESIZE_MSG_OPEN,                                  \
       "Could not repair dirty image: Input/output error")                                          \
     X(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 3010, QCOW2_RESIZE_MSG_PLAIN,                                 \
