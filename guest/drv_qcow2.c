@@ -309,13 +309,13 @@ static int q2_open(struct gbs *bs)
         if (ret < 0)
             return ret;
         /*
-         * Written by convert (its target), resize (the grow's data through
-         * the cipher) and, for their metadata, snapshot and amend (the
-         * bitmaps at the close); rebase, commit, bitmap and bench: not
-         * built.
+         * Written by convert (its target), resize and rebase (the grow's or
+         * the copy's data through the cipher) and, for their metadata,
+         * snapshot, amend and bitmap; commit and bench: not built.
          */
         if (bs->writable && boot->op != INSTAR_OP_CONVERT && boot->op != INSTAR_OP_RESIZE &&
-            boot->op != INSTAR_OP_SNAPSHOT && boot->op != INSTAR_OP_AMEND)
+            boot->op != INSTAR_OP_REBASE && boot->op != INSTAR_OP_SNAPSHOT &&
+            boot->op != INSTAR_OP_AMEND && boot->op != INSTAR_OP_BITMAP)
             return -INSTAR_ERR_ENCRYPTED_WRITE;
     }
 
