@@ -978,6 +978,36 @@ def test_encrypted_bitmaps(instar, tmp_path, enc_dir, fmt, spec):
     assert tl.same_content(o, i), f"resize {argv}: the files differ"
 
 
+@pytest.mark.parametrize("fmt,head,spec", [
+    ("luks", True, "--preallocation=metadata 20000k"), ("luks", False, "--preallocation=falloc 20000k"),
+    ("luks", True, "--preallocation=full 20M"), ("aes", True, "--preallocation=metadata 20000k"),
+    ("luks", True, "20M"),
+], ids=["luks-metadata", "luks-unwritten-falloc", "luks-full", "aes-metadata", "luks-off"])
+def test_encrypted_data_file(instar, tmp_path, enc_dir, fmt, head, spec):
+    """An encrypted image with an external data file, its size inside the last cluster (written
+    in part, or not at all): the copy-on-write of the head and tail clusters goes into the data
+    file through the cipher, its zeros encrypted, as perform_cow() writes it: both files are the
+    oracle's byte for byte."""
+    src = enc_dir / f"{fmt}-df-{head}"
+    if not (src / "img.qcow2").exists():
+        src.mkdir(exist_ok=True)
+        o = f"encrypt.format={fmt},encrypt.key-secret=s0,data_file=img.raw" + (
+            ",encrypt.iter-time=10" if fmt == "luks" else "")
+        tl.qemu_img_retried("create", "-q", *ENC_SECRET, "-f", "qcow2", "-o", o, "img.qcow2", "16776704", cwd=src)
+        if head:
+            tl.qemu_io(*ENC_SECRET, "--image-opts", ENC_OPTS, "-c", "write -P 3 16711680 512", "-c",
+                       "write -P 4 1M 4k", cwd=src)
+    *flags, new = spec.split()
+    argv = ["resize", *ENC_SECRET, *flags, "--image-opts", ENC_OPTS, new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.raw"], tmp_path / "run",
+                                     timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert exp.returncode == 0, exp.describe()
+    for f in ("img.qcow2", "img.raw"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"resize {argv}: {f} differs"
+
+
 @pytest.mark.parametrize("spec", ["24M", "--preallocation=metadata 24M", "--preallocation=falloc 20000k"])
 @pytest.mark.parametrize("fmt", ["luks", "aes"])
 def test_encrypted_over_longer_backing(instar, tmp_path, enc_dir, fmt, spec):

@@ -1069,7 +1069,7 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
          ((prealloc == QCOW2_PREALLOC_FALLOC || prealloc == QCOW2_PREALLOC_FULL) &&
           (old_len & (s->cs - 1))) ||
          (zero_write && old_len % scs)) &&
-        (!img->encrypt || s->data_file ||
+        (!img->encrypt || (s->data_file && (zero_write || !s->io->data_pwrite)) ||
          ((old_len & (s->cs - 1)) &&
           (!img->head_data || img->head_len != (old_len & (s->cs - 1)))))) {
         *code = QCOW2_RESIZE_ERR_NOTSUP_CRYPT;

@@ -173,9 +173,10 @@ struct qcow2_resize_image {
      * host offset host, guest offset guest, encrypted in place; 0 or
      * -errno), with encrypt_opaque.  A data cluster's old bytes are read
      * only through head_data.  A grow that would write encrypted data
-     * without encrypt, into an external data file, or copy a partial head
-     * cluster without head_data (QCOW2_RESIZE_ERR_NOTSUP_CRYPT) is
-     * refused before the first write.
+     * without encrypt, the zero-fill's explicit zeros into an external
+     * data file (or any data there without data_pwrite), or copy a
+     * partial head cluster without head_data (QCOW2_RESIZE_ERR_NOTSUP_CRYPT)
+     * is refused before the first write.
      */
     bool encrypted;
     int (*encrypt)(void *opaque, uint64_t host, uint64_t guest, uint8_t *buf, size_t len);

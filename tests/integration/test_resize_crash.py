@@ -407,3 +407,38 @@ def test_encrypted(instar, tmp_path, size, spec):
             return
         img.unlink()
     pytest.fail(f"resize did not complete within {MAX_WRITES} writes")
+
+
+def test_encrypted_data_file(instar, tmp_path):
+    """An encrypted (LUKS) image with an external data file, grown with metadata preallocation
+    from a size inside a written cluster: the head and tail copy-on-writes go into the data file
+    encrypted.  Every interrupted image opens with its key and repairs, the data intact."""
+    secret = ["--object", "secret,id=s0,data=abc"]
+    d = tmp_path / "src"
+    d.mkdir()
+    tl.qemu_img_retried("create", "-q", *secret, "-f", "qcow2", "-o",
+                        "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10,cluster_size=4096,"
+                        "data_file=img.raw", "img.qcow2", "8390656", cwd=d)
+    opts = "driver=qcow2,file.filename=img.qcow2,encrypt.key-secret=s0"
+    reads = ["read -P 7 0 64k", "read -P 5 8M 2k"]
+    tl.qemu_io(*secret, "--image-opts", opts, *[a for w in reads for a in ("-c", w.replace("read", "write"))],
+               cwd=d)
+    for n in range(MAX_WRITES):
+        work = tmp_path / f"n{n}"
+        work.mkdir()
+        for f in ("img.qcow2", "img.raw"):
+            tl.copy_file(d / f, work / f)
+        r = instar.run(["resize", *secret, "--preallocation=metadata", "--image-opts", opts, "12290k"], cwd=work,
+                       env_extra={"INSTAR_FAULT_WRITES": str(n)}, timeout=120)
+        if r.returncode != 0:
+            assert r.returncode == 1 and b"fault injection" in r.stderr, r.describe()
+        rep = tl.run_oracle(["check", *secret, "-r", "all", "--image-opts", opts], cwd=work)
+        assert rep.returncode == 0, f"write {n}: check -r all did not repair:\n  {rep.describe()}"
+        io = tl.run([tl.QEMU_IO, *secret, "--image-opts", opts, *[a for w in reads for a in ("-c", w)]], cwd=work)
+        assert io.returncode == 0 and b"Pattern verification failed" not in io.stdout + io.stderr, (
+            f"write {n}: guest data lost:\n  {io.describe()}")
+        if r.returncode == 0:
+            assert n >= 2
+            return
+        shutil.rmtree(work)
+    pytest.fail(f"resize did not complete within {MAX_WRITES} writes")
