@@ -981,26 +981,34 @@ def test_encrypted_bitmaps(instar, tmp_path, enc_dir, fmt, spec):
 @pytest.mark.parametrize("fmt,head,spec", [
     ("luks", True, "--preallocation=metadata 20000k"), ("luks", False, "--preallocation=falloc 20000k"),
     ("luks", True, "--preallocation=full 20M"), ("aes", True, "--preallocation=metadata 20000k"),
-    ("luks", True, "20M"),
-], ids=["luks-metadata", "luks-unwritten-falloc", "luks-full", "aes-metadata", "luks-off"])
+    ("luks", True, "20M"), ("luks", "backing", "20M"), ("aes", "backing", "--preallocation=metadata 20M"),
+], ids=["luks-metadata", "luks-unwritten-falloc", "luks-full", "aes-metadata", "luks-off",
+        "luks-over-backing", "aes-over-backing-metadata"])
 def test_encrypted_data_file(instar, tmp_path, enc_dir, fmt, head, spec):
     """An encrypted image with an external data file, its size inside the last cluster (written
-    in part, or not at all): the copy-on-write of the head and tail clusters goes into the data
-    file through the cipher, its zeros encrypted, as perform_cow() writes it: both files are the
-    oracle's byte for byte."""
+    in part, or not at all; "backing": written, over a longer backing file, so the grow
+    zero-fills): the copy-on-write of the head and tail clusters and the explicit zeros go into
+    the data file through the cipher, as qemu writes them: both files are the oracle's byte for
+    byte."""
     src = enc_dir / f"{fmt}-df-{head}"
     if not (src / "img.qcow2").exists():
         src.mkdir(exist_ok=True)
         o = f"encrypt.format={fmt},encrypt.key-secret=s0,data_file=img.raw" + (
             ",encrypt.iter-time=10" if fmt == "luks" else "")
-        tl.qemu_img_retried("create", "-q", *ENC_SECRET, "-f", "qcow2", "-o", o, "img.qcow2", "16776704", cwd=src)
+        b = []
+        if head == "backing":
+            tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "24M", cwd=src)
+            tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 24M", "base.qcow2", cwd=src)
+            b = ["-b", "base.qcow2", "-F", "qcow2"]
+        tl.qemu_img_retried("create", "-q", *ENC_SECRET, "-f", "qcow2", "-o", o, *b, "img.qcow2", "16776704",
+                            cwd=src)
         if head:
             tl.qemu_io(*ENC_SECRET, "--image-opts", ENC_OPTS, "-c", "write -P 3 16711680 512", "-c",
                        "write -P 4 1M 4k", cwd=src)
     *flags, new = spec.split()
     argv = ["resize", *ENC_SECRET, *flags, "--image-opts", ENC_OPTS, new]
-    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.raw"], tmp_path / "run",
-                                     timeout=120)
+    files = [src / "img.qcow2", src / "img.raw"] + ([src / "base.qcow2"] if head == "backing" else [])
+    exp, act = tl.run_both_on_copies(instar, argv, files, tmp_path / "run", timeout=120)
     tl.assert_same(exp, act, f"resize {argv}")
     assert exp.returncode == 0, exp.describe()
     for f in ("img.qcow2", "img.raw"):
