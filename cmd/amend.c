@@ -715,10 +715,16 @@ static int amend_qcow2(struct open_chain *oc, const struct opt_list *l, bool pro
         /* The LUKS key slots alone: block/crypto.c's checks and change, with the prefix. */
         if (encryption_update && only_encrypt)
             return amend_luks_slots(oc, l, "encrypt.", force) ? -1 : 0;
-        /* The node that stores the bitmaps at the close would need the key (not built). */
-        if (ii->encrypted && ii->nbitmaps) {
-            report_error("Amending encrypted qcow2 images with persistent bitmaps is not "
-                         "supported by instar");
+        /*
+         * With other options instar changes the key slots and the rest in
+         * runs of their own (below), each opening the image, so persistent
+         * bitmaps would be stored at each run's close, not once as at
+         * qemu-img's one close (other clusters).
+         */
+        if (encryption_update && ii->encrypted && ii->nbitmaps) {
+            amend_opened = true; /* a refusal: not even the bitmaps are stored */
+            report_error("Amending encrypt.* with other options of encrypted qcow2 images with "
+                         "persistent bitmaps is not supported by instar");
             return -1;
         }
         if (new_version == 3 && ii->qcow2_version == 2)

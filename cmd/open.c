@@ -1013,6 +1013,12 @@ int open_chain_spec(struct open_chain *oc, const struct img_spec *spec, unsigned
         const char *fmt = NULL;
 
         oc->key = object_secret_lookup(spec->key_secret, &fmt);
+        oc->key_id = strdup(spec->key_secret);
+        if (!oc->key_id) {
+            report_error("Cannot allocate memory");
+            open_chain_close(oc);
+            return -1;
+        }
         if (!oc->key && oc->img[0].info->encrypted) {
             char msg[512];
 
@@ -1052,6 +1058,8 @@ void open_chain_close(struct open_chain *oc)
     oc->n = 0;
     oc->data_fd = -1;
     oc->data_name = NULL;
+    free(oc->key_id);
+    oc->key_id = NULL;
 }
 
 int open_run_planner(const struct vmm_config *cfg, uint32_t op, const void *args, size_t args_len,

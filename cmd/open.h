@@ -95,6 +95,7 @@ struct open_chain {
     unsigned vpc_size_calc; /* the top image's force_size_calc (spec->vpc_size_calc) */
     bool prl_truncate;      /* the top image's prealloc-mode=truncate (spec->prl_truncate) */
     const char *key;        /* img[0]'s LUKS passphrase (its encrypt.key-secret), or NULL */
+    char *key_id;           /* that key-secret's id (malloc'd), or NULL */
     /* img[1]'s passphrase (the spec's backing.encrypt.key-secret), or NULL */
     const char *backing_key;
     /*

@@ -26,6 +26,7 @@
 #include "policy.h"
 #include "progress.h"
 #include "imgcheck.h"
+#include "info.h"
 #include "report.h"
 
 enum {
@@ -211,6 +212,23 @@ int cmd_rebase(int argc, char **argv)
 
     if (!unsafe) {
         args.flags |= INSTAR_REBASE_SAFE;
+        /*
+         * bdrv_get_full_backing_filename_from_filename(): an image opened
+         * with encrypt.key-secret is named "json:{...}" by its options
+         * (bdrv_refresh_filename()), and a relative name cannot be
+         * resolved against that.
+         */
+        if (out_baseimg[0] && oc.key_id && out_baseimg[0] != '/' &&
+            !policy_has_protocol(out_baseimg) &&
+            (!strcmp(oc.img[0].info->format, "qcow2") || !strcmp(oc.img[0].info->format, "qcow"))) {
+            if (open_encrypt_json_filename(oc.img[0].info, oc.key_id) < 0)
+                report_error("%s", strerror(ENOMEM));
+            else
+                report_error("Could not resolve backing filename: Cannot use relative backing "
+                             "file names for '%s'",
+                             oc.img[0].info->filename);
+            goto out;
+        }
         if (out_baseimg[0]) {
             char *real = policy_full_backing(oc.img[0].info->filename, out_baseimg);
             unsigned k;
@@ -256,6 +274,12 @@ int cmd_rebase(int argc, char **argv)
 
         d->flags |= INSTAR_DEV_WRITE;
         d->write_limit = rebase_write_limit(d->size, vsize, !unsafe);
+        /* The close stores persistent bitmaps anew, past the file's end. */
+        if (oc.img[0].info->nbitmaps) {
+            uint64_t b = info_bitmaps_bytes(oc.img[0].info, vsize);
+
+            d->write_limit = d->write_limit > UINT64_MAX - b ? UINT64_MAX : d->write_limit + b;
+        }
         if (n->data != INSTAR_NO_NODE) {
             d = &gr.devs[n->data];
             d->flags |= INSTAR_DEV_WRITE;

@@ -67,6 +67,8 @@ static bool ext_devs_ok(uint32_t file, uint32_t n)
 
 /* gbs_open_graph_ro(): every node read-only, whatever its device allows. */
 static bool open_readonly;
+/* gbs_open_graph_meta(): every node for its metadata alone. */
+static bool open_meta_only;
 
 int gbs_open_graph_ro(const struct instar_graph *g, uint32_t *failed)
 {
@@ -75,6 +77,16 @@ int gbs_open_graph_ro(const struct instar_graph *g, uint32_t *failed)
     open_readonly = true;
     ret = gbs_open_graph(g, failed);
     open_readonly = false;
+    return ret;
+}
+
+int gbs_open_graph_meta(const struct instar_graph *g, uint32_t *failed)
+{
+    int ret;
+
+    open_meta_only = true;
+    ret = gbs_open_graph(g, failed);
+    open_meta_only = false;
     return ret;
 }
 
@@ -100,6 +112,7 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed)
         if (!dev_ok(bs->file) || !dev_ok(bs->data))
             return -INSTAR_ERR_BAD_ARGS;
         bs->writable = !open_readonly && (boot->devices[bs->file].flags & INSTAR_DEV_WRITE);
+        bs->meta_only = open_meta_only;
         if (g->node_key[i] > INSTAR_KEY_MAX ||
             (g->node_key[i] && g->keys[g->node_key[i] - 1].len > INSTAR_KEY_BYTES))
             return -INSTAR_ERR_BAD_ARGS;

@@ -120,6 +120,11 @@ struct gbs {
     bool corrupt_signalled;
     /* raw's offset and size options (instar_graph.window): the node's bytes in its file. */
     struct instar_window window;
+    /*
+     * Opened for its metadata alone (gbs_open_graph_meta()): an encrypted
+     * image is not unlocked, and its data is neither read nor written.
+     */
+    bool meta_only;
 };
 
 /*
@@ -136,6 +141,15 @@ int gbs_open_graph(const struct instar_graph *g, uint32_t *failed);
  * file itself).
  */
 int gbs_open_graph_ro(const struct instar_graph *g, uint32_t *failed);
+
+/*
+ * gbs_open_graph_meta - gbs_open_graph() for a node whose metadata alone
+ * is read and written (a writable qcow2 node storing persistent bitmaps):
+ * an encrypted image is opened without its key, which the host checked
+ * in an earlier run (graph_unlock_chain()), so no second PBKDF2; reading
+ * or writing its guest data then fails.
+ */
+int gbs_open_graph_meta(const struct instar_graph *g, uint32_t *failed);
 
 /* The node with index i of the opened graph (NULL if out of range). */
 struct gbs *gbs_node(uint32_t i);

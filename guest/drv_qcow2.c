@@ -62,6 +62,8 @@ struct q2 {
     struct luks_volume *vol;
     /* The IVs count guest sectors (aes), not host sectors (luks: crypt_physical_offset). */
     bool crypt_guest;
+    /* Encrypted but opened without its cipher (bs->meta_only): no guest data read or written. */
+    bool nocipher;
 };
 
 /* QCOW_MAX_CRYPT_CLUSTERS: an encrypted write goes in pieces of at most this many clusters. */
@@ -250,11 +252,11 @@ static int q2_open(struct gbs *bs)
      * qcow2_do_open() repairs a dirty image it opens read-write, printing
      * check -r's lines.  It loads the persistent bitmaps first, marking
      * them in use (qcow2_load_dirty_bitmaps()), as here for every
-     * command; an encrypted one (not written but as convert's target)
-     * keeps its dirty bit and stays refused (q2_writer).
+     * command, an encrypted image's too (its unlock came before: the
+     * host's earlier run checked the key).
      */
     if (bs->writable && (q->img.h.incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
-        if (q->img.x.nb_bitmaps && q->img.h.crypt_method == 0) {
+        if (q->img.x.nb_bitmaps) {
             q->cluster_bits = q->img.h.cluster_bits;
             q->cluster_size = (uint64_t)1 << q->cluster_bits;
             ret = q2_bitmaps_open(bs);
@@ -292,7 +294,10 @@ static int q2_open(struct gbs *bs)
     h = &q->img.h;
     if (h->crypt_method != 0) {
         /* qcow2_do_open(): qcrypto_block_open() of the LUKS header, unlocked. */
-        if (h->crypt_method == QCOW2_CRYPT_AES && bs->key) {
+        if (bs->meta_only) {
+            q->nocipher = true;
+            ret = 0;
+        } else if (h->crypt_method == QCOW2_CRYPT_AES && bs->key) {
             ret = q2_aes_open(bs, q);
         } else if (h->crypt_method != QCOW2_CRYPT_LUKS || !q->img.has_luks) {
             return -INSTAR_ERR_ENCRYPTED_DATA;
@@ -304,11 +309,15 @@ static int q2_open(struct gbs *bs)
         if (ret < 0)
             return ret;
         /*
-         * Written through the cipher by convert and commit (the base's
-         * copies; the top is emptied without data writes); rebase and
-         * bitmap are not built for encrypted images.
+         * Written by convert (its target), commit (the base's copies; the
+         * top is emptied without data writes), resize and rebase (the
+         * grow's or the copy's data through the cipher) and, for their
+         * metadata, snapshot, amend and bitmap; bench: not built.
          */
-        if (bs->writable && boot->op != INSTAR_OP_CONVERT && boot->op != INSTAR_OP_COMMIT)
+        if (bs->writable && boot->op != INSTAR_OP_CONVERT && boot->op != INSTAR_OP_COMMIT &&
+            boot->op != INSTAR_OP_RESIZE && boot->op != INSTAR_OP_REBASE &&
+            boot->op != INSTAR_OP_SNAPSHOT && boot->op != INSTAR_OP_AMEND &&
+            boot->op != INSTAR_OP_BITMAP)
             return -INSTAR_ERR_ENCRYPTED_WRITE;
     }
 
@@ -666,6 +675,8 @@ static int q2_pread(struct gbs *bs, uint64_t off, void *buf, size_t len)
              */
             if (q->vol)
                 r = gcrypt_pread(q->vol, bs->data, host, q->crypt_guest ? off : host, p, n);
+            else if (q->nocipher)
+                r = -GBS_EIO;
             else
                 r = gblk_pread_direct(bs->data, host, p, n) < 0 ? -GBS_EIO : 0;
             break;
@@ -747,9 +758,8 @@ static int q2_writer(struct gbs *bs, struct q2w **out)
         return 0;
     }
     /*
-     * Not written (Operation not supported): the dirty bit q2_open left
-     * (an encrypted image with persistent bitmaps, whose bitmaps it does
-     * not load).
+     * Not written (Operation not supported): a dirty bit q2_open did not
+     * repair.
      */
     if (!q->l1 || (h->incompatible_features & QCOW2_INCOMPAT_DIRTY))
         return -Q2_ENOTSUP;
@@ -1016,6 +1026,8 @@ static int q2_pwrite(struct gbs *bs, uint64_t off, const void *buf, size_t len)
 
     if (ret < 0)
         return ret;
+    if (Q(bs)->nocipher)
+        return -GBS_EIO;
     q2_set_dirty(bs, off, len);
     if (Q(bs)->vol)
         return q2_pwrite_crypt(bs, c.w, off, buf, len);
@@ -1039,7 +1051,7 @@ int gbs_qcow2_pwrite_from(struct gbs *bs, uint64_t off, uint64_t len,
     int ret;
 
     /* An encrypted image's data goes through q2_pwrite(), encrypted in guest RAM. */
-    if (bs->drv != &gbs_drv_qcow2 || !bs->writable || Q(bs)->vol)
+    if (bs->drv != &gbs_drv_qcow2 || !bs->writable || Q(bs)->vol || Q(bs)->nocipher)
         return -GBS_EACCES;
     if (off > bs->total || len > bs->total - off)
         return -GBS_EIO;
@@ -1178,7 +1190,7 @@ int gbs_qcow2_write_compressed(struct gbs *bs, uint64_t off, const void *data, u
     if (!bs->writable)
         return -GBS_EACCES;
     /* qemu-img refuses compression with encryption before it writes. */
-    if (Q(bs)->vol)
+    if (Q(bs)->vol || Q(bs)->nocipher)
         return -GBS_ENOTSUP;
     ret = q2_writer(bs, &w);
     if (ret < 0)

@@ -429,9 +429,6 @@ void plan_amend(void)
     /* qcow2_do_open() refuses these read-write. */
     if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
-    /* An encrypted image with bitmaps: the node that stores them would need the key. */
-    if (h->crypt_method != QCOW2_CRYPT_NONE && img.x.nb_bitmaps > 0)
-        fail(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 0);
     /* The host opens a data file read-write as device 1. */
     data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
     if (data_file && (boot->ndevices < 2 || !(boot->devices[AM_DATA_DEV].flags & INSTAR_DEV_WRITE)))

@@ -155,6 +155,8 @@ void gresize_send(uint32_t op, int wcode, int werrno)
 struct gbs *gresize_open_node(uint32_t op, bool data_file)
 {
     struct instar_graph g;
+    uint32_t failed;
+    int ret;
 
     memset(&g, 0, sizeof(g));
     g.nnodes = 1;
@@ -162,7 +164,10 @@ struct gbs *gresize_open_node(uint32_t op, bool data_file)
     g.nodes[0].file = GOPEN_DEV;
     g.nodes[0].data = data_file ? RS_DATA_DEV : INSTAR_NO_NODE;
     g.nodes[0].backing = INSTAR_NO_NODE;
-    gbs_open_or_fail(op, &g);
+    /* Its metadata alone: an encrypted image's key was checked by the host's earlier run. */
+    ret = gbs_open_graph_meta(&g, &failed);
+    if (ret < 0)
+        result_error(op, -ret, NULL, NULL, 0);
     return gbs_node(0);
 }
 
@@ -352,17 +357,13 @@ void plan_resize(void)
     /* qcow2_do_open() refuses these read-write. */
     if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
         fail(QCOW2_RESIZE_ERR_CORRUPT_RW, 0);
-    /*
-     * An encrypted image with bitmaps: the node that stores them would
-     * need the key (not built).  The host checked the key beforehand.
-     */
-    if (h->crypt_method != QCOW2_CRYPT_NONE && img.x.nb_bitmaps > 0)
-        fail(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 0);
     /* The host opens a data file read-write as device 1. */
     if ((h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) &&
         (boot->ndevices < 2 || !(boot->devices[RS_DATA_DEV].flags & INSTAR_DEV_WRITE)))
         fail(QCOW2_RESIZE_ERR_NOTSUP_DATA_FILE, 0);
-    if ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) && img.x.nb_bitmaps > 0) {
+    if (img.x.nb_bitmaps > 0 &&
+        ((h->incompatible_features & QCOW2_INCOMPAT_DIRTY) ||
+         (h->crypt_method != QCOW2_CRYPT_NONE && (a->flags & INSTAR_RESIZE_CHAIN)))) {
         /*
          * qcow2_do_open(): the bitmaps loaded and marked in use, then the
          * image repaired (the node's open, guest/drv_qcow2.c); the image
@@ -371,8 +372,10 @@ void plan_resize(void)
         bool data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
 
         /*
-         * With the chain (a head the grow may copy), over it: the head is
-         * then read through the node that repaired the image.
+         * With the chain (a head the grow may copy, an encrypted image's
+         * key for the grow's data), over it: the head is then read, and
+         * the data encrypted, through the node that holds the bitmaps
+         * (and repaired the image).
          */
         if (a->flags & INSTAR_RESIZE_CHAIN) {
             static struct instar_graph g;
@@ -414,8 +417,13 @@ void plan_resize(void)
     if (!bs)
         gresize_read_head(INSTAR_OP_RESIZE, &ri,
                           (a->flags & INSTAR_RESIZE_CHAIN) ? &a->chain : NULL, a->size);
-    else if (chained)
+    else if (chained) {
         read_head_node(INSTAR_OP_RESIZE, &ri, bs, a->size);
+        if (ri.encrypted && gbs_qcow2_encrypted(bs)) {
+            ri.encrypt = gresize_encrypt;
+            ri.encrypt_opaque = bs;
+        }
+    }
     if (img.x.nb_bitmaps > 0)
         resize_with_bitmaps(&ri, a->size, false, bs);
 

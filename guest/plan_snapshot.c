@@ -231,9 +231,6 @@ void plan_snapshot(void)
     /* qcow2_do_open() refuses these read-write; instar leaves the rest to qemu. */
     if (h->incompatible_features & QCOW2_INCOMPAT_CORRUPT)
         fail(QCOW2_SNAPOP_ERR_CORRUPT_RW);
-    /* The node that stores the bitmaps at the close would need the key (not built). */
-    if (h->crypt_method != QCOW2_CRYPT_NONE && img.x.nb_bitmaps > 0)
-        fail(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT);
     if (img.x.nb_bitmaps > 0) {
         bool data_file = (h->incompatible_features & QCOW2_INCOMPAT_DATA_FILE) != 0;
 
@@ -243,6 +240,8 @@ void plan_snapshot(void)
         /*
          * qcow2_do_open(): the bitmaps loaded and marked in use, then a
          * dirty image repaired; the image is read again as they left it.
+         * The node writes metadata alone: an encrypted image is not
+         * unlocked again (the host's earlier run checked its key).
          */
         bm_node = gresize_open_node(INSTAR_OP_SNAPSHOT, data_file);
         if (gdev_pread(GOPEN_DEV, 0, first, GOPEN_FIRST) < 0)

@@ -46,7 +46,8 @@ int gsnap_image(const struct gq_image *img, struct qcow2_snapop_image *si);
  * Device 0 opened read-write as the one node of a graph, by the block
  * layer's qcow2 driver (guest/drv_qcow2.c: persistent bitmaps loaded and
  * marked in use), over device 1 as its data file if data_file; op's
- * error if it cannot be opened.
+ * error if it cannot be opened.  For its metadata alone
+ * (gbs_open_graph_meta()): an encrypted image is not unlocked.
  */
 struct gbs *gresize_open_node(uint32_t op, bool data_file);
 

@@ -105,6 +105,10 @@ def vols(tmp_path_factory):
     tl.copy_file(d / "e.qcow2", d / "e2.qcow2")
     tl.qemu_img("amend", *OBJS, "--image-opts", lopts(d / "e2.qcow2"), "-o",
                 "encrypt.state=active,encrypt.new-secret=sec1,encrypt.keyslot=3,encrypt.iter-time=10")
+    # e.qcow2 with a persistent bitmap b0 (bits set by a write after it)
+    tl.copy_file(d / "e.qcow2", d / "eb.qcow2")
+    tl.qemu_img("bitmap", *OBJS, "--add", "--image-opts", lopts(d / "eb.qcow2"), "b0")
+    tl.qemu_io(*OBJS, "--image-opts", lopts(d / "eb.qcow2"), "-c", "write -P 0x67 512k 64k")
     # a version 2 qcow2 image with encrypt.format=luks
     create("-q", *OBJS, "-f", "qcow2", "-o",
            "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10,compat=0.10", str(d / "ev2.qcow2"), "1M")
@@ -290,12 +294,30 @@ COMBINED = [
     ("upgrade-add-and-lazy", "ev2.qcow2",
      "compat=1.1,encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10,lazy_refcounts=on",
      ["sec0", "sec1"]),
+    # persistent bitmaps: loaded and marked in use at the open, stored at the close
+    ("bitmaps-refcount-bits", "eb.qcow2", "refcount_bits=8", ["sec0"]),
+    ("bitmaps-add", "eb.qcow2", "encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10",
+     ["sec0", "sec1"]),
+    ("bitmaps-downgrade", "eb.qcow2", "compat=0.10", ["sec0"]),
     ("err-add-over-active-and-lazy", "e2.qcow2",
      "encrypt.state=active,encrypt.new-secret=sec2,encrypt.keyslot=0,lazy_refcounts=on", ["sec0", "sec1"]),
     # the key slot is added before the refcount width is refused
     ("err-add-then-refcount-bits-v2", "ev2.qcow2",
      "encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10,refcount_bits=8", ["sec0", "sec1"]),
 ]
+
+
+def test_qcow2_amend_encrypted_bitmaps_refused(instar, vols, tmp_path):
+    """instar's refusal (docs/differences.md): encrypt.* with other options of an image with
+    persistent bitmaps, before anything is written."""
+    tl.copy_file(vols / "eb.qcow2", tmp_path / "eb.qcow2")
+    r = instar.run(["amend", *OBJS, "--image-opts", lopts("eb.qcow2"), "-o",
+                    "encrypt.state=active,encrypt.new-secret=sec1,encrypt.iter-time=10,lazy_refcounts=on"],
+                   cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr == (
+        b"qemu-img: Amending encrypt.* with other options of encrypted qcow2 images with persistent "
+        b"bitmaps is not supported by instar\n"), r.describe()
+    assert tl.same_content(tmp_path / "eb.qcow2", vols / "eb.qcow2")
 
 
 @pytest.mark.parametrize("cid,img,opts,good", COMBINED, ids=[c[0] for c in COMBINED])

@@ -263,16 +263,3 @@ def test_luks_write_existing(instar, srcs, tmp_path, cid, tgt, src, topts):
     assert (q.returncode != 0) == cid.startswith("err-"), q.describe()
     assert (i.returncode, i.stdout, i.stderr) == (q.returncode, q.stdout, q.stderr), i.describe()
     assert tl.same_files(runs["qemu"][1], runs["instar"][1])
-
-
-def test_luks_write_rebase_refused(instar, srcs, tmp_path):
-    """Only convert writes through the cipher: a rebase of an encrypted image opened with its
-    key is refused at the open (docs/differences.md), the image untouched."""
-    tl.copy_tree(srcs, tmp_path / "d")
-    before = (tmp_path / "d" / "aes.qcow2").read_bytes()
-    r = instar.run(["rebase", "--object", SEC, "-b", "base.qcow2", "-F", "qcow2", "--image-opts",
-                    qopts("aes.qcow2")], cwd=tmp_path / "d")
-    assert r.returncode == 1, r.describe()
-    assert r.stderr == (b"qemu-img: Could not open '" + qopts("aes.qcow2").encode() +
-                        b"': instar writes encrypted images only as convert's target\n"), r.describe()
-    assert (tmp_path / "d" / "aes.qcow2").read_bytes() == before

@@ -954,6 +954,68 @@ def test_encrypted(instar, tmp_path, enc_dir, fmt, size, spec):
     assert o.stat().st_size == i.stat().st_size
 
 
+@pytest.mark.parametrize("fmt,spec", [
+    ("luks", "+16M"), ("luks", "--shrink 8M"), ("luks", "--preallocation=metadata 32M"),
+    ("luks", "--preallocation=falloc 20000k"), ("aes", "--preallocation=full 20M"),
+])
+def test_encrypted_bitmaps(instar, tmp_path, enc_dir, fmt, spec):
+    """An encrypted image with a persistent bitmap (bits set), its size inside a partly written
+    cluster: the open loads the bitmap and marks it in use, the grow's data goes through the
+    cipher of that same node (the key unlocks it), the close stores the bitmap at the new size:
+    the oracle's file byte for byte."""
+    src = enc_dir / f"{fmt}-bitmaps"
+    if not (src / "img.qcow2").exists():
+        src.mkdir(exist_ok=True)
+        tl.copy_file(encrypted_image(enc_dir, fmt, "16776704"), src / "img.qcow2")
+        tl.qemu_img("bitmap", *ENC_SECRET, "--add", "--image-opts", ENC_OPTS, "b0", cwd=src)
+        tl.qemu_io(*ENC_SECRET, "--image-opts", ENC_OPTS, "-c", "write -P 6 4M 64k", cwd=src)
+    *flags, new = spec.split()
+    argv = ["resize", *ENC_SECRET, *flags, "--image-opts", ENC_OPTS, new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2"], tmp_path / "run", timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert exp.returncode == 0, exp.describe()
+    o, i = tmp_path / "run" / "oracle" / "img.qcow2", tmp_path / "run" / "instar" / "img.qcow2"
+    assert tl.same_content(o, i), f"resize {argv}: the files differ"
+
+
+@pytest.mark.parametrize("fmt,head,spec", [
+    ("luks", True, "--preallocation=metadata 20000k"), ("luks", False, "--preallocation=falloc 20000k"),
+    ("luks", True, "--preallocation=full 20M"), ("aes", True, "--preallocation=metadata 20000k"),
+    ("luks", True, "20M"), ("luks", "backing", "20M"), ("aes", "backing", "--preallocation=metadata 20M"),
+], ids=["luks-metadata", "luks-unwritten-falloc", "luks-full", "aes-metadata", "luks-off",
+        "luks-over-backing", "aes-over-backing-metadata"])
+def test_encrypted_data_file(instar, tmp_path, enc_dir, fmt, head, spec):
+    """An encrypted image with an external data file, its size inside the last cluster (written
+    in part, or not at all; "backing": written, over a longer backing file, so the grow
+    zero-fills): the copy-on-write of the head and tail clusters and the explicit zeros go into
+    the data file through the cipher, as qemu writes them: both files are the oracle's byte for
+    byte."""
+    src = enc_dir / f"{fmt}-df-{head}"
+    if not (src / "img.qcow2").exists():
+        src.mkdir(exist_ok=True)
+        o = f"encrypt.format={fmt},encrypt.key-secret=s0,data_file=img.raw" + (
+            ",encrypt.iter-time=10" if fmt == "luks" else "")
+        b = []
+        if head == "backing":
+            tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "24M", cwd=src)
+            tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 24M", "base.qcow2", cwd=src)
+            b = ["-b", "base.qcow2", "-F", "qcow2"]
+        tl.qemu_img_retried("create", "-q", *ENC_SECRET, "-f", "qcow2", "-o", o, *b, "img.qcow2", "16776704",
+                            cwd=src)
+        if head:
+            tl.qemu_io(*ENC_SECRET, "--image-opts", ENC_OPTS, "-c", "write -P 3 16711680 512", "-c",
+                       "write -P 4 1M 4k", cwd=src)
+    *flags, new = spec.split()
+    argv = ["resize", *ENC_SECRET, *flags, "--image-opts", ENC_OPTS, new]
+    files = [src / "img.qcow2", src / "img.raw"] + ([src / "base.qcow2"] if head == "backing" else [])
+    exp, act = tl.run_both_on_copies(instar, argv, files, tmp_path / "run", timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert exp.returncode == 0, exp.describe()
+    for f in ("img.qcow2", "img.raw"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"resize {argv}: {f} differs"
+
+
 @pytest.mark.parametrize("spec", ["24M", "--preallocation=metadata 24M", "--preallocation=falloc 20000k"])
 @pytest.mark.parametrize("fmt", ["luks", "aes"])
 def test_encrypted_over_longer_backing(instar, tmp_path, enc_dir, fmt, spec):

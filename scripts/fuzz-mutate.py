@@ -48,7 +48,8 @@ KIB, MIB = 1 << 10, 1 << 20
 # must print one of these.
 REFUSALS = [
     "instar does not commit into an image with the dirty bit set",
-    "Resizing encrypted qcow2 images with persistent bitmaps is not supported by instar",
+    "Amending encrypt.* with other options of encrypted qcow2 images with persistent bitmaps is "
+    "not supported by instar",
     "Growing this encrypted qcow2 image would write encrypted data, which instar does not do",
     "Growing this qcow2 image would copy data into its partial last cluster, which instar "
     "does not do",

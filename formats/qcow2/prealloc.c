@@ -380,6 +380,39 @@ static int data_wr_copy(struct qcow2_prealloc *p, uint64_t off, uint64_t guest, 
 }
 
 /*
+ * [len bytes of src, or zeros when src is NULL) at data file offset off
+ * (= its guest offset): through the cipher first for an encrypted image,
+ * as perform_cow() encrypts what it writes there.
+ */
+static int data_file_wr(struct qcow2_prealloc *p, uint64_t off, const uint8_t *src, size_t len)
+{
+    uint8_t *c;
+    int ret;
+
+    if (!p->encrypt && src) {
+        return p->data_write(p->opaque, off, src, len);
+    }
+    if ((off | len) & 511) {
+        return -QCOW2_ALLOC_EIO;
+    }
+    c = p->ops->mem(p->opaque, NULL, len);
+    if (!c) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    if (src) {
+        memcpy(c, src, len);
+    } else {
+        memset(c, 0, len);
+    }
+    ret = p->encrypt ? p->encrypt(p->encrypt_opaque, off, off, c, len) : 0;
+    if (ret == 0) {
+        ret = p->data_write(p->opaque, off, c, len);
+    }
+    p->ops->mem(p->opaque, c, 0);
+    return ret;
+}
+
+/*
  * The guest data of [0, len) of the cluster whose entry is (entry,
  * bitmap), as perform_cow() reads it, into buf.  Backing file data and
  * compressed clusters are not read: -QCOW2_PREALLOC_ENOTSUP, unless the
@@ -761,8 +794,8 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
             uint64_t from = p->extended_l2 ? in_cluster / scs * scs : 0;
 
             if (in_cluster > from) {
-                ret = p->data_write(p->opaque, alloc_off + from, p->head_data + from,
-                                    (size_t)(in_cluster - from));
+                ret = data_file_wr(p, alloc_off + from, p->head_data + from,
+                                   (size_t)(in_cluster - from));
                 if (ret < 0) {
                     return ret;
                 }
@@ -793,8 +826,14 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
                 return ret;
             }
         } else if (mapped_end < alloc_end && data_head && p->head_tail && alloc_end <= p->cs) {
-            ret = p->data_write(p->opaque, alloc_off + mapped_end, p->head_data + mapped_end,
-                                (size_t)(alloc_end - mapped_end));
+            ret = data_file_wr(p, alloc_off + mapped_end, p->head_data + mapped_end,
+                               (size_t)(alloc_end - mapped_end));
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (mapped_end < alloc_end && p->data_file && p->encrypt && p->data_write) {
+            /* An encrypted image's zeros are not zeros in the file: written, encrypted. */
+            ret = data_file_wr(p, alloc_off + mapped_end, NULL, (size_t)(alloc_end - mapped_end));
             if (ret < 0) {
                 return ret;
             }

@@ -958,6 +958,22 @@ static int zero_head_data_file_check(struct rs *s, const struct qcow2_resize_ima
     return -QCOW2_RESIZE_ENOTSUP;
 }
 
+/* len bytes of buf at data file offset off: encrypted in place first for an encrypted image. */
+static int data_file_write(struct rs *s, const struct qcow2_prealloc *p, uint64_t off, uint8_t *buf,
+                           uint64_t len)
+{
+    if (p->encrypt) {
+        int ret;
+
+        if ((off | len) & 511)
+            return -QCOW2_RESIZE_EIO;
+        ret = p->encrypt(p->encrypt_opaque, off, off, buf, (size_t)len);
+        if (ret < 0)
+            return ret;
+    }
+    return s->io->data_pwrite(s->io->opaque, off, buf, (size_t)len);
+}
+
 /*
  * The zero-fill's explicit zeros over [old_len, end) of a data file
  * image's head cluster (end: the (sub)cluster's end or the new size), as
@@ -981,7 +997,7 @@ static int zero_head_data_file(struct rs *s, struct qcow2_prealloc *p,
         if (!buf)
             return -QCOW2_RESIZE_ENOMEM;
         memset(buf, 0, (size_t)s->cs);
-        ret = s->io->data_pwrite(s->io->opaque, cstart, buf, (size_t)s->cs);
+        ret = data_file_write(s, p, cstart, buf, s->cs);
         rs_free(s, buf);
         return ret < 0 ? ret : qcow2_prealloc_link(p, cstart, cstart);
     }
@@ -998,7 +1014,7 @@ static int zero_head_data_file(struct rs *s, struct qcow2_prealloc *p,
             memcpy(buf + (end - cstart - from), img->head_data + (end - cstart),
                    (size_t)(wend - (end - cstart)));
     }
-    ret = s->io->data_pwrite(s->io->opaque, cstart + from, buf, (size_t)(wend - from));
+    ret = data_file_write(s, p, cstart + from, buf, wend - from);
     rs_free(s, buf);
     if (ret < 0 || entry)
         return ret;
@@ -1069,7 +1085,10 @@ static int rs_grow(struct rs *s, const struct qcow2_resize_image *img, uint64_t 
          ((prealloc == QCOW2_PREALLOC_FALLOC || prealloc == QCOW2_PREALLOC_FULL) &&
           (old_len & (s->cs - 1))) ||
          (zero_write && old_len % scs)) &&
-        (!img->encrypt || s->data_file ||
+        (!img->encrypt || (s->data_file && !s->io->data_pwrite) ||
+         /* a data file's tail copy-on-write of the backing file's data: not built */
+         (s->data_file && img->backing_head && prealloc != QCOW2_PREALLOC_OFF &&
+          (new_size & (s->cs - 1))) ||
          ((old_len & (s->cs - 1)) &&
           (!img->head_data || img->head_len != (old_len & (s->cs - 1)))))) {
         *code = QCOW2_RESIZE_ERR_NOTSUP_CRYPT;

@@ -61,8 +61,6 @@
       "Failed to update the image size")                                                           \
     X(QCOW2_RESIZE_ERR_CORRUPT_RW, 3007, QCOW2_RESIZE_MSG_OPEN,                                    \
       "qcow2: Image is corrupt; cannot be opened read/write")                                      \
-    X(QCOW2_RESIZE_ERR_NOTSUP_BITMAPS, 3008, QCOW2_RESIZE_MSG_PLAIN,                               \
-      "Resizing encrypted qcow2 images with persistent bitmaps is not supported by instar")        \
     X(QCOW2_RESIZE_ERR_REPAIR_DIRTY, 3009, QCOW2_RESIZE_MSG_OPEN,                                  \
       "Could not repair dirty image: Input/output error")                                          \
     X(QCOW2_RESIZE_ERR_NOTSUP_CRYPT, 3010, QCOW2_RESIZE_MSG_PLAIN,                                 \
@@ -175,9 +173,10 @@ struct qcow2_resize_image {
      * host offset host, guest offset guest, encrypted in place; 0 or
      * -errno), with encrypt_opaque.  A data cluster's old bytes are read
      * only through head_data.  A grow that would write encrypted data
-     * without encrypt, into an external data file, or copy a partial head
-     * cluster without head_data (QCOW2_RESIZE_ERR_NOTSUP_CRYPT) is
-     * refused before the first write.
+     * without encrypt, the zero-fill's explicit zeros into an external
+     * data file (or any data there without data_pwrite), or copy a
+     * partial head cluster without head_data (QCOW2_RESIZE_ERR_NOTSUP_CRYPT)
+     * is refused before the first write.
      */
     bool encrypted;
     int (*encrypt)(void *opaque, uint64_t host, uint64_t guest, uint8_t *buf, size_t len);

@@ -53,10 +53,7 @@ enum qcow2_snapop_stage {
  * '<file>': <text>").  Codes 3200..3299.
  */
 #define QCOW2_SNAPOP_ERRORS(X)                                                                     \
-    X(QCOW2_SNAPOP_ERR_CORRUPT_RW, 3200, 2,                                                        \
-      "qcow2: Image is corrupt; cannot be opened read/write")                                      \
-    X(QCOW2_SNAPOP_ERR_NOTSUP_CRYPT, 3203, 0,                                                      \
-      "Snapshots of encrypted qcow2 images with persistent bitmaps are not supported by instar")
+    X(QCOW2_SNAPOP_ERR_CORRUPT_RW, 3200, 2, "qcow2: Image is corrupt; cannot be opened read/write")
 
 enum qcow2_snapop_err {
 #define QCOW2_SNAPOP_ENUM(name, code, kind, msg) name = code,
