@@ -892,6 +892,40 @@ def test_data_file_over_longer_backing_tail_past_new_end(instar, tmp_path, opts,
         assert tl.same_content(o, i), f"{f} differs after resize {argv}"
 
 
+@pytest.mark.parametrize("kind,new", [("unalloc-sc", "24M"), ("unalloc-sc", "16776192"),
+                                      ("zero-sc", "24M"), ("zero-sc", "16774656")],
+                         ids=["unalloc-sc", "unalloc-sc-same-subcluster", "zero-sc", "zero-sc-same-subcluster"])
+def test_data_file_over_longer_backing_extl2_kept_head(instar, tmp_path, kind, new):
+    """A data file image with extended L2 entries whose head cluster is
+    mapped, its subcluster at the old end unallocated or zero: the
+    zero-fill's write keeps the cluster, its copy-on-write from that
+    subcluster's start to its end (the backing data, or zeros) goes to the
+    data file with the zeros, then the subcluster is allocated."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    size = "16775680" if kind == "unalloc-sc" else "16775168"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", DF_IMAGES["extl2"].replace(",cluster_size=16k", ""),
+                "-b", "base.qcow2", "-F", "qcow2", "img.qcow2", size, cwd=src)
+    writes = ["-c", "write -P 3 0 1M", "-c", "write -P 4 16711680 2048"]
+    if kind == "zero-sc":
+        writes += ["-c", "write -z 16773120 2048"]
+    tl.qemu_io("-f", "qcow2", *writes, "img.qcow2", cwd=src)
+    if kind == "zero-sc":  # the old end inside the zero subcluster
+        tl.qemu_img("resize", "-q", "--shrink", "img.qcow2", "16774144", cwd=src)
+    argv = ["resize", "img.qcow2", new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
+                                     tmp_path / "run", timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert exp.returncode == 0, exp.describe()
+    for f in ("img.qcow2", "img.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
+    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
+    assert chk.returncode == 0, chk.describe()
+
+
 def test_shrink_discards_as_qemu(instar, imgdir, tmp_path):
     """The clusters a shrink frees inside the kept file are punched out as
     qemu-img punches them: same bytes, same holes, same `disk size`."""
