@@ -443,19 +443,29 @@ def test_grow_compressed_partial_head(instar, imgdir, tmp_path, pre, new):
 # --- Cases instar still refuses (docs/differences.md) ---
 
 
-def test_refused_head_leaves_image_untouched(instar, tmp_path):
-    """instar's refusal (a zero head cluster in an external data file
-    image under metadata preallocation) comes before any write."""
-    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=snap.data", "snap.qcow2", "16776704", cwd=tmp_path)
-    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 16711680 65024", "-c", "write -z 16711680 65024", "snap.qcow2",
-               cwd=tmp_path)
-    snap = tmp_path / "snap.qcow2"
-    before, data = snap.read_bytes(), (tmp_path / "snap.data").read_bytes()
-    r = instar.run(["resize", "--preallocation=metadata", "snap.qcow2", "20M"], cwd=tmp_path)
-    assert r.returncode == 1 and b"partial last cluster" in r.stderr
-    assert snap.read_bytes() == before and (tmp_path / "snap.data").read_bytes() == data
-    assert tl.qemu_img("resize", "-q", "--preallocation=metadata", "snap.qcow2", "20M",
-                       cwd=tmp_path).returncode == 0
+@pytest.mark.parametrize("zero,spec", [("write -z", "--preallocation=metadata 20M"),
+                                       ("write -z", "--preallocation=falloc 20M"),
+                                       ("write -z -u", "--preallocation=metadata 16777216"),
+                                       ("write -z -u", "--preallocation=full 20M")],
+                         ids=["alloc-metadata", "alloc-falloc", "plain-metadata-cluster-end", "plain-full"])
+def test_data_file_preallocation_zero_head(instar, tmp_path, zero, spec):
+    """A zero head cluster in an external data file image (mapped 1:1, or
+    unmapped) under preallocation: its copy-on-write, zeros, goes to the
+    data file before the entry maps the cluster without the zero flag."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=snap.data", "snap.qcow2", "16776704", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 16711680 65024", "-c", f"{zero} 16711680 65024", "snap.qcow2",
+               cwd=src)
+    *flags, new = spec.split()
+    argv = ["resize", *flags, "snap.qcow2", new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "snap.qcow2", src / "snap.data"], tmp_path / "run",
+                                     timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert exp.returncode == 0, exp.describe()
+    for f in ("snap.qcow2", "snap.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
 
 
 @pytest.mark.parametrize("new", ["20971520", "end", "end+512"])

@@ -743,6 +743,8 @@ static bool head_cow_ok(struct rs *s, uint64_t entry, uint64_t bitmap, bool have
            (have_head && e.type == QCOW2_L2_COMPRESSED);
 }
 
+static bool head_zero_data_file(struct rs *s, uint64_t entry, uint64_t cstart);
+
 /*
  * Before anything is written: whether the partial cluster at the old end
  * can be handled (QEMU would copy backing file or compressed data into a
@@ -806,6 +808,9 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
          */
         if (!s->extl2 && !s->data_file && (entry & QCOW2_OFLAG_ZERO) &&
             (entry & QCOW2_L2E_OFFSET_MASK))
+            return 0;
+        /* A data file image's zero cluster: zeros copied into the data file (prealloc.c). */
+        if (s->data_file && s->io->data_pwrite && head_zero_data_file(s, entry, old_len - in))
             return 0;
         return !s->extl2 && !s->data_file && head_cow_ok(s, entry, bitmap, img->head_data) &&
                        !head_cow_unsupported(s, img, entry, bitmap, 0, in)

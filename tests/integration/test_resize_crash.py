@@ -304,9 +304,10 @@ def test_grow_compressed_partial_head(instar, tmp_path, mode):
 @pytest.mark.parametrize("spec,size,zero", [("6M", "1048576", False), ("--preallocation=metadata 6M", "1048576", False),
                                             ("6M", "1047552", False), ("6M", "1047552", True),
                                             ("--preallocation=metadata 6M", "1047552", False),
-                                            ("6M", "1047552", "extl2")],
+                                            ("6M", "1047552", "extl2"),
+                                            ("--preallocation=falloc 6M", "1047552", True)],
                          ids=["grow", "metadata", "partial-head", "partial-zero-head", "partial-head-metadata",
-                              "partial-extl2-kept-head"])
+                              "partial-extl2-kept-head", "partial-zero-head-falloc"])
 def test_data_file_over_longer_backing(instar, tmp_path, spec, size, zero):
     """An external data file over a longer backing file: the data file
     follows the new size, then the grown range becomes zero clusters; from
