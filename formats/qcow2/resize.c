@@ -709,7 +709,7 @@ static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *
      */
     if (img->head_data && !s->data_file)
         return false;
-    if (img->head_data && img->head_len == to && entry == 0 && !s->extl2 && s->io->data_pwrite)
+    if (img->head_data && img->head_len == to && entry == 0 && s->io->data_pwrite)
         return false;
     qcow2_l2_decode(entry, bitmap, &g, &e);
     if (e.type == QCOW2_L2_COMPRESSED)
