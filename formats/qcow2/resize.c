@@ -704,8 +704,7 @@ static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *
         return false;
     /*
      * The block layer read the cluster's guest data beforehand: anything
-     * copies (into a data file: an unallocated cluster without extended L2
-     * entries, mapped 1:1).
+     * copies (into a data file: an unallocated cluster, mapped 1:1).
      */
     if (img->head_data && !s->data_file)
         return false;
