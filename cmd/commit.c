@@ -133,6 +133,20 @@ static int reopen_base_rw(struct open_image *im)
         report_error("%s", msg);
         return -1;
     }
+    /* A vmdk base's extent files are its children: reopened read-write with it. */
+    for (unsigned k = 0; k < im->next; k++) {
+        const char *en = im->info->extent_files[k] ? im->info->extent_files[k] : im->name;
+
+        if (reopen_fd_rw(&im->ext_fd[k]) < 0) {
+            report_error("Could not reopen file: %s", strerror(errno));
+            return -1;
+        }
+        if (lock_perms(im->ext_fd[k], LOCK_PERM_CONSISTENT_READ | LOCK_PERM_WRITE,
+                       LOCK_PERM_ALL & ~LOCK_PERM_RESIZE, en, msg, sizeof(msg)) < 0) {
+            report_error("%s", msg);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -331,31 +345,6 @@ int cmd_commit(int argc, char **argv)
         bi = 1;
     }
     /*
-     * A qcow2 or qcow top is emptied afterwards; vmdk and qed have no
-     * bdrv_make_empty (left as they are).
-     */
-    if ((strcmp(oc.img[0].info->format, "qcow2") && strcmp(oc.img[0].info->format, "qcow") &&
-         strcmp(oc.img[0].info->format, "vmdk") && strcmp(oc.img[0].info->format, "qed")) ||
-        !commit_base_ok(oc.img[bi].info->format)) {
-        if (asprintf(&err,
-                     "instar commits only qcow2, qcow, qed or vmdk images into qcow2, raw, qed, "
-                     "vdi, vpc, vhdx, vmdk, qcow or parallels bases") < 0)
-            err = NULL;
-        goto done;
-    }
-    /*
-     * A vmdk base in one file (monolithicSparse): extent files of their
-     * own would have to be reopened read-write too, and streamOptimized
-     * takes compressed grains only.
-     */
-    if (!strcmp(oc.img[bi].info->format, "vmdk") &&
-        (oc.img[bi].next || oc.img[bi].info->vmdk_stream)) {
-        if (asprintf(&err, "instar commits into a vmdk base only in one sparse file "
-                           "(monolithicSparse)") < 0)
-            err = NULL;
-        goto done;
-    }
-    /*
      * commit_active_start() reopens the base read-write, and with it the
      * images below it: a format without bdrv_reopen_prepare (parallels,
      * and the read-only bochs, cloop and dmg) fails that, so the job never
@@ -382,6 +371,19 @@ int cmd_commit(int argc, char **argv)
                      "Block format '%s' used by node '#block%u%02d' does not support reopening "
                      "files",
                      f, counter, (int)(tv.tv_usec % 100)) < 0)
+            err = NULL;
+        goto done;
+    }
+    /*
+     * A qcow2 or qcow top is emptied afterwards; vmdk and qed have no
+     * bdrv_make_empty (left as they are).
+     */
+    if ((strcmp(oc.img[0].info->format, "qcow2") && strcmp(oc.img[0].info->format, "qcow") &&
+         strcmp(oc.img[0].info->format, "vmdk") && strcmp(oc.img[0].info->format, "qed")) ||
+        !commit_base_ok(oc.img[bi].info->format)) {
+        if (asprintf(&err,
+                     "instar commits only qcow2, qcow, qed or vmdk images into qcow2, raw, qed, "
+                     "vdi, vpc, vhdx, vmdk, qcow or parallels bases") < 0)
             err = NULL;
         goto done;
     }
@@ -456,6 +458,17 @@ int cmd_commit(int argc, char **argv)
         } else {
             lim = vs + vs / 8 + (256ULL << 20);
             d->write_limit = lim < vs || lim > UINT64_MAX - d->size ? UINT64_MAX : d->size + lim;
+        }
+        /*
+         * A vmdk base's extent files (the devices after its own): sparse
+         * ones grow by the grains written, flat ones are written in place.
+         */
+        for (unsigned k = 0; k < oc.img[bi].next; k++) {
+            struct vmm_dev *e = &gr.devs[bn->file + 1 + k];
+
+            e->flags |= INSTAR_DEV_WRITE;
+            lim = vs + vs / 8 + (256ULL << 20);
+            e->write_limit = lim < vs || lim > UINT64_MAX - e->size ? UINT64_MAX : e->size + lim;
         }
         if (bn->data != INSTAR_NO_NODE) {
             struct vmm_dev *dd = &gr.devs[bn->data];

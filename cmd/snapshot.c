@@ -91,10 +91,8 @@ static const char *stage_msg(int stage)
         return "Failed to free the cluster and L1 table";
     case QCOW2_SNAPOP_STAGE_UPDATE:
         return "Failed to update snapshot status in disk";
-    case QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE:
-        return "Applying a snapshot of another size is not supported by instar";
-    case QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1:
-        return "Applying a snapshot with a longer L1 table is not supported by instar";
+    case QCOW2_SNAPOP_STAGE_SIZE_ALIGN:
+        return "The new size must be a multiple of 512";
     case QCOW2_SNAPOP_STAGE_BITMAPS:
         return "Device has active dirty bitmaps";
     }

@@ -599,6 +599,12 @@ struct gbs_vmdk_info {
 int gbs_vmdk_cluster_size(struct gbs *bs, uint64_t *cluster_size);
 
 /*
+ * gbs_vmdk_stream - whether bs is a vmdk node whose extents take
+ * compressed grains only (streamOptimized: needs_compressed_writes).
+ */
+bool gbs_vmdk_stream(struct gbs *bs);
+
+/*
  * gbs_vmdk_compressed_eof - vmdk_co_pwritev_compressed() with no bytes,
  * convert's end of a compressed copy: each extent file rounded up to
  * whole sectors.  Returns 0 or -errno.

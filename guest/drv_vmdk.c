@@ -1113,6 +1113,18 @@ int gbs_vmdk_cluster_size(struct gbs *bs, uint64_t *cluster_size)
     return 0;
 }
 
+bool gbs_vmdk_stream(struct gbs *bs)
+{
+    struct gvmdk *s = V(bs);
+
+    if (bs->drv != &gbs_drv_vmdk)
+        return false;
+    for (uint32_t i = 0; i < s->nextents; i++)
+        if (s->ext[i].compressed)
+            return true;
+    return false;
+}
+
 /*
  * vmdk_pwritev() for data (zeroed false) or zeros (zeroed true, dry: the
  * dry run of vmdk_co_pwrite_zeroes() that only checks).

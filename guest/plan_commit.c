@@ -199,12 +199,35 @@ static int copy_direct(struct gbs *top, struct gbs *base, const struct op *o)
     return ret < 0 ? ret : 1;
 }
 
+/* The first failed write of a window (werr: 0 or its -errno, at werr_off). */
+static int werr;
+static uint64_t werr_off;
+
+/*
+ * A write to the base failed.  qemu's other requests in flight still
+ * complete before the job ends with the error (mirror_run() waits for
+ * them); instar lets the rest of the window run where the failure wrote
+ * nothing: a streamOptimized vmdk base's refusal of an allocated grain
+ * (vmdk_pwritev(), "Could not write to allocated cluster for
+ * streamOptimized"), the others' grains still appended.  Any other
+ * failure ends the run at once.
+ */
+static void write_failed(int ret, uint64_t off, bool stream)
+{
+    if (!stream)
+        fail(INSTAR_DATA_EWRITE_AT, ret, off, 0);
+    if (werr == 0) {
+        werr = ret;
+        werr_off = off;
+    }
+}
+
 void plan_commit(void)
 {
     struct gbs *top, *base, *overlay, *p;
     uint64_t len, gran, tcs = 0, off, done = 0, c;
     unsigned ctype;
-    bool data_file;
+    bool data_file, stream;
     uint8_t *buf;
     int ret;
 
@@ -236,6 +259,7 @@ void plan_commit(void)
     len = (top->total + 511) / 512 * 512;
     if ((base->total + 511) / 512 * 512 < len)
         result_error(INSTAR_OP_COMMIT, INSTAR_ERR_BAD_ARGS, NULL, NULL, 0);
+    stream = gbs_vmdk_stream(base);
     /* bdrv_get_default_bitmap_granularity() of the base. */
     gran = 65536;
     /*
@@ -325,22 +349,27 @@ void plan_commit(void)
                 /* MIRROR_METHOD_ZERO (DISCARD never arises: see docs/differences.md) */
                 ret = gbs_pwrite_zeroes(base, o->off, o->bytes, GBS_ZERO_MAY_UNMAP);
                 if (ret < 0)
-                    fail(INSTAR_DATA_EWRITE_AT, ret, o->off, 0);
+                    write_failed(ret, o->off, stream);
             } else if ((ret = copy_direct(top, base, o)) != 0) {
                 if (ret < 0)
-                    fail(INSTAR_DATA_EWRITE_AT, ret, o->off, 0);
+                    write_failed(ret, o->off, stream);
             } else {
                 ret = gbs_pread(top, o->off, buf, (size_t)o->bytes);
                 if (ret < 0)
                     fail(INSTAR_DATA_EREAD_AT, ret, o->off, 0);
                 ret = gbs_pwrite(base, o->off, buf, (size_t)o->bytes);
                 if (ret < 0)
-                    fail(INSTAR_DATA_EWRITE_AT, ret, o->off, 0);
+                    write_failed(ret, o->off, stream);
             }
+            if (ret < 0)
+                continue;
             done += o->bytes;
             if (a.flags & INSTAR_COMMIT_PROGRESS)
                 hc_progress(INSTAR_PROGRESS_ABS, done, done + it.left + (total_planned - done));
         }
+        /* The window's requests all ended: the job ends with the first one's failure. */
+        if (werr < 0)
+            fail(INSTAR_DATA_EWRITE_AT, werr, werr_off, 0);
     }
     /* mirror_flush(): the base is stable before the top is touched. */
     ret = gbs_flush(base);

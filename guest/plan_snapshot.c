@@ -181,10 +181,11 @@ static void apply_resize(const struct qcow2_header *h, bool has_backing,
      * range (bdrv_co_truncate's BDRV_REQ_ZERO_WRITE): the host tells its
      * length, as it tells resize (INSTAR_RESIZE_ZERO_WRITE/_BACKING_HEAD).
      */
+    /* The host opens a backing file with a name and sends its length: anything else is its bug. */
     if (size > cur && has_backing && !(a->flags & INSTAR_SNAPSHOT_BACKING))
-        done(-QCOW2_SNAPOP_ENOTSUP, QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE, false);
-    if (size % 512) /* qcow2_co_truncate(): "The new size must be a multiple of 512" */
-        done_code(-QCOW2_SNAPOP_EINVAL, QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE, false, 0);
+        fail(INSTAR_ERR_BAD_ARGS);
+    if (size % 512) /* qcow2_co_truncate() */
+        done(-QCOW2_SNAPOP_EINVAL, QCOW2_SNAPOP_STAGE_SIZE_ALIGN, false);
     gresize_image(&ri, h);
     ri.prealloc = QCOW2_PREALLOC_OFF;
     if (has_backing && (a->flags & INSTAR_SNAPSHOT_BACKING)) {

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import subprocess
 from pathlib import Path
 
@@ -356,6 +357,26 @@ def test_commit_refused(instar, setups, tmp_path, setup, args, mention):
     assert mention.encode() in w.instar.stderr
 
 
+def test_commit_read_only_format_base_fails(instar, tmp_path):
+    """A bochs base (cloop and dmg alike): read-only formats have no
+    bdrv_reopen_prepare either, so the reopen fails as parallels' does."""
+    src = tmp_path / "src"
+    src.mkdir()
+    h = bytearray(512)  # struct bochs_header: a growing redolog of 1 MiB, 4 KiB extents, none allocated
+    h[0:22], h[32:39], h[48:55] = b"Bochs Virtual HD Image", b"Redolog", b"Growing"
+    struct.pack_into("<IIIIIQ", h, 64, 0x20000, 512, 256, 512, 4096, 1 << 20)
+    (src / "base.bochs").write_bytes(bytes(h) + b"\xff" * 1024)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-b", "base.bochs", "-F", "bochs", "top.qcow2", "1M", cwd=src)
+    tl.qemu_io("-c", "write -P 9 0 64k", "top.qcow2", cwd=src)
+    files = sorted(src.iterdir())
+    expected, actual = tl.run_both_on_copies(instar, ["commit", "top.qcow2"], files, tmp_path)
+    mask = lambda r: tl.Result(r.argv, r.returncode, r.stdout, _NODE_RANDOM.sub(rb"\1NN'", r.stderr))
+    tl.assert_same(mask(expected), mask(actual), "commit top.qcow2")
+    assert expected.returncode == 1 and b"'bochs' used by node" in expected.stderr
+    for f in files:
+        assert (tmp_path / "instar" / f.name).read_bytes() == f.read_bytes(), f"{f.name} was written"
+
+
 # ---- commit of a qcow2 image into a base of another format (iotest 020's idea) -------------
 # vpc bases come out byte for byte qemu-img's; a vhdx base too but for its
 # two headers (a new random session GUID and checksum per open).  qed and
@@ -447,6 +468,47 @@ def test_commit_into_shorter_other_format(instar, tmp_path, fmt):
     else:
         assert _masked(a / f"base.{fmt}", fmt) == _masked(b / f"base.{fmt}", fmt), f"base.{fmt} differs"
     assert tl.same_content(a / "top.qcow2", b / "top.qcow2"), "top.qcow2 differs"
+
+
+# vmdk bases of the other subformats: the descriptor's extent files are the base's children,
+# reopened read-write with it.  Sparse extents take the grains in the order the requests reach
+# them (as monolithicSparse: content, check, lengths compared); flat extents are written in
+# place (byte for byte).  The descriptor's CID is random in both.  A streamOptimized base takes
+# new grains compressed and refuses a grain already allocated ("Could not write to allocated
+# cluster for streamOptimized"), the job then failing after the requests in flight with it.
+_VMDK_CID = re.compile(rb"^CID=[0-9a-f]+$", re.M)
+
+
+@pytest.mark.parametrize("sub,top_writes", [
+    ("twoGbMaxExtentSparse", ("write -P 9 512k 1M", "write -z 5M 64k")),
+    ("monolithicFlat", ("write -P 9 512k 1M", "write -z 5M 64k")),
+    ("twoGbMaxExtentFlat", ("write -P 9 512k 1M",)),
+    ("streamOptimized", ("write -P 9 2M 1M", "write -P 7 7M 4k")),
+    ("streamOptimized", ("write -P 9 512k 1M", "write -P 7 4M 1M", "write -P 3 7M 64k")),
+], ids=["twoGbMaxExtentSparse", "monolithicFlat", "twoGbMaxExtentFlat", "stream", "err-stream-allocated"])
+def test_commit_into_vmdk_subformat(instar, tmp_path, request, sub, top_writes):
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "vmdk", "-o", f"subformat={sub}", "base.vmdk", "8M", cwd=src)
+    tl.qemu_io("-f", "vmdk", "-c", "write -P 1 0 1M", "base.vmdk", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-b", "base.vmdk", "-F", "vmdk", "top.qcow2", "8M", cwd=src)
+    tl.qemu_io("-f", "qcow2", *[a for w in top_writes for a in ("-c", w)], "top.qcow2", cwd=src)
+    files = sorted(src.iterdir())
+    expected, actual = tl.run_both_on_copies(instar, ["commit", "top.qcow2"], files, tmp_path)
+    tl.assert_same(expected, actual, "commit top.qcow2")
+    assert (expected.returncode != 0) == request.node.callspec.id.startswith("err-"), expected.describe()
+    a, b = tmp_path / "oracle", tmp_path / "instar"
+    for f in files:
+        x, y = (a / f.name).read_bytes(), (b / f.name).read_bytes()
+        assert len(x) == len(y), f"{f.name}: {len(x)} bytes, instar {len(y)}"
+        if f.name == "base.vmdk" and sub != "streamOptimized" and "Sparse" not in sub:
+            x, y = _VMDK_CID.sub(b"CID=", x), _VMDK_CID.sub(b"CID=", y)
+        if "Flat" in sub or f.name == "top.qcow2":
+            assert x == y, f"{f.name} differs"
+    c = tl.run_oracle(["compare", "-f", "vmdk", "-F", "vmdk", str(a / "base.vmdk"), str(b / "base.vmdk")])
+    assert c.returncode == 0, c.describe()
+    cb = tl.run_oracle(["check", "-f", "vmdk", str(b / "base.vmdk")])
+    assert cb.returncode == 0, cb.describe()
 
 
 # A parallels image at or below the base: commit_active_start() reopens the base read-write,

@@ -9,6 +9,7 @@ an expected value written by hand: the oracle's own run is the expectation.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
@@ -443,19 +444,69 @@ def test_grow_compressed_partial_head(instar, imgdir, tmp_path, pre, new):
 # --- Cases instar still refuses (docs/differences.md) ---
 
 
-def test_refused_head_leaves_image_untouched(instar, tmp_path):
-    """instar's refusal (a zero head cluster in an external data file
-    image under metadata preallocation) comes before any write."""
-    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=snap.data", "snap.qcow2", "16776704", cwd=tmp_path)
-    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 16711680 65024", "-c", "write -z 16711680 65024", "snap.qcow2",
-               cwd=tmp_path)
-    snap = tmp_path / "snap.qcow2"
-    before, data = snap.read_bytes(), (tmp_path / "snap.data").read_bytes()
-    r = instar.run(["resize", "--preallocation=metadata", "snap.qcow2", "20M"], cwd=tmp_path)
-    assert r.returncode == 1 and b"partial last cluster" in r.stderr
-    assert snap.read_bytes() == before and (tmp_path / "snap.data").read_bytes() == data
-    assert tl.qemu_img("resize", "-q", "--preallocation=metadata", "snap.qcow2", "20M",
-                       cwd=tmp_path).returncode == 0
+def _to_data_file(path: Path, data_name: bytes) -> None:
+    """A version 3 image made an external data file image by hand: the
+    data file bit, and header extensions for the backing format and the
+    data file's name before the backing file name."""
+    def ext(t, d):
+        return struct.pack(">II", t, len(d)) + d + b"\0" * (-len(d) % 8)
+    b = bytearray(path.read_bytes())
+    hl = struct.unpack(">I", b[100:104])[0]
+    boff, blen = struct.unpack(">QI", b[8:20])
+    name = bytes(b[boff:boff + blen])
+    struct.pack_into(">Q", b, 72, struct.unpack(">Q", b[72:80])[0] | 4)
+    e = ext(0xE2792ACA, b"qcow2") + ext(0x44415441, data_name) + ext(0, b"")
+    b[hl:hl + len(e)] = e
+    b[hl + len(e):hl + len(e) + blen] = name
+    struct.pack_into(">QI", b, 8, hl + len(e), blen)
+    path.write_bytes(bytes(b))
+
+
+def test_refused_compressed_head_data_file(instar, tmp_path):
+    """A compressed head cluster in an external data file image, grown
+    over a longer backing file: qemu takes the entry for corruption and
+    marks the image corrupt on the zero-fill's write; instar refuses
+    before any write (docs/differences.md)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "img.qcow2", "16776704", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -c -P 3 16711680 65024", "img.qcow2", cwd=src)
+    _to_data_file(src / "img.qcow2", b"img.data")
+    with open(src / "img.data", "wb") as f:
+        f.truncate(16776704)
+    files = [src / "img.qcow2", src / "img.data", src / "base.qcow2"]
+    exp, act = tl.run_both_on_copies(instar, ["resize", "img.qcow2", "24M"], files, tmp_path / "run", timeout=120)
+    assert exp.returncode == 1 and b"Marking image as corrupt" in exp.stderr, exp.describe()
+    assert act.returncode == 1 and b"with an external data file is not supported by instar" in act.stderr
+    for f in ("img.qcow2", "img.data"):
+        assert (tmp_path / "run" / "instar" / f).read_bytes() == (src / f).read_bytes(), f"{f} changed"
+
+
+@pytest.mark.parametrize("zero,spec", [("write -z", "--preallocation=metadata 20M"),
+                                       ("write -z", "--preallocation=falloc 20M"),
+                                       ("write -z -u", "--preallocation=metadata 16777216"),
+                                       ("write -z -u", "--preallocation=full 20M")],
+                         ids=["alloc-metadata", "alloc-falloc", "plain-metadata-cluster-end", "plain-full"])
+def test_data_file_preallocation_zero_head(instar, tmp_path, zero, spec):
+    """A zero head cluster in an external data file image (mapped 1:1, or
+    unmapped) under preallocation: its copy-on-write, zeros, goes to the
+    data file before the entry maps the cluster without the zero flag."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=snap.data", "snap.qcow2", "16776704", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 3 16711680 65024", "-c", f"{zero} 16711680 65024", "snap.qcow2",
+               cwd=src)
+    *flags, new = spec.split()
+    argv = ["resize", *flags, "snap.qcow2", new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "snap.qcow2", src / "snap.data"], tmp_path / "run",
+                                     timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert exp.returncode == 0, exp.describe()
+    for f in ("snap.qcow2", "snap.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
 
 
 @pytest.mark.parametrize("new", ["20971520", "end", "end+512"])
@@ -821,15 +872,6 @@ def test_data_file_over_longer_backing(instar, tmp_path, kind, spec):
     argv = ["resize", *flags, "img.qcow2", new]
     exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
                                      tmp_path / "run", timeout=120)
-    # Preallocating over the unallocated head maps it with a copy-on-write of
-    # its backing data into the data file first (done without extended L2
-    # entries): instar's refusal with them, before any write.
-    if kind == "unaligned-extl2" and "preallocation" in spec and "metadata" not in spec:
-        assert exp.returncode == 0 and act.returncode == 1, act.describe()
-        assert b"partial last cluster, which instar does not do" in act.stderr
-        for f in ("img.qcow2", "img.data"):
-            assert tl.same_content(src / f, tmp_path / "run" / "instar" / f), f"{f} changed"
-        return
     tl.assert_same(exp, act, f"resize {argv}")
     for f in ("img.qcow2", "img.data"):
         o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
@@ -890,6 +932,40 @@ def test_data_file_over_longer_backing_tail_past_new_end(instar, tmp_path, opts,
     for f in ("img.qcow2", "img.data"):
         o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
         assert tl.same_content(o, i), f"{f} differs after resize {argv}"
+
+
+@pytest.mark.parametrize("kind,new", [("unalloc-sc", "24M"), ("unalloc-sc", "16776192"),
+                                      ("zero-sc", "24M"), ("zero-sc", "16774656")],
+                         ids=["unalloc-sc", "unalloc-sc-same-subcluster", "zero-sc", "zero-sc-same-subcluster"])
+def test_data_file_over_longer_backing_extl2_kept_head(instar, tmp_path, kind, new):
+    """A data file image with extended L2 entries whose head cluster is
+    mapped, its subcluster at the old end unallocated or zero: the
+    zero-fill's write keeps the cluster, its copy-on-write from that
+    subcluster's start to its end (the backing data, or zeros) goes to the
+    data file with the zeros, then the subcluster is allocated."""
+    src = tmp_path / "src"
+    src.mkdir()
+    tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "64M", cwd=src)
+    tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 64M", "base.qcow2", cwd=src)
+    size = "16775680" if kind == "unalloc-sc" else "16775168"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", DF_IMAGES["extl2"].replace(",cluster_size=16k", ""),
+                "-b", "base.qcow2", "-F", "qcow2", "img.qcow2", size, cwd=src)
+    writes = ["-c", "write -P 3 0 1M", "-c", "write -P 4 16711680 2048"]
+    if kind == "zero-sc":
+        writes += ["-c", "write -z 16773120 2048"]
+    tl.qemu_io("-f", "qcow2", *writes, "img.qcow2", cwd=src)
+    if kind == "zero-sc":  # the old end inside the zero subcluster
+        tl.qemu_img("resize", "-q", "--shrink", "img.qcow2", "16774144", cwd=src)
+    argv = ["resize", "img.qcow2", new]
+    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
+                                     tmp_path / "run", timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    assert exp.returncode == 0, exp.describe()
+    for f in ("img.qcow2", "img.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
+    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
+    assert chk.returncode == 0, chk.describe()
 
 
 def test_shrink_discards_as_qemu(instar, imgdir, tmp_path):

@@ -369,6 +369,19 @@ def test_apply_resized(instar, tmp_path, new_size, opts):
     snap_both(instar, src, tmp_path, "-a", "old", "IMG")
 
 
+def test_apply_unaligned_size(instar, tmp_path):
+    """A snapshot whose disk size (its extra data, hand-edited) is not a
+    multiple of 512: the truncation fails before anything is written."""
+    src = make_image(tmp_path / "src.qcow2", snaps=("old",))
+    with open(src, "r+b") as f:
+        f.seek(64)
+        table = struct.unpack(">Q", f.read(8))[0]
+        f.seek(table + 40 + 8)  # the first entry's extra data: vm_state_size_large, then disk_size
+        f.write(struct.pack(">Q", (4 << 20) + 100))
+    exp, _ = snap_both(instar, src, tmp_path, "-a", "old", "IMG")
+    assert exp.returncode == 1 and b"multiple of 512" in exp.stderr
+
+
 # --- Images without snapshot support ---
 
 

@@ -359,6 +359,28 @@ static int write_zeros(struct qcow2_prealloc *p, uint64_t off, uint64_t guest, u
     return ret;
 }
 
+/* Zeros over [off, off + len) of the external data file (len below one cluster). */
+static int data_zeros(struct qcow2_prealloc *p, uint64_t off, uint64_t len)
+{
+    uint8_t *z;
+    int ret;
+
+    if (!len) {
+        return 0;
+    }
+    if (!p->data_write) {
+        return -QCOW2_PREALLOC_ENOTSUP;
+    }
+    z = p->ops->mem(p->opaque, NULL, (size_t)len);
+    if (!z) {
+        return -QCOW2_ALLOC_ENOMEM;
+    }
+    memset(z, 0, (size_t)len);
+    ret = p->data_write(p->opaque, off, z, (size_t)len);
+    p->ops->mem(p->opaque, z, 0);
+    return ret;
+}
+
 /* data_wr() of a copy of src: the cipher encrypts its buffer in place. */
 static int data_wr_copy(struct qcow2_prealloc *p, uint64_t off, uint64_t guest, const uint8_t *src,
                         size_t len)
@@ -531,8 +553,8 @@ static int64_t keep_run(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t in
      * rewritten in place (keep_zero_alloc), alone (extended L2 entries:
      * not built).
      */
-    if (e.type == QCOW2_L2_ZERO_ALLOC && !p->extended_l2 && !p->data_file && p->ordered &&
-        want_host == INV_OFFSET) {
+    if (e.type == QCOW2_L2_ZERO_ALLOC && !p->extended_l2 && (!p->data_file || p->data_write) &&
+        p->ordered && want_host == INV_OFFSET) {
         return 1;
     }
     for (n = 1; n < nb; n++) {
@@ -583,7 +605,21 @@ static int keep_zero_alloc(struct qcow2_prealloc *p, uint64_t l2_index, uint64_t
                            uint64_t entry, uint64_t bitmap, uint64_t host, uint64_t in_cluster,
                            uint64_t cur)
 {
-    int ret = cow_head(p, cstart, entry, bitmap, false, host, 0, in_cluster);
+    int ret;
+
+    /* An external data file's cluster (mapped 1:1): the zeros go there. */
+    if (p->data_file) {
+        ret = data_zeros(p, host, in_cluster);
+        if (ret == 0 && in_cluster + cur < p->cs) {
+            ret = data_zeros(p, host + in_cluster + cur, p->cs - in_cluster - cur);
+        }
+        if (ret < 0) {
+            return ret;
+        }
+        l2_set(p, l2_index, host | QCOW2_OFLAG_COPIED, bitmap);
+        return l2_flush(p);
+    }
+    ret = cow_head(p, cstart, entry, bitmap, false, host, 0, in_cluster);
 
     if (ret == 0 && in_cluster + cur < p->cs) {
         ret = write_zeros(p, host + in_cluster + cur, cstart + in_cluster + cur,
@@ -779,12 +815,20 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
          */
         bool data_head = p->data_file && p->data_cow && p->data_write && p->head_data &&
                          old_e == 0 && cstart == p->head_off && in_cluster == p->head_len;
+        /* A zero cluster (unmapped) of a data file image: its copy-on-write is zeros. */
+        bool data_zero = p->data_file && p->data_cow && p->data_write && !p->extended_l2 &&
+                         old_e != 0 && (old_e & QCOW2_OFLAG_ZERO);
         if (in_cluster && !p->data_file) {
             uint64_t scs = p->extended_l2 ? p->cs / QCOW2_SUBCLUSTERS : p->cs;
             uint64_t from = p->extended_l2 ? in_cluster / scs * scs : 0;
 
             ret = cow_head(p, cstart, old_e, old_b, p->backing_len > cstart, alloc_off, from,
                            in_cluster);
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (in_cluster && data_zero) {
+            ret = data_zeros(p, alloc_off, in_cluster);
             if (ret < 0) {
                 return ret;
             }
@@ -822,6 +866,11 @@ int qcow2_prealloc_alloc(struct qcow2_prealloc *p, uint64_t offset, uint64_t *by
         } else if (mapped_end < alloc_end && !p->data_file) {
             ret =
                 write_zeros(p, alloc_off + mapped_end, cstart + mapped_end, alloc_end - mapped_end);
+            if (ret < 0) {
+                return ret;
+            }
+        } else if (mapped_end < alloc_end && data_zero && alloc_end <= p->cs) {
+            ret = data_zeros(p, alloc_off + mapped_end, alloc_end - mapped_end);
             if (ret < 0) {
                 return ret;
             }

@@ -704,12 +704,11 @@ static bool head_cow_unsupported(struct rs *s, const struct qcow2_resize_image *
         return false;
     /*
      * The block layer read the cluster's guest data beforehand: anything
-     * copies (into a data file: an unallocated cluster without extended L2
-     * entries, mapped 1:1).
+     * copies (into a data file: an unallocated cluster, mapped 1:1).
      */
     if (img->head_data && !s->data_file)
         return false;
-    if (img->head_data && img->head_len == to && entry == 0 && !s->extl2 && s->io->data_pwrite)
+    if (img->head_data && img->head_len == to && entry == 0 && s->io->data_pwrite)
         return false;
     qcow2_l2_decode(entry, bitmap, &g, &e);
     if (e.type == QCOW2_L2_COMPRESSED)
@@ -742,6 +741,8 @@ static bool head_cow_ok(struct rs *s, uint64_t entry, uint64_t bitmap, bool have
     return (e.type == QCOW2_L2_NORMAL && !e.copied) || e.type == QCOW2_L2_ZERO_PLAIN ||
            (have_head && e.type == QCOW2_L2_COMPRESSED);
 }
+
+static bool head_zero_data_file(struct rs *s, uint64_t entry, uint64_t cstart);
 
 /*
  * Before anything is written: whether the partial cluster at the old end
@@ -806,6 +807,9 @@ static int head_check(struct rs *s, const struct qcow2_resize_image *img, uint64
          */
         if (!s->extl2 && !s->data_file && (entry & QCOW2_OFLAG_ZERO) &&
             (entry & QCOW2_L2E_OFFSET_MASK))
+            return 0;
+        /* A data file image's zero cluster: zeros copied into the data file (prealloc.c). */
+        if (s->data_file && s->io->data_pwrite && head_zero_data_file(s, entry, old_len - in))
             return 0;
         return !s->extl2 && !s->data_file && head_cow_ok(s, entry, bitmap, img->head_data) &&
                        !head_cow_unsupported(s, img, entry, bitmap, 0, in)
@@ -955,6 +959,16 @@ static int zero_head_data_file_check(struct rs *s, const struct qcow2_resize_ima
         (new_size >= (old_len + scs - 1) / scs * scs || !img->backing_head ||
          (img->head_data && img->head_tail)))
         return 0;
+    /*
+     * Zero or unallocated subclusters of a kept cluster (extended L2
+     * entries): the write's copy-on-write (zero_head_data_file_cow) takes
+     * the cluster's guest data, read beforehand, whole.  (A compressed
+     * cluster in a data file image is corruption to qemu, which marks the
+     * image corrupt on the write: not done, refused.)
+     */
+    if (entry != 0 && !(entry & QCOW2_OFLAG_COMPRESSED) && img->head_data && img->head_len == in &&
+        img->head_tail)
+        return 0;
     return -QCOW2_RESIZE_ENOTSUP;
 }
 
@@ -975,6 +989,61 @@ static int data_file_write(struct rs *s, const struct qcow2_prealloc *p, uint64_
 }
 
 /*
+ * The explicit zeros over [old_len, end) of a data file image's head
+ * cluster mapped otherwise, as qcow2_co_pwritev_part() writes them:
+ * qcow2_alloc_host_offset() keeps the cluster (its zero or unallocated
+ * subclusters at the write filled: the copy-on-write reaches the
+ * subclusters' ends) or maps it 1:1 anew; the old guest data of the
+ * copy-on-write regions (img->head_data, the whole cluster) and the
+ * zeros go to the data file, then the L2 entry is linked.
+ */
+static int zero_head_data_file_cow(struct rs *s, struct qcow2_prealloc *p,
+                                   const struct qcow2_resize_image *img, uint64_t old_len,
+                                   uint64_t end)
+{
+    struct qcow2_l2meta m[QCOW2_WRITE_META_MAX];
+    uint64_t bytes = end - old_len, host = 0, cstart = old_len & ~(s->cs - 1);
+    uint64_t from = old_len - cstart, to = end - cstart;
+    unsigned nm = 0;
+    uint8_t *buf;
+    int ret;
+
+    ret = qcow2_prealloc_write_map(p, old_len, &bytes, &host, m, &nm);
+    if (ret < 0)
+        return ret;
+    if (bytes != end - old_len || nm > 1 || host != old_len ||
+        (nm && (m[0].offset != cstart || m[0].nb_clusters != 1 ||
+                m[0].cow_start.offset + m[0].cow_start.bytes != from || m[0].cow_end.offset != to ||
+                m[0].cow_end.offset + m[0].cow_end.bytes > s->cs))) {
+        for (unsigned i = 0; i < nm; i++)
+            qcow2_prealloc_write_abort(p, &m[i]);
+        return -QCOW2_RESIZE_EIO;
+    }
+    if (nm) {
+        from = m[0].cow_start.offset;
+        to = m[0].cow_end.offset + m[0].cow_end.bytes;
+    }
+    buf = rs_mem(s, to - from);
+    if (!buf) {
+        for (unsigned i = 0; i < nm; i++)
+            qcow2_prealloc_write_abort(p, &m[i]);
+        return -QCOW2_RESIZE_ENOMEM;
+    }
+    memset(buf, 0, (size_t)(to - from));
+    memcpy(buf, img->head_data + from, (size_t)(old_len - cstart - from));
+    memcpy(buf + (end - cstart - from), img->head_data + (end - cstart),
+           (size_t)(to - (end - cstart)));
+    /* perform_cow(): the regions and the data in one write, as the data file receives them. */
+    ret = s->io->data_pwrite(s->io->opaque, cstart + from, buf, (size_t)(to - from));
+    rs_free(s, buf);
+    if (ret == 0 && nm)
+        ret = qcow2_prealloc_write_link(p, &m[0]);
+    else if (nm)
+        qcow2_prealloc_write_abort(p, &m[0]);
+    return ret;
+}
+
+/*
  * The zero-fill's explicit zeros over [old_len, end) of a data file
  * image's head cluster (end: the (sub)cluster's end or the new size), as
  * qcow2_co_pwritev_part() writes them: in place when the cluster is
@@ -992,6 +1061,9 @@ static int zero_head_data_file(struct rs *s, struct qcow2_prealloc *p,
 
     if (ret < 0)
         return ret;
+    if (entry != 0 && !head_zero_data_file(s, entry, cstart) &&
+        !(head_normal(s, entry, bitmap, in, in + 1) && (entry & QCOW2_L2E_OFFSET_MASK) == cstart))
+        return zero_head_data_file_cow(s, p, img, old_len, end);
     if (head_zero_data_file(s, entry, cstart)) {
         buf = rs_mem(s, s->cs);
         if (!buf)

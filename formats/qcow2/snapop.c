@@ -717,10 +717,9 @@ int qcow2_snapop_apply(const struct qcow2_snapop_image *img, const struct qcow2_
     ret = validate_l1(s.cs, sn, stage);
     if (ret < 0)
         return so_finish(&s, ret);
-    if (sn->disk_size != (img->disk_size & ~UINT64_C(511))) {
-        *stage = QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE;
-        return so_finish(&s, -QCOW2_SNAPOP_ENOTSUP);
-    }
+    /* The caller truncated the image to the snapshot's size first (guest/plan_snapshot.c). */
+    if (sn->disk_size != (img->disk_size & ~UINT64_C(511)))
+        return so_finish(&s, -QCOW2_SNAPOP_EINVAL);
     /* The active table must hold the snapshot's whole (qcow2_grow_l1_table, exact). */
     if (sn->l1_size > l1_size) {
         ret = grow_active_l1(&s, sn->l1_size, &l1_off, &l1_size);

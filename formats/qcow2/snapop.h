@@ -36,15 +36,14 @@
  */
 enum qcow2_snapop_stage {
     QCOW2_SNAPOP_STAGE_NONE = 0,
-    QCOW2_SNAPOP_STAGE_L1_TOO_LARGE = 1,   /* "Snapshot L1 table too large" */
-    QCOW2_SNAPOP_STAGE_L1_OFFSET = 2,      /* "Snapshot L1 table offset invalid" */
-    QCOW2_SNAPOP_STAGE_REMOVE = 3,         /* "Failed to remove snapshot from snapshot list" */
-    QCOW2_SNAPOP_STAGE_FREE = 4,           /* "Failed to free the cluster and L1 table" */
-    QCOW2_SNAPOP_STAGE_UPDATE = 5,         /* "Failed to update snapshot status in disk" */
-    QCOW2_SNAPOP_STAGE_NOTSUP_RESIZE = 6,  /* apply with a size change (instar) */
-    QCOW2_SNAPOP_STAGE_NOTSUP_GROW_L1 = 7, /* (no longer produced: the table grows) */
-    QCOW2_SNAPOP_STAGE_RESIZE = 8,         /* apply: the truncation to the snapshot's size */
-    QCOW2_SNAPOP_STAGE_BITMAPS = 9,        /* apply: "Device has active dirty bitmaps" (EBUSY) */
+    QCOW2_SNAPOP_STAGE_L1_TOO_LARGE = 1, /* "Snapshot L1 table too large" */
+    QCOW2_SNAPOP_STAGE_L1_OFFSET = 2,    /* "Snapshot L1 table offset invalid" */
+    QCOW2_SNAPOP_STAGE_REMOVE = 3,       /* "Failed to remove snapshot from snapshot list" */
+    QCOW2_SNAPOP_STAGE_FREE = 4,         /* "Failed to free the cluster and L1 table" */
+    QCOW2_SNAPOP_STAGE_UPDATE = 5,       /* "Failed to update snapshot status in disk" */
+    QCOW2_SNAPOP_STAGE_SIZE_ALIGN = 6,   /* apply: "The new size must be a multiple of 512" */
+    QCOW2_SNAPOP_STAGE_RESIZE = 7,       /* apply: the truncation to the snapshot's size */
+    QCOW2_SNAPOP_STAGE_BITMAPS = 8,      /* apply: "Device has active dirty bitmaps" (EBUSY) */
 };
 
 /*

@@ -15,7 +15,8 @@ bottom; a top and base with persistent bitmaps (marked in use at the
 open, stored again at the close: a cut leaves bitmaps qemu reads as
 inconsistent, which check -r all leaves as they are), and a dirty top
 with bitmaps (repaired at the open, after its bitmaps are marked in
-use), with and without -d; qcow and vmdk bases, and a qcow top.
+use), with and without -d; qcow and vmdk bases (one with an extent file,
+and streamOptimized), and a qcow top.
 """
 
 from __future__ import annotations
@@ -123,20 +124,28 @@ def test_commit_crash_b_bottom(instar, tmp_path):
     assert _sweep(instar, tmp_path, ["-b", "base.qcow2"], mid=True) >= 2
 
 
-@pytest.mark.parametrize("top_fmt,base_fmt", [("qcow2", "qcow"), ("qcow2", "vmdk"), ("qcow", "qcow")])
-def test_commit_crash_other_formats(instar, tmp_path, top_fmt, base_fmt):
-    """A qcow or vmdk base (the job's writes through their drivers), and a
+@pytest.mark.parametrize("top_fmt,base_fmt,sub", [("qcow2", "qcow", None), ("qcow2", "vmdk", None),
+                                                  ("qcow", "qcow", None), ("qcow2", "vmdk", "twoGbMaxExtentSparse"),
+                                                  ("qcow2", "vmdk", "streamOptimized")],
+                         ids=["qcow2-qcow", "qcow2-vmdk", "qcow-qcow", "qcow2-vmdk-extent", "qcow2-vmdk-stream"])
+def test_commit_crash_other_formats(instar, tmp_path, top_fmt, base_fmt, sub):
+    """A qcow or vmdk base (the job's writes through their drivers; a vmdk
+    one also with an extent file of its own, or streamOptimized), and a
     qcow top emptied as qcow_make_empty() does (its L1 table zeroed, then
     the file cut): at every cut the guest data read through the top is
     what it was, and a vmdk base passes check."""
     ref = tmp_path / "ref"
     ref.mkdir()
     base, top = f"base.{base_fmt}", f"top.{top_fmt}"
-    tl.qemu_img("create", "-q", "-f", base_fmt, str(ref / base), "4M")
-    tl.qemu_io("-f", base_fmt, "-c", "write -P 1 0 64k", "-c", "write -P 5 1536k 4k", str(ref / base))
+    tl.qemu_img("create", "-q", "-f", base_fmt, *(["-o", f"subformat={sub}"] if sub else []), str(ref / base), "4M")
+    # (streamOptimized takes whole grains, each once: the top's clusters go to new ones)
+    stream = sub == "streamOptimized"
+    tl.qemu_io("-f", base_fmt, "-c", "write -P 1 0 64k", "-c", f"write -P 5 1536k {'64k' if stream else '4k'}",
+               str(ref / base))
     tl.qemu_img("create", "-q", "-f", top_fmt, "-b", base, "-F", base_fmt, str(ref / top), "4M", cwd=ref)
     # few clusters: a qcow base takes several writes (L2 entry synced, file grown) per cluster
-    tl.qemu_io("-f", top_fmt, "-c", "write -P 2 32k 16k", "-c", "write -P 7 3M 4k", top, cwd=ref)
+    tl.qemu_io("-f", top_fmt, "-c", f"write -P 2 {'256k' if stream else '32k'} 16k", "-c", "write -P 7 3M 4k", top,
+               cwd=ref)
     for n in range(MAX_WRITES):
         run = tmp_path / f"n{n}"
         shutil.copytree(ref, run)

@@ -303,8 +303,12 @@ def test_grow_compressed_partial_head(instar, tmp_path, mode):
 
 @pytest.mark.parametrize("spec,size,zero", [("6M", "1048576", False), ("--preallocation=metadata 6M", "1048576", False),
                                             ("6M", "1047552", False), ("6M", "1047552", True),
-                                            ("--preallocation=metadata 6M", "1047552", False)],
-                         ids=["grow", "metadata", "partial-head", "partial-zero-head", "partial-head-metadata"])
+                                            ("--preallocation=metadata 6M", "1047552", False),
+                                            ("6M", "1047552", "extl2"),
+                                            ("--preallocation=falloc 6M", "1047552", True),
+                                            ("--preallocation=falloc 6M", "1047552", "extl2-unalloc")],
+                         ids=["grow", "metadata", "partial-head", "partial-zero-head", "partial-head-metadata",
+                              "partial-extl2-kept-head", "partial-zero-head-falloc", "partial-extl2-head-falloc"])
 def test_data_file_over_longer_backing(instar, tmp_path, spec, size, zero):
     """An external data file over a longer backing file: the data file
     follows the new size, then the grown range becomes zero clusters; from
@@ -315,11 +319,17 @@ def test_data_file_over_longer_backing(instar, tmp_path, spec, size, zero):
     src.mkdir()
     tl.qemu_img("create", "-q", "-f", "qcow2", "base.qcow2", "8M", cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 8M", "base.qcow2", cwd=src)
-    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", "data_file=d.data,cluster_size=4096", "-b", "base.qcow2",
+    opts = "extended_l2=on" if str(zero).startswith("extl2") else "cluster_size=4096"
+    tl.qemu_img("create", "-q", "-f", "qcow2", "-o", f"data_file=d.data,{opts}", "-b", "base.qcow2",
                 "-F", "qcow2", "d.qcow2", size, cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 7 0 64k", "d.qcow2", cwd=src)
     reads = ["read -P 7 0 64k", f"read -P 1 64k {int(size) - 65536}"]
-    if zero:  # the head cluster a zero cluster mapped 1:1
+    if zero == "extl2":  # the head cluster kept: its first subcluster written, the one at the old end not
+        tl.qemu_io("-f", "qcow2", "-c", "write -P 4 983040 2048", "d.qcow2", cwd=src)
+        reads = ["read -P 7 0 64k", "read -P 1 64k 917504", "read -P 4 983040 2048", "read -P 1 985088 62464"]
+    elif zero == "extl2-unalloc":  # the head cluster unallocated: falloc copies its backing data
+        pass
+    elif zero:  # the head cluster a zero cluster mapped 1:1
         tl.qemu_io("-f", "qcow2", "-c", "write -z 1044480 3072", "d.qcow2", cwd=src)
         reads = ["read -P 7 0 64k", "read -P 1 64k 978944", "read -P 0 1044480 3072"]
     *flags, new = spec.split()
