@@ -821,6 +821,22 @@ DF_SPECS = ["+2M", "--shrink 2M", "--shrink 3146240", "4100k", "--preallocation=
             "1M", "+100"]
 
 
+def _resize_data_file_both(instar, src: Path, tmp_path: Path, argv, files, check: bool = True):
+    """argv under both tools on copies of src's files (a data file image's): the same results,
+    the image and its data file the same bytes, and (check) instar's image clean to qemu-img's
+    check, run from the copy's directory since the data file's name is relative.  Returns the
+    oracle's result."""
+    exp, act = tl.run_both_on_copies(instar, argv, [src / f for f in files], tmp_path / "run", timeout=120)
+    tl.assert_same(exp, act, f"resize {argv}")
+    for f in ("img.qcow2", "img.data"):
+        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
+        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
+    if check:
+        chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
+        assert chk.returncode == 0, chk.describe()
+    return exp
+
+
 @pytest.mark.parametrize("spec", DF_SPECS)
 @pytest.mark.parametrize("kind", list(DF_IMAGES))
 def test_data_file(instar, tmp_path, kind, spec):
@@ -830,15 +846,7 @@ def test_data_file(instar, tmp_path, kind, spec):
     tl.qemu_io("-f", "qcow2", "-c", "write -P 1 0 1M", "-c", "write -P 2 3M 5k", "img.qcow2", cwd=src)
     *flags, new = spec.split()
     argv = ["resize", *flags, "img.qcow2", new]
-    # The data file's name is relative: the images are checked from their own directory.
-    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data"], tmp_path / "run",
-                                     timeout=120)
-    tl.assert_same(exp, act, f"resize {argv}")
-    for f in ("img.qcow2", "img.data"):
-        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
-        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
-    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
-    assert chk.returncode == 0, chk.describe()
+    _resize_data_file_both(instar, src, tmp_path, argv, ("img.qcow2", "img.data"))
 
 
 def test_grow_preallocation_metadata_zero_head(instar, imgdir, tmp_path):
@@ -870,14 +878,7 @@ def test_data_file_over_longer_backing(instar, tmp_path, kind, spec):
         tl.qemu_io("-f", "qcow2", "-c", "write -P 4 16760832 1024", "img.qcow2", cwd=src)
     *flags, new = spec.split()
     argv = ["resize", *flags, "img.qcow2", new]
-    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
-                                     tmp_path / "run", timeout=120)
-    tl.assert_same(exp, act, f"resize {argv}")
-    for f in ("img.qcow2", "img.data"):
-        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
-        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
-    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
-    assert chk.returncode == 0, chk.describe()
+    _resize_data_file_both(instar, src, tmp_path, argv, ("img.qcow2", "img.data", "base.qcow2"))
 
 
 @pytest.mark.parametrize("kind,cs,size,new", [("zero-alloc", 65536, "16776704", "24M"),
@@ -900,15 +901,8 @@ def test_data_file_over_longer_backing_zero_head(instar, tmp_path, kind, cs, siz
     tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 1M", "-c", f"write -P 4 {head} 512",
                "-c", f"{z} {head} {int(size) - head}", "img.qcow2", cwd=src)
     argv = ["resize", "img.qcow2", new]
-    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
-                                     tmp_path / "run", timeout=120)
-    tl.assert_same(exp, act, f"resize {argv}")
+    exp = _resize_data_file_both(instar, src, tmp_path, argv, ("img.qcow2", "img.data", "base.qcow2"))
     assert exp.returncode == 0, exp.describe()
-    for f in ("img.qcow2", "img.data"):
-        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
-        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
-    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
-    assert chk.returncode == 0, chk.describe()
 
 
 @pytest.mark.parametrize("opts,size,new", [("cluster_size=4096", "16773632", "16776192"),
@@ -925,13 +919,9 @@ def test_data_file_over_longer_backing_tail_past_new_end(instar, tmp_path, opts,
                 "-F", "qcow2", "img.qcow2", size, cwd=src)
     tl.qemu_io("-f", "qcow2", "-c", "write -P 3 0 1M", "img.qcow2", cwd=src)
     argv = ["resize", "img.qcow2", new]
-    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
-                                     tmp_path / "run", timeout=120)
-    tl.assert_same(exp, act, f"resize {argv}")
+    exp = _resize_data_file_both(instar, src, tmp_path, argv, ("img.qcow2", "img.data", "base.qcow2"),
+                                 check=False)
     assert exp.returncode == 0, exp.describe()
-    for f in ("img.qcow2", "img.data"):
-        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
-        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
 
 
 @pytest.mark.parametrize("kind,new", [("unalloc-sc", "24M"), ("unalloc-sc", "16776192"),
@@ -957,15 +947,8 @@ def test_data_file_over_longer_backing_extl2_kept_head(instar, tmp_path, kind, n
     if kind == "zero-sc":  # the old end inside the zero subcluster
         tl.qemu_img("resize", "-q", "--shrink", "img.qcow2", "16774144", cwd=src)
     argv = ["resize", "img.qcow2", new]
-    exp, act = tl.run_both_on_copies(instar, argv, [src / "img.qcow2", src / "img.data", src / "base.qcow2"],
-                                     tmp_path / "run", timeout=120)
-    tl.assert_same(exp, act, f"resize {argv}")
+    exp = _resize_data_file_both(instar, src, tmp_path, argv, ("img.qcow2", "img.data", "base.qcow2"))
     assert exp.returncode == 0, exp.describe()
-    for f in ("img.qcow2", "img.data"):
-        o, i = tmp_path / "run" / "oracle" / f, tmp_path / "run" / "instar" / f
-        assert tl.same_content(o, i), f"{f} differs after resize {argv}"
-    chk = tl.run_oracle(["check", "img.qcow2"], cwd=tmp_path / "run" / "instar")
-    assert chk.returncode == 0, chk.describe()
 
 
 def test_shrink_discards_as_qemu(instar, imgdir, tmp_path):
