@@ -238,19 +238,26 @@ CASES = [
 ]
 
 
+
+def amend_both(instar, vols, tmp_path, argv, img, cid):
+    """argv under both tools on copies of vols/img, run again (up to 10 times) while qemu-img's
+    PBKDF2 benchmark fails, as it does now and then with a short iter-time on the real clock;
+    the same results, an error exactly for the err- cases.  Returns both results and the
+    directory holding the oracle/ and instar/ copies."""
+    for attempt in range(10):
+        expected, actual = tl.run_both_on_copies(instar, argv, [vols / img], tmp_path / str(attempt),
+                                                 timeout=300)
+        if b"Unable to get accurate CPU usage" not in expected.stderr + actual.stderr:
+            break
+    tl.assert_same(expected, actual, " ".join(argv))
+    assert (expected.returncode != 0) == cid.startswith("err-"), expected.describe()
+    return expected, actual, tmp_path / str(attempt)
+
 @pytest.mark.parametrize("cid,img,opts,extra,good,bad", CASES, ids=[c[0] for c in CASES])
 def test_luks_amend(instar, vols, tmp_path, cid, img, opts, extra, good, bad):
     key = "sec1" if cid in ("add-with-other-key", "err-qcow2-wrong-key", "err-luks-wrong-key") else "sec0"
     argv = ["amend", *OBJS, *extra, "--image-opts", lopts(img, key), "-o", opts]
-    for attempt in range(10):
-        expected, actual = tl.run_both_on_copies(instar, argv, [vols / img], tmp_path / str(attempt),
-                                                 timeout=300)
-        # qemu-img's PBKDF2 benchmark fails now and then with a short iter-time: run both again.
-        if b"Unable to get accurate CPU usage" not in expected.stderr + actual.stderr:
-            break
-    tmp_path = tmp_path / str(attempt)
-    tl.assert_same(expected, actual, " ".join(argv))
-    assert (expected.returncode != 0) == cid.startswith("err-"), expected.describe()
+    expected, actual, tmp_path = amend_both(instar, vols, tmp_path, argv, img, cid)
     src = (vols / img).read_bytes()
     oracle, ours = tmp_path / "oracle" / img, tmp_path / "instar" / img
     if expected.returncode != 0:
@@ -326,14 +333,7 @@ def test_qcow2_amend_encrypted(instar, vols, tmp_path, cid, img, opts, good):
     the same slots change (their salts and iterations are each tool's own), and the secrets open
     it to the source's data."""
     argv = ["amend", *OBJS, "--image-opts", lopts(img), "-o", opts]
-    for attempt in range(10):
-        expected, actual = tl.run_both_on_copies(instar, argv, [vols / img], tmp_path / str(attempt),
-                                                 timeout=300)
-        if b"Unable to get accurate CPU usage" not in expected.stderr + actual.stderr:
-            break
-    tmp_path = tmp_path / str(attempt)
-    tl.assert_same(expected, actual, " ".join(argv))
-    assert (expected.returncode != 0) == cid.startswith("err-"), expected.describe()
+    expected, actual, tmp_path = amend_both(instar, vols, tmp_path, argv, img, cid)
     src = (vols / img).read_bytes()
     oracle, ours = (tmp_path / "oracle" / img).read_bytes(), (tmp_path / "instar" / img).read_bytes()
     base, length = luks_extent(src, img)
